@@ -1,0 +1,37 @@
+/*
+ * error.c - the sentence for each MLY_E* code.
+ *
+ * Codes are negative errno values (as libuv's are), so an error that comes
+ * from the system passes through unchanged.  The text is fixed here rather
+ * than taken from strerror(3) so that it never allocates and reads the same
+ * on every libc.
+ */
+#include "mealy.h"
+
+#include <string.h>
+
+const char *mly_strerror(int err) {
+  switch (err) {
+  case 0: return "success";
+  case MLY_EPERM: return "operation not permitted (wrong thread or state)";
+  case MLY_ENOENT: return "no such entry";
+  case MLY_ESRCH: return "no such instance, or it has ended";
+  case MLY_EIO: return "input/output error";
+  case MLY_ENOMEM: return "out of memory";
+  case MLY_EBUSY: return "resource busy";
+  case MLY_EEXIST: return "already exists";
+  case MLY_EINVAL: return "invalid argument";
+  case MLY_ENOSPC: return "no space left on device";
+  case MLY_ERANGE: return "value out of range";
+  case MLY_ENAMETOOLONG: return "name too long";
+  case MLY_ENOSYS: return "not supported";
+  case MLY_EBADMSG: return "malformed data";
+  case MLY_ESHUTDOWN: return "runtime is shutting down";
+  case MLY_ETIMEDOUT: return "timed out";
+  case MLY_ECANCELED: return "ended by force";
+  case -EACCES: return "permission denied";
+  case -EAGAIN: return "resource temporarily unavailable";
+  case -ECHILD: return "no child process";
+  default: return "unknown error";
+  }
+}

@@ -1,0 +1,537 @@
+/*
+ * mealy.h - the one public header of libmealy.
+ *
+ * mealy hosts many small Mealy machines on a libuv loop.  A machine is a
+ * resumable C function, written top to bottom like ordinary code, that
+ * yields while it waits for a timer, an event, a child machine, a reply or
+ * a child process.  This header is the whole API and reads as its manual.
+ *
+ * Conventions (as in libuv):
+ *   - functions return 0 or a negative MLY_E* code; mly_strerror() names it;
+ *   - everything runs on the loop thread that owns the runtime, except
+ *     mly_post(), which any thread may call;
+ *   - objects come in pairs: _new/_free, _open/_close, _start/_stop.
+ *   - no global state: many runtimes may live in one process.
+ */
+#ifndef MEALY_H
+#define MEALY_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MLY_VERSION_MAJOR 0
+#define MLY_VERSION_MINOR 1
+#define MLY_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------ */
+/* Errors: negative errno values, like libuv's UV_E*.                  */
+
+#define MLY_EPERM        (-EPERM)        /* wrong thread, not allowed     */
+#define MLY_ENOENT       (-ENOENT)       /* no such key, type or point    */
+#define MLY_ESRCH        (-ESRCH)        /* no such (live) instance       */
+#define MLY_EIO          (-EIO)
+#define MLY_ENOMEM       (-ENOMEM)
+#define MLY_EBUSY        (-EBUSY)
+#define MLY_EEXIST       (-EEXIST)
+#define MLY_EINVAL       (-EINVAL)
+#define MLY_ENOSPC       (-ENOSPC)
+#define MLY_ERANGE       (-ERANGE)
+#define MLY_ENAMETOOLONG (-ENAMETOOLONG)
+#define MLY_ENOSYS       (-ENOSYS)
+#define MLY_EBADMSG      (-EBADMSG)      /* malformed encoded data        */
+#define MLY_ESHUTDOWN    (-ESHUTDOWN)    /* runtime is stopping           */
+#define MLY_ETIMEDOUT    (-ETIMEDOUT)
+#define MLY_ECANCELED    (-ECANCELED)    /* ended by force                */
+
+/* A sentence for an error code; never NULL, never allocates. */
+const char *mly_strerror(int err);
+
+/* ------------------------------------------------------------------ */
+/* Values (layer `value`): typed trees encoded with msgpack.           */
+/*                                                                     */
+/* A value is nil, bool, int, uint, double, string, binary, array or   */
+/* map (string keys).  Constructors return NULL when out of memory.    */
+/* Containers own what is put in them: mly_array_push and mly_map_set  */
+/* take ownership of the value even when they fail (it is freed).      */
+
+typedef enum mly_vtype {
+  MLY_V_NIL = 0,
+  MLY_V_BOOL,
+  MLY_V_INT,
+  MLY_V_UINT,
+  MLY_V_DOUBLE,
+  MLY_V_STR,
+  MLY_V_BIN,
+  MLY_V_ARRAY,
+  MLY_V_MAP
+} mly_vtype;
+
+typedef struct mly_value mly_value;
+
+mly_value *mly_value_nil(void);
+mly_value *mly_value_bool(bool b);
+mly_value *mly_value_int(int64_t i);
+mly_value *mly_value_uint(uint64_t u);
+mly_value *mly_value_double(double d);
+mly_value *mly_value_str(const char *s);                 /* NUL-terminated */
+mly_value *mly_value_strn(const char *s, size_t len);    /* may hold NULs */
+mly_value *mly_value_bin(const void *p, size_t len);
+mly_value *mly_value_array(void);
+mly_value *mly_value_map(void);
+void mly_value_free(mly_value *v);                       /* NULL is fine */
+mly_value *mly_value_copy(const mly_value *v);           /* deep copy */
+bool mly_value_equal(const mly_value *a, const mly_value *b);
+mly_vtype mly_value_type(const mly_value *v);            /* NULL -> NIL */
+const char *mly_vtype_name(mly_vtype t);                 /* "int", ... */
+
+/* Typed reads: MLY_EINVAL if the type does not match.  get_int accepts a
+ * uint that fits in int64_t and get_uint a non-negative int; otherwise
+ * MLY_ERANGE.  Strings and binaries are returned by reference: valid as
+ * long as the value is.  Strings are always NUL-terminated. */
+int mly_value_get_bool(const mly_value *v, bool *out);
+int mly_value_get_int(const mly_value *v, int64_t *out);
+int mly_value_get_uint(const mly_value *v, uint64_t *out);
+int mly_value_get_double(const mly_value *v, double *out); /* ints too */
+int mly_value_get_str(const mly_value *v, const char **s, size_t *len);
+int mly_value_get_bin(const mly_value *v, const void **p, size_t *len);
+
+/* Arrays and maps.  mly_value_len is the element (pair) count, 0 for a
+ * scalar.  Maps keep insertion order; setting an existing key replaces
+ * its value in place. */
+size_t mly_value_len(const mly_value *v);
+int mly_array_push(mly_value *array, mly_value *elem);
+mly_value *mly_array_at(const mly_value *array, size_t i);
+int mly_map_set(mly_value *map, const char *key, mly_value *val);
+mly_value *mly_map_get(const mly_value *map, const char *key);
+int mly_map_del(mly_value *map, const char *key);        /* MLY_ENOENT */
+int mly_map_at(const mly_value *map, size_t i, const char **key,
+               mly_value **val);
+/* Shorthands: set builds the value; get returns MLY_ENOENT when the key
+ * is missing and MLY_EINVAL/MLY_ERANGE as the typed reads do. */
+int mly_map_set_int(mly_value *map, const char *key, int64_t i);
+int mly_map_set_uint(mly_value *map, const char *key, uint64_t u);
+int mly_map_set_double(mly_value *map, const char *key, double d);
+int mly_map_set_bool(mly_value *map, const char *key, bool b);
+int mly_map_set_str(mly_value *map, const char *key, const char *s);
+int mly_map_get_int(const mly_value *map, const char *key, int64_t *out);
+int mly_map_get_uint(const mly_value *map, const char *key, uint64_t *out);
+int mly_map_get_double(const mly_value *map, const char *key, double *out);
+int mly_map_get_bool(const mly_value *map, const char *key, bool *out);
+int mly_map_get_str(const mly_value *map, const char *key, const char **s);
+
+/* msgpack.  encode allocates *buf (free() it).  decode refuses anything
+ * that is not exactly one well-formed value (MLY_EBADMSG): trailing
+ * bytes, non-string map keys, ext types, nesting deeper than
+ * MLY_VALUE_MAX_DEPTH. */
+#define MLY_VALUE_MAX_DEPTH 64
+int mly_value_encode(const mly_value *v, char **buf, size_t *len);
+int mly_value_decode(const void *buf, size_t len, mly_value **out);
+
+/* ------------------------------------------------------------------ */
+/* Runtime, types and instances.                                       */
+
+typedef struct mly_runtime mly_runtime;
+typedef struct mly_type mly_type;
+typedef struct mly_machine mly_machine;
+
+/* An instance id: never 0, never reused within a runtime. */
+typedef uint64_t mly_id;
+
+/* What a resume function returns; the MLY_* body macros return these. */
+#define MLY_YIELDED 0
+#define MLY_EXITED 1
+
+/* A machine's body.  `data` is the instance's own data (data_size bytes,
+ * zeroed, then filled from the spawn arguments). */
+typedef int (*mly_fn)(mly_machine *m, void *data);
+
+/* Type flags. */
+#define MLY_TYPE_DROP_UNHANDLED 0x1u /* see "Events" below */
+
+typedef struct mly_type_def {
+  const char *name;          /* at most MLY_NAME_MAX bytes              */
+  mly_fn run;                /* the body                                 */
+  mly_fn shutdown;           /* optional: where a shutdown request goes  */
+  const char *const *points; /* names of yield points, from MLY_POINTS   */
+  uint32_t npoints;
+  size_t data_size;          /* per-instance data                        */
+  uint32_t version;          /* of the code, for persisted instances     */
+  uint32_t flags;            /* MLY_TYPE_*                               */
+  /* optional: called once when an instance is freed, however it ended */
+  void (*fini)(mly_machine *m, void *data);
+} mly_type_def;
+
+#define MLY_NAME_MAX 63
+
+/* Lifecycle of an instance. */
+typedef enum mly_lifecycle {
+  MLY_LC_INIT = 0,   /* created; its first step has not run            */
+  MLY_LC_READY,      /* waiting: for a timer, an event, a child...      */
+  MLY_LC_ACTIVE,     /* runnable or running a step                      */
+  MLY_LC_TERMINATED, /* ended with status 0                             */
+  MLY_LC_FAILED      /* ended with a non-zero status, or by force       */
+} mly_lifecycle;
+
+const char *mly_lifecycle_name(mly_lifecycle lc); /* "init", "ready", ... */
+
+typedef struct mly_runtime_options {
+  uint32_t step_budget; /* steps per loop turn before I/O gets a turn;
+                           0 = default (MLY_DEFAULT_STEP_BUDGET)        */
+  /* called on the loop thread once the runtime has stopped: after
+     mly_runtime_shutdown, when the last instance has ended */
+  void (*on_stop)(mly_runtime *rt, void *arg);
+  void *arg;
+} mly_runtime_options;
+
+#define MLY_DEFAULT_STEP_BUDGET 4096
+
+/* Create a runtime on `loop`, or on a loop of its own when loop is NULL.
+ * Embedding adds no thread and takes nothing over: the host's handles
+ * keep running beside it.  The calling thread becomes the owner. */
+int mly_runtime_new(mly_runtime **out, uv_loop_t *loop,
+                    const mly_runtime_options *opt);
+uv_loop_t *mly_runtime_loop(mly_runtime *rt);
+
+/* Run the runtime's own loop until no instance is left (or it stopped).
+ * With a host loop, the host runs its loop instead. */
+int mly_runtime_run(mly_runtime *rt);
+
+/* Ask every top-level instance to shut down; each parent stops its
+ * children (newest first) when it ends.  After grace_ms (< 0: never) or a
+ * second call, whatever is left is ended by force.  Harmless to repeat
+ * once everything has stopped.  When the last instance is gone, on_stop
+ * runs and the runtime stops holding the loop alive. */
+int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms);
+bool mly_runtime_stopping(const mly_runtime *rt);
+
+/* End every instance by force (fini hooks run, no step runs), close the
+ * runtime's handles and free it.  With a host loop, the memory is
+ * released from the handles' close callbacks: run the loop afterwards,
+ * as with uv_close.  With its own loop, it is all done on return. */
+void mly_runtime_close(mly_runtime *rt);
+
+/* Register a machine type.  Names are unique per runtime. */
+int mly_type_register(mly_runtime *rt, const mly_type_def *def,
+                      mly_type **out);
+mly_type *mly_type_find(mly_runtime *rt, const char *name);
+
+/* Create an instance.  Its data is zeroed, then the first arg_len bytes
+ * are copied from arg (arg_len <= data_size).  It runs its first step on
+ * the next loop turn.  Top-level instances have no parent; a machine
+ * spawns children with mly_spawn_child.  Refused with MLY_ESHUTDOWN once
+ * the runtime is stopping. */
+int mly_spawn(mly_runtime *rt, mly_type *type, const void *arg,
+              size_t arg_len, mly_id *out);
+int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
+                    size_t arg_len, mly_id *out);
+
+/* Ask an instance to shut down (see "Shutdown").  Repeats are harmless. */
+int mly_shutdown(mly_runtime *rt, mly_id id);
+/* End an instance now, by force: its children first (newest first), then
+ * itself as failed with status MLY_ECANCELED.  From inside a step it
+ * takes effect when that step returns. */
+int mly_kill(mly_runtime *rt, mly_id id);
+
+/* Wake a machine that waits in MLY_WAIT_UNTIL so it re-tests its
+ * condition.  No effect on other waits. */
+int mly_wake(mly_runtime *rt, mly_id id);
+
+/* The machine's own view of itself. */
+mly_runtime *mly_machine_runtime(const mly_machine *m);
+mly_id mly_self(const mly_machine *m);
+mly_id mly_parent(const mly_machine *m);            /* 0: top level  */
+void *mly_machine_data(mly_machine *m);
+/* Idempotency key of the running step: instance id and step number. */
+uint64_t mly_step_number(const mly_machine *m);
+
+/* ------------------------------------------------------------------ */
+/* Events.                                                             */
+/*                                                                     */
+/* An event has a 32-bit id: 1..0xffff are the application's own,      */
+/* names are interned to ids by mly_event_id, and the MLY_EV_* ids     */
+/* below come from the runtime.  Events sent during a step are          */
+/* delivered in order per (sender, receiver) and the receiver runs      */
+/* after the sending step.  An event that arrives while its receiver    */
+/* is not waiting for it is queued in the receiver's inbox (postponed)  */
+/* and taken by a later wait for that id; with MLY_TYPE_DROP_UNHANDLED  */
+/* it is dropped and counted instead.  Sending to an instance that has */
+/* ended is refused with MLY_ESRCH.                                     */
+
+#define MLY_EV_ANY 0u                   /* await: any event            */
+#define MLY_EV_USER_MAX 0xffffu
+#define MLY_EV_CHILD_EXIT 0xffff0001u   /* a child machine ended       */
+#define MLY_EV_PROCESS_EXIT 0xffff0002u /* a child process ended       */
+#define MLY_EV_SIGNAL_BASE 0xfffe0000u
+#define MLY_EV_SIGNAL(signum) (MLY_EV_SIGNAL_BASE + (uint32_t)(signum))
+
+/* Event flags. */
+#define MLY_EVF_REQUEST 0x1u
+#define MLY_EVF_REPLY 0x2u
+
+/*  event             status            aux                corr
+ *  CHILD_EXIT        exit status       mly_lifecycle      -
+ *  PROCESS_EXIT      exit code         terminating signal pid
+ *  SIGNAL(n)         signal number     -                  -
+ *  request / reply   -                 -                  correlation id */
+typedef struct mly_event {
+  uint32_t id;
+  uint32_t flags;
+  mly_id from;        /* sending instance; 0 from the host or a thread */
+  uint64_t corr;
+  int64_t status;
+  int64_t aux;
+  mly_value *payload; /* owned by the event; may be NULL               */
+  struct mly_event *next; /* private */
+} mly_event;
+
+/* Intern an event name ("config") to an id; the same name gives the
+ * same id for the life of the runtime.  Loop thread; intern before
+ * handing ids to other threads. */
+int mly_event_id(mly_runtime *rt, const char *name, uint32_t *out);
+const char *mly_event_name(mly_runtime *rt, uint32_t id); /* NULL: none */
+
+/* Send from a machine's step, or from host code on the loop thread.
+ * The payload is owned by the runtime from the call on (also on error). */
+int mly_send(mly_machine *from, mly_id to, uint32_t id, mly_value *payload);
+int mly_runtime_send(mly_runtime *rt, mly_id to, uint32_t id,
+                     mly_value *payload);
+/* Reply to a request event with the same correlation id.  A reply that
+ * arrives after its request has finished (timed out, or shut down) is
+ * dropped and counted, never delivered to another wait. */
+int mly_reply(mly_machine *m, const mly_event *request, uint32_t id,
+              mly_value *payload);
+
+/* The one thread-safe entry: post an event from any thread.  Events from
+ * one thread arrive in the order posted.  Whether the target is alive is
+ * known only on the loop thread: a post to an ended instance is dropped
+ * and counted (stats.undeliverable).  MLY_ESHUTDOWN once closed. */
+int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload);
+
+/* Inside a step: the event the last wait took (NULL if it ended for
+ * another reason).  Valid until the machine yields or waits again.
+ * take_payload hands the payload over to the caller. */
+const mly_event *mly_current_event(const mly_machine *m);
+mly_value *mly_event_take_payload(mly_machine *m);
+/* Drop queued events with this id (MLY_EV_ANY: all); returns the count. */
+size_t mly_inbox_drop(mly_machine *m, uint32_t id);
+size_t mly_inbox_len(const mly_machine *m);
+
+/* Unix signals as events: the machine receives MLY_EV_SIGNAL(signum). */
+int mly_signal_watch(mly_machine *m, int signum);
+int mly_signal_unwatch(mly_machine *m, int signum);
+
+/* ------------------------------------------------------------------ */
+/* Child processes.  Exit arrives as MLY_EV_PROCESS_EXIT to the owning */
+/* machine (through libuv's SIGCHLD handling: no polling).             */
+
+typedef enum mly_stdio_mode {
+  MLY_STDIO_INHERIT = 0, /* the same fd of this process */
+  MLY_STDIO_NULL,        /* /dev/null                   */
+  MLY_STDIO_FD           /* the given fd                */
+} mly_stdio_mode;
+
+typedef struct mly_process_options {
+  const char *const *argv; /* argv[0] is looked up in PATH           */
+  const char *const *env;  /* NULL: inherit this process's env        */
+  const char *cwd;         /* NULL: inherit                           */
+  bool new_group;          /* own session and process group           */
+  struct {
+    mly_stdio_mode mode;
+    int fd;
+  } stdio[3];
+} mly_process_options;
+
+/* Spawn a process owned by m; *pid_out gets its pid. */
+int mly_process_spawn(mly_machine *m, const mly_process_options *opt,
+                      int *pid_out);
+/* Signal a child process of this runtime (its group, with group=true).
+ * MLY_ESRCH once it has been reaped: a reaped pid is never signalled. */
+int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group);
+size_t mly_process_count(const mly_runtime *rt);
+
+/* ------------------------------------------------------------------ */
+/* Introspection.                                                      */
+
+typedef struct mly_info {
+  mly_id id;
+  mly_id parent;
+  const char *type;       /* type name                                 */
+  mly_lifecycle lifecycle;
+  const char *point;      /* current yield point name ("begin" at start) */
+  char waiting[64];       /* "event config", "timer", "child 5", ...   */
+  int64_t timer_left_ms;  /* -1: no timer                              */
+  size_t inbox;           /* queued events                             */
+  uint32_t children;
+  bool shutting_down;
+  char point_buf[24];     /* private: holds point when it is "line N" */
+} mly_info;
+
+/* Calls cb for every live instance (in slot order); a non-zero return from
+ * cb stops the walk and is returned. */
+int mly_foreach(mly_runtime *rt, int (*cb)(const mly_info *, void *),
+                void *arg);
+int mly_info_get(mly_runtime *rt, mly_id id, mly_info *out);
+/* Print a table of instances (one line each) to a stdio stream. */
+int mly_runtime_dump(mly_runtime *rt, void *file /* FILE* */);
+
+typedef struct mly_stats {
+  uint64_t live;            /* instances alive now                       */
+  uint64_t spawned;
+  uint64_t steps;
+  uint64_t delivered;       /* events put in an inbox                    */
+  uint64_t dropped;         /* unhandled (DROP_UNHANDLED, inbox_drop,
+                               inbox of an ending instance)               */
+  uint64_t late_replies;    /* replies whose request had finished        */
+  uint64_t undeliverable;   /* posts to instances that had ended         */
+  uint64_t posted;          /* events received through mly_post          */
+  uint64_t timers_fired;
+  uint64_t bytes;           /* memory held by the runtime itself         */
+} mly_stats;
+
+void mly_runtime_stats(const mly_runtime *rt, mly_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Machine bodies: protothread-style macros.                           */
+/*                                                                     */
+/*   #define PINGER_POINTS(X) X(pinger, idle) X(pinger, waiting)        */
+/*   MLY_POINTS(pinger, PINGER_POINTS);                                */
+/*                                                                     */
+/*   static int pinger_run(mly_machine *m, void *data) {               */
+/*     struct pinger *p = data;                                        */
+/*     MLY_BEGIN(m);                                                   */
+/*     MLY_SLEEP_AT(m, pinger_idle, 100);                              */
+/*     MLY_AWAIT_AT(m, pinger_waiting, PONG, 500);                     */
+/*     if (mly_timed_out(m)) MLY_EXIT(m, 1);                           */
+/*     MLY_END(m);                                                     */
+/*   }                                                                 */
+/*                                                                     */
+/* Rules.  Local variables do not survive a wait: keep state in the    */
+/* instance data.  Do not put a wait inside a switch statement of your */
+/* own.  Each named point stands at one place in the code (the compiler*/
+/* enforces it: a second use is a duplicate case label).  Anonymous    */
+/* waits (the forms without _AT) are named "line N" and are only for   */
+/* machines that are never persisted.                                  */
+/*                                                                     */
+/* A wait ends early, once, when a shutdown is requested and the type  */
+/* has no shutdown routine: test mly_shutdown_requested(m) after it.   */
+/* With a shutdown routine, the machine instead continues at the start */
+/* of that routine (it sees the same points list).                     */
+
+/* Declare the named yield points of machine type `pfx`: enumerators
+ * pfx_NAME and a names array pfx_points for mly_type_def. */
+#define MLY__PT_ENUM(pfx, name) pfx##_##name,
+#define MLY__PT_STR(pfx, name) #name,
+#define MLY_POINTS(pfx, LIST)                                         \
+  enum pfx##_point { pfx##__begin = 0, LIST(MLY__PT_ENUM) pfx##__npoints }; \
+  static const char *const pfx##_points[] = {"begin", LIST(MLY__PT_STR) NULL}
+/* Designated-initializer shorthand for .points/.npoints. */
+#define MLY_TYPE_POINTS(pfx) .points = pfx##_points, .npoints = pfx##__npoints
+
+/* Anonymous points live above every named one. */
+#define MLY__ANON_BASE 0x1000000u
+#define MLY__ANON (MLY__ANON_BASE + (uint32_t)__LINE__)
+
+/* Private: the part of an instance the macros touch. */
+struct mly_machine {
+  uint32_t pc;   /* the yield point it resumes at */
+  uint8_t wait;  /* private: what it waits for     */
+  uint8_t woke;  /* private: why its wait ended    */
+  uint8_t lc;    /* mly_lifecycle                  */
+  uint8_t flags; /* private                        */
+};
+
+int mly__bad_point(mly_machine *m);
+int mly__finish(mly_machine *m, int status);
+void mly__yield(mly_machine *m);
+void mly__sleep(mly_machine *m, uint64_t ms);
+void mly__wait_cond(mly_machine *m);
+void mly__await(mly_machine *m, uint32_t id, mly_id from, int64_t ms);
+void mly__await_name(mly_machine *m, const char *name, int64_t ms);
+void mly__await_child(mly_machine *m, mly_id child);
+void mly__request(mly_machine *m, mly_id to, uint32_t id,
+                  mly_value *payload, int64_t ms);
+int mly__woke_done(mly_machine *m);
+int mly__cond_done(mly_machine *m, int cond);
+int mly__await_done(mly_machine *m);
+int mly__child_done(mly_machine *m, int *status);
+
+/* One shape serves every wait: set it up, remember where we are, and
+ * from there on test whether it is over; yield while it is not. */
+#define MLY__WAIT(m, pt, setup, done)                                 \
+  do {                                                                \
+    setup;                                                            \
+    (m)->pc = (pt);                                                   \
+    /* FALLTHROUGH */                                                 \
+    case (pt):                                                        \
+      if (!(done)) return MLY_YIELDED;                                \
+  } while (0)
+
+#define MLY_BEGIN(m)                                                  \
+  switch ((m)->pc) {                                                  \
+  default:                                                            \
+    return mly__bad_point(m);                                         \
+  case 0:
+#define MLY_END(m)                                                    \
+  }                                                                   \
+  return mly__finish((m), 0)
+#define MLY_EXIT(m, status) return mly__finish((m), (status))
+
+/* Yield until the next loop turn. */
+#define MLY_YIELD_AT(m, pt) MLY__WAIT(m, pt, mly__yield(m), mly__woke_done(m))
+#define MLY_YIELD(m) MLY_YIELD_AT(m, MLY__ANON)
+
+/* Wait until cond holds; it is tested now and each time the machine is
+ * woken: an event arrives, a child ends, mly_wake(), a shutdown. */
+#define MLY_WAIT_UNTIL_AT(m, pt, cond)                                \
+  MLY__WAIT(m, pt, mly__wait_cond(m), mly__cond_done(m, !!(cond)))
+#define MLY_WAIT_UNTIL(m, cond) MLY_WAIT_UNTIL_AT(m, MLY__ANON, cond)
+
+/* Sleep ms milliseconds (events meanwhile are queued). */
+#define MLY_SLEEP_AT(m, pt, ms)                                       \
+  MLY__WAIT(m, pt, mly__sleep(m, (ms)), mly__woke_done(m))
+#define MLY_SLEEP(m, ms) MLY_SLEEP_AT(m, MLY__ANON, ms)
+
+/* Wait for an event with this id (MLY_EV_ANY: any), at most ms
+ * milliseconds (< 0: no limit).  Afterwards mly_current_event(m) is the event,
+ * or NULL with mly_timed_out(m) true when the time ran out. */
+#define MLY_AWAIT_AT(m, pt, id, ms)                                   \
+  MLY__WAIT(m, pt, mly__await(m, (id), 0, (ms)), mly__await_done(m))
+#define MLY_AWAIT(m, id, ms) MLY_AWAIT_AT(m, MLY__ANON, id, ms)
+/* The same, with the event named ("config"). */
+#define MLY_AWAIT_NAME_AT(m, pt, name, ms)                            \
+  MLY__WAIT(m, pt, mly__await_name(m, (name), (ms)), mly__await_done(m))
+#define MLY_AWAIT_NAME(m, name, ms) MLY_AWAIT_NAME_AT(m, MLY__ANON, name, ms)
+
+/* Wait for child machine `child` to end; *status_ptr gets its exit
+ * status (MLY_ESRCH if it is not a child of m). */
+#define MLY_AWAIT_CHILD_AT(m, pt, child, status_ptr)                  \
+  MLY__WAIT(m, pt, mly__await_child(m, (child)),                      \
+            mly__child_done(m, (status_ptr)))
+#define MLY_AWAIT_CHILD(m, child, status_ptr)                         \
+  MLY_AWAIT_CHILD_AT(m, MLY__ANON, child, status_ptr)
+
+/* Send a request and wait for the reply with its correlation id, at most
+ * ms milliseconds.  Afterwards mly_current_event(m) is the reply, or NULL: then
+ * mly_timed_out(m), or mly_wait_error(m) (MLY_ESRCH: no such target). */
+#define MLY_REQUEST_AT(m, pt, to, id, payload, ms)                    \
+  MLY__WAIT(m, pt, mly__request(m, (to), (id), (payload), (ms)),      \
+            mly__await_done(m))
+#define MLY_REQUEST(m, to, id, payload, ms)                           \
+  MLY_REQUEST_AT(m, MLY__ANON, to, id, payload, ms)
+
+/* What ended the last wait. */
+bool mly_timed_out(const mly_machine *m);
+int mly_wait_error(const mly_machine *m);
+bool mly_shutdown_requested(const mly_machine *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MEALY_H */

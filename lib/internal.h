@@ -1,0 +1,229 @@
+/*
+ * internal.h - what the files of lib/ share and nobody else sees.
+ *
+ * An instance is a `struct mly_inst`: the public `struct mly_machine` head
+ * that the body macros touch, then the runtime's bookkeeping, then the
+ * user's data (type->data_size bytes).  Instances come from a per-type
+ * pool and are found by id through a slot table: id = generation << 32 |
+ * slot, so a stale id never reaches a reused slot.
+ *
+ * Invariants (kept by machine.c):
+ *   - an instance is in the ready queue  <=>  m->head.flags & F_QUEUED;
+ *   - an instance is in the timer heap   <=>  m->heap_idx != NO_HEAP;
+ *   - head.wait == W_NONE while the instance runs or is queued to run for
+ *     a reason that already satisfied it; events then only enter the inbox;
+ *   - only the loop thread touches anything here but rt->post (post.c).
+ */
+#ifndef MLY_INTERNAL_H
+#define MLY_INTERNAL_H
+
+#include "mealy.h"
+
+#include <stdio.h>
+
+/* head.wait: what a yielded instance waits for. */
+enum {
+  W_NONE = 0, /* running, or not waiting                      */
+  W_TURN,     /* the next loop turn                           */
+  W_SLEEP,    /* its timer                                    */
+  W_COND,     /* anything that may change its condition       */
+  W_EVENT,    /* an event: wait_id (0 any), from wait_arg (0 any) */
+  W_REPLY,    /* a reply with correlation id wait_arg         */
+  W_CHILDREN  /* it has exited; its children are being stopped */
+};
+
+/* head.woke: why the wait ended. */
+enum { WOKE_NONE = 0, WOKE_TURN, WOKE_TIMER, WOKE_EVENT, WOKE_SHUTDOWN,
+       WOKE_ERROR, WOKE_START };
+
+/* head.flags */
+#define F_QUEUED 0x01u    /* in the ready queue                          */
+#define F_SHUT_REQ 0x02u  /* a shutdown was requested                    */
+#define F_SHUT_WAKE 0x04u /* ... and has not yet ended a wait            */
+#define F_IN_SHUTDOWN 0x08u /* running the type's shutdown routine       */
+#define F_ENDING 0x10u    /* exited; stopping its children              */
+#define F_KILL 0x20u      /* to be ended by force after its step         */
+
+#define NO_HEAP UINT32_MAX
+
+typedef struct mly_inst mly_inst;
+
+struct mly_type {
+  mly_type_def def;
+  char name[MLY_NAME_MAX + 1];
+  mly_runtime *rt;
+  size_t inst_size;     /* sizeof(mly_inst) + data, rounded */
+  void *free_list;      /* pool: freed instances */
+  void *chunks;         /* pool: chunks, linked through their first word */
+  mly_type *next;
+};
+
+struct mly_inst {
+  struct mly_machine head;
+  uint32_t heap_idx;
+  uint32_t wait_id;
+  int32_t status;       /* exit status / wait error */
+  uint32_t step;        /* steps run */
+  mly_id id;
+  uint64_t wait_arg;    /* from-filter, correlation id or child id */
+  mly_type *type;
+  mly_inst *rnext;      /* ready queue */
+  mly_event *inbox;     /* tail of a circular list: inbox->next is head */
+  mly_inst *parent;
+  mly_inst *child;      /* newest child first */
+  mly_inst *sib_next;   /* older sibling */
+  mly_inst *sib_prev;   /* newer sibling */
+  _Alignas(16) unsigned char data[];
+};
+
+static inline mly_inst *INST(const mly_machine *m) {
+  return (mly_inst *)(uintptr_t)m;
+}
+
+/* Timer heap (timer_heap.c): a binary min-heap of (deadline, seq). */
+typedef struct heap_ent {
+  uint64_t key; /* deadline_ms << 24 | seq & 0xffffff: FIFO on ties */
+  mly_inst *inst;
+} heap_ent;
+
+typedef struct mly_heap {
+  heap_ent *v;
+  uint32_t n, cap;
+  uint32_t seq;
+} mly_heap;
+
+#define HEAP_SEQ_BITS 24
+int heap_push(mly_heap *h, mly_inst *m, uint64_t deadline_ms);
+void heap_remove(mly_heap *h, mly_inst *m);
+static inline uint64_t heap_deadline(const heap_ent *e) {
+  return e->key >> HEAP_SEQ_BITS;
+}
+void heap_free(mly_heap *h);
+
+/* Event-name interning (intern.c). */
+typedef struct mly_intern {
+  char **names;   /* id - MLY_EV_NAME_BASE -> name */
+  uint32_t n, cap;
+  uint32_t *table; /* open addressing: index+1, 0 empty */
+  uint32_t tcap;
+} mly_intern;
+#define MLY_EV_NAME_BASE 0x10000u
+#define MLY_EV_NAME_MAX 0xfffe0000u /* ids below the signal range */
+int intern_get(mly_intern *t, const char *name, uint32_t *out);
+const char *intern_name(const mly_intern *t, uint32_t id);
+void intern_free(mly_intern *t);
+
+/* Cross-thread posts (post.c). */
+typedef struct mly_post_q {
+  uv_mutex_t lock;
+  mly_event *head, *tail; /* posted, not yet taken by the loop */
+  bool closed;
+  uv_async_t async;
+} mly_post_q;
+
+typedef struct sig_watch {
+  uv_signal_t handle;
+  mly_runtime *rt;
+  int signum;
+  mly_id *ids;
+  uint32_t n, cap;
+} sig_watch;
+
+typedef struct mly_proc mly_proc;
+
+struct mly_runtime {
+  uv_loop_t *loop;
+  uv_loop_t own_loop;
+  bool owns_loop;
+  uv_thread_t owner;
+  mly_runtime_options opt;
+
+  /* slot table */
+  mly_inst **slots;
+  uint32_t *gens;
+  uint32_t nslots, slot_cap;
+  uint32_t *free_slots;
+  uint32_t nfree, free_cap;
+
+  mly_type *types;
+
+  /* scheduling */
+  mly_inst *ready_head, *ready_tail;
+  mly_inst *later_head, *later_tail; /* yielded to the next turn */
+  mly_inst *running;
+  mly_event *cur;          /* the event the running step took */
+  uv_idle_t idle;
+  bool idle_on;
+
+  mly_heap heap;
+  uv_timer_t timer;
+  uint64_t timer_due;      /* deadline the uv timer is armed for; 0 none */
+
+  mly_id *kills;           /* mly_kill from inside a step */
+  uint32_t nkills, kills_cap;
+
+  mly_event *ev_free;      /* recycled events */
+  uint64_t corr_next;
+
+  mly_intern intern;
+  mly_post_q post;
+  sig_watch **sigs;
+  uint32_t nsigs;
+  mly_proc *procs;
+  size_t nprocs;
+
+  /* shutdown */
+  bool stopping, stopped, closing, close_pending;
+  uv_timer_t grace;
+  int open_handles;
+
+  mly_stats st;
+};
+
+/* runtime.c */
+bool rt_on_loop_thread(const mly_runtime *rt);
+void rt_schedule(mly_runtime *rt);        /* make sure the idle runs */
+void rt_arm_timer(mly_runtime *rt);
+void rt_maybe_stop(mly_runtime *rt);
+void rt_keep_alive(mly_runtime *rt);
+void rt_bytes(mly_runtime *rt, ptrdiff_t delta);
+void rt_handle_closed(uv_handle_t *h);
+void rt_release(mly_runtime *rt);
+
+/* machine.c */
+mly_inst *inst_get(const mly_runtime *rt, mly_id id);
+void inst_wake(mly_inst *m, uint8_t reason);
+void inst_run_batch(mly_runtime *rt, uint32_t budget);
+void inst_timer_fired(mly_inst *m);
+void inst_request_shutdown(mly_inst *m);
+void inst_kill(mly_inst *m);
+void inst_kill_all(mly_runtime *rt);
+void inst_free_pools(mly_runtime *rt);
+
+/* event.c */
+mly_event *ev_new(mly_runtime *rt);
+void ev_free(mly_runtime *rt, mly_event *e);
+void ev_free_all(mly_runtime *rt);
+int ev_deliver(mly_runtime *rt, mly_inst *to, mly_event *e);
+mly_event *inbox_take(mly_inst *m, uint32_t id, uint64_t from, bool reply,
+                      uint64_t corr);
+void inbox_clear(mly_runtime *rt, mly_inst *m);
+int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
+            uint32_t flags, uint64_t corr, mly_value *payload);
+
+/* post.c */
+int post_init(mly_runtime *rt);
+void post_close(mly_runtime *rt);
+
+/* signal.c */
+void sig_close_all(mly_runtime *rt);
+void sig_forget(mly_runtime *rt, mly_id id);
+
+/* process.c */
+void proc_close_all(mly_runtime *rt);
+void proc_forget_owner(mly_runtime *rt, mly_id owner);
+
+/* introspect.c */
+const char *inst_point_name(const mly_inst *m, char *buf, size_t len);
+
+#endif /* MLY_INTERNAL_H */

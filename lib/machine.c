@@ -1,0 +1,609 @@
+/*
+ * machine.c - instances: birth, steps, waits, shutdown and death.
+ *
+ * A step is everything a body does from a resume to its next yield.  The
+ * body macros (mealy.h) call the mly__* functions here: a wait's setup
+ * says what the instance waits for; its done-test, run on the first pass
+ * and on every resume, says whether the wait is over.  The runtime only
+ * ever resumes an instance through inst_wake(), with the reason in
+ * head.woke, and at most once per wake (F_QUEUED).
+ *
+ * Shutdown follows the seed's MealyCoroutine: a request sets a flag and
+ * wakes the instance.  If its type has a shutdown routine, the next resume
+ * starts that routine from its beginning (and the running wait is
+ * abandoned); otherwise the current wait ends early, once, and the body
+ * sees mly_shutdown_requested().
+ *
+ * An instance that exits while it still has children does not end yet: it
+ * asks its newest child to shut down, waits for it to end, then the next
+ * (reverse start order, as an OTP supervisor does), and ends last.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- slot table: ids to instances ---- */
+
+static int slot_alloc(mly_runtime *rt, mly_inst *m) {
+  uint32_t s;
+  if (rt->nfree > 0) {
+    s = rt->free_slots[--rt->nfree];
+  } else {
+    if (rt->nslots == rt->slot_cap) {
+      uint32_t cap = rt->slot_cap ? rt->slot_cap * 2 : 256;
+      mly_inst **slots = realloc(rt->slots, (size_t)cap * sizeof *slots);
+      if (slots == NULL) return MLY_ENOMEM;
+      rt->slots = slots;
+      uint32_t *gens = realloc(rt->gens, (size_t)cap * sizeof *gens);
+      if (gens == NULL) return MLY_ENOMEM;
+      rt->gens = gens;
+      rt_bytes(rt, (ptrdiff_t)(cap - rt->slot_cap) *
+                       (ptrdiff_t)(sizeof *slots + sizeof *gens));
+      rt->slot_cap = cap;
+    }
+    s = rt->nslots++;
+    rt->gens[s] = 1;
+  }
+  rt->slots[s] = m;
+  m->id = (uint64_t)rt->gens[s] << 32 | s;
+  return 0;
+}
+
+static void slot_release(mly_runtime *rt, mly_inst *m) {
+  uint32_t s = (uint32_t)m->id;
+  rt->slots[s] = NULL;
+  if (++rt->gens[s] == 0) rt->gens[s] = 1; /* ids are never 0 */
+  if (rt->free_slots == NULL) {
+    rt->free_slots = malloc((size_t)rt->slot_cap * sizeof *rt->free_slots);
+    if (rt->free_slots == NULL) return; /* the slot is leaked, not reused */
+    rt_bytes(rt, (ptrdiff_t)rt->slot_cap * (ptrdiff_t)sizeof(uint32_t));
+    rt->free_cap = rt->slot_cap;
+  } else if (rt->nfree == rt->free_cap) {
+    uint32_t *f = realloc(rt->free_slots,
+                          (size_t)rt->slot_cap * sizeof *rt->free_slots);
+    if (f == NULL) return;
+    rt_bytes(rt, (ptrdiff_t)(rt->slot_cap - rt->free_cap) *
+                     (ptrdiff_t)sizeof(uint32_t));
+    rt->free_slots = f;
+    rt->free_cap = rt->slot_cap;
+  }
+  rt->free_slots[rt->nfree++] = s;
+}
+
+mly_inst *inst_get(const mly_runtime *rt, mly_id id) {
+  uint32_t s = (uint32_t)id;
+  if (s >= rt->nslots || rt->gens[s] != (uint32_t)(id >> 32)) return NULL;
+  return rt->slots[s];
+}
+
+/* ---- per-type pools: no malloc header per instance ---- */
+
+#define POOL_CHUNK_BYTES (64 * 1024)
+#define CHUNK_HDR 16 /* keeps instances 16-byte aligned */
+
+static mly_inst *pool_get(mly_type *t) {
+  if (t->free_list == NULL) {
+    size_t n = (POOL_CHUNK_BYTES - CHUNK_HDR) / t->inst_size;
+    if (n == 0) n = 1;
+    unsigned char *c = malloc(CHUNK_HDR + n * t->inst_size);
+    if (c == NULL) return NULL;
+    rt_bytes(t->rt, (ptrdiff_t)(CHUNK_HDR + n * t->inst_size));
+    *(void **)c = t->chunks;
+    t->chunks = c;
+    for (size_t i = n; i-- > 0;) {
+      void **slot = (void **)(c + CHUNK_HDR + i * t->inst_size);
+      *slot = t->free_list;
+      t->free_list = slot;
+    }
+  }
+  void **p = t->free_list;
+  t->free_list = *p;
+  return (mly_inst *)p;
+}
+
+static void pool_put(mly_type *t, mly_inst *m) {
+  *(void **)m = t->free_list;
+  t->free_list = m;
+}
+
+void inst_free_pools(mly_runtime *rt) {
+  for (mly_type *t = rt->types; t != NULL; t = t->next) {
+    while (t->chunks != NULL) {
+      void *c = t->chunks;
+      t->chunks = *(void **)c;
+      free(c);
+    }
+    t->free_list = NULL;
+  }
+}
+
+/* ---- the ready queue ---- */
+
+static void ready_push(mly_inst *m) {
+  mly_runtime *rt = m->type->rt;
+  m->rnext = NULL;
+  if (rt->ready_tail) rt->ready_tail->rnext = m;
+  else rt->ready_head = m;
+  rt->ready_tail = m;
+  m->head.flags |= F_QUEUED;
+  if (m->head.lc != MLY_LC_INIT) m->head.lc = MLY_LC_ACTIVE;
+  rt_schedule(rt);
+}
+
+static bool unlink_from(mly_inst **head, mly_inst **tail, mly_inst *m) {
+  mly_inst *prev = NULL;
+  for (mly_inst *i = *head; i != NULL; prev = i, i = i->rnext) {
+    if (i != m) continue;
+    if (prev) prev->rnext = m->rnext;
+    else *head = m->rnext;
+    if (*tail == m) *tail = prev;
+    return true;
+  }
+  return false;
+}
+
+/* O(queue length): only killing a queued instance needs it. */
+static void ready_unlink(mly_inst *m) {
+  mly_runtime *rt = m->type->rt;
+  if (!(m->head.flags & F_QUEUED)) return;
+  if (!unlink_from(&rt->ready_head, &rt->ready_tail, m))
+    unlink_from(&rt->later_head, &rt->later_tail, m);
+  m->head.flags &= (uint8_t)~F_QUEUED;
+}
+
+void inst_wake(mly_inst *m, uint8_t reason) {
+  if (m->head.flags & F_QUEUED) return;
+  m->head.woke = reason;
+  heap_remove(&m->type->rt->heap, m);
+  ready_push(m);
+}
+
+void inst_timer_fired(mly_inst *m) {
+  m->type->rt->st.timers_fired++;
+  inst_wake(m, WOKE_TIMER);
+}
+
+/* ---- birth ---- */
+
+static int spawn(mly_runtime *rt, mly_type *t, mly_inst *parent,
+                 const void *arg, size_t len, mly_id *out) {
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (t == NULL || t->rt != rt || len > t->def.data_size ||
+      (len > 0 && arg == NULL))
+    return MLY_EINVAL;
+  if (rt->stopping || rt->closing) return MLY_ESHUTDOWN;
+  if (parent != NULL && (parent->head.flags & (F_ENDING | F_KILL)))
+    return MLY_ESHUTDOWN;
+  mly_inst *m = pool_get(t);
+  if (m == NULL) return MLY_ENOMEM;
+  memset(m, 0, t->inst_size);
+  if (slot_alloc(rt, m) < 0) {
+    pool_put(t, m);
+    return MLY_ENOMEM;
+  }
+  if (len > 0) memcpy(m->data, arg, len);
+  m->type = t;
+  m->heap_idx = NO_HEAP;
+  m->head.lc = MLY_LC_INIT;
+  if (parent != NULL) {
+    m->parent = parent;
+    m->sib_next = parent->child;
+    if (parent->child) parent->child->sib_prev = m;
+    parent->child = m;
+  }
+  rt->st.live++;
+  rt->st.spawned++;
+  rt_keep_alive(rt);
+  inst_wake(m, WOKE_START);
+  if (out) *out = m->id;
+  return 0;
+}
+
+int mly_spawn(mly_runtime *rt, mly_type *type, const void *arg,
+              size_t arg_len, mly_id *out) {
+  return spawn(rt, type, NULL, arg, arg_len, out);
+}
+
+int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
+                    size_t arg_len, mly_id *out) {
+  mly_inst *p = INST(parent);
+  return spawn(p->type->rt, type, p, arg, arg_len, out);
+}
+
+/* ---- death ---- */
+
+static void inst_finalize(mly_inst *m, bool forced);
+
+static void stop_next_child(mly_inst *m) {
+  inst_request_shutdown(m->child); /* newest first */
+}
+
+/* A parent learns how its child ended: a CHILD_EXIT event, or, if the
+ * parent has exited and is stopping its children, the next step of that. */
+static void notify_parent(mly_inst *p, mly_inst *c, bool failed) {
+  mly_runtime *rt = p->type->rt;
+  if (p->head.flags & F_KILL) return; /* it is being ended by force */
+  if (p->head.flags & F_ENDING) {
+    if (p->child != NULL) stop_next_child(p);
+    else inst_finalize(p, false);
+    return;
+  }
+  mly_event *e = ev_new(rt);
+  if (e == NULL) return; /* out of memory: the notice is lost, counted */
+  e->id = MLY_EV_CHILD_EXIT;
+  e->from = c->id;
+  e->status = c->status;
+  e->aux = failed ? MLY_LC_FAILED : MLY_LC_TERMINATED;
+  ev_deliver(rt, p, e);
+}
+
+static void inst_finalize(mly_inst *m, bool forced) {
+  mly_runtime *rt = m->type->rt;
+  mly_type *t = m->type;
+  bool failed = forced || m->status != 0;
+  m->head.lc = failed ? MLY_LC_FAILED : MLY_LC_TERMINATED;
+  heap_remove(&rt->heap, m);
+  ready_unlink(m);
+  inbox_clear(rt, m);
+  sig_forget(rt, m->id);
+  proc_forget_owner(rt, m->id);
+  if (t->def.fini) t->def.fini(&m->head, m->data);
+  mly_inst *p = m->parent;
+  if (p != NULL) {
+    if (m->sib_prev) m->sib_prev->sib_next = m->sib_next;
+    else p->child = m->sib_next;
+    if (m->sib_next) m->sib_next->sib_prev = m->sib_prev;
+  }
+  slot_release(rt, m);
+  rt->st.live--;
+  if (p != NULL) notify_parent(p, m, failed);
+  pool_put(t, m);
+  rt_maybe_stop(rt);
+}
+
+static void inst_exit(mly_inst *m) {
+  mly_runtime *rt = m->type->rt;
+  heap_remove(&rt->heap, m);
+  m->head.wait = W_NONE;
+  if (m->child == NULL) {
+    inst_finalize(m, false);
+    return;
+  }
+  m->head.flags |= F_ENDING;
+  m->head.wait = W_CHILDREN;
+  m->head.lc = MLY_LC_READY;
+  inbox_clear(rt, m);
+  stop_next_child(m);
+}
+
+static bool is_running_or_above(const mly_runtime *rt, const mly_inst *m) {
+  for (const mly_inst *i = rt->running; i != NULL; i = i->parent)
+    if (i == m) return true;
+  return false;
+}
+
+static void kill_now(mly_inst *m) {
+  m->head.flags |= F_KILL;
+  while (m->child != NULL) kill_now(m->child);
+  m->status = MLY_ECANCELED;
+  inst_finalize(m, true);
+}
+
+void inst_kill(mly_inst *m) {
+  mly_runtime *rt = m->type->rt;
+  if (m->head.flags & F_KILL) return;
+  if (is_running_or_above(rt, m)) {
+    /* Never free the instance whose step is on the stack: end it after. */
+    if (rt->nkills == rt->kills_cap) {
+      uint32_t cap = rt->kills_cap ? rt->kills_cap * 2 : 8;
+      mly_id *k = realloc(rt->kills, cap * sizeof *k);
+      if (k == NULL) return;
+      rt->kills = k;
+      rt->kills_cap = cap;
+    }
+    rt->kills[rt->nkills++] = m->id;
+    return;
+  }
+  kill_now(m);
+}
+
+static void run_deferred_kills(mly_runtime *rt) {
+  while (rt->nkills > 0) {
+    mly_inst *m = inst_get(rt, rt->kills[--rt->nkills]);
+    if (m != NULL) kill_now(m);
+  }
+}
+
+void inst_kill_all(mly_runtime *rt) {
+  for (mly_inst *m = rt->ready_head; m != NULL; m = m->rnext)
+    m->head.flags &= (uint8_t)~F_QUEUED;
+  for (mly_inst *m = rt->later_head; m != NULL; m = m->rnext)
+    m->head.flags &= (uint8_t)~F_QUEUED;
+  rt->ready_head = rt->ready_tail = rt->later_head = rt->later_tail = NULL;
+  for (uint32_t s = rt->nslots; s-- > 0;) { /* newest slots first */
+    mly_inst *m = rt->slots[s];
+    if (m != NULL && m->parent == NULL) kill_now(m);
+  }
+}
+
+void inst_request_shutdown(mly_inst *m) {
+  if (m->head.flags & F_SHUT_REQ) return; /* repeats are harmless */
+  m->head.flags |= F_SHUT_REQ | F_SHUT_WAKE;
+  if (m->head.flags & F_ENDING) return;   /* already on its way out */
+  if (m->type->rt->running == m || (m->head.flags & F_QUEUED)) return;
+  if (m->head.wait != W_NONE) inst_wake(m, WOKE_SHUTDOWN);
+}
+
+/* ---- steps ---- */
+
+static bool has_shutdown_routine(const mly_inst *m) {
+  return m->type->def.shutdown != NULL && !(m->head.flags & F_IN_SHUTDOWN);
+}
+
+static void run_step(mly_runtime *rt, mly_inst *m) {
+  mly_type *t = m->type;
+  m->head.flags &= (uint8_t)~F_QUEUED;
+  if (m->head.wait == W_TURN) m->head.woke = WOKE_TURN; /* its turn came */
+  if ((m->head.flags & F_SHUT_REQ) && has_shutdown_routine(m)) {
+    /* the seed's swap to shutdown_state_machine */
+    m->head.flags |= F_IN_SHUTDOWN;
+    m->head.flags &= (uint8_t)~F_SHUT_WAKE;
+    m->head.pc = 0;
+    m->head.wait = W_NONE;
+    heap_remove(&rt->heap, m);
+  }
+  m->head.lc = MLY_LC_ACTIVE;
+  m->step++;
+  rt->st.steps++;
+  rt->running = m;
+  mly_fn fn = (m->head.flags & F_IN_SHUTDOWN) ? t->def.shutdown : t->def.run;
+  int r = fn(&m->head, m->data);
+  rt->running = NULL;
+  ev_free(rt, rt->cur);
+  rt->cur = NULL;
+  if (m->head.flags & F_KILL) return; /* run_deferred_kills ends it */
+  if (r != MLY_YIELDED) {
+    if (r != MLY_EXITED) m->status = MLY_EINVAL; /* a body that lied */
+    inst_exit(m);
+    return;
+  }
+  if (m->head.wait == W_NONE) { /* returned without a wait: next turn */
+    mly__yield(&m->head);
+    return;
+  }
+  if (!(m->head.flags & F_QUEUED)) {
+    m->head.lc = MLY_LC_READY;
+    if (m->head.flags & F_SHUT_WAKE) inst_wake(m, WOKE_SHUTDOWN);
+  }
+}
+
+void inst_run_batch(mly_runtime *rt, uint32_t budget) {
+  for (uint32_t n = 0; n < budget && rt->ready_head != NULL; n++) {
+    mly_inst *m = rt->ready_head;
+    rt->ready_head = m->rnext;
+    if (rt->ready_head == NULL) rt->ready_tail = NULL;
+    run_step(rt, m);
+    if (rt->nkills) run_deferred_kills(rt);
+  }
+  /* Machines that yielded for a turn run on the next one. */
+  if (rt->later_head != NULL) {
+    if (rt->ready_tail) rt->ready_tail->rnext = rt->later_head;
+    else rt->ready_head = rt->later_head;
+    rt->ready_tail = rt->later_tail;
+    rt->later_head = rt->later_tail = NULL;
+  }
+}
+
+/* ---- waits: setups and done-tests called by the body macros ---- */
+
+static void wait_begin(mly_inst *m, uint8_t kind) {
+  mly_runtime *rt = m->type->rt;
+  ev_free(rt, rt->cur); /* the previous event is no longer valid */
+  rt->cur = NULL;
+  m->head.woke = WOKE_NONE;
+  m->head.wait = kind;
+  m->status = 0;
+}
+
+static void wait_error(mly_inst *m, int err) {
+  m->head.woke = WOKE_ERROR;
+  m->status = err;
+}
+
+static void arm(mly_inst *m, int64_t ms) {
+  mly_runtime *rt = m->type->rt;
+  if (ms < 0) return;
+  uint64_t due = uv_now(rt->loop) + (uint64_t)ms;
+  if (heap_push(&rt->heap, m, due) < 0) {
+    wait_error(m, MLY_ENOMEM);
+    return;
+  }
+  if (rt->timer_due == 0 || due < rt->timer_due) rt_arm_timer(rt);
+}
+
+static int wait_over(mly_inst *m) {
+  heap_remove(&m->type->rt->heap, m);
+  m->head.wait = W_NONE;
+  return 1;
+}
+
+/* The wait is not satisfied: end it for a pending shutdown, or go on
+ * waiting.  With a shutdown routine the instance yields instead, and the
+ * runtime resumes it in that routine. */
+static int not_yet(mly_inst *m) {
+  if ((m->head.flags & F_SHUT_WAKE) && !has_shutdown_routine(m)) {
+    m->head.flags &= (uint8_t)~F_SHUT_WAKE;
+    m->head.woke = WOKE_SHUTDOWN;
+    return wait_over(m);
+  }
+  m->head.woke = WOKE_NONE;
+  return 0;
+}
+
+void mly__yield(mly_machine *mm) {
+  mly_inst *m = INST(mm);
+  mly_runtime *rt = m->type->rt;
+  wait_begin(m, W_TURN);
+  m->rnext = NULL;
+  if (rt->later_tail) rt->later_tail->rnext = m;
+  else rt->later_head = m;
+  rt->later_tail = m;
+  m->head.flags |= F_QUEUED;
+  rt_schedule(rt);
+}
+
+void mly__sleep(mly_machine *mm, uint64_t ms) {
+  mly_inst *m = INST(mm);
+  wait_begin(m, W_SLEEP);
+  arm(m, ms > INT64_MAX ? INT64_MAX : (int64_t)ms);
+}
+
+void mly__wait_cond(mly_machine *mm) { wait_begin(INST(mm), W_COND); }
+
+int mly__woke_done(mly_machine *mm) {
+  mly_inst *m = INST(mm);
+  uint8_t want = m->head.wait == W_TURN ? WOKE_TURN : WOKE_TIMER;
+  if (m->head.woke == want || m->head.woke == WOKE_ERROR)
+    return wait_over(m);
+  return not_yet(m);
+}
+
+int mly__cond_done(mly_machine *mm, int cond) {
+  mly_inst *m = INST(mm);
+  return cond ? wait_over(m) : not_yet(m);
+}
+
+void mly__await(mly_machine *mm, uint32_t id, mly_id from, int64_t ms) {
+  mly_inst *m = INST(mm);
+  wait_begin(m, W_EVENT);
+  m->wait_id = id;
+  m->wait_arg = from;
+  arm(m, ms);
+}
+
+void mly__await_name(mly_machine *mm, const char *name, int64_t ms) {
+  mly_inst *m = INST(mm);
+  uint32_t id = 0;
+  int rc = intern_get(&m->type->rt->intern, name, &id);
+  mly__await(mm, id, 0, rc < 0 ? -1 : ms);
+  if (rc < 0) wait_error(m, rc);
+}
+
+int mly__await_done(mly_machine *mm) {
+  mly_inst *m = INST(mm);
+  mly_runtime *rt = m->type->rt;
+  mly_event *e = m->head.wait == W_REPLY
+                     ? inbox_take(m, 0, 0, true, m->wait_arg)
+                     : inbox_take(m, m->wait_id, m->wait_arg, false, 0);
+  if (e != NULL) { /* an event wins over a timer that fired meanwhile */
+    rt->cur = e;
+    m->head.woke = WOKE_EVENT;
+    return wait_over(m);
+  }
+  if (m->head.woke == WOKE_TIMER || m->head.woke == WOKE_ERROR)
+    return wait_over(m);
+  return not_yet(m);
+}
+
+static bool inbox_has_exit_of(const mly_inst *m, mly_id child) {
+  if (m->inbox == NULL) return false;
+  const mly_event *e = m->inbox;
+  do {
+    e = e->next;
+    if (e->id == MLY_EV_CHILD_EXIT && e->from == child) return true;
+  } while (e != m->inbox);
+  return false;
+}
+
+void mly__await_child(mly_machine *mm, mly_id child) {
+  mly_inst *m = INST(mm);
+  mly__await(mm, MLY_EV_CHILD_EXIT, child, -1);
+  mly_inst *c = inst_get(m->type->rt, child);
+  if (child == 0 || ((c == NULL || c->parent != m) &&
+                     !inbox_has_exit_of(m, child)))
+    wait_error(m, MLY_ESRCH);
+}
+
+int mly__child_done(mly_machine *mm, int *status) {
+  mly_inst *m = INST(mm);
+  if (!mly__await_done(mm)) return 0;
+  const mly_event *e = m->type->rt->cur;
+  if (e != NULL) *status = (int)e->status;
+  else if (m->head.woke == WOKE_ERROR) *status = m->status;
+  return 1;
+}
+
+void mly__request(mly_machine *mm, mly_id to, uint32_t id,
+                  mly_value *payload, int64_t ms) {
+  mly_inst *m = INST(mm);
+  mly_runtime *rt = m->type->rt;
+  wait_begin(m, W_REPLY);
+  m->wait_arg = ++rt->corr_next;
+  int rc = id == MLY_EV_ANY ? MLY_EINVAL : 0;
+  if (rc == 0)
+    rc = ev_send(rt, m->id, to, id, MLY_EVF_REQUEST, m->wait_arg, payload);
+  else
+    mly_value_free(payload);
+  if (rc < 0) wait_error(m, rc);
+  else arm(m, ms);
+}
+
+int mly__finish(mly_machine *mm, int status) {
+  INST(mm)->status = status;
+  return MLY_EXITED;
+}
+
+int mly__bad_point(mly_machine *mm) {
+  /* Resumed at a point this body does not have: end it, failed. */
+  return mly__finish(mm, MLY_ENOENT);
+}
+
+/* ---- what a body may ask about itself ---- */
+
+bool mly_timed_out(const mly_machine *m) { return m->woke == WOKE_TIMER; }
+
+int mly_wait_error(const mly_machine *m) {
+  return m->woke == WOKE_ERROR ? INST(m)->status : 0;
+}
+
+bool mly_shutdown_requested(const mly_machine *m) {
+  return (m->flags & F_SHUT_REQ) != 0;
+}
+
+mly_runtime *mly_machine_runtime(const mly_machine *m) {
+  return INST(m)->type->rt;
+}
+mly_id mly_self(const mly_machine *m) { return INST(m)->id; }
+mly_id mly_parent(const mly_machine *m) {
+  const mly_inst *p = INST(m)->parent;
+  return p ? p->id : 0;
+}
+void *mly_machine_data(mly_machine *m) { return INST(m)->data; }
+uint64_t mly_step_number(const mly_machine *m) { return INST(m)->step; }
+
+/* ---- by id, from host code ---- */
+
+int mly_shutdown(mly_runtime *rt, mly_id id) {
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  mly_inst *m = inst_get(rt, id);
+  if (m == NULL) return MLY_ESRCH;
+  inst_request_shutdown(m);
+  return 0;
+}
+
+int mly_kill(mly_runtime *rt, mly_id id) {
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  mly_inst *m = inst_get(rt, id);
+  if (m == NULL) return MLY_ESRCH;
+  inst_kill(m);
+  return 0;
+}
+
+int mly_wake(mly_runtime *rt, mly_id id) {
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  mly_inst *m = inst_get(rt, id);
+  if (m == NULL) return MLY_ESRCH;
+  if (m->head.wait == W_COND && rt->running != m) inst_wake(m, WOKE_EVENT);
+  return 0;
+}

@@ -1,0 +1,92 @@
+/*
+ * post.c - events from other threads (decision D5).
+ *
+ * mly_post is the one entry any thread may call.  Posted events go on a
+ * mutex-protected FIFO and an uv_async_t wakes the loop, which takes the
+ * whole list at once (one lock per wakeup, not per event) and delivers it
+ * in order.  uv_async_send coalesces, so a burst of posts costs the loop
+ * one wakeup.  Whether the target is alive is only known on the loop
+ * thread: a post to an instance that has ended is dropped and counted.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+static void async_cb(uv_async_t *h) {
+  mly_runtime *rt = h->data;
+  uv_mutex_lock(&rt->post.lock);
+  mly_event *e = rt->post.head;
+  rt->post.head = rt->post.tail = NULL;
+  uv_mutex_unlock(&rt->post.lock);
+  while (e != NULL) {
+    mly_event *next = e->next;
+    e->next = NULL;
+    rt->st.posted++;
+    rt_bytes(rt, (ptrdiff_t)sizeof *e); /* it joins the runtime's pool */
+    mly_inst *to = inst_get(rt, e->corr);
+    e->corr = 0;
+    if (to == NULL) {
+      rt->st.undeliverable++;
+      ev_free(rt, e);
+    } else {
+      ev_deliver(rt, to, e);
+    }
+    e = next;
+  }
+}
+
+int post_init(mly_runtime *rt) {
+  int rc = uv_mutex_init(&rt->post.lock);
+  if (rc < 0) return rc;
+  rc = uv_async_init(rt->loop, &rt->post.async, async_cb);
+  if (rc < 0) {
+    uv_mutex_destroy(&rt->post.lock);
+    return rc;
+  }
+  rt->post.async.data = rt;
+  uv_unref((uv_handle_t *)&rt->post.async);
+  return 0;
+}
+
+/* Refuse further posts and drop what was posted but not delivered. */
+void post_close(mly_runtime *rt) {
+  uv_mutex_lock(&rt->post.lock);
+  rt->post.closed = true;
+  mly_event *e = rt->post.head;
+  rt->post.head = rt->post.tail = NULL;
+  uv_mutex_unlock(&rt->post.lock);
+  while (e != NULL) {
+    mly_event *next = e->next;
+    mly_value_free(e->payload);
+    free(e);
+    e = next;
+  }
+}
+
+int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload) {
+  if (id == MLY_EV_ANY) {
+    mly_value_free(payload);
+    return MLY_EINVAL;
+  }
+  mly_event *e = malloc(sizeof *e);
+  if (e == NULL) {
+    mly_value_free(payload);
+    return MLY_ENOMEM;
+  }
+  /* corr carries the target until the loop thread delivers it */
+  *e = (mly_event){.id = id, .corr = to, .payload = payload};
+  uv_mutex_lock(&rt->post.lock);
+  if (rt->post.closed) {
+    uv_mutex_unlock(&rt->post.lock);
+    mly_value_free(payload);
+    free(e);
+    return MLY_ESHUTDOWN;
+  }
+  if (rt->post.tail) rt->post.tail->next = e;
+  else rt->post.head = e;
+  rt->post.tail = e;
+  /* inside the lock: post_close cannot close the handle in between */
+  uv_async_send(&rt->post.async);
+  uv_mutex_unlock(&rt->post.lock);
+  return 0;
+}

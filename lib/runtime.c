@@ -1,0 +1,281 @@
+/*
+ * runtime.c - the loop host: one runtime per loop thread.
+ *
+ * A runtime lives on a uv_loop_t that the host passes in, or on a loop of
+ * its own.  It adds no thread and takes nothing over.  It owns:
+ *   - an idle handle, active only while machines are ready to run; each
+ *     loop turn it runs at most step_budget steps, so a busy machine never
+ *     starves the host's I/O (libuv polls without blocking while an idle
+ *     handle is active);
+ *   - one timer handle over the deadline heap (D6), re-armed after every
+ *     batch to the earliest deadline, or stopped when there is none, so an
+ *     idle runtime causes no wakeups at all;
+ *   - an async handle for mly_post (post.c), referenced while any
+ *     instance lives: live machines keep the loop alive, an empty runtime
+ *     does not;
+ *   - a grace timer for mly_runtime_shutdown.
+ * Memory is released from the handles' close callbacks, as libuv requires.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+bool rt_on_loop_thread(const mly_runtime *rt) {
+  uv_thread_t self = uv_thread_self();
+  return uv_thread_equal(&self, &rt->owner) != 0;
+}
+
+void rt_bytes(mly_runtime *rt, ptrdiff_t delta) {
+  rt->st.bytes = (uint64_t)((ptrdiff_t)rt->st.bytes + delta);
+}
+
+static void close_now(mly_runtime *rt);
+
+static void idle_cb(uv_idle_t *h) {
+  mly_runtime *rt = h->data;
+  inst_run_batch(rt, rt->opt.step_budget);
+  if (rt->close_pending) {
+    close_now(rt);
+    return;
+  }
+  rt_arm_timer(rt);
+  if (rt->ready_head == NULL) {
+    uv_idle_stop(&rt->idle);
+    rt->idle_on = false;
+  }
+}
+
+void rt_schedule(mly_runtime *rt) {
+  if (rt->idle_on || rt->closing) return;
+  uv_idle_start(&rt->idle, idle_cb);
+  rt->idle_on = true;
+}
+
+static void timer_cb(uv_timer_t *h) {
+  mly_runtime *rt = h->data;
+  uint64_t now = uv_now(rt->loop);
+  rt->timer_due = 0;
+  while (rt->heap.n > 0 && heap_deadline(&rt->heap.v[0]) <= now) {
+    mly_inst *m = rt->heap.v[0].inst;
+    heap_remove(&rt->heap, m);
+    inst_timer_fired(m);
+  }
+  rt_arm_timer(rt);
+}
+
+void rt_arm_timer(mly_runtime *rt) {
+  if (rt->closing) return;
+  if (rt->heap.n == 0) {
+    if (rt->timer_due != 0) uv_timer_stop(&rt->timer);
+    rt->timer_due = 0;
+    return;
+  }
+  uint64_t due = heap_deadline(&rt->heap.v[0]);
+  if (due == rt->timer_due) return;
+  uint64_t now = uv_now(rt->loop);
+  rt->timer_due = due ? due : 1;
+  uv_timer_start(&rt->timer, timer_cb, due > now ? due - now : 0, 0);
+}
+
+void rt_maybe_stop(mly_runtime *rt) {
+  if (rt->st.live > 0) return;
+  if (!rt->closing) uv_unref((uv_handle_t *)&rt->post.async);
+  if (rt->stopping && !rt->stopped) {
+    rt->stopped = true;
+    if (!rt->closing) uv_timer_stop(&rt->grace);
+    if (rt->opt.on_stop) rt->opt.on_stop(rt, rt->opt.arg);
+  }
+}
+
+/* Live instances keep the loop alive; see the file comment. */
+void rt_keep_alive(mly_runtime *rt) {
+  if (rt->st.live > 0 && !rt->closing) uv_ref((uv_handle_t *)&rt->post.async);
+}
+
+void rt_handle_closed(uv_handle_t *h) { rt_release(h->data); }
+
+/* One of the runtime's handles has closed; the last one frees it. */
+void rt_release(mly_runtime *rt) {
+  if (--rt->open_handles > 0) return;
+  if (rt->owns_loop) return; /* mly_runtime_close frees it after the loop */
+  inst_free_pools(rt);
+  for (mly_type *t = rt->types; t != NULL;) {
+    mly_type *n = t->next;
+    free(t);
+    t = n;
+  }
+  free(rt->slots);
+  free(rt->gens);
+  free(rt->free_slots);
+  free(rt->kills);
+  free(rt->sigs);
+  heap_free(&rt->heap);
+  intern_free(&rt->intern);
+  ev_free_all(rt);
+  uv_mutex_destroy(&rt->post.lock);
+  free(rt);
+}
+
+int mly_runtime_new(mly_runtime **out, uv_loop_t *loop,
+                    const mly_runtime_options *opt) {
+  if (out == NULL) return MLY_EINVAL;
+  *out = NULL;
+  mly_runtime *rt = calloc(1, sizeof *rt);
+  if (rt == NULL) return MLY_ENOMEM;
+  rt->st.bytes = sizeof *rt;
+  if (opt) rt->opt = *opt;
+  if (rt->opt.step_budget == 0) rt->opt.step_budget = MLY_DEFAULT_STEP_BUDGET;
+  rt->owner = uv_thread_self();
+  if (loop == NULL) {
+    int rc = uv_loop_init(&rt->own_loop);
+    if (rc < 0) {
+      free(rt);
+      return rc;
+    }
+    loop = &rt->own_loop;
+    rt->owns_loop = true;
+  }
+  rt->loop = loop;
+  int rc = post_init(rt);
+  if (rc < 0) {
+    if (rt->owns_loop) uv_loop_close(&rt->own_loop);
+    free(rt);
+    return rc;
+  }
+  uv_idle_init(loop, &rt->idle);
+  uv_timer_init(loop, &rt->timer);
+  uv_timer_init(loop, &rt->grace);
+  uv_unref((uv_handle_t *)&rt->grace);
+  rt->idle.data = rt->timer.data = rt->grace.data = rt;
+  rt->open_handles = 4; /* async, idle, timer, grace */
+  *out = rt;
+  return 0;
+}
+
+uv_loop_t *mly_runtime_loop(mly_runtime *rt) { return rt->loop; }
+
+int mly_runtime_run(mly_runtime *rt) {
+  if (!rt->owns_loop) return MLY_EINVAL;
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  rt_keep_alive(rt);
+  return uv_run(rt->loop, UV_RUN_DEFAULT) < 0 ? MLY_EIO : 0;
+}
+
+static void force_all(mly_runtime *rt) {
+  if (rt->running == NULL) {
+    inst_kill_all(rt);
+    return;
+  }
+  for (uint32_t s = rt->nslots; s-- > 0;) {
+    mly_inst *m = rt->slots[s];
+    if (m != NULL && m->parent == NULL) inst_kill(m);
+  }
+}
+
+static void grace_cb(uv_timer_t *h) { force_all(h->data); }
+
+int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms) {
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (rt->stopped || rt->closing) return 0;
+  if (rt->stopping) { /* the second request ends what is left */
+    force_all(rt);
+    return 0;
+  }
+  rt->stopping = true;
+  for (uint32_t s = rt->nslots; s-- > 0;) {
+    mly_inst *m = rt->slots[s];
+    if (m != NULL && m->parent == NULL) inst_request_shutdown(m);
+  }
+  if (grace_ms >= 0) uv_timer_start(&rt->grace, grace_cb, (uint64_t)grace_ms, 0);
+  rt_maybe_stop(rt);
+  return 0;
+}
+
+bool mly_runtime_stopping(const mly_runtime *rt) { return rt->stopping; }
+
+static void close_handle(mly_runtime *rt, uv_handle_t *h) {
+  h->data = rt;
+  uv_close(h, rt_handle_closed);
+}
+
+static void close_now(mly_runtime *rt) {
+  rt->closing = true;
+  rt->close_pending = false;
+  post_close(rt);
+  inst_kill_all(rt);
+  ev_free(rt, rt->cur);
+  rt->cur = NULL;
+  proc_close_all(rt);
+  sig_close_all(rt);
+  close_handle(rt, (uv_handle_t *)&rt->idle);
+  close_handle(rt, (uv_handle_t *)&rt->timer);
+  close_handle(rt, (uv_handle_t *)&rt->grace);
+  close_handle(rt, (uv_handle_t *)&rt->post.async);
+}
+
+void mly_runtime_close(mly_runtime *rt) {
+  if (rt == NULL || rt->closing) return;
+  if (rt->running != NULL) { /* from inside a step: after the batch */
+    rt->close_pending = true;
+    return;
+  }
+  close_now(rt);
+  if (!rt->owns_loop) return;
+  uv_run(rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(rt->loop);
+  rt->owns_loop = false; /* let the last release below free it */
+  rt->open_handles = 1;
+  rt_release(rt);
+}
+
+/* ---- types ---- */
+
+static bool valid_name(const char *s) {
+  if (s == NULL || *s == '\0') return false;
+  for (; *s; s++)
+    if (!(*s == '_' || *s == '-' || *s == '.' || *s == '/' ||
+          (*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
+          (*s >= 'A' && *s <= 'Z')))
+      return false;
+  return true;
+}
+
+#define MLY_DATA_MAX (1u << 24)
+
+int mly_type_register(mly_runtime *rt, const mly_type_def *def,
+                      mly_type **out) {
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (def == NULL || def->run == NULL || def->data_size > MLY_DATA_MAX)
+    return MLY_EINVAL;
+  if (def->name && strlen(def->name) > MLY_NAME_MAX) return MLY_ENAMETOOLONG;
+  if (!valid_name(def->name)) return MLY_EINVAL;
+  if (def->npoints >= MLY__ANON_BASE || (def->npoints > 0 && !def->points))
+    return MLY_EINVAL;
+  for (uint32_t i = 0; i < def->npoints; i++)
+    if (def->points[i] == NULL) return MLY_EINVAL;
+  if (mly_type_find(rt, def->name) != NULL) return MLY_EEXIST;
+  mly_type *t = calloc(1, sizeof *t);
+  if (t == NULL) return MLY_ENOMEM;
+  rt_bytes(rt, (ptrdiff_t)sizeof *t);
+  t->def = *def;
+  strcpy(t->name, def->name);
+  t->def.name = t->name;
+  t->rt = rt;
+  t->inst_size = (sizeof(mly_inst) + def->data_size + 15) & ~(size_t)15;
+  t->next = rt->types;
+  rt->types = t;
+  if (out) *out = t;
+  return 0;
+}
+
+mly_type *mly_type_find(mly_runtime *rt, const char *name) {
+  if (name == NULL) return NULL;
+  for (mly_type *t = rt->types; t != NULL; t = t->next)
+    if (strcmp(t->name, name) == 0) return t;
+  return NULL;
+}
+
+void mly_runtime_stats(const mly_runtime *rt, mly_stats *out) {
+  *out = rt->st;
+}

@@ -1,0 +1,58 @@
+/*
+ * harness.h - what the check suites share: a runtime on its own loop,
+ * run until nothing is left to do, and a main() that runs one suite.
+ */
+#ifndef MLY_TEST_HARNESS_H
+#define MLY_TEST_HARNESS_H
+
+#include <check.h>
+#include <stdlib.h>
+
+#include "mealy.h"
+
+static inline mly_runtime *h_runtime(void) {
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+  return rt;
+}
+
+static inline mly_type *h_type(mly_runtime *rt, const mly_type_def *def) {
+  mly_type *t = NULL;
+  ck_assert_int_eq(mly_type_register(rt, def, &t), 0);
+  return t;
+}
+
+static inline mly_id h_spawn(mly_runtime *rt, mly_type *t, const void *arg,
+                             size_t len) {
+  mly_id id = 0;
+  ck_assert_int_eq(mly_spawn(rt, t, arg, len, &id), 0);
+  ck_assert_uint_ne(id, 0);
+  return id;
+}
+
+/* Run the loop until no handle keeps it alive (all instances ended). */
+static inline void h_run(mly_runtime *rt) {
+  ck_assert_int_eq(mly_runtime_run(rt), 0);
+}
+
+/* Run one non-blocking turn of the loop. */
+static inline void h_turn(mly_runtime *rt) {
+  uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+}
+
+static inline uint64_t h_stat_live(mly_runtime *rt) {
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  return st.live;
+}
+
+#define H_MAIN(suite_fn)                                                \
+  int main(void) {                                                      \
+    SRunner *sr = srunner_create(suite_fn());                           \
+    srunner_run_all(sr, CK_NORMAL);                                     \
+    int failed = srunner_ntests_failed(sr);                             \
+    srunner_free(sr);                                                   \
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;                   \
+  }
+
+#endif
