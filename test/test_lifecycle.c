@@ -1,0 +1,392 @@
+/*
+ * test_lifecycle.c - lifecycle states, shutdown (routine swap and flag),
+ * parent/child links and the order children are stopped in, runtime
+ * shutdown with grace and force, kill.
+ */
+#include "harness.h"
+
+#include <string.h>
+
+typedef struct trace {
+  char log[128];
+  size_t n;
+  int fini;
+  int stops;
+} trace;
+
+static void tr(trace *t, const char *s) {
+  size_t l = strlen(s);
+  if (t->n + l < sizeof t->log) {
+    memcpy(t->log + t->n, s, l);
+    t->n += l;
+    t->log[t->n] = 0;
+  }
+}
+
+/* ---- the seed's MasterD: main body, and a shutdown routine swapped in ---- */
+
+typedef struct masterd {
+  trace *t;
+  int checks;
+} masterd;
+
+#define MASTERD_POINTS(X) X(masterd, config_wait) X(masterd, running) \
+  X(masterd, stopping)
+MLY_POINTS(masterd, MASTERD_POINTS);
+
+static int masterd_run(mly_machine *m, void *data) {
+  masterd *d = data;
+  MLY_BEGIN(m);
+  tr(d->t, "init;");
+  for (;;) {
+    MLY_AWAIT_AT(m, masterd_config_wait, 1, 20);
+    if (!mly_timed_out(m)) break;
+    d->checks++;
+  }
+  tr(d->t, "start;");
+  MLY_AWAIT_AT(m, masterd_running, 2, -1);
+  tr(d->t, "never;");
+  MLY_END(m);
+}
+
+static int masterd_shutdown(mly_machine *m, void *data) {
+  masterd *d = data;
+  MLY_BEGIN(m);
+  tr(d->t, "stop-app;");
+  MLY_SLEEP_AT(m, masterd_stopping, 1);
+  ck_assert(mly_shutdown_requested(m));
+  tr(d->t, "stop-rt;");
+  MLY_END(m);
+}
+
+static void stopped(mly_runtime *rt, void *arg) {
+  (void)rt;
+  ((trace *)arg)->stops++;
+}
+
+START_TEST(shutdown_routine_is_swapped_in) {
+  trace t = {0};
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, &(mly_runtime_options){
+      .on_stop = stopped, .arg = &t}), 0);
+  mly_type *ty = h_type(rt, &(mly_type_def){.name = "masterd", .run = masterd_run,
+      .shutdown = masterd_shutdown, MLY_TYPE_POINTS(masterd),
+      .data_size = sizeof(masterd)});
+  mly_id id = h_spawn(rt, ty, &(masterd){&t, 0}, sizeof(masterd));
+  mly_info info;
+  ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+  ck_assert_int_eq(info.lifecycle, MLY_LC_INIT);
+  h_turn(rt);
+  ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+  ck_assert_int_eq(info.lifecycle, MLY_LC_READY);
+  ck_assert_str_eq(info.point, "config_wait");
+  /* several re-checks, then the config arrives */
+  for (mly_stats st = {0}; st.timers_fired < 3; mly_runtime_stats(rt, &st))
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  ck_assert_int_eq(mly_runtime_send(rt, id, 1, NULL), 0);
+  ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+  ck_assert_int_eq(info.lifecycle, MLY_LC_ACTIVE); /* queued to run */
+  h_turn(rt);
+  ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+  ck_assert_str_eq(info.point, "running");
+  ck_assert_int_eq(mly_shutdown(rt, id), 0);
+  ck_assert_int_eq(mly_shutdown(rt, id), 0); /* a repeat is harmless */
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
+  h_run(rt);
+  ck_assert_str_eq(t.log, "init;start;stop-app;stop-rt;");
+  ck_assert_int_eq(t.stops, 1);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0); /* harmless now */
+  ck_assert_int_eq(t.stops, 1);
+  mly_id late;
+  ck_assert_int_eq(mly_spawn(rt, ty, NULL, 0, &late), MLY_ESHUTDOWN);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- without a routine: the wait ends once, the flag is seen ---- */
+
+static int flagger_run(mly_machine *m, void *data) {
+  int *wakes = data;
+  MLY_BEGIN(m);
+  MLY_SLEEP(m, 1000000);
+  (*wakes)++;
+  if (!mly_shutdown_requested(m)) MLY_EXIT(m, 1);
+  /* the flag stays set but waits are not cut short again */
+  MLY_SLEEP(m, 2);
+  ck_assert(mly_timed_out(m)); /* this sleep ran its course */
+  MLY_EXIT(m, *wakes == 1 ? 5 : 6);
+  MLY_END(m);
+}
+
+typedef struct holder {
+  mly_type *t;
+  const void *arg;
+  size_t len;
+  int64_t *out;
+} holder;
+
+static int holder_run(mly_machine *m, void *data) {
+  holder *h = data;
+  mly_id c;
+  MLY_BEGIN(m);
+  ck_assert_int_eq(mly_spawn_child(m, h->t, h->arg, h->len, &c), 0);
+  MLY_AWAIT(m, MLY_EV_CHILD_EXIT, -1);
+  h->out[0] = mly_current_event(m)->status;
+  h->out[1] = mly_current_event(m)->aux;
+  MLY_END(m);
+}
+
+static int child_of_cb(const mly_info *i, void *arg) {
+  if (i->parent != 0) *(mly_id *)arg = i->id;
+  return 0;
+}
+
+START_TEST(shutdown_flag_ends_one_wait) {
+  mly_runtime *rt = h_runtime();
+  int64_t out[2] = {-1, -1};
+  mly_type *ft = h_type(rt, &(mly_type_def){.name = "flag", .run = flagger_run,
+                                            .data_size = sizeof(int)});
+  mly_type *ht = h_type(rt, &(mly_type_def){.name = "holder", .run = holder_run,
+                                            .data_size = sizeof(holder)});
+  h_spawn(rt, ht, &(holder){ft, NULL, 0, out}, sizeof(holder));
+  h_turn(rt);
+  h_turn(rt);
+  /* find the child and ask it twice */
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.live, 2);
+  mly_id child = 0;
+  ck_assert_int_eq(mly_foreach(rt, child_of_cb, &child), 0);
+  ck_assert_uint_ne(child, 0);
+  ck_assert_int_eq(mly_shutdown(rt, child), 0);
+  ck_assert_int_eq(mly_shutdown(rt, child), 0);
+  h_run(rt);
+  ck_assert_int_eq(out[0], 5);
+  ck_assert_int_eq(out[1], MLY_LC_FAILED);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- children stop newest first, one after the other ---- */
+
+typedef struct kid {
+  trace *t;
+  char name[4];
+} kid;
+
+static int kid_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  for (;;) MLY_AWAIT(m, 99, -1);
+  MLY_END(m);
+}
+
+static int kid_shutdown(mly_machine *m, void *data) {
+  kid *k = data;
+  MLY_BEGIN(m);
+  tr(k->t, k->name);
+  tr(k->t, "+");
+  MLY_SLEEP(m, 2);
+  tr(k->t, k->name);
+  tr(k->t, "-");
+  MLY_END(m);
+}
+
+typedef struct brood {
+  trace *t;
+  mly_type *kt;
+  bool wait_for_shutdown;
+} brood;
+
+static int brood_run(mly_machine *m, void *data) {
+  brood *b = data;
+  MLY_BEGIN(m);
+  {
+    const char *names[] = {"A", "B", "C"};
+    for (int i = 0; i < 3; i++) {
+      kid k = {b->t, {0}};
+      strcpy(k.name, names[i]);
+      ck_assert_int_eq(mly_spawn_child(m, b->kt, &k, sizeof k, NULL), 0);
+    }
+  }
+  if (b->wait_for_shutdown) MLY_AWAIT(m, 99, -1);
+  tr(b->t, "P;");
+  MLY_END(m);
+}
+
+static void brood_fini(mly_machine *m, void *data) {
+  (void)m;
+  ((brood *)data)->t->fini++;
+}
+
+START_TEST(children_stop_in_reverse_order) {
+  mly_runtime *rt = h_runtime();
+  trace t = {0};
+  mly_type *kt = h_type(rt, &(mly_type_def){.name = "kid", .run = kid_run,
+      .shutdown = kid_shutdown, .data_size = sizeof(kid)});
+  mly_type *bt = h_type(rt, &(mly_type_def){.name = "brood", .run = brood_run,
+      .data_size = sizeof(brood), .fini = brood_fini});
+  mly_id p = h_spawn(rt, bt, &(brood){&t, kt, false}, sizeof(brood));
+  h_turn(rt);
+  mly_info info;
+  ck_assert_int_eq(mly_info_get(rt, p, &info), 0);
+  ck_assert_str_eq(info.waiting, "children to stop");
+  ck_assert(info.shutting_down);
+  ck_assert_int_eq(mly_runtime_send(rt, p, 5, NULL), 0); /* dropped, ending */
+  h_run(rt);
+  ck_assert_str_eq(t.log, "P;C+C-B+B-A+A-");
+  ck_assert_int_eq(t.fini, 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(runtime_shutdown_goes_through_parents) {
+  mly_runtime *rt = h_runtime();
+  trace t = {0};
+  mly_type *kt = h_type(rt, &(mly_type_def){.name = "kid", .run = kid_run,
+      .shutdown = kid_shutdown, .data_size = sizeof(kid)});
+  mly_type *bt = h_type(rt, &(mly_type_def){.name = "brood", .run = brood_run,
+      .data_size = sizeof(brood)});
+  h_spawn(rt, bt, &(brood){&t, kt, true}, sizeof(brood));
+  h_turn(rt);
+  ck_assert_uint_eq(h_stat_live(rt), 4);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
+  h_run(rt);
+  ck_assert_str_eq(t.log, "P;C+C-B+B-A+A-");
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- grace runs out: what is left is ended by force ---- */
+
+static int stubborn_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  for (;;) MLY_AWAIT(m, 99, -1); /* ignores the flag */
+  MLY_END(m);
+}
+
+static void count_fini(mly_machine *m, void *data) {
+  (void)m;
+  (*(trace **)data)->fini++;
+}
+
+START_TEST(grace_deadline_forces) {
+  trace t = {0};
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, &(mly_runtime_options){
+      .on_stop = stopped, .arg = &t}), 0);
+  mly_type *st = h_type(rt, &(mly_type_def){.name = "stubborn",
+      .run = stubborn_run, .data_size = sizeof(trace *), .fini = count_fini});
+  trace *tp = &t;
+  for (int i = 0; i < 3; i++) h_spawn(rt, st, &tp, sizeof tp);
+  h_turn(rt);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, 10), 0);
+  h_turn(rt);
+  ck_assert_uint_eq(h_stat_live(rt), 3); /* they ignored it */
+  h_run(rt);                             /* the grace timer ends them */
+  ck_assert_uint_eq(h_stat_live(rt), 0);
+  ck_assert_int_eq(t.fini, 3);
+  ck_assert_int_eq(t.stops, 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(second_request_forces) {
+  trace t = {0};
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, &(mly_runtime_options){
+      .on_stop = stopped, .arg = &t}), 0);
+  mly_type *st = h_type(rt, &(mly_type_def){.name = "stubborn",
+      .run = stubborn_run, .data_size = sizeof(trace *), .fini = count_fini});
+  trace *tp = &t;
+  for (int i = 0; i < 3; i++) h_spawn(rt, st, &tp, sizeof tp);
+  h_turn(rt);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
+  h_turn(rt);
+  ck_assert_uint_eq(h_stat_live(rt), 3);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
+  ck_assert_uint_eq(h_stat_live(rt), 0);
+  ck_assert_int_eq(t.fini, 3);
+  ck_assert_int_eq(t.stops, 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- kill, also of oneself from inside a step ---- */
+
+static int suicide_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  ck_assert_int_eq(mly_kill(mly_machine_runtime(m), mly_self(m)), 0);
+  /* still running this step: the instance is ended when it returns */
+  MLY_SLEEP(m, 1000000);
+  MLY_END(m);
+}
+
+START_TEST(kill_from_inside_a_step) {
+  mly_runtime *rt = h_runtime();
+  int64_t out[2] = {-1, -1};
+  mly_type *ft = h_type(rt, &(mly_type_def){.name = "suicide", .run = suicide_run});
+  mly_type *ht = h_type(rt, &(mly_type_def){.name = "holder", .run = holder_run,
+                                            .data_size = sizeof(holder)});
+  h_spawn(rt, ht, &(holder){ft, NULL, 0, out}, sizeof(holder));
+  h_run(rt);
+  ck_assert_int_eq(out[0], MLY_ECANCELED);
+  ck_assert_int_eq(out[1], MLY_LC_FAILED);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(kill_parent_kills_children_first) {
+  mly_runtime *rt = h_runtime();
+  trace t = {0};
+  mly_type *kt = h_type(rt, &(mly_type_def){.name = "kid", .run = kid_run,
+      .shutdown = kid_shutdown, .data_size = sizeof(kid)});
+  mly_type *bt = h_type(rt, &(mly_type_def){.name = "brood", .run = brood_run,
+      .data_size = sizeof(brood), .fini = brood_fini});
+  mly_id p = h_spawn(rt, bt, &(brood){&t, kt, true}, sizeof(brood));
+  h_turn(rt);
+  ck_assert_uint_eq(h_stat_live(rt), 4);
+  ck_assert_int_eq(mly_kill(rt, p), 0);
+  ck_assert_uint_eq(h_stat_live(rt), 0);
+  ck_assert_str_eq(t.log, ""); /* no step ran: by force */
+  ck_assert_int_eq(t.fini, 1);
+  ck_assert_int_eq(mly_kill(rt, p), MLY_ESRCH);
+  ck_assert_int_eq(mly_runtime_send(rt, p, 1, NULL), MLY_ESRCH);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(close_ends_everything) {
+  mly_runtime *rt = h_runtime();
+  trace t = {0};
+  mly_type *st = h_type(rt, &(mly_type_def){.name = "stubborn",
+      .run = stubborn_run, .data_size = sizeof(trace *), .fini = count_fini});
+  trace *tp = &t;
+  for (int i = 0; i < 50; i++) h_spawn(rt, st, &tp, sizeof tp);
+  h_turn(rt);
+  for (int i = 0; i < 50; i++) h_spawn(rt, st, &tp, sizeof tp); /* queued */
+  mly_runtime_close(rt);
+  ck_assert_int_eq(t.fini, 100);
+}
+END_TEST
+
+static Suite *lifecycle_suite(void) {
+  Suite *s = suite_create("lifecycle");
+  TCase *tc = tcase_create("lifecycle");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, shutdown_routine_is_swapped_in);
+  tcase_add_test(tc, shutdown_flag_ends_one_wait);
+  tcase_add_test(tc, children_stop_in_reverse_order);
+  tcase_add_test(tc, runtime_shutdown_goes_through_parents);
+  tcase_add_test(tc, grace_deadline_forces);
+  tcase_add_test(tc, second_request_forces);
+  tcase_add_test(tc, kill_from_inside_a_step);
+  tcase_add_test(tc, kill_parent_kills_children_first);
+  tcase_add_test(tc, close_ends_everything);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+H_MAIN(lifecycle_suite)
