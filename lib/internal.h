@@ -9,7 +9,8 @@
  *
  * Invariants (kept by machine.c):
  *   - an instance is in the ready queue  <=>  m->head.flags & F_QUEUED;
- *   - an instance is in the timer heap   <=>  m->heap_idx != NO_HEAP;
+ *   - an instance is in the timer heap   <=>  !F_QUEUED && heap_idx != NO_HEAP;
+ *     a queued instance has no timer, so the two share one field;
  *   - head.wait == W_NONE while the instance runs or is queued to run for
  *     a reason that already satisfied it; events then only enter the inbox;
  *   - only the loop thread touches anything here but rt->post (post.c).
@@ -43,8 +44,10 @@ enum { WOKE_NONE = 0, WOKE_TURN, WOKE_TIMER, WOKE_EVENT, WOKE_SHUTDOWN,
 #define F_IN_SHUTDOWN 0x08u /* running the type's shutdown routine       */
 #define F_ENDING 0x10u    /* exited; stopping its children              */
 #define F_KILL 0x20u      /* to be ended by force after its step         */
+#define F_REWAKE 0x40u    /* woken during its own step (W_COND)          */
 
 #define NO_HEAP UINT32_MAX
+#define NO_NEXT UINT32_MAX
 
 typedef struct mly_inst mly_inst;
 
@@ -60,20 +63,22 @@ struct mly_type {
 
 struct mly_inst {
   struct mly_machine head;
-  uint32_t heap_idx;
+  union {               /* a queued instance is never in the timer heap */
+    uint32_t heap_idx;  /* while it has a timer: its place in the heap */
+    uint32_t rnext;     /* while F_QUEUED: slot of the next in its queue */
+  };
   uint32_t wait_id;
   int32_t status;       /* exit status / wait error */
   uint32_t step;        /* steps run */
   mly_id id;
   uint64_t wait_arg;    /* from-filter, correlation id or child id */
   mly_type *type;
-  mly_inst *rnext;      /* ready queue */
   mly_event *inbox;     /* tail of a circular list: inbox->next is head */
   mly_inst *parent;
   mly_inst *child;      /* newest child first */
   mly_inst *sib_next;   /* older sibling */
   mly_inst *sib_prev;   /* newer sibling */
-  _Alignas(16) unsigned char data[];
+  _Alignas(8) unsigned char data[]; /* user data, 8-byte aligned */
 };
 
 static inline mly_inst *INST(const mly_machine *m) {
@@ -82,22 +87,20 @@ static inline mly_inst *INST(const mly_machine *m) {
 
 /* Timer heap (timer_heap.c): a binary min-heap of (deadline, seq). */
 typedef struct heap_ent {
-  uint64_t key; /* deadline_ms << 24 | seq & 0xffffff: FIFO on ties */
-  mly_inst *inst;
+  uint64_t due_us; /* monotonic microseconds                         */
+  uint32_t seq;    /* insertion order: FIFO among equal deadlines     */
+  uint32_t slot;   /* the instance, by slot: 16 bytes an entry        */
 } heap_ent;
 
 typedef struct mly_heap {
   heap_ent *v;
   uint32_t n, cap;
   uint32_t seq;
+  mly_inst **slots; /* the runtime's slot table, to find instances   */
 } mly_heap;
 
-#define HEAP_SEQ_BITS 24
-int heap_push(mly_heap *h, mly_inst *m, uint64_t deadline_ms);
+int heap_push(mly_runtime *rt, mly_inst *m, uint64_t due_us);
 void heap_remove(mly_heap *h, mly_inst *m);
-static inline uint64_t heap_deadline(const heap_ent *e) {
-  return e->key >> HEAP_SEQ_BITS;
-}
 void heap_free(mly_heap *h);
 
 /* Event-name interning (intern.c). */
@@ -157,7 +160,7 @@ struct mly_runtime {
 
   mly_heap heap;
   uv_timer_t timer;
-  uint64_t timer_due;      /* deadline the uv timer is armed for; 0 none */
+  uint64_t timer_due;      /* deadline (us) the uv timer is armed for; 0 none */
 
   mly_id *kills;           /* mly_kill from inside a step */
   uint32_t nkills, kills_cap;
@@ -182,6 +185,9 @@ struct mly_runtime {
 
 /* runtime.c */
 bool rt_on_loop_thread(const mly_runtime *rt);
+/* The runtime's clock: monotonic milliseconds, read fresh (not libuv's
+ * cached loop time, which is stale inside a long batch). */
+static inline uint64_t rt_now_us(void) { return uv_hrtime() / 1000u; }
 void rt_schedule(mly_runtime *rt);        /* make sure the idle runs */
 void rt_arm_timer(mly_runtime *rt);
 void rt_maybe_stop(mly_runtime *rt);

@@ -69,10 +69,10 @@ static void fill(mly_runtime *rt, const mly_inst *m, mly_info *out) {
   out->point = inst_point_name(m, out->point_buf, sizeof out->point_buf);
   waiting_text(rt, m, out->waiting, sizeof out->waiting);
   out->timer_left_ms = -1;
-  if (m->heap_idx != NO_HEAP) {
-    uint64_t due = heap_deadline(&rt->heap.v[m->heap_idx]);
-    uint64_t now = uv_now(rt->loop);
-    out->timer_left_ms = due > now ? (int64_t)(due - now) : 0;
+  if (!(m->head.flags & F_QUEUED) && m->heap_idx != NO_HEAP) {
+    uint64_t due = rt->heap.v[m->heap_idx].due_us;
+    uint64_t now = rt_now_us();
+    out->timer_left_ms = due > now ? (int64_t)((due - now) / 1000) : 0;
   }
   out->inbox = mly_inbox_len(&m->head);
   out->children = 0;
@@ -108,8 +108,14 @@ static int dump_one(const mly_info *i, void *arg) {
   char timer[24] = "-";
   if (i->timer_left_ms >= 0)
     snprintf(timer, sizeof timer, "%" PRId64 "ms", i->timer_left_ms);
-  fprintf(f, "%-12" PRIx64 " %-12" PRIx64 " %-14s %-10s %-16s %-22s %-8s %5zu%s\n",
-          i->id, i->parent, i->type, mly_lifecycle_name(i->lifecycle),
+  char id[24], parent[24];
+  snprintf(id, sizeof id, "%" PRIu32 ".%" PRIu32, (uint32_t)i->id, (uint32_t)(i->id >> 32));
+  if (i->parent)
+    snprintf(parent, sizeof parent, "%" PRIu32 ".%" PRIu32, (uint32_t)i->parent, (uint32_t)(i->parent >> 32));
+  else
+    snprintf(parent, sizeof parent, "-");
+  fprintf(f, "%-8s %-8s %-14s %-10s %-16s %-22s %-8s %5zu%s\n",
+          id, parent, i->type, mly_lifecycle_name(i->lifecycle),
           i->point, i->waiting, timer, i->inbox,
           i->shutting_down ? " shutting-down" : "");
   return 0;
@@ -117,7 +123,7 @@ static int dump_one(const mly_info *i, void *arg) {
 
 int mly_runtime_dump(mly_runtime *rt, void *file) {
   FILE *f = file;
-  fprintf(f, "%-12s %-12s %-14s %-10s %-16s %-22s %-8s %5s\n", "ID", "PARENT",
+  fprintf(f, "%-8s %-8s %-14s %-10s %-16s %-22s %-8s %5s\n", "ID", "PARENT",
           "TYPE", "STATE", "POINT", "WAITING", "TIMER", "INBOX");
   return mly_foreach(rt, dump_one, f);
 }

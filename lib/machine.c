@@ -35,6 +35,7 @@ static int slot_alloc(mly_runtime *rt, mly_inst *m) {
       mly_inst **slots = realloc(rt->slots, (size_t)cap * sizeof *slots);
       if (slots == NULL) return MLY_ENOMEM;
       rt->slots = slots;
+      rt->heap.slots = slots; /* the heap finds instances by slot */
       uint32_t *gens = realloc(rt->gens, (size_t)cap * sizeof *gens);
       if (gens == NULL) return MLY_ENOMEM;
       rt->gens = gens;
@@ -80,7 +81,7 @@ mly_inst *inst_get(const mly_runtime *rt, mly_id id) {
 /* ---- per-type pools: no malloc header per instance ---- */
 
 #define POOL_CHUNK_BYTES (64 * 1024)
-#define CHUNK_HDR 16 /* keeps instances 16-byte aligned */
+#define CHUNK_HDR 16 /* the chunk link, and instances stay aligned */
 
 static mly_inst *pool_get(mly_type *t) {
   if (t->free_list == NULL) {
@@ -120,23 +121,33 @@ void inst_free_pools(mly_runtime *rt) {
 
 /* ---- the ready queue ---- */
 
+/* Queues link instances by slot number through rnext (see internal.h). */
+static void queue_append(mly_inst **head, mly_inst **tail, mly_inst *m) {
+  m->rnext = NO_NEXT;
+  if (*tail) (*tail)->rnext = (uint32_t)m->id; /* the slot */
+  else *head = m;
+  *tail = m;
+}
+
+static mly_inst *queue_next(const mly_runtime *rt, const mly_inst *m) {
+  return m->rnext == NO_NEXT ? NULL : rt->slots[m->rnext];
+}
+
 static void ready_push(mly_inst *m) {
   mly_runtime *rt = m->type->rt;
-  m->rnext = NULL;
-  if (rt->ready_tail) rt->ready_tail->rnext = m;
-  else rt->ready_head = m;
-  rt->ready_tail = m;
+  queue_append(&rt->ready_head, &rt->ready_tail, m);
   m->head.flags |= F_QUEUED;
   if (m->head.lc != MLY_LC_INIT) m->head.lc = MLY_LC_ACTIVE;
   rt_schedule(rt);
 }
 
-static bool unlink_from(mly_inst **head, mly_inst **tail, mly_inst *m) {
+static bool unlink_from(mly_runtime *rt, mly_inst **head, mly_inst **tail,
+                        mly_inst *m) {
   mly_inst *prev = NULL;
-  for (mly_inst *i = *head; i != NULL; prev = i, i = i->rnext) {
+  for (mly_inst *i = *head; i != NULL; prev = i, i = queue_next(rt, i)) {
     if (i != m) continue;
     if (prev) prev->rnext = m->rnext;
-    else *head = m->rnext;
+    else *head = queue_next(rt, m);
     if (*tail == m) *tail = prev;
     return true;
   }
@@ -147,15 +158,21 @@ static bool unlink_from(mly_inst **head, mly_inst **tail, mly_inst *m) {
 static void ready_unlink(mly_inst *m) {
   mly_runtime *rt = m->type->rt;
   if (!(m->head.flags & F_QUEUED)) return;
-  if (!unlink_from(&rt->ready_head, &rt->ready_tail, m))
-    unlink_from(&rt->later_head, &rt->later_tail, m);
+  if (!unlink_from(rt, &rt->ready_head, &rt->ready_tail, m))
+    unlink_from(rt, &rt->later_head, &rt->later_tail, m);
   m->head.flags &= (uint8_t)~F_QUEUED;
+  m->heap_idx = NO_HEAP;
 }
 
 void inst_wake(mly_inst *m, uint8_t reason) {
+  mly_runtime *rt = m->type->rt;
   if (m->head.flags & F_QUEUED) return;
+  if (rt->running == m) { /* only a W_COND test can get here: see run_step */
+    m->head.flags |= F_REWAKE;
+    return;
+  }
   m->head.woke = reason;
-  heap_remove(&m->type->rt->heap, m);
+  heap_remove(&rt->heap, m);
   ready_push(m);
 }
 
@@ -315,11 +332,18 @@ static void run_deferred_kills(mly_runtime *rt) {
   }
 }
 
+static void queue_forget(mly_runtime *rt, mly_inst *m) {
+  while (m != NULL) {
+    mly_inst *next = queue_next(rt, m);
+    m->head.flags &= (uint8_t)~F_QUEUED;
+    m->heap_idx = NO_HEAP;
+    m = next;
+  }
+}
+
 void inst_kill_all(mly_runtime *rt) {
-  for (mly_inst *m = rt->ready_head; m != NULL; m = m->rnext)
-    m->head.flags &= (uint8_t)~F_QUEUED;
-  for (mly_inst *m = rt->later_head; m != NULL; m = m->rnext)
-    m->head.flags &= (uint8_t)~F_QUEUED;
+  queue_forget(rt, rt->ready_head);
+  queue_forget(rt, rt->later_head);
   rt->ready_head = rt->ready_tail = rt->later_head = rt->later_tail = NULL;
   for (uint32_t s = rt->nslots; s-- > 0;) { /* newest slots first */
     mly_inst *m = rt->slots[s];
@@ -343,7 +367,8 @@ static bool has_shutdown_routine(const mly_inst *m) {
 
 static void run_step(mly_runtime *rt, mly_inst *m) {
   mly_type *t = m->type;
-  m->head.flags &= (uint8_t)~F_QUEUED;
+  m->head.flags &= (uint8_t)~(F_QUEUED | F_REWAKE);
+  m->heap_idx = NO_HEAP;
   if (m->head.wait == W_TURN) m->head.woke = WOKE_TURN; /* its turn came */
   if ((m->head.flags & F_SHUT_REQ) && has_shutdown_routine(m)) {
     /* the seed's swap to shutdown_state_machine */
@@ -374,21 +399,27 @@ static void run_step(mly_runtime *rt, mly_inst *m) {
   }
   if (!(m->head.flags & F_QUEUED)) {
     m->head.lc = MLY_LC_READY;
-    if (m->head.flags & F_SHUT_WAKE) inst_wake(m, WOKE_SHUTDOWN);
+    if (m->head.flags & F_SHUT_WAKE) {
+      inst_wake(m, WOKE_SHUTDOWN);
+    } else if ((m->head.flags & F_REWAKE) && m->head.wait == W_COND) {
+      /* an event came while its condition was being tested: test again */
+      inst_wake(m, WOKE_EVENT);
+    }
   }
+  m->head.flags &= (uint8_t)~F_REWAKE;
 }
 
 void inst_run_batch(mly_runtime *rt, uint32_t budget) {
   for (uint32_t n = 0; n < budget && rt->ready_head != NULL; n++) {
     mly_inst *m = rt->ready_head;
-    rt->ready_head = m->rnext;
+    rt->ready_head = queue_next(rt, m);
     if (rt->ready_head == NULL) rt->ready_tail = NULL;
     run_step(rt, m);
     if (rt->nkills) run_deferred_kills(rt);
   }
   /* Machines that yielded for a turn run on the next one. */
   if (rt->later_head != NULL) {
-    if (rt->ready_tail) rt->ready_tail->rnext = rt->later_head;
+    if (rt->ready_tail) rt->ready_tail->rnext = (uint32_t)rt->later_head->id;
     else rt->ready_head = rt->later_head;
     rt->ready_tail = rt->later_tail;
     rt->later_head = rt->later_tail = NULL;
@@ -414,8 +445,9 @@ static void wait_error(mly_inst *m, int err) {
 static void arm(mly_inst *m, int64_t ms) {
   mly_runtime *rt = m->type->rt;
   if (ms < 0) return;
-  uint64_t due = uv_now(rt->loop) + (uint64_t)ms;
-  if (heap_push(&rt->heap, m, due) < 0) {
+  /* +1 us: now is rounded down, and a sleep must never end early */
+  uint64_t due = rt_now_us() + 1 + (uint64_t)ms * 1000u;
+  if (heap_push(rt, m, due) < 0) {
     wait_error(m, MLY_ENOMEM);
     return;
   }
@@ -445,10 +477,8 @@ void mly__yield(mly_machine *mm) {
   mly_inst *m = INST(mm);
   mly_runtime *rt = m->type->rt;
   wait_begin(m, W_TURN);
-  m->rnext = NULL;
-  if (rt->later_tail) rt->later_tail->rnext = m;
-  else rt->later_head = m;
-  rt->later_tail = m;
+  heap_remove(&rt->heap, m);
+  queue_append(&rt->later_head, &rt->later_tail, m);
   m->head.flags |= F_QUEUED;
   rt_schedule(rt);
 }
@@ -456,7 +486,7 @@ void mly__yield(mly_machine *mm) {
 void mly__sleep(mly_machine *mm, uint64_t ms) {
   mly_inst *m = INST(mm);
   wait_begin(m, W_SLEEP);
-  arm(m, ms > INT64_MAX ? INT64_MAX : (int64_t)ms);
+  arm(m, ms > INT64_MAX / 1000 ? INT64_MAX / 1000 : (int64_t)ms);
 }
 
 void mly__wait_cond(mly_machine *mm) { wait_begin(INST(mm), W_COND); }

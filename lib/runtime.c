@@ -54,10 +54,10 @@ void rt_schedule(mly_runtime *rt) {
 
 static void timer_cb(uv_timer_t *h) {
   mly_runtime *rt = h->data;
-  uint64_t now = uv_now(rt->loop);
+  uint64_t now = rt_now_us();
   rt->timer_due = 0;
-  while (rt->heap.n > 0 && heap_deadline(&rt->heap.v[0]) <= now) {
-    mly_inst *m = rt->heap.v[0].inst;
+  while (rt->heap.n > 0 && rt->heap.v[0].due_us <= now) {
+    mly_inst *m = rt->slots[rt->heap.v[0].slot];
     heap_remove(&rt->heap, m);
     inst_timer_fired(m);
   }
@@ -71,11 +71,13 @@ void rt_arm_timer(mly_runtime *rt) {
     rt->timer_due = 0;
     return;
   }
-  uint64_t due = heap_deadline(&rt->heap.v[0]);
+  uint64_t due = rt->heap.v[0].due_us;
   if (due == rt->timer_due) return;
-  uint64_t now = uv_now(rt->loop);
-  rt->timer_due = due ? due : 1;
-  uv_timer_start(&rt->timer, timer_cb, due > now ? due - now : 0, 0);
+  uint64_t now = rt_now_us();
+  rt->timer_due = due;
+  /* libuv counts whole milliseconds: round up, and timer_cb re-arms if
+   * it is woken a little before the deadline */
+  uv_timer_start(&rt->timer, timer_cb, due > now ? (due - now + 999) / 1000 : 0, 0);
 }
 
 void rt_maybe_stop(mly_runtime *rt) {
@@ -262,7 +264,7 @@ int mly_type_register(mly_runtime *rt, const mly_type_def *def,
   strcpy(t->name, def->name);
   t->def.name = t->name;
   t->rt = rt;
-  t->inst_size = (sizeof(mly_inst) + def->data_size + 15) & ~(size_t)15;
+  t->inst_size = (sizeof(mly_inst) + def->data_size + 7) & ~(size_t)7;
   t->next = rt->types;
   rt->types = t;
   if (out) *out = t;

@@ -398,6 +398,14 @@ typedef struct mly_stats {
 void mly_runtime_stats(const mly_runtime *rt, mly_stats *out);
 
 /* ------------------------------------------------------------------ */
+/* Utilities.                                                          */
+
+/* Parse a duration: a whole number with a unit, "250ms", "10s", "2m",
+ * "1h" (a bare number is milliseconds).  MLY_EINVAL for anything else,
+ * MLY_ERANGE past INT64_MAX ms. */
+int mly_duration_parse(const char *s, int64_t *ms);
+
+/* ------------------------------------------------------------------ */
 /* Machine bodies: protothread-style macros.                           */
 /*                                                                     */
 /*   #define PINGER_POINTS(X) X(pinger, idle) X(pinger, waiting)        */
