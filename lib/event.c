@@ -24,6 +24,7 @@ mly_event *ev_new(mly_runtime *rt) {
   mly_event *e = rt->ev_free;
   if (e != NULL) {
     rt->ev_free = e->next;
+    rt->ev_nfree--;
   } else {
     e = malloc(sizeof *e);
     if (e == NULL) return NULL;
@@ -37,8 +38,14 @@ void ev_free(mly_runtime *rt, mly_event *e) {
   if (e == NULL) return;
   mly_value_free(e->payload);
   e->payload = NULL;
+  if (rt->ev_nfree >= EV_FREE_MAX) { /* posts bring events from outside */
+    rt_bytes(rt, -(ptrdiff_t)sizeof *e);
+    free(e);
+    return;
+  }
   e->next = rt->ev_free;
   rt->ev_free = e;
+  rt->ev_nfree++;
 }
 
 void ev_free_all(mly_runtime *rt) {
@@ -47,6 +54,7 @@ void ev_free_all(mly_runtime *rt) {
     rt->ev_free = e->next;
     free(e);
   }
+  rt->ev_nfree = 0;
 }
 
 static bool wait_matches(const mly_inst *m, const mly_event *e) {

@@ -166,6 +166,7 @@ struct mly_runtime {
   uint32_t nkills, kills_cap;
 
   mly_event *ev_free;      /* recycled events */
+  uint32_t ev_nfree;       /* ... how many: at most EV_FREE_MAX are kept */
   uint64_t corr_next;
 
   mly_intern intern;
@@ -207,6 +208,7 @@ void inst_kill_all(mly_runtime *rt);
 void inst_free_pools(mly_runtime *rt);
 
 /* event.c */
+#define EV_FREE_MAX 4096
 mly_event *ev_new(mly_runtime *rt);
 void ev_free(mly_runtime *rt, mly_event *e);
 void ev_free_all(mly_runtime *rt);

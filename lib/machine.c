@@ -442,9 +442,13 @@ static void wait_error(mly_inst *m, int err) {
   m->status = err;
 }
 
+/* Longer waits are this long: ~31,700 years, and no overflow below. */
+#define MAX_WAIT_MS 1000000000000000ll
+
 static void arm(mly_inst *m, int64_t ms) {
   mly_runtime *rt = m->type->rt;
   if (ms < 0) return;
+  if (ms > MAX_WAIT_MS) ms = MAX_WAIT_MS;
   /* +1 us: now is rounded down, and a sleep must never end early */
   uint64_t due = rt_now_us() + 1 + (uint64_t)ms * 1000u;
   if (heap_push(rt, m, due) < 0) {
@@ -486,7 +490,7 @@ void mly__yield(mly_machine *mm) {
 void mly__sleep(mly_machine *mm, uint64_t ms) {
   mly_inst *m = INST(mm);
   wait_begin(m, W_SLEEP);
-  arm(m, ms > INT64_MAX / 1000 ? INT64_MAX / 1000 : (int64_t)ms);
+  arm(m, ms > MAX_WAIT_MS ? MAX_WAIT_MS : (int64_t)ms);
 }
 
 void mly__wait_cond(mly_machine *mm) { wait_begin(INST(mm), W_COND); }

@@ -72,26 +72,50 @@ static void set_stdio(uv_stdio_container_t *c, int fd, mly_stdio_mode mode,
   }
 }
 
+#define CHILD_FD_MAX 64
+
+/* Fills the container table; returns how many fds the child gets. */
+static int build_stdio(const mly_process_options *o,
+                       uv_stdio_container_t *stdio) {
+  int count = 3;
+  for (int i = 0; i < 3; i++)
+    set_stdio(&stdio[i], i, o->stdio[i].mode, o->stdio[i].fd);
+  for (int i = 3; i < CHILD_FD_MAX; i++) stdio[i].flags = UV_IGNORE;
+  if (o->nextra > MLY_PROCESS_MAX_FDS) return MLY_EINVAL;
+  for (unsigned i = 0; i < o->nextra; i++) {
+    int cfd = o->extra[i].child_fd;
+    if (cfd < 3 || cfd >= CHILD_FD_MAX || o->extra[i].fd < 0) return MLY_EINVAL;
+    stdio[cfd].flags = UV_INHERIT_FD;
+    stdio[cfd].data.fd = o->extra[i].fd;
+    if (cfd + 1 > count) count = cfd + 1;
+  }
+  return count;
+}
+
 int mly_process_spawn(mly_machine *mm, const mly_process_options *o,
                       int *pid_out) {
   mly_inst *m = INST(mm);
   mly_runtime *rt = m->type->rt;
   if (o == NULL || o->argv == NULL || o->argv[0] == NULL) return MLY_EINVAL;
   if (rt->closing) return MLY_ESHUTDOWN;
+  uv_stdio_container_t stdio[CHILD_FD_MAX];
+  int nstdio = build_stdio(o, stdio);
+  if (nstdio < 0) return nstdio;
   mly_proc *p = calloc(1, sizeof *p);
   if (p == NULL) return MLY_ENOMEM;
-  uv_stdio_container_t stdio[3];
-  for (int i = 0; i < 3; i++)
-    set_stdio(&stdio[i], i, o->stdio[i].mode, o->stdio[i].fd);
   uv_process_options_t uo = {
       .exit_cb = exit_cb,
       .file = o->argv[0],
       .args = (char **)(uintptr_t)o->argv,
       .env = (char **)(uintptr_t)o->env,
       .cwd = o->cwd,
-      .flags = o->new_group ? UV_PROCESS_DETACHED : 0,
-      .stdio_count = 3,
+      .flags = (o->new_group ? UV_PROCESS_DETACHED : 0) |
+               (o->set_uid ? UV_PROCESS_SETUID : 0) |
+               (o->set_gid ? UV_PROCESS_SETGID : 0),
+      .stdio_count = nstdio,
       .stdio = stdio,
+      .uid = o->uid,
+      .gid = o->gid,
   };
   p->rt = rt;
   p->owner = m->id;
@@ -123,6 +147,12 @@ int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group) {
 }
 
 size_t mly_process_count(const mly_runtime *rt) { return rt->nprocs; }
+
+bool mly_process_known(const mly_runtime *rt, int pid) {
+  for (const mly_proc *p = rt->procs; p != NULL; p = p->next)
+    if (p->pid == pid) return true;
+  return false;
+}
 
 void proc_forget_owner(mly_runtime *rt, mly_id owner) {
   for (mly_proc *p = rt->procs; p != NULL; p = p->next)

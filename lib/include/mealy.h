@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -311,7 +312,9 @@ int mly_reply(mly_machine *m, const mly_event *request, uint32_t id,
 /* The one thread-safe entry: post an event from any thread.  Events from
  * one thread arrive in the order posted.  Whether the target is alive is
  * known only on the loop thread: a post to an ended instance is dropped
- * and counted (stats.undeliverable).  MLY_ESHUTDOWN once closed. */
+ * and counted (stats.undeliverable).  MLY_ESHUTDOWN while the runtime is
+ * closing.  mly_runtime_close frees the runtime: the host must make its
+ * threads stop posting (join them) before it calls mly_runtime_close. */
 int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload);
 
 /* Inside a step: the event the last wait took (NULL if it ended for
@@ -337,6 +340,8 @@ typedef enum mly_stdio_mode {
   MLY_STDIO_FD           /* the given fd                */
 } mly_stdio_mode;
 
+#define MLY_PROCESS_MAX_FDS 8
+
 typedef struct mly_process_options {
   const char *const *argv; /* argv[0] is looked up in PATH           */
   const char *const *env;  /* NULL: inherit this process's env        */
@@ -346,6 +351,16 @@ typedef struct mly_process_options {
     mly_stdio_mode mode;
     int fd;
   } stdio[3];
+  /* more descriptors for the child: fd `fd` of this process becomes
+   * `child_fd` (>= 3) in the child, e.g. an s6-style readiness pipe */
+  struct {
+    int child_fd;
+    int fd;
+  } extra[MLY_PROCESS_MAX_FDS];
+  unsigned nextra;
+  bool set_uid, set_gid;   /* run as uid / gid (needs privilege)      */
+  uid_t uid;
+  gid_t gid;
 } mly_process_options;
 
 /* Spawn a process owned by m; *pid_out gets its pid. */
@@ -355,6 +370,9 @@ int mly_process_spawn(mly_machine *m, const mly_process_options *opt,
  * MLY_ESRCH once it has been reaped: a reaped pid is never signalled. */
 int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group);
 size_t mly_process_count(const mly_runtime *rt);
+/* Whether pid is a child process of this runtime not yet reaped: a
+ * subreaper uses it to tell its own children from adopted orphans. */
+bool mly_process_known(const mly_runtime *rt, int pid);
 
 /* ------------------------------------------------------------------ */
 /* Introspection.                                                      */

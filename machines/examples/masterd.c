@@ -13,25 +13,18 @@
  */
 #include "masterd.h"
 
+#include "mlog.h"
+
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
-#include <time.h>
 
 void masterd_logf(masterd_log *log, const char *who, const char *fmt, ...) {
-  if (log == NULL || log->out == NULL) return;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  struct tm tm;
-  localtime_r(&ts.tv_sec, &tm);
-  fprintf(log->out, "%02d:%02d:%02d.%03ld %-8s ", tm.tm_hour, tm.tm_min,
-          tm.tm_sec, ts.tv_nsec / 1000000, who);
+  if (log == NULL) return;
   va_list ap;
   va_start(ap, fmt);
-  vfprintf(log->out, fmt, ap);
+  mlogv(log->out, who, fmt, ap);
   va_end(ap);
-  fputc('\n', log->out);
-  fflush(log->out);
 }
 
 /* ---- a subsystem: starts, works, stops when asked ---- */

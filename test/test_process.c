@@ -1,0 +1,578 @@
+/*
+ * test_process.c - child processes owned by machines.
+ *
+ * Machines spawn real programs (/bin/sh, sleep, echo) and wait for
+ * MLY_EV_PROCESS_EXIT.  The tests check what the event says (exit code,
+ * signal, pid), that a reaped pid is never signalled again, that signals
+ * to a process group reach grandchildren (checked in /proc, since PID 1
+ * may leave them as zombies), and that the spawn options (env, cwd, stdio)
+ * take effect in the child.  No test asserts a duration.
+ */
+#include "harness.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- a machine that runs a list of jobs, one after the other ---- */
+
+typedef struct job {
+  mly_process_options opt;
+  int send_signal;        /* if non-zero: signal the process after spawn */
+  bool signal_group;
+  /* results */
+  int spawn_rc;
+  int pid;
+  size_t count_running;   /* mly_process_count right after the spawn */
+  int signal_rc;
+  bool exited;
+  uint32_t ev_id;
+  mly_id ev_from;
+  int64_t status, aux;
+  uint64_t corr;
+  int resignal_rc, resignal_group_rc; /* after the exit */
+  size_t count_after;
+} job;
+
+typedef struct runner {
+  job *jobs;
+  int n, i;
+} runner;
+
+static int runner_run(mly_machine *m, void *data) {
+  runner *r = data;
+  mly_runtime *rt = mly_machine_runtime(m);
+  job *j;
+  MLY_BEGIN(m);
+  for (r->i = 0; r->i < r->n; r->i++) {
+    j = &r->jobs[r->i];
+    j->pid = -1;
+    j->spawn_rc = mly_process_spawn(m, &j->opt, &j->pid);
+    if (j->spawn_rc < 0) {
+      j->count_after = mly_process_count(rt);
+      continue;
+    }
+    j->count_running = mly_process_count(rt);
+    if (j->send_signal)
+      j->signal_rc = mly_process_signal(rt, j->pid, j->send_signal,
+                                        j->signal_group);
+    MLY_AWAIT(m, MLY_EV_PROCESS_EXIT, -1);
+    j = &r->jobs[r->i];
+    const mly_event *e = mly_current_event(m);
+    if (e != NULL) {
+      j->exited = true;
+      j->ev_id = e->id;
+      j->ev_from = e->from;
+      j->status = e->status;
+      j->aux = e->aux;
+      j->corr = e->corr;
+    }
+    j->resignal_rc = mly_process_signal(rt, j->pid, SIGTERM, false);
+    j->resignal_group_rc = mly_process_signal(rt, j->pid, SIGTERM, true);
+    j->count_after = mly_process_count(rt);
+  }
+  MLY_END(m);
+}
+
+static void run_jobs(job *jobs, int n) {
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "runner", .run = runner_run,
+                                           .data_size = sizeof(runner)});
+  h_spawn(rt, t, &(runner){jobs, n, 0}, sizeof(runner));
+  h_run(rt);
+  ck_assert_uint_eq(mly_process_count(rt), 0);
+  ck_assert_uint_eq(h_stat_live(rt), 0);
+  mly_runtime_close(rt);
+}
+
+static const char *const sh_exit3[] = {"/bin/sh", "-c", "exit 3", NULL};
+static const char *const sleep30[] = {"sleep", "30", NULL};
+
+/* ---- exit code, pid, and no signal after the reap ---- */
+
+START_TEST(exit_code_arrives_as_event) {
+  job j = {.opt = {.argv = sh_exit3}};
+  run_jobs(&j, 1);
+  ck_assert_int_eq(j.spawn_rc, 0);
+  ck_assert_int_gt(j.pid, 0);
+  ck_assert_uint_eq(j.count_running, 1);
+  ck_assert(j.exited);
+  ck_assert_uint_eq(j.ev_id, MLY_EV_PROCESS_EXIT);
+  ck_assert_uint_eq(j.ev_from, 0);
+  ck_assert_int_eq(j.status, 3);
+  ck_assert_int_eq(j.aux, 0);
+  ck_assert_uint_eq(j.corr, (uint64_t)j.pid);
+  ck_assert_int_eq(j.resignal_rc, MLY_ESRCH);
+  ck_assert_int_eq(j.resignal_group_rc, MLY_ESRCH);
+  ck_assert_uint_eq(j.count_after, 0);
+}
+END_TEST
+
+START_TEST(signal_group_terminates_and_reaped_pid_is_esrch) {
+  job j = {.opt = {.argv = sleep30, .new_group = true},
+           .send_signal = SIGTERM, .signal_group = true};
+  run_jobs(&j, 1);
+  ck_assert_int_eq(j.spawn_rc, 0);
+  ck_assert_uint_eq(j.count_running, 1);
+  ck_assert_int_eq(j.signal_rc, 0);
+  ck_assert(j.exited);
+  ck_assert_int_eq(j.aux, SIGTERM);
+  ck_assert_int_eq(j.status, 0);
+  ck_assert_uint_eq(j.corr, (uint64_t)j.pid);
+  ck_assert_int_eq(j.resignal_rc, MLY_ESRCH);
+  ck_assert_int_eq(j.resignal_group_rc, MLY_ESRCH);
+  ck_assert_uint_eq(j.count_after, 0);
+  /* the new group is really gone (no zombie either: libuv reaped it) */
+  errno = 0;
+  ck_assert_int_eq(kill(j.pid, 0), -1);
+  ck_assert_int_eq(errno, ESRCH);
+}
+END_TEST
+
+START_TEST(signal_single_process_without_group) {
+  job j = {.opt = {.argv = sleep30}, .send_signal = SIGKILL,
+           .signal_group = false};
+  run_jobs(&j, 1);
+  ck_assert_int_eq(j.spawn_rc, 0);
+  ck_assert_int_eq(j.signal_rc, 0);
+  ck_assert(j.exited);
+  ck_assert_int_eq(j.aux, SIGKILL);
+  ck_assert_int_eq(j.resignal_rc, MLY_ESRCH);
+}
+END_TEST
+
+/* mly_process_signal refuses what is not one of its children. */
+START_TEST(signal_unknown_pid_is_esrch) {
+  mly_runtime *rt = h_runtime();
+  ck_assert_int_eq(mly_process_signal(rt, getpid(), 0, false), MLY_ESRCH);
+  ck_assert_int_eq(mly_process_signal(rt, 1, SIGTERM, true), MLY_ESRCH);
+  ck_assert_int_eq(mly_process_signal(rt, 0, SIGTERM, false), MLY_EINVAL);
+  ck_assert_int_eq(mly_process_signal(rt, -1, SIGTERM, false), MLY_EINVAL);
+  ck_assert_uint_eq(mly_process_count(rt), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- grandchildren die with the group ---- */
+
+/* Processes (not zombies) whose process group is pgid; their pids go in
+ * pids[0..max) when pids is not NULL. */
+static int group_members(int pgid, int *pids, int max) {
+  DIR *d = opendir("/proc");
+  ck_assert_ptr_nonnull(d);
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (!isdigit((unsigned char)de->d_name[0])) continue;
+    char path[300], buf[512];
+    snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue; /* it just went away */
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    char *rp = strrchr(buf, ')'); /* comm may hold spaces and parens */
+    char state;
+    int ppid, pgrp;
+    if (rp == NULL || sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) != 3)
+      continue;
+    if (pgrp != pgid || state == 'Z' || state == 'X' || state == 'x') continue;
+    if (pids && n < max) pids[n] = atoi(de->d_name);
+    n++;
+  }
+  closedir(d);
+  return n;
+}
+
+static const char *const sh_grandkids[] = {
+    "/bin/sh", "-c", "sleep 30 & sleep 30 & wait", NULL};
+
+typedef struct granny {
+  int spawn_rc, pid, signal_rc;
+  int tries;
+  int before, after;        /* live members of the group */
+  int kids[8];
+  int nkids;
+  bool exited;
+  int64_t aux;
+  int kill_rc, kill_errno;  /* kill(-pid, 0) at the end */
+} granny;
+
+#define GROUP_POLLS 500 /* x 10 ms */
+
+typedef struct granny_arg {
+  granny *g;
+} granny_arg;
+
+static int granny_run(mly_machine *m, void *data) {
+  granny *g = ((granny_arg *)data)->g;
+  mly_runtime *rt = mly_machine_runtime(m);
+  MLY_BEGIN(m);
+  g->spawn_rc = mly_process_spawn(
+      m, &(mly_process_options){.argv = sh_grandkids, .new_group = true},
+      &g->pid);
+  if (g->spawn_rc < 0) MLY_EXIT(m, 1);
+  /* wait (bounded) until the shell has started both sleeps */
+  for (g->tries = 0; g->tries < GROUP_POLLS; g->tries++) {
+    g->before = group_members(g->pid, NULL, 0);
+    if (g->before >= 3) break;
+    MLY_SLEEP(m, 10);
+  }
+  g->nkids = group_members(g->pid, g->kids, 8);
+  g->signal_rc = mly_process_signal(rt, g->pid, SIGKILL, true);
+  MLY_AWAIT(m, MLY_EV_PROCESS_EXIT, -1);
+  g->exited = true;
+  g->aux = mly_current_event(m)->aux;
+  /* the grandchildren were reparented; whoever reaps them, they must not
+   * be running any more (bounded: SIGKILL is not ignorable) */
+  for (g->tries = 0; g->tries < GROUP_POLLS; g->tries++) {
+    g->after = group_members(g->pid, NULL, 0);
+    if (g->after == 0) break;
+    MLY_SLEEP(m, 10);
+  }
+  errno = 0;
+  g->kill_rc = kill(-g->pid, 0);
+  g->kill_errno = errno;
+  MLY_END(m);
+}
+
+START_TEST(group_signal_reaches_grandchildren) {
+  mly_runtime *rt = h_runtime();
+  granny g = {0};
+  h_spawn(rt, h_type(rt, &(mly_type_def){.name = "granny", .run = granny_run,
+                                         .data_size = sizeof(granny_arg)}),
+          &(granny_arg){&g}, sizeof(granny_arg));
+  h_run(rt);
+  ck_assert_int_eq(g.spawn_rc, 0);
+  ck_assert_int_ge(g.before, 3); /* sh and two sleeps, all in its group */
+  ck_assert_int_ge(g.nkids, 3);
+  ck_assert_int_eq(g.signal_rc, 0);
+  ck_assert(g.exited);
+  ck_assert_int_eq(g.aux, SIGKILL);
+  ck_assert_int_eq(g.after, 0);
+  /* each former member is gone, or a zombie nobody has reaped yet */
+  for (int i = 0; i < g.nkids && i < 8; i++) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", g.kids[i]);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    char *rp = strrchr(buf, ')');
+    ck_assert_ptr_nonnull(rp);
+    ck_assert_msg(rp[2] == 'Z' || rp[2] == 'X', "pid %d still in state %c",
+                  g.kids[i], rp[2]);
+  }
+  /* kill(-pid, 0) succeeds only while zombies of the group are unreaped */
+  if (g.kill_rc == -1) ck_assert_int_eq(g.kill_errno, ESRCH);
+  ck_assert_uint_eq(mly_process_count(rt), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- spawn failures ---- */
+
+static const char *const nonexistent_abs[] = {"/nonexistent/mly-no-such-prog", NULL};
+static const char *const nonexistent_path[] = {"mly-no-such-program-4711", NULL};
+static const char *const sh_true[] = {"/bin/sh", "-c", "exit 0", NULL};
+
+START_TEST(spawn_nonexistent_program_fails) {
+  job j[4] = {
+      {.opt = {.argv = nonexistent_abs}},
+      {.opt = {.argv = nonexistent_path}},
+      {.opt = {.argv = sh_true, .cwd = "/nonexistent/mly-dir"}},
+      {.opt = {.argv = sh_exit3}}, /* and the machine goes on working */
+  };
+  run_jobs(j, 4);
+  ck_assert_int_eq(j[0].spawn_rc, MLY_ENOENT);
+  ck_assert_int_eq(j[1].spawn_rc, MLY_ENOENT);
+  ck_assert_int_eq(j[2].spawn_rc, MLY_ENOENT);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(j[i].pid, -1); /* untouched on failure */
+    ck_assert_uint_eq(j[i].count_after, 0);
+    ck_assert(!j[i].exited);
+  }
+  ck_assert_int_eq(j[3].spawn_rc, 0);
+  ck_assert(j[3].exited);
+  ck_assert_int_eq(j[3].status, 3);
+}
+END_TEST
+
+typedef struct bad_args {
+  int *rc;
+} bad_args;
+
+static int bad_args_run(mly_machine *m, void *data) {
+  int *rc = ((bad_args *)data)->rc;
+  int pid = -1;
+  static const char *const empty[] = {NULL};
+  MLY_BEGIN(m);
+  rc[0] = mly_process_spawn(m, NULL, &pid);
+  rc[1] = mly_process_spawn(m, &(mly_process_options){.argv = NULL}, &pid);
+  rc[2] = mly_process_spawn(m, &(mly_process_options){.argv = empty}, &pid);
+  rc[3] = pid;
+  rc[4] = (int)mly_process_count(mly_machine_runtime(m));
+  MLY_END(m);
+}
+
+START_TEST(spawn_bad_arguments_einval) {
+  mly_runtime *rt = h_runtime();
+  int rc[5] = {1, 1, 1, 1, 1};
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "bad", .run = bad_args_run,
+                                           .data_size = sizeof(bad_args)});
+  h_spawn(rt, t, &(bad_args){rc}, sizeof(bad_args));
+  h_run(rt);
+  ck_assert_int_eq(rc[0], MLY_EINVAL);
+  ck_assert_int_eq(rc[1], MLY_EINVAL);
+  ck_assert_int_eq(rc[2], MLY_EINVAL);
+  ck_assert_int_eq(rc[3], -1);
+  ck_assert_int_eq(rc[4], 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- env and cwd ---- */
+
+static const char *const sh_env_cwd[] = {
+    "/bin/sh", "-c", "test \"$FOO\" = bar && test \"$(pwd)\" = /tmp", NULL};
+static const char *const env_bar[] = {"FOO=bar", "PATH=/usr/bin:/bin", NULL};
+static const char *const env_baz[] = {"FOO=baz", "PATH=/usr/bin:/bin", NULL};
+static const char *const sh_no_inherit[] = {
+    "/bin/sh", "-c", "test -z \"$MLY_TEST_INHERIT\"", NULL};
+static const char *const sh_inherit[] = {
+    "/bin/sh", "-c", "test \"$MLY_TEST_INHERIT\" = yes", NULL};
+
+START_TEST(env_and_cwd_take_effect) {
+  ck_assert_int_eq(setenv("MLY_TEST_INHERIT", "yes", 1), 0);
+  job j[5] = {
+      {.opt = {.argv = sh_env_cwd, .env = env_bar, .cwd = "/tmp"}},
+      {.opt = {.argv = sh_env_cwd, .env = env_baz, .cwd = "/tmp"}}, /* env */
+      {.opt = {.argv = sh_env_cwd, .env = env_bar, .cwd = "/"}},    /* cwd */
+      {.opt = {.argv = sh_no_inherit, .env = env_bar}}, /* env replaces */
+      {.opt = {.argv = sh_inherit}},                    /* NULL inherits */
+  };
+  run_jobs(j, 5);
+  for (int i = 0; i < 5; i++) {
+    ck_assert_int_eq(j[i].spawn_rc, 0);
+    ck_assert(j[i].exited);
+    ck_assert_int_eq(j[i].aux, 0);
+  }
+  ck_assert_int_eq(j[0].status, 0);
+  ck_assert_int_ne(j[1].status, 0);
+  ck_assert_int_ne(j[2].status, 0);
+  ck_assert_int_eq(j[3].status, 0);
+  ck_assert_int_eq(j[4].status, 0);
+}
+END_TEST
+
+/* ---- stdio ---- */
+
+static const char *const sh_echo_hi[] = {"/bin/sh", "-c", "echo hi", NULL};
+static const char *const sh_echo_inherit[] = {"/bin/sh", "-c", "echo inherit", NULL};
+static const char *const sh_stdout_is_null[] = {
+    "/bin/sh", "-c", "test \"$(readlink /proc/$$/fd/1)\" = /dev/null", NULL};
+
+static size_t read_all(int fd, char *buf, size_t cap) {
+  size_t n = 0;
+  for (;;) {
+    ck_assert_uint_lt(n, cap);
+    ssize_t r = read(fd, buf + n, cap - 1 - n);
+    if (r < 0 && errno == EINTR) continue;
+    ck_assert_int_ge(r, 0);
+    if (r == 0) break;
+    n += (size_t)r;
+  }
+  buf[n] = 0;
+  return n;
+}
+
+START_TEST(stdio_fd_mode_writes_into_pipe) {
+  int p[2];
+  ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+  job j = {.opt = {.argv = sh_echo_hi}};
+  j.opt.stdio[1].mode = MLY_STDIO_FD;
+  j.opt.stdio[1].fd = p[1];
+  run_jobs(&j, 1);
+  ck_assert_int_eq(j.spawn_rc, 0);
+  ck_assert_int_eq(j.status, 0);
+  close(p[1]); /* the child's copy is gone with the child */
+  char buf[64];
+  ck_assert_uint_eq(read_all(p[0], buf, sizeof buf), 3);
+  ck_assert_str_eq(buf, "hi\n");
+  close(p[0]);
+}
+END_TEST
+
+START_TEST(stdio_null_mode_discards_output) {
+  /* Capture this process's own stdout: whatever a child inherits ends up
+   * in the pipe, whatever goes to /dev/null does not. */
+  int cap[2];
+  ck_assert_int_eq(pipe2(cap, O_CLOEXEC), 0);
+  fflush(stdout);
+  int saved = dup(1);
+  ck_assert_int_ge(saved, 0);
+  ck_assert_int_eq(dup2(cap[1], 1), 1);
+  job j[3] = {
+      {.opt = {.argv = sh_echo_hi}},
+      {.opt = {.argv = sh_stdout_is_null}},
+      {.opt = {.argv = sh_echo_inherit}}, /* control: inherited fd 1 */
+  };
+  j[0].opt.stdio[1].mode = MLY_STDIO_NULL;
+  j[1].opt.stdio[1].mode = MLY_STDIO_NULL;
+  run_jobs(j, 3);
+  ck_assert_int_eq(dup2(saved, 1), 1);
+  close(saved);
+  close(cap[1]);
+  char buf[256];
+  read_all(cap[0], buf, sizeof buf);
+  close(cap[0]);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(j[i].spawn_rc, 0);
+    ck_assert(j[i].exited);
+    ck_assert_int_eq(j[i].aux, 0);
+  }
+  ck_assert_int_eq(j[0].status, 0);
+  ck_assert_int_eq(j[1].status, 0); /* its fd 1 really was /dev/null */
+  ck_assert_int_eq(j[2].status, 0);
+  ck_assert_str_eq(buf, "inherit\n"); /* and no "hi" */
+}
+END_TEST
+
+/* ---- many owners: each exit goes to the machine that spawned it ---- */
+
+#define NOWNERS 8
+
+typedef struct owner {
+  int code;
+  int pid;
+  int64_t status;
+  uint64_t corr;
+  int events;
+} owner;
+
+static int owner_run(mly_machine *m, void *data) {
+  owner *o = data;
+  MLY_BEGIN(m);
+  {
+    char script[32];
+    snprintf(script, sizeof script, "exit %d", o->code);
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    if (mly_process_spawn(m, &(mly_process_options){.argv = argv}, &o->pid) < 0)
+      MLY_EXIT(m, 1);
+  }
+  MLY_AWAIT(m, MLY_EV_PROCESS_EXIT, -1);
+  o->events++;
+  o->status = mly_current_event(m)->status;
+  o->corr = mly_current_event(m)->corr;
+  /* nothing else is coming: a second wait would time out */
+  MLY_AWAIT(m, MLY_EV_PROCESS_EXIT, 50);
+  if (!mly_timed_out(m)) o->events++;
+  MLY_END(m);
+}
+
+typedef struct owner_arg {
+  owner *o;
+} owner_arg;
+
+static int owner_shim(mly_machine *m, void *data) {
+  return owner_run(m, ((owner_arg *)data)->o);
+}
+
+START_TEST(exits_route_to_their_owners) {
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "owner", .run = owner_shim,
+                                           .data_size = sizeof(owner_arg)});
+  owner o[NOWNERS];
+  for (int i = 0; i < NOWNERS; i++) {
+    o[i] = (owner){.code = 10 + i, .pid = -1};
+    h_spawn(rt, t, &(owner_arg){&o[i]}, sizeof(owner_arg));
+  }
+  h_run(rt);
+  for (int i = 0; i < NOWNERS; i++) {
+    ck_assert_int_gt(o[i].pid, 0);
+    ck_assert_int_eq(o[i].events, 1);
+    ck_assert_int_eq(o[i].status, 10 + i);
+    ck_assert_uint_eq(o[i].corr, (uint64_t)o[i].pid);
+    for (int k = 0; k < i; k++) ck_assert_int_ne(o[i].pid, o[k].pid);
+  }
+  ck_assert_uint_eq(mly_process_count(rt), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- a process that outlives its owner ---- */
+
+static const char *const sh_wait_then_exit[] = {
+    "/bin/sh", "-c", "read x; exit 5", NULL};
+
+typedef struct leaver {
+  int in_fd; /* the child's stdin: a pipe the test closes */
+  int pid;
+  int rc;
+} leaver;
+
+typedef struct leaver_arg {
+  leaver *l;
+} leaver_arg;
+
+static int leaver_run(mly_machine *m, void *data) {
+  leaver *l = ((leaver_arg *)data)->l;
+  mly_process_options o = {.argv = sh_wait_then_exit};
+  o.stdio[0].mode = MLY_STDIO_FD;
+  o.stdio[0].fd = l->in_fd;
+  MLY_BEGIN(m);
+  l->rc = mly_process_spawn(m, &o, &l->pid);
+  MLY_END(m); /* ends without waiting for the process */
+}
+
+START_TEST(process_outlives_owner) {
+  mly_runtime *rt = h_runtime();
+  int p[2];
+  ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+  leaver l = {.in_fd = p[0], .pid = -1, .rc = 1};
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "leaver", .run = leaver_run,
+                                           .data_size = sizeof(leaver_arg)});
+  h_spawn(rt, t, &(leaver_arg){&l}, sizeof(leaver_arg));
+  /* run until the owner has ended; the process is still running */
+  for (int i = 0; i < 100 && h_stat_live(rt) > 0; i++) h_turn(rt);
+  ck_assert_int_eq(l.rc, 0);
+  ck_assert_uint_eq(h_stat_live(rt), 0);
+  ck_assert_uint_eq(mly_process_count(rt), 1);
+  close(p[0]);
+  close(p[1]); /* the child reads EOF and exits 5 */
+  h_run(rt); /* the process handle keeps the loop alive until the exit */
+  ck_assert_uint_eq(mly_process_count(rt), 0);
+  ck_assert_int_eq(mly_process_signal(rt, l.pid, SIGTERM, false), MLY_ESRCH);
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.delivered, 0); /* nobody to deliver the exit to */
+  mly_runtime_close(rt);
+}
+END_TEST
+
+static Suite *process_suite(void) {
+  Suite *s = suite_create("process");
+  TCase *tc = tcase_create("children");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, exit_code_arrives_as_event);
+  tcase_add_test(tc, signal_group_terminates_and_reaped_pid_is_esrch);
+  tcase_add_test(tc, signal_single_process_without_group);
+  tcase_add_test(tc, signal_unknown_pid_is_esrch);
+  tcase_add_test(tc, group_signal_reaches_grandchildren);
+  tcase_add_test(tc, spawn_nonexistent_program_fails);
+  tcase_add_test(tc, spawn_bad_arguments_einval);
+  tcase_add_test(tc, env_and_cwd_take_effect);
+  tcase_add_test(tc, stdio_fd_mode_writes_into_pipe);
+  tcase_add_test(tc, stdio_null_mode_discards_output);
+  tcase_add_test(tc, exits_route_to_their_owners);
+  tcase_add_test(tc, process_outlives_owner);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+H_MAIN(process_suite)
