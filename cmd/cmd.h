@@ -10,6 +10,8 @@
 int cmd_demo(int argc, char **argv);
 int cmd_demo_status(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_supervise(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
 
 /* Option values, with a clear message on stderr when they are bad:
  * "mealy demo: --for: 'x' is not a duration (write 250ms, 10s, 2m)". */

@@ -12,6 +12,8 @@ static const struct {
   int (*fn)(int argc, char **argv);
   const char *what;
 } commands[] = {
+    {"supervise", cmd_supervise, "run the supervisor (built-in demo without FILE)"},
+    {"ctl", cmd_ctl, "control a running supervisor through its socket"},
     {"demo", cmd_demo, "run the embedding demo (MasterD beside a TCP server)"},
     {"demo-status", cmd_demo_status, "print the instance table of a running demo"},
     {"version", cmd_version, "print the version"},

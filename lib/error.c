@@ -8,6 +8,7 @@
  */
 #include "mealy.h"
 
+#include <errno.h>
 #include <string.h>
 
 const char *mly_strerror(int err) {
@@ -30,8 +31,14 @@ const char *mly_strerror(int err) {
   case MLY_ETIMEDOUT: return "timed out";
   case MLY_ECANCELED: return "ended by force";
   case -EACCES: return "permission denied";
-  case -EAGAIN: return "resource temporarily unavailable";
+  case MLY_EAGAIN: return "not yet complete; try again";
   case -ECHILD: return "no child process";
-  default: return "unknown error";
+  case -EPIPE: return "broken pipe (the other end closed)";
+  case -ECONNREFUSED: return "connection refused (nothing listens there)";
+  case -ECONNRESET: return "connection reset by peer";
+  default: {
+    const char *d = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
+    return d ? d : "unknown error";
+  }
   }
 }

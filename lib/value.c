@@ -716,13 +716,22 @@ int mly_value_encode(const mly_value *v, char **buf, size_t *len) {
 
 typedef struct reader {
   const unsigned char *p, *end;
+  bool truncated; /* it ran out of bytes (rather than meeting bad ones) */
 } reader;
 
 static size_t left(const reader *r) { return (size_t)(r->end - r->p); }
 
+/* Are n more bytes there?  Remembers when they are not. */
+static bool has(reader *r, uint64_t n) {
+  if (n <= left(r))
+    return true;
+  r->truncated = true;
+  return false;
+}
+
 /* Read an n-byte big-endian unsigned integer; false when truncated. */
 static bool read_be(reader *r, size_t n, uint64_t *out) {
-  if (left(r) < n)
+  if (!has(r, n))
     return false;
   uint64_t x = 0;
   for (size_t i = 0; i < n; i++)
@@ -785,7 +794,7 @@ static int decode_bytes(reader *r, mly_vtype t, size_t lenbytes,
                         uint64_t len, mly_value **out) {
   if (lenbytes && !read_be(r, lenbytes, &len))
     return MLY_EBADMSG;
-  if (len > left(r))
+  if (!has(r, len))
     return MLY_EBADMSG;
   int rc = give(bytes_new(t, r->p, (size_t)len), out);
   if (rc == 0)
@@ -802,7 +811,7 @@ static int read_count(reader *r, size_t lenbytes, uint64_t *n,
     return MLY_EBADMSG;
   if (lenbytes && !read_be(r, lenbytes, n))
     return MLY_EBADMSG;
-  if (*n > left(r) / per_item)
+  if (!has(r, *n * per_item))
     return MLY_EBADMSG;
   return 0;
 }
@@ -835,7 +844,7 @@ static bool is_str_tag(unsigned char tag) {
 
 /* A map key: a msgpack str with no NUL inside, returned as a C string. */
 static int decode_key(reader *r, char **key) {
-  if (left(r) == 0 || !is_str_tag(*r->p))
+  if (!has(r, 1) || !is_str_tag(*r->p))
     return MLY_EBADMSG;
   mly_value *s;
   int rc = decode_any(r, 0, &s);
@@ -945,7 +954,7 @@ static int decode_tagged(reader *r, unsigned char tag, int depth,
 
 /* depth counts the containers around the value being read. */
 static int decode_any(reader *r, int depth, mly_value **out) {
-  if (left(r) == 0)
+  if (!has(r, 1))
     return MLY_EBADMSG;
   unsigned char tag = *r->p++;
   if (tag <= 0x7f) /* positive fixint */
@@ -961,6 +970,23 @@ static int decode_any(reader *r, int depth, mly_value **out) {
   return decode_tagged(r, tag, depth, out);
 }
 
+int mly_value_decode_prefix(const void *buf, size_t len, mly_value **out,
+                            size_t *used) {
+  if (!out || !used || (!buf && len > 0))
+    return MLY_EINVAL;
+  *out = NULL;
+  reader r = {buf, (const unsigned char *)buf + len, false};
+  mly_value *v;
+  int rc = len == 0 ? MLY_EAGAIN : decode_any(&r, 0, &v);
+  if (rc == MLY_EBADMSG && r.truncated)
+    return MLY_EAGAIN; /* a value that has not fully arrived yet */
+  if (rc)
+    return rc;
+  *used = (size_t)(r.p - (const unsigned char *)buf);
+  *out = v;
+  return 0;
+}
+
 int mly_value_decode(const void *buf, size_t len, mly_value **out) {
   if (!out)
     return MLY_EINVAL;
@@ -969,7 +995,7 @@ int mly_value_decode(const void *buf, size_t len, mly_value **out) {
     return MLY_EBADMSG;
   if (!buf)
     return MLY_EINVAL;
-  reader r = {buf, (const unsigned char *)buf + len};
+  reader r = {buf, (const unsigned char *)buf + len, false};
   mly_value *v;
   int rc = decode_any(&r, 0, &v);
   if (rc)

@@ -1178,6 +1178,39 @@ START_TEST(t_decode_bad_args) {
 }
 END_TEST
 
+/* A stream of values: each is taken whole, a partial one asks for more. */
+START_TEST(t_decode_prefix_stream) {
+  mly_value *a = mly_value_array();
+  mly_array_push(a, mly_value_str("status"));
+  mly_array_push(a, mly_value_int(-7));
+  char *ea = NULL, *eb = NULL;
+  size_t la = 0, lb = 0;
+  ck_assert_int_eq(mly_value_encode(a, &ea, &la), 0);
+  ck_assert_int_eq(mly_value_encode(NULL, &eb, &lb), 0); /* nil */
+  char *both = malloc(la + lb);
+  memcpy(both, ea, la);
+  memcpy(both + la, eb, lb);
+  mly_value *got = NULL;
+  size_t used = 0;
+  for (size_t cut = 0; cut < la; cut++)
+    ck_assert_int_eq(mly_value_decode_prefix(both, cut, &got, &used), MLY_EAGAIN);
+  ck_assert_int_eq(mly_value_decode_prefix(both, la + lb, &got, &used), 0);
+  ck_assert_uint_eq(used, la);
+  ck_assert(mly_value_equal(got, a));
+  mly_value_free(got);
+  ck_assert_int_eq(mly_value_decode_prefix(both + la, lb, &got, &used), 0);
+  ck_assert_uint_eq(used, lb);
+  ck_assert_int_eq(mly_value_type(got), MLY_V_NIL);
+  mly_value_free(got);
+  static const unsigned char bad[] = {0xc1, 0x00}; /* never used tag */
+  ck_assert_int_eq(mly_value_decode_prefix(bad, sizeof bad, &got, &used), MLY_EBADMSG);
+  free(both);
+  free(ea);
+  free(eb);
+  mly_value_free(a);
+}
+END_TEST
+
 START_TEST(t_decode_absurd_sizes) {
   /* Declared sizes far beyond the input are refused before any
    * allocation (msgpack-c's unpacker would try to allocate 100 GB). */
@@ -1285,6 +1318,7 @@ static Suite *value_suite(void) {
   tcase_add_test(w, t_decode_bad_args);
   tcase_add_test(w, t_decode_absurd_sizes);
   tcase_add_test(w, t_decode_mutations);
+  tcase_add_test(w, t_decode_prefix_stream);
   suite_add_tcase(s, w);
   return s;
 }

@@ -50,6 +50,7 @@ extern "C" {
 #define MLY_ESHUTDOWN    (-ESHUTDOWN)    /* runtime is stopping           */
 #define MLY_ETIMEDOUT    (-ETIMEDOUT)
 #define MLY_ECANCELED    (-ECANCELED)    /* ended by force                */
+#define MLY_EAGAIN       (-EAGAIN)       /* not yet: try again later      */
 
 /* A sentence for an error code; never NULL, never allocates. */
 const char *mly_strerror(int err);
@@ -134,6 +135,10 @@ int mly_map_get_str(const mly_value *map, const char *key, const char **s);
 #define MLY_VALUE_MAX_DEPTH 64
 int mly_value_encode(const mly_value *v, char **buf, size_t *len);
 int mly_value_decode(const void *buf, size_t len, mly_value **out);
+/* For streams: decode the first value of buf and say how many bytes it
+ * used.  MLY_EAGAIN when buf holds only the start of a value. */
+int mly_value_decode_prefix(const void *buf, size_t len, mly_value **out,
+                            size_t *used);
 
 /* ------------------------------------------------------------------ */
 /* Runtime, types and instances.                                       */
@@ -373,6 +378,7 @@ size_t mly_process_count(const mly_runtime *rt);
 /* Whether pid is a child process of this runtime not yet reaped: a
  * subreaper uses it to tell its own children from adopted orphans. */
 bool mly_process_known(const mly_runtime *rt, int pid);
+
 
 /* ------------------------------------------------------------------ */
 /* Introspection.                                                      */

@@ -1,0 +1,1730 @@
+/*
+ * config.c - loading the supervisor's configuration file.
+ *
+ * `mealy supervise FILE` reads one YAML file (the format is in config.h)
+ * and refuses it as a whole, before anything starts, if any part of it is
+ * wrong: a supervisor that starts half a system and then trips over a typo
+ * is worse than one that says where the typo is.  So everything that can
+ * be checked at load time is checked here - types, ranges, names, users
+ * and groups, the dependency graph - and the first problem is reported as
+ * "FILE:LINE:COL: what is wrong; what to do".
+ *
+ * libyaml's document API loads the file as a graph of nodes that carry
+ * their positions.  The code below walks only the shapes it expects, to a
+ * fixed depth and never recursively, so aliases (even self-referential
+ * ones) and deep nesting cost nothing.  The result is plain malloc'd
+ * memory owned by the sv_config; the YAML document is dropped on return.
+ * In YAML an empty value is null, and here null means "not set": the
+ * default applies.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* the GNU strerror_r, which returns its string */
+#endif
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <locale.h>
+#include <math.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "mealy.h"
+
+#define NAME_LIMIT 63                        /* program names */
+#define TEXT_LIMIT (1u << 20)                /* no real config is bigger */
+#define DEPTH_LIMIT 32                       /* real ones nest 4 levels */
+#define ANCHOR_LIMIT 1000                    /* anchors, and aliases */
+#define MIB (1024ull * 1024)
+#define LOG_SIZE_DEFAULT (10 * MIB)
+#define LOG_KEEP_DEFAULT 5
+#define LOG_KEEP_LIMIT 1000                  /* rotation renames each one */
+#define FD_LIMIT 1023
+/* Durations stay far below what int64 and double arithmetic can hold, so
+ * the supervisor can add and multiply them without overflow checks. */
+#define DURATION_LIMIT (365LL * 24 * 3600 * 1000)
+#define PWBUF_LIMIT (1u << 20)
+
+/* ------------------------------------------------------------------ */
+/* Errors.                                                             */
+
+typedef struct named {
+  const char *name;
+  size_t idx;
+} named;
+
+typedef struct ctx {
+  const char *path;        /* for messages */
+  const char *text;        /* for positions of encoding errors */
+  size_t len;
+  yaml_document_t *doc;
+  char *err;
+  size_t errlen;
+  sv_config *cfg;
+  named *byname;           /* programs sorted by name, for lookups */
+  size_t *stamp;           /* per program: 1 + last program naming it */
+  size_t work, work_limit; /* nodes and bytes read, aliases included */
+} ctx;
+
+/* The message is cut to fit err; cut, it must not end inside a UTF-8
+ * sequence, or a terminal would print garbage after it. */
+static void trim_utf8(char *s) {
+  size_t n = strlen(s), i = n;
+  while (i > 0 && n - i < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--;
+  if (i == 0) return;
+  unsigned char lead = (unsigned char)s[i - 1];
+  size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+  if (n - (i - 1) < need) s[i - 1] = '\0';
+}
+
+/* Writes "PATH:LINE:COL: message", or "PATH: message" when line is 0. */
+static void vreport(char *err, size_t errlen, const char *path, size_t line,
+                    size_t col, const char *fmt, va_list ap) {
+  if (err == NULL || errlen == 0) return;
+  int n = line ? snprintf(err, errlen, "%s:%zu:%zu: ", path, line, col)
+               : snprintf(err, errlen, "%s: ", path);
+  if (n < 0) {
+    err[0] = '\0';
+    return;
+  }
+  int m = (size_t)n < errlen ? vsnprintf(err + n, errlen - (size_t)n, fmt, ap)
+                             : 0;
+  if ((size_t)n + (size_t)(m > 0 ? m : 0) >= errlen) trim_utf8(err);
+}
+
+static void report(char *err, size_t errlen, const char *path, size_t line,
+                   size_t col, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void report(char *err, size_t errlen, const char *path, size_t line,
+                   size_t col, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vreport(err, errlen, path, line, col, fmt, ap);
+  va_end(ap);
+}
+
+/* A content error at a position (libyaml marks count from 0). */
+static int bad_at(ctx *c, yaml_mark_t m, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int bad_at(ctx *c, yaml_mark_t m, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vreport(c->err, c->errlen, c->path, m.line + 1, m.column + 1, fmt, ap);
+  va_end(ap);
+  return MLY_EINVAL;
+}
+#define bad(c, node, ...) bad_at((c), (node)->start_mark, __VA_ARGS__)
+
+static int nomem(ctx *c) {
+  report(c->err, c->errlen, c->path, 0, 0,
+         "out of memory while loading the configuration");
+  return MLY_ENOMEM;
+}
+
+/* A value from the file, made safe to quote in a message: short, and
+ * without control characters that would break the line. */
+typedef struct shown {
+  char s[64];
+} shown;
+
+static shown show(const char *v) {
+  shown o;
+  size_t i = 0;
+  for (; v[i] != '\0' && i < 40; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    o.s[i] = (char)(ch < 0x20 || ch == 0x7f ? '?' : ch);
+  }
+  if (v[i] == '\0') {
+    o.s[i] = '\0';
+    return o;
+  }
+  while (i > 0 && ((unsigned char)v[i] & 0xC0) == 0x80) i--; /* whole chars */
+  memcpy(o.s + i, "...", 4);
+  return o;
+}
+
+/* ------------------------------------------------------------------ */
+/* Nodes.                                                              */
+
+static size_t map_len(const yaml_node_t *n) {
+  return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+}
+
+static size_t seq_len(const yaml_node_t *n) {
+  return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+}
+
+/* An alias lets a small file name one big node many times over; the
+ * total read is bounded so that cannot blow up time or memory. */
+static int spend(ctx *c, const yaml_node_t *n, size_t units) {
+  c->work += units;
+  if (c->work <= c->work_limit) return 0;
+  return bad(c, n, "this part is repeated through aliases (*name) too "
+             "often; write the values out instead");
+}
+
+/* libyaml's loader only makes valid node indexes, but a NULL here would
+ * be a crash, so it becomes an error instead. */
+static int pair_at(ctx *c, yaml_node_t *map, size_t i, yaml_node_t **k,
+                   yaml_node_t **v) {
+  yaml_node_pair_t *p = map->data.mapping.pairs.start + i;
+  *k = yaml_document_get_node(c->doc, p->key);
+  *v = yaml_document_get_node(c->doc, p->value);
+  if (*k == NULL || *v == NULL) return bad(c, map, "malformed YAML map");
+  return spend(c, *k, 1);
+}
+
+static int item_at(ctx *c, yaml_node_t *seq, size_t i, yaml_node_t **it) {
+  *it = yaml_document_get_node(c->doc, seq->data.sequence.items.start[i]);
+  if (*it == NULL) return bad(c, seq, "malformed YAML list");
+  return spend(c, *it, 1);
+}
+
+static const char *sval(const yaml_node_t *n) {
+  return (const char *)n->data.scalar.value;
+}
+
+/* YAML's null: an empty or ~/null plain scalar.  Quoted "" is a string. */
+static bool is_null(const yaml_node_t *n) {
+  if (n->type != YAML_SCALAR_NODE) return false;
+  if (n->tag != NULL && strcmp((const char *)n->tag, YAML_NULL_TAG) == 0)
+    return true;
+  if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
+  const char *s = sval(n);
+  return !strcmp(s, "") || !strcmp(s, "~") || !strcmp(s, "null") ||
+         !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
+
+static const char *kind(const yaml_node_t *n) {
+  switch (n->type) {
+  case YAML_SCALAR_NODE: return is_null(n) ? "empty" : "a string";
+  case YAML_SEQUENCE_NODE: return "a list";
+  case YAML_MAPPING_NODE: return "a map";
+  default: return "nothing";
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Scalars.                                                            */
+
+static int get_str(ctx *c, yaml_node_t *v, const char *what,
+                   const char **out) {
+  if (v->type != YAML_SCALAR_NODE || is_null(v))
+    return bad(c, v, "%s must be a string, not %s", what, kind(v));
+  /* "\0" in a quoted scalar would silently cut the C string short */
+  if (strlen(sval(v)) != v->data.scalar.length)
+    return bad(c, v, "%s contains a NUL character (\\0); remove it", what);
+  *out = sval(v);
+  return spend(c, v, v->data.scalar.length + 1);
+}
+
+static int set_str(ctx *c, yaml_node_t *v, const char *what, char **dst) {
+  const char *s;
+  int rc = get_str(c, v, what, &s);
+  if (rc) return rc;
+  if (*s == '\0') return bad(c, v, "%s is empty; write a value or remove it",
+                             what);
+  char *copy = strdup(s);
+  if (copy == NULL) return nomem(c);
+  free(*dst);
+  *dst = copy;
+  return 0;
+}
+
+static int get_bool(ctx *c, yaml_node_t *v, const char *what, bool *out) {
+  const char *s;
+  int rc = get_str(c, v, what, &s);
+  if (rc) return rc;
+  if (strcasecmp(s, "true") == 0) *out = true;
+  else if (strcasecmp(s, "false") == 0) *out = false;
+  else return bad(c, v, "%s must be true or false, not '%s'", what, show(s).s);
+  return 0;
+}
+
+/* Whole decimal numbers only: "08" is 8, "0x10" and "1e3" are refused.
+ * Values past int64 saturate, so the range check reports them. */
+static bool parse_int(const char *s, int64_t *out) {
+  bool neg = *s == '-';
+  if (neg) s++;
+  if (*s < '0' || *s > '9') return false;
+  uint64_t n = 0, cap = (uint64_t)INT64_MAX + 1;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    uint64_t d = (uint64_t)(*s - '0');
+    n = n > (cap - d) / 10 ? cap : n * 10 + d;
+  }
+  if (*s != '\0') return false;
+  if (neg) *out = n == cap ? INT64_MIN : -(int64_t)n;
+  else *out = n == cap ? INT64_MAX : (int64_t)n;
+  return true;
+}
+
+static int get_int(ctx *c, yaml_node_t *v, const char *what, int64_t lo,
+                   int64_t hi, int64_t *out) {
+  const char *s;
+  int rc = get_str(c, v, what, &s);
+  if (rc) return rc;
+  if (!parse_int(s, out))
+    return bad(c, v, "%s must be a whole number, not '%s'", what, show(s).s);
+  if (*out < lo)
+    return bad(c, v, "%s must be at least %lld, not %s", what, (long long)lo,
+               show(s).s);
+  if (*out > hi)
+    return bad(c, v, "%s must be at most %lld, not %s", what, (long long)hi,
+               show(s).s);
+  return 0;
+}
+
+/* Plain decimal notation only: strtod would also take "nan", "inf",
+ * hex floats and leading blanks.  The C locale keeps "1.5" meaning 1.5
+ * should the program ever set one where the decimal point is a comma. */
+static bool parse_num(const char *s, locale_t c_locale, double *out) {
+  const char *p = s + (*s == '-');
+  bool digits = false;
+  while (*p >= '0' && *p <= '9') p++, digits = true;
+  if (*p == '.')
+    for (p++; *p >= '0' && *p <= '9'; p++) digits = true;
+  if (!digits) return false;
+  if (*p == 'e' || *p == 'E') {
+    p += 1 + (p[1] == '+' || p[1] == '-');
+    if (*p < '0' || *p > '9') return false;
+    while (*p >= '0' && *p <= '9') p++;
+  }
+  if (*p != '\0') return false;
+  *out = strtod_l(s, NULL, c_locale);
+  return isfinite(*out);
+}
+
+static int get_num(ctx *c, yaml_node_t *v, const char *what, double *out) {
+  const char *s;
+  int rc = get_str(c, v, what, &s);
+  if (rc) return rc;
+  locale_t c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+  if (c_locale == (locale_t)0) return nomem(c);
+  bool ok = parse_num(s, c_locale, out);
+  freelocale(c_locale);
+  if (!ok)
+    return bad(c, v, "%s must be a number such as 1.5, not '%s'", what,
+               show(s).s);
+  return 0;
+}
+
+static int get_dur(ctx *c, yaml_node_t *v, const char *what, int64_t min,
+                   int64_t *out) {
+  const char *s;
+  if (v->type != YAML_SCALAR_NODE)
+    return bad(c, v, "%s must be a duration such as 10s, not %s", what,
+               kind(v));
+  int rc = get_str(c, v, what, &s);
+  if (rc) return rc;
+  if (*s == '-')
+    return bad(c, v, "%s cannot be negative; write a duration such as 10s",
+               what);
+  rc = mly_duration_parse(s, out);
+  if (rc == MLY_ERANGE || (rc == 0 && *out > DURATION_LIMIT))
+    return bad(c, v, "%s '%s' is longer than a year; write a shorter one",
+               what, show(s).s);
+  if (rc) return bad(c, v, "'%s' is not a duration; write 250ms, 10s or 2m",
+                     show(s).s);
+  if (*out < min)
+    return bad(c, v, "%s must be more than 0; write a duration such as 10s",
+               what);
+  return 0;
+}
+
+/* Byte counts: "10MB", "512KB", "1GB", "4096".  Units are binary
+ * (1KB = 1024 bytes), as log sizes usually are. */
+static int get_size(ctx *c, yaml_node_t *v, const char *what,
+                    uint64_t *out) {
+  static const struct { const char *unit; uint64_t mul; } units[] = {
+      {"", 1},          {"b", 1},           {"k", 1024},
+      {"kb", 1024},     {"kib", 1024},      {"m", MIB},
+      {"mb", MIB},      {"mib", MIB},       {"g", 1024 * MIB},
+      {"gb", 1024 * MIB}, {"gib", 1024 * MIB}};
+  const char *s, *p;
+  int rc = get_str(c, v, what, &s);
+  if (rc) return rc;
+  uint64_t n = 0;
+  bool big = false;
+  for (p = s; *p >= '0' && *p <= '9'; p++) {
+    if (n > (UINT64_MAX - 9) / 10) big = true;
+    else n = n * 10 + (uint64_t)(*p - '0');
+  }
+  if (p == s) goto invalid;
+  if (*p == ' ') p++;
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+    if (strcasecmp(p, units[i].unit) != 0) continue;
+    if (big || n > UINT64_MAX / units[i].mul)
+      return bad(c, v, "%s '%s' is too big", what, show(s).s);
+    *out = n * units[i].mul;
+    return 0;
+  }
+invalid:
+  return bad(c, v, "%s '%s' is not a size; write bytes, or 512KB, 10MB, 1GB",
+             what, show(s).s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Maps of known keys.                                                 */
+
+typedef int (*field_fn)(ctx *c, void *obj, yaml_node_t *v);
+
+typedef struct field {
+  const char *key;
+  field_fn fn;
+  bool nulls; /* the handler sees null values; otherwise null = default */
+} field;
+
+static void known_keys(const field *f, size_t n, char *buf, size_t len) {
+  size_t at = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < n && at < len; i++) {
+    int w = snprintf(buf + at, len - at, "%s%s", i ? ", " : "", f[i].key);
+    if (w < 0) break;
+    at += (size_t)w;
+  }
+}
+
+static int find_field(const field *f, size_t n, const yaml_node_t *k) {
+  for (size_t i = 0; i < n; i++)
+    if (strlen(f[i].key) == k->data.scalar.length &&
+        memcmp(f[i].key, sval(k), k->data.scalar.length) == 0)
+      return (int)i;
+  return -1;
+}
+
+/* Walks a map whose keys must all be in `f` (at most 32), each at most
+ * once; `where` ends the messages ("in program 'web'"). */
+static int walk_map(ctx *c, yaml_node_t *map, const field *f, size_t nf,
+                    const char *where, void *obj) {
+  yaml_mark_t first[32];
+  uint32_t seen = 0;
+  for (size_t i = 0; i < map_len(map); i++) {
+    yaml_node_t *k, *v;
+    int rc = pair_at(c, map, i, &k, &v);
+    if (rc) return rc;
+    if (k->type != YAML_SCALAR_NODE)
+      return bad(c, k, "keys %s must be names, not %s", where, kind(k));
+    int fi = find_field(f, nf, k);
+    if (fi < 0) {
+      char known[512];
+      known_keys(f, nf, known, sizeof known);
+      return bad(c, k, "unknown key '%s' %s (known: %s)", show(sval(k)).s,
+                 where, known);
+    }
+    if (seen & (1u << fi))
+      return bad(c, k, "'%s' is set twice %s (first at %zu:%zu); keep one",
+                 f[fi].key, where, first[fi].line + 1, first[fi].column + 1);
+    seen |= 1u << fi;
+    first[fi] = k->start_mark;
+    if (is_null(v) && !f[fi].nulls) continue;
+    if ((rc = f[fi].fn(c, obj, v)) != 0) return rc;
+  }
+  return 0;
+}
+
+/* Sorts v by name (then file order) and returns the file index of the
+ * earliest repeat of a name, or SIZE_MAX; *first is its first use. */
+static int named_cmp(const void *a, const void *b) {
+  const named *x = a, *y = b;
+  int r = strcmp(x->name, y->name);
+  return r ? r : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static size_t find_dup(named *v, size_t n, size_t *first) {
+  size_t best = SIZE_MAX, run = 0;
+  qsort(v, n, sizeof *v, named_cmp);
+  for (size_t i = 1; i < n; i++) {
+    if (strcmp(v[i - 1].name, v[i].name) != 0) run = i;
+    else if (v[i].idx < best) best = v[i].idx, *first = v[run].idx;
+  }
+  return best;
+}
+
+/* ------------------------------------------------------------------ */
+/* Signals.                                                            */
+
+static const struct { const char *name; int num; } signals[] = {
+    {"HUP", SIGHUP},   {"INT", SIGINT},       {"QUIT", SIGQUIT},
+    {"ILL", SIGILL},   {"TRAP", SIGTRAP},     {"ABRT", SIGABRT},
+    {"BUS", SIGBUS},   {"FPE", SIGFPE},       {"KILL", SIGKILL},
+    {"USR1", SIGUSR1}, {"SEGV", SIGSEGV},     {"USR2", SIGUSR2},
+    {"PIPE", SIGPIPE}, {"ALRM", SIGALRM},     {"TERM", SIGTERM},
+    {"CHLD", SIGCHLD}, {"CONT", SIGCONT},     {"STOP", SIGSTOP},
+    {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU},
+    {"URG", SIGURG},   {"XCPU", SIGXCPU},     {"XFSZ", SIGXFSZ},
+    {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH},
+    {"IO", SIGIO},     {"SYS", SIGSYS}};
+#define NSIGNALS (sizeof signals / sizeof signals[0])
+
+int sv_signal_number(const char *name) {
+  if (name == NULL) return -1;
+  int64_t n;
+  if (parse_int(name, &n)) return n >= 1 && n <= SIGRTMAX ? (int)n : -1;
+  if (strncasecmp(name, "SIG", 3) == 0) name += 3;
+  for (size_t i = 0; i < NSIGNALS; i++)
+    if (strcasecmp(name, signals[i].name) == 0) return signals[i].num;
+  return -1;
+}
+
+const char *sv_signal_name(int signum) {
+  for (size_t i = 0; i < NSIGNALS; i++)
+    if (signals[i].num == signum) return signals[i].name;
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Users and groups, resolved now so a typo fails the load, not the    */
+/* start.  The libc wants a buffer of unknown size: grow it on ERANGE. */
+
+static int lookup_fail(ctx *c, yaml_node_t *v, int rc, const char *what,
+                       const char *name) {
+  if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM)
+    return bad(c, v, "unknown %s '%s'; create it, or write an existing %s "
+               "name or a numeric id", what, show(name).s, what);
+  char buf[128];
+  bad(c, v, "cannot look up %s '%s': %s", what, show(name).s,
+      strerror_r(rc, buf, sizeof buf));
+  return -rc;
+}
+
+/* A numeric id that names no entry is used as it is (containers often
+ * run with ids that have no passwd line). */
+static bool numeric_id(const char *s, uint32_t *id) {
+  int64_t n;
+  if (!parse_int(s, &n) || n < 0 || n >= (int64_t)UINT32_MAX) return false;
+  *id = (uint32_t)n;
+  return true;
+}
+
+static int lookup_user(ctx *c, yaml_node_t *v, sv_program *p,
+                       gid_t *primary, bool *has_primary) {
+  struct passwd pw, *res = NULL;
+  size_t size = 1024;
+  char *buf = NULL;
+  int rc;
+  do {
+    char *nb = realloc(buf, size *= 2);
+    if (nb == NULL) return free(buf), nomem(c);
+    buf = nb;
+    rc = getpwnam_r(p->user, &pw, buf, size, &res);
+  } while (rc == ERANGE && size < PWBUF_LIMIT);
+  if (res != NULL) {
+    p->uid = pw.pw_uid, p->has_uid = true;
+    *primary = pw.pw_gid, *has_primary = true;
+  }
+  free(buf);
+  uint32_t id;
+  if (res != NULL) return 0;
+  if (!numeric_id(p->user, &id)) return lookup_fail(c, v, rc, "user", p->user);
+  p->uid = (uid_t)id;
+  p->has_uid = true;
+  return 0;
+}
+
+static int lookup_group(ctx *c, yaml_node_t *v, sv_program *p) {
+  struct group gr, *res = NULL;
+  size_t size = 1024;
+  char *buf = NULL;
+  int rc;
+  do {
+    char *nb = realloc(buf, size *= 2);
+    if (nb == NULL) return free(buf), nomem(c);
+    buf = nb;
+    rc = getgrnam_r(p->group, &gr, buf, size, &res);
+  } while (rc == ERANGE && size < PWBUF_LIMIT);
+  if (res != NULL) p->gid = gr.gr_gid, p->has_gid = true;
+  free(buf);
+  uint32_t id;
+  if (res != NULL) return 0;
+  if (!numeric_id(p->group, &id))
+    return lookup_fail(c, v, rc, "group", p->group);
+  p->gid = (gid_t)id;
+  p->has_gid = true;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Program settings.                                                   */
+
+typedef struct pctx {
+  sv_program *p;
+  size_t idx;
+  yaml_node_t *key;      /* the program's name, where messages point */
+  yaml_node_t *command;  /* kept until shell: is known */
+  gid_t primary;         /* the user's own group, when group is unset */
+  bool has_primary;
+  char where[96];        /* "in program 'web'" */
+} pctx;
+
+#define P(o) (((pctx *)(o))->p)
+
+static int pf_command(ctx *c, void *o, yaml_node_t *v) {
+  (void)c;
+  ((pctx *)o)->command = v;
+  return 0;
+}
+
+static int pf_shell(ctx *c, void *o, yaml_node_t *v) {
+  return get_bool(c, v, "shell", &P(o)->shell);
+}
+
+static int pf_cwd(ctx *c, void *o, yaml_node_t *v) {
+  return set_str(c, v, "cwd", &P(o)->cwd);
+}
+
+static bool env_name_ok(const char *s) {
+  if (*s == '\0' || (*s >= '0' && *s <= '9')) return false;
+  for (; *s; s++)
+    if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9')))
+      return false;
+  return true;
+}
+
+static int env_entry(ctx *c, sv_program *p, yaml_node_t *k, yaml_node_t *v) {
+  const char *name, *value = NULL;
+  int rc = get_str(c, k, "an env name", &name);
+  if (rc) return rc;
+  if (!env_name_ok(name))
+    return bad(c, k, "'%s' is not a valid environment variable name; use "
+               "letters, digits and '_', not starting with a digit",
+               show(name).s);
+  if (!is_null(v) && v->type != YAML_SCALAR_NODE)
+    return bad(c, v, "env %s must be a string, or null to unset it, not %s",
+               name, kind(v));
+  if (!is_null(v) && (rc = get_str(c, v, "an env value", &value)) != 0)
+    return rc;
+  sv_env_op *e = &p->env[p->nenv++];
+  if ((e->name = strdup(name)) == NULL) return nomem(c);
+  if (value && (e->value = strdup(value)) == NULL) return nomem(c);
+  return 0;
+}
+
+static int env_dups(ctx *c, yaml_node_t *map, sv_program *p) {
+  named *v = malloc((p->nenv ? p->nenv : 1) * sizeof *v);
+  if (v == NULL) return nomem(c);
+  for (size_t i = 0; i < p->nenv; i++) v[i] = (named){p->env[i].name, i};
+  size_t first = 0, dup = find_dup(v, p->nenv, &first);
+  free(v);
+  if (dup == SIZE_MAX) return 0;
+  yaml_node_t *k, *k1, *val;
+  int rc = pair_at(c, map, first, &k1, &val);
+  if (rc == 0) rc = pair_at(c, map, dup, &k, &val);
+  if (rc) return rc;
+  return bad(c, k, "env %s is set twice (first at %zu:%zu); keep one",
+             p->env[dup].name, k1->start_mark.line + 1,
+             k1->start_mark.column + 1);
+}
+
+static int pf_env(ctx *c, void *o, yaml_node_t *v) {
+  sv_program *p = P(o);
+  if (v->type != YAML_MAPPING_NODE)
+    return bad(c, v, "env must be a map of NAME: value, not %s", kind(v));
+  size_t n = map_len(v);
+  if ((p->env = calloc(n ? n : 1, sizeof *p->env)) == NULL) return nomem(c);
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *k, *val;
+    int rc = pair_at(c, v, i, &k, &val);
+    if (rc == 0) rc = env_entry(c, p, k, val);
+    if (rc) return rc;
+  }
+  return env_dups(c, v, p);
+}
+
+static int pf_restart(ctx *c, void *o, yaml_node_t *v) {
+  const char *s;
+  int rc = get_str(c, v, "restart", &s);
+  if (rc) return rc;
+  if (!strcmp(s, "always")) P(o)->restart = SV_RESTART_ALWAYS;
+  else if (!strcmp(s, "on-failure")) P(o)->restart = SV_RESTART_ON_FAILURE;
+  else if (!strcmp(s, "never")) P(o)->restart = SV_RESTART_NEVER;
+  else return bad(c, v, "restart must be always, on-failure or never, not "
+                  "'%s'", show(s).s);
+  return 0;
+}
+
+static int pf_codes(ctx *c, void *o, yaml_node_t *v) {
+  sv_program *p = P(o);
+  if (v->type != YAML_SEQUENCE_NODE)
+    return bad(c, v, "success_exit_codes must be a list such as [0, 2], not "
+               "%s", kind(v));
+  size_t n = seq_len(v);
+  if (n == 0)
+    return bad(c, v, "success_exit_codes is empty; list at least one exit "
+               "code, e.g. [0]");
+  if ((p->success_codes = calloc(n, sizeof(int))) == NULL) return nomem(c);
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *it;
+    int64_t code;
+    int rc = item_at(c, v, i, &it);
+    if (rc == 0) rc = get_int(c, it, "an exit code", 0, 255, &code);
+    if (rc) return rc;
+    p->success_codes[p->nsuccess++] = (int)code;
+  }
+  return 0;
+}
+
+static int bf_initial(ctx *c, void *o, yaml_node_t *v) {
+  return get_dur(c, v, "backoff initial", 1, &P(o)->backoff.initial_ms);
+}
+
+static int bf_max(ctx *c, void *o, yaml_node_t *v) {
+  return get_dur(c, v, "backoff max", 1, &P(o)->backoff.max_ms);
+}
+
+static int bf_multiplier(ctx *c, void *o, yaml_node_t *v) {
+  double *m = &P(o)->backoff.multiplier;
+  int rc = get_num(c, v, "backoff multiplier", m);
+  if (rc == 0 && *m < 1.0)
+    return bad(c, v, "backoff multiplier must be 1 or more (1 keeps the "
+               "delay fixed), not %s", show(sval(v)).s);
+  return rc;
+}
+
+static int bf_jitter(ctx *c, void *o, yaml_node_t *v) {
+  double *j = &P(o)->backoff.jitter;
+  int rc = get_num(c, v, "backoff jitter", j);
+  if (rc == 0 && (*j < 0.0 || *j > 1.0))
+    return bad(c, v, "backoff jitter must be between 0 and 1 (a fraction of "
+               "the delay), not %s", show(sval(v)).s);
+  return rc;
+}
+
+static int bf_reset(ctx *c, void *o, yaml_node_t *v) {
+  return get_dur(c, v, "backoff reset_after", 1,
+                 &P(o)->backoff.reset_after_ms);
+}
+
+static const field backoff_fields[] = {
+    {"initial", bf_initial, false},       {"max", bf_max, false},
+    {"multiplier", bf_multiplier, false}, {"jitter", bf_jitter, false},
+    {"reset_after", bf_reset, false}};
+
+static int pf_backoff(ctx *c, void *o, yaml_node_t *v) {
+  sv_program *p = P(o);
+  char where[128];
+  if (v->type != YAML_MAPPING_NODE)
+    return bad(c, v, "backoff must be a map such as {initial: 100ms, max: "
+               "30s}, not %s", kind(v));
+  snprintf(where, sizeof where, "in backoff of program '%s'", p->name);
+  int rc = walk_map(c, v, backoff_fields,
+                    sizeof backoff_fields / sizeof backoff_fields[0], where, o);
+  if (rc == 0 && p->backoff.initial_ms > p->backoff.max_ms)
+    return bad(c, v, "backoff initial (%lldms) is more than max (%lldms); "
+               "lower initial or raise max (default 30s)",
+               (long long)p->backoff.initial_ms,
+               (long long)p->backoff.max_ms);
+  return rc;
+}
+
+static int if_max(ctx *c, void *o, yaml_node_t *v) {
+  int64_t n;
+  int rc = get_int(c, v, "intensity max_restarts", 1, UINT32_MAX, &n);
+  if (rc == 0) P(o)->intensity.max_restarts = (uint32_t)n;
+  return rc;
+}
+
+static int if_within(ctx *c, void *o, yaml_node_t *v) {
+  return get_dur(c, v, "intensity within", 1, &P(o)->intensity.within_ms);
+}
+
+static const field intensity_fields[] = {{"max_restarts", if_max, false},
+                                         {"within", if_within, false}};
+
+static int pf_intensity(ctx *c, void *o, yaml_node_t *v) {
+  char where[128];
+  if (v->type != YAML_MAPPING_NODE)
+    return bad(c, v, "intensity must be a map such as {max_restarts: 5, "
+               "within: 60s}, not %s", kind(v));
+  snprintf(where, sizeof where, "in intensity of program '%s'", P(o)->name);
+  return walk_map(c, v, intensity_fields,
+                  sizeof intensity_fields / sizeof intensity_fields[0], where,
+                  o);
+}
+
+static int pf_start_timeout(ctx *c, void *o, yaml_node_t *v) {
+  return get_dur(c, v, "start_timeout", 0, &P(o)->start_timeout_ms);
+}
+
+static int rf_notify_fd(ctx *c, void *o, yaml_node_t *v) {
+  int64_t fd;
+  int rc = get_int(c, v, "notify_fd", INT64_MIN, INT64_MAX, &fd);
+  if (rc) return rc;
+  if (fd < 3)
+    return bad(c, v, "notify_fd must be 3 or more: 0, 1 and 2 are the "
+               "program's stdin, stdout and stderr");
+  if (fd > FD_LIMIT)
+    return bad(c, v, "notify_fd must be at most %d", FD_LIMIT);
+  P(o)->notify_fd = (int)fd;
+  return 0;
+}
+
+static const field ready_fields[] = {{"notify_fd", rf_notify_fd, false}};
+
+static int ready_map(ctx *c, void *o, yaml_node_t *v) {
+  sv_program *p = P(o);
+  char where[128];
+  snprintf(where, sizeof where, "in ready of program '%s'", p->name);
+  int rc = walk_map(c, v, ready_fields, 1, where, o);
+  if (rc) return rc;
+  if (p->notify_fd < 0)
+    return bad(c, v, "ready needs notify_fd, e.g. ready: {notify_fd: 3}");
+  p->ready = SV_READY_NOTIFY;
+  return 0;
+}
+
+static int pf_ready(ctx *c, void *o, yaml_node_t *v) {
+  sv_program *p = P(o);
+  if (v->type == YAML_MAPPING_NODE) return ready_map(c, o, v);
+  const char *s;
+  if (v->type != YAML_SCALAR_NODE)
+    return bad(c, v, "ready must be none, a duration such as 2s, or "
+               "{notify_fd: 3}, not %s", kind(v));
+  int rc = get_str(c, v, "ready", &s);
+  if (rc) return rc;
+  if (strcmp(s, "none") == 0) {
+    p->ready = SV_READY_NONE;
+    return 0;
+  }
+  int64_t ms;
+  rc = mly_duration_parse(s, &ms);
+  if (*s == '-' || (rc != 0 && rc != MLY_ERANGE))
+    return bad(c, v, "ready: '%s' is not none or a duration; write none, 2s "
+               "or {notify_fd: 3}", show(s).s);
+  rc = get_dur(c, v, "ready", 1, &p->ready_delay_ms);
+  if (rc == 0) p->ready = SV_READY_DELAY;
+  return rc;
+}
+
+static int pf_stop_signal(ctx *c, void *o, yaml_node_t *v) {
+  const char *s;
+  int rc = get_str(c, v, "stop_signal", &s);
+  if (rc) return rc;
+  int sig = sv_signal_number(s);
+  if (sig < 0)
+    return bad(c, v, "'%s' is not a signal; write a name such as TERM, INT, "
+               "QUIT, HUP or USR1, or a number", show(s).s);
+  P(o)->stop_signal = sig;
+  return 0;
+}
+
+static int pf_stop_grace(ctx *c, void *o, yaml_node_t *v) {
+  return get_dur(c, v, "stop_grace", 1, &P(o)->stop_grace_ms);
+}
+
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(((const named *)a)->name, ((const named *)b)->name);
+}
+
+/* Index of the program called name, or SIZE_MAX. */
+static size_t find_program(const ctx *c, const char *name) {
+  named key = {name, 0};
+  const named *hit = bsearch(&key, c->byname, c->cfg->nprograms,
+                             sizeof key, name_cmp);
+  return hit ? hit->idx : SIZE_MAX;
+}
+
+static int depends_item(ctx *c, pctx *pc, yaml_node_t *it, size_t i) {
+  sv_program *p = pc->p;
+  const char *name;
+  if (it->type != YAML_SCALAR_NODE || is_null(it))
+    return bad(c, it, "depends_on: expected a list of strings (program "
+               "names); item %zu is %s", i + 1, kind(it));
+  int rc = get_str(c, it, "depends_on", &name);
+  if (rc) return rc;
+  size_t dep = find_program(c, name);
+  if (dep == SIZE_MAX)
+    return bad(c, it, "program '%s' depends on '%s', which is not defined",
+               p->name, show(name).s);
+  if (dep == pc->idx)
+    return bad(c, it, "program '%s' depends on itself; remove it from its "
+               "depends_on", p->name);
+  /* stamp makes repeats O(1) to find, however long the list */
+  if (c->stamp[dep] == pc->idx + 1)
+    return bad(c, it, "depends_on lists '%s' twice; keep one", name);
+  c->stamp[dep] = pc->idx + 1;
+  if ((p->depends_on[p->ndeps] = strdup(name)) == NULL) return nomem(c);
+  p->ndeps++;
+  return 0;
+}
+
+static int pf_depends(ctx *c, void *o, yaml_node_t *v) {
+  sv_program *p = P(o);
+  if (v->type != YAML_SEQUENCE_NODE)
+    return bad(c, v, "depends_on: expected a list of strings (program "
+               "names), not %s", kind(v));
+  size_t n = seq_len(v);
+  if ((p->depends_on = calloc(n + 1, sizeof(char *))) == NULL)
+    return nomem(c);
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *it;
+    int rc = item_at(c, v, i, &it);
+    if (rc == 0) rc = depends_item(c, o, it, i);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* stdout / stderr */
+
+typedef struct lctx {
+  pctx *pc;
+  sv_log *log;
+  const char *which;
+} lctx;
+
+static int lf_file(ctx *c, void *o, yaml_node_t *v) {
+  lctx *l = o;
+  char what[32];
+  snprintf(what, sizeof what, "%s file", l->which);
+  return set_str(c, v, what, &l->log->file);
+}
+
+static int lf_max_size(ctx *c, void *o, yaml_node_t *v) {
+  lctx *l = o;
+  return get_size(c, v, "max_size", &l->log->max_size);
+}
+
+static int lf_keep(ctx *c, void *o, yaml_node_t *v) {
+  lctx *l = o;
+  int64_t n;
+  int rc = get_int(c, v, "keep", 0, LOG_KEEP_LIMIT, &n);
+  if (rc == 0) l->log->keep = (uint32_t)n;
+  return rc;
+}
+
+static const field log_fields[] = {{"file", lf_file, false},
+                                   {"max_size", lf_max_size, false},
+                                   {"keep", lf_keep, false}};
+
+static int parse_log(ctx *c, pctx *pc, yaml_node_t *v, sv_log *log,
+                     const char *which) {
+  lctx l = {pc, log, which};
+  if (v->type == YAML_SCALAR_NODE) {
+    const char *s;
+    int rc = get_str(c, v, which, &s);
+    if (rc) return rc;
+    if (strcmp(s, "inherit") == 0) return 0;
+    log->mode = SV_OUT_FILE;
+    return lf_file(c, &l, v);
+  }
+  if (v->type != YAML_MAPPING_NODE)
+    return bad(c, v, "%s must be inherit, a file, or {file: F, max_size: "
+               "10MB, keep: 5}, not %s", which, kind(v));
+  char where[128];
+  snprintf(where, sizeof where, "in %s of program '%s'", which, pc->p->name);
+  log->mode = SV_OUT_FILE;
+  int rc = walk_map(c, v, log_fields, 3, where, &l);
+  if (rc == 0 && log->file == NULL)
+    return bad(c, v, "%s needs a file, e.g. {file: %s.log, max_size: 10MB}",
+               which, pc->p->name);
+  return rc;
+}
+
+static int pf_stdout(ctx *c, void *o, yaml_node_t *v) {
+  return parse_log(c, o, v, &P(o)->out, "stdout");
+}
+
+static int pf_stderr(ctx *c, void *o, yaml_node_t *v) {
+  return parse_log(c, o, v, &P(o)->err, "stderr");
+}
+
+static int pf_user(ctx *c, void *o, yaml_node_t *v) {
+  pctx *pc = o;
+  int rc = set_str(c, v, "user", &pc->p->user);
+  return rc ? rc : lookup_user(c, v, pc->p, &pc->primary, &pc->has_primary);
+}
+
+static int pf_group(ctx *c, void *o, yaml_node_t *v) {
+  int rc = set_str(c, v, "group", &P(o)->group);
+  return rc ? rc : lookup_group(c, v, P(o));
+}
+
+static const field program_fields[] = {
+    {"command", pf_command, false},
+    {"shell", pf_shell, false},
+    {"cwd", pf_cwd, false},
+    {"env", pf_env, false},
+    {"restart", pf_restart, false},
+    {"success_exit_codes", pf_codes, false},
+    {"backoff", pf_backoff, false},
+    {"intensity", pf_intensity, false},
+    {"start_timeout", pf_start_timeout, false},
+    {"ready", pf_ready, false},
+    {"stop_signal", pf_stop_signal, false},
+    {"stop_grace", pf_stop_grace, false},
+    {"depends_on", pf_depends, false},
+    {"stdout", pf_stdout, false},
+    {"stderr", pf_stderr, false},
+    {"user", pf_user, false},
+    {"group", pf_group, false}};
+
+/* ------------------------------------------------------------------ */
+/* A whole program.                                                    */
+
+static void program_defaults(sv_program *p) {
+  p->restart = SV_RESTART_ALWAYS;
+  p->backoff.initial_ms = 100;
+  p->backoff.max_ms = 30000;
+  p->backoff.multiplier = 2.0;
+  p->backoff.jitter = 0.0;
+  p->backoff.reset_after_ms = 10000;
+  p->intensity.max_restarts = 5;
+  p->intensity.within_ms = 60000;
+  p->ready = SV_READY_NONE;
+  p->notify_fd = -1;
+  p->stop_signal = SIGTERM;
+  p->stop_grace_ms = 10000;
+  p->out = p->err = (sv_log){SV_OUT_INHERIT, NULL, LOG_SIZE_DEFAULT,
+                             LOG_KEEP_DEFAULT};
+}
+
+static int argv_shell(ctx *c, sv_program *p, yaml_node_t *v) {
+  const char *s;
+  int rc = get_str(c, v, "command", &s);
+  if (rc) return rc;
+  if (*s == '\0')
+    return bad(c, v, "command is empty; write the command line to run");
+  if ((p->argv = calloc(4, sizeof(char *))) == NULL) return nomem(c);
+  const char *sh[] = {"/bin/sh", "-c", s};
+  for (p->argc = 0; p->argc < 3; p->argc++)
+    if ((p->argv[p->argc] = strdup(sh[p->argc])) == NULL) return nomem(c);
+  return 0;
+}
+
+static int argv_list(ctx *c, sv_program *p, yaml_node_t *v) {
+  size_t n = seq_len(v);
+  if (n == 0)
+    return bad(c, v, "command is an empty list; write the program and its "
+               "arguments, e.g. [/usr/bin/python3, -m, http.server]");
+  if ((p->argv = calloc(n + 1, sizeof(char *))) == NULL) return nomem(c);
+  for (size_t i = 0; i < n; i++) {
+    yaml_node_t *it;
+    const char *s;
+    int rc = item_at(c, v, i, &it);
+    if (rc) return rc;
+    if (it->type != YAML_SCALAR_NODE || is_null(it))
+      return bad(c, it, "command: expected a list of strings; item %zu is %s",
+                 i + 1, kind(it));
+    if ((rc = get_str(c, it, "a command argument", &s)) != 0) return rc;
+    if (i == 0 && *s == '\0')
+      return bad(c, it, "the program to run (the first item of command) is "
+                 "empty");
+    if ((p->argv[i] = strdup(s)) == NULL) return nomem(c);
+    p->argc = i + 1;
+  }
+  return 0;
+}
+
+/* command and shell are read in any order, so argv is built after both. */
+static int build_argv(ctx *c, pctx *pc) {
+  sv_program *p = pc->p;
+  yaml_node_t *v = pc->command;
+  if (v == NULL)
+    return bad(c, pc->key, "program '%s' has no command; add command: "
+               "[program, args...]", p->name);
+  if (v->type == YAML_SCALAR_NODE) {
+    if (!p->shell)
+      return bad(c, v, "command is a string; set shell: true to run it "
+                 "through /bin/sh, or write it as a list");
+    return argv_shell(c, p, v);
+  }
+  if (v->type == YAML_SEQUENCE_NODE) {
+    if (p->shell)
+      return bad(c, v, "command is a list, but shell: true runs one string; "
+                 "write the command as a string, or drop shell: true");
+    return argv_list(c, p, v);
+  }
+  return bad(c, v, "command must be a list of strings (or one string with "
+             "shell: true), not %s", kind(v));
+}
+
+static int load_program(ctx *c, size_t idx, yaml_node_t *k, yaml_node_t *v) {
+  sv_program *p = &c->cfg->programs[idx];
+  pctx pc = {.p = p, .idx = idx, .key = k};
+  snprintf(pc.where, sizeof pc.where, "in program '%s'", p->name);
+  if (is_null(v))
+    return bad(c, k, "program '%s' has no command; add command: [program, "
+               "args...]", p->name);
+  if (v->type != YAML_MAPPING_NODE)
+    return bad(c, v, "program '%s' must be a map of settings such as "
+               "command: and restart:, not %s", p->name, kind(v));
+  int rc = walk_map(c, v, program_fields,
+                    sizeof program_fields / sizeof program_fields[0],
+                    pc.where, &pc);
+  if (rc == 0) rc = build_argv(c, &pc);
+  if (rc) return rc;
+  if (p->success_codes == NULL) {
+    if ((p->success_codes = calloc(1, sizeof(int))) == NULL) return nomem(c);
+    p->nsuccess = 1;
+  }
+  /* like su(1): a user without a group runs in the user's own group,
+     not in the supervisor's (often root's) */
+  if (p->group == NULL && pc.has_primary)
+    p->gid = pc.primary, p->has_gid = true;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The programs map.                                                   */
+
+static bool name_ok(const char *s) {
+  if (!strcmp(s, ".") || !strcmp(s, "..")) return false; /* path parts */
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || *s == '_' || *s == '.' || *s == '-'))
+      return false;
+  return true;
+}
+
+static int program_name(ctx *c, size_t i, yaml_node_t *k) {
+  const char *name;
+  if (k->type != YAML_SCALAR_NODE)
+    return bad(c, k, "program names must be strings, not %s", kind(k));
+  int rc = get_str(c, k, "a program name", &name);
+  if (rc) return rc;
+  size_t len = strlen(name);
+  if (len > NAME_LIMIT)
+    return bad(c, k, "program name '%s' is %zu characters long; the limit "
+               "is %d", show(name).s, len, NAME_LIMIT);
+  if (len == 0 || !name_ok(name))
+    return bad(c, k, "program name '%s' is not allowed; use letters, digits, "
+               "'_', '.' and '-' (and not '.' or '..')", show(name).s);
+  sv_program *p = &c->cfg->programs[i];
+  if ((p->name = strdup(name)) == NULL) return nomem(c);
+  p->line = (int)k->start_mark.line + 1;
+  p->col = (int)k->start_mark.column + 1;
+  c->byname[i] = (named){p->name, i};
+  return 0;
+}
+
+static int program_names(ctx *c, yaml_node_t *map) {
+  sv_config *cfg = c->cfg;
+  for (size_t i = 0; i < cfg->nprograms; i++) {
+    yaml_node_t *k, *v;
+    int rc = pair_at(c, map, i, &k, &v);
+    if (rc == 0) rc = program_name(c, i, k);
+    if (rc) return rc;
+    program_defaults(&cfg->programs[i]);
+  }
+  size_t first = 0, dup = find_dup(c->byname, cfg->nprograms, &first);
+  if (dup == SIZE_MAX) return 0;
+  const sv_program *a = &cfg->programs[first], *b = &cfg->programs[dup];
+  return bad_at(c, (yaml_mark_t){0, (size_t)b->line - 1, (size_t)b->col - 1},
+                "program '%s' is defined twice (first at %d:%d); rename or "
+                "remove one", b->name, a->line, a->col);
+}
+
+static int top_programs(ctx *c, void *o, yaml_node_t *v) {
+  sv_config *cfg = o;
+  if (is_null(v) || (v->type == YAML_MAPPING_NODE && map_len(v) == 0))
+    return bad(c, v, "programs is empty; define at least one program");
+  if (v->type != YAML_MAPPING_NODE)
+    return bad(c, v, "programs must be a map of name: settings, not %s",
+               kind(v));
+  size_t n = map_len(v);
+  cfg->programs = calloc(n, sizeof *cfg->programs);
+  c->byname = calloc(n, sizeof *c->byname);
+  c->stamp = calloc(n, sizeof *c->stamp);
+  if (!cfg->programs || !c->byname || !c->stamp) return nomem(c);
+  cfg->nprograms = n;
+  /* all names first: depends_on may name a program defined further down */
+  int rc = program_names(c, v);
+  for (size_t i = 0; rc == 0 && i < n; i++) {
+    yaml_node_t *k, *body;
+    rc = pair_at(c, v, i, &k, &body);
+    if (rc == 0) rc = load_program(c, i, k, body);
+  }
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* The top level.                                                      */
+
+static int top_socket(ctx *c, void *o, yaml_node_t *v) {
+  sv_config *cfg = o;
+  int rc = set_str(c, v, "socket", &cfg->socket);
+  size_t max = sizeof(((struct sockaddr_un *)0)->sun_path);
+  if (rc == 0 && strlen(cfg->socket) >= max)
+    return bad(c, v, "socket path is %zu bytes; a Unix socket path must be "
+               "shorter than %zu, so choose a shorter one",
+               strlen(cfg->socket), max);
+  return rc;
+}
+
+/* An octal string ("0600", "660"): a plain 0600 in YAML 1.1 would be
+ * read as a decimal number by some tools, so the key takes the digits. */
+static int top_socket_mode(ctx *c, void *o, yaml_node_t *v) {
+  const char *s;
+  int rc = get_str(c, v, "socket_mode", &s);
+  if (rc) return rc;
+  unsigned mode = 0;
+  size_t n = 0;
+  for (; s[n]; n++) {
+    if (s[n] < '0' || s[n] > '7' || n >= 4)
+      return bad(c, v, "socket_mode must be an octal mode such as \"0600\", "
+                 "not '%s'", show(s).s);
+    mode = mode * 8 + (unsigned)(s[n] - '0');
+  }
+  if (n == 0 || mode > 0777)
+    return bad(c, v, "socket_mode must be an octal mode between 0000 and 0777, "
+               "not '%s'", show(s).s);
+  if ((mode & 0600) != 0600)
+    return bad(c, v, "socket_mode %s would lock the supervisor's own user "
+               "out; keep the owner's read and write bits (0600)", show(s).s);
+  ((sv_config *)o)->socket_mode = mode;
+  return 0;
+}
+
+static int top_log_dir(ctx *c, void *o, yaml_node_t *v) {
+  return set_str(c, v, "log_dir", &((sv_config *)o)->log_dir);
+}
+
+static int top_grace(ctx *c, void *o, yaml_node_t *v) {
+  return get_dur(c, v, "shutdown_grace", 1,
+                 &((sv_config *)o)->shutdown_grace_ms);
+}
+
+static int top_on_fatal(ctx *c, void *o, yaml_node_t *v) {
+  const char *s;
+  int rc = get_str(c, v, "on_fatal", &s);
+  if (rc) return rc;
+  if (!strcmp(s, "stay")) ((sv_config *)o)->on_fatal = SV_FATAL_STAY;
+  else if (!strcmp(s, "shutdown")) ((sv_config *)o)->on_fatal = SV_FATAL_SHUTDOWN;
+  else return bad(c, v, "on_fatal must be stay or shutdown, not '%s'",
+                  show(s).s);
+  return 0;
+}
+
+static const field top_fields[] = {{"socket", top_socket, false},
+                                   {"socket_mode", top_socket_mode, false},
+                                   {"log_dir", top_log_dir, false},
+                                   {"shutdown_grace", top_grace, false},
+                                   {"on_fatal", top_on_fatal, false},
+                                   {"programs", top_programs, true}};
+
+/* ------------------------------------------------------------------ */
+/* Start order: a stable Kahn's algorithm.  Of the programs whose      */
+/* dependencies have all started, the one first in the file goes next, */
+/* so independent programs start in file order.                        */
+
+static void heap_push(size_t *h, size_t *n, size_t v) {
+  size_t i = (*n)++;
+  for (; i > 0 && h[(i - 1) / 2] > v; i = (i - 1) / 2) h[i] = h[(i - 1) / 2];
+  h[i] = v;
+}
+
+static size_t heap_pop(size_t *h, size_t *n) {
+  size_t top = h[0], v = h[--*n], i = 0;
+  for (;;) {
+    size_t l = 2 * i + 1;
+    if (l >= *n) break;
+    if (l + 1 < *n && h[l + 1] < h[l]) l++;
+    if (h[l] >= v) break;
+    h[i] = h[l];
+    i = l;
+  }
+  h[i] = v;
+  return top;
+}
+
+typedef struct graph {
+  size_t *indeg;  /* dependencies not yet started */
+  size_t *off;    /* dependents of i: adj[off[i] .. off[i+1]) */
+  size_t *adj;
+  size_t *heap;
+} graph;
+
+static int graph_build(ctx *c, graph *g) {
+  sv_config *cfg = c->cfg;
+  size_t n = cfg->nprograms, e = 0;
+  for (size_t i = 0; i < n; i++) e += cfg->programs[i].ndeps;
+  g->indeg = calloc(n, sizeof(size_t));
+  g->off = calloc(n + 1, sizeof(size_t));
+  g->adj = calloc(e ? e : 1, sizeof(size_t));
+  g->heap = calloc(n, sizeof(size_t));
+  if (!g->indeg || !g->off || !g->adj || !g->heap) return nomem(c);
+  for (size_t i = 0; i < n; i++)
+    for (size_t d = 0; d < cfg->programs[i].ndeps; d++)
+      g->off[find_program(c, cfg->programs[i].depends_on[d]) + 1]++;
+  for (size_t i = 0; i < n; i++) g->off[i + 1] += g->off[i];
+  for (size_t i = 0; i < n; i++) {
+    g->indeg[i] = cfg->programs[i].ndeps;
+    for (size_t d = 0; d < cfg->programs[i].ndeps; d++) {
+      size_t j = find_program(c, cfg->programs[i].depends_on[d]);
+      g->adj[g->off[j] + g->heap[j]++] = i; /* heap: fill counts for now */
+    }
+  }
+  return 0;
+}
+
+static void graph_free(graph *g) {
+  free(g->indeg);
+  free(g->off);
+  free(g->adj);
+  free(g->heap);
+}
+
+/* A dependency of i that has not started: there is one for every program
+ * left over, or its count would have dropped to 0. */
+static size_t waiting_dep(ctx *c, const graph *g, size_t i) {
+  const sv_program *p = &c->cfg->programs[i];
+  for (size_t d = 0; d < p->ndeps; d++) {
+    size_t j = find_program(c, p->depends_on[d]);
+    if (g->indeg[j] > 0) return j;
+  }
+  return i; /* not reached */
+}
+
+/* Follows unstarted dependencies from the first program left over until
+ * one repeats: that closes a cycle.  It is reported from its member
+ * first in the file, so the message does not depend on the walk. */
+static int report_cycle(ctx *c, graph *g, size_t start) {
+  /* path fits in adj: each program on it has a dependency edge */
+  size_t n = c->cfg->nprograms, *pos = g->heap, *path = g->adj, k = 0;
+  for (size_t i = 0; i < n; i++) pos[i] = SIZE_MAX;
+  size_t cur = start;
+  while (pos[cur] == SIZE_MAX) {
+    pos[cur] = k;
+    path[k++] = cur;
+    cur = waiting_dep(c, g, cur);
+  }
+  size_t from = pos[cur], len = k - from, low = from;
+  for (size_t i = from; i < k; i++)
+    if (path[i] < path[low]) low = i;
+  char text[512];
+  size_t at = 0;
+  for (size_t i = 0; i <= len && at < sizeof text; i++) {
+    const char *name = c->cfg->programs[path[from + (low - from + i) % len]].name;
+    int w = snprintf(text + at, sizeof text - at, "%s%s", i ? " -> " : "", name);
+    if (w < 0) break;
+    at += (size_t)w;
+  }
+  const sv_program *p = &c->cfg->programs[path[low]];
+  return bad_at(c, (yaml_mark_t){0, (size_t)p->line - 1, (size_t)p->col - 1},
+                "dependency cycle: %s; remove one of these depends_on", text);
+}
+
+static int start_order(ctx *c) {
+  sv_config *cfg = c->cfg;
+  size_t n = cfg->nprograms, nh = 0, placed = 0;
+  graph g = {0};
+  int rc = graph_build(c, &g);
+  if (rc == 0 && (cfg->start_order = calloc(n, sizeof(size_t))) == NULL)
+    rc = nomem(c);
+  for (size_t i = 0; rc == 0 && i < n; i++)
+    if (g.indeg[i] == 0) heap_push(g.heap, &nh, i);
+  while (rc == 0 && nh > 0) {
+    size_t i = heap_pop(g.heap, &nh);
+    cfg->start_order[placed++] = i;
+    for (size_t a = g.off[i]; a < g.off[i + 1]; a++)
+      if (--g.indeg[g.adj[a]] == 0) heap_push(g.heap, &nh, g.adj[a]);
+  }
+  for (size_t i = 0; rc == 0 && placed < n && i < n; i++)
+    if (g.indeg[i] > 0) rc = report_cycle(c, &g, i);
+  graph_free(&g);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Loading.                                                            */
+
+/* Relative log files live in log_dir, which is known only at the end. */
+static int resolve_log(ctx *c, sv_log *l) {
+  if (l->mode != SV_OUT_FILE || l->file[0] == '/') return 0;
+  const char *dir = c->cfg->log_dir;
+  size_t dl = strlen(dir), fl = strlen(l->file);
+  bool slash = dl > 0 && dir[dl - 1] == '/';
+  char *full = malloc(dl + fl + 2);
+  if (full == NULL) return nomem(c);
+  memcpy(full, dir, dl);
+  if (!slash) full[dl++] = '/';
+  memcpy(full + dl, l->file, fl + 1);
+  free(l->file);
+  l->file = full;
+  return 0;
+}
+
+static int finish(ctx *c, yaml_node_t *root) {
+  sv_config *cfg = c->cfg;
+  if (cfg->programs == NULL)
+    return bad(c, root, "no 'programs' key; add programs: with at least one "
+               "program");
+  if (!cfg->socket && (cfg->socket = strdup("mealy.sock")) == NULL)
+    return nomem(c);
+  if (!cfg->log_dir && (cfg->log_dir = strdup(".")) == NULL) return nomem(c);
+  if (cfg->socket_mode == 0) cfg->socket_mode = 0600;
+  for (size_t i = 0; i < cfg->nprograms; i++) {
+    int rc = resolve_log(c, &cfg->programs[i].out);
+    if (rc == 0) rc = resolve_log(c, &cfg->programs[i].err);
+    if (rc) return rc;
+  }
+  return start_order(c);
+}
+
+static int load_root(ctx *c, yaml_node_t *root) {
+  if (root == NULL)
+    return bad_at(c, (yaml_mark_t){0, 0, 0}, "the file is empty; write a map "
+                  "with a 'programs' key");
+  if (root->type != YAML_MAPPING_NODE)
+    return bad(c, root, "the top level is %s; it must be a map with a "
+               "'programs' key", kind(root));
+  int rc = walk_map(c, root, top_fields,
+                    sizeof top_fields / sizeof top_fields[0],
+                    "at the top level", c->cfg);
+  return rc ? rc : finish(c, root);
+}
+
+/* libyaml gives encoding errors as a byte offset, not a line. */
+static yaml_mark_t offset_mark(const ctx *c, size_t off) {
+  yaml_mark_t m = {off, 0, 0};
+  for (size_t i = 0; i < off && i < c->len; i++) {
+    if (c->text[i] == '\n') m.line++, m.column = 0;
+    else m.column++;
+  }
+  return m;
+}
+
+static int yaml_error(ctx *c, yaml_parser_t *ps) {
+  /* libyaml's loader fails without setting an error when a strdup of its
+     own fails: no error means out of memory */
+  if (ps->error == YAML_MEMORY_ERROR || ps->error == YAML_NO_ERROR)
+    return nomem(c);
+  const char *problem = ps->problem ? ps->problem : "unreadable YAML";
+  if (ps->error == YAML_READER_ERROR)
+    return bad_at(c, offset_mark(c, ps->problem_offset),
+                  "YAML: %s; save the file as UTF-8 text", problem);
+  if (ps->context == NULL)
+    return bad_at(c, ps->problem_mark, "YAML: %s", problem);
+  return bad_at(c, ps->problem_mark, "YAML: %s %s at %zu:%zu", problem,
+                ps->context, ps->context_mark.line + 1,
+                ps->context_mark.column + 1);
+}
+
+/* A second document would be ignored; better to say so. */
+static int no_second_doc(ctx *c, yaml_parser_t *ps) {
+  yaml_document_t more;
+  if (!yaml_parser_load(ps, &more)) return yaml_error(c, ps);
+  yaml_node_t *root = yaml_document_get_root_node(&more);
+  int rc = 0;
+  if (root != NULL && !is_null(root))
+    rc = bad(c, root, "a second YAML document starts here; keep the whole "
+             "configuration in one");
+  yaml_document_delete(&more);
+  return rc;
+}
+
+static int event_check(ctx *c, const yaml_event_t *ev, size_t *depth,
+                       size_t *anchors, size_t *aliases) {
+  const yaml_char_t *anchor = NULL;
+  switch (ev->type) {
+  case YAML_SEQUENCE_START_EVENT: anchor = ev->data.sequence_start.anchor;
+    ++*depth;
+    break;
+  case YAML_MAPPING_START_EVENT: anchor = ev->data.mapping_start.anchor;
+    ++*depth;
+    break;
+  case YAML_SEQUENCE_END_EVENT:
+  case YAML_MAPPING_END_EVENT: --*depth; break;
+  case YAML_SCALAR_EVENT: anchor = ev->data.scalar.anchor; break;
+  case YAML_ALIAS_EVENT:
+    if (++*aliases > ANCHOR_LIMIT)
+      return bad_at(c, ev->start_mark, "more than %d aliases (*name); write "
+                    "the values out instead", ANCHOR_LIMIT);
+    break;
+  default: break;
+  }
+  if (*depth > DEPTH_LIMIT)
+    return bad_at(c, ev->start_mark, "lists and maps are nested more than "
+                  "%d deep here; a configuration needs 4", DEPTH_LIMIT);
+  if (anchor && ++*anchors > ANCHOR_LIMIT)
+    return bad_at(c, ev->start_mark, "more than %d anchors (&name); remove "
+                  "the ones nothing refers to", ANCHOR_LIMIT);
+  return 0;
+}
+
+/* libyaml slows down with the square of the nesting of flow lists and
+ * maps, and of the number of anchors.  A first pass over the events
+ * refuses such files before the loader builds a document from them;
+ * libyaml reads ahead of the events only a bounded distance. */
+static int precheck(ctx *c) {
+  yaml_parser_t ps;
+  yaml_event_t ev;
+  if (!yaml_parser_initialize(&ps)) return nomem(c);
+  yaml_parser_set_input_string(&ps, (const unsigned char *)c->text, c->len);
+  size_t depth = 0, anchors = 0, aliases = 0;
+  int rc = 0;
+  for (bool end = false; rc == 0 && !end;) {
+    if (!yaml_parser_parse(&ps, &ev)) {
+      rc = yaml_error(c, &ps);
+      break;
+    }
+    end = ev.type == YAML_STREAM_END_EVENT;
+    rc = event_check(c, &ev, &depth, &anchors, &aliases);
+    yaml_event_delete(&ev);
+  }
+  yaml_parser_delete(&ps);
+  return rc;
+}
+
+static int parse_doc(ctx *c) {
+  yaml_parser_t ps;
+  yaml_document_t doc;
+  int rc = precheck(c);
+  if (rc) return rc;
+  if (!yaml_parser_initialize(&ps)) return nomem(c);
+  yaml_parser_set_input_string(&ps, (const unsigned char *)c->text, c->len);
+  if (!yaml_parser_load(&ps, &doc)) {
+    rc = yaml_error(c, &ps);
+  } else {
+    c->doc = &doc;
+    rc = load_root(c, yaml_document_get_root_node(&doc));
+    if (rc == 0) rc = no_second_doc(c, &ps);
+    yaml_document_delete(&doc);
+    c->doc = NULL;
+  }
+  yaml_parser_delete(&ps);
+  return rc;
+}
+
+int sv_config_parse(const char *path, const char *text, size_t len,
+                    sv_config **out, char *err, size_t errlen) {
+  ctx c = {.path = path ? path : "config", .text = text, .len = len,
+           .err = err, .errlen = errlen, .work_limit = 8 * len + (1u << 20)};
+  if (err && errlen) err[0] = '\0';
+  if (out == NULL || (text == NULL && len > 0)) {
+    report(err, errlen, c.path, 0, 0, "no configuration text given");
+    return MLY_EINVAL;
+  }
+  *out = NULL;
+  if (len > TEXT_LIMIT) {
+    report(err, errlen, c.path, 0, 0, "is larger than %u MiB; that is not "
+           "a configuration file", TEXT_LIMIT >> 20);
+    return MLY_EINVAL;
+  }
+  if ((c.cfg = calloc(1, sizeof *c.cfg)) == NULL) return nomem(&c);
+  c.cfg->shutdown_grace_ms = 30000;
+  c.cfg->on_fatal = SV_FATAL_STAY;
+  int rc = (c.cfg->path = strdup(c.path)) ? 0 : nomem(&c);
+  if (rc == 0) rc = parse_doc(&c);
+  free(c.byname);
+  free(c.stamp);
+  if (rc) sv_config_free(c.cfg);
+  else *out = c.cfg;
+  return rc;
+}
+
+static int read_fail(const char *path, int rc, char *err, size_t errlen) {
+  char buf[128];
+  report(err, errlen, path, 0, 0, "cannot read: %s",
+         strerror_r(-rc, buf, sizeof buf));
+  return rc;
+}
+
+/* Reads at most TEXT_LIMIT + 1 bytes: enough to tell that it is too big,
+ * and never stuck on an endless file.  Only regular files: opening a FIFO
+ * would block until someone writes to it, and a directory reads as
+ * nothing. */
+static int open_regular(const char *path, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) return read_fail(path, -errno, err, errlen);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return read_fail(path, -e, err, errlen);
+  }
+  if (S_ISREG(st.st_mode)) return fd;
+  close(fd);
+  if (S_ISDIR(st.st_mode)) return read_fail(path, -EISDIR, err, errlen);
+  report(err, errlen, path, 0, 0, "cannot read: not a regular file");
+  return MLY_EINVAL;
+}
+
+static int read_all(const char *path, char **text, size_t *len, char *err,
+                    size_t errlen) {
+  int fd = open_regular(path, err, errlen);
+  if (fd < 0) return fd;
+  char *buf = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  while (rc == 0 && n < TEXT_LIMIT + 1) {
+    if (n == cap) {
+      cap = cap ? 2 * cap : 4096;
+      if (cap > TEXT_LIMIT + 1) cap = TEXT_LIMIT + 1;
+      char *nb = realloc(buf, cap);
+      if (nb == NULL) rc = MLY_ENOMEM;
+      else buf = nb;
+      continue;
+    }
+    ssize_t r = read(fd, buf + n, cap - n);
+    if (r == 0) break;
+    if (r > 0) n += (size_t)r;
+    else if (errno != EINTR) rc = -errno;
+  }
+  close(fd);
+  if (rc) {
+    free(buf);
+    return read_fail(path, rc, err, errlen);
+  }
+  *text = buf;
+  *len = n;
+  return 0;
+}
+
+int sv_config_load(const char *path, sv_config **out, char *err,
+                   size_t errlen) {
+  if (out) *out = NULL;
+  if (path == NULL || out == NULL) {
+    report(err, errlen, "config", 0, 0, "no configuration file given");
+    return MLY_EINVAL;
+  }
+  char *text = NULL;
+  size_t len = 0;
+  int rc = read_all(path, &text, &len, err, errlen);
+  if (rc) return rc;
+  rc = sv_config_parse(path, text, len, out, err, errlen);
+  free(text);
+  return rc;
+}
+
+static void free_program(sv_program *p) {
+  free(p->name);
+  if (p->argv)
+    for (size_t i = 0; p->argv[i]; i++) free(p->argv[i]);
+  free(p->argv);
+  free(p->cwd);
+  for (size_t i = 0; i < p->nenv; i++) {
+    free(p->env[i].name);
+    free(p->env[i].value);
+  }
+  free(p->env);
+  free(p->success_codes);
+  for (size_t i = 0; i < p->ndeps; i++) free(p->depends_on[i]);
+  free(p->depends_on);
+  free(p->out.file);
+  free(p->err.file);
+  free(p->user);
+  free(p->group);
+}
+
+void sv_config_free(sv_config *c) {
+  if (c == NULL) return;
+  for (size_t i = 0; i < c->nprograms; i++) free_program(&c->programs[i]);
+  free(c->programs);
+  free(c->start_order);
+  free(c->path);
+  free(c->socket);
+  free(c->log_dir);
+  free(c);
+}
+
+const sv_program *sv_config_find(const sv_config *c, const char *name) {
+  if (c == NULL || name == NULL) return NULL;
+  for (size_t i = 0; i < c->nprograms; i++)
+    if (strcmp(c->programs[i].name, name) == 0) return &c->programs[i];
+  return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Comparing two definitions of a program, for reloads.  Lists whose   */
+/* order does not change what runs (env, exit codes, dependencies) are */
+/* compared as sets, so reordering them restarts nothing.              */
+
+static bool str_eq(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool env_subset(const sv_program *a, const sv_program *b) {
+  for (size_t i = 0; i < a->nenv; i++) {
+    size_t j = 0;
+    while (j < b->nenv && strcmp(a->env[i].name, b->env[j].name) != 0) j++;
+    if (j == b->nenv || !str_eq(a->env[i].value, b->env[j].value))
+      return false;
+  }
+  return true;
+}
+
+static bool codes_subset(const int *a, size_t na, const int *b, size_t nb) {
+  for (size_t i = 0; i < na; i++) {
+    size_t j = 0;
+    while (j < nb && a[i] != b[j]) j++;
+    if (j == nb) return false;
+  }
+  return true;
+}
+
+static bool deps_subset(const sv_program *a, const sv_program *b) {
+  for (size_t i = 0; i < a->ndeps; i++) {
+    size_t j = 0;
+    while (j < b->ndeps && strcmp(a->depends_on[i], b->depends_on[j]) != 0)
+      j++;
+    if (j == b->ndeps) return false;
+  }
+  return true;
+}
+
+static bool log_eq(const sv_log *a, const sv_log *b) {
+  if (a->mode != b->mode) return false;
+  return a->mode != SV_OUT_FILE || (str_eq(a->file, b->file) &&
+                                    a->max_size == b->max_size &&
+                                    a->keep == b->keep);
+}
+
+static bool argv_eq(const sv_program *a, const sv_program *b) {
+  if (a->argc != b->argc) return false;
+  for (size_t i = 0; i < a->argc; i++)
+    if (!str_eq(a->argv[i], b->argv[i])) return false;
+  return true;
+}
+
+static bool ready_eq(const sv_program *a, const sv_program *b) {
+  if (a->ready != b->ready) return false;
+  if (a->ready == SV_READY_DELAY) return a->ready_delay_ms == b->ready_delay_ms;
+  if (a->ready == SV_READY_NOTIFY) return a->notify_fd == b->notify_fd;
+  return true;
+}
+
+static bool ids_eq(const sv_program *a, const sv_program *b) {
+  return str_eq(a->user, b->user) && str_eq(a->group, b->group) &&
+         a->has_uid == b->has_uid && (!a->has_uid || a->uid == b->uid) &&
+         a->has_gid == b->has_gid && (!a->has_gid || a->gid == b->gid);
+}
+
+static bool timing_eq(const sv_program *a, const sv_program *b) {
+  return a->backoff.initial_ms == b->backoff.initial_ms &&
+         a->backoff.max_ms == b->backoff.max_ms &&
+         a->backoff.multiplier == b->backoff.multiplier &&
+         a->backoff.jitter == b->backoff.jitter &&
+         a->backoff.reset_after_ms == b->backoff.reset_after_ms &&
+         a->intensity.max_restarts == b->intensity.max_restarts &&
+         a->intensity.within_ms == b->intensity.within_ms &&
+         a->start_timeout_ms == b->start_timeout_ms &&
+         a->stop_signal == b->stop_signal &&
+         a->stop_grace_ms == b->stop_grace_ms;
+}
+
+bool sv_program_changed(const sv_program *a, const sv_program *b) {
+  if (a == NULL || b == NULL) return a != b;
+  return !(str_eq(a->name, b->name) && argv_eq(a, b) && a->shell == b->shell &&
+           str_eq(a->cwd, b->cwd) && a->nenv == b->nenv &&
+           env_subset(a, b) && a->restart == b->restart &&
+           codes_subset(a->success_codes, a->nsuccess, b->success_codes,
+                        b->nsuccess) &&
+           codes_subset(b->success_codes, b->nsuccess, a->success_codes,
+                        a->nsuccess) &&
+           timing_eq(a, b) && ready_eq(a, b) && a->ndeps == b->ndeps &&
+           deps_subset(a, b) && log_eq(&a->out, &b->out) &&
+           log_eq(&a->err, &b->err) && ids_eq(a, b));
+}

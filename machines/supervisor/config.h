@@ -1,0 +1,126 @@
+/*
+ * config.h - the supervisor's configuration: what `mealy supervise FILE`
+ * reads, validated completely before anything starts.
+ *
+ *   socket: /run/mealy.sock          # control socket (default ./mealy.sock)
+ *   socket_mode: "0600"              # octal string (default 0600)
+ *   log_dir: /var/log/mealy          # where relative log files go (default .)
+ *   shutdown_grace: 30s              # whole-supervisor stop deadline
+ *   on_fatal: stay | shutdown        # a program going fatal stops everything?
+ *   programs:
+ *     web:
+ *       command: [/usr/bin/python3, -m, http.server, "8080"]
+ *       shell: false                 # a string command needs shell: true
+ *       cwd: /srv/www
+ *       env: {PORT: "8080", DEBUG: null}   # null unsets an inherited var
+ *       restart: always | on-failure | never
+ *       success_exit_codes: [0]
+ *       backoff: {initial: 100ms, max: 30s, multiplier: 2.0, jitter: 0.1,
+ *                 reset_after: 10s}
+ *       intensity: {max_restarts: 5, within: 60s}
+ *       start_timeout: 5s            # min uptime to count as started (ready: none)
+ *       ready: none | 2s | {notify_fd: 3}
+ *       stop_signal: TERM
+ *       stop_grace: 10s
+ *       depends_on: [db]
+ *       stdout: inherit | FILE | {file: FILE, max_size: 10MB, keep: 5}
+ *       stderr: inherit | FILE | {...}
+ *       user: www-data
+ *       group: www-data
+ */
+#ifndef MLY_SUPERVISOR_CONFIG_H
+#define MLY_SUPERVISOR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef enum sv_restart { SV_RESTART_ALWAYS = 0, SV_RESTART_ON_FAILURE,
+                          SV_RESTART_NEVER } sv_restart;
+typedef enum sv_ready { SV_READY_NONE = 0, SV_READY_DELAY, SV_READY_NOTIFY }
+    sv_ready;
+typedef enum sv_output { SV_OUT_INHERIT = 0, SV_OUT_FILE } sv_output;
+typedef enum sv_on_fatal { SV_FATAL_STAY = 0, SV_FATAL_SHUTDOWN } sv_on_fatal;
+
+typedef struct sv_log {
+  sv_output mode;
+  char *file;         /* resolved against log_dir when relative */
+  uint64_t max_size;  /* bytes before rotation; 0 = never rotate (default 10MB) */
+  uint32_t keep;      /* rotated files kept: FILE.1 .. FILE.keep (default 5) */
+} sv_log;
+
+typedef struct sv_env_op {
+  char *name;
+  char *value;        /* NULL: unset */
+} sv_env_op;
+
+typedef struct sv_program {
+  char *name;
+  char **argv;        /* NULL-terminated; for shell: {"/bin/sh","-c",cmd,NULL} */
+  size_t argc;
+  bool shell;
+  char *cwd;          /* NULL: inherit */
+  sv_env_op *env;
+  size_t nenv;
+  sv_restart restart;
+  int *success_codes; /* default {0} */
+  size_t nsuccess;
+  struct {
+    int64_t initial_ms;   /* default 100 */
+    int64_t max_ms;       /* default 30000 */
+    double multiplier;    /* default 2.0, >= 1.0 */
+    double jitter;        /* default 0.0, in [0, 1] */
+    int64_t reset_after_ms; /* stable uptime that resets backoff, default 10000 */
+  } backoff;
+  struct {
+    uint32_t max_restarts;  /* default 5 */
+    int64_t within_ms;      /* default 60000 */
+  } intensity;
+  int64_t start_timeout_ms; /* default 0: started at exec */
+  sv_ready ready;
+  int64_t ready_delay_ms;   /* SV_READY_DELAY */
+  int notify_fd;            /* SV_READY_NOTIFY: fd number in the child (>= 3) */
+  int stop_signal;          /* default SIGTERM */
+  int64_t stop_grace_ms;    /* default 10000 */
+  char **depends_on;
+  size_t ndeps;
+  sv_log out, err;
+  char *user, *group;       /* NULL: unchanged */
+  uid_t uid;                /* resolved at load time when user is set */
+  gid_t gid;
+  bool has_uid, has_gid;
+  /* where the program was defined, for messages */
+  int line, col;
+} sv_program;
+
+typedef struct sv_config {
+  char *path;
+  char *socket;           /* default "mealy.sock" */
+  unsigned socket_mode;   /* socket_mode: 0600 (octal); the peer's uid is
+                             checked whatever the mode */
+  char *log_dir;          /* default "." */
+  int64_t shutdown_grace_ms; /* default 30000 */
+  sv_on_fatal on_fatal;
+  sv_program *programs;   /* in file order */
+  size_t nprograms;
+  size_t *start_order;    /* indexes into programs: dependencies first */
+} sv_config;
+
+/* Load and validate.  On error returns a negative MLY_E* and writes one
+ * message "FILE:LINE:COL: what is wrong; what to do" into err. */
+int sv_config_load(const char *path, sv_config **out, char *err, size_t errlen);
+/* The same from a string (path is used only in messages). */
+int sv_config_parse(const char *path, const char *text, size_t len,
+                    sv_config **out, char *err, size_t errlen);
+void sv_config_free(sv_config *c);
+
+const sv_program *sv_config_find(const sv_config *c, const char *name);
+/* Whether two definitions differ in anything that needs a restart. */
+bool sv_program_changed(const sv_program *a, const sv_program *b);
+
+/* "TERM", "SIGTERM", "15" -> 15; -1 if unknown. */
+int sv_signal_number(const char *name);
+const char *sv_signal_name(int signum);
+
+#endif

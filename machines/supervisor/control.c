@@ -1,0 +1,419 @@
+/*
+ * control.c - the control socket: msgpack-RPC over a unix socket.
+ *
+ * Any msgpack-RPC client can drive the supervisor.  A request is
+ * [0, msgid, method, params], the answer [1, msgid, error, result] with
+ * error nil on success or a string.  Methods:
+ *
+ *   status [NAME...]      -> [{name, state, pid, uptime_ms, restarts,
+ *                             last_exit, last_signal, ready, fatal,
+ *                             backoff_ms, backoffs}, ...]
+ *   start|stop|restart [NAME] -> "ok"
+ *   signal [SIG, NAME]    -> "ok"
+ *   reload []             -> "ok" (the file is checked first: an invalid
+ *                            file is an error answer, nothing changes)
+ *   shutdown []           -> "ok"
+ *   tail [NAME, N]        -> the last N lines (at most 200) it wrote
+ *
+ * The socket is created with mode 0600 (or the config's socket_mode) and
+ * each peer's uid is checked with SO_PEERCRED: the supervisor's own user
+ * or root.  Anyone else receives [2, "refused", [reason]] and is hung up.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "sv.h"
+
+#define CTL_MAX_REQUEST (1u << 20)
+
+typedef struct ctl_client ctl_client;
+
+typedef struct ctl {
+  sv *s;
+  uv_pipe_t server;
+  char path[108];
+  ctl_client *clients;
+} ctl;
+
+struct ctl_client {
+  uv_pipe_t h;
+  ctl *c;
+  char *buf;
+  size_t n, cap;
+  ctl_client *next;
+};
+
+/* ---- writing ---- */
+
+typedef struct ctl_write {
+  uv_write_t req;
+  char *data;
+  bool hangup;
+} ctl_write;
+
+static void client_closed(uv_handle_t *h) {
+  ctl_client *cl = h->data;
+  for (ctl_client **p = cl->c ? &cl->c->clients : NULL; p && *p;
+       p = &(*p)->next)
+    if (*p == cl) {
+      *p = cl->next;
+      break;
+    }
+  free(cl->buf);
+  free(cl);
+}
+
+static void client_close(ctl_client *cl) {
+  if (!uv_is_closing((uv_handle_t *)&cl->h))
+    uv_close((uv_handle_t *)&cl->h, client_closed);
+}
+
+static void written(uv_write_t *req, int status) {
+  ctl_write *w = (ctl_write *)req;
+  ctl_client *cl = req->handle->data;
+  if (status < 0 || w->hangup) client_close(cl);
+  free(w->data);
+  free(w);
+}
+
+/* Sends v (and frees it); hangs up afterwards when asked. */
+static void send_value(ctl_client *cl, mly_value *v, bool hangup) {
+  char *buf = NULL;
+  size_t len = 0;
+  ctl_write *w = malloc(sizeof *w);
+  if (w == NULL || v == NULL || mly_value_encode(v, &buf, &len) < 0) {
+    free(w);
+    mly_value_free(v);
+    client_close(cl);
+    return;
+  }
+  mly_value_free(v);
+  w->data = buf;
+  w->hangup = hangup;
+  uv_buf_t b = uv_buf_init(buf, (unsigned)len);
+  if (uv_write(&w->req, (uv_stream_t *)&cl->h, &b, 1, written) < 0) {
+    free(buf);
+    free(w);
+    client_close(cl);
+  }
+}
+
+static void answer(ctl_client *cl, uint64_t msgid, const char *error,
+                   mly_value *result) {
+  mly_value *r = mly_value_array();
+  mly_array_push(r, mly_value_int(1));
+  mly_array_push(r, mly_value_uint(msgid));
+  mly_array_push(r, error ? mly_value_str(error) : mly_value_nil());
+  mly_array_push(r, result ? result : mly_value_nil());
+  send_value(cl, r, false);
+}
+
+/* ---- methods ---- */
+
+static mly_value *proc_status(sv *s, const sv_proc *p) {
+  char state[32];
+  mly_value *m = mly_value_map();
+  mly_map_set_str(m, "name", p->name);
+  mly_map_set_str(m, "state", sv_proc_state(s, p, state, sizeof state));
+  mly_map_set_int(m, "pid", p->pid);
+  uint64_t now = uv_hrtime() / 1000000u;
+  mly_map_set_int(m, "uptime_ms", p->pid > 0 ? (int64_t)(now - p->started_ms) : 0);
+  mly_map_set_uint(m, "restarts", p->restarts);
+  if (p->has_exit && p->last_signal == 0)
+    mly_map_set_int(m, "last_exit", p->last_exit);
+  else
+    mly_map_set(m, "last_exit", mly_value_nil());
+  if (p->has_exit && p->last_signal != 0)
+    mly_map_set_str(m, "last_signal", sv_signal_name(p->last_signal));
+  else
+    mly_map_set(m, "last_signal", mly_value_nil());
+  mly_map_set_bool(m, "ready", p->ready);
+  mly_map_set_bool(m, "fatal", p->fatal);
+  mly_map_set_int(m, "backoff_ms", p->last_backoff_ms);
+  mly_value *b = mly_value_array();
+  for (size_t i = 0; i < p->nbackoffs; i++)
+    mly_array_push(b, mly_value_int(p->backoffs[i]));
+  mly_map_set(m, "backoffs", b);
+  return m;
+}
+
+static const char *arg_str(const mly_value *params, size_t i) {
+  const char *s = NULL;
+  if (mly_value_get_str(mly_array_at(params, i), &s, NULL) < 0) return NULL;
+  return s;
+}
+
+static const char *do_status(sv *s, const mly_value *params, mly_value **res) {
+  mly_value *list = mly_value_array();
+  size_t n = mly_value_len(params);
+  for (size_t i = 0; i < n; i++) {
+    const char *name = arg_str(params, i);
+    if (name == NULL || sv_find(s, name) == NULL) {
+      mly_value_free(list);
+      return "no such program";
+    }
+  }
+  for (size_t i = 0; i < s->nprocs; i++) {
+    const sv_proc *p = s->procs[i];
+    bool wanted = n == 0 && !p->retiring;
+    for (size_t k = 0; k < n && !wanted; k++)
+      wanted = sv_find(s, arg_str(params, k)) == p;
+    if (wanted) mly_array_push(list, proc_status(s, p));
+  }
+  *res = list;
+  return NULL;
+}
+
+static const char *do_command(sv *s, const char *method,
+                              const mly_value *params) {
+  bool is_signal = strcmp(method, "signal") == 0;
+  const char *name = arg_str(params, is_signal ? 1 : 0);
+  sv_proc *p = name ? sv_find(s, name) : NULL;
+  if (name == NULL) return "a program name is needed";
+  if (p == NULL || p->machine == 0) return "no such program";
+  if (is_signal) {
+    const char *sig = arg_str(params, 0);
+    int signum = sig ? sv_signal_number(sig) : -1;
+    if (signum <= 0) return "unknown signal name";
+    if (p->pid <= 0) return "the program is not running";
+    mly_runtime_send(s->rt, p->machine, SV_EV_SIGNAL, mly_value_int(signum));
+    return NULL;
+  }
+  uint32_t ev = strcmp(method, "start") == 0  ? SV_EV_START
+                : strcmp(method, "stop") == 0 ? SV_EV_STOP
+                                              : SV_EV_RESTART;
+  if (s->stopping && ev != SV_EV_STOP) return "the supervisor is shutting down";
+  p->launched = true; /* by hand: the supervisor no longer waits for it */
+  mly_runtime_send(s->rt, p->machine, ev, NULL);
+  sv_logf(s, p->name, "%s requested through the control socket", method);
+  return NULL;
+}
+
+static const char *do_reload(sv *s, char *err, size_t errlen) {
+  sv_config *check = NULL;
+  if (sv_reload_config(s, &check, err, errlen) < 0) return err;
+  sv_config_free(check);
+  mly_runtime_send(s->rt, s->sup, SV_EV_RELOAD, NULL);
+  return NULL;
+}
+
+static const char *do_tail(sv *s, const mly_value *params, mly_value **res) {
+  const char *name = arg_str(params, 0);
+  sv_proc *p = name ? sv_find(s, name) : NULL;
+  if (p == NULL) return "no such program";
+  int64_t want = SV_TAIL_LINES;
+  if (mly_value_len(params) > 1 &&
+      mly_value_get_int(mly_array_at(params, 1), &want) < 0)
+    return "the line count must be a number";
+  size_t n = want < 0 ? 0 : (size_t)want;
+  if (n > p->tail_count) n = p->tail_count;
+  mly_value *lines = mly_value_array();
+  size_t first = (p->tail_next + SV_TAIL_LINES - n) % SV_TAIL_LINES;
+  for (size_t i = 0; i < n; i++)
+    mly_array_push(lines, mly_value_str(p->tail[(first + i) % SV_TAIL_LINES]));
+  *res = lines;
+  return NULL;
+}
+
+static void dispatch(ctl_client *cl, const mly_value *req) {
+  sv *s = cl->c->s;
+  int64_t type = -1;
+  uint64_t msgid = 0;
+  const char *method = NULL;
+  const mly_value *params = mly_array_at(req, 3);
+  if (mly_value_type(req) != MLY_V_ARRAY || mly_value_len(req) != 4 ||
+      mly_value_get_int(mly_array_at(req, 0), &type) < 0 || type != 0 ||
+      mly_value_get_uint(mly_array_at(req, 1), &msgid) < 0 ||
+      mly_value_get_str(mly_array_at(req, 2), &method, NULL) < 0 ||
+      mly_value_type(params) != MLY_V_ARRAY) {
+    answer(cl, msgid, "not a msgpack-RPC request [0, msgid, method, params]", NULL);
+    return;
+  }
+  char err[1024];
+  const char *e = NULL;
+  mly_value *res = NULL;
+  if (strcmp(method, "status") == 0) {
+    e = do_status(s, params, &res);
+  } else if (!strcmp(method, "start") || !strcmp(method, "stop") ||
+             !strcmp(method, "restart") || !strcmp(method, "signal")) {
+    e = do_command(s, method, params);
+  } else if (strcmp(method, "reload") == 0) {
+    e = do_reload(s, err, sizeof err);
+  } else if (strcmp(method, "shutdown") == 0) {
+    mly_runtime_send(s->rt, s->sup, SV_EV_SHUTDOWN, NULL);
+  } else if (strcmp(method, "tail") == 0) {
+    e = do_tail(s, params, &res);
+  } else {
+    snprintf(err, sizeof err, "unknown method '%s'", method);
+    e = err;
+  }
+  if (e == NULL && res == NULL) res = mly_value_str("ok");
+  if (e != NULL) {
+    mly_value_free(res);
+    res = NULL;
+  }
+  answer(cl, msgid, e, res);
+}
+
+/* ---- reading ---- */
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  (void)hint;
+  ctl_client *cl = h->data;
+  if (cl->cap - cl->n < 4096 && cl->cap < CTL_MAX_REQUEST) {
+    size_t cap = cl->cap ? cl->cap * 2 : 8192;
+    char *p = realloc(cl->buf, cap);
+    if (p != NULL) {
+      cl->buf = p;
+      cl->cap = cap;
+    }
+  }
+  *b = uv_buf_init(cl->buf + cl->n, (unsigned)(cl->cap - cl->n));
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+  (void)b;
+  ctl_client *cl = st->data;
+  if (nread < 0) {
+    client_close(cl);
+    return;
+  }
+  cl->n += (size_t)nread;
+  size_t off = 0;
+  for (;;) {
+    mly_value *req = NULL;
+    size_t used = 0;
+    int rc = mly_value_decode_prefix(cl->buf + off, cl->n - off, &req, &used);
+    if (rc == MLY_EAGAIN) break;
+    if (rc < 0) { /* garbage: answer once, then hang up */
+      mly_value *r = mly_value_array();
+      mly_array_push(r, mly_value_int(2));
+      mly_array_push(r, mly_value_str("error"));
+      mly_value *args = mly_value_array();
+      mly_array_push(args, mly_value_str("malformed msgpack"));
+      mly_array_push(r, args);
+      send_value(cl, r, true);
+      uv_read_stop(st);
+      return;
+    }
+    dispatch(cl, req);
+    mly_value_free(req);
+    off += used;
+  }
+  memmove(cl->buf, cl->buf + off, cl->n - off);
+  cl->n -= off;
+  if (cl->n == cl->cap && cl->cap >= CTL_MAX_REQUEST) client_close(cl);
+}
+
+static bool peer_allowed(ctl_client *cl, uid_t *uid) {
+  uv_os_fd_t fd;
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (uv_fileno((uv_handle_t *)&cl->h, &fd) < 0 ||
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return false;
+  *uid = cred.uid;
+  return cred.uid == 0 || cred.uid == geteuid();
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  ctl *c = server->data;
+  if (status < 0) return;
+  ctl_client *cl = calloc(1, sizeof *cl);
+  if (cl == NULL) return;
+  cl->c = c;
+  uv_pipe_init(c->s->loop, &cl->h, 0);
+  cl->h.data = cl;
+  cl->next = c->clients;
+  c->clients = cl;
+  if (uv_accept(server, (uv_stream_t *)&cl->h) < 0) {
+    client_close(cl);
+    return;
+  }
+  uid_t uid = (uid_t)-1;
+  if (!peer_allowed(cl, &uid)) {
+    char why[128];
+    snprintf(why, sizeof why, "permission denied: uid %d may not control "
+             "this supervisor (uid %d)", (int)uid, (int)geteuid());
+    sv_logf(c->s, "control", "refused a client: %s", why);
+    mly_value *r = mly_value_array();
+    mly_array_push(r, mly_value_int(2));
+    mly_array_push(r, mly_value_str("refused"));
+    mly_value *args = mly_value_array();
+    mly_array_push(args, mly_value_str(why));
+    mly_array_push(r, args);
+    send_value(cl, r, true);
+    return;
+  }
+  if (uv_read_start((uv_stream_t *)&cl->h, alloc_cb, read_cb) < 0)
+    client_close(cl);
+}
+
+/* A socket file left by a supervisor that died is removed; one that a
+ * live supervisor answers on is not taken over. */
+static int claim_path(const char *path) {
+  struct stat st;
+  if (lstat(path, &st) < 0) return errno == ENOENT ? 0 : -errno;
+  if (!S_ISSOCK(st.st_mode)) return MLY_EEXIST;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+  bool live = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  if (fd >= 0) close(fd);
+  if (live) return MLY_EBUSY;
+  return unlink(path) < 0 ? -errno : 0;
+}
+
+static void server_closed(uv_handle_t *h) { free(h->data); }
+
+int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
+  if (strlen(path) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
+    snprintf(err, errlen, "%s: socket path too long (at most 107 bytes)", path);
+    return MLY_ENAMETOOLONG;
+  }
+  int rc = claim_path(path);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: %s", path,
+             rc == MLY_EBUSY ? "another supervisor is listening there"
+             : rc == MLY_EEXIST ? "exists and is not a socket"
+                                : mly_strerror(rc));
+    return rc;
+  }
+  ctl *c = calloc(1, sizeof *c);
+  if (c == NULL) return MLY_ENOMEM;
+  c->s = s;
+  snprintf(c->path, sizeof c->path, "%s", path);
+  uv_pipe_init(s->loop, &c->server, 0);
+  c->server.data = c;
+  mode_t old = umask(0177); /* born 0600: no window where others connect */
+  rc = uv_pipe_bind(&c->server, path);
+  umask(old);
+  mode_t mode = s->cfg->socket_mode ? (mode_t)s->cfg->socket_mode : 0600;
+  if (rc == 0) rc = chmod(path, mode) < 0 ? -errno : 0;
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&c->server, 16, on_connection);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: cannot listen: %s", path, mly_strerror(rc));
+    uv_close((uv_handle_t *)&c->server, server_closed);
+    return rc;
+  }
+  s->ctl = c;
+  return 0;
+}
+
+void ctl_stop(sv *s) {
+  ctl *c = s->ctl;
+  if (c == NULL) return;
+  s->ctl = NULL;
+  for (ctl_client *cl = c->clients; cl; cl = cl->next) {
+    cl->c = NULL; /* the server may be freed before the clients close */
+    client_close(cl);
+  }
+  unlink(c->path);
+  uv_close((uv_handle_t *)&c->server, server_closed);
+}

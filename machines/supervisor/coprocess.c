@@ -1,0 +1,448 @@
+/*
+ * coprocess.c - one program's life, as a mealy machine.
+ *
+ * The seed's Coprocess, made real: spawn the program in its own process
+ * group, wait for it to be ready, watch it (its exit arrives as an event;
+ * nothing polls), and on a stop request send the stop signal and SIGCONT
+ * to the whole group, wait the grace period, then SIGKILL the group.  When
+ * it exits by itself the restart policy decides: restart after a backoff
+ * that grows (and resets after a stable uptime), or stay down, or go
+ * `fatal` when it restarted too often within the intensity window.
+ *
+ * Every place it waits is a named yield point, so `mealy ctl status`
+ * shows e.g. "web  backoff  ...".  The machine writes what the supervisor
+ * and the control socket need into its sv_proc, and tells the supervisor
+ * machine (its parent) with SV_EV_CHANGED.
+ *
+ * PID reuse: the child's pid is signalled only through
+ * mly_process_signal, which refuses a pid that has been reaped.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "sv.h"
+
+extern char **environ;
+
+typedef struct coproc {
+  sv_proc *p;
+  bool exited;          /* the current child has exited */
+  int64_t exit_status;
+  int term_signal;
+  bool stop;            /* stop requested: go down */
+  bool again;           /* restart requested: down, then up at once */
+  uint64_t until_ms;    /* deadline of the current phase */
+} coproc;
+
+#define COPROC_POINTS(X)                                                   \
+  X(coproc, stopped) X(coproc, fatal) X(coproc, starting)                  \
+  X(coproc, running) X(coproc, backoff) X(coproc, stopping)                \
+  X(coproc, killing)
+MLY_POINTS(coproc, COPROC_POINTS);
+
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
+
+static void changed(mly_machine *m) {
+  mly_send(m, mly_parent(m), SV_EV_CHANGED, NULL);
+}
+
+/* ---- spawning ---- */
+
+/* The inherited environment with the program's sets and unsets on top. */
+static char **build_env(const sv_program *g) {
+  size_t n = 0;
+  while (environ[n]) n++;
+  char **env = calloc(n + g->nenv + 1, sizeof *env);
+  if (env == NULL) return NULL;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    bool overridden = false;
+    for (size_t j = 0; j < g->nenv && !overridden; j++) {
+      size_t l = strlen(g->env[j].name);
+      overridden = strncmp(environ[i], g->env[j].name, l) == 0 &&
+                   environ[i][l] == '=';
+    }
+    if (!overridden) env[k++] = environ[i];
+  }
+  for (size_t j = 0; j < g->nenv; j++) {
+    if (g->env[j].value == NULL) continue;
+    char *kv = NULL;
+    if (asprintf(&kv, "%s=%s", g->env[j].name, g->env[j].value) < 0) kv = NULL;
+    if (kv == NULL) { /* free only what we allocated */
+      for (size_t i = 0; i < k; i++) {
+        bool ours = true;
+        for (size_t e = 0; e < n; e++) ours = ours && env[i] != environ[e];
+        if (ours) free(env[i]);
+      }
+      free(env);
+      return NULL;
+    }
+    env[k++] = kv;
+  }
+  return env;
+}
+
+static void free_env(char **env) {
+  if (env == NULL) return;
+  for (size_t i = 0; env[i]; i++) {
+    bool inherited = false;
+    for (size_t e = 0; environ[e] && !inherited; e++) inherited = env[i] == environ[e];
+    if (!inherited) free(env[i]);
+  }
+  free(env);
+}
+
+static int spawn_child(mly_machine *m, coproc *c) {
+  sv_proc *p = c->p;
+  const sv_program *g = p->prog;
+  sv_logpipe *out = NULL, *err = NULL;
+  int out_fd = -1, err_fd = -1, notify_fd = -1;
+  int rc = logpipe_open(p->sv, p, LP_STDOUT, &out_fd, &out);
+  if (rc == 0) rc = logpipe_open(p->sv, p, LP_STDERR, &err_fd, &err);
+  if (rc == 0 && g->ready == SV_READY_NOTIFY)
+    rc = logpipe_open(p->sv, p, LP_NOTIFY, &notify_fd, &p->notify);
+  char **env = rc == 0 ? build_env(g) : NULL;
+  if (rc == 0 && env == NULL) rc = MLY_ENOMEM;
+  if (rc == 0) {
+    mly_process_options o = {
+        .argv = (const char *const *)g->argv,
+        .env = (const char *const *)env,
+        .cwd = g->cwd,
+        .new_group = true,
+        .set_uid = g->has_uid, .uid = g->uid,
+        .set_gid = g->has_gid, .gid = g->gid,
+    };
+    o.stdio[0].mode = MLY_STDIO_NULL;
+    o.stdio[1].mode = MLY_STDIO_FD;
+    o.stdio[1].fd = out_fd;
+    o.stdio[2].mode = MLY_STDIO_FD;
+    o.stdio[2].fd = err_fd;
+    if (notify_fd >= 0) {
+      o.extra[0].child_fd = g->notify_fd;
+      o.extra[0].fd = notify_fd;
+      o.nextra = 1;
+    }
+    rc = mly_process_spawn(m, &o, &p->pid);
+  }
+  free_env(env);
+  /* the parent keeps only the read ends */
+  if (out) logpipe_spawned(out);
+  if (err) logpipe_spawned(err);
+  if (p->notify) logpipe_spawned(p->notify);
+  if (rc < 0) {
+    p->pid = 0;
+    if (p->notify) logpipe_detach(p->notify);
+    p->notify = NULL;
+  }
+  return rc;
+}
+
+/* ---- stopping ---- */
+
+static void signal_group(mly_machine *m, coproc *c, int sig) {
+  mly_process_signal(mly_machine_runtime(m), c->p->pid, sig, true);
+}
+
+/* The leader is gone; what is left of its group goes too. */
+static void child_gone(coproc *c) {
+  sv_proc *p = c->p;
+  if (p->pid > 0) reaper_kill_group_leftovers(p->pid, SIGKILL);
+  p->pid = 0;
+  p->ready = false;
+  if (p->notify) logpipe_detach(p->notify);
+  p->notify = NULL;
+}
+
+static void note_exit(coproc *c, const mly_event *e) {
+  sv_proc *p = c->p;
+  c->exited = true;
+  c->exit_status = e->status;
+  c->term_signal = (int)e->aux;
+  p->has_exit = true;
+  p->last_exit = (int)e->status;
+  p->last_signal = (int)e->aux;
+  if (c->term_signal)
+    sv_logf(p->sv, p->name, "exited: killed by SIG%s",
+            sv_signal_name(c->term_signal));
+  else
+    sv_logf(p->sv, p->name, "exited with status %d", (int)c->exit_status);
+  child_gone(c);
+}
+
+/* Started by hand after giving up: a fresh start, as if never failed
+ * (systemd's reset-failed): the intensity window and backoff begin again. */
+static void clear_fatal(sv_proc *p) {
+  if (!p->fatal) return;
+  p->fatal = false;
+  p->nrestart_times = 0;
+  p->cur_backoff_ms = 0;
+}
+
+/* A command from the supervisor or the control socket. */
+static void take_command(mly_machine *m, coproc *c) {
+  const mly_event *e = mly_current_event(m);
+  sv_proc *p = c->p;
+  if (e == NULL) return;
+  switch (e->id) {
+  case SV_EV_START:
+    p->want_up = true;
+    clear_fatal(p);
+    c->stop = false;
+    break;
+  case SV_EV_STOP:
+    p->want_up = false;
+    c->stop = true;
+    c->again = false;
+    break;
+  case SV_EV_RESTART:
+    p->want_up = true;
+    clear_fatal(p);
+    c->stop = true;
+    c->again = true;
+    break;
+  case SV_EV_SIGNAL: {
+    int64_t sig = 0;
+    if (p->pid > 0 && mly_value_get_int(e->payload, &sig) == 0)
+      mly_process_signal(mly_machine_runtime(m), p->pid, (int)sig, true);
+    break;
+  }
+  case MLY_EV_PROCESS_EXIT:
+    note_exit(c, e);
+    break;
+  default:
+    break;
+  }
+}
+
+/* ---- restart policy ---- */
+
+static bool wants_restart(const coproc *c) {
+  const sv_program *g = c->p->prog;
+  if (g->restart == SV_RESTART_ALWAYS) return true;
+  if (g->restart == SV_RESTART_NEVER) return false;
+  if (c->term_signal) return true;
+  for (size_t i = 0; i < g->nsuccess; i++)
+    if (g->success_codes[i] == c->exit_status) return false;
+  return true;
+}
+
+/* Too many restarts within the window?  Records this one if not. */
+static bool intensity_exceeded(sv_proc *p) {
+  const sv_program *g = p->prog;
+  uint64_t now = now_ms();
+  uint32_t keep = 0;
+  for (uint32_t i = 0; i < p->nrestart_times; i++)
+    if (now - p->restart_times[i] < (uint64_t)g->intensity.within_ms)
+      p->restart_times[keep++] = p->restart_times[i];
+  p->nrestart_times = keep;
+  if (keep >= g->intensity.max_restarts) return true;
+  uint64_t *t = realloc(p->restart_times, (keep + 1) * sizeof *t);
+  if (t == NULL) return true; /* out of memory: do not loop restarting */
+  p->restart_times = t;
+  p->restart_times[p->nrestart_times++] = now;
+  return false;
+}
+
+static double rand_unit(sv *s) { /* xorshift64*, in [-1, 1] */
+  s->rng ^= s->rng >> 12;
+  s->rng ^= s->rng << 25;
+  s->rng ^= s->rng >> 27;
+  uint64_t r = s->rng * 2685821657736338717ull;
+  return (double)(r >> 11) / (double)(1ull << 52) - 1.0;
+}
+
+static int64_t next_backoff(sv_proc *p) {
+  const sv_program *g = p->prog;
+  if (now_ms() - p->started_ms >= (uint64_t)g->backoff.reset_after_ms)
+    p->cur_backoff_ms = 0; /* it ran long enough: start over */
+  int64_t d = p->cur_backoff_ms == 0
+                  ? g->backoff.initial_ms
+                  : (int64_t)((double)p->cur_backoff_ms * g->backoff.multiplier);
+  if (d > g->backoff.max_ms) d = g->backoff.max_ms;
+  p->cur_backoff_ms = d;
+  if (g->backoff.jitter > 0)
+    d += (int64_t)((double)d * g->backoff.jitter * rand_unit(p->sv));
+  if (d < 0) d = 0;
+  p->last_backoff_ms = d;
+  if (p->nbackoffs == p->backoff_cap) {
+    size_t cap = p->backoff_cap ? p->backoff_cap * 2 : 16;
+    int64_t *b = realloc(p->backoffs, cap * sizeof *b);
+    if (b != NULL) {
+      p->backoffs = b;
+      p->backoff_cap = cap;
+    }
+  }
+  if (p->nbackoffs < p->backoff_cap) p->backoffs[p->nbackoffs++] = d;
+  return d;
+}
+
+static int64_t left_ms(const coproc *c) {
+  uint64_t now = now_ms();
+  return c->until_ms > now ? (int64_t)(c->until_ms - now) : 0;
+}
+
+/* ---- the machine ---- */
+
+static int coproc_run(mly_machine *m, void *data) {
+  coproc *c = data;
+  sv_proc *p = c->p;
+  MLY_BEGIN(m);
+  for (;;) {
+    /* ---- down, until started ---- */
+    while (!p->want_up) {
+      if (p->fatal)
+        MLY_AWAIT_AT(m, coproc_fatal, MLY_EV_ANY, -1);
+      else
+        MLY_AWAIT_AT(m, coproc_stopped, MLY_EV_ANY, -1);
+      if (mly_shutdown_requested(m)) MLY_EXIT(m, 0);
+      take_command(m, c);
+      if (p->want_up) changed(m);
+    }
+    /* ---- spawn ---- */
+    c->exited = c->stop = c->again = false;
+    p->started_ms = now_ms();
+    {
+      int rc = spawn_child(m, c);
+      if (rc < 0) {
+        sv_logf(p->sv, p->name, "cannot start %s: %s", p->prog->argv[0],
+                mly_strerror(rc));
+        c->exited = true;
+        c->exit_status = 127;
+        c->term_signal = 0;
+        p->has_exit = true;
+        p->last_exit = 127;
+        p->last_signal = 0;
+      } else {
+        sv_logf(p->sv, p->name, "started, pid %d", p->pid);
+      }
+    }
+    changed(m);
+    /* ---- starting: until ready ---- */
+    if (!c->exited) {
+      const sv_program *g = p->prog;
+      int64_t wait_ms = g->ready == SV_READY_DELAY ? g->ready_delay_ms
+                        : g->ready == SV_READY_NOTIFY
+                            ? (g->start_timeout_ms > 0 ? g->start_timeout_ms : -1)
+                            : g->start_timeout_ms;
+      c->until_ms = now_ms() + (uint64_t)(wait_ms > 0 ? wait_ms : 0);
+      while (wait_ms != 0 && !c->exited && !c->stop) {
+        MLY_AWAIT_AT(m, coproc_starting, MLY_EV_ANY,
+                     p->prog->ready == SV_READY_NOTIFY && p->prog->start_timeout_ms <= 0
+                         ? -1 : left_ms(c));
+        if (mly_shutdown_requested(m)) c->stop = true;
+        if (mly_timed_out(m)) {
+          if (p->prog->ready == SV_READY_NOTIFY) {
+            sv_logf(p->sv, p->name, "not ready within %lld ms: stopping it",
+                    (long long)p->prog->start_timeout_ms);
+            c->stop = true;
+            c->again = true; /* counts as a failed start below */
+          }
+          break;
+        }
+        if (mly_current_event(m) && mly_current_event(m)->id == SV_EV_NOTIFIED)
+          break;
+        take_command(m, c);
+      }
+      if (!c->exited && !c->stop) {
+        p->ready = true;
+        sv_logf(p->sv, p->name, "ready");
+        changed(m);
+      }
+    }
+    /* ---- running ---- */
+    while (!c->exited && !c->stop) {
+      MLY_AWAIT_AT(m, coproc_running, MLY_EV_ANY, -1);
+      if (mly_shutdown_requested(m)) c->stop = true;
+      take_command(m, c);
+    }
+    /* ---- stopping: signal, grace, kill ---- */
+    if (!c->exited) {
+      p->ready = false;
+      sv_logf(p->sv, p->name, "stopping: SIG%s to group %d, grace %lld ms",
+              sv_signal_name(p->prog->stop_signal), p->pid,
+              (long long)p->prog->stop_grace_ms);
+      signal_group(m, c, p->prog->stop_signal);
+      signal_group(m, c, SIGCONT);
+      changed(m);
+      c->until_ms = now_ms() + (uint64_t)p->prog->stop_grace_ms;
+      while (!c->exited) {
+        MLY_AWAIT_AT(m, coproc_stopping, MLY_EV_PROCESS_EXIT, left_ms(c));
+        if (mly_current_event(m)) note_exit(c, mly_current_event(m));
+        else if (mly_timed_out(m)) break;
+      }
+      if (!c->exited) {
+        sv_logf(p->sv, p->name, "grace over: SIGKILL to group %d", p->pid);
+        signal_group(m, c, SIGKILL);
+        while (!c->exited) {
+          MLY_AWAIT_AT(m, coproc_killing, MLY_EV_PROCESS_EXIT, -1);
+          if (mly_current_event(m)) note_exit(c, mly_current_event(m));
+        }
+      }
+      if (!c->again) {
+        p->want_up = false;
+        changed(m);
+        continue;
+      }
+    }
+    /* ---- it is down: up again? ---- */
+    p->ready = false;
+    if (!c->again && !wants_restart(c)) {
+      sv_logf(p->sv, p->name, "not restarting (restart: %s)",
+              p->prog->restart == SV_RESTART_NEVER ? "never" : "on-failure");
+      p->want_up = false;
+      changed(m);
+      continue;
+    }
+    if (!c->again && intensity_exceeded(p)) {
+      sv_logf(p->sv, p->name, "fatal: more than %u restarts within %lld ms; "
+              "staying down until started by hand",
+              p->prog->intensity.max_restarts,
+              (long long)p->prog->intensity.within_ms);
+      p->fatal = true;
+      p->want_up = false;
+      changed(m);
+      continue;
+    }
+    if (!c->again) {
+      int64_t d = next_backoff(p);
+      sv_logf(p->sv, p->name, "restarting in %lld ms", (long long)d);
+      changed(m);
+      c->until_ms = now_ms() + (uint64_t)d;
+      c->stop = false;
+      for (;;) {
+        MLY_AWAIT_AT(m, coproc_backoff, MLY_EV_ANY, left_ms(c));
+        if (mly_timed_out(m) || mly_shutdown_requested(m)) break;
+        take_command(m, c);
+        if (c->stop || c->again) break; /* stop, or restart by hand now */
+      }
+      if (mly_shutdown_requested(m) || (c->stop && !c->again)) {
+        p->want_up = false;
+        changed(m);
+        continue;
+      }
+    }
+    p->restarts++;
+  }
+  MLY_END(m);
+}
+
+static void coproc_fini(mly_machine *m, void *data) {
+  (void)m;
+  coproc *c = data;
+  if (c->p->notify) logpipe_detach(c->p->notify);
+  c->p->notify = NULL;
+}
+
+int coproc_register(mly_runtime *rt, mly_type **out) {
+  return mly_type_register(rt, &(mly_type_def){
+      .name = "coprocess", .run = coproc_run, MLY_TYPE_POINTS(coproc),
+      .data_size = sizeof(coproc), .version = 1, .fini = coproc_fini}, out);
+}
+
+int sv_proc_spawn_machine(sv *s, sv_proc *p, mly_machine *parent) {
+  coproc c = {.p = p};
+  (void)s;
+  return mly_spawn_child(parent, s->coproc_type, &c, sizeof c, &p->machine);
+}

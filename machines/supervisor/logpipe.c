@@ -1,0 +1,220 @@
+/*
+ * logpipe.c - what a child writes, line by line.
+ *
+ * Each child gets a pipe for stdout and one for stderr (and one more for
+ * its readiness notification, s6 style: it writes a newline to fd N when
+ * it is ready).  The supervisor reads them on its loop and writes whole
+ * lines: to its own stdout/stderr behind a "[name] " prefix, or to a log
+ * file that rotates by size (FILE -> FILE.1 -> ... -> FILE.keep).  A line
+ * is never split between two files: rotation happens before a line that
+ * would not fit.  A line longer than the buffer is written in pieces, each
+ * ended with a newline.  The last SV_TAIL_LINES lines are also kept in
+ * memory for `mealy ctl tail`.
+ *
+ * A pipe outlives its process when a grandchild still holds the write
+ * end; it is read until EOF, and freed from its close callback.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sv.h"
+
+struct sv_logpipe {
+  uv_pipe_t h;
+  sv *s;
+  sv_proc *p;       /* NULL once the program is gone */
+  lp_kind kind;
+  char name[64];
+  const sv_log *log;
+  int child_fd;     /* the write end, until the child has it */
+  int file_fd;      /* the log file, in file mode */
+  uint64_t size;
+  char buf[4096];
+  size_t n;
+  sv_logpipe *next, **pprev;
+};
+
+static int open_log(sv_logpipe *lp) {
+  lp->file_fd = open(lp->log->file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (lp->file_fd < 0) return -errno;
+  struct stat st;
+  lp->size = fstat(lp->file_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+  return 0;
+}
+
+static void rotate(sv_logpipe *lp) {
+  const sv_log *l = lp->log;
+  char from[4200], to[4200];
+  close(lp->file_fd);
+  lp->file_fd = -1;
+  for (uint32_t i = l->keep; i > 1; i--) {
+    snprintf(from, sizeof from, "%s.%u", l->file, i - 1);
+    snprintf(to, sizeof to, "%s.%u", l->file, i);
+    rename(from, to); /* a missing one is fine */
+  }
+  if (l->keep > 0) {
+    snprintf(to, sizeof to, "%s.1", l->file);
+    rename(l->file, to);
+  } else {
+    unlink(l->file);
+  }
+  if (open_log(lp) < 0)
+    sv_logf(lp->s, lp->name, "cannot reopen log %s: %s", l->file, strerror(errno));
+}
+
+static void write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return; /* a full disk loses log lines, not the supervisor */
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void emit(sv_logpipe *lp, const char *line, size_t len) {
+  if (lp->kind == LP_NOTIFY) {
+    if (lp->p) mly_runtime_send(lp->s->rt, lp->p->machine, SV_EV_NOTIFIED, NULL);
+    return;
+  }
+  if (lp->p) sv_proc_tail_add(lp->p, line, len);
+  if (lp->log->mode == SV_OUT_FILE && lp->file_fd >= 0) {
+    if (lp->log->max_size > 0 && lp->size > 0 &&
+        lp->size + len + 1 > lp->log->max_size)
+      rotate(lp);
+    if (lp->file_fd < 0) return;
+    char *copy = malloc(len + 1);
+    if (copy == NULL) return;
+    memcpy(copy, line, len);
+    copy[len] = '\n';
+    write_all(lp->file_fd, copy, len + 1); /* one write: lines stay whole */
+    free(copy);
+    lp->size += len + 1;
+    return;
+  }
+  FILE *f = lp->kind == LP_STDERR ? stderr : stdout;
+  fprintf(f, "[%s] %.*s\n", lp->name, (int)len, line);
+  fflush(f);
+}
+
+static void closed_cb(uv_handle_t *h) {
+  sv_logpipe *lp = h->data;
+  if (lp->file_fd >= 0) close(lp->file_fd);
+  free(lp);
+}
+
+static void lp_close(sv_logpipe *lp) {
+  if (uv_is_closing((uv_handle_t *)&lp->h)) return;
+  if (lp->n > 0 && lp->kind != LP_NOTIFY) emit(lp, lp->buf, lp->n);
+  lp->n = 0;
+  if (lp->child_fd >= 0) close(lp->child_fd);
+  lp->child_fd = -1;
+  if (lp->kind == LP_NOTIFY && lp->p && lp->p->notify == lp)
+    lp->p->notify = NULL; /* its owner must not reach it again */
+  if (lp->pprev) { /* unlink */
+    *lp->pprev = lp->next;
+    if (lp->next) lp->next->pprev = lp->pprev;
+    lp->pprev = NULL;
+  }
+  uv_close((uv_handle_t *)&lp->h, closed_cb);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  (void)hint;
+  sv_logpipe *lp = h->data;
+  *b = uv_buf_init(lp->buf + lp->n, (unsigned)(sizeof lp->buf - lp->n));
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+  (void)b;
+  sv_logpipe *lp = st->data;
+  if (nread < 0) {
+    lp_close(lp);
+    return;
+  }
+  lp->n += (size_t)nread;
+  size_t start = 0;
+  for (size_t i = 0; i < lp->n; i++) {
+    if (lp->buf[i] != '\n') continue;
+    emit(lp, lp->buf + start, i - start);
+    start = i + 1;
+    if (lp->kind == LP_NOTIFY) { /* one line is all readiness needs */
+      lp->n = 0;
+      lp_close(lp);
+      return;
+    }
+  }
+  memmove(lp->buf, lp->buf + start, lp->n - start);
+  lp->n -= start;
+  if (lp->n == sizeof lp->buf) { /* a very long line: write a piece */
+    emit(lp, lp->buf, lp->n);
+    lp->n = 0;
+  }
+}
+
+int logpipe_open(sv *s, sv_proc *p, lp_kind kind, int *child_fd,
+                 sv_logpipe **out) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) return -errno;
+  sv_logpipe *lp = calloc(1, sizeof *lp);
+  if (lp == NULL) {
+    close(fds[0]);
+    close(fds[1]);
+    return MLY_ENOMEM;
+  }
+  lp->s = s;
+  lp->p = p;
+  lp->kind = kind;
+  lp->file_fd = -1;
+  lp->child_fd = fds[1];
+  lp->log = kind == LP_STDERR ? &p->prog->err : &p->prog->out;
+  snprintf(lp->name, sizeof lp->name, "%s", p->name);
+  uv_pipe_init(s->loop, &lp->h, 0);
+  lp->h.data = lp;
+  lp->next = s->pipes;
+  if (s->pipes) s->pipes->pprev = &lp->next;
+  s->pipes = lp;
+  lp->pprev = &s->pipes;
+  int rc = uv_pipe_open(&lp->h, fds[0]);
+  if (rc < 0) close(fds[0]);
+  if (rc == 0 && kind != LP_NOTIFY && lp->log->mode == SV_OUT_FILE &&
+      open_log(lp) < 0)
+    sv_logf(s, p->name, "cannot open log %s: %s; output is lost",
+            lp->log->file, strerror(errno));
+  if (rc == 0) rc = uv_read_start((uv_stream_t *)&lp->h, alloc_cb, read_cb);
+  if (rc < 0) {
+    lp_close(lp);
+    return rc;
+  }
+  *child_fd = fds[1];
+  *out = lp;
+  return 0;
+}
+
+void logpipe_spawned(sv_logpipe *lp) {
+  if (lp->child_fd >= 0) close(lp->child_fd);
+  lp->child_fd = -1;
+}
+
+void logpipe_detach(sv_logpipe *lp) {
+  lp->p = NULL;
+  if (lp->kind == LP_NOTIFY) lp_close(lp);
+}
+
+void logpipe_forget_proc(sv *s, sv_proc *p) {
+  sv_logpipe *lp = s->pipes;
+  while (lp) {
+    sv_logpipe *next = lp->next;
+    if (lp->p == p) logpipe_detach(lp);
+    lp = next;
+  }
+}
+
+void logpipe_close_all(sv *s) {
+  while (s->pipes) lp_close(s->pipes);
+}

@@ -1,0 +1,88 @@
+/*
+ * run.c - one `mealy supervise` run, from the file to the last child.
+ *
+ * Loads and validates the whole configuration before anything starts,
+ * becomes a subreaper, opens the control socket, and hands over to the
+ * supervisor machine on a runtime of its own.  When that machine has
+ * stopped every program and ended, the control socket and the log pipes
+ * close, the loop runs dry, and the run is over.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "sv.h"
+
+int sv_reload_config(sv *s, sv_config **out, char *err, size_t errlen) {
+  if (s->config_text)
+    return sv_config_parse(s->config_path, s->config_text, s->config_len, out,
+                           err, errlen);
+  return sv_config_load(s->config_path, out, err, errlen);
+}
+
+static void free_all(sv *s) {
+  for (size_t i = 0; i < s->nprocs; i++) sv_proc_free(s->procs[i]);
+  free(s->procs);
+  for (size_t i = 0; i < s->nold; i++) sv_config_free(s->old_cfgs[i]);
+  free(s->old_cfgs);
+  sv_config_free(s->cfg);
+}
+
+/* Three pipes a program: a thousand programs need more than 1024 fds. */
+static void raise_fd_limit(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+static int setup(sv *s, const sv_run_options *o) {
+  char err[1024];
+  int rc;
+  raise_fd_limit();
+  if ((rc = reaper_enable()) < 0)
+    sv_logf(s, "mealy", "cannot become a subreaper (%s): orphans go to init",
+            mly_strerror(rc));
+  if ((rc = mly_runtime_new(&s->rt, NULL, NULL)) < 0) return rc;
+  s->loop = mly_runtime_loop(s->rt);
+  if ((rc = coproc_register(s->rt, &s->coproc_type)) < 0) return rc;
+  if ((rc = sup_register(s->rt, &s->sup_type)) < 0) return rc;
+  const char *sock = o->socket_override ? o->socket_override : s->cfg->socket;
+  if ((rc = ctl_start(s, sock, err, sizeof err)) < 0) {
+    sv_logf(s, "mealy", "control socket: %s", err);
+    return rc;
+  }
+  sv_logf(s, "mealy", "control socket %s", sock);
+  sv *self = s;
+  return mly_spawn(s->rt, s->sup_type, &self, sizeof self, &s->sup);
+}
+
+int sv_run(const sv_run_options *o) {
+  char err[1024];
+  sv *s = calloc(1, sizeof *s);
+  if (s == NULL) return MLY_ENOMEM;
+  s->log = o->log;
+  s->rng = uv_hrtime() | 1;
+  snprintf(s->config_path, sizeof s->config_path, "%s", o->config_path);
+  s->config_text = o->config_text;
+  s->config_len = o->config_len;
+  int rc = o->config_text
+               ? sv_config_parse(o->config_path, o->config_text, o->config_len,
+                                 &s->cfg, err, sizeof err)
+               : sv_config_load(o->config_path, &s->cfg, err, sizeof err);
+  if (rc < 0) {
+    fprintf(stderr, "%s\n", err); /* an error, whatever the log is */
+    free(s);
+    return rc;
+  }
+  rc = setup(s, o);
+  if (rc == 0) rc = mly_runtime_run(s->rt);
+  if (rc == 0) rc = s->exit_status;
+  if (s->ctl) ctl_stop(s);
+  logpipe_close_all(s);
+  if (s->rt) mly_runtime_close(s->rt);
+  free_all(s);
+  free(s);
+  return rc;
+}

@@ -1,0 +1,346 @@
+/*
+ * supervisor.c - the master daemon: the seed's MasterD, for real programs.
+ *
+ * The supervisor machine owns one coprocess machine per program.  It
+ * starts a program when everything it depends on is ready, stops programs
+ * in reverse: a program is asked to stop only once nothing that depends
+ * on it is still up.  SIGHUP (or `ctl reload`) re-reads the file: added
+ * programs start, removed ones stop and go, changed ones are stopped and
+ * replaced, unchanged ones are left alone.  SIGTERM, SIGINT or `ctl
+ * shutdown` stop everything and end the run.  SIGCHLD reaps orphans.
+ *
+ * Decisions are made in one place, reconcile(), each time anything
+ * changes: it looks at every program and does what is due.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mlog.h"
+#include "sv.h"
+
+void sv_logf(sv *s, const char *who, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  mlogv(s->log, who, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- programs ---- */
+
+sv_proc *sv_proc_new(sv *s, const sv_program *prog) {
+  sv_proc *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  sv_proc **v = realloc(s->procs, (s->nprocs + 1) * sizeof *v);
+  if (v == NULL) {
+    free(p);
+    return NULL;
+  }
+  s->procs = v;
+  p->sv = s;
+  p->prog = prog;
+  snprintf(p->name, sizeof p->name, "%s", prog->name);
+  s->procs[s->nprocs++] = p;
+  return p;
+}
+
+void sv_proc_free(sv_proc *p) {
+  logpipe_forget_proc(p->sv, p);
+  for (size_t i = 0; i < SV_TAIL_LINES; i++) free(p->tail[i]);
+  free(p->backoffs);
+  free(p->restart_times);
+  free(p);
+}
+
+static void sv_proc_remove(sv *s, sv_proc *p) {
+  for (size_t i = 0; i < s->nprocs; i++)
+    if (s->procs[i] == p) {
+      memmove(&s->procs[i], &s->procs[i + 1],
+              (s->nprocs - i - 1) * sizeof *s->procs);
+      s->nprocs--;
+      break;
+    }
+  sv_proc_free(p);
+}
+
+sv_proc *sv_find(sv *s, const char *name) {
+  for (size_t i = 0; i < s->nprocs; i++)
+    if (!s->procs[i]->retiring && strcmp(s->procs[i]->name, name) == 0)
+      return s->procs[i];
+  return NULL;
+}
+
+void sv_proc_tail_add(sv_proc *p, const char *line, size_t len) {
+  char *copy = strndup(line, len);
+  if (copy == NULL) return;
+  free(p->tail[p->tail_next]);
+  p->tail[p->tail_next] = copy;
+  p->tail_next = (p->tail_next + 1) % SV_TAIL_LINES;
+  if (p->tail_count < SV_TAIL_LINES) p->tail_count++;
+}
+
+/* The coprocess's yield point is the program's state. */
+const char *sv_proc_state(sv *s, const sv_proc *p, char *buf, size_t len) {
+  mly_info info;
+  if (p->machine == 0 || mly_info_get(s->rt, p->machine, &info) < 0)
+    return "gone";
+  snprintf(buf, len, "%s", info.point);
+  if (strcmp(buf, "begin") == 0) snprintf(buf, len, "stopped");
+  return buf;
+}
+
+/* ---- reconcile: the one place decisions are made ---- */
+
+static bool is_up(const sv_proc *p) { return p->want_up || p->pid > 0; }
+
+static bool deps_ready(sv *s, const sv_program *g) {
+  for (size_t i = 0; i < g->ndeps; i++) {
+    sv_proc *d = sv_find(s, g->depends_on[i]);
+    if (d == NULL || !d->ready) return false;
+  }
+  return true;
+}
+
+/* Is some program that is up depending on p? */
+static bool has_dependent_up(sv *s, const sv_proc *p) {
+  for (size_t i = 0; i < s->nprocs; i++) {
+    const sv_proc *q = s->procs[i];
+    if (q == p || !is_up(q)) continue;
+    for (size_t k = 0; k < q->prog->ndeps; k++)
+      if (strcmp(q->prog->depends_on[k], p->name) == 0) return true;
+  }
+  return false;
+}
+
+static void send_to(sv *s, sv_proc *p, uint32_t ev) {
+  if (p->machine) mly_runtime_send(s->rt, p->machine, ev, NULL);
+}
+
+static void start_due(sv *s) {
+  for (size_t k = 0; k < s->cfg->nprograms; k++) {
+    const sv_program *g = &s->cfg->programs[s->cfg->start_order[k]];
+    sv_proc *p = sv_find(s, g->name);
+    if (p == NULL || p->held || p->launched || !deps_ready(s, g)) continue;
+    p->launched = true;
+    sv_logf(s, p->name, "starting%s", g->ndeps ? " (dependencies ready)" : "");
+    send_to(s, p, SV_EV_START);
+  }
+}
+
+/* Stop whatever is up, is to go down, and has no dependent up. */
+static void stop_due(sv *s, bool everything) {
+  for (size_t i = s->nprocs; i-- > 0;) {
+    sv_proc *p = s->procs[i];
+    if (!(everything || p->retiring) || p->stop_sent || !is_up(p)) continue;
+    if (everything && has_dependent_up(s, p)) continue; /* reverse order */
+    p->stop_sent = true;
+    send_to(s, p, SV_EV_STOP);
+  }
+}
+
+/* Retired programs that are down: end their machine, start successors. */
+static void retire_due(sv *s) {
+  for (size_t i = 0; i < s->nprocs;) {
+    sv_proc *p = s->procs[i];
+    if (!p->retiring || is_up(p)) {
+      i++;
+      continue;
+    }
+    /* Its program is down: the machine has nothing left to stop, and it
+     * must end now, while the sv_proc it points at still exists. */
+    if (p->machine) mly_kill(s->rt, p->machine);
+    p->machine = 0;
+    if (p->successor) p->successor->held = false; /* its turn now */
+    sv_logf(s, p->name, p->successor ? "replaced" : "removed");
+    sv_proc_remove(s, p);
+  }
+}
+
+static bool all_down(sv *s) {
+  for (size_t i = 0; i < s->nprocs; i++)
+    if (is_up(s->procs[i])) return false;
+  return true;
+}
+
+static void reconcile(sv *s) {
+  retire_due(s);
+  if (s->stopping) {
+    stop_due(s, true);
+    return;
+  }
+  stop_due(s, false);
+  start_due(s);
+  if (s->cfg->on_fatal == SV_FATAL_SHUTDOWN)
+    for (size_t i = 0; i < s->nprocs; i++)
+      if (s->procs[i]->fatal && !s->stopping) {
+        sv_logf(s, "mealy", "%s is fatal and on_fatal is shutdown: stopping",
+                s->procs[i]->name);
+        s->exit_status = 1;
+        s->stopping = true;
+        stop_due(s, true);
+      }
+}
+
+/* ---- reload ---- */
+
+static int add_program(mly_machine *m, sv *s, const sv_program *g,
+                       bool held) {
+  sv_proc *p = sv_proc_new(s, g);
+  if (p == NULL) return MLY_ENOMEM;
+  p->held = held; /* a successor waits for its predecessor to be gone */
+  int rc = sv_proc_spawn_machine(s, p, m);
+  if (rc < 0) sv_proc_remove(s, p);
+  return rc < 0 ? rc : 0;
+}
+
+static void reload(mly_machine *m, sv *s) {
+  char err[1024];
+  sv_config *next = NULL;
+  sv_logf(s, "mealy", "reloading %s", s->config_path);
+  int rc = sv_reload_config(s, &next, err, sizeof err);
+  if (rc < 0) {
+    sv_logf(s, "mealy", "reload refused, keeping the running config: %s", err);
+    s->reload_failed = true;
+    return;
+  }
+  s->reload_failed = false;
+  sv_config **old = realloc(s->old_cfgs, (s->nold + 1) * sizeof *old);
+  if (old == NULL) {
+    sv_config_free(next);
+    return;
+  }
+  s->old_cfgs = old;
+  s->old_cfgs[s->nold++] = s->cfg;
+  size_t n = s->nprocs;
+  for (size_t i = 0; i < n; i++) { /* removed or changed */
+    sv_proc *p = s->procs[i];
+    if (p->retiring) continue;
+    const sv_program *g = sv_config_find(next, p->name);
+    if (g == NULL) {
+      sv_logf(s, p->name, "removed from the config: stopping");
+      p->retiring = true;
+    } else if (sv_program_changed(p->prog, g)) {
+      sv_logf(s, p->name, "changed: restarting with the new definition");
+      p->retiring = true;
+      if (add_program(m, s, g, true) == 0)
+        p->successor = s->procs[s->nprocs - 1];
+    } else {
+      p->prog = g; /* the same definition, now in the new config */
+    }
+  }
+  s->cfg = next;
+  for (size_t k = 0; k < next->nprograms; k++) { /* added */
+    const sv_program *g = &next->programs[k];
+    bool known = false;
+    for (size_t i = 0; i < s->nprocs && !known; i++)
+      known = strcmp(s->procs[i]->name, g->name) == 0;
+    if (!known) {
+      sv_logf(s, g->name, "added to the config");
+      add_program(m, s, g, false);
+    }
+  }
+}
+
+/* ---- the supervisor machine ---- */
+
+typedef struct sup {
+  sv *s;
+  size_t i;
+  uint64_t until_ms;
+} sup;
+
+#define SUP_POINTS(X) X(sup, running) X(sup, stopping)
+MLY_POINTS(sup, SUP_POINTS);
+
+static int64_t left_ms(uint64_t until) {
+  uint64_t now = uv_hrtime() / 1000000u;
+  if (until == UINT64_MAX) return -1;
+  return until > now ? (int64_t)(until - now) : 0;
+}
+
+static void kill_all(sv *s) {
+  for (size_t i = 0; i < s->nprocs; i++) {
+    sv_proc *p = s->procs[i];
+    if (p->pid > 0 && p->machine)
+      mly_runtime_send(s->rt, p->machine, SV_EV_SIGNAL, mly_value_int(SIGKILL));
+  }
+}
+
+static void sup_take(mly_machine *m, sv *s) {
+  const mly_event *e = mly_current_event(m);
+  if (e == NULL) {
+    if (mly_shutdown_requested(m)) s->stopping = true;
+    return;
+  }
+  switch (e->id) {
+  case MLY_EV_SIGNAL(SIGCHLD):
+    reaper_reap_orphans(s->rt);
+    break;
+  case MLY_EV_SIGNAL(SIGHUP):
+  case SV_EV_RELOAD:
+    if (!s->stopping) reload(m, s);
+    break;
+  case MLY_EV_SIGNAL(SIGTERM):
+  case MLY_EV_SIGNAL(SIGINT):
+  case SV_EV_SHUTDOWN:
+    if (!s->stopping)
+      sv_logf(s, "mealy", "%s: stopping every program in reverse order",
+              e->id == SV_EV_SHUTDOWN ? "shutdown requested"
+                                      : e->id == MLY_EV_SIGNAL(SIGTERM)
+                                            ? "SIGTERM" : "SIGINT");
+    s->stopping = true;
+    break;
+  default:
+    break; /* SV_EV_CHANGED, CHILD_EXIT: reconcile looks at everything */
+  }
+}
+
+static int sup_run(mly_machine *m, void *data) {
+  sup *d = data;
+  sv *s = d->s;
+  MLY_BEGIN(m);
+  static const int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGCHLD};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+    mly_signal_watch(m, sigs[i]);
+  for (d->i = 0; d->i < s->cfg->nprograms; d->i++)
+    if (add_program(m, s, &s->cfg->programs[d->i], false) < 0)
+      MLY_EXIT(m, 1);
+  sv_logf(s, "mealy", "supervising %zu programs", s->nprocs);
+  reconcile(s);
+  while (!s->stopping) {
+    MLY_AWAIT_AT(m, sup_running, MLY_EV_ANY, -1);
+    sup_take(m, s);
+    reconcile(s);
+  }
+  reconcile(s);
+  d->until_ms = uv_hrtime() / 1000000u + (uint64_t)s->cfg->shutdown_grace_ms;
+  while (!all_down(s)) {
+    MLY_AWAIT_AT(m, sup_stopping, MLY_EV_ANY, left_ms(d->until_ms));
+    if (mly_timed_out(m)) {
+      sv_logf(s, "mealy", "shutdown_grace is over: SIGKILL to what is left");
+      kill_all(s);
+      d->until_ms = UINT64_MAX;
+    }
+    sup_take(m, s);
+    reconcile(s);
+  }
+  sv_logf(s, "mealy", "every program is down");
+  /* Exiting ends the (idle) coprocess machines too, newest first. */
+  MLY_EXIT(m, s->exit_status);
+  MLY_END(m);
+}
+
+/* The supervisor has ended: nothing is left to control or to log. */
+static void sup_fini(mly_machine *m, void *data) {
+  (void)m;
+  sup *d = data;
+  ctl_stop(d->s);
+  logpipe_close_all(d->s);
+}
+
+int sup_register(mly_runtime *rt, mly_type **out) {
+  return mly_type_register(rt, &(mly_type_def){
+      .name = "supervisor", .run = sup_run, MLY_TYPE_POINTS(sup),
+      .data_size = sizeof(sup), .version = 1, .fini = sup_fini}, out);
+}

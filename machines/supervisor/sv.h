@@ -1,0 +1,144 @@
+/*
+ * sv.h - the supervisor: what its files share.
+ *
+ * One `sv` per `mealy supervise` run.  Each program has an `sv_proc`,
+ * owned by the sv (host memory, not machine data) so that status queries
+ * and the control socket can read it at any time; a coprocess machine per
+ * program runs its life, and a supervisor machine (the seed's MasterD)
+ * starts programs in dependency order, stops them in reverse, and reloads.
+ *
+ * Coordination is level-triggered: a coprocess updates its sv_proc and
+ * sends SV_EV_CHANGED to the supervisor machine, which looks at every
+ * program again (sv_reconcile) and decides what to start or stop next.
+ */
+#ifndef MLY_SV_H
+#define MLY_SV_H
+
+#include <stdio.h>
+
+#include "config.h"
+#include "mealy.h"
+
+/* events between the host, the supervisor and the coprocesses */
+enum {
+  SV_EV_START = 1, /* coprocess: be up (clears fatal)                  */
+  SV_EV_STOP,      /* coprocess: be down                               */
+  SV_EV_RESTART,   /* coprocess: stop if running, then up again        */
+  SV_EV_SIGNAL,    /* coprocess: payload int signal for the child      */
+  SV_EV_NOTIFIED,  /* coprocess: the child wrote its readiness line    */
+  SV_EV_CHANGED,   /* supervisor: a program's state changed            */
+  SV_EV_RELOAD,    /* supervisor: re-read the configuration            */
+  SV_EV_SHUTDOWN   /* supervisor: stop everything and exit             */
+};
+
+#define SV_TAIL_LINES 200
+
+typedef struct sv sv;
+typedef struct sv_logpipe sv_logpipe;
+
+typedef struct sv_proc {
+  sv *sv;
+  const sv_program *prog; /* points into the config that defined it */
+  char name[64];
+  mly_id machine;
+  /* life, as the coprocess reports it */
+  int pid;                /* 0: no process */
+  uint64_t started_ms;    /* monotonic ms at spawn */
+  uint32_t restarts;
+  bool has_exit;
+  int last_exit;          /* exit code, when last_signal is 0 */
+  int last_signal;
+  int64_t last_backoff_ms;
+  int64_t cur_backoff_ms; /* 0: next delay is the initial one */
+  int64_t *backoffs;      /* every delay chosen, for tests and status */
+  size_t nbackoffs, backoff_cap;
+  bool want_up;           /* the coprocess tries to keep it running */
+  bool ready;             /* up and ready: dependents may start */
+  bool fatal;             /* gave up; stays down until started by hand */
+  sv_logpipe *notify;     /* readiness pipe of the current child; the pipe
+                             clears this when it closes */
+  uint64_t *restart_times; /* ring for the intensity limit (ms) */
+  uint32_t nrestart_times;
+  /* supervisor bookkeeping */
+  bool launched;          /* START sent once its dependencies were ready */
+  bool stop_sent;
+  bool retiring;          /* removed or changed by a reload: end it when down */
+  bool held;              /* a changed definition, waiting for the old one */
+  struct sv_proc *successor; /* the changed definition that replaces it */
+  /* output */
+  char *tail[SV_TAIL_LINES];
+  size_t tail_next, tail_count;
+} sv_proc;
+
+struct sv {
+  mly_runtime *rt;
+  uv_loop_t *loop;
+  FILE *log;
+  sv_config *cfg;
+  sv_config **old_cfgs;   /* kept until exit: retiring procs point there */
+  size_t nold;
+  sv_proc **procs;
+  size_t nprocs;
+  mly_type *coproc_type, *sup_type;
+  mly_id sup;
+  bool stopping;
+  bool reload_failed;
+  uint64_t rng;           /* xorshift state for backoff jitter */
+  int exit_status;
+  sv_logpipe *pipes;      /* log readers still draining */
+  void *ctl;              /* control server */
+  char config_path[4096];
+  const char *config_text; /* built-in: reload parses this again */
+  size_t config_len;
+};
+
+/* Load the configuration again, from the file or the built-in text. */
+int sv_reload_config(sv *s, sv_config **out, char *err, size_t errlen);
+
+/* coprocess.c */
+int coproc_register(mly_runtime *rt, mly_type **out);
+int sv_proc_spawn_machine(sv *s, sv_proc *p, mly_machine *parent);
+
+/* supervisor.c */
+int sup_register(mly_runtime *rt, mly_type **out);
+sv_proc *sv_proc_new(sv *s, const sv_program *prog);
+void sv_proc_free(sv_proc *p);
+sv_proc *sv_find(sv *s, const char *name);
+void sv_logf(sv *s, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *sv_proc_state(sv *s, const sv_proc *p, char *buf, size_t len);
+void sv_proc_tail_add(sv_proc *p, const char *line, size_t len);
+
+/* logpipe.c: a pipe from a child's stdout/stderr (or its readiness fd) */
+typedef enum { LP_STDOUT = 1, LP_STDERR = 2, LP_NOTIFY = 3 } lp_kind;
+/* Opens a pipe; *child_fd is the end to hand to the child (close it in
+ * the parent after the spawn with logpipe_spawned). */
+int logpipe_open(sv *s, sv_proc *p, lp_kind kind, int *child_fd,
+                 sv_logpipe **out);
+void logpipe_spawned(sv_logpipe *lp); /* closes the child's end here */
+void logpipe_detach(sv_logpipe *lp);  /* the proc is going away */
+void logpipe_forget_proc(sv *s, sv_proc *p); /* before p is freed */
+void logpipe_close_all(sv *s);
+
+/* reaper.c: the supervisor is a subreaper; orphans are reaped here */
+int reaper_enable(void);
+int reaper_reap_orphans(mly_runtime *rt);
+/* kill what is left of a process group whose leader has been reaped */
+int reaper_kill_group_leftovers(int pgid, int sig);
+
+/* control.c: the unix socket */
+int ctl_start(sv *s, const char *path, char *err, size_t errlen);
+void ctl_stop(sv *s);
+
+/* run.c: the whole thing */
+typedef struct sv_run_options {
+  const char *config_path;     /* the file, or a name for config_text */
+  const char *config_text;     /* a built-in configuration, or NULL */
+  size_t config_len;
+  const char *socket_override; /* NULL: the config's */
+  FILE *log;
+} sv_run_options;
+/* < 0: an MLY_E* error (already logged); else the exit status. */
+int sv_run(const sv_run_options *o);
+
+#endif
