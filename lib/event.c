@@ -72,7 +72,17 @@ static bool wait_matches(const mly_inst *m, const mly_event *e) {
   }
 }
 
-static void inbox_append(mly_inst *m, mly_event *e) {
+bool inbox_has_match(const mly_inst *m) {
+  if (m->inbox == NULL) return false;
+  const mly_event *e = m->inbox;
+  do {
+    e = e->next;
+    if (wait_matches(m, e)) return true;
+  } while (e != m->inbox);
+  return false;
+}
+
+void inbox_append(mly_inst *m, mly_event *e) {
   if (m->inbox == NULL) {
     e->next = e;
   } else {
@@ -87,12 +97,14 @@ int ev_deliver(mly_runtime *rt, mly_inst *to, mly_event *e) {
   bool match = wait_matches(to, e);
   if ((e->flags & MLY_EVF_REPLY) && !(match && to->head.wait == W_REPLY)) {
     rt->st.late_replies++;
+    if (e->eid) durable_dropped(rt, e);
     ev_free(rt, e);
     return 0;
   }
   if ((to->head.flags & F_ENDING) ||
       (!match && (to->type->def.flags & MLY_TYPE_DROP_UNHANDLED))) {
     rt->st.dropped++;
+    if (e->eid) durable_dropped(rt, e);
     ev_free(rt, e);
     return 0;
   }
@@ -119,6 +131,7 @@ mly_event *inbox_take(mly_inst *m, uint32_t id, uint64_t from, bool reply,
         if (m->inbox == e) m->inbox = prev;
       }
       e->next = NULL;
+      if (e->eid) durable_took(m->type->rt, m, e);
       return e;
     }
     if (e == m->inbox) return NULL;
@@ -158,6 +171,8 @@ int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
   e->from = from;
   e->corr = corr;
   e->payload = payload;
+  int rc;
+  if (rt->dur && durable_send(rt, from, dst, e, &rc)) return rc;
   return ev_deliver(rt, dst, e);
 }
 

@@ -61,6 +61,12 @@ struct mly_type {
   mly_type *next;
 };
 
+/* dflags: durable instances (durable.c) */
+#define D_HELD 0x1u      /* its last record is not yet durable: no step */
+#define D_WAKE 0x2u      /* woken while held: runs once released       */
+#define D_RECOVERED 0x4u /* brought back from the journal; first step   */
+#define D_SILENT 0x8u    /* suspended: ends without a record            */
+
 struct mly_inst {
   struct mly_machine head;
   union {               /* a queued instance is never in the timer heap */
@@ -70,6 +76,7 @@ struct mly_inst {
   uint32_t wait_id;
   int32_t status;       /* exit status / wait error */
   uint32_t step;        /* steps run */
+  uint32_t dflags;      /* D_* */
   mly_id id;
   uint64_t wait_arg;    /* from-filter, correlation id or child id */
   mly_type *type;
@@ -116,7 +123,13 @@ int intern_get(mly_intern *t, const char *name, uint32_t *out);
 const char *intern_name(const mly_intern *t, uint32_t id);
 void intern_free(mly_intern *t);
 
-/* Cross-thread posts (post.c). */
+/* Cross-thread posts (post.c).  A durable post carries its callback in
+ * a box, pointed to by the event's status while it travels. */
+#define EVF_DURABLE_POST 0x80000000u
+typedef struct post_cb_box {
+  mly_post_cb cb;
+  void *arg;
+} post_cb_box;
 typedef struct mly_post_q {
   uv_mutex_t lock;
   mly_event *head, *tail; /* posted, not yet taken by the loop */
@@ -133,6 +146,7 @@ typedef struct sig_watch {
 } sig_watch;
 
 typedef struct mly_proc mly_proc;
+typedef struct dur_state dur_state;
 
 struct mly_runtime {
   uv_loop_t *loop;
@@ -182,7 +196,12 @@ struct mly_runtime {
   int open_handles;
 
   mly_stats st;
+  dur_state *dur;          /* NULL: no journal (durable.c) */
 };
+
+static inline bool inst_durable(const mly_runtime *rt, const mly_inst *m) {
+  return rt->dur != NULL && (m->type->def.flags & MLY_TYPE_DURABLE);
+}
 
 /* runtime.c */
 bool rt_on_loop_thread(const mly_runtime *rt);
@@ -199,6 +218,8 @@ void rt_release(mly_runtime *rt);
 
 /* machine.c */
 mly_inst *inst_get(const mly_runtime *rt, mly_id id);
+int slots_reserve(mly_runtime *rt, uint32_t n);
+int slots_finish(mly_runtime *rt);
 void inst_wake(mly_inst *m, uint8_t reason);
 void inst_run_batch(mly_runtime *rt, uint32_t budget);
 void inst_timer_fired(mly_inst *m);
@@ -206,6 +227,31 @@ void inst_request_shutdown(mly_inst *m);
 void inst_kill(mly_inst *m);
 void inst_kill_all(mly_runtime *rt);
 void inst_free_pools(mly_runtime *rt);
+void inst_ready(mly_inst *m);            /* queue it to run */
+void inst_end_now(mly_inst *m, int status); /* by force, children first */
+void inst_exit(mly_inst *m);
+mly_inst *inst_restore(mly_runtime *rt, mly_type *t, mly_id id);
+void inst_link_child(mly_inst *parent, mly_inst *m);
+void notify_parent_event(mly_runtime *rt, mly_inst *p, mly_event *e);
+
+/* durable.c: the runtime's side of the journal */
+bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
+                  int *rc);
+void durable_spawned(mly_runtime *rt, mly_inst *m);
+void durable_step_end(mly_runtime *rt, mly_inst *m, bool exited);
+bool durable_end(mly_runtime *rt, mly_inst *m, bool failed);
+void durable_step_abandoned(mly_runtime *rt);
+void durable_took(mly_runtime *rt, mly_inst *m, mly_event *e);
+void durable_dropped(mly_runtime *rt, mly_event *e);
+void durable_release(mly_runtime *rt, mly_id id, int rc);
+void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e, int rc);
+void durable_after_commit(mly_runtime *rt);
+void durable_fail_all(mly_runtime *rt, int rc);
+void durable_flush(mly_runtime *rt);
+void durable_suspend_all(mly_runtime *rt);
+void durable_close(mly_runtime *rt);
+void durable_post(mly_runtime *rt, mly_event *e);
+int durable_check_spawn(mly_runtime *rt, mly_type *t);
 
 /* event.c */
 #define EV_FREE_MAX 4096
@@ -216,6 +262,8 @@ int ev_deliver(mly_runtime *rt, mly_inst *to, mly_event *e);
 mly_event *inbox_take(mly_inst *m, uint32_t id, uint64_t from, bool reply,
                       uint64_t corr);
 void inbox_clear(mly_runtime *rt, mly_inst *m);
+void inbox_append(mly_inst *m, mly_event *e);  /* no test, no wake */
+bool inbox_has_match(const mly_inst *m);        /* for its current wait */
 int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
             uint32_t flags, uint64_t corr, mly_value *payload);
 

@@ -72,6 +72,46 @@ static void slot_release(mly_runtime *rt, mly_inst *m) {
   rt->free_slots[rt->nfree++] = s;
 }
 
+/* Recovery: make slots 0..n-1 exist, empty, generation 1. */
+int slots_reserve(mly_runtime *rt, uint32_t n) {
+  if (n <= rt->nslots) return 0;
+  if (n > rt->slot_cap) {
+    mly_inst **slots = realloc(rt->slots, (size_t)n * sizeof *slots);
+    if (slots == NULL) return MLY_ENOMEM;
+    rt->slots = slots;
+    rt->heap.slots = slots;
+    uint32_t *gens = realloc(rt->gens, (size_t)n * sizeof *gens);
+    if (gens == NULL) return MLY_ENOMEM;
+    rt->gens = gens;
+    rt_bytes(rt, (ptrdiff_t)(n - rt->slot_cap) *
+                     (ptrdiff_t)(sizeof *slots + sizeof *gens));
+    rt->slot_cap = n;
+  }
+  for (uint32_t s = rt->nslots; s < n; s++) {
+    rt->slots[s] = NULL;
+    rt->gens[s] = 1;
+  }
+  rt->nslots = n;
+  return 0;
+}
+
+/* Recovery: the slots left empty become free, newest-numbered last. */
+int slots_finish(mly_runtime *rt) {
+  uint32_t nfree = 0;
+  for (uint32_t s = 0; s < rt->nslots; s++) nfree += rt->slots[s] == NULL;
+  if (nfree == 0) return 0;
+  uint32_t *f = realloc(rt->free_slots, (size_t)rt->slot_cap * sizeof *f);
+  if (f == NULL) return MLY_ENOMEM;
+  rt_bytes(rt, (ptrdiff_t)(rt->slot_cap - rt->free_cap) *
+                   (ptrdiff_t)sizeof(uint32_t));
+  rt->free_slots = f;
+  rt->free_cap = rt->slot_cap;
+  rt->nfree = 0;
+  for (uint32_t s = rt->nslots; s-- > 0;)
+    if (rt->slots[s] == NULL) f[rt->nfree++] = s;
+  return 0;
+}
+
 mly_inst *inst_get(const mly_runtime *rt, mly_id id) {
   uint32_t s = (uint32_t)id;
   if (s >= rt->nslots || rt->gens[s] != (uint32_t)(id >> 32)) return NULL;
@@ -141,6 +181,8 @@ static void ready_push(mly_inst *m) {
   rt_schedule(rt);
 }
 
+void inst_ready(mly_inst *m) { ready_push(m); }
+
 static bool unlink_from(mly_runtime *rt, mly_inst **head, mly_inst **tail,
                         mly_inst *m) {
   mly_inst *prev = NULL;
@@ -192,6 +234,8 @@ static int spawn(mly_runtime *rt, mly_type *t, mly_inst *parent,
   if (rt->stopping || rt->closing) return MLY_ESHUTDOWN;
   if (parent != NULL && (parent->head.flags & (F_ENDING | F_KILL)))
     return MLY_ESHUTDOWN;
+  int rc = durable_check_spawn(rt, t);
+  if (rc < 0) return rc;
   mly_inst *m = pool_get(t);
   if (m == NULL) return MLY_ENOMEM;
   memset(m, 0, t->inst_size);
@@ -203,18 +247,38 @@ static int spawn(mly_runtime *rt, mly_type *t, mly_inst *parent,
   m->type = t;
   m->heap_idx = NO_HEAP;
   m->head.lc = MLY_LC_INIT;
-  if (parent != NULL) {
-    m->parent = parent;
-    m->sib_next = parent->child;
-    if (parent->child) parent->child->sib_prev = m;
-    parent->child = m;
-  }
+  if (parent != NULL) inst_link_child(parent, m);
   rt->st.live++;
   rt->st.spawned++;
   rt_keep_alive(rt);
+  if (inst_durable(rt, m)) durable_spawned(rt, m); /* held until recorded */
   inst_wake(m, WOKE_START);
   if (out) *out = m->id;
   return 0;
+}
+
+void inst_link_child(mly_inst *parent, mly_inst *m) {
+  m->parent = parent;
+  m->sib_next = parent->child;
+  if (parent->child) parent->child->sib_prev = m;
+  parent->child = m;
+}
+
+/* Recovery: an instance with a given id, in its slot, not yet running. */
+mly_inst *inst_restore(mly_runtime *rt, mly_type *t, mly_id id) {
+  uint32_t s = (uint32_t)id;
+  if (s >= rt->nslots || rt->slots[s] != NULL) return NULL;
+  mly_inst *m = pool_get(t);
+  if (m == NULL) return NULL;
+  memset(m, 0, t->inst_size);
+  m->type = t;
+  m->id = id;
+  m->heap_idx = NO_HEAP;
+  m->head.lc = MLY_LC_READY;
+  rt->slots[s] = m;
+  rt->gens[s] = (uint32_t)(id >> 32);
+  rt->st.live++;
+  return m;
 }
 
 int mly_spawn(mly_runtime *rt, mly_type *type, const void *arg,
@@ -238,7 +302,8 @@ static void stop_next_child(mly_inst *m) {
 
 /* A parent learns how its child ended: a CHILD_EXIT event, or, if the
  * parent has exited and is stopping its children, the next step of that. */
-static void notify_parent(mly_inst *p, mly_inst *c, bool failed) {
+static void notify_parent(mly_inst *p, mly_inst *c, bool failed,
+                          bool recorded) {
   mly_runtime *rt = p->type->rt;
   if (p->head.flags & F_KILL) return; /* it is being ended by force */
   if (p->head.flags & F_ENDING) {
@@ -246,6 +311,7 @@ static void notify_parent(mly_inst *p, mly_inst *c, bool failed) {
     else inst_finalize(p, false);
     return;
   }
+  if (recorded) return; /* durable_end delivers it once the END is durable */
   mly_event *e = ev_new(rt);
   if (e == NULL) return; /* out of memory: the notice is lost, counted */
   e->id = MLY_EV_CHILD_EXIT;
@@ -260,6 +326,8 @@ static void inst_finalize(mly_inst *m, bool forced) {
   mly_type *t = m->type;
   bool failed = forced || m->status != 0;
   m->head.lc = failed ? MLY_LC_FAILED : MLY_LC_TERMINATED;
+  bool recorded = inst_durable(rt, m) && !(m->dflags & D_SILENT) &&
+                  !rt->closing && durable_end(rt, m, failed);
   heap_remove(&rt->heap, m);
   ready_unlink(m);
   inbox_clear(rt, m);
@@ -274,12 +342,12 @@ static void inst_finalize(mly_inst *m, bool forced) {
   }
   slot_release(rt, m);
   rt->st.live--;
-  if (p != NULL) notify_parent(p, m, failed);
+  if (p != NULL) notify_parent(p, m, failed, recorded);
   pool_put(t, m);
   rt_maybe_stop(rt);
 }
 
-static void inst_exit(mly_inst *m) {
+void inst_exit(mly_inst *m) {
   mly_runtime *rt = m->type->rt;
   heap_remove(&rt->heap, m);
   m->head.wait = W_NONE;
@@ -300,10 +368,10 @@ static bool is_running_or_above(const mly_runtime *rt, const mly_inst *m) {
   return false;
 }
 
-static void kill_now(mly_inst *m) {
+static void kill_now(mly_inst *m, int status) {
   m->head.flags |= F_KILL;
-  while (m->child != NULL) kill_now(m->child);
-  m->status = MLY_ECANCELED;
+  while (m->child != NULL) kill_now(m->child, status);
+  m->status = status;
   inst_finalize(m, true);
 }
 
@@ -322,13 +390,21 @@ void inst_kill(mly_inst *m) {
     rt->kills[rt->nkills++] = m->id;
     return;
   }
-  kill_now(m);
+  kill_now(m, MLY_ECANCELED);
+}
+
+/* As inst_kill, with the status it ends with (when not deferred). */
+void inst_end_now(mly_inst *m, int status) {
+  mly_runtime *rt = m->type->rt;
+  if (m->head.flags & F_KILL) return;
+  if (is_running_or_above(rt, m)) inst_kill(m);
+  else kill_now(m, status);
 }
 
 static void run_deferred_kills(mly_runtime *rt) {
   while (rt->nkills > 0) {
     mly_inst *m = inst_get(rt, rt->kills[--rt->nkills]);
-    if (m != NULL) kill_now(m);
+    if (m != NULL) kill_now(m, MLY_ECANCELED);
   }
 }
 
@@ -347,7 +423,7 @@ void inst_kill_all(mly_runtime *rt) {
   rt->ready_head = rt->ready_tail = rt->later_head = rt->later_tail = NULL;
   for (uint32_t s = rt->nslots; s-- > 0;) { /* newest slots first */
     mly_inst *m = rt->slots[s];
-    if (m != NULL && m->parent == NULL) kill_now(m);
+    if (m != NULL && m->parent == NULL) kill_now(m, MLY_ECANCELED);
   }
 }
 
@@ -387,16 +463,24 @@ static void run_step(mly_runtime *rt, mly_inst *m) {
   rt->running = NULL;
   ev_free(rt, rt->cur);
   rt->cur = NULL;
-  if (m->head.flags & F_KILL) return; /* run_deferred_kills ends it */
+  if (m->head.flags & F_KILL) { /* run_deferred_kills ends it */
+    if (rt->dur) durable_step_abandoned(rt);
+    return;
+  }
+  bool durable = inst_durable(rt, m);
+  m->dflags &= ~D_RECOVERED;
   if (r != MLY_YIELDED) {
     if (r != MLY_EXITED) m->status = MLY_EINVAL; /* a body that lied */
+    if (durable) durable_step_end(rt, m, true);
     inst_exit(m);
     return;
   }
   if (m->head.wait == W_NONE) { /* returned without a wait: next turn */
     mly__yield(&m->head);
+    if (durable) durable_step_end(rt, m, false);
     return;
   }
+  if (durable) durable_step_end(rt, m, false);
   if (!(m->head.flags & F_QUEUED)) {
     m->head.lc = MLY_LC_READY;
     if (m->head.flags & F_SHUT_WAKE) {
@@ -414,6 +498,12 @@ void inst_run_batch(mly_runtime *rt, uint32_t budget) {
     mly_inst *m = rt->ready_head;
     rt->ready_head = queue_next(rt, m);
     if (rt->ready_head == NULL) rt->ready_tail = NULL;
+    if (m->dflags & D_HELD) { /* its last step is not durable yet */
+      m->head.flags &= (uint8_t)~F_QUEUED;
+      m->heap_idx = NO_HEAP;
+      m->dflags |= D_WAKE;  /* durable_release queues it again */
+      continue;
+    }
     run_step(rt, m);
     if (rt->nkills) run_deferred_kills(rt);
   }
@@ -599,6 +689,10 @@ bool mly_timed_out(const mly_machine *m) { return m->woke == WOKE_TIMER; }
 
 int mly_wait_error(const mly_machine *m) {
   return m->woke == WOKE_ERROR ? INST(m)->status : 0;
+}
+
+bool mly_recovered(const mly_machine *m) {
+  return (INST(m)->dflags & D_RECOVERED) != 0;
 }
 
 bool mly_shutdown_requested(const mly_machine *m) {

@@ -23,6 +23,11 @@ static void async_cb(uv_async_t *h) {
     e->next = NULL;
     rt->st.posted++;
     rt_bytes(rt, (ptrdiff_t)sizeof *e); /* it joins the runtime's pool */
+    if (e->flags & EVF_DURABLE_POST) { /* recorded before it is delivered */
+      durable_post(rt, e);
+      e = next;
+      continue;
+    }
     mly_inst *to = inst_get(rt, e->corr);
     e->corr = 0;
     if (to == NULL) {
@@ -57,28 +62,42 @@ void post_close(mly_runtime *rt) {
   uv_mutex_unlock(&rt->post.lock);
   while (e != NULL) {
     mly_event *next = e->next;
+    if (e->flags & EVF_DURABLE_POST) {
+      post_cb_box *box = (post_cb_box *)(intptr_t)e->status;
+      if (box->cb) box->cb(rt, MLY_ESHUTDOWN, box->arg);
+      free(box);
+    }
     mly_value_free(e->payload);
     free(e);
     e = next;
   }
 }
 
-int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload) {
+static int post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload,
+                post_cb_box *box) {
   if (id == MLY_EV_ANY) {
     mly_value_free(payload);
+    free(box);
     return MLY_EINVAL;
   }
   mly_event *e = malloc(sizeof *e);
   if (e == NULL) {
     mly_value_free(payload);
+    free(box);
     return MLY_ENOMEM;
   }
-  /* corr carries the target until the loop thread delivers it */
+  /* corr carries the target until the loop thread delivers it, and a
+   * durable post's callback rides in status */
   *e = (mly_event){.id = id, .corr = to, .payload = payload};
+  if (box) {
+    e->flags = EVF_DURABLE_POST;
+    e->status = (int64_t)(intptr_t)box;
+  }
   uv_mutex_lock(&rt->post.lock);
   if (rt->post.closed) {
     uv_mutex_unlock(&rt->post.lock);
     mly_value_free(payload);
+    free(box);
     free(e);
     return MLY_ESHUTDOWN;
   }
@@ -89,4 +108,20 @@ int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload) {
   uv_async_send(&rt->post.async);
   uv_mutex_unlock(&rt->post.lock);
   return 0;
+}
+
+int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload) {
+  return post(rt, to, id, payload, NULL);
+}
+
+int mly_post_durable(mly_runtime *rt, mly_id to, uint32_t id,
+                     mly_value *payload, mly_post_cb cb, void *arg) {
+  post_cb_box *box = malloc(sizeof *box);
+  if (box == NULL) {
+    mly_value_free(payload);
+    return MLY_ENOMEM;
+  }
+  box->cb = cb;
+  box->arg = arg;
+  return post(rt, to, id, payload, box);
 }

@@ -35,6 +35,7 @@ static void close_now(mly_runtime *rt);
 static void idle_cb(uv_idle_t *h) {
   mly_runtime *rt = h->data;
   inst_run_batch(rt, rt->opt.step_budget);
+  if (rt->dur) durable_flush(rt); /* group commit: one batch, one sync */
   if (rt->close_pending) {
     close_now(rt);
     return;
@@ -185,6 +186,7 @@ int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms) {
     return 0;
   }
   rt->stopping = true;
+  if (rt->dur) durable_suspend_all(rt); /* they continue on the next open */
   for (uint32_t s = rt->nslots; s-- > 0;) {
     mly_inst *m = rt->slots[s];
     if (m != NULL && m->parent == NULL) inst_request_shutdown(m);
@@ -208,6 +210,7 @@ static void close_now(mly_runtime *rt) {
   inst_kill_all(rt);
   ev_free(rt, rt->cur);
   rt->cur = NULL;
+  if (rt->dur) durable_close(rt); /* writes what it accepted, then closes */
   proc_close_all(rt);
   sig_close_all(rt);
   close_handle(rt, (uv_handle_t *)&rt->idle);
@@ -254,6 +257,7 @@ int mly_type_register(mly_runtime *rt, const mly_type_def *def,
   if (!valid_name(def->name)) return MLY_EINVAL;
   if (def->npoints >= MLY__ANON_BASE || (def->npoints > 0 && !def->points))
     return MLY_EINVAL;
+  if (def->min_version > def->version) return MLY_EINVAL;
   for (uint32_t i = 0; i < def->npoints; i++)
     if (def->points[i] == NULL) return MLY_EINVAL;
   if (mly_type_find(rt, def->name) != NULL) return MLY_EEXIST;

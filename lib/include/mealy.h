@@ -160,6 +160,7 @@ typedef int (*mly_fn)(mly_machine *m, void *data);
 
 /* Type flags. */
 #define MLY_TYPE_DROP_UNHANDLED 0x1u /* see "Events" below */
+#define MLY_TYPE_DURABLE 0x2u        /* see "Durable machines" below */
 
 typedef struct mly_type_def {
   const char *name;          /* at most MLY_NAME_MAX bytes              */
@@ -169,6 +170,8 @@ typedef struct mly_type_def {
   uint32_t npoints;
   size_t data_size;          /* per-instance data                        */
   uint32_t version;          /* of the code, for persisted instances     */
+  uint32_t min_version;      /* oldest persisted version this code still
+                                resumes (0: only `version` itself)      */
   uint32_t flags;            /* MLY_TYPE_*                               */
   /* optional: called once when an instance is freed, however it ended */
   void (*fini)(mly_machine *m, void *data);
@@ -295,6 +298,7 @@ typedef struct mly_event {
   int64_t aux;
   mly_value *payload; /* owned by the event; may be NULL               */
   struct mly_event *next; /* private */
+  uint64_t eid;           /* private: its journal id, 0 if none        */
 } mly_event;
 
 /* Intern an event name ("config") to an id; the same name gives the
@@ -379,6 +383,146 @@ size_t mly_process_count(const mly_runtime *rt);
  * subreaper uses it to tell its own children from adopted orphans. */
 bool mly_process_known(const mly_runtime *rt, int pid);
 
+
+/* ------------------------------------------------------------------ */
+/* Durable machines (layer `journal`).                                 */
+/*                                                                     */
+/* A type registered with MLY_TYPE_DURABLE keeps every instance in the */
+/* runtime's journal: an append-only log in a state directory.  Each   */
+/* step commits atomically (D2): its yield point name, its data, its   */
+/* timer deadline, the events it consumed and the events it sent go    */
+/* into one record, and the machine resumes, and its outgoing events   */
+/* are delivered, only once that record is durable.  Records of one    */
+/* loop turn share one fdatasync (group commit, D3), on the libuv      */
+/* threadpool.  After a crash and mly_journal_open, every durable      */
+/* instance continues from its last committed step: at its named yield */
+/* point, with its data, its pending events and its timer (an overdue  */
+/* timer fires at once, in deadline order), and mly_recovered() true   */
+/* for that first step.  A step that was running at the crash runs    */
+/* again: side effects inside a step are at-least-once, and            */
+/* mly_step_number() with mly_self() is the idempotency key.           */
+/*                                                                     */
+/* Rules for durable types: the data is saved byte for byte, so it     */
+/* holds no pointers; every wait is a named one (_AT forms); a data    */
+/* size may grow between versions (new bytes are zero), never shrink.  */
+/* The runtime's shutdown leaves durable instances in the journal: they */
+/* are suspended, not ended, and continue on the next open.  Explicit  */
+/* mly_shutdown/mly_kill of a durable instance ends it for good.       */
+/* Events from a durable machine to a non-durable one, child-process   */
+/* exits and signals are not journaled.                                */
+
+typedef enum mly_sync {
+  MLY_SYNC_ALWAYS = 0, /* fdatasync every batch before machines go on:
+                          nothing committed is ever lost              */
+  MLY_SYNC_INTERVAL,   /* write every batch, fdatasync at most every
+                          interval_ms: a power loss loses up to that
+                          much; a crash of the process loses nothing   */
+  MLY_SYNC_NEVER       /* write, leave syncing to the kernel: a power
+                          loss may lose anything not yet written back */
+} mly_sync;
+
+/* Fault hook operations (tests). */
+#define MLY_JOP_WRITE 1
+#define MLY_JOP_SYNC 2
+
+typedef struct mly_journal_options {
+  const char *dir;            /* state directory; NULL: "mealy-state"  */
+  mly_sync sync;
+  uint32_t interval_ms;       /* MLY_SYNC_INTERVAL; 0: 100             */
+  bool salvage;               /* keep what verifies past damage        */
+  uint64_t segment_bytes;     /* a new segment past this; 0: 64 MiB     */
+  uint64_t compact_min_bytes; /* compact only past this; 0: 64 MiB      */
+  uint32_t compact_dead_pct;  /* ... and when this % is dead; 0: 50     */
+  /* told (on the loop thread) when the journal stops for an error */
+  void (*on_error)(mly_runtime *rt, int err, const char *msg, void *arg);
+  void *arg;
+  /* tests: called on the writing thread before each write (len bytes)
+   * and fdatasync.  Return 0 to go on, < 0 to fail the call with that
+   * error, or for a write 0 < n < len to write only n bytes and fail
+   * with MLY_ENOSPC (a short write). */
+  int (*fault)(void *arg, int op, size_t len);
+  void *fault_arg;
+} mly_journal_options;
+
+/* "always", "never", "interval:MS". */
+int mly_sync_parse(const char *s, mly_sync *out, uint32_t *interval_ms);
+
+/* Open (or create) the state directory, lock it, verify and recover it,
+ * and make the runtime durable.  Call it after registering the durable
+ * types and before spawning anything.  Errors carry a sentence in err:
+ * MLY_EBUSY when another process holds the directory (its pid named),
+ * MLY_EBADMSG for damage before the tail (file, offset and reason). */
+int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
+                     char *err, size_t errlen);
+/* 0, or the error that stopped the journal (fail-stop). */
+int mly_journal_error(const mly_runtime *rt);
+/* Rewrite the live set into a new segment and drop the old ones.  Runs
+ * when nothing is in flight (at once, or after the current batch). */
+int mly_journal_compact(mly_runtime *rt);
+
+typedef struct mly_journal_stats {
+  uint64_t records;      /* written since open                        */
+  uint64_t bytes;
+  uint64_t batches;
+  uint64_t syncs;        /* fdatasync calls                           */
+  uint64_t segments;     /* created since open                        */
+  uint64_t compactions;
+  uint64_t live_bytes;   /* estimate of what a compaction would keep */
+  uint64_t total_bytes;  /* in the directory                          */
+  uint64_t recovered;    /* instances brought back at open            */
+  uint64_t parked;       /* ... and those that could not be           */
+  uint64_t torn_bytes;   /* cut off a torn tail at open               */
+  uint64_t salvaged;     /* damaged records skipped (salvage)         */
+} mly_journal_stats;
+int mly_journal_stats_get(const mly_runtime *rt, mly_journal_stats *out);
+
+/* Instances the journal holds but this code cannot resume (unknown type,
+ * unknown yield point, a version it does not accept): they are listed
+ * here, kept in the journal for a later version, and the rest run. */
+typedef struct mly_parked {
+  mly_id id;
+  const char *type;
+  const char *point;
+  uint32_t version;
+  const char *reason;
+} mly_parked;
+int mly_journal_parked(mly_runtime *rt,
+                       int (*cb)(const mly_parked *, void *), void *arg);
+
+/* True during the first step an instance runs after recovery. */
+bool mly_recovered(const mly_machine *m);
+
+/* A durable post: like mly_post, and durable once cb reports 0 (cb runs
+ * on the loop thread, after the event's record is synced; any error
+ * means it was not accepted).  The target must be durable. */
+typedef void (*mly_post_cb)(mly_runtime *rt, int status, void *arg);
+int mly_post_durable(mly_runtime *rt, mly_id to, uint32_t id,
+                     mly_value *payload, mly_post_cb cb, void *arg);
+
+/* Offline access for tools (`mealy journal`): no runtime needed. */
+typedef struct mly_record {
+  uint64_t seq;
+  const char *kind;      /* "create", "step", "event", "end", ...     */
+  const char *file;      /* segment file name                         */
+  uint64_t offset;
+  const void *body;      /* the msgpack body                          */
+  size_t len;
+} mly_record;
+/* Verify every record of dir; cb (may be NULL) sees each one that
+ * counts.  MLY_EBADMSG with file, offset and reason for damage. */
+int mly_journal_scan(const char *dir, bool salvage,
+                     int (*cb)(const mly_record *, void *), void *arg,
+                     char *err, size_t errlen);
+
+typedef struct mly_journal_info {
+  uint64_t segments, bytes, records, next_seq;
+  uint64_t live_instances, pending_events;
+  uint64_t live_records;  /* records a compaction would keep */
+  double dead_ratio;      /* of records                      */
+  uint64_t torn_bytes;
+} mly_journal_info;
+int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
+                         size_t errlen);
 
 /* ------------------------------------------------------------------ */
 /* Introspection.                                                      */

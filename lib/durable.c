@@ -1,0 +1,548 @@
+/*
+ * durable.c - the runtime's side of the journal: what a durable step
+ * writes, what waits for its commit, and how instances come back.
+ *
+ * The contract (D2): a step's record holds its new state (yield point
+ * name, data, wait, timer deadline), the event ids it consumed, the
+ * events it sent to durable machines and the children it spawned.  Until
+ * that record is durable:
+ *   - the instance is held (D_HELD): a wake only marks it (D_WAKE), and
+ *     durable_release queues it once the batch is synced;
+ *   - everything it sent waits in the journal's done-list (JD_DELIVER);
+ *   - the children it spawned are held too, their first state inside
+ *     the parent's record, so a lost record loses parent and child alike.
+ * An event for a durable machine from anywhere else (the host, a plain
+ * machine, a durable post) gets an EVENT record of its own and is
+ * delivered after it.  Every such event carries an id (eid); a step lists
+ * the eids it consumed, a DROP record the ones dropped unread, so replay
+ * knows exactly what was still in each inbox.
+ *
+ * Shutting the runtime down suspends durable instances (D_SILENT): they
+ * leave memory without an END record and continue on the next open.
+ */
+#include "internal.h"
+#include "durable.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- encoding ---- */
+
+int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void put_evid(mly_runtime *rt, jbuf *b, uint32_t id) {
+  const char *name = intern_name(&rt->intern, id);
+  if (name) jb_str(b, name, strlen(name));
+  else jb_uint(b, id);
+}
+
+/* The deadline of its timer as wall-clock ms (monotonic time does not
+ * survive a reboot), or 0. */
+static int64_t due_wall(mly_runtime *rt, const mly_inst *m) {
+  if ((m->head.flags & F_QUEUED) || m->heap_idx == NO_HEAP) return 0;
+  int64_t left_us = (int64_t)rt->heap.v[m->heap_idx].due_us - (int64_t)rt_now_us();
+  int64_t due = wall_ms() + (left_us + 999) / 1000;
+  return due > 0 ? due : 1;
+}
+
+static const char *point_of(const mly_inst *m, char *buf, size_t len) {
+  const mly_type_def *d = &m->type->def;
+  if (m->head.pc == 0) return "begin";
+  if (m->head.pc < d->npoints) return d->points[m->head.pc];
+  /* anonymous: recorded as such, and refused on recovery (D1) */
+  snprintf(buf, len, "line %u", m->head.pc - MLY__ANON_BASE);
+  return buf;
+}
+
+void put_state(mly_runtime *rt, jbuf *b, const mly_inst *m,
+                      bool exiting) {
+  const mly_type *t = m->type;
+  char pbuf[32];
+  const char *pt = point_of(m, pbuf, sizeof pbuf);
+  const mly_inst *p = m->parent;
+  jb_array(b, 10);
+  jb_uint(b, m->id);
+  jb_str(b, t->name, strlen(t->name));
+  jb_uint(b, p && inst_durable(rt, p) ? p->id : 0);
+  jb_uint(b, m->step);
+  jb_str(b, pt, strlen(pt));
+  jb_uint(b, t->def.version);
+  jb_bin(b, m->data, t->def.data_size);
+  jb_uint(b, m->head.flags & (F_SHUT_REQ | F_IN_SHUTDOWN));
+  jb_array(b, 4);
+  jb_uint(b, exiting ? RP_W_EXITING : m->head.wait);
+  put_evid(rt, b, m->wait_id);
+  jb_uint(b, m->wait_arg);
+  jb_int(b, exiting ? 0 : due_wall(rt, m));
+  jb_int(b, m->status);
+}
+
+void put_event(mly_runtime *rt, jbuf *b, mly_id to,
+                      const mly_event *e) {
+  jb_array(b, 9);
+  jb_uint(b, e->eid);
+  jb_uint(b, to);
+  put_evid(rt, b, e->id);
+  jb_uint(b, e->from);
+  jb_uint(b, e->flags & ~EVF_DURABLE_POST);
+  jb_uint(b, e->corr);
+  jb_int(b, e->status);
+  jb_int(b, e->aux);
+  if (e->payload == NULL) {
+    jb_nil(b);
+    return;
+  }
+  char *buf = NULL;
+  size_t len = 0;
+  if (mly_value_encode(e->payload, &buf, &len) < 0) {
+    b->oom = true;
+    return;
+  }
+  jb_bin(b, buf, len);
+  free(buf);
+}
+
+static void count_record(dur_state *d, size_t start) {
+  mly_journal_stats *st = journal_stats(d->j);
+  st->records++;
+  (void)start;
+}
+
+/* Appends are made outside a batch too (host calls): make sure the idle
+ * turn that flushes them comes. */
+static void want_flush(mly_runtime *rt) {
+  if (rt->running == NULL) rt_schedule(rt);
+}
+
+static int commit(dur_state *d, uint8_t kind, mly_id id, mly_event *e,
+                  mly_post_cb cb, void *arg) {
+  jdone x = {kind, id, e, cb, arg};
+  return journal_on_commit(d->j, &x);
+}
+
+/* ---- hooks from machine.c and event.c ---- */
+
+int durable_check_spawn(mly_runtime *rt, mly_type *t) {
+  if (rt->dur == NULL || !(t->def.flags & MLY_TYPE_DURABLE)) return 0;
+  return journal_failed(rt->dur->j);
+}
+
+void durable_spawned(mly_runtime *rt, mly_inst *m) {
+  dur_state *d = rt->dur;
+  m->dflags |= D_HELD;
+  d->live++;
+  mly_inst *run = rt->running;
+  if (run && inst_durable(rt, run) && PUSH(d, spawned, m->id) == 0)
+    return; /* its first state goes into the parent's record */
+  jbuf *b = journal_buf(d->j);
+  size_t at = jb_begin(b, journal_next_seq(d->j), JR_CREATE, 1);
+  put_state(rt, b, m, false);
+  jb_end(b, at);
+  count_record(d, at);
+  if (commit(d, JD_RELEASE, m->id, NULL, NULL, NULL) < 0) b->oom = true;
+  want_flush(rt);
+}
+
+bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
+                  int *rc) {
+  dur_state *d = rt->dur;
+  mly_inst *run = rt->running;
+  bool to_durable = inst_durable(rt, to);
+  if (run && run->id == from && inst_durable(rt, run)) {
+    /* a durable step's outbox: delivered once the step is durable */
+    if (to_durable) e->eid = ++d->next_eid;
+    *rc = PUSH(d, out, ((dur_out){to->id, e}));
+    if (*rc < 0) ev_free(rt, e);
+    return true;
+  }
+  if (!to_durable) return false;
+  int err = journal_failed(d->j);
+  if (err) {
+    ev_free(rt, e);
+    *rc = err;
+    return true;
+  }
+  e->eid = ++d->next_eid;
+  jbuf *b = journal_buf(d->j);
+  size_t at = jb_begin(b, journal_next_seq(d->j), JR_EVENT, 1);
+  put_event(rt, b, to->id, e);
+  jb_end(b, at);
+  count_record(d, at);
+  *rc = commit(d, JD_DELIVER, to->id, e, NULL, NULL);
+  if (*rc < 0) {
+    b->oom = true; /* the record is there; fail the batch rather than lie */
+    ev_free(rt, e);
+  }
+  want_flush(rt);
+  return true;
+}
+
+void durable_post(mly_runtime *rt, mly_event *e) {
+  post_cb_box *box = (post_cb_box *)(intptr_t)e->status;
+  mly_id to = e->corr;
+  e->corr = 0;
+  e->status = 0;
+  e->flags &= ~EVF_DURABLE_POST;
+  mly_inst *dst = inst_get(rt, to);
+  int rc = dst == NULL ? MLY_ESRCH
+           : rt->dur == NULL || !inst_durable(rt, dst) ? MLY_EINVAL
+                                                       : 0;
+  if (rc == 0) {
+    bool taken = durable_send(rt, 0, dst, e, &rc);
+    (void)taken; /* always: the target is durable */
+    if (rc == 0) rc = commit(rt->dur, JD_POSTED, 0, NULL, box->cb, box->arg);
+    if (rc == 0) {
+      free(box);
+      return;
+    }
+  } else {
+    if (dst == NULL) rt->st.undeliverable++;
+    ev_free(rt, e);
+  }
+  if (box->cb) box->cb(rt, rc, box->arg);
+  free(box);
+}
+
+void durable_took(mly_runtime *rt, mly_inst *m, mly_event *e) {
+  dur_state *d = rt->dur;
+  if (d == NULL) return;
+  if (rt->running == m && inst_durable(rt, m)) {
+    if (PUSH(d, took, e->eid) < 0) journal_buf(d->j)->oom = true;
+    return;
+  }
+  durable_dropped(rt, e);
+}
+
+void durable_dropped(mly_runtime *rt, mly_event *e) {
+  dur_state *d = rt->dur;
+  if (d == NULL || e->eid == 0) return;
+  if (PUSH(d, drops, e->eid) < 0) journal_buf(d->j)->oom = true;
+  want_flush(rt);
+}
+
+void durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
+  dur_state *d = rt->dur;
+  if (journal_failed(d->j)) return;
+  jbuf *b = journal_buf(d->j);
+  size_t at = jb_begin(b, journal_next_seq(d->j), JR_STEP, 4);
+  size_t before = b->n;
+  put_state(rt, b, m, exited);
+  uint64_t size = b->n - before;
+  d->state_bytes = d->state_bytes ? (d->state_bytes * 15 + size) / 16 : size;
+  jb_array(b, d->ntook);
+  for (uint32_t i = 0; i < d->ntook; i++) jb_uint(b, d->took[i]);
+  uint32_t nd = 0;
+  for (uint32_t i = 0; i < d->nout; i++) nd += d->out[i].ev->eid != 0;
+  jb_array(b, nd);
+  for (uint32_t i = 0; i < d->nout; i++)
+    if (d->out[i].ev->eid) put_event(rt, b, d->out[i].to, d->out[i].ev);
+  uint32_t ns = 0;
+  for (uint32_t i = 0; i < d->nspawned; i++)
+    ns += inst_get(rt, d->spawned[i]) != NULL;
+  jb_array(b, ns);
+  for (uint32_t i = 0; i < d->nspawned; i++) {
+    mly_inst *c = inst_get(rt, d->spawned[i]);
+    if (c) put_state(rt, b, c, false);
+  }
+  jb_end(b, at);
+  count_record(d, at);
+  int rc = 0;
+  if (!exited) {
+    m->dflags |= D_HELD;
+    rc = commit(d, JD_RELEASE, m->id, NULL, NULL, NULL);
+  }
+  for (uint32_t i = 0; i < d->nout; i++) {
+    int r = commit(d, JD_DELIVER, d->out[i].to, d->out[i].ev, NULL, NULL);
+    if (r < 0) ev_free(rt, d->out[i].ev);
+    if (r < 0) rc = r;
+  }
+  for (uint32_t i = 0; i < d->nspawned; i++)
+    if (commit(d, JD_RELEASE, d->spawned[i], NULL, NULL, NULL) < 0) rc = MLY_ENOMEM;
+  if (rc < 0) b->oom = true; /* the batch fails rather than half-commits */
+  d->ntook = d->nout = d->nspawned = 0;
+}
+
+/* A step ended without a record (the instance was killed in it): what it
+ * sent is dropped with it, and the children it spawned go as it goes. */
+void durable_step_abandoned(mly_runtime *rt) {
+  dur_state *d = rt->dur;
+  if (d == NULL) return;
+  for (uint32_t i = 0; i < d->nout; i++) ev_free(rt, d->out[i].ev);
+  d->ntook = d->nout = d->nspawned = 0;
+}
+
+bool durable_end(mly_runtime *rt, mly_inst *m, bool failed) {
+  dur_state *d = rt->dur;
+  if (d->live > 0) d->live--;
+  if (journal_failed(d->j)) return false;
+  mly_inst *p = m->parent;
+  bool notice = p && !(p->head.flags & (F_KILL | F_ENDING));
+  uint64_t eid = notice && inst_durable(rt, p) ? ++d->next_eid : 0;
+  jbuf *b = journal_buf(d->j);
+  size_t at = jb_begin(b, journal_next_seq(d->j), JR_END, 4);
+  jb_uint(b, m->id);
+  jb_int(b, m->status);
+  jb_int(b, failed ? MLY_LC_FAILED : MLY_LC_TERMINATED);
+  jb_uint(b, eid);
+  jb_end(b, at);
+  count_record(d, at);
+  want_flush(rt);
+  if (!notice) return true;
+  mly_event *e = ev_new(rt);
+  if (e == NULL) return true; /* the notice is lost, as without a journal */
+  e->id = MLY_EV_CHILD_EXIT;
+  e->from = m->id;
+  e->status = m->status;
+  e->aux = failed ? MLY_LC_FAILED : MLY_LC_TERMINATED;
+  e->eid = eid;
+  if (commit(d, JD_DELIVER, p->id, e, NULL, NULL) < 0) {
+    ev_free(rt, e);
+    b->oom = true;
+  }
+  return true;
+}
+
+/* ---- after the batch ---- */
+
+void durable_release(mly_runtime *rt, mly_id id, int rc) {
+  mly_inst *m = inst_get(rt, id);
+  if (m == NULL || !(m->dflags & D_HELD)) return;
+  m->dflags &= ~D_HELD;
+  if (rc < 0) return; /* durable_fail_all ends it */
+  if ((m->dflags & D_WAKE) && !(m->head.flags & F_QUEUED)) {
+    m->dflags &= ~D_WAKE;
+    inst_ready(m);
+  }
+}
+
+void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e, int rc) {
+  mly_inst *dst = rc < 0 ? NULL : inst_get(rt, to);
+  if (dst == NULL) {
+    if (rc == 0) rt->st.undeliverable++;
+    ev_free(rt, e);
+    return;
+  }
+  ev_deliver(rt, dst, e);
+}
+
+void durable_flush(mly_runtime *rt) {
+  dur_state *d = rt->dur;
+  if (d->ndrops > 0 && !journal_failed(d->j)) {
+    jbuf *b = journal_buf(d->j);
+    size_t at = jb_begin(b, journal_next_seq(d->j), JR_DROP, 1);
+    jb_array(b, d->ndrops);
+    for (uint32_t i = 0; i < d->ndrops; i++) jb_uint(b, d->drops[i]);
+    jb_end(b, at);
+    count_record(d, at);
+  }
+  d->ndrops = 0;
+  journal_flush(d->j);
+}
+
+static int compact(mly_runtime *rt);
+
+void durable_after_commit(mly_runtime *rt) {
+  dur_state *d = rt->dur;
+  if (d == NULL || rt->running != NULL || !journal_idle(d->j)) return;
+  const mly_journal_options *o = journal_opts(d->j);
+  mly_journal_stats *st = journal_stats(d->j);
+  uint64_t total = d->base_bytes + st->bytes;
+  uint64_t live = d->live * (d->state_bytes + 16) + d->nparked * 64;
+  bool due = total >= o->compact_min_bytes &&
+             total > live && (total - live) * 100 >= total * o->compact_dead_pct;
+  if (due || d->compact_wanted) {
+    d->compact_wanted = false;
+    compact(rt);
+  }
+}
+
+/* Silently out of memory: they are in the journal, not ended. */
+static void end_durable(mly_runtime *rt, int status) {
+  for (uint32_t s = rt->nslots; s-- > 0;) {
+    mly_inst *m = rt->slots[s];
+    if (m == NULL || !inst_durable(rt, m)) continue;
+    m->dflags |= D_SILENT;
+    inst_end_now(m, status);
+  }
+}
+
+void durable_fail_all(mly_runtime *rt, int rc) {
+  if (rt->dur == NULL) return;
+  end_durable(rt, rc);
+  rt->dur->live = 0;
+}
+
+void durable_suspend_all(mly_runtime *rt) {
+  end_durable(rt, MLY_ESHUTDOWN);
+}
+
+static void free_state(mly_runtime *rt, dur_state *d) {
+  durable_step_abandoned(rt);
+  free(d->took);
+  free(d->out);
+  free(d->spawned);
+  free(d->drops);
+  for (size_t i = 0; i < d->nparked; i++) {
+    free(d->parked[i].type);
+    free(d->parked[i].point);
+    free(d->parked[i].reason);
+    free(d->parked[i].state);
+  }
+  free(d->parked);
+  for (size_t i = 0; i < d->npev; i++) free(d->pev[i].p);
+  free(d->pev);
+  free(d);
+}
+
+void durable_close(mly_runtime *rt) {
+  dur_state *d = rt->dur;
+  if (d == NULL) return;
+  rt->dur = NULL; /* completions after this only touch instances */
+  journal_close(d->j);
+  free_state(rt, d);
+}
+
+/* ---- compaction ---- */
+
+/* Segments numbered below keep_no go, once the new one is safe. */
+static int unlink_older(int dirfd, uint64_t keep_no) {
+  int fd = dup(dirfd);
+  if (fd < 0) return -errno;
+  DIR *dir = fdopendir(fd);
+  if (dir == NULL) {
+    close(fd);
+    return -errno;
+  }
+  rewinddir(dir);
+  int rc = 0;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL) {
+    uint64_t no;
+    if (strlen(e->d_name) != 27 ||
+        sscanf(e->d_name, "seg-%20" SCNu64 ".mj", &no) != 1)
+      continue;
+    if (no < keep_no && unlinkat(dirfd, e->d_name, 0) < 0 && errno != ENOENT)
+      rc = -errno;
+  }
+  closedir(dir);
+  if (rc == 0 && fsync(dirfd) < 0) rc = -errno;
+  return rc;
+}
+
+/* The live set as records: SNAP, an INST per instance (parked ones byte
+ * for byte), an EVENT per event still in a durable inbox, SNAPEND. */
+static void snapshot(mly_runtime *rt, jbuf *b, uint64_t *nbytes_state) {
+  dur_state *d = rt->dur;
+  mly_journal *j = d->j;
+  uint64_t ninst = 0, nev = 0;
+  size_t at = jb_begin(b, journal_next_seq(j), JR_SNAP, 2);
+  jb_uint(b, d->next_eid);
+  jb_uint(b, rt->corr_next);
+  jb_end(b, at);
+  size_t before = b->n;
+  for (uint32_t s = 0; s < rt->nslots; s++) {
+    mly_inst *m = rt->slots[s];
+    if (m == NULL || !inst_durable(rt, m)) continue;
+    at = jb_begin(b, journal_next_seq(j), JR_INST, 1);
+    put_state(rt, b, m, (m->head.flags & F_ENDING) != 0);
+    jb_end(b, at);
+    ninst++;
+  }
+  for (size_t i = 0; i < d->nparked; i++) {
+    at = jb_begin(b, journal_next_seq(j), JR_INST, 1);
+    jb_raw(b, d->parked[i].state, d->parked[i].len);
+    jb_end(b, at);
+    ninst++;
+  }
+  *nbytes_state = b->n - before;
+  for (uint32_t s = 0; s < rt->nslots; s++) {
+    mly_inst *m = rt->slots[s];
+    if (m == NULL || !inst_durable(rt, m) || m->inbox == NULL) continue;
+    const mly_event *e = m->inbox;
+    do {
+      e = e->next;
+      if (e->eid == 0) continue;
+      at = jb_begin(b, journal_next_seq(j), JR_EVENT, 1);
+      put_event(rt, b, m->id, e);
+      jb_end(b, at);
+      nev++;
+    } while (e != m->inbox);
+  }
+  for (size_t i = 0; i < d->npev; i++) {
+    at = jb_begin(b, journal_next_seq(j), JR_EVENT, 1);
+    jb_raw(b, d->pev[i].p, d->pev[i].len);
+    jb_end(b, at);
+    nev++;
+  }
+  at = jb_begin(b, journal_next_seq(j), JR_SNAPEND, 2);
+  jb_uint(b, ninst);
+  jb_uint(b, nev);
+  jb_end(b, at);
+}
+
+/* Runs on the loop thread when nothing is in flight: no instance is
+ * held, so memory and journal agree.  Crash-safe at every point: the old
+ * segments go only after the new one and the directory are synced, and
+ * a new segment without its SNAPEND is ignored on open. */
+static int compact(mly_runtime *rt) {
+  dur_state *d = rt->dur;
+  mly_journal *j = d->j;
+  int rc = journal_failed(j);
+  if (rc) return rc;
+  jbuf b = {0};
+  uint64_t state_bytes = 0;
+  snapshot(rt, &b, &state_bytes);
+  if (b.oom) {
+    jb_free(&b);
+    return MLY_ENOMEM; /* nothing changed: the journal goes on as it was */
+  }
+  uint64_t no = journal_seg_no(j) + 1;
+  rc = journal_new_segment(j, no);
+  if (rc == 0) rc = journal_write_sync(j, &b);
+  if (rc == 0) rc = fsync(journal_dirfd(j)) < 0 ? -errno : 0;
+  if (rc == 0) rc = unlink_older(journal_dirfd(j), no);
+  if (rc < 0) {
+    jb_free(&b);
+    journal_fail(j, rc, "compaction");
+    return rc;
+  }
+  mly_journal_stats *st = journal_stats(j);
+  st->compactions++;
+  d->base_bytes = b.n;
+  st->bytes = 0;
+  if (d->live) d->state_bytes = state_bytes / (d->live + d->nparked);
+  jb_free(&b);
+  return 0;
+}
+
+int mly_journal_compact(mly_runtime *rt) {
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (rt->dur == NULL) return MLY_EINVAL;
+  int rc = journal_failed(rt->dur->j);
+  if (rc) return rc;
+  if (rt->running != NULL || !journal_idle(rt->dur->j)) {
+    rt->dur->compact_wanted = true; /* after the batch in flight */
+    return 0;
+  }
+  return compact(rt);
+}
+
+bool dur_grow(void **v, uint32_t *cap, size_t size) {
+  uint32_t c = *cap ? *cap * 2 : 64;
+  void *p = realloc(*v, (size_t)c * size);
+  if (p == NULL) return false;
+  *v = p;
+  *cap = c;
+  return true;
+}

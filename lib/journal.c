@@ -1,0 +1,429 @@
+/*
+ * journal.c - the live journal of a runtime: the state directory, its
+ * lock, the segment being appended to, and group commit (D3).
+ *
+ * Records of one loop turn accumulate in `pend`, with the things to do
+ * once they are durable (`pend_done`: release a machine, deliver an event,
+ * report a durable post).  At the end of a batch, if no write is in
+ * flight, the two are swapped into `fly` and one work item on the libuv
+ * threadpool writes the whole batch and, under the `always` policy, runs
+ * one fdatasync for it.  Its completion runs the done-list on the loop
+ * thread.  While it is in flight the next batch accumulates: one fsync
+ * serves every step of a turn, however many machines took one.
+ *
+ * Any write or fdatasync error is final (fail-stop): the journal refuses
+ * every later commit, every durable machine ends with the error, the host
+ * is told through on_error, and the write is never retried: after a
+ * failed fsync the kernel may have dropped the dirty pages, so a retry
+ * that succeeds would prove nothing.
+ */
+#include "journal.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DEFAULT_SEGMENT (64u << 20)
+#define DEFAULT_COMPACT_MIN (64u << 20)
+#define DEFAULT_DEAD_PCT 50
+
+typedef struct dlist {
+  jdone *v;
+  size_t n, cap;
+} dlist;
+
+struct mly_journal {
+  mly_runtime *rt;
+  mly_journal_options opt;
+  char dir[4096];
+  int dirfd, lockfd, segfd;
+  uint64_t seg_no, seg_bytes;
+  uint64_t next_seq;
+  jbuf pend, fly;
+  dlist pend_done, fly_done;
+  uv_work_t work;
+  bool busy;           /* a work item is in flight */
+  bool fly_sync;       /* ... and it syncs */
+  bool fly_dirsync;    /* ... and the directory first (a new segment) */
+  bool dirty;          /* written since the last fdatasync */
+  int fly_rc;
+  int failed;          /* fail-stop: the first error */
+  bool closing;
+  bool timer_open;
+  uv_timer_t timer;    /* interval policy: the next fdatasync */
+  uint64_t last_sync_ms;
+  mly_journal_stats st;
+};
+
+jbuf *journal_buf(mly_journal *j) { return &j->pend; }
+uint64_t journal_next_seq(mly_journal *j) { return j->next_seq++; }
+int journal_failed(const mly_journal *j) { return j->failed; }
+bool journal_idle(const mly_journal *j) {
+  return !j->busy && j->pend.n == 0 && j->pend_done.n == 0;
+}
+
+int journal_on_commit(mly_journal *j, const jdone *d) {
+  dlist *l = &j->pend_done;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 256;
+    jdone *v = realloc(l->v, cap * sizeof *v);
+    if (v == NULL) return MLY_ENOMEM;
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = *d;
+  return 0;
+}
+
+/* ---- the work item (threadpool) ---- */
+
+static int fault(mly_journal *j, int op, size_t len) {
+  return j->opt.fault ? j->opt.fault(j->opt.fault_arg, op, len) : 0;
+}
+
+static int write_all(mly_journal *j, const unsigned char *p, size_t n) {
+  int f = fault(j, MLY_JOP_WRITE, n);
+  if (f < 0) return f;
+  bool short_write = f > 0 && (size_t)f < n;
+  size_t limit = short_write ? (size_t)f : n;
+  size_t done = 0;
+  while (done < limit) {
+    ssize_t w = write(j->segfd, p + done, limit - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -errno;
+    if (w == 0) return MLY_EIO;
+    done += (size_t)w;
+  }
+  return short_write ? MLY_ENOSPC : 0; /* a short write is a full disk */
+}
+
+static int sync_fd(mly_journal *j, int fd) {
+  int f = fault(j, MLY_JOP_SYNC, 0);
+  if (f < 0) return f;
+  return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+static void work_cb(uv_work_t *w) {
+  mly_journal *j = w->data;
+  int rc = 0;
+  if (j->fly_dirsync) rc = fsync(j->dirfd) < 0 ? -errno : 0;
+  if (rc == 0 && j->fly.n > 0) rc = write_all(j, j->fly.p, j->fly.n);
+  if (rc == 0 && j->fly_sync) rc = sync_fd(j, j->segfd);
+  j->fly_rc = rc;
+}
+
+static void maybe_free(mly_journal *j);
+static void fail_stop(mly_journal *j, int rc, const char *what);
+
+static void run_done(mly_journal *j, dlist *l, int rc) {
+  mly_runtime *rt = j->rt;
+  for (size_t i = 0; i < l->n; i++) {
+    jdone *d = &l->v[i];
+    switch (d->kind) {
+    case JD_RELEASE: durable_release(rt, d->id, rc); break;
+    case JD_DELIVER: durable_deliver(rt, d->id, d->ev, rc); break;
+    case JD_POSTED:
+      if (d->cb) d->cb(rt, rc, d->arg);
+      break;
+    }
+  }
+  l->n = 0;
+}
+
+static void after_work_cb(uv_work_t *w, int status) {
+  mly_journal *j = w->data;
+  int rc = status < 0 ? status : j->fly_rc;
+  j->busy = false;
+  j->st.batches++;
+  if (rc == 0) {
+    j->st.bytes += j->fly.n;
+    j->seg_bytes += j->fly.n;
+    if (j->fly_sync) {
+      j->st.syncs++;
+      j->dirty = false;
+    } else if (j->fly.n > 0) {
+      j->dirty = true;
+    }
+  }
+  j->fly.n = 0;
+  if (j->closing) {
+    run_done(j, &j->fly_done, rc);
+    if (rc == 0 && !j->failed && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
+    run_done(j, &j->pend_done, rc ? rc : 0);
+    maybe_free(j);
+    return;
+  }
+  if (rc < 0) {
+    fail_stop(j, rc, j->fly_sync ? "write or fdatasync" : "write");
+    return;
+  }
+  run_done(j, &j->fly_done, 0);
+  durable_after_commit(j->rt);
+  journal_flush(j);
+}
+
+/* ---- segments ---- */
+
+static void seg_name(char *buf, size_t len, uint64_t no) {
+  snprintf(buf, len, "seg-%020" PRIu64 ".mj", no);
+}
+
+int journal_new_segment(mly_journal *j, uint64_t no) {
+  char name[32];
+  seg_name(name, sizeof name, no);
+  int fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
+                  O_CLOEXEC, 0644);
+  if (fd < 0) return -errno;
+  if (j->segfd >= 0) close(j->segfd);
+  j->segfd = fd;
+  j->seg_no = no;
+  j->seg_bytes = 0;
+  j->st.segments++;
+  return 0;
+}
+
+/* ---- flushing ---- */
+
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
+
+static void flush_timer_cb(uv_timer_t *t) { journal_flush(t->data); }
+
+void journal_flush(mly_journal *j) {
+  if (j->busy || j->closing) return;
+  if (j->failed) {
+    if (j->pend_done.n) run_done(j, &j->pend_done, j->failed);
+    j->pend.n = 0;
+    return;
+  }
+  bool want_sync = j->opt.sync == MLY_SYNC_ALWAYS ||
+                   (j->opt.sync == MLY_SYNC_INTERVAL && (j->dirty || j->pend.n) &&
+                    now_ms() - j->last_sync_ms >= j->opt.interval_ms);
+  if (j->pend.n == 0 && j->pend_done.n == 0 &&
+      !(want_sync && j->dirty && j->opt.sync != MLY_SYNC_ALWAYS))
+    return;
+  if (j->pend.oom) {
+    fail_stop(j, MLY_ENOMEM, "building a batch");
+    return;
+  }
+  j->fly_dirsync = false;
+  if (j->seg_bytes >= j->opt.segment_bytes && j->pend.n > 0) {
+    /* the old segment is complete and synced under `always`; under the
+     * other policies it gets its fdatasync now */
+    if (j->dirty && fdatasync(j->segfd) < 0) {
+      fail_stop(j, -errno, "fdatasync before a new segment");
+      return;
+    }
+    int rc = journal_new_segment(j, j->seg_no + 1);
+    if (rc < 0) {
+      fail_stop(j, rc, "creating a segment");
+      return;
+    }
+    j->fly_dirsync = true;
+  }
+  jbuf tb = j->fly;
+  j->fly = j->pend;
+  j->pend = tb;
+  j->pend.n = 0;
+  dlist td = j->fly_done;
+  j->fly_done = j->pend_done;
+  j->pend_done = td;
+  j->pend_done.n = 0;
+  j->fly_sync = want_sync && (j->fly.n > 0 || j->dirty);
+  if (j->fly_sync) j->last_sync_ms = now_ms();
+  j->busy = true;
+  j->work.data = j;
+  int rc = uv_queue_work(j->rt->loop, &j->work, work_cb, after_work_cb);
+  if (rc < 0) {
+    j->busy = false;
+    fail_stop(j, rc, "queueing a write");
+    return;
+  }
+  if (j->opt.sync == MLY_SYNC_INTERVAL && !j->fly_sync)
+    uv_timer_start(&j->timer, flush_timer_cb, j->opt.interval_ms, 0);
+}
+
+/* ---- fail-stop ---- */
+
+static void fail_stop(mly_journal *j, int rc, const char *what) {
+  if (j->failed) return;
+  j->failed = rc;
+  char msg[4400];
+  snprintf(msg, sizeof msg, "journal %s: %s failed: %s; no more commits",
+           j->dir, what, mly_strerror(rc));
+  run_done(j, &j->fly_done, rc);
+  run_done(j, &j->pend_done, rc);
+  j->pend.n = 0;
+  durable_fail_all(j->rt, rc);
+  if (j->opt.on_error) j->opt.on_error(j->rt, rc, msg, j->opt.arg);
+}
+
+/* ---- open and close ---- */
+
+static int lock_dir(mly_journal *j, char *err, size_t errlen) {
+  j->lockfd = openat(j->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (j->lockfd < 0) {
+    int e = -errno;
+    snprintf(err, errlen, "%s/LOCK: cannot open: %s", j->dir, mly_strerror(e));
+    return e;
+  }
+  if (flock(j->lockfd, LOCK_EX | LOCK_NB) < 0) {
+    int e = -errno;
+    char pid[32] = "";
+    ssize_t n = pread(j->lockfd, pid, sizeof pid - 1, 0);
+    if (n > 0) pid[n] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    if (e == -EWOULDBLOCK)
+      snprintf(err, errlen, "%s is in use by process %s (it holds %s/LOCK); "
+               "stop it or choose another state directory", j->dir,
+               *pid ? pid : "?", j->dir);
+    else
+      snprintf(err, errlen, "%s/LOCK: cannot lock: %s", j->dir, mly_strerror(e));
+    return e == -EWOULDBLOCK ? MLY_EBUSY : e;
+  }
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+  if (ftruncate(j->lockfd, 0) < 0 || pwrite(j->lockfd, pid, (size_t)n, 0) != n) {
+    int e = -errno;
+    snprintf(err, errlen, "%s/LOCK: cannot write: %s", j->dir, mly_strerror(e));
+    return e;
+  }
+  return 0;
+}
+
+static int mkdir_p(const char *dir) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", dir);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -errno;
+    *p = '/';
+  }
+  if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -errno;
+  return 0;
+}
+
+static void timer_closed(uv_handle_t *h) {
+  mly_journal *j = h->data;
+  j->timer_open = false;
+  maybe_free(j);
+}
+
+static void release(mly_journal *j) {
+  mly_runtime *rt = j->rt;
+  if (j->segfd >= 0) close(j->segfd);
+  if (j->lockfd >= 0) close(j->lockfd); /* drops the lock */
+  if (j->dirfd >= 0) close(j->dirfd);
+  jb_free(&j->pend);
+  jb_free(&j->fly);
+  free(j->pend_done.v);
+  free(j->fly_done.v);
+  free(j);
+  rt_release(rt);
+}
+
+static void maybe_free(mly_journal *j) {
+  if (!j->closing || j->busy || j->timer_open) return;
+  release(j);
+}
+
+int journal_create(mly_runtime *rt, const mly_journal_options *o,
+                   mly_journal **out, char *err, size_t errlen) {
+  mly_journal *j = calloc(1, sizeof *j);
+  if (j == NULL) return MLY_ENOMEM;
+  j->rt = rt;
+  if (o) j->opt = *o;
+  if (j->opt.segment_bytes == 0) j->opt.segment_bytes = DEFAULT_SEGMENT;
+  if (j->opt.compact_min_bytes == 0) j->opt.compact_min_bytes = DEFAULT_COMPACT_MIN;
+  if (j->opt.compact_dead_pct == 0) j->opt.compact_dead_pct = DEFAULT_DEAD_PCT;
+  if (j->opt.sync == MLY_SYNC_INTERVAL && j->opt.interval_ms == 0)
+    j->opt.interval_ms = 100;
+  snprintf(j->dir, sizeof j->dir, "%s", j->opt.dir ? j->opt.dir : "mealy-state");
+  j->opt.dir = j->dir;
+  j->dirfd = j->lockfd = j->segfd = -1;
+  int rc = mkdir_p(j->dir);
+  if (rc == 0) {
+    j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (j->dirfd < 0) rc = -errno;
+  }
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: cannot open the state directory: %s", j->dir,
+             mly_strerror(rc));
+    free(j);
+    return rc;
+  }
+  rc = lock_dir(j, err, errlen);
+  if (rc < 0) {
+    if (j->lockfd >= 0) close(j->lockfd);
+    close(j->dirfd);
+    free(j);
+    return rc;
+  }
+  uv_timer_init(rt->loop, &j->timer);
+  uv_unref((uv_handle_t *)&j->timer);
+  j->timer.data = j;
+  j->timer_open = true;
+  rt->open_handles++; /* released when the journal is freed */
+  j->last_sync_ms = now_ms();
+  *out = j;
+  return 0;
+}
+
+int journal_dirfd(const mly_journal *j) { return j->dirfd; }
+const char *journal_dir(const mly_journal *j) { return j->dir; }
+const mly_journal_options *journal_opts(const mly_journal *j) { return &j->opt; }
+mly_journal_stats *journal_stats(mly_journal *j) { return &j->st; }
+void journal_set_next_seq(mly_journal *j, uint64_t seq) { j->next_seq = seq; }
+uint64_t journal_seg_no(const mly_journal *j) { return j->seg_no; }
+
+/* Opens the newest segment for appending (after recovery). */
+int journal_append_to(mly_journal *j, const char *name, uint64_t no,
+                      uint64_t size) {
+  int fd = openat(j->dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  if (j->segfd >= 0) close(j->segfd);
+  j->segfd = fd;
+  j->seg_no = no;
+  j->seg_bytes = size;
+  return 0;
+}
+
+/* Writes buf and syncs it, here and now: compaction and tests. */
+int journal_write_sync(mly_journal *j, const jbuf *b) {
+  int rc = write_all(j, b->p, b->n);
+  if (rc == 0) rc = sync_fd(j, j->segfd);
+  if (rc == 0) {
+    j->seg_bytes += b->n;
+    j->st.bytes += b->n;
+    j->st.syncs++;
+    j->dirty = false;
+  }
+  return rc;
+}
+
+/* What was appended is written and synced before the journal goes: a
+ * closed runtime loses nothing it accepted.  With a write in flight, its
+ * completion does this. */
+void journal_close(mly_journal *j) {
+  if (j == NULL || j->closing) return;
+  j->closing = true;
+  if (!j->busy) {
+    int rc = j->failed;
+    if (rc == 0 && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
+    else if (rc == 0 && j->dirty && fdatasync(j->segfd) < 0) rc = -errno;
+    run_done(j, &j->pend_done, rc);
+  }
+  if (j->timer_open) uv_close((uv_handle_t *)&j->timer, timer_closed);
+  maybe_free(j);
+}
+
+void journal_fail(mly_journal *j, int rc, const char *what) {
+  fail_stop(j, rc, what);
+}

@@ -1,0 +1,187 @@
+/*
+ * journal.h - the durable layer's internals (lib/ only; see mealy.h for
+ * what users see).
+ *
+ * A state directory holds segment files seg-<N>.mj and a LOCK file.  A
+ * segment is a run of records:
+ *
+ *     [u32 length][u32 crc32c of the body][body: one msgpack array]
+ *
+ * (little-endian header).  Every body starts [seq, kind, ...] and seq
+ * grows by one from record to record across segments.  Kinds and their
+ * bodies (S is an instance state, E an event; see jcodec.c):
+ *
+ *     CREATE  [seq, 1, S]               an instance was born
+ *     STEP    [seq, 2, S, took, out, spawned]
+ *                                        a step committed: its new state,
+ *                                        the event ids it consumed, the
+ *                                        events it sent to durable
+ *                                        machines, the children it made
+ *     EVENT   [seq, 3, E]               an event for a durable machine
+ *     END     [seq, 4, id, status, lifecycle, notice_eid]
+ *     SNAP    [seq, 5, next_eid, next_corr]   a compacted segment begins
+ *     SNAPEND [seq, 6, ninstances, nevents]   ... and is complete
+ *     INST    [seq, 7, S]               an instance, in a snapshot
+ *     DROP    [seq, 8, [eid...]]        events dropped, never consumed
+ *
+ *     S = [id, type, parent, step, point, version, data, flags,
+ *          [wait, ev, arg, due_wall_ms], status]
+ *     E = [eid, to, ev, from, flags, corr, status, aux, payload]
+ *
+ * An event id (`ev`) is a uint, or a string for an interned name (ids
+ * of names differ from run to run).  A payload is nil or a bin holding
+ * the msgpack of the value.
+ *
+ * Compaction writes a new segment that begins with SNAP and holds the
+ * live set up to SNAPEND, fsyncs it and the directory, and only then
+ * deletes the older segments.  On open, the newest segment with a
+ * complete snapshot is the base; an incomplete one is the torn remains of
+ * a compaction and is removed.
+ */
+#ifndef MLY_JOURNAL_H
+#define MLY_JOURNAL_H
+
+#include "mealy.h"
+
+#include <stdint.h>
+
+uint32_t jr_crc32c(const void *buf, size_t n);
+uint32_t jr_crc32c_soft(const void *buf, size_t n);
+
+enum {
+  JR_CREATE = 1,
+  JR_STEP,
+  JR_EVENT,
+  JR_END,
+  JR_SNAP,
+  JR_SNAPEND,
+  JR_INST,
+  JR_DROP,
+  JR_KIND_MAX = JR_DROP
+};
+
+#define JR_HDR 8u
+#define JR_MAX_BODY (64u << 20) /* a record larger than this is damage */
+
+const char *jr_kind_name(unsigned kind);
+
+/* ---- a growable byte buffer and a msgpack writer into it ---- */
+
+typedef struct jbuf {
+  unsigned char *p;
+  size_t n, cap;
+  bool oom; /* an append failed: the buffer is incomplete */
+} jbuf;
+
+void jb_free(jbuf *b);
+void jb_raw(jbuf *b, const void *p, size_t n);
+void jb_uint(jbuf *b, uint64_t u);
+void jb_int(jbuf *b, int64_t i);
+void jb_nil(jbuf *b);
+void jb_array(jbuf *b, uint32_t n);
+void jb_str(jbuf *b, const char *s, size_t n);
+void jb_bin(jbuf *b, const void *p, size_t n);
+/* Open a record: reserves the header; jb_end fills it in. */
+size_t jb_begin(jbuf *b, uint64_t seq, unsigned kind, uint32_t nfields);
+void jb_end(jbuf *b, size_t start);
+
+/* ---- a msgpack reader over one body ---- */
+
+typedef struct jcur {
+  const unsigned char *p, *end;
+  bool bad;
+} jcur;
+
+bool jc_array(jcur *c, uint32_t *n);
+bool jc_uint(jcur *c, uint64_t *u);
+bool jc_int(jcur *c, int64_t *i);
+bool jc_nil(jcur *c);           /* consumes a nil if there is one */
+bool jc_str(jcur *c, const char **s, size_t *n);
+bool jc_bin(jcur *c, const void **p, size_t *n);
+bool jc_skip(jcur *c);          /* any one value */
+/* An event id: a uint or a string (name). */
+bool jc_evid(jcur *c, uint64_t *id, const char **name, size_t *nlen);
+
+/* ---- reading a state directory ---- */
+
+/* One verified record. */
+typedef struct jrec {
+  uint64_t seq;
+  unsigned kind;
+  const unsigned char *body;
+  uint32_t len;
+  const char *file;  /* the segment's name */
+  uint64_t offset;   /* of the header in that file */
+} jrec;
+
+typedef struct jseg {
+  char name[32];
+  uint64_t no;
+  unsigned char *data;
+  size_t len;        /* bytes that verified (a torn tail is cut off) */
+  size_t file_len;
+  bool removed;      /* an unfinished snapshot: jr_repair deletes it */
+} jseg;
+
+typedef struct jread {
+  jseg *segs;
+  size_t nsegs;
+  size_t base;            /* first segment replayed */
+  uint64_t next_seq;
+  uint64_t torn_bytes;    /* cut from the tail */
+  uint64_t salvaged;      /* records skipped by --salvage */
+  uint64_t total_bytes;
+} jread;
+
+/* Reads and verifies every segment of dir.  On damage before the tail it
+ * fails with MLY_EBADMSG and a message naming file, offset and reason
+ * (unless salvage).  cb (may be NULL) sees every record from the base on;
+ * a non-zero return stops the walk and is returned. */
+int jr_read(int dirfd, const char *dir, bool salvage, jread *out,
+            int (*cb)(const jrec *, void *), void *arg, char *err,
+            size_t errlen);
+void jr_read_free(jread *r);
+/* Make the repairs jr_read decided: cut torn tails, remove segments
+ * older than the base and incomplete snapshots. */
+int jr_repair(int dirfd, const jread *r);
+
+/* ---- the live journal of a runtime (journal.c) ---- */
+
+typedef struct mly_journal mly_journal;
+typedef struct mly_inst mly_inst;
+
+/* What to do once a batch is durable. */
+typedef struct jdone {
+  uint8_t kind; /* JD_RELEASE, JD_DELIVER, JD_POSTED */
+  mly_id id;    /* the instance to release, or the event's target */
+  mly_event *ev;
+  mly_post_cb cb;
+  void *arg;
+} jdone;
+enum { JD_RELEASE = 1, JD_DELIVER, JD_POSTED };
+
+struct mly_runtime;
+int journal_create(struct mly_runtime *rt, const mly_journal_options *o,
+                   mly_journal **out, char *err, size_t errlen);
+void journal_close(mly_journal *j);
+int journal_dirfd(const mly_journal *j);
+const char *journal_dir(const mly_journal *j);
+const mly_journal_options *journal_opts(const mly_journal *j);
+mly_journal_stats *journal_stats(mly_journal *j);
+void journal_set_next_seq(mly_journal *j, uint64_t seq);
+uint64_t journal_seg_no(const mly_journal *j);
+int journal_new_segment(mly_journal *j, uint64_t no);
+int journal_append_to(mly_journal *j, const char *name, uint64_t no,
+                      uint64_t size);
+int journal_write_sync(mly_journal *j, const jbuf *b);
+void journal_fail(mly_journal *j, int rc, const char *what);
+/* The records of the current turn go here. */
+jbuf *journal_buf(mly_journal *j);
+uint64_t journal_next_seq(mly_journal *j);
+int journal_on_commit(mly_journal *j, const jdone *d);
+/* Start writing what was appended (end of a batch). */
+void journal_flush(mly_journal *j);
+int journal_failed(const mly_journal *j);
+bool journal_idle(const mly_journal *j);
+
+#endif /* MLY_JOURNAL_H */

@@ -1,0 +1,265 @@
+/*
+ * jreplay.c - from records to the live set: which instances are alive,
+ * with which last state, and which events wait in their inboxes.
+ *
+ * Replay keeps pointers into the segment buffers (jread), not copies: a
+ * million instances replay without a million allocations.  The result
+ * feeds recovery (durable.c) and `mealy journal stat`.
+ */
+#include "jreplay.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- an open-addressing map from a non-zero u64 to an index ---- */
+
+static uint64_t mix(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xff51afd7ed558ccdull;
+  k ^= k >> 33;
+  return k;
+}
+
+static int map_grow(u64map *m) {
+  size_t cap = m->cap ? m->cap * 2 : 1024;
+  uint64_t *keys = calloc(cap, sizeof *keys);
+  uint32_t *vals = malloc(cap * sizeof *vals);
+  if (keys == NULL || vals == NULL) {
+    free(keys);
+    free(vals);
+    return MLY_ENOMEM;
+  }
+  for (size_t i = 0; i < m->cap; i++) {
+    if (m->keys[i] == 0) continue;
+    size_t j = mix(m->keys[i]) & (cap - 1);
+    while (keys[j] != 0) j = (j + 1) & (cap - 1);
+    keys[j] = m->keys[i];
+    vals[j] = m->vals[i];
+  }
+  free(m->keys);
+  free(m->vals);
+  m->keys = keys;
+  m->vals = vals;
+  m->cap = cap;
+  return 0;
+}
+
+/* The slot of key: where it is, or where it would go. */
+static size_t map_slot(const u64map *m, uint64_t key) {
+  size_t j = mix(key) & (m->cap - 1);
+  while (m->keys[j] != 0 && m->keys[j] != key) j = (j + 1) & (m->cap - 1);
+  return j;
+}
+
+static uint32_t map_get(const u64map *m, uint64_t key) {
+  if (m->cap == 0 || key == 0) return UINT32_MAX;
+  size_t j = map_slot(m, key);
+  return m->keys[j] == key ? m->vals[j] : UINT32_MAX;
+}
+
+static int map_put(u64map *m, uint64_t key, uint32_t val) {
+  if ((m->n + 1) * 2 > m->cap) {
+    int rc = map_grow(m);
+    if (rc < 0) return rc;
+  }
+  size_t j = map_slot(m, key);
+  if (m->keys[j] == 0) m->n++;
+  m->keys[j] = key;
+  m->vals[j] = val;
+  return 0;
+}
+
+static void map_free(u64map *m) {
+  free(m->keys);
+  free(m->vals);
+  *m = (u64map){0};
+}
+
+/* ---- parsing ---- */
+
+bool rp_parse_state(jcur *c, rp_state *s) {
+  uint32_t n, wn;
+  const unsigned char *start = c->p;
+  *s = (rp_state){0};
+  if (!jc_array(c, &n) || n < 10) return false;
+  bool ok = jc_uint(c, &s->id) && s->id != 0 && jc_str(c, &s->type, &s->tlen) &&
+            jc_uint(c, &s->parent) && jc_uint(c, &s->step) &&
+            jc_str(c, &s->point, &s->plen) && jc_uint(c, &s->version) &&
+            jc_bin(c, &s->data, &s->dlen) && jc_uint(c, &s->flags) &&
+            jc_array(c, &wn) && wn >= 4 && jc_uint(c, &s->wait) &&
+            jc_evid(c, &s->wev, &s->wname, &s->wnlen) &&
+            jc_uint(c, &s->warg) && jc_int(c, &s->due_ms);
+  for (uint32_t i = 4; ok && i < wn; i++) ok = jc_skip(c); /* later fields */
+  ok = ok && jc_int(c, &s->status);
+  for (uint32_t i = 10; ok && i < n; i++) ok = jc_skip(c);
+  s->raw = start;
+  s->rawlen = (size_t)(c->p - start);
+  return ok && !c->bad;
+}
+
+bool rp_parse_event(jcur *c, rp_event *e) {
+  uint32_t n;
+  const unsigned char *start = c->p;
+  *e = (rp_event){0};
+  if (!jc_array(c, &n) || n < 9) return false;
+  bool ok = jc_uint(c, &e->eid) && e->eid != 0 && jc_uint(c, &e->to) &&
+            jc_evid(c, &e->ev, &e->name, &e->nlen) && jc_uint(c, &e->from) &&
+            jc_uint(c, &e->flags) && jc_uint(c, &e->corr) &&
+            jc_int(c, &e->status) && jc_int(c, &e->aux);
+  if (ok && !jc_nil(c)) ok = jc_bin(c, &e->payload, &e->plen);
+  for (uint32_t i = 9; ok && i < n; i++) ok = jc_skip(c);
+  e->raw = start;
+  e->rawlen = (size_t)(c->p - start);
+  return ok && !c->bad;
+}
+
+/* ---- the tables ---- */
+
+static int put_inst(replay *r, const rp_state *s) {
+  uint32_t i = map_get(&r->imap, s->id);
+  if (i == UINT32_MAX) {
+    if (r->ninsts == r->icap) {
+      size_t cap = r->icap ? r->icap * 2 : 1024;
+      rp_inst *v = realloc(r->insts, cap * sizeof *v);
+      if (v == NULL) return MLY_ENOMEM;
+      r->insts = v;
+      r->icap = cap;
+    }
+    i = (uint32_t)r->ninsts++;
+    int rc = map_put(&r->imap, s->id, i);
+    if (rc < 0) return rc;
+    r->live++;
+  } else if (r->insts[i].ended) {
+    return 0; /* a record for an ended instance changes nothing */
+  }
+  r->insts[i] = (rp_inst){s->id, s->raw, (uint32_t)s->rawlen, s->parent, false};
+  if (s->wait == RP_W_REPLY && s->warg > r->max_corr) r->max_corr = s->warg;
+  return 0;
+}
+
+static int put_event(replay *r, const rp_event *e) {
+  if (r->nevs == r->ecap) {
+    size_t cap = r->ecap ? r->ecap * 2 : 1024;
+    rp_event *v = realloc(r->evs, cap * sizeof *v);
+    if (v == NULL) return MLY_ENOMEM;
+    r->evs = v;
+    r->ecap = cap;
+  }
+  r->evs[r->nevs] = *e;
+  int rc = map_put(&r->emap, e->eid, (uint32_t)r->nevs);
+  if (rc < 0) return rc;
+  r->nevs++;
+  r->pending++;
+  if (e->eid > r->max_eid) r->max_eid = e->eid;
+  if (e->corr > r->max_corr) r->max_corr = e->corr;
+  return 0;
+}
+
+static void kill_event(replay *r, uint64_t eid) {
+  uint32_t i = map_get(&r->emap, eid);
+  if (i == UINT32_MAX || r->evs[i].dead) return;
+  r->evs[i].dead = true;
+  r->pending--;
+}
+
+static bool eids(jcur *c, replay *r, bool kill) {
+  uint32_t n;
+  if (!jc_array(c, &n)) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t eid;
+    if (!jc_uint(c, &eid)) return false;
+    if (kill) kill_event(r, eid);
+  }
+  return true;
+}
+
+static int state_rec(jcur *c, replay *r) {
+  rp_state s;
+  if (!rp_parse_state(c, &s)) return MLY_EBADMSG;
+  return put_inst(r, &s);
+}
+
+static int step_rec(jcur *c, replay *r) {
+  int rc = state_rec(c, r);
+  if (rc < 0) return rc;
+  if (!eids(c, r, true)) return MLY_EBADMSG;
+  uint32_t n;
+  if (!jc_array(c, &n)) return MLY_EBADMSG;
+  for (uint32_t i = 0; i < n; i++) {
+    rp_event e;
+    if (!rp_parse_event(c, &e)) return MLY_EBADMSG;
+    if ((rc = put_event(r, &e)) < 0) return rc;
+  }
+  if (!jc_array(c, &n)) return MLY_EBADMSG;
+  for (uint32_t i = 0; i < n && rc == 0; i++) rc = state_rec(c, r);
+  return rc;
+}
+
+static int end_rec(jcur *c, replay *r) {
+  uint64_t id, eid;
+  int64_t status, lc;
+  if (!jc_uint(c, &id) || !jc_int(c, &status) || !jc_int(c, &lc) ||
+      !jc_uint(c, &eid))
+    return MLY_EBADMSG;
+  uint32_t i = map_get(&r->imap, id);
+  if (i == UINT32_MAX || r->insts[i].ended) return 0;
+  r->insts[i].ended = true;
+  r->live--;
+  mly_id parent = r->insts[i].parent;
+  if (eid == 0 || parent == 0) return 0;
+  /* the parent's CHILD_EXIT notice, made here as the runtime made it */
+  rp_event e = {.eid = eid, .to = parent, .ev = MLY_EV_CHILD_EXIT, .from = id,
+                .status = status, .aux = lc};
+  return put_event(r, &e);
+}
+
+int rp_record(const jrec *rec, void *arg) {
+  replay *r = arg;
+  jcur c = {rec->body, rec->body + rec->len, false};
+  uint32_t n;
+  uint64_t seq, kind;
+  jc_array(&c, &n);
+  jc_uint(&c, &seq);
+  jc_uint(&c, &kind);
+  r->records++;
+  int rc = 0;
+  switch (kind) {
+  case JR_CREATE:
+  case JR_INST: rc = state_rec(&c, r); break;
+  case JR_STEP: rc = step_rec(&c, r); break;
+  case JR_EVENT: {
+    rp_event e;
+    rc = rp_parse_event(&c, &e) ? put_event(r, &e) : MLY_EBADMSG;
+    break;
+  }
+  case JR_END: rc = end_rec(&c, r); break;
+  case JR_DROP: rc = eids(&c, r, true) ? 0 : MLY_EBADMSG; break;
+  case JR_SNAP: {
+    uint64_t eid, corr;
+    if (!jc_uint(&c, &eid) || !jc_uint(&c, &corr)) rc = MLY_EBADMSG;
+    else {
+      if (eid > r->max_eid) r->max_eid = eid;
+      if (corr > r->max_corr) r->max_corr = corr;
+    }
+    break;
+  }
+  default: break; /* SNAPEND */
+  }
+  if (rc == MLY_EBADMSG && r->err)
+    snprintf(r->err, r->errlen, "%s: offset %llu: a %s record whose fields "
+             "are not what that kind holds", rec->file,
+             (unsigned long long)rec->offset, jr_kind_name((unsigned)kind));
+  return rc;
+}
+
+void rp_free(replay *r) {
+  free(r->insts);
+  free(r->evs);
+  map_free(&r->imap);
+  map_free(&r->emap);
+  *r = (replay){0};
+}
+
+uint32_t rp_find_inst(const replay *r, mly_id id) {
+  return map_get(&r->imap, id);
+}

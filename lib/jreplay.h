@@ -1,0 +1,72 @@
+/*
+ * jreplay.h - replaying records into the live set (lib/ only).
+ */
+#ifndef MLY_JREPLAY_H
+#define MLY_JREPLAY_H
+
+#include "journal.h"
+
+#include <stdio.h>
+
+/* Wait kinds as records store them (the runtime's W_* values, and one
+ * more for an instance that exited and is stopping its children). */
+enum { RP_W_NONE = 0, RP_W_TURN, RP_W_SLEEP, RP_W_COND, RP_W_EVENT,
+       RP_W_REPLY, RP_W_CHILDREN, RP_W_EXITING = 100 };
+
+typedef struct rp_state {
+  mly_id id, parent;
+  const char *type, *point, *wname;
+  size_t tlen, plen, wnlen, dlen;
+  uint64_t step, version, flags, wait, wev, warg;
+  int64_t due_ms, status;
+  const void *data;
+  const unsigned char *raw; /* the whole S */
+  size_t rawlen;
+} rp_state;
+
+typedef struct rp_event {
+  uint64_t eid, to, ev, from, flags, corr;
+  const char *name;         /* ev as a name, or NULL */
+  size_t nlen;
+  int64_t status, aux;
+  const void *payload;      /* msgpack, or NULL */
+  size_t plen;
+  const unsigned char *raw; /* the whole E; NULL for a made notice */
+  size_t rawlen;
+  bool dead;                /* consumed or dropped */
+} rp_event;
+
+typedef struct rp_inst {
+  mly_id id;
+  const unsigned char *s;   /* its last state S */
+  uint32_t slen;
+  mly_id parent;
+  bool ended;
+} rp_inst;
+
+typedef struct u64map {
+  uint64_t *keys;
+  uint32_t *vals;
+  size_t cap, n;
+} u64map;
+
+typedef struct replay {
+  rp_inst *insts;
+  size_t ninsts, icap;
+  u64map imap;
+  rp_event *evs;
+  size_t nevs, ecap;
+  u64map emap;
+  uint64_t live, pending, records;
+  uint64_t max_eid, max_corr;
+  char *err;
+  size_t errlen;
+} replay;
+
+bool rp_parse_state(jcur *c, rp_state *s);
+bool rp_parse_event(jcur *c, rp_event *e);
+int rp_record(const jrec *rec, void *arg); /* a jr_read callback */
+uint32_t rp_find_inst(const replay *r, mly_id id);
+void rp_free(replay *r);
+
+#endif

@@ -1,0 +1,547 @@
+/*
+ * recover.c - opening a journal: verify, replay, and bring every live
+ * durable instance back where it was.
+ *
+ * An instance returns with its own id (same slot, same generation), so
+ * the ids other machines hold, in their data or in events, still reach
+ * it.  It resumes at its named yield point, re-armed with the wait it
+ * committed: a timer from its wall-clock deadline (overdue ones fire at
+ * once, in deadline order), an event wait that is satisfied at once if
+ * its inbox already holds a match.  Instances that cannot come back are
+ * parked, with the reason, and kept in the journal as they are.
+ */
+#include "durable.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_SLOT (1u << 28)
+
+typedef struct back {
+  mly_inst *m;
+  mly_id parent;
+  int64_t due_ms;
+  bool exiting;
+} back;
+
+static int errf(char *err, size_t len, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int errf(char *err, size_t len, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, len, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+static int park(dur_state *d, const rp_state *s, const char *reason) {
+  parked *v = realloc(d->parked, (d->nparked + 1) * sizeof *v);
+  if (v == NULL) return MLY_ENOMEM;
+  d->parked = v;
+  parked *p = &v[d->nparked];
+  *p = (parked){.id = s->id, .version = (uint32_t)s->version};
+  p->type = strndup(s->type, s->tlen);
+  p->point = strndup(s->point, s->plen);
+  p->reason = strdup(reason);
+  p->state = malloc(s->rawlen);
+  if (!p->type || !p->point || !p->reason || !p->state) {
+    free(p->type);
+    free(p->point);
+    free(p->reason);
+    free(p->state);
+    return MLY_ENOMEM;
+  }
+  memcpy(p->state, s->raw, s->rawlen);
+  p->len = s->rawlen;
+  d->nparked++;
+  return 0;
+}
+
+/* Why this state cannot resume here, or NULL; *pc gets its point. */
+static const char *refusal(mly_runtime *rt, const rp_state *s, mly_type **tp,
+                           uint32_t *pc, char *buf, size_t len) {
+  char name[MLY_NAME_MAX + 1];
+  snprintf(name, sizeof name, "%.*s", (int)s->tlen, s->type);
+  mly_type *t = s->tlen <= MLY_NAME_MAX ? mly_type_find(rt, name) : NULL;
+  if (t == NULL) {
+    snprintf(buf, len, "type '%s' is not registered", name);
+    return buf;
+  }
+  if (!(t->def.flags & MLY_TYPE_DURABLE)) {
+    snprintf(buf, len, "type '%s' is not durable in this code", name);
+    return buf;
+  }
+  uint32_t lo = t->def.min_version ? t->def.min_version : t->def.version;
+  if (s->version < lo || s->version > t->def.version) {
+    snprintf(buf, len, "version %llu of '%s' is not accepted (this code "
+             "resumes versions %u to %u)", (unsigned long long)s->version,
+             name, lo, t->def.version);
+    return buf;
+  }
+  if (s->dlen > t->def.data_size) {
+    snprintf(buf, len, "its data is %zu bytes, type '%s' now holds %zu",
+             s->dlen, name, t->def.data_size);
+    return buf;
+  }
+  *pc = UINT32_MAX;
+  if (s->plen == 5 && memcmp(s->point, "begin", 5) == 0) *pc = 0;
+  for (uint32_t i = 1; i < t->def.npoints && *pc == UINT32_MAX; i++)
+    if (strlen(t->def.points[i]) == s->plen &&
+        memcmp(t->def.points[i], s->point, s->plen) == 0)
+      *pc = i;
+  if (*pc == UINT32_MAX) {
+    snprintf(buf, len, "yield point '%.*s' no longer exists in type '%s'%s",
+             (int)s->plen, s->point, name,
+             s->plen > 5 && memcmp(s->point, "line ", 5) == 0
+                 ? " (an anonymous wait: durable types need named ones)"
+                 : "");
+    return buf;
+  }
+  *tp = t;
+  return NULL;
+}
+
+static int ev_id_of(mly_runtime *rt, uint64_t id, const char *name,
+                    size_t nlen, uint32_t *out) {
+  if (name == NULL) {
+    *out = (uint32_t)id;
+    return 0;
+  }
+  char buf[256];
+  if (nlen >= sizeof buf) return MLY_ENAMETOOLONG;
+  memcpy(buf, name, nlen);
+  buf[nlen] = '\0';
+  return intern_get(&rt->intern, buf, out);
+}
+
+static int restore_one(mly_runtime *rt, const rp_state *s, back *b, char *err,
+                       size_t errlen) {
+  dur_state *d = rt->dur;
+  mly_type *t = NULL;
+  uint32_t pc = 0;
+  char why[256];
+  const char *no = refusal(rt, s, &t, &pc, why, sizeof why);
+  if (no) {
+    d->open_st.parked++;
+    return park(d, s, no);
+  }
+  mly_inst *m = inst_restore(rt, t, s->id);
+  if (m == NULL) return MLY_ENOMEM;
+  d->live++;
+  d->open_st.recovered++;
+  m->head.pc = pc;
+  m->step = (uint32_t)s->step;
+  memcpy(m->data, s->data, s->dlen);
+  m->head.flags = (uint8_t)(s->flags & (F_SHUT_REQ | F_IN_SHUTDOWN));
+  m->status = (int32_t)s->status;
+  m->dflags = D_RECOVERED;
+  m->wait_arg = s->warg;
+  int rc = ev_id_of(rt, s->wev, s->wname, s->wnlen, &m->wait_id);
+  if (rc < 0)
+    return errf(err, errlen, rc, "instance %llu: its wait names an event "
+                "that cannot be interned", (unsigned long long)s->id);
+  b->exiting = s->wait == RP_W_EXITING;
+  m->head.wait = b->exiting || s->wait > RP_W_CHILDREN ? W_NONE : (uint8_t)s->wait;
+  b->m = m;
+  b->parent = s->parent;
+  b->due_ms = s->due_ms;
+  return 0;
+}
+
+static int by_eid(const void *a, const void *b) {
+  const rp_event *x = *(rp_event *const *)a, *y = *(rp_event *const *)b;
+  return x->eid < y->eid ? -1 : x->eid > y->eid;
+}
+
+static int by_id(const void *a, const void *b) {
+  const back *x = a, *y = b;
+  return x->m->id < y->m->id ? -1 : x->m->id > y->m->id;
+}
+
+static int by_due(const void *a, const void *b) {
+  const back *x = *(back *const *)a, *y = *(back *const *)b;
+  return x->due_ms < y->due_ms ? -1 : x->due_ms > y->due_ms;
+}
+
+static bool is_parked(const dur_state *d, mly_id id) {
+  for (size_t i = 0; i < d->nparked; i++)
+    if (d->parked[i].id == id) return true;
+  return false;
+}
+
+static int keep_parked_event(mly_runtime *rt, const rp_event *e) {
+  dur_state *d = rt->dur;
+  rawev *v = realloc(d->pev, (d->npev + 1) * sizeof *v);
+  if (v == NULL) return MLY_ENOMEM;
+  d->pev = v;
+  rawev *r = &v[d->npev];
+  if (e->raw) {
+    r->p = malloc(e->rawlen);
+    if (r->p == NULL) return MLY_ENOMEM;
+    memcpy(r->p, e->raw, e->rawlen);
+    r->len = e->rawlen;
+  } else { /* a notice made by replay: write it out */
+    jbuf b = {0};
+    mly_event ev = {.id = (uint32_t)e->ev, .from = e->from,
+                    .status = e->status, .aux = e->aux, .eid = e->eid};
+    put_event(rt, &b, e->to, &ev);
+    if (b.oom) {
+      jb_free(&b);
+      return MLY_ENOMEM;
+    }
+    r->p = b.p;
+    r->len = b.n;
+  }
+  d->npev++;
+  return 0;
+}
+
+static int restore_events(mly_runtime *rt, replay *r, char *err,
+                          size_t errlen) {
+  rp_event **v = malloc((r->pending + 1) * sizeof *v);
+  if (v == NULL) return MLY_ENOMEM;
+  size_t n = 0;
+  for (size_t i = 0; i < r->nevs; i++)
+    if (!r->evs[i].dead) v[n++] = &r->evs[i];
+  qsort(v, n, sizeof *v, by_eid);
+  int rc = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    const rp_event *x = v[i];
+    mly_inst *m = inst_get(rt, x->to);
+    if (m == NULL || !inst_durable(rt, m)) {
+      if (is_parked(rt->dur, x->to)) rc = keep_parked_event(rt, x);
+      continue; /* its target ended: nobody will read it */
+    }
+    mly_event *e = ev_new(rt);
+    if (e == NULL) {
+      rc = MLY_ENOMEM;
+      break;
+    }
+    rc = ev_id_of(rt, x->ev, x->name, x->nlen, &e->id);
+    e->from = x->from;
+    e->flags = (uint32_t)x->flags;
+    e->corr = x->corr;
+    e->status = x->status;
+    e->aux = x->aux;
+    e->eid = x->eid;
+    if (rc == 0 && x->payload &&
+        mly_value_decode(x->payload, x->plen, &e->payload) < 0)
+      rc = errf(err, errlen, MLY_EBADMSG, "event %llu for instance %llu: its "
+                "payload is not a value", (unsigned long long)x->eid,
+                (unsigned long long)x->to);
+    if (rc < 0) {
+      ev_free(rt, e);
+      break;
+    }
+    inbox_append(m, e);
+  }
+  free(v);
+  return rc;
+}
+
+/* Every wait as it was committed. */
+static int rearm(mly_runtime *rt, back *bs, size_t n) {
+  back **timed = malloc((n + 1) * sizeof *timed);
+  if (timed == NULL) return MLY_ENOMEM;
+  size_t nt = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!bs[i].exiting && bs[i].due_ms > 0 &&
+        (bs[i].m->head.wait == W_SLEEP || bs[i].m->head.wait == W_EVENT ||
+         bs[i].m->head.wait == W_REPLY))
+      timed[nt++] = &bs[i];
+  qsort(timed, nt, sizeof *timed, by_due); /* overdue: in deadline order */
+  int64_t now_wall = wall_ms();
+  uint64_t now = rt_now_us();
+  int rc = 0;
+  for (size_t i = 0; i < nt && rc == 0; i++) {
+    int64_t left = timed[i]->due_ms - now_wall;
+    rc = heap_push(rt, timed[i]->m, now + 1 + (uint64_t)(left > 0 ? left : 0) * 1000u);
+  }
+  free(timed);
+  if (rc < 0) return rc;
+  rt_arm_timer(rt);
+  for (size_t i = 0; i < n; i++) {
+    mly_inst *m = bs[i].m;
+    if (bs[i].exiting) continue;
+    switch (m->head.wait) {
+    case W_NONE: inst_wake(m, WOKE_START); break;
+    case W_TURN: inst_wake(m, WOKE_TURN); break;
+    case W_COND: inst_wake(m, WOKE_EVENT); break;
+    case W_EVENT:
+    case W_REPLY:
+      if (inbox_has_match(m)) inst_wake(m, WOKE_EVENT);
+      break;
+    default: break;
+    }
+  }
+  for (size_t i = 0; i < n; i++)
+    if (bs[i].exiting) inst_exit(bs[i].m); /* stop its children, then end */
+  return 0;
+}
+
+static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
+  uint32_t nslots = 0;
+  for (size_t i = 0; i < r->ninsts; i++) {
+    uint32_t s = (uint32_t)r->insts[i].id;
+    if (s >= MAX_SLOT)
+      return errf(err, errlen, MLY_ERANGE, "instance id %llu is past what "
+                  "this runtime can hold", (unsigned long long)r->insts[i].id);
+    if (s + 1 > nslots) nslots = s + 1;
+  }
+  int rc = slots_reserve(rt, nslots);
+  if (rc < 0) return rc;
+  for (size_t i = 0; i < r->ninsts; i++) { /* ended ids are never reused */
+    const rp_inst *x = &r->insts[i];
+    uint32_t s = (uint32_t)x->id, gen = (uint32_t)(x->id >> 32);
+    uint32_t next = x->ended ? gen + 1 : gen;
+    if (next == 0) next = 1;
+    if (next > rt->gens[s]) rt->gens[s] = next;
+  }
+  back *bs = calloc(r->live + 1, sizeof *bs);
+  if (bs == NULL) return MLY_ENOMEM;
+  size_t n = 0;
+  for (size_t i = 0; i < r->ninsts && rc == 0; i++) {
+    const rp_inst *x = &r->insts[i];
+    if (x->ended) continue;
+    rp_state s;
+    jcur c = {x->s, x->s + x->slen, false};
+    if (!rp_parse_state(&c, &s)) {
+      rc = errf(err, errlen, MLY_EBADMSG, "instance %llu: its state does not "
+                "parse", (unsigned long long)x->id);
+      break;
+    }
+    back b = {0};
+    rc = restore_one(rt, &s, &b, err, errlen);
+    if (rc == 0 && b.m) bs[n++] = b;
+  }
+  if (rc == 0) {
+    qsort(bs, n, sizeof *bs, by_id); /* links: the newest child first */
+    for (size_t i = 0; i < n; i++) {
+      mly_inst *p = bs[i].parent ? inst_get(rt, bs[i].parent) : NULL;
+      if (p) inst_link_child(p, bs[i].m);
+    }
+    rc = restore_events(rt, r, err, errlen);
+  }
+  if (rc == 0) rc = slots_finish(rt);
+  if (rc == 0) {
+    if (r->max_corr > rt->corr_next) rt->corr_next = r->max_corr;
+    rt->dur->next_eid = r->max_eid;
+    rt_keep_alive(rt);
+    rc = rearm(rt, bs, n);
+  }
+  free(bs);
+  if (rc < 0 && err[0] == '\0')
+    errf(err, errlen, rc, "recovery: %s", mly_strerror(rc));
+  return rc;
+}
+
+/* The segment appends go to: the newest one that counts, or a new one. */
+static int append_target(mly_journal *j, const jread *jr) {
+  for (size_t i = jr->nsegs; i-- > jr->base;) {
+    const jseg *s = &jr->segs[i];
+    if (!s->removed) return journal_append_to(j, s->name, s->no, s->len);
+  }
+  uint64_t no = jr->nsegs ? jr->segs[jr->nsegs - 1].no + 1 : 1;
+  int rc = journal_new_segment(j, no);
+  if (rc == 0 && fsync(journal_dirfd(j)) < 0) rc = -errno;
+  return rc;
+}
+
+int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
+                     char *err, size_t errlen) {
+  char scratch[512];
+  if (err == NULL || errlen == 0) {
+    err = scratch;
+    errlen = sizeof scratch;
+  }
+  err[0] = '\0';
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (rt->dur)
+    return errf(err, errlen, MLY_EEXIST, "this runtime has a journal already");
+  if (rt->nslots > 0 || rt->closing || rt->stopping)
+    return errf(err, errlen, MLY_EBUSY, "open the journal before spawning "
+                "any instance");
+  if (opt && opt->sync > MLY_SYNC_NEVER)
+    return errf(err, errlen, MLY_EINVAL, "unknown sync policy %d", (int)opt->sync);
+  dur_state *d = calloc(1, sizeof *d);
+  if (d == NULL) return MLY_ENOMEM;
+  int rc = journal_create(rt, opt, &d->j, err, errlen);
+  if (rc < 0) {
+    free(d);
+    return rc;
+  }
+  replay r = {.err = err, .errlen = errlen};
+  jread jr;
+  bool salvage = opt && opt->salvage;
+  rc = jr_read(journal_dirfd(d->j), journal_dir(d->j), salvage, &jr, rp_record,
+               &r, err, errlen);
+  if (rc == 0 && (rc = jr_repair(journal_dirfd(d->j), &jr)) < 0)
+    errf(err, errlen, rc, "%s: cannot repair the torn tail: %s",
+         journal_dir(d->j), mly_strerror(rc));
+  if (rc == 0) {
+    rt->dur = d;
+    rc = rebuild(rt, &r, err, errlen);
+  }
+  if (rc == 0) rc = append_target(d->j, &jr);
+  if (rc == 0) {
+    journal_set_next_seq(d->j, jr.next_seq);
+    for (size_t i = jr.base; i < jr.nsegs; i++) d->base_bytes += jr.segs[i].len;
+    d->open_st.torn_bytes = jr.torn_bytes;
+    d->open_st.salvaged = jr.salvaged;
+  }
+  bool salvaged = jr.salvaged > 0;
+  jr_read_free(&jr);
+  rp_free(&r);
+  if (rc < 0) {
+    if (err[0] == '\0') errf(err, errlen, rc, "%s", mly_strerror(rc));
+    if (rt->dur) { /* instances brought back so far go, silently */
+      durable_fail_all(rt, rc);
+      rt->dur = NULL;
+    }
+    mly_journal *j = d->j;
+    d->j = NULL;
+    journal_close(j);
+    for (size_t i = 0; i < d->nparked; i++) {
+      free(d->parked[i].type);
+      free(d->parked[i].point);
+      free(d->parked[i].reason);
+      free(d->parked[i].state);
+    }
+    free(d->parked);
+    for (size_t i = 0; i < d->npev; i++) free(d->pev[i].p);
+    free(d->pev);
+    free(d);
+    return rc;
+  }
+  if (salvaged) rc = mly_journal_compact(rt); /* drop the damage for good */
+  rt_schedule(rt);
+  return rc;
+}
+
+/* ---- questions ---- */
+
+int mly_journal_error(const mly_runtime *rt) {
+  return rt->dur ? journal_failed(rt->dur->j) : 0;
+}
+
+int mly_journal_stats_get(const mly_runtime *rt, mly_journal_stats *out) {
+  if (rt->dur == NULL) return MLY_EINVAL;
+  dur_state *d = rt->dur;
+  *out = *journal_stats(d->j);
+  out->recovered = d->open_st.recovered;
+  out->parked = d->open_st.parked;
+  out->torn_bytes = d->open_st.torn_bytes;
+  out->salvaged = d->open_st.salvaged;
+  out->total_bytes = d->base_bytes + out->bytes;
+  out->live_bytes = d->live * (d->state_bytes + 16);
+  return 0;
+}
+
+int mly_journal_parked(mly_runtime *rt, int (*cb)(const mly_parked *, void *),
+                       void *arg) {
+  if (rt->dur == NULL) return 0;
+  for (size_t i = 0; i < rt->dur->nparked; i++) {
+    const parked *p = &rt->dur->parked[i];
+    mly_parked x = {p->id, p->type, p->point, p->version, p->reason};
+    int rc = cb(&x, arg);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+int mly_sync_parse(const char *s, mly_sync *out, uint32_t *interval_ms) {
+  if (s == NULL) return MLY_EINVAL;
+  *interval_ms = 0;
+  if (strcmp(s, "always") == 0) *out = MLY_SYNC_ALWAYS;
+  else if (strcmp(s, "never") == 0) *out = MLY_SYNC_NEVER;
+  else if (strncmp(s, "interval:", 9) == 0) {
+    int64_t ms;
+    int rc = mly_duration_parse(s + 9, &ms);
+    if (rc < 0) return rc;
+    if (ms <= 0 || ms > UINT32_MAX) return MLY_ERANGE;
+    *out = MLY_SYNC_INTERVAL;
+    *interval_ms = (uint32_t)ms;
+  } else {
+    return MLY_EINVAL;
+  }
+  return 0;
+}
+
+/* ---- offline ---- */
+
+typedef struct scan_arg {
+  int (*cb)(const mly_record *, void *);
+  void *arg;
+} scan_arg;
+
+static int scan_one(const jrec *r, void *arg) {
+  scan_arg *a = arg;
+  mly_record x = {r->seq, jr_kind_name(r->kind), r->file, r->offset, r->body,
+                  r->len};
+  return a->cb ? a->cb(&x, a->arg) : 0;
+}
+
+static int open_dir(const char *dir, char *err, size_t errlen) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return errf(err, errlen, -errno, "%s: %s", dir, mly_strerror(-errno));
+  return fd;
+}
+
+int mly_journal_scan(const char *dir, bool salvage,
+                     int (*cb)(const mly_record *, void *), void *arg,
+                     char *err, size_t errlen) {
+  char scratch[512];
+  if (err == NULL || errlen == 0) {
+    err = scratch;
+    errlen = sizeof scratch;
+  }
+  int fd = open_dir(dir, err, errlen);
+  if (fd < 0) return fd;
+  scan_arg a = {cb, arg};
+  jread jr;
+  int rc = jr_read(fd, dir, salvage, &jr, scan_one, &a, err, errlen);
+  jr_read_free(&jr);
+  close(fd);
+  return rc;
+}
+
+int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
+                         size_t errlen) {
+  char scratch[512];
+  if (err == NULL || errlen == 0) {
+    err = scratch;
+    errlen = sizeof scratch;
+  }
+  int fd = open_dir(dir, err, errlen);
+  if (fd < 0) return fd;
+  replay r = {.err = err, .errlen = errlen};
+  jread jr;
+  int rc = jr_read(fd, dir, false, &jr, rp_record, &r, err, errlen);
+  if (rc == 0) {
+    *out = (mly_journal_info){0};
+    for (size_t i = jr.base; i < jr.nsegs; i++) {
+      if (jr.segs[i].removed) continue;
+      out->segments++;
+      out->bytes += jr.segs[i].len;
+    }
+    out->records = r.records;
+    out->next_seq = jr.next_seq;
+    out->live_instances = r.live;
+    out->pending_events = r.pending;
+    out->live_records = r.live + r.pending;
+    out->dead_ratio = r.records > out->live_records
+                          ? (double)(r.records - out->live_records) / (double)r.records
+                          : 0.0;
+    out->torn_bytes = jr.torn_bytes;
+  }
+  jr_read_free(&jr);
+  rp_free(&r);
+  close(fd);
+  return rc;
+}

@@ -1,0 +1,824 @@
+/*
+ * test_journal.c - the durable layer: record codec and CRC, recovery of
+ * instances, events and timers, torn tails, damage, sequence gaps,
+ * salvage, compaction, the directory lock, versions and unknown yield
+ * points, fault injection (fail-stop), and a real crash (SIGKILL) of a
+ * forked workload.
+ */
+#include "harness.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "journal.h"
+
+/* ---- a scratch state directory per test ---- */
+
+static char dir[256];
+
+static void fresh_dir(void) {
+  snprintf(dir, sizeof dir, "/tmp/mealy-jt.XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static int nsegments(void) {
+  DIR *d = opendir(dir);
+  ck_assert_ptr_nonnull(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) n += strncmp(e->d_name, "seg-", 4) == 0;
+  closedir(d);
+  return n;
+}
+
+/* The newest segment's path. */
+static void last_segment(char *path, size_t len) {
+  DIR *d = opendir(dir);
+  ck_assert_ptr_nonnull(d);
+  char best[256] = "";
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL)
+    if (strncmp(e->d_name, "seg-", 4) == 0 && strcmp(e->d_name, best) > 0)
+      snprintf(best, sizeof best, "%s", e->d_name);
+  closedir(d);
+  ck_assert_str_ne(best, "");
+  snprintf(path, len, "%s/%s", dir, best);
+}
+
+static long file_size(const char *path) {
+  struct stat st;
+  ck_assert_int_eq(stat(path, &st), 0);
+  return (long)st.st_size;
+}
+
+/* ---- a durable counter ---- */
+
+#define NMAX 256
+static uint32_t done_n[NMAX], done_recovered[NMAX];
+static uint64_t ticks; /* steps that ran, over every runtime of a test */
+
+typedef struct counter {
+  uint32_t idx, n, target, recovered;
+  uint32_t sleep_ms;
+} counter;
+
+#define COUNTER_POINTS(X) X(counter, tick)
+MLY_POINTS(counter, COUNTER_POINTS);
+
+static int counter_run(mly_machine *m, void *data) {
+  counter *c = data;
+  MLY_BEGIN(m);
+  while (c->n < c->target) {
+    if (mly_recovered(m)) c->recovered++;
+    c->n++;
+    ticks++;
+    MLY_SLEEP_AT(m, counter_tick, c->sleep_ms);
+  }
+  if (mly_recovered(m)) c->recovered++;
+  done_n[c->idx] = c->n;
+  done_recovered[c->idx] = c->recovered;
+  MLY_END(m);
+}
+
+static mly_type_def counter_def(uint32_t version) {
+  return (mly_type_def){.name = "counter", .run = counter_run,
+                        MLY_TYPE_POINTS(counter), .data_size = sizeof(counter),
+                        .version = version, .flags = MLY_TYPE_DURABLE};
+}
+
+static mly_runtime *open_rt(mly_type **t, const mly_journal_options *o) {
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = counter_def(1);
+  *t = h_type(rt, &def);
+  mly_journal_options dflt = {.dir = dir};
+  char err[512];
+  int rc = mly_journal_open(rt, o ? o : &dflt, err, sizeof err);
+  ck_assert_msg(rc == 0, "open: %s", err);
+  return rt;
+}
+
+static void run_turns(mly_runtime *rt, int n) {
+  for (int i = 0; i < n; i++) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+}
+
+static void spawn_counters(mly_runtime *rt, mly_type *t, uint32_t n,
+                           uint32_t target) {
+  for (uint32_t i = 0; i < n; i++) {
+    counter c = {.idx = i, .target = target};
+    h_spawn(rt, t, &c, sizeof c);
+  }
+}
+
+static void reset(void) {
+  memset(done_n, 0, sizeof done_n);
+  memset(done_recovered, 0, sizeof done_recovered);
+  ticks = 0;
+}
+
+/* ---- codec ---- */
+
+START_TEST(t_crc32c) {
+  /* the check value of CRC-32C */
+  ck_assert_uint_eq(jr_crc32c("123456789", 9), 0xe3069283u);
+  ck_assert_uint_eq(jr_crc32c_soft("123456789", 9), 0xe3069283u);
+  unsigned char buf[1000];
+  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)(i * 7 + 3);
+  for (size_t n = 0; n < sizeof buf; n += 37)
+    ck_assert_uint_eq(jr_crc32c(buf, n), jr_crc32c_soft(buf, n));
+}
+END_TEST
+
+START_TEST(t_codec_roundtrip) {
+  jbuf b = {0};
+  size_t at = jb_begin(&b, 42, JR_END, 6);
+  jb_uint(&b, 0x123456789ull);
+  jb_int(&b, -5);
+  jb_int(&b, -40000);
+  jb_str(&b, "yield-point", 11);
+  jb_bin(&b, "\0\1\2", 3);
+  jb_nil(&b);
+  jb_end(&b, at);
+  ck_assert(!b.oom);
+  uint32_t len = (uint32_t)b.p[0] | (uint32_t)b.p[1] << 8 |
+                 (uint32_t)b.p[2] << 16 | (uint32_t)b.p[3] << 24;
+  ck_assert_uint_eq(len, b.n - JR_HDR);
+  jcur c = {b.p + JR_HDR, b.p + b.n, false};
+  uint32_t n;
+  uint64_t u;
+  int64_t i;
+  const char *s;
+  const void *p;
+  size_t sl;
+  ck_assert(jc_array(&c, &n) && n == 8);
+  ck_assert(jc_uint(&c, &u) && u == 42);
+  ck_assert(jc_uint(&c, &u) && u == JR_END);
+  ck_assert(jc_uint(&c, &u) && u == 0x123456789ull);
+  ck_assert(jc_int(&c, &i) && i == -5);
+  ck_assert(jc_int(&c, &i) && i == -40000);
+  ck_assert(jc_str(&c, &s, &sl) && sl == 11 && memcmp(s, "yield-point", 11) == 0);
+  ck_assert(jc_bin(&c, &p, &sl) && sl == 3 && memcmp(p, "\0\1\2", 3) == 0);
+  ck_assert(jc_nil(&c));
+  ck_assert(c.p == c.end && !c.bad);
+  /* the generic decoder reads a body too (it is plain msgpack) */
+  mly_value *v = NULL;
+  ck_assert_int_eq(mly_value_decode(b.p + JR_HDR, b.n - JR_HDR, &v), 0);
+  ck_assert_uint_eq(mly_value_len(v), 8);
+  mly_value_free(v);
+  /* a truncated body is refused, never over-read */
+  jcur t = {b.p + JR_HDR, b.p + b.n - 3, false};
+  ck_assert(jc_skip(&t) == false);
+  jb_free(&b);
+}
+END_TEST
+
+/* ---- recovery ---- */
+
+START_TEST(t_close_and_continue) {
+  fresh_dir();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_rt(&t, NULL);
+  spawn_counters(rt, t, 100, 50);
+  run_turns(rt, 20);
+  uint64_t before = ticks;
+  ck_assert_uint_gt(before, 100);
+  ck_assert_uint_lt(before, 100 * 50);
+  mly_runtime_close(rt); /* suspends: nothing ends, everything is written */
+  rt = open_rt(&t, NULL);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+  ck_assert_uint_eq(st.recovered, 100);
+  ck_assert_uint_eq(st.parked, 0);
+  h_run(rt);
+  for (int i = 0; i < 100; i++) {
+    ck_assert_uint_eq(done_n[i], 50);
+    ck_assert_uint_eq(done_recovered[i], 1); /* exactly one first step */
+  }
+  /* every step ran exactly once: nothing lost, nothing repeated */
+  ck_assert_uint_eq(ticks, 100 * 50);
+  mly_runtime_close(rt);
+  /* everything ended: a third open finds nothing alive */
+  rt = open_rt(&t, NULL);
+  ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+  ck_assert_uint_eq(st.recovered, 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(t_group_commit_counts) {
+  fresh_dir();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_rt(&t, NULL);
+  spawn_counters(rt, t, 200, 10);
+  h_run(rt);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+  /* 200 creates + 2000 steps + 200 ends, in far fewer fdatasyncs */
+  ck_assert_uint_ge(st.records, 200 + 2000 + 200);
+  ck_assert_uint_le(st.syncs, 40);
+  ck_assert_uint_eq(st.syncs, st.batches);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* Deadlines survive: three sleepers wake, after reopening late, in the
+ * order of their deadlines. */
+static int order[8], norder;
+typedef struct sleeper {
+  uint32_t idx, ms;
+} sleeper;
+#define SLEEPER_POINTS(X) X(sleeper, zz)
+MLY_POINTS(sleeper, SLEEPER_POINTS);
+static int sleeper_run(mly_machine *m, void *data) {
+  sleeper *s = data;
+  MLY_BEGIN(m);
+  MLY_SLEEP_AT(m, sleeper_zz, s->ms);
+  order[norder++] = (int)s->idx;
+  MLY_END(m);
+}
+
+START_TEST(t_timers_overdue_in_order) {
+  fresh_dir();
+  norder = 0;
+  mly_type_def def = {.name = "sleeper", .run = sleeper_run,
+                      MLY_TYPE_POINTS(sleeper), .data_size = sizeof(sleeper),
+                      .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_journal_options o = {.dir = dir};
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &def);
+  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  uint32_t ms[3] = {300, 100, 200};
+  for (uint32_t i = 0; i < 3; i++) {
+    sleeper s = {i, ms[i]};
+    h_spawn(rt, t, &s, sizeof s);
+  }
+  run_turns(rt, 3); /* each is asleep */
+  ck_assert_int_eq(norder, 0);
+  mly_runtime_close(rt);
+  usleep(400 * 1000); /* every deadline passes while nothing runs */
+  rt = h_runtime();
+  h_type(rt, &def);
+  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  h_run(rt);
+  ck_assert_int_eq(norder, 3);
+  ck_assert_int_eq(order[0], 1);
+  ck_assert_int_eq(order[1], 2);
+  ck_assert_int_eq(order[2], 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* Events between durable machines: a pinger asks, a ponger answers; the
+ * conversation is interrupted by a close and finishes after reopening
+ * with every exchange counted once. */
+#define PING 7
+#define PONG 8
+typedef struct pp {
+  uint32_t n, target;
+  mly_id peer;
+} pp;
+#define PINGER_POINTS(X) X(pinger, asked)
+MLY_POINTS(pinger, PINGER_POINTS);
+#define PONGER_POINTS(X) X(ponger, listen)
+MLY_POINTS(ponger, PONGER_POINTS);
+static uint32_t pongs_total;
+
+static int pinger_run(mly_machine *m, void *data) {
+  pp *p = data;
+  MLY_BEGIN(m);
+  while (p->n < p->target) {
+    MLY_REQUEST_AT(m, pinger_asked, p->peer, PING, mly_value_uint(p->n), 5000);
+    ck_assert_ptr_nonnull(mly_current_event(m));
+    uint64_t got = 0;
+    ck_assert_int_eq(mly_value_get_uint(mly_current_event(m)->payload, &got), 0);
+    ck_assert_uint_eq(got, p->n + 1000);
+    p->n++;
+  }
+  mly_send(m, p->peer, PONG, NULL); /* stop */
+  MLY_END(m);
+}
+
+static int ponger_run(mly_machine *m, void *data) {
+  pp *p = data;
+  MLY_BEGIN(m);
+  for (;;) {
+    MLY_AWAIT_AT(m, ponger_listen, MLY_EV_ANY, -1);
+    const mly_event *e = mly_current_event(m);
+    if (e->id == PONG) break;
+    uint64_t v = 0;
+    mly_value_get_uint(e->payload, &v);
+    mly_reply(m, e, PING, mly_value_uint(v + 1000));
+    p->n++;
+    pongs_total++;
+  }
+  MLY_END(m);
+}
+
+static void pp_types(mly_runtime *rt, mly_type **a, mly_type **b) {
+  mly_type_def da = {.name = "pinger", .run = pinger_run,
+                     MLY_TYPE_POINTS(pinger), .data_size = sizeof(pp),
+                     .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type_def db = {.name = "ponger", .run = ponger_run,
+                     MLY_TYPE_POINTS(ponger), .data_size = sizeof(pp),
+                     .version = 1, .flags = MLY_TYPE_DURABLE};
+  *a = h_type(rt, &da);
+  *b = h_type(rt, &db);
+}
+
+START_TEST(t_request_reply_across_restart) {
+  fresh_dir();
+  pongs_total = 0;
+  mly_journal_options o = {.dir = dir};
+  mly_runtime *rt = h_runtime();
+  mly_type *a, *b;
+  pp_types(rt, &a, &b);
+  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  pp q = {0};
+  mly_id pong = h_spawn(rt, b, &q, sizeof q);
+  pp p = {.target = 300, .peer = pong};
+  h_spawn(rt, a, &p, sizeof p);
+  run_turns(rt, 40);
+  ck_assert_uint_gt(pongs_total, 0);
+  ck_assert_uint_lt(pongs_total, 300);
+  mly_runtime_close(rt);
+  rt = h_runtime();
+  pp_types(rt, &a, &b);
+  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  h_run(rt);
+  ck_assert_uint_eq(pongs_total, 300); /* none lost, none answered twice */
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- damage ---- */
+
+static void make_history(uint32_t n, uint32_t target, uint32_t turns) {
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_rt(&t, NULL);
+  spawn_counters(rt, t, n, target);
+  run_turns(rt, (int)turns);
+  mly_runtime_close(rt);
+}
+
+START_TEST(t_torn_tail_is_cut) {
+  fresh_dir();
+  make_history(10, 100, 10);
+  char seg[512];
+  last_segment(seg, sizeof seg);
+  long size = file_size(seg);
+  FILE *f = fopen(seg, "ab");
+  /* the start of a record whose body never made it */
+  fwrite("\x40\0\0\0\x11\x22\x33\x44\x93\x01", 1, 10, f);
+  fclose(f);
+  mly_type *t;
+  mly_runtime *rt = open_rt(&t, NULL);
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_eq(st.torn_bytes, 10);
+  ck_assert_uint_eq(st.recovered, 10);
+  ck_assert_int_eq(file_size(seg), size); /* cut back */
+  h_run(rt);
+  for (int i = 0; i < 10; i++) ck_assert_uint_eq(done_n[i], 100);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(t_bad_crc_in_the_middle_refused_then_salvaged) {
+  fresh_dir();
+  make_history(10, 100, 10);
+  char seg[512];
+  last_segment(seg, sizeof seg);
+  long size = file_size(seg);
+  int fd = open(seg, O_RDWR);
+  unsigned char byte;
+  ck_assert_int_eq(pread(fd, &byte, 1, size / 2), 1);
+  byte ^= 0x5a;
+  ck_assert_int_eq(pwrite(fd, &byte, 1, size / 2), 1);
+  close(fd);
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = counter_def(1);
+  h_type(rt, &def);
+  mly_journal_options o = {.dir = dir};
+  char err[512] = "";
+  ck_assert_int_eq(mly_journal_open(rt, &o, err, sizeof err), MLY_EBADMSG);
+  ck_assert_msg(strstr(err, "seg-") && strstr(err, "offset "), "%s", err);
+  ck_assert_msg(strstr(err, "salvage"), "%s", err);
+  mly_runtime_close(rt);
+  /* the check tool sees the same */
+  ck_assert_int_eq(mly_journal_scan(dir, false, NULL, NULL, err, sizeof err),
+                   MLY_EBADMSG);
+  /* salvage keeps what verifies and rewrites the journal clean */
+  rt = h_runtime();
+  h_type(rt, &def);
+  o.salvage = true;
+  ck_assert_int_eq(mly_journal_open(rt, &o, err, sizeof err), 0);
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_ge(st.salvaged, 1);
+  ck_assert_uint_eq(st.recovered, 10);
+  mly_runtime_close(rt);
+  int rc = mly_journal_scan(dir, false, NULL, NULL, err, sizeof err);
+  ck_assert_msg(rc == 0, "after salvage: %s", err);
+}
+END_TEST
+
+/* Cut one whole record out of the middle: each record still verifies,
+ * but the sequence has a hole. */
+START_TEST(t_sequence_gap_refused) {
+  fresh_dir();
+  make_history(4, 100, 6);
+  char seg[512];
+  last_segment(seg, sizeof seg);
+  FILE *f = fopen(seg, "rb");
+  long size = file_size(seg);
+  unsigned char *buf = malloc((size_t)size);
+  ck_assert_int_eq(fread(buf, 1, (size_t)size, f), size);
+  fclose(f);
+  size_t off = 0, k = 0, cut_at = 0, cut_len = 0;
+  while (off + JR_HDR <= (size_t)size) {
+    uint32_t len = (uint32_t)buf[off] | (uint32_t)buf[off + 1] << 8 |
+                   (uint32_t)buf[off + 2] << 16 | (uint32_t)buf[off + 3] << 24;
+    if (++k == 5) {
+      cut_at = off;
+      cut_len = JR_HDR + len;
+    }
+    off += JR_HDR + len;
+  }
+  ck_assert_uint_gt(k, 6);
+  f = fopen(seg, "wb");
+  fwrite(buf, 1, cut_at, f);
+  fwrite(buf + cut_at + cut_len, 1, (size_t)size - cut_at - cut_len, f);
+  fclose(f);
+  free(buf);
+  char err[512] = "";
+  ck_assert_int_eq(mly_journal_scan(dir, false, NULL, NULL, err, sizeof err),
+                   MLY_EBADMSG);
+  ck_assert_msg(strstr(err, "sequence gap: expected record 5, found 6"), "%s",
+                err);
+}
+END_TEST
+
+START_TEST(t_directory_lock) {
+  fresh_dir();
+  mly_type *t;
+  mly_runtime *a = open_rt(&t, NULL);
+  mly_runtime *b = h_runtime();
+  mly_type_def def = counter_def(1);
+  h_type(b, &def);
+  mly_journal_options o = {.dir = dir};
+  char err[512] = "", pid[32];
+  ck_assert_int_eq(mly_journal_open(b, &o, err, sizeof err), MLY_EBUSY);
+  snprintf(pid, sizeof pid, "process %d", (int)getpid());
+  ck_assert_msg(strstr(err, pid) && strstr(err, dir), "%s", err);
+  mly_runtime_close(b);
+  mly_runtime_close(a); /* the lock goes with it */
+  b = open_rt(&t, NULL);
+  mly_runtime_close(b);
+}
+END_TEST
+
+/* ---- versions and yield points ---- */
+
+#define OLDV_POINTS(X) X(oldv, waiting)
+MLY_POINTS(oldv, OLDV_POINTS);
+static int oldv_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  MLY_SLEEP_AT(m, oldv_waiting, 3600 * 1000);
+  MLY_END(m);
+}
+#define NEWV_POINTS(X) X(newv, renamed)
+MLY_POINTS(newv, NEWV_POINTS);
+static int newv_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  MLY_SLEEP_AT(m, newv_renamed, 10);
+  MLY_END(m);
+}
+
+static int collect_parked(const mly_parked *p, void *arg) {
+  snprintf(arg, 512, "%s|%s|%u|%s", p->type, p->point, p->version, p->reason);
+  return 0;
+}
+
+static int point_of(const mly_info *i, void *arg) {
+  snprintf(arg, 64, "%s", i->point);
+  return 0;
+}
+
+static mly_runtime *open_v(mly_type_def def, char *parked_out) {
+  mly_runtime *rt = h_runtime();
+  if (def.name) h_type(rt, &def);
+  mly_journal_options o = {.dir = dir};
+  char err[512];
+  ck_assert_msg(mly_journal_open(rt, &o, err, sizeof err) == 0, "%s", err);
+  parked_out[0] = '\0';
+  mly_journal_parked(rt, collect_parked, parked_out);
+  return rt;
+}
+
+START_TEST(t_versions_and_points) {
+  fresh_dir();
+  char parked[512];
+  mly_type_def v1 = {.name = "job", .run = oldv_run, MLY_TYPE_POINTS(oldv),
+                     .data_size = 8, .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_runtime *rt = open_v(v1, parked);
+  mly_type *t = mly_type_find(rt, "job");
+  h_spawn(rt, t, NULL, 0);
+  run_turns(rt, 3);
+  mly_runtime_close(rt);
+
+  /* version 2 that does not accept 1: parked, listed, the rest runs */
+  mly_type_def v2 = v1;
+  v2.version = 2;
+  v2.min_version = 2;
+  rt = open_v(v2, parked);
+  ck_assert_msg(strstr(parked, "job|waiting|1|version 1 of 'job' is not "
+                               "accepted (this code resumes versions 2 to 2)"),
+                "%s", parked);
+  mly_stats s;
+  mly_runtime_stats(rt, &s);
+  ck_assert_uint_eq(s.live, 0);
+  mly_runtime_close(rt);
+
+  /* the point was renamed: parked with its name */
+  mly_type_def v3 = {.name = "job", .run = newv_run, MLY_TYPE_POINTS(newv),
+                     .data_size = 8, .version = 1, .flags = MLY_TYPE_DURABLE};
+  rt = open_v(v3, parked);
+  ck_assert_msg(strstr(parked, "yield point 'waiting' no longer exists in "
+                               "type 'job'"), "%s", parked);
+  mly_runtime_close(rt);
+
+  /* no such type: parked, and kept through a compaction */
+  mly_type_def none = {0};
+  rt = open_v(none, parked);
+  ck_assert_msg(strstr(parked, "type 'job' is not registered"), "%s", parked);
+  ck_assert_int_eq(mly_journal_compact(rt), 0);
+  mly_runtime_close(rt);
+  ck_assert_int_eq(nsegments(), 1);
+
+  /* and the right code resumes it after all that */
+  mly_type_def v1b = v1;
+  v1b.version = 2;
+  v1b.min_version = 1;
+  rt = open_v(v1b, parked);
+  ck_assert_str_eq(parked, "");
+  mly_runtime_stats(rt, &s);
+  ck_assert_uint_eq(s.live, 1);
+  char point[64] = "";
+  mly_foreach(rt, point_of, point);
+  ck_assert_str_eq(point, "waiting"); /* back where it was */
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- compaction ---- */
+
+START_TEST(t_compaction_keeps_the_live_set) {
+  fresh_dir();
+  reset();
+  mly_type *t;
+  mly_journal_options o = {.dir = dir, .segment_bytes = 4096};
+  mly_runtime *rt = open_rt(&t, &o);
+  spawn_counters(rt, t, 20, 400);
+  run_turns(rt, 100);
+  ck_assert_int_gt(nsegments(), 3);
+  uint64_t before = ticks;
+  ck_assert_int_eq(mly_journal_compact(rt), 0);
+  run_turns(rt, 2);
+  ck_assert_int_le(nsegments(), 2);
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_eq(st.compactions, 1);
+  mly_runtime_close(rt);
+  mly_journal_info info;
+  char err[256];
+  ck_assert_int_eq(mly_journal_info_get(dir, &info, err, sizeof err), 0);
+  ck_assert_uint_eq(info.live_instances, 20);
+  rt = open_rt(&t, &o);
+  h_run(rt);
+  for (int i = 0; i < 20; i++) ck_assert_uint_eq(done_n[i], 400);
+  ck_assert_uint_eq(ticks, 20 * 400);
+  ck_assert_uint_gt(before, 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* Automatic: past the threshold, the dead records go by themselves. */
+START_TEST(t_compaction_automatic) {
+  fresh_dir();
+  reset();
+  mly_type *t;
+  mly_journal_options o = {.dir = dir, .compact_min_bytes = 64 * 1024,
+                           .segment_bytes = 16 * 1024};
+  mly_runtime *rt = open_rt(&t, &o);
+  spawn_counters(rt, t, 5, 3000);
+  h_run(rt);
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_ge(st.compactions, 1);
+  ck_assert_uint_lt(st.total_bytes, 256 * 1024);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* ---- fault injection ---- */
+
+typedef struct fault_plan {
+  int op;      /* which call fails */
+  int after;   /* after this many good ones */
+  int err;     /* with this error (or a short write when 1) */
+  int seen;
+} fault_plan;
+
+static int fault_hook(void *arg, int op, size_t len) {
+  fault_plan *f = arg;
+  if (op != f->op) return 0;
+  if (f->seen++ < f->after) return 0;
+  if (f->err == 1) return len > 1 ? (int)(len / 2) : 0; /* short write */
+  return f->err;
+}
+
+static int errors_seen, last_error;
+static void on_error(mly_runtime *rt, int err, const char *msg, void *arg) {
+  (void)rt;
+  (void)arg;
+  ck_assert_ptr_nonnull(strstr(msg, "no more commits"));
+  errors_seen++;
+  last_error = err;
+}
+
+static void fault_case(int op, int err, int expect) {
+  fresh_dir();
+  reset();
+  errors_seen = 0;
+  fault_plan plan = {op, 5, err, 0};
+  mly_journal_options o = {.dir = dir, .fault = fault_hook, .fault_arg = &plan,
+                           .on_error = on_error};
+  mly_type *t;
+  mly_runtime *rt = open_rt(&t, &o);
+  spawn_counters(rt, t, 10, 1000);
+  h_run(rt); /* the machines end with the error, so the loop runs dry */
+  ck_assert_int_eq(errors_seen, 1);
+  ck_assert_int_eq(last_error, expect);
+  ck_assert_int_eq(mly_journal_error(rt), expect);
+  mly_stats s;
+  mly_runtime_stats(rt, &s);
+  ck_assert_uint_eq(s.live, 0);
+  for (int i = 0; i < 10; i++) ck_assert_uint_eq(done_n[i], 0);
+  /* nothing more is accepted */
+  counter c = {.target = 1};
+  ck_assert_int_eq(mly_spawn(rt, t, &c, sizeof c, NULL), expect);
+  mly_runtime_close(rt);
+  /* what was committed before is intact; the rest runs to the end */
+  rt = open_rt(&t, NULL);
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_eq(st.recovered, 10);
+  h_run(rt);
+  for (int i = 0; i < 10; i++) ck_assert_uint_eq(done_n[i], 1000);
+  mly_runtime_close(rt);
+}
+
+START_TEST(t_fault_fdatasync_eio) { fault_case(MLY_JOP_SYNC, -EIO, -EIO); }
+END_TEST
+START_TEST(t_fault_write_enospc) { fault_case(MLY_JOP_WRITE, -ENOSPC, -ENOSPC); }
+END_TEST
+START_TEST(t_fault_short_write) { fault_case(MLY_JOP_WRITE, 1, MLY_ENOSPC); }
+END_TEST
+
+/* ---- a real crash ---- */
+
+/* The child runs counters and SIGKILLs itself from inside a step; the
+ * parent reopens the journal and finishes the work. */
+static int crash_after;
+static int crasher_run(mly_machine *m, void *data) {
+  counter *c = data;
+  MLY_BEGIN(m);
+  while (c->n < c->target) {
+    if (++ticks == (uint64_t)crash_after) raise(SIGKILL);
+    c->n++;
+    MLY_SLEEP_AT(m, counter_tick, 0);
+  }
+  done_n[c->idx] = c->n;
+  MLY_END(m);
+}
+
+START_TEST(t_sigkill_mid_step) {
+  fresh_dir();
+  reset();
+  mly_type_def def = counter_def(1);
+  def.run = crasher_run;
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    crash_after = 777;
+    mly_runtime *rt = NULL;
+    mly_runtime_new(&rt, NULL, NULL);
+    mly_type_register(rt, &def, NULL);
+    mly_journal_options o = {.dir = dir};
+    if (mly_journal_open(rt, &o, NULL, 0) < 0) _exit(3);
+    for (uint32_t i = 0; i < 20; i++) {
+      counter c = {.idx = i, .target = 100};
+      mly_spawn(rt, mly_type_find(rt, "counter"), &c, sizeof c, NULL);
+    }
+    mly_runtime_run(rt);
+    _exit(4); /* never: it dies at step 777 */
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  crash_after = -1;
+  mly_runtime *rt = h_runtime();
+  h_type(rt, &def);
+  mly_journal_options o = {.dir = dir};
+  char err[512];
+  ck_assert_msg(mly_journal_open(rt, &o, err, sizeof err) == 0, "%s", err);
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_eq(st.recovered, 20);
+  h_run(rt);
+  for (int i = 0; i < 20; i++) ck_assert_uint_eq(done_n[i], 100);
+  /* at most the steps of the batches in flight ran twice: less than the
+   * 777 before the crash, and never fewer than the 2000 needed */
+  ck_assert_uint_ge(ticks + 777, 2000);
+  ck_assert_uint_le(ticks, 2000);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(t_sync_parse) {
+  mly_sync s;
+  uint32_t ms;
+  ck_assert_int_eq(mly_sync_parse("always", &s, &ms), 0);
+  ck_assert_int_eq(s, MLY_SYNC_ALWAYS);
+  ck_assert_int_eq(mly_sync_parse("never", &s, &ms), 0);
+  ck_assert_int_eq(s, MLY_SYNC_NEVER);
+  ck_assert_int_eq(mly_sync_parse("interval:250ms", &s, &ms), 0);
+  ck_assert_int_eq(s, MLY_SYNC_INTERVAL);
+  ck_assert_uint_eq(ms, 250);
+  ck_assert_int_eq(mly_sync_parse("interval:2s", &s, &ms), 0);
+  ck_assert_uint_eq(ms, 2000);
+  ck_assert_int_eq(mly_sync_parse("sometimes", &s, &ms), MLY_EINVAL);
+  ck_assert_int_eq(mly_sync_parse("interval:0", &s, &ms), MLY_ERANGE);
+  ck_assert_int_eq(mly_sync_parse("interval:x", &s, &ms), MLY_EINVAL);
+}
+END_TEST
+
+START_TEST(t_open_rules) {
+  fresh_dir();
+  mly_type *t;
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = counter_def(1);
+  t = h_type(rt, &def);
+  counter c = {.target = 1};
+  h_spawn(rt, t, &c, sizeof c); /* not durable yet: no journal */
+  mly_journal_options o = {.dir = dir};
+  char err[256];
+  ck_assert_int_eq(mly_journal_open(rt, &o, err, sizeof err), MLY_EBUSY);
+  ck_assert_ptr_nonnull(strstr(err, "before spawning"));
+  mly_runtime_close(rt);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("journal");
+  TCase *c = tcase_create("codec");
+  tcase_add_test(c, t_crc32c);
+  tcase_add_test(c, t_codec_roundtrip);
+  tcase_add_test(c, t_sync_parse);
+  suite_add_tcase(s, c);
+  TCase *r = tcase_create("recovery");
+  tcase_set_timeout(r, 120);
+  tcase_add_test(r, t_close_and_continue);
+  tcase_add_test(r, t_group_commit_counts);
+  tcase_add_test(r, t_timers_overdue_in_order);
+  tcase_add_test(r, t_request_reply_across_restart);
+  tcase_add_test(r, t_open_rules);
+  tcase_add_test(r, t_sigkill_mid_step);
+  suite_add_tcase(s, r);
+  TCase *d = tcase_create("damage");
+  tcase_set_timeout(d, 120);
+  tcase_add_test(d, t_torn_tail_is_cut);
+  tcase_add_test(d, t_bad_crc_in_the_middle_refused_then_salvaged);
+  tcase_add_test(d, t_sequence_gap_refused);
+  tcase_add_test(d, t_directory_lock);
+  tcase_add_test(d, t_versions_and_points);
+  tcase_add_test(d, t_compaction_keeps_the_live_set);
+  tcase_add_test(d, t_compaction_automatic);
+  tcase_add_test(d, t_fault_fdatasync_eio);
+  tcase_add_test(d, t_fault_write_enospc);
+  tcase_add_test(d, t_fault_short_write);
+  suite_add_tcase(s, d);
+  return s;
+}
+
+H_MAIN(suite)
