@@ -306,10 +306,11 @@ bool durable_end(mly_runtime *rt, mly_inst *m, bool failed) {
   e->status = m->status;
   e->aux = failed ? MLY_LC_FAILED : MLY_LC_TERMINATED;
   e->eid = eid;
-  if (commit(d, JD_DELIVER, p->id, e, NULL, NULL) < 0) {
-    ev_free(rt, e);
-    b->oom = true;
-  }
+  /* Delivered now, not after the commit: the parent must find it when it
+   * waits for this child, which is gone already.  The journal is a
+   * prefix: any record of the parent that consumes the notice comes after
+   * this END, so it can never be durable without it. */
+  ev_deliver(rt, p, e);
   return true;
 }
 

@@ -1,0 +1,196 @@
+/*
+ * crash_workload.c - durable machines for the crash test to kill.
+ *
+ *   crash_workload DIR run      work until killed (SIGKILL, by the harness)
+ *   crash_workload DIR finish   work until every machine is done, then exit
+ *
+ * A root machine spawns, in its first step (so in one record), COUNTERS
+ * counters and PAIRS pinger/ponger pairs, and waits for them all.
+ *
+ *  - a counter keeps n and a hash chain h = H(h, n); at the start of each
+ *    step it reports "c IDX N H" on fd 3: that state is committed, since a
+ *    durable machine resumes only after its last record is synced;
+ *  - a pinger sends n to its ponger as a request and checks the reply is
+ *    n + 1000; a ponger answers and counts.  They report "p IDX N" and
+ *    "q IDX N" the same way; a wrong reply is reported as "BAD ...".
+ * At the end each reports "done KIND IDX N [H]" and the root "all done".
+ * The harness checks what it read against what it reads after a restart.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mealy.h"
+
+#define COUNTERS 16
+#define PAIRS 4
+#define TARGET 600
+#define PING 1
+
+static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void report(const char *fmt, ...) {
+  char line[128];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (write(3, line, (size_t)n) != n) _exit(9); /* the harness is gone */
+}
+
+static uint64_t chain(uint64_t h, uint64_t n) {
+  h ^= n + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h * 0xff51afd7ed558ccdull;
+}
+
+/* ---- counter ---- */
+
+typedef struct counter {
+  uint32_t idx, n;
+  uint64_t h;
+} counter;
+#define COUNTER_POINTS(X) X(counter, tick)
+MLY_POINTS(counter, COUNTER_POINTS);
+
+static int counter_run(mly_machine *m, void *data) {
+  counter *c = data;
+  MLY_BEGIN(m);
+  while (c->n < TARGET) {
+    report("c %u %u %llu\n", c->idx, c->n, (unsigned long long)c->h);
+    c->h = chain(c->h, c->n);
+    c->n++;
+    MLY_SLEEP_AT(m, counter_tick, c->h % 3 == 0 ? 1 : 0);
+  }
+  report("done c %u %u %llu\n", c->idx, c->n, (unsigned long long)c->h);
+  MLY_END(m);
+}
+
+/* ---- ping-pong ---- */
+
+typedef struct pp {
+  uint32_t idx, n;
+  mly_id peer;
+} pp;
+#define PINGER_POINTS(X) X(pinger, asking)
+MLY_POINTS(pinger, PINGER_POINTS);
+#define PONGER_POINTS(X) X(ponger, listening)
+MLY_POINTS(ponger, PONGER_POINTS);
+
+static int pinger_run(mly_machine *m, void *data) {
+  pp *p = data;
+  MLY_BEGIN(m);
+  while (p->n < TARGET) {
+    report("p %u %u\n", p->idx, p->n);
+    MLY_REQUEST_AT(m, pinger_asking, p->peer, PING, mly_value_uint(p->n), -1);
+    uint64_t got = 0;
+    const mly_event *e = mly_current_event(m);
+    if (e == NULL || mly_value_get_uint(e->payload, &got) < 0 ||
+        got != p->n + 1000u)
+      report("BAD pinger %u asked %u got %llu\n", p->idx, p->n,
+             (unsigned long long)got);
+    p->n++;
+  }
+  report("done p %u %u\n", p->idx, p->n);
+  MLY_END(m);
+}
+
+static int ponger_run(mly_machine *m, void *data) {
+  pp *p = data;
+  MLY_BEGIN(m);
+  while (p->n < TARGET) {
+    report("q %u %u\n", p->idx, p->n);
+    MLY_AWAIT_AT(m, ponger_listening, PING, -1);
+    const mly_event *e = mly_current_event(m);
+    uint64_t v = 0;
+    mly_value_get_uint(e->payload, &v);
+    if (v != p->n) report("BAD ponger %u expected %u got %llu\n", p->idx, p->n,
+                          (unsigned long long)v);
+    mly_reply(m, e, PING, mly_value_uint(v + 1000));
+    p->n++;
+  }
+  report("done q %u %u\n", p->idx, p->n);
+  MLY_END(m);
+}
+
+/* ---- root ---- */
+
+typedef struct root {
+  mly_id kids[COUNTERS + 2 * PAIRS];
+  uint32_t next;
+} root;
+#define ROOT_POINTS(X) X(root, waiting)
+MLY_POINTS(root, ROOT_POINTS);
+
+static mly_type *t_counter, *t_pinger, *t_ponger;
+
+static int root_run(mly_machine *m, void *data) {
+  root *r = data;
+  int status;
+  MLY_BEGIN(m);
+  for (uint32_t i = 0; i < COUNTERS; i++) {
+    counter c = {.idx = i};
+    mly_spawn_child(m, t_counter, &c, sizeof c, &r->kids[i]);
+  }
+  for (uint32_t i = 0; i < PAIRS; i++) {
+    pp q = {.idx = i};
+    mly_id pong;
+    mly_spawn_child(m, t_ponger, &q, sizeof q, &pong);
+    pp p = {.idx = i, .peer = pong};
+    r->kids[COUNTERS + 2 * i] = pong;
+    mly_spawn_child(m, t_pinger, &p, sizeof p, &r->kids[COUNTERS + 2 * i + 1]);
+  }
+  for (r->next = 0; r->next < COUNTERS + 2 * PAIRS; r->next++) {
+    MLY_AWAIT_CHILD_AT(m, root_waiting, r->kids[r->next], &status);
+    if (status != 0) report("BAD child %u ended with %d\n", r->next, status);
+  }
+  report("all done\n");
+  MLY_END(m);
+}
+
+static int reg(mly_runtime *rt, const char *name, mly_fn run,
+               const char *const *points, uint32_t npoints, size_t size,
+               mly_type **out) {
+  mly_type_def d = {.name = name, .run = run, .points = points,
+                    .npoints = npoints, .data_size = size, .version = 1,
+                    .flags = MLY_TYPE_DURABLE};
+  return mly_type_register(rt, &d, out);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 3) {
+    fprintf(stderr, "usage: crash_workload DIR run|finish\n");
+    return 2;
+  }
+  mly_runtime *rt;
+  mly_type *t_root;
+  if (mly_runtime_new(&rt, NULL, NULL) < 0 ||
+      reg(rt, "counter", counter_run, counter_points, counter__npoints,
+          sizeof(counter), &t_counter) < 0 ||
+      reg(rt, "pinger", pinger_run, pinger_points, pinger__npoints,
+          sizeof(pp), &t_pinger) < 0 ||
+      reg(rt, "ponger", ponger_run, ponger_points, ponger__npoints,
+          sizeof(pp), &t_ponger) < 0 ||
+      reg(rt, "root", root_run, root_points, root__npoints, sizeof(root),
+          &t_root) < 0)
+    return 3;
+  char err[512];
+  mly_journal_options o = {.dir = argv[1]};
+  int rc = mly_journal_open(rt, &o, err, sizeof err);
+  if (rc < 0) {
+    fprintf(stderr, "crash_workload: %s\n", err);
+    return 4;
+  }
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  if (st.recovered == 0 && st.parked == 0) { /* a first start, or all done */
+    mly_journal_info info;
+    if (mly_journal_info_get(argv[1], &info, err, sizeof err) == 0 &&
+        info.records == 0)
+      mly_spawn(rt, t_root, NULL, 0, NULL);
+  }
+  report("started %llu\n", (unsigned long long)st.recovered);
+  rc = mly_runtime_run(rt);
+  mly_runtime_close(rt);
+  return rc < 0 ? 5 : 0;
+}
