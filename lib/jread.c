@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -109,6 +110,7 @@ static size_t next_valid(const unsigned char *data, size_t size, size_t off) {
 
 /* ---- files ---- */
 
+/* Maps a segment: recovery reads the page cache in place, no copy. */
 static int read_file(int dirfd, const char *name, unsigned char **out,
                      size_t *len) {
   int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
@@ -120,21 +122,18 @@ static int read_file(int dirfd, const char *name, unsigned char **out,
     return e;
   }
   size_t size = (size_t)st.st_size;
-  unsigned char *p = malloc(size ? size : 1);
-  if (p == NULL) {
-    close(fd);
-    return MLY_ENOMEM;
-  }
-  size_t got = 0;
-  while (got < size) {
-    ssize_t r = read(fd, p + got, size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break; /* shrank under us: read what is there */
-    got += (size_t)r;
+  void *p = NULL;
+  if (size > 0) {
+    p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int e = -errno;
+      close(fd);
+      return e;
+    }
   }
   close(fd);
   *out = p;
-  *len = got;
+  *len = size;
   return 0;
 }
 
@@ -180,7 +179,8 @@ static int list_segments(int dirfd, jread *r) {
 }
 
 void jr_read_free(jread *r) {
-  for (size_t i = 0; i < r->nsegs; i++) free(r->segs[i].data);
+  for (size_t i = 0; i < r->nsegs; i++)
+    if (r->segs[i].data) munmap(r->segs[i].data, r->segs[i].file_len);
   free(r->segs);
   *r = (jread){0};
 }

@@ -115,8 +115,33 @@ bool rp_parse_event(jcur *c, rp_event *e) {
 
 /* ---- the tables ---- */
 
+/* Instances by slot (the low half of an id): ids are dense, so an array
+ * beats a hash.  A slot names its newest instance; an older one in the
+ * same slot has ended (slots are reused only after an end). */
+static uint32_t inst_at(const replay *r, mly_id id) {
+  uint32_t slot = (uint32_t)id;
+  if (slot >= r->nslot) return UINT32_MAX;
+  uint32_t i = r->slot[slot];
+  return i != UINT32_MAX && r->insts[i].id == id ? i : UINT32_MAX;
+}
+
+static int slot_set(replay *r, uint32_t slot, uint32_t i) {
+  if (slot >= RP_MAX_SLOT) return MLY_ERANGE;
+  if (slot >= r->nslot) {
+    size_t n = r->nslot ? r->nslot : 1024;
+    while (n <= slot) n *= 2;
+    uint32_t *v = realloc(r->slot, n * sizeof *v);
+    if (v == NULL) return MLY_ENOMEM;
+    memset(v + r->nslot, 0xff, (n - r->nslot) * sizeof *v);
+    r->slot = v;
+    r->nslot = n;
+  }
+  r->slot[slot] = i;
+  return 0;
+}
+
 static int put_inst(replay *r, const rp_state *s) {
-  uint32_t i = map_get(&r->imap, s->id);
+  uint32_t i = inst_at(r, s->id);
   if (i == UINT32_MAX) {
     if (r->ninsts == r->icap) {
       size_t cap = r->icap ? r->icap * 2 : 1024;
@@ -126,7 +151,7 @@ static int put_inst(replay *r, const rp_state *s) {
       r->icap = cap;
     }
     i = (uint32_t)r->ninsts++;
-    int rc = map_put(&r->imap, s->id, i);
+    int rc = slot_set(r, (uint32_t)s->id, i);
     if (rc < 0) return rc;
     r->live++;
   } else if (r->insts[i].ended) {
@@ -201,7 +226,7 @@ static int end_rec(jcur *c, replay *r) {
   if (!jc_uint(c, &id) || !jc_int(c, &status) || !jc_int(c, &lc) ||
       !jc_uint(c, &eid))
     return MLY_EBADMSG;
-  uint32_t i = map_get(&r->imap, id);
+  uint32_t i = inst_at(r, id);
   if (i == UINT32_MAX || r->insts[i].ended) return 0;
   r->insts[i].ended = true;
   r->live--;
@@ -255,11 +280,9 @@ int rp_record(const jrec *rec, void *arg) {
 void rp_free(replay *r) {
   free(r->insts);
   free(r->evs);
-  map_free(&r->imap);
+  free(r->slot);
   map_free(&r->emap);
   *r = (replay){0};
 }
 
-uint32_t rp_find_inst(const replay *r, mly_id id) {
-  return map_get(&r->imap, id);
-}
+uint32_t rp_find_inst(const replay *r, mly_id id) { return inst_at(r, id); }

@@ -13,6 +13,8 @@
 enum { RP_W_NONE = 0, RP_W_TURN, RP_W_SLEEP, RP_W_COND, RP_W_EVENT,
        RP_W_REPLY, RP_W_CHILDREN, RP_W_EXITING = 100 };
 
+#define RP_MAX_SLOT (1u << 28) /* ids past this are damage, not data */
+
 typedef struct rp_state {
   mly_id id, parent;
   const char *type, *point, *wname;
@@ -53,7 +55,8 @@ typedef struct u64map {
 typedef struct replay {
   rp_inst *insts;
   size_t ninsts, icap;
-  u64map imap;
+  uint32_t *slot;         /* slot -> index in insts */
+  size_t nslot;
   rp_event *evs;
   size_t nevs, ecap;
   u64map emap;

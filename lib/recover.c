@@ -20,7 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_SLOT (1u << 28)
 
 typedef struct back {
   mly_inst *m;
@@ -288,7 +287,7 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
   uint32_t nslots = 0;
   for (size_t i = 0; i < r->ninsts; i++) {
     uint32_t s = (uint32_t)r->insts[i].id;
-    if (s >= MAX_SLOT)
+    if (s >= RP_MAX_SLOT)
       return errf(err, errlen, MLY_ERANGE, "instance id %llu is past what "
                   "this runtime can hold", (unsigned long long)r->insts[i].id);
     if (s + 1 > nslots) nslots = s + 1;
