@@ -16,14 +16,19 @@ extern const unsigned long mly_demo_config_len;
 
 static void usage(FILE *f) {
   fprintf(f,
-      "usage: mealy supervise [--check] [-s SOCKET] [FILE]\n"
+      "usage: mealy supervise [--check] [-s SOCKET] [--state-dir DIR] [FILE]\n"
       "  FILE         the configuration (YAML); without it, the built-in demo\n"
       "  --check      validate FILE and exit: 0 valid, 1 not\n"
-      "  -s SOCKET    control socket path (overrides the file's socket:)\n");
+      "  -s SOCKET    control socket path (overrides the file's socket:)\n"
+      "  --state-dir DIR\n"
+      "               keep the programs' state in a journal in DIR (overrides\n"
+      "               the file's state_dir:): after the supervisor is killed,\n"
+      "               the next run adopts (or, with orphans: stop, restarts)\n"
+      "               the children it finds alive, never a second copy\n");
 }
 
 int cmd_supervise(int argc, char **argv) {
-  const char *file = NULL, *sock = NULL;
+  const char *file = NULL, *sock = NULL, *state = NULL;
   bool check = false;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--help") == 0) {
@@ -37,6 +42,12 @@ int cmd_supervise(int argc, char **argv) {
         return 2;
       }
       sock = argv[++i];
+    } else if (strcmp(argv[i], "--state-dir") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "mealy supervise: --state-dir needs a directory\n");
+        return 2;
+      }
+      state = argv[++i];
     } else if (argv[i][0] == '-') {
       fprintf(stderr, "mealy supervise: unknown option '%s'\n", argv[i]);
       usage(stderr);
@@ -64,7 +75,7 @@ int cmd_supervise(int argc, char **argv) {
     return 0;
   }
   sv_run_options o = {.config_path = file, .socket_override = sock,
-                      .log = stdout};
+                      .state_dir = state, .log = stdout};
   if (file == NULL) {
     o.config_path = "(built-in demo)";
     o.config_text = mly_demo_config;

@@ -708,6 +708,12 @@ mly_id mly_parent(const mly_machine *m) {
   return p ? p->id : 0;
 }
 void *mly_machine_data(mly_machine *m) { return INST(m)->data; }
+
+void *mly_instance_data(mly_runtime *rt, mly_id id) {
+  if (!rt_on_loop_thread(rt)) return NULL;
+  mly_inst *m = inst_get(rt, id);
+  return m ? m->data : NULL;
+}
 uint64_t mly_step_number(const mly_machine *m) { return INST(m)->step; }
 
 /* ---- by id, from host code ---- */

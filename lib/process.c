@@ -13,16 +13,35 @@
  */
 #include "internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+/* A child of ours (h), or a process adopted from a previous run, watched
+ * through a pidfd (poll): its handle shares the uv_handle_t head. */
 struct mly_proc {
-  uv_process_t h;
+  union {
+    uv_process_t h;
+    uv_poll_t poll;
+  };
   mly_runtime *rt;
   mly_id owner;
   int pid;
+  int pidfd; /* adopted: -1 for our own children */
   mly_proc *next, *prev;
 };
+
+static void link_proc(mly_runtime *rt, mly_proc *p) {
+  p->next = rt->procs;
+  if (rt->procs) rt->procs->prev = p;
+  rt->procs = p;
+  rt->nprocs++;
+}
 
 static void unlink_proc(mly_runtime *rt, mly_proc *p) {
   if (p->prev) p->prev->next = p->next;
@@ -35,12 +54,12 @@ static void unlink_proc(mly_runtime *rt, mly_proc *p) {
 static void proc_closed(uv_handle_t *h) {
   mly_proc *p = h->data;
   mly_runtime *rt = p->rt;
+  if (p->pidfd >= 0) close(p->pidfd);
   free(p);
   rt_release(rt);
 }
 
-static void exit_cb(uv_process_t *h, int64_t exit_status, int term_signal) {
-  mly_proc *p = h->data;
+static void gone(mly_proc *p, int64_t exit_status, int term_signal) {
   mly_runtime *rt = p->rt;
   unlink_proc(rt, p); /* reaped: its pid must never be signalled again */
   mly_inst *owner = inst_get(rt, p->owner);
@@ -52,7 +71,19 @@ static void exit_cb(uv_process_t *h, int64_t exit_status, int term_signal) {
     e->corr = (uint64_t)p->pid;
     ev_deliver(rt, owner, e);
   }
-  uv_close((uv_handle_t *)h, proc_closed);
+  uv_close((uv_handle_t *)&p->h, proc_closed);
+}
+
+static void exit_cb(uv_process_t *h, int64_t exit_status, int term_signal) {
+  gone(h->data, exit_status, term_signal);
+}
+
+/* An adopted process's pidfd turns readable when it exits.  It is not our
+ * child, so its status is not ours to read: -1, no signal. */
+static void adopted_cb(uv_poll_t *h, int status, int events) {
+  (void)status;
+  (void)events;
+  gone(h->data, -1, 0);
 }
 
 static void set_stdio(uv_stdio_container_t *c, int fd, mly_stdio_mode mode,
@@ -119,6 +150,7 @@ int mly_process_spawn(mly_machine *mm, const mly_process_options *o,
   };
   p->rt = rt;
   p->owner = m->id;
+  p->pidfd = -1;
   p->h.data = p;
   rt->open_handles++;
   int rc = uv_spawn(rt->loop, &p->h, &uo);
@@ -127,11 +159,76 @@ int mly_process_spawn(mly_machine *mm, const mly_process_options *o,
     return rc;
   }
   p->pid = p->h.pid;
-  p->next = rt->procs;
-  if (rt->procs) rt->procs->prev = p;
-  rt->procs = p;
-  rt->nprocs++;
+  link_proc(rt, p);
   if (pid_out) *pid_out = p->pid;
+  return 0;
+}
+
+int mly_process_start_time(int pid, uint64_t *out) {
+  char path[64], buf[1024];
+  if (pid <= 0) return MLY_EINVAL;
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? MLY_ESRCH : -errno;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return MLY_ESRCH;
+  buf[n] = '\0';
+  /* "pid (comm) state ppid ...": comm may hold anything, even ") " */
+  char *p = strrchr(buf, ')');
+  if (p == NULL || p[1] != ' ') return MLY_EBADMSG;
+  if (p[2] == 'Z' || p[2] == 'X') return MLY_ESRCH; /* dead, not yet reaped */
+  p += 2;
+  for (int field = 3; field < 22; field++) { /* starttime is field 22 */
+    p = strchr(p, ' ');
+    if (p == NULL) return MLY_EBADMSG;
+    p++;
+  }
+  char *end;
+  unsigned long long v = strtoull(p, &end, 10);
+  if (end == p) return MLY_EBADMSG;
+  *out = v;
+  return 0;
+}
+
+int mly_process_adopt(mly_machine *mm, int pid, uint64_t start_time) {
+  mly_inst *m = INST(mm);
+  mly_runtime *rt = m->type->rt;
+  if (pid <= 0) return MLY_EINVAL;
+  if (rt->closing) return MLY_ESHUTDOWN;
+  if (mly_process_known(rt, pid)) return MLY_EEXIST;
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) return errno == ESRCH ? MLY_ESRCH : -errno;
+  /* checked after the pidfd is held: from here on the pid cannot be
+   * reused under us, and the start time says it is the same process */
+  uint64_t now = 0;
+  int rc = mly_process_start_time(pid, &now);
+  if (rc == 0 && now != start_time) rc = MLY_ESRCH;
+  mly_proc *p = rc == 0 ? calloc(1, sizeof *p) : NULL;
+  if (rc == 0 && p == NULL) rc = MLY_ENOMEM;
+  if (rc < 0) {
+    close(pidfd);
+    return rc;
+  }
+  p->rt = rt;
+  p->owner = m->id;
+  p->pid = pid;
+  p->pidfd = pidfd;
+  p->poll.data = p;
+  rt->open_handles++;
+  rc = uv_poll_init(rt->loop, &p->poll, pidfd);
+  if (rc < 0) {
+    rt->open_handles--;
+    close(pidfd);
+    free(p);
+    return rc;
+  }
+  rc = uv_poll_start(&p->poll, UV_READABLE, adopted_cb);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&p->poll, proc_closed);
+    return rc;
+  }
+  link_proc(rt, p);
   return 0;
 }
 
@@ -140,6 +237,11 @@ int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group) {
   if (pid <= 0 || signum < 0 || signum >= 65) return MLY_EINVAL;
   for (mly_proc *p = rt->procs; p != NULL; p = p->next) {
     if (p->pid != pid) continue;
+    if (p->pidfd >= 0) { /* adopted: the pidfd proves the leader is ours */
+      if (syscall(SYS_pidfd_send_signal, p->pidfd, group ? 0 : signum, NULL, 0) < 0)
+        return -errno;
+      if (!group) return 0;
+    }
     if (group) return kill(-pid, signum) < 0 ? -errno : 0;
     return uv_process_kill(&p->h, signum);
   }

@@ -382,7 +382,7 @@ START_TEST(t_err_unknown_key) {
   EXPECT_ERR("sockt: x\n" WEB, MLY_EINVAL, "sv.yaml:1:1: ",
              "unknown key 'sockt' at the top level",
              "known: socket, socket_mode, log_dir, shutdown_grace, on_fatal, "
-             "programs");
+             "state_dir, orphans, sync, programs");
   EXPECT_ERR(WEB "    backoff: {initial: 1s, maximum: 2s}\n", MLY_EINVAL,
              "sv.yaml:4:28: ", "unknown key 'maximum' in backoff of program "
              "'web'", "initial, max, multiplier, jitter, reset_after");
@@ -415,6 +415,27 @@ START_TEST(t_socket_mode) {
              "would lock the supervisor's own user out");
   EXPECT_ERR("socket_mode: [1]\n" WEB, MLY_EINVAL, "sv.yaml:1:14: ",
              "socket_mode must be a string, not a list");
+}
+END_TEST
+
+START_TEST(t_durable_settings) {
+  sv_config *c = parse_ok(WEB);
+  ck_assert_ptr_null(c->state_dir);
+  ck_assert_int_eq(c->orphans, SV_ORPHANS_ADOPT);
+  ck_assert_int_eq(c->sync, MLY_SYNC_ALWAYS);
+  sv_config_free(c);
+  c = parse_ok("state_dir: /var/lib/x\norphans: stop\nsync: interval:250ms\n" WEB);
+  ck_assert_str_eq(c->state_dir, "/var/lib/x");
+  ck_assert_int_eq(c->orphans, SV_ORPHANS_STOP);
+  ck_assert_int_eq(c->sync, MLY_SYNC_INTERVAL);
+  ck_assert_uint_eq(c->sync_interval_ms, 250);
+  sv_config_free(c);
+  EXPECT_ERR("orphans: keep\n" WEB, MLY_EINVAL, "sv.yaml:1:10: ",
+             "orphans must be adopt or stop, not 'keep'");
+  EXPECT_ERR("sync: sometimes\n" WEB, MLY_EINVAL, "sv.yaml:1:7: ",
+             "sync must be always, never or interval:DURATION");
+  EXPECT_ERR("state_dir: ''\n" WEB, MLY_EINVAL, "sv.yaml:1:12: ",
+             "state_dir is empty");
 }
 END_TEST
 
@@ -978,6 +999,7 @@ static Suite *config_suite(void) {
   tcase_add_test(v, t_full_config);
   tcase_add_test(v, t_defaults);
   tcase_add_test(v, t_socket_mode);
+  tcase_add_test(v, t_durable_settings);
   tcase_add_test(v, t_null_means_default);
   tcase_add_test(v, t_shell_command);
   tcase_add_test(v, t_start_order);

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- a machine that runs a list of jobs, one after the other ---- */
@@ -555,6 +556,81 @@ START_TEST(process_outlives_owner) {
 }
 END_TEST
 
+/* ---- adoption: a process this runtime did not spawn ---- */
+
+typedef struct adopter {
+  int pid;
+  uint64_t start;
+  int adopt_rc, wrong_rc, signal_rc, again_rc;
+  bool exited;
+  int64_t status;
+} adopter;
+
+static int adopter_run(mly_machine *m, void *data) {
+  adopter *a = data;
+  mly_runtime *rt = mly_machine_runtime(m);
+  MLY_BEGIN(m);
+  a->wrong_rc = mly_process_adopt(m, a->pid, a->start + 1); /* not it */
+  a->adopt_rc = mly_process_adopt(m, a->pid, a->start);
+  if (a->adopt_rc < 0) MLY_EXIT(m, 1);
+  a->again_rc = mly_process_adopt(m, a->pid, a->start);    /* twice */
+  a->signal_rc = mly_process_signal(rt, a->pid, SIGTERM, false);
+  MLY_AWAIT(m, MLY_EV_PROCESS_EXIT, -1);
+  a->exited = mly_current_event(m) != NULL;
+  if (a->exited) a->status = mly_current_event(m)->status;
+  /* gone: never signalled again */
+  a->signal_rc = mly_process_signal(rt, a->pid, SIGTERM, false) == MLY_ESRCH
+                     ? a->signal_rc : -9999;
+  MLY_END(m);
+}
+
+START_TEST(adopt_watches_through_pidfd) {
+  /* a close-on-exec pipe: its EOF says the child has exec'd, so the
+   * signal below reaches sleep, not a copy of this test process */
+  int sync[2];
+  ck_assert_int_eq(pipe2(sync, O_CLOEXEC), 0);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    execlp("sleep", "sleep", "30", (char *)NULL);
+    _exit(127);
+  }
+  close(sync[1]);
+  char c;
+  ck_assert_int_eq(read(sync[0], &c, 1), 0);
+  close(sync[0]);
+  adopter a = {.pid = pid};
+  ck_assert_int_eq(mly_process_start_time(pid, &a.start), 0);
+  ck_assert_uint_gt(a.start, 0);
+  uint64_t again = 0;
+  ck_assert_int_eq(mly_process_start_time(pid, &again), 0);
+  ck_assert_uint_eq(again, a.start); /* stable: it names this process */
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "adopter",
+                                           .run = adopter_run,
+                                           .data_size = sizeof(adopter)});
+  mly_id id = h_spawn(rt, t, &a, sizeof a);
+  adopter *live = mly_instance_data(rt, id);
+  ck_assert_ptr_nonnull(live);
+  /* run until it has the exit; the data is read before the instance ends */
+  for (int i = 0; i < 1000 && !live->exited; i++)
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  ck_assert_int_eq(live->wrong_rc, MLY_ESRCH);
+  ck_assert_int_eq(live->adopt_rc, 0);
+  ck_assert_int_eq(live->again_rc, MLY_EEXIST);
+  ck_assert_int_eq(live->signal_rc, 0);
+  ck_assert(live->exited);
+  ck_assert_int_eq(live->status, -1); /* not our child: status unknown */
+  h_run(rt);
+  ck_assert_uint_eq(mly_process_count(rt), 0);
+  mly_runtime_close(rt);
+  int st;
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid); /* the test is its parent */
+  ck_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGTERM);
+  ck_assert_int_eq(mly_process_start_time(pid, &again), MLY_ESRCH);
+}
+END_TEST
+
 static Suite *process_suite(void) {
   Suite *s = suite_create("process");
   TCase *tc = tcase_create("children");
@@ -571,6 +647,7 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, stdio_null_mode_discards_output);
   tcase_add_test(tc, exits_route_to_their_owners);
   tcase_add_test(tc, process_outlives_owner);
+  tcase_add_test(tc, adopt_watches_through_pidfd);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -229,6 +229,7 @@ num_ge() { # NAME KEY N
   [ -n "$v" ] && [ "$v" -ge "$3" ] 2>/dev/null
 }
 pid_of() { field "$1" pid; }
+eq_field() { [ "$(field "$1" "$2")" = "$3" ]; }
 pid_changed() { # NAME OLD: running with a pid other than OLD
   local p
   p=$(pid_of "$1")
@@ -953,6 +954,88 @@ if sv_start; then
   check "three: last exit 3" eq "$(field three last_exit)" 3
   check "failing (exit 4 is not a success code): restarted until fatal" \
     poll 100 state_is failing fatal
+fi
+case_end
+
+###########################################################################
+case_begin 13 "state_dir: killed with SIGKILL, the next run adopts, never duplicates"
+cat >"$CFG" <<EOF
+state_dir: $D/state
+programs:
+  a:
+    command: [sleep, "1013"]
+  b:
+    command: [sleep, "1014"]
+    depends_on: [a]
+  held:
+    command: [sleep, "1015"]
+EOF
+if sv_start; then
+  check "a runs" poll 100 running a
+  check "b runs" poll 100 running b
+  check "held runs" poll 100 running held
+  ctl_quiet stop held
+  check "held stopped by hand" poll 100 state_is held stopped
+  apid=$(pid_of a)
+  bpid=$(pid_of b)
+  sleep 0.3 # the saves are journaled (sync: always)
+  kill -KILL "$SVPID"
+  sv_wait
+  check "the children outlive the supervisor" alive "$apid"
+  check "b outlives it too" alive "$bpid"
+  sv_start
+  check "a adopted: the same pid" poll 100 eq_field a pid "$apid"
+  check "b adopted: the same pid" poll 100 eq_field b pid "$bpid"
+  check "log: adopted pid $apid" logged a "adopted pid $apid"
+  check "held stays down" poll 50 state_is held stopped
+  check "log: held kept down" logged held 'kept down, as before the restart'
+  check "no second copy of a" eq "$(pgrep -fc 'sleep 1013')" 1
+  check "no second copy of b" eq "$(pgrep -fc 'sleep 1014')" 1
+  check "nothing of held runs" eq "$(pgrep -fc 'sleep 1015')" 0
+  # an adopted child stops as any other: TERM to its group, seen by pidfd
+  ctl_quiet stop b
+  check "adopted b stops" poll 100 state_is b stopped
+  check "its process is gone" poll 50 gone "$bpid"
+  check "log: b's status is unknown (not our child)" logged b 'exited \(status unknown'
+  # a saved pid that no longer names the child is never adopted
+  kill -KILL "$SVPID"
+  sv_wait
+  kill -KILL "$apid"
+  poll 50 gone "$apid"
+  sv_start
+  check "a gone while we were down: started anew" poll 100 pid_changed a "$apid"
+  check "log: the previous pid is gone" logged a "pid $apid of the previous run is gone"
+  check "one copy of a" eq "$(pgrep -fc 'sleep 1013')" 1
+fi
+case_end
+
+###########################################################################
+case_begin 14 "state_dir with orphans: stop: the survivor is stopped, then started afresh"
+cat >"$CFG" <<EOF
+state_dir: $D/state
+orphans: stop
+programs:
+  a:
+    command: [sleep, "1016"]
+    stop_grace: 1s
+EOF
+if sv_start; then
+  check "a runs" poll 100 running a
+  apid=$(pid_of a)
+  sleep 0.3
+  kill -KILL "$SVPID"
+  sv_wait
+  sv_start
+  check "a restarted with a new pid" poll 100 pid_changed a "$apid"
+  check "the survivor was stopped" poll 50 gone "$apid"
+  check "log: orphans: stop" logged a 'orphans: stop: stopping it'
+  check "one copy of a" eq "$(pgrep -fc 'sleep 1016')" 1
+  # a clean shutdown forgets: the next start is a fresh one
+  ctl_quiet shutdown
+  sv_wait
+  sv_start
+  check "after a clean stop, a starts afresh" poll 100 running a
+  check "log: nothing adopted" eq "$(count a 'adopted pid')" 0
 fi
 case_end
 

@@ -252,6 +252,10 @@ int mly_kill(mly_runtime *rt, mly_id id);
  * condition.  No effect on other waits. */
 int mly_wake(mly_runtime *rt, mly_id id);
 
+/* An instance's data, for host code on the loop thread (NULL: no such
+ * live instance).  Valid until the instance ends. */
+void *mly_instance_data(mly_runtime *rt, mly_id id);
+
 /* The machine's own view of itself. */
 mly_runtime *mly_machine_runtime(const mly_machine *m);
 mly_id mly_self(const mly_machine *m);
@@ -382,6 +386,18 @@ size_t mly_process_count(const mly_runtime *rt);
 /* Whether pid is a child process of this runtime not yet reaped: a
  * subreaper uses it to tell its own children from adopted orphans. */
 bool mly_process_known(const mly_runtime *rt, int pid);
+
+/* A process's start time (clock ticks since boot, /proc/PID/stat): with
+ * the pid it names one process for good, as a pid alone does not.
+ * MLY_ESRCH if there is no such (living) process. */
+int mly_process_start_time(int pid, uint64_t *out);
+/* Watch a process this runtime did not spawn (one left running by a
+ * previous run of the host), through a pidfd: no polling.  It must have
+ * the given start time, or MLY_ESRCH (its pid now names another).  Its
+ * exit arrives as MLY_EV_PROCESS_EXIT with status -1 and no signal: it
+ * is not our child, so its exit status cannot be read.
+ * mly_process_signal works on it, checked through the pidfd. */
+int mly_process_adopt(mly_machine *m, int pid, uint64_t start_time);
 
 
 /* ------------------------------------------------------------------ */

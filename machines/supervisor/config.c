@@ -1207,11 +1207,39 @@ static int top_on_fatal(ctx *c, void *o, yaml_node_t *v) {
   return 0;
 }
 
+static int top_state_dir(ctx *c, void *o, yaml_node_t *v) {
+  return set_str(c, v, "state_dir", &((sv_config *)o)->state_dir);
+}
+
+static int top_orphans(ctx *c, void *o, yaml_node_t *v) {
+  const char *s;
+  int rc = get_str(c, v, "orphans", &s);
+  if (rc) return rc;
+  if (!strcmp(s, "adopt")) ((sv_config *)o)->orphans = SV_ORPHANS_ADOPT;
+  else if (!strcmp(s, "stop")) ((sv_config *)o)->orphans = SV_ORPHANS_STOP;
+  else return bad(c, v, "orphans must be adopt or stop, not '%s'", show(s).s);
+  return 0;
+}
+
+static int top_sync(ctx *c, void *o, yaml_node_t *v) {
+  const char *s;
+  sv_config *cfg = o;
+  int rc = get_str(c, v, "sync", &s);
+  if (rc) return rc;
+  if (mly_sync_parse(s, &cfg->sync, &cfg->sync_interval_ms) < 0)
+    return bad(c, v, "sync must be always, never or interval:DURATION "
+               "(e.g. interval:100ms), not '%s'", show(s).s);
+  return 0;
+}
+
 static const field top_fields[] = {{"socket", top_socket, false},
                                    {"socket_mode", top_socket_mode, false},
                                    {"log_dir", top_log_dir, false},
                                    {"shutdown_grace", top_grace, false},
                                    {"on_fatal", top_on_fatal, false},
+                                   {"state_dir", top_state_dir, false},
+                                   {"orphans", top_orphans, false},
+                                   {"sync", top_sync, false},
                                    {"programs", top_programs, true}};
 
 /* ------------------------------------------------------------------ */
@@ -1627,6 +1655,7 @@ void sv_config_free(sv_config *c) {
   free(c->path);
   free(c->socket);
   free(c->log_dir);
+  free(c->state_dir);
   free(c);
 }
 

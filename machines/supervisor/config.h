@@ -7,6 +7,9 @@
  *   log_dir: /var/log/mealy          # where relative log files go (default .)
  *   shutdown_grace: 30s              # whole-supervisor stop deadline
  *   on_fatal: stay | shutdown        # a program going fatal stops everything?
+ *   state_dir: /var/lib/mealy        # journal: survive the supervisor's death
+ *   orphans: adopt | stop            # children found alive after a crash
+ *   sync: always | never | interval:100ms
  *   programs:
  *     web:
  *       command: [/usr/bin/python3, -m, http.server, "8080"]
@@ -35,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "mealy.h"
 
 typedef enum sv_restart { SV_RESTART_ALWAYS = 0, SV_RESTART_ON_FAILURE,
                           SV_RESTART_NEVER } sv_restart;
@@ -42,6 +46,7 @@ typedef enum sv_ready { SV_READY_NONE = 0, SV_READY_DELAY, SV_READY_NOTIFY }
     sv_ready;
 typedef enum sv_output { SV_OUT_INHERIT = 0, SV_OUT_FILE } sv_output;
 typedef enum sv_on_fatal { SV_FATAL_STAY = 0, SV_FATAL_SHUTDOWN } sv_on_fatal;
+typedef enum sv_orphans { SV_ORPHANS_ADOPT = 0, SV_ORPHANS_STOP } sv_orphans;
 
 typedef struct sv_log {
   sv_output mode;
@@ -102,6 +107,10 @@ typedef struct sv_config {
   char *log_dir;          /* default "." */
   int64_t shutdown_grace_ms; /* default 30000 */
   sv_on_fatal on_fatal;
+  char *state_dir;        /* NULL: nothing is kept across a crash */
+  sv_orphans orphans;     /* default adopt */
+  mly_sync sync;          /* default always */
+  uint32_t sync_interval_ms;
   sv_program *programs;   /* in file order */
   size_t nprograms;
   size_t *start_order;    /* indexes into programs: dependencies first */

@@ -190,6 +190,7 @@ static const char *do_command(sv *s, const char *method,
                                               : SV_EV_RESTART;
   if (s->stopping && ev != SV_EV_STOP) return "the supervisor is shutting down";
   p->launched = true; /* by hand: the supervisor no longer waits for it */
+  p->held_down = ev == SV_EV_STOP; /* kept down, even across a crash */
   mly_runtime_send(s->rt, p->machine, ev, NULL);
   sv_logf(s, p->name, "%s requested through the control socket", method);
   return NULL;

@@ -33,6 +33,7 @@ typedef struct coproc {
   int term_signal;
   bool stop;            /* stop requested: go down */
   bool again;           /* restart requested: down, then up at once */
+  bool adopted;         /* the child was left by the previous run */
   uint64_t until_ms;    /* deadline of the current phase */
 } coproc;
 
@@ -45,6 +46,7 @@ MLY_POINTS(coproc, COPROC_POINTS);
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
 
 static void changed(mly_machine *m) {
+  sv_state_save(((coproc *)mly_machine_data(m))->p);
   mly_send(m, mly_parent(m), SV_EV_CHANGED, NULL);
 }
 
@@ -155,6 +157,30 @@ static void child_gone(coproc *c) {
   p->notify = NULL;
 }
 
+/* A child the previous run left alive: watch it, do not start another.
+ * With `orphans: stop` it is then stopped and started afresh. */
+static bool adopt(mly_machine *m, coproc *c) {
+  sv_proc *p = c->p;
+  int pid = p->adopt_pid;
+  p->adopt_pid = 0;
+  int rc = mly_process_adopt(m, pid, p->adopt_start);
+  if (rc < 0) {
+    sv_logf(p->sv, p->name, "pid %d of the previous run is gone (%s): "
+            "starting anew", pid, mly_strerror(rc));
+    return false;
+  }
+  p->pid = pid;
+  p->start_time = p->adopt_start;
+  sv_logf(p->sv, p->name, "adopted pid %d, left running by the previous run",
+          pid);
+  if (p->sv->cfg->orphans == SV_ORPHANS_STOP) {
+    sv_logf(p->sv, p->name, "orphans: stop: stopping it, to start afresh");
+    c->stop = true;
+    c->again = true;
+  }
+  return true;
+}
+
 static void note_exit(coproc *c, const mly_event *e) {
   sv_proc *p = c->p;
   c->exited = true;
@@ -166,6 +192,9 @@ static void note_exit(coproc *c, const mly_event *e) {
   if (c->term_signal)
     sv_logf(p->sv, p->name, "exited: killed by SIG%s",
             sv_signal_name(c->term_signal));
+  else if (c->exit_status < 0)
+    sv_logf(p->sv, p->name, "exited (status unknown: an adopted child is not "
+            "ours to wait for)");
   else
     sv_logf(p->sv, p->name, "exited with status %d", (int)c->exit_status);
   child_gone(c);
@@ -187,6 +216,7 @@ static void take_command(mly_machine *m, coproc *c) {
   if (e == NULL) return;
   switch (e->id) {
   case SV_EV_START:
+    p->held_down = false;
     p->want_up = true;
     clear_fatal(p);
     c->stop = false;
@@ -197,6 +227,7 @@ static void take_command(mly_machine *m, coproc *c) {
     c->again = false;
     break;
   case SV_EV_RESTART:
+    p->held_down = false;
     p->want_up = true;
     clear_fatal(p);
     c->stop = true;
@@ -303,7 +334,8 @@ static int coproc_run(mly_machine *m, void *data) {
     /* ---- spawn ---- */
     c->exited = c->stop = c->again = false;
     p->started_ms = now_ms();
-    {
+    c->adopted = p->adopt_pid > 0 && adopt(m, c);
+    if (!c->adopted) {
       int rc = spawn_child(m, c);
       if (rc < 0) {
         sv_logf(p->sv, p->name, "cannot start %s: %s", p->prog->argv[0],
@@ -316,11 +348,13 @@ static int coproc_run(mly_machine *m, void *data) {
         p->last_signal = 0;
       } else {
         sv_logf(p->sv, p->name, "started, pid %d", p->pid);
+        if (mly_process_start_time(p->pid, &p->start_time) < 0)
+          p->start_time = 0; /* gone already: its exit is on the way */
       }
     }
     changed(m);
-    /* ---- starting: until ready ---- */
-    if (!c->exited) {
+    /* ---- starting: until ready (an adopted child was ready) ---- */
+    if (!c->exited && !c->adopted) {
       const sv_program *g = p->prog;
       int64_t wait_ms = g->ready == SV_READY_DELAY ? g->ready_delay_ms
                         : g->ready == SV_READY_NOTIFY
@@ -350,6 +384,9 @@ static int coproc_run(mly_machine *m, void *data) {
         sv_logf(p->sv, p->name, "ready");
         changed(m);
       }
+    } else if (!c->exited && !c->stop) {
+      p->ready = true;
+      changed(m);
     }
     /* ---- running ---- */
     while (!c->exited && !c->stop) {

@@ -24,6 +24,7 @@ static void free_all(sv *s) {
   for (size_t i = 0; i < s->nprocs; i++) sv_proc_free(s->procs[i]);
   free(s->procs);
   for (size_t i = 0; i < s->nold; i++) sv_config_free(s->old_cfgs[i]);
+  free(s->kept);
   free(s->old_cfgs);
   sv_config_free(s->cfg);
 }
@@ -48,6 +49,13 @@ static int setup(sv *s, const sv_run_options *o) {
   s->loop = mly_runtime_loop(s->rt);
   if ((rc = coproc_register(s->rt, &s->coproc_type)) < 0) return rc;
   if ((rc = sup_register(s->rt, &s->sup_type)) < 0) return rc;
+  const char *dir = o->state_dir ? o->state_dir : s->cfg->state_dir;
+  if (dir && (rc = sv_state_open(s, dir, err, sizeof err)) < 0) {
+    fprintf(stderr, "mealy supervise: %s\n", err);
+    return rc;
+  }
+  if (dir) sv_logf(s, "mealy", "state directory %s: %zu programs remembered",
+                   dir, s->nkept);
   const char *sock = o->socket_override ? o->socket_override : s->cfg->socket;
   if ((rc = ctl_start(s, sock, err, sizeof err)) < 0) {
     sv_logf(s, "mealy", "control socket: %s", err);

@@ -151,6 +151,7 @@ static void retire_due(sv *s) {
      * must end now, while the sv_proc it points at still exists. */
     if (p->machine) mly_kill(s->rt, p->machine);
     p->machine = 0;
+    sv_state_forget(p);
     if (p->successor) p->successor->held = false; /* its turn now */
     sv_logf(s, p->name, p->successor ? "replaced" : "removed");
     sv_proc_remove(s, p);
@@ -189,6 +190,7 @@ static int add_program(mly_machine *m, sv *s, const sv_program *g,
   sv_proc *p = sv_proc_new(s, g);
   if (p == NULL) return MLY_ENOMEM;
   p->held = held; /* a successor waits for its predecessor to be gone */
+  sv_state_attach(s, p);
   int rc = sv_proc_spawn_machine(s, p, m);
   if (rc < 0) sv_proc_remove(s, p);
   return rc < 0 ? rc : 0;
@@ -306,6 +308,7 @@ static int sup_run(mly_machine *m, void *data) {
   for (d->i = 0; d->i < s->cfg->nprograms; d->i++)
     if (add_program(m, s, &s->cfg->programs[d->i], false) < 0)
       MLY_EXIT(m, 1);
+  sv_state_leftovers(s);
   sv_logf(s, "mealy", "supervising %zu programs", s->nprocs);
   reconcile(s);
   while (!s->stopping) {
@@ -326,6 +329,7 @@ static int sup_run(mly_machine *m, void *data) {
     reconcile(s);
   }
   sv_logf(s, "mealy", "every program is down");
+  for (d->i = 0; d->i < s->nprocs; d->i++) sv_state_forget(s->procs[d->i]);
   /* Exiting ends the (idle) coprocess machines too, newest first. */
   MLY_EXIT(m, s->exit_status);
   MLY_END(m);

@@ -28,8 +28,11 @@ enum {
   SV_EV_NOTIFIED,  /* coprocess: the child wrote its readiness line    */
   SV_EV_CHANGED,   /* supervisor: a program's state changed            */
   SV_EV_RELOAD,    /* supervisor: re-read the configuration            */
-  SV_EV_SHUTDOWN   /* supervisor: stop everything and exit             */
+  SV_EV_SHUTDOWN,  /* supervisor: stop everything and exit             */
+  SV_EV_SAVE       /* sv-program record: payload bin, the new memory   */
 };
+
+#define SV_SAVED_MAX 96
 
 #define SV_TAIL_LINES 200
 
@@ -55,6 +58,14 @@ typedef struct sv_proc {
   bool want_up;           /* the coprocess tries to keep it running */
   bool ready;             /* up and ready: dependents may start */
   bool fatal;             /* gave up; stays down until started by hand */
+  bool held_down;         /* stopped by hand: stays down */
+  /* state_dir (state.c) */
+  mly_id rec;             /* its durable sv-program record, or 0 */
+  uint64_t start_time;    /* of pid, from /proc: pid reuse is told apart */
+  int adopt_pid;          /* a child left by the previous run, to adopt */
+  uint64_t adopt_start;
+  unsigned char saved[SV_SAVED_MAX]; /* what the record holds */
+  bool saved_once;
   sv_logpipe *notify;     /* readiness pipe of the current child; the pipe
                              clears this when it closes */
   uint64_t *restart_times; /* ring for the intensity limit (ms) */
@@ -69,6 +80,12 @@ typedef struct sv_proc {
   char *tail[SV_TAIL_LINES];
   size_t tail_next, tail_count;
 } sv_proc;
+
+typedef struct sv_kept { /* a record found in the journal at start */
+  mly_id id;
+  char name[64];
+  bool claimed;
+} sv_kept;
 
 struct sv {
   mly_runtime *rt;
@@ -90,6 +107,10 @@ struct sv {
   char config_path[4096];
   const char *config_text; /* built-in: reload parses this again */
   size_t config_len;
+  bool durable;           /* a state_dir: the journal is open */
+  mly_type *rec_type;
+  sv_kept *kept;
+  size_t nkept;
 };
 
 /* Load the configuration again, from the file or the built-in text. */
@@ -120,6 +141,13 @@ void logpipe_detach(sv_logpipe *lp);  /* the proc is going away */
 void logpipe_forget_proc(sv *s, sv_proc *p); /* before p is freed */
 void logpipe_close_all(sv *s);
 
+/* state.c: memory across the supervisor's own death (state_dir) */
+int sv_state_open(sv *s, const char *dir, char *err, size_t errlen);
+void sv_state_attach(sv *s, sv_proc *p); /* before its machine starts */
+void sv_state_leftovers(sv *s);          /* after every program attached */
+void sv_state_save(sv_proc *p);          /* on every change */
+void sv_state_forget(sv_proc *p);        /* removed, or a clean stop */
+
 /* reaper.c: the supervisor is a subreaper; orphans are reaped here */
 int reaper_enable(void);
 int reaper_reap_orphans(mly_runtime *rt);
@@ -136,6 +164,7 @@ typedef struct sv_run_options {
   const char *config_text;     /* a built-in configuration, or NULL */
   size_t config_len;
   const char *socket_override; /* NULL: the config's */
+  const char *state_dir;       /* NULL: the config's (or none) */
   FILE *log;
 } sv_run_options;
 /* < 0: an MLY_E* error (already logged); else the exit status. */
