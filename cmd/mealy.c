@@ -14,6 +14,7 @@ static const struct {
 } commands[] = {
     {"supervise", cmd_supervise, "run the supervisor (built-in demo without FILE)"},
     {"ctl", cmd_ctl, "control a running supervisor through its socket"},
+    {"journal", cmd_journal, "look at a state directory: stat, dump, check, compact"},
     {"demo", cmd_demo, "run the embedding demo (MasterD beside a TCP server)"},
     {"demo-status", cmd_demo_status, "print the instance table of a running demo"},
     {"version", cmd_version, "print the version"},

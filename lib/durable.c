@@ -522,7 +522,8 @@ static int compact(mly_runtime *rt) {
   st->compactions++;
   d->base_bytes = b.n;
   st->bytes = 0;
-  if (d->live) d->state_bytes = state_bytes / (d->live + d->nparked);
+  if (d->live + d->nparked)
+    d->state_bytes = state_bytes / (d->live + d->nparked);
   jb_free(&b);
   return 0;
 }

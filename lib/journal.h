@@ -131,6 +131,7 @@ typedef struct jread {
   uint64_t torn_bytes;    /* cut from the tail */
   uint64_t salvaged;      /* records skipped by --salvage */
   uint64_t total_bytes;
+  bool base_is_snapshot;  /* the base segment opens with SNAP..SNAPEND */
 } jread;
 
 /* Reads and verifies every segment of dir.  On damage before the tail it

@@ -189,6 +189,7 @@ void jr_read_free(jread *r) {
 
 typedef struct walk {
   jread *r;
+  const char *dir;
   bool salvage;
   int (*cb)(const jrec *, void *);
   void *arg;
@@ -220,8 +221,8 @@ static int walk_segment(walk *w, size_t si) {
     bool ok = verify_at(s->data, s->file_len, off, &c);
     if (ok && w->have_seq && c.seq != w->expect && !w->salvage)
       return errf(w->err, w->errlen, MLY_EBADMSG,
-                  "%s: offset %zu: sequence gap: expected record %" PRIu64
-                  ", found %" PRIu64, s->name, off, w->expect, c.seq);
+                  "%s/%s: offset %zu: sequence gap: expected record %" PRIu64
+                  ", found %" PRIu64, w->dir, s->name, off, w->expect, c.seq);
     if (!ok) {
       size_t next = next_valid(s->data, s->file_len, off);
       if (last && next == SIZE_MAX) { /* the torn tail */
@@ -231,7 +232,7 @@ static int walk_segment(walk *w, size_t si) {
       }
       if (!w->salvage)
         return errf(w->err, w->errlen, MLY_EBADMSG,
-                    "%s: offset %zu: %s%s", s->name, off, c.why,
+                    "%s/%s: offset %zu: %s%s", w->dir, s->name, off, c.why,
                     last ? "; records that verify follow, so this is damage, "
                            "not a torn write (--salvage keeps what verifies)"
                          : " (--salvage keeps what verifies)");
@@ -277,6 +278,7 @@ int jr_read(int dirfd, const char *dir, bool salvage, jread *r,
     int st = snapshot_state(&r->segs[i]);
     if (st == 2) {
       r->base = i;
+      r->base_is_snapshot = true;
       break;
     }
     if (st == 1 && i + 1 == n) { /* torn compaction: forget it */
@@ -286,7 +288,7 @@ int jr_read(int dirfd, const char *dir, bool salvage, jread *r,
       n--;
     }
   }
-  walk w = {r, salvage, cb, arg, err, errlen, false, 0};
+  walk w = {r, dir, salvage, cb, arg, err, errlen, false, 0};
   size_t keep = r->nsegs;
   r->nsegs = n; /* the walk sees the segments that count */
   for (size_t i = r->base; i < n && rc == 0; i++) rc = walk_segment(&w, i);

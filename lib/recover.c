@@ -533,7 +533,7 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
     out->next_seq = jr.next_seq;
     out->live_instances = r.live;
     out->pending_events = r.pending;
-    out->live_records = r.live + r.pending;
+    out->live_records = r.live + r.pending + (jr.base_is_snapshot ? 2 : 0);
     out->dead_ratio = r.records > out->live_records
                           ? (double)(r.records - out->live_records) / (double)r.records
                           : 0.0;

@@ -61,6 +61,7 @@ static long file_size(const char *path) {
 
 #define NMAX 256
 static uint32_t done_n[NMAX], done_recovered[NMAX];
+static uint64_t done_step[NMAX];
 static uint64_t ticks; /* steps that ran, over every runtime of a test */
 
 typedef struct counter {
@@ -83,6 +84,7 @@ static int counter_run(mly_machine *m, void *data) {
   if (mly_recovered(m)) c->recovered++;
   done_n[c->idx] = c->n;
   done_recovered[c->idx] = c->recovered;
+  done_step[c->idx] = mly_step_number(m);
   MLY_END(m);
 }
 
@@ -118,6 +120,7 @@ static void spawn_counters(mly_runtime *rt, mly_type *t, uint32_t n,
 static void reset(void) {
   memset(done_n, 0, sizeof done_n);
   memset(done_recovered, 0, sizeof done_recovered);
+  memset(done_step, 0, sizeof done_step);
   ticks = 0;
 }
 
@@ -199,6 +202,8 @@ START_TEST(t_close_and_continue) {
   for (int i = 0; i < 100; i++) {
     ck_assert_uint_eq(done_n[i], 50);
     ck_assert_uint_eq(done_recovered[i], 1); /* exactly one first step */
+    /* the idempotency key goes on counting across the restart */
+    ck_assert_uint_eq(done_step[i], 51);
   }
   /* every step ran exactly once: nothing lost, nothing repeated */
   ck_assert_uint_eq(ticks, 100 * 50);
@@ -755,6 +760,225 @@ START_TEST(t_sigkill_mid_step) {
 }
 END_TEST
 
+/* D2: what a durable step sends is delivered only after its record is
+ * synced: the receiver sees more fdatasyncs done than the sender did. */
+static uint64_t sync_at_send, sync_at_receive;
+#define D2_POINTS(X) X(d2, listen)
+MLY_POINTS(d2, D2_POINTS);
+static int d2_run(mly_machine *m, void *data) {
+  mly_id *peer = data;
+  mly_journal_stats st;
+  MLY_BEGIN(m);
+  if (*peer) { /* the sender */
+    mly_journal_stats_get(mly_machine_runtime(m), &st);
+    sync_at_send = st.syncs;
+    mly_send(m, *peer, 5, NULL);
+    MLY_EXIT(m, 0);
+  }
+  MLY_AWAIT_AT(m, d2_listen, 5, -1);
+  mly_journal_stats_get(mly_machine_runtime(m), &st);
+  sync_at_receive = st.syncs;
+  MLY_END(m);
+}
+
+START_TEST(t_outbox_after_commit) {
+  fresh_dir();
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &(mly_type_def){
+      .name = "d2", .run = d2_run, MLY_TYPE_POINTS(d2),
+      .data_size = sizeof(mly_id), .version = 1, .flags = MLY_TYPE_DURABLE});
+  mly_journal_options o = {.dir = dir};
+  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  mly_id none = 0;
+  mly_id rx = h_spawn(rt, t, &none, sizeof none);
+  run_turns(rt, 4); /* the receiver waits */
+  h_spawn(rt, t, &rx, sizeof rx);
+  h_run(rt);
+  ck_assert_uint_gt(sync_at_receive, sync_at_send);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* Policies: `interval` syncs far less than once a batch, `never` not at
+ * all; both lose nothing when the process closes cleanly. */
+static void policy_case(mly_sync sync, uint32_t ms, uint64_t max_syncs) {
+  fresh_dir();
+  reset();
+  mly_journal_options o = {.dir = dir, .sync = sync, .interval_ms = ms};
+  mly_type *t;
+  mly_runtime *rt = open_rt(&t, &o);
+  spawn_counters(rt, t, 50, 40);
+  run_turns(rt, 10);
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_ge(st.batches, 3);
+  ck_assert_uint_le(st.syncs, max_syncs);
+  mly_runtime_close(rt);
+  rt = open_rt(&t, NULL);
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_eq(st.recovered, 50);
+  h_run(rt);
+  for (int i = 0; i < 50; i++) ck_assert_uint_eq(done_n[i], 40);
+  ck_assert_uint_eq(ticks, 50 * 40);
+  mly_runtime_close(rt);
+}
+
+START_TEST(t_policy_interval) { policy_case(MLY_SYNC_INTERVAL, 60000, 1); }
+END_TEST
+START_TEST(t_policy_never) { policy_case(MLY_SYNC_NEVER, 0, 0); }
+END_TEST
+
+/* Durable posts: from another thread; the callback says when the event
+ * is durable, and it is there after a restart even if never read. */
+typedef struct poster {
+  mly_runtime *rt;
+  mly_id to;
+  int n;
+} poster;
+static int post_ok, post_err;
+static void posted(mly_runtime *rt, int status, void *arg) {
+  (void)rt;
+  (void)arg;
+  if (status == 0) post_ok++;
+  else post_err = status;
+}
+static void post_thread(void *arg) {
+  poster *p = arg;
+  for (int i = 0; i < p->n; i++)
+    ck_assert_int_eq(mly_post_durable(p->rt, p->to, 9, mly_value_int(i),
+                                      posted, NULL), 0);
+}
+#define INBOX_POINTS(X) X(inbox, idle) X(inbox, reading)
+MLY_POINTS(inbox, INBOX_POINTS);
+static bool may_read;      /* false in the first run, true after */
+static int64_t seen[64];
+static int nseen;
+static int inbox_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  MLY_WAIT_UNTIL_AT(m, inbox_idle, may_read); /* events queue meanwhile */
+  while (nseen < 20) {
+    MLY_AWAIT_AT(m, inbox_reading, 9, -1);
+    mly_value_get_int(mly_current_event(m)->payload, &seen[nseen++]);
+  }
+  MLY_END(m);
+}
+
+START_TEST(t_durable_post) {
+  fresh_dir();
+  post_ok = post_err = 0;
+  mly_journal_options o = {.dir = dir};
+  mly_type_def def = {.name = "inbox", .run = inbox_run,
+                      MLY_TYPE_POINTS(inbox), .data_size = 8, .version = 1,
+                      .flags = MLY_TYPE_DURABLE};
+  may_read = false;
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &def);
+  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  mly_id id = h_spawn(rt, t, NULL, 0);
+  run_turns(rt, 3);
+  poster p = {rt, id, 20};
+  uv_thread_t th;
+  ck_assert_int_eq(uv_thread_create(&th, post_thread, &p), 0);
+  uv_thread_join(&th);
+  for (int i = 0; i < 100 && post_ok < 20; i++) run_turns(rt, 1);
+  ck_assert_int_eq(post_ok, 20);
+  ck_assert_int_eq(post_err, 0);
+  /* to something not durable: refused through the callback */
+  mly_type *plain = h_type(rt, &(mly_type_def){.name = "plain",
+                                               .run = inbox_run,
+                                               MLY_TYPE_POINTS(inbox)});
+  mly_id pid = h_spawn(rt, plain, NULL, 0);
+  ck_assert_int_eq(mly_post_durable(rt, pid, 9, NULL, posted, NULL), 0);
+  for (int i = 0; i < 100 && post_err == 0; i++) run_turns(rt, 1);
+  ck_assert_int_eq(post_err, MLY_EINVAL);
+  mly_runtime_close(rt);
+  /* after a restart the condition holds: it reads all 20, in order */
+  may_read = true;
+  nseen = 0;
+  rt = h_runtime();
+  h_type(rt, &def);
+  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  mly_info info;
+  ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+  ck_assert_uint_eq(info.inbox, 20);
+  h_run(rt);
+  ck_assert_int_eq(nseen, 20);
+  for (int i = 0; i < 20; i++) ck_assert_int_eq(seen[i], i);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* Compaction that crashed before its SNAPEND: the half-written segment
+ * is ignored and removed; what the old segments hold counts. */
+START_TEST(t_compaction_crash_before_end) {
+  fresh_dir();
+  make_history(6, 100, 8);
+  char keep[256];
+  snprintf(keep, sizeof keep, "%s", dir);
+  /* a compacted journal of the same workload elsewhere, to borrow a
+   * snapshot segment from */
+  fresh_dir();
+  make_history(6, 100, 8);
+  mly_type *t;
+  mly_runtime *rt = open_rt(&t, NULL);
+  ck_assert_int_eq(mly_journal_compact(rt), 0);
+  mly_runtime_close(rt);
+  char snap[512];
+  last_segment(snap, sizeof snap);
+  long size = file_size(snap);
+  snprintf(dir, sizeof dir, "%s", keep);
+  char old[512];
+  last_segment(old, sizeof old);
+  char torn[600];
+  snprintf(torn, sizeof torn, "%s/seg-00000000000000000999.mj", dir);
+  char cmd[1400];
+  /* everything but its last record (the SNAPEND): a compaction cut short */
+  snprintf(cmd, sizeof cmd, "head -c %ld '%s' > '%s'", size - 12, snap, torn);
+  ck_assert_int_eq(system(cmd), 0);
+  reset();
+  rt = open_rt(&t, NULL);
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_eq(st.recovered, 6);
+  ck_assert_uint_ge(st.torn_bytes, (uint64_t)(size - 12));
+  ck_assert_int_ne(access(torn, F_OK), 0); /* removed */
+  h_run(rt);
+  for (int i = 0; i < 6; i++) ck_assert_uint_eq(done_n[i], 100);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* Compaction that crashed after its snapshot was safe but before the old
+ * segments went: they are leftovers, removed on open, nothing doubled. */
+START_TEST(t_compaction_crash_before_unlink) {
+  fresh_dir();
+  make_history(6, 100, 8);
+  char old[512], saved[600];
+  last_segment(old, sizeof old);
+  snprintf(saved, sizeof saved, "%s.saved", old);
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", old, saved);
+  ck_assert_int_eq(system(cmd), 0);
+  mly_type *t;
+  mly_runtime *rt = open_rt(&t, NULL);
+  ck_assert_int_eq(mly_journal_compact(rt), 0);
+  mly_runtime_close(rt);
+  snprintf(cmd, sizeof cmd, "mv '%s' '%s'", saved, old); /* it is back */
+  ck_assert_int_eq(system(cmd), 0);
+  ck_assert_int_eq(nsegments(), 2);
+  reset();
+  rt = open_rt(&t, NULL);
+  ck_assert_int_eq(nsegments(), 1);
+  mly_journal_stats st;
+  mly_journal_stats_get(rt, &st);
+  ck_assert_uint_eq(st.recovered, 6);
+  h_run(rt);
+  for (int i = 0; i < 6; i++) ck_assert_uint_eq(done_n[i], 100);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 START_TEST(t_sync_parse) {
   mly_sync s;
   uint32_t ms;
@@ -804,6 +1028,10 @@ static Suite *suite(void) {
   tcase_add_test(r, t_request_reply_across_restart);
   tcase_add_test(r, t_open_rules);
   tcase_add_test(r, t_sigkill_mid_step);
+  tcase_add_test(r, t_outbox_after_commit);
+  tcase_add_test(r, t_policy_interval);
+  tcase_add_test(r, t_policy_never);
+  tcase_add_test(r, t_durable_post);
   suite_add_tcase(s, r);
   TCase *d = tcase_create("damage");
   tcase_set_timeout(d, 120);
@@ -814,6 +1042,8 @@ static Suite *suite(void) {
   tcase_add_test(d, t_versions_and_points);
   tcase_add_test(d, t_compaction_keeps_the_live_set);
   tcase_add_test(d, t_compaction_automatic);
+  tcase_add_test(d, t_compaction_crash_before_end);
+  tcase_add_test(d, t_compaction_crash_before_unlink);
   tcase_add_test(d, t_fault_fdatasync_eio);
   tcase_add_test(d, t_fault_write_enospc);
   tcase_add_test(d, t_fault_short_write);
