@@ -230,6 +230,15 @@ num_ge() { # NAME KEY N
 }
 pid_of() { field "$1" pid; }
 eq_field() { [ "$(field "$1" "$2")" = "$3" ]; }
+count_cmd() { # how many living processes run exactly this command line
+  local f c n=0 pid
+  for f in /proc/[0-9]*/cmdline; do
+    c=$( { tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
+    pid=${f#/proc/}; pid=${pid%/cmdline}
+    [ "$c" = "$1 " ] && alive "$pid" && n=$((n + 1))
+  done
+  echo "$n"
+}
 pid_changed() { # NAME OLD: running with a pid other than OLD
   local p
   p=$(pid_of "$1")
@@ -989,9 +998,9 @@ if sv_start; then
   check "log: adopted pid $apid" logged a "adopted pid $apid"
   check "held stays down" poll 50 state_is held stopped
   check "log: held kept down" logged held 'kept down, as before the restart'
-  check "no second copy of a" eq "$(pgrep -fc 'sleep 1013')" 1
-  check "no second copy of b" eq "$(pgrep -fc 'sleep 1014')" 1
-  check "nothing of held runs" eq "$(pgrep -fc 'sleep 1015')" 0
+  check "no second copy of a" eq "$(count_cmd "sleep 1013")" 1
+  check "no second copy of b" eq "$(count_cmd "sleep 1014")" 1
+  check "nothing of held runs" eq "$(count_cmd "sleep 1015")" 0
   # an adopted child stops as any other: TERM to its group, seen by pidfd
   ctl_quiet stop b
   check "adopted b stops" poll 100 state_is b stopped
@@ -1005,7 +1014,7 @@ if sv_start; then
   sv_start
   check "a gone while we were down: started anew" poll 100 pid_changed a "$apid"
   check "log: the previous pid is gone" logged a "pid $apid of the previous run is gone"
-  check "one copy of a" eq "$(pgrep -fc 'sleep 1013')" 1
+  check "one copy of a" eq "$(count_cmd "sleep 1013")" 1
 fi
 case_end
 
@@ -1029,7 +1038,7 @@ if sv_start; then
   check "a restarted with a new pid" poll 100 pid_changed a "$apid"
   check "the survivor was stopped" poll 50 gone "$apid"
   check "log: orphans: stop" logged a 'orphans: stop: stopping it'
-  check "one copy of a" eq "$(pgrep -fc 'sleep 1016')" 1
+  check "one copy of a" eq "$(count_cmd "sleep 1016")" 1
   # a clean shutdown forgets: the next start is a fresh one
   ctl_quiet shutdown
   sv_wait
