@@ -353,19 +353,30 @@ void durable_flush(mly_runtime *rt) {
 
 static int compact(mly_runtime *rt);
 
+/* A compaction needs memory and journal to agree: no record pending, no
+ * write in flight.  Under a steady load that moment never comes by
+ * itself, so once a compaction is wanted steps pause (durable_paused):
+ * the batch in flight completes, what it left pending is flushed, and
+ * when that is durable too the compaction runs and steps go on. */
 void durable_after_commit(mly_runtime *rt) {
   dur_state *d = rt->dur;
-  if (d == NULL || rt->running != NULL || !journal_idle(d->j)) return;
+  if (d == NULL || rt->running != NULL) return;
   const mly_journal_options *o = journal_opts(d->j);
   mly_journal_stats *st = journal_stats(d->j);
   uint64_t total = d->base_bytes + st->bytes;
   uint64_t live = d->live * (d->state_bytes + 16) + d->nparked * 64;
-  bool due = total >= o->compact_min_bytes &&
-             total > live && (total - live) * 100 >= total * o->compact_dead_pct;
-  if (due || d->compact_wanted) {
-    d->compact_wanted = false;
-    compact(rt);
-  }
+  if (total >= o->compact_min_bytes && total > live &&
+      (total - live) * 100 >= total * o->compact_dead_pct)
+    d->compact_wanted = true;
+  if (!d->compact_wanted || !journal_idle(d->j)) return;
+  d->compact_wanted = false;
+  compact(rt);
+  rt_schedule(rt); /* the steps that waited */
+}
+
+bool durable_paused(const mly_runtime *rt) {
+  return rt->dur != NULL && rt->dur->compact_wanted &&
+         !journal_failed(rt->dur->j);
 }
 
 /* Silently out of memory: they are in the journal, not ended. */
@@ -534,7 +545,7 @@ int mly_journal_compact(mly_runtime *rt) {
   int rc = journal_failed(rt->dur->j);
   if (rc) return rc;
   if (rt->running != NULL || !journal_idle(rt->dur->j)) {
-    rt->dur->compact_wanted = true; /* after the batch in flight */
+    rt->dur->compact_wanted = true; /* steps pause until it has run */
     return 0;
   }
   return compact(rt);

@@ -248,6 +248,7 @@ void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e, int rc);
 void durable_after_commit(mly_runtime *rt);
 void durable_fail_all(mly_runtime *rt, int rc);
 void durable_flush(mly_runtime *rt);
+bool durable_paused(const mly_runtime *rt); /* a compaction waits */
 void durable_suspend_all(mly_runtime *rt);
 void durable_close(mly_runtime *rt);
 void durable_post(mly_runtime *rt, mly_event *e);

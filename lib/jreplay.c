@@ -163,6 +163,7 @@ static int put_inst(replay *r, const rp_state *s) {
 }
 
 static int put_event(replay *r, const rp_event *e) {
+  if (map_get(&r->emap, e->eid) != UINT32_MAX) return 0; /* seen: once */
   if (r->nevs == r->ecap) {
     size_t cap = r->ecap ? r->ecap * 2 : 1024;
     rp_event *v = realloc(r->evs, cap * sizeof *v);

@@ -34,14 +34,15 @@ static void close_now(mly_runtime *rt);
 
 static void idle_cb(uv_idle_t *h) {
   mly_runtime *rt = h->data;
-  inst_run_batch(rt, rt->opt.step_budget);
+  bool paused = durable_paused(rt);
+  if (!paused) inst_run_batch(rt, rt->opt.step_budget);
   if (rt->dur) durable_flush(rt); /* group commit: one batch, one sync */
   if (rt->close_pending) {
     close_now(rt);
     return;
   }
   rt_arm_timer(rt);
-  if (rt->ready_head == NULL) {
+  if (rt->ready_head == NULL || paused) { /* paused: the commit restarts it */
     uv_idle_stop(&rt->idle);
     rt->idle_on = false;
   }

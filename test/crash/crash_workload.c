@@ -15,6 +15,8 @@
  *    "q IDX N" the same way; a wrong reply is reported as "BAD ...".
  * At the end each reports "done KIND IDX N [H]" and the root "all done".
  * The harness checks what it read against what it reads after a restart.
+ * Segments are small and compaction eager, so kills also land inside
+ * segment switches and compactions.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -175,7 +177,10 @@ int main(int argc, char **argv) {
           &t_root) < 0)
     return 3;
   char err[512];
-  mly_journal_options o = {.dir = argv[1]};
+  /* small segments and an eager compaction: the kills land in segment
+   * switches and in compactions too, not only in ordinary batches */
+  mly_journal_options o = {.dir = argv[1], .segment_bytes = 16 * 1024,
+                           .compact_min_bytes = 48 * 1024};
   int rc = mly_journal_open(rt, &o, err, sizeof err);
   if (rc < 0) {
     fprintf(stderr, "crash_workload: %s\n", err);
