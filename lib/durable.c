@@ -48,8 +48,10 @@ static void put_evid(mly_runtime *rt, jbuf *b, uint32_t id) {
 }
 
 /* The deadline of its timer as wall-clock ms (monotonic time does not
- * survive a reboot), or 0. */
+ * survive a reboot), or 0.  A timer that has fired but whose step has not
+ * run yet (a snapshot can see one) is recorded as long overdue: 1. */
 static int64_t due_wall(mly_runtime *rt, const mly_inst *m) {
+  if (m->head.woke == WOKE_TIMER) return 1;
   if ((m->head.flags & F_QUEUED) || m->heap_idx == NO_HEAP) return 0;
   int64_t left_us = (int64_t)rt->heap.v[m->heap_idx].due_us - (int64_t)rt_now_us();
   int64_t due = wall_ms() + (left_us + 999) / 1000;

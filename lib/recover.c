@@ -248,11 +248,14 @@ static int rearm(mly_runtime *rt, back *bs, size_t n) {
   back **timed = malloc((n + 1) * sizeof *timed);
   if (timed == NULL) return MLY_ENOMEM;
   size_t nt = 0;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
+    uint8_t w = bs[i].m->head.wait;
+    if (!bs[i].exiting && w == W_SLEEP && bs[i].due_ms <= 0)
+      bs[i].due_ms = 1; /* a sleep always has a deadline: overdue */
     if (!bs[i].exiting && bs[i].due_ms > 0 &&
-        (bs[i].m->head.wait == W_SLEEP || bs[i].m->head.wait == W_EVENT ||
-         bs[i].m->head.wait == W_REPLY))
+        (w == W_SLEEP || w == W_EVENT || w == W_REPLY))
       timed[nt++] = &bs[i];
+  }
   qsort(timed, nt, sizeof *timed, by_due); /* overdue: in deadline order */
   int64_t now_wall = wall_ms();
   uint64_t now = rt_now_us();
