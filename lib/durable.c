@@ -401,8 +401,8 @@ void durable_suspend_all(mly_runtime *rt) {
   end_durable(rt, MLY_ESHUTDOWN);
 }
 
-static void free_state(mly_runtime *rt, dur_state *d) {
-  durable_step_abandoned(rt);
+void durable_state_free(mly_runtime *rt, dur_state *d) {
+  for (uint32_t i = 0; i < d->nout; i++) ev_free(rt, d->out[i].ev);
   free(d->took);
   free(d->out);
   free(d->spawned);
@@ -424,7 +424,7 @@ void durable_close(mly_runtime *rt) {
   if (d == NULL) return;
   rt->dur = NULL; /* completions after this only touch instances */
   journal_close(d->j);
-  free_state(rt, d);
+  durable_state_free(rt, d);
 }
 
 /* ---- compaction ---- */

@@ -150,8 +150,17 @@ static size_t inbox_drop_matching(mly_runtime *rt, mly_inst *m, uint32_t id) {
   return n;
 }
 
+/* Everything goes, replies included (a selective take skips them). */
 void inbox_clear(mly_runtime *rt, mly_inst *m) {
-  rt->st.dropped += inbox_drop_matching(rt, m, MLY_EV_ANY);
+  while (m->inbox != NULL) {
+    mly_event *e = m->inbox->next; /* the head */
+    if (e == m->inbox) m->inbox = NULL;
+    else m->inbox->next = e->next;
+    e->next = NULL;
+    if (e->eid) durable_took(rt, m, e);
+    ev_free(rt, e);
+    rt->st.dropped++;
+  }
 }
 
 int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,

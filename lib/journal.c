@@ -395,6 +395,17 @@ int journal_append_to(mly_journal *j, const char *name, uint64_t no,
   return 0;
 }
 
+/* What is pending goes out here and now, and its done-list runs. */
+int journal_write_pending(mly_journal *j) {
+  if (j->busy) return MLY_EBUSY;
+  int rc = j->failed;
+  if (rc == 0 && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
+  j->pend.n = 0;
+  run_done(j, &j->pend_done, rc);
+  if (rc < 0) fail_stop(j, rc, "write");
+  return rc;
+}
+
 /* Writes buf and syncs it, here and now: compaction and tests. */
 int journal_write_sync(mly_journal *j, const jbuf *b) {
   int rc = write_all(j, b->p, b->n);

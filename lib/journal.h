@@ -121,6 +121,7 @@ typedef struct jseg {
   size_t len;        /* bytes that verified (a torn tail is cut off) */
   size_t file_len;
   bool removed;      /* an unfinished snapshot: jr_repair deletes it */
+  bool mapped;       /* data is a mapping (else malloc'd) */
 } jseg;
 
 typedef struct jread {
@@ -132,13 +133,15 @@ typedef struct jread {
   uint64_t salvaged;      /* records skipped by --salvage */
   uint64_t total_bytes;
   bool base_is_snapshot;  /* the base segment opens with SNAP..SNAPEND */
+  bool map;               /* the segments are mapped, not read */
 } jread;
 
-/* Reads and verifies every segment of dir.  On damage before the tail it
+/* Reads and verifies every segment of dir (map: map them instead of
+ * reading, only for the lock holder: nobody cuts a file under it).  On damage before the tail it
  * fails with MLY_EBADMSG and a message naming file, offset and reason
  * (unless salvage).  cb (may be NULL) sees every record from the base on;
  * a non-zero return stops the walk and is returned. */
-int jr_read(int dirfd, const char *dir, bool salvage, jread *out,
+int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *out,
             int (*cb)(const jrec *, void *), void *arg, char *err,
             size_t errlen);
 void jr_read_free(jread *r);
@@ -175,6 +178,7 @@ int journal_new_segment(mly_journal *j, uint64_t no);
 int journal_append_to(mly_journal *j, const char *name, uint64_t no,
                       uint64_t size);
 int journal_write_sync(mly_journal *j, const jbuf *b);
+int journal_write_pending(mly_journal *j);
 void journal_fail(mly_journal *j, int rc, const char *what);
 /* The records of the current turn go here. */
 jbuf *journal_buf(mly_journal *j);

@@ -58,40 +58,45 @@ typedef struct check {
 } check;
 
 /* Whether the record at data[off] verifies; fills c. */
+/* The cheap tests come first (the header, then the body's shape) and the
+ * CRC last, and the reason is written only when asked (why): next_valid
+ * runs this at every offset of a damaged stretch, and must stay linear. */
 static bool verify_at(const unsigned char *data, size_t size, size_t off,
-                      check *c) {
+                      check *c, bool why) {
   size_t left = size - off;
   if (left < JR_HDR) {
-    snprintf(c->why, sizeof c->why, "a record header needs 8 bytes, %zu left",
-             left);
+    if (why)
+      snprintf(c->why, sizeof c->why, "a record header needs 8 bytes, %zu "
+               "left", left);
     return false;
   }
   uint32_t len = le32(data + off), crc = le32(data + off + 4);
   if (len > JR_MAX_BODY) {
-    snprintf(c->why, sizeof c->why, "record length %" PRIu32
-             " is past the limit of %u bytes", len, JR_MAX_BODY);
+    if (why)
+      snprintf(c->why, sizeof c->why, "record length %" PRIu32
+               " is past the limit of %u bytes", len, JR_MAX_BODY);
     return false;
   }
   if (len > left - JR_HDR) {
-    snprintf(c->why, sizeof c->why, "record length %" PRIu32
-             " runs past the end of the file (%zu bytes left)", len,
-             left - JR_HDR);
-    return false;
-  }
-  uint32_t sum = jr_crc32c(data + off + JR_HDR, len);
-  if (sum != crc) {
-    snprintf(c->why, sizeof c->why, "checksum mismatch (stored %08" PRIx32
-             ", computed %08" PRIx32 ")", crc, sum);
+    if (why)
+      snprintf(c->why, sizeof c->why, "record length %" PRIu32
+               " runs past the end of the file (%zu bytes left)", len,
+               left - JR_HDR);
     return false;
   }
   jcur cur = {data + off + JR_HDR, data + off + JR_HDR + len, false};
   uint32_t n;
   uint64_t seq, kind;
-  if (!jc_array(&cur, &n) || n < 2 || !jc_uint(&cur, &seq) ||
-      !jc_uint(&cur, &kind) || kind == 0 || kind > JR_KIND_MAX) {
-    snprintf(c->why, sizeof c->why,
-             "the body is not a record (an array [seq, kind, ...] of a "
-             "known kind)");
+  bool shape = jc_array(&cur, &n) && n >= 2 && jc_uint(&cur, &seq) &&
+               jc_uint(&cur, &kind) && kind >= 1 && kind <= JR_KIND_MAX;
+  uint32_t sum = shape || why ? jr_crc32c(data + off + JR_HDR, len) : 0;
+  if (sum != crc || !shape) {
+    if (why && sum != crc)
+      snprintf(c->why, sizeof c->why, "checksum mismatch (stored %08" PRIx32
+               ", computed %08" PRIx32 ")", crc, sum);
+    else if (why)
+      snprintf(c->why, sizeof c->why, "the body is not a record (an array "
+               "[seq, kind, ...] of a known kind)");
     return false;
   }
   c->seq = seq;
@@ -104,15 +109,15 @@ static bool verify_at(const unsigned char *data, size_t size, size_t off,
 static size_t next_valid(const unsigned char *data, size_t size, size_t off) {
   check c;
   for (size_t o = off + 1; o + JR_HDR <= size; o++)
-    if (verify_at(data, size, o, &c)) return o;
+    if (verify_at(data, size, o, &c, false)) return o;
   return SIZE_MAX;
 }
 
 /* ---- files ---- */
 
 /* Maps a segment: recovery reads the page cache in place, no copy. */
-static int read_file(int dirfd, const char *name, unsigned char **out,
-                     size_t *len) {
+static int read_file(int dirfd, const char *name, bool map,
+                     unsigned char **out, size_t *len, bool *mapped) {
   int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -errno;
   struct stat st;
@@ -123,17 +128,35 @@ static int read_file(int dirfd, const char *name, unsigned char **out,
   }
   size_t size = (size_t)st.st_size;
   void *p = NULL;
-  if (size > 0) {
+  if (size > 0 && map) {
     p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-    if (p == MAP_FAILED) {
-      int e = -errno;
-      close(fd);
-      return e;
+    if (p == MAP_FAILED) p = NULL; /* read it instead */
+  }
+  if (size > 0 && p == NULL) {
+    /* a reader without the lock reads a copy: a mapping would fault if
+     * the owner cut a torn tail under it */
+    unsigned char *b = malloc(size);
+    size_t got = 0;
+    while (b && got < size) {
+      ssize_t r = read(fd, b + got, size - got);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      got += (size_t)r;
     }
+    if (b == NULL) {
+      close(fd);
+      return MLY_ENOMEM;
+    }
+    close(fd);
+    *out = b;
+    *len = got;
+    *mapped = false;
+    return 0;
   }
   close(fd);
   *out = p;
   *len = size;
+  *mapped = p != NULL;
   return 0;
 }
 
@@ -179,8 +202,10 @@ static int list_segments(int dirfd, jread *r) {
 }
 
 void jr_read_free(jread *r) {
-  for (size_t i = 0; i < r->nsegs; i++)
-    if (r->segs[i].data) munmap(r->segs[i].data, r->segs[i].file_len);
+  for (size_t i = 0; i < r->nsegs; i++) {
+    if (r->segs[i].mapped) munmap(r->segs[i].data, r->segs[i].file_len);
+    else free(r->segs[i].data);
+  }
   free(r->segs);
   *r = (jread){0};
 }
@@ -202,9 +227,9 @@ typedef struct walk {
 /* First pass over one segment: is it a complete snapshot? */
 static int snapshot_state(const jseg *s) {
   check c;
-  if (!verify_at(s->data, s->file_len, 0, &c) || c.kind != JR_SNAP)
+  if (!verify_at(s->data, s->file_len, 0, &c, false) || c.kind != JR_SNAP)
     return 0; /* not a snapshot */
-  for (size_t off = 0; verify_at(s->data, s->file_len, off, &c);
+  for (size_t off = 0; verify_at(s->data, s->file_len, off, &c, false);
        off += JR_HDR + c.len)
     if (c.kind == JR_SNAPEND) return 2; /* complete */
   return 1; /* begun, not finished */
@@ -218,7 +243,9 @@ static int walk_segment(walk *w, size_t si) {
   s->len = s->file_len;
   while (off < s->file_len) {
     check c;
-    bool ok = verify_at(s->data, s->file_len, off, &c);
+    bool ok = verify_at(s->data, s->file_len, off, &c, true);
+    if (ok && w->have_seq && c.seq != w->expect && w->salvage)
+      r->salvaged++; /* records are missing: count it, so it compacts */
     if (ok && w->have_seq && c.seq != w->expect && !w->salvage)
       return errf(w->err, w->errlen, MLY_EBADMSG,
                   "%s/%s: offset %zu: sequence gap: expected record %" PRIu64
@@ -256,16 +283,16 @@ static int walk_segment(walk *w, size_t si) {
   return 0;
 }
 
-int jr_read(int dirfd, const char *dir, bool salvage, jread *r,
+int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *r,
             int (*cb)(const jrec *, void *), void *arg, char *err,
             size_t errlen) {
-  *r = (jread){0};
+  *r = (jread){.map = map};
   int rc = list_segments(dirfd, r);
   if (rc < 0)
     return errf(err, errlen, rc, "%s: cannot list: %s", dir, mly_strerror(rc));
   for (size_t i = 0; i < r->nsegs; i++) {
     jseg *s = &r->segs[i];
-    rc = read_file(dirfd, s->name, &s->data, &s->file_len);
+    rc = read_file(dirfd, s->name, r->map, &s->data, &s->file_len, &s->mapped);
     if (rc < 0)
       return errf(err, errlen, rc, "%s/%s: cannot read: %s", dir, s->name,
                   mly_strerror(rc));

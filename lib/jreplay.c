@@ -120,8 +120,11 @@ bool rp_parse_event(jcur *c, rp_event *e) {
  * same slot has ended (slots are reused only after an end). */
 static uint32_t inst_at(const replay *r, mly_id id) {
   uint32_t slot = (uint32_t)id;
-  if (slot >= r->nslot) return UINT32_MAX;
-  uint32_t i = r->slot[slot];
+  if (slot < r->nslot) {
+    uint32_t i = r->slot[slot];
+    if (i != UINT32_MAX && r->insts[i].id == id) return i;
+  }
+  uint32_t i = map_get(&r->imap, id); /* a sparse one */
   return i != UINT32_MAX && r->insts[i].id == id ? i : UINT32_MAX;
 }
 
@@ -151,7 +154,12 @@ static int put_inst(replay *r, const rp_state *s) {
       r->icap = cap;
     }
     i = (uint32_t)r->ninsts++;
-    int rc = slot_set(r, (uint32_t)s->id, i);
+    /* the array while ids are dense; one far past the others (the index
+     * would cost more than the instances) goes into the map */
+    uint32_t slot = (uint32_t)s->id;
+    int rc = slot < r->nslot || slot <= 4 * (r->ninsts + 16384)
+                 ? slot_set(r, slot, i)
+                 : map_put(&r->imap, s->id, i);
     if (rc < 0) return rc;
     r->live++;
   } else if (r->insts[i].ended) {
@@ -282,6 +290,7 @@ void rp_free(replay *r) {
   free(r->insts);
   free(r->evs);
   free(r->slot);
+  map_free(&r->imap);
   map_free(&r->emap);
   *r = (replay){0};
 }

@@ -13,7 +13,9 @@
 enum { RP_W_NONE = 0, RP_W_TURN, RP_W_SLEEP, RP_W_COND, RP_W_EVENT,
        RP_W_REPLY, RP_W_CHILDREN, RP_W_EXITING = 100 };
 
-#define RP_MAX_SLOT (1u << 28) /* ids past this are damage, not data */
+/* A durable runtime holds at most this many instance slots; an id past
+ * it is refused on recovery (the slot table would be gigabytes). */
+#define RP_MAX_SLOT (1u << 24)
 
 typedef struct rp_state {
   mly_id id, parent;
@@ -55,8 +57,9 @@ typedef struct u64map {
 typedef struct replay {
   rp_inst *insts;
   size_t ninsts, icap;
-  uint32_t *slot;         /* slot -> index in insts */
+  uint32_t *slot;         /* slot -> index in insts (dense ids) */
   size_t nslot;
+  u64map imap;            /* id -> index, for ids far past the others */
   rp_event *evs;
   size_t nevs, ecap;
   u64map emap;

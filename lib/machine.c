@@ -458,7 +458,8 @@ static void run_step(mly_runtime *rt, mly_inst *m) {
   m->step++;
   rt->st.steps++;
   rt->running = m;
-  mly_fn fn = (m->head.flags & F_IN_SHUTDOWN) ? t->def.shutdown : t->def.run;
+  mly_fn fn = (m->head.flags & F_IN_SHUTDOWN) && t->def.shutdown
+                  ? t->def.shutdown : t->def.run;
   int r = fn(&m->head, m->data);
   rt->running = NULL;
   ev_free(rt, rt->cur);

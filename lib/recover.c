@@ -136,7 +136,10 @@ static int restore_one(mly_runtime *rt, const rp_state *s, back *b, char *err,
   m->head.pc = pc;
   m->step = (uint32_t)s->step;
   memcpy(m->data, s->data, s->dlen);
-  m->head.flags = (uint8_t)(s->flags & (F_SHUT_REQ | F_IN_SHUTDOWN));
+  m->head.flags = (uint8_t)(s->flags & F_SHUT_REQ);
+  /* in its shutdown routine: only if this code still has one (else the
+   * request stands, and the body sees it) */
+  if ((s->flags & F_IN_SHUTDOWN) && t->def.shutdown) m->head.flags |= F_IN_SHUTDOWN;
   m->status = (int32_t)s->status;
   m->dflags = D_RECOVERED;
   m->wait_arg = s->warg;
@@ -380,21 +383,22 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
   replay r = {.err = err, .errlen = errlen};
   jread jr;
   bool salvage = opt && opt->salvage;
-  rc = jr_read(journal_dirfd(d->j), journal_dir(d->j), salvage, &jr, rp_record,
+  /* mapped: we hold the lock, nobody cuts a segment under us */
+  rc = jr_read(journal_dirfd(d->j), journal_dir(d->j), salvage, true, &jr, rp_record,
                &r, err, errlen);
   if (rc == 0 && (rc = jr_repair(journal_dirfd(d->j), &jr)) < 0)
     errf(err, errlen, rc, "%s: cannot repair the torn tail: %s",
          journal_dir(d->j), mly_strerror(rc));
-  if (rc == 0) {
-    rt->dur = d;
-    rc = rebuild(rt, &r, err, errlen);
-  }
+  /* where appends go, and their numbers, before rebuild: an instance that
+   * was ending writes its END record during it */
   if (rc == 0) rc = append_target(d->j, &jr);
   if (rc == 0) {
     journal_set_next_seq(d->j, jr.next_seq);
     for (size_t i = jr.base; i < jr.nsegs; i++) d->base_bytes += jr.segs[i].len;
     d->open_st.torn_bytes = jr.torn_bytes;
     d->open_st.salvaged = jr.salvaged;
+    rt->dur = d;
+    rc = rebuild(rt, &r, err, errlen);
   }
   bool salvaged = jr.salvaged > 0;
   jr_read_free(&jr);
@@ -405,22 +409,14 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
       durable_fail_all(rt, rc);
       rt->dur = NULL;
     }
-    mly_journal *j = d->j;
-    d->j = NULL;
-    journal_close(j);
-    for (size_t i = 0; i < d->nparked; i++) {
-      free(d->parked[i].type);
-      free(d->parked[i].point);
-      free(d->parked[i].reason);
-      free(d->parked[i].state);
-    }
-    free(d->parked);
-    for (size_t i = 0; i < d->npev; i++) free(d->pev[i].p);
-    free(d->pev);
-    free(d);
+    journal_close(d->j);
+    durable_state_free(rt, d);
     return rc;
   }
-  if (salvaged) rc = mly_journal_compact(rt); /* drop the damage for good */
+  if (salvaged) { /* drop the damage for good, now */
+    rc = journal_write_pending(d->j);
+    if (rc == 0) rc = mly_journal_compact(rt);
+  }
   rt_schedule(rt);
   return rc;
 }
@@ -507,7 +503,7 @@ int mly_journal_scan(const char *dir, bool salvage,
   if (fd < 0) return fd;
   scan_arg a = {cb, arg};
   jread jr;
-  int rc = jr_read(fd, dir, salvage, &jr, scan_one, &a, err, errlen);
+  int rc = jr_read(fd, dir, salvage, false, &jr, scan_one, &a, err, errlen);
   jr_read_free(&jr);
   close(fd);
   return rc;
@@ -524,7 +520,7 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
   if (fd < 0) return fd;
   replay r = {.err = err, .errlen = errlen};
   jread jr;
-  int rc = jr_read(fd, dir, false, &jr, rp_record, &r, err, errlen);
+  int rc = jr_read(fd, dir, false, false, &jr, rp_record, &r, err, errlen);
   if (rc == 0) {
     *out = (mly_journal_info){0};
     for (size_t i = jr.base; i < jr.nsegs; i++) {
