@@ -177,6 +177,7 @@ static void seg_name(char *buf, size_t len, uint64_t no) {
 
 int journal_new_segment(mly_journal *j, uint64_t no) {
   char name[32];
+  if (no == 0) return MLY_ERANGE; /* the numbers wrapped: old would sort new */
   seg_name(name, sizeof name, no);
   int fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
                   O_CLOEXEC, 0644);

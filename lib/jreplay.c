@@ -153,10 +153,17 @@ static int put_inst(replay *r, const rp_state *s) {
       r->insts = v;
       r->icap = cap;
     }
+    uint32_t slot = (uint32_t)s->id;
+    /* a slot is reused only after an end: an older instance still in it
+     * has ended, whatever its records said */
+    uint32_t old = slot < r->nslot ? r->slot[slot] : UINT32_MAX;
+    if (old != UINT32_MAX && !r->insts[old].ended) {
+      r->insts[old].ended = true;
+      r->live--;
+    }
     i = (uint32_t)r->ninsts++;
     /* the array while ids are dense; one far past the others (the index
      * would cost more than the instances) goes into the map */
-    uint32_t slot = (uint32_t)s->id;
     int rc = slot < r->nslot || slot <= 4 * (r->ninsts + 16384)
                  ? slot_set(r, slot, i)
                  : map_put(&r->imap, s->id, i);

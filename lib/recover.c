@@ -129,6 +129,12 @@ static int restore_one(mly_runtime *rt, const rp_state *s, back *b, char *err,
     d->open_st.parked++;
     return park(d, s, no);
   }
+  uint32_t slot = (uint32_t)s->id;
+  if (slot < rt->nslots && rt->slots[slot] != NULL)
+    return errf(err, errlen, MLY_EBADMSG, "instance %llu: its slot is held "
+                "by instance %llu (two live generations of one slot: the "
+                "journal is damaged)", (unsigned long long)s->id,
+                (unsigned long long)rt->slots[slot]->id);
   mly_inst *m = inst_restore(rt, t, s->id);
   if (m == NULL) return MLY_ENOMEM;
   d->live++;
@@ -416,6 +422,11 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
   if (salvaged) { /* drop the damage for good, now */
     rc = journal_write_pending(d->j);
     if (rc == 0) rc = mly_journal_compact(rt);
+    if (rc < 0)
+      errf(err, errlen, rc, "%s: rewriting the salvaged journal failed: %s%s",
+           journal_dir(d->j), mly_strerror(rc),
+           rc == MLY_ERANGE ? " (segment numbers are used up: copy the state "
+                              "into a fresh directory)" : "");
   }
   rt_schedule(rt);
   return rc;
