@@ -6,8 +6,9 @@
 #
 # It compiles the target with the library's sources (lib/*.c), makes the
 # seed corpus with the standalone driver (--write-seeds: real journals
-# the workload writes), and fuzzes for SECONDS (default 60), keeping what
-# it learns in OUT/corpus for the next run.  Exits non-zero on a crash, a
+# the workload writes), and fuzzes for SECONDS (default 60) from those
+# and the regression inputs in crashes/, keeping what it learns in
+# OUT/corpus for the next run.  Exits non-zero on a crash, a
 # failed check, a sanitizer report, a leak, a timeout (10 s an input) or
 # an allocation past 64 MiB; the input is then in OUT/artifacts/.  OUT is
 # FUZZ_OUT, default build-libfuzzer/ at the top of the tree.  CC picks
@@ -60,7 +61,7 @@ rc=0
 "$out/fuzz_journal_libfuzzer" -max_total_time="$secs" -timeout=10 \
   -rss_limit_mb=2048 -malloc_limit_mb=64 -max_len=65536 \
   -artifact_prefix="$out/artifacts/" -print_final_stats=1 "$@" \
-  "$out/corpus" "$out/seeds" || rc=$?
+  "$out/corpus" "$out/seeds" "$here/crashes" || rc=$?
 if [ "$rc" != 0 ]; then
   echo "run-libfuzzer.sh: FAILED (exit $rc); the input is in $out/artifacts/" >&2
   exit 1

@@ -63,7 +63,8 @@ def event(eid, to, ev, frm, flags, corr, payload=None):
     return [eid, to, ev, frm, flags, corr, 0, 0, payload]
 
 
-TYPES, TURN, NO_RECOVERY = 0x20, 0x40, 0x80  # fuzz_journal.h
+SALVAGE, TOP_NAMES = 0x04, 0x10                # fuzz_journal.h: files
+TYPES, TURN, NO_RECOVERY = 0x20, 0x40, 0x80  # 2^64-3 .. 2^64-1
 ID = (1 << 32) | 1                           # slot 1, generation 1
 CREATE, EVENT = 1, 3
 W_REPLY, W_EVENT, W_EXITING = 5, 4, 100
@@ -87,6 +88,14 @@ def inputs():
         'b7-null-shutdown': bytes([TYPES | TURN]) +
             rec([1, CREATE, state(ID, 'counter', 'tick', 0,
                                   flags=F_IN_SHUTDOWN)]),
+        'b9-segment-number-wraps': bytes([SALVAGE | TOP_NAMES | 2]) +
+            struct.pack('<HH', 0, 0) +  # two empty files, then the third:
+            rec([1, CREATE, state(ID, 'counter', 'tick', 2)]) +
+            b'\xff' * 8 +                # damage, which salvage skips
+            rec([2, CREATE, state(ID + 1, 'counter', 'tick', 2)]),
+        'b8-same-slot': bytes([TYPES]) +
+            rec([1, CREATE, state(ID, 'counter', 'tick', 2)]) +
+            rec([2, CREATE, state(ID + (1 << 32), 'counter', 'tick', 2)]),
     }
 
 
