@@ -53,8 +53,12 @@ static void put_evid(mly_runtime *rt, jbuf *b, uint32_t id) {
 static int64_t due_wall(mly_runtime *rt, const mly_inst *m) {
   if (m->head.woke == WOKE_TIMER) return 1;
   if ((m->head.flags & F_QUEUED) || m->heap_idx == NO_HEAP) return 0;
-  int64_t left_us = (int64_t)rt->heap.v[m->heap_idx].due_us - (int64_t)rt_now_us();
-  int64_t due = wall_ms() + (left_us + 999) / 1000;
+  uint64_t due_us = rt->heap.v[m->heap_idx].due_us, now = rt_now_us();
+  /* in ms, and bounded (deadlines are at most ~31,700 years away, see
+   * arm()): no arithmetic here can overflow */
+  int64_t left = due_us > now ? (int64_t)((due_us - now + 999) / 1000) : 0;
+  if (left > MAX_WAIT_MS) left = MAX_WAIT_MS;
+  int64_t due = wall_ms() + left;
   return due > 0 ? due : 1;
 }
 

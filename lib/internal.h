@@ -46,6 +46,9 @@ enum { WOKE_NONE = 0, WOKE_TURN, WOKE_TIMER, WOKE_EVENT, WOKE_SHUTDOWN,
 #define F_KILL 0x20u      /* to be ended by force after its step         */
 #define F_REWAKE 0x40u    /* woken during its own step (W_COND)          */
 
+/* Longer waits are this long: ~31,700 years, and no overflow in us. */
+#define MAX_WAIT_MS 1000000000000000ll
+
 #define NO_HEAP UINT32_MAX
 #define NO_NEXT UINT32_MAX
 

@@ -533,8 +533,6 @@ static void wait_error(mly_inst *m, int err) {
   m->status = err;
 }
 
-/* Longer waits are this long: ~31,700 years, and no overflow below. */
-#define MAX_WAIT_MS 1000000000000000ll
 
 static void arm(mly_inst *m, int64_t ms) {
   mly_runtime *rt = m->type->rt;

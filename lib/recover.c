@@ -270,8 +270,11 @@ static int rearm(mly_runtime *rt, back *bs, size_t n) {
   uint64_t now = rt_now_us();
   int rc = 0;
   for (size_t i = 0; i < nt && rc == 0; i++) {
-    int64_t left = timed[i]->due_ms - now_wall;
-    rc = heap_push(rt, timed[i]->m, now + 1 + (uint64_t)(left > 0 ? left : 0) * 1000u);
+    /* a deadline from the file is bounded before any arithmetic */
+    int64_t due = timed[i]->due_ms, left = 0;
+    if (due > now_wall) left = due - now_wall > MAX_WAIT_MS ? MAX_WAIT_MS
+                                                                : due - now_wall;
+    rc = heap_push(rt, timed[i]->m, now + 1 + (uint64_t)left * 1000u);
   }
   free(timed);
   if (rc < 0) return rc;
