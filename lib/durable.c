@@ -119,11 +119,7 @@ void put_event(mly_runtime *rt, jbuf *b, mly_id to,
   free(buf);
 }
 
-static void count_record(dur_state *d, size_t start) {
-  mly_journal_stats *st = journal_stats(d->j);
-  st->records++;
-  (void)start;
-}
+static void count_record(dur_state *d) { journal_stats(d->j)->records++; }
 
 /* Appends are made outside a batch too (host calls): make sure the idle
  * turn that flushes them comes. */
@@ -155,7 +151,7 @@ void durable_spawned(mly_runtime *rt, mly_inst *m) {
   size_t at = jb_begin(b, journal_next_seq(d->j), JR_CREATE, 1);
   put_state(rt, b, m, false);
   jb_end(b, at);
-  count_record(d, at);
+  count_record(d);
   if (commit(d, JD_RELEASE, m->id, NULL, NULL, NULL) < 0) b->oom = true;
   want_flush(rt);
 }
@@ -184,7 +180,7 @@ bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
   size_t at = jb_begin(b, journal_next_seq(d->j), JR_EVENT, 1);
   put_event(rt, b, to->id, e);
   jb_end(b, at);
-  count_record(d, at);
+  count_record(d);
   *rc = commit(d, JD_DELIVER, to->id, e, NULL, NULL);
   if (*rc < 0) {
     b->oom = true; /* the record is there; fail the batch rather than lie */
@@ -262,7 +258,7 @@ void durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
     if (c) put_state(rt, b, c, false);
   }
   jb_end(b, at);
-  count_record(d, at);
+  count_record(d);
   int rc = 0;
   if (!exited) {
     m->dflags |= D_HELD;
@@ -281,11 +277,13 @@ void durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
 
 /* A step ended without a record (the instance was killed in it): what it
  * sent is dropped with it, and the children it spawned go as it goes. */
-void durable_step_abandoned(mly_runtime *rt) {
-  dur_state *d = rt->dur;
-  if (d == NULL) return;
+static void forget_step(mly_runtime *rt, dur_state *d) {
   for (uint32_t i = 0; i < d->nout; i++) ev_free(rt, d->out[i].ev);
   d->ntook = d->nout = d->nspawned = 0;
+}
+
+void durable_step_abandoned(mly_runtime *rt) {
+  if (rt->dur) forget_step(rt, rt->dur);
 }
 
 bool durable_end(mly_runtime *rt, mly_inst *m, bool failed) {
@@ -302,7 +300,7 @@ bool durable_end(mly_runtime *rt, mly_inst *m, bool failed) {
   jb_int(b, failed ? MLY_LC_FAILED : MLY_LC_TERMINATED);
   jb_uint(b, eid);
   jb_end(b, at);
-  count_record(d, at);
+  count_record(d);
   want_flush(rt);
   if (!notice) return true;
   mly_event *e = ev_new(rt);
@@ -351,7 +349,7 @@ void durable_flush(mly_runtime *rt) {
     jb_array(b, d->ndrops);
     for (uint32_t i = 0; i < d->ndrops; i++) jb_uint(b, d->drops[i]);
     jb_end(b, at);
-    count_record(d, at);
+    count_record(d);
   }
   d->ndrops = 0;
   journal_flush(d->j);
@@ -405,18 +403,20 @@ void durable_suspend_all(mly_runtime *rt) {
   end_durable(rt, MLY_ESHUTDOWN);
 }
 
+void parked_free(parked *p) {
+  free(p->type);
+  free(p->point);
+  free(p->reason);
+  free(p->state);
+}
+
 void durable_state_free(mly_runtime *rt, dur_state *d) {
-  for (uint32_t i = 0; i < d->nout; i++) ev_free(rt, d->out[i].ev);
+  forget_step(rt, d);
   free(d->took);
   free(d->out);
   free(d->spawned);
   free(d->drops);
-  for (size_t i = 0; i < d->nparked; i++) {
-    free(d->parked[i].type);
-    free(d->parked[i].point);
-    free(d->parked[i].reason);
-    free(d->parked[i].state);
-  }
+  for (size_t i = 0; i < d->nparked; i++) parked_free(&d->parked[i]);
   free(d->parked);
   for (size_t i = 0; i < d->npev; i++) free(d->pev[i].p);
   free(d->pev);
@@ -447,9 +447,7 @@ static int unlink_older(int dirfd, uint64_t keep_no) {
   struct dirent *e;
   while ((e = readdir(dir)) != NULL) {
     uint64_t no;
-    if (strlen(e->d_name) != 27 ||
-        sscanf(e->d_name, "seg-%20" SCNu64 ".mj", &no) != 1)
-      continue;
+    if (!jr_seg_no(e->d_name, &no)) continue;
     if (no < keep_no && unlinkat(dirfd, e->d_name, 0) < 0 && errno != ENOENT)
       rc = -errno;
   }

@@ -58,6 +58,7 @@ struct dur_state {
 bool dur_grow(void **v, uint32_t *cap, size_t size);
 int64_t wall_ms(void);
 void durable_state_free(mly_runtime *rt, dur_state *d);
+void parked_free(parked *p);
 void put_state(mly_runtime *rt, jbuf *b, const mly_inst *m, bool exiting);
 void put_event(mly_runtime *rt, jbuf *b, mly_id to, const mly_event *e);
 

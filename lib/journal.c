@@ -172,7 +172,7 @@ static void after_work_cb(uv_work_t *w, int status) {
 /* ---- segments ---- */
 
 static void seg_name(char *buf, size_t len, uint64_t no) {
-  snprintf(buf, len, "seg-%020" PRIu64 ".mj", no);
+  snprintf(buf, len, "seg-%020" PRIu64 ".mj", no); /* jr_seg_no reads it */
 }
 
 int journal_new_segment(mly_journal *j, uint64_t no) {

@@ -65,6 +65,14 @@ enum {
 
 const char *jr_kind_name(unsigned kind);
 
+/* Segment files are named seg-<20 digits>.mj; the number orders them. */
+#define JR_SEG_NAME_LEN 27
+bool jr_seg_no(const char *name, uint64_t *no);
+
+/* Writes a message into err (if any) and returns rc. */
+int jr_errf(char *err, size_t len, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* ---- a growable byte buffer and a msgpack writer into it ---- */
 
 typedef struct jbuf {

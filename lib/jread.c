@@ -31,9 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int errf(char *err, size_t len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int errf(char *err, size_t len, int rc, const char *fmt, ...) {
+int jr_errf(char *err, size_t len, int rc, const char *fmt, ...) {
   if (err && len) {
     va_list ap;
     va_start(ap, fmt);
@@ -41,6 +39,21 @@ static int errf(char *err, size_t len, int rc, const char *fmt, ...) {
     va_end(ap);
   }
   return rc;
+}
+
+bool jr_seg_no(const char *name, uint64_t *no) {
+  if (strlen(name) != JR_SEG_NAME_LEN || strncmp(name, "seg-", 4) != 0 ||
+      strcmp(name + 24, ".mj") != 0)
+    return false;
+  uint64_t v = 0;
+  for (int i = 4; i < 24; i++) {
+    if (name[i] < '0' || name[i] > '9') return false;
+    unsigned d = (unsigned)(name[i] - '0');
+    if (v > (UINT64_MAX - d) / 10) return false; /* past 2^64 - 1 */
+    v = v * 10 + d;
+  }
+  *no = v;
+  return true;
 }
 
 static uint32_t le32(const unsigned char *p) {
@@ -179,10 +192,7 @@ static int list_segments(int dirfd, jread *r) {
   int rc = 0;
   while ((e = readdir(d)) != NULL) {
     uint64_t no;
-    char tail;
-    if (sscanf(e->d_name, "seg-%20" SCNu64 ".m%c", &no, &tail) != 2 ||
-        tail != 'j' || strlen(e->d_name) != 27)
-      continue;
+    if (!jr_seg_no(e->d_name, &no)) continue;
     if (r->nsegs == cap) {
       cap = cap ? cap * 2 : 8;
       jseg *v = realloc(r->segs, cap * sizeof *v);
@@ -194,7 +204,7 @@ static int list_segments(int dirfd, jread *r) {
     }
     jseg *s = &r->segs[r->nsegs++];
     *s = (jseg){.no = no};
-    memcpy(s->name, e->d_name, 28); /* the 27 characters checked above */
+    memcpy(s->name, e->d_name, JR_SEG_NAME_LEN + 1); /* checked above */
   }
   closedir(d);
   if (rc == 0 && r->nsegs > 1) qsort(r->segs, r->nsegs, sizeof *r->segs, seg_cmp);
@@ -247,7 +257,7 @@ static int walk_segment(walk *w, size_t si) {
     if (ok && w->have_seq && c.seq != w->expect && w->salvage)
       r->salvaged++; /* records are missing: count it, so it compacts */
     if (ok && w->have_seq && c.seq != w->expect && !w->salvage)
-      return errf(w->err, w->errlen, MLY_EBADMSG,
+      return jr_errf(w->err, w->errlen, MLY_EBADMSG,
                   "%s/%s: offset %zu: sequence gap: expected record %" PRIu64
                   ", found %" PRIu64, w->dir, s->name, off, w->expect, c.seq);
     if (!ok) {
@@ -258,7 +268,7 @@ static int walk_segment(walk *w, size_t si) {
         return 0;
       }
       if (!w->salvage)
-        return errf(w->err, w->errlen, MLY_EBADMSG,
+        return jr_errf(w->err, w->errlen, MLY_EBADMSG,
                     "%s/%s: offset %zu: %s%s", w->dir, s->name, off, c.why,
                     last ? "; records that verify follow, so this is damage, "
                            "not a torn write (--salvage keeps what verifies)"
@@ -289,12 +299,12 @@ int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *r,
   *r = (jread){.map = map};
   int rc = list_segments(dirfd, r);
   if (rc < 0)
-    return errf(err, errlen, rc, "%s: cannot list: %s", dir, mly_strerror(rc));
+    return jr_errf(err, errlen, rc, "%s: cannot list: %s", dir, mly_strerror(rc));
   for (size_t i = 0; i < r->nsegs; i++) {
     jseg *s = &r->segs[i];
     rc = read_file(dirfd, s->name, r->map, &s->data, &s->file_len, &s->mapped);
     if (rc < 0)
-      return errf(err, errlen, rc, "%s/%s: cannot read: %s", dir, s->name,
+      return jr_errf(err, errlen, rc, "%s/%s: cannot read: %s", dir, s->name,
                   mly_strerror(rc));
     r->total_bytes += s->file_len;
   }

@@ -14,7 +14,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,16 +27,6 @@ typedef struct back {
   bool exiting;
 } back;
 
-static int errf(char *err, size_t len, int rc, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int errf(char *err, size_t len, int rc, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, len, fmt, ap);
-  va_end(ap);
-  return rc;
-}
-
 static int park(dur_state *d, const rp_state *s, const char *reason) {
   parked *v = realloc(d->parked, (d->nparked + 1) * sizeof *v);
   if (v == NULL) return MLY_ENOMEM;
@@ -49,10 +38,7 @@ static int park(dur_state *d, const rp_state *s, const char *reason) {
   p->reason = strdup(reason);
   p->state = malloc(s->rawlen);
   if (!p->type || !p->point || !p->reason || !p->state) {
-    free(p->type);
-    free(p->point);
-    free(p->reason);
-    free(p->state);
+    parked_free(p);
     return MLY_ENOMEM;
   }
   memcpy(p->state, s->raw, s->rawlen);
@@ -131,7 +117,7 @@ static int restore_one(mly_runtime *rt, const rp_state *s, back *b, char *err,
   }
   uint32_t slot = (uint32_t)s->id;
   if (slot < rt->nslots && rt->slots[slot] != NULL)
-    return errf(err, errlen, MLY_EBADMSG, "instance %llu: its slot is held "
+    return jr_errf(err, errlen, MLY_EBADMSG, "instance %llu: its slot is held "
                 "by instance %llu (two live generations of one slot: the "
                 "journal is damaged)", (unsigned long long)s->id,
                 (unsigned long long)rt->slots[slot]->id);
@@ -151,7 +137,7 @@ static int restore_one(mly_runtime *rt, const rp_state *s, back *b, char *err,
   m->wait_arg = s->warg;
   int rc = ev_id_of(rt, s->wev, s->wname, s->wnlen, &m->wait_id);
   if (rc < 0)
-    return errf(err, errlen, rc, "instance %llu: its wait names an event "
+    return jr_errf(err, errlen, rc, "instance %llu: its wait names an event "
                 "that cannot be interned", (unsigned long long)s->id);
   b->exiting = s->wait == RP_W_EXITING;
   m->head.wait = b->exiting || s->wait > RP_W_CHILDREN ? W_NONE : (uint8_t)s->wait;
@@ -239,7 +225,7 @@ static int restore_events(mly_runtime *rt, replay *r, char *err,
     e->eid = x->eid;
     if (rc == 0 && x->payload &&
         mly_value_decode(x->payload, x->plen, &e->payload) < 0)
-      rc = errf(err, errlen, MLY_EBADMSG, "event %llu for instance %llu: its "
+      rc = jr_errf(err, errlen, MLY_EBADMSG, "event %llu for instance %llu: its "
                 "payload is not a value", (unsigned long long)x->eid,
                 (unsigned long long)x->to);
     if (rc < 0) {
@@ -303,7 +289,7 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
   for (size_t i = 0; i < r->ninsts; i++) {
     uint32_t s = (uint32_t)r->insts[i].id;
     if (s >= RP_MAX_SLOT)
-      return errf(err, errlen, MLY_ERANGE, "instance id %llu is past what "
+      return jr_errf(err, errlen, MLY_ERANGE, "instance id %llu is past what "
                   "this runtime can hold", (unsigned long long)r->insts[i].id);
     if (s + 1 > nslots) nslots = s + 1;
   }
@@ -325,7 +311,7 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
     rp_state s;
     jcur c = {x->s, x->s + x->slen, false};
     if (!rp_parse_state(&c, &s)) {
-      rc = errf(err, errlen, MLY_EBADMSG, "instance %llu: its state does not "
+      rc = jr_errf(err, errlen, MLY_EBADMSG, "instance %llu: its state does not "
                 "parse", (unsigned long long)x->id);
       break;
     }
@@ -350,7 +336,7 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
   }
   free(bs);
   if (rc < 0 && err[0] == '\0')
-    errf(err, errlen, rc, "recovery: %s", mly_strerror(rc));
+    jr_errf(err, errlen, rc, "recovery: %s", mly_strerror(rc));
   return rc;
 }
 
@@ -376,12 +362,12 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
   err[0] = '\0';
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   if (rt->dur)
-    return errf(err, errlen, MLY_EEXIST, "this runtime has a journal already");
+    return jr_errf(err, errlen, MLY_EEXIST, "this runtime has a journal already");
   if (rt->nslots > 0 || rt->closing || rt->stopping)
-    return errf(err, errlen, MLY_EBUSY, "open the journal before spawning "
+    return jr_errf(err, errlen, MLY_EBUSY, "open the journal before spawning "
                 "any instance");
   if (opt && opt->sync > MLY_SYNC_NEVER)
-    return errf(err, errlen, MLY_EINVAL, "unknown sync policy %d", (int)opt->sync);
+    return jr_errf(err, errlen, MLY_EINVAL, "unknown sync policy %d", (int)opt->sync);
   dur_state *d = calloc(1, sizeof *d);
   if (d == NULL) return MLY_ENOMEM;
   int rc = journal_create(rt, opt, &d->j, err, errlen);
@@ -396,7 +382,7 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
   rc = jr_read(journal_dirfd(d->j), journal_dir(d->j), salvage, true, &jr, rp_record,
                &r, err, errlen);
   if (rc == 0 && (rc = jr_repair(journal_dirfd(d->j), &jr)) < 0)
-    errf(err, errlen, rc, "%s: cannot repair the torn tail: %s",
+    jr_errf(err, errlen, rc, "%s: cannot repair the torn tail: %s",
          journal_dir(d->j), mly_strerror(rc));
   /* where appends go, and their numbers, before rebuild: an instance that
    * was ending writes its END record during it */
@@ -413,7 +399,7 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
   jr_read_free(&jr);
   rp_free(&r);
   if (rc < 0) {
-    if (err[0] == '\0') errf(err, errlen, rc, "%s", mly_strerror(rc));
+    if (err[0] == '\0') jr_errf(err, errlen, rc, "%s", mly_strerror(rc));
     if (rt->dur) { /* instances brought back so far go, silently */
       durable_fail_all(rt, rc);
       rt->dur = NULL;
@@ -426,7 +412,7 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
     rc = journal_write_pending(d->j);
     if (rc == 0) rc = mly_journal_compact(rt);
     if (rc < 0)
-      errf(err, errlen, rc, "%s: rewriting the salvaged journal failed: %s%s",
+      jr_errf(err, errlen, rc, "%s: rewriting the salvaged journal failed: %s%s",
            journal_dir(d->j), mly_strerror(rc),
            rc == MLY_ERANGE ? " (segment numbers are used up: copy the state "
                               "into a fresh directory)" : "");
@@ -501,7 +487,7 @@ static int scan_one(const jrec *r, void *arg) {
 static int open_dir(const char *dir, char *err, size_t errlen) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
-    return errf(err, errlen, -errno, "%s: %s", dir, mly_strerror(-errno));
+    return jr_errf(err, errlen, -errno, "%s: %s", dir, mly_strerror(-errno));
   return fd;
 }
 
