@@ -506,9 +506,12 @@ static bool numeric_id(const char *s, uint32_t *id) {
   return true;
 }
 
-static int lookup_user(ctx *c, yaml_node_t *v, sv_program *p,
-                       gid_t *primary, bool *has_primary) {
-  struct passwd pw, *res = NULL;
+/* A user (with its primary group) or a group, by name, else a numeric
+ * id: *id gets it.  One loop for both databases. */
+static int lookup_id(ctx *c, yaml_node_t *v, bool user, const char *name,
+                     uint32_t *id, gid_t *primary, bool *has_primary) {
+  struct passwd pw, *pwr = NULL;
+  struct group gr, *grr = NULL;
   size_t size = 1024;
   char *buf = NULL;
   int rc;
@@ -516,41 +519,30 @@ static int lookup_user(ctx *c, yaml_node_t *v, sv_program *p,
     char *nb = realloc(buf, size *= 2);
     if (nb == NULL) return free(buf), nomem(c);
     buf = nb;
-    rc = getpwnam_r(p->user, &pw, buf, size, &res);
+    rc = user ? getpwnam_r(name, &pw, buf, size, &pwr)
+              : getgrnam_r(name, &gr, buf, size, &grr);
   } while (rc == ERANGE && size < PWBUF_LIMIT);
-  if (res != NULL) {
-    p->uid = pw.pw_uid, p->has_uid = true;
-    *primary = pw.pw_gid, *has_primary = true;
-  }
+  bool found = user ? pwr != NULL : grr != NULL;
+  if (found) *id = user ? pw.pw_uid : gr.gr_gid;
+  if (found && user) *primary = pw.pw_gid, *has_primary = true;
   free(buf);
+  if (found || numeric_id(name, id)) return 0;
+  return lookup_fail(c, v, rc, user ? "user" : "group", name);
+}
+
+static int lookup_user(ctx *c, yaml_node_t *v, sv_program *p,
+                       gid_t *primary, bool *has_primary) {
   uint32_t id;
-  if (res != NULL) return 0;
-  if (!numeric_id(p->user, &id)) return lookup_fail(c, v, rc, "user", p->user);
-  p->uid = (uid_t)id;
-  p->has_uid = true;
-  return 0;
+  int rc = lookup_id(c, v, true, p->user, &id, primary, has_primary);
+  if (rc == 0) p->uid = (uid_t)id, p->has_uid = true;
+  return rc;
 }
 
 static int lookup_group(ctx *c, yaml_node_t *v, sv_program *p) {
-  struct group gr, *res = NULL;
-  size_t size = 1024;
-  char *buf = NULL;
-  int rc;
-  do {
-    char *nb = realloc(buf, size *= 2);
-    if (nb == NULL) return free(buf), nomem(c);
-    buf = nb;
-    rc = getgrnam_r(p->group, &gr, buf, size, &res);
-  } while (rc == ERANGE && size < PWBUF_LIMIT);
-  if (res != NULL) p->gid = gr.gr_gid, p->has_gid = true;
-  free(buf);
   uint32_t id;
-  if (res != NULL) return 0;
-  if (!numeric_id(p->group, &id))
-    return lookup_fail(c, v, rc, "group", p->group);
-  p->gid = (gid_t)id;
-  p->has_gid = true;
-  return 0;
+  int rc = lookup_id(c, v, false, p->group, &id, NULL, NULL);
+  if (rc == 0) p->gid = (gid_t)id, p->has_gid = true;
+  return rc;
 }
 
 /* ------------------------------------------------------------------ */
