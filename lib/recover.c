@@ -494,12 +494,7 @@ static int open_dir(const char *dir, char *err, size_t errlen) {
 int mly_journal_scan(const char *dir, bool salvage,
                      int (*cb)(const mly_record *, void *), void *arg,
                      char *err, size_t errlen) {
-  char scratch[512];
-  if (err == NULL || errlen == 0) {
-    err = scratch;
-    errlen = sizeof scratch;
-  }
-  int fd = open_dir(dir, err, errlen);
+  int fd = open_dir(dir, err, errlen); /* err may be NULL: jr_errf */
   if (fd < 0) return fd;
   scan_arg a = {cb, arg};
   jread jr;
@@ -511,12 +506,7 @@ int mly_journal_scan(const char *dir, bool salvage,
 
 int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen) {
-  char scratch[512];
-  if (err == NULL || errlen == 0) {
-    err = scratch;
-    errlen = sizeof scratch;
-  }
-  int fd = open_dir(dir, err, errlen);
+  int fd = open_dir(dir, err, errlen); /* err may be NULL: jr_errf */
   if (fd < 0) return fd;
   replay r = {.err = err, .errlen = errlen};
   jread jr;
