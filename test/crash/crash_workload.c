@@ -188,12 +188,10 @@ int main(int argc, char **argv) {
   }
   mly_journal_stats st;
   mly_journal_stats_get(rt, &st);
-  if (st.recovered == 0 && st.parked == 0) { /* a first start, or all done */
-    mly_journal_info info;
-    if (mly_journal_info_get(argv[1], &info, err, sizeof err) == 0 &&
-        info.records == 0)
-      mly_spawn(rt, t_root, NULL, 0, NULL);
-  }
+  /* an empty journal is a first start (or one whose first record was
+   * lost); one with records but nothing alive is all done */
+  if (st.recovered == 0 && st.parked == 0 && st.total_bytes == 0)
+    mly_spawn(rt, t_root, NULL, 0, NULL);
   report("started %llu\n", (unsigned long long)st.recovered);
   rc = mly_runtime_run(rt);
   mly_runtime_close(rt);
