@@ -10,6 +10,7 @@
  *   state_dir: /var/lib/mealy        # journal: survive the supervisor's death
  *   orphans: adopt | stop            # children found alive after a crash
  *   sync: always | never | interval:100ms
+ *   tracking: auto | cgroup | pgroup # how a program's processes are found
  *   programs:
  *     web:
  *       command: [/usr/bin/python3, -m, http.server, "8080"]
@@ -30,6 +31,7 @@
  *       stderr: inherit | FILE | {...}
  *       user: www-data
  *       group: www-data
+ *       limits: {memory_max: 256MB, cpu_max: 1.5, pids_max: 100}  # cgroups
  */
 #ifndef MLY_SUPERVISOR_CONFIG_H
 #define MLY_SUPERVISOR_CONFIG_H
@@ -47,6 +49,17 @@ typedef enum sv_ready { SV_READY_NONE = 0, SV_READY_DELAY, SV_READY_NOTIFY }
 typedef enum sv_output { SV_OUT_INHERIT = 0, SV_OUT_FILE } sv_output;
 typedef enum sv_on_fatal { SV_FATAL_STAY = 0, SV_FATAL_SHUTDOWN } sv_on_fatal;
 typedef enum sv_orphans { SV_ORPHANS_ADOPT = 0, SV_ORPHANS_STOP } sv_orphans;
+typedef enum sv_tracking { SV_TRACK_AUTO = 0, SV_TRACK_CGROUP,
+                           SV_TRACK_PGROUP } sv_tracking;
+
+/* A program's cgroup limits (cgroup v2 tracking only); 0: not set. */
+enum { SV_LIMIT_MEMORY = 0, SV_LIMIT_CPU, SV_LIMIT_PIDS, SV_NLIMITS };
+typedef struct sv_limits {
+  uint64_t memory_max;   /* bytes: memory.max */
+  double cpu_max;        /* CPUs, e.g. 0.5: cpu.max "50000 100000" */
+  uint64_t pids_max;     /* pids.max */
+  int line[SV_NLIMITS], col[SV_NLIMITS]; /* where each is set, for messages */
+} sv_limits;
 
 typedef struct sv_log {
   sv_output mode;
@@ -95,6 +108,7 @@ typedef struct sv_program {
   uid_t uid;                /* resolved at load time when user is set */
   gid_t gid;
   bool has_uid, has_gid;
+  sv_limits limits;
   /* where the program was defined, for messages */
   int line, col;
 } sv_program;
@@ -109,6 +123,7 @@ typedef struct sv_config {
   sv_on_fatal on_fatal;
   char *state_dir;        /* NULL: nothing is kept across a crash */
   sv_orphans orphans;     /* default adopt */
+  sv_tracking tracking;   /* default auto: cgroup v2 when it can */
   mly_sync sync;          /* default always */
   uint32_t sync_interval_ms;
   sv_program *programs;   /* in file order */

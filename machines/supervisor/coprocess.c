@@ -34,13 +34,16 @@ typedef struct coproc {
   bool stop;            /* stop requested: go down */
   bool again;           /* restart requested: down, then up at once */
   bool adopted;         /* the child was left by the previous run */
+  bool asked;           /* this stop was asked for (not an exit) */
+  bool waited_tree;     /* the child exited before the rest of its tree */
+  bool killed_tree;     /* the grace ran out */
   uint64_t until_ms;    /* deadline of the current phase */
 } coproc;
 
 #define COPROC_POINTS(X)                                                   \
   X(coproc, stopped) X(coproc, fatal) X(coproc, starting)                  \
   X(coproc, running) X(coproc, backoff) X(coproc, stopping)                \
-  X(coproc, killing)
+  X(coproc, killing) X(coproc, draining) X(coproc, purging)
 MLY_POINTS(coproc, COPROC_POINTS);
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
@@ -52,15 +55,18 @@ static void changed(mly_machine *m) {
 
 /* ---- spawning ---- */
 
-/* The inherited environment with the program's sets and unsets on top. */
-static char **build_env(const sv_program *g) {
+/* The inherited environment with the program's sets and unsets on top,
+ * and the supervisor's marker (tree.c) last: it overrides. */
+static char **build_env(const sv_program *g, char *marker) {
   size_t n = 0;
   while (environ[n]) n++;
-  char **env = calloc(n + g->nenv + 1, sizeof *env);
+  char **env = calloc(n + g->nenv + 2, sizeof *env);
   if (env == NULL) return NULL;
   size_t k = 0;
+  env[k++] = marker;
   for (size_t i = 0; i < n; i++) {
-    bool overridden = false;
+    bool overridden = strncmp(environ[i], SV_MARKER "=",
+                              sizeof SV_MARKER) == 0;
     for (size_t j = 0; j < g->nenv && !overridden; j++) {
       size_t l = strlen(g->env[j].name);
       overridden = strncmp(environ[i], g->env[j].name, l) == 0 &&
@@ -73,7 +79,7 @@ static char **build_env(const sv_program *g) {
     char *kv = NULL;
     if (asprintf(&kv, "%s=%s", g->env[j].name, g->env[j].value) < 0) kv = NULL;
     if (kv == NULL) { /* free only what we allocated */
-      for (size_t i = 0; i < k; i++) {
+      for (size_t i = 1; i < k; i++) {
         bool ours = true;
         for (size_t e = 0; e < n; e++) ours = ours && env[i] != environ[e];
         if (ours) free(env[i]);
@@ -88,7 +94,7 @@ static char **build_env(const sv_program *g) {
 
 static void free_env(char **env) {
   if (env == NULL) return;
-  for (size_t i = 0; env[i]; i++) {
+  for (size_t i = 1; env[i]; i++) { /* env[0], the marker, is not ours */
     bool inherited = false;
     for (size_t e = 0; environ[e] && !inherited; e++) inherited = env[i] == environ[e];
     if (!inherited) free(env[i]);
@@ -105,7 +111,10 @@ static int spawn_child(mly_machine *m, coproc *c) {
   if (rc == 0) rc = logpipe_open(p->sv, p, LP_STDERR, &err_fd, &err);
   if (rc == 0 && g->ready == SV_READY_NOTIFY)
     rc = logpipe_open(p->sv, p, LP_NOTIFY, &notify_fd, &p->notify);
-  char **env = rc == 0 ? build_env(g) : NULL;
+  char marker[128];
+  if (rc == 0) rc = sv_tree_prepare(p);
+  sv_tree_marker(p, marker, sizeof marker);
+  char **env = rc == 0 ? build_env(g, marker) : NULL;
   if (rc == 0 && env == NULL) rc = MLY_ENOMEM;
   if (rc == 0) {
     mly_process_options o = {
@@ -126,7 +135,13 @@ static int spawn_child(mly_machine *m, coproc *c) {
       o.extra[0].fd = notify_fd;
       o.nextra = 1;
     }
-    rc = mly_process_spawn(m, &o, &p->pid);
+    int pid = 0;
+    if ((rc = sv_tree_spawn_enter(p)) == 0) {
+      rc = mly_process_spawn(m, &o, &pid);
+      sv_tree_spawn_leave(p);
+    }
+    if (rc == 0) sv_proc_set_pid(p, pid);
+    p->pgid = pid; /* its own session and group */
   }
   free_env(env);
   /* the parent keeps only the read ends */
@@ -134,7 +149,7 @@ static int spawn_child(mly_machine *m, coproc *c) {
   if (err) logpipe_spawned(err);
   if (p->notify) logpipe_spawned(p->notify);
   if (rc < 0) {
-    p->pid = 0;
+    sv_proc_set_pid(p, 0);
     if (p->notify) logpipe_detach(p->notify);
     p->notify = NULL;
   }
@@ -143,15 +158,10 @@ static int spawn_child(mly_machine *m, coproc *c) {
 
 /* ---- stopping ---- */
 
-static void signal_group(mly_machine *m, coproc *c, int sig) {
-  mly_process_signal(mly_machine_runtime(m), c->p->pid, sig, true);
-}
-
-/* The leader is gone; what is left of its group goes too. */
+/* The child is gone; what is left of its tree is stopped after this. */
 static void child_gone(coproc *c) {
   sv_proc *p = c->p;
-  if (p->pid > 0) reaper_kill_group_leftovers(p->pid, SIGKILL);
-  p->pid = 0;
+  sv_proc_set_pid(p, 0);
   p->ready = false;
   if (p->notify) logpipe_detach(p->notify);
   p->notify = NULL;
@@ -169,7 +179,9 @@ static bool adopt(mly_machine *m, coproc *c) {
             "starting anew", pid, mly_strerror(rc));
     return false;
   }
-  p->pid = pid;
+  sv_proc_set_pid(p, pid);
+  p->pgid = pid;
+  sv_tree_prepare(p); /* its cgroup, if the previous run made it */
   p->start_time = p->adopt_start;
   sv_logf(p->sv, p->name, "adopted pid %d, left running by the previous run",
           pid);
@@ -314,6 +326,34 @@ static int64_t left_ms(const coproc *c) {
   return c->until_ms > now ? (int64_t)(c->until_ms - now) : 0;
 }
 
+/* ---- what is left of a tree ---- */
+
+#define KILL_WAIT_MS 5000 /* after SIGKILL: only an unkillable one stays */
+
+/* A cgroup says when it empties; a process group is looked at again on
+ * each SIGCHLD, and now and then in case a member's exit told nobody. */
+static int64_t tree_wait_ms(const coproc *c) {
+  int64_t left = left_ms(c);
+  return c->p->cg || left < 200 ? left : 200;
+}
+
+/* Logs fmt with the tree's pids (and, for the second form, the wait). */
+static void log_leftovers(coproc *c, const char *fmt) {
+  sv_proc *p = c->p;
+  int pids[32];
+  char list[32 * 12 + 32] = "";
+  size_t n = sv_tree_pids(p, pids, 32), at = 0;
+  for (size_t i = 0; i < n && at < sizeof list - 12; i++)
+    at += (size_t)snprintf(list + at, sizeof list - at, "%s%d", i ? " " : "",
+                           pids[i]);
+  if (n == 0) snprintf(list, sizeof list, "(none found)");
+  else if (n == 32) snprintf(list + at, sizeof list - at, " and more");
+  if (strstr(fmt, "still there"))
+    sv_logf(p->sv, p->name, fmt, KILL_WAIT_MS, p->pgid, list);
+  else
+    sv_logf(p->sv, p->name, fmt, p->pgid, list);
+}
+
 /* ---- the machine ---- */
 
 static int coproc_run(mly_machine *m, void *data) {
@@ -394,14 +434,20 @@ static int coproc_run(mly_machine *m, void *data) {
       if (mly_shutdown_requested(m)) c->stop = true;
       take_command(m, c);
     }
-    /* ---- stopping: signal, grace, kill ---- */
-    if (!c->exited) {
+    /* ---- stopping: signal, grace, kill; the whole tree ----
+     * asked to stop, or the child exited and left processes behind: the
+     * tree gets the stop signal, and the grace period to empty */
+    c->asked = !c->exited;
+    c->waited_tree = c->killed_tree = false;
+    if (c->asked || !sv_tree_empty(p)) {
       p->ready = false;
-      sv_logf(p->sv, p->name, "stopping: SIG%s to group %d, grace %lld ms",
-              sv_signal_name(p->prog->stop_signal), p->pid,
+      sv_tree_drain(p, true);
+      sv_logf(p->sv, p->name, "%s: SIG%s to group %d, grace %lld ms",
+              c->asked ? "stopping" : "processes of it are left",
+              sv_signal_name(p->prog->stop_signal), p->pgid,
               (long long)p->prog->stop_grace_ms);
-      signal_group(m, c, p->prog->stop_signal);
-      signal_group(m, c, SIGCONT);
+      sv_tree_signal(p, p->prog->stop_signal);
+      sv_tree_signal(p, SIGCONT);
       changed(m);
       c->until_ms = now_ms() + (uint64_t)p->prog->stop_grace_ms;
       while (!c->exited) {
@@ -409,15 +455,34 @@ static int coproc_run(mly_machine *m, void *data) {
         if (mly_current_event(m)) note_exit(c, mly_current_event(m));
         else if (mly_timed_out(m)) break;
       }
-      if (!c->exited) {
-        sv_logf(p->sv, p->name, "grace over: SIGKILL to group %d", p->pid);
-        signal_group(m, c, SIGKILL);
+      /* the rest of the tree keeps the rest of the grace */
+      while (c->exited && left_ms(c) > 0 && !sv_tree_empty(p)) {
+        c->waited_tree = true;
+        sv_tree_signal_new(p); /* orphaned by the exits since the stop */
+        MLY_AWAIT_AT(m, coproc_draining, SV_EV_TREE, tree_wait_ms(c));
+      }
+      if (!c->exited || !sv_tree_empty(p)) {
+        c->killed_tree = true;
+        log_leftovers(c, "grace over: SIGKILL to group %d, pids %s");
+        sv_tree_signal(p, SIGKILL);
         while (!c->exited) {
           MLY_AWAIT_AT(m, coproc_killing, MLY_EV_PROCESS_EXIT, -1);
           if (mly_current_event(m)) note_exit(c, mly_current_event(m));
         }
+        c->until_ms = now_ms() + KILL_WAIT_MS;
+        while (left_ms(c) > 0 && !sv_tree_empty(p)) {
+          sv_tree_signal(p, SIGKILL); /* orphans it handed over since */
+          MLY_AWAIT_AT(m, coproc_purging, SV_EV_TREE, tree_wait_ms(c));
+        }
+        if (!sv_tree_empty(p))
+          log_leftovers(c, "still there %d ms after SIGKILL to group %d, "
+                        "left behind: pids %s");
       }
-      if (!c->again) {
+      if (!c->killed_tree && c->waited_tree)
+        sv_logf(p->sv, p->name, "the rest of its processes have ended");
+      sv_tree_drain(p, false);
+      changed(m);
+      if (c->asked && !c->again) {
         p->want_up = false;
         changed(m);
         continue;

@@ -50,6 +50,11 @@ static int setup(sv *s, const sv_run_options *o) {
   if ((rc = coproc_register(s->rt, &s->coproc_type)) < 0) return rc;
   if ((rc = sup_register(s->rt, &s->sup_type)) < 0) return rc;
   const char *dir = o->state_dir ? o->state_dir : s->cfg->state_dir;
+  if ((rc = sv_tree_setup(s, dir)) < 0) return rc;
+  if ((rc = sv_tree_check_limits(s, s->cfg, err, sizeof err)) < 0) {
+    fprintf(stderr, "%s\n", err); /* an error in the file, as at load */
+    return rc;
+  }
   if (dir && (rc = sv_state_open(s, dir, err, sizeof err)) < 0) {
     fprintf(stderr, "mealy supervise: %s\n", err);
     return rc;
@@ -90,6 +95,7 @@ int sv_run(const sv_run_options *o) {
   if (s->ctl) ctl_stop(s);
   logpipe_close_all(s);
   if (s->rt) mly_runtime_close(s->rt);
+  sv_tree_end(s); /* if the supervisor machine never ran */
   free_all(s);
   free(s);
   return rc;

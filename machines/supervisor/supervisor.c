@@ -42,6 +42,8 @@ sv_proc *sv_proc_new(sv *s, const sv_program *prog) {
   p->prog = prog;
   snprintf(p->name, sizeof p->name, "%s", prog->name);
   s->procs[s->nprocs++] = p;
+  HASH_ADD(hh_name, s->by_name, name, strlen(p->name), p);
+  s->nunlaunched++;
   return p;
 }
 
@@ -53,7 +55,28 @@ void sv_proc_free(sv_proc *p) {
   free(p);
 }
 
+void sv_proc_retire(sv_proc *p) {
+  if (p->retiring) return;
+  p->retiring = true;
+  p->sv->nretiring++;
+  HASH_DELETE(hh_name, p->sv->by_name, p);
+}
+
+void sv_proc_set_pid(sv_proc *p, int pid) {
+  sv *s = p->sv;
+  if (p->pid > 0) HASH_DELETE(hh_pid, s->by_pid, p);
+  p->pid = pid > 0 ? pid : 0;
+  if (p->pid > 0) HASH_ADD(hh_pid, s->by_pid, pid, sizeof p->pid, p);
+}
+
 static void sv_proc_remove(sv *s, sv_proc *p) {
+  if (p->retiring) s->nretiring--;
+  else HASH_DELETE(hh_name, s->by_name, p);
+  if (!p->launched && s->nunlaunched) s->nunlaunched--;
+  sv_proc_set_pid(p, 0);
+  sv_tree_close(p);
+  /* a program removed by a reload: its place in the list is looked up
+     once, when it goes */
   for (size_t i = 0; i < s->nprocs; i++)
     if (s->procs[i] == p) {
       memmove(&s->procs[i], &s->procs[i + 1],
@@ -65,10 +88,15 @@ static void sv_proc_remove(sv *s, sv_proc *p) {
 }
 
 sv_proc *sv_find(sv *s, const char *name) {
-  for (size_t i = 0; i < s->nprocs; i++)
-    if (!s->procs[i]->retiring && strcmp(s->procs[i]->name, name) == 0)
-      return s->procs[i];
-  return NULL;
+  sv_proc *p = NULL;
+  HASH_FIND(hh_name, s->by_name, name, strlen(name), p);
+  return p;
+}
+
+sv_proc *sv_find_pid(sv *s, int pid) {
+  sv_proc *p = NULL;
+  HASH_FIND(hh_pid, s->by_pid, &pid, sizeof pid, p);
+  return p;
 }
 
 void sv_proc_tail_add(sv_proc *p, const char *line, size_t len) {
@@ -92,7 +120,10 @@ const char *sv_proc_state(sv *s, const sv_proc *p, char *buf, size_t len) {
 
 /* ---- reconcile: the one place decisions are made ---- */
 
-static bool is_up(const sv_proc *p) { return p->want_up || p->pid > 0; }
+/* Up: wanted up, or anything of its process tree still there. */
+static bool is_up(const sv_proc *p) {
+  return p->want_up || p->pid > 0 || p->draining;
+}
 
 static bool deps_ready(sv *s, const sv_program *g) {
   for (size_t i = 0; i < g->ndeps; i++) {
@@ -118,18 +149,27 @@ static void send_to(sv *s, sv_proc *p, uint32_t ev) {
 }
 
 static void start_due(sv *s) {
+  if (s->nunlaunched == 0) return; /* nothing waits to be started */
+  size_t waiting = 0;
   for (size_t k = 0; k < s->cfg->nprograms; k++) {
     const sv_program *g = &s->cfg->programs[s->cfg->start_order[k]];
     sv_proc *p = sv_find(s, g->name);
-    if (p == NULL || p->held || p->launched || !deps_ready(s, g)) continue;
+    if (p == NULL || p->launched) continue;
+    if (p->held || !deps_ready(s, g)) {
+      waiting++;
+      continue;
+    }
     p->launched = true;
     sv_logf(s, p->name, "starting%s", g->ndeps ? " (dependencies ready)" : "");
     send_to(s, p, SV_EV_START);
   }
+  /* counted again here, as control.c and state.c launch by hand too */
+  s->nunlaunched = waiting;
 }
 
 /* Stop whatever is up, is to go down, and has no dependent up. */
 static void stop_due(sv *s, bool everything) {
+  if (!everything && s->nretiring == 0) return;
   for (size_t i = s->nprocs; i-- > 0;) {
     sv_proc *p = s->procs[i];
     if (!(everything || p->retiring) || p->stop_sent || !is_up(p)) continue;
@@ -141,6 +181,7 @@ static void stop_due(sv *s, bool everything) {
 
 /* Retired programs that are down: end their machine, start successors. */
 static void retire_due(sv *s) {
+  if (s->nretiring == 0) return;
   for (size_t i = 0; i < s->nprocs;) {
     sv_proc *p = s->procs[i];
     if (!p->retiring || is_up(p)) {
@@ -201,6 +242,8 @@ static void reload(mly_machine *m, sv *s) {
   sv_config *next = NULL;
   sv_logf(s, "mealy", "reloading %s", s->config_path);
   int rc = sv_reload_config(s, &next, err, sizeof err);
+  if (rc == 0 && (rc = sv_tree_check_limits(s, next, err, sizeof err)) < 0)
+    sv_config_free(next);
   if (rc < 0) {
     sv_logf(s, "mealy", "reload refused, keeping the running config: %s", err);
     s->reload_failed = true;
@@ -221,10 +264,10 @@ static void reload(mly_machine *m, sv *s) {
     const sv_program *g = sv_config_find(next, p->name);
     if (g == NULL) {
       sv_logf(s, p->name, "removed from the config: stopping");
-      p->retiring = true;
+      sv_proc_retire(p);
     } else if (sv_program_changed(p->prog, g)) {
       sv_logf(s, p->name, "changed: restarting with the new definition");
-      p->retiring = true;
+      sv_proc_retire(p);
       if (add_program(m, s, g, true) == 0)
         p->successor = s->procs[s->nprocs - 1];
     } else {
@@ -234,9 +277,9 @@ static void reload(mly_machine *m, sv *s) {
   s->cfg = next;
   for (size_t k = 0; k < next->nprograms; k++) { /* added */
     const sv_program *g = &next->programs[k];
-    bool known = false;
-    for (size_t i = 0; i < s->nprocs && !known; i++)
-      known = strcmp(s->procs[i]->name, g->name) == 0;
+    bool known = sv_find(s, g->name) != NULL;
+    for (size_t i = 0; i < s->nprocs && !known && s->nretiring; i++)
+      known = strcmp(s->procs[i]->name, g->name) == 0; /* still retiring */
     if (!known) {
       sv_logf(s, g->name, "added to the config");
       add_program(m, s, g, false);
@@ -277,7 +320,7 @@ static void sup_take(mly_machine *m, sv *s) {
   }
   switch (e->id) {
   case MLY_EV_SIGNAL(SIGCHLD):
-    reaper_reap_orphans(s->rt);
+    sv_tree_chld(s);
     break;
   case MLY_EV_SIGNAL(SIGHUP):
   case SV_EV_RELOAD:
@@ -340,6 +383,7 @@ static void sup_fini(mly_machine *m, void *data) {
   (void)m;
   sup *d = data;
   ctl_stop(d->s);
+  sv_tree_end(d->s);
   logpipe_close_all(d->s);
 }
 
