@@ -19,7 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <linux/sched.h>
+#include <pthread.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* A child of ours (h), or a process adopted from a previous run, watched
@@ -32,7 +36,8 @@ struct mly_proc {
   mly_runtime *rt;
   mly_id owner;
   int pid;
-  int pidfd; /* adopted: -1 for our own children */
+  int pidfd; /* adopted, or spawned into a cgroup: -1 for uv_spawn's */
+  bool ours; /* with a pidfd: our child, whose status we reap */
   mly_proc *next, *prev;
 };
 
@@ -78,12 +83,27 @@ static void exit_cb(uv_process_t *h, int64_t exit_status, int term_signal) {
   gone(h->data, exit_status, term_signal);
 }
 
-/* An adopted process's pidfd turns readable when it exits.  It is not our
- * child, so its status is not ours to read: -1, no signal. */
-static void adopted_cb(uv_poll_t *h, int status, int events) {
+/* A pidfd turns readable when its process exits.  An adopted process is
+ * not our child, so its status is not ours to read: -1, no signal; our
+ * own (spawned into a cgroup) is reaped here, by pid: a child's pid is
+ * not reused before it is reaped. */
+static void pidfd_cb(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
-  gone(h->data, -1, 0);
+  mly_proc *p = h->data;
+  if (!p->ours) {
+    gone(p, -1, 0);
+    return;
+  }
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG) < 0) {
+    if (errno == ECHILD) gone(p, -1, 0); /* reaped by somebody else */
+    return;
+  }
+  if (si.si_pid == 0) return; /* not yet */
+  if (si.si_code == CLD_EXITED) gone(p, si.si_status, 0);
+  else gone(p, 0, si.si_status);
 }
 
 static void set_stdio(uv_stdio_container_t *c, int fd, mly_stdio_mode mode,
@@ -123,6 +143,131 @@ static int build_stdio(const mly_process_options *o,
   return count;
 }
 
+/* ---- into a cgroup: clone3(CLONE_INTO_CGROUP) ----
+ *
+ * libuv's uv_spawn cannot start a child in a cgroup, and moving it there
+ * after the fork would leave a moment in which it runs outside.  So this
+ * is a small spawn of our own, with uv_spawn's semantics: signal
+ * dispositions back to default and an empty mask, its own session, the
+ * descriptors mapped, cwd, gid and uid, execvp in the given environment;
+ * an exec failure comes back through a close-on-exec pipe as an errno. */
+
+static void child_fail(int fd, int err) {
+  ssize_t n = write(fd, &err, sizeof err);
+  (void)n;
+  _exit(127);
+}
+
+static void child_run(const mly_process_options *o, int errfd) {
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  if (o->new_group && setsid() < 0) child_fail(errfd, errno);
+  /* every source goes high first, so no dup2 overwrites another's source */
+  int src[3 + MLY_PROCESS_MAX_FDS], dst[3 + MLY_PROCESS_MAX_FDS], n = 0;
+  for (int i = 0; i < 3; i++) {
+    int fd = -1;
+    if (o->stdio[i].mode == MLY_STDIO_NULL)
+      fd = open("/dev/null", (i == 0 ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    else if (o->stdio[i].mode == MLY_STDIO_FD)
+      fd = o->stdio[i].fd;
+    else if (fcntl(i, F_SETFD, 0) < 0 && errno != EBADF)
+      child_fail(errfd, errno);
+    if (o->stdio[i].mode == MLY_STDIO_INHERIT) continue;
+    if (fd < 0) child_fail(errfd, errno);
+    src[n] = fd;
+    dst[n++] = i;
+  }
+  for (unsigned i = 0; i < o->nextra; i++) {
+    src[n] = o->extra[i].fd;
+    dst[n++] = o->extra[i].child_fd;
+  }
+  for (int i = 0; i < n; i++)
+    if ((src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, CHILD_FD_MAX)) < 0)
+      child_fail(errfd, errno);
+  for (int i = 0; i < n; i++)
+    if (dup2(src[i], dst[i]) < 0) child_fail(errfd, errno);
+  if (o->cwd && chdir(o->cwd) < 0) child_fail(errfd, errno);
+  if ((o->set_uid || o->set_gid) && setgroups(0, NULL) < 0 && errno != EPERM)
+    child_fail(errfd, errno);
+  if (o->set_gid && setgid(o->gid) < 0) child_fail(errfd, errno);
+  if (o->set_uid && setuid(o->uid) < 0) child_fail(errfd, errno);
+  if (o->env) environ = (char **)(uintptr_t)o->env; /* PATH from there too */
+  execvp(o->argv[0], (char *const *)(uintptr_t)o->argv);
+  child_fail(errfd, errno);
+}
+
+static int spawn_into_cgroup(mly_runtime *rt, mly_inst *m,
+                             const mly_process_options *o, int *pid_out) {
+  int pipefd[2], pidfd = -1;
+  if (pipe2(pipefd, O_CLOEXEC) < 0) return -errno;
+  struct clone_args ca;
+  memset(&ca, 0, sizeof ca);
+  ca.flags = CLONE_INTO_CGROUP | CLONE_PIDFD;
+  ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+  ca.exit_signal = SIGCHLD;
+  ca.cgroup = (uint64_t)o->cgroup_fd;
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old); /* no handler in the child */
+  long pid = syscall(SYS_clone3, &ca, sizeof ca);
+  if (pid == 0) {
+    close(pipefd[0]);
+    child_run(o, pipefd[1]);
+  }
+  int err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(pipefd[1]);
+  if (pid < 0) {
+    close(pipefd[0]);
+    return err == ENOSYS || err == E2BIG ? MLY_ENOSYS : -err;
+  }
+  int child_err = 0;
+  ssize_t r;
+  do r = read(pipefd[0], &child_err, sizeof child_err);
+  while (r < 0 && errno == EINTR);
+  close(pipefd[0]);
+  if (r == (ssize_t)sizeof child_err) { /* it did not exec: reap it */
+    siginfo_t si;
+    waitid(P_PID, (id_t)pid, &si, WEXITED);
+    close(pidfd);
+    return child_err > 0 ? -child_err : MLY_EIO;
+  }
+  /* from here on it runs: if it cannot be watched, it must not stay */
+  siginfo_t si;
+  mly_proc *p = calloc(1, sizeof *p);
+  int rc = p ? uv_poll_init(rt->loop, &p->poll, pidfd) : MLY_ENOMEM;
+  if (rc < 0) {
+    free(p);
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    waitid(P_PID, (id_t)pid, &si, WEXITED);
+    close(pidfd);
+    return rc;
+  }
+  p->rt = rt;
+  p->owner = m->id;
+  p->pid = (int)pid;
+  p->pidfd = pidfd;
+  p->ours = true;
+  p->poll.data = p;
+  rt->open_handles++;
+  rc = uv_poll_start(&p->poll, UV_READABLE, pidfd_cb);
+  if (rc < 0) {
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    waitid(P_PID, (id_t)pid, &si, WEXITED);
+    uv_close((uv_handle_t *)&p->poll, proc_closed); /* closes pidfd */
+    return rc;
+  }
+  link_proc(rt, p);
+  if (pid_out) *pid_out = (int)pid;
+  return 0;
+}
+
 int mly_process_spawn(mly_machine *mm, const mly_process_options *o,
                       int *pid_out) {
   mly_inst *m = INST(mm);
@@ -132,6 +277,7 @@ int mly_process_spawn(mly_machine *mm, const mly_process_options *o,
   uv_stdio_container_t stdio[CHILD_FD_MAX];
   int nstdio = build_stdio(o, stdio);
   if (nstdio < 0) return nstdio;
+  if (o->into_cgroup) return spawn_into_cgroup(rt, m, o, pid_out);
   mly_proc *p = calloc(1, sizeof *p);
   if (p == NULL) return MLY_ENOMEM;
   uv_process_options_t uo = {
@@ -223,7 +369,7 @@ int mly_process_adopt(mly_machine *mm, int pid, uint64_t start_time) {
     free(p);
     return rc;
   }
-  rc = uv_poll_start(&p->poll, UV_READABLE, adopted_cb);
+  rc = uv_poll_start(&p->poll, UV_READABLE, pidfd_cb);
   if (rc < 0) {
     uv_close((uv_handle_t *)&p->poll, proc_closed);
     return rc;

@@ -374,6 +374,15 @@ typedef struct mly_process_options {
   bool set_uid, set_gid;   /* run as uid / gid (needs privilege)      */
   uid_t uid;
   gid_t gid;
+  /* into_cgroup: the child starts in the cgroup v2 directory open as
+   * cgroup_fd (Linux >= 5.7, clone3 CLONE_INTO_CGROUP), so nothing it
+   * does can happen outside it, and nobody migrates (a migration can
+   * block the caller for an RCU grace period).  cgroup_fd stays the
+   * caller's.  Its exit is watched through a pidfd; the exit status and
+   * signal are reported as for any child.  MLY_ENOSYS where the kernel
+   * cannot. */
+  bool into_cgroup;
+  int cgroup_fd;
 } mly_process_options;
 
 /* Spawn a process owned by m; *pid_out gets its pid. */

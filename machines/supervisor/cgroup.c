@@ -12,9 +12,12 @@
  * the parent offers them; those that are not are why a `limits:` key is
  * refused.
  *
- * A child must be in its cgroup before it can start anything, so the
- * supervisor forks it from inside: it moves itself into the program's
- * cgroup, spawns, and moves back (two writes, some tens of microseconds).
+ * A child must be in its cgroup before it can start anything: it is
+ * created there (clone3 with CLONE_INTO_CGROUP, through the directory's
+ * descriptor), and nothing is ever migrated, which matters: a migration
+ * may wait for an RCU grace period, milliseconds with the supervisor
+ * blocked.  Before Linux 5.7 the supervisor moves itself into the
+ * program's cgroup, forks there, and moves back.
  *
  * Files are opened relative to directory descriptors, with O_NOFOLLOW;
  * what is read from them is bounded.
@@ -43,6 +46,7 @@ struct sv_cgroups {
 struct sv_cg {
   uv_fs_event_t watch;
   sv_cgroups *g;
+  int fd;                /* the directory, for clone3 */
   char path[PATH_MAX];
   void (*on_change)(void *arg);
   void *arg;
@@ -251,23 +255,35 @@ int sv_cg_open(sv_cgroups *g, uv_loop_t *loop, const char *name,
   snprintf(leaf, sizeof leaf, "program-%s", name);
   int rc = join(c->path, sizeof c->path, g->path, leaf);
   if (rc == 0) rc = make_dir(c->path);
+  c->fd = rc < 0 ? -1 : open(c->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
+                                          O_NOFOLLOW);
+  if (rc == 0 && c->fd < 0) rc = -errno;
   if (rc == 0) rc = uv_fs_event_init(loop, &c->watch);
   if (rc < 0) {
+    if (c->fd >= 0) close(c->fd);
     free(c);
     return rc;
   }
   c->watch.data = c;
-  char ev[PATH_MAX + 16];
-  snprintf(ev, sizeof ev, "%s/cgroup.events", c->path);
-  rc = uv_fs_event_start(&c->watch, watch_cb, ev, 0);
-  if (rc < 0) {
-    sv_cg_close(c);
-    return rc;
-  }
   uv_unref((uv_handle_t *)&c->watch); /* never keeps the loop alive */
-  c->watching = true;
   *out = c;
   return 0;
+}
+
+/* Watched only while somebody waits for it to empty: a running program's
+ * cgroup changes at each start and exit, and nobody needs to hear it. */
+int sv_cg_watch(sv_cg *c, bool on) {
+  if (c->watching == on) return 0;
+  int rc;
+  if (on) {
+    char ev[PATH_MAX + 16];
+    snprintf(ev, sizeof ev, "%s/cgroup.events", c->path);
+    rc = uv_fs_event_start(&c->watch, watch_cb, ev, 0);
+  } else {
+    rc = uv_fs_event_stop(&c->watch);
+  }
+  if (rc == 0) c->watching = on;
+  return rc;
 }
 
 static int set_one(sv_cg *c, const char *file, const char *value) {
@@ -298,6 +314,7 @@ int sv_cg_set_limits(sv_cg *c, const sv_limits *l) {
   return rc;
 }
 
+int sv_cg_fd(const sv_cg *c) { return c->fd; }
 int sv_cg_enter(sv_cg *c) { return write_at(c->path, "cgroup.procs", "0"); }
 int sv_cg_leave(sv_cg *c) { return write_at(c->g->home, "cgroup.procs", "0"); }
 
@@ -343,6 +360,7 @@ static void cg_closed(uv_handle_t *h) { free(h->data); }
 
 void sv_cg_close(sv_cg *c) {
   if (c == NULL) return;
+  close(c->fd);
   rmdir(c->path); /* fails (EBUSY) if anything is left in it: kept then */
   c->on_change = NULL;
   uv_close((uv_handle_t *)&c->watch, cg_closed);

@@ -5,7 +5,7 @@
  * cgroup in it.  Everything a program starts stays in its cgroup, whatever
  * process group or session it moves to, so it can be listed, signalled,
  * killed as a whole (cgroup.kill) and seen empty ("populated 0" in
- * cgroup.events, watched through inotify: no polling).
+ * cgroup.events, watched through inotify while it matters: no polling).
  */
 #ifndef MLY_SV_CGROUP_H
 #define MLY_SV_CGROUP_H
@@ -35,13 +35,17 @@ const char *sv_cgroups_controllers(const sv_cgroups *g);
 void sv_cgroups_close(sv_cgroups *g);
 
 /* A program's cgroup `name` (made, or found left by a previous run);
- * on_change(arg) is called when cgroup.events changes. */
+ * on_change(arg) is called when cgroup.events changes (sv_cg_watch). */
 int sv_cg_open(sv_cgroups *g, uv_loop_t *loop, const char *name,
                void (*on_change)(void *arg), void *arg, sv_cg **out);
+/* Calls on_change when cgroup.events changes, while on. */
+int sv_cg_watch(sv_cg *c, bool on);
 /* Sets memory.max, cpu.max and pids.max ("max" for those not set). */
 int sv_cg_set_limits(sv_cg *c, const sv_limits *l);
-/* The supervisor moves into the cgroup (to fork a child there: nothing the
- * child starts can be outside it) and back. */
+/* Its directory's descriptor: a child is created in it (clone3). */
+int sv_cg_fd(const sv_cg *c);
+/* The supervisor moves into the cgroup (to fork a child there, where
+ * clone3 cannot) and back. */
 int sv_cg_enter(sv_cg *c);
 int sv_cg_leave(sv_cg *c);
 /* 1: some process is in it, 0: empty, < 0: error. */

@@ -136,10 +136,7 @@ static int spawn_child(mly_machine *m, coproc *c) {
       o.nextra = 1;
     }
     int pid = 0;
-    if ((rc = sv_tree_spawn_enter(p)) == 0) {
-      rc = mly_process_spawn(m, &o, &pid);
-      sv_tree_spawn_leave(p);
-    }
+    rc = sv_tree_spawn(p, m, &o, &pid);
     if (rc == 0) sv_proc_set_pid(p, pid);
     p->pgid = pid; /* its own session and group */
   }
@@ -334,7 +331,7 @@ static int64_t left_ms(const coproc *c) {
  * each SIGCHLD, and now and then in case a member's exit told nobody. */
 static int64_t tree_wait_ms(const coproc *c) {
   int64_t left = left_ms(c);
-  return c->p->cg || left < 200 ? left : 200;
+  return c->p->tree_evented || left < 200 ? left : 200;
 }
 
 /* Logs fmt with the tree's pids (and, for the second form, the wait). */

@@ -92,6 +92,7 @@ typedef struct sv_proc {
   int pgid;               /* the current tree's process group */
   struct sv_cg *cg;       /* its cgroup (cgroup tracking) */
   bool draining;          /* waiting for what is left of its tree */
+  bool tree_evented;      /* its cgroup says when it empties: no looking */
   int signalled[32];      /* orphans that have had the stop signal */
   size_t nsignalled;
   struct sv_proc *drain_prev, *drain_next;
@@ -141,6 +142,9 @@ struct sv {
   uint64_t instances;
   sv_proc *drainers;      /* programs waiting for their tree to empty */
   bool cg_stuck;          /* the supervisor may be in a program's cgroup */
+  bool no_clone3;         /* no CLONE_INTO_CGROUP: fork from inside */
+  uint64_t spawn_cpu_ns;  /* CPU spent in spawning children (fork) */
+  uint64_t spawns;
 };
 
 /* Load the configuration again, from the file or the built-in text. */
@@ -200,8 +204,9 @@ int sv_tree_setup(sv *s, const char *state_dir); /* logs what is in use */
 int sv_tree_check_limits(sv *s, const sv_config *cfg, char *err, size_t len);
 int sv_tree_prepare(sv_proc *p);         /* before each spawn */
 void sv_tree_marker(const sv_proc *p, char *buf, size_t len);
-int sv_tree_spawn_enter(sv_proc *p);     /* around the spawn */
-void sv_tree_spawn_leave(sv_proc *p);
+/* mly_process_spawn, into the program's cgroup when there is one */
+int sv_tree_spawn(sv_proc *p, mly_machine *m, mly_process_options *o,
+                  int *pid);
 bool sv_tree_empty(sv_proc *p);          /* child reaped, nothing left */
 int sv_tree_signal(sv_proc *p, int sig); /* every process of it */
 /* The stop signal and SIGCONT to orphans that joined since the stop. */
