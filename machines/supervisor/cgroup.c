@@ -47,10 +47,10 @@ struct sv_cg {
   uv_fs_event_t watch;
   sv_cgroups *g;
   int fd;                /* the directory, for clone3 */
-  char path[PATH_MAX];
   void (*on_change)(void *arg);
   void *arg;
   bool watching;
+  char path[];           /* as long as it is: a thousand programs */
 };
 
 /* dir/leaf into out; MLY_ERANGE if it does not fit. */
@@ -246,14 +246,15 @@ static void watch_cb(uv_fs_event_t *h, const char *file, int events,
 
 int sv_cg_open(sv_cgroups *g, uv_loop_t *loop, const char *name,
                void (*on_change)(void *arg), void *arg, sv_cg **out) {
-  sv_cg *c = calloc(1, sizeof *c);
-  if (c == NULL) return MLY_ENOMEM;
+  char leaf[96];
+  snprintf(leaf, sizeof leaf, "program-%s", name);
+  size_t len = strlen(g->path) + 1 + strlen(leaf) + 1;
+  sv_cg *c = len <= PATH_MAX ? calloc(1, sizeof *c + len) : NULL;
+  if (c == NULL) return len <= PATH_MAX ? MLY_ENOMEM : MLY_ERANGE;
   c->g = g;
   c->on_change = on_change;
   c->arg = arg;
-  char leaf[96];
-  snprintf(leaf, sizeof leaf, "program-%s", name);
-  int rc = join(c->path, sizeof c->path, g->path, leaf);
+  int rc = join(c->path, len, g->path, leaf);
   if (rc == 0) rc = make_dir(c->path);
   c->fd = rc < 0 ? -1 : open(c->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
                                           O_NOFOLLOW);

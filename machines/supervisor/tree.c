@@ -286,8 +286,9 @@ void sv_tree_chld(sv *s) {
   reaper_reap_orphans(s);
   if (s->tracking == SV_TRACK_CGROUP) return; /* cgroup.events says it */
   sv_proc *p;
-  DL_FOREACH2(s->drainers, p, drain_next)
-    if (p->machine) mly_runtime_send(s->rt, p->machine, SV_EV_TREE, NULL);
+  DL_FOREACH2(s->drainers, p, drain_next) /* those whose child is gone */
+    if (p->machine && p->pid == 0)
+      mly_runtime_send(s->rt, p->machine, SV_EV_TREE, NULL);
 }
 
 typedef struct leftovers {
