@@ -191,6 +191,17 @@ elif [ "$mode" = pgroup ]; then
   check "refused (status 1)" eq "$SVRC" 1
   check "FILE:LINE:COL: needs cgroup v2" grep -q \
     "^$CFG:5:40: limits memory_max needs cgroup v2 tracking" "$LOG"
+  # the same at a reload: refused, the running config kept
+  sed -i '/limits:/d' "$CFG"
+  if sv_start; then
+    check "running without limits" poll 100 running lim
+    old=$(pid_of lim)
+    echo "    limits: {pids_max: 64}" >>"$CFG"
+    kill -HUP "$SVPID"
+    check "log: reload refused with FILE:LINE:COL" poll 100 grep -q \
+      "reload refused, keeping the running config: $CFG:5:24: limits pids_max needs cgroup v2" "$LOG"
+    check "the program runs on, untouched" eq "$(pid_of lim)" "$old"
+  fi
 else
   check "refused (status 1)" eq "$SVRC" 1
   check "FILE:LINE:COL: the controller is not enabled" grep -Eq \

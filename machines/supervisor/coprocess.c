@@ -207,6 +207,9 @@ static void note_exit(coproc *c, const mly_event *e) {
   else
     sv_logf(p->sv, p->name, "exited with status %d", (int)c->exit_status);
   child_gone(c);
+  /* a SIGCHLD may have found this child's zombie first and left the
+   * orphans behind it: now that it is reaped, they can be */
+  reaper_reap_orphans(p->sv);
 }
 
 /* Started by hand after giving up: a fresh start, as if never failed

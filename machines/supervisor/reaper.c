@@ -8,9 +8,9 @@
  * reap it only if the runtime does not know it.  The cost is one call per
  * zombie, whatever else runs on the host: nothing scans /proc.
  *
- * If the zombie found first is the runtime's own, libuv has not yet seen
- * the SIGCHLD of its exit; it will, and that SIGCHLD comes here too, so
- * the orphans behind it are reaped then.
+ * If the zombie found first is the runtime's own, the runtime has not yet
+ * reaped it; it will, and its exit event calls this again (note_exit in
+ * coprocess.c), so the orphans behind it are reaped then.
  *
  * Orphans are attributed to their program by the marker the supervisor
  * puts in every program's environment, MEALY_PROGRAM=NAME:SVPID.INSTANCE,

@@ -66,6 +66,7 @@ latency() { # times-file name: p50 and p99 of exit-to-next-start, 500 restarts
     | head -n 500 | sort -n >"$dir/lat"
   local n
   n=$(wc -l <"$dir/lat")
+  echo "BENCH $2_restart_latency_p10 $(sed -n "$(( n / 10 + 1 ))p" "$dir/lat") ms"
   echo "BENCH $2_restart_latency_p50 $(sed -n "$(( n / 2 ))p" "$dir/lat") ms"
   echo "BENCH $2_restart_latency_p99 $(sed -n "$(( n * 99 / 100 ))p" "$dir/lat") ms"
 }
