@@ -302,6 +302,12 @@ sv_refuses "LOCK: cannot open: it is a symbolic link" -- --state-dir "$D/lk"
 check "the LOCK symlink's target is not truncated" [ "$(cat "$D/victim")" = "keep me" ]
 mkdir -m 700 "$D/lf"; mkfifo "$D/lf/LOCK"
 sv_refuses "LOCK: is not a regular file" -- --state-dir "$D/lf"
+mkdir -m 700 "$D/sl"
+ln -s "$D/victim" "$D/sl/seg-00000000000000000001.mj"
+sv_refuses "seg-00000000000000000001.mj: cannot read: Too many levels of symbolic links" \
+  -- --state-dir "$D/sl"
+check "a symlinked segment is not followed (its target is intact)" \
+  [ "$(cat "$D/victim")" = "keep me" ]
 ln -s "$D/st/deeper" "$D/jlink" # a journal is there
 if "$mealy" journal compact "$D/jlink" >"$D/jc.out" 2>&1; then
   bad "mealy journal compact refuses the symlinked directory"
