@@ -227,8 +227,15 @@ programs:
     command: [sh, -c, "echo hello; exec sleep 1000"]
     cwd: $D
     stdout: $D/mine/b.log
+  f:
+    command: [sh, -c, "echo hello; exec sleep 1000"]
+    cwd: $D
+    stdout: $D/mine/fifo.log
 EOF
+mkfifo "$D/mine/fifo.log"
 if sv_start; then
+  check "a FIFO with no reader as a log does not hang the start" \
+    poll 100 logged "cannot open log $D/mine/fifo.log: No such device or address"
   check "a symlinked log is refused" poll 100 logged "is a symbolic link"
   check "b's log is written" poll 100 has_line "$D/mine/b.log" hello
   check "b's log is created 0640" [ "$(mode_of "$D/mine/b.log")" = 640 ]

@@ -48,13 +48,17 @@ static int open_log(sv_logpipe *lp) {
   mly_process_options as = {.set_uid = g->has_uid, .uid = g->uid,
                             .set_gid = g->has_gid, .gid = g->gid,
                             .groups = g->groups, .ngroups = g->ngroups};
-  lp->file_fd = mly_open_as(&as, lp->log->file,
-                            O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640);
+  /* O_NONBLOCK: a FIFO put there with no reader fails the open at once
+   * (ENXIO) instead of hanging the supervisor; writes block as before */
+  lp->file_fd = mly_open_as(&as, lp->log->file, O_WRONLY | O_APPEND | O_CREAT |
+                            O_NOFOLLOW | O_NONBLOCK, 0640);
   if (lp->file_fd < 0) {
     errno = -lp->file_fd;
     lp->file_fd = -1;
     return -errno;
   }
+  int fl = fcntl(lp->file_fd, F_GETFL);
+  if (fl >= 0) fcntl(lp->file_fd, F_SETFL, fl & ~O_NONBLOCK);
   struct stat st;
   lp->size = fstat(lp->file_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
   return 0;
