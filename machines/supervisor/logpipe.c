@@ -9,7 +9,8 @@
  * is never split between two files: rotation happens before a line that
  * would not fit.  A line longer than the buffer is written in pieces, each
  * ended with a newline.  The last SV_TAIL_LINES lines are also kept in
- * memory for `mealy ctl tail`.
+ * memory for `mealy ctl tail`.  A log file is opened as the program's
+ * user (mly_open_as), never through a symlink, and created 0640.
  *
  * A pipe outlives its process when a grandchild still holds the write
  * end; it is read until EOF, and freed from its close callback.
