@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -453,6 +454,99 @@ START_TEST(child_gets_only_its_fds) {
 }
 END_TEST
 
+/* The invariant itself, on random layouts: sources scattered over the
+ * fds a child's targets use (swaps and cycles among them), strays
+ * without O_CLOEXEC around them.  Model: the child has exactly 0, 1, 2
+ * and the targets, and each target is the very pipe given for it. */
+static const char *const sh_ls_fds[] = {"/bin/sh", "-c", "ls -l /proc/$$/fd",
+                                        NULL};
+
+static int free_fd_below(int top) {
+  for (int tries = 0; tries < 1000; tries++) {
+    int fd = 3 + rand() % (top - 3);
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) return fd;
+  }
+  ck_abort_msg("no free fd");
+  return -1;
+}
+
+static int put_at(int fd, int at) { /* moves fd to `at`, without O_CLOEXEC */
+  ck_assert_int_eq(dup2(fd, at), at);
+  close(fd);
+  return at;
+}
+
+static unsigned long ino_of(int fd) {
+  struct stat st;
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  return (unsigned long)st.st_ino;
+}
+
+START_TEST(child_fds_match_the_model) {
+  unsigned seed = 20261130u;
+  srand(seed);
+  for (int round = 0; round < 40; round++) {
+    int out[2], used[64];
+    int nused = 0;
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    int out_w = put_at(out[1], free_fd_below(64));
+    used[nused++] = out_w;
+    job j = {.opt = {.argv = sh_ls_fds}};
+    j.opt.stdio[1].mode = MLY_STDIO_FD;
+    j.opt.stdio[1].fd = out_w;
+    bool target[64] = {false};
+    unsigned long want[64] = {0};
+    unsigned n = (unsigned)(rand() % (MLY_PROCESS_MAX_FDS + 1));
+    for (unsigned i = 0; i < n; i++) {
+      int cfd;
+      do cfd = 3 + rand() % 61;
+      while (target[cfd]);
+      target[cfd] = true;
+      int p[2];
+      ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+      close(p[0]);
+      int src = put_at(p[1], free_fd_below(64));
+      used[nused++] = src;
+      want[cfd] = ino_of(src);
+      j.opt.extra[i].child_fd = cfd;
+      j.opt.extra[i].fd = src;
+    }
+    j.opt.nextra = n;
+    int strays = rand() % 4;
+    for (int i = 0; i < strays; i++)
+      used[nused++] = put_at(open("/dev/null", O_RDONLY), free_fd_below(64));
+    run_jobs(&j, 1);
+    ck_assert_int_eq(j.spawn_rc, 0);
+    ck_assert_int_eq(j.status, 0);
+    for (int i = 0; i < nused; i++) close(used[i]);
+    char buf[8192];
+    read_all(out[0], buf, sizeof buf);
+    close(out[0]);
+    bool seen[64] = {false};
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+      char *arrow = strstr(line, " -> ");
+      if (arrow == NULL) continue; /* "total 0" */
+      char *num = arrow;
+      while (num > line && num[-1] != ' ') num--;
+      int fd = atoi(num);
+      ck_assert_msg(fd >= 0 && fd < 64 && (fd < 3 || target[fd]),
+                    "round %d: the child has fd %d it was not given: %s",
+                    round, fd, line);
+      seen[fd] = true;
+      if (fd >= 3) {
+        char expect[64];
+        snprintf(expect, sizeof expect, "pipe:[%lu]", want[fd]);
+        ck_assert_str_eq(arrow + 4, expect);
+      }
+    }
+    for (int fd = 0; fd < 64; fd++)
+      ck_assert_msg(seen[fd] == (fd < 3 || target[fd]),
+                    "round %d: fd %d %s", round, fd,
+                    seen[fd] ? "present" : "missing");
+  }
+}
+END_TEST
+
 static const char *const sh_ids[] = {"/bin/sh", "-c", "id -u; id -g; id -G",
                                      NULL};
 
@@ -757,6 +851,7 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, stdio_fd_mode_writes_into_pipe);
   tcase_add_test(tc, stdio_null_mode_discards_output);
   tcase_add_test(tc, child_gets_only_its_fds);
+  tcase_add_test(tc, child_fds_match_the_model);
   tcase_add_test(tc, child_gets_its_groups);
   tcase_add_test(tc, open_as_checks_the_users_rights);
   tcase_add_test(tc, exits_route_to_their_owners);
