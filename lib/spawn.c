@@ -187,9 +187,20 @@ static _Noreturn void child(const mly_process_options *o, const plan *p,
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+  size_t argc = 0;
+  while (o->argv[argc]) argc++;
+  const char *sh_argv[argc + 2]; /* a script without #!, as execvp runs it */
   int err = ENOENT;
   for (size_t i = 0; i < p->ncand; i++) {
     execve(p->cand[i], (char *const *)(uintptr_t)o->argv, p->env);
+    if (errno == ENOEXEC) {
+      sh_argv[0] = "/bin/sh";
+      sh_argv[1] = p->cand[i];
+      for (size_t a = 1; a <= argc; a++) sh_argv[a + 1] = o->argv[a];
+      execve("/bin/sh", (char *const *)(uintptr_t)sh_argv, p->env);
+      err = errno;
+      break;
+    }
     if (errno == EACCES) err = EACCES; /* as execvp: remembered, go on */
     else if (errno != ENOENT && errno != ENOTDIR) {
       err = errno;

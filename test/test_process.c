@@ -547,6 +547,24 @@ START_TEST(child_fds_match_the_model) {
 }
 END_TEST
 
+/* A script without "#!" runs under /bin/sh, as execvp would run it. */
+START_TEST(script_without_shebang_runs_under_sh) {
+  char path[] = "/tmp/mly-noshebang.XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  const char text[] = "exit $(($1 + 4))\n";
+  ck_assert_int_eq(write(fd, text, sizeof text - 1), (ssize_t)sizeof text - 1);
+  close(fd);
+  ck_assert_int_eq(chmod(path, 0700), 0);
+  const char *argv[] = {path, "3", NULL};
+  job j = {.opt = {.argv = argv}};
+  run_jobs(&j, 1);
+  unlink(path);
+  ck_assert_int_eq(j.spawn_rc, 0);
+  ck_assert_int_eq(j.status, 7);
+}
+END_TEST
+
 static const char *const sh_ids[] = {"/bin/sh", "-c", "id -u; id -g; id -G",
                                      NULL};
 
@@ -851,6 +869,7 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, stdio_fd_mode_writes_into_pipe);
   tcase_add_test(tc, stdio_null_mode_discards_output);
   tcase_add_test(tc, child_gets_only_its_fds);
+  tcase_add_test(tc, script_without_shebang_runs_under_sh);
   tcase_add_test(tc, child_fds_match_the_model);
   tcase_add_test(tc, child_gets_its_groups);
   tcase_add_test(tc, open_as_checks_the_users_rights);
