@@ -29,9 +29,12 @@
  *       depends_on: [db]
  *       stdout: inherit | FILE | {file: FILE, max_size: 10MB, keep: 5}
  *       stderr: inherit | FILE | {...}
- *       user: www-data
+ *       user: www-data               # its groups, HOME, USER, LOGNAME, SHELL too
  *       group: www-data
  *       limits: {memory_max: 256MB, cpu_max: 1.5, pids_max: 100}  # cgroups
+ *       env_inherit: true            # false: a clean environment
+ *
+ *   env_inherit: true                # the default for every program
  */
 #ifndef MLY_SUPERVISOR_CONFIG_H
 #define MLY_SUPERVISOR_CONFIG_H
@@ -109,6 +112,16 @@ typedef struct sv_program {
   gid_t gid;
   bool has_uid, has_gid;
   sv_limits limits;
+  /* the user's passwd entry (NULL: a numeric id without one) and its
+   * supplementary groups (getgrouplist for the user and gid) */
+  char *login, *home, *shell_path;
+  gid_t *groups;
+  size_t ngroups;
+  /* env_inherit: the supervisor's environment underneath env: (default,
+   * or the top-level env_inherit); false: only PATH, the user's HOME,
+   * USER, LOGNAME, SHELL, and env: */
+  bool env_inherit;
+  bool env_inherit_set;
   /* where the program was defined, for messages */
   int line, col;
 } sv_program;
@@ -124,6 +137,7 @@ typedef struct sv_config {
   char *state_dir;        /* NULL: nothing is kept across a crash */
   sv_orphans orphans;     /* default adopt */
   sv_tracking tracking;   /* default auto: cgroup v2 when it can */
+  bool env_inherit;       /* default true: programs see our environment */
   mly_sync sync;          /* default always */
   uint32_t sync_interval_ms;
   sv_program *programs;   /* in file order */

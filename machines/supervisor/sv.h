@@ -203,7 +203,7 @@ int sv_tree_setup(sv *s, const char *state_dir); /* logs what is in use */
 /* Limits the tracking in use cannot apply: FILE:LINE:COL into err. */
 int sv_tree_check_limits(sv *s, const sv_config *cfg, char *err, size_t len);
 int sv_tree_prepare(sv_proc *p);         /* before each spawn */
-void sv_tree_marker(const sv_proc *p, char *buf, size_t len);
+void sv_tree_marker(const sv_proc *p, char *buf, size_t len); /* value */
 /* mly_process_spawn, into the program's cgroup when there is one */
 int sv_tree_spawn(sv_proc *p, mly_machine *m, mly_process_options *o,
                   int *pid);

@@ -125,7 +125,7 @@ int sv_tree_prepare(sv_proc *p) {
 }
 
 void sv_tree_marker(const sv_proc *p, char *buf, size_t len) {
-  snprintf(buf, len, SV_MARKER "=%s:%d.%llu", p->name, (int)getpid(),
+  snprintf(buf, len, "%s:%d.%llu", p->name, (int)getpid(),
            (unsigned long long)p->instance);
 }
 
