@@ -94,8 +94,8 @@ int sv_run(const sv_run_options *o) {
   if (rc == 0) rc = s->exit_status;
   if (s->ctl) ctl_stop(s);
   logpipe_close_all(s);
+  if (s->rt) sv_tree_end(s); /* if the supervisor machine never ran */
   if (s->rt) mly_runtime_close(s->rt);
-  sv_tree_end(s); /* if the supervisor machine never ran */
   free_all(s);
   free(s);
   return rc;
