@@ -21,6 +21,9 @@ int sv_reload_config(sv *s, sv_config **out, char *err, size_t errlen) {
 }
 
 static void free_all(sv *s) {
+  HASH_CLEAR(hh_name, s->by_name); /* the tables; the procs go below */
+  HASH_CLEAR(hh_pid, s->by_pid);
+  HASH_CLEAR(hh_inst, s->by_inst);
   for (size_t i = 0; i < s->nprocs; i++) sv_proc_free(s->procs[i]);
   free(s->procs);
   for (size_t i = 0; i < s->nold; i++) sv_config_free(s->old_cfgs[i]);
