@@ -10,6 +10,15 @@
  * signals a pid found in that list.  After the reap the pid may belong to
  * somebody else, and the answer is MLY_ESRCH.  A handle is closed only in
  * its exit callback (or when the runtime closes), as libuv requires.
+ *
+ * A process does not outlive its owner (mealy.h): when the owning
+ * machine ends, the process gets SIGTERM and SIGCONT, and SIGKILL from a
+ * grace timer of its own; its handles are unreferenced from then on, so
+ * it never holds the loop after on_stop.  When the runtime closes,
+ * what still runs gets SIGKILL and its handle stays open (referenced)
+ * until libuv has reaped it: nothing is orphaned, nothing left a zombie.
+ * Detached processes, and those of a suspended durable instance, are
+ * only watched until they exit.
  */
 #include "internal.h"
 
@@ -30,9 +39,15 @@ struct mly_proc {
     uv_poll_t poll;
   };
   mly_runtime *rt;
-  mly_id owner;
+  mly_id owner;         /* 0 once the owner has ended */
   int pid;
-  int pidfd; /* adopted: -1 for our own children */
+  int pidfd;            /* adopted: -1 for our own children */
+  int nhandles;         /* open: the watch, and the grace timer if any */
+  int64_t end_grace_ms; /* SIGKILL this long after SIGTERM (< 0: at once) */
+  bool group;           /* it leads its own process group: signal that */
+  bool detached;        /* left running when its owner ends */
+  bool timer_on;        /* grace is initialized */
+  uv_timer_t grace;     /* SIGKILL at the end of the owner's grace */
   mly_proc *next, *prev;
 };
 
@@ -54,9 +69,62 @@ static void unlink_proc(mly_runtime *rt, mly_proc *p) {
 static void proc_closed(uv_handle_t *h) {
   mly_proc *p = h->data;
   mly_runtime *rt = p->rt;
-  if (p->pidfd >= 0) close(p->pidfd);
-  free(p);
+  if (--p->nhandles == 0) {
+    if (p->pidfd >= 0) close(p->pidfd);
+    free(p);
+  }
   rt_release(rt);
+}
+
+/* Close its handles; the last close callback frees it. */
+static void proc_close(mly_proc *p) {
+  if (p->timer_on) {
+    p->timer_on = false;
+    uv_close((uv_handle_t *)&p->grace, proc_closed);
+  }
+  uv_close((uv_handle_t *)&p->h, proc_closed);
+}
+
+/* Signal one process of the list (never a reaped one: see above); its
+ * group with group=true.  An adopted one is not our child: the pidfd
+ * proves the leader is still the process we adopted. */
+static int proc_kill(mly_proc *p, int signum, bool group) {
+  if (p->pidfd >= 0) {
+    if (syscall(SYS_pidfd_send_signal, p->pidfd, group ? 0 : signum, NULL, 0) < 0)
+      return -errno;
+    if (!group) return 0;
+  }
+  if (group) return kill(-p->pid, signum) < 0 ? -errno : 0;
+  return uv_process_kill(&p->h, signum);
+}
+
+static void grace_cb(uv_timer_t *h) {
+  mly_proc *p = h->data;
+  proc_kill(p, SIGKILL, p->group);
+}
+
+/* Its owner ended: TERM (and CONT, so a stopped process can act on it),
+ * then KILL at the end of the grace. */
+static void end_process(mly_proc *p) {
+  mly_runtime *rt = p->rt;
+  if (p->end_grace_ms < 0) {
+    proc_kill(p, SIGKILL, p->group);
+    return;
+  }
+  proc_kill(p, SIGTERM, p->group);
+  proc_kill(p, SIGCONT, p->group);
+  if (uv_timer_init(rt->loop, &p->grace) < 0) { /* no timer: no grace */
+    proc_kill(p, SIGKILL, p->group);
+    return;
+  }
+  p->grace.data = p;
+  p->timer_on = true;
+  p->nhandles++;
+  rt->open_handles++;
+  uv_unref((uv_handle_t *)&p->grace);
+  uint64_t ms = p->end_grace_ms ? (uint64_t)p->end_grace_ms
+                                : MLY_PROCESS_END_GRACE_MS;
+  uv_timer_start(&p->grace, grace_cb, ms, 0);
 }
 
 static void gone(mly_proc *p, int64_t exit_status, int term_signal) {
@@ -71,7 +139,7 @@ static void gone(mly_proc *p, int64_t exit_status, int term_signal) {
     e->corr = (uint64_t)p->pid;
     ev_deliver(rt, owner, e);
   }
-  uv_close((uv_handle_t *)&p->h, proc_closed);
+  proc_close(p);
 }
 
 static void exit_cb(uv_process_t *h, int64_t exit_status, int term_signal) {
@@ -151,6 +219,10 @@ int mly_process_spawn(mly_machine *mm, const mly_process_options *o,
   p->rt = rt;
   p->owner = m->id;
   p->pidfd = -1;
+  p->nhandles = 1;
+  p->end_grace_ms = o->end_grace_ms;
+  p->group = o->new_group; /* setsid: it leads its own group */
+  p->detached = o->detached;
   p->h.data = p;
   rt->open_handles++;
   int rc = uv_spawn(rt->loop, &p->h, &uo);
@@ -214,6 +286,8 @@ int mly_process_adopt(mly_machine *mm, int pid, uint64_t start_time) {
   p->owner = m->id;
   p->pid = pid;
   p->pidfd = pidfd;
+  p->nhandles = 1;
+  p->group = getpgid(pid) == pid; /* checked with the pidfd held */
   p->poll.data = p;
   rt->open_handles++;
   rc = uv_poll_init(rt->loop, &p->poll, pidfd);
@@ -235,16 +309,8 @@ int mly_process_adopt(mly_machine *mm, int pid, uint64_t start_time) {
 int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   if (pid <= 0 || signum < 0 || signum >= 65) return MLY_EINVAL;
-  for (mly_proc *p = rt->procs; p != NULL; p = p->next) {
-    if (p->pid != pid) continue;
-    if (p->pidfd >= 0) { /* adopted: the pidfd proves the leader is ours */
-      if (syscall(SYS_pidfd_send_signal, p->pidfd, group ? 0 : signum, NULL, 0) < 0)
-        return -errno;
-      if (!group) return 0;
-    }
-    if (group) return kill(-pid, signum) < 0 ? -errno : 0;
-    return uv_process_kill(&p->h, signum);
-  }
+  for (mly_proc *p = rt->procs; p != NULL; p = p->next)
+    if (p->pid == pid) return proc_kill(p, signum, group);
   return MLY_ESRCH;
 }
 
@@ -256,17 +322,38 @@ bool mly_process_known(const mly_runtime *rt, int pid) {
   return false;
 }
 
-void proc_forget_owner(mly_runtime *rt, mly_id owner) {
-  for (mly_proc *p = rt->procs; p != NULL; p = p->next)
-    if (p->owner == owner) p->owner = 0;
+void proc_owner_ended(mly_runtime *rt, mly_id owner, bool let_go) {
+  for (mly_proc *p = rt->procs; p != NULL; p = p->next) {
+    if (p->owner != owner) continue;
+    p->owner = 0;
+    uv_unref((uv_handle_t *)&p->h); /* from now on it never holds the loop */
+    if (let_go) p->detached = true; /* the next run adopts it */
+    if (!p->detached && !rt->closing) end_process(p); /* closing: below */
+  }
 }
 
-/* The runtime is closing: stop watching.  The processes themselves are
- * left running; ending them is their owners' business before this. */
+/* The runtime is closing: a detached process is no longer watched; any
+ * other is killed, and watched (holding the loop) until it is reaped. */
 void proc_close_all(mly_runtime *rt) {
-  while (rt->procs != NULL) {
-    mly_proc *p = rt->procs;
-    unlink_proc(rt, p);
-    uv_close((uv_handle_t *)&p->h, proc_closed);
+  for (mly_proc *p = rt->procs, *next; p != NULL; p = next) {
+    next = p->next;
+    if (p->detached) {
+      unlink_proc(rt, p);
+      proc_close(p);
+      continue;
+    }
+    p->owner = 0;
+    if (p->timer_on) {
+      p->timer_on = false;
+      uv_close((uv_handle_t *)&p->grace, proc_closed);
+    }
+    int rc = proc_kill(p, SIGKILL, p->group);
+    if (rc < 0 && p->group) rc = proc_kill(p, SIGKILL, false);
+    if (rc < 0) { /* it cannot be signalled: do not wait for it */
+      unlink_proc(rt, p);
+      proc_close(p);
+      continue;
+    }
+    uv_ref((uv_handle_t *)&p->h); /* close waits for the reap */
   }
 }

@@ -11,6 +11,7 @@
 #include "harness.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,7 +88,8 @@ typedef struct poster {
   int n;
   int base;         /* first sequence number posted */
   uv_barrier_t *start;
-  int failures;     /* mly_post calls that did not return 0 */
+  int failures;     /* mly_post calls that did not return 0 (or EAGAIN) */
+  uint64_t full;    /* MLY_EAGAIN answers, each posted again */
   int first_rc;
 } poster;
 
@@ -95,7 +97,13 @@ static void poster_main(void *arg) {
   poster *p = arg;
   if (p->start) uv_barrier_wait(p->start);
   for (int i = 0; i < p->n; i++) {
-    int rc = mly_post(p->rt, p->to, p->ev, mly_value_int(p->base + i));
+    int rc;
+    /* the queue is bounded: a full one says MLY_EAGAIN, post again */
+    while ((rc = mly_post(p->rt, p->to, p->ev, mly_value_int(p->base + i))) ==
+           MLY_EAGAIN) {
+      p->full++;
+      sched_yield();
+    }
     if (rc != 0 && p->failures++ == 0) p->first_rc = rc;
   }
 }

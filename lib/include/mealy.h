@@ -178,6 +178,10 @@ typedef struct mly_type_def {
 } mly_type_def;
 
 #define MLY_NAME_MAX 63
+/* A yield point name is at most this many bytes; mly_type_register
+ * refuses a longer one (MLY_ENAMETOOLONG), an empty, repeated (MLY_EEXIST)
+ * or "line N" one, and a durable type without a points list (MLY_EINVAL). */
+#define MLY_POINT_MAX 63
 
 /* Lifecycle of an instance. */
 typedef enum mly_lifecycle {
@@ -194,12 +198,19 @@ typedef struct mly_runtime_options {
   uint32_t step_budget; /* steps per loop turn before I/O gets a turn;
                            0 = default (MLY_DEFAULT_STEP_BUDGET)        */
   /* called on the loop thread once the runtime has stopped: after
-     mly_runtime_shutdown, when the last instance has ended */
+     mly_runtime_shutdown, when the last instance has ended.  It can run
+     inside mly_runtime_shutdown itself (nothing was left to stop, or
+     everything ended at once), or inside a second call that forces the
+     end: do not free what the caller of mly_runtime_shutdown still uses */
   void (*on_stop)(mly_runtime *rt, void *arg);
   void *arg;
+  /* events mly_post may hold that the loop has not taken yet; past it
+     mly_post answers MLY_EAGAIN.  0 = default (MLY_DEFAULT_POST_QUEUE) */
+  uint32_t post_queue_max;
 } mly_runtime_options;
 
 #define MLY_DEFAULT_STEP_BUDGET 4096
+#define MLY_DEFAULT_POST_QUEUE 65536
 
 /* Create a runtime on `loop`, or on a loop of its own when loop is NULL.
  * Embedding adds no thread and takes nothing over: the host's handles
@@ -213,10 +224,16 @@ uv_loop_t *mly_runtime_loop(mly_runtime *rt);
 int mly_runtime_run(mly_runtime *rt);
 
 /* Ask every top-level instance to shut down; each parent stops its
- * children (newest first) when it ends.  After grace_ms (< 0: never) or a
- * second call, whatever is left is ended by force.  Harmless to repeat
- * once everything has stopped.  When the last instance is gone, on_stop
- * runs and the runtime stops holding the loop alive. */
+ * children (newest first) when it ends.  After grace_ms, whatever is left
+ * is ended by force (mly_kill): grace_ms < 0 waits as long as it takes;
+ * grace_ms == 0 asks, then ends what is left on the next loop turn (timer
+ * phase), so a machine gets no step to react.  A second call while the
+ * runtime is stopping forces the end at once, inside that call.  Durable
+ * instances are suspended at the first call, not asked (see "Durable
+ * machines").  From then on mly_spawn and mly_post answer MLY_ESHUTDOWN.
+ * When the last instance is gone, on_stop runs (possibly inside this
+ * call) and the runtime stops holding the loop alive.  Harmless to repeat
+ * once everything has stopped. */
 int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms);
 bool mly_runtime_stopping(const mly_runtime *rt);
 
@@ -325,9 +342,15 @@ int mly_reply(mly_machine *m, const mly_event *request, uint32_t id,
 /* The one thread-safe entry: post an event from any thread.  Events from
  * one thread arrive in the order posted.  Whether the target is alive is
  * known only on the loop thread: a post to an ended instance is dropped
- * and counted (stats.undeliverable).  MLY_ESHUTDOWN while the runtime is
- * closing.  mly_runtime_close frees the runtime: the host must make its
- * threads stop posting (join them) before it calls mly_runtime_close. */
+ * and counted (stats.undeliverable).  The queue between the threads and
+ * the loop is bounded (options.post_queue_max, MLY_DEFAULT_POST_QUEUE
+ * events): when it is full the post is refused with MLY_EAGAIN (the
+ * payload is freed; post again later), and once mly_runtime_shutdown has
+ * been called, or the runtime is closing, with MLY_ESHUTDOWN.  The loop
+ * takes at most step_budget posted events per turn, so a flood of posts
+ * never starves the host's own handles and timers.  mly_runtime_close
+ * frees the runtime: the host must make its threads stop posting (join
+ * them) before it calls mly_runtime_close. */
 int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload);
 
 /* Inside a step: the event the last wait took (NULL if it ended for
@@ -346,6 +369,25 @@ int mly_signal_unwatch(mly_machine *m, int signum);
 /* ------------------------------------------------------------------ */
 /* Child processes.  Exit arrives as MLY_EV_PROCESS_EXIT to the owning */
 /* machine (through libuv's SIGCHLD handling: no polling).             */
+/*                                                                     */
+/* A process belongs to the machine that spawned (or adopted) it, and  */
+/* it does not outlive it.  When the owner ends, however it ends (exit,*/
+/* mly_kill, the force of a shutdown), a process still running gets    */
+/* SIGTERM and SIGCONT, then SIGKILL after end_grace_ms; the signals go */
+/* to its process group when it was spawned with new_group (an adopted */
+/* process: when it leads a group), else to the process alone.  From   */
+/* the owner's end on, it never holds the loop: on_stop and the end of */
+/* mly_runtime_run do not wait for it (the SIGKILL timer and libuv's   */
+/* reaping run while the host's loop runs for other reasons).          */
+/* mly_runtime_close SIGKILLs what is still running and releases the   */
+/* runtime once that is reaped: close never leaves a process orphaned, */
+/* nor a zombie.  Exceptions, left running and only                    */
+/* watched (reaped, never signalled): a process spawned `detached`, and */
+/* the processes of a durable instance that is suspended (the runtime's */
+/* shutdown, a journal failure): the next run adopts them, as it would */
+/* after a crash.  A machine that wants a gentler stop (its own signal, */
+/* a longer wait) stops its processes itself before it ends, as the    */
+/* supervisor's coprocess machine does.                                */
 
 typedef enum mly_stdio_mode {
   MLY_STDIO_INHERIT = 0, /* the same fd of this process */
@@ -374,7 +416,13 @@ typedef struct mly_process_options {
   bool set_uid, set_gid;   /* run as uid / gid (needs privilege)      */
   uid_t uid;
   gid_t gid;
+  /* When the owning machine ends: SIGKILL this long after SIGTERM.  0 =
+   * MLY_PROCESS_END_GRACE_MS; < 0 = SIGKILL at once, no SIGTERM. */
+  int64_t end_grace_ms;
+  bool detached;           /* left running when the owner ends          */
 } mly_process_options;
+
+#define MLY_PROCESS_END_GRACE_MS 5000
 
 /* Spawn a process owned by m; *pid_out gets its pid. */
 int mly_process_spawn(mly_machine *m, const mly_process_options *opt,
@@ -549,7 +597,9 @@ typedef struct mly_info {
   const char *type;       /* type name                                 */
   mly_lifecycle lifecycle;
   const char *point;      /* current yield point name ("begin" at start) */
-  char waiting[64];       /* "event config", "timer", "child 5", ...   */
+  /* "event config", "timer", "child 5", ...: large enough for the longest
+     (an event name is at most MLY_NAME_MAX bytes), never cut */
+  char waiting[MLY_NAME_MAX + 17];
   int64_t timer_left_ms;  /* -1: no timer                              */
   size_t inbox;           /* queued events                             */
   uint32_t children;
