@@ -8,6 +8,8 @@
  */
 #include "harness.h"
 
+#include <ftw.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct trace {
@@ -476,6 +478,13 @@ START_TEST(await_by_name) {
 }
 END_TEST
 
+static int long_name_run(mly_machine *m, void *data) {
+  const char *name = *(const char **)data;
+  MLY_BEGIN(m);
+  MLY_AWAIT_NAME(m, name, -1);
+  MLY_END(m);
+}
+
 /* ---- API misuse is an error value ---- */
 
 START_TEST(misuse_returns_errors) {
@@ -507,6 +516,112 @@ START_TEST(misuse_returns_errors) {
 }
 END_TEST
 
+/* ---- registration refuses what it can know; the rest fails early ---- */
+
+START_TEST(registration_checks_points) {
+  mly_runtime *rt = h_runtime();
+  char longpt[MLY_POINT_MAX + 2], maxpt[MLY_POINT_MAX + 1];
+  memset(longpt, 'p', sizeof longpt - 1);
+  longpt[sizeof longpt - 1] = 0;
+  memset(maxpt, 'q', sizeof maxpt - 1);
+  maxpt[sizeof maxpt - 1] = 0;
+  const char *const too_long[] = {"begin", longpt, NULL};
+  const char *const just_fits[] = {"begin", maxpt, NULL};
+  const char *const empty[] = {"begin", "", NULL};
+  const char *const twice[] = {"begin", "a", "b", "a", NULL};
+  const char *const anon[] = {"begin", "line 12", NULL};
+  mly_type_def d = {.name = "p", .run = named_run};
+  d.points = too_long, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_ENAMETOOLONG);
+  d.points = empty, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = twice, d.npoints = 4;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EEXIST);
+  d.points = anon, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  /* a durable type must name its points: without a list every wait
+   * would be anonymous, and could not be resumed after a restart */
+  ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "d",
+      .run = named_run, .flags = MLY_TYPE_DURABLE}, NULL), MLY_EINVAL);
+  d.points = just_fits, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+#define MIXED_POINTS(X) X(mixed, named)
+MLY_POINTS(mixed, MIXED_POINTS);
+
+static int mixed_run(mly_machine *m, void *data) {
+  int *steps = data;
+  MLY_BEGIN(m);
+  (*steps)++;
+  MLY_SLEEP_AT(m, mixed_named, 1);
+  (*steps)++;
+  MLY_SLEEP(m, 1); /* anonymous: refused in a durable machine */
+  (*steps)++;
+  MLY_END(m);
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
+  (void)st;
+  (void)flag;
+  (void)f;
+  return remove(p);
+}
+
+START_TEST(durable_anonymous_wait_fails_at_once) {
+  mly_runtime *rt = h_runtime();
+  int out[2] = {0, 0};
+  mly_type *ct = h_type(rt, &(mly_type_def){.name = "mixed", .run = mixed_run,
+      MLY_TYPE_POINTS(mixed), .data_size = sizeof(int), .flags = MLY_TYPE_DURABLE});
+  mly_type *bt = h_type(rt, &(mly_type_def){.name = "box", .run = boxer_run,
+                                            .data_size = sizeof(status_box)});
+  char dir[] = "/tmp/mly-anon-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+                       .dir = dir, .sync = MLY_SYNC_NEVER}, NULL, 0), 0);
+  h_spawn(rt, bt, &(status_box){ct, 0, out}, sizeof(status_box));
+  h_run(rt);
+  ck_assert_int_eq(out[0], MLY_EINVAL); /* its child ended so, at once */
+  ck_assert_int_eq(out[1], MLY_LC_FAILED);
+  mly_journal_stats js;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  mly_runtime_close(rt);
+  /* nothing of it is left for the next open to park */
+  rt = h_runtime();
+  h_type(rt, &(mly_type_def){.name = "mixed", .run = mixed_run,
+      MLY_TYPE_POINTS(mixed), .data_size = sizeof(int), .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir},
+                                    NULL, 0), 0);
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  ck_assert_uint_eq(js.recovered, 0);
+  ck_assert_uint_eq(js.parked, 0);
+  mly_runtime_close(rt);
+  nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+/* ---- what mly_info says it waits for is never cut ---- */
+
+START_TEST(waiting_text_holds_the_longest_name) {
+  mly_runtime *rt = h_runtime();
+  char name[MLY_NAME_MAX + 1], want[sizeof "event " + MLY_NAME_MAX];
+  memset(name, 'n', MLY_NAME_MAX);
+  name[MLY_NAME_MAX] = 0;
+  snprintf(want, sizeof want, "event %s", name);
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "w", .run = long_name_run,
+                                           .data_size = sizeof(char *)});
+  const char *np = name;
+  mly_id id = h_spawn(rt, t, &np, sizeof np);
+  h_turn(rt);
+  mly_info info;
+  ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+  ck_assert_str_eq(info.waiting, want);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 static Suite *coro_suite(void) {
   Suite *s = suite_create("coro");
   TCase *tc = tcase_create("waits");
@@ -521,6 +636,9 @@ static Suite *coro_suite(void) {
   tcase_add_test(tc, unknown_point_fails_instance);
   tcase_add_test(tc, await_by_name);
   tcase_add_test(tc, misuse_returns_errors);
+  tcase_add_test(tc, registration_checks_points);
+  tcase_add_test(tc, durable_anonymous_wait_fails_at_once);
+  tcase_add_test(tc, waiting_text_holds_the_longest_name);
   suite_add_tcase(s, tc);
   return s;
 }
