@@ -16,6 +16,19 @@
 #ifndef MEALY_H
 #define MEALY_H
 
+/* uv.h needs POSIX 2008 (pthread_rwlock_t): under a strict -std=c11 with
+ * no feature-test macro, ask for it here (gnu11 has it by default).  That
+ * only works when mealy.h comes before any system header; otherwise say
+ * how to fix it. */
+#if defined(__STRICT_ANSI__) && !defined(_POSIX_C_SOURCE) &&            \
+    !defined(_XOPEN_SOURCE) && !defined(_GNU_SOURCE) &&                 \
+    !defined(_DEFAULT_SOURCE) && !defined(_BSD_SOURCE)
+#if defined(_FEATURES_H)
+#error "mealy.h (through uv.h) needs POSIX 2008: include <mealy.h> first, or compile with -D_POSIX_C_SOURCE=200809L (or -D_GNU_SOURCE)"
+#endif
+#define _POSIX_C_SOURCE 200809L
+#endif
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -704,13 +717,25 @@ int mly__cond_done(mly_machine *m, int cond);
 int mly__await_done(mly_machine *m);
 int mly__child_done(mly_machine *m, int *status);
 
+/* The fall into a wait's case label is meant: say so to compilers that
+ * check (-Wimplicit-fallthrough; a comment does not reach them through a
+ * macro).  GCC >= 7 and clang >= 10 know the attribute. */
+#if defined(__has_attribute)
+#if __has_attribute(fallthrough)
+#define MLY__FALLTHROUGH __attribute__((fallthrough))
+#endif
+#endif
+#ifndef MLY__FALLTHROUGH
+#define MLY__FALLTHROUGH ((void)0)
+#endif
+
 /* One shape serves every wait: set it up, remember where we are, and
  * from there on test whether it is over; yield while it is not. */
 #define MLY__WAIT(m, pt, setup, done)                                 \
   do {                                                                \
     setup;                                                            \
     (m)->pc = (pt);                                                   \
-    /* FALLTHROUGH */                                                 \
+    MLY__FALLTHROUGH;                                                 \
     case (pt):                                                        \
       if (!(done)) return MLY_YIELDED;                                \
   } while (0)
