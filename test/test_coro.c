@@ -602,6 +602,86 @@ START_TEST(durable_anonymous_wait_fails_at_once) {
 }
 END_TEST
 
+/* ---- renaming a yield point the way mealy.h says ---- */
+
+typedef struct order {
+  uint32_t paid, resumed_old;
+} order;
+
+#define ORDER1_POINTS(X) X(order1, paying)
+MLY_POINTS(order1, ORDER1_POINTS);
+
+static int order1_run(mly_machine *m, void *data) {
+  order *o = data;
+  MLY_BEGIN(m);
+  MLY_AWAIT_AT(m, order1_paying, 5, -1);
+  o->paid = 1;
+  MLY_END(m);
+}
+
+/* version 2: `paying` is now `charging`; the old wait stays, resumed only */
+#define ORDER2_POINTS(X) X(order2, paying) X(order2, charging)
+MLY_POINTS(order2, ORDER2_POINTS);
+
+static int order2_run(mly_machine *m, void *data) {
+  order *o = data;
+  MLY_BEGIN(m);
+  if (0) MLY_AWAIT_AT(m, order2_paying, 5, -1);
+  else MLY_AWAIT_AT(m, order2_charging, 5, -1);
+  if (mly_recovered(m)) o->resumed_old++;
+  if (mly_current_event(m) == NULL) MLY_EXIT(m, 1);
+  MLY_EXIT(m, 7);
+  MLY_END(m);
+}
+
+START_TEST(renamed_point_resumes_persisted_instances) {
+  char dir[] = "/tmp/mly-rename-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  mly_journal_options jo = {.dir = dir};
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "order", .run = order1_run,
+      MLY_TYPE_POINTS(order1), .data_size = sizeof(order), .version = 1,
+      .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &jo, NULL, 0), 0);
+  mly_id id = h_spawn(rt, t, NULL, 0);
+  mly_info info = {0};
+  for (int i = 0; i < 5000; i++) { /* until committed, resting at paying */
+    ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+    if (strcmp(info.point, "paying") == 0) break;
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  }
+  ck_assert_str_eq(info.point, "paying");
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0); /* suspended */
+  h_run(rt);
+  mly_runtime_close(rt);
+
+  rt = h_runtime();
+  h_type(rt, &(mly_type_def){.name = "order", .run = order2_run,
+      MLY_TYPE_POINTS(order2), .data_size = sizeof(order), .version = 2,
+      .min_version = 1, .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &jo, NULL, 0), 0);
+  mly_journal_stats js;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  ck_assert_uint_eq(js.recovered, 1);
+  ck_assert_uint_eq(js.parked, 0);
+  ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+  ck_assert_str_eq(info.point, "paying");
+  order *o = mly_instance_data(rt, id);
+  ck_assert_ptr_nonnull(o);
+  ck_assert_int_eq(mly_runtime_send(rt, id, 5, NULL), 0);
+  uint64_t before = 0;
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  before = st.steps;
+  h_run(rt);
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.steps, before + 1); /* one step: the old wait ended */
+  ck_assert_uint_eq(st.live, 0);
+  mly_runtime_close(rt);
+  nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 /* ---- what mly_info says it waits for is never cut ---- */
 
 START_TEST(waiting_text_holds_the_longest_name) {
@@ -639,6 +719,7 @@ static Suite *coro_suite(void) {
   tcase_add_test(tc, registration_checks_points);
   tcase_add_test(tc, durable_anonymous_wait_fails_at_once);
   tcase_add_test(tc, waiting_text_holds_the_longest_name);
+  tcase_add_test(tc, renamed_point_resumes_persisted_instances);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -271,7 +271,8 @@ int mly_spawn(mly_runtime *rt, mly_type *type, const void *arg,
 int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
                     size_t arg_len, mly_id *out);
 
-/* Ask an instance to shut down (see "Shutdown").  Repeats are harmless. */
+/* Ask an instance to shut down (see "Shutdown requests" under "Machine
+ * bodies" below).  Repeats are harmless. */
 int mly_shutdown(mly_runtime *rt, mly_id id);
 /* End an instance now, by force: its children first (newest first), then
  * itself as failed with status MLY_ECANCELED.  From inside a step it
@@ -480,8 +481,11 @@ int mly_process_adopt(mly_machine *m, int pid, uint64_t start_time);
 /* mly_step_number() with mly_self() is the idempotency key.           */
 /*                                                                     */
 /* Rules for durable types: the data is saved byte for byte, so it     */
-/* holds no pointers; every wait is a named one (_AT forms); a data    */
-/* size may grow between versions (new bytes are zero), never shrink.  */
+/* holds no pointers; every wait is a named one (_AT forms: a type     */
+/* without a points list is refused at registration, an instance that */
+/* reaches an anonymous wait fails with MLY_EINVAL, nothing committed); */
+/* a data size may grow between versions (new bytes are zero), never  */
+/* shrink.  Renaming a yield point: see "Machine bodies" below.        */
 /* The runtime's shutdown leaves durable instances in the journal: they */
 /* are suspended, not ended, and continue on the next open.  Explicit  */
 /* mly_shutdown/mly_kill of a durable instance ends it for good.       */
@@ -668,16 +672,45 @@ int mly_duration_parse(const char *s, int64_t *ms);
 /*   }                                                                 */
 /*                                                                     */
 /* Rules.  Local variables do not survive a wait: keep state in the    */
-/* instance data.  Do not put a wait inside a switch statement of your */
-/* own.  Each named point stands at one place in the code (the compiler*/
-/* enforces it: a second use is a duplicate case label).  Anonymous    */
-/* waits (the forms without _AT) are named "line N" and are only for   */
-/* machines that are never persisted.                                  */
+/* instance data.  A local in scope across a wait compiles silently    */
+/* and holds garbage after it (a loop on it may never end); gcc's      */
+/* -Wjump-misses-init reports every such local ("switch jumps over     */
+/* variable initialization"): build machines with it, as this project  */
+/* does (clang has no such warning).  Do not put a wait inside a switch */
+/* statement of your own.  Each named point stands at one place in the */
+/* code (the compiler enforces it: a second use is a duplicate case    */
+/* label).  Anonymous waits (the forms without _AT) are named "line N" */
+/* and are only for machines that are never persisted: a durable       */
+/* instance that reaches one fails at once with MLY_EINVAL.            */
 /*                                                                     */
-/* A wait ends early, once, when a shutdown is requested and the type  */
-/* has no shutdown routine: test mly_shutdown_requested(m) after it.   */
-/* With a shutdown routine, the machine instead continues at the start */
-/* of that routine (it sees the same points list).                     */
+/* Renaming a yield point of a durable type: persisted instances rest  */
+/* at the old name, so keep the old name's wait in the code, where it  */
+/* was, beside the new one, for as long as any instance may rest there:*/
+/*     if (0) MLY_AWAIT_AT(m, order_paying, PAID, 30000);  (old: only   */
+/*     else   MLY_AWAIT_AT(m, order_charging, PAID, 30000); resumed)   */
+/* An instance resumed at the old point finishes that wait and goes on */
+/* after both.  Drop the old one in a later version, once no instance  */
+/* rests there (`mealy journal dump`, mly_foreach).  Never keep a name */
+/* in the points list without its wait in the code, and never remove  */
+/* a name instances rest at: those instances cannot be resumed.        */
+/*                                                                     */
+/* Shutdown requests (mly_shutdown; mly_runtime_shutdown for instances */
+/* that are not durable).  mly_shutdown_requested(m) is true from the  */
+/* request on, for good.  Without a shutdown routine, the request also */
+/* ends the first wait tested after it, early and with nothing taken:  */
+/* mly_current_event(m) is NULL, mly_timed_out(m) false, an event that */
+/* had arrived stays in the inbox for a later wait, a timer that had   */
+/* fired is forgotten.  Only that one wait ends early: later waits     */
+/* return events and time out as usual while the flag stays true.  So  */
+/* the natural test after a wait never drops what it was given:        */
+/*     MLY_AWAIT_AT(m, pt, EV, -1);                                    */
+/*     if (mly_shutdown_requested(m)) break;   (nothing was taken)     */
+/* and a machine that goes on waiting while it stops (to drain, to     */
+/* wait for children) tests what its wait returned first:              */
+/*     if (mly_current_event(m)) handle(...); else if (...requested...) */
+/* With a shutdown routine no wait ends early: the next step starts    */
+/* that routine from its beginning (it sees the same points list, and  */
+/* the inbox as it was).                                               */
 
 /* Declare the named yield points of machine type `pfx`: enumerators
  * pfx_NAME and a names array pfx_points for mly_type_def. */
@@ -793,7 +826,9 @@ int mly__child_done(mly_machine *m, int *status);
 #define MLY_REQUEST(m, to, id, payload, ms)                           \
   MLY_REQUEST_AT(m, MLY__ANON, to, id, payload, ms)
 
-/* What ended the last wait. */
+/* What ended the last wait: its time ran out; it failed (0: it did
+ * not); a shutdown was requested (true from the request on, for good:
+ * see "Shutdown requests" above for the one wait it ends early). */
 bool mly_timed_out(const mly_machine *m);
 int mly_wait_error(const mly_machine *m);
 bool mly_shutdown_requested(const mly_machine *m);
