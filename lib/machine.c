@@ -347,7 +347,11 @@ static void inst_finalize(mly_inst *m, bool forced) {
   ready_unlink(m);
   inbox_clear(rt, m);
   sig_forget(rt, m->id);
-  proc_owner_ended(rt, m->id, (m->dflags & D_SILENT) != 0);
+  /* a durable instance that leaves memory without an end (suspended, or
+   * the runtime closing) continues on the next open: its processes are
+   * left running for it to adopt, as after a crash */
+  proc_owner_ended(rt, m->id, inst_durable(rt, m) &&
+                                  ((m->dflags & D_SILENT) || rt->closing));
   if (t->def.fini) t->def.fini(&m->head, m->data);
   mly_inst *p = m->parent;
   if (p != NULL) {

@@ -8,7 +8,6 @@
  */
 #include "harness.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -563,13 +562,6 @@ static int mixed_run(mly_machine *m, void *data) {
   MLY_END(m);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
-  (void)st;
-  (void)flag;
-  (void)f;
-  return remove(p);
-}
-
 START_TEST(durable_anonymous_wait_fails_at_once) {
   mly_runtime *rt = h_runtime();
   int out[2] = {0, 0};
@@ -598,7 +590,7 @@ START_TEST(durable_anonymous_wait_fails_at_once) {
   ck_assert_uint_eq(js.recovered, 0);
   ck_assert_uint_eq(js.parked, 0);
   mly_runtime_close(rt);
-  nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  h_rmtree(dir);
 }
 END_TEST
 
@@ -678,7 +670,7 @@ START_TEST(renamed_point_resumes_persisted_instances) {
   ck_assert_uint_eq(st.steps, before + 1); /* one step: the old wait ended */
   ck_assert_uint_eq(st.live, 0);
   mly_runtime_close(rt);
-  nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  h_rmtree(dir);
 }
 END_TEST
 

@@ -23,7 +23,6 @@
 #include "harness.h"
 #include "internal.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -198,13 +197,6 @@ static void on_stop(mly_runtime *rt, void *arg) {
   ((driver *)arg)->stopped_called = true;
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
-  (void)st;
-  (void)flag;
-  (void)f;
-  return remove(p);
-}
-
 static void run_round(uint32_t seed, bool durable) {
   driver *d = calloc(1, sizeof *d);
   ck_assert_ptr_nonnull(d);
@@ -243,7 +235,7 @@ static void run_round(uint32_t seed, bool durable) {
   uv_close((uv_handle_t *)&d->idle, NULL);
   uv_close((uv_handle_t *)&d->check, NULL);
   mly_runtime_close(d->rt);
-  if (durable) nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  if (durable) h_rmtree(dir);
   free(d);
 }
 
@@ -304,7 +296,7 @@ static void pingpong_round(bool durable) {
   pp *pa = NULL; (void)pa;
   check_ok(rt, "after the ping-pong");
   mly_runtime_close(rt);
-  if (durable) nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  if (durable) h_rmtree(dir);
 }
 
 START_TEST(durable_pingpong_with_1ms_timeouts_ends) { pingpong_round(true); }
@@ -345,7 +337,7 @@ START_TEST(durable_sleepers_run_no_extra_steps) {
   ck_assert_uint_eq(st.steps, 50 * 101);
   ck_assert_uint_eq(st.timers_fired, 50 * 100);
   mly_runtime_close(rt);
-  nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  h_rmtree(dir);
 }
 END_TEST
 
@@ -433,7 +425,7 @@ START_TEST(suspended_sleeper_does_not_hold_the_loop) {
   uv_close((uv_handle_t *)&k, NULL);
   ck_assert_uint_eq(h_stat_live(rt), 0);
   mly_runtime_close(rt);
-  nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+  h_rmtree(dir);
 }
 END_TEST
 

@@ -666,6 +666,49 @@ START_TEST(detached_process_is_left_running) {
 }
 END_TEST
 
+/* A durable owner suspended by the runtime's shutdown continues on the
+ * next open: its process is left running for it to adopt. */
+#define KEEPER_POINTS(X) X(keeper, watching)
+MLY_POINTS(keeper, KEEPER_POINTS);
+
+static int keeper_run(mly_machine *m, void *data) {
+  int *pid = data;
+  MLY_BEGIN(m);
+  if (mly_process_spawn(m, &(mly_process_options){.argv = sleep_30}, pid) < 0)
+    MLY_EXIT(m, 1);
+  MLY_AWAIT_AT(m, keeper_watching, MLY_EV_PROCESS_EXIT, -1);
+  MLY_END(m);
+}
+
+START_TEST(suspended_durable_owner_leaves_its_process_running) {
+  char dir[] = "/tmp/mly-keeper-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "keeper", .run = keeper_run,
+      MLY_TYPE_POINTS(keeper), .data_size = sizeof(int),
+      .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir},
+                                    NULL, 0), 0);
+  mly_id id = h_spawn(rt, t, NULL, 0);
+  int pid = 0;
+  for (int i = 0; i < 5000 && pid <= 0; i++) {
+    int *p = mly_instance_data(rt, id);
+    if (p && *p > 0) pid = *p;
+    else uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  }
+  ck_assert_int_gt(pid, 0);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
+  h_run(rt); /* suspended: the loop ends, the process is not waited for */
+  ck_assert(alive(pid));
+  mly_runtime_close(rt);
+  ck_assert(alive(pid)); /* not signalled at close either */
+  ck_assert_int_eq(kill(pid, SIGKILL), 0);
+  int status = 0;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  h_rmtree(dir);
+}
+END_TEST
+
 /* ---- adoption: a process this runtime did not spawn ---- */
 
 typedef struct adopter {
@@ -761,6 +804,7 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, owner_end_does_not_hold_the_loop_and_close_kills);
   tcase_add_test(tc, close_kills_the_process_of_a_live_owner);
   tcase_add_test(tc, detached_process_is_left_running);
+  tcase_add_test(tc, suspended_durable_owner_leaves_its_process_running);
   tcase_add_test(tc, adopt_watches_through_pidfd);
   suite_add_tcase(s, tc);
   return s;

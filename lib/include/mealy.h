@@ -397,8 +397,9 @@ int mly_signal_unwatch(mly_machine *m, int signum);
 /* runtime once that is reaped: close never leaves a process orphaned, */
 /* nor a zombie.  Exceptions, left running and only                    */
 /* watched (reaped, never signalled): a process spawned `detached`, and */
-/* the processes of a durable instance that is suspended (the runtime's */
-/* shutdown, a journal failure): the next run adopts them, as it would */
+/* the processes of a durable instance that leaves memory without an  */
+/* end (suspended by the runtime's shutdown or a journal failure, or   */
+/* the runtime closed under it): the next run adopts them, as it would */
 /* after a crash.  A machine that wants a gentler stop (its own signal, */
 /* a longer wait) stops its processes itself before it ends, as the    */
 /* supervisor's coprocess machine does.                                */
