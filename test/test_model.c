@@ -13,7 +13,8 @@
  * runtime not holding the loop.  Then the loop must end by itself: with
  * a timer left armed for an ended sleeper, or an instance both queued and
  * timed, it would not (the CK timeout fails the test).  Every round runs
- * once with plain machines and once with durable ones on a journal.
+ * with plain machines and with durable ones on a journal.  The test
+ * command runs a few dozen rounds; MODEL_ROUNDS=N runs N (long mode).
  *
  * The same file holds the regression tests of the examples behind it:
  * durable machines pinging each other with 1 ms timeouts, sleepers that
@@ -23,6 +24,7 @@
 #include "harness.h"
 #include "internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -39,10 +41,12 @@ static uint32_t rnd(uint32_t *s) {
   return *s = x;
 }
 
+static uint32_t cur_seed; /* the round being run, for failure messages */
+
 static void check_ok(const mly_runtime *rt, const char *when) {
   char err[256] = "";
   int rc = rt_check(rt, err, sizeof err);
-  ck_assert_msg(rc == 0, "%s: %s", when, err);
+  ck_assert_msg(rc == 0, "seed %u: %s: %s", cur_seed, when, err);
 }
 
 /* ---- the population ---- */
@@ -152,7 +156,7 @@ static void spawn_one(driver *d) {
 
 static void one_op(driver *d) {
   mly_id id = any_id(d);
-  switch (rnd(&d->seed) % 9) {
+  switch (rnd(&d->seed) % 12) {
   case 0:
   case 1: spawn_one(d); break;
   case 2: mly_runtime_send(d->rt, id, EV_PING, NULL); break;
@@ -172,6 +176,7 @@ static void one_op(driver *d) {
 static void drive(uv_idle_t *h) {
   driver *d = h->data;
   check_ok(d->rt, "before an operation");
+  if (rnd(&d->seed) % 4 == 0) usleep(250); /* let deadlines come due */
   if (d->ops++ < d->max_ops) {
     one_op(d);
     check_ok(d->rt, "after an operation");
@@ -200,6 +205,7 @@ static void on_stop(mly_runtime *rt, void *arg) {
 static void run_round(uint32_t seed, bool durable) {
   driver *d = calloc(1, sizeof *d);
   ck_assert_ptr_nonnull(d);
+  cur_seed = seed;
   d->seed = seed;
   d->max_ops = 600 + seed % 400;
   int g = (int)(seed % 4);
@@ -229,6 +235,14 @@ static void run_round(uint32_t seed, bool durable) {
   uv_check_start(&d->check, every_turn);
   uv_unref((uv_handle_t *)&d->check);
   h_run(d->rt); /* must return: nothing ended holds the loop */
+  if (getenv("MODEL_VERBOSE")) {
+    mly_stats st;
+    mly_runtime_stats(d->rt, &st);
+    fprintf(stderr, "seed %u%s: %u ops, %" PRIu64 " spawned, %" PRIu64
+            " steps, %" PRIu64 " timers, %" PRIu64 " delivered, %u turns "
+            "after the shutdown\n", seed, durable ? " durable" : "", d->ops,
+            st.spawned, st.steps, st.timers_fired, st.delivered, d->after_stop);
+  }
   ck_assert_msg(d->stopped_called, "seed %u: the loop ended before on_stop", seed);
   ck_assert_uint_eq(h_stat_live(d->rt), 0);
   check_ok(d->rt, "at the end");
@@ -239,13 +253,23 @@ static void run_round(uint32_t seed, bool durable) {
   free(d);
 }
 
+/* Rounds: a few dozen in the test command; MODEL_ROUNDS=N for a long run
+ * (each round prints nothing unless it fails, naming its seed). */
+static uint32_t rounds(uint32_t dflt) {
+  const char *e = getenv("MODEL_ROUNDS");
+  long n = e ? strtol(e, NULL, 10) : 0;
+  return n > 0 ? (uint32_t)n : dflt;
+}
+
 START_TEST(random_mixes_keep_the_invariants) {
-  for (uint32_t seed = 1; seed <= 24; seed++) run_round(seed * 2654435761u, false);
+  uint32_t n = rounds(24);
+  for (uint32_t seed = 1; seed <= n; seed++) run_round(seed * 2654435761u, false);
 }
 END_TEST
 
 START_TEST(random_mixes_keep_the_invariants_durable) {
-  for (uint32_t seed = 1; seed <= 12; seed++) run_round(seed * 40503u + 7, true);
+  uint32_t n = rounds(24) / 2;
+  for (uint32_t seed = 1; seed <= n; seed++) run_round(seed * 40503u + 7, true);
 }
 END_TEST
 
