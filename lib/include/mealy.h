@@ -275,8 +275,11 @@ int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
  * bodies" below).  Repeats are harmless. */
 int mly_shutdown(mly_runtime *rt, mly_id id);
 /* End an instance now, by force: its children first (newest first), then
- * itself as failed with status MLY_ECANCELED.  From inside a step it
- * takes effect when that step returns. */
+ * itself as failed with status MLY_ECANCELED; no step runs, fini hooks
+ * do, and its child processes are signalled (see "Child processes").
+ * From inside a step, of the instance itself or of any descendant (a
+ * child killing its parent), it takes effect when that step returns,
+ * and the children still end before the parent. */
 int mly_kill(mly_runtime *rt, mly_id id);
 
 /* Wake a machine that waits in MLY_WAIT_UNTIL so it re-tests its
