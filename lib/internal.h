@@ -301,6 +301,7 @@ void proc_close_all(mly_runtime *rt);
 /* Its owner ended: signal its processes (mealy.h), or with let_go (a
  * suspended durable owner) leave them running, watched. */
 void proc_owner_ended(mly_runtime *rt, mly_id owner, bool let_go);
+int proc_check(const mly_runtime *rt); /* for invariant.c */
 
 /* invariant.c: 0, or MLY_EBADMSG with the first broken invariant in err.
  * O(instances); for tests, between loop callbacks. */

@@ -4,7 +4,8 @@
  * internal.h states what the scheduler relies on: an instance is in one
  * place at a time (the ready queue, the timer heap, or only waiting), the
  * heap is a heap whose entries and instances point at each other, and
- * the uv timer is armed for the earliest deadline (or stopped).  machine.c
+ * the uv timer is armed for the earliest deadline (or stopped), and what
+ * has ended (an instance, a process's owner) holds nothing.  machine.c
  * and timer_heap.c assert the O(1) part where it changes; rt_check walks
  * everything, in O(instances), for tests that drive random sequences of
  * waits, timeouts, kills and shutdowns and check after every operation.
@@ -122,6 +123,10 @@ int rt_check(const mly_runtime *rt, char *err, size_t len) {
   if (rc == 0 && live != rt->st.live)
     rc = fail(err, len, "%" PRIu64 " instances, stats say %" PRIu64, live,
               rt->st.live);
+  if (rc == 0 && (rc = proc_check(rt)) < 0)
+    rc = fail(err, len, rc == MLY_EBUSY
+                            ? "a process whose owner ended holds the loop"
+                            : "a process owned by an instance that is gone");
   if (rc == 0 && !rt->closing && live == 0 &&
       uv_has_ref((const uv_handle_t *)&rt->post.async))
     rc = fail(err, len, "an empty runtime holds the loop");

@@ -332,6 +332,17 @@ void proc_owner_ended(mly_runtime *rt, mly_id owner, bool let_go) {
   }
 }
 
+/* invariant.c: a process whose owner ended never holds the loop, and
+ * one with an owner has a live one. */
+int proc_check(const mly_runtime *rt) {
+  for (const mly_proc *p = rt->procs; p != NULL; p = p->next) {
+    bool held = uv_has_ref((const uv_handle_t *)&p->h) != 0;
+    if (p->owner == 0 && held && !rt->closing) return MLY_EBUSY;
+    if (p->owner != 0 && inst_get(rt, p->owner) == NULL) return MLY_ESRCH;
+  }
+  return 0;
+}
+
 /* The runtime is closing: a detached process is no longer watched; any
  * other is killed, and watched (holding the loop) until it is reaped. */
 void proc_close_all(mly_runtime *rt) {

@@ -4,13 +4,14 @@
  * A host driver on the loop performs one random operation per loop turn
  * against a population of machines that sleep, yield, wait for events
  * with and without timeouts, ping each other with 1 ms timeouts, wait for
- * conditions and own children: spawn, send, post, wake, kill, shut down
- * one, and at the end shut the runtime down (grace 0, short, none, or a
- * second call that forces it).  After every operation, and after every
- * loop turn, rt_check (lib/invariant.c) verifies the whole state: one
- * place per instance (ready queue, timer heap, waiting), the heap and its
+ * conditions, own children and now and then a child process: spawn,
+ * send, post, wake, kill, shut down one, and at the end shut the runtime
+ * down (grace 0, short, none, or a second call that forces it).  After
+ * every operation, and after every loop turn, rt_check (lib/invariant.c)
+ * verifies the whole state: one place per instance (ready queue, timer
+ * heap, waiting), the heap and its
  * back-pointers, the uv timer armed for the earliest deadline, an empty
- * runtime not holding the loop.  Then the loop must end by itself: with
+ * runtime not holding the loop, no process of an ended owner holding it.  Then the loop must end by itself: with
  * a timer left armed for an ended sleeper, or an instance both queued and
  * timed, it would not (the CK timeout fails the test).  Every round runs
  * with plain machines and with durable ones on a journal.  The test
@@ -74,6 +75,11 @@ static int bot_run(mly_machine *m, void *data) {
   bot *b = data;
   MLY_BEGIN(m);
   while (b->rounds++ < 400) {
+    if (rnd(&b->seed) % 80 == 0) { /* now and then, a child process */
+      static const char *const sleeper[] = {"sleep", "0.05", NULL};
+      mly_process_spawn(m, &(mly_process_options){.argv = sleeper,
+          .new_group = true, .end_grace_ms = 5}, NULL);
+    }
     switch (rnd(&b->seed) % 6) {
     case 0: goto nap;
     case 1: goto turn;
