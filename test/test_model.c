@@ -9,13 +9,14 @@
  * down (grace 0, short, none, or a second call that forces it).  After
  * every operation, and after every loop turn, rt_check (lib/invariant.c)
  * verifies the whole state: one place per instance (ready queue, timer
- * heap, waiting), the heap and its
- * back-pointers, the uv timer armed for the earliest deadline, an empty
- * runtime not holding the loop, no process of an ended owner holding it.  Then the loop must end by itself: with
- * a timer left armed for an ended sleeper, or an instance both queued and
- * timed, it would not (the CK timeout fails the test).  Every round runs
- * with plain machines and with durable ones on a journal.  The test
- * command runs a few dozen rounds; MODEL_ROUNDS=N runs N (long mode).
+ * heap, waiting), the heap and its back-pointers, the uv timer armed for
+ * the earliest deadline, an empty runtime not holding the loop, no
+ * process of an ended owner holding it.  Then the loop must end by
+ * itself: with a timer left armed for an ended sleeper, or an instance
+ * both queued and timed, it would not (the CK timeout fails the test).
+ * Every round runs with plain machines and with durable ones on a
+ * journal.  The test command runs a few dozen rounds; MODEL_ROUNDS=N runs
+ * N (long mode).
  *
  * The same file holds the regression tests of the examples behind it:
  * durable machines pinging each other with 1 ms timeouts, sleepers that
