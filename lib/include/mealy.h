@@ -251,9 +251,13 @@ int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms);
 bool mly_runtime_stopping(const mly_runtime *rt);
 
 /* End every instance by force (fini hooks run, no step runs), close the
- * runtime's handles and free it.  With a host loop, the memory is
- * released from the handles' close callbacks: run the loop afterwards,
- * as with uv_close.  With its own loop, it is all done on return. */
+ * runtime's handles and free it.  Child processes still running get
+ * SIGKILL (their group with new_group), except detached ones and those
+ * of durable instances (left for the next run): the runtime is released
+ * once they are reaped, so none is orphaned.  With a host loop, the
+ * memory is released from the handles' close callbacks: run the loop
+ * afterwards, as with uv_close.  With its own loop, it is all done on
+ * return. */
 void mly_runtime_close(mly_runtime *rt);
 
 /* Register a machine type.  Names are unique per runtime. */
