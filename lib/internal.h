@@ -190,7 +190,8 @@ struct mly_runtime {
   mly_heap heap;
   uv_timer_t timer;
   uint64_t timer_due;      /* deadline (us) the uv timer is armed for; 0 none */
-  bool in_cb;              /* in idle_cb or timer_cb: they re-arm at the end */
+  bool in_cb;              /* in idle_cb, timer_cb or the post async_cb:
+                              they re-arm the timer once, at the end */
 
   mly_id *kills;           /* mly_kill from inside a step */
   uint32_t nkills, kills_cap;

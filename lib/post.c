@@ -42,6 +42,7 @@ static void async_cb(uv_async_t *h) {
   bool more = false;
   mly_event *e = take_slice(&rt->post, rt->opt.step_budget, &more);
   if (more) uv_async_send(&rt->post.async); /* the rest on the next turn */
+  rt->in_cb = true; /* wakes may take heap roots: re-arm once, below */
   while (e != NULL) {
     mly_event *next = e->next;
     e->next = NULL;
@@ -62,6 +63,8 @@ static void async_cb(uv_async_t *h) {
     }
     e = next;
   }
+  rt->in_cb = false;
+  rt_arm_timer(rt);
 }
 
 int post_init(mly_runtime *rt) {
