@@ -675,7 +675,7 @@ int mly_duration_parse(const char *s, int64_t *ms);
 /*     MLY_BEGIN(m);                                                   */
 /*     MLY_SLEEP_AT(m, pinger_idle, 100);                              */
 /*     MLY_AWAIT_AT(m, pinger_waiting, PONG, 500);                     */
-/*     if (mly_timed_out(m)) MLY_EXIT(m, 1);                           */
+/*     if (mly_current_event(m) == NULL) MLY_EXIT(m, 1); (no PONG)     */
 /*     MLY_END(m);                                                     */
 /*   }                                                                 */
 /*                                                                     */
