@@ -402,14 +402,14 @@ int mly_signal_unwatch(mly_machine *m, int signum);
 /* reaping run while the host's loop runs for other reasons).          */
 /* mly_runtime_close SIGKILLs what is still running and releases the   */
 /* runtime once that is reaped: close never leaves a process orphaned, */
-/* nor a zombie.  Exceptions, left running and only                    */
-/* watched (reaped, never signalled): a process spawned `detached`, and */
-/* the processes of a durable instance that leaves memory without an  */
-/* end (suspended by the runtime's shutdown or a journal failure, or   */
-/* the runtime closed under it): the next run adopts them, as it would */
-/* after a crash.  A machine that wants a gentler stop (its own signal, */
-/* a longer wait) stops its processes itself before it ends, as the    */
-/* supervisor's coprocess machine does.                                */
+/* nor a zombie.  Exceptions, left running and only watched (reaped    */
+/* while the runtime lives, never signalled): a process spawned        */
+/* `detached`, and the processes of a durable instance that leaves     */
+/* memory without an end (suspended by the runtime's shutdown or a     */
+/* journal failure, or the runtime closed under it): the next run      */
+/* adopts them, as it would after a crash.  A machine that wants a     */
+/* gentler stop (its own signal, a longer wait) stops its processes    */
+/* itself before it ends, as the supervisor's coprocess machine does.  */
 
 typedef enum mly_stdio_mode {
   MLY_STDIO_INHERIT = 0, /* the same fd of this process */
