@@ -113,6 +113,10 @@ if sv_start; then
   check "the supervisor ends" sv_wait
   check "its escaped process is gone" poll 100 gone "$e"
   check "log: no process without a marker" eq "$(grep -c 'no marker' "$LOG")" 0
+  if [ "$mode" = cgroup ]; then
+    sub=$(sed -n 's/.*one cgroup per program under \([^ ]*\) .*/\1/p' "$LOG")
+    check "its cgroup subtree is gone ($sub)" test -n "$sub" -a ! -e "$sub"
+  fi
 fi
 case_end
 
@@ -227,6 +231,39 @@ if sv_start; then
 fi
 case_end
 done
+
+###########################################################################
+if [[ " $modes " == *" cgroup "* ]]; then
+next_case "cgroup: a supervisor alone in its cgroup moves into a leaf beside its programs"
+own=$(sed -n 's/.*one cgroup per program under \(.*\)\/mealy-[0-9]* .*/\1/p' "$top/c1/log")
+X="$own/mealy-test-alone-$$"
+lead=$(uniq_sleep 1)
+cat >"$CFG" <<EOF
+tracking: cgroup
+programs:
+  p: {command: [sleep, "$lead"]}
+EOF
+if [ -n "$own" ] && mkdir "$X"; then
+  : >"$LOG"
+  MEALY_TEST_MARK="$MARK" sh -c 'echo $$ >"$1/cgroup.procs" && exec "$2" supervise "$3" -s "$4"' \
+    sh "$X" "$mealy" "$CFG" "$SOCK" >>"$LOG" 2>&1 &
+  SVPID=$!
+  SVPIDS+=("$SVPID")
+  check "it answers" poll 100 ctl_quiet status
+  check "running" poll 100 running p
+  check "log: the programs' cgroups are under its own" logged mealy "process tracking: cgroup v2, one cgroup per program under $X \\("
+  check "the supervisor is in the leaf 'supervisor'" grep -qx "$SVPID" "$X/supervisor/cgroup.procs"
+  check "the program is in program-p" grep -qx "$(pid_of p)" "$X/program-p/cgroup.procs"
+  check "nothing is left in the cgroup itself" test -z "$(cat "$X/cgroup.procs")"
+  ctl_quiet shutdown
+  check "the supervisor ends" sv_wait
+  check "program-p is removed" test ! -e "$X/program-p"
+  rmdir "$X/supervisor" "$X"
+else
+  bad "cannot make a cgroup under '$own' to run it in"
+fi
+case_end
+fi
 
 ###########################################################################
 next_case "tracking: is checked"

@@ -22,6 +22,7 @@
  * Files are opened relative to directory descriptors, with O_NOFOLLOW;
  * what is read from them is bounded.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -227,8 +228,24 @@ const char *sv_cgroups_controllers(const sv_cgroups *g) {
   return g->controllers;
 }
 
+/* Programs' cgroups this run did not use (left by a previous run, a
+ * program kept down since) go too, when empty; rmdir refuses others. */
+static void remove_empty_programs(const char *path) {
+  DIR *d = opendir(path);
+  if (d == NULL) return;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char sub[PATH_MAX];
+    if (strncmp(e->d_name, "program-", 8) == 0 &&
+        join(sub, sizeof sub, path, e->d_name) == 0)
+      rmdir(sub);
+  }
+  closedir(d);
+}
+
 void sv_cgroups_close(sv_cgroups *g) {
   if (g == NULL) return;
+  remove_empty_programs(g->path);
   if (g->made) rmdir(g->path);
   free(g);
 }
