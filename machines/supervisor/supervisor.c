@@ -387,10 +387,15 @@ static int sup_run(mly_machine *m, void *data) {
   MLY_END(m);
 }
 
-/* The supervisor has ended: nothing is left to control or to log. */
+/* The supervisor has ended: nothing is left to control or to log.  Its
+ * signal watchers are gone, which restored the default dispositions: a
+ * late Ctrl-C must not kill the run while it tears down (exit 0 stays 0). */
 static void sup_fini(mly_machine *m, void *data) {
   (void)m;
   sup *d = data;
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
   ctl_stop(d->s);
   logpipe_close_all(d->s);
 }
