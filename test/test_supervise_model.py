@@ -70,13 +70,14 @@ LIFE_SH = r'''#!/bin/sh
 # while it lives (a second live copy writes to doubles).  TERM: exit, or
 # (hold) wait until the test writes to the fifo release-PID.  USR1: noted
 # in events; USR2: exit 3 (a crash); HUP: its readiness line on fd 3.
-n=$1 onterm=$2 tag=$3 dir=$(dirname "$0")
+# (A signal to the group may kill mkfifo or interrupt the open: retried.)
+n=$1 onterm=$2 tag=$3 dir=$(dirname "$0") f=$(dirname "$0")/release-$$
 exec 9>>"$dir/$n.lock"
 flock -n 9 || echo "$n $$ $tag" >>"$dir/doubles"
 case $onterm in
   exit) trap 'exit 0' TERM ;;
-  hold) trap 'mkfifo "$dir/release-$$"
-              until read x <"$dir/release-$$"; do :; done 2>/dev/null
+  hold) trap 'until [ -p "$f" ] || mkfifo "$f" 9>&-; do :; done 2>/dev/null
+              until read x <"$f"; do :; done 2>/dev/null
               exit 0' TERM ;;
 esac
 trap 'echo "$n USR1 $$" >>"$dir/events"' USR1
