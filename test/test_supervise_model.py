@@ -710,6 +710,7 @@ class Sequence:
             self.poll_log(lambda lines: sum(1 for ln in lines if
                                             "mealy    reloading " in ln)
                           > before, "SIGHUP: reloading")
+            self.status()   # a round trip: the reload has read the file
             m.reload(cfg)
             self.count("reload-sighup")
         else:
