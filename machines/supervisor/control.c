@@ -198,11 +198,14 @@ static const char *do_command(sv *s, const char *method,
   return NULL;
 }
 
+/* The file is read here, once: what "ok" answers is what is applied,
+ * whatever happens to the file before the supervisor's next step. */
 static const char *do_reload(sv *s, char *err, size_t errlen) {
-  sv_config *check = NULL;
+  sv_config *next = NULL;
   if (s->stopping) return "the supervisor is shutting down";
-  if (sv_reload_config(s, &check, err, errlen) < 0) return err;
-  sv_config_free(check);
+  if (sv_reload_config(s, &next, err, errlen) < 0) return err;
+  sv_config_free(s->reload_cfg); /* a newer request wins */
+  s->reload_cfg = next;
   mly_runtime_send(s->rt, s->sup, SV_EV_RELOAD, NULL);
   return NULL;
 }

@@ -253,11 +253,13 @@ static void reload_one(sv *s, sv_proc *p, const sv_program *g) {
   }
 }
 
-static void reload(mly_machine *m, sv *s) {
+/* SIGHUP reads the file now; `ctl reload` has read it already. */
+static void reload(mly_machine *m, sv *s, bool by_ctl) {
   char err[1024];
-  sv_config *next = NULL;
+  sv_config *next = by_ctl ? s->reload_cfg : NULL;
+  s->reload_cfg = NULL;
   sv_logf(s, "mealy", "reloading %s", s->config_path);
-  int rc = sv_reload_config(s, &next, err, sizeof err);
+  int rc = next ? 0 : sv_reload_config(s, &next, err, sizeof err);
   if (rc < 0) {
     sv_logf(s, "mealy", "reload refused, keeping the running config: %s", err);
     s->reload_failed = true;
@@ -326,7 +328,7 @@ static void sup_take(mly_machine *m, sv *s) {
     if (s->stopping)
       sv_logf(s, "mealy", "reload ignored: shutting down");
     else
-      reload(m, s);
+      reload(m, s, e->id == SV_EV_RELOAD);
     break;
   case MLY_EV_SIGNAL(SIGTERM):
   case MLY_EV_SIGNAL(SIGINT):

@@ -111,6 +111,7 @@ struct sv {
   mly_id sup;
   bool stopping;
   bool reload_failed;
+  sv_config *reload_cfg;  /* read by `ctl reload`, for SV_EV_RELOAD */
   uint64_t rng;           /* xorshift state for backoff jitter */
   int exit_status;
   sv_logpipe *pipes;      /* log readers still draining */
