@@ -230,12 +230,14 @@ num_ge() { # NAME KEY N
 }
 pid_of() { field "$1" pid; }
 eq_field() { [ "$(field "$1" "$2")" = "$3" ]; }
-count_cmd() { # how many living processes run exactly this command line
-  local f c n=0 pid
+count_cmd() { # how many living processes of this case run exactly this
+  local f c n=0 pid # command line (other suites may run on the same host)
   for f in /proc/[0-9]*/cmdline; do
     c=$( { tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
     pid=${f#/proc/}; pid=${pid%/cmdline}
-    [ "$c" = "$1 " ] && alive "$pid" && n=$((n + 1))
+    [ "$c" = "$1 " ] && alive "$pid" &&
+      grep -qzF "MEALY_TEST_MARK=$MARK" "/proc/$pid/environ" 2>/dev/null &&
+      n=$((n + 1))
   done
   echo "$n"
 }

@@ -23,7 +23,6 @@ n=0
 next_case() { n=$((n + 1)); case_begin "$n" "$1"; }
 # a unique duration for sleep, so that a command line names one process
 uniq_sleep() { echo "$((1000 + n * 10 + $1)).$$"; }
-cmd_count() { count_cmd "$1"; }
 cmd_count_is() { [ "$(count_cmd "$1")" = "$2" ]; }
 pids_of_cmd() { # the living processes running exactly this command line
   local f c pid
