@@ -535,7 +535,13 @@ typedef struct mly_journal_info {
   uint64_t live_instances, pending_events;
   uint64_t live_records;  /* records a compaction would keep */
   double dead_ratio;      /* of records                      */
-  uint64_t torn_bytes;
+  uint64_t torn_bytes;    /* the unacknowledged tail the next open cuts */
+  uint64_t batches;       /* frames (one write each) that count */
+  uint64_t stray_bytes;   /* bytes that are not records that count: the
+                             torn tail, an unfinished compaction */
+  bool tail_suspect;      /* the torn tail is not a write cut short (e.g.
+                             zeroes, random bytes, a copied batch): the
+                             open still cuts it, `check` says so */
 } mly_journal_info;
 int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen);
