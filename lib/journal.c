@@ -382,8 +382,21 @@ static int lock_dir(mly_journal *j, char *err, size_t errlen) {
   return 0;
 }
 
-/* Makes dir and its missing parents; each one made is synced into its
- * parent, or a power loss could take the whole state directory. */
+/* Syncs the directory that holds the last component of path. */
+static int sync_parent(char *path) {
+  char *slash = strrchr(path, '/');
+  const char *parent = slash == NULL ? "." : slash == path ? "/" : path;
+  if (slash && slash != path) *slash = '\0';
+  int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = fd < 0 || fsync(fd) < 0 ? -errno : 0;
+  if (fd >= 0) close(fd);
+  if (slash && slash != path) *slash = '/';
+  return rc;
+}
+
+/* Makes dir and its missing parents, each synced into its parent, and
+ * syncs dir's own entry (a directory made by an earlier run that crashed
+ * first): a power loss must not take the state directory. */
 static int mkdir_p(const char *dir) {
   char buf[4096];
   snprintf(buf, sizeof buf, "%s", dir);
@@ -393,20 +406,12 @@ static int mkdir_p(const char *dir) {
     if (*p != '/' && *p != '\0') continue;
     char c = *p;
     *p = '\0';
-    if (mkdir(buf, 0700) == 0) {
-      char *slash = strrchr(buf, '/');
-      const char *parent = slash == NULL ? "." : slash == buf ? "/" : buf;
-      if (slash && slash != buf) *slash = '\0';
-      int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      int rc = fd < 0 || fsync(fd) < 0 ? -errno : 0;
-      if (fd >= 0) close(fd);
-      if (slash && slash != buf) *slash = '/';
-      if (rc < 0) return rc;
-    } else if (errno != EEXIST) {
-      return -errno;
-    }
+    int rc = 0;
+    if (mkdir(buf, 0755) == 0) rc = c ? sync_parent(buf) : 0;
+    else if (errno != EEXIST) rc = -errno;
     *p = c;
-    if (c == '\0') return 0;
+    if (rc < 0) return rc;
+    if (c == '\0') return sync_parent(buf);
   }
 }
 

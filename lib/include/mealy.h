@@ -467,7 +467,10 @@ int mly_sync_parse(const char *s, mly_sync *out, uint32_t *interval_ms);
  * and make the runtime durable.  Call it after registering the durable
  * types and before spawning anything.  Errors carry a sentence in err:
  * MLY_EBUSY when another process holds the directory (its pid named),
- * MLY_EBADMSG for damage before the tail (file, offset and reason). */
+ * MLY_EBADMSG for damage in anything acknowledged, a missing segment, a
+ * segment that is not a regular file, or another journal format (file,
+ * offset and reason).  The unacknowledged tail (batches after the last
+ * sync that a crash cut short) is cut off and counted in torn_bytes. */
 int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
                      char *err, size_t errlen);
 /* 0, or the error that stopped the journal (fail-stop). */
@@ -524,8 +527,10 @@ typedef struct mly_record {
   const void *body;      /* the msgpack body                          */
   size_t len;
 } mly_record;
-/* Verify every record of dir; cb (may be NULL) sees each one that
- * counts.  MLY_EBADMSG with file, offset and reason for damage. */
+/* Verify every batch and record of dir, as an open would, without
+ * changing it; cb (may be NULL) sees each record that counts.
+ * MLY_EBADMSG with file, offset and reason for damage; never blocks on
+ * a path that is not a regular file (it is refused). */
 int mly_journal_scan(const char *dir, bool salvage,
                      int (*cb)(const mly_record *, void *), void *arg,
                      char *err, size_t errlen);
