@@ -19,11 +19,12 @@
  * tracked call re-checks the descriptor's inode, so a descriptor closed
  * behind our back (closedir) and reused is never mistaken for the file.
  * Calls the model cannot express (a shared writable mapping, links,
- * O_TMPFILE, hole punching) are logged as PL_UNSUPPORTED and make the
- * checker fail instead of proving something false.  One mutex serializes
- * the logged calls (the journal writes from libuv's threadpool); calls on
- * descriptors that are not tracked never take it, so a signal handler
- * writing to libuv's self-pipe cannot deadlock.
+ * O_TMPFILE, hole punching, copy_file_range and sendfile into a file)
+ * are logged as PL_UNSUPPORTED and make the checker fail instead of
+ * proving something false.  One mutex serializes the logged calls (the
+ * journal writes from libuv's threadpool); calls on descriptors that are
+ * not tracked never take it, so a signal handler writing to libuv's
+ * self-pipe cannot deadlock.
  */
 #undef _FILE_OFFSET_BITS /* define open and open64 each under its own name */
 #include "pl_log.h"
@@ -40,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -676,6 +678,25 @@ int symlink(const char *a, const char *b) {
 int symlinkat(const char *a, int db, const char *b) {
   REAL(int, symlinkat, const char *, int, const char *);
   PATH_CALL(PL_UNSUPPORTED, "symlinkat", db, b, real_symlinkat(a, db, b));
+}
+
+/* Copies the kernel makes into a file carry no data we could log. */
+static void check_copy(int fd, const char *name) {
+  if (!maybe_tracked(fd)) return;
+  lock();
+  if (tracked(fd)) emit(PL_UNSUPPORTED, fd, -1, 0, 0, name, NULL, NULL, 0);
+  unlock();
+}
+ssize_t copy_file_range(int in, off_t *inoff, int out, off_t *outoff,
+                        size_t n, unsigned flags) {
+  REAL(ssize_t, copy_file_range, int, off_t *, int, off_t *, size_t, unsigned);
+  check_copy(out, "copy_file_range");
+  return real_copy_file_range(in, inoff, out, outoff, n, flags);
+}
+ssize_t sendfile(int out, int in, off_t *off, size_t n) {
+  REAL(ssize_t, sendfile, int, int, off_t *, size_t);
+  check_copy(out, "sendfile");
+  return real_sendfile(out, in, off, n);
 }
 
 /* ---- mappings ---- */
