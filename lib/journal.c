@@ -489,13 +489,15 @@ void journal_set_next_seq(mly_journal *j, uint64_t seq) { j->next_seq = seq; }
 uint64_t journal_seg_no(const mly_journal *j) { return j->seg_no; }
 
 /* Opens the newest segment for appending (after recovery).  What it
- * holds may be only in the page cache (a process killed, not a power
- * loss): it is synced first, so the next frame's `synced` is true. */
+ * holds, and its name, may be only in the page cache (a process killed
+ * between a write and its sync, not a power loss): both are synced
+ * first, so the next frame's `synced` is true and the file stays. */
 int journal_append_to(mly_journal *j, const jseg *s) {
   int fd = openat(j->dirfd, s->name, O_WRONLY | O_APPEND | O_NOFOLLOW |
                   O_CLOEXEC);
   if (fd < 0) return -errno;
   int rc = sync_fd(j, fd);
+  if (rc == 0 && fsync(j->dirfd) < 0) rc = -errno;
   if (rc < 0) {
     close(fd);
     return rc;

@@ -175,6 +175,7 @@ typedef struct jseg {
   bool removed;        /* an unfinished snapshot or segment: jr_repair
                           deletes it */
   bool mapped;         /* data is a mapping (else malloc'd) */
+  int fd;              /* JR_STREAM: the file, read record by record */
   bool hdr_ok;
   bool hdr_torn;       /* no more than a header that was cut short */
   char hdr_why[160];   /* why the header does not read */
@@ -202,17 +203,24 @@ typedef struct jread {
   bool tail_suspect;      /* the cut tail is not a write cut short */
   bool base_is_snapshot;  /* the base segment opens with SNAP..SNAPEND */
   bool map;               /* the segments are mapped, not read */
+  unsigned char *buf;     /* JR_STREAM: the record at hand */
+  size_t cap;
 } jread;
 
-/* Reads and verifies every segment of dir (map: map them instead of
- * reading, only for the lock holder: nobody cuts a file under it).  The
+/* How jr_read holds what verified: read into memory (records stay valid
+ * until jr_read_free), mapped (the same, only for the lock holder:
+ * nobody cuts a file under it), or streamed (a record's bytes are valid
+ * during its callback only; memory is one record). */
+enum { JR_READ = 0, JR_MAP = 1, JR_STREAM = 2 };
+
+/* Reads and verifies every segment of dir, holding it as `how` says.  The
  * work is linear in the files' sizes whatever their bytes, and memory
  * holds what verifies, never a file's length.  On damage in anything
  * acknowledged (or a segment that is missing, or not a regular file) it
  * fails with MLY_EBADMSG and a message naming file, offset and reason
  * (unless salvage).  cb (may be NULL) sees every record from the base on;
  * a non-zero return stops the walk and is returned. */
-int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *out,
+int jr_read(int dirfd, const char *dir, bool salvage, int how, jread *out,
             int (*cb)(const jrec *, void *), void *arg, char *err,
             size_t errlen);
 void jr_read_free(jread *r);

@@ -442,13 +442,17 @@ static int scan_segment(jread *r, int dirfd, const char *dir, jseg *g,
 
 /* ---- loading what verified (second pass) ---- */
 
-static int load(int dirfd, jseg *g, bool map) {
+static int load(int dirfd, jseg *g, int how) {
   size_t n = g->frames_end;
   if (!g->hdr_ok || g->frames == 0) return 0;
   int fd = openat(dirfd, g->name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
                   O_CLOEXEC);
   if (fd < 0) return -errno;
-  if (map) {
+  if (how == JR_STREAM) { /* records are read one by one, when walked */
+    g->fd = fd;
+    return 0;
+  }
+  if (how == JR_MAP) {
     void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     if (p != MAP_FAILED) {
       close(fd);
@@ -486,37 +490,85 @@ static int load(int dirfd, jseg *g, bool map) {
   return 0;
 }
 
-/* The next frame of g that verified at or after *off, below end: its
- * payload; NULL when there is none. */
-static const unsigned char *next_frame(const jseg *g, uint64_t *off,
-                                       uint64_t end, size_t *k,
-                                       uint32_t *len) {
-  while (*k < g->ndmg && g->dmg[*k].end <= *off) (*k)++;
-  if (*k < g->ndmg && g->dmg[*k].off <= *off) *off = g->dmg[(*k)++].end;
-  if (*off + JR_FRAME_HDR > end || *off >= g->frames_end) return NULL;
-  const unsigned char *h = g->data + *off;
-  *len = le32(h);
-  return h + JR_FRAME_HDR;
+/* n bytes of g at off (which verified): in memory, or read into buf
+ * (JR_STREAM), valid until the next call; NULL on a read error (*rc). */
+static const unsigned char *at(jread *r, jseg *g, uint64_t off, size_t n,
+                               int *rc) {
+  if (g->data) return g->data + off;
+  if (n > r->cap) {
+    unsigned char *b = realloc(r->buf, n);
+    if (b == NULL) {
+      *rc = MLY_ENOMEM;
+      return NULL;
+    }
+    r->buf = b;
+    r->cap = n;
+  }
+  size_t got = 0;
+  while (got < n) {
+    ssize_t k = pread(g->fd, r->buf + got, n - got, (off_t)(off + got));
+    if (k < 0 && errno == EINTR) continue;
+    if (k <= 0) {
+      *rc = k < 0 ? -errno : MLY_EIO; /* shorter than a moment ago */
+      return NULL;
+    }
+    got += (size_t)k;
+  }
+  return r->buf;
 }
 
-/* SNAP first and SNAPEND in the frames before any damage: 2; begun: 1. */
-static int snapshot_state(const jseg *g) {
+/* The next frame of g that verified at or after *off, below end: true
+ * and its payload's length; false when there is none, or on a read
+ * error (*rc). */
+static bool next_frame(jread *r, jseg *g, uint64_t *off, uint64_t end,
+                       size_t *k, uint32_t *len, int *rc) {
+  while (*k < g->ndmg && g->dmg[*k].end <= *off) (*k)++;
+  if (*k < g->ndmg && g->dmg[*k].off <= *off) *off = g->dmg[(*k)++].end;
+  if (*off + JR_FRAME_HDR > end || *off >= g->frames_end) return false;
+  const unsigned char *h = at(r, g, *off, JR_FRAME_HDR, rc);
+  if (h == NULL) return false;
+  *len = le32(h);
+  return true;
+}
+
+/* The record at payload offset o of the frame at foff (flen bytes): its
+ * bytes (header and body) in *p and their count, as many as the frame
+ * holds; the caller verifies them. */
+static size_t record_at(jread *r, jseg *g, uint64_t foff, uint32_t flen,
+                        uint32_t o, const unsigned char **p, int *rc) {
+  uint64_t base = foff + JR_FRAME_HDR + o;
+  size_t left = flen - o, n = left < JR_HDR ? left : JR_HDR;
+  *p = at(r, g, base, n, rc);
+  if (*p == NULL || n < JR_HDR) return n;
+  uint64_t len = JR_HDR + (uint64_t)le32(*p);
+  n = len < left ? (size_t)len : left;
+  *p = at(r, g, base, n, rc);
+  return n;
+}
+
+/* SNAP first and SNAPEND in the frames before any damage: 2; begun: 1;
+ * not a snapshot segment: 0; a read error: < 0. */
+static int snapshot_state(jread *r, jseg *g) {
   if (!g->hdr_ok || !(g->flags & JR_SEG_SNAPSHOT)) return 0;
   uint64_t end = g->ndmg ? g->dmg[0].off : g->frames_end, off = JR_SEG_HDR;
   bool first = true;
   uint32_t len;
   size_t k = g->ndmg; /* no damage below end */
-  const unsigned char *p;
-  while ((p = next_frame(g, &off, end, &k, &len)) != NULL) {
+  int rc = 0;
+  while (next_frame(r, g, &off, end, &k, &len, &rc)) {
     check c;
-    for (size_t o = 0; o < len && verify_at(p, len, o, &c); o += JR_HDR + c.len) {
+    const unsigned char *p;
+    for (uint32_t o = 0; o < len; o += JR_HDR + c.len) {
+      size_t n = record_at(r, g, off, len, o, &p, &rc);
+      if (p == NULL || !verify_at(p, n, 0, &c)) break;
       if (first && c.kind != JR_SNAP) return 1;
       first = false;
       if (c.kind == JR_SNAPEND) return 2;
     }
+    if (rc < 0) return rc;
     off += JR_FRAME_HDR + len;
   }
-  return 1;
+  return rc < 0 ? rc : 1;
 }
 
 /* ---- the walk over records ---- */
@@ -534,13 +586,18 @@ typedef struct walk {
   uint64_t refused_at; /* the offset of the damage judge() refused */
 } walk;
 
-static int walk_records(walk *w, jseg *g, uint64_t foff,
-                        const unsigned char *p, uint32_t len) {
+static int walk_records(walk *w, jseg *g, uint64_t foff, uint32_t len) {
   jread *r = w->r;
-  for (size_t o = 0; o < len;) {
+  for (uint32_t o = 0; o < len;) {
     check c;
     uint64_t at = foff + JR_FRAME_HDR + o;
-    if (!verify_at(p, len, o, &c)) {
+    const unsigned char *p;
+    int rc = 0;
+    size_t n = record_at(r, g, foff, len, o, &p, &rc);
+    if (p == NULL)
+      return jr_errf(w->err, w->errlen, rc, "%s/%s: cannot read: %s", w->dir,
+                     g->name, mly_strerror(rc));
+    if (!verify_at(p, n, 0, &c)) {
       if (!w->salvage)
         return jr_errf(w->err, w->errlen, MLY_EBADMSG, "%s/%s: offset %" PRIu64
                        ": %s, inside a batch that verifies (--salvage keeps "
@@ -569,7 +626,7 @@ static int walk_records(walk *w, jseg *g, uint64_t foff,
     w->have_seq = true;
     w->expect = c.seq + 1;
     if (w->cb) {
-      jrec rec = {c.seq, c.kind, p + o + JR_HDR, c.len, g->name, at};
+      jrec rec = {c.seq, c.kind, p + JR_HDR, c.len, g->name, at};
       int rc = w->cb(&rec, w->arg);
       if (rc) return rc;
     }
@@ -610,7 +667,7 @@ static int list_segments(int dirfd, jread *r) {
       r->segs = v;
     }
     jseg *s = &r->segs[r->nsegs++];
-    *s = (jseg){.no = no};
+    *s = (jseg){.no = no, .fd = -1};
     memcpy(s->name, e->d_name, JR_SEG_NAME_LEN + 1); /* checked above */
   }
   closedir(d);
@@ -622,9 +679,11 @@ void jr_read_free(jread *r) {
   for (size_t i = 0; i < r->nsegs; i++) {
     if (r->segs[i].mapped) munmap(r->segs[i].data, r->segs[i].map_len);
     else free(r->segs[i].data);
+    if (r->segs[i].fd >= 0) close(r->segs[i].fd);
     free(r->segs[i].dmg);
   }
   free(r->segs);
+  free(r->buf);
   *r = (jread){0};
 }
 
@@ -667,7 +726,10 @@ static int judge(walk *w, size_t i, size_t n) {
              "journal's first segments are missing; ");
   if (why[0] && (rc = damaged(w, g, 0, 0, why, "refused")) < 0) return rc;
   bool last = i + 1 == n, snap = (g->flags & JR_SEG_SNAPSHOT) != 0;
-  int snap_state = snap ? snapshot_state(g) : 0;
+  int snap_state = snap ? snapshot_state(r, g) : 0;
+  if (snap_state < 0)
+    return jr_errf(w->err, w->errlen, snap_state, "%s/%s: cannot read: %s",
+                   w->dir, g->name, mly_strerror(snap_state));
   g->len = g->frames_end;
   for (size_t k = 0; k < g->ndmg; k++) {
     jdamage *d = &g->dmg[k];
@@ -697,10 +759,10 @@ static int judge(walk *w, size_t i, size_t n) {
   return 0;
 }
 
-int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *r,
+int jr_read(int dirfd, const char *dir, bool salvage, int how, jread *r,
             int (*cb)(const jrec *, void *), void *arg, char *err,
             size_t errlen) {
-  *r = (jread){.map = map};
+  *r = (jread){.map = how == JR_MAP};
   int rc = list_segments(dirfd, r);
   if (rc < 0)
     return jr_errf(err, errlen, rc, "%s: cannot list: %s", dir, mly_strerror(rc));
@@ -711,7 +773,7 @@ int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *r,
   free(s.win);
   free(s.body);
   for (size_t i = 0; i < r->nsegs && rc == 0; i++)
-    if ((rc = load(dirfd, &r->segs[i], map)) < 0)
+    if ((rc = load(dirfd, &r->segs[i], how)) < 0)
       jr_errf(err, errlen, rc, "%s/%s: cannot read: %s", dir, r->segs[i].name,
               mly_strerror(rc));
   if (rc < 0) return rc;
@@ -724,7 +786,7 @@ int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *r,
     r->stray_bytes += r->segs[n].file_len;
   }
   /* a compaction cut short, its older segments still there: removed */
-  if (n > 1 && snapshot_state(&r->segs[n - 1]) == 1 &&
+  if (n > 1 && snapshot_state(r, &r->segs[n - 1]) == 1 &&
       r->segs[n - 2].no + 1 == r->segs[n - 1].no) {
     jseg *g = &r->segs[--n];
     bool proven = false;
@@ -739,7 +801,7 @@ int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *r,
   }
   /* the base: the newest complete snapshot */
   for (size_t i = n; i-- > 0;)
-    if (snapshot_state(&r->segs[i]) == 2) {
+    if (snapshot_state(r, &r->segs[i]) == 2) {
       r->base = i;
       r->base_is_snapshot = true;
       break;
@@ -752,13 +814,15 @@ int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *r,
     uint64_t off = JR_SEG_HDR, end = refused < 0 ? w.refused_at : g->len;
     size_t k = 0;
     uint32_t len;
-    const unsigned char *p;
     while (rc == 0 && !g->removed &&
-           (p = next_frame(g, &off, end, &k, &len)) != NULL) {
+           next_frame(r, g, &off, end, &k, &len, &rc)) {
       r->frames++;
-      rc = walk_records(&w, g, off, p, len);
+      rc = walk_records(&w, g, off, len);
       off += JR_FRAME_HDR + len;
     }
+    if (rc < 0 && err && errlen && err[0] == '\0')
+      jr_errf(err, errlen, rc, "%s/%s: cannot read: %s", dir, g->name,
+              mly_strerror(rc));
     if (rc == 0) rc = refused;
   }
   r->next_seq = w.have_seq ? w.expect : 1;

@@ -496,7 +496,7 @@ int mly_journal_scan(const char *dir, bool salvage,
   if (fd < 0) return fd;
   scan_arg a = {cb, arg};
   jread jr;
-  int rc = jr_read(fd, dir, salvage, false, &jr, scan_one, &a, err, errlen);
+  int rc = jr_read(fd, dir, salvage, JR_STREAM, &jr, scan_one, &a, err, errlen);
   jr_read_free(&jr);
   close(fd);
   return rc;

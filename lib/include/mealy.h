@@ -528,7 +528,8 @@ typedef struct mly_record {
   size_t len;
 } mly_record;
 /* Verify every batch and record of dir, as an open would, without
- * changing it; cb (may be NULL) sees each record that counts.
+ * changing it; cb (may be NULL) sees each record that counts (its body
+ * is valid during the call only: memory holds one record at a time).
  * MLY_EBADMSG with file, offset and reason for damage; never blocks on
  * a path that is not a regular file (it is refused). */
 int mly_journal_scan(const char *dir, bool salvage,
