@@ -1358,6 +1358,8 @@ START_TEST(t_hostile_bytes_linear_work) {
     size_t skip = kind == 0 ? JR_SEG_HDR : 0;
     spew(path, p + skip, JR_SEG_HDR + size - skip);
     uint64_t n = examined(&rc);
+    fprintf(stderr, "hostile kind %d: %" PRIu64 " bytes examined for a file "
+            "of %zu\n", kind, n, JR_SEG_HDR + size - skip);
     uint64_t bound = kind == 0 ? 2 * JR_SEG_HDR + (1u << 20) : 8 * (uint64_t)size + (4u << 20);
     ck_assert_msg(n <= bound, "kind %d: %" PRIu64 " bytes examined for a "
                   "file of %zu", kind, n, size);
@@ -1383,6 +1385,8 @@ START_TEST(t_sparse_segment_bounded) {
   int rc;
   uint64_t n = examined(&rc);
   getrusage(RUSAGE_SELF, &ru1);
+  fprintf(stderr, "2 GiB sparse: %" PRIu64 " bytes examined, max RSS grew "
+          "%ld KiB\n", n, ru1.ru_maxrss - ru0.ru_maxrss);
   ck_assert_int_eq(rc, 0);
   ck_assert_uint_le(n, 3 * (2ull << 30)); /* linear, whatever the file system */
   ck_assert_int_le(ru1.ru_maxrss - ru0.ru_maxrss, 64 * 1024); /* KiB */
