@@ -181,6 +181,7 @@ typedef struct jseg {
   char hdr_why[160];   /* why the header does not read */
   uint32_t salt, prev, hdr_sum, end_sum; /* end_sum: the chain at len */
   uint32_t flags;      /* JR_SEG_SNAPSHOT */
+  int snap;            /* its snapshot: 0 not known yet, 1 begun, 2 whole */
   uint64_t frames;     /* that verify */
   uint64_t frames_end; /* the end of the last one that verifies */
   jdamage *dmg;

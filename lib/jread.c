@@ -94,16 +94,17 @@ typedef struct check {
   char why[160];
 } check;
 
-/* Whether the record at data[off] verifies; fills c. */
+/* Whether the record at data[off] verifies (its CRC too, if crc); fills
+ * c. */
 static bool verify_at(const unsigned char *data, size_t size, size_t off,
-                      check *c) {
+                      check *c, bool crc) {
   size_t left = size - off;
   if (left < JR_HDR) {
     snprintf(c->why, sizeof c->why, "a record header needs 8 bytes, %zu "
              "left in its batch", left);
     return false;
   }
-  uint32_t len = le32(data + off), crc = le32(data + off + 4);
+  uint32_t len = le32(data + off), stored = le32(data + off + 4);
   if (len > JR_MAX_BODY || len > left - JR_HDR) {
     snprintf(c->why, sizeof c->why, "record length %" PRIu32 " runs past "
              "its batch (%zu bytes left)", len, left - JR_HDR);
@@ -114,10 +115,10 @@ static bool verify_at(const unsigned char *data, size_t size, size_t off,
   uint64_t seq, kind;
   bool shape = jc_array(&cur, &n) && n >= 2 && jc_uint(&cur, &seq) &&
                jc_uint(&cur, &kind) && kind >= 1 && kind <= JR_KIND_MAX;
-  uint32_t sum = jr_crc32c(data + off + JR_HDR, len);
-  if (sum != crc) {
+  uint32_t sum = crc ? jr_crc32c(data + off + JR_HDR, len) : stored;
+  if (sum != stored) {
     snprintf(c->why, sizeof c->why, "record checksum mismatch (stored %08"
-             PRIx32 ", computed %08" PRIx32 ")", crc, sum);
+             PRIx32 ", computed %08" PRIx32 ")", stored, sum);
     return false;
   }
   if (!shape) {
@@ -547,9 +548,11 @@ static size_t record_at(jread *r, jseg *g, uint64_t foff, uint32_t flen,
 }
 
 /* SNAP first and SNAPEND in the frames before any damage: 2; begun: 1;
- * not a snapshot segment: 0; a read error: < 0. */
+ * not a snapshot segment: 0; a read error: < 0.  Records are only
+ * looked at here (the frames verified; the walk checks their CRCs). */
 static int snapshot_state(jread *r, jseg *g) {
   if (!g->hdr_ok || !(g->flags & JR_SEG_SNAPSHOT)) return 0;
+  if (g->snap) return g->snap;
   uint64_t end = g->ndmg ? g->dmg[0].off : g->frames_end, off = JR_SEG_HDR;
   bool first = true;
   uint32_t len;
@@ -560,15 +563,15 @@ static int snapshot_state(jread *r, jseg *g) {
     const unsigned char *p;
     for (uint32_t o = 0; o < len; o += JR_HDR + c.len) {
       size_t n = record_at(r, g, off, len, o, &p, &rc);
-      if (p == NULL || !verify_at(p, n, 0, &c)) break;
-      if (first && c.kind != JR_SNAP) return 1;
+      if (p == NULL || !verify_at(p, n, 0, &c, false)) break;
+      if (first && c.kind != JR_SNAP) return g->snap = 1;
       first = false;
-      if (c.kind == JR_SNAPEND) return 2;
+      if (c.kind == JR_SNAPEND) return g->snap = 2;
     }
     if (rc < 0) return rc;
     off += JR_FRAME_HDR + len;
   }
-  return rc < 0 ? rc : 1;
+  return rc < 0 ? rc : (g->snap = 1);
 }
 
 /* ---- the walk over records ---- */
@@ -597,7 +600,7 @@ static int walk_records(walk *w, jseg *g, uint64_t foff, uint32_t len) {
     if (p == NULL)
       return jr_errf(w->err, w->errlen, rc, "%s/%s: cannot read: %s", w->dir,
                      g->name, mly_strerror(rc));
-    if (!verify_at(p, n, 0, &c)) {
+    if (!verify_at(p, n, 0, &c, true)) {
       if (!w->salvage)
         return jr_errf(w->err, w->errlen, MLY_EBADMSG, "%s/%s: offset %" PRIu64
                        ": %s, inside a batch that verifies (--salvage keeps "
