@@ -1134,7 +1134,7 @@ START_TEST(t_unacknowledged_batch_cut_whatever_its_shape) {
       long size;
       tframe f[4096];
       int nf = history_frames(10, 10, seg, sizeof seg, &size, f, 4096);
-      ck_assert_int_gt(nf, 3);
+      ck_assert_int_ge(nf, 2); /* batches: as the threadpool made them */
       tframe last = f[nf - 1];
       uint64_t before = records_now();
       if (shape == 0) /* its start never made it, the rest did */
@@ -1162,7 +1162,8 @@ START_TEST(t_acknowledged_batch_damage_refused) {
   char seg[512];
   long size;
   tframe f[4096];
-  int nf = history_frames(10, 10, seg, sizeof seg, &size, f, 4096);
+  int nf = history_frames(10, 30, seg, sizeof seg, &size, f, 4096);
+  ck_assert_int_ge(nf, 3);
   tframe mid = f[nf / 2];
   zero_range(seg, mid.off, JR_FRAME_HDR + JR_HDR + 2); /* as a torn write */
   char err[512] = "", want[64];
@@ -1185,7 +1186,7 @@ END_TEST
 START_TEST(t_unsynced_batches_cut_from_the_damage) {
   fresh_dir();
   mly_journal_options o = {.dir = dir, .sync = MLY_SYNC_NEVER};
-  history_with(&o, 10, 100, 10);
+  history_with(&o, 10, 100, 30);
   char seg[512];
   last_segment(seg, sizeof seg);
   long size;
@@ -1193,7 +1194,7 @@ START_TEST(t_unsynced_batches_cut_from_the_damage) {
   tframe f[4096];
   int nf = frames_of(p, size, f, 4096);
   free(p);
-  ck_assert_int_ge(nf, 4);
+  ck_assert_int_ge(nf, 3);
   tframe mid = f[nf / 2];
   zero_range(seg, mid.off + JR_FRAME_HDR + 1, 4);
   unsigned char *damaged = slurp(seg, &size);
