@@ -225,8 +225,9 @@ int jr_read(int dirfd, const char *dir, bool salvage, int how, jread *out,
             int (*cb)(const jrec *, void *), void *arg, char *err,
             size_t errlen);
 void jr_read_free(jread *r);
-/* Make the repairs jr_read decided: cut torn tails, remove segments
- * older than the base and incomplete snapshots. */
+/* Make the repairs jr_read decided: sync every segment that counts
+ * (cutting its torn tail), then remove segments older than the base and
+ * unfinished ones, and sync the directory. */
 int jr_repair(int dirfd, const jread *r);
 
 /* ---- the live journal of a runtime (journal.c) ---- */

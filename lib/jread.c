@@ -832,22 +832,27 @@ int jr_read(int dirfd, const char *dir, bool salvage, int how, jread *r,
   return rc;
 }
 
+/* Everything that counts is made durable first (a process killed
+ * between a write and its sync leaves bytes that read back but would not
+ * survive a power loss: a compaction's snapshot, say, whose older
+ * segments are about to go), torn tails cut; only then are segments
+ * removed, and the directory synced. */
 int jr_repair(int dirfd, const jread *r) {
-  bool changed = false;
+  for (size_t i = r->base; i < r->nsegs; i++) {
+    const jseg *s = &r->segs[i];
+    if (s->removed) continue;
+    int fd = openat(dirfd, s->name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    int rc = s->len < s->file_len && ftruncate(fd, (off_t)s->len) < 0 ? -errno : 0;
+    if (rc == 0 && fdatasync(fd) < 0) rc = -errno;
+    close(fd);
+    if (rc < 0) return rc;
+  }
   for (size_t i = 0; i < r->nsegs; i++) {
     const jseg *s = &r->segs[i];
-    if (i < r->base || s->removed) {
-      if (unlinkat(dirfd, s->name, 0) < 0 && errno != ENOENT) return -errno;
-      changed = true;
-    } else if (s->len < s->file_len) {
-      int fd = openat(dirfd, s->name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) return -errno;
-      int rc = ftruncate(fd, (off_t)s->len) < 0 || fdatasync(fd) < 0 ? -errno : 0;
-      close(fd);
-      if (rc < 0) return rc;
-      changed = true;
-    }
+    if (i >= r->base && !s->removed) continue;
+    if (unlinkat(dirfd, s->name, 0) < 0 && errno != ENOENT) return -errno;
   }
-  if (changed && fsync(dirfd) < 0) return -errno;
+  if (r->nsegs > 0 && fsync(dirfd) < 0) return -errno;
   return 0;
 }
