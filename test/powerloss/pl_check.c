@@ -96,6 +96,7 @@ typedef struct acks {
   int64_t n[NMACH];     /* highest acknowledged state, -1: none */
   bool done[NMACH];
   bool sink_done;
+  uint8_t sink_bits[KEYBYTES]; /* what it ended with */
   uint8_t posted[KEYBYTES], acked[KEYBYTES];
   char bad[256];        /* a BAD line the workload wrote */
 } acks;
@@ -116,7 +117,7 @@ static void ack_line(acks *a, const char *l) {
   bool done = strncmp(l, "done ", 5) == 0;
   const char *p = done ? l + 5 : l;
   if (sscanf(p, "s %u %64s", &n, hx) == 2) {
-    a->sink_done = done;
+    a->sink_done = done && hex_bits(hx, a->sink_bits);
     return;
   }
   if (sscanf(l, "P %u", &n) == 1 && n < PL_NKEYS) {
@@ -609,7 +610,6 @@ int main(int argc, char **argv) {
   uint64_t seed0 = seed;
   tally t = {0};
   bool recorded_ok = true;
-  char keep_work[PATH_MAX] = "";
   long done = 0, systematic = 0;
   for (int r = 0; done < images && recorded_ok; r++) {
     char work[] = "/tmp/mealy-powerloss.XXXXXX";
@@ -634,13 +634,16 @@ int main(int argc, char **argv) {
       acks a;
       acks_at(m, plm_nops(m), &a);
       for (int i = 0; i < NMACH; i++) recorded_ok &= a.done[i];
-      for (int k = 0; k < KEYBYTES; k++) recorded_ok &= a.acked[k] == 0xff;
+      /* a key posted just before a kill may be gone: it was never acked */
+      for (int k = 0; k < KEYBYTES; k++)
+        recorded_ok &= (a.acked[k] & ~a.sink_bits[k]) == 0 &&
+                       (a.sink_bits[k] & ~a.posted[k]) == 0;
       recorded_ok &= a.sink_done;
       if (!recorded_ok) fprintf(stderr, "FAIL: the recorded workload did not "
                                 "finish everything it was given\n");
     }
     if (!recorded_ok) {
-      snprintf(keep_work, sizeof keep_work, "%s", work);
+      printf("the recorded run is kept in %s\n", work);
       plm_free(m);
       break;
     }
@@ -659,6 +662,7 @@ int main(int argc, char **argv) {
            "several sectors\n", nops, nsync, nre);
     /* every crash point of each recovery, from the run's start to its
      * first sync: what a reopened journal acknowledges must be durable */
+    unsigned fails_before = t.shown;
     size_t nrec = 0;
     for (size_t i = 0, mark = 0; i < nops; i++) {
       if (plm_kind(m, i) == PLM_MARK) mark = ++nrec > 1 ? i + 1 : 0;
@@ -667,7 +671,6 @@ int main(int argc, char **argv) {
       systematic++;
       if (plm_file_sync(m, i)) mark = 0;
     }
-    unsigned fails_before = t.shown;
     long batch = images - done < 1000 ? images - done : 1000;
     for (long i = 0; i < batch; i++, done++) {
       plm_class cls = (plm_class)(i % PLM_NCLASSES);
@@ -680,7 +683,7 @@ int main(int argc, char **argv) {
     free(syncs);
     free(reord);
     plm_free(m);
-    if (t.shown > fails_before) snprintf(keep_work, sizeof keep_work, "%s", work);
+    if (t.shown > fails_before) printf("log and failing images kept in %s\n", work);
     else rm_rf(work);
   }
   unsigned failed = 0;
@@ -697,6 +700,5 @@ int main(int argc, char **argv) {
          "%llu): %s\n", existing ? " (existing state directory)" : "",
          systematic, done, (unsigned long long)seed0,
          recorded_ok && failed == 0 ? "ok" : "FAILED");
-  if (keep_work[0]) printf("log and failing images kept in %s\n", keep_work);
   return recorded_ok && failed == 0 ? 0 : 1;
 }
