@@ -131,8 +131,10 @@ static void ack_line(acks *a, const char *l) {
   if (sscanf(p, "%c %u %u %llu", &kind, &idx, &n, &h) >= 3) {
     int m = mach(kind, idx);
     if (m < 0) return;
-    if ((int64_t)n > a->n[m]) a->n[m] = n;
+    /* "done" comes from the last step, before its END record is written:
+     * the machine may be gone, but its last state is not acknowledged */
     if (done) a->done[m] = true;
+    else if ((int64_t)n > a->n[m]) a->n[m] = n;
   }
 }
 

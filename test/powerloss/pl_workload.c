@@ -21,8 +21,10 @@
  * resumes only once its record is synced, so "c I N H" (counter I has
  * committed state N), "p I N" and "q I N" (pinger and ponger at N); the
  * host reports "P K" before it posts key K and "e K" once the post is
- * acknowledged (its callback said 0).  "done ..." ends a machine, with
- * the sink's bitmap in hex.  In recover mode the host first reports
+ * acknowledged (its callback said 0).  "done ..." comes from a machine's
+ * last step, before that step commits: it acknowledges nothing, but the
+ * machine may be gone from then on (the sink's line has its bitmap in
+ * hex).  In recover mode the host first reports
  * "open RECOVERED PARKED TORN" and one "R ..." line per recovered
  * instance with the data it came back with, read before any step runs,
  * then posts END_KEY and runs everything to its end.  The interposer logs
