@@ -13,6 +13,9 @@
  *   POWERLOSS_KILL_WRITE  N: SIGKILL the process right after the Nth logged
  *                    write, before anything can sync it (a crash that
  *                    leaves an unsynced tail for the next run to find)
+ *   POWERLOSS_KILL_CROSS  C: the same, right after the first write that
+ *                    takes a file past a multiple of C bytes (the write
+ *                    that fills a segment)
  *
  * Without POWERLOSS_DIR it does nothing.  A descriptor is tracked from
  * the open that named a path under the root until its close; every
@@ -59,7 +62,7 @@ static bool active;
 static char root[PL_PATH_MAX];
 static size_t rootlen;
 static int logfd = -1, ackfd = -1;
-static unsigned long writes, kill_write;
+static unsigned long writes, kill_write, kill_cross;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static __thread int in_hook;
 
@@ -228,6 +231,8 @@ __attribute__((constructor)) static void pl_init(void) {
   ackfd = ack ? atoi(ack) : -1;
   const char *kw = getenv("POWERLOSS_KILL_WRITE");
   kill_write = kw ? strtoul(kw, NULL, 10) : 0;
+  const char *kc = getenv("POWERLOSS_KILL_CROSS");
+  kill_cross = kc ? strtoul(kc, NULL, 10) : 0;
   active = true;
 }
 
@@ -366,7 +371,9 @@ static void log_write(int fd, int64_t off, const void *buf, size_t n) {
   if (!tracked(fd)) return;
   if (off < 0) off = (int64_t)lseek(fd, 0, SEEK_CUR) - (int64_t)n;
   emit(PL_WRITE, fd, -1, 0, (uint64_t)off, NULL, NULL, buf, n);
-  if (++writes == kill_write) kill(getpid(), SIGKILL);
+  if (++writes == kill_write ||
+      (kill_cross && ((uint64_t)off + n) / kill_cross > (uint64_t)off / kill_cross))
+    kill(getpid(), SIGKILL);
 }
 
 /* The bytes of an iovec, as one buffer (the caller frees it). */
