@@ -34,9 +34,11 @@
  * acknowledged) and nothing past, with its hash chain intact, keep every
  * acknowledged durable post exactly once and no key that was never
  * posted, and run everything to its end.  A failing image is kept with
- * the log, and a line to replay it is printed.  POWERLOSS_SEED fixes the
- * seed (the recorded run itself depends on thread timing: replay a kept
- * log to repeat a failure exactly).
+ * the log, and a line to replay it is printed.  With POWERLOSS_MEALY
+ * (the mealy binary), `mealy journal check` must pass each image too,
+ * before the open.  POWERLOSS_SEED fixes the seed (the recorded run
+ * itself depends on thread timing: replay a kept log to repeat a failure
+ * exactly).
  */
 #include "pl_judge.h"
 #include "pl_log.h"
@@ -62,7 +64,7 @@
 #define KEEP_MAX 20 /* failing images kept */
 #define SHOW_MAX 12 /* failing images printed */
 
-static const char *workload, *self;
+static const char *workload, *self, *mealy;
 
 /* ---- the recorded run ---- */
 
@@ -162,7 +164,7 @@ static bool one_image(const char *work, const pl_model *m, size_t k,
   pl_acks a;
   plj_acks_at(m, k, &a);
   pl_verdict v;
-  plj_check(workload, img, &a, &v);
+  plj_check(workload, mealy, img, &a, &v);
   if (t) {
     t->images[cls]++;
     t->by[cls][v.cat]++;
@@ -225,6 +227,8 @@ static bool is_sync(const pl_model *m, size_t i) {
 }
 
 int main(int argc, char **argv) {
+  mealy = getenv("POWERLOSS_MEALY");
+  if (mealy && !*mealy) mealy = NULL;
   if (argc == 7 && strcmp(argv[1], "replay") == 0) return replay_main(argv);
   if (argc == 3 && strcmp(argv[1], "dump") == 0) { /* the model's ops */
     pl_model *m;

@@ -99,7 +99,7 @@ void plj_acks_at(const pl_model *m, size_t k, pl_acks *a) {
 
 const char *const plj_cat_name[PLJ_NCAT] = {
     "ok", "refused", "lost (no state dir)", "lost", "invented", "unfinished",
-    "bad"};
+    "journal check refused", "bad"};
 
 static void fail(pl_verdict *v, int cat, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -112,13 +112,22 @@ static void fail(pl_verdict *v, int cat, const char *fmt, ...) {
   va_end(ap);
 }
 
-void plj_check(const char *workload, const char *img, const pl_acks *a,
-               pl_verdict *v) {
+void plj_check(const char *workload, const char *mealy, const char *img,
+               const pl_acks *a, pl_verdict *v) {
   char state[PATH_MAX + 16], errpath[PATH_MAX + 16];
   snprintf(state, sizeof state, "%s/state", img);
   snprintf(errpath, sizeof errpath, "%s.err", img);
   struct stat st;
   bool had_dir = stat(state, &st) == 0;
+  char check_err[512] = "";
+  if (mealy && had_dir) { /* before the open, which repairs */
+    const char *cargs[] = {mealy, "journal", "check", state, NULL};
+    pl_out c;
+    plp_run(mealy, cargs, NULL, errpath, &c);
+    free(c.text);
+    if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0)
+      snprintf(check_err, sizeof check_err, "%s", plp_first_line(errpath));
+  }
   const char *args[] = {workload, state, "recover", NULL};
   pl_out o;
   plp_run(workload, args, NULL, errpath, &o);
@@ -204,6 +213,8 @@ void plj_check(const char *workload, const char *img, const pl_acks *a,
     else
       fail(v, PLJ_BAD, "the recovery did not open (status %d): %s", o.status, e);
   }
+  if (check_err[0])
+    fail(v, PLJ_CHECK, "`mealy journal check` refused the image: %s", check_err);
   if (parked) fail(v, PLJ_BAD, "%llu instances parked", parked);
   /* what was acknowledged and is gone */
   for (int m = 0; m < PLJ_NMACH; m++) {

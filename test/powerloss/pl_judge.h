@@ -9,7 +9,8 @@
  * at n comes back at n or n + 1 (the next record may have been written,
  * not acknowledged) with an intact hash chain, every acknowledged post
  * reaches the sink exactly once, no key that was never posted appears,
- * nothing is parked and everything runs to its end.
+ * nothing is parked and everything runs to its end; `mealy journal
+ * check` agrees that the image is sound.
  */
 #ifndef PL_JUDGE_H
 #define PL_JUDGE_H
@@ -39,7 +40,7 @@ void plj_acks_at(const pl_model *m, size_t k, pl_acks *a);
 bool plj_complete(const pl_acks *a);
 
 enum { PLJ_OK = 0, PLJ_REFUSED, PLJ_LOST_DIR, PLJ_LOST, PLJ_INVENTED,
-       PLJ_UNFINISHED, PLJ_BAD, PLJ_NCAT };
+       PLJ_UNFINISHED, PLJ_CHECK, PLJ_BAD, PLJ_NCAT };
 extern const char *const plj_cat_name[PLJ_NCAT];
 
 typedef struct pl_verdict {
@@ -48,8 +49,10 @@ typedef struct pl_verdict {
 } pl_verdict;
 
 /* Recovers img (an image of the root: the state directory is img/state)
- * with `workload IMG/state recover` and judges it against a. */
-void plj_check(const char *workload, const char *img, const pl_acks *a,
-               pl_verdict *v);
+ * with `workload IMG/state recover` and judges it against a.  With mealy
+ * (the mealy binary; NULL: not), `mealy journal check IMG/state` runs
+ * first and must pass too (PLJ_CHECK when only it refuses). */
+void plj_check(const char *workload, const char *mealy, const char *img,
+               const pl_acks *a, pl_verdict *v);
 
 #endif /* PL_JUDGE_H */

@@ -49,7 +49,10 @@ void plp_run(const char *prog, const char *const *args,
       close(fds[1]);
     }
     int e = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (e >= 0) dup2(e, 2);
+    if (e >= 0) { /* stdout too: the reports go to fd 3 */
+      dup2(e, 1);
+      dup2(e, 2);
+    }
     bool preload = false;
     for (int i = 0; env && env[i]; i += 2) {
       setenv(env[i], env[i + 1], 1);

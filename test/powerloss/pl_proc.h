@@ -15,7 +15,7 @@ typedef struct pl_out {
 } pl_out;
 
 /* Runs prog with args (args[0] included, NULL-terminated); its fd 3 is read
- * into o (free o->text), its stderr goes to errpath.  env: NAME, VALUE
+ * into o (free o->text), its stdout and stderr go to errpath.  env: NAME, VALUE
  * pairs, NULL-terminated, set in the child (NULL: none); with LD_PRELOAD
  * among them, ASan is told not to insist on coming first.  A run that
  * still goes after 300 s is a hang: killed, and "HANG" is appended. */
