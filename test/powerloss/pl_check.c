@@ -207,15 +207,12 @@ static int replay_main(char **argv) {
   }
   uint64_t s = strtoull(argv[6], NULL, 10);
   pl_model *m;
-  char err[1024], work[] = "/tmp/mealy-powerloss-replay.XXXXXX";
+  char err[1024], work[1024];
   if (plm_load(log, &m, err, sizeof err) < 0) {
     fprintf(stderr, "pl_check: %s\n", err);
     return 1;
   }
-  if (mkdtemp(work) == NULL) {
-    perror("mkdtemp");
-    return 1;
-  }
+  plp_mkdtemp("mealy-powerloss-replay", work, sizeof work);
   bool ok = one_image(work, m, k, cls, s, NULL, true);
   printf("image kept in %s/img\n", work);
   plm_free(m);
@@ -269,11 +266,8 @@ int main(int argc, char **argv) {
   bool recorded_ok = true;
   long done = 0, systematic = 0;
   for (int r = 0; done < images && recorded_ok; r++) {
-    char work[] = "/tmp/mealy-powerloss.XXXXXX";
-    if (mkdtemp(work) == NULL) {
-      perror("mkdtemp");
-      return 1;
-    }
+    char work[1024];
+    plp_mkdtemp("mealy-powerloss", work, sizeof work);
     recorded_ok = record(work, ip, existing);
     pl_model *m = NULL;
     char err[1024], root[PATH_MAX + 8];

@@ -118,3 +118,12 @@ const char *plp_first_line(const char *path) {
   buf[strcspn(buf, "\n")] = '\0';
   return buf;
 }
+
+void plp_mkdtemp(const char *name, char *out, size_t len) {
+  const char *t = getenv("TMPDIR");
+  snprintf(out, len, "%s/%s.XXXXXX", t && *t ? t : "/tmp", name);
+  if (mkdtemp(out) == NULL) {
+    perror(out);
+    exit(1);
+  }
+}

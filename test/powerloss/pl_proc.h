@@ -22,6 +22,10 @@ typedef struct pl_out {
 void plp_run(const char *prog, const char *const *args,
              const char *const *env, const char *errpath, pl_out *o);
 
+/* A new directory $TMPDIR/NAME.XXXXXX (/tmp without TMPDIR) into out;
+ * exits on failure. */
+void plp_mkdtemp(const char *name, char *out, size_t len);
+
 /* rm -rf path (nothing if it does not exist). */
 void plp_rm_rf(const char *path);
 

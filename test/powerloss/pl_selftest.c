@@ -170,9 +170,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: pl_selftest INTERPOSER\n");
     return 2;
   }
-  char self[PATH_MAX], ip[PATH_MAX], work[] = "/tmp/mealy-plself.XXXXXX";
+  char self[PATH_MAX], ip[PATH_MAX], work[1024];
   must(realpath(argv[0], self) && realpath(argv[1], ip), "realpath");
-  must(mkdtemp(work) != NULL, "mkdtemp");
+  plp_mkdtemp("mealy-plself", work, sizeof work);
   char root[PATH_MAX], log[PATH_MAX], err[512];
   snprintf(root, sizeof root, "%s/root", work);
   snprintf(log, sizeof log, "%s/log", work);
