@@ -122,7 +122,7 @@ static bool record(const char *work, const char *interposer, bool existing) {
                          how, kw, NULL};
     pl_out o;
     log_own(log, PL_MARK, "");
-    plp_run(workload, args, env, errp, &o);
+    plp_run(workload, args, env, errp, 600, &o); /* thousands of syncs */
     bool ok = WIFEXITED(o.status) ? WEXITSTATUS(o.status) == 0
                                   : !last && WTERMSIG(o.status) == SIGKILL;
     char *bad = o.text ? strstr(o.text, "BAD") : NULL;

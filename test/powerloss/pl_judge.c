@@ -123,14 +123,14 @@ void plj_check(const char *workload, const char *mealy, const char *img,
   if (mealy && had_dir) { /* before the open, which repairs */
     const char *cargs[] = {mealy, "journal", "check", state, NULL};
     pl_out c;
-    plp_run(mealy, cargs, NULL, errpath, &c);
+    plp_run(mealy, cargs, NULL, errpath, 120, &c);
     free(c.text);
     if (!WIFEXITED(c.status) || WEXITSTATUS(c.status) != 0)
       snprintf(check_err, sizeof check_err, "%s", plp_first_line(errpath));
   }
   const char *args[] = {workload, state, "recover", NULL};
   pl_out o;
-  plp_run(workload, args, NULL, errpath, &o);
+  plp_run(workload, args, NULL, errpath, 120, &o); /* < 1 s */
   hashes_init();
   memset(v, 0, sizeof *v);
   bool present[PLJ_NMACH] = {0}, fin[PLJ_NMACH] = {0}, sink = false, sink_fin = false;

@@ -18,9 +18,11 @@ typedef struct pl_out {
  * into o (free o->text), its stdout and stderr go to errpath.  env: NAME, VALUE
  * pairs, NULL-terminated, set in the child (NULL: none); with LD_PRELOAD
  * among them, ASan is told not to insist on coming first.  A run that
- * still goes after 300 s is a hang: killed, and "HANG" is appended. */
+ * still goes after limit_s seconds (a generous bound, not a timing) is a
+ * hang: killed, and "HANG" is appended. */
 void plp_run(const char *prog, const char *const *args,
-             const char *const *env, const char *errpath, pl_out *o);
+             const char *const *env, const char *errpath, int limit_s,
+             pl_out *o);
 
 /* A new directory $TMPDIR/NAME.XXXXXX (/tmp without TMPDIR) into out;
  * exits on failure. */

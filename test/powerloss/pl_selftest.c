@@ -111,7 +111,7 @@ static void run_script(const char *self, const char *what, const char *ip,
   const char *env[] = {"LD_PRELOAD", ip, "POWERLOSS_DIR", root,
                        "POWERLOSS_LOG", log, NULL};
   pl_out o;
-  plp_run(self, args, env, errp, &o);
+  plp_run(self, args, env, errp, 120, &o);
   free(o.text);
   if (!WIFEXITED(o.status) || WEXITSTATUS(o.status) != 0) {
     fprintf(stderr, "pl_selftest: the %s script failed (status %d): %s\n",
