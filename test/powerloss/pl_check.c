@@ -10,9 +10,10 @@
  *
  * The recorded run is PL_PHASES runs of `WORKLOAD STATE run PHASE` on
  * one state directory, the earlier ones SIGKILLed by the interposer right
- * after a write, before its sync (a random write, and in the second run
- * the one that fills a segment), so the log also holds recoveries that
- * find an unsynced tail; the last one runs to its end.  The state
+ * after a write, before its sync (a random write; in the second run the
+ * one that fills a segment; in the third, which compacts as it starts,
+ * the snapshot's records), so the log also holds recoveries that find an
+ * unsynced tail or snapshot; the last one runs to its end.  The state
  * directory is ROOT/state, and the interposer logs everything under ROOT:
  * the journal's mkdir of its state directory is part of the log, and only
  * an fsync of ROOT makes it durable.  With --existing the state directory
@@ -113,10 +114,17 @@ static bool record(const char *work, const char *interposer, bool existing) {
     const char *args[] = {workload, state, "run", ph, NULL};
     bool last = p == PL_PHASES - 1;
     /* the early runs die right after a write, before its sync: a random
-     * one, and in the second run the one that fills a segment */
+     * one; the one that fills a segment; the first records of the
+     * snapshot a compaction writes (the run compacts as it starts) */
+    const char *how = "POWERLOSS_KILL_WRITE";
     snprintf(kw, sizeof kw, "%u", last ? 0 : 20 + (unsigned)(rng() % 60));
-    const char *how = p == 1 ? "POWERLOSS_KILL_CROSS" : "POWERLOSS_KILL_WRITE";
-    if (p == 1) snprintf(kw, sizeof kw, "%d", PL_SEGMENT);
+    if (p == 1) {
+      how = "POWERLOSS_KILL_CROSS";
+      snprintf(kw, sizeof kw, "%d", PL_SEGMENT);
+    } else if (p == PL_COMPACT_PHASE) {
+      how = "POWERLOSS_KILL_CREATED";
+      snprintf(kw, sizeof kw, "%d", 64); /* past a segment's header */
+    }
     const char *env[] = {"LD_PRELOAD", interposer, "POWERLOSS_DIR", root,
                          "POWERLOSS_LOG", log, "POWERLOSS_ACKFD", "3",
                          how, kw, NULL};

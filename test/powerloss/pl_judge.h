@@ -10,7 +10,7 @@
  * not acknowledged) with an intact hash chain, every acknowledged post
  * reaches the sink exactly once, no key that was never posted appears,
  * nothing is parked and everything runs to its end; `mealy journal
- * check` agrees that the image is sound.
+ * check` finds no damage (it may call the tail an open cuts suspect).
  */
 #ifndef PL_JUDGE_H
 #define PL_JUDGE_H
@@ -51,7 +51,8 @@ typedef struct pl_verdict {
 /* Recovers img (an image of the root: the state directory is img/state)
  * with `workload IMG/state recover` and judges it against a.  With mealy
  * (the mealy binary; NULL: not), `mealy journal check IMG/state` runs
- * first and must pass too (PLJ_CHECK when only it refuses). */
+ * first and must find no damage (exit 0, or 3 for a suspect tail;
+ * PLJ_CHECK when only it refuses). */
 void plj_check(const char *workload, const char *mealy, const char *img,
                const pl_acks *a, pl_verdict *v);
 

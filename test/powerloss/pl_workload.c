@@ -3,7 +3,8 @@
  * and then recovers from every crash image.
  *
  *   pl_workload DIR run PHASE   work (PHASE 0, 1, ...; the checker kills
- *                               the early phases, the last one finishes)
+ *                               the early phases, the last one finishes;
+ *                               PL_COMPACT_PHASE compacts first)
  *   pl_workload DIR recover     open a crash image, say what came back,
  *                               and run everything to its end
  *
@@ -294,6 +295,11 @@ int main(int argc, char **argv) {
   if (!recover && st.recovered == 0 && st.parked == 0 && st.total_bytes == 0 &&
       spawn_all(&H) < 0)
     return 3;
+  if (!recover && phase == PL_COMPACT_PHASE &&
+      (rc = mly_journal_compact(H.rt)) < 0) {
+    fprintf(stderr, "pl_workload: compaction: %s\n", mly_strerror(rc));
+    return 6;
+  }
   if (!recover) {
     H.next = phase * PL_KEYS_PER_PHASE;
     H.last = H.next + PL_KEYS_PER_PHASE;
