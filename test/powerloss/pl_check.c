@@ -10,8 +10,10 @@
  *
  * The recorded run is PL_PHASES runs of `WORKLOAD STATE run PHASE` on
  * one state directory, the earlier ones SIGKILLed by the interposer right
- * after a random write, before its sync (so the log also holds recoveries
- * that find an unsynced tail), the last one run to its end.  The state
+ * after a write, before its sync (a random write; in the second run the
+ * one that fills a segment; in the third, which compacts as it starts,
+ * the snapshot's records), so the log also holds recoveries that find an
+ * unsynced tail or snapshot; the last one runs to its end.  The state
  * directory is ROOT/state, and the interposer logs everything under ROOT:
  * the journal's mkdir of its state directory is part of the log, and only
  * an fsync of ROOT makes it durable.  With --existing the state directory
@@ -33,13 +35,16 @@
  * acknowledged) and nothing past, with its hash chain intact, keep every
  * acknowledged durable post exactly once and no key that was never
  * posted, and run everything to its end.  A failing image is kept with
- * the log, and a line to replay it is printed.  POWERLOSS_SEED fixes the
- * seed (the recorded run itself depends on thread timing: replay a kept
- * log to repeat a failure exactly).
+ * the log, and a line to replay it is printed.  With POWERLOSS_MEALY
+ * (the mealy binary), `mealy journal check` must pass each image too,
+ * before the open.  POWERLOSS_SEED fixes the seed (the recorded run
+ * itself depends on thread timing: replay a kept log to repeat a failure
+ * exactly).
  */
-#include "pl_model.h"
+#include "pl_judge.h"
 #include "pl_log.h"
-#include "pl_workload.h"
+#include "pl_model.h"
+#include "pl_proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,360 +62,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NMACH (PL_COUNTERS + 2 * PL_PAIRS) /* c 0.., then p, then q */
-#define KEYBYTES (PL_NKEYS / 8)
-#define KEEP_MAX 20
-#define SHOW_MAX 12
+#define KEEP_MAX 20 /* failing images kept */
+#define SHOW_MAX 12 /* failing images printed */
 
-static uint64_t hashes[PL_TARGET + 1];
-static const char *workload, *self;
-
-static int mach(char kind, unsigned idx) {
-  if (kind == 'c' && idx < PL_COUNTERS) return (int)idx;
-  if (kind == 'p' && idx < PL_PAIRS) return PL_COUNTERS + (int)idx;
-  if (kind == 'q' && idx < PL_PAIRS) return PL_COUNTERS + PL_PAIRS + (int)idx;
-  return -1;
-}
-
-static void mach_name(int i, char *out) {
-  if (i < PL_COUNTERS) sprintf(out, "counter %d", i);
-  else if (i < PL_COUNTERS + PL_PAIRS) sprintf(out, "pinger %d", i - PL_COUNTERS);
-  else sprintf(out, "ponger %d", i - PL_COUNTERS - PL_PAIRS);
-}
-
-static bool hex_bits(const char *s, uint8_t *out) {
-  if (strlen(s) != 2 * KEYBYTES) return false;
-  for (int i = 0; i < KEYBYTES; i++) {
-    unsigned v;
-    if (sscanf(s + 2 * i, "%2x", &v) != 1) return false;
-    out[i] = (uint8_t)v;
-  }
-  return true;
-}
-
-static bool bit(const uint8_t *b, unsigned k) { return b[k / 8] & (1u << (k % 8)); }
-
-/* ---- what was acknowledged ---- */
-
-typedef struct acks {
-  int64_t n[NMACH];     /* highest acknowledged state, -1: none */
-  bool done[NMACH];
-  bool sink_done;
-  uint8_t posted[KEYBYTES], acked[KEYBYTES];
-  char bad[256];        /* a BAD line the workload wrote */
-} acks;
-
-static void acks_init(acks *a) {
-  memset(a, 0, sizeof *a);
-  for (int i = 0; i < NMACH; i++) a->n[i] = -1;
-}
-
-static void ack_line(acks *a, const char *l) {
-  char kind, hx[2 * KEYBYTES + 2];
-  unsigned idx, n;
-  unsigned long long h;
-  if (strncmp(l, "BAD", 3) == 0) {
-    if (!a->bad[0]) snprintf(a->bad, sizeof a->bad, "%.200s", l);
-    return;
-  }
-  bool done = strncmp(l, "done ", 5) == 0;
-  const char *p = done ? l + 5 : l;
-  if (sscanf(p, "s %u %64s", &n, hx) == 2) {
-    a->sink_done = done;
-    return;
-  }
-  if (sscanf(l, "P %u", &n) == 1 && n < PL_NKEYS) {
-    a->posted[n / 8] |= (uint8_t)(1u << (n % 8));
-    return;
-  }
-  if (sscanf(l, "e %u", &n) == 1 && n < PL_NKEYS) {
-    a->acked[n / 8] |= (uint8_t)(1u << (n % 8));
-    return;
-  }
-  if (sscanf(p, "%c %u %u %llu", &kind, &idx, &n, &h) >= 3) {
-    int m = mach(kind, idx);
-    if (m < 0) return;
-    if ((int64_t)n > a->n[m]) a->n[m] = n;
-    if (done) a->done[m] = true;
-  }
-}
-
-/* Every acknowledgement among the first k operations. */
-static void acks_at(const pl_model *m, size_t k, acks *a) {
-  acks_init(a);
-  for (size_t i = 0; i < k; i++) {
-    const char *s = plm_ack(m, i);
-    if (s == NULL) continue;
-    char line[512];
-    while (*s) { /* an ack record holds whole lines */
-      size_t n = strcspn(s, "\n");
-      snprintf(line, sizeof line, "%.*s", (int)n, s);
-      ack_line(a, line);
-      s += n + (s[n] == '\n');
-    }
-  }
-}
-
-/* ---- running the workload ---- */
-
-typedef struct run_out {
-  char *text;          /* every line it wrote on fd 3 */
-  size_t len, cap;
-  int status;
-  unsigned lines;
-} run_out;
-
-static void out_add(run_out *o, const char *p, size_t n) {
-  if (o->len + n + 1 > o->cap) {
-    o->cap = (o->len + n + 1) * 2;
-    o->text = realloc(o->text, o->cap);
-    if (o->text == NULL) abort();
-  }
-  memcpy(o->text + o->len, p, n);
-  o->len += n;
-  o->text[o->len] = '\0';
-  for (size_t i = 0; i < n; i++) o->lines += p[i] == '\n';
-}
-
-/* Runs WORKLOAD with args; its fd 3 is read into o, its stderr goes to
- * errpath.  preload: the interposer's environment (NULL: none).  Killed
- * after kill_after lines (0: never) or, as a hang, after 300 s. */
-static void run(const char *const *args, const char *const *preload,
-                const char *errpath, unsigned kill_after, run_out *o) {
-  int fds[2];
-  if (pipe(fds) < 0) {
-    perror("pipe");
-    exit(1);
-  }
-  memset(o, 0, sizeof *o);
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("fork");
-    exit(1);
-  }
-  if (pid == 0) {
-    close(fds[0]);
-    if (fds[1] != 3) {
-      dup2(fds[1], 3);
-      close(fds[1]);
-    }
-    int e = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (e >= 0) dup2(e, 2);
-    for (int i = 0; preload && preload[i]; i += 2) setenv(preload[i], preload[i + 1], 1);
-    if (preload) { /* ASan wants to come first; the interposer must */
-      const char *a = getenv("ASAN_OPTIONS");
-      char buf[1024];
-      snprintf(buf, sizeof buf, "%s%sverify_asan_link_order=0", a ? a : "",
-               a && *a ? ":" : "");
-      setenv("ASAN_OPTIONS", buf, 1);
-    }
-    execv(workload, (char *const *)args);
-    _exit(127);
-  }
-  close(fds[1]);
-  bool killed = false;
-  time_t t0 = time(NULL);
-  char buf[65536];
-  for (;;) {
-    struct pollfd pf = {fds[0], POLLIN, 0};
-    int pr = poll(&pf, 1, 1000);
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr == 0) {
-      if (!killed && time(NULL) - t0 > 300) { /* a hang, not a timing test */
-        kill(pid, SIGKILL);
-        killed = true;
-        out_add(o, "HANG\n", 5);
-      }
-      continue;
-    }
-    ssize_t r = read(fds[0], buf, sizeof buf);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    out_add(o, buf, (size_t)r);
-    if (kill_after && !killed && o->lines >= kill_after) {
-      kill(pid, SIGKILL);
-      killed = true;
-    }
-  }
-  close(fds[0]);
-  while (waitpid(pid, &o->status, 0) < 0 && errno == EINTR) {
-  }
-}
-
-/* ---- files ---- */
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
-  (void)st;
-  (void)flag;
-  (void)f;
-  return remove(p);
-}
-
-static void rm_rf(const char *p) {
-  struct stat st;
-  if (lstat(p, &st) == 0) nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static char *slurp(const char *path) {
-  FILE *f = fopen(path, "r");
-  static char buf[2048];
-  buf[0] = '\0';
-  if (f) {
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-  }
-  buf[strcspn(buf, "\n")] = '\0';
-  return buf;
-}
-
-/* ---- checking one image ---- */
-
-enum { F_OK_ = 0, F_REFUSED, F_LOST_DIR, F_LOST, F_INVENTED, F_UNFINISHED,
-       F_BAD, F_NCAT };
-static const char *const cat_name[F_NCAT] = {
-    "ok", "refused", "lost (no state dir)", "lost", "invented", "unfinished",
-    "bad"};
-
-typedef struct verdict {
-  int cat;
-  char why[1024];
-} verdict;
-
-static void fail(verdict *v, int cat, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fail(verdict *v, int cat, const char *fmt, ...) {
-  if (v->cat) return; /* the first reason is the one shown */
-  v->cat = cat;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(v->why, sizeof v->why, fmt, ap);
-  va_end(ap);
-}
-
-/* Recovers img (a built image of the root) and judges it against a. */
-static void check_image(const char *img, const acks *a, verdict *v) {
-  char state[PATH_MAX + 16], errpath[PATH_MAX + 16];
-  snprintf(state, sizeof state, "%s/state", img);
-  snprintf(errpath, sizeof errpath, "%s.err", img);
-  struct stat st;
-  bool had_dir = stat(state, &st) == 0;
-  const char *args[] = {workload, state, "recover", NULL};
-  run_out o;
-  run(args, NULL, errpath, 0, &o);
-  memset(v, 0, sizeof *v);
-  bool present[NMACH] = {0}, fin[NMACH] = {0}, sink = false, sink_fin = false;
-  int64_t rn[NMACH], last[NMACH];
-  uint8_t sink_bits[KEYBYTES] = {0}, final_bits[KEYBYTES] = {0};
-  bool opened = false;
-  unsigned long long nrec = 0, parked = 0, torn = 0;
-  char *save = NULL;
-  for (char *l = strtok_r(o.text ? o.text : (char[]){0}, "\n", &save); l;
-       l = strtok_r(NULL, "\n", &save)) {
-    char kind, hx[2 * KEYBYTES + 2];
-    unsigned idx, n;
-    unsigned long long h = 0;
-    if (sscanf(l, "open %llu %llu %llu", &nrec, &parked, &torn) == 3) {
-      opened = true;
-    } else if (strncmp(l, "BAD", 3) == 0 || strcmp(l, "HANG") == 0) {
-      fail(v, F_BAD, "the recovered workload says: %s", l);
-    } else if (sscanf(l, "R s %u %64s", &n, hx) == 2) {
-      sink = true;
-      if (!hex_bits(hx, sink_bits)) fail(v, F_BAD, "a sink line: %s", l);
-      unsigned cnt = 0;
-      for (unsigned k = 0; k < PL_NKEYS; k++) {
-        cnt += bit(sink_bits, k);
-        if (bit(sink_bits, k) && !bit(a->posted, k))
-          fail(v, F_INVENTED, "the sink came back holding key %u, which was "
-               "never posted", k);
-      }
-      if (cnt != n) fail(v, F_INVENTED, "the sink came back with count %u "
-                         "but %u keys", n, cnt);
-    } else if (sscanf(l, "done s %u %64s", &n, hx) == 2) {
-      sink_fin = hex_bits(hx, final_bits);
-    } else if (sscanf(l, "R %c %u %u %llu", &kind, &idx, &n, &h) >= 3) {
-      int m = mach(kind, idx);
-      char nm[32];
-      if (m < 0 || present[m]) {
-        fail(v, F_BAD, "a recovered line that makes no sense: %s", l);
-        continue;
-      }
-      mach_name(m, nm);
-      present[m] = true;
-      rn[m] = n;
-      last[m] = -1;
-      int64_t acked = a->n[m] > 0 ? a->n[m] : 0;
-      if ((int64_t)n < a->n[m])
-        fail(v, F_LOST, "%s came back at %u, but %lld was acknowledged", nm,
-             n, (long long)a->n[m]);
-      else if ((int64_t)n > acked + 1)
-        fail(v, F_INVENTED, "%s came back at %u, past the acknowledged %lld "
-             "and the one after it", nm, n, (long long)a->n[m]);
-      if (m < PL_COUNTERS && (n > PL_TARGET || h != hashes[n]))
-        fail(v, F_INVENTED, "%s came back at %u with a hash its steps never "
-             "made", nm, n);
-    } else if (sscanf(strncmp(l, "done ", 5) == 0 ? l + 5 : l, "%c %u %u %llu",
-                      &kind, &idx, &n, &h) >= 3 && mach(kind, idx) >= 0) {
-      int m = mach(kind, idx);
-      char nm[32];
-      mach_name(m, nm);
-      if (!present[m]) {
-        fail(v, F_BAD, "%s ran but was not recovered: %s", nm, l);
-        continue;
-      }
-      if (strncmp(l, "done ", 5) == 0) {
-        fin[m] = true;
-        if (n != PL_TARGET) fail(v, F_BAD, "%s ended at %u", nm, n);
-      } else if (last[m] >= 0 ? (int64_t)n != last[m] + 1
-                              : (int64_t)n != rn[m] && (int64_t)n != rn[m] + 1) {
-        fail(v, F_BAD, "%s went from %lld to %u", nm,
-             (long long)(last[m] >= 0 ? last[m] : rn[m]), n);
-      } else {
-        last[m] = n;
-      }
-      if (m < PL_COUNTERS && (n > PL_TARGET || h != hashes[n]))
-        fail(v, F_BAD, "%s at %u has a hash its steps never made", nm, n);
-    }
-  }
-  if (!opened) {
-    char *e = slurp(errpath);
-    if (WIFEXITED(o.status) && WEXITSTATUS(o.status) == 4)
-      fail(v, F_REFUSED, "the open refused the image: %s", e);
-    else
-      fail(v, F_BAD, "the recovery did not open (status %d): %s", o.status, e);
-  }
-  if (parked) fail(v, F_BAD, "%llu instances parked", parked);
-  /* what was acknowledged and is gone */
-  for (int m = 0; m < NMACH; m++) {
-    char nm[32];
-    mach_name(m, nm);
-    if (!present[m] && a->n[m] >= 0 && !a->done[m])
-      fail(v, had_dir ? F_LOST : F_LOST_DIR, "%s was acknowledged at %lld and "
-           "did not come back%s", nm, (long long)a->n[m],
-           had_dir ? "" : " (the image has no state directory: its entry in "
-                          "the root was never synced)");
-    if (present[m] && !fin[m])
-      fail(v, F_UNFINISHED, "%s came back but did not finish", nm);
-  }
-  for (unsigned k = 0; k < PL_NKEYS; k++) {
-    if (!bit(a->acked, k)) continue;
-    if (!sink && !a->sink_done)
-      fail(v, had_dir ? F_LOST : F_LOST_DIR, "durable post %u was acknowledged "
-           "but the sink did not come back%s", k,
-           had_dir ? "" : " (the image has no state directory)");
-    else if (sink && sink_fin && !bit(final_bits, k))
-      fail(v, F_LOST, "durable post %u was acknowledged but the sink never "
-           "got it", k);
-  }
-  if (sink && !sink_fin) fail(v, F_UNFINISHED, "the sink did not finish");
-  for (unsigned k = 0; sink_fin && k < PL_NKEYS; k++)
-    if (bit(final_bits, k) && !bit(a->posted, k))
-      fail(v, F_INVENTED, "the sink got key %u, which was never posted", k);
-  if (!(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0) && opened)
-    fail(v, F_BAD, "the recovered workload ended with status %d: %s", o.status,
-         slurp(errpath));
-  free(o.text);
-}
+static const char *workload, *self, *mealy;
 
 /* ---- the recorded run ---- */
 
@@ -458,20 +113,30 @@ static bool record(const char *work, const char *interposer, bool existing) {
     snprintf(ph, sizeof ph, "%d", p);
     const char *args[] = {workload, state, "run", ph, NULL};
     bool last = p == PL_PHASES - 1;
-    /* the early runs die right after a write, before its sync */
+    /* the early runs die right after a write, before its sync: a random
+     * one; the one that fills a segment; the first records of the
+     * snapshot a compaction writes (the run compacts as it starts) */
+    const char *how = "POWERLOSS_KILL_WRITE";
     snprintf(kw, sizeof kw, "%u", last ? 0 : 20 + (unsigned)(rng() % 60));
+    if (p == 1) {
+      how = "POWERLOSS_KILL_CROSS";
+      snprintf(kw, sizeof kw, "%d", PL_SEGMENT);
+    } else if (p == PL_COMPACT_PHASE) {
+      how = "POWERLOSS_KILL_CREATED";
+      snprintf(kw, sizeof kw, "%d", 64); /* past a segment's header */
+    }
     const char *env[] = {"LD_PRELOAD", interposer, "POWERLOSS_DIR", root,
                          "POWERLOSS_LOG", log, "POWERLOSS_ACKFD", "3",
-                         "POWERLOSS_KILL_WRITE", kw, NULL};
-    run_out o;
+                         how, kw, NULL};
+    pl_out o;
     log_own(log, PL_MARK, "");
-    run(args, env, errp, 0, &o);
+    plp_run(workload, args, env, errp, 600, &o); /* thousands of syncs */
     bool ok = WIFEXITED(o.status) ? WEXITSTATUS(o.status) == 0
                                   : !last && WTERMSIG(o.status) == SIGKILL;
     char *bad = o.text ? strstr(o.text, "BAD") : NULL;
     if (!ok || bad || (o.text && strstr(o.text, "HANG"))) {
       fprintf(stderr, "FAIL: recorded run %d (status %d): %s%.200s\n", p,
-              o.status, slurp(errp), bad ? bad : "");
+              o.status, plp_first_line(errp), bad ? bad : "");
       free(o.text);
       return false;
     }
@@ -486,7 +151,7 @@ static bool record(const char *work, const char *interposer, bool existing) {
 
 typedef struct tally {
   unsigned images[PLM_NCLASSES];
-  unsigned by[PLM_NCLASSES][F_NCAT];
+  unsigned by[PLM_NCLASSES][PLJ_NCAT];
   unsigned shown, kept;
 } tally;
 
@@ -495,7 +160,7 @@ static bool one_image(const char *work, const pl_model *m, size_t k,
                       plm_class cls, uint64_t s, tally *t, bool verbose) {
   char img[PATH_MAX], err[1024], desc[2048];
   snprintf(img, sizeof img, "%s/img", work);
-  rm_rf(img);
+  plp_rm_rf(img);
   if (mkdir(img, 0755) < 0) {
     perror(img);
     exit(1);
@@ -504,16 +169,16 @@ static bool one_image(const char *work, const pl_model *m, size_t k,
     fprintf(stderr, "FAIL: building an image: %s\n", err);
     exit(1);
   }
-  acks a;
-  acks_at(m, k, &a);
-  verdict v;
-  check_image(img, &a, &v);
+  pl_acks a;
+  plj_acks_at(m, k, &a);
+  pl_verdict v;
+  plj_check(workload, mealy, img, &a, &v);
   if (t) {
     t->images[cls]++;
     t->by[cls][v.cat]++;
   }
   if (verbose) printf("%s\n", desc);
-  if (v.cat == F_OK_) {
+  if (v.cat == PLJ_OK) {
     if (verbose) printf("ok: the image recovers everything acknowledged\n");
     return true;
   }
@@ -522,14 +187,14 @@ static bool one_image(const char *work, const pl_model *m, size_t k,
   if (!t || t->kept < KEEP_MAX) {
     if (t) {
       snprintf(kept, sizeof kept, "%s/fail-%u", work, t->kept++);
-      rm_rf(kept);
+      plp_rm_rf(kept);
       rename(img, kept);
     } else {
       snprintf(kept, sizeof kept, "%s", img);
     }
   }
   if (show) {
-    printf("FAIL (%s): %s\n", cat_name[v.cat], v.why);
+    printf("FAIL (%s): %s\n", plj_cat_name[v.cat], v.why);
     if (!verbose) printf("  %s\n", desc);
     if (t)
       printf("  replay: %s replay %s %s/log %zu %s %llu%s%s\n", self,
@@ -550,15 +215,12 @@ static int replay_main(char **argv) {
   }
   uint64_t s = strtoull(argv[6], NULL, 10);
   pl_model *m;
-  char err[1024], work[] = "/tmp/mealy-powerloss-replay.XXXXXX";
+  char err[1024], work[1024];
   if (plm_load(log, &m, err, sizeof err) < 0) {
     fprintf(stderr, "pl_check: %s\n", err);
     return 1;
   }
-  if (mkdtemp(work) == NULL) {
-    perror("mkdtemp");
-    return 1;
-  }
+  plp_mkdtemp("mealy-powerloss-replay", work, sizeof work);
   bool ok = one_image(work, m, k, cls, s, NULL, true);
   printf("image kept in %s/img\n", work);
   plm_free(m);
@@ -570,7 +232,8 @@ static bool is_sync(const pl_model *m, size_t i) {
 }
 
 int main(int argc, char **argv) {
-  for (int i = 0; i < PL_TARGET; i++) hashes[i + 1] = pl_chain(hashes[i], (uint64_t)i);
+  mealy = getenv("POWERLOSS_MEALY");
+  if (mealy && !*mealy) mealy = NULL;
   if (argc == 7 && strcmp(argv[1], "replay") == 0) return replay_main(argv);
   if (argc == 3 && strcmp(argv[1], "dump") == 0) { /* the model's ops */
     pl_model *m;
@@ -609,14 +272,10 @@ int main(int argc, char **argv) {
   uint64_t seed0 = seed;
   tally t = {0};
   bool recorded_ok = true;
-  char keep_work[PATH_MAX] = "";
   long done = 0, systematic = 0;
   for (int r = 0; done < images && recorded_ok; r++) {
-    char work[] = "/tmp/mealy-powerloss.XXXXXX";
-    if (mkdtemp(work) == NULL) {
-      perror("mkdtemp");
-      return 1;
-    }
+    char work[1024];
+    plp_mkdtemp("mealy-powerloss", work, sizeof work);
     recorded_ok = record(work, ip, existing);
     pl_model *m = NULL;
     char err[1024], root[PATH_MAX + 8];
@@ -631,16 +290,14 @@ int main(int argc, char **argv) {
       recorded_ok = false;
     }
     if (recorded_ok) { /* the workload itself did everything */
-      acks a;
-      acks_at(m, plm_nops(m), &a);
-      for (int i = 0; i < NMACH; i++) recorded_ok &= a.done[i];
-      for (int k = 0; k < KEYBYTES; k++) recorded_ok &= a.acked[k] == 0xff;
-      recorded_ok &= a.sink_done;
+      pl_acks a;
+      plj_acks_at(m, plm_nops(m), &a);
+      recorded_ok = plj_complete(&a);
       if (!recorded_ok) fprintf(stderr, "FAIL: the recorded workload did not "
                                 "finish everything it was given\n");
     }
     if (!recorded_ok) {
-      snprintf(keep_work, sizeof keep_work, "%s", work);
+      printf("the recorded run is kept in %s\n", work);
       plm_free(m);
       break;
     }
@@ -659,6 +316,7 @@ int main(int argc, char **argv) {
            "several sectors\n", nops, nsync, nre);
     /* every crash point of each recovery, from the run's start to its
      * first sync: what a reopened journal acknowledges must be durable */
+    unsigned fails_before = t.shown;
     size_t nrec = 0;
     for (size_t i = 0, mark = 0; i < nops; i++) {
       if (plm_kind(m, i) == PLM_MARK) mark = ++nrec > 1 ? i + 1 : 0;
@@ -667,7 +325,6 @@ int main(int argc, char **argv) {
       systematic++;
       if (plm_file_sync(m, i)) mark = 0;
     }
-    unsigned fails_before = t.shown;
     long batch = images - done < 1000 ? images - done : 1000;
     for (long i = 0; i < batch; i++, done++) {
       plm_class cls = (plm_class)(i % PLM_NCLASSES);
@@ -680,23 +337,22 @@ int main(int argc, char **argv) {
     free(syncs);
     free(reord);
     plm_free(m);
-    if (t.shown > fails_before) snprintf(keep_work, sizeof keep_work, "%s", work);
-    else rm_rf(work);
+    if (t.shown > fails_before) printf("log and failing images kept in %s\n", work);
+    else plp_rm_rf(work);
   }
   unsigned failed = 0;
   for (int c = 0; c < PLM_NCLASSES; c++) {
-    unsigned bad = t.images[c] - t.by[c][F_OK_];
+    unsigned bad = t.images[c] - t.by[c][PLJ_OK];
     failed += bad;
     printf("  %-8s %5u images, %5u failed", plm_class_name((plm_class)c),
            t.images[c], bad);
-    for (int f = 1; f < F_NCAT; f++)
-      if (t.by[c][f]) printf(", %s %u", cat_name[f], t.by[c][f]);
+    for (int f = 1; f < PLJ_NCAT; f++)
+      if (t.by[c][f]) printf(", %s %u", plj_cat_name[f], t.by[c][f]);
     printf("\n");
   }
   printf("powerloss%s: %ld images at recoveries, %ld at random points (seed "
          "%llu): %s\n", existing ? " (existing state directory)" : "",
          systematic, done, (unsigned long long)seed0,
          recorded_ok && failed == 0 ? "ok" : "FAILED");
-  if (keep_work[0]) printf("log and failing images kept in %s\n", keep_work);
   return recorded_ok && failed == 0 ? 0 : 1;
 }

@@ -13,6 +13,13 @@
  *   POWERLOSS_KILL_WRITE  N: SIGKILL the process right after the Nth logged
  *                    write, before anything can sync it (a crash that
  *                    leaves an unsynced tail for the next run to find)
+ *   POWERLOSS_KILL_CROSS  C: the same, right after the first write that
+ *                    takes a file past a multiple of C bytes (the write
+ *                    that fills a segment)
+ *   POWERLOSS_KILL_CREATED  B: the same, right after the first write that
+ *                    takes a file this process created past B bytes (the
+ *                    first records of a new segment or snapshot, past
+ *                    its header)
  *
  * Without POWERLOSS_DIR it does nothing.  A descriptor is tracked from
  * the open that named a path under the root until its close; every
@@ -51,6 +58,7 @@
 
 static struct {
   bool on;
+  bool created; /* this process made the file (POWERLOSS_KILL_CREATED) */
   dev_t dev;
   ino_t ino;
 } fds[FD_MAX];
@@ -59,7 +67,7 @@ static bool active;
 static char root[PL_PATH_MAX];
 static size_t rootlen;
 static int logfd = -1, ackfd = -1;
-static unsigned long writes, kill_write;
+static unsigned long writes, kill_write, kill_cross, kill_created;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static __thread int in_hook;
 
@@ -196,12 +204,13 @@ static bool tracked(int fd) {
   return false;
 }
 
-static void track(int fd) {
+static void track(int fd, bool created) {
   struct stat st;
   if (fd >= FD_MAX) die("a tracked descriptor past FD_MAX");
   if (fstat(fd, &st) < 0) die("fstat of a new descriptor");
   fds[fd].dev = st.st_dev;
   fds[fd].ino = st.st_ino;
+  fds[fd].created = created;
   __atomic_store_n(&fds[fd].on, true, __ATOMIC_RELAXED);
 }
 
@@ -228,12 +237,16 @@ __attribute__((constructor)) static void pl_init(void) {
   ackfd = ack ? atoi(ack) : -1;
   const char *kw = getenv("POWERLOSS_KILL_WRITE");
   kill_write = kw ? strtoul(kw, NULL, 10) : 0;
+  const char *kc = getenv("POWERLOSS_KILL_CROSS");
+  kill_cross = kc ? strtoul(kc, NULL, 10) : 0;
+  const char *kn = getenv("POWERLOSS_KILL_CREATED");
+  kill_created = kn ? strtoul(kn, NULL, 10) : 0;
   active = true;
 }
 
 /* ---- opening ---- */
 
-static int after_open(int fd, const char *rel, int flags) {
+static int after_open(int fd, const char *rel, int flags, bool created) {
   if (fd < 0) return fd;
   struct stat st;
   bool dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
@@ -242,7 +255,7 @@ static int after_open(int fd, const char *rel, int flags) {
     return fd;
   }
   if (fd < FD_MAX && fds[fd].on) emit(PL_CLOSE, fd, -1, 0, 0, NULL, NULL, NULL, 0);
-  track(fd);
+  track(fd, created);
   emit(PL_OPEN, fd, -1, (uint32_t)flags, dir, rel, NULL, NULL, 0);
   return fd;
 }
@@ -254,9 +267,11 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode,
   if (in_hook || !under_root(at ? dirfd : AT_FDCWD, path, rel))
     return real_openat(at ? dirfd : AT_FDCWD, path, flags, mode);
   lock();
+  struct stat st;
+  bool existed = fstatat(at ? dirfd : AT_FDCWD, path, &st, 0) == 0;
   int fd = real_openat(at ? dirfd : AT_FDCWD, path, flags, mode);
   int e = errno;
-  after_open(fd, rel, flags);
+  after_open(fd, rel, flags, !existed);
   unlock();
   errno = e;
   return fd;
@@ -343,7 +358,7 @@ static int do_dup(int old, int want, int flags, int how) {
       emit(PL_CLOSE, want, -1, 0, 0, NULL, NULL, NULL, 0);
     }
     if (t) {
-      track(fd);
+      track(fd, fds[old].created);
       emit(PL_DUP, old, fd, 0, 0, NULL, NULL, NULL, 0);
     }
   }
@@ -366,7 +381,11 @@ static void log_write(int fd, int64_t off, const void *buf, size_t n) {
   if (!tracked(fd)) return;
   if (off < 0) off = (int64_t)lseek(fd, 0, SEEK_CUR) - (int64_t)n;
   emit(PL_WRITE, fd, -1, 0, (uint64_t)off, NULL, NULL, buf, n);
-  if (++writes == kill_write) kill(getpid(), SIGKILL);
+  uint64_t end = (uint64_t)off + n;
+  if (++writes == kill_write ||
+      (kill_cross && end / kill_cross > (uint64_t)off / kill_cross) ||
+      (kill_created && fds[fd].created && end > kill_created))
+    kill(getpid(), SIGKILL);
 }
 
 /* The bytes of an iovec, as one buffer (the caller frees it). */

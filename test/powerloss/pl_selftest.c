@@ -23,11 +23,11 @@
  * first.  Right after the mkdir nothing is durable: the image is empty.
  */
 #include "pl_model.h"
+#include "pl_proc.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -104,35 +104,20 @@ static int unsupported(const char *root) {
 /* ---- the test ---- */
 
 static void run_script(const char *self, const char *what, const char *ip,
-                       const char *root, const char *log) {
-  pid_t pid = fork();
-  must(pid >= 0, "fork");
-  if (pid == 0) {
-    setenv("LD_PRELOAD", ip, 1);
-    setenv("POWERLOSS_DIR", root, 1);
-    setenv("POWERLOSS_LOG", log, 1);
-    const char *a = getenv("ASAN_OPTIONS");
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s%sverify_asan_link_order=0", a ? a : "",
-             a && *a ? ":" : "");
-    setenv("ASAN_OPTIONS", buf, 1);
-    execl(self, self, what, root, (char *)NULL);
-    _exit(127);
-  }
-  int st;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-    fprintf(stderr, "pl_selftest: the %s script failed (status %d)\n", what, st);
+                       const char *root, const char *log, const char *work) {
+  char errp[PATH_MAX + 16];
+  snprintf(errp, sizeof errp, "%s/%s.err", work, what);
+  const char *args[] = {self, what, root, NULL};
+  const char *env[] = {"LD_PRELOAD", ip, "POWERLOSS_DIR", root,
+                       "POWERLOSS_LOG", log, NULL};
+  pl_out o;
+  plp_run(self, args, env, errp, 120, &o);
+  free(o.text);
+  if (!WIFEXITED(o.status) || WEXITSTATUS(o.status) != 0) {
+    fprintf(stderr, "pl_selftest: the %s script failed (status %d): %s\n",
+            what, o.status, plp_first_line(errp));
     exit(1);
   }
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *f) {
-  (void)st;
-  (void)flag;
-  (void)f;
-  return remove(p);
 }
 
 /* The file at dir/name: its size (-1: none), its bytes in buf. */
@@ -168,7 +153,7 @@ static const char *build(const pl_model *m, const char *work, size_t k,
   static char img[PATH_MAX], d[PATH_MAX + 8];
   char err[512], desc[1024];
   snprintf(img, sizeof img, "%s/img", work);
-  nftw(img, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  plp_rm_rf(img);
   must(mkdir(img, 0755) == 0, img);
   if (plm_build(m, k, cls, seed, img, desc, sizeof desc, err, sizeof err) < 0) {
     fprintf(stderr, "pl_selftest: %s\n", err);
@@ -185,14 +170,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: pl_selftest INTERPOSER\n");
     return 2;
   }
-  char self[PATH_MAX], ip[PATH_MAX], work[] = "/tmp/mealy-plself.XXXXXX";
+  char self[PATH_MAX], ip[PATH_MAX], work[1024];
   must(realpath(argv[0], self) && realpath(argv[1], ip), "realpath");
-  must(mkdtemp(work) != NULL, "mkdtemp");
+  plp_mkdtemp("mealy-plself", work, sizeof work);
   char root[PATH_MAX], log[PATH_MAX], err[512];
   snprintf(root, sizeof root, "%s/root", work);
   snprintf(log, sizeof log, "%s/log", work);
   must(mkdir(root, 0755) == 0, root);
-  run_script(self, "script", ip, root, log);
+  run_script(self, "script", ip, root, log, work);
 
   pl_model *m;
   if (plm_load(log, &m, err, sizeof err) < 0) {
@@ -268,11 +253,11 @@ int main(int argc, char **argv) {
   snprintf(root2, sizeof root2, "%s/root2", work);
   snprintf(log2, sizeof log2, "%s/log2", work);
   must(mkdir(root2, 0755) == 0, root2);
-  run_script(self, "unsupported", ip, root2, log2);
+  run_script(self, "unsupported", ip, root2, log2, work);
   check(plm_load(log2, &m, err, sizeof err) < 0 && strstr(err, "link"),
         "a log with link() loads: %s", err);
 
-  if (failures == 0) nftw(work, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  if (failures == 0) plp_rm_rf(work);
   else fprintf(stderr, "kept: %s\n", work);
   printf("powerloss model: %s\n", failures ? "FAILED" : "ok");
   return failures ? 1 : 0;

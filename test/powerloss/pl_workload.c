@@ -3,7 +3,8 @@
  * and then recovers from every crash image.
  *
  *   pl_workload DIR run PHASE   work (PHASE 0, 1, ...; the checker kills
- *                               the early phases, the last one finishes)
+ *                               the early phases, the last one finishes;
+ *                               PL_COMPACT_PHASE compacts first)
  *   pl_workload DIR recover     open a crash image, say what came back,
  *                               and run everything to its end
  *
@@ -21,8 +22,10 @@
  * resumes only once its record is synced, so "c I N H" (counter I has
  * committed state N), "p I N" and "q I N" (pinger and ponger at N); the
  * host reports "P K" before it posts key K and "e K" once the post is
- * acknowledged (its callback said 0).  "done ..." ends a machine, with
- * the sink's bitmap in hex.  In recover mode the host first reports
+ * acknowledged (its callback said 0).  "done ..." comes from a machine's
+ * last step, before that step commits: it acknowledges nothing, but the
+ * machine may be gone from then on (the sink's line has its bitmap in
+ * hex).  In recover mode the host first reports
  * "open RECOVERED PARKED TORN" and one "R ..." line per recovered
  * instance with the data it came back with, read before any step runs,
  * then posts END_KEY and runs everything to its end.  The interposer logs
@@ -292,6 +295,11 @@ int main(int argc, char **argv) {
   if (!recover && st.recovered == 0 && st.parked == 0 && st.total_bytes == 0 &&
       spawn_all(&H) < 0)
     return 3;
+  if (!recover && phase == PL_COMPACT_PHASE &&
+      (rc = mly_journal_compact(H.rt)) < 0) {
+    fprintf(stderr, "pl_workload: compaction: %s\n", mly_strerror(rc));
+    return 6;
+  }
   if (!recover) {
     H.next = phase * PL_KEYS_PER_PHASE;
     H.last = H.next + PL_KEYS_PER_PHASE;

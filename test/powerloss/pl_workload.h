@@ -12,6 +12,7 @@
 #define PL_PAIRS 2
 #define PL_TARGET 100          /* steps of a counter, pings of a pair */
 #define PL_PHASES 4            /* runs of the recorded workload */
+#define PL_COMPACT_PHASE 2     /* ... this one compacts as it starts */
 #define PL_KEYS_PER_PHASE 64   /* durable posts per run */
 #define PL_NKEYS (PL_PHASES * PL_KEYS_PER_PHASE)
 #define PL_END_KEY PL_NKEYS    /* ends the sink */
