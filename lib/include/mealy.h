@@ -345,7 +345,13 @@ int mly_signal_unwatch(mly_machine *m, int signum);
 
 /* ------------------------------------------------------------------ */
 /* Child processes.  Exit arrives as MLY_EV_PROCESS_EXIT to the owning */
-/* machine (through libuv's SIGCHLD handling: no polling).             */
+/* machine (the runtime watches each child's pidfd: no polling).       */
+/*                                                                     */
+/* A child gets exactly what its options say: fds 0-2 and extra[], and */
+/* no other descriptor of this process (inherited ones included); the  */
+/* default disposition for every signal and an empty signal mask; with */
+/* set_uid/set_gid, exactly the supplementary groups given (none when  */
+/* ngroups is 0), then the gid, then the uid.                          */
 
 typedef enum mly_stdio_mode {
   MLY_STDIO_INHERIT = 0, /* the same fd of this process */
@@ -374,11 +380,26 @@ typedef struct mly_process_options {
   bool set_uid, set_gid;   /* run as uid / gid (needs privilege)      */
   uid_t uid;
   gid_t gid;
+  /* supplementary groups with set_uid/set_gid (e.g. from getgrouplist);
+   * borrowed for the call; NULL/0: none */
+  const gid_t *groups;
+  size_t ngroups;
 } mly_process_options;
 
-/* Spawn a process owned by m; *pid_out gets its pid. */
+/* Spawn a process owned by m; *pid_out gets its pid.  Fails at once
+ * (e.g. MLY_ENOENT, -EACCES) when the child cannot be set up or argv[0]
+ * cannot be executed; the child is then already gone. */
 int mly_process_spawn(mly_machine *m, const mly_process_options *opt,
                       int *pid_out);
+/* open(2) of path with flags (O_CLOEXEC is added) and mode, as the user
+ * that opt's set_uid/uid, set_gid/gid and groups describe: in a
+ * short-lived child that becomes that user, so the kernel checks that
+ * user's rights along the whole path.  Without set_uid/set_gid it is a
+ * plain open.  Other fields of opt are ignored.  Returns the descriptor,
+ * or a negative MLY_E* (-errno of the open).  Blocks for a fork: call it
+ * on the loop thread only where a blocking open is acceptable. */
+int mly_open_as(const mly_process_options *opt, const char *path, int flags,
+                unsigned mode);
 /* Signal a child process of this runtime (its group, with group=true).
  * MLY_ESRCH once it has been reaped: a reaped pid is never signalled. */
 int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group);
