@@ -387,7 +387,9 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
   if (rc == 0) rc = append_target(d->j, &jr);
   if (rc == 0) {
     journal_set_next_seq(d->j, jr.next_seq);
-    for (size_t i = jr.base; i < jr.nsegs; i++) d->base_bytes += jr.segs[i].len;
+    for (size_t i = jr.base; i < jr.nsegs; i++) /* batches, not headers */
+      if (!jr.segs[i].removed && jr.segs[i].len > JR_SEG_HDR)
+        d->base_bytes += jr.segs[i].len - JR_SEG_HDR;
     d->open_st.torn_bytes = jr.torn_bytes;
     d->open_st.salvaged = jr.salvaged;
     rt->dur = d;

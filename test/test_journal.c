@@ -1475,6 +1475,23 @@ START_TEST(t_open_rules) {
 }
 END_TEST
 
+/* A journal that holds no record says so (total_bytes 0), even when a
+ * run was killed after creating its first segment: the crash workload
+ * tells a first start by it. */
+START_TEST(t_empty_journal_has_no_bytes) {
+  fresh_dir();
+  for (int i = 0; i < 2; i++) {
+    mly_type *t;
+    mly_runtime *rt = open_rt(&t, NULL);
+    mly_journal_stats st;
+    ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+    ck_assert_uint_eq(st.total_bytes, 0);
+    mly_runtime_close(rt);
+  }
+  ck_assert_int_eq(nsegments(), 1); /* its header alone */
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("journal");
   TCase *c = tcase_create("codec");
@@ -1523,6 +1540,7 @@ static Suite *suite(void) {
   tcase_add_test(f, t_hostile_bytes_linear_work);
   tcase_add_test(f, t_sparse_segment_bounded);
   tcase_add_test(f, t_random_damage_model);
+  tcase_add_test(f, t_empty_journal_has_no_bytes);
   suite_add_tcase(s, f);
   return s;
 }

@@ -508,7 +508,8 @@ typedef struct mly_journal_stats {
   uint64_t segments;     /* created since open                        */
   uint64_t compactions;
   uint64_t live_bytes;   /* estimate of what a compaction would keep */
-  uint64_t total_bytes;  /* in the directory                          */
+  uint64_t total_bytes;  /* of batches in the directory (segment
+                            headers not counted): 0 holds no record   */
   uint64_t recovered;    /* instances brought back at open            */
   uint64_t parked;       /* ... and those that could not be           */
   uint64_t torn_bytes;   /* cut off a torn tail at open               */
