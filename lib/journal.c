@@ -134,11 +134,6 @@ static int write_all(mly_journal *j, const struct iovec *v, int nv) {
   return short_write ? MLY_ENOSPC : 0; /* a short write is a full disk */
 }
 
-static uint32_t rec_len(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
 /* Writes n bytes of records as frames, split between records past
  * JR_MAX_FRAME; *wrote: the bytes that went to the file. */
 static int write_frames(mly_journal *j, const unsigned char *p, size_t n,
@@ -147,7 +142,7 @@ static int write_frames(mly_journal *j, const unsigned char *p, size_t n,
   while (n > 0) {
     size_t k = 0;
     while (k < n) {
-      size_t r = JR_HDR + (size_t)rec_len(p + k);
+      size_t r = JR_HDR + (size_t)jr_le32(p + k);
       if (k > 0 && k + r > JR_MAX_FRAME) break;
       k += r;
     }
@@ -270,7 +265,7 @@ int journal_new_segment(mly_journal *j, uint64_t no, uint32_t flags) {
   j->seg_no = no;
   j->seg_bytes = j->synced = sizeof h;
   j->salt = salt;
-  j->chain = rec_len(h + 28);
+  j->chain = jr_le32(h + 28);
   j->st.segments++;
   return 0;
 }

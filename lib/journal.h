@@ -100,6 +100,12 @@ uint32_t jr_frame_header(unsigned char out[JR_FRAME_HDR], uint32_t salt,
 
 const char *jr_kind_name(unsigned kind);
 
+/* The little-endian integers of the format. */
+static inline uint32_t jr_le32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
 /* Segment files are named seg-<20 digits>.mj; the number orders them. */
 #define JR_SEG_NAME_LEN 27
 bool jr_seg_no(const char *name, uint64_t *no);

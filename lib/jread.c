@@ -76,13 +76,8 @@ bool jr_seg_no(const char *name, uint64_t *no) {
   return true;
 }
 
-static uint32_t le32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
 static uint64_t le64(const unsigned char *p) {
-  return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+  return (uint64_t)jr_le32(p) | (uint64_t)jr_le32(p + 4) << 32;
 }
 
 /* ---- one record (second pass) ---- */
@@ -104,7 +99,7 @@ static bool verify_at(const unsigned char *data, size_t size, size_t off,
              "left in its batch", left);
     return false;
   }
-  uint32_t len = le32(data + off), stored = le32(data + off + 4);
+  uint32_t len = jr_le32(data + off), stored = jr_le32(data + off + 4);
   if (len > JR_MAX_BODY || len > left - JR_HDR) {
     snprintf(c->why, sizeof c->why, "record length %" PRIu32 " runs past "
              "its batch (%zu bytes left)", len, left - JR_HDR);
@@ -211,10 +206,10 @@ static bool frame_at(src *s, uint64_t off, fcheck *f, char *why, size_t wlen) {
   }
   const unsigned char *h = get(s, off, JR_FRAME_HDR);
   if (h == NULL) return false;
-  f->len = le32(h);
-  f->prev = le32(h + 4);
+  f->len = jr_le32(h);
+  f->prev = jr_le32(h + 4);
   f->synced = le64(h + 8);
-  f->sum = le32(h + 16);
+  f->sum = jr_le32(h + 16);
   if (f->len < JR_MIN_FRAME || f->len > JR_MAX_FRAME) {
     if (why)
       snprintf(why, wlen, "batch length %" PRIu32 " is not between %u and "
@@ -240,7 +235,7 @@ static bool frame_at(src *s, uint64_t off, fcheck *f, char *why, size_t wlen) {
                            (unsigned char)(s->salt >> 24)};
   uint32_t c = jr_crc32c(salt, 4);
   *s->examined += JR_FRAME_HDR;
-  if (jr_crc32c_more(c, h, 20) != le32(h + 20)) {
+  if (jr_crc32c_more(c, h, 20) != jr_le32(h + 20)) {
     if (why)
       snprintf(why, wlen, "batch header checksum mismatch");
     return false;
@@ -277,7 +272,7 @@ static uint64_t search(src *s, uint64_t from, bool *unresolved) {
     }
     const unsigned char *h = get(s, o, JR_FRAME_HDR);
     if (h == NULL) return s->size;
-    uint32_t len = le32(h);
+    uint32_t len = jr_le32(h);
     uint64_t synced = le64(h + 8);
     if (len < JR_MIN_FRAME || len > JR_MAX_FRAME ||
         len > s->size - o - JR_FRAME_HDR || synced < JR_SEG_HDR || synced > o)
@@ -317,7 +312,7 @@ static void read_header(src *s, jseg *g) {
   }
   if (memcmp(h, JR_MAGIC, 4) != 0) {
     /* format 1 began with a record: [len][crc] then a msgpack array */
-    bool v1 = le32(h) <= JR_MAX_BODY && (h[8] & 0xf0) == 0x90;
+    bool v1 = jr_le32(h) <= JR_MAX_BODY && (h[8] & 0xf0) == 0x90;
     snprintf(g->hdr_why, sizeof g->hdr_why, "%s", v1
              ? "journal format 1 (an older mealy wrote it): this mealy reads "
                "format 2 only; finish with the older mealy, or start a "
@@ -325,13 +320,13 @@ static void read_header(src *s, jseg *g) {
              : "not a journal segment (it does not begin with \"MLYJ\")");
     return;
   }
-  if (le32(h + 4) != JR_VERSION) {
+  if (jr_le32(h + 4) != JR_VERSION) {
     snprintf(g->hdr_why, sizeof g->hdr_why, "journal format %" PRIu32 ": "
              "this mealy reads format %u only (a newer mealy wrote it?)",
-             le32(h + 4), JR_VERSION);
+             jr_le32(h + 4), JR_VERSION);
     return;
   }
-  if (jr_crc32c(h, 28) != le32(h + 28)) {
+  if (jr_crc32c(h, 28) != jr_le32(h + 28)) {
     snprintf(g->hdr_why, sizeof g->hdr_why, "segment header checksum "
              "mismatch");
     return;
@@ -341,10 +336,10 @@ static void read_header(src *s, jseg *g) {
              PRIu64 " (a file renamed or copied?)", le64(h + 16));
     return;
   }
-  g->salt = le32(h + 8);
-  g->prev = le32(h + 12);
-  g->flags = le32(h + 24);
-  g->hdr_sum = le32(h + 28);
+  g->salt = jr_le32(h + 8);
+  g->prev = jr_le32(h + 12);
+  g->flags = jr_le32(h + 24);
+  g->hdr_sum = jr_le32(h + 28);
   g->hdr_ok = true;
 }
 
@@ -528,7 +523,7 @@ static bool next_frame(jread *r, jseg *g, uint64_t *off, uint64_t end,
   if (*off + JR_FRAME_HDR > end || *off >= g->frames_end) return false;
   const unsigned char *h = at(r, g, *off, JR_FRAME_HDR, rc);
   if (h == NULL) return false;
-  *len = le32(h);
+  *len = jr_le32(h);
   return true;
 }
 
@@ -541,7 +536,7 @@ static size_t record_at(jread *r, jseg *g, uint64_t foff, uint32_t flen,
   size_t left = flen - o, n = left < JR_HDR ? left : JR_HDR;
   *p = at(r, g, base, n, rc);
   if (*p == NULL || n < JR_HDR) return n;
-  uint64_t len = JR_HDR + (uint64_t)le32(*p);
+  uint64_t len = JR_HDR + (uint64_t)jr_le32(*p);
   n = len < left ? (size_t)len : left;
   *p = at(r, g, base, n, rc);
   return n;

@@ -971,11 +971,6 @@ static void spew(const char *path, const void *p, size_t n) {
   close(fd);
 }
 
-static uint32_t rd32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-
 typedef struct tframe {
   long off;
   uint32_t len, nrec;
@@ -985,10 +980,10 @@ typedef struct tframe {
 static int frames_of(const unsigned char *p, long size, tframe *out, int max) {
   int n = 0;
   for (long o = JR_SEG_HDR; o + JR_FRAME_HDR <= size && n < max;) {
-    uint32_t len = rd32(p + o);
+    uint32_t len = jr_le32(p + o);
     if (o + JR_FRAME_HDR + (long)len > size) break;
     uint32_t nrec = 0;
-    for (uint32_t r = 0; r + JR_HDR <= len; r += JR_HDR + rd32(p + o + JR_FRAME_HDR + r))
+    for (uint32_t r = 0; r + JR_HDR <= len; r += JR_HDR + jr_le32(p + o + JR_FRAME_HDR + r))
       nrec++;
     out[n++] = (tframe){o, len, nrec};
     o += JR_FRAME_HDR + len;
@@ -1058,13 +1053,13 @@ static void reframe_without(const char *path, int skip) {
   int nf = frames_of(p, size, f, 4096);
   unsigned char *out = malloc((size_t)size * 2 + 64);
   memcpy(out, p, JR_SEG_HDR);
-  uint32_t salt = rd32(p + 8), chain = rd32(p + 28);
+  uint32_t salt = jr_le32(p + 8), chain = jr_le32(p + 28);
   size_t n = JR_SEG_HDR;
   int k = 0;
   for (int i = 0; i < nf; i++)
     for (uint32_t r = 0; r < f[i].len; k++) {
       const unsigned char *rec = p + f[i].off + JR_FRAME_HDR + r;
-      uint32_t rl = JR_HDR + rd32(rec);
+      uint32_t rl = JR_HDR + jr_le32(rec);
       r += rl;
       if (k == skip) continue;
       chain = jr_frame_header(out + n, salt, chain, n, rec, rl);

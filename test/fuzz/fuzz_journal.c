@@ -153,8 +153,7 @@ static size_t frame_records(const uint8_t *p, size_t n, uint64_t no,
   uint32_t salt = 0x5eed0000u ^ (uint32_t)no, flags = 0;
   size_t o = 0, w = JR_SEG_HDR;
   if (n >= JR_HDR) { /* a snapshot segment if it begins with SNAP */
-    uint32_t len = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
-                   (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    uint32_t len = jr_le32(p);
     jcur c = {p + JR_HDR, p + JR_HDR + (len < n - JR_HDR ? len : n - JR_HDR),
               false};
     uint32_t na;
@@ -164,11 +163,9 @@ static size_t frame_records(const uint8_t *p, size_t n, uint64_t no,
       flags = JR_SEG_SNAPSHOT;
   }
   jr_seg_header(out, salt, *chain, no, flags);
-  *chain = (uint32_t)out[28] | (uint32_t)out[29] << 8 |
-           (uint32_t)out[30] << 16 | (uint32_t)out[31] << 24;
+  *chain = jr_le32(out + 28);
   while (o + JR_HDR <= n) {
-    size_t len = (size_t)p[o] | (size_t)p[o + 1] << 8 |
-                 (size_t)p[o + 2] << 16 | (size_t)p[o + 3] << 24;
+    size_t len = jr_le32(p + o);
     if (len > n - o - JR_HDR || JR_HDR + len < JR_MIN_FRAME) break;
     *chain = jr_frame_header(out + w, salt, *chain, w, p + o,
                              (uint32_t)(JR_HDR + len));

@@ -119,8 +119,7 @@ static int unframe(const fz_buf *in, fz_buf *out) {
   if (out->p == NULL) return MLY_ENOMEM;
   for (size_t o = JR_SEG_HDR; o + JR_FRAME_HDR <= in->n;) {
     const uint8_t *h = in->p + o;
-    size_t len = (size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16 |
-                 (size_t)h[3] << 24;
+    size_t len = jr_le32(h);
     if (len > in->n - o - JR_FRAME_HDR) break;
     memcpy(out->p + out->n, h + JR_FRAME_HDR, len);
     out->n += len;
