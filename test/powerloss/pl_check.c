@@ -3,7 +3,7 @@
  * under the interposer, build crash images from its log, recover each
  * one with the real library and check it against what was acknowledged.
  *
- *   pl_check [--existing] WORKLOAD INTERPOSER
+ *   pl_check [--existing | --deep] WORKLOAD INTERPOSER
  *   pl_check replay WORKLOAD LOG K CLASS SEED
  *   pl_check dump LOG            the log's operations, numbered (k counts
  *                                them: a crash after k runs 0..k-1)
@@ -17,7 +17,8 @@
  * directory is ROOT/state, and the interposer logs everything under ROOT:
  * the journal's mkdir of its state directory is part of the log, and only
  * an fsync of ROOT makes it durable.  With --existing the state directory
- * exists (durably) before the first run.
+ * exists (durably) before the first run; with --deep it is
+ * ROOT/deep/er/state, and the journal makes all three.
  *
  * Images, one recorded run per 1000 random ones:
  *  - a synced image at every crash point of each recovery, from the start
@@ -37,7 +38,8 @@
  * posted, and run everything to its end.  A failing image is kept with
  * the log, and a line to replay it is printed.  With POWERLOSS_MEALY
  * (the mealy binary), `mealy journal check` must pass each image too,
- * before the open.  POWERLOSS_SEED fixes the seed (the recorded run
+ * before the open.  POWERLOSS_KEEP keeps the log of a run that passed.
+ * POWERLOSS_SEED fixes the seed (the recorded run
  * itself depends on thread timing: replay a kept log to repeat a failure
  * exactly).
  */
@@ -90,10 +92,11 @@ static void log_own(const char *log, uint32_t op, const char *rel) {
 }
 
 /* Records the workload into work/log; returns false if it misbehaved. */
-static bool record(const char *work, const char *interposer, bool existing) {
-  char root[PATH_MAX], state[PATH_MAX + 8], log[PATH_MAX + 8], errp[PATH_MAX + 16];
+static bool record(const char *work, const char *interposer, bool existing,
+                   const char *state_rel) {
+  char root[PATH_MAX], state[2 * PATH_MAX], log[PATH_MAX + 8], errp[PATH_MAX + 16];
   snprintf(root, sizeof root, "%s/root", work);
-  snprintf(state, sizeof state, "%s/state", root);
+  snprintf(state, sizeof state, "%s/%s", root, state_rel);
   snprintf(log, sizeof log, "%s/log", work);
   snprintf(errp, sizeof errp, "%s/record.err", work);
   if (mkdir(root, 0755) < 0) {
@@ -129,7 +132,7 @@ static bool record(const char *work, const char *interposer, bool existing) {
                          "POWERLOSS_LOG", log, "POWERLOSS_ACKFD", "3",
                          how, kw, NULL};
     pl_out o;
-    log_own(log, PL_MARK, "");
+    log_own(log, PL_MARK, state_rel);
     plp_run(workload, args, env, errp, 600, &o); /* thousands of syncs */
     bool ok = WIFEXITED(o.status) ? WEXITSTATUS(o.status) == 0
                                   : !last && WTERMSIG(o.status) == SIGKILL;
@@ -172,7 +175,7 @@ static bool one_image(const char *work, const pl_model *m, size_t k,
   pl_acks a;
   plj_acks_at(m, k, &a);
   pl_verdict v;
-  plj_check(workload, mealy, img, &a, &v);
+  plj_check(workload, mealy, img, plm_state(m), &a, &v);
   if (t) {
     t->images[cls]++;
     t->by[cls][v.cat]++;
@@ -250,14 +253,17 @@ int main(int argc, char **argv) {
     return 0;
   }
   bool existing = argc > 1 && strcmp(argv[1], "--existing") == 0;
-  if (argc != 3 + existing) {
-    fprintf(stderr, "usage: pl_check [--existing] WORKLOAD INTERPOSER\n"
+  bool deep = argc > 1 && strcmp(argv[1], "--deep") == 0;
+  const char *state_rel = deep ? "deep/er/state" : "state";
+  if (argc != 3 + (existing || deep)) {
+    fprintf(stderr, "usage: pl_check [--existing | --deep] WORKLOAD INTERPOSER\n"
                     "       pl_check replay WORKLOAD LOG K CLASS SEED\n"
                     "       pl_check dump LOG\n");
     return 2;
   }
   static char wl[PATH_MAX], ip[PATH_MAX];
-  if (!realpath(argv[1 + existing], wl) || !realpath(argv[2 + existing], ip)) {
+  int a0 = 1 + (existing || deep);
+  if (!realpath(argv[a0], wl) || !realpath(argv[a0 + 1], ip)) {
     perror("pl_check: the workload or the interposer");
     return 2;
   }
@@ -276,7 +282,7 @@ int main(int argc, char **argv) {
   for (int r = 0; done < images && recorded_ok; r++) {
     char work[1024];
     plp_mkdtemp("mealy-powerloss", work, sizeof work);
-    recorded_ok = record(work, ip, existing);
+    recorded_ok = record(work, ip, existing, state_rel);
     pl_model *m = NULL;
     char err[1024], root[PATH_MAX + 8];
     snprintf(root, sizeof root, "%s/root", work);
@@ -338,6 +344,7 @@ int main(int argc, char **argv) {
     free(reord);
     plm_free(m);
     if (t.shown > fails_before) printf("log and failing images kept in %s\n", work);
+    else if (getenv("POWERLOSS_KEEP")) printf("log kept in %s\n", work);
     else plp_rm_rf(work);
   }
   unsigned failed = 0;
@@ -351,7 +358,8 @@ int main(int argc, char **argv) {
     printf("\n");
   }
   printf("powerloss%s: %ld images at recoveries, %ld at random points (seed "
-         "%llu): %s\n", existing ? " (existing state directory)" : "",
+         "%llu): %s\n", existing ? " (existing state directory)"
+                         : deep ? " (state directory three levels down)" : "",
          systematic, done, (unsigned long long)seed0,
          recorded_ok && failed == 0 ? "ok" : "FAILED");
   return recorded_ok && failed == 0 ? 0 : 1;

@@ -113,9 +113,9 @@ static void fail(pl_verdict *v, int cat, const char *fmt, ...) {
 }
 
 void plj_check(const char *workload, const char *mealy, const char *img,
-               const pl_acks *a, pl_verdict *v) {
-  char state[PATH_MAX + 16], errpath[PATH_MAX + 16];
-  snprintf(state, sizeof state, "%s/state", img);
+               const char *state_rel, const pl_acks *a, pl_verdict *v) {
+  char state[2 * PATH_MAX], errpath[PATH_MAX + 16];
+  snprintf(state, sizeof state, "%s/%s", img, state_rel);
   snprintf(errpath, sizeof errpath, "%s.err", img);
   struct stat st;
   bool had_dir = stat(state, &st) == 0;

@@ -5,7 +5,7 @@
  * Acknowledged, from the workload's report lines (pl_workload.c): a
  * machine's highest state, that a machine may be gone ("done"), the keys
  * posted and those whose durable post was acknowledged.  An image passes
- * when `WORKLOAD IMG/state recover` opens it, every machine acknowledged
+ * when `WORKLOAD IMG/STATE recover` opens it, every machine acknowledged
  * at n comes back at n or n + 1 (the next record may have been written,
  * not acknowledged) with an intact hash chain, every acknowledged post
  * reaches the sink exactly once, no key that was never posted appears,
@@ -48,12 +48,13 @@ typedef struct pl_verdict {
   char why[1024];
 } pl_verdict;
 
-/* Recovers img (an image of the root: the state directory is img/state)
- * with `workload IMG/state recover` and judges it against a.  With mealy
- * (the mealy binary; NULL: not), `mealy journal check IMG/state` runs
+/* Recovers img (an image of the root, the state directory at img/state,
+ * state being relative) with `workload IMG/STATE recover` and judges it
+ * against a.  With mealy (the mealy binary; NULL: not), `mealy journal
+ * check IMG/STATE` runs
  * first and must find no damage (exit 0, or 3 for a suspect tail;
  * PLJ_CHECK when only it refuses). */
 void plj_check(const char *workload, const char *mealy, const char *img,
-               const pl_acks *a, pl_verdict *v);
+               const char *state, const pl_acks *a, pl_verdict *v);
 
 #endif /* PL_JUDGE_H */

@@ -43,7 +43,8 @@ enum pl_op {
   PL_RENAME,     /* path -> path2 */
   PL_ACK,        /* len bytes the workload wrote on its report fd */
   PL_UNSUPPORTED, /* path: the name of a call the model does not know */
-  PL_MARK        /* the checker: a run of the workload begins here */
+  PL_MARK        /* the checker: a run of the workload on the state
+                    directory path (relative to the root) begins here */
 };
 
 typedef struct pl_rec {

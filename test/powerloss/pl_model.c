@@ -66,6 +66,7 @@ struct pl_model {
   char **path;       /* each object's last name, for messages */
   size_t nobj, ocap;
   fstate vol;        /* every operation applied */
+  char *state;       /* from the first PL_MARK */
 };
 
 static int errf(char *err, size_t len, const char *fmt, ...)
@@ -372,7 +373,10 @@ static int replay(pl_model *m, fdent *fdt, const pl_rec *r, const char *p,
     memcpy(op->ack, data, r->len);
     op->ack[r->len] = '\0';
     return 0;
-  case PL_MARK: add_op(m, PLM_MARK); return 0;
+  case PL_MARK:
+    if (m->state == NULL && p[0]) m->state = xstrdup(p);
+    add_op(m, PLM_MARK);
+    return 0;
   case PL_UNSUPPORTED:
     return errf(err, errlen, "log offset %zu: the workload made a call the "
                 "model does not know (%s): teach the simulator before "
@@ -442,12 +446,15 @@ void plm_free(pl_model *m) {
   free(m->isdir);
   free(m->ops);
   st_free(&m->vol);
+  free(m->state);
   free(m->log);
   free(m);
 }
 
 size_t plm_nops(const pl_model *m) { return m->nops; }
 int plm_kind(const pl_model *m, size_t i) { return m->ops[i].kind; }
+const char *plm_state(const pl_model *m) { return m->state ? m->state : "state"; }
+
 bool plm_file_sync(const pl_model *m, size_t i) {
   return m->ops[i].kind == PLM_SYNC && !m->isdir[m->ops[i].obj];
 }

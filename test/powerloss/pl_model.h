@@ -53,6 +53,9 @@ size_t plm_nops(const pl_model *m);
 int plm_kind(const pl_model *m, size_t i);
 /* The bytes of an acknowledgement (PLM_ACK), NUL-terminated. */
 const char *plm_ack(const pl_model *m, size_t i);
+/* The state directory the log's runs used (relative to the root; from
+ * its PL_MARK records, "state" without them). */
+const char *plm_state(const pl_model *m);
 /* Is operation i a sync of a regular file (not a directory)? */
 bool plm_file_sync(const pl_model *m, size_t i);
 /* How many operations before k are not durable at k. */
