@@ -424,10 +424,13 @@ static int64_t left_ms(const coproc *c) {
 #define KILL_WAIT_MS 5000 /* after SIGKILL: only an unkillable one stays */
 
 /* A cgroup says when it empties; a process group is looked at again on
- * each SIGCHLD, and now and then in case a member's exit told nobody. */
+ * each SIGCHLD, and now and then in case a member's exit told nobody.
+ * Either way it is looked at again at least every second while a stop
+ * waits (never when idle): a lost notification costs a second, not the
+ * rest of the grace. */
 static int64_t tree_wait_ms(const coproc *c) {
-  int64_t left = left_ms(c);
-  return c->p->tree_evented || left < 200 ? left : 200;
+  int64_t left = left_ms(c), most = c->p->tree_evented ? 1000 : 200;
+  return left < most ? left : most;
 }
 
 /* Logs fmt with the tree's pids (and, for the second form, the wait). */

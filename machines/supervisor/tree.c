@@ -216,9 +216,28 @@ static size_t orphans(sv_proc *p, int sig, int *pids, size_t max) {
   return w.count;
 }
 
+/* The stop signal (and SIGCONT) to each process in the cgroup that has
+ * not had it, again until a pass finds none: a process forked while the
+ * list was read would escape a single pass (kill(-pgid) cannot miss one,
+ * a list can; cgroup.kill cannot either). */
+static void cg_signal_once(sv_proc *p, int sig) {
+  int pids[256], self = (int)getpid();
+  for (int round = 0; round < 8; round++) {
+    int n = sv_cg_pids(p->cg, pids, 256), fresh = 0;
+    for (int i = 0; i < n; i++)
+      if (pids[i] != self && note_signalled(p, pids[i])) {
+        kill(pids[i], sig);
+        kill(pids[i], SIGCONT);
+        fresh++;
+      }
+    if (fresh == 0) return;
+  }
+}
+
 void sv_tree_signal_new(sv_proc *p) {
   orphan_walk w = {p, p->prog->stop_signal, true, 0, NULL, 0};
-  if (p->cg == NULL && p->instance) reaper_each_orphan(p->sv, visit_orphan, &w);
+  if (p->cg) cg_signal_once(p, p->prog->stop_signal);
+  else if (p->instance) reaper_each_orphan(p->sv, visit_orphan, &w);
 }
 
 bool sv_tree_empty(sv_proc *p) {
@@ -230,6 +249,10 @@ bool sv_tree_empty(sv_proc *p) {
 
 int sv_tree_signal(sv_proc *p, int sig) {
   sv *s = p->sv;
+  if (p->cg && sig == p->prog->stop_signal && sig != SIGKILL) {
+    cg_signal_once(p, sig);
+    return 0;
+  }
   if (p->cg && !(sig == SIGKILL && s->cg_stuck)) return sv_cg_signal(p->cg, sig);
   if (p->cg) { /* the supervisor may be in there: each process but itself */
     int pids[1024], n = sv_cg_pids(p->cg, pids, 1024);
