@@ -86,11 +86,13 @@ void put_state(mly_runtime *rt, jbuf *b, const mly_inst *m,
   jb_uint(b, t->def.version);
   jb_bin(b, m->data, t->def.data_size);
   jb_uint(b, m->head.flags & (F_SHUT_REQ | F_IN_SHUTDOWN));
-  jb_array(b, 4);
+  jb_array(b, 5);
   jb_uint(b, exiting ? RP_W_EXITING : m->head.wait);
   put_evid(rt, b, m->wait_id);
   jb_uint(b, m->wait_arg);
   jb_int(b, exiting ? 0 : due_wall(rt, m));
+  /* who answers a request: recovery ends the wait if it cannot (D2) */
+  jb_uint(b, !exiting && m->head.wait == W_REPLY ? m->wait_peer : 0);
   jb_int(b, m->status);
 }
 
@@ -203,7 +205,11 @@ void durable_post(mly_runtime *rt, mly_event *e) {
   if (rc == 0) {
     bool taken = durable_send(rt, 0, dst, e, &rc);
     (void)taken; /* always: the target is durable */
-    if (rc == 0) rc = commit(rt->dur, JD_POSTED, 0, NULL, box->cb, box->arg);
+    /* where its record ends in the batch: if a failed write got that far,
+     * the answer is MLY_EUNKNOWN, not an error (journal.c run_done) */
+    if (rc == 0)
+      rc = commit(rt->dur, JD_POSTED, journal_buf(rt->dur->j)->n, NULL,
+                  box->cb, box->arg);
     if (rc == 0) {
       free(box);
       return;
@@ -218,7 +224,9 @@ void durable_post(mly_runtime *rt, mly_event *e) {
 
 void durable_took(mly_runtime *rt, mly_inst *m, mly_event *e) {
   dur_state *d = rt->dur;
-  if (d == NULL) return;
+  /* a suspended instance keeps its inbox in the journal: what a crash
+   * keeps, a clean stop keeps too */
+  if (d == NULL || (m->dflags & D_SILENT) || rt->closing) return;
   if (rt->running == m && inst_durable(rt, m)) {
     if (PUSH(d, took, e->eid) < 0) journal_buf(d->j)->oom = true;
     return;
@@ -383,13 +391,17 @@ bool durable_paused(const mly_runtime *rt) {
          !journal_failed(rt->dur->j);
 }
 
-/* Silently out of memory: they are in the journal, not ended. */
+/* Silently out of memory: they are in the journal, not ended.  All are
+ * marked first: ending a parent ends its children, whatever their slots,
+ * and a durable child must not write an END on the way. */
 static void end_durable(mly_runtime *rt, int status) {
+  for (uint32_t s = 0; s < rt->nslots; s++) {
+    mly_inst *m = rt->slots[s];
+    if (m != NULL && inst_durable(rt, m)) m->dflags |= D_SILENT;
+  }
   for (uint32_t s = rt->nslots; s-- > 0;) {
     mly_inst *m = rt->slots[s];
-    if (m == NULL || !inst_durable(rt, m)) continue;
-    m->dflags |= D_SILENT;
-    inst_end_now(m, status);
+    if (m != NULL && (m->dflags & D_SILENT)) inst_end_now(m, status);
   }
 }
 

@@ -45,6 +45,7 @@ enum { WOKE_NONE = 0, WOKE_TURN, WOKE_TIMER, WOKE_EVENT, WOKE_SHUTDOWN,
 #define F_ENDING 0x10u    /* exited; stopping its children              */
 #define F_KILL 0x20u      /* to be ended by force after its step         */
 #define F_REWAKE 0x40u    /* woken during its own step (W_COND)          */
+#define F_PROBE MLY__F_PROBE /* recovery asks whether a point has code   */
 
 /* Longer waits are this long: ~31,700 years, and no overflow in us. */
 #define MAX_WAIT_MS 1000000000000000ll
@@ -82,6 +83,7 @@ struct mly_inst {
   uint32_t dflags;      /* D_* */
   mly_id id;
   uint64_t wait_arg;    /* from-filter, correlation id or child id */
+  mly_id wait_peer;     /* W_REPLY: the request's target (durable.c) */
   mly_type *type;
   mly_event *inbox;     /* tail of a circular list: inbox->next is head */
   mly_inst *parent;

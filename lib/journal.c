@@ -54,6 +54,8 @@ struct mly_journal {
   bool fly_dirsync;    /* ... and the directory first (a new segment) */
   bool dirty;          /* written since the last fdatasync */
   int fly_rc;
+  size_t wrote;        /* bytes of the last batch written that reached the
+                          file (a failed write may have got part way) */
   int failed;          /* fail-stop: the first error */
   bool closing;
   bool timer_open;
@@ -89,6 +91,7 @@ static int fault(mly_journal *j, int op, size_t len) {
 }
 
 static int write_all(mly_journal *j, const unsigned char *p, size_t n) {
+  j->wrote = 0;
   int f = fault(j, MLY_JOP_WRITE, n);
   if (f < 0) return f;
   bool short_write = f > 0 && (size_t)f < n;
@@ -100,6 +103,7 @@ static int write_all(mly_journal *j, const unsigned char *p, size_t n) {
     if (w < 0) return -errno;
     if (w == 0) return MLY_EIO;
     done += (size_t)w;
+    j->wrote = done;
   }
   return short_write ? MLY_ENOSPC : 0; /* a short write is a full disk */
 }
@@ -122,7 +126,11 @@ static void work_cb(uv_work_t *w) {
 static void maybe_free(mly_journal *j);
 static void fail_stop(mly_journal *j, int rc, const char *what);
 
-static void run_done(mly_journal *j, dlist *l, int rc) {
+/* rc < 0: the batch failed.  A durable post whose record had reached the
+ * file (jdone.id: where it ends in the batch, wrote: how far the write
+ * got) may be read back on the next open: its answer is MLY_EUNKNOWN;
+ * one whose record did not is certainly not in the journal: rc. */
+static void run_done(mly_journal *j, dlist *l, int rc, size_t wrote) {
   mly_runtime *rt = j->rt;
   for (size_t i = 0; i < l->n; i++) {
     jdone *d = &l->v[i];
@@ -130,7 +138,7 @@ static void run_done(mly_journal *j, dlist *l, int rc) {
     case JD_RELEASE: durable_release(rt, d->id, rc); break;
     case JD_DELIVER: durable_deliver(rt, d->id, d->ev, rc); break;
     case JD_POSTED:
-      if (d->cb) d->cb(rt, rc, d->arg);
+      if (d->cb) d->cb(rt, rc < 0 && d->id <= wrote ? MLY_EUNKNOWN : rc, d->arg);
       break;
     }
   }
@@ -154,9 +162,10 @@ static void after_work_cb(uv_work_t *w, int status) {
   }
   j->fly.n = 0;
   if (j->closing) {
-    run_done(j, &j->fly_done, rc);
+    run_done(j, &j->fly_done, rc, j->wrote);
+    j->wrote = 0;
     if (rc == 0 && !j->failed && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
-    run_done(j, &j->pend_done, rc ? rc : 0);
+    run_done(j, &j->pend_done, rc, j->wrote);
     maybe_free(j);
     return;
   }
@@ -164,7 +173,7 @@ static void after_work_cb(uv_work_t *w, int status) {
     fail_stop(j, rc, j->fly_sync ? "write or fdatasync" : "write");
     return;
   }
-  run_done(j, &j->fly_done, 0);
+  run_done(j, &j->fly_done, 0, 0);
   durable_after_commit(j->rt);
   journal_flush(j);
 }
@@ -199,7 +208,7 @@ static void flush_timer_cb(uv_timer_t *t) { journal_flush(t->data); }
 void journal_flush(mly_journal *j) {
   if (j->busy || j->closing) return;
   if (j->failed) {
-    if (j->pend_done.n) run_done(j, &j->pend_done, j->failed);
+    if (j->pend_done.n) run_done(j, &j->pend_done, j->failed, 0);
     j->pend.n = 0;
     return;
   }
@@ -237,6 +246,7 @@ void journal_flush(mly_journal *j) {
   j->pend_done = td;
   j->pend_done.n = 0;
   j->fly_sync = want_sync && (j->fly.n > 0 || j->dirty);
+  j->wrote = 0;
   if (j->fly_sync) j->last_sync_ms = now_ms();
   j->busy = true;
   j->work.data = j;
@@ -258,8 +268,8 @@ static void fail_stop(mly_journal *j, int rc, const char *what) {
   char msg[4400];
   snprintf(msg, sizeof msg, "journal %s: %s failed: %s; no more commits",
            j->dir, what, mly_strerror(rc));
-  run_done(j, &j->fly_done, rc);
-  run_done(j, &j->pend_done, rc);
+  run_done(j, &j->fly_done, rc, j->wrote);
+  run_done(j, &j->pend_done, rc, 0);
   j->pend.n = 0;
   durable_fail_all(j->rt, rc);
   if (j->opt.on_error) j->opt.on_error(j->rt, rc, msg, j->opt.arg);
@@ -400,9 +410,10 @@ int journal_append_to(mly_journal *j, const char *name, uint64_t no,
 int journal_write_pending(mly_journal *j) {
   if (j->busy) return MLY_EBUSY;
   int rc = j->failed;
+  j->wrote = 0;
   if (rc == 0 && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
   j->pend.n = 0;
-  run_done(j, &j->pend_done, rc);
+  run_done(j, &j->pend_done, rc, j->wrote);
   if (rc < 0) fail_stop(j, rc, "write");
   return rc;
 }
@@ -428,9 +439,10 @@ void journal_close(mly_journal *j) {
   j->closing = true;
   if (!j->busy) {
     int rc = j->failed;
+    j->wrote = 0;
     if (rc == 0 && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
     else if (rc == 0 && j->dirty && fdatasync(j->segfd) < 0) rc = -errno;
-    run_done(j, &j->pend_done, rc);
+    run_done(j, &j->pend_done, rc, j->wrote);
   }
   if (j->timer_open) uv_close((uv_handle_t *)&j->timer, timer_closed);
   maybe_free(j);

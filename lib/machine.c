@@ -663,6 +663,7 @@ void mly__request(mly_machine *mm, mly_id to, uint32_t id,
   mly_runtime *rt = m->type->rt;
   wait_begin(m, W_REPLY);
   m->wait_arg = ++rt->corr_next;
+  m->wait_peer = to; /* journaled: a recovered wait knows who answers */
   int rc = id == MLY_EV_ANY ? MLY_EINVAL : 0;
   if (rc == 0)
     rc = ev_send(rt, m->id, to, id, MLY_EVF_REQUEST, m->wait_arg, payload);

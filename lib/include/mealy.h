@@ -51,6 +51,13 @@ extern "C" {
 #define MLY_ETIMEDOUT    (-ETIMEDOUT)
 #define MLY_ECANCELED    (-ECANCELED)    /* ended by force                */
 #define MLY_EAGAIN       (-EAGAIN)       /* not yet: try again later      */
+/* Codes of mealy's own, outside the errno range (as libuv's UV_EOF): */
+/* the outcome is not known: a durable post whose record may or may not
+ * have reached the disk (see mly_post_durable) */
+#define MLY_EUNKNOWN     (-4090)
+/* a recovered wait whose cause did not survive the restart: a child or
+ * a peer that was not durable, a child process, a signal watch */
+#define MLY_ELOST        (-4091)
 
 /* A sentence for an error code; never NULL, never allocates. */
 const char *mly_strerror(int err);
@@ -639,6 +646,10 @@ struct mly_machine {
   uint8_t flags; /* private                        */
 };
 
+/* Set while mly_journal_open checks that a recovered point has code: a
+ * wait then yields at once, its test not evaluated. */
+#define MLY__F_PROBE 0x80u
+
 int mly__bad_point(mly_machine *m);
 int mly__finish(mly_machine *m, int status);
 void mly__yield(mly_machine *m);
@@ -662,7 +673,7 @@ int mly__child_done(mly_machine *m, int *status);
     (m)->pc = (pt);                                                   \
     /* FALLTHROUGH */                                                 \
     case (pt):                                                        \
-      if (!(done)) return MLY_YIELDED;                                \
+      if (((m)->flags & MLY__F_PROBE) || !(done)) return MLY_YIELDED; \
   } while (0)
 
 #define MLY_BEGIN(m)                                                  \
