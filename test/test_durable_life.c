@@ -206,6 +206,13 @@ static void on_stop(mly_runtime *rt, void *arg) {
   on_stop_calls++;
 }
 
+/* Nothing more is written by a few more turns of the loop. */
+static bool stop_flushed(mly_runtime *rt) {
+  uint64_t before = jstats(rt).records;
+  run_turns(rt, 3);
+  return jstats(rt).records == before;
+}
+
 /* Shut down cleanly; the machines are suspended, so on_stop comes at
  * once, whatever they were waiting for. */
 static void clean_stop(mly_runtime *rt) {
@@ -213,6 +220,9 @@ static void clean_stop(mly_runtime *rt) {
   ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
   for (int i = 0; i < 100 && on_stop_calls == 0; i++) run_turns(rt, 1);
   ck_assert_int_eq(on_stop_calls, 1);
+  /* the host's loop goes on (mly_runtime_run returns, or its own loop
+   * turns): whatever the stop left to write is written */
+  RUN_UNTIL(rt, stop_flushed(rt), 1000);
   mly_runtime_close(rt);
 }
 
