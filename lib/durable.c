@@ -199,7 +199,9 @@ void durable_post(mly_runtime *rt, mly_event *e) {
   e->status = 0;
   e->flags &= ~EVF_DURABLE_POST;
   mly_inst *dst = inst_get(rt, to);
-  int rc = dst == NULL ? MLY_ESRCH
+  /* a stopping runtime has suspended its durable machines: they are not
+   * gone, and the host may post again after the next open */
+  int rc = dst == NULL ? (rt->stopping ? MLY_ESHUTDOWN : MLY_ESRCH)
            : rt->dur == NULL || !inst_durable(rt, dst) ? MLY_EINVAL
                                                        : 0;
   if (rc == 0) {

@@ -35,16 +35,15 @@ static void run_turns(mly_runtime *rt, int n) {
 }
 
 /* Turns of the loop until cond holds, at most max of them.  Each turn
- * waits for something to happen (a commit on the threadpool), at most a
- * tick of an unreferenced timer: a machine that is stuck fails the test
- * instead of hanging it. */
+ * waits for something to happen (a commit on the threadpool, a post), at
+ * most a tick of a timer that also keeps the loop polling: a machine that
+ * is stuck fails the test instead of hanging it. */
 static uv_timer_t ticker;
 static void tick_cb(uv_timer_t *t) { (void)t; }
 #define RUN_UNTIL(rt, cond, max)                                         \
   do {                                                                   \
     uv_loop_t *l_ = mly_runtime_loop(rt);                                \
     uv_timer_init(l_, &ticker);                                          \
-    uv_unref((uv_handle_t *)&ticker);                                    \
     uv_timer_start(&ticker, tick_cb, 2, 2);                              \
     for (int i_ = 0; i_ < (max) && !(cond); i_++) uv_run(l_, UV_RUN_ONCE); \
     uv_close((uv_handle_t *)&ticker, NULL);                              \
@@ -422,6 +421,30 @@ START_TEST(t_post_short_write_splits) {
 }
 END_TEST
 
+/* A durable post to a machine the stop suspended: not "no such
+ * instance", but "shutting down" (it is back after the next open). */
+START_TEST(t_post_while_stopping) {
+  fresh_dir();
+  reset();
+  post_answers = 0;
+  post_status[0] = 1;
+  mly_type_def v1 = sink_def(1, 0);
+  mly_runtime *rt = open_stoppable(&v1, 1);
+  sink arg = {.wait_start = 1};
+  mly_id id = h_spawn(rt, mly_type_find(rt, "sink"), &arg, sizeof arg);
+  RUN_UNTIL(rt, steps_of(rt) >= 1, 1000);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
+  ck_assert_int_eq(mly_post_durable(rt, id, EV_GO, mly_value_uint(0), post_cb,
+                                    (void *)0), 0);
+  RUN_UNTIL(rt, post_answers == 1, 1000);
+  ck_assert_int_eq(post_status[0], MLY_ESHUTDOWN);
+  mly_runtime_close(rt);
+  rt = open_with(&v1, 1, NULL);
+  ck_assert_uint_eq(jstats(rt).recovered, 1); /* and it is back */
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* ---- recovered waits whose cause is gone end with MLY_ELOST ---- */
 
 typedef struct waiter {
@@ -756,6 +779,7 @@ static Suite *suite(void) {
   tcase_add_test(c, t_parked_keeps_its_slot);
   tcase_add_test(c, t_clean_stop_keeps_the_inbox);
   tcase_add_test(c, t_clean_stop_keeps_durable_children);
+  tcase_add_test(c, t_post_while_stopping);
   tcase_add_test(c, t_post_sync_fails_unknown);
   tcase_add_test(c, t_post_write_fails_not_accepted);
   tcase_add_test(c, t_post_short_write_splits);
