@@ -429,10 +429,29 @@ int mly_process_adopt(mly_machine *m, int pid, uint64_t start_time);
 /* holds no pointers; every wait is a named one (_AT forms); a data    */
 /* size may grow between versions (new bytes are zero), never shrink.  */
 /* The runtime's shutdown leaves durable instances in the journal: they */
-/* are suspended, not ended, and continue on the next open.  Explicit  */
+/* are suspended, not ended, with their inboxes (a clean stop keeps    */
+/* what a crash keeps), and continue on the next open.  Explicit       */
 /* mly_shutdown/mly_kill of a durable instance ends it for good.       */
 /* Events from a durable machine to a non-durable one, child-process   */
 /* exits and signals are not journaled.                                */
+/*                                                                     */
+/* A recovered instance continues, is parked with a reason, or its     */
+/* wait ends with an error; it never hangs on something that cannot    */
+/* come back.  A wait whose cause did not survive the restart ends at  */
+/* once with MLY_ELOST (mly_wait_error(), or the status of             */
+/* MLY_AWAIT_CHILD): a child that was not durable (or any child's exit */
+/* when none came back), a reply from a request target that was not    */
+/* durable or has ended, a child-process exit, a signal.  A wait on a  */
+/* parked instance stands: other code may bring it back.               */
+/*                                                                     */
+/* Renaming a yield point: an instance at a point whose name the new   */
+/* code does not list, or lists with no wait of that name in the body, */
+/* is parked.  So keep the old wait (its name and code) until no       */
+/* instance is at it, or bump `version` without min_version: the old   */
+/* instances stay parked for the old code.  mly_journal_open enters    */
+/* each body once per (point, body) at a recovered point with a probe  */
+/* flag set, where every wait yields at once without testing anything:  */
+/* code before MLY_BEGIN runs then, so keep it free of side effects.   */
 
 typedef enum mly_sync {
   MLY_SYNC_ALWAYS = 0, /* fdatasync every batch before machines go on:
@@ -500,8 +519,12 @@ typedef struct mly_journal_stats {
 int mly_journal_stats_get(const mly_runtime *rt, mly_journal_stats *out);
 
 /* Instances the journal holds but this code cannot resume (unknown type,
- * unknown yield point, a version it does not accept): they are listed
- * here, kept in the journal for a later version, and the rest run. */
+ * a version it does not accept, a yield point it does not list or that
+ * no wait of the body uses, a parked parent or ancestor: a subtree is
+ * parked as one): they are listed here with the reason, kept in the
+ * journal for a later version, and the rest run.  A parked instance
+ * keeps its id: no spawn reuses its slot while it is parked, and
+ * sending to it fails with MLY_ESRCH. */
 typedef struct mly_parked {
   mly_id id;
   const char *type;
@@ -515,9 +538,25 @@ int mly_journal_parked(mly_runtime *rt,
 /* True during the first step an instance runs after recovery. */
 bool mly_recovered(const mly_machine *m);
 
-/* A durable post: like mly_post, and durable once cb reports 0 (cb runs
- * on the loop thread, after the event's record is synced; any error
- * means it was not accepted).  The target must be durable. */
+/* A durable post: like mly_post, with an answer.  cb runs once, on the
+ * loop thread, with:
+ *   0             the event's record is in the journal (synced under
+ *                 MLY_SYNC_ALWAYS; written under the other policies): it
+ *                 is delivered exactly once, across restarts;
+ *   MLY_EUNKNOWN  the journal stopped (a failed fdatasync, a write cut
+ *                 short) after the record reached the file: it is not
+ *                 delivered in this run, and the next open delivers it
+ *                 exactly when the record survived (it does after a
+ *                 process crash, it may not after a power loss).  To
+ *                 retry safely, carry a key of your own in the payload
+ *                 (a request id) and let the machine skip keys it took;
+ *   other < 0     it is certainly not in the journal, now or after any
+ *                 restart, and never delivered: safe to retry.
+ *                 MLY_ESRCH: no such instance; MLY_EINVAL: not durable;
+ *                 MLY_ESHUTDOWN: the runtime is stopping or closing (the
+ *                 target may be back after the next open); a journal
+ *                 error when its record was never written.
+ * The target must be durable. */
 typedef void (*mly_post_cb)(mly_runtime *rt, int status, void *arg);
 int mly_post_durable(mly_runtime *rt, mly_id to, uint32_t id,
                      mly_value *payload, mly_post_cb cb, void *arg);
