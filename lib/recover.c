@@ -89,7 +89,7 @@ static bool point_has_code(probes *pr, mly_type *t, bool shutdown,
   m->heap_idx = NO_HEAP;
   m->head.pc = pc;
   m->head.flags = F_PROBE | (shutdown ? F_IN_SHUTDOWN : 0);
-  memcpy(m->data, s->data, s->dlen);
+  if (s->dlen) memcpy(m->data, s->data, s->dlen);
   int r = (shutdown ? t->def.shutdown : t->def.run)(&m->head, m->data);
   bool has = !(r == MLY_EXITED && m->status == MLY_ENOENT);
   free(m);
@@ -499,7 +499,8 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
   free(pr.v);
   if (rc == 0) {
     dur_state *d = rt->dur; /* is_parked searches them */
-    qsort(d->parked, d->nparked, sizeof *d->parked, parked_by_id);
+    if (d->nparked > 1)
+      qsort(d->parked, d->nparked, sizeof *d->parked, parked_by_id);
     rc = slots_finish(rt);
     if (rc == 0) rc = hold_parked_slots(rt);
   }
