@@ -18,7 +18,8 @@
  * knows exactly what was still in each inbox.
  *
  * Shutting the runtime down suspends durable instances (D_SILENT): they
- * leave memory without an END record and continue on the next open.
+ * leave memory without an END record, their inboxes whole (keep_inboxes),
+ * and continue on the next open.
  */
 #include "internal.h"
 #include "durable.h"
@@ -413,7 +414,32 @@ void durable_fail_all(mly_runtime *rt, int rc) {
   rt->dur->live = 0;
 }
 
+/* A clean stop keeps every inbox: events that were never journaled (a
+ * plain mly_post, a process exit, a signal, the end of a child that was
+ * not durable) get a record now, after the journaled ones. */
+static void keep_inboxes(mly_runtime *rt) {
+  dur_state *d = rt->dur;
+  if (journal_failed(d->j)) return;
+  jbuf *b = journal_buf(d->j);
+  for (uint32_t s = 0; s < rt->nslots; s++) {
+    mly_inst *m = rt->slots[s];
+    if (m == NULL || !inst_durable(rt, m) || m->inbox == NULL) continue;
+    mly_event *e = m->inbox;
+    do {
+      e = e->next;
+      if (e->eid != 0) continue;
+      e->eid = ++d->next_eid;
+      size_t at = jb_begin(b, journal_next_seq(d->j), JR_EVENT, 1);
+      put_event(rt, b, m->id, e);
+      jb_end(b, at);
+      count_record(d);
+    } while (e != m->inbox);
+  }
+  want_flush(rt);
+}
+
 void durable_suspend_all(mly_runtime *rt) {
+  keep_inboxes(rt);
   end_durable(rt, MLY_ESHUTDOWN);
 }
 

@@ -266,6 +266,30 @@ START_TEST(t_clean_stop_keeps_the_inbox) {
 }
 END_TEST
 
+/* Events that were never journaled (a plain mly_post) are kept by a
+ * clean stop (or close) too: they get their records then. */
+START_TEST(t_clean_stop_keeps_plain_posts) {
+  fresh_dir();
+  reset();
+  mly_type_def v1 = sink_def(1, 0);
+  mly_runtime *rt = open_stoppable(&v1, 1);
+  sink arg = {.wait_start = 1};
+  mly_id id = h_spawn(rt, mly_type_find(rt, "sink"), &arg, sizeof arg);
+  send_go(rt, id, 1); /* journaled */
+  ck_assert_int_eq(mly_post(rt, id, EV_GO, mly_value_uint(2)), 0);
+  send_go(rt, id, 3);
+  mly_stats st;
+  RUN_UNTIL(rt, (mly_runtime_stats(rt, &st), st.posted == 1), 1000);
+  clean_stop(rt);
+  rt = open_with(&v1, 1, NULL);
+  ck_assert_int_eq(mly_runtime_send(rt, id, EV_START, NULL), 0);
+  ck_assert_int_eq(mly_runtime_send(rt, id, EV_STOP, NULL), 0);
+  run_until_empty(rt, 100);
+  for (int q = 1; q <= 3; q++) ck_assert_uint_eq(seen[q], 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* A durable parent and its durable child, the child in a lower slot (a
  * slot freed before): a clean stop suspends both, it ends neither. */
 typedef struct family {
@@ -726,7 +750,7 @@ START_TEST(t_random_runs_lose_nothing) {
   mly_id sinks[MAXS];
   uint32_t sver[MAXS];
   size_t nsinks = 0;
-  uint64_t nseq = 0;
+  uint64_t nseq = 0, nposted = 0;
   for (int run = 0; run < 12; run++) {
     uint32_t cv = 1 + rnd(2);
     mly_type_def def = sink_def(cv, cv);
@@ -749,11 +773,20 @@ START_TEST(t_random_runs_lose_nothing) {
         mine++;
       } else if (what < 8 && nseq < NSEQ && mine > 0) {
         while (sver[pick] != cv) pick = (pick + 1) % (uint32_t)nsinks;
-        send_go(rt, sinks[pick], nseq++);
+        if (what < 5) { /* journaled at once */
+          send_go(rt, sinks[pick], nseq++);
+        } else { /* journaled when the stop or close comes */
+          ck_assert_int_eq(mly_post(rt, sinks[pick], EV_GO,
+                                    mly_value_uint(nseq++)), 0);
+          nposted++;
+        }
       } else {
         run_turns(rt, (int)rnd(3));
       }
     }
+    mly_stats rs;
+    RUN_UNTIL(rt, (mly_runtime_stats(rt, &rs), rs.posted == nposted), 1000);
+    nposted = 0;
     if (rnd(2)) mly_runtime_close(rt); /* how this run ends */
     else clean_stop(rt);
   }
@@ -778,6 +811,7 @@ static Suite *suite(void) {
   TCase *c = tcase_create("core");
   tcase_add_test(c, t_parked_keeps_its_slot);
   tcase_add_test(c, t_clean_stop_keeps_the_inbox);
+  tcase_add_test(c, t_clean_stop_keeps_plain_posts);
   tcase_add_test(c, t_clean_stop_keeps_durable_children);
   tcase_add_test(c, t_post_while_stopping);
   tcase_add_test(c, t_post_sync_fails_unknown);

@@ -228,7 +228,8 @@ int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms);
 bool mly_runtime_stopping(const mly_runtime *rt);
 
 /* End every instance by force (fini hooks run, no step runs), close the
- * runtime's handles and free it.  With a host loop, the memory is
+ * runtime's handles and free it.  Durable instances are suspended, as by
+ * mly_runtime_shutdown: they continue, inboxes whole, on the next open.  With a host loop, the memory is
  * released from the handles' close callbacks: run the loop afterwards,
  * as with uv_close.  With its own loop, it is all done on return. */
 void mly_runtime_close(mly_runtime *rt);
@@ -429,8 +430,10 @@ int mly_process_adopt(mly_machine *m, int pid, uint64_t start_time);
 /* holds no pointers; every wait is a named one (_AT forms); a data    */
 /* size may grow between versions (new bytes are zero), never shrink.  */
 /* The runtime's shutdown leaves durable instances in the journal: they */
-/* are suspended, not ended, with their inboxes (a clean stop keeps    */
-/* what a crash keeps), and continue on the next open.  Explicit       */
+/* are suspended, not ended, with their inboxes whole (a clean stop,   */
+/* or mly_runtime_close, also writes the events that were never        */
+/* journaled: plain posts, process exits, signals), and continue on    */
+/* the next open.  Explicit                                            */
 /* mly_shutdown/mly_kill of a durable instance ends it for good.       */
 /* Events from a durable machine to a non-durable one, child-process   */
 /* exits and signals are not journaled.                                */
