@@ -433,10 +433,11 @@ int mly_process_adopt(mly_machine *m, int pid, uint64_t start_time);
 /* are suspended, not ended, with their inboxes whole (a clean stop,   */
 /* or mly_runtime_close, also writes the events that were never        */
 /* journaled: plain posts, process exits, signals), and continue on    */
-/* the next open.  Explicit                                            */
-/* mly_shutdown/mly_kill of a durable instance ends it for good.       */
-/* Events from a durable machine to a non-durable one, child-process   */
-/* exits and signals are not journaled.                                */
+/* the next open.  Explicit mly_shutdown/mly_kill of a durable         */
+/* instance ends it for good.  Events from a durable machine to a      */
+/* non-durable one are not journaled; nor are plain posts,             */
+/* child-process exits and signals until such a stop: a crash loses    */
+/* them.                                                               */
 /*                                                                     */
 /* A recovered instance continues, is parked with a reason, or its     */
 /* wait ends with an error; it never hangs on something that cannot    */
