@@ -9,9 +9,10 @@
  * a restart, a recovered wait on something that did not come back
  * hanging forever, a yield point without code failing silently on its
  * first step.  A randomized run then checks the invariant itself against
- * a model: every event the runtime accepted for a durable machine is
- * delivered exactly once, across clean stops, closes, crashes of the
- * journal and runs whose code parks the machines.
+ * a model: every event the runtime accepted for a durable machine (sent,
+ * posted, posted durably and answered 0) is delivered exactly once,
+ * across clean stops, closes and runs whose code parks the machines;
+ * every instance continues or is parked; no spawn takes a parked slot.
  */
 #include "harness.h"
 
@@ -740,6 +741,16 @@ static uint32_t rnd(uint32_t n) {
   return (uint32_t)(rng % n);
 }
 
+typedef struct model_answers {
+  uint64_t n, bad;
+} model_answers;
+static void model_cb(mly_runtime *rt, int status, void *arg) {
+  (void)rt;
+  model_answers *a = arg;
+  a->n++;
+  a->bad += status != 0;
+}
+
 START_TEST(t_random_runs_lose_nothing) {
   fresh_dir();
   reset();
@@ -750,7 +761,8 @@ START_TEST(t_random_runs_lose_nothing) {
   mly_id sinks[MAXS];
   uint32_t sver[MAXS];
   size_t nsinks = 0;
-  uint64_t nseq = 0, nposted = 0;
+  uint64_t nseq = 0, nposted = 0, nasked = 0;
+  model_answers answers = {0};
   for (int run = 0; run < 12; run++) {
     uint32_t cv = 1 + rnd(2);
     mly_type_def def = sink_def(cv, cv);
@@ -773,8 +785,14 @@ START_TEST(t_random_runs_lose_nothing) {
         mine++;
       } else if (what < 8 && nseq < NSEQ && mine > 0) {
         while (sver[pick] != cv) pick = (pick + 1) % (uint32_t)nsinks;
-        if (what < 5) { /* journaled at once */
+        if (what < 4) { /* journaled at once */
           send_go(rt, sinks[pick], nseq++);
+        } else if (what < 6) { /* journaled, and answered */
+          ck_assert_int_eq(mly_post_durable(rt, sinks[pick], EV_GO,
+                                            mly_value_uint(nseq++), model_cb,
+                                            &answers), 0);
+          nposted++;
+          nasked++;
         } else { /* journaled when the stop or close comes */
           ck_assert_int_eq(mly_post(rt, sinks[pick], EV_GO,
                                     mly_value_uint(nseq++)), 0);
@@ -785,8 +803,11 @@ START_TEST(t_random_runs_lose_nothing) {
       }
     }
     mly_stats rs;
-    RUN_UNTIL(rt, (mly_runtime_stats(rt, &rs), rs.posted == nposted), 1000);
-    nposted = 0;
+    RUN_UNTIL(rt, (mly_runtime_stats(rt, &rs), rs.posted == nposted) &&
+                      answers.n == nasked, 1000);
+    ck_assert_int_eq(answers.bad, 0); /* every durable post accepted */
+    nposted = nasked = 0;
+    answers = (model_answers){0};
     if (rnd(2)) mly_runtime_close(rt); /* how this run ends */
     else clean_stop(rt);
   }
