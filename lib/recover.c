@@ -456,12 +456,13 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
   probes pr = {0};
   if (bs == NULL || gone == NULL) rc = MLY_ENOMEM;
   size_t n = 0;
-  /* the instances this code refuses, then their descendants, then the
-   * rest come back */
+  /* the instances this code refuses are parked, and top-level ones it
+   * accepts come back; then children come back, or are parked with a
+   * parked ancestor (they are read twice, top-level ones once) */
   for (int pass = 0; pass < 2 && rc == 0; pass++) {
     for (size_t i = 0; i < r->ninsts && rc == 0; i++) {
       const rp_inst *x = &r->insts[i];
-      if (x->ended || gone[i]) continue;
+      if (x->ended || gone[i] || (pass == 1 && x->parent == 0)) continue;
       rp_state s;
       jcur c = {x->s, x->s + x->slen, false};
       if (!rp_parse_state(&c, &s)) {
@@ -470,29 +471,25 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
         break;
       }
       char why[256];
-      if (pass == 0) {
-        mly_type *t = NULL;
-        uint32_t pc = 0;
-        const char *no = refusal(rt, &pr, &s, &t, &pc, why, sizeof why);
-        rc = pr.err;
-        if (rc == 0 && no) rc = park_counted(rt->dur, &s, no);
-        gone[i] = no != NULL;
-        continue;
-      }
-      mly_id above = parked_above(r, gone, x);
+      mly_type *t = NULL;
+      uint32_t pc = 0;
+      const char *no = refusal(rt, &pr, &s, &t, &pc, why, sizeof why);
+      if ((rc = pr.err) < 0) break;
+      if (pass == 0 && no) gone[i] = true;
+      mly_id above = no || pass == 0 ? 0 : parked_above(r, gone, x);
       if (above) {
         snprintf(why, sizeof why, "its %s %llu is parked (a subtree is "
                  "parked as one)", above == x->parent ? "parent" : "ancestor",
                  (unsigned long long)above);
-        rc = park_counted(rt->dur, &s, why);
-        continue;
+        no = why;
       }
-      mly_type *t = NULL;
-      uint32_t pc = 0;
-      refusal(rt, &pr, &s, &t, &pc, why, sizeof why); /* accepted: t, pc */
-      back b = {0};
-      rc = restore_one(rt, t, pc, &s, &b, err, errlen);
-      if (rc == 0 && b.m) bs[n++] = b;
+      if (no) {
+        rc = park_counted(rt->dur, &s, no);
+      } else if (pass == 1 || x->parent == 0) {
+        back b = {0};
+        rc = restore_one(rt, t, pc, &s, &b, err, errlen);
+        if (rc == 0 && b.m) bs[n++] = b;
+      }
     }
   }
   free(gone);
