@@ -402,6 +402,7 @@ static void end_durable(mly_runtime *rt, int status) {
     mly_inst *m = rt->slots[s];
     if (m != NULL && inst_durable(rt, m)) m->dflags |= D_SILENT;
   }
+  inst_unqueue_flagged(rt, D_SILENT);
   for (uint32_t s = rt->nslots; s-- > 0;) {
     mly_inst *m = rt->slots[s];
     if (m != NULL && (m->dflags & D_SILENT)) inst_end_now(m, status);

@@ -233,6 +233,7 @@ void inst_kill(mly_inst *m);
 void inst_kill_all(mly_runtime *rt);
 void inst_free_pools(mly_runtime *rt);
 void inst_ready(mly_inst *m);            /* queue it to run */
+void inst_unqueue_flagged(mly_runtime *rt, uint32_t dflags); /* one pass */
 void inst_end_now(mly_inst *m, int status); /* by force, children first */
 void inst_exit(mly_inst *m);
 mly_inst *inst_restore(mly_runtime *rt, mly_type *t, mly_id id);
