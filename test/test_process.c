@@ -6,7 +6,9 @@
  * signal, pid), that a reaped pid is never signalled again, that signals
  * to a process group reach grandchildren (checked in /proc, since PID 1
  * may leave them as zombies), and that the spawn options (env, cwd, stdio)
- * take effect in the child.  No test asserts a duration.
+ * take effect in the child, and that a process does not outlive the
+ * machine that owns it (TERM, KILL after the grace; detached ones are left
+ * running) nor hold the loop after it.  No test asserts a duration.
  */
 #include "harness.h"
 
@@ -15,7 +17,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -409,6 +413,227 @@ START_TEST(stdio_fd_mode_writes_into_pipe) {
 }
 END_TEST
 
+/* ---- nothing but what the options say ---- */
+
+static const char *const sh_list_fds[] = {
+    "/bin/sh", "-c", "ls /proc/$$/fd; echo extra | tee /dev/fd/50 >/dev/null",
+    NULL}; /* (dash cannot name fd 50 in a redirection) */
+
+/* An fd of ours without O_CLOEXEC (as a shell leaves them) never reaches
+ * the child; the child's fds are 0-2 and the extra ones, even when the
+ * sources sit where targets go (stdout comes from our fd 50, and our fd
+ * 51 becomes the child's fd 50). */
+START_TEST(child_gets_only_its_fds) {
+  int out[2], ex[2];
+  ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+  ck_assert_int_eq(pipe2(ex, O_CLOEXEC), 0);
+  ck_assert_int_eq(dup2(out[1], 50), 50);     /* no O_CLOEXEC */
+  ck_assert_int_eq(dup2(ex[1], 51), 51);
+  int stray = open("/dev/null", O_RDONLY);    /* inherited by accident */
+  ck_assert_int_eq(dup2(stray, 40), 40);
+  close(stray);
+  close(out[1]);
+  close(ex[1]);
+  job j = {.opt = {.argv = sh_list_fds}};
+  j.opt.stdio[1].mode = MLY_STDIO_FD;
+  j.opt.stdio[1].fd = 50;
+  j.opt.extra[0].child_fd = 50;
+  j.opt.extra[0].fd = 51;
+  j.opt.nextra = 1;
+  run_jobs(&j, 1);
+  ck_assert_int_eq(j.spawn_rc, 0);
+  ck_assert_int_eq(j.status, 0);
+  close(50);
+  close(51);
+  close(40);
+  char buf[256];
+  read_all(out[0], buf, sizeof buf);
+  ck_assert_str_eq(buf, "0\n1\n2\n50\n");
+  read_all(ex[0], buf, sizeof buf);
+  ck_assert_str_eq(buf, "extra\n");
+  close(out[0]);
+  close(ex[0]);
+}
+END_TEST
+
+/* The invariant itself, on random layouts: sources scattered over the
+ * fds a child's targets use (swaps and cycles among them), strays
+ * without O_CLOEXEC around them.  Model: the child has exactly 0, 1, 2
+ * and the targets, and each target is the very pipe given for it. */
+static const char *const sh_ls_fds[] = {"/bin/sh", "-c", "ls -l /proc/$$/fd",
+                                        NULL};
+
+static int free_fd_below(int top) {
+  for (int tries = 0; tries < 1000; tries++) {
+    int fd = 3 + rand() % (top - 3);
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) return fd;
+  }
+  ck_abort_msg("no free fd");
+  return -1;
+}
+
+static int put_at(int fd, int at) { /* moves fd to `at`, without O_CLOEXEC */
+  ck_assert_int_eq(dup2(fd, at), at);
+  close(fd);
+  return at;
+}
+
+static unsigned long ino_of(int fd) {
+  struct stat st;
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  return (unsigned long)st.st_ino;
+}
+
+START_TEST(child_fds_match_the_model) {
+  unsigned seed = 20261130u;
+  srand(seed);
+  for (int round = 0; round < 40; round++) {
+    int out[2], used[64];
+    int nused = 0;
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    int out_w = put_at(out[1], free_fd_below(64));
+    used[nused++] = out_w;
+    job j = {.opt = {.argv = sh_ls_fds}};
+    j.opt.stdio[1].mode = MLY_STDIO_FD;
+    j.opt.stdio[1].fd = out_w;
+    bool target[64] = {false};
+    unsigned long want[64] = {0};
+    unsigned n = (unsigned)(rand() % (MLY_PROCESS_MAX_FDS + 1));
+    for (unsigned i = 0; i < n; i++) {
+      int cfd;
+      do cfd = 3 + rand() % 61;
+      while (target[cfd]);
+      target[cfd] = true;
+      int p[2];
+      ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+      close(p[0]);
+      int src = put_at(p[1], free_fd_below(64));
+      used[nused++] = src;
+      want[cfd] = ino_of(src);
+      j.opt.extra[i].child_fd = cfd;
+      j.opt.extra[i].fd = src;
+    }
+    j.opt.nextra = n;
+    int strays = rand() % 4;
+    for (int i = 0; i < strays; i++)
+      used[nused++] = put_at(open("/dev/null", O_RDONLY), free_fd_below(64));
+    run_jobs(&j, 1);
+    ck_assert_int_eq(j.spawn_rc, 0);
+    ck_assert_int_eq(j.status, 0);
+    for (int i = 0; i < nused; i++) close(used[i]);
+    char buf[8192];
+    read_all(out[0], buf, sizeof buf);
+    close(out[0]);
+    bool seen[64] = {false};
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+      char *arrow = strstr(line, " -> ");
+      if (arrow == NULL) continue; /* "total 0" */
+      char *num = arrow;
+      while (num > line && num[-1] != ' ') num--;
+      int fd = atoi(num);
+      ck_assert_msg(fd >= 0 && fd < 64 && (fd < 3 || target[fd]),
+                    "round %d: the child has fd %d it was not given: %s",
+                    round, fd, line);
+      seen[fd] = true;
+      if (fd >= 3) {
+        char expect[64];
+        snprintf(expect, sizeof expect, "pipe:[%lu]", want[fd]);
+        ck_assert_str_eq(arrow + 4, expect);
+      }
+    }
+    for (int fd = 0; fd < 64; fd++)
+      ck_assert_msg(seen[fd] == (fd < 3 || target[fd]),
+                    "round %d: fd %d %s", round, fd,
+                    seen[fd] ? "present" : "missing");
+  }
+}
+END_TEST
+
+/* A script without "#!" runs under /bin/sh, as execvp would run it. */
+START_TEST(script_without_shebang_runs_under_sh) {
+  char path[] = "/tmp/mly-noshebang.XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  const char text[] = "exit $(($1 + 4))\n";
+  ck_assert_int_eq(write(fd, text, sizeof text - 1), (ssize_t)sizeof text - 1);
+  close(fd);
+  ck_assert_int_eq(chmod(path, 0700), 0);
+  const char *argv[] = {path, "3", NULL};
+  job j = {.opt = {.argv = argv}};
+  run_jobs(&j, 1);
+  unlink(path);
+  ck_assert_int_eq(j.spawn_rc, 0);
+  ck_assert_int_eq(j.status, 7);
+}
+END_TEST
+
+static const char *const sh_ids[] = {"/bin/sh", "-c", "id -u; id -g; id -G",
+                                     NULL};
+
+/* set_uid/set_gid with groups: exactly those supplementary groups */
+START_TEST(child_gets_its_groups) {
+  if (geteuid() != 0) {
+    fprintf(stderr, "!!! child_gets_its_groups: NOT RUN, needs root !!!\n");
+    ck_abort_msg("needs root (CI runs as root)");
+  }
+  gid_t groups[] = {4242, 65534};
+  int out[2];
+  ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+  job j[2] = {{.opt = {.argv = sh_ids, .set_uid = true, .uid = 65534,
+                       .set_gid = true, .gid = 65534, .groups = groups,
+                       .ngroups = 2}},
+              {.opt = {.argv = sh_ids, .set_uid = true, .uid = 65534,
+                       .set_gid = true, .gid = 65534}}}; /* none */
+  for (int i = 0; i < 2; i++) {
+    j[i].opt.stdio[1].mode = MLY_STDIO_FD;
+    j[i].opt.stdio[1].fd = out[1];
+  }
+  run_jobs(j, 2);
+  close(out[1]);
+  char buf[256];
+  read_all(out[0], buf, sizeof buf);
+  close(out[0]);
+  ck_assert_str_eq(buf, "65534\n65534\n65534 4242\n65534\n65534\n65534\n");
+}
+END_TEST
+
+/* mly_open_as: the kernel checks the user's rights, not ours */
+START_TEST(open_as_checks_the_users_rights) {
+  if (geteuid() != 0) {
+    fprintf(stderr, "!!! open_as_checks_the_users_rights: NOT RUN, needs root !!!\n");
+    ck_abort_msg("needs root (CI runs as root)");
+  }
+  char dir[] = "/tmp/mly-openas.XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir)); /* 0700, root's */
+  char path[64];
+  snprintf(path, sizeof path, "%s/f", dir);
+  mly_process_options nobody = {.set_uid = true, .uid = 65534,
+                                .set_gid = true, .gid = 65534};
+  ck_assert_int_eq(mly_open_as(&nobody, path, O_WRONLY | O_CREAT, 0600),
+                   -EACCES);
+  ck_assert_int_eq(access(path, F_OK), -1);
+  ck_assert_int_eq(chmod(dir, 0777), 0);
+  int fd = mly_open_as(&nobody, path, O_WRONLY | O_CREAT | O_NOFOLLOW, 0640);
+  ck_assert_int_ge(fd, 0);
+  ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  struct stat st;
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  ck_assert_uint_eq(st.st_uid, 65534); /* created by the user */
+  close(fd);
+  /* no user: a plain open, by us */
+  fd = mly_open_as(NULL, path, O_RDONLY, 0);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char link[64];
+  snprintf(link, sizeof link, "%s/l", dir);
+  ck_assert_int_eq(symlink(path, link), 0);
+  ck_assert_int_eq(mly_open_as(&nobody, link, O_WRONLY | O_NOFOLLOW, 0), -ELOOP);
+  unlink(link);
+  unlink(path);
+  rmdir(dir);
+}
+END_TEST
+
 START_TEST(stdio_null_mode_discards_output) {
   /* Capture this process's own stdout: whatever a child inherits ends up
    * in the pipe, whatever goes to /dev/null does not. */
@@ -506,53 +731,204 @@ START_TEST(exits_route_to_their_owners) {
 }
 END_TEST
 
-/* ---- a process that outlives its owner ---- */
+/* ---- a process does not outlive its owner (unless detached) ---- */
 
-static const char *const sh_wait_then_exit[] = {
-    "/bin/sh", "-c", "read x; exit 5", NULL};
+static const char *const sh_deaf_grandkids[] = {
+    "/bin/sh", "-c", "trap '' TERM; sleep 30 & sleep 30 & wait", NULL};
+static const char *const sleep_30[] = {"sleep", "30", NULL};
 
-typedef struct leaver {
-  int in_fd; /* the child's stdin: a pipe the test closes */
-  int pid;
-  int rc;
-} leaver;
+typedef struct starter {
+  mly_process_options o;
+  int members;  /* wait until its group has this many, then go on */
+  bool stay;    /* then wait forever instead of ending */
+  int rc, pid, tries;
+} starter;
 
-typedef struct leaver_arg {
-  leaver *l;
-} leaver_arg;
+typedef struct starter_arg {
+  starter *s;
+} starter_arg;
 
-static int leaver_run(mly_machine *m, void *data) {
-  leaver *l = ((leaver_arg *)data)->l;
-  mly_process_options o = {.argv = sh_wait_then_exit};
-  o.stdio[0].mode = MLY_STDIO_FD;
-  o.stdio[0].fd = l->in_fd;
+static int starter_run(mly_machine *m, void *data) {
+  starter *s = ((starter_arg *)data)->s;
   MLY_BEGIN(m);
-  l->rc = mly_process_spawn(m, &o, &l->pid);
-  MLY_END(m); /* ends without waiting for the process */
+  s->rc = mly_process_spawn(m, &s->o, &s->pid);
+  if (s->rc < 0) MLY_EXIT(m, 1);
+  for (s->tries = 0; s->members > 0 && s->tries < GROUP_POLLS; s->tries++) {
+    if (group_members(s->pid, NULL, 0) >= s->members) break;
+    MLY_SLEEP(m, 10);
+  }
+  if (s->stay) MLY_AWAIT(m, 99, -1);
+  MLY_END(m); /* ends without waiting for its process */
 }
 
-START_TEST(process_outlives_owner) {
+static mly_runtime *start_one(starter *s) {
   mly_runtime *rt = h_runtime();
-  int p[2];
-  ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-  leaver l = {.in_fd = p[0], .pid = -1, .rc = 1};
-  mly_type *t = h_type(rt, &(mly_type_def){.name = "leaver", .run = leaver_run,
-                                           .data_size = sizeof(leaver_arg)});
-  h_spawn(rt, t, &(leaver_arg){&l}, sizeof(leaver_arg));
-  /* run until the owner has ended; the process is still running */
-  for (int i = 0; i < 100 && h_stat_live(rt) > 0; i++) h_turn(rt);
-  ck_assert_int_eq(l.rc, 0);
-  ck_assert_uint_eq(h_stat_live(rt), 0);
-  ck_assert_uint_eq(mly_process_count(rt), 1);
-  close(p[0]);
-  close(p[1]); /* the child reads EOF and exits 5 */
-  h_run(rt); /* the process handle keeps the loop alive until the exit */
-  ck_assert_uint_eq(mly_process_count(rt), 0);
-  ck_assert_int_eq(mly_process_signal(rt, l.pid, SIGTERM, false), MLY_ESRCH);
+  h_spawn(rt, h_type(rt, &(mly_type_def){.name = "starter", .run = starter_run,
+                                         .data_size = sizeof(starter_arg)}),
+          &(starter_arg){s}, sizeof(starter_arg));
+  return rt;
+}
+
+/* The host's own handle keeps its loop running (the runtime no longer
+ * does): a timer that ticks until the group is gone and reaped; bounded,
+ * generous, since the machine is shared. */
+typedef struct gone_watch {
+  mly_runtime *rt;
+  int pgid, ticks;
+  bool gone;
+} gone_watch;
+
+static void gone_tick(uv_timer_t *h) {
+  gone_watch *g = h->data;
+  g->gone = group_members(g->pgid, NULL, 0) == 0 && mly_process_count(g->rt) == 0;
+  if (g->gone || ++g->ticks > 1000) uv_timer_stop(h);
+}
+
+static bool run_until_gone(mly_runtime *rt, int pgid) {
+  gone_watch g = {rt, pgid, 0, false};
+  uv_timer_t t;
+  uv_timer_init(mly_runtime_loop(rt), &t);
+  t.data = &g;
+  uv_timer_start(&t, gone_tick, 10, 10);
+  uv_run(mly_runtime_loop(rt), UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  return g.gone;
+}
+
+static bool alive(int pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return false;
+  size_t len = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[len] = 0;
+  char *rp = strrchr(buf, ')');
+  return rp != NULL && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+START_TEST(owner_end_terminates_its_group) {
+  starter s = {.o = {.argv = sh_grandkids, .new_group = true}, .members = 3};
+  mly_runtime *rt = start_one(&s);
+  h_run(rt); /* returns when the owner has ended: the process does not hold it */
+  ck_assert_int_eq(s.rc, 0);
+  ck_assert_int_lt(s.tries, GROUP_POLLS);
+  ck_assert_msg(run_until_gone(rt, s.pid), "the group outlived its owner");
   mly_stats st;
   mly_runtime_stats(rt, &st);
   ck_assert_uint_eq(st.delivered, 0); /* nobody to deliver the exit to */
+  ck_assert_int_eq(mly_process_signal(rt, s.pid, SIGTERM, false), MLY_ESRCH);
   mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(owner_end_kills_a_deaf_group_after_the_grace) {
+  for (int64_t grace = -1; grace <= 50; grace += 51) { /* at once, then 50 ms */
+    starter s = {.o = {.argv = sh_deaf_grandkids, .new_group = true,
+                       .end_grace_ms = grace}, .members = 3};
+    mly_runtime *rt = start_one(&s);
+    h_run(rt);
+    ck_assert_int_eq(s.rc, 0);
+    ck_assert_msg(run_until_gone(rt, s.pid),
+                  "a group that ignores SIGTERM outlived grace %lld",
+                  (long long)grace);
+    mly_runtime_close(rt);
+  }
+}
+END_TEST
+
+START_TEST(owner_end_does_not_hold_the_loop_and_close_kills) {
+  starter s = {.o = {.argv = sh_deaf_grandkids, .new_group = true,
+                     .end_grace_ms = 600000}, .members = 3};
+  mly_runtime *rt = start_one(&s);
+  h_run(rt); /* held for the 10 min grace before: the CK timeout fails it */
+  ck_assert_int_eq(s.rc, 0);
+  ck_assert_msg(alive(s.pid), "the deaf shell died before its grace");
+  ck_assert_uint_eq(mly_process_count(rt), 1);
+  int kids[8];
+  int n = group_members(s.pid, kids, 8);
+  ck_assert_int_ge(n, 3);
+  mly_runtime_close(rt); /* SIGKILLs the group, returns once sh is reaped */
+  ck_assert(!alive(s.pid));
+  ck_assert_int_eq(kill(s.pid, 0), -1); /* reaped: not even a zombie */
+  for (int i = 0; i < 500 && group_members(s.pid, NULL, 0) > 0; i++)
+    usleep(10000); /* the grandchildren are init's to reap */
+  ck_assert_int_eq(group_members(s.pid, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(close_kills_the_process_of_a_live_owner) {
+  starter s = {.o = {.argv = sleep_30}, .stay = true};
+  mly_runtime *rt = start_one(&s);
+  for (int i = 0; i < 100 && s.pid <= 0; i++) h_turn(rt);
+  ck_assert_int_eq(s.rc, 0);
+  ck_assert(alive(s.pid));
+  mly_runtime_close(rt);
+  ck_assert_int_eq(kill(s.pid, 0), -1); /* killed and reaped, not orphaned */
+  ck_assert_int_eq(errno, ESRCH);
+}
+END_TEST
+
+START_TEST(detached_process_is_left_running) {
+  starter s = {.o = {.argv = sleep_30, .new_group = true, .detached = true}};
+  mly_runtime *rt = start_one(&s);
+  h_run(rt);
+  ck_assert_int_eq(s.rc, 0);
+  for (int i = 0; i < 20; i++) { /* a signal would have been sent at once */
+    h_turn(rt);
+    usleep(5000);
+  }
+  ck_assert(alive(s.pid));
+  mly_runtime_close(rt);
+  ck_assert(alive(s.pid));
+  ck_assert_int_eq(kill(s.pid, SIGKILL), 0);
+  int status = 0;
+  ck_assert_int_eq(waitpid(s.pid, &status, 0), s.pid); /* still our child */
+  ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+END_TEST
+
+/* A durable owner suspended by the runtime's shutdown continues on the
+ * next open: its process is left running for it to adopt. */
+#define KEEPER_POINTS(X) X(keeper, watching)
+MLY_POINTS(keeper, KEEPER_POINTS);
+
+static int keeper_run(mly_machine *m, void *data) {
+  int *pid = data;
+  MLY_BEGIN(m);
+  if (mly_process_spawn(m, &(mly_process_options){.argv = sleep_30}, pid) < 0)
+    MLY_EXIT(m, 1);
+  MLY_AWAIT_AT(m, keeper_watching, MLY_EV_PROCESS_EXIT, -1);
+  MLY_END(m);
+}
+
+START_TEST(suspended_durable_owner_leaves_its_process_running) {
+  char dir[] = "/tmp/mly-keeper-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "keeper", .run = keeper_run,
+      MLY_TYPE_POINTS(keeper), .data_size = sizeof(int),
+      .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir},
+                                    NULL, 0), 0);
+  mly_id id = h_spawn(rt, t, NULL, 0);
+  int pid = 0;
+  for (int i = 0; i < 5000 && pid <= 0; i++) {
+    int *p = mly_instance_data(rt, id);
+    if (p && *p > 0) pid = *p;
+    else uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  }
+  ck_assert_int_gt(pid, 0);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
+  h_run(rt); /* suspended: the loop ends, the process is not waited for */
+  ck_assert(alive(pid));
+  mly_runtime_close(rt);
+  ck_assert(alive(pid)); /* not signalled at close either */
+  ck_assert_int_eq(kill(pid, SIGKILL), 0);
+  int status = 0;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  h_rmtree(dir);
 }
 END_TEST
 
@@ -645,8 +1021,18 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, env_and_cwd_take_effect);
   tcase_add_test(tc, stdio_fd_mode_writes_into_pipe);
   tcase_add_test(tc, stdio_null_mode_discards_output);
+  tcase_add_test(tc, child_gets_only_its_fds);
+  tcase_add_test(tc, script_without_shebang_runs_under_sh);
+  tcase_add_test(tc, child_fds_match_the_model);
+  tcase_add_test(tc, child_gets_its_groups);
+  tcase_add_test(tc, open_as_checks_the_users_rights);
   tcase_add_test(tc, exits_route_to_their_owners);
-  tcase_add_test(tc, process_outlives_owner);
+  tcase_add_test(tc, owner_end_terminates_its_group);
+  tcase_add_test(tc, owner_end_kills_a_deaf_group_after_the_grace);
+  tcase_add_test(tc, owner_end_does_not_hold_the_loop_and_close_kills);
+  tcase_add_test(tc, close_kills_the_process_of_a_live_owner);
+  tcase_add_test(tc, detached_process_is_left_running);
+  tcase_add_test(tc, suspended_durable_owner_leaves_its_process_running);
   tcase_add_test(tc, adopt_watches_through_pidfd);
   suite_add_tcase(s, tc);
   return s;

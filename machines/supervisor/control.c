@@ -15,7 +15,8 @@
  *   shutdown []           -> "ok"
  *   tail [NAME, N]        -> the last N lines (at most 200) it wrote
  *
- * The socket is created with mode 0600 (or the config's socket_mode) and
+ * The socket is created with mode 0600 (or the config's socket_mode), in
+ * a directory no other user can write (or a sticky one), and
  * each peer's uid is checked with SO_PEERCRED: the supervisor's own user
  * or root.  Anyone else receives [2, "refused", [reason]] and is hung up.
  */
@@ -373,12 +374,46 @@ static int claim_path(const char *path) {
 
 static void server_closed(uv_handle_t *h) { free(h->data); }
 
+/* Another user who can write the socket's directory could replace the
+ * socket (or what we take for it) between our calls: the directory must
+ * belong to us or root, and be writable by nobody else unless sticky
+ * (as /tmp is: there nobody removes or renames what is ours). */
+static int check_dir(const char *path, char *err, size_t errlen) {
+  char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL) snprintf(dir, sizeof dir, ".");
+  else if (slash == dir) slash[1] = '\0';
+  else *slash = '\0';
+  struct stat st;
+  if (stat(dir, &st) < 0) {
+    int e = -errno;
+    snprintf(err, errlen, "%s: the socket's directory %s: %s", path, dir,
+             mly_strerror(e));
+    return e;
+  }
+  const char *why = NULL;
+  if (st.st_uid != 0 && st.st_uid != geteuid())
+    why = "belongs to another user";
+  else if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
+    why = (st.st_mode & 002) ? "is writable by others without the sticky bit"
+                             : "is writable by its group without the sticky bit";
+  if (why == NULL) return 0;
+  snprintf(err, errlen, "%s: the socket's directory %s %s (owner uid %u, "
+           "mode %04o): another user could swap the socket; put it in a "
+           "directory only this user can write", path, dir, why,
+           (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+  return MLY_EPERM;
+}
+
 int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
   if (strlen(path) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
     snprintf(err, errlen, "%s: socket path too long (at most 107 bytes)", path);
     return MLY_ENAMETOOLONG;
   }
-  int rc = claim_path(path);
+  int rc = check_dir(path, err, errlen);
+  if (rc < 0) return rc;
+  rc = claim_path(path);
   if (rc < 0) {
     snprintf(err, errlen, "%s: %s", path,
              rc == MLY_EBUSY ? "another supervisor is listening there"
@@ -392,11 +427,12 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
   snprintf(c->path, sizeof c->path, "%s", path);
   uv_pipe_init(s->loop, &c->server, 0);
   c->server.data = c;
-  mode_t old = umask(0177); /* born 0600: no window where others connect */
+  /* born with its mode: no window where others connect, and no chmod
+   * by path, which would follow a symlink swapped in after bind */
+  mode_t mode = s->cfg->socket_mode ? (mode_t)s->cfg->socket_mode : 0600;
+  mode_t old = umask(~mode & 0777);
   rc = uv_pipe_bind(&c->server, path);
   umask(old);
-  mode_t mode = s->cfg->socket_mode ? (mode_t)s->cfg->socket_mode : 0600;
-  if (rc == 0) rc = chmod(path, mode) < 0 ? -errno : 0;
   if (rc == 0) rc = uv_listen((uv_stream_t *)&c->server, 16, on_connection);
   if (rc < 0) {
     snprintf(err, errlen, "%s: cannot listen: %s", path, mly_strerror(rc));

@@ -52,48 +52,94 @@ static void changed(mly_machine *m) {
 
 /* ---- spawning ---- */
 
-/* The inherited environment with the program's sets and unsets on top. */
-static char **build_env(const sv_program *g) {
-  size_t n = 0;
-  while (environ[n]) n++;
-  char **env = calloc(n + g->nenv + 1, sizeof *env);
-  if (env == NULL) return NULL;
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    bool overridden = false;
-    for (size_t j = 0; j < g->nenv && !overridden; j++) {
-      size_t l = strlen(g->env[j].name);
-      overridden = strncmp(environ[i], g->env[j].name, l) == 0 &&
-                   environ[i][l] == '=';
-    }
-    if (!overridden) env[k++] = environ[i];
+/* A child's environment, each string ours. */
+typedef struct envv {
+  char **v;
+  size_t n, cap;
+  bool failed;
+} envv;
+
+static size_t env_find(const envv *e, const char *name) {
+  size_t l = strlen(name);
+  for (size_t i = 0; i < e->n; i++)
+    if (strncmp(e->v[i], name, l) == 0 && e->v[i][l] == '=') return i;
+  return SIZE_MAX;
+}
+
+static void env_unset(envv *e, const char *name) {
+  size_t i = env_find(e, name);
+  if (i == SIZE_MAX) return;
+  free(e->v[i]);
+  e->v[i] = e->v[--e->n];
+  e->v[e->n] = NULL;
+}
+
+/* name=value (value NULL: kv is "name=value" already, from environ) */
+static void env_put(envv *e, const char *name, const char *value) {
+  if (e->failed) return;
+  char *kv = NULL;
+  if (value ? asprintf(&kv, "%s=%s", name, value) < 0
+            : (kv = strdup(name)) == NULL) {
+    e->failed = true;
+    return;
   }
-  for (size_t j = 0; j < g->nenv; j++) {
-    if (g->env[j].value == NULL) continue;
-    char *kv = NULL;
-    if (asprintf(&kv, "%s=%s", g->env[j].name, g->env[j].value) < 0) kv = NULL;
-    if (kv == NULL) { /* free only what we allocated */
-      for (size_t i = 0; i < k; i++) {
-        bool ours = true;
-        for (size_t e = 0; e < n; e++) ours = ours && env[i] != environ[e];
-        if (ours) free(env[i]);
-      }
-      free(env);
-      return NULL;
+  if (value) env_unset(e, name);
+  if (e->n + 2 > e->cap) {
+    size_t cap = e->cap ? e->cap * 2 : 32;
+    char **v = realloc(e->v, cap * sizeof *v);
+    if (v == NULL) {
+      free(kv);
+      e->failed = true;
+      return;
     }
-    env[k++] = kv;
+    e->v = v;
+    e->cap = cap;
   }
-  return env;
+  e->v[e->n++] = kv;
+  e->v[e->n] = NULL;
 }
 
 static void free_env(char **env) {
   if (env == NULL) return;
-  for (size_t i = 0; env[i]; i++) {
-    bool inherited = false;
-    for (size_t e = 0; environ[e] && !inherited; e++) inherited = env[i] == environ[e];
-    if (!inherited) free(env[i]);
-  }
+  for (size_t i = 0; env[i]; i++) free(env[i]);
   free(env);
+}
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* What the program's environment is, from the bottom: the supervisor's
+ * own (env_inherit, the default) or only PATH; then, with user:, that
+ * user's HOME, USER, LOGNAME and SHELL; then env: sets and unsets. */
+static char **build_env(const sv_program *g) {
+  envv e = {.v = calloc(32, sizeof(char *)), .cap = 32};
+  e.failed = e.v == NULL;
+  if (g->env_inherit) {
+    for (size_t i = 0; environ[i]; i++) env_put(&e, environ[i], NULL);
+  } else {
+    const char *path = getenv("PATH");
+    env_put(&e, "PATH", path && *path ? path : DEFAULT_PATH);
+  }
+  if (g->has_uid) { /* never root's HOME for another user */
+    env_put(&e, "HOME", g->home ? g->home : "/");
+    if (g->login) {
+      env_put(&e, "USER", g->login);
+      env_put(&e, "LOGNAME", g->login);
+      env_put(&e, "SHELL", g->shell_path);
+    } else { /* a numeric id without a passwd entry */
+      env_unset(&e, "USER");
+      env_unset(&e, "LOGNAME");
+      env_unset(&e, "SHELL");
+    }
+  }
+  for (size_t j = 0; j < g->nenv; j++) {
+    if (g->env[j].value) env_put(&e, g->env[j].name, g->env[j].value);
+    else env_unset(&e, g->env[j].name);
+  }
+  if (e.failed) {
+    free_env(e.v);
+    return NULL;
+  }
+  return e.v;
 }
 
 static int spawn_child(mly_machine *m, coproc *c) {
@@ -115,6 +161,7 @@ static int spawn_child(mly_machine *m, coproc *c) {
         .new_group = true,
         .set_uid = g->has_uid, .uid = g->uid,
         .set_gid = g->has_gid, .gid = g->gid,
+        .groups = g->groups, .ngroups = g->ngroups,
     };
     o.stdio[0].mode = MLY_STDIO_NULL;
     o.stdio[1].mode = MLY_STDIO_FD;
@@ -316,6 +363,16 @@ static int64_t left_ms(const coproc *c) {
 
 /* ---- the machine ---- */
 
+/* How long `starting` lasts: < 0 no limit, 0 not at all.  A function, not
+ * a local: a local does not survive the wait in the loop that tests it
+ * (-Wjump-misses-init found it). */
+static int64_t start_wait_ms(const sv_program *g) {
+  if (g->ready == SV_READY_DELAY) return g->ready_delay_ms;
+  if (g->ready == SV_READY_NOTIFY)
+    return g->start_timeout_ms > 0 ? g->start_timeout_ms : -1;
+  return g->start_timeout_ms;
+}
+
 static int coproc_run(mly_machine *m, void *data) {
   coproc *c = data;
   sv_proc *p = c->p;
@@ -355,13 +412,9 @@ static int coproc_run(mly_machine *m, void *data) {
     changed(m);
     /* ---- starting: until ready (an adopted child was ready) ---- */
     if (!c->exited && !c->adopted) {
-      const sv_program *g = p->prog;
-      int64_t wait_ms = g->ready == SV_READY_DELAY ? g->ready_delay_ms
-                        : g->ready == SV_READY_NOTIFY
-                            ? (g->start_timeout_ms > 0 ? g->start_timeout_ms : -1)
-                            : g->start_timeout_ms;
-      c->until_ms = now_ms() + (uint64_t)(wait_ms > 0 ? wait_ms : 0);
-      while (wait_ms != 0 && !c->exited && !c->stop) {
+      c->until_ms = now_ms() + (uint64_t)(start_wait_ms(p->prog) > 0
+                                              ? start_wait_ms(p->prog) : 0);
+      while (start_wait_ms(p->prog) != 0 && !c->exited && !c->stop) {
         MLY_AWAIT_AT(m, coproc_starting, MLY_EV_ANY,
                      p->prog->ready == SV_READY_NOTIFY && p->prog->start_timeout_ms <= 0
                          ? -1 : left_ms(c));
@@ -443,10 +496,12 @@ static int coproc_run(mly_machine *m, void *data) {
       continue;
     }
     if (!c->again) {
-      int64_t d = next_backoff(p);
-      sv_logf(p->sv, p->name, "restarting in %lld ms", (long long)d);
-      changed(m);
-      c->until_ms = now_ms() + (uint64_t)d;
+      { /* d does not live across the wait below */
+        int64_t d = next_backoff(p);
+        sv_logf(p->sv, p->name, "restarting in %lld ms", (long long)d);
+        changed(m);
+        c->until_ms = now_ms() + (uint64_t)d;
+      }
       c->stop = false;
       for (;;) {
         MLY_AWAIT_AT(m, coproc_backoff, MLY_EV_ANY, left_ms(c));
