@@ -55,7 +55,10 @@ struct mly_journal {
   bool dirty;          /* written since the last fdatasync */
   int fly_rc;
   size_t wrote;        /* bytes of the last batch written that reached the
-                          file (a failed write may have got part way) */
+                          file (a failed write may have got part way):
+                          kept by write_all, which every write of a batch
+                          goes through, from the batch's first byte;
+                          run_done answers durable posts by it */
   int failed;          /* fail-stop: the first error */
   bool closing;
   bool timer_open;
