@@ -376,6 +376,10 @@ static int compact(mly_runtime *rt);
 void durable_after_commit(mly_runtime *rt) {
   dur_state *d = rt->dur;
   if (d == NULL || rt->running != NULL) return;
+  if (rt->stopping) { /* see mly_journal_compact */
+    d->compact_wanted = false;
+    return;
+  }
   const mly_journal_options *o = journal_opts(d->j);
   mly_journal_stats *st = journal_stats(d->j);
   uint64_t total = d->base_bytes + st->bytes;
@@ -390,7 +394,7 @@ void durable_after_commit(mly_runtime *rt) {
 }
 
 bool durable_paused(const mly_runtime *rt) {
-  return rt->dur != NULL && rt->dur->compact_wanted &&
+  return rt->dur != NULL && rt->dur->compact_wanted && !rt->stopping &&
          !journal_failed(rt->dur->j);
 }
 
@@ -587,6 +591,9 @@ static int compact(mly_runtime *rt) {
 int mly_journal_compact(mly_runtime *rt) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   if (rt->dur == NULL) return MLY_EINVAL;
+  /* the machines a stop suspended are only in the journal now: a live
+   * set written from memory would leave them out */
+  if (rt->stopping) return MLY_ESHUTDOWN;
   int rc = journal_failed(rt->dur->j);
   if (rc) return rc;
   if (rt->running != NULL || !journal_idle(rt->dur->j)) {

@@ -292,6 +292,50 @@ START_TEST(t_clean_stop_keeps_plain_posts) {
 }
 END_TEST
 
+/* A compaction after the stop (the host's, or one the thresholds want
+ * after any batch) would write a live set without the machines the stop
+ * suspended: there is none. */
+START_TEST(t_no_compaction_after_a_stop) {
+  fresh_dir();
+  reset();
+  mly_type_def v1 = sink_def(1, 0);
+  mly_runtime *rt = NULL;
+  mly_runtime_options ro = {.on_stop = on_stop};
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, &ro), 0);
+  h_type(rt, &v1);
+  /* every batch wants a compaction */
+  mly_journal_options o = {.dir = dir, .compact_min_bytes = 1,
+                           .compact_dead_pct = 1};
+  char err[512];
+  ck_assert_msg(mly_journal_open(rt, &o, err, sizeof err) == 0, "%s", err);
+  sink arg = {.wait_start = 1};
+  mly_id id = h_spawn(rt, mly_type_find(rt, "sink"), &arg, sizeof arg);
+  RUN_UNTIL(rt, steps_of(rt) >= 1, 1000);
+  send_go(rt, id, 1);
+  ck_assert_int_eq(mly_post(rt, id, EV_GO, mly_value_uint(2)), 0);
+  mly_stats st;
+  RUN_UNTIL(rt, (mly_runtime_stats(rt, &st), st.posted == 1), 1000);
+  uint64_t before = jstats(rt).compactions;
+  ck_assert_uint_gt(before, 0); /* they do run */
+  on_stop_calls = 0;
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
+  RUN_UNTIL(rt, stop_flushed(rt), 1000);
+  /* asked for by the host, or wanted by the thresholds: refused */
+  ck_assert_int_eq(mly_journal_compact(rt), MLY_ESHUTDOWN);
+  RUN_UNTIL(rt, stop_flushed(rt), 1000);
+  ck_assert_uint_eq(jstats(rt).compactions, before);
+  mly_runtime_close(rt);
+  rt = open_with(&v1, 1, NULL);
+  ck_assert_uint_eq(jstats(rt).recovered, 1);
+  ck_assert_int_eq(mly_runtime_send(rt, id, EV_START, NULL), 0);
+  ck_assert_int_eq(mly_runtime_send(rt, id, EV_STOP, NULL), 0);
+  run_until_empty(rt, 100);
+  ck_assert_uint_eq(seen[1], 1);
+  ck_assert_uint_eq(seen[2], 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* A durable parent and its durable child, the child in a lower slot (a
  * slot freed before): a clean stop suspends both, it ends neither. */
 typedef struct family {
@@ -837,6 +881,7 @@ static Suite *suite(void) {
   tcase_add_test(c, t_clean_stop_keeps_the_inbox);
   tcase_add_test(c, t_clean_stop_keeps_plain_posts);
   tcase_add_test(c, t_clean_stop_keeps_durable_children);
+  tcase_add_test(c, t_no_compaction_after_a_stop);
   tcase_add_test(c, t_post_while_stopping);
   tcase_add_test(c, t_post_sync_fails_unknown);
   tcase_add_test(c, t_post_write_fails_not_accepted);

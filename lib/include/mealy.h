@@ -595,7 +595,9 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
 /* 0, or the error that stopped the journal (fail-stop). */
 int mly_journal_error(const mly_runtime *rt);
 /* Rewrite the live set into a new segment and drop the old ones.  Runs
- * when nothing is in flight (at once, or after the current batch). */
+ * when nothing is in flight (at once, or after the current batch).
+ * MLY_ESHUTDOWN once the runtime is stopping: the machines it suspended
+ * are only in the journal then (no automatic compaction runs either). */
 int mly_journal_compact(mly_runtime *rt);
 
 typedef struct mly_journal_stats {
