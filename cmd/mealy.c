@@ -1,8 +1,19 @@
 /*
  * mealy.c - the `mealy` command: one subcommand per file, dispatched here.
+ *
+ * Before any subcommand runs, the process is made safe for its own I/O:
+ * SIGPIPE is ignored (a reader that goes away, a control client that
+ * hangs up, `| head`: a write fails with EPIPE instead of killing us; a
+ * spawned program gets SIGPIPE back, libuv resets signal dispositions in
+ * the child), and fds 0-2 closed by the caller are opened on /dev/null, so
+ * the next file or socket opened cannot take their number and receive
+ * what is meant for stdout or stderr.
  */
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "mealy.h"
@@ -35,7 +46,20 @@ int cmd_version(int argc, char **argv) {
   return 0;
 }
 
+static void std_fds(void) {
+  for (int fd = 0; fd < 3; fd++) {
+    if (fcntl(fd, F_GETFD) >= 0) continue;
+    int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (n >= 0 && n != fd) { /* a lower fd was closed too: fill it first */
+      dup2(n, fd);
+      close(n);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
+  std_fds();
+  signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -17,7 +17,10 @@
  * PID reuse: the child's pid is signalled only through
  * mly_process_signal, which refuses a pid that has been reaped.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -141,6 +144,32 @@ static int spawn_child(mly_machine *m, coproc *c) {
   return rc;
 }
 
+/* Which step of a spawn failed, said with the system's words.  libuv's
+ * child takes the steps in this order and reports only the errno: the
+ * descriptors, chdir(cwd), the group and user ids, then exec.  The step
+ * is the first of them that fails again here; "cannot chdir to /x: No
+ * such file or directory", not "cannot start /bin/pwd: no such entry". */
+static const char *spawn_failure(const sv_program *g, int rc, char *buf,
+                                 size_t len) {
+  if (g->cwd) {
+    int fd = open(g->cwd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      snprintf(buf, len, "cannot chdir to %s: %s", g->cwd, strerror(errno));
+      return buf;
+    }
+    close(fd);
+  }
+  if ((g->has_uid || g->has_gid) && (rc == -EPERM || rc == UV_EPERM)) {
+    snprintf(buf, len, "cannot switch to %s%s%s: %s", g->has_uid ? "user " : "",
+             g->has_uid ? (g->user ? g->user : "?") : "",
+             g->has_uid ? "" : "its group", strerror(EPERM));
+    return buf;
+  }
+  snprintf(buf, len, "cannot execute %s: %s", g->argv[0],
+           rc > -4096 && rc < 0 ? strerror(-rc) : mly_strerror(rc));
+  return buf;
+}
+
 /* ---- stopping ---- */
 
 static void signal_group(mly_machine *m, coproc *c, int sig) {
@@ -171,6 +200,7 @@ static bool adopt(mly_machine *m, coproc *c) {
   }
   p->pid = pid;
   p->start_time = p->adopt_start;
+  logpipe_adopt(p->sv, p); /* what it wrote meanwhile waits in its FIFOs */
   sv_logf(p->sv, p->name, "adopted pid %d, left running by the previous run",
           pid);
   if (p->sv->cfg->orphans == SV_ORPHANS_STOP) {
@@ -338,8 +368,9 @@ static int coproc_run(mly_machine *m, void *data) {
     if (!c->adopted) {
       int rc = spawn_child(m, c);
       if (rc < 0) {
-        sv_logf(p->sv, p->name, "cannot start %s: %s", p->prog->argv[0],
-                mly_strerror(rc));
+        char why[512];
+        sv_logf(p->sv, p->name, "%s", spawn_failure(p->prog, rc, why,
+                                                    sizeof why));
         c->exited = true;
         c->exit_status = 127;
         c->term_signal = 0;
