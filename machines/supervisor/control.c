@@ -558,9 +558,17 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
   snprintf(c->path, sizeof c->path, "%s", path);
   uv_pipe_init(s->loop, &c->server, 0);
   c->server.data = c;
+  /* bound here, not by uv_pipe_bind: libuv unlinks the path of a socket
+   * it bound when the handle closes, even if the path is no longer ours */
+  struct sockaddr_un a = {.sun_family = AF_UNIX};
+  memcpy(a.sun_path, path, strlen(path) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  rc = fd < 0 ? -errno : 0;
   mode_t old = umask(0177); /* born 0600: no window where others connect */
-  rc = uv_pipe_bind(&c->server, path);
+  if (rc == 0 && bind(fd, (struct sockaddr *)&a, sizeof a) < 0) rc = -errno;
   umask(old);
+  if (rc == 0) rc = uv_pipe_open(&c->server, fd);
+  if (rc < 0 && fd >= 0) close(fd);
   mode_t mode = s->cfg->socket_mode ? (mode_t)s->cfg->socket_mode : 0600;
   if (rc == 0) rc = chmod(path, mode) < 0 ? -errno : 0;
   struct stat st;
