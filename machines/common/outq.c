@@ -210,6 +210,18 @@ void outq_line(outq *q, const char *prefix, size_t plen, const char *body,
   if (line != stack) free(line);
 }
 
+static ssize_t cookie_write(void *c, const char *p, size_t n) {
+  outq_write(c, p, n);
+  return (ssize_t)n; /* written or dropped: never an error to stdio */
+}
+
+FILE *outq_fopen(outq *q) {
+  if (q == NULL) return NULL;
+  FILE *f = fopencookie(q, "w", (cookie_io_functions_t){.write = cookie_write});
+  if (f != NULL) setvbuf(f, NULL, _IOLBF, 0);
+  return f;
+}
+
 static void release(outq *q) {
   if (q->restore_flags >= 0) fcntl(q->fd, F_SETFL, q->restore_flags);
   else if (!q->direct && !q->sock && q->fd > 2) close(q->fd);

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 #define OUTQ_CAP (256u * 1024u)
@@ -41,6 +42,10 @@ void outq_write(outq *q, const char *p, size_t n);
  * escape_tty is set), then a newline. */
 void outq_line(outq *q, const char *prefix, size_t plen, const char *body,
                size_t blen, bool escape_tty);
+/* A stdio stream onto q (fopencookie), line-buffered, for code that
+ * writes to a FILE *: each flushed chunk is an outq_write.  Close it with
+ * fclose before outq_close.  Loop thread only, like q. */
+FILE *outq_fopen(outq *q);
 /* Lines dropped so far. */
 uint64_t outq_dropped(const outq *q);
 /* A last write without waiting, then frees it (after the loop closes the
