@@ -93,7 +93,7 @@ check "the demo ends by itself with status 0 (got $(cat "$D/demo.rc"))" \
   eq "$(cat "$D/demo.rc")" 0
 mkfifo "$D/fifo"
 exec {rfd}<>"$D/fifo" # a reader that never reads
-timeout 60 "$mealy" demo --port 0 --config-after 100ms --status-every 5ms \
+timeout -k 5 60 "$mealy" demo --port 0 --config-after 100ms --status-every 5ms \
   --for 1500ms >"$D/fifo" 2>&1
 rc=$?
 check "the demo with a stalled reader still ends on time, status 0 (got $rc)" eq "$rc" 0

@@ -279,8 +279,14 @@ int logpipe_open(sv *s, sv_proc *p, lp_kind kind, int *child_fd,
                  sv_logpipe **out) {
   int fds[2];
   bool fifo = s->state_fd >= 0 && kind != LP_NOTIFY;
-  int rc = fifo ? fifo_open(s, p, kind, fds)
-                : pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
+  int rc = fifo ? fifo_open(s, p, kind, fds) : 0;
+  if (rc < 0) {
+    sv_logf(s, p->name, "cannot make its output FIFO in the state directory "
+            "(%s): a pipe instead; its output is lost if the supervisor dies",
+            mly_strerror(rc));
+    fifo = false;
+  }
+  if (!fifo) rc = pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
   if (rc < 0) return rc;
   rc = lp_new(s, p, kind, fds[0], fds[1], fifo, out);
   if (rc == 0) *child_fd = fds[1];
