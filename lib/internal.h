@@ -279,6 +279,10 @@ void post_close(mly_runtime *rt);
 void sig_close_all(mly_runtime *rt);
 void sig_forget(mly_runtime *rt, mly_id id);
 
+/* spawn.c: the child's setup; the exit status of our own child */
+int spawn_process(const mly_process_options *o, int *pid, int *pidfd);
+int spawn_reaped(int pid, int64_t *status, int *term_signal);
+
 /* process.c */
 void proc_close_all(mly_runtime *rt);
 void proc_forget_owner(mly_runtime *rt, mly_id owner);

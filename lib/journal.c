@@ -180,7 +180,7 @@ int journal_new_segment(mly_journal *j, uint64_t no) {
   if (no == 0) return MLY_ERANGE; /* the numbers wrapped: old would sort new */
   seg_name(name, sizeof name, no);
   int fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
-                  O_CLOEXEC, 0644);
+                  O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return -errno;
   if (j->segfd >= 0) close(j->segfd);
   j->segfd = fd;
@@ -267,13 +267,26 @@ static void fail_stop(mly_journal *j, int rc, const char *what) {
 
 /* ---- open and close ---- */
 
+/* LOCK is ours alone: only its owner can open it, so no other user can
+ * hold the lock (flock needs no more than an open descriptor). */
 static int lock_dir(mly_journal *j, char *err, size_t errlen) {
-  j->lockfd = openat(j->dirfd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  j->lockfd = openat(j->dirfd, "LOCK", O_RDWR | O_CREAT | O_NOFOLLOW |
+                     O_NONBLOCK | O_CLOEXEC, 0600);
   if (j->lockfd < 0) {
     int e = -errno;
-    snprintf(err, errlen, "%s/LOCK: cannot open: %s", j->dir, mly_strerror(e));
+    snprintf(err, errlen, "%s/LOCK: cannot open: %s", j->dir,
+             e == -ELOOP ? "it is a symbolic link; remove it" : mly_strerror(e));
     return e;
   }
+  struct stat st;
+  if (fstat(j->lockfd, &st) < 0) return -errno;
+  if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+    snprintf(err, errlen, "%s/LOCK: %s; remove it", j->dir,
+             S_ISREG(st.st_mode) ? "is owned by another user"
+                                 : "is not a regular file");
+    return MLY_EPERM;
+  }
+  if ((st.st_mode & 077) && fchmod(j->lockfd, 0600) < 0) return -errno;
   if (flock(j->lockfd, LOCK_EX | LOCK_NB) < 0) {
     int e = -errno;
     char pid[32] = "";
@@ -298,6 +311,7 @@ static int lock_dir(mly_journal *j, char *err, size_t errlen) {
   return 0;
 }
 
+/* Parents as mkdir -p makes them; the directory itself 0700. */
 static int mkdir_p(const char *dir) {
   char buf[4096];
   snprintf(buf, sizeof buf, "%s", dir);
@@ -307,8 +321,50 @@ static int mkdir_p(const char *dir) {
     if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -errno;
     *p = '/';
   }
-  if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -errno;
+  if (mkdir(buf, 0700) < 0 && errno != EEXIST) return -errno;
   return 0;
+}
+
+/* The state directory decides what this process will do (which process
+ * groups it signals, among others), so it must be ours alone, as sshd
+ * wants its keys: a real directory, not a symbolic link, owned by the
+ * user that runs us, writable by nobody else.  Returns its fd. */
+static int journal_open_dir(const char *dir, char *err, size_t errlen) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    int e = -errno;
+    struct stat st;
+    if ((e == -ELOOP || e == -ENOTDIR) && lstat(dir, &st) == 0 &&
+        S_ISLNK(st.st_mode))
+      snprintf(err, errlen, "%s: the state directory is a symbolic link; "
+               "give the real path", dir);
+    else
+      snprintf(err, errlen, "%s: cannot open the state directory: %s", dir,
+               mly_strerror(e));
+    return e;
+  }
+  struct stat st;
+  int rc = fstat(fd, &st) < 0 ? -errno : 0;
+  if (rc == 0 && st.st_uid != geteuid()) {
+    snprintf(err, errlen, "%s: the state directory is owned by uid %u, not "
+             "by uid %u that runs this; chown it or choose another", dir,
+             (unsigned)st.st_uid, (unsigned)geteuid());
+    rc = MLY_EPERM;
+  } else if (rc == 0 && (st.st_mode & 022)) {
+    snprintf(err, errlen, "%s: the state directory is writable by %s "
+             "(mode %04o); chmod go-w it", dir,
+             (st.st_mode & 022) == 022 ? "group and others"
+             : (st.st_mode & 002)      ? "others" : "its group",
+             (unsigned)(st.st_mode & 07777));
+    rc = MLY_EPERM;
+  } else if (rc < 0) {
+    snprintf(err, errlen, "%s: %s", dir, mly_strerror(rc));
+  }
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
+  return fd;
 }
 
 static void timer_closed(uv_handle_t *h) {
@@ -350,13 +406,12 @@ int journal_create(mly_runtime *rt, const mly_journal_options *o,
   j->opt.dir = j->dir;
   j->dirfd = j->lockfd = j->segfd = -1;
   int rc = mkdir_p(j->dir);
-  if (rc == 0) {
-    j->dirfd = open(j->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (j->dirfd < 0) rc = -errno;
-  }
-  if (rc < 0) {
-    snprintf(err, errlen, "%s: cannot open the state directory: %s", j->dir,
+  if (rc < 0)
+    snprintf(err, errlen, "%s: cannot create the state directory: %s", j->dir,
              mly_strerror(rc));
+  if (rc == 0 && (j->dirfd = journal_open_dir(j->dir, err, errlen)) < 0)
+    rc = j->dirfd;
+  if (rc < 0) {
     free(j);
     return rc;
   }
@@ -387,7 +442,7 @@ uint64_t journal_seg_no(const mly_journal *j) { return j->seg_no; }
 /* Opens the newest segment for appending (after recovery). */
 int journal_append_to(mly_journal *j, const char *name, uint64_t no,
                       uint64_t size) {
-  int fd = openat(j->dirfd, name, O_WRONLY | O_APPEND | O_CLOEXEC);
+  int fd = openat(j->dirfd, name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return -errno;
   if (j->segfd >= 0) close(j->segfd);
   j->segfd = fd;

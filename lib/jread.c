@@ -131,7 +131,7 @@ static size_t next_valid(const unsigned char *data, size_t size, size_t off) {
 /* Maps a segment: recovery reads the page cache in place, no copy. */
 static int read_file(int dirfd, const char *name, bool map,
                      unsigned char **out, size_t *len, bool *mapped) {
-  int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+  int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return -errno;
   struct stat st;
   if (fstat(fd, &st) < 0) {
@@ -342,7 +342,7 @@ int jr_repair(int dirfd, const jread *r) {
       if (unlinkat(dirfd, s->name, 0) < 0 && errno != ENOENT) return -errno;
       changed = true;
     } else if (s->len < s->file_len) {
-      int fd = openat(dirfd, s->name, O_WRONLY | O_CLOEXEC);
+      int fd = openat(dirfd, s->name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
       if (fd < 0) return -errno;
       int rc = ftruncate(fd, (off_t)s->len) < 0 || fdatasync(fd) < 0 ? -errno : 0;
       close(fd);

@@ -1,15 +1,17 @@
 /*
  * process.c - child processes whose exit is an event.
  *
- * A machine spawns a process through libuv; libuv reaps it from its
- * SIGCHLD handler and calls exit_cb, which turns the exit into
- * MLY_EV_PROCESS_EXIT for the owning machine.  Nothing polls.
+ * A machine spawns a process (spawn.c sets the child up) and the runtime
+ * watches it through a pidfd on the loop: when it turns readable the
+ * process has exited, we reap it, and its exit becomes
+ * MLY_EV_PROCESS_EXIT for the owning machine.  Nothing polls.  A process
+ * left running by a previous run of the host is adopted the same way,
+ * except that its status is not ours to read.
  *
  * The rule that keeps PID reuse harmless: a process is in the runtime's
- * list from spawn until libuv reaped it, and mly_process_signal only
- * signals a pid found in that list.  After the reap the pid may belong to
- * somebody else, and the answer is MLY_ESRCH.  A handle is closed only in
- * its exit callback (or when the runtime closes), as libuv requires.
+ * list from spawn until we reaped it, and mly_process_signal only
+ * signals a pid found in that list, through its pidfd.  After the reap
+ * the pid may belong to somebody else, and the answer is MLY_ESRCH.
  */
 #include "internal.h"
 
@@ -20,19 +22,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-/* A child of ours (h), or a process adopted from a previous run, watched
- * through a pidfd (poll): its handle shares the uv_handle_t head. */
+/* A child of ours, or a process adopted from a previous run, watched
+ * through its pidfd. */
 struct mly_proc {
-  union {
-    uv_process_t h;
-    uv_poll_t poll;
-  };
+  uv_poll_t poll;
   mly_runtime *rt;
   mly_id owner;
   int pid;
-  int pidfd; /* adopted: -1 for our own children */
+  int pidfd;
+  bool own; /* our child: we reap it and read its status */
   mly_proc *next, *prev;
 };
 
@@ -71,56 +72,52 @@ static void gone(mly_proc *p, int64_t exit_status, int term_signal) {
     e->corr = (uint64_t)p->pid;
     ev_deliver(rt, owner, e);
   }
-  uv_close((uv_handle_t *)&p->h, proc_closed);
+  uv_close((uv_handle_t *)&p->poll, proc_closed);
 }
 
-static void exit_cb(uv_process_t *h, int64_t exit_status, int term_signal) {
-  gone(h->data, exit_status, term_signal);
-}
-
-/* An adopted process's pidfd turns readable when it exits.  It is not our
- * child, so its status is not ours to read: -1, no signal. */
-static void adopted_cb(uv_poll_t *h, int status, int events) {
+/* The pidfd turned readable: the process has exited.  An adopted one is
+ * not our child, so its status is not ours to read: -1, no signal. */
+static void exited_cb(uv_poll_t *h, int status, int events) {
   (void)status;
   (void)events;
-  gone(h->data, -1, 0);
+  mly_proc *p = h->data;
+  int64_t exit_status = -1;
+  int term_signal = 0;
+  if (p->own && spawn_reaped(p->pid, &exit_status, &term_signal) == MLY_EAGAIN)
+    return; /* not yet */
+  gone(p, exit_status, term_signal);
 }
 
-static void set_stdio(uv_stdio_container_t *c, int fd, mly_stdio_mode mode,
-                      int given) {
-  switch (mode) {
-  case MLY_STDIO_NULL:
-    c->flags = UV_IGNORE; /* libuv opens /dev/null for fds 0-2 */
-    break;
-  case MLY_STDIO_FD:
-    c->flags = UV_INHERIT_FD;
-    c->data.fd = given;
-    break;
-  default:
-    c->flags = UV_INHERIT_FD;
-    c->data.fd = fd;
-    break;
+/* Watches pid through its pidfd from now on, for m.  own: our child, whose
+ * status we reap; else adopted.  Takes the pidfd, even on failure. */
+static int watch(mly_inst *m, int pid, int pidfd, bool own) {
+  mly_runtime *rt = m->type->rt;
+  mly_proc *p = calloc(1, sizeof *p);
+  if (p == NULL) {
+    close(pidfd);
+    return MLY_ENOMEM;
   }
-}
-
-#define CHILD_FD_MAX 64
-
-/* Fills the container table; returns how many fds the child gets. */
-static int build_stdio(const mly_process_options *o,
-                       uv_stdio_container_t *stdio) {
-  int count = 3;
-  for (int i = 0; i < 3; i++)
-    set_stdio(&stdio[i], i, o->stdio[i].mode, o->stdio[i].fd);
-  for (int i = 3; i < CHILD_FD_MAX; i++) stdio[i].flags = UV_IGNORE;
-  if (o->nextra > MLY_PROCESS_MAX_FDS) return MLY_EINVAL;
-  for (unsigned i = 0; i < o->nextra; i++) {
-    int cfd = o->extra[i].child_fd;
-    if (cfd < 3 || cfd >= CHILD_FD_MAX || o->extra[i].fd < 0) return MLY_EINVAL;
-    stdio[cfd].flags = UV_INHERIT_FD;
-    stdio[cfd].data.fd = o->extra[i].fd;
-    if (cfd + 1 > count) count = cfd + 1;
+  p->rt = rt;
+  p->owner = m->id;
+  p->pid = pid;
+  p->pidfd = pidfd;
+  p->own = own;
+  p->poll.data = p;
+  rt->open_handles++;
+  int rc = uv_poll_init(rt->loop, &p->poll, pidfd);
+  if (rc < 0) {
+    rt->open_handles--;
+    close(pidfd);
+    free(p);
+    return rc;
   }
-  return count;
+  rc = uv_poll_start(&p->poll, UV_READABLE, exited_cb);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&p->poll, proc_closed);
+    return rc;
+  }
+  link_proc(rt, p);
+  return 0;
 }
 
 int mly_process_spawn(mly_machine *mm, const mly_process_options *o,
@@ -129,38 +126,16 @@ int mly_process_spawn(mly_machine *mm, const mly_process_options *o,
   mly_runtime *rt = m->type->rt;
   if (o == NULL || o->argv == NULL || o->argv[0] == NULL) return MLY_EINVAL;
   if (rt->closing) return MLY_ESHUTDOWN;
-  uv_stdio_container_t stdio[CHILD_FD_MAX];
-  int nstdio = build_stdio(o, stdio);
-  if (nstdio < 0) return nstdio;
-  mly_proc *p = calloc(1, sizeof *p);
-  if (p == NULL) return MLY_ENOMEM;
-  uv_process_options_t uo = {
-      .exit_cb = exit_cb,
-      .file = o->argv[0],
-      .args = (char **)(uintptr_t)o->argv,
-      .env = (char **)(uintptr_t)o->env,
-      .cwd = o->cwd,
-      .flags = (o->new_group ? UV_PROCESS_DETACHED : 0) |
-               (o->set_uid ? UV_PROCESS_SETUID : 0) |
-               (o->set_gid ? UV_PROCESS_SETGID : 0),
-      .stdio_count = nstdio,
-      .stdio = stdio,
-      .uid = o->uid,
-      .gid = o->gid,
-  };
-  p->rt = rt;
-  p->owner = m->id;
-  p->pidfd = -1;
-  p->h.data = p;
-  rt->open_handles++;
-  int rc = uv_spawn(rt->loop, &p->h, &uo);
-  if (rc < 0) {
-    uv_close((uv_handle_t *)&p->h, proc_closed); /* required even now */
+  int pid, pidfd;
+  int rc = spawn_process(o, &pid, &pidfd);
+  if (rc < 0) return rc;
+  rc = watch(m, pid, pidfd, true);
+  if (rc < 0) { /* it cannot be watched: it must not run unwatched */
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
     return rc;
   }
-  p->pid = p->h.pid;
-  link_proc(rt, p);
-  if (pid_out) *pid_out = p->pid;
+  if (pid_out) *pid_out = pid;
   return 0;
 }
 
@@ -204,32 +179,11 @@ int mly_process_adopt(mly_machine *mm, int pid, uint64_t start_time) {
   uint64_t now = 0;
   int rc = mly_process_start_time(pid, &now);
   if (rc == 0 && now != start_time) rc = MLY_ESRCH;
-  mly_proc *p = rc == 0 ? calloc(1, sizeof *p) : NULL;
-  if (rc == 0 && p == NULL) rc = MLY_ENOMEM;
   if (rc < 0) {
     close(pidfd);
     return rc;
   }
-  p->rt = rt;
-  p->owner = m->id;
-  p->pid = pid;
-  p->pidfd = pidfd;
-  p->poll.data = p;
-  rt->open_handles++;
-  rc = uv_poll_init(rt->loop, &p->poll, pidfd);
-  if (rc < 0) {
-    rt->open_handles--;
-    close(pidfd);
-    free(p);
-    return rc;
-  }
-  rc = uv_poll_start(&p->poll, UV_READABLE, adopted_cb);
-  if (rc < 0) {
-    uv_close((uv_handle_t *)&p->poll, proc_closed);
-    return rc;
-  }
-  link_proc(rt, p);
-  return 0;
+  return watch(m, pid, pidfd, false);
 }
 
 int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group) {
@@ -237,13 +191,11 @@ int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group) {
   if (pid <= 0 || signum < 0 || signum >= 65) return MLY_EINVAL;
   for (mly_proc *p = rt->procs; p != NULL; p = p->next) {
     if (p->pid != pid) continue;
-    if (p->pidfd >= 0) { /* adopted: the pidfd proves the leader is ours */
-      if (syscall(SYS_pidfd_send_signal, p->pidfd, group ? 0 : signum, NULL, 0) < 0)
-        return -errno;
-      if (!group) return 0;
-    }
-    if (group) return kill(-pid, signum) < 0 ? -errno : 0;
-    return uv_process_kill(&p->h, signum);
+    /* the pidfd proves the leader is ours (for a group: still there) */
+    if (syscall(SYS_pidfd_send_signal, p->pidfd, group ? 0 : signum, NULL, 0) < 0)
+      return -errno;
+    if (!group) return 0;
+    return kill(-pid, signum) < 0 ? -errno : 0;
   }
   return MLY_ESRCH;
 }
@@ -267,6 +219,6 @@ void proc_close_all(mly_runtime *rt) {
   while (rt->procs != NULL) {
     mly_proc *p = rt->procs;
     unlink_proc(rt, p);
-    uv_close((uv_handle_t *)&p->h, proc_closed);
+    uv_close((uv_handle_t *)&p->poll, proc_closed);
   }
 }

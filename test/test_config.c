@@ -11,6 +11,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -369,7 +371,67 @@ START_TEST(t_user_group) {
   c = parse_ok(WEB "    user: 54321\n    group: 54322\n");
   ck_assert(c->programs[0].has_uid && c->programs[0].uid == 54321);
   ck_assert(c->programs[0].has_gid && c->programs[0].gid == 54322);
+  /* no passwd entry: no login name, home or supplementary groups */
+  ck_assert_ptr_null(c->programs[0].login);
+  ck_assert_ptr_null(c->programs[0].home);
+  ck_assert_uint_eq(c->programs[0].ngroups, 0);
   sv_config_free(c);
+}
+END_TEST
+
+/* user: brings the passwd entry and the groups initgroups would set */
+START_TEST(t_user_identity) {
+  struct passwd *pw = getpwuid(0);
+  ck_assert_ptr_nonnull(pw);
+  char text[256];
+  snprintf(text, sizeof text, WEB "    user: %s\n", pw->pw_name);
+  sv_config *c = parse_ok(text);
+  const sv_program *p = &c->programs[0];
+  ck_assert_str_eq(p->login, pw->pw_name);
+  ck_assert_str_eq(p->home, pw->pw_dir);
+  ck_assert_str_eq(p->shell_path, *pw->pw_shell ? pw->pw_shell : "/bin/sh");
+  gid_t want[256];
+  int n = 256;
+  ck_assert_int_ge(getgrouplist(pw->pw_name, pw->pw_gid, want, &n), 0);
+  ck_assert_uint_eq(p->ngroups, (size_t)n);
+  for (int i = 0; i < n; i++) ck_assert_uint_eq(p->groups[i], want[i]);
+  bool has_primary = false;
+  for (size_t i = 0; i < p->ngroups; i++) has_primary |= p->groups[i] == p->gid;
+  ck_assert(has_primary);
+  /* another group: still the user's groups, that group among them */
+  snprintf(text, sizeof text, WEB "    user: %s\n    group: 54329\n",
+           pw->pw_name);
+  sv_config *d = parse_ok(text);
+  bool has_group = false;
+  for (size_t i = 0; i < d->programs[0].ngroups; i++)
+    has_group |= d->programs[0].groups[i] == 54329;
+  ck_assert(has_group);
+  ck_assert(sv_program_changed(&c->programs[0], &d->programs[0]));
+  sv_config_free(d);
+  sv_config_free(c);
+}
+END_TEST
+
+/* env_inherit: true by default, false globally, per program on top */
+START_TEST(t_env_inherit) {
+  sv_config *c = parse_ok(WEB);
+  ck_assert(c->env_inherit && c->programs[0].env_inherit);
+  sv_config *d = parse_ok(WEB "    env_inherit: false\n");
+  ck_assert(!d->programs[0].env_inherit);
+  ck_assert(sv_program_changed(&c->programs[0], &d->programs[0]));
+  sv_config_free(d);
+  sv_config_free(c);
+  /* global false, after the programs: it still applies to them */
+  c = parse_ok(WEB "  other:\n    command: [/bin/true]\n    env_inherit: true\n"
+               "env_inherit: false\n");
+  ck_assert(!c->env_inherit);
+  ck_assert(!c->programs[0].env_inherit);
+  ck_assert(c->programs[1].env_inherit);
+  sv_config_free(c);
+  EXPECT_ERR(WEB "    env_inherit: maybe\n", MLY_EINVAL, "sv.yaml:4:18: ",
+             "env_inherit", "true");
+  EXPECT_ERR("env_inherit: [x]\n" WEB, MLY_EINVAL, "sv.yaml:1:14: ",
+             "env_inherit must be", "not a list");
 }
 END_TEST
 
@@ -378,12 +440,12 @@ END_TEST
 START_TEST(t_err_unknown_key) {
   EXPECT_ERR(WEB "    comand: [x]\n", MLY_EINVAL, "sv.yaml:4:5: ",
              "unknown key 'comand' in program 'web'",
-             "(known: command, shell, cwd, env,", "user, group)");
+             "(known: command, shell, cwd, env,", "user, group, env_inherit)");
   EXPECT_ERR("sockt: x\n" WEB, MLY_EINVAL, "sv.yaml:1:1: ",
              "unknown key 'sockt' at the top level",
              "known: socket, socket_mode, log_dir, shutdown_grace, on_fatal, "
-             "state_dir, orphans, sync, control_timeout, control_max_clients, "
-             "programs");
+             "state_dir, orphans, sync, env_inherit, control_timeout, "
+             "control_max_clients, programs");
   EXPECT_ERR(WEB "    backoff: {initial: 1s, maximum: 2s}\n", MLY_EINVAL,
              "sv.yaml:4:28: ", "unknown key 'maximum' in backoff of program "
              "'web'", "initial, max, multiplier, jitter, reset_after");
@@ -1037,6 +1099,8 @@ static Suite *config_suite(void) {
   tcase_add_test(v, t_sizes);
   tcase_add_test(v, t_signals);
   tcase_add_test(v, t_user_group);
+  tcase_add_test(v, t_user_identity);
+  tcase_add_test(v, t_env_inherit);
   tcase_add_test(v, t_load_file);
   tcase_add_test(v, t_program_changed);
   suite_add_tcase(s, v);

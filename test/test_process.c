@@ -15,7 +15,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -283,16 +285,22 @@ static const char *const nonexistent_path[] = {"mly-no-such-program-4711", NULL}
 static const char *const sh_true[] = {"/bin/sh", "-c", "exit 0", NULL};
 
 START_TEST(spawn_nonexistent_program_fails) {
+  mly_spawn_step step[4] = {99, 99, 99, 99};
   job j[4] = {
-      {.opt = {.argv = nonexistent_abs}},
-      {.opt = {.argv = nonexistent_path}},
-      {.opt = {.argv = sh_true, .cwd = "/nonexistent/mly-dir"}},
+      {.opt = {.argv = nonexistent_abs, .failed_step = &step[0]}},
+      {.opt = {.argv = nonexistent_path, .failed_step = &step[1]}},
+      {.opt = {.argv = sh_true, .cwd = "/nonexistent/mly-dir",
+               .failed_step = &step[2]}},
       {.opt = {.argv = sh_exit3}}, /* and the machine goes on working */
   };
   run_jobs(j, 4);
   ck_assert_int_eq(j[0].spawn_rc, MLY_ENOENT);
   ck_assert_int_eq(j[1].spawn_rc, MLY_ENOENT);
   ck_assert_int_eq(j[2].spawn_rc, MLY_ENOENT);
+  /* the child said which step failed: exec, exec, chdir */
+  ck_assert_int_eq(step[0], MLY_SPAWN_EXEC);
+  ck_assert_int_eq(step[1], MLY_SPAWN_EXEC);
+  ck_assert_int_eq(step[2], MLY_SPAWN_CHDIR);
   for (int i = 0; i < 3; i++) {
     ck_assert_int_eq(j[i].pid, -1); /* untouched on failure */
     ck_assert_uint_eq(j[i].count_after, 0);
@@ -406,6 +414,227 @@ START_TEST(stdio_fd_mode_writes_into_pipe) {
   ck_assert_uint_eq(read_all(p[0], buf, sizeof buf), 3);
   ck_assert_str_eq(buf, "hi\n");
   close(p[0]);
+}
+END_TEST
+
+/* ---- nothing but what the options say ---- */
+
+static const char *const sh_list_fds[] = {
+    "/bin/sh", "-c", "ls /proc/$$/fd; echo extra | tee /dev/fd/50 >/dev/null",
+    NULL}; /* (dash cannot name fd 50 in a redirection) */
+
+/* An fd of ours without O_CLOEXEC (as a shell leaves them) never reaches
+ * the child; the child's fds are 0-2 and the extra ones, even when the
+ * sources sit where targets go (stdout comes from our fd 50, and our fd
+ * 51 becomes the child's fd 50). */
+START_TEST(child_gets_only_its_fds) {
+  int out[2], ex[2];
+  ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+  ck_assert_int_eq(pipe2(ex, O_CLOEXEC), 0);
+  ck_assert_int_eq(dup2(out[1], 50), 50);     /* no O_CLOEXEC */
+  ck_assert_int_eq(dup2(ex[1], 51), 51);
+  int stray = open("/dev/null", O_RDONLY);    /* inherited by accident */
+  ck_assert_int_eq(dup2(stray, 40), 40);
+  close(stray);
+  close(out[1]);
+  close(ex[1]);
+  job j = {.opt = {.argv = sh_list_fds}};
+  j.opt.stdio[1].mode = MLY_STDIO_FD;
+  j.opt.stdio[1].fd = 50;
+  j.opt.extra[0].child_fd = 50;
+  j.opt.extra[0].fd = 51;
+  j.opt.nextra = 1;
+  run_jobs(&j, 1);
+  ck_assert_int_eq(j.spawn_rc, 0);
+  ck_assert_int_eq(j.status, 0);
+  close(50);
+  close(51);
+  close(40);
+  char buf[256];
+  read_all(out[0], buf, sizeof buf);
+  ck_assert_str_eq(buf, "0\n1\n2\n50\n");
+  read_all(ex[0], buf, sizeof buf);
+  ck_assert_str_eq(buf, "extra\n");
+  close(out[0]);
+  close(ex[0]);
+}
+END_TEST
+
+/* The invariant itself, on random layouts: sources scattered over the
+ * fds a child's targets use (swaps and cycles among them), strays
+ * without O_CLOEXEC around them.  Model: the child has exactly 0, 1, 2
+ * and the targets, and each target is the very pipe given for it. */
+static const char *const sh_ls_fds[] = {"/bin/sh", "-c", "ls -l /proc/$$/fd",
+                                        NULL};
+
+static int free_fd_below(int top) {
+  for (int tries = 0; tries < 1000; tries++) {
+    int fd = 3 + rand() % (top - 3);
+    if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) return fd;
+  }
+  ck_abort_msg("no free fd");
+  return -1;
+}
+
+static int put_at(int fd, int at) { /* moves fd to `at`, without O_CLOEXEC */
+  ck_assert_int_eq(dup2(fd, at), at);
+  close(fd);
+  return at;
+}
+
+static unsigned long ino_of(int fd) {
+  struct stat st;
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  return (unsigned long)st.st_ino;
+}
+
+START_TEST(child_fds_match_the_model) {
+  unsigned seed = 20261130u;
+  srand(seed);
+  for (int round = 0; round < 40; round++) {
+    int out[2], used[64];
+    int nused = 0;
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    int out_w = put_at(out[1], free_fd_below(64));
+    used[nused++] = out_w;
+    job j = {.opt = {.argv = sh_ls_fds}};
+    j.opt.stdio[1].mode = MLY_STDIO_FD;
+    j.opt.stdio[1].fd = out_w;
+    bool target[64] = {false};
+    unsigned long want[64] = {0};
+    unsigned n = (unsigned)(rand() % (MLY_PROCESS_MAX_FDS + 1));
+    for (unsigned i = 0; i < n; i++) {
+      int cfd;
+      do cfd = 3 + rand() % 61;
+      while (target[cfd]);
+      target[cfd] = true;
+      int p[2];
+      ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+      close(p[0]);
+      int src = put_at(p[1], free_fd_below(64));
+      used[nused++] = src;
+      want[cfd] = ino_of(src);
+      j.opt.extra[i].child_fd = cfd;
+      j.opt.extra[i].fd = src;
+    }
+    j.opt.nextra = n;
+    int strays = rand() % 4;
+    for (int i = 0; i < strays; i++)
+      used[nused++] = put_at(open("/dev/null", O_RDONLY), free_fd_below(64));
+    run_jobs(&j, 1);
+    ck_assert_int_eq(j.spawn_rc, 0);
+    ck_assert_int_eq(j.status, 0);
+    for (int i = 0; i < nused; i++) close(used[i]);
+    char buf[8192];
+    read_all(out[0], buf, sizeof buf);
+    close(out[0]);
+    bool seen[64] = {false};
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+      char *arrow = strstr(line, " -> ");
+      if (arrow == NULL) continue; /* "total 0" */
+      char *num = arrow;
+      while (num > line && num[-1] != ' ') num--;
+      int fd = atoi(num);
+      ck_assert_msg(fd >= 0 && fd < 64 && (fd < 3 || target[fd]),
+                    "round %d: the child has fd %d it was not given: %s",
+                    round, fd, line);
+      seen[fd] = true;
+      if (fd >= 3) {
+        char expect[64];
+        snprintf(expect, sizeof expect, "pipe:[%lu]", want[fd]);
+        ck_assert_str_eq(arrow + 4, expect);
+      }
+    }
+    for (int fd = 0; fd < 64; fd++)
+      ck_assert_msg(seen[fd] == (fd < 3 || target[fd]),
+                    "round %d: fd %d %s", round, fd,
+                    seen[fd] ? "present" : "missing");
+  }
+}
+END_TEST
+
+/* A script without "#!" runs under /bin/sh, as execvp would run it. */
+START_TEST(script_without_shebang_runs_under_sh) {
+  char path[] = "/tmp/mly-noshebang.XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  const char text[] = "exit $(($1 + 4))\n";
+  ck_assert_int_eq(write(fd, text, sizeof text - 1), (ssize_t)sizeof text - 1);
+  close(fd);
+  ck_assert_int_eq(chmod(path, 0700), 0);
+  const char *argv[] = {path, "3", NULL};
+  job j = {.opt = {.argv = argv}};
+  run_jobs(&j, 1);
+  unlink(path);
+  ck_assert_int_eq(j.spawn_rc, 0);
+  ck_assert_int_eq(j.status, 7);
+}
+END_TEST
+
+static const char *const sh_ids[] = {"/bin/sh", "-c", "id -u; id -g; id -G",
+                                     NULL};
+
+/* set_uid/set_gid with groups: exactly those supplementary groups */
+START_TEST(child_gets_its_groups) {
+  if (geteuid() != 0) {
+    fprintf(stderr, "!!! child_gets_its_groups: NOT RUN, needs root !!!\n");
+    ck_abort_msg("needs root (CI runs as root)");
+  }
+  gid_t groups[] = {4242, 65534};
+  int out[2];
+  ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+  job j[2] = {{.opt = {.argv = sh_ids, .set_uid = true, .uid = 65534,
+                       .set_gid = true, .gid = 65534, .groups = groups,
+                       .ngroups = 2}},
+              {.opt = {.argv = sh_ids, .set_uid = true, .uid = 65534,
+                       .set_gid = true, .gid = 65534}}}; /* none */
+  for (int i = 0; i < 2; i++) {
+    j[i].opt.stdio[1].mode = MLY_STDIO_FD;
+    j[i].opt.stdio[1].fd = out[1];
+  }
+  run_jobs(j, 2);
+  close(out[1]);
+  char buf[256];
+  read_all(out[0], buf, sizeof buf);
+  close(out[0]);
+  ck_assert_str_eq(buf, "65534\n65534\n65534 4242\n65534\n65534\n65534\n");
+}
+END_TEST
+
+/* mly_open_as: the kernel checks the user's rights, not ours */
+START_TEST(open_as_checks_the_users_rights) {
+  if (geteuid() != 0) {
+    fprintf(stderr, "!!! open_as_checks_the_users_rights: NOT RUN, needs root !!!\n");
+    ck_abort_msg("needs root (CI runs as root)");
+  }
+  char dir[] = "/tmp/mly-openas.XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir)); /* 0700, root's */
+  char path[64];
+  snprintf(path, sizeof path, "%s/f", dir);
+  mly_process_options nobody = {.set_uid = true, .uid = 65534,
+                                .set_gid = true, .gid = 65534};
+  ck_assert_int_eq(mly_open_as(&nobody, path, O_WRONLY | O_CREAT, 0600),
+                   -EACCES);
+  ck_assert_int_eq(access(path, F_OK), -1);
+  ck_assert_int_eq(chmod(dir, 0777), 0);
+  int fd = mly_open_as(&nobody, path, O_WRONLY | O_CREAT | O_NOFOLLOW, 0640);
+  ck_assert_int_ge(fd, 0);
+  ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+  struct stat st;
+  ck_assert_int_eq(fstat(fd, &st), 0);
+  ck_assert_uint_eq(st.st_uid, 65534); /* created by the user */
+  close(fd);
+  /* no user: a plain open, by us */
+  fd = mly_open_as(NULL, path, O_RDONLY, 0);
+  ck_assert_int_ge(fd, 0);
+  close(fd);
+  char link[64];
+  snprintf(link, sizeof link, "%s/l", dir);
+  ck_assert_int_eq(symlink(path, link), 0);
+  ck_assert_int_eq(mly_open_as(&nobody, link, O_WRONLY | O_NOFOLLOW, 0), -ELOOP);
+  unlink(link);
+  unlink(path);
+  rmdir(dir);
 }
 END_TEST
 
@@ -645,6 +874,11 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, env_and_cwd_take_effect);
   tcase_add_test(tc, stdio_fd_mode_writes_into_pipe);
   tcase_add_test(tc, stdio_null_mode_discards_output);
+  tcase_add_test(tc, child_gets_only_its_fds);
+  tcase_add_test(tc, script_without_shebang_runs_under_sh);
+  tcase_add_test(tc, child_fds_match_the_model);
+  tcase_add_test(tc, child_gets_its_groups);
+  tcase_add_test(tc, open_as_checks_the_users_rights);
   tcase_add_test(tc, exits_route_to_their_owners);
   tcase_add_test(tc, process_outlives_owner);
   tcase_add_test(tc, adopt_watches_through_pidfd);

@@ -345,7 +345,13 @@ int mly_signal_unwatch(mly_machine *m, int signum);
 
 /* ------------------------------------------------------------------ */
 /* Child processes.  Exit arrives as MLY_EV_PROCESS_EXIT to the owning */
-/* machine (through libuv's SIGCHLD handling: no polling).             */
+/* machine (the runtime watches each child's pidfd: no polling).       */
+/*                                                                     */
+/* A child gets exactly what its options say: fds 0-2 and extra[], and */
+/* no other descriptor of this process (inherited ones included); the  */
+/* default disposition for every signal and an empty signal mask; with */
+/* set_uid/set_gid, exactly the supplementary groups given (none when  */
+/* ngroups is 0), then the gid, then the uid.                          */
 
 typedef enum mly_stdio_mode {
   MLY_STDIO_INHERIT = 0, /* the same fd of this process */
@@ -354,6 +360,17 @@ typedef enum mly_stdio_mode {
 } mly_stdio_mode;
 
 #define MLY_PROCESS_MAX_FDS 8
+
+/* The steps of setting a child up, in the order it takes them: a spawn
+ * that fails says which one (mly_process_options.failed_step). */
+typedef enum mly_spawn_step {
+  MLY_SPAWN_PREPARE = 0, /* in this process: PATH, pipe, fork           */
+  MLY_SPAWN_SESSION,     /* setsid (new_group)                          */
+  MLY_SPAWN_FDS,         /* putting fds 0-2 and extra[] in place        */
+  MLY_SPAWN_CHDIR,       /* chdir(cwd)                                  */
+  MLY_SPAWN_IDS,         /* supplementary groups, gid, uid              */
+  MLY_SPAWN_EXEC         /* execve of argv[0] (every PATH candidate)    */
+} mly_spawn_step;
 
 typedef struct mly_process_options {
   const char *const *argv; /* argv[0] is looked up in PATH           */
@@ -374,11 +391,30 @@ typedef struct mly_process_options {
   bool set_uid, set_gid;   /* run as uid / gid (needs privilege)      */
   uid_t uid;
   gid_t gid;
+  /* supplementary groups with set_uid/set_gid (e.g. from getgrouplist);
+   * borrowed for the call; NULL/0: none */
+  const gid_t *groups;
+  size_t ngroups;
+  /* out, optional: when the spawn fails, the step that failed (the child
+   * reports it with the errno, over a close-on-exec pipe) */
+  mly_spawn_step *failed_step;
 } mly_process_options;
 
-/* Spawn a process owned by m; *pid_out gets its pid. */
+/* Spawn a process owned by m; *pid_out gets its pid.  Fails at once
+ * (e.g. MLY_ENOENT, -EACCES) when the child cannot be set up or argv[0]
+ * cannot be executed; the child is then already gone, and
+ * *opt->failed_step (if given) says which step failed. */
 int mly_process_spawn(mly_machine *m, const mly_process_options *opt,
                       int *pid_out);
+/* open(2) of path with flags (O_CLOEXEC is added) and mode, as the user
+ * that opt's set_uid/uid, set_gid/gid and groups describe: in a
+ * short-lived child that becomes that user, so the kernel checks that
+ * user's rights along the whole path.  Without set_uid/set_gid it is a
+ * plain open.  Other fields of opt are ignored.  Returns the descriptor,
+ * or a negative MLY_E* (-errno of the open).  Blocks for a fork: call it
+ * on the loop thread only where a blocking open is acceptable. */
+int mly_open_as(const mly_process_options *opt, const char *path, int flags,
+                unsigned mode);
 /* Signal a child process of this runtime (its group, with group=true).
  * MLY_ESRCH once it has been reaped: a reaped pid is never signalled. */
 int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group);

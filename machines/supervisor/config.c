@@ -508,7 +508,8 @@ static bool numeric_id(const char *s, uint32_t *id) {
 /* A user (with its primary group) or a group, by name, else a numeric
  * id: *id gets it.  One loop for both databases. */
 static int lookup_id(ctx *c, yaml_node_t *v, bool user, const char *name,
-                     uint32_t *id, gid_t *primary, bool *has_primary) {
+                     uint32_t *id, gid_t *primary, bool *has_primary,
+                     sv_program *pu) {
   struct passwd pw, *pwr = NULL;
   struct group gr, *grr = NULL;
   size_t size = 1024;
@@ -524,6 +525,13 @@ static int lookup_id(ctx *c, yaml_node_t *v, bool user, const char *name,
   bool found = user ? pwr != NULL : grr != NULL;
   if (found) *id = user ? pw.pw_uid : gr.gr_gid;
   if (found && user) *primary = pw.pw_gid, *has_primary = true;
+  if (found && user && pu) { /* what the child's environment says of it */
+    free(pu->login), free(pu->home), free(pu->shell_path);
+    pu->login = strdup(pw.pw_name);
+    pu->home = strdup(pw.pw_dir);
+    pu->shell_path = strdup(*pw.pw_shell ? pw.pw_shell : "/bin/sh");
+    if (!pu->login || !pu->home || !pu->shell_path) return free(buf), nomem(c);
+  }
   free(buf);
   if (found || numeric_id(name, id)) return 0;
   return lookup_fail(c, v, rc, user ? "user" : "group", name);
@@ -532,16 +540,36 @@ static int lookup_id(ctx *c, yaml_node_t *v, bool user, const char *name,
 static int lookup_user(ctx *c, yaml_node_t *v, sv_program *p,
                        gid_t *primary, bool *has_primary) {
   uint32_t id;
-  int rc = lookup_id(c, v, true, p->user, &id, primary, has_primary);
+  int rc = lookup_id(c, v, true, p->user, &id, primary, has_primary, p);
   if (rc == 0) p->uid = (uid_t)id, p->has_uid = true;
   return rc;
 }
 
 static int lookup_group(ctx *c, yaml_node_t *v, sv_program *p) {
   uint32_t id;
-  int rc = lookup_id(c, v, false, p->group, &id, NULL, NULL);
+  int rc = lookup_id(c, v, false, p->group, &id, NULL, NULL, NULL);
   if (rc == 0) p->gid = (gid_t)id, p->has_gid = true;
   return rc;
+}
+
+/* The user's supplementary groups, as initgroups would set them (the
+ * program's gid among them); none for a numeric id without an entry. */
+static int lookup_groups(ctx *c, sv_program *p) {
+  if (p->login == NULL || !p->has_gid) return 0;
+  int n = 32;
+  for (;;) {
+    gid_t *g = realloc(p->groups, (size_t)n * sizeof *g);
+    if (g == NULL) return nomem(c);
+    p->groups = g;
+    int want = n;
+    if (getgrouplist(p->login, p->gid, g, &want) >= 0) {
+      p->ngroups = (size_t)want;
+      return 0;
+    }
+    if (want <= n) want = n * 2; /* glibc says how many; others may not */
+    if (want > 65536) return nomem(c);
+    n = want;
+  }
 }
 
 /* ------------------------------------------------------------------ */
@@ -942,6 +970,11 @@ static int pf_group(ctx *c, void *o, yaml_node_t *v) {
   return rc ? rc : lookup_group(c, v, P(o));
 }
 
+static int pf_env_inherit(ctx *c, void *o, yaml_node_t *v) {
+  P(o)->env_inherit_set = true;
+  return get_bool(c, v, "env_inherit", &P(o)->env_inherit);
+}
+
 static const field program_fields[] = {
     {"command", pf_command, false},
     {"shell", pf_shell, false},
@@ -959,7 +992,8 @@ static const field program_fields[] = {
     {"stdout", pf_stdout, false},
     {"stderr", pf_stderr, false},
     {"user", pf_user, false},
-    {"group", pf_group, false}};
+    {"group", pf_group, false},
+    {"env_inherit", pf_env_inherit, false}};
 
 /* ------------------------------------------------------------------ */
 /* A whole program.                                                    */
@@ -1064,7 +1098,7 @@ static int load_program(ctx *c, size_t idx, yaml_node_t *k, yaml_node_t *v) {
      not in the supervisor's (often root's) */
   if (p->group == NULL && pc.has_primary)
     p->gid = pc.primary, p->has_gid = true;
-  return 0;
+  return lookup_groups(c, p);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1202,6 +1236,10 @@ static int top_state_dir(ctx *c, void *o, yaml_node_t *v) {
   return set_str(c, v, "state_dir", &((sv_config *)o)->state_dir);
 }
 
+static int top_env_inherit(ctx *c, void *o, yaml_node_t *v) {
+  return get_bool(c, v, "env_inherit", &((sv_config *)o)->env_inherit);
+}
+
 static int top_orphans(ctx *c, void *o, yaml_node_t *v) {
   const char *s;
   int rc = get_str(c, v, "orphans", &s);
@@ -1243,6 +1281,7 @@ static const field top_fields[] = {{"socket", top_socket, false},
                                    {"state_dir", top_state_dir, false},
                                    {"orphans", top_orphans, false},
                                    {"sync", top_sync, false},
+                                   {"env_inherit", top_env_inherit, false},
                                    {"control_timeout", top_control_timeout, false},
                                    {"control_max_clients", top_control_max_clients, false},
                                    {"programs", top_programs, true}};
@@ -1399,6 +1438,8 @@ static int finish(ctx *c, yaml_node_t *root) {
   if (!cfg->log_dir && (cfg->log_dir = strdup(".")) == NULL) return nomem(c);
   if (cfg->socket_mode == 0) cfg->socket_mode = 0600;
   for (size_t i = 0; i < cfg->nprograms; i++) {
+    sv_program *p = &cfg->programs[i];
+    if (!p->env_inherit_set) p->env_inherit = cfg->env_inherit;
     int rc = resolve_log(c, &cfg->programs[i].out);
     if (rc == 0) rc = resolve_log(c, &cfg->programs[i].err);
     if (rc) return rc;
@@ -1580,6 +1621,7 @@ int sv_config_parse(const char *path, const char *text, size_t len,
   c.cfg->control_timeout_ms = 30000;
   c.cfg->control_max_clients = 256;
   c.cfg->on_fatal = SV_FATAL_STAY;
+  c.cfg->env_inherit = true;
   int rc = (c.cfg->path = strdup(c.path)) ? 0 : nomem(&c);
   if (rc == 0) rc = parse_doc(&c);
   free(c.byname);
@@ -1681,6 +1723,10 @@ static void free_program(sv_program *p) {
   free(p->err.file);
   free(p->user);
   free(p->group);
+  free(p->login);
+  free(p->home);
+  free(p->shell_path);
+  free(p->groups);
 }
 
 void sv_config_free(sv_config *c) {
@@ -1764,7 +1810,12 @@ static bool ready_eq(const sv_program *a, const sv_program *b) {
 static bool ids_eq(const sv_program *a, const sv_program *b) {
   return str_eq(a->user, b->user) && str_eq(a->group, b->group) &&
          a->has_uid == b->has_uid && (!a->has_uid || a->uid == b->uid) &&
-         a->has_gid == b->has_gid && (!a->has_gid || a->gid == b->gid);
+         a->has_gid == b->has_gid && (!a->has_gid || a->gid == b->gid) &&
+         str_eq(a->home, b->home) && str_eq(a->shell_path, b->shell_path) &&
+         a->ngroups == b->ngroups &&
+         (a->ngroups == 0 ||
+          memcmp(a->groups, b->groups, a->ngroups * sizeof *a->groups) == 0) &&
+         a->env_inherit == b->env_inherit;
 }
 
 static bool timing_eq(const sv_program *a, const sv_program *b) {

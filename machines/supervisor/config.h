@@ -31,8 +31,11 @@
  *       depends_on: [db]
  *       stdout: inherit | FILE | {file: FILE, max_size: 10MB, keep: 5}
  *       stderr: inherit | FILE | {...}
- *       user: www-data
+ *       user: www-data               # its groups, HOME, USER, LOGNAME, SHELL too
  *       group: www-data
+ *       env_inherit: true            # false: a clean environment
+ *
+ *   env_inherit: true                # the default for every program
  */
 #ifndef MLY_SUPERVISOR_CONFIG_H
 #define MLY_SUPERVISOR_CONFIG_H
@@ -98,6 +101,16 @@ typedef struct sv_program {
   uid_t uid;                /* resolved at load time when user is set */
   gid_t gid;
   bool has_uid, has_gid;
+  /* the user's passwd entry (NULL: a numeric id without one) and its
+   * supplementary groups (getgrouplist for the user and gid) */
+  char *login, *home, *shell_path;
+  gid_t *groups;
+  size_t ngroups;
+  /* env_inherit: the supervisor's environment underneath env: (default,
+   * or the top-level env_inherit); false: only PATH, the user's HOME,
+   * USER, LOGNAME, SHELL, and env: */
+  bool env_inherit;
+  bool env_inherit_set;
   /* where the program was defined, for messages */
   int line, col;
 } sv_program;
@@ -112,6 +125,7 @@ typedef struct sv_config {
   sv_on_fatal on_fatal;
   char *state_dir;        /* NULL: nothing is kept across a crash */
   sv_orphans orphans;     /* default adopt */
+  bool env_inherit;       /* default true: programs see our environment */
   mly_sync sync;          /* default always */
   uint32_t sync_interval_ms;
   int64_t control_timeout_ms;   /* default 30000 */

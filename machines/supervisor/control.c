@@ -17,7 +17,8 @@
  *                            the bytes it wrote (a str that may hold NULs)
  *   reopen []             -> "ok": every log file is opened again
  *
- * The socket is created with mode 0600 (or the config's socket_mode) and
+ * The socket is created with mode 0600 (or the config's socket_mode), in
+ * a directory no other user can write (or a sticky one), and
  * each peer's uid is checked with SO_PEERCRED: the supervisor's own user
  * or root.  Anyone else receives [2, "refused", [reason]] and is hung up.
  *
@@ -35,7 +36,6 @@
  * taken the path after the file was deleted).
  */
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -523,20 +523,41 @@ static int claim_path(const char *path) {
 
 static void server_closed(uv_handle_t *h) { free(h->data); }
 
-/* Why a socket cannot be made at path: the directory, said plainly. */
-static void path_error(const char *path, int rc, char *err, size_t errlen) {
+/* Another user who can write the socket's directory could replace the
+ * socket (or what we take for it) between our calls: the directory must
+ * belong to us or root, and be writable by nobody else unless sticky
+ * (as /tmp is: there nobody removes or renames what is ours). */
+static int check_dir(const char *path, char *err, size_t errlen) {
   char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
   snprintf(dir, sizeof dir, "%s", path);
-  const char *d = dirname(dir);
+  char *slash = strrchr(dir, '/');
+  if (slash == NULL) snprintf(dir, sizeof dir, ".");
+  else if (slash == dir) slash[1] = '\0';
+  else *slash = '\0';
   struct stat st;
-  if (stat(d, &st) < 0)
-    snprintf(err, errlen, "%s: the directory %s %s", path, d,
-             errno == ENOENT ? "does not exist; create it first"
-                             : mly_strerror(-errno));
-  else if (!S_ISDIR(st.st_mode))
-    snprintf(err, errlen, "%s: %s is not a directory", path, d);
-  else
-    snprintf(err, errlen, "%s: cannot listen: %s", path, mly_strerror(rc));
+  if (stat(dir, &st) < 0) {
+    int e = -errno;
+    snprintf(err, errlen, "%s: the socket's directory %s %s", path, dir,
+             e == MLY_ENOENT ? "does not exist; create it first"
+                             : mly_strerror(e));
+    return e;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(err, errlen, "%s: %s is not a directory", path, dir);
+    return -ENOTDIR;
+  }
+  const char *why = NULL;
+  if (st.st_uid != 0 && st.st_uid != geteuid())
+    why = "belongs to another user";
+  else if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
+    why = (st.st_mode & 002) ? "is writable by others without the sticky bit"
+                             : "is writable by its group without the sticky bit";
+  if (why == NULL) return 0;
+  snprintf(err, errlen, "%s: the socket's directory %s %s (owner uid %u, "
+           "mode %04o): another user could swap the socket; put it in a "
+           "directory only this user can write", path, dir, why,
+           (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+  return MLY_EPERM;
 }
 
 int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
@@ -544,8 +565,10 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
     snprintf(err, errlen, "%s: socket path too long (at most 107 bytes)", path);
     return MLY_ENAMETOOLONG;
   }
-  int rc = claim_path(path);
-  if (rc < 0 && rc != MLY_ENOENT && rc != -ENOTDIR) {
+  int rc = check_dir(path, err, errlen);
+  if (rc < 0) return rc;
+  rc = claim_path(path);
+  if (rc < 0) {
     snprintf(err, errlen, "%s: %s", path,
              rc == MLY_EBUSY ? "another supervisor is listening there"
              : rc == MLY_EEXIST ? "exists and is not a socket"
@@ -559,18 +582,19 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
   uv_pipe_init(s->loop, &c->server, 0);
   c->server.data = c;
   /* bound here, not by uv_pipe_bind: libuv unlinks the path of a socket
-   * it bound when the handle closes, even if the path is no longer ours */
+   * it bound when the handle closes, even if the path is no longer ours.
+   * Born with its mode: no window where others connect, and no chmod by
+   * path, which would follow a symlink swapped in after bind. */
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   memcpy(a.sun_path, path, strlen(path) + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   rc = fd < 0 ? -errno : 0;
-  mode_t old = umask(0177); /* born 0600: no window where others connect */
+  mode_t mode = s->cfg->socket_mode ? (mode_t)s->cfg->socket_mode : 0600;
+  mode_t old = umask(~mode & 0777);
   if (rc == 0 && bind(fd, (struct sockaddr *)&a, sizeof a) < 0) rc = -errno;
   umask(old);
   if (rc == 0) rc = uv_pipe_open(&c->server, fd);
   if (rc < 0 && fd >= 0) close(fd);
-  mode_t mode = s->cfg->socket_mode ? (mode_t)s->cfg->socket_mode : 0600;
-  if (rc == 0) rc = chmod(path, mode) < 0 ? -errno : 0;
   struct stat st;
   if (rc == 0) rc = lstat(path, &st) < 0 ? -errno : 0;
   if (rc == 0) {
@@ -579,7 +603,7 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
     rc = uv_listen((uv_stream_t *)&c->server, 128, on_connection);
   }
   if (rc < 0) {
-    path_error(path, rc, err, errlen);
+    snprintf(err, errlen, "%s: cannot listen: %s", path, mly_strerror(rc));
     uv_close((uv_handle_t *)&c->server, server_closed);
     return rc;
   }

@@ -17,8 +17,6 @@
  * PID reuse: the child's pid is signalled only through
  * mly_process_signal, which refuses a pid that has been reaped.
  */
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,51 +53,97 @@ static void changed(mly_machine *m) {
 
 /* ---- spawning ---- */
 
-/* The inherited environment with the program's sets and unsets on top. */
-static char **build_env(const sv_program *g) {
-  size_t n = 0;
-  while (environ[n]) n++;
-  char **env = calloc(n + g->nenv + 1, sizeof *env);
-  if (env == NULL) return NULL;
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    bool overridden = false;
-    for (size_t j = 0; j < g->nenv && !overridden; j++) {
-      size_t l = strlen(g->env[j].name);
-      overridden = strncmp(environ[i], g->env[j].name, l) == 0 &&
-                   environ[i][l] == '=';
-    }
-    if (!overridden) env[k++] = environ[i];
+/* A child's environment, each string ours. */
+typedef struct envv {
+  char **v;
+  size_t n, cap;
+  bool failed;
+} envv;
+
+static size_t env_find(const envv *e, const char *name) {
+  size_t l = strlen(name);
+  for (size_t i = 0; i < e->n; i++)
+    if (strncmp(e->v[i], name, l) == 0 && e->v[i][l] == '=') return i;
+  return SIZE_MAX;
+}
+
+static void env_unset(envv *e, const char *name) {
+  size_t i = env_find(e, name);
+  if (i == SIZE_MAX) return;
+  free(e->v[i]);
+  e->v[i] = e->v[--e->n];
+  e->v[e->n] = NULL;
+}
+
+/* name=value (value NULL: kv is "name=value" already, from environ) */
+static void env_put(envv *e, const char *name, const char *value) {
+  if (e->failed) return;
+  char *kv = NULL;
+  if (value ? asprintf(&kv, "%s=%s", name, value) < 0
+            : (kv = strdup(name)) == NULL) {
+    e->failed = true;
+    return;
   }
-  for (size_t j = 0; j < g->nenv; j++) {
-    if (g->env[j].value == NULL) continue;
-    char *kv = NULL;
-    if (asprintf(&kv, "%s=%s", g->env[j].name, g->env[j].value) < 0) kv = NULL;
-    if (kv == NULL) { /* free only what we allocated */
-      for (size_t i = 0; i < k; i++) {
-        bool ours = true;
-        for (size_t e = 0; e < n; e++) ours = ours && env[i] != environ[e];
-        if (ours) free(env[i]);
-      }
-      free(env);
-      return NULL;
+  if (value) env_unset(e, name);
+  if (e->n + 2 > e->cap) {
+    size_t cap = e->cap ? e->cap * 2 : 32;
+    char **v = realloc(e->v, cap * sizeof *v);
+    if (v == NULL) {
+      free(kv);
+      e->failed = true;
+      return;
     }
-    env[k++] = kv;
+    e->v = v;
+    e->cap = cap;
   }
-  return env;
+  e->v[e->n++] = kv;
+  e->v[e->n] = NULL;
 }
 
 static void free_env(char **env) {
   if (env == NULL) return;
-  for (size_t i = 0; env[i]; i++) {
-    bool inherited = false;
-    for (size_t e = 0; environ[e] && !inherited; e++) inherited = env[i] == environ[e];
-    if (!inherited) free(env[i]);
-  }
+  for (size_t i = 0; env[i]; i++) free(env[i]);
   free(env);
 }
 
-static int spawn_child(mly_machine *m, coproc *c) {
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* What the program's environment is, from the bottom: the supervisor's
+ * own (env_inherit, the default) or only PATH; then, with user:, that
+ * user's HOME, USER, LOGNAME and SHELL; then env: sets and unsets. */
+static char **build_env(const sv_program *g) {
+  envv e = {.v = calloc(32, sizeof(char *)), .cap = 32};
+  e.failed = e.v == NULL;
+  if (g->env_inherit) {
+    for (size_t i = 0; environ[i]; i++) env_put(&e, environ[i], NULL);
+  } else {
+    const char *path = getenv("PATH");
+    env_put(&e, "PATH", path && *path ? path : DEFAULT_PATH);
+  }
+  if (g->has_uid) { /* never root's HOME for another user */
+    env_put(&e, "HOME", g->home ? g->home : "/");
+    if (g->login) {
+      env_put(&e, "USER", g->login);
+      env_put(&e, "LOGNAME", g->login);
+      env_put(&e, "SHELL", g->shell_path);
+    } else { /* a numeric id without a passwd entry */
+      env_unset(&e, "USER");
+      env_unset(&e, "LOGNAME");
+      env_unset(&e, "SHELL");
+    }
+  }
+  for (size_t j = 0; j < g->nenv; j++) {
+    if (g->env[j].value) env_put(&e, g->env[j].name, g->env[j].value);
+    else env_unset(&e, g->env[j].name);
+  }
+  if (e.failed) {
+    free_env(e.v);
+    return NULL;
+  }
+  return e.v;
+}
+
+static int spawn_child(mly_machine *m, coproc *c, mly_spawn_step *step) {
   sv_proc *p = c->p;
   const sv_program *g = p->prog;
   sv_logpipe *out = NULL, *err = NULL;
@@ -118,6 +162,8 @@ static int spawn_child(mly_machine *m, coproc *c) {
         .new_group = true,
         .set_uid = g->has_uid, .uid = g->uid,
         .set_gid = g->has_gid, .gid = g->gid,
+        .groups = g->groups, .ngroups = g->ngroups,
+        .failed_step = step,
     };
     o.stdio[0].mode = MLY_STDIO_NULL;
     o.stdio[1].mode = MLY_STDIO_FD;
@@ -144,29 +190,34 @@ static int spawn_child(mly_machine *m, coproc *c) {
   return rc;
 }
 
-/* Which step of a spawn failed, said with the system's words.  libuv's
- * child takes the steps in this order and reports only the errno: the
- * descriptors, chdir(cwd), the group and user ids, then exec.  The step
- * is the first of them that fails again here; "cannot chdir to /x: No
- * such file or directory", not "cannot start /bin/pwd: no such entry". */
-static const char *spawn_failure(const sv_program *g, int rc, char *buf,
-                                 size_t len) {
-  if (g->cwd) {
-    int fd = open(g->cwd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-      snprintf(buf, len, "cannot chdir to %s: %s", g->cwd, strerror(errno));
-      return buf;
-    }
-    close(fd);
+/* Which step of a spawn failed, as the child reported it, said with the
+ * system's words: "cannot chdir to /x: No such file or directory", not
+ * "cannot start /bin/pwd: no such entry". */
+static const char *spawn_failure(const sv_program *g, int rc,
+                                 mly_spawn_step step, char *buf, size_t len) {
+  const char *why = rc > -4096 && rc < 0 ? strerror(-rc) : mly_strerror(rc);
+  switch (step) {
+  case MLY_SPAWN_CHDIR:
+    snprintf(buf, len, "cannot chdir to %s: %s", g->cwd, why);
+    break;
+  case MLY_SPAWN_IDS:
+    snprintf(buf, len, "cannot switch to user %s, group %s: %s",
+             g->user ? g->user : "(unchanged)",
+             g->group ? g->group : "(the user's)", why);
+    break;
+  case MLY_SPAWN_EXEC:
+    snprintf(buf, len, "cannot execute %s: %s", g->argv[0], why);
+    break;
+  case MLY_SPAWN_SESSION:
+  case MLY_SPAWN_FDS:
+    snprintf(buf, len, "cannot set up %s for %s: %s",
+             step == MLY_SPAWN_FDS ? "the file descriptors" : "a session",
+             g->argv[0], why);
+    break;
+  default:
+    snprintf(buf, len, "cannot start %s: %s", g->argv[0], why);
+    break;
   }
-  if ((g->has_uid || g->has_gid) && (rc == -EPERM || rc == UV_EPERM)) {
-    snprintf(buf, len, "cannot switch to %s%s%s: %s", g->has_uid ? "user " : "",
-             g->has_uid ? (g->user ? g->user : "?") : "",
-             g->has_uid ? "" : "its group", strerror(EPERM));
-    return buf;
-  }
-  snprintf(buf, len, "cannot execute %s: %s", g->argv[0],
-           rc > -4096 && rc < 0 ? strerror(-rc) : mly_strerror(rc));
   return buf;
 }
 
@@ -366,10 +417,11 @@ static int coproc_run(mly_machine *m, void *data) {
     p->started_ms = now_ms();
     c->adopted = p->adopt_pid > 0 && adopt(m, c);
     if (!c->adopted) {
-      int rc = spawn_child(m, c);
+      mly_spawn_step step = MLY_SPAWN_PREPARE;
+      int rc = spawn_child(m, c, &step);
       if (rc < 0) {
         char why[512];
-        sv_logf(p->sv, p->name, "%s", spawn_failure(p->prog, rc, why,
+        sv_logf(p->sv, p->name, "%s", spawn_failure(p->prog, rc, step, why,
                                                     sizeof why));
         c->exited = true;
         c->exit_status = 127;

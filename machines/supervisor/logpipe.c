@@ -9,7 +9,8 @@
  * is never split between two files: rotation happens before a line that
  * would not fit.  A line longer than the buffer is written in pieces, each
  * ended with a newline.  The last SV_TAIL_LINES lines are also kept in
- * memory for `mealy ctl tail`.
+ * memory for `mealy ctl tail`.  A log file is opened as the program's
+ * user (mly_open_as), never through a symlink, and created 0640.
  *
  * A pipe outlives its process when a grandchild still holds the write
  * end; it is read until EOF, and freed from its close callback.
@@ -37,6 +38,7 @@ struct sv_logpipe {
   lp_kind kind;
   char name[64];
   const sv_log *log;
+  const sv_program *prog; /* whose user opens the log file */
   int child_fd;     /* the write end, until the child has it */
   int file_fd;      /* the log file, in file mode */
   bool fifo;        /* a FIFO in the state directory, not a pipe */
@@ -46,9 +48,25 @@ struct sv_logpipe {
   sv_logpipe *next, **pprev;
 };
 
+/* As the program's user when it has one (as systemd does for
+ * StandardOutput=file:), never through a symlink, and not readable by
+ * others: a program cannot make us append to a file it may not write. */
 static int open_log(sv_logpipe *lp) {
-  lp->file_fd = open(lp->log->file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-  if (lp->file_fd < 0) return -errno;
+  const sv_program *g = lp->prog;
+  mly_process_options as = {.set_uid = g->has_uid, .uid = g->uid,
+                            .set_gid = g->has_gid, .gid = g->gid,
+                            .groups = g->groups, .ngroups = g->ngroups};
+  /* O_NONBLOCK: a FIFO put there with no reader fails the open at once
+   * (ENXIO) instead of hanging the supervisor; writes block as before */
+  lp->file_fd = mly_open_as(&as, lp->log->file, O_WRONLY | O_APPEND | O_CREAT |
+                            O_NOFOLLOW | O_NONBLOCK, 0640);
+  if (lp->file_fd < 0) {
+    errno = -lp->file_fd;
+    lp->file_fd = -1;
+    return -errno;
+  }
+  int fl = fcntl(lp->file_fd, F_GETFL);
+  if (fl >= 0) fcntl(lp->file_fd, F_SETFL, fl & ~O_NONBLOCK);
   struct stat st;
   lp->size = fstat(lp->file_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
   return 0;
@@ -253,6 +271,7 @@ static int lp_new(sv *s, sv_proc *p, lp_kind kind, int rfd, int cfd,
   lp->file_fd = -1;
   lp->child_fd = cfd;
   lp->log = kind == LP_STDERR ? &p->prog->err : &p->prog->out;
+  lp->prog = p->prog;
   snprintf(lp->name, sizeof lp->name, "%s", p->name);
   uv_pipe_init(s->loop, &lp->h, 0);
   lp->h.data = lp;
@@ -265,7 +284,8 @@ static int lp_new(sv *s, sv_proc *p, lp_kind kind, int rfd, int cfd,
   if (rc == 0 && kind != LP_NOTIFY && lp->log->mode == SV_OUT_FILE &&
       open_log(lp) < 0)
     sv_logf(s, p->name, "cannot open log %s: %s; output is lost",
-            lp->log->file, strerror(errno));
+            lp->log->file, errno == ELOOP ? "it is a symbolic link, which "
+            "is never followed; remove it" : strerror(errno));
   if (rc == 0) rc = uv_read_start((uv_stream_t *)&lp->h, alloc_cb, read_cb);
   if (rc < 0) {
     lp_close(lp);
