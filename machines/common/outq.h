@@ -49,7 +49,10 @@ FILE *outq_fopen(outq *q);
 /* Lines dropped so far. */
 uint64_t outq_dropped(const outq *q);
 /* A last write without waiting, then frees it (after the loop closes the
- * handle, when attached: run the loop once more). */
+ * handle, when attached: run the loop once more).  What the reader does
+ * not take at once is dropped; the last line may then be cut.  The poll
+ * handle does not keep a loop alive: lines go out while something else
+ * (the runtime) runs it. */
 void outq_close(outq *q);
 
 #endif
