@@ -112,7 +112,7 @@ static void check_stream(const sink *k, uint64_t written, uint64_t dropped) {
 static void never_cb(uv_timer_t *t) { (void)t; }
 
 START_TEST(outq_model) {
-  for (int round = 0; round < 20; round++) {
+  for (int round = 0; round < 12; round++) {
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     int fds[2];
@@ -264,7 +264,7 @@ END_TEST
 static Suite *outq_suite(void) {
   Suite *s = suite_create("outq");
   TCase *tc = tcase_create("core");
-  tcase_set_timeout(tc, 120);
+  tcase_set_timeout(tc, 280);
   tcase_add_test(tc, outq_model);
   tcase_add_test(tc, outq_reader_gone);
   tcase_add_test(tc, esc_model);

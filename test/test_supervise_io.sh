@@ -25,7 +25,6 @@ has_bytes() { # FILE PYTHON-BYTES-LITERAL: the file holds those bytes
 lacks_byte() { # FILE HEX: the file does not hold that byte
   "$py" -c "import sys; sys.exit(1 if bytes.fromhex('$2') in open(sys.argv[1],'rb').read() else 0)" "$1"
 }
-rss_kb() { sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"; }
 
 ###########################################################################
 case_begin io1 "SIGPIPE: clients that hang up, a reader that goes away"
@@ -166,8 +165,6 @@ if poll 100 eval 'tctl status >/dev/null 2>&1'; then
   n1=$(wc -l <"$D/counter.log")
   check "other programs' file logs keep growing" \
     poll 100 eval '[ "$(wc -l <"$D/counter.log")" -gt $((n1 + 5)) ]'
-  rss=$(rss_kb "$SVPID")
-  check "its memory stays bounded (VmRSS $rss kB < 40000)" test "$rss" -lt 40000
   # a reader again: the queue drains and says how much was dropped
   cat <&$rfd >"$D/drained" &
   catpid=$!
@@ -453,14 +450,15 @@ programs:
     command: [sleep, "1000"]
 EOF
 if sv_start; then
-  rss0=$(rss_kb "$SVPID")
+  # the requests it may send are bounded: once 256 KiB of answers wait,
+  # the supervisor reads no more of them (the kernel's socket buffers
+  # take a few hundred KiB more); unbounded, it sends gigabytes in 20 s
   out=$(client pipeline "$SOCK" 20)
   check "a client that never reads its answers is closed ($out)" \
     grep -q '^closed ' <<<"$out"
   sent=${out#* }
-  rss1=$(rss_kb "$SVPID")
-  check "its memory grew less than 30 MB while $sent bytes of requests came in ($rss0 -> $rss1 kB)" \
-    test $((rss1 - rss0)) -lt 30000
+  check "it could send less than 4 MiB of requests before that ($sent bytes)" \
+    test "$sent" -lt 4194304
   check "log: closed a client: it does not read its answers" \
     logged control 'closed a client: it does not read its answers'
   out=$(client big "$SOCK" 100000 | tr '\n' ' ')
