@@ -7,10 +7,18 @@
  * pool and are found by id through a slot table: id = generation << 32 |
  * slot, so a stale id never reaches a reused slot.
  *
- * Invariants (kept by machine.c):
+ * Invariants (kept by machine.c and timer_heap.c, checked by invariant.c;
+ * docs/design.md says why they matter):
  *   - an instance is in the ready queue  <=>  m->head.flags & F_QUEUED;
- *   - an instance is in the timer heap   <=>  !F_QUEUED && heap_idx != NO_HEAP;
- *     a queued instance has no timer, so the two share one field;
+ *   - an instance is in the timer heap   <=>  heap_idx != NO_HEAP;
+ *   - it is in one place at a time: queued (to run), in the heap (waiting
+ *     with a deadline), or only waiting (for an event, a child, a wake):
+ *     never queued and in the heap at once, and a held durable instance
+ *     with a pending wake (D_WAKE) is not queued;
+ *   - the uv timer is armed for the heap's earliest deadline, or stopped
+ *     when the heap is empty: every removal of the earliest entry re-arms
+ *     it (at once from host code, at the end of a loop callback inside
+ *     one), so an ended or suspended sleeper never holds the loop;
  *   - head.wait == W_NONE while the instance runs or is queued to run for
  *     a reason that already satisfied it; events then only enter the inbox;
  *   - only the loop thread touches anything here but rt->post (post.c).
@@ -72,14 +80,14 @@ struct mly_type {
 
 struct mly_inst {
   struct mly_machine head;
-  union {               /* a queued instance is never in the timer heap */
-    uint32_t heap_idx;  /* while it has a timer: its place in the heap */
-    uint32_t rnext;     /* while F_QUEUED: slot of the next in its queue */
-  };
+  uint32_t heap_idx;    /* while it has a timer: its place in the heap */
   uint32_t wait_id;
   int32_t status;       /* exit status / wait error */
   uint32_t step;        /* steps run */
   uint32_t dflags;      /* D_* */
+  uint32_t rnext;       /* while F_QUEUED: slot of the next in its queue
+                           (two fields, so the invariants can be checked:
+                           it fills what was padding before id) */
   mly_id id;
   uint64_t wait_arg;    /* from-filter, correlation id or child id */
   mly_type *type;
@@ -110,7 +118,9 @@ typedef struct mly_heap {
 } mly_heap;
 
 int heap_push(mly_runtime *rt, mly_inst *m, uint64_t due_us);
-void heap_remove(mly_heap *h, mly_inst *m);
+/* Takes m out of the heap (no-op if it is not in it); re-arms the uv
+ * timer when the earliest deadline changed. */
+void heap_remove(mly_runtime *rt, mly_inst *m);
 void heap_free(mly_heap *h);
 
 /* Event-name interning (intern.c). */
@@ -136,6 +146,8 @@ typedef struct post_cb_box {
 typedef struct mly_post_q {
   uv_mutex_t lock;
   mly_event *head, *tail; /* posted, not yet taken by the loop */
+  uint32_t n, max;        /* how many are posted; the bound          */
+  bool stopping;          /* mly_runtime_shutdown was called: refuse  */
   bool closed;
   uv_async_t async;
 } mly_post_q;
@@ -178,6 +190,8 @@ struct mly_runtime {
   mly_heap heap;
   uv_timer_t timer;
   uint64_t timer_due;      /* deadline (us) the uv timer is armed for; 0 none */
+  bool in_cb;              /* in idle_cb, timer_cb or the post async_cb:
+                              they re-arm the timer once, at the end */
 
   mly_id *kills;           /* mly_kill from inside a step */
   uint32_t nkills, kills_cap;
@@ -213,6 +227,9 @@ bool rt_on_loop_thread(const mly_runtime *rt);
 static inline uint64_t rt_now_us(void) { return uv_hrtime() / 1000u; }
 void rt_schedule(mly_runtime *rt);        /* make sure the idle runs */
 void rt_arm_timer(mly_runtime *rt);
+/* The earliest deadline went: re-arm now, or at the end of the loop
+ * callback that is running (it re-arms anyway). */
+void rt_deadline_changed(mly_runtime *rt);
 void rt_maybe_stop(mly_runtime *rt);
 void rt_keep_alive(mly_runtime *rt);
 void rt_bytes(mly_runtime *rt, ptrdiff_t delta);
@@ -273,6 +290,7 @@ int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
 
 /* post.c */
 int post_init(mly_runtime *rt);
+void post_stop(mly_runtime *rt);  /* refuse from now on (shutdown) */
 void post_close(mly_runtime *rt);
 
 /* signal.c */
@@ -285,7 +303,14 @@ int spawn_reaped(int pid, int64_t *status, int *term_signal);
 
 /* process.c */
 void proc_close_all(mly_runtime *rt);
-void proc_forget_owner(mly_runtime *rt, mly_id owner);
+/* Its owner ended: signal its processes (mealy.h), or with let_go (a
+ * suspended durable owner) leave them running, watched. */
+void proc_owner_ended(mly_runtime *rt, mly_id owner, bool let_go);
+int proc_check(const mly_runtime *rt); /* for invariant.c */
+
+/* invariant.c: 0, or MLY_EBADMSG with the first broken invariant in err.
+ * O(instances); for tests, between loop callbacks. */
+int rt_check(const mly_runtime *rt, char *err, size_t len);
 
 /* introspect.c */
 const char *inst_point_name(const mly_inst *m, char *buf, size_t len);

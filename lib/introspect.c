@@ -39,9 +39,13 @@ static void event_label(mly_runtime *rt, uint32_t id, char *buf, size_t len) {
   else snprintf(buf, len, "%" PRIu32, id);
 }
 
+/* The longest text: "event " and an interned name (at most MLY_NAME_MAX). */
+_Static_assert(sizeof ((mly_info *)0)->waiting >= sizeof "event " + MLY_NAME_MAX,
+               "mly_info.waiting holds every waiting text whole");
+
 static void waiting_text(mly_runtime *rt, const mly_inst *m, char *buf,
                          size_t len) {
-  char ev[48];
+  char ev[MLY_NAME_MAX + 1]; /* an interned name fits: see mly_info */
   switch (m->head.wait) {
   case W_TURN: snprintf(buf, len, "next turn"); break;
   case W_SLEEP: snprintf(buf, len, "timer"); break;

@@ -20,6 +20,7 @@
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,6 +162,15 @@ void inst_free_pools(mly_runtime *rt) {
 
 /* ---- the ready queue ---- */
 
+/* One place at a time (internal.h), asserted where it changes: O(1), so
+ * debug builds pay nothing that grows; invariant.c checks the whole. */
+static inline void assert_place(const mly_inst *m) {
+  (void)m;
+  assert(!((m->head.flags & F_QUEUED) && m->heap_idx != NO_HEAP));
+  assert(!((m->dflags & D_WAKE) &&
+           ((m->head.flags & F_QUEUED) || m->heap_idx != NO_HEAP)));
+}
+
 /* Queues link instances by slot number through rnext (see internal.h). */
 static void queue_append(mly_inst **head, mly_inst **tail, mly_inst *m) {
   m->rnext = NO_NEXT;
@@ -175,13 +185,19 @@ static mly_inst *queue_next(const mly_runtime *rt, const mly_inst *m) {
 
 static void ready_push(mly_inst *m) {
   mly_runtime *rt = m->type->rt;
+  assert(!(m->head.flags & F_QUEUED) && m->heap_idx == NO_HEAP);
   queue_append(&rt->ready_head, &rt->ready_tail, m);
   m->head.flags |= F_QUEUED;
+  m->dflags &= ~D_WAKE; /* queued: a wake that waited is served */
   if (m->head.lc != MLY_LC_INIT) m->head.lc = MLY_LC_ACTIVE;
   rt_schedule(rt);
 }
 
-void inst_ready(mly_inst *m) { ready_push(m); }
+/* Queue it to run (a durable release): its timer goes, as with a wake. */
+void inst_ready(mly_inst *m) {
+  heap_remove(m->type->rt, m);
+  ready_push(m);
+}
 
 static bool unlink_from(mly_runtime *rt, mly_inst **head, mly_inst **tail,
                         mly_inst *m) {
@@ -203,7 +219,6 @@ static void ready_unlink(mly_inst *m) {
   if (!unlink_from(rt, &rt->ready_head, &rt->ready_tail, m))
     unlink_from(rt, &rt->later_head, &rt->later_tail, m);
   m->head.flags &= (uint8_t)~F_QUEUED;
-  m->heap_idx = NO_HEAP;
 }
 
 void inst_wake(mly_inst *m, uint8_t reason) {
@@ -214,7 +229,7 @@ void inst_wake(mly_inst *m, uint8_t reason) {
     return;
   }
   m->head.woke = reason;
-  heap_remove(&rt->heap, m);
+  heap_remove(rt, m);
   ready_push(m);
 }
 
@@ -328,11 +343,15 @@ static void inst_finalize(mly_inst *m, bool forced) {
   m->head.lc = failed ? MLY_LC_FAILED : MLY_LC_TERMINATED;
   bool recorded = inst_durable(rt, m) && !(m->dflags & D_SILENT) &&
                   !rt->closing && durable_end(rt, m, failed);
-  heap_remove(&rt->heap, m);
+  heap_remove(rt, m);
   ready_unlink(m);
   inbox_clear(rt, m);
   sig_forget(rt, m->id);
-  proc_forget_owner(rt, m->id);
+  /* a durable instance that leaves memory without an end (suspended, or
+   * the runtime closing) continues on the next open: its processes are
+   * left running for it to adopt, as after a crash */
+  proc_owner_ended(rt, m->id, inst_durable(rt, m) &&
+                                  ((m->dflags & D_SILENT) || rt->closing));
   if (t->def.fini) t->def.fini(&m->head, m->data);
   mly_inst *p = m->parent;
   if (p != NULL) {
@@ -349,7 +368,7 @@ static void inst_finalize(mly_inst *m, bool forced) {
 
 void inst_exit(mly_inst *m) {
   mly_runtime *rt = m->type->rt;
-  heap_remove(&rt->heap, m);
+  heap_remove(rt, m);
   m->head.wait = W_NONE;
   if (m->child == NULL) {
     inst_finalize(m, false);
@@ -412,7 +431,6 @@ static void queue_forget(mly_runtime *rt, mly_inst *m) {
   while (m != NULL) {
     mly_inst *next = queue_next(rt, m);
     m->head.flags &= (uint8_t)~F_QUEUED;
-    m->heap_idx = NO_HEAP;
     m = next;
   }
 }
@@ -443,8 +461,9 @@ static bool has_shutdown_routine(const mly_inst *m) {
 
 static void run_step(mly_runtime *rt, mly_inst *m) {
   mly_type *t = m->type;
+  assert_place(m);
   m->head.flags &= (uint8_t)~(F_QUEUED | F_REWAKE);
-  m->heap_idx = NO_HEAP;
+  m->dflags &= ~D_WAKE; /* this step serves any wake that waited */
   if (m->head.wait == W_TURN) m->head.woke = WOKE_TURN; /* its turn came */
   if ((m->head.flags & F_SHUT_REQ) && has_shutdown_routine(m)) {
     /* the seed's swap to shutdown_state_machine */
@@ -452,7 +471,7 @@ static void run_step(mly_runtime *rt, mly_inst *m) {
     m->head.flags &= (uint8_t)~F_SHUT_WAKE;
     m->head.pc = 0;
     m->head.wait = W_NONE;
-    heap_remove(&rt->heap, m);
+    heap_remove(rt, m);
   }
   m->head.lc = MLY_LC_ACTIVE;
   m->step++;
@@ -470,6 +489,13 @@ static void run_step(mly_runtime *rt, mly_inst *m) {
   }
   bool durable = inst_durable(rt, m);
   m->dflags &= ~D_RECOVERED;
+  if (r == MLY_YIELDED && durable && m->head.pc >= MLY__ANON_BASE) {
+    /* an anonymous wait cannot be resumed after a restart (D1): the
+     * instance fails now, not parked at the next open */
+    ready_unlink(m); /* an anonymous MLY_YIELD queued it */
+    m->status = MLY_EINVAL;
+    r = MLY_EXITED;
+  }
   if (r != MLY_YIELDED) {
     if (r != MLY_EXITED) m->status = MLY_EINVAL; /* a body that lied */
     if (durable) durable_step_end(rt, m, true);
@@ -501,7 +527,6 @@ void inst_run_batch(mly_runtime *rt, uint32_t budget) {
     if (rt->ready_head == NULL) rt->ready_tail = NULL;
     if (m->dflags & D_HELD) { /* its last step is not durable yet */
       m->head.flags &= (uint8_t)~F_QUEUED;
-      m->heap_idx = NO_HEAP;
       m->dflags |= D_WAKE;  /* durable_release queues it again */
       continue;
     }
@@ -548,20 +573,27 @@ static void arm(mly_inst *m, int64_t ms) {
 }
 
 static int wait_over(mly_inst *m) {
-  heap_remove(&m->type->rt->heap, m);
+  heap_remove(m->type->rt, m);
   m->head.wait = W_NONE;
   return 1;
 }
 
-/* The wait is not satisfied: end it for a pending shutdown, or go on
- * waiting.  With a shutdown routine the instance yields instead, and the
- * runtime resumes it in that routine. */
+/* A shutdown request not yet seen ends the first wait tested after it,
+ * before anything else could: the wait takes nothing (an event stays in
+ * the inbox, a fired timer is forgotten), so the body's natural
+ * `if (mly_shutdown_requested(m)) break;` never drops what it was given.
+ * With a shutdown routine the wait is not ended: the runtime resumes the
+ * instance in that routine instead (run_step). */
+static bool shutdown_ends(mly_inst *m) {
+  if (!(m->head.flags & F_SHUT_WAKE) || has_shutdown_routine(m)) return false;
+  m->head.flags &= (uint8_t)~F_SHUT_WAKE;
+  m->head.woke = WOKE_SHUTDOWN;
+  wait_over(m);
+  return true;
+}
+
+/* The wait is not satisfied: go on waiting. */
 static int not_yet(mly_inst *m) {
-  if ((m->head.flags & F_SHUT_WAKE) && !has_shutdown_routine(m)) {
-    m->head.flags &= (uint8_t)~F_SHUT_WAKE;
-    m->head.woke = WOKE_SHUTDOWN;
-    return wait_over(m);
-  }
   m->head.woke = WOKE_NONE;
   return 0;
 }
@@ -570,7 +602,7 @@ void mly__yield(mly_machine *mm) {
   mly_inst *m = INST(mm);
   mly_runtime *rt = m->type->rt;
   wait_begin(m, W_TURN);
-  heap_remove(&rt->heap, m);
+  heap_remove(rt, m);
   queue_append(&rt->later_head, &rt->later_tail, m);
   m->head.flags |= F_QUEUED;
   rt_schedule(rt);
@@ -587,13 +619,15 @@ void mly__wait_cond(mly_machine *mm) { wait_begin(INST(mm), W_COND); }
 int mly__woke_done(mly_machine *mm) {
   mly_inst *m = INST(mm);
   uint8_t want = m->head.wait == W_TURN ? WOKE_TURN : WOKE_TIMER;
-  if (m->head.woke == want || m->head.woke == WOKE_ERROR)
-    return wait_over(m);
+  if (m->head.woke == WOKE_ERROR) return wait_over(m);
+  if (shutdown_ends(m)) return 1;
+  if (m->head.woke == want) return wait_over(m);
   return not_yet(m);
 }
 
 int mly__cond_done(mly_machine *mm, int cond) {
   mly_inst *m = INST(mm);
+  if (shutdown_ends(m)) return 1;
   return cond ? wait_over(m) : not_yet(m);
 }
 
@@ -616,6 +650,8 @@ void mly__await_name(mly_machine *mm, const char *name, int64_t ms) {
 int mly__await_done(mly_machine *mm) {
   mly_inst *m = INST(mm);
   mly_runtime *rt = m->type->rt;
+  if (m->head.woke == WOKE_ERROR) return wait_over(m);
+  if (shutdown_ends(m)) return 1;
   mly_event *e = m->head.wait == W_REPLY
                      ? inbox_take(m, 0, 0, true, m->wait_arg)
                      : inbox_take(m, m->wait_id, m->wait_arg, false, 0);
@@ -624,8 +660,7 @@ int mly__await_done(mly_machine *mm) {
     m->head.woke = WOKE_EVENT;
     return wait_over(m);
   }
-  if (m->head.woke == WOKE_TIMER || m->head.woke == WOKE_ERROR)
-    return wait_over(m);
+  if (m->head.woke == WOKE_TIMER) return wait_over(m);
   return not_yet(m);
 }
 

@@ -2,22 +2,47 @@
  * post.c - events from other threads (decision D5).
  *
  * mly_post is the one entry any thread may call.  Posted events go on a
- * mutex-protected FIFO and an uv_async_t wakes the loop, which takes the
- * whole list at once (one lock per wakeup, not per event) and delivers it
- * in order.  uv_async_send coalesces, so a burst of posts costs the loop
- * one wakeup.  Whether the target is alive is only known on the loop
- * thread: a post to an instance that has ended is dropped and counted.
+ * mutex-protected FIFO and an uv_async_t wakes the loop, which takes a
+ * slice of the list at once (one lock per slice, not per event) and
+ * delivers it in order.  uv_async_send coalesces, so a burst of posts
+ * costs the loop one wakeup.  Whether the target is alive is only known on
+ * the loop thread: a post to an instance that has ended is dropped and
+ * counted.
+ *
+ * Bounded both ways: the FIFO holds at most post.max events (a post past
+ * it is refused with MLY_EAGAIN, so a flood costs the poster, not the
+ * runtime's memory), and one wakeup delivers at most step_budget of them
+ * and then wakes the loop again, so the host's handles and timers get
+ * their turn in between.  Once the runtime is stopping, posts are refused
+ * with MLY_ESHUTDOWN: nothing is buffered that nobody will take.
  */
 #include "internal.h"
 
 #include <stdlib.h>
 
+/* Detach the first `max` posted events; *more says whether any are left. */
+static mly_event *take_slice(mly_post_q *q, uint32_t max, bool *more) {
+  uv_mutex_lock(&q->lock);
+  mly_event *head = q->head, *last = NULL;
+  uint32_t n = 0;
+  for (mly_event *e = head; e != NULL && n < max; e = e->next, n++) last = e;
+  if (last != NULL) {
+    q->head = last->next;
+    if (q->head == NULL) q->tail = NULL;
+    last->next = NULL;
+    q->n -= n;
+  }
+  *more = q->head != NULL;
+  uv_mutex_unlock(&q->lock);
+  return last != NULL ? head : NULL;
+}
+
 static void async_cb(uv_async_t *h) {
   mly_runtime *rt = h->data;
-  uv_mutex_lock(&rt->post.lock);
-  mly_event *e = rt->post.head;
-  rt->post.head = rt->post.tail = NULL;
-  uv_mutex_unlock(&rt->post.lock);
+  bool more = false;
+  mly_event *e = take_slice(&rt->post, rt->opt.step_budget, &more);
+  if (more) uv_async_send(&rt->post.async); /* the rest on the next turn */
+  rt->in_cb = true; /* wakes may take heap roots: re-arm once, below */
   while (e != NULL) {
     mly_event *next = e->next;
     e->next = NULL;
@@ -38,6 +63,8 @@ static void async_cb(uv_async_t *h) {
     }
     e = next;
   }
+  rt->in_cb = false;
+  rt_arm_timer(rt);
 }
 
 int post_init(mly_runtime *rt) {
@@ -49,8 +76,16 @@ int post_init(mly_runtime *rt) {
     return rc;
   }
   rt->post.async.data = rt;
+  rt->post.max = rt->opt.post_queue_max ? rt->opt.post_queue_max
+                                        : MLY_DEFAULT_POST_QUEUE;
   uv_unref((uv_handle_t *)&rt->post.async);
   return 0;
+}
+
+void post_stop(mly_runtime *rt) {
+  uv_mutex_lock(&rt->post.lock);
+  rt->post.stopping = true;
+  uv_mutex_unlock(&rt->post.lock);
 }
 
 /* Refuse further posts and drop what was posted but not delivered. */
@@ -59,6 +94,7 @@ void post_close(mly_runtime *rt) {
   rt->post.closed = true;
   mly_event *e = rt->post.head;
   rt->post.head = rt->post.tail = NULL;
+  rt->post.n = 0;
   uv_mutex_unlock(&rt->post.lock);
   while (e != NULL) {
     mly_event *next = e->next;
@@ -94,16 +130,20 @@ static int post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload,
     e->status = (int64_t)(intptr_t)box;
   }
   uv_mutex_lock(&rt->post.lock);
-  if (rt->post.closed) {
+  int rc = rt->post.closed || rt->post.stopping ? MLY_ESHUTDOWN
+           : rt->post.n >= rt->post.max        ? MLY_EAGAIN
+                                               : 0;
+  if (rc < 0) {
     uv_mutex_unlock(&rt->post.lock);
     mly_value_free(payload);
     free(box);
     free(e);
-    return MLY_ESHUTDOWN;
+    return rc;
   }
   if (rt->post.tail) rt->post.tail->next = e;
   else rt->post.head = e;
   rt->post.tail = e;
+  rt->post.n++;
   /* inside the lock: post_close cannot close the handle in between */
   uv_async_send(&rt->post.async);
   uv_mutex_unlock(&rt->post.lock);

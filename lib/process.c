@@ -12,6 +12,15 @@
  * list from spawn until we reaped it, and mly_process_signal only
  * signals a pid found in that list, through its pidfd.  After the reap
  * the pid may belong to somebody else, and the answer is MLY_ESRCH.
+ *
+ * A process does not outlive its owner (mealy.h): when the owning
+ * machine ends, the process gets SIGTERM and SIGCONT, and SIGKILL from a
+ * grace timer of its own; its handles are unreferenced from then on, so
+ * it never holds the loop after on_stop.  When the runtime closes, what
+ * still runs gets SIGKILL and its handle stays open (referenced) until it
+ * is reaped: nothing is orphaned, nothing left a zombie.  Detached
+ * processes, and those of a durable instance that leaves memory without
+ * an end, are only watched until they exit.
  */
 #include "internal.h"
 
@@ -30,10 +39,16 @@
 struct mly_proc {
   uv_poll_t poll;
   mly_runtime *rt;
-  mly_id owner;
+  mly_id owner;         /* 0 once the owner has ended */
   int pid;
   int pidfd;
-  bool own; /* our child: we reap it and read its status */
+  bool own;             /* our child: we reap it and read its status */
+  bool group;           /* it leads its own process group: signal that */
+  bool detached;        /* left running when its owner ends */
+  bool timer_on;        /* grace is initialized */
+  int nhandles;         /* open: the watch, and the grace timer if any */
+  int64_t end_grace_ms; /* SIGKILL this long after SIGTERM (< 0: at once) */
+  uv_timer_t grace;     /* SIGKILL at the end of the owner's grace */
   mly_proc *next, *prev;
 };
 
@@ -55,9 +70,59 @@ static void unlink_proc(mly_runtime *rt, mly_proc *p) {
 static void proc_closed(uv_handle_t *h) {
   mly_proc *p = h->data;
   mly_runtime *rt = p->rt;
-  if (p->pidfd >= 0) close(p->pidfd);
-  free(p);
+  if (--p->nhandles == 0) {
+    if (p->pidfd >= 0) close(p->pidfd);
+    free(p);
+  }
   rt_release(rt);
+}
+
+/* Close its handles; the last close callback frees it. */
+static void proc_close(mly_proc *p) {
+  if (p->timer_on) {
+    p->timer_on = false;
+    uv_close((uv_handle_t *)&p->grace, proc_closed);
+  }
+  uv_close((uv_handle_t *)&p->poll, proc_closed);
+}
+
+/* Signal one process of the list (never a reaped one: see above), its
+ * group with group=true: the pidfd proves the leader is still ours (for
+ * a group: still there). */
+static int proc_kill(mly_proc *p, int signum, bool group) {
+  if (syscall(SYS_pidfd_send_signal, p->pidfd, group ? 0 : signum, NULL, 0) < 0)
+    return -errno;
+  if (!group) return 0;
+  return kill(-p->pid, signum) < 0 ? -errno : 0;
+}
+
+static void grace_cb(uv_timer_t *h) {
+  mly_proc *p = h->data;
+  proc_kill(p, SIGKILL, p->group);
+}
+
+/* Its owner ended: TERM (and CONT, so a stopped process can act on it),
+ * then KILL at the end of the grace. */
+static void end_process(mly_proc *p) {
+  mly_runtime *rt = p->rt;
+  if (p->end_grace_ms < 0) {
+    proc_kill(p, SIGKILL, p->group);
+    return;
+  }
+  proc_kill(p, SIGTERM, p->group);
+  proc_kill(p, SIGCONT, p->group);
+  if (uv_timer_init(rt->loop, &p->grace) < 0) { /* no timer: no grace */
+    proc_kill(p, SIGKILL, p->group);
+    return;
+  }
+  p->grace.data = p;
+  p->timer_on = true;
+  p->nhandles++;
+  rt->open_handles++;
+  uv_unref((uv_handle_t *)&p->grace);
+  uint64_t ms = p->end_grace_ms ? (uint64_t)p->end_grace_ms
+                                : MLY_PROCESS_END_GRACE_MS;
+  uv_timer_start(&p->grace, grace_cb, ms, 0);
 }
 
 static void gone(mly_proc *p, int64_t exit_status, int term_signal) {
@@ -72,7 +137,7 @@ static void gone(mly_proc *p, int64_t exit_status, int term_signal) {
     e->corr = (uint64_t)p->pid;
     ev_deliver(rt, owner, e);
   }
-  uv_close((uv_handle_t *)&p->poll, proc_closed);
+  proc_close(p);
 }
 
 /* The pidfd turned readable: the process has exited.  An adopted one is
@@ -90,7 +155,7 @@ static void exited_cb(uv_poll_t *h, int status, int events) {
 
 /* Watches pid through its pidfd from now on, for m.  own: our child, whose
  * status we reap; else adopted.  Takes the pidfd, even on failure. */
-static int watch(mly_inst *m, int pid, int pidfd, bool own) {
+static int watch(mly_inst *m, int pid, int pidfd, bool own, mly_proc **out) {
   mly_runtime *rt = m->type->rt;
   mly_proc *p = calloc(1, sizeof *p);
   if (p == NULL) {
@@ -102,6 +167,7 @@ static int watch(mly_inst *m, int pid, int pidfd, bool own) {
   p->pid = pid;
   p->pidfd = pidfd;
   p->own = own;
+  p->nhandles = 1;
   p->poll.data = p;
   rt->open_handles++;
   int rc = uv_poll_init(rt->loop, &p->poll, pidfd);
@@ -117,6 +183,7 @@ static int watch(mly_inst *m, int pid, int pidfd, bool own) {
     return rc;
   }
   link_proc(rt, p);
+  *out = p;
   return 0;
 }
 
@@ -129,12 +196,16 @@ int mly_process_spawn(mly_machine *mm, const mly_process_options *o,
   int pid, pidfd;
   int rc = spawn_process(o, &pid, &pidfd);
   if (rc < 0) return rc;
-  rc = watch(m, pid, pidfd, true);
+  mly_proc *p = NULL;
+  rc = watch(m, pid, pidfd, true, &p);
   if (rc < 0) { /* it cannot be watched: it must not run unwatched */
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
     return rc;
   }
+  p->group = o->new_group; /* its own session: it leads its group */
+  p->detached = o->detached;
+  p->end_grace_ms = o->end_grace_ms;
   if (pid_out) *pid_out = pid;
   return 0;
 }
@@ -183,20 +254,17 @@ int mly_process_adopt(mly_machine *mm, int pid, uint64_t start_time) {
     close(pidfd);
     return rc;
   }
-  return watch(m, pid, pidfd, false);
+  mly_proc *p = NULL;
+  rc = watch(m, pid, pidfd, false, &p);
+  if (rc == 0) p->group = getpgid(pid) == pid; /* checked with the pidfd held */
+  return rc;
 }
 
 int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   if (pid <= 0 || signum < 0 || signum >= 65) return MLY_EINVAL;
-  for (mly_proc *p = rt->procs; p != NULL; p = p->next) {
-    if (p->pid != pid) continue;
-    /* the pidfd proves the leader is ours (for a group: still there) */
-    if (syscall(SYS_pidfd_send_signal, p->pidfd, group ? 0 : signum, NULL, 0) < 0)
-      return -errno;
-    if (!group) return 0;
-    return kill(-pid, signum) < 0 ? -errno : 0;
-  }
+  for (mly_proc *p = rt->procs; p != NULL; p = p->next)
+    if (p->pid == pid) return proc_kill(p, signum, group);
   return MLY_ESRCH;
 }
 
@@ -208,17 +276,50 @@ bool mly_process_known(const mly_runtime *rt, int pid) {
   return false;
 }
 
-void proc_forget_owner(mly_runtime *rt, mly_id owner) {
-  for (mly_proc *p = rt->procs; p != NULL; p = p->next)
-    if (p->owner == owner) p->owner = 0;
+void proc_owner_ended(mly_runtime *rt, mly_id owner, bool let_go) {
+  for (mly_proc *p = rt->procs; p != NULL; p = p->next) {
+    if (p->owner != owner) continue;
+    p->owner = 0;
+    uv_unref((uv_handle_t *)&p->poll); /* from now on it never holds the loop */
+    if (let_go) p->detached = true;     /* the next run adopts it */
+    if (!p->detached && !rt->closing) end_process(p); /* closing: below */
+  }
 }
 
-/* The runtime is closing: stop watching.  The processes themselves are
- * left running; ending them is their owners' business before this. */
+/* invariant.c: a process whose owner ended never holds the loop, and
+ * one with an owner has a live one. */
+int proc_check(const mly_runtime *rt) {
+  for (const mly_proc *p = rt->procs; p != NULL; p = p->next) {
+    bool held = uv_has_ref((const uv_handle_t *)&p->poll) != 0;
+    if (p->owner == 0 && held && !rt->closing) return MLY_EBUSY;
+    if (p->owner != 0 && inst_get(rt, p->owner) == NULL) return MLY_ESRCH;
+  }
+  return 0;
+}
+
+/* The runtime is closing: a detached process is no longer watched; any
+ * other is killed, and watched (holding the loop) until it is reaped.
+ * One already dead is reaped as soon as the loop sees its pidfd. */
 void proc_close_all(mly_runtime *rt) {
-  while (rt->procs != NULL) {
-    mly_proc *p = rt->procs;
-    unlink_proc(rt, p);
-    uv_close((uv_handle_t *)&p->poll, proc_closed);
+  for (mly_proc *p = rt->procs, *next; p != NULL; p = next) {
+    next = p->next;
+    if (p->detached) {
+      unlink_proc(rt, p);
+      proc_close(p);
+      continue;
+    }
+    p->owner = 0;
+    if (p->timer_on) {
+      p->timer_on = false;
+      uv_close((uv_handle_t *)&p->grace, proc_closed);
+    }
+    int rc = proc_kill(p, SIGKILL, p->group);
+    if (rc < 0 && p->group) rc = proc_kill(p, SIGKILL, false);
+    if (rc < 0 && rc != MLY_ESRCH) { /* it cannot be signalled: do not wait */
+      unlink_proc(rt, p);
+      proc_close(p);
+      continue;
+    }
+    uv_ref((uv_handle_t *)&p->poll); /* close waits for the reap */
   }
 }

@@ -7,9 +7,11 @@
  *     loop turn it runs at most step_budget steps, so a busy machine never
  *     starves the host's I/O (libuv polls without blocking while an idle
  *     handle is active);
- *   - one timer handle over the deadline heap (D6), re-armed after every
- *     batch to the earliest deadline, or stopped when there is none, so an
- *     idle runtime causes no wakeups at all;
+ *   - one timer handle over the deadline heap (D6), kept armed for the
+ *     earliest deadline whenever it changes (a wait, a wake, a kill, an
+ *     end, a suspension) and stopped when there is none, so an idle
+ *     runtime causes no wakeups at all.  It is unreferenced: only the
+ *     async handle below says whether the runtime holds the loop;
  *   - an async handle for mly_post (post.c), referenced while any
  *     instance lives: live machines keep the loop alive, an empty runtime
  *     does not;
@@ -35,8 +37,10 @@ static void close_now(mly_runtime *rt);
 static void idle_cb(uv_idle_t *h) {
   mly_runtime *rt = h->data;
   bool paused = durable_paused(rt);
+  rt->in_cb = true;
   if (!paused) inst_run_batch(rt, rt->opt.step_budget);
   if (rt->dur) durable_flush(rt); /* group commit: one batch, one sync */
+  rt->in_cb = false;
   if (rt->close_pending) {
     close_now(rt);
     return;
@@ -58,12 +62,18 @@ static void timer_cb(uv_timer_t *h) {
   mly_runtime *rt = h->data;
   uint64_t now = rt_now_us();
   rt->timer_due = 0;
+  rt->in_cb = true;
   while (rt->heap.n > 0 && rt->heap.v[0].due_us <= now) {
     mly_inst *m = rt->slots[rt->heap.v[0].slot];
-    heap_remove(&rt->heap, m);
+    heap_remove(rt, m);
     inst_timer_fired(m);
   }
+  rt->in_cb = false;
   rt_arm_timer(rt);
+}
+
+void rt_deadline_changed(mly_runtime *rt) {
+  if (!rt->in_cb) rt_arm_timer(rt);
 }
 
 void rt_arm_timer(mly_runtime *rt) {
@@ -149,6 +159,7 @@ int mly_runtime_new(mly_runtime **out, uv_loop_t *loop,
   }
   uv_idle_init(loop, &rt->idle);
   uv_timer_init(loop, &rt->timer);
+  uv_unref((uv_handle_t *)&rt->timer); /* live instances hold the loop */
   uv_timer_init(loop, &rt->grace);
   uv_unref((uv_handle_t *)&rt->grace);
   rt->idle.data = rt->timer.data = rt->grace.data = rt;
@@ -187,6 +198,7 @@ int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms) {
     return 0;
   }
   rt->stopping = true;
+  post_stop(rt); /* nothing is buffered that nobody will take */
   if (rt->dur) durable_suspend_all(rt); /* they continue on the next open */
   for (uint32_t s = rt->nslots; s-- > 0;) {
     mly_inst *m = rt->slots[s];
@@ -249,6 +261,36 @@ static bool valid_name(const char *s) {
 
 #define MLY_DATA_MAX (1u << 24)
 
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Yield point names: present, at most MLY_POINT_MAX bytes, unique (a
+ * hand-written list could repeat one; MLY_POINTS cannot).  A durable type
+ * must name its points: with no list every wait would be anonymous, and
+ * an anonymous wait cannot be resumed after a restart (D1).  Anonymous
+ * waits beside named ones are only seen when one is reached: the
+ * instance then fails (machine.c). */
+static int check_points(const mly_type_def *def) {
+  if ((def->flags & MLY_TYPE_DURABLE) && def->npoints < 1) return MLY_EINVAL;
+  for (uint32_t i = 0; i < def->npoints; i++) {
+    const char *p = def->points[i];
+    if (p == NULL || *p == '\0') return MLY_EINVAL;
+    if (strlen(p) > MLY_POINT_MAX) return MLY_ENAMETOOLONG;
+    if (strncmp(p, "line ", 5) == 0) return MLY_EINVAL; /* that is anonymous */
+  }
+  if (def->npoints < 2) return 0;
+  const char **v = malloc(def->npoints * sizeof *v);
+  if (v == NULL) return MLY_ENOMEM;
+  memcpy(v, def->points, def->npoints * sizeof *v);
+  qsort(v, def->npoints, sizeof *v, cmp_str);
+  int rc = 0;
+  for (uint32_t i = 1; i < def->npoints && rc == 0; i++)
+    if (strcmp(v[i - 1], v[i]) == 0) rc = MLY_EEXIST;
+  free(v);
+  return rc;
+}
+
 int mly_type_register(mly_runtime *rt, const mly_type_def *def,
                       mly_type **out) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
@@ -259,8 +301,8 @@ int mly_type_register(mly_runtime *rt, const mly_type_def *def,
   if (def->npoints >= MLY__ANON_BASE || (def->npoints > 0 && !def->points))
     return MLY_EINVAL;
   if (def->min_version > def->version) return MLY_EINVAL;
-  for (uint32_t i = 0; i < def->npoints; i++)
-    if (def->points[i] == NULL) return MLY_EINVAL;
+  int rc = check_points(def);
+  if (rc < 0) return rc;
   if (mly_type_find(rt, def->name) != NULL) return MLY_EEXIST;
   mly_type *t = calloc(1, sizeof *t);
   if (t == NULL) return MLY_ENOMEM;

@@ -10,9 +10,16 @@
  * their instance by slot, and each instance remembers its index
  * (heap_idx), so removing one that an event woke early is O(log n): a
  * timer that lost the race never fires.
+ *
+ * Whoever changes the earliest deadline keeps the runtime's uv timer in
+ * step (internal.h): heap_push's callers arm it for an earlier deadline,
+ * and heap_remove re-arms or stops it when the root goes.  A timer left
+ * armed for a machine that was killed, ended or suspended would hold the
+ * loop, or wake it, for nothing.
  */
 #include "internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 
 static bool before(const heap_ent *a, const heap_ent *b) {
@@ -51,6 +58,8 @@ static void sift_down(mly_heap *h, uint32_t i) {
 
 int heap_push(mly_runtime *rt, mly_inst *m, uint64_t due_us) {
   mly_heap *h = &rt->heap;
+  /* one place at a time: not queued, not in the heap already */
+  assert(m->heap_idx == NO_HEAP && !(m->head.flags & F_QUEUED));
   if (h->n == h->cap) {
     uint32_t cap = h->cap ? h->cap * 2 : 64;
     heap_ent *v = realloc(h->v, (size_t)cap * sizeof *v);
@@ -66,18 +75,21 @@ int heap_push(mly_runtime *rt, mly_inst *m, uint64_t due_us) {
   return 0;
 }
 
-void heap_remove(mly_heap *h, mly_inst *m) {
-  if (m->head.flags & F_QUEUED) return; /* heap_idx holds rnext then */
+void heap_remove(mly_runtime *rt, mly_inst *m) {
+  mly_heap *h = &rt->heap;
   uint32_t i = m->heap_idx;
   if (i == NO_HEAP) return;
+  assert(i < h->n && h->v[i].slot == (uint32_t)m->id);
   m->heap_idx = NO_HEAP;
-  if (--h->n == i) return;
-  heap_ent last = h->v[h->n];
-  heap_set(h, i, last);
-  if (i > 0 && before(&last, &h->v[(i - 1) / 2]))
-    sift_up(h, i);
-  else
-    sift_down(h, i);
+  if (--h->n != i) {
+    heap_ent last = h->v[h->n];
+    heap_set(h, i, last);
+    if (i > 0 && before(&last, &h->v[(i - 1) / 2]))
+      sift_up(h, i);
+    else
+      sift_down(h, i);
+  }
+  if (i == 0) rt_deadline_changed(rt);
 }
 
 void heap_free(mly_heap *h) {

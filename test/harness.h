@@ -6,6 +6,8 @@
 #define MLY_TEST_HARNESS_H
 
 #include <check.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "mealy.h"
@@ -44,6 +46,18 @@ static inline uint64_t h_stat_live(mly_runtime *rt) {
   mly_stats st;
   mly_runtime_stats(rt, &st);
   return st.live;
+}
+
+/* A state directory of its own, and its removal afterwards. */
+static inline int h_rm_one(const char *p, const struct stat *st, int flag,
+                           struct FTW *f) {
+  (void)st;
+  (void)flag;
+  (void)f;
+  return remove(p);
+}
+static inline void h_rmtree(const char *dir) {
+  nftw(dir, h_rm_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 #define H_MAIN(suite_fn)                                                \

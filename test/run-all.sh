@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-pkgs=(gcc libc6-dev libuv1-dev libyaml-dev libmsgpack-dev check meson ninja-build
+pkgs=(gcc clang libc6-dev libuv1-dev libyaml-dev libmsgpack-dev check meson ninja-build
       pkg-config procps)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

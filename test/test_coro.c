@@ -8,6 +8,7 @@
  */
 #include "harness.h"
 
+#include <stdio.h>
 #include <string.h>
 
 typedef struct trace {
@@ -476,6 +477,13 @@ START_TEST(await_by_name) {
 }
 END_TEST
 
+static int long_name_run(mly_machine *m, void *data) {
+  const char *name = *(const char **)data;
+  MLY_BEGIN(m);
+  MLY_AWAIT_NAME(m, name, -1);
+  MLY_END(m);
+}
+
 /* ---- API misuse is an error value ---- */
 
 START_TEST(misuse_returns_errors) {
@@ -507,6 +515,185 @@ START_TEST(misuse_returns_errors) {
 }
 END_TEST
 
+/* ---- registration refuses what it can know; the rest fails early ---- */
+
+START_TEST(registration_checks_points) {
+  mly_runtime *rt = h_runtime();
+  char longpt[MLY_POINT_MAX + 2], maxpt[MLY_POINT_MAX + 1];
+  memset(longpt, 'p', sizeof longpt - 1);
+  longpt[sizeof longpt - 1] = 0;
+  memset(maxpt, 'q', sizeof maxpt - 1);
+  maxpt[sizeof maxpt - 1] = 0;
+  const char *const too_long[] = {"begin", longpt, NULL};
+  const char *const just_fits[] = {"begin", maxpt, NULL};
+  const char *const empty[] = {"begin", "", NULL};
+  const char *const twice[] = {"begin", "a", "b", "a", NULL};
+  const char *const anon[] = {"begin", "line 12", NULL};
+  mly_type_def d = {.name = "p", .run = named_run};
+  d.points = too_long, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_ENAMETOOLONG);
+  d.points = empty, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = twice, d.npoints = 4;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EEXIST);
+  d.points = anon, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  /* a durable type must name its points: without a list every wait
+   * would be anonymous, and could not be resumed after a restart */
+  ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "d",
+      .run = named_run, .flags = MLY_TYPE_DURABLE}, NULL), MLY_EINVAL);
+  d.points = just_fits, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+#define MIXED_POINTS(X) X(mixed, named)
+MLY_POINTS(mixed, MIXED_POINTS);
+
+static int mixed_run(mly_machine *m, void *data) {
+  int *steps = data;
+  MLY_BEGIN(m);
+  (*steps)++;
+  MLY_SLEEP_AT(m, mixed_named, 1);
+  (*steps)++;
+  MLY_SLEEP(m, 1); /* anonymous: refused in a durable machine */
+  (*steps)++;
+  MLY_END(m);
+}
+
+START_TEST(durable_anonymous_wait_fails_at_once) {
+  mly_runtime *rt = h_runtime();
+  int out[2] = {0, 0};
+  mly_type *ct = h_type(rt, &(mly_type_def){.name = "mixed", .run = mixed_run,
+      MLY_TYPE_POINTS(mixed), .data_size = sizeof(int), .flags = MLY_TYPE_DURABLE});
+  mly_type *bt = h_type(rt, &(mly_type_def){.name = "box", .run = boxer_run,
+                                            .data_size = sizeof(status_box)});
+  char dir[] = "/tmp/mly-anon-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+                       .dir = dir, .sync = MLY_SYNC_NEVER}, NULL, 0), 0);
+  h_spawn(rt, bt, &(status_box){ct, 0, out}, sizeof(status_box));
+  h_run(rt);
+  ck_assert_int_eq(out[0], MLY_EINVAL); /* its child ended so, at once */
+  ck_assert_int_eq(out[1], MLY_LC_FAILED);
+  mly_journal_stats js;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  mly_runtime_close(rt);
+  /* nothing of it is left for the next open to park */
+  rt = h_runtime();
+  h_type(rt, &(mly_type_def){.name = "mixed", .run = mixed_run,
+      MLY_TYPE_POINTS(mixed), .data_size = sizeof(int), .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir},
+                                    NULL, 0), 0);
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  ck_assert_uint_eq(js.recovered, 0);
+  ck_assert_uint_eq(js.parked, 0);
+  mly_runtime_close(rt);
+  h_rmtree(dir);
+}
+END_TEST
+
+/* ---- renaming a yield point the way mealy.h says ---- */
+
+typedef struct order {
+  uint32_t paid, resumed_old;
+} order;
+
+#define ORDER1_POINTS(X) X(order1, paying)
+MLY_POINTS(order1, ORDER1_POINTS);
+
+static int order1_run(mly_machine *m, void *data) {
+  order *o = data;
+  MLY_BEGIN(m);
+  MLY_AWAIT_AT(m, order1_paying, 5, -1);
+  o->paid = 1;
+  MLY_END(m);
+}
+
+/* version 2: `paying` is now `charging`; the old wait stays, resumed only */
+#define ORDER2_POINTS(X) X(order2, paying) X(order2, charging)
+MLY_POINTS(order2, ORDER2_POINTS);
+
+static int order2_run(mly_machine *m, void *data) {
+  order *o = data;
+  MLY_BEGIN(m);
+  if (0) MLY_AWAIT_AT(m, order2_paying, 5, -1);
+  else MLY_AWAIT_AT(m, order2_charging, 5, -1);
+  if (mly_recovered(m)) o->resumed_old++;
+  if (mly_current_event(m) == NULL) MLY_EXIT(m, 1);
+  MLY_EXIT(m, 7);
+  MLY_END(m);
+}
+
+START_TEST(renamed_point_resumes_persisted_instances) {
+  char dir[] = "/tmp/mly-rename-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  mly_journal_options jo = {.dir = dir};
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "order", .run = order1_run,
+      MLY_TYPE_POINTS(order1), .data_size = sizeof(order), .version = 1,
+      .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &jo, NULL, 0), 0);
+  mly_id id = h_spawn(rt, t, NULL, 0);
+  mly_info info = {0};
+  for (int i = 0; i < 5000; i++) { /* until committed, resting at paying */
+    ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+    if (strcmp(info.point, "paying") == 0) break;
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  }
+  ck_assert_str_eq(info.point, "paying");
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0); /* suspended */
+  h_run(rt);
+  mly_runtime_close(rt);
+
+  rt = h_runtime();
+  h_type(rt, &(mly_type_def){.name = "order", .run = order2_run,
+      MLY_TYPE_POINTS(order2), .data_size = sizeof(order), .version = 2,
+      .min_version = 1, .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &jo, NULL, 0), 0);
+  mly_journal_stats js;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  ck_assert_uint_eq(js.recovered, 1);
+  ck_assert_uint_eq(js.parked, 0);
+  ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+  ck_assert_str_eq(info.point, "paying");
+  order *o = mly_instance_data(rt, id);
+  ck_assert_ptr_nonnull(o);
+  ck_assert_int_eq(mly_runtime_send(rt, id, 5, NULL), 0);
+  uint64_t before = 0;
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  before = st.steps;
+  h_run(rt);
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.steps, before + 1); /* one step: the old wait ended */
+  ck_assert_uint_eq(st.live, 0);
+  mly_runtime_close(rt);
+  h_rmtree(dir);
+}
+END_TEST
+
+/* ---- what mly_info says it waits for is never cut ---- */
+
+START_TEST(waiting_text_holds_the_longest_name) {
+  mly_runtime *rt = h_runtime();
+  char name[MLY_NAME_MAX + 1], want[sizeof "event " + MLY_NAME_MAX];
+  memset(name, 'n', MLY_NAME_MAX);
+  name[MLY_NAME_MAX] = 0;
+  snprintf(want, sizeof want, "event %s", name);
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "w", .run = long_name_run,
+                                           .data_size = sizeof(char *)});
+  const char *np = name;
+  mly_id id = h_spawn(rt, t, &np, sizeof np);
+  h_turn(rt);
+  mly_info info;
+  ck_assert_int_eq(mly_info_get(rt, id, &info), 0);
+  ck_assert_str_eq(info.waiting, want);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 static Suite *coro_suite(void) {
   Suite *s = suite_create("coro");
   TCase *tc = tcase_create("waits");
@@ -521,6 +708,10 @@ static Suite *coro_suite(void) {
   tcase_add_test(tc, unknown_point_fails_instance);
   tcase_add_test(tc, await_by_name);
   tcase_add_test(tc, misuse_returns_errors);
+  tcase_add_test(tc, registration_checks_points);
+  tcase_add_test(tc, durable_anonymous_wait_fails_at_once);
+  tcase_add_test(tc, waiting_text_holds_the_longest_name);
+  tcase_add_test(tc, renamed_point_resumes_persisted_instances);
   suite_add_tcase(s, tc);
   return s;
 }

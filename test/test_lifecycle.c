@@ -358,6 +358,116 @@ START_TEST(kill_parent_kills_children_first) {
 }
 END_TEST
 
+/* ---- the natural shutdown test never drops an event it was given ---- */
+
+typedef struct listener {
+  int handled;   /* events handled in the main loop */
+  int drained;   /* events found in the inbox after it */
+  int later;     /* events a wait returned after the shutdown request */
+  bool requested_later;
+} listener;
+
+static int listener_run(mly_machine *m, void *data) {
+  listener *l = *(listener **)data;
+  MLY_BEGIN(m);
+  for (;;) {
+    MLY_AWAIT(m, 7, -1);
+    if (mly_shutdown_requested(m)) break; /* the natural pattern */
+    l->handled++;
+  }
+  /* what was not taken is still there */
+  do {
+    MLY_AWAIT(m, 7, 0);
+    if (mly_current_event(m)) l->drained++;
+  } while (mly_current_event(m) != NULL);
+  /* later waits work normally; the flag stays set */
+  MLY_AWAIT(m, 8, 1000);
+  if (mly_current_event(m)) l->later++;
+  l->requested_later = mly_shutdown_requested(m);
+  MLY_END(m);
+}
+
+START_TEST(shutdown_request_never_drops_an_event) {
+  for (int order = 0; order < 2; order++) {
+    mly_runtime *rt = h_runtime();
+    listener l = {0};
+    mly_type *t = h_type(rt, &(mly_type_def){.name = "listener",
+        .run = listener_run, .data_size = sizeof(listener *)});
+    listener *lp = &l;
+    mly_id id = h_spawn(rt, t, &lp, sizeof lp);
+    h_turn(rt);
+    ck_assert_int_eq(mly_runtime_send(rt, id, 7, NULL), 0);
+    ck_assert_int_eq(mly_runtime_send(rt, id, 7, NULL), 0);
+    h_turn(rt); /* both handled */
+    ck_assert_int_eq(lp->handled, 2);
+    /* an event and a request both before its next step, in either order */
+    if (order == 0) ck_assert_int_eq(mly_runtime_send(rt, id, 7, NULL), 0);
+    ck_assert_int_eq(mly_shutdown(rt, id), 0);
+    if (order == 1) ck_assert_int_eq(mly_runtime_send(rt, id, 7, NULL), 0);
+    ck_assert_int_eq(mly_runtime_send(rt, id, 8, NULL), 0);
+    h_run(rt);
+    ck_assert_int_eq(l.handled, 2);  /* the break took nothing ... */
+    ck_assert_int_eq(l.drained, 1);  /* ... the event was still there */
+    ck_assert_int_eq(l.later, 1);
+    ck_assert(l.requested_later);
+    mly_stats st;
+    mly_runtime_stats(rt, &st);
+    ck_assert_uint_eq(st.dropped, 0);
+    mly_runtime_close(rt);
+  }
+}
+END_TEST
+
+/* ---- a child kills its parent from inside its own step ---- */
+
+typedef struct rebel {
+  trace *t;
+  int how;         /* 0: then sleeps, 1: then exits, 2: via a grandchild */
+  int depth;       /* 0: the parent; 1: the child; 2: a grandchild */
+  mly_type *type;
+  mly_id target;   /* whom to kill */
+} rebel;
+
+static int rebel_run(mly_machine *m, void *data) {
+  rebel *r = data;
+  MLY_BEGIN(m);
+  if (r->depth == 0 || (r->depth == 1 && r->how == 2)) {
+    rebel c = *r;
+    c.depth++;
+    c.target = r->depth == 0 ? mly_self(m) : r->target;
+    ck_assert_int_eq(mly_spawn_child(m, r->type, &c, sizeof c, NULL), 0);
+    MLY_AWAIT(m, 99, -1);
+    tr(r->t, "never;");
+  } else {
+    ck_assert_int_eq(mly_kill(mly_machine_runtime(m), r->target), 0);
+    if (r->how == 1) MLY_EXIT(m, 3);
+    MLY_SLEEP(m, 1000000);
+  }
+  MLY_END(m);
+}
+
+static void rebel_fini(mly_machine *m, void *data) {
+  (void)m;
+  rebel *r = data;
+  tr(r->t, r->depth == 0 ? "P;" : r->depth == 1 ? "C;" : "G;");
+}
+
+START_TEST(child_kills_parent_from_its_step_children_end_first) {
+  const char *want[] = {"C;P;", "C;P;", "G;C;P;"};
+  for (int how = 0; how < 3; how++) {
+    mly_runtime *rt = h_runtime();
+    trace t = {0};
+    mly_type *rt_ = h_type(rt, &(mly_type_def){.name = "rebel", .run = rebel_run,
+        .data_size = sizeof(rebel), .fini = rebel_fini});
+    h_spawn(rt, rt_, &(rebel){&t, how, 0, rt_, 0}, sizeof(rebel));
+    h_run(rt);
+    ck_assert_msg(strcmp(t.log, want[how]) == 0, "how %d: %s", how, t.log);
+    ck_assert_uint_eq(h_stat_live(rt), 0);
+    mly_runtime_close(rt);
+  }
+}
+END_TEST
+
 START_TEST(close_ends_everything) {
   mly_runtime *rt = h_runtime();
   trace t = {0};
@@ -385,6 +495,8 @@ static Suite *lifecycle_suite(void) {
   tcase_add_test(tc, kill_from_inside_a_step);
   tcase_add_test(tc, kill_parent_kills_children_first);
   tcase_add_test(tc, close_ends_everything);
+  tcase_add_test(tc, shutdown_request_never_drops_an_event);
+  tcase_add_test(tc, child_kills_parent_from_its_step_children_end_first);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -11,6 +11,7 @@
 #include "harness.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -87,7 +88,8 @@ typedef struct poster {
   int n;
   int base;         /* first sequence number posted */
   uv_barrier_t *start;
-  int failures;     /* mly_post calls that did not return 0 */
+  int failures;     /* mly_post calls that did not return 0 (or EAGAIN) */
+  uint64_t full;    /* MLY_EAGAIN answers, each posted again */
   int first_rc;
 } poster;
 
@@ -95,7 +97,13 @@ static void poster_main(void *arg) {
   poster *p = arg;
   if (p->start) uv_barrier_wait(p->start);
   for (int i = 0; i < p->n; i++) {
-    int rc = mly_post(p->rt, p->to, p->ev, mly_value_int(p->base + i));
+    int rc;
+    /* the queue is bounded: a full one says MLY_EAGAIN, post again */
+    while ((rc = mly_post(p->rt, p->to, p->ev, mly_value_int(p->base + i))) ==
+           MLY_EAGAIN) {
+      p->full++;
+      sched_yield();
+    }
     if (rc != 0 && p->failures++ == 0) p->first_rc = rc;
   }
 }
@@ -385,6 +393,111 @@ static void post_any_main(void *arg) {
   pp->rc[1] = mly_post(pp->rt, pp->live, MLY_EV_ANY, NULL);
 }
 
+/* ---- the queue is bounded, refused once stopping, drained in slices ---- */
+
+typedef struct counter_rx {
+  uint64_t got, want;
+  uint64_t *turns;          /* the host's loop-turn counter */
+  uint64_t *seen;           /* the host's: turns of the first, last event */
+} counter_rx;
+
+static int counter_rx_run(mly_machine *m, void *data) {
+  counter_rx *c = data;
+  MLY_BEGIN(m);
+  while (c->got < c->want) {
+    MLY_AWAIT(m, MLY_EV_ANY, -1);
+    if (mly_current_event(m) == NULL) MLY_EXIT(m, 1);
+    if (c->got++ == 0 && c->seen) c->seen[0] = *c->turns;
+    if (c->seen) c->seen[1] = *c->turns;
+  }
+  MLY_END(m);
+}
+
+static void count_turn(uv_check_t *h) { (*(uint64_t *)h->data)++; }
+
+static mly_runtime *bounded_runtime(uint32_t max, uint32_t budget) {
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, &(mly_runtime_options){
+                       .post_queue_max = max, .step_budget = budget}), 0);
+  return rt;
+}
+
+START_TEST(post_queue_is_bounded) {
+  mly_runtime *rt = bounded_runtime(10, 0);
+  uint64_t turns = 0;
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "rx", .run = counter_rx_run,
+                                           .data_size = sizeof(counter_rx)});
+  mly_id id = h_spawn(rt, t, &(counter_rx){.want = 11, .turns = &turns},
+                      sizeof(counter_rx));
+  for (int i = 0; i < 10; i++)
+    ck_assert_int_eq(mly_post(rt, id, 1, mly_value_int(i)), 0);
+  /* full: refused, the payload freed (the sanitizer build checks) */
+  ck_assert_int_eq(mly_post(rt, id, 1, mly_value_int(10)), MLY_EAGAIN);
+  ck_assert_int_eq(mly_post_durable(rt, id, 1, NULL, NULL, NULL), MLY_EAGAIN);
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.posted, 0); /* the loop has taken nothing yet */
+  h_turn(rt);
+  h_turn(rt);
+  ck_assert_int_eq(mly_post(rt, id, 1, mly_value_int(10)), 0); /* room again */
+  h_run(rt);
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.posted, 11);
+  ck_assert_uint_eq(st.delivered, 11);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(post_refused_once_stopping) {
+  mly_runtime *rt = h_runtime();
+  uint64_t turns = 0;
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "rx", .run = counter_rx_run,
+                                           .data_size = sizeof(counter_rx)});
+  mly_id id = h_spawn(rt, t, &(counter_rx){.want = 1000, .turns = &turns},
+                      sizeof(counter_rx));
+  h_turn(rt);
+  ck_assert_int_eq(mly_post(rt, id, 1, NULL), 0);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, 0), 0);
+  ck_assert_int_eq(mly_post(rt, id, 1, mly_value_int(1)), MLY_ESHUTDOWN);
+  ck_assert_int_eq(mly_post_durable(rt, id, 1, NULL, NULL, NULL), MLY_ESHUTDOWN);
+  h_run(rt); /* on_stop: after it, still refused, nothing buffered */
+  ck_assert_int_eq(mly_post(rt, id, 1, NULL), MLY_ESHUTDOWN);
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.posted, 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(posts_are_drained_in_slices) {
+  enum { N = 1000, SLICE = 10 };
+  mly_runtime *rt = bounded_runtime(N, SLICE);
+  uint64_t turns = 0;
+  uv_check_t chk;
+  uv_check_init(mly_runtime_loop(rt), &chk);
+  chk.data = &turns;
+  uv_check_start(&chk, count_turn);
+  uv_unref((uv_handle_t *)&chk);
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "rx", .run = counter_rx_run,
+                                           .data_size = sizeof(counter_rx)});
+  uint64_t seen[2] = {0, 0};
+  mly_id id = h_spawn(rt, t, &(counter_rx){.want = N, .turns = &turns,
+                                           .seen = seen}, sizeof(counter_rx));
+  for (int i = 0; i < N; i++) ck_assert_int_eq(mly_post(rt, id, 1, NULL), 0);
+  h_run(rt);
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.posted, N);
+  ck_assert_uint_eq(st.delivered, N);
+  /* at most SLICE posts a turn: the events came over at least N/SLICE
+   * loop turns, the host's handles running in between (one wakeup took
+   * them all before, and one step consumed them) */
+  ck_assert_uint_ge(seen[1] - seen[0], N / SLICE - 1);
+  uv_close((uv_handle_t *)&chk, NULL);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 START_TEST(post_any_is_einval) {
   mly_runtime *rt = h_runtime();
   tally t = {0};
@@ -426,6 +539,9 @@ static Suite *post_suite(void) {
   tcase_add_test(tc, post_to_ended_instance_is_undeliverable);
   tcase_add_test(tc, post_after_receiver_ended_while_loop_runs);
   tcase_add_test(tc, post_any_is_einval);
+  tcase_add_test(tc, post_queue_is_bounded);
+  tcase_add_test(tc, post_refused_once_stopping);
+  tcase_add_test(tc, posts_are_drained_in_slices);
   suite_add_tcase(s, tc);
   TCase *mem = tcase_create("memory");
   tcase_set_timeout(mem, 60);

@@ -6,7 +6,9 @@
  * signal, pid), that a reaped pid is never signalled again, that signals
  * to a process group reach grandchildren (checked in /proc, since PID 1
  * may leave them as zombies), and that the spawn options (env, cwd, stdio)
- * take effect in the child.  No test asserts a duration.
+ * take effect in the child, and that a process does not outlive the
+ * machine that owns it (TERM, KILL after the grace; detached ones are left
+ * running) nor hold the loop after it.  No test asserts a duration.
  */
 #include "harness.h"
 
@@ -735,53 +737,204 @@ START_TEST(exits_route_to_their_owners) {
 }
 END_TEST
 
-/* ---- a process that outlives its owner ---- */
+/* ---- a process does not outlive its owner (unless detached) ---- */
 
-static const char *const sh_wait_then_exit[] = {
-    "/bin/sh", "-c", "read x; exit 5", NULL};
+static const char *const sh_deaf_grandkids[] = {
+    "/bin/sh", "-c", "trap '' TERM; sleep 30 & sleep 30 & wait", NULL};
+static const char *const sleep_30[] = {"sleep", "30", NULL};
 
-typedef struct leaver {
-  int in_fd; /* the child's stdin: a pipe the test closes */
-  int pid;
-  int rc;
-} leaver;
+typedef struct starter {
+  mly_process_options o;
+  int members;  /* wait until its group has this many, then go on */
+  bool stay;    /* then wait forever instead of ending */
+  int rc, pid, tries;
+} starter;
 
-typedef struct leaver_arg {
-  leaver *l;
-} leaver_arg;
+typedef struct starter_arg {
+  starter *s;
+} starter_arg;
 
-static int leaver_run(mly_machine *m, void *data) {
-  leaver *l = ((leaver_arg *)data)->l;
-  mly_process_options o = {.argv = sh_wait_then_exit};
-  o.stdio[0].mode = MLY_STDIO_FD;
-  o.stdio[0].fd = l->in_fd;
+static int starter_run(mly_machine *m, void *data) {
+  starter *s = ((starter_arg *)data)->s;
   MLY_BEGIN(m);
-  l->rc = mly_process_spawn(m, &o, &l->pid);
-  MLY_END(m); /* ends without waiting for the process */
+  s->rc = mly_process_spawn(m, &s->o, &s->pid);
+  if (s->rc < 0) MLY_EXIT(m, 1);
+  for (s->tries = 0; s->members > 0 && s->tries < GROUP_POLLS; s->tries++) {
+    if (group_members(s->pid, NULL, 0) >= s->members) break;
+    MLY_SLEEP(m, 10);
+  }
+  if (s->stay) MLY_AWAIT(m, 99, -1);
+  MLY_END(m); /* ends without waiting for its process */
 }
 
-START_TEST(process_outlives_owner) {
+static mly_runtime *start_one(starter *s) {
   mly_runtime *rt = h_runtime();
-  int p[2];
-  ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
-  leaver l = {.in_fd = p[0], .pid = -1, .rc = 1};
-  mly_type *t = h_type(rt, &(mly_type_def){.name = "leaver", .run = leaver_run,
-                                           .data_size = sizeof(leaver_arg)});
-  h_spawn(rt, t, &(leaver_arg){&l}, sizeof(leaver_arg));
-  /* run until the owner has ended; the process is still running */
-  for (int i = 0; i < 100 && h_stat_live(rt) > 0; i++) h_turn(rt);
-  ck_assert_int_eq(l.rc, 0);
-  ck_assert_uint_eq(h_stat_live(rt), 0);
-  ck_assert_uint_eq(mly_process_count(rt), 1);
-  close(p[0]);
-  close(p[1]); /* the child reads EOF and exits 5 */
-  h_run(rt); /* the process handle keeps the loop alive until the exit */
-  ck_assert_uint_eq(mly_process_count(rt), 0);
-  ck_assert_int_eq(mly_process_signal(rt, l.pid, SIGTERM, false), MLY_ESRCH);
+  h_spawn(rt, h_type(rt, &(mly_type_def){.name = "starter", .run = starter_run,
+                                         .data_size = sizeof(starter_arg)}),
+          &(starter_arg){s}, sizeof(starter_arg));
+  return rt;
+}
+
+/* The host's own handle keeps its loop running (the runtime no longer
+ * does): a timer that ticks until the group is gone and reaped; bounded,
+ * generous, since the machine is shared. */
+typedef struct gone_watch {
+  mly_runtime *rt;
+  int pgid, ticks;
+  bool gone;
+} gone_watch;
+
+static void gone_tick(uv_timer_t *h) {
+  gone_watch *g = h->data;
+  g->gone = group_members(g->pgid, NULL, 0) == 0 && mly_process_count(g->rt) == 0;
+  if (g->gone || ++g->ticks > 1000) uv_timer_stop(h);
+}
+
+static bool run_until_gone(mly_runtime *rt, int pgid) {
+  gone_watch g = {rt, pgid, 0, false};
+  uv_timer_t t;
+  uv_timer_init(mly_runtime_loop(rt), &t);
+  t.data = &g;
+  uv_timer_start(&t, gone_tick, 10, 10);
+  uv_run(mly_runtime_loop(rt), UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  return g.gone;
+}
+
+static bool alive(int pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return false;
+  size_t len = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[len] = 0;
+  char *rp = strrchr(buf, ')');
+  return rp != NULL && rp[2] != 'Z' && rp[2] != 'X';
+}
+
+START_TEST(owner_end_terminates_its_group) {
+  starter s = {.o = {.argv = sh_grandkids, .new_group = true}, .members = 3};
+  mly_runtime *rt = start_one(&s);
+  h_run(rt); /* returns when the owner has ended: the process does not hold it */
+  ck_assert_int_eq(s.rc, 0);
+  ck_assert_int_lt(s.tries, GROUP_POLLS);
+  ck_assert_msg(run_until_gone(rt, s.pid), "the group outlived its owner");
   mly_stats st;
   mly_runtime_stats(rt, &st);
   ck_assert_uint_eq(st.delivered, 0); /* nobody to deliver the exit to */
+  ck_assert_int_eq(mly_process_signal(rt, s.pid, SIGTERM, false), MLY_ESRCH);
   mly_runtime_close(rt);
+}
+END_TEST
+
+START_TEST(owner_end_kills_a_deaf_group_after_the_grace) {
+  for (int64_t grace = -1; grace <= 50; grace += 51) { /* at once, then 50 ms */
+    starter s = {.o = {.argv = sh_deaf_grandkids, .new_group = true,
+                       .end_grace_ms = grace}, .members = 3};
+    mly_runtime *rt = start_one(&s);
+    h_run(rt);
+    ck_assert_int_eq(s.rc, 0);
+    ck_assert_msg(run_until_gone(rt, s.pid),
+                  "a group that ignores SIGTERM outlived grace %lld",
+                  (long long)grace);
+    mly_runtime_close(rt);
+  }
+}
+END_TEST
+
+START_TEST(owner_end_does_not_hold_the_loop_and_close_kills) {
+  starter s = {.o = {.argv = sh_deaf_grandkids, .new_group = true,
+                     .end_grace_ms = 600000}, .members = 3};
+  mly_runtime *rt = start_one(&s);
+  h_run(rt); /* held for the 10 min grace before: the CK timeout fails it */
+  ck_assert_int_eq(s.rc, 0);
+  ck_assert_msg(alive(s.pid), "the deaf shell died before its grace");
+  ck_assert_uint_eq(mly_process_count(rt), 1);
+  int kids[8];
+  int n = group_members(s.pid, kids, 8);
+  ck_assert_int_ge(n, 3);
+  mly_runtime_close(rt); /* SIGKILLs the group, returns once sh is reaped */
+  ck_assert(!alive(s.pid));
+  ck_assert_int_eq(kill(s.pid, 0), -1); /* reaped: not even a zombie */
+  for (int i = 0; i < 500 && group_members(s.pid, NULL, 0) > 0; i++)
+    usleep(10000); /* the grandchildren are init's to reap */
+  ck_assert_int_eq(group_members(s.pid, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(close_kills_the_process_of_a_live_owner) {
+  starter s = {.o = {.argv = sleep_30}, .stay = true};
+  mly_runtime *rt = start_one(&s);
+  for (int i = 0; i < 100 && s.pid <= 0; i++) h_turn(rt);
+  ck_assert_int_eq(s.rc, 0);
+  ck_assert(alive(s.pid));
+  mly_runtime_close(rt);
+  ck_assert_int_eq(kill(s.pid, 0), -1); /* killed and reaped, not orphaned */
+  ck_assert_int_eq(errno, ESRCH);
+}
+END_TEST
+
+START_TEST(detached_process_is_left_running) {
+  starter s = {.o = {.argv = sleep_30, .new_group = true, .detached = true}};
+  mly_runtime *rt = start_one(&s);
+  h_run(rt);
+  ck_assert_int_eq(s.rc, 0);
+  for (int i = 0; i < 20; i++) { /* a signal would have been sent at once */
+    h_turn(rt);
+    usleep(5000);
+  }
+  ck_assert(alive(s.pid));
+  mly_runtime_close(rt);
+  ck_assert(alive(s.pid));
+  ck_assert_int_eq(kill(s.pid, SIGKILL), 0);
+  int status = 0;
+  ck_assert_int_eq(waitpid(s.pid, &status, 0), s.pid); /* still our child */
+  ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+END_TEST
+
+/* A durable owner suspended by the runtime's shutdown continues on the
+ * next open: its process is left running for it to adopt. */
+#define KEEPER_POINTS(X) X(keeper, watching)
+MLY_POINTS(keeper, KEEPER_POINTS);
+
+static int keeper_run(mly_machine *m, void *data) {
+  int *pid = data;
+  MLY_BEGIN(m);
+  if (mly_process_spawn(m, &(mly_process_options){.argv = sleep_30}, pid) < 0)
+    MLY_EXIT(m, 1);
+  MLY_AWAIT_AT(m, keeper_watching, MLY_EV_PROCESS_EXIT, -1);
+  MLY_END(m);
+}
+
+START_TEST(suspended_durable_owner_leaves_its_process_running) {
+  char dir[] = "/tmp/mly-keeper-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  mly_runtime *rt = h_runtime();
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "keeper", .run = keeper_run,
+      MLY_TYPE_POINTS(keeper), .data_size = sizeof(int),
+      .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir},
+                                    NULL, 0), 0);
+  mly_id id = h_spawn(rt, t, NULL, 0);
+  int pid = 0;
+  for (int i = 0; i < 5000 && pid <= 0; i++) {
+    int *p = mly_instance_data(rt, id);
+    if (p && *p > 0) pid = *p;
+    else uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  }
+  ck_assert_int_gt(pid, 0);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, -1), 0);
+  h_run(rt); /* suspended: the loop ends, the process is not waited for */
+  ck_assert(alive(pid));
+  mly_runtime_close(rt);
+  ck_assert(alive(pid)); /* not signalled at close either */
+  ck_assert_int_eq(kill(pid, SIGKILL), 0);
+  int status = 0;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  h_rmtree(dir);
 }
 END_TEST
 
@@ -880,7 +1033,12 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, child_gets_its_groups);
   tcase_add_test(tc, open_as_checks_the_users_rights);
   tcase_add_test(tc, exits_route_to_their_owners);
-  tcase_add_test(tc, process_outlives_owner);
+  tcase_add_test(tc, owner_end_terminates_its_group);
+  tcase_add_test(tc, owner_end_kills_a_deaf_group_after_the_grace);
+  tcase_add_test(tc, owner_end_does_not_hold_the_loop_and_close_kills);
+  tcase_add_test(tc, close_kills_the_process_of_a_live_owner);
+  tcase_add_test(tc, detached_process_is_left_running);
+  tcase_add_test(tc, suspended_durable_owner_leaves_its_process_running);
   tcase_add_test(tc, adopt_watches_through_pidfd);
   suite_add_tcase(s, tc);
   return s;

@@ -16,6 +16,19 @@
 #ifndef MEALY_H
 #define MEALY_H
 
+/* uv.h needs POSIX 2008 (pthread_rwlock_t): under a strict -std=c11 with
+ * no feature-test macro, ask for it here (gnu11 has it by default).  That
+ * only works when mealy.h comes before any system header; otherwise say
+ * how to fix it. */
+#if defined(__STRICT_ANSI__) && !defined(_POSIX_C_SOURCE) &&            \
+    !defined(_XOPEN_SOURCE) && !defined(_GNU_SOURCE) &&                 \
+    !defined(_DEFAULT_SOURCE) && !defined(_BSD_SOURCE)
+#if defined(_FEATURES_H)
+#error "mealy.h (through uv.h) needs POSIX 2008: include <mealy.h> first, or compile with -D_POSIX_C_SOURCE=200809L (or -D_GNU_SOURCE)"
+#endif
+#define _POSIX_C_SOURCE 200809L
+#endif
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -178,6 +191,10 @@ typedef struct mly_type_def {
 } mly_type_def;
 
 #define MLY_NAME_MAX 63
+/* A yield point name is at most this many bytes; mly_type_register
+ * refuses a longer one (MLY_ENAMETOOLONG), an empty, repeated (MLY_EEXIST)
+ * or "line N" one, and a durable type without a points list (MLY_EINVAL). */
+#define MLY_POINT_MAX 63
 
 /* Lifecycle of an instance. */
 typedef enum mly_lifecycle {
@@ -194,12 +211,19 @@ typedef struct mly_runtime_options {
   uint32_t step_budget; /* steps per loop turn before I/O gets a turn;
                            0 = default (MLY_DEFAULT_STEP_BUDGET)        */
   /* called on the loop thread once the runtime has stopped: after
-     mly_runtime_shutdown, when the last instance has ended */
+     mly_runtime_shutdown, when the last instance has ended.  It can run
+     inside mly_runtime_shutdown itself (nothing was left to stop, or
+     everything ended at once), or inside a second call that forces the
+     end: do not free what the caller of mly_runtime_shutdown still uses */
   void (*on_stop)(mly_runtime *rt, void *arg);
   void *arg;
+  /* events mly_post may hold that the loop has not taken yet; past it
+     mly_post answers MLY_EAGAIN.  0 = default (MLY_DEFAULT_POST_QUEUE) */
+  uint32_t post_queue_max;
 } mly_runtime_options;
 
 #define MLY_DEFAULT_STEP_BUDGET 4096
+#define MLY_DEFAULT_POST_QUEUE 65536
 
 /* Create a runtime on `loop`, or on a loop of its own when loop is NULL.
  * Embedding adds no thread and takes nothing over: the host's handles
@@ -213,17 +237,27 @@ uv_loop_t *mly_runtime_loop(mly_runtime *rt);
 int mly_runtime_run(mly_runtime *rt);
 
 /* Ask every top-level instance to shut down; each parent stops its
- * children (newest first) when it ends.  After grace_ms (< 0: never) or a
- * second call, whatever is left is ended by force.  Harmless to repeat
- * once everything has stopped.  When the last instance is gone, on_stop
- * runs and the runtime stops holding the loop alive. */
+ * children (newest first) when it ends.  After grace_ms, whatever is left
+ * is ended by force (mly_kill): grace_ms < 0 waits as long as it takes;
+ * grace_ms == 0 asks, then ends what is left on the next loop turn (timer
+ * phase), so a machine gets no step to react.  A second call while the
+ * runtime is stopping forces the end at once, inside that call.  Durable
+ * instances are suspended at the first call, not asked (see "Durable
+ * machines").  From then on mly_spawn and mly_post answer MLY_ESHUTDOWN.
+ * When the last instance is gone, on_stop runs (possibly inside this
+ * call) and the runtime stops holding the loop alive.  Harmless to repeat
+ * once everything has stopped. */
 int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms);
 bool mly_runtime_stopping(const mly_runtime *rt);
 
 /* End every instance by force (fini hooks run, no step runs), close the
- * runtime's handles and free it.  With a host loop, the memory is
- * released from the handles' close callbacks: run the loop afterwards,
- * as with uv_close.  With its own loop, it is all done on return. */
+ * runtime's handles and free it.  Child processes still running get
+ * SIGKILL (their group with new_group), except detached ones and those
+ * of durable instances (left for the next run): the runtime is released
+ * once they are reaped, so none is orphaned.  With a host loop, the
+ * memory is released from the handles' close callbacks: run the loop
+ * afterwards, as with uv_close.  With its own loop, it is all done on
+ * return. */
 void mly_runtime_close(mly_runtime *rt);
 
 /* Register a machine type.  Names are unique per runtime. */
@@ -241,11 +275,15 @@ int mly_spawn(mly_runtime *rt, mly_type *type, const void *arg,
 int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
                     size_t arg_len, mly_id *out);
 
-/* Ask an instance to shut down (see "Shutdown").  Repeats are harmless. */
+/* Ask an instance to shut down (see "Shutdown requests" under "Machine
+ * bodies" below).  Repeats are harmless. */
 int mly_shutdown(mly_runtime *rt, mly_id id);
 /* End an instance now, by force: its children first (newest first), then
- * itself as failed with status MLY_ECANCELED.  From inside a step it
- * takes effect when that step returns. */
+ * itself as failed with status MLY_ECANCELED; no step runs, fini hooks
+ * do, and its child processes are signalled (see "Child processes").
+ * From inside a step, of the instance itself or of any descendant (a
+ * child killing its parent), it takes effect when that step returns,
+ * and the children still end before the parent. */
 int mly_kill(mly_runtime *rt, mly_id id);
 
 /* Wake a machine that waits in MLY_WAIT_UNTIL so it re-tests its
@@ -325,9 +363,15 @@ int mly_reply(mly_machine *m, const mly_event *request, uint32_t id,
 /* The one thread-safe entry: post an event from any thread.  Events from
  * one thread arrive in the order posted.  Whether the target is alive is
  * known only on the loop thread: a post to an ended instance is dropped
- * and counted (stats.undeliverable).  MLY_ESHUTDOWN while the runtime is
- * closing.  mly_runtime_close frees the runtime: the host must make its
- * threads stop posting (join them) before it calls mly_runtime_close. */
+ * and counted (stats.undeliverable).  The queue between the threads and
+ * the loop is bounded (options.post_queue_max, MLY_DEFAULT_POST_QUEUE
+ * events): when it is full the post is refused with MLY_EAGAIN (the
+ * payload is freed; post again later), and once mly_runtime_shutdown has
+ * been called, or the runtime is closing, with MLY_ESHUTDOWN.  The loop
+ * takes at most step_budget posted events per turn, so a flood of posts
+ * never starves the host's own handles and timers.  mly_runtime_close
+ * frees the runtime: the host must make its threads stop posting (join
+ * them) before it calls mly_runtime_close. */
 int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload);
 
 /* Inside a step: the event the last wait took (NULL if it ended for
@@ -352,6 +396,26 @@ int mly_signal_unwatch(mly_machine *m, int signum);
 /* default disposition for every signal and an empty signal mask; with */
 /* set_uid/set_gid, exactly the supplementary groups given (none when  */
 /* ngroups is 0), then the gid, then the uid.                          */
+/*                                                                     */
+/* A process belongs to the machine that spawned (or adopted) it, and  */
+/* it does not outlive it.  When the owner ends, however it ends (exit,*/
+/* mly_kill, the force of a shutdown), a process still running gets    */
+/* SIGTERM and SIGCONT, then SIGKILL after end_grace_ms; the signals go */
+/* to its process group when it was spawned with new_group (an adopted */
+/* process: when it leads a group), else to the process alone.  From   */
+/* the owner's end on, it never holds the loop: on_stop and the end of */
+/* mly_runtime_run do not wait for it (the SIGKILL timer and the reap  */
+/* run while the host's loop runs for other reasons).                  */
+/* mly_runtime_close SIGKILLs what is still running and releases the   */
+/* runtime once that is reaped: close never leaves a process orphaned, */
+/* nor a zombie.  Exceptions, left running and only watched (reaped    */
+/* while the runtime lives, never signalled): a process spawned        */
+/* `detached`, and the processes of a durable instance that leaves     */
+/* memory without an end (suspended by the runtime's shutdown or a     */
+/* journal failure, or the runtime closed under it): the next run      */
+/* adopts them, as it would after a crash.  A machine that wants a     */
+/* gentler stop (its own signal, a longer wait) stops its processes    */
+/* itself before it ends, as the supervisor's coprocess machine does.  */
 
 typedef enum mly_stdio_mode {
   MLY_STDIO_INHERIT = 0, /* the same fd of this process */
@@ -395,10 +459,16 @@ typedef struct mly_process_options {
    * borrowed for the call; NULL/0: none */
   const gid_t *groups;
   size_t ngroups;
+  /* When the owning machine ends: SIGKILL this long after SIGTERM.  0 =
+   * MLY_PROCESS_END_GRACE_MS; < 0 = SIGKILL at once, no SIGTERM. */
+  int64_t end_grace_ms;
+  bool detached;           /* left running when the owner ends          */
   /* out, optional: when the spawn fails, the step that failed (the child
    * reports it with the errno, over a close-on-exec pipe) */
   mly_spawn_step *failed_step;
 } mly_process_options;
+
+#define MLY_PROCESS_END_GRACE_MS 5000
 
 /* Spawn a process owned by m; *pid_out gets its pid.  Fails at once
  * (e.g. MLY_ENOENT, -EACCES) when the child cannot be set up or argv[0]
@@ -455,8 +525,11 @@ int mly_process_adopt(mly_machine *m, int pid, uint64_t start_time);
 /* mly_step_number() with mly_self() is the idempotency key.           */
 /*                                                                     */
 /* Rules for durable types: the data is saved byte for byte, so it     */
-/* holds no pointers; every wait is a named one (_AT forms); a data    */
-/* size may grow between versions (new bytes are zero), never shrink.  */
+/* holds no pointers; every wait is a named one (_AT forms: a type     */
+/* without a points list is refused at registration, an instance that */
+/* reaches an anonymous wait fails with MLY_EINVAL, nothing committed); */
+/* a data size may grow between versions (new bytes are zero), never  */
+/* shrink.  Renaming a yield point: see "Machine bodies" below.        */
 /* The runtime's shutdown leaves durable instances in the journal: they */
 /* are suspended, not ended, and continue on the next open.  Explicit  */
 /* mly_shutdown/mly_kill of a durable instance ends it for good.       */
@@ -585,7 +658,9 @@ typedef struct mly_info {
   const char *type;       /* type name                                 */
   mly_lifecycle lifecycle;
   const char *point;      /* current yield point name ("begin" at start) */
-  char waiting[64];       /* "event config", "timer", "child 5", ...   */
+  /* "event config", "timer", "child 5", ...: large enough for the longest
+     (an event name is at most MLY_NAME_MAX bytes), never cut */
+  char waiting[MLY_NAME_MAX + 17];
   int64_t timer_left_ms;  /* -1: no timer                              */
   size_t inbox;           /* queued events                             */
   uint32_t children;
@@ -636,21 +711,50 @@ int mly_duration_parse(const char *s, int64_t *ms);
 /*     MLY_BEGIN(m);                                                   */
 /*     MLY_SLEEP_AT(m, pinger_idle, 100);                              */
 /*     MLY_AWAIT_AT(m, pinger_waiting, PONG, 500);                     */
-/*     if (mly_timed_out(m)) MLY_EXIT(m, 1);                           */
+/*     if (mly_current_event(m) == NULL) MLY_EXIT(m, 1); (no PONG)     */
 /*     MLY_END(m);                                                     */
 /*   }                                                                 */
 /*                                                                     */
 /* Rules.  Local variables do not survive a wait: keep state in the    */
-/* instance data.  Do not put a wait inside a switch statement of your */
-/* own.  Each named point stands at one place in the code (the compiler*/
-/* enforces it: a second use is a duplicate case label).  Anonymous    */
-/* waits (the forms without _AT) are named "line N" and are only for   */
-/* machines that are never persisted.                                  */
+/* instance data.  A local in scope across a wait compiles silently    */
+/* and holds garbage after it (a loop on it may never end); gcc's      */
+/* -Wjump-misses-init reports every such local ("switch jumps over     */
+/* variable initialization"): build machines with it, as this project  */
+/* does (clang has no such warning).  Do not put a wait inside a switch */
+/* statement of your own.  Each named point stands at one place in the */
+/* code (the compiler enforces it: a second use is a duplicate case    */
+/* label).  Anonymous waits (the forms without _AT) are named "line N" */
+/* and are only for machines that are never persisted: a durable       */
+/* instance that reaches one fails at once with MLY_EINVAL.            */
 /*                                                                     */
-/* A wait ends early, once, when a shutdown is requested and the type  */
-/* has no shutdown routine: test mly_shutdown_requested(m) after it.   */
-/* With a shutdown routine, the machine instead continues at the start */
-/* of that routine (it sees the same points list).                     */
+/* Renaming a yield point of a durable type: persisted instances rest  */
+/* at the old name, so keep the old name's wait in the code, where it  */
+/* was, beside the new one, for as long as any instance may rest there:*/
+/*     if (0) MLY_AWAIT_AT(m, order_paying, PAID, 30000);  (old: only   */
+/*     else   MLY_AWAIT_AT(m, order_charging, PAID, 30000); resumed)   */
+/* An instance resumed at the old point finishes that wait and goes on */
+/* after both.  Drop the old one in a later version, once no instance  */
+/* rests there (`mealy journal dump`, mly_foreach).  Never keep a name */
+/* in the points list without its wait in the code, and never remove  */
+/* a name instances rest at: those instances cannot be resumed.        */
+/*                                                                     */
+/* Shutdown requests (mly_shutdown; mly_runtime_shutdown for instances */
+/* that are not durable).  mly_shutdown_requested(m) is true from the  */
+/* request on, for good.  Without a shutdown routine, the request also */
+/* ends the first wait tested after it, early and with nothing taken:  */
+/* mly_current_event(m) is NULL, mly_timed_out(m) false, an event that */
+/* had arrived stays in the inbox for a later wait, a timer that had   */
+/* fired is forgotten.  Only that one wait ends early: later waits     */
+/* return events and time out as usual while the flag stays true.  So  */
+/* the natural test after a wait never drops what it was given:        */
+/*     MLY_AWAIT_AT(m, pt, EV, -1);                                    */
+/*     if (mly_shutdown_requested(m)) break;   (nothing was taken)     */
+/* and a machine that goes on waiting while it stops (to drain, to     */
+/* wait for children) tests what its wait returned first:              */
+/*     if (mly_current_event(m)) handle(...); else if (...requested...) */
+/* With a shutdown routine no wait ends early: the next step starts    */
+/* that routine from its beginning (it sees the same points list, and  */
+/* the inbox as it was).                                               */
 
 /* Declare the named yield points of machine type `pfx`: enumerators
  * pfx_NAME and a names array pfx_points for mly_type_def. */
@@ -690,13 +794,25 @@ int mly__cond_done(mly_machine *m, int cond);
 int mly__await_done(mly_machine *m);
 int mly__child_done(mly_machine *m, int *status);
 
+/* The fall into a wait's case label is meant: say so to compilers that
+ * check (-Wimplicit-fallthrough; a comment does not reach them through a
+ * macro).  GCC >= 7 and clang >= 10 know the attribute. */
+#if defined(__has_attribute)
+#if __has_attribute(fallthrough)
+#define MLY__FALLTHROUGH __attribute__((fallthrough))
+#endif
+#endif
+#ifndef MLY__FALLTHROUGH
+#define MLY__FALLTHROUGH ((void)0)
+#endif
+
 /* One shape serves every wait: set it up, remember where we are, and
  * from there on test whether it is over; yield while it is not. */
 #define MLY__WAIT(m, pt, setup, done)                                 \
   do {                                                                \
     setup;                                                            \
     (m)->pc = (pt);                                                   \
-    /* FALLTHROUGH */                                                 \
+    MLY__FALLTHROUGH;                                                 \
     case (pt):                                                        \
       if (!(done)) return MLY_YIELDED;                                \
   } while (0)
@@ -754,7 +870,9 @@ int mly__child_done(mly_machine *m, int *status);
 #define MLY_REQUEST(m, to, id, payload, ms)                           \
   MLY_REQUEST_AT(m, MLY__ANON, to, id, payload, ms)
 
-/* What ended the last wait. */
+/* What ended the last wait: its time ran out; it failed (0: it did
+ * not); a shutdown was requested (true from the request on, for good:
+ * see "Shutdown requests" above for the one wait it ends early). */
 bool mly_timed_out(const mly_machine *m);
 int mly_wait_error(const mly_machine *m);
 bool mly_shutdown_requested(const mly_machine *m);

@@ -397,6 +397,16 @@ static int64_t left_ms(const coproc *c) {
 
 /* ---- the machine ---- */
 
+/* How long `starting` lasts: < 0 no limit, 0 not at all.  A function, not
+ * a local: a local does not survive the wait in the loop that tests it
+ * (-Wjump-misses-init found it). */
+static int64_t start_wait_ms(const sv_program *g) {
+  if (g->ready == SV_READY_DELAY) return g->ready_delay_ms;
+  if (g->ready == SV_READY_NOTIFY)
+    return g->start_timeout_ms > 0 ? g->start_timeout_ms : -1;
+  return g->start_timeout_ms;
+}
+
 static int coproc_run(mly_machine *m, void *data) {
   coproc *c = data;
   sv_proc *p = c->p;
@@ -438,13 +448,9 @@ static int coproc_run(mly_machine *m, void *data) {
     changed(m);
     /* ---- starting: until ready (an adopted child was ready) ---- */
     if (!c->exited && !c->adopted) {
-      const sv_program *g = p->prog;
-      int64_t wait_ms = g->ready == SV_READY_DELAY ? g->ready_delay_ms
-                        : g->ready == SV_READY_NOTIFY
-                            ? (g->start_timeout_ms > 0 ? g->start_timeout_ms : -1)
-                            : g->start_timeout_ms;
-      c->until_ms = now_ms() + (uint64_t)(wait_ms > 0 ? wait_ms : 0);
-      while (wait_ms != 0 && !c->exited && !c->stop) {
+      c->until_ms = now_ms() + (uint64_t)(start_wait_ms(p->prog) > 0
+                                              ? start_wait_ms(p->prog) : 0);
+      while (start_wait_ms(p->prog) != 0 && !c->exited && !c->stop) {
         MLY_AWAIT_AT(m, coproc_starting, MLY_EV_ANY,
                      p->prog->ready == SV_READY_NOTIFY && p->prog->start_timeout_ms <= 0
                          ? -1 : left_ms(c));
@@ -526,10 +532,12 @@ static int coproc_run(mly_machine *m, void *data) {
       continue;
     }
     if (!c->again) {
-      int64_t d = next_backoff(p);
-      sv_logf(p->sv, p->name, "restarting in %lld ms", (long long)d);
-      changed(m);
-      c->until_ms = now_ms() + (uint64_t)d;
+      { /* d does not live across the wait below */
+        int64_t d = next_backoff(p);
+        sv_logf(p->sv, p->name, "restarting in %lld ms", (long long)d);
+        changed(m);
+        c->until_ms = now_ms() + (uint64_t)d;
+      }
       c->stop = false;
       for (;;) {
         MLY_AWAIT_AT(m, coproc_backoff, MLY_EV_ANY, left_ms(c));
