@@ -15,7 +15,7 @@
 # test_supervise.sh.  No check measures a duration.
 #
 # usage: test_track.sh PATH/TO/mealy
-SV_LIB_ONLY=1
+SV_HELPERS_ONLY=1
 # shellcheck source=test_supervise.sh
 . "$(dirname "$0")/test_supervise.sh" "$@"
 

@@ -27,6 +27,7 @@
  * mly_process_signal, which refuses a pid that has been reaped.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -50,6 +51,7 @@ typedef struct coproc {
   bool asked;           /* this stop was asked for (not an exit) */
   bool waited_tree;     /* the child exited before the rest of its tree */
   bool killed_tree;     /* the grace ran out */
+  bool told_left;       /* the rest of the tree was logged while it drains */
   uint64_t until_ms;    /* deadline of the current phase */
 } coproc;
 
@@ -161,7 +163,7 @@ static char **build_env(const sv_program *g, const char *marker) {
   return e.v;
 }
 
-static int spawn_child(mly_machine *m, coproc *c) {
+static int spawn_child(mly_machine *m, coproc *c, mly_spawn_step *step) {
   sv_proc *p = c->p;
   const sv_program *g = p->prog;
   sv_logpipe *out = NULL, *err = NULL;
@@ -184,6 +186,7 @@ static int spawn_child(mly_machine *m, coproc *c) {
         .set_uid = g->has_uid, .uid = g->uid,
         .set_gid = g->has_gid, .gid = g->gid,
         .groups = g->groups, .ngroups = g->ngroups,
+        .failed_step = step,
     };
     o.stdio[0].mode = MLY_STDIO_NULL;
     o.stdio[1].mode = MLY_STDIO_FD;
@@ -213,6 +216,37 @@ static int spawn_child(mly_machine *m, coproc *c) {
   return rc;
 }
 
+/* Which step of a spawn failed, as the child reported it, said with the
+ * system's words: "cannot chdir to /x: No such file or directory", not
+ * "cannot start /bin/pwd: no such entry". */
+static const char *spawn_failure(const sv_program *g, int rc,
+                                 mly_spawn_step step, char *buf, size_t len) {
+  const char *why = rc > -4096 && rc < 0 ? strerror(-rc) : mly_strerror(rc);
+  switch (step) {
+  case MLY_SPAWN_CHDIR:
+    snprintf(buf, len, "cannot chdir to %s: %s", g->cwd, why);
+    break;
+  case MLY_SPAWN_IDS:
+    snprintf(buf, len, "cannot switch to user %s, group %s: %s",
+             g->user ? g->user : "(unchanged)",
+             g->group ? g->group : "(the user's)", why);
+    break;
+  case MLY_SPAWN_EXEC:
+    snprintf(buf, len, "cannot execute %s: %s", g->argv[0], why);
+    break;
+  case MLY_SPAWN_SESSION:
+  case MLY_SPAWN_FDS:
+    snprintf(buf, len, "cannot set up %s for %s: %s",
+             step == MLY_SPAWN_FDS ? "the file descriptors" : "a session",
+             g->argv[0], why);
+    break;
+  default:
+    snprintf(buf, len, "cannot start %s: %s", g->argv[0], why);
+    break;
+  }
+  return buf;
+}
+
 /* ---- stopping ---- */
 
 /* The child is gone; what is left of its tree is stopped after this. */
@@ -240,6 +274,7 @@ static bool adopt(mly_machine *m, coproc *c) {
   p->pgid = pid;
   sv_tree_prepare(p); /* its cgroup, if the previous run made it */
   p->start_time = p->adopt_start;
+  logpipe_adopt(p->sv, p); /* what it wrote meanwhile waits in its FIFOs */
   sv_logf(p->sv, p->name, "adopted pid %d, left running by the previous run",
           pid);
   if (p->sv->cfg->orphans == SV_ORPHANS_STOP) {
@@ -484,10 +519,12 @@ static void spawn_or_adopt(mly_machine *m, coproc *c) {
   p->started_ms = now_ms();
   c->adopted = p->adopt_pid > 0 && adopt(m, c);
   if (c->adopted) return;
-  int rc = spawn_child(m, c);
+  mly_spawn_step step = MLY_SPAWN_PREPARE;
+  int rc = spawn_child(m, c, &step);
   if (rc < 0) { /* a failed start, for the restart policy */
-    sv_logf(p->sv, p->name, "cannot start %s: %s", p->prog->argv[0],
-            mly_strerror(rc));
+    char why[512];
+    sv_logf(p->sv, p->name, "%s", spawn_failure(p->prog, rc, step, why,
+                                                sizeof why));
     c->exited = true;
     c->failed = true;
     c->exit_status = 127;
@@ -593,7 +630,7 @@ static int coproc_run(mly_machine *m, void *data) {
        * period to empty (tree.c) ---- */
       p->ready = false;
       c->asked = !c->exited;
-      c->waited_tree = c->killed_tree = false;
+      c->waited_tree = c->killed_tree = c->told_left = false;
       if (c->asked || !sv_tree_empty(p)) {
         sv_tree_drain(p, true);
         if (!c->kill) {
@@ -612,6 +649,12 @@ static int coproc_run(mly_machine *m, void *data) {
           }
           /* the rest of the tree keeps the rest of the grace */
           while (c->exited && !c->kill && left_ms(c) > 0 && !sv_tree_empty(p)) {
+            if (c->waited_tree && !c->told_left &&
+                (uint64_t)p->prog->stop_grace_ms - (uint64_t)left_ms(c) >= 5000) {
+              c->told_left = true; /* once: who holds the stop up */
+              log_leftovers(c, "its main process is gone; the rest of group "
+                            "%d is within the grace: pids %s");
+            }
             c->waited_tree = true;
             sv_tree_signal_new(p); /* orphaned by the exits since the stop */
             MLY_AWAIT_AT(m, coproc_draining, MLY_EV_ANY, tree_wait_ms(c));
