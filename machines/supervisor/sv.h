@@ -106,7 +106,10 @@ typedef struct sv_proc {
   struct sv_cg *cg;       /* its cgroup (cgroup tracking) */
   bool draining;          /* waiting for what is left of its tree */
   bool tree_evented;      /* its cgroup says when it empties: no looking */
-  int signalled[32];      /* orphans that have had the stop signal */
+  struct {                /* processes that have had the stop signal, */
+    int pid;              /* with their name then: one that exec'd since */
+    char comm[16];        /* may have lost it (a shell's fork, caught by */
+  } signalled[32];        /* the shell's handler before it exec'd) */
   size_t nsignalled;
   struct sv_proc *drain_prev, *drain_next;
   /* look-ups (supervisor.c) */

@@ -20,6 +20,7 @@
  * in both ways (a program can read its own name there).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -190,11 +191,31 @@ typedef struct orphan_walk {
   size_t max;
 } orphan_walk;
 
+static void comm_of(int pid, char *out, size_t len) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/comm", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? 0 : read(fd, out, len - 1);
+  if (fd >= 0) close(fd);
+  out[n > 0 ? n : 0] = '\0';
+}
+
+/* Whether pid is to get the stop signal now: not yet, or it has exec'd
+ * since (a shell's child between fork and exec catches the signal with
+ * the shell's handler, and the exec forgets it). */
 static bool note_signalled(sv_proc *p, int pid) {
+  char comm[16];
+  comm_of(pid, comm, sizeof comm);
   for (size_t i = 0; i < p->nsignalled; i++)
-    if (p->signalled[i] == pid) return false;
-  if (p->nsignalled < sizeof p->signalled / sizeof p->signalled[0])
-    p->signalled[p->nsignalled++] = pid;
+    if (p->signalled[i].pid == pid) {
+      if (strcmp(p->signalled[i].comm, comm) == 0) return false;
+      memcpy(p->signalled[i].comm, comm, sizeof comm);
+      return true;
+    }
+  if (p->nsignalled < sizeof p->signalled / sizeof p->signalled[0]) {
+    p->signalled[p->nsignalled].pid = pid;
+    memcpy(p->signalled[p->nsignalled++].comm, comm, sizeof comm);
+  }
   return true;
 }
 
