@@ -31,6 +31,25 @@ static void usage(FILE *f) {
       "SOCKET defaults to ./mealy.sock\n");
 }
 
+/* Whoever serves the socket must be root or our own user: another user
+ * who could bind the path (in /tmp, say) would otherwise receive our
+ * commands and answer what it likes.  Returns fd, or closes it. */
+static int server_trusted(int fd, const char *path) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+    int e = -errno;
+    close(fd);
+    return e;
+  }
+  if (cred.uid == 0 || cred.uid == geteuid()) return fd;
+  close(fd);
+  fprintf(stderr, "mealy ctl: %s is served by uid %d (pid %d), neither root "
+          "nor this user (uid %d): not talking to it; check who created that "
+          "socket\n", path, (int)cred.uid, (int)cred.pid, (int)geteuid());
+  return MLY_EPERM;
+}
+
 static int connect_to(const char *path) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof a.sun_path) return -ENAMETOOLONG;
@@ -42,7 +61,7 @@ static int connect_to(const char *path) {
     close(fd);
     return e;
   }
-  return fd;
+  return server_trusted(fd, path);
 }
 
 /* Sends [0, 1, method, params] and reads one whole answer. */
@@ -51,7 +70,8 @@ static int call(const char *sock, const char *method, mly_value *params,
   int fd = connect_to(sock);
   if (fd < 0) {
     mly_value_free(params);
-    fprintf(stderr, "mealy ctl: cannot connect to %s: %s\n", sock,
+    if (fd != MLY_EPERM)
+      fprintf(stderr, "mealy ctl: cannot connect to %s: %s\n", sock,
             mly_strerror(fd));
     return -1;
   }

@@ -467,9 +467,38 @@ int mly_process_spawn(mly_machine *m, const mly_process_options *opt,
  * user's rights along the whole path.  Without set_uid/set_gid it is a
  * plain open.  Other fields of opt are ignored.  Returns the descriptor,
  * or a negative MLY_E* (-errno of the open).  Blocks for a fork: call it
- * on the loop thread only where a blocking open is acceptable. */
+ * on the loop thread only where a blocking open is acceptable.
+ * set_uid without set_gid is refused with MLY_EINVAL (here, in
+ * mly_run_as and in mly_process_spawn): the child would keep this
+ * process's gid (root's, for a supervisor). */
 int mly_open_as(const mly_process_options *opt, const char *path, int flags,
                 unsigned mode);
+/* The same, openat(2) relative to dirfd (AT_FDCWD: as mly_open_as). */
+int mly_openat_as(const mly_process_options *opt, int dirfd, const char *path,
+                  int flags, unsigned mode);
+/* Runs fn(arg) as that user, as mly_open_as does (in this process when
+ * opt changes no identity): fn runs in a forked child of a possibly
+ * threaded process, so it may call only async-signal-safe functions
+ * (openat, renameat, unlinkat...) on data prepared beforehand.  Returns
+ * fn's negative error, or 0. */
+int mly_run_as(const mly_process_options *opt, int (*fn)(void *arg), void *arg);
+
+/* Whether path's directories can be trusted not to change under us, as
+ * sshd's StrictModes asks: every directory from / down to the one that
+ * holds path's last component (the current directory's, for a relative
+ * path) is owned by root, by this process's effective uid or by `also`
+ * ((uid_t)-1: nobody more), and is not writable by its group or others
+ * unless it has the sticky bit (as /tmp); a symbolic link on the way
+ * must be owned by one of those too, and its target is checked the same
+ * way.  The last component itself is not looked at.  On success, when
+ * dir is not NULL, dir (dirlen bytes) gets the resolved directory, with
+ * no symbolic link in it.  Errors: MLY_EPERM with err (errlen bytes)
+ * naming the directory, its owner and mode and what to do; -errno of a
+ * directory that cannot be looked at (MLY_ENOENT: missing); ELOOP past
+ * 40 links; MLY_ENAMETOOLONG. */
+int mly_path_check(const char *path, uid_t also, char *dir, size_t dirlen,
+                   char *err, size_t errlen);
+
 /* Signal a child process of this runtime (its group, with group=true).
  * MLY_ESRCH once it has been reaped: a reaped pid is never signalled. */
 int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group);
