@@ -524,7 +524,7 @@ static int compact(mly_runtime *rt) {
     return MLY_ENOMEM; /* nothing changed: the journal goes on as it was */
   }
   uint64_t no = journal_seg_no(j) + 1;
-  rc = journal_new_segment(j, no);
+  rc = journal_new_segment(j, no, JR_SEG_SNAPSHOT);
   if (rc == 0) rc = journal_write_sync(j, &b);
   if (rc == 0) rc = fsync(journal_dirfd(j)) < 0 ? -errno : 0;
   if (rc == 0) rc = unlink_older(journal_dirfd(j), no);

@@ -344,12 +344,10 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
 static int append_target(mly_journal *j, const jread *jr) {
   for (size_t i = jr->nsegs; i-- > jr->base;) {
     const jseg *s = &jr->segs[i];
-    if (!s->removed) return journal_append_to(j, s->name, s->no, s->len);
+    if (!s->removed) return journal_append_to(j, s);
   }
   uint64_t no = jr->nsegs ? jr->segs[jr->nsegs - 1].no + 1 : 1;
-  int rc = journal_new_segment(j, no);
-  if (rc == 0 && fsync(journal_dirfd(j)) < 0) rc = -errno;
-  return rc;
+  return journal_new_segment(j, no, 0); /* synced, with the directory */
 }
 
 int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
@@ -389,7 +387,9 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
   if (rc == 0) rc = append_target(d->j, &jr);
   if (rc == 0) {
     journal_set_next_seq(d->j, jr.next_seq);
-    for (size_t i = jr.base; i < jr.nsegs; i++) d->base_bytes += jr.segs[i].len;
+    for (size_t i = jr.base; i < jr.nsegs; i++) /* batches, not headers */
+      if (!jr.segs[i].removed && jr.segs[i].len > JR_SEG_HDR)
+        d->base_bytes += jr.segs[i].len - JR_SEG_HDR;
     d->open_st.torn_bytes = jr.torn_bytes;
     d->open_st.salvaged = jr.salvaged;
     rt->dur = d;
@@ -498,7 +498,7 @@ int mly_journal_scan(const char *dir, bool salvage,
   if (fd < 0) return fd;
   scan_arg a = {cb, arg};
   jread jr;
-  int rc = jr_read(fd, dir, salvage, false, &jr, scan_one, &a, err, errlen);
+  int rc = jr_read(fd, dir, salvage, JR_STREAM, &jr, scan_one, &a, err, errlen);
   jr_read_free(&jr);
   close(fd);
   return rc;
@@ -527,6 +527,9 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                           ? (double)(r.records - out->live_records) / (double)r.records
                           : 0.0;
     out->torn_bytes = jr.torn_bytes;
+    out->batches = jr.frames;
+    out->stray_bytes = jr.stray_bytes;
+    out->tail_suspect = jr.tail_suspect;
   }
   jr_read_free(&jr);
   rp_free(&r);

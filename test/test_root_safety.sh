@@ -700,7 +700,7 @@ sv_refuses "seg-00000000000000000001.mj: writable by its group or others" -- --s
 mkdir -m 700 "$D/ln2"; echo x >"$D/ln2.other"; ln "$D/ln2.other" "$D/ln2/other"
 sv_refuses "ln2/other: a file with more than one link" -- --state-dir "$D/ln2"
 mkdir -m 700 "$D/sub"; mkdir "$D/sub/dir"
-sv_refuses "sub/dir: neither a regular file nor a FIFO" -- --state-dir "$D/sub"
+sv_refuses "sub/dir: a directory" -- --state-dir "$D/sub"
 mkdir -m 700 "$D/lnk"; ln -s "$D/victim" "$D/lnk/x"
 sv_refuses "lnk/x: a symbolic link" -- --state-dir "$D/lnk"
 if need_user "a segment of another user, the state directory's parent"; then

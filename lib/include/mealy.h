@@ -590,7 +590,10 @@ int mly_sync_parse(const char *s, mly_sync *out, uint32_t *interval_ms);
  * and make the runtime durable.  Call it after registering the durable
  * types and before spawning anything.  Errors carry a sentence in err:
  * MLY_EBUSY when another process holds the directory (its pid named),
- * MLY_EBADMSG for damage before the tail (file, offset and reason). */
+ * MLY_EBADMSG for damage in anything acknowledged, a missing segment, a
+ * segment that is not a regular file, or another journal format (file,
+ * offset and reason).  The unacknowledged tail (batches after the last
+ * sync that a crash cut short) is cut off and counted in torn_bytes. */
 int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
                      char *err, size_t errlen);
 /* 0, or the error that stopped the journal (fail-stop). */
@@ -607,7 +610,8 @@ typedef struct mly_journal_stats {
   uint64_t segments;     /* created since open                        */
   uint64_t compactions;
   uint64_t live_bytes;   /* estimate of what a compaction would keep */
-  uint64_t total_bytes;  /* in the directory                          */
+  uint64_t total_bytes;  /* of batches in the directory (segment
+                            headers not counted): 0 holds no record   */
   uint64_t recovered;    /* instances brought back at open            */
   uint64_t parked;       /* ... and those that could not be           */
   uint64_t torn_bytes;   /* cut off a torn tail at open               */
@@ -647,8 +651,11 @@ typedef struct mly_record {
   const void *body;      /* the msgpack body                          */
   size_t len;
 } mly_record;
-/* Verify every record of dir; cb (may be NULL) sees each one that
- * counts.  MLY_EBADMSG with file, offset and reason for damage. */
+/* Verify every batch and record of dir, as an open would, without
+ * changing it; cb (may be NULL) sees each record that counts (its body
+ * is valid during the call only: memory holds one record at a time).
+ * MLY_EBADMSG with file, offset and reason for damage; never blocks on
+ * a path that is not a regular file (it is refused). */
 int mly_journal_scan(const char *dir, bool salvage,
                      int (*cb)(const mly_record *, void *), void *arg,
                      char *err, size_t errlen);
@@ -658,7 +665,13 @@ typedef struct mly_journal_info {
   uint64_t live_instances, pending_events;
   uint64_t live_records;  /* records a compaction would keep */
   double dead_ratio;      /* of records                      */
-  uint64_t torn_bytes;
+  uint64_t torn_bytes;    /* the unacknowledged tail the next open cuts */
+  uint64_t batches;       /* frames (one write each) that count */
+  uint64_t stray_bytes;   /* bytes that are not records that count: the
+                             torn tail, an unfinished compaction */
+  bool tail_suspect;      /* the torn tail is not a write cut short (e.g.
+                             zeroes, random bytes, a copied batch): the
+                             open still cuts it, `check` says so */
 } mly_journal_info;
 int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen);
