@@ -122,6 +122,36 @@ static int call(const char *sock, const char *method, mly_value *params,
   return 0;
 }
 
+/* What the server sends may drive a terminal: control bytes, DEL, C1
+ * controls (U+0080-U+009F) and bidirectional overrides (U+202A-U+202E,
+ * U+2066-U+2069).  The length of such a character at p (0: another),
+ * and its code point. */
+static size_t special_at(const unsigned char *p, unsigned *cp) {
+  *cp = p[0];
+  if (p[0] < 0x20 || p[0] == 0x7f) return 1;
+  if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) return *cp = p[1], 2;
+  if (p[0] == 0xe2 && p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae)
+    return *cp = 0x2000u + p[2] - 0x80u, 3;
+  if (p[0] == 0xe2 && p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)
+    return *cp = 0x2040u + p[2] - 0x80u, 3;
+  return 0;
+}
+
+/* s escaped for a terminal into out (cap bytes): \\xNN, \\uNNNN; a tab
+ * is kept. */
+static const char *shown(const char *s, char *out, size_t cap) {
+  size_t n = 0;
+  for (const unsigned char *p = (const unsigned char *)s; *p && n + 8 < cap; p++) {
+    unsigned cp;
+    size_t len = special_at(p, &cp);
+    if (len == 0 || *p == '\t') out[n++] = (char)*p;
+    else if (len == 1) n += (size_t)snprintf(out + n, cap - n, "\\x%02x", cp);
+    else n += (size_t)snprintf(out + n, cap - n, "\\u%04x", cp), p += len - 1;
+  }
+  out[n] = '\0';
+  return out;
+}
+
 /* The result of an answer, or NULL after printing its error. */
 static const mly_value *result_of(const mly_value *a) {
   int64_t type = -1;
@@ -130,11 +160,14 @@ static const mly_value *result_of(const mly_value *a) {
   if (type == 2) { /* a notification: refused, or malformed */
     const char *why = NULL;
     mly_value_get_str(mly_array_at(mly_array_at(a, 2), 0), &why, NULL);
-    fprintf(stderr, "mealy ctl: %s\n", why ? why : "refused");
+    char buf[1024];
+    fprintf(stderr, "mealy ctl: %s\n", why ? shown(why, buf, sizeof buf)
+                                           : "refused");
     return NULL;
   }
   if (mly_value_get_str(mly_array_at(a, 2), &err, NULL) == 0) {
-    fprintf(stderr, "mealy ctl: %s\n", err);
+    char buf[1024];
+    fprintf(stderr, "mealy ctl: %s\n", shown(err, buf, sizeof buf));
     return NULL;
   }
   return mly_array_at(a, 3);
@@ -149,10 +182,12 @@ static void fmt_uptime(int64_t ms, char *buf, size_t len) {
 
 static void print_json_string(const char *s) {
   putchar('"');
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') printf("\\%c", *s);
-    else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-    else putchar(*s);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    unsigned cp;
+    size_t len = special_at(p, &cp);
+    if (*p == '"' || *p == '\\') printf("\\%c", *p);
+    else if (len == 0) putchar(*p);
+    else printf("\\u%04x", cp), p += len - 1;
   }
   putchar('"');
 }
@@ -205,11 +240,13 @@ static void print_status(const mly_value *list) {
     mly_map_get_uint(p, "restarts", &restarts);
     char uptime[32], last[48] = "-", pidbuf[24] = "-";
     fmt_uptime(up, uptime, sizeof uptime);
-    if (mly_map_get_str(p, "last_signal", &sig) == 0) snprintf(last, sizeof last, "killed by SIG%s", sig);
+    char nb[256], sb[256], gb[64]; /* the server's strings, escaped */
+    if (mly_map_get_str(p, "last_signal", &sig) == 0)
+      snprintf(last, sizeof last, "killed by SIG%s", shown(sig, gb, sizeof gb));
     else if (mly_map_get_int(p, "last_exit", &code) == 0) snprintf(last, sizeof last, "exit %" PRId64, code);
     if (pid > 0) snprintf(pidbuf, sizeof pidbuf, "%" PRId64, pid);
-    printf("%-16s %-10s %7s %9s %8" PRIu64 " %s\n", name, state, pidbuf, uptime,
-           restarts, last);
+    printf("%-16s %-10s %7s %9s %8" PRIu64 " %s\n", shown(name, nb, sizeof nb),
+           shown(state, sb, sizeof sb), pidbuf, uptime, restarts, last);
   }
 }
 

@@ -522,6 +522,51 @@ PY
   kill "$FAKE" 2>/dev/null
 fi
 
+# ---- what ctl prints from the server is escaped (2) -------------------
+
+case_begin escape "ctl escapes what the server sends"
+cat >"$D/evil.py" <<'PY'
+import msgpack, os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1]); s.listen(4)
+open(sys.argv[2], "w").write("%d\n" % os.getpid())
+bad = "\x1b]0;PWNED\x07\u009b31m\u202eX\x7f"
+while True:
+    c, _ = s.accept()
+    try:
+        req = msgpack.unpackb(c.recv(65536), raw=False)
+        if req[2] == "status":
+            ans = [1, req[1], None, [{"name": bad, "state": bad, "pid": 1,
+                   "uptime_ms": 5, "restarts": 0, "last_exit": None,
+                   "last_signal": bad}]]
+        else:
+            ans = [1, req[1], "no " + bad, None]
+        c.sendall(msgpack.packb(ans, use_bin_type=True))
+    except OSError:
+        pass
+    c.close()
+PY
+# Debian's python3, where python3-msgpack is (a python3 first on PATH may
+# be another)
+py=/usr/bin/python3; [ -x "$py" ] || py=python3
+(cd "$D" && exec "$py" "$D/evil.py" "$D/evil.sock" "$D/evil.up") &
+if poll 100 test -s "$D/evil.up"; then
+  SVPIDS+=("$(cat "$D/evil.up")")
+  raw() { LC_ALL=C grep -c $'[\x01-\x08\x0b-\x1f\x7f]\|\xc2\x9b\|\xe2\x80\xae' "$1"; }
+  timeout 20 "$mealy" ctl -s "$D/evil.sock" status >"$D/st.out" 2>&1
+  check "status: no control character reaches the terminal" [ "$(raw "$D/st.out")" = 0 ]
+  check "status: they are shown escaped" grep -qF '\x1b]0;PWNED\x07\u009b31m\u202eX\x7f' "$D/st.out"
+  timeout 20 "$mealy" ctl -s "$D/evil.sock" status --json >"$D/js.out" 2>&1
+  check "status --json: none either" [ "$(raw "$D/js.out")" = 0 ]
+  check "status --json: still JSON" python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$D/js.out"
+  timeout 20 "$mealy" ctl -s "$D/evil.sock" stop a >"$D/err.out" 2>&1
+  check "an error: none either" [ "$(raw "$D/err.out")" = 0 ]
+  check "an error: shown escaped" grep -qF 'no \x1b]0;PWNED' "$D/err.out"
+  kill "$(cat "$D/evil.up")"
+else
+  bad "the fake server starts"
+fi
+
 # ---- the socket is removed from the directory held since bind (3) ----
 
 case_begin unlink "at exit the socket goes from its own directory, not by path"
