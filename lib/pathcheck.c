@@ -58,8 +58,8 @@ static void up(char *cur) {
   else if (s) *s = '\0';
 }
 
-int mly_path_check(const char *path, uid_t also, char *dir, size_t dirlen,
-                   char *err, size_t errlen) {
+static int walk(const char *path, uid_t also, char *dir, size_t dirlen,
+                char *err, size_t errlen) {
   char cur[PATH_MAX], rest[2 * PATH_MAX], tmp[2 * PATH_MAX], link[PATH_MAX];
   struct stat st;
   int links = 0;
@@ -101,7 +101,11 @@ int mly_path_check(const char *path, uid_t also, char *dir, size_t dirlen,
       return MLY_ENAMETOOLONG;
     if (lstat(next, &st) < 0) {
       int e2 = -errno;
-      snprintf(err, errlen, "%s: %s: %s", path, next, mly_strerror(e2));
+      if (e2 == MLY_ENOENT)
+        snprintf(err, errlen, "%s: %s does not exist; create it first", path,
+                 next);
+      else
+        snprintf(err, errlen, "%s: %s: %s", path, next, mly_strerror(e2));
       return e2;
     }
     if (S_ISLNK(st.st_mode)) {
@@ -132,4 +136,15 @@ int mly_path_check(const char *path, uid_t also, char *dir, size_t dirlen,
   if (dir != NULL && snprintf(dir, dirlen, "%s", cur) >= (int)dirlen)
     return MLY_ENAMETOOLONG;
   return 0;
+}
+
+int mly_path_check(const char *path, uid_t also, char *dir, size_t dirlen,
+                   char *err, size_t errlen) {
+  char none[1];
+  if (err == NULL || errlen == 0) err = none, errlen = sizeof none;
+  *err = '\0';
+  int rc = walk(path, also, dir, dirlen, err, errlen);
+  if (rc < 0 && *err == '\0')
+    snprintf(err, errlen, "%s: %s", path ? path : "(null)", mly_strerror(rc));
+  return rc;
 }

@@ -235,7 +235,7 @@ EOF
 mkfifo "$D/mine/fifo.log"
 if sv_start; then
   check "a FIFO with no reader as a log does not hang the start" \
-    poll 100 logged "cannot open log $D/mine/fifo.log: No such device or address"
+    poll 100 logged "cannot open log $D/mine/fifo.log: no such device or address"
   check "a symlinked log is refused" poll 100 logged "is a symbolic link"
   check "b's log is written" poll 100 has_line "$D/mine/b.log" hello
   check "b's log is created 0640" [ "$(mode_of "$D/mine/b.log")" = 640 ]
@@ -264,7 +264,7 @@ EOF
     check "u's log belongs to u's user" [ "$(owner_of "$D/ulogs/out.log")" = "$U" ]
     check "u's log is 0640" [ "$(mode_of "$D/ulogs/out.log")" = 640 ]
     check "v's log, in a directory its user cannot write, is not created" \
-      poll 100 logged "cannot open log $D/rootlogs/out.log: Permission denied"
+      poll 100 logged "cannot open log $D/rootlogs/out.log: permission denied"
     check "(not even by root)" [ ! -e "$D/rootlogs/out.log" ]
     ctl stop u >/dev/null
     check "u stops" poll 100 state_is u stopped
@@ -655,7 +655,7 @@ EOF
     check "a log file of another user in her directory is refused" \
       poll 100 logged "$D/ul/planted.log is owned by another user"
     check "a log she cannot create: the message names her and where output goes" \
-      poll 100 logged "cannot open log $D/noperm.log: Permission denied (opened as user $U); its stdout goes to the supervisor's own stdout instead, as [x] lines"
+      poll 100 logged "cannot open log $D/noperm.log: permission denied (opened as user $U); its stdout goes to the supervisor's own stdout instead, as [x] lines"
     check "and it does go there" poll 100 logged "[x] hello"
     check "'output is lost' is not said" bash -c "! grep -q 'output is lost' '$LOG'"
   fi

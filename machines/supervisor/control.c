@@ -401,7 +401,7 @@ static int claim_path(const char *path, struct ucred *who) {
 
 static void server_closed(uv_handle_t *h) {
   ctl *c = h->data;
-  if (c->dirfd > 0) close(c->dirfd);
+  if (c->dirfd >= 0) close(c->dirfd);
   free(c);
 }
 
@@ -413,12 +413,7 @@ static void server_closed(uv_handle_t *h) {
 static int socket_dir(ctl *c, const char *path, char *err, size_t errlen) {
   char dir[4096];
   int rc = mly_path_check(path, (uid_t)-1, dir, sizeof dir, err, errlen);
-  if (rc < 0) {
-    if (rc != MLY_EPERM && !strstr(err, path))
-      snprintf(err, errlen, "%s: the socket's directory: %s", path,
-               mly_strerror(rc));
-    return rc;
-  }
+  if (rc < 0) return rc; /* err says what and where */
   c->dirfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (c->dirfd < 0) {
     rc = -errno;
@@ -439,6 +434,7 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
   ctl *c = calloc(1, sizeof *c);
   if (c == NULL) return MLY_ENOMEM;
   c->s = s;
+  c->dirfd = -1;
   int rc = socket_dir(c, path, err, errlen);
   struct ucred who = {0};
   if (rc == 0) rc = claim_path(path, &who);
@@ -450,9 +446,9 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
                ? ": another supervisor" : ", not a user this supervisor trusts");
     else if (rc == MLY_EEXIST)
       snprintf(err, errlen, "%s: exists and is not a socket", path);
-    else if (c->dirfd > 0)
+    else if (c->dirfd >= 0)
       snprintf(err, errlen, "%s: %s", path, mly_strerror(rc));
-    if (c->dirfd > 0) close(c->dirfd);
+    if (c->dirfd >= 0) close(c->dirfd);
     free(c);
     return rc;
   }

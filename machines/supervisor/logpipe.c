@@ -118,7 +118,7 @@ static int open_log(sv_logpipe *lp, char *err, size_t errlen) {
     if (*err == '\0')
       snprintf(err, errlen, "%s: %s", lp->log->file, rc == -ELOOP ?
                "it is a symbolic link, which is never followed; remove it" :
-               strerror(-rc));
+               mly_strerror(rc));
     return rc;
   }
   int fl = fcntl(fd, F_GETFL); /* writes block as before */
