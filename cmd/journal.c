@@ -62,7 +62,7 @@ struct layout {
 
 static const field wait_f[] = {
     {"kind", WAIT_KIND, NULL}, {"ev", PLAIN, NULL}, {"arg", PLAIN, NULL},
-    {"due_wall_ms", PLAIN, NULL}};
+    {"due_wall_ms", PLAIN, NULL}, {"peer", PLAIN, NULL}};
 static const layout wait_l = LAYOUT(wait_f, "extra");
 static const field state_f[] = {
     {"id", PLAIN, NULL},    {"type", PLAIN, NULL},  {"parent", PLAIN, NULL},

@@ -53,6 +53,7 @@ enum { WOKE_NONE = 0, WOKE_TURN, WOKE_TIMER, WOKE_EVENT, WOKE_SHUTDOWN,
 #define F_ENDING 0x10u    /* exited; stopping its children              */
 #define F_KILL 0x20u      /* to be ended by force after its step         */
 #define F_REWAKE 0x40u    /* woken during its own step (W_COND)          */
+#define F_PROBE MLY__F_PROBE /* recovery asks whether a point has code   */
 
 /* Longer waits are this long: ~31,700 years, and no overflow in us. */
 #define MAX_WAIT_MS 1000000000000000ll
@@ -90,6 +91,7 @@ struct mly_inst {
                            it fills what was padding before id) */
   mly_id id;
   uint64_t wait_arg;    /* from-filter, correlation id or child id */
+  mly_id wait_peer;     /* W_REPLY: the request's target (durable.c) */
   mly_type *type;
   mly_event *inbox;     /* tail of a circular list: inbox->next is head */
   mly_inst *parent;
@@ -248,6 +250,7 @@ void inst_kill(mly_inst *m);
 void inst_kill_all(mly_runtime *rt);
 void inst_free_pools(mly_runtime *rt);
 void inst_ready(mly_inst *m);            /* queue it to run */
+void inst_unqueue_flagged(mly_runtime *rt, uint32_t dflags); /* one pass */
 void inst_end_now(mly_inst *m, int status); /* by force, children first */
 void inst_exit(mly_inst *m);
 mly_inst *inst_restore(mly_runtime *rt, mly_type *t, mly_id id);

@@ -68,6 +68,11 @@ struct mly_journal {
   size_t fly_wrote;    /* ... and it wrote this many bytes */
   bool dirty;          /* written since the last fdatasync */
   int fly_rc;
+  size_t wrote;        /* bytes of the last batch written that reached the
+                          file (a failed write may have got part way):
+                          kept by write_all, which every write of a batch
+                          goes through, from the batch's first byte;
+                          run_done answers durable posts by it */
   int failed;          /* fail-stop: the first error */
   bool closing;
   bool timer_open;
@@ -102,10 +107,13 @@ static int fault(mly_journal *j, int op, size_t len) {
   return j->opt.fault ? j->opt.fault(j->opt.fault_arg, op, len) : 0;
 }
 
-/* Writes the buffers of v (at most 2) whole.  The fault hook sees one
+/* Writes the buffers of v (at most 2) whole; *done: the bytes that
+ * reached the file, also when it fails part way.  The fault hook sees one
  * write of their total. */
-static int write_all(mly_journal *j, const struct iovec *v, int nv) {
+static int write_all(mly_journal *j, const struct iovec *v, int nv,
+                     size_t *done_out) {
   size_t total = 0;
+  *done_out = 0;
   for (int i = 0; i < nv; i++) total += v[i].iov_len;
   int f = fault(j, MLY_JOP_WRITE, total);
   if (f < 0) return f;
@@ -131,6 +139,7 @@ static int write_all(mly_journal *j, const struct iovec *v, int nv) {
     if (n < 0) return -errno;
     if (n == 0) return MLY_EIO;
     done += (size_t)n;
+    *done_out = done;
   }
   return short_write ? MLY_ENOSPC : 0; /* a short write is a full disk */
 }
@@ -151,8 +160,13 @@ static int write_frames(mly_journal *j, const unsigned char *p, size_t n,
     uint32_t sum = jr_frame_header(h, j->salt, j->chain, synced, p,
                                    (uint32_t)k);
     struct iovec v[2] = {{h, sizeof h}, {(void *)p, k}};
-    int rc = write_all(j, v, 2);
+    size_t done;
+    int rc = write_all(j, v, 2, &done);
     if (rc < 0) return rc;
+    /* j->wrote counts in the batch's record bytes (where a durable post's
+     * record ends), whole frames only: a frame cut short never verifies,
+     * so none of its records can come back */
+    j->wrote += k;
     j->chain = sum;
     *wrote += sizeof h + k;
     p += k;
@@ -177,7 +191,11 @@ static void work_cb(uv_work_t *w) {
 static void maybe_free(mly_journal *j);
 static void fail_stop(mly_journal *j, int rc, const char *what);
 
-static void run_done(mly_journal *j, dlist *l, int rc) {
+/* rc < 0: the batch failed.  A durable post whose record had reached the
+ * file (jdone.id: where it ends in the batch, wrote: how far the write
+ * got) may be read back on the next open: its answer is MLY_EUNKNOWN;
+ * one whose record did not is certainly not in the journal: rc. */
+static void run_done(mly_journal *j, dlist *l, int rc, size_t wrote) {
   mly_runtime *rt = j->rt;
   for (size_t i = 0; i < l->n; i++) {
     jdone *d = &l->v[i];
@@ -185,7 +203,7 @@ static void run_done(mly_journal *j, dlist *l, int rc) {
     case JD_RELEASE: durable_release(rt, d->id, rc); break;
     case JD_DELIVER: durable_deliver(rt, d->id, d->ev, rc); break;
     case JD_POSTED:
-      if (d->cb) d->cb(rt, rc, d->arg);
+      if (d->cb) d->cb(rt, rc < 0 && d->id <= wrote ? MLY_EUNKNOWN : rc, d->arg);
       break;
     }
   }
@@ -210,9 +228,10 @@ static void after_work_cb(uv_work_t *w, int status) {
   }
   j->fly.n = 0;
   if (j->closing) {
-    run_done(j, &j->fly_done, rc);
+    run_done(j, &j->fly_done, rc, j->wrote);
+    j->wrote = 0;
     if (rc == 0 && !j->failed && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
-    run_done(j, &j->pend_done, rc ? rc : 0);
+    run_done(j, &j->pend_done, rc, j->wrote);
     maybe_free(j);
     return;
   }
@@ -220,7 +239,7 @@ static void after_work_cb(uv_work_t *w, int status) {
     fail_stop(j, rc, j->fly_sync ? "write or fdatasync" : "write");
     return;
   }
-  run_done(j, &j->fly_done, 0);
+  run_done(j, &j->fly_done, 0, 0);
   durable_after_commit(j->rt);
   journal_flush(j);
 }
@@ -254,7 +273,8 @@ int journal_new_segment(mly_journal *j, uint64_t no, uint32_t flags) {
   unsigned char h[JR_SEG_HDR];
   jr_seg_header(h, salt, old >= 0 ? j->chain : 0, no, flags);
   struct iovec v = {h, sizeof h};
-  int rc = write_all(j, &v, 1);
+  size_t done;
+  int rc = write_all(j, &v, 1, &done);
   if (rc == 0) rc = sync_fd(j, fd);
   if (rc == 0 && fsync(j->dirfd) < 0) rc = -errno;
   if (rc < 0) {
@@ -280,7 +300,7 @@ static void flush_timer_cb(uv_timer_t *t) { journal_flush(t->data); }
 void journal_flush(mly_journal *j) {
   if (j->busy || j->closing) return;
   if (j->failed) {
-    if (j->pend_done.n) run_done(j, &j->pend_done, j->failed);
+    if (j->pend_done.n) run_done(j, &j->pend_done, j->failed, 0);
     j->pend.n = 0;
     return;
   }
@@ -317,6 +337,7 @@ void journal_flush(mly_journal *j) {
   j->pend_done.n = 0;
   j->fly_sync = want_sync && (j->fly.n > 0 || j->dirty);
   j->fly_synced = j->synced;
+  j->wrote = 0;
   if (j->fly_sync) j->last_sync_ms = now_ms();
   j->busy = true;
   j->work.data = j;
@@ -338,8 +359,8 @@ static void fail_stop(mly_journal *j, int rc, const char *what) {
   char msg[4400];
   snprintf(msg, sizeof msg, "journal %s: %s failed: %s; no more commits",
            j->dir, what, mly_strerror(rc));
-  run_done(j, &j->fly_done, rc);
-  run_done(j, &j->pend_done, rc);
+  run_done(j, &j->fly_done, rc, j->wrote);
+  run_done(j, &j->pend_done, rc, 0);
   j->pend.n = 0;
   durable_fail_all(j->rt, rc);
   if (j->opt.on_error) j->opt.on_error(j->rt, rc, msg, j->opt.arg);
@@ -630,9 +651,10 @@ int journal_append_to(mly_journal *j, const jseg *s) {
 int journal_write_pending(mly_journal *j) {
   if (j->busy) return MLY_EBUSY;
   int rc = j->failed;
+  j->wrote = 0;
   if (rc == 0 && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
   j->pend.n = 0;
-  run_done(j, &j->pend_done, rc);
+  run_done(j, &j->pend_done, rc, j->wrote);
   if (rc < 0) fail_stop(j, rc, "write");
   return rc;
 }
@@ -660,9 +682,10 @@ void journal_close(mly_journal *j) {
   j->closing = true;
   if (!j->busy) {
     int rc = j->failed;
+    j->wrote = 0;
     if (rc == 0 && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
     else if (rc == 0 && j->dirty && fdatasync(j->segfd) < 0) rc = -errno;
-    run_done(j, &j->pend_done, rc);
+    run_done(j, &j->pend_done, rc, j->wrote);
   }
   if (j->timer_open) uv_close((uv_handle_t *)&j->timer, timer_closed);
   maybe_free(j);

@@ -39,7 +39,9 @@
  *     DROP    [seq, 8, [eid...]]        events dropped, never consumed
  *
  *     S = [id, type, parent, step, point, version, data, flags,
- *          [wait, ev, arg, due_wall_ms], status]
+ *          [wait, ev, arg, due_wall_ms, peer], status]
+ *     (peer: a request's target, for a reply wait; older records have
+ *     no peer)
  *     E = [eid, to, ev, from, flags, corr, status, aux, payload]
  *
  * An event id (`ev`) is a uint, or a string for an interned name (ids

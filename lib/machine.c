@@ -212,6 +212,30 @@ static bool unlink_from(mly_runtime *rt, mly_inst **head, mly_inst **tail,
   return false;
 }
 
+/* Take every instance that has all of dflags out of both queues, in one
+ * pass (ready_unlink one by one would be quadratic): suspending a
+ * million durable instances. */
+static void queue_drop(mly_runtime *rt, mly_inst **head, mly_inst **tail,
+                       uint32_t dflags) {
+  mly_inst *m = *head;
+  *head = *tail = NULL;
+  while (m != NULL) {
+    mly_inst *next = queue_next(rt, m);
+    if ((m->dflags & dflags) == dflags) {
+      m->head.flags &= (uint8_t)~F_QUEUED;
+      m->heap_idx = NO_HEAP;
+    } else {
+      queue_append(head, tail, m);
+    }
+    m = next;
+  }
+}
+
+void inst_unqueue_flagged(mly_runtime *rt, uint32_t dflags) {
+  queue_drop(rt, &rt->ready_head, &rt->ready_tail, dflags);
+  queue_drop(rt, &rt->later_head, &rt->later_tail, dflags);
+}
+
 /* O(queue length): only killing a queued instance needs it. */
 static void ready_unlink(mly_inst *m) {
   mly_runtime *rt = m->type->rt;
@@ -698,6 +722,7 @@ void mly__request(mly_machine *mm, mly_id to, uint32_t id,
   mly_runtime *rt = m->type->rt;
   wait_begin(m, W_REPLY);
   m->wait_arg = ++rt->corr_next;
+  m->wait_peer = to; /* journaled: a recovered wait knows who answers */
   int rc = id == MLY_EV_ANY ? MLY_EINVAL : 0;
   if (rc == 0)
     rc = ev_send(rt, m->id, to, id, MLY_EVF_REQUEST, m->wait_arg, payload);

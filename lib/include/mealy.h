@@ -64,6 +64,13 @@ extern "C" {
 #define MLY_ETIMEDOUT    (-ETIMEDOUT)
 #define MLY_ECANCELED    (-ECANCELED)    /* ended by force                */
 #define MLY_EAGAIN       (-EAGAIN)       /* not yet: try again later      */
+/* Codes of mealy's own, outside the errno range (as libuv's UV_EOF): */
+/* the outcome is not known: a durable post whose record may or may not
+ * have reached the disk (see mly_post_durable) */
+#define MLY_EUNKNOWN     (-4090)
+/* a recovered wait whose cause did not survive the restart: a child or
+ * a peer that was not durable, a child process, a signal watch */
+#define MLY_ELOST        (-4091)
 
 /* A sentence for an error code; never NULL, never allocates. */
 const char *mly_strerror(int err);
@@ -251,13 +258,14 @@ int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms);
 bool mly_runtime_stopping(const mly_runtime *rt);
 
 /* End every instance by force (fini hooks run, no step runs), close the
- * runtime's handles and free it.  Child processes still running get
- * SIGKILL (their group with new_group), except detached ones and those
- * of durable instances (left for the next run): the runtime is released
- * once they are reaped, so none is orphaned.  With a host loop, the
- * memory is released from the handles' close callbacks: run the loop
- * afterwards, as with uv_close.  With its own loop, it is all done on
- * return. */
+ * runtime's handles and free it.  Durable instances are suspended, as by
+ * mly_runtime_shutdown: they continue, inboxes whole, on the next open.
+ * Child processes still running get SIGKILL (their group with
+ * new_group), except detached ones and those of durable instances (left
+ * for the next run): the runtime is released once they are reaped, so
+ * none is orphaned.  With a host loop, the memory is released from the
+ * handles' close callbacks: run the loop afterwards, as with uv_close.
+ * With its own loop, it is all done on return. */
 void mly_runtime_close(mly_runtime *rt);
 
 /* Register a machine type.  Names are unique per runtime. */
@@ -545,10 +553,30 @@ int mly_process_adopt(mly_machine *m, int pid, uint64_t start_time);
 /* a data size may grow between versions (new bytes are zero), never  */
 /* shrink.  Renaming a yield point: see "Machine bodies" below.        */
 /* The runtime's shutdown leaves durable instances in the journal: they */
-/* are suspended, not ended, and continue on the next open.  Explicit  */
-/* mly_shutdown/mly_kill of a durable instance ends it for good.       */
-/* Events from a durable machine to a non-durable one, child-process   */
-/* exits and signals are not journaled.                                */
+/* are suspended, not ended, with their inboxes whole (a clean stop,   */
+/* or mly_runtime_close, also writes the events that were never        */
+/* journaled: plain posts, process exits, signals), and continue on    */
+/* the next open.  Explicit mly_shutdown/mly_kill of a durable         */
+/* instance ends it for good.  Events from a durable machine to a      */
+/* non-durable one are not journaled; nor are plain posts,             */
+/* child-process exits and signals until such a stop: a crash loses    */
+/* them.                                                               */
+/*                                                                     */
+/* A recovered instance continues, is parked with a reason, or its     */
+/* wait ends with an error; it never hangs on something that cannot    */
+/* come back.  A wait whose cause did not survive the restart ends at  */
+/* once with MLY_ELOST (mly_wait_error(), or the status of             */
+/* MLY_AWAIT_CHILD): a child that was not durable (or any child's exit */
+/* when none came back), a reply from a request target that was not    */
+/* durable or has ended, a child-process exit, a signal.  A wait on a  */
+/* parked instance stands: other code may bring it back.               */
+/*                                                                     */
+/* An instance at a point whose name the code does not list, or lists */
+/* with no wait of that name in the body, is parked at open (renaming: */
+/* see "Machine bodies").  To tell, mly_journal_open enters each body  */
+/* once per recovered (point, body) with a probe flag set, where every */
+/* wait yields at once without testing anything: code before           */
+/* MLY_BEGIN runs then, so keep it free of side effects.               */
 
 typedef enum mly_sync {
   MLY_SYNC_ALWAYS = 0, /* fdatasync every batch before machines go on:
@@ -599,7 +627,9 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
 /* 0, or the error that stopped the journal (fail-stop). */
 int mly_journal_error(const mly_runtime *rt);
 /* Rewrite the live set into a new segment and drop the old ones.  Runs
- * when nothing is in flight (at once, or after the current batch). */
+ * when nothing is in flight (at once, or after the current batch).
+ * MLY_ESHUTDOWN once the runtime is stopping: the machines it suspended
+ * are only in the journal then (no automatic compaction runs either). */
 int mly_journal_compact(mly_runtime *rt);
 
 typedef struct mly_journal_stats {
@@ -620,8 +650,12 @@ typedef struct mly_journal_stats {
 int mly_journal_stats_get(const mly_runtime *rt, mly_journal_stats *out);
 
 /* Instances the journal holds but this code cannot resume (unknown type,
- * unknown yield point, a version it does not accept): they are listed
- * here, kept in the journal for a later version, and the rest run. */
+ * a version it does not accept, a yield point it does not list or that
+ * no wait of the body uses, a parked parent or ancestor: a subtree is
+ * parked as one): they are listed here with the reason, kept in the
+ * journal for a later version, and the rest run.  A parked instance
+ * keeps its id: no spawn reuses its slot while it is parked, and
+ * sending to it fails with MLY_ESRCH. */
 typedef struct mly_parked {
   mly_id id;
   const char *type;
@@ -635,9 +669,27 @@ int mly_journal_parked(mly_runtime *rt,
 /* True during the first step an instance runs after recovery. */
 bool mly_recovered(const mly_machine *m);
 
-/* A durable post: like mly_post, and durable once cb reports 0 (cb runs
- * on the loop thread, after the event's record is synced; any error
- * means it was not accepted).  The target must be durable. */
+/* A durable post: like mly_post, with an answer.  cb runs once, on the
+ * loop thread, with:
+ *   0             the event's record is in the journal (synced under
+ *                 MLY_SYNC_ALWAYS; written under the other policies): it
+ *                 is delivered exactly once, across restarts;
+ *   MLY_EUNKNOWN  the journal stopped (a failed fdatasync, a later write
+ *                 cut short) after the frame holding the record reached
+ *                 the file whole (a frame cut short never verifies): it
+ *                 is not
+ *                 delivered in this run, and the next open delivers it
+ *                 exactly when the record survived (it does after a
+ *                 process crash, it may not after a power loss).  To
+ *                 retry safely, carry a key of your own in the payload
+ *                 (a request id) and let the machine skip keys it took;
+ *   other < 0     it is certainly not in the journal, now or after any
+ *                 restart, and never delivered: safe to retry.
+ *                 MLY_ESRCH: no such instance; MLY_EINVAL: not durable;
+ *                 MLY_ESHUTDOWN: the runtime is stopping or closing (the
+ *                 target may be back after the next open); a journal
+ *                 error when its record was never written.
+ * The target must be durable. */
 typedef void (*mly_post_cb)(mly_runtime *rt, int status, void *arg);
 int mly_post_durable(mly_runtime *rt, mly_id to, uint32_t id,
                      mly_value *payload, mly_post_cb cb, void *arg);
@@ -763,7 +815,8 @@ int mly_duration_parse(const char *s, int64_t *ms);
 /* after both.  Drop the old one in a later version, once no instance  */
 /* rests there (`mealy journal dump`, mly_foreach).  Never keep a name */
 /* in the points list without its wait in the code, and never remove  */
-/* a name instances rest at: those instances cannot be resumed.        */
+/* a name instances rest at: those instances are parked at open        */
+/* (mly_journal_parked says why) until code that has the wait returns. */
 /*                                                                     */
 /* Shutdown requests (mly_shutdown; mly_runtime_shutdown for instances */
 /* that are not durable).  mly_shutdown_requested(m) is true from the  */
@@ -806,6 +859,10 @@ struct mly_machine {
   uint8_t flags; /* private                        */
 };
 
+/* Set while mly_journal_open checks that a recovered point has code: a
+ * wait then yields at once, its test not evaluated. */
+#define MLY__F_PROBE 0x80u
+
 int mly__bad_point(mly_machine *m);
 int mly__finish(mly_machine *m, int status);
 void mly__yield(mly_machine *m);
@@ -841,7 +898,7 @@ int mly__child_done(mly_machine *m, int *status);
     (m)->pc = (pt);                                                   \
     MLY__FALLTHROUGH;                                                 \
     case (pt):                                                        \
-      if (!(done)) return MLY_YIELDED;                                \
+      if (((m)->flags & MLY__F_PROBE) || !(done)) return MLY_YIELDED; \
   } while (0)
 
 #define MLY_BEGIN(m)                                                  \
