@@ -53,6 +53,8 @@ enum { WOKE_NONE = 0, WOKE_TURN, WOKE_TIMER, WOKE_EVENT, WOKE_SHUTDOWN,
 #define F_ENDING 0x10u    /* exited; stopping its children              */
 #define F_KILL 0x20u      /* to be ended by force after its step         */
 #define F_REWAKE 0x40u    /* woken during its own step (W_COND)          */
+#define F_SHUT_HIDE 0x80u /* a request took its reply with F_SHUT_WAKE
+                             pending: not "requested" until the next wait */
 
 /* Longer waits are this long: ~31,700 years, and no overflow in us. */
 #define MAX_WAIT_MS 1000000000000000ll

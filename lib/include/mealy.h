@@ -709,8 +709,11 @@ int mly_duration_parse(const char *s, int64_t *ms);
 /* statement of your own.  Each named point stands at one place in the */
 /* code (the compiler enforces it: a second use is a duplicate case    */
 /* label).  Anonymous waits (the forms without _AT) are named "line N" */
-/* and are only for machines that are never persisted: a durable       */
-/* instance that reaches one fails at once with MLY_EINVAL.            */
+/* and are only for machines that are never persisted: an instance of */
+/* a MLY_TYPE_DURABLE type (journal open or not) that reaches one      */
+/* fails at once with MLY_EINVAL, whether or not the wait would        */
+/* suspend (a condition that holds, a child or target that does not   */
+/* exist): the wait does nothing (a request is not sent).              */
 /*                                                                     */
 /* Renaming a yield point of a durable type: persisted instances rest  */
 /* at the old name, so keep the old name's wait in the code, where it  */
@@ -791,12 +794,13 @@ int mly__child_done(mly_machine *m, int *status);
 #define MLY__FALLTHROUGH ((void)0)
 #endif
 
-/* One shape serves every wait: set it up, remember where we are, and
+/* One shape serves every wait: remember where we are, set it up (the
+ * setup sees the point: a durable type refuses an anonymous one), and
  * from there on test whether it is over; yield while it is not. */
 #define MLY__WAIT(m, pt, setup, done)                                 \
   do {                                                                \
-    setup;                                                            \
     (m)->pc = (pt);                                                   \
+    setup;                                                            \
     MLY__FALLTHROUGH;                                                 \
     case (pt):                                                        \
       if (!(done)) return MLY_YIELDED;                                \
@@ -839,7 +843,8 @@ int mly__child_done(mly_machine *m, int *status);
 #define MLY_AWAIT_NAME(m, name, ms) MLY_AWAIT_NAME_AT(m, MLY__ANON, name, ms)
 
 /* Wait for child machine `child` to end; *status_ptr gets its exit
- * status (MLY_ESRCH if it is not a child of m). */
+ * status (MLY_ESRCH if it is not a child of m).  status_ptr may be NULL
+ * when the status is not wanted (mly_wait_error(m) still tells). */
 #define MLY_AWAIT_CHILD_AT(m, pt, child, status_ptr)                  \
   MLY__WAIT(m, pt, mly__await_child(m, (child)),                      \
             mly__child_done(m, (status_ptr)))
