@@ -141,6 +141,8 @@ void intern_free(mly_intern *t);
 /* Cross-thread posts (post.c).  A durable post carries its callback in
  * a box, pointed to by the event's status while it travels. */
 #define EVF_DURABLE_POST 0x80000000u
+/* A shutdown request queued behind journaled events (durable.c). */
+#define EVF_SHUTDOWN_REQ 0x40000000u
 typedef struct post_cb_box {
   mly_post_cb cb;
   void *arg;
@@ -274,6 +276,7 @@ bool durable_paused(const mly_runtime *rt); /* a compaction waits */
 void durable_suspend_all(mly_runtime *rt);
 void durable_close(mly_runtime *rt);
 void durable_post(mly_runtime *rt, mly_event *e);
+bool durable_order_shutdown(mly_runtime *rt, mly_inst *m);
 int durable_check_spawn(mly_runtime *rt, mly_type *t);
 
 /* event.c */

@@ -807,7 +807,9 @@ int mly_shutdown(mly_runtime *rt, mly_id id) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   mly_inst *m = inst_get(rt, id);
   if (m == NULL) return MLY_ESRCH;
-  inst_request_shutdown(m);
+  /* behind the events sent to it before, journaled ones included */
+  if ((m->head.flags & F_SHUT_REQ) || !durable_order_shutdown(rt, m))
+    inst_request_shutdown(m);
   return 0;
 }
 

@@ -418,6 +418,122 @@ START_TEST(shutdown_request_never_drops_an_event) {
 }
 END_TEST
 
+/* ---- a reply that comes with a shutdown request is not lost ---- */
+
+typedef struct asker_rec {
+  int replies, broke, after_event, requested_after, requested_before;
+} asker_rec;
+
+typedef struct asker {
+  asker_rec *r;
+  mly_id server;
+} asker;
+
+#define ASKER_POINTS(X) X(asker, asking) X(asker, after)
+MLY_POINTS(asker, ASKER_POINTS);
+
+static int asker_run(mly_machine *m, void *data) {
+  asker *a = data;
+  MLY_BEGIN(m);
+  MLY_REQUEST_AT(m, asker_asking, a->server, 5, NULL, -1);
+  if (mly_shutdown_requested(m)) { /* the natural pattern */
+    a->r->broke = 1;
+    MLY_EXIT(m, 2);
+  }
+  if (mly_current_event(m)) a->r->replies++;
+  MLY_AWAIT_AT(m, asker_after, 9, -1); /* the shutdown ends this one */
+  a->r->after_event = mly_current_event(m) != NULL;
+  a->r->requested_after = mly_shutdown_requested(m);
+  MLY_END(m);
+}
+
+typedef struct server {
+  int order; /* 0: reply, then shutdown; 1: the other way round */
+} server;
+
+#define SERVER_POINTS(X) X(server, serving)
+MLY_POINTS(server, SERVER_POINTS);
+
+static int server_run(mly_machine *m, void *data) {
+  server *s = data;
+  const mly_event *e;
+  MLY_BEGIN(m);
+  MLY_AWAIT_AT(m, server_serving, 5, -1);
+  e = mly_current_event(m);
+  ck_assert_ptr_nonnull(e);
+  if (s->order == 1)
+    ck_assert_int_eq(mly_shutdown(mly_machine_runtime(m), e->from), 0);
+  ck_assert_int_eq(mly_reply(m, e, 6, mly_value_str("answer")), 0);
+  if (s->order == 0)
+    ck_assert_int_eq(mly_shutdown(mly_machine_runtime(m), e->from), 0);
+  MLY_END(m);
+}
+
+/* _i: which of the two is durable (bit 0 the asker, bit 1 the server) */
+START_TEST(reply_with_shutdown_request_is_returned) {
+  for (int order = 0; order < 2; order++) {
+    mly_runtime *rt = h_runtime();
+    asker_rec r = {0};
+    char dir[] = "/tmp/mly-reply-XXXXXX";
+    mly_type *at = h_type(rt, &(mly_type_def){.name = "asker",
+        .run = asker_run, MLY_TYPE_POINTS(asker), .data_size = sizeof(asker),
+        .flags = (_i & 1) ? MLY_TYPE_DURABLE : 0});
+    mly_type *st = h_type(rt, &(mly_type_def){.name = "server",
+        .run = server_run, MLY_TYPE_POINTS(server), .data_size = sizeof(server),
+        .flags = (_i & 2) ? MLY_TYPE_DURABLE : 0});
+    if (_i) {
+      ck_assert_ptr_nonnull(mkdtemp(dir));
+      ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+                           .dir = dir, .sync = MLY_SYNC_NEVER}, NULL, 0), 0);
+    }
+    mly_id srv = h_spawn(rt, st, &(server){order}, sizeof(server));
+    h_spawn(rt, at, &(asker){&r, srv}, sizeof(asker));
+    h_run(rt);
+    ck_assert_msg(r.broke == 0, "order %d: the request ended early", order);
+    ck_assert_int_eq(r.replies, 1);        /* the request returned it */
+    ck_assert_int_eq(r.after_event, 0);    /* the next wait ended early */
+    ck_assert_int_eq(r.requested_after, 1);
+    mly_stats sts;
+    mly_runtime_stats(rt, &sts);
+    ck_assert_uint_eq(sts.dropped, 0);
+    ck_assert_uint_eq(sts.late_replies, 0);
+    ck_assert_uint_eq(sts.live, 0);
+    mly_runtime_close(rt);
+    if (_i) h_rmtree(dir);
+  }
+}
+END_TEST
+
+/* With a shutdown routine the request's wait is abandoned: a reply that
+ * had come is late (counted), not left where nothing can take it. */
+static int asker_stop(mly_machine *m, void *data) {
+  asker *a = data;
+  MLY_BEGIN(m);
+  a->r->requested_before = mly_shutdown_requested(m);
+  MLY_END(m);
+}
+
+START_TEST(reply_to_abandoned_request_is_late) {
+  mly_runtime *rt = h_runtime();
+  asker_rec r = {0};
+  mly_type *at = h_type(rt, &(mly_type_def){.name = "asker",
+      .run = asker_run, .shutdown = asker_stop, MLY_TYPE_POINTS(asker),
+      .data_size = sizeof(asker)});
+  mly_type *st = h_type(rt, &(mly_type_def){.name = "server",
+      .run = server_run, MLY_TYPE_POINTS(server), .data_size = sizeof(server)});
+  mly_id srv = h_spawn(rt, st, &(server){0}, sizeof(server));
+  h_spawn(rt, at, &(asker){&r, srv}, sizeof(asker));
+  h_run(rt);
+  ck_assert_int_eq(r.requested_before, 1);
+  ck_assert_int_eq(r.replies, 0);
+  mly_stats sts;
+  mly_runtime_stats(rt, &sts);
+  ck_assert_uint_eq(sts.late_replies, 1);
+  ck_assert_uint_eq(sts.dropped, 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* ---- a child kills its parent from inside its own step ---- */
 
 typedef struct rebel {
@@ -496,6 +612,8 @@ static Suite *lifecycle_suite(void) {
   tcase_add_test(tc, kill_parent_kills_children_first);
   tcase_add_test(tc, close_ends_everything);
   tcase_add_test(tc, shutdown_request_never_drops_an_event);
+  tcase_add_loop_test(tc, reply_with_shutdown_request_is_returned, 0, 4);
+  tcase_add_test(tc, reply_to_abandoned_request_is_late);
   tcase_add_test(tc, child_kills_parent_from_its_step_children_end_first);
   suite_add_tcase(s, tc);
   return s;
