@@ -209,7 +209,7 @@ void durable_post(mly_runtime *rt, mly_event *e) {
       return;
     }
   } else {
-    if (dst == NULL) rt->st.undeliverable++;
+    rt->st.undeliverable++; /* taken from the queue, never delivered */
     ev_free(rt, e);
   }
   if (box->cb) box->cb(rt, rc, box->arg);

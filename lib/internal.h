@@ -297,6 +297,7 @@ int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
 int post_init(mly_runtime *rt);
 void post_stop(mly_runtime *rt);  /* refuse from now on (shutdown) */
 void post_close(mly_runtime *rt);
+bool post_pending(mly_runtime *rt); /* posted, not yet taken (any thread) */
 
 /* signal.c */
 void sig_close_all(mly_runtime *rt);

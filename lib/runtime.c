@@ -94,6 +94,13 @@ void rt_arm_timer(mly_runtime *rt) {
 
 void rt_maybe_stop(mly_runtime *rt) {
   if (rt->st.live > 0) return;
+  if (rt->stopping && !rt->stopped && !rt->closing && post_pending(rt)) {
+    /* posts accepted before the shutdown are taken first (delivered or
+     * counted, post.c): the async handle holds the loop until then */
+    uv_ref((uv_handle_t *)&rt->post.async);
+    uv_async_send(&rt->post.async);
+    return;
+  }
   if (!rt->closing) uv_unref((uv_handle_t *)&rt->post.async);
   if (rt->stopping && !rt->stopped) {
     rt->stopped = true;

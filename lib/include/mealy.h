@@ -211,7 +211,8 @@ typedef struct mly_runtime_options {
   uint32_t step_budget; /* steps per loop turn before I/O gets a turn;
                            0 = default (MLY_DEFAULT_STEP_BUDGET)        */
   /* called on the loop thread once the runtime has stopped: after
-     mly_runtime_shutdown, when the last instance has ended.  It can run
+     mly_runtime_shutdown, when the last instance has ended and every
+     post accepted before the shutdown has been taken.  It can run
      inside mly_runtime_shutdown itself (nothing was left to stop, or
      everything ended at once), or inside a second call that forces the
      end: do not free what the caller of mly_runtime_shutdown still uses */
@@ -369,7 +370,13 @@ int mly_reply(mly_machine *m, const mly_event *request, uint32_t id,
  * payload is freed; post again later), and once mly_runtime_shutdown has
  * been called, or the runtime is closing, with MLY_ESHUTDOWN.  The loop
  * takes at most step_budget posted events per turn, so a flood of posts
- * never starves the host's own handles and timers.  mly_runtime_close
+ * never starves the host's own handles and timers.  Every post answered
+ * 0 is accounted for: stats.posted counts it when the loop takes it, and
+ * it is then put in its target's inbox (stats.delivered) or counted in
+ * stats.undeliverable; after a shutdown the runtime holds the loop (and
+ * on_stop waits) until every post accepted before it has been taken, and
+ * posts mly_runtime_close finds still queued are counted undeliverable
+ * (a durable post's callback gets MLY_ESHUTDOWN).  mly_runtime_close
  * frees the runtime: the host must make its threads stop posting (join
  * them) before it calls mly_runtime_close. */
 int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload);
@@ -669,7 +676,9 @@ typedef struct mly_stats {
   uint64_t dropped;         /* unhandled (DROP_UNHANDLED, inbox_drop,
                                inbox of an ending instance)               */
   uint64_t late_replies;    /* replies whose request had finished        */
-  uint64_t undeliverable;   /* posts to instances that had ended         */
+  uint64_t undeliverable;   /* posts taken but not delivered: to ended
+                               instances (a durable post also: to one
+                               that is not durable)                      */
   uint64_t posted;          /* events received through mly_post          */
   uint64_t timers_fired;
   uint64_t bytes;           /* memory held by the runtime itself         */
