@@ -224,6 +224,14 @@ static inline bool inst_durable(const mly_runtime *rt, const mly_inst *m) {
   return rt->dur != NULL && (m->type->def.flags & MLY_TYPE_DURABLE);
 }
 
+/* Names a user gives (yield points, events) are printed in tables and
+ * logs and kept in the journal: no control characters in them. */
+static inline bool has_control(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
+  return false;
+}
+
 /* runtime.c */
 bool rt_on_loop_thread(const mly_runtime *rt);
 /* The runtime's clock: monotonic milliseconds, read fresh (not libuv's

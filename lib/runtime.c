@@ -272,8 +272,10 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Yield point names: present, at most MLY_POINT_MAX bytes, unique (a
- * hand-written list could repeat one; MLY_POINTS cannot).  A durable type
+/* Yield point names: present, at most MLY_POINT_MAX bytes, no control
+ * characters, unique, and the first is "begin" (point 0, where MLY_BEGIN
+ * starts): a hand-written list could break any of these, MLY_POINTS
+ * cannot.  A durable type
  * must name its points: with no list every wait would be anonymous, and
  * an anonymous wait cannot be resumed after a restart (D1).  Anonymous
  * waits beside named ones are only seen when one is reached: the
@@ -285,7 +287,10 @@ static int check_points(const mly_type_def *def) {
     if (p == NULL || *p == '\0') return MLY_EINVAL;
     if (strlen(p) > MLY_POINT_MAX) return MLY_ENAMETOOLONG;
     if (strncmp(p, "line ", 5) == 0) return MLY_EINVAL; /* that is anonymous */
+    if (has_control(p)) return MLY_EINVAL;
   }
+  if (def->npoints > 0 && strcmp(def->points[0], "begin") != 0)
+    return MLY_EINVAL;
   if (def->npoints < 2) return 0;
   const char **v = malloc(def->npoints * sizeof *v);
   if (v == NULL) return MLY_ENOMEM;
@@ -301,7 +306,8 @@ static int check_points(const mly_type_def *def) {
 int mly_type_register(mly_runtime *rt, const mly_type_def *def,
                       mly_type **out) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
-  if (def == NULL || def->run == NULL || def->data_size > MLY_DATA_MAX)
+  if (def == NULL || def->run == NULL || def->data_size > MLY_DATA_MAX ||
+      (def->flags & ~MLY_TYPE_FLAGS_ALL))
     return MLY_EINVAL;
   if (def->name && strlen(def->name) > MLY_NAME_MAX) return MLY_ENAMETOOLONG;
   if (!valid_name(def->name)) return MLY_EINVAL;

@@ -529,6 +529,10 @@ START_TEST(registration_checks_points) {
   const char *const empty[] = {"begin", "", NULL};
   const char *const twice[] = {"begin", "a", "b", "a", NULL};
   const char *const anon[] = {"begin", "line 12", NULL};
+  const char *const ctrl[] = {"begin", "a\nb", NULL};
+  const char *const del[] = {"begin", "a\x7f", NULL};
+  const char *const nobegin[] = {"start", "a", NULL};
+  const char *const late_begin[] = {"a", "begin", NULL};
   mly_type_def d = {.name = "p", .run = named_run};
   d.points = too_long, d.npoints = 2;
   ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_ENAMETOOLONG);
@@ -538,6 +542,27 @@ START_TEST(registration_checks_points) {
   ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EEXIST);
   d.points = anon, d.npoints = 2;
   ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = ctrl, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = del, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = nobegin, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = late_begin, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  /* flags this version does not know */
+  ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "f",
+      .run = named_run, .flags = 0x4}, NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "f",
+      .run = named_run, .flags = 0x80000000u | MLY_TYPE_DROP_UNHANDLED},
+      NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "f",
+      .run = named_run, .flags = MLY_TYPE_FLAGS_ALL, .points = just_fits,
+      .npoints = 2},
+      NULL), 0);
+  uint32_t ev;
+  ck_assert_int_eq(mly_event_id(rt, "a\nb", &ev), MLY_EINVAL);
+  ck_assert_int_eq(mly_event_id(rt, "tab\there", &ev), MLY_EINVAL);
   /* a durable type must name its points: without a list every wait
    * would be anonymous, and could not be resumed after a restart */
   ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "d",

@@ -174,6 +174,8 @@ typedef int (*mly_fn)(mly_machine *m, void *data);
 /* Type flags. */
 #define MLY_TYPE_DROP_UNHANDLED 0x1u /* see "Events" below */
 #define MLY_TYPE_DURABLE 0x2u        /* see "Durable machines" below */
+/* every flag this version knows: registration refuses others (EINVAL) */
+#define MLY_TYPE_FLAGS_ALL (MLY_TYPE_DROP_UNHANDLED | MLY_TYPE_DURABLE)
 
 typedef struct mly_type_def {
   const char *name;          /* at most MLY_NAME_MAX bytes              */
@@ -192,8 +194,12 @@ typedef struct mly_type_def {
 
 #define MLY_NAME_MAX 63
 /* A yield point name is at most this many bytes; mly_type_register
- * refuses a longer one (MLY_ENAMETOOLONG), an empty, repeated (MLY_EEXIST)
- * or "line N" one, and a durable type without a points list (MLY_EINVAL). */
+ * refuses a longer one (MLY_ENAMETOOLONG), a repeated one (MLY_EEXIST),
+ * and with MLY_EINVAL: an empty or "line N" one, one with a control
+ * character, a list whose first name (point 0) is not "begin" (MLY_POINTS
+ * makes all of these right), a durable type without a points list, and
+ * unknown flags.  Event names (mly_event_id) have no control characters
+ * either (MLY_EINVAL). */
 #define MLY_POINT_MAX 63
 
 /* Lifecycle of an instance. */
@@ -346,7 +352,8 @@ typedef struct mly_event {
 
 /* Intern an event name ("config") to an id; the same name gives the
  * same id for the life of the runtime.  Loop thread; intern before
- * handing ids to other threads. */
+ * handing ids to other threads.  MLY_EINVAL for an empty name or one
+ * with a control character, MLY_ENAMETOOLONG past MLY_NAME_MAX bytes. */
 int mly_event_id(mly_runtime *rt, const char *name, uint32_t *out);
 const char *mly_event_name(mly_runtime *rt, uint32_t id); /* NULL: none */
 
