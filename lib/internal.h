@@ -19,6 +19,8 @@
  *     when the heap is empty: every removal of the earliest entry re-arms
  *     it (at once from host code, at the end of a loop callback inside
  *     one), so an ended or suspended sleeper never holds the loop;
+ *   - a reply in an inbox is for the instance's current request wait
+ *     (only that wait can take it: anything else is counted late);
  *   - head.wait == W_NONE while the instance runs or is queued to run for
  *     a reason that already satisfied it; events then only enter the inbox;
  *   - only the loop thread touches anything here but rt->post (post.c).
@@ -305,7 +307,7 @@ int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
 int post_init(mly_runtime *rt);
 void post_stop(mly_runtime *rt);  /* refuse from now on (shutdown) */
 void post_close(mly_runtime *rt);
-bool post_pending(mly_runtime *rt); /* posted, not yet taken (any thread) */
+bool post_pending(const mly_runtime *rt); /* posted, not yet taken */
 
 /* signal.c */
 void sig_close_all(mly_runtime *rt);

@@ -186,6 +186,7 @@ static mly_inst *queue_next(const mly_runtime *rt, const mly_inst *m) {
 static void ready_push(mly_inst *m) {
   mly_runtime *rt = m->type->rt;
   assert(!(m->head.flags & F_QUEUED) && m->heap_idx == NO_HEAP);
+  assert(rt->running != m); /* inst_wake defers it: F_REWAKE */
   queue_append(&rt->ready_head, &rt->ready_tail, m);
   m->head.flags |= F_QUEUED;
   m->dflags &= ~D_WAKE; /* queued: a wake that waited is served */
@@ -607,6 +608,9 @@ static void arm(mly_inst *m, int64_t ms) {
 
 static int wait_over(mly_inst *m) {
   heap_remove(m->type->rt, m);
+  /* a yield that ends in the step that set it up (a shutdown request
+   * ended it early) is still queued for its turn: leave that place too */
+  if (m->head.wait == W_TURN && (m->head.flags & F_QUEUED)) ready_unlink(m);
   m->head.wait = W_NONE;
   return 1;
 }

@@ -75,10 +75,11 @@ static void async_cb(uv_async_t *h) {
   if (rt->stopping && rt->st.live == 0) rt_maybe_stop(rt); /* drained? */
 }
 
-bool post_pending(mly_runtime *rt) {
-  uv_mutex_lock(&rt->post.lock);
+bool post_pending(const mly_runtime *rt) {
+  uv_mutex_t *lock = (uv_mutex_t *)&rt->post.lock; /* only the lock moves */
+  uv_mutex_lock(lock);
   bool any = rt->post.head != NULL;
-  uv_mutex_unlock(&rt->post.lock);
+  uv_mutex_unlock(lock);
   return any;
 }
 
