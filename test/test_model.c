@@ -3,17 +3,21 @@
  *
  * A host driver on the loop performs one random operation per loop turn
  * against a population of machines that sleep, yield, wait for events
- * with and without timeouts, ping each other with 1 ms timeouts, wait for
- * conditions, own children and now and then a child process: spawn,
- * send, post, wake, kill, shut down one, and at the end shut the runtime
- * down (grace 0, short, none, or a second call that forces it).  After
- * every operation, and after every loop turn, rt_check (lib/invariant.c)
- * verifies the whole state: one place per instance (ready queue, timer
- * heap, waiting), the heap and its back-pointers, the uv timer armed for
- * the earliest deadline, an empty runtime not holding the loop, no
- * process of an ended owner holding it.  Then the loop must end by
- * itself: with a timer left armed for an ended sleeper, or an instance
- * both queued and timed, it would not (the CK timeout fails the test).
+ * with and without timeouts, ping each other with 1 ms timeouts, send
+ * requests that others answer (now and then asking the asker to shut
+ * down in the same step), wait for conditions, own children and now and
+ * then a child process, and on a shutdown request stop at once or go on
+ * for a while: spawn, send, post, wake, kill, shut down one, and at the
+ * end shut the runtime down (grace 0, short, none, or a second call that
+ * forces it).  After every operation, and after every loop turn,
+ * rt_check (lib/invariant.c) verifies the whole state: one place per
+ * instance (ready queue, timer heap, waiting), the heap and its
+ * back-pointers, the uv timer armed for the earliest deadline, an empty
+ * runtime not holding the loop, no process of an ended owner holding it,
+ * no reply left where no wait can take it.  At the end every accepted
+ * post was taken.  Then the loop must end by itself: with a timer left
+ * armed for an ended sleeper, or an instance both queued and timed, it
+ * would not (the CK timeout fails the test).
  * Every round runs with plain machines and with durable ones on a
  * journal.  The test command runs a few dozen rounds; MODEL_ROUNDS=N runs
  * N (long mode).
