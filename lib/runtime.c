@@ -339,5 +339,5 @@ mly_type *mly_type_find(mly_runtime *rt, const char *name) {
 }
 
 void mly_runtime_stats(const mly_runtime *rt, mly_stats *out) {
-  *out = rt->st;
+  if (out != NULL) *out = rt->st;
 }

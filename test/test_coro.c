@@ -509,6 +509,13 @@ START_TEST(misuse_returns_errors) {
   uint32_t ev;
   ck_assert_int_eq(mly_event_id(rt, "", &ev), MLY_EINVAL);
   ck_assert_int_eq(mly_event_id(rt, longname, &ev), MLY_ENAMETOOLONG);
+  /* an out pointer that is NULL: an error, not a crash */
+  ck_assert_int_eq(mly_event_id(rt, "fine", NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_spawn(rt, t, NULL, 0, NULL), 0); /* id not wanted */
+  mly_id live = 0;
+  ck_assert_int_eq(mly_spawn(rt, t, NULL, 0, &live), 0);
+  ck_assert_int_eq(mly_info_get(rt, live, NULL), MLY_EINVAL);
+  mly_runtime_stats(rt, NULL);
   ck_assert_str_eq(mly_strerror(MLY_ESRCH), "no such instance, or it has ended");
   ck_assert_str_eq(mly_strerror(-99999), "unknown error");
   mly_runtime_close(rt);

@@ -353,7 +353,8 @@ typedef struct mly_event {
 /* Intern an event name ("config") to an id; the same name gives the
  * same id for the life of the runtime.  Loop thread; intern before
  * handing ids to other threads.  MLY_EINVAL for an empty name or one
- * with a control character, MLY_ENAMETOOLONG past MLY_NAME_MAX bytes. */
+ * with a control character, or a NULL out; MLY_ENAMETOOLONG past
+ * MLY_NAME_MAX bytes. */
 int mly_event_id(mly_runtime *rt, const char *name, uint32_t *out);
 const char *mly_event_name(mly_runtime *rt, uint32_t id); /* NULL: none */
 
@@ -671,6 +672,7 @@ typedef struct mly_info {
  * cb stops the walk and is returned. */
 int mly_foreach(mly_runtime *rt, int (*cb)(const mly_info *, void *),
                 void *arg);
+/* One instance (MLY_ESRCH: none; MLY_EINVAL: out is NULL). */
 int mly_info_get(mly_runtime *rt, mly_id id, mly_info *out);
 /* Print a table of instances (one line each) to a stdio stream. */
 int mly_runtime_dump(mly_runtime *rt, void *file /* FILE* */);
