@@ -257,7 +257,8 @@ int slots_finish(mly_runtime *rt);
 void inst_wake(mly_inst *m, uint8_t reason);
 void inst_run_batch(mly_runtime *rt, uint32_t budget);
 void inst_timer_fired(mly_inst *m);
-void inst_request_shutdown(mly_inst *m);
+void inst_request_shutdown(mly_inst *m); /* now */
+void inst_ask_shutdown(mly_inst *m);     /* in order with events to m */
 void inst_kill(mly_inst *m);
 void inst_kill_all(mly_runtime *rt);
 void inst_free_pools(mly_runtime *rt);

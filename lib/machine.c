@@ -446,6 +446,14 @@ void inst_kill_all(mly_runtime *rt) {
   }
 }
 
+/* A request from host code or a step: behind the events sent to m
+ * before it, journaled ones included (durable_order_shutdown). */
+void inst_ask_shutdown(mly_inst *m) {
+  mly_runtime *rt = m->type->rt;
+  if ((m->head.flags & F_SHUT_REQ) || !durable_order_shutdown(rt, m))
+    inst_request_shutdown(m);
+}
+
 void inst_request_shutdown(mly_inst *m) {
   if (m->head.flags & F_SHUT_REQ) return; /* repeats are harmless */
   m->head.flags |= F_SHUT_REQ | F_SHUT_WAKE;
@@ -811,9 +819,7 @@ int mly_shutdown(mly_runtime *rt, mly_id id) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   mly_inst *m = inst_get(rt, id);
   if (m == NULL) return MLY_ESRCH;
-  /* behind the events sent to it before, journaled ones included */
-  if ((m->head.flags & F_SHUT_REQ) || !durable_order_shutdown(rt, m))
-    inst_request_shutdown(m);
+  inst_ask_shutdown(m);
   return 0;
 }
 

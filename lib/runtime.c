@@ -209,7 +209,7 @@ int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms) {
   if (rt->dur) durable_suspend_all(rt); /* they continue on the next open */
   for (uint32_t s = rt->nslots; s-- > 0;) {
     mly_inst *m = rt->slots[s];
-    if (m != NULL && m->parent == NULL) inst_request_shutdown(m);
+    if (m != NULL && m->parent == NULL) inst_ask_shutdown(m);
   }
   if (grace_ms >= 0) uv_timer_start(&rt->grace, grace_cb, (uint64_t)grace_ms, 0);
   rt_maybe_stop(rt);

@@ -451,7 +451,7 @@ typedef struct server {
   int order; /* 0: reply, then shutdown; 1: the other way round */
 } server;
 
-#define SERVER_POINTS(X) X(server, serving)
+#define SERVER_POINTS(X) X(server, serving) X(server, serving2)
 MLY_POINTS(server, SERVER_POINTS);
 
 static int server_run(mly_machine *m, void *data) {
@@ -501,6 +501,103 @@ START_TEST(reply_with_shutdown_request_is_returned) {
     mly_runtime_close(rt);
     if (_i) h_rmtree(dir);
   }
+}
+END_TEST
+
+/* The runtime's shutdown while a durable server's reply is on its way
+ * (its batch being synced): the request to the asker waits behind it.
+ * The journal's fault hook holds that sync until the shutdown is made. */
+typedef struct held_sync {
+  uv_sem_t go;
+  int served; /* the server has replied: hold the next sync, once */
+  int held;
+} held_sync;
+
+static int hold_sync(void *arg, int op, size_t len) {
+  (void)len;
+  held_sync *h = arg;
+  if (op == MLY_JOP_SYNC && __atomic_load_n(&h->served, __ATOMIC_SEQ_CST) &&
+      !h->held) {
+    uv_sem_wait(&h->go);
+    h->held = 1;
+  }
+  return 0;
+}
+
+typedef struct dserver {
+  int *served;
+} dserver;
+
+static int dserver_run(mly_machine *m, void *data) {
+  dserver *s = data;
+  MLY_BEGIN(m);
+  MLY_AWAIT_AT(m, server_serving, 5, -1);
+  ck_assert_int_eq(mly_reply(m, mly_current_event(m), 6, NULL), 0);
+  __atomic_store_n(s->served, 1, __ATOMIC_SEQ_CST);
+  MLY_AWAIT_AT(m, server_serving2, 99, -1); /* suspended by the shutdown */
+  MLY_END(m);
+}
+
+typedef struct shut_host {
+  mly_runtime *rt;
+  held_sync *h;
+  int *served;
+  int done;
+} shut_host;
+
+static void shut_after_serve(uv_prepare_t *c) {
+  shut_host *sh = c->data;
+  if (sh->done || __atomic_load_n(sh->served, __ATOMIC_SEQ_CST) == 0) return;
+  sh->done = 1;
+  /* the server's step ran and its batch is being synced: now, before
+   * the loop polls (a check handle would come after a poll that waits
+   * for that very sync) */
+  ck_assert_int_eq(mly_runtime_shutdown(sh->rt, -1), 0);
+  uv_sem_post(&sh->h->go);
+}
+
+START_TEST(runtime_shutdown_waits_behind_a_journaled_reply) {
+  mly_runtime *rt = h_runtime();
+  asker_rec r = {0};
+  held_sync h = {.served = 0};
+  ck_assert_int_eq(uv_sem_init(&h.go, 0), 0);
+  char dir[] = "/tmp/mly-rshut-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  mly_type *at = h_type(rt, &(mly_type_def){.name = "asker",
+      .run = asker_run, MLY_TYPE_POINTS(asker), .data_size = sizeof(asker)});
+  mly_type *st = h_type(rt, &(mly_type_def){.name = "server",
+      .run = dserver_run, MLY_TYPE_POINTS(server), .data_size = sizeof(dserver),
+      .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir,
+                       .fault = hold_sync, .fault_arg = &h}, NULL, 0), 0);
+  mly_id srv = h_spawn(rt, st, &(dserver){&h.served}, sizeof(dserver));
+  for (int i = 0; i < 1000; i++) { /* the server is recorded and waiting */
+    mly_info info;
+    ck_assert_int_eq(mly_info_get(rt, srv, &info), 0);
+    if (info.lifecycle == MLY_LC_READY) break;
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  }
+  shut_host sh = {rt, &h, &h.served, 0};
+  uv_prepare_t c;
+  uv_prepare_init(mly_runtime_loop(rt), &c);
+  c.data = &sh;
+  uv_prepare_start(&c, shut_after_serve);
+  uv_unref((uv_handle_t *)&c);
+  h_spawn(rt, at, &(asker){&r, srv}, sizeof(asker));
+  h_run(rt);
+  ck_assert_int_eq(sh.done, 1);
+  ck_assert_int_eq(h.held, 1);
+  ck_assert_msg(r.broke == 0, "the request ended before its reply came");
+  ck_assert_int_eq(r.replies, 1);
+  ck_assert_int_eq(r.requested_after, 1);
+  mly_stats sts;
+  mly_runtime_stats(rt, &sts);
+  ck_assert_uint_eq(sts.late_replies, 0);
+  ck_assert_uint_eq(sts.undeliverable, 0);
+  uv_close((uv_handle_t *)&c, NULL);
+  mly_runtime_close(rt);
+  uv_sem_destroy(&h.go);
+  h_rmtree(dir);
 }
 END_TEST
 
@@ -614,6 +711,7 @@ static Suite *lifecycle_suite(void) {
   tcase_add_test(tc, shutdown_request_never_drops_an_event);
   tcase_add_loop_test(tc, reply_with_shutdown_request_is_returned, 0, 4);
   tcase_add_test(tc, reply_to_abandoned_request_is_late);
+  tcase_add_test(tc, runtime_shutdown_waits_behind_a_journaled_reply);
   tcase_add_test(tc, child_kills_parent_from_its_step_children_end_first);
   suite_add_tcase(s, tc);
   return s;

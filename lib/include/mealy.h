@@ -745,33 +745,33 @@ int mly_duration_parse(const char *s, int64_t *ms);
 /* a name instances rest at: those instances cannot be resumed.        */
 /*                                                                     */
 /* Shutdown requests (mly_shutdown; mly_runtime_shutdown for instances */
-/* that are not durable).  mly_shutdown_requested(m) is true from the  */
-/* request on, for good.  Without a shutdown routine, the request also */
-/* ends the first wait tested after it, early and with nothing taken:  */
-/* mly_current_event(m) is NULL, mly_timed_out(m) false, an event that */
-/* had arrived stays in the inbox for a later wait, a timer that had   */
-/* fired is forgotten.  Only that one wait ends early: later waits     */
-/* return events and time out as usual while the flag stays true.  So  */
-/* the natural test after a wait never drops what it was given:        */
+/* that are not durable).  A request never overtakes the events sent   */
+/* to the instance before it: journaled ones reach it once durable,    */
+/* and the request then waits behind them; one made inside a step,     */
+/* with a journal open, takes effect after that step's events, as a    */
+/* send would.  From then on mly_shutdown_requested(m) is true, for    */
+/* good (but see replies below).  Without a shutdown routine, the      */
+/* request also ends the first wait tested after it, early and with    */
+/* nothing taken: mly_current_event(m) is NULL, mly_timed_out(m)       */
+/* false, an event that had arrived stays in the inbox for a later     */
+/* wait, a timer that had fired is forgotten.  Only that one wait ends */
+/* early: later waits return events and time out as usual while the    */
+/* flag stays true.  So the natural test after a wait never drops what */
+/* it was given:                                                       */
 /*     MLY_AWAIT_AT(m, pt, EV, -1);                                    */
 /*     if (mly_shutdown_requested(m)) break;   (nothing was taken)     */
-/* Replies are the one exception, since only the request's own wait    */
-/* can take one: a request whose reply had already arrived when the    */
-/* shutdown came returns the reply, mly_shutdown_requested(m) says     */
-/* false until the next wait begins, and the request ends that next   */
-/* wait early instead; the same natural test keeps the reply.  A reply */
-/* that comes after its request ended is late (stats.late_replies).    */
-/* mly_shutdown never overtakes events sent to the instance before it */
-/* (journaled ones are delivered once durable: the request then waits */
-/* behind them), and one made inside a step, with a journal open,      */
-/* takes effect after that step's events, as a send would.             */
 /* and a machine that goes on waiting while it stops (to drain, to     */
 /* wait for children) tests what its wait returned first:              */
 /*     if (mly_current_event(m)) handle(...); else if (...requested...) */
-/* With a shutdown routine no wait ends early: the next step starts    */
-/* that routine from its beginning (it sees the same points list, and  */
-/* the inbox as it was, less the reply of a request it abandoned: that */
-/* one is late).                                                       */
+/* Replies: only the request's own wait can take one, so a request     */
+/* whose reply had already arrived when the shutdown came returns the  */
+/* reply, mly_shutdown_requested(m) says false until the next wait     */
+/* begins, and the shutdown ends that next wait early instead: the     */
+/* same natural test keeps the reply.  A reply that comes after its    */
+/* request ended is late (stats.late_replies).  With a shutdown        */
+/* routine no wait ends early: the next step starts that routine from  */
+/* its beginning (it sees the same points list, and the inbox as it    */
+/* was, less the reply of a request it abandoned: that one is late).   */
 
 /* Declare the named yield points of machine type `pfx`: enumerators
  * pfx_NAME and a names array pfx_points for mly_type_def. */
