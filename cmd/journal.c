@@ -24,9 +24,13 @@ static void usage(FILE *f) {
   fprintf(f,
       "usage: mealy journal ACTION [OPTIONS] DIR\n"
       "  stat [--json] DIR      segments, bytes, records, live instances,\n"
-      "                         pending events, dead ratio, torn tail\n"
+      "                         pending events, dead ratio, torn tail,\n"
+      "                         batches, bytes that are not records\n"
       "  dump [--salvage] DIR   every record, one JSON object a line\n"
-      "  check [--salvage] DIR  verify every record: exit 0 sound, 1 not\n"
+      "  check [--salvage] DIR  verify every batch and record: exit 0 sound\n"
+      "                         (a torn tail is cut at the next open), 1\n"
+      "                         damage (an open refuses it), 3 suspect (the\n"
+      "                         tail an open would cut is not a cut write)\n"
       "  compact DIR            rewrite the live set into one new segment\n"
       "                         (DIR must not be open in another process)\n"
       "  --salvage              skip damaged records, keep what verifies\n");
@@ -58,7 +62,7 @@ struct layout {
 
 static const field wait_f[] = {
     {"kind", WAIT_KIND, NULL}, {"ev", PLAIN, NULL}, {"arg", PLAIN, NULL},
-    {"due_wall_ms", PLAIN, NULL}};
+    {"due_wall_ms", PLAIN, NULL}, {"peer", PLAIN, NULL}};
 static const layout wait_l = LAYOUT(wait_f, "extra");
 static const field state_f[] = {
     {"id", PLAIN, NULL},    {"type", PLAIN, NULL},  {"parent", PLAIN, NULL},
@@ -251,14 +255,22 @@ static int do_walk(const char *dir, bool salvage, bool dump) {
   if (dump) return 0;
   if (!salvage && mly_journal_info_get(dir, &in, err, sizeof err) < 0)
     return fail_in(dir, err);
-  printf("ok: %" PRIu64 " records in %" PRIu64 " segments, next record %"
-         PRIu64, w.records, w.segments, w.records ? w.last_seq + 1 : 1);
+  bool suspect = !salvage && in.tail_suspect;
+  printf("%s: %" PRIu64 " records", suspect ? "suspect" : "ok", w.records);
+  if (!salvage) printf(", %" PRIu64 " batches", in.batches);
+  printf(", %" PRIu64 " segments, next record %" PRIu64,
+         salvage ? w.segments : in.segments, w.records ? w.last_seq + 1 : 1);
   if (w.skipped) printf(" (salvage: %" PRIu64 " records skipped)", w.skipped);
   if (in.torn_bytes)
-    printf(" (a torn tail of %" PRIu64 " bytes, cut off at the next open)",
-           in.torn_bytes);
+    printf("; torn tail: %" PRIu64 " bytes, not acknowledged, cut off at the "
+           "next open", in.torn_bytes);
+  if (in.stray_bytes)
+    printf("; not records: %" PRIu64 " bytes", in.stray_bytes);
+  if (suspect)
+    printf("; the torn tail is not a write cut short (zeroes, random or "
+           "copied bytes?): look at it before an open cuts it");
   printf("\n");
-  return finish_output();
+  return finish_output() ? 1 : suspect ? 3 : 0;
 }
 
 /* ---- stat and compact ---- */
@@ -277,19 +289,24 @@ static int do_stat(const char *dir, bool json) {
            ",\"records\":%" PRIu64 ",\"next_seq\":%" PRIu64
            ",\"live_instances\":%" PRIu64 ",\"pending_events\":%" PRIu64
            ",\"live_records\":%" PRIu64
-           ",\"dead_ratio\":%.4f,\"torn_bytes\":%" PRIu64 "}\n",
+           ",\"dead_ratio\":%.4f,\"torn_bytes\":%" PRIu64
+           ",\"batches\":%" PRIu64 ",\"stray_bytes\":%" PRIu64
+           ",\"tail_suspect\":%s}\n",
            in.segments, in.bytes, in.records, in.next_seq, in.live_instances,
-           in.pending_events, in.live_records, in.dead_ratio, in.torn_bytes);
+           in.pending_events, in.live_records, in.dead_ratio, in.torn_bytes,
+           in.batches, in.stray_bytes, in.tail_suspect ? "true" : "false");
     return finish_output();
   }
   printf("segments         %" PRIu64 "\n" "bytes            %" PRIu64 "\n"
          "records          %" PRIu64 "\n" "next record      %" PRIu64 "\n"
          "live instances   %" PRIu64 "\n" "pending events   %" PRIu64 "\n"
          "live records     %" PRIu64 "\n" "dead ratio       %.1f%%\n"
-         "torn tail bytes  %" PRIu64 "\n",
+         "torn tail bytes  %" PRIu64 "%s\n" "batches          %" PRIu64 "\n"
+         "not records      %" PRIu64 " bytes\n",
          in.segments, in.bytes, in.records, in.next_seq, in.live_instances,
          in.pending_events, in.live_records, in.dead_ratio * 100.0,
-         in.torn_bytes);
+         in.torn_bytes, in.tail_suspect ? " (suspect: not a write cut short)"
+                                        : "", in.batches, in.stray_bytes);
   return finish_output();
 }
 

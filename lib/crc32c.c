@@ -41,12 +41,16 @@ crc_hw(uint32_t crc, const unsigned char *p, size_t n) {
 }
 #endif
 
-uint32_t jr_crc32c(const void *buf, size_t n) {
+uint32_t jr_crc32c_more(uint32_t crc, const void *buf, size_t n) {
   const unsigned char *p = buf;
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("sse4.2")) return ~crc_hw(~0u, p, n);
+  if (__builtin_cpu_supports("sse4.2")) return ~crc_hw(~crc, p, n);
 #endif
-  return ~crc_soft(~0u, p, n);
+  return ~crc_soft(~crc, p, n);
+}
+
+uint32_t jr_crc32c(const void *buf, size_t n) {
+  return jr_crc32c_more(0, buf, n);
 }
 
 uint32_t jr_crc32c_soft(const void *buf, size_t n) {

@@ -18,7 +18,8 @@
  * knows exactly what was still in each inbox.
  *
  * Shutting the runtime down suspends durable instances (D_SILENT): they
- * leave memory without an END record and continue on the next open.
+ * leave memory without an END record, their inboxes whole (keep_inboxes),
+ * and continue on the next open.
  */
 #include "internal.h"
 #include "durable.h"
@@ -86,11 +87,13 @@ void put_state(mly_runtime *rt, jbuf *b, const mly_inst *m,
   jb_uint(b, t->def.version);
   jb_bin(b, m->data, t->def.data_size);
   jb_uint(b, m->head.flags & (F_SHUT_REQ | F_IN_SHUTDOWN));
-  jb_array(b, 4);
+  jb_array(b, 5);
   jb_uint(b, exiting ? RP_W_EXITING : m->head.wait);
   put_evid(rt, b, m->wait_id);
   jb_uint(b, m->wait_arg);
   jb_int(b, exiting ? 0 : due_wall(rt, m));
+  /* who answers a request: recovery ends the wait if it cannot (D2) */
+  jb_uint(b, !exiting && m->head.wait == W_REPLY ? m->wait_peer : 0);
   jb_int(b, m->status);
 }
 
@@ -197,13 +200,19 @@ void durable_post(mly_runtime *rt, mly_event *e) {
   e->status = 0;
   e->flags &= ~EVF_DURABLE_POST;
   mly_inst *dst = inst_get(rt, to);
-  int rc = dst == NULL ? MLY_ESRCH
+  /* a stopping runtime has suspended its durable machines: they are not
+   * gone, and the host may post again after the next open */
+  int rc = dst == NULL ? (rt->stopping ? MLY_ESHUTDOWN : MLY_ESRCH)
            : rt->dur == NULL || !inst_durable(rt, dst) ? MLY_EINVAL
                                                        : 0;
   if (rc == 0) {
     bool taken = durable_send(rt, 0, dst, e, &rc);
     (void)taken; /* always: the target is durable */
-    if (rc == 0) rc = commit(rt->dur, JD_POSTED, 0, NULL, box->cb, box->arg);
+    /* where its record ends in the batch: if a failed write got that far,
+     * the answer is MLY_EUNKNOWN, not an error (journal.c run_done) */
+    if (rc == 0)
+      rc = commit(rt->dur, JD_POSTED, journal_buf(rt->dur->j)->n, NULL,
+                  box->cb, box->arg);
     if (rc == 0) {
       free(box);
       return;
@@ -218,7 +227,9 @@ void durable_post(mly_runtime *rt, mly_event *e) {
 
 void durable_took(mly_runtime *rt, mly_inst *m, mly_event *e) {
   dur_state *d = rt->dur;
-  if (d == NULL) return;
+  /* a suspended instance keeps its inbox in the journal: what a crash
+   * keeps, a clean stop keeps too */
+  if (d == NULL || (m->dflags & D_SILENT) || rt->closing) return;
   if (rt->running == m && inst_durable(rt, m)) {
     if (PUSH(d, took, e->eid) < 0) journal_buf(d->j)->oom = true;
     return;
@@ -399,6 +410,10 @@ static int compact(mly_runtime *rt);
 void durable_after_commit(mly_runtime *rt) {
   dur_state *d = rt->dur;
   if (d == NULL || rt->running != NULL) return;
+  if (rt->stopping) { /* see mly_journal_compact */
+    d->compact_wanted = false;
+    return;
+  }
   const mly_journal_options *o = journal_opts(d->j);
   mly_journal_stats *st = journal_stats(d->j);
   uint64_t total = d->base_bytes + st->bytes;
@@ -413,17 +428,22 @@ void durable_after_commit(mly_runtime *rt) {
 }
 
 bool durable_paused(const mly_runtime *rt) {
-  return rt->dur != NULL && rt->dur->compact_wanted &&
+  return rt->dur != NULL && rt->dur->compact_wanted && !rt->stopping &&
          !journal_failed(rt->dur->j);
 }
 
-/* Silently out of memory: they are in the journal, not ended. */
+/* Silently out of memory: they are in the journal, not ended.  All are
+ * marked first: ending a parent ends its children, whatever their slots,
+ * and a durable child must not write an END on the way. */
 static void end_durable(mly_runtime *rt, int status) {
+  for (uint32_t s = 0; s < rt->nslots; s++) {
+    mly_inst *m = rt->slots[s];
+    if (m != NULL && inst_durable(rt, m)) m->dflags |= D_SILENT;
+  }
+  inst_unqueue_flagged(rt, D_SILENT);
   for (uint32_t s = rt->nslots; s-- > 0;) {
     mly_inst *m = rt->slots[s];
-    if (m == NULL || !inst_durable(rt, m)) continue;
-    m->dflags |= D_SILENT;
-    inst_end_now(m, status);
+    if (m != NULL && (m->dflags & D_SILENT)) inst_end_now(m, status);
   }
 }
 
@@ -433,7 +453,32 @@ void durable_fail_all(mly_runtime *rt, int rc) {
   rt->dur->live = 0;
 }
 
+/* A clean stop keeps every inbox: events that were never journaled (a
+ * plain mly_post, a process exit, a signal, the end of a child that was
+ * not durable) get a record now, after the journaled ones. */
+static void keep_inboxes(mly_runtime *rt) {
+  dur_state *d = rt->dur;
+  if (journal_failed(d->j)) return;
+  jbuf *b = journal_buf(d->j);
+  for (uint32_t s = 0; s < rt->nslots; s++) {
+    mly_inst *m = rt->slots[s];
+    if (m == NULL || !inst_durable(rt, m) || m->inbox == NULL) continue;
+    mly_event *e = m->inbox;
+    do {
+      e = e->next;
+      if (e->eid != 0) continue;
+      e->eid = ++d->next_eid;
+      size_t at = jb_begin(b, journal_next_seq(d->j), JR_EVENT, 1);
+      put_event(rt, b, m->id, e);
+      jb_end(b, at);
+      count_record(d);
+    } while (e != m->inbox);
+  }
+  want_flush(rt);
+}
+
 void durable_suspend_all(mly_runtime *rt) {
+  keep_inboxes(rt);
   end_durable(rt, MLY_ESHUTDOWN);
 }
 
@@ -558,7 +603,7 @@ static int compact(mly_runtime *rt) {
     return MLY_ENOMEM; /* nothing changed: the journal goes on as it was */
   }
   uint64_t no = journal_seg_no(j) + 1;
-  rc = journal_new_segment(j, no);
+  rc = journal_new_segment(j, no, JR_SEG_SNAPSHOT);
   if (rc == 0) rc = journal_write_sync(j, &b);
   if (rc == 0) rc = fsync(journal_dirfd(j)) < 0 ? -errno : 0;
   if (rc == 0) rc = unlink_older(journal_dirfd(j), no);
@@ -580,6 +625,9 @@ static int compact(mly_runtime *rt) {
 int mly_journal_compact(mly_runtime *rt) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   if (rt->dur == NULL) return MLY_EINVAL;
+  /* the machines a stop suspended are only in the journal now: a live
+   * set written from memory would leave them out */
+  if (rt->stopping) return MLY_ESHUTDOWN;
   int rc = journal_failed(rt->dur->j);
   if (rc) return rc;
   if (rt->running != NULL || !journal_idle(rt->dur->j)) {

@@ -13,7 +13,7 @@ typedef struct dur_out {
 } dur_out;
 
 typedef struct parked {
-  mly_id id;
+  mly_id id, parent;
   char *type, *point, *reason;
   uint32_t version;
   unsigned char *state; /* its S, byte for byte, kept for compaction */

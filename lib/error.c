@@ -32,6 +32,10 @@ const char *mly_strerror(int err) {
   case MLY_ECANCELED: return "ended by force";
   case -EACCES: return "permission denied";
   case MLY_EAGAIN: return "not yet complete; try again";
+  case MLY_EUNKNOWN: return "outcome unknown (the journal stopped while the "
+                            "record was being made durable)";
+  case MLY_ELOST: return "what the wait waited for did not survive the "
+                         "restart (it was not durable)";
   case -ECHILD: return "no child process";
   case -EPIPE: return "broken pipe (the other end closed)";
   case -ECONNREFUSED: return "connection refused (nothing listens there)";

@@ -55,8 +55,7 @@ enum { WOKE_NONE = 0, WOKE_TURN, WOKE_TIMER, WOKE_EVENT, WOKE_SHUTDOWN,
 #define F_ENDING 0x10u    /* exited; stopping its children              */
 #define F_KILL 0x20u      /* to be ended by force after its step         */
 #define F_REWAKE 0x40u    /* woken during its own step (W_COND)          */
-#define F_SHUT_HIDE 0x80u /* a request took its reply with F_SHUT_WAKE
-                             pending: not "requested" until the next wait */
+#define F_PROBE MLY__F_PROBE /* recovery asks whether a point has code   */
 
 /* Longer waits are this long: ~31,700 years, and no overflow in us. */
 #define MAX_WAIT_MS 1000000000000000ll
@@ -81,6 +80,9 @@ struct mly_type {
 #define D_WAKE 0x2u      /* woken while held: runs once released       */
 #define D_RECOVERED 0x4u /* brought back from the journal; first step   */
 #define D_SILENT 0x8u    /* suspended: ends without a record            */
+/* not only durable: a request took its reply with F_SHUT_WAKE pending,
+ * so mly_shutdown_requested says false until the next wait (machine.c) */
+#define D_SHUT_HIDE 0x10u
 
 struct mly_inst {
   struct mly_machine head;
@@ -94,6 +96,7 @@ struct mly_inst {
                            it fills what was padding before id) */
   mly_id id;
   uint64_t wait_arg;    /* from-filter, correlation id or child id */
+  mly_id wait_peer;     /* W_REPLY: the request's target (durable.c) */
   mly_type *type;
   mly_event *inbox;     /* tail of a circular list: inbox->next is head */
   mly_inst *parent;
@@ -263,6 +266,7 @@ void inst_kill(mly_inst *m);
 void inst_kill_all(mly_runtime *rt);
 void inst_free_pools(mly_runtime *rt);
 void inst_ready(mly_inst *m);            /* queue it to run */
+void inst_unqueue_flagged(mly_runtime *rt, uint32_t dflags); /* one pass */
 void inst_end_now(mly_inst *m, int status); /* by force, children first */
 void inst_exit(mly_inst *m);
 mly_inst *inst_restore(mly_runtime *rt, mly_type *t, mly_id id);

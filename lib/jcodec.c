@@ -116,6 +116,37 @@ static void put_le32(unsigned char *p, uint32_t v) {
   p[3] = (unsigned char)(v >> 24);
 }
 
+static void put_le64(unsigned char *p, uint64_t v) {
+  put_le32(p, (uint32_t)v);
+  put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+void jr_seg_header(unsigned char out[JR_SEG_HDR], uint32_t salt,
+                   uint32_t prev, uint64_t seg_no, uint32_t flags) {
+  memcpy(out, JR_MAGIC, 4);
+  put_le32(out + 4, JR_VERSION);
+  put_le32(out + 8, salt);
+  put_le32(out + 12, prev);
+  put_le64(out + 16, seg_no);
+  put_le32(out + 24, flags);
+  put_le32(out + 28, jr_crc32c(out, 28));
+}
+
+uint32_t jr_frame_header(unsigned char out[JR_FRAME_HDR], uint32_t salt,
+                         uint32_t prev, uint64_t synced, const void *payload,
+                         uint32_t len) {
+  unsigned char s[4];
+  put_le32(s, salt);
+  put_le32(out, len);
+  put_le32(out + 4, prev);
+  put_le64(out + 8, synced);
+  uint32_t sum = jr_crc32c_more(jr_crc32c_more(jr_crc32c(s, 4), out, 16),
+                                payload, len);
+  put_le32(out + 16, sum);
+  put_le32(out + 20, jr_crc32c_more(jr_crc32c(s, 4), out, 20));
+  return sum;
+}
+
 void jb_end(jbuf *b, size_t start) {
   if (b->oom) return;
   unsigned char *h = b->p + start;

@@ -11,6 +11,14 @@
  * thread.  While it is in flight the next batch accumulates: one fsync
  * serves every step of a turn, however many machines took one.
  *
+ * What a work item writes is one frame (journal.h): the batch, chained
+ * to the frame before, with how much of the segment was durable when it
+ * was written, which is how a reader tells an acknowledged batch from
+ * the one a crash cut short.  Every file and directory entry is durable
+ * before anything that depends on it is acknowledged: a new segment's
+ * header and the directory are synced when it is created, and the state
+ * directory's parents when they are made.
+ *
  * Any write or fdatasync error is final (fail-stop): the journal refuses
  * every later commit, every durable machine ends with the error, the host
  * is told through on_error, and the write is never retried: after a
@@ -27,7 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define DEFAULT_SEGMENT (64u << 20)
@@ -45,15 +55,23 @@ struct mly_journal {
   char dir[4096];
   int dirfd, lockfd, segfd;
   uint64_t seg_no, seg_bytes;
+  uint64_t synced;     /* bytes of the segment known durable */
+  uint32_t salt, chain; /* of the segment; the last frame's sum */
   uint64_t next_seq;
   jbuf pend, fly;
   dlist pend_done, fly_done;
   uv_work_t work;
   bool busy;           /* a work item is in flight */
   bool fly_sync;       /* ... and it syncs */
-  bool fly_dirsync;    /* ... and the directory first (a new segment) */
+  uint64_t fly_synced; /* ... its frames say this much was durable */
+  size_t fly_wrote;    /* ... and it wrote this many bytes */
   bool dirty;          /* written since the last fdatasync */
   int fly_rc;
+  size_t wrote;        /* bytes of the last batch written that reached the
+                          file (a failed write may have got part way):
+                          kept by write_all, which every write of a batch
+                          goes through, from the batch's first byte;
+                          run_done answers durable posts by it */
   int failed;          /* fail-stop: the first error */
   bool closing;
   bool timer_open;
@@ -88,20 +106,72 @@ static int fault(mly_journal *j, int op, size_t len) {
   return j->opt.fault ? j->opt.fault(j->opt.fault_arg, op, len) : 0;
 }
 
-static int write_all(mly_journal *j, const unsigned char *p, size_t n) {
-  int f = fault(j, MLY_JOP_WRITE, n);
+/* Writes the buffers of v (at most 2) whole; *done: the bytes that
+ * reached the file, also when it fails part way.  The fault hook sees one
+ * write of their total. */
+static int write_all(mly_journal *j, const struct iovec *v, int nv,
+                     size_t *done_out) {
+  size_t total = 0;
+  *done_out = 0;
+  for (int i = 0; i < nv; i++) total += v[i].iov_len;
+  int f = fault(j, MLY_JOP_WRITE, total);
   if (f < 0) return f;
-  bool short_write = f > 0 && (size_t)f < n;
-  size_t limit = short_write ? (size_t)f : n;
+  bool short_write = f > 0 && (size_t)f < total;
+  size_t limit = short_write ? (size_t)f : total;
   size_t done = 0;
   while (done < limit) {
-    ssize_t w = write(j->segfd, p + done, limit - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return -errno;
-    if (w == 0) return MLY_EIO;
-    done += (size_t)w;
+    struct iovec w[2];
+    int nw = 0;
+    size_t skip = done, room = limit - done;
+    for (int i = 0; i < nv && room > 0; i++) {
+      if (skip >= v[i].iov_len) {
+        skip -= v[i].iov_len;
+        continue;
+      }
+      size_t k = v[i].iov_len - skip < room ? v[i].iov_len - skip : room;
+      w[nw++] = (struct iovec){(char *)v[i].iov_base + skip, k};
+      room -= k;
+      skip = 0;
+    }
+    ssize_t n = writev(j->segfd, w, nw);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -errno;
+    if (n == 0) return MLY_EIO;
+    done += (size_t)n;
+    *done_out = done;
   }
   return short_write ? MLY_ENOSPC : 0; /* a short write is a full disk */
+}
+
+/* Writes n bytes of records as frames, split between records past
+ * JR_MAX_FRAME; *wrote: the bytes that went to the file. */
+static int write_frames(mly_journal *j, const unsigned char *p, size_t n,
+                        uint64_t synced, size_t *wrote) {
+  *wrote = 0;
+  while (n > 0) {
+    size_t k = 0;
+    while (k < n) {
+      size_t r = JR_HDR + (size_t)jr_le32(p + k);
+      if (k > 0 && k + r > JR_MAX_FRAME) break;
+      k += r;
+    }
+    unsigned char h[JR_FRAME_HDR];
+    uint32_t sum = jr_frame_header(h, j->salt, j->chain, synced, p,
+                                   (uint32_t)k);
+    struct iovec v[2] = {{h, sizeof h}, {(void *)p, k}};
+    size_t done;
+    int rc = write_all(j, v, 2, &done);
+    if (rc < 0) return rc;
+    /* j->wrote counts in the batch's record bytes (where a durable post's
+     * record ends), whole frames only: a frame cut short never verifies,
+     * so none of its records can come back */
+    j->wrote += k;
+    j->chain = sum;
+    *wrote += sizeof h + k;
+    p += k;
+    n -= k;
+  }
+  return 0;
 }
 
 static int sync_fd(mly_journal *j, int fd) {
@@ -112,9 +182,7 @@ static int sync_fd(mly_journal *j, int fd) {
 
 static void work_cb(uv_work_t *w) {
   mly_journal *j = w->data;
-  int rc = 0;
-  if (j->fly_dirsync) rc = fsync(j->dirfd) < 0 ? -errno : 0;
-  if (rc == 0 && j->fly.n > 0) rc = write_all(j, j->fly.p, j->fly.n);
+  int rc = write_frames(j, j->fly.p, j->fly.n, j->fly_synced, &j->fly_wrote);
   if (rc == 0 && j->fly_sync) rc = sync_fd(j, j->segfd);
   j->fly_rc = rc;
 }
@@ -122,7 +190,11 @@ static void work_cb(uv_work_t *w) {
 static void maybe_free(mly_journal *j);
 static void fail_stop(mly_journal *j, int rc, const char *what);
 
-static void run_done(mly_journal *j, dlist *l, int rc) {
+/* rc < 0: the batch failed.  A durable post whose record had reached the
+ * file (jdone.id: where it ends in the batch, wrote: how far the write
+ * got) may be read back on the next open: its answer is MLY_EUNKNOWN;
+ * one whose record did not is certainly not in the journal: rc. */
+static void run_done(mly_journal *j, dlist *l, int rc, size_t wrote) {
   mly_runtime *rt = j->rt;
   for (size_t i = 0; i < l->n; i++) {
     jdone *d = &l->v[i];
@@ -130,7 +202,7 @@ static void run_done(mly_journal *j, dlist *l, int rc) {
     case JD_RELEASE: durable_release(rt, d->id, rc); break;
     case JD_DELIVER: durable_deliver(rt, d->id, d->ev, rc); break;
     case JD_POSTED:
-      if (d->cb) d->cb(rt, rc, d->arg);
+      if (d->cb) d->cb(rt, rc < 0 && d->id <= wrote ? MLY_EUNKNOWN : rc, d->arg);
       break;
     }
   }
@@ -143,20 +215,22 @@ static void after_work_cb(uv_work_t *w, int status) {
   j->busy = false;
   j->st.batches++;
   if (rc == 0) {
-    j->st.bytes += j->fly.n;
-    j->seg_bytes += j->fly.n;
+    j->st.bytes += j->fly_wrote;
+    j->seg_bytes += j->fly_wrote;
     if (j->fly_sync) {
       j->st.syncs++;
       j->dirty = false;
+      j->synced = j->seg_bytes;
     } else if (j->fly.n > 0) {
       j->dirty = true;
     }
   }
   j->fly.n = 0;
   if (j->closing) {
-    run_done(j, &j->fly_done, rc);
+    run_done(j, &j->fly_done, rc, j->wrote);
+    j->wrote = 0;
     if (rc == 0 && !j->failed && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
-    run_done(j, &j->pend_done, rc ? rc : 0);
+    run_done(j, &j->pend_done, rc, j->wrote);
     maybe_free(j);
     return;
   }
@@ -164,7 +238,7 @@ static void after_work_cb(uv_work_t *w, int status) {
     fail_stop(j, rc, j->fly_sync ? "write or fdatasync" : "write");
     return;
   }
-  run_done(j, &j->fly_done, 0);
+  run_done(j, &j->fly_done, 0, 0);
   durable_after_commit(j->rt);
   journal_flush(j);
 }
@@ -175,17 +249,43 @@ static void seg_name(char *buf, size_t len, uint64_t no) {
   snprintf(buf, len, "seg-%020" PRIu64 ".mj", no); /* jr_seg_no reads it */
 }
 
-int journal_new_segment(mly_journal *j, uint64_t no) {
+static uint32_t new_salt(const mly_journal *j) {
+  uint32_t salt;
+  if (getrandom(&salt, sizeof salt, GRND_NONBLOCK) == (ssize_t)sizeof salt)
+    return salt;
+  uint64_t t = uv_hrtime() ^ (uint64_t)getpid() << 32 ^ j->seg_no;
+  return (uint32_t)(t ^ t >> 32) * 2654435761u; /* no entropy yet: differ */
+}
+
+/* A new segment: created, its header written and synced, and the
+ * directory synced, before any batch goes into it. */
+int journal_new_segment(mly_journal *j, uint64_t no, uint32_t flags) {
   char name[32];
   if (no == 0) return MLY_ERANGE; /* the numbers wrapped: old would sort new */
   seg_name(name, sizeof name, no);
   int fd = openat(j->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
                   O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return -errno;
-  if (j->segfd >= 0) close(j->segfd);
+  int old = j->segfd;
   j->segfd = fd;
+  uint32_t salt = new_salt(j);
+  unsigned char h[JR_SEG_HDR];
+  jr_seg_header(h, salt, old >= 0 ? j->chain : 0, no, flags);
+  struct iovec v = {h, sizeof h};
+  size_t done;
+  int rc = write_all(j, &v, 1, &done);
+  if (rc == 0) rc = sync_fd(j, fd);
+  if (rc == 0 && fsync(j->dirfd) < 0) rc = -errno;
+  if (rc < 0) {
+    j->segfd = old;
+    close(fd);
+    return rc;
+  }
+  if (old >= 0) close(old);
   j->seg_no = no;
-  j->seg_bytes = 0;
+  j->seg_bytes = j->synced = sizeof h;
+  j->salt = salt;
+  j->chain = jr_le32(h + 28);
   j->st.segments++;
   return 0;
 }
@@ -199,7 +299,7 @@ static void flush_timer_cb(uv_timer_t *t) { journal_flush(t->data); }
 void journal_flush(mly_journal *j) {
   if (j->busy || j->closing) return;
   if (j->failed) {
-    if (j->pend_done.n) run_done(j, &j->pend_done, j->failed);
+    if (j->pend_done.n) run_done(j, &j->pend_done, j->failed, 0);
     j->pend.n = 0;
     return;
   }
@@ -213,7 +313,6 @@ void journal_flush(mly_journal *j) {
     fail_stop(j, MLY_ENOMEM, "building a batch");
     return;
   }
-  j->fly_dirsync = false;
   if (j->seg_bytes >= j->opt.segment_bytes && j->pend.n > 0) {
     /* the old segment is complete and synced under `always`; under the
      * other policies it gets its fdatasync now */
@@ -221,12 +320,11 @@ void journal_flush(mly_journal *j) {
       fail_stop(j, -errno, "fdatasync before a new segment");
       return;
     }
-    int rc = journal_new_segment(j, j->seg_no + 1);
+    int rc = journal_new_segment(j, j->seg_no + 1, 0);
     if (rc < 0) {
       fail_stop(j, rc, "creating a segment");
       return;
     }
-    j->fly_dirsync = true;
   }
   jbuf tb = j->fly;
   j->fly = j->pend;
@@ -237,6 +335,8 @@ void journal_flush(mly_journal *j) {
   j->pend_done = td;
   j->pend_done.n = 0;
   j->fly_sync = want_sync && (j->fly.n > 0 || j->dirty);
+  j->fly_synced = j->synced;
+  j->wrote = 0;
   if (j->fly_sync) j->last_sync_ms = now_ms();
   j->busy = true;
   j->work.data = j;
@@ -258,8 +358,8 @@ static void fail_stop(mly_journal *j, int rc, const char *what) {
   char msg[4400];
   snprintf(msg, sizeof msg, "journal %s: %s failed: %s; no more commits",
            j->dir, what, mly_strerror(rc));
-  run_done(j, &j->fly_done, rc);
-  run_done(j, &j->pend_done, rc);
+  run_done(j, &j->fly_done, rc, j->wrote);
+  run_done(j, &j->pend_done, rc, 0);
   j->pend.n = 0;
   durable_fail_all(j->rt, rc);
   if (j->opt.on_error) j->opt.on_error(j->rt, rc, msg, j->opt.arg);
@@ -311,18 +411,40 @@ static int lock_dir(mly_journal *j, char *err, size_t errlen) {
   return 0;
 }
 
-/* Parents as mkdir -p makes them; the directory itself 0700. */
+/* Syncs the directory that holds the last component of path (a parent
+ * we may not read, only search, cannot be synced: it is left as it is). */
+static int sync_parent(char *path) {
+  char *slash = strrchr(path, '/');
+  const char *parent = slash == NULL ? "." : slash == path ? "/" : path;
+  if (slash && slash != path) *slash = '\0';
+  int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int rc = fd < 0 ? (errno == EACCES ? 0 : -errno)
+                  : fsync(fd) < 0 ? -errno : 0;
+  if (fd >= 0) close(fd);
+  if (slash && slash != path) *slash = '/';
+  return rc;
+}
+
+/* Makes dir and its missing parents (as mkdir -p makes them; the
+ * directory itself 0700), each synced into its parent, and syncs dir's
+ * own entry (a directory made by an earlier run that crashed first): a
+ * power loss must not take the state directory. */
 static int mkdir_p(const char *dir) {
   char buf[4096];
   snprintf(buf, sizeof buf, "%s", dir);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/') continue;
+  size_t n = strlen(buf);
+  while (n > 1 && buf[n - 1] == '/') buf[--n] = '\0';
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p != '\0') continue;
+    char c = *p;
     *p = '\0';
-    if (mkdir(buf, 0755) < 0 && errno != EEXIST) return -errno;
-    *p = '/';
+    int rc = 0;
+    if (mkdir(buf, c ? 0755 : 0700) == 0) rc = c ? sync_parent(buf) : 0;
+    else if (errno != EEXIST) rc = -errno;
+    *p = c;
+    if (rc < 0) return rc;
+    if (c == '\0') return sync_parent(buf);
   }
-  if (mkdir(buf, 0700) < 0 && errno != EEXIST) return -errno;
-  return 0;
 }
 
 /* The state directory decides what this process will do (which process
@@ -439,15 +561,26 @@ mly_journal_stats *journal_stats(mly_journal *j) { return &j->st; }
 void journal_set_next_seq(mly_journal *j, uint64_t seq) { j->next_seq = seq; }
 uint64_t journal_seg_no(const mly_journal *j) { return j->seg_no; }
 
-/* Opens the newest segment for appending (after recovery). */
-int journal_append_to(mly_journal *j, const char *name, uint64_t no,
-                      uint64_t size) {
-  int fd = openat(j->dirfd, name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+/* Opens the newest segment for appending (after recovery).  What it
+ * holds, and its name, may be only in the page cache (a process killed
+ * between a write and its sync, not a power loss): both are synced
+ * first, so the next frame's `synced` is true and the file stays. */
+int journal_append_to(mly_journal *j, const jseg *s) {
+  int fd = openat(j->dirfd, s->name, O_WRONLY | O_APPEND | O_NOFOLLOW |
+                  O_CLOEXEC);
   if (fd < 0) return -errno;
+  int rc = sync_fd(j, fd);
+  if (rc == 0 && fsync(j->dirfd) < 0) rc = -errno;
+  if (rc < 0) {
+    close(fd);
+    return rc;
+  }
   if (j->segfd >= 0) close(j->segfd);
   j->segfd = fd;
-  j->seg_no = no;
-  j->seg_bytes = size;
+  j->seg_no = s->no;
+  j->seg_bytes = j->synced = s->len;
+  j->salt = s->salt;
+  j->chain = s->end_sum;
   return 0;
 }
 
@@ -455,22 +588,25 @@ int journal_append_to(mly_journal *j, const char *name, uint64_t no,
 int journal_write_pending(mly_journal *j) {
   if (j->busy) return MLY_EBUSY;
   int rc = j->failed;
+  j->wrote = 0;
   if (rc == 0 && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
   j->pend.n = 0;
-  run_done(j, &j->pend_done, rc);
+  run_done(j, &j->pend_done, rc, j->wrote);
   if (rc < 0) fail_stop(j, rc, "write");
   return rc;
 }
 
 /* Writes buf and syncs it, here and now: compaction and tests. */
 int journal_write_sync(mly_journal *j, const jbuf *b) {
-  int rc = write_all(j, b->p, b->n);
+  size_t wrote = 0;
+  int rc = write_frames(j, b->p, b->n, j->synced, &wrote);
   if (rc == 0) rc = sync_fd(j, j->segfd);
   if (rc == 0) {
-    j->seg_bytes += b->n;
-    j->st.bytes += b->n;
+    j->seg_bytes += wrote;
+    j->st.bytes += wrote;
     j->st.syncs++;
     j->dirty = false;
+    j->synced = j->seg_bytes;
   }
   return rc;
 }
@@ -483,9 +619,10 @@ void journal_close(mly_journal *j) {
   j->closing = true;
   if (!j->busy) {
     int rc = j->failed;
+    j->wrote = 0;
     if (rc == 0 && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
     else if (rc == 0 && j->dirty && fdatasync(j->segfd) < 0) rc = -errno;
-    run_done(j, &j->pend_done, rc);
+    run_done(j, &j->pend_done, rc, j->wrote);
   }
   if (j->timer_open) uv_close((uv_handle_t *)&j->timer, timer_closed);
   maybe_free(j);

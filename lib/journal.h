@@ -2,14 +2,28 @@
  * journal.h - the durable layer's internals (lib/ only; see mealy.h for
  * what users see).
  *
- * A state directory holds segment files seg-<N>.mj and a LOCK file.  A
- * segment is a run of records:
+ * A state directory holds segment files seg-<N>.mj and a LOCK file.  On
+ * disk (format 2, all integers little-endian):
  *
- *     [u32 length][u32 crc32c of the body][body: one msgpack array]
+ *   segment  = header, then frames
+ *   header   = "MLYJ" u32:version=2 u32:salt u32:prev u64:N u32:flags u32:crc
+ *              (32 bytes; crc of the 28 before it; salt random per file,
+ *              prev the checksum that ends segment N-1, 0 for the first;
+ *              flags 1: the segment begins with a snapshot)
+ *   frame    = u32:len u32:prev u64:synced u32:sum u32:hcrc, len bytes
+ *              (a batch: what one write put down; prev is the sum of the
+ *              frame before, the header's crc for the first, so frames
+ *              chain; synced is how many bytes of this file were durable
+ *              (fdatasync done) when the frame was written; sum is the
+ *              CRC-32C of salt, the first 16 header bytes and the payload,
+ *              hcrc that of salt and the first 20 header bytes)
+ *   payload  = records: [u32 length][u32 crc32c of the body][body]
  *
- * (little-endian header).  Every body starts [seq, kind, ...] and seq
- * grows by one from record to record across segments.  Kinds and their
- * bodies (S is an instance state, E an event; see jcodec.c):
+ * The salt makes bytes from an earlier life of a file name never verify;
+ * `synced` is what tells an acknowledged batch from one that was not
+ * (jread.c).  Every body is one msgpack array that starts [seq, kind, ...]
+ * and seq grows by one from record to record across segments.  Kinds and
+ * their bodies (S is an instance state, E an event; see jcodec.c):
  *
  *     CREATE  [seq, 1, S]               an instance was born
  *     STEP    [seq, 2, S, took, out, spawned]
@@ -25,7 +39,9 @@
  *     DROP    [seq, 8, [eid...]]        events dropped, never consumed
  *
  *     S = [id, type, parent, step, point, version, data, flags,
- *          [wait, ev, arg, due_wall_ms], status]
+ *          [wait, ev, arg, due_wall_ms, peer], status]
+ *     (peer: a request's target, for a reply wait; older records have
+ *     no peer)
  *     E = [eid, to, ev, from, flags, corr, status, aux, payload]
  *
  * An event id (`ev`) is a uint, or a string for an interned name (ids
@@ -35,8 +51,9 @@
  * Compaction writes a new segment that begins with SNAP and holds the
  * live set up to SNAPEND, fsyncs it and the directory, and only then
  * deletes the older segments.  On open, the newest segment with a
- * complete snapshot is the base; an incomplete one is the torn remains of
- * a compaction and is removed.
+ * complete snapshot is the base; an incomplete one while the older
+ * segments are still there is the torn remains of a compaction and is
+ * removed.
  */
 #ifndef MLY_JOURNAL_H
 #define MLY_JOURNAL_H
@@ -47,6 +64,9 @@
 
 uint32_t jr_crc32c(const void *buf, size_t n);
 uint32_t jr_crc32c_soft(const void *buf, size_t n);
+/* Continues a CRC-32C: jr_crc32c_more(jr_crc32c(a), b) is the CRC of a
+ * then b; jr_crc32c_more(0, b) is jr_crc32c(b). */
+uint32_t jr_crc32c_more(uint32_t crc, const void *buf, size_t n);
 
 enum {
   JR_CREATE = 1,
@@ -63,7 +83,30 @@ enum {
 #define JR_HDR 8u
 #define JR_MAX_BODY (64u << 20) /* a record larger than this is damage */
 
+#define JR_VERSION 2u
+#define JR_MAGIC "MLYJ"
+#define JR_SEG_HDR 32u
+#define JR_FRAME_HDR 24u
+#define JR_MIN_FRAME (JR_HDR + 3u)   /* one record: [seq, kind] at least */
+#define JR_MAX_FRAME (128u << 20)    /* the writer splits past this */
+
+#define JR_SEG_SNAPSHOT 1u /* header flag: it begins with a snapshot */
+
+/* The header of segment seg_no (its crc is the first frame's prev). */
+void jr_seg_header(unsigned char out[JR_SEG_HDR], uint32_t salt,
+                   uint32_t prev, uint64_t seg_no, uint32_t flags);
+/* A frame header for a payload; returns its sum (the next frame's prev). */
+uint32_t jr_frame_header(unsigned char out[JR_FRAME_HDR], uint32_t salt,
+                         uint32_t prev, uint64_t synced, const void *payload,
+                         uint32_t len);
+
 const char *jr_kind_name(unsigned kind);
+
+/* The little-endian integers of the format. */
+static inline uint32_t jr_le32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
 
 /* Segment files are named seg-<20 digits>.mj; the number orders them. */
 #define JR_SEG_NAME_LEN 27
@@ -122,14 +165,36 @@ typedef struct jrec {
   uint64_t offset;   /* of the header in that file */
 } jrec;
 
+/* A stretch of a segment that does not verify. */
+typedef struct jdamage {
+  uint64_t off, end;   /* end: where frames verify again (or the file end) */
+  uint64_t proof;      /* the largest `synced` of a frame past off */
+  uint32_t chain;      /* the chain where it begins */
+  bool unresolved;     /* the search past it ran out of its work bound */
+  bool cut_short;      /* its shape is a write cut short (a tail) */
+} jdamage;
+
 typedef struct jseg {
   char name[32];
   uint64_t no;
-  unsigned char *data;
-  size_t len;        /* bytes that verified (a torn tail is cut off) */
-  size_t file_len;
-  bool removed;      /* an unfinished snapshot: jr_repair deletes it */
-  bool mapped;       /* data is a mapping (else malloc'd) */
+  unsigned char *data; /* bytes [0, map_len) of the file */
+  size_t len;          /* bytes that count (a torn tail is cut off) */
+  size_t file_len, map_len;
+  bool removed;        /* an unfinished snapshot or segment: jr_repair
+                          deletes it */
+  bool mapped;         /* data is a mapping (else malloc'd) */
+  int fd;              /* JR_STREAM: the file, read record by record */
+  bool hdr_ok;
+  bool hdr_torn;       /* no more than a header that was cut short */
+  char hdr_why[160];   /* why the header does not read */
+  uint32_t salt, prev, hdr_sum, end_sum; /* end_sum: the chain at len */
+  uint32_t flags;      /* JR_SEG_SNAPSHOT */
+  int snap;            /* its snapshot: 0 not known yet, 1 begun, 2 whole */
+  uint64_t frames;     /* that verify */
+  uint64_t frames_end; /* the end of the last one that verifies */
+  jdamage *dmg;
+  size_t ndmg;
+  char why[160];       /* why the first damaged stretch does not verify */
 } jseg;
 
 typedef struct jread {
@@ -138,23 +203,39 @@ typedef struct jread {
   size_t base;            /* first segment replayed */
   uint64_t next_seq;
   uint64_t torn_bytes;    /* cut from the tail */
-  uint64_t salvaged;      /* records skipped by --salvage */
+  uint64_t salvaged;      /* damaged stretches and gaps --salvage passed */
+  uint64_t stray_bytes;   /* bytes that are not records of a frame that
+                             counts: torn tails, salvaged damage */
   uint64_t total_bytes;
+  uint64_t frames;        /* batches that count */
+  uint64_t examined;      /* bytes the verifier looked at (its work) */
+  bool tail_suspect;      /* the cut tail is not a write cut short */
   bool base_is_snapshot;  /* the base segment opens with SNAP..SNAPEND */
   bool map;               /* the segments are mapped, not read */
+  unsigned char *buf;     /* JR_STREAM: the record at hand */
+  size_t cap;
 } jread;
 
-/* Reads and verifies every segment of dir (map: map them instead of
- * reading, only for the lock holder: nobody cuts a file under it).  On damage before the tail it
+/* How jr_read holds what verified: read into memory (records stay valid
+ * until jr_read_free), mapped (the same, only for the lock holder:
+ * nobody cuts a file under it), or streamed (a record's bytes are valid
+ * during its callback only; memory is one record). */
+enum { JR_READ = 0, JR_MAP = 1, JR_STREAM = 2 };
+
+/* Reads and verifies every segment of dir, holding it as `how` says.  The
+ * work is linear in the files' sizes whatever their bytes, and memory
+ * holds what verifies, never a file's length.  On damage in anything
+ * acknowledged (or a segment that is missing, or not a regular file) it
  * fails with MLY_EBADMSG and a message naming file, offset and reason
  * (unless salvage).  cb (may be NULL) sees every record from the base on;
  * a non-zero return stops the walk and is returned. */
-int jr_read(int dirfd, const char *dir, bool salvage, bool map, jread *out,
+int jr_read(int dirfd, const char *dir, bool salvage, int how, jread *out,
             int (*cb)(const jrec *, void *), void *arg, char *err,
             size_t errlen);
 void jr_read_free(jread *r);
-/* Make the repairs jr_read decided: cut torn tails, remove segments
- * older than the base and incomplete snapshots. */
+/* Make the repairs jr_read decided: sync every segment that counts
+ * (cutting its torn tail), then remove segments older than the base and
+ * unfinished ones, and sync the directory. */
 int jr_repair(int dirfd, const jread *r);
 
 /* ---- the live journal of a runtime (journal.c) ---- */
@@ -182,9 +263,8 @@ const mly_journal_options *journal_opts(const mly_journal *j);
 mly_journal_stats *journal_stats(mly_journal *j);
 void journal_set_next_seq(mly_journal *j, uint64_t seq);
 uint64_t journal_seg_no(const mly_journal *j);
-int journal_new_segment(mly_journal *j, uint64_t no);
-int journal_append_to(mly_journal *j, const char *name, uint64_t no,
-                      uint64_t size);
+int journal_new_segment(mly_journal *j, uint64_t no, uint32_t flags);
+int journal_append_to(mly_journal *j, const jseg *s);
 int journal_write_sync(mly_journal *j, const jbuf *b);
 int journal_write_pending(mly_journal *j);
 void journal_fail(mly_journal *j, int rc, const char *what);

@@ -89,7 +89,8 @@ bool rp_parse_state(jcur *c, rp_state *s) {
             jc_array(c, &wn) && wn >= 4 && jc_uint(c, &s->wait) &&
             jc_evid(c, &s->wev, &s->wname, &s->wnlen) &&
             jc_uint(c, &s->warg) && jc_int(c, &s->due_ms);
-  for (uint32_t i = 4; ok && i < wn; i++) ok = jc_skip(c); /* later fields */
+  if (ok && wn >= 5) ok = jc_uint(c, &s->peer); /* older records: 0 */
+  for (uint32_t i = 5; ok && i < wn; i++) ok = jc_skip(c); /* later fields */
   ok = ok && jc_int(c, &s->status);
   for (uint32_t i = 10; ok && i < n; i++) ok = jc_skip(c);
   s->raw = start;

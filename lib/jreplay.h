@@ -22,6 +22,7 @@ typedef struct rp_state {
   const char *type, *point, *wname;
   size_t tlen, plen, wnlen, dlen;
   uint64_t step, version, flags, wait, wev, warg;
+  mly_id peer;              /* W_REPLY: the request's target; 0 unknown */
   int64_t due_ms, status;
   const void *data;
   const unsigned char *raw; /* the whole S */

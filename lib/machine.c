@@ -213,6 +213,30 @@ static bool unlink_from(mly_runtime *rt, mly_inst **head, mly_inst **tail,
   return false;
 }
 
+/* Take every instance that has all of dflags out of both queues, in one
+ * pass (ready_unlink one by one would be quadratic): suspending a
+ * million durable instances. */
+static void queue_drop(mly_runtime *rt, mly_inst **head, mly_inst **tail,
+                       uint32_t dflags) {
+  mly_inst *m = *head;
+  *head = *tail = NULL;
+  while (m != NULL) {
+    mly_inst *next = queue_next(rt, m);
+    if ((m->dflags & dflags) == dflags) {
+      m->head.flags &= (uint8_t)~F_QUEUED;
+      m->heap_idx = NO_HEAP;
+    } else {
+      queue_append(head, tail, m);
+    }
+    m = next;
+  }
+}
+
+void inst_unqueue_flagged(mly_runtime *rt, uint32_t dflags) {
+  queue_drop(rt, &rt->ready_head, &rt->ready_tail, dflags);
+  queue_drop(rt, &rt->later_head, &rt->later_tail, dflags);
+}
+
 /* O(queue length): only killing a queued instance needs it. */
 static void ready_unlink(mly_inst *m) {
   mly_runtime *rt = m->type->rt;
@@ -498,7 +522,8 @@ static void run_step(mly_runtime *rt, mly_inst *m) {
   if ((m->head.flags & F_SHUT_REQ) && has_shutdown_routine(m)) {
     /* the seed's swap to shutdown_state_machine */
     m->head.flags |= F_IN_SHUTDOWN;
-    m->head.flags &= (uint8_t)~(F_SHUT_WAKE | F_SHUT_HIDE);
+    m->head.flags &= (uint8_t)~F_SHUT_WAKE;
+    m->dflags &= ~D_SHUT_HIDE;
     if (m->head.wait == W_REPLY) reply_forget(rt, m);
     m->head.pc = 0;
     m->head.wait = W_NONE;
@@ -585,7 +610,7 @@ static bool wait_setup(mly_inst *m, uint8_t kind) {
   ev_free(rt, rt->cur); /* the previous event is no longer valid */
   rt->cur = NULL;
   m->head.woke = WOKE_NONE;
-  m->head.flags &= (uint8_t)~F_SHUT_HIDE; /* a new wait: see shutdown_ends */
+  m->dflags &= ~D_SHUT_HIDE; /* a new wait: see shutdown_ends */
   m->status = 0;
   if (anon_refused(m)) {
     m->head.wait = W_NONE;
@@ -630,7 +655,7 @@ static int wait_over(mly_inst *m) {
  * One exception, since a reply can only be taken by its own request: a
  * request whose reply is already there returns it, and the shutdown ends
  * the next wait instead; until that wait begins, mly_shutdown_requested
- * says false (F_SHUT_HIDE), so the same natural test keeps the reply.
+ * says false (D_SHUT_HIDE), so the same natural test keeps the reply.
  * With a shutdown routine the wait is not ended: the runtime resumes the
  * instance in that routine instead (run_step). */
 static bool shutdown_ends(mly_inst *m) {
@@ -709,7 +734,7 @@ int mly__await_done(mly_machine *mm) {
     e = inbox_take(m, 0, 0, true, m->wait_arg);
     if (e != NULL && (m->head.flags & F_SHUT_WAKE) &&
         !has_shutdown_routine(m))
-      m->head.flags |= F_SHUT_HIDE; /* see shutdown_ends */
+      m->dflags |= D_SHUT_HIDE; /* see shutdown_ends */
   }
   if (e == NULL && shutdown_ends(m)) return 1;
   if (!reply) e = inbox_take(m, m->wait_id, m->wait_arg, false, 0);
@@ -761,6 +786,7 @@ void mly__request(mly_machine *mm, mly_id to, uint32_t id,
     return;
   }
   m->wait_arg = ++rt->corr_next;
+  m->wait_peer = to; /* journaled: a recovered wait knows who answers */
   int rc = id == MLY_EV_ANY ? MLY_EINVAL : 0;
   if (rc == 0)
     rc = ev_send(rt, m->id, to, id, MLY_EVF_REQUEST, m->wait_arg, payload);
@@ -793,7 +819,7 @@ bool mly_recovered(const mly_machine *m) {
 }
 
 bool mly_shutdown_requested(const mly_machine *m) {
-  return (m->flags & (F_SHUT_REQ | F_SHUT_HIDE)) == F_SHUT_REQ;
+  return (m->flags & F_SHUT_REQ) && !(INST(m)->dflags & D_SHUT_HIDE);
 }
 
 mly_runtime *mly_machine_runtime(const mly_machine *m) {

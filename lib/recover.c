@@ -7,8 +7,15 @@
  * it.  It resumes at its named yield point, re-armed with the wait it
  * committed: a timer from its wall-clock deadline (overdue ones fire at
  * once, in deadline order), an event wait that is satisfied at once if
- * its inbox already holds a match.  Instances that cannot come back are
- * parked, with the reason, and kept in the journal as they are.
+ * its inbox already holds a match.  A wait that nothing can satisfy any
+ * more (what it waits for was not durable) ends at once with MLY_ELOST.
+ *
+ * Instances that cannot come back are parked, with the reason, and kept
+ * in the journal as they are: an unknown type, a version this code does
+ * not accept, a yield point it does not name or names without code (a
+ * probe enters the body there, see point_has_code), and every
+ * descendant of a parked instance (a subtree moves as one).  A parked
+ * instance keeps its slot: no spawn of this run takes its id.
  */
 #include "durable.h"
 
@@ -22,7 +29,7 @@
 
 typedef struct back {
   mly_inst *m;
-  mly_id parent;
+  mly_id parent, peer;
   int64_t due_ms;
   bool exiting;
 } back;
@@ -32,7 +39,8 @@ static int park(dur_state *d, const rp_state *s, const char *reason) {
   if (v == NULL) return MLY_ENOMEM;
   d->parked = v;
   parked *p = &v[d->nparked];
-  *p = (parked){.id = s->id, .version = (uint32_t)s->version};
+  *p = (parked){.id = s->id, .parent = s->parent,
+                .version = (uint32_t)s->version};
   p->type = strndup(s->type, s->tlen);
   p->point = strndup(s->point, s->plen);
   p->reason = strdup(reason);
@@ -47,9 +55,62 @@ static int park(dur_state *d, const rp_state *s, const char *reason) {
   return 0;
 }
 
+/* What a probe found, per type, body and point: bodies are entered once
+ * per open for each, not once per instance. */
+typedef struct probe {
+  const mly_type *t;
+  uint32_t pc;
+  bool shutdown, has_code;
+} probe;
+
+typedef struct probes {
+  probe *v;
+  size_t n, cap;
+  int err; /* out of memory */
+} probes;
+
+/* Whether the body resumes at pc: a copy of the instance enters it there
+ * with F_PROBE set, where a wait yields at once without its test, so
+ * only a point with no case in the body reaches mly__bad_point
+ * (MLY_EXITED with MLY_ENOENT).  Code before MLY_BEGIN runs, on a copy of
+ * the data: mealy.h asks that it have no side effects. */
+static bool point_has_code(probes *pr, mly_type *t, bool shutdown,
+                           uint32_t pc, const rp_state *s) {
+  for (size_t i = pr->n; i-- > 0;)
+    if (pr->v[i].t == t && pr->v[i].pc == pc && pr->v[i].shutdown == shutdown)
+      return pr->v[i].has_code;
+  mly_inst *m = calloc(1, t->inst_size);
+  if (m == NULL) {
+    pr->err = MLY_ENOMEM;
+    return true;
+  }
+  m->type = t;
+  m->id = s->id;
+  m->heap_idx = NO_HEAP;
+  m->head.pc = pc;
+  m->head.flags = F_PROBE | (shutdown ? F_IN_SHUTDOWN : 0);
+  if (s->dlen) memcpy(m->data, s->data, s->dlen);
+  int r = (shutdown ? t->def.shutdown : t->def.run)(&m->head, m->data);
+  bool has = !(r == MLY_EXITED && m->status == MLY_ENOENT);
+  free(m);
+  if (pr->n == pr->cap) {
+    size_t cap = pr->cap ? pr->cap * 2 : 16;
+    probe *v = realloc(pr->v, cap * sizeof *v);
+    if (v == NULL) {
+      pr->err = MLY_ENOMEM;
+      return has;
+    }
+    pr->v = v;
+    pr->cap = cap;
+  }
+  pr->v[pr->n++] = (probe){t, pc, shutdown, has};
+  return has;
+}
+
 /* Why this state cannot resume here, or NULL; *pc gets its point. */
-static const char *refusal(mly_runtime *rt, const rp_state *s, mly_type **tp,
-                           uint32_t *pc, char *buf, size_t len) {
+static const char *refusal(mly_runtime *rt, probes *pr, const rp_state *s,
+                           mly_type **tp, uint32_t *pc, char *buf,
+                           size_t len) {
   char name[MLY_NAME_MAX + 1];
   snprintf(name, sizeof name, "%.*s", (int)s->tlen, s->type);
   mly_type *t = s->tlen <= MLY_NAME_MAX ? mly_type_find(rt, name) : NULL;
@@ -87,6 +148,19 @@ static const char *refusal(mly_runtime *rt, const rp_state *s, mly_type **tp,
                  : "");
     return buf;
   }
+  /* The body it resumes in (see restore_one), unless it will not resume
+   * at this point at all: it is ending, or a requested shutdown starts
+   * the shutdown routine from its beginning. */
+  bool in_shut = (s->flags & F_IN_SHUTDOWN) && t->def.shutdown;
+  bool restarts = (s->flags & F_SHUT_REQ) && !in_shut && t->def.shutdown;
+  if (*pc != 0 && s->wait != RP_W_EXITING && !restarts &&
+      !point_has_code(pr, t, in_shut, *pc, s)) {
+    snprintf(buf, len, "yield point '%.*s' of type '%s' has no code in "
+             "this version (its name is in the points list, but no wait "
+             "of the %s uses it: was it renamed?)", (int)s->plen, s->point,
+             name, in_shut ? "shutdown routine" : "body");
+    return buf;
+  }
   *tp = t;
   return NULL;
 }
@@ -104,17 +178,14 @@ static int ev_id_of(mly_runtime *rt, uint64_t id, const char *name,
   return intern_get(&rt->intern, buf, out);
 }
 
-static int restore_one(mly_runtime *rt, const rp_state *s, back *b, char *err,
-                       size_t errlen) {
+static int park_counted(dur_state *d, const rp_state *s, const char *why) {
+  d->open_st.parked++;
+  return park(d, s, why);
+}
+
+static int restore_one(mly_runtime *rt, mly_type *t, uint32_t pc,
+                       const rp_state *s, back *b, char *err, size_t errlen) {
   dur_state *d = rt->dur;
-  mly_type *t = NULL;
-  uint32_t pc = 0;
-  char why[256];
-  const char *no = refusal(rt, s, &t, &pc, why, sizeof why);
-  if (no) {
-    d->open_st.parked++;
-    return park(d, s, no);
-  }
   uint32_t slot = (uint32_t)s->id;
   if (slot < rt->nslots && rt->slots[slot] != NULL)
     return jr_errf(err, errlen, MLY_EBADMSG, "instance %llu: its slot is held "
@@ -143,6 +214,7 @@ static int restore_one(mly_runtime *rt, const rp_state *s, back *b, char *err,
   m->head.wait = b->exiting || s->wait > RP_W_CHILDREN ? W_NONE : (uint8_t)s->wait;
   b->m = m;
   b->parent = s->parent;
+  b->peer = s->peer;
   b->due_ms = s->due_ms;
   return 0;
 }
@@ -162,10 +234,47 @@ static int by_due(const void *a, const void *b) {
   return x->due_ms < y->due_ms ? -1 : x->due_ms > y->due_ms;
 }
 
+static int parked_by_id(const void *a, const void *b) {
+  const parked *x = a, *y = b;
+  return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* d->parked is sorted by id once rebuild has parked what it parks. */
 static bool is_parked(const dur_state *d, mly_id id) {
+  parked key = {.id = id};
+  return id != 0 && d->nparked > 0 &&
+         bsearch(&key, d->parked, d->nparked, sizeof key, parked_by_id);
+}
+
+static bool has_parked_child(const dur_state *d, mly_id id) {
   for (size_t i = 0; i < d->nparked; i++)
-    if (d->parked[i].id == id) return true;
+    if (d->parked[i].parent == id) return true;
   return false;
+}
+
+/* A recovered wait that nothing can satisfy any more: what it waits for
+ * did not come back, and will not (it was not durable, or it ended), or
+ * a restart does not bring it back (a child process, a signal watch).
+ * A parked instance may come back with other code: a wait on one stands. */
+static bool lost_cause(mly_runtime *rt, const back *b) {
+  const mly_inst *m = b->m;
+  const dur_state *d = rt->dur;
+  mly_id from = m->wait_arg;
+  switch (m->head.wait) {
+  case W_REPLY:
+    /* peer 0: a record older than the peer field, nothing is known */
+    return b->peer != 0 && inst_get(rt, b->peer) == NULL &&
+           !is_parked(d, b->peer);
+  case W_EVENT:
+    if (m->wait_id == MLY_EV_PROCESS_EXIT ||
+        (m->wait_id >= MLY_EV_SIGNAL_BASE && m->wait_id < MLY_EV_CHILD_EXIT))
+      return true;
+    if (from != 0) return inst_get(rt, from) == NULL && !is_parked(d, from);
+    return m->wait_id == MLY_EV_CHILD_EXIT && m->child == NULL &&
+           !has_parked_child(d, m->id);
+  default:
+    return false;
+  }
 }
 
 static int keep_parked_event(mly_runtime *rt, const rp_event *e) {
@@ -274,13 +383,53 @@ static int rearm(mly_runtime *rt, back *bs, size_t n) {
     case W_COND: inst_wake(m, WOKE_EVENT); break;
     case W_EVENT:
     case W_REPLY:
-      if (inbox_has_match(m)) inst_wake(m, WOKE_EVENT);
+      if (inbox_has_match(m)) {
+        inst_wake(m, WOKE_EVENT);
+      } else if (lost_cause(rt, &bs[i])) {
+        m->status = MLY_ELOST; /* mly_wait_error, or the child's status */
+        inst_wake(m, WOKE_ERROR);
+      }
       break;
     default: break;
     }
   }
   for (size_t i = 0; i < n; i++)
     if (bs[i].exiting) inst_exit(bs[i].m); /* stop its children, then end */
+  return 0;
+}
+
+/* The nearest parked instance above x, or 0. */
+static mly_id parked_above(const replay *r, const bool *gone,
+                           const rp_inst *x) {
+  mly_id p = x->parent;
+  for (size_t hops = 0; p != 0 && hops < r->ninsts; hops++) {
+    uint32_t k = rp_find_inst(r, p);
+    if (k == UINT32_MAX || r->insts[k].ended) return 0;
+    if (gone[k]) return p;
+    p = r->insts[k].parent;
+  }
+  return 0;
+}
+
+/* Parked instances keep their slots: a spawn that took one would give a
+ * new id to it, and the next replay would take the parked instance for
+ * ended (a slot is reused only after an end). */
+static int hold_parked_slots(mly_runtime *rt) {
+  dur_state *d = rt->dur;
+  if (d->nparked == 0 || rt->nfree == 0) return 0;
+  unsigned char *held = calloc(rt->nslots / 8 + 1, 1);
+  if (held == NULL) return MLY_ENOMEM;
+  for (size_t i = 0; i < d->nparked; i++) {
+    uint32_t s = (uint32_t)d->parked[i].id;
+    if (s < rt->nslots) held[s / 8] |= (unsigned char)(1u << (s % 8));
+  }
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < rt->nfree; i++) {
+    uint32_t s = rt->free_slots[i];
+    if (!(held[s / 8] & (1u << (s % 8)))) rt->free_slots[n++] = s;
+  }
+  rt->nfree = n;
+  free(held);
   return 0;
 }
 
@@ -303,21 +452,54 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
     if (next > rt->gens[s]) rt->gens[s] = next;
   }
   back *bs = calloc(r->live + 1, sizeof *bs);
-  if (bs == NULL) return MLY_ENOMEM;
+  bool *gone = calloc(r->ninsts + 1, sizeof *gone); /* parked first */
+  probes pr = {0};
+  if (bs == NULL || gone == NULL) rc = MLY_ENOMEM;
   size_t n = 0;
-  for (size_t i = 0; i < r->ninsts && rc == 0; i++) {
-    const rp_inst *x = &r->insts[i];
-    if (x->ended) continue;
-    rp_state s;
-    jcur c = {x->s, x->s + x->slen, false};
-    if (!rp_parse_state(&c, &s)) {
-      rc = jr_errf(err, errlen, MLY_EBADMSG, "instance %llu: its state does not "
-                "parse", (unsigned long long)x->id);
-      break;
+  /* the instances this code refuses are parked, and top-level ones it
+   * accepts come back; then children come back, or are parked with a
+   * parked ancestor (they are read twice, top-level ones once) */
+  for (int pass = 0; pass < 2 && rc == 0; pass++) {
+    for (size_t i = 0; i < r->ninsts && rc == 0; i++) {
+      const rp_inst *x = &r->insts[i];
+      if (x->ended || gone[i] || (pass == 1 && x->parent == 0)) continue;
+      rp_state s;
+      jcur c = {x->s, x->s + x->slen, false};
+      if (!rp_parse_state(&c, &s)) {
+        rc = jr_errf(err, errlen, MLY_EBADMSG, "instance %llu: its state does "
+                     "not parse", (unsigned long long)x->id);
+        break;
+      }
+      char why[256];
+      mly_type *t = NULL;
+      uint32_t pc = 0;
+      const char *no = refusal(rt, &pr, &s, &t, &pc, why, sizeof why);
+      if ((rc = pr.err) < 0) break;
+      if (pass == 0 && no) gone[i] = true;
+      mly_id above = no || pass == 0 ? 0 : parked_above(r, gone, x);
+      if (above) {
+        snprintf(why, sizeof why, "its %s %llu is parked (a subtree is "
+                 "parked as one)", above == x->parent ? "parent" : "ancestor",
+                 (unsigned long long)above);
+        no = why;
+      }
+      if (no) {
+        rc = park_counted(rt->dur, &s, no);
+      } else if (pass == 1 || x->parent == 0) {
+        back b = {0};
+        rc = restore_one(rt, t, pc, &s, &b, err, errlen);
+        if (rc == 0 && b.m) bs[n++] = b;
+      }
     }
-    back b = {0};
-    rc = restore_one(rt, &s, &b, err, errlen);
-    if (rc == 0 && b.m) bs[n++] = b;
+  }
+  free(gone);
+  free(pr.v);
+  if (rc == 0) {
+    dur_state *d = rt->dur; /* is_parked searches them */
+    if (d->nparked > 1)
+      qsort(d->parked, d->nparked, sizeof *d->parked, parked_by_id);
+    rc = slots_finish(rt);
+    if (rc == 0) rc = hold_parked_slots(rt);
   }
   if (rc == 0) {
     qsort(bs, n, sizeof *bs, by_id); /* links: the newest child first */
@@ -327,7 +509,6 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
     }
     rc = restore_events(rt, r, err, errlen);
   }
-  if (rc == 0) rc = slots_finish(rt);
   if (rc == 0) {
     if (r->max_corr > rt->corr_next) rt->corr_next = r->max_corr;
     rt->dur->next_eid = r->max_eid;
@@ -344,12 +525,10 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
 static int append_target(mly_journal *j, const jread *jr) {
   for (size_t i = jr->nsegs; i-- > jr->base;) {
     const jseg *s = &jr->segs[i];
-    if (!s->removed) return journal_append_to(j, s->name, s->no, s->len);
+    if (!s->removed) return journal_append_to(j, s);
   }
   uint64_t no = jr->nsegs ? jr->segs[jr->nsegs - 1].no + 1 : 1;
-  int rc = journal_new_segment(j, no);
-  if (rc == 0 && fsync(journal_dirfd(j)) < 0) rc = -errno;
-  return rc;
+  return journal_new_segment(j, no, 0); /* synced, with the directory */
 }
 
 int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
@@ -389,7 +568,9 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
   if (rc == 0) rc = append_target(d->j, &jr);
   if (rc == 0) {
     journal_set_next_seq(d->j, jr.next_seq);
-    for (size_t i = jr.base; i < jr.nsegs; i++) d->base_bytes += jr.segs[i].len;
+    for (size_t i = jr.base; i < jr.nsegs; i++) /* batches, not headers */
+      if (!jr.segs[i].removed && jr.segs[i].len > JR_SEG_HDR)
+        d->base_bytes += jr.segs[i].len - JR_SEG_HDR;
     d->open_st.torn_bytes = jr.torn_bytes;
     d->open_st.salvaged = jr.salvaged;
     rt->dur = d;
@@ -498,7 +679,7 @@ int mly_journal_scan(const char *dir, bool salvage,
   if (fd < 0) return fd;
   scan_arg a = {cb, arg};
   jread jr;
-  int rc = jr_read(fd, dir, salvage, false, &jr, scan_one, &a, err, errlen);
+  int rc = jr_read(fd, dir, salvage, JR_STREAM, &jr, scan_one, &a, err, errlen);
   jr_read_free(&jr);
   close(fd);
   return rc;
@@ -527,6 +708,9 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                           ? (double)(r.records - out->live_records) / (double)r.records
                           : 0.0;
     out->torn_bytes = jr.torn_bytes;
+    out->batches = jr.frames;
+    out->stray_bytes = jr.stray_bytes;
+    out->tail_suspect = jr.tail_suspect;
   }
   jr_read_free(&jr);
   rp_free(&r);

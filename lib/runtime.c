@@ -227,6 +227,7 @@ static void close_now(mly_runtime *rt) {
   rt->closing = true;
   rt->close_pending = false;
   post_close(rt);
+  if (rt->dur) durable_suspend_all(rt); /* as a shutdown does: inboxes kept */
   inst_kill_all(rt);
   ev_free(rt, rt->cur);
   rt->cur = NULL;

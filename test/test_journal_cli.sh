@@ -40,8 +40,22 @@ stat_field() {
   "$mealy" journal stat --json "$1" | python3 -c \
     'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"
 }
-# the number after "records " in a check summary
-summary_records() { sed -n 's/^ok: \([0-9]*\) records in .*/\1/p'; }
+# the number before " records" in a check summary
+summary_records() { sed -n 's/^ok: \([0-9]*\) records, .*/\1/p'; }
+# frame_of FILE OFFSET: the offset and length of the batch (format 2
+# frame, lib/journal.h) that holds the byte at OFFSET
+frame_of() {
+  python3 - "$1" "$2" <<'EOF'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+at, o = int(sys.argv[2]), 32
+while o + 24 <= len(data):
+    n = struct.unpack_from("<I", data, o)[0]
+    if o <= at < o + 24 + n:
+        print(o, 24 + n); break
+    o += 24 + n
+EOF
+}
 flip_byte() { # file offset
   python3 - "$1" "$2" <<'EOF'
 import sys
@@ -57,7 +71,7 @@ a=$top/a
 check "journal_fill writes a journal" test $? = 0
 out=$("$mealy" journal check "$a" 2>&1); rc=$?
 check "check passes on a good journal" test "$rc" = 0
-check "check summary: $out" grep -qE '^ok: [0-9]+ records in 1 segments, next record [0-9]+$' <<<"$out"
+check "check summary: $out" grep -qE '^ok: [0-9]+ records, [0-9]+ batches, 1 segments, next record [0-9]+$' <<<"$out"
 nrec=$(summary_records <<<"$out")
 "$mealy" journal dump "$a" >"$top/a.dump"; rc=$?
 check "dump exits 0" test "$rc" = 0
@@ -101,19 +115,27 @@ cp -r "$a" "$b"
 mid=$(sed -n "$((nrec / 2))p" "$top/a.dump")
 seg=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["file"])' "$mid")
 off=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["offset"])' "$mid")
+read -r foff flen < <(frame_of "$b/$seg" "$off")
+# the records of that batch, and those before it
+inbatch=$(python3 -c 'import json,sys
+a, b = int(sys.argv[1]), int(sys.argv[1]) + int(sys.argv[2])
+print(sum(1 for l in open(sys.argv[3]) if a <= json.loads(l)["offset"] < b))' "$foff" "$flen" "$top/a.dump")
+before=$(python3 -c 'import json,sys
+print(sum(1 for l in open(sys.argv[2]) if json.loads(l)["offset"] < int(sys.argv[1])))' "$foff" "$top/a.dump")
 flip_byte "$b/$seg" $((off + 12))
 err=$("$mealy" journal check "$b" 2>&1 >/dev/null); rc=$?
 check "check fails on damage (exit 1)" test "$rc" = 1
-check "check names file and offset: $err" grep -qF "mealy journal: $b/$seg: offset $off: " <<<"$err"
+check "check names file and the batch's offset: $err" grep -qF "mealy journal: $b/$seg: offset $foff: batch checksum mismatch" <<<"$err"
+check "... and why it is not a torn write" grep -qF "a later batch was written after this one was durable" <<<"$err"
 out=$("$mealy" journal check --salvage "$b" 2>&1); rc=$?
 check "check --salvage passes" test "$rc" = 0
-check "check --salvage says what it skipped: $out" grep -qE "^ok: $((nrec - 1)) records .*\(salvage: 1 records skipped\)$" <<<"$out"
+check "check --salvage says what it skipped: $out" grep -qE "^ok: $((nrec - inbatch)) records, .*\(salvage: $inbatch records skipped\)$" <<<"$out"
 "$mealy" journal dump "$b" >"$top/b.dump" 2>/dev/null; rc=$?
 check "dump stops at damage (exit 1)" test "$rc" = 1
-check "dump printed the records before it" test "$(wc -l <"$top/b.dump")" = $((nrec / 2 - 1))
+check "dump printed the records before it ($before)" test "$(wc -l <"$top/b.dump")" = "$before"
 "$mealy" journal dump --salvage "$b" >"$top/b.dump"; rc=$?
 check "dump --salvage passes" test "$rc" = 0
-check "dump --salvage leaves out the damaged record" test "$(wc -l <"$top/b.dump")" = $((nrec - 1))
+check "dump --salvage leaves out the damaged batch" test "$(wc -l <"$top/b.dump")" = $((nrec - inbatch))
 check "dump --salvage lines are valid JSON" valid_json <"$top/b.dump"
 
 # 3. a torn tail is not damage
@@ -122,7 +144,9 @@ cp -r "$a" "$c"
 printf 'xxxxxxx' >>"$c/$seg"
 out=$("$mealy" journal check "$c" 2>&1); rc=$?
 check "check passes with a torn tail" test "$rc" = 0
+check "check says it is not acknowledged: $out" grep -qF "; torn tail: 7 bytes, not acknowledged, cut off at the next open" <<<"$out"
 check "stat reports the torn tail" test "$(stat_field "$c" torn_bytes)" = 7
+check "stat: a cut-short tail is not suspect" test "$(stat_field "$c" tail_suspect)" = False
 
 # 4. compaction
 d=$top/d
@@ -184,5 +208,70 @@ check "missing directory named: $err" grep -qF "$top/none" <<<"$err"
 check "compact does not create a missing directory" \
   bash -c '! "$1" journal compact "$2" 2>/dev/null && ! test -e "$2"' _ "$mealy" "$top/none"
 check "mealy --help lists journal" grep -qE '^  journal ' <<<"$("$mealy" --help)"
+
+# 7. damage in a compaction's snapshot is refused, never cut (the open
+# would delete the segment, and everything with it)
+s=$top/s
+cp -r "$a" "$s"
+quiet "$mealy" journal compact "$s"
+sseg=$(cd "$s" && ls seg-*.mj)
+check "compacted: the snapshot alone" test "$(stat_field "$s" batches)" = 1
+flip_byte "$s/$sseg" 100
+cp "$s/$sseg" "$top/snap.flipped"
+err=$("$mealy" journal check "$s" 2>&1 >/dev/null); rc=$?
+check "damaged snapshot: check exits 1" test "$rc" = 1
+check "... names file and offset: $err" grep -qF "$s/$sseg: offset 32: batch checksum mismatch" <<<"$err"
+check "... and says a snapshot is synced first" grep -qF "a snapshot is synced before anything depends on it" <<<"$err"
+out=$("$fill" "$s" 0 2>&1); rc=$?
+check "damaged snapshot: the open refuses it: $(head -c 300 <<<"$out")" test "$rc" != 0
+check "... and leaves the segment as it was" cmp -s "$s/$sseg" "$top/snap.flipped"
+
+# 8. hostile directories: the tools never block, never follow a link,
+# work in time linear in the bytes, and never call what is not a journal
+# "ok".  Each command runs under a generous timeout: 124 is a hang.
+h=$top/h
+seg1=seg-00000000000000000001.mj
+hostile() { # name, expected exit, expected text, action
+  local what=$1 want=$2 text=$3 action=$4 out rc
+  out=$(timeout 60 "$mealy" journal "$action" "$h" 2>&1 </dev/null); rc=$?
+  check "$what: $action exits $want (got $rc): $(head -c 300 <<<"$out")" test "$rc" = "$want"
+  check "$what: $action says '$text'" grep -qF -- "$text" <<<"$out"
+}
+fresh_h() { rm -rf "$h"; mkdir "$h"; }
+fresh_h; mkfifo "$h/$seg1"
+for act in check dump stat; do hostile "a FIFO" 1 "a FIFO, not a segment file" $act; done
+out=$(timeout 60 "$fill" "$h" 0 2>&1); rc=$?
+check "a FIFO: an open fails at once (rc $rc): $(head -c 300 <<<"$out")" \
+  bash -c 'test "$1" != 0 && test "$1" != 124' _ "$rc"
+fresh_h; ln -s /etc/passwd "$h/$seg1"
+hostile "a symbolic link" 1 "a symbolic link, not a segment file" check
+fresh_h; mkdir "$h/$seg1"
+hostile "a directory" 1 "a directory, not a segment file" check
+fresh_h; head -c 1048576 /dev/urandom >"$h/$seg1"
+hostile "1 MiB of random bytes" 1 "offset 0: not a journal segment" check
+fresh_h; head -c 32 "$a/$seg1" >"$h/$seg1"; head -c 1048576 /dev/urandom >>"$h/$seg1"
+hostile "a header and 1 MiB of random bytes" 3 "suspect: 0 records, 0 batches" check
+hostile "a header and 1 MiB of random bytes" 3 "not records: 1048576 bytes" check
+check "... stat calls it suspect" test "$(stat_field "$h" tail_suspect)" = True
+fresh_h; truncate -s 2G "$h/$seg1"
+hostile "a 2 GiB sparse segment" 1 "offset 0: not a journal segment" check
+fresh_h; head -c 32 "$a/$seg1" >"$h/$seg1"; truncate -s 2G "$h/$seg1"
+hostile "a header and a 2 GiB hole" 3 "torn tail: 2147483616 bytes" check
+# the unit that made the old reader quadratic, 1 MiB of it, after a
+# header and alone
+unit_file() { # path, header or not
+  python3 - "$1" "$2" <<'EOF'
+import struct, sys
+size = 1 << 20
+unit = struct.pack("<II", size // 2, 0) + bytes([0x92, 1, 1])
+body = (unit * (size // len(unit) + 1))[:size]
+head = open(sys.argv[2], "rb").read(32) if sys.argv[2] != "-" else b""
+open(sys.argv[1], "wb").write(head + body)
+EOF
+}
+fresh_h; unit_file "$h/$seg1" -
+hostile "the quadratic unit" 1 "journal format 1 (an older mealy wrote it)" check
+fresh_h; unit_file "$h/$seg1" "$a/$seg1"
+hostile "the quadratic unit after a header" 3 "suspect: 0 records" check
 
 exit $fail

@@ -1049,6 +1049,313 @@ fi
 case_end
 
 ###########################################################################
+# Lifecycle (issue 9 section 3): one program, one life at a time.
+#
+# life_prog writes $D/life.sh: "life.sh NAME ONTERM [TAG]" holds a lock
+# on $D/NAME.lock while it lives (a second live copy of NAME finds it taken
+# and writes to $D/doubles), records "NAME start|TERM|USR1 PID TAG" in
+# $D/events ("start" once its traps are set), and on SIGTERM exits (exit), waits until $D/release exists
+# (hold), or carries on (ignore).  Nothing here waits on time: a slow stop
+# lasts until the case releases it.
+life_prog() {
+  cat >"$D/life.sh" <<'EOF'
+#!/bin/sh
+n=$1 onterm=$2 tag=${3:-} dir=$(dirname "$0")
+exec 9>>"$dir/$n.lock"
+flock -n 9 || echo "$n $$" >>"$dir/doubles"
+case $onterm in
+  exit) trap 'echo "$n TERM $$ $tag" >>"$dir/events"; exit 0' TERM ;;
+  hold) trap 'echo "$n TERM $$ $tag" >>"$dir/events"
+              while [ ! -e "$dir/release" ]; do sleep 0.05 9>&-; done; exit 0' TERM ;;
+  ignore) trap 'echo "$n TERM $$ $tag" >>"$dir/events"' TERM ;;
+esac
+trap 'echo "$n USR1 $$ $tag" >>"$dir/events"' USR1
+echo "$n start $$ $tag" >>"$dir/events" # its traps are set
+while :; do sleep 1000 9>&- & wait $!; done
+EOF
+}
+event_seen() { grep -qE "^$1" "$D/events" 2>/dev/null; } # ERE at line start
+no_doubles() { [ ! -s "$D/doubles" ]; }
+shutdown_line() { line mealy '(SIGTERM|SIGINT|shutdown requested): stopping'; }
+# no "started, pid" line of any program after the shutdown began
+none_started_after_shutdown() {
+  local s x
+  s=$(shutdown_line)
+  [ -n "$s" ] || return 1
+  for x in $(grep -nE '^[0-9:.]+ [^ ]+ +started, pid' "$LOG" | cut -d: -f1); do
+    [ "$x" -lt "$s" ] || return 1
+  done
+}
+
+case_begin L1 "a slow stop, a changed definition, SIGHUP: one life at a time"
+life_prog
+cat >"$CFG" <<EOF
+programs:
+  p:
+    command: [sh, $D/life.sh, p, hold, v1]
+    stop_grace: 60s
+EOF
+if sv_start; then
+  check "p runs" poll 100 running p
+  p1=$(pid_of p)
+  check "p is set up" poll 100 event_seen "p start $p1"
+  check "ctl stop p: ok" eq "$(ctl stop p 2>&1)" ok
+  check "p is stopping (its TERM trap holds it)" poll 100 event_seen "p TERM $p1"
+  check "status: stopping" poll 50 state_is p stopping
+  sed -i 's/v1\]/v2]/' "$CFG"
+  kill -HUP "$SVPID"
+  check "SIGHUP: p changed" poll 100 logged p 'changed: the new definition applies at its next start'
+  check "status still lists p once, with the old pid, stopping" \
+    eval '[ "$(names)" = p ] && [ "$(pid_of p)" = "$p1" ] && state_is p stopping'
+  check "ctl signal reaches the old process" eq "$(ctl signal USR1 p 2>&1)" ok
+  check "its USR1 trap ran" poll 100 event_seen "p USR1 $p1"
+  check "ctl start p: ok" eq "$(ctl start p 2>&1)" ok
+  check "ctl restart p: ok" eq "$(ctl restart p 2>&1)" ok
+  check "still one process: the old one, stopping" \
+    eval '[ "$(pid_of p)" = "$p1" ] && state_is p stopping'
+  check "one start so far" eq "$(count p 'started, pid')" 1
+  touch "$D/release"
+  check "once the old one exits, p starts with the new definition" \
+    poll 100 pid_changed p "$p1"
+  check "the new process is v2" poll 50 event_seen "p start $(pid_of p) v2"
+  check "log: old exited < new started" \
+    in_order "$(line p 'exited')" "$(nth_line 2 p 'started, pid')"
+  check "exactly two starts (start and restart during the stop made one)" \
+    eq "$(count p 'started, pid')" 2
+  check "never two live copies" no_doubles
+fi
+case_end
+
+case_begin L1b "removed while stopping: listed until down; back in the config"
+life_prog
+pq_config() { # TAG: p (tag TAG, slow to stop) and q; no TAG: q alone
+  echo "programs:"
+  [ -n "${1:-}" ] && printf '  p:\n    command: [sh, %s/life.sh, p, hold, %s]\n    stop_grace: 60s\n' "$D" "$1"
+  printf '  q:\n    command: [sh, %s/life.sh, q, exit]\n' "$D"
+}
+pq_config v1 >"$CFG"
+if sv_start; then
+  check "p runs" poll 100 running p
+  p1=$(pid_of p)
+  check "p is set up" poll 100 event_seen "p start $p1"
+  pq_config >"$CFG"
+  check "reload without p: ok" eq "$(ctl reload 2>&1)" ok
+  check "p is stopping" poll 100 event_seen "p TERM $p1"
+  check "p still listed, stopping, with its pid" \
+    eval '[ "$(names)" = "p q" ] && [ "$(pid_of p)" = "$p1" ] && state_is p stopping'
+  out=$(ctl start p 2>&1)
+  check "ctl start of a removed program is refused ($out)" grep -q 'removed from the configuration' <<<"$out"
+  check "ctl signal still reaches it" eq "$(ctl signal USR1 p 2>&1)" ok
+  check "its USR1 trap ran" poll 100 event_seen "p USR1 $p1"
+  pq_config v3 >"$CFG"
+  check "reload with p back: ok" eq "$(ctl reload 2>&1)" ok
+  check "log: p back in the config" poll 50 logged p 'back in the config'
+  check "still the old process" eval '[ "$(pid_of p)" = "$p1" ] && state_is p stopping'
+  touch "$D/release"
+  check "p comes back with v3 once the old one is down" poll 100 pid_changed p "$p1"
+  check "the new one is v3" poll 50 event_seen "p start $(pid_of p) v3"
+  pq_config >"$CFG"
+  ctl_quiet reload
+  check "removed again: gone from status once down" poll 100 eval '[ "$(names)" = q ]'
+  check "log: p removed" logged p 'removed$'
+  check "never two live copies" no_doubles
+fi
+case_end
+
+case_begin L2 "shutdown: nothing starts or restarts, dependents stop first"
+life_prog
+cat >"$CFG" <<EOF
+shutdown_grace: 60s
+programs:
+  db:
+    command: [sh, $D/life.sh, db, exit]
+  late:
+    command: [sh, $D/life.sh, late, exit]
+    restart: always
+    backoff: {initial: 10ms, max: 10ms}
+  app:
+    command: [sh, $D/life.sh, app, hold]
+    depends_on: [db, late]
+    stop_grace: 60s
+  solo:
+    command: [sh, $D/life.sh, solo, exit]
+    restart: always
+EOF
+if sv_start; then
+  check "app runs" poll 100 running app
+  check "every program is set up" poll 100 eval 'event_seen "app start" && event_seen "solo start"'
+  late1=$(pid_of late)
+  kill -TERM "$SVPID"
+  check "app is stopping" poll 100 event_seen "app TERM"
+  check "solo (no dependent) stopped at once" poll 100 event_seen "solo TERM"
+  kill -KILL "$late1"   # a dependency crashes during the shutdown
+  check "late's exit is seen" poll 100 logged late 'exited: killed by SIGKILL'
+  out=$(ctl start solo 2>&1)
+  check "ctl start during shutdown is refused ($out)" grep -q 'shutting down' <<<"$out"
+  check "db got no TERM while app is still up" eval '! event_seen "db TERM"'
+  touch "$D/release"
+  if sv_wait; then
+    check "the supervisor exits 0 (got $SVRC)" eq "$SVRC" 0
+  else
+    bad "the supervisor ends"
+  fi
+  check "no program started after the shutdown began" none_started_after_shutdown
+  check "late not restarted" eq "$(count late 'restarting in')" 0
+  check "log: app exited < db stopping" \
+    in_order "$(line app 'exited')" "$(line db 'stopping: ')"
+  check "never two live copies" no_doubles
+fi
+case_end
+
+case_begin L2b "shutdown_grace shorter than stop_grace: everything left is killed"
+life_prog
+# db_app SHUTDOWN_GRACE: app (ignores TERM) depends on db; both have a
+# stop_grace of 60 s, longer than any wait of the test
+db_app() {
+  cat <<EOF
+shutdown_grace: $1
+programs:
+  db:
+    command: [sh, $D/life.sh, db, exit]
+    restart: always
+    stop_grace: 60s
+  app:
+    command: [sh, $D/life.sh, app, ignore]
+    depends_on: [db]
+    stop_grace: 60s
+EOF
+}
+db_app 1s >"$CFG"
+if sv_start; then
+  check "app runs" poll 100 running app
+  check "app is set up" poll 100 event_seen "app start"
+  kill -TERM "$SVPID"
+  if sv_wait; then
+    check "the supervisor exits 0 (got $SVRC)" eq "$SVRC" 0
+  else
+    bad "the supervisor ends (well before app's stop_grace of 60 s)"
+  fi
+  check "app got its TERM" event_seen "app TERM"
+  check "db never got a TERM: its dependent never went down" eval '! event_seen "db TERM"'
+  check "log: shutdown_grace is over" logged mealy 'shutdown_grace is over'
+  check "log: app, already stopping, killed at shutdown_grace" \
+    in_order "$(line app 'stopping: ')" "$(line mealy 'shutdown_grace is over')" \
+    "$(line app 'SIGKILL to group [0-9]+ now \(shutdown\)')"
+  check "log: db killed too" logged db 'SIGKILL to group [0-9]+ now \(shutdown\)'
+  check "log: app's own grace never ran out" eq "$(count app 'grace over')" 0
+  check "no program started after the shutdown began" none_started_after_shutdown
+  check "db not restarted" eq "$(count db 'restarting in')" 0
+fi
+case_end
+
+case_begin L3 "readiness timeouts and spawn errors go through backoff and intensity"
+cat >"$CFG" <<EOF
+programs:
+  mute:
+    command: [sleep, "1000"]
+    ready: {notify_fd: 3}
+    start_timeout: 1s
+    stop_grace: 1s
+    backoff: {initial: 10ms, max: 10ms}
+    intensity: {max_restarts: 2, within: 60s}
+  missing:
+    command: [$D/no/such/program]
+    backoff: {initial: 10ms, max: 10ms}
+    intensity: {max_restarts: 2, within: 60s}
+  patient:
+    command: [sleep, "1000"]
+    ready: {notify_fd: 3}
+  once:
+    command: [sleep, "1000"]
+    ready: {notify_fd: 3}
+    start_timeout: 1s
+    restart: never
+EOF
+if sv_start; then
+  check "mute becomes fatal" poll 150 state_is mute fatal
+  check "mute: 3 starts (2 restarts allowed)" eq "$(count mute 'started, pid')" 3
+  check "mute: 3 readiness timeouts" eq "$(count mute 'not ready within 1000 ms')" 3
+  check "mute: 2 backoffs" eq "$(backoffs mute)" "10,10"
+  check "log: mute fatal" logged mute 'fatal: more than 2 restarts'
+  check "missing becomes fatal" poll 150 state_is missing fatal
+  check "missing: 3 attempts" eq "$(count missing 'cannot start')" 3
+  check "missing: 2 backoffs" eq "$(backoffs missing)" "10,10"
+  check "patient waits (starting)" state_is patient starting
+  check "log: patient's wait logged once" \
+    eq "$(count patient 'waiting for its readiness line on fd 3')" 1
+  check "once: not ready in time, restart: never: stays stopped" poll 100 state_is once stopped
+  check "once: one start" eq "$(count once 'started, pid')" 1
+  check "log: once not restarting" logged once 'not restarting \(restart: never\)'
+  check "ctl start mute: ok (a fresh start)" eq "$(ctl start mute 2>&1)" ok
+  check "mute starts again" poll 100 eval '[ "$(count mute "started, pid")" -ge 4 ]'
+fi
+case_end
+
+case_begin L4 "a second SIGINT or SIGTERM during shutdown kills what is left"
+life_prog
+for sig in INT TERM; do
+  rm -f "$D/events"
+  db_app 60s >"$CFG"
+  if sv_start; then
+    check "$sig: app runs" poll 100 running app
+    check "$sig: app is set up" poll 100 event_seen "app start"
+    kill -"$sig" "$SVPID"
+    check "$sig: app is stopping" poll 100 event_seen "app TERM"
+    kill -"$sig" "$SVPID"
+    if sv_wait; then
+      check "$sig: the supervisor exits 0 (got $SVRC)" eq "$SVRC" 0
+    else
+      bad "$sig: the supervisor ends (well before the 60 s graces)"
+    fi
+    check "$sig: log says so" logged mealy "SIG$sig during shutdown: SIGKILL to what is left, now"
+    check "$sig: app killed now" logged app 'SIGKILL to group [0-9]+ now \(shutdown\)'
+    check "$sig: db killed now, without a TERM" \
+      eval 'logged db "SIGKILL to group [0-9]+ now" && ! event_seen "db TERM"'
+    check "$sig: nothing waited for shutdown_grace" eq "$(count mealy 'shutdown_grace is over')" 0
+  fi
+done
+case_end
+
+case_begin L5 "a restart or a start waits for the program's dependencies"
+life_prog
+cat >"$CFG" <<EOF
+programs:
+  db:
+    command: [sh, $D/life.sh, db, exit]
+    ready: {notify_fd: 3}
+  web:
+    command: [sh, $D/life.sh, web, exit]
+    depends_on: [db]
+EOF
+if sv_start; then
+  check "db waits for its readiness line (starting)" poll 100 state_is db starting
+  check "web waits for db" poll 100 state_is web waiting
+  check "log: web waiting for db" logged web 'waiting for db to be ready'
+  ctl_quiet stop db
+  check "db stopped" poll 100 state_is db stopped
+  check "ctl restart web: ok" eq "$(ctl restart web 2>&1)" ok
+  check "web still waits" poll 50 state_is web waiting
+  check "web never started" eq "$(count web 'started, pid')" 0
+  cat >"$CFG" <<EOF
+programs:
+  db:
+    command: [sh, -c, "echo >&3; exec sh $D/life.sh db exit"]
+  web:
+    command: [sh, $D/life.sh, web, exit]
+    depends_on: [db]
+EOF
+  ctl_quiet reload
+  check "db stopped by hand stays down after a change" poll 50 state_is db stopped
+  check "ctl start db: ok" eq "$(ctl start db 2>&1)" ok
+  check "web starts once db is ready" poll 100 running web
+  check "log: db ready < web started" \
+    in_order "$(line db 'ready$')" "$(line web 'started, pid')"
+  check "web started once" eq "$(count web 'started, pid')" 1
+  check "never two live copies" no_doubles
+fi
+case_end
+
+###########################################################################
 echo "== done"
 if [ "$fail" = 0 ]; then echo "all supervise checks passed"; else echo "some supervise checks FAILED"; fi
 exit $fail

@@ -64,6 +64,13 @@ extern "C" {
 #define MLY_ETIMEDOUT    (-ETIMEDOUT)
 #define MLY_ECANCELED    (-ECANCELED)    /* ended by force                */
 #define MLY_EAGAIN       (-EAGAIN)       /* not yet: try again later      */
+/* Codes of mealy's own, outside the errno range (as libuv's UV_EOF): */
+/* the outcome is not known: a durable post whose record may or may not
+ * have reached the disk (see mly_post_durable) */
+#define MLY_EUNKNOWN     (-4090)
+/* a recovered wait whose cause did not survive the restart: a child or
+ * a peer that was not durable, a child process, a signal watch */
+#define MLY_ELOST        (-4091)
 
 /* A sentence for an error code; never NULL, never allocates. */
 const char *mly_strerror(int err);
@@ -258,13 +265,14 @@ int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms);
 bool mly_runtime_stopping(const mly_runtime *rt);
 
 /* End every instance by force (fini hooks run, no step runs), close the
- * runtime's handles and free it.  Child processes still running get
- * SIGKILL (their group with new_group), except detached ones and those
- * of durable instances (left for the next run): the runtime is released
- * once they are reaped, so none is orphaned.  With a host loop, the
- * memory is released from the handles' close callbacks: run the loop
- * afterwards, as with uv_close.  With its own loop, it is all done on
- * return. */
+ * runtime's handles and free it.  Durable instances are suspended, as by
+ * mly_runtime_shutdown: they continue, inboxes whole, on the next open.
+ * Child processes still running get SIGKILL (their group with
+ * new_group), except detached ones and those of durable instances (left
+ * for the next run): the runtime is released once they are reaped, so
+ * none is orphaned.  With a host loop, the memory is released from the
+ * handles' close callbacks: run the loop afterwards, as with uv_close.
+ * With its own loop, it is all done on return. */
 void mly_runtime_close(mly_runtime *rt);
 
 /* Register a machine type.  Names are unique per runtime. */
@@ -531,10 +539,30 @@ int mly_process_adopt(mly_machine *m, int pid, uint64_t start_time);
 /* a data size may grow between versions (new bytes are zero), never  */
 /* shrink.  Renaming a yield point: see "Machine bodies" below.        */
 /* The runtime's shutdown leaves durable instances in the journal: they */
-/* are suspended, not ended, and continue on the next open.  Explicit  */
-/* mly_shutdown/mly_kill of a durable instance ends it for good.       */
-/* Events from a durable machine to a non-durable one, child-process   */
-/* exits and signals are not journaled.                                */
+/* are suspended, not ended, with their inboxes whole (a clean stop,   */
+/* or mly_runtime_close, also writes the events that were never        */
+/* journaled: plain posts, process exits, signals), and continue on    */
+/* the next open.  Explicit mly_shutdown/mly_kill of a durable         */
+/* instance ends it for good.  Events from a durable machine to a      */
+/* non-durable one are not journaled; nor are plain posts,             */
+/* child-process exits and signals until such a stop: a crash loses    */
+/* them.                                                               */
+/*                                                                     */
+/* A recovered instance continues, is parked with a reason, or its     */
+/* wait ends with an error; it never hangs on something that cannot    */
+/* come back.  A wait whose cause did not survive the restart ends at  */
+/* once with MLY_ELOST (mly_wait_error(), or the status of             */
+/* MLY_AWAIT_CHILD): a child that was not durable (or any child's exit */
+/* when none came back), a reply from a request target that was not    */
+/* durable or has ended, a child-process exit, a signal.  A wait on a  */
+/* parked instance stands: other code may bring it back.               */
+/*                                                                     */
+/* An instance at a point whose name the code does not list, or lists */
+/* with no wait of that name in the body, is parked at open (renaming: */
+/* see "Machine bodies").  To tell, mly_journal_open enters each body  */
+/* once per recovered (point, body) with a probe flag set, where every */
+/* wait yields at once without testing anything: code before           */
+/* MLY_BEGIN runs then, so keep it free of side effects.               */
 
 typedef enum mly_sync {
   MLY_SYNC_ALWAYS = 0, /* fdatasync every batch before machines go on:
@@ -576,13 +604,18 @@ int mly_sync_parse(const char *s, mly_sync *out, uint32_t *interval_ms);
  * and make the runtime durable.  Call it after registering the durable
  * types and before spawning anything.  Errors carry a sentence in err:
  * MLY_EBUSY when another process holds the directory (its pid named),
- * MLY_EBADMSG for damage before the tail (file, offset and reason). */
+ * MLY_EBADMSG for damage in anything acknowledged, a missing segment, a
+ * segment that is not a regular file, or another journal format (file,
+ * offset and reason).  The unacknowledged tail (batches after the last
+ * sync that a crash cut short) is cut off and counted in torn_bytes. */
 int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
                      char *err, size_t errlen);
 /* 0, or the error that stopped the journal (fail-stop). */
 int mly_journal_error(const mly_runtime *rt);
 /* Rewrite the live set into a new segment and drop the old ones.  Runs
- * when nothing is in flight (at once, or after the current batch). */
+ * when nothing is in flight (at once, or after the current batch).
+ * MLY_ESHUTDOWN once the runtime is stopping: the machines it suspended
+ * are only in the journal then (no automatic compaction runs either). */
 int mly_journal_compact(mly_runtime *rt);
 
 typedef struct mly_journal_stats {
@@ -593,7 +626,8 @@ typedef struct mly_journal_stats {
   uint64_t segments;     /* created since open                        */
   uint64_t compactions;
   uint64_t live_bytes;   /* estimate of what a compaction would keep */
-  uint64_t total_bytes;  /* in the directory                          */
+  uint64_t total_bytes;  /* of batches in the directory (segment
+                            headers not counted): 0 holds no record   */
   uint64_t recovered;    /* instances brought back at open            */
   uint64_t parked;       /* ... and those that could not be           */
   uint64_t torn_bytes;   /* cut off a torn tail at open               */
@@ -602,8 +636,12 @@ typedef struct mly_journal_stats {
 int mly_journal_stats_get(const mly_runtime *rt, mly_journal_stats *out);
 
 /* Instances the journal holds but this code cannot resume (unknown type,
- * unknown yield point, a version it does not accept): they are listed
- * here, kept in the journal for a later version, and the rest run. */
+ * a version it does not accept, a yield point it does not list or that
+ * no wait of the body uses, a parked parent or ancestor: a subtree is
+ * parked as one): they are listed here with the reason, kept in the
+ * journal for a later version, and the rest run.  A parked instance
+ * keeps its id: no spawn reuses its slot while it is parked, and
+ * sending to it fails with MLY_ESRCH. */
 typedef struct mly_parked {
   mly_id id;
   const char *type;
@@ -617,9 +655,27 @@ int mly_journal_parked(mly_runtime *rt,
 /* True during the first step an instance runs after recovery. */
 bool mly_recovered(const mly_machine *m);
 
-/* A durable post: like mly_post, and durable once cb reports 0 (cb runs
- * on the loop thread, after the event's record is synced; any error
- * means it was not accepted).  The target must be durable. */
+/* A durable post: like mly_post, with an answer.  cb runs once, on the
+ * loop thread, with:
+ *   0             the event's record is in the journal (synced under
+ *                 MLY_SYNC_ALWAYS; written under the other policies): it
+ *                 is delivered exactly once, across restarts;
+ *   MLY_EUNKNOWN  the journal stopped (a failed fdatasync, a later write
+ *                 cut short) after the frame holding the record reached
+ *                 the file whole (a frame cut short never verifies): it
+ *                 is not
+ *                 delivered in this run, and the next open delivers it
+ *                 exactly when the record survived (it does after a
+ *                 process crash, it may not after a power loss).  To
+ *                 retry safely, carry a key of your own in the payload
+ *                 (a request id) and let the machine skip keys it took;
+ *   other < 0     it is certainly not in the journal, now or after any
+ *                 restart, and never delivered: safe to retry.
+ *                 MLY_ESRCH: no such instance; MLY_EINVAL: not durable;
+ *                 MLY_ESHUTDOWN: the runtime is stopping or closing (the
+ *                 target may be back after the next open); a journal
+ *                 error when its record was never written.
+ * The target must be durable. */
 typedef void (*mly_post_cb)(mly_runtime *rt, int status, void *arg);
 int mly_post_durable(mly_runtime *rt, mly_id to, uint32_t id,
                      mly_value *payload, mly_post_cb cb, void *arg);
@@ -633,8 +689,11 @@ typedef struct mly_record {
   const void *body;      /* the msgpack body                          */
   size_t len;
 } mly_record;
-/* Verify every record of dir; cb (may be NULL) sees each one that
- * counts.  MLY_EBADMSG with file, offset and reason for damage. */
+/* Verify every batch and record of dir, as an open would, without
+ * changing it; cb (may be NULL) sees each record that counts (its body
+ * is valid during the call only: memory holds one record at a time).
+ * MLY_EBADMSG with file, offset and reason for damage; never blocks on
+ * a path that is not a regular file (it is refused). */
 int mly_journal_scan(const char *dir, bool salvage,
                      int (*cb)(const mly_record *, void *), void *arg,
                      char *err, size_t errlen);
@@ -644,7 +703,13 @@ typedef struct mly_journal_info {
   uint64_t live_instances, pending_events;
   uint64_t live_records;  /* records a compaction would keep */
   double dead_ratio;      /* of records                      */
-  uint64_t torn_bytes;
+  uint64_t torn_bytes;    /* the unacknowledged tail the next open cuts */
+  uint64_t batches;       /* frames (one write each) that count */
+  uint64_t stray_bytes;   /* bytes that are not records that count: the
+                             torn tail, an unfinished compaction */
+  bool tail_suspect;      /* the torn tail is not a write cut short (e.g.
+                             zeroes, random bytes, a copied batch): the
+                             open still cuts it, `check` says so */
 } mly_journal_info;
 int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen);
@@ -742,7 +807,8 @@ int mly_duration_parse(const char *s, int64_t *ms);
 /* after both.  Drop the old one in a later version, once no instance  */
 /* rests there (`mealy journal dump`, mly_foreach).  Never keep a name */
 /* in the points list without its wait in the code, and never remove  */
-/* a name instances rest at: those instances cannot be resumed.        */
+/* a name instances rest at: those instances are parked at open        */
+/* (mly_journal_parked says why) until code that has the wait returns. */
 /*                                                                     */
 /* Shutdown requests (mly_shutdown; mly_runtime_shutdown for instances */
 /* that are not durable).  A request never overtakes the events sent   */
@@ -796,6 +862,10 @@ struct mly_machine {
   uint8_t flags; /* private                        */
 };
 
+/* Set while mly_journal_open checks that a recovered point has code: a
+ * wait then yields at once, its test not evaluated. */
+#define MLY__F_PROBE 0x80u
+
 int mly__bad_point(mly_machine *m);
 int mly__finish(mly_machine *m, int status);
 void mly__yield(mly_machine *m);
@@ -832,7 +902,7 @@ int mly__child_done(mly_machine *m, int *status);
     setup;                                                            \
     MLY__FALLTHROUGH;                                                 \
     case (pt):                                                        \
-      if (!(done)) return MLY_YIELDED;                                \
+      if (((m)->flags & MLY__F_PROBE) || !(done)) return MLY_YIELDED; \
   } while (0)
 
 #define MLY_BEGIN(m)                                                  \

@@ -21,7 +21,9 @@
  *       backoff: {initial: 100ms, max: 30s, multiplier: 2.0, jitter: 0.1,
  *                 reset_after: 10s}
  *       intensity: {max_restarts: 5, within: 60s}
- *       start_timeout: 5s            # min uptime to count as started (ready: none)
+ *       start_timeout: 5s            # ready: none: min uptime to count as
+ *                                    # started; notify: readiness deadline,
+ *                                    # a failed start when missed
  *       ready: none | 2s | {notify_fd: 3}
  *       stop_signal: TERM
  *       stop_grace: 10s

@@ -162,7 +162,7 @@ static const char *do_status(sv *s, const mly_value *params, mly_value **res) {
   }
   for (size_t i = 0; i < s->nprocs; i++) {
     const sv_proc *p = s->procs[i];
-    bool wanted = n == 0 && !p->retiring;
+    bool wanted = n == 0; /* a removed program is listed until it is down */
     for (size_t k = 0; k < n && !wanted; k++)
       wanted = sv_find(s, arg_str(params, k)) == p;
     if (wanted) mly_array_push(list, proc_status(s, p));
@@ -190,6 +190,8 @@ static const char *do_command(sv *s, const char *method,
                 : strcmp(method, "stop") == 0 ? SV_EV_STOP
                                               : SV_EV_RESTART;
   if (s->stopping && ev != SV_EV_STOP) return "the supervisor is shutting down";
+  if (p->retiring && ev != SV_EV_STOP)
+    return "removed from the configuration: it is stopping, and goes once down";
   p->launched = true; /* by hand: the supervisor no longer waits for it */
   p->held_down = ev == SV_EV_STOP; /* kept down, even across a crash */
   mly_runtime_send(s->rt, p->machine, ev, NULL);
@@ -197,10 +199,14 @@ static const char *do_command(sv *s, const char *method,
   return NULL;
 }
 
+/* The file is read here, once: what "ok" answers is what is applied,
+ * whatever happens to the file before the supervisor's next step. */
 static const char *do_reload(sv *s, char *err, size_t errlen) {
-  sv_config *check = NULL;
-  if (sv_reload_config(s, &check, err, errlen) < 0) return err;
-  sv_config_free(check);
+  sv_config *next = NULL;
+  if (s->stopping) return "the supervisor is shutting down";
+  if (sv_reload_config(s, &next, err, errlen) < 0) return err;
+  sv_config_free(s->reload_cfg); /* a newer request wins */
+  s->reload_cfg = next;
   mly_runtime_send(s->rt, s->sup, SV_EV_RELOAD, NULL);
   return NULL;
 }

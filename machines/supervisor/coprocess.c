@@ -1,13 +1,22 @@
 /*
  * coprocess.c - one program's life, as a mealy machine.
  *
- * The seed's Coprocess, made real: spawn the program in its own process
- * group, wait for it to be ready, watch it (its exit arrives as an event;
- * nothing polls), and on a stop request send the stop signal and SIGCONT
- * to the whole group, wait the grace period, then SIGKILL the group.  When
- * it exits by itself the restart policy decides: restart after a backoff
- * that grows (and resets after a stable uptime), or stay down, or go
- * `fatal` when it restarted too often within the intensity window.
+ * The seed's Coprocess, made real: wait until what the program depends on
+ * is ready, spawn it in its own process group, wait for it to be ready,
+ * watch it (its exit arrives as an event; nothing polls), and on a stop
+ * request send the stop signal and SIGCONT to the whole group, wait the
+ * grace period, then SIGKILL the group.  When it ends by itself, or could
+ * not start (spawn error, not ready within start_timeout), one restart
+ * policy decides: restart after a backoff that grows (and resets after a
+ * stable uptime), or stay down, or go `fatal` when it restarted too often
+ * within the intensity window.
+ *
+ * One life at a time: a process is spawned only when the previous one has
+ * been reaped, and every command is taken in every state (a start during
+ * a stop means "up again once it is down", a signal reaches a process that
+ * is stopping).  A reload's new definition (next_prog) is taken only
+ * while no process runs.  Once the supervisor shuts down nothing starts
+ * again; SV_EV_KILL ends a life at once, whatever its state.
  *
  * Every place it waits is a named yield point, so `mealy ctl status`
  * shows e.g. "web  backoff  ...".  The machine writes what the supervisor
@@ -31,8 +40,12 @@ typedef struct coproc {
   bool exited;          /* the current child has exited */
   int64_t exit_status;
   int term_signal;
-  bool stop;            /* stop requested: go down */
-  bool again;           /* restart requested: down, then up at once */
+  bool failed;          /* it could not start: spawn error, not ready */
+  bool stop;            /* end the current life */
+  bool again;           /* ...and up again at once (by hand, new definition) */
+  bool kill;            /* SIGKILL at once, no grace (shutdown) */
+  bool fresh;           /* this life is a start, not a restart */
+  bool told_waiting;    /* the current wait for dependencies was logged */
   bool adopted;         /* the child was left by the previous run */
   uint64_t until_ms;    /* deadline of the current phase */
 } coproc;
@@ -40,7 +53,7 @@ typedef struct coproc {
 #define COPROC_POINTS(X)                                                   \
   X(coproc, stopped) X(coproc, fatal) X(coproc, starting)                  \
   X(coproc, running) X(coproc, backoff) X(coproc, stopping)                \
-  X(coproc, killing)
+  X(coproc, killing) X(coproc, waiting)
 MLY_POINTS(coproc, COPROC_POINTS);
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
@@ -247,8 +260,9 @@ static void note_exit(coproc *c, const mly_event *e) {
   child_gone(c);
 }
 
-/* Started by hand after giving up: a fresh start, as if never failed
- * (systemd's reset-failed): the intensity window and backoff begin again. */
+/* Started by hand after giving up, or given a new definition: a fresh
+ * start, as if never failed (systemd's reset-failed): the intensity window
+ * and the backoff begin again. */
 static void clear_fatal(sv_proc *p) {
   if (!p->fatal) return;
   p->fatal = false;
@@ -256,29 +270,60 @@ static void clear_fatal(sv_proc *p) {
   p->cur_backoff_ms = 0;
 }
 
-/* A command from the supervisor or the control socket. */
+static void want_up(sv_proc *p) {
+  p->held_down = false;
+  p->want_up = true;
+  clear_fatal(p);
+}
+
+/* A reload's new definition, taken while no process runs. */
+static void take_definition(sv_proc *p) {
+  if (p->next_prog == NULL || p->pid > 0) return;
+  p->prog = p->next_prog;
+  p->next_prog = NULL;
+  p->fatal = false;
+  p->nrestart_times = 0;
+  p->cur_backoff_ms = 0;
+}
+
+/* A command from the supervisor or the control socket, or the child's
+ * exit.  Every state takes every command; the flags say what is due. */
 static void take_command(mly_machine *m, coproc *c) {
   const mly_event *e = mly_current_event(m);
   sv_proc *p = c->p;
-  if (e == NULL) return;
+  if (e == NULL) {
+    if (mly_shutdown_requested(m)) {
+      p->want_up = false;
+      c->stop = true;
+      c->again = false;
+    }
+    return;
+  }
   switch (e->id) {
-  case SV_EV_START:
-    p->held_down = false;
-    p->want_up = true;
-    clear_fatal(p);
-    c->stop = false;
+  case SV_EV_START: /* nothing starts once shutdown has begun */
+    if (p->sv->stopping) break;
+    want_up(p);
+    if (c->stop) c->again = true; /* stopping: up again once it is down */
+    break;
+  case SV_EV_REPLACE: /* stopped by hand: the new definition waits */
+    if (p->held_down) break;
+    /* FALLTHROUGH */
+  case SV_EV_RESTART:
+    if (p->sv->stopping) break;
+    want_up(p);
+    c->stop = true;
+    c->again = true;
     break;
   case SV_EV_STOP:
     p->want_up = false;
     c->stop = true;
     c->again = false;
     break;
-  case SV_EV_RESTART:
-    p->held_down = false;
-    p->want_up = true;
-    clear_fatal(p);
+  case SV_EV_KILL:
+    p->want_up = false;
     c->stop = true;
-    c->again = true;
+    c->kill = true;
+    c->again = false;
     break;
   case SV_EV_SIGNAL: {
     int64_t sig = 0;
@@ -290,17 +335,18 @@ static void take_command(mly_machine *m, coproc *c) {
     note_exit(c, e);
     break;
   default:
-    break;
+    break; /* SV_EV_WAKE, a readiness line out of turn */
   }
 }
 
 /* ---- restart policy ---- */
 
+/* After a life that ended by itself or could not start. */
 static bool wants_restart(const coproc *c) {
   const sv_program *g = c->p->prog;
   if (g->restart == SV_RESTART_ALWAYS) return true;
   if (g->restart == SV_RESTART_NEVER) return false;
-  if (c->term_signal) return true;
+  if (c->failed || c->term_signal) return true;
   for (size_t i = 0; i < g->nsuccess; i++)
     if (g->success_codes[i] == c->exit_status) return false;
   return true;
@@ -363,6 +409,8 @@ static int64_t left_ms(const coproc *c) {
 
 /* ---- the machine ---- */
 
+static bool is_stopping(const coproc *c) { return c->p->sv->stopping; }
+
 /* How long `starting` lasts: < 0 no limit, 0 not at all.  A function, not
  * a local: a local does not survive the wait in the loop that tests it
  * (-Wjump-misses-init found it). */
@@ -373,149 +421,196 @@ static int64_t start_wait_ms(const sv_program *g) {
   return g->start_timeout_ms;
 }
 
+static void log_waiting_for_deps(sv_proc *p) {
+  char names[512] = "";
+  size_t n = 0;
+  for (size_t i = 0; i < p->prog->ndeps; i++) {
+    const char *d = p->prog->depends_on[i];
+    sv_proc *q = sv_find(p->sv, d);
+    if (q && q->ready) continue;
+    int w = snprintf(names + n, sizeof names - n, "%s%s", n ? ", " : "", d);
+    if (w < 0 || (size_t)w >= sizeof names - n) break;
+    n += (size_t)w;
+  }
+  sv_logf(p->sv, p->name, "waiting for %s to be ready", names);
+}
+
+static void spawn_or_adopt(mly_machine *m, coproc *c) {
+  sv_proc *p = c->p;
+  c->exited = c->stop = c->again = c->kill = c->failed = false;
+  p->started_ms = now_ms();
+  c->adopted = p->adopt_pid > 0 && adopt(m, c);
+  if (c->adopted) return;
+  int rc = spawn_child(m, c);
+  if (rc < 0) { /* a failed start, for the restart policy */
+    sv_logf(p->sv, p->name, "cannot start %s: %s", p->prog->argv[0],
+            mly_strerror(rc));
+    c->exited = true;
+    c->failed = true;
+    c->exit_status = 127;
+    c->term_signal = 0;
+    p->has_exit = true;
+    p->last_exit = 127;
+    p->last_signal = 0;
+    return;
+  }
+  sv_logf(p->sv, p->name, "started, pid %d", p->pid);
+  if (mly_process_start_time(p->pid, &p->start_time) < 0)
+    p->start_time = 0; /* gone already: its exit is on the way */
+}
+
 static int coproc_run(mly_machine *m, void *data) {
   coproc *c = data;
   sv_proc *p = c->p;
   MLY_BEGIN(m);
   for (;;) {
     /* ---- down, until started ---- */
+    p->ready = false;
     while (!p->want_up) {
+      take_definition(p);
       if (p->fatal)
         MLY_AWAIT_AT(m, coproc_fatal, MLY_EV_ANY, -1);
       else
         MLY_AWAIT_AT(m, coproc_stopped, MLY_EV_ANY, -1);
       if (mly_shutdown_requested(m)) MLY_EXIT(m, 0);
+      c->stop = c->again = false;
       take_command(m, c);
       if (p->want_up) changed(m);
     }
-    /* ---- spawn ---- */
-    c->exited = c->stop = c->again = false;
-    p->started_ms = now_ms();
-    c->adopted = p->adopt_pid > 0 && adopt(m, c);
-    if (!c->adopted) {
-      int rc = spawn_child(m, c);
-      if (rc < 0) {
-        sv_logf(p->sv, p->name, "cannot start %s: %s", p->prog->argv[0],
-                mly_strerror(rc));
-        c->exited = true;
-        c->exit_status = 127;
-        c->term_signal = 0;
-        p->has_exit = true;
-        p->last_exit = 127;
-        p->last_signal = 0;
-      } else {
-        sv_logf(p->sv, p->name, "started, pid %d", p->pid);
-        if (mly_process_start_time(p->pid, &p->start_time) < 0)
-          p->start_time = 0; /* gone already: its exit is on the way */
-      }
-    }
-    changed(m);
-    /* ---- starting: until ready (an adopted child was ready) ---- */
-    if (!c->exited && !c->adopted) {
-      c->until_ms = now_ms() + (uint64_t)(start_wait_ms(p->prog) > 0
-                                              ? start_wait_ms(p->prog) : 0);
-      while (start_wait_ms(p->prog) != 0 && !c->exited && !c->stop) {
-        MLY_AWAIT_AT(m, coproc_starting, MLY_EV_ANY,
-                     p->prog->ready == SV_READY_NOTIFY && p->prog->start_timeout_ms <= 0
-                         ? -1 : left_ms(c));
-        if (mly_shutdown_requested(m)) c->stop = true;
-        if (mly_timed_out(m)) {
-          if (p->prog->ready == SV_READY_NOTIFY) {
-            sv_logf(p->sv, p->name, "not ready within %lld ms: stopping it",
-                    (long long)p->prog->start_timeout_ms);
-            c->stop = true;
-            c->again = true; /* counts as a failed start below */
-          }
-          break;
+    c->fresh = true;
+    /* ---- one life after another, while it is wanted up ---- */
+    while (p->want_up && !is_stopping(c)) {
+      /* ---- waiting for its dependencies (an adopted child is up) ---- */
+      take_definition(p);
+      c->told_waiting = false;
+      c->stop = c->again = false;
+      while (p->adopt_pid == 0 && p->want_up && !is_stopping(c) &&
+             !sv_deps_ready(p->sv, p->prog)) {
+        if (!c->told_waiting) {
+          log_waiting_for_deps(p);
+          c->told_waiting = true;
         }
-        if (mly_current_event(m) && mly_current_event(m)->id == SV_EV_NOTIFIED)
-          break;
+        p->waiting = true; /* the supervisor wakes it (SV_EV_WAKE) */
+        changed(m);
+        MLY_AWAIT_AT(m, coproc_waiting, MLY_EV_ANY, -1);
         take_command(m, c);
+        take_definition(p); /* a REPLACE meanwhile: no process runs */
       }
-      if (!c->exited && !c->stop) {
+      p->waiting = false;
+      if (!p->want_up || is_stopping(c)) break;
+      if (p->adopt_pid == 0 && (c->fresh || c->told_waiting))
+        sv_logf(p->sv, p->name, "starting%s",
+                p->prog->ndeps ? " (dependencies ready)" : "");
+      c->fresh = false;
+      /* ---- spawn ---- */
+      spawn_or_adopt(m, c);
+      changed(m);
+      /* ---- starting: until ready (an adopted child was ready) ---- */
+      if (!c->exited && !c->stop && !c->adopted) {
+        if (start_wait_ms(p->prog) < 0)
+          sv_logf(p->sv, p->name, "waiting for its readiness line on fd %d "
+                  "(no start_timeout: as long as it takes)", p->prog->notify_fd);
+        c->until_ms = now_ms() + (uint64_t)(start_wait_ms(p->prog) > 0
+                                                ? start_wait_ms(p->prog) : 0);
+        while (start_wait_ms(p->prog) != 0 && !c->exited && !c->stop) {
+          MLY_AWAIT_AT(m, coproc_starting, MLY_EV_ANY,
+                       start_wait_ms(p->prog) < 0 ? -1 : left_ms(c));
+          if (mly_timed_out(m)) {
+            if (p->prog->ready == SV_READY_NOTIFY) {
+              sv_logf(p->sv, p->name, "not ready within %lld ms: a failed "
+                      "start, stopping it",
+                      (long long)p->prog->start_timeout_ms);
+              c->failed = true;
+              c->stop = true;
+            }
+            break;
+          }
+          if (mly_current_event(m) &&
+              mly_current_event(m)->id == SV_EV_NOTIFIED)
+            break;
+          take_command(m, c);
+        }
+        if (!c->exited && !c->stop) {
+          p->ready = true;
+          sv_logf(p->sv, p->name, "ready");
+          changed(m);
+        }
+      } else if (!c->exited && !c->stop) {
         p->ready = true;
-        sv_logf(p->sv, p->name, "ready");
         changed(m);
       }
-    } else if (!c->exited && !c->stop) {
-      p->ready = true;
-      changed(m);
-    }
-    /* ---- running ---- */
-    while (!c->exited && !c->stop) {
-      MLY_AWAIT_AT(m, coproc_running, MLY_EV_ANY, -1);
-      if (mly_shutdown_requested(m)) c->stop = true;
-      take_command(m, c);
-    }
-    /* ---- stopping: signal, grace, kill ---- */
-    if (!c->exited) {
+      /* ---- running ---- */
+      while (!c->exited && !c->stop) {
+        MLY_AWAIT_AT(m, coproc_running, MLY_EV_ANY, -1);
+        take_command(m, c);
+      }
+      /* ---- stopping: signal, grace, kill; commands still count ---- */
       p->ready = false;
-      sv_logf(p->sv, p->name, "stopping: SIG%s to group %d, grace %lld ms",
-              sv_signal_name(p->prog->stop_signal), p->pid,
-              (long long)p->prog->stop_grace_ms);
-      signal_group(m, c, p->prog->stop_signal);
-      signal_group(m, c, SIGCONT);
-      changed(m);
-      c->until_ms = now_ms() + (uint64_t)p->prog->stop_grace_ms;
-      while (!c->exited) {
-        MLY_AWAIT_AT(m, coproc_stopping, MLY_EV_PROCESS_EXIT, left_ms(c));
-        if (mly_current_event(m)) note_exit(c, mly_current_event(m));
-        else if (mly_timed_out(m)) break;
+      if (!c->exited && !c->kill) {
+        sv_logf(p->sv, p->name, "stopping: SIG%s to group %d, grace %lld ms",
+                sv_signal_name(p->prog->stop_signal), p->pid,
+                (long long)p->prog->stop_grace_ms);
+        signal_group(m, c, p->prog->stop_signal);
+        signal_group(m, c, SIGCONT);
+        changed(m);
+        c->until_ms = now_ms() + (uint64_t)p->prog->stop_grace_ms;
+        while (!c->exited && !c->kill) {
+          MLY_AWAIT_AT(m, coproc_stopping, MLY_EV_ANY, left_ms(c));
+          if (mly_timed_out(m)) break;
+          take_command(m, c);
+        }
       }
       if (!c->exited) {
-        sv_logf(p->sv, p->name, "grace over: SIGKILL to group %d", p->pid);
+        if (c->kill)
+          sv_logf(p->sv, p->name, "SIGKILL to group %d now (shutdown)", p->pid);
+        else
+          sv_logf(p->sv, p->name, "grace over: SIGKILL to group %d", p->pid);
         signal_group(m, c, SIGKILL);
+        changed(m);
         while (!c->exited) {
-          MLY_AWAIT_AT(m, coproc_killing, MLY_EV_PROCESS_EXIT, -1);
-          if (mly_current_event(m)) note_exit(c, mly_current_event(m));
+          MLY_AWAIT_AT(m, coproc_killing, MLY_EV_ANY, -1);
+          take_command(m, c);
         }
       }
-      if (!c->again) {
-        p->want_up = false;
-        changed(m);
-        continue;
-      }
-    }
-    /* ---- it is down: up again? ---- */
-    p->ready = false;
-    if (!c->again && !wants_restart(c)) {
-      sv_logf(p->sv, p->name, "not restarting (restart: %s)",
-              p->prog->restart == SV_RESTART_NEVER ? "never" : "on-failure");
-      p->want_up = false;
       changed(m);
-      continue;
-    }
-    if (!c->again && intensity_exceeded(p)) {
-      sv_logf(p->sv, p->name, "fatal: more than %u restarts within %lld ms; "
-              "staying down until started by hand",
-              p->prog->intensity.max_restarts,
-              (long long)p->prog->intensity.within_ms);
-      p->fatal = true;
-      p->want_up = false;
-      changed(m);
-      continue;
-    }
-    if (!c->again) {
-      { /* d does not live across the wait below */
-        int64_t d = next_backoff(p);
-        sv_logf(p->sv, p->name, "restarting in %lld ms", (long long)d);
-        changed(m);
-        c->until_ms = now_ms() + (uint64_t)d;
+      /* ---- it is down: up again? ---- */
+      if (!p->want_up || is_stopping(c)) break;
+      if (!c->again) { /* ended by itself, or failed to start */
+        if (!wants_restart(c)) {
+          sv_logf(p->sv, p->name, "not restarting (restart: %s)",
+                  p->prog->restart == SV_RESTART_NEVER ? "never"
+                                                       : "on-failure");
+          p->want_up = false;
+          break;
+        }
+        if (intensity_exceeded(p)) {
+          sv_logf(p->sv, p->name, "fatal: more than %u restarts within "
+                  "%lld ms; staying down until started by hand",
+                  p->prog->intensity.max_restarts,
+                  (long long)p->prog->intensity.within_ms);
+          p->fatal = true;
+          p->want_up = false;
+          break;
+        }
+        { /* d does not live across the wait below */
+          int64_t d = next_backoff(p);
+          sv_logf(p->sv, p->name, "restarting in %lld ms", (long long)d);
+          changed(m);
+          c->until_ms = now_ms() + (uint64_t)d;
+        }
+        for (;;) {
+          MLY_AWAIT_AT(m, coproc_backoff, MLY_EV_ANY, left_ms(c));
+          if (mly_timed_out(m)) break;
+          take_command(m, c);
+          /* stopped, restarted by hand (now), or shutdown */
+          if (!p->want_up || c->again || is_stopping(c)) break;
+        }
+        if (!p->want_up || is_stopping(c)) break;
       }
-      c->stop = false;
-      for (;;) {
-        MLY_AWAIT_AT(m, coproc_backoff, MLY_EV_ANY, left_ms(c));
-        if (mly_timed_out(m) || mly_shutdown_requested(m)) break;
-        take_command(m, c);
-        if (c->stop || c->again) break; /* stop, or restart by hand now */
-      }
-      if (mly_shutdown_requested(m) || (c->stop && !c->again)) {
-        p->want_up = false;
-        changed(m);
-        continue;
-      }
+      p->restarts++;
     }
-    p->restarts++;
+    p->want_up = false;
+    changed(m);
   }
   MLY_END(m);
 }

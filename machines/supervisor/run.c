@@ -25,6 +25,7 @@ static void free_all(sv *s) {
   free(s->procs);
   for (size_t i = 0; i < s->nold; i++) sv_config_free(s->old_cfgs[i]);
   free(s->kept);
+  sv_config_free(s->reload_cfg);
   free(s->old_cfgs);
   sv_config_free(s->cfg);
 }

@@ -67,6 +67,12 @@ static int collect(const mly_info *i, void *arg) {
   return 0;
 }
 
+static int log_parked(const mly_parked *p, void *arg) {
+  sv_logf(arg, "mealy", "record %llu (%s at %s) parked: %s",
+          (unsigned long long)p->id, p->type, p->point, p->reason);
+  return 0;
+}
+
 int sv_state_open(sv *s, const char *dir, char *err, size_t errlen) {
   int rc = mly_type_register(s->rt, &(mly_type_def){
       .name = "sv-program", .run = rec_run, MLY_TYPE_POINTS(rec),
@@ -80,9 +86,11 @@ int sv_state_open(sv *s, const char *dir, char *err, size_t errlen) {
   s->durable = true;
   mly_journal_stats st;
   mly_journal_stats_get(s->rt, &st);
-  if (st.parked)
-    sv_logf(s, "mealy", "%llu saved records could not be resumed",
-            (unsigned long long)st.parked);
+  if (st.parked) {
+    sv_logf(s, "mealy", "%llu saved records could not be resumed (kept "
+            "for a later version)", (unsigned long long)st.parked);
+    mly_journal_parked(s->rt, log_parked, s);
+  }
   return mly_foreach(s->rt, collect, s);
 }
 

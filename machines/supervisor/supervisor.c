@@ -2,12 +2,18 @@
  * supervisor.c - the master daemon: the seed's MasterD, for real programs.
  *
  * The supervisor machine owns one coprocess machine per program.  It
- * starts a program when everything it depends on is ready, stops programs
- * in reverse: a program is asked to stop only once nothing that depends
- * on it is still up.  SIGHUP (or `ctl reload`) re-reads the file: added
- * programs start, removed ones stop and go, changed ones are stopped and
- * replaced, unchanged ones are left alone.  SIGTERM, SIGINT or `ctl
- * shutdown` stop everything and end the run.  SIGCHLD reaps orphans.
+ * starts every program once (each coprocess waits until what it depends
+ * on is ready, and is woken when that changes), and stops programs in
+ * reverse: a program is asked to stop only once nothing that depends on
+ * it is still up.  SIGHUP (or `ctl reload`) re-reads the file: added
+ * programs start, removed ones stop and go once their process is down,
+ * changed ones get their new definition for their next life (restarted
+ * now unless stopped by hand), unchanged ones are left alone.
+ *
+ * SIGTERM, SIGINT or `ctl shutdown` stop everything and end the run:
+ * from then on nothing starts or restarts; after shutdown_grace, or at
+ * a second SIGTERM or SIGINT, whatever still runs (stopping or not) is
+ * SIGKILLed at once.  SIGCHLD reaps orphans.
  *
  * Decisions are made in one place, reconcile(), each time anything
  * changes: it looks at every program and does what is due.
@@ -64,10 +70,10 @@ static void sv_proc_remove(sv *s, sv_proc *p) {
   sv_proc_free(p);
 }
 
+/* One sv_proc per name, a retiring one included, while it lives. */
 sv_proc *sv_find(sv *s, const char *name) {
   for (size_t i = 0; i < s->nprocs; i++)
-    if (!s->procs[i]->retiring && strcmp(s->procs[i]->name, name) == 0)
-      return s->procs[i];
+    if (strcmp(s->procs[i]->name, name) == 0) return s->procs[i];
   return NULL;
 }
 
@@ -94,7 +100,7 @@ const char *sv_proc_state(sv *s, const sv_proc *p, char *buf, size_t len) {
 
 static bool is_up(const sv_proc *p) { return p->want_up || p->pid > 0; }
 
-static bool deps_ready(sv *s, const sv_program *g) {
+bool sv_deps_ready(sv *s, const sv_program *g) {
   for (size_t i = 0; i < g->ndeps; i++) {
     sv_proc *d = sv_find(s, g->depends_on[i]);
     if (d == NULL || !d->ready) return false;
@@ -117,29 +123,40 @@ static void send_to(sv *s, sv_proc *p, uint32_t ev) {
   if (p->machine) mly_runtime_send(s->rt, p->machine, ev, NULL);
 }
 
+/* Programs never started yet: each waits for its dependencies itself. */
 static void start_due(sv *s) {
   for (size_t k = 0; k < s->cfg->nprograms; k++) {
     const sv_program *g = &s->cfg->programs[s->cfg->start_order[k]];
     sv_proc *p = sv_find(s, g->name);
-    if (p == NULL || p->held || p->launched || !deps_ready(s, g)) continue;
+    if (p == NULL || p->launched) continue;
     p->launched = true;
-    sv_logf(s, p->name, "starting%s", g->ndeps ? " (dependencies ready)" : "");
     send_to(s, p, SV_EV_START);
   }
 }
 
-/* Stop whatever is up, is to go down, and has no dependent up. */
+/* Coprocesses waiting for dependencies that are ready now. */
+static void wake_due(sv *s) {
+  for (size_t i = 0; i < s->nprocs; i++) {
+    sv_proc *p = s->procs[i];
+    if (!p->waiting || !sv_deps_ready(s, p->prog)) continue;
+    p->waiting = false; /* it sets it again if it must wait on */
+    send_to(s, p, SV_EV_WAKE);
+  }
+}
+
+/* Stop whatever is up, is to go down, and has no dependent up: in
+ * reverse dependency order, at shutdown and for removed programs. */
 static void stop_due(sv *s, bool everything) {
   for (size_t i = s->nprocs; i-- > 0;) {
     sv_proc *p = s->procs[i];
     if (!(everything || p->retiring) || p->stop_sent || !is_up(p)) continue;
-    if (everything && has_dependent_up(s, p)) continue; /* reverse order */
+    if (has_dependent_up(s, p)) continue;
     p->stop_sent = true;
     send_to(s, p, SV_EV_STOP);
   }
 }
 
-/* Retired programs that are down: end their machine, start successors. */
+/* Removed programs that are down: end their machine and forget them. */
 static void retire_due(sv *s) {
   for (size_t i = 0; i < s->nprocs;) {
     sv_proc *p = s->procs[i];
@@ -152,8 +169,7 @@ static void retire_due(sv *s) {
     if (p->machine) mly_kill(s->rt, p->machine);
     p->machine = 0;
     sv_state_forget(p);
-    if (p->successor) p->successor->held = false; /* its turn now */
-    sv_logf(s, p->name, p->successor ? "replaced" : "removed");
+    sv_logf(s, p->name, "removed");
     sv_proc_remove(s, p);
   }
 }
@@ -172,6 +188,7 @@ static void reconcile(sv *s) {
   }
   stop_due(s, false);
   start_due(s);
+  wake_due(s);
   if (s->cfg->on_fatal == SV_FATAL_SHUTDOWN)
     for (size_t i = 0; i < s->nprocs; i++)
       if (s->procs[i]->fatal && !s->stopping) {
@@ -185,22 +202,64 @@ static void reconcile(sv *s) {
 
 /* ---- reload ---- */
 
-static int add_program(mly_machine *m, sv *s, const sv_program *g,
-                       bool held) {
+static int add_program(mly_machine *m, sv *s, const sv_program *g) {
   sv_proc *p = sv_proc_new(s, g);
   if (p == NULL) return MLY_ENOMEM;
-  p->held = held; /* a successor waits for its predecessor to be gone */
   sv_state_attach(s, p);
   int rc = sv_proc_spawn_machine(s, p, m);
   if (rc < 0) sv_proc_remove(s, p);
   return rc < 0 ? rc : 0;
 }
 
-static void reload(mly_machine *m, sv *s) {
+/* g is p's definition from now on: the coprocess takes it when no process
+ * of p runs, and restarts p for it unless p was stopped by hand. */
+static void redefine(sv *s, sv_proc *p, const sv_program *g) {
+  p->next_prog = g;
+  send_to(s, p, SV_EV_REPLACE);
+}
+
+/* One program of the new configuration, g, against what runs as p. */
+static void reload_one(sv *s, sv_proc *p, const sv_program *g) {
+  const sv_program *cur = p->next_prog ? p->next_prog : p->prog;
+  if (g == NULL) {
+    if (p->retiring) return;
+    sv_logf(s, p->name, "removed from the config: stopping");
+    p->retiring = true;
+    p->stop_sent = false;
+    p->next_prog = NULL;
+    return;
+  }
+  if (p->retiring) { /* back before its old process was down */
+    p->retiring = false;
+    sv_logf(s, p->name, "back in the config");
+    if (p->stop_sent || sv_program_changed(cur, g)) {
+      p->stop_sent = false;
+      redefine(s, p, g);
+    } else {
+      p->prog = g; /* never asked to stop: it just stays */
+    }
+    return;
+  }
+  if (sv_program_changed(cur, g)) {
+    sv_logf(s, p->name, p->held_down
+                            ? "changed: the new definition applies at its "
+                              "next start (stopped by hand)"
+                            : "changed: restarting with the new definition");
+    redefine(s, p, g);
+  } else if (p->next_prog) {
+    p->next_prog = g; /* the same, now in the new config */
+  } else {
+    p->prog = g;
+  }
+}
+
+/* SIGHUP reads the file now; `ctl reload` has read it already. */
+static void reload(mly_machine *m, sv *s, bool by_ctl) {
   char err[1024];
-  sv_config *next = NULL;
+  sv_config *next = by_ctl ? s->reload_cfg : NULL;
+  s->reload_cfg = NULL;
   sv_logf(s, "mealy", "reloading %s", s->config_path);
-  int rc = sv_reload_config(s, &next, err, sizeof err);
+  int rc = next ? 0 : sv_reload_config(s, &next, err, sizeof err);
   if (rc < 0) {
     sv_logf(s, "mealy", "reload refused, keeping the running config: %s", err);
     s->reload_failed = true;
@@ -214,33 +273,14 @@ static void reload(mly_machine *m, sv *s) {
   }
   s->old_cfgs = old;
   s->old_cfgs[s->nold++] = s->cfg;
-  size_t n = s->nprocs;
-  for (size_t i = 0; i < n; i++) { /* removed or changed */
-    sv_proc *p = s->procs[i];
-    if (p->retiring) continue;
-    const sv_program *g = sv_config_find(next, p->name);
-    if (g == NULL) {
-      sv_logf(s, p->name, "removed from the config: stopping");
-      p->retiring = true;
-    } else if (sv_program_changed(p->prog, g)) {
-      sv_logf(s, p->name, "changed: restarting with the new definition");
-      p->retiring = true;
-      if (add_program(m, s, g, true) == 0)
-        p->successor = s->procs[s->nprocs - 1];
-    } else {
-      p->prog = g; /* the same definition, now in the new config */
-    }
-  }
+  for (size_t i = 0; i < s->nprocs; i++) /* removed, changed, back */
+    reload_one(s, s->procs[i], sv_config_find(next, s->procs[i]->name));
   s->cfg = next;
   for (size_t k = 0; k < next->nprograms; k++) { /* added */
     const sv_program *g = &next->programs[k];
-    bool known = false;
-    for (size_t i = 0; i < s->nprocs && !known; i++)
-      known = strcmp(s->procs[i]->name, g->name) == 0;
-    if (!known) {
-      sv_logf(s, g->name, "added to the config");
-      add_program(m, s, g, false);
-    }
+    if (sv_find(s, g->name) != NULL) continue;
+    sv_logf(s, g->name, "added to the config");
+    add_program(m, s, g);
   }
 }
 
@@ -261,12 +301,16 @@ static int64_t left_ms(uint64_t until) {
   return until > now ? (int64_t)(until - now) : 0;
 }
 
+/* Everything still up goes now, stopping or not: dependents first. */
 static void kill_all(sv *s) {
-  for (size_t i = 0; i < s->nprocs; i++) {
+  for (size_t i = s->nprocs; i-- > 0;) {
     sv_proc *p = s->procs[i];
-    if (p->pid > 0 && p->machine)
-      mly_runtime_send(s->rt, p->machine, SV_EV_SIGNAL, mly_value_int(SIGKILL));
+    if (is_up(p)) send_to(s, p, SV_EV_KILL);
   }
+}
+
+static const char *signal_word(uint32_t ev) {
+  return ev == MLY_EV_SIGNAL(SIGTERM) ? "SIGTERM" : "SIGINT";
 }
 
 static void sup_take(mly_machine *m, sv *s) {
@@ -281,16 +325,26 @@ static void sup_take(mly_machine *m, sv *s) {
     break;
   case MLY_EV_SIGNAL(SIGHUP):
   case SV_EV_RELOAD:
-    if (!s->stopping) reload(m, s);
+    if (s->stopping)
+      sv_logf(s, "mealy", "reload ignored: shutting down");
+    else
+      reload(m, s, e->id == SV_EV_RELOAD);
     break;
   case MLY_EV_SIGNAL(SIGTERM):
   case MLY_EV_SIGNAL(SIGINT):
+    if (s->stopping) { /* docker compose's convention: the second one kills */
+      sv_logf(s, "mealy", "%s during shutdown: SIGKILL to what is left, now",
+              signal_word(e->id));
+      kill_all(s);
+      break;
+    }
+    /* FALLTHROUGH */
   case SV_EV_SHUTDOWN:
     if (!s->stopping)
-      sv_logf(s, "mealy", "%s: stopping every program in reverse order",
+      sv_logf(s, "mealy", "%s: stopping every program in reverse order "
+              "(SIGINT or SIGTERM again: kill at once)",
               e->id == SV_EV_SHUTDOWN ? "shutdown requested"
-                                      : e->id == MLY_EV_SIGNAL(SIGTERM)
-                                            ? "SIGTERM" : "SIGINT");
+                                      : signal_word(e->id));
     s->stopping = true;
     break;
   default:
@@ -306,7 +360,7 @@ static int sup_run(mly_machine *m, void *data) {
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
     mly_signal_watch(m, sigs[i]);
   for (d->i = 0; d->i < s->cfg->nprograms; d->i++)
-    if (add_program(m, s, &s->cfg->programs[d->i], false) < 0)
+    if (add_program(m, s, &s->cfg->programs[d->i]) < 0)
       MLY_EXIT(m, 1);
   sv_state_leftovers(s);
   sv_logf(s, "mealy", "supervising %zu programs", s->nprocs);
@@ -335,10 +389,15 @@ static int sup_run(mly_machine *m, void *data) {
   MLY_END(m);
 }
 
-/* The supervisor has ended: nothing is left to control or to log. */
+/* The supervisor has ended: nothing is left to control or to log.  Its
+ * signal watchers are gone, which restored the default dispositions: a
+ * late Ctrl-C must not kill the run while it tears down (exit 0 stays 0). */
 static void sup_fini(mly_machine *m, void *data) {
   (void)m;
   sup *d = data;
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
   ctl_stop(d->s);
   logpipe_close_all(d->s);
 }

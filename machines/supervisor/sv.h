@@ -10,6 +10,13 @@
  * Coordination is level-triggered: a coprocess updates its sv_proc and
  * sends SV_EV_CHANGED to the supervisor machine, which looks at every
  * program again (sv_reconcile) and decides what to start or stop next.
+ *
+ * One program, one life at a time: a name has exactly one sv_proc and one
+ * coprocess for as long as anything of it runs.  A reload that changes a
+ * definition hands the new one to that same coprocess (next_prog), which
+ * takes it only when its process is down; a removed program stays listed
+ * (retiring) until its process has exited.  So no order of commands,
+ * reloads and exits can put two processes of one program side by side.
  */
 #ifndef MLY_SV_H
 #define MLY_SV_H
@@ -29,7 +36,10 @@ enum {
   SV_EV_CHANGED,   /* supervisor: a program's state changed            */
   SV_EV_RELOAD,    /* supervisor: re-read the configuration            */
   SV_EV_SHUTDOWN,  /* supervisor: stop everything and exit             */
-  SV_EV_SAVE       /* sv-program record: payload bin, the new memory   */
+  SV_EV_SAVE,      /* sv-program record: payload bin, the new memory   */
+  SV_EV_REPLACE,   /* coprocess: next_prog is its new definition       */
+  SV_EV_KILL,      /* coprocess: SIGKILL now, go down (shutdown)        */
+  SV_EV_WAKE       /* coprocess: a dependency became ready             */
 };
 
 #define SV_SAVED_MAX 96
@@ -71,11 +81,12 @@ typedef struct sv_proc {
   uint64_t *restart_times; /* ring for the intensity limit (ms) */
   uint32_t nrestart_times;
   /* supervisor bookkeeping */
-  bool launched;          /* START sent once its dependencies were ready */
+  const sv_program *next_prog; /* a reload's new definition, taken by the
+                                  coprocess once its process is down */
+  bool launched;          /* START sent (first start, or added by a reload) */
   bool stop_sent;
-  bool retiring;          /* removed or changed by a reload: end it when down */
-  bool held;              /* a changed definition, waiting for the old one */
-  struct sv_proc *successor; /* the changed definition that replaces it */
+  bool retiring;          /* removed by a reload: listed until it is down */
+  bool waiting;           /* the coprocess waits for its dependencies */
   /* output */
   char *tail[SV_TAIL_LINES];
   size_t tail_next, tail_count;
@@ -100,6 +111,7 @@ struct sv {
   mly_id sup;
   bool stopping;
   bool reload_failed;
+  sv_config *reload_cfg;  /* read by `ctl reload`, for SV_EV_RELOAD */
   uint64_t rng;           /* xorshift state for backoff jitter */
   int exit_status;
   sv_logpipe *pipes;      /* log readers still draining */
@@ -125,6 +137,8 @@ int sup_register(mly_runtime *rt, mly_type **out);
 sv_proc *sv_proc_new(sv *s, const sv_program *prog);
 void sv_proc_free(sv_proc *p);
 sv_proc *sv_find(sv *s, const char *name);
+/* Whether every program g depends on is up and ready. */
+bool sv_deps_ready(sv *s, const sv_program *g);
 void sv_logf(sv *s, const char *who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *sv_proc_state(sv *s, const sv_proc *p, char *buf, size_t len);

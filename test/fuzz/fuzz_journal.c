@@ -143,6 +143,40 @@ static void write_file(const char *name, const uint8_t *p, size_t n) {
   close(fd);
 }
 
+/* A run of records as the writer frames it (lib/journal.h): a header,
+ * then one batch per record, each saying the bytes before it were
+ * durable (the `always` policy); bytes past the last whole record follow
+ * as they are (a torn tail, or damage).  *chain: the previous segment's
+ * last sum, then this one's. */
+static size_t frame_records(const uint8_t *p, size_t n, uint64_t no,
+                            uint32_t *chain, uint8_t *out) {
+  uint32_t salt = 0x5eed0000u ^ (uint32_t)no, flags = 0;
+  size_t o = 0, w = JR_SEG_HDR;
+  if (n >= JR_HDR) { /* a snapshot segment if it begins with SNAP */
+    uint32_t len = jr_le32(p);
+    jcur c = {p + JR_HDR, p + JR_HDR + (len < n - JR_HDR ? len : n - JR_HDR),
+              false};
+    uint32_t na;
+    uint64_t seq, kind;
+    if (jc_array(&c, &na) && jc_uint(&c, &seq) && jc_uint(&c, &kind) &&
+        kind == JR_SNAP)
+      flags = JR_SEG_SNAPSHOT;
+  }
+  jr_seg_header(out, salt, *chain, no, flags);
+  *chain = jr_le32(out + 28);
+  while (o + JR_HDR <= n) {
+    size_t len = jr_le32(p + o);
+    if (len > n - o - JR_HDR || JR_HDR + len < JR_MIN_FRAME) break;
+    *chain = jr_frame_header(out + w, salt, *chain, w, p + o,
+                             (uint32_t)(JR_HDR + len));
+    memcpy(out + w + JR_FRAME_HDR, p + o, JR_HDR + len);
+    w += JR_FRAME_HDR + JR_HDR + len;
+    o += JR_HDR + len;
+  }
+  memcpy(out + w, p + o, n - o);
+  return w + n - o;
+}
+
 /* Writes the segments; returns the flags byte. */
 static uint8_t write_segments(const uint8_t *data, size_t size) {
   uint8_t flags = size > 0 ? data[0] : 0;
@@ -154,12 +188,20 @@ static uint8_t write_segments(const uint8_t *data, size_t size) {
     off = off + 2 <= size ? off + 2 : size;
   }
   const uint64_t *no = seg_numbers[(flags & FJ_NAMES_MASK) >> FJ_NAMES_SHIFT];
+  uint32_t chain = 0;
   for (unsigned i = 0; i < nseg; i++) {
     size_t left = size - off;
     size_t n = i + 1 == nseg || len[i] > left ? left : len[i];
     char name[32];
     snprintf(name, sizeof name, "seg-%020" PRIu64 ".mj", no[i]);
-    write_file(name, data + off, n);
+    if (n >= 4 && memcmp(data + off, JR_MAGIC, 4) == 0) {
+      write_file(name, data + off, n); /* format 2 as it is */
+    } else {
+      uint8_t *framed = malloc(JR_SEG_HDR + n + JR_FRAME_HDR * (n / JR_MIN_FRAME + 1));
+      if (framed == NULL) fatal("out of memory framing an input");
+      write_file(name, framed, frame_records(data + off, n, no[i], &chain, framed));
+      free(framed);
+    }
     off += n;
   }
   return flags;

@@ -10,7 +10,11 @@
  *
  * The lengths are present only for segments that have a next one (so a
  * one-segment input has none), and each is cut to what is left; the last
- * segment takes the rest.  Flags:
+ * segment takes the rest.  A segment that begins with "MLYJ" is written
+ * as it is (journal format 2: the batch layer is fuzzed); any other is a
+ * run of records that the target frames as the writer would, one batch
+ * a record, bytes past the last whole record after them as they are (so
+ * mutations of records reach the record reader and replay).  Flags:
  *
  *     bits 0-1  segments: 1 + (value % 3)
  *     bit  2    salvage (the reader skips damage instead of refusing)

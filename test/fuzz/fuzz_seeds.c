@@ -9,7 +9,10 @@
  * Segments are small (2 KiB) so a stage has several; an input holds at
  * most three, so earlier ones are joined (records are self-delimiting
  * and seq runs on, so a joined file reads the same), keeping the joined
- * part under the 64 KiB a length field can say.
+ * part under the 64 KiB a length field can say.  Seeds hold a segment's
+ * records without its batch framing (the target frames them again, see
+ * fuzz_journal.h), so the aware mutations work on records; the first
+ * stage's first segments also go in as they are, for the batch layer.
  */
 #include "fuzz_driver.h"
 
@@ -23,6 +26,7 @@
 #include <unistd.h>
 
 #include "fuzz_journal.h"
+#include "journal.h"
 #include "workload.h"
 
 #define SEG_BYTES 2048
@@ -95,13 +99,33 @@ int fz_read_file(const char *path, fz_buf *out) {
 /* ---- a stage: the segment files of the directory at one moment ---- */
 
 typedef struct stage {
-  fz_buf seg[MAX_STAGE_SEGS];
+  fz_buf seg[MAX_STAGE_SEGS]; /* records only */
+  fz_buf raw[MAX_STAGE_SEGS]; /* the files */
   size_t n;
 } stage;
 
 static void stage_free(stage *s) {
-  for (size_t i = 0; i < s->n; i++) free(s->seg[i].p);
+  for (size_t i = 0; i < s->n; i++) {
+    free(s->seg[i].p);
+    free(s->raw[i].p);
+  }
   s->n = 0;
+}
+
+/* The records of a format 2 segment: its batches' payloads, joined. */
+static int unframe(const fz_buf *in, fz_buf *out) {
+  out->p = malloc(in->n ? in->n : 1);
+  out->n = 0;
+  if (out->p == NULL) return MLY_ENOMEM;
+  for (size_t o = JR_SEG_HDR; o + JR_FRAME_HDR <= in->n;) {
+    const uint8_t *h = in->p + o;
+    size_t len = jr_le32(h);
+    if (len > in->n - o - JR_FRAME_HDR) break;
+    memcpy(out->p + out->n, h + JR_FRAME_HDR, len);
+    out->n += len;
+    o += JR_FRAME_HDR + len;
+  }
+  return 0;
 }
 
 static int by_name(const struct dirent **a, const struct dirent **b) {
@@ -122,7 +146,10 @@ static int take_stage(const char *dir, stage *s) {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, names[i]->d_name);
     if (rc == 0 && s->n == MAX_STAGE_SEGS) rc = MLY_ERANGE;
-    if (rc == 0 && (rc = fz_read_file(path, &s->seg[s->n])) == 0) s->n++;
+    if (rc == 0 && (rc = fz_read_file(path, &s->raw[s->n])) == 0) {
+      if ((rc = unframe(&s->raw[s->n], &s->seg[s->n])) == 0) s->n++;
+      else free(s->raw[s->n].p);
+    }
     free(names[i]);
   }
   free(names);
@@ -197,6 +224,15 @@ static int add_stage(fz_corpus *c, const stage *s, const uint8_t *flags,
   if (rc == 0 && nf > 0 && files[nf - 1].n > 5) {
     files[nf - 1].n -= 5;
     rc = add_input(c, FJ_TYPES, files, nf);
+  }
+  /* the first files as they are (numbered 1, 2, 3 like the target's
+   * first naming), for the batch layer; and with a torn last batch */
+  size_t nraw = s->n < FJ_MAX_SEGS ? s->n : FJ_MAX_SEGS;
+  for (size_t i = 0; i < nraw; i++) files[i] = (part){s->raw[i].p, s->raw[i].n};
+  if (rc == 0 && nraw > 0) rc = add_input(c, FJ_TYPES, files, nraw);
+  if (rc == 0 && nraw > 0 && files[nraw - 1].n > JR_SEG_HDR + 5) {
+    files[nraw - 1].n -= 5;
+    rc = add_input(c, FJ_TYPES | FJ_TURN, files, nraw);
   }
   return rc;
 }
