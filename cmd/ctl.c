@@ -1,57 +1,112 @@
 /*
  * ctl.c - `mealy ctl`: a msgpack-RPC client for the control socket.
  *
- *   mealy ctl [-s SOCKET] status [--json] [NAME...]
- *   mealy ctl [-s SOCKET] start|stop|restart NAME
- *   mealy ctl [-s SOCKET] signal SIG NAME
- *   mealy ctl [-s SOCKET] reload | shutdown
- *   mealy ctl [-s SOCKET] tail NAME [-n N]
+ *   mealy ctl [-s SOCKET] [--timeout DUR] status [--json] [NAME...]
+ *   mealy ctl [-s SOCKET] [--timeout DUR] start|stop|restart NAME
+ *   mealy ctl [-s SOCKET] [--timeout DUR] signal SIG NAME
+ *   mealy ctl [-s SOCKET] [--timeout DUR] reload | reopen | shutdown
+ *   mealy ctl [-s SOCKET] [--timeout DUR] tail NAME [-n N] [--escape]
+ *
+ * Every call is bounded by --timeout (default 5 s): connecting, sending
+ * and reading the answer.  Lines from `tail` are bytes as the program
+ * wrote them; on a terminal (or with --escape) control characters are
+ * escaped, so a program cannot drive the administrator's terminal.
+ * Errors from the supervisor may quote input: they are always escaped.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd.h"
+#include "esc.h"
 #include "mealy.h"
+
+#define CTL_TIMEOUT_MS 5000
 
 static void usage(FILE *f) {
   fprintf(f,
-      "usage: mealy ctl [-s SOCKET] COMMAND\n"
+      "usage: mealy ctl [-s SOCKET] [--timeout DUR] COMMAND\n"
       "  status [--json] [NAME...]   state, pid, uptime, restarts, last exit\n"
       "  start NAME | stop NAME | restart NAME\n"
       "  signal SIG NAME             send SIG (TERM, HUP, USR1, ...) to its group\n"
       "  reload                      re-read the configuration file\n"
+      "  reopen                      reopen every log file (after a rotation)\n"
       "  shutdown                    stop every program and the supervisor\n"
-      "  tail NAME [-n N]            the last N lines it wrote (default 20)\n"
-      "SOCKET defaults to ./mealy.sock\n");
+      "  tail NAME [-n N] [--escape] the last N lines it wrote (default 20);\n"
+      "                              control characters are escaped on a\n"
+      "                              terminal, or always with --escape\n"
+      "SOCKET defaults to ./mealy.sock.  --timeout bounds the whole call\n"
+      "(default 5s; 0: wait forever): past it, ctl says so and exits 1.\n");
 }
 
-static int connect_to(const char *path) {
+/* A deadline in ms of the monotonic clock; 0: none. */
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for events, or the deadline: 0 ready,
+ * MLY_ETIMEDOUT, or -errno. */
+static int wait_fd(int fd, short events, int64_t deadline) {
+  for (;;) {
+    int left = -1;
+    if (deadline > 0) {
+      int64_t d = deadline - now_ms();
+      if (d <= 0) return MLY_ETIMEDOUT;
+      left = d > 60000 ? 60000 : (int)d;
+    }
+    struct pollfd p = {.fd = fd, .events = events};
+    int n = poll(&p, 1, left);
+    if (n > 0) return 0;
+    if (n < 0 && errno != EINTR) return -errno;
+  }
+}
+
+/* Connects without blocking: a supervisor whose backlog is full (it has
+ * stopped accepting) answers EAGAIN, tried again until the deadline. */
+static int connect_to(const char *path, int64_t deadline) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof a.sun_path) return -ENAMETOOLONG;
   strcpy(a.sun_path, path);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-    int e = -errno;
+  while (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    int e = errno;
+    if (e == EINTR) continue;
+    if (e == EAGAIN && (deadline <= 0 || now_ms() < deadline)) {
+      poll(NULL, 0, 10);
+      continue;
+    }
     close(fd);
-    return e;
+    return e == EAGAIN ? MLY_ETIMEDOUT : -e;
   }
   return fd;
 }
 
-/* Sends [0, 1, method, params] and reads one whole answer. */
+static void fmt_ms(int64_t ms, char *buf, size_t len) {
+  if (ms % 1000 == 0) snprintf(buf, len, "%llds", (long long)(ms / 1000));
+  else snprintf(buf, len, "%lldms", (long long)ms);
+}
+
+/* Sends [0, 1, method, params] and reads one whole answer, all within
+ * timeout_ms (0: no limit). */
 static int call(const char *sock, const char *method, mly_value *params,
-                mly_value **answer) {
-  int fd = connect_to(sock);
-  if (fd < 0) {
+                int64_t timeout_ms, mly_value **answer) {
+  int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+  char shown[256];
+  esc_str(sock, strlen(sock), shown, sizeof shown);
+  int fd = connect_to(sock, deadline);
+  if (fd < 0 && fd != MLY_ETIMEDOUT) {
     mly_value_free(params);
-    fprintf(stderr, "mealy ctl: cannot connect to %s: %s\n", sock,
+    fprintf(stderr, "mealy ctl: cannot connect to %s: %s\n", shown,
             mly_strerror(fd));
     return -1;
   }
@@ -62,31 +117,41 @@ static int call(const char *sock, const char *method, mly_value *params,
   mly_array_push(req, params);
   char *buf = NULL;
   size_t len = 0;
-  int rc = mly_value_encode(req, &buf, &len);
+  int rc = fd < 0 ? fd : mly_value_encode(req, &buf, &len);
   mly_value_free(req);
   /* MSG_NOSIGNAL: a supervisor that refuses us hangs up; its answer may
    * already wait in our buffer, so a broken pipe still reads it. */
   for (size_t off = 0; rc == 0 && off < len;) {
     ssize_t w = send(fd, buf + off, len - off, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
-    if (w < 0) rc = -errno;
+    if (w < 0 && errno == EAGAIN) rc = wait_fd(fd, POLLOUT, deadline);
+    else if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
+    else if (w < 0) rc = -errno;
     else off += (size_t)w;
   }
   free(buf);
   size_t cap = 65536, n = 0;
   char *in = malloc(cap);
-  while (rc == 0 && in != NULL) {
+  if (in == NULL && rc == 0) rc = MLY_ENOMEM;
+  while (rc == 0) {
     size_t used = 0;
     rc = mly_value_decode_prefix(in, n, answer, &used);
     if (rc != MLY_EAGAIN) break;
     rc = 0;
     if (n == cap) {
       char *bigger = realloc(in, cap *= 2);
-      if (bigger == NULL) break;
+      if (bigger == NULL) {
+        rc = MLY_ENOMEM;
+        break;
+      }
       in = bigger;
     }
     ssize_t r = read(fd, in + n, cap - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EAGAIN) {
+      rc = wait_fd(fd, POLLIN, deadline);
+      continue;
+    }
     if (r <= 0) {
       rc = MLY_EIO;
       break;
@@ -94,27 +159,43 @@ static int call(const char *sock, const char *method, mly_value *params,
     n += (size_t)r;
   }
   free(in);
-  close(fd);
+  if (fd >= 0) close(fd);
+  if (rc == MLY_ETIMEDOUT) {
+    char t[32];
+    fmt_ms(timeout_ms, t, sizeof t);
+    fprintf(stderr, "mealy ctl: no answer from %s within %s (--timeout): "
+            "the supervisor is stalled or overloaded\n", shown, t);
+    return -1;
+  }
   if (rc < 0) {
-    fprintf(stderr, "mealy ctl: no answer from %s (%s)\n", sock, mly_strerror(rc));
+    fprintf(stderr, "mealy ctl: no answer from %s (%s)\n", shown,
+            mly_strerror(rc));
     return -1;
   }
   return 0;
 }
 
 /* The result of an answer, or NULL after printing its error. */
+static void print_error(const char *msg, size_t len) {
+  char shown[ESC_MAX(1024) + 1];
+  esc_str(msg, len > 1024 ? 1024 : len, shown, sizeof shown);
+  fprintf(stderr, "mealy ctl: %s\n", shown);
+}
+
 static const mly_value *result_of(const mly_value *a) {
   int64_t type = -1;
   const char *err = NULL;
+  size_t len = 0;
   mly_value_get_int(mly_array_at(a, 0), &type);
   if (type == 2) { /* a notification: refused, or malformed */
-    const char *why = NULL;
-    mly_value_get_str(mly_array_at(mly_array_at(a, 2), 0), &why, NULL);
-    fprintf(stderr, "mealy ctl: %s\n", why ? why : "refused");
+    const char *why = "refused";
+    len = strlen(why);
+    mly_value_get_str(mly_array_at(mly_array_at(a, 2), 0), &why, &len);
+    print_error(why, len);
     return NULL;
   }
-  if (mly_value_get_str(mly_array_at(a, 2), &err, NULL) == 0) {
-    fprintf(stderr, "mealy ctl: %s\n", err);
+  if (mly_value_get_str(mly_array_at(a, 2), &err, &len) == 0) {
+    print_error(err, len);
     return NULL;
   }
   return mly_array_at(a, 3);
@@ -199,11 +280,64 @@ static mly_value *strings(char **argv, int n) {
   return a;
 }
 
+/* One line of `tail`: its bytes, or escaped for a terminal. */
+static void print_line(const mly_value *v, bool escape) {
+  const char *line = "";
+  size_t len = 0;
+  mly_value_get_str(v, &line, &len);
+  if (!escape) {
+    fwrite(line, 1, len, stdout);
+    putchar('\n');
+    return;
+  }
+  char *out = malloc(ESC_MAX(len) + 1);
+  if (out == NULL) return;
+  size_t n = esc_str(line, len, out, ESC_MAX(len) + 1);
+  fwrite(out, 1, n, stdout);
+  putchar('\n');
+  free(out);
+}
+
+static int tail_args(char **args, int rest, bool *escape, mly_value **params) {
+  const char *name = NULL;
+  long n = 20;
+  for (int k = 0; k < rest; k++) {
+    if (strcmp(args[k], "--escape") == 0) {
+      *escape = true;
+    } else if (strcmp(args[k], "-n") == 0) {
+      char *end = NULL;
+      n = k + 1 < rest ? strtol(args[k + 1], &end, 10) : -1;
+      if (k + 1 >= rest || *end != '\0' || n < 0) {
+        fprintf(stderr, "mealy ctl tail: -n wants a number of lines, not "
+                "'%s'\n", k + 1 < rest ? args[k + 1] : "");
+        return -1;
+      }
+      k++;
+    } else if (name == NULL && args[k][0] != '-') {
+      name = args[k];
+    } else {
+      return -1;
+    }
+  }
+  if (name == NULL) return -1;
+  *params = strings((char **)&name, 1);
+  mly_array_push(*params, mly_value_int(n));
+  return 0;
+}
+
 int cmd_ctl(int argc, char **argv) {
   const char *sock = "mealy.sock";
+  int64_t timeout_ms = CTL_TIMEOUT_MS;
   int i = 1;
-  if (i + 1 < argc && (strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0)) {
-    sock = argv[i + 1];
+  while (i + 1 < argc) {
+    if (strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0) {
+      sock = argv[i + 1];
+    } else if (strcmp(argv[i], "--timeout") == 0) {
+      if (opt_duration("ctl", "--timeout", argv[i + 1], &timeout_ms) < 0)
+        return 2;
+    } else {
+      break;
+    }
     i += 2;
   }
   if (i >= argc || strcmp(argv[i], "--help") == 0) {
@@ -213,7 +347,7 @@ int cmd_ctl(int argc, char **argv) {
   const char *cmd = argv[i++];
   int rest = argc - i;
   char **args = argv + i;
-  bool json = false;
+  bool json = false, escape = isatty(STDOUT_FILENO);
   mly_value *params = NULL;
   if (strcmp(cmd, "status") == 0) {
     if (rest > 0 && strcmp(args[0], "--json") == 0) {
@@ -226,24 +360,19 @@ int cmd_ctl(int argc, char **argv) {
     params = strings(args, 1);
   } else if (strcmp(cmd, "signal") == 0 && rest == 2) {
     params = strings(args, 2);
-  } else if ((!strcmp(cmd, "reload") || !strcmp(cmd, "shutdown")) && rest == 0) {
+  } else if ((!strcmp(cmd, "reload") || !strcmp(cmd, "reopen") ||
+              !strcmp(cmd, "shutdown")) && rest == 0) {
     params = mly_value_array();
-  } else if (strcmp(cmd, "tail") == 0 && (rest == 1 || (rest == 3 && !strcmp(args[1], "-n")))) {
-    char *end = NULL;
-    long n = rest == 3 ? strtol(args[2], &end, 10) : 20;
-    if (rest == 3 && (*end != '\0' || n < 0)) {
-      fprintf(stderr, "mealy ctl tail: -n wants a number of lines, not '%s'\n", args[2]);
-      return 2;
-    }
-    params = strings(args, 1);
-    mly_array_push(params, mly_value_int(n));
+  } else if (strcmp(cmd, "tail") == 0 &&
+             tail_args(args, rest, &escape, &params) == 0) {
+    /* params set */
   } else {
     fprintf(stderr, "mealy ctl: bad command line for '%s'\n", cmd);
     usage(stderr);
     return 2;
   }
   mly_value *answer = NULL;
-  if (call(sock, cmd, params, &answer) < 0) return 1;
+  if (call(sock, cmd, params, timeout_ms, &answer) < 0) return 1;
   const mly_value *res = result_of(answer);
   int rc = res ? 0 : 1;
   if (res && strcmp(cmd, "status") == 0) {
@@ -254,11 +383,8 @@ int cmd_ctl(int argc, char **argv) {
       print_status(res);
     }
   } else if (res && strcmp(cmd, "tail") == 0) {
-    for (size_t k = 0; k < mly_value_len(res); k++) {
-      const char *line = "";
-      mly_value_get_str(mly_array_at(res, k), &line, NULL);
-      puts(line);
-    }
+    for (size_t k = 0; k < mly_value_len(res); k++)
+      print_line(mly_array_at(res, k), escape);
   } else if (res) {
     puts("ok");
   }

@@ -224,7 +224,7 @@ static void queue_drop(mly_runtime *rt, mly_inst **head, mly_inst **tail,
     mly_inst *next = queue_next(rt, m);
     if ((m->dflags & dflags) == dflags) {
       m->head.flags &= (uint8_t)~F_QUEUED;
-      m->heap_idx = NO_HEAP;
+      m->rnext = NO_NEXT;
     } else {
       queue_append(head, tail, m);
     }

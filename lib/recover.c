@@ -411,6 +411,35 @@ static mly_id parked_above(const replay *r, const bool *gone,
   return 0;
 }
 
+/* A parent chain that loops (an instance its own ancestor) cannot come
+ * from this code: it is damage, refused before anything is linked (the
+ * links would make a cycle that ending an instance never leaves).
+ * Linear: each instance is walked once (0 new, 1 on this walk, 2 done). */
+static int refuse_parent_loops(const replay *r, char *err, size_t errlen) {
+  unsigned char *st = calloc(r->ninsts + 1, 1);
+  if (st == NULL) return MLY_ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; i < r->ninsts && rc == 0; i++) {
+    uint32_t k = (uint32_t)i;
+    while (k != UINT32_MAX && st[k] == 0) {
+      st[k] = 1;
+      const rp_inst *x = &r->insts[k];
+      k = x->ended || x->parent == 0 ? UINT32_MAX : rp_find_inst(r, x->parent);
+    }
+    if (k != UINT32_MAX && st[k] == 1)
+      rc = jr_errf(err, errlen, MLY_EBADMSG, "instance %llu is its own "
+                   "ancestor (its parent chain loops)",
+                   (unsigned long long)r->insts[k].id);
+    for (uint32_t j = (uint32_t)i; j != UINT32_MAX && st[j] == 1;) {
+      st[j] = 2;
+      const rp_inst *x = &r->insts[j];
+      j = x->ended || x->parent == 0 ? UINT32_MAX : rp_find_inst(r, x->parent);
+    }
+  }
+  free(st);
+  return rc;
+}
+
 /* Parked instances keep their slots: a spawn that took one would give a
  * new id to it, and the next replay would take the parked instance for
  * ended (a slot is reused only after an end). */
@@ -442,7 +471,9 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
                   "this runtime can hold", (unsigned long long)r->insts[i].id);
     if (s + 1 > nslots) nslots = s + 1;
   }
-  int rc = slots_reserve(rt, nslots);
+  int rc = refuse_parent_loops(r, err, errlen);
+  if (rc < 0) return rc;
+  rc = slots_reserve(rt, nslots);
   if (rc < 0) return rc;
   for (size_t i = 0; i < r->ninsts; i++) { /* ended ids are never reused */
     const rp_inst *x = &r->insts[i];

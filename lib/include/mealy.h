@@ -448,6 +448,17 @@ typedef enum mly_stdio_mode {
 
 #define MLY_PROCESS_MAX_FDS 8
 
+/* The steps of setting a child up, in the order it takes them: a spawn
+ * that fails says which one (mly_process_options.failed_step). */
+typedef enum mly_spawn_step {
+  MLY_SPAWN_PREPARE = 0, /* in this process: PATH, pipe, fork           */
+  MLY_SPAWN_SESSION,     /* setsid (new_group)                          */
+  MLY_SPAWN_FDS,         /* putting fds 0-2 and extra[] in place        */
+  MLY_SPAWN_CHDIR,       /* chdir(cwd)                                  */
+  MLY_SPAWN_IDS,         /* supplementary groups, gid, uid              */
+  MLY_SPAWN_EXEC         /* execve of argv[0] (every PATH candidate)    */
+} mly_spawn_step;
+
 typedef struct mly_process_options {
   const char *const *argv; /* argv[0] is looked up in PATH           */
   const char *const *env;  /* NULL: inherit this process's env        */
@@ -475,13 +486,17 @@ typedef struct mly_process_options {
    * MLY_PROCESS_END_GRACE_MS; < 0 = SIGKILL at once, no SIGTERM. */
   int64_t end_grace_ms;
   bool detached;           /* left running when the owner ends          */
+  /* out, optional: when the spawn fails, the step that failed (the child
+   * reports it with the errno, over a close-on-exec pipe) */
+  mly_spawn_step *failed_step;
 } mly_process_options;
 
 #define MLY_PROCESS_END_GRACE_MS 5000
 
 /* Spawn a process owned by m; *pid_out gets its pid.  Fails at once
  * (e.g. MLY_ENOENT, -EACCES) when the child cannot be set up or argv[0]
- * cannot be executed; the child is then already gone. */
+ * cannot be executed; the child is then already gone, and
+ * *opt->failed_step (if given) says which step failed. */
 int mly_process_spawn(mly_machine *m, const mly_process_options *opt,
                       int *pid_out);
 /* open(2) of path with flags (O_CLOEXEC is added) and mode, as the user

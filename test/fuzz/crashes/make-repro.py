@@ -52,10 +52,11 @@ def rec(body):
     return struct.pack('<II', len(b), crc32c(b)) + b
 
 
-def state(id, type, point, wait, warg=0, flags=0):
+def state(id, type, point, wait, warg=0, flags=0, parent=0):
     """S = [id, type, parent, step, point, version, data, flags,
             [wait, ev, arg, due_wall_ms], status]"""
-    return [id, type, 0, 1, point, 1, Bin(b''), flags, [wait, 0, warg, 0], 0]
+    return [id, type, parent, 1, point, 1, Bin(b''), flags, [wait, 0, warg, 0],
+            0]
 
 
 def event(eid, to, ev, frm, flags, corr, payload=None):
@@ -93,6 +94,12 @@ def inputs():
             rec([1, CREATE, state(ID, 'counter', 'tick', 2)]) +
             b'\xff' * 8 +                # damage, which salvage skips
             rec([2, CREATE, state(ID + 1, 'counter', 'tick', 2)]),
+        'b11-parent-loop': bytes([TYPES]) +
+            rec([1, CREATE, state(ID, 'counter', 'tick', 2, parent=ID)]) +
+            rec([2, CREATE, state(ID + 1, 'counter', 'tick', 2,
+                                  parent=ID + 2)]) +
+            rec([3, CREATE, state(ID + 2, 'counter', 'tick', 2,
+                                  parent=ID + 1)]),
         'b8-same-slot': bytes([TYPES]) +
             rec([1, CREATE, state(ID, 'counter', 'tick', 2)]) +
             rec([2, CREATE, state(ID + (1 << 32), 'counter', 'tick', 2)]),
