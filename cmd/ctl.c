@@ -1,34 +1,76 @@
 /*
  * ctl.c - `mealy ctl`: a msgpack-RPC client for the control socket.
  *
- *   mealy ctl [-s SOCKET] status [--json] [NAME...]
- *   mealy ctl [-s SOCKET] start|stop|restart NAME
- *   mealy ctl [-s SOCKET] signal SIG NAME
- *   mealy ctl [-s SOCKET] reload | shutdown
- *   mealy ctl [-s SOCKET] tail NAME [-n N]
+ *   mealy ctl [-s SOCKET] [--timeout DUR] status [--json] [NAME...]
+ *   mealy ctl [-s SOCKET] [--timeout DUR] start|stop|restart NAME
+ *   mealy ctl [-s SOCKET] [--timeout DUR] signal SIG NAME
+ *   mealy ctl [-s SOCKET] [--timeout DUR] reload | reopen | shutdown
+ *   mealy ctl [-s SOCKET] [--timeout DUR] tail NAME [-n N] [--escape]
+ *
+ * Every call is bounded by --timeout (default 5 s): connecting, sending
+ * and reading the answer.  Lines from `tail` are bytes as the program
+ * wrote them; on a terminal (or with --escape) control characters are
+ * escaped, so a program cannot drive the administrator's terminal.
+ * Errors from the supervisor may quote input: they are always escaped,
+ * as are the strings of `status` (with --json, as \uNNNN escapes, so it
+ * stays JSON).  ctl talks only to a server run by root or by its own
+ * user (SO_PEERCRED): another user could have bound the path.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmd.h"
+#include "esc.h"
 #include "mealy.h"
+
+#define CTL_TIMEOUT_MS 5000
 
 static void usage(FILE *f) {
   fprintf(f,
-      "usage: mealy ctl [-s SOCKET] COMMAND\n"
+      "usage: mealy ctl [-s SOCKET] [--timeout DUR] COMMAND\n"
       "  status [--json] [NAME...]   state, pid, uptime, restarts, last exit\n"
       "  start NAME | stop NAME | restart NAME\n"
       "  signal SIG NAME             send SIG (TERM, HUP, USR1, ...) to its group\n"
       "  reload                      re-read the configuration file\n"
+      "  reopen                      reopen every log file (after a rotation)\n"
       "  shutdown                    stop every program and the supervisor\n"
-      "  tail NAME [-n N]            the last N lines it wrote (default 20)\n"
-      "SOCKET defaults to ./mealy.sock\n");
+      "  tail NAME [-n N] [--escape] the last N lines it wrote (default 20);\n"
+      "                              control characters are escaped on a\n"
+      "                              terminal, or always with --escape\n"
+      "SOCKET defaults to ./mealy.sock.  --timeout bounds the whole call\n"
+      "(default 5s; 0: wait forever): past it, ctl says so and exits 1.\n");
+}
+
+/* A deadline in ms of the monotonic clock; 0: none. */
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for events, or the deadline: 0 ready,
+ * MLY_ETIMEDOUT, or -errno. */
+static int wait_fd(int fd, short events, int64_t deadline) {
+  for (;;) {
+    int left = -1;
+    if (deadline > 0) {
+      int64_t d = deadline - now_ms();
+      if (d <= 0) return MLY_ETIMEDOUT;
+      left = d > 60000 ? 60000 : (int)d;
+    }
+    struct pollfd p = {.fd = fd, .events = events};
+    int n = poll(&p, 1, left);
+    if (n > 0) return 0;
+    if (n < 0 && errno != EINTR) return -errno;
+  }
 }
 
 /* Whoever serves the socket must be root or our own user: another user
@@ -44,35 +86,54 @@ static int server_trusted(int fd, const char *path) {
   }
   if (cred.uid == 0 || cred.uid == geteuid()) return fd;
   close(fd);
+  char shown[ESC_MAX(108) + 1];
+  esc_str(path, strlen(path), shown, sizeof shown);
   fprintf(stderr, "mealy ctl: %s is served by uid %d (pid %d), neither root "
           "nor this user (uid %d): not talking to it; check who created that "
-          "socket\n", path, (int)cred.uid, (int)cred.pid, (int)geteuid());
+          "socket\n", shown, (int)cred.uid, (int)cred.pid, (int)geteuid());
   return MLY_EPERM;
 }
 
-static int connect_to(const char *path) {
+/* Connects without blocking: a supervisor whose backlog is full (it has
+ * stopped accepting) answers EAGAIN, tried again until the deadline.
+ * Then checks who serves it (server_trusted). */
+static int connect_to(const char *path, int64_t deadline) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof a.sun_path) return -ENAMETOOLONG;
   strcpy(a.sun_path, path);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -errno;
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-    int e = -errno;
+  while (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+    int e = errno;
+    if (e == EINTR) continue;
+    if (e == EAGAIN && (deadline <= 0 || now_ms() < deadline)) {
+      poll(NULL, 0, 10);
+      continue;
+    }
     close(fd);
-    return e;
+    return e == EAGAIN ? MLY_ETIMEDOUT : -e;
   }
   return server_trusted(fd, path);
 }
 
-/* Sends [0, 1, method, params] and reads one whole answer. */
+static void fmt_ms(int64_t ms, char *buf, size_t len) {
+  if (ms % 1000 == 0) snprintf(buf, len, "%llds", (long long)(ms / 1000));
+  else snprintf(buf, len, "%lldms", (long long)ms);
+}
+
+/* Sends [0, 1, method, params] and reads one whole answer, all within
+ * timeout_ms (0: no limit). */
 static int call(const char *sock, const char *method, mly_value *params,
-                mly_value **answer) {
-  int fd = connect_to(sock);
-  if (fd < 0) {
+                int64_t timeout_ms, mly_value **answer) {
+  int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
+  char shown[256];
+  esc_str(sock, strlen(sock), shown, sizeof shown);
+  int fd = connect_to(sock, deadline);
+  if (fd < 0 && fd != MLY_ETIMEDOUT) {
     mly_value_free(params);
-    if (fd != MLY_EPERM)
-      fprintf(stderr, "mealy ctl: cannot connect to %s: %s\n", sock,
-            mly_strerror(fd));
+    if (fd != MLY_EPERM) /* server_trusted said why */
+      fprintf(stderr, "mealy ctl: cannot connect to %s: %s\n", shown,
+              mly_strerror(fd));
     return -1;
   }
   mly_value *req = mly_value_array();
@@ -82,31 +143,41 @@ static int call(const char *sock, const char *method, mly_value *params,
   mly_array_push(req, params);
   char *buf = NULL;
   size_t len = 0;
-  int rc = mly_value_encode(req, &buf, &len);
+  int rc = fd < 0 ? fd : mly_value_encode(req, &buf, &len);
   mly_value_free(req);
   /* MSG_NOSIGNAL: a supervisor that refuses us hangs up; its answer may
    * already wait in our buffer, so a broken pipe still reads it. */
   for (size_t off = 0; rc == 0 && off < len;) {
     ssize_t w = send(fd, buf + off, len - off, MSG_NOSIGNAL);
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
-    if (w < 0) rc = -errno;
+    if (w < 0 && errno == EAGAIN) rc = wait_fd(fd, POLLOUT, deadline);
+    else if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
+    else if (w < 0) rc = -errno;
     else off += (size_t)w;
   }
   free(buf);
   size_t cap = 65536, n = 0;
   char *in = malloc(cap);
-  while (rc == 0 && in != NULL) {
+  if (in == NULL && rc == 0) rc = MLY_ENOMEM;
+  while (rc == 0) {
     size_t used = 0;
     rc = mly_value_decode_prefix(in, n, answer, &used);
     if (rc != MLY_EAGAIN) break;
     rc = 0;
     if (n == cap) {
       char *bigger = realloc(in, cap *= 2);
-      if (bigger == NULL) break;
+      if (bigger == NULL) {
+        rc = MLY_ENOMEM;
+        break;
+      }
       in = bigger;
     }
     ssize_t r = read(fd, in + n, cap - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == EAGAIN) {
+      rc = wait_fd(fd, POLLIN, deadline);
+      continue;
+    }
     if (r <= 0) {
       rc = MLY_EIO;
       break;
@@ -114,60 +185,43 @@ static int call(const char *sock, const char *method, mly_value *params,
     n += (size_t)r;
   }
   free(in);
-  close(fd);
+  if (fd >= 0) close(fd);
+  if (rc == MLY_ETIMEDOUT) {
+    char t[32];
+    fmt_ms(timeout_ms, t, sizeof t);
+    fprintf(stderr, "mealy ctl: no answer from %s within %s (--timeout): "
+            "the supervisor is stalled or overloaded\n", shown, t);
+    return -1;
+  }
   if (rc < 0) {
-    fprintf(stderr, "mealy ctl: no answer from %s (%s)\n", sock, mly_strerror(rc));
+    fprintf(stderr, "mealy ctl: no answer from %s (%s)\n", shown,
+            mly_strerror(rc));
     return -1;
   }
   return 0;
 }
 
-/* What the server sends may drive a terminal: control bytes, DEL, C1
- * controls (U+0080-U+009F) and bidirectional overrides (U+202A-U+202E,
- * U+2066-U+2069).  The length of such a character at p (0: another),
- * and its code point. */
-static size_t special_at(const unsigned char *p, unsigned *cp) {
-  *cp = p[0];
-  if (p[0] < 0x20 || p[0] == 0x7f) return 1;
-  if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) return *cp = p[1], 2;
-  if (p[0] == 0xe2 && p[1] == 0x80 && p[2] >= 0xaa && p[2] <= 0xae)
-    return *cp = 0x2000u + p[2] - 0x80u, 3;
-  if (p[0] == 0xe2 && p[1] == 0x81 && p[2] >= 0xa6 && p[2] <= 0xa9)
-    return *cp = 0x2040u + p[2] - 0x80u, 3;
-  return 0;
-}
-
-/* s escaped for a terminal into out (cap bytes): \\xNN, \\uNNNN; a tab
- * is kept. */
-static const char *shown(const char *s, char *out, size_t cap) {
-  size_t n = 0;
-  for (const unsigned char *p = (const unsigned char *)s; *p && n + 8 < cap; p++) {
-    unsigned cp;
-    size_t len = special_at(p, &cp);
-    if (len == 0 || *p == '\t') out[n++] = (char)*p;
-    else if (len == 1) n += (size_t)snprintf(out + n, cap - n, "\\x%02x", cp);
-    else n += (size_t)snprintf(out + n, cap - n, "\\u%04x", cp), p += len - 1;
-  }
-  out[n] = '\0';
-  return out;
-}
-
 /* The result of an answer, or NULL after printing its error. */
+static void print_error(const char *msg, size_t len) {
+  char shown[ESC_MAX(1024) + 1];
+  esc_str(msg, len > 1024 ? 1024 : len, shown, sizeof shown);
+  fprintf(stderr, "mealy ctl: %s\n", shown);
+}
+
 static const mly_value *result_of(const mly_value *a) {
   int64_t type = -1;
   const char *err = NULL;
+  size_t len = 0;
   mly_value_get_int(mly_array_at(a, 0), &type);
   if (type == 2) { /* a notification: refused, or malformed */
-    const char *why = NULL;
-    mly_value_get_str(mly_array_at(mly_array_at(a, 2), 0), &why, NULL);
-    char buf[1024];
-    fprintf(stderr, "mealy ctl: %s\n", why ? shown(why, buf, sizeof buf)
-                                           : "refused");
+    const char *why = "refused";
+    len = strlen(why);
+    mly_value_get_str(mly_array_at(mly_array_at(a, 2), 0), &why, &len);
+    print_error(why, len);
     return NULL;
   }
-  if (mly_value_get_str(mly_array_at(a, 2), &err, NULL) == 0) {
-    char buf[1024];
-    fprintf(stderr, "mealy ctl: %s\n", shown(err, buf, sizeof buf));
+  if (mly_value_get_str(mly_array_at(a, 2), &err, &len) == 0) {
+    print_error(err, len);
     return NULL;
   }
   return mly_array_at(a, 3);
@@ -180,14 +234,20 @@ static void fmt_uptime(int64_t ms, char *buf, size_t len) {
   else snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", ms / 3600000, ms / 60000 % 60);
 }
 
-static void print_json_string(const char *s) {
+/* A JSON string: '"', '\\' and what esc_str would escape as \uNNNN
+ * (a byte that is not UTF-8 as \u00NN), so the output stays valid JSON
+ * and cannot drive a terminal. */
+static void print_json_string(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
   putchar('"');
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    unsigned cp;
-    size_t len = special_at(p, &cp);
-    if (*p == '"' || *p == '\\') printf("\\%c", *p);
-    else if (len == 0) putchar(*p);
-    else printf("\\u%04x", cp), p += len - 1;
+  for (size_t i = 0; i < n;) {
+    uint32_t cp = u[i];
+    size_t l = utf8_at(u + i, n - i, &cp);
+    if (l == 0) printf("\\u%04x", (unsigned)u[i]), l = 1;
+    else if (cp == '"' || cp == '\\') printf("\\%c", (char)cp);
+    else if (cp == '\t' || esc_needed(s + i, l)) printf("\\u%04x", (unsigned)cp);
+    else fwrite(u + i, 1, l, stdout);
+    i += l;
   }
   putchar('"');
 }
@@ -199,7 +259,7 @@ static void print_json(const mly_value *v) {
   case MLY_V_INT: { int64_t i = 0; mly_value_get_int(v, &i); printf("%" PRId64, i); break; }
   case MLY_V_UINT: { uint64_t u = 0; mly_value_get_uint(v, &u); printf("%" PRIu64, u); break; }
   case MLY_V_DOUBLE: { double d = 0; mly_value_get_double(v, &d); printf("%g", d); break; }
-  case MLY_V_STR: { const char *s = ""; mly_value_get_str(v, &s, NULL); print_json_string(s); break; }
+  case MLY_V_STR: { const char *s = ""; size_t n = 0; mly_value_get_str(v, &s, &n); print_json_string(s, n); break; }
   case MLY_V_BIN: printf("null"); break;
   case MLY_V_ARRAY:
     putchar('[');
@@ -216,7 +276,7 @@ static void print_json(const mly_value *v) {
       mly_value *val;
       mly_map_at(v, i, &k, &val);
       if (i) putchar(',');
-      print_json_string(k);
+      print_json_string(k, strlen(k));
       putchar(':');
       print_json(val);
     }
@@ -238,15 +298,21 @@ static void print_status(const mly_value *list) {
     mly_map_get_int(p, "pid", &pid);
     mly_map_get_int(p, "uptime_ms", &up);
     mly_map_get_uint(p, "restarts", &restarts);
-    char uptime[32], last[48] = "-", pidbuf[24] = "-";
+    char uptime[32], last[96] = "-", pidbuf[24] = "-";
     fmt_uptime(up, uptime, sizeof uptime);
-    char nb[256], sb[256], gb[64]; /* the server's strings, escaped */
-    if (mly_map_get_str(p, "last_signal", &sig) == 0)
-      snprintf(last, sizeof last, "killed by SIG%s", shown(sig, gb, sizeof gb));
-    else if (mly_map_get_int(p, "last_exit", &code) == 0) snprintf(last, sizeof last, "exit %" PRId64, code);
+    /* the server's strings, escaped (at most 64 bytes of each shown) */
+    char nb[ESC_MAX(64) + 1], sb[ESC_MAX(64) + 1], gb[ESC_MAX(16) + 1];
+    if (mly_map_get_str(p, "last_signal", &sig) == 0) {
+      esc_str(sig, strnlen(sig, 16), gb, sizeof gb);
+      snprintf(last, sizeof last, "killed by SIG%s", gb);
+    } else if (mly_map_get_int(p, "last_exit", &code) == 0) {
+      snprintf(last, sizeof last, "exit %" PRId64, code);
+    }
     if (pid > 0) snprintf(pidbuf, sizeof pidbuf, "%" PRId64, pid);
-    printf("%-16s %-10s %7s %9s %8" PRIu64 " %s\n", shown(name, nb, sizeof nb),
-           shown(state, sb, sizeof sb), pidbuf, uptime, restarts, last);
+    esc_str(name, strnlen(name, 64), nb, sizeof nb);
+    esc_str(state, strnlen(state, 64), sb, sizeof sb);
+    printf("%-16s %-10s %7s %9s %8" PRIu64 " %s\n", nb, sb, pidbuf, uptime,
+           restarts, last);
   }
 }
 
@@ -256,11 +322,64 @@ static mly_value *strings(char **argv, int n) {
   return a;
 }
 
+/* One line of `tail`: its bytes, or escaped for a terminal. */
+static void print_line(const mly_value *v, bool escape) {
+  const char *line = "";
+  size_t len = 0;
+  mly_value_get_str(v, &line, &len);
+  if (!escape) {
+    fwrite(line, 1, len, stdout);
+    putchar('\n');
+    return;
+  }
+  char *out = malloc(ESC_MAX(len) + 1);
+  if (out == NULL) return;
+  size_t n = esc_str(line, len, out, ESC_MAX(len) + 1);
+  fwrite(out, 1, n, stdout);
+  putchar('\n');
+  free(out);
+}
+
+static int tail_args(char **args, int rest, bool *escape, mly_value **params) {
+  const char *name = NULL;
+  long n = 20;
+  for (int k = 0; k < rest; k++) {
+    if (strcmp(args[k], "--escape") == 0) {
+      *escape = true;
+    } else if (strcmp(args[k], "-n") == 0) {
+      char *end = NULL;
+      n = k + 1 < rest ? strtol(args[k + 1], &end, 10) : -1;
+      if (k + 1 >= rest || *end != '\0' || n < 0) {
+        fprintf(stderr, "mealy ctl tail: -n wants a number of lines, not "
+                "'%s'\n", k + 1 < rest ? args[k + 1] : "");
+        return -1;
+      }
+      k++;
+    } else if (name == NULL && args[k][0] != '-') {
+      name = args[k];
+    } else {
+      return -1;
+    }
+  }
+  if (name == NULL) return -1;
+  *params = strings((char **)&name, 1);
+  mly_array_push(*params, mly_value_int(n));
+  return 0;
+}
+
 int cmd_ctl(int argc, char **argv) {
   const char *sock = "mealy.sock";
+  int64_t timeout_ms = CTL_TIMEOUT_MS;
   int i = 1;
-  if (i + 1 < argc && (strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0)) {
-    sock = argv[i + 1];
+  while (i + 1 < argc) {
+    if (strcmp(argv[i], "-s") == 0 || strcmp(argv[i], "--socket") == 0) {
+      sock = argv[i + 1];
+    } else if (strcmp(argv[i], "--timeout") == 0) {
+      if (opt_duration("ctl", "--timeout", argv[i + 1], &timeout_ms) < 0)
+        return 2;
+    } else {
+      break;
+    }
     i += 2;
   }
   if (i >= argc || strcmp(argv[i], "--help") == 0) {
@@ -270,7 +389,7 @@ int cmd_ctl(int argc, char **argv) {
   const char *cmd = argv[i++];
   int rest = argc - i;
   char **args = argv + i;
-  bool json = false;
+  bool json = false, escape = isatty(STDOUT_FILENO);
   mly_value *params = NULL;
   if (strcmp(cmd, "status") == 0) {
     if (rest > 0 && strcmp(args[0], "--json") == 0) {
@@ -283,24 +402,19 @@ int cmd_ctl(int argc, char **argv) {
     params = strings(args, 1);
   } else if (strcmp(cmd, "signal") == 0 && rest == 2) {
     params = strings(args, 2);
-  } else if ((!strcmp(cmd, "reload") || !strcmp(cmd, "shutdown")) && rest == 0) {
+  } else if ((!strcmp(cmd, "reload") || !strcmp(cmd, "reopen") ||
+              !strcmp(cmd, "shutdown")) && rest == 0) {
     params = mly_value_array();
-  } else if (strcmp(cmd, "tail") == 0 && (rest == 1 || (rest == 3 && !strcmp(args[1], "-n")))) {
-    char *end = NULL;
-    long n = rest == 3 ? strtol(args[2], &end, 10) : 20;
-    if (rest == 3 && (*end != '\0' || n < 0)) {
-      fprintf(stderr, "mealy ctl tail: -n wants a number of lines, not '%s'\n", args[2]);
-      return 2;
-    }
-    params = strings(args, 1);
-    mly_array_push(params, mly_value_int(n));
+  } else if (strcmp(cmd, "tail") == 0 &&
+             tail_args(args, rest, &escape, &params) == 0) {
+    /* params set */
   } else {
     fprintf(stderr, "mealy ctl: bad command line for '%s'\n", cmd);
     usage(stderr);
     return 2;
   }
   mly_value *answer = NULL;
-  if (call(sock, cmd, params, &answer) < 0) return 1;
+  if (call(sock, cmd, params, timeout_ms, &answer) < 0) return 1;
   const mly_value *res = result_of(answer);
   int rc = res ? 0 : 1;
   if (res && strcmp(cmd, "status") == 0) {
@@ -311,11 +425,8 @@ int cmd_ctl(int argc, char **argv) {
       print_status(res);
     }
   } else if (res && strcmp(cmd, "tail") == 0) {
-    for (size_t k = 0; k < mly_value_len(res); k++) {
-      const char *line = "";
-      mly_value_get_str(mly_array_at(res, k), &line, NULL);
-      puts(line);
-    }
+    for (size_t k = 0; k < mly_value_len(res); k++)
+      print_line(mly_array_at(res, k), escape);
   } else if (res) {
     puts("ok");
   }

@@ -16,23 +16,12 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "esc.h"
 
 /* The length of the valid UTF-8 sequence at s, or 0. */
 static size_t utf8_seq(const unsigned char *s, size_t n) {
-  size_t len;
-  uint32_t cp, min;
-  if (s[0] < 0x80) return 1;
-  if ((s[0] & 0xe0) == 0xc0) len = 2, cp = s[0] & 0x1f, min = 0x80;
-  else if ((s[0] & 0xf0) == 0xe0) len = 3, cp = s[0] & 0x0f, min = 0x800;
-  else if ((s[0] & 0xf8) == 0xf0) len = 4, cp = s[0] & 0x07, min = 0x10000;
-  else return 0;
-  if (len > n) return 0;
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xc0) != 0x80) return 0;
-    cp = cp << 6 | (s[i] & 0x3f);
-  }
-  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-  return len;
+  uint32_t cp;
+  return utf8_at(s, n, &cp);
 }
 
 void json_str(FILE *f, const char *s, size_t n) {

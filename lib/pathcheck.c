@@ -102,7 +102,7 @@ static int walk(const char *path, uid_t also, char *dir, size_t dirlen,
     if (lstat(next, &st) < 0) {
       int e2 = -errno;
       if (e2 == MLY_ENOENT)
-        snprintf(err, errlen, "%s: %s does not exist; create it first", path,
+        snprintf(err, errlen, "%s: directory %s does not exist; create it first", path,
                  next);
       else
         snprintf(err, errlen, "%s: %s: %s", path, next, mly_strerror(e2));

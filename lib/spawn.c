@@ -13,9 +13,10 @@
  *
  * Between fork and exec the child calls only async-signal-safe system
  * calls: everything that may allocate (the exec candidates along PATH)
- * is prepared before the fork.  An exec that fails is reported through a
- * close-on-exec pipe, so mly_process_spawn fails at once as uv_spawn
- * did (MLY_ENOENT for a missing program).  All signals are blocked
+ * is prepared before the fork.  A step that fails (setsid, the fds,
+ * chdir, the ids, exec) is reported through a close-on-exec pipe, its
+ * errno and which step it was, so mly_process_spawn fails at once as
+ * uv_spawn did (MLY_ENOENT for a missing program) and can say why.  All signals are blocked
  * across the fork so no handler of ours runs in the child.
  *
  * mly_open_as opens a file in a short-lived child that has become the
@@ -171,10 +172,11 @@ static void reset_signals(void) {
     if (s != SIGKILL && s != SIGSTOP) sigaction(s, &sa, NULL);
 }
 
-static _Noreturn void fail(int errfd, int rc) {
-  int e = -rc;
+/* Tells the parent the errno and the step (mly_spawn_step) that failed. */
+static _Noreturn void fail(int errfd, int rc, mly_spawn_step step) {
+  int e[2] = {-rc, (int)step};
   ssize_t w;
-  do w = write(errfd, &e, sizeof e);
+  do w = write(errfd, e, sizeof e);
   while (w < 0 && errno == EINTR);
   _exit(127);
 }
@@ -182,12 +184,12 @@ static _Noreturn void fail(int errfd, int rc) {
 static _Noreturn void child(const mly_process_options *o, const plan *p,
                             int errfd) {
   reset_signals();
-  if (o->new_group && setsid() < 0) fail(errfd, -errno);
+  if (o->new_group && setsid() < 0) fail(errfd, -errno, MLY_SPAWN_SESSION);
   int rc = place_fds(p, &errfd);
-  if (rc < 0) fail(errfd, rc);
+  if (rc < 0) fail(errfd, rc, MLY_SPAWN_FDS);
   close_others(p, errfd);
-  if (o->cwd && chdir(o->cwd) < 0) fail(errfd, -errno);
-  if ((rc = become(o)) < 0) fail(errfd, rc);
+  if (o->cwd && chdir(o->cwd) < 0) fail(errfd, -errno, MLY_SPAWN_CHDIR);
+  if ((rc = become(o)) < 0) fail(errfd, rc, MLY_SPAWN_IDS);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -211,18 +213,20 @@ static _Noreturn void child(const mly_process_options *o, const plan *p,
       break;
     }
   }
-  fail(errfd, -err);
+  fail(errfd, -err, MLY_SPAWN_EXEC);
 }
 
 /* ---- in the parent ---- */
 
-/* Reads the child's exec error: 0 once exec closed the pipe. */
-static int read_err(int fd) {
-  int e = 0;
+/* Reads the child's error and its step: 0 once exec closed the pipe. */
+static int read_err(int fd, mly_spawn_step *step) {
+  int e[2] = {0, 0};
   ssize_t n;
-  do n = read(fd, &e, sizeof e);
+  do n = read(fd, e, sizeof e);
   while (n < 0 && errno == EINTR);
-  return n == (ssize_t)sizeof e && e > 0 ? -e : 0;
+  if (n != (ssize_t)sizeof e || e[0] <= 0) return 0;
+  if (step) *step = (mly_spawn_step)e[1];
+  return -e[0];
 }
 
 static void reap(int pid) {
@@ -232,6 +236,7 @@ static void reap(int pid) {
 int spawn_process(const mly_process_options *o, int *pid_out, int *pidfd_out) {
   if (o->set_uid && !o->set_gid) return MLY_EINVAL; /* see become() */
   plan p = {.env = o->env ? (char *const *)(uintptr_t)o->env : environ};
+  if (o->failed_step) *o->failed_step = MLY_SPAWN_PREPARE;
   int rc = plan_fds(o, &p);
   if (rc == 0) rc = plan_exec(o->argv[0], &p);
   int ep[2] = {-1, -1};
@@ -253,7 +258,7 @@ int spawn_process(const mly_process_options *o, int *pid_out, int *pidfd_out) {
     close(ep[0]);
     return -fork_errno;
   }
-  rc = read_err(ep[0]);
+  rc = read_err(ep[0], o->failed_step);
   close(ep[0]);
   int pidfd = rc < 0 ? -1 : (int)syscall(SYS_pidfd_open, pid, 0);
   if (rc == 0 && pidfd < 0) {

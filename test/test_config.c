@@ -448,7 +448,8 @@ START_TEST(t_err_unknown_key) {
   EXPECT_ERR("sockt: x\n" WEB, MLY_EINVAL, "sv.yaml:1:1: ",
              "unknown key 'sockt' at the top level",
              "known: socket, socket_mode, log_dir, shutdown_grace, on_fatal, "
-             "state_dir, orphans, sync, env_inherit, programs");
+             "state_dir, orphans, sync, env_inherit, control_timeout, "
+             "control_max_clients, programs");
   EXPECT_ERR(WEB "    backoff: {initial: 1s, maximum: 2s}\n", MLY_EINVAL,
              "sv.yaml:4:28: ", "unknown key 'maximum' in backoff of program "
              "'web'", "initial, max, multiplier, jitter, reset_after");
@@ -626,10 +627,38 @@ START_TEST(t_err_syntax) {
              "sv.yaml:3:15: ", "YAML: invalid", "UTF-8");
   /* a second document would be silently ignored */
   EXPECT_ERR(WEB "---\nother: 1\n", MLY_EINVAL, "sv.yaml:5:1: ",
-             "a second YAML document");
+             "another YAML document");
+  /* and so would a third, after an empty second */
+  EXPECT_ERR(WEB "---\n---\nother: 1\n", MLY_EINVAL, "sv.yaml:6:1: ",
+             "another YAML document");
+  EXPECT_ERR(WEB "--- ~\n---\n--- [1]\n", MLY_EINVAL, "sv.yaml:6:5: ",
+             "another YAML document");
   /* document markers around the one document are fine */
   sv_config_free(parse_ok("---\n" WEB "...\n"));
   sv_config_free(parse_ok(WEB "---\n"));
+  sv_config_free(parse_ok(WEB "---\n---\n...\n"));
+}
+END_TEST
+
+/* Tags change what a value means; only the ones that say what the node
+ * already is are accepted, and the error points at the tag. */
+START_TEST(t_err_tags) {
+  EXPECT_ERR("programs:\n  web:\n    command: !!python/object:os.system x\n",
+             MLY_EINVAL, "sv.yaml:3:14: ", "the YAML tag !!python/object:os.system "
+             "is not supported");
+  EXPECT_ERR("programs:\n  web:\n    command: !!binary eA==\n", MLY_EINVAL,
+             "sv.yaml:3:14: ", "the YAML tag !!binary is not supported");
+  EXPECT_ERR(WEB "    cwd: !!null \"/x\"\n", MLY_EINVAL, "sv.yaml:4:10: ",
+             "the YAML tag !!null is not supported");
+  EXPECT_ERR(WEB "    shell: !!bool true\n", MLY_EINVAL, "sv.yaml:4:12: ",
+             "the YAML tag !!bool");
+  EXPECT_ERR("programs: !mine\n  web:\n    command: [x]\n", MLY_EINVAL,
+             "sv.yaml:1:11: ", "the YAML tag !mine is not supported");
+  EXPECT_ERR("programs:\n  web:\n    command: !<tag:x.org:y> [x]\n",
+             MLY_EINVAL, "sv.yaml:3:14: ", "the YAML tag tag:x.org:y");
+  /* the plain ones say nothing new: accepted */
+  sv_config_free(parse_ok("programs: !!map\n  web:\n    command: !!seq "
+                          "[!!str x]\n"));
 }
 END_TEST
 
@@ -1088,6 +1117,7 @@ static Suite *config_suite(void) {
   tcase_add_test(e, t_err_cycle);
   tcase_add_test(e, t_err_command);
   tcase_add_test(e, t_err_syntax);
+  tcase_add_test(e, t_err_tags);
   tcase_add_test(e, t_err_types);
   tcase_add_test(e, t_err_values);
   tcase_add_test(e, t_err_sizes);

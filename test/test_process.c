@@ -287,16 +287,22 @@ static const char *const nonexistent_path[] = {"mly-no-such-program-4711", NULL}
 static const char *const sh_true[] = {"/bin/sh", "-c", "exit 0", NULL};
 
 START_TEST(spawn_nonexistent_program_fails) {
+  mly_spawn_step step[4] = {99, 99, 99, 99};
   job j[4] = {
-      {.opt = {.argv = nonexistent_abs}},
-      {.opt = {.argv = nonexistent_path}},
-      {.opt = {.argv = sh_true, .cwd = "/nonexistent/mly-dir"}},
+      {.opt = {.argv = nonexistent_abs, .failed_step = &step[0]}},
+      {.opt = {.argv = nonexistent_path, .failed_step = &step[1]}},
+      {.opt = {.argv = sh_true, .cwd = "/nonexistent/mly-dir",
+               .failed_step = &step[2]}},
       {.opt = {.argv = sh_exit3}}, /* and the machine goes on working */
   };
   run_jobs(j, 4);
   ck_assert_int_eq(j[0].spawn_rc, MLY_ENOENT);
   ck_assert_int_eq(j[1].spawn_rc, MLY_ENOENT);
   ck_assert_int_eq(j[2].spawn_rc, MLY_ENOENT);
+  /* the child said which step failed: exec, exec, chdir */
+  ck_assert_int_eq(step[0], MLY_SPAWN_EXEC);
+  ck_assert_int_eq(step[1], MLY_SPAWN_EXEC);
+  ck_assert_int_eq(step[2], MLY_SPAWN_CHDIR);
   for (int i = 0; i < 3; i++) {
     ck_assert_int_eq(j[i].pid, -1); /* untouched on failure */
     ck_assert_uint_eq(j[i].count_after, 0);

@@ -686,6 +686,10 @@ EOF
     check "root's files are untouched" \
       eval '[ "$(cat "$D/roottarget5/out.log")" = "root'"'"'s log" ] && [ "$(cat "$D/roottarget5/out.log.1")" = "root'"'"'s old log" ] && [ ! -e "$D/roottarget5/out.log.2" ]'
     check "the rotated files are hers" [ "$(owner_of "$D/u5/logs.old/out.log.1")" = "$U" ]
+    # the file is compared with its name in the held directory, not with
+    # the path (which names root's file now): no reopen on every read
+    check "the swap is not taken for a moved log" \
+      bash -c "! grep -q 'was removed or moved' '$LOG'"
   fi
   case_end
 

@@ -912,7 +912,9 @@ class Sequence:
                         if n in self.deps[k] and alive.get(k):
                             self.fail("%s asked to stop while %s, which "
                                       "depends on it, runs: %s" % (n, k, where))
-            elif msg.startswith(("exited", "cannot start")):
+            elif msg.startswith(("exited", "cannot start", "cannot execute",
+                                 "cannot chdir", "cannot switch",
+                                 "cannot set up")):  # a failed spawn
                 alive[n], ready[n] = False, False
             elif msg.startswith(("grace over", "SIGKILL to group")):
                 ready[n] = False

@@ -11,5 +11,10 @@
 void mlog(FILE *out, const char *who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void mlogv(FILE *out, const char *who, const char *fmt, va_list ap);
+/* The same line into buf, newline included, as snprintf counts it. */
+int mlog_format(char *buf, size_t len, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int mlog_vformat(char *buf, size_t len, const char *who, const char *fmt,
+                 va_list ap);
 
 #endif

@@ -13,6 +13,7 @@
  * handles, and uv_run returns: nothing is left running.
  */
 #include "demo.h"
+#include "outq.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ typedef struct demo {
   uint32_t config_ev;
   masterd_types types;
   masterd_log log;
+  outq *q;           /* o->out, never blocking (outq.h) */
+  FILE *out;         /* a stream onto q, or o->out */
   client *clients;
   uint64_t ticks;
   bool stopped;
@@ -203,10 +206,10 @@ static void tick_cb(uv_timer_t *h) {
   demo *d = h->data;
   d->ticks++;
   if (d->o->status_every_ms > 0) {
-    fprintf(d->o->out, "--- instances (host tick %llu) ---\n",
+    fprintf(d->out, "--- instances (host tick %llu) ---\n",
             (unsigned long long)d->ticks);
-    mly_runtime_dump(d->rt, d->o->out);
-    fflush(d->o->out);
+    mly_runtime_dump(d->rt, d->out);
+    fflush(d->out);
   }
 }
 
@@ -274,12 +277,18 @@ int demo_run(const demo_options *o) {
   demo *d = calloc(1, sizeof *d);
   if (d == NULL) return MLY_ENOMEM;
   d->o = o;
-  d->log.out = o->out;
   int rc = uv_loop_init(&d->loop);
   if (rc < 0) {
     free(d);
     return rc;
   }
+  /* a reader that stops reading must not stop the loop */
+  fflush(o->out);
+  d->q = outq_open(fileno(o->out));
+  d->out = d->q ? outq_fopen(d->q) : NULL;
+  if (d->out == NULL) d->out = o->out;
+  else outq_attach(d->q, &d->loop);
+  d->log.out = d->out;
   uv_mutex_init(&d->lock);
   uv_cond_init(&d->cond);
   rc = start(d);
@@ -290,6 +299,8 @@ int demo_run(const demo_options *o) {
   if (rc == 0 || d->rt) uv_run(&d->loop, UV_RUN_DEFAULT);
   picker_stop(d);
   if (d->rt) mly_runtime_close(d->rt);
+  if (d->out != o->out) fclose(d->out);
+  outq_close(d->q);
   uv_run(&d->loop, UV_RUN_DEFAULT); /* the close callbacks */
   int closed = uv_loop_close(&d->loop);
   if (rc == 0 && (!d->stopped || closed != 0)) rc = MLY_EBUSY;

@@ -21,6 +21,7 @@
 #define _GNU_SOURCE /* the GNU strerror_r, which returns its string */
 #endif
 #include "config.h"
+#include "esc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -131,25 +132,23 @@ static int nomem(ctx *c) {
   return MLY_ENOMEM;
 }
 
-/* A value from the file, made safe to quote in a message: short, and
- * without control characters that would break the line. */
+/* A value from the file, made safe to quote in a message: short (40
+ * bytes of it, cut between characters), with control characters escaped
+ * (esc.h: "\x1b", "\u009b", "\u202e"), so a message can drive no
+ * terminal. */
 typedef struct shown {
-  char s[64];
+  char s[ESC_MAX(40) + 4];
 } shown;
 
 static shown show(const char *v) {
   shown o;
-  size_t i = 0;
-  for (; v[i] != '\0' && i < 40; i++) {
-    unsigned char ch = (unsigned char)v[i];
-    o.s[i] = (char)(ch < 0x20 || ch == 0x7f ? '?' : ch);
+  size_t n = strlen(v), cut = n;
+  if (n > 40) {
+    cut = 40;
+    while (cut > 0 && ((unsigned char)v[cut] & 0xC0) == 0x80) cut--;
   }
-  if (v[i] == '\0') {
-    o.s[i] = '\0';
-    return o;
-  }
-  while (i > 0 && ((unsigned char)v[i] & 0xC0) == 0x80) i--; /* whole chars */
-  memcpy(o.s + i, "...", 4);
+  size_t w = esc_str(v, cut, o.s, sizeof o.s - 3);
+  if (cut < n) memcpy(o.s + w, "...", 4);
   return o;
 }
 
@@ -1268,6 +1267,18 @@ static int top_sync(ctx *c, void *o, yaml_node_t *v) {
   return 0;
 }
 
+static int top_control_timeout(ctx *c, void *o, yaml_node_t *v) {
+  return get_dur(c, v, "control_timeout", 1,
+                 &((sv_config *)o)->control_timeout_ms);
+}
+
+static int top_control_max_clients(ctx *c, void *o, yaml_node_t *v) {
+  int64_t n;
+  int rc = get_int(c, v, "control_max_clients", 1, 65536, &n);
+  if (rc == 0) ((sv_config *)o)->control_max_clients = (uint32_t)n;
+  return rc;
+}
+
 static const field top_fields[] = {{"socket", top_socket, false},
                                    {"socket_mode", top_socket_mode, false},
                                    {"log_dir", top_log_dir, false},
@@ -1277,6 +1288,8 @@ static const field top_fields[] = {{"socket", top_socket, false},
                                    {"orphans", top_orphans, false},
                                    {"sync", top_sync, false},
                                    {"env_inherit", top_env_inherit, false},
+                                   {"control_timeout", top_control_timeout, false},
+                                   {"control_max_clients", top_control_max_clients, false},
                                    {"programs", top_programs, true}};
 
 /* ------------------------------------------------------------------ */
@@ -1479,32 +1492,60 @@ static int yaml_error(ctx *c, yaml_parser_t *ps) {
                 ps->context_mark.column + 1);
 }
 
-/* A second document would be ignored; better to say so. */
-static int no_second_doc(ctx *c, yaml_parser_t *ps) {
-  yaml_document_t more;
-  if (!yaml_parser_load(ps, &more)) return yaml_error(c, ps);
-  yaml_node_t *root = yaml_document_get_root_node(&more);
-  int rc = 0;
-  if (root != NULL && !is_null(root))
-    rc = bad(c, root, "a second YAML document starts here; keep the whole "
-             "configuration in one");
-  yaml_document_delete(&more);
-  return rc;
+/* Documents after the first would be ignored; better to say so.  Empty
+ * ones ("---" at the end) are fine; every one is looked at, not only the
+ * second. */
+static int no_more_docs(ctx *c, yaml_parser_t *ps) {
+  for (;;) {
+    yaml_document_t more;
+    if (!yaml_parser_load(ps, &more)) return yaml_error(c, ps);
+    yaml_node_t *root = yaml_document_get_root_node(&more);
+    int rc = 0;
+    if (root != NULL && !is_null(root))
+      rc = bad(c, root, "another YAML document starts here; keep the whole "
+               "configuration in one");
+    yaml_document_delete(&more);
+    if (rc || root == NULL) return rc; /* an error, or the end */
+  }
+}
+
+/* An explicit tag changes what a value means (!!null "/x" is no path,
+ * !!binary is base64, !!python/object is code elsewhere); values here
+ * are read by their key, so a tag is refused unless it says what the
+ * node already is. */
+static int tag_check(ctx *c, const yaml_event_t *ev, const yaml_char_t *tag,
+                     const char *plain) {
+  if (tag == NULL || strcmp((const char *)tag, plain) == 0) return 0;
+  const char *t = (const char *)tag;
+  const char *core = "tag:yaml.org,2002:";
+  char name[sizeof(shown) + 2];
+  if (strncmp(t, core, strlen(core)) == 0)
+    snprintf(name, sizeof name, "!!%s", show(t + strlen(core)).s);
+  else
+    snprintf(name, sizeof name, "%s", show(t).s);
+  return bad_at(c, ev->start_mark, "the YAML tag %s is not supported; "
+                "remove it (values are read by their key, e.g. quote a "
+                "string)", name);
 }
 
 static int event_check(ctx *c, const yaml_event_t *ev, size_t *depth,
                        size_t *anchors, size_t *aliases) {
   const yaml_char_t *anchor = NULL;
+  int rc = 0;
   switch (ev->type) {
   case YAML_SEQUENCE_START_EVENT: anchor = ev->data.sequence_start.anchor;
+    rc = tag_check(c, ev, ev->data.sequence_start.tag, YAML_SEQ_TAG);
     ++*depth;
     break;
   case YAML_MAPPING_START_EVENT: anchor = ev->data.mapping_start.anchor;
+    rc = tag_check(c, ev, ev->data.mapping_start.tag, YAML_MAP_TAG);
     ++*depth;
     break;
   case YAML_SEQUENCE_END_EVENT:
   case YAML_MAPPING_END_EVENT: --*depth; break;
-  case YAML_SCALAR_EVENT: anchor = ev->data.scalar.anchor; break;
+  case YAML_SCALAR_EVENT: anchor = ev->data.scalar.anchor;
+    rc = tag_check(c, ev, ev->data.scalar.tag, YAML_STR_TAG);
+    break;
   case YAML_ALIAS_EVENT:
     if (++*aliases > ANCHOR_LIMIT)
       return bad_at(c, ev->start_mark, "more than %d aliases (*name); write "
@@ -1512,6 +1553,7 @@ static int event_check(ctx *c, const yaml_event_t *ev, size_t *depth,
     break;
   default: break;
   }
+  if (rc) return rc;
   if (*depth > DEPTH_LIMIT)
     return bad_at(c, ev->start_mark, "lists and maps are nested more than "
                   "%d deep here; a configuration needs 4", DEPTH_LIMIT);
@@ -1557,7 +1599,7 @@ static int parse_doc(ctx *c) {
   } else {
     c->doc = &doc;
     rc = load_root(c, yaml_document_get_root_node(&doc));
-    if (rc == 0) rc = no_second_doc(c, &ps);
+    if (rc == 0) rc = no_more_docs(c, &ps);
     yaml_document_delete(&doc);
     c->doc = NULL;
   }
@@ -1582,6 +1624,8 @@ int sv_config_parse(const char *path, const char *text, size_t len,
   }
   if ((c.cfg = calloc(1, sizeof *c.cfg)) == NULL) return nomem(&c);
   c.cfg->shutdown_grace_ms = 30000;
+  c.cfg->control_timeout_ms = 30000;
+  c.cfg->control_max_clients = 256;
   c.cfg->on_fatal = SV_FATAL_STAY;
   c.cfg->env_inherit = true;
   int rc = (c.cfg->path = strdup(c.path)) ? 0 : nomem(&c);

@@ -10,6 +10,9 @@
  *   state_dir: /var/lib/mealy        # journal: survive the supervisor's death
  *   orphans: adopt | stop            # children found alive after a crash
  *   sync: always | never | interval:100ms
+ *   control_timeout: 30s             # a control connection idle or stalled
+ *                                    # that long is closed
+ *   control_max_clients: 256         # control connections at once
  *   programs:
  *     web:
  *       command: [/usr/bin/python3, -m, http.server, "8080"]
@@ -127,6 +130,8 @@ typedef struct sv_config {
   bool env_inherit;       /* default true: programs see our environment */
   mly_sync sync;          /* default always */
   uint32_t sync_interval_ms;
+  int64_t control_timeout_ms;   /* default 30000 */
+  uint32_t control_max_clients; /* default 256 */
   sv_program *programs;   /* in file order */
   size_t nprograms;
   size_t *start_order;    /* indexes into programs: dependencies first */

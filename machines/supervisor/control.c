@@ -13,12 +13,27 @@
  *   reload []             -> "ok" (the file is checked first: an invalid
  *                            file is an error answer, nothing changes)
  *   shutdown []           -> "ok"
- *   tail [NAME, N]        -> the last N lines (at most 200) it wrote
+ *   tail [NAME, N]        -> the last N lines (at most 200) it wrote, as
+ *                            the bytes it wrote (a str that may hold NULs)
+ *   reopen []             -> "ok": every log file is opened again
  *
  * The socket is created with mode 0600 (or the config's socket_mode), in
  * a directory no other user can write (or a sticky one), and
  * each peer's uid is checked with SO_PEERCRED: the supervisor's own user
  * or root.  Anyone else receives [2, "refused", [reason]] and is hung up.
+ *
+ * Every client is bounded, whoever it is: at most control_max_clients at
+ * once (the next ones are refused); a request at most CTL_MAX_REQUEST
+ * bytes; answers waiting to be sent at most CTL_CLIENT_OUT per client and
+ * CTL_TOTAL_OUT for all (past that, its requests are not read until the
+ * client reads its answers: memory stays bounded however it pipelines);
+ * and a connection that makes no progress for control_timeout (no
+ * request, or answers it does not read, or half a request) is closed.
+ * What is refused or closed is logged, rate-limited (svlog.c).
+ *
+ * The socket file is removed at exit only if it is still ours: the same
+ * device and inode as the socket we bound (a second supervisor may have
+ * taken the path after the file was deleted).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,9 +46,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "esc.h"
 #include "sv.h"
 
-#define CTL_MAX_REQUEST (1u << 20)
+#define CTL_MAX_REQUEST (64u * 1024u)
+#define CTL_CLIENT_OUT (256u * 1024u)
+#define CTL_TOTAL_OUT (16u * 1024u * 1024u)
 
 typedef struct ctl_client ctl_client;
 
@@ -46,14 +64,22 @@ typedef struct ctl {
   dev_t dev;            /* the socket file we bound: removed only if still */
   ino_t ino;
   ctl_client *clients;
+  uint32_t nclients;
+  size_t out_total;     /* bytes of answers not yet sent, all clients */
+  uint32_t paused_total; /* clients paused because of out_total */
+  sv_ratelimit rl_refused, rl_full, rl_closed, rl_bad;
 } ctl;
 
 struct ctl_client {
   uv_pipe_t h;
+  uv_timer_t timer;     /* no progress for control_timeout: closed */
   ctl *c;
   char *buf;
   size_t n, cap;
-  ctl_client *next;
+  size_t out;           /* bytes of answers not yet sent */
+  bool reading, paused, paused_total, closing;
+  int open_handles;
+  ctl_client *next, **pprev;
 };
 
 /* ---- writing ---- */
@@ -61,30 +87,81 @@ struct ctl_client {
 typedef struct ctl_write {
   uv_write_t req;
   char *data;
+  size_t len;
   bool hangup;
 } ctl_write;
 
+static void unlink_client(ctl_client *cl) {
+  if (cl->pprev == NULL) return;
+  *cl->pprev = cl->next;
+  if (cl->next) cl->next->pprev = cl->pprev;
+  cl->pprev = NULL;
+  if (cl->c) {
+    cl->c->nclients--;
+    cl->c->out_total -= cl->out;
+    if (cl->paused_total) cl->c->paused_total--;
+  }
+  cl->out = 0;
+  cl->paused_total = false;
+}
+
 static void client_closed(uv_handle_t *h) {
   ctl_client *cl = h->data;
-  for (ctl_client **p = cl->c ? &cl->c->clients : NULL; p && *p;
-       p = &(*p)->next)
-    if (*p == cl) {
-      *p = cl->next;
-      break;
-    }
+  if (--cl->open_handles > 0) return;
   free(cl->buf);
   free(cl);
 }
 
 static void client_close(ctl_client *cl) {
-  if (!uv_is_closing((uv_handle_t *)&cl->h))
-    uv_close((uv_handle_t *)&cl->h, client_closed);
+  if (cl->closing) return;
+  cl->closing = true;
+  unlink_client(cl);
+  uv_close((uv_handle_t *)&cl->timer, client_closed);
+  uv_close((uv_handle_t *)&cl->h, client_closed);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
+
+/* Reads requests only while its answers (and everybody's) are flowing. */
+static void flow(ctl_client *cl) {
+  ctl *c = cl->c;
+  if (cl->closing || c == NULL) return;
+  bool own = cl->out > CTL_CLIENT_OUT;
+  bool total = c->out_total > CTL_TOTAL_OUT;
+  if (total != cl->paused_total) {
+    cl->paused_total = total;
+    if (total) c->paused_total++;
+    else c->paused_total--;
+  }
+  bool want = !own && !total && !cl->paused;
+  if (want && !cl->reading)
+    cl->reading = uv_read_start((uv_stream_t *)&cl->h, alloc_cb, read_cb) == 0;
+  else if (!want && cl->reading && uv_read_stop((uv_stream_t *)&cl->h) == 0)
+    cl->reading = false;
+}
+
+static void progress(ctl_client *cl) {
+  if (!cl->closing && cl->c)
+    uv_timer_again(&cl->timer);
 }
 
 static void written(uv_write_t *req, int status) {
   ctl_write *w = (ctl_write *)req;
   ctl_client *cl = req->handle->data;
-  if (status < 0 || w->hangup) client_close(cl);
+  if (!cl->closing && cl->c) {
+    cl->out -= w->len;
+    cl->c->out_total -= w->len;
+    progress(cl);
+    if (status < 0 || w->hangup) {
+      client_close(cl);
+    } else {
+      flow(cl);
+      if (cl->c->paused_total > 0) /* room for the others again? */
+        for (ctl_client *o = cl->c->clients; o; o = o->next)
+          if (o->paused_total) flow(o);
+    }
+  }
   free(w->data);
   free(w);
 }
@@ -102,13 +179,30 @@ static void send_value(ctl_client *cl, mly_value *v, bool hangup) {
   }
   mly_value_free(v);
   w->data = buf;
+  w->len = len;
   w->hangup = hangup;
   uv_buf_t b = uv_buf_init(buf, (unsigned)len);
   if (uv_write(&w->req, (uv_stream_t *)&cl->h, &b, 1, written) < 0) {
     free(buf);
     free(w);
     client_close(cl);
+    return;
   }
+  cl->out += len;
+  if (cl->c) cl->c->out_total += len;
+  flow(cl);
+}
+
+/* [2, kind, [why]]: a notification, then the client is hung up. */
+static void refuse(ctl_client *cl, const char *kind, const char *why) {
+  mly_value *r = mly_value_array();
+  mly_array_push(r, mly_value_int(2));
+  mly_array_push(r, mly_value_str(kind));
+  mly_value *args = mly_value_array();
+  mly_array_push(args, mly_value_str(why));
+  mly_array_push(r, args);
+  cl->paused = true;
+  send_value(cl, r, true);
 }
 
 static void answer(ctl_client *cl, uint64_t msgid, const char *error,
@@ -123,11 +217,27 @@ static void answer(ctl_client *cl, uint64_t msgid, const char *error,
 
 /* ---- methods ---- */
 
+/* Stopped by a signal (SIGSTOP, SIGTSTP, a debugger): its machine still
+ * says running, /proc says 'T' or 't'. */
+static bool stopped_by_signal(int pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *e = strrchr(buf, ')'); /* the name may hold anything */
+  return e && e[1] == ' ' && (e[2] == 'T' || e[2] == 't');
+}
+
 static mly_value *proc_status(sv *s, const sv_proc *p) {
   char state[32];
   mly_value *m = mly_value_map();
   mly_map_set_str(m, "name", p->name);
-  mly_map_set_str(m, "state", sv_proc_state(s, p, state, sizeof state));
+  const char *st = sv_proc_state(s, p, state, sizeof state);
+  if (p->pid > 0 && stopped_by_signal(p->pid)) st = "stopped (signal)";
+  mly_map_set_str(m, "state", st);
   mly_map_set_int(m, "pid", p->pid);
   uint64_t now = uv_hrtime() / 1000000u;
   mly_map_set_int(m, "uptime_ms", p->pid > 0 ? (int64_t)(now - p->started_ms) : 0);
@@ -242,7 +352,10 @@ static const char *do_tail(sv *s, const mly_value *params, mly_value **res,
   mly_value *lines = mly_value_array();
   size_t first = (p->tail_next + SV_TAIL_LINES - n) % SV_TAIL_LINES;
   for (size_t i = 0; i < n; i++)
-    mly_array_push(lines, mly_value_str(p->tail[(first + i) % SV_TAIL_LINES]));
+  {
+    size_t k = (first + i) % SV_TAIL_LINES;
+    mly_array_push(lines, mly_value_strn(p->tail[k], p->tail_len[k]));
+  }
   *res = lines;
   return NULL;
 }
@@ -275,8 +388,16 @@ static void dispatch(ctl_client *cl, const mly_value *req) {
     mly_runtime_send(s->rt, s->sup, SV_EV_SHUTDOWN, NULL);
   } else if (strcmp(method, "tail") == 0) {
     e = do_tail(s, params, &res, err, sizeof err);
+  } else if (strcmp(method, "reopen") == 0) {
+    sv_logf(s, "mealy", "reopening log files (requested through the "
+            "control socket)");
+    logpipe_reopen_all(s);
   } else {
-    snprintf(err, sizeof err, "unknown method '%s'", method);
+    char shown[ESC_MAX(64) + 1];
+    size_t len = strlen(method);
+    esc_str(method, len > 64 ? 64 : len, shown, sizeof shown);
+    snprintf(err, sizeof err, "unknown method '%s%s'", shown,
+             len > 64 ? "..." : "");
     e = err;
   }
   if (e == NULL && res == NULL) res = mly_value_str("ok");
@@ -294,6 +415,7 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   ctl_client *cl = h->data;
   if (cl->cap - cl->n < 4096 && cl->cap < CTL_MAX_REQUEST) {
     size_t cap = cl->cap ? cl->cap * 2 : 8192;
+    if (cap > CTL_MAX_REQUEST) cap = CTL_MAX_REQUEST;
     char *p = realloc(cl->buf, cap);
     if (p != NULL) {
       cl->buf = p;
@@ -310,6 +432,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     client_close(cl);
     return;
   }
+  if (nread > 0) progress(cl);
   cl->n += (size_t)nread;
   size_t off = 0;
   for (;;) {
@@ -318,23 +441,36 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     int rc = mly_value_decode_prefix(cl->buf + off, cl->n - off, &req, &used);
     if (rc == MLY_EAGAIN) break;
     if (rc < 0) { /* garbage: answer once, then hang up */
-      mly_value *r = mly_value_array();
-      mly_array_push(r, mly_value_int(2));
-      mly_array_push(r, mly_value_str("error"));
-      mly_value *args = mly_value_array();
-      mly_array_push(args, mly_value_str("malformed msgpack"));
-      mly_array_push(r, args);
-      send_value(cl, r, true);
-      uv_read_stop(st);
+      sv_logf_rl(cl->c->s, &cl->c->rl_bad, "control",
+                 "closed a client: malformed msgpack");
+      cl->n = 0;
+      refuse(cl, "error", "malformed msgpack");
       return;
     }
     dispatch(cl, req);
     mly_value_free(req);
     off += used;
+    if (cl->closing) return;
   }
   memmove(cl->buf, cl->buf + off, cl->n - off);
   cl->n -= off;
-  if (cl->n == cl->cap && cl->cap >= CTL_MAX_REQUEST) client_close(cl);
+  if (cl->n == cl->cap && cl->cap >= CTL_MAX_REQUEST) {
+    sv_logf_rl(cl->c->s, &cl->c->rl_bad, "control", "closed a client: a "
+               "request larger than %u bytes", CTL_MAX_REQUEST);
+    refuse(cl, "error", "request too large");
+  }
+}
+
+static void timed_out(uv_timer_t *t) {
+  ctl_client *cl = t->data;
+  if (cl->closing || cl->c == NULL) return;
+  ctl *c = cl->c;
+  sv_logf_rl(c->s, &c->rl_closed, "control", "closed a client: %s for %lld ms",
+             cl->out > 0 ? "it does not read its answers"
+             : cl->n > 0 ? "half a request, and nothing more"
+                         : "no request",
+             (long long)c->s->cfg->control_timeout_ms);
+  client_close(cl);
 }
 
 static bool peer_allowed(ctl_client *cl, uid_t *uid) {
@@ -355,30 +491,40 @@ static void on_connection(uv_stream_t *server, int status) {
   if (cl == NULL) return;
   cl->c = c;
   uv_pipe_init(c->s->loop, &cl->h, 0);
+  uv_timer_init(c->s->loop, &cl->timer);
   cl->h.data = cl;
+  cl->timer.data = cl;
+  cl->open_handles = 2;
   cl->next = c->clients;
+  if (c->clients) c->clients->pprev = &cl->next;
   c->clients = cl;
+  cl->pprev = &c->clients;
+  c->nclients++;
   if (uv_accept(server, (uv_stream_t *)&cl->h) < 0) {
     client_close(cl);
     return;
   }
+  uint64_t t = (uint64_t)c->s->cfg->control_timeout_ms;
+  uv_timer_start(&cl->timer, timed_out, t, t);
   uid_t uid = (uid_t)-1;
   if (!peer_allowed(cl, &uid)) {
     char why[128];
     snprintf(why, sizeof why, "permission denied: uid %d may not control "
              "this supervisor (uid %d)", (int)uid, (int)geteuid());
-    sv_logf(c->s, "control", "refused a client: %s", why);
-    mly_value *r = mly_value_array();
-    mly_array_push(r, mly_value_int(2));
-    mly_array_push(r, mly_value_str("refused"));
-    mly_value *args = mly_value_array();
-    mly_array_push(args, mly_value_str(why));
-    mly_array_push(r, args);
-    send_value(cl, r, true);
+    sv_logf_rl(c->s, &c->rl_refused, "control", "refused a client: %s", why);
+    refuse(cl, "refused", why);
     return;
   }
-  if (uv_read_start((uv_stream_t *)&cl->h, alloc_cb, read_cb) < 0)
-    client_close(cl);
+  if (c->nclients > c->s->cfg->control_max_clients) {
+    char why[128];
+    snprintf(why, sizeof why, "too many control connections (%u at once); "
+             "try again later", c->s->cfg->control_max_clients);
+    sv_logf_rl(c->s, &c->rl_full, "control", "refused a client: %s", why);
+    refuse(cl, "refused", why);
+    return;
+  }
+  flow(cl);
+  if (!cl->reading) client_close(cl);
 }
 
 /* A socket file left by a supervisor that died is removed; one that a
@@ -455,10 +601,10 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
   snprintf(c->path, sizeof c->path, "%s", path);
   uv_pipe_init(s->loop, &c->server, 0);
   c->server.data = c;
-  /* born with its mode: no window where others connect, and no chmod
-   * by path, which would follow a symlink swapped in after bind */
-  /* bound by hand, not by uv_pipe_bind: libuv unlinks the path at close,
-   * through whatever directory the path names by then */
+  /* bound here, not by uv_pipe_bind: libuv unlinks the path of a socket
+   * it bound when the handle closes, even if the path is no longer ours.
+   * Born with its mode: no window where others connect, and no chmod by
+   * path, which would follow a symlink swapped in after bind. */
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   memcpy(a.sun_path, path, strlen(path) + 1);
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -470,9 +616,13 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
   if (rc == 0) rc = uv_pipe_open(&c->server, fd);
   if (rc < 0 && fd >= 0) close(fd);
   struct stat st;
-  if (rc == 0 && fstatat(c->dirfd, c->base, &st, AT_SYMLINK_NOFOLLOW) == 0)
-    c->dev = st.st_dev, c->ino = st.st_ino;
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&c->server, 16, on_connection);
+  if (rc == 0) rc = fstatat(c->dirfd, c->base, &st, AT_SYMLINK_NOFOLLOW) < 0
+                   ? -errno : 0;
+  if (rc == 0) {
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    rc = uv_listen((uv_stream_t *)&c->server, 128, on_connection);
+  }
   if (rc < 0) {
     snprintf(err, errlen, "%s: cannot listen: %s", path, mly_strerror(rc));
     uv_close((uv_handle_t *)&c->server, server_closed);
@@ -484,21 +634,28 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
 
 /* Our socket file goes, from the directory held since bind, and only if
  * it is still the one we bound. */
-static void remove_socket(ctl *c) {
+static void remove_socket(sv *s, ctl *c) {
   struct stat st;
   if (fstatat(c->dirfd, c->base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
       S_ISSOCK(st.st_mode) && st.st_dev == c->dev && st.st_ino == c->ino)
     unlinkat(c->dirfd, c->base, 0);
+  else
+    sv_logf(s, "mealy", "%s is no longer our socket: left in place", c->path);
 }
 
 void ctl_stop(sv *s) {
   ctl *c = s->ctl;
   if (c == NULL) return;
   s->ctl = NULL;
-  for (ctl_client *cl = c->clients; cl; cl = cl->next) {
-    cl->c = NULL; /* the server may be freed before the clients close */
-    client_close(cl);
+  sv_rl_flush(s, &c->rl_refused, "control");
+  sv_rl_flush(s, &c->rl_full, "control");
+  sv_rl_flush(s, &c->rl_closed, "control");
+  sv_rl_flush(s, &c->rl_bad, "control");
+  while (c->clients) {
+    ctl_client *cl = c->clients;
+    client_close(cl); /* unlinks it */
+    cl->c = NULL;     /* the server may be freed before the clients close */
   }
-  remove_socket(c);
+  remove_socket(s, c);
   uv_close((uv_handle_t *)&c->server, server_closed);
 }

@@ -27,6 +27,7 @@
  * mly_process_signal, which refuses a pid that has been reaped.
  */
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -155,7 +156,7 @@ static char **build_env(const sv_program *g) {
   return e.v;
 }
 
-static int spawn_child(mly_machine *m, coproc *c) {
+static int spawn_child(mly_machine *m, coproc *c, mly_spawn_step *step) {
   sv_proc *p = c->p;
   const sv_program *g = p->prog;
   sv_logpipe *out = NULL, *err = NULL;
@@ -175,6 +176,7 @@ static int spawn_child(mly_machine *m, coproc *c) {
         .set_uid = g->has_uid, .uid = g->uid,
         .set_gid = g->has_gid, .gid = g->gid,
         .groups = g->groups, .ngroups = g->ngroups,
+        .failed_step = step,
     };
     o.stdio[0].mode = MLY_STDIO_NULL;
     o.stdio[1].mode = MLY_STDIO_FD;
@@ -199,6 +201,37 @@ static int spawn_child(mly_machine *m, coproc *c) {
     p->notify = NULL;
   }
   return rc;
+}
+
+/* Which step of a spawn failed, as the child reported it, said with the
+ * system's words: "cannot chdir to /x: No such file or directory", not
+ * "cannot start /bin/pwd: no such entry". */
+static const char *spawn_failure(const sv_program *g, int rc,
+                                 mly_spawn_step step, char *buf, size_t len) {
+  const char *why = rc > -4096 && rc < 0 ? strerror(-rc) : mly_strerror(rc);
+  switch (step) {
+  case MLY_SPAWN_CHDIR:
+    snprintf(buf, len, "cannot chdir to %s: %s", g->cwd, why);
+    break;
+  case MLY_SPAWN_IDS:
+    snprintf(buf, len, "cannot switch to user %s, group %s: %s",
+             g->user ? g->user : "(unchanged)",
+             g->group ? g->group : "(the user's)", why);
+    break;
+  case MLY_SPAWN_EXEC:
+    snprintf(buf, len, "cannot execute %s: %s", g->argv[0], why);
+    break;
+  case MLY_SPAWN_SESSION:
+  case MLY_SPAWN_FDS:
+    snprintf(buf, len, "cannot set up %s for %s: %s",
+             step == MLY_SPAWN_FDS ? "the file descriptors" : "a session",
+             g->argv[0], why);
+    break;
+  default:
+    snprintf(buf, len, "cannot start %s: %s", g->argv[0], why);
+    break;
+  }
+  return buf;
 }
 
 /* ---- stopping ---- */
@@ -231,6 +264,7 @@ static bool adopt(mly_machine *m, coproc *c) {
   }
   p->pid = pid;
   p->start_time = p->adopt_start;
+  logpipe_adopt(p->sv, p); /* what it wrote meanwhile waits in its FIFOs */
   sv_logf(p->sv, p->name, "adopted pid %d, left running by the previous run",
           pid);
   if (p->sv->cfg->orphans == SV_ORPHANS_STOP) {
@@ -441,10 +475,12 @@ static void spawn_or_adopt(mly_machine *m, coproc *c) {
   p->started_ms = now_ms();
   c->adopted = p->adopt_pid > 0 && adopt(m, c);
   if (c->adopted) return;
-  int rc = spawn_child(m, c);
+  mly_spawn_step step = MLY_SPAWN_PREPARE;
+  int rc = spawn_child(m, c, &step);
   if (rc < 0) { /* a failed start, for the restart policy */
-    sv_logf(p->sv, p->name, "cannot start %s: %s", p->prog->argv[0],
-            mly_strerror(rc));
+    char why[512];
+    sv_logf(p->sv, p->name, "%s", spawn_failure(p->prog, rc, step, why,
+                                                sizeof why));
     c->exited = true;
     c->failed = true;
     c->exit_status = 127;

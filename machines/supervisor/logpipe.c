@@ -16,6 +16,11 @@
  *
  * A pipe outlives its process when a grandchild still holds the write
  * end; it is read until EOF, and freed from its close callback.
+ *
+ * Log files are opened again on SIGHUP and `mealy ctl reopen` (after an
+ * outside rotation), and when the file is found removed or moved: after
+ * each read, before writing, its inode is compared with the path's.
+ * Bytes are bytes: a line is written by its length, NULs included.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +30,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "outq.h"
 #include "sv.h"
 
 struct sv_logpipe {
@@ -38,6 +44,7 @@ struct sv_logpipe {
   int child_fd;     /* the write end, until the child has it */
   int file_fd;      /* the log file, in file mode */
   int dir_fd;       /* its directory, opened safely at the first open */
+  bool fifo;        /* a FIFO in the state directory, not a pipe */
   uint64_t size;
   uint64_t rot_last_ms;  /* the last failed rotation (0: none) */
   uint64_t rot_said_ms;  /* when that was last logged */
@@ -172,6 +179,35 @@ static int rotate_files(sv_logpipe *lp) {
 #define SV_ROTATE_RETRY_MS 10000u
 #define SV_ROTATE_SAY_MS 60000u
 
+/* Opened again in the directory held since the first open (SIGHUP,
+ * `mealy ctl reopen`, or the file found removed or moved). */
+static void reopen(sv_logpipe *lp) {
+  if (lp->file_fd >= 0) close(lp->file_fd);
+  lp->file_fd = -1;
+  char err[512];
+  if (open_log(lp, err, sizeof err) < 0)
+    sv_logf(lp->s, lp->name, "cannot reopen log %s; its output goes to the "
+            "supervisor's own output from now on", err);
+}
+
+/* Removed (no link left) or moved (its name in the held directory names
+ * another file, or none): the next line goes to a new file there.  The
+ * held directory, not the path: after the path's directory is swapped,
+ * the path names another file for ever, and each read would reopen. */
+static void check_moved(sv_logpipe *lp) {
+  struct stat fst, pst;
+  if (lp->file_fd < 0 || lp->dir_fd < 0 || fstat(lp->file_fd, &fst) < 0)
+    return;
+  bool gone = fst.st_nlink == 0 ||
+              fstatat(lp->dir_fd, base_of(lp->log->file), &pst,
+                      AT_SYMLINK_NOFOLLOW) < 0 ||
+              pst.st_dev != fst.st_dev || pst.st_ino != fst.st_ino;
+  if (!gone) return;
+  sv_logf(lp->s, lp->name, "log %s was removed or moved: opening it anew",
+          lp->log->file);
+  reopen(lp);
+}
+
 static void rotate(sv_logpipe *lp) {
   const sv_log *l = lp->log;
   uint64_t now = uv_now(lp->s->loop);
@@ -235,9 +271,11 @@ static void emit(sv_logpipe *lp, const char *line, size_t len) {
     lp->size += len + 1;
     return;
   }
-  FILE *f = lp->kind == LP_STDERR ? stderr : stdout;
-  fprintf(f, "[%s] %.*s\n", lp->name, (int)len, line);
-  fflush(f);
+  /* bytes as written; escaped only for a terminal */
+  char prefix[80];
+  int pl = snprintf(prefix, sizeof prefix, "[%s] ", lp->name);
+  outq_line(lp->kind == LP_STDERR ? lp->s->err : lp->s->out, prefix,
+            (size_t)pl, line, len, true);
 }
 
 static void closed_cb(uv_handle_t *h) {
@@ -247,8 +285,11 @@ static void closed_cb(uv_handle_t *h) {
   free(lp);
 }
 
+static void fifo_remove(sv_logpipe *lp);
+
 static void lp_close(sv_logpipe *lp) {
   if (uv_is_closing((uv_handle_t *)&lp->h)) return;
+  fifo_remove(lp);
   if (lp->n > 0 && lp->kind != LP_NOTIFY) emit(lp, lp->buf, lp->n);
   lp->n = 0;
   if (lp->child_fd >= 0) close(lp->child_fd);
@@ -277,6 +318,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     return;
   }
   lp->n += (size_t)nread;
+  if (lp->kind != LP_NOTIFY && lp->log->mode == SV_OUT_FILE) check_moved(lp);
   size_t start = 0;
   for (size_t i = 0; i < lp->n; i++) {
     if (lp->buf[i] != '\n') continue;
@@ -308,21 +350,67 @@ static void log_refused(sv_logpipe *lp, const char *err) {
           lp->kind == LP_STDERR ? "stderr" : "stdout", lp->name);
 }
 
-int logpipe_open(sv *s, sv_proc *p, lp_kind kind, int *child_fd,
-                 sv_logpipe **out) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) return -errno;
+/* ---- FIFOs in the state directory: output that outlives us ---- */
+
+static void fifo_name(const char *name, lp_kind kind, char *buf, size_t len) {
+  snprintf(buf, len, "fifo-%s.%s", name, kind == LP_STDERR ? "err" : "out");
+}
+
+/* Ours to read: a FIFO owned by us, not a file swapped in. */
+static int fifo_check(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) return -errno;
+  return S_ISFIFO(st.st_mode) && st.st_uid == geteuid() ? 0 : MLY_EINVAL;
+}
+
+/* A fresh FIFO for a child about to start: fds[0] our read end, fds[1]
+ * the child's end, opened read-write so that a reader exists as long as
+ * the child does: when the supervisor dies, the child's writes fill the
+ * FIFO's buffer and then block; they never fail with EPIPE. */
+static int fifo_open(sv *s, const sv_proc *p, lp_kind kind, int fds[2]) {
+  char fn[128];
+  fifo_name(p->name, kind, fn, sizeof fn);
+  if (unlinkat(s->state_fd, fn, 0) < 0 && errno != ENOENT) return -errno;
+  if (mkfifoat(s->state_fd, fn, 0600) < 0) return -errno;
+  fds[0] = openat(s->state_fd, fn, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+  if (fds[0] < 0) return -errno;
+  fds[1] = openat(s->state_fd, fn, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  int rc = fds[1] < 0 ? -errno : fifo_check(fds[0]);
+  if (rc < 0) {
+    close(fds[0]);
+    if (fds[1] >= 0) close(fds[1]);
+  }
+  return rc;
+}
+
+/* The FIFO goes with the last writer, if the path still names it. */
+static void fifo_remove(sv_logpipe *lp) {
+  char fn[128];
+  struct stat mine, now;
+  uv_os_fd_t fd;
+  if (!lp->fifo) return;
+  fifo_name(lp->name, lp->kind, fn, sizeof fn);
+  if (uv_fileno((uv_handle_t *)&lp->h, &fd) == 0 && fstat(fd, &mine) == 0 &&
+      fstatat(lp->s->state_fd, fn, &now, AT_SYMLINK_NOFOLLOW) == 0 &&
+      mine.st_dev == now.st_dev && mine.st_ino == now.st_ino)
+    unlinkat(lp->s->state_fd, fn, 0);
+}
+
+/* A reader on rfd (and the child's end, cfd, until the spawn). */
+static int lp_new(sv *s, sv_proc *p, lp_kind kind, int rfd, int cfd,
+                  bool fifo, sv_logpipe **out) {
   sv_logpipe *lp = calloc(1, sizeof *lp);
   if (lp == NULL) {
-    close(fds[0]);
-    close(fds[1]);
+    close(rfd);
+    if (cfd >= 0) close(cfd);
     return MLY_ENOMEM;
   }
   lp->s = s;
   lp->p = p;
   lp->kind = kind;
+  lp->fifo = fifo;
   lp->file_fd = lp->dir_fd = -1;
-  lp->child_fd = fds[1];
+  lp->child_fd = cfd;
   lp->log = kind == LP_STDERR ? &p->prog->err : &p->prog->out;
   lp->prog = p->prog;
   snprintf(lp->name, sizeof lp->name, "%s", p->name);
@@ -332,8 +420,8 @@ int logpipe_open(sv *s, sv_proc *p, lp_kind kind, int *child_fd,
   if (s->pipes) s->pipes->pprev = &lp->next;
   s->pipes = lp;
   lp->pprev = &s->pipes;
-  int rc = uv_pipe_open(&lp->h, fds[0]);
-  if (rc < 0) close(fds[0]);
+  int rc = uv_pipe_open(&lp->h, rfd);
+  if (rc < 0) close(rfd);
   char err[512];
   if (rc == 0 && kind != LP_NOTIFY && lp->log->mode == SV_OUT_FILE &&
       open_log(lp, err, sizeof err) < 0)
@@ -343,9 +431,43 @@ int logpipe_open(sv *s, sv_proc *p, lp_kind kind, int *child_fd,
     lp_close(lp);
     return rc;
   }
-  *child_fd = fds[1];
   *out = lp;
   return 0;
+}
+
+int logpipe_open(sv *s, sv_proc *p, lp_kind kind, int *child_fd,
+                 sv_logpipe **out) {
+  int fds[2];
+  bool fifo = s->state_fd >= 0 && kind != LP_NOTIFY;
+  int rc = fifo ? fifo_open(s, p, kind, fds) : 0;
+  if (rc < 0) {
+    sv_logf(s, p->name, "cannot make its output FIFO in the state directory "
+            "(%s): a pipe instead; its output is lost if the supervisor dies",
+            mly_strerror(rc));
+    fifo = false;
+  }
+  if (!fifo) rc = pipe2(fds, O_CLOEXEC) < 0 ? -errno : 0;
+  if (rc < 0) return rc;
+  rc = lp_new(s, p, kind, fds[0], fds[1], fifo, out);
+  if (rc == 0) *child_fd = fds[1];
+  return rc;
+}
+
+void logpipe_adopt(sv *s, sv_proc *p) {
+  if (s->state_fd < 0) return;
+  for (lp_kind kind = LP_STDOUT; kind <= LP_STDERR; kind++) {
+    char fn[128];
+    sv_logpipe *lp;
+    fifo_name(p->name, kind, fn, sizeof fn);
+    int fd = openat(s->state_fd, fn, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW);
+    int rc = fd < 0 ? -errno : fifo_check(fd);
+    if (rc == 0) rc = lp_new(s, p, kind, fd, -1, true, &lp);
+    else if (fd >= 0) close(fd);
+    if (rc < 0)
+      sv_logf(s, p->name, "cannot reopen its %s (%s/%s): %s; what it writes "
+              "is lost", kind == LP_STDERR ? "stderr" : "stdout", "state_dir",
+              fn, mly_strerror(rc));
+  }
 }
 
 void logpipe_spawned(sv_logpipe *lp) {
@@ -365,6 +487,13 @@ void logpipe_forget_proc(sv *s, sv_proc *p) {
     if (lp->p == p) logpipe_detach(lp);
     lp = next;
   }
+}
+
+void logpipe_reopen_all(sv *s) {
+  for (sv_logpipe *lp = s->pipes; lp; lp = lp->next)
+    if (lp->kind != LP_NOTIFY && lp->log->mode == SV_OUT_FILE &&
+        !uv_is_closing((uv_handle_t *)&lp->h))
+      reopen(lp);
 }
 
 void logpipe_close_all(sv *s) {

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include "outq.h"
 #include "sv.h"
 
 int sv_reload_config(sv *s, sv_config **out, char *err, size_t errlen) {
@@ -27,6 +29,7 @@ static void free_all(sv *s) {
   free(s->kept);
   sv_config_free(s->reload_cfg);
   free(s->old_cfgs);
+  if (s->state_fd >= 0) close(s->state_fd);
   sv_config_free(s->cfg);
 }
 
@@ -48,6 +51,8 @@ static int setup(sv *s, const sv_run_options *o) {
             mly_strerror(rc));
   if ((rc = mly_runtime_new(&s->rt, NULL, NULL)) < 0) return rc;
   s->loop = mly_runtime_loop(s->rt);
+  outq_attach(s->out, s->loop);
+  outq_attach(s->err, s->loop);
   if ((rc = coproc_register(s->rt, &s->coproc_type)) < 0) return rc;
   if ((rc = sup_register(s->rt, &s->sup_type)) < 0) return rc;
   const char *dir = o->state_dir ? o->state_dir : s->cfg->state_dir;
@@ -71,8 +76,11 @@ int sv_run(const sv_run_options *o) {
   char err[1024];
   sv *s = calloc(1, sizeof *s);
   if (s == NULL) return MLY_ENOMEM;
-  s->log = o->log;
+  /* its own output never blocks it (outq.h) */
+  s->out = outq_open(fileno(o->log ? o->log : stdout));
+  s->err = outq_open(STDERR_FILENO);
   s->rng = uv_hrtime() | 1;
+  s->state_fd = -1;
   snprintf(s->config_path, sizeof s->config_path, "%s", o->config_path);
   s->config_text = o->config_text;
   s->config_len = o->config_len;
@@ -82,6 +90,8 @@ int sv_run(const sv_run_options *o) {
                : sv_config_load(o->config_path, &s->cfg, err, sizeof err);
   if (rc < 0) {
     fprintf(stderr, "%s\n", err); /* an error, whatever the log is */
+    outq_close(s->out);
+    outq_close(s->err);
     free(s);
     return rc;
   }
@@ -90,6 +100,8 @@ int sv_run(const sv_run_options *o) {
   if (rc == 0) rc = s->exit_status;
   if (s->ctl) ctl_stop(s);
   logpipe_close_all(s);
+  outq_close(s->out); /* closed with the loop, which runs once more */
+  outq_close(s->err);
   if (s->rt) mly_runtime_close(s->rt);
   free_all(s);
   free(s);

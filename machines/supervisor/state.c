@@ -16,10 +16,17 @@
  * has its leftover child killed.  A clean shutdown ends every record, so
  * the next start is a fresh one.
  *
- * Adopted children lost their stdout/stderr pipes with the supervisor
- * that died: what they write after that is lost (they see EPIPE).
+ * A child's stdout and stderr are FIFOs in the state directory
+ * (logpipe.c), which the child holds open for reading too: when the
+ * supervisor dies, what the child writes waits in the FIFO, up to its
+ * buffer (64 KiB on Linux), and then the child blocks in write until the
+ * next run opens the FIFO again and reads it.  Nothing it writes is lost
+ * but the part of a line the dead supervisor had read and not yet
+ * written.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +91,12 @@ int sv_state_open(sv *s, const char *dir, char *err, size_t errlen) {
   rc = mly_journal_open(s->rt, &o, err, errlen);
   if (rc < 0) return rc;
   s->durable = true;
+  /* the programs' output FIFOs live there too (logpipe.c) */
+  s->state_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (s->state_fd < 0)
+    sv_logf(s, "mealy", "cannot open %s for the output FIFOs: %s; output "
+            "goes through pipes and is lost if the supervisor dies", dir,
+            strerror(errno));
   mly_journal_stats st;
   mly_journal_stats_get(s->rt, &st);
   if (st.parked) {

@@ -19,19 +19,10 @@
  * changes: it looks at every program and does what is due.
  */
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "mlog.h"
 #include "sv.h"
-
-void sv_logf(sv *s, const char *who, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  mlogv(s->log, who, fmt, ap);
-  va_end(ap);
-}
 
 /* ---- programs ---- */
 
@@ -78,10 +69,13 @@ sv_proc *sv_find(sv *s, const char *name) {
 }
 
 void sv_proc_tail_add(sv_proc *p, const char *line, size_t len) {
-  char *copy = strndup(line, len);
+  char *copy = malloc(len + 1);
   if (copy == NULL) return;
+  memcpy(copy, line, len);
+  copy[len] = '\0';
   free(p->tail[p->tail_next]);
   p->tail[p->tail_next] = copy;
+  p->tail_len[p->tail_next] = (uint32_t)len;
   p->tail_next = (p->tail_next + 1) % SV_TAIL_LINES;
   if (p->tail_count < SV_TAIL_LINES) p->tail_count++;
 }
@@ -325,6 +319,8 @@ static void sup_take(mly_machine *m, sv *s) {
     break;
   case MLY_EV_SIGNAL(SIGHUP):
   case SV_EV_RELOAD:
+    if (e->id == MLY_EV_SIGNAL(SIGHUP))
+      logpipe_reopen_all(s); /* an outside rotation moved them */
     if (s->stopping)
       sv_logf(s, "mealy", "reload ignored: shutting down");
     else

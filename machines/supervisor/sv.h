@@ -47,6 +47,7 @@ enum {
 #define SV_TAIL_LINES 200
 
 typedef struct sv sv;
+typedef struct outq outq;
 typedef struct sv_logpipe sv_logpipe;
 
 typedef struct sv_proc {
@@ -87,8 +88,9 @@ typedef struct sv_proc {
   bool stop_sent;
   bool retiring;          /* removed by a reload: listed until it is down */
   bool waiting;           /* the coprocess waits for its dependencies */
-  /* output */
+  /* output: the last lines, as bytes (a line may hold a NUL) */
   char *tail[SV_TAIL_LINES];
+  uint32_t tail_len[SV_TAIL_LINES];
   size_t tail_next, tail_count;
 } sv_proc;
 
@@ -101,7 +103,7 @@ typedef struct sv_kept { /* a record found in the journal at start */
 struct sv {
   mly_runtime *rt;
   uv_loop_t *loop;
-  FILE *log;
+  outq *out, *err;        /* its stdout and stderr, never blocking */
   sv_config *cfg;
   sv_config **old_cfgs;   /* kept until exit: retiring procs point there */
   size_t nold;
@@ -120,6 +122,7 @@ struct sv {
   const char *config_text; /* built-in: reload parses this again */
   size_t config_len;
   bool durable;           /* a state_dir: the journal is open */
+  int state_fd;           /* the state directory, or -1 */
   mly_type *rec_type;
   sv_kept *kept;
   size_t nkept;
@@ -127,6 +130,21 @@ struct sv {
 
 /* Load the configuration again, from the file or the built-in text. */
 int sv_reload_config(sv *s, sv_config **out, char *err, size_t errlen);
+
+/* svlog.c: the supervisor's log, and a rate limit for lines an outsider
+ * can cause */
+#define SV_RL_BURST 10
+#define SV_RL_WINDOW_MS 2000
+typedef struct sv_ratelimit {
+  uint64_t start;      /* ms, monotonic: the current window */
+  unsigned n;          /* lines in it */
+  uint64_t suppressed; /* not logged, not yet said */
+} sv_ratelimit;
+void sv_logf(sv *s, const char *who, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void sv_logf_rl(sv *s, sv_ratelimit *rl, const char *who, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+void sv_rl_flush(sv *s, sv_ratelimit *rl, const char *who);
 
 /* coprocess.c */
 int coproc_register(mly_runtime *rt, mly_type **out);
@@ -139,8 +157,6 @@ void sv_proc_free(sv_proc *p);
 sv_proc *sv_find(sv *s, const char *name);
 /* Whether every program g depends on is up and ready. */
 bool sv_deps_ready(sv *s, const sv_program *g);
-void sv_logf(sv *s, const char *who, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 const char *sv_proc_state(sv *s, const sv_proc *p, char *buf, size_t len);
 void sv_proc_tail_add(sv_proc *p, const char *line, size_t len);
 
@@ -151,9 +167,15 @@ typedef enum { LP_STDOUT = 1, LP_STDERR = 2, LP_NOTIFY = 3 } lp_kind;
 int logpipe_open(sv *s, sv_proc *p, lp_kind kind, int *child_fd,
                  sv_logpipe **out);
 void logpipe_spawned(sv_logpipe *lp); /* closes the child's end here */
+/* With a state directory, output goes through FIFOs there (not pipes):
+ * an adopted child's are opened again, and what it wrote while no
+ * supervisor ran is read. */
+void logpipe_adopt(sv *s, sv_proc *p);
 void logpipe_detach(sv_logpipe *lp);  /* the proc is going away */
 void logpipe_forget_proc(sv *s, sv_proc *p); /* before p is freed */
 void logpipe_close_all(sv *s);
+/* Every log file opened again (SIGHUP, `ctl reopen`). */
+void logpipe_reopen_all(sv *s);
 
 /* state.c: memory across the supervisor's own death (state_dir) */
 int sv_state_open(sv *s, const char *dir, char *err, size_t errlen);
