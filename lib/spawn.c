@@ -17,7 +17,8 @@
  * chdir, the ids, exec) is reported through a close-on-exec pipe, its
  * errno and which step it was, so mly_process_spawn fails at once as
  * uv_spawn did (MLY_ENOENT for a missing program) and can say why.  All signals are blocked
- * across the fork so no handler of ours runs in the child.
+ * across the fork so no handler of ours runs in the child.  With
+ * into_cgroup the fork is a clone3 into the given cgroup.
  *
  * mly_open_as opens a file in a short-lived child that has become the
  * given user, and receives the descriptor over a socket: the kernel
@@ -32,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,12 +159,16 @@ static int place_fds(const plan *p, int *errfd) {
   return 0;
 }
 
+/* Raw system calls: the child has one thread, and after a raw clone3
+ * glibc's wrappers would still see the parent's threads and try to make
+ * them change ids too. */
 static int become(const mly_process_options *o) {
   if (!o->set_uid && !o->set_gid) return 0;
   if (!o->set_gid) return MLY_EINVAL; /* a uid alone would keep our gid */
-  if (setgroups(o->ngroups, o->ngroups ? o->groups : NULL) < 0) return -errno;
-  if (o->set_gid && setgid(o->gid) < 0) return -errno;
-  if (o->set_uid && setuid(o->uid) < 0) return -errno;
+  if (syscall(SYS_setgroups, o->ngroups, o->ngroups ? o->groups : NULL) < 0)
+    return -errno;
+  if (syscall(SYS_setgid, o->gid) < 0) return -errno;
+  if (o->set_uid && syscall(SYS_setuid, o->uid) < 0) return -errno;
   return 0;
 }
 
@@ -233,6 +239,19 @@ static void reap(int pid) {
   while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
 }
 
+/* fork(), the child created in the cgroup v2 directory open as fd (so
+ * nothing it does happens outside it, and nothing is migrated: a
+ * migration can block for an RCU grace period).  The child runs only the
+ * async-signal-safe code above, as after fork. */
+static int clone_into(int cgroup_fd) {
+  struct clone_args ca;
+  memset(&ca, 0, sizeof ca);
+  ca.flags = CLONE_INTO_CGROUP;
+  ca.exit_signal = SIGCHLD;
+  ca.cgroup = (uint64_t)cgroup_fd;
+  return (int)syscall(SYS_clone3, &ca, sizeof ca);
+}
+
 int spawn_process(const mly_process_options *o, int *pid_out, int *pidfd_out) {
   if (o->set_uid && !o->set_gid) return MLY_EINVAL; /* see become() */
   plan p = {.env = o->env ? (char *const *)(uintptr_t)o->env : environ};
@@ -248,7 +267,7 @@ int spawn_process(const mly_process_options *o, int *pid_out, int *pidfd_out) {
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int pid = fork();
+  int pid = o->into_cgroup ? clone_into(o->cgroup_fd) : fork();
   if (pid == 0) child(o, &p, ep[1]);
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -256,6 +275,9 @@ int spawn_process(const mly_process_options *o, int *pid_out, int *pidfd_out) {
   plan_free(&p);
   if (pid < 0) {
     close(ep[0]);
+    if (o->into_cgroup && (fork_errno == ENOSYS || fork_errno == EINVAL ||
+                           fork_errno == E2BIG))
+      return MLY_ENOSYS; /* before Linux 5.7: no CLONE_INTO_CGROUP */
     return -fork_errno;
   }
   rc = read_err(ep[0], o->failed_step);

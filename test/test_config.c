@@ -444,11 +444,12 @@ END_TEST
 START_TEST(t_err_unknown_key) {
   EXPECT_ERR(WEB "    comand: [x]\n", MLY_EINVAL, "sv.yaml:4:5: ",
              "unknown key 'comand' in program 'web'",
-             "(known: command, shell, cwd, env,", "user, group, env_inherit)");
+             "(known: command, shell, cwd, env,",
+             "user, group, limits, env_inherit)");
   EXPECT_ERR("sockt: x\n" WEB, MLY_EINVAL, "sv.yaml:1:1: ",
              "unknown key 'sockt' at the top level",
              "known: socket, socket_mode, log_dir, shutdown_grace, on_fatal, "
-             "state_dir, orphans, sync, env_inherit, control_timeout, "
+             "state_dir, orphans, sync, tracking, env_inherit, control_timeout, "
              "control_max_clients, programs");
   EXPECT_ERR(WEB "    backoff: {initial: 1s, maximum: 2s}\n", MLY_EINVAL,
              "sv.yaml:4:28: ", "unknown key 'maximum' in backoff of program "
@@ -503,6 +504,48 @@ START_TEST(t_durable_settings) {
              "sync must be always, never or interval:DURATION");
   EXPECT_ERR("state_dir: ''\n" WEB, MLY_EINVAL, "sv.yaml:1:12: ",
              "state_dir is empty");
+}
+END_TEST
+
+START_TEST(t_tracking_limits) {
+  sv_config *c = parse_ok(WEB);
+  ck_assert_int_eq(c->tracking, SV_TRACK_AUTO);
+  ck_assert_uint_eq(c->programs[0].limits.memory_max, 0);
+  ck_assert_int_eq(c->programs[0].limits.line[SV_LIMIT_MEMORY], 0);
+  sv_config_free(c);
+  c = parse_ok("tracking: pgroup\n" WEB
+               "    limits: {memory_max: 64MB, cpu_max: 0.5, pids_max: 10}\n");
+  ck_assert_int_eq(c->tracking, SV_TRACK_PGROUP);
+  const sv_limits *l = &c->programs[0].limits;
+  ck_assert_uint_eq(l->memory_max, 64ull << 20);
+  ck_assert(l->cpu_max == 0.5);
+  ck_assert_uint_eq(l->pids_max, 10);
+  /* where each is, for the refusal where cgroups cannot apply it */
+  ck_assert_int_eq(l->line[SV_LIMIT_MEMORY], 5);
+  ck_assert_int_eq(l->col[SV_LIMIT_MEMORY], 26);
+  ck_assert_int_eq(l->col[SV_LIMIT_CPU], 41);
+  ck_assert_int_eq(l->col[SV_LIMIT_PIDS], 56);
+  sv_config_free(c);
+  /* a changed limit is a changed definition */
+  sv_config *a = parse_ok(WEB "    limits: {pids_max: 10}\n");
+  sv_config *b = parse_ok(WEB "    limits: {pids_max: 11}\n");
+  ck_assert(sv_program_changed(&a->programs[0], &b->programs[0]));
+  ck_assert(!sv_program_changed(&a->programs[0], &a->programs[0]));
+  sv_config_free(a);
+  sv_config_free(b);
+  EXPECT_ERR("tracking: systemd\n" WEB, MLY_EINVAL, "sv.yaml:1:11: ",
+             "tracking must be auto, cgroup or pgroup, not 'systemd'");
+  EXPECT_ERR(WEB "    limits: {cpu_max: 0}\n", MLY_EINVAL, "sv.yaml:4:23: ",
+             "cpu_max is a number of CPUs between 0.01 and 4096");
+  EXPECT_ERR(WEB "    limits: {pids_max: 0}\n", MLY_EINVAL, "sv.yaml:4:24: ",
+             "pids_max");
+  EXPECT_ERR(WEB "    limits: {memory_max: 1}\n", MLY_EINVAL, "sv.yaml:4:26: ",
+             "memory_max must be at least 4KB");
+  EXPECT_ERR(WEB "    limits: {memory: 1GB}\n", MLY_EINVAL, "sv.yaml:4:14: ",
+             "unknown key 'memory' in limits of program 'web'",
+             "memory_max, cpu_max, pids_max");
+  EXPECT_ERR(WEB "    limits: 1GB\n", MLY_EINVAL, "sv.yaml:4:13: ",
+             "limits must be a map");
 }
 END_TEST
 
@@ -1095,6 +1138,7 @@ static Suite *config_suite(void) {
   tcase_add_test(v, t_defaults);
   tcase_add_test(v, t_socket_mode);
   tcase_add_test(v, t_durable_settings);
+  tcase_add_test(v, t_tracking_limits);
   tcase_add_test(v, t_null_means_default);
   tcase_add_test(v, t_shell_command);
   tcase_add_test(v, t_start_order);

@@ -400,8 +400,10 @@ EOF
 if sv_start MEALY_SECRET=s3cret PATH=/usr/bin:/bin; then
   check "by default the environment is inherited" \
     poll 100 has_line "$D/inherit.env" MEALY_SECRET=s3cret
-  check "env_inherit: false: exactly PATH and env:" \
-    poll 100 eval '[ "$(sort "$D/clean.env" | tr "\n" " ")" = "FOO=bar PATH=/usr/bin:/bin " ]'
+  check "env_inherit: false: exactly PATH and env: (and the marker)" \
+    poll 100 eval '[ "$(sort "$D/clean.env" | grep -v "^MEALY_PROGRAM=" | tr "\n" " ")" = "FOO=bar PATH=/usr/bin:/bin " ]'
+  check "the supervisor's marker names the program" \
+    grep -Eq '^MEALY_PROGRAM=clean:[0-9]+\.[0-9]+$' "$D/clean.env"
 fi
 case_end
 cat >"$CFG" <<EOF
@@ -421,7 +423,7 @@ programs:
 EOF
 if sv_start MEALY_SECRET=s3cret PATH=/usr/bin:/bin; then
   check "top-level env_inherit: false: only PATH" \
-    poll 100 eval '[ "$(sort "$D/clean2.env" | tr "\n" " ")" = "PATH=/usr/bin:/bin " ]'
+    poll 100 eval '[ "$(sort "$D/clean2.env" | grep -v "^MEALY_PROGRAM=" | tr "\n" " ")" = "PATH=/usr/bin:/bin " ]'
   check "a program's env_inherit: true wins" \
     poll 100 has_line "$D/back.env" MEALY_SECRET=s3cret
 fi
@@ -456,7 +458,7 @@ EOF
     check "HOME, USER, LOGNAME, SHELL come from the passwd entry" \
       poll 100 has_line "$D/ulogs/u.out" "HOME=$uhome USER=$U LOGNAME=$U SHELL=$ushell"
     check "env_inherit: false with user: PATH and the user's four" \
-      poll 100 eval '[ "$(sort "$D/ulogs/c.env" | tr "\n" " ")" = "HOME=$uhome LOGNAME=$U PATH=/usr/bin:/bin SHELL=$ushell USER=$U " ]'
+      poll 100 eval '[ "$(sort "$D/ulogs/c.env" | grep -v "^MEALY_PROGRAM=" | tr "\n" " ")" = "HOME=$uhome LOGNAME=$U PATH=/usr/bin:/bin SHELL=$ushell USER=$U " ]'
   fi
   case_end
 fi

@@ -260,7 +260,8 @@ in_order() { # line numbers: all present, strictly increasing
 tail_has() { ctl tail "$1" -n 200 2>/dev/null | grep -qx -- "$2"; }
 eq() { [ "$1" = "$2" ]; }
 
-# Sourced by another suite (test_supervise_io.sh) for these helpers only.
+# Sourced by other suites (test_supervise_io.sh, test_track.sh) for these
+# helpers only.
 if [ -n "${SV_HELPERS_ONLY:-}" ]; then return 0; fi
 
 ###########################################################################
@@ -406,10 +407,10 @@ programs:
     shell: true
   stubborn_kids:
     # the children ignore TERM, the leader does not: the leader dies, the
-    # leftovers of its group must be killed anyway
+    # leftovers of its group keep the rest of the grace, then are killed
     command: "trap '' TERM; sleep 1000 & sleep 1000 & trap - TERM; echo up; wait"
     shell: true
-    stop_grace: 30s
+    stop_grace: 2s
 EOF
 if sv_start; then
   check "family running" poll 100 running family
@@ -428,6 +429,8 @@ if sv_start; then
     logged stubborn_kids 'exited: killed by SIGTERM'
   check "stubborn_kids: no process left in group $pg2 (TERM-ignoring children too)" \
     poll 100 group_empty "$pg2"
+  check "stubborn_kids: log: the leftovers are killed at the end of the grace" \
+    logged stubborn_kids 'grace over: SIGKILL to group [0-9]+, pids [0-9]+ [0-9]+$'
   if ! group_empty "$pg2"; then
     note "left in group $pg2: $(group_members "$pg2" | tr '\n' ' ')"
   fi

@@ -489,6 +489,13 @@ typedef struct mly_process_options {
   /* out, optional: when the spawn fails, the step that failed (the child
    * reports it with the errno, over a close-on-exec pipe) */
   mly_spawn_step *failed_step;
+  /* into_cgroup: the child starts in the cgroup v2 directory open as
+   * cgroup_fd (Linux >= 5.7, clone3 CLONE_INTO_CGROUP), so nothing it
+   * does can happen outside it, and nobody migrates (a migration can
+   * block the caller for an RCU grace period).  cgroup_fd stays the
+   * caller's.  MLY_ENOSYS where the kernel cannot. */
+  bool into_cgroup;
+  int cgroup_fd;
 } mly_process_options;
 
 #define MLY_PROCESS_END_GRACE_MS 5000

@@ -972,6 +972,53 @@ static int pf_group(ctx *c, void *o, yaml_node_t *v) {
   return rc ? rc : lookup_group(c, v, P(o));
 }
 
+/* limits: {memory_max: 256MB, cpu_max: 1.5, pids_max: 100} */
+
+static void limit_at(void *o, int which, yaml_node_t *v) {
+  P(o)->limits.line[which] = (int)v->start_mark.line + 1;
+  P(o)->limits.col[which] = (int)v->start_mark.column + 1;
+}
+
+static int lim_memory(ctx *c, void *o, yaml_node_t *v) {
+  limit_at(o, SV_LIMIT_MEMORY, v);
+  int rc = get_size(c, v, "memory_max", &P(o)->limits.memory_max);
+  if (rc == 0 && P(o)->limits.memory_max < 4096)
+    return bad(c, v, "memory_max must be at least 4KB (a page), e.g. 256MB");
+  return rc;
+}
+
+static int lim_cpu(ctx *c, void *o, yaml_node_t *v) {
+  double *cpus = &P(o)->limits.cpu_max;
+  limit_at(o, SV_LIMIT_CPU, v);
+  int rc = get_num(c, v, "cpu_max", cpus);
+  if (rc == 0 && (*cpus < 0.01 || *cpus > 4096))
+    return bad(c, v, "cpu_max is a number of CPUs between 0.01 and 4096, "
+               "e.g. 0.5 for half of one, not %s", show(sval(v)).s);
+  return rc;
+}
+
+static int lim_pids(ctx *c, void *o, yaml_node_t *v) {
+  int64_t n;
+  limit_at(o, SV_LIMIT_PIDS, v);
+  int rc = get_int(c, v, "pids_max", 1, 4194304, &n);
+  if (rc == 0) P(o)->limits.pids_max = (uint64_t)n;
+  return rc;
+}
+
+static const field limit_fields[] = {{"memory_max", lim_memory, false},
+                                     {"cpu_max", lim_cpu, false},
+                                     {"pids_max", lim_pids, false}};
+
+static int pf_limits(ctx *c, void *o, yaml_node_t *v) {
+  char where[128];
+  if (v->type != YAML_MAPPING_NODE)
+    return bad(c, v, "limits must be a map such as {memory_max: 256MB, "
+               "cpu_max: 1.5, pids_max: 100}, not %s", kind(v));
+  snprintf(where, sizeof where, "in limits of program '%s'", P(o)->name);
+  return walk_map(c, v, limit_fields,
+                  sizeof limit_fields / sizeof limit_fields[0], where, o);
+}
+
 static int pf_env_inherit(ctx *c, void *o, yaml_node_t *v) {
   P(o)->env_inherit_set = true;
   return get_bool(c, v, "env_inherit", &P(o)->env_inherit);
@@ -995,6 +1042,7 @@ static const field program_fields[] = {
     {"stderr", pf_stderr, false},
     {"user", pf_user, false},
     {"group", pf_group, false},
+    {"limits", pf_limits, false},
     {"env_inherit", pf_env_inherit, false}};
 
 /* ------------------------------------------------------------------ */
@@ -1256,6 +1304,18 @@ static int top_orphans(ctx *c, void *o, yaml_node_t *v) {
   return 0;
 }
 
+static int top_tracking(ctx *c, void *o, yaml_node_t *v) {
+  const char *s;
+  int rc = get_str(c, v, "tracking", &s);
+  if (rc) return rc;
+  if (!strcmp(s, "auto")) ((sv_config *)o)->tracking = SV_TRACK_AUTO;
+  else if (!strcmp(s, "cgroup")) ((sv_config *)o)->tracking = SV_TRACK_CGROUP;
+  else if (!strcmp(s, "pgroup")) ((sv_config *)o)->tracking = SV_TRACK_PGROUP;
+  else return bad(c, v, "tracking must be auto, cgroup or pgroup, not '%s'",
+                  show(s).s);
+  return 0;
+}
+
 static int top_sync(ctx *c, void *o, yaml_node_t *v) {
   const char *s;
   sv_config *cfg = o;
@@ -1287,6 +1347,7 @@ static const field top_fields[] = {{"socket", top_socket, false},
                                    {"state_dir", top_state_dir, false},
                                    {"orphans", top_orphans, false},
                                    {"sync", top_sync, false},
+                                   {"tracking", top_tracking, false},
                                    {"env_inherit", top_env_inherit, false},
                                    {"control_timeout", top_control_timeout, false},
                                    {"control_max_clients", top_control_max_clients, false},
@@ -1824,6 +1885,11 @@ static bool ids_eq(const sv_program *a, const sv_program *b) {
          a->env_inherit == b->env_inherit;
 }
 
+static bool limits_eq(const sv_limits *a, const sv_limits *b) {
+  return a->memory_max == b->memory_max && a->cpu_max == b->cpu_max &&
+         a->pids_max == b->pids_max;
+}
+
 static bool timing_eq(const sv_program *a, const sv_program *b) {
   return a->backoff.initial_ms == b->backoff.initial_ms &&
          a->backoff.max_ms == b->backoff.max_ms &&
@@ -1848,5 +1914,6 @@ bool sv_program_changed(const sv_program *a, const sv_program *b) {
                         a->nsuccess) &&
            timing_eq(a, b) && ready_eq(a, b) && a->ndeps == b->ndeps &&
            deps_subset(a, b) && log_eq(&a->out, &b->out) &&
-           log_eq(&a->err, &b->err) && ids_eq(a, b));
+           log_eq(&a->err, &b->err) && ids_eq(a, b) &&
+           limits_eq(&a->limits, &b->limits));
 }

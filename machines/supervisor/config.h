@@ -10,6 +10,7 @@
  *   state_dir: /var/lib/mealy        # journal: survive the supervisor's death
  *   orphans: adopt | stop            # children found alive after a crash
  *   sync: always | never | interval:100ms
+ *   tracking: auto | cgroup | pgroup # how a program's processes are found
  *   control_timeout: 30s             # a control connection idle or stalled
  *                                    # that long is closed
  *   control_max_clients: 256         # control connections at once
@@ -35,6 +36,7 @@
  *       stderr: inherit | FILE | {...}
  *       user: www-data               # its groups, HOME, USER, LOGNAME, SHELL too
  *       group: www-data
+ *       limits: {memory_max: 256MB, cpu_max: 1.5, pids_max: 100}  # cgroups
  *       env_inherit: true            # false: a clean environment
  *
  *   env_inherit: true                # the default for every program
@@ -55,6 +57,17 @@ typedef enum sv_ready { SV_READY_NONE = 0, SV_READY_DELAY, SV_READY_NOTIFY }
 typedef enum sv_output { SV_OUT_INHERIT = 0, SV_OUT_FILE } sv_output;
 typedef enum sv_on_fatal { SV_FATAL_STAY = 0, SV_FATAL_SHUTDOWN } sv_on_fatal;
 typedef enum sv_orphans { SV_ORPHANS_ADOPT = 0, SV_ORPHANS_STOP } sv_orphans;
+typedef enum sv_tracking { SV_TRACK_AUTO = 0, SV_TRACK_CGROUP,
+                           SV_TRACK_PGROUP } sv_tracking;
+
+/* A program's cgroup limits (cgroup v2 tracking only); 0: not set. */
+enum { SV_LIMIT_MEMORY = 0, SV_LIMIT_CPU, SV_LIMIT_PIDS, SV_NLIMITS };
+typedef struct sv_limits {
+  uint64_t memory_max;   /* bytes: memory.max */
+  double cpu_max;        /* CPUs, e.g. 0.5: cpu.max "50000 100000" */
+  uint64_t pids_max;     /* pids.max */
+  int line[SV_NLIMITS], col[SV_NLIMITS]; /* where each is set, for messages */
+} sv_limits;
 
 typedef struct sv_log {
   sv_output mode;
@@ -103,6 +116,7 @@ typedef struct sv_program {
   uid_t uid;                /* resolved at load time when user is set */
   gid_t gid;
   bool has_uid, has_gid;
+  sv_limits limits;
   /* the user's passwd entry (NULL: a numeric id without one) and its
    * supplementary groups (getgrouplist for the user and gid) */
   char *login, *home, *shell_path;
@@ -127,6 +141,7 @@ typedef struct sv_config {
   sv_on_fatal on_fatal;
   char *state_dir;        /* NULL: nothing is kept across a crash */
   sv_orphans orphans;     /* default adopt */
+  sv_tracking tracking;   /* default auto: cgroup v2 when it can */
   bool env_inherit;       /* default true: programs see our environment */
   mly_sync sync;          /* default always */
   uint32_t sync_interval_ms;

@@ -48,13 +48,18 @@ typedef struct coproc {
   bool fresh;           /* this life is a start, not a restart */
   bool told_waiting;    /* the current wait for dependencies was logged */
   bool adopted;         /* the child was left by the previous run */
+  bool asked;           /* this stop was asked for (not an exit) */
+  bool waited_tree;     /* the child exited before the rest of its tree */
+  bool killed_tree;     /* the grace ran out */
+  bool told_left;       /* the rest of the tree was logged while it drains */
   uint64_t until_ms;    /* deadline of the current phase */
 } coproc;
 
 #define COPROC_POINTS(X)                                                   \
   X(coproc, stopped) X(coproc, fatal) X(coproc, starting)                  \
   X(coproc, running) X(coproc, backoff) X(coproc, stopping)                \
-  X(coproc, killing) X(coproc, waiting)
+  X(coproc, killing) X(coproc, waiting) X(coproc, draining)                 \
+  X(coproc, purging)
 MLY_POINTS(coproc, COPROC_POINTS);
 
 static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
@@ -123,8 +128,9 @@ static void free_env(char **env) {
 
 /* What the program's environment is, from the bottom: the supervisor's
  * own (env_inherit, the default) or only PATH; then, with user:, that
- * user's HOME, USER, LOGNAME and SHELL; then env: sets and unsets. */
-static char **build_env(const sv_program *g) {
+ * user's HOME, USER, LOGNAME and SHELL; then env: sets and unsets; then
+ * the marker MEALY_PROGRAM that attributes its processes to it. */
+static char **build_env(const sv_program *g, const char *marker) {
   envv e = {.v = calloc(32, sizeof(char *)), .cap = 32};
   e.failed = e.v == NULL;
   if (g->env_inherit) {
@@ -149,6 +155,7 @@ static char **build_env(const sv_program *g) {
     if (g->env[j].value) env_put(&e, g->env[j].name, g->env[j].value);
     else env_unset(&e, g->env[j].name);
   }
+  env_put(&e, SV_MARKER, marker); /* last: the supervisor's (tree.c) */
   if (e.failed) {
     free_env(e.v);
     return NULL;
@@ -165,7 +172,10 @@ static int spawn_child(mly_machine *m, coproc *c, mly_spawn_step *step) {
   if (rc == 0) rc = logpipe_open(p->sv, p, LP_STDERR, &err_fd, &err);
   if (rc == 0 && g->ready == SV_READY_NOTIFY)
     rc = logpipe_open(p->sv, p, LP_NOTIFY, &notify_fd, &p->notify);
-  char **env = rc == 0 ? build_env(g) : NULL;
+  char marker[128];
+  if (rc == 0) rc = sv_tree_prepare(p);
+  sv_tree_marker(p, marker, sizeof marker);
+  char **env = rc == 0 ? build_env(g, marker) : NULL;
   if (rc == 0 && env == NULL) rc = MLY_ENOMEM;
   if (rc == 0) {
     mly_process_options o = {
@@ -188,7 +198,10 @@ static int spawn_child(mly_machine *m, coproc *c, mly_spawn_step *step) {
       o.extra[0].fd = notify_fd;
       o.nextra = 1;
     }
-    rc = mly_process_spawn(m, &o, &p->pid);
+    int pid = 0;
+    rc = sv_tree_spawn(p, m, &o, &pid);
+    if (rc == 0) sv_proc_set_pid(p, pid);
+    p->pgid = pid; /* its own session and group */
   }
   free_env(env);
   /* the parent keeps only the read ends */
@@ -196,7 +209,7 @@ static int spawn_child(mly_machine *m, coproc *c, mly_spawn_step *step) {
   if (err) logpipe_spawned(err);
   if (p->notify) logpipe_spawned(p->notify);
   if (rc < 0) {
-    p->pid = 0;
+    sv_proc_set_pid(p, 0);
     if (p->notify) logpipe_detach(p->notify);
     p->notify = NULL;
   }
@@ -236,15 +249,10 @@ static const char *spawn_failure(const sv_program *g, int rc,
 
 /* ---- stopping ---- */
 
-static void signal_group(mly_machine *m, coproc *c, int sig) {
-  mly_process_signal(mly_machine_runtime(m), c->p->pid, sig, true);
-}
-
-/* The leader is gone; what is left of its group goes too. */
+/* The child is gone; what is left of its tree is stopped after this. */
 static void child_gone(coproc *c) {
   sv_proc *p = c->p;
-  if (p->pid > 0) reaper_kill_group_leftovers(p->pid, SIGKILL);
-  p->pid = 0;
+  sv_proc_set_pid(p, 0);
   p->ready = false;
   if (p->notify) logpipe_detach(p->notify);
   p->notify = NULL;
@@ -262,7 +270,9 @@ static bool adopt(mly_machine *m, coproc *c) {
             "starting anew", pid, mly_strerror(rc));
     return false;
   }
-  p->pid = pid;
+  sv_proc_set_pid(p, pid);
+  p->pgid = pid;
+  sv_tree_prepare(p); /* its cgroup, if the previous run made it */
   p->start_time = p->adopt_start;
   logpipe_adopt(p->sv, p); /* what it wrote meanwhile waits in its FIFOs */
   sv_logf(p->sv, p->name, "adopted pid %d, left running by the previous run",
@@ -292,6 +302,9 @@ static void note_exit(coproc *c, const mly_event *e) {
   else
     sv_logf(p->sv, p->name, "exited with status %d", (int)c->exit_status);
   child_gone(c);
+  /* a SIGCHLD may have found this child's zombie first and left the
+   * orphans behind it: now that it is reaped, they can be */
+  reaper_reap_orphans(p->sv);
 }
 
 /* Started by hand after giving up, or given a new definition: a fresh
@@ -441,6 +454,37 @@ static int64_t left_ms(const coproc *c) {
   return c->until_ms > now ? (int64_t)(c->until_ms - now) : 0;
 }
 
+/* ---- what is left of a tree ---- */
+
+#define KILL_WAIT_MS 5000 /* after SIGKILL: only an unkillable one stays */
+
+/* A cgroup says when it empties; a process group is looked at again on
+ * each SIGCHLD, and now and then in case a member's exit told nobody.
+ * Either way it is looked at again at least every second while a stop
+ * waits (never when idle): a lost notification costs a second, not the
+ * rest of the grace. */
+static int64_t tree_wait_ms(const coproc *c) {
+  int64_t left = left_ms(c), most = c->p->tree_evented ? 1000 : 200;
+  return left < most ? left : most;
+}
+
+/* Logs fmt with the tree's pids (and, for the second form, the wait). */
+static void log_leftovers(coproc *c, const char *fmt) {
+  sv_proc *p = c->p;
+  int pids[32];
+  char list[32 * 12 + 32] = "";
+  size_t n = sv_tree_pids(p, pids, 32), at = 0;
+  for (size_t i = 0; i < n && at < sizeof list - 12; i++)
+    at += (size_t)snprintf(list + at, sizeof list - at, "%s%d", i ? " " : "",
+                           pids[i]);
+  if (n == 0) snprintf(list, sizeof list, "(none found)");
+  else if (n == 32) snprintf(list + at, sizeof list - at, " and more");
+  if (strstr(fmt, "still there"))
+    sv_logf(p->sv, p->name, fmt, KILL_WAIT_MS, p->pgid, list);
+  else
+    sv_logf(p->sv, p->name, fmt, p->pgid, list);
+}
+
 /* ---- the machine ---- */
 
 static bool is_stopping(const coproc *c) { return c->p->sv->stopping; }
@@ -580,33 +624,66 @@ static int coproc_run(mly_machine *m, void *data) {
         MLY_AWAIT_AT(m, coproc_running, MLY_EV_ANY, -1);
         take_command(m, c);
       }
-      /* ---- stopping: signal, grace, kill; commands still count ---- */
+      /* ---- stopping: signal, grace, kill; the whole tree; commands
+       * still count.  Asked to stop, or the child exited and left
+       * processes behind: the tree gets the stop signal and the grace
+       * period to empty (tree.c) ---- */
       p->ready = false;
-      if (!c->exited && !c->kill) {
-        sv_logf(p->sv, p->name, "stopping: SIG%s to group %d, grace %lld ms",
-                sv_signal_name(p->prog->stop_signal), p->pid,
-                (long long)p->prog->stop_grace_ms);
-        signal_group(m, c, p->prog->stop_signal);
-        signal_group(m, c, SIGCONT);
-        changed(m);
-        c->until_ms = now_ms() + (uint64_t)p->prog->stop_grace_ms;
-        while (!c->exited && !c->kill) {
-          MLY_AWAIT_AT(m, coproc_stopping, MLY_EV_ANY, left_ms(c));
-          if (mly_timed_out(m)) break;
-          take_command(m, c);
+      c->asked = !c->exited;
+      c->waited_tree = c->killed_tree = c->told_left = false;
+      if (c->asked || !sv_tree_empty(p)) {
+        sv_tree_drain(p, true);
+        if (!c->kill) {
+          sv_logf(p->sv, p->name, "%s: SIG%s to group %d, grace %lld ms",
+                  c->asked ? "stopping" : "processes of it are left",
+                  sv_signal_name(p->prog->stop_signal), p->pgid,
+                  (long long)p->prog->stop_grace_ms);
+          sv_tree_signal(p, p->prog->stop_signal);
+          sv_tree_signal(p, SIGCONT);
+          changed(m);
+          c->until_ms = now_ms() + (uint64_t)p->prog->stop_grace_ms;
+          while (!c->exited && !c->kill) {
+            MLY_AWAIT_AT(m, coproc_stopping, MLY_EV_ANY, left_ms(c));
+            if (mly_timed_out(m)) break;
+            take_command(m, c);
+          }
+          /* the rest of the tree keeps the rest of the grace */
+          while (c->exited && !c->kill && left_ms(c) > 0 && !sv_tree_empty(p)) {
+            if (c->waited_tree && !c->told_left &&
+                (uint64_t)p->prog->stop_grace_ms - (uint64_t)left_ms(c) >= 5000) {
+              c->told_left = true; /* once: who holds the stop up */
+              log_leftovers(c, "its main process is gone; the rest of group "
+                            "%d is within the grace: pids %s");
+            }
+            c->waited_tree = true;
+            sv_tree_signal_new(p); /* orphaned by the exits since the stop */
+            MLY_AWAIT_AT(m, coproc_draining, MLY_EV_ANY, tree_wait_ms(c));
+            if (!mly_timed_out(m)) take_command(m, c);
+          }
         }
-      }
-      if (!c->exited) {
-        if (c->kill)
-          sv_logf(p->sv, p->name, "SIGKILL to group %d now (shutdown)", p->pid);
-        else
-          sv_logf(p->sv, p->name, "grace over: SIGKILL to group %d", p->pid);
-        signal_group(m, c, SIGKILL);
-        changed(m);
-        while (!c->exited) {
-          MLY_AWAIT_AT(m, coproc_killing, MLY_EV_ANY, -1);
-          take_command(m, c);
+        if (!c->exited || !sv_tree_empty(p)) {
+          c->killed_tree = true;
+          log_leftovers(c, c->kill ? "SIGKILL to group %d now (shutdown), pids %s"
+                                   : "grace over: SIGKILL to group %d, pids %s");
+          sv_tree_signal(p, SIGKILL);
+          changed(m);
+          while (!c->exited) {
+            MLY_AWAIT_AT(m, coproc_killing, MLY_EV_ANY, -1);
+            take_command(m, c);
+          }
+          c->until_ms = now_ms() + KILL_WAIT_MS;
+          while (left_ms(c) > 0 && !sv_tree_empty(p)) {
+            sv_tree_signal(p, SIGKILL); /* orphans it handed over since */
+            MLY_AWAIT_AT(m, coproc_purging, MLY_EV_ANY, tree_wait_ms(c));
+            if (!mly_timed_out(m)) take_command(m, c);
+          }
+          if (!sv_tree_empty(p))
+            log_leftovers(c, "still there %d ms after SIGKILL to group %d, "
+                          "left behind: pids %s");
         }
+        if (!c->killed_tree && c->waited_tree)
+          sv_logf(p->sv, p->name, "the rest of its processes have ended");
+        sv_tree_drain(p, false);
       }
       changed(m);
       /* ---- it is down: up again? ---- */

@@ -23,6 +23,9 @@ int sv_reload_config(sv *s, sv_config **out, char *err, size_t errlen) {
 }
 
 static void free_all(sv *s) {
+  HASH_CLEAR(hh_name, s->by_name); /* the tables; the procs go below */
+  HASH_CLEAR(hh_pid, s->by_pid);
+  HASH_CLEAR(hh_inst, s->by_inst);
   for (size_t i = 0; i < s->nprocs; i++) sv_proc_free(s->procs[i]);
   free(s->procs);
   for (size_t i = 0; i < s->nold; i++) sv_config_free(s->old_cfgs[i]);
@@ -56,6 +59,11 @@ static int setup(sv *s, const sv_run_options *o) {
   if ((rc = coproc_register(s->rt, &s->coproc_type)) < 0) return rc;
   if ((rc = sup_register(s->rt, &s->sup_type)) < 0) return rc;
   const char *dir = o->state_dir ? o->state_dir : s->cfg->state_dir;
+  if ((rc = sv_tree_setup(s, dir)) < 0) return rc;
+  if ((rc = sv_tree_check_limits(s, s->cfg, err, sizeof err)) < 0) {
+    fprintf(stderr, "%s\n", err); /* an error in the file, as at load */
+    return rc;
+  }
   if (dir && (rc = sv_state_open(s, dir, err, sizeof err)) < 0) {
     fprintf(stderr, "mealy supervise: %s\n", err);
     return rc;
@@ -100,6 +108,7 @@ int sv_run(const sv_run_options *o) {
   if (rc == 0) rc = s->exit_status;
   if (s->ctl) ctl_stop(s);
   logpipe_close_all(s);
+  if (s->rt) sv_tree_end(s); /* if the supervisor machine never ran */
   outq_close(s->out); /* closed with the loop, which runs once more */
   outq_close(s->err);
   if (s->rt) mly_runtime_close(s->rt);

@@ -13,7 +13,9 @@
  * SIGTERM, SIGINT or `ctl shutdown` stop everything and end the run:
  * from then on nothing starts or restarts; after shutdown_grace, or at
  * a second SIGTERM or SIGINT, whatever still runs (stopping or not) is
- * SIGKILLed at once.  SIGCHLD reaps orphans.
+ * SIGKILLed at once.  SIGCHLD reaps orphans (tree.c).  Programs are
+ * found by name and by pid in hash tables, and an event walks every
+ * program only where it must (reload, shutdown, status).
  *
  * Decisions are made in one place, reconcile(), each time anything
  * changes: it looks at every program and does what is due.
@@ -39,6 +41,8 @@ sv_proc *sv_proc_new(sv *s, const sv_program *prog) {
   p->prog = prog;
   snprintf(p->name, sizeof p->name, "%s", prog->name);
   s->procs[s->nprocs++] = p;
+  HASH_ADD(hh_name, s->by_name, name, strlen(p->name), p);
+  s->nunlaunched++;
   return p;
 }
 
@@ -50,7 +54,21 @@ void sv_proc_free(sv_proc *p) {
   free(p);
 }
 
+void sv_proc_set_pid(sv_proc *p, int pid) {
+  sv *s = p->sv;
+  if (p->pid > 0) HASH_DELETE(hh_pid, s->by_pid, p);
+  p->pid = pid > 0 ? pid : 0;
+  if (p->pid > 0) HASH_ADD(hh_pid, s->by_pid, pid, sizeof p->pid, p);
+}
+
 static void sv_proc_remove(sv *s, sv_proc *p) {
+  HASH_DELETE(hh_name, s->by_name, p);
+  if (p->retiring && s->nretiring) s->nretiring--;
+  if (!p->launched && s->nunlaunched) s->nunlaunched--;
+  sv_proc_set_pid(p, 0);
+  sv_tree_close(p);
+  /* a program removed by a reload: its place in the list is looked up
+     once, when it goes */
   for (size_t i = 0; i < s->nprocs; i++)
     if (s->procs[i] == p) {
       memmove(&s->procs[i], &s->procs[i + 1],
@@ -63,9 +81,15 @@ static void sv_proc_remove(sv *s, sv_proc *p) {
 
 /* One sv_proc per name, a retiring one included, while it lives. */
 sv_proc *sv_find(sv *s, const char *name) {
-  for (size_t i = 0; i < s->nprocs; i++)
-    if (strcmp(s->procs[i]->name, name) == 0) return s->procs[i];
-  return NULL;
+  sv_proc *p = NULL;
+  HASH_FIND(hh_name, s->by_name, name, strlen(name), p);
+  return p;
+}
+
+sv_proc *sv_find_pid(sv *s, int pid) {
+  sv_proc *p = NULL;
+  HASH_FIND(hh_pid, s->by_pid, &pid, sizeof pid, p);
+  return p;
 }
 
 void sv_proc_tail_add(sv_proc *p, const char *line, size_t len) {
@@ -92,7 +116,10 @@ const char *sv_proc_state(sv *s, const sv_proc *p, char *buf, size_t len) {
 
 /* ---- reconcile: the one place decisions are made ---- */
 
-static bool is_up(const sv_proc *p) { return p->want_up || p->pid > 0; }
+/* Up: wanted up, or anything of its process tree still there. */
+static bool is_up(const sv_proc *p) {
+  return p->want_up || p->pid > 0 || p->draining;
+}
 
 bool sv_deps_ready(sv *s, const sv_program *g) {
   for (size_t i = 0; i < g->ndeps; i++) {
@@ -119,6 +146,7 @@ static void send_to(sv *s, sv_proc *p, uint32_t ev) {
 
 /* Programs never started yet: each waits for its dependencies itself. */
 static void start_due(sv *s) {
+  if (s->nunlaunched == 0) return; /* no event walks every program */
   for (size_t k = 0; k < s->cfg->nprograms; k++) {
     const sv_program *g = &s->cfg->programs[s->cfg->start_order[k]];
     sv_proc *p = sv_find(s, g->name);
@@ -126,6 +154,7 @@ static void start_due(sv *s) {
     p->launched = true;
     send_to(s, p, SV_EV_START);
   }
+  s->nunlaunched = 0; /* control.c and state.c launch by hand too */
 }
 
 /* Coprocesses waiting for dependencies that are ready now. */
@@ -141,6 +170,7 @@ static void wake_due(sv *s) {
 /* Stop whatever is up, is to go down, and has no dependent up: in
  * reverse dependency order, at shutdown and for removed programs. */
 static void stop_due(sv *s, bool everything) {
+  if (!everything && s->nretiring == 0) return;
   for (size_t i = s->nprocs; i-- > 0;) {
     sv_proc *p = s->procs[i];
     if (!(everything || p->retiring) || p->stop_sent || !is_up(p)) continue;
@@ -152,6 +182,7 @@ static void stop_due(sv *s, bool everything) {
 
 /* Removed programs that are down: end their machine and forget them. */
 static void retire_due(sv *s) {
+  if (s->nretiring == 0) return;
   for (size_t i = 0; i < s->nprocs;) {
     sv_proc *p = s->procs[i];
     if (!p->retiring || is_up(p)) {
@@ -254,6 +285,10 @@ static void reload(mly_machine *m, sv *s, bool by_ctl) {
   s->reload_cfg = NULL;
   sv_logf(s, "mealy", "reloading %s", s->config_path);
   int rc = next ? 0 : sv_reload_config(s, &next, err, sizeof err);
+  if (rc == 0 && (rc = sv_tree_check_limits(s, next, err, sizeof err)) < 0) {
+    sv_config_free(next);
+    next = NULL;
+  }
   if (rc < 0) {
     sv_logf(s, "mealy", "reload refused, keeping the running config: %s", err);
     s->reload_failed = true;
@@ -267,8 +302,11 @@ static void reload(mly_machine *m, sv *s, bool by_ctl) {
   }
   s->old_cfgs = old;
   s->old_cfgs[s->nold++] = s->cfg;
-  for (size_t i = 0; i < s->nprocs; i++) /* removed, changed, back */
+  s->nretiring = 0;
+  for (size_t i = 0; i < s->nprocs; i++) { /* removed, changed, back */
     reload_one(s, s->procs[i], sv_config_find(next, s->procs[i]->name));
+    s->nretiring += s->procs[i]->retiring;
+  }
   s->cfg = next;
   for (size_t k = 0; k < next->nprograms; k++) { /* added */
     const sv_program *g = &next->programs[k];
@@ -315,7 +353,7 @@ static void sup_take(mly_machine *m, sv *s) {
   }
   switch (e->id) {
   case MLY_EV_SIGNAL(SIGCHLD):
-    reaper_reap_orphans(s->rt);
+    sv_tree_chld(s);
     break;
   case MLY_EV_SIGNAL(SIGHUP):
   case SV_EV_RELOAD:
@@ -395,6 +433,7 @@ static void sup_fini(mly_machine *m, void *data) {
   signal(SIGTERM, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   ctl_stop(d->s);
+  sv_tree_end(d->s);
   logpipe_close_all(d->s);
 }
 

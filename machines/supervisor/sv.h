@@ -22,6 +22,8 @@
 #define MLY_SV_H
 
 #include <stdio.h>
+#include <uthash.h>
+#include <utlist.h>
 
 #include "config.h"
 #include "mealy.h"
@@ -39,8 +41,12 @@ enum {
   SV_EV_SAVE,      /* sv-program record: payload bin, the new memory   */
   SV_EV_REPLACE,   /* coprocess: next_prog is its new definition       */
   SV_EV_KILL,      /* coprocess: SIGKILL now, go down (shutdown)        */
-  SV_EV_WAKE       /* coprocess: a dependency became ready             */
+  SV_EV_WAKE,      /* coprocess: a dependency became ready             */
+  SV_EV_TREE       /* coprocess: its process tree may have emptied     */
 };
+
+/* In every program's environment: NAME:SUPERVISOR_PID.INSTANCE */
+#define SV_MARKER "MEALY_PROGRAM"
 
 #define SV_SAVED_MAX 96
 
@@ -49,6 +55,8 @@ enum {
 typedef struct sv sv;
 typedef struct outq outq;
 typedef struct sv_logpipe sv_logpipe;
+struct sv_cg;
+struct sv_cgroups;
 
 typedef struct sv_proc {
   sv *sv;
@@ -92,6 +100,19 @@ typedef struct sv_proc {
   char *tail[SV_TAIL_LINES];
   uint32_t tail_len[SV_TAIL_LINES];
   size_t tail_next, tail_count;
+  /* its processes as a whole (tree.c) */
+  uint64_t instance;      /* of the current tree, named by its marker */
+  int pgid;               /* the current tree's process group */
+  struct sv_cg *cg;       /* its cgroup (cgroup tracking) */
+  bool draining;          /* waiting for what is left of its tree */
+  bool tree_evented;      /* its cgroup says when it empties: no looking */
+  int signalled[32];      /* orphans that have had the stop signal */
+  size_t nsignalled;
+  struct sv_proc *drain_prev, *drain_next;
+  /* look-ups (supervisor.c) */
+  UT_hash_handle hh_name; /* by name (one proc per name) */
+  UT_hash_handle hh_pid;  /* by the pid of its child */
+  UT_hash_handle hh_inst; /* by instance */
 } sv_proc;
 
 typedef struct sv_kept { /* a record found in the journal at start */
@@ -126,6 +147,19 @@ struct sv {
   mly_type *rec_type;
   sv_kept *kept;
   size_t nkept;
+  /* look-ups: O(1) whatever the number of programs */
+  sv_proc *by_name, *by_pid, *by_inst;
+  size_t nretiring;       /* reconcile skips what no program needs */
+  size_t nunlaunched;
+  /* process tracking (tree.c) */
+  sv_tracking tracking;   /* in use: SV_TRACK_CGROUP or SV_TRACK_PGROUP */
+  struct sv_cgroups *cgroups;
+  uint64_t instances;
+  sv_proc *drainers;      /* programs waiting for their tree to empty */
+  bool cg_stuck;          /* the supervisor may be in a program's cgroup */
+  bool no_clone3;         /* no CLONE_INTO_CGROUP: fork from inside */
+  uint64_t spawn_cpu_ns;  /* CPU spent in spawning children (fork) */
+  uint64_t spawns;
 };
 
 /* Load the configuration again, from the file or the built-in text. */
@@ -154,7 +188,9 @@ int sv_proc_spawn_machine(sv *s, sv_proc *p, mly_machine *parent);
 int sup_register(mly_runtime *rt, mly_type **out);
 sv_proc *sv_proc_new(sv *s, const sv_program *prog);
 void sv_proc_free(sv_proc *p);
-sv_proc *sv_find(sv *s, const char *name);
+sv_proc *sv_find(sv *s, const char *name);   /* retiring too; O(1) */
+sv_proc *sv_find_pid(sv *s, int pid);         /* whose child is pid; O(1) */
+void sv_proc_set_pid(sv_proc *p, int pid);    /* 0: no child */
 /* Whether every program g depends on is up and ready. */
 bool sv_deps_ready(sv *s, const sv_program *g);
 const char *sv_proc_state(sv *s, const sv_proc *p, char *buf, size_t len);
@@ -186,9 +222,35 @@ void sv_state_forget(sv_proc *p);        /* removed, or a clean stop */
 
 /* reaper.c: the supervisor is a subreaper; orphans are reaped here */
 int reaper_enable(void);
-int reaper_reap_orphans(mly_runtime *rt);
-/* kill what is left of a process group whose leader has been reaped */
-int reaper_kill_group_leftovers(int pgid, int sig);
+int reaper_reap_orphans(sv *s); /* returns how many */
+/* fn(pid) for each living child of the supervisor the runtime did not
+ * spawn (an orphan it received); stops at fn's first non-zero */
+int reaper_each_orphan(sv *s, int (*fn)(sv *s, int pid, void *arg),
+                       void *arg);
+uint64_t reaper_marker(int pid); /* the instance its marker names, or 0 */
+bool reaper_is_zombie(int pid);
+bool reaper_group_empty(int pgid); /* a group whose leader was reaped */
+int reaper_group_signal(int pgid, int sig);
+size_t reaper_group_pids(int pgid, int *pids, size_t max); /* scans /proc */
+
+/* tree.c: a program's processes as a whole (cgroup, or pgroup + marker) */
+int sv_tree_setup(sv *s, const char *state_dir); /* logs what is in use */
+/* Limits the tracking in use cannot apply: FILE:LINE:COL into err. */
+int sv_tree_check_limits(sv *s, const sv_config *cfg, char *err, size_t len);
+int sv_tree_prepare(sv_proc *p);         /* before each spawn */
+void sv_tree_marker(const sv_proc *p, char *buf, size_t len); /* value */
+/* mly_process_spawn, into the program's cgroup when there is one */
+int sv_tree_spawn(sv_proc *p, mly_machine *m, mly_process_options *o,
+                  int *pid);
+bool sv_tree_empty(sv_proc *p);          /* child reaped, nothing left */
+int sv_tree_signal(sv_proc *p, int sig); /* every process of it */
+/* The stop signal and SIGCONT to orphans that joined since the stop. */
+void sv_tree_signal_new(sv_proc *p);
+size_t sv_tree_pids(sv_proc *p, int *pids, size_t max);
+void sv_tree_drain(sv_proc *p, bool on); /* SV_EV_TREE when it changes */
+void sv_tree_close(sv_proc *p);
+void sv_tree_chld(sv *s);                /* on SIGCHLD */
+void sv_tree_end(sv *s);                 /* every program is down */
 
 /* control.c: the unix socket */
 int ctl_start(sv *s, const char *path, char *err, size_t errlen);
