@@ -11,7 +11,10 @@
  * and reading the answer.  Lines from `tail` are bytes as the program
  * wrote them; on a terminal (or with --escape) control characters are
  * escaped, so a program cannot drive the administrator's terminal.
- * Errors from the supervisor may quote input: they are always escaped.
+ * Errors from the supervisor may quote input: they are always escaped,
+ * as are the strings of `status` (with --json, as \uNNNN escapes, so it
+ * stays JSON).  ctl talks only to a server run by root or by its own
+ * user (SO_PEERCRED): another user could have bound the path.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -70,8 +73,30 @@ static int wait_fd(int fd, short events, int64_t deadline) {
   }
 }
 
+/* Whoever serves the socket must be root or our own user: another user
+ * who could bind the path (in /tmp, say) would otherwise receive our
+ * commands and answer what it likes.  Returns fd, or closes it. */
+static int server_trusted(int fd, const char *path) {
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+    int e = -errno;
+    close(fd);
+    return e;
+  }
+  if (cred.uid == 0 || cred.uid == geteuid()) return fd;
+  close(fd);
+  char shown[ESC_MAX(108) + 1];
+  esc_str(path, strlen(path), shown, sizeof shown);
+  fprintf(stderr, "mealy ctl: %s is served by uid %d (pid %d), neither root "
+          "nor this user (uid %d): not talking to it; check who created that "
+          "socket\n", shown, (int)cred.uid, (int)cred.pid, (int)geteuid());
+  return MLY_EPERM;
+}
+
 /* Connects without blocking: a supervisor whose backlog is full (it has
- * stopped accepting) answers EAGAIN, tried again until the deadline. */
+ * stopped accepting) answers EAGAIN, tried again until the deadline.
+ * Then checks who serves it (server_trusted). */
 static int connect_to(const char *path, int64_t deadline) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   if (strlen(path) >= sizeof a.sun_path) return -ENAMETOOLONG;
@@ -88,7 +113,7 @@ static int connect_to(const char *path, int64_t deadline) {
     close(fd);
     return e == EAGAIN ? MLY_ETIMEDOUT : -e;
   }
-  return fd;
+  return server_trusted(fd, path);
 }
 
 static void fmt_ms(int64_t ms, char *buf, size_t len) {
@@ -106,8 +131,9 @@ static int call(const char *sock, const char *method, mly_value *params,
   int fd = connect_to(sock, deadline);
   if (fd < 0 && fd != MLY_ETIMEDOUT) {
     mly_value_free(params);
-    fprintf(stderr, "mealy ctl: cannot connect to %s: %s\n", shown,
-            mly_strerror(fd));
+    if (fd != MLY_EPERM) /* server_trusted said why */
+      fprintf(stderr, "mealy ctl: cannot connect to %s: %s\n", shown,
+              mly_strerror(fd));
     return -1;
   }
   mly_value *req = mly_value_array();
@@ -208,12 +234,20 @@ static void fmt_uptime(int64_t ms, char *buf, size_t len) {
   else snprintf(buf, len, "%" PRId64 "h%02" PRId64 "m", ms / 3600000, ms / 60000 % 60);
 }
 
-static void print_json_string(const char *s) {
+/* A JSON string: '"', '\\' and what esc_str would escape as \uNNNN
+ * (a byte that is not UTF-8 as \u00NN), so the output stays valid JSON
+ * and cannot drive a terminal. */
+static void print_json_string(const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
   putchar('"');
-  for (; *s; s++) {
-    if (*s == '"' || *s == '\\') printf("\\%c", *s);
-    else if ((unsigned char)*s < 0x20) printf("\\u%04x", *s);
-    else putchar(*s);
+  for (size_t i = 0; i < n;) {
+    uint32_t cp = u[i];
+    size_t l = utf8_at(u + i, n - i, &cp);
+    if (l == 0) printf("\\u%04x", (unsigned)u[i]), l = 1;
+    else if (cp == '"' || cp == '\\') printf("\\%c", (char)cp);
+    else if (cp == '\t' || esc_needed(s + i, l)) printf("\\u%04x", (unsigned)cp);
+    else fwrite(u + i, 1, l, stdout);
+    i += l;
   }
   putchar('"');
 }
@@ -225,7 +259,7 @@ static void print_json(const mly_value *v) {
   case MLY_V_INT: { int64_t i = 0; mly_value_get_int(v, &i); printf("%" PRId64, i); break; }
   case MLY_V_UINT: { uint64_t u = 0; mly_value_get_uint(v, &u); printf("%" PRIu64, u); break; }
   case MLY_V_DOUBLE: { double d = 0; mly_value_get_double(v, &d); printf("%g", d); break; }
-  case MLY_V_STR: { const char *s = ""; mly_value_get_str(v, &s, NULL); print_json_string(s); break; }
+  case MLY_V_STR: { const char *s = ""; size_t n = 0; mly_value_get_str(v, &s, &n); print_json_string(s, n); break; }
   case MLY_V_BIN: printf("null"); break;
   case MLY_V_ARRAY:
     putchar('[');
@@ -242,7 +276,7 @@ static void print_json(const mly_value *v) {
       mly_value *val;
       mly_map_at(v, i, &k, &val);
       if (i) putchar(',');
-      print_json_string(k);
+      print_json_string(k, strlen(k));
       putchar(':');
       print_json(val);
     }
@@ -264,12 +298,20 @@ static void print_status(const mly_value *list) {
     mly_map_get_int(p, "pid", &pid);
     mly_map_get_int(p, "uptime_ms", &up);
     mly_map_get_uint(p, "restarts", &restarts);
-    char uptime[32], last[48] = "-", pidbuf[24] = "-";
+    char uptime[32], last[96] = "-", pidbuf[24] = "-";
     fmt_uptime(up, uptime, sizeof uptime);
-    if (mly_map_get_str(p, "last_signal", &sig) == 0) snprintf(last, sizeof last, "killed by SIG%s", sig);
-    else if (mly_map_get_int(p, "last_exit", &code) == 0) snprintf(last, sizeof last, "exit %" PRId64, code);
+    /* the server's strings, escaped (at most 64 bytes of each shown) */
+    char nb[ESC_MAX(64) + 1], sb[ESC_MAX(64) + 1], gb[ESC_MAX(16) + 1];
+    if (mly_map_get_str(p, "last_signal", &sig) == 0) {
+      esc_str(sig, strnlen(sig, 16), gb, sizeof gb);
+      snprintf(last, sizeof last, "killed by SIG%s", gb);
+    } else if (mly_map_get_int(p, "last_exit", &code) == 0) {
+      snprintf(last, sizeof last, "exit %" PRId64, code);
+    }
     if (pid > 0) snprintf(pidbuf, sizeof pidbuf, "%" PRId64, pid);
-    printf("%-16s %-10s %7s %9s %8" PRIu64 " %s\n", name, state, pidbuf, uptime,
+    esc_str(name, strnlen(name, 64), nb, sizeof nb);
+    esc_str(state, strnlen(state, 64), sb, sizeof sb);
+    printf("%-16s %-10s %7s %9s %8" PRIu64 " %s\n", nb, sb, pidbuf, uptime,
            restarts, last);
   }
 }

@@ -218,7 +218,7 @@ void durable_post(mly_runtime *rt, mly_event *e) {
       return;
     }
   } else {
-    if (dst == NULL) rt->st.undeliverable++;
+    rt->st.undeliverable++; /* taken from the queue, never delivered */
     ev_free(rt, e);
   }
   if (box->cb) box->cb(rt, rc, box->arg);
@@ -342,7 +342,41 @@ void durable_release(mly_runtime *rt, mly_id id, int rc) {
   }
 }
 
+/* A shutdown request must not overtake the events sent to its target
+ * before it (a reply above all: only the request's own wait can take it,
+ * mealy.h "Shutdown requests").  Events that go through the journal
+ * reach their target once their batch is durable, so while any may be on
+ * its way (a durable step's outbox, a batch not yet done, or a step that
+ * runs now) the request follows the same path, as a marker event behind
+ * them.  true: queued. */
+bool durable_order_shutdown(mly_runtime *rt, mly_inst *m) {
+  dur_state *d = rt->dur;
+  if (d == NULL || journal_failed(d->j)) return false;
+  mly_inst *run = rt->running;
+  bool in_step = run != NULL && inst_durable(rt, run);
+  /* from inside any step: what the step sends after the request (a
+   * journaled reply) still reaches the target in the same pass */
+  if (run == NULL && journal_idle(d->j)) return false;
+  mly_event *e = ev_new(rt);
+  if (e == NULL) return false;
+  e->flags = EVF_SHUTDOWN_REQ;
+  int rc = in_step ? PUSH(d, out, ((dur_out){m->id, e}))
+                   : commit(d, JD_DELIVER, m->id, e, NULL, NULL);
+  if (rc < 0) {
+    ev_free(rt, e);
+    return false;
+  }
+  want_flush(rt);
+  return true;
+}
+
 void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e, int rc) {
+  if (e->flags & EVF_SHUTDOWN_REQ) { /* not an event: see above */
+    mly_inst *m = inst_get(rt, to);
+    ev_free(rt, e);
+    if (m != NULL) inst_request_shutdown(m);
+    return;
+  }
   mly_inst *dst = rc < 0 ? NULL : inst_get(rt, to);
   if (dst == NULL) {
     if (rc == 0) rt->st.undeliverable++;

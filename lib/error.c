@@ -14,7 +14,7 @@
 const char *mly_strerror(int err) {
   switch (err) {
   case 0: return "success";
-  case MLY_EPERM: return "operation not permitted (wrong thread or state)";
+  case MLY_EPERM: return "operation not permitted";
   case MLY_ENOENT: return "no such entry";
   case MLY_ESRCH: return "no such instance, or it has ended";
   case MLY_EIO: return "input/output error";
@@ -40,6 +40,21 @@ const char *mly_strerror(int err) {
   case -EPIPE: return "broken pipe (the other end closed)";
   case -ECONNREFUSED: return "connection refused (nothing listens there)";
   case -ECONNRESET: return "connection reset by peer";
+  /* the libc's own sentences start with a capital: these read as ours */
+  case -ENOTDIR: return "not a directory";
+  case -EISDIR: return "is a directory";
+  case -ELOOP: return "too many levels of symbolic links";
+  case -ENXIO: return "no such device or address";
+  case -EROFS: return "read-only file system";
+  case -EXDEV: return "invalid cross-device link";
+  case -ENOTEMPTY: return "directory not empty";
+  case -EMFILE: return "too many open files";
+  case -ENFILE: return "too many open files in system";
+  case -EADDRINUSE: return "address already in use";
+  case -ENOTSOCK: return "not a socket";
+  case -ETXTBSY: return "text file busy";
+  case -EFBIG: return "file too large";
+  case -EDQUOT: return "disk quota exceeded";
   default: {
     const char *d = err < 0 && err > -4096 ? strerrordesc_np(-err) : NULL;
     return d ? d : "unknown error";

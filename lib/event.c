@@ -252,6 +252,7 @@ size_t mly_inbox_len(const mly_machine *m) {
 
 int mly_event_id(mly_runtime *rt, const char *name, uint32_t *out) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (out == NULL) return MLY_EINVAL;
   return intern_get(&rt->intern, name, out);
 }
 

@@ -37,6 +37,7 @@ int intern_get(mly_intern *t, const char *name, uint32_t *out) {
   if (name == NULL || *name == '\0') return MLY_EINVAL;
   size_t len = strlen(name);
   if (len > MLY_NAME_MAX) return MLY_ENAMETOOLONG;
+  if (has_control(name)) return MLY_EINVAL;
   if (t->tcap) {
     uint32_t j = fnv1a(name) & (t->tcap - 1);
     for (; t->table[j]; j = (j + 1) & (t->tcap - 1)) {

@@ -19,6 +19,8 @@
  *     when the heap is empty: every removal of the earliest entry re-arms
  *     it (at once from host code, at the end of a loop callback inside
  *     one), so an ended or suspended sleeper never holds the loop;
+ *   - a reply in an inbox is for the instance's current request wait
+ *     (only that wait can take it: anything else is counted late);
  *   - head.wait == W_NONE while the instance runs or is queued to run for
  *     a reason that already satisfied it; events then only enter the inbox;
  *   - only the loop thread touches anything here but rt->post (post.c).
@@ -78,6 +80,9 @@ struct mly_type {
 #define D_WAKE 0x2u      /* woken while held: runs once released       */
 #define D_RECOVERED 0x4u /* brought back from the journal; first step   */
 #define D_SILENT 0x8u    /* suspended: ends without a record            */
+/* not only durable: a request took its reply with F_SHUT_WAKE pending,
+ * so mly_shutdown_requested says false until the next wait (machine.c) */
+#define D_SHUT_HIDE 0x10u
 
 struct mly_inst {
   struct mly_machine head;
@@ -141,6 +146,8 @@ void intern_free(mly_intern *t);
 /* Cross-thread posts (post.c).  A durable post carries its callback in
  * a box, pointed to by the event's status while it travels. */
 #define EVF_DURABLE_POST 0x80000000u
+/* A shutdown request queued behind journaled events (durable.c). */
+#define EVF_SHUTDOWN_REQ 0x40000000u
 typedef struct post_cb_box {
   mly_post_cb cb;
   void *arg;
@@ -222,6 +229,14 @@ static inline bool inst_durable(const mly_runtime *rt, const mly_inst *m) {
   return rt->dur != NULL && (m->type->def.flags & MLY_TYPE_DURABLE);
 }
 
+/* Names a user gives (yield points, events) are printed in tables and
+ * logs and kept in the journal: no control characters in them. */
+static inline bool has_control(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
+  return false;
+}
+
 /* runtime.c */
 bool rt_on_loop_thread(const mly_runtime *rt);
 /* The runtime's clock: monotonic milliseconds, read fresh (not libuv's
@@ -245,7 +260,8 @@ int slots_finish(mly_runtime *rt);
 void inst_wake(mly_inst *m, uint8_t reason);
 void inst_run_batch(mly_runtime *rt, uint32_t budget);
 void inst_timer_fired(mly_inst *m);
-void inst_request_shutdown(mly_inst *m);
+void inst_request_shutdown(mly_inst *m); /* now */
+void inst_ask_shutdown(mly_inst *m);     /* in order with events to m */
 void inst_kill(mly_inst *m);
 void inst_kill_all(mly_runtime *rt);
 void inst_free_pools(mly_runtime *rt);
@@ -275,6 +291,7 @@ bool durable_paused(const mly_runtime *rt); /* a compaction waits */
 void durable_suspend_all(mly_runtime *rt);
 void durable_close(mly_runtime *rt);
 void durable_post(mly_runtime *rt, mly_event *e);
+bool durable_order_shutdown(mly_runtime *rt, mly_inst *m);
 int durable_check_spawn(mly_runtime *rt, mly_type *t);
 
 /* event.c */
@@ -295,6 +312,7 @@ int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
 int post_init(mly_runtime *rt);
 void post_stop(mly_runtime *rt);  /* refuse from now on (shutdown) */
 void post_close(mly_runtime *rt);
+bool post_pending(const mly_runtime *rt); /* posted, not yet taken */
 
 /* signal.c */
 void sig_close_all(mly_runtime *rt);

@@ -101,6 +101,7 @@ int mly_foreach(mly_runtime *rt, int (*cb)(const mly_info *, void *),
 
 int mly_info_get(mly_runtime *rt, mly_id id, mly_info *out) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (out == NULL) return MLY_EINVAL;
   const mly_inst *m = inst_get(rt, id);
   if (m == NULL) return MLY_ESRCH;
   fill(rt, m, out);

@@ -4,8 +4,9 @@
  * internal.h states what the scheduler relies on: an instance is in one
  * place at a time (the ready queue, the timer heap, or only waiting), the
  * heap is a heap whose entries and instances point at each other, and
- * the uv timer is armed for the earliest deadline (or stopped), and what
- * has ended (an instance, a process's owner) holds nothing.  machine.c
+ * the uv timer is armed for the earliest deadline (or stopped), what has
+ * ended (an instance, a process's owner) holds nothing, and no reply
+ * waits in an inbox where no wait can take it.  machine.c
  * and timer_heap.c assert the O(1) part where it changes; rt_check walks
  * everything, in O(instances), for tests that drive random sequences of
  * waits, timeouts, kills and shutdowns and check after every operation.
@@ -94,6 +95,15 @@ static int check_inst(const mly_runtime *rt, const mly_inst *m,
   if (m->head.wait == W_SLEEP && !queued && !in_heap &&
       !(m->dflags & D_WAKE) && m->head.woke != WOKE_ERROR)
     return fail(err, len, "%" PRIx64 ": asleep without a timer", m->id);
+  if (m->inbox != NULL) { /* a reply only its own request's wait can take */
+    const mly_event *e = m->inbox;
+    do {
+      e = e->next;
+      if ((e->flags & MLY_EVF_REPLY) &&
+          !(m->head.wait == W_REPLY && e->corr == m->wait_arg))
+        return fail(err, len, "%" PRIx64 ": a reply no wait can take", m->id);
+    } while (e != m->inbox);
+  }
   for (const mly_inst *c = m->child; c != NULL; c = c->sib_next) {
     if (c->parent != m)
       return fail(err, len, "%" PRIx64 ": a child with another parent", m->id);
@@ -127,8 +137,10 @@ int rt_check(const mly_runtime *rt, char *err, size_t len) {
     rc = fail(err, len, rc == MLY_EBUSY
                             ? "a process whose owner ended holds the loop"
                             : "a process owned by an instance that is gone");
+  /* ... except a stopping one, until it has taken what was posted */
   if (rc == 0 && !rt->closing && live == 0 &&
-      uv_has_ref((const uv_handle_t *)&rt->post.async))
+      uv_has_ref((const uv_handle_t *)&rt->post.async) &&
+      !(rt->stopping && !rt->stopped && post_pending(rt)))
     rc = fail(err, len, "an empty runtime holds the loop");
   return rc;
 }

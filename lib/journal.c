@@ -28,6 +28,7 @@
 #include "journal.h"
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -380,10 +381,12 @@ static int lock_dir(mly_journal *j, char *err, size_t errlen) {
   }
   struct stat st;
   if (fstat(j->lockfd, &st) < 0) return -errno;
-  if (!S_ISREG(st.st_mode) || st.st_uid != geteuid()) {
+  if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1) {
     snprintf(err, errlen, "%s/LOCK: %s; remove it", j->dir,
-             S_ISREG(st.st_mode) ? "is owned by another user"
-                                 : "is not a regular file");
+             !S_ISREG(st.st_mode)     ? "is not a regular file"
+             : st.st_uid != geteuid() ? "is owned by another user"
+                                      : "has more than one link (a hard "
+                                        "link to another file)");
     return MLY_EPERM;
   }
   if ((st.st_mode & 077) && fchmod(j->lockfd, 0600) < 0) return -errno;
@@ -409,6 +412,59 @@ static int lock_dir(mly_journal *j, char *err, size_t errlen) {
     return e;
   }
   return 0;
+}
+
+/* Every entry of the state directory is ours alone, as the directory
+ * is: not a symbolic link, owned by us, writable by nobody else, a
+ * regular file with one link (or a FIFO of ours: the supervisor keeps
+ * its programs' output in some).  Anything else is refused by name
+ * before a byte of it is read. */
+static int check_entries(mly_journal *j, char *err, size_t errlen) {
+  int fd = dup(j->dirfd);
+  DIR *d = fd < 0 ? NULL : fdopendir(fd);
+  if (d == NULL) {
+    int e = -errno;
+    if (fd >= 0) close(fd);
+    snprintf(err, errlen, "%s: cannot list: %s", j->dir, mly_strerror(e));
+    return e;
+  }
+  rewinddir(d);
+  int rc = 0;
+  struct dirent *e;
+  while (rc == 0 && (e = readdir(d)) != NULL) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    struct stat st;
+    if (fstatat(j->dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+      if (errno == ENOENT) continue;
+      rc = -errno;
+      snprintf(err, errlen, "%s/%s: %s", j->dir, e->d_name, mly_strerror(rc));
+      break;
+    }
+    uint64_t no;
+    const char *what = jr_seg_no(e->d_name, &no) ? "segment file"
+                                                 : "file of the state directory";
+    const char *why = NULL; /* not a file at all: MLY_EBADMSG */
+    if (S_ISLNK(st.st_mode)) why = "a symbolic link";
+    else if (S_ISDIR(st.st_mode)) why = "a directory";
+    else if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+      why = "neither a regular file nor a FIFO";
+    rc = why ? MLY_EBADMSG : MLY_EPERM; /* else: not ours alone */
+    if (why == NULL && st.st_uid != geteuid()) why = "owned by another user";
+    else if (why == NULL && (st.st_mode & 022))
+      why = "writable by its group or others";
+    else if (why == NULL && st.st_nlink != 1)
+      why = "a file with more than one link";
+    if (why == NULL) {
+      rc = 0;
+      continue;
+    }
+    snprintf(err, errlen, "%s/%s: %s, not a %s of uid %u alone (owner uid %u, "
+             "mode %04o, links %u); remove it", j->dir, e->d_name, why, what,
+             (unsigned)geteuid(), (unsigned)st.st_uid,
+             (unsigned)(st.st_mode & 07777), (unsigned)st.st_nlink);
+  }
+  closedir(d);
+  return rc;
 }
 
 /* Syncs the directory that holds the last component of path (a parent
@@ -452,6 +508,12 @@ static int mkdir_p(const char *dir) {
  * wants its keys: a real directory, not a symbolic link, owned by the
  * user that runs us, writable by nobody else.  Returns its fd. */
 static int journal_open_dir(const char *dir, char *err, size_t errlen) {
+  char why[1024];
+  int rc = mly_path_check(dir, (uid_t)-1, NULL, 0, why, sizeof why);
+  if (rc == MLY_EPERM) { /* its parents: nobody else may swap it either */
+    snprintf(err, errlen, "the state directory %s", why);
+    return rc;
+  }
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     int e = -errno;
@@ -466,7 +528,7 @@ static int journal_open_dir(const char *dir, char *err, size_t errlen) {
     return e;
   }
   struct stat st;
-  int rc = fstat(fd, &st) < 0 ? -errno : 0;
+  rc = fstat(fd, &st) < 0 ? -errno : 0;
   if (rc == 0 && st.st_uid != geteuid()) {
     snprintf(err, errlen, "%s: the state directory is owned by uid %u, not "
              "by uid %u that runs this; chown it or choose another", dir,
@@ -538,6 +600,7 @@ int journal_create(mly_runtime *rt, const mly_journal_options *o,
     return rc;
   }
   rc = lock_dir(j, err, errlen);
+  if (rc == 0) rc = check_entries(j, err, errlen);
   if (rc < 0) {
     if (j->lockfd >= 0) close(j->lockfd);
     close(j->dirfd);

@@ -186,6 +186,7 @@ static mly_inst *queue_next(const mly_runtime *rt, const mly_inst *m) {
 static void ready_push(mly_inst *m) {
   mly_runtime *rt = m->type->rt;
   assert(!(m->head.flags & F_QUEUED) && m->heap_idx == NO_HEAP);
+  assert(rt->running != m); /* inst_wake defers it: F_REWAKE */
   queue_append(&rt->ready_head, &rt->ready_tail, m);
   m->head.flags |= F_QUEUED;
   m->dflags &= ~D_WAKE; /* queued: a wake that waited is served */
@@ -469,6 +470,14 @@ void inst_kill_all(mly_runtime *rt) {
   }
 }
 
+/* A request from host code or a step: behind the events sent to m
+ * before it, journaled ones included (durable_order_shutdown). */
+void inst_ask_shutdown(mly_inst *m) {
+  mly_runtime *rt = m->type->rt;
+  if ((m->head.flags & F_SHUT_REQ) || !durable_order_shutdown(rt, m))
+    inst_request_shutdown(m);
+}
+
 void inst_request_shutdown(mly_inst *m) {
   if (m->head.flags & F_SHUT_REQ) return; /* repeats are harmless */
   m->head.flags |= F_SHUT_REQ | F_SHUT_WAKE;
@@ -483,6 +492,27 @@ static bool has_shutdown_routine(const mly_inst *m) {
   return m->type->def.shutdown != NULL && !(m->head.flags & F_IN_SHUTDOWN);
 }
 
+/* Every wait of a durable type is named (D1).  An anonymous one is
+ * refused as soon as it is reached, whether or not it would suspend, so
+ * a body that passes a test where the wait completes at once cannot go
+ * on in production where it suspends.  The type's flag decides, not
+ * whether a journal is open: the same code behaves the same without
+ * one.  Tested by the setups and done-tests below (the body macros set
+ * pc before the setup runs). */
+static bool anon_refused(const mly_inst *m) {
+  return m->head.pc >= MLY__ANON_BASE &&
+         (m->type->def.flags & MLY_TYPE_DURABLE);
+}
+
+/* A request's wait was abandoned (a shutdown routine took over): its
+ * reply, if it came already, can never be taken: it is late. */
+static void reply_forget(mly_runtime *rt, mly_inst *m) {
+  mly_event *e = inbox_take(m, 0, 0, true, m->wait_arg);
+  if (e == NULL) return;
+  rt->st.late_replies++;
+  ev_free(rt, e);
+}
+
 static void run_step(mly_runtime *rt, mly_inst *m) {
   mly_type *t = m->type;
   assert_place(m);
@@ -493,6 +523,8 @@ static void run_step(mly_runtime *rt, mly_inst *m) {
     /* the seed's swap to shutdown_state_machine */
     m->head.flags |= F_IN_SHUTDOWN;
     m->head.flags &= (uint8_t)~F_SHUT_WAKE;
+    m->dflags &= ~D_SHUT_HIDE;
+    if (m->head.wait == W_REPLY) reply_forget(rt, m);
     m->head.pc = 0;
     m->head.wait = W_NONE;
     heap_remove(rt, m);
@@ -513,10 +545,13 @@ static void run_step(mly_runtime *rt, mly_inst *m) {
   }
   bool durable = inst_durable(rt, m);
   m->dflags &= ~D_RECOVERED;
-  if (r == MLY_YIELDED && durable && m->head.pc >= MLY__ANON_BASE) {
+  if (r == MLY_YIELDED && anon_refused(m)) {
     /* an anonymous wait cannot be resumed after a restart (D1): the
-     * instance fails now, not parked at the next open */
-    ready_unlink(m); /* an anonymous MLY_YIELD queued it */
+     * instance fails now, not parked at the next open, whether or not
+     * the wait would have suspended (its setup did nothing, its test
+     * said "not yet": see wait_setup) */
+    ready_unlink(m);
+    heap_remove(rt, m);
     m->status = MLY_EINVAL;
     r = MLY_EXITED;
   }
@@ -568,13 +603,21 @@ void inst_run_batch(mly_runtime *rt, uint32_t budget) {
 
 /* ---- waits: setups and done-tests called by the body macros ---- */
 
-static void wait_begin(mly_inst *m, uint8_t kind) {
+/* Every setup starts here; false: the wait is refused (anon_refused),
+ * and the setup must do nothing more. */
+static bool wait_setup(mly_inst *m, uint8_t kind) {
   mly_runtime *rt = m->type->rt;
   ev_free(rt, rt->cur); /* the previous event is no longer valid */
   rt->cur = NULL;
   m->head.woke = WOKE_NONE;
-  m->head.wait = kind;
+  m->dflags &= ~D_SHUT_HIDE; /* a new wait: see shutdown_ends */
   m->status = 0;
+  if (anon_refused(m)) {
+    m->head.wait = W_NONE;
+    return false;
+  }
+  m->head.wait = kind;
+  return true;
 }
 
 static void wait_error(mly_inst *m, int err) {
@@ -598,6 +641,9 @@ static void arm(mly_inst *m, int64_t ms) {
 
 static int wait_over(mly_inst *m) {
   heap_remove(m->type->rt, m);
+  /* a yield that ends in the step that set it up (a shutdown request
+   * ended it early) is still queued for its turn: leave that place too */
+  if (m->head.wait == W_TURN && (m->head.flags & F_QUEUED)) ready_unlink(m);
   m->head.wait = W_NONE;
   return 1;
 }
@@ -606,6 +652,10 @@ static int wait_over(mly_inst *m) {
  * before anything else could: the wait takes nothing (an event stays in
  * the inbox, a fired timer is forgotten), so the body's natural
  * `if (mly_shutdown_requested(m)) break;` never drops what it was given.
+ * One exception, since a reply can only be taken by its own request: a
+ * request whose reply is already there returns it, and the shutdown ends
+ * the next wait instead; until that wait begins, mly_shutdown_requested
+ * says false (D_SHUT_HIDE), so the same natural test keeps the reply.
  * With a shutdown routine the wait is not ended: the runtime resumes the
  * instance in that routine instead (run_step). */
 static bool shutdown_ends(mly_inst *m) {
@@ -625,7 +675,7 @@ static int not_yet(mly_inst *m) {
 void mly__yield(mly_machine *mm) {
   mly_inst *m = INST(mm);
   mly_runtime *rt = m->type->rt;
-  wait_begin(m, W_TURN);
+  if (!wait_setup(m, W_TURN)) return;
   heap_remove(rt, m);
   queue_append(&rt->later_head, &rt->later_tail, m);
   m->head.flags |= F_QUEUED;
@@ -634,15 +684,16 @@ void mly__yield(mly_machine *mm) {
 
 void mly__sleep(mly_machine *mm, uint64_t ms) {
   mly_inst *m = INST(mm);
-  wait_begin(m, W_SLEEP);
+  if (!wait_setup(m, W_SLEEP)) return;
   arm(m, ms > MAX_WAIT_MS ? MAX_WAIT_MS : (int64_t)ms);
 }
 
-void mly__wait_cond(mly_machine *mm) { wait_begin(INST(mm), W_COND); }
+void mly__wait_cond(mly_machine *mm) { (void)wait_setup(INST(mm), W_COND); }
 
 int mly__woke_done(mly_machine *mm) {
   mly_inst *m = INST(mm);
   uint8_t want = m->head.wait == W_TURN ? WOKE_TURN : WOKE_TIMER;
+  if (anon_refused(m)) return 0; /* run_step ends it */
   if (m->head.woke == WOKE_ERROR) return wait_over(m);
   if (shutdown_ends(m)) return 1;
   if (m->head.woke == want) return wait_over(m);
@@ -651,13 +702,14 @@ int mly__woke_done(mly_machine *mm) {
 
 int mly__cond_done(mly_machine *mm, int cond) {
   mly_inst *m = INST(mm);
+  if (anon_refused(m)) return 0;
   if (shutdown_ends(m)) return 1;
   return cond ? wait_over(m) : not_yet(m);
 }
 
 void mly__await(mly_machine *mm, uint32_t id, mly_id from, int64_t ms) {
   mly_inst *m = INST(mm);
-  wait_begin(m, W_EVENT);
+  if (!wait_setup(m, W_EVENT)) return;
   m->wait_id = id;
   m->wait_arg = from;
   arm(m, ms);
@@ -668,17 +720,24 @@ void mly__await_name(mly_machine *mm, const char *name, int64_t ms) {
   uint32_t id = 0;
   int rc = intern_get(&m->type->rt->intern, name, &id);
   mly__await(mm, id, 0, rc < 0 ? -1 : ms);
-  if (rc < 0) wait_error(m, rc);
+  if (rc < 0 && !anon_refused(m)) wait_error(m, rc);
 }
 
 int mly__await_done(mly_machine *mm) {
   mly_inst *m = INST(mm);
   mly_runtime *rt = m->type->rt;
+  if (anon_refused(m)) return 0;
   if (m->head.woke == WOKE_ERROR) return wait_over(m);
-  if (shutdown_ends(m)) return 1;
-  mly_event *e = m->head.wait == W_REPLY
-                     ? inbox_take(m, 0, 0, true, m->wait_arg)
-                     : inbox_take(m, m->wait_id, m->wait_arg, false, 0);
+  bool reply = m->head.wait == W_REPLY;
+  mly_event *e = NULL;
+  if (reply) { /* only this wait can take it: before the shutdown */
+    e = inbox_take(m, 0, 0, true, m->wait_arg);
+    if (e != NULL && (m->head.flags & F_SHUT_WAKE) &&
+        !has_shutdown_routine(m))
+      m->dflags |= D_SHUT_HIDE; /* see shutdown_ends */
+  }
+  if (e == NULL && shutdown_ends(m)) return 1;
+  if (!reply) e = inbox_take(m, m->wait_id, m->wait_arg, false, 0);
   if (e != NULL) { /* an event wins over a timer that fired meanwhile */
     rt->cur = e;
     m->head.woke = WOKE_EVENT;
@@ -701,6 +760,7 @@ static bool inbox_has_exit_of(const mly_inst *m, mly_id child) {
 void mly__await_child(mly_machine *mm, mly_id child) {
   mly_inst *m = INST(mm);
   mly__await(mm, MLY_EV_CHILD_EXIT, child, -1);
+  if (anon_refused(m)) return;
   mly_inst *c = inst_get(m->type->rt, child);
   if (child == 0 || ((c == NULL || c->parent != m) &&
                      !inbox_has_exit_of(m, child)))
@@ -711,6 +771,7 @@ int mly__child_done(mly_machine *mm, int *status) {
   mly_inst *m = INST(mm);
   if (!mly__await_done(mm)) return 0;
   const mly_event *e = m->type->rt->cur;
+  if (status == NULL) return 1; /* not wanted */
   if (e != NULL) *status = (int)e->status;
   else if (m->head.woke == WOKE_ERROR) *status = m->status;
   return 1;
@@ -720,7 +781,10 @@ void mly__request(mly_machine *mm, mly_id to, uint32_t id,
                   mly_value *payload, int64_t ms) {
   mly_inst *m = INST(mm);
   mly_runtime *rt = m->type->rt;
-  wait_begin(m, W_REPLY);
+  if (!wait_setup(m, W_REPLY)) {
+    mly_value_free(payload); /* nothing is sent */
+    return;
+  }
   m->wait_arg = ++rt->corr_next;
   m->wait_peer = to; /* journaled: a recovered wait knows who answers */
   int rc = id == MLY_EV_ANY ? MLY_EINVAL : 0;
@@ -755,7 +819,7 @@ bool mly_recovered(const mly_machine *m) {
 }
 
 bool mly_shutdown_requested(const mly_machine *m) {
-  return (m->flags & F_SHUT_REQ) != 0;
+  return (m->flags & F_SHUT_REQ) && !(INST(m)->dflags & D_SHUT_HIDE);
 }
 
 mly_runtime *mly_machine_runtime(const mly_machine *m) {
@@ -781,7 +845,7 @@ int mly_shutdown(mly_runtime *rt, mly_id id) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   mly_inst *m = inst_get(rt, id);
   if (m == NULL) return MLY_ESRCH;
-  inst_request_shutdown(m);
+  inst_ask_shutdown(m);
   return 0;
 }
 

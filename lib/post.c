@@ -15,6 +15,13 @@
  * and then wakes the loop again, so the host's handles and timers get
  * their turn in between.  Once the runtime is stopping, posts are refused
  * with MLY_ESHUTDOWN: nothing is buffered that nobody will take.
+ *
+ * Every accepted post is accounted for: stats.posted counts it when the
+ * loop takes it, and it is then delivered to an inbox or counted
+ * undeliverable.  A stopping runtime keeps the loop up until what was
+ * accepted before mly_runtime_shutdown has been taken (runtime.c,
+ * rt_maybe_stop); what mly_runtime_close finds still queued is counted
+ * undeliverable as it is freed.
  */
 #include "internal.h"
 
@@ -65,6 +72,15 @@ static void async_cb(uv_async_t *h) {
   }
   rt->in_cb = false;
   rt_arm_timer(rt);
+  if (rt->stopping && rt->st.live == 0) rt_maybe_stop(rt); /* drained? */
+}
+
+bool post_pending(const mly_runtime *rt) {
+  uv_mutex_t *lock = (uv_mutex_t *)&rt->post.lock; /* only the lock moves */
+  uv_mutex_lock(lock);
+  bool any = rt->post.head != NULL;
+  uv_mutex_unlock(lock);
+  return any;
 }
 
 int post_init(mly_runtime *rt) {
@@ -98,6 +114,8 @@ void post_close(mly_runtime *rt) {
   uv_mutex_unlock(&rt->post.lock);
   while (e != NULL) {
     mly_event *next = e->next;
+    rt->st.posted++; /* accepted: taken now, and its target is gone */
+    rt->st.undeliverable++;
     if (e->flags & EVF_DURABLE_POST) {
       post_cb_box *box = (post_cb_box *)(intptr_t)e->status;
       if (box->cb) box->cb(rt, MLY_ESHUTDOWN, box->arg);

@@ -94,6 +94,13 @@ void rt_arm_timer(mly_runtime *rt) {
 
 void rt_maybe_stop(mly_runtime *rt) {
   if (rt->st.live > 0) return;
+  if (rt->stopping && !rt->stopped && !rt->closing && post_pending(rt)) {
+    /* posts accepted before the shutdown are taken first (delivered or
+     * counted, post.c): the async handle holds the loop until then */
+    uv_ref((uv_handle_t *)&rt->post.async);
+    uv_async_send(&rt->post.async);
+    return;
+  }
   if (!rt->closing) uv_unref((uv_handle_t *)&rt->post.async);
   if (rt->stopping && !rt->stopped) {
     rt->stopped = true;
@@ -202,7 +209,7 @@ int mly_runtime_shutdown(mly_runtime *rt, int64_t grace_ms) {
   if (rt->dur) durable_suspend_all(rt); /* they continue on the next open */
   for (uint32_t s = rt->nslots; s-- > 0;) {
     mly_inst *m = rt->slots[s];
-    if (m != NULL && m->parent == NULL) inst_request_shutdown(m);
+    if (m != NULL && m->parent == NULL) inst_ask_shutdown(m);
   }
   if (grace_ms >= 0) uv_timer_start(&rt->grace, grace_cb, (uint64_t)grace_ms, 0);
   rt_maybe_stop(rt);
@@ -266,8 +273,10 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* Yield point names: present, at most MLY_POINT_MAX bytes, unique (a
- * hand-written list could repeat one; MLY_POINTS cannot).  A durable type
+/* Yield point names: present, at most MLY_POINT_MAX bytes, no control
+ * characters, unique, and the first is "begin" (point 0, where MLY_BEGIN
+ * starts): a hand-written list could break any of these, MLY_POINTS
+ * cannot.  A durable type
  * must name its points: with no list every wait would be anonymous, and
  * an anonymous wait cannot be resumed after a restart (D1).  Anonymous
  * waits beside named ones are only seen when one is reached: the
@@ -279,7 +288,10 @@ static int check_points(const mly_type_def *def) {
     if (p == NULL || *p == '\0') return MLY_EINVAL;
     if (strlen(p) > MLY_POINT_MAX) return MLY_ENAMETOOLONG;
     if (strncmp(p, "line ", 5) == 0) return MLY_EINVAL; /* that is anonymous */
+    if (has_control(p)) return MLY_EINVAL;
   }
+  if (def->npoints > 0 && strcmp(def->points[0], "begin") != 0)
+    return MLY_EINVAL;
   if (def->npoints < 2) return 0;
   const char **v = malloc(def->npoints * sizeof *v);
   if (v == NULL) return MLY_ENOMEM;
@@ -295,7 +307,8 @@ static int check_points(const mly_type_def *def) {
 int mly_type_register(mly_runtime *rt, const mly_type_def *def,
                       mly_type **out) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
-  if (def == NULL || def->run == NULL || def->data_size > MLY_DATA_MAX)
+  if (def == NULL || def->run == NULL || def->data_size > MLY_DATA_MAX ||
+      (def->flags & ~MLY_TYPE_FLAGS_ALL))
     return MLY_EINVAL;
   if (def->name && strlen(def->name) > MLY_NAME_MAX) return MLY_ENAMETOOLONG;
   if (!valid_name(def->name)) return MLY_EINVAL;
@@ -327,5 +340,5 @@ mly_type *mly_type_find(mly_runtime *rt, const char *name) {
 }
 
 void mly_runtime_stats(const mly_runtime *rt, mly_stats *out) {
-  *out = rt->st;
+  if (out != NULL) *out = rt->st;
 }

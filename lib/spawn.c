@@ -23,7 +23,10 @@
  * mly_open_as opens a file in a short-lived child that has become the
  * given user, and receives the descriptor over a socket: the kernel
  * checks that user's permissions, so a path the user controls cannot
- * make us write where the user may not.
+ * make us write where the user may not.  mly_run_as runs any function
+ * that way (log rotation renames files as the program's user).  A uid
+ * without a gid is refused (MLY_EINVAL) everywhere: the child would keep
+ * our gid, root's.
  */
 #include "internal.h"
 
@@ -161,9 +164,10 @@ static int place_fds(const plan *p, int *errfd) {
  * them change ids too. */
 static int become(const mly_process_options *o) {
   if (!o->set_uid && !o->set_gid) return 0;
+  if (!o->set_gid) return MLY_EINVAL; /* a uid alone would keep our gid */
   if (syscall(SYS_setgroups, o->ngroups, o->ngroups ? o->groups : NULL) < 0)
     return -errno;
-  if (o->set_gid && syscall(SYS_setgid, o->gid) < 0) return -errno;
+  if (syscall(SYS_setgid, o->gid) < 0) return -errno;
   if (o->set_uid && syscall(SYS_setuid, o->uid) < 0) return -errno;
   return 0;
 }
@@ -249,6 +253,7 @@ static int clone_into(int cgroup_fd) {
 }
 
 int spawn_process(const mly_process_options *o, int *pid_out, int *pidfd_out) {
+  if (o->set_uid && !o->set_gid) return MLY_EINVAL; /* see become() */
   plan p = {.env = o->env ? (char *const *)(uintptr_t)o->env : environ};
   if (o->failed_step) *o->failed_step = MLY_SPAWN_PREPARE;
   int rc = plan_fds(o, &p);
@@ -325,7 +330,7 @@ static int send_fd(int sock, int fd, int err) {
   return sendmsg(sock, &m, MSG_NOSIGNAL) < 0 ? -errno : 0;
 }
 
-static int recv_fd(int sock) {
+static int recv_fd(int sock, bool want_fd) {
   int err = EIO;
   char cbuf[CMSG_SPACE(sizeof(int))];
   struct iovec iov = {.iov_base = &err, .iov_len = sizeof err};
@@ -342,17 +347,17 @@ static int recv_fd(int sock) {
     memcpy(&fd, CMSG_DATA(c), sizeof fd);
     return fd;
   }
-  return err > 0 ? -err : MLY_EIO;
+  return err > 0 ? -err : want_fd ? MLY_EIO : 0;
 }
 
-int mly_open_as(const mly_process_options *o, const char *path, int flags,
-                unsigned mode) {
-  if (path == NULL) return MLY_EINVAL;
-  flags |= O_CLOEXEC;
-  if (o == NULL || (!o->set_uid && !o->set_gid)) {
-    int fd = open(path, flags, (mode_t)mode);
-    return fd < 0 ? -errno : fd;
-  }
+/* Runs fn(arg) as the user o describes, in a short-lived child that has
+ * become that user (in this process when o changes no identity); with
+ * want_fd, a descriptor fn returns is passed back to us.  Returns fn's
+ * result (the descriptor, 0, or a negative error). */
+static int run_as(const mly_process_options *o, int (*fn)(void *), void *arg,
+                  bool want_fd) {
+  if (o != NULL && o->set_uid && !o->set_gid) return MLY_EINVAL;
+  if (o == NULL || (!o->set_uid && !o->set_gid)) return fn(arg);
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return -errno;
   sigset_t all, old;
@@ -361,16 +366,46 @@ int mly_open_as(const mly_process_options *o, const char *path, int flags,
   int pid = fork();
   if (pid == 0) { /* signals stay blocked: no handler of ours runs here */
     int rc = become(o);
-    int fd = rc < 0 ? -1 : open(path, flags, (mode_t)mode);
-    if (rc == 0 && fd < 0) rc = -errno;
-    send_fd(sv[1], fd, -rc);
+    if (rc == 0) rc = fn(arg);
+    send_fd(sv[1], want_fd && rc >= 0 ? rc : -1, rc < 0 ? -rc : 0);
     _exit(0);
   }
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(sv[1]);
-  int fd = pid < 0 ? -fork_errno : recv_fd(sv[0]);
+  int rc = pid < 0 ? -fork_errno : recv_fd(sv[0], want_fd);
   close(sv[0]);
   if (pid > 0) reap(pid);
-  return fd;
+  return rc;
+}
+
+typedef struct open_args {
+  int dirfd;
+  const char *path;
+  int flags;
+  mode_t mode;
+} open_args;
+
+static int open_fn(void *arg) {
+  const open_args *a = arg;
+  int fd = openat(a->dirfd, a->path, a->flags, a->mode);
+  return fd < 0 ? -errno : fd;
+}
+
+int mly_openat_as(const mly_process_options *o, int dirfd, const char *path,
+                  int flags, unsigned mode) {
+  if (path == NULL) return MLY_EINVAL;
+  open_args a = {dirfd, path, flags | O_CLOEXEC, (mode_t)mode};
+  return run_as(o, open_fn, &a, true);
+}
+
+int mly_open_as(const mly_process_options *o, const char *path, int flags,
+                unsigned mode) {
+  return mly_openat_as(o, AT_FDCWD, path, flags, mode);
+}
+
+int mly_run_as(const mly_process_options *o, int (*fn)(void *arg), void *arg) {
+  if (fn == NULL) return MLY_EINVAL;
+  int rc = run_as(o, fn, arg, false);
+  return rc > 0 ? 0 : rc;
 }

@@ -376,6 +376,10 @@ START_TEST(t_user_group) {
   ck_assert_ptr_null(c->programs[0].home);
   ck_assert_uint_eq(c->programs[0].ngroups, 0);
   sv_config_free(c);
+  /* ... but a uid with no entry and no group: refused, it would run in
+   * the supervisor's group (root's) */
+  EXPECT_ERR(WEB "    user: \"54321\"\n", MLY_EINVAL, "sv.yaml:4:11: ",
+             "user 54321 has no passwd entry", "set group:");
 }
 END_TEST
 

@@ -509,6 +509,13 @@ START_TEST(misuse_returns_errors) {
   uint32_t ev;
   ck_assert_int_eq(mly_event_id(rt, "", &ev), MLY_EINVAL);
   ck_assert_int_eq(mly_event_id(rt, longname, &ev), MLY_ENAMETOOLONG);
+  /* an out pointer that is NULL: an error, not a crash */
+  ck_assert_int_eq(mly_event_id(rt, "fine", NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_spawn(rt, t, NULL, 0, NULL), 0); /* id not wanted */
+  mly_id live = 0;
+  ck_assert_int_eq(mly_spawn(rt, t, NULL, 0, &live), 0);
+  ck_assert_int_eq(mly_info_get(rt, live, NULL), MLY_EINVAL);
+  mly_runtime_stats(rt, NULL);
   ck_assert_str_eq(mly_strerror(MLY_ESRCH), "no such instance, or it has ended");
   ck_assert_str_eq(mly_strerror(-99999), "unknown error");
   mly_runtime_close(rt);
@@ -529,6 +536,10 @@ START_TEST(registration_checks_points) {
   const char *const empty[] = {"begin", "", NULL};
   const char *const twice[] = {"begin", "a", "b", "a", NULL};
   const char *const anon[] = {"begin", "line 12", NULL};
+  const char *const ctrl[] = {"begin", "a\nb", NULL};
+  const char *const del[] = {"begin", "a\x7f", NULL};
+  const char *const nobegin[] = {"start", "a", NULL};
+  const char *const late_begin[] = {"a", "begin", NULL};
   mly_type_def d = {.name = "p", .run = named_run};
   d.points = too_long, d.npoints = 2;
   ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_ENAMETOOLONG);
@@ -538,6 +549,27 @@ START_TEST(registration_checks_points) {
   ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EEXIST);
   d.points = anon, d.npoints = 2;
   ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = ctrl, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = del, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = nobegin, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  d.points = late_begin, d.npoints = 2;
+  ck_assert_int_eq(mly_type_register(rt, &d, NULL), MLY_EINVAL);
+  /* flags this version does not know */
+  ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "f",
+      .run = named_run, .flags = 0x4}, NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "f",
+      .run = named_run, .flags = 0x80000000u | MLY_TYPE_DROP_UNHANDLED},
+      NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "f",
+      .run = named_run, .flags = MLY_TYPE_FLAGS_ALL, .points = just_fits,
+      .npoints = 2},
+      NULL), 0);
+  uint32_t ev;
+  ck_assert_int_eq(mly_event_id(rt, "a\nb", &ev), MLY_EINVAL);
+  ck_assert_int_eq(mly_event_id(rt, "tab\there", &ev), MLY_EINVAL);
   /* a durable type must name its points: without a list every wait
    * would be anonymous, and could not be resumed after a restart */
   ck_assert_int_eq(mly_type_register(rt, &(mly_type_def){.name = "d",
@@ -591,6 +623,133 @@ START_TEST(durable_anonymous_wait_fails_at_once) {
   ck_assert_uint_eq(js.parked, 0);
   mly_runtime_close(rt);
   h_rmtree(dir);
+}
+END_TEST
+
+/* ---- a durable type refuses every anonymous wait, suspending or not ---- */
+
+#define INSTANT_POINTS(X) X(instant, first)
+MLY_POINTS(instant, INSTANT_POINTS);
+
+typedef struct instant {
+  int which;   /* which anonymous wait it reaches */
+  mly_id peer; /* a live instance a refused request must not reach */
+} instant;
+
+enum { AN_UNTIL, AN_CHILD, AN_REQ_NONE, AN_REQ_PEER, AN_NAME, AN_SLEEP0,
+       AN_YIELD, AN_AWAIT, AN_NKINDS };
+
+static int instant_run(mly_machine *m, void *data) {
+  instant *d = data;
+  int st = 0;
+  MLY_BEGIN(m);
+  /* where they are allowed, the first six end at once, without a yield */
+  if (d->which == AN_UNTIL) MLY_WAIT_UNTIL(m, 1);
+  else if (d->which == AN_CHILD) MLY_AWAIT_CHILD(m, 12345, &st);
+  else if (d->which == AN_REQ_NONE) MLY_REQUEST(m, 0, 7, NULL, 5);
+  else if (d->which == AN_REQ_PEER)
+    MLY_REQUEST(m, d->peer, 7, mly_value_str("never sent"), 5);
+  else if (d->which == AN_NAME) MLY_AWAIT_NAME(m, "", 5); /* a bad name */
+  else if (d->which == AN_SLEEP0) MLY_SLEEP(m, 0);
+  else if (d->which == AN_YIELD) MLY_YIELD(m);
+  else MLY_AWAIT(m, 3, 0);
+  (void)st;
+  MLY_END(m);
+}
+
+typedef struct sink {
+  int *got;
+} sink;
+
+static int sink_run(mly_machine *m, void *data) {
+  sink *c = data;
+  MLY_BEGIN(m);
+  for (;;) {
+    MLY_AWAIT(m, MLY_EV_ANY, -1);
+    if (mly_current_event(m) == NULL) break;
+    (*c->got)++;
+  }
+  MLY_END(m);
+}
+
+typedef struct instant_parent {
+  mly_type *ct;
+  mly_id peer;
+  int which;
+  int *out; /* the child's status and lifecycle */
+} instant_parent;
+
+static int instant_parent_run(mly_machine *m, void *data) {
+  instant_parent *p = data;
+  MLY_BEGIN(m);
+  ck_assert_int_eq(mly_spawn_child(m, p->ct, &(instant){p->which, p->peer},
+                                   sizeof(instant), NULL), 0);
+  MLY_AWAIT(m, MLY_EV_CHILD_EXIT, -1);
+  p->out[0] = (int)mly_current_event(m)->status;
+  p->out[1] = (int)mly_current_event(m)->aux;
+  MLY_END(m);
+}
+
+/* _i == 0: no journal (the type's flag decides); 1: with one. */
+START_TEST(durable_instant_anonymous_waits_fail) {
+  for (int which = 0; which < AN_NKINDS; which++) {
+    char dir[] = "/tmp/mly-instant-XXXXXX";
+    mly_runtime *rt = h_runtime();
+    mly_type *ct = h_type(rt, &(mly_type_def){.name = "instant",
+        .run = instant_run, MLY_TYPE_POINTS(instant),
+        .data_size = sizeof(instant), .flags = MLY_TYPE_DURABLE});
+    mly_type *pt = h_type(rt, &(mly_type_def){.name = "iparent",
+        .run = instant_parent_run, .data_size = sizeof(instant_parent)});
+    mly_type *st = h_type(rt, &(mly_type_def){.name = "sink",
+        .run = sink_run, .data_size = sizeof(sink)});
+    if (_i == 1) {
+      ck_assert_ptr_nonnull(mkdtemp(dir));
+      ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+                           .dir = dir, .sync = MLY_SYNC_NEVER}, NULL, 0), 0);
+    }
+    int got = 0, out[2] = {99, -1};
+    mly_id snk = h_spawn(rt, st, &(sink){&got}, sizeof(sink));
+    h_spawn(rt, pt, &(instant_parent){ct, snk, which, out},
+            sizeof(instant_parent));
+    for (int i = 0; i < 10000 && out[0] == 99; i++)
+      uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+    ck_assert_msg(out[0] == MLY_EINVAL, "wait %d: child ended with %d",
+                  which, out[0]);
+    ck_assert_int_eq(out[1], MLY_LC_FAILED);
+    ck_assert_int_eq(got, 0); /* a refused request sent nothing */
+    mly_runtime_close(rt);
+    if (_i == 1) h_rmtree(dir);
+  }
+}
+END_TEST
+
+/* ---- MLY_AWAIT_CHILD with no status wanted ---- */
+
+static int careless_run(mly_machine *m, void *data) {
+  child_waiter *w = data;
+  MLY_BEGIN(m);
+  ck_assert_int_eq(mly_spawn_child(m, w->ct, &(exiter){7}, sizeof(exiter),
+                                   &w->child), 0);
+  MLY_AWAIT_CHILD(m, w->child, NULL);
+  w->out[0] = 1;
+  MLY_AWAIT_CHILD(m, 12345, NULL); /* no such child: at once */
+  w->out[1] = mly_wait_error(m);
+  MLY_END(m);
+}
+
+START_TEST(await_child_status_not_wanted) {
+  mly_runtime *rt = h_runtime();
+  int out[2] = {0, 0};
+  mly_type *ct = h_type(rt, &(mly_type_def){.name = "exiter", .run = exiter_run,
+                                            .data_size = sizeof(exiter)});
+  mly_type *wt = h_type(rt, &(mly_type_def){.name = "careless",
+      .run = careless_run, .data_size = sizeof(child_waiter)});
+  h_spawn(rt, wt, &(child_waiter){ct, 0, -1, -1, out}, sizeof(child_waiter));
+  h_run(rt);
+  ck_assert_int_eq(out[0], 1);
+  ck_assert_int_eq(out[1], MLY_ESRCH);
+  ck_assert_uint_eq(h_stat_live(rt), 0);
+  mly_runtime_close(rt);
 }
 END_TEST
 
@@ -710,6 +869,8 @@ static Suite *coro_suite(void) {
   tcase_add_test(tc, misuse_returns_errors);
   tcase_add_test(tc, registration_checks_points);
   tcase_add_test(tc, durable_anonymous_wait_fails_at_once);
+  tcase_add_loop_test(tc, durable_instant_anonymous_waits_fail, 0, 2);
+  tcase_add_test(tc, await_child_status_not_wanted);
   tcase_add_test(tc, waiting_text_holds_the_longest_name);
   tcase_add_test(tc, renamed_point_resumes_persisted_instances);
   suite_add_tcase(s, tc);

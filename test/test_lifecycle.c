@@ -418,6 +418,219 @@ START_TEST(shutdown_request_never_drops_an_event) {
 }
 END_TEST
 
+/* ---- a reply that comes with a shutdown request is not lost ---- */
+
+typedef struct asker_rec {
+  int replies, broke, after_event, requested_after, requested_before;
+} asker_rec;
+
+typedef struct asker {
+  asker_rec *r;
+  mly_id server;
+} asker;
+
+#define ASKER_POINTS(X) X(asker, asking) X(asker, after)
+MLY_POINTS(asker, ASKER_POINTS);
+
+static int asker_run(mly_machine *m, void *data) {
+  asker *a = data;
+  MLY_BEGIN(m);
+  MLY_REQUEST_AT(m, asker_asking, a->server, 5, NULL, -1);
+  if (mly_shutdown_requested(m)) { /* the natural pattern */
+    a->r->broke = 1;
+    MLY_EXIT(m, 2);
+  }
+  if (mly_current_event(m)) a->r->replies++;
+  MLY_AWAIT_AT(m, asker_after, 9, -1); /* the shutdown ends this one */
+  a->r->after_event = mly_current_event(m) != NULL;
+  a->r->requested_after = mly_shutdown_requested(m);
+  MLY_END(m);
+}
+
+typedef struct server {
+  int order; /* 0: reply, then shutdown; 1: the other way round */
+} server;
+
+#define SERVER_POINTS(X) X(server, serving) X(server, serving2)
+MLY_POINTS(server, SERVER_POINTS);
+
+static int server_run(mly_machine *m, void *data) {
+  server *s = data;
+  const mly_event *e;
+  MLY_BEGIN(m);
+  MLY_AWAIT_AT(m, server_serving, 5, -1);
+  e = mly_current_event(m);
+  ck_assert_ptr_nonnull(e);
+  if (s->order == 1)
+    ck_assert_int_eq(mly_shutdown(mly_machine_runtime(m), e->from), 0);
+  ck_assert_int_eq(mly_reply(m, e, 6, mly_value_str("answer")), 0);
+  if (s->order == 0)
+    ck_assert_int_eq(mly_shutdown(mly_machine_runtime(m), e->from), 0);
+  MLY_END(m);
+}
+
+/* _i: which of the two is durable (bit 0 the asker, bit 1 the server) */
+START_TEST(reply_with_shutdown_request_is_returned) {
+  for (int order = 0; order < 2; order++) {
+    mly_runtime *rt = h_runtime();
+    asker_rec r = {0};
+    char dir[] = "/tmp/mly-reply-XXXXXX";
+    mly_type *at = h_type(rt, &(mly_type_def){.name = "asker",
+        .run = asker_run, MLY_TYPE_POINTS(asker), .data_size = sizeof(asker),
+        .flags = (_i & 1) ? MLY_TYPE_DURABLE : 0});
+    mly_type *st = h_type(rt, &(mly_type_def){.name = "server",
+        .run = server_run, MLY_TYPE_POINTS(server), .data_size = sizeof(server),
+        .flags = (_i & 2) ? MLY_TYPE_DURABLE : 0});
+    if (_i) {
+      ck_assert_ptr_nonnull(mkdtemp(dir));
+      ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+                           .dir = dir, .sync = MLY_SYNC_NEVER}, NULL, 0), 0);
+    }
+    mly_id srv = h_spawn(rt, st, &(server){order}, sizeof(server));
+    h_spawn(rt, at, &(asker){&r, srv}, sizeof(asker));
+    h_run(rt);
+    ck_assert_msg(r.broke == 0, "order %d: the request ended early", order);
+    ck_assert_int_eq(r.replies, 1);        /* the request returned it */
+    ck_assert_int_eq(r.after_event, 0);    /* the next wait ended early */
+    ck_assert_int_eq(r.requested_after, 1);
+    mly_stats sts;
+    mly_runtime_stats(rt, &sts);
+    ck_assert_uint_eq(sts.dropped, 0);
+    ck_assert_uint_eq(sts.late_replies, 0);
+    ck_assert_uint_eq(sts.live, 0);
+    mly_runtime_close(rt);
+    if (_i) h_rmtree(dir);
+  }
+}
+END_TEST
+
+/* The runtime's shutdown while a durable server's reply is on its way
+ * (its batch being synced): the request to the asker waits behind it.
+ * The journal's fault hook holds that sync until the shutdown is made. */
+typedef struct held_sync {
+  uv_sem_t go;
+  int served; /* the server has replied: hold the next sync, once */
+  int held;
+} held_sync;
+
+static int hold_sync(void *arg, int op, size_t len) {
+  (void)len;
+  held_sync *h = arg;
+  if (op == MLY_JOP_SYNC && __atomic_load_n(&h->served, __ATOMIC_SEQ_CST) &&
+      !h->held) {
+    uv_sem_wait(&h->go);
+    h->held = 1;
+  }
+  return 0;
+}
+
+typedef struct dserver {
+  int *served;
+} dserver;
+
+static int dserver_run(mly_machine *m, void *data) {
+  dserver *s = data;
+  MLY_BEGIN(m);
+  MLY_AWAIT_AT(m, server_serving, 5, -1);
+  ck_assert_int_eq(mly_reply(m, mly_current_event(m), 6, NULL), 0);
+  __atomic_store_n(s->served, 1, __ATOMIC_SEQ_CST);
+  MLY_AWAIT_AT(m, server_serving2, 99, -1); /* suspended by the shutdown */
+  MLY_END(m);
+}
+
+typedef struct shut_host {
+  mly_runtime *rt;
+  held_sync *h;
+  int *served;
+  int done;
+} shut_host;
+
+static void shut_after_serve(uv_prepare_t *c) {
+  shut_host *sh = c->data;
+  if (sh->done || __atomic_load_n(sh->served, __ATOMIC_SEQ_CST) == 0) return;
+  sh->done = 1;
+  /* the server's step ran and its batch is being synced: now, before
+   * the loop polls (a check handle would come after a poll that waits
+   * for that very sync) */
+  ck_assert_int_eq(mly_runtime_shutdown(sh->rt, -1), 0);
+  uv_sem_post(&sh->h->go);
+}
+
+START_TEST(runtime_shutdown_waits_behind_a_journaled_reply) {
+  mly_runtime *rt = h_runtime();
+  asker_rec r = {0};
+  held_sync h = {.served = 0};
+  ck_assert_int_eq(uv_sem_init(&h.go, 0), 0);
+  char dir[] = "/tmp/mly-rshut-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  mly_type *at = h_type(rt, &(mly_type_def){.name = "asker",
+      .run = asker_run, MLY_TYPE_POINTS(asker), .data_size = sizeof(asker)});
+  mly_type *st = h_type(rt, &(mly_type_def){.name = "server",
+      .run = dserver_run, MLY_TYPE_POINTS(server), .data_size = sizeof(dserver),
+      .flags = MLY_TYPE_DURABLE});
+  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir,
+                       .fault = hold_sync, .fault_arg = &h}, NULL, 0), 0);
+  mly_id srv = h_spawn(rt, st, &(dserver){&h.served}, sizeof(dserver));
+  for (int i = 0; i < 1000; i++) { /* the server is recorded and waiting */
+    mly_info info;
+    ck_assert_int_eq(mly_info_get(rt, srv, &info), 0);
+    if (info.lifecycle == MLY_LC_READY) break;
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  }
+  shut_host sh = {rt, &h, &h.served, 0};
+  uv_prepare_t c;
+  uv_prepare_init(mly_runtime_loop(rt), &c);
+  c.data = &sh;
+  uv_prepare_start(&c, shut_after_serve);
+  uv_unref((uv_handle_t *)&c);
+  h_spawn(rt, at, &(asker){&r, srv}, sizeof(asker));
+  h_run(rt);
+  ck_assert_int_eq(sh.done, 1);
+  ck_assert_int_eq(h.held, 1);
+  ck_assert_msg(r.broke == 0, "the request ended before its reply came");
+  ck_assert_int_eq(r.replies, 1);
+  ck_assert_int_eq(r.requested_after, 1);
+  mly_stats sts;
+  mly_runtime_stats(rt, &sts);
+  ck_assert_uint_eq(sts.late_replies, 0);
+  ck_assert_uint_eq(sts.undeliverable, 0);
+  uv_close((uv_handle_t *)&c, NULL);
+  mly_runtime_close(rt);
+  uv_sem_destroy(&h.go);
+  h_rmtree(dir);
+}
+END_TEST
+
+/* With a shutdown routine the request's wait is abandoned: a reply that
+ * had come is late (counted), not left where nothing can take it. */
+static int asker_stop(mly_machine *m, void *data) {
+  asker *a = data;
+  MLY_BEGIN(m);
+  a->r->requested_before = mly_shutdown_requested(m);
+  MLY_END(m);
+}
+
+START_TEST(reply_to_abandoned_request_is_late) {
+  mly_runtime *rt = h_runtime();
+  asker_rec r = {0};
+  mly_type *at = h_type(rt, &(mly_type_def){.name = "asker",
+      .run = asker_run, .shutdown = asker_stop, MLY_TYPE_POINTS(asker),
+      .data_size = sizeof(asker)});
+  mly_type *st = h_type(rt, &(mly_type_def){.name = "server",
+      .run = server_run, MLY_TYPE_POINTS(server), .data_size = sizeof(server)});
+  mly_id srv = h_spawn(rt, st, &(server){0}, sizeof(server));
+  h_spawn(rt, at, &(asker){&r, srv}, sizeof(asker));
+  h_run(rt);
+  ck_assert_int_eq(r.requested_before, 1);
+  ck_assert_int_eq(r.replies, 0);
+  mly_stats sts;
+  mly_runtime_stats(rt, &sts);
+  ck_assert_uint_eq(sts.late_replies, 1);
+  ck_assert_uint_eq(sts.dropped, 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* ---- a child kills its parent from inside its own step ---- */
 
 typedef struct rebel {
@@ -496,6 +709,9 @@ static Suite *lifecycle_suite(void) {
   tcase_add_test(tc, kill_parent_kills_children_first);
   tcase_add_test(tc, close_ends_everything);
   tcase_add_test(tc, shutdown_request_never_drops_an_event);
+  tcase_add_loop_test(tc, reply_with_shutdown_request_is_returned, 0, 4);
+  tcase_add_test(tc, reply_to_abandoned_request_is_late);
+  tcase_add_test(tc, runtime_shutdown_waits_behind_a_journaled_reply);
   tcase_add_test(tc, child_kills_parent_from_its_step_children_end_first);
   suite_add_tcase(s, tc);
   return s;

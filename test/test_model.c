@@ -3,17 +3,21 @@
  *
  * A host driver on the loop performs one random operation per loop turn
  * against a population of machines that sleep, yield, wait for events
- * with and without timeouts, ping each other with 1 ms timeouts, wait for
- * conditions, own children and now and then a child process: spawn,
- * send, post, wake, kill, shut down one, and at the end shut the runtime
- * down (grace 0, short, none, or a second call that forces it).  After
- * every operation, and after every loop turn, rt_check (lib/invariant.c)
- * verifies the whole state: one place per instance (ready queue, timer
- * heap, waiting), the heap and its back-pointers, the uv timer armed for
- * the earliest deadline, an empty runtime not holding the loop, no
- * process of an ended owner holding it.  Then the loop must end by
- * itself: with a timer left armed for an ended sleeper, or an instance
- * both queued and timed, it would not (the CK timeout fails the test).
+ * with and without timeouts, ping each other with 1 ms timeouts, send
+ * requests that others answer (now and then asking the asker to shut
+ * down in the same step), wait for conditions, own children and now and
+ * then a child process, and on a shutdown request stop at once or go on
+ * for a while: spawn, send, post, wake, kill, shut down one, and at the
+ * end shut the runtime down (grace 0, short, none, or a second call that
+ * forces it).  After every operation, and after every loop turn,
+ * rt_check (lib/invariant.c) verifies the whole state: one place per
+ * instance (ready queue, timer heap, waiting), the heap and its
+ * back-pointers, the uv timer armed for the earliest deadline, an empty
+ * runtime not holding the loop, no process of an ended owner holding it,
+ * no reply left where no wait can take it.  At the end every accepted
+ * post was taken.  Then the loop must end by itself: with a timer left
+ * armed for an ended sleeper, or an instance both queued and timed, it
+ * would not (the CK timeout fails the test).
  * Every round runs with plain machines and with durable ones on a
  * journal.  The test command runs a few dozen rounds; MODEL_ROUNDS=N runs
  * N (long mode).
@@ -32,6 +36,7 @@
 #include <unistd.h>
 
 #define EV_PING 1u
+#define EV_ASK 2u
 
 /* ---- a small deterministic generator (xorshift) ---- */
 
@@ -59,11 +64,12 @@ typedef struct bot {
   uint32_t rounds;
   uint32_t flag; /* a condition the host toggles */
   uint32_t kids;
+  uint32_t stubborn; /* rounds it goes on after a shutdown request */
 } bot;
 
 #define BOT_POINTS(X)                                                       \
   X(bot, napping) X(bot, turning) X(bot, listening) X(bot, pinging)        \
-  X(bot, pondering) X(bot, parenting) X(bot, closing)
+  X(bot, pondering) X(bot, parenting) X(bot, closing) X(bot, asking)
 MLY_POINTS(bot, BOT_POINTS);
 
 static int64_t some_timeout(bot *b) {
@@ -81,12 +87,13 @@ static int bot_run(mly_machine *m, void *data) {
       mly_process_spawn(m, &(mly_process_options){.argv = sleeper,
           .new_group = true, .end_grace_ms = 5}, NULL);
     }
-    switch (rnd(&b->seed) % 6) {
+    switch (rnd(&b->seed) % 7) {
     case 0: goto nap;
     case 1: goto turn;
     case 2: goto listen;
     case 3: goto ping;
     case 4: goto ponder;
+    case 5: goto ask;
     default: goto parent;
     }
   nap:
@@ -95,8 +102,20 @@ static int bot_run(mly_machine *m, void *data) {
   turn:
     MLY_YIELD_AT(m, bot_turning);
     goto next;
-  listen:
-    MLY_AWAIT_AT(m, bot_listening, EV_PING, some_timeout(b));
+  listen: /* pings, and requests: answered, the asker now and then
+           * asked to shut down in the same step (before or after) */
+    MLY_AWAIT_AT(m, bot_listening, MLY_EV_ANY, some_timeout(b));
+    if (mly_current_event(m) && mly_current_event(m)->id == EV_ASK) {
+      const mly_event *e = mly_current_event(m);
+      mly_runtime *rt = mly_machine_runtime(m);
+      uint32_t r = rnd(&b->seed) % 8;
+      if (r == 0) mly_shutdown(rt, e->from);
+      mly_reply(m, e, EV_ASK, NULL);
+      if (r == 1) mly_shutdown(rt, e->from);
+    }
+    goto next;
+  ask:
+    MLY_REQUEST_AT(m, bot_asking, b->peer, EV_ASK, NULL, some_timeout(b));
     goto next;
   ping:
     if (b->peer) mly_send(m, b->peer, EV_PING, NULL);
@@ -119,7 +138,7 @@ static int bot_run(mly_machine *m, void *data) {
     MLY_AWAIT_AT(m, bot_parenting, MLY_EV_CHILD_EXIT, some_timeout(b));
     goto next;
   next:
-    if (mly_shutdown_requested(m)) break;
+    if (mly_shutdown_requested(m) && b->stubborn-- == 0) break;
   }
   MLY_END(m);
 }
@@ -142,6 +161,7 @@ typedef struct driver {
   mly_id ids[MAX_IDS];
   uint32_t nids;
   uint32_t ops, max_ops;
+  uint64_t posted;     /* posts accepted */
   uint32_t after_stop; /* loop turns since the shutdown */
   int grace;           /* for mly_runtime_shutdown */
   bool twice;          /* ... and a second call that forces the end */
@@ -156,7 +176,9 @@ static mly_id any_id(driver *d) {
 
 static void spawn_one(driver *d) {
   if (h_stat_live(d->rt) >= 150 || d->nids == MAX_IDS) return;
-  bot b = {.seed = rnd(&d->seed), .peer = any_id(d)};
+  bot b = {.seed = rnd(&d->seed), .peer = any_id(d),
+           /* with a grace: a wait with no end would hold it for good */
+           .stubborn = d->grace >= 0 && rnd(&d->seed) % 3 == 0 ? 20 : 0};
   mly_id id = 0;
   if (mly_spawn(d->rt, d->type, &b, sizeof b, &id) == 0) d->ids[d->nids++] = id;
 }
@@ -167,7 +189,7 @@ static void one_op(driver *d) {
   case 0:
   case 1: spawn_one(d); break;
   case 2: mly_runtime_send(d->rt, id, EV_PING, NULL); break;
-  case 3: mly_post(d->rt, id, EV_PING, NULL); break;
+  case 3: d->posted += mly_post(d->rt, id, EV_PING, NULL) == 0; break;
   case 4: {
     bot *b = mly_instance_data(d->rt, id);
     if (b != NULL) b->flag = 1;
@@ -253,6 +275,10 @@ static void run_round(uint32_t seed, bool durable) {
   ck_assert_msg(d->stopped_called, "seed %u: the loop ended before on_stop", seed);
   ck_assert_uint_eq(h_stat_live(d->rt), 0);
   check_ok(d->rt, "at the end");
+  mly_stats st;
+  mly_runtime_stats(d->rt, &st);
+  ck_assert_msg(st.posted == d->posted, "seed %u: %" PRIu64 " posts accepted, "
+                "%" PRIu64 " taken", seed, d->posted, st.posted);
   uv_close((uv_handle_t *)&d->idle, NULL);
   uv_close((uv_handle_t *)&d->check, NULL);
   mly_runtime_close(d->rt);
@@ -460,6 +486,44 @@ START_TEST(suspended_sleeper_does_not_hold_the_loop) {
 }
 END_TEST
 
+/* ---- a yield ended early by a shutdown leaves the queue ---- */
+
+typedef struct selfstop {
+  int early, slept;
+} selfstop;
+
+static int selfstop_run(mly_machine *m, void *data) {
+  selfstop *s = data;
+  MLY_BEGIN(m);
+  ck_assert_int_eq(mly_shutdown(mly_machine_runtime(m), mly_self(m)), 0);
+  MLY_YIELD(m); /* queued for its turn, then ended at once by the request */
+  s->early = mly_shutdown_requested(m);
+  MLY_SLEEP(m, 1); /* on the timer heap: only there */
+  s->slept = 1;
+  MLY_END(m);
+}
+
+START_TEST(yield_ended_early_leaves_the_queue) {
+  mly_runtime *rt = h_runtime();
+  cur_seed = 0;
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "selfstop",
+      .run = selfstop_run, .data_size = sizeof(selfstop)});
+  mly_id id = h_spawn(rt, t, NULL, 0);
+  selfstop *s = mly_instance_data(rt, id);
+  h_turn(rt);
+  check_ok(rt, "after the step");
+  ck_assert_int_eq(s->early, 1);
+  ck_assert_int_eq(s->slept, 0);
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.steps, 1);
+  h_run(rt);
+  mly_runtime_stats(rt, &st);
+  ck_assert_uint_eq(st.steps, 2); /* its turn did not run it again */
+  mly_runtime_close(rt);
+}
+END_TEST
+
 static Suite *model_suite(void) {
   Suite *s = suite_create("model");
   TCase *tc = tcase_create("model");
@@ -471,6 +535,7 @@ static Suite *model_suite(void) {
   tcase_add_test(tc, durable_sleepers_run_no_extra_steps);
   tcase_add_test(tc, killed_sleeper_does_not_hold_the_loop);
   tcase_add_test(tc, suspended_sleeper_does_not_hold_the_loop);
+  tcase_add_test(tc, yield_ended_early_leaves_the_queue);
   suite_add_tcase(s, tc);
   return s;
 }

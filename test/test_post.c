@@ -531,6 +531,102 @@ START_TEST(post_any_is_einval) {
 }
 END_TEST
 
+/* ---- every accepted post is taken, also across a shutdown ---- */
+
+typedef struct flooder {
+  mly_runtime *rt;
+  mly_id to;
+  uint64_t max;      /* posts to make at most */
+  uint64_t accepted; /* answered 0 */
+  int other_rc;      /* an answer that is neither 0, EAGAIN nor ESHUTDOWN */
+} flooder;
+
+static void flooder_main(void *arg) {
+  flooder *f = arg;
+  while (f->accepted < f->max) {
+    int rc = mly_post(f->rt, f->to, 1, mly_value_int((int64_t)f->accepted));
+    if (rc == 0) f->accepted++;
+    else if (rc == MLY_EAGAIN) sched_yield();
+    else if (rc == MLY_ESHUTDOWN) break;
+    else {
+      f->other_rc = rc;
+      break;
+    }
+  }
+}
+
+typedef struct stopper_rx {
+  uint64_t *got;
+  uint64_t stop_at; /* shuts the runtime down on this event */
+} stopper_rx;
+
+static int stopper_rx_run(mly_machine *m, void *data) {
+  stopper_rx *c = data;
+  MLY_BEGIN(m);
+  for (;;) {
+    MLY_AWAIT(m, MLY_EV_ANY, -1);
+    if (mly_current_event(m) == NULL) break; /* the shutdown */
+    if (++*c->got == c->stop_at)
+      ck_assert_int_eq(mly_runtime_shutdown(mly_machine_runtime(m), -1), 0);
+  }
+  MLY_END(m);
+}
+
+static int on_stop_count;
+static mly_stats on_stop_stats;
+
+static void drain_stopped(mly_runtime *rt, void *arg) {
+  (void)arg;
+  on_stop_count++;
+  mly_runtime_stats(rt, &on_stop_stats);
+}
+
+/* _i == 0: the posts are all made before the loop runs (most are still
+ * queued at the shutdown); 1: the threads flood while it runs. */
+START_TEST(posts_accepted_before_shutdown_are_all_taken) {
+  enum { MAXQ = 100000, STOP_AT = 5000 };
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, &(mly_runtime_options){
+                       .post_queue_max = MAXQ, .on_stop = drain_stopped}), 0);
+  on_stop_count = 0;
+  mly_type *t = h_type(rt, &(mly_type_def){.name = "rx", .run = stopper_rx_run,
+                                           .data_size = sizeof(stopper_rx)});
+  uint64_t got = 0;
+  mly_id id = h_spawn(rt, t, &(stopper_rx){&got, STOP_AT}, sizeof(stopper_rx));
+  flooder f[NTHREADS];
+  uv_thread_t th[NTHREADS];
+  for (int i = 0; i < NTHREADS; i++) {
+    f[i] = (flooder){.rt = rt, .to = id,
+                     .max = _i == 0 ? MAXQ / NTHREADS : UINT64_MAX};
+    ck_assert_int_eq(uv_thread_create(&th[i], flooder_main, &f[i]), 0);
+    if (_i == 0) ck_assert_int_eq(uv_thread_join(&th[i]), 0);
+  }
+  h_run(rt);
+  if (_i == 1) /* the shutdown made them stop */
+    for (int i = 0; i < NTHREADS; i++)
+      ck_assert_int_eq(uv_thread_join(&th[i]), 0);
+  uint64_t accepted = 0;
+  for (int i = 0; i < NTHREADS; i++) {
+    ck_assert_int_eq(f[i].other_rc, 0);
+    accepted += f[i].accepted;
+  }
+  if (_i == 0) ck_assert_uint_eq(accepted, MAXQ);
+  ck_assert_uint_ge(accepted, STOP_AT);
+  mly_stats st;
+  mly_runtime_stats(rt, &st);
+  /* taken by the loop, every one: delivered (to the machine, or to its
+   * inbox and dropped when it ended) or undeliverable once it had ended */
+  ck_assert_uint_eq(st.posted, accepted);
+  ck_assert_uint_eq(st.posted, st.delivered + st.undeliverable);
+  ck_assert_uint_eq(st.delivered, got + st.dropped);
+  ck_assert_uint_eq(got, STOP_AT);
+  /* on_stop saw the final figures */
+  ck_assert_int_eq(on_stop_count, 1);
+  ck_assert_uint_eq(on_stop_stats.posted, st.posted);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 static Suite *post_suite(void) {
   Suite *s = suite_create("post");
   TCase *tc = tcase_create("threads");
@@ -542,6 +638,7 @@ static Suite *post_suite(void) {
   tcase_add_test(tc, post_queue_is_bounded);
   tcase_add_test(tc, post_refused_once_stopping);
   tcase_add_test(tc, posts_are_drained_in_slices);
+  tcase_add_loop_test(tc, posts_accepted_before_shutdown_are_all_taken, 0, 2);
   suite_add_tcase(s, tc);
   TCase *mem = tcase_create("memory");
   tcase_set_timeout(mem, 60);

@@ -328,12 +328,16 @@ static int bad_args_run(mly_machine *m, void *data) {
   rc[2] = mly_process_spawn(m, &(mly_process_options){.argv = empty}, &pid);
   rc[3] = pid;
   rc[4] = (int)mly_process_count(mly_machine_runtime(m));
+  /* a uid without a gid would keep our gid (root's): refused */
+  static const char *const t[] = {"true", NULL};
+  rc[5] = mly_process_spawn(m, &(mly_process_options){.argv = t,
+                            .set_uid = true, .uid = 4242}, &pid);
   MLY_END(m);
 }
 
 START_TEST(spawn_bad_arguments_einval) {
   mly_runtime *rt = h_runtime();
-  int rc[5] = {1, 1, 1, 1, 1};
+  int rc[6] = {1, 1, 1, 1, 1, 1};
   mly_type *t = h_type(rt, &(mly_type_def){.name = "bad", .run = bad_args_run,
                                            .data_size = sizeof(bad_args)});
   h_spawn(rt, t, &(bad_args){rc}, sizeof(bad_args));
@@ -343,6 +347,7 @@ START_TEST(spawn_bad_arguments_einval) {
   ck_assert_int_eq(rc[2], MLY_EINVAL);
   ck_assert_int_eq(rc[3], -1);
   ck_assert_int_eq(rc[4], 0);
+  ck_assert_int_eq(rc[5], MLY_EINVAL);
   mly_runtime_close(rt);
 }
 END_TEST
@@ -636,6 +641,45 @@ START_TEST(open_as_checks_the_users_rights) {
   ck_assert_int_eq(mly_open_as(&nobody, link, O_WRONLY | O_NOFOLLOW, 0), -ELOOP);
   unlink(link);
   unlink(path);
+  /* a uid without a gid is refused, not run in our group */
+  mly_process_options uid_only = {.set_uid = true, .uid = 65534};
+  ck_assert_int_eq(mly_open_as(&uid_only, path, O_WRONLY | O_CREAT, 0600),
+                   MLY_EINVAL);
+  ck_assert_int_eq(access(path, F_OK), -1);
+  rmdir(dir);
+}
+END_TEST
+
+/* mly_run_as: the function runs as the user; its error comes back */
+static int try_mkdir(void *arg) {
+  return mkdir(arg, 0700) < 0 ? -errno : 0;
+}
+
+START_TEST(run_as_runs_as_the_user) {
+  if (geteuid() != 0) {
+    fprintf(stderr, "!!! run_as_runs_as_the_user: NOT RUN, needs root !!!\n");
+    ck_abort_msg("needs root (CI runs as root)");
+  }
+  char dir[] = "/tmp/mly-runas.XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir)); /* 0700, root's */
+  char sub[64];
+  snprintf(sub, sizeof sub, "%s/sub", dir);
+  mly_process_options nobody = {.set_uid = true, .uid = 65534,
+                                .set_gid = true, .gid = 65534};
+  ck_assert_int_eq(mly_run_as(&nobody, try_mkdir, sub), -EACCES);
+  ck_assert_int_eq(chmod(dir, 0777), 0);
+  ck_assert_int_eq(mly_run_as(&nobody, try_mkdir, sub), 0);
+  struct stat st;
+  ck_assert_int_eq(stat(sub, &st), 0);
+  ck_assert_uint_eq(st.st_uid, 65534);
+  ck_assert_int_eq(mly_run_as(&nobody, try_mkdir, sub), -EEXIST);
+  mly_process_options uid_only = {.set_uid = true, .uid = 65534};
+  ck_assert_int_eq(mly_run_as(&uid_only, try_mkdir, sub), MLY_EINVAL);
+  rmdir(sub);
+  ck_assert_int_eq(mly_run_as(NULL, try_mkdir, sub), 0); /* as ourselves */
+  ck_assert_int_eq(stat(sub, &st), 0);
+  ck_assert_uint_eq(st.st_uid, 0);
+  rmdir(sub);
   rmdir(dir);
 }
 END_TEST
@@ -1095,6 +1139,7 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, child_fds_match_the_model);
   tcase_add_test(tc, child_gets_its_groups);
   tcase_add_test(tc, open_as_checks_the_users_rights);
+  tcase_add_test(tc, run_as_runs_as_the_user);
   tcase_add_test(tc, exits_route_to_their_owners);
   tcase_add_test(tc, spawn_into_cgroup_starts_inside);
   tcase_add_test(tc, owner_end_terminates_its_group);

@@ -235,7 +235,7 @@ EOF
 mkfifo "$D/mine/fifo.log"
 if sv_start; then
   check "a FIFO with no reader as a log does not hang the start" \
-    poll 100 logged "cannot open log $D/mine/fifo.log: No such device or address"
+    poll 100 logged "cannot open log $D/mine/fifo.log: no such device or address"
   check "a symlinked log is refused" poll 100 logged "is a symbolic link"
   check "b's log is written" poll 100 has_line "$D/mine/b.log" hello
   check "b's log is created 0640" [ "$(mode_of "$D/mine/b.log")" = 640 ]
@@ -264,7 +264,7 @@ EOF
     check "u's log belongs to u's user" [ "$(owner_of "$D/ulogs/out.log")" = "$U" ]
     check "u's log is 0640" [ "$(mode_of "$D/ulogs/out.log")" = 640 ]
     check "v's log, in a directory its user cannot write, is not created" \
-      poll 100 logged "cannot open log $D/rootlogs/out.log: Permission denied"
+      poll 100 logged "cannot open log $D/rootlogs/out.log: permission denied"
     check "(not even by root)" [ ! -e "$D/rootlogs/out.log" ]
     ctl stop u >/dev/null
     check "u stops" poll 100 state_is u stopped
@@ -461,6 +461,307 @@ EOF
       poll 100 eval '[ "$(sort "$D/ulogs/c.env" | grep -v "^MEALY_PROGRAM=" | tr "\n" " ")" = "HOME=$uhome LOGNAME=$U PATH=/usr/bin:/bin SHELL=$ushell USER=$U " ]'
   fi
   case_end
+fi
+
+# ---- every directory of a path (issue 10 follow-up, 1, 11) -----------
+
+case_begin chain "every directory on the socket's path, and ctl's server"
+cat >"$CFG" <<EOF
+programs:
+  a: {command: [sleep, "1000"], cwd: $D}
+EOF
+mkdir -p "$D/realdir"
+ln -s "$D/realdir" "$D/rootlink" # a symlink of root's own is followed
+SOCK="$D/rootlink/s.sock"
+if sv_start; then
+  check "a root-owned symlink on the path is fine" [ -S "$D/realdir/s.sock" ]
+fi
+case_end
+if need_user "another user's directory above the socket's, her symlink, her server"; then
+  # her directory, with a root-owned one inside: she can rename "inner"
+  # away and put her own in its place, whatever inner's owner
+  mkdir -p "$D/b1/md/inner"; chown "$U" "$D/b1/md"
+  SOCK="$D/b1/md/inner/x.sock"
+  sv_refuses "$D/b1/md belongs to another user"
+  check "no socket was created there" [ ! -e "$SOCK" ]
+  # her symlink in a sticky directory, pointing at root's directory
+  mkdir -m 1777 "$D/stk"; chmod 1777 "$D/stk"
+  as_u ln -s "$D/realdir" "$D/stk/hers"
+  SOCK="$D/stk/hers/y.sock"
+  sv_refuses "$D/stk/hers is a symbolic link of another user"
+  # her server in a sticky directory: root's ctl must not talk to it
+  cat >"$D/fake.py" <<'PY'
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1]); s.listen(4)
+open(sys.argv[2], "w").write("%d\n" % os.getpid())
+while True:
+    c, _ = s.accept()
+    try:
+        c.recv(65536)
+        # [1, 1, nil, "ok"]: the answer a real supervisor gives to stop
+        c.sendall(b"\x94\x01\x01\xc0\xa2ok")
+    except OSError:
+        pass
+    c.close()
+PY
+  # (its cwd in $D: cleanup finds it)
+  (cd "$D" && exec runuser -u "$U" -- python3 "$D/fake.py" "$D/stk/fake.sock" \
+     "$D/stk/fake.up") &
+  if poll 100 test -s "$D/stk/fake.up"; then
+    FAKE=$(cat "$D/stk/fake.up"); SVPIDS+=("$FAKE")
+    out=$(timeout 20 "$mealy" ctl -s "$D/stk/fake.sock" stop a 2>&1); rc=$?
+    check "ctl refuses a server of another user (exit $rc)" \
+      eval '[ "$rc" != 0 ] && ! grep -qx ok <<<"$out"'
+    check "... and says whose it is ($out)" \
+      grep -qF "is served by uid $(id -u "$U")" <<<"$out"
+    # her server listens first where root's supervisor wants its socket
+    SOCK="$D/stk/fake.sock"
+    sv_refuses "another server is listening there (uid $(id -u "$U")"
+  else
+    bad "the other user's fake server starts"
+  fi
+  kill "$FAKE" 2>/dev/null
+fi
+
+# ---- what ctl prints from the server is escaped (2) -------------------
+
+case_begin escape "ctl escapes what the server sends"
+cat >"$D/evil.py" <<'PY'
+import msgpack, os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(sys.argv[1]); s.listen(4)
+open(sys.argv[2], "w").write("%d\n" % os.getpid())
+bad = "\x1b]0;PWNED\x07\u009b31m\u202eX\x7f"
+while True:
+    c, _ = s.accept()
+    try:
+        req = msgpack.unpackb(c.recv(65536), raw=False)
+        if req[2] == "status":
+            ans = [1, req[1], None, [{"name": bad, "state": bad, "pid": 1,
+                   "uptime_ms": 5, "restarts": 0, "last_exit": None,
+                   "last_signal": bad}]]
+        else:
+            ans = [1, req[1], "no " + bad, None]
+        c.sendall(msgpack.packb(ans, use_bin_type=True))
+    except OSError:
+        pass
+    c.close()
+PY
+# Debian's python3, where python3-msgpack is (a python3 first on PATH may
+# be another)
+py=/usr/bin/python3; [ -x "$py" ] || py=python3
+(cd "$D" && exec "$py" "$D/evil.py" "$D/evil.sock" "$D/evil.up") &
+if poll 100 test -s "$D/evil.up"; then
+  SVPIDS+=("$(cat "$D/evil.up")")
+  raw() { LC_ALL=C grep -c $'[\x01-\x08\x0b-\x1f\x7f]\|\xc2\x9b\|\xe2\x80\xae' "$1"; }
+  timeout 20 "$mealy" ctl -s "$D/evil.sock" status >"$D/st.out" 2>&1
+  check "status: no control character reaches the terminal" [ "$(raw "$D/st.out")" = 0 ]
+  check "status: they are shown escaped" grep -qF '\x1b]0;PWNED\x07\u009b31m\u202eX\x7f' "$D/st.out"
+  timeout 20 "$mealy" ctl -s "$D/evil.sock" status --json >"$D/js.out" 2>&1
+  check "status --json: none either" [ "$(raw "$D/js.out")" = 0 ]
+  check "status --json: still JSON" python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$D/js.out"
+  timeout 20 "$mealy" ctl -s "$D/evil.sock" stop a >"$D/err.out" 2>&1
+  check "an error: none either" [ "$(raw "$D/err.out")" = 0 ]
+  check "an error: shown escaped" grep -qF 'no \x1b]0;PWNED' "$D/err.out"
+  kill "$(cat "$D/evil.up")"
+else
+  bad "the fake server starts"
+fi
+
+# ---- the socket is removed from the directory held since bind (3) ----
+
+case_begin unlink "at exit the socket goes from its own directory, not by path"
+cat >"$CFG" <<EOF
+programs:
+  a: {command: [sleep, "1000"], cwd: $D}
+EOF
+mkdir "$D/sd" "$D/victim"
+echo "not a socket of ours" >"$D/victim/s.sock"
+SOCK="$D/sd/s.sock"
+if sv_start; then
+  # what another user could do to a directory she can write: here root
+  # plays it, since a directory she could write is refused at start
+  mv "$D/sd" "$D/sd.old"
+  ln -s "$D/victim" "$D/sd"
+  kill -TERM "$SVPID"
+  poll 200 gone "$SVPID" || kill -KILL "$SVPID"
+  wait "$SVPID" 2>/dev/null; SVPID=""
+  check "the file the path names now is untouched" \
+    [ "$(cat "$D/victim/s.sock" 2>/dev/null)" = "not a socket of ours" ]
+  check "our socket was removed from its own directory" [ ! -e "$D/sd.old/s.sock" ]
+fi
+case_end
+
+# ---- log directories and files (4, 5, 7, 12) --------------------------
+
+case_begin logchain "a log's directories, a planted log file"
+mkdir -m 700 "$D/roottarget"
+echo "root's" >"$D/roottarget/keep"
+mkdir "$D/rl"
+: >"$D/rl/open.log"; chmod 666 "$D/rl/open.log"
+echo "root's own" >"$D/rl.target"; ln "$D/rl.target" "$D/rl/hard.log"
+cat >"$CFG" <<EOF
+log_dir: $D/rl
+programs:
+  w: {command: [sh, -c, "echo hello; exec sleep 1000"], cwd: $D, stdout: open.log}
+  h: {command: [sh, -c, "echo hello; exec sleep 1000"], cwd: $D, stdout: hard.log}
+EOF
+if sv_start; then
+  check "a log file writable by others is refused" \
+    poll 100 logged "$D/rl/open.log is writable by others"
+  check "a log file with a second link is refused" \
+    poll 100 logged "$D/rl/hard.log has more than one link"
+  check "its output goes to the supervisor's output instead" \
+    poll 100 logged "[w] hello"
+  check "... as the message says" logged "its stdout goes to the supervisor's own stdout instead, as [w] lines"
+  check "the hard link's other name is untouched" [ "$(cat "$D/rl.target")" = "root's own" ]
+fi
+case_end
+if need_user "a root program's log under another user's directory"; then
+  mkdir -p "$D/mh/logs"; chown -R "$U" "$D/mh"
+  as_u ln -s "$D/roottarget" "$D/mh/logs/d"
+  cat >"$CFG" <<EOF
+log_dir: $D/mh/logs
+programs:
+  r: {command: [sh, -c, "echo hello; exec sleep 1000"], cwd: $D, stdout: d/rootsub.log}
+  p: {command: [sh, -c, "echo hello; exec sleep 1000"], cwd: $D, stdout: plain.log}
+EOF
+  if sv_start; then
+    check "a root program's log under her directory is refused" \
+      poll 100 logged "$D/mh belongs to another user"
+    check "(both logs)" \
+      poll 100 eval '[ "$(grep -c "belongs to another user" "$LOG")" -ge 2 ]'
+  fi
+  case_end
+  check "nothing was created through her symlink" [ ! -e "$D/roottarget/rootsub.log" ]
+  check "nor in her directory" [ ! -e "$D/mh/logs/plain.log" ]
+
+  case_begin logown "a user's log: a file she does not own, messages"
+  mkdir "$D/ul"; chown "$U" "$D/ul"
+  : >"$D/ul/planted.log"; chmod 666 "$D/ul/planted.log" # root's, in her dir
+  cat >"$CFG" <<EOF
+programs:
+  v:
+    command: [sh, -c, "echo hello; exec sleep 1000"]
+    cwd: $D
+    user: $U
+    stdout: $D/ul/planted.log
+  x:
+    command: [sh, -c, "echo hello; exec sleep 1000"]
+    cwd: $D
+    user: $U
+    stdout: $D/noperm.log
+EOF
+  if sv_start; then
+    check "a log file of another user in her directory is refused" \
+      poll 100 logged "$D/ul/planted.log is owned by another user"
+    check "a log she cannot create: the message names her and where output goes" \
+      poll 100 logged "cannot open log $D/noperm.log: permission denied (opened as user $U); its stdout goes to the supervisor's own stdout instead, as [x] lines"
+    check "and it does go there" poll 100 logged "[x] hello"
+    check "'output is lost' is not said" bash -c "! grep -q 'output is lost' '$LOG'"
+  fi
+  case_end
+
+  case_begin rotate "rotation renames in the directory first opened, as the user"
+  mkdir -p "$D/u5/logs"; chown -R "$U" "$D/u5"
+  mkdir "$D/roottarget5"
+  echo "root's log" >"$D/roottarget5/out.log"
+  echo "root's old log" >"$D/roottarget5/out.log.1"
+  cat >"$CFG" <<EOF
+programs:
+  r:
+    command: [sh, -c, 'echo first; while [ ! -e $D/go ]; do sleep 0.05; done; i=0; while [ \$i -lt 100 ]; do echo "line \$i ......................................................"; i=\$((i+1)); done; echo done; exec sleep 1000']
+    cwd: $D
+    user: $U
+    stdout: {file: $D/u5/logs/out.log, max_size: 1KB, keep: 2}
+EOF
+  if sv_start; then
+    check "the first line is written" poll 100 has_line "$D/u5/logs/out.log" first
+    # she swaps her log directory for a symlink to root's
+    as_u mv "$D/u5/logs" "$D/u5/logs.old"
+    as_u ln -s "$D/roottarget5" "$D/u5/logs"
+    touch "$D/go"
+    check "the program wrote everything" \
+      poll 100 eval 'ctl tail r -n 1 2>/dev/null | grep -qx done'
+    check "rotation happened in her old directory" [ -e "$D/u5/logs.old/out.log.1" ]
+    check "root's files are untouched" \
+      eval '[ "$(cat "$D/roottarget5/out.log")" = "root'"'"'s log" ] && [ "$(cat "$D/roottarget5/out.log.1")" = "root'"'"'s old log" ] && [ ! -e "$D/roottarget5/out.log.2" ]'
+    check "the rotated files are hers" [ "$(owner_of "$D/u5/logs.old/out.log.1")" = "$U" ]
+    # the file is compared with its name in the held directory, not with
+    # the path (which names root's file now): no reopen on every read
+    check "the swap is not taken for a moved log" \
+      bash -c "! grep -q 'was removed or moved' '$LOG'"
+  fi
+  case_end
+
+  case_begin rotfail "a rotation that fails is said, once, and the file stays bounded"
+  mkdir "$D/r7" # root's: she cannot rename in it
+  : >"$D/r7/out.log"; chown "$U" "$D/r7/out.log"; chmod 640 "$D/r7/out.log"
+  cat >"$CFG" <<EOF
+programs:
+  f:
+    command: [sh, -c, 'i=0; while [ \$i -lt 200 ]; do echo "line \$i ......................................................"; i=\$((i+1)); done; echo done; exec sleep 1000']
+    cwd: $D
+    user: $U
+    stdout: {file: $D/r7/out.log, max_size: 1KB, keep: 2}
+EOF
+  if sv_start; then
+    check "the program wrote everything" \
+      poll 100 eval 'ctl tail f -n 1 2>/dev/null | grep -qx done'
+    check "the failure is said" \
+      poll 100 logged "cannot rotate log $D/r7/out.log: permission denied"
+    check "... once, not per line" [ "$(grep -c "cannot rotate" "$LOG")" = 1 ]
+    size=$(stat -c %s "$D/r7/out.log")
+    check "the file stops at twice max_size ($size <= 2048)" [ "$size" -le 2048 ]
+    check "it did grow past max_size first ($size > 1024)" [ "$size" -gt 1024 ]
+  fi
+  case_end
+
+  case_begin nonroot "a supervisor that is not root, asked for user: root"
+  mkdir -m 700 "$D/nr"; chown "$U" "$D/nr"
+  cat >"$D/nr/c.yaml" <<EOF
+programs:
+  a: {command: [sleep, "1000"], cwd: $D/nr, user: root, restart: never}
+EOF
+  (cd "$D/nr" && exec runuser -u "$U" -- "$mealy" supervise "$D/nr/c.yaml" \
+     -s "$D/nr/s.sock" --state-dir "$D/nr/st") >"$LOG" 2>&1 &
+  SVPID=$!; SVPIDS+=("$SVPID")
+  check "the failure is said" poll 100 logged "not permitted"
+  check "without a wrong cause" bash -c "! grep -q 'wrong thread' '$LOG'"
+  kill -TERM "$SVPID" 2>/dev/null
+  poll 200 gone "$SVPID" || kill -KILL "$SVPID"
+  wait "$SVPID" 2>/dev/null; SVPID=""
+fi
+
+# ---- the state directory's entries (8, 9) -----------------------------
+
+case_begin stfiles "every entry of the state directory is ours alone"
+cat >"$CFG" <<EOF
+programs:
+  a: {command: [sleep, "1000"], cwd: $D}
+EOF
+echo "keep me" >"$D/victim"
+mkdir -m 700 "$D/hl"; ln "$D/victim" "$D/hl/LOCK"
+sv_refuses "LOCK: has more than one link" -- --state-dir "$D/hl"
+check "the LOCK hard link's other name is not truncated" [ "$(cat "$D/victim")" = "keep me" ]
+mkdir -m 700 "$D/wr"; : >"$D/wr/seg-00000000000000000001.mj"
+chmod 666 "$D/wr/seg-00000000000000000001.mj"
+sv_refuses "seg-00000000000000000001.mj: writable by its group or others" -- --state-dir "$D/wr"
+mkdir -m 700 "$D/ln2"; echo x >"$D/ln2.other"; ln "$D/ln2.other" "$D/ln2/other"
+sv_refuses "ln2/other: a file with more than one link" -- --state-dir "$D/ln2"
+mkdir -m 700 "$D/sub"; mkdir "$D/sub/dir"
+sv_refuses "sub/dir: a directory" -- --state-dir "$D/sub"
+mkdir -m 700 "$D/lnk"; ln -s "$D/victim" "$D/lnk/x"
+sv_refuses "lnk/x: a symbolic link" -- --state-dir "$D/lnk"
+if need_user "a segment of another user, the state directory's parent"; then
+  mkdir -m 700 "$D/ou"; : >"$D/ou/seg-00000000000000000001.mj"
+  chown "$U" "$D/ou/seg-00000000000000000001.mj"
+  chmod 600 "$D/ou/seg-00000000000000000001.mj"
+  sv_refuses "seg-00000000000000000001.mj: owned by another user" -- --state-dir "$D/ou"
+  mkdir -p "$D/herp/st"; chmod 700 "$D/herp/st"; chown "$U" "$D/herp"
+  sv_refuses "the state directory $D/herp/st: $D/herp belongs to another user" \
+    -- --state-dir "$D/herp/st"
 fi
 
 if [ "$fail" = 0 ]; then

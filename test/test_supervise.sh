@@ -712,8 +712,8 @@ if sv_start; then
   check "tail printer -n 500: all 30" eq "$(ctl tail printer -n 500 | wc -l)" 30
   check "tail errer: stderr lines too" poll 50 tail_has errer to-stderr
   out=$(ctl tail nosuch 2>&1); rc=$?
-  check "tail nosuch: exit 1, no such program" \
-    eval '[ "$rc" = 1 ] && grep -q "no such program" <<<"$out"'
+  check "tail nosuch: exit 1, no such program, named" \
+    eval '[ "$rc" = 1 ] && grep -qF "no such program '"'nosuch'"'" <<<"$out"'
   # reload
   check "reload (unchanged file): ok" eq "$(ctl reload 2>&1)" ok
   check "reload (unchanged file): svc keeps running" eval 'sleep 0.2; running svc'

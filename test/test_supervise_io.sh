@@ -404,7 +404,7 @@ EOF
 out=$(MEALY_TEST_MARK="$MARK" timeout 20 "$mealy" supervise "$CFG" -s /nonexistent/dir/x.sock 2>&1); rc=$?
 check "-s /nonexistent/dir/x.sock: exit 1 (got $rc)" eq "$rc" 1
 check "it says the directory does not exist ($out)" \
-  grep -q "directory /nonexistent/dir does not exist" <<<"$out"
+  grep -q "directory /nonexistent does not exist" <<<"$out"
 check "it started nothing" none_marked "$MARK"
 if sv_start; then
   first=$SVPID

@@ -181,6 +181,8 @@ typedef int (*mly_fn)(mly_machine *m, void *data);
 /* Type flags. */
 #define MLY_TYPE_DROP_UNHANDLED 0x1u /* see "Events" below */
 #define MLY_TYPE_DURABLE 0x2u        /* see "Durable machines" below */
+/* every flag this version knows: registration refuses others (EINVAL) */
+#define MLY_TYPE_FLAGS_ALL (MLY_TYPE_DROP_UNHANDLED | MLY_TYPE_DURABLE)
 
 typedef struct mly_type_def {
   const char *name;          /* at most MLY_NAME_MAX bytes              */
@@ -199,8 +201,12 @@ typedef struct mly_type_def {
 
 #define MLY_NAME_MAX 63
 /* A yield point name is at most this many bytes; mly_type_register
- * refuses a longer one (MLY_ENAMETOOLONG), an empty, repeated (MLY_EEXIST)
- * or "line N" one, and a durable type without a points list (MLY_EINVAL). */
+ * refuses a longer one (MLY_ENAMETOOLONG), a repeated one (MLY_EEXIST),
+ * and with MLY_EINVAL: an empty or "line N" one, one with a control
+ * character, a list whose first name (point 0) is not "begin" (MLY_POINTS
+ * makes all of these right), a durable type without a points list, and
+ * unknown flags.  Event names (mly_event_id) have no control characters
+ * either (MLY_EINVAL). */
 #define MLY_POINT_MAX 63
 
 /* Lifecycle of an instance. */
@@ -218,7 +224,8 @@ typedef struct mly_runtime_options {
   uint32_t step_budget; /* steps per loop turn before I/O gets a turn;
                            0 = default (MLY_DEFAULT_STEP_BUDGET)        */
   /* called on the loop thread once the runtime has stopped: after
-     mly_runtime_shutdown, when the last instance has ended.  It can run
+     mly_runtime_shutdown, when the last instance has ended and every
+     post accepted before the shutdown has been taken.  It can run
      inside mly_runtime_shutdown itself (nothing was left to stop, or
      everything ended at once), or inside a second call that forces the
      end: do not free what the caller of mly_runtime_shutdown still uses */
@@ -353,7 +360,9 @@ typedef struct mly_event {
 
 /* Intern an event name ("config") to an id; the same name gives the
  * same id for the life of the runtime.  Loop thread; intern before
- * handing ids to other threads. */
+ * handing ids to other threads.  MLY_EINVAL for an empty name or one
+ * with a control character, or a NULL out; MLY_ENAMETOOLONG past
+ * MLY_NAME_MAX bytes. */
 int mly_event_id(mly_runtime *rt, const char *name, uint32_t *out);
 const char *mly_event_name(mly_runtime *rt, uint32_t id); /* NULL: none */
 
@@ -377,7 +386,13 @@ int mly_reply(mly_machine *m, const mly_event *request, uint32_t id,
  * payload is freed; post again later), and once mly_runtime_shutdown has
  * been called, or the runtime is closing, with MLY_ESHUTDOWN.  The loop
  * takes at most step_budget posted events per turn, so a flood of posts
- * never starves the host's own handles and timers.  mly_runtime_close
+ * never starves the host's own handles and timers.  Every post answered
+ * 0 is accounted for: stats.posted counts it when the loop takes it, and
+ * it is then put in its target's inbox (stats.delivered) or counted in
+ * stats.undeliverable; after a shutdown the runtime holds the loop (and
+ * on_stop waits) until every post accepted before it has been taken, and
+ * posts mly_runtime_close finds still queued are counted undeliverable
+ * (a durable post's callback gets MLY_ESHUTDOWN).  mly_runtime_close
  * frees the runtime: the host must make its threads stop posting (join
  * them) before it calls mly_runtime_close. */
 int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload);
@@ -497,9 +512,38 @@ int mly_process_spawn(mly_machine *m, const mly_process_options *opt,
  * user's rights along the whole path.  Without set_uid/set_gid it is a
  * plain open.  Other fields of opt are ignored.  Returns the descriptor,
  * or a negative MLY_E* (-errno of the open).  Blocks for a fork: call it
- * on the loop thread only where a blocking open is acceptable. */
+ * on the loop thread only where a blocking open is acceptable.
+ * set_uid without set_gid is refused with MLY_EINVAL (here, in
+ * mly_run_as and in mly_process_spawn): the child would keep this
+ * process's gid (root's, for a supervisor). */
 int mly_open_as(const mly_process_options *opt, const char *path, int flags,
                 unsigned mode);
+/* The same, openat(2) relative to dirfd (AT_FDCWD: as mly_open_as). */
+int mly_openat_as(const mly_process_options *opt, int dirfd, const char *path,
+                  int flags, unsigned mode);
+/* Runs fn(arg) as that user, as mly_open_as does (in this process when
+ * opt changes no identity): fn runs in a forked child of a possibly
+ * threaded process, so it may call only async-signal-safe functions
+ * (openat, renameat, unlinkat...) on data prepared beforehand.  Returns
+ * fn's negative error, or 0. */
+int mly_run_as(const mly_process_options *opt, int (*fn)(void *arg), void *arg);
+
+/* Whether path's directories can be trusted not to change under us, as
+ * sshd's StrictModes asks: every directory from / down to the one that
+ * holds path's last component (the current directory's, for a relative
+ * path) is owned by root, by this process's effective uid or by `also`
+ * ((uid_t)-1: nobody more), and is not writable by its group or others
+ * unless it has the sticky bit (as /tmp); a symbolic link on the way
+ * must be owned by one of those too, and its target is checked the same
+ * way.  The last component itself is not looked at.  On success, when
+ * dir is not NULL, dir (dirlen bytes) gets the resolved directory, with
+ * no symbolic link in it.  Errors: MLY_EPERM with err (errlen bytes)
+ * naming the directory, its owner and mode and what to do; -errno of a
+ * directory that cannot be looked at (MLY_ENOENT: missing); ELOOP past
+ * 40 links; MLY_ENAMETOOLONG. */
+int mly_path_check(const char *path, uid_t also, char *dir, size_t dirlen,
+                   char *err, size_t errlen);
+
 /* Signal a child process of this runtime (its group, with group=true).
  * MLY_ESRCH once it has been reaped: a reaped pid is never signalled. */
 int mly_process_signal(mly_runtime *rt, int pid, int signum, bool group);
@@ -744,6 +788,7 @@ typedef struct mly_info {
  * cb stops the walk and is returned. */
 int mly_foreach(mly_runtime *rt, int (*cb)(const mly_info *, void *),
                 void *arg);
+/* One instance (MLY_ESRCH: none; MLY_EINVAL: out is NULL). */
 int mly_info_get(mly_runtime *rt, mly_id id, mly_info *out);
 /* Print a table of instances (one line each) to a stdio stream. */
 int mly_runtime_dump(mly_runtime *rt, void *file /* FILE* */);
@@ -756,7 +801,9 @@ typedef struct mly_stats {
   uint64_t dropped;         /* unhandled (DROP_UNHANDLED, inbox_drop,
                                inbox of an ending instance)               */
   uint64_t late_replies;    /* replies whose request had finished        */
-  uint64_t undeliverable;   /* posts to instances that had ended         */
+  uint64_t undeliverable;   /* posts taken but not delivered: to ended
+                               instances (a durable post also: to one
+                               that is not durable)                      */
   uint64_t posted;          /* events received through mly_post          */
   uint64_t timers_fired;
   uint64_t bytes;           /* memory held by the runtime itself         */
@@ -796,8 +843,11 @@ int mly_duration_parse(const char *s, int64_t *ms);
 /* statement of your own.  Each named point stands at one place in the */
 /* code (the compiler enforces it: a second use is a duplicate case    */
 /* label).  Anonymous waits (the forms without _AT) are named "line N" */
-/* and are only for machines that are never persisted: a durable       */
-/* instance that reaches one fails at once with MLY_EINVAL.            */
+/* and are only for machines that are never persisted: an instance of */
+/* a MLY_TYPE_DURABLE type (journal open or not) that reaches one      */
+/* fails at once with MLY_EINVAL, whether or not the wait would        */
+/* suspend (a condition that holds, a child or target that does not   */
+/* exist): the wait does nothing (a request is not sent).              */
 /*                                                                     */
 /* Renaming a yield point of a durable type: persisted instances rest  */
 /* at the old name, so keep the old name's wait in the code, where it  */
@@ -812,22 +862,33 @@ int mly_duration_parse(const char *s, int64_t *ms);
 /* (mly_journal_parked says why) until code that has the wait returns. */
 /*                                                                     */
 /* Shutdown requests (mly_shutdown; mly_runtime_shutdown for instances */
-/* that are not durable).  mly_shutdown_requested(m) is true from the  */
-/* request on, for good.  Without a shutdown routine, the request also */
-/* ends the first wait tested after it, early and with nothing taken:  */
-/* mly_current_event(m) is NULL, mly_timed_out(m) false, an event that */
-/* had arrived stays in the inbox for a later wait, a timer that had   */
-/* fired is forgotten.  Only that one wait ends early: later waits     */
-/* return events and time out as usual while the flag stays true.  So  */
-/* the natural test after a wait never drops what it was given:        */
+/* that are not durable).  A request never overtakes the events sent   */
+/* to the instance before it: journaled ones reach it once durable,    */
+/* and the request then waits behind them; one made inside a step,     */
+/* with a journal open, takes effect after that step's events, as a    */
+/* send would.  From then on mly_shutdown_requested(m) is true, for    */
+/* good (but see replies below).  Without a shutdown routine, the      */
+/* request also ends the first wait tested after it, early and with    */
+/* nothing taken: mly_current_event(m) is NULL, mly_timed_out(m)       */
+/* false, an event that had arrived stays in the inbox for a later     */
+/* wait, a timer that had fired is forgotten.  Only that one wait ends */
+/* early: later waits return events and time out as usual while the    */
+/* flag stays true.  So the natural test after a wait never drops what */
+/* it was given:                                                       */
 /*     MLY_AWAIT_AT(m, pt, EV, -1);                                    */
 /*     if (mly_shutdown_requested(m)) break;   (nothing was taken)     */
 /* and a machine that goes on waiting while it stops (to drain, to     */
 /* wait for children) tests what its wait returned first:              */
 /*     if (mly_current_event(m)) handle(...); else if (...requested...) */
-/* With a shutdown routine no wait ends early: the next step starts    */
-/* that routine from its beginning (it sees the same points list, and  */
-/* the inbox as it was).                                               */
+/* Replies: only the request's own wait can take one, so a request     */
+/* whose reply had already arrived when the shutdown came returns the  */
+/* reply, mly_shutdown_requested(m) says false until the next wait     */
+/* begins, and the shutdown ends that next wait early instead: the     */
+/* same natural test keeps the reply.  A reply that comes after its    */
+/* request ended is late (stats.late_replies).  With a shutdown        */
+/* routine no wait ends early: the next step starts that routine from  */
+/* its beginning (it sees the same points list, and the inbox as it    */
+/* was, less the reply of a request it abandoned: that one is late).   */
 
 /* Declare the named yield points of machine type `pfx`: enumerators
  * pfx_NAME and a names array pfx_points for mly_type_def. */
@@ -883,12 +944,13 @@ int mly__child_done(mly_machine *m, int *status);
 #define MLY__FALLTHROUGH ((void)0)
 #endif
 
-/* One shape serves every wait: set it up, remember where we are, and
+/* One shape serves every wait: remember where we are, set it up (the
+ * setup sees the point: a durable type refuses an anonymous one), and
  * from there on test whether it is over; yield while it is not. */
 #define MLY__WAIT(m, pt, setup, done)                                 \
   do {                                                                \
-    setup;                                                            \
     (m)->pc = (pt);                                                   \
+    setup;                                                            \
     MLY__FALLTHROUGH;                                                 \
     case (pt):                                                        \
       if (((m)->flags & MLY__F_PROBE) || !(done)) return MLY_YIELDED; \
@@ -931,7 +993,8 @@ int mly__child_done(mly_machine *m, int *status);
 #define MLY_AWAIT_NAME(m, name, ms) MLY_AWAIT_NAME_AT(m, MLY__ANON, name, ms)
 
 /* Wait for child machine `child` to end; *status_ptr gets its exit
- * status (MLY_ESRCH if it is not a child of m). */
+ * status (MLY_ESRCH if it is not a child of m).  status_ptr may be NULL
+ * when the status is not wanted (mly_wait_error(m) still tells). */
 #define MLY_AWAIT_CHILD_AT(m, pt, child, status_ptr)                  \
   MLY__WAIT(m, pt, mly__await_child(m, (child)),                      \
             mly__child_done(m, (status_ptr)))

@@ -582,6 +582,7 @@ typedef struct pctx {
   yaml_node_t *command;  /* kept until shell: is known */
   gid_t primary;         /* the user's own group, when group is unset */
   bool has_primary;
+  yaml_node_t *user;     /* where user: is, for a message */
   char where[96];        /* "in program 'web'" */
 } pctx;
 
@@ -961,6 +962,7 @@ static int pf_stderr(ctx *c, void *o, yaml_node_t *v) {
 
 static int pf_user(ctx *c, void *o, yaml_node_t *v) {
   pctx *pc = o;
+  pc->user = v;
   int rc = set_str(c, v, "user", &pc->p->user);
   return rc ? rc : lookup_user(c, v, pc->p, &pc->primary, &pc->has_primary);
 }
@@ -1146,6 +1148,10 @@ static int load_program(ctx *c, size_t idx, yaml_node_t *k, yaml_node_t *v) {
      not in the supervisor's (often root's) */
   if (p->group == NULL && pc.has_primary)
     p->gid = pc.primary, p->has_gid = true;
+  /* a uid alone would leave the program in our group, root's */
+  if (p->has_uid && !p->has_gid)
+    return bad(c, pc.user, "user %s has no passwd entry, so no group of its "
+               "own; set group: (a name or a numeric id)", show(p->user).s);
   return lookup_groups(c, p);
 }
 

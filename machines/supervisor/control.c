@@ -36,6 +36,7 @@
  * taken the path after the file was deleted).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -58,7 +59,9 @@ typedef struct ctl {
   sv *s;
   uv_pipe_t server;
   char path[108];
-  dev_t dev;            /* of the socket we bound: removed only if still */
+  int dirfd;            /* the socket's directory, held since bind */
+  char base[108];       /* the socket's name in it */
+  dev_t dev;            /* the socket file we bound: removed only if still */
   ino_t ino;
   ctl_client *clients;
   uint32_t nclients;
@@ -263,14 +266,24 @@ static const char *arg_str(const mly_value *params, size_t i) {
   return s;
 }
 
-static const char *do_status(sv *s, const mly_value *params, mly_value **res) {
+/* "no such program 'x'": err gets it, naming what was asked (the
+ * client's own string, cut short; ctl escapes what it prints). */
+static const char *no_such(const char *name, char *err, size_t errlen) {
+  if (name == NULL) return "a program name is needed (a string)";
+  snprintf(err, errlen, "no such program '%.64s'%s", name,
+           strlen(name) > 64 ? "..." : "");
+  return err;
+}
+
+static const char *do_status(sv *s, const mly_value *params, mly_value **res,
+                             char *err, size_t errlen) {
   mly_value *list = mly_value_array();
   size_t n = mly_value_len(params);
   for (size_t i = 0; i < n; i++) {
     const char *name = arg_str(params, i);
     if (name == NULL || sv_find(s, name) == NULL) {
       mly_value_free(list);
-      return "no such program";
+      return no_such(name, err, errlen);
     }
   }
   for (size_t i = 0; i < s->nprocs; i++) {
@@ -285,12 +298,13 @@ static const char *do_status(sv *s, const mly_value *params, mly_value **res) {
 }
 
 static const char *do_command(sv *s, const char *method,
-                              const mly_value *params) {
+                              const mly_value *params, char *err,
+                              size_t errlen) {
   bool is_signal = strcmp(method, "signal") == 0;
   const char *name = arg_str(params, is_signal ? 1 : 0);
   sv_proc *p = name ? sv_find(s, name) : NULL;
   if (name == NULL) return "a program name is needed";
-  if (p == NULL || p->machine == 0) return "no such program";
+  if (p == NULL || p->machine == 0) return no_such(name, err, errlen);
   if (is_signal) {
     const char *sig = arg_str(params, 0);
     int signum = sig ? sv_signal_number(sig) : -1;
@@ -324,10 +338,11 @@ static const char *do_reload(sv *s, char *err, size_t errlen) {
   return NULL;
 }
 
-static const char *do_tail(sv *s, const mly_value *params, mly_value **res) {
+static const char *do_tail(sv *s, const mly_value *params, mly_value **res,
+                           char *err, size_t errlen) {
   const char *name = arg_str(params, 0);
   sv_proc *p = name ? sv_find(s, name) : NULL;
-  if (p == NULL) return "no such program";
+  if (p == NULL) return no_such(name, err, errlen);
   int64_t want = SV_TAIL_LINES;
   if (mly_value_len(params) > 1 &&
       mly_value_get_int(mly_array_at(params, 1), &want) < 0)
@@ -363,16 +378,16 @@ static void dispatch(ctl_client *cl, const mly_value *req) {
   const char *e = NULL;
   mly_value *res = NULL;
   if (strcmp(method, "status") == 0) {
-    e = do_status(s, params, &res);
+    e = do_status(s, params, &res, err, sizeof err);
   } else if (!strcmp(method, "start") || !strcmp(method, "stop") ||
              !strcmp(method, "restart") || !strcmp(method, "signal")) {
-    e = do_command(s, method, params);
+    e = do_command(s, method, params, err, sizeof err);
   } else if (strcmp(method, "reload") == 0) {
     e = do_reload(s, err, sizeof err);
   } else if (strcmp(method, "shutdown") == 0) {
     mly_runtime_send(s->rt, s->sup, SV_EV_SHUTDOWN, NULL);
   } else if (strcmp(method, "tail") == 0) {
-    e = do_tail(s, params, &res);
+    e = do_tail(s, params, &res, err, sizeof err);
   } else if (strcmp(method, "reopen") == 0) {
     sv_logf(s, "mealy", "reopening log files (requested through the "
             "control socket)");
@@ -513,8 +528,8 @@ static void on_connection(uv_stream_t *server, int status) {
 }
 
 /* A socket file left by a supervisor that died is removed; one that a
- * live supervisor answers on is not taken over. */
-static int claim_path(const char *path) {
+ * live server answers on is not taken over, and *who says whose it is. */
+static int claim_path(const char *path, struct ucred *who) {
   struct stat st;
   if (lstat(path, &st) < 0) return errno == ENOENT ? 0 : -errno;
   if (!S_ISSOCK(st.st_mode)) return MLY_EEXIST;
@@ -522,48 +537,39 @@ static int claim_path(const char *path) {
   struct sockaddr_un a = {.sun_family = AF_UNIX};
   snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
   bool live = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  socklen_t len = sizeof *who;
+  if (live && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, who, &len) < 0)
+    who->pid = 0, who->uid = (uid_t)-1;
   if (fd >= 0) close(fd);
   if (live) return MLY_EBUSY;
   return unlink(path) < 0 ? -errno : 0;
 }
 
-static void server_closed(uv_handle_t *h) { free(h->data); }
+static void server_closed(uv_handle_t *h) {
+  ctl *c = h->data;
+  if (c->dirfd >= 0) close(c->dirfd);
+  free(c);
+}
 
-/* Another user who can write the socket's directory could replace the
- * socket (or what we take for it) between our calls: the directory must
- * belong to us or root, and be writable by nobody else unless sticky
- * (as /tmp is: there nobody removes or renames what is ours). */
-static int check_dir(const char *path, char *err, size_t errlen) {
-  char dir[sizeof ((struct sockaddr_un *)0)->sun_path];
-  snprintf(dir, sizeof dir, "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (slash == NULL) snprintf(dir, sizeof dir, ".");
-  else if (slash == dir) slash[1] = '\0';
-  else *slash = '\0';
-  struct stat st;
-  if (stat(dir, &st) < 0) {
-    int e = -errno;
-    snprintf(err, errlen, "%s: the socket's directory %s %s", path, dir,
-             e == MLY_ENOENT ? "does not exist; create it first"
-                             : mly_strerror(e));
-    return e;
+/* Another user who can write a directory on the socket's path could
+ * swap the socket (or what clients take for it) between our calls, or
+ * after: every directory on the way must be trusted (mly_path_check);
+ * the directory is held open, so the socket is removed from it at exit
+ * whatever its path names by then. */
+static int socket_dir(ctl *c, const char *path, char *err, size_t errlen) {
+  char dir[4096];
+  int rc = mly_path_check(path, (uid_t)-1, dir, sizeof dir, err, errlen);
+  if (rc < 0) return rc; /* err says what and where */
+  c->dirfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (c->dirfd < 0) {
+    rc = -errno;
+    snprintf(err, errlen, "%s: the socket's directory %s: %s", path, dir,
+             mly_strerror(rc));
+    return rc;
   }
-  if (!S_ISDIR(st.st_mode)) {
-    snprintf(err, errlen, "%s: %s is not a directory", path, dir);
-    return -ENOTDIR;
-  }
-  const char *why = NULL;
-  if (st.st_uid != 0 && st.st_uid != geteuid())
-    why = "belongs to another user";
-  else if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
-    why = (st.st_mode & 002) ? "is writable by others without the sticky bit"
-                             : "is writable by its group without the sticky bit";
-  if (why == NULL) return 0;
-  snprintf(err, errlen, "%s: the socket's directory %s %s (owner uid %u, "
-           "mode %04o): another user could swap the socket; put it in a "
-           "directory only this user can write", path, dir, why,
-           (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
-  return MLY_EPERM;
+  const char *slash = strrchr(path, '/');
+  snprintf(c->base, sizeof c->base, "%s", slash ? slash + 1 : path);
+  return 0;
 }
 
 int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
@@ -571,19 +577,27 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
     snprintf(err, errlen, "%s: socket path too long (at most 107 bytes)", path);
     return MLY_ENAMETOOLONG;
   }
-  int rc = check_dir(path, err, errlen);
-  if (rc < 0) return rc;
-  rc = claim_path(path);
-  if (rc < 0) {
-    snprintf(err, errlen, "%s: %s", path,
-             rc == MLY_EBUSY ? "another supervisor is listening there"
-             : rc == MLY_EEXIST ? "exists and is not a socket"
-                                : mly_strerror(rc));
-    return rc;
-  }
   ctl *c = calloc(1, sizeof *c);
   if (c == NULL) return MLY_ENOMEM;
   c->s = s;
+  c->dirfd = -1;
+  int rc = socket_dir(c, path, err, errlen);
+  struct ucred who = {0};
+  if (rc == 0) rc = claim_path(path, &who);
+  if (rc < 0) {
+    if (rc == MLY_EBUSY)
+      snprintf(err, errlen, "%s: another server is listening there (uid %d, "
+               "pid %d)%s; stop it, or choose another socket path", path,
+               (int)who.uid, (int)who.pid, who.uid == 0 || who.uid == geteuid()
+               ? ": another supervisor" : ", not a user this supervisor trusts");
+    else if (rc == MLY_EEXIST)
+      snprintf(err, errlen, "%s: exists and is not a socket", path);
+    else if (c->dirfd >= 0)
+      snprintf(err, errlen, "%s: %s", path, mly_strerror(rc));
+    if (c->dirfd >= 0) close(c->dirfd);
+    free(c);
+    return rc;
+  }
   snprintf(c->path, sizeof c->path, "%s", path);
   uv_pipe_init(s->loop, &c->server, 0);
   c->server.data = c;
@@ -602,7 +616,8 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
   if (rc == 0) rc = uv_pipe_open(&c->server, fd);
   if (rc < 0 && fd >= 0) close(fd);
   struct stat st;
-  if (rc == 0) rc = lstat(path, &st) < 0 ? -errno : 0;
+  if (rc == 0) rc = fstatat(c->dirfd, c->base, &st, AT_SYMLINK_NOFOLLOW) < 0
+                   ? -errno : 0;
   if (rc == 0) {
     c->dev = st.st_dev;
     c->ino = st.st_ino;
@@ -615,6 +630,17 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
   }
   s->ctl = c;
   return 0;
+}
+
+/* Our socket file goes, from the directory held since bind, and only if
+ * it is still the one we bound. */
+static void remove_socket(sv *s, ctl *c) {
+  struct stat st;
+  if (fstatat(c->dirfd, c->base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISSOCK(st.st_mode) && st.st_dev == c->dev && st.st_ino == c->ino)
+    unlinkat(c->dirfd, c->base, 0);
+  else
+    sv_logf(s, "mealy", "%s is no longer our socket: left in place", c->path);
 }
 
 void ctl_stop(sv *s) {
@@ -630,11 +656,6 @@ void ctl_stop(sv *s) {
     client_close(cl); /* unlinks it */
     cl->c = NULL;     /* the server may be freed before the clients close */
   }
-  /* the path is removed only if it still names our socket */
-  struct stat st;
-  if (lstat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
-    unlink(c->path);
-  else
-    sv_logf(s, "mealy", "%s is no longer our socket: left in place", c->path);
+  remove_socket(s, c);
   uv_close((uv_handle_t *)&c->server, server_closed);
 }

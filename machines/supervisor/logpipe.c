@@ -10,7 +10,9 @@
  * would not fit.  A line longer than the buffer is written in pieces, each
  * ended with a newline.  The last SV_TAIL_LINES lines are also kept in
  * memory for `mealy ctl tail`.  A log file is opened as the program's
- * user (mly_open_as), never through a symlink, and created 0640.
+ * user (mly_open_as), never through a symlink, and created 0640; its
+ * directory is checked as sshd's StrictModes would (mly_path_check) and
+ * held open: rotation renames in it, as the program's user.
  *
  * A pipe outlives its process when a grandchild still holds the write
  * end; it is read until EOF, and freed from its close callback.
@@ -41,51 +43,164 @@ struct sv_logpipe {
   const sv_program *prog; /* whose user opens the log file */
   int child_fd;     /* the write end, until the child has it */
   int file_fd;      /* the log file, in file mode */
+  int dir_fd;       /* its directory, opened safely at the first open */
   bool fifo;        /* a FIFO in the state directory, not a pipe */
   uint64_t size;
+  uint64_t rot_last_ms;  /* the last failed rotation (0: none) */
+  uint64_t rot_said_ms;  /* when that was last logged */
+  uint64_t dropped;      /* lines dropped past the hard bound, not yet said */
   char buf[4096];
   size_t n;
   sv_logpipe *next, **pprev;
 };
 
-/* As the program's user when it has one (as systemd does for
- * StandardOutput=file:), never through a symlink, and not readable by
- * others: a program cannot make us append to a file it may not write. */
-static int open_log(sv_logpipe *lp) {
+static void as_user(const sv_program *g, mly_process_options *as) {
+  *as = (mly_process_options){.set_uid = g->has_uid, .uid = g->uid,
+                              .set_gid = g->has_gid, .gid = g->gid,
+                              .groups = g->groups, .ngroups = g->ngroups};
+}
+
+static const char *base_of(const char *path) {
+  const char *s = strrchr(path, '/');
+  return s ? s + 1 : path;
+}
+
+/* The log's directory, once: every directory on its path must be
+ * trusted (root's, ours, or the program's own user's, since what follows
+ * is done as that user: mly_path_check), and it is held open, so a later
+ * rotation or reopen happens in the same directory whatever its path
+ * names by then. */
+static int open_dir(sv_logpipe *lp, const mly_process_options *as,
+                    char *err, size_t errlen) {
+  char dir[4096];
   const sv_program *g = lp->prog;
-  mly_process_options as = {.set_uid = g->has_uid, .uid = g->uid,
-                            .set_gid = g->has_gid, .gid = g->gid,
-                            .groups = g->groups, .ngroups = g->ngroups};
-  /* O_NONBLOCK: a FIFO put there with no reader fails the open at once
-   * (ENXIO) instead of hanging the supervisor; writes block as before */
-  lp->file_fd = mly_open_as(&as, lp->log->file, O_WRONLY | O_APPEND | O_CREAT |
-                            O_NOFOLLOW | O_NONBLOCK, 0640);
-  if (lp->file_fd < 0) {
-    errno = -lp->file_fd;
-    lp->file_fd = -1;
-    return -errno;
-  }
-  int fl = fcntl(lp->file_fd, F_GETFL);
-  if (fl >= 0) fcntl(lp->file_fd, F_SETFL, fl & ~O_NONBLOCK);
-  struct stat st;
-  lp->size = fstat(lp->file_fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+  int rc = mly_path_check(lp->log->file, g->has_uid ? g->uid : (uid_t)-1, dir,
+                          sizeof dir, err, errlen);
+  if (rc < 0) return rc;
+  rc = mly_open_as(as, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0);
+  if (rc < 0) return rc;
+  lp->dir_fd = rc;
   return 0;
 }
 
+/* As the program's user when it has one (as systemd does for
+ * StandardOutput=file:), never through a symlink, and not readable by
+ * others: a program cannot make us append to a file it may not write.
+ * A file that is there already must be a regular file with one link,
+ * owned by the program's user (ours without user:), and not writable by
+ * others: a file another user planted is not ours to append to.  err
+ * gets what went wrong. */
+static int open_log(sv_logpipe *lp, char *err, size_t errlen) {
+  const sv_program *g = lp->prog;
+  mly_process_options as;
+  as_user(g, &as);
+  lp->file_fd = -1;
+  *err = '\0';
+  int rc = lp->dir_fd >= 0 ? 0 : open_dir(lp, &as, err, errlen);
+  /* O_NONBLOCK: a FIFO put there with no reader fails the open at once
+   * (ENXIO) instead of hanging the supervisor */
+  int fd = rc < 0 ? rc : mly_openat_as(&as, lp->dir_fd, base_of(lp->log->file),
+                                       O_WRONLY | O_APPEND | O_CREAT |
+                                       O_NOFOLLOW | O_NONBLOCK, 0640);
+  if (rc == 0 && fd < 0) rc = fd;
+  struct stat st;
+  if (rc == 0 && fstat(fd, &st) < 0) rc = -errno;
+  uid_t owner = g->has_uid ? g->uid : geteuid();
+  const char *why = NULL;
+  if (rc == 0) {
+    if (!S_ISREG(st.st_mode)) why = "is not a regular file";
+    else if (st.st_uid != owner) why = "is owned by another user";
+    else if (st.st_mode & 002) why = "is writable by others";
+    else if (st.st_nlink > 1) why = "has more than one link (a hard link)";
+  }
+  if (why) {
+    snprintf(err, errlen, "%s %s (owner uid %u, mode %04o, links %u), not a "
+             "file of uid %u's alone; remove it", lp->log->file, why,
+             (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777),
+             (unsigned)st.st_nlink, (unsigned)owner);
+    rc = MLY_EPERM;
+  }
+  if (rc < 0) {
+    if (fd >= 0) close(fd);
+    if (*err == '\0')
+      snprintf(err, errlen, "%s: %s", lp->log->file, rc == -ELOOP ?
+               "it is a symbolic link, which is never followed; remove it" :
+               mly_strerror(rc));
+    return rc;
+  }
+  int fl = fcntl(fd, F_GETFL); /* writes block as before */
+  if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  lp->file_fd = fd;
+  lp->size = (uint64_t)st.st_size;
+  return 0;
+}
+
+/* Names (FILE, FILE.1 .. FILE.keep) made before the fork: the renames
+ * run as the program's user (mly_run_as), in the directory held open. */
+typedef struct rot_args {
+  int dir_fd;
+  uint32_t keep;
+  char **names;
+} rot_args;
+
+static int rotate_fn(void *arg) {
+  const rot_args *r = arg;
+  for (uint32_t i = r->keep; i > 1; i--)
+    if (renameat(r->dir_fd, r->names[i - 1], r->dir_fd, r->names[i]) < 0 &&
+        errno != ENOENT) /* a missing one is fine */
+      return -errno;
+  int rc = r->keep > 0 ? renameat(r->dir_fd, r->names[0], r->dir_fd, r->names[1])
+                       : unlinkat(r->dir_fd, r->names[0], 0);
+  return rc < 0 ? -errno : 0;
+}
+
+static int rotate_files(sv_logpipe *lp) {
+  const sv_log *l = lp->log;
+  char **names = calloc((size_t)l->keep + 1, sizeof *names);
+  int rc = names ? 0 : MLY_ENOMEM;
+  for (uint32_t i = 0; rc == 0 && i <= l->keep; i++)
+    if (asprintf(&names[i], i ? "%s.%u" : "%s", base_of(l->file), i) < 0)
+      names[i] = NULL, rc = MLY_ENOMEM;
+  if (rc == 0) {
+    mly_process_options as;
+    as_user(lp->prog, &as);
+    rot_args r = {lp->dir_fd, l->keep, names};
+    rc = mly_run_as(&as, rotate_fn, &r);
+  }
+  for (uint32_t i = 0; names && i <= l->keep; i++) free(names[i]);
+  free(names);
+  return rc;
+}
+
+/* A failed rotation leaves the file open and growing, up to twice
+ * max_size; past that lines are dropped (and counted).  It is tried
+ * again every SV_ROTATE_RETRY_MS and said at most every
+ * SV_ROTATE_SAY_MS. */
+#define SV_ROTATE_RETRY_MS 10000u
+#define SV_ROTATE_SAY_MS 60000u
+
+/* Opened again in the directory held since the first open (SIGHUP,
+ * `mealy ctl reopen`, or the file found removed or moved). */
 static void reopen(sv_logpipe *lp) {
   if (lp->file_fd >= 0) close(lp->file_fd);
   lp->file_fd = -1;
-  if (open_log(lp) < 0)
-    sv_logf(lp->s, lp->name, "cannot reopen log %s: %s; output is lost",
-            lp->log->file, strerror(errno));
+  char err[512];
+  if (open_log(lp, err, sizeof err) < 0)
+    sv_logf(lp->s, lp->name, "cannot reopen log %s; its output goes to the "
+            "supervisor's own output from now on", err);
 }
 
-/* Removed (no link left) or moved (the path names another file, or
- * none): the next line goes to a new file at the path. */
+/* Removed (no link left) or moved (its name in the held directory names
+ * another file, or none): the next line goes to a new file there.  The
+ * held directory, not the path: after the path's directory is swapped,
+ * the path names another file for ever, and each read would reopen. */
 static void check_moved(sv_logpipe *lp) {
   struct stat fst, pst;
-  if (lp->file_fd < 0 || fstat(lp->file_fd, &fst) < 0) return;
-  bool gone = fst.st_nlink == 0 || stat(lp->log->file, &pst) < 0 ||
+  if (lp->file_fd < 0 || lp->dir_fd < 0 || fstat(lp->file_fd, &fst) < 0)
+    return;
+  bool gone = fst.st_nlink == 0 ||
+              fstatat(lp->dir_fd, base_of(lp->log->file), &pst,
+                      AT_SYMLINK_NOFOLLOW) < 0 ||
               pst.st_dev != fst.st_dev || pst.st_ino != fst.st_ino;
   if (!gone) return;
   sv_logf(lp->s, lp->name, "log %s was removed or moved: opening it anew",
@@ -95,22 +210,30 @@ static void check_moved(sv_logpipe *lp) {
 
 static void rotate(sv_logpipe *lp) {
   const sv_log *l = lp->log;
-  char from[4200], to[4200];
+  uint64_t now = uv_now(lp->s->loop);
+  if (lp->rot_last_ms && now - lp->rot_last_ms < SV_ROTATE_RETRY_MS) return;
+  int rc = rotate_files(lp);
+  if (rc < 0) {
+    lp->rot_last_ms = now ? now : 1;
+    if (lp->rot_said_ms == 0 || now - lp->rot_said_ms >= SV_ROTATE_SAY_MS) {
+      lp->rot_said_ms = now ? now : 1;
+      sv_logf(lp->s, lp->name, "cannot rotate log %s: %s; it grows to at most "
+              "%llu bytes (twice max_size), then its lines are dropped "
+              "(%llu so far); trying again every %us", l->file,
+              mly_strerror(rc), (unsigned long long)l->max_size * 2,
+              (unsigned long long)lp->dropped, SV_ROTATE_RETRY_MS / 1000);
+    }
+    return;
+  }
+  if (lp->dropped)
+    sv_logf(lp->s, lp->name, "log %s rotated again; %llu lines were dropped",
+            l->file, (unsigned long long)lp->dropped);
+  lp->rot_last_ms = lp->rot_said_ms = lp->dropped = 0;
   close(lp->file_fd);
-  lp->file_fd = -1;
-  for (uint32_t i = l->keep; i > 1; i--) {
-    snprintf(from, sizeof from, "%s.%u", l->file, i - 1);
-    snprintf(to, sizeof to, "%s.%u", l->file, i);
-    rename(from, to); /* a missing one is fine */
-  }
-  if (l->keep > 0) {
-    snprintf(to, sizeof to, "%s.1", l->file);
-    rename(l->file, to);
-  } else {
-    unlink(l->file);
-  }
-  if (open_log(lp) < 0)
-    sv_logf(lp->s, lp->name, "cannot reopen log %s: %s", l->file, strerror(errno));
+  char err[512];
+  if (open_log(lp, err, sizeof err) < 0)
+    sv_logf(lp->s, lp->name, "cannot reopen log %s; its output goes to the "
+            "supervisor's own output from now on", err);
 }
 
 static void write_all(int fd, const char *p, size_t n) {
@@ -134,6 +257,11 @@ static void emit(sv_logpipe *lp, const char *line, size_t len) {
         lp->size + len + 1 > lp->log->max_size)
       rotate(lp);
     if (lp->file_fd < 0) return;
+    if (lp->log->max_size > 0 && lp->size > 0 &&
+        lp->size + len + 1 > 2 * lp->log->max_size) {
+      lp->dropped++; /* the hard bound of a log that cannot rotate */
+      return;
+    }
     char *copy = malloc(len + 1);
     if (copy == NULL) return;
     memcpy(copy, line, len);
@@ -153,6 +281,7 @@ static void emit(sv_logpipe *lp, const char *line, size_t len) {
 static void closed_cb(uv_handle_t *h) {
   sv_logpipe *lp = h->data;
   if (lp->file_fd >= 0) close(lp->file_fd);
+  if (lp->dir_fd >= 0) close(lp->dir_fd);
   free(lp);
 }
 
@@ -207,6 +336,18 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     emit(lp, lp->buf, lp->n);
     lp->n = 0;
   }
+}
+
+/* Its lines are not lost: emit() writes them to our own output. */
+static void log_refused(sv_logpipe *lp, const char *err) {
+  const sv_program *g = lp->prog;
+  char who[96] = "";
+  if (g->has_uid)
+    snprintf(who, sizeof who, " (opened as user %s)", g->user ? g->user : "?");
+  sv_logf(lp->s, lp->name, "cannot open log %s%s; its %s goes to the "
+          "supervisor's own %s instead, as [%s] lines", err, who,
+          lp->kind == LP_STDERR ? "stderr" : "stdout",
+          lp->kind == LP_STDERR ? "stderr" : "stdout", lp->name);
 }
 
 /* ---- FIFOs in the state directory: output that outlives us ---- */
@@ -268,7 +409,7 @@ static int lp_new(sv *s, sv_proc *p, lp_kind kind, int rfd, int cfd,
   lp->p = p;
   lp->kind = kind;
   lp->fifo = fifo;
-  lp->file_fd = -1;
+  lp->file_fd = lp->dir_fd = -1;
   lp->child_fd = cfd;
   lp->log = kind == LP_STDERR ? &p->prog->err : &p->prog->out;
   lp->prog = p->prog;
@@ -281,11 +422,10 @@ static int lp_new(sv *s, sv_proc *p, lp_kind kind, int rfd, int cfd,
   lp->pprev = &s->pipes;
   int rc = uv_pipe_open(&lp->h, rfd);
   if (rc < 0) close(rfd);
+  char err[512];
   if (rc == 0 && kind != LP_NOTIFY && lp->log->mode == SV_OUT_FILE &&
-      open_log(lp) < 0)
-    sv_logf(s, p->name, "cannot open log %s: %s; output is lost",
-            lp->log->file, errno == ELOOP ? "it is a symbolic link, which "
-            "is never followed; remove it" : strerror(errno));
+      open_log(lp, err, sizeof err) < 0)
+    log_refused(lp, err);
   if (rc == 0) rc = uv_read_start((uv_stream_t *)&lp->h, alloc_cb, read_cb);
   if (rc < 0) {
     lp_close(lp);
