@@ -97,6 +97,13 @@ static void run_until_empty(mly_runtime *rt, int max_turns) {
 
 enum { EV_GO = 1, EV_STOP = 2, EV_START = 3, EV_ASK = 4, EV_ANSWER = 5 };
 
+/* The sink takes everything in its inbox (EV_START), then ends (EV_STOP). */
+static void drain_sink(mly_runtime *rt, mly_id id) {
+  ck_assert_int_eq(mly_runtime_send(rt, id, EV_START, NULL), 0);
+  ck_assert_int_eq(mly_runtime_send(rt, id, EV_STOP, NULL), 0);
+  run_until_empty(rt, 100);
+}
+
 #define NSEQ 4096
 static uint32_t seen[NSEQ]; /* deliveries of event seq, over every run */
 static uint32_t stops;
@@ -258,9 +265,7 @@ START_TEST(t_clean_stop_keeps_the_inbox) {
     clean_stop(rt);
   }
   rt = open_with(&v1, 1, NULL);
-  ck_assert_int_eq(mly_runtime_send(rt, id, EV_START, NULL), 0);
-  ck_assert_int_eq(mly_runtime_send(rt, id, EV_STOP, NULL), 0);
-  run_until_empty(rt, 100);
+  drain_sink(rt, id);
   ck_assert_uint_eq(seen[1], 1);
   ck_assert_uint_eq(seen[2], 1);
   ck_assert_uint_eq(stops, 1);
@@ -284,9 +289,7 @@ START_TEST(t_clean_stop_keeps_plain_posts) {
   RUN_UNTIL(rt, (mly_runtime_stats(rt, &st), st.posted == 1), 1000);
   clean_stop(rt);
   rt = open_with(&v1, 1, NULL);
-  ck_assert_int_eq(mly_runtime_send(rt, id, EV_START, NULL), 0);
-  ck_assert_int_eq(mly_runtime_send(rt, id, EV_STOP, NULL), 0);
-  run_until_empty(rt, 100);
+  drain_sink(rt, id);
   for (int q = 1; q <= 3; q++) ck_assert_uint_eq(seen[q], 1);
   mly_runtime_close(rt);
 }
@@ -327,9 +330,7 @@ START_TEST(t_no_compaction_after_a_stop) {
   mly_runtime_close(rt);
   rt = open_with(&v1, 1, NULL);
   ck_assert_uint_eq(jstats(rt).recovered, 1);
-  ck_assert_int_eq(mly_runtime_send(rt, id, EV_START, NULL), 0);
-  ck_assert_int_eq(mly_runtime_send(rt, id, EV_STOP, NULL), 0);
-  run_until_empty(rt, 100);
+  drain_sink(rt, id);
   ck_assert_uint_eq(seen[1], 1);
   ck_assert_uint_eq(seen[2], 1);
   mly_runtime_close(rt);
@@ -467,9 +468,7 @@ static void post_case(int op, int err, int want0, int want1, uint32_t seen0,
    * write) is delivered once */
   rt = open_with(&v1, 1, NULL);
   ck_assert_uint_eq(jstats(rt).recovered, 1);
-  ck_assert_int_eq(mly_runtime_send(rt, id, EV_START, NULL), 0);
-  ck_assert_int_eq(mly_runtime_send(rt, id, EV_STOP, NULL), 0);
-  run_until_empty(rt, 100);
+  drain_sink(rt, id);
   ck_assert_uint_eq(seen[0], seen0);
   ck_assert_uint_eq(seen[1], seen1);
   mly_runtime_close(rt);
