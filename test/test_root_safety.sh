@@ -45,22 +45,9 @@ check() { # description, command...
   local what=$1; shift
   if "$@"; then ok "$what"; else bad "$what"; fi
 }
-poll() { # tries, command...: 0.1 s apart
-  local n=$1 i; shift
-  for ((i = 0; i < n; i++)); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
-alive() {
-  local st
-  [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || return 1
-  st=$( { cat "/proc/$1/stat"; } 2>/dev/null) || return 1
-  st=${st##*) }
-  [ "${st%% *}" != Z ]
-}
-gone() { ! alive "$1"; }
+# poll, alive, gone
+# shellcheck source=proc_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proc_helpers.sh"
 
 # Every program of this suite runs with its cwd inside $top: that is how
 # leftovers are found (env_inherit: false leaves no mark in the env).

@@ -33,16 +33,9 @@ check() { # description, command...
 }
 note() { echo "note: $C: $*"; }
 
-# poll TRIES COMMAND...: run COMMAND until it succeeds, at most TRIES
-# times, 0.1 s apart.
-poll() {
-  local n=$1 i; shift
-  for ((i = 0; i < n; i++)); do
-    "$@" && return 0
-    sleep 0.1
-  done
-  return 1
-}
+# poll, alive, gone
+# shellcheck source=proc_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proc_helpers.sh"
 
 # ---- processes -------------------------------------------------------
 
@@ -60,14 +53,6 @@ procs() {
     echo "$pid $1 $2 $3 ${comm// /_}"
   done
 }
-alive() { # pid: exists and is not a zombie
-  local st
-  [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || return 1
-  st=$( { cat "/proc/$1/stat"; } 2>/dev/null) || return 1
-  st=${st##*) }
-  [ "${st%% *}" != Z ]
-}
-gone() { ! alive "$1"; }
 # zombies whose parent is one of the given pids
 zombies_of() {
   local want=" $* "
