@@ -646,6 +646,9 @@ typedef struct mly_journal_options {
    * with MLY_ENOSPC (a short write). */
   int (*fault)(void *arg, int op, size_t len);
   void *fault_arg;
+  /* how long tombstones of named instances are kept; 0: default
+     (MLY_DEFAULT_NAME_RETENTION_MS), < 0: forever */
+  int64_t name_retention_ms;
 } mly_journal_options;
 
 /* "always", "never", "interval:MS". */
@@ -705,6 +708,81 @@ int mly_journal_parked(mly_runtime *rt,
 
 /* True during the first step an instance runs after recovery. */
 bool mly_recovered(const mly_machine *m);
+
+/* ------------------------------------------------------------------ */
+/* Contexts and names: durable-machine facilities every type may use   */
+/* (the YAML machines and the task queues stand on them, D10).         */
+/*                                                                     */
+/* A context is one mly_value of any size (usually a map) that an      */
+/* instance carries beside its fixed data.  For a durable type it is   */
+/* committed with every step, in the same record as the data (atomic   */
+/* with it, D2), and restored at recovery: 1 MiB and more work, up to  */
+/* the journal's record bound (64 MiB encoded).  A step that leaves    */
+/* the context equal to what was last committed does not write it      */
+/* again.                                                              */
+/*                                                                     */
+/* A name is unique in the runtime (and its journal): spawning a name  */
+/* that a live instance holds, or that an instance which ended within  */
+/* the retention window held (its tombstone), is refused with          */
+/* MLY_EEXIST; mly_name_lookup tells "running" from "already done".    */
+/* Tombstones of durable instances are journaled and survive restarts; */
+/* compaction drops those older than the retention window             */
+/* (mly_journal_options.name_retention_ms; default 7 days).  Names of  */
+/* non-durable instances are held in memory, tombstones too.           */
+
+#define MLY_INSTANCE_NAME_MAX 255
+#define MLY_DEFAULT_NAME_RETENTION_MS (7LL * 24 * 3600 * 1000)
+
+/* The running instance's context (NULL: none).  Owned by the instance:
+ * change it in place during a step; what it holds when the step ends is
+ * what commits.  Loop thread only. */
+mly_value *mly_context(mly_machine *m);
+/* Replace the context; takes v (NULL clears it), frees the old one. */
+void mly_context_set(mly_machine *m, mly_value *v);
+/* Host code on the loop thread: a live instance's context (NULL: none,
+ * or no such live instance).  Valid until its next step. */
+const mly_value *mly_instance_context(mly_runtime *rt, mly_id id);
+
+typedef struct mly_spawn_options {
+  const void *arg;      /* copied into the data, as mly_spawn          */
+  size_t arg_len;
+  mly_value *context;   /* initial context; taken, also on error       */
+  const char *name;     /* a unique name (1..MLY_INSTANCE_NAME_MAX
+                           bytes, printable, no '/'), or NULL           */
+  bool generate_name;   /* without name: name it
+                           TYPE-YYYYmmddHHMMSS-xxxxxx (UTC; six random
+                           [a-z0-9]), retried on a clash              */
+  char *name_out;       /* optional: receives the name (NUL-ended)     */
+  size_t name_out_len;  /* MLY_ERANGE when too short (nothing spawned) */
+} mly_spawn_options;
+
+/* mly_spawn / mly_spawn_child with options (o may be NULL).  Errors as
+ * mly_spawn's, and MLY_EEXIST for a name that is held (live or
+ * tombstoned), MLY_EINVAL for a malformed name. */
+int mly_spawn_opts(mly_runtime *rt, mly_type *type,
+                   const mly_spawn_options *o, mly_id *out);
+int mly_spawn_child_opts(mly_machine *parent, mly_type *type,
+                         const mly_spawn_options *o, mly_id *out);
+
+typedef enum mly_name_state {
+  MLY_NAME_LIVE = 1, /* a live (or parked) instance holds it          */
+  MLY_NAME_ENDED     /* a tombstone: it ended within the retention    */
+} mly_name_state;
+
+typedef struct mly_name_info {
+  mly_name_state state;
+  mly_id id;            /* the instance that holds / held it           */
+  int status;           /* MLY_NAME_ENDED: its exit status (0: success) */
+  int64_t ended_ms;     /* MLY_NAME_ENDED: wall clock, ms since epoch  */
+} mly_name_info;
+
+/* Who holds a name: 0, or MLY_ENOENT when it is free (never used, or its
+ * tombstone expired).  Send to it by name with the id it gives. */
+int mly_name_lookup(mly_runtime *rt, const char *name, mly_name_info *out);
+/* A live instance's name (NULL: unnamed or no such instance); valid
+ * while it lives. */
+const char *mly_instance_name(mly_runtime *rt, mly_id id);
+const char *mly_self_name(const mly_machine *m);
 
 /* A durable post: like mly_post, with an answer.  cb runs once, on the
  * loop thread, with:
