@@ -387,6 +387,7 @@ static void dispatch(rpc_client *cl, mly_value *msg) {
     return;
   }
   m->fn(call, params, c->cfg.ud);
+  if (!cl->closing) flow(cl); /* at the bound of calls held, stop reading */
 }
 
 /* ---- reading ---- */
