@@ -2,7 +2,8 @@
 """test_rpc_spec.py - the control socket against the msgpack-RPC spec,
 spoken by an independent implementation (Debian's python3-msgpack).
 
-usage: test_rpc_spec.py PATH/TO/mealy [supervise|fsm]
+usage: test_rpc_spec.py PATH/TO/mealy supervise
+       test_rpc_spec.py PATH/TO/mealy fsm ACTIONS.so MACHINES.yaml
 
 Starts `mealy supervise` (one program) or `mealy fsm run` and checks, on
 its socket (rpc.c, the one server of every host):
@@ -96,11 +97,11 @@ def main():
         argv = [mealy, "supervise", cfg]
         method, params, name_method = "status", [], "status"
     else:
-        fsm = os.path.join(top, "m.yaml")
-        with open(fsm, "w") as f:
-            f.write(FSM_YAML)
-        argv = [mealy, "fsm", "run", fsm, "--state-dir",
-                os.path.join(top, "state"), "-s", sock]
+        lib = os.path.join(top, "act.so")
+        shutil.copy(sys.argv[3], lib)
+        os.chmod(lib, 0o644)
+        argv = [mealy, "fsm", "run", sys.argv[4], "--actions", lib,
+                "--state-dir", os.path.join(top, "state"), "-s", sock]
         method, params, name_method = "ls", [{}], "show"
     srv = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                            stderr=open(os.path.join(top, "err"), "w"))
@@ -121,13 +122,6 @@ def main():
     sys.exit(1 if failures else 0)
 
 
-FSM_YAML = """machines:
-  m:
-    initial: a
-    states:
-      a: {on: {go: b}}
-      b: {final: true}
-"""
 
 
 def is_answer(m, msgid, ok=True):
@@ -172,6 +166,15 @@ def run_checks(sock, method, params, name_method, mode):
             return is_answer(m, 6) and m[3][0]["pid"] == 0
         check("notification: its method did run (svc stopped)",
               wait_for(stopped, "svc to stop"))
+    else:
+        c.send([2, "start", ["order", "by-notification", None]])
+        def started():
+            c.send([0, 6, "ls", [{}]])
+            m = c.recv()
+            return is_answer(m, 6) and any(
+                i["name"] == "by-notification" for i in m[3])
+        check("notification: its method did run (an instance started)",
+              wait_for(started, "the instance to start"))
 
     # 3. malformed, with a msgid: an error answer, the connection stays
     bad = [([0, 11, 42, []], "method must be a string"),

@@ -612,7 +612,7 @@ int rpc_start(const rpc_config *cfg, rpc_server **out, char *err,
       snprintf(err, errlen, "%s: another server is listening there (uid %d, "
                "pid %d)%s; stop it, or choose another socket path", path,
                (int)who.uid, (int)who.pid, who.uid == 0 || who.uid == geteuid()
-               ? ": another one of ours" : ", not a user we trust");
+               ? ": another server of ours" : ", not a user we trust");
     else if (rc == MLY_EEXIST)
       snprintf(err, errlen, "%s: exists and is not a socket", path);
     else if (c->dirfd >= 0)
