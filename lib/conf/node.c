@@ -341,8 +341,29 @@ int mly_conf_walk(mly_conf *c, mly_conf_node *map, const mly_conf_field *f,
   uint32_t seen = 0;
   int first_rc = 0;
   if (nf > 32) return mly_conf_bad(c, map, "too many fields (a bug)");
+  if (mly_conf_type_of(map) != MLY_CONF_MAP)
+    return mly_conf_bad(c, map, "expected a map of settings %s, not %s",
+                        where, mly_conf_kind_name(map));
   for (size_t i = 0; i < mly_conf_len(map); i++) {
     int rc = walk_pair(c, map, i, f, nf, where, obj, first, &seen);
+    if (rc && first_rc == 0) first_rc = rc;
+    if (rc && (!c->o.all_errors || c->stop || rc == MLY_ENOMEM)) break;
+  }
+  return first_rc;
+}
+
+int mly_conf_each(mly_conf *c, mly_conf_node *list,
+                  int (*fn)(mly_conf *c, void *obj, mly_conf_node *item,
+                            size_t i),
+                  void *obj) {
+  int first_rc = 0;
+  if (mly_conf_type_of(list) != MLY_CONF_LIST)
+    return mly_conf_bad(c, list, "expected a list, not %s",
+                        mly_conf_kind_name(list));
+  for (size_t i = 0; i < mly_conf_len(list); i++) {
+    mly_conf_node *it;
+    int rc = mly_conf_item(c, list, i, &it);
+    if (rc == 0) rc = fn(c, obj, it, i);
     if (rc && first_rc == 0) first_rc = rc;
     if (rc && (!c->o.all_errors || c->stop || rc == MLY_ENOMEM)) break;
   }

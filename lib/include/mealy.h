@@ -1049,6 +1049,84 @@ typedef struct mly_conf_field {
 /* At most 32 fields; `where` ends messages ("in program 'web'"). */
 int mly_conf_walk(mly_conf *c, mly_conf_node *map, const mly_conf_field *f,
                   size_t nf, const char *where, void *obj);
+/* fn for each item of a list (i from 0), going on after an error as
+ * mly_conf_walk does; returns the first error. */
+int mly_conf_each(mly_conf *c, mly_conf_node *list,
+                  int (*fn)(mly_conf *c, void *obj, mly_conf_node *item,
+                            size_t i),
+                  void *obj);
+
+/* ------------------------------------------------------------------ */
+/* YAML machines (layer `fsm`, lib/fsm/): loading.                     */
+/*                                                                     */
+/* mly_fsm_load reads machine files in Fantasm's format (README, "YAML */
+/* machines"): `state_machines:` and `import:` (paths relative to the  */
+/* importing file; a circular import is an error naming the cycle),    */
+/* checks everything it can before anything runs, and reports every    */
+/* problem, not only the first, through o->on_error as mly_conf_msg's  */
+/* ("FILE:LINE:COL" and a sentence on what to fix).  Keys that concern */
+/* only App Engine (target, logging, use_run_once_semaphore, root_url) */
+/* and deprecated ones (max_retries) are accepted with a note through  */
+/* o->on_note.  Returns 0 and *out, or MLY_EINVAL when anything was     */
+/* reported (*out NULL), MLY_ENOMEM, or a read error.                  */
+/*                                                                     */
+/* Action names are checked at load time when o->action_known is set   */
+/* (the interpreter plugs its registry in here): a name it does not    */
+/* know is an error.  Without it only the structure is checked.        */
+/* Top-level sections of other layers (the task queue's `queues:` and  */
+/* `schedules:`) go to the readers in o->sections, with the document   */
+/* alive; a section that has no reader is an error ("not supported by  */
+/* this build").  A set is immutable once loaded: any thread may read  */
+/* it; mly_fsm_set_free releases it (NULL is fine).                    */
+
+typedef struct mly_fsm_set mly_fsm_set;
+typedef struct mly_fsm_machine mly_fsm_machine;
+
+typedef struct mly_conf_section {
+  const char *key;     /* "queues" */
+  /* read the section's value; report problems with mly_conf_bad and
+     return 0 or the first error */
+  int (*read)(mly_conf *c, mly_conf_node *value, void *arg);
+  void *arg;
+} mly_conf_section;
+
+typedef struct mly_fsm_load_options {
+  void (*on_error)(const mly_conf_msg *msg, void *arg);
+  void (*on_note)(const mly_conf_msg *msg, void *arg);  /* may be NULL */
+  void *arg;                                    /* for both           */
+  /* true: an action of this name is registered (name: the namespace
+     applied, e.g. "shop.Charge"); NULL: names are not checked */
+  bool (*action_known)(const char *name, void *arg);
+  void *action_arg;
+  const mly_conf_section *sections;
+  size_t nsections;
+} mly_fsm_load_options;
+
+/* files: nfiles paths, each a root (machines of all of them share one
+ * namespace of names). */
+int mly_fsm_load(const char *const *files, size_t nfiles,
+                 const mly_fsm_load_options *o, mly_fsm_set **out);
+/* The same from text (path names it in messages; its imports are read
+ * from files relative to it). */
+int mly_fsm_load_text(const char *path, const char *text, size_t len,
+                      const mly_fsm_load_options *o, mly_fsm_set **out);
+void mly_fsm_set_free(mly_fsm_set *s);
+
+/* Machines in file order (imports before the file that imports them). */
+size_t mly_fsm_count(const mly_fsm_set *s);
+const mly_fsm_machine *mly_fsm_at(const mly_fsm_set *s, size_t i);
+const mly_fsm_machine *mly_fsm_find(const mly_fsm_set *s, const char *name);
+const char *mly_fsm_name(const mly_fsm_machine *m);
+size_t mly_fsm_nstates(const mly_fsm_machine *m);
+/* SHA-256 of the machine's canonical encoding (no positions): equal
+ * for equal definitions, whatever the file's layout; 32 bytes. */
+const unsigned char *mly_fsm_hash(const mly_fsm_machine *m);
+/* Graphviz DOT of one machine to a FILE * (void * here, as
+ * mly_runtime_dump): the initial state drawn bold with an arrow from a
+ * point, finals as double circles, wait states as hexagons, continuation
+ * and fan-in states marked in their labels; transitions labelled with
+ * their event, countdown and action.  0 or MLY_EIO. */
+int mly_fsm_dot(const mly_fsm_machine *m, void *file);
 
 /* ------------------------------------------------------------------ */
 /* Machine bodies: protothread-style macros.                           */
