@@ -92,6 +92,8 @@ void name_release(mly_runtime *rt, name_ent *e, int32_t status,
 int names_foreach_tomb(mly_runtime *rt, int (*cb)(const name_ent *, void *),
                        void *arg);
 uint64_t names_ntombs(const mly_runtime *rt);
+/* Tests: the wall clock names use (ended_ms, expiry, generated names). */
+int names_set_clock(mly_runtime *rt, int64_t (*clock)(void *arg), void *arg);
 /* TYPE-YYYYmmddHHMMSS-xxxxxx into buf (at least 96 bytes). */
 void name_generate(mly_runtime *rt, const char *type, char *buf, size_t len);
 
