@@ -123,6 +123,7 @@ void rt_release(mly_runtime *rt) {
   inst_free_pools(rt);
   ext_free_all(rt);
   names_free(rt);
+  fsm_rt_free(rt);
   for (mly_type *t = rt->types; t != NULL;) {
     mly_type *n = t->next;
     free(t);
