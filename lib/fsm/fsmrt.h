@@ -65,6 +65,8 @@ void fsm_call_clear(mly_action_call *c);
 /* interp.c: the "fsm" type */
 extern const mly_type_def fsm_type_def;
 void fsm_end(fsm_inst *in, int status);
+/* Its run record with the definition resolved; NULL: it ended (failed) */
+fsm_run *fsm_run_for(fsm_rt *f, mly_machine *m, fsm_inst *in);
 
 /* interp_dispatch.c: one dispatch, and what follows it */
 enum { FSM_WALK_OK = 0, FSM_WALK_FAILED, FSM_WALK_BLOCKING, FSM_WALK_EXEC };

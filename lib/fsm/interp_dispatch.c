@@ -237,9 +237,9 @@ static void route(fsm_rt *f, mly_machine *m, fsm_inst *in,
 }
 
 void fsm_route_after_countdown(fsm_rt *f, mly_machine *m, fsm_inst *in) {
-  fsm_run *r = fsm_run_get(f, mly_self(m));
   in->phase = FSM_PH_DISPATCH;
-  if (r == NULL || r->def == NULL) return;
+  fsm_run *r = fsm_run_for(f, m, in);
+  if (r == NULL) return;
   const fsm_state *st = &r->def->states[in->state];
   if (in->trans >= st->ntrans) return;
   const fsm_state *to = &r->def->states[st->trans[in->trans].to];
