@@ -150,8 +150,8 @@ static mly_value *kv_map(const char *cmd, char **args, int n) {
 static void put_str(const mly_value *m, const char *key, int width) {
   const char *s = "";
   mly_map_get_str(m, key, &s);
-  char shown[ESC_MAX(64) + 1];
-  esc_str(s, strnlen(s, 64), shown, sizeof shown);
+  char shown[ESC_MAX(256) + 1]; /* an error text is at most 255 bytes */
+  esc_str(s, strnlen(s, 256), shown, sizeof shown);
   printf("%-*s", width, shown);
 }
 
@@ -217,8 +217,14 @@ static void print_show(const mly_value *m) {
     }
     putchar('\n');
   }
+  const mly_value *ctx = mly_map_get(m, "context");
+  if (mly_value_type(mly_map_get(ctx, "error")) == MLY_V_STR) {
+    printf("%-10s ", "error"); /* the last failure, also in the context */
+    put_str(ctx, "error", 0);
+    putchar('\n');
+  }
   printf("%-10s ", "context");
-  json_value(stdout, mly_map_get(m, "context"));
+  json_value(stdout, ctx);
   putchar('\n');
   const mly_value *hist = mly_map_get(m, "history");
   if (mly_value_len(hist) > 0) printf("history:\n");

@@ -130,6 +130,7 @@ check "start of an unknown machine: exit 1 ($out)" \
 gen=$(f start order 2>&1)
 check "start without --name: a generated name ($gen)" \
   eval '[[ "$gen" =~ ^order-[0-9]{14}-[0-9a-z]+$ ]]'
+check "the generated one reaches waiting" poll 300 in_state "$gen" waiting
 f ls --state waiting --json >"$T/ls.json"
 check "ls --state waiting: o1 and the generated one" \
   [ "$(json "$T/ls.json" "sorted(i['name'] for i in j)")" = "$("$py" -c 'import sys; print(sorted(sys.argv[1:]))' o1 "$gen")" ]
@@ -141,9 +142,19 @@ check "ls (text): a header and o1" \
 out=$(f send nosuch paid 2>&1); rc=$?
 check "send to no such instance: exit 1 ($out)" \
   eval '[ $rc = 1 ] && grep -q "no such instance" <<<"$out"'
-out=$(f send o1 paid card=visa 2>&1)
+out=$(f send o1 paid card=visa tries:=2 2>&1)
 check "send o1 paid: ok once journaled ($out)" [ "$out" = ok ]
-check "o1 takes paid and ends (final state)" poll 300 absent o1
+check "o1 takes paid: shipping" poll 300 in_state o1 shipping
+f show o1 --json >"$T/show.json"
+check "the payload is merged into the context" \
+  [ "$(json "$T/show.json" "(j['context']['card'], j['context']['tries'], j['context']['who'])")" = "('visa', 2, 'bob')" ]
+check "show: the history has both dispatches after the initial one" \
+  [ "$(json "$T/show.json" "[(h['from'], h['event'], h['to']) for h in j['history']][-2:]")" = "[('start', 'ok', 'waiting'), ('waiting', 'paid', 'shipping')]" ]
+out=$(f send o1 unknownevent 2>&1)
+check "an event it does not wait for is journaled all the same ($out)" [ "$out" = ok ]
+out=$(f send o1 shipped 2>&1)
+check "send o1 shipped: ok" [ "$out" = ok ]
+check "o1 ends (final state)" poll 300 absent o1
 out=$(f show o1 2>&1); rc=$?
 check "show o1 after its end: exit 1, it has ended ($out)" \
   eval '[ $rc = 1 ] && grep -q "has ended" <<<"$out"'
@@ -167,6 +178,8 @@ start_host
 check "after kill -9 of the host, o3 is still waiting" poll 300 in_state o3 waiting
 out=$(f send o3 paid 2>&1)
 check "send o3 paid after the crash: ok" [ "$out" = ok ]
+check "o3 takes it: shipping" poll 300 in_state o3 shipping
+f send o3 shipped >/dev/null
 check "o3 ends" poll 300 absent o3
 stop_host TERM
 
