@@ -104,7 +104,8 @@ check "a library without mly_actions_init: exit 1, says so" \
   eval '[ $rc = 1 ] && grep -q "no function mly_actions_init" "$T/out"'
 "$mealy" fsm run "$T/order.yaml" --state-dir "$T/st2" -s "$T/x.sock" \
   >"$T/out" 2>&1; rc=$?
-check "no --actions, an action the file names: exit 1" eval '[ $rc = 1 ]'
+check "no --actions: exit 1, the action named at FILE:LINE:COL" \
+  eval '[ $rc = 1 ] && grep -q "order.yaml:9:13: action .Count. is not registered" "$T/out"'
 
 # ---------------------------------------------------------------------
 C="start, ls, show, send"
