@@ -16,11 +16,13 @@
  * /proc/self/fd, so what was checked is what runs.
  *
  * SIGTERM or SIGINT: the socket closes, durable instances are suspended
- * (they continue at the next run), the process exits 0.
+ * (they continue at the next run), the process exits 0.  SIGPIPE is
+ * ignored: a client that goes away is its connection's end only.
  */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,6 +225,10 @@ int cmd_fsm_run(int argc, char **argv) {
       usage(stdout);
       return 0;
     }
+  /* a host, as `mealy supervise`: a client that goes away must not
+   * kill it (mealy.c ignores SIGPIPE only for long-running commands,
+   * and `mealy fsm` is one only with `run`) */
+  signal(SIGPIPE, SIG_IGN);
   run_args a = {0};
   int status = parse(argc, argv, &a);
   fsm_host *h = calloc(1, sizeof *h);

@@ -16,8 +16,11 @@ its socket (rpc.c, the one server of every host):
     usable msgid, bytes that are not msgpack, and a frame larger than
     64 KiB get [2, "error", [why]] and the connection is closed;
   - a request sent one byte at a time is answered;
+  - a client that shuts down its side (EOF) after its requests gets
+    every answer, late ones too, then the connection is closed;
   - thousands of requests written before reading any answer (the server
     stops reading, then serves what waited) are all answered, in order;
+  - clients that leave without reading do not take the server down;
   - many clients at once, each pipelining, each get their own answers.
 Prints one line per check; exits 1 if any failed.
 """
@@ -246,7 +249,36 @@ def run_checks(sock, method, params, name_method, mode):
           next((m for i, m in enumerate(got) if not is_answer(m, i)), None))
     c.close()
 
-    # 8. many clients at once, each pipelining its own msgids
+    # 8. a client that shuts down its side after its requests still gets
+    # every answer (late ones too), then the server closes
+    c = Conn(sock)
+    reqs = [[0, 40 + i, method, params] for i in range(5)]
+    if mode == "fsm":  # answered once journaled: late
+        reqs.insert(2, [0, 60, "send", ["by-notification", "nothing", None]])
+    c.raw(b"".join(msgpack.packb(r) for r in reqs))
+    c.s.shutdown(socket.SHUT_WR)
+    got = [c.recv() for _ in reqs]
+    check("shut down after its requests: every answer, in order",
+          all(is_answer(m, r[1]) for m, r in zip(got, reqs)), got)
+    check("... then the server closes", c.recv() is None)
+    c.close()
+
+    # 9. clients that go away without reading their answers: the server
+    # (its writes failing, EPIPE) serves the next one
+    for _ in range(20):
+        c = Conn(sock)
+        c.raw(b"".join(msgpack.packb([0, i, method, params])
+                       for i in range(200)))
+        c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                       b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        c.close()
+    c = Conn(sock)
+    c.send([0, 77, method, params])
+    check("after 20 clients left without reading, the next is served",
+          is_answer(c.recv(), 77))
+    c.close()
+
+    # 10. many clients at once, each pipelining its own msgids
     conns = [Conn(sock) for _ in range(40)]
     rnd = random.Random(14)
     want = []

@@ -69,6 +69,8 @@ struct rpc_client {
   rpc_call *head, **tail; /* calls not yet answered on the wire */
   uint32_t npending;
   bool reading, paused, paused_total, closing, serving;
+  bool stalled;         /* whole requests wait in buf for room */
+  bool eof;             /* it has shut down its side */
   int open_handles;
   rpc_client *next, **pprev;
 };
@@ -142,26 +144,36 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b);
 static void serve(rpc_client *cl);
 
-/* Reads requests only while its answers (and everybody's) are flowing
- * and it has room for more calls; what waited in buf is served when
- * reading starts again. */
+/* Whether another of its requests may be served now: its answers (and
+ * everybody's) are flowing and it holds fewer calls than the bound. */
+static bool room(const rpc_client *cl) {
+  const rpc_server *c = cl->c;
+  return c != NULL && !cl->closing && !cl->paused &&
+         cl->out <= RPC_CLIENT_OUT && cl->npending < RPC_MAX_PENDING &&
+         c->out_total <= RPC_TOTAL_OUT;
+}
+
+/* Reads only while there is room; what waited in buf is served when
+ * there is room again.  A client that has shut down its side (EOF) is
+ * closed once every request it sent is answered and written. */
 static void flow(rpc_client *cl) {
   rpc_server *c = cl->c;
   if (cl->closing || c == NULL) return;
-  bool own = cl->out > RPC_CLIENT_OUT || cl->npending >= RPC_MAX_PENDING;
   bool total = c->out_total > RPC_TOTAL_OUT;
   if (total != cl->paused_total) {
     cl->paused_total = total;
     if (total) c->paused_total++;
     else c->paused_total--;
   }
-  bool want = !own && !total && !cl->paused;
-  if (want && !cl->reading) {
+  bool want = room(cl) && !cl->eof;
+  if (want && !cl->reading)
     cl->reading = uv_read_start((uv_stream_t *)&cl->h, alloc_cb, read_cb) == 0;
-    if (cl->reading && cl->n > 0) serve(cl);
-  } else if (!want && cl->reading && uv_read_stop((uv_stream_t *)&cl->h) == 0) {
+  else if (!want && cl->reading && uv_read_stop((uv_stream_t *)&cl->h) == 0)
     cl->reading = false;
-  }
+  if (cl->stalled && room(cl)) serve(cl);
+  if (cl->eof && !cl->closing && !cl->stalled && !cl->serving &&
+      cl->head == NULL && cl->out == 0)
+    client_close(cl);
 }
 
 static void progress(rpc_client *cl) {
@@ -408,15 +420,20 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   *b = uv_buf_init(cl->buf + cl->n, (unsigned)(cl->cap - cl->n));
 }
 
-/* Serves the whole messages in buf, one at a time while reading lasts:
- * a client that fills its pending calls stops here, the rest waits in
- * buf until flow() starts reading again and calls this. */
+/* Serves the whole messages in buf, one at a time while there is room:
+ * a client that fills its pending calls stops here (stalled), the rest
+ * waits in buf until flow() finds room again and calls this. */
 static void serve(rpc_client *cl) {
   if (cl->serving) return;
   cl->serving = true;
   size_t off = 0;
   int rc = 0;
-  while (cl->reading && !cl->paused && !cl->closing) {
+  bool whole = false; /* stopped for room with a whole message left? */
+  for (;;) {
+    if (!room(cl)) {
+      whole = cl->n > off;
+      break;
+    }
     mly_value *msg = NULL;
     size_t used = 0;
     rc = mly_value_decode_prefix(cl->buf + off, cl->n - off, &msg, &used);
@@ -434,22 +451,30 @@ static void serve(rpc_client *cl) {
   if (cl->closing) return;
   memmove(cl->buf, cl->buf + off, cl->n - off);
   cl->n -= off;
+  cl->stalled = whole && !cl->paused;
   size_t max = cl->c->cfg.max_request;
   if (rc == MLY_EAGAIN && cl->n == cl->cap && cl->cap >= max) {
     logf_(cl->c, RPC_LOG_BAD, "closed a client: a request larger than %zu "
           "bytes", max);
     refuse(cl, "error", "request too large");
+    return;
   }
+  flow(cl); /* an EOF client may be done */
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   (void)b;
   rpc_client *cl = st->data;
+  if (cl->c == NULL || cl->closing) return;
+  if (nread == UV_EOF) { /* answered all the same, then closed */
+    cl->eof = true;
+    flow(cl);
+    return;
+  }
   if (nread < 0) {
     client_close(cl);
     return;
   }
-  if (cl->c == NULL || cl->closing) return;
   if (nread > 0) progress(cl);
   cl->n += (size_t)nread;
   serve(cl);
