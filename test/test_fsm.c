@@ -582,6 +582,13 @@ START_TEST(countdown_committed) {
   ck_assert_int_eq(mly_fsm_info_get(rt, fh_id(rt, "cd-1"), &fi), 0);
   ck_assert_str_eq(fi.phase, "sleep");
   ck_assert_int_eq(fi.due_ms, due); /* the same deadline, not drawn again */
+  int64_t calls = 0; /* what the committed dispatch did to the context */
+  ck_assert_int_eq(mly_map_get_int(fi.context, "n_action:a", &calls), 0);
+  ck_assert_int_eq(calls, 1);
+  ck_assert_uint_eq(fi.seq, 1);
+  ck_assert_uint_eq(fi.nhistory, 1);
+  ck_assert_str_eq(fi.history[0].to, "a");
+  ck_assert_int_eq(fi.history[0].result, 0);
   fh_until(rt, fh_ended, "cd-1", 100000);
   ck_assert_int_eq(ncds, 1);
   ck_assert_str_eq(logv[nlog - 1], "final:b");

@@ -263,7 +263,9 @@ static const fsm_transition *find_trans(const fsm_state *st, const char *ev,
 static void route(fsm_rt *f, mly_machine *m, fsm_inst *in,
                   const fsm_machine *def) {
   const fsm_transition *t = &def->states[in->state].trans[in->trans];
-  int64_t cd = fsm_countdown_pick(f, &t->countdown);
+  const fsm_countdown *c = &t->countdown;
+  if (c->min_ms < 0 && c->max_ms < 0) c = &def->countdown; /* Fantasm's */
+  int64_t cd = fsm_countdown_pick(f, c);
   if (cd >= 0) {
     in->phase = FSM_PH_SLEEP;
     in->why = FSM_WHY_COUNTDOWN;
