@@ -32,7 +32,8 @@ struct fsm_rt {
   fsm_action_ent *actions;
   fsm_def_ent *defs;
   fsm_mach_ent *machines;
-  fsm_run *runs;
+  fsm_run **runs;      /* by slot (the id's low 32 bits): O(1)       */
+  uint32_t nruns;
   /* blocking actions: at most jobs_max on the threadpool at once (one
      thread less than the pool has, so the journal's fdatasync always
      finds one); the others wait here, in order */
@@ -73,6 +74,7 @@ int fsm_job_submit(fsm_rt *f, fsm_run *r);
 /* interp.c: the "fsm" type */
 extern const mly_type_def fsm_type_def;
 void fsm_end(fsm_inst *in, int status);
+void fsm_key_fast(const mly_machine *m, const fsm_inst *in, fsm_run *r);
 /* Its run record with the definition resolved; NULL: it ended (failed) */
 fsm_run *fsm_run_for(fsm_rt *f, mly_machine *m, fsm_inst *in);
 

@@ -198,6 +198,7 @@ struct fsm_run {
   fsm_where pos;          /* the next position of the dispatch          */
   struct mly_action_call call; /* context/scratch: the working copies */
   char key[MLY_INSTANCE_NAME_MAX + 24];
+  size_t key_name_len;    /* "NAME/" cached in key (0: not yet)          */
   int async;              /* FSM_ASYNC_*: what the instance waits for   */
   bool job_done;          /* the blocking job or the process is over    */
   int pid;                /* exec: the process                          */
@@ -214,7 +215,6 @@ struct fsm_run {
                              completion frees it                        */
   bool job_queued;        /* waits for a threadpool slot (fsm_rt.jobq)  */
   fsm_run *jobq_next;
-  UT_hash_handle hh;      /* private: fsm_rt's table, by id             */
 };
 enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC };
 
