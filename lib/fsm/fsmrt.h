@@ -95,6 +95,10 @@ int fsm_machine_add(fsm_rt *f, const fsm_machine *m);
 extern const mly_type_def fsm_def_type_def;
 void fsm_defs_free(fsm_rt *f);
 
+/* ctxtype.c: 0, or MLY_EINVAL with a sentence in err */
+int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
+                  size_t errlen);
+
 /* interp_exec.c: command actions */
 int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,
                    const fsm_action *a);

@@ -93,6 +93,12 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
     mly_value_free(context);
     return MLY_EPERM;
   }
+  char err[256];
+  if (context != NULL && fsm_ctx_check(def, context, err, sizeof err) < 0) {
+    fsm_log(f, "start %s: %s", machine, err);
+    mly_value_free(context);
+    return MLY_EINVAL;
+  }
   return fsm_instance_start(f, NULL, def, NULL, context, name, name_out,
                             name_out_len, id_out);
 }

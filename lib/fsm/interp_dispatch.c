@@ -423,6 +423,12 @@ static int commit(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   const char *next = r->call.next;
   uint32_t ti = FSM_NO_STATE;
   int kind;
+  if (def->nctypes > 0 &&
+      fsm_ctx_check(def, r->call.context, r->call.error,
+                    sizeof r->call.error) < 0) {
+    r->call.fail = MLY_ACTION_PERMANENT;
+    return FSM_WALK_FAILED;
+  }
   if (next[0] != '\0') {
     if (find_trans(D, next, &ti) == NULL) {
       mly_action_fail(&r->call, true,

@@ -945,7 +945,10 @@ int mly_fsm_add(mly_runtime *rt, const mly_fsm_set *set);
 /* Start an instance of `machine` with `context` (a map or NULL; taken,
  * also on error).  name: unique (see mly_spawn_options.name), or NULL to
  * generate MACHINE-YYYYmmddHHMMSS-xxxxxx.  name_out (may be NULL)
- * receives the name.  Errors: MLY_ENOENT (no such machine), MLY_EEXIST
+ * receives the name.  A key the machine's context_types declares must
+ * hold that type (MLY_EINVAL, with a log line; a dispatch that leaves
+ * one with another type fails for good).  Errors: MLY_ENOENT (no such
+ * machine), MLY_EEXIST
  * (the name is live or tombstoned: mly_name_lookup tells which),
  * MLY_EINVAL, MLY_ERANGE (name_out too short), mly_spawn's.  Loop
  * thread. */
