@@ -167,7 +167,8 @@ const char *fsm_where_name(fsm_where w); /* "exit", "transition", ... */
  * else. */
 struct mly_action_call {
   mly_value *context;   /* the working copy of the context (a map)      */
-  mly_value *scratch;   /* per dispatch, never saved (Fantasm's obj)     */
+  mly_value *scratch;   /* per dispatch, never saved (Fantasm's obj);
+                           NULL until mly_action_scratch makes it     */
   const char *key;      /* idempotency key: "NAME/SEQ"                   */
   const char *machine, *state, *event; /* where it runs (read only)     */
   fsm_where where;

@@ -183,8 +183,8 @@ static const fsm_action *action_at(const fsm_machine *def, const hop *h,
 static int walk_begin(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
   const mly_value *ctx = mly_context(m);
   r->call.context = ctx ? mly_value_copy(ctx) : mly_value_map();
-  r->call.scratch = mly_value_map();
-  if (r->call.context == NULL || r->call.scratch == NULL) {
+  r->call.scratch = NULL; /* mly_action_scratch makes it */
+  if (r->call.context == NULL) {
     fsm_call_clear(&r->call);
     return MLY_ENOMEM;
   }
