@@ -926,9 +926,12 @@ int mly_action_fail(mly_action_call *call, bool permanent, const char *fmt,
 #define MLY_EXEC_PERMANENT 100
 #define MLY_EXEC_OUTPUT_MAX (64u << 20)
 
-/* Attach the fsm layer to rt: registers the types "fsm" and "fsm-def".
- * Idempotent.  Call before mly_journal_open.  Freed with the runtime.
- * MLY_ENOMEM; the errors of mly_type_register. */
+/* Attach the fsm layer to rt: registers the types "fsm" and "fsm-def"
+ * (and the fan-in collector's).  Idempotent.  Call before
+ * mly_journal_open.  Freed with the runtime.  Each stored definition is
+ * held by a durable instance "fsm-def-<hash>" that never ends, so once
+ * machines are added mly_runtime_run returns only after
+ * mly_runtime_shutdown.  MLY_ENOMEM; the errors of mly_type_register. */
 int mly_fsm_attach(mly_runtime *rt);
 
 /* The loader's set of machines (mly_fsm_load); opaque here. */
@@ -973,7 +976,9 @@ typedef struct mly_fsm_info {
   const char *machine;
   uint32_t version;
   char hash[65];          /* the pinned definition, hex               */
-  const char *state;      /* "" before the initial state              */
+  const char *state;      /* the state it is in, or enters            */
+  bool entering;          /* its next dispatch enters `state` itself
+                             (the initial one, a move to on_failure) */
   const char *event;      /* the event being dispatched, or ""        */
   const char *phase;      /* "dispatch", "sleep", "wait", "fan-in",
                              "done"                                   */
