@@ -76,6 +76,7 @@ enum { FSM_WHY_NONE = 0, FSM_WHY_COUNTDOWN, FSM_WHY_BACKOFF,
        FSM_WHY_CONTINUATION };
 
 /* fsm_inst.flags */
+#define FSM_IF_STARTED 0x1u  /* set by the fan code on copies it starts  */
 #define FSM_IF_REPLICA 0x2u  /* started by a fork or continuation       */
 #define FSM_IF_FAN_MERGED 0x4u /* the fan-in code put merged contexts in
                                   the context (key FSM_KEY_MERGED)      */
