@@ -65,6 +65,7 @@ void fsm_log(fsm_rt *f, const char *fmt, ...)
 int64_t fsm_now_ms(void); /* wall clock */
 uint64_t fsm_rand(fsm_rt *f);
 void fsm_hash_hex(const unsigned char *hash, char *hex /* 65 */);
+void fsm_strlcpy(char *dst, const char *src, size_t len);
 fsm_run *fsm_run_make(fsm_rt *f, mly_id id);
 void fsm_run_drop(fsm_rt *f, fsm_run *r);
 void fsm_call_clear(mly_action_call *c);

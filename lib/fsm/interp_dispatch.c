@@ -331,7 +331,7 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   r->async = FSM_ASYNC_NONE;
   uint32_t attempts = in->attempt + 1;
   hist_push(in, h, permanent ? MLY_ECANCELED : MLY_EAGAIN);
-  snprintf(in->error, sizeof in->error, "%s", error);
+  fsm_strlcpy(in->error, error, sizeof in->error);
   uint32_t at = where <= FSM_AT_TRANSITION && h->s != FSM_NO_STATE ? h->s : h->d;
   const char *sname = def->states[at].name;
 
@@ -496,7 +496,8 @@ void fsm_take_event(fsm_rt *f, mly_machine *m, fsm_inst *in,
     fsm_log(f, "instance %s: state %s took event %s but has no transition "
                "for it: the instance ends, failed",
             mly_self_name(m), st->name, event);
-    snprintf(in->error, sizeof in->error, "no transition for %s", event);
+    fsm_strlcpy(in->error, "no transition for the event taken",
+                sizeof in->error);
     fsm_end(in, MLY_EIO);
     return;
   }
