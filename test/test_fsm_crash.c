@@ -66,7 +66,35 @@ static int act_slow(mly_action_call *c, void *arg) {
   return mly_action_event(c, "go");
 }
 
+#define MX_STEPS 60
+/* mx: MX_STEPS dispatches that each add one to n; a dispatch fails once on
+ * its first attempt when its key hashes so (the same after a crash). */
+static int act_step(mly_action_call *c, void *arg) {
+  (void)arg;
+  uint32_t h = 2166136261u;
+  for (const char *p = mly_action_key(c); *p; p++) h = (h ^ (uint8_t)*p) * 16777619u;
+  if (h % 3 == 0 && mly_action_attempt(c) == 0)
+    return mly_action_fail(c, false, "first try of %s", mly_action_key(c));
+  mly_value *ctx = mly_action_context(c);
+  int64_t n = 0;
+  mly_map_get_int(ctx, "n", &n);
+  mly_map_set_int(ctx, "n", ++n);
+  return mly_action_event(c, n >= MX_STEPS ? "done" : "next");
+}
+
+static int act_final_n(mly_action_call *c, void *arg) {
+  (void)arg;
+  int64_t i = -1, n = -1;
+  mly_map_get_int(mly_action_context(c), "i", &i);
+  mly_map_get_int(mly_action_context(c), "n", &n);
+  append("final.log", "%s %lld %lld\n", mly_action_key(c), (long long)i,
+         (long long)n);
+  return 0;
+}
+
 static void reg(mly_runtime *rt) {
+  mly_action_register(rt, "Step", act_step, NULL, 0);
+  mly_action_register(rt, "FinalN", act_final_n, NULL, 0);
   mly_action_register(rt, "Go", act_go, NULL, 0);
   mly_action_register(rt, "Final", act_final, NULL, 0);
   mly_action_register(rt, "Flaky", act_flaky, NULL, 0);
@@ -94,6 +122,16 @@ static const char *yaml =
     "  states:\n"
     "  - {name: a, initial: True, action: Flaky, transitions: [{event: go, to: z}]}\n"
     "  - {name: z, final: True, entry: Final}\n"
+    "- name: mx\n"
+    "  min_backoff: 5ms\n"
+    "  max_backoff: 5ms\n"
+    "  states:\n"
+    "  - {name: a, initial: True, action: Step,\n"
+    "     transitions: [{event: next, to: b, countdown: {minimum: 1ms, maximum: 9ms}},\n"
+    "                   {event: done, to: z}]}\n"
+    "  - {name: b, action: Step,\n"
+    "     transitions: [{event: next, to: a}, {event: done, to: z}]}\n"
+    "  - {name: z, final: True, entry: FinalN}\n"
     "- name: km\n"
     "  states:\n"
     "  - {name: a, initial: True, action: Slow, transitions: [{event: go, to: z}]}\n"
@@ -179,9 +217,25 @@ static int all_ended(mly_runtime *rt, const char *prefix) {
   return count_ended(rt, prefix) == N;
 }
 
+static void start_all(mly_runtime *rt, const char *what) {
+  for (int i = 0; i < N; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "%s-%d", what, i);
+    mly_value *c = mly_value_map();
+    mly_map_set_int(c, "i", i);
+    int rc = mly_fsm_start(rt, what, name, c, NULL, 0, NULL);
+    if (rc < 0 && rc != MLY_EEXIST) _exit(96);
+  }
+}
+
 /* Child for round `round` of scenario `what`. */
 static void child(const char *what, int round) {
   mly_runtime *rt = child_rt();
+  if (strcmp(what, "mx") == 0) { /* started by name: once, whatever the
+                                    round that first got that far */
+    start_all(rt, what);
+    child_loop(rt, all_ended, what, "done\n");
+  }
   if (round == 0) {
     for (int i = 0; i < N; i++) {
       char name[32];
@@ -361,6 +415,54 @@ START_TEST(kill_in_blocking_action) {
 }
 END_TEST
 
+/* kill -9 at random moments, round after round, while instances step,
+ * retry and sleep countdowns; then run to the end: each instance ends
+ * once, with n == MX_STEPS (no dispatch lost, none applied twice). */
+START_TEST(kill_at_random) {
+  snprintf(dir, sizeof dir, "/tmp/mealy-fsmcrash.XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  uint64_t seed = 0x2545f4914f6cdd1dULL ^ (uint64_t)getpid();
+  const char *rounds_env = getenv("FSM_CRASH_ROUNDS");
+  int rounds = rounds_env ? atoi(rounds_env) : 12, kills = 0;
+  for (int r = 0; r < rounds; r++) {
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    int fd;
+    pid_t pid = start_child("mx", r, &fd);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    int got = poll(&pfd, 1, 10 + (int)(seed % 150));
+    kill_child(pid);
+    close(fd);
+    if (got == 1) break; /* it finished: nothing left to kill */
+    kills++;
+  }
+  fprintf(stderr, "kill_at_random: %d kills before the end\n", kills);
+  int fd;
+  pid_t pid = start_child("mx", 1000, &fd);
+  expect_line(fd, "done\n");
+  finish_child(pid);
+  close(fd);
+  /* the final dispatch may have run twice (killed after its action,
+     before its commit): then with the same key, and the same n */
+  static char lines[8 * N][128];
+  static char keys[N][96];
+  int n = read_lines("final.log", lines, 8 * N);
+  ck_assert_int_ge(n, N);
+  bool seen[N] = {0};
+  for (int k = 0; k < n; k++) {
+    char key[96];
+    long long i, v;
+    ck_assert_int_eq(sscanf(lines[k], "%95s %lld %lld", key, &i, &v), 3);
+    ck_assert(i >= 0 && i < N);
+    if (seen[i]) ck_assert_str_eq(key, keys[i]);
+    seen[i] = true;
+    snprintf(keys[i], sizeof keys[i], "%s", key);
+    ck_assert_msg(v == MX_STEPS, "instance %lld ended with n = %lld", i, v);
+  }
+  for (int i = 0; i < N; i++) ck_assert(seen[i]);
+  h_rmtree(dir);
+}
+END_TEST
+
 static Suite *crash_suite(void) {
   Suite *s = suite_create("fsm-crash");
   TCase *tc = tcase_create("kill9");
@@ -369,6 +471,7 @@ static Suite *crash_suite(void) {
   tcase_add_test(tc, kill_in_wait_then_timeout);
   tcase_add_test(tc, kill_in_backoff);
   tcase_add_test(tc, kill_in_blocking_action);
+  tcase_add_test(tc, kill_at_random);
   suite_add_tcase(s, tc);
   return s;
 }
