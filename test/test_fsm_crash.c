@@ -137,6 +137,15 @@ static const char *yaml =
     "  - {name: b, action: Step,\n"
     "     transitions: [{event: next, to: a}, {event: done, to: z}]}\n"
     "  - {name: z, final: True, entry: FinalN}\n"
+    "- name: xm\n"
+    "  states:\n"
+    "  - name: a\n"
+    "    initial: True\n"
+    "    action: {exec: [/bin/sh, -c, 'echo $$ >> \"$FSM_CRASH_DIR/exec.log\";\n"
+    "      if [ -e \"$FSM_CRASH_DIR/fast\" ]; then echo \"{\\\"event\\\": \\\"go\\\"}\";\n"
+    "      else exec sleep 1000; fi'], timeout: 1h}\n"
+    "    transitions: [{event: go, to: z}]\n"
+    "  - {name: z, final: True, entry: Final}\n"
     "- name: km\n"
     "  states:\n"
     "  - {name: a, initial: True, action: Slow, transitions: [{event: go, to: z}]}\n"
@@ -149,6 +158,7 @@ static void say(const char *s) {
 }
 
 static mly_runtime *child_rt(void) {
+  setenv("FSM_CRASH_DIR", dir, 1);
   /* every blocking Slow call runs at once (the fsm keeps one pool
      thread free for the journal) */
   setenv("UV_THREADPOOL_SIZE", "16", 1);
@@ -262,12 +272,14 @@ static void child(const char *what, int round) {
     phase_of = strcmp(what, "bm") == 0   ? "sleep"
                : strcmp(what, "km") == 0 ? "dispatch"
                                           : "wait";
-    if (strcmp(what, "km") == 0) { /* every Slow call has begun */
+    if (strcmp(what, "km") == 0 || strcmp(what, "xm") == 0) {
+      /* every Slow call, every command, has begun */
       uv_timer_t t;
       uv_timer_init(mly_runtime_loop(rt), &t);
       uv_timer_start(&t, tick, 5, 5);
       char path[128];
-      snprintf(path, sizeof path, "%s/slow.log", dir);
+      snprintf(path, sizeof path, "%s/%s", dir,
+               strcmp(what, "km") == 0 ? "slow.log" : "exec.log");
       for (int turns = 0; turns < 12000; turns++) {
         uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
         FILE *f = fopen(path, "r");
@@ -373,6 +385,13 @@ static void crash_round(const char *what) {
   expect_line(fd, "at\n");
   kill_child(pid);
   close(fd);
+  if (strcmp(what, "xm") == 0) { /* the commands run again, quickly */
+    char path[128];
+    snprintf(path, sizeof path, "%s/fast", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+  }
   pid = start_child(what, 1, &fd);
   expect_line(fd, "done\n");
   finish_child(pid);
@@ -507,6 +526,38 @@ START_TEST(kill_at_random) {
 }
 END_TEST
 
+/* Alive and not a zombie (an orphan's reaper may be slow, or none). */
+static bool running(int pid) {
+  char path[64], buf[256];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return false;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')');
+  return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+/* kill -9 while commands run: they outlive the runtime; after the
+ * restart each is killed (its group) and its dispatch runs again. */
+START_TEST(kill_while_command_runs) {
+  crash_round("xm");
+  static char lines[8 * N][128];
+  int n = read_lines("exec.log", lines, 8 * N);
+  ck_assert_int_eq(n, 2 * N);
+  for (int k = 0; k < N; k++) { /* the first run's: gone (poll: reaping
+                                   by init takes a moment) */
+    int pid = atoi(lines[k]);
+    ck_assert_int_gt(pid, 1);
+    int tries = 0;
+    while (running(pid) && tries++ < 6000) usleep(10000);
+    ck_assert_msg(!running(pid), "command %d still runs", pid);
+  }
+  h_rmtree(dir);
+}
+END_TEST
+
 static Suite *crash_suite(void) {
   Suite *s = suite_create("fsm-crash");
   TCase *tc = tcase_create("kill9");
@@ -517,6 +568,7 @@ static Suite *crash_suite(void) {
   tcase_add_test(tc, kill_in_backoff);
   tcase_add_test(tc, kill_in_blocking_action);
   tcase_add_test(tc, kill_at_random);
+  tcase_add_test(tc, kill_while_command_runs);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -102,7 +102,9 @@ int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
 
 /* interp_exec.c: command actions */
 int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,
-                   const fsm_action *a);
+                   const fsm_action *a, fsm_inst *in);
+/* A command left from before a crash (in->exec_pid): kill its group. */
+void fsm_exec_reap_stale(fsm_rt *f, fsm_inst *in);
 /* the process ended (ev) or its time ran out (ev NULL): 1 when the call
  * is complete (its result in r->call), 0 to keep waiting */
 int fsm_exec_event(fsm_rt *f, mly_machine *m, fsm_run *r,

@@ -125,10 +125,10 @@ static void job_done(uv_work_t *w, int status) {
 
 /* Run action a at r->pos: 0 (done: see r->call.fail), or FSM_WALK_*
  * when it goes on elsewhere. */
-static int run_action(fsm_rt *f, mly_machine *m, fsm_run *r,
+static int run_action(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
                       const fsm_action *a) {
   if (a->kind == FSM_ACT_EXEC) {
-    int rc = fsm_exec_start(f, m, r, a);
+    int rc = fsm_exec_start(f, m, r, a, in);
     if (rc < 0) {
       if (r->call.fail == 0)
         mly_action_fail(&r->call, false, "cannot run %s: %s",
@@ -196,9 +196,9 @@ static int walk_begin(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
   r->call.fail = 0;
   r->call.next[0] = r->call.error[0] = '\0';
   if (in->attempt == 0) in->first_try_ms = fsm_now_ms();
+  if (in->exec_pid != 0) fsm_exec_reap_stale(f, in);
   r->pos = FSM_AT_EXIT;
   r->in_dispatch = true;
-  (void)f;
   return 0;
 }
 
@@ -214,6 +214,7 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
       return FSM_WALK_FAILED;
     }
   } else if (r->async != FSM_ASYNC_NONE) { /* a job or process is over */
+    if (r->async == FSM_ASYNC_EXEC) in->exec_pid = 0, in->exec_start = 0;
     r->async = FSM_ASYNC_NONE;
     r->job_done = false;
     if (r->call.fail) return FSM_WALK_FAILED;
@@ -239,7 +240,7 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     }
     const fsm_action *a = action_at(r->def, h, r->pos, &r->call.state);
     if (a == NULL || a->kind == FSM_ACT_NONE) continue;
-    int go = run_action(f, m, r, a);
+    int go = run_action(f, m, in, r, a);
     if (go) return go;
     if (r->call.fail) return FSM_WALK_FAILED;
   }
