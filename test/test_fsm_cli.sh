@@ -72,6 +72,21 @@ assert o["ok"] is True and o["errors"] == []
 assert m["name"] == "order" and m["states"] == 5 and len(m["hash"]) == 64
 PY
 
+# the README's example, its import given a file to find
+readme=$(dirname "$dir")/../README.md
+mkdir -p "$top/common"
+printf 'state_machines: []\n' >"$top/common/notify.yaml"
+python3 - "$readme" "$top/readme.yaml" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+sec = t[t.index("## YAML machines"):]
+m = re.search(r"```yaml\n(.*?)```", sec, re.S)
+open(sys.argv[2], "w").write(m.group(1))
+PY
+"$mealy" fsm validate "$top/readme.yaml" >"$top/out" 2>&1
+check "the README's example validates" test $? = 0
+check "...as one machine of 5 states" grep -q '^order: 5 states' "$top/out"
+
 # ---- dot ----
 "$mealy" fsm dot "$dir/order.yaml" >"$top/order.dot"
 check "dot: exit 0" test $? = 0
