@@ -40,6 +40,12 @@ struct fsm_rt {
   uint32_t jobs_running, jobs_max;
   fsm_run *jobq_head, *jobq_tail;
   fsm_run *orphans;    /* jobs whose instance ended (via jobq_next)  */
+  /* actions resolved by the fsm_action they are named in (definitions
+     and the registry only grow while the runtime lives): direct-mapped */
+  struct {
+    const fsm_action *a;
+    const fsm_action_ent *e;
+  } acache[256];
   fsm_test_hooks hooks;
   uint64_t rng;        /* xorshift: jitter, countdown ranges           */
   /* where the interpreter's log lines go (default: stderr) */
@@ -54,6 +60,7 @@ struct fsm_rt {
 /* action.c */
 void fsm_actions_free(fsm_rt *f);
 void fsm_call_returned(mly_action_call *c, int rc);
+const fsm_action_ent *fsm_action_resolve(fsm_rt *f, const fsm_action *a);
 
 /* retry.c */
 int64_t fsm_backoff_pick(fsm_rt *f, const fsm_retry *p, uint32_t attempt);

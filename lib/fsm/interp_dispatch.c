@@ -140,7 +140,7 @@ static int run_action(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     r->job_done = false;
     return FSM_WALK_EXEC;
   }
-  const fsm_action_ent *e = fsm_action_find(f, a->name);
+  const fsm_action_ent *e = fsm_action_resolve(f, a);
   if (e == NULL) {
     mly_action_fail(&r->call, true, "action %s is not registered", a->name);
     return 0;
