@@ -1,189 +1,145 @@
 #!/usr/bin/env bash
-# Integration: `mealy fsm run` hosts test/fsm/order.yaml with the actions
-# of test/fsm/actions.c (--actions), and `mealy fsm start|send|ls|show`
-# drive it over its socket: contexts as given (strings and typed values),
-# the wait state, the event's payload, names taken, errors and exit
-# statuses, instances surviving SIGTERM and kill -9 of the host, and the
-# checks on the actions library (writable by others, no init function).
+# Integration: `mealy fsm validate|dot` on the files in test/fsm/: a valid
+# file exits 0 and names its machines; a file with many mistakes exits 1
+# and prints every one as FILE:LINE:COL (as text and as --json, which
+# must parse); dot prints a graph with every state and transition, which
+# Graphviz's `dot` renders when it is installed (run-all.sh installs it);
+# bad command lines exit 2; every subcommand answers --help.
 #
-# No check measures a duration: waits are bounded polls.
-#
-# usage: test_fsm_cli.sh PATH/TO/mealy ACTIONS.so NOINIT.so ORDER.yaml
+# usage: test_fsm_cli.sh PATH/TO/mealy PATH/TO/test/fsm
 set -u
+if [ $# -lt 2 ]; then
+  echo "usage: $0 PATH/TO/mealy PATH/TO/test/fsm" >&2
+  exit 2
+fi
 mealy=$(readlink -f "$1")
-actions_so=$(readlink -f "$2")
-noinit_so=$(readlink -f "$3")
-order_yaml=$(readlink -f "$4")
-py=/usr/bin/python3
-
+dir=$(readlink -f "$2")
 fail=0
-C=""
-ok() { echo "ok: $C: $1"; }
-bad() { echo "FAIL: $C: $1"; fail=1; }
 check() { # description, command...
   local what=$1; shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
+  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
 }
-# shellcheck source=proc_helpers.sh
-source "$(dirname "${BASH_SOURCE[0]}")/proc_helpers.sh"
+top=$(mktemp -d "${TMPDIR:-/tmp}/mealy-fsmcli.XXXXXX")
+trap 'rm -rf "$top"' EXIT
 
-T=$(mktemp -d "${TMPDIR:-/tmp}/mealy-fsm.XXXXXX")
-chmod 700 "$T"
-HOST=""
-cleanup() {
-  [ -n "$HOST" ] && kill -9 "$HOST" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
+# ---- validate ----
+"$mealy" fsm validate "$dir/order.yaml" >"$top/out" 2>"$top/err"
+check "a valid file: exit 0" test $? = 0
+check "it names the machine and its hash" \
+  grep -q '^order: 5 states, sha256 [0-9a-f]\{16\}$' "$top/out"
+check "it says action names were not checked" \
+  grep -q 'action names not checked (structure only)' "$top/out"
+check "nothing on stderr" test ! -s "$top/err"
 
-cp "$actions_so" "$T/act.so"
-chmod 644 "$T/act.so"
-cp "$order_yaml" "$T/order.yaml"
-S=$T/f.sock
-f() { "$mealy" fsm "$@" -s "$S"; }
-
-start_host() { # extra args...
-  rm -f "$T/host.err"
-  "$mealy" fsm run "$T/order.yaml" --actions "$T/act.so" \
-    --state-dir "$T/state" -s "$S" "$@" 2>"$T/host.err" &
-  HOST=$!
-  poll 300 f ls >/dev/null 2>&1
-}
-stop_host() { # signal
-  kill "-$1" "$HOST" 2>/dev/null
-  poll 300 gone "$HOST"
-  local rc=0
-  wait "$HOST" 2>/dev/null || rc=$?
-  HOST=""
-  return "$rc"
-}
-# json FILE EXPR: prints EXPR of the JSON in FILE (python, j the value)
-json() { "$py" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
-in_state() { # name state
-  f ls --json >"$T/ls.json" 2>/dev/null &&
-    [ "$(json "$T/ls.json" "[i['state'] for i in j if i['name']=='$1']")" = "['$2']" ]
-}
-absent() { # name
-  f ls --json >"$T/ls.json" 2>/dev/null &&
-    [ "$(json "$T/ls.json" "[i for i in j if i['name']=='$1']")" = "[]" ]
-}
-
-# ---------------------------------------------------------------------
-C="help and usage"
-for sub in run start send ls show; do
-  "$mealy" fsm "$sub" --help >"$T/out" 2>&1; rc=$?
-  check "fsm $sub --help: exit 0, says usage" \
-    eval '[ $rc = 0 ] && grep -q "mealy fsm '"$sub"'" "$T/out"'
+"$mealy" fsm validate "$dir/errors.yaml" >"$top/out" 2>"$top/err"
+check "a bad file: exit 1" test $? = 1
+want=(
+  "errors.yaml:4:5: unknown key 'colour' in machine 'broken'"
+  "errors.yaml:5:13: jitter must be between 0 and 1"
+  "errors.yaml:16:23: continuation must be true or false, not 'yes'"
+  "errors.yaml:13:29: 'nowhere' is not a state of machine 'broken'"
+  "errors.yaml:14:9: state 'lost' is unreachable"
+  "errors.yaml:17:9: state 'stuck' is not final and has no transitions"
+  "errors.yaml:3:5: machine 'broken' has no final state"
+)
+for w in "${want[@]}"; do
+  check "reported: $w" grep -qF "$w" "$top/err"
 done
-"$mealy" fsm run "$T/order.yaml" >"$T/out" 2>&1; rc=$?
-check "run without --state-dir: exit 2, says so" \
-  eval '[ $rc = 2 ] && grep -q -- "--state-dir DIR is required" "$T/out"'
-"$mealy" fsm show -s "$S" >"$T/out" 2>&1; rc=$?
-check "show without INSTANCE: exit 2" eval '[ $rc = 2 ]'
-"$mealy" fsm start order x:=notanumber -s "$S" >"$T/out" 2>&1; rc=$?
-check "start x:=notanumber: exit 2, says what to write" \
-  eval '[ $rc = 2 ] && grep -q "a number, true, false or null" "$T/out"'
-"$mealy" fsm ls -s "$T/missing.sock" >"$T/out" 2>&1; rc=$?
-check "ls without a host: exit 1, cannot connect" \
-  eval '[ $rc = 1 ] && grep -q "cannot connect to $T/missing.sock" "$T/out"'
+check "the count of errors ends it" grep -q '^mealy fsm validate: 7 errors$' "$top/err"
+check "one note: target is ignored" \
+  grep -qF "errors.yaml:6:13: note: 'target' concerns App Engine only" "$top/err"
 
-# ---------------------------------------------------------------------
-C="the actions library is checked"
-cp "$actions_so" "$T/open.so"
-chmod 666 "$T/open.so"
-"$mealy" fsm run "$T/order.yaml" --actions "$T/open.so" \
-  --state-dir "$T/st2" -s "$T/x.sock" >"$T/out" 2>&1; rc=$?
-check "a library writable by others: exit 1, refused ($(head -c 200 "$T/out"))" \
-  eval '[ $rc = 1 ] && grep -q "writable by its group or others" "$T/out"'
-check "... and nothing served" test ! -e "$T/x.sock"
-cp "$noinit_so" "$T/noinit.so"
-chmod 644 "$T/noinit.so"
-"$mealy" fsm run "$T/order.yaml" --actions "$T/noinit.so" \
-  --state-dir "$T/st2" -s "$T/x.sock" >"$T/out" 2>&1; rc=$?
-check "a library without mly_actions_init: exit 1, says so" \
-  eval '[ $rc = 1 ] && grep -q "no function mly_actions_init" "$T/out"'
-"$mealy" fsm run "$T/order.yaml" --state-dir "$T/st2" -s "$T/x.sock" \
-  >"$T/out" 2>&1; rc=$?
-check "no --actions: exit 1, the action named at FILE:LINE:COL" \
-  eval '[ $rc = 1 ] && grep -q "order.yaml:9:13: action .Count. is not registered" "$T/out"'
+"$mealy" fsm validate --json "$dir/errors.yaml" "$dir/order.yaml" >"$top/json"
+check "--json: exit 1" test $? = 1
+check "--json: one object with every error" python3 - "$top/json" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o["ok"] is False, o
+assert len(o["errors"]) == 7, o["errors"]
+e = o["errors"][0]
+assert set(e) == {"file", "line", "col", "message"}, e
+assert any(x["line"] == 13 and x["col"] == 29 for x in o["errors"])
+assert len(o["notes"]) == 1 and o["actions_checked"] is False
+assert o["machines"] == []
+PY
+"$mealy" fsm validate --json "$dir/order.yaml" >"$top/json"
+check "--json of a valid file: exit 0" test $? = 0
+check "--json names the machine, its states and its hash" python3 - "$top/json" <<'PY'
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o["ok"] is True and o["errors"] == []
+(m,) = o["machines"]
+assert m["name"] == "order" and m["states"] == 5 and len(m["hash"]) == 64
+PY
 
-# ---------------------------------------------------------------------
-C="start, ls, show, send"
-start_host
-check "the host serves its socket" alive "$HOST"
-out=$(f start order --name o1 who=bob zip=007 amount:=42 paid:=false 2>&1)
-check "start prints the name ($out)" [ "$out" = o1 ]
-check "o1 reaches waiting (its initial action named ok)" poll 300 in_state o1 waiting
-f show o1 --json >"$T/show.json"
-check "show: context as given, strings stay strings" \
-  [ "$(json "$T/show.json" "(j['context']['who'], j['context']['zip'], j['context']['amount'], j['context']['paid'], j['context']['n'])")" = "('bob', '007', 42, False, 1)" ]
-check "show: machine, state, waits" \
-  [ "$(json "$T/show.json" "(j['machine'], j['state'], j['waits'])")" = "('order', 'waiting', ['paid'])" ]
-f show o1 >"$T/show.txt"
-check "show (text): state and context" \
-  eval 'grep -q "^state *waiting" "$T/show.txt" && grep -q "^context .*\"who\":\"bob\"" "$T/show.txt"'
-out=$(f start order --name o1 2>&1); rc=$?
-check "start o1 again: exit 1, the name is taken ($out)" \
-  eval '[ $rc = 1 ] && grep -q "is taken" <<<"$out"'
-out=$(f start nosuch 2>&1); rc=$?
-check "start of an unknown machine: exit 1 ($out)" \
-  eval '[ $rc = 1 ] && grep -q "no such machine" <<<"$out"'
-gen=$(f start order 2>&1)
-check "start without --name: a generated name ($gen)" \
-  eval '[[ "$gen" =~ ^order-[0-9]{14}-[0-9a-z]+$ ]]'
-check "the generated one reaches waiting" poll 300 in_state "$gen" waiting
-f ls --state waiting --json >"$T/ls.json"
-check "ls --state waiting: o1 and the generated one" \
-  [ "$(json "$T/ls.json" "sorted(i['name'] for i in j)")" = "$("$py" -c 'import sys; print(sorted(sys.argv[1:]))' o1 "$gen")" ]
-f ls --machine nosuch --json >"$T/ls.json"
-check "ls --machine nosuch: none" [ "$(json "$T/ls.json" "len(j)")" = 0 ]
-f ls >"$T/ls.txt"
-check "ls (text): a header and o1" \
-  eval 'head -1 "$T/ls.txt" | grep -q "^NAME" && grep -q "^o1 *order *waiting" "$T/ls.txt"'
-out=$(f send nosuch paid 2>&1); rc=$?
-check "send to no such instance: exit 1 ($out)" \
-  eval '[ $rc = 1 ] && grep -q "no such instance" <<<"$out"'
-out=$(f send o1 paid card=visa tries:=2 2>&1)
-check "send o1 paid: ok once journaled ($out)" [ "$out" = ok ]
-check "o1 takes paid: shipping" poll 300 in_state o1 shipping
-f show o1 --json >"$T/show.json"
-check "the payload is merged into the context" \
-  [ "$(json "$T/show.json" "(j['context']['card'], j['context']['tries'], j['context']['who'])")" = "('visa', 2, 'bob')" ]
-check "show: the history has both dispatches after the initial one" \
-  [ "$(json "$T/show.json" "[(h['from'], h['event'], h['to']) for h in j['history']][-2:]")" = "[('start', 'ok', 'waiting'), ('waiting', 'paid', 'shipping')]" ]
-out=$(f send o1 unknownevent 2>&1)
-check "an event it does not wait for is journaled all the same ($out)" [ "$out" = ok ]
-out=$(f send o1 shipped 2>&1)
-check "send o1 shipped: ok" [ "$out" = ok ]
-check "o1 ends (final state)" poll 300 absent o1
-out=$(f show o1 2>&1); rc=$?
-check "show o1 after its end: exit 1, it has ended ($out)" \
-  eval '[ $rc = 1 ] && grep -q "has ended" <<<"$out"'
+# the README's example, its import given a file to find
+readme=$(dirname "$dir")/../README.md
+mkdir -p "$top/common"
+printf 'state_machines: []\n' >"$top/common/notify.yaml"
+python3 - "$readme" "$top/readme.yaml" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+sec = t[t.index("## YAML machines"):]
+m = re.search(r"```yaml\n(.*?)```", sec, re.S)
+open(sys.argv[2], "w").write(m.group(1))
+PY
+"$mealy" fsm validate "$top/readme.yaml" >"$top/out" 2>&1
+check "the README's example validates" test $? = 0
+check "...as one machine of 5 states" grep -q '^order: 5 states' "$top/out"
 
-# ---------------------------------------------------------------------
-C="instances outlive the host"
-f start order --name o2 who=ann >/dev/null
-check "o2 waiting" poll 300 in_state o2 waiting
-stop_host TERM; rc=$?
-check "SIGTERM: the host exits 0 ($rc)" [ "$rc" = 0 ]
-check "... and removes its socket" test ! -e "$S"
-start_host
-check "after a restart, o2 is still waiting" poll 300 in_state o2 waiting
-f show o2 --json >"$T/show.json"
-check "... with its context" \
-  [ "$(json "$T/show.json" "(j['context']['who'], j['context']['n'])")" = "('ann', 1)" ]
-f start order --name o3 >/dev/null
-check "o3 waiting" poll 300 in_state o3 waiting
-stop_host KILL
-start_host
-check "after kill -9 of the host, o3 is still waiting" poll 300 in_state o3 waiting
-out=$(f send o3 paid 2>&1)
-check "send o3 paid after the crash: ok" [ "$out" = ok ]
-check "o3 takes it: shipping" poll 300 in_state o3 shipping
-f send o3 shipped >/dev/null
-check "o3 ends" poll 300 absent o3
-stop_host TERM
+# ---- dot ----
+"$mealy" fsm dot "$dir/order.yaml" >"$top/order.dot"
+check "dot: exit 0" test $? = 0
+check "dot: every state and transition" python3 - "$top/order.dot" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+assert t.startswith('digraph "order" {') and t.rstrip().endswith("}")
+nodes = set(re.findall(r'^  "([^"]+)" \[shape', t, re.M)) - {"__start"}
+assert nodes == {"charging", "awaiting", "shipping", "done", "failed"}, nodes
+edges = re.findall(r'^  "([^"]+)" -> "([^"]+)" \[(?:style=dashed, )?label="([^"]*)"', t, re.M)
+labels = sorted(l.split("\\n")[0] for _, _, l in edges)
+assert labels == sorted(["charged", "declined", "paid", "cancelled",
+                         "expired", "shipped", "failure"]), labels
+assert '"awaiting" [shape=hexagon' in t
+assert '"charging" [shape=ellipse, style=bold' in t
+assert '"__start" -> "charging"' in t
+assert 'label="paid\\nafter 10s..1m"' in t
+PY
+if command -v dot >/dev/null; then
+  dot -Tsvg "$top/order.dot" >"$top/order.svg" 2>"$top/dot.err"
+  check "Graphviz renders it" test $? = 0 -a -s "$top/order.svg"
+  check "the picture has every state" python3 - "$top/order.svg" <<'PY'
+import sys
+t = open(sys.argv[1]).read()
+for s in ["charging", "awaiting", "shipping", "done", "failed"]:
+    assert ">%s<" % s in t, s
+PY
+else
+  echo "note: Graphviz's dot is not installed; the graph was parsed, not drawn"
+fi
+"$mealy" fsm dot "$dir/errors.yaml" >"$top/out" 2>"$top/err"
+check "dot of a bad file: exit 1, the errors on stderr" \
+  test $? = 1 -a ! -s "$top/out"
+check "dot of a bad file names its errors" grep -q "errors.yaml:4:5:" "$top/err"
+"$mealy" fsm dot "$dir/order.yaml" nosuch >/dev/null 2>"$top/err"
+check "dot of an unknown machine: exit 1" test $? = 1
+check "...and says so" grep -q "has no machine 'nosuch'" "$top/err"
 
-echo
-if [ "$fail" = 0 ]; then echo "PASS: fsm cli"; else echo "FAIL: fsm cli"; fi
-exit "$fail"
+# ---- command lines ----
+for args in "fsm" "fsm nosuch" "fsm validate" "fsm validate --bogus x" \
+            "fsm dot" "fsm dot a b c"; do
+  "$mealy" $args >/dev/null 2>&1
+  check "'mealy $args': exit 2" test $? = 2
+done
+for args in "fsm --help" "fsm validate --help" "fsm dot --help"; do
+  "$mealy" $args >"$top/out" 2>&1
+  check "'mealy $args': exit 0 with usage" \
+    grep -q '^usage: mealy fsm' "$top/out"
+done
+"$mealy" --help | grep -q '^  fsm ' 
+check "mealy --help lists fsm" test $? = 0
+"$mealy" fsm validate "$top/none.yaml" 2>"$top/err"
+check "a missing file: exit 1" test $? = 1
+check "...named with the reason" grep -q "none.yaml: cannot read: No such file" "$top/err"
+
+exit $fail

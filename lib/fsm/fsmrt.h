@@ -32,7 +32,20 @@ struct fsm_rt {
   fsm_action_ent *actions;
   fsm_def_ent *defs;
   fsm_mach_ent *machines;
-  fsm_run *runs;
+  fsm_run **runs;      /* by slot (the id's low 32 bits): O(1)       */
+  uint32_t nruns;
+  /* blocking actions: at most jobs_max on the threadpool at once (one
+     thread less than the pool has, so the journal's fdatasync always
+     finds one); the others wait here, in order */
+  uint32_t jobs_running, jobs_max;
+  fsm_run *jobq_head, *jobq_tail;
+  fsm_run *orphans;    /* jobs whose instance ended (via jobq_next)  */
+  /* actions resolved by the fsm_action they are named in (definitions
+     and the registry only grow while the runtime lives): direct-mapped */
+  struct {
+    const fsm_action *a;
+    const fsm_action_ent *e;
+  } acache[256];
   fsm_test_hooks hooks;
   uint64_t rng;        /* xorshift: jitter, countdown ranges           */
   /* where the interpreter's log lines go (default: stderr) */
@@ -47,6 +60,7 @@ struct fsm_rt {
 /* action.c */
 void fsm_actions_free(fsm_rt *f);
 void fsm_call_returned(mly_action_call *c, int rc);
+const fsm_action_ent *fsm_action_resolve(fsm_rt *f, const fsm_action *a);
 
 /* retry.c */
 int64_t fsm_backoff_pick(fsm_rt *f, const fsm_retry *p, uint32_t attempt);
@@ -58,13 +72,17 @@ void fsm_log(fsm_rt *f, const char *fmt, ...)
 int64_t fsm_now_ms(void); /* wall clock */
 uint64_t fsm_rand(fsm_rt *f);
 void fsm_hash_hex(const unsigned char *hash, char *hex /* 65 */);
+void fsm_strlcpy(char *dst, const char *src, size_t len);
 fsm_run *fsm_run_make(fsm_rt *f, mly_id id);
 void fsm_run_drop(fsm_rt *f, fsm_run *r);
 void fsm_call_clear(mly_action_call *c);
+/* interp_dispatch.c: queue or start a blocking job */
+int fsm_job_submit(fsm_rt *f, fsm_run *r);
 
 /* interp.c: the "fsm" type */
 extern const mly_type_def fsm_type_def;
 void fsm_end(fsm_inst *in, int status);
+void fsm_key_fast(const mly_machine *m, const fsm_inst *in, fsm_run *r);
 /* Its run record with the definition resolved; NULL: it ended (failed) */
 fsm_run *fsm_run_for(fsm_rt *f, mly_machine *m, fsm_inst *in);
 
@@ -85,9 +103,15 @@ int fsm_machine_add(fsm_rt *f, const fsm_machine *m);
 extern const mly_type_def fsm_def_type_def;
 void fsm_defs_free(fsm_rt *f);
 
+/* ctxtype.c: 0, or MLY_EINVAL with a sentence in err */
+int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
+                  size_t errlen);
+
 /* interp_exec.c: command actions */
 int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,
-                   const fsm_action *a);
+                   const fsm_action *a, fsm_inst *in);
+/* A command left from before a crash (in->exec_pid): kill its group. */
+void fsm_exec_reap_stale(fsm_rt *f, fsm_inst *in);
 /* the process ended (ev) or its time ran out (ev NULL): 1 when the call
  * is complete (its result in r->call), 0 to keep waiting */
 int fsm_exec_event(fsm_rt *f, mly_machine *m, fsm_run *r,

@@ -76,7 +76,7 @@ enum { FSM_WHY_NONE = 0, FSM_WHY_COUNTDOWN, FSM_WHY_BACKOFF,
        FSM_WHY_CONTINUATION };
 
 /* fsm_inst.flags */
-#define FSM_IF_STARTED 0x1u  /* the initial dispatch committed          */
+#define FSM_IF_STARTED 0x1u  /* set by the fan code on copies it starts  */
 #define FSM_IF_REPLICA 0x2u  /* started by a fork or continuation       */
 #define FSM_IF_FAN_MERGED 0x4u /* the fan-in code put merged contexts in
                                   the context (key FSM_KEY_MERGED)      */
@@ -125,6 +125,13 @@ typedef struct fsm_inst {
     int32_t result;    /* 0 committed, < 0 failed (MLY_EAGAIN retryable,
                           MLY_ECANCELED permanent)                     */
   } hist[8];
+  /* a command action's process while the dispatch waits for it (saved
+     with the wait's record): after a crash or a suspension, the dispatch
+     that runs again first kills that one (its group), if the pid still
+     names it (same start time) */
+  int32_t exec_pid;
+  uint32_t spare32b;
+  uint64_t exec_start;
 } fsm_inst;
 #define FSM_HISTORY_MAX 8
 
@@ -167,7 +174,8 @@ const char *fsm_where_name(fsm_where w); /* "exit", "transition", ... */
  * else. */
 struct mly_action_call {
   mly_value *context;   /* the working copy of the context (a map)      */
-  mly_value *scratch;   /* per dispatch, never saved (Fantasm's obj)     */
+  mly_value *scratch;   /* per dispatch, never saved (Fantasm's obj);
+                           NULL until mly_action_scratch makes it     */
   const char *key;      /* idempotency key: "NAME/SEQ"                   */
   const char *machine, *state, *event; /* where it runs (read only)     */
   fsm_where where;
@@ -198,6 +206,7 @@ struct fsm_run {
   fsm_where pos;          /* the next position of the dispatch          */
   struct mly_action_call call; /* context/scratch: the working copies */
   char key[MLY_INSTANCE_NAME_MAX + 24];
+  size_t key_name_len;    /* "NAME/" cached in key (0: not yet)          */
   int async;              /* FSM_ASYNC_*: what the instance waits for   */
   bool job_done;          /* the blocking job or the process is over    */
   int pid;                /* exec: the process                          */
@@ -212,7 +221,8 @@ struct fsm_run {
   bool in_dispatch;       /* call holds a dispatch's working copies     */
   bool orphan;            /* its instance ended while a job ran: the job's
                              completion frees it                        */
-  UT_hash_handle hh;      /* private: fsm_rt's table, by id             */
+  bool job_queued;        /* waits for a threadpool slot (fsm_rt.jobq)  */
+  fsm_run *jobq_next;
 };
 enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC };
 

@@ -66,13 +66,55 @@ static void job_work(uv_work_t *w) {
   fsm_call_returned(&r->call, rc);
 }
 
+static void job_done(uv_work_t *w, int status);
+
+static int job_start(fsm_rt *f, fsm_run *r) {
+  int rc = uv_queue_work(mly_runtime_loop(f->rt), &r->work, job_work,
+                         job_done);
+  if (rc == 0) f->jobs_running++;
+  return rc;
+}
+
+/* Start the job now, or queue it behind the others. */
+int fsm_job_submit(fsm_rt *f, fsm_run *r) {
+  r->work.data = r;
+  if (f->jobs_running < f->jobs_max) return job_start(f, r);
+  r->job_queued = true;
+  r->jobq_next = NULL;
+  if (f->jobq_tail) f->jobq_tail->jobq_next = r;
+  else f->jobq_head = r;
+  f->jobq_tail = r;
+  return 0;
+}
+
 static void job_done(uv_work_t *w, int status) {
   fsm_run *r = w->data;
-  if (r->orphan) { /* its instance ended meanwhile */
+  fsm_rt *f = r->f;
+  bool orphan = r->orphan;
+  if (orphan) { /* its instance ended meanwhile */
+    if (f != NULL) { /* the runtime lives on: out of its orphans list */
+      fsm_run **pp = &f->orphans;
+      while (*pp != r) pp = &(*pp)->jobq_next;
+      *pp = r->jobq_next;
+    }
     fsm_call_clear(&r->call);
     free(r);
-    return;
+    if (f == NULL) return;
   }
+  f->jobs_running--;
+  while (f->jobq_head != NULL && f->jobs_running < f->jobs_max) {
+    fsm_run *q = f->jobq_head;
+    f->jobq_head = q->jobq_next;
+    if (f->jobq_head == NULL) f->jobq_tail = NULL;
+    q->job_queued = false;
+    int rc = job_start(f, q);
+    if (rc < 0) { /* fails the call: retried */
+      mly_action_fail(&q->call, false, "threadpool: %s", uv_strerror(rc));
+      q->job_done = true;
+      mly_wake(f->rt, q->id);
+    }
+  }
+  if (orphan) return; /* freed above */
   if (status < 0 && r->call.fail == 0) {
     r->call.fail = MLY_ACTION_RETRY;
     snprintf(r->call.error, sizeof r->call.error, "%s", mly_strerror(status));
@@ -83,10 +125,10 @@ static void job_done(uv_work_t *w, int status) {
 
 /* Run action a at r->pos: 0 (done: see r->call.fail), or FSM_WALK_*
  * when it goes on elsewhere. */
-static int run_action(fsm_rt *f, mly_machine *m, fsm_run *r,
+static int run_action(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
                       const fsm_action *a) {
   if (a->kind == FSM_ACT_EXEC) {
-    int rc = fsm_exec_start(f, m, r, a);
+    int rc = fsm_exec_start(f, m, r, a, in);
     if (rc < 0) {
       if (r->call.fail == 0)
         mly_action_fail(&r->call, false, "cannot run %s: %s",
@@ -98,18 +140,16 @@ static int run_action(fsm_rt *f, mly_machine *m, fsm_run *r,
     r->job_done = false;
     return FSM_WALK_EXEC;
   }
-  const fsm_action_ent *e = fsm_action_find(f, a->name);
+  const fsm_action_ent *e = fsm_action_resolve(f, a);
   if (e == NULL) {
     mly_action_fail(&r->call, true, "action %s is not registered", a->name);
     return 0;
   }
   if (e->flags & MLY_ACTION_BLOCKING) {
     r->job = e;
-    r->work.data = r;
     r->async = FSM_ASYNC_BLOCKING;
     r->job_done = false;
-    int rc = uv_queue_work(mly_runtime_loop(f->rt), &r->work, job_work,
-                           job_done);
+    int rc = fsm_job_submit(f, r);
     if (rc < 0) {
       r->async = FSM_ASYNC_NONE;
       mly_action_fail(&r->call, false, "threadpool: %s", uv_strerror(rc));
@@ -143,12 +183,12 @@ static const fsm_action *action_at(const fsm_machine *def, const hop *h,
 static int walk_begin(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
   const mly_value *ctx = mly_context(m);
   r->call.context = ctx ? mly_value_copy(ctx) : mly_value_map();
-  r->call.scratch = mly_value_map();
-  if (r->call.context == NULL || r->call.scratch == NULL) {
+  r->call.scratch = NULL; /* mly_action_scratch makes it */
+  if (r->call.context == NULL) {
     fsm_call_clear(&r->call);
     return MLY_ENOMEM;
   }
-  fsm_key(m, in, r->key, sizeof r->key);
+  fsm_key_fast(m, in, r);
   r->call.key = r->key;
   r->call.machine = r->def->name;
   r->call.event = in->event;
@@ -156,9 +196,9 @@ static int walk_begin(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
   r->call.fail = 0;
   r->call.next[0] = r->call.error[0] = '\0';
   if (in->attempt == 0) in->first_try_ms = fsm_now_ms();
+  if (in->exec_pid != 0) fsm_exec_reap_stale(f, in);
   r->pos = FSM_AT_EXIT;
   r->in_dispatch = true;
-  (void)f;
   return 0;
 }
 
@@ -174,6 +214,7 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
       return FSM_WALK_FAILED;
     }
   } else if (r->async != FSM_ASYNC_NONE) { /* a job or process is over */
+    if (r->async == FSM_ASYNC_EXEC) in->exec_pid = 0, in->exec_start = 0;
     r->async = FSM_ASYNC_NONE;
     r->job_done = false;
     if (r->call.fail) return FSM_WALK_FAILED;
@@ -199,7 +240,7 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     }
     const fsm_action *a = action_at(r->def, h, r->pos, &r->call.state);
     if (a == NULL || a->kind == FSM_ACT_NONE) continue;
-    int go = run_action(f, m, r, a);
+    int go = run_action(f, m, in, r, a);
     if (go) return go;
     if (r->call.fail) return FSM_WALK_FAILED;
   }
@@ -223,7 +264,9 @@ static const fsm_transition *find_trans(const fsm_state *st, const char *ev,
 static void route(fsm_rt *f, mly_machine *m, fsm_inst *in,
                   const fsm_machine *def) {
   const fsm_transition *t = &def->states[in->state].trans[in->trans];
-  int64_t cd = fsm_countdown_pick(f, &t->countdown);
+  const fsm_countdown *c = &t->countdown;
+  if (c->min_ms < 0 && c->max_ms < 0) c = &def->countdown; /* Fantasm's */
+  int64_t cd = fsm_countdown_pick(f, c);
   if (cd >= 0) {
     in->phase = FSM_PH_SLEEP;
     in->why = FSM_WHY_COUNTDOWN;
@@ -289,7 +332,7 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   r->async = FSM_ASYNC_NONE;
   uint32_t attempts = in->attempt + 1;
   hist_push(in, h, permanent ? MLY_ECANCELED : MLY_EAGAIN);
-  snprintf(in->error, sizeof in->error, "%s", error);
+  fsm_strlcpy(in->error, error, sizeof in->error);
   uint32_t at = where <= FSM_AT_TRANSITION && h->s != FSM_NO_STATE ? h->s : h->d;
   const char *sname = def->states[at].name;
 
@@ -345,40 +388,60 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   fsm_end(in, MLY_EIO);
 }
 
+/* What a committed dispatch does to the instance record. */
+enum { NX_EVENT = 0, NX_FINAL, NX_WAIT };
+static void move(fsm_inst *x, const hop *h, const fsm_state *D, int kind,
+                 uint32_t ti, const char *next) {
+  x->state = h->d;
+  x->flags &= ~FSM_IF_ENTER;
+  x->attempt = 0;
+  x->first_try_ms = 0;
+  x->seq++;
+  if (kind == NX_EVENT) {
+    x->trans = ti;
+    size_t n = strlen(next); /* <= MLY_NAME_MAX: mly_action_event */
+    memcpy(x->event, next, n + 1);
+    x->phase = FSM_PH_DISPATCH;
+    return;
+  }
+  x->trans = FSM_NO_STATE;
+  x->event[0] = '\0';
+  if (kind == NX_FINAL) {
+    x->phase = FSM_PH_DONE;
+    x->status = 0;
+  } else {
+    x->phase = FSM_PH_WAIT;
+    x->due_ms = D->wait_timeout_ms >= 0 ? fsm_now_ms() + D->wait_timeout_ms
+                                        : -1;
+  }
+}
+
 /* The walk succeeded: move to D and route the next event, or fail. */
 static int commit(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
                   const hop *h) {
   const fsm_machine *def = r->def;
   const fsm_state *D = &def->states[h->d];
-  fsm_inst nx = *in;
-  nx.state = h->d;
-  nx.flags &= ~FSM_IF_ENTER;
-  nx.attempt = 0;
-  nx.first_try_ms = 0;
-  nx.seq = in->seq + 1;
   const char *next = r->call.next;
+  uint32_t ti = FSM_NO_STATE;
+  int kind;
+  if (def->nctypes > 0 &&
+      fsm_ctx_check(def, r->call.context, r->call.error,
+                    sizeof r->call.error) < 0) {
+    r->call.fail = MLY_ACTION_PERMANENT;
+    return FSM_WALK_FAILED;
+  }
   if (next[0] != '\0') {
-    uint32_t ti;
     if (find_trans(D, next, &ti) == NULL) {
       mly_action_fail(&r->call, true,
                       "state %s has no transition for event %s", D->name,
                       next);
       return FSM_WALK_FAILED;
     }
-    nx.trans = ti;
-    snprintf(nx.event, sizeof nx.event, "%s", next);
-    nx.phase = FSM_PH_DISPATCH;
+    kind = NX_EVENT;
   } else if (D->final) {
-    nx.trans = FSM_NO_STATE;
-    nx.event[0] = '\0';
-    nx.phase = FSM_PH_DONE;
-    nx.status = 0;
+    kind = NX_FINAL;
   } else if (D->wait) {
-    nx.trans = FSM_NO_STATE;
-    nx.event[0] = '\0';
-    nx.phase = FSM_PH_WAIT;
-    nx.due_ms = D->wait_timeout_ms >= 0 ? fsm_now_ms() + D->wait_timeout_ms
-                                        : -1;
+    kind = NX_WAIT;
   } else {
     r->call.where = FSM_AT_ACTION;
     mly_action_fail(&r->call, true,
@@ -386,25 +449,27 @@ static int commit(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
                     D->name);
     return FSM_WALK_FAILED;
   }
-  int rc = 0;
-  if (r->call.forks) rc = fsm_fork_apply(f, m, &nx, r);
-  if (rc == 0 && r->call.spawns) rc = fsm_spawn_apply(f, m, &nx, r);
-  if (rc < 0) {
-    mly_action_fail(&r->call, rc == MLY_ENOSYS,
-                    rc == MLY_ENOSYS ? "fork/spawn: this build has no "
-                                       "fork or spawn support"
-                                     : "fork/spawn: %s",
-                    mly_strerror(rc));
-    return FSM_WALK_FAILED;
+  if (r->call.forks || r->call.spawns) { /* they see the record to be */
+    fsm_inst nx = *in;
+    move(&nx, h, D, kind, ti, next);
+    int rc = 0;
+    if (r->call.forks) rc = fsm_fork_apply(f, m, &nx, r);
+    if (rc == 0 && r->call.spawns) rc = fsm_spawn_apply(f, m, &nx, r);
+    if (rc < 0) {
+      mly_action_fail(&r->call, rc == MLY_ENOSYS,
+                      rc == MLY_ENOSYS ? "fork/spawn: this build has no "
+                                         "fork or spawn support"
+                                       : "fork/spawn: %s",
+                      mly_strerror(rc));
+      return FSM_WALK_FAILED;
+    }
   }
   hist_push(in, h, 0);
-  nx.nhist = in->nhist;
-  memcpy(nx.hist, in->hist, sizeof nx.hist);
+  move(in, h, D, kind, ti, next);
   mly_context_set(m, r->call.context);
   r->call.context = NULL;
   fsm_call_clear(&r->call);
   r->in_dispatch = false;
-  *in = nx;
   if (in->phase == FSM_PH_DISPATCH) route(f, m, in, def);
   return FSM_WALK_OK;
 }
@@ -432,7 +497,8 @@ void fsm_take_event(fsm_rt *f, mly_machine *m, fsm_inst *in,
     fsm_log(f, "instance %s: state %s took event %s but has no transition "
                "for it: the instance ends, failed",
             mly_self_name(m), st->name, event);
-    snprintf(in->error, sizeof in->error, "no transition for %s", event);
+    fsm_strlcpy(in->error, "no transition for the event taken",
+                sizeof in->error);
     fsm_end(in, MLY_EIO);
     return;
   }

@@ -48,8 +48,21 @@ void fsm_exec_cleanup(fsm_run *r) {
   r->exec_due_ms = -1;
 }
 
+void fsm_exec_reap_stale(fsm_rt *f, fsm_inst *in) {
+  uint64_t st;
+  if (in->exec_pid > 0 && mly_process_start_time(in->exec_pid, &st) == 0 &&
+      st == in->exec_start) {
+    fsm_log(f, "a command left running before a restart (pid %d) is "
+               "killed: its dispatch runs again",
+            (int)in->exec_pid);
+    kill(-in->exec_pid, SIGKILL);
+  }
+  in->exec_pid = 0;
+  in->exec_start = 0;
+}
+
 int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,
-                   const fsm_action *a) {
+                   const fsm_action *a, fsm_inst *inst) {
   (void)f;
   if (a->argv == NULL || a->argv[0] == NULL) return MLY_EINVAL;
   char *json = NULL;
@@ -99,6 +112,9 @@ int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,
     return rc;
   }
   r->pid = pid;
+  inst->exec_pid = pid;
+  if (mly_process_start_time(pid, &inst->exec_start) < 0)
+    inst->exec_start = 0;
   r->exec_due_ms = a->timeout_ms >= 0 ? fsm_now_ms() + a->timeout_ms : -1;
   r->exit_status = 0;
   return 0;

@@ -22,6 +22,12 @@ int mly_fsm_attach(mly_runtime *rt) {
   if (f == NULL) return MLY_ENOMEM;
   f->rt = rt;
   f->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)f ^ 0x9e3779b97f4a7c15ULL;
+  /* libuv's pool: UV_THREADPOOL_SIZE threads (default 4) */
+  const char *ps = getenv("UV_THREADPOOL_SIZE");
+  long pool = ps ? strtol(ps, NULL, 10) : 4;
+  if (pool < 2) pool = 2;
+  if (pool > 1024) pool = 1024;
+  f->jobs_max = (uint32_t)pool - 1;
   int rc = mly_type_register(rt, &fsm_type_def, &f->type);
   if (rc == 0) rc = mly_type_register(rt, &fsm_def_type_def, &f->def_type);
   if (rc == 0) rc = fsm_fan_attach(f);
@@ -36,13 +42,16 @@ int mly_fsm_attach(mly_runtime *rt) {
 void fsm_rt_free(mly_runtime *rt) {
   fsm_rt *f = rt->fsm;
   if (f == NULL) return;
-  fsm_run *r, *tmp;
-  HASH_ITER(hh, f->runs, r, tmp) {
-    HASH_DEL(f->runs, r);
+  for (uint32_t i = 0; i < f->nruns; i++) {
+    fsm_run *r = f->runs[i];
+    if (r == NULL) continue;
     fsm_call_clear(&r->call);
     fsm_exec_cleanup(r);
     free(r);
   }
+  free(f->runs);
+  for (fsm_run *o = f->orphans; o != NULL; o = o->jobq_next)
+    o->f = NULL; /* their completion frees them, touching nothing else */
   fsm_actions_free(f);
   fsm_defs_free(f);
   free(f);
@@ -74,9 +83,11 @@ void fsm_log(fsm_rt *f, const char *fmt, ...) {
   else fprintf(stderr, "mealy fsm: %s\n", line);
 }
 
+/* Wall clock, coarse (a tick, ~1-4 ms): history, retry ages and the
+ * deadlines shown by mly_fsm_info need no more, and it costs no syscall. */
 int64_t fsm_now_ms(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -87,6 +98,13 @@ uint64_t fsm_rand(fsm_rt *f) { /* xorshift64* */
   x ^= x >> 27;
   f->rng = x;
   return x * 0x2545f4914f6cdd1dULL;
+}
+
+/* Copy src into dst (len bytes), cut and always NUL-ended. */
+void fsm_strlcpy(char *dst, const char *src, size_t len) {
+  size_t n = strnlen(src, len - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
 }
 
 void fsm_hash_hex(const unsigned char *hash, char *hex) {
@@ -101,9 +119,9 @@ void fsm_hash_hex(const unsigned char *hash, char *hex) {
 /* ---- dispatches in flight ---- */
 
 fsm_run *fsm_run_get(fsm_rt *f, mly_id id) {
-  fsm_run *r = NULL;
-  HASH_FIND(hh, f->runs, &id, sizeof id, r);
-  return r;
+  uint32_t slot = (uint32_t)id;
+  fsm_run *r = slot < f->nruns ? f->runs[slot] : NULL;
+  return r != NULL && r->id == id ? r : NULL;
 }
 
 fsm_run *fsm_run_make(fsm_rt *f, mly_id id) {
@@ -116,12 +134,22 @@ fsm_run *fsm_run_make(fsm_rt *f, mly_id id) {
   r->pid = -1;
   r->stdout_fd = r->stderr_fd = -1;
   r->exec_due_ms = -1;
-  bool hash_oom = false;
-  HASH_ADD(hh, f->runs, id, sizeof r->id, r);
-  if (hash_oom) {
-    free(r);
-    return NULL;
+  uint32_t slot = (uint32_t)id;
+  if (slot >= f->nruns) {
+    uint32_t n = f->nruns ? f->nruns : 64;
+    while (n <= slot) n *= 2;
+    fsm_run **v = realloc(f->runs, n * sizeof *v);
+    if (v == NULL) {
+      free(r);
+      return NULL;
+    }
+    memset(v + f->nruns, 0, (n - f->nruns) * sizeof *v);
+    f->runs = v;
+    f->nruns = n;
   }
+  if (f->runs[slot] != NULL) /* a stale one: its instance is gone */
+    fsm_run_drop(f, f->runs[slot]);
+  f->runs[slot] = r;
   return r;
 }
 
@@ -140,10 +168,24 @@ void fsm_call_clear(mly_action_call *c) {
 /* The instance ended: forget its dispatch, unless a threadpool job still
  * uses it (then the job's completion frees it). */
 void fsm_run_drop(fsm_rt *f, fsm_run *r) {
-  HASH_DEL(f->runs, r);
+  uint32_t slot = (uint32_t)r->id;
+  if (slot < f->nruns && f->runs[slot] == r) f->runs[slot] = NULL;
   fsm_exec_cleanup(r);
+  if (r->job_queued) { /* never started: out of the queue */
+    fsm_run **pp = &f->jobq_head, *prev = NULL;
+    while (*pp != r) {
+      prev = *pp;
+      pp = &(*pp)->jobq_next;
+    }
+    *pp = r->jobq_next;
+    if (f->jobq_tail == r) f->jobq_tail = prev;
+    r->job_queued = false;
+    r->async = FSM_ASYNC_NONE;
+  }
   if (r->async == FSM_ASYNC_BLOCKING && !r->job_done) {
     r->orphan = true;
+    r->jobq_next = f->orphans;
+    f->orphans = r;
     return;
   }
   fsm_call_clear(&r->call);

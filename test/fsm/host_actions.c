@@ -1,6 +1,6 @@
 /*
- * actions.c - the actions library of the `mealy fsm` CLI tests, loaded
- * by `mealy fsm run --actions` (test_fsm_cli.sh).
+ * host_actions.c - the actions library of the `mealy fsm` CLI tests, loaded
+ * by `mealy fsm run --actions` (test_fsm_host.sh).
  *
  * Count: adds 1 to the context's "n"; in the state "start" it names the
  * next event, "ok".
