@@ -20,7 +20,10 @@
  * msgid, bytes that are not msgpack, or a request larger than
  * max_request, get the server's notification [2, "error", [why]] and the
  * connection is closed.  A client that may not connect gets
- * [2, "refused", [why]] and is hung up.
+ * [2, "refused", [why]] and is hung up.  A client that shuts down its
+ * side after its requests (EOF) still gets every answer, then the
+ * connection is closed.  Hosts ignore SIGPIPE: a client that leaves
+ * ends its connection only.
  *
  * Bounds, whoever the client is: at most max_clients connections; a
  * request at most max_request bytes; answers not yet sent at most
