@@ -152,7 +152,9 @@ START_TEST(t_malformed_names_refused) {
   char longest[MLY_INSTANCE_NAME_MAX + 2];
   memset(longest, 'x', sizeof longest - 1);
   longest[sizeof longest - 1] = '\0';
-  const char *bad[] = {"", "a/b", "tab\there", "del\x7f", longest};
+  const char *bad[] = {"", "a/b", "tab\there", "del\x7f", longest,
+                       "bad\xff", "cut\xc3", "long\xc0\xaf", /* overlong */
+                       "c1\xc2\x85", "surrogate\xed\xa0\x80"};
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
     /* the context is taken, also on error (ASan sees a leak if not) */
     mly_spawn_options o = {.name = bad[k], .context = mly_value_map()};

@@ -777,7 +777,8 @@ typedef struct mly_spawn_options {
                            record: MLY_EINVAL if it does not encode,
                            MLY_ERANGE past the record bound          */
   const char *name;     /* a unique name (1..MLY_INSTANCE_NAME_MAX
-                           bytes, printable, no '/'), or NULL           */
+                           bytes, printable: no control character, no
+                           '/', valid UTF-8), or NULL                 */
   bool generate_name;   /* without name: name it
                            TYPE-YYYYmmddHHMMSS-xxxxxx (UTC; six random
                            [a-z0-9] from a per-runtime generator seeded
