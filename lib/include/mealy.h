@@ -751,7 +751,10 @@ bool mly_recovered(const mly_machine *m);
  * what commits.  Loop thread only.  Calling it marks the context as
  * possibly changed: at the end of the step a durable instance encodes it
  * and compares (length and 64-bit hash) with what was committed; a step
- * that never calls it (nor mly_context_set) costs nothing for it.
+ * that never calls it (nor mly_context_set) costs nothing for it.  So
+ * call it in every step that changes the context: a change made through
+ * a pointer kept from an earlier step is seen only at the next step that
+ * calls it.  The pointer is valid until mly_context_set or the end.
  *
  * A durable step whose context does not encode (nested deeper than
  * MLY_VALUE_MAX_DEPTH), or whose record would pass the journal's bound
