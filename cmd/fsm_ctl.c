@@ -52,7 +52,7 @@ static const char *const usages[][2] = {
 
 static void usage(const char *sub, FILE *f) {
   for (size_t i = 0; i < sizeof usages / sizeof usages[0]; i++)
-    if (strcmp(usages[i][0], sub) == 0) fputs(usages[i][1], f);
+    if (strcmp(usages[i][0], sub) == 0) fprintf(f, "usage: %s", usages[i][1]);
   fputs("key=value: a string; key:=VALUE: a number, true, false or null.\n"
         "SOCKET defaults to ./" FSM_DEFAULT_SOCKET "; --timeout (default "
         "5s, 0: none) bounds the call.\n", f);
