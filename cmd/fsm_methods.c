@@ -79,6 +79,10 @@ static void m_start(rpc_call *call, const mly_value *params, void *ud) {
   if (rc == MLY_EEXIST)
     return rpc_fail(call, "the name '%.64s' is taken (a live instance, or "
                     "one that ended recently)", name ? name : "");
+  if (rc == MLY_EINVAL)
+    return rpc_fail(call, "cannot start: a malformed name, or a context key "
+                    "of another type than the machine's context_types say "
+                    "(the host's log names it)");
   if (rc < 0) return rpc_fail(call, "cannot start: %s", errtext(rc));
   mly_value *r = mly_value_map();
   mly_map_set_str(r, "name", out);
