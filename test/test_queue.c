@@ -17,84 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static uv_timer_t ticker;
-static void tick_cb(uv_timer_t *t);
-#define RUN_UNTIL(rt, cond, max)                                           \
-  do {                                                                     \
-    uv_loop_t *l_ = mly_runtime_loop(rt);                                  \
-    uv_timer_init(l_, &ticker);                                            \
-    uv_timer_start(&ticker, tick_cb, 1, 1);                                \
-    for (int i_ = 0; i_ < (max) && !(cond); i_++) uv_run(l_, UV_RUN_ONCE); \
-    uv_close((uv_handle_t *)&ticker, NULL);                                \
-    uv_run(l_, UV_RUN_NOWAIT);                                             \
-    ck_assert_msg(cond, "not reached: %s", #cond);                         \
-  } while (0)
-
-/* ---- a recording function: runs, and reports what it is told ---- */
-
-#define MAXREC 4096
-typedef struct rec {
-  int runs;
-  int order[MAXREC];   /* payload "n" of each run, in run order */
-  int running, max_running;
-  mly_task *pending[MAXREC];
-  int npending;
-  bool async;          /* report at the next tick, not at once */
-  mly_task_outcome script[16]; /* outcome of run i (then OK) */
-  int nscript;
-  /* concurrency key: running per value ("k" in the payload, 0..7) */
-  int krun[8], kmax[8];
-  uint64_t start_us[MAXREC];
-  bool blocking_thread_seen;
-  pthread_t loop_thread;
-} rec;
-
-static rec R;
-
-static void tick_cb(uv_timer_t *t) {
-  (void)t;
-  if (!R.async) return;
-  int n = R.npending;
-  R.npending = 0;
-  for (int i = 0; i < n; i++) {
-    mly_task *tk = R.pending[i];
-    int64_t k = -1;
-    mly_map_get_int(mly_task_payload(tk), "k", &k);
-    if (k >= 0) R.krun[k]--;
-    R.running--;
-    mly_task_done(tk, MLY_TASK_OK, NULL);
-  }
-}
-
-static mly_task_outcome next_outcome(void) {
-  int i = R.runs - 1;
-  return i < R.nscript ? R.script[i] : MLY_TASK_OK;
-}
-
-static void rec_fn(mly_task *t, void *arg) {
-  (void)arg;
-  int64_t n = -1, k = -1;
-  mly_map_get_int(mly_task_payload(t), "n", &n);
-  mly_map_get_int(mly_task_payload(t), "k", &k);
-  if (R.runs < MAXREC) {
-    R.order[R.runs] = (int)n;
-    R.start_us[R.runs] = uv_hrtime() / 1000;
-  }
-  R.runs++;
-  if (R.async) {
-    R.running++;
-    if (R.running > R.max_running) R.max_running = R.running;
-    if (k >= 0) {
-      R.krun[k]++;
-      if (R.krun[k] > R.kmax[k]) R.kmax[k] = R.krun[k];
-    }
-    R.pending[R.npending++] = t;
-    return;
-  }
-  mly_task_done(t, next_outcome(), "scripted");
-}
-
-static mly_runtime *rt;
+#include "queue_harness.h"
 
 static void setup(void) {
   memset(&R, 0, sizeof R);
@@ -109,13 +32,6 @@ static void teardown(void) {
   rt = NULL;
 }
 
-static mly_value *pl(int n, int k) {
-  mly_value *v = mly_value_map();
-  mly_map_set_int(v, "n", n);
-  if (k >= 0) mly_map_set_int(v, "k", k);
-  return v;
-}
-
 static void declare(const mly_queue_def *d) {
   char err[200] = "";
   ck_assert_msg(mly_queue_declare(rt, d, err, sizeof err) == 0, "%s", err);
@@ -128,24 +44,6 @@ static mly_id add(const char *q, int n, int prio, int64_t eta) {
   ck_assert_int_eq(mly_defer(rt, "rec", pl(n, -1), &o), 0);
   ck_assert_uint_ne(id, 0);
   return id;
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int count_cb(const mly_task_info *t, void *a) {
-  (void)t;
-  (*(int *)a)++;
-  return 0;
-}
-
-static int count_tasks(unsigned states) {
-  int n = 0;
-  ck_assert_int_eq(mly_task_foreach(rt, NULL, states, count_cb, &n), 0);
-  return n;
 }
 
 /* ---- ordering ---- */

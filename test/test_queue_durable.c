@@ -1,0 +1,207 @@
+/*
+ * test_queue_durable.c - task queues over a journal: every task comes
+ * back after a restart where it stood (scheduled, waiting, dead) with its
+ * payload, the dispatcher is rebuilt from them, a task due while the
+ * process was down runs at once, a success is never run again, names
+ * answer "already queued" and "already done" across restarts and are free
+ * again after the retention window, a 16 MiB payload is stored once, not
+ * per attempt.  The kill -9 cases are in test_queue_crash.c.
+ */
+#include "queue_harness.h"
+
+#include <unistd.h>
+
+static char dir[256];
+static int64_t retention_ms;
+
+static void fresh_dir(void) {
+  snprintf(dir, sizeof dir, "/tmp/mealy-q.XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+/* A runtime on dir, with the queues and functions every test uses. */
+static void open_rt(void) {
+  rt = h_runtime();
+  ck_assert_int_eq(mly_queues_open(rt), 0);
+  ck_assert_int_eq(mly_defer_register(rt, "rec", rec_fn, NULL, 0), 0);
+  mly_queue_def p = {.name = "p", .paused = true, .concurrency_key = "k",
+                     .retry = {1, 1, 1, 0, 0, 0}};
+  char err[256];
+  ck_assert_int_eq(mly_queue_declare(rt, &p, err, sizeof err), 0);
+  mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS,
+                            .name_retention_ms = retention_ms};
+  ck_assert_msg(mly_journal_open(rt, &jo, err, sizeof err) == 0, "%s", err);
+}
+
+static void reopen(void) {
+  mly_runtime_close(rt);
+  open_rt();
+}
+
+static void setup(void) {
+  memset(&R, 0, sizeof R);
+  R.loop_thread = pthread_self();
+  retention_ms = 0;
+  fresh_dir();
+  open_rt();
+}
+
+static void teardown(void) {
+  mly_runtime_close(rt);
+  rt = NULL;
+  h_rmtree(dir);
+}
+
+static int sum_n;
+static int sum_cb(const mly_task_info *t, void *a) {
+  int64_t n = 0;
+  (void)a;
+  ck_assert_int_eq(mly_map_get_int(t->payload, "n", &n), 0);
+  sum_n += (int)n;
+  return 0;
+}
+
+START_TEST(restart_keeps_every_state) {
+  for (int i = 1; i <= 3; i++)
+    ck_assert_int_eq(
+        mly_defer(rt, "rec", pl(i, i), &(mly_task_opts){.queue = "p"}), 0);
+  mly_task_opts later = {.countdown_ms = 3600 * 1000};
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(10, -1), &later), 0);
+  R.script[0] = MLY_TASK_PERMANENT;
+  R.nscript = 1;
+  mly_id dead = 0;
+  mly_task_opts od = {.name = "dead-one", .id_out = &dead};
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(20, -1), &od), 0);
+  RUN_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1 &&
+                    count_tasks(MLY_TASK_WAITING) == 3, 100000);
+  reopen();
+  RUN_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 3, 100000);
+  ck_assert_int_eq(count_tasks(MLY_TASK_SCHEDULED), 1);
+  ck_assert_int_eq(count_tasks(MLY_TASK_DEAD), 1);
+  sum_n = 0;
+  ck_assert_int_eq(mly_task_foreach(rt, NULL, MLY_TASKS_ALL, sum_cb, NULL), 0);
+  ck_assert_int_eq(sum_n, 1 + 2 + 3 + 10 + 20); /* payloads came back */
+  mly_task_info ti;
+  ck_assert_int_eq(mly_task_info_get(rt, dead, &ti), 0);
+  ck_assert_str_eq(ti.last_msg, "scripted");
+  ck_assert_uint_eq(ti.attempts, 1);
+  ck_assert_int_eq(R.runs, 0);
+  /* the rebuilt dispatcher runs the waiting ones when resumed, and the
+   * dead letter once retried */
+  ck_assert_int_eq(mly_queue_resume(rt, "p"), 0);
+  ck_assert_int_eq(mly_task_retry(rt, dead, NULL), 0);
+  RUN_UNTIL(rt, R.runs == 4, 100000);
+  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 1, 100000);
+  ck_assert_int_eq(count_tasks(MLY_TASK_SCHEDULED), 1);
+}
+END_TEST
+
+START_TEST(due_while_down_runs_at_once) {
+  mly_task_opts o = {.countdown_ms = 150};
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(1, -1), &o), 0);
+  RUN_UNTIL(rt, count_tasks(MLY_TASK_SCHEDULED) == 1, 100000);
+  mly_runtime_close(rt);
+  usleep(300 * 1000); /* past its eta while nothing runs */
+  open_rt();
+  RUN_UNTIL(rt, R.runs == 1, 100000);
+  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+}
+END_TEST
+
+START_TEST(success_never_runs_again) {
+  for (int i = 0; i < 20; i++) ck_assert_int_eq(mly_defer(rt, "rec", pl(i, -1), NULL), 0);
+  RUN_UNTIL(rt, R.runs == 20 && count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  reopen();
+  for (int i = 0; i < 200; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  ck_assert_int_eq(R.runs, 20);
+  ck_assert_int_eq(count_tasks(MLY_TASKS_ALL), 0);
+}
+END_TEST
+
+START_TEST(names_across_restart_and_window) {
+  mly_name_info ni;
+  mly_task_opts q = {.queue = "p", .name = "queued", .exists = &ni};
+  mly_task_opts d = {.name = "done", .exists = &ni};
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(1, -1), &q), 0);
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(2, -1), &d), 0);
+  RUN_UNTIL(rt, R.runs == 1 && count_tasks(MLY_TASKS_ALL) == 1, 100000);
+  reopen();
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(3, -1), &q), MLY_EEXIST);
+  ck_assert_int_eq(ni.state, MLY_NAME_LIVE);
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(4, -1), &d), MLY_EEXIST);
+  ck_assert_int_eq(ni.state, MLY_NAME_ENDED);
+  ck_assert_int_eq(ni.status, 0);
+}
+END_TEST
+
+START_TEST(name_free_after_window) {
+  mly_runtime_close(rt);
+  retention_ms = 1;
+  open_rt();
+  mly_name_info ni;
+  mly_task_opts d = {.name = "once", .exists = &ni};
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(1, -1), &d), 0);
+  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  usleep(20 * 1000);
+  ck_assert_int_eq(mly_journal_compact(rt), 0);
+  RUN_UNTIL(rt, mly_task_lookup(rt, NULL, "once", &ni) == MLY_ENOENT, 100000);
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(2, -1), &d), 0);
+  RUN_UNTIL(rt, R.runs == 2, 100000);
+}
+END_TEST
+
+static int big_attempts;
+static size_t big_len;
+static void big_fn(mly_task *t, void *arg) {
+  (void)arg;
+  const void *p;
+  size_t len = 0;
+  mly_value_get_bin(mly_task_payload(t), &p, &len);
+  if (len && ((const unsigned char *)p)[len - 1] == 0x5a) big_len = len;
+  big_attempts++;
+  mly_task_done(t, big_attempts < 4 ? MLY_TASK_RETRY : MLY_TASK_OK, "again");
+}
+
+START_TEST(payload_16_mib_stored_once) {
+  size_t len = 16u << 20;
+  unsigned char *b = malloc(len);
+  memset(b, 0x5a, len);
+  ck_assert_int_eq(mly_defer_register(rt, "big", big_fn, NULL, 0), 0);
+  mly_retry r = {10, 1, 1, 0, 0, 0};
+  mly_task_opts o = {.queue = "p", .retry = &r};
+  ck_assert_int_eq(mly_defer(rt, "big", mly_value_bin(b, len), &o), 0);
+  free(b);
+  RUN_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 1, 100000);
+  reopen(); /* it comes back from the journal */
+  ck_assert_int_eq(mly_defer_register(rt, "big", big_fn, NULL, 0), 0);
+  mly_queue_resume(rt, "p");
+  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  ck_assert_int_eq(big_attempts, 4);
+  ck_assert_uint_eq(big_len, len);
+  /* four attempts, three retries and a restart: the payload was written
+   * once (the reopening's journal holds less than two copies) */
+  mly_journal_info ji;
+  char err[256];
+  mly_runtime_close(rt);
+  ck_assert_int_eq(mly_journal_info_get(dir, &ji, err, sizeof err), 0);
+  ck_assert_uint_lt(ji.bytes, 2 * (uint64_t)len);
+  open_rt();
+}
+END_TEST
+
+static Suite *queue_durable_suite(void) {
+  Suite *s = suite_create("queue_durable");
+  TCase *tc = tcase_create("queue_durable");
+  tcase_set_timeout(tc, 120);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, restart_keeps_every_state);
+  tcase_add_test(tc, due_while_down_runs_at_once);
+  tcase_add_test(tc, success_never_runs_again);
+  tcase_add_test(tc, names_across_restart_and_window);
+  tcase_add_test(tc, name_free_after_window);
+  tcase_add_test(tc, payload_16_mib_stored_once);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+H_MAIN(queue_durable_suite)
