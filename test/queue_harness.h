@@ -14,15 +14,15 @@
 
 static mly_runtime *rt;
 
-static uv_timer_t ticker;
-static void tick_cb(uv_timer_t *t);
-#define RUN_UNTIL(rt, cond, max)                                           \
+static uv_timer_t q_ticker;
+static void q_tick_cb(uv_timer_t *t);
+#define Q_UNTIL(rt, cond, max)                                           \
   do {                                                                     \
     uv_loop_t *l_ = mly_runtime_loop(rt);                                  \
-    uv_timer_init(l_, &ticker);                                            \
-    uv_timer_start(&ticker, tick_cb, 1, 1);                                \
+    uv_timer_init(l_, &q_ticker);                                            \
+    uv_timer_start(&q_ticker, q_tick_cb, 1, 1);                                \
     for (int i_ = 0; i_ < (max) && !(cond); i_++) uv_run(l_, UV_RUN_ONCE); \
-    uv_close((uv_handle_t *)&ticker, NULL);                                \
+    uv_close((uv_handle_t *)&q_ticker, NULL);                                \
     uv_run(l_, UV_RUN_NOWAIT);                                             \
     ck_assert_msg(cond, "not reached: %s", #cond);                         \
   } while (0)
@@ -48,7 +48,7 @@ typedef struct rec {
 
 static rec R;
 
-static void tick_cb(uv_timer_t *t) {
+static void q_tick_cb(uv_timer_t *t) {
   (void)t;
   if (!R.async) return;
   int n = R.npending;

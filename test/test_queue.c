@@ -64,10 +64,10 @@ START_TEST(order_priority_eta_insertion) {
   add("ord", 3, 1, t0 + 1);
   add("ord", 7, 0, t0 + 2);
   ck_assert_int_eq(count_tasks(MLY_TASKS_ALL), 8);
-  RUN_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 8, 1000);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 8, 1000);
   ck_assert_int_eq(R.runs, 0); /* paused: accepted, not run */
   ck_assert_int_eq(mly_queue_resume(rt, "ord"), 0);
-  RUN_UNTIL(rt, R.runs == 8 && count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, R.runs == 8 && count_tasks(MLY_TASKS_ALL) == 0, 100000);
   for (int i = 0; i < 8; i++) ck_assert_int_eq(R.order[i], i);
 }
 END_TEST
@@ -78,7 +78,7 @@ START_TEST(eta_is_never_early) {
   mly_task_opts o = {.countdown_ms = 20};
   ck_assert_int_eq(mly_defer(rt, "rec", pl(0, -1), &o), 0);
   int64_t start = now_ms();
-  RUN_UNTIL(rt, R.runs == 2, 100000);
+  Q_UNTIL(rt, R.runs == 2, 100000);
   ck_assert_int_eq(R.order[0], 0); /* countdown 20 before eta +40 */
   ck_assert_int_eq(R.order[1], 1);
   ck_assert_int_ge(now_ms(), eta);
@@ -94,7 +94,7 @@ START_TEST(max_concurrent_held) {
   declare(&d);
   R.async = true;
   for (int i = 0; i < 40; i++) add("c3", i, 0, 0);
-  RUN_UNTIL(rt, R.runs == 40 && count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, R.runs == 40 && count_tasks(MLY_TASKS_ALL) == 0, 100000);
   ck_assert_int_eq(R.max_running, 3);
 }
 END_TEST
@@ -113,7 +113,7 @@ START_TEST(concurrency_key_held) {
   for (int i = 0; i < 20; i++)
     ck_assert_int_eq(mly_defer(rt, "rec", pl(100 + i, 1 + i % 2),
                                &(mly_task_opts){.queue = "keys"}), 0);
-  RUN_UNTIL(rt, R.runs == 50 && count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, R.runs == 50 && count_tasks(MLY_TASKS_ALL) == 0, 100000);
   for (int k = 0; k < 3; k++) ck_assert_int_eq(R.kmax[k], 2);
   ck_assert_int_eq(R.max_running, 6); /* 2 per key, 3 keys at once */
 }
@@ -128,7 +128,7 @@ START_TEST(rate_limit_held) {
   int n = 60;
   uint64_t t0 = uv_hrtime() / 1000;
   for (int i = 0; i < n; i++) add("r", i, 0, 0);
-  RUN_UNTIL(rt, R.runs == n, 100000);
+  Q_UNTIL(rt, R.runs == n, 100000);
   for (int i = 0; i < n; i++) {
     double elapsed = (double)(R.start_us[i] - t0) / 1e6;
     ck_assert_msg(i + 1 <= 5 + 200 * elapsed + 1e-6,
@@ -160,7 +160,7 @@ START_TEST(named_task_both_answers) {
   mly_task_opts o2 = {.name = "order-17"};
   ck_assert_int_eq(mly_defer(rt, "rec", pl(3, -1), &o2), 0);
   mly_queue_resume(rt, "nq");
-  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
   ck_assert_int_eq(R.runs, 2);
   ck_assert_int_eq(mly_defer(rt, "rec", pl(4, -1), &o), MLY_EEXIST);
   ck_assert_int_eq(ni.state, MLY_NAME_ENDED); /* already done */
@@ -193,7 +193,7 @@ START_TEST(retryable_until_dead) {
   for (int i = 0; i < 16; i++) R.script[i] = MLY_TASK_RETRY;
   R.nscript = 16;
   mly_id id = add_retry(&fast);
-  RUN_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
   mly_task_info ti = info_of(id);
   ck_assert_int_eq(R.runs, 3); /* the first run and 2 retries */
   ck_assert_uint_eq(ti.attempts, 3);
@@ -209,7 +209,7 @@ START_TEST(singular_not_counted) {
   R.nscript = 4;
   mly_id id = add_retry(&fast);
   (void)id;
-  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
   /* 3 singular + 1 counted + success: the limit (2) was never passed */
   ck_assert_int_eq(R.runs, 5);
   mly_queue_info qi;
@@ -223,7 +223,7 @@ START_TEST(permanent_is_dead_at_once) {
   R.script[0] = MLY_TASK_PERMANENT;
   R.nscript = 1;
   mly_id id = add_retry(&fast);
-  RUN_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
   ck_assert_int_eq(R.runs, 1);
   ck_assert_uint_eq(info_of(id).failures, 0);
   mly_queue_info qi;
@@ -251,7 +251,7 @@ START_TEST(age_limit_ends_retries) {
   R.nscript = 16;
   mly_retry r = {1000, 5, 5, 0, 12, 0.0};
   mly_id id = add_retry(&r);
-  RUN_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
   mly_task_info ti = info_of(id);
   ck_assert_uint_lt(ti.failures, 1000);   /* the age ended it, not the count */
   ck_assert_uint_ge(ti.failures, 2);      /* 5 ms apart, 12 ms allowed */
@@ -292,11 +292,11 @@ START_TEST(timeout_of_hung_loop_attempt) {
   ck_assert_int_eq(mly_defer(rt, "hang", NULL,
                              &(mly_task_opts){.queue = "to", .id_out = &id}),
                    0);
-  RUN_UNTIL(rt, R.runs == 1, 100000);
+  Q_UNTIL(rt, R.runs == 1, 100000);
   first = hung;
-  RUN_UNTIL(rt, R.runs == 2, 100000); /* timed out: retried */
+  Q_UNTIL(rt, R.runs == 2, 100000); /* timed out: retried */
   mly_task_done(first, MLY_TASK_OK, NULL); /* late: ignored */
-  RUN_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
   mly_task_info ti = info_of(id);
   ck_assert_int_eq(ti.last_error, MLY_ETIMEDOUT);
   ck_assert_uint_eq(ti.failures, 2);
@@ -330,11 +330,11 @@ START_TEST(timeout_abandons_blocking_attempt) {
   ck_assert_int_eq(mly_defer(rt, "sleepy", p,
                              &(mly_task_opts){.queue = "tb", .id_out = &id}),
                    0);
-  RUN_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
   ck_assert_int_eq(info_of(id).last_error, MLY_ETIMEDOUT);
   /* the abandoned work still reads the payload: no delete until back */
   ck_assert_int_eq(mly_task_delete(rt, id), MLY_EBUSY);
-  /* (the condition has a side effect: RUN_UNTIL tests it twice) */
+  /* (the condition has a side effect: Q_UNTIL tests it twice) */
   int drc = MLY_EBUSY;
   for (int i = 0; i < 100000 && drc == MLY_EBUSY; i++) {
     uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
@@ -342,7 +342,7 @@ START_TEST(timeout_abandons_blocking_attempt) {
     drc = mly_task_delete(rt, id);
   }
   ck_assert_int_eq(drc, 0);
-  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
   ck_assert(R.blocking_thread_seen);
 }
 END_TEST
@@ -355,7 +355,7 @@ START_TEST(blocking_runs_on_threadpool) {
     mly_map_set_int(p, "sleep", 1);
     ck_assert_int_eq(mly_defer(rt, "sleepy", p, NULL), 0);
   }
-  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
   ck_assert(R.blocking_thread_seen);
   mly_queue_info qi;
   mly_queue_info_get(rt, MLY_QUEUE_DEFAULT, &qi);
@@ -373,10 +373,10 @@ START_TEST(dead_letters_retry_and_delete) {
   mly_task_opts oa = {.name = "a", .id_out = &a}, ob = {.name = "b", .id_out = &b};
   ck_assert_int_eq(mly_defer(rt, "rec", pl(1, -1), &oa), 0);
   ck_assert_int_eq(mly_defer(rt, "rec", pl(2, -1), &ob), 0);
-  RUN_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 2, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 2, 100000);
   ck_assert_int_eq(mly_task_retry(rt, a, &fast), 0);
   ck_assert_int_eq(mly_task_delete(rt, b), 0);
-  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
   ck_assert_int_eq(R.runs, 3);
   mly_name_info ni;
   ck_assert_int_eq(mly_task_lookup(rt, NULL, "a", &ni), 0);
@@ -395,7 +395,7 @@ START_TEST(retry_refused_unless_dead) {
   size_t n = 0;
   ck_assert_int_eq(mly_queue_purge(rt, "p", &n), 0);
   ck_assert_uint_eq(n, 1);
-  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 1000);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 1000);
   ck_assert_int_eq(R.runs, 0);
 }
 END_TEST
@@ -406,18 +406,18 @@ START_TEST(pause_accepts_and_holds) {
   R.async = true;
   ck_assert_int_eq(mly_queue_pause(rt, MLY_QUEUE_DEFAULT), 0);
   for (int i = 0; i < 10; i++) add(NULL, i, 0, 0);
-  RUN_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 10, 1000);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 10, 1000);
   ck_assert_int_eq(R.runs, 0);
   ck_assert_int_eq(mly_queue_resume(rt, MLY_QUEUE_DEFAULT), 0);
-  RUN_UNTIL(rt, R.runs >= 3, 100000);
+  Q_UNTIL(rt, R.runs >= 3, 100000);
   ck_assert_int_eq(mly_queue_pause(rt, MLY_QUEUE_DEFAULT), 0);
   int at_pause = R.runs;
   /* what runs finishes; nothing new starts */
-  RUN_UNTIL(rt, R.running == 0 && R.npending == 0, 100000);
+  Q_UNTIL(rt, R.running == 0 && R.npending == 0, 100000);
   for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
   ck_assert_int_eq(R.runs, at_pause);
   ck_assert_int_eq(mly_queue_resume(rt, MLY_QUEUE_DEFAULT), 0);
-  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
   ck_assert_int_eq(R.runs, 10);
   ck_assert_int_eq(mly_queue_pause(rt, "nope"), MLY_ENOENT);
 }
@@ -448,7 +448,7 @@ START_TEST(payload_16_mib) {
   big_seen = 0;
   ck_assert_int_eq(mly_defer_register(rt, "big", big_fn, NULL, 0), 0);
   ck_assert_int_eq(mly_defer(rt, "big", p, NULL), 0);
-  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
   ck_assert_uint_eq(big_seen, len);
 }
 END_TEST
@@ -509,7 +509,7 @@ START_TEST(random_against_model) {
     if (rand_r(&seed) % 4 == 0) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
   }
   mly_queue_resume(rt, "m");
-  RUN_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 1000000);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 1000000);
   ck_assert_int_eq(R.runs, n);
   ck_assert_int_le(R.max_running, (int)d.max_concurrent);
   for (int k = 0; k < 8; k++)

@@ -186,8 +186,4 @@ void tq_tick(tq_layer *L);
 /* task.c */
 int tq_task_register(tq_layer *L);
 
-#ifdef MLY_DUR_STUB
-void dur_stub_fini(mly_machine *m);
-#endif
-
 #endif /* MLY_QUEUE_H */

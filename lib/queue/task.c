@@ -242,9 +242,6 @@ static void task_fini(mly_machine *m, void *data) {
     a->cb(L->rt, err ? err : MLY_ECANCELED, id, a->arg);
     free(a);
   }
-#ifdef MLY_DUR_STUB
-  dur_stub_fini(m);
-#endif
 }
 
 int tq_task_register(tq_layer *L) {
