@@ -486,6 +486,54 @@ START_TEST(declarations_refused) {
 }
 END_TEST
 
+/* ---- machines through the starter, layers ---- */
+
+static char started[64];
+static void starter(mly_task *t, void *arg) {
+  (void)arg;
+  mly_task_target w = mly_task_target_of(t);
+  if (w.kind == MLY_TASK_MACHINE) snprintf(started, sizeof started, "%s", w.name);
+  mly_task_done(t, MLY_TASK_OK, NULL);
+}
+
+START_TEST(machine_task_through_starter) {
+  started[0] = '\0';
+  ck_assert_int_eq(mly_task_set_starter(rt, starter, NULL, 0), 0);
+  mly_task_target w = {MLY_TASK_MACHINE, "order"};
+  ck_assert_int_eq(mly_task_add(rt, &w, mly_value_map(), NULL), 0);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  ck_assert_str_eq(started, "order");
+  mly_task_target bad = {(mly_task_kind)7, "x"};
+  ck_assert_int_eq(mly_task_add(rt, &bad, NULL, NULL), MLY_EINVAL);
+}
+END_TEST
+
+static int released;
+static void release_cb(void *p) { released += *(int *)p; }
+
+START_TEST(runtime_attach) {
+  static int one = 1;
+  ck_assert_ptr_nonnull(mly_runtime_attached(rt, "queue"));
+  ck_assert_int_eq(mly_runtime_attach(rt, "queue", &one, NULL), MLY_EEXIST);
+  ck_assert_ptr_null(mly_runtime_attached(rt, "nope"));
+  char keys[MLY_ATTACH_MAX][8];
+  int n = 0;
+  for (int i = 0; i < MLY_ATTACH_MAX; i++) {
+    snprintf(keys[i], sizeof keys[i], "k%d", i);
+    int rc = mly_runtime_attach(rt, keys[i], &one, release_cb);
+    if (rc == MLY_ENOSPC) break;
+    ck_assert_int_eq(rc, 0);
+    n++;
+  }
+  ck_assert_int_lt(n, MLY_ATTACH_MAX); /* "queue" took one */
+  ck_assert_ptr_eq(mly_runtime_attached(rt, "k0"), &one);
+  released = 0;
+  mly_runtime_close(rt);
+  rt = h_runtime(); /* for teardown */
+  ck_assert_int_eq(released, n);
+}
+END_TEST
+
 /* ---- randomized: the dispatcher against a model of its rules ---- */
 
 START_TEST(random_against_model) {
@@ -544,6 +592,8 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, pause_accepts_and_holds);
   tcase_add_test(tc, payload_16_mib);
   tcase_add_test(tc, declarations_refused);
+  tcase_add_test(tc, machine_task_through_starter);
+  tcase_add_test(tc, runtime_attach);
   tcase_add_loop_test(tc, random_against_model, 0, 8);
   suite_add_tcase(s, tc);
   return s;
