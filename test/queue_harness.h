@@ -14,17 +14,12 @@
 
 static mly_runtime *rt;
 
-static uv_timer_t q_ticker;
-static void q_tick_cb(uv_timer_t *t);
-#define Q_UNTIL(rt, cond, max)                                           \
+/* Q_UNTIL: RUN_UNTIL (harness.h) with the recording function's "later"
+ * reports made at each tick (q_tick, set as h_tick_hook). */
+#define Q_UNTIL(rt, cond, max)                                             \
   do {                                                                     \
-    uv_loop_t *l_ = mly_runtime_loop(rt);                                  \
-    uv_timer_init(l_, &q_ticker);                                            \
-    uv_timer_start(&q_ticker, q_tick_cb, 1, 1);                                \
-    for (int i_ = 0; i_ < (max) && !(cond); i_++) uv_run(l_, UV_RUN_ONCE); \
-    uv_close((uv_handle_t *)&q_ticker, NULL);                                \
-    uv_run(l_, UV_RUN_NOWAIT);                                             \
-    ck_assert_msg(cond, "not reached: %s", #cond);                         \
+    h_tick_hook = q_tick;                                                  \
+    RUN_UNTIL(rt, cond, max);                                              \
   } while (0)
 
 /* ---- a recording function: runs, and reports what it is told ---- */
@@ -48,8 +43,7 @@ typedef struct rec {
 
 static rec R;
 
-static void q_tick_cb(uv_timer_t *t) {
-  (void)t;
+static void q_tick(void) {
   if (!R.async) return;
   int n = R.npending;
   R.npending = 0;
