@@ -978,7 +978,8 @@ typedef struct mly_queue_def {
 int mly_queues_open(mly_runtime *rt);
 
 /* Declare a queue (copied).  Declaring a name again replaces its
- * settings (tasks keep their place).  MLY_EINVAL with a sentence in err
+ * settings (tasks keep their place; `paused` counts only the first
+ * time: then use mly_queue_pause/resume).  MLY_EINVAL with a sentence in err
  * (errlen bytes; err may be NULL) for a bad field; MLY_ENOENT: the
  * queue layer is not open. */
 int mly_queue_declare(mly_runtime *rt, const mly_queue_def *def, char *err,

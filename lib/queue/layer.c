@@ -96,6 +96,7 @@ tq_queue *tq_queue_get(tq_layer *L, const char *name) {
   q->L = L;
   snprintf(q->name, sizeof q->name, "%s", name);
   q->def.name = q->name;
+  q->def.retry = (mly_retry)MLY_RETRY_UNSET; /* the built-ins until declared */
   HASH_ADD_STR(L->queues, name, q);
   if (L->qtail) L->qtail->next = q;
   else L->qhead = q;
