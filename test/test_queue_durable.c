@@ -189,6 +189,39 @@ START_TEST(payload_16_mib_stored_once) {
 }
 END_TEST
 
+static void other_fn(mly_task *t, void *arg) {
+  (void)arg;
+  mly_task_done(t, MLY_TASK_OK, NULL);
+}
+
+START_TEST(restart_before_declarations) {
+  mly_queue_def lq = {.name = "lq", .paused = true, .retry = MLY_RETRY_UNSET};
+  ck_assert_int_eq(mly_queue_declare(rt, &lq, NULL, 0), 0);
+  ck_assert_int_eq(mly_defer_register(rt, "other", other_fn, NULL, 0), 0);
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(1, -1), &(mly_task_opts){.queue = "lq"}), 0);
+  mly_id gone = 0;
+  ck_assert_int_eq(mly_defer(rt, "other", pl(2, -1),
+                             &(mly_task_opts){.queue = "p", .id_out = &gone}),
+                   0);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 2, 100000);
+  reopen(); /* "lq" not declared, "other" not registered */
+  Q_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 2, 100000);
+  ck_assert_int_eq(mly_queue_resume(rt, "p"), 0);
+  /* a function nobody registered: the attempt fails for good */
+  Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
+  mly_task_info ti;
+  ck_assert_int_eq(mly_task_info_get(rt, gone, &ti), 0);
+  ck_assert_int_eq(ti.last_error, MLY_ENOENT);
+  ck_assert_ptr_nonnull(strstr(ti.last_msg, "other"));
+  /* the queue nobody declared yet holds its task until it is */
+  for (int i = 0; i < 100; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  ck_assert_int_eq(R.runs, 0);
+  lq.paused = false;
+  ck_assert_int_eq(mly_queue_declare(rt, &lq, NULL, 0), 0);
+  Q_UNTIL(rt, R.runs == 1, 100000);
+}
+END_TEST
+
 static Suite *queue_durable_suite(void) {
   Suite *s = suite_create("queue_durable");
   TCase *tc = tcase_create("queue_durable");
@@ -200,6 +233,7 @@ static Suite *queue_durable_suite(void) {
   tcase_add_test(tc, names_across_restart_and_window);
   tcase_add_test(tc, name_free_after_window);
   tcase_add_test(tc, payload_16_mib_stored_once);
+  tcase_add_test(tc, restart_before_declarations);
   suite_add_tcase(s, tc);
   return s;
 }
