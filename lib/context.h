@@ -63,6 +63,7 @@ inst_ext *ext_make(mly_runtime *rt, mly_inst *m); /* NULL: out of memory */
 void ext_end(mly_runtime *rt, mly_inst *m, bool suspended);
 void ext_free_all(mly_runtime *rt);
 uint64_t ctx_hash64(const void *p, size_t n);
+const char *ext_check(const mly_runtime *rt); /* invariant.c */
 /* Writes the context field of a state record: the encoding (a bin; an
  * empty bin clears it) when full or when it differs from what was
  * committed, else nil ("unchanged").  Returns the bytes of context
@@ -92,6 +93,8 @@ void name_release(mly_runtime *rt, name_ent *e, int32_t status,
 int names_foreach_tomb(mly_runtime *rt, int (*cb)(const name_ent *, void *),
                        void *arg);
 uint64_t names_ntombs(const mly_runtime *rt);
+/* Tests: the wall clock names use (ended_ms, expiry, generated names). */
+int names_set_clock(mly_runtime *rt, int64_t (*clock)(void *arg), void *arg);
 /* TYPE-YYYYmmddHHMMSS-xxxxxx into buf (at least 96 bytes). */
 void name_generate(mly_runtime *rt, const char *type, char *buf, size_t len);
 

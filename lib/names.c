@@ -59,6 +59,15 @@ void names_free(mly_runtime *rt) {
   rt->names = NULL;
 }
 
+int names_set_clock(mly_runtime *rt, int64_t (*clock)(void *arg),
+                    void *arg) {
+  int rc = names_init(rt);
+  if (rc < 0) return rc;
+  rt->names->clock = clock;
+  rt->names->clock_arg = arg;
+  return 0;
+}
+
 void names_set_retention(mly_runtime *rt, int64_t ms) {
   if (rt->names) rt->names->retention_ms = ms;
 }

@@ -796,6 +796,12 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
     out->batches = jr.frames;
     out->stray_bytes = jr.stray_bytes;
     out->tail_suspect = jr.tail_suspect;
+    out->tombstones = r.ntombs;
+    for (size_t i = 0; i < r.ninsts; i++) {
+      if (r.insts[i].ended) continue;
+      out->named += r.insts[i].name != NULL;
+      out->context_bytes += r.insts[i].ctxlen;
+    }
   }
   jr_read_free(&jr);
   rp_free(&r);
