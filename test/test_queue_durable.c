@@ -222,6 +222,36 @@ START_TEST(restart_before_declarations) {
 }
 END_TEST
 
+START_TEST(pause_survives_restart) {
+  mly_queue_def q = {.name = "pq", .retry = MLY_RETRY_UNSET};
+  ck_assert_int_eq(mly_queue_declare(rt, &q, NULL, 0), 0);
+  ck_assert_int_eq(mly_queue_pause(rt, "pq"), 0);
+  for (int i = 0; i < 5; i++)
+    ck_assert_int_eq(mly_defer(rt, "rec", pl(i, -1), &(mly_task_opts){.queue = "pq"}), 0);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 5, 100000);
+  mly_runtime_close(rt);
+  open_rt();
+  ck_assert_int_eq(mly_queue_declare(rt, &q, NULL, 0), 0); /* not paused */
+  Q_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 5, 100000);
+  for (int i = 0; i < 100; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  ck_assert_int_eq(R.runs, 0); /* still paused */
+  mly_queue_info qi;
+  ck_assert_int_eq(mly_queue_info_get(rt, "pq", &qi), 0);
+  ck_assert(qi.paused);
+  /* "p" is declared paused; a durable resume wins over that */
+  ck_assert_int_eq(mly_queue_resume(rt, "p"), 0);
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(9, -1), &(mly_task_opts){.queue = "p"}), 0);
+  Q_UNTIL(rt, R.runs == 1, 100000);
+  reopen(); /* declared paused, resumed before: resumed */
+  ck_assert_int_eq(mly_queue_declare(rt, &q, NULL, 0), 0);
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(10, -1), &(mly_task_opts){.queue = "p"}), 0);
+  Q_UNTIL(rt, R.runs == 2, 100000);
+  ck_assert_int_eq(R.order[1], 10);
+  ck_assert_int_eq(mly_queue_resume(rt, "pq"), 0);
+  Q_UNTIL(rt, R.runs == 7, 100000);
+}
+END_TEST
+
 static Suite *queue_durable_suite(void) {
   Suite *s = suite_create("queue_durable");
   TCase *tc = tcase_create("queue_durable");
@@ -234,6 +264,7 @@ static Suite *queue_durable_suite(void) {
   tcase_add_test(tc, name_free_after_window);
   tcase_add_test(tc, payload_16_mib_stored_once);
   tcase_add_test(tc, restart_before_declarations);
+  tcase_add_test(tc, pause_survives_restart);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -928,8 +928,9 @@ void *mly_runtime_attached(const mly_runtime *rt, const char *key);
 /* Among the tasks that may start: higher priority first, then earlier */
 /* eta, then insertion order.  A task blocked only by its key does not */
 /* hold back tasks with other keys.  A paused queue keeps accepting    */
-/* tasks, and attempts already running finish; pause/resume last for  */
-/* the life of the runtime (declare the queue paused to keep it so).  */
+/* tasks, and attempts already running finish.  With a journal open, a */
+/* pause or resume is durable (a small durable machine "queue:NAME"    */
+/* holds it) and wins over the declaration's `paused` after a restart. */
 /*                                                                     */
 /* Attempts.  A function registered without MLY_DEFER_BLOCKING runs on */
 /* the loop thread, inside the task's step: it must not block.  It     */
@@ -1007,7 +1008,8 @@ typedef struct mly_queue_def {
   int64_t timeout_ms;           /* per attempt; <= 0: none              */
   const char *concurrency_key;  /* payload key limited per value; NULL */
   uint32_t concurrency_key_max; /* with a key: running per value; 0: 1 */
-  bool paused;                  /* starts paused                        */
+  bool paused;                  /* starts paused (unless a durable pause
+                                   or resume of it says otherwise)      */
 } mly_queue_def;
 
 #define MLY_QUEUE_DEFAULT "default" /* declared by mly_queues_open */

@@ -74,6 +74,7 @@ int mly_queues_open(mly_runtime *rt) {
   }
   if ((rc = mly_event_id(rt, TQ_EV_RETRY, &L->ev_retry)) < 0 ||
       (rc = tq_task_register(L)) < 0 || (rc = tq_clock_register(L)) < 0 ||
+      (rc = tq_qstate_register(L)) < 0 ||
       (rc = mly_queue_declare(rt, &default_queue, NULL, 0)) < 0)
     return rc; /* attached: released with the runtime */
   return 0;
@@ -192,6 +193,7 @@ int mly_queue_declare(mly_runtime *rt, const mly_queue_def *def, char *err,
   }
   if (q->tokens > q->def.bucket_size) q->tokens = q->def.bucket_size;
   q->declared = true;
+  tq_state_declared(q);
   tq_dispatch(q);
   return 0;
 }
@@ -201,7 +203,10 @@ static int set_paused(mly_runtime *rt, const char *queue, bool paused) {
   if (L == NULL || queue == NULL) return MLY_ENOENT;
   tq_queue *q = tq_queue_find(L, queue);
   if (q == NULL) return MLY_ENOENT;
-  q->paused = paused;
+  if (q->paused != paused) {
+    q->paused = paused;
+    tq_state_changed(q);
+  }
   tq_dispatch(q);
   return 0;
 }

@@ -19,6 +19,7 @@
 
 #define TQ_TYPE "mly.task"
 #define TQ_CLOCK_TYPE "mly.queue.clock"
+#define TQ_QSTATE_TYPE "mly.queue"
 #define TQ_ATTACH "queue"
 #define TQ_NAME_PREFIX "task:"
 #define TQ_EV_RETRY "mly.task.retry"
@@ -110,6 +111,8 @@ struct tq_queue {
   char key[MLY_NAME_MAX + 1];
   bool declared;        /* false: named by a recovered task only */
   bool paused;
+  bool state_dirty;     /* paused changed; no state instance holds it yet */
+  mly_id state_id;      /* its "mly.queue" instance (qstate.c), 0: none */
   tq_rec **heap;        /* due tasks waiting for a slot */
   uint32_t n, cap;
   uint32_t running;     /* slots held */
@@ -139,7 +142,8 @@ typedef struct tq_added {
 
 struct tq_layer {
   mly_runtime *rt;
-  mly_type *type, *clock_type;
+  mly_type *type, *clock_type, *qs_type;
+  bool states_synced;   /* the queues' state instances were looked up */
   uint32_t ev_retry;
   tq_queue *queues, *qhead, *qtail;
   tq_fn *fns;
@@ -182,6 +186,12 @@ void tq_abandon(tq_rec *r);                /* the task ends under it */
 int tq_clock_register(tq_layer *L);
 void tq_clock_need(tq_layer *L, uint64_t due_us);
 void tq_tick(tq_layer *L);
+
+/* qstate.c */
+int tq_qstate_register(tq_layer *L);
+void tq_states_sync(tq_layer *L);     /* once, before the first dispatch */
+void tq_state_declared(tq_queue *q);
+void tq_state_changed(tq_queue *q);   /* paused or resumed */
 
 /* task.c */
 int tq_task_register(tq_layer *L);

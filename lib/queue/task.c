@@ -69,6 +69,7 @@ static bool slot(mly_machine *m, tq_data *d) {
   tq_layer *L = layer_of(m);
   mly_id id = mly_self(m);
   tq_rec *r = rec_find(L, id);
+  tq_states_sync(L); /* paused flags are known before anything starts */
   if (r == NULL) {
     tq_queue *q = tq_queue_get(L, d->queue);
     if (q == NULL || (r = calloc(1, sizeof *r)) == NULL) return false;
