@@ -252,6 +252,33 @@ START_TEST(pause_survives_restart) {
 }
 END_TEST
 
+static int added_status[4], nadded;
+static void on_added(mly_runtime *r, int status, mly_id id, void *arg) {
+  (void)r, (void)arg;
+  ck_assert_uint_ne(id, 0);
+  added_status[nadded++] = status;
+}
+
+START_TEST(on_added_after_commit_or_close) {
+  nadded = 0;
+  mly_task_opts o = {.queue = "p", .on_added = on_added};
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(1, -1), &o), 0);
+  ck_assert_int_eq(nadded, 0); /* not before its creation is durable */
+  Q_UNTIL(rt, nadded == 1, 100000);
+  ck_assert_int_eq(added_status[0], 0);
+  mly_journal_stats js;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  ck_assert_uint_ge(js.syncs, 1);
+  /* closed before its first step: told, and it is there after all */
+  ck_assert_int_eq(mly_defer(rt, "rec", pl(2, -1), &o), 0);
+  mly_runtime_close(rt);
+  ck_assert_int_eq(nadded, 2);
+  ck_assert_int_eq(added_status[1], MLY_ESHUTDOWN);
+  open_rt();
+  Q_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 2, 100000);
+}
+END_TEST
+
 static Suite *queue_durable_suite(void) {
   Suite *s = suite_create("queue_durable");
   TCase *tc = tcase_create("queue_durable");
@@ -265,6 +292,7 @@ static Suite *queue_durable_suite(void) {
   tcase_add_test(tc, payload_16_mib_stored_once);
   tcase_add_test(tc, restart_before_declarations);
   tcase_add_test(tc, pause_survives_restart);
+  tcase_add_test(tc, on_added_after_commit_or_close);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1076,9 +1076,12 @@ typedef struct mly_task_opts {
                             epoch); 0: now + countdown                  */
   int32_t priority;      /* 0..levels-1 of its queue; higher first      */
   const mly_retry *retry;/* NULL: the queue's; fields < 0: the queue's   */
-  /* optional: runs once, on the loop thread, when the task's creation
-   * is durable (status 0: committed under the journal's sync policy) or
-   * failed for good (< 0: the journal stopped; the task is not there) */
+  /* optional: runs once, on the loop thread: status 0 when the task's
+   * creation is durable (committed under the journal's sync policy;
+   * without a journal: at its first step); < 0 when the task went before
+   * that: the journal's error (it stopped: the task is not there),
+   * or MLY_ESHUTDOWN (the runtime stopped or closed first, and the task
+   * may be back after the next open; or it was deleted) */
   mly_task_added_cb on_added;
   void *arg;
   mly_id *id_out;        /* optional: the task's instance id           */

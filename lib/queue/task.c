@@ -237,10 +237,10 @@ static void task_fini(mly_machine *m, void *data) {
   }
   tq_added *a = NULL;
   HASH_FIND(hh, L->added, &id, sizeof id, a);
-  if (a) { /* it went before its creation was durable */
+  if (a) { /* it went before its first step: not known durable */
     int err = mly_journal_error(L->rt);
     HASH_DEL(L->added, a);
-    a->cb(L->rt, err ? err : MLY_ECANCELED, id, a->arg);
+    a->cb(L->rt, err ? err : MLY_ESHUTDOWN, id, a->arg);
     free(a);
   }
 }
