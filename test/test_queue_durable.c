@@ -279,6 +279,102 @@ START_TEST(on_added_after_commit_or_close) {
 }
 END_TEST
 
+/* ---- randomized, with restarts, against a model ---- */
+
+#define MN 120
+static int m_ok[MN], m_runs[MN];
+static bool m_deleted[MN], m_run_after_delete;
+
+static void model_fn(mly_task *t, void *arg) {
+  (void)arg;
+  int64_t n = 0;
+  mly_map_get_int(mly_task_payload(t), "n", &n);
+  m_runs[n]++;
+  if (m_deleted[n]) m_run_after_delete = true;
+  mly_task_outcome o = MLY_TASK_OK;
+  if (mly_task_attempt(t) == 1 && n % 5 == 0) o = MLY_TASK_PERMANENT;
+  else if (mly_task_attempt(t) == 1 && n % 3 == 0) o = MLY_TASK_RETRY;
+  if (o == MLY_TASK_OK) m_ok[n]++;
+  mly_task_done(t, o, NULL);
+}
+
+static void model_open(void) {
+  open_rt();
+  ck_assert_int_eq(mly_defer_register(rt, "model", model_fn, NULL, 0), 0);
+  mly_queue_def a = {.name = "ma", .max_concurrent = 2, .concurrency_key = "k",
+                     .retry = {5, 1, 2, 1, 0, 0.3}};
+  ck_assert_int_eq(mly_queue_declare(rt, &a, NULL, 0), 0);
+}
+
+static int retry_cb(const mly_task_info *t, void *arg) {
+  (void)arg;
+  ck_assert_int_eq(mly_task_retry(rt, t->id, NULL), 0);
+  return 0;
+}
+
+START_TEST(random_restarts_against_model) {
+  unsigned seed = 777u + (unsigned)_i;
+  memset(m_ok, 0, sizeof m_ok);
+  memset(m_runs, 0, sizeof m_runs);
+  memset(m_deleted, 0, sizeof m_deleted);
+  m_run_after_delete = false;
+  mly_runtime_close(rt);
+  model_open();
+  mly_id ids[MN] = {0};
+  for (int n = 0; n < MN;) {
+    int op = (int)(rand_r(&seed) % 10);
+    if (op < 5) { /* add, sometimes twice under one name */
+      char name[16];
+      snprintf(name, sizeof name, "m%d", n);
+      mly_value *p = pl(n, (int)(rand_r(&seed) % 3));
+      mly_task_opts o = {.queue = n % 2 ? "ma" : "p", .name = name,
+                         .countdown_ms = rand_r(&seed) % 3 ? 0 : 5,
+                         .priority = (int)(rand_r(&seed) % 3), .id_out = &ids[n]};
+      ck_assert_int_eq(mly_defer(rt, "model", p, &o), 0);
+      ck_assert_int_eq(mly_defer(rt, "model", pl(n, -1), &o), MLY_EEXIST);
+      n++;
+    } else if (op == 5) {
+      mly_queue_pause(rt, rand_r(&seed) % 2 ? "ma" : "p");
+    } else if (op == 6) {
+      mly_queue_resume(rt, rand_r(&seed) % 2 ? "ma" : "p");
+    } else if (op == 7) { /* a clean restart */
+      mly_runtime_close(rt);
+      model_open();
+    } else if (op == 8 && n > 0) { /* delete one that may still be there */
+      int k = (int)(rand_r(&seed) % (unsigned)n);
+      if (!m_deleted[k] && m_ok[k] == 0 && mly_task_delete(rt, ids[k]) == 0)
+        m_deleted[k] = true;
+    } else {
+      for (int i = 0; i < 5; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+    }
+  }
+  mly_queue_resume(rt, "ma");
+  mly_queue_resume(rt, "p");
+  for (int round = 0; round < 5; round++) {
+    Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == count_tasks(MLY_TASK_DEAD), 100000);
+    if (count_tasks(MLY_TASKS_ALL) == 0) break;
+    mly_task_foreach(rt, NULL, MLY_TASK_DEAD, retry_cb, NULL);
+    Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 0, 100000);
+  }
+  ck_assert_int_eq(count_tasks(MLY_TASKS_ALL), 0);
+  ck_assert(!m_run_after_delete);
+  for (int n = 0; n < MN; n++) {
+    mly_name_info ni;
+    char name[16];
+    snprintf(name, sizeof name, "m%d", n);
+    ck_assert_int_eq(mly_task_lookup(rt, n % 2 ? "ma" : "p", name, &ni), 0);
+    ck_assert_int_eq(ni.state, MLY_NAME_ENDED);
+    if (m_deleted[n]) {
+      ck_assert_int_le(m_ok[n], 0);
+      ck_assert_int_eq(ni.status, MLY_ECANCELED);
+    } else {
+      ck_assert_msg(m_ok[n] == 1, "task %d succeeded %d times", n, m_ok[n]);
+      ck_assert_int_eq(ni.status, 0);
+    }
+  }
+}
+END_TEST
+
 static Suite *queue_durable_suite(void) {
   Suite *s = suite_create("queue_durable");
   TCase *tc = tcase_create("queue_durable");
@@ -293,6 +389,7 @@ static Suite *queue_durable_suite(void) {
   tcase_add_test(tc, restart_before_declarations);
   tcase_add_test(tc, pause_survives_restart);
   tcase_add_test(tc, on_added_after_commit_or_close);
+  tcase_add_loop_test(tc, random_restarts_against_model, 0, 6);
   suite_add_tcase(s, tc);
   return s;
 }
