@@ -347,6 +347,48 @@ START_TEST(timeout_abandons_blocking_attempt) {
 }
 END_TEST
 
+static int slow_first_done;
+static void slow_first_fn(mly_task *t, void *arg) {
+  (void)arg;
+  if (mly_task_attempt(t) == 1) {
+    usleep(200 * 1000); /* timed out long before: abandoned */
+    __atomic_store_n(&slow_first_done, 1, __ATOMIC_SEQ_CST);
+  }
+  mly_task_done(t, MLY_TASK_OK, NULL);
+}
+
+START_TEST(success_waits_for_abandoned_attempt) {
+  /* the second attempt succeeds while the first, abandoned, still reads
+   * the payload on its thread: the task (and its payload) stays until
+   * that one is back */
+  mly_queue_def d = {.name = "tf", .timeout_ms = 20,
+                     .retry = {3, 1, 1, 0, 0, 0}};
+  declare(&d);
+  slow_first_done = 0;
+  ck_assert_int_eq(mly_defer_register(rt, "slowfirst", slow_first_fn, NULL,
+                                      MLY_DEFER_BLOCKING), 0);
+  mly_id id = 0;
+  ck_assert_int_eq(mly_defer(rt, "slowfirst", mly_value_map(),
+                             &(mly_task_opts){.queue = "tf", .id_out = &id}),
+                   0);
+  int i = 0;
+  for (; i < 100000 && count_tasks(MLY_TASKS_ALL) > 0; i++) {
+    uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+    /* it ended: its first attempt must have been back (it sets the flag
+     * before it returns; the second ends ~180 ms before that) */
+    if (count_tasks(MLY_TASKS_ALL) == 0)
+      ck_assert_msg(__atomic_load_n(&slow_first_done, __ATOMIC_SEQ_CST),
+                    "ended while its first attempt still ran");
+    usleep(200);
+  }
+  ck_assert_int_eq(count_tasks(MLY_TASKS_ALL), 0);
+  mly_queue_info qi;
+  mly_queue_info_get(rt, "tf", &qi);
+  ck_assert_uint_eq(qi.succeeded, 1);
+  ck_assert_uint_eq(qi.failed, 1); /* the timeout */
+}
+END_TEST
+
 START_TEST(blocking_runs_on_threadpool) {
   ck_assert_int_eq(
       mly_defer_register(rt, "sleepy", sleepy_fn, NULL, MLY_DEFER_BLOCKING), 0);
@@ -587,6 +629,7 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, timeout_of_hung_loop_attempt);
   tcase_add_test(tc, timeout_abandons_blocking_attempt);
   tcase_add_test(tc, blocking_runs_on_threadpool);
+  tcase_add_test(tc, success_waits_for_abandoned_attempt);
   tcase_add_test(tc, dead_letters_retry_and_delete);
   tcase_add_test(tc, retry_refused_unless_dead);
   tcase_add_test(tc, pause_accepts_and_holds);
