@@ -200,6 +200,15 @@ START_TEST(retryable_until_dead) {
   ck_assert_uint_eq(ti.failures, 3);
   ck_assert_str_eq(ti.last_msg, "scripted");
   ck_assert_int_eq(ti.state, MLY_TASK_DEAD);
+  /* retried with a fresh policy: no retry at all this time */
+  mly_retry once = {0, 1, 1, 0, 0, 0.0};
+  ck_assert_int_eq(mly_task_retry(rt, id, &once), 0);
+  Q_UNTIL(rt, R.runs == 4 && count_tasks(MLY_TASK_DEAD) == 1, 100000);
+  ti = info_of(id);
+  ck_assert_uint_eq(ti.failures, 1);
+  ck_assert_uint_eq(ti.attempts, 4);
+  ck_assert_int_eq(ti.retry.task_retry_limit, 0);
+  ck_assert_int_eq(ti.retry.min_backoff_ms, 1);
 }
 END_TEST
 
@@ -416,6 +425,10 @@ START_TEST(dead_letters_retry_and_delete) {
   ck_assert_int_eq(mly_defer(rt, "rec", pl(1, -1), &oa), 0);
   ck_assert_int_eq(mly_defer(rt, "rec", pl(2, -1), &ob), 0);
   Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 2, 100000);
+  mly_retry badr = {1, 10, 5, 0, 0, 0};
+  ck_assert_int_eq(mly_task_retry(rt, a, &badr), MLY_EINVAL);
+  ck_assert_int_eq(mly_defer(rt, "rec", NULL, &(mly_task_opts){.retry = &badr}),
+                   MLY_EINVAL);
   ck_assert_int_eq(mly_task_retry(rt, a, &fast), 0);
   ck_assert_int_eq(mly_task_delete(rt, b), 0);
   Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);

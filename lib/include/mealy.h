@@ -1100,7 +1100,8 @@ typedef struct mly_task_opts {
  * says so).  Errors: MLY_ENOENT an unknown queue or function (deferring
  * to an unknown function fails here, not at run time) or no starter;
  * MLY_EEXIST a name held (see opts.exists); MLY_EINVAL a malformed
- * name, a priority outside the queue's levels, a bad target;
+ * name, a priority outside the queue's levels, a bad target, a retry
+ * policy with jitter past 1 or min_backoff past max_backoff;
  * MLY_ESHUTDOWN the runtime is stopping; a journal error. */
 int mly_task_add(mly_runtime *rt, const mly_task_target *what,
                  mly_value *payload, const mly_task_opts *opts);
@@ -1163,8 +1164,9 @@ int mly_task_foreach(mly_runtime *rt, const char *queue, unsigned states,
 int mly_task_info_get(mly_runtime *rt, mly_id id, mly_task_info *out);
 
 /* Retry a dead letter now, with a fresh policy (NULL: the queue's): its
- * counted failures and age start again.  MLY_EINVAL: not dead; durable
- * as an event to the task (journaled before it acts). */
+ * counted failures and age start again.  MLY_EINVAL: not dead, or a bad
+ * policy (as mly_task_add's); durable as an event to the task (journaled
+ * before it acts). */
 int mly_task_retry(mly_runtime *rt, mly_id id, const mly_retry *fresh);
 /* Delete a task in any state: it ends, failed with MLY_ECANCELED (its
  * name is tombstoned).  MLY_EBUSY: a blocking attempt is running on the

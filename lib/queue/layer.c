@@ -132,8 +132,8 @@ static const mly_retry builtin = {
     MLY_DEFAULT_TASK_RETRY_LIMIT, MLY_DEFAULT_MIN_BACKOFF_MS,
     MLY_DEFAULT_MAX_BACKOFF_MS,   MLY_DEFAULT_MAX_DOUBLINGS, 0, 0.0};
 
-static int check_retry(const mly_retry *r, const char *q, char *err,
-                       size_t len) {
+int tq_check_retry(const mly_retry *r, const char *q, char *err,
+                   size_t len) {
   if (!(r->jitter <= 1.0) && !(r->jitter < 0))
     return bad(err, len, MLY_EINVAL,
                "queue %s: jitter is a fraction of the delay: 0 to 1", q);
@@ -165,7 +165,7 @@ int mly_queue_declare(mly_runtime *rt, const mly_queue_def *def, char *err,
     return bad(err, errlen, MLY_EINVAL,
                "queue %s: concurrency_key is a payload key of 1 to 63 bytes",
                n);
-  int rc = check_retry(&def->retry, n, err, errlen);
+  int rc = tq_check_retry(&def->retry, n, err, errlen);
   if (rc < 0) return rc;
   tq_queue *q = tq_queue_get(L, n);
   if (q == NULL) return MLY_ENOMEM;

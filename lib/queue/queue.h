@@ -164,6 +164,8 @@ tq_queue *tq_queue_find(tq_layer *L, const char *name);
 tq_queue *tq_queue_get(tq_layer *L, const char *name); /* placeholder ok */
 tq_fn *tq_fn_find(tq_layer *L, const char *name);
 void tq_resolve(const tq_queue *q, const mly_retry *given, mly_retry *out);
+/* 0, or MLY_EINVAL (with a sentence naming queue q in err) */
+int tq_check_retry(const mly_retry *r, const char *q, char *err, size_t len);
 uint64_t tq_rand(tq_layer *L);
 int64_t tq_wall_ms(void);
 uint64_t tq_now_us(void);

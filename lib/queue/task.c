@@ -160,10 +160,14 @@ static bool settle(mly_machine *m, tq_data *d) {
 static void revive(mly_machine *m, tq_data *d) {
   const mly_event *e = mly_current_event(m);
   mly_retry fresh = MLY_RETRY_UNSET;
-  const void *p;
-  size_t len;
-  if (e && mly_value_get_bin(e->payload, &p, &len) == 0 && len == sizeof fresh)
-    memcpy(&fresh, p, sizeof fresh);
+  const mly_value *p = e ? e->payload : NULL;
+  /* a field missing or malformed stays unset: the queue's */
+  mly_map_get_int(p, "task_retry_limit", &fresh.task_retry_limit);
+  mly_map_get_int(p, "min_backoff_ms", &fresh.min_backoff_ms);
+  mly_map_get_int(p, "max_backoff_ms", &fresh.max_backoff_ms);
+  mly_map_get_int(p, "max_doublings", &fresh.max_doublings);
+  mly_map_get_int(p, "task_age_limit_ms", &fresh.task_age_limit_ms);
+  mly_map_get_double(p, "jitter", &fresh.jitter);
   d->retry = fresh;
   d->failures = 0;
   d->first_run_ms = 0;
@@ -289,6 +293,8 @@ int mly_task_add(mly_runtime *rt, const mly_task_target *what,
   char iname[MLY_INSTANCE_NAME_MAX + 2];
   if (q == NULL) rc = MLY_ENOENT;
   else if (o->priority < 0 || (uint32_t)o->priority >= q->def.priority_levels)
+    rc = MLY_EINVAL;
+  else if (o->retry && tq_check_retry(o->retry, qn, NULL, 0) < 0)
     rc = MLY_EINVAL;
   else if (o->name &&
            (!valid_tname(o->name) ||

@@ -93,9 +93,20 @@ int mly_task_retry(mly_runtime *rt, mly_id id, const mly_retry *fresh) {
   if (!is_task(L, id)) return MLY_ESRCH;
   const tq_data *d = mly_instance_data(rt, id);
   if (d->state != MLY_TASK_DEAD) return MLY_EINVAL;
+  if (fresh && tq_check_retry(fresh, d->queue, NULL, 0) < 0) return MLY_EINVAL;
   mly_retry unset = MLY_RETRY_UNSET;
-  mly_value *p = mly_value_bin(fresh ? fresh : &unset, sizeof unset);
-  if (p == NULL) return MLY_ENOMEM;
+  const mly_retry *r = fresh ? fresh : &unset;
+  /* journaled with the event: a map by name, not the C struct's bytes */
+  mly_value *p = mly_value_map();
+  if (p == NULL || mly_map_set_int(p, "task_retry_limit", r->task_retry_limit) ||
+      mly_map_set_int(p, "min_backoff_ms", r->min_backoff_ms) ||
+      mly_map_set_int(p, "max_backoff_ms", r->max_backoff_ms) ||
+      mly_map_set_int(p, "max_doublings", r->max_doublings) ||
+      mly_map_set_int(p, "task_age_limit_ms", r->task_age_limit_ms) ||
+      mly_map_set_double(p, "jitter", r->jitter)) {
+    mly_value_free(p);
+    return MLY_ENOMEM;
+  }
   return mly_runtime_send(rt, id, L->ev_retry, p);
 }
 
