@@ -230,6 +230,14 @@ struct mly_runtime {
   dur_state *dur;          /* NULL: no journal (durable.c) */
   inst_ext *exts;          /* contexts and names by id (context.c) */
   names *names;            /* the name table (names.c) */
+
+  /* layers above (mly_runtime_attach): released last */
+  struct {
+    const char *key;
+    void *ptr;
+    void (*release)(void *ptr);
+  } attached[MLY_ATTACH_MAX];
+  uint32_t nattached;
 };
 
 static inline bool inst_durable(const mly_runtime *rt, const mly_inst *m) {
