@@ -1361,6 +1361,78 @@ int mly_queue_info_get(mly_runtime *rt, const char *queue,
 int mly_task_lookup(mly_runtime *rt, const char *queue, const char *name,
                     mly_name_info *out);
 
+/* Schedules.  A schedule adds a task at each tick of a 5-field cron     */
+/* expression (minute hour day-of-month month day-of-week: lists,       */
+/* ranges, steps, names JAN..DEC and SUN..SAT, 7 is Sunday; when both   */
+/* day fields are restricted a day matches when either does) read in an */
+/* IANA time zone, or every `every_ms` (multiples since the epoch).  A  */
+/* tick whose local time falls in a skipped hour (spring forward) runs  */
+/* at the transition; a local time that occurs twice (fall back) ticks  */
+/* once, at its first occurrence.  Zones are read from                  */
+/* /usr/share/zoneinfo (TZif; past the file's last transition, its last */
+/* offset holds).                                                       */
+/*                                                                     */
+/* Each schedule is a durable machine "schedule:NAME" holding its next */
+/* tick; a tick's task is named "NAME@S" (S: the tick, UTC seconds since */
+/* the epoch) and is added in the same committed step that moves the  */
+/* next tick, so each tick is enqueued once, also across restarts (the */
+/* tick's name makes a step run again harmless).  Ticks that came due  */
+/* while the process was down (or more than MLY_SCHEDULE_GRACE_MS ago) */
+/* are missed: MLY_MISSED_SKIP enqueues none of them, MLY_MISSED_ONE   */
+/* the newest, MLY_MISSED_ALL each (at most the newest                */
+/* MLY_MISSED_ALL_MAX; the others are counted as skipped).             */
+
+typedef enum mly_missed {
+  MLY_MISSED_SKIP = 0,
+  MLY_MISSED_ONE,
+  MLY_MISSED_ALL
+} mly_missed;
+
+#define MLY_MISSED_ALL_MAX 100
+#define MLY_SCHEDULE_GRACE_MS 60000
+#define MLY_SCHEDULE_NAME_MAX 40
+
+typedef struct mly_schedule_def {
+  const char *name;        /* 1..MLY_SCHEDULE_NAME_MAX bytes, no control
+                              character, '/' or '@'                     */
+  const char *cron;        /* the expression, or NULL with every_ms      */
+  int64_t every_ms;        /* > 0, whole seconds: a period instead       */
+  const char *tz;          /* IANA zone name; NULL or "UTC": UTC         */
+  mly_missed missed;
+  mly_task_target what;    /* the function, or the machine started      */
+  const char *queue;       /* NULL: MLY_QUEUE_DEFAULT                    */
+  const mly_value *payload;/* copied into each tick's task; NULL: none   */
+  int32_t priority;
+} mly_schedule_def;
+
+/* Declare a schedule on rt (mly_queues_open first; with a journal, after
+ * mly_journal_open so the schedule finds where it was).  The definition
+ * is copied; give it again at each start (the instance keeps only its
+ * next tick and counts).  A schedule never declared before sees its
+ * first tick after now.  Loop thread.  MLY_EINVAL with a sentence in
+ * err (a bad name, cron expression with its column, zone, missed or
+ * target); MLY_ENOENT (no queue layer, or no such zone); MLY_EPERM (a
+ * zone file not owned by root or writable by others); MLY_EEXIST
+ * (declared already); MLY_ENOMEM. */
+int mly_schedule_declare(mly_runtime *rt, const mly_schedule_def *def,
+                         char *err, size_t errlen);
+
+/* Tests: read "now" (ms since the epoch) from now_ms instead of the wall
+ * clock; then no timer is armed for ticks: call mly_schedules_poke after
+ * moving the clock.  Set before declaring. */
+void mly_schedule_set_clock(mly_runtime *rt, int64_t (*now_ms)(void *arg),
+                            void *arg);
+void mly_schedules_poke(mly_runtime *rt);
+
+typedef struct mly_schedule_info {
+  mly_id id;          /* its instance; 0: not there yet               */
+  int64_t next_ms;    /* its next tick, UTC ms; 0: not computed yet    */
+  uint64_t enqueued;  /* ticks enqueued over its life                  */
+  uint64_t skipped;   /* ticks missed and not enqueued                 */
+} mly_schedule_info;
+int mly_schedule_info_get(mly_runtime *rt, const char *name,
+                          mly_schedule_info *out); /* MLY_ENOENT */
+
 /* ------------------------------------------------------------------ */
 /* Introspection.                                                      */
 
