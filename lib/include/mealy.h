@@ -1702,6 +1702,26 @@ int mly_fsm_load_text(const char *path, const char *text, size_t len,
                       const mly_fsm_load_options *o, mly_fsm_set **out);
 void mly_fsm_set_free(mly_fsm_set *s);
 
+/* Queues and schedules in YAML: `queues:` and `schedules:`, read by
+ * the fsm loader's section hook (README "Queues and schedules in
+ * YAML" lists the keys).  Make a conf, pass its two sections in
+ * mly_fsm_load_options.sections, load; every mistake is reported
+ * through the loader's on_error at FILE:LINE:COL.  Then declare what
+ * was read: MLY_QCONF_QUEUES after mly_queues_open and before
+ * mly_journal_open, MLY_QCONF_SCHEDULES after it; the first refusal
+ * (mly_queue_declare's or mly_schedule_declare's) is returned.  The
+ * conf is the caller's (free it after the apply; the runtime keeps
+ * copies). */
+typedef struct mly_queue_conf mly_queue_conf;
+#define MLY_QCONF_QUEUES 0x1u
+#define MLY_QCONF_SCHEDULES 0x2u
+mly_queue_conf *mly_queue_conf_new(void);          /* NULL: no memory */
+void mly_queue_conf_free(mly_queue_conf *qc);      /* NULL is fine    */
+void mly_queue_conf_sections(mly_queue_conf *qc, mly_conf_section out[2]);
+size_t mly_queue_conf_count(const mly_queue_conf *qc, bool schedules);
+int mly_queue_conf_apply(mly_runtime *rt, const mly_queue_conf *qc,
+                         unsigned what, char *err, size_t errlen);
+
 /* Machines in file order (imports before the file that imports them). */
 size_t mly_fsm_count(const mly_fsm_set *s);
 const mly_fsm_machine *mly_fsm_at(const mly_fsm_set *s, size_t i);
