@@ -390,6 +390,12 @@ START_TEST(errors_machine_keys) {
   EXPECT_ERR("state_machines:\n  - name: m\n    max_backoff: soon\n"
              "    states:\n" TWO, 1, "m.yaml:3:18: ", "'soon' is not a "
              "duration", "30 (seconds), 250ms, 10s, 2m, 1h or 3d", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    max_backoff: 0x10\n"
+             "    states:\n" TWO, 1, "m.yaml:3:18: ", "'0x10' is not a "
+             "duration", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    max_backoff: 1.5.2\n"
+             "    states:\n" TWO, 1, "m.yaml:3:18: ", "is not a duration",
+             NULL);
   EXPECT_ERR("state_machines:\n  - name: m\n    task_age_limit: 400d\n"
              "    states:\n" TWO, 1, "m.yaml:3:21: ", "longer than a year",
              NULL);

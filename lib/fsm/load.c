@@ -348,6 +348,6 @@ int mly_fsm_load(const char *const *files, size_t nfiles,
 
 int mly_fsm_load_text(const char *path, const char *text, size_t len,
                       const mly_fsm_load_options *o, mly_fsm_set **out) {
-  source s = {path ? path : "machines.yaml", text ? text : "", len};
+  source s = {path ? path : "machines.yaml", text ? text : "", text ? len : 0};
   return load_all(&s, 1, o, out);
 }
