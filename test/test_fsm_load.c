@@ -493,6 +493,18 @@ START_TEST(errors_state_keys) {
              "wait needs events", NULL);
   EXPECT_ERR(HEAD TWO "        wait: {events: x}\n", 0, "m.yaml:10:24: ",
              "wait events must be a list", NULL);
+  EXPECT_ERR(HEAD TWO "        continuation_countdown: -1s\n", 1,
+             "m.yaml:10:33: ", "continuation_countdown cannot be negative",
+             NULL);
+  EXPECT_ERR(HEAD TWO "        fan_in_group: ''\n", 1, "m.yaml:10:23: ",
+             "fan_in_group is empty", NULL);
+  EXPECT_ERR(HEAD TWO "        wait: {events: [x], timeout_event: y}\n", 0,
+             "m.yaml:10:15: ", "timeout_event but no timeout", NULL);
+  EXPECT_ERR(HEAD TWO "        wait: {events: [x], timeout: 0s, "
+             "timeout_event: y}\n", 0, "m.yaml:10:38: ",
+             "wait timeout must be more than 0", NULL);
+  EXPECT_ERR(HEAD TWO "        wait: {events: [x, 'a b']}\n", 0,
+             "m.yaml:10:28: ", "event name 'a b' is not allowed", NULL);
   EXPECT_ERR(HEAD TWO "        wait: {events: [x], until: 1s}\n", 0,
              "m.yaml:10:29: ", "unknown key 'until' in wait",
              "known: events, timeout, timeout_event", NULL);
