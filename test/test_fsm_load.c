@@ -673,6 +673,54 @@ START_TEST(errors_all_reported) {
 }
 END_TEST
 
+/* Many names: repeats are found by sorting; each is reported once, at
+ * its own line, pointing at the first, and a name that is repeated
+ * refers to its first state. */
+START_TEST(many_names) {
+  enum { N = 600 };
+  size_t cap = 128 * N, at = 0;
+  char *y = malloc(cap);
+  at += (size_t)snprintf(y + at, cap - at, "state_machines:\n  - name: m\n"
+                         "    states:\n");                 /* lines 1-3 */
+  /* a chain s0 -> s1 -> ... -> s(N-1), final; after s300 and s500 one
+     more state named s7 (line 305), and s8 (line 506) */
+  for (int i = 0; i < N; i++) {
+    if (i == N - 1)
+      at += (size_t)snprintf(y + at, cap - at, "      - {name: s%d, final: "
+                             "True}\n", i);
+    else
+      at += (size_t)snprintf(y + at, cap - at, "      - {name: s%d,%s action: "
+                             "A, transitions: [{event: e, to: s%d}%s]}\n",
+                             i, i == 0 ? " initial: True," : "", i + 1,
+                             i == 2 ? ", {event: f, to: s3}, {event: e, to: "
+                                      "s4}, {event: f, to: s5}"
+                                    : "");
+    if (i == 300 || i == 500)
+      at += (size_t)snprintf(y + at, cap - at, "      - {name: s%d, final: "
+                             "True}\n", i == 300 ? 7 : 8);
+  }
+  fsm_set *s;
+  ck_assert_int_eq(load(y, &s), MLY_EINVAL);
+  free(y);
+  if (nmsgs != 6) dump_msgs();
+  ck_assert_uint_eq(nmsgs, 6);
+  const char *want[] = {
+      "m.yaml:305:9: state 's7' is defined twice in machine 'm' (first at "
+      "11:9)",
+      "m.yaml:506:9: state 's8' is defined twice in machine 'm' (first at "
+      "12:9)",
+      "m.yaml:6:85: event 'e' has two transitions from state 's2' (first at "
+      "6:45)",
+      "m.yaml:6:105: event 'f' has two transitions from state 's2' (first at "
+      "6:65)",
+      "m.yaml:305:9: state 's7' is unreachable",
+      "m.yaml:506:9: state 's8' is unreachable"};
+  for (size_t i = 0; i < 6; i++)
+    ck_assert_msg(strncmp(msgs[i], want[i], strlen(want[i])) == 0,
+                  "[%zu] %s", i, msgs[i]);
+}
+END_TEST
+
 /* ---- action registration ---- */
 
 static bool known_action(const char *name, void *arg) {
@@ -1238,6 +1286,7 @@ static Suite *fsm_load_suite(void) {
   tcase_add_test(tc, errors_structure);
   tcase_add_test(tc, errors_fantasm_combinations);
   tcase_add_test(tc, errors_all_reported);
+  tcase_add_test(tc, many_names);
   tcase_add_test(tc, actions_checked);
   tcase_add_test(tc, sections_handed_over);
   tcase_add_test(tc, imports);

@@ -741,15 +741,7 @@ static int mf_ctypes(mly_conf *c, void *o, mly_conf_node *v) {
     int rc = mly_conf_pair(c, v, i, &k, &val);
     if (rc == 0) rc = mly_conf_get_str(c, k, "a context key", &key);
     fsm_ctx_type *t = &m->ctypes[m->nctypes];
-    if (rc == 0) {
-      for (size_t j = 0; j < m->nctypes; j++)
-        if (strcmp(m->ctypes[j].key, key) == 0) {
-          rc = mly_conf_bad(c, k, "context key '%s' is typed twice (first "
-                            "at %u:%u); keep one", mly_conf_show(key).s,
-                            m->ctypes[j].pos.line, m->ctypes[j].pos.col);
-          break;
-        }
-    }
+    /* a key typed twice: validate.c */
     if (rc == 0) rc = ctype_value(c, val, t);
     if (rc == 0) {
       t->pos = fsm_pos_of(F(c), k);
