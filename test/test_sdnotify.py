@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""sd_notify, both sides, against real `mealy supervise` runs.
+
+Programs speak the protocol with test/sdnotify_send (a tiny C sender, as
+libsystemd's sd_notify would); this test process is the foreign process
+whose messages must be refused, and the listener that `mealy supervise`
+itself notifies.  No check measures a duration: waits are bounded polls
+and what is asserted is states, pids and counts.
+
+usage: test_sdnotify.py PATH/TO/mealy PATH/TO/sdnotify_send
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+MEALY, SEND = (os.path.abspath(a) for a in sys.argv[1:3])
+TOP = tempfile.mkdtemp(prefix="mealy-sdn.")
+os.chmod(TOP, 0o755)
+failed = 0
+checks = 0
+
+
+def check(what, ok):
+    global failed, checks
+    checks += 1
+    print(("ok: " if ok else "FAIL: ") + what, flush=True)
+    if not ok:
+        failed += 1
+    return ok
+
+
+def poll(fn, tries=300):
+    """fn() until true, at most tries x 0.1 s; its last value."""
+    v = None
+    for _ in range(tries):
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    return v
+
+
+class Sv:
+    def __init__(self, name, programs, env=None, extra=""):
+        self.dir = os.path.join(TOP, name)
+        os.makedirs(self.dir)
+        self.sock = os.path.join(self.dir, "ctl.sock")
+        self.log = os.path.join(self.dir, "log")
+        cfg = os.path.join(self.dir, "sv.yaml")
+        with open(cfg, "w") as f:
+            f.write("socket: %s\nshutdown_grace: 20s\n%sprograms:\n"
+                    % (self.sock, extra))
+            for pname, body in programs.items():
+                f.write("  %s:\n" % pname)
+                for line in body.strip("\n").split("\n"):
+                    f.write("    %s\n" % line)
+        e = dict(os.environ, MEALY_TEST_MARK=self.dir)
+        e.update(env or {})
+        self.proc = subprocess.Popen([MEALY, "supervise", cfg], cwd=self.dir,
+                                     env=e, stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT)
+
+    def status(self, name):
+        r = subprocess.run([MEALY, "ctl", "-s", self.sock, "status", "--json",
+                            name], capture_output=True, text=True)
+        if r.returncode != 0:
+            return None
+        try:
+            return json.loads(r.stdout)[0]
+        except (ValueError, IndexError):
+            return None
+
+    def field(self, name, key):
+        st = self.status(name)
+        return st.get(key) if st else None
+
+    def logtext(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def send_foreign(path, msg):
+    """From this process: not one of any program's."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(msg.encode(), path)
+    s.close()
+
+
+def wait_file(path):
+    return poll(lambda: os.path.exists(path) and open(path).read().strip())
+
+
+# ---- READY=1, STATUS=, a foreign message, MAINPID ---------------------
+
+def case_ready_status_mainpid():
+    print("# case: ready, status, foreign messages, MAINPID")
+    sv = Sv("ready", {
+        "svc": """
+ready: sd_notify
+shell: true
+command: |
+  echo "$NOTIFY_SOCKET" > sockpath
+  while [ ! -e go1 ]; do sleep 0.1; done
+  sleep 1000 & echo $! > mainpid
+  exec %s 'STATUS=serving 3 clients' "MAINPID=$!" 'READY=1' -- sh -c 'while [ ! -e go2 ]; do sleep 0.1; done'
+""" % SEND,
+        "after": """
+depends_on: [svc]
+command: [sleep, "1000"]
+"""})
+    sockpath = wait_file(os.path.join(sv.dir, "sockpath"))
+    check("the program got a NOTIFY_SOCKET", bool(sockpath))
+    if not sockpath:
+        return sv.stop()
+    st = os.stat(sockpath)
+    check("its socket is mode 0600", st.st_mode & 0o777 == 0o600)
+    check("its directory is mode 0711",
+          os.stat(os.path.dirname(sockpath)).st_mode & 0o777 == 0o711)
+    # a stranger claims readiness, and a main pid of its own
+    send_foreign(sockpath, "READY=1\nMAINPID=%d\nSTATUS=forged" % os.getpid())
+    check("the foreign message is refused (counted)",
+          poll(lambda: (sv.field("svc", "notify_refused") or 0) >= 1))
+    st = sv.status("svc")
+    check("a foreign READY=1 does not make it ready", st and not st["ready"])
+    check("a foreign MAINPID is not taken", st and st["main_pid"] == 0)
+    check("a foreign STATUS is not shown", st and st["status"] == "")
+    check("the dependent still waits",
+          sv.field("after", "state") == "waiting")
+    open(os.path.join(sv.dir, "go1"), "w").close()
+    check("READY=1 from the program: ready",
+          poll(lambda: sv.field("svc", "ready")))
+    mainpid = int(wait_file(os.path.join(sv.dir, "mainpid")) or 0)
+    st = sv.status("svc")
+    check("STATUS= is shown by ctl status",
+          st and st["status"] == "serving 3 clients")
+    check("MAINPID from the program is taken", st and st["main_pid"] == mainpid)
+    check("the dependent starts once it is ready",
+          poll(lambda: sv.field("after", "state") == "running"))
+    r = subprocess.run([MEALY, "ctl", "-s", sv.sock, "status"],
+                       capture_output=True, text=True)
+    check("the table shows the status line", "serving 3 clients" in r.stdout)
+    # the process it started exits: the main process is watched instead
+    started = sv.field("svc", "pid")
+    open(os.path.join(sv.dir, "go2"), "w").close()
+    check("its first process exits; it is now its MAINPID",
+          poll(lambda: sv.field("svc", "pid") == mainpid))
+    check("... and it did not restart",
+          sv.field("svc", "restarts") == 0 and started != mainpid)
+    check("the log says so", "(MAINPID): watching that" in sv.logtext())
+    os.kill(mainpid, signal.SIGKILL)
+    check("the main process dies: the program restarts",
+          poll(lambda: (sv.field("svc", "restarts") or 0) >= 1))
+    check("supervise exits 0", sv.stop() == 0)
+
+
+# ---- a forged MAINPID from the program, STOPPING, RELOADING, ERRNO ----
+
+def case_forged_mainpid():
+    print("# case: MAINPID naming a stranger, STOPPING, RELOADING, ERRNO")
+    stranger = subprocess.Popen(["sleep", "1000"])
+    sv = Sv("forged", {"svc": """
+ready: sd_notify
+command: [%s, "MAINPID=%d", "READY=1", "RELOADING=1\\nERRNO=5", "UNKNOWN_KEY=x", "STOPPING=1", "--", sleep, "1000"]
+""" % (SEND, stranger.pid)})
+    check("ready", poll(lambda: sv.field("svc", "ready")))
+    check("RELOADING=1 shown", poll(lambda: sv.field("svc", "reloading")))
+    st = sv.status("svc")
+    check("MAINPID naming a foreign process is refused",
+          st and st["main_pid"] == 0)
+    check("ERRNO= shown", st and st["errno"] == 5)
+    check("STOPPING=1 shown", poll(lambda: sv.field("svc", "stopping")))
+    check("the log says the MAINPID is not one of its processes",
+          "MAINPID=%d is not one of its processes" % stranger.pid
+          in sv.logtext())
+    sockpath = None
+    for line in open("/proc/%d/environ" % st["pid"], "rb").read().split(b"\0"):
+        if line.startswith(b"NOTIFY_SOCKET="):
+            sockpath = line.split(b"=", 1)[1].decode()
+    check("the socket is named in its environment", bool(sockpath))
+    subprocess.run([SEND, "-s", sockpath, "READY=1"])  # a stranger again
+    check("still reloading after a stranger's READY=1",
+          sv.field("svc", "reloading"))
+    stranger.kill()
+    stranger.wait()
+    check("supervise exits 0", sv.stop() == 0)
+
+
+# ---- the watchdog -------------------------------------------------------
+
+def case_watchdog():
+    print("# case: watchdog expiry restarts, WATCHDOG=1 keeps it alive")
+    sv = Sv("watchdog", {
+        "silent": """
+watchdog: 300ms
+backoff: {initial: 50ms}
+intensity: {max_restarts: 1000, within: 60s}
+command: [sleep, "1000"]
+""",
+        "kicker": """
+watchdog: 3s
+ready: sd_notify
+command: [%s, "-i", "30", "-n", "0", "WATCHDOG=1", "READY=1"]
+""" % SEND,
+        "trigger": """
+ready: sd_notify
+restart: on-failure
+backoff: {initial: 50ms}
+shell: true
+command: |
+  [ -e triggered ] && exec %s READY=1 -- sleep 1000
+  touch triggered
+  exec %s READY=1 WATCHDOG=trigger -- sleep 1000
+""" % (SEND, SEND)})
+    check("a silent program is restarted by its watchdog, again and again",
+          poll(lambda: (sv.field("silent", "restarts") or 0) >= 3))
+    check("... each counted as a watchdog expiry",
+          (sv.field("silent", "watchdog_expired") or 0) >= 3)
+    env = open("/proc/%d/environ" % poll(lambda: sv.field("silent", "pid")),
+               "rb").read().split(b"\0")
+    check("WATCHDOG_USEC in its environment", b"WATCHDOG_USEC=300000" in env)
+    check("the kicker's kicks are counted, many intervals' worth",
+          poll(lambda: (sv.field("kicker", "watchdog_kicks") or 0) >= 150,
+               tries=600))
+    st = sv.status("kicker")
+    check("WATCHDOG=1 kept it alive: no restart, no expiry",
+          st and st["restarts"] == 0 and st["watchdog_expired"] == 0)
+    check("WATCHDOG=trigger: a failure, restarted (on-failure)",
+          poll(lambda: sv.field("trigger", "restarts") == 1 and
+               sv.field("trigger", "state") == "running"))
+    check("... counted", sv.field("trigger", "watchdog_expired") == 1)
+    check("the log names the watchdog",
+          "watchdog: no WATCHDOG=1 within the interval" in sv.logtext() and
+          "watchdog: WATCHDOG=trigger" in sv.logtext())
+    check("supervise exits 0", sv.stop() == 0)
+
+
+# ---- `mealy supervise` itself under a service manager --------------------
+
+def case_manager():
+    print("# case: supervise notifies its own NOTIFY_SOCKET")
+    path = os.path.join(TOP, "manager.sock")
+    lis = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    lis.bind(path)
+    lis.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    lis.settimeout(0.1)
+    msgs = []
+
+    def drain():
+        while True:
+            try:
+                data, anc, _, _ = lis.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                return
+            msgs.append(data.decode())
+
+    sv = Sv("manager", {
+        "slow": """
+ready: sd_notify
+shell: true
+command: |
+  while [ ! -e go ]; do sleep 0.1; done
+  exec %s READY=1 -- sleep 1000
+""" % SEND,
+        "plain": "command: [sleep, \"1000\"]\n"},
+        env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+    poll(lambda: sv.field("plain", "state") == "running")
+    drain()
+    check("not READY=1 while a program is not ready",
+          not any("READY=1" in m for m in msgs))
+    env = open("/proc/%d/environ" % sv.field("plain", "pid"),
+               "rb").read().split(b"\0")
+    check("the programs do not get the supervisor's NOTIFY_SOCKET",
+          not any(e.startswith(b"NOTIFY_SOCKET=") or
+                  e.startswith(b"WATCHDOG_USEC=") for e in env))
+    open(os.path.join(sv.dir, "go"), "w").close()
+
+    def ready_seen():
+        drain()
+        return any(m.startswith("READY=1") for m in msgs)
+    check("READY=1 once every program is ready", poll(ready_seen))
+    check("with a STATUS= line",
+          any("STATUS=2 of 2 programs ready" in m for m in msgs))
+    check("WATCHDOG=1 while it runs (WATCHDOG_USEC)",
+          poll(lambda: drain() or
+               sum(m == "WATCHDOG=1" for m in msgs) >= 5))
+    sv.proc.send_signal(signal.SIGTERM)
+
+    def stopping_seen():
+        drain()
+        return any(m.startswith("STOPPING=1") for m in msgs)
+    check("STOPPING=1 at shutdown", poll(stopping_seen))
+    check("READY=1 was sent exactly once",
+          sum(m.startswith("READY=1") for m in msgs) == 1)
+    check("supervise exits 0", sv.stop() == 0)
+    lis.close()
+
+
+def leftovers():
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            env = open("/proc/%s/environ" % pid, "rb").read()
+        except OSError:
+            continue
+        if ("MEALY_TEST_MARK=" + TOP).encode() in env:
+            out.append(int(pid))
+    return out
+
+
+try:
+    case_ready_status_mainpid()
+    case_forged_mainpid()
+    case_watchdog()
+    case_manager()
+    check("nothing of any case is left running",
+          poll(lambda: not leftovers(), tries=100))
+finally:
+    for pid in leftovers():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if failed:
+        print("logs kept in", TOP)
+    else:
+        shutil.rmtree(TOP, ignore_errors=True)
+print("%d passed, %d failed" % (checks - failed, failed))
+sys.exit(1 if failed else 0)
