@@ -94,6 +94,18 @@ class Sv:
             return self.proc.wait()
 
 
+def env_of(sv, name):
+    """(pid, environment entries) of a program's process, read at once."""
+    def read():
+        pid = sv.field(name, "pid")
+        try:
+            return pid and (pid, open("/proc/%d/environ" % pid,
+                                      "rb").read().split(b"\0"))
+        except OSError:
+            return None
+    return poll(read) or (0, [])
+
+
 def send_foreign(path, msg):
     """From this process: not one of any program's."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -107,9 +119,10 @@ def wait_file(path):
 
 # ---- READY=1, STATUS=, a foreign message, MAINPID ---------------------
 
-def case_ready_status_mainpid():
-    print("# case: ready, status, foreign messages, MAINPID")
-    sv = Sv("ready", {
+def case_ready_status_mainpid(tracking):
+    print("# case: ready, status, foreign messages, MAINPID (tracking: %s)"
+          % tracking)
+    sv = Sv("ready-" + tracking, {
         "svc": """
 ready: sd_notify
 shell: true
@@ -122,7 +135,13 @@ command: |
         "after": """
 depends_on: [svc]
 command: [sleep, "1000"]
-"""})
+""",
+        "intruder": """
+shell: true
+command: |
+  while [ ! -s sockpath ]; do sleep 0.1; done
+  exec %s -s "$(cat sockpath)" READY=1 'STATUS=intruded' -- sleep 1000
+""" % SEND}, extra="tracking: %s\n" % tracking)
     sockpath = wait_file(os.path.join(sv.dir, "sockpath"))
     check("the program got a NOTIFY_SOCKET", bool(sockpath))
     if not sockpath:
@@ -133,8 +152,9 @@ command: [sleep, "1000"]
           os.stat(os.path.dirname(sockpath)).st_mode & 0o777 == 0o711)
     # a stranger claims readiness, and a main pid of its own
     send_foreign(sockpath, "READY=1\nMAINPID=%d\nSTATUS=forged" % os.getpid())
-    check("the foreign message is refused (counted)",
-          poll(lambda: (sv.field("svc", "notify_refused") or 0) >= 1))
+    check("the foreign messages are refused (counted): this test's, and "
+          "another program's", poll(lambda: (sv.field("svc", "notify_refused")
+                                           or 0) >= 3))
     st = sv.status("svc")
     check("a foreign READY=1 does not make it ready", st and not st["ready"])
     check("a foreign MAINPID is not taken", st and st["main_pid"] == 0)
@@ -230,9 +250,10 @@ command: |
           poll(lambda: (sv.field("silent", "restarts") or 0) >= 3))
     check("... each counted as a watchdog expiry",
           (sv.field("silent", "watchdog_expired") or 0) >= 3)
-    env = open("/proc/%d/environ" % poll(lambda: sv.field("silent", "pid")),
-               "rb").read().split(b"\0")
+    pid, env = env_of(sv, "silent")  # it restarts all the time: one read
     check("WATCHDOG_USEC in its environment", b"WATCHDOG_USEC=300000" in env)
+    check("WATCHDOG_PID names the program's process",
+          ("WATCHDOG_PID=%d" % pid).encode() in env)
     check("the kicker's kicks are counted, many intervals' worth",
           poll(lambda: (sv.field("kicker", "watchdog_kicks") or 0) >= 150,
                tries=600))
@@ -282,8 +303,7 @@ command: |
     drain()
     check("not READY=1 while a program is not ready",
           not any("READY=1" in m for m in msgs))
-    env = open("/proc/%d/environ" % sv.field("plain", "pid"),
-               "rb").read().split(b"\0")
+    _, env = env_of(sv, "plain")
     check("the programs do not get the supervisor's NOTIFY_SOCKET",
           not any(e.startswith(b"NOTIFY_SOCKET=") or
                   e.startswith(b"WATCHDOG_USEC=") for e in env))
@@ -325,7 +345,8 @@ def leftovers():
 
 
 try:
-    case_ready_status_mainpid()
+    case_ready_status_mainpid("auto")
+    case_ready_status_mainpid("pgroup")
     case_forged_mainpid()
     case_watchdog()
     case_manager()

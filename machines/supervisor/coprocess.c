@@ -201,6 +201,8 @@ static int spawn_child(mly_machine *m, coproc *c, mly_spawn_step *step) {
         .set_gid = g->has_gid, .gid = g->gid,
         .groups = g->groups, .ngroups = g->ngroups,
         .failed_step = step,
+        /* with a watchdog: whose it is (sd_watchdog_enabled(3)) */
+        .pid_env = notify[0] && sv_watchdog_ms(p) > 0 ? "WATCHDOG_PID" : NULL,
     };
     o.stdio[0].mode = MLY_STDIO_NULL;
     o.stdio[1].mode = MLY_STDIO_FD;
