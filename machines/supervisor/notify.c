@@ -5,7 +5,10 @@
  * A program with `ready: sd_notify` or `watchdog:` gets a datagram socket
  * of its own, named in its environment as NOTIFY_SOCKET (and, with a
  * watchdog, WATCHDOG_USEC).  The socket lives in a directory of the
- * supervisor's (STATE_DIR/notify, or a fresh temporary one), mode 0711:
+ * supervisor's, mode 0711, under systemd's RUNTIME_DIRECTORY, /run for
+ * root, or $TMPDIR: mealy-notify-HASH of the state directory (the same
+ * each run), or a fresh mealy-notify.XXXXXX without one.  The state
+ * directory itself is 0700, which another user: could not traverse.
  * the socket file is the program's user's, mode 0600, so nobody else can
  * even send to it.  SO_PASSCRED gives each datagram its sender's pid, and
  * only a process of that program counts (its child, its MAINPID, its
@@ -75,38 +78,41 @@ static int own_dir(sv *s, const char *path) {
   return rc;
 }
 
+/* Where the directory goes: systemd's RuntimeDirectory=, else /run for
+ * root, else $TMPDIR or /tmp. */
+static const char *runtime_base(void) {
+  const char *base = getenv("RUNTIME_DIRECTORY");
+  if (base && base[0] == '/' && !strchr(base, ':') && strlen(base) < 40)
+    return base;
+  struct stat st;
+  if (geteuid() == 0 && stat("/run", &st) == 0 && S_ISDIR(st.st_mode))
+    return "/run";
+  base = getenv("TMPDIR");
+  return base && base[0] == '/' && strlen(base) < 40 ? base : "/tmp";
+}
+
 static int notify_dir(sv *s) {
   if (s->notify_dir[0]) return 0;
   char path[sizeof s->notify_dir];
-  int rc, n;
-  if (s->state_dir) { /* the state directory has been checked */
-    n = snprintf(path, sizeof path, "%s/notify", s->state_dir);
-    if (n < 0 || (size_t)n >= sizeof path) {
-      sv_logf(s, "mealy", "state_dir %s is too long for sd_notify sockets "
-              "(at most %zu bytes); choose a shorter state_dir", s->state_dir,
-              sizeof path - 8);
-      return MLY_ENAMETOOLONG;
-    }
-    if (mkdir(path, 0711) < 0 && errno != EEXIST) rc = -errno;
-    else rc = own_dir(s, path);
-  } else { /* a fresh directory nobody else can have made */
-    const char *base = getenv("RUNTIME_DIRECTORY"); /* systemd's */
-    if (base == NULL || base[0] != '/' || strchr(base, ':'))
-      base = getenv("TMPDIR");
-    if (base == NULL || base[0] != '/') base = "/tmp";
-    n = snprintf(path, sizeof path, "%s/mealy-notify.XXXXXX", base);
-    if (n < 0 || (size_t)n >= sizeof path) {
-      base = "/tmp";
-      snprintf(path, sizeof path, "%s/mealy-notify.XXXXXX", base);
-    }
+  int rc;
+  if (s->state_dir) { /* a name of its own, the same each run: a program
+                         adopted after a crash still reaches its socket */
+    uint64_t h = 1469598103934665603ull;
+    for (const char *c = s->state_dir; *c; c++)
+      h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    snprintf(path, sizeof path, "%s/mealy-notify-%016llx", runtime_base(),
+             (unsigned long long)h);
+    rc = mkdir(path, 0711) < 0 && errno != EEXIST ? -errno : own_dir(s, path);
+  } else { /* a fresh one nobody else can have made */
+    snprintf(path, sizeof path, "%s/mealy-notify.XXXXXX", runtime_base());
     rc = mkdtemp(path) ? own_dir(s, path) : -errno;
-    s->notify_dir_made = rc == 0;
   }
   if (rc < 0) {
     sv_logf(s, "mealy", "cannot make the sd_notify directory %s: %s", path,
             mly_strerror(rc));
     return rc;
   }
+  s->notify_dir_made = true;
   memcpy(s->notify_dir, path, sizeof path);
   return 0;
 }
