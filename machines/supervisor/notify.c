@@ -205,7 +205,8 @@ static void take_line(sv_notify *nt, sv_proc *p, const char *k, size_t kl,
     p->sd_ready = true;
     if (p->sd_reloading) sv_logf(nt->s, p->name, "reloaded (READY=1)");
     p->sd_reloading = false;
-    if (!was) send_coproc(p, SV_EV_NOTIFIED);
+    if (!was && p->prog->ready == SV_READY_SD_NOTIFY)
+      send_coproc(p, SV_EV_NOTIFIED); /* with only a watchdog: shown */
   } else if (KEY("STATUS")) {
     snprintf(p->status, sizeof p->status, "%s", v);
   } else if (KEY("MAINPID")) {
