@@ -7,6 +7,11 @@ whose messages must be refused, and the listener that `mealy supervise`
 itself notifies.  No check measures a duration: waits are bounded polls
 and what is asserted is states, pids and counts.
 
+The last case sends random datagrams (valid, garbage, too big, with NULs)
+from the program and from this process, and checks what `ctl status`
+shows against a model of the protocol: MEALY_SDN_SEEDS=N sequences
+(default 12), MEALY_SDN_SEED=N to replay one.
+
 usage: test_sdnotify.py PATH/TO/mealy PATH/TO/sdnotify_send
 """
 import json
@@ -330,6 +335,150 @@ command: |
     lis.close()
 
 
+
+# ---- the protocol against a model, at random ------------------------------
+
+RELAY = r"""
+import os, socket, sys, time
+sock = os.environ["NOTIFY_SOCKET"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+n = 0
+while True:
+    path = "batch-%d" % n
+    while not os.path.exists(path + ".ok"):
+        time.sleep(0.02)
+    for line in open(path).read().split("\n"):
+        if line:
+            s.sendto(bytes.fromhex(line), sock)
+    open("sent-%d" % n, "w").close()
+    n += 1
+"""
+
+KEYS = ["READY", "STATUS", "STOPPING", "RELOADING", "ERRNO", "WATCHDOG",
+        "MAINPID", "FDSTORE", "X_UNKNOWN", "READY ", "ready", ""]
+
+
+def random_line(rng, own_pid):
+    k = rng.choice(KEYS)
+    v = rng.choice(["1", "0", "", "trigger", "%d" % own_pid, "1",
+                    "".join(rng.choice("abc XYZ=19-_.") for _ in
+                            range(rng.randrange(0, 300))),
+                    str(rng.randrange(-5, 5000)), "12abc", "1"])
+    if k == "WATCHDOG" and v == "trigger":
+        v = "1"  # a trigger ends the life: not this model's business
+    line = k + "=" + v if rng.random() > 0.05 else k + v
+    if rng.random() < 0.03:
+        line = line[:1] + "\0" + line[1:]
+    return line
+
+
+def random_datagram(rng, own_pid):
+    lines = [random_line(rng, own_pid) for _ in range(rng.randrange(1, 5))]
+    d = "\n".join(lines) + ("\n" if rng.random() < 0.3 else "")
+    if rng.random() < 0.04:
+        d += "STATUS=" + "x" * (4096 + rng.randrange(1, 100))  # too big
+    return d.encode()
+
+
+class NotifyModel:
+    """What the supervisor's status must say after the program's
+    datagrams (taken) and strangers' (refused)."""
+
+    def __init__(self, own_pid):
+        self.own = own_pid
+        self.status, self.errno, self.main_pid = "", 0, 0
+        self.ready = self.reloading = self.stopping = False
+        self.kicks = self.accepted = self.refused = 0
+
+    def stranger(self, d):
+        self.refused += 1
+
+    def program(self, d):
+        if len(d) > 4096:
+            self.refused += 1
+            return
+        self.accepted += 1
+        for line in d.decode().split("\n"):
+            if "\0" in line or "=" not in line or line.startswith("="):
+                continue
+            k, v = line.split("=", 1)
+            if k == "READY" and v == "1":
+                self.ready, self.reloading = True, False
+            elif k == "STATUS":
+                self.status = v[:255]
+            elif k == "STOPPING" and v == "1":
+                self.stopping = True
+            elif k == "RELOADING" and v == "1":
+                self.reloading = True
+            elif k == "ERRNO" and v.isdigit() and int(v) <= 4095:
+                self.errno = int(v)
+            elif k == "WATCHDOG" and v == "1":
+                self.kicks += 1
+            elif k == "MAINPID" and v == str(self.own):
+                self.main_pid = self.own
+
+    def differences(self, st):
+        want = {"status": self.status, "errno": self.errno,
+                "main_pid": self.main_pid, "ready": self.ready,
+                "reloading": self.reloading, "stopping": self.stopping,
+                "watchdog_kicks": self.kicks,
+                "notify_accepted": self.accepted,
+                "notify_refused": self.refused}
+        return {k: (st.get(k), v) for k, v in want.items() if st.get(k) != v}
+
+
+def case_model(seeds):
+    import random
+    print("# case: the protocol against a model, %d sequences" % len(seeds))
+    for seed in seeds:
+        rng = random.Random(seed)
+        sv = Sv("model-%d" % seed, {"relay": """
+ready: sd_notify
+command: [%s, relay.py]
+""" % sys.executable})
+        open(os.path.join(sv.dir, "relay.py"), "w").write(RELAY)
+        pid = poll(lambda: sv.field("relay", "pid"))
+        sock = None
+        _, env = env_of(sv, "relay")
+        for e in env:
+            if e.startswith(b"NOTIFY_SOCKET="):
+                sock = e.split(b"=", 1)[1].decode()
+        m = NotifyModel(pid)
+        bad = None
+        for batch in range(rng.randrange(3, 8)):
+            own = []
+            for _ in range(rng.randrange(1, 15)):
+                d = random_datagram(rng, pid)
+                if rng.random() < 0.25:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+                    s.sendto(d, sock)
+                    s.close()
+                    m.stranger(d)
+                else:
+                    own.append(d)
+                    m.program(d)
+            path = os.path.join(sv.dir, "batch-%d" % batch)
+            with open(path, "w") as f:
+                f.write("\n".join(d.hex() for d in own) + "\n")
+            open(path + ".ok", "w").close()
+            poll(lambda: os.path.exists(os.path.join(sv.dir,
+                                                     "sent-%d" % batch)))
+            # the counters settle, then every field must be the model's
+            poll(lambda: not sv.status("relay") or
+                 sv.field("relay", "notify_accepted") +
+                 sv.field("relay", "notify_refused") >= m.accepted + m.refused)
+            diff = poll(lambda: not m.differences(sv.status("relay") or {})
+                        or None, tries=50)
+            if diff is None:
+                bad = m.differences(sv.status("relay") or {})
+                break
+        if not check("sequence %d: status matches the model%s" %
+                     (seed, "" if bad is None else ": %r" % bad), bad is None):
+            print("  replay: MEALY_SDN_SEED=%d" % seed)
+        sv.stop()
+
 def leftovers():
     out = []
     for pid in os.listdir("/proc"):
@@ -350,6 +499,9 @@ try:
     case_forged_mainpid()
     case_watchdog()
     case_manager()
+    one = os.environ.get("MEALY_SDN_SEED")
+    case_model([int(one)] if one else
+               range(1, int(os.environ.get("MEALY_SDN_SEEDS", "12")) + 1))
     check("nothing of any case is left running",
           poll(lambda: not leftovers(), tries=100))
 finally:
