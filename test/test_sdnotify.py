@@ -93,10 +93,15 @@ class Sv:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(60)
+            rc = self.proc.wait(60)
         except subprocess.TimeoutExpired:
+            print("note: %s: no exit within 60 s after SIGTERM" % self.dir)
             self.proc.kill()
-            return self.proc.wait()
+            rc = self.proc.wait()
+        if rc != 0:
+            print("note: %s: supervise exited %d; its log:\n%s"
+                  % (self.dir, rc, self.logtext()[-3000:]))
+        return rc
 
 
 def env_of(sv, name):
@@ -109,6 +114,19 @@ def env_of(sv, name):
         except OSError:
             return None
     return poll(read) or (0, [])
+
+
+def ctl(sv, *args):
+    return subprocess.run([MEALY, "ctl", "-s", sv.sock] + list(args),
+                          capture_output=True).returncode
+
+
+def alive(pid):
+    try:
+        st = open("/proc/%d/stat" % pid).read()
+    except OSError:
+        return False
+    return st[st.rindex(")") + 2] != "Z"
 
 
 def send_foreign(path, msg):
@@ -187,7 +205,20 @@ command: |
     check("... and it did not restart",
           sv.field("svc", "restarts") == 0 and started != mainpid)
     check("the log says so", "(MAINPID): watching that" in sv.logtext())
-    os.kill(mainpid, signal.SIGKILL)
+    ctl(sv, "stop", "svc")
+    check("ctl stop stops the main process it watches",
+          poll(lambda: not alive(mainpid) and
+               sv.field("svc", "state") == "stopped"))
+    ctl(sv, "start", "svc")
+
+    def followed():
+        st = sv.status("svc")
+        return (st and st["main_pid"] and st["pid"] == st["main_pid"] and
+                st["main_pid"] != mainpid and st["main_pid"])
+    main2 = poll(followed)
+    check("started again, it follows its new MAINPID", main2)
+    if main2:
+        os.kill(main2, signal.SIGKILL)
     check("the main process dies: the program restarts",
           poll(lambda: (sv.field("svc", "restarts") or 0) >= 1))
     check("supervise exits 0", sv.stop() == 0)
@@ -502,8 +533,11 @@ try:
     one = os.environ.get("MEALY_SDN_SEED")
     case_model([int(one)] if one else
                range(1, int(os.environ.get("MEALY_SDN_SEEDS", "12")) + 1))
-    check("nothing of any case is left running",
-          poll(lambda: not leftovers(), tries=100))
+    if not check("nothing of any case is left running",
+                 poll(lambda: not leftovers(), tries=100)):
+        for pid in leftovers():
+            print("note: left: %s" % open("/proc/%d/cmdline" % pid,
+                                          "rb").read().replace(b"\0", b" "))
 finally:
     for pid in leftovers():
         try:
