@@ -256,6 +256,32 @@ command: [%s, "MAINPID=%d", "READY=1", "RELOADING=1\\nERRNO=5", "UNKNOWN_KEY=x",
     check("supervise exits 0", sv.stop() == 0)
 
 
+# ---- a program of another user ---------------------------------------------
+
+def case_user():
+    import pwd
+    print("# case: a program running as nobody reaches its own socket")
+    nobody = pwd.getpwnam("nobody")
+    send = os.path.join(TOP, "sdnotify_send")  # where nobody can run it
+    shutil.copy(SEND, send)
+    os.chmod(send, 0o755)
+    sv = Sv("user", {"svc": """
+user: nobody
+ready: sd_notify
+command: [%s, "STATUS=as nobody", READY=1, --, sleep, "1000"]
+""" % send})
+    check("ready, from a program of another user",
+          poll(lambda: sv.field("svc", "ready")))
+    _, env = env_of(sv, "svc")
+    sock = [e.split(b"=", 1)[1].decode() for e in env
+            if e.startswith(b"NOTIFY_SOCKET=")]
+    st = os.stat(sock[0]) if sock else None
+    check("its socket is the program's user's, mode 0600",
+          st and st.st_uid == nobody.pw_uid and st.st_mode & 0o777 == 0o600)
+    check("its status is shown", sv.field("svc", "status") == "as nobody")
+    check("supervise exits 0", sv.stop() == 0)
+
+
 # ---- the watchdog -------------------------------------------------------
 
 def case_watchdog():
@@ -308,11 +334,17 @@ command: |
 
 # ---- `mealy supervise` itself under a service manager --------------------
 
-def case_manager():
-    print("# case: supervise notifies its own NOTIFY_SOCKET")
-    path = os.path.join(TOP, "manager.sock")
+def case_manager(abstract):
+    print("# case: supervise notifies its own NOTIFY_SOCKET (%s)"
+          % ("@abstract" if abstract else "a path"))
     lis = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    lis.bind(path)
+    if abstract:
+        name = "mealy-sdn-test-%d" % os.getpid()
+        lis.bind("\0" + name)
+        path = "@" + name
+    else:
+        path = os.path.join(TOP, "manager.sock")
+        lis.bind(path)
     lis.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
     lis.settimeout(0.1)
     msgs = []
@@ -325,7 +357,7 @@ def case_manager():
                 return
             msgs.append(data.decode())
 
-    sv = Sv("manager", {
+    sv = Sv("manager-%s" % ("abstract" if abstract else "path"), {
         "slow": """
 ready: sd_notify
 shell: true
@@ -528,8 +560,10 @@ try:
     case_ready_status_mainpid("auto")
     case_ready_status_mainpid("pgroup")
     case_forged_mainpid()
+    case_user()
     case_watchdog()
-    case_manager()
+    case_manager(False)
+    case_manager(True)
     one = os.environ.get("MEALY_SDN_SEED")
     case_model([int(one)] if one else
                range(1, int(os.environ.get("MEALY_SDN_SEEDS", "12")) + 1))
