@@ -8,7 +8,8 @@
  *   sdnotify_send [-s SOCKET] [-i MS -n COUNT] MESSAGE... [-- COMMAND...]
  *
  * A MESSAGE may hold several KEY=VALUE lines ($'READY=1\nSTATUS=up').
- * With -n, the messages are sent COUNT times (0: for ever), MS apart.
+ * With -n, the messages are sent COUNT times (0: for ever, failed sends
+ * ignored: the supervisor may be restarting), MS apart.
  * "$PPID" in a message is replaced by the parent's pid, "$SELF" by ours.
  */
 #include <errno.h>
@@ -69,7 +70,8 @@ int main(int argc, char **argv) {
     for (int i = first; i < last; i++) {
       char msg[4096];
       expand(argv[i], msg, sizeof msg);
-      if (sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&a, alen) < 0) {
+      if (sendto(fd, msg, strlen(msg), 0, (struct sockaddr *)&a, alen) < 0 &&
+          count != 0) { /* for ever: as sd_notify's callers, go on */
         fprintf(stderr, "sdnotify_send: %s: %s\n", path, strerror(errno));
         return 1;
       }

@@ -256,6 +256,43 @@ command: [%s, "MAINPID=%d", "READY=1", "RELOADING=1\\nERRNO=5", "UNKNOWN_KEY=x",
     check("supervise exits 0", sv.stop() == 0)
 
 
+# ---- a crash of the supervisor, with a state directory ----------------------
+
+def case_adopt():
+    print("# case: after a SIGKILL of supervise, its MAINPID is adopted and "
+          "its watchdog goes on")
+    progs = {"svc": """
+ready: sd_notify
+watchdog: 5s
+shell: true
+command: |
+  %s -i 100 -n 0 WATCHDOG=1 & echo $! > mainpid
+  exec %s "MAINPID=$!" READY=1 -- sh -c 'while [ ! -e go ]; do sleep 0.1; done'
+""" % (SEND, SEND)}
+    state = os.path.join(TOP, "adopt-state")
+    sv = Sv("adopt", progs, extra="state_dir: %s\n" % state)
+    mainpid = int(wait_file(os.path.join(sv.dir, "mainpid")) or 0)
+    check("ready", poll(lambda: sv.field("svc", "ready")))
+    open(os.path.join(sv.dir, "go"), "w").close()
+    check("its main process is its MAINPID",
+          poll(lambda: sv.field("svc", "pid") == mainpid))
+    time.sleep(0.5)  # the save is journaled (sync: always), as suite 13
+    sv.proc.kill()
+    sv.proc.wait()
+    check("the main process outlives the supervisor", alive(mainpid))
+    sv2 = Sv("adopt-2", progs, extra="state_dir: %s\n" % state)
+    check("the next run adopts it",
+          poll(lambda: sv2.field("svc", "pid") == mainpid))
+    kicks = poll(lambda: (sv2.field("svc", "watchdog_kicks") or 0) >= 100,
+                 tries=600)
+    check("its WATCHDOG=1 reach the next run (the same socket path)", kicks)
+    st = sv2.status("svc")
+    check("and keep it: no restart, no expiry",
+          st and st["restarts"] == 0 and st["watchdog_expired"] == 0)
+    check("supervise exits 0", sv2.stop() == 0)
+    check("the adopted main process is stopped with it", not alive(mainpid))
+
+
 # ---- a program of another user ---------------------------------------------
 
 def case_user():
@@ -561,6 +598,7 @@ try:
     case_ready_status_mainpid("pgroup")
     case_forged_mainpid()
     case_user()
+    case_adopt()
     case_watchdog()
     case_manager(False)
     case_manager(True)

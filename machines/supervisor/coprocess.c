@@ -352,6 +352,7 @@ static bool follow_main(mly_machine *m, coproc *c, const mly_event *e) {
   sv_proc_set_pid(p, main_pid);
   p->start_time = p->main_start;
   reaper_reap_orphans(p->sv);
+  changed(m); /* a state directory keeps it: the next run adopts it */
   return true;
 }
 
