@@ -496,6 +496,11 @@ typedef struct mly_process_options {
    * caller's.  MLY_ENOSYS where the kernel cannot. */
   bool into_cgroup;
   int cgroup_fd;
+  /* pid_env: "NAME=PID" is added to the child's environment (replacing
+   * any NAME= there), PID being the child's own pid, written in the
+   * child before exec: what systemd's WATCHDOG_PID and LISTEN_PID need.
+   * A name with '=' or an empty one: MLY_EINVAL.  NULL: none. */
+  const char *pid_env;
 } mly_process_options;
 
 #define MLY_PROCESS_END_GRACE_MS 5000
