@@ -736,7 +736,7 @@ END_TEST
 static const char *exec_script =
     "input=$(cat)\n"
     "case \"$input\" in\n"
-    "  *'\"mode\":\"ok\"'*) printf '{\"event\": \"go\", \"seen\": %s}\\n' \"$input\";;\n"
+    "  *'\"mode\":\"ok\"'*) printf '{\"event\": \"go\", \"key\": \"%s\", \"seen\": %s}\\n' \"$MLY_FSM_KEY\" \"$input\";;\n"
     "  *'\"mode\":\"perm\"'*) echo declined >&2; exit 100;;\n"
     "  *'\"mode\":\"flaky\"'*) echo try again >&2; exit 3;;\n"
     "  *'\"mode\":\"slow\"'*) exec sleep 30;;\n"
@@ -790,6 +790,9 @@ START_TEST(exec_actions) {
   const char *mode;
   ck_assert_int_eq(mly_map_get_str(seen, "mode", &mode), 0); /* stdin JSON */
   ck_assert_str_eq(mode, "ok");
+  const char *key;
+  ck_assert_int_eq(mly_map_get_str(final_ctx, "key", &key), 0);
+  ck_assert_str_eq(key, "ex-ok/0"); /* MLY_FSM_KEY in its environment */
   exec_case(rt, "perm", "ex-perm", "failed:bad", "declined");
   bool perm = false;
   mly_map_get_bool(mly_map_get(final_ctx, "cause"), "permanent", &perm);
