@@ -1319,6 +1319,12 @@ typedef struct mly_fsm_load_options {
   void *action_arg;
   const mly_conf_section *sections;
   size_t nsections;
+  /* Files whose contents run commands (exec actions) must not be
+     swappable by another user: with this set, every file read (the roots
+     and their imports) must lie in directories mly_path_check trusts and
+     be owned by root or this user, not writable by group or others; a
+     file that is not is an error.  Set it for `mealy fsm run` as root. */
+  bool trusted_files;
 } mly_fsm_load_options;
 
 /* files: nfiles paths, each a root (machines of all of them share one
