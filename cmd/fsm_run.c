@@ -190,7 +190,9 @@ static int setup(fsm_host *h, const run_args *a) {
   if (a->actions && load_actions(h, a->actions) < 0) return 1;
   mly_fsm_load_options lo = {.on_error = on_load_error,
                             .action_known = mly_action_known,
-                            .action_arg = h->rt};
+                            .action_arg = h->rt,
+                            /* it names commands to run: as the library */
+                            .trusted_files = true};
   if (mly_fsm_load(a->files, a->nfiles, &lo, &h->set) < 0) return 1;
   if ((rc = mly_journal_open(h->rt, &jo, err, sizeof err)) < 0) {
     fprintf(stderr, "mealy fsm run: %s\n", err);

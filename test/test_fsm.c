@@ -605,6 +605,7 @@ START_TEST(countdown_committed) {
   ck_assert_int_eq(calls, 1);
   ck_assert_uint_eq(fi.seq, 1);
   ck_assert_uint_eq(fi.nhistory, 1);
+  ck_assert_uint_eq(fi.history[0].seq, 0);
   ck_assert_str_eq(fi.history[0].to, "a");
   ck_assert_int_eq(fi.history[0].result, 0);
   fh_until(rt, fh_ended, "cd-1", 100000);
@@ -736,7 +737,7 @@ END_TEST
 static const char *exec_script =
     "input=$(cat)\n"
     "case \"$input\" in\n"
-    "  *'\"mode\":\"ok\"'*) printf '{\"event\": \"go\", \"seen\": %s}\\n' \"$input\";;\n"
+    "  *'\"mode\":\"ok\"'*) printf '{\"event\": \"go\", \"key\": \"%s\", \"seen\": %s}\\n' \"$MLY_FSM_KEY\" \"$input\";;\n"
     "  *'\"mode\":\"perm\"'*) echo declined >&2; exit 100;;\n"
     "  *'\"mode\":\"flaky\"'*) echo try again >&2; exit 3;;\n"
     "  *'\"mode\":\"slow\"'*) exec sleep 30;;\n"
@@ -790,6 +791,9 @@ START_TEST(exec_actions) {
   const char *mode;
   ck_assert_int_eq(mly_map_get_str(seen, "mode", &mode), 0); /* stdin JSON */
   ck_assert_str_eq(mode, "ok");
+  const char *key;
+  ck_assert_int_eq(mly_map_get_str(final_ctx, "key", &key), 0);
+  ck_assert_str_eq(key, "ex-ok/0"); /* MLY_FSM_KEY in its environment */
   exec_case(rt, "perm", "ex-perm", "failed:bad", "declined");
   bool perm = false;
   mly_map_get_bool(mly_map_get(final_ctx, "cause"), "permanent", &perm);
@@ -968,6 +972,89 @@ START_TEST(context_types_enforced) {
 }
 END_TEST
 
+/* A state's on_failure wins over the machine's; task_retry_limit 0: no
+ * retry at all. */
+START_TEST(state_on_failure) {
+  reset();
+  ndelays = 0;
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Flaky", always_fail, NULL, 0), 0);
+  fsm_test_hooks h = {.delay_chosen = on_delay};
+  fsm_set_test_hooks(rt, &h);
+  fh_add(rt, "state_machines:\n"
+             "- name: sof\n"
+             "  task_retry_limit: 0\n"
+             "  on_failure: m\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Flaky, on_failure: s,\n"
+             "     transitions: [{event: go, to: b}]}\n"
+             "  - {name: b, action: Action, transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n"
+             "  - {name: s, final: True, entry: Failed}\n"
+             "  - {name: m, final: True, entry: Final}\n");
+  start(rt, "sof", "sof-1", NULL);
+  fh_until(rt, fh_ended, "sof-1", 10000);
+  ck_assert_int_eq(ndelays, 0);
+  ck_assert_str_eq(logv[nlog - 1], "failed:s");
+  uint64_t att = 0;
+  ck_assert_int_eq(mly_map_get_uint(mly_map_get(final_ctx, "cause"), "attempts",
+                                    &att), 0);
+  ck_assert_uint_eq(att, 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* The history mly_fsm_info_get shows: failures and commits, numbered. */
+static int twice(mly_action_call *c, void *arg) {
+  (void)arg;
+  if (mly_action_attempt(c) < 2) return mly_action_fail(c, false, "not yet");
+  return mly_action_event(c, "go");
+}
+
+START_TEST(history_shown) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Twice", twice, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: hist\n"
+             "  min_backoff: 1ms\n"
+             "  max_backoff: 1ms\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: b}]}\n"
+             "  - {name: b, action: Twice, transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [on]}, transitions: [{event: on, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "hist", "h-1", go_ctx());
+  fh_at at = {"h-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_fsm_info fi;
+  ck_assert_int_eq(mly_fsm_info_get(rt, fh_id(rt, "h-1"), &fi), 0);
+  ck_assert_uint_eq(fi.seq, 3);
+  ck_assert_str_eq(fi.last_error, "not yet");
+  static const struct {
+    uint64_t seq;
+    const char *from, *event, *to;
+    int result;
+  } want[] = {{0, "", "", "a", 0},
+              {1, "a", "go", "b", MLY_EAGAIN},
+              {1, "a", "go", "b", MLY_EAGAIN},
+              {1, "a", "go", "b", 0},
+              {2, "b", "go", "w", 0}};
+  ck_assert_uint_eq(fi.nhistory, 5);
+  for (int i = 0; i < 5; i++) {
+    ck_assert_uint_eq(fi.history[i].seq, want[i].seq);
+    ck_assert_str_eq(fi.history[i].from, want[i].from);
+    ck_assert_str_eq(fi.history[i].event, want[i].event);
+    ck_assert_str_eq(fi.history[i].to, want[i].to);
+    ck_assert_int_eq(fi.history[i].result, want[i].result);
+    ck_assert_int_gt(fi.history[i].at_ms, 0);
+    if (i) ck_assert_int_ge(fi.history[i].at_ms, fi.history[i - 1].at_ms);
+  }
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* mly_shutdown of one instance ends it (cancelled) wherever it waits. */
 START_TEST(shutdown_ends_instance) {
   reset();
@@ -1007,6 +1094,8 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, task_age_limit);
   tcase_add_test(tc, context_types_enforced);
   tcase_add_test(tc, shutdown_ends_instance);
+  tcase_add_test(tc, state_on_failure);
+  tcase_add_test(tc, history_shown);
   suite_add_tcase(s, tc);
   return s;
 }

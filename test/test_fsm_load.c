@@ -390,6 +390,12 @@ START_TEST(errors_machine_keys) {
   EXPECT_ERR("state_machines:\n  - name: m\n    max_backoff: soon\n"
              "    states:\n" TWO, 1, "m.yaml:3:18: ", "'soon' is not a "
              "duration", "30 (seconds), 250ms, 10s, 2m, 1h or 3d", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    max_backoff: 0x10\n"
+             "    states:\n" TWO, 1, "m.yaml:3:18: ", "'0x10' is not a "
+             "duration", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    max_backoff: 1.5.2\n"
+             "    states:\n" TWO, 1, "m.yaml:3:18: ", "is not a duration",
+             NULL);
   EXPECT_ERR("state_machines:\n  - name: m\n    task_age_limit: 400d\n"
              "    states:\n" TWO, 1, "m.yaml:3:21: ", "longer than a year",
              NULL);
@@ -487,6 +493,18 @@ START_TEST(errors_state_keys) {
              "wait needs events", NULL);
   EXPECT_ERR(HEAD TWO "        wait: {events: x}\n", 0, "m.yaml:10:24: ",
              "wait events must be a list", NULL);
+  EXPECT_ERR(HEAD TWO "        continuation_countdown: -1s\n", 1,
+             "m.yaml:10:33: ", "continuation_countdown cannot be negative",
+             NULL);
+  EXPECT_ERR(HEAD TWO "        fan_in_group: ''\n", 1, "m.yaml:10:23: ",
+             "fan_in_group is empty", NULL);
+  EXPECT_ERR(HEAD TWO "        wait: {events: [x], timeout_event: y}\n", 0,
+             "m.yaml:10:15: ", "timeout_event but no timeout", NULL);
+  EXPECT_ERR(HEAD TWO "        wait: {events: [x], timeout: 0s, "
+             "timeout_event: y}\n", 0, "m.yaml:10:38: ",
+             "wait timeout must be more than 0", NULL);
+  EXPECT_ERR(HEAD TWO "        wait: {events: [x, 'a b']}\n", 0,
+             "m.yaml:10:28: ", "event name 'a b' is not allowed", NULL);
   EXPECT_ERR(HEAD TWO "        wait: {events: [x], until: 1s}\n", 0,
              "m.yaml:10:29: ", "unknown key 'until' in wait",
              "known: events, timeout, timeout_event", NULL);
@@ -652,6 +670,54 @@ START_TEST(errors_all_reported) {
     if (!found) dump_msgs();
     ck_assert_msg(found, "no message at %s", want[i]);
   }
+}
+END_TEST
+
+/* Many names: repeats are found by sorting; each is reported once, at
+ * its own line, pointing at the first, and a name that is repeated
+ * refers to its first state. */
+START_TEST(many_names) {
+  enum { N = 600 };
+  size_t cap = 128 * N, at = 0;
+  char *y = malloc(cap);
+  at += (size_t)snprintf(y + at, cap - at, "state_machines:\n  - name: m\n"
+                         "    states:\n");                 /* lines 1-3 */
+  /* a chain s0 -> s1 -> ... -> s(N-1), final; after s300 and s500 one
+     more state named s7 (line 305), and s8 (line 506) */
+  for (int i = 0; i < N; i++) {
+    if (i == N - 1)
+      at += (size_t)snprintf(y + at, cap - at, "      - {name: s%d, final: "
+                             "True}\n", i);
+    else
+      at += (size_t)snprintf(y + at, cap - at, "      - {name: s%d,%s action: "
+                             "A, transitions: [{event: e, to: s%d}%s]}\n",
+                             i, i == 0 ? " initial: True," : "", i + 1,
+                             i == 2 ? ", {event: f, to: s3}, {event: e, to: "
+                                      "s4}, {event: f, to: s5}"
+                                    : "");
+    if (i == 300 || i == 500)
+      at += (size_t)snprintf(y + at, cap - at, "      - {name: s%d, final: "
+                             "True}\n", i == 300 ? 7 : 8);
+  }
+  fsm_set *s;
+  ck_assert_int_eq(load(y, &s), MLY_EINVAL);
+  free(y);
+  if (nmsgs != 6) dump_msgs();
+  ck_assert_uint_eq(nmsgs, 6);
+  const char *want[] = {
+      "m.yaml:305:9: state 's7' is defined twice in machine 'm' (first at "
+      "11:9)",
+      "m.yaml:506:9: state 's8' is defined twice in machine 'm' (first at "
+      "12:9)",
+      "m.yaml:6:85: event 'e' has two transitions from state 's2' (first at "
+      "6:45)",
+      "m.yaml:6:105: event 'f' has two transitions from state 's2' (first at "
+      "6:65)",
+      "m.yaml:305:9: state 's7' is unreachable",
+      "m.yaml:506:9: state 's8' is unreachable"};
+  for (size_t i = 0; i < 6; i++)
+    ck_assert_msg(strncmp(msgs[i], want[i], strlen(want[i])) == 0,
+                  "[%zu] %s", i, msgs[i]);
 }
 END_TEST
 
@@ -846,6 +912,47 @@ START_TEST(imports) {
                 msgs[1]);
   ck_assert_int_eq(load_file("none.yaml", &s), -ENOENT);
   ck_assert_ptr_nonnull(strstr(msgs[0], "none.yaml: cannot read"));
+
+  /* trusted_files: a file others may write, or one in a directory they
+     may change, is refused, with the import's position too */
+  mly_fsm_load_options strict = opts;
+  strict.trusted_files = true;
+  put_file("t.yaml", "import: [lib/u.yaml]\nstate_machines:\n" MACHINE("mt"));
+  put_file("lib/u.yaml", "state_machines:\n" MACHINE("mu"));
+  char pt[256], pu[256], plib[256];
+  snprintf(pt, sizeof pt, "%s/t.yaml", tmpdir);
+  snprintf(pu, sizeof pu, "%s/lib/u.yaml", tmpdir);
+  snprintf(plib, sizeof plib, "%s/lib", tmpdir);
+  const char *roots[] = {pt};
+  mly_fsm_set *ms = NULL;
+  ck_assert_int_eq(chmod(pt, 0644), 0);
+  ck_assert_int_eq(chmod(pu, 0644), 0);
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &strict, &ms), 0);
+  mly_fsm_set_free(ms);
+  ck_assert_int_eq(chmod(pu, 0664), 0);
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &strict, &ms), MLY_EPERM);
+  ck_assert_uint_eq(nmsgs, 2);
+  ck_assert_msg(strstr(msgs[0], "lib/u.yaml: not trusted: owned by uid") &&
+                    strstr(msgs[0], "mode 0664"), "%s", msgs[0]);
+  ck_assert_msg(strstr(msgs[1], "t.yaml:1:10: this import cannot be read"),
+                "%s", msgs[1]);
+  ck_assert_int_eq(chmod(pu, 0644), 0);
+  ck_assert_int_eq(chmod(plib, 0777), 0); /* a directory anyone may change */
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &strict, &ms), MLY_EPERM);
+  ck_assert_msg(strstr(msgs[0], "lib/u.yaml: not trusted: "), "%s", msgs[0]);
+  ck_assert_int_eq(chmod(plib, 0700), 0);
+  ck_assert_int_eq(chmod(pt, 0646), 0);   /* the root file itself */
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &strict, &ms), MLY_EPERM);
+  ck_assert_uint_eq(nmsgs, 1);
+  ck_assert_msg(strstr(msgs[0], "t.yaml: not trusted"), "%s", msgs[0]);
+  /* without the option the same files load */
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &opts, &ms), 0);
+  mly_fsm_set_free(ms);
   rm_tmp();
 }
 END_TEST
@@ -1179,6 +1286,7 @@ static Suite *fsm_load_suite(void) {
   tcase_add_test(tc, errors_structure);
   tcase_add_test(tc, errors_fantasm_combinations);
   tcase_add_test(tc, errors_all_reported);
+  tcase_add_test(tc, many_names);
   tcase_add_test(tc, actions_checked);
   tcase_add_test(tc, sections_handed_over);
   tcase_add_test(tc, imports);

@@ -76,10 +76,14 @@ static int get_secs(mly_conf *c, mly_conf_node *v, const char *what,
   const char *s;
   int rc = mly_conf_get_str(c, v, what, &s);
   if (rc) return rc;
-  size_t n = strlen(s);
-  char *end;
-  double secs = n ? strtod(s, &end) : 0;
-  if (n && *end == '\0' && s[0] >= '0' && s[0] <= '9' && isfinite(secs)) {
+  size_t n = strlen(s), digits = strspn(s, "0123456789");
+  bool plain = digits > 0 && (s[digits] == '\0' ||
+                              (s[digits] == '.' &&
+                               strspn(s + digits + 1, "0123456789") ==
+                                   n - digits - 1));
+  if (plain) { /* seconds, as in Fantasm: 30, 0.5 (read in the C locale) */
+    double secs;
+    if ((rc = mly_conf_get_num(c, v, what, &secs)) != 0) return rc;
     if (secs * 1000 > (double)YEAR_MS)
       return mly_conf_bad(c, v, "%s '%s' is longer than a year; write a "
                           "shorter one", what, mly_conf_show(s).s);
@@ -737,15 +741,7 @@ static int mf_ctypes(mly_conf *c, void *o, mly_conf_node *v) {
     int rc = mly_conf_pair(c, v, i, &k, &val);
     if (rc == 0) rc = mly_conf_get_str(c, k, "a context key", &key);
     fsm_ctx_type *t = &m->ctypes[m->nctypes];
-    if (rc == 0) {
-      for (size_t j = 0; j < m->nctypes; j++)
-        if (strcmp(m->ctypes[j].key, key) == 0) {
-          rc = mly_conf_bad(c, k, "context key '%s' is typed twice (first "
-                            "at %u:%u); keep one", mly_conf_show(key).s,
-                            m->ctypes[j].pos.line, m->ctypes[j].pos.col);
-          break;
-        }
-    }
+    /* a key typed twice: validate.c */
     if (rc == 0) rc = ctype_value(c, val, t);
     if (rc == 0) {
       t->pos = fsm_pos_of(F(c), k);

@@ -42,18 +42,93 @@ static void state_list(const fsm_machine *m, char *buf, size_t len) {
   }
 }
 
-static uint32_t find_state(const fsm_machine *m, const char *name) {
-  for (size_t i = 0; i < m->nstates; i++)
-    if (m->states[i].name && strcmp(m->states[i].name, name) == 0)
-      return (uint32_t)i;
-  return FSM_NO_STATE;
+/* ------------------------------------------------------------------ */
+/* Names: sorted once, so repeats and look-ups cost n log n however    */
+/* many states, events or machines a file has.                         */
+
+typedef struct named {
+  const char *name;
+  size_t idx;
+} named;
+
+typedef const char *(*name_at_fn)(const void *base, size_t i);
+
+static int named_cmp(const void *a, const void *b) {
+  const named *x = a, *y = b;
+  int r = strcmp(x->name, y->name);
+  return r ? r : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* The n names (NULL ones left out) sorted by name, then position; *len
+ * gets how many.  NULL when out of memory. */
+static named *sort_names(const void *base, size_t n, name_at_fn at,
+                         size_t *len) {
+  named *v = malloc((n ? n : 1) * sizeof *v);
+  if (v == NULL) return NULL;
+  *len = 0;
+  for (size_t i = 0; i < n; i++)
+    if (at(base, i)) v[(*len)++] = (named){at(base, i), i};
+  qsort(v, *len, sizeof *v, named_cmp);
+  return v;
+}
+
+/* first[i]: the position of the first entry named as entry i when i
+ * repeats it, else SIZE_MAX.  MLY_ENOMEM or 0. */
+static int repeats(const void *base, size_t n, name_at_fn at, size_t *first) {
+  size_t len;
+  named *v = sort_names(base, n, at, &len);
+  if (v == NULL) return MLY_ENOMEM;
+  for (size_t i = 0; i < n; i++) first[i] = SIZE_MAX;
+  for (size_t i = 1, run = 0; i < len; i++) {
+    if (strcmp(v[i].name, v[run].name) != 0) run = i;
+    else first[v[i].idx] = v[run].idx;
+  }
+  free(v);
+  return 0;
+}
+
+static const char *state_name_at(const void *base, size_t i) {
+  return ((const fsm_state *)base)[i].name;
+}
+
+static const char *event_at(const void *base, size_t i) {
+  return ((const fsm_transition *)base)[i].event;
+}
+
+static const char *machine_name_at(const void *base, size_t i) {
+  return ((const fsm_machine *)base)[i].name;
+}
+
+/* The position of the first entry named name in a sorted v (a repeated
+ * name is an error, and refers to the first), or FSM_NO_STATE. */
+static uint32_t find_named(const named *v, size_t len, const char *name) {
+  size_t lo = 0, hi = len; /* the first entry not below name */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (strcmp(v[mid].name, name) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < len && strcmp(v[lo].name, name) == 0 ? (uint32_t)v[lo].idx
+                                                    : FSM_NO_STATE;
 }
 
 static void resolve_refs(fsm_loader *L) {
+  size_t nm = L->set->nmachines, *lens = calloc(nm ? nm : 1, sizeof *lens);
+  named **sorted = calloc(nm ? nm : 1, sizeof *sorted);
+  if (lens == NULL || sorted == NULL) {
+    fsm_ld_nomem(L);
+    goto out;
+  }
   for (size_t r = 0; r < L->nrefs; r++) {
     fsm_ref *ref = &L->refs[r];
     fsm_machine *m = &L->set->machines[ref->mi];
-    uint32_t to = find_state(m, ref->name);
+    if (sorted[ref->mi] == NULL &&
+        (sorted[ref->mi] = sort_names(m->states, m->nstates, state_name_at,
+                                      &lens[ref->mi])) == NULL) {
+      fsm_ld_nomem(L);
+      goto out;
+    }
+    uint32_t to = find_named(sorted[ref->mi], lens[ref->mi], ref->name);
     if (to == FSM_NO_STATE) {
       char known[512];
       state_list(m, known, sizeof known);
@@ -68,30 +143,45 @@ static void resolve_refs(fsm_loader *L) {
     case REF_MACHINE_FAIL: m->on_failure = to; break;
     }
   }
+out:
+  for (size_t i = 0; sorted && i < nm; i++) free(sorted[i]);
+  free(sorted);
+  free(lens);
 }
 
 static void check_names(fsm_loader *L, fsm_machine *m) {
+  size_t most = m->nstates;
+  for (size_t i = 0; i < m->nstates; i++)
+    if (m->states[i].ntrans > most) most = m->states[i].ntrans;
+  size_t *first = malloc((most ? most : 1) * sizeof *first);
+  if (first == NULL || repeats(m->states, m->nstates, state_name_at, first)) {
+    free(first);
+    fsm_ld_nomem(L);
+    return;
+  }
+  for (size_t i = 0; i < m->nstates; i++) {
+    const fsm_state *s = &m->states[i], *f = &m->states[first[i]];
+    if (first[i] != SIZE_MAX)
+      fsm_ld_bad(L, &s->pos, "state '%s' is defined twice in machine '%s' "
+                 "(first at %u:%u); rename or remove one", s->name,
+                 MNAME(m), f->pos.line, f->pos.col);
+  }
   for (size_t i = 0; i < m->nstates; i++) {
     fsm_state *s = &m->states[i];
     if (s->name == NULL) continue;
-    for (size_t j = 0; j < i; j++)
-      if (m->states[j].name && strcmp(m->states[j].name, s->name) == 0) {
-        fsm_ld_bad(L, &s->pos, "state '%s' is defined twice in machine '%s' "
-                   "(first at %u:%u); rename or remove one", s->name,
-                   MNAME(m), m->states[j].pos.line, m->states[j].pos.col);
-        break;
-      }
+    if (repeats(s->trans, s->ntrans, event_at, first)) {
+      fsm_ld_nomem(L);
+      break;
+    }
     for (size_t t = 0; t < s->ntrans; t++) {
-      const char *ev = s->trans[t].event;
-      for (size_t u = 0; ev && u < t; u++)
-        if (s->trans[u].event && strcmp(s->trans[u].event, ev) == 0) {
-          fsm_ld_bad(L, &s->trans[t].pos, "event '%s' has two transitions "
-                     "from state '%s' (first at %u:%u); keep one", ev,
-                     s->name, s->trans[u].pos.line, s->trans[u].pos.col);
-          break;
-        }
+      const fsm_transition *tr = &s->trans[t], *f = &s->trans[first[t]];
+      if (first[t] != SIZE_MAX)
+        fsm_ld_bad(L, &tr->pos, "event '%s' has two transitions from state "
+                   "'%s' (first at %u:%u); keep one", tr->event, s->name,
+                   f->pos.line, f->pos.col);
     }
   }
+  free(first);
 }
 
 static void check_initial_final(fsm_loader *L, fsm_machine *m) {
@@ -164,18 +254,22 @@ static void check_state(fsm_loader *L, fsm_machine *m, fsm_state *s) {
                  m->states[tr->to].name);
   }
   /* each event a wait state waits for leads somewhere */
-  for (size_t w = 0; w <= s->nwait_events; w++) {
+  size_t len;
+  named *ev_sorted = s->wait ? sort_names(s->trans, s->ntrans, event_at, &len)
+                             : NULL;
+  if (s->wait && ev_sorted == NULL) {
+    fsm_ld_nomem(L);
+    return;
+  }
+  for (size_t w = 0; s->wait && w <= s->nwait_events; w++) {
     const char *ev = w < s->nwait_events ? s->wait_events[w]
                                          : s->wait_timeout_event;
-    if (ev == NULL) continue;
-    size_t t = 0;
-    while (t < s->ntrans && !(s->trans[t].event &&
-                              strcmp(s->trans[t].event, ev) == 0))
-      t++;
-    if (t == s->ntrans)
+    if (ev != NULL && find_named(ev_sorted, len, ev) == FSM_NO_STATE)
       fsm_ld_bad(L, &s->pos, "wait state '%s' waits for '%s' but has no "
                  "transition for it; add - event: %s, to: STATE", n, ev, ev);
   }
+  free(ev_sorted);
+
 }
 
 /* The edges of the graph: transitions, and a failure edge from every
@@ -308,19 +402,45 @@ static void check_machine_actions(fsm_loader *L, const fsm_machine *m) {
   }
 }
 
+static const char *ctype_key_at(const void *base, size_t i) {
+  return ((const fsm_ctx_type *)base)[i].key;
+}
+
+static void check_ctypes(fsm_loader *L, const fsm_machine *m) {
+  size_t *first = malloc((m->nctypes ? m->nctypes : 1) * sizeof *first);
+  if (first == NULL || repeats(m->ctypes, m->nctypes, ctype_key_at, first)) {
+    free(first);
+    fsm_ld_nomem(L);
+    return;
+  }
+  for (size_t i = 0; i < m->nctypes; i++) {
+    const fsm_ctx_type *t = &m->ctypes[i];
+    if (first[i] != SIZE_MAX)
+      fsm_ld_bad(L, &t->pos, "context key '%s' is typed twice (first at "
+                 "%u:%u); keep one", mly_conf_show(t->key).s,
+                 m->ctypes[first[i]].pos.line, m->ctypes[first[i]].pos.col);
+  }
+  free(first);
+}
+
 static void check_set(fsm_loader *L) {
   fsm_set *set = L->set;
-  for (size_t i = 0; i < set->nmachines; i++) {
-    fsm_machine *m = &set->machines[i];
-    if (m->name == NULL) continue;
-    for (size_t j = 0; j < i; j++)
-      if (set->machines[j].name && strcmp(set->machines[j].name, m->name) == 0) {
-        const fsm_pos *p = &set->machines[j].pos;
-        fsm_ld_bad(L, &m->pos, "machine '%s' is defined twice (first at "
-                   "%s:%u:%u); rename one", m->name, p->file, p->line, p->col);
-        break;
-      }
+  size_t *first = malloc((set->nmachines ? set->nmachines : 1) *
+                         sizeof *first);
+  if (first == NULL ||
+      repeats(set->machines, set->nmachines, machine_name_at, first)) {
+    free(first);
+    fsm_ld_nomem(L);
+    return;
   }
+  for (size_t i = 0; i < set->nmachines; i++) {
+    const fsm_machine *m = &set->machines[i];
+    if (first[i] == SIZE_MAX) continue;
+    const fsm_pos *p = &set->machines[first[i]].pos;
+    fsm_ld_bad(L, &m->pos, "machine '%s' is defined twice (first at "
+               "%s:%u:%u); rename one", m->name, p->file, p->line, p->col);
+  }
+  free(first);
 }
 
 int fsm_validate(fsm_loader *L) {
@@ -330,6 +450,7 @@ int fsm_validate(fsm_loader *L) {
   for (size_t i = 0; i < L->set->nmachines && !L->nomem; i++) {
     fsm_machine *m = &L->set->machines[i];
     check_names(L, m);
+    check_ctypes(L, m);
     check_initial_final(L, m);
     for (size_t s = 0; s < m->nstates; s++)
       if (m->states[s].name) check_state(L, m, &m->states[s]);

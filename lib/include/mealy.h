@@ -496,6 +496,11 @@ typedef struct mly_process_options {
    * caller's.  MLY_ENOSYS where the kernel cannot. */
   bool into_cgroup;
   int cgroup_fd;
+  /* pid_env: "NAME=PID" is added to the child's environment (replacing
+   * any NAME= there), PID being the child's own pid, written in the
+   * child before exec: what systemd's WATCHDOG_PID and LISTEN_PID need.
+   * A name with '=' or an empty one: MLY_EINVAL.  NULL: none. */
+  const char *pid_env;
 } mly_process_options;
 
 #define MLY_PROCESS_END_GRACE_MS 5000
@@ -966,7 +971,13 @@ int mly_action_fail(mly_action_call *call, bool permanent, const char *fmt,
  * (100): a permanent failure; any other status, a signal, output that
  * is not a JSON object, or running past the timeout (the process group
  * gets SIGKILL): a retryable failure, its stderr's last line (up to 255
- * bytes) as the error text.  Output is bounded by MLY_EXEC_OUTPUT_MAX. */
+ * bytes) as the error text.  Output is bounded by MLY_EXEC_OUTPUT_MAX.
+ * The command's pid is saved with the step that waits for it; after a
+ * crash or a stop the dispatch runs again, and first kills that command
+ * (its process group) if it still runs.  A crash before that step's
+ * record was durable leaves the command unknown to the next run: it runs
+ * on, beside the new one (make commands idempotent by the key, which is
+ * in the environment as MLY_FSM_KEY). */
 #define MLY_EXEC_PERMANENT 100
 #define MLY_EXEC_OUTPUT_MAX (64u << 20)
 
@@ -1042,7 +1053,8 @@ typedef struct mly_fsm_info {
     int64_t at_ms;        /* wall clock                                */
     const char *from, *event, *to; /* "" where none                  */
     int result;           /* 0: committed; MLY_EAGAIN: failed, retried;
-                             MLY_ECANCELED: failed for good           */
+                             MLY_ECANCELED: failed, not retried (on to
+                             on_failure, or the end)                  */
   } history[8];
   size_t nhistory;
 } mly_fsm_info;
@@ -1657,8 +1669,10 @@ int mly_conf_each(mly_conf *c, mly_conf_node *list,
 /* ("FILE:LINE:COL" and a sentence on what to fix).  Keys that concern */
 /* only App Engine (target, logging, use_run_once_semaphore, root_url) */
 /* and deprecated ones (max_retries) are accepted with a note through  */
-/* o->on_note.  Returns 0 and *out, or MLY_EINVAL when anything was     */
-/* reported (*out NULL), MLY_ENOMEM, or a read error.                  */
+/* o->on_note.  Returns 0 and *out, or (*out NULL): MLY_EINVAL when    */
+/* anything was reported, MLY_ENOMEM, a read error (-errno), MLY_EPERM */
+/* for a file that o->trusted_files refuses.  A bare number in a       */
+/* duration is seconds, as in Fantasm; 250ms, 10s, 2m, 1h, 3d also do. */
 /*                                                                     */
 /* Action names are checked at load time when o->action_known is set   */
 /* (the interpreter plugs its registry in here): a name it does not    */
@@ -1690,6 +1704,12 @@ typedef struct mly_fsm_load_options {
   void *action_arg;
   const mly_conf_section *sections;
   size_t nsections;
+  /* Files whose contents run commands (exec actions) must not be
+     swappable by another user: with this set, every file read (the roots
+     and their imports) must lie in directories mly_path_check trusts and
+     be owned by root or this user, not writable by group or others; a
+     file that is not is an error.  Set it for `mealy fsm run` as root. */
+  bool trusted_files;
 } mly_fsm_load_options;
 
 /* files: nfiles paths, each a root (machines of all of them share one

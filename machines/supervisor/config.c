@@ -449,22 +449,30 @@ static int pf_ready(mly_conf *c, void *o, mly_conf_node *v) {
   if (mly_conf_type_of(v) == MLY_CONF_MAP) return ready_map(c, o, v);
   const char *s;
   if (mly_conf_scalar(v) == NULL)
-    return mly_conf_bad(c, v, "ready must be none, a duration such as 2s, or "
-               "{notify_fd: 3}, not %s", mly_conf_kind_name(v));
+    return mly_conf_bad(c, v, "ready must be none, a duration such as 2s, "
+               "sd_notify or {notify_fd: 3}, not %s", mly_conf_kind_name(v));
   int rc = mly_conf_get_str(c, v, "ready", &s);
   if (rc) return rc;
   if (strcmp(s, "none") == 0) {
     p->ready = SV_READY_NONE;
     return 0;
   }
+  if (strcmp(s, "sd_notify") == 0) {
+    p->ready = SV_READY_SD_NOTIFY;
+    return 0;
+  }
   int64_t ms;
   rc = mly_duration_parse(s, &ms);
   if (*s == '-' || (rc != 0 && rc != MLY_ERANGE))
-    return mly_conf_bad(c, v, "ready: '%s' is not none or a duration; write none, 2s "
-               "or {notify_fd: 3}", mly_conf_show(s).s);
+    return mly_conf_bad(c, v, "ready: '%s' is not none, sd_notify or a duration; "
+               "write none, 2s, sd_notify or {notify_fd: 3}", mly_conf_show(s).s);
   rc = mly_conf_get_dur(c, v, "ready", 1, &p->ready_delay_ms);
   if (rc == 0) p->ready = SV_READY_DELAY;
   return rc;
+}
+
+static int pf_watchdog(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "watchdog", 1, &P(o)->watchdog_ms);
 }
 
 static int pf_stop_signal(mly_conf *c, void *o, mly_conf_node *v) {
@@ -676,6 +684,7 @@ static const field program_fields[] = {
     {"intensity", pf_intensity, false},
     {"start_timeout", pf_start_timeout, false},
     {"ready", pf_ready, false},
+    {"watchdog", pf_watchdog, false},
     {"stop_signal", pf_stop_signal, false},
     {"stop_grace", pf_stop_grace, false},
     {"depends_on", pf_depends, false},
@@ -1313,7 +1322,7 @@ static bool argv_eq(const sv_program *a, const sv_program *b) {
 }
 
 static bool ready_eq(const sv_program *a, const sv_program *b) {
-  if (a->ready != b->ready) return false;
+  if (a->ready != b->ready || a->watchdog_ms != b->watchdog_ms) return false;
   if (a->ready == SV_READY_DELAY) return a->ready_delay_ms == b->ready_delay_ms;
   if (a->ready == SV_READY_NOTIFY) return a->notify_fd == b->notify_fd;
   return true;
