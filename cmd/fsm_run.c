@@ -183,7 +183,9 @@ static int setup(fsm_host *h, const run_args *a) {
   }
   if ((rc = uv_loop_init(&h->loop)) < 0 ||
       (rc = mly_runtime_new(&h->rt, &h->loop, NULL)) < 0 ||
-      (rc = mly_fsm_attach(h->rt)) < 0) {
+      (rc = mly_fsm_attach(h->rt)) < 0 || (rc = mly_queues_open(h->rt)) < 0 ||
+      (h->qconf = mly_queue_conf_new()) == NULL) {
+    if (rc == 0) rc = MLY_ENOMEM;
     fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
     return 1;
   }
@@ -193,11 +195,30 @@ static int setup(fsm_host *h, const run_args *a) {
                             .action_arg = h->rt,
                             /* it names commands to run: as the library */
                             .trusted_files = true};
+  mly_conf_section sec[2];
+  mly_queue_conf_sections(h->qconf, sec);
+  lo.sections = sec;
+  lo.nsections = 2;
   if (mly_fsm_load(a->files, a->nfiles, &lo, &h->set) < 0) return 1;
+  if ((rc = mly_queue_conf_apply(h->rt, h->qconf, MLY_QCONF_QUEUES, err,
+                                 sizeof err)) < 0) {
+    fprintf(stderr, "mealy fsm run: %s\n", err);
+    return 1;
+  }
   if ((rc = mly_journal_open(h->rt, &jo, err, sizeof err)) < 0) {
     fprintf(stderr, "mealy fsm run: %s\n", err);
     return 1;
   }
+  if ((rc = mly_queue_conf_apply(h->rt, h->qconf, MLY_QCONF_SCHEDULES, err,
+                                 sizeof err)) < 0) {
+    fprintf(stderr, "mealy fsm run: %s\n", err);
+    return 1;
+  }
+  h->methods = calloc(fsm_nmethods + queue_nmethods, sizeof *h->methods);
+  if (h->methods == NULL) return 1;
+  memcpy(h->methods, fsm_methods, fsm_nmethods * sizeof *h->methods);
+  memcpy(h->methods + fsm_nmethods, queue_methods,
+         queue_nmethods * sizeof *h->methods);
   if ((rc = mly_fsm_add(h->rt, h->set)) < 0) {
     fprintf(stderr, "mealy fsm run: cannot add the machines: %s%s\n",
             mly_strerror(rc), rc == MLY_ENOENT ? " (an action they name "
@@ -205,7 +226,8 @@ static int setup(fsm_host *h, const run_args *a) {
     return 1;
   }
   rpc_config rc_cfg = {.loop = &h->loop, .path = a->sock,
-                       .methods = fsm_methods, .nmethods = fsm_nmethods,
+                       .methods = h->methods,
+                       .nmethods = fsm_nmethods + queue_nmethods,
                        .what = "fsm host", .ud = h};
   if ((rc = rpc_start(&rc_cfg, &h->srv, err, sizeof err)) < 0) {
     fprintf(stderr, "mealy fsm run: control socket: %s\n", err);
@@ -244,6 +266,8 @@ int cmd_fsm_run(int argc, char **argv) {
   }
   if (h && h->rt) uv_loop_close(&h->loop);
   if (h) mly_fsm_set_free(h->set);
+  if (h) mly_queue_conf_free(h->qconf);
+  if (h) free(h->methods);
   /* the library stays loaded: its code may still be referenced by
    * whatever the runtime left (and it is the process's end anyway) */
   free(h);
