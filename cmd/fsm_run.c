@@ -171,6 +171,25 @@ static int parse(int argc, char **argv, run_args *a) {
   return 0;
 }
 
+/* The queue layer's starter (a task or schedule with `machine:`): an
+ * instance of the machine with the payload (a map) as its context,
+ * named "run:QUEUE:TASK-ID" so an attempt run again after a crash finds
+ * the instance its first attempt started and counts as done. */
+static void start_machine(mly_task *t, void *arg) {
+  fsm_host *h = arg;
+  mly_task_target what = mly_task_target_of(t);
+  const mly_value *p = mly_task_payload(t);
+  char name[MLY_INSTANCE_NAME_MAX + 1];
+  snprintf(name, sizeof name, "run:%s:%llu", mly_task_queue(t),
+           (unsigned long long)mly_task_id(t));
+  mly_value *ctx = p && mly_value_type(p) == MLY_V_MAP ? mly_value_copy(p)
+                                                        : NULL;
+  int rc = mly_fsm_start(h->rt, what.name, name, ctx, NULL, 0, NULL);
+  if (rc == 0 || rc == MLY_EEXIST) return mly_task_done(t, MLY_TASK_OK, NULL);
+  mly_task_done(t, rc == MLY_ENOENT ? MLY_TASK_PERMANENT : MLY_TASK_RETRY,
+                mly_strerror(rc));
+}
+
 /* Everything up to the open socket; 0, or the exit status. */
 static int setup(fsm_host *h, const run_args *a) {
   char err[1024];
@@ -200,6 +219,10 @@ static int setup(fsm_host *h, const run_args *a) {
   lo.sections = sec;
   lo.nsections = 2;
   if (mly_fsm_load(a->files, a->nfiles, &lo, &h->set) < 0) return 1;
+  if ((rc = mly_task_set_starter(h->rt, start_machine, h, 0)) < 0) {
+    fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
+    return 1;
+  }
   if ((rc = mly_queue_conf_apply(h->rt, h->qconf, MLY_QCONF_QUEUES, err,
                                  sizeof err)) < 0) {
     fprintf(stderr, "mealy fsm run: %s\n", err);

@@ -2,7 +2,7 @@
 # Integration: `mealy queue ...` against a running `mealy fsm run` whose
 # file declares queues: and schedules:.  Listing (table and --json), show,
 # pause/resume (durable: still paused after the host restarts), purge,
-# the errors of add/retry/delete, --help of each subcommand, and a file
+# the errors of add/retry/delete, a schedule starting a machine, --help of each subcommand, and a file
 # with mistakes in queues:/schedules: refused with FILE:LINE:COL.
 #
 # No check measures a duration: waits are bounded polls.
@@ -39,11 +39,6 @@ queues:
   bucket_size: 20
   concurrency_key: customer
   concurrency_limit: 2
-schedules:
-- name: hourly
-  every: 1h
-  function: nothing
-  queue: mail
 YAML
 chmod 600 "$T/q.yaml"
 S=$T/q.sock
@@ -100,6 +95,38 @@ done
 check "unknown subcommand: exit 2" test "$rc" = 2
 stop_host
 
+# a schedule that starts a machine (the host's starter): every second,
+# each tick one instance named run:QUEUE:TASK-ID, its payload its context
+cat >"$T/m.yaml" <<'YAML'
+state_machines:
+- name: ticker
+  states:
+  - name: start
+    initial: true
+    wait: {events: [go]}
+    transitions:
+    - {event: go, to: done}
+  - name: done
+    final: true
+schedules:
+- name: each-second
+  every: 1s
+  machine: ticker
+  payload: {from: schedule}
+YAML
+chmod 600 "$T/m.yaml"
+"$mealy" fsm run "$T/m.yaml" --state-dir "$T/state3" -s "$S" \
+  2>"$T/host3.err" &
+HOST=$!
+ticks() { "$mealy" fsm ls --machine ticker --json -s "$S" 2>/dev/null |
+  "$py" -c "import json,sys; print(len(json.load(sys.stdin)))" 2>/dev/null; }
+poll 600 bash -c "[ \"\$(\"$mealy\" fsm ls --machine ticker -s \"$S\" 2>/dev/null | grep -c '^run:default:')\" -ge 2 ]"
+check "ticks start the machine, one instance a tick" test "$(ticks)" -ge 2
+name=$("$mealy" fsm ls --machine ticker -s "$S" | grep -m1 -o '^run:default:[0-9]*')
+"$mealy" fsm show "$name" --json -s "$S" >"$T/inst.json"
+check "the payload is its context" test "$(json "$T/inst.json" "j['context']['from']")" = schedule
+stop_host
+
 # mistakes in the sections: refused with their positions, all of them
 cat >"$T/bad.yaml" <<'YAML'
 queues:
@@ -108,7 +135,7 @@ queues:
 schedules:
 - name: s
   cron: 0 3 * 13 *
-  function: f
+  machine: f
 YAML
 chmod 600 "$T/bad.yaml"
 "$mealy" fsm run "$T/bad.yaml" --state-dir "$T/state2" -s "$T/b.sock" \

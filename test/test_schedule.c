@@ -182,6 +182,10 @@ START_TEST(declarations_refused) {
         .what = {0, "rec"}}, MLY_ENOENT, "no such zone"},
       {{.name = "x", .every_ms = 1000, .missed = 7, .what = {0, "rec"}},
        MLY_EINVAL, "skip, one or all"},
+      {{.name = "x", .every_ms = 1000, .what = {0, "nosuch"}}, MLY_ENOENT,
+       "function 'nosuch' is not registered"},
+      {{.name = "x", .every_ms = 1000, .what = {MLY_TASK_MACHINE, "m"}},
+       MLY_ENOENT, "no starter"},
       {{.name = "every-minute", .every_ms = 1000, .what = {0, "rec"}},
        MLY_EEXIST, ""},
   };

@@ -1423,7 +1423,8 @@ typedef struct mly_schedule_def {
  * next tick and counts).  A schedule never declared before sees its
  * first tick after now.  Loop thread.  MLY_EINVAL with a sentence in
  * err (a bad name, cron expression with its column, zone, missed or
- * target); MLY_ENOENT (no queue layer, or no such zone); MLY_EPERM (a
+ * target); MLY_ENOENT (no queue layer, no such zone, a function not
+ * registered, or a machine target without a starter); MLY_EPERM (a
  * zone file not owned by root or writable by others); MLY_EEXIST
  * (declared already); MLY_ENOMEM. */
 int mly_schedule_declare(mly_runtime *rt, const mly_schedule_def *def,

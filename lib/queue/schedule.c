@@ -245,6 +245,17 @@ int mly_schedule_declare(mly_runtime *rt, const mly_schedule_def *def,
   if (check_name(def->what.name, MLY_NAME_MAX) < 0)
     return refuse(err, errlen, "schedule %s%s: what it runs needs a name",
                   def->name, "");
+  if (def->what.kind == MLY_TASK_FUNCTION ? tq_fn_find(L, def->what.name) == NULL
+                                           : !L->has_starter) {
+    if (errlen)
+      snprintf(err, errlen, "schedule %s: %s '%s' %s", def->name,
+               def->what.kind == MLY_TASK_FUNCTION ? "function" : "machine",
+               def->what.name,
+               def->what.kind == MLY_TASK_FUNCTION
+                   ? "is not registered (mly_defer_register it first)"
+                   : "cannot be started: no starter (mly_task_set_starter)");
+    return MLY_ENOENT;
+  }
   tq_sched *s = calloc(1, sizeof *s);
   if (s == NULL) return MLY_ENOMEM;
   snprintf(s->name, sizeof s->name, "%s", def->name);
