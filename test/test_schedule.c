@@ -12,6 +12,8 @@ static int64_t vnow_ms;
 static mly_missed policy;
 static const char *cron_expr;
 static int64_t period_ms = 60000;
+static const char *zone = "Europe/Berlin";
+static int64_t start_ms = 1700000020000; /* 20 s before a minute */
 
 static int64_t vclock(void *arg) {
   (void)arg;
@@ -29,7 +31,7 @@ static void open_rt(void) {
   mly_schedule_def sd = {.name = "every-minute",
                          .cron = cron_expr,
                          .every_ms = cron_expr ? 0 : period_ms,
-                         .tz = "Europe/Berlin",
+                         .tz = zone,
                          .missed = policy,
                          .what = {MLY_TASK_FUNCTION, "rec"}};
   ck_assert_msg(mly_schedule_declare(rt, &sd, err, sizeof err) == 0, "%s",
@@ -57,10 +59,11 @@ static void start(mly_missed p, const char *expr, int64_t period) {
   ck_assert_ptr_nonnull(mkdtemp(dir));
   policy = p;
   cron_expr = expr;
-  vnow_ms = 1700000020000; /* 20 s before a minute */
+  vnow_ms = start_ms;
   open_rt();
   Q_UNTIL(rt, info().next_ms != 0, 5000);
-  ck_assert_int_eq(info().next_ms, (vnow_ms / period + 1) * period);
+  if (expr == NULL)
+    ck_assert_int_eq(info().next_ms, (vnow_ms / period + 1) * period);
 }
 
 static void stop(void) {
@@ -159,6 +162,38 @@ START_TEST(on_time_within_grace) {
 }
 END_TEST
 
+/* Daily at a local time a DST change skips or repeats, in New York,
+ * the clock moving 5 minutes at a time over 3 days (restarting once a
+ * day): one tick a day, whatever the change. */
+static void three_days(const char *expr, int64_t from_ms) {
+  zone = "America/New_York";
+  start_ms = from_ms;
+  start(MLY_MISSED_ALL, expr, 60000);
+  for (int i = 0; i < 3 * 24 * 12; i++) {
+    advance(300000);
+    if (i % (24 * 12) == 100) {
+      mly_runtime_close(rt);
+      open_rt();
+      mly_schedules_poke(rt);
+    }
+    Q_UNTIL(rt, info().next_ms > vnow_ms &&
+                    (uint64_t)R.runs == info().enqueued, 5000);
+  }
+  settle(3);
+  ck_assert_uint_eq(info().enqueued, 3);
+  ck_assert_uint_eq(info().skipped, 0);
+  stop();
+  zone = "Europe/Berlin";
+  start_ms = 1700000020000;
+}
+
+/* 2024-03-10: 02:00 EST becomes 03:00 EDT: 02:30 ticks at 03:00 */
+START_TEST(dst_spring_forward) { three_days("30 2 * * *", 1709960400000); }
+END_TEST
+/* 2024-11-03: 01:00-02:00 happens twice: 01:30 ticks once */
+START_TEST(dst_fall_back) { three_days("30 1 * * *", 1730520000000); }
+END_TEST
+
 START_TEST(declarations_refused) {
   start(MLY_MISSED_SKIP, NULL, 60000);
   char err[256];
@@ -211,6 +246,8 @@ int main(void) {
   tcase_add_test(tc, missed_all_capped);
   tcase_add_test(tc, on_time_within_grace);
   tcase_add_test(tc, declarations_refused);
+  tcase_add_test(tc, dst_spring_forward);
+  tcase_add_test(tc, dst_fall_back);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);
