@@ -121,6 +121,7 @@ void rt_release(mly_runtime *rt) {
   if (--rt->open_handles > 0) return;
   if (rt->owns_loop) return; /* mly_runtime_close frees it after the loop */
   inst_free_pools(rt);
+  fsm_rt_free(rt);
   for (mly_type *t = rt->types; t != NULL;) {
     mly_type *n = t->next;
     free(t);

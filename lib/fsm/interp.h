@@ -42,6 +42,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+/* uthash: an allocation that fails leaves the table as it was and sets
+ * the caller's `hash_oom` (as lib/context.h). */
+#ifndef HASH_NONFATAL_OOM
+#define HASH_NONFATAL_OOM 1
+#define uthash_nonfatal_oom(obj) (hash_oom = true)
+#endif
+#include <uthash.h>
 
 #include "def.h"
 #include "mealy.h"
@@ -73,16 +80,19 @@ enum { FSM_WHY_NONE = 0, FSM_WHY_COUNTDOWN, FSM_WHY_BACKOFF,
 #define FSM_IF_REPLICA 0x2u  /* started by a fork or continuation       */
 #define FSM_IF_FAN_MERGED 0x4u /* the fan-in code put merged contexts in
                                   the context (key FSM_KEY_MERGED)      */
+#define FSM_IF_ENTER 0x8u    /* the dispatch enters `state` itself (the
+                                initial dispatch, a move to on_failure):
+                                entry, continuation, action; no exit, no
+                                transition action                      */
 
 #define FSM_HASH_LEN 32
 
 typedef struct fsm_inst {
   unsigned char hash[FSM_HASH_LEN]; /* the pinned definition            */
-  uint32_t state;    /* the state it is in; FSM_NO_STATE before the
-                        initial dispatch (Fantasm's pseudo-init)        */
-  uint32_t trans;    /* the transition `event` takes from `state`;
-                        FSM_NO_STATE with state == FSM_NO_STATE: into
-                        the initial state                               */
+  uint32_t state;    /* the state it is in (with FSM_IF_ENTER: the
+                        state the dispatch enters)                      */
+  uint32_t trans;    /* the transition `event` takes from `state`
+                        (FSM_NO_STATE with FSM_IF_ENTER)                */
   uint32_t phase;    /* fsm_phase                                      */
   uint32_t why;      /* FSM_WHY_* while FSM_PH_SLEEP                   */
   uint32_t attempt;  /* failed attempts of this dispatch (0: first try) */
@@ -101,19 +111,28 @@ typedef struct fsm_inst {
   mly_id origin;
   char event[MLY_NAME_MAX + 1]; /* the event being dispatched ("" in
                                    the initial dispatch)                */
+  char error[96];               /* the last failure's text ("" none)   */
+  uint32_t nhist;               /* entries ever written to hist         */
+  uint32_t spare32;
   uint64_t spare[4];            /* for fsmfan, zero until used          */
+  /* the last FSM_HISTORY_MAX dispatches and failures, a ring at
+     nhist % FSM_HISTORY_MAX (`mealy fsm show`) */
+  struct fsm_hist {
+    uint64_t seq;
+    int64_t at_ms;     /* wall clock                                    */
+    uint32_t from, to; /* state indexes (FSM_NO_STATE: none)           */
+    uint32_t trans;    /* transition index in `from` (FSM_NO_STATE)    */
+    int32_t result;    /* 0 committed, < 0 failed (MLY_EAGAIN retryable,
+                          MLY_ECANCELED permanent)                     */
+  } hist[8];
 } fsm_inst;
+#define FSM_HISTORY_MAX 8
 
 /* Context keys the interpreter writes (documented in mealy.h). */
 #define FSM_KEY_ERROR "error"   /* on_failure: the error text           */
-#define FSM_KEY_CAUSE "cause"   /* on_failure: {state, event, action,
+#define FSM_KEY_CAUSE "cause"   /* on_failure: {state, event, where,
                                    attempts, permanent}                 */
 #define FSM_KEY_MERGED "merged" /* fan-in: list of the merged contexts  */
-/* Bounded step history, kept in the context under this key (a list of
-   {seq, state, event, to, ms, result}; FSM_HISTORY_MAX entries, oldest
-   dropped): `mealy fsm show` reads it from the context. */
-#define FSM_KEY_HISTORY "_history"
-#define FSM_HISTORY_MAX 32
 
 /* ------------------------------------------------------------------ */
 /* Actions: the registry (action.c) and one call.                      */
@@ -123,6 +142,7 @@ typedef struct fsm_action_ent {
   mly_action_fn fn;
   void *arg;
   uint32_t flags; /* MLY_ACTION_* */
+  UT_hash_handle hh;
 } fsm_action_ent;
 
 /* The per-runtime fsm layer (rt->fsm). */
@@ -173,6 +193,7 @@ struct mly_action_call {
 typedef struct fsm_run fsm_run;
 struct fsm_run {
   mly_id id;
+  fsm_rt *f;
   const fsm_machine *def; /* the pinned definition (owned by fsm_rt)    */
   fsm_where pos;          /* the next position of the dispatch          */
   struct mly_action_call call; /* context/scratch: the working copies */
@@ -181,12 +202,17 @@ struct fsm_run {
   bool job_done;          /* the blocking job or the process is over    */
   int pid;                /* exec: the process                          */
   int stdout_fd;          /* exec: a memfd the process writes            */
+  int stderr_fd;          /* exec: a memfd for its stderr (error text)   */
+  int64_t exec_due_ms;    /* exec: wall clock of its timeout; -1 none    */
   bool timed_out;         /* exec: killed for its timeout               */
   int64_t exit_status;
   uv_work_t work;         /* blocking: the threadpool request           */
   const fsm_action_ent *job;
   void *fan;              /* fsmfan's own per-instance memory           */
-  fsm_run *hh_next;       /* private: the table                         */
+  bool in_dispatch;       /* call holds a dispatch's working copies     */
+  bool orphan;            /* its instance ended while a job ran: the job's
+                             completion frees it                        */
+  UT_hash_handle hh;      /* private: fsm_rt's table, by id             */
 };
 enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC };
 
@@ -247,6 +273,13 @@ int fsm_continuation_run(fsm_rt *f, mly_machine *m, const fsm_inst *in,
 int fsm_fan_in_enter(fsm_rt *f, mly_machine *m, fsm_inst *in,
                      const fsm_state *to);
 bool fsm_fan_in_ready(fsm_rt *f, mly_machine *m, fsm_inst *in);
+/* mly_fsm_attach: register the fan code's own types. */
+int fsm_fan_attach(fsm_rt *f);
+/* The instance fails for good (no on_failure state): tell a counted
+ * fan-in downstream (0 when there is none).  Inside the failing step,
+ * with the committed context. */
+int fsm_fan_failed(fsm_rt *f, mly_machine *m, const fsm_inst *in,
+                   const mly_value *ctx, const char *error);
 
 /* Test hooks (fsm_rt): retry delays chosen, counted not timed. */
 typedef struct fsm_test_hooks {

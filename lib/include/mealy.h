@@ -858,8 +858,7 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
 /* one is retried after a backoff (committed, durable), then goes to   */
 /* the state's or the machine's on_failure state with "error" (text)   */
 /* and "cause" ({state, event, where, attempts, permanent}) in the     */
-/* context, or fails the instance.  The context keeps the last         */
-/* FSM_HISTORY_MAX dispatches under "_history" for `mealy fsm show`.   */
+/* context, or fails the instance (status MLY_EIO, with a log line). */
 
 typedef struct mly_action_call mly_action_call;
 
@@ -991,8 +990,8 @@ int mly_continue_list(mly_action_call *call, const char *list_key,
  * MLY_ENOMEM; the errors of mly_type_register. */
 int mly_fsm_attach(mly_runtime *rt);
 
-/* The loader's set of machines (lib/fsm/def.h); opaque here. */
-typedef struct fsm_set mly_fsm_set;
+/* The loader's set of machines (mly_fsm_load); opaque here. */
+typedef struct mly_fsm_set mly_fsm_set;
 
 /* Make the machines of a loaded set startable on rt (attaching the fsm
  * layer).  Each definition is copied and stored once by its content
@@ -1040,11 +1039,28 @@ typedef struct mly_fsm_info {
   uint64_t seq;           /* dispatches committed                     */
   const char *const *waits; /* a wait state's events (nwaits)         */
   size_t nwaits;
-  const mly_value *context; /* includes "error", "cause", "_history" */
+  const mly_value *context; /* includes "error" and "cause" after a
+                               move to on_failure                      */
+  const char *last_error; /* the last failure's text, or ""          */
   mly_lifecycle lifecycle;
+  /* the last dispatches and failures, oldest first */
+  struct mly_fsm_step {
+    uint64_t seq;         /* the dispatch's number (its key's SEQ)     */
+    int64_t at_ms;        /* wall clock                                */
+    const char *from, *event, *to; /* "" where none                  */
+    int result;           /* 0: committed; MLY_EAGAIN: failed, retried;
+                             MLY_ECANCELED: failed for good           */
+  } history[8];
+  size_t nhistory;
 } mly_fsm_info;
 /* MLY_ESRCH: no such live instance of the fsm type. */
 int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
+
+/* Where the interpreter's log lines go (a failed instance, a retry, an
+ * ignored event): fn gets one line, no newline, on the loop thread.
+ * Default (fn NULL): stderr, prefixed "mealy fsm: ". */
+void mly_fsm_set_log(mly_runtime *rt, void (*fn)(void *arg, const char *line),
+                     void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Introspection.                                                      */

@@ -1,0 +1,151 @@
+/*
+ * interp_rt.c - the fsm layer of a runtime: attaching it (its two
+ * types), the table of dispatches in flight, small shared helpers (log
+ * lines, the wall clock, random draws), and freeing it all with the
+ * runtime.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "fsmrt.h"
+
+fsm_rt *fsm_rt_get(mly_runtime *rt) { return rt ? rt->fsm : NULL; }
+
+int mly_fsm_attach(mly_runtime *rt) {
+  if (rt == NULL) return MLY_EINVAL;
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (rt->fsm != NULL) return 0;
+  fsm_rt *f = calloc(1, sizeof *f);
+  if (f == NULL) return MLY_ENOMEM;
+  f->rt = rt;
+  f->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)f ^ 0x9e3779b97f4a7c15ULL;
+  int rc = mly_type_register(rt, &fsm_type_def, &f->type);
+  if (rc == 0) rc = mly_type_register(rt, &fsm_def_type_def, &f->def_type);
+  if (rc == 0) rc = fsm_fan_attach(f);
+  if (rc < 0) { /* a registered type stays: harmless, never spawned */
+    free(f);
+    return rc;
+  }
+  rt->fsm = f;
+  return 0;
+}
+
+void fsm_rt_free(mly_runtime *rt) {
+  fsm_rt *f = rt->fsm;
+  if (f == NULL) return;
+  fsm_run *r, *tmp;
+  HASH_ITER(hh, f->runs, r, tmp) {
+    HASH_DEL(f->runs, r);
+    fsm_call_clear(&r->call);
+    fsm_exec_cleanup(r);
+    free(r);
+  }
+  fsm_actions_free(f);
+  fsm_defs_free(f);
+  free(f);
+  rt->fsm = NULL;
+}
+
+void fsm_set_test_hooks(mly_runtime *rt, const fsm_test_hooks *h) {
+  fsm_rt *f = fsm_rt_get(rt);
+  if (f == NULL) return;
+  f->hooks = *h;
+  if (h->jitter_seed) f->rng = h->jitter_seed;
+}
+
+void mly_fsm_set_log(mly_runtime *rt, void (*fn)(void *arg, const char *line),
+                     void *arg) {
+  fsm_rt *f = fsm_rt_get(rt);
+  if (f == NULL) return;
+  f->log = fn;
+  f->log_arg = arg;
+}
+
+void fsm_log(fsm_rt *f, const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (f->log) f->log(f->log_arg, line);
+  else fprintf(stderr, "mealy fsm: %s\n", line);
+}
+
+int64_t fsm_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t fsm_rand(fsm_rt *f) { /* xorshift64* */
+  uint64_t x = f->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  f->rng = x;
+  return x * 0x2545f4914f6cdd1dULL;
+}
+
+void fsm_hash_hex(const unsigned char *hash, char *hex) {
+  static const char d[] = "0123456789abcdef";
+  for (int i = 0; i < FSM_HASH_LEN; i++) {
+    hex[2 * i] = d[hash[i] >> 4];
+    hex[2 * i + 1] = d[hash[i] & 15];
+  }
+  hex[2 * FSM_HASH_LEN] = '\0';
+}
+
+/* ---- dispatches in flight ---- */
+
+fsm_run *fsm_run_get(fsm_rt *f, mly_id id) {
+  fsm_run *r = NULL;
+  HASH_FIND(hh, f->runs, &id, sizeof id, r);
+  return r;
+}
+
+fsm_run *fsm_run_make(fsm_rt *f, mly_id id) {
+  fsm_run *r = fsm_run_get(f, id);
+  if (r != NULL) return r;
+  r = calloc(1, sizeof *r);
+  if (r == NULL) return NULL;
+  r->id = id;
+  r->f = f;
+  r->pid = -1;
+  r->stdout_fd = r->stderr_fd = -1;
+  r->exec_due_ms = -1;
+  bool hash_oom = false;
+  HASH_ADD(hh, f->runs, id, sizeof r->id, r);
+  if (hash_oom) {
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+void fsm_call_clear(mly_action_call *c) {
+  mly_value_free(c->context);
+  mly_value_free(c->scratch);
+  mly_value_free(c->forks);
+  mly_value_free(c->spawns);
+  mly_value_free(c->token);
+  c->context = c->scratch = c->forks = c->spawns = c->token = NULL;
+  c->token_set = false;
+  c->fail = 0;
+  c->next[0] = c->error[0] = '\0';
+}
+
+/* The instance ended: forget its dispatch, unless a threadpool job still
+ * uses it (then the job's completion frees it). */
+void fsm_run_drop(fsm_rt *f, fsm_run *r) {
+  HASH_DEL(f->runs, r);
+  fsm_exec_cleanup(r);
+  if (r->async == FSM_ASYNC_BLOCKING && !r->job_done) {
+    r->orphan = true;
+    return;
+  }
+  fsm_call_clear(&r->call);
+  free(r);
+}
