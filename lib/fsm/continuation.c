@@ -143,14 +143,19 @@ int mly_continue_list(mly_action_call *call, const char *list_key,
   return set_batch(call, key, batch, at + n < len, at + n);
 }
 
-/* The lineage of a chain: "c" and a hash of the first dispatch's key. */
+void fsm_fan_lineage(const char *key, char *buf, size_t len) {
+  snprintf(buf, len, "c%016" PRIx64,
+           fsm_fan_hash(key, strlen(key), FSM_FAN_HASH_SEED));
+}
+
+/* Mark ctx as generation gen of the chain its first dispatch's key names
+ * (kept when it is marked already), with the total when known. */
 static int lineage_of(mly_value *ctx, const char *key, uint32_t gen,
                       uint64_t total) {
   mly_value *fan = mly_map_get(ctx, FSM_KEY_FAN);
   if (fan == NULL || mly_value_type(fan) != MLY_V_MAP) {
     char l[24];
-    snprintf(l, sizeof l, "c%016" PRIx64,
-             fsm_fan_hash(key, strlen(key), FSM_FAN_HASH_SEED));
+    fsm_fan_lineage(key, l, sizeof l);
     if ((fan = mly_value_map()) == NULL) return MLY_ENOMEM;
     int rc = mly_map_set_str(fan, "l", l);
     if (rc == 0) rc = mly_map_set(ctx, FSM_KEY_FAN, fan);

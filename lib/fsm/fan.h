@@ -61,16 +61,8 @@ typedef struct fanin_data {
   uint32_t merged, failed; /* what the merge took (for `fsm show`)      */
 } fanin_data;
 
-/* Register "fsm-fanin" on rt (mly_fsm_attach calls it). */
-int fsm_fan_attach(fsm_rt *f);
+/* The collector type (fsm_fan_attach, in interp.h, registers it). */
 extern const mly_type_def fsm_fanin_type_def;
-
-/* A replica failed for good (its dispatch failed and no on_failure state
- * leads it back to the fan-in): tell the counted fan-in downstream, so a
- * `tolerate` can proceed without it.  Called by the interpreter inside
- * the failing step; 0 when there is no counted fan-in downstream. */
-int fsm_fan_failed(fsm_rt *f, mly_machine *m, const fsm_inst *in,
-                   const mly_value *ctx, const char *error);
 
 /* A name for an instance started by the dispatch with key `key`
  * ("NAME/SEQ"): "NAME.SEQ" + tag + number ('/' is not allowed in names).
@@ -98,6 +90,10 @@ int fsm_fan_arrive(fsm_rt *f, mly_machine *m, const fsm_inst *in,
 /* The fan-in state in's next transition enters, or NULL. */
 const fsm_state *fsm_fan_next_fan_in(const fsm_machine *def,
                                      const fsm_inst *in);
+
+/* The lineage of a continuation chain: "c" and 16 hex digits of a hash
+ * of its first dispatch's key. */
+void fsm_fan_lineage(const char *key, char *buf, size_t len);
 
 /* A deep copy of ctx without the fan code's bookkeeping keys. */
 mly_value *fsm_fan_ctx_copy(const mly_value *ctx);

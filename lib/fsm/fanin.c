@@ -340,26 +340,99 @@ out:
   return hit;
 }
 
+/* A replica of a continuation chain that fails for good: its lineage
+ * and, when it is the chain's last (it started no replica: the name its
+ * dispatch would have given one is free), the chain's length.  The root
+ * (generation 0) may have failed before its context got "_fan": its
+ * lineage is the one its dispatch's key gives (continuation.c). */
+static int chain_of(mly_machine *m, const fsm_inst *in, const mly_value *ctx,
+                    char *lin, size_t len, uint64_t *total) {
+  const mly_value *fan = ctx ? mly_map_get(ctx, FSM_KEY_FAN) : NULL;
+  const char *l = NULL;
+  uint64_t g = 0, t = 0;
+  char key[MLY_INSTANCE_NAME_MAX + 24];
+  fsm_key(m, in, key, sizeof key);
+  if (fan && mly_map_get_str(fan, "l", &l) == 0) {
+    (void)mly_map_get_uint(fan, "g", &g);
+    (void)mly_map_get_uint(fan, "t", &t);
+    snprintf(lin, len, "%s", l);
+  } else {
+    fsm_fan_lineage(key, lin, len);
+  }
+  *total = t;
+  if (t == 0) {
+    char name[MLY_INSTANCE_NAME_MAX + 1];
+    mly_name_info ni;
+    int rc = fsm_fan_child_name(key, ".c", g + 1, name, sizeof name);
+    if (rc < 0) return rc;
+    rc = mly_name_lookup(mly_machine_runtime(m), name, &ni);
+    if (rc == MLY_ENOENT) *total = g + 1;
+    else if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+static bool feeds_from_continuation(const fsm_machine *def,
+                                    const fsm_inst *in) {
+  if (in->state >= def->nstates) return false;
+  const fsm_state *s = &def->states[in->state];
+  if (s->continuation) return true;
+  return in->trans < s->ntrans && s->trans[in->trans].to < def->nstates &&
+         def->states[s->trans[in->trans].to].continuation;
+}
+
 int fsm_fan_failed(fsm_rt *f, mly_machine *m, const fsm_inst *in,
                    const mly_value *ctx, const char *error) {
   const fsm_machine *def = fsm_def_get(f, in->hash);
   if (def == NULL) return 0;
   const fsm_state *st = downstream_count(def, in->state);
   if (st == NULL) return 0;
-  mly_id cid;
-  int rc = collector_for(f, in->hash, def, st, ctx, &cid);
-  if (rc < 0) return rc;
-  uint32_t id;
-  if ((rc = ev(f->rt, FSM_EV_FAIL, &id)) < 0) return rc;
-  mly_value *p = mly_value_map();
-  if (p == NULL || mly_map_set_str(p, "error", error ? error : "") < 0) {
-    mly_value_free(p);
-    return MLY_ENOMEM;
+  bool all = st->fan_in_count == 0;
+  const mly_value *fan = ctx ? mly_map_get(ctx, FSM_KEY_FAN) : NULL;
+  if (all && fan == NULL && !feeds_from_continuation(def, in))
+    return 0; /* never part of a chain: nobody waits for it */
+  mly_value *c = NULL;
+  uint64_t total = 0;
+  int rc = 0;
+  if (all) {
+    char lin[40];
+    if ((rc = chain_of(m, in, ctx, lin, sizeof lin, &total)) < 0) return rc;
+    /* the collector's name reads the lineage from the context */
+    c = ctx ? mly_value_copy(ctx) : mly_value_map();
+    if (c == NULL) return MLY_ENOMEM;
+    mly_value *nf = mly_value_map();
+    if (nf == NULL || mly_map_set_str(nf, "l", lin) < 0) {
+      mly_value_free(nf);
+      mly_value_free(c);
+      return MLY_ENOMEM;
+    }
+    if (mly_map_set(c, FSM_KEY_FAN, nf) < 0) { /* nf is taken, also here */
+      mly_value_free(c);
+      return MLY_ENOMEM;
+    }
+    ctx = c;
   }
-  uint64_t total = known_total(ctx);
-  if ((rc = mly_send(m, cid, id, p)) < 0) return rc;
-  if (total && st->fan_in_count == 0) return send_total(m, cid, total);
-  return 0;
+  mly_id cid;
+  uint32_t id;
+  mly_value *p = NULL;
+  if ((rc = collector_for(f, in->hash, def, st, ctx, &cid)) < 0 ||
+      (rc = ev(f->rt, FSM_EV_FAIL, &id)) < 0)
+    goto out;
+  p = mly_value_map();
+  if (p == NULL || mly_map_set_str(p, "error", error ? error : "") < 0) {
+    rc = MLY_ENOMEM;
+    goto out;
+  }
+  rc = mly_send(m, cid, id, p);
+  p = NULL;
+  if (rc == 0 && all && total) rc = send_total(m, cid, total);
+out:
+  mly_value_free(p);
+  mly_value_free(c);
+  if (rc < 0)
+    fsm_log(f, "instance %s: cannot tell fan-in %s of its failure: %s",
+            mly_self_name(m), st->name, mly_strerror(rc));
+  return rc;
 }
 
 /* ---- the collector ---- */
@@ -369,6 +442,7 @@ mly_value *fsm_fan_ctx_copy(const mly_value *ctx) {
   if (c && mly_value_type(c) == MLY_V_MAP) {
     mly_map_del(c, FSM_KEY_FAN);
     mly_map_del(c, FSM_KEY_TOKEN);
+    mly_map_del(c, FSM_KEY_MERGED); /* an earlier fan-in's list */
   }
   return c;
 }

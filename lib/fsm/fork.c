@@ -50,8 +50,9 @@ int fsm_fork_apply(fsm_rt *f, mly_machine *m, const fsm_inst *in,
   const fsm_state *fan = fsm_fan_next_fan_in(def, in);
   int rc = 0;
   for (size_t i = 0; i < mly_value_len(forks) && rc == 0; i++) {
-    mly_value *ctx = mly_value_copy(mly_context(m) ? mly_context(m)
-                                                   : r->call.context);
+    /* the context this dispatch commits (not yet the instance's) */
+    mly_value *ctx = r->call.context ? mly_value_copy(r->call.context)
+                                     : mly_value_map();
     if (ctx == NULL) return MLY_ENOMEM;
     mly_map_del(ctx, FSM_KEY_FAN);
     mly_map_del(ctx, FSM_KEY_TOKEN);
