@@ -55,14 +55,12 @@ int fsm_spawn_apply(fsm_rt *f, mly_machine *m, const fsm_inst *in,
     int64_t cd = 0;
     if (mly_map_get_str(req, "machine", &machine) < 0) return MLY_EINVAL;
     (void)mly_map_get_int(req, "countdown", &cd);
-    fsm_mach_ent *ent;
-    HASH_FIND_STR(f->machines, machine, ent);
-    if (ent == NULL) {
+    const fsm_machine *def = fsm_machine_current(f, machine);
+    if (def == NULL) {
       fsm_log(f, "%s: spawn of machine %s, which is not loaded",
               r->call.key, machine);
       return MLY_ENOENT;
     }
-    const fsm_machine *def = ent->def->m;
     const mly_value *ctxs = mly_map_get(req, "contexts");
     for (size_t k = 0; k < mly_value_len(ctxs); k++, j++) {
       char name[MLY_INSTANCE_NAME_MAX + 1];
@@ -73,7 +71,7 @@ int fsm_spawn_apply(fsm_rt *f, mly_machine *m, const fsm_inst *in,
       fsm_inst p, *pp = NULL;
       if (cd > 0) {
         memset(&p, 0, sizeof p);
-        memcpy(p.hash, ent->def->hash, FSM_HASH_LEN);
+        memcpy(p.hash, def->hash, FSM_HASH_LEN);
         p.state = p.trans = FSM_NO_STATE;
         p.phase = FSM_PH_SLEEP;
         p.why = FSM_WHY_COUNTDOWN;
