@@ -33,17 +33,35 @@ static inline void fan_util_load(mly_runtime *rt, const char *path,
   }
 }
 
-/* Turn the loop until done(arg) or `turns` turns went by (a turn waits
- * for something to happen); returns done(arg). */
+static void fan_util_tick(uv_timer_t *t) { (void)t; }
+
+/* Turn the loop until done(arg) or `turns` turns went by; a 1 ms tick
+ * keeps a turn from blocking for good when nothing else is due.
+ * Returns done(arg). */
 static inline int fan_util_run(mly_runtime *rt, int (*done)(void *),
                                void *arg, long turns) {
   uv_loop_t *loop = mly_runtime_loop(rt);
-  for (long i = 0; i < turns && !done(arg); i++)
-    if (uv_run(loop, UV_RUN_ONCE) == 0 && !done(arg)) {
-      /* nothing active: let a zero timer or a post get a turn */
-      uv_run(loop, UV_RUN_NOWAIT);
-    }
+  uv_timer_t tick;
+  uv_timer_init(loop, &tick);
+  uv_timer_start(&tick, fan_util_tick, 1, 1);
+  for (long i = 0; i < turns && !done(arg); i++) uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
   return done(arg);
+}
+
+static int fan_util_count_live(const mly_info *i, void *arg) {
+  if (strcmp(i->type, "fsm") == 0 || strcmp(i->type, "fsm-fanin") == 0)
+    (*(int *)arg)++;
+  return 0;
+}
+
+/* done() for fan_util_run: no YAML instance and no collector is left
+ * (arg: the runtime). */
+static inline int fan_util_all_ended(void *arg) {
+  int n = 0;
+  mly_foreach(arg, fan_util_count_live, &n);
+  return n == 0;
 }
 
 static inline int64_t fan_util_int(const mly_value *map, const char *key) {

@@ -346,12 +346,12 @@ static void run(const char *machine, int fin, const char *k1, int64_t v1,
                 "%s: %d of %d reached the end", machine, S.finish, fin);
 }
 
-/* Let anything still running finish (nothing more may happen). */
-static int never(void *arg) {
-  (void)arg;
-  return 0;
+/* Let everything still running end: no instance or collector is left
+ * (so nothing more can happen). */
+static void settle(void) {
+  ck_assert_msg(fan_util_run(rt, fan_util_all_ended, rt, 2000000),
+                "instances left running");
 }
-static void settle(void) { fan_util_run(rt, never, NULL, 2000); }
 
 /* ---- Fantasm's floor: a continuation feeding a fan-in ---- */
 

@@ -91,7 +91,7 @@ static void bad(const char *fmt, ...) {
 
 /* Write DIR/out/PREFIX-NAME whole, with text. */
 static int put(const char *prefix, const char *key, const char *text) {
-  char name[512], path[4600], tmp[4700];
+  char name[256], path[4400], tmp[4500];
   snprintf(name, sizeof name, "%s", key);
   for (char *p = name; *p; p++)
     if (*p == '/') *p = '_';
@@ -198,18 +198,6 @@ static void start_job(mly_runtime *rt, int r) {
   if (rc < 0 && rc != MLY_EEXIST) bad("start %s: %s", name, mly_strerror(rc));
 }
 
-static int count_live(const mly_info *i, void *arg) {
-  if (strcmp(i->type, "fsm") == 0 || strcmp(i->type, "fsm-fanin") == 0)
-    (*(int *)arg)++;
-  return 0;
-}
-
-static int all_ended(void *arg) {
-  int n = 0;
-  mly_foreach(arg, count_live, &n);
-  return n == 0;
-}
-
 int main(int argc, char **argv) {
   if (argc != 4) {
     fprintf(stderr, "usage: fan_workload DIR run ROUND | DIR finish ROUNDS\n");
@@ -243,7 +231,7 @@ int main(int argc, char **argv) {
       if (uv_run(mly_runtime_loop(rt), UV_RUN_DEFAULT) == 0) usleep(10000);
   }
   for (int r = 0; r < arg; r++) start_job(rt, r);
-  if (!fan_util_run(rt, all_ended, rt, 50000000)) {
+  if (!fan_util_run(rt, fan_util_all_ended, rt, 10000000)) {
     bad("finish: instances still running");
     return 1;
   }
