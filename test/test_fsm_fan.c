@@ -239,6 +239,21 @@ static const char *yaml =
     "      - name: end\n"
     "        final: True\n"
     "        action: Finish\n"
+    "  - name: pairs\n"
+    "    states:\n"
+    "      - name: start\n"
+    "        initial: True\n"
+    "        action: ForkGroups\n"
+    "        transitions:\n"
+    "          - {event: go, to: join}\n"
+    "      - name: join\n"
+    "        fan_in: {count: 2}\n"
+    "        action: Join\n"
+    "        transitions:\n"
+    "          - {event: ok, to: end}\n"
+    "      - name: end\n"
+    "        final: True\n"
+    "        action: Finish\n"
     "  - name: win\n"
     "    states:\n"
     "      - name: start\n"
@@ -342,14 +357,14 @@ static void run(const char *machine, int fin, const char *k1, int64_t v1,
   if (k2) mly_map_set_int(ctx, k2, v2);
   ck_assert_int_eq(mly_fsm_start(rt, machine, NULL, ctx, NULL, 0, NULL), 0);
   want_finish = fin;
-  ck_assert_msg(fan_util_run(rt, finished, NULL, 2000000),
+  ck_assert_msg(fan_util_run(rt, finished, NULL, 60000),
                 "%s: %d of %d reached the end", machine, S.finish, fin);
 }
 
 /* Let everything still running end: no instance or collector is left
  * (so nothing more can happen). */
 static void settle(void) {
-  ck_assert_msg(fan_util_run(rt, fan_util_all_ended, rt, 2000000),
+  ck_assert_msg(fan_util_run(rt, fan_util_all_ended, rt, 60000),
                 "instances left running");
 }
 
@@ -393,6 +408,17 @@ START_TEST(group_count) {
   ck_assert_int_ne(S.group[1], S.group[2]);
   ck_assert_int_ne(S.group[0], S.group[2]);
   ck_assert_uint_eq(S.vmask, 0xfffu); /* each of the 12 merged once */
+}
+END_TEST
+
+/* 6 arrive in one step at a fan-in of 2: the first collector takes 2 and
+ * hands the 4 it got too many on, generation after generation */
+START_TEST(count_overflow) {
+  run("pairs", 3, "n", 6, "mod", 1);
+  settle();
+  ck_assert_int_eq(S.join, 3);
+  for (int i = 0; i < 3; i++) ck_assert_int_eq(S.merged[i], 2);
+  ck_assert_uint_eq(S.vmask, 0x3fu);
 }
 END_TEST
 
@@ -475,7 +501,7 @@ START_TEST(spawn_once) {
   char name[MLY_INSTANCE_NAME_MAX + 1];
   ck_assert_int_eq(mly_fsm_start(rt, "parent", "p1", NULL, name, sizeof name,
                                  NULL), 0);
-  ck_assert(fan_util_run(rt, kids_done, NULL, 2000000));
+  ck_assert(fan_util_run(rt, kids_done, NULL, 60000));
   settle();
   ck_assert_int_eq(S.spawns_asked, 2); /* the dispatch ran twice */
   ck_assert_int_eq(S.kids, 3);         /* its kids started once */
@@ -497,6 +523,7 @@ static Suite *suite(void) {
   tcase_add_loop_test(t, continuation_fan_in_10, 0, 4);
   tcase_add_loop_test(t, continuation_fan_in_25, 0, 4);
   tcase_add_test(t, group_count);
+  tcase_add_test(t, count_overflow);
   tcase_add_test(t, group_window);
   tcase_add_test(t, tolerate_within);
   tcase_add_test(t, tolerate_exceeded);

@@ -9,11 +9,12 @@
  * token, fsm_continuation_run starts a replica of the instance at the
  * dispatch it is in (Fantasm: the same event from the same state, so it
  * runs the continuation again with the new token), with generation + 1,
- * named "NAME.SEQ.c<gen>" from the dispatch's key (a dispatch that runs
- * again starts no replica twice), after continuation_countdown if set.
+ * named "NAME.SEQ.c<gen>" from the key NAME/SEQ of the chain's first
+ * dispatch (a dispatch that runs again starts no replica twice), after
+ * continuation_countdown if set.
  *
- * Every replica carries "_fan": {l: LINEAGE} in its context, LINEAGE
- * naming the first dispatch of the chain; the replica whose
+ * Every replica carries "_fan": {l: LINEAGE, b: KEY, g: GENERATION} in
+ * its context, LINEAGE a hash of KEY, the first dispatch's key; the replica whose
  * continuation returns no token also gets t: its generation + 1, the
  * number of replicas.  A fan-in with `count: 0` uses both: it merges
  * when all of them arrived (or failed, up to `tolerate`).
@@ -148,8 +149,17 @@ void fsm_fan_lineage(const char *key, char *buf, size_t len) {
            fsm_fan_hash(key, strlen(key), FSM_FAN_HASH_SEED));
 }
 
+int fsm_fan_replica_name(const mly_value *ctx, const char *key,
+                         uint64_t gen, char *buf, size_t len) {
+  const mly_value *fan = ctx ? mly_map_get(ctx, FSM_KEY_FAN) : NULL;
+  const char *base = NULL;
+  if (fan == NULL || mly_map_get_str(fan, "b", &base) < 0) base = key;
+  return fsm_fan_child_name(base, ".c", gen, buf, len);
+}
+
 /* Mark ctx as generation gen of the chain its first dispatch's key names
- * (kept when it is marked already), with the total when known. */
+ * (lineage "l" and base name "b" kept when it is marked already), with
+ * the total when known. */
 static int lineage_of(mly_value *ctx, const char *key, uint32_t gen,
                       uint64_t total) {
   mly_value *fan = mly_map_get(ctx, FSM_KEY_FAN);
@@ -158,6 +168,7 @@ static int lineage_of(mly_value *ctx, const char *key, uint32_t gen,
     fsm_fan_lineage(key, l, sizeof l);
     if ((fan = mly_value_map()) == NULL) return MLY_ENOMEM;
     int rc = mly_map_set_str(fan, "l", l);
+    if (rc == 0) rc = mly_map_set_str(fan, "b", key);
     if (rc == 0) rc = mly_map_set(ctx, FSM_KEY_FAN, fan);
     else mly_value_free(fan);
     if (rc < 0) return rc;
@@ -196,8 +207,8 @@ int fsm_continuation_run(fsm_rt *f, mly_machine *m, const fsm_inst *in,
   if (rc == 0) rc = lineage_of(ctx, c->key, gen + 1, 0);
   char name[MLY_INSTANCE_NAME_MAX + 1];
   if (rc == 0)
-    rc = fsm_fan_child_name(c->key, ".c", (uint64_t)gen + 1, name,
-                            sizeof name);
+    rc = fsm_fan_replica_name(ctx, c->key, (uint64_t)gen + 1, name,
+                              sizeof name);
   if (rc < 0) {
     mly_value_free(ctx);
     return rc;

@@ -36,7 +36,7 @@
 
 #define FSM_FAN_TYPE_NAME "fsm-fanin"
 /* Context keys the fan code writes (documented in mealy.h). */
-#define FSM_KEY_FAN "_fan"      /* {l: lineage, g: generation, t: total} */
+#define FSM_KEY_FAN "_fan"      /* {l, b, g, t}: see continuation.c     */
 #define FSM_KEY_TOKEN "_token"  /* the continuation token of a replica  */
 #define FSM_KEY_FORK "fork"     /* a fork's number, 1..K                */
 
@@ -94,6 +94,11 @@ const fsm_state *fsm_fan_next_fan_in(const fsm_machine *def,
 /* The lineage of a continuation chain: "c" and 16 hex digits of a hash
  * of its first dispatch's key. */
 void fsm_fan_lineage(const char *key, char *buf, size_t len);
+
+/* The name of replica `gen` of the chain ctx belongs to (its "_fan"
+ * base, or `key` for the chain's first dispatch). */
+int fsm_fan_replica_name(const mly_value *ctx, const char *key,
+                         uint64_t gen, char *buf, size_t len);
 
 /* A deep copy of ctx without the fan code's bookkeeping keys. */
 mly_value *fsm_fan_ctx_copy(const mly_value *ctx);

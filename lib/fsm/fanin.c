@@ -363,7 +363,7 @@ static int chain_of(mly_machine *m, const fsm_inst *in, const mly_value *ctx,
   if (t == 0) {
     char name[MLY_INSTANCE_NAME_MAX + 1];
     mly_name_info ni;
-    int rc = fsm_fan_child_name(key, ".c", g + 1, name, sizeof name);
+    int rc = fsm_fan_replica_name(ctx, key, g + 1, name, sizeof name);
     if (rc < 0) return rc;
     rc = mly_name_lookup(mly_machine_runtime(m), name, &ni);
     if (rc == MLY_ENOENT) *total = g + 1;

@@ -231,7 +231,7 @@ int main(int argc, char **argv) {
       if (uv_run(mly_runtime_loop(rt), UV_RUN_DEFAULT) == 0) usleep(10000);
   }
   for (int r = 0; r < arg; r++) start_job(rt, r);
-  if (!fan_util_run(rt, fan_util_all_ended, rt, 10000000)) {
+  if (!fan_util_run(rt, fan_util_all_ended, rt, 120000)) {
     bad("finish: instances still running");
     return 1;
   }
