@@ -10,7 +10,9 @@
  * and adds the counts up; the final state writes "LINES WORDS" to
  * OUTPUT.  Killed at any point and run again with the same STATE_DIR
  * (default ./fanout-state), it goes on where it was: no batch counted
- * twice, none lost.  Run again after it finished, it says so.
+ * twice, none lost.  Run again after it finished, it says so.  The job
+ * is named "wordcount-job" until the fan-in; the merge goes on as the
+ * instance the fan-in starts (named after its collector).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -99,6 +101,19 @@ static int write_result(mly_action_call *c, void *arg) {
   return 0;
 }
 
+static int count_live(const mly_info *i, void *arg) {
+  if (strcmp(i->type, "fsm") == 0 || strcmp(i->type, "fsm-fanin") == 0)
+    (*(int *)arg)++;
+  return 0;
+}
+
+/* YAML instances and fan-in collectors still running. */
+static int live(mly_runtime *rt) {
+  int n = 0;
+  mly_foreach(rt, count_live, &n);
+  return n;
+}
+
 static void on_error(const mly_conf_msg *msg, void *arg) {
   (void)arg;
   fprintf(stderr, "%s:%u:%u: %s\n", msg->file, msg->line, msg->col,
@@ -143,27 +158,24 @@ int main(int argc, char **argv) {
   mly_value *ctx = mly_value_map();
   mly_map_set_str(ctx, "output", argv[3]);
   mly_map_set_int(ctx, "batch", batch);
+  /* Started before (the name is held, live or ended): what is left of
+   * the job runs from the journal.  The first instance ends at the
+   * fan-in; the merge goes on in an instance of its own. */
   rc = mly_fsm_start(rt, "wordcount", "wordcount-job", ctx, NULL, 0, NULL);
-  if (rc == MLY_EEXIST) {
-    mly_name_info ni;
-    if (mly_name_lookup(rt, "wordcount-job", &ni) == 0 &&
-        ni.state == MLY_NAME_ENDED) {
-      printf("wordcount: the job in %s has finished already (status %d)\n",
-             state, ni.status);
-      mly_runtime_close(rt);
-      return 0;
-    }
-    printf("wordcount: resuming the job in %s\n", state);
-  } else if (rc < 0) {
+  bool again = rc == MLY_EEXIST;
+  if (rc < 0 && !again) {
     fprintf(stderr, "wordcount: start: %s\n", mly_strerror(rc));
     return 1;
   }
   uv_loop_t *loop = mly_runtime_loop(rt);
-  while (!j.done)
-    if (uv_run(loop, UV_RUN_ONCE) == 0 && !j.done) {
-      fprintf(stderr, "wordcount: nothing left to run, and no result\n");
+  while (!j.done && live(rt) > 0) uv_run(loop, UV_RUN_ONCE);
+  if (!j.done) {
+    if (!again) {
+      fprintf(stderr, "wordcount: the job ended without a result\n");
       return 1;
     }
+    printf("wordcount: the job in %s has finished already\n", state);
+  }
   /* let the final step commit before leaving */
   for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT); i++) {}
   mly_runtime_close(rt);
