@@ -83,6 +83,8 @@ struct mly_type {
 /* not only durable: a request took its reply with F_SHUT_WAKE pending,
  * so mly_shutdown_requested says false until the next wait (machine.c) */
 #define D_SHUT_HIDE 0x10u
+/* not only durable: it has a context or a name (context.h) */
+#define D_EXT 0x20u
 
 struct mly_inst {
   struct mly_machine head;
@@ -171,6 +173,8 @@ typedef struct sig_watch {
 
 typedef struct mly_proc mly_proc;
 typedef struct dur_state dur_state;
+typedef struct inst_ext inst_ext;
+typedef struct names names;
 
 struct mly_runtime {
   uv_loop_t *loop;
@@ -224,6 +228,8 @@ struct mly_runtime {
 
   mly_stats st;
   dur_state *dur;          /* NULL: no journal (durable.c) */
+  inst_ext *exts;          /* contexts and names by id (context.c) */
+  names *names;            /* the name table (names.c) */
 };
 
 static inline bool inst_durable(const mly_runtime *rt, const mly_inst *m) {
@@ -237,6 +243,12 @@ static inline bool has_control(const char *s) {
     if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
   return false;
 }
+
+/* value.c: the encoding given to a writer as it is made (msgpack's
+ * packer callback: 0 or -1) */
+int value_encode_to(const mly_value *v,
+                    int (*write)(void *data, const char *buf, size_t len),
+                    void *data);
 
 /* runtime.c */
 bool rt_on_loop_thread(const mly_runtime *rt);
@@ -279,7 +291,9 @@ void notify_parent_event(mly_runtime *rt, mly_inst *p, mly_event *e);
 bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
                   int *rc);
 void durable_spawned(mly_runtime *rt, mly_inst *m);
-void durable_step_end(mly_runtime *rt, mly_inst *m, bool exited);
+/* 0, or < 0: the step cannot be committed (its context does not encode,
+ * its record passes the bound): nothing of it was kept, end it */
+int durable_step_end(mly_runtime *rt, mly_inst *m, bool exited);
 bool durable_end(mly_runtime *rt, mly_inst *m, bool failed);
 void durable_step_abandoned(mly_runtime *rt);
 void durable_took(mly_runtime *rt, mly_inst *m, mly_event *e);

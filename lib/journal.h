@@ -77,7 +77,8 @@ enum {
   JR_SNAPEND,
   JR_INST,
   JR_DROP,
-  JR_KIND_MAX = JR_DROP
+  JR_TOMB,
+  JR_KIND_MAX = JR_TOMB
 };
 
 #define JR_HDR 8u
@@ -132,6 +133,11 @@ void jb_nil(jbuf *b);
 void jb_array(jbuf *b, uint32_t n);
 void jb_str(jbuf *b, const char *s, size_t n);
 void jb_bin(jbuf *b, const void *p, size_t n);
+/* A bin written in place: open, append its bytes, close (the length
+ * goes into the header then).  Bytes appended since open: b->n - at. */
+size_t jb_bin_open(jbuf *b);
+void jb_bin_close(jbuf *b, size_t at);
+int jb_write(void *data, const char *buf, size_t len);
 /* Open a record: reserves the header; jb_end fills it in. */
 size_t jb_begin(jbuf *b, uint64_t seq, unsigned kind, uint32_t nfields);
 void jb_end(jbuf *b, size_t start);
@@ -271,6 +277,7 @@ void journal_fail(mly_journal *j, int rc, const char *what);
 /* The records of the current turn go here. */
 jbuf *journal_buf(mly_journal *j);
 uint64_t journal_next_seq(mly_journal *j);
+void journal_seq_back(mly_journal *j); /* the last record was taken back */
 int journal_on_commit(mly_journal *j, const jdone *d);
 /* Start writing what was appended (end of a batch). */
 void journal_flush(mly_journal *j);

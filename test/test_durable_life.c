@@ -35,22 +35,6 @@ static void run_turns(mly_runtime *rt, int n) {
   for (int i = 0; i < n; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
 }
 
-/* Turns of the loop until cond holds, at most max of them.  Each turn
- * waits for something to happen (a commit on the threadpool, a post), at
- * most a tick of a timer that also keeps the loop polling: a machine that
- * is stuck fails the test instead of hanging it. */
-static uv_timer_t ticker;
-static void tick_cb(uv_timer_t *t) { (void)t; }
-#define RUN_UNTIL(rt, cond, max)                                         \
-  do {                                                                   \
-    uv_loop_t *l_ = mly_runtime_loop(rt);                                \
-    uv_timer_init(l_, &ticker);                                          \
-    uv_timer_start(&ticker, tick_cb, 2, 2);                              \
-    for (int i_ = 0; i_ < (max) && !(cond); i_++) uv_run(l_, UV_RUN_ONCE); \
-    uv_close((uv_handle_t *)&ticker, NULL);                              \
-    uv_run(l_, UV_RUN_NOWAIT);                                           \
-    ck_assert_msg(cond, "not reached: %s", #cond);                       \
-  } while (0)
 
 static uint64_t steps_of(mly_runtime *rt) {
   mly_stats st;

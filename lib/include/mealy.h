@@ -728,16 +728,42 @@ bool mly_recovered(const mly_machine *m);
 /* Tombstones of durable instances are journaled and survive restarts; */
 /* compaction drops those older than the retention window             */
 /* (mly_journal_options.name_retention_ms; default 7 days).  Names of  */
-/* non-durable instances are held in memory, tombstones too.           */
+/* non-durable instances are held in memory, tombstones too (with the  */
+/* default window when no journal is open).  A tombstone past the      */
+/* window is also dropped from memory when its name is looked up or    */
+/* spawned, or when any named instance ends: the name is free again    */
+/* whether or not a compaction ran.                                    */
+/*                                                                     */
+/* In the journal (docs/design.md "Contexts and names"): the context   */
+/* is a field of the state record (a bin of its msgpack; nil when a    */
+/* step left it as committed, so a step that did not change it writes  */
+/* a few bytes, whatever its size); the name is in the instance's      */
+/* first record; a tombstone is in its END record, and in a TOMB       */
+/* record of each snapshot while it is within the window.  Instances   */
+/* without a context or a name cost no memory and no record bytes more */
+/* than before.                                                        */
 
 #define MLY_INSTANCE_NAME_MAX 255
 #define MLY_DEFAULT_NAME_RETENTION_MS (7LL * 24 * 3600 * 1000)
 
 /* The running instance's context (NULL: none).  Owned by the instance:
  * change it in place during a step; what it holds when the step ends is
- * what commits.  Loop thread only. */
+ * what commits.  Loop thread only.  Calling it marks the context as
+ * possibly changed: at the end of the step a durable instance encodes it
+ * and compares (length and 64-bit hash) with what was committed; a step
+ * that never calls it (nor mly_context_set) costs nothing for it.
+ *
+ * A durable step whose context does not encode (nested deeper than
+ * MLY_VALUE_MAX_DEPTH), or whose record would pass the journal's bound
+ * (64 MiB with its data, events and spawned children), cannot commit:
+ * the instance ends with MLY_EINVAL or MLY_ERANGE (as by mly_kill,
+ * nothing of that step kept), the journal goes on. */
 mly_value *mly_context(mly_machine *m);
-/* Replace the context; takes v (NULL clears it), frees the old one. */
+/* Replace the context; takes v (NULL clears it), frees the old one.
+ * From the instance's step (host code on the loop thread may call it
+ * between steps: a durable instance commits it with its next step, or
+ * a compaction).  Out of memory, v is freed and the instance ends as by
+ * mly_kill (it cannot go on without the context it was given). */
 void mly_context_set(mly_machine *m, mly_value *v);
 /* Host code on the loop thread: a live instance's context (NULL: none,
  * or no such live instance).  Valid until its next step. */
@@ -746,13 +772,20 @@ const mly_value *mly_instance_context(mly_runtime *rt, mly_id id);
 typedef struct mly_spawn_options {
   const void *arg;      /* copied into the data, as mly_spawn          */
   size_t arg_len;
-  mly_value *context;   /* initial context; taken, also on error       */
+  mly_value *context;   /* initial context; taken, also on error.  A
+                           durable type commits it with the create
+                           record: MLY_EINVAL if it does not encode,
+                           MLY_ERANGE past the record bound          */
   const char *name;     /* a unique name (1..MLY_INSTANCE_NAME_MAX
                            bytes, printable, no '/'), or NULL           */
   bool generate_name;   /* without name: name it
                            TYPE-YYYYmmddHHMMSS-xxxxxx (UTC; six random
-                           [a-z0-9]), retried on a clash              */
-  char *name_out;       /* optional: receives the name (NUL-ended)     */
+                           [a-z0-9] from a per-runtime generator seeded
+                           by getrandom; a '/' of TYPE becomes '.'),
+                           retried on a clash (16 tries, then
+                           MLY_EEXIST)                                */
+  char *name_out;       /* optional: receives the name (NUL-ended; ""
+                           when unnamed)                               */
   size_t name_out_len;  /* MLY_ERANGE when too short (nothing spawned) */
 } mly_spawn_options;
 
@@ -777,7 +810,9 @@ typedef struct mly_name_info {
 } mly_name_info;
 
 /* Who holds a name: 0, or MLY_ENOENT when it is free (never used, or its
- * tombstone expired).  Send to it by name with the id it gives. */
+ * tombstone expired), MLY_EINVAL for a malformed name.  Send to it by
+ * name with the id it gives (mly_post_durable, mly_runtime_send).  Loop
+ * thread only (MLY_EPERM). */
 int mly_name_lookup(mly_runtime *rt, const char *name, mly_name_info *out);
 /* A live instance's name (NULL: unnamed or no such instance); valid
  * while it lives. */
@@ -839,6 +874,11 @@ typedef struct mly_journal_info {
   bool tail_suspect;      /* the torn tail is not a write cut short (e.g.
                              zeroes, random bytes, a copied batch): the
                              open still cuts it, `check` says so */
+  uint64_t tombstones;    /* names of ended instances it holds (those
+                             past the window included: an open or a
+                             compaction drops them)                  */
+  uint64_t named;         /* live instances with a name               */
+  uint64_t context_bytes; /* committed contexts of live instances     */
 } mly_journal_info;
 int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen);

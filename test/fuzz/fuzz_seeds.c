@@ -269,15 +269,26 @@ static int spawn(run *r, mly_type *t, const void *arg, size_t len,
   return mly_spawn(r->rt, t, arg, len, id ? id : &scratch);
 }
 
+/* A counter with a name (and with a context if ctx): contexts, names
+ * and tombstones in the seeds. */
+static int spawn_named(run *r, const wl_counter *c, const char *name,
+                       bool ctx) {
+  mly_spawn_options o = {.arg = c, .arg_len = sizeof *c, .name = name,
+                         .generate_name = name == NULL};
+  if (ctx && (o.context = mly_value_map()) != NULL)
+    mly_map_set_str(o.context, "note", "a context");
+  return mly_spawn_opts(r->rt, r->t.counter, &o, NULL);
+}
+
 static int spawn_all(run *r) {
   wl_counter c1 = {0, 3, 1}, c2 = {0, 6, 2}, live = {0, 1000000, 1};
   wl_parent p = {.nkids = 2};
   wl_pp pong = {0, 0, 0}, ping = {0, 3, 0};
   wl_waiter w = {0};
   int zero = 0;
-  int rc = spawn(r, r->t.counter, &c1, sizeof c1, NULL);
-  if (rc == 0) rc = spawn(r, r->t.counter, &c2, sizeof c2, NULL);
-  if (rc == 0) rc = spawn(r, r->t.counter, &live, sizeof live, NULL);
+  int rc = spawn_named(r, &c1, "c1", true);
+  if (rc == 0) rc = spawn_named(r, &c2, "c2", false);
+  if (rc == 0) rc = spawn_named(r, &live, NULL, true);
   if (rc == 0) rc = spawn(r, r->t.parent, &p, sizeof p, NULL);
   if (rc == 0) rc = spawn(r, r->t.ponger, &pong, sizeof pong, &ping.peer);
   if (rc == 0) rc = spawn(r, r->t.pinger, &ping, sizeof ping, NULL);
