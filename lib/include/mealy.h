@@ -1156,6 +1156,237 @@ void mly_runtime_stats(const mly_runtime *rt, mly_stats *out);
  * MLY_ERANGE past INT64_MAX ms. */
 int mly_duration_parse(const char *s, int64_t *ms);
 
+/* Text from outside (a configuration value, a program's output, a
+ * request) made safe to show on a terminal: ESC sequences, C1 controls
+ * (U+0080-U+009F) and bidirectional overrides are escaped the way
+ * journalctl does ("\x1b", "\u009b", "\u202e"), bytes that are not
+ * UTF-8 become "\xNN", a tab is kept, everything else is left as is.
+ * mly_esc_str escapes n bytes at s into out (cap bytes, NUL-ended when
+ * cap > 0), stops before an escape that would not fit, and returns the
+ * length written; MLY_ESC_MAX(n) is the longest escaped form of n bytes
+ * (without the NUL).  mly_utf8_at: the length (1-4) of the valid UTF-8
+ * sequence at s (n > 0) with its code point, or 0 (overlong forms,
+ * surrogates, past U+10FFFF).  Any thread. */
+#define MLY_ESC_MAX(n) (4 * (n))
+bool mly_esc_needed(const char *s, size_t n);
+size_t mly_esc_str(const char *s, size_t n, char *out, size_t cap);
+size_t mly_utf8_at(const unsigned char *s, size_t n, uint32_t *cp);
+
+/* ------------------------------------------------------------------ */
+/* Reading YAML files (lib/conf/): what the supervisor's configuration */
+/* and the YAML machines are read with.                                */
+/*                                                                     */
+/* mly_conf_parse loads one YAML document with libyaml, after a first  */
+/* pass that refuses what would cost too much (more than 32 levels of  */
+/* nesting, more than 1000 anchors or aliases, more than 1 MiB of      */
+/* text, explicit tags other than the node's own), and calls fn with   */
+/* its root (NULL: an empty file).  Nodes are valid during fn only:    */
+/* copy what you keep.  A second document after the first is an error. */
+/* Every problem is reported through o->on_error as a mly_conf_msg     */
+/* (file, line and column from 1; line 0: about the whole file) and    */
+/* the functions return MLY_EINVAL (MLY_ENOMEM, or a read error from   */
+/* mly_conf_read).  Messages say what is wrong and what to do; values  */
+/* quoted from the file are cut to 40 bytes and escaped (mly_conf_show).*/
+/*                                                                     */
+/* A map of known keys is read with a field table:                     */
+/*     static const mly_conf_field fields[] = {                        */
+/*         {"name", f_name, false}, {"states", f_states, true}};       */
+/*     rc = mly_conf_walk(c, node, fields, 2, "in machine 'm'", obj);  */
+/* which calls each key's handler with obj and the value (a null value */
+/* - empty, ~, null - means "not set" and skips the handler unless     */
+/* nulls is true), refuses keys not in the table (listing the known    */
+/* ones) and keys given twice.  With o->all_errors the walk goes on    */
+/* after an error and returns the first; without, it stops at it.      */
+/* The getters below check a scalar's type and range and report with   */
+/* `what` naming the value ("backoff max").  One mly_conf is used by   */
+/* one thread at a time; no global state.                              */
+
+typedef struct mly_conf mly_conf;           /* one document being read  */
+typedef struct mly_conf_node mly_conf_node; /* a node of it (libyaml's) */
+
+typedef struct mly_conf_msg {
+  const char *file;     /* o->path                                      */
+  uint32_t line, col;   /* from 1; line 0: the file as a whole          */
+  const char *text;     /* "what is wrong; what to do", no position     */
+} mly_conf_msg;
+
+typedef struct mly_conf_options {
+  const char *path;     /* named in messages (NULL: "config")           */
+  bool all_errors;      /* go on after an error: report every one       */
+  void (*on_error)(const mly_conf_msg *msg, void *arg); /* may be NULL  */
+  void *arg;            /* for on_error                                  */
+  void *user;           /* what mly_conf_user returns                    */
+} mly_conf_options;
+
+typedef int (*mly_conf_root_fn)(mly_conf *c, mly_conf_node *root);
+int mly_conf_parse(const mly_conf_options *o, const char *text, size_t len,
+                   mly_conf_root_fn fn);
+/* Read a whole regular file (never a FIFO or device: refused), at most
+ * 1 MiB + 1 byte (mly_conf_parse says when it is too big); *text is
+ * malloc'd (free it).  Errors: "PATH: cannot read: ..." and -errno. */
+int mly_conf_read(const mly_conf_options *o, const char *path, char **text,
+                  size_t *len);
+/* Report a message about the file as a whole (or at line:col, from 1)
+ * without a document; returns MLY_EINVAL. */
+int mly_conf_report(const mly_conf_options *o, uint32_t line, uint32_t col,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* "FILE:LINE:COL: text" (or "FILE: text") into buf, cut between UTF-8
+ * characters when it does not fit; returns buf. */
+char *mly_conf_format(const mly_conf_msg *m, char *buf, size_t len);
+
+void *mly_conf_user(const mly_conf *c);
+const char *mly_conf_path(const mly_conf *c);
+size_t mly_conf_nerrors(const mly_conf *c);   /* reported so far */
+
+/* Nodes.  MLY_CONF_NULL: an empty or ~/null plain scalar (quoted "" is
+ * a string).  mly_conf_scalar: the text of a scalar (NULL otherwise).
+ * mly_conf_len: pairs of a map, items of a list, bytes of a scalar.
+ * mly_conf_kind_name: "empty", "a string", "a list", "a map" for
+ * messages.  pair/item count the work done (aliases make a small file
+ * name a big node many times: the total read is bounded). */
+typedef enum mly_conf_type {
+  MLY_CONF_NULL = 0, MLY_CONF_SCALAR, MLY_CONF_LIST, MLY_CONF_MAP
+} mly_conf_type;
+mly_conf_type mly_conf_type_of(const mly_conf_node *n);
+bool mly_conf_is_null(const mly_conf_node *n);
+const char *mly_conf_kind_name(const mly_conf_node *n);
+const char *mly_conf_scalar(const mly_conf_node *n);
+size_t mly_conf_len(const mly_conf_node *n);
+uint32_t mly_conf_line(const mly_conf_node *n);  /* from 1 */
+uint32_t mly_conf_col(const mly_conf_node *n);   /* from 1 */
+int mly_conf_pair(mly_conf *c, mly_conf_node *map, size_t i,
+                  mly_conf_node **key, mly_conf_node **val);
+int mly_conf_item(mly_conf *c, mly_conf_node *list, size_t i,
+                  mly_conf_node **item);
+
+/* Errors at a node (NULL: the file) or a position; return MLY_EINVAL
+ * (mly_conf_nomem: MLY_ENOMEM, "out of memory while loading ..."). */
+int mly_conf_bad(mly_conf *c, const mly_conf_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int mly_conf_bad_at(mly_conf *c, uint32_t line, uint32_t col,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int mly_conf_nomem(mly_conf *c);
+
+/* A value quoted in a message: 40 bytes at most (cut between
+ * characters, "..." added), escaped (mly_esc_str). */
+typedef struct mly_conf_shown {
+  char s[MLY_ESC_MAX(40) + 4];
+} mly_conf_shown;
+mly_conf_shown mly_conf_show(const char *v);
+
+/* Typed scalars.  get_str: a non-null scalar without NUL bytes (valid
+ * while the document is).  set_str: a non-empty copy into *dst (the old
+ * one freed).  get_bool: true/false in any case (Fantasm's True/False).
+ * get_int: whole decimal numbers in [lo, hi].  get_num: plain decimal
+ * notation, finite.  get_dur: a duration (mly_duration_parse) of at
+ * least min ms and at most a year.  get_size: bytes, or with a binary
+ * unit (512KB, 10MB, 1GB).  mly_conf_parse_int: the decimal parser the
+ * getters use, saturating past int64 (false: not a whole number). */
+int mly_conf_get_str(mly_conf *c, mly_conf_node *v, const char *what,
+                     const char **out);
+int mly_conf_set_str(mly_conf *c, mly_conf_node *v, const char *what,
+                     char **dst);
+int mly_conf_get_bool(mly_conf *c, mly_conf_node *v, const char *what,
+                      bool *out);
+int mly_conf_get_int(mly_conf *c, mly_conf_node *v, const char *what,
+                     int64_t lo, int64_t hi, int64_t *out);
+int mly_conf_get_num(mly_conf *c, mly_conf_node *v, const char *what,
+                     double *out);
+int mly_conf_get_dur(mly_conf *c, mly_conf_node *v, const char *what,
+                     int64_t min, int64_t *out);
+int mly_conf_get_size(mly_conf *c, mly_conf_node *v, const char *what,
+                      uint64_t *out);
+bool mly_conf_parse_int(const char *s, int64_t *out);
+
+typedef int (*mly_conf_field_fn)(mly_conf *c, void *obj, mly_conf_node *v);
+typedef struct mly_conf_field {
+  const char *key;
+  mly_conf_field_fn fn;
+  bool nulls;   /* the handler sees null values; otherwise null = unset */
+} mly_conf_field;
+/* At most 32 fields; `where` ends messages ("in program 'web'"). */
+int mly_conf_walk(mly_conf *c, mly_conf_node *map, const mly_conf_field *f,
+                  size_t nf, const char *where, void *obj);
+/* fn for each item of a list (i from 0), going on after an error as
+ * mly_conf_walk does; returns the first error. */
+int mly_conf_each(mly_conf *c, mly_conf_node *list,
+                  int (*fn)(mly_conf *c, void *obj, mly_conf_node *item,
+                            size_t i),
+                  void *obj);
+
+/* ------------------------------------------------------------------ */
+/* YAML machines (layer `fsm`, lib/fsm/): loading.                     */
+/*                                                                     */
+/* mly_fsm_load reads machine files in Fantasm's format (README, "YAML */
+/* machines"): `state_machines:` and `import:` (paths relative to the  */
+/* importing file; a circular import is an error naming the cycle),    */
+/* checks everything it can before anything runs, and reports every    */
+/* problem, not only the first, through o->on_error as mly_conf_msg's  */
+/* ("FILE:LINE:COL" and a sentence on what to fix).  Keys that concern */
+/* only App Engine (target, logging, use_run_once_semaphore, root_url) */
+/* and deprecated ones (max_retries) are accepted with a note through  */
+/* o->on_note.  Returns 0 and *out, or MLY_EINVAL when anything was     */
+/* reported (*out NULL), MLY_ENOMEM, or a read error.                  */
+/*                                                                     */
+/* Action names are checked at load time when o->action_known is set   */
+/* (the interpreter plugs its registry in here): a name it does not    */
+/* know is an error.  Without it only the structure is checked.        */
+/* Top-level sections of other layers (the task queue's `queues:` and  */
+/* `schedules:`) go to the readers in o->sections, with the document   */
+/* alive; a section that has no reader is an error ("not supported by  */
+/* this build").  A set is immutable once loaded: any thread may read  */
+/* it; mly_fsm_set_free releases it (NULL is fine).                    */
+
+typedef struct mly_fsm_set mly_fsm_set;
+typedef struct mly_fsm_machine mly_fsm_machine;
+
+typedef struct mly_conf_section {
+  const char *key;     /* "queues" */
+  /* read the section's value; report problems with mly_conf_bad and
+     return 0 or the first error */
+  int (*read)(mly_conf *c, mly_conf_node *value, void *arg);
+  void *arg;
+} mly_conf_section;
+
+typedef struct mly_fsm_load_options {
+  void (*on_error)(const mly_conf_msg *msg, void *arg);
+  void (*on_note)(const mly_conf_msg *msg, void *arg);  /* may be NULL */
+  void *arg;                                    /* for both           */
+  /* true: an action of this name is registered (name: the namespace
+     applied, e.g. "shop.Charge"); NULL: names are not checked */
+  bool (*action_known)(const char *name, void *arg);
+  void *action_arg;
+  const mly_conf_section *sections;
+  size_t nsections;
+} mly_fsm_load_options;
+
+/* files: nfiles paths, each a root (machines of all of them share one
+ * namespace of names). */
+int mly_fsm_load(const char *const *files, size_t nfiles,
+                 const mly_fsm_load_options *o, mly_fsm_set **out);
+/* The same from text (path names it in messages; its imports are read
+ * from files relative to it). */
+int mly_fsm_load_text(const char *path, const char *text, size_t len,
+                      const mly_fsm_load_options *o, mly_fsm_set **out);
+void mly_fsm_set_free(mly_fsm_set *s);
+
+/* Machines in file order (imports before the file that imports them). */
+size_t mly_fsm_count(const mly_fsm_set *s);
+const mly_fsm_machine *mly_fsm_at(const mly_fsm_set *s, size_t i);
+const mly_fsm_machine *mly_fsm_find(const mly_fsm_set *s, const char *name);
+const char *mly_fsm_name(const mly_fsm_machine *m);
+size_t mly_fsm_nstates(const mly_fsm_machine *m);
+/* SHA-256 of the machine's canonical encoding (no positions): equal
+ * for equal definitions, whatever the file's layout; 32 bytes. */
+const unsigned char *mly_fsm_hash(const mly_fsm_machine *m);
+/* Graphviz DOT of one machine to a FILE * (void * here, as
+ * mly_runtime_dump): the initial state drawn bold with an arrow from a
+ * point, finals as double circles, wait states as hexagons, continuation
+ * and fan-in states marked in their labels; transitions labelled with
+ * their event, countdown and action.  0 or MLY_EIO. */
+int mly_fsm_dot(const mly_fsm_machine *m, void *file);
+
 /* ------------------------------------------------------------------ */
 /* Machine bodies: protothread-style macros.                           */
 /*                                                                     */
