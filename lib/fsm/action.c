@@ -59,6 +59,10 @@ const fsm_action_ent *fsm_action_find(const fsm_rt *f, const char *name) {
   return e;
 }
 
+bool mly_action_known(const char *name, void *rt) {
+  return fsm_action_find(fsm_rt_get(rt), name) != NULL;
+}
+
 void fsm_actions_free(fsm_rt *f) {
   fsm_action_ent *e, *tmp;
   HASH_ITER(hh, f->actions, e, tmp) {

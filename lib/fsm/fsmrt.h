@@ -33,6 +33,12 @@ struct fsm_rt {
   fsm_def_ent *defs;
   fsm_mach_ent *machines;
   fsm_run *runs;
+  /* blocking actions: at most jobs_max on the threadpool at once (one
+     thread less than the pool has, so the journal's fdatasync always
+     finds one); the others wait here, in order */
+  uint32_t jobs_running, jobs_max;
+  fsm_run *jobq_head, *jobq_tail;
+  fsm_run *orphans;    /* jobs whose instance ended (via jobq_next)  */
   fsm_test_hooks hooks;
   uint64_t rng;        /* xorshift: jitter, countdown ranges           */
   /* where the interpreter's log lines go (default: stderr) */
@@ -61,10 +67,14 @@ void fsm_hash_hex(const unsigned char *hash, char *hex /* 65 */);
 fsm_run *fsm_run_make(fsm_rt *f, mly_id id);
 void fsm_run_drop(fsm_rt *f, fsm_run *r);
 void fsm_call_clear(mly_action_call *c);
+/* interp_dispatch.c: queue or start a blocking job */
+int fsm_job_submit(fsm_rt *f, fsm_run *r);
 
 /* interp.c: the "fsm" type */
 extern const mly_type_def fsm_type_def;
 void fsm_end(fsm_inst *in, int status);
+/* Its run record with the definition resolved; NULL: it ended (failed) */
+fsm_run *fsm_run_for(fsm_rt *f, mly_machine *m, fsm_inst *in);
 
 /* interp_dispatch.c: one dispatch, and what follows it */
 enum { FSM_WALK_OK = 0, FSM_WALK_FAILED, FSM_WALK_BLOCKING, FSM_WALK_EXEC };

@@ -39,12 +39,14 @@ void fsm_end(fsm_inst *in, int status) {
   in->status = status;
 }
 
-static int advance(fsm_rt *f, mly_machine *m, fsm_inst *in) {
+/* The instance's run record, with its definition resolved (after a
+ * restart the first step may resume at any wait: each makes it). */
+fsm_run *fsm_run_for(fsm_rt *f, mly_machine *m, fsm_inst *in) {
   fsm_run *r = fsm_run_make(f, mly_self(m));
   if (r == NULL) {
     fsm_log(f, "instance %s: out of memory", mly_self_name(m));
     fsm_end(in, MLY_ENOMEM);
-    return GO_EXIT;
+    return NULL;
   }
   if (r->def == NULL && in->phase != FSM_PH_DONE) {
     r->def = fsm_def_get(f, in->hash);
@@ -58,9 +60,16 @@ static int advance(fsm_rt *f, mly_machine *m, fsm_inst *in) {
     } else if (in->state >= r->def->nstates) {
       fsm_log(f, "instance %s: state index %u is not in machine %s",
               mly_self_name(m), in->state, r->def->name);
+      r->def = NULL;
       fsm_end(in, MLY_EBADMSG);
     }
   }
+  return r->def ? r : NULL;
+}
+
+static int advance(fsm_rt *f, mly_machine *m, fsm_inst *in) {
+  fsm_run *r = fsm_run_for(f, m, in);
+  if (r == NULL) return GO_EXIT;
   if (mly_shutdown_requested(m) && in->phase != FSM_PH_DONE) {
     fsm_log(f, "instance %s: stopped by request", mly_self_name(m));
     fsm_end(in, MLY_ECANCELED);
@@ -77,6 +86,8 @@ static int advance(fsm_rt *f, mly_machine *m, fsm_inst *in) {
       fsm_end(in, MLY_EBADMSG);
       return GO_EXIT;
     }
+    if (r->async == FSM_ASYNC_BLOCKING && !r->job_done) return GO_BLOCKING;
+    if (r->async == FSM_ASYNC_EXEC && !r->job_done) return GO_EXEC;
     switch (fsm_dispatch(f, m, in, r)) {
     case FSM_WALK_BLOCKING: return GO_BLOCKING;
     case FSM_WALK_EXEC: return GO_EXEC;
@@ -98,8 +109,9 @@ static void slept(fsm_rt *f, mly_machine *m, fsm_inst *in) {
 
 /* A wait state's wait ended: an event, its timeout, or a shutdown. */
 static void waited(fsm_rt *f, mly_machine *m, fsm_inst *in) {
-  fsm_run *r = fsm_run_get(f, mly_self(m));
-  if (in->phase != FSM_PH_WAIT || r == NULL || r->def == NULL) return;
+  if (in->phase != FSM_PH_WAIT) return;
+  fsm_run *r = fsm_run_for(f, m, in);
+  if (r == NULL) return;
   const fsm_state *st = &r->def->states[in->state];
   const mly_event *ev = mly_current_event(m);
   const char *name;

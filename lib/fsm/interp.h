@@ -212,6 +212,8 @@ struct fsm_run {
   bool in_dispatch;       /* call holds a dispatch's working copies     */
   bool orphan;            /* its instance ended while a job ran: the job's
                              completion frees it                        */
+  bool job_queued;        /* waits for a threadpool slot (fsm_rt.jobq)  */
+  fsm_run *jobq_next;
   UT_hash_handle hh;      /* private: fsm_rt's table, by id             */
 };
 enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC };

@@ -66,13 +66,55 @@ static void job_work(uv_work_t *w) {
   fsm_call_returned(&r->call, rc);
 }
 
+static void job_done(uv_work_t *w, int status);
+
+static int job_start(fsm_rt *f, fsm_run *r) {
+  int rc = uv_queue_work(mly_runtime_loop(f->rt), &r->work, job_work,
+                         job_done);
+  if (rc == 0) f->jobs_running++;
+  return rc;
+}
+
+/* Start the job now, or queue it behind the others. */
+int fsm_job_submit(fsm_rt *f, fsm_run *r) {
+  r->work.data = r;
+  if (f->jobs_running < f->jobs_max) return job_start(f, r);
+  r->job_queued = true;
+  r->jobq_next = NULL;
+  if (f->jobq_tail) f->jobq_tail->jobq_next = r;
+  else f->jobq_head = r;
+  f->jobq_tail = r;
+  return 0;
+}
+
 static void job_done(uv_work_t *w, int status) {
   fsm_run *r = w->data;
-  if (r->orphan) { /* its instance ended meanwhile */
+  fsm_rt *f = r->f;
+  bool orphan = r->orphan;
+  if (orphan) { /* its instance ended meanwhile */
+    if (f != NULL) { /* the runtime lives on: out of its orphans list */
+      fsm_run **pp = &f->orphans;
+      while (*pp != r) pp = &(*pp)->jobq_next;
+      *pp = r->jobq_next;
+    }
     fsm_call_clear(&r->call);
     free(r);
-    return;
+    if (f == NULL) return;
   }
+  f->jobs_running--;
+  while (f->jobq_head != NULL && f->jobs_running < f->jobs_max) {
+    fsm_run *q = f->jobq_head;
+    f->jobq_head = q->jobq_next;
+    if (f->jobq_head == NULL) f->jobq_tail = NULL;
+    q->job_queued = false;
+    int rc = job_start(f, q);
+    if (rc < 0) { /* fails the call: retried */
+      mly_action_fail(&q->call, false, "threadpool: %s", uv_strerror(rc));
+      q->job_done = true;
+      mly_wake(f->rt, q->id);
+    }
+  }
+  if (orphan) return; /* freed above */
   if (status < 0 && r->call.fail == 0) {
     r->call.fail = MLY_ACTION_RETRY;
     snprintf(r->call.error, sizeof r->call.error, "%s", mly_strerror(status));
@@ -105,11 +147,9 @@ static int run_action(fsm_rt *f, mly_machine *m, fsm_run *r,
   }
   if (e->flags & MLY_ACTION_BLOCKING) {
     r->job = e;
-    r->work.data = r;
     r->async = FSM_ASYNC_BLOCKING;
     r->job_done = false;
-    int rc = uv_queue_work(mly_runtime_loop(f->rt), &r->work, job_work,
-                           job_done);
+    int rc = fsm_job_submit(f, r);
     if (rc < 0) {
       r->async = FSM_ASYNC_NONE;
       mly_action_fail(&r->call, false, "threadpool: %s", uv_strerror(rc));
@@ -223,7 +263,9 @@ static const fsm_transition *find_trans(const fsm_state *st, const char *ev,
 static void route(fsm_rt *f, mly_machine *m, fsm_inst *in,
                   const fsm_machine *def) {
   const fsm_transition *t = &def->states[in->state].trans[in->trans];
-  int64_t cd = fsm_countdown_pick(f, &t->countdown);
+  const fsm_countdown *c = &t->countdown;
+  if (c->min_ms < 0 && c->max_ms < 0) c = &def->countdown; /* Fantasm's */
+  int64_t cd = fsm_countdown_pick(f, c);
   if (cd >= 0) {
     in->phase = FSM_PH_SLEEP;
     in->why = FSM_WHY_COUNTDOWN;
@@ -237,9 +279,9 @@ static void route(fsm_rt *f, mly_machine *m, fsm_inst *in,
 }
 
 void fsm_route_after_countdown(fsm_rt *f, mly_machine *m, fsm_inst *in) {
-  fsm_run *r = fsm_run_get(f, mly_self(m));
   in->phase = FSM_PH_DISPATCH;
-  if (r == NULL || r->def == NULL) return;
+  fsm_run *r = fsm_run_for(f, m, in);
+  if (r == NULL) return;
   const fsm_state *st = &r->def->states[in->state];
   if (in->trans >= st->ntrans) return;
   const fsm_state *to = &r->def->states[st->trans[in->trans].to];

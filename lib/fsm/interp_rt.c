@@ -22,6 +22,12 @@ int mly_fsm_attach(mly_runtime *rt) {
   if (f == NULL) return MLY_ENOMEM;
   f->rt = rt;
   f->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)f ^ 0x9e3779b97f4a7c15ULL;
+  /* libuv's pool: UV_THREADPOOL_SIZE threads (default 4) */
+  const char *ps = getenv("UV_THREADPOOL_SIZE");
+  long pool = ps ? strtol(ps, NULL, 10) : 4;
+  if (pool < 2) pool = 2;
+  if (pool > 1024) pool = 1024;
+  f->jobs_max = (uint32_t)pool - 1;
   int rc = mly_type_register(rt, &fsm_type_def, &f->type);
   if (rc == 0) rc = mly_type_register(rt, &fsm_def_type_def, &f->def_type);
   if (rc == 0) rc = fsm_fan_attach(f);
@@ -43,6 +49,8 @@ void fsm_rt_free(mly_runtime *rt) {
     fsm_exec_cleanup(r);
     free(r);
   }
+  for (fsm_run *o = f->orphans; o != NULL; o = o->jobq_next)
+    o->f = NULL; /* their completion frees them, touching nothing else */
   fsm_actions_free(f);
   fsm_defs_free(f);
   free(f);
@@ -142,8 +150,21 @@ void fsm_call_clear(mly_action_call *c) {
 void fsm_run_drop(fsm_rt *f, fsm_run *r) {
   HASH_DEL(f->runs, r);
   fsm_exec_cleanup(r);
+  if (r->job_queued) { /* never started: out of the queue */
+    fsm_run **pp = &f->jobq_head, *prev = NULL;
+    while (*pp != r) {
+      prev = *pp;
+      pp = &(*pp)->jobq_next;
+    }
+    *pp = r->jobq_next;
+    if (f->jobq_tail == r) f->jobq_tail = prev;
+    r->job_queued = false;
+    r->async = FSM_ASYNC_NONE;
+  }
   if (r->async == FSM_ASYNC_BLOCKING && !r->job_done) {
     r->orphan = true;
+    r->jobq_next = f->orphans;
+    f->orphans = r;
     return;
   }
   fsm_call_clear(&r->call);

@@ -923,6 +923,10 @@ typedef int (*mly_action_fn)(mly_action_call *call, void *arg);
 int mly_action_register(mly_runtime *rt, const char *name, mly_action_fn fn,
                         void *arg, uint32_t flags);
 
+/* Whether an action of this name is registered on rt (a void * here):
+ * the loader's action_known check (mly_fsm_load_options). */
+bool mly_action_known(const char *name, void *rt);
+
 /* Inside an action.  The context is the working copy of the instance's
  * context (a map): change it in place; it is saved only when the whole
  * dispatch succeeds.  The scratch map lives for one dispatch only and is
