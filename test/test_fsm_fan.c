@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fsm_fan_util.h"
@@ -175,6 +176,14 @@ static int a_spawner(mly_action_call *c, void *arg) {
   return 0;
 }
 
+/* One kid, after a countdown. */
+static int a_spawn_later(mly_action_call *c, void *arg) {
+  (void)arg;
+  mly_value *ctxs = mly_value_array();
+  mly_array_push(ctxs, mly_value_map());
+  return mly_action_spawn(c, "kid", ctxs, 3600 * 1000);
+}
+
 static int a_kid(mly_action_call *c, void *arg) {
   (void)c;
   ((seen *)arg)->kids++;
@@ -203,6 +212,29 @@ static const char *yaml =
     "      - name: end\n"
     "        final: True\n"
     "        action: Finish\n"
+    "  - name: contof\n"
+    "    states:\n"
+    "      - name: start\n"
+    "        initial: True\n"
+    "        action: Start\n"
+    "        transitions:\n"
+    "          - {event: go, to: work}\n"
+    "      - name: work\n"
+    "        continuation: True\n"
+    "        action: Work\n"
+    "        on_failure: dropped\n"
+    "        transitions:\n"
+    "          - {event: done, to: join}\n"
+    "      - name: join\n"
+    "        fan_in: {count: 0, tolerate: 2}\n"
+    "        action: Join\n"
+    "        transitions:\n"
+    "          - {event: ok, to: end}\n"
+    "      - name: end\n"
+    "        final: True\n"
+    "        action: Finish\n"
+    "      - name: dropped\n"
+    "        final: True\n"
     "  - name: strict\n"
     "    states:\n"
     "      - name: start\n"
@@ -309,6 +341,12 @@ static const char *yaml =
     "        initial: True\n"
     "        final: True\n"
     "        action: Spawner\n"
+    "  - name: later\n"
+    "    states:\n"
+    "      - name: start\n"
+    "        initial: True\n"
+    "        final: True\n"
+    "        action: SpawnLater\n"
     "  - name: kid\n"
     "    states:\n"
     "      - name: start\n"
@@ -325,7 +363,8 @@ static void setup(void) {
       {"Start", a_start},   {"Work", a_work},     {"Join", a_join},
       {"Finish", a_finish}, {"ForkGroups", a_fork_groups},
       {"ForkK", a_fork_k},  {"Count", a_count},   {"J1", a_j1},
-      {"J2", a_j2},         {"Spawner", a_spawner}, {"Kid", a_kid}};
+      {"J2", a_j2},         {"Spawner", a_spawner}, {"Kid", a_kid},
+      {"SpawnLater", a_spawn_later}};
   for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
     ck_assert_int_eq(mly_action_register(rt, acts[i].n, acts[i].fn, &S, 0),
                      0);
@@ -454,6 +493,21 @@ START_TEST(tolerate_within) {
 }
 END_TEST
 
+/* the same failures, moved to an on_failure state that never reaches
+ * the fan-in: they are told there as failures all the same */
+START_TEST(tolerate_on_failure) {
+  S.fail_items[0] = 3;
+  S.fail_items[1] = 7;
+  S.nfail = 2;
+  run("contof", 1, "n", 10, "bs", 1);
+  settle();
+  ck_assert_int_eq(S.join, 1);
+  ck_assert_int_eq(S.merged[0], 8);
+  ck_assert_int_eq(S.sum[0], 45 - 3 - 7);
+  ck_assert(!S.had_error[0]);
+}
+END_TEST
+
 START_TEST(tolerate_exceeded) {
   S.fail_items[0] = 3;
   S.fail_items[1] = 7;
@@ -515,6 +569,31 @@ START_TEST(spawn_once) {
 }
 END_TEST
 
+/* spawn with a countdown: the kid starts asleep, durably, for the hour
+ * asked (it is not waited for: the runtime closes with it asleep) */
+static int kid_named(void *arg) {
+  mly_name_info ni;
+  return mly_name_lookup(rt, arg, &ni) == 0;
+}
+
+START_TEST(spawn_countdown) {
+  ck_assert_int_eq(mly_fsm_start(rt, "later", "p2", NULL, NULL, 0, NULL), 0);
+  ck_assert(fan_util_run(rt, kid_named, "p2.0.s0", 60000));
+  mly_name_info ni;
+  ck_assert_int_eq(mly_name_lookup(rt, "p2.0.s0", &ni), 0);
+  ck_assert_int_eq(ni.state, MLY_NAME_LIVE);
+  mly_fsm_info fi;
+  ck_assert_int_eq(mly_fsm_info_get(rt, ni.id, &fi), 0);
+  ck_assert_str_eq(fi.phase, "sleep");
+  ck_assert_str_eq(fi.sleep_why, "countdown");
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  ck_assert_int_gt(fi.due_ms - now, 3500 * 1000); /* most of the hour */
+  ck_assert_int_eq(S.kids, 0);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("fsm_fan");
   TCase *t = tcase_create("fan");
@@ -526,10 +605,12 @@ static Suite *suite(void) {
   tcase_add_test(t, count_overflow);
   tcase_add_test(t, group_window);
   tcase_add_test(t, tolerate_within);
+  tcase_add_test(t, tolerate_on_failure);
   tcase_add_test(t, tolerate_exceeded);
   tcase_add_test(t, two_fan_ins);
   tcase_add_test(t, fork_counts);
   tcase_add_test(t, spawn_once);
+  tcase_add_test(t, spawn_countdown);
   suite_add_tcase(s, t);
   return s;
 }

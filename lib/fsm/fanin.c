@@ -435,6 +435,44 @@ out:
   return rc;
 }
 
+/* Breadth first from `from`: is `to` reachable? */
+static bool reaches(const fsm_machine *def, uint32_t from, uint32_t to) {
+  if (from >= def->nstates) return false;
+  bool *seen = calloc(def->nstates, 1);
+  uint32_t *q = malloc(def->nstates * sizeof *q);
+  bool hit = false;
+  size_t h = 0, t = 0;
+  if (seen == NULL || q == NULL) goto out;
+  q[t++] = from;
+  seen[from] = true;
+  while (h < t && !hit) {
+    uint32_t s = q[h++];
+    if (s == to) hit = true;
+    for (size_t i = 0; i < def->states[s].ntrans; i++) {
+      uint32_t n = def->states[s].trans[i].to;
+      if (n < def->nstates && !seen[n]) {
+        seen[n] = true;
+        q[t++] = n;
+      }
+    }
+  }
+out:
+  free(seen);
+  free(q);
+  return hit;
+}
+
+int fsm_fan_failed_to(fsm_rt *f, mly_machine *m, const fsm_inst *in,
+                      const mly_value *ctx, const char *error,
+                      uint32_t on_failure) {
+  const fsm_machine *def = fsm_def_get(f, in->hash);
+  if (def == NULL) return 0;
+  const fsm_state *st = downstream_count(def, in->state);
+  if (st == NULL || reaches(def, on_failure, (uint32_t)(st - def->states)))
+    return 0; /* it may still arrive there */
+  return fsm_fan_failed(f, m, in, ctx, error);
+}
+
 /* ---- the collector ---- */
 
 mly_value *fsm_fan_ctx_copy(const mly_value *ctx) {
@@ -485,6 +523,10 @@ static int merge(fsm_rt *f, mly_machine *m, fanin_data *d) {
   while (d->mode == FSM_FAN_WINDOW || d->merged + d->failed < d->need) {
     mly_event *e = inbox_take(INST(m), MLY_EV_ANY, 0, false, 0);
     if (e == NULL) break;
+    if (e->id != arr && e->id != fail) { /* a second total: nothing */
+      ev_free(rt, e);
+      continue;
+    }
     if (e->id == arr && e->payload) {
       mly_value *c = mly_map_get(e->payload, "c");
       if (boxcar == NULL) {
@@ -566,6 +608,26 @@ static int drain(fsm_rt *f, mly_machine *m, fanin_data *d) {
   return 0;
 }
 
+/* Arrivals and failures in the inbox reach `need` (anything else there,
+ * a second total, does not count).  The length first: the walk runs
+ * only when it may succeed. */
+static bool counted_enough(fsm_rt *f, mly_machine *m, const fanin_data *d) {
+  if (mly_inbox_len(m) < d->need) return false;
+  uint32_t arr, fail;
+  if (ev(f->rt, FSM_EV_ARRIVE, &arr) < 0 || ev(f->rt, FSM_EV_FAIL, &fail) < 0)
+    return false;
+  const mly_inst *in = INST(m);
+  if (in->inbox == NULL) return d->need == 0;
+  uint32_t n = 0;
+  const mly_event *e = in->inbox->next; /* the head of the ring */
+  for (;;) {
+    n += e->id == arr || e->id == fail;
+    if (e == in->inbox) break;
+    e = e->next;
+  }
+  return n >= d->need;
+}
+
 static int64_t left_ms(int64_t due) {
   int64_t now = fsm_now_ms();
   return due > now ? due - now : 0;
@@ -589,7 +651,7 @@ static int fanin_run(mly_machine *m, void *data) {
   if (d->mode == FSM_FAN_WINDOW)
     MLY_SLEEP_AT(m, fanin_window, (uint64_t)left_ms(d->due_ms));
   else
-    MLY_WAIT_UNTIL_AT(m, fanin_count, mly_inbox_len(m) >= d->need ||
+    MLY_WAIT_UNTIL_AT(m, fanin_count, counted_enough(f, m, d) ||
                                           mly_shutdown_requested(m));
   if (mly_shutdown_requested(m)) MLY_EXIT(m, MLY_ECANCELED);
   {

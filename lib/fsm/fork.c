@@ -9,8 +9,10 @@
  * named "NAME.SEQ.f<i>" from the dispatch's key: a dispatch that runs
  * again starts no copy twice (MLY_EEXIST), and a step lost to a crash
  * loses its copies with it (they are in its record).  A copy whose next
- * event enters a fan-in state does not need to exist: it arrives there
- * at once, from the forking step (fanin.c).  The forking instance goes
+ * event enters a fan-in state (with no countdown) does not need to
+ * exist: it arrives there at once, from the forking step (fanin.c); a
+ * copy whose next transition has a countdown starts asleep for its own
+ * pick of it.  The forking instance goes
  * on too: K forks make K + 1 instances.  Copies leave any continuation
  * lineage behind (a fork is not a replica of a continuation).
  */
@@ -48,6 +50,10 @@ int fsm_fork_apply(fsm_rt *f, mly_machine *m, const fsm_inst *in,
   const mly_value *forks = r->call.forks;
   const fsm_machine *def = r->def;
   const fsm_state *fan = fsm_fan_next_fan_in(def, in);
+  const fsm_transition *t = NULL;
+  if (in->phase == FSM_PH_DISPATCH && in->state < def->nstates &&
+      in->trans < def->states[in->state].ntrans)
+    t = &def->states[in->state].trans[in->trans];
   int rc = 0;
   for (size_t i = 0; i < mly_value_len(forks) && rc == 0; i++) {
     /* the context this dispatch commits (not yet the instance's) */
@@ -58,7 +64,9 @@ int fsm_fork_apply(fsm_rt *f, mly_machine *m, const fsm_inst *in,
     mly_map_del(ctx, FSM_KEY_TOKEN);
     if ((rc = merge_over(ctx, mly_array_at(forks, i))) == 0)
       rc = mly_map_set_uint(ctx, FSM_KEY_FORK, i + 1);
-    if (rc == 0 && fan) {
+    /* each copy picks its own countdown, as a transition would */
+    int64_t cd = t ? fsm_countdown_pick(f, &t->countdown) : -1;
+    if (rc == 0 && fan && cd < 0) {
       rc = fsm_fan_arrive(f, m, in, fan, ctx);
       mly_value_free(ctx);
       continue;
@@ -73,6 +81,12 @@ int fsm_fork_apply(fsm_rt *f, mly_machine *m, const fsm_inst *in,
     p.origin = mly_self(m);
     p.attempt = 0;
     p.first_try_ms = fsm_now_ms();
+    if (cd >= 0) { /* fsm_route_after_countdown runs when it ends */
+      p.phase = FSM_PH_SLEEP;
+      p.why = FSM_WHY_COUNTDOWN;
+      p.countdown_ms = cd;
+      p.due_ms = fsm_now_ms() + cd;
+    }
     char name[MLY_INSTANCE_NAME_MAX + 1];
     rc = fsm_fan_child_name(r->call.key, ".f", i + 1, name, sizeof name);
     if (rc < 0) {

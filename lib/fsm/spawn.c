@@ -72,7 +72,9 @@ int fsm_spawn_apply(fsm_rt *f, mly_machine *m, const fsm_inst *in,
       if (cd > 0) {
         memset(&p, 0, sizeof p);
         memcpy(p.hash, def->hash, FSM_HASH_LEN);
-        p.state = p.trans = FSM_NO_STATE;
+        p.state = def->initial; /* the initial dispatch, after it */
+        p.trans = FSM_NO_STATE;
+        p.flags = FSM_IF_ENTER;
         p.phase = FSM_PH_SLEEP;
         p.why = FSM_WHY_COUNTDOWN;
         p.countdown_ms = cd;
