@@ -42,7 +42,7 @@
 #include <string.h>
 
 #define FANIN_POINTS(X) X(fanin, total) X(fanin, window) X(fanin, count) \
-  X(fanin, drain)
+  X(fanin, retry) X(fanin, drain)
 MLY_POINTS(fanin, FANIN_POINTS);
 
 /* ---- names ---- */
@@ -514,6 +514,9 @@ static int merge(fsm_rt *f, mly_machine *m, fanin_data *d) {
   if ((rc = ev(rt, FSM_EV_ARRIVE, &arr)) < 0 ||
       (rc = ev(rt, FSM_EV_FAIL, &fail)) < 0)
     return rc;
+  /* what can fail without losing anything fails before the first take */
+  const fsm_machine *def = fsm_def_get(f, d->hash);
+  if (def == NULL) return MLY_ENOENT;
   mly_value *merged = mly_value_array(), *boxcar = NULL;
   if (merged == NULL) return MLY_ENOMEM;
   uint64_t bs = FSM_NO_STATE, bt = FSM_NO_STATE;
@@ -552,12 +555,6 @@ static int merge(fsm_rt *f, mly_machine *m, fanin_data *d) {
     mly_value_free(merged);
     mly_value_free(boxcar);
     return rc;
-  }
-  const fsm_machine *def = fsm_def_get(f, d->hash);
-  if (def == NULL) {
-    mly_value_free(merged);
-    mly_value_free(boxcar);
-    return MLY_ENOENT;
   }
   if (d->mode == FSM_FAN_COUNT && d->failed > d->tolerate) {
     char err[160];
@@ -654,13 +651,18 @@ static int fanin_run(mly_machine *m, void *data) {
     MLY_WAIT_UNTIL_AT(m, fanin_count, counted_enough(f, m, d) ||
                                           mly_shutdown_requested(m));
   if (mly_shutdown_requested(m)) MLY_EXIT(m, MLY_ECANCELED);
-  {
-    int rc = merge(f, m, d);
-    if (rc < 0) {
-      fsm_log(f, "%s: the merge failed: %s", mly_self_name(m),
-              mly_strerror(rc));
-      MLY_EXIT(m, rc);
-    }
+  /* a merge that cannot start takes nothing: the arrivals stay in the
+     inbox (in the journal), and it is tried again */
+  while ((d->pad = (uint8_t)(merge(f, m, d) < 0)) != 0 && !d->closed) {
+    fsm_log(f, "%s: the merge cannot run yet (its definition is not "
+            "loaded, or memory ran out); tried again in 10 s",
+            mly_self_name(m));
+    MLY_SLEEP_AT(m, fanin_retry, 10000);
+  }
+  if (d->pad) {
+    fsm_log(f, "%s: the merge failed after taking its arrivals",
+            mly_self_name(m));
+    MLY_EXIT(m, MLY_ENOMEM);
   }
   /* runs once step A is durable: see the top of the file */
   MLY_YIELD_AT(m, fanin_drain);
