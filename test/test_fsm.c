@@ -29,7 +29,14 @@ static struct {
   bool permanent;
 } inj;
 
+/* the randomized model: failures left at each position of `order` */
+static int plan_fails[9];
+static bool plan_perm[9];
+static int pos_of(const char *at);
+
 static void reset(void) {
+  memset(plan_fails, 0, sizeof plan_fails);
+  memset(plan_perm, 0, sizeof plan_perm);
   nlog = 0;
   nlines = 0;
   mly_value_free(final_ctx);
@@ -72,6 +79,11 @@ static int rec(mly_action_call *c, void *arg) {
   if (strcmp(at, inj.at) == 0 && inj.times > 0) {
     inj.times--;
     return mly_action_fail(c, inj.permanent, "injected at %s", at);
+  }
+  int p = pos_of(at);
+  if (p >= 0 && plan_fails[p] > 0) {
+    plan_fails[p]--;
+    return mly_action_fail(c, plan_perm[p], "planned at %s", at);
   }
   if (strcmp(label, "action") == 0) {
     const char *ev;
@@ -131,6 +143,12 @@ static const char *const order[] = {
     "exit:b",  "trans:b",  "final:c"};                 /* dispatch 2 */
 static const int disp_of[] = {0, 0, 1, 1, 1, 1, 2, 2, 2};
 #define NPOS 9
+
+static int pos_of(const char *at) {
+  for (int i = 0; i < NPOS; i++)
+    if (strcmp(order[i], at) == 0) return i;
+  return -1;
+}
 
 static mly_value *abc_ctx(void) {
   mly_value *c = mly_value_map(), *next = mly_value_map();
@@ -810,6 +828,162 @@ START_TEST(start_errors_and_names) {
 }
 END_TEST
 
+/* Random failure plans against a model of the interpreter: each
+ * position fails 0-2 times (sometimes for good); a dispatch runs again
+ * from its start after each retryable failure, until the retry limit
+ * (3) or a permanent failure sends it to on_failure.  The calls made,
+ * their order and their keys must be exactly the model's. */
+START_TEST(random_failures_vs_model) {
+  uint64_t seed = 0x9e3779b97f4a7c15ULL;
+  for (int round = 0; round < 60; round++) {
+    reset();
+    int left[NPOS];
+    bool perm[NPOS];
+    for (int p = 0; p < NPOS; p++) {
+      seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+      int r = (int)(seed % 16);
+      left[p] = r < 10 ? 0 : r < 13 ? 1 : 2;
+      perm[p] = r == 15;
+      plan_fails[p] = left[p];
+      plan_perm[p] = perm[p];
+    }
+    /* the model */
+    char want[128][96], wkey[128][32];
+    int nw = 0, seq = 0;
+    bool failed = false;
+    for (int d = 0; d < 3 && !failed; d++) {
+      int attempts = 0;
+      for (;;) {
+        int fail_at = -1;
+        for (int p = 0; p < NPOS; p++) {
+          if (disp_of[p] != d) continue;
+          snprintf(want[nw], sizeof want[0], "%s", order[p]);
+          snprintf(wkey[nw++], sizeof wkey[0], "r/%d", seq);
+          if (left[p] > 0) {
+            left[p]--;
+            fail_at = p;
+            break;
+          }
+        }
+        if (fail_at < 0) break;
+        attempts++;
+        if (perm[fail_at] || attempts > 3) {
+          failed = true;
+          break;
+        }
+      }
+      seq++;
+    }
+    if (failed) {
+      snprintf(want[nw], sizeof want[0], "failed:oops");
+      snprintf(wkey[nw++], sizeof wkey[0], "r/%d", seq);
+    }
+    mly_runtime *rt = mem_rt();
+    fh_add(rt, abc_yaml);
+    start(rt, "abc", "r", abc_ctx());
+    fh_until(rt, fh_ended, "r", 100000);
+    ck_assert_msg(nlog == nw, "round %d: %d calls, model %d", round, nlog, nw);
+    for (int i = 0; i < nw; i++) {
+      ck_assert_msg(strcmp(logv[i], want[i]) == 0, "round %d call %d: %s, model %s",
+                    round, i, logv[i], want[i]);
+      ck_assert_str_eq(keyv[i], wkey[i]);
+    }
+    mly_runtime_close(rt);
+  }
+}
+END_TEST
+
+/* task_age_limit ends the retries even below task_retry_limit. */
+START_TEST(task_age_limit) {
+  reset();
+  ndelays = 0;
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Flaky", always_fail, NULL, 0), 0);
+  fsm_test_hooks h = {.delay_chosen = on_delay};
+  fsm_set_test_hooks(rt, &h);
+  fh_add(rt, "state_machines:\n"
+             "- name: aged\n"
+             "  task_retry_limit: 50\n"
+             "  task_age_limit: 30ms\n"
+             "  min_backoff: 60ms\n"
+             "  max_backoff: 60ms\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Flaky,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "aged", "aged-1", NULL);
+  fh_until(rt, fh_ended, "aged-1", 10000);
+  ck_assert_int_eq(fh_end_status(rt, "aged-1"), MLY_EIO);
+  ck_assert_int_eq(ndelays, 1); /* the second attempt was past the age */
+  ck_assert_int_eq(nlog, 2);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* context_types: refused at start, and a dispatch that breaks them
+ * fails for good. */
+static int set_str_n(mly_action_call *c, void *arg) {
+  (void)arg;
+  mly_map_set_str(mly_action_context(c), "n", "seven");
+  return mly_action_event(c, "go");
+}
+
+START_TEST(context_types_enforced) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Bad", set_str_n, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: typed\n"
+             "  on_failure: oops\n"
+             "  context_types: {n: int, tags: [string]}\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Bad,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True, entry: Final}\n"
+             "  - {name: oops, final: True, entry: Failed}\n");
+  mly_value *c = mly_value_map();
+  mly_map_set_str(c, "n", "x");
+  ck_assert_int_eq(mly_fsm_start(rt, "typed", "t-0", c, NULL, 0, NULL),
+                   MLY_EINVAL);
+  ck_assert(logged("context key n is string but machine typed declares it int"));
+  c = mly_value_map();
+  mly_value *tags = mly_value_array();
+  mly_array_push(tags, mly_value_str("a"));
+  mly_array_push(tags, mly_value_int(1));
+  mly_map_set(c, "tags", tags);
+  ck_assert_int_eq(mly_fsm_start(rt, "typed", "t-1", c, NULL, 0, NULL),
+                   MLY_EINVAL);
+  c = mly_value_map();
+  mly_map_set_int(c, "n", 3);
+  start(rt, "typed", "t-2", c);
+  fh_until(rt, fh_ended, "t-2", 10000);
+  ck_assert_str_eq(logv[nlog - 1], "failed:oops");
+  const char *e;
+  ck_assert_int_eq(mly_map_get_str(final_ctx, "error", &e), 0);
+  ck_assert_ptr_nonnull(strstr(e, "context key n is string"));
+  int64_t n = 0;
+  ck_assert_int_eq(mly_map_get_int(final_ctx, "n", &n), 0); /* not committed */
+  ck_assert_int_eq(n, 3);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* mly_shutdown of one instance ends it (cancelled) wherever it waits. */
+START_TEST(shutdown_ends_instance) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  fh_add(rt, wait_yaml);
+  start(rt, "order", "o-s", go_ctx());
+  fh_at at = {"o-s", "wait", "pay"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  ck_assert_int_eq(mly_shutdown(rt, fh_id(rt, "o-s")), 0);
+  fh_until(rt, fh_ended, "o-s", 10000);
+  ck_assert_int_eq(fh_end_status(rt, "o-s"), MLY_ECANCELED);
+  ck_assert(logged("stopped by request"));
+  mly_runtime_close(rt);
+}
+END_TEST
+
 static Suite *fsm_suite(void) {
   Suite *s = suite_create("fsm");
   TCase *tc = tcase_create("interp");
@@ -829,6 +1003,10 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, blocking_off_loop);
   tcase_add_test(tc, exec_actions);
   tcase_add_test(tc, start_errors_and_names);
+  tcase_add_test(tc, random_failures_vs_model);
+  tcase_add_test(tc, task_age_limit);
+  tcase_add_test(tc, context_types_enforced);
+  tcase_add_test(tc, shutdown_ends_instance);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -75,7 +75,11 @@ void fsm_actions_free(fsm_rt *f) {
 /* ---- one call ---- */
 
 mly_value *mly_action_context(mly_action_call *c) { return c->context; }
-mly_value *mly_action_scratch(mly_action_call *c) { return c->scratch; }
+/* Made on first use: most dispatches never need one. */
+mly_value *mly_action_scratch(mly_action_call *c) {
+  if (c->scratch == NULL) c->scratch = mly_value_map();
+  return c->scratch;
+}
 const char *mly_action_key(const mly_action_call *c) { return c->key; }
 const char *mly_action_machine(const mly_action_call *c) { return c->machine; }
 const char *mly_action_state(const mly_action_call *c) { return c->state; }

@@ -32,7 +32,8 @@ struct fsm_rt {
   fsm_action_ent *actions;
   fsm_def_ent *defs;
   fsm_mach_ent *machines;
-  fsm_run *runs;
+  fsm_run **runs;      /* by slot (the id's low 32 bits): O(1)       */
+  uint32_t nruns;
   /* blocking actions: at most jobs_max on the threadpool at once (one
      thread less than the pool has, so the journal's fdatasync always
      finds one); the others wait here, in order */
@@ -73,6 +74,7 @@ int fsm_job_submit(fsm_rt *f, fsm_run *r);
 /* interp.c: the "fsm" type */
 extern const mly_type_def fsm_type_def;
 void fsm_end(fsm_inst *in, int status);
+void fsm_key_fast(const mly_machine *m, const fsm_inst *in, fsm_run *r);
 /* Its run record with the definition resolved; NULL: it ended (failed) */
 fsm_run *fsm_run_for(fsm_rt *f, mly_machine *m, fsm_inst *in);
 
@@ -92,6 +94,10 @@ int fsm_machine_add(fsm_rt *f, const fsm_machine *m);
 /* interp_def.c: the "fsm-def" type and the definition store */
 extern const mly_type_def fsm_def_type_def;
 void fsm_defs_free(fsm_rt *f);
+
+/* ctxtype.c: 0, or MLY_EINVAL with a sentence in err */
+int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
+                  size_t errlen);
 
 /* interp_exec.c: command actions */
 int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,

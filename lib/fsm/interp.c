@@ -213,6 +213,31 @@ const mly_type_def fsm_type_def = {
     .fini = fsm_fini,
 };
 
+/* The key into r->key, without printf: the name is copied once per
+ * instance (it never changes), the number on each dispatch. */
+void fsm_key_fast(const mly_machine *m, const fsm_inst *in, fsm_run *r) {
+  if (r->key_name_len == 0) {
+    const char *name = mly_self_name(m);
+    if (name == NULL || strlen(name) > MLY_INSTANCE_NAME_MAX) {
+      fsm_key(m, in, r->key, sizeof r->key);
+      return;
+    }
+    r->key_name_len = strlen(name) + 1;
+    memcpy(r->key, name, r->key_name_len - 1);
+    r->key[r->key_name_len - 1] = '/';
+  }
+  char digits[24];
+  int n = 0;
+  uint64_t v = in->seq;
+  do {
+    digits[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  char *p = r->key + r->key_name_len;
+  while (n > 0) *p++ = digits[--n];
+  *p = '\0';
+}
+
 void fsm_key(const mly_machine *m, const fsm_inst *in, char *buf,
              size_t len) {
   const char *name = mly_self_name(m);

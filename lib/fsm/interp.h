@@ -76,7 +76,6 @@ enum { FSM_WHY_NONE = 0, FSM_WHY_COUNTDOWN, FSM_WHY_BACKOFF,
        FSM_WHY_CONTINUATION };
 
 /* fsm_inst.flags */
-#define FSM_IF_STARTED 0x1u  /* the initial dispatch committed          */
 #define FSM_IF_REPLICA 0x2u  /* started by a fork or continuation       */
 #define FSM_IF_FAN_MERGED 0x4u /* the fan-in code put merged contexts in
                                   the context (key FSM_KEY_MERGED)      */
@@ -167,7 +166,8 @@ const char *fsm_where_name(fsm_where w); /* "exit", "transition", ... */
  * else. */
 struct mly_action_call {
   mly_value *context;   /* the working copy of the context (a map)      */
-  mly_value *scratch;   /* per dispatch, never saved (Fantasm's obj)     */
+  mly_value *scratch;   /* per dispatch, never saved (Fantasm's obj);
+                           NULL until mly_action_scratch makes it     */
   const char *key;      /* idempotency key: "NAME/SEQ"                   */
   const char *machine, *state, *event; /* where it runs (read only)     */
   fsm_where where;
@@ -198,6 +198,7 @@ struct fsm_run {
   fsm_where pos;          /* the next position of the dispatch          */
   struct mly_action_call call; /* context/scratch: the working copies */
   char key[MLY_INSTANCE_NAME_MAX + 24];
+  size_t key_name_len;    /* "NAME/" cached in key (0: not yet)          */
   int async;              /* FSM_ASYNC_*: what the instance waits for   */
   bool job_done;          /* the blocking job or the process is over    */
   int pid;                /* exec: the process                          */
@@ -214,7 +215,6 @@ struct fsm_run {
                              completion frees it                        */
   bool job_queued;        /* waits for a threadpool slot (fsm_rt.jobq)  */
   fsm_run *jobq_next;
-  UT_hash_handle hh;      /* private: fsm_rt's table, by id             */
 };
 enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC };
 

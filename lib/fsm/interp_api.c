@@ -93,6 +93,12 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
     mly_value_free(context);
     return MLY_EPERM;
   }
+  char err[256];
+  if (context != NULL && fsm_ctx_check(def, context, err, sizeof err) < 0) {
+    fsm_log(f, "start %s: %s", machine, err);
+    mly_value_free(context);
+    return MLY_EINVAL;
+  }
   return fsm_instance_start(f, NULL, def, NULL, context, name, name_out,
                             name_out_len, id_out);
 }
@@ -142,10 +148,8 @@ int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out) {
   out->machine = d ? d->name : "";
   out->version = d ? d->version : 0;
   fsm_hash_hex(in->hash, out->hash);
-  out->state = (in->flags & FSM_IF_ENTER) && !(in->flags & FSM_IF_STARTED) &&
-                       in->seq == 0
-                   ? ""
-                   : state_name(d, in->state);
+  out->state = state_name(d, in->state);
+  out->entering = (in->flags & FSM_IF_ENTER) != 0;
   out->event = in->event;
   out->phase = in->phase < 5 ? phases[in->phase] : "?";
   out->sleep_why = in->phase == FSM_PH_SLEEP && in->why < 4 ? whys[in->why] : "";

@@ -183,12 +183,12 @@ static const fsm_action *action_at(const fsm_machine *def, const hop *h,
 static int walk_begin(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
   const mly_value *ctx = mly_context(m);
   r->call.context = ctx ? mly_value_copy(ctx) : mly_value_map();
-  r->call.scratch = mly_value_map();
-  if (r->call.context == NULL || r->call.scratch == NULL) {
+  r->call.scratch = NULL; /* mly_action_scratch makes it */
+  if (r->call.context == NULL) {
     fsm_call_clear(&r->call);
     return MLY_ENOMEM;
   }
-  fsm_key(m, in, r->key, sizeof r->key);
+  fsm_key_fast(m, in, r);
   r->call.key = r->key;
   r->call.machine = r->def->name;
   r->call.event = in->event;
@@ -388,40 +388,60 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   fsm_end(in, MLY_EIO);
 }
 
+/* What a committed dispatch does to the instance record. */
+enum { NX_EVENT = 0, NX_FINAL, NX_WAIT };
+static void move(fsm_inst *x, const hop *h, const fsm_state *D, int kind,
+                 uint32_t ti, const char *next) {
+  x->state = h->d;
+  x->flags &= ~FSM_IF_ENTER;
+  x->attempt = 0;
+  x->first_try_ms = 0;
+  x->seq++;
+  if (kind == NX_EVENT) {
+    x->trans = ti;
+    size_t n = strlen(next); /* <= MLY_NAME_MAX: mly_action_event */
+    memcpy(x->event, next, n + 1);
+    x->phase = FSM_PH_DISPATCH;
+    return;
+  }
+  x->trans = FSM_NO_STATE;
+  x->event[0] = '\0';
+  if (kind == NX_FINAL) {
+    x->phase = FSM_PH_DONE;
+    x->status = 0;
+  } else {
+    x->phase = FSM_PH_WAIT;
+    x->due_ms = D->wait_timeout_ms >= 0 ? fsm_now_ms() + D->wait_timeout_ms
+                                        : -1;
+  }
+}
+
 /* The walk succeeded: move to D and route the next event, or fail. */
 static int commit(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
                   const hop *h) {
   const fsm_machine *def = r->def;
   const fsm_state *D = &def->states[h->d];
-  fsm_inst nx = *in;
-  nx.state = h->d;
-  nx.flags &= ~FSM_IF_ENTER;
-  nx.attempt = 0;
-  nx.first_try_ms = 0;
-  nx.seq = in->seq + 1;
   const char *next = r->call.next;
+  uint32_t ti = FSM_NO_STATE;
+  int kind;
+  if (def->nctypes > 0 &&
+      fsm_ctx_check(def, r->call.context, r->call.error,
+                    sizeof r->call.error) < 0) {
+    r->call.fail = MLY_ACTION_PERMANENT;
+    return FSM_WALK_FAILED;
+  }
   if (next[0] != '\0') {
-    uint32_t ti;
     if (find_trans(D, next, &ti) == NULL) {
       mly_action_fail(&r->call, true,
                       "state %s has no transition for event %s", D->name,
                       next);
       return FSM_WALK_FAILED;
     }
-    nx.trans = ti;
-    snprintf(nx.event, sizeof nx.event, "%s", next);
-    nx.phase = FSM_PH_DISPATCH;
+    kind = NX_EVENT;
   } else if (D->final) {
-    nx.trans = FSM_NO_STATE;
-    nx.event[0] = '\0';
-    nx.phase = FSM_PH_DONE;
-    nx.status = 0;
+    kind = NX_FINAL;
   } else if (D->wait) {
-    nx.trans = FSM_NO_STATE;
-    nx.event[0] = '\0';
-    nx.phase = FSM_PH_WAIT;
-    nx.due_ms = D->wait_timeout_ms >= 0 ? fsm_now_ms() + D->wait_timeout_ms
-                                        : -1;
+    kind = NX_WAIT;
   } else {
     r->call.where = FSM_AT_ACTION;
     mly_action_fail(&r->call, true,
@@ -429,25 +449,27 @@ static int commit(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
                     D->name);
     return FSM_WALK_FAILED;
   }
-  int rc = 0;
-  if (r->call.forks) rc = fsm_fork_apply(f, m, &nx, r);
-  if (rc == 0 && r->call.spawns) rc = fsm_spawn_apply(f, m, &nx, r);
-  if (rc < 0) {
-    mly_action_fail(&r->call, rc == MLY_ENOSYS,
-                    rc == MLY_ENOSYS ? "fork/spawn: this build has no "
-                                       "fork or spawn support"
-                                     : "fork/spawn: %s",
-                    mly_strerror(rc));
-    return FSM_WALK_FAILED;
+  if (r->call.forks || r->call.spawns) { /* they see the record to be */
+    fsm_inst nx = *in;
+    move(&nx, h, D, kind, ti, next);
+    int rc = 0;
+    if (r->call.forks) rc = fsm_fork_apply(f, m, &nx, r);
+    if (rc == 0 && r->call.spawns) rc = fsm_spawn_apply(f, m, &nx, r);
+    if (rc < 0) {
+      mly_action_fail(&r->call, rc == MLY_ENOSYS,
+                      rc == MLY_ENOSYS ? "fork/spawn: this build has no "
+                                         "fork or spawn support"
+                                       : "fork/spawn: %s",
+                      mly_strerror(rc));
+      return FSM_WALK_FAILED;
+    }
   }
   hist_push(in, h, 0);
-  nx.nhist = in->nhist;
-  memcpy(nx.hist, in->hist, sizeof nx.hist);
+  move(in, h, D, kind, ti, next);
   mly_context_set(m, r->call.context);
   r->call.context = NULL;
   fsm_call_clear(&r->call);
   r->in_dispatch = false;
-  *in = nx;
   if (in->phase == FSM_PH_DISPATCH) route(f, m, in, def);
   return FSM_WALK_OK;
 }

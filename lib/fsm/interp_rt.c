@@ -42,13 +42,14 @@ int mly_fsm_attach(mly_runtime *rt) {
 void fsm_rt_free(mly_runtime *rt) {
   fsm_rt *f = rt->fsm;
   if (f == NULL) return;
-  fsm_run *r, *tmp;
-  HASH_ITER(hh, f->runs, r, tmp) {
-    HASH_DEL(f->runs, r);
+  for (uint32_t i = 0; i < f->nruns; i++) {
+    fsm_run *r = f->runs[i];
+    if (r == NULL) continue;
     fsm_call_clear(&r->call);
     fsm_exec_cleanup(r);
     free(r);
   }
+  free(f->runs);
   for (fsm_run *o = f->orphans; o != NULL; o = o->jobq_next)
     o->f = NULL; /* their completion frees them, touching nothing else */
   fsm_actions_free(f);
@@ -82,9 +83,11 @@ void fsm_log(fsm_rt *f, const char *fmt, ...) {
   else fprintf(stderr, "mealy fsm: %s\n", line);
 }
 
+/* Wall clock, coarse (a tick, ~1-4 ms): history, retry ages and the
+ * deadlines shown by mly_fsm_info need no more, and it costs no syscall. */
 int64_t fsm_now_ms(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -109,9 +112,9 @@ void fsm_hash_hex(const unsigned char *hash, char *hex) {
 /* ---- dispatches in flight ---- */
 
 fsm_run *fsm_run_get(fsm_rt *f, mly_id id) {
-  fsm_run *r = NULL;
-  HASH_FIND(hh, f->runs, &id, sizeof id, r);
-  return r;
+  uint32_t slot = (uint32_t)id;
+  fsm_run *r = slot < f->nruns ? f->runs[slot] : NULL;
+  return r != NULL && r->id == id ? r : NULL;
 }
 
 fsm_run *fsm_run_make(fsm_rt *f, mly_id id) {
@@ -124,12 +127,22 @@ fsm_run *fsm_run_make(fsm_rt *f, mly_id id) {
   r->pid = -1;
   r->stdout_fd = r->stderr_fd = -1;
   r->exec_due_ms = -1;
-  bool hash_oom = false;
-  HASH_ADD(hh, f->runs, id, sizeof r->id, r);
-  if (hash_oom) {
-    free(r);
-    return NULL;
+  uint32_t slot = (uint32_t)id;
+  if (slot >= f->nruns) {
+    uint32_t n = f->nruns ? f->nruns : 64;
+    while (n <= slot) n *= 2;
+    fsm_run **v = realloc(f->runs, n * sizeof *v);
+    if (v == NULL) {
+      free(r);
+      return NULL;
+    }
+    memset(v + f->nruns, 0, (n - f->nruns) * sizeof *v);
+    f->runs = v;
+    f->nruns = n;
   }
+  if (f->runs[slot] != NULL) /* a stale one: its instance is gone */
+    fsm_run_drop(f, f->runs[slot]);
+  f->runs[slot] = r;
   return r;
 }
 
@@ -148,7 +161,8 @@ void fsm_call_clear(mly_action_call *c) {
 /* The instance ended: forget its dispatch, unless a threadpool job still
  * uses it (then the job's completion frees it). */
 void fsm_run_drop(fsm_rt *f, fsm_run *r) {
-  HASH_DEL(f->runs, r);
+  uint32_t slot = (uint32_t)r->id;
+  if (slot < f->nruns && f->runs[slot] == r) f->runs[slot] = NULL;
   fsm_exec_cleanup(r);
   if (r->job_queued) { /* never started: out of the queue */
     fsm_run **pp = &f->jobq_head, *prev = NULL;

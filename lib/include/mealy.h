@@ -1029,9 +1029,12 @@ int mly_continue_list(mly_action_call *call, const char *list_key,
 #define MLY_EXEC_PERMANENT 100
 #define MLY_EXEC_OUTPUT_MAX (64u << 20)
 
-/* Attach the fsm layer to rt: registers the types "fsm" and "fsm-def".
- * Idempotent.  Call before mly_journal_open.  Freed with the runtime.
- * MLY_ENOMEM; the errors of mly_type_register. */
+/* Attach the fsm layer to rt: registers the types "fsm" and "fsm-def"
+ * (and the fan-in collector's).  Idempotent.  Call before
+ * mly_journal_open.  Freed with the runtime.  Each stored definition is
+ * held by a durable instance "fsm-def-<hash>" that never ends, so once
+ * machines are added mly_runtime_run returns only after
+ * mly_runtime_shutdown.  MLY_ENOMEM; the errors of mly_type_register. */
 int mly_fsm_attach(mly_runtime *rt);
 
 /* The loader's set of machines (mly_fsm_load); opaque here. */
@@ -1048,7 +1051,10 @@ int mly_fsm_add(mly_runtime *rt, const mly_fsm_set *set);
 /* Start an instance of `machine` with `context` (a map or NULL; taken,
  * also on error).  name: unique (see mly_spawn_options.name), or NULL to
  * generate MACHINE-YYYYmmddHHMMSS-xxxxxx.  name_out (may be NULL)
- * receives the name.  Errors: MLY_ENOENT (no such machine), MLY_EEXIST
+ * receives the name.  A key the machine's context_types declares must
+ * hold that type (MLY_EINVAL, with a log line; a dispatch that leaves
+ * one with another type fails for good).  Errors: MLY_ENOENT (no such
+ * machine), MLY_EEXIST
  * (the name is live or tombstoned: mly_name_lookup tells which),
  * MLY_EINVAL, MLY_ERANGE (name_out too short), mly_spawn's.  Loop
  * thread. */
@@ -1073,7 +1079,9 @@ typedef struct mly_fsm_info {
   const char *machine;
   uint32_t version;
   char hash[65];          /* the pinned definition, hex               */
-  const char *state;      /* "" before the initial state              */
+  const char *state;      /* the state it is in, or enters            */
+  bool entering;          /* its next dispatch enters `state` itself
+                             (the initial one, a move to on_failure) */
   const char *event;      /* the event being dispatched, or ""        */
   const char *phase;      /* "dispatch", "sleep", "wait", "fan-in",
                              "done"                                   */

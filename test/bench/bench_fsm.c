@@ -1,7 +1,8 @@
 /*
  * bench_fsm.c - dispatches per second of YAML machines.
  *
- *   bench_fsm [DIR]     (default ./bench-fsm-state, on a real disk)
+ *   bench_fsm [DIR [memory|durable|64k]]   (DIR default ./bench-fsm-state,
+ *                                           on a real disk)
  *
  *  1. a 3-state machine (a -> b -> c -> a ...) with a 100-byte context,
  *     10,000 instances at once, in memory (no journal);
@@ -120,9 +121,14 @@ static int run(bool durable, uint32_t n, int64_t per, size_t ctx_bytes,
 
 int main(int argc, char **argv) {
   snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : "bench-fsm-state");
-  int rc = run(false, 10000, 200, 100, "fsm_steps_memory");
-  rc |= run(true, 10000, 30, 100, "fsm_steps_durable_always");
-  rc |= run(true, 1000, 10, 64 * 1024, "fsm_steps_durable_64k");
+  const char *only = argc > 2 ? argv[2] : ""; /* memory, durable, 64k */
+  int rc = 0;
+  if (!*only || !strcmp(only, "memory"))
+    rc |= run(false, 10000, 200, 100, "fsm_steps_memory");
+  if (!*only || !strcmp(only, "durable"))
+    rc |= run(true, 10000, 30, 100, "fsm_steps_durable_always");
+  if (!*only || !strcmp(only, "64k"))
+    rc |= run(true, 1000, 10, 64 * 1024, "fsm_steps_durable_64k");
   if (rc == 0) wipe();
   return rc;
 }
