@@ -575,7 +575,7 @@ static int merge(fsm_rt *f, mly_machine *m, fanin_data *d) {
   p.state = (uint32_t)bs;
   p.trans = (uint32_t)bt;
   p.phase = FSM_PH_DISPATCH;
-  p.flags = FSM_IF_STARTED | FSM_IF_FAN_MERGED;
+  p.flags = FSM_IF_FAN_MERGED;
   p.origin = mly_self(m);
   p.first_try_ms = fsm_now_ms();
   p.due_ms = -1;

@@ -76,7 +76,7 @@ int fsm_fork_apply(fsm_rt *f, mly_machine *m, const fsm_inst *in,
       break;
     }
     fsm_inst p = *in;
-    p.flags |= FSM_IF_REPLICA | FSM_IF_STARTED;
+    p.flags |= FSM_IF_REPLICA;
     p.replica = (uint32_t)(i + 1);
     p.origin = mly_self(m);
     p.attempt = 0;

@@ -331,7 +331,8 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   r->async = FSM_ASYNC_NONE;
   uint32_t attempts = in->attempt + 1;
   hist_push(in, h, permanent ? MLY_ECANCELED : MLY_EAGAIN);
-  snprintf(in->error, sizeof in->error, "%s", error);
+  snprintf(in->error, sizeof in->error, "%.*s", (int)sizeof in->error - 1,
+           error);
   uint32_t at = where <= FSM_AT_TRANSITION && h->s != FSM_NO_STATE ? h->s : h->d;
   const char *sname = def->states[at].name;
 
