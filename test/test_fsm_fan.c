@@ -127,6 +127,28 @@ static int a_fork_groups(mly_action_call *c, void *arg) {
   return mly_action_event(c, "go");
 }
 
+/* Fork one copy per element of "gs" after the first, each with g from
+ * it and v its index; itself takes gs[0]. */
+static int a_fork_list(mly_action_call *c, void *arg) {
+  (void)arg;
+  mly_value *ctx = mly_action_context(c);
+  const mly_value *gs = mly_map_get(ctx, "gs");
+  int64_t g0 = 0;
+  mly_value_get_int(mly_array_at(gs, 0), &g0);
+  mly_map_set_int(ctx, "g", g0);
+  mly_map_set_int(ctx, "v", 0);
+  for (size_t i = 1; i < mly_value_len(gs); i++) {
+    int64_t g = 0;
+    mly_value_get_int(mly_array_at(gs, i), &g);
+    mly_value *d = mly_value_map();
+    mly_map_set_int(d, "g", g);
+    mly_map_set_int(d, "v", (int64_t)i);
+    ck_assert_int_eq(mly_action_fork(c, d), 0);
+  }
+  mly_map_del(ctx, "gs");
+  return mly_action_event(c, "go");
+}
+
 /* Fork K copies (K from "forks") and go. */
 static int a_fork_k(mly_action_call *c, void *arg) {
   (void)arg;
@@ -341,6 +363,22 @@ static const char *yaml =
     "        initial: True\n"
     "        final: True\n"
     "        action: Spawner\n"
+    "  - name: rgrp\n"
+    "    states:\n"
+    "      - name: start\n"
+    "        initial: True\n"
+    "        action: ForkList\n"
+    "        transitions:\n"
+    "          - {event: go, to: join}\n"
+    "      - name: join\n"
+    "        fan_in: {count: 3}\n"
+    "        fan_in_group: g\n"
+    "        action: Join\n"
+    "        transitions:\n"
+    "          - {event: ok, to: end}\n"
+    "      - name: end\n"
+    "        final: True\n"
+    "        action: Finish\n"
     "  - name: later\n"
     "    states:\n"
     "      - name: start\n"
@@ -364,7 +402,7 @@ static void setup(void) {
       {"Finish", a_finish}, {"ForkGroups", a_fork_groups},
       {"ForkK", a_fork_k},  {"Count", a_count},   {"J1", a_j1},
       {"J2", a_j2},         {"Spawner", a_spawner}, {"Kid", a_kid},
-      {"SpawnLater", a_spawn_later}};
+      {"SpawnLater", a_spawn_later}, {"ForkList", a_fork_list}};
   for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
     ck_assert_int_eq(mly_action_register(rt, acts[i].n, acts[i].fn, &S, 0),
                      0);
@@ -594,6 +632,88 @@ START_TEST(spawn_countdown) {
 }
 END_TEST
 
+/* ---- randomized, against a model ---- */
+
+static uint64_t rnd_state;
+static uint32_t rnd(uint32_t n) {
+  rnd_state ^= rnd_state << 13;
+  rnd_state ^= rnd_state >> 7;
+  rnd_state ^= rnd_state << 17;
+  return (uint32_t)(rnd_state % n);
+}
+
+/* Random group sizes (multiples of the count, 3), shuffled, into one
+ * fan-in grouped by g: the model says how many merges of which group. */
+START_TEST(random_groups) {
+  rnd_state = 0x9e3779b97f4a7c15ull * (uint64_t)(_i + 1);
+  int per[4], n = 0, gs[48];
+  for (int g = 0; g < 4; g++) {
+    per[g] = (int)rnd(5); /* merges of this group */
+    for (int k = 0; k < per[g] * 3; k++) gs[n++] = g;
+  }
+  if (n == 0) gs[n++] = 0, gs[n++] = 0, gs[n++] = 0, per[0] = 1;
+  for (int i = n - 1; i > 0; i--) { /* shuffle */
+    int j = (int)rnd((uint32_t)i + 1), t = gs[i];
+    gs[i] = gs[j];
+    gs[j] = t;
+  }
+  mly_value *ctx = mly_value_map(), *l = mly_value_array();
+  for (int i = 0; i < n; i++) mly_array_push(l, mly_value_int(gs[i]));
+  mly_map_set(ctx, "gs", l);
+  ck_assert_int_eq(mly_fsm_start(rt, "rgrp", NULL, ctx, NULL, 0, NULL), 0);
+  settle();
+  int merges = 0, seen_per[4] = {0};
+  for (int g = 0; g < 4; g++) merges += per[g];
+  ck_assert_int_eq(S.join, merges);
+  for (int i = 0; i < S.join; i++) {
+    ck_assert_int_eq(S.merged[i], 3);
+    ck_assert_int_ge(S.group[i], 0);
+    seen_per[S.group[i]]++;
+  }
+  for (int g = 0; g < 4; g++) ck_assert_int_eq(seen_per[g], per[g]);
+  ck_assert_uint_eq(S.vmask, n == 64 ? ~0ull : (1ull << n) - 1);
+}
+END_TEST
+
+/* A continuation over a random list in random batches, up to two items
+ * failing for good, into a fan-in of every replica that tolerates 2
+ * (cont) or 1 (strict): merged replicas, sums and the error, as the
+ * model says. */
+START_TEST(random_continuation) {
+  rnd_state = 0xd1b54a32d192ed03ull * (uint64_t)(_i + 1);
+  int64_t n = 1 + rnd(30), bs = 1 + rnd(12);
+  bool strict = rnd(2);
+  S.nfail = (int)rnd(3);
+  for (int k = 0; k < S.nfail; k++) S.fail_items[k] = (int)rnd((uint32_t)n);
+  int64_t batches = (n + bs - 1) / bs, failed = 0, sum = 0;
+  for (int64_t b = 0; b < batches; b++) {
+    bool bad = false;
+    for (int k = 0; k < S.nfail; k++)
+      bad |= S.fail_items[k] / bs == b;
+    if (bad) {
+      failed++;
+      continue;
+    }
+    for (int64_t v = b * bs; v < n && v < (b + 1) * bs; v++) sum += v;
+  }
+  mly_value *ctx = mly_value_map();
+  mly_map_set_int(ctx, "n", n);
+  mly_map_set_int(ctx, "bs", bs);
+  ck_assert_int_eq(mly_fsm_start(rt, strict ? "strict" : "cont", NULL, ctx,
+                                 NULL, 0, NULL), 0);
+  settle();
+  if (failed == batches) { /* nothing to merge: no fan-in action */
+    ck_assert_int_eq(S.join, 0);
+    return;
+  }
+  ck_assert_int_eq(S.join, 1);
+  ck_assert_int_eq(S.merged[0], batches - failed);
+  ck_assert_int_eq(S.sum[0], sum);
+  ck_assert(S.had_error[0] == (failed > (strict ? 1 : 2)));
+  ck_assert_int_eq(S.finish, 1);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("fsm_fan");
   TCase *t = tcase_create("fan");
@@ -611,6 +731,8 @@ static Suite *suite(void) {
   tcase_add_test(t, fork_counts);
   tcase_add_test(t, spawn_once);
   tcase_add_test(t, spawn_countdown);
+  tcase_add_loop_test(t, random_groups, 0, 20);
+  tcase_add_loop_test(t, random_continuation, 0, 40);
   suite_add_tcase(s, t);
   return s;
 }
