@@ -33,6 +33,17 @@
  * The fan-in action then runs in the merge instance's first dispatch,
  * with the idempotency key of that dispatch, at least once as every
  * dispatch does, and always over the same merged list.
+ *
+ * Failures and totals travel the same way.  A replica that fails for
+ * good (or moves to an on_failure state that cannot lead back) sends
+ * FSM_EV_FAIL from its failing step; a count counts arrivals and
+ * failures.  `count: 0` learns how many replicas a continuation chain
+ * had from FSM_EV_TOTAL, sent by the chain's last replica (the one whose
+ * continuation named no token, or that failed before starting the next:
+ * the name the next would have is free) in the same step as its arrival
+ * or failure; the collector takes the total first, the arrivals wait in
+ * its inbox meanwhile.  A merge that cannot start (its definition not
+ * loaded) takes nothing and tries again later.
  */
 #include "fan.h"
 
