@@ -582,6 +582,29 @@ START_TEST(fork_counts) {
 }
 END_TEST
 
+/* The name a fork's copy gets is held already (as after a run of the
+ * same dispatch that started it): that copy counts as started, and the
+ * others start. */
+static int forks_and_kid(void *arg) {
+  (void)arg;
+  return S.finish >= 2 && S.kids >= 1;
+}
+
+START_TEST(fork_name_taken) {
+  ck_assert_int_eq(mly_fsm_start(rt, "kid", "f9.0.f1", NULL, NULL, 0, NULL),
+                   0);
+  mly_value *ctx = mly_value_map();
+  mly_map_set_int(ctx, "forks", 2);
+  ck_assert_int_eq(mly_fsm_start(rt, "forks", "f9", ctx, NULL, 0, NULL), 0);
+  ck_assert(fan_util_run(rt, forks_and_kid, NULL, 60000));
+  settle();
+  ck_assert_int_eq(S.kids, 1);
+  ck_assert_int_eq(S.forks_seen[0], 1);
+  ck_assert_int_eq(S.forks_seen[1], 0); /* its name was taken */
+  ck_assert_int_eq(S.forks_seen[2], 1);
+}
+END_TEST
+
 /* ---- spawn: a dispatch that runs twice starts its kids once ---- */
 
 static int kids_done(void *arg) {
@@ -729,6 +752,7 @@ static Suite *suite(void) {
   tcase_add_test(t, tolerate_exceeded);
   tcase_add_test(t, two_fan_ins);
   tcase_add_test(t, fork_counts);
+  tcase_add_test(t, fork_name_taken);
   tcase_add_test(t, spawn_once);
   tcase_add_test(t, spawn_countdown);
   tcase_add_loop_test(t, random_groups, 0, 20);
