@@ -130,6 +130,41 @@ int ctx_restore(mly_runtime *rt, mly_inst *m, const void *enc, size_t len) {
   return 0;
 }
 
+/* invariant.c: every ext belongs to a live instance marked D_EXT, and
+ * each of those has one; a live name is its holder's (or a parked
+ * instance's), a tombstone is on the ended-order list.  NULL: sound. */
+const char *ext_check(const mly_runtime *rt) {
+  uint64_t marked = 0;
+  for (uint32_t s = 0; s < rt->nslots; s++)
+    marked += rt->slots[s] && (rt->slots[s]->dflags & D_EXT);
+  if (marked != HASH_COUNT(rt->exts))
+    return "instances marked D_EXT and contexts/names held differ";
+  for (const inst_ext *x = rt->exts; x != NULL; x = x->hh.next) {
+    const mly_inst *m = inst_get(rt, x->id);
+    if (m == NULL || !(m->dflags & D_EXT))
+      return "a context or name is held for an instance that is gone";
+    if (x->name && (!x->name->live || x->name->id != x->id))
+      return "an instance's name entry is not live and its own";
+  }
+  if (rt->names == NULL) return NULL;
+  uint64_t tombs = 0;
+  for (const name_ent *e = rt->names->tab; e != NULL; e = e->hh.next) {
+    if (!e->live) {
+      tombs++;
+      continue;
+    }
+    const mly_inst *m = inst_get(rt, e->id);
+    const inst_ext *x = m ? ext_get(rt, m) : NULL;
+    bool parked = false;
+    for (size_t i = 0; m == NULL && rt->dur && i < rt->dur->nparked; i++)
+      parked = parked || rt->dur->parked[i].id == e->id;
+    if (!parked && (x == NULL || x->name != e))
+      return "a live name whose holder does not hold it";
+  }
+  if (tombs != rt->names->ntombs) return "tombstones and their count differ";
+  return NULL;
+}
+
 /* ---- the API ---- */
 
 mly_value *mly_context(mly_machine *mm) {

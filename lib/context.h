@@ -63,6 +63,7 @@ inst_ext *ext_make(mly_runtime *rt, mly_inst *m); /* NULL: out of memory */
 void ext_end(mly_runtime *rt, mly_inst *m, bool suspended);
 void ext_free_all(mly_runtime *rt);
 uint64_t ctx_hash64(const void *p, size_t n);
+const char *ext_check(const mly_runtime *rt); /* invariant.c */
 /* Writes the context field of a state record: the encoding (a bin; an
  * empty bin clears it) when full or when it differs from what was
  * committed, else nil ("unchanged").  Returns the bytes of context

@@ -273,10 +273,11 @@ static void forget_step(mly_runtime *rt, dur_state *d);
  * ends it with rc (the batch stays whole: the record is taken back). */
 static int step_refused(mly_runtime *rt, dur_state *d, size_t at, int rc) {
   jbuf *b = journal_buf(d->j);
-  if (b->oom) return 0; /* the batch fails anyway: see journal_flush */
-  b->n = at;
-  journal_seq_back(d->j);
   forget_step(rt, d);
+  if (!b->oom) { /* out of memory, the batch fails anyway (journal_flush) */
+    b->n = at;
+    journal_seq_back(d->j);
+  }
   return rc;
 }
 

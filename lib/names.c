@@ -103,12 +103,31 @@ static void expire(mly_runtime *rt, int64_t now) {
   while (n->tombs && expired(n, n->tombs, now)) drop(rt, n->tombs);
 }
 
+/* Printable: no control character, no '/', and what is not ASCII is
+ * well-formed UTF-8 (shortest forms, no surrogates, at most U+10FFFF),
+ * so a name prints the same in a log, a listing and `mealy journal dump`. */
 int name_check(const char *name, size_t len) {
   if (name == NULL || len == 0 || len > MLY_INSTANCE_NAME_MAX)
     return MLY_EINVAL;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)name[i];
-    if (c < 0x20 || c == 0x7f || c == '/') return MLY_EINVAL;
+  const unsigned char *p = (const unsigned char *)name, *end = p + len;
+  while (p < end) {
+    unsigned c = *p++;
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7f || c == '/') return MLY_EINVAL;
+      continue;
+    }
+    unsigned n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+    if (n == 0 || c > 0xf4 || (size_t)(end - p) < n) return MLY_EINVAL;
+    uint32_t cp = c & (0x3fu >> n);
+    for (unsigned i = 0; i < n; i++) {
+      if ((p[i] & 0xc0) != 0x80) return MLY_EINVAL;
+      cp = cp << 6 | (p[i] & 0x3fu);
+    }
+    static const uint32_t least[] = {0, 0x80, 0x800, 0x10000};
+    if (cp < least[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+        (cp >= 0x80 && cp < 0xa0)) /* C1 controls */
+      return MLY_EINVAL;
+    p += n;
   }
   return 0;
 }

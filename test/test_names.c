@@ -152,7 +152,9 @@ START_TEST(t_malformed_names_refused) {
   char longest[MLY_INSTANCE_NAME_MAX + 2];
   memset(longest, 'x', sizeof longest - 1);
   longest[sizeof longest - 1] = '\0';
-  const char *bad[] = {"", "a/b", "tab\there", "del\x7f", longest};
+  const char *bad[] = {"", "a/b", "tab\there", "del\x7f", longest,
+                       "bad\xff", "cut\xc3", "long\xc0\xaf", /* overlong */
+                       "c1\xc2\x85", "surrogate\xed\xa0\x80"};
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
     /* the context is taken, also on error (ASan sees a leak if not) */
     mly_spawn_options o = {.name = bad[k], .context = mly_value_map()};
@@ -427,6 +429,62 @@ START_TEST(t_parked_keeps_name) {
 }
 END_TEST
 
+/* ---- a durable step spawns a named child with a context ---- */
+
+#define PARENT_POINTS(X) X(parent, wait)
+MLY_POINTS(parent, PARENT_POINTS);
+static int parent_spawned;
+static int parent_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  {
+    int64_t zero = 0;
+    mly_spawn_options o = {.arg = &zero, .arg_len = sizeof zero,
+                           .name = "kid", .context = mly_value_str("ctx")};
+    mly_type *t = mly_type_find(mly_machine_runtime(m), "order");
+    parent_spawned = mly_spawn_child_opts(m, t, &o, NULL) == 0;
+    /* the same name again, in the same step: held already */
+    o.context = mly_value_str("again");
+    if (mly_spawn_child_opts(m, t, &o, NULL) != MLY_EEXIST) parent_spawned = -1;
+  }
+  MLY_AWAIT_AT(m, parent_wait, EV_STOP, -1);
+  MLY_END(m);
+}
+
+START_TEST(t_child_named_with_context) {
+  fresh_dir();
+  now_ms = T0;
+  mly_type_def pdef = {.name = "parent", .run = parent_run,
+                       MLY_TYPE_POINTS(parent), .version = 1,
+                       .flags = MLY_TYPE_DURABLE};
+  mly_runtime *rt;
+  for (int round = 0; round < 2; round++) {
+    rt = h_runtime();
+    mly_type_def def = named_def("order", 1, true);
+    h_type(rt, &def);
+    h_type(rt, &pdef);
+    ck_assert_int_eq(names_set_clock(rt, test_clock, NULL), 0);
+    mly_journal_options o = {.dir = dir};
+    ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+    if (round == 0) {
+      h_spawn(rt, mly_type_find(rt, "parent"), NULL, 0);
+      RUN_UNTIL(rt, parent_spawned != 0, 100);
+      ck_assert_int_eq(parent_spawned, 1);
+    }
+    /* the child's first state, in its parent's record: name and context */
+    mly_name_info i = lookup(rt, "kid", 0);
+    ck_assert_int_eq(i.state, MLY_NAME_LIVE);
+    const char *s = NULL;
+    ck_assert_int_eq(mly_value_get_str(mly_instance_context(rt, i.id), &s,
+                                       NULL), 0);
+    ck_assert_str_eq(s, "ctx");
+    ck_assert_str_eq(mly_instance_name(rt, i.id), "kid");
+    mly_runtime_close(rt);
+  }
+  h_rmtree(dir);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("names");
   TCase *c = tcase_create("names");
@@ -440,6 +498,7 @@ static Suite *suite(void) {
   tcase_add_test(c, t_names_survive_sigkill);
   tcase_add_test(c, t_send_by_name);
   tcase_add_test(c, t_parked_keeps_name);
+  tcase_add_test(c, t_child_named_with_context);
   suite_add_tcase(s, c);
   return s;
 }

@@ -751,7 +751,10 @@ bool mly_recovered(const mly_machine *m);
  * what commits.  Loop thread only.  Calling it marks the context as
  * possibly changed: at the end of the step a durable instance encodes it
  * and compares (length and 64-bit hash) with what was committed; a step
- * that never calls it (nor mly_context_set) costs nothing for it.
+ * that never calls it (nor mly_context_set) costs nothing for it.  So
+ * call it in every step that changes the context: a change made through
+ * a pointer kept from an earlier step is seen only at the next step that
+ * calls it.  The pointer is valid until mly_context_set or the end.
  *
  * A durable step whose context does not encode (nested deeper than
  * MLY_VALUE_MAX_DEPTH), or whose record would pass the journal's bound
@@ -777,7 +780,8 @@ typedef struct mly_spawn_options {
                            record: MLY_EINVAL if it does not encode,
                            MLY_ERANGE past the record bound          */
   const char *name;     /* a unique name (1..MLY_INSTANCE_NAME_MAX
-                           bytes, printable, no '/'), or NULL           */
+                           bytes, printable: no control character, no
+                           '/', valid UTF-8), or NULL                 */
   bool generate_name;   /* without name: name it
                            TYPE-YYYYmmddHHMMSS-xxxxxx (UTC; six random
                            [a-z0-9] from a per-runtime generator seeded
