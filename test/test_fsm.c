@@ -736,7 +736,7 @@ END_TEST
 static const char *exec_script =
     "input=$(cat)\n"
     "case \"$input\" in\n"
-    "  *'\"mode\":\"ok\"'*) printf '{\"event\": \"go\", \"seen\": %s}\\n' \"$input\";;\n"
+    "  *'\"mode\":\"ok\"'*) printf '{\"event\": \"go\", \"key\": \"%s\", \"seen\": %s}\\n' \"$MLY_FSM_KEY\" \"$input\";;\n"
     "  *'\"mode\":\"perm\"'*) echo declined >&2; exit 100;;\n"
     "  *'\"mode\":\"flaky\"'*) echo try again >&2; exit 3;;\n"
     "  *'\"mode\":\"slow\"'*) exec sleep 30;;\n"
@@ -790,6 +790,9 @@ START_TEST(exec_actions) {
   const char *mode;
   ck_assert_int_eq(mly_map_get_str(seen, "mode", &mode), 0); /* stdin JSON */
   ck_assert_str_eq(mode, "ok");
+  const char *key;
+  ck_assert_int_eq(mly_map_get_str(final_ctx, "key", &key), 0);
+  ck_assert_str_eq(key, "ex-ok/0"); /* MLY_FSM_KEY in its environment */
   exec_case(rt, "perm", "ex-perm", "failed:bad", "declined");
   bool perm = false;
   mly_map_get_bool(mly_map_get(final_ctx, "cause"), "permanent", &perm);
@@ -968,6 +971,38 @@ START_TEST(context_types_enforced) {
 }
 END_TEST
 
+/* A state's on_failure wins over the machine's; task_retry_limit 0: no
+ * retry at all. */
+START_TEST(state_on_failure) {
+  reset();
+  ndelays = 0;
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Flaky", always_fail, NULL, 0), 0);
+  fsm_test_hooks h = {.delay_chosen = on_delay};
+  fsm_set_test_hooks(rt, &h);
+  fh_add(rt, "state_machines:\n"
+             "- name: sof\n"
+             "  task_retry_limit: 0\n"
+             "  on_failure: m\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Flaky, on_failure: s,\n"
+             "     transitions: [{event: go, to: b}]}\n"
+             "  - {name: b, action: Action, transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n"
+             "  - {name: s, final: True, entry: Failed}\n"
+             "  - {name: m, final: True, entry: Final}\n");
+  start(rt, "sof", "sof-1", NULL);
+  fh_until(rt, fh_ended, "sof-1", 10000);
+  ck_assert_int_eq(ndelays, 0);
+  ck_assert_str_eq(logv[nlog - 1], "failed:s");
+  uint64_t att = 0;
+  ck_assert_int_eq(mly_map_get_uint(mly_map_get(final_ctx, "cause"), "attempts",
+                                    &att), 0);
+  ck_assert_uint_eq(att, 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* mly_shutdown of one instance ends it (cancelled) wherever it waits. */
 START_TEST(shutdown_ends_instance) {
   reset();
@@ -1007,6 +1042,7 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, task_age_limit);
   tcase_add_test(tc, context_types_enforced);
   tcase_add_test(tc, shutdown_ends_instance);
+  tcase_add_test(tc, state_on_failure);
   suite_add_tcase(s, tc);
   return s;
 }

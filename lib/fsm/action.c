@@ -59,6 +59,21 @@ const fsm_action_ent *fsm_action_find(const fsm_rt *f, const char *name) {
   return e;
 }
 
+/* A definition's action to its registry entry, cached by address. */
+const fsm_action_ent *fsm_action_resolve(fsm_rt *f, const fsm_action *a) {
+  uintptr_t h = (uintptr_t)a;
+  h ^= h >> 9;
+  h ^= h >> 17;
+  size_t i = h % (sizeof f->acache / sizeof f->acache[0]);
+  if (f->acache[i].a == a) return f->acache[i].e;
+  const fsm_action_ent *e = fsm_action_find(f, a->name);
+  if (e != NULL) {
+    f->acache[i].a = a;
+    f->acache[i].e = e;
+  }
+  return e;
+}
+
 bool mly_action_known(const char *name, void *rt) {
   return fsm_action_find(fsm_rt_get(rt), name) != NULL;
 }

@@ -40,6 +40,12 @@ struct fsm_rt {
   uint32_t jobs_running, jobs_max;
   fsm_run *jobq_head, *jobq_tail;
   fsm_run *orphans;    /* jobs whose instance ended (via jobq_next)  */
+  /* actions resolved by the fsm_action they are named in (definitions
+     and the registry only grow while the runtime lives): direct-mapped */
+  struct {
+    const fsm_action *a;
+    const fsm_action_ent *e;
+  } acache[256];
   fsm_test_hooks hooks;
   uint64_t rng;        /* xorshift: jitter, countdown ranges           */
   /* where the interpreter's log lines go (default: stderr) */
@@ -54,6 +60,7 @@ struct fsm_rt {
 /* action.c */
 void fsm_actions_free(fsm_rt *f);
 void fsm_call_returned(mly_action_call *c, int rc);
+const fsm_action_ent *fsm_action_resolve(fsm_rt *f, const fsm_action *a);
 
 /* retry.c */
 int64_t fsm_backoff_pick(fsm_rt *f, const fsm_retry *p, uint32_t attempt);
@@ -65,6 +72,7 @@ void fsm_log(fsm_rt *f, const char *fmt, ...)
 int64_t fsm_now_ms(void); /* wall clock */
 uint64_t fsm_rand(fsm_rt *f);
 void fsm_hash_hex(const unsigned char *hash, char *hex /* 65 */);
+void fsm_strlcpy(char *dst, const char *src, size_t len);
 fsm_run *fsm_run_make(fsm_rt *f, mly_id id);
 void fsm_run_drop(fsm_rt *f, fsm_run *r);
 void fsm_call_clear(mly_action_call *c);
@@ -101,7 +109,9 @@ int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
 
 /* interp_exec.c: command actions */
 int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,
-                   const fsm_action *a);
+                   const fsm_action *a, fsm_inst *in);
+/* A command left from before a crash (in->exec_pid): kill its group. */
+void fsm_exec_reap_stale(fsm_rt *f, fsm_inst *in);
 /* the process ended (ev) or its time ran out (ev NULL): 1 when the call
  * is complete (its result in r->call), 0 to keep waiting */
 int fsm_exec_event(fsm_rt *f, mly_machine *m, fsm_run *r,

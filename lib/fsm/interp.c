@@ -75,10 +75,17 @@ static int advance(fsm_rt *f, mly_machine *m, fsm_inst *in) {
     fsm_end(in, MLY_ECANCELED);
   }
   for (;;) {
+    /* a long sleep or wait keeps no memory of its own: the record is
+       made again when it ends */
+    bool idle = !r->in_dispatch && r->async == FSM_ASYNC_NONE && r->fan == NULL;
     switch (in->phase) {
     case FSM_PH_DONE: return GO_EXIT;
-    case FSM_PH_SLEEP: return GO_SLEEP;
-    case FSM_PH_WAIT: return GO_WAIT;
+    case FSM_PH_SLEEP:
+      if (idle) fsm_run_drop(f, r);
+      return GO_SLEEP;
+    case FSM_PH_WAIT:
+      if (idle) fsm_run_drop(f, r);
+      return GO_WAIT;
     case FSM_PH_FAN_IN: return GO_FAN_IN;
     case FSM_PH_DISPATCH: break;
     default:

@@ -76,6 +76,7 @@ enum { FSM_WHY_NONE = 0, FSM_WHY_COUNTDOWN, FSM_WHY_BACKOFF,
        FSM_WHY_CONTINUATION };
 
 /* fsm_inst.flags */
+#define FSM_IF_STARTED 0x1u  /* set by the fan code on copies it starts  */
 #define FSM_IF_REPLICA 0x2u  /* started by a fork or continuation       */
 #define FSM_IF_FAN_MERGED 0x4u /* the fan-in code put merged contexts in
                                   the context (key FSM_KEY_MERGED)      */
@@ -124,6 +125,13 @@ typedef struct fsm_inst {
     int32_t result;    /* 0 committed, < 0 failed (MLY_EAGAIN retryable,
                           MLY_ECANCELED permanent)                     */
   } hist[8];
+  /* a command action's process while the dispatch waits for it (saved
+     with the wait's record): after a crash or a suspension, the dispatch
+     that runs again first kills that one (its group), if the pid still
+     names it (same start time) */
+  int32_t exec_pid;
+  uint32_t spare32b;
+  uint64_t exec_start;
 } fsm_inst;
 #define FSM_HISTORY_MAX 8
 

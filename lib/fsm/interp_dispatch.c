@@ -125,10 +125,10 @@ static void job_done(uv_work_t *w, int status) {
 
 /* Run action a at r->pos: 0 (done: see r->call.fail), or FSM_WALK_*
  * when it goes on elsewhere. */
-static int run_action(fsm_rt *f, mly_machine *m, fsm_run *r,
+static int run_action(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
                       const fsm_action *a) {
   if (a->kind == FSM_ACT_EXEC) {
-    int rc = fsm_exec_start(f, m, r, a);
+    int rc = fsm_exec_start(f, m, r, a, in);
     if (rc < 0) {
       if (r->call.fail == 0)
         mly_action_fail(&r->call, false, "cannot run %s: %s",
@@ -140,7 +140,7 @@ static int run_action(fsm_rt *f, mly_machine *m, fsm_run *r,
     r->job_done = false;
     return FSM_WALK_EXEC;
   }
-  const fsm_action_ent *e = fsm_action_find(f, a->name);
+  const fsm_action_ent *e = fsm_action_resolve(f, a);
   if (e == NULL) {
     mly_action_fail(&r->call, true, "action %s is not registered", a->name);
     return 0;
@@ -196,9 +196,9 @@ static int walk_begin(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
   r->call.fail = 0;
   r->call.next[0] = r->call.error[0] = '\0';
   if (in->attempt == 0) in->first_try_ms = fsm_now_ms();
+  if (in->exec_pid != 0) fsm_exec_reap_stale(f, in);
   r->pos = FSM_AT_EXIT;
   r->in_dispatch = true;
-  (void)f;
   return 0;
 }
 
@@ -214,6 +214,7 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
       return FSM_WALK_FAILED;
     }
   } else if (r->async != FSM_ASYNC_NONE) { /* a job or process is over */
+    if (r->async == FSM_ASYNC_EXEC) in->exec_pid = 0, in->exec_start = 0;
     r->async = FSM_ASYNC_NONE;
     r->job_done = false;
     if (r->call.fail) return FSM_WALK_FAILED;
@@ -239,7 +240,7 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     }
     const fsm_action *a = action_at(r->def, h, r->pos, &r->call.state);
     if (a == NULL || a->kind == FSM_ACT_NONE) continue;
-    int go = run_action(f, m, r, a);
+    int go = run_action(f, m, in, r, a);
     if (go) return go;
     if (r->call.fail) return FSM_WALK_FAILED;
   }
@@ -331,8 +332,7 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   r->async = FSM_ASYNC_NONE;
   uint32_t attempts = in->attempt + 1;
   hist_push(in, h, permanent ? MLY_ECANCELED : MLY_EAGAIN);
-  snprintf(in->error, sizeof in->error, "%.*s", (int)sizeof in->error - 1,
-           error);
+  fsm_strlcpy(in->error, error, sizeof in->error);
   uint32_t at = where <= FSM_AT_TRANSITION && h->s != FSM_NO_STATE ? h->s : h->d;
   const char *sname = def->states[at].name;
 
@@ -498,7 +498,8 @@ void fsm_take_event(fsm_rt *f, mly_machine *m, fsm_inst *in,
     fsm_log(f, "instance %s: state %s took event %s but has no transition "
                "for it: the instance ends, failed",
             mly_self_name(m), st->name, event);
-    snprintf(in->error, sizeof in->error, "no transition for %s", event);
+    fsm_strlcpy(in->error, "no transition for the event taken",
+                sizeof in->error);
     fsm_end(in, MLY_EIO);
     return;
   }

@@ -10,7 +10,8 @@
  * object or nothing on stdout: success, the object merged into the
  * context, its "event" naming the next event; exit MLY_EXEC_PERMANENT:
  * a permanent failure; anything else, or the timeout (the group is
- * killed): a retryable one, with stderr's last line as the text.
+ * killed): a retryable one, with stderr's last line as the text.  The
+ * command's environment is ours plus MLY_FSM_KEY, the dispatch's key.
  */
 #include <errno.h>
 #include <signal.h>
@@ -48,8 +49,40 @@ void fsm_exec_cleanup(fsm_run *r) {
   r->exec_due_ms = -1;
 }
 
+extern char **environ;
+
+/* This process's environment with MLY_FSM_KEY=key (one allocation:
+ * free() it after the spawn). */
+static const char **env_with_key(const char *key) {
+  size_t n = 0, klen = strlen(key);
+  while (environ[n] != NULL) n++;
+  const char **env = malloc((n + 2) * sizeof *env + klen + 16);
+  if (env == NULL) return NULL;
+  char *kv = (char *)(env + n + 2);
+  snprintf(kv, klen + 16, "MLY_FSM_KEY=%s", key);
+  size_t j = 0;
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(environ[i], "MLY_FSM_KEY=", 12) != 0) env[j++] = environ[i];
+  env[j++] = kv;
+  env[j] = NULL;
+  return env;
+}
+
+void fsm_exec_reap_stale(fsm_rt *f, fsm_inst *in) {
+  uint64_t st;
+  if (in->exec_pid > 0 && mly_process_start_time(in->exec_pid, &st) == 0 &&
+      st == in->exec_start) {
+    fsm_log(f, "a command left running before a restart (pid %d) is "
+               "killed: its dispatch runs again",
+            (int)in->exec_pid);
+    kill(-in->exec_pid, SIGKILL);
+  }
+  in->exec_pid = 0;
+  in->exec_start = 0;
+}
+
 int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,
-                   const fsm_action *a) {
+                   const fsm_action *a, fsm_inst *inst) {
   (void)f;
   if (a->argv == NULL || a->argv[0] == NULL) return MLY_EINVAL;
   char *json = NULL;
@@ -82,9 +115,16 @@ int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,
     fsm_exec_cleanup(r);
     return rc;
   }
+  const char **env = env_with_key(r->call.key);
+  if (env == NULL) {
+    close(in);
+    fsm_exec_cleanup(r);
+    return MLY_ENOMEM;
+  }
   mly_process_options o;
   memset(&o, 0, sizeof o);
   o.argv = (const char *const *)a->argv;
+  o.env = env;
   o.new_group = true;
   o.end_grace_ms = -1; /* the instance ended: no command outlives it */
   o.stdio[0].mode = o.stdio[1].mode = o.stdio[2].mode = MLY_STDIO_FD;
@@ -93,12 +133,16 @@ int fsm_exec_start(fsm_rt *f, mly_machine *m, fsm_run *r,
   o.stdio[2].fd = r->stderr_fd;
   int pid = -1;
   rc = mly_process_spawn(m, &o, &pid);
+  free(env);
   close(in);
   if (rc < 0) {
     fsm_exec_cleanup(r);
     return rc;
   }
   r->pid = pid;
+  inst->exec_pid = pid;
+  if (mly_process_start_time(pid, &inst->exec_start) < 0)
+    inst->exec_start = 0;
   r->exec_due_ms = a->timeout_ms >= 0 ? fsm_now_ms() + a->timeout_ms : -1;
   r->exit_status = 0;
   return 0;

@@ -100,6 +100,13 @@ uint64_t fsm_rand(fsm_rt *f) { /* xorshift64* */
   return x * 0x2545f4914f6cdd1dULL;
 }
 
+/* Copy src into dst (len bytes), cut and always NUL-ended. */
+void fsm_strlcpy(char *dst, const char *src, size_t len) {
+  size_t n = strnlen(src, len - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
 void fsm_hash_hex(const unsigned char *hash, char *hex) {
   static const char d[] = "0123456789abcdef";
   for (int i = 0; i < FSM_HASH_LEN; i++) {

@@ -1029,7 +1029,13 @@ int mly_continue_list(mly_action_call *call, const char *list_key,
  * (100): a permanent failure; any other status, a signal, output that
  * is not a JSON object, or running past the timeout (the process group
  * gets SIGKILL): a retryable failure, its stderr's last line (up to 255
- * bytes) as the error text.  Output is bounded by MLY_EXEC_OUTPUT_MAX. */
+ * bytes) as the error text.  Output is bounded by MLY_EXEC_OUTPUT_MAX.
+ * The command's pid is saved with the step that waits for it; after a
+ * crash or a stop the dispatch runs again, and first kills that command
+ * (its process group) if it still runs.  A crash before that step's
+ * record was durable leaves the command unknown to the next run: it runs
+ * on, beside the new one (make commands idempotent by the key, which is
+ * in the environment as MLY_FSM_KEY). */
 #define MLY_EXEC_PERMANENT 100
 #define MLY_EXEC_OUTPUT_MAX (64u << 20)
 

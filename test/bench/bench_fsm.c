@@ -5,7 +5,8 @@
  *                                           on a real disk)
  *
  *  1. a 3-state machine (a -> b -> c -> a ...) with a 100-byte context,
- *     10,000 instances at once, in memory (no journal);
+ *     10,000 instances at once, in memory (no journal); and 100 instances
+ *     (all in cache);
  *  2. the same, durable, `always` (group commit);
  *  3. the same durable run with a 64 KiB context: dispatches per second
  *     and journal bytes per dispatch.
@@ -125,6 +126,8 @@ int main(int argc, char **argv) {
   int rc = 0;
   if (!*only || !strcmp(only, "memory"))
     rc |= run(false, 10000, 200, 100, "fsm_steps_memory");
+  if (!*only || !strcmp(only, "memory100"))
+    rc |= run(false, 100, 20000, 100, "fsm_steps_memory_100");
   if (!*only || !strcmp(only, "durable"))
     rc |= run(true, 10000, 30, 100, "fsm_steps_durable_always");
   if (!*only || !strcmp(only, "64k"))
