@@ -52,7 +52,7 @@ typedef struct fanin_data {
   uint8_t mode;      /* FSM_FAN_WINDOW or FSM_FAN_COUNT                 */
   uint8_t closed;    /* merged: later arrivals go to gen + 1            */
   uint8_t have_total;
-  uint8_t pad;       /* the merge failed (in its step only)            */
+  uint8_t merge_failed; /* in the merge step only                     */
   uint32_t need;     /* count: arrivals + failures to wait for          */
   uint32_t tolerate;
   int64_t window_ms; /* window: its length                             */

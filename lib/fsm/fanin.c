@@ -664,13 +664,14 @@ static int fanin_run(mly_machine *m, void *data) {
   if (mly_shutdown_requested(m)) MLY_EXIT(m, MLY_ECANCELED);
   /* a merge that cannot start takes nothing: the arrivals stay in the
      inbox (in the journal), and it is tried again */
-  while ((d->pad = (uint8_t)(merge(f, m, d) < 0)) != 0 && !d->closed) {
+  while ((d->merge_failed = (uint8_t)(merge(f, m, d) < 0)) != 0 &&
+         !d->closed) {
     fsm_log(f, "%s: the merge cannot run yet (its definition is not "
             "loaded, or memory ran out); tried again in 10 s",
             mly_self_name(m));
     MLY_SLEEP_AT(m, fanin_retry, 10000);
   }
-  if (d->pad) {
+  if (d->merge_failed) {
     fsm_log(f, "%s: the merge failed after taking its arrivals",
             mly_self_name(m));
     MLY_EXIT(m, MLY_ENOMEM);
