@@ -11,7 +11,8 @@
  * copies, so 3 continuation chains walk the items; every replica spawns
  * one `kid`; each chain merges at `join` (count 0: all its replicas),
  * whose action forks once more; the 6 instances per job merge at
- * `gather` (a 30 ms window, grouped by job), whose action writes
+ * `gather` (a 30 ms window, grouped by job; even jobs) or `gather2`
+ * (a count of 6, grouped by job; odd jobs), whose action writes
  * DIR/out/r-NAME: "job COUNT SUM ITEMS" and the replica count of each
  * merged chain.  A kid writes DIR/out/k-NAME.  Files are named after the
  * instance that writes them and written whole (rename), so an action
@@ -54,6 +55,13 @@ static const char *yaml =
     "        action: Join\n"
     "        transitions:\n"
     "          - {event: go, to: gather}\n"
+    "          - {event: go2, to: gather2}\n"
+    "      - name: gather2\n"
+    "        fan_in: {count: 6}\n"
+    "        fan_in_group: job\n"
+    "        action: Gather\n"
+    "        transitions:\n"
+    "          - {event: ok, to: end}\n"
     "      - name: gather\n"
     "        fan_in: 30ms\n"
     "        fan_in_group: job\n"
@@ -156,7 +164,8 @@ static int a_join(mly_action_call *c, void *arg) {
   mly_map_del(ctx, "items");
   mly_map_del(ctx, "batch");
   mly_action_fork(c, NULL);
-  return mly_action_event(c, "go");
+  /* odd jobs meet at a count, even ones in a time window */
+  return mly_action_event(c, fan_util_int(ctx, "job") % 2 ? "go2" : "go");
 }
 
 static int a_gather(mly_action_call *c, void *arg) {
