@@ -32,16 +32,22 @@
  *                                        events it sent to durable
  *                                        machines, the children it made
  *     EVENT   [seq, 3, E]               an event for a durable machine
- *     END     [seq, 4, id, status, lifecycle, notice_eid]
+ *     END     [seq, 4, id, status, lifecycle, notice_eid (, ended_ms,
+ *              name)]                   (a named instance: its tombstone)
  *     SNAP    [seq, 5, next_eid, next_corr]   a compacted segment begins
- *     SNAPEND [seq, 6, ninstances, nevents]   ... and is complete
+ *     SNAPEND [seq, 6, ninstances, nevents (, ntombs)] ... and is complete
  *     INST    [seq, 7, S]               an instance, in a snapshot
  *     DROP    [seq, 8, [eid...]]        events dropped, never consumed
+ *     TOMB    [seq, 9, name, id, status, ended_ms]
+ *                                        a tombstone, in a snapshot
  *
  *     S = [id, type, parent, step, point, version, data, flags,
- *          [wait, ev, arg, due_wall_ms, peer], status]
+ *          [wait, ev, arg, due_wall_ms, peer], status (, context, name)]
  *     (peer: a request's target, for a reply wait; older records have
- *     no peer)
+ *     no peer.  context and name only for an instance that has either:
+ *     context a bin of its msgpack (empty: cleared) or nil (as the record
+ *     before left it); name a str in its first record and in INST, else
+ *     nil.  See context.h and names.c)
  *     E = [eid, to, ev, from, flags, corr, status, aux, payload]
  *
  * An event id (`ev`) is a uint, or a string for an interned name (ids

@@ -81,9 +81,11 @@ int64_t names_now_ms(const mly_runtime *rt) {
   return n && n->clock ? n->clock(n->clock_arg) : wall_ms();
 }
 
+/* ended_ms comes from a file: no arithmetic on it may overflow (the
+ * difference of two int64 is taken in uint64, once it is known >= 0). */
 static bool expired(const names *n, const name_ent *e, int64_t now) {
-  return !e->live && n->retention_ms >= 0 &&
-         now - e->ended_ms >= n->retention_ms;
+  return !e->live && n->retention_ms >= 0 && now >= e->ended_ms &&
+         (uint64_t)now - (uint64_t)e->ended_ms >= (uint64_t)n->retention_ms;
 }
 
 static void drop(mly_runtime *rt, name_ent *e) {

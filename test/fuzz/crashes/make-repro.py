@@ -37,6 +37,8 @@ def mp(v):
         s = v.encode()
         return bytes([0xa0 | len(s)]) + s
     if isinstance(v, int):
+        if v < 0:
+            return b'\xd3' + struct.pack('>q', v)
         if 0 <= v < 128:
             return bytes([v])
         if 0 <= v < 1 << 32:
@@ -123,6 +125,8 @@ def inputs():
                                   ctx=Bin(b''), name='b')]),
         'b12-tomb-bad-name': bytes([TYPES]) +
             rec([1, TOMB, 'a/bad', ID + 8, 0, 1]),
+        'b13-tomb-ended-long-ago': bytes([TYPES]) +
+            rec([1, TOMB, 'old', ID + 8, 0, -(1 << 63)]),
         'b8-same-slot': bytes([TYPES]) +
             rec([1, CREATE, state(ID, 'counter', 'tick', 2)]) +
             rec([2, CREATE, state(ID + (1 << 32), 'counter', 'tick', 2)]),
