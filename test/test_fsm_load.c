@@ -390,6 +390,12 @@ START_TEST(errors_machine_keys) {
   EXPECT_ERR("state_machines:\n  - name: m\n    max_backoff: soon\n"
              "    states:\n" TWO, 1, "m.yaml:3:18: ", "'soon' is not a "
              "duration", "30 (seconds), 250ms, 10s, 2m, 1h or 3d", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    max_backoff: 0x10\n"
+             "    states:\n" TWO, 1, "m.yaml:3:18: ", "'0x10' is not a "
+             "duration", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    max_backoff: 1.5.2\n"
+             "    states:\n" TWO, 1, "m.yaml:3:18: ", "is not a duration",
+             NULL);
   EXPECT_ERR("state_machines:\n  - name: m\n    task_age_limit: 400d\n"
              "    states:\n" TWO, 1, "m.yaml:3:21: ", "longer than a year",
              NULL);
@@ -487,6 +493,18 @@ START_TEST(errors_state_keys) {
              "wait needs events", NULL);
   EXPECT_ERR(HEAD TWO "        wait: {events: x}\n", 0, "m.yaml:10:24: ",
              "wait events must be a list", NULL);
+  EXPECT_ERR(HEAD TWO "        continuation_countdown: -1s\n", 1,
+             "m.yaml:10:33: ", "continuation_countdown cannot be negative",
+             NULL);
+  EXPECT_ERR(HEAD TWO "        fan_in_group: ''\n", 1, "m.yaml:10:23: ",
+             "fan_in_group is empty", NULL);
+  EXPECT_ERR(HEAD TWO "        wait: {events: [x], timeout_event: y}\n", 0,
+             "m.yaml:10:15: ", "timeout_event but no timeout", NULL);
+  EXPECT_ERR(HEAD TWO "        wait: {events: [x], timeout: 0s, "
+             "timeout_event: y}\n", 0, "m.yaml:10:38: ",
+             "wait timeout must be more than 0", NULL);
+  EXPECT_ERR(HEAD TWO "        wait: {events: [x, 'a b']}\n", 0,
+             "m.yaml:10:28: ", "event name 'a b' is not allowed", NULL);
   EXPECT_ERR(HEAD TWO "        wait: {events: [x], until: 1s}\n", 0,
              "m.yaml:10:29: ", "unknown key 'until' in wait",
              "known: events, timeout, timeout_event", NULL);
@@ -846,6 +864,47 @@ START_TEST(imports) {
                 msgs[1]);
   ck_assert_int_eq(load_file("none.yaml", &s), -ENOENT);
   ck_assert_ptr_nonnull(strstr(msgs[0], "none.yaml: cannot read"));
+
+  /* trusted_files: a file others may write, or one in a directory they
+     may change, is refused, with the import's position too */
+  mly_fsm_load_options strict = opts;
+  strict.trusted_files = true;
+  put_file("t.yaml", "import: [lib/u.yaml]\nstate_machines:\n" MACHINE("mt"));
+  put_file("lib/u.yaml", "state_machines:\n" MACHINE("mu"));
+  char pt[256], pu[256], plib[256];
+  snprintf(pt, sizeof pt, "%s/t.yaml", tmpdir);
+  snprintf(pu, sizeof pu, "%s/lib/u.yaml", tmpdir);
+  snprintf(plib, sizeof plib, "%s/lib", tmpdir);
+  const char *roots[] = {pt};
+  mly_fsm_set *ms = NULL;
+  ck_assert_int_eq(chmod(pt, 0644), 0);
+  ck_assert_int_eq(chmod(pu, 0644), 0);
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &strict, &ms), 0);
+  mly_fsm_set_free(ms);
+  ck_assert_int_eq(chmod(pu, 0664), 0);
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &strict, &ms), MLY_EPERM);
+  ck_assert_uint_eq(nmsgs, 2);
+  ck_assert_msg(strstr(msgs[0], "lib/u.yaml: not trusted: owned by uid") &&
+                    strstr(msgs[0], "mode 0664"), "%s", msgs[0]);
+  ck_assert_msg(strstr(msgs[1], "t.yaml:1:10: this import cannot be read"),
+                "%s", msgs[1]);
+  ck_assert_int_eq(chmod(pu, 0644), 0);
+  ck_assert_int_eq(chmod(plib, 0777), 0); /* a directory anyone may change */
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &strict, &ms), MLY_EPERM);
+  ck_assert_msg(strstr(msgs[0], "lib/u.yaml: not trusted: "), "%s", msgs[0]);
+  ck_assert_int_eq(chmod(plib, 0700), 0);
+  ck_assert_int_eq(chmod(pt, 0646), 0);   /* the root file itself */
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &strict, &ms), MLY_EPERM);
+  ck_assert_uint_eq(nmsgs, 1);
+  ck_assert_msg(strstr(msgs[0], "t.yaml: not trusted"), "%s", msgs[0]);
+  /* without the option the same files load */
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(roots, 1, &opts, &ms), 0);
+  mly_fsm_set_free(ms);
   rm_tmp();
 }
 END_TEST

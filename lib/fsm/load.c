@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "load.h"
 
@@ -103,6 +105,34 @@ static char *dir_of(const char *path) {
 static int load_text(fsm_loader *L, const char *path, const char *real,
                      const char *text, size_t len);
 
+/* With trusted_files: real (no symbolic links in it) lies in trusted
+ * directories and only root or we can change it.  0, or a message
+ * through o (the file's own path names it) and MLY_EPERM. */
+static int trusted(fsm_loader *L, const mly_conf_options *o,
+                   const char *real) {
+  if (!L->o->trusted_files) return 0;
+  char err[512];
+  int rc = mly_path_check(real, (uid_t)-1, NULL, 0, err, sizeof err);
+  if (rc) {
+    mly_conf_report(o, 0, 0, "not trusted: %s", err);
+    return rc;
+  }
+  struct stat st;
+  if (stat(real, &st) != 0) {
+    rc = -errno;
+    mly_conf_report(o, 0, 0, "cannot read: %s", strerror(-rc));
+    return rc;
+  }
+  if ((st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022)) {
+    mly_conf_report(o, 0, 0, "not trusted: owned by uid %u with mode %04o; "
+                    "it must belong to root (or this user) and be writable "
+                    "by its owner only (chown root, chmod go-w)",
+                    (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777));
+    return MLY_EPERM;
+  }
+  return 0;
+}
+
 /* The chain of imports that closes a cycle: "a.yaml -> b.yaml -> a.yaml". */
 static void cycle_text(fsm_loader *L, size_t from, const char *again,
                        char *buf, size_t len) {
@@ -168,9 +198,11 @@ static int import_one(mly_conf *c, void *o, mly_conf_node *it, size_t i) {
   size_t len = 0;
   mly_conf_options ro = {.path = path, .on_error = count_error, .arg = L};
   /* the message names the import's own position too */
-  rc = mly_conf_read(&ro, real, &text, &len);
+  rc = trusted(L, &ro, real);
+  if (rc == 0) rc = mly_conf_read(&ro, real, &text, &len);
   if (rc) {
-    mly_conf_bad(c, it, "the import above cannot be read");
+    mly_conf_bad(c, it, "this import cannot be read (the message before "
+                 "says why)");
   } else {
     rc = load_text(L, path, real, text, len);
     free(text);
@@ -305,7 +337,11 @@ static int load_all(const source *src, size_t n, const mly_fsm_load_options *o,
     if (src[i].path == NULL) {
       r = fsm_ld_bad(&L, NULL, "no machine file given");
     } else if (src[i].text == NULL) {
-      r = mly_conf_read(&ro, src[i].path, &text, &len);
+      /* what was checked is what is read: the path without links */
+      char *rp = realpath(src[i].path, NULL);
+      r = rp ? trusted(&L, &ro, rp) : 0; /* a missing file: read says so */
+      if (r == 0) r = mly_conf_read(&ro, rp ? rp : src[i].path, &text, &len);
+      free(rp);
     }
     if (r == 0) {
       real = realpath(src[i].path, NULL);
@@ -348,6 +384,6 @@ int mly_fsm_load(const char *const *files, size_t nfiles,
 
 int mly_fsm_load_text(const char *path, const char *text, size_t len,
                       const mly_fsm_load_options *o, mly_fsm_set **out) {
-  source s = {path ? path : "machines.yaml", text ? text : "", len};
+  source s = {path ? path : "machines.yaml", text ? text : "", text ? len : 0};
   return load_all(&s, 1, o, out);
 }

@@ -76,10 +76,14 @@ static int get_secs(mly_conf *c, mly_conf_node *v, const char *what,
   const char *s;
   int rc = mly_conf_get_str(c, v, what, &s);
   if (rc) return rc;
-  size_t n = strlen(s);
-  char *end;
-  double secs = n ? strtod(s, &end) : 0;
-  if (n && *end == '\0' && s[0] >= '0' && s[0] <= '9' && isfinite(secs)) {
+  size_t n = strlen(s), digits = strspn(s, "0123456789");
+  bool plain = digits > 0 && (s[digits] == '\0' ||
+                              (s[digits] == '.' &&
+                               strspn(s + digits + 1, "0123456789") ==
+                                   n - digits - 1));
+  if (plain) { /* seconds, as in Fantasm: 30, 0.5 (read in the C locale) */
+    double secs;
+    if ((rc = mly_conf_get_num(c, v, what, &secs)) != 0) return rc;
     if (secs * 1000 > (double)YEAR_MS)
       return mly_conf_bad(c, v, "%s '%s' is longer than a year; write a "
                           "shorter one", what, mly_conf_show(s).s);

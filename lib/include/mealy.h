@@ -1348,8 +1348,10 @@ int mly_conf_each(mly_conf *c, mly_conf_node *list,
 /* ("FILE:LINE:COL" and a sentence on what to fix).  Keys that concern */
 /* only App Engine (target, logging, use_run_once_semaphore, root_url) */
 /* and deprecated ones (max_retries) are accepted with a note through  */
-/* o->on_note.  Returns 0 and *out, or MLY_EINVAL when anything was     */
-/* reported (*out NULL), MLY_ENOMEM, or a read error.                  */
+/* o->on_note.  Returns 0 and *out, or (*out NULL): MLY_EINVAL when    */
+/* anything was reported, MLY_ENOMEM, a read error (-errno), MLY_EPERM */
+/* for a file that o->trusted_files refuses.  A bare number in a       */
+/* duration is seconds, as in Fantasm; 250ms, 10s, 2m, 1h, 3d also do. */
 /*                                                                     */
 /* Action names are checked at load time when o->action_known is set   */
 /* (the interpreter plugs its registry in here): a name it does not    */
@@ -1381,6 +1383,12 @@ typedef struct mly_fsm_load_options {
   void *action_arg;
   const mly_conf_section *sections;
   size_t nsections;
+  /* Files whose contents run commands (exec actions) must not be
+     swappable by another user: with this set, every file read (the roots
+     and their imports) must lie in directories mly_path_check trusts and
+     be owned by root or this user, not writable by group or others; a
+     file that is not is an error.  Set it for `mealy fsm run` as root. */
+  bool trusted_files;
 } mly_fsm_load_options;
 
 /* files: nfiles paths, each a root (machines of all of them share one

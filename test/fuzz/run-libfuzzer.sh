@@ -67,6 +67,7 @@ if [ "$target" = fsm ]; then
   rc=0
   "$out/fuzz_fsm_libfuzzer" -max_total_time="$secs" -timeout=10 \
     -rss_limit_mb=2048 -malloc_limit_mb=64 -max_len=16384 \
+    -dict="$here/fsm.dict" \
     -artifact_prefix="$out/artifacts/" -print_final_stats=1 "$@" \
     "$out/corpus" "$out/seeds" "$top/test/fsm" "$here/fsm-crashes" || rc=$?
   if [ "$rc" != 0 ]; then
