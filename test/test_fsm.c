@@ -605,6 +605,7 @@ START_TEST(countdown_committed) {
   ck_assert_int_eq(calls, 1);
   ck_assert_uint_eq(fi.seq, 1);
   ck_assert_uint_eq(fi.nhistory, 1);
+  ck_assert_uint_eq(fi.history[0].seq, 0);
   ck_assert_str_eq(fi.history[0].to, "a");
   ck_assert_int_eq(fi.history[0].result, 0);
   fh_until(rt, fh_ended, "cd-1", 100000);
@@ -1003,6 +1004,57 @@ START_TEST(state_on_failure) {
 }
 END_TEST
 
+/* The history mly_fsm_info_get shows: failures and commits, numbered. */
+static int twice(mly_action_call *c, void *arg) {
+  (void)arg;
+  if (mly_action_attempt(c) < 2) return mly_action_fail(c, false, "not yet");
+  return mly_action_event(c, "go");
+}
+
+START_TEST(history_shown) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Twice", twice, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: hist\n"
+             "  min_backoff: 1ms\n"
+             "  max_backoff: 1ms\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: b}]}\n"
+             "  - {name: b, action: Twice, transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [on]}, transitions: [{event: on, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "hist", "h-1", go_ctx());
+  fh_at at = {"h-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_fsm_info fi;
+  ck_assert_int_eq(mly_fsm_info_get(rt, fh_id(rt, "h-1"), &fi), 0);
+  ck_assert_uint_eq(fi.seq, 3);
+  ck_assert_str_eq(fi.last_error, "not yet");
+  static const struct {
+    uint64_t seq;
+    const char *from, *event, *to;
+    int result;
+  } want[] = {{0, "", "", "a", 0},
+              {1, "a", "go", "b", MLY_EAGAIN},
+              {1, "a", "go", "b", MLY_EAGAIN},
+              {1, "a", "go", "b", 0},
+              {2, "b", "go", "w", 0}};
+  ck_assert_uint_eq(fi.nhistory, 5);
+  for (int i = 0; i < 5; i++) {
+    ck_assert_uint_eq(fi.history[i].seq, want[i].seq);
+    ck_assert_str_eq(fi.history[i].from, want[i].from);
+    ck_assert_str_eq(fi.history[i].event, want[i].event);
+    ck_assert_str_eq(fi.history[i].to, want[i].to);
+    ck_assert_int_eq(fi.history[i].result, want[i].result);
+    ck_assert_int_gt(fi.history[i].at_ms, 0);
+    if (i) ck_assert_int_ge(fi.history[i].at_ms, fi.history[i - 1].at_ms);
+  }
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* mly_shutdown of one instance ends it (cancelled) wherever it waits. */
 START_TEST(shutdown_ends_instance) {
   reset();
@@ -1043,6 +1095,7 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, context_types_enforced);
   tcase_add_test(tc, shutdown_ends_instance);
   tcase_add_test(tc, state_on_failure);
+  tcase_add_test(tc, history_shown);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -111,19 +111,21 @@ typedef struct fsm_inst {
   mly_id origin;
   char event[MLY_NAME_MAX + 1]; /* the event being dispatched ("" in
                                    the initial dispatch)                */
-  char error[96];               /* the last failure's text ("" none)   */
+  char error[64];               /* the last failure's text ("" none)   */
   uint32_t nhist;               /* entries ever written to hist         */
   uint32_t spare32;
   uint64_t spare[4];            /* for fsmfan, zero until used          */
   /* the last FSM_HISTORY_MAX dispatches and failures, a ring at
-     nhist % FSM_HISTORY_MAX (`mealy fsm show`) */
+     nhist % FSM_HISTORY_MAX (`mealy fsm show`); 16 bytes each, as every
+     byte here is written with every step.  A dispatch's number is not
+     kept: mly_fsm_info_get counts back from seq (a committed dispatch
+     and a failure that moved on, ECANCELED, each took one) */
   struct fsm_hist {
-    uint64_t seq;
     int64_t at_ms;     /* wall clock                                    */
-    uint32_t from, to; /* state indexes (FSM_NO_STATE: none)           */
-    uint32_t trans;    /* transition index in `from` (FSM_NO_STATE)    */
-    int32_t result;    /* 0 committed, < 0 failed (MLY_EAGAIN retryable,
-                          MLY_ECANCELED permanent)                     */
+    uint16_t from, to; /* state indexes (FSM_HIST_NONE: none)          */
+    uint16_t trans;    /* transition index in `from` (FSM_HIST_NONE)   */
+    int16_t result;    /* 0 committed; failed: -EAGAIN retried,
+                          -ECANCELED not retried (on_failure or end)   */
   } hist[8];
   /* a command action's process while the dispatch waits for it (saved
      with the wait's record): after a crash or a suspension, the dispatch
@@ -133,6 +135,7 @@ typedef struct fsm_inst {
   uint32_t spare32b;
   uint64_t exec_start;
 } fsm_inst;
+#define FSM_HIST_NONE 0xffffu
 #define FSM_HISTORY_MAX 8
 
 /* Context keys the interpreter writes (documented in mealy.h). */

@@ -166,15 +166,16 @@ int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out) {
   out->last_error = in->error;
   out->lifecycle = (mly_lifecycle)mi->head.lc;
   uint32_t n = in->nhist < FSM_HISTORY_MAX ? in->nhist : FSM_HISTORY_MAX;
-  for (uint32_t i = 0; i < n; i++) {
-    const struct fsm_hist *h = &in->hist[(in->nhist - n + i) % FSM_HISTORY_MAX];
-    struct mly_fsm_step *s = &out->history[i];
-    s->seq = h->seq;
+  uint64_t seq = in->seq; /* counted back: see fsm_inst.hist */
+  for (uint32_t k = n; k-- > 0;) {
+    const struct fsm_hist *h = &in->hist[(in->nhist - n + k) % FSM_HISTORY_MAX];
+    struct mly_fsm_step *s = &out->history[k];
+    if (h->result == 0 || h->result == MLY_ECANCELED) seq--;
+    s->seq = seq;
     s->at_ms = h->at_ms;
-    s->from = state_name(d, h->from);
-    s->to = state_name(d, h->to);
-    s->event = d && h->from < d->nstates &&
-                       h->trans < d->states[h->from].ntrans
+    s->from = state_name(d, h->from == FSM_HIST_NONE ? FSM_NO_STATE : h->from);
+    s->to = state_name(d, h->to == FSM_HIST_NONE ? FSM_NO_STATE : h->to);
+    s->event = d && h->from < d->nstates && h->trans < d->states[h->from].ntrans
                    ? d->states[h->from].trans[h->trans].event
                    : "";
     s->result = h->result;

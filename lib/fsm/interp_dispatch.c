@@ -48,14 +48,17 @@ static int hop_of(const fsm_machine *def, const fsm_inst *in, hop *h) {
   return 0;
 }
 
+static uint16_t hist_idx(uint32_t i) {
+  return i < FSM_HIST_NONE ? (uint16_t)i : (uint16_t)FSM_HIST_NONE;
+}
+
 static void hist_push(fsm_inst *in, const hop *h, int result) {
   struct fsm_hist *e = &in->hist[in->nhist++ % FSM_HISTORY_MAX];
-  e->seq = in->seq;
   e->at_ms = fsm_now_ms();
-  e->from = h->s;
-  e->to = h->d;
-  e->trans = h->s != FSM_NO_STATE ? in->trans : FSM_NO_STATE;
-  e->result = result;
+  e->from = hist_idx(h->s);
+  e->to = hist_idx(h->d);
+  e->trans = h->s != FSM_NO_STATE ? hist_idx(in->trans) : FSM_HIST_NONE;
+  e->result = (int16_t)result;
 }
 
 /* ---- actions ---- */
@@ -331,7 +334,6 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   r->in_dispatch = false;
   r->async = FSM_ASYNC_NONE;
   uint32_t attempts = in->attempt + 1;
-  hist_push(in, h, permanent ? MLY_ECANCELED : MLY_EAGAIN);
   fsm_strlcpy(in->error, error, sizeof in->error);
   uint32_t at = where <= FSM_AT_TRANSITION && h->s != FSM_NO_STATE ? h->s : h->d;
   const char *sname = def->states[at].name;
@@ -339,9 +341,12 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   fsm_retry p;
   fsm_retry_resolve(def, h->t, &p);
   int64_t age = fsm_now_ms() - in->first_try_ms;
-  if (!permanent &&
-      (p.task_retry_limit < 0 || (int64_t)attempts <= p.task_retry_limit) &&
-      (p.task_age_limit_ms < 0 || age < p.task_age_limit_ms)) {
+  bool retry = !permanent &&
+               (p.task_retry_limit < 0 ||
+                (int64_t)attempts <= p.task_retry_limit) &&
+               (p.task_age_limit_ms < 0 || age < p.task_age_limit_ms);
+  hist_push(in, h, retry ? MLY_EAGAIN : MLY_ECANCELED);
+  if (retry) {
     int64_t d = fsm_backoff_pick(f, &p, attempts);
     in->attempt = attempts;
     in->phase = FSM_PH_SLEEP;

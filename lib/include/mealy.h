@@ -1111,7 +1111,8 @@ typedef struct mly_fsm_info {
     int64_t at_ms;        /* wall clock                                */
     const char *from, *event, *to; /* "" where none                  */
     int result;           /* 0: committed; MLY_EAGAIN: failed, retried;
-                             MLY_ECANCELED: failed for good           */
+                             MLY_ECANCELED: failed, not retried (on to
+                             on_failure, or the end)                  */
   } history[8];
   size_t nhistory;
 } mly_fsm_info;
