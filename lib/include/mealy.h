@@ -963,6 +963,69 @@ int mly_action_event(mly_action_call *call, const char *event);
 int mly_action_fail(mly_action_call *call, bool permanent, const char *fmt,
                     ...) __attribute__((format(printf, 3, 4)));
 
+/* Fork, spawn and continuation, from inside an action.  Each only
+ * records the request in the call (a blocking action may use them); it
+ * takes effect when the whole dispatch succeeded, in the step that
+ * commits it, so a failed or retried dispatch starts nothing, and the
+ * instances it starts are named from the dispatch's key: a dispatch that
+ * runs again starts none twice.  Each takes what it is given (also on
+ * error).  MLY_EINVAL for a wrong shape, MLY_ENOMEM.
+ *
+ * mly_action_fork: one more copy of this instance, with the context the
+ * dispatch commits, the map `data` (NULL: nothing) merged over it and
+ * "fork": N (1, 2, ... in the order asked), dispatching the same next
+ * event.  The instance itself goes on as well: K forks, K + 1 instances.
+ * Copies are named "NAME.SEQ.fN" (see mly_action_key). */
+int mly_action_fork(mly_action_call *call, mly_value *data);
+/* Start one instance of `machine` per map in the array `contexts`, each
+ * with that context, after countdown_ms (0: at once; the countdown is a
+ * durable sleep of the new instance).  Named "NAME.SEQ.sJ", J counting
+ * every context spawned by the dispatch from 0.  A machine that is not
+ * loaded fails the dispatch (MLY_ENOENT, retried per policy). */
+int mly_action_spawn(mly_action_call *call, const char *machine,
+                     mly_value *contexts, int64_t countdown_ms);
+/* Continuation states (`continuation: True`): the state's action is
+ * called first with mly_action_continuing() true, to read the current
+ * token (NULL in the chain's first instance; the context holds it under
+ * "_token") and name the next one: each token starts a replica of the
+ * instance at this dispatch (Fantasm: the same event again), generation
+ * + 1, named "NAME.SEQ.cG", after the state's continuation_countdown;
+ * no token (NULL, or no call) ends the chain.  Then it is called as any
+ * action (mly_action_continuing() false) to do the work of its batch.
+ * A continuation runs on the loop thread (even for a blocking action).
+ * The context carries "_fan": {l: chain, g: generation, t: replicas (on
+ * the last)}: a fan-in with `count: 0` merges all the chain's replicas. */
+int mly_action_continue(mly_action_call *call, mly_value *token);
+const mly_value *mly_action_token(const mly_action_call *call);
+bool mly_action_continuing(const mly_action_call *call);
+uint32_t mly_action_generation(const mly_action_call *call);
+/* Continuation helpers, called at the continuation position: put the
+ * next batch of at most n items in the context under `key` (an array)
+ * and continue while more remain (never an empty last batch).
+ * _lines: the lines of the file at path (no newline; the token is a byte
+ * offset; a line over 1 MiB is MLY_ERANGE; open errors as -errno).
+ * _list: the array in the context under list_key (the token is an
+ * index; a missing key is an empty list). */
+int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
+                       const char *key);
+int mly_continue_list(mly_action_call *call, const char *list_key,
+                      uint32_t n, const char *key);
+/* Fan-in states.  An instance whose next event enters a fan-in state
+ * hands its context to the state's collector and ends; once the window
+ * ends (`fan_in: 5s`) or N instances arrived or failed
+ * (`fan_in: {count: N, tolerate: K}`; count 0: every replica of the
+ * continuation upstream), one instance goes on: the first to arrive
+ * (its context), with the list of every merged context under "merged",
+ * dispatching its event (exit, transition action, entry, action run
+ * once, over the whole list).  Contexts with different values of the
+ * state's fan_in_group key merge separately.  A replica whose dispatch
+ * fails for good counts as failed at the counted fan-in downstream;
+ * more than K failures put "error" in the merged instance's context.
+ * Merging is exactly once across kill -9: nothing merged twice or lost.
+ * Collectors are durable instances named
+ * "fanin:MACHINE:STATE:GROUP:CHAIN:GEN" (type "fsm-fanin"); the merged
+ * instance is named after its collector, with ".m". */
+
 /* Command actions (`action: {exec: [argv...], timeout: 30s}`): the
  * context goes to the command's stdin as one JSON object; what it
  * prints on stdout, if anything, must be one JSON object, merged into
