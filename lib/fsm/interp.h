@@ -293,6 +293,11 @@ int fsm_fan_attach(fsm_rt *f);
  * with the committed context. */
 int fsm_fan_failed(fsm_rt *f, mly_machine *m, const fsm_inst *in,
                    const mly_value *ctx, const char *error);
+/* The same for a failure that moves the instance to its on_failure state:
+ * told only when that state cannot lead back to the fan-in. */
+int fsm_fan_failed_to(fsm_rt *f, mly_machine *m, const fsm_inst *in,
+                      const mly_value *ctx, const char *error,
+                      uint32_t on_failure);
 
 /* Test hooks (fsm_rt): retry delays chosen, counted not timed. */
 typedef struct fsm_test_hooks {

@@ -368,6 +368,7 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
                  h->d == of;
   if (of != FSM_NO_STATE && of < def->nstates && !looping) {
     set_error(m, def, h, where, in, attempts, permanent, error);
+    fsm_fan_failed_to(f, m, in, mly_context(m), error, of);
     fsm_log(f, "instance %s (%s): %s of state %s failed%s after %u "
                "attempt%s: %s; moves to %s",
             mly_self_name(m), def->name, fsm_where_name(where), sname,

@@ -893,181 +893,6 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen);
 
 /* ------------------------------------------------------------------ */
-/* YAML machines: actions and the interpreter (layer `fsm`).           */
-/*                                                                     */
-/* A machine defined in YAML (Fantasm's model, loaded by the fsm       */
-/* loader) runs as instances of one durable type, "fsm": each instance */
-/* carries its context (a map, saved with every step: see "Contexts   */
-/* and names") and the definition it started with, pinned by content  */
-/* hash (editing the file changes only instances started later).  One */
-/* dispatch runs, in Fantasm's order: the exit action of the state it  */
-/* leaves, the transition's action, the entry action of the state it   */
-/* enters, its continuation (where marked), its action, which names    */
-/* the next event.  A dispatch commits whole or not at all; a failed   */
-/* one is retried after a backoff (committed, durable), then goes to   */
-/* the state's or the machine's on_failure state with "error" (text)   */
-/* and "cause" ({state, event, where, attempts, permanent}) in the     */
-/* context, or fails the instance (status MLY_EIO, with a log line). */
-
-typedef struct mly_action_call mly_action_call;
-
-/* An action: a C function bound to a name the YAML file uses.  It
- * returns 0 (done; the next event is what mly_action_event set, or none)
- * or the value of mly_action_fail.  Any other negative return is a
- * retryable failure whose text is mly_strerror's.  Without
- * MLY_ACTION_BLOCKING it runs on the loop thread and must not block;
- * with it, on the libuv threadpool, where it may block but must touch
- * nothing of the runtime (only `call` through the mly_action_* calls
- * below, and mly_post). */
-typedef int (*mly_action_fn)(mly_action_call *call, void *arg);
-
-#define MLY_ACTION_BLOCKING 0x1u /* run on the threadpool                */
-
-/* Register action `name` (1..MLY_NAME_MAX bytes, no control character)
- * on rt: MLY_EEXIST when taken, MLY_EINVAL for a bad name or flags.
- * Attaches the fsm layer (mly_fsm_attach) if it is not yet.  Register
- * before loading the files that use it (the loader refuses unknown
- * actions) and before mly_journal_open (recovered instances resume at
- * once).  Loop thread. */
-int mly_action_register(mly_runtime *rt, const char *name, mly_action_fn fn,
-                        void *arg, uint32_t flags);
-
-/* Whether an action of this name is registered on rt (a void * here):
- * the loader's action_known check (mly_fsm_load_options). */
-bool mly_action_known(const char *name, void *rt);
-
-/* Inside an action.  The context is the working copy of the instance's
- * context (a map): change it in place; it is saved only when the whole
- * dispatch succeeds.  The scratch map lives for one dispatch only and is
- * never saved (Fantasm's `obj`): exit, transition, entry and action of
- * one dispatch share it.  The key names the dispatch: the same across
- * its retries and after a crash re-runs it ("NAME/SEQ": the instance's
- * name and the number of dispatches it committed before): use it to
- * make side effects idempotent.  Pointers are valid during the call. */
-mly_value *mly_action_context(mly_action_call *call);
-mly_value *mly_action_scratch(mly_action_call *call);
-const char *mly_action_key(const mly_action_call *call);
-/* Where it runs: the machine, the state, the event being dispatched
- * ("" for the initial dispatch), the attempt (0: the first). */
-const char *mly_action_machine(const mly_action_call *call);
-const char *mly_action_state(const mly_action_call *call);
-const char *mly_action_event_in(const mly_action_call *call);
-uint32_t mly_action_attempt(const mly_action_call *call);
-/* Name the next event (copied; MLY_ENAMETOOLONG, MLY_EINVAL). */
-int mly_action_event(mly_action_call *call, const char *event);
-/* Fail the call: return its value from the action.  permanent: no
- * retry (on_failure at once); otherwise retried per the retry policy.
- * The text (printf format, cut at 255 bytes) goes to "error". */
-#define MLY_ACTION_RETRY 1
-#define MLY_ACTION_PERMANENT 2
-int mly_action_fail(mly_action_call *call, bool permanent, const char *fmt,
-                    ...) __attribute__((format(printf, 3, 4)));
-
-/* Command actions (`action: {exec: [argv...], timeout: 30s}`): the
- * context goes to the command's stdin as one JSON object; what it
- * prints on stdout, if anything, must be one JSON object, merged into
- * the context key by key; its key "event" (a string) names the next
- * event and is not merged.  Exit status 0: success; MLY_EXEC_PERMANENT
- * (100): a permanent failure; any other status, a signal, output that
- * is not a JSON object, or running past the timeout (the process group
- * gets SIGKILL): a retryable failure, its stderr's last line (up to 255
- * bytes) as the error text.  Output is bounded by MLY_EXEC_OUTPUT_MAX.
- * The command's pid is saved with the step that waits for it; after a
- * crash or a stop the dispatch runs again, and first kills that command
- * (its process group) if it still runs.  A crash before that step's
- * record was durable leaves the command unknown to the next run: it runs
- * on, beside the new one (make commands idempotent by the key, which is
- * in the environment as MLY_FSM_KEY). */
-#define MLY_EXEC_PERMANENT 100
-#define MLY_EXEC_OUTPUT_MAX (64u << 20)
-
-/* Attach the fsm layer to rt: registers the types "fsm" and "fsm-def"
- * (and the fan-in collector's).  Idempotent.  Call before
- * mly_journal_open.  Freed with the runtime.  Each stored definition is
- * held by a durable instance "fsm-def-<hash>" that never ends, so once
- * machines are added mly_runtime_run returns only after
- * mly_runtime_shutdown.  MLY_ENOMEM; the errors of mly_type_register. */
-int mly_fsm_attach(mly_runtime *rt);
-
-/* The loader's set of machines (mly_fsm_load); opaque here. */
-typedef struct mly_fsm_set mly_fsm_set;
-
-/* Make the machines of a loaded set startable on rt (attaching the fsm
- * layer).  Each definition is copied and stored once by its content
- * hash (in the journal when one is open: call after mly_journal_open);
- * a machine added again under the same name with other content replaces
- * it for new instances only.  The set stays the caller's.  Loop
- * thread.  MLY_ENOENT: an action it names is not registered. */
-int mly_fsm_add(mly_runtime *rt, const mly_fsm_set *set);
-
-/* Start an instance of `machine` with `context` (a map or NULL; taken,
- * also on error).  name: unique (see mly_spawn_options.name), or NULL to
- * generate MACHINE-YYYYmmddHHMMSS-xxxxxx.  name_out (may be NULL)
- * receives the name.  A key the machine's context_types declares must
- * hold that type (MLY_EINVAL, with a log line; a dispatch that leaves
- * one with another type fails for good).  Errors: MLY_ENOENT (no such
- * machine), MLY_EEXIST
- * (the name is live or tombstoned: mly_name_lookup tells which),
- * MLY_EINVAL, MLY_ERANGE (name_out too short), mly_spawn's.  Loop
- * thread. */
-int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
-                  mly_value *context, char *name_out, size_t name_out_len,
-                  mly_id *id_out);
-
-/* Send event `event` to the instance named `instance` (durable post: cb
- * as mly_post_durable's; NULL: none).  The payload (a map or NULL;
- * taken, also on error) is merged into the context when a wait state
- * takes the event.  An event that arrives while the instance is not in
- * a wait state waits in its inbox.  MLY_ENOENT: no such live instance
- * (MLY_ESRCH: it has ended).  Loop thread. */
-int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
-                 mly_value *payload, mly_post_cb cb, void *arg);
-
-/* What `mealy fsm show` prints.  Strings point into the runtime's
- * memory, valid until the instance's next step. */
-typedef struct mly_fsm_info {
-  mly_id id;
-  const char *name;
-  const char *machine;
-  uint32_t version;
-  char hash[65];          /* the pinned definition, hex               */
-  const char *state;      /* the state it is in, or enters            */
-  bool entering;          /* its next dispatch enters `state` itself
-                             (the initial one, a move to on_failure) */
-  const char *event;      /* the event being dispatched, or ""        */
-  const char *phase;      /* "dispatch", "sleep", "wait", "fan-in",
-                             "done"                                   */
-  const char *sleep_why;  /* "countdown", "backoff", ... or ""         */
-  int64_t due_ms;         /* wall clock end of a sleep or wait; -1    */
-  uint32_t attempt;       /* failed attempts of this dispatch         */
-  uint64_t seq;           /* dispatches committed                     */
-  const char *const *waits; /* a wait state's events (nwaits)         */
-  size_t nwaits;
-  const mly_value *context; /* includes "error" and "cause" after a
-                               move to on_failure                      */
-  const char *last_error; /* the last failure's text, or ""          */
-  mly_lifecycle lifecycle;
-  /* the last dispatches and failures, oldest first */
-  struct mly_fsm_step {
-    uint64_t seq;         /* the dispatch's number (its key's SEQ)     */
-    int64_t at_ms;        /* wall clock                                */
-    const char *from, *event, *to; /* "" where none                  */
-    int result;           /* 0: committed; MLY_EAGAIN: failed, retried;
-                             MLY_ECANCELED: failed, not retried (on to
-                             on_failure, or the end)                  */
-  } history[8];
-  size_t nhistory;
-} mly_fsm_info;
-/* MLY_ESRCH: no such live instance of the fsm type. */
-int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
-
-/* Where the interpreter's log lines go (a failed instance, a retry, an
- * ignored event): fn gets one line, no newline, on the loop thread.
- * Default (fn NULL): stderr, prefixed "mealy fsm: ". */
-void mly_fsm_set_log(mly_runtime *rt, void (*fn)(void *arg, const char *line),
-                     void *arg);
-
-/* ------------------------------------------------------------------ */
 /* Layers above the runtime.                                           */
 /*                                                                     */
 /* A layer built on the runtime (the task queues, the YAML machines)   */
@@ -1445,6 +1270,244 @@ typedef struct mly_schedule_info {
 } mly_schedule_info;
 int mly_schedule_info_get(mly_runtime *rt, const char *name,
                           mly_schedule_info *out); /* MLY_ENOENT */
+
+/* ------------------------------------------------------------------ */
+/* YAML machines: actions and the interpreter (layer `fsm`).           */
+/*                                                                     */
+/* A machine defined in YAML (Fantasm's model, loaded by the fsm       */
+/* loader) runs as instances of one durable type, "fsm": each instance */
+/* carries its context (a map, saved with every step: see "Contexts   */
+/* and names") and the definition it started with, pinned by content  */
+/* hash (editing the file changes only instances started later).  One */
+/* dispatch runs, in Fantasm's order: the exit action of the state it  */
+/* leaves, the transition's action, the entry action of the state it   */
+/* enters, its continuation (where marked), its action, which names    */
+/* the next event.  A dispatch commits whole or not at all; a failed   */
+/* one is retried after a backoff (committed, durable), then goes to   */
+/* the state's or the machine's on_failure state with "error" (text)   */
+/* and "cause" ({state, event, where, attempts, permanent}) in the     */
+/* context, or fails the instance (status MLY_EIO, with a log line). */
+
+typedef struct mly_action_call mly_action_call;
+
+/* An action: a C function bound to a name the YAML file uses.  It
+ * returns 0 (done; the next event is what mly_action_event set, or none)
+ * or the value of mly_action_fail.  Any other negative return is a
+ * retryable failure whose text is mly_strerror's.  Without
+ * MLY_ACTION_BLOCKING it runs on the loop thread and must not block;
+ * with it, on the libuv threadpool, where it may block but must touch
+ * nothing of the runtime (only `call` through the mly_action_* calls
+ * below, and mly_post). */
+typedef int (*mly_action_fn)(mly_action_call *call, void *arg);
+
+#define MLY_ACTION_BLOCKING 0x1u /* run on the threadpool                */
+
+/* Register action `name` (1..MLY_NAME_MAX bytes, no control character)
+ * on rt: MLY_EEXIST when taken, MLY_EINVAL for a bad name or flags.
+ * Attaches the fsm layer (mly_fsm_attach) if it is not yet.  Register
+ * before loading the files that use it (the loader refuses unknown
+ * actions) and before mly_journal_open (recovered instances resume at
+ * once).  Loop thread. */
+int mly_action_register(mly_runtime *rt, const char *name, mly_action_fn fn,
+                        void *arg, uint32_t flags);
+
+/* Whether an action of this name is registered on rt (a void * here):
+ * the loader's action_known check (mly_fsm_load_options). */
+bool mly_action_known(const char *name, void *rt);
+
+/* Inside an action.  The context is the working copy of the instance's
+ * context (a map): change it in place; it is saved only when the whole
+ * dispatch succeeds.  The scratch map lives for one dispatch only and is
+ * never saved (Fantasm's `obj`): exit, transition, entry and action of
+ * one dispatch share it.  The key names the dispatch: the same across
+ * its retries and after a crash re-runs it ("NAME/SEQ": the instance's
+ * name and the number of dispatches it committed before): use it to
+ * make side effects idempotent.  Pointers are valid during the call. */
+mly_value *mly_action_context(mly_action_call *call);
+mly_value *mly_action_scratch(mly_action_call *call);
+const char *mly_action_key(const mly_action_call *call);
+/* Where it runs: the machine, the state, the event being dispatched
+ * ("" for the initial dispatch), the attempt (0: the first). */
+const char *mly_action_machine(const mly_action_call *call);
+const char *mly_action_state(const mly_action_call *call);
+const char *mly_action_event_in(const mly_action_call *call);
+uint32_t mly_action_attempt(const mly_action_call *call);
+/* Name the next event (copied; MLY_ENAMETOOLONG, MLY_EINVAL). */
+int mly_action_event(mly_action_call *call, const char *event);
+/* Fail the call: return its value from the action.  permanent: no
+ * retry (on_failure at once); otherwise retried per the retry policy.
+ * The text (printf format, cut at 255 bytes) goes to "error". */
+#define MLY_ACTION_RETRY 1
+#define MLY_ACTION_PERMANENT 2
+int mly_action_fail(mly_action_call *call, bool permanent, const char *fmt,
+                    ...) __attribute__((format(printf, 3, 4)));
+
+/* Fork, spawn and continuation, from inside an action.  Each only
+ * records the request in the call (a blocking action may use them); it
+ * takes effect when the whole dispatch succeeded, in the step that
+ * commits it, so a failed or retried dispatch starts nothing, and the
+ * instances it starts are named from the dispatch's key: a dispatch that
+ * runs again starts none twice.  Each takes what it is given (also on
+ * error).  MLY_EINVAL for a wrong shape, MLY_ENOMEM.
+ *
+ * mly_action_fork: one more copy of this instance, with the context the
+ * dispatch commits, the map `data` (NULL: nothing) merged over it and
+ * "fork": N (1, 2, ... in the order asked), dispatching the same next
+ * event.  The instance itself goes on as well: K forks, K + 1 instances.
+ * Copies are named "NAME.SEQ.fN" (see mly_action_key). */
+int mly_action_fork(mly_action_call *call, mly_value *data);
+/* Start one instance of `machine` per map in the array `contexts`, each
+ * with that context, after countdown_ms (0: at once; the countdown is a
+ * durable sleep of the new instance).  Named "NAME.SEQ.sJ", J counting
+ * every context spawned by the dispatch from 0.  A machine that is not
+ * loaded fails the dispatch (MLY_ENOENT, retried per policy). */
+int mly_action_spawn(mly_action_call *call, const char *machine,
+                     mly_value *contexts, int64_t countdown_ms);
+/* Continuation states (`continuation: True`): the state's action is
+ * called first with mly_action_continuing() true, to read the current
+ * token (NULL in the chain's first instance; the context holds it under
+ * "_token") and name the next one: each token starts a replica of the
+ * instance at this dispatch (Fantasm: the same event again), generation
+ * + 1, named "NAME.SEQ.cG", after the state's continuation_countdown;
+ * no token (NULL, or no call) ends the chain.  Then it is called as any
+ * action (mly_action_continuing() false) to do the work of its batch.
+ * A continuation runs on the loop thread (even for a blocking action).
+ * The context carries "_fan": {l: chain, g: generation, t: replicas (on
+ * the last)}: a fan-in with `count: 0` merges all the chain's replicas. */
+int mly_action_continue(mly_action_call *call, mly_value *token);
+const mly_value *mly_action_token(const mly_action_call *call);
+bool mly_action_continuing(const mly_action_call *call);
+uint32_t mly_action_generation(const mly_action_call *call);
+/* Continuation helpers, called at the continuation position: put the
+ * next batch of at most n items in the context under `key` (an array)
+ * and continue while more remain (never an empty last batch).
+ * _lines: the lines of the file at path (no newline; the token is a byte
+ * offset; a line over 1 MiB is MLY_ERANGE; open errors as -errno).
+ * _list: the array in the context under list_key (the token is an
+ * index; a missing key is an empty list). */
+int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
+                       const char *key);
+int mly_continue_list(mly_action_call *call, const char *list_key,
+                      uint32_t n, const char *key);
+/* Fan-in states.  An instance whose next event enters a fan-in state
+ * hands its context to the state's collector and ends; once the window
+ * ends (`fan_in: 5s`) or N instances arrived or failed
+ * (`fan_in: {count: N, tolerate: K}`; count 0: every replica of the
+ * continuation upstream), one instance goes on: the first to arrive
+ * (its context), with the list of every merged context under "merged",
+ * dispatching its event (exit, transition action, entry, action run
+ * once, over the whole list).  Contexts with different values of the
+ * state's fan_in_group key merge separately.  A replica whose dispatch
+ * fails for good counts as failed at the counted fan-in downstream;
+ * more than K failures put "error" in the merged instance's context.
+ * Merging is exactly once across kill -9: nothing merged twice or lost.
+ * Collectors are durable instances named
+ * "fanin:MACHINE:STATE:GROUP:CHAIN:GEN" (type "fsm-fanin"); the merged
+ * instance is named after its collector, with ".m". */
+
+/* Command actions (`action: {exec: [argv...], timeout: 30s}`): the
+ * context goes to the command's stdin as one JSON object; what it
+ * prints on stdout, if anything, must be one JSON object, merged into
+ * the context key by key; its key "event" (a string) names the next
+ * event and is not merged.  Exit status 0: success; MLY_EXEC_PERMANENT
+ * (100): a permanent failure; any other status, a signal, output that
+ * is not a JSON object, or running past the timeout (the process group
+ * gets SIGKILL): a retryable failure, its stderr's last line (up to 255
+ * bytes) as the error text.  Output is bounded by MLY_EXEC_OUTPUT_MAX.
+ * The command's pid is saved with the step that waits for it; after a
+ * crash or a stop the dispatch runs again, and first kills that command
+ * (its process group) if it still runs.  A crash before that step's
+ * record was durable leaves the command unknown to the next run: it runs
+ * on, beside the new one (make commands idempotent by the key, which is
+ * in the environment as MLY_FSM_KEY). */
+#define MLY_EXEC_PERMANENT 100
+#define MLY_EXEC_OUTPUT_MAX (64u << 20)
+
+/* Attach the fsm layer to rt: registers the types "fsm" and "fsm-def"
+ * (and the fan-in collector's).  Idempotent.  Call before
+ * mly_journal_open.  Freed with the runtime.  Each stored definition is
+ * held by a durable instance "fsm-def-<hash>" that never ends, so once
+ * machines are added mly_runtime_run returns only after
+ * mly_runtime_shutdown.  MLY_ENOMEM; the errors of mly_type_register. */
+int mly_fsm_attach(mly_runtime *rt);
+
+/* The loader's set of machines (mly_fsm_load); opaque here. */
+typedef struct mly_fsm_set mly_fsm_set;
+
+/* Make the machines of a loaded set startable on rt (attaching the fsm
+ * layer).  Each definition is copied and stored once by its content
+ * hash (in the journal when one is open: call after mly_journal_open);
+ * a machine added again under the same name with other content replaces
+ * it for new instances only.  The set stays the caller's.  Loop
+ * thread.  MLY_ENOENT: an action it names is not registered. */
+int mly_fsm_add(mly_runtime *rt, const mly_fsm_set *set);
+
+/* Start an instance of `machine` with `context` (a map or NULL; taken,
+ * also on error).  name: unique (see mly_spawn_options.name), or NULL to
+ * generate MACHINE-YYYYmmddHHMMSS-xxxxxx.  name_out (may be NULL)
+ * receives the name.  A key the machine's context_types declares must
+ * hold that type (MLY_EINVAL, with a log line; a dispatch that leaves
+ * one with another type fails for good).  Errors: MLY_ENOENT (no such
+ * machine), MLY_EEXIST
+ * (the name is live or tombstoned: mly_name_lookup tells which),
+ * MLY_EINVAL, MLY_ERANGE (name_out too short), mly_spawn's.  Loop
+ * thread. */
+int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
+                  mly_value *context, char *name_out, size_t name_out_len,
+                  mly_id *id_out);
+
+/* Send event `event` to the instance named `instance` (durable post: cb
+ * as mly_post_durable's; NULL: none).  The payload (a map or NULL;
+ * taken, also on error) is merged into the context when a wait state
+ * takes the event.  An event that arrives while the instance is not in
+ * a wait state waits in its inbox.  MLY_ENOENT: no such live instance
+ * (MLY_ESRCH: it has ended).  Loop thread. */
+int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
+                 mly_value *payload, mly_post_cb cb, void *arg);
+
+/* What `mealy fsm show` prints.  Strings point into the runtime's
+ * memory, valid until the instance's next step. */
+typedef struct mly_fsm_info {
+  mly_id id;
+  const char *name;
+  const char *machine;
+  uint32_t version;
+  char hash[65];          /* the pinned definition, hex               */
+  const char *state;      /* the state it is in, or enters            */
+  bool entering;          /* its next dispatch enters `state` itself
+                             (the initial one, a move to on_failure) */
+  const char *event;      /* the event being dispatched, or ""        */
+  const char *phase;      /* "dispatch", "sleep", "wait", "fan-in",
+                             "done"                                   */
+  const char *sleep_why;  /* "countdown", "backoff", ... or ""         */
+  int64_t due_ms;         /* wall clock end of a sleep or wait; -1    */
+  uint32_t attempt;       /* failed attempts of this dispatch         */
+  uint64_t seq;           /* dispatches committed                     */
+  const char *const *waits; /* a wait state's events (nwaits)         */
+  size_t nwaits;
+  const mly_value *context; /* includes "error" and "cause" after a
+                               move to on_failure                      */
+  const char *last_error; /* the last failure's text, or ""          */
+  mly_lifecycle lifecycle;
+  /* the last dispatches and failures, oldest first */
+  struct mly_fsm_step {
+    uint64_t seq;         /* the dispatch's number (its key's SEQ)     */
+    int64_t at_ms;        /* wall clock                                */
+    const char *from, *event, *to; /* "" where none                  */
+    int result;           /* 0: committed; MLY_EAGAIN: failed, retried;
+                             MLY_ECANCELED: failed, not retried (on to
+                             on_failure, or the end)                  */
+  } history[8];
+  size_t nhistory;
+} mly_fsm_info;
+/* MLY_ESRCH: no such live instance of the fsm type. */
+int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
+
+/* Where the interpreter's log lines go (a failed instance, a retry, an
+ * ignored event): fn gets one line, no newline, on the loop thread.
+ * Default (fn NULL): stderr, prefixed "mealy fsm: ". */
+void mly_fsm_set_log(mly_runtime *rt, void (*fn)(void *arg, const char *line),
+                     void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Introspection.                                                      */
