@@ -18,6 +18,12 @@ int cmd_supervise(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_journal(int argc, char **argv);
 int cmd_fsm(int argc, char **argv);
+/* `mealy fsm run` (fsm_run.c) and its clients (fsm_ctl.c) */
+int cmd_fsm_run(int argc, char **argv);
+int cmd_fsm_start(int argc, char **argv);
+int cmd_fsm_send(int argc, char **argv);
+int cmd_fsm_ls(int argc, char **argv);
+int cmd_fsm_show(int argc, char **argv);
 
 /* Option values, with a clear message on stderr when they are bad:
  * "mealy demo: --for: 'x' is not a duration (write 250ms, 10s, 2m)". */

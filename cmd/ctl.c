@@ -13,23 +13,19 @@
  * escaped, so a program cannot drive the administrator's terminal.
  * Errors from the supervisor may quote input: they are always escaped,
  * as are the strings of `status` (with --json, as \uNNNN escapes, so it
- * stays JSON).  ctl talks only to a server run by root or by its own
- * user (SO_PEERCRED): another user could have bound the path.
+ * stays JSON).  The call itself is rpc.h's client: ctl talks only to a
+ * server run by root or by its own user (SO_PEERCRED).
  */
-#include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cmd.h"
 #include "esc.h"
 #include "mealy.h"
+#include "rpc.h"
 
 #define CTL_TIMEOUT_MS 5000
 
@@ -47,184 +43,6 @@ static void usage(FILE *f) {
       "                              terminal, or always with --escape\n"
       "SOCKET defaults to ./mealy.sock.  --timeout bounds the whole call\n"
       "(default 5s; 0: wait forever): past it, ctl says so and exits 1.\n");
-}
-
-/* A deadline in ms of the monotonic clock; 0: none. */
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits until fd is ready for events, or the deadline: 0 ready,
- * MLY_ETIMEDOUT, or -errno. */
-static int wait_fd(int fd, short events, int64_t deadline) {
-  for (;;) {
-    int left = -1;
-    if (deadline > 0) {
-      int64_t d = deadline - now_ms();
-      if (d <= 0) return MLY_ETIMEDOUT;
-      left = d > 60000 ? 60000 : (int)d;
-    }
-    struct pollfd p = {.fd = fd, .events = events};
-    int n = poll(&p, 1, left);
-    if (n > 0) return 0;
-    if (n < 0 && errno != EINTR) return -errno;
-  }
-}
-
-/* Whoever serves the socket must be root or our own user: another user
- * who could bind the path (in /tmp, say) would otherwise receive our
- * commands and answer what it likes.  Returns fd, or closes it. */
-static int server_trusted(int fd, const char *path) {
-  struct ucred cred;
-  socklen_t len = sizeof cred;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-    int e = -errno;
-    close(fd);
-    return e;
-  }
-  if (cred.uid == 0 || cred.uid == geteuid()) return fd;
-  close(fd);
-  char shown[ESC_MAX(108) + 1];
-  esc_str(path, strlen(path), shown, sizeof shown);
-  fprintf(stderr, "mealy ctl: %s is served by uid %d (pid %d), neither root "
-          "nor this user (uid %d): not talking to it; check who created that "
-          "socket\n", shown, (int)cred.uid, (int)cred.pid, (int)geteuid());
-  return MLY_EPERM;
-}
-
-/* Connects without blocking: a supervisor whose backlog is full (it has
- * stopped accepting) answers EAGAIN, tried again until the deadline.
- * Then checks who serves it (server_trusted). */
-static int connect_to(const char *path, int64_t deadline) {
-  struct sockaddr_un a = {.sun_family = AF_UNIX};
-  if (strlen(path) >= sizeof a.sun_path) return -ENAMETOOLONG;
-  strcpy(a.sun_path, path);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return -errno;
-  while (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
-    int e = errno;
-    if (e == EINTR) continue;
-    if (e == EAGAIN && (deadline <= 0 || now_ms() < deadline)) {
-      poll(NULL, 0, 10);
-      continue;
-    }
-    close(fd);
-    return e == EAGAIN ? MLY_ETIMEDOUT : -e;
-  }
-  return server_trusted(fd, path);
-}
-
-static void fmt_ms(int64_t ms, char *buf, size_t len) {
-  if (ms % 1000 == 0) snprintf(buf, len, "%llds", (long long)(ms / 1000));
-  else snprintf(buf, len, "%lldms", (long long)ms);
-}
-
-/* Sends [0, 1, method, params] and reads one whole answer, all within
- * timeout_ms (0: no limit). */
-static int call(const char *sock, const char *method, mly_value *params,
-                int64_t timeout_ms, mly_value **answer) {
-  int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : 0;
-  char shown[256];
-  esc_str(sock, strlen(sock), shown, sizeof shown);
-  int fd = connect_to(sock, deadline);
-  if (fd < 0 && fd != MLY_ETIMEDOUT) {
-    mly_value_free(params);
-    if (fd != MLY_EPERM) /* server_trusted said why */
-      fprintf(stderr, "mealy ctl: cannot connect to %s: %s\n", shown,
-              mly_strerror(fd));
-    return -1;
-  }
-  mly_value *req = mly_value_array();
-  mly_array_push(req, mly_value_int(0));
-  mly_array_push(req, mly_value_uint(1));
-  mly_array_push(req, mly_value_str(method));
-  mly_array_push(req, params);
-  char *buf = NULL;
-  size_t len = 0;
-  int rc = fd < 0 ? fd : mly_value_encode(req, &buf, &len);
-  mly_value_free(req);
-  /* MSG_NOSIGNAL: a supervisor that refuses us hangs up; its answer may
-   * already wait in our buffer, so a broken pipe still reads it. */
-  for (size_t off = 0; rc == 0 && off < len;) {
-    ssize_t w = send(fd, buf + off, len - off, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && errno == EAGAIN) rc = wait_fd(fd, POLLOUT, deadline);
-    else if (w < 0 && (errno == EPIPE || errno == ECONNRESET)) break;
-    else if (w < 0) rc = -errno;
-    else off += (size_t)w;
-  }
-  free(buf);
-  size_t cap = 65536, n = 0;
-  char *in = malloc(cap);
-  if (in == NULL && rc == 0) rc = MLY_ENOMEM;
-  while (rc == 0) {
-    size_t used = 0;
-    rc = mly_value_decode_prefix(in, n, answer, &used);
-    if (rc != MLY_EAGAIN) break;
-    rc = 0;
-    if (n == cap) {
-      char *bigger = realloc(in, cap *= 2);
-      if (bigger == NULL) {
-        rc = MLY_ENOMEM;
-        break;
-      }
-      in = bigger;
-    }
-    ssize_t r = read(fd, in + n, cap - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && errno == EAGAIN) {
-      rc = wait_fd(fd, POLLIN, deadline);
-      continue;
-    }
-    if (r <= 0) {
-      rc = MLY_EIO;
-      break;
-    }
-    n += (size_t)r;
-  }
-  free(in);
-  if (fd >= 0) close(fd);
-  if (rc == MLY_ETIMEDOUT) {
-    char t[32];
-    fmt_ms(timeout_ms, t, sizeof t);
-    fprintf(stderr, "mealy ctl: no answer from %s within %s (--timeout): "
-            "the supervisor is stalled or overloaded\n", shown, t);
-    return -1;
-  }
-  if (rc < 0) {
-    fprintf(stderr, "mealy ctl: no answer from %s (%s)\n", shown,
-            mly_strerror(rc));
-    return -1;
-  }
-  return 0;
-}
-
-/* The result of an answer, or NULL after printing its error. */
-static void print_error(const char *msg, size_t len) {
-  char shown[ESC_MAX(1024) + 1];
-  esc_str(msg, len > 1024 ? 1024 : len, shown, sizeof shown);
-  fprintf(stderr, "mealy ctl: %s\n", shown);
-}
-
-static const mly_value *result_of(const mly_value *a) {
-  int64_t type = -1;
-  const char *err = NULL;
-  size_t len = 0;
-  mly_value_get_int(mly_array_at(a, 0), &type);
-  if (type == 2) { /* a notification: refused, or malformed */
-    const char *why = "refused";
-    len = strlen(why);
-    mly_value_get_str(mly_array_at(mly_array_at(a, 2), 0), &why, &len);
-    print_error(why, len);
-    return NULL;
-  }
-  if (mly_value_get_str(mly_array_at(a, 2), &err, &len) == 0) {
-    print_error(err, len);
-    return NULL;
-  }
-  return mly_array_at(a, 3);
 }
 
 static void fmt_uptime(int64_t ms, char *buf, size_t len) {
@@ -416,23 +234,22 @@ int cmd_ctl(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  mly_value *answer = NULL;
-  if (call(sock, cmd, params, timeout_ms, &answer) < 0) return 1;
-  const mly_value *res = result_of(answer);
-  int rc = res ? 0 : 1;
-  if (res && strcmp(cmd, "status") == 0) {
+  mly_value *res = NULL;
+  if (rpc_call_sock("mealy ctl", sock, cmd, params, timeout_ms, &res) < 0)
+    return 1;
+  if (strcmp(cmd, "status") == 0) {
     if (json) {
       print_json(res);
       putchar('\n');
     } else {
       print_status(res);
     }
-  } else if (res && strcmp(cmd, "tail") == 0) {
+  } else if (strcmp(cmd, "tail") == 0) {
     for (size_t k = 0; k < mly_value_len(res); k++)
       print_line(mly_array_at(res, k), escape);
-  } else if (res) {
+  } else {
     puts("ok");
   }
-  mly_value_free(answer);
-  return rc;
+  mly_value_free(res);
+  return 0;
 }

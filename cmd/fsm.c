@@ -3,6 +3,8 @@
  *
  *   validate [--json] FILE...   every error of the files (exit 1 if any)
  *   dot FILE [MACHINE]          a machine as a Graphviz DOT graph
+ *   run, start, send, ls, show  a host and its clients (fsm_run.c,
+ *                               fsm_ctl.c)
  *
  * Subcommands are rows of one table (name, function, usage line, what it
  * does); each parses its own options and answers --help.  Messages are
@@ -32,6 +34,18 @@ static const fsm_cmd fsm_cmds[] = {
      "check machine files; print every error (exit 1 if any)"},
     {"dot", fsm_dot, "FILE [MACHINE]",
      "print a machine as a Graphviz DOT graph (dot -Tsvg to draw it)"},
+    /* a host and its clients, over the control socket (fsm_run.c,
+       fsm_ctl.c) */
+    {"run", cmd_fsm_run, "FILE... --state-dir DIR",
+     "run the machines, durable in DIR (--actions LIB.so, -s SOCKET)"},
+    {"start", cmd_fsm_start, "MACHINE [k=v...]",
+     "start an instance on a running host (--name N)"},
+    {"send", cmd_fsm_send, "INSTANCE EVENT [k=v]",
+     "send an event to an instance, with a payload"},
+    {"ls", cmd_fsm_ls, "[--state S] [--json]",
+     "list the live instances (--machine M)"},
+    {"show", cmd_fsm_show, "INSTANCE [--json]",
+     "an instance's state, context, waits, retries, history"},
 };
 #define NCMDS (sizeof fsm_cmds / sizeof fsm_cmds[0])
 

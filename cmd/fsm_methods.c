@@ -1,0 +1,214 @@
+/*
+ * fsm_methods.c - what `mealy fsm run` answers on its control socket
+ * (documented in the README, "Control socket protocol"):
+ *
+ *   start [MACHINE, NAME|nil, CONTEXT|nil] -> {name, id}
+ *   send  [INSTANCE, EVENT, PAYLOAD|nil]   -> "ok", once the event's
+ *                                             record is in the journal
+ *   ls    [{state: S, machine: M}]         -> [{name, id, machine, state,
+ *                                             phase, lifecycle}, ...]
+ *   show  [INSTANCE]                       -> {name, id, machine, version,
+ *                                             hash, state, event, phase,
+ *                                             sleep_why, due_ms, attempt,
+ *                                             seq, waits, context,
+ *                                             lifecycle, history}
+ *
+ * INSTANCE is an instance's name.  `send` answers late (the durable
+ * post's callback): rpc.c keeps the answers of a connection in request
+ * order all the same.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsmhost.h"
+
+static const char *errtext(int rc) { return mly_strerror(rc); }
+
+/* A map argument params[i]: taken out as a copy, NULL when nil/absent,
+ * or *bad when it is something else. */
+static mly_value *arg_map(const mly_value *params, size_t i, bool *bad) {
+  const mly_value *v = mly_array_at(params, i);
+  *bad = false;
+  if (v == NULL || mly_value_type(v) == MLY_V_NIL) return NULL;
+  if (mly_value_type(v) != MLY_V_MAP) {
+    *bad = true;
+    return NULL;
+  }
+  return mly_value_copy(v);
+}
+
+/* The live instance named name: 0, or a failed call. */
+static int find(rpc_call *call, fsm_host *h, const char *name, mly_id *id) {
+  mly_name_info ni;
+  if (name == NULL) {
+    rpc_fail(call, "an instance name is needed (a string)");
+    return -1;
+  }
+  int rc = mly_name_lookup(h->rt, name, &ni);
+  if (rc == 0 && ni.state == MLY_NAME_LIVE) {
+    *id = ni.id;
+    return 0;
+  }
+  if (rc == 0)
+    rpc_fail(call, "instance '%.64s' has ended (exit status %d)", name,
+             ni.status);
+  else
+    rpc_fail(call, "no such instance '%.64s'", name);
+  return -1;
+}
+
+static void m_start(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  const char *machine = rpc_arg_str(params, 0);
+  const char *name = rpc_arg_str(params, 1);
+  bool bad = false;
+  mly_value *ctx = arg_map(params, 2, &bad);
+  if (machine == NULL || bad ||
+      (name == NULL && mly_value_type(mly_array_at(params, 1)) != MLY_V_NIL &&
+       mly_value_len(params) > 1)) {
+    mly_value_free(ctx);
+    rpc_fail(call, "start wants [MACHINE, NAME or nil, CONTEXT map or nil]");
+    return;
+  }
+  char out[MLY_NAME_MAX + 1];
+  mly_id id = 0;
+  int rc = mly_fsm_start(h->rt, machine, name, ctx, out, sizeof out, &id);
+  if (rc == MLY_ENOENT)
+    return rpc_fail(call, "no such machine '%.64s'", machine);
+  if (rc == MLY_EEXIST)
+    return rpc_fail(call, "the name '%.64s' is taken (a live instance, or "
+                    "one that ended recently)", name ? name : "");
+  if (rc == MLY_EINVAL)
+    return rpc_fail(call, "cannot start: a malformed name, or a context key "
+                    "of another type than the machine's context_types say "
+                    "(the host's log names it)");
+  if (rc < 0) return rpc_fail(call, "cannot start: %s", errtext(rc));
+  mly_value *r = mly_value_map();
+  mly_map_set_str(r, "name", out);
+  mly_map_set_uint(r, "id", id);
+  rpc_reply(call, r);
+}
+
+static void sent(mly_runtime *rt, int status, void *arg) {
+  (void)rt;
+  rpc_call *call = arg;
+  if (status == 0) rpc_reply(call, NULL);
+  else if (status == MLY_EUNKNOWN)
+    rpc_fail(call, "unknown outcome: the journal stopped after the event "
+             "was written; it is delivered at the next run only if it "
+             "survived");
+  else rpc_fail(call, "not sent: %s", errtext(status));
+}
+
+static void m_send(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  const char *inst = rpc_arg_str(params, 0);
+  const char *event = rpc_arg_str(params, 1);
+  bool bad = false;
+  mly_value *payload = arg_map(params, 2, &bad);
+  if (inst == NULL || event == NULL || bad) {
+    mly_value_free(payload);
+    rpc_fail(call, "send wants [INSTANCE, EVENT, PAYLOAD map or nil]");
+    return;
+  }
+  int rc = mly_fsm_send(h->rt, inst, event, payload, sent, call);
+  if (rc == MLY_ENOENT) rpc_fail(call, "no such instance '%.64s'", inst);
+  else if (rc == MLY_ESRCH) rpc_fail(call, "instance '%.64s' has ended", inst);
+  else if (rc < 0) rpc_fail(call, "not sent: %s", errtext(rc));
+  /* else: answered by sent() */
+}
+
+typedef struct ls_walk {
+  fsm_host *h;
+  const char *state, *machine;
+  mly_value *list;
+} ls_walk;
+
+static int ls_one(const mly_info *in, void *arg) {
+  ls_walk *w = arg;
+  mly_fsm_info fi;
+  if (mly_fsm_info_get(w->h->rt, in->id, &fi) < 0) return 0; /* not fsm */
+  if (w->state && strcmp(w->state, fi.state) != 0) return 0;
+  if (w->machine && strcmp(w->machine, fi.machine) != 0) return 0;
+  mly_value *m = mly_value_map();
+  mly_map_set_str(m, "name", fi.name ? fi.name : "");
+  mly_map_set_uint(m, "id", fi.id);
+  mly_map_set_str(m, "machine", fi.machine);
+  mly_map_set_str(m, "state", fi.state);
+  mly_map_set_str(m, "phase", fi.phase);
+  mly_map_set_str(m, "lifecycle", mly_lifecycle_name(fi.lifecycle));
+  mly_array_push(w->list, m);
+  return 0;
+}
+
+static void m_ls(rpc_call *call, const mly_value *params, void *ud) {
+  ls_walk w = {.h = ud};
+  const mly_value *f = mly_array_at(params, 0);
+  if (f != NULL && mly_value_type(f) != MLY_V_NIL) {
+    if (mly_value_type(f) != MLY_V_MAP ||
+        (mly_map_get(f, "state") && mly_map_get_str(f, "state", &w.state)) ||
+        (mly_map_get(f, "machine") &&
+         mly_map_get_str(f, "machine", &w.machine)))
+      return rpc_fail(call, "ls wants [{state: S, machine: M}] (both "
+                      "strings, both optional)");
+  }
+  w.list = mly_value_array();
+  mly_foreach(w.h->rt, ls_one, &w);
+  rpc_reply(call, w.list);
+}
+
+static mly_value *str_or_nil(const char *s) {
+  return s && *s ? mly_value_str(s) : mly_value_nil();
+}
+
+static void m_show(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  mly_id id = 0;
+  if (find(call, h, rpc_arg_str(params, 0), &id) < 0) return;
+  mly_fsm_info fi;
+  int rc = mly_fsm_info_get(h->rt, id, &fi);
+  if (rc < 0)
+    return rpc_fail(call, "instance '%.64s' is not a YAML machine's: %s",
+                    rpc_arg_str(params, 0), errtext(rc));
+  mly_value *m = mly_value_map();
+  mly_map_set_str(m, "name", fi.name ? fi.name : "");
+  mly_map_set_uint(m, "id", fi.id);
+  mly_map_set_str(m, "machine", fi.machine);
+  mly_map_set_uint(m, "version", fi.version);
+  mly_map_set_str(m, "hash", fi.hash);
+  mly_map_set_str(m, "state", fi.state);
+  mly_map_set(m, "event", str_or_nil(fi.event));
+  mly_map_set_str(m, "phase", fi.phase);
+  mly_map_set(m, "sleep_why", str_or_nil(fi.sleep_why));
+  mly_map_set(m, "due_ms", fi.due_ms < 0 ? mly_value_nil()
+                                         : mly_value_int(fi.due_ms));
+  mly_map_set_uint(m, "attempt", fi.attempt);
+  mly_map_set_uint(m, "seq", fi.seq);
+  mly_value *waits = mly_value_array();
+  for (size_t i = 0; i < fi.nwaits; i++)
+    mly_array_push(waits, mly_value_str(fi.waits[i]));
+  mly_map_set(m, "waits", waits);
+  mly_map_set(m, "context", fi.context ? mly_value_copy(fi.context)
+                                       : mly_value_map());
+  mly_map_set_str(m, "lifecycle", mly_lifecycle_name(fi.lifecycle));
+  mly_value *hist = mly_value_array();
+  for (size_t i = 0; i < fi.nhistory; i++) {
+    mly_value *e = mly_value_map();
+    mly_map_set_uint(e, "seq", fi.history[i].seq);
+    mly_map_set_int(e, "at_ms", fi.history[i].at_ms);
+    mly_map_set_str(e, "from", fi.history[i].from);
+    mly_map_set_str(e, "event", fi.history[i].event);
+    mly_map_set_str(e, "to", fi.history[i].to);
+    mly_map_set_str(e, "result", fi.history[i].result == 0 ? "ok"
+                    : fi.history[i].result == MLY_EAGAIN ? "retried"
+                                                         : "failed");
+    mly_array_push(hist, e);
+  }
+  mly_map_set(m, "history", hist);
+  rpc_reply(call, m);
+}
+
+const rpc_method fsm_methods[] = {
+    {"start", m_start}, {"send", m_send}, {"ls", m_ls}, {"show", m_show}};
+const size_t fsm_nmethods = sizeof fsm_methods / sizeof fsm_methods[0];

@@ -1,0 +1,252 @@
+/*
+ * fsm_run.c - `mealy fsm run FILE... [--actions LIB.so] --state-dir DIR
+ * [-s SOCKET]`: YAML machines in the foreground, durable in DIR,
+ * controlled over a msgpack-RPC socket (rpc.h; methods: fsm_methods.c).
+ *
+ * Order matters: actions are registered first (the library's
+ * mly_actions_init), then the files are loaded (the loader refuses
+ * actions no one registered), the journal is opened (recovered instances
+ * resume at once, their actions known), the machines are added (their
+ * definitions stored by content hash), and the socket opens last.
+ *
+ * --actions LIB.so is code run as this process, possibly root: it is
+ * refused unless every directory on its path is trusted (mly_path_check)
+ * and the file itself is a regular file owned by root or by us and
+ * writable by no one else.  The file is opened once and loaded through
+ * /proc/self/fd, so what was checked is what runs.
+ *
+ * SIGTERM or SIGINT: the socket closes, durable instances are suspended
+ * (they continue at the next run), the process exits 0.  SIGPIPE is
+ * ignored: a client that goes away is its connection's end only.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmd.h"
+#include "fsmhost.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+      "usage: mealy fsm run FILE... [--actions LIB.so] --state-dir DIR "
+      "[-s SOCKET]\n"
+      "  Run the machines of FILE... in the foreground, durable in DIR,\n"
+      "  controlled through SOCKET (default ./" FSM_DEFAULT_SOCKET "):\n"
+      "  mealy fsm start|send|ls|show talk to it.\n"
+      "  --actions LIB.so  a shared object whose\n"
+      "                    int mly_actions_init(mly_runtime *rt)\n"
+      "                    registers the actions (mly_action_register);\n"
+      "                    it must be owned by root or by this user and\n"
+      "                    writable by no one else, in trusted directories\n"
+      "  --sync POLICY     always (default), never, interval:100ms\n"
+      "SIGTERM/SIGINT: stop; running instances continue at the next run.\n");
+}
+
+/* Opens, checks and runs the actions library (see the top). */
+static int load_actions(fsm_host *h, const char *path) {
+  char err[1024];
+  int rc = mly_path_check(path, (uid_t)-1, NULL, 0, err, sizeof err);
+  if (rc < 0) {
+    if (rc != MLY_EPERM) snprintf(err, sizeof err, "%s: %s", path,
+                                  mly_strerror(rc));
+    fprintf(stderr, "mealy fsm run: --actions %s\n", err);
+    return rc;
+  }
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    rc = -errno;
+    fprintf(stderr, "mealy fsm run: --actions %s: %s\n", path,
+            mly_strerror(rc));
+    if (fd >= 0) close(fd);
+    return rc;
+  }
+  const char *why = !S_ISREG(st.st_mode) ? "is not a regular file"
+                    : st.st_uid != 0 && st.st_uid != geteuid()
+                        ? "is owned by another user"
+                    : st.st_mode & 022 ? "is writable by its group or others"
+                                       : NULL;
+  if (why) {
+    fprintf(stderr, "mealy fsm run: --actions %s %s (uid %d, mode %04o): "
+            "another user could change the code this process runs; make "
+            "it yours or root's, mode 0644 or stricter\n", path, why,
+            (int)st.st_uid, (unsigned)(st.st_mode & 07777));
+    close(fd);
+    return MLY_EPERM;
+  }
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+  h->actions = dlopen(self, RTLD_NOW | RTLD_LOCAL);
+  close(fd);
+  if (h->actions == NULL) {
+    fprintf(stderr, "mealy fsm run: --actions %s: %s\n", path, dlerror());
+    return MLY_EINVAL;
+  }
+  int (*init)(mly_runtime *) = NULL;
+  *(void **)&init = dlsym(h->actions, "mly_actions_init");
+  if (init == NULL) {
+    fprintf(stderr, "mealy fsm run: --actions %s: no function "
+            "mly_actions_init(mly_runtime *) in it; define one that "
+            "registers the actions\n", path);
+    return MLY_EINVAL;
+  }
+  if ((rc = init(h->rt)) < 0) {
+    fprintf(stderr, "mealy fsm run: --actions %s: mly_actions_init "
+            "failed: %s\n", path, mly_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
+static void on_load_error(const mly_conf_msg *m, void *arg) {
+  (void)arg;
+  if (m->line > 0)
+    fprintf(stderr, "%s:%u:%u: %s\n", m->file, m->line, m->col, m->text);
+  else
+    fprintf(stderr, "%s: %s\n", m->file, m->text);
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum) {
+  fsm_host *h = s->data;
+  (void)signum;
+  if (h->stops++ == 0) {
+    fprintf(stderr, "mealy fsm run: stopping; instances continue at the "
+            "next run\n");
+    rpc_stop(h->srv);
+    h->srv = NULL;
+    uv_close((uv_handle_t *)&h->sigterm, NULL);
+    uv_close((uv_handle_t *)&h->sigint, NULL);
+  }
+  mly_runtime_shutdown(h->rt, 0);
+}
+
+static void on_journal_error(mly_runtime *rt, int err, const char *msg,
+                             void *arg) {
+  (void)rt;
+  (void)arg;
+  fprintf(stderr, "mealy fsm run: the journal stopped (%s): %s\n",
+          mly_strerror(err), msg);
+}
+
+typedef struct run_args {
+  const char **files;
+  size_t nfiles;
+  const char *actions, *state_dir, *sock, *sync;
+} run_args;
+
+static int parse(int argc, char **argv, run_args *a) {
+  a->files = calloc((size_t)argc, sizeof *a->files);
+  if (a->files == NULL) return 1;
+  a->sock = FSM_DEFAULT_SOCKET;
+  for (int i = 1; i < argc; i++) {
+    const char *o = argv[i];
+    const char **val = !strcmp(o, "--actions")     ? &a->actions
+                       : !strcmp(o, "--state-dir") ? &a->state_dir
+                       : !strcmp(o, "-s") || !strcmp(o, "--socket") ? &a->sock
+                       : !strcmp(o, "--sync")      ? &a->sync
+                                                   : NULL;
+    if (val && i + 1 < argc) {
+      *val = argv[++i];
+    } else if (val || (o[0] == '-' && o[1] != '\0')) {
+      fprintf(stderr, "mealy fsm run: %s %s\n", o,
+              val ? "wants a value" : "is not an option (see --help)");
+      return 2;
+    } else {
+      a->files[a->nfiles++] = o;
+    }
+  }
+  if (a->nfiles == 0 || a->state_dir == NULL) {
+    fprintf(stderr, "mealy fsm run: %s\n", a->nfiles == 0
+            ? "no machine file given" : "--state-dir DIR is required: "
+            "where the instances are kept");
+    usage(stderr);
+    return 2;
+  }
+  return 0;
+}
+
+/* Everything up to the open socket; 0, or the exit status. */
+static int setup(fsm_host *h, const run_args *a) {
+  char err[1024];
+  int rc;
+  mly_journal_options jo = {.dir = a->state_dir, .on_error = on_journal_error};
+  if (a->sync && mly_sync_parse(a->sync, &jo.sync, &jo.interval_ms) < 0) {
+    fprintf(stderr, "mealy fsm run: --sync: '%s' is not a policy (write "
+            "always, never or interval:100ms)\n", a->sync);
+    return 2;
+  }
+  if ((rc = uv_loop_init(&h->loop)) < 0 ||
+      (rc = mly_runtime_new(&h->rt, &h->loop, NULL)) < 0 ||
+      (rc = mly_fsm_attach(h->rt)) < 0) {
+    fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
+    return 1;
+  }
+  if (a->actions && load_actions(h, a->actions) < 0) return 1;
+  mly_fsm_load_options lo = {.on_error = on_load_error,
+                            .action_known = mly_action_known,
+                            .action_arg = h->rt,
+                            /* it names commands to run: as the library */
+                            .trusted_files = true};
+  if (mly_fsm_load(a->files, a->nfiles, &lo, &h->set) < 0) return 1;
+  if ((rc = mly_journal_open(h->rt, &jo, err, sizeof err)) < 0) {
+    fprintf(stderr, "mealy fsm run: %s\n", err);
+    return 1;
+  }
+  if ((rc = mly_fsm_add(h->rt, h->set)) < 0) {
+    fprintf(stderr, "mealy fsm run: cannot add the machines: %s%s\n",
+            mly_strerror(rc), rc == MLY_ENOENT ? " (an action they name "
+            "is not registered: give --actions LIB.so)" : "");
+    return 1;
+  }
+  rpc_config rc_cfg = {.loop = &h->loop, .path = a->sock,
+                       .methods = fsm_methods, .nmethods = fsm_nmethods,
+                       .what = "fsm host", .ud = h};
+  if ((rc = rpc_start(&rc_cfg, &h->srv, err, sizeof err)) < 0) {
+    fprintf(stderr, "mealy fsm run: control socket: %s\n", err);
+    return 1;
+  }
+  uv_signal_init(&h->loop, &h->sigterm);
+  uv_signal_init(&h->loop, &h->sigint);
+  h->sigterm.data = h->sigint.data = h;
+  uv_signal_start(&h->sigterm, on_stop_signal, SIGTERM);
+  uv_signal_start(&h->sigint, on_stop_signal, SIGINT);
+  fprintf(stderr, "mealy fsm run: %zu machines, state in %s, control "
+          "socket %s\n", mly_fsm_count(h->set), a->state_dir, a->sock);
+  return 0;
+}
+
+int cmd_fsm_run(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0) {
+      usage(stdout);
+      return 0;
+    }
+  /* a host, as `mealy supervise`: a client that goes away must not
+   * kill it (mealy.c ignores SIGPIPE only for long-running commands,
+   * and `mealy fsm` is one only with `run`) */
+  signal(SIGPIPE, SIG_IGN);
+  run_args a = {0};
+  int status = parse(argc, argv, &a);
+  fsm_host *h = calloc(1, sizeof *h);
+  if (status == 0 && h == NULL) status = 1;
+  if (status == 0) status = setup(h, &a);
+  if (status == 0) uv_run(&h->loop, UV_RUN_DEFAULT);
+  if (h && h->srv) rpc_stop(h->srv);
+  if (h && h->rt) {
+    mly_runtime_close(h->rt);
+    uv_run(&h->loop, UV_RUN_DEFAULT); /* its handles' close callbacks */
+  }
+  if (h && h->rt) uv_loop_close(&h->loop);
+  if (h) mly_fsm_set_free(h->set);
+  /* the library stays loaded: its code may still be referenced by
+   * whatever the runtime left (and it is the process's end anyway) */
+  free(h);
+  free(a.files);
+  return status;
+}

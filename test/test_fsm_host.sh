@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Integration: `mealy fsm run` hosts test/fsm/host_order.yaml with the actions
+# of test/fsm/host_actions.c (--actions), and `mealy fsm start|send|ls|show`
+# drive it over its socket: contexts as given (strings and typed values),
+# the wait state, the event's payload, names taken, errors and exit
+# statuses, instances surviving SIGTERM and kill -9 of the host, and the
+# checks on the actions library (writable by others, no init function).
+#
+# No check measures a duration: waits are bounded polls.
+#
+# usage: test_fsm_host.sh PATH/TO/mealy ACTIONS.so NOINIT.so ORDER.yaml
+set -u
+mealy=$(readlink -f "$1")
+actions_so=$(readlink -f "$2")
+noinit_so=$(readlink -f "$3")
+order_yaml=$(readlink -f "$4")
+py=/usr/bin/python3
+
+fail=0
+C=""
+ok() { echo "ok: $C: $1"; }
+bad() { echo "FAIL: $C: $1"; fail=1; }
+check() { # description, command...
+  local what=$1; shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}
+# shellcheck source=proc_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proc_helpers.sh"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/mealy-fsm.XXXXXX")
+chmod 700 "$T"
+HOST=""
+cleanup() {
+  [ -n "$HOST" ] && kill -9 "$HOST" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+cp "$actions_so" "$T/act.so"
+chmod 644 "$T/act.so"
+cp "$order_yaml" "$T/host_order.yaml"
+S=$T/f.sock
+f() { "$mealy" fsm "$@" -s "$S"; }
+
+start_host() { # extra args...
+  rm -f "$T/host.err"
+  "$mealy" fsm run "$T/host_order.yaml" --actions "$T/act.so" \
+    --state-dir "$T/state" -s "$S" "$@" 2>"$T/host.err" &
+  HOST=$!
+  poll 300 f ls >/dev/null 2>&1
+}
+stop_host() { # signal
+  kill "-$1" "$HOST" 2>/dev/null
+  poll 300 gone "$HOST"
+  local rc=0
+  wait "$HOST" 2>/dev/null || rc=$?
+  HOST=""
+  return "$rc"
+}
+# json FILE EXPR: prints EXPR of the JSON in FILE (python, j the value)
+json() { "$py" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$@"; }
+in_state() { # name state
+  f ls --json >"$T/ls.json" 2>/dev/null &&
+    [ "$(json "$T/ls.json" "[i['state'] for i in j if i['name']=='$1']")" = "['$2']" ]
+}
+absent() { # name
+  f ls --json >"$T/ls.json" 2>/dev/null &&
+    [ "$(json "$T/ls.json" "[i for i in j if i['name']=='$1']")" = "[]" ]
+}
+
+# ---------------------------------------------------------------------
+C="help and usage"
+for sub in run start send ls show; do
+  "$mealy" fsm "$sub" --help >"$T/out" 2>&1; rc=$?
+  check "fsm $sub --help: exit 0, says usage" \
+    eval '[ $rc = 0 ] && grep -q "mealy fsm '"$sub"'" "$T/out"'
+done
+"$mealy" fsm run "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+check "run without --state-dir: exit 2, says so" \
+  eval '[ $rc = 2 ] && grep -q -- "--state-dir DIR is required" "$T/out"'
+"$mealy" fsm show -s "$S" >"$T/out" 2>&1; rc=$?
+check "show without INSTANCE: exit 2" eval '[ $rc = 2 ]'
+"$mealy" fsm start order x:=notanumber -s "$S" >"$T/out" 2>&1; rc=$?
+check "start x:=notanumber: exit 2, says what to write" \
+  eval '[ $rc = 2 ] && grep -q "a number, true, false or null" "$T/out"'
+"$mealy" fsm ls -s "$T/missing.sock" >"$T/out" 2>&1; rc=$?
+check "ls without a host: exit 1, cannot connect" \
+  eval '[ $rc = 1 ] && grep -q "cannot connect to $T/missing.sock" "$T/out"'
+
+# ---------------------------------------------------------------------
+C="the actions library is checked"
+cp "$actions_so" "$T/open.so"
+chmod 666 "$T/open.so"
+"$mealy" fsm run "$T/host_order.yaml" --actions "$T/open.so" \
+  --state-dir "$T/st2" -s "$T/x.sock" >"$T/out" 2>&1; rc=$?
+check "a library writable by others: exit 1, refused ($(head -c 200 "$T/out"))" \
+  eval '[ $rc = 1 ] && grep -q "writable by its group or others" "$T/out"'
+check "... and nothing served" test ! -e "$T/x.sock"
+cp "$noinit_so" "$T/noinit.so"
+chmod 644 "$T/noinit.so"
+"$mealy" fsm run "$T/host_order.yaml" --actions "$T/noinit.so" \
+  --state-dir "$T/st2" -s "$T/x.sock" >"$T/out" 2>&1; rc=$?
+check "a library without mly_actions_init: exit 1, says so" \
+  eval '[ $rc = 1 ] && grep -q "no function mly_actions_init" "$T/out"'
+"$mealy" fsm run "$T/host_order.yaml" --state-dir "$T/st2" -s "$T/x.sock" \
+  >"$T/out" 2>&1; rc=$?
+check "no --actions: exit 1, the action named at FILE:LINE:COL" \
+  eval '[ $rc = 1 ] && grep -q "host_order.yaml:9:13: action .Count. is not registered" "$T/out"'
+
+# ---------------------------------------------------------------------
+C="start, ls, show, send"
+start_host
+check "the host serves its socket" alive "$HOST"
+out=$(f start order --name o1 who=bob zip=007 amount:=42 paid:=false 2>&1)
+check "start prints the name ($out)" [ "$out" = o1 ]
+check "o1 reaches waiting (its initial action named ok)" poll 300 in_state o1 waiting
+f show o1 --json >"$T/show.json"
+check "show: context as given, strings stay strings" \
+  [ "$(json "$T/show.json" "(j['context']['who'], j['context']['zip'], j['context']['amount'], j['context']['paid'], j['context']['n'])")" = "('bob', '007', 42, False, 1)" ]
+check "show: machine, state, waits" \
+  [ "$(json "$T/show.json" "(j['machine'], j['state'], j['waits'])")" = "('order', 'waiting', ['paid'])" ]
+f show o1 >"$T/show.txt"
+check "show (text): state and context" \
+  eval 'grep -q "^state *waiting" "$T/show.txt" && grep -q "^context .*\"who\":\"bob\"" "$T/show.txt"'
+out=$(f start order --name o1 2>&1); rc=$?
+check "start o1 again: exit 1, the name is taken ($out)" \
+  eval '[ $rc = 1 ] && grep -q "is taken" <<<"$out"'
+out=$(f start nosuch 2>&1); rc=$?
+check "start of an unknown machine: exit 1 ($out)" \
+  eval '[ $rc = 1 ] && grep -q "no such machine" <<<"$out"'
+gen=$(f start order 2>&1)
+check "start without --name: a generated name ($gen)" \
+  eval '[[ "$gen" =~ ^order-[0-9]{14}-[0-9a-z]+$ ]]'
+check "the generated one reaches waiting" poll 300 in_state "$gen" waiting
+f ls --state waiting --json >"$T/ls.json"
+check "ls --state waiting: o1 and the generated one" \
+  [ "$(json "$T/ls.json" "sorted(i['name'] for i in j)")" = "$("$py" -c 'import sys; print(sorted(sys.argv[1:]))' o1 "$gen")" ]
+f ls --machine nosuch --json >"$T/ls.json"
+check "ls --machine nosuch: none" [ "$(json "$T/ls.json" "len(j)")" = 0 ]
+f ls >"$T/ls.txt"
+check "ls (text): a header and o1" \
+  eval 'head -1 "$T/ls.txt" | grep -q "^NAME" && grep -q "^o1 *order *waiting" "$T/ls.txt"'
+out=$(f send nosuch paid 2>&1); rc=$?
+check "send to no such instance: exit 1 ($out)" \
+  eval '[ $rc = 1 ] && grep -q "no such instance" <<<"$out"'
+out=$(f send o1 paid card=visa tries:=2 2>&1)
+check "send o1 paid: ok once journaled ($out)" [ "$out" = ok ]
+check "o1 takes paid: shipping" poll 300 in_state o1 shipping
+f show o1 --json >"$T/show.json"
+check "the payload is merged into the context" \
+  [ "$(json "$T/show.json" "(j['context']['card'], j['context']['tries'], j['context']['who'])")" = "('visa', 2, 'bob')" ]
+check "show: the history has both dispatches after the initial one" \
+  [ "$(json "$T/show.json" "[(h['from'], h['event'], h['to']) for h in j['history']][-2:]")" = "[('start', 'ok', 'waiting'), ('waiting', 'paid', 'shipping')]" ]
+out=$(f send o1 unknownevent 2>&1)
+check "an event it does not wait for is journaled all the same ($out)" [ "$out" = ok ]
+out=$(f send o1 shipped 2>&1)
+check "send o1 shipped: ok" [ "$out" = ok ]
+check "o1 ends (final state)" poll 300 absent o1
+out=$(f show o1 2>&1); rc=$?
+check "show o1 after its end: exit 1, it has ended ($out)" \
+  eval '[ $rc = 1 ] && grep -q "has ended" <<<"$out"'
+
+# ---------------------------------------------------------------------
+C="instances outlive the host"
+f start order --name o2 who=ann >/dev/null
+check "o2 waiting" poll 300 in_state o2 waiting
+stop_host TERM; rc=$?
+check "SIGTERM: the host exits 0 ($rc)" [ "$rc" = 0 ]
+check "... and removes its socket" test ! -e "$S"
+start_host
+check "after a restart, o2 is still waiting" poll 300 in_state o2 waiting
+f show o2 --json >"$T/show.json"
+check "... with its context" \
+  [ "$(json "$T/show.json" "(j['context']['who'], j['context']['n'])")" = "('ann', 1)" ]
+f start order --name o3 >/dev/null
+check "o3 waiting" poll 300 in_state o3 waiting
+stop_host KILL
+start_host
+check "after kill -9 of the host, o3 is still waiting" poll 300 in_state o3 waiting
+out=$(f send o3 paid 2>&1)
+check "send o3 paid after the crash: ok" [ "$out" = ok ]
+check "o3 takes it: shipping" poll 300 in_state o3 shipping
+f send o3 shipped >/dev/null
+check "o3 ends" poll 300 absent o3
+stop_host TERM
+
+echo
+if [ "$fail" = 0 ]; then echo "PASS: fsm cli"; else echo "FAIL: fsm cli"; fi
+exit "$fail"
