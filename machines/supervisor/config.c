@@ -22,6 +22,7 @@
 #endif
 #include "config.h"
 #include "esc.h"
+#include "promhttp.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1339,6 +1340,19 @@ static int top_control_max_clients(ctx *c, void *o, yaml_node_t *v) {
   return rc;
 }
 
+/* Checked now (promhttp_parse_addr): a typo or a non-loopback address
+ * fails the load, not the start. */
+static int top_metrics(ctx *c, void *o, yaml_node_t *v) {
+  sv_config *cfg = o;
+  int rc = set_str(c, v, "metrics", &cfg->metrics);
+  if (rc) return rc;
+  promhttp_addr a;
+  char why[512];
+  if (promhttp_parse_addr(cfg->metrics, &a, why, sizeof why) < 0)
+    return bad(c, v, "metrics: %s", why);
+  return 0;
+}
+
 static const field top_fields[] = {{"socket", top_socket, false},
                                    {"socket_mode", top_socket_mode, false},
                                    {"log_dir", top_log_dir, false},
@@ -1351,6 +1365,7 @@ static const field top_fields[] = {{"socket", top_socket, false},
                                    {"env_inherit", top_env_inherit, false},
                                    {"control_timeout", top_control_timeout, false},
                                    {"control_max_clients", top_control_max_clients, false},
+                                   {"metrics", top_metrics, false},
                                    {"programs", top_programs, true}};
 
 /* ------------------------------------------------------------------ */
@@ -1803,6 +1818,7 @@ void sv_config_free(sv_config *c) {
   free(c->start_order);
   free(c->path);
   free(c->socket);
+  free(c->metrics);
   free(c->log_dir);
   free(c->state_dir);
   free(c);

@@ -16,6 +16,8 @@
  *   tail [NAME, N]        -> the last N lines (at most 200) it wrote, as
  *                            the bytes it wrote (a str that may hold NULs)
  *   reopen []             -> "ok": every log file is opened again
+ *   metrics []            -> the Prometheus text format 0.0.4 (a str):
+ *                            the supervisor's figures and its runtime's
  *
  * The socket is created with mode 0600 (or the config's socket_mode), in
  * a directory no other user can write (or a sticky one), and
@@ -388,6 +390,8 @@ static void dispatch(ctl_client *cl, const mly_value *req) {
     mly_runtime_send(s->rt, s->sup, SV_EV_SHUTDOWN, NULL);
   } else if (strcmp(method, "tail") == 0) {
     e = do_tail(s, params, &res, err, sizeof err);
+  } else if (strcmp(method, "metrics") == 0) {
+    e = sv_metrics_text(s, &res);
   } else if (strcmp(method, "reopen") == 0) {
     sv_logf(s, "mealy", "reopening log files (requested through the "
             "control socket)");
@@ -641,6 +645,11 @@ static void remove_socket(sv *s, ctl *c) {
     unlinkat(c->dirfd, c->base, 0);
   else
     sv_logf(s, "mealy", "%s is no longer our socket: left in place", c->path);
+}
+
+uint32_t ctl_clients(const sv *s) {
+  const ctl *c = s->ctl;
+  return c ? c->nclients : 0;
 }
 
 void ctl_stop(sv *s) {
