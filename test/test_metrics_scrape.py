@@ -2,12 +2,17 @@
 """test_metrics_scrape.py - metrics read by a real Prometheus parser.
 
 usage: test_metrics_scrape.py PATH/TO/mealy PATH/TO/metrics_embed
+                              PATH/TO/metrics_rand
 
 Every text is parsed by prometheus_client's text_string_to_metric_families
 (Debian's python3-prometheus-client), which refuses what the exposition
 format 0.0.4 does not allow, and each value is checked against what the
 test did:
 
+  roundtrip  random families from a metrics source (label values with
+             quotes, backslashes, newlines, UTF-8; integers past 2^53,
+             fractions, NaN, infinities), 200 seeds: the parser reads back
+             every series, label and value exactly, and nothing else
   embed      a host with K durable sleepers and a ping-pong pair:
              instances per type and lifecycle, steps, events, journal
              records, batches, syncs, compactions equal to what
@@ -38,7 +43,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-MEALY, EMBED = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+MEALY, EMBED, RAND = (os.path.abspath(a) for a in sys.argv[1:4])
 failures = []
 
 
@@ -71,6 +76,42 @@ def poll(fn, limit=60.0):
         if r or time.monotonic() > end:
             return r
         time.sleep(0.05)
+
+
+###########################################################################
+def case_roundtrip(tmp):
+    import math
+    text_path, exp_path = os.path.join(tmp, "t.txt"), os.path.join(tmp, "e.txt")
+    bad = []
+    for seed in range(1, 201):
+        r = subprocess.run([RAND, str(seed), text_path, exp_path],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            bad.append((seed, r.stderr))
+            continue
+        try:
+            got, _ = parse(open(text_path, encoding="utf-8").read())
+        except Exception as e:  # the parser refused the text
+            bad.append((seed, "parse: %r" % e))
+            continue
+        got = dict((k, v) for k, v in got.items() if k[0].startswith("rnd_"))
+        want = {}
+        for line in open(exp_path).read().splitlines():
+            f = line.split(" ")
+            labels = {}
+            for i in range(2, len(f), 2):
+                un = lambda h: "" if h == "-" else bytes.fromhex(h).decode()
+                labels[un(f[i])] = un(f[i + 1])
+            want[(f[0], frozenset(labels.items()))] = float(f[1])
+        if set(got) != set(want):
+            bad.append((seed, "series differ: %s" % (set(got) ^ set(want))))
+            continue
+        for key, v in want.items():
+            g = got[key]
+            if not (g == v or (math.isnan(g) and math.isnan(v))):
+                bad.append((seed, "%s: got %r, want %r" % (key, g, v)))
+                break
+    check("roundtrip: 200 random sources read back exactly", not bad, bad[:3])
 
 
 ###########################################################################
@@ -214,6 +255,10 @@ programs:
     command: "kill -KILL $$"
     shell: true
     restart: never
+  rtsig:
+    command: "kill -40 $$"
+    shell: true
+    restart: never
   talker:
     command: "for i in $(seq %d); do echo %s; done; echo err >&2; exec sleep 1000"
     shell: true
@@ -223,6 +268,7 @@ programs:
         ok = poll(lambda: (m := sv.metrics()) and
                   val(m, "mealy_supervisor_program_state", program="flappy", state="fatal") == 1 and
                   val(m, "mealy_supervisor_program_state", program="killed", state="stopped") == 1 and
+                  val(m, "mealy_supervisor_program_state", program="rtsig", state="stopped") == 1 and
                   val(m, "mealy_supervisor_program_logged_bytes_total", program="talker", stream="stdout") == talk_lines * 17 and
                   val(m, "mealy_supervisor_program_logged_bytes_total", program="talker", stream="stderr") == 4)
         check("supervise: settled (flappy fatal, killed stopped, talker wrote)",
@@ -236,6 +282,8 @@ programs:
               val(m, "mealy_supervisor_program_last_exit_code", program="flappy") == 3)
         check("supervise: killed by signal 9",
               val(m, "mealy_supervisor_program_last_exit_signal", program="killed", signal="KILL") == 9)
+        check("supervise: a signal without a name (SIGRTMIN+6) by its number",
+              val(m, "mealy_supervisor_program_last_exit_signal", program="rtsig", signal="40") == 40)
         check("supervise: killed has no exit code",
               val(m, "mealy_supervisor_program_last_exit_code", program="killed") is None)
         check("supervise: up is running and ready",
@@ -244,7 +292,7 @@ programs:
         check("supervise: flappy fatal, not ready",
               val(m, "mealy_supervisor_program_fatal", program="flappy") == 1 and
               val(m, "mealy_supervisor_program_ready", program="flappy") == 0)
-        for prog in ("up", "flappy", "killed", "talker"):
+        for prog in ("up", "flappy", "killed", "rtsig", "talker"):
             states = [v for (n, l), v in m.items()
                       if n == "mealy_supervisor_program_state" and ("program", prog) in l]
             check("supervise: %s is in exactly one state" % prog,
@@ -258,13 +306,13 @@ programs:
               val(m, "mealy_supervisor_program_dropped_lines_total", program="talker", stream="stdout") == 0)
         check("supervise: the ctl connection is counted",
               val(m, "mealy_supervisor_control_connections") == 1)
-        check("supervise: coprocess instances = 4 programs",
+        check("supervise: coprocess instances = 5 programs",
               sum(val(m, "mealy_instances", type="coprocess", lifecycle=lc)
-                  for lc in ("init", "ready", "active")) == 4)
+                  for lc in ("init", "ready", "active")) == 5)
         check("supervise: CPU and RSS", val(m, "mealy_supervisor_cpu_seconds_total") > 0 and
               val(m, "mealy_supervisor_resident_memory_bytes") > 0)
-        check("supervise: spawns = 1 + 4 + 1 + 1",
-              val(m, "mealy_supervisor_spawns_total") == 7,
+        check("supervise: spawns = 1 + 4 + 1 + 1 + 1",
+              val(m, "mealy_supervisor_spawns_total") == 8,
               val(m, "mealy_supervisor_spawns_total"))
         # the same figures over HTTP on the unix socket
         status, headers, body = split_response(
@@ -405,7 +453,7 @@ def main():
     top = tempfile.mkdtemp(prefix="mealy-metrics-")
     os.chmod(top, 0o700)
     try:
-        for name, fn in (("embed", case_embed), ("supervise", case_supervise),
+        for name, fn in (("roundtrip", case_roundtrip), ("embed", case_embed), ("supervise", case_supervise),
                          ("http", case_http), ("config", case_config)):
             d = os.path.join(top, name)
             os.mkdir(d, 0o700)

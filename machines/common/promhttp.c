@@ -246,6 +246,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     conn_close(c);
     return;
   }
+  if (nread == 0) return; /* EAGAIN: and 0 bytes would tell the parser EOF */
   size_t n = (size_t)nread;
   size_t room = c->srv->cfg.max_request - c->got;
   bool over = n > room;
