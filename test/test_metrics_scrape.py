@@ -22,7 +22,10 @@ test did:
              known bytes, stay up: state, restarts, last exit, readiness,
              uptime, pid, logged bytes, connections, through `mealy ctl
              metrics` and HTTP on a unix socket
-  http       GET/HEAD /metrics 200, another path 404, POST 405, garbage
+  dropped    our stdout not read: a program's lines passed on plus lines
+             dropped equal the lines it wrote, some dropped
+  http       (with state_dir: every journal record counted in a batch)
+             GET/HEAD /metrics 200, another path 404, POST 405, garbage
              400 and closed, an oversized request 431 and closed, half a
              request closed by the timeout, past max clients 503; the
              server still answers after each
@@ -176,7 +179,7 @@ def case_embed(tmp):
 
 ###########################################################################
 class Supervisor:
-    def __init__(self, tmp, cfg_text, name="sv"):
+    def __init__(self, tmp, cfg_text, name="sv", stdout=None):
         self.dir = tmp
         self.cfg = os.path.join(tmp, name + ".yaml")
         self.sock = os.path.join(tmp, name + ".sock")
@@ -184,8 +187,9 @@ class Supervisor:
         with open(self.cfg, "w") as f:
             f.write("socket: %s\n" % self.sock + cfg_text)
         self.p = subprocess.Popen([MEALY, "supervise", self.cfg],
-                                  stdout=open(self.log, "w"),
-                                  stderr=subprocess.STDOUT, cwd=tmp)
+                                  stdout=stdout or open(self.log, "w"),
+                                  stderr=open(self.log, "w") if stdout
+                                  else subprocess.STDOUT, cwd=tmp)
 
     def logtext(self):
         return open(self.log, errors="replace").read()
@@ -334,6 +338,45 @@ programs:
     check("supervise: the metrics socket is removed", not os.path.exists(msock))
 
 
+def case_dropped(tmp):
+    """Our stdout not read: every line of a program is either passed on
+    (its bytes counted) or dropped (counted), never both, never lost."""
+    n, line = 40000, "0123456789abcdef"
+    rfd, wfd = os.pipe()
+    sv = Supervisor(tmp, """programs:
+  loud:
+    command: "i=0; while [ $i -lt %d ]; do echo %s; i=$((i+1)); done; exec sleep 1000"
+    shell: true
+""" % (n, line), name="drop", stdout=wfd)
+    os.close(wfd)
+    try:
+        def settled():
+            m = sv.metrics()
+            if not m:
+                return None
+            b = val(m, "mealy_supervisor_program_logged_bytes_total", program="loud", stream="stdout")
+            d = val(m, "mealy_supervisor_program_dropped_lines_total", program="loud", stream="stdout")
+            return (b, d) if b is not None and b / 17 + d == n else None
+        got = poll(settled, 120)
+        check("dropped: passed on + dropped = lines written", bool(got), got)
+        if got:
+            check("dropped: some were dropped (nobody read)", got[1] > 0, got)
+            check("dropped: whole lines only", got[0] % 17 == 0, got)
+    finally:
+        os.set_blocking(rfd, False)
+        sv.p.send_signal(signal.SIGTERM)
+        end = time.monotonic() + 120
+        while sv.p.poll() is None and time.monotonic() < end:
+            try:
+                if not os.read(rfd, 1 << 16):  # let it write its last lines
+                    time.sleep(0.02)
+            except BlockingIOError:
+                time.sleep(0.02)
+        rc = sv.stop()
+        os.close(rfd)
+    check("dropped: exits 0", rc == 0, rc)
+
+
 ###########################################################################
 def tcp_connect(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=60)
@@ -357,6 +400,7 @@ def recv_all(s):
 
 def case_http(tmp):
     sv = Supervisor(tmp, """metrics: 127.0.0.1:0
+state_dir: state
 programs:
   up:
     command: [/bin/sleep, "1000"]
@@ -381,6 +425,16 @@ programs:
         check("http: GET /metrics 200", st == 200, st)
         check("http: Connection: close", h.get("connection") == "close")
         parse(body.decode())
+
+        def journal_quiet():
+            m = parse(ask(b"GET /metrics HTTP/1.0\r\n\r\n")[2].decode())[0]
+            r = val(m, "mealy_journal_records_total")
+            return m if r and r == val(m, "mealy_journal_batch_records_sum") else None
+        m = poll(journal_quiet)
+        check("http: with state_dir the journal's figures: every record in a batch", bool(m))
+        if m:
+            check("http: journal syncs counted", val(m, "mealy_journal_syncs_total") > 0 and
+                  0 < val(m, "mealy_journal_sync_seconds_count") <= val(m, "mealy_journal_syncs_total"))
         st, h, body = ask(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n")
         check("http: a query string is fine, HTTP/1.0 too", st == 200, st)
         st, h, body = ask(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -454,7 +508,8 @@ def main():
     os.chmod(top, 0o700)
     try:
         for name, fn in (("roundtrip", case_roundtrip), ("embed", case_embed), ("supervise", case_supervise),
-                         ("http", case_http), ("config", case_config)):
+                         ("dropped", case_dropped), ("http", case_http),
+                         ("config", case_config)):
             d = os.path.join(top, name)
             os.mkdir(d, 0o700)
             print("== " + name)
