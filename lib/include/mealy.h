@@ -916,9 +916,9 @@ void mly_runtime_stats(const mly_runtime *rt, mly_stats *out);
 /* figures of the open (recovered, parked, torn, salvaged).            */
 /*                                                                     */
 /* Loop thread only (MLY_EPERM otherwise).  Returns 0, or the first    */
-/* non-zero return of write (or of a source), or an MLY_E* error; the  */
-/* text written up to then is whole lines only when write failed at a  */
-/* line's end, so a caller that fails should discard what it got.     */
+/* non-zero return of write (write is not called again after it), of  */
+/* a source, or an MLY_E* error (MLY_EINVAL: a source wrote a bad name); */
+/* after an error the text handed over may end mid-line: discard it.   */
 
 #define MLY_METRICS_CHUNK 4096
 #define MLY_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
