@@ -158,7 +158,7 @@ static const char *reason(int code) {
 }
 
 /* One answer: the headers (and a short text for an error) live in the
- * connection, the body of a 200 in c->out, until the write completes. */
+ * connection, the body of a 200 in c->body, until the write completes. */
 static void send_answer(conn *c, int code, bool head) {
   size_t body_len = c->body.n;
   if (code != 200)
@@ -208,8 +208,12 @@ static void respond(conn *c) {
   int rc = s->cfg.body(s->cfg.ud, textbuf_put, &c->body);
   if (rc != 0) {
     char msg[160];
-    snprintf(msg, sizeof msg, "could not build the metrics: %s",
-             mly_strerror(rc < 0 ? rc : MLY_EIO));
+    if (rc == MLY_ENOSPC)
+      snprintf(msg, sizeof msg, "the metrics text is larger than %zu bytes: "
+               "answered 500", s->cfg.max_body);
+    else
+      snprintf(msg, sizeof msg, "could not build the metrics: %s",
+               mly_strerror(rc < 0 ? rc : MLY_EIO));
     say(s, msg);
     send_answer(c, 500, false);
     return;
