@@ -29,6 +29,7 @@ test did:
              400 and closed, an oversized request 431 and closed, half a
              request closed by the timeout, past max clients 503; the
              server still answers after each
+  ipv6       [::1]:0 serves too (said, not run, on a host without ::1)
   config     a non-loopback address, or nonsense, fails the load with
              FILE:LINE:COL
 
@@ -485,6 +486,35 @@ programs:
     check("http: exits 0", rc == 0, rc)
 
 
+def case_ipv6(tmp):
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError as e:
+        print("NOT RUN ipv6: this host has no ::1 (%s)" % e)
+        return
+    sv = Supervisor(tmp, """metrics: "[::1]:0"
+programs:
+  up:
+    command: [/bin/sleep, "1000"]
+""", name="v6")
+    try:
+        port = poll(lambda: (mm := re.search(r"metrics on http://\[::1\]:(\d+)/metrics",
+                                             sv.logtext())) and int(mm.group(1)))
+        check("ipv6: listening on [::1]", bool(port), sv.logtext())
+        if port:
+            s = socket.create_connection(("::1", port), timeout=60)
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            st, _, body = split_response(recv_all(s))
+            m, _ = parse(body.decode())
+            check("ipv6: GET /metrics 200, up running", st == 200 and
+                  val(m, "mealy_supervisor_program_state", program="up", state="running") == 1)
+    finally:
+        rc = sv.stop()
+    check("ipv6: exits 0", rc == 0, rc)
+
+
 ###########################################################################
 def case_config(tmp):
     for value, words in (("0.0.0.0:9100", "not a loopback address"),
@@ -509,7 +539,7 @@ def main():
     try:
         for name, fn in (("roundtrip", case_roundtrip), ("embed", case_embed), ("supervise", case_supervise),
                          ("dropped", case_dropped), ("http", case_http),
-                         ("config", case_config)):
+                         ("ipv6", case_ipv6), ("config", case_config)):
             d = os.path.join(top, name)
             os.mkdir(d, 0o700)
             print("== " + name)
