@@ -25,6 +25,8 @@ test did:
   dropped    our stdout not read: a program's lines passed on plus lines
              dropped equal the lines it wrote, some dropped
   http       (with state_dir: every journal record counted in a batch)
+             300 random requests in random pieces against a model of the
+             answer (MEALY_HTTP_SEED replays one run);
              GET/HEAD /metrics 200, another path 404, POST 405, garbage
              400 and closed, an oversized request 431 and closed, half a
              request closed by the timeout, past max clients 503; the
@@ -399,6 +401,55 @@ def recv_all(s):
     return data
 
 
+def http_model(ask, sv, rounds=300):
+    """Random requests, sent in random pieces, against a model of the
+    answer: garbage 400; past 8 KiB 431; /metrics (with or without a
+    query) 200 for GET and HEAD, 405 for other methods; any other path
+    404.  Afterwards no connection is left open."""
+    import random
+    seed = int(os.environ.get("MEALY_HTTP_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    bad = []
+    for i in range(rounds):
+        kind = rng.choice(["GET", "HEAD", "POST", "PUT", "DELETE", "GET",
+                           "garbage"])
+        path = rng.choice(["/metrics", "/metrics?name[]=x&y", "/", "/metricsx",
+                           "/x/metrics", "/METRICS"])
+        headers = b"".join(b"X-H%d: %s\r\n" % (k, b"v" * rng.choice([1, 50, 3000]))
+                           for k in range(rng.randrange(5)))
+        body = b"b" * rng.choice([0, 0, 10, 5000]) if kind in ("POST", "PUT") else b""
+        if body:
+            headers += b"Content-Length: %d\r\n" % len(body)
+        if kind == "garbage":
+            req = bytes(rng.randrange(1, 32) for _ in range(rng.randrange(1, 40))) + b"\r\n\r\n"
+            want = 400
+        else:
+            req = (b"%s %s HTTP/1.1\r\nHost: x\r\n" % (kind.encode(), path.encode())
+                   + headers + b"\r\n" + body)
+            if len(req) > 8192:
+                want = 431
+            elif path.split("?")[0] != "/metrics":
+                want = 404
+            else:
+                want = 200 if kind in ("GET", "HEAD") else 405
+        s = tcp_connect(sv.port)
+        try:
+            at = 0
+            while at < len(req):  # random pieces
+                step = rng.randrange(1, len(req) - at + 1)
+                s.sendall(req[at:at + step])
+                at += step
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # answered and closed before the rest was sent
+        st, h, got = split_response(recv_all(s))
+        if st != want:
+            bad.append((i, kind, path, len(req), st, want))
+    check("http-model: %d random requests answered as the model says "
+          "(MEALY_HTTP_SEED=%d)" % (rounds, seed), not bad, bad[:5])
+    check("http-model: no connection left",
+          poll(lambda: val(sv.metrics() or {}, "mealy_supervisor_metrics_connections") == 0))
+
+
 def case_http(tmp):
     sv = Supervisor(tmp, """metrics: 127.0.0.1:0
 state_dir: state
@@ -412,6 +463,7 @@ programs:
         check("http: listening on a loopback port", bool(port), sv.logtext())
         if not port:
             return
+        sv.port = port
 
         def ask(req):
             s = tcp_connect(port)
@@ -475,6 +527,7 @@ programs:
         check("http: connections released",
               poll(lambda: val(sv.metrics() or {}, "mealy_supervisor_metrics_connections") == 0))
         check("http: answers again after the crowd", alive())
+        http_model(ask, sv)
         # pipelined second request: one answer, then closed
         s = tcp_connect(port)
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\nGET /other HTTP/1.1\r\n\r\n")
