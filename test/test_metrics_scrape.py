@@ -34,6 +34,7 @@ test did:
   ipv6       [::1]:0 serves too (said, not run, on a host without ::1)
   config     a non-loopback address, or nonsense, fails the load with
              FILE:LINE:COL
+  busy       a port already taken: exit 1 saying so, nothing started
 
 Nothing measures a duration: waits are bounded polls.
 """
@@ -586,13 +587,36 @@ def case_config(tmp):
               and words in r.stderr, r.stderr)
 
 
+def case_busy(tmp):
+    """A port another server holds: the supervisor says so and exits 1,
+    its control socket removed, nothing started."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    path = os.path.join(tmp, "busy.yaml")
+    mark = os.path.join(tmp, "started")
+    with open(path, "w") as f:
+        f.write("socket: %s/busy.sock\nmetrics: 127.0.0.1:%d\nprograms:\n"
+                "  a:\n    command: [/bin/touch, %s]\n" % (tmp, port, mark))
+    r = subprocess.run([MEALY, "supervise", path], capture_output=True,
+                       text=True, timeout=60)
+    taken.close()
+    check("busy: exits 1 saying why", r.returncode == 1 and
+          "metrics: 127.0.0.1:%d: cannot listen: address already in use" % port
+          in r.stdout + r.stderr, (r.returncode, r.stdout[-300:], r.stderr[-300:]))
+    check("busy: control socket removed, nothing started",
+          not os.path.exists(os.path.join(tmp, "busy.sock")) and not os.path.exists(mark))
+
+
 def main():
     top = tempfile.mkdtemp(prefix="mealy-metrics-")
     os.chmod(top, 0o700)
     try:
         for name, fn in (("roundtrip", case_roundtrip), ("embed", case_embed), ("supervise", case_supervise),
                          ("dropped", case_dropped), ("http", case_http),
-                         ("ipv6", case_ipv6), ("config", case_config)):
+                         ("ipv6", case_ipv6), ("config", case_config),
+                         ("busy", case_busy)):
             d = os.path.join(top, name)
             os.mkdir(d, 0o700)
             print("== " + name)
