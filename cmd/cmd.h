@@ -17,6 +17,7 @@ int cmd_version(int argc, char **argv);
 int cmd_supervise(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_journal(int argc, char **argv);
+int cmd_fsm(int argc, char **argv);
 
 /* Option values, with a clear message on stderr when they are bad:
  * "mealy demo: --for: 'x' is not a duration (write 250ms, 10s, 2m)". */

@@ -293,7 +293,7 @@ static void print_status(const mly_value *list) {
          "RESTARTS", "LAST EXIT");
   for (size_t i = 0; i < mly_value_len(list); i++) {
     const mly_value *p = mly_array_at(list, i);
-    const char *name = "?", *state = "?", *sig = NULL;
+    const char *name = "?", *state = "?", *sig = NULL, *status = "";
     int64_t pid = 0, up = 0, code = 0;
     uint64_t restarts = 0;
     mly_map_get_str(p, "name", &name);
@@ -301,6 +301,7 @@ static void print_status(const mly_value *list) {
     mly_map_get_int(p, "pid", &pid);
     mly_map_get_int(p, "uptime_ms", &up);
     mly_map_get_uint(p, "restarts", &restarts);
+    mly_map_get_str(p, "status", &status); /* sd_notify's STATUS= */
     char uptime[32], last[96] = "-", pidbuf[24] = "-";
     fmt_uptime(up, uptime, sizeof uptime);
     /* the server's strings, escaped (at most 64 bytes of each shown) */
@@ -314,8 +315,10 @@ static void print_status(const mly_value *list) {
     if (pid > 0) snprintf(pidbuf, sizeof pidbuf, "%" PRId64, pid);
     esc_str(name, strnlen(name, 64), nb, sizeof nb);
     esc_str(state, strnlen(state, 64), sb, sizeof sb);
-    printf("%-16s %-10s %7s %9s %8" PRIu64 " %s\n", nb, sb, pidbuf, uptime,
-           restarts, last);
+    char tb[ESC_MAX(256) + 1];
+    esc_str(status, strnlen(status, 256), tb, sizeof tb);
+    printf("%-16s %-10s %7s %9s %8" PRIu64 " %s%s%s\n", nb, sb, pidbuf, uptime,
+           restarts, last, *tb ? "  " : "", tb);
   }
 }
 

@@ -7,6 +7,9 @@
  * compact takes the lock, as a runtime with no types registered, so
  * every instance is "parked" and kept byte for byte in the new segment.
  *
+ * compact keeps every tombstone of a named instance (the retention
+ * window is the host's setting, not known here).
+ *
  * dump prints one JSON object per record (json.c writes them), the
  * fields of its kind named after the layouts at the top of
  * lib/journal.h; a field a layout does not know goes into "extra", so a
@@ -46,7 +49,9 @@ typedef enum how {
   LIST,      /* an array of arrays, each written as an object    */
   PAYLOAD,   /* nil, or a bin holding msgpack                    */
   LIFECYCLE, /* an mly_lifecycle                                 */
-  WAIT_KIND  /* the runtime's wait kinds, as records store them  */
+  WAIT_KIND, /* the runtime's wait kinds, as records store them  */
+  CONTEXT,   /* a bin: its size as context_bytes (nil: unchanged) */
+  OPTIONAL   /* left out when nil                                */
 } how;
 typedef struct field {
   const char *name;
@@ -68,7 +73,8 @@ static const field state_f[] = {
     {"id", PLAIN, NULL},    {"type", PLAIN, NULL},  {"parent", PLAIN, NULL},
     {"step", PLAIN, NULL},  {"point", PLAIN, NULL}, {"version", PLAIN, NULL},
     {"data", PLAIN, NULL},  {"flags", PLAIN, NULL}, {"wait", OBJECT, &wait_l},
-    {"status", PLAIN, NULL}};
+    {"status", PLAIN, NULL}, {"context_bytes", CONTEXT, NULL},
+    {"name", OPTIONAL, NULL}};
 static const layout state_l = LAYOUT(state_f, "state_extra");
 static const field event_f[] = {
     {"eid", PLAIN, NULL},    {"to", PLAIN, NULL},    {"ev", PLAIN, NULL},
@@ -85,12 +91,17 @@ static const field step_f[] = {
 static const field event_rec_f[] = {{"event", SPREAD, &event_l}};
 static const field end_f[] = {
     {"id", PLAIN, NULL}, {"status", PLAIN, NULL},
-    {"lifecycle", LIFECYCLE, NULL}, {"notice_eid", PLAIN, NULL}};
+    {"lifecycle", LIFECYCLE, NULL}, {"notice_eid", PLAIN, NULL},
+    {"ended_ms", PLAIN, NULL}, {"name", PLAIN, NULL}};
 static const field snap_f[] = {
     {"next_eid", PLAIN, NULL}, {"next_corr", PLAIN, NULL}};
 static const field snapend_f[] = {
-    {"instances", PLAIN, NULL}, {"events", PLAIN, NULL}};
+    {"instances", PLAIN, NULL}, {"events", PLAIN, NULL},
+    {"tombstones", PLAIN, NULL}};
 static const field drop_f[] = {{"eids", PLAIN, NULL}};
+static const field tomb_f[] = {
+    {"name", PLAIN, NULL}, {"id", PLAIN, NULL}, {"status", PLAIN, NULL},
+    {"ended_ms", PLAIN, NULL}};
 static const struct {
   const char *kind;
   layout l;
@@ -98,7 +109,8 @@ static const struct {
     {"create", LAYOUT(create_f, "extra")}, {"step", LAYOUT(step_f, "extra")},
     {"event", LAYOUT(event_rec_f, "extra")}, {"end", LAYOUT(end_f, "extra")},
     {"snap", LAYOUT(snap_f, "extra")}, {"snapend", LAYOUT(snapend_f, "extra")},
-    {"inst", LAYOUT(create_f, "extra")}, {"drop", LAYOUT(drop_f, "extra")}};
+    {"inst", LAYOUT(create_f, "extra")}, {"drop", LAYOUT(drop_f, "extra")},
+    {"tomb", LAYOUT(tomb_f, "extra")}};
 
 /* The wait kinds of lib/jreplay.h (RP_W_*): not in the public header. */
 static const char *wait_name(uint64_t w) {
@@ -127,6 +139,13 @@ static void put_field(json_obj *o, const field *fd, const mly_value *v) {
   const void *p;
   size_t n;
   mly_value *decoded = NULL;
+  if (fd->how == OPTIONAL && mly_value_type(v) == MLY_V_NIL) return;
+  if (fd->how == CONTEXT) { /* its size: a context may be 16 MiB */
+    json_key(o, fd->name);
+    if (mly_value_get_bin(v, &p, &n) == 0) fprintf(o->f, "%zu", n);
+    else fputs("null", o->f); /* as the step before committed it */
+    return;
+  }
   if (fd->how == PAYLOAD && mly_value_get_bin(v, &p, &n) == 0 &&
       mly_value_decode(p, n, &decoded) < 0) {
     json_key(o, "payload_raw"); /* not msgpack: the bytes as they are */
@@ -291,10 +310,12 @@ static int do_stat(const char *dir, bool json) {
            ",\"live_records\":%" PRIu64
            ",\"dead_ratio\":%.4f,\"torn_bytes\":%" PRIu64
            ",\"batches\":%" PRIu64 ",\"stray_bytes\":%" PRIu64
-           ",\"tail_suspect\":%s}\n",
+           ",\"tail_suspect\":%s,\"named\":%" PRIu64
+           ",\"tombstones\":%" PRIu64 ",\"context_bytes\":%" PRIu64 "}\n",
            in.segments, in.bytes, in.records, in.next_seq, in.live_instances,
            in.pending_events, in.live_records, in.dead_ratio, in.torn_bytes,
-           in.batches, in.stray_bytes, in.tail_suspect ? "true" : "false");
+           in.batches, in.stray_bytes, in.tail_suspect ? "true" : "false",
+           in.named, in.tombstones, in.context_bytes);
     return finish_output();
   }
   printf("segments         %" PRIu64 "\n" "bytes            %" PRIu64 "\n"
@@ -302,11 +323,14 @@ static int do_stat(const char *dir, bool json) {
          "live instances   %" PRIu64 "\n" "pending events   %" PRIu64 "\n"
          "live records     %" PRIu64 "\n" "dead ratio       %.1f%%\n"
          "torn tail bytes  %" PRIu64 "%s\n" "batches          %" PRIu64 "\n"
-         "not records      %" PRIu64 " bytes\n",
+         "not records      %" PRIu64 " bytes\n"
+         "named instances  %" PRIu64 "\n" "tombstones       %" PRIu64 "\n"
+         "context bytes    %" PRIu64 "\n",
          in.segments, in.bytes, in.records, in.next_seq, in.live_instances,
          in.pending_events, in.live_records, in.dead_ratio * 100.0,
          in.torn_bytes, in.tail_suspect ? " (suspect: not a write cut short)"
-                                        : "", in.batches, in.stray_bytes);
+                                        : "", in.batches, in.stray_bytes,
+         in.named, in.tombstones, in.context_bytes);
   return finish_output();
 }
 
@@ -341,7 +365,8 @@ static int do_compact(const char *dir) {
             mly_strerror(rc));
     return 1;
   }
-  mly_journal_options o = {.dir = dir};
+  /* the window is the host's to say: offline, every tombstone is kept */
+  mly_journal_options o = {.dir = dir, .name_retention_ms = -1};
   rc = mly_journal_open(rt, &o, err, sizeof err);
   if (rc == 0 && (rc = compact_now(rt)) < 0)
     snprintf(err, sizeof err, "%s: compaction failed: %s", dir,

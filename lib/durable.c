@@ -21,8 +21,7 @@
  * leave memory without an END record, their inboxes whole (keep_inboxes),
  * and continue on the next open.
  */
-#include "internal.h"
-#include "durable.h"
+#include "context.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -72,13 +71,19 @@ static const char *point_of(const mly_inst *m, char *buf, size_t len) {
   return buf;
 }
 
-void put_state(mly_runtime *rt, jbuf *b, const mly_inst *m,
-                      bool exiting) {
+/* S, with the context and name fields (10, 11) only for an instance
+ * that has either (context.h): how is PS_FULL (a snapshot: the context
+ * and name whole) and/or PS_EXIT (it exited: no wait, no context).
+ * Returns the context bytes written, or a negative error (the context
+ * does not encode, or no memory) with the record unfinished. */
+int64_t put_state(mly_runtime *rt, jbuf *b, const mly_inst *m, int how) {
   const mly_type *t = m->type;
+  bool exiting = (how & PS_EXIT) != 0;
   char pbuf[32];
   const char *pt = point_of(m, pbuf, sizeof pbuf);
   const mly_inst *p = m->parent;
-  jb_array(b, 10);
+  inst_ext *x = ext_get(rt, m);
+  jb_array(b, x ? 12 : 10);
   jb_uint(b, m->id);
   jb_str(b, t->name, strlen(t->name));
   jb_uint(b, p && inst_durable(rt, p) ? p->id : 0);
@@ -95,6 +100,23 @@ void put_state(mly_runtime *rt, jbuf *b, const mly_inst *m,
   /* who answers a request: recovery ends the wait if it cannot (D2) */
   jb_uint(b, !exiting && m->head.wait == W_REPLY ? m->wait_peer : 0);
   jb_int(b, m->status);
+  if (x == NULL) return 0;
+  int64_t n = 0;
+  if (exiting) {
+    jb_nil(b);
+  } else {
+    size_t old = x->len;
+    n = ctx_put(rt, b, x, (how & PS_FULL) != 0);
+    if (n < 0) return n;
+    rt->dur->ctx_bytes += x->len - old; /* mod 2^64: it may shrink */
+  }
+  if (x->name && ((how & PS_FULL) || !x->name_written)) {
+    jb_str(b, x->name->name, x->name->len);
+    x->name_written = true;
+  } else {
+    jb_nil(b);
+  }
+  return n;
 }
 
 void put_event(mly_runtime *rt, jbuf *b, mly_id to,
@@ -152,7 +174,8 @@ void durable_spawned(mly_runtime *rt, mly_inst *m) {
     return; /* its first state goes into the parent's record */
   jbuf *b = journal_buf(d->j);
   size_t at = jb_begin(b, journal_next_seq(d->j), JR_CREATE, 1);
-  put_state(rt, b, m, false);
+  /* mly_spawn_opts checked that the context encodes and fits */
+  if (put_state(rt, b, m, 0) < 0) b->oom = true;
   jb_end(b, at);
   count_record(d);
   if (commit(d, JD_RELEASE, m->id, NULL, NULL, NULL) < 0) b->oom = true;
@@ -244,14 +267,29 @@ void durable_dropped(mly_runtime *rt, mly_event *e) {
   want_flush(rt);
 }
 
-void durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
+static void forget_step(mly_runtime *rt, dur_state *d);
+
+/* A step whose record cannot be: what it did is dropped, and the caller
+ * ends it with rc (the batch stays whole: the record is taken back). */
+static int step_refused(mly_runtime *rt, dur_state *d, size_t at, int rc) {
+  jbuf *b = journal_buf(d->j);
+  forget_step(rt, d);
+  if (!b->oom) { /* out of memory, the batch fails anyway (journal_flush) */
+    b->n = at;
+    journal_seq_back(d->j);
+  }
+  return rc;
+}
+
+int durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
   dur_state *d = rt->dur;
-  if (journal_failed(d->j)) return;
+  if (journal_failed(d->j)) return 0;
   jbuf *b = journal_buf(d->j);
   size_t at = jb_begin(b, journal_next_seq(d->j), JR_STEP, 4);
   size_t before = b->n;
-  put_state(rt, b, m, exited);
-  uint64_t size = b->n - before;
+  int64_t ctx = put_state(rt, b, m, exited ? PS_EXIT : 0);
+  if (ctx < 0) return step_refused(rt, d, at, (int)ctx);
+  uint64_t size = b->n - before - (uint64_t)ctx;
   d->state_bytes = d->state_bytes ? (d->state_bytes * 15 + size) / 16 : size;
   jb_array(b, d->ntook);
   for (uint32_t i = 0; i < d->ntook; i++) jb_uint(b, d->took[i]);
@@ -266,8 +304,12 @@ void durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
   jb_array(b, ns);
   for (uint32_t i = 0; i < d->nspawned; i++) {
     mly_inst *c = inst_get(rt, d->spawned[i]);
-    if (c) put_state(rt, b, c, false);
+    int64_t r = c ? put_state(rt, b, c, 0) : 0;
+    if (r < 0) return step_refused(rt, d, at, (int)r);
   }
+  /* past the record bound it would read back as damage: refused */
+  if (!b->oom && b->n - at - JR_HDR > JR_MAX_BODY)
+    return step_refused(rt, d, at, MLY_ERANGE);
   jb_end(b, at);
   count_record(d);
   int rc = 0;
@@ -284,6 +326,7 @@ void durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
     if (commit(d, JD_RELEASE, d->spawned[i], NULL, NULL, NULL) < 0) rc = MLY_ENOMEM;
   if (rc < 0) b->oom = true; /* the batch fails rather than half-commits */
   d->ntook = d->nout = d->nspawned = 0;
+  return 0;
 }
 
 /* A step ended without a record (the instance was killed in it): what it
@@ -304,12 +347,20 @@ bool durable_end(mly_runtime *rt, mly_inst *m, bool failed) {
   mly_inst *p = m->parent;
   bool notice = p && !(p->head.flags & (F_KILL | F_ENDING));
   uint64_t eid = notice && inst_durable(rt, p) ? ++d->next_eid : 0;
+  inst_ext *x = ext_get(rt, m);
+  if (x) d->ctx_bytes -= x->len;
+  name_ent *nm = x ? x->name : NULL;
   jbuf *b = journal_buf(d->j);
-  size_t at = jb_begin(b, journal_next_seq(d->j), JR_END, 4);
+  size_t at = jb_begin(b, journal_next_seq(d->j), JR_END, nm ? 6 : 4);
   jb_uint(b, m->id);
   jb_int(b, m->status);
   jb_int(b, failed ? MLY_LC_FAILED : MLY_LC_TERMINATED);
   jb_uint(b, eid);
+  if (nm) { /* its tombstone: ext_end keeps the same time in memory */
+    nm->ended_ms = names_now_ms(rt);
+    jb_int(b, nm->ended_ms);
+    jb_str(b, nm->name, nm->len);
+  }
   jb_end(b, at);
   count_record(d);
   want_flush(rt);
@@ -417,7 +468,8 @@ void durable_after_commit(mly_runtime *rt) {
   const mly_journal_options *o = journal_opts(d->j);
   mly_journal_stats *st = journal_stats(d->j);
   uint64_t total = d->base_bytes + st->bytes;
-  uint64_t live = d->live * (d->state_bytes + 16) + d->nparked * 64;
+  uint64_t live = d->live * (d->state_bytes + 16) + d->nparked * 64 +
+                  d->ctx_bytes + names_ntombs(rt) * 64;
   if (total >= o->compact_min_bytes && total > live &&
       (total - live) * 100 >= total * o->compact_dead_pct)
     d->compact_wanted = true;
@@ -451,6 +503,7 @@ void durable_fail_all(mly_runtime *rt, int rc) {
   if (rt->dur == NULL) return;
   end_durable(rt, rc);
   rt->dur->live = 0;
+  rt->dur->ctx_bytes = 0;
 }
 
 /* A clean stop keeps every inbox: events that were never journaled (a
@@ -535,8 +588,30 @@ static int unlink_older(int dirfd, uint64_t keep_no) {
   return rc;
 }
 
+typedef struct snap_tombs {
+  mly_runtime *rt;
+  jbuf *b;
+  uint64_t n;
+} snap_tombs;
+
+/* TOMB [seq, 9, name, id, status, ended_ms]: a tombstone within the
+ * retention (older ones are dropped here, D4's "compaction"). */
+static int put_tomb(const name_ent *e, void *arg) {
+  snap_tombs *t = arg;
+  mly_journal *j = t->rt->dur->j;
+  size_t at = jb_begin(t->b, journal_next_seq(j), JR_TOMB, 4);
+  jb_str(t->b, e->name, e->len);
+  jb_uint(t->b, e->id);
+  jb_int(t->b, e->status);
+  jb_int(t->b, e->ended_ms);
+  jb_end(t->b, at);
+  t->n++;
+  return 0;
+}
+
 /* The live set as records: SNAP, an INST per instance (parked ones byte
- * for byte), an EVENT per event still in a durable inbox, SNAPEND. */
+ * for byte), an EVENT per event still in a durable inbox, a TOMB per
+ * tombstone, SNAPEND. */
 static void snapshot(mly_runtime *rt, jbuf *b, uint64_t *nbytes_state) {
   dur_state *d = rt->dur;
   mly_journal *j = d->j;
@@ -550,7 +625,8 @@ static void snapshot(mly_runtime *rt, jbuf *b, uint64_t *nbytes_state) {
     mly_inst *m = rt->slots[s];
     if (m == NULL || !inst_durable(rt, m)) continue;
     at = jb_begin(b, journal_next_seq(j), JR_INST, 1);
-    put_state(rt, b, m, (m->head.flags & F_ENDING) != 0);
+    int how = PS_FULL | ((m->head.flags & F_ENDING) ? PS_EXIT : 0);
+    if (put_state(rt, b, m, how) < 0) b->oom = true; /* it encoded before */
     jb_end(b, at);
     ninst++;
   }
@@ -580,9 +656,12 @@ static void snapshot(mly_runtime *rt, jbuf *b, uint64_t *nbytes_state) {
     jb_end(b, at);
     nev++;
   }
-  at = jb_begin(b, journal_next_seq(j), JR_SNAPEND, 2);
+  snap_tombs tb = {rt, b, 0};
+  names_foreach_tomb(rt, put_tomb, &tb);
+  at = jb_begin(b, journal_next_seq(j), JR_SNAPEND, 3);
   jb_uint(b, ninst);
   jb_uint(b, nev);
+  jb_uint(b, tb.n);
   jb_end(b, at);
 }
 
@@ -616,6 +695,7 @@ static int compact(mly_runtime *rt) {
   st->compactions++;
   d->base_bytes = b.n;
   st->bytes = 0;
+  if (state_bytes > d->ctx_bytes) state_bytes -= d->ctx_bytes;
   if (d->live + d->nparked)
     d->state_bytes = state_bytes / (d->live + d->nparked);
   jb_free(&b);

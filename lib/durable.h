@@ -41,7 +41,9 @@ struct dur_state {
   rawev *pev;
   size_t npev;
   uint64_t live;        /* durable instances in memory */
-  uint64_t state_bytes; /* running average size of a state record */
+  uint64_t state_bytes; /* running average size of a state record,
+                           its context not counted */
+  uint64_t ctx_bytes;   /* committed contexts of live and parked ones */
   uint64_t base_bytes;  /* in the directory at open / last compaction */
   bool compact_wanted;
   mly_journal_stats open_st;
@@ -59,7 +61,8 @@ bool dur_grow(void **v, uint32_t *cap, size_t size);
 int64_t wall_ms(void);
 void durable_state_free(mly_runtime *rt, dur_state *d);
 void parked_free(parked *p);
-void put_state(mly_runtime *rt, jbuf *b, const mly_inst *m, bool exiting);
+enum { PS_FULL = 1, PS_EXIT = 2 };
+int64_t put_state(mly_runtime *rt, jbuf *b, const mly_inst *m, int how);
 void put_event(mly_runtime *rt, jbuf *b, mly_id to, const mly_event *e);
 
 #endif

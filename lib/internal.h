@@ -85,6 +85,8 @@ struct mly_type {
 /* not only durable: a request took its reply with F_SHUT_WAKE pending,
  * so mly_shutdown_requested says false until the next wait (machine.c) */
 #define D_SHUT_HIDE 0x10u
+/* not only durable: it has a context or a name (context.h) */
+#define D_EXT 0x20u
 
 struct mly_inst {
   struct mly_machine head;
@@ -173,6 +175,8 @@ typedef struct sig_watch {
 
 typedef struct mly_proc mly_proc;
 typedef struct dur_state dur_state;
+typedef struct inst_ext inst_ext;
+typedef struct names names;
 
 struct mly_runtime {
   uv_loop_t *loop;
@@ -217,6 +221,7 @@ struct mly_runtime {
   uint32_t nsigs;
   mly_proc *procs;
   size_t nprocs;
+  struct fsm_rt *fsm;      /* the YAML machines' layer (lib/fsm/), or NULL */
 
   /* shutdown */
   bool stopping, stopped, closing, close_pending;
@@ -225,6 +230,8 @@ struct mly_runtime {
 
   mly_stats st;
   dur_state *dur;          /* NULL: no journal (durable.c) */
+  inst_ext *exts;          /* contexts and names by id (context.c) */
+  names *names;            /* the name table (names.c) */
 
   struct metrics_src *msrc; /* metrics sources, in order (metrics.c) */
   uint32_t nmsrc, msrc_cap;
@@ -242,6 +249,12 @@ static inline bool has_control(const char *s) {
   return false;
 }
 
+/* value.c: the encoding given to a writer as it is made (msgpack's
+ * packer callback: 0 or -1) */
+int value_encode_to(const mly_value *v,
+                    int (*write)(void *data, const char *buf, size_t len),
+                    void *data);
+
 /* runtime.c */
 bool rt_on_loop_thread(const mly_runtime *rt);
 /* The runtime's clock: monotonic milliseconds, read fresh (not libuv's
@@ -257,6 +270,7 @@ void rt_keep_alive(mly_runtime *rt);
 void rt_bytes(mly_runtime *rt, ptrdiff_t delta);
 void rt_handle_closed(uv_handle_t *h);
 void rt_release(mly_runtime *rt);
+void fsm_rt_free(mly_runtime *rt); /* lib/fsm/interp_rt.c */
 
 /* machine.c */
 mly_inst *inst_get(const mly_runtime *rt, mly_id id);
@@ -282,7 +296,9 @@ void notify_parent_event(mly_runtime *rt, mly_inst *p, mly_event *e);
 bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
                   int *rc);
 void durable_spawned(mly_runtime *rt, mly_inst *m);
-void durable_step_end(mly_runtime *rt, mly_inst *m, bool exited);
+/* 0, or < 0: the step cannot be committed (its context does not encode,
+ * its record passes the bound): nothing of it was kept, end it */
+int durable_step_end(mly_runtime *rt, mly_inst *m, bool exited);
 bool durable_end(mly_runtime *rt, mly_inst *m, bool failed);
 void durable_step_abandoned(mly_runtime *rt);
 void durable_took(mly_runtime *rt, mly_inst *m, mly_event *e);

@@ -6,13 +6,14 @@
  * heap is a heap whose entries and instances point at each other, and
  * the uv timer is armed for the earliest deadline (or stopped), what has
  * ended (an instance, a process's owner) holds nothing, and no reply
- * waits in an inbox where no wait can take it.  machine.c
+ * waits in an inbox where no wait can take it, and contexts and names
+ * (context.h) are held by exactly the instances marked for them.  machine.c
  * and timer_heap.c assert the O(1) part where it changes; rt_check walks
  * everything, in O(instances), for tests that drive random sequences of
  * waits, timeouts, kills and shutdowns and check after every operation.
  * It is called between loop callbacks, never inside a step.
  */
-#include "internal.h"
+#include "context.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -137,6 +138,8 @@ int rt_check(const mly_runtime *rt, char *err, size_t len) {
     rc = fail(err, len, rc == MLY_EBUSY
                             ? "a process whose owner ended holds the loop"
                             : "a process owned by an instance that is gone");
+  const char *why = rc == 0 ? ext_check(rt) : NULL;
+  if (why) rc = fail(err, len, "%s", why);
   /* ... except a stopping one, until it has taken what was posted */
   if (rc == 0 && !rt->closing && live == 0 &&
       uv_has_ref((const uv_handle_t *)&rt->post.async) &&

@@ -17,7 +17,7 @@
 #include <string.h>
 
 static const char *const kind_names[] = {
-    "?", "create", "step", "event", "end", "snap", "snapend", "inst", "drop"};
+    "?", "create", "step", "event", "end", "snap", "snapend", "inst", "drop", "tomb"};
 
 const char *jr_kind_name(unsigned kind) {
   return kind <= JR_KIND_MAX ? kind_names[kind] : "?";
@@ -97,6 +97,31 @@ void jb_bin(jbuf *b, const void *p, size_t n) {
   else if (n <= UINT16_MAX) be(b, 0xc5, n, 2);
   else be(b, 0xc6, n, 4);
   jb_raw(b, p, n);
+}
+
+/* A bin whose length is known only once its bytes are in: the header
+ * takes the 32-bit form, filled in by jb_bin_close (3 bytes more than
+ * the shortest form for a small one: any msgpack reader takes it). */
+size_t jb_bin_open(jbuf *b) {
+  be(b, 0xc6, 0, 4);
+  return b->n;
+}
+
+void jb_bin_close(jbuf *b, size_t at) {
+  if (b->oom) return;
+  size_t n = b->n - at;
+  unsigned char *h = b->p + at - 4;
+  h[0] = (unsigned char)(n >> 24);
+  h[1] = (unsigned char)(n >> 16);
+  h[2] = (unsigned char)(n >> 8);
+  h[3] = (unsigned char)n;
+}
+
+/* A msgpack packer's writer into a jbuf (value_encode_to). */
+int jb_write(void *data, const char *buf, size_t len) {
+  jbuf *b = data;
+  jb_raw(b, buf, len);
+  return b->oom ? -1 : 0;
 }
 
 size_t jb_begin(jbuf *b, uint64_t seq, unsigned kind, uint32_t nfields) {

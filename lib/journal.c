@@ -113,6 +113,7 @@ const journal_figures *journal_figures_get(const mly_journal *j) {
 
 jbuf *journal_buf(mly_journal *j) { return &j->pend; }
 uint64_t journal_next_seq(mly_journal *j) { return j->next_seq++; }
+void journal_seq_back(mly_journal *j) { j->next_seq--; }
 int journal_failed(const mly_journal *j) { return j->failed; }
 bool journal_idle(const mly_journal *j) {
   return !j->busy && j->pend.n == 0 && j->pend_done.n == 0;

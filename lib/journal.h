@@ -32,16 +32,22 @@
  *                                        events it sent to durable
  *                                        machines, the children it made
  *     EVENT   [seq, 3, E]               an event for a durable machine
- *     END     [seq, 4, id, status, lifecycle, notice_eid]
+ *     END     [seq, 4, id, status, lifecycle, notice_eid (, ended_ms,
+ *              name)]                   (a named instance: its tombstone)
  *     SNAP    [seq, 5, next_eid, next_corr]   a compacted segment begins
- *     SNAPEND [seq, 6, ninstances, nevents]   ... and is complete
+ *     SNAPEND [seq, 6, ninstances, nevents (, ntombs)] ... and is complete
  *     INST    [seq, 7, S]               an instance, in a snapshot
  *     DROP    [seq, 8, [eid...]]        events dropped, never consumed
+ *     TOMB    [seq, 9, name, id, status, ended_ms]
+ *                                        a tombstone, in a snapshot
  *
  *     S = [id, type, parent, step, point, version, data, flags,
- *          [wait, ev, arg, due_wall_ms, peer], status]
+ *          [wait, ev, arg, due_wall_ms, peer], status (, context, name)]
  *     (peer: a request's target, for a reply wait; older records have
- *     no peer)
+ *     no peer.  context and name only for an instance that has either:
+ *     context a bin of its msgpack (empty: cleared) or nil (as the record
+ *     before left it); name a str in its first record and in INST, else
+ *     nil.  See context.h and names.c)
  *     E = [eid, to, ev, from, flags, corr, status, aux, payload]
  *
  * An event id (`ev`) is a uint, or a string for an interned name (ids
@@ -77,7 +83,8 @@ enum {
   JR_SNAPEND,
   JR_INST,
   JR_DROP,
-  JR_KIND_MAX = JR_DROP
+  JR_TOMB,
+  JR_KIND_MAX = JR_TOMB
 };
 
 #define JR_HDR 8u
@@ -132,6 +139,11 @@ void jb_nil(jbuf *b);
 void jb_array(jbuf *b, uint32_t n);
 void jb_str(jbuf *b, const char *s, size_t n);
 void jb_bin(jbuf *b, const void *p, size_t n);
+/* A bin written in place: open, append its bytes, close (the length
+ * goes into the header then).  Bytes appended since open: b->n - at. */
+size_t jb_bin_open(jbuf *b);
+void jb_bin_close(jbuf *b, size_t at);
+int jb_write(void *data, const char *buf, size_t len);
 /* Open a record: reserves the header; jb_end fills it in. */
 size_t jb_begin(jbuf *b, uint64_t seq, unsigned kind, uint32_t nfields);
 void jb_end(jbuf *b, size_t start);
@@ -271,6 +283,7 @@ void journal_fail(mly_journal *j, int rc, const char *what);
 /* The records of the current turn go here. */
 jbuf *journal_buf(mly_journal *j);
 uint64_t journal_next_seq(mly_journal *j);
+void journal_seq_back(mly_journal *j); /* the last record was taken back */
 int journal_on_commit(mly_journal *j, const jdone *d);
 /* Start writing what was appended (end of a batch). */
 void journal_flush(mly_journal *j);

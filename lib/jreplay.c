@@ -82,6 +82,7 @@ bool rp_parse_state(jcur *c, rp_state *s) {
   const unsigned char *start = c->p;
   *s = (rp_state){0};
   if (!jc_array(c, &n) || n < 10) return false;
+  s->fields = c->p;
   bool ok = jc_uint(c, &s->id) && s->id != 0 && jc_str(c, &s->type, &s->tlen) &&
             jc_uint(c, &s->parent) && jc_uint(c, &s->step) &&
             jc_str(c, &s->point, &s->plen) && jc_uint(c, &s->version) &&
@@ -92,7 +93,13 @@ bool rp_parse_state(jcur *c, rp_state *s) {
   if (ok && wn >= 5) ok = jc_uint(c, &s->peer); /* older records: 0 */
   for (uint32_t i = 5; ok && i < wn; i++) ok = jc_skip(c); /* later fields */
   ok = ok && jc_int(c, &s->status);
-  for (uint32_t i = 10; ok && i < n; i++) ok = jc_skip(c);
+  s->tail = c->p;
+  if (ok && n > 10 && !jc_nil(c)) /* nil: unchanged */
+    ok = s->has_ctx = jc_bin(c, &s->ctx, &s->ctxlen);
+  if (ok && n > 11 && !jc_nil(c))
+    ok = jc_str(c, &s->name, &s->namelen) &&
+         name_check(s->name, s->namelen) == 0;
+  for (uint32_t i = 12; ok && i < n; i++) ok = jc_skip(c);
   s->raw = start;
   s->rawlen = (size_t)(c->p - start);
   return ok && !c->bad;
@@ -170,10 +177,23 @@ static int put_inst(replay *r, const rp_state *s) {
                  : map_put(&r->imap, s->id, i);
     if (rc < 0) return rc;
     r->live++;
+    r->insts[i] = (rp_inst){.id = s->id};
   } else if (r->insts[i].ended) {
     return 0; /* a record for an ended instance changes nothing */
   }
-  r->insts[i] = (rp_inst){s->id, s->raw, (uint32_t)s->rawlen, s->parent, false};
+  rp_inst *x = &r->insts[i];
+  x->s = s->raw;
+  x->slen = (uint32_t)s->rawlen;
+  x->parent = s->parent;
+  if (s->has_ctx) { /* nil leaves the last one: it did not change */
+    if (s->ctxlen > UINT32_MAX) return MLY_EBADMSG;
+    x->ctx = s->ctxlen ? s->ctx : NULL;
+    x->ctxlen = (uint32_t)s->ctxlen;
+  }
+  if (s->name) {
+    x->name = s->name;
+    x->namelen = (uint8_t)s->namelen;
+  }
   if (s->wait == RP_W_REPLY && s->warg > r->max_corr) r->max_corr = s->warg;
   return 0;
 }
@@ -237,12 +257,59 @@ static int step_rec(jcur *c, replay *r) {
   return rc;
 }
 
-static int end_rec(jcur *c, replay *r) {
+/* A tombstone: the newest for a name wins. */
+static int put_tomb(replay *r, const char *name, size_t len, mly_id id,
+                    int64_t status, int64_t ended_ms) {
+  if (name_check(name, len) < 0) return MLY_EBADMSG;
+  rp_tomb *t = NULL;
+  HASH_FIND(hh, r->tombs, name, len, t);
+  if (t == NULL) {
+    if ((t = calloc(1, sizeof *t)) == NULL) return MLY_ENOMEM;
+    t->name = name;
+    t->len = len;
+    bool hash_oom = false;
+    HASH_ADD_KEYPTR(hh, r->tombs, t->name, t->len, t);
+    if (hash_oom) {
+      free(t);
+      return MLY_ENOMEM;
+    }
+    r->ntombs++;
+  } else if (t->ended_ms > ended_ms) {
+    return 0;
+  }
+  t->id = id;
+  t->status = status;
+  t->ended_ms = ended_ms;
+  return 0;
+}
+
+/* TOMB [seq, 9, name, id, status, ended_ms] */
+static int tomb_rec(jcur *c, replay *r) {
+  const char *name;
+  size_t len;
+  uint64_t id;
+  int64_t status, ended;
+  if (!jc_str(c, &name, &len) || !jc_uint(c, &id) || !jc_int(c, &status) ||
+      !jc_int(c, &ended))
+    return MLY_EBADMSG;
+  return put_tomb(r, name, len, id, status, ended);
+}
+
+/* END [seq, 4, id, status, lifecycle, notice_eid (, ended_ms, name)] */
+static int end_rec(jcur *c, replay *r, uint32_t nfields) {
   uint64_t id, eid;
   int64_t status, lc;
   if (!jc_uint(c, &id) || !jc_int(c, &status) || !jc_int(c, &lc) ||
       !jc_uint(c, &eid))
     return MLY_EBADMSG;
+  if (nfields >= 6) { /* a named instance: its tombstone */
+    int64_t ended;
+    const char *name;
+    size_t len;
+    if (!jc_int(c, &ended) || !jc_str(c, &name, &len)) return MLY_EBADMSG;
+    int rc = put_tomb(r, name, len, id, status, ended);
+    if (rc < 0) return rc;
+  }
   uint32_t i = inst_at(r, id);
   if (i == UINT32_MAX || r->insts[i].ended) return 0;
   r->insts[i].ended = true;
@@ -258,7 +325,7 @@ static int end_rec(jcur *c, replay *r) {
 int rp_record(const jrec *rec, void *arg) {
   replay *r = arg;
   jcur c = {rec->body, rec->body + rec->len, false};
-  uint32_t n;
+  uint32_t n = 0;
   uint64_t seq, kind;
   jc_array(&c, &n);
   jc_uint(&c, &seq);
@@ -274,7 +341,8 @@ int rp_record(const jrec *rec, void *arg) {
     rc = rp_parse_event(&c, &e) ? put_event(r, &e) : MLY_EBADMSG;
     break;
   }
-  case JR_END: rc = end_rec(&c, r); break;
+  case JR_END: rc = end_rec(&c, r, n >= 2 ? n - 2 : 0); break;
+  case JR_TOMB: rc = tomb_rec(&c, r); break;
   case JR_DROP: rc = eids(&c, r, true) ? 0 : MLY_EBADMSG; break;
   case JR_SNAP: {
     uint64_t eid, corr;
@@ -295,6 +363,11 @@ int rp_record(const jrec *rec, void *arg) {
 }
 
 void rp_free(replay *r) {
+  rp_tomb *t, *tmp;
+  HASH_ITER(hh, r->tombs, t, tmp) {
+    HASH_DEL(r->tombs, t);
+    free(t);
+  }
   free(r->insts);
   free(r->evs);
   free(r->slot);
@@ -304,3 +377,12 @@ void rp_free(replay *r) {
 }
 
 uint32_t rp_find_inst(const replay *r, mly_id id) { return inst_at(r, id); }
+
+void rp_state_full(jbuf *b, const rp_state *s) {
+  jb_array(b, 12);
+  jb_raw(b, s->fields, (size_t)(s->tail - s->fields));
+  if (s->ctx && s->ctxlen) jb_bin(b, s->ctx, s->ctxlen);
+  else jb_nil(b);
+  if (s->name) jb_str(b, s->name, s->namelen);
+  else jb_nil(b);
+}

@@ -5,6 +5,7 @@
 #define MLY_JREPLAY_H
 
 #include "journal.h"
+#include "hashtab.h"
 
 #include <stdio.h>
 
@@ -27,6 +28,12 @@ typedef struct rp_state {
   const void *data;
   const unsigned char *raw; /* the whole S */
   size_t rawlen;
+  const unsigned char *fields, *tail; /* field 0, and past field 9 */
+  bool has_ctx;             /* field 10 is a bin: the context changed */
+  const void *ctx;          /* its msgpack (ctxlen 0: none)          */
+  size_t ctxlen;
+  const char *name;         /* field 11: its name, or NULL          */
+  size_t namelen;
 } rp_state;
 
 typedef struct rp_event {
@@ -47,7 +54,20 @@ typedef struct rp_inst {
   uint32_t slen;
   mly_id parent;
   bool ended;
+  uint8_t namelen;          /* 0: unnamed (a name is 1..255 bytes)   */
+  uint32_t ctxlen;          /* 0: no context                         */
+  const unsigned char *ctx; /* its last committed context (msgpack)  */
+  const char *name;
 } rp_inst;
+
+/* A tombstone read back: an END with a name, or a TOMB. */
+typedef struct rp_tomb {
+  const char *name;
+  size_t len;
+  mly_id id;
+  int64_t status, ended_ms;
+  UT_hash_handle hh;
+} rp_tomb;
 
 typedef struct u64map {
   uint64_t *keys;
@@ -65,12 +85,19 @@ typedef struct replay {
   size_t nevs, ecap;
   u64map emap;
   uint64_t live, pending, records;
+  rp_tomb *tombs;         /* by name (uthash) */
+  uint64_t ntombs;
   uint64_t max_eid, max_corr;
   char *err;
   size_t errlen;
 } replay;
 
 bool rp_parse_state(jcur *c, rp_state *s);
+/* 0, or MLY_EINVAL: not 1..MLY_INSTANCE_NAME_MAX bytes, a control
+ * character or a '/' (names.c) */
+int name_check(const char *name, size_t len);
+/* S with its context and name (fields 10, 11) written whole. */
+void rp_state_full(jbuf *b, const rp_state *s);
 bool rp_parse_event(jcur *c, rp_event *e);
 int rp_record(const jrec *rec, void *arg); /* a jr_read callback */
 uint32_t rp_find_inst(const replay *r, mly_id id);

@@ -18,7 +18,7 @@
  * asks its newest child to shut down, waits for it to end, then the next
  * (reverse start order, as an OTP supervisor does), and ends last.
  */
-#include "internal.h"
+#include "context.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -265,8 +265,32 @@ void inst_timer_fired(mly_inst *m) {
 
 /* ---- birth ---- */
 
+/* What mly_spawn_opts adds: checked before anything is made. */
+typedef struct spawn_ext {
+  mly_value *ctx;
+  const char *name;
+  size_t len;
+} spawn_ext;
+
+/* Gives m its context and name; undone by ext_end. */
+static int attach(mly_runtime *rt, mly_inst *m, const spawn_ext *x) {
+  inst_ext *e = ext_make(rt, m);
+  if (e == NULL) return MLY_ENOMEM;
+  if (x->name) {
+    int rc = name_hold(rt, x->name, x->len, m->id, &e->name);
+    if (rc < 0) {
+      ext_end(rt, m, true);
+      return rc;
+    }
+  }
+  e->ctx = x->ctx;
+  e->touched = x->ctx != NULL;
+  return 0;
+}
+
 static int spawn(mly_runtime *rt, mly_type *t, mly_inst *parent,
-                 const void *arg, size_t len, mly_id *out) {
+                 const void *arg, size_t len, const spawn_ext *x,
+                 mly_id *out) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   if (t == NULL || t->rt != rt || len > t->def.data_size ||
       (len > 0 && arg == NULL))
@@ -287,6 +311,11 @@ static int spawn(mly_runtime *rt, mly_type *t, mly_inst *parent,
   m->type = t;
   m->heap_idx = NO_HEAP;
   m->head.lc = MLY_LC_INIT;
+  if (x && (x->ctx || x->name) && (rc = attach(rt, m, x)) < 0) {
+    slot_release(rt, m);
+    pool_put(t, m);
+    return rc;
+  }
   if (parent != NULL) inst_link_child(parent, m);
   rt->st.live++;
   rt->st.spawned++;
@@ -323,13 +352,83 @@ mly_inst *inst_restore(mly_runtime *rt, mly_type *t, mly_id id) {
 
 int mly_spawn(mly_runtime *rt, mly_type *type, const void *arg,
               size_t arg_len, mly_id *out) {
-  return spawn(rt, type, NULL, arg, arg_len, out);
+  return spawn(rt, type, NULL, arg, arg_len, NULL, out);
 }
 
 int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
                     size_t arg_len, mly_id *out) {
   mly_inst *p = INST(parent);
-  return spawn(p->type->rt, type, p, arg, arg_len, out);
+  return spawn(p->type->rt, type, p, arg, arg_len, NULL, out);
+}
+
+/* A durable type's context goes into its first record: it must encode,
+ * and fit in one record with the data (journal.h JR_MAX_BODY). */
+static int context_fits(mly_runtime *rt, mly_type *t, const mly_value *v) {
+  if (v == NULL || rt->dur == NULL || !(t->def.flags & MLY_TYPE_DURABLE))
+    return 0;
+  jbuf b = {0};
+  int rc = value_encode_to(v, jb_write, &b) != 0 ? (b.oom ? MLY_ENOMEM
+                                                          : MLY_EINVAL)
+           : b.n + t->def.data_size + 4096 > JR_MAX_BODY ? MLY_ERANGE
+                                                         : 0;
+  jb_free(&b);
+  return rc;
+}
+
+/* The name o asks for, checked and free, into buf. */
+static int pick_name(mly_runtime *rt, mly_type *t, const mly_spawn_options *o,
+                     char *buf, size_t cap, spawn_ext *x) {
+  if (o->name != NULL) {
+    x->len = strlen(o->name);
+    int rc = name_check(o->name, x->len);
+    if (rc == 0) rc = name_free_now(rt, o->name, x->len);
+    x->name = o->name;
+    return rc;
+  }
+  if (!o->generate_name) return 0;
+  int rc = names_init(rt);
+  for (int i = 0; i < 16 && rc == 0; i++) {
+    name_generate(rt, t->name, buf, cap);
+    x->len = strlen(buf);
+    x->name = buf;
+    if (name_free_now(rt, buf, x->len) == 0) return 0;
+  }
+  return rc < 0 ? rc : MLY_EEXIST; /* 36^6 names a second: not by chance */
+}
+
+static int spawn_opts(mly_runtime *rt, mly_type *t, mly_inst *parent,
+                      const mly_spawn_options *o, mly_id *out) {
+  static const mly_spawn_options none = {0};
+  if (o == NULL) o = &none;
+  char gen[MLY_NAME_MAX + 64];
+  spawn_ext x = {o->context, NULL, 0};
+  int rc = !rt_on_loop_thread(rt) ? MLY_EPERM
+           : t == NULL || t->rt != rt ? MLY_EINVAL
+                                      : pick_name(rt, t, o, gen, sizeof gen, &x);
+  if (rc == 0 && o->name_out && x.name && x.len + 1 > o->name_out_len)
+    rc = MLY_ERANGE;
+  if (rc == 0) rc = context_fits(rt, t, o->context);
+  if (rc == 0) rc = spawn(rt, t, parent, o->arg, o->arg_len, &x, out);
+  if (rc < 0) {
+    mly_value_free(o->context); /* taken, also on error */
+    return rc;
+  }
+  if (o->name_out && o->name_out_len > 0) {
+    if (x.name) memcpy(o->name_out, x.name, x.len + 1);
+    else o->name_out[0] = '\0';
+  }
+  return 0;
+}
+
+int mly_spawn_opts(mly_runtime *rt, mly_type *type,
+                   const mly_spawn_options *o, mly_id *out) {
+  return spawn_opts(rt, type, NULL, o, out);
+}
+
+int mly_spawn_child_opts(mly_machine *parent, mly_type *type,
+                         const mly_spawn_options *o, mly_id *out) {
+  mly_inst *p = INST(parent);
+  return spawn_opts(p->type->rt, type, p, o, out);
 }
 
 /* ---- death ---- */
@@ -366,18 +465,21 @@ static void inst_finalize(mly_inst *m, bool forced) {
   mly_type *t = m->type;
   bool failed = forced || m->status != 0;
   m->head.lc = failed ? MLY_LC_FAILED : MLY_LC_TERMINATED;
-  bool recorded = inst_durable(rt, m) && !(m->dflags & D_SILENT) &&
-                  !rt->closing && durable_end(rt, m, failed);
+  /* a durable instance that leaves memory without an end (suspended, or
+   * the runtime closing) continues on the next open */
+  bool suspended = inst_durable(rt, m) &&
+                   ((m->dflags & D_SILENT) || rt->closing);
+  bool recorded = inst_durable(rt, m) && !suspended &&
+                  durable_end(rt, m, failed);
   heap_remove(rt, m);
   ready_unlink(m);
   inbox_clear(rt, m);
   sig_forget(rt, m->id);
-  /* a durable instance that leaves memory without an end (suspended, or
-   * the runtime closing) continues on the next open: its processes are
-   * left running for it to adopt, as after a crash */
-  proc_owner_ended(rt, m->id, inst_durable(rt, m) &&
-                                  ((m->dflags & D_SILENT) || rt->closing));
+  /* its processes are left running for it to adopt, as after a crash */
+  proc_owner_ended(rt, m->id, suspended);
   if (t->def.fini) t->def.fini(&m->head, m->data);
+  if (m->dflags & D_EXT) ext_end(rt, m, suspended); /* after fini: it may
+                                                      look at its context */
   mly_inst *p = m->parent;
   if (p != NULL) {
     if (m->sib_prev) m->sib_prev->sib_next = m->sib_next;
@@ -513,6 +615,16 @@ static void reply_forget(mly_runtime *rt, mly_inst *m) {
   ev_free(rt, e);
 }
 
+/* A durable step that could not be committed (durable_step_end: a
+ * context that does not encode, a record past the bound) ends the
+ * instance with that error: nothing of the step was kept. */
+static bool step_refused(mly_inst *m, int rc) {
+  if (rc == 0) return false;
+  ready_unlink(m);
+  kill_now(m, rc);
+  return true;
+}
+
 static void run_step(mly_runtime *rt, mly_inst *m) {
   mly_type *t = m->type;
   assert_place(m);
@@ -557,16 +669,16 @@ static void run_step(mly_runtime *rt, mly_inst *m) {
   }
   if (r != MLY_YIELDED) {
     if (r != MLY_EXITED) m->status = MLY_EINVAL; /* a body that lied */
-    if (durable) durable_step_end(rt, m, true);
+    if (durable && step_refused(m, durable_step_end(rt, m, true))) return;
     inst_exit(m);
     return;
   }
   if (m->head.wait == W_NONE) { /* returned without a wait: next turn */
     mly__yield(&m->head);
-    if (durable) durable_step_end(rt, m, false);
+    if (durable) step_refused(m, durable_step_end(rt, m, false));
     return;
   }
-  if (durable) durable_step_end(rt, m, false);
+  if (durable && step_refused(m, durable_step_end(rt, m, false))) return;
   if (!(m->head.flags & F_QUEUED)) {
     m->head.lc = MLY_LC_READY;
     if (m->head.flags & F_SHUT_WAKE) {

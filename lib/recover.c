@@ -17,7 +17,7 @@
  * descendant of a parked instance (a subtree moves as one).  A parked
  * instance keeps its slot: no spawn of this run takes its id.
  */
-#include "durable.h"
+#include "context.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +34,15 @@ typedef struct back {
   bool exiting;
 } back;
 
-static int park(dur_state *d, const rp_state *s, const char *reason) {
+/* A parked instance keeps its S for compaction: with its context and
+ * name whole (its last record may have said "context unchanged"), and
+ * its name held (a spawn must not take it). */
+static int park(mly_runtime *rt, const rp_state *s, const char *reason) {
+  dur_state *d = rt->dur;
+  if (s->name) {
+    int rc = name_hold(rt, s->name, s->namelen, s->id, NULL);
+    if (rc < 0) return rc == MLY_EEXIST ? MLY_EBADMSG : rc;
+  }
   parked *v = realloc(d->parked, (d->nparked + 1) * sizeof *v);
   if (v == NULL) return MLY_ENOMEM;
   d->parked = v;
@@ -44,13 +52,16 @@ static int park(dur_state *d, const rp_state *s, const char *reason) {
   p->type = strndup(s->type, s->tlen);
   p->point = strndup(s->point, s->plen);
   p->reason = strdup(reason);
-  p->state = malloc(s->rawlen);
-  if (!p->type || !p->point || !p->reason || !p->state) {
+  jbuf b = {0};
+  if (s->ctx || s->name) rp_state_full(&b, s);
+  else jb_raw(&b, s->raw, s->rawlen);
+  p->state = b.p;
+  p->len = b.n;
+  if (!p->type || !p->point || !p->reason || b.oom) {
     parked_free(p);
     return MLY_ENOMEM;
   }
-  memcpy(p->state, s->raw, s->rawlen);
-  p->len = s->rawlen;
+  d->ctx_bytes += s->ctxlen;
   d->nparked++;
   return 0;
 }
@@ -178,9 +189,36 @@ static int ev_id_of(mly_runtime *rt, uint64_t id, const char *name,
   return intern_get(&rt->intern, buf, out);
 }
 
-static int park_counted(dur_state *d, const rp_state *s, const char *why) {
-  d->open_st.parked++;
-  return park(d, s, why);
+static int park_counted(mly_runtime *rt, const rp_state *s,
+                        const char *why) {
+  rt->dur->open_st.parked++;
+  return park(rt, s, why);
+}
+
+/* Its context and name, as its records left them. */
+static int restore_ext(mly_runtime *rt, mly_inst *m, const rp_state *s,
+                       char *err, size_t errlen) {
+  if (s->ctx) {
+    int rc = ctx_restore(rt, m, s->ctx, s->ctxlen);
+    if (rc == MLY_ENOMEM) return rc;
+    if (rc < 0)
+      return jr_errf(err, errlen, MLY_EBADMSG, "instance %llu: its context "
+                     "is not a value", (unsigned long long)s->id);
+    rt->dur->ctx_bytes += s->ctxlen;
+  }
+  if (s->name) {
+    inst_ext *x = ext_make(rt, m);
+    if (x == NULL) return MLY_ENOMEM;
+    int rc = name_hold(rt, s->name, s->namelen, s->id, &x->name);
+    if (rc == MLY_EEXIST)
+      return jr_errf(err, errlen, MLY_EBADMSG, "instance %llu: its name '%.*s' "
+                     "is held by another live instance (the journal is "
+                     "damaged)", (unsigned long long)s->id, (int)s->namelen,
+                     s->name);
+    if (rc < 0) return rc;
+    x->name_written = true;
+  }
+  return 0;
 }
 
 static int restore_one(mly_runtime *rt, mly_type *t, uint32_t pc,
@@ -216,7 +254,7 @@ static int restore_one(mly_runtime *rt, mly_type *t, uint32_t pc,
   b->parent = s->parent;
   b->peer = s->peer;
   b->due_ms = s->due_ms;
-  return 0;
+  return restore_ext(rt, m, s, err, errlen);
 }
 
 static int by_eid(const void *a, const void *b) {
@@ -501,6 +539,11 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
                      "not parse", (unsigned long long)x->id);
         break;
       }
+      /* what its records committed, not only its last one */
+      s.ctx = x->ctx;
+      s.ctxlen = x->ctxlen;
+      s.name = x->name;
+      s.namelen = x->namelen;
       char why[256];
       mly_type *t = NULL;
       uint32_t pc = 0;
@@ -515,7 +558,7 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
         no = why;
       }
       if (no) {
-        rc = park_counted(rt->dur, &s, no);
+        rc = park_counted(rt, &s, no);
       } else if (pass == 1 || x->parent == 0) {
         back b = {0};
         rc = restore_one(rt, t, pc, &s, &b, err, errlen);
@@ -540,6 +583,9 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
     }
     rc = restore_events(rt, r, err, errlen);
   }
+  for (rp_tomb *t = r->tombs; t != NULL && rc == 0; t = t->hh.next)
+    rc = name_tomb(rt, t->name, t->len, t->id, (int32_t)t->status,
+                   t->ended_ms); /* a live holder wins; expired: dropped */
   if (rc == 0) {
     if (r->max_corr > rt->corr_next) rt->corr_next = r->max_corr;
     rt->dur->next_eid = r->max_eid;
@@ -579,7 +625,13 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
   if (opt && opt->sync > MLY_SYNC_NEVER)
     return jr_errf(err, errlen, MLY_EINVAL, "unknown sync policy %d", (int)opt->sync);
   dur_state *d = calloc(1, sizeof *d);
-  if (d == NULL) return MLY_ENOMEM;
+  if (d == NULL || names_init(rt) < 0) {
+    free(d);
+    return MLY_ENOMEM;
+  }
+  names_set_retention(rt, opt == NULL || opt->name_retention_ms == 0
+                              ? MLY_DEFAULT_NAME_RETENTION_MS
+                              : opt->name_retention_ms);
   int rc = journal_create(rt, opt, &d->j, err, errlen);
   if (rc < 0) {
     free(d);
@@ -618,6 +670,7 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
     }
     journal_close(d->j);
     durable_state_free(rt, d);
+    names_free(rt); /* tombstones and parked names read so far */
     return rc;
   }
   if (salvaged) { /* drop the damage for good, now */
@@ -734,7 +787,8 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
     out->next_seq = jr.next_seq;
     out->live_instances = r.live;
     out->pending_events = r.pending;
-    out->live_records = r.live + r.pending + (jr.base_is_snapshot ? 2 : 0);
+    out->live_records = r.live + r.pending + r.ntombs +
+                        (jr.base_is_snapshot ? 2 : 0);
     out->dead_ratio = r.records > out->live_records
                           ? (double)(r.records - out->live_records) / (double)r.records
                           : 0.0;
@@ -742,6 +796,12 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
     out->batches = jr.frames;
     out->stray_bytes = jr.stray_bytes;
     out->tail_suspect = jr.tail_suspect;
+    out->tombstones = r.ntombs;
+    for (size_t i = 0; i < r.ninsts; i++) {
+      if (r.insts[i].ended) continue;
+      out->named += r.insts[i].name != NULL;
+      out->context_bytes += r.insts[i].ctxlen;
+    }
   }
   jr_read_free(&jr);
   rp_free(&r);

@@ -18,7 +18,7 @@
  *   - a grace timer for mly_runtime_shutdown.
  * Memory is released from the handles' close callbacks, as libuv requires.
  */
-#include "internal.h"
+#include "context.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +121,9 @@ void rt_release(mly_runtime *rt) {
   if (--rt->open_handles > 0) return;
   if (rt->owns_loop) return; /* mly_runtime_close frees it after the loop */
   inst_free_pools(rt);
+  fsm_rt_free(rt);
+  ext_free_all(rt);
+  names_free(rt);
   for (mly_type *t = rt->types; t != NULL;) {
     mly_type *n = t->next;
     free(t);

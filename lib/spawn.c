@@ -55,6 +55,8 @@ typedef struct plan {
   char **cand;           /* exec candidates, in PATH order */
   size_t ncand;
   char *const *env;
+  char **env_own;        /* env with a pid_env slot, made here */
+  char *pid_slot;        /* "NAME=" + room for the digits: the child's */
 } plan;
 
 static int plan_fds(const mly_process_options *o, plan *p) {
@@ -114,6 +116,31 @@ static int plan_exec(const char *file, plan *p) {
 static void plan_free(plan *p) {
   for (size_t i = 0; i < p->ncand; i++) free(p->cand[i]);
   free(p->cand);
+  free(p->env_own);
+  free(p->pid_slot);
+}
+
+#define PID_DIGITS 12
+
+/* pid_env: the environment again, without NAME=, and a slot the child
+ * fills with its own pid (it is known only there). */
+static int plan_pid_env(const char *name, plan *p) {
+  size_t n = 0, nl = strlen(name), k = 0;
+  if (nl == 0 || strchr(name, '=')) return MLY_EINVAL;
+  while (p->env[n]) n++;
+  p->env_own = calloc(n + 2, sizeof *p->env_own);
+  p->pid_slot = malloc(nl + 2 + PID_DIGITS);
+  if (p->env_own == NULL || p->pid_slot == NULL) return MLY_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    if (!(strncmp(p->env[i], name, nl) == 0 && p->env[i][nl] == '='))
+      p->env_own[k++] = p->env[i];
+  memcpy(p->pid_slot, name, nl);
+  p->pid_slot[nl] = '=';
+  p->pid_slot[nl + 1] = '\0';
+  p->env_own[k++] = p->pid_slot;
+  p->env_own[k] = NULL;
+  p->env = p->env_own;
+  return 0;
 }
 
 /* ---- in the child: async-signal-safe calls only ---- */
@@ -187,9 +214,22 @@ static _Noreturn void fail(int errfd, int rc, mly_spawn_step step) {
   _exit(127);
 }
 
+/* The child's own pid after "NAME=" (the slot is the child's copy). */
+static void fill_pid_slot(const plan *p) {
+  if (p->pid_slot == NULL) return;
+  char *d = p->pid_slot + strlen(p->pid_slot), tmp[PID_DIGITS];
+  long pid = syscall(SYS_getpid);
+  int n = 0;
+  do tmp[n++] = (char)('0' + pid % 10);
+  while ((pid /= 10) > 0 && n < PID_DIGITS - 1);
+  while (n > 0) *d++ = tmp[--n];
+  *d = '\0';
+}
+
 static _Noreturn void child(const mly_process_options *o, const plan *p,
                             int errfd) {
   reset_signals();
+  fill_pid_slot(p);
   if (o->new_group && setsid() < 0) fail(errfd, -errno, MLY_SPAWN_SESSION);
   int rc = place_fds(p, &errfd);
   if (rc < 0) fail(errfd, rc, MLY_SPAWN_FDS);
@@ -258,6 +298,7 @@ int spawn_process(const mly_process_options *o, int *pid_out, int *pidfd_out) {
   if (o->failed_step) *o->failed_step = MLY_SPAWN_PREPARE;
   int rc = plan_fds(o, &p);
   if (rc == 0) rc = plan_exec(o->argv[0], &p);
+  if (rc == 0 && o->pid_env) rc = plan_pid_env(o->pid_env, &p);
   int ep[2] = {-1, -1};
   if (rc == 0 && pipe2(ep, O_CLOEXEC) < 0) rc = -errno;
   if (rc < 0) {

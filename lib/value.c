@@ -36,6 +36,7 @@
 **   - A value may sit in one container at most, and never inside itself.
 */
 #include "mealy.h"
+#include "internal.h"
 
 #include <msgpack.h>
 #include <stdlib.h>
@@ -683,6 +684,16 @@ static int encode_any(msgpack_packer *pk, const mly_value *v, int depth) {
   default:
     return MLY_EINVAL;
   }
+}
+
+/* lib/ only (internal.h): the encoding handed to a writer as it is made
+ * (the journal appends a context to its batch without a copy). */
+int value_encode_to(const mly_value *v,
+                    int (*write)(void *data, const char *buf, size_t len),
+                    void *data) {
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, data, write);
+  return encode_any(&pk, v, 0);
 }
 
 int mly_value_encode(const mly_value *v, char **buf, size_t *len) {

@@ -48,6 +48,23 @@ static inline uint64_t h_stat_live(mly_runtime *rt) {
   return st.live;
 }
 
+/* Turns of the loop until cond holds, at most max of them.  Each turn
+ * waits for something to happen (a commit on the threadpool, a post), at
+ * most a tick of a timer that also keeps the loop polling: a machine that
+ * is stuck fails the test instead of hanging it. */
+static uv_timer_t ticker __attribute__((unused));
+static inline void tick_cb(uv_timer_t *t) { (void)t; }
+#define RUN_UNTIL(rt, cond, max)                                         \
+  do {                                                                   \
+    uv_loop_t *l_ = mly_runtime_loop(rt);                                \
+    uv_timer_init(l_, &ticker);                                          \
+    uv_timer_start(&ticker, tick_cb, 2, 2);                              \
+    for (int i_ = 0; i_ < (max) && !(cond); i_++) uv_run(l_, UV_RUN_ONCE); \
+    uv_close((uv_handle_t *)&ticker, NULL);                              \
+    uv_run(l_, UV_RUN_NOWAIT);                                           \
+    ck_assert_msg(cond, "not reached: %s", #cond);                       \
+  } while (0)
+
 /* A state directory of its own, and its removal afterwards. */
 static inline int h_rm_one(const char *p, const struct stat *st, int flag,
                            struct FTW *f) {

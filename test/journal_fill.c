@@ -7,7 +7,9 @@
  * "counter" (recovering whatever DIR already holds), spawns N counters
  * that never finish, one that finishes after two ticks (an END record),
  * and posts one event with a payload to the first counter, which never
- * waits for it (a pending EVENT record).  It runs some loop turns so the
+ * waits for it (a pending EVENT record).  The first counter is named
+ * "first" and carries a 1000-byte context (given at spawn), the one
+ * that finishes is named "done" (its END holds a tombstone).  It runs some loop turns so the
  * counters step, then closes the runtime: the live counters stay in the
  * journal.  It prints "recovered R" and "parked P" first.
  *
@@ -88,7 +90,16 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n + (n > 0); i++) {
     counter c = {.target = i == n ? 2 : 0}; /* the last one finishes */
     mly_id id;
-    if ((rc = mly_spawn(rt, t, &c, sizeof c, &id)) < 0)
+    mly_spawn_options so = {.arg = &c, .arg_len = sizeof c};
+    if (i == 0) {
+      so.name = "first";
+      so.context = mly_value_map();
+      static char filler[1000];
+      if (so.context)
+        mly_map_set(so.context, "filler", mly_value_bin(filler, sizeof filler));
+    }
+    if (i == n) so.name = "done";
+    if ((rc = mly_spawn_opts(rt, t, &so, &id)) < 0)
       return fail("spawn", rc, NULL);
     if (first == 0) first = id;
   }

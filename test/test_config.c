@@ -268,8 +268,28 @@ START_TEST(t_ready_forms) {
                           "  a: {command: [x], ready: none}\n"
                           "  b: {command: [x], ready: 2s}\n"
                           "  c: {command: [x], ready: {notify_fd: 3}}\n"
-                          "  d: {command: [x], ready: 1500}\n");
+                          "  d: {command: [x], ready: 1500}\n"
+                          "  e: {command: [x], ready: sd_notify, "
+                          "watchdog: 10s}\n");
   ck_assert_int_eq(c->programs[0].ready, SV_READY_NONE);
+  ck_assert_int_eq(c->programs[4].ready, SV_READY_SD_NOTIFY);
+  ck_assert_int_eq(c->programs[4].watchdog_ms, 10000);
+  ck_assert_int_eq(c->programs[0].watchdog_ms, 0);
+  /* a new watchdog or readiness is a change that needs a restart */
+  sv_config *d = parse_ok("programs:\n"
+                          "  e: {command: [x], ready: sd_notify, "
+                          "watchdog: 20s}\n"
+                          "  f: {command: [x], ready: sd_notify}\n");
+  ck_assert(sv_program_changed(&c->programs[4], &d->programs[0]));
+  ck_assert(sv_program_changed(&c->programs[4], &d->programs[1]));
+  ck_assert(!sv_program_changed(&c->programs[4], &c->programs[4]));
+  sv_config_free(d);
+  EXPECT_ERR(WEB "    watchdog: -1s\n", MLY_EINVAL, "sv.yaml:4:15: ",
+             "watchdog cannot be negative");
+  EXPECT_ERR(WEB "    watchdog: 0s\n", MLY_EINVAL, "sv.yaml:4:15: ",
+             "watchdog");
+  EXPECT_ERR(WEB "    ready: sdnotify\n", MLY_EINVAL, "sv.yaml:4:12: ",
+             "sd_notify");
   ck_assert_int_eq(c->programs[1].ready, SV_READY_DELAY);
   ck_assert_int_eq(c->programs[1].ready_delay_ms, 2000);
   ck_assert_int_eq(c->programs[2].ready, SV_READY_NOTIFY);
@@ -729,9 +749,9 @@ START_TEST(t_err_types) {
   EXPECT_ERR(WEB "    success_exit_codes: [-1]\n", MLY_EINVAL,
              "sv.yaml:4:26: ", "exit code must be at least 0");
   EXPECT_ERR(WEB "    ready: [1]\n", MLY_EINVAL, "sv.yaml:4:12: ",
-             "ready must be none, a duration such as 2s, or {notify_fd: 3}");
+             "ready must be none, a duration such as 2s, sd_notify or {notify_fd: 3}");
   EXPECT_ERR(WEB "    ready: soon\n", MLY_EINVAL, "sv.yaml:4:12: ",
-             "'soon' is not none or a duration");
+             "'soon' is not none, sd_notify or a duration");
   EXPECT_ERR(WEB "    ready: {}\n", MLY_EINVAL, "sv.yaml:4:12: ",
              "ready needs notify_fd");
   EXPECT_ERR(WEB "    ready: 0s\n", MLY_EINVAL, "sv.yaml:4:12: ",

@@ -12,7 +12,10 @@
  * a model: every event the runtime accepted for a durable machine (sent,
  * posted, posted durably and answered 0) is delivered exactly once,
  * across clean stops, closes and runs whose code parks the machines;
- * every instance continues or is parked; no spawn takes a parked slot.
+ * every instance continues or is parked; no spawn takes a parked slot;
+ * a named one holds its name throughout (lookups find it, events reach
+ * it by name, a spawn of the name is refused), and a tombstone once it
+ * ended; one with a context counts in it exactly what its data counts.
  */
 #include "harness.h"
 
@@ -35,22 +38,6 @@ static void run_turns(mly_runtime *rt, int n) {
   for (int i = 0; i < n; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
 }
 
-/* Turns of the loop until cond holds, at most max of them.  Each turn
- * waits for something to happen (a commit on the threadpool, a post), at
- * most a tick of a timer that also keeps the loop polling: a machine that
- * is stuck fails the test instead of hanging it. */
-static uv_timer_t ticker;
-static void tick_cb(uv_timer_t *t) { (void)t; }
-#define RUN_UNTIL(rt, cond, max)                                         \
-  do {                                                                   \
-    uv_loop_t *l_ = mly_runtime_loop(rt);                                \
-    uv_timer_init(l_, &ticker);                                          \
-    uv_timer_start(&ticker, tick_cb, 2, 2);                              \
-    for (int i_ = 0; i_ < (max) && !(cond); i_++) uv_run(l_, UV_RUN_ONCE); \
-    uv_close((uv_handle_t *)&ticker, NULL);                              \
-    uv_run(l_, UV_RUN_NOWAIT);                                           \
-    ck_assert_msg(cond, "not reached: %s", #cond);                       \
-  } while (0)
 
 static uint64_t steps_of(mly_runtime *rt) {
   mly_stats st;
@@ -129,6 +116,8 @@ static int sink_run(mly_machine *m, void *data) {
         seq < NSEQ)
       seen[seq]++;
     s->taken++;
+    if (mly_context(m)) /* counted twice: both must come back as one */
+      mly_map_set_uint(mly_context(m), "taken", s->taken);
     MLY_YIELD_AT(m, sink_pause); /* one a turn: inboxes stay full */
   }
   stops++;
@@ -798,6 +787,21 @@ static void model_cb(mly_runtime *rt, int status, void *arg) {
   a->bad += status != 0;
 }
 
+/* Every named sink holds its name (running or parked): lookups find it,
+ * a spawn of it is refused. */
+static void check_names(mly_runtime *rt, mly_type *t, const mly_id *ids,
+                        char (*names)[MLY_INSTANCE_NAME_MAX + 1], size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (names[i][0] == '\0') continue;
+    mly_name_info ni;
+    ck_assert_int_eq(mly_name_lookup(rt, names[i], &ni), 0);
+    ck_assert_int_eq(ni.state, MLY_NAME_LIVE);
+    ck_assert_uint_eq(ni.id, ids[i]);
+    mly_spawn_options o = {.name = names[i]};
+    ck_assert_int_eq(mly_spawn_opts(rt, t, &o, NULL), MLY_EEXIST);
+  }
+}
+
 START_TEST(t_random_runs_lose_nothing) {
   fresh_dir();
   reset();
@@ -807,6 +811,7 @@ START_TEST(t_random_runs_lose_nothing) {
   enum { MAXS = 48 };
   mly_id sinks[MAXS];
   uint32_t sver[MAXS];
+  char names[MAXS][MLY_INSTANCE_NAME_MAX + 1]; /* "" unnamed */
   size_t nsinks = 0;
   uint64_t nseq = 0, nposted = 0, nasked = 0;
   model_answers answers = {0};
@@ -820,11 +825,23 @@ START_TEST(t_random_runs_lose_nothing) {
     ck_assert_uint_eq(st.recovered, mine);         /* each continues */
     ck_assert_uint_eq(st.parked, nsinks - mine);   /* or is parked */
     mly_type *t = mly_type_find(rt, "sink");
+    check_names(rt, t, sinks, names, nsinks); /* running or parked: held */
     for (int op = 0; op < 40; op++) {
       uint32_t what = rnd(10), pick = nsinks ? rnd((uint32_t)nsinks) : 0;
       if ((what == 0 || mine == 0) && nsinks < MAXS) {
         sink arg = {.wait_start = 0};
-        mly_id id = h_spawn(rt, t, &arg, sizeof arg);
+        /* a given name, a generated one or none; a context or none */
+        mly_spawn_options o = {.arg = &arg, .arg_len = sizeof arg,
+                               .name_out = names[nsinks],
+                               .name_out_len = sizeof names[nsinks]};
+        char given[32];
+        snprintf(given, sizeof given, "sink-%zu", nsinks);
+        uint32_t naming = rnd(3);
+        if (naming == 0) o.name = given;
+        o.generate_name = naming == 1;
+        if (rnd(2)) o.context = mly_value_map();
+        mly_id id = 0;
+        ck_assert_int_eq(mly_spawn_opts(rt, t, &o, &id), 0);
         for (size_t i = 0; i < nsinks; i++) /* no slot is taken twice */
           ck_assert_uint_ne((uint32_t)id, (uint32_t)sinks[i]);
         sver[nsinks] = cv;
@@ -832,7 +849,12 @@ START_TEST(t_random_runs_lose_nothing) {
         mine++;
       } else if (what < 8 && nseq < NSEQ && mine > 0) {
         while (sver[pick] != cv) pick = (pick + 1) % (uint32_t)nsinks;
-        if (what < 4) { /* journaled at once */
+        if (what < 2 && names[pick][0]) { /* by name, journaled at once */
+          mly_name_info ni;
+          ck_assert_int_eq(mly_name_lookup(rt, names[pick], &ni), 0);
+          ck_assert_int_eq(ni.state, MLY_NAME_LIVE);
+          send_go(rt, ni.id, nseq++);
+        } else if (what < 4) { /* journaled at once */
           send_go(rt, sinks[pick], nseq++);
         } else if (what < 6) { /* journaled, and answered */
           ck_assert_int_eq(mly_post_durable(rt, sinks[pick], EV_GO,
@@ -863,10 +885,25 @@ START_TEST(t_random_runs_lose_nothing) {
   mly_runtime *rt = open_with(&v, 1, NULL);
   ck_assert_uint_eq(jstats(rt).parked, 0);
   ck_assert_uint_eq(jstats(rt).recovered, nsinks);
-  for (size_t i = 0; i < nsinks; i++)
+  check_names(rt, mly_type_find(rt, "sink"), sinks, names, nsinks);
+  for (size_t i = 0; i < nsinks; i++) {
+    const mly_value *c = mly_instance_context(rt, sinks[i]);
+    const sink *d = mly_instance_data(rt, sinks[i]);
+    uint64_t taken = 0;
+    if (c && mly_value_len(c)) /* the context counts what the data counts */
+      ck_assert(mly_map_get_uint(c, "taken", &taken) == 0 &&
+                taken == d->taken);
     ck_assert_int_eq(mly_runtime_send(rt, sinks[i], EV_STOP, NULL), 0);
+  }
   run_until_empty(rt, 100000);
   ck_assert_uint_eq(stops, nsinks);
+  for (size_t i = 0; i < nsinks; i++) { /* ended: tombstones */
+    mly_name_info ni;
+    if (names[i][0] == '\0') continue;
+    ck_assert_int_eq(mly_name_lookup(rt, names[i], &ni), 0);
+    ck_assert_int_eq(ni.state, MLY_NAME_ENDED);
+    ck_assert_uint_eq(ni.id, sinks[i]);
+  }
   for (uint64_t q = 0; q < nseq; q++)
     ck_assert_msg(seen[q] == 1, "event %llu delivered %u times",
                   (unsigned long long)q, seen[q]);

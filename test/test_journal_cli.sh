@@ -98,6 +98,14 @@ for r in steps:
     assert r["file"].startswith("seg-") and isinstance(r["offset"], int)
 end = next(r for r in recs if r["kind"] == "end")
 assert end["lifecycle"] == "terminated" and end["status"] == 0, end
+assert end["name"] == "done" and end["ended_ms"] > 0, end  # its tombstone
+creates = [r for r in recs if r["kind"] == "create"]
+first = creates[0]
+assert first["name"] == "first" and first["context_bytes"] > 1000, first
+assert all("name" not in r for r in creates[1:-1]), creates
+assert all(r.get("context_bytes") is None for r in creates[1:]), creates
+# a step that left the context as committed does not carry it
+assert all(r["context_bytes"] is None for r in steps if r["id"] == first["id"])
 ev = next(r for r in recs if r["kind"] == "event")
 assert ev["ev"] == "poke", ev
 text = "tab\tquote\"back\\slash\x01 caf\u00e9 bad\u00ff"
@@ -107,6 +115,9 @@ check "stat: $N live instances" test "$(stat_field "$a" live_instances)" = "$N"
 check "stat: 1 pending event" test "$(stat_field "$a" pending_events)" = 1
 st=$("$mealy" journal stat "$a")
 check "stat text: live instances" grep -qE "^live instances +$N$" <<<"$st"
+check "stat: 1 named, 1 tombstone" test "$(stat_field "$a" named) $(stat_field "$a" tombstones)" = "1 1"
+check "stat: the context's bytes" test "$(stat_field "$a" context_bytes)" -gt 1000
+check "stat text: tombstones" grep -qE "^tombstones +1$" <<<"$st"
 check "stat text: dead ratio as a percentage" grep -qE '^dead ratio +[0-9]+\.[0-9]%$' <<<"$st"
 
 # 2. a damaged byte in the middle of a segment
@@ -165,7 +176,18 @@ check "check passes after compact (DIR after --)" quiet "$mealy" journal check -
 kinds=$("$mealy" journal dump "$d" | python3 -c \
   'import json,sys; print(" ".join(json.loads(l)["kind"] for l in sys.stdin))')
 check "compacted: a snapshot ($kinds)" test "$kinds" = \
-  "snap$(printf ' inst%.0s' $(seq "$N")) event snapend"
+  "snap$(printf ' inst%.0s' $(seq "$N")) event tomb snapend"
+check "compacted: the name, context and tombstone kept" python3 - "$d" "$mealy" <<'EOF'
+import json, subprocess, sys
+out = subprocess.run([sys.argv[2], "journal", "dump", sys.argv[1]],
+                     capture_output=True, text=True, check=True).stdout
+recs = [json.loads(l) for l in out.splitlines()]
+first = [r for r in recs if r["kind"] == "inst" and r.get("name") == "first"]
+assert len(first) == 1 and first[0]["context_bytes"] > 1000, first
+tomb = [r for r in recs if r["kind"] == "tomb"]
+assert len(tomb) == 1 and tomb[0]["name"] == "done" and tomb[0]["status"] == 0
+assert recs[-1]["kind"] == "snapend" and recs[-1]["tombstones"] == 1, recs[-1]
+EOF
 out=$("$fill" "$d" 0 2>&1)
 check "compacted instances resume: $(tr '\n' ' ' <<<"$out")" \
   grep -qx "recovered $N" <<<"$out"

@@ -122,6 +122,8 @@ static int bot_run(mly_machine *m, void *data) {
     MLY_AWAIT_AT(m, bot_pinging, EV_PING, 1);
     goto next;
   ponder:
+    if (b->seed % 5 == 0) mly_context_set(m, mly_value_uint(b->seed));
+    else if (b->seed % 5 == 1) mly_context_set(m, NULL);
     MLY_WAIT_UNTIL_AT(m, bot_pondering, b->flag != 0);
     b->flag = 0;
     goto next;
@@ -180,7 +182,11 @@ static void spawn_one(driver *d) {
            /* with a grace: a wait with no end would hold it for good */
            .stubborn = d->grace >= 0 && rnd(&d->seed) % 3 == 0 ? 20 : 0};
   mly_id id = 0;
-  if (mly_spawn(d->rt, d->type, &b, sizeof b, &id) == 0) d->ids[d->nids++] = id;
+  /* some with a name, some with a context: held and let go with them */
+  mly_spawn_options o = {.arg = &b, .arg_len = sizeof b,
+                         .generate_name = rnd(&d->seed) % 3 == 0};
+  if (rnd(&d->seed) % 2) o.context = mly_value_int(d->ops);
+  if (mly_spawn_opts(d->rt, d->type, &o, &id) == 0) d->ids[d->nids++] = id;
 }
 
 static void one_op(driver *d) {

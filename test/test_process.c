@@ -386,6 +386,35 @@ START_TEST(env_and_cwd_take_effect) {
 }
 END_TEST
 
+/* pid_env: NAME=<the child's own pid>, replacing one inherited or given,
+ * with the environment given or inherited (and a bad name refused) */
+static const char *const sh_pid_env[] = {
+    "/bin/sh", "-c", "test \"$MLY_PID\" = $$ && test \"$FOO\" = bar", NULL};
+static const char *const env_stale_pid[] = {"MLY_PID=1", "FOO=bar",
+                                            "PATH=/usr/bin:/bin", NULL};
+
+START_TEST(pid_env_names_the_child) {
+  ck_assert_int_eq(setenv("FOO", "bar", 1), 0);
+  ck_assert_int_eq(setenv("MLY_PID", "2", 1), 0);
+  job j[4] = {
+      {.opt = {.argv = sh_pid_env, .env = env_stale_pid, .pid_env = "MLY_PID"}},
+      {.opt = {.argv = sh_pid_env, .pid_env = "MLY_PID"}}, /* inherited */
+      {.opt = {.argv = sh_pid_env, .env = env_stale_pid}}, /* none: stale */
+      {.opt = {.argv = sh_pid_env, .pid_env = "A=B"}},
+  };
+  run_jobs(j, 4);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(j[i].spawn_rc, 0);
+    ck_assert(j[i].exited);
+  }
+  ck_assert_int_eq(j[0].status, 0);
+  ck_assert_int_eq(j[1].status, 0);
+  ck_assert_int_ne(j[2].status, 0);
+  ck_assert_int_eq(j[3].spawn_rc, MLY_EINVAL);
+  unsetenv("MLY_PID");
+}
+END_TEST
+
 /* ---- stdio ---- */
 
 static const char *const sh_echo_hi[] = {"/bin/sh", "-c", "echo hi", NULL};
@@ -1132,6 +1161,7 @@ static Suite *process_suite(void) {
   tcase_add_test(tc, spawn_nonexistent_program_fails);
   tcase_add_test(tc, spawn_bad_arguments_einval);
   tcase_add_test(tc, env_and_cwd_take_effect);
+  tcase_add_test(tc, pid_env_names_the_child);
   tcase_add_test(tc, stdio_fd_mode_writes_into_pipe);
   tcase_add_test(tc, stdio_null_mode_discards_output);
   tcase_add_test(tc, child_gets_only_its_fds);

@@ -127,6 +127,9 @@ typedef struct fsm_machine {
   uint32_t initial;
   unsigned char hash[32]; /* of fsm_def_encode's bytes */
   fsm_pos pos;
+  /* added by the loader (branch fsmload): Fantasm's machine-level
+     countdown, the default of its transitions ({-1, -1}: none) */
+  fsm_countdown countdown;
 } fsm_machine;
 
 typedef struct fsm_set {

@@ -496,6 +496,11 @@ typedef struct mly_process_options {
    * caller's.  MLY_ENOSYS where the kernel cannot. */
   bool into_cgroup;
   int cgroup_fd;
+  /* pid_env: "NAME=PID" is added to the child's environment (replacing
+   * any NAME= there), PID being the child's own pid, written in the
+   * child before exec: what systemd's WATCHDOG_PID and LISTEN_PID need.
+   * A name with '=' or an empty one: MLY_EINVAL.  NULL: none. */
+  const char *pid_env;
 } mly_process_options;
 
 #define MLY_PROCESS_END_GRACE_MS 5000
@@ -728,16 +733,45 @@ bool mly_recovered(const mly_machine *m);
 /* Tombstones of durable instances are journaled and survive restarts; */
 /* compaction drops those older than the retention window             */
 /* (mly_journal_options.name_retention_ms; default 7 days).  Names of  */
-/* non-durable instances are held in memory, tombstones too.           */
+/* non-durable instances are held in memory, tombstones too (with the  */
+/* default window when no journal is open).  A tombstone past the      */
+/* window is also dropped from memory when its name is looked up or    */
+/* spawned, or when any named instance ends: the name is free again    */
+/* whether or not a compaction ran.                                    */
+/*                                                                     */
+/* In the journal (docs/design.md "Contexts and names"): the context   */
+/* is a field of the state record (a bin of its msgpack; nil when a    */
+/* step left it as committed, so a step that did not change it writes  */
+/* a few bytes, whatever its size); the name is in the instance's      */
+/* first record; a tombstone is in its END record, and in a TOMB       */
+/* record of each snapshot while it is within the window.  Instances   */
+/* without a context or a name cost no memory and no record bytes more */
+/* than before.                                                        */
 
 #define MLY_INSTANCE_NAME_MAX 255
 #define MLY_DEFAULT_NAME_RETENTION_MS (7LL * 24 * 3600 * 1000)
 
 /* The running instance's context (NULL: none).  Owned by the instance:
  * change it in place during a step; what it holds when the step ends is
- * what commits.  Loop thread only. */
+ * what commits.  Loop thread only.  Calling it marks the context as
+ * possibly changed: at the end of the step a durable instance encodes it
+ * and compares (length and 64-bit hash) with what was committed; a step
+ * that never calls it (nor mly_context_set) costs nothing for it.  So
+ * call it in every step that changes the context: a change made through
+ * a pointer kept from an earlier step is seen only at the next step that
+ * calls it.  The pointer is valid until mly_context_set or the end.
+ *
+ * A durable step whose context does not encode (nested deeper than
+ * MLY_VALUE_MAX_DEPTH), or whose record would pass the journal's bound
+ * (64 MiB with its data, events and spawned children), cannot commit:
+ * the instance ends with MLY_EINVAL or MLY_ERANGE (as by mly_kill,
+ * nothing of that step kept), the journal goes on. */
 mly_value *mly_context(mly_machine *m);
-/* Replace the context; takes v (NULL clears it), frees the old one. */
+/* Replace the context; takes v (NULL clears it), frees the old one.
+ * From the instance's step (host code on the loop thread may call it
+ * between steps: a durable instance commits it with its next step, or
+ * a compaction).  Out of memory, v is freed and the instance ends as by
+ * mly_kill (it cannot go on without the context it was given). */
 void mly_context_set(mly_machine *m, mly_value *v);
 /* Host code on the loop thread: a live instance's context (NULL: none,
  * or no such live instance).  Valid until its next step. */
@@ -746,13 +780,21 @@ const mly_value *mly_instance_context(mly_runtime *rt, mly_id id);
 typedef struct mly_spawn_options {
   const void *arg;      /* copied into the data, as mly_spawn          */
   size_t arg_len;
-  mly_value *context;   /* initial context; taken, also on error       */
+  mly_value *context;   /* initial context; taken, also on error.  A
+                           durable type commits it with the create
+                           record: MLY_EINVAL if it does not encode,
+                           MLY_ERANGE past the record bound          */
   const char *name;     /* a unique name (1..MLY_INSTANCE_NAME_MAX
-                           bytes, printable, no '/'), or NULL           */
+                           bytes, printable: no control character, no
+                           '/', valid UTF-8), or NULL                 */
   bool generate_name;   /* without name: name it
                            TYPE-YYYYmmddHHMMSS-xxxxxx (UTC; six random
-                           [a-z0-9]), retried on a clash              */
-  char *name_out;       /* optional: receives the name (NUL-ended)     */
+                           [a-z0-9] from a per-runtime generator seeded
+                           by getrandom; a '/' of TYPE becomes '.'),
+                           retried on a clash (16 tries, then
+                           MLY_EEXIST)                                */
+  char *name_out;       /* optional: receives the name (NUL-ended; ""
+                           when unnamed)                               */
   size_t name_out_len;  /* MLY_ERANGE when too short (nothing spawned) */
 } mly_spawn_options;
 
@@ -777,7 +819,9 @@ typedef struct mly_name_info {
 } mly_name_info;
 
 /* Who holds a name: 0, or MLY_ENOENT when it is free (never used, or its
- * tombstone expired).  Send to it by name with the id it gives. */
+ * tombstone expired), MLY_EINVAL for a malformed name.  Send to it by
+ * name with the id it gives (mly_post_durable, mly_runtime_send).  Loop
+ * thread only (MLY_EPERM). */
 int mly_name_lookup(mly_runtime *rt, const char *name, mly_name_info *out);
 /* A live instance's name (NULL: unnamed or no such instance); valid
  * while it lives. */
@@ -839,9 +883,189 @@ typedef struct mly_journal_info {
   bool tail_suspect;      /* the torn tail is not a write cut short (e.g.
                              zeroes, random bytes, a copied batch): the
                              open still cuts it, `check` says so */
+  uint64_t tombstones;    /* names of ended instances it holds (those
+                             past the window included: an open or a
+                             compaction drops them)                  */
+  uint64_t named;         /* live instances with a name               */
+  uint64_t context_bytes; /* committed contexts of live instances     */
 } mly_journal_info;
 int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen);
+
+/* ------------------------------------------------------------------ */
+/* YAML machines: actions and the interpreter (layer `fsm`).           */
+/*                                                                     */
+/* A machine defined in YAML (Fantasm's model, loaded by the fsm       */
+/* loader) runs as instances of one durable type, "fsm": each instance */
+/* carries its context (a map, saved with every step: see "Contexts   */
+/* and names") and the definition it started with, pinned by content  */
+/* hash (editing the file changes only instances started later).  One */
+/* dispatch runs, in Fantasm's order: the exit action of the state it  */
+/* leaves, the transition's action, the entry action of the state it   */
+/* enters, its continuation (where marked), its action, which names    */
+/* the next event.  A dispatch commits whole or not at all; a failed   */
+/* one is retried after a backoff (committed, durable), then goes to   */
+/* the state's or the machine's on_failure state with "error" (text)   */
+/* and "cause" ({state, event, where, attempts, permanent}) in the     */
+/* context, or fails the instance (status MLY_EIO, with a log line). */
+
+typedef struct mly_action_call mly_action_call;
+
+/* An action: a C function bound to a name the YAML file uses.  It
+ * returns 0 (done; the next event is what mly_action_event set, or none)
+ * or the value of mly_action_fail.  Any other negative return is a
+ * retryable failure whose text is mly_strerror's.  Without
+ * MLY_ACTION_BLOCKING it runs on the loop thread and must not block;
+ * with it, on the libuv threadpool, where it may block but must touch
+ * nothing of the runtime (only `call` through the mly_action_* calls
+ * below, and mly_post). */
+typedef int (*mly_action_fn)(mly_action_call *call, void *arg);
+
+#define MLY_ACTION_BLOCKING 0x1u /* run on the threadpool                */
+
+/* Register action `name` (1..MLY_NAME_MAX bytes, no control character)
+ * on rt: MLY_EEXIST when taken, MLY_EINVAL for a bad name or flags.
+ * Attaches the fsm layer (mly_fsm_attach) if it is not yet.  Register
+ * before loading the files that use it (the loader refuses unknown
+ * actions) and before mly_journal_open (recovered instances resume at
+ * once).  Loop thread. */
+int mly_action_register(mly_runtime *rt, const char *name, mly_action_fn fn,
+                        void *arg, uint32_t flags);
+
+/* Whether an action of this name is registered on rt (a void * here):
+ * the loader's action_known check (mly_fsm_load_options). */
+bool mly_action_known(const char *name, void *rt);
+
+/* Inside an action.  The context is the working copy of the instance's
+ * context (a map): change it in place; it is saved only when the whole
+ * dispatch succeeds.  The scratch map lives for one dispatch only and is
+ * never saved (Fantasm's `obj`): exit, transition, entry and action of
+ * one dispatch share it.  The key names the dispatch: the same across
+ * its retries and after a crash re-runs it ("NAME/SEQ": the instance's
+ * name and the number of dispatches it committed before): use it to
+ * make side effects idempotent.  Pointers are valid during the call. */
+mly_value *mly_action_context(mly_action_call *call);
+mly_value *mly_action_scratch(mly_action_call *call);
+const char *mly_action_key(const mly_action_call *call);
+/* Where it runs: the machine, the state, the event being dispatched
+ * ("" for the initial dispatch), the attempt (0: the first). */
+const char *mly_action_machine(const mly_action_call *call);
+const char *mly_action_state(const mly_action_call *call);
+const char *mly_action_event_in(const mly_action_call *call);
+uint32_t mly_action_attempt(const mly_action_call *call);
+/* Name the next event (copied; MLY_ENAMETOOLONG, MLY_EINVAL). */
+int mly_action_event(mly_action_call *call, const char *event);
+/* Fail the call: return its value from the action.  permanent: no
+ * retry (on_failure at once); otherwise retried per the retry policy.
+ * The text (printf format, cut at 255 bytes) goes to "error". */
+#define MLY_ACTION_RETRY 1
+#define MLY_ACTION_PERMANENT 2
+int mly_action_fail(mly_action_call *call, bool permanent, const char *fmt,
+                    ...) __attribute__((format(printf, 3, 4)));
+
+/* Command actions (`action: {exec: [argv...], timeout: 30s}`): the
+ * context goes to the command's stdin as one JSON object; what it
+ * prints on stdout, if anything, must be one JSON object, merged into
+ * the context key by key; its key "event" (a string) names the next
+ * event and is not merged.  Exit status 0: success; MLY_EXEC_PERMANENT
+ * (100): a permanent failure; any other status, a signal, output that
+ * is not a JSON object, or running past the timeout (the process group
+ * gets SIGKILL): a retryable failure, its stderr's last line (up to 255
+ * bytes) as the error text.  Output is bounded by MLY_EXEC_OUTPUT_MAX.
+ * The command's pid is saved with the step that waits for it; after a
+ * crash or a stop the dispatch runs again, and first kills that command
+ * (its process group) if it still runs.  A crash before that step's
+ * record was durable leaves the command unknown to the next run: it runs
+ * on, beside the new one (make commands idempotent by the key, which is
+ * in the environment as MLY_FSM_KEY). */
+#define MLY_EXEC_PERMANENT 100
+#define MLY_EXEC_OUTPUT_MAX (64u << 20)
+
+/* Attach the fsm layer to rt: registers the types "fsm" and "fsm-def"
+ * (and the fan-in collector's).  Idempotent.  Call before
+ * mly_journal_open.  Freed with the runtime.  Each stored definition is
+ * held by a durable instance "fsm-def-<hash>" that never ends, so once
+ * machines are added mly_runtime_run returns only after
+ * mly_runtime_shutdown.  MLY_ENOMEM; the errors of mly_type_register. */
+int mly_fsm_attach(mly_runtime *rt);
+
+/* The loader's set of machines (mly_fsm_load); opaque here. */
+typedef struct mly_fsm_set mly_fsm_set;
+
+/* Make the machines of a loaded set startable on rt (attaching the fsm
+ * layer).  Each definition is copied and stored once by its content
+ * hash (in the journal when one is open: call after mly_journal_open);
+ * a machine added again under the same name with other content replaces
+ * it for new instances only.  The set stays the caller's.  Loop
+ * thread.  MLY_ENOENT: an action it names is not registered. */
+int mly_fsm_add(mly_runtime *rt, const mly_fsm_set *set);
+
+/* Start an instance of `machine` with `context` (a map or NULL; taken,
+ * also on error).  name: unique (see mly_spawn_options.name), or NULL to
+ * generate MACHINE-YYYYmmddHHMMSS-xxxxxx.  name_out (may be NULL)
+ * receives the name.  A key the machine's context_types declares must
+ * hold that type (MLY_EINVAL, with a log line; a dispatch that leaves
+ * one with another type fails for good).  Errors: MLY_ENOENT (no such
+ * machine), MLY_EEXIST
+ * (the name is live or tombstoned: mly_name_lookup tells which),
+ * MLY_EINVAL, MLY_ERANGE (name_out too short), mly_spawn's.  Loop
+ * thread. */
+int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
+                  mly_value *context, char *name_out, size_t name_out_len,
+                  mly_id *id_out);
+
+/* Send event `event` to the instance named `instance` (durable post: cb
+ * as mly_post_durable's; NULL: none).  The payload (a map or NULL;
+ * taken, also on error) is merged into the context when a wait state
+ * takes the event.  An event that arrives while the instance is not in
+ * a wait state waits in its inbox.  MLY_ENOENT: no such live instance
+ * (MLY_ESRCH: it has ended).  Loop thread. */
+int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
+                 mly_value *payload, mly_post_cb cb, void *arg);
+
+/* What `mealy fsm show` prints.  Strings point into the runtime's
+ * memory, valid until the instance's next step. */
+typedef struct mly_fsm_info {
+  mly_id id;
+  const char *name;
+  const char *machine;
+  uint32_t version;
+  char hash[65];          /* the pinned definition, hex               */
+  const char *state;      /* the state it is in, or enters            */
+  bool entering;          /* its next dispatch enters `state` itself
+                             (the initial one, a move to on_failure) */
+  const char *event;      /* the event being dispatched, or ""        */
+  const char *phase;      /* "dispatch", "sleep", "wait", "fan-in",
+                             "done"                                   */
+  const char *sleep_why;  /* "countdown", "backoff", ... or ""         */
+  int64_t due_ms;         /* wall clock end of a sleep or wait; -1    */
+  uint32_t attempt;       /* failed attempts of this dispatch         */
+  uint64_t seq;           /* dispatches committed                     */
+  const char *const *waits; /* a wait state's events (nwaits)         */
+  size_t nwaits;
+  const mly_value *context; /* includes "error" and "cause" after a
+                               move to on_failure                      */
+  const char *last_error; /* the last failure's text, or ""          */
+  mly_lifecycle lifecycle;
+  /* the last dispatches and failures, oldest first */
+  struct mly_fsm_step {
+    uint64_t seq;         /* the dispatch's number (its key's SEQ)     */
+    int64_t at_ms;        /* wall clock                                */
+    const char *from, *event, *to; /* "" where none                  */
+    int result;           /* 0: committed; MLY_EAGAIN: failed, retried;
+                             MLY_ECANCELED: failed, not retried (on to
+                             on_failure, or the end)                  */
+  } history[8];
+  size_t nhistory;
+} mly_fsm_info;
+/* MLY_ESRCH: no such live instance of the fsm type. */
+int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
+
+/* Where the interpreter's log lines go (a failed instance, a retry, an
+ * ignored event): fn gets one line, no newline, on the loop thread.
+ * Default (fn NULL): stderr, prefixed "mealy fsm: ". */
+void mly_fsm_set_log(mly_runtime *rt, void (*fn)(void *arg, const char *line),
+                     void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Introspection.                                                      */
@@ -982,6 +1206,245 @@ int mly_metrics_sample_u64(mly_metrics *mx, const char *name,
  * "1h" (a bare number is milliseconds).  MLY_EINVAL for anything else,
  * MLY_ERANGE past INT64_MAX ms. */
 int mly_duration_parse(const char *s, int64_t *ms);
+
+/* Text from outside (a configuration value, a program's output, a
+ * request) made safe to show on a terminal: ESC sequences, C1 controls
+ * (U+0080-U+009F) and bidirectional overrides are escaped the way
+ * journalctl does ("\x1b", "\u009b", "\u202e"), bytes that are not
+ * UTF-8 become "\xNN", a tab is kept, everything else is left as is.
+ * mly_esc_str escapes n bytes at s into out (cap bytes, NUL-ended when
+ * cap > 0), stops before an escape that would not fit, and returns the
+ * length written; MLY_ESC_MAX(n) is the longest escaped form of n bytes
+ * (without the NUL).  mly_utf8_at: the length (1-4) of the valid UTF-8
+ * sequence at s (n > 0) with its code point, or 0 (overlong forms,
+ * surrogates, past U+10FFFF).  Any thread. */
+#define MLY_ESC_MAX(n) (4 * (n))
+bool mly_esc_needed(const char *s, size_t n);
+size_t mly_esc_str(const char *s, size_t n, char *out, size_t cap);
+size_t mly_utf8_at(const unsigned char *s, size_t n, uint32_t *cp);
+
+/* ------------------------------------------------------------------ */
+/* Reading YAML files (lib/conf/): what the supervisor's configuration */
+/* and the YAML machines are read with.                                */
+/*                                                                     */
+/* mly_conf_parse loads one YAML document with libyaml, after a first  */
+/* pass that refuses what would cost too much (more than 32 levels of  */
+/* nesting, more than 1000 anchors or aliases, more than 1 MiB of      */
+/* text, explicit tags other than the node's own), and calls fn with   */
+/* its root (NULL: an empty file).  Nodes are valid during fn only:    */
+/* copy what you keep.  A second document after the first is an error. */
+/* Every problem is reported through o->on_error as a mly_conf_msg     */
+/* (file, line and column from 1; line 0: about the whole file) and    */
+/* the functions return MLY_EINVAL (MLY_ENOMEM, or a read error from   */
+/* mly_conf_read).  Messages say what is wrong and what to do; values  */
+/* quoted from the file are cut to 40 bytes and escaped (mly_conf_show).*/
+/*                                                                     */
+/* A map of known keys is read with a field table:                     */
+/*     static const mly_conf_field fields[] = {                        */
+/*         {"name", f_name, false}, {"states", f_states, true}};       */
+/*     rc = mly_conf_walk(c, node, fields, 2, "in machine 'm'", obj);  */
+/* which calls each key's handler with obj and the value (a null value */
+/* - empty, ~, null - means "not set" and skips the handler unless     */
+/* nulls is true), refuses keys not in the table (listing the known    */
+/* ones) and keys given twice.  With o->all_errors the walk goes on    */
+/* after an error and returns the first; without, it stops at it.      */
+/* The getters below check a scalar's type and range and report with   */
+/* `what` naming the value ("backoff max").  One mly_conf is used by   */
+/* one thread at a time; no global state.                              */
+
+typedef struct mly_conf mly_conf;           /* one document being read  */
+typedef struct mly_conf_node mly_conf_node; /* a node of it (libyaml's) */
+
+typedef struct mly_conf_msg {
+  const char *file;     /* o->path                                      */
+  uint32_t line, col;   /* from 1; line 0: the file as a whole          */
+  const char *text;     /* "what is wrong; what to do", no position     */
+} mly_conf_msg;
+
+typedef struct mly_conf_options {
+  const char *path;     /* named in messages (NULL: "config")           */
+  bool all_errors;      /* go on after an error: report every one       */
+  void (*on_error)(const mly_conf_msg *msg, void *arg); /* may be NULL  */
+  void *arg;            /* for on_error                                  */
+  void *user;           /* what mly_conf_user returns                    */
+} mly_conf_options;
+
+typedef int (*mly_conf_root_fn)(mly_conf *c, mly_conf_node *root);
+int mly_conf_parse(const mly_conf_options *o, const char *text, size_t len,
+                   mly_conf_root_fn fn);
+/* Read a whole regular file (never a FIFO or device: refused), at most
+ * 1 MiB + 1 byte (mly_conf_parse says when it is too big); *text is
+ * malloc'd (free it).  Errors: "PATH: cannot read: ..." and -errno. */
+int mly_conf_read(const mly_conf_options *o, const char *path, char **text,
+                  size_t *len);
+/* Report a message about the file as a whole (or at line:col, from 1)
+ * without a document; returns MLY_EINVAL. */
+int mly_conf_report(const mly_conf_options *o, uint32_t line, uint32_t col,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* "FILE:LINE:COL: text" (or "FILE: text") into buf, cut between UTF-8
+ * characters when it does not fit; returns buf. */
+char *mly_conf_format(const mly_conf_msg *m, char *buf, size_t len);
+
+void *mly_conf_user(const mly_conf *c);
+const char *mly_conf_path(const mly_conf *c);
+size_t mly_conf_nerrors(const mly_conf *c);   /* reported so far */
+
+/* Nodes.  MLY_CONF_NULL: an empty or ~/null plain scalar (quoted "" is
+ * a string).  mly_conf_scalar: the text of a scalar (NULL otherwise).
+ * mly_conf_len: pairs of a map, items of a list, bytes of a scalar.
+ * mly_conf_kind_name: "empty", "a string", "a list", "a map" for
+ * messages.  pair/item count the work done (aliases make a small file
+ * name a big node many times: the total read is bounded). */
+typedef enum mly_conf_type {
+  MLY_CONF_NULL = 0, MLY_CONF_SCALAR, MLY_CONF_LIST, MLY_CONF_MAP
+} mly_conf_type;
+mly_conf_type mly_conf_type_of(const mly_conf_node *n);
+bool mly_conf_is_null(const mly_conf_node *n);
+const char *mly_conf_kind_name(const mly_conf_node *n);
+const char *mly_conf_scalar(const mly_conf_node *n);
+size_t mly_conf_len(const mly_conf_node *n);
+uint32_t mly_conf_line(const mly_conf_node *n);  /* from 1 */
+uint32_t mly_conf_col(const mly_conf_node *n);   /* from 1 */
+int mly_conf_pair(mly_conf *c, mly_conf_node *map, size_t i,
+                  mly_conf_node **key, mly_conf_node **val);
+int mly_conf_item(mly_conf *c, mly_conf_node *list, size_t i,
+                  mly_conf_node **item);
+
+/* Errors at a node (NULL: the file) or a position; return MLY_EINVAL
+ * (mly_conf_nomem: MLY_ENOMEM, "out of memory while loading ..."). */
+int mly_conf_bad(mly_conf *c, const mly_conf_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int mly_conf_bad_at(mly_conf *c, uint32_t line, uint32_t col,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int mly_conf_nomem(mly_conf *c);
+
+/* A value quoted in a message: 40 bytes at most (cut between
+ * characters, "..." added), escaped (mly_esc_str). */
+typedef struct mly_conf_shown {
+  char s[MLY_ESC_MAX(40) + 4];
+} mly_conf_shown;
+mly_conf_shown mly_conf_show(const char *v);
+
+/* Typed scalars.  get_str: a non-null scalar without NUL bytes (valid
+ * while the document is).  set_str: a non-empty copy into *dst (the old
+ * one freed).  get_bool: true/false in any case (Fantasm's True/False).
+ * get_int: whole decimal numbers in [lo, hi].  get_num: plain decimal
+ * notation, finite.  get_dur: a duration (mly_duration_parse) of at
+ * least min ms and at most a year.  get_size: bytes, or with a binary
+ * unit (512KB, 10MB, 1GB).  mly_conf_parse_int: the decimal parser the
+ * getters use, saturating past int64 (false: not a whole number). */
+int mly_conf_get_str(mly_conf *c, mly_conf_node *v, const char *what,
+                     const char **out);
+int mly_conf_set_str(mly_conf *c, mly_conf_node *v, const char *what,
+                     char **dst);
+int mly_conf_get_bool(mly_conf *c, mly_conf_node *v, const char *what,
+                      bool *out);
+int mly_conf_get_int(mly_conf *c, mly_conf_node *v, const char *what,
+                     int64_t lo, int64_t hi, int64_t *out);
+int mly_conf_get_num(mly_conf *c, mly_conf_node *v, const char *what,
+                     double *out);
+int mly_conf_get_dur(mly_conf *c, mly_conf_node *v, const char *what,
+                     int64_t min, int64_t *out);
+int mly_conf_get_size(mly_conf *c, mly_conf_node *v, const char *what,
+                      uint64_t *out);
+bool mly_conf_parse_int(const char *s, int64_t *out);
+
+typedef int (*mly_conf_field_fn)(mly_conf *c, void *obj, mly_conf_node *v);
+typedef struct mly_conf_field {
+  const char *key;
+  mly_conf_field_fn fn;
+  bool nulls;   /* the handler sees null values; otherwise null = unset */
+} mly_conf_field;
+/* At most 32 fields; `where` ends messages ("in program 'web'"). */
+int mly_conf_walk(mly_conf *c, mly_conf_node *map, const mly_conf_field *f,
+                  size_t nf, const char *where, void *obj);
+/* fn for each item of a list (i from 0), going on after an error as
+ * mly_conf_walk does; returns the first error. */
+int mly_conf_each(mly_conf *c, mly_conf_node *list,
+                  int (*fn)(mly_conf *c, void *obj, mly_conf_node *item,
+                            size_t i),
+                  void *obj);
+
+/* ------------------------------------------------------------------ */
+/* YAML machines (layer `fsm`, lib/fsm/): loading.                     */
+/*                                                                     */
+/* mly_fsm_load reads machine files in Fantasm's format (README, "YAML */
+/* machines"): `state_machines:` and `import:` (paths relative to the  */
+/* importing file; a circular import is an error naming the cycle),    */
+/* checks everything it can before anything runs, and reports every    */
+/* problem, not only the first, through o->on_error as mly_conf_msg's  */
+/* ("FILE:LINE:COL" and a sentence on what to fix).  Keys that concern */
+/* only App Engine (target, logging, use_run_once_semaphore, root_url) */
+/* and deprecated ones (max_retries) are accepted with a note through  */
+/* o->on_note.  Returns 0 and *out, or (*out NULL): MLY_EINVAL when    */
+/* anything was reported, MLY_ENOMEM, a read error (-errno), MLY_EPERM */
+/* for a file that o->trusted_files refuses.  A bare number in a       */
+/* duration is seconds, as in Fantasm; 250ms, 10s, 2m, 1h, 3d also do. */
+/*                                                                     */
+/* Action names are checked at load time when o->action_known is set   */
+/* (the interpreter plugs its registry in here): a name it does not    */
+/* know is an error.  Without it only the structure is checked.        */
+/* Top-level sections of other layers (the task queue's `queues:` and  */
+/* `schedules:`) go to the readers in o->sections, with the document   */
+/* alive; a section that has no reader is an error ("not supported by  */
+/* this build").  A set is immutable once loaded: any thread may read  */
+/* it; mly_fsm_set_free releases it (NULL is fine).                    */
+
+typedef struct mly_fsm_set mly_fsm_set;
+typedef struct mly_fsm_machine mly_fsm_machine;
+
+typedef struct mly_conf_section {
+  const char *key;     /* "queues" */
+  /* read the section's value; report problems with mly_conf_bad and
+     return 0 or the first error */
+  int (*read)(mly_conf *c, mly_conf_node *value, void *arg);
+  void *arg;
+} mly_conf_section;
+
+typedef struct mly_fsm_load_options {
+  void (*on_error)(const mly_conf_msg *msg, void *arg);
+  void (*on_note)(const mly_conf_msg *msg, void *arg);  /* may be NULL */
+  void *arg;                                    /* for both           */
+  /* true: an action of this name is registered (name: the namespace
+     applied, e.g. "shop.Charge"); NULL: names are not checked */
+  bool (*action_known)(const char *name, void *arg);
+  void *action_arg;
+  const mly_conf_section *sections;
+  size_t nsections;
+  /* Files whose contents run commands (exec actions) must not be
+     swappable by another user: with this set, every file read (the roots
+     and their imports) must lie in directories mly_path_check trusts and
+     be owned by root or this user, not writable by group or others; a
+     file that is not is an error.  Set it for `mealy fsm run` as root. */
+  bool trusted_files;
+} mly_fsm_load_options;
+
+/* files: nfiles paths, each a root (machines of all of them share one
+ * namespace of names). */
+int mly_fsm_load(const char *const *files, size_t nfiles,
+                 const mly_fsm_load_options *o, mly_fsm_set **out);
+/* The same from text (path names it in messages; its imports are read
+ * from files relative to it). */
+int mly_fsm_load_text(const char *path, const char *text, size_t len,
+                      const mly_fsm_load_options *o, mly_fsm_set **out);
+void mly_fsm_set_free(mly_fsm_set *s);
+
+/* Machines in file order (imports before the file that imports them). */
+size_t mly_fsm_count(const mly_fsm_set *s);
+const mly_fsm_machine *mly_fsm_at(const mly_fsm_set *s, size_t i);
+const mly_fsm_machine *mly_fsm_find(const mly_fsm_set *s, const char *name);
+const char *mly_fsm_name(const mly_fsm_machine *m);
+size_t mly_fsm_nstates(const mly_fsm_machine *m);
+/* SHA-256 of the machine's canonical encoding (no positions): equal
+ * for equal definitions, whatever the file's layout; 32 bytes. */
+const unsigned char *mly_fsm_hash(const mly_fsm_machine *m);
+/* Graphviz DOT of one machine to a FILE * (void * here, as
+ * mly_runtime_dump): the initial state drawn bold with an arrow from a
+ * point, finals as double circles, wait states as hexagons, continuation
+ * and fan-in states marked in their labels; transitions labelled with
+ * their event, countdown and action.  0 or MLY_EIO. */
+int mly_fsm_dot(const mly_fsm_machine *m, void *file);
 
 /* ------------------------------------------------------------------ */
 /* Machine bodies: protothread-style macros.                           */

@@ -11,23 +11,20 @@
 #ifndef MLY_ESC_H
 #define MLY_ESC_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "mealy.h"
 
-/* The length of the valid UTF-8 sequence at s (1-4, n > 0), with its
- * code point, or 0 when the bytes are not UTF-8 (overlong forms,
- * surrogates and values past U+10FFFF included). */
-size_t utf8_at(const unsigned char *s, size_t n, uint32_t *cp);
+/* The functions live in libmealy (mealy.h, "Utilities"), which the YAML
+ * reader shares; these are their short names here. */
+#define ESC_MAX(n) MLY_ESC_MAX(n)
 
-/* The longest escaped form of n bytes, without the NUL. */
-#define ESC_MAX(n) (4 * (n))
-
-/* Whether any of the n bytes at s would be escaped. */
-bool esc_needed(const char *s, size_t n);
-/* Escapes n bytes at s into out (cap bytes, always NUL-terminated when
- * cap > 0); stops before an escape that would not fit.  Returns the
- * length written. */
-size_t esc_str(const char *s, size_t n, char *out, size_t cap);
+static inline size_t utf8_at(const unsigned char *s, size_t n, uint32_t *cp) {
+  return mly_utf8_at(s, n, cp);
+}
+static inline bool esc_needed(const char *s, size_t n) {
+  return mly_esc_needed(s, n);
+}
+static inline size_t esc_str(const char *s, size_t n, char *out, size_t cap) {
+  return mly_esc_str(s, n, out, cap);
+}
 
 #endif

@@ -42,6 +42,7 @@ struct sv_cgroups {
   bool made;             /* path was made here: removed at close */
   unsigned limits;
   char controllers[128];
+  size_t mnt_len;        /* path's first bytes: where cgroup2 is mounted */
 };
 
 struct sv_cg {
@@ -179,6 +180,7 @@ int sv_cgroups_open(const char *id, sv_cgroups **out, char *why, size_t len) {
   }
   sv_cgroups *g = calloc(1, sizeof *g);
   if (g == NULL) return MLY_ENOMEM;
+  g->mnt_len = strlen(mnt);
   int n = snprintf(g->home, sizeof g->home, "%s%s", mnt,
                    strcmp(own, "/") == 0 ? "" : own);
   if (n < 0 || (size_t)n >= sizeof g->home - 64) {
@@ -382,4 +384,21 @@ void sv_cg_close(sv_cg *c) {
   rmdir(c->path); /* fails (EBUSY) if anything is left in it: kept then */
   c->on_change = NULL;
   uv_close((uv_handle_t *)&c->watch, cg_closed);
+}
+
+bool sv_cg_has(const sv_cg *c, int pid) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/cgroup", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = '\0';
+  char *line = strstr(buf, "0::/"); /* the v2 line: "0::/PATH" */
+  if (line == NULL || (line != buf && line[-1] != '\n')) return false;
+  line += 3;
+  line[strcspn(line, "\n")] = '\0';
+  return strlen(c->path) > c->g->mnt_len &&
+         strcmp(c->path + c->g->mnt_len, line) == 0;
 }

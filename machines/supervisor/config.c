@@ -9,54 +9,39 @@
  * and groups, the dependency graph - and the first problem is reported as
  * "FILE:LINE:COL: what is wrong; what to do".
  *
- * libyaml's document API loads the file as a graph of nodes that carry
- * their positions.  The code below walks only the shapes it expects, to a
- * fixed depth and never recursively, so aliases (even self-referential
- * ones) and deep nesting cost nothing.  The result is plain malloc'd
- * memory owned by the sv_config; the YAML document is dropped on return.
- * In YAML an empty value is null, and here null means "not set": the
- * default applies.
+ * The YAML itself is read by libmealy's reader (mealy.h, "Reading YAML
+ * files": positions, typed getters, field tables, the limits on what a
+ * file may cost); this file holds only the supervisor's own keys, as
+ * field tables of handlers.  The result is plain malloc'd memory owned
+ * by the sv_config; the YAML document is dropped on return.  In YAML an
+ * empty value is null, and here null means "not set": the default
+ * applies.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* the GNU strerror_r, which returns its string */
 #endif
 #include "config.h"
-#include "esc.h"
 #include "promhttp.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
-#include <locale.h>
-#include <math.h>
 #include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <sys/un.h>
-#include <unistd.h>
-#include <yaml.h>
 
 #include "mealy.h"
 
 #define NAME_LIMIT 63                        /* program names */
-#define TEXT_LIMIT (1u << 20)                /* no real config is bigger */
-#define DEPTH_LIMIT 32                       /* real ones nest 4 levels */
-#define ANCHOR_LIMIT 1000                    /* anchors, and aliases */
 #define MIB (1024ull * 1024)
 #define LOG_SIZE_DEFAULT (10 * MIB)
 #define LOG_KEEP_DEFAULT 5
 #define LOG_KEEP_LIMIT 1000                  /* rotation renames each one */
 #define FD_LIMIT 1023
-/* Durations stay far below what int64 and double arithmetic can hold, so
- * the supervisor can add and multiply them without overflow checks. */
-#define DURATION_LIMIT (365LL * 24 * 3600 * 1000)
 #define PWBUF_LIMIT (1u << 20)
-
 /* ------------------------------------------------------------------ */
 /* Errors.                                                             */
 
@@ -66,370 +51,26 @@ typedef struct named {
 } named;
 
 typedef struct ctx {
-  const char *path;        /* for messages */
-  const char *text;        /* for positions of encoding errors */
-  size_t len;
-  yaml_document_t *doc;
-  char *err;
-  size_t errlen;
   sv_config *cfg;
   named *byname;           /* programs sorted by name, for lookups */
   size_t *stamp;           /* per program: 1 + last program naming it */
-  size_t work, work_limit; /* nodes and bytes read, aliases included */
 } ctx;
 
-/* The message is cut to fit err; cut, it must not end inside a UTF-8
- * sequence, or a terminal would print garbage after it. */
-static void trim_utf8(char *s) {
-  size_t n = strlen(s), i = n;
-  while (i > 0 && n - i < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--;
-  if (i == 0) return;
-  unsigned char lead = (unsigned char)s[i - 1];
-  size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
-  if (n - (i - 1) < need) s[i - 1] = '\0';
-}
+/* The reader (mealy.h, "Reading YAML files") carries the ctx. */
+#define CTX(c) ((ctx *)mly_conf_user(c))
 
-/* Writes "PATH:LINE:COL: message", or "PATH: message" when line is 0. */
-static void vreport(char *err, size_t errlen, const char *path, size_t line,
-                    size_t col, const char *fmt, va_list ap) {
-  if (err == NULL || errlen == 0) return;
-  int n = line ? snprintf(err, errlen, "%s:%zu:%zu: ", path, line, col)
-               : snprintf(err, errlen, "%s: ", path);
-  if (n < 0) {
-    err[0] = '\0';
-    return;
-  }
-  int m = (size_t)n < errlen ? vsnprintf(err + n, errlen - (size_t)n, fmt, ap)
-                             : 0;
-  if ((size_t)n + (size_t)(m > 0 ? m : 0) >= errlen) trim_utf8(err);
-}
+/* The tables below are the reader's field tables. */
+typedef mly_conf_field field;
 
-static void report(char *err, size_t errlen, const char *path, size_t line,
-                   size_t col, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-static void report(char *err, size_t errlen, const char *path, size_t line,
-                   size_t col, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vreport(err, errlen, path, line, col, fmt, ap);
-  va_end(ap);
-}
+/* The first message into err: the load stops at it. */
+typedef struct errbuf {
+  char *err;
+  size_t errlen;
+} errbuf;
 
-/* A content error at a position (libyaml marks count from 0). */
-static int bad_at(ctx *c, yaml_mark_t m, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int bad_at(ctx *c, yaml_mark_t m, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vreport(c->err, c->errlen, c->path, m.line + 1, m.column + 1, fmt, ap);
-  va_end(ap);
-  return MLY_EINVAL;
-}
-#define bad(c, node, ...) bad_at((c), (node)->start_mark, __VA_ARGS__)
-
-static int nomem(ctx *c) {
-  report(c->err, c->errlen, c->path, 0, 0,
-         "out of memory while loading the configuration");
-  return MLY_ENOMEM;
-}
-
-/* A value from the file, made safe to quote in a message: short (40
- * bytes of it, cut between characters), with control characters escaped
- * (esc.h: "\x1b", "\u009b", "\u202e"), so a message can drive no
- * terminal. */
-typedef struct shown {
-  char s[ESC_MAX(40) + 4];
-} shown;
-
-static shown show(const char *v) {
-  shown o;
-  size_t n = strlen(v), cut = n;
-  if (n > 40) {
-    cut = 40;
-    while (cut > 0 && ((unsigned char)v[cut] & 0xC0) == 0x80) cut--;
-  }
-  size_t w = esc_str(v, cut, o.s, sizeof o.s - 3);
-  if (cut < n) memcpy(o.s + w, "...", 4);
-  return o;
-}
-
-/* ------------------------------------------------------------------ */
-/* Nodes.                                                              */
-
-static size_t map_len(const yaml_node_t *n) {
-  return (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
-}
-
-static size_t seq_len(const yaml_node_t *n) {
-  return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-}
-
-/* An alias lets a small file name one big node many times over; the
- * total read is bounded so that cannot blow up time or memory. */
-static int spend(ctx *c, const yaml_node_t *n, size_t units) {
-  c->work += units;
-  if (c->work <= c->work_limit) return 0;
-  return bad(c, n, "this part is repeated through aliases (*name) too "
-             "often; write the values out instead");
-}
-
-/* libyaml's loader only makes valid node indexes, but a NULL here would
- * be a crash, so it becomes an error instead. */
-static int pair_at(ctx *c, yaml_node_t *map, size_t i, yaml_node_t **k,
-                   yaml_node_t **v) {
-  yaml_node_pair_t *p = map->data.mapping.pairs.start + i;
-  *k = yaml_document_get_node(c->doc, p->key);
-  *v = yaml_document_get_node(c->doc, p->value);
-  if (*k == NULL || *v == NULL) return bad(c, map, "malformed YAML map");
-  return spend(c, *k, 1);
-}
-
-static int item_at(ctx *c, yaml_node_t *seq, size_t i, yaml_node_t **it) {
-  *it = yaml_document_get_node(c->doc, seq->data.sequence.items.start[i]);
-  if (*it == NULL) return bad(c, seq, "malformed YAML list");
-  return spend(c, *it, 1);
-}
-
-static const char *sval(const yaml_node_t *n) {
-  return (const char *)n->data.scalar.value;
-}
-
-/* YAML's null: an empty or ~/null plain scalar.  Quoted "" is a string. */
-static bool is_null(const yaml_node_t *n) {
-  if (n->type != YAML_SCALAR_NODE) return false;
-  if (n->tag != NULL && strcmp((const char *)n->tag, YAML_NULL_TAG) == 0)
-    return true;
-  if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) return false;
-  const char *s = sval(n);
-  return !strcmp(s, "") || !strcmp(s, "~") || !strcmp(s, "null") ||
-         !strcmp(s, "Null") || !strcmp(s, "NULL");
-}
-
-static const char *kind(const yaml_node_t *n) {
-  switch (n->type) {
-  case YAML_SCALAR_NODE: return is_null(n) ? "empty" : "a string";
-  case YAML_SEQUENCE_NODE: return "a list";
-  case YAML_MAPPING_NODE: return "a map";
-  default: return "nothing";
-  }
-}
-
-/* ------------------------------------------------------------------ */
-/* Scalars.                                                            */
-
-static int get_str(ctx *c, yaml_node_t *v, const char *what,
-                   const char **out) {
-  if (v->type != YAML_SCALAR_NODE || is_null(v))
-    return bad(c, v, "%s must be a string, not %s", what, kind(v));
-  /* "\0" in a quoted scalar would silently cut the C string short */
-  if (strlen(sval(v)) != v->data.scalar.length)
-    return bad(c, v, "%s contains a NUL character (\\0); remove it", what);
-  *out = sval(v);
-  return spend(c, v, v->data.scalar.length + 1);
-}
-
-static int set_str(ctx *c, yaml_node_t *v, const char *what, char **dst) {
-  const char *s;
-  int rc = get_str(c, v, what, &s);
-  if (rc) return rc;
-  if (*s == '\0') return bad(c, v, "%s is empty; write a value or remove it",
-                             what);
-  char *copy = strdup(s);
-  if (copy == NULL) return nomem(c);
-  free(*dst);
-  *dst = copy;
-  return 0;
-}
-
-static int get_bool(ctx *c, yaml_node_t *v, const char *what, bool *out) {
-  const char *s;
-  int rc = get_str(c, v, what, &s);
-  if (rc) return rc;
-  if (strcasecmp(s, "true") == 0) *out = true;
-  else if (strcasecmp(s, "false") == 0) *out = false;
-  else return bad(c, v, "%s must be true or false, not '%s'", what, show(s).s);
-  return 0;
-}
-
-/* Whole decimal numbers only: "08" is 8, "0x10" and "1e3" are refused.
- * Values past int64 saturate, so the range check reports them. */
-static bool parse_int(const char *s, int64_t *out) {
-  bool neg = *s == '-';
-  if (neg) s++;
-  if (*s < '0' || *s > '9') return false;
-  uint64_t n = 0, cap = (uint64_t)INT64_MAX + 1;
-  for (; *s >= '0' && *s <= '9'; s++) {
-    uint64_t d = (uint64_t)(*s - '0');
-    n = n > (cap - d) / 10 ? cap : n * 10 + d;
-  }
-  if (*s != '\0') return false;
-  if (neg) *out = n == cap ? INT64_MIN : -(int64_t)n;
-  else *out = n == cap ? INT64_MAX : (int64_t)n;
-  return true;
-}
-
-static int get_int(ctx *c, yaml_node_t *v, const char *what, int64_t lo,
-                   int64_t hi, int64_t *out) {
-  const char *s;
-  int rc = get_str(c, v, what, &s);
-  if (rc) return rc;
-  if (!parse_int(s, out))
-    return bad(c, v, "%s must be a whole number, not '%s'", what, show(s).s);
-  if (*out < lo)
-    return bad(c, v, "%s must be at least %lld, not %s", what, (long long)lo,
-               show(s).s);
-  if (*out > hi)
-    return bad(c, v, "%s must be at most %lld, not %s", what, (long long)hi,
-               show(s).s);
-  return 0;
-}
-
-/* Plain decimal notation only: strtod would also take "nan", "inf",
- * hex floats and leading blanks.  The C locale keeps "1.5" meaning 1.5
- * should the program ever set one where the decimal point is a comma. */
-static bool parse_num(const char *s, locale_t c_locale, double *out) {
-  const char *p = s + (*s == '-');
-  bool digits = false;
-  while (*p >= '0' && *p <= '9') p++, digits = true;
-  if (*p == '.')
-    for (p++; *p >= '0' && *p <= '9'; p++) digits = true;
-  if (!digits) return false;
-  if (*p == 'e' || *p == 'E') {
-    p += 1 + (p[1] == '+' || p[1] == '-');
-    if (*p < '0' || *p > '9') return false;
-    while (*p >= '0' && *p <= '9') p++;
-  }
-  if (*p != '\0') return false;
-  *out = strtod_l(s, NULL, c_locale);
-  return isfinite(*out);
-}
-
-static int get_num(ctx *c, yaml_node_t *v, const char *what, double *out) {
-  const char *s;
-  int rc = get_str(c, v, what, &s);
-  if (rc) return rc;
-  locale_t c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
-  if (c_locale == (locale_t)0) return nomem(c);
-  bool ok = parse_num(s, c_locale, out);
-  freelocale(c_locale);
-  if (!ok)
-    return bad(c, v, "%s must be a number such as 1.5, not '%s'", what,
-               show(s).s);
-  return 0;
-}
-
-static int get_dur(ctx *c, yaml_node_t *v, const char *what, int64_t min,
-                   int64_t *out) {
-  const char *s;
-  if (v->type != YAML_SCALAR_NODE)
-    return bad(c, v, "%s must be a duration such as 10s, not %s", what,
-               kind(v));
-  int rc = get_str(c, v, what, &s);
-  if (rc) return rc;
-  if (*s == '-')
-    return bad(c, v, "%s cannot be negative; write a duration such as 10s",
-               what);
-  rc = mly_duration_parse(s, out);
-  if (rc == MLY_ERANGE || (rc == 0 && *out > DURATION_LIMIT))
-    return bad(c, v, "%s '%s' is longer than a year; write a shorter one",
-               what, show(s).s);
-  if (rc) return bad(c, v, "'%s' is not a duration; write 250ms, 10s or 2m",
-                     show(s).s);
-  if (*out < min)
-    return bad(c, v, "%s must be more than 0; write a duration such as 10s",
-               what);
-  return 0;
-}
-
-/* Byte counts: "10MB", "512KB", "1GB", "4096".  Units are binary
- * (1KB = 1024 bytes), as log sizes usually are. */
-static int get_size(ctx *c, yaml_node_t *v, const char *what,
-                    uint64_t *out) {
-  static const struct { const char *unit; uint64_t mul; } units[] = {
-      {"", 1},          {"b", 1},           {"k", 1024},
-      {"kb", 1024},     {"kib", 1024},      {"m", MIB},
-      {"mb", MIB},      {"mib", MIB},       {"g", 1024 * MIB},
-      {"gb", 1024 * MIB}, {"gib", 1024 * MIB}};
-  const char *s, *p;
-  int rc = get_str(c, v, what, &s);
-  if (rc) return rc;
-  uint64_t n = 0;
-  bool big = false;
-  for (p = s; *p >= '0' && *p <= '9'; p++) {
-    if (n > (UINT64_MAX - 9) / 10) big = true;
-    else n = n * 10 + (uint64_t)(*p - '0');
-  }
-  if (p == s) goto invalid;
-  if (*p == ' ') p++;
-  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-    if (strcasecmp(p, units[i].unit) != 0) continue;
-    if (big || n > UINT64_MAX / units[i].mul)
-      return bad(c, v, "%s '%s' is too big", what, show(s).s);
-    *out = n * units[i].mul;
-    return 0;
-  }
-invalid:
-  return bad(c, v, "%s '%s' is not a size; write bytes, or 512KB, 10MB, 1GB",
-             what, show(s).s);
-}
-
-/* ------------------------------------------------------------------ */
-/* Maps of known keys.                                                 */
-
-typedef int (*field_fn)(ctx *c, void *obj, yaml_node_t *v);
-
-typedef struct field {
-  const char *key;
-  field_fn fn;
-  bool nulls; /* the handler sees null values; otherwise null = default */
-} field;
-
-static void known_keys(const field *f, size_t n, char *buf, size_t len) {
-  size_t at = 0;
-  buf[0] = '\0';
-  for (size_t i = 0; i < n && at < len; i++) {
-    int w = snprintf(buf + at, len - at, "%s%s", i ? ", " : "", f[i].key);
-    if (w < 0) break;
-    at += (size_t)w;
-  }
-}
-
-static int find_field(const field *f, size_t n, const yaml_node_t *k) {
-  for (size_t i = 0; i < n; i++)
-    if (strlen(f[i].key) == k->data.scalar.length &&
-        memcmp(f[i].key, sval(k), k->data.scalar.length) == 0)
-      return (int)i;
-  return -1;
-}
-
-/* Walks a map whose keys must all be in `f` (at most 32), each at most
- * once; `where` ends the messages ("in program 'web'"). */
-static int walk_map(ctx *c, yaml_node_t *map, const field *f, size_t nf,
-                    const char *where, void *obj) {
-  yaml_mark_t first[32];
-  uint32_t seen = 0;
-  for (size_t i = 0; i < map_len(map); i++) {
-    yaml_node_t *k, *v;
-    int rc = pair_at(c, map, i, &k, &v);
-    if (rc) return rc;
-    if (k->type != YAML_SCALAR_NODE)
-      return bad(c, k, "keys %s must be names, not %s", where, kind(k));
-    int fi = find_field(f, nf, k);
-    if (fi < 0) {
-      char known[512];
-      known_keys(f, nf, known, sizeof known);
-      return bad(c, k, "unknown key '%s' %s (known: %s)", show(sval(k)).s,
-                 where, known);
-    }
-    if (seen & (1u << fi))
-      return bad(c, k, "'%s' is set twice %s (first at %zu:%zu); keep one",
-                 f[fi].key, where, first[fi].line + 1, first[fi].column + 1);
-    seen |= 1u << fi;
-    first[fi] = k->start_mark;
-    if (is_null(v) && !f[fi].nulls) continue;
-    if ((rc = f[fi].fn(c, obj, v)) != 0) return rc;
-  }
-  return 0;
+static void on_error(const mly_conf_msg *m, void *arg) {
+  errbuf *e = arg;
+  if (e->err && e->errlen) mly_conf_format(m, e->err, e->errlen);
 }
 
 /* Sorts v by name (then file order) and returns the file index of the
@@ -469,7 +110,7 @@ static const struct { const char *name; int num; } signals[] = {
 int sv_signal_number(const char *name) {
   if (name == NULL) return -1;
   int64_t n;
-  if (parse_int(name, &n)) return n >= 1 && n <= SIGRTMAX ? (int)n : -1;
+  if (mly_conf_parse_int(name, &n)) return n >= 1 && n <= SIGRTMAX ? (int)n : -1;
   if (strncasecmp(name, "SIG", 3) == 0) name += 3;
   for (size_t i = 0; i < NSIGNALS; i++)
     if (strcasecmp(name, signals[i].name) == 0) return signals[i].num;
@@ -486,13 +127,13 @@ const char *sv_signal_name(int signum) {
 /* Users and groups, resolved now so a typo fails the load, not the    */
 /* start.  The libc wants a buffer of unknown size: grow it on ERANGE. */
 
-static int lookup_fail(ctx *c, yaml_node_t *v, int rc, const char *what,
+static int lookup_fail(mly_conf *c, mly_conf_node *v, int rc, const char *what,
                        const char *name) {
   if (rc == 0 || rc == ENOENT || rc == ESRCH || rc == EBADF || rc == EPERM)
-    return bad(c, v, "unknown %s '%s'; create it, or write an existing %s "
-               "name or a numeric id", what, show(name).s, what);
+    return mly_conf_bad(c, v, "unknown %s '%s'; create it, or write an existing %s "
+               "name or a numeric id", what, mly_conf_show(name).s, what);
   char buf[128];
-  bad(c, v, "cannot look up %s '%s': %s", what, show(name).s,
+  mly_conf_bad(c, v, "cannot look up %s '%s': %s", what, mly_conf_show(name).s,
       strerror_r(rc, buf, sizeof buf));
   return -rc;
 }
@@ -501,14 +142,14 @@ static int lookup_fail(ctx *c, yaml_node_t *v, int rc, const char *what,
  * run with ids that have no passwd line). */
 static bool numeric_id(const char *s, uint32_t *id) {
   int64_t n;
-  if (!parse_int(s, &n) || n < 0 || n >= (int64_t)UINT32_MAX) return false;
+  if (!mly_conf_parse_int(s, &n) || n < 0 || n >= (int64_t)UINT32_MAX) return false;
   *id = (uint32_t)n;
   return true;
 }
 
 /* A user (with its primary group) or a group, by name, else a numeric
  * id: *id gets it.  One loop for both databases. */
-static int lookup_id(ctx *c, yaml_node_t *v, bool user, const char *name,
+static int lookup_id(mly_conf *c, mly_conf_node *v, bool user, const char *name,
                      uint32_t *id, gid_t *primary, bool *has_primary,
                      sv_program *pu) {
   struct passwd pw, *pwr = NULL;
@@ -518,7 +159,7 @@ static int lookup_id(ctx *c, yaml_node_t *v, bool user, const char *name,
   int rc;
   do {
     char *nb = realloc(buf, size *= 2);
-    if (nb == NULL) return free(buf), nomem(c);
+    if (nb == NULL) return free(buf), mly_conf_nomem(c);
     buf = nb;
     rc = user ? getpwnam_r(name, &pw, buf, size, &pwr)
               : getgrnam_r(name, &gr, buf, size, &grr);
@@ -531,14 +172,14 @@ static int lookup_id(ctx *c, yaml_node_t *v, bool user, const char *name,
     pu->login = strdup(pw.pw_name);
     pu->home = strdup(pw.pw_dir);
     pu->shell_path = strdup(*pw.pw_shell ? pw.pw_shell : "/bin/sh");
-    if (!pu->login || !pu->home || !pu->shell_path) return free(buf), nomem(c);
+    if (!pu->login || !pu->home || !pu->shell_path) return free(buf), mly_conf_nomem(c);
   }
   free(buf);
   if (found || numeric_id(name, id)) return 0;
   return lookup_fail(c, v, rc, user ? "user" : "group", name);
 }
 
-static int lookup_user(ctx *c, yaml_node_t *v, sv_program *p,
+static int lookup_user(mly_conf *c, mly_conf_node *v, sv_program *p,
                        gid_t *primary, bool *has_primary) {
   uint32_t id;
   int rc = lookup_id(c, v, true, p->user, &id, primary, has_primary, p);
@@ -546,7 +187,7 @@ static int lookup_user(ctx *c, yaml_node_t *v, sv_program *p,
   return rc;
 }
 
-static int lookup_group(ctx *c, yaml_node_t *v, sv_program *p) {
+static int lookup_group(mly_conf *c, mly_conf_node *v, sv_program *p) {
   uint32_t id;
   int rc = lookup_id(c, v, false, p->group, &id, NULL, NULL, NULL);
   if (rc == 0) p->gid = (gid_t)id, p->has_gid = true;
@@ -555,12 +196,12 @@ static int lookup_group(ctx *c, yaml_node_t *v, sv_program *p) {
 
 /* The user's supplementary groups, as initgroups would set them (the
  * program's gid among them); none for a numeric id without an entry. */
-static int lookup_groups(ctx *c, sv_program *p) {
+static int lookup_groups(mly_conf *c, sv_program *p) {
   if (p->login == NULL || !p->has_gid) return 0;
   int n = 32;
   for (;;) {
     gid_t *g = realloc(p->groups, (size_t)n * sizeof *g);
-    if (g == NULL) return nomem(c);
+    if (g == NULL) return mly_conf_nomem(c);
     p->groups = g;
     int want = n;
     if (getgrouplist(p->login, p->gid, g, &want) >= 0) {
@@ -568,7 +209,7 @@ static int lookup_groups(ctx *c, sv_program *p) {
       return 0;
     }
     if (want <= n) want = n * 2; /* glibc says how many; others may not */
-    if (want > 65536) return nomem(c);
+    if (want > 65536) return mly_conf_nomem(c);
     n = want;
   }
 }
@@ -579,28 +220,28 @@ static int lookup_groups(ctx *c, sv_program *p) {
 typedef struct pctx {
   sv_program *p;
   size_t idx;
-  yaml_node_t *key;      /* the program's name, where messages point */
-  yaml_node_t *command;  /* kept until shell: is known */
+  mly_conf_node *key;      /* the program's name, where messages point */
+  mly_conf_node *command;  /* kept until shell: is known */
   gid_t primary;         /* the user's own group, when group is unset */
   bool has_primary;
-  yaml_node_t *user;     /* where user: is, for a message */
+  mly_conf_node *user;     /* where user: is, for a message */
   char where[96];        /* "in program 'web'" */
 } pctx;
 
 #define P(o) (((pctx *)(o))->p)
 
-static int pf_command(ctx *c, void *o, yaml_node_t *v) {
+static int pf_command(mly_conf *c, void *o, mly_conf_node *v) {
   (void)c;
   ((pctx *)o)->command = v;
   return 0;
 }
 
-static int pf_shell(ctx *c, void *o, yaml_node_t *v) {
-  return get_bool(c, v, "shell", &P(o)->shell);
+static int pf_shell(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_bool(c, v, "shell", &P(o)->shell);
 }
 
-static int pf_cwd(ctx *c, void *o, yaml_node_t *v) {
-  return set_str(c, v, "cwd", &P(o)->cwd);
+static int pf_cwd(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_set_str(c, v, "cwd", &P(o)->cwd);
 }
 
 static bool env_name_ok(const char *s) {
@@ -612,117 +253,117 @@ static bool env_name_ok(const char *s) {
   return true;
 }
 
-static int env_entry(ctx *c, sv_program *p, yaml_node_t *k, yaml_node_t *v) {
+static int env_entry(mly_conf *c, sv_program *p, mly_conf_node *k, mly_conf_node *v) {
   const char *name, *value = NULL;
-  int rc = get_str(c, k, "an env name", &name);
+  int rc = mly_conf_get_str(c, k, "an env name", &name);
   if (rc) return rc;
   if (!env_name_ok(name))
-    return bad(c, k, "'%s' is not a valid environment variable name; use "
+    return mly_conf_bad(c, k, "'%s' is not a valid environment variable name; use "
                "letters, digits and '_', not starting with a digit",
-               show(name).s);
-  if (!is_null(v) && v->type != YAML_SCALAR_NODE)
-    return bad(c, v, "env %s must be a string, or null to unset it, not %s",
-               name, kind(v));
-  if (!is_null(v) && (rc = get_str(c, v, "an env value", &value)) != 0)
+               mly_conf_show(name).s);
+  if (!mly_conf_is_null(v) && mly_conf_scalar(v) == NULL)
+    return mly_conf_bad(c, v, "env %s must be a string, or null to unset it, not %s",
+               name, mly_conf_kind_name(v));
+  if (!mly_conf_is_null(v) && (rc = mly_conf_get_str(c, v, "an env value", &value)) != 0)
     return rc;
   sv_env_op *e = &p->env[p->nenv++];
-  if ((e->name = strdup(name)) == NULL) return nomem(c);
-  if (value && (e->value = strdup(value)) == NULL) return nomem(c);
+  if ((e->name = strdup(name)) == NULL) return mly_conf_nomem(c);
+  if (value && (e->value = strdup(value)) == NULL) return mly_conf_nomem(c);
   return 0;
 }
 
-static int env_dups(ctx *c, yaml_node_t *map, sv_program *p) {
+static int env_dups(mly_conf *c, mly_conf_node *map, sv_program *p) {
   named *v = malloc((p->nenv ? p->nenv : 1) * sizeof *v);
-  if (v == NULL) return nomem(c);
+  if (v == NULL) return mly_conf_nomem(c);
   for (size_t i = 0; i < p->nenv; i++) v[i] = (named){p->env[i].name, i};
   size_t first = 0, dup = find_dup(v, p->nenv, &first);
   free(v);
   if (dup == SIZE_MAX) return 0;
-  yaml_node_t *k, *k1, *val;
-  int rc = pair_at(c, map, first, &k1, &val);
-  if (rc == 0) rc = pair_at(c, map, dup, &k, &val);
+  mly_conf_node *k, *k1, *val;
+  int rc = mly_conf_pair(c, map, first, &k1, &val);
+  if (rc == 0) rc = mly_conf_pair(c, map, dup, &k, &val);
   if (rc) return rc;
-  return bad(c, k, "env %s is set twice (first at %zu:%zu); keep one",
-             p->env[dup].name, k1->start_mark.line + 1,
-             k1->start_mark.column + 1);
+  return mly_conf_bad(c, k, "env %s is set twice (first at %u:%u); keep one",
+             p->env[dup].name, mly_conf_line(k1),
+             mly_conf_col(k1));
 }
 
-static int pf_env(ctx *c, void *o, yaml_node_t *v) {
+static int pf_env(mly_conf *c, void *o, mly_conf_node *v) {
   sv_program *p = P(o);
-  if (v->type != YAML_MAPPING_NODE)
-    return bad(c, v, "env must be a map of NAME: value, not %s", kind(v));
-  size_t n = map_len(v);
-  if ((p->env = calloc(n ? n : 1, sizeof *p->env)) == NULL) return nomem(c);
+  if (mly_conf_type_of(v) != MLY_CONF_MAP)
+    return mly_conf_bad(c, v, "env must be a map of NAME: value, not %s", mly_conf_kind_name(v));
+  size_t n = mly_conf_len(v);
+  if ((p->env = calloc(n ? n : 1, sizeof *p->env)) == NULL) return mly_conf_nomem(c);
   for (size_t i = 0; i < n; i++) {
-    yaml_node_t *k, *val;
-    int rc = pair_at(c, v, i, &k, &val);
+    mly_conf_node *k, *val;
+    int rc = mly_conf_pair(c, v, i, &k, &val);
     if (rc == 0) rc = env_entry(c, p, k, val);
     if (rc) return rc;
   }
   return env_dups(c, v, p);
 }
 
-static int pf_restart(ctx *c, void *o, yaml_node_t *v) {
+static int pf_restart(mly_conf *c, void *o, mly_conf_node *v) {
   const char *s;
-  int rc = get_str(c, v, "restart", &s);
+  int rc = mly_conf_get_str(c, v, "restart", &s);
   if (rc) return rc;
   if (!strcmp(s, "always")) P(o)->restart = SV_RESTART_ALWAYS;
   else if (!strcmp(s, "on-failure")) P(o)->restart = SV_RESTART_ON_FAILURE;
   else if (!strcmp(s, "never")) P(o)->restart = SV_RESTART_NEVER;
-  else return bad(c, v, "restart must be always, on-failure or never, not "
-                  "'%s'", show(s).s);
+  else return mly_conf_bad(c, v, "restart must be always, on-failure or never, not "
+                  "'%s'", mly_conf_show(s).s);
   return 0;
 }
 
-static int pf_codes(ctx *c, void *o, yaml_node_t *v) {
+static int pf_codes(mly_conf *c, void *o, mly_conf_node *v) {
   sv_program *p = P(o);
-  if (v->type != YAML_SEQUENCE_NODE)
-    return bad(c, v, "success_exit_codes must be a list such as [0, 2], not "
-               "%s", kind(v));
-  size_t n = seq_len(v);
+  if (mly_conf_type_of(v) != MLY_CONF_LIST)
+    return mly_conf_bad(c, v, "success_exit_codes must be a list such as [0, 2], not "
+               "%s", mly_conf_kind_name(v));
+  size_t n = mly_conf_len(v);
   if (n == 0)
-    return bad(c, v, "success_exit_codes is empty; list at least one exit "
+    return mly_conf_bad(c, v, "success_exit_codes is empty; list at least one exit "
                "code, e.g. [0]");
-  if ((p->success_codes = calloc(n, sizeof(int))) == NULL) return nomem(c);
+  if ((p->success_codes = calloc(n, sizeof(int))) == NULL) return mly_conf_nomem(c);
   for (size_t i = 0; i < n; i++) {
-    yaml_node_t *it;
+    mly_conf_node *it;
     int64_t code;
-    int rc = item_at(c, v, i, &it);
-    if (rc == 0) rc = get_int(c, it, "an exit code", 0, 255, &code);
+    int rc = mly_conf_item(c, v, i, &it);
+    if (rc == 0) rc = mly_conf_get_int(c, it, "an exit code", 0, 255, &code);
     if (rc) return rc;
     p->success_codes[p->nsuccess++] = (int)code;
   }
   return 0;
 }
 
-static int bf_initial(ctx *c, void *o, yaml_node_t *v) {
-  return get_dur(c, v, "backoff initial", 1, &P(o)->backoff.initial_ms);
+static int bf_initial(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "backoff initial", 1, &P(o)->backoff.initial_ms);
 }
 
-static int bf_max(ctx *c, void *o, yaml_node_t *v) {
-  return get_dur(c, v, "backoff max", 1, &P(o)->backoff.max_ms);
+static int bf_max(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "backoff max", 1, &P(o)->backoff.max_ms);
 }
 
-static int bf_multiplier(ctx *c, void *o, yaml_node_t *v) {
+static int bf_multiplier(mly_conf *c, void *o, mly_conf_node *v) {
   double *m = &P(o)->backoff.multiplier;
-  int rc = get_num(c, v, "backoff multiplier", m);
+  int rc = mly_conf_get_num(c, v, "backoff multiplier", m);
   if (rc == 0 && *m < 1.0)
-    return bad(c, v, "backoff multiplier must be 1 or more (1 keeps the "
-               "delay fixed), not %s", show(sval(v)).s);
+    return mly_conf_bad(c, v, "backoff multiplier must be 1 or more (1 keeps the "
+               "delay fixed), not %s", mly_conf_show(mly_conf_scalar(v)).s);
   return rc;
 }
 
-static int bf_jitter(ctx *c, void *o, yaml_node_t *v) {
+static int bf_jitter(mly_conf *c, void *o, mly_conf_node *v) {
   double *j = &P(o)->backoff.jitter;
-  int rc = get_num(c, v, "backoff jitter", j);
+  int rc = mly_conf_get_num(c, v, "backoff jitter", j);
   if (rc == 0 && (*j < 0.0 || *j > 1.0))
-    return bad(c, v, "backoff jitter must be between 0 and 1 (a fraction of "
-               "the delay), not %s", show(sval(v)).s);
+    return mly_conf_bad(c, v, "backoff jitter must be between 0 and 1 (a fraction of "
+               "the delay), not %s", mly_conf_show(mly_conf_scalar(v)).s);
   return rc;
 }
 
-static int bf_reset(ctx *c, void *o, yaml_node_t *v) {
-  return get_dur(c, v, "backoff reset_after", 1,
+static int bf_reset(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "backoff reset_after", 1,
                  &P(o)->backoff.reset_after_ms);
 }
 
@@ -731,116 +372,124 @@ static const field backoff_fields[] = {
     {"multiplier", bf_multiplier, false}, {"jitter", bf_jitter, false},
     {"reset_after", bf_reset, false}};
 
-static int pf_backoff(ctx *c, void *o, yaml_node_t *v) {
+static int pf_backoff(mly_conf *c, void *o, mly_conf_node *v) {
   sv_program *p = P(o);
   char where[128];
-  if (v->type != YAML_MAPPING_NODE)
-    return bad(c, v, "backoff must be a map such as {initial: 100ms, max: "
-               "30s}, not %s", kind(v));
+  if (mly_conf_type_of(v) != MLY_CONF_MAP)
+    return mly_conf_bad(c, v, "backoff must be a map such as {initial: 100ms, max: "
+               "30s}, not %s", mly_conf_kind_name(v));
   snprintf(where, sizeof where, "in backoff of program '%s'", p->name);
-  int rc = walk_map(c, v, backoff_fields,
+  int rc = mly_conf_walk(c, v, backoff_fields,
                     sizeof backoff_fields / sizeof backoff_fields[0], where, o);
   if (rc == 0 && p->backoff.initial_ms > p->backoff.max_ms)
-    return bad(c, v, "backoff initial (%lldms) is more than max (%lldms); "
+    return mly_conf_bad(c, v, "backoff initial (%lldms) is more than max (%lldms); "
                "lower initial or raise max (default 30s)",
                (long long)p->backoff.initial_ms,
                (long long)p->backoff.max_ms);
   return rc;
 }
 
-static int if_max(ctx *c, void *o, yaml_node_t *v) {
+static int if_max(mly_conf *c, void *o, mly_conf_node *v) {
   int64_t n;
-  int rc = get_int(c, v, "intensity max_restarts", 1, UINT32_MAX, &n);
+  int rc = mly_conf_get_int(c, v, "intensity max_restarts", 1, UINT32_MAX, &n);
   if (rc == 0) P(o)->intensity.max_restarts = (uint32_t)n;
   return rc;
 }
 
-static int if_within(ctx *c, void *o, yaml_node_t *v) {
-  return get_dur(c, v, "intensity within", 1, &P(o)->intensity.within_ms);
+static int if_within(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "intensity within", 1, &P(o)->intensity.within_ms);
 }
 
 static const field intensity_fields[] = {{"max_restarts", if_max, false},
                                          {"within", if_within, false}};
 
-static int pf_intensity(ctx *c, void *o, yaml_node_t *v) {
+static int pf_intensity(mly_conf *c, void *o, mly_conf_node *v) {
   char where[128];
-  if (v->type != YAML_MAPPING_NODE)
-    return bad(c, v, "intensity must be a map such as {max_restarts: 5, "
-               "within: 60s}, not %s", kind(v));
+  if (mly_conf_type_of(v) != MLY_CONF_MAP)
+    return mly_conf_bad(c, v, "intensity must be a map such as {max_restarts: 5, "
+               "within: 60s}, not %s", mly_conf_kind_name(v));
   snprintf(where, sizeof where, "in intensity of program '%s'", P(o)->name);
-  return walk_map(c, v, intensity_fields,
+  return mly_conf_walk(c, v, intensity_fields,
                   sizeof intensity_fields / sizeof intensity_fields[0], where,
                   o);
 }
 
-static int pf_start_timeout(ctx *c, void *o, yaml_node_t *v) {
-  return get_dur(c, v, "start_timeout", 0, &P(o)->start_timeout_ms);
+static int pf_start_timeout(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "start_timeout", 0, &P(o)->start_timeout_ms);
 }
 
-static int rf_notify_fd(ctx *c, void *o, yaml_node_t *v) {
+static int rf_notify_fd(mly_conf *c, void *o, mly_conf_node *v) {
   int64_t fd;
-  int rc = get_int(c, v, "notify_fd", INT64_MIN, INT64_MAX, &fd);
+  int rc = mly_conf_get_int(c, v, "notify_fd", INT64_MIN, INT64_MAX, &fd);
   if (rc) return rc;
   if (fd < 3)
-    return bad(c, v, "notify_fd must be 3 or more: 0, 1 and 2 are the "
+    return mly_conf_bad(c, v, "notify_fd must be 3 or more: 0, 1 and 2 are the "
                "program's stdin, stdout and stderr");
   if (fd > FD_LIMIT)
-    return bad(c, v, "notify_fd must be at most %d", FD_LIMIT);
+    return mly_conf_bad(c, v, "notify_fd must be at most %d", FD_LIMIT);
   P(o)->notify_fd = (int)fd;
   return 0;
 }
 
 static const field ready_fields[] = {{"notify_fd", rf_notify_fd, false}};
 
-static int ready_map(ctx *c, void *o, yaml_node_t *v) {
+static int ready_map(mly_conf *c, void *o, mly_conf_node *v) {
   sv_program *p = P(o);
   char where[128];
   snprintf(where, sizeof where, "in ready of program '%s'", p->name);
-  int rc = walk_map(c, v, ready_fields, 1, where, o);
+  int rc = mly_conf_walk(c, v, ready_fields, 1, where, o);
   if (rc) return rc;
   if (p->notify_fd < 0)
-    return bad(c, v, "ready needs notify_fd, e.g. ready: {notify_fd: 3}");
+    return mly_conf_bad(c, v, "ready needs notify_fd, e.g. ready: {notify_fd: 3}");
   p->ready = SV_READY_NOTIFY;
   return 0;
 }
 
-static int pf_ready(ctx *c, void *o, yaml_node_t *v) {
+static int pf_ready(mly_conf *c, void *o, mly_conf_node *v) {
   sv_program *p = P(o);
-  if (v->type == YAML_MAPPING_NODE) return ready_map(c, o, v);
+  if (mly_conf_type_of(v) == MLY_CONF_MAP) return ready_map(c, o, v);
   const char *s;
-  if (v->type != YAML_SCALAR_NODE)
-    return bad(c, v, "ready must be none, a duration such as 2s, or "
-               "{notify_fd: 3}, not %s", kind(v));
-  int rc = get_str(c, v, "ready", &s);
+  if (mly_conf_scalar(v) == NULL)
+    return mly_conf_bad(c, v, "ready must be none, a duration such as 2s, "
+               "sd_notify or {notify_fd: 3}, not %s", mly_conf_kind_name(v));
+  int rc = mly_conf_get_str(c, v, "ready", &s);
   if (rc) return rc;
   if (strcmp(s, "none") == 0) {
     p->ready = SV_READY_NONE;
     return 0;
   }
+  if (strcmp(s, "sd_notify") == 0) {
+    p->ready = SV_READY_SD_NOTIFY;
+    return 0;
+  }
   int64_t ms;
   rc = mly_duration_parse(s, &ms);
   if (*s == '-' || (rc != 0 && rc != MLY_ERANGE))
-    return bad(c, v, "ready: '%s' is not none or a duration; write none, 2s "
-               "or {notify_fd: 3}", show(s).s);
-  rc = get_dur(c, v, "ready", 1, &p->ready_delay_ms);
+    return mly_conf_bad(c, v, "ready: '%s' is not none, sd_notify or a duration; "
+               "write none, 2s, sd_notify or {notify_fd: 3}", mly_conf_show(s).s);
+  rc = mly_conf_get_dur(c, v, "ready", 1, &p->ready_delay_ms);
   if (rc == 0) p->ready = SV_READY_DELAY;
   return rc;
 }
 
-static int pf_stop_signal(ctx *c, void *o, yaml_node_t *v) {
+static int pf_watchdog(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "watchdog", 1, &P(o)->watchdog_ms);
+}
+
+static int pf_stop_signal(mly_conf *c, void *o, mly_conf_node *v) {
   const char *s;
-  int rc = get_str(c, v, "stop_signal", &s);
+  int rc = mly_conf_get_str(c, v, "stop_signal", &s);
   if (rc) return rc;
   int sig = sv_signal_number(s);
   if (sig < 0)
-    return bad(c, v, "'%s' is not a signal; write a name such as TERM, INT, "
-               "QUIT, HUP or USR1, or a number", show(s).s);
+    return mly_conf_bad(c, v, "'%s' is not a signal; write a name such as TERM, INT, "
+               "QUIT, HUP or USR1, or a number", mly_conf_show(s).s);
   P(o)->stop_signal = sig;
   return 0;
 }
 
-static int pf_stop_grace(ctx *c, void *o, yaml_node_t *v) {
-  return get_dur(c, v, "stop_grace", 1, &P(o)->stop_grace_ms);
+static int pf_stop_grace(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "stop_grace", 1, &P(o)->stop_grace_ms);
 }
 
 
@@ -849,48 +498,48 @@ static int name_cmp(const void *a, const void *b) {
 }
 
 /* Index of the program called name, or SIZE_MAX. */
-static size_t find_program(const ctx *c, const char *name) {
+static size_t find_program(const mly_conf *c, const char *name) {
   named key = {name, 0};
-  const named *hit = bsearch(&key, c->byname, c->cfg->nprograms,
+  const named *hit = bsearch(&key, CTX(c)->byname, CTX(c)->cfg->nprograms,
                              sizeof key, name_cmp);
   return hit ? hit->idx : SIZE_MAX;
 }
 
-static int depends_item(ctx *c, pctx *pc, yaml_node_t *it, size_t i) {
+static int depends_item(mly_conf *c, pctx *pc, mly_conf_node *it, size_t i) {
   sv_program *p = pc->p;
   const char *name;
-  if (it->type != YAML_SCALAR_NODE || is_null(it))
-    return bad(c, it, "depends_on: expected a list of strings (program "
-               "names); item %zu is %s", i + 1, kind(it));
-  int rc = get_str(c, it, "depends_on", &name);
+  if (mly_conf_scalar(it) == NULL || mly_conf_is_null(it))
+    return mly_conf_bad(c, it, "depends_on: expected a list of strings (program "
+               "names); item %zu is %s", i + 1, mly_conf_kind_name(it));
+  int rc = mly_conf_get_str(c, it, "depends_on", &name);
   if (rc) return rc;
   size_t dep = find_program(c, name);
   if (dep == SIZE_MAX)
-    return bad(c, it, "program '%s' depends on '%s', which is not defined",
-               p->name, show(name).s);
+    return mly_conf_bad(c, it, "program '%s' depends on '%s', which is not defined",
+               p->name, mly_conf_show(name).s);
   if (dep == pc->idx)
-    return bad(c, it, "program '%s' depends on itself; remove it from its "
+    return mly_conf_bad(c, it, "program '%s' depends on itself; remove it from its "
                "depends_on", p->name);
   /* stamp makes repeats O(1) to find, however long the list */
-  if (c->stamp[dep] == pc->idx + 1)
-    return bad(c, it, "depends_on lists '%s' twice; keep one", name);
-  c->stamp[dep] = pc->idx + 1;
-  if ((p->depends_on[p->ndeps] = strdup(name)) == NULL) return nomem(c);
+  if (CTX(c)->stamp[dep] == pc->idx + 1)
+    return mly_conf_bad(c, it, "depends_on lists '%s' twice; keep one", name);
+  CTX(c)->stamp[dep] = pc->idx + 1;
+  if ((p->depends_on[p->ndeps] = strdup(name)) == NULL) return mly_conf_nomem(c);
   p->ndeps++;
   return 0;
 }
 
-static int pf_depends(ctx *c, void *o, yaml_node_t *v) {
+static int pf_depends(mly_conf *c, void *o, mly_conf_node *v) {
   sv_program *p = P(o);
-  if (v->type != YAML_SEQUENCE_NODE)
-    return bad(c, v, "depends_on: expected a list of strings (program "
-               "names), not %s", kind(v));
-  size_t n = seq_len(v);
+  if (mly_conf_type_of(v) != MLY_CONF_LIST)
+    return mly_conf_bad(c, v, "depends_on: expected a list of strings (program "
+               "names), not %s", mly_conf_kind_name(v));
+  size_t n = mly_conf_len(v);
   if ((p->depends_on = calloc(n + 1, sizeof(char *))) == NULL)
-    return nomem(c);
+    return mly_conf_nomem(c);
   for (size_t i = 0; i < n; i++) {
-    yaml_node_t *it;
-    int rc = item_at(c, v, i, &it);
+    mly_conf_node *it;
+    int rc = mly_conf_item(c, v, i, &it);
     if (rc == 0) rc = depends_item(c, o, it, i);
     if (rc) return rc;
   }
@@ -905,22 +554,22 @@ typedef struct lctx {
   const char *which;
 } lctx;
 
-static int lf_file(ctx *c, void *o, yaml_node_t *v) {
+static int lf_file(mly_conf *c, void *o, mly_conf_node *v) {
   lctx *l = o;
   char what[32];
   snprintf(what, sizeof what, "%s file", l->which);
-  return set_str(c, v, what, &l->log->file);
+  return mly_conf_set_str(c, v, what, &l->log->file);
 }
 
-static int lf_max_size(ctx *c, void *o, yaml_node_t *v) {
+static int lf_max_size(mly_conf *c, void *o, mly_conf_node *v) {
   lctx *l = o;
-  return get_size(c, v, "max_size", &l->log->max_size);
+  return mly_conf_get_size(c, v, "max_size", &l->log->max_size);
 }
 
-static int lf_keep(ctx *c, void *o, yaml_node_t *v) {
+static int lf_keep(mly_conf *c, void *o, mly_conf_node *v) {
   lctx *l = o;
   int64_t n;
-  int rc = get_int(c, v, "keep", 0, LOG_KEEP_LIMIT, &n);
+  int rc = mly_conf_get_int(c, v, "keep", 0, LOG_KEEP_LIMIT, &n);
   if (rc == 0) l->log->keep = (uint32_t)n;
   return rc;
 }
@@ -929,79 +578,79 @@ static const field log_fields[] = {{"file", lf_file, false},
                                    {"max_size", lf_max_size, false},
                                    {"keep", lf_keep, false}};
 
-static int parse_log(ctx *c, pctx *pc, yaml_node_t *v, sv_log *log,
+static int parse_log(mly_conf *c, pctx *pc, mly_conf_node *v, sv_log *log,
                      const char *which) {
   lctx l = {pc, log, which};
-  if (v->type == YAML_SCALAR_NODE) {
+  if (mly_conf_scalar(v) != NULL) {
     const char *s;
-    int rc = get_str(c, v, which, &s);
+    int rc = mly_conf_get_str(c, v, which, &s);
     if (rc) return rc;
     if (strcmp(s, "inherit") == 0) return 0;
     log->mode = SV_OUT_FILE;
     return lf_file(c, &l, v);
   }
-  if (v->type != YAML_MAPPING_NODE)
-    return bad(c, v, "%s must be inherit, a file, or {file: F, max_size: "
-               "10MB, keep: 5}, not %s", which, kind(v));
+  if (mly_conf_type_of(v) != MLY_CONF_MAP)
+    return mly_conf_bad(c, v, "%s must be inherit, a file, or {file: F, max_size: "
+               "10MB, keep: 5}, not %s", which, mly_conf_kind_name(v));
   char where[128];
   snprintf(where, sizeof where, "in %s of program '%s'", which, pc->p->name);
   log->mode = SV_OUT_FILE;
-  int rc = walk_map(c, v, log_fields, 3, where, &l);
+  int rc = mly_conf_walk(c, v, log_fields, 3, where, &l);
   if (rc == 0 && log->file == NULL)
-    return bad(c, v, "%s needs a file, e.g. {file: %s.log, max_size: 10MB}",
+    return mly_conf_bad(c, v, "%s needs a file, e.g. {file: %s.log, max_size: 10MB}",
                which, pc->p->name);
   return rc;
 }
 
-static int pf_stdout(ctx *c, void *o, yaml_node_t *v) {
+static int pf_stdout(mly_conf *c, void *o, mly_conf_node *v) {
   return parse_log(c, o, v, &P(o)->out, "stdout");
 }
 
-static int pf_stderr(ctx *c, void *o, yaml_node_t *v) {
+static int pf_stderr(mly_conf *c, void *o, mly_conf_node *v) {
   return parse_log(c, o, v, &P(o)->err, "stderr");
 }
 
-static int pf_user(ctx *c, void *o, yaml_node_t *v) {
+static int pf_user(mly_conf *c, void *o, mly_conf_node *v) {
   pctx *pc = o;
   pc->user = v;
-  int rc = set_str(c, v, "user", &pc->p->user);
+  int rc = mly_conf_set_str(c, v, "user", &pc->p->user);
   return rc ? rc : lookup_user(c, v, pc->p, &pc->primary, &pc->has_primary);
 }
 
-static int pf_group(ctx *c, void *o, yaml_node_t *v) {
-  int rc = set_str(c, v, "group", &P(o)->group);
+static int pf_group(mly_conf *c, void *o, mly_conf_node *v) {
+  int rc = mly_conf_set_str(c, v, "group", &P(o)->group);
   return rc ? rc : lookup_group(c, v, P(o));
 }
 
 /* limits: {memory_max: 256MB, cpu_max: 1.5, pids_max: 100} */
 
-static void limit_at(void *o, int which, yaml_node_t *v) {
-  P(o)->limits.line[which] = (int)v->start_mark.line + 1;
-  P(o)->limits.col[which] = (int)v->start_mark.column + 1;
+static void limit_at(void *o, int which, mly_conf_node *v) {
+  P(o)->limits.line[which] = (int)mly_conf_line(v);
+  P(o)->limits.col[which] = (int)mly_conf_col(v);
 }
 
-static int lim_memory(ctx *c, void *o, yaml_node_t *v) {
+static int lim_memory(mly_conf *c, void *o, mly_conf_node *v) {
   limit_at(o, SV_LIMIT_MEMORY, v);
-  int rc = get_size(c, v, "memory_max", &P(o)->limits.memory_max);
+  int rc = mly_conf_get_size(c, v, "memory_max", &P(o)->limits.memory_max);
   if (rc == 0 && P(o)->limits.memory_max < 4096)
-    return bad(c, v, "memory_max must be at least 4KB (a page), e.g. 256MB");
+    return mly_conf_bad(c, v, "memory_max must be at least 4KB (a page), e.g. 256MB");
   return rc;
 }
 
-static int lim_cpu(ctx *c, void *o, yaml_node_t *v) {
+static int lim_cpu(mly_conf *c, void *o, mly_conf_node *v) {
   double *cpus = &P(o)->limits.cpu_max;
   limit_at(o, SV_LIMIT_CPU, v);
-  int rc = get_num(c, v, "cpu_max", cpus);
+  int rc = mly_conf_get_num(c, v, "cpu_max", cpus);
   if (rc == 0 && (*cpus < 0.01 || *cpus > 4096))
-    return bad(c, v, "cpu_max is a number of CPUs between 0.01 and 4096, "
-               "e.g. 0.5 for half of one, not %s", show(sval(v)).s);
+    return mly_conf_bad(c, v, "cpu_max is a number of CPUs between 0.01 and 4096, "
+               "e.g. 0.5 for half of one, not %s", mly_conf_show(mly_conf_scalar(v)).s);
   return rc;
 }
 
-static int lim_pids(ctx *c, void *o, yaml_node_t *v) {
+static int lim_pids(mly_conf *c, void *o, mly_conf_node *v) {
   int64_t n;
   limit_at(o, SV_LIMIT_PIDS, v);
-  int rc = get_int(c, v, "pids_max", 1, 4194304, &n);
+  int rc = mly_conf_get_int(c, v, "pids_max", 1, 4194304, &n);
   if (rc == 0) P(o)->limits.pids_max = (uint64_t)n;
   return rc;
 }
@@ -1010,19 +659,19 @@ static const field limit_fields[] = {{"memory_max", lim_memory, false},
                                      {"cpu_max", lim_cpu, false},
                                      {"pids_max", lim_pids, false}};
 
-static int pf_limits(ctx *c, void *o, yaml_node_t *v) {
+static int pf_limits(mly_conf *c, void *o, mly_conf_node *v) {
   char where[128];
-  if (v->type != YAML_MAPPING_NODE)
-    return bad(c, v, "limits must be a map such as {memory_max: 256MB, "
-               "cpu_max: 1.5, pids_max: 100}, not %s", kind(v));
+  if (mly_conf_type_of(v) != MLY_CONF_MAP)
+    return mly_conf_bad(c, v, "limits must be a map such as {memory_max: 256MB, "
+               "cpu_max: 1.5, pids_max: 100}, not %s", mly_conf_kind_name(v));
   snprintf(where, sizeof where, "in limits of program '%s'", P(o)->name);
-  return walk_map(c, v, limit_fields,
+  return mly_conf_walk(c, v, limit_fields,
                   sizeof limit_fields / sizeof limit_fields[0], where, o);
 }
 
-static int pf_env_inherit(ctx *c, void *o, yaml_node_t *v) {
+static int pf_env_inherit(mly_conf *c, void *o, mly_conf_node *v) {
   P(o)->env_inherit_set = true;
-  return get_bool(c, v, "env_inherit", &P(o)->env_inherit);
+  return mly_conf_get_bool(c, v, "env_inherit", &P(o)->env_inherit);
 }
 
 static const field program_fields[] = {
@@ -1036,6 +685,7 @@ static const field program_fields[] = {
     {"intensity", pf_intensity, false},
     {"start_timeout", pf_start_timeout, false},
     {"ready", pf_ready, false},
+    {"watchdog", pf_watchdog, false},
     {"stop_signal", pf_stop_signal, false},
     {"stop_grace", pf_stop_grace, false},
     {"depends_on", pf_depends, false},
@@ -1066,83 +716,83 @@ static void program_defaults(sv_program *p) {
                              LOG_KEEP_DEFAULT};
 }
 
-static int argv_shell(ctx *c, sv_program *p, yaml_node_t *v) {
+static int argv_shell(mly_conf *c, sv_program *p, mly_conf_node *v) {
   const char *s;
-  int rc = get_str(c, v, "command", &s);
+  int rc = mly_conf_get_str(c, v, "command", &s);
   if (rc) return rc;
   if (*s == '\0')
-    return bad(c, v, "command is empty; write the command line to run");
-  if ((p->argv = calloc(4, sizeof(char *))) == NULL) return nomem(c);
+    return mly_conf_bad(c, v, "command is empty; write the command line to run");
+  if ((p->argv = calloc(4, sizeof(char *))) == NULL) return mly_conf_nomem(c);
   const char *sh[] = {"/bin/sh", "-c", s};
   for (p->argc = 0; p->argc < 3; p->argc++)
-    if ((p->argv[p->argc] = strdup(sh[p->argc])) == NULL) return nomem(c);
+    if ((p->argv[p->argc] = strdup(sh[p->argc])) == NULL) return mly_conf_nomem(c);
   return 0;
 }
 
-static int argv_list(ctx *c, sv_program *p, yaml_node_t *v) {
-  size_t n = seq_len(v);
+static int argv_list(mly_conf *c, sv_program *p, mly_conf_node *v) {
+  size_t n = mly_conf_len(v);
   if (n == 0)
-    return bad(c, v, "command is an empty list; write the program and its "
+    return mly_conf_bad(c, v, "command is an empty list; write the program and its "
                "arguments, e.g. [/usr/bin/python3, -m, http.server]");
-  if ((p->argv = calloc(n + 1, sizeof(char *))) == NULL) return nomem(c);
+  if ((p->argv = calloc(n + 1, sizeof(char *))) == NULL) return mly_conf_nomem(c);
   for (size_t i = 0; i < n; i++) {
-    yaml_node_t *it;
+    mly_conf_node *it;
     const char *s;
-    int rc = item_at(c, v, i, &it);
+    int rc = mly_conf_item(c, v, i, &it);
     if (rc) return rc;
-    if (it->type != YAML_SCALAR_NODE || is_null(it))
-      return bad(c, it, "command: expected a list of strings; item %zu is %s",
-                 i + 1, kind(it));
-    if ((rc = get_str(c, it, "a command argument", &s)) != 0) return rc;
+    if (mly_conf_scalar(it) == NULL || mly_conf_is_null(it))
+      return mly_conf_bad(c, it, "command: expected a list of strings; item %zu is %s",
+                 i + 1, mly_conf_kind_name(it));
+    if ((rc = mly_conf_get_str(c, it, "a command argument", &s)) != 0) return rc;
     if (i == 0 && *s == '\0')
-      return bad(c, it, "the program to run (the first item of command) is "
+      return mly_conf_bad(c, it, "the program to run (the first item of command) is "
                  "empty");
-    if ((p->argv[i] = strdup(s)) == NULL) return nomem(c);
+    if ((p->argv[i] = strdup(s)) == NULL) return mly_conf_nomem(c);
     p->argc = i + 1;
   }
   return 0;
 }
 
 /* command and shell are read in any order, so argv is built after both. */
-static int build_argv(ctx *c, pctx *pc) {
+static int build_argv(mly_conf *c, pctx *pc) {
   sv_program *p = pc->p;
-  yaml_node_t *v = pc->command;
+  mly_conf_node *v = pc->command;
   if (v == NULL)
-    return bad(c, pc->key, "program '%s' has no command; add command: "
+    return mly_conf_bad(c, pc->key, "program '%s' has no command; add command: "
                "[program, args...]", p->name);
-  if (v->type == YAML_SCALAR_NODE) {
+  if (mly_conf_scalar(v) != NULL) {
     if (!p->shell)
-      return bad(c, v, "command is a string; set shell: true to run it "
+      return mly_conf_bad(c, v, "command is a string; set shell: true to run it "
                  "through /bin/sh, or write it as a list");
     return argv_shell(c, p, v);
   }
-  if (v->type == YAML_SEQUENCE_NODE) {
+  if (mly_conf_type_of(v) == MLY_CONF_LIST) {
     if (p->shell)
-      return bad(c, v, "command is a list, but shell: true runs one string; "
+      return mly_conf_bad(c, v, "command is a list, but shell: true runs one string; "
                  "write the command as a string, or drop shell: true");
     return argv_list(c, p, v);
   }
-  return bad(c, v, "command must be a list of strings (or one string with "
-             "shell: true), not %s", kind(v));
+  return mly_conf_bad(c, v, "command must be a list of strings (or one string with "
+             "shell: true), not %s", mly_conf_kind_name(v));
 }
 
-static int load_program(ctx *c, size_t idx, yaml_node_t *k, yaml_node_t *v) {
-  sv_program *p = &c->cfg->programs[idx];
+static int load_program(mly_conf *c, size_t idx, mly_conf_node *k, mly_conf_node *v) {
+  sv_program *p = &CTX(c)->cfg->programs[idx];
   pctx pc = {.p = p, .idx = idx, .key = k};
   snprintf(pc.where, sizeof pc.where, "in program '%s'", p->name);
-  if (is_null(v))
-    return bad(c, k, "program '%s' has no command; add command: [program, "
+  if (mly_conf_is_null(v))
+    return mly_conf_bad(c, k, "program '%s' has no command; add command: [program, "
                "args...]", p->name);
-  if (v->type != YAML_MAPPING_NODE)
-    return bad(c, v, "program '%s' must be a map of settings such as "
-               "command: and restart:, not %s", p->name, kind(v));
-  int rc = walk_map(c, v, program_fields,
+  if (mly_conf_type_of(v) != MLY_CONF_MAP)
+    return mly_conf_bad(c, v, "program '%s' must be a map of settings such as "
+               "command: and restart:, not %s", p->name, mly_conf_kind_name(v));
+  int rc = mly_conf_walk(c, v, program_fields,
                     sizeof program_fields / sizeof program_fields[0],
                     pc.where, &pc);
   if (rc == 0) rc = build_argv(c, &pc);
   if (rc) return rc;
   if (p->success_codes == NULL) {
-    if ((p->success_codes = calloc(1, sizeof(int))) == NULL) return nomem(c);
+    if ((p->success_codes = calloc(1, sizeof(int))) == NULL) return mly_conf_nomem(c);
     p->nsuccess = 1;
   }
   /* like su(1): a user without a group runs in the user's own group,
@@ -1151,8 +801,8 @@ static int load_program(ctx *c, size_t idx, yaml_node_t *k, yaml_node_t *v) {
     p->gid = pc.primary, p->has_gid = true;
   /* a uid alone would leave the program in our group, root's */
   if (p->has_uid && !p->has_gid)
-    return bad(c, pc.user, "user %s has no passwd entry, so no group of its "
-               "own; set group: (a name or a numeric id)", show(p->user).s);
+    return mly_conf_bad(c, pc.user, "user %s has no passwd entry, so no group of its "
+               "own; set group: (a name or a numeric id)", mly_conf_show(p->user).s);
   return lookup_groups(c, p);
 }
 
@@ -1168,62 +818,62 @@ static bool name_ok(const char *s) {
   return true;
 }
 
-static int program_name(ctx *c, size_t i, yaml_node_t *k) {
+static int program_name(mly_conf *c, size_t i, mly_conf_node *k) {
   const char *name;
-  if (k->type != YAML_SCALAR_NODE)
-    return bad(c, k, "program names must be strings, not %s", kind(k));
-  int rc = get_str(c, k, "a program name", &name);
+  if (mly_conf_scalar(k) == NULL)
+    return mly_conf_bad(c, k, "program names must be strings, not %s", mly_conf_kind_name(k));
+  int rc = mly_conf_get_str(c, k, "a program name", &name);
   if (rc) return rc;
   size_t len = strlen(name);
   if (len > NAME_LIMIT)
-    return bad(c, k, "program name '%s' is %zu characters long; the limit "
-               "is %d", show(name).s, len, NAME_LIMIT);
+    return mly_conf_bad(c, k, "program name '%s' is %zu characters long; the limit "
+               "is %d", mly_conf_show(name).s, len, NAME_LIMIT);
   if (len == 0 || !name_ok(name))
-    return bad(c, k, "program name '%s' is not allowed; use letters, digits, "
-               "'_', '.' and '-' (and not '.' or '..')", show(name).s);
-  sv_program *p = &c->cfg->programs[i];
-  if ((p->name = strdup(name)) == NULL) return nomem(c);
-  p->line = (int)k->start_mark.line + 1;
-  p->col = (int)k->start_mark.column + 1;
-  c->byname[i] = (named){p->name, i};
+    return mly_conf_bad(c, k, "program name '%s' is not allowed; use letters, digits, "
+               "'_', '.' and '-' (and not '.' or '..')", mly_conf_show(name).s);
+  sv_program *p = &CTX(c)->cfg->programs[i];
+  if ((p->name = strdup(name)) == NULL) return mly_conf_nomem(c);
+  p->line = (int)mly_conf_line(k);
+  p->col = (int)mly_conf_col(k);
+  CTX(c)->byname[i] = (named){p->name, i};
   return 0;
 }
 
-static int program_names(ctx *c, yaml_node_t *map) {
-  sv_config *cfg = c->cfg;
+static int program_names(mly_conf *c, mly_conf_node *map) {
+  sv_config *cfg = CTX(c)->cfg;
   for (size_t i = 0; i < cfg->nprograms; i++) {
-    yaml_node_t *k, *v;
-    int rc = pair_at(c, map, i, &k, &v);
+    mly_conf_node *k, *v;
+    int rc = mly_conf_pair(c, map, i, &k, &v);
     if (rc == 0) rc = program_name(c, i, k);
     if (rc) return rc;
     program_defaults(&cfg->programs[i]);
   }
-  size_t first = 0, dup = find_dup(c->byname, cfg->nprograms, &first);
+  size_t first = 0, dup = find_dup(CTX(c)->byname, cfg->nprograms, &first);
   if (dup == SIZE_MAX) return 0;
   const sv_program *a = &cfg->programs[first], *b = &cfg->programs[dup];
-  return bad_at(c, (yaml_mark_t){0, (size_t)b->line - 1, (size_t)b->col - 1},
+  return mly_conf_bad_at(c, (uint32_t)b->line, (uint32_t)b->col,
                 "program '%s' is defined twice (first at %d:%d); rename or "
                 "remove one", b->name, a->line, a->col);
 }
 
-static int top_programs(ctx *c, void *o, yaml_node_t *v) {
+static int top_programs(mly_conf *c, void *o, mly_conf_node *v) {
   sv_config *cfg = o;
-  if (is_null(v) || (v->type == YAML_MAPPING_NODE && map_len(v) == 0))
-    return bad(c, v, "programs is empty; define at least one program");
-  if (v->type != YAML_MAPPING_NODE)
-    return bad(c, v, "programs must be a map of name: settings, not %s",
-               kind(v));
-  size_t n = map_len(v);
+  if (mly_conf_is_null(v) || (mly_conf_type_of(v) == MLY_CONF_MAP && mly_conf_len(v) == 0))
+    return mly_conf_bad(c, v, "programs is empty; define at least one program");
+  if (mly_conf_type_of(v) != MLY_CONF_MAP)
+    return mly_conf_bad(c, v, "programs must be a map of name: settings, not %s",
+               mly_conf_kind_name(v));
+  size_t n = mly_conf_len(v);
   cfg->programs = calloc(n, sizeof *cfg->programs);
-  c->byname = calloc(n, sizeof *c->byname);
-  c->stamp = calloc(n, sizeof *c->stamp);
-  if (!cfg->programs || !c->byname || !c->stamp) return nomem(c);
+  CTX(c)->byname = calloc(n, sizeof *CTX(c)->byname);
+  CTX(c)->stamp = calloc(n, sizeof *CTX(c)->stamp);
+  if (!cfg->programs || !CTX(c)->byname || !CTX(c)->stamp) return mly_conf_nomem(c);
   cfg->nprograms = n;
   /* all names first: depends_on may name a program defined further down */
   int rc = program_names(c, v);
   for (size_t i = 0; rc == 0 && i < n; i++) {
-    yaml_node_t *k, *body;
-    rc = pair_at(c, v, i, &k, &body);
+    mly_conf_node *k, *body;
+    rc = mly_conf_pair(c, v, i, &k, &body);
     if (rc == 0) rc = load_program(c, i, k, body);
   }
   return rc;
@@ -1232,12 +882,12 @@ static int top_programs(ctx *c, void *o, yaml_node_t *v) {
 /* ------------------------------------------------------------------ */
 /* The top level.                                                      */
 
-static int top_socket(ctx *c, void *o, yaml_node_t *v) {
+static int top_socket(mly_conf *c, void *o, mly_conf_node *v) {
   sv_config *cfg = o;
-  int rc = set_str(c, v, "socket", &cfg->socket);
+  int rc = mly_conf_set_str(c, v, "socket", &cfg->socket);
   size_t max = sizeof(((struct sockaddr_un *)0)->sun_path);
   if (rc == 0 && strlen(cfg->socket) >= max)
-    return bad(c, v, "socket path is %zu bytes; a Unix socket path must be "
+    return mly_conf_bad(c, v, "socket path is %zu bytes; a Unix socket path must be "
                "shorter than %zu, so choose a shorter one",
                strlen(cfg->socket), max);
   return rc;
@@ -1245,111 +895,111 @@ static int top_socket(ctx *c, void *o, yaml_node_t *v) {
 
 /* An octal string ("0600", "660"): a plain 0600 in YAML 1.1 would be
  * read as a decimal number by some tools, so the key takes the digits. */
-static int top_socket_mode(ctx *c, void *o, yaml_node_t *v) {
+static int top_socket_mode(mly_conf *c, void *o, mly_conf_node *v) {
   const char *s;
-  int rc = get_str(c, v, "socket_mode", &s);
+  int rc = mly_conf_get_str(c, v, "socket_mode", &s);
   if (rc) return rc;
   unsigned mode = 0;
   size_t n = 0;
   for (; s[n]; n++) {
     if (s[n] < '0' || s[n] > '7' || n >= 4)
-      return bad(c, v, "socket_mode must be an octal mode such as \"0600\", "
-                 "not '%s'", show(s).s);
+      return mly_conf_bad(c, v, "socket_mode must be an octal mode such as \"0600\", "
+                 "not '%s'", mly_conf_show(s).s);
     mode = mode * 8 + (unsigned)(s[n] - '0');
   }
   if (n == 0 || mode > 0777)
-    return bad(c, v, "socket_mode must be an octal mode between 0000 and 0777, "
-               "not '%s'", show(s).s);
+    return mly_conf_bad(c, v, "socket_mode must be an octal mode between 0000 and 0777, "
+               "not '%s'", mly_conf_show(s).s);
   if ((mode & 0600) != 0600)
-    return bad(c, v, "socket_mode %s would lock the supervisor's own user "
-               "out; keep the owner's read and write bits (0600)", show(s).s);
+    return mly_conf_bad(c, v, "socket_mode %s would lock the supervisor's own user "
+               "out; keep the owner's read and write bits (0600)", mly_conf_show(s).s);
   ((sv_config *)o)->socket_mode = mode;
   return 0;
 }
 
-static int top_log_dir(ctx *c, void *o, yaml_node_t *v) {
-  return set_str(c, v, "log_dir", &((sv_config *)o)->log_dir);
+static int top_log_dir(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_set_str(c, v, "log_dir", &((sv_config *)o)->log_dir);
 }
 
-static int top_grace(ctx *c, void *o, yaml_node_t *v) {
-  return get_dur(c, v, "shutdown_grace", 1,
+static int top_grace(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "shutdown_grace", 1,
                  &((sv_config *)o)->shutdown_grace_ms);
 }
 
-static int top_on_fatal(ctx *c, void *o, yaml_node_t *v) {
+static int top_on_fatal(mly_conf *c, void *o, mly_conf_node *v) {
   const char *s;
-  int rc = get_str(c, v, "on_fatal", &s);
+  int rc = mly_conf_get_str(c, v, "on_fatal", &s);
   if (rc) return rc;
   if (!strcmp(s, "stay")) ((sv_config *)o)->on_fatal = SV_FATAL_STAY;
   else if (!strcmp(s, "shutdown")) ((sv_config *)o)->on_fatal = SV_FATAL_SHUTDOWN;
-  else return bad(c, v, "on_fatal must be stay or shutdown, not '%s'",
-                  show(s).s);
+  else return mly_conf_bad(c, v, "on_fatal must be stay or shutdown, not '%s'",
+                  mly_conf_show(s).s);
   return 0;
 }
 
-static int top_state_dir(ctx *c, void *o, yaml_node_t *v) {
-  return set_str(c, v, "state_dir", &((sv_config *)o)->state_dir);
+static int top_state_dir(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_set_str(c, v, "state_dir", &((sv_config *)o)->state_dir);
 }
 
-static int top_env_inherit(ctx *c, void *o, yaml_node_t *v) {
-  return get_bool(c, v, "env_inherit", &((sv_config *)o)->env_inherit);
+static int top_env_inherit(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_bool(c, v, "env_inherit", &((sv_config *)o)->env_inherit);
 }
 
-static int top_orphans(ctx *c, void *o, yaml_node_t *v) {
+static int top_orphans(mly_conf *c, void *o, mly_conf_node *v) {
   const char *s;
-  int rc = get_str(c, v, "orphans", &s);
+  int rc = mly_conf_get_str(c, v, "orphans", &s);
   if (rc) return rc;
   if (!strcmp(s, "adopt")) ((sv_config *)o)->orphans = SV_ORPHANS_ADOPT;
   else if (!strcmp(s, "stop")) ((sv_config *)o)->orphans = SV_ORPHANS_STOP;
-  else return bad(c, v, "orphans must be adopt or stop, not '%s'", show(s).s);
+  else return mly_conf_bad(c, v, "orphans must be adopt or stop, not '%s'", mly_conf_show(s).s);
   return 0;
 }
 
-static int top_tracking(ctx *c, void *o, yaml_node_t *v) {
+static int top_tracking(mly_conf *c, void *o, mly_conf_node *v) {
   const char *s;
-  int rc = get_str(c, v, "tracking", &s);
+  int rc = mly_conf_get_str(c, v, "tracking", &s);
   if (rc) return rc;
   if (!strcmp(s, "auto")) ((sv_config *)o)->tracking = SV_TRACK_AUTO;
   else if (!strcmp(s, "cgroup")) ((sv_config *)o)->tracking = SV_TRACK_CGROUP;
   else if (!strcmp(s, "pgroup")) ((sv_config *)o)->tracking = SV_TRACK_PGROUP;
-  else return bad(c, v, "tracking must be auto, cgroup or pgroup, not '%s'",
-                  show(s).s);
+  else return mly_conf_bad(c, v, "tracking must be auto, cgroup or pgroup, not '%s'",
+                  mly_conf_show(s).s);
   return 0;
 }
 
-static int top_sync(ctx *c, void *o, yaml_node_t *v) {
+static int top_sync(mly_conf *c, void *o, mly_conf_node *v) {
   const char *s;
   sv_config *cfg = o;
-  int rc = get_str(c, v, "sync", &s);
+  int rc = mly_conf_get_str(c, v, "sync", &s);
   if (rc) return rc;
   if (mly_sync_parse(s, &cfg->sync, &cfg->sync_interval_ms) < 0)
-    return bad(c, v, "sync must be always, never or interval:DURATION "
-               "(e.g. interval:100ms), not '%s'", show(s).s);
+    return mly_conf_bad(c, v, "sync must be always, never or interval:DURATION "
+               "(e.g. interval:100ms), not '%s'", mly_conf_show(s).s);
   return 0;
 }
 
-static int top_control_timeout(ctx *c, void *o, yaml_node_t *v) {
-  return get_dur(c, v, "control_timeout", 1,
+static int top_control_timeout(mly_conf *c, void *o, mly_conf_node *v) {
+  return mly_conf_get_dur(c, v, "control_timeout", 1,
                  &((sv_config *)o)->control_timeout_ms);
 }
 
-static int top_control_max_clients(ctx *c, void *o, yaml_node_t *v) {
+static int top_control_max_clients(mly_conf *c, void *o, mly_conf_node *v) {
   int64_t n;
-  int rc = get_int(c, v, "control_max_clients", 1, 65536, &n);
+  int rc = mly_conf_get_int(c, v, "control_max_clients", 1, 65536, &n);
   if (rc == 0) ((sv_config *)o)->control_max_clients = (uint32_t)n;
   return rc;
 }
 
 /* Checked now (promhttp_parse_addr): a typo or a non-loopback address
  * fails the load, not the start. */
-static int top_metrics(ctx *c, void *o, yaml_node_t *v) {
+static int top_metrics(mly_conf *c, void *o, mly_conf_node *v) {
   sv_config *cfg = o;
-  int rc = set_str(c, v, "metrics", &cfg->metrics);
+  int rc = mly_conf_set_str(c, v, "metrics", &cfg->metrics);
   if (rc) return rc;
   promhttp_addr a;
   char why[512];
   if (promhttp_parse_addr(cfg->metrics, &a, why, sizeof why) < 0)
-    return bad(c, v, "metrics: %s", why);
+    return mly_conf_bad(c, v, "metrics: %s", why);
   return 0;
 }
 
@@ -1400,15 +1050,15 @@ typedef struct graph {
   size_t *heap;
 } graph;
 
-static int graph_build(ctx *c, graph *g) {
-  sv_config *cfg = c->cfg;
+static int graph_build(mly_conf *c, graph *g) {
+  sv_config *cfg = CTX(c)->cfg;
   size_t n = cfg->nprograms, e = 0;
   for (size_t i = 0; i < n; i++) e += cfg->programs[i].ndeps;
   g->indeg = calloc(n, sizeof(size_t));
   g->off = calloc(n + 1, sizeof(size_t));
   g->adj = calloc(e ? e : 1, sizeof(size_t));
   g->heap = calloc(n, sizeof(size_t));
-  if (!g->indeg || !g->off || !g->adj || !g->heap) return nomem(c);
+  if (!g->indeg || !g->off || !g->adj || !g->heap) return mly_conf_nomem(c);
   for (size_t i = 0; i < n; i++)
     for (size_t d = 0; d < cfg->programs[i].ndeps; d++)
       g->off[find_program(c, cfg->programs[i].depends_on[d]) + 1]++;
@@ -1432,8 +1082,8 @@ static void graph_free(graph *g) {
 
 /* A dependency of i that has not started: there is one for every program
  * left over, or its count would have dropped to 0. */
-static size_t waiting_dep(ctx *c, const graph *g, size_t i) {
-  const sv_program *p = &c->cfg->programs[i];
+static size_t waiting_dep(mly_conf *c, const graph *g, size_t i) {
+  const sv_program *p = &CTX(c)->cfg->programs[i];
   for (size_t d = 0; d < p->ndeps; d++) {
     size_t j = find_program(c, p->depends_on[d]);
     if (g->indeg[j] > 0) return j;
@@ -1444,9 +1094,9 @@ static size_t waiting_dep(ctx *c, const graph *g, size_t i) {
 /* Follows unstarted dependencies from the first program left over until
  * one repeats: that closes a cycle.  It is reported from its member
  * first in the file, so the message does not depend on the walk. */
-static int report_cycle(ctx *c, graph *g, size_t start) {
+static int report_cycle(mly_conf *c, graph *g, size_t start) {
   /* path fits in adj: each program on it has a dependency edge */
-  size_t n = c->cfg->nprograms, *pos = g->heap, *path = g->adj, k = 0;
+  size_t n = CTX(c)->cfg->nprograms, *pos = g->heap, *path = g->adj, k = 0;
   for (size_t i = 0; i < n; i++) pos[i] = SIZE_MAX;
   size_t cur = start;
   while (pos[cur] == SIZE_MAX) {
@@ -1460,23 +1110,23 @@ static int report_cycle(ctx *c, graph *g, size_t start) {
   char text[512];
   size_t at = 0;
   for (size_t i = 0; i <= len && at < sizeof text; i++) {
-    const char *name = c->cfg->programs[path[from + (low - from + i) % len]].name;
+    const char *name = CTX(c)->cfg->programs[path[from + (low - from + i) % len]].name;
     int w = snprintf(text + at, sizeof text - at, "%s%s", i ? " -> " : "", name);
     if (w < 0) break;
     at += (size_t)w;
   }
-  const sv_program *p = &c->cfg->programs[path[low]];
-  return bad_at(c, (yaml_mark_t){0, (size_t)p->line - 1, (size_t)p->col - 1},
+  const sv_program *p = &CTX(c)->cfg->programs[path[low]];
+  return mly_conf_bad_at(c, (uint32_t)p->line, (uint32_t)p->col,
                 "dependency cycle: %s; remove one of these depends_on", text);
 }
 
-static int start_order(ctx *c) {
-  sv_config *cfg = c->cfg;
+static int start_order(mly_conf *c) {
+  sv_config *cfg = CTX(c)->cfg;
   size_t n = cfg->nprograms, nh = 0, placed = 0;
   graph g = {0};
   int rc = graph_build(c, &g);
   if (rc == 0 && (cfg->start_order = calloc(n, sizeof(size_t))) == NULL)
-    rc = nomem(c);
+    rc = mly_conf_nomem(c);
   for (size_t i = 0; rc == 0 && i < n; i++)
     if (g.indeg[i] == 0) heap_push(g.heap, &nh, i);
   while (rc == 0 && nh > 0) {
@@ -1495,13 +1145,13 @@ static int start_order(ctx *c) {
 /* Loading.                                                            */
 
 /* Relative log files live in log_dir, which is known only at the end. */
-static int resolve_log(ctx *c, sv_log *l) {
+static int resolve_log(mly_conf *c, sv_log *l) {
   if (l->mode != SV_OUT_FILE || l->file[0] == '/') return 0;
-  const char *dir = c->cfg->log_dir;
+  const char *dir = CTX(c)->cfg->log_dir;
   size_t dl = strlen(dir), fl = strlen(l->file);
   bool slash = dl > 0 && dir[dl - 1] == '/';
   char *full = malloc(dl + fl + 2);
-  if (full == NULL) return nomem(c);
+  if (full == NULL) return mly_conf_nomem(c);
   memcpy(full, dir, dl);
   if (!slash) full[dl++] = '/';
   memcpy(full + dl, l->file, fl + 1);
@@ -1510,14 +1160,14 @@ static int resolve_log(ctx *c, sv_log *l) {
   return 0;
 }
 
-static int finish(ctx *c, yaml_node_t *root) {
-  sv_config *cfg = c->cfg;
+static int finish(mly_conf *c, mly_conf_node *root) {
+  sv_config *cfg = CTX(c)->cfg;
   if (cfg->programs == NULL)
-    return bad(c, root, "no 'programs' key; add programs: with at least one "
+    return mly_conf_bad(c, root, "no 'programs' key; add programs: with at least one "
                "program");
   if (!cfg->socket && (cfg->socket = strdup("mealy.sock")) == NULL)
-    return nomem(c);
-  if (!cfg->log_dir && (cfg->log_dir = strdup(".")) == NULL) return nomem(c);
+    return mly_conf_nomem(c);
+  if (!cfg->log_dir && (cfg->log_dir = strdup(".")) == NULL) return mly_conf_nomem(c);
   if (cfg->socket_mode == 0) cfg->socket_mode = 0600;
   for (size_t i = 0; i < cfg->nprograms; i++) {
     sv_program *p = &cfg->programs[i];
@@ -1529,258 +1179,62 @@ static int finish(ctx *c, yaml_node_t *root) {
   return start_order(c);
 }
 
-static int load_root(ctx *c, yaml_node_t *root) {
+static int load_root(mly_conf *c, mly_conf_node *root) {
   if (root == NULL)
-    return bad_at(c, (yaml_mark_t){0, 0, 0}, "the file is empty; write a map "
+    return mly_conf_bad_at(c, 1, 1, "the file is empty; write a map "
                   "with a 'programs' key");
-  if (root->type != YAML_MAPPING_NODE)
-    return bad(c, root, "the top level is %s; it must be a map with a "
-               "'programs' key", kind(root));
-  int rc = walk_map(c, root, top_fields,
+  if (mly_conf_type_of(root) != MLY_CONF_MAP)
+    return mly_conf_bad(c, root, "the top level is %s; it must be a map with a "
+               "'programs' key", mly_conf_kind_name(root));
+  int rc = mly_conf_walk(c, root, top_fields,
                     sizeof top_fields / sizeof top_fields[0],
-                    "at the top level", c->cfg);
+                    "at the top level", CTX(c)->cfg);
   return rc ? rc : finish(c, root);
-}
-
-/* libyaml gives encoding errors as a byte offset, not a line. */
-static yaml_mark_t offset_mark(const ctx *c, size_t off) {
-  yaml_mark_t m = {off, 0, 0};
-  for (size_t i = 0; i < off && i < c->len; i++) {
-    if (c->text[i] == '\n') m.line++, m.column = 0;
-    else m.column++;
-  }
-  return m;
-}
-
-static int yaml_error(ctx *c, yaml_parser_t *ps) {
-  /* libyaml's loader fails without setting an error when a strdup of its
-     own fails: no error means out of memory */
-  if (ps->error == YAML_MEMORY_ERROR || ps->error == YAML_NO_ERROR)
-    return nomem(c);
-  const char *problem = ps->problem ? ps->problem : "unreadable YAML";
-  if (ps->error == YAML_READER_ERROR)
-    return bad_at(c, offset_mark(c, ps->problem_offset),
-                  "YAML: %s; save the file as UTF-8 text", problem);
-  if (ps->context == NULL)
-    return bad_at(c, ps->problem_mark, "YAML: %s", problem);
-  return bad_at(c, ps->problem_mark, "YAML: %s %s at %zu:%zu", problem,
-                ps->context, ps->context_mark.line + 1,
-                ps->context_mark.column + 1);
-}
-
-/* Documents after the first would be ignored; better to say so.  Empty
- * ones ("---" at the end) are fine; every one is looked at, not only the
- * second. */
-static int no_more_docs(ctx *c, yaml_parser_t *ps) {
-  for (;;) {
-    yaml_document_t more;
-    if (!yaml_parser_load(ps, &more)) return yaml_error(c, ps);
-    yaml_node_t *root = yaml_document_get_root_node(&more);
-    int rc = 0;
-    if (root != NULL && !is_null(root))
-      rc = bad(c, root, "another YAML document starts here; keep the whole "
-               "configuration in one");
-    yaml_document_delete(&more);
-    if (rc || root == NULL) return rc; /* an error, or the end */
-  }
-}
-
-/* An explicit tag changes what a value means (!!null "/x" is no path,
- * !!binary is base64, !!python/object is code elsewhere); values here
- * are read by their key, so a tag is refused unless it says what the
- * node already is. */
-static int tag_check(ctx *c, const yaml_event_t *ev, const yaml_char_t *tag,
-                     const char *plain) {
-  if (tag == NULL || strcmp((const char *)tag, plain) == 0) return 0;
-  const char *t = (const char *)tag;
-  const char *core = "tag:yaml.org,2002:";
-  char name[sizeof(shown) + 2];
-  if (strncmp(t, core, strlen(core)) == 0)
-    snprintf(name, sizeof name, "!!%s", show(t + strlen(core)).s);
-  else
-    snprintf(name, sizeof name, "%s", show(t).s);
-  return bad_at(c, ev->start_mark, "the YAML tag %s is not supported; "
-                "remove it (values are read by their key, e.g. quote a "
-                "string)", name);
-}
-
-static int event_check(ctx *c, const yaml_event_t *ev, size_t *depth,
-                       size_t *anchors, size_t *aliases) {
-  const yaml_char_t *anchor = NULL;
-  int rc = 0;
-  switch (ev->type) {
-  case YAML_SEQUENCE_START_EVENT: anchor = ev->data.sequence_start.anchor;
-    rc = tag_check(c, ev, ev->data.sequence_start.tag, YAML_SEQ_TAG);
-    ++*depth;
-    break;
-  case YAML_MAPPING_START_EVENT: anchor = ev->data.mapping_start.anchor;
-    rc = tag_check(c, ev, ev->data.mapping_start.tag, YAML_MAP_TAG);
-    ++*depth;
-    break;
-  case YAML_SEQUENCE_END_EVENT:
-  case YAML_MAPPING_END_EVENT: --*depth; break;
-  case YAML_SCALAR_EVENT: anchor = ev->data.scalar.anchor;
-    rc = tag_check(c, ev, ev->data.scalar.tag, YAML_STR_TAG);
-    break;
-  case YAML_ALIAS_EVENT:
-    if (++*aliases > ANCHOR_LIMIT)
-      return bad_at(c, ev->start_mark, "more than %d aliases (*name); write "
-                    "the values out instead", ANCHOR_LIMIT);
-    break;
-  default: break;
-  }
-  if (rc) return rc;
-  if (*depth > DEPTH_LIMIT)
-    return bad_at(c, ev->start_mark, "lists and maps are nested more than "
-                  "%d deep here; a configuration needs 4", DEPTH_LIMIT);
-  if (anchor && ++*anchors > ANCHOR_LIMIT)
-    return bad_at(c, ev->start_mark, "more than %d anchors (&name); remove "
-                  "the ones nothing refers to", ANCHOR_LIMIT);
-  return 0;
-}
-
-/* libyaml slows down with the square of the nesting of flow lists and
- * maps, and of the number of anchors.  A first pass over the events
- * refuses such files before the loader builds a document from them;
- * libyaml reads ahead of the events only a bounded distance. */
-static int precheck(ctx *c) {
-  yaml_parser_t ps;
-  yaml_event_t ev;
-  if (!yaml_parser_initialize(&ps)) return nomem(c);
-  yaml_parser_set_input_string(&ps, (const unsigned char *)c->text, c->len);
-  size_t depth = 0, anchors = 0, aliases = 0;
-  int rc = 0;
-  for (bool end = false; rc == 0 && !end;) {
-    if (!yaml_parser_parse(&ps, &ev)) {
-      rc = yaml_error(c, &ps);
-      break;
-    }
-    end = ev.type == YAML_STREAM_END_EVENT;
-    rc = event_check(c, &ev, &depth, &anchors, &aliases);
-    yaml_event_delete(&ev);
-  }
-  yaml_parser_delete(&ps);
-  return rc;
-}
-
-static int parse_doc(ctx *c) {
-  yaml_parser_t ps;
-  yaml_document_t doc;
-  int rc = precheck(c);
-  if (rc) return rc;
-  if (!yaml_parser_initialize(&ps)) return nomem(c);
-  yaml_parser_set_input_string(&ps, (const unsigned char *)c->text, c->len);
-  if (!yaml_parser_load(&ps, &doc)) {
-    rc = yaml_error(c, &ps);
-  } else {
-    c->doc = &doc;
-    rc = load_root(c, yaml_document_get_root_node(&doc));
-    if (rc == 0) rc = no_more_docs(c, &ps);
-    yaml_document_delete(&doc);
-    c->doc = NULL;
-  }
-  yaml_parser_delete(&ps);
-  return rc;
 }
 
 int sv_config_parse(const char *path, const char *text, size_t len,
                     sv_config **out, char *err, size_t errlen) {
-  ctx c = {.path = path ? path : "config", .text = text, .len = len,
-           .err = err, .errlen = errlen, .work_limit = 8 * len + (1u << 20)};
+  errbuf e = {err, errlen};
+  ctx x = {0};
+  mly_conf_options o = {.path = path ? path : "config", .on_error = on_error,
+                        .arg = &e, .user = &x};
   if (err && errlen) err[0] = '\0';
-  if (out == NULL || (text == NULL && len > 0)) {
-    report(err, errlen, c.path, 0, 0, "no configuration text given");
-    return MLY_EINVAL;
-  }
+  if (out == NULL)
+    return mly_conf_report(&o, 0, 0, "no configuration text given");
   *out = NULL;
-  if (len > TEXT_LIMIT) {
-    report(err, errlen, c.path, 0, 0, "is larger than %u MiB; that is not "
-           "a configuration file", TEXT_LIMIT >> 20);
-    return MLY_EINVAL;
+  if ((x.cfg = calloc(1, sizeof *x.cfg)) == NULL) {
+    mly_conf_report(&o, 0, 0, "out of memory while loading the configuration");
+    return MLY_ENOMEM;
   }
-  if ((c.cfg = calloc(1, sizeof *c.cfg)) == NULL) return nomem(&c);
-  c.cfg->shutdown_grace_ms = 30000;
-  c.cfg->control_timeout_ms = 30000;
-  c.cfg->control_max_clients = 256;
-  c.cfg->on_fatal = SV_FATAL_STAY;
-  c.cfg->env_inherit = true;
-  int rc = (c.cfg->path = strdup(c.path)) ? 0 : nomem(&c);
-  if (rc == 0) rc = parse_doc(&c);
-  free(c.byname);
-  free(c.stamp);
-  if (rc) sv_config_free(c.cfg);
-  else *out = c.cfg;
-  return rc;
-}
-
-static int read_fail(const char *path, int rc, char *err, size_t errlen) {
-  char buf[128];
-  report(err, errlen, path, 0, 0, "cannot read: %s",
-         strerror_r(-rc, buf, sizeof buf));
-  return rc;
-}
-
-/* Reads at most TEXT_LIMIT + 1 bytes: enough to tell that it is too big,
- * and never stuck on an endless file.  Only regular files: opening a FIFO
- * would block until someone writes to it, and a directory reads as
- * nothing. */
-static int open_regular(const char *path, char *err, size_t errlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) return read_fail(path, -errno, err, errlen);
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return read_fail(path, -e, err, errlen);
-  }
-  if (S_ISREG(st.st_mode)) return fd;
-  close(fd);
-  if (S_ISDIR(st.st_mode)) return read_fail(path, -EISDIR, err, errlen);
-  report(err, errlen, path, 0, 0, "cannot read: not a regular file");
-  return MLY_EINVAL;
-}
-
-static int read_all(const char *path, char **text, size_t *len, char *err,
-                    size_t errlen) {
-  int fd = open_regular(path, err, errlen);
-  if (fd < 0) return fd;
-  char *buf = NULL;
-  size_t n = 0, cap = 0;
+  x.cfg->shutdown_grace_ms = 30000;
+  x.cfg->control_timeout_ms = 30000;
+  x.cfg->control_max_clients = 256;
+  x.cfg->on_fatal = SV_FATAL_STAY;
+  x.cfg->env_inherit = true;
   int rc = 0;
-  while (rc == 0 && n < TEXT_LIMIT + 1) {
-    if (n == cap) {
-      cap = cap ? 2 * cap : 4096;
-      if (cap > TEXT_LIMIT + 1) cap = TEXT_LIMIT + 1;
-      char *nb = realloc(buf, cap);
-      if (nb == NULL) rc = MLY_ENOMEM;
-      else buf = nb;
-      continue;
-    }
-    ssize_t r = read(fd, buf + n, cap - n);
-    if (r == 0) break;
-    if (r > 0) n += (size_t)r;
-    else if (errno != EINTR) rc = -errno;
+  if ((x.cfg->path = strdup(o.path)) == NULL) {
+    mly_conf_report(&o, 0, 0, "out of memory while loading the configuration");
+    rc = MLY_ENOMEM;
   }
-  close(fd);
-  if (rc) {
-    free(buf);
-    return read_fail(path, rc, err, errlen);
-  }
-  *text = buf;
-  *len = n;
-  return 0;
+  if (rc == 0) rc = mly_conf_parse(&o, text, len, load_root);
+  free(x.byname);
+  free(x.stamp);
+  if (rc) sv_config_free(x.cfg);
+  else *out = x.cfg;
+  return rc;
 }
 
 int sv_config_load(const char *path, sv_config **out, char *err,
                    size_t errlen) {
+  errbuf e = {err, errlen};
+  mly_conf_options o = {.path = path ? path : "config", .on_error = on_error,
+                        .arg = &e};
   if (out) *out = NULL;
-  if (path == NULL || out == NULL) {
-    report(err, errlen, "config", 0, 0, "no configuration file given");
-    return MLY_EINVAL;
-  }
+  if (path == NULL || out == NULL)
+    return mly_conf_report(&o, 0, 0, "no configuration file given");
   char *text = NULL;
   size_t len = 0;
-  int rc = read_all(path, &text, &len, err, errlen);
+  int rc = mly_conf_read(&o, path, &text, &len);
   if (rc) return rc;
   rc = sv_config_parse(path, text, len, out, err, errlen);
   free(text);
@@ -1884,7 +1338,7 @@ static bool argv_eq(const sv_program *a, const sv_program *b) {
 }
 
 static bool ready_eq(const sv_program *a, const sv_program *b) {
-  if (a->ready != b->ready) return false;
+  if (a->ready != b->ready || a->watchdog_ms != b->watchdog_ms) return false;
   if (a->ready == SV_READY_DELAY) return a->ready_delay_ms == b->ready_delay_ms;
   if (a->ready == SV_READY_NOTIFY) return a->notify_fd == b->notify_fd;
   return true;

@@ -30,7 +30,10 @@
  *       start_timeout: 5s            # ready: none: min uptime to count as
  *                                    # started; notify: readiness deadline,
  *                                    # a failed start when missed
- *       ready: none | 2s | {notify_fd: 3}
+ *       ready: none | 2s | sd_notify | {notify_fd: 3}
+ *                                    # sd_notify: READY=1 on $NOTIFY_SOCKET
+ *       watchdog: 10s                # WATCHDOG=1 at least that often, or
+ *                                    # it has failed (stop, restart policy)
  *       stop_signal: TERM
  *       stop_grace: 10s
  *       depends_on: [db]
@@ -54,8 +57,8 @@
 
 typedef enum sv_restart { SV_RESTART_ALWAYS = 0, SV_RESTART_ON_FAILURE,
                           SV_RESTART_NEVER } sv_restart;
-typedef enum sv_ready { SV_READY_NONE = 0, SV_READY_DELAY, SV_READY_NOTIFY }
-    sv_ready;
+typedef enum sv_ready { SV_READY_NONE = 0, SV_READY_DELAY, SV_READY_NOTIFY,
+                        SV_READY_SD_NOTIFY } sv_ready;
 typedef enum sv_output { SV_OUT_INHERIT = 0, SV_OUT_FILE } sv_output;
 typedef enum sv_on_fatal { SV_FATAL_STAY = 0, SV_FATAL_SHUTDOWN } sv_on_fatal;
 typedef enum sv_orphans { SV_ORPHANS_ADOPT = 0, SV_ORPHANS_STOP } sv_orphans;
@@ -109,6 +112,7 @@ typedef struct sv_program {
   sv_ready ready;
   int64_t ready_delay_ms;   /* SV_READY_DELAY */
   int notify_fd;            /* SV_READY_NOTIFY: fd number in the child (>= 3) */
+  int64_t watchdog_ms;      /* 0: none; else WATCHDOG=1 due that often */
   int stop_signal;          /* default SIGTERM */
   int64_t stop_grace_ms;    /* default 10000 */
   char **depends_on;

@@ -259,6 +259,16 @@ static mly_value *proc_status(sv *s, const sv_proc *p) {
   for (size_t i = 0; i < p->nbackoffs; i++)
     mly_array_push(b, mly_value_int(p->backoffs[i]));
   mly_map_set(m, "backoffs", b);
+  /* sd_notify (notify.c): what the program said of itself */
+  mly_map_set_str(m, "status", p->status);
+  mly_map_set_int(m, "main_pid", p->main_pid);
+  mly_map_set_bool(m, "reloading", p->sd_reloading);
+  mly_map_set_bool(m, "stopping", p->sd_stopping);
+  mly_map_set_int(m, "errno", p->sd_errno);
+  mly_map_set_uint(m, "watchdog_kicks", p->wd_kicks);
+  mly_map_set_uint(m, "watchdog_expired", p->wd_expired);
+  mly_map_set_uint(m, "notify_accepted", p->sd_accepted);
+  mly_map_set_uint(m, "notify_refused", p->sd_refused);
   return m;
 }
 

@@ -130,7 +130,8 @@ static void free_env(char **env) {
  * own (env_inherit, the default) or only PATH; then, with user:, that
  * user's HOME, USER, LOGNAME and SHELL; then env: sets and unsets; then
  * the marker MEALY_PROGRAM that attributes its processes to it. */
-static char **build_env(const sv_program *g, const char *marker) {
+static char **build_env(const sv_program *g, const char *marker,
+                        const sv_proc *p, const char *notify) {
   envv e = {.v = calloc(32, sizeof(char *)), .cap = 32};
   e.failed = e.v == NULL;
   if (g->env_inherit) {
@@ -155,6 +156,17 @@ static char **build_env(const sv_program *g, const char *marker) {
     if (g->env[j].value) env_put(&e, g->env[j].name, g->env[j].value);
     else env_unset(&e, g->env[j].name);
   }
+  /* the supervisor's own manager's, never passed on; the program's own
+   * socket (notify.c) when it has one */
+  env_unset(&e, "NOTIFY_SOCKET");
+  env_unset(&e, "WATCHDOG_USEC");
+  env_unset(&e, "WATCHDOG_PID");
+  if (notify[0]) env_put(&e, "NOTIFY_SOCKET", notify);
+  if (notify[0] && sv_watchdog_ms(p) > 0) {
+    char usec[32];
+    snprintf(usec, sizeof usec, "%lld", (long long)sv_watchdog_ms(p) * 1000);
+    env_put(&e, "WATCHDOG_USEC", usec);
+  }
   env_put(&e, SV_MARKER, marker); /* last: the supervisor's (tree.c) */
   if (e.failed) {
     free_env(e.v);
@@ -172,10 +184,12 @@ static int spawn_child(mly_machine *m, coproc *c, mly_spawn_step *step) {
   if (rc == 0) rc = logpipe_open(p->sv, p, LP_STDERR, &err_fd, &err);
   if (rc == 0 && g->ready == SV_READY_NOTIFY)
     rc = logpipe_open(p->sv, p, LP_NOTIFY, &notify_fd, &p->notify);
-  char marker[128];
+  char marker[128], notify[128] = "";
+  sv_notify_reset(p);
+  if (rc == 0) rc = sv_notify_prepare(p, notify, sizeof notify);
   if (rc == 0) rc = sv_tree_prepare(p);
   sv_tree_marker(p, marker, sizeof marker);
-  char **env = rc == 0 ? build_env(g, marker) : NULL;
+  char **env = rc == 0 ? build_env(g, marker, p, notify) : NULL;
   if (rc == 0 && env == NULL) rc = MLY_ENOMEM;
   if (rc == 0) {
     mly_process_options o = {
@@ -187,6 +201,8 @@ static int spawn_child(mly_machine *m, coproc *c, mly_spawn_step *step) {
         .set_gid = g->has_gid, .gid = g->gid,
         .groups = g->groups, .ngroups = g->ngroups,
         .failed_step = step,
+        /* with a watchdog: whose it is (sd_watchdog_enabled(3)) */
+        .pid_env = notify[0] && sv_watchdog_ms(p) > 0 ? "WATCHDOG_PID" : NULL,
     };
     o.stdio[0].mode = MLY_STDIO_NULL;
     o.stdio[1].mode = MLY_STDIO_FD;
@@ -254,6 +270,7 @@ static void child_gone(coproc *c) {
   sv_proc *p = c->p;
   sv_proc_set_pid(p, 0);
   p->ready = false;
+  p->main_pid = 0;
   if (p->notify) logpipe_detach(p->notify);
   p->notify = NULL;
 }
@@ -275,6 +292,8 @@ static bool adopt(mly_machine *m, coproc *c) {
   sv_tree_prepare(p); /* its cgroup, if the previous run made it */
   p->start_time = p->adopt_start;
   logpipe_adopt(p->sv, p); /* what it wrote meanwhile waits in its FIFOs */
+  sv_notify_reset(p);
+  sv_notify_prepare(p, NULL, 0); /* the same path: its WATCHDOG=1 arrive */
   sv_logf(p->sv, p->name, "adopted pid %d, left running by the previous run",
           pid);
   if (p->sv->cfg->orphans == SV_ORPHANS_STOP) {
@@ -305,6 +324,48 @@ static void note_exit(coproc *c, const mly_event *e) {
   /* a SIGCHLD may have found this child's zombie first and left the
    * orphans behind it: now that it is reaped, they can be */
   reaper_reap_orphans(p->sv);
+}
+
+/* The process it started exited, and it named another as its main
+ * process (MAINPID=, a daemon that forked): that one is watched from now
+ * on, through a pidfd (it is not our child), as the program's life. */
+static bool follow_main(mly_machine *m, coproc *c, const mly_event *e) {
+  sv_proc *p = c->p;
+  int main_pid = p->main_pid;
+  if (main_pid <= 0 || main_pid == (int)e->corr || (int)e->corr != p->pid ||
+      c->stop)
+    return false;
+  int rc = mly_process_adopt(m, main_pid, p->main_start);
+  if (rc < 0) {
+    sv_logf(p->sv, p->name, "its main process %d (MAINPID) is gone too",
+            main_pid);
+    return false;
+  }
+  if (e->aux)
+    sv_logf(p->sv, p->name, "pid %d was killed by SIG%s; its main process "
+            "is pid %d (MAINPID): watching that", (int)e->corr,
+            sv_signal_name((int)e->aux), main_pid);
+  else
+    sv_logf(p->sv, p->name, "pid %d exited with status %d; its main process "
+            "is pid %d (MAINPID): watching that", (int)e->corr,
+            (int)e->status, main_pid);
+  sv_proc_set_pid(p, main_pid);
+  p->start_time = p->main_start;
+  reaper_reap_orphans(p->sv);
+  changed(m); /* a state directory keeps it: the next run adopts it */
+  return true;
+}
+
+/* The watchdog: no WATCHDOG=1 within the interval, or WATCHDOG=trigger.
+ * A failure like an exit: stop it, then the restart policy. */
+static void watchdog_failed(coproc *c, const char *why) {
+  sv_proc *p = c->p;
+  if (p->pid <= 0 || c->stop || c->exited) return;
+  p->wd_expired++;
+  sv_logf(p->sv, p->name, "watchdog: %s: it has failed; stopping it", why);
+  c->failed = true;
+  c->stop = true;
+  c->again = false;
 }
 
 /* Started by hand after giving up, or given a new definition: a fresh
@@ -379,7 +440,10 @@ static void take_command(mly_machine *m, coproc *c) {
     break;
   }
   case MLY_EV_PROCESS_EXIT:
-    note_exit(c, e);
+    if (!follow_main(m, c, e)) note_exit(c, e);
+    break;
+  case SV_EV_WATCHDOG:
+    watchdog_failed(c, "WATCHDOG=trigger");
     break;
   default:
     break; /* SV_EV_WAKE, a readiness line out of turn */
@@ -494,9 +558,17 @@ static bool is_stopping(const coproc *c) { return c->p->sv->stopping; }
  * (-Wjump-misses-init found it). */
 static int64_t start_wait_ms(const sv_program *g) {
   if (g->ready == SV_READY_DELAY) return g->ready_delay_ms;
-  if (g->ready == SV_READY_NOTIFY)
+  if (g->ready == SV_READY_NOTIFY || g->ready == SV_READY_SD_NOTIFY)
     return g->start_timeout_ms > 0 ? g->start_timeout_ms : -1;
   return g->start_timeout_ms;
+}
+
+/* Until the watchdog's deadline: < 0 none (or STOPPING=1 said). */
+static int64_t watchdog_left_ms(const sv_proc *p) {
+  int64_t every = sv_watchdog_ms(p);
+  if (every <= 0 || p->sd_stopping) return -1;
+  uint64_t due = p->wd_last_ms + (uint64_t)every, now = now_ms();
+  return due > now ? (int64_t)(due - now) : 0;
 }
 
 static void log_waiting_for_deps(sv_proc *p) {
@@ -587,16 +659,20 @@ static int coproc_run(mly_machine *m, void *data) {
       changed(m);
       /* ---- starting: until ready (an adopted child was ready) ---- */
       if (!c->exited && !c->stop && !c->adopted) {
-        if (start_wait_ms(p->prog) < 0)
+        if (start_wait_ms(p->prog) < 0 && p->prog->ready == SV_READY_NOTIFY)
           sv_logf(p->sv, p->name, "waiting for its readiness line on fd %d "
                   "(no start_timeout: as long as it takes)", p->prog->notify_fd);
+        else if (start_wait_ms(p->prog) < 0)
+          sv_logf(p->sv, p->name, "waiting for READY=1 on its NOTIFY_SOCKET "
+                  "(no start_timeout: as long as it takes)");
         c->until_ms = now_ms() + (uint64_t)(start_wait_ms(p->prog) > 0
                                                 ? start_wait_ms(p->prog) : 0);
         while (start_wait_ms(p->prog) != 0 && !c->exited && !c->stop) {
           MLY_AWAIT_AT(m, coproc_starting, MLY_EV_ANY,
                        start_wait_ms(p->prog) < 0 ? -1 : left_ms(c));
           if (mly_timed_out(m)) {
-            if (p->prog->ready == SV_READY_NOTIFY) {
+            if (p->prog->ready == SV_READY_NOTIFY ||
+                p->prog->ready == SV_READY_SD_NOTIFY) {
               sv_logf(p->sv, p->name, "not ready within %lld ms: a failed "
                       "start, stopping it",
                       (long long)p->prog->start_timeout_ms);
@@ -619,9 +695,15 @@ static int coproc_run(mly_machine *m, void *data) {
         p->ready = true;
         changed(m);
       }
-      /* ---- running ---- */
+      /* ---- running (the watchdog counts from here) ---- */
+      p->wd_last_ms = now_ms();
       while (!c->exited && !c->stop) {
-        MLY_AWAIT_AT(m, coproc_running, MLY_EV_ANY, -1);
+        MLY_AWAIT_AT(m, coproc_running, MLY_EV_ANY, watchdog_left_ms(p));
+        if (mly_timed_out(m)) {
+          if (watchdog_left_ms(p) == 0) watchdog_failed(c, "no WATCHDOG=1 "
+                                                        "within the interval");
+          continue;
+        }
         take_command(m, c);
       }
       /* ---- stopping: signal, grace, kill; the whole tree; commands

@@ -59,6 +59,10 @@ static int setup(sv *s, const sv_run_options *o) {
   if ((rc = coproc_register(s->rt, &s->coproc_type)) < 0) return rc;
   if ((rc = sup_register(s->rt, &s->sup_type)) < 0) return rc;
   const char *dir = o->state_dir ? o->state_dir : s->cfg->state_dir;
+  s->state_dir = dir;
+  if ((rc = sv_manager_setup(s)) < 0)
+    sv_logf(s, "mealy", "cannot notify the service manager: %s",
+            mly_strerror(rc));
   if ((rc = sv_tree_setup(s, dir)) < 0) return rc;
   if ((rc = sv_tree_check_limits(s, s->cfg, err, sizeof err)) < 0) {
     fprintf(stderr, "%s\n", err); /* an error in the file, as at load */
@@ -113,7 +117,9 @@ int sv_run(const sv_run_options *o) {
   if (s->ctl) ctl_stop(s);
   sv_metrics_stop(s);
   logpipe_close_all(s);
-  if (s->rt) sv_tree_end(s); /* if the supervisor machine never ran */
+  if (s->rt) sv_notify_end(s); /* if the supervisor machine never ran */
+  if (s->rt) sv_manager_end(s);
+  if (s->rt) sv_tree_end(s);
   outq_close(s->out); /* closed with the loop, which runs once more */
   outq_close(s->err);
   if (s->rt) mly_runtime_close(s->rt);

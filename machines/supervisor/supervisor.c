@@ -48,6 +48,7 @@ sv_proc *sv_proc_new(sv *s, const sv_program *prog) {
 
 void sv_proc_free(sv_proc *p) {
   logpipe_forget_proc(p->sv, p);
+  sv_notify_close(p);
   for (size_t i = 0; i < SV_TAIL_LINES; i++) free(p->tail[i]);
   free(p->backoffs);
   free(p->restart_times);
@@ -399,11 +400,14 @@ static int sup_run(mly_machine *m, void *data) {
   sv_state_leftovers(s);
   sv_logf(s, "mealy", "supervising %zu programs", s->nprocs);
   reconcile(s);
+  sv_manager_check_ready(s);
   while (!s->stopping) {
     MLY_AWAIT_AT(m, sup_running, MLY_EV_ANY, -1);
     sup_take(m, s);
     reconcile(s);
+    sv_manager_check_ready(s);
   }
+  sv_manager_notify(s, "STOPPING=1\nSTATUS=stopping every program");
   reconcile(s);
   d->until_ms = uv_hrtime() / 1000000u + (uint64_t)s->cfg->shutdown_grace_ms;
   while (!all_down(s)) {
@@ -434,6 +438,8 @@ static void sup_fini(mly_machine *m, void *data) {
   signal(SIGHUP, SIG_IGN);
   ctl_stop(d->s);
   sv_metrics_stop(d->s);
+  sv_notify_end(d->s);
+  sv_manager_end(d->s);
   sv_tree_end(d->s);
   logpipe_close_all(d->s);
 }

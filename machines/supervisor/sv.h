@@ -42,7 +42,8 @@ enum {
   SV_EV_REPLACE,   /* coprocess: next_prog is its new definition       */
   SV_EV_KILL,      /* coprocess: SIGKILL now, go down (shutdown)        */
   SV_EV_WAKE,      /* coprocess: a dependency became ready             */
-  SV_EV_TREE       /* coprocess: its process tree may have emptied     */
+  SV_EV_TREE,      /* coprocess: its process tree may have emptied     */
+  SV_EV_WATCHDOG   /* coprocess: WATCHDOG=trigger: it has failed now   */
 };
 
 /* In every program's environment: NAME:SUPERVISOR_PID.INSTANCE */
@@ -57,6 +58,7 @@ typedef struct outq outq;
 typedef struct sv_logpipe sv_logpipe;
 struct sv_cg;
 struct sv_cgroups;
+struct sv_notify;
 
 typedef struct sv_proc {
   sv *sv;
@@ -87,6 +89,20 @@ typedef struct sv_proc {
   bool saved_once;
   sv_logpipe *notify;     /* readiness pipe of the current child; the pipe
                              clears this when it closes */
+  /* sd_notify (notify.c): the program's NOTIFY_SOCKET and what it said */
+  struct sv_notify *sdn;  /* its socket, while its definition wants one */
+  char status[256];       /* STATUS=, as sent (ctl escapes it) */
+  int main_pid;           /* MAINPID=, checked to be of the program; 0 */
+  uint64_t main_start;    /* its start time: pid reuse is told apart */
+  bool sd_ready;          /* READY=1 since the spawn (or RELOADING=1) */
+  bool sd_reloading;      /* RELOADING=1, until READY=1 */
+  bool sd_stopping;       /* STOPPING=1 */
+  int sd_errno;           /* ERRNO=, 0: none */
+  uint64_t wd_last_ms;    /* monotonic ms of the last WATCHDOG=1 */
+  int64_t wd_usec_override; /* WATCHDOG_USEC= from the program, 0: none */
+  uint64_t wd_kicks;      /* WATCHDOG=1 messages taken (tests poll this) */
+  uint64_t wd_expired;    /* lives ended by the watchdog */
+  uint64_t sd_accepted, sd_refused; /* datagrams taken / refused */
   uint64_t *restart_times; /* ring for the intensity limit (ms) */
   uint32_t nrestart_times;
   /* supervisor bookkeeping */
@@ -178,6 +194,11 @@ struct sv {
   struct promhttp *metrics; /* the metrics: listener, or NULL */
   sv_ratelimit metrics_rl;
   uint64_t started_ms;    /* monotonic, for uptime */
+  /* sd_notify (notify.c) */
+  char notify_dir[80];    /* the programs' sockets: "" until the first */
+  bool notify_dir_made;   /* a temporary one, removed at exit */
+  const char *state_dir;  /* the run's, or NULL */
+  void *manager;          /* our own NOTIFY_SOCKET, or NULL */
 };
 
 /* Load the configuration again, from the file or the built-in text. */
@@ -262,6 +283,30 @@ void sv_tree_drain(sv_proc *p, bool on); /* SV_EV_TREE when it changes */
 void sv_tree_close(sv_proc *p);
 void sv_tree_chld(sv *s);                /* on SIGCHLD */
 void sv_tree_end(sv *s);                 /* every program is down */
+
+/* notify.c: sd_notify, the server side (one datagram socket a program)
+ * and the client side (the supervisor's own readiness, to systemd) */
+/* Opens p's socket if its definition wants one (ready: sd_notify or a
+ * watchdog) and none is open; path gets NOTIFY_SOCKET's value, or ""
+ * when none is wanted.  Logs and returns < 0 on failure. */
+int sv_notify_prepare(sv_proc *p, char *path, size_t len);
+/* A new life: what the previous one said is forgotten. */
+void sv_notify_reset(sv_proc *p);
+void sv_notify_close(sv_proc *p);    /* p goes, or wants no socket */
+void sv_notify_end(sv *s);           /* the directory, at exit */
+/* Whether pid is one of p's processes (its child, MAINPID, its cgroup or
+ * process group, a marked orphan of ours). */
+bool sv_notify_belongs(sv_proc *p, int pid);
+/* The watchdog interval in force for p (ms), 0: none. */
+int64_t sv_watchdog_ms(const sv_proc *p);
+/* The supervisor to its own manager ($NOTIFY_SOCKET): "READY=1" etc.;
+ * nothing when it was not started with one. */
+void sv_manager_notify(sv *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Once everything that must be up is: READY=1 (once); and STATUS=. */
+void sv_manager_check_ready(sv *s);
+int sv_manager_setup(sv *s);         /* reads NOTIFY_SOCKET, WATCHDOG_USEC */
+void sv_manager_end(sv *s);
 
 /* control.c: the unix socket */
 int ctl_start(sv *s, const char *path, char *err, size_t errlen);

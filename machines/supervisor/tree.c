@@ -281,8 +281,12 @@ int sv_tree_signal(sv_proc *p, int sig) {
       if (pids[i] != (int)getpid()) kill(pids[i], sig);
     return 0;
   }
-  if (p->pid > 0) mly_process_signal(s->rt, p->pid, sig, true);
-  else if (p->pgid > 0) reaper_group_signal(p->pgid, sig);
+  /* its main process, with its group when it leads one; and the group it
+   * was started in, when its main process is another (MAINPID) */
+  if (p->pid > 0)
+    mly_process_signal(s->rt, p->pid, sig,
+                       p->pid == p->pgid || getpgid(p->pid) == p->pid);
+  if (p->pgid > 0 && p->pgid != p->pid) reaper_group_signal(p->pgid, sig);
   if (sig == p->prog->stop_signal) { /* later ones get it once, too */
     orphan_walk w = {p, sig, true, 0, NULL, 0};
     if (p->instance) reaper_each_orphan(s, visit_orphan, &w);

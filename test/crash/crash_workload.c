@@ -9,7 +9,10 @@
  *
  *  - a counter keeps n and a hash chain h = H(h, n); at the start of each
  *    step it reports "c IDX N H" on fd 3: that state is committed, since a
- *    durable machine resumes only after its last record is synced;
+ *    durable machine resumes only after its last record is synced.  It is
+ *    named "counter-IDX" and keeps n and h in its context too, which must
+ *    equal its data's at every step ("BAD ... context" if not), and its
+ *    name must be its own;
  *  - a pinger sends n to its ponger as a request and checks the reply is
  *    n + 1000; a ponger answers and counts.  They report "p IDX N" and
  *    "q IDX N" the same way; a wrong reply is reported as "BAD ...".
@@ -55,13 +58,45 @@ typedef struct counter {
 #define COUNTER_POINTS(X) X(counter, tick)
 MLY_POINTS(counter, COUNTER_POINTS);
 
+/* The context is committed with the data: they agree at every step. */
+static void check_context(mly_machine *m, const counter *c) {
+  char want[32];
+  snprintf(want, sizeof want, "counter-%u", c->idx);
+  const char *name = mly_self_name(m);
+  if (name == NULL || strcmp(name, want) != 0)
+    report("BAD counter %u is named %s\n", c->idx, name ? name : "(none)");
+  mly_value *ctx = mly_context(m);
+  uint64_t n = 0, h = 0;
+  if (ctx == NULL) {
+    if (c->n != 0) report("BAD counter %u lost its context\n", c->idx);
+    return;
+  }
+  if (mly_map_get_uint(ctx, "n", &n) < 0 || mly_map_get_uint(ctx, "h", &h) < 0 ||
+      n != c->n || h != c->h)
+    report("BAD counter %u context n %llu h %llu, data n %u h %llu\n", c->idx,
+           (unsigned long long)n, (unsigned long long)h, c->n,
+           (unsigned long long)c->h);
+}
+
+static void set_context(mly_machine *m, const counter *c) {
+  mly_value *ctx = mly_context(m);
+  if (ctx == NULL) {
+    mly_context_set(m, mly_value_map());
+    ctx = mly_context(m);
+  }
+  mly_map_set_uint(ctx, "n", c->n);
+  mly_map_set_uint(ctx, "h", c->h);
+}
+
 static int counter_run(mly_machine *m, void *data) {
   counter *c = data;
   MLY_BEGIN(m);
   while (c->n < TARGET) {
     report("c %u %u %llu\n", c->idx, c->n, (unsigned long long)c->h);
+    check_context(m, c);
     c->h = chain(c->h, c->n);
     c->n++;
+    set_context(m, c);
     MLY_SLEEP_AT(m, counter_tick, c->h % 3 == 0 ? 1 : 0);
   }
   report("done c %u %u %llu\n", c->idx, c->n, (unsigned long long)c->h);
@@ -132,7 +167,11 @@ static int root_run(mly_machine *m, void *data) {
   MLY_BEGIN(m);
   for (uint32_t i = 0; i < COUNTERS; i++) {
     counter c = {.idx = i};
-    mly_spawn_child(m, t_counter, &c, sizeof c, &r->kids[i]);
+    char name[32];
+    snprintf(name, sizeof name, "counter-%u", i);
+    mly_spawn_options o = {.arg = &c, .arg_len = sizeof c, .name = name};
+    if (mly_spawn_child_opts(m, t_counter, &o, &r->kids[i]) < 0)
+      report("BAD counter %u not spawned\n", i);
   }
   for (uint32_t i = 0; i < PAIRS; i++) {
     pp q = {.idx = i};

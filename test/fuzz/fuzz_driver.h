@@ -51,6 +51,21 @@ static inline size_t fz_below(fz_rng *r, size_t n) {
  * tails.  Returns 0 or a negative error with a message in err. */
 int fz_make_seeds(fz_corpus *out, char *err, size_t errlen);
 
+/* What a target tells the driver (fuzz_main.c serves every target):
+ * each target's driver build defines fz_this_target. */
+#define FZ_NCOUNTS 4
+typedef struct fz_target {
+  const char *name;    /* "fuzz_journal": messages; the artifact is
+                          crash-NAME with '-' for '_' */
+  int (*make_seeds)(fz_corpus *out, char *err, size_t errlen);
+  /* after an input: whether it got far enough to mutate further */
+  bool (*keep)(void);
+  /* adds what the last input reached to counts (named below) */
+  void (*count)(uint64_t counts[FZ_NCOUNTS]);
+  const char *count_names[FZ_NCOUNTS]; /* NULL: unused */
+} fz_target;
+extern const fz_target fz_this_target;
+
 /* Mutates b in place (b->p holds max_len bytes); donors give splices. */
 void fz_mutate(fz_rng *r, fz_buf *b, size_t max_len, const fz_corpus *donors);
 

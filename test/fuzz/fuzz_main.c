@@ -1,6 +1,9 @@
 /*
- * fuzz_main.c - the standalone driver of the journal fuzz target, for
- * builds without libFuzzer (gcc, `meson test --suite fuzz`).
+ * fuzz_main.c - the standalone driver of the fuzz targets (the journal's,
+ * the YAML machine loader's), for builds without libFuzzer (gcc, `meson
+ * test --suite fuzz`).  What differs between targets - the name, the
+ * seed corpus, which inputs to keep mutating, what to count - is the
+ * target's fz_this_target (fuzz_driver.h); the journal's is shown here.
  *
  *     fuzz_journal [--iters N] [--seed S] [--max-len N] [--timeout SEC]
  *                  [--write-seeds DIR] [FILE|DIR ...]
@@ -37,7 +40,8 @@
 #include <unistd.h>
 
 #include "fuzz_driver.h"
-#include "fuzz_journal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #include "mealy.h"
 
 #define POOL_MAX 256
@@ -75,7 +79,8 @@ static void save_input(void) {
   g_saved = 1;
   int fd = open(g_artifact, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
-    say("fuzz_journal: cannot save the input\n");
+    say(fz_this_target.name);
+    say(": cannot save the input\n");
     return;
   }
   size_t off = 0;
@@ -85,7 +90,8 @@ static void save_input(void) {
     off += (size_t)w;
   }
   close(fd);
-  say("fuzz_journal: the input is saved in ");
+  say(fz_this_target.name);
+  say(": the input is saved in ");
   say(g_artifact);
   say("\n");
 }
@@ -98,7 +104,8 @@ static void on_fatal(int sig) {
 
 static void on_alarm(int sig) {
   (void)sig;
-  say("fuzz_journal: an input ran past the timeout: a hang\n");
+  say(fz_this_target.name);
+  say(": an input ran past the timeout: a hang\n");
   save_input();
   signal(SIGABRT, SIG_DFL);
   abort();
@@ -106,8 +113,13 @@ static void on_alarm(int sig) {
 
 static void install_handlers(void) {
   const char *dir = getenv("FUZZ_ARTIFACT_DIR");
-  snprintf(g_artifact, sizeof g_artifact, "%s/crash-fuzz-journal",
-           dir && *dir ? dir : ".");
+  int n = snprintf(g_artifact, sizeof g_artifact, "%s/crash-",
+                   dir && *dir ? dir : ".");
+  for (const char *p = fz_this_target.name; *p && n > 0 &&
+                                            (size_t)n + 1 < sizeof g_artifact;
+       p++)
+    g_artifact[n++] = *p == '_' ? '-' : *p;
+  if (n > 0 && (size_t)n < sizeof g_artifact) g_artifact[n] = '\0';
   signal(SIGABRT, on_fatal); /* failed checks; sanitizers' abort_on_error */
   signal(SIGALRM, on_alarm);
   if (__sanitizer_set_death_callback) {
@@ -128,7 +140,7 @@ static void arm(unsigned seconds) {
 /* ---- running inputs ---- */
 
 typedef struct tally {
-  uint64_t runs, read_ok, opened, recovered, parked;
+  uint64_t runs, counts[FZ_NCOUNTS];
 } tally;
 
 static void run_one(const uint8_t *p, size_t n, const opts *o, tally *t) {
@@ -139,10 +151,7 @@ static void run_one(const uint8_t *p, size_t n, const opts *o, tally *t) {
   arm(0);
   g_cur = NULL;
   t->runs++;
-  t->read_ok += fj_last.read_rc == 0;
-  t->opened += fj_last.open_rc == 0;
-  t->recovered += fj_last.recovered;
-  t->parked += fj_last.parked;
+  fz_this_target.count(t->counts);
 }
 
 static int read_file(const char *path, fz_corpus *c) {
@@ -208,15 +217,16 @@ static void save_recent(void) {
     fwrite(g_recent.v[i].p, 1, g_recent.v[i].n, f);
     fclose(f);
   }
-  fprintf(stderr, "fuzz_journal: the last %zu inputs are saved as %s-leak-NN; "
+  fprintf(stderr, "%s: the last %zu inputs are saved as %s-leak-NN; "
           "run each alone (--iters 0 FILE) to find the one that leaks\n",
-          g_recent.n, g_artifact);
+          fz_this_target.name, g_recent.n, g_artifact);
 }
 
 static void leak_check(uint64_t i, uint64_t every) {
   if (every == 0 || !__lsan_do_recoverable_leak_check || (i + 1) % every) return;
   if (__lsan_do_recoverable_leak_check()) {
-    fprintf(stderr, "fuzz_journal: a leak, found after input %" PRIu64 "\n", i);
+    fprintf(stderr, "%s: a leak, found after input %" PRIu64 "\n",
+            fz_this_target.name, i);
     save_recent();
     exit(1);
   }
@@ -244,7 +254,7 @@ static int fuzz(const opts *o, const fz_corpus *seeds, tally *t) {
     fz_mutate(&rng, &b, o->max_len, fz_below(&rng, 2) ? seeds : &pool);
     if (leak_every) remember(b.p, b.n);
     run_one(b.p, b.n, o, t);
-    if (fj_last.read_rc == 0 && fj_last.records > 0)
+    if (fz_this_target.keep())
       rc = pool.n < POOL_MAX ? fz_corpus_add(&pool, b.p, b.n)
                              : fz_corpus_set(&pool, fz_below(&rng, POOL_MAX),
                                              b.p, b.n);
@@ -259,8 +269,9 @@ static int fuzz(const opts *o, const fz_corpus *seeds, tally *t) {
 /* ---- options ---- */
 
 static int usage(void) {
-  fprintf(stderr, "usage: fuzz_journal [--iters N] [--seed S] [--max-len N] "
-                  "[--timeout SEC] [--write-seeds DIR] [FILE|DIR ...]\n");
+  fprintf(stderr, "usage: %s [--iters N] [--seed S] [--max-len N] "
+                  "[--timeout SEC] [--write-seeds DIR] [FILE|DIR ...]\n",
+          fz_this_target.name);
   return 2;
 }
 
@@ -313,17 +324,18 @@ int main(int argc, char **argv) {
   fz_corpus seeds = {0};
   char err[512] = "";
   double t0 = now_s();
-  rc = fz_make_seeds(&seeds, err, sizeof err);
+  const char *name = fz_this_target.name;
+  rc = fz_this_target.make_seeds(&seeds, err, sizeof err);
   if (rc < 0) {
-    fprintf(stderr, "fuzz_journal: seeds: %s\n", err);
+    fprintf(stderr, "%s: seeds: %s\n", name, err);
     return 1;
   }
   if (o.seeds_out) {
     rc = write_seeds(o.seeds_out, &seeds);
     if (rc < 0)
-      fprintf(stderr, "fuzz_journal: %s: %s\n", o.seeds_out, mly_strerror(rc));
+      fprintf(stderr, "%s: %s: %s\n", name, o.seeds_out, mly_strerror(rc));
     else
-      printf("fuzz_journal: %zu seeds in %s\n", seeds.n, o.seeds_out);
+      printf("%s: %zu seeds in %s\n", name, seeds.n, o.seeds_out);
     fz_corpus_free(&seeds);
     return rc < 0;
   }
@@ -331,7 +343,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < o.nfiles && rc == 0; i++) {
     size_t before = seeds.n;
     if ((rc = load_path(o.files[i], &seeds)) < 0)
-      fprintf(stderr, "fuzz_journal: %s: %s\n", o.files[i], mly_strerror(rc));
+      fprintf(stderr, "%s: %s: %s\n", name, o.files[i], mly_strerror(rc));
     for (size_t k = before; k < seeds.n; k++)
       run_one(seeds.v[k].p, seeds.v[k].n, &o, &t);
   }
@@ -340,14 +352,17 @@ int main(int argc, char **argv) {
   if (rc == 0) rc = fuzz(&o, &seeds, &t);
   fz_corpus_free(&seeds);
   if (rc < 0) {
-    fprintf(stderr, "fuzz_journal: %s\n", mly_strerror(rc));
+    fprintf(stderr, "%s: %s\n", name, mly_strerror(rc));
     return 1;
   }
   double dt = now_s() - t0;
-  printf("fuzz_journal: %" PRIu64 " inputs (%" PRIu64 " from files, %zu seeds)"
-         " in %.1f s, %.0f/s; read ok %" PRIu64 ", opened %" PRIu64
-         ", instances recovered %" PRIu64 ", parked %" PRIu64 "\n",
-         t.runs, replayed, nseeds, dt, (double)t.runs / (dt > 0 ? dt : 1),
-         t.read_ok, t.opened, t.recovered, t.parked);
+  printf("%s: %" PRIu64 " inputs (%" PRIu64 " from files, %zu seeds)"
+         " in %.1f s, %.0f/s", name, t.runs, replayed, nseeds, dt,
+         (double)t.runs / (dt > 0 ? dt : 1));
+  for (int i = 0; i < FZ_NCOUNTS; i++)
+    if (fz_this_target.count_names[i])
+      printf("%s %s %" PRIu64, i ? "," : ";", fz_this_target.count_names[i],
+             t.counts[i]);
+  printf("\n");
   return 0;
 }

@@ -132,6 +132,8 @@ static uint8_t interesting(fz_rng *r) {
 static const char *const type_names[] = {"counter", "parent", "pinger",
                                          "ponger",  "waiter", "dropper",
                                          "nosuch",  ""};
+/* instance names: a few that clash, a malformed one */
+static const char *const inst_names[] = {"a", "b", "order-1", "a/b", ""};
 static const char *const point_names[] = {
     "begin", "tick", "kids", "asked", "listen", "hello", "later",
     "nap",   "stop", "line 12", "bogus", ""};
@@ -227,8 +229,12 @@ static void gen_wait(fz_rng *r, jbuf *b) {
   FIELD(r, b, jb_int(b, due[fz_below(r, 7)]));
 }
 
+static void gen_payload(fz_rng *r, jbuf *b);
+
+/* S, with a context and a name (fields 10, 11) now and then. */
 static void gen_state(fz_rng *r, jbuf *b) {
-  jb_array(b, gen_count(r, 10));
+  bool ext = fz_below(r, 3) == 0;
+  jb_array(b, gen_count(r, ext ? 12 : 10));
   FIELD(r, b, jb_uint(b, gen_id(r)));
   FIELD(r, b, gen_name(r, b, type_names, 8));
   FIELD(r, b, jb_uint(b, fz_below(r, 2) ? 0 : gen_id(r)));
@@ -239,6 +245,11 @@ static void gen_state(fz_rng *r, jbuf *b) {
   FIELD(r, b, jb_uint(b, fz_below(r, 4)));
   gen_wait(r, b);
   FIELD(r, b, jb_int(b, gen_int(r)));
+  if (!ext) return;
+  if (fz_below(r, 3) == 0) jb_nil(b); /* the context: unchanged */
+  else gen_payload(r, b);             /* ... nil, or a bin of a value */
+  if (fz_below(r, 2)) jb_nil(b);
+  else FIELD(r, b, gen_name(r, b, inst_names, 5));
 }
 
 static void gen_payload(fz_rng *r, jbuf *b) {
@@ -274,10 +285,14 @@ static void gen_eids(fz_rng *r, jbuf *b) {
 
 /* One whole record, header and CRC included, into b. */
 static void gen_record(fz_rng *r, jbuf *b, uint64_t seq) {
-  static const uint8_t fields[] = {0, 1, 4, 1, 4, 2, 2, 1, 1};
-  unsigned kind = fz_below(r, 32) ? 1 + (unsigned)fz_below(r, JR_KIND_MAX)
-                                  : (unsigned)fz_below(r, 2) * 9;
-  uint32_t nf = gen_count(r, kind <= JR_KIND_MAX ? fields[kind] : 0);
+  static const uint8_t fields[JR_KIND_MAX + 1] = {0, 1, 4, 1, 4, 2,
+                                                  2, 1, 1, 4};
+  unsigned kind = fz_below(r, 32)
+                      ? 1 + (unsigned)fz_below(r, JR_KIND_MAX)
+                      : (unsigned)fz_below(r, 2) * (JR_KIND_MAX + 1);
+  bool tomb = kind == JR_END && fz_below(r, 3) == 0; /* a named end */
+  uint32_t nf =
+      gen_count(r, kind <= JR_KIND_MAX ? fields[kind] + 2u * tomb : 0);
   size_t at = jb_begin(b, seq, kind, nf);
   switch (kind) {
   case JR_CREATE:
@@ -299,6 +314,16 @@ static void gen_record(fz_rng *r, jbuf *b, uint64_t seq) {
     FIELD(r, b, jb_int(b, gen_int(r)));
     FIELD(r, b, jb_int(b, fz_below(r, 6)));
     FIELD(r, b, jb_uint(b, fz_below(r, 2) ? 0 : 1 + fz_below(r, 20)));
+    if (tomb) {
+      FIELD(r, b, jb_int(b, gen_int(r)));
+      FIELD(r, b, gen_name(r, b, inst_names, 5));
+    }
+    break;
+  case JR_TOMB:
+    FIELD(r, b, gen_name(r, b, inst_names, 5));
+    FIELD(r, b, jb_uint(b, gen_id(r)));
+    FIELD(r, b, jb_int(b, gen_int(r)));
+    FIELD(r, b, jb_int(b, gen_int(r)));
     break;
   case JR_SNAP:
   case JR_SNAPEND:

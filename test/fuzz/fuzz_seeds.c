@@ -32,70 +32,6 @@
 #define SEG_BYTES 2048
 #define MAX_STAGE_SEGS 64
 
-/* ---- the corpus ---- */
-
-int fz_corpus_add(fz_corpus *c, const uint8_t *p, size_t n) {
-  if (c->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 32;
-    fz_buf *v = realloc(c->v, cap * sizeof *v);
-    if (v == NULL) return MLY_ENOMEM;
-    c->v = v;
-    c->cap = cap;
-  }
-  c->v[c->n] = (fz_buf){NULL, 0};
-  c->n++;
-  int rc = fz_corpus_set(c, c->n - 1, p, n);
-  if (rc < 0) c->n--;
-  return rc;
-}
-
-int fz_corpus_set(fz_corpus *c, size_t i, const uint8_t *p, size_t n) {
-  uint8_t *q = malloc(n ? n : 1);
-  if (q == NULL) return MLY_ENOMEM;
-  if (n) memcpy(q, p, n);
-  free(c->v[i].p);
-  c->v[i] = (fz_buf){q, n};
-  return 0;
-}
-
-void fz_corpus_free(fz_corpus *c) {
-  for (size_t i = 0; i < c->n; i++) free(c->v[i].p);
-  free(c->v);
-  *c = (fz_corpus){0};
-}
-
-int fz_read_file(const char *path, fz_buf *out) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) return -errno;
-  uint8_t *p = NULL;
-  size_t n = 0, cap = 0;
-  int rc = 0;
-  for (;;) {
-    if (n == cap) {
-      cap = cap ? cap * 2 : 4096;
-      uint8_t *q = realloc(p, cap);
-      if (q == NULL) {
-        rc = MLY_ENOMEM;
-        break;
-      }
-      p = q;
-    }
-    size_t got = fread(p + n, 1, cap - n, f);
-    n += got;
-    if (got == 0) {
-      if (ferror(f)) rc = MLY_EIO;
-      break;
-    }
-  }
-  fclose(f);
-  if (rc < 0) {
-    free(p);
-    return rc;
-  }
-  *out = (fz_buf){p, n};
-  return 0;
-}
-
 /* ---- a stage: the segment files of the directory at one moment ---- */
 
 typedef struct stage {
@@ -269,15 +205,26 @@ static int spawn(run *r, mly_type *t, const void *arg, size_t len,
   return mly_spawn(r->rt, t, arg, len, id ? id : &scratch);
 }
 
+/* A counter with a name (and with a context if ctx): contexts, names
+ * and tombstones in the seeds. */
+static int spawn_named(run *r, const wl_counter *c, const char *name,
+                       bool ctx) {
+  mly_spawn_options o = {.arg = c, .arg_len = sizeof *c, .name = name,
+                         .generate_name = name == NULL};
+  if (ctx && (o.context = mly_value_map()) != NULL)
+    mly_map_set_str(o.context, "note", "a context");
+  return mly_spawn_opts(r->rt, r->t.counter, &o, NULL);
+}
+
 static int spawn_all(run *r) {
   wl_counter c1 = {0, 3, 1}, c2 = {0, 6, 2}, live = {0, 1000000, 1};
   wl_parent p = {.nkids = 2};
   wl_pp pong = {0, 0, 0}, ping = {0, 3, 0};
   wl_waiter w = {0};
   int zero = 0;
-  int rc = spawn(r, r->t.counter, &c1, sizeof c1, NULL);
-  if (rc == 0) rc = spawn(r, r->t.counter, &c2, sizeof c2, NULL);
-  if (rc == 0) rc = spawn(r, r->t.counter, &live, sizeof live, NULL);
+  int rc = spawn_named(r, &c1, "c1", true);
+  if (rc == 0) rc = spawn_named(r, &c2, "c2", false);
+  if (rc == 0) rc = spawn_named(r, &live, NULL, true);
   if (rc == 0) rc = spawn(r, r->t.parent, &p, sizeof p, NULL);
   if (rc == 0) rc = spawn(r, r->t.ponger, &pong, sizeof pong, &ping.peer);
   if (rc == 0) rc = spawn(r, r->t.pinger, &ping, sizeof ping, NULL);
@@ -394,3 +341,20 @@ int fz_make_seeds(fz_corpus *out, char *err, size_t errlen) {
   rm_dir(dir);
   return rc;
 }
+
+/* The journal target, as the standalone driver sees it. */
+
+static bool journal_keep(void) {
+  return fj_last.read_rc == 0 && fj_last.records > 0;
+}
+
+static void journal_count(uint64_t c[FZ_NCOUNTS]) {
+  c[0] += fj_last.read_rc == 0;
+  c[1] += fj_last.open_rc == 0;
+  c[2] += fj_last.recovered;
+  c[3] += fj_last.parked;
+}
+
+const fz_target fz_this_target = {
+    "fuzz_journal", fz_make_seeds, journal_keep, journal_count,
+    {"read ok", "opened", "instances recovered", "parked"}};

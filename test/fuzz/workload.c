@@ -3,6 +3,9 @@
  * they make every kind of record a journal holds.
  *
  *   counter  sleeps and counts, then ends          CREATE, STEP, END
+ *            (named ones: a name, and a TOMB       (a context and a name
+ *            once compacted; one with a context     in S, a tombstone in
+ *            counts in it too)                      END)
  *   parent   spawns counters, awaits each one       STEP spawned, END
  *                                                   with a CHILD_EXIT notice
  *   pinger   requests with a payload, awaits reply  STEP out events, REPLY
@@ -38,6 +41,8 @@ static int counter_run(mly_machine *m, void *data) {
   MLY_BEGIN(m);
   while (c->n < c->target) {
     c->n++;
+    if (mly_context(m) != NULL && c->n % 2) /* every other step: changed */
+      mly_map_set_uint(mly_context(m), "n", c->n);
     MLY_SLEEP_AT(m, counter_tick, c->sleep_ms % 1000);
   }
   MLY_END(m);

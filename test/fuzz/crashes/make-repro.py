@@ -37,6 +37,8 @@ def mp(v):
         s = v.encode()
         return bytes([0xa0 | len(s)]) + s
     if isinstance(v, int):
+        if v < 0:
+            return b'\xd3' + struct.pack('>q', v)
         if 0 <= v < 128:
             return bytes([v])
         if 0 <= v < 1 << 32:
@@ -52,11 +54,15 @@ def rec(body):
     return struct.pack('<II', len(b), crc32c(b)) + b
 
 
-def state(id, type, point, wait, warg=0, flags=0, parent=0):
+def state(id, type, point, wait, warg=0, flags=0, parent=0, ctx=None,
+          name=None):
     """S = [id, type, parent, step, point, version, data, flags,
-            [wait, ev, arg, due_wall_ms], status]"""
-    return [id, type, parent, 1, point, 1, Bin(b''), flags, [wait, 0, warg, 0],
-            0]
+            [wait, ev, arg, due_wall_ms], status (, context, name)]"""
+    s = [id, type, parent, 1, point, 1, Bin(b''), flags, [wait, 0, warg, 0],
+         0]
+    if ctx is not None or name is not None:
+        s += [ctx, name]
+    return s
 
 
 def event(eid, to, ev, frm, flags, corr, payload=None):
@@ -67,7 +73,7 @@ def event(eid, to, ev, frm, flags, corr, payload=None):
 SALVAGE, TOP_NAMES = 0x04, 0x10                # fuzz_journal.h: files
 TYPES, TURN, NO_RECOVERY = 0x20, 0x40, 0x80  # 2^64-3 .. 2^64-1
 ID = (1 << 32) | 1                           # slot 1, generation 1
-CREATE, EVENT = 1, 3
+CREATE, EVENT, END, TOMB = 1, 3, 4, 9
 W_REPLY, W_EVENT, W_EXITING = 5, 4, 100
 F_IN_SHUTDOWN = 0x08
 
@@ -100,6 +106,27 @@ def inputs():
                                   parent=ID + 2)]) +
             rec([3, CREATE, state(ID + 2, 'counter', 'tick', 2,
                                   parent=ID + 1)]),
+        # not crashes: the context/name fields and the TOMB kind, kept
+        # as inputs the fuzzer starts from (a name held twice is damage,
+        # a context that is not msgpack too; a tombstone beside a live
+        # holder of its name is not)
+        'b12-name-held-twice': bytes([TYPES]) +
+            rec([1, CREATE, state(ID, 'counter', 'tick', 2, name='x')]) +
+            rec([2, CREATE, state(ID + 1, 'counter', 'tick', 2, name='x')]),
+        'b12-context-not-msgpack': bytes([TYPES]) +
+            rec([1, CREATE, state(ID, 'counter', 'tick', 2,
+                                  ctx=Bin(b'\xc1'), name='c')]),
+        'b12-tombs-and-contexts': bytes([TYPES | TURN]) +
+            rec([1, CREATE, state(ID, 'counter', 'tick', 2,
+                                  ctx=Bin(mp([1, 'two'])), name='a')]) +
+            rec([2, END, ID, 3, 4, 0, 1767225600000, 'a']) +
+            rec([3, TOMB, 'b', ID + 7, 0, 1767225600000]) +
+            rec([4, CREATE, state(ID + 1, 'counter', 'tick', 2,
+                                  ctx=Bin(b''), name='b')]),
+        'b12-tomb-bad-name': bytes([TYPES]) +
+            rec([1, TOMB, 'a/bad', ID + 8, 0, 1]),
+        'b13-tomb-ended-long-ago': bytes([TYPES]) +
+            rec([1, TOMB, 'old', ID + 8, 0, -(1 << 63)]),
         'b8-same-slot': bytes([TYPES]) +
             rec([1, CREATE, state(ID, 'counter', 'tick', 2)]) +
             rec([2, CREATE, state(ID + (1 << 32), 'counter', 'tick', 2)]),

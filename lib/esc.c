@@ -1,13 +1,14 @@
 /*
- * esc.c - escaping control characters for display (see esc.h).
+ * esc.c - text from outside made safe to show on a terminal (mealy.h,
+ * "Utilities"): a configuration value, a program's output, a request.
  */
-#include "esc.h"
+#include "mealy.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-size_t utf8_at(const unsigned char *s, size_t n, uint32_t *cp) {
+size_t mly_utf8_at(const unsigned char *s, size_t n, uint32_t *cp) {
   unsigned char c = s[0];
   size_t len;
   uint32_t v, min;
@@ -37,24 +38,24 @@ static bool is_control(uint32_t cp) {
          (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069);
 }
 
-bool esc_needed(const char *s, size_t n) {
+bool mly_esc_needed(const char *s, size_t n) {
   const unsigned char *u = (const unsigned char *)s;
   for (size_t i = 0; i < n;) {
     uint32_t cp;
-    size_t l = utf8_at(u + i, n - i, &cp);
+    size_t l = mly_utf8_at(u + i, n - i, &cp);
     if (l == 0 || is_control(cp)) return true;
     i += l;
   }
   return false;
 }
 
-size_t esc_str(const char *s, size_t n, char *out, size_t cap) {
+size_t mly_esc_str(const char *s, size_t n, char *out, size_t cap) {
   const unsigned char *u = (const unsigned char *)s;
   size_t o = 0;
   if (cap == 0) return 0;
   for (size_t i = 0; i < n;) {
     uint32_t cp;
-    size_t l = utf8_at(u + i, n - i, &cp);
+    size_t l = mly_utf8_at(u + i, n - i, &cp);
     char e[8];
     size_t el;
     if (l == 0) {

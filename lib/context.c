@@ -1,0 +1,198 @@
+/*
+ * context.c - an instance's context: one mly_value beside its fixed data
+ * (mealy.h "Contexts and names"), and the side table that holds it.
+ *
+ * The table (context.h) keeps struct mly_inst as it was: a machine that
+ * never uses a context or a name pays nothing, in memory or in its
+ * records.  For a durable instance a context is committed with its step,
+ * inside the state record (durable.c put_state), as a bin holding its
+ * msgpack.  What is committed is remembered as (length, 64-bit hash) of
+ * that encoding: a step that did not touch the context (mly_context not
+ * called, mly_context_set not called) writes nil without encoding
+ * anything; one that touched it encodes it into the batch, and if the
+ * bytes hash as the committed ones they are taken back out and nil is
+ * written instead.  Replay reads nil as "unchanged" (jreplay.c).
+ */
+#include "context.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+inst_ext *ext_get(const mly_runtime *rt, const mly_inst *m) {
+  if (!(m->dflags & D_EXT)) return NULL;
+  inst_ext *x = NULL;
+  HASH_FIND(hh, rt->exts, &m->id, sizeof m->id, x);
+  return x;
+}
+
+inst_ext *ext_make(mly_runtime *rt, mly_inst *m) {
+  inst_ext *x = ext_get(rt, m);
+  if (x) return x;
+  x = calloc(1, sizeof *x);
+  if (x == NULL) return NULL;
+  x->id = m->id;
+  bool hash_oom = false;
+  HASH_ADD(hh, rt->exts, id, sizeof x->id, x);
+  if (hash_oom) {
+    free(x);
+    return NULL;
+  }
+  rt_bytes(rt, (ptrdiff_t)sizeof *x);
+  m->dflags |= D_EXT;
+  return x;
+}
+
+void ext_end(mly_runtime *rt, mly_inst *m, bool suspended) {
+  inst_ext *x = ext_get(rt, m);
+  m->dflags &= ~D_EXT;
+  if (x == NULL) return;
+  HASH_DEL(rt->exts, x);
+  mly_value_free(x->ctx);
+  if (x->name)
+    name_release(rt, x->name, m->status,
+                 x->name->ended_ms ? x->name->ended_ms : names_now_ms(rt),
+                 suspended);
+  rt_bytes(rt, -(ptrdiff_t)sizeof *x);
+  free(x);
+}
+
+void ext_free_all(mly_runtime *rt) {
+  inst_ext *x, *tmp;
+  HASH_ITER(hh, rt->exts, x, tmp) {
+    HASH_DEL(rt->exts, x);
+    mly_value_free(x->ctx);
+    free(x);
+  }
+}
+
+/* 64 bits over four independent lanes (a multiply chain per lane), so a
+ * 64 KiB context hashes at memory speed; the length is compared too. */
+uint64_t ctx_hash64(const void *p, size_t n) {
+  const uint64_t K = 0x9e3779b97f4a7c15ull;
+  uint64_t h[4] = {K, K ^ 1, K ^ 2, K ^ 3};
+  const unsigned char *s = p;
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int l = 0; l < 4; l++) {
+      uint64_t w;
+      memcpy(&w, s + i + 8 * l, 8);
+      h[l] = (h[l] ^ w) * K;
+      h[l] ^= h[l] >> 29;
+    }
+  uint64_t r = n * K;
+  for (int l = 0; l < 4; l++) r = (r ^ h[l]) * 0xbf58476d1ce4e5b9ull;
+  for (; i < n; i++) r = (r ^ s[i]) * 0x100000001b3ull;
+  r ^= r >> 31;
+  r *= 0x94d049bb133111ebull;
+  return r ^ (r >> 32);
+}
+
+int64_t ctx_put(mly_runtime *rt, jbuf *b, inst_ext *x, bool full) {
+  (void)rt;
+  if (!full && !x->touched) {
+    jb_nil(b);
+    return 0;
+  }
+  x->touched = false;
+  size_t start = b->n;
+  size_t at = jb_bin_open(b);
+  if (x->ctx != NULL && value_encode_to(x->ctx, jb_write, b) != 0) {
+    if (b->oom) return MLY_ENOMEM;
+    b->n = start; /* a value that does not encode: too deep */
+    return MLY_EINVAL;
+  }
+  if (b->oom) return MLY_ENOMEM;
+  size_t len = b->n - at;
+  uint64_t h = len ? ctx_hash64(b->p + at, len) : 0;
+  if (!full && len == x->len && h == x->hash) {
+    b->n = start; /* as committed: not again */
+    jb_nil(b);
+    return 0;
+  }
+  jb_bin_close(b, at);
+  x->len = len;
+  x->hash = h;
+  return (int64_t)len;
+}
+
+int ctx_restore(mly_runtime *rt, mly_inst *m, const void *enc, size_t len) {
+  mly_value *v = NULL;
+  int rc = mly_value_decode(enc, len, &v);
+  if (rc < 0) return rc;
+  inst_ext *x = ext_make(rt, m);
+  if (x == NULL) {
+    mly_value_free(v);
+    return MLY_ENOMEM;
+  }
+  x->ctx = v;
+  x->len = len;
+  x->hash = ctx_hash64(enc, len);
+  return 0;
+}
+
+/* invariant.c: every ext belongs to a live instance marked D_EXT, and
+ * each of those has one; a live name is its holder's (or a parked
+ * instance's), a tombstone is on the ended-order list.  NULL: sound. */
+const char *ext_check(const mly_runtime *rt) {
+  uint64_t marked = 0;
+  for (uint32_t s = 0; s < rt->nslots; s++)
+    marked += rt->slots[s] && (rt->slots[s]->dflags & D_EXT);
+  if (marked != HASH_COUNT(rt->exts))
+    return "instances marked D_EXT and contexts/names held differ";
+  for (const inst_ext *x = rt->exts; x != NULL; x = x->hh.next) {
+    const mly_inst *m = inst_get(rt, x->id);
+    if (m == NULL || !(m->dflags & D_EXT))
+      return "a context or name is held for an instance that is gone";
+    if (x->name && (!x->name->live || x->name->id != x->id))
+      return "an instance's name entry is not live and its own";
+  }
+  if (rt->names == NULL) return NULL;
+  uint64_t tombs = 0;
+  for (const name_ent *e = rt->names->tab; e != NULL; e = e->hh.next) {
+    if (!e->live) {
+      tombs++;
+      continue;
+    }
+    const mly_inst *m = inst_get(rt, e->id);
+    const inst_ext *x = m ? ext_get(rt, m) : NULL;
+    bool parked = false;
+    for (size_t i = 0; m == NULL && rt->dur && i < rt->dur->nparked; i++)
+      parked = parked || rt->dur->parked[i].id == e->id;
+    if (!parked && (x == NULL || x->name != e))
+      return "a live name whose holder does not hold it";
+  }
+  if (tombs != rt->names->ntombs) return "tombstones and their count differ";
+  return NULL;
+}
+
+/* ---- the API ---- */
+
+mly_value *mly_context(mly_machine *mm) {
+  mly_inst *m = INST(mm);
+  inst_ext *x = ext_get(m->type->rt, m);
+  if (x == NULL || x->ctx == NULL) return NULL;
+  x->touched = true; /* it may change in place: look at it at commit */
+  return x->ctx;
+}
+
+void mly_context_set(mly_machine *mm, mly_value *v) {
+  mly_inst *m = INST(mm);
+  mly_runtime *rt = m->type->rt;
+  inst_ext *x = v ? ext_make(rt, m) : ext_get(rt, m);
+  if (x == NULL) {
+    if (v == NULL) return; /* nothing held, nothing to clear */
+    mly_value_free(v);
+    inst_end_now(m, MLY_ENOMEM); /* it cannot go on without it */
+    return;
+  }
+  if (x->ctx != v) mly_value_free(x->ctx);
+  x->ctx = v;
+  x->touched = true;
+}
+
+const mly_value *mly_instance_context(mly_runtime *rt, mly_id id) {
+  if (!rt_on_loop_thread(rt)) return NULL;
+  mly_inst *m = inst_get(rt, id);
+  inst_ext *x = m ? ext_get(rt, m) : NULL;
+  return x ? x->ctx : NULL;
+}
