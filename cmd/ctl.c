@@ -241,6 +241,7 @@ int cmd_ctl(int argc, char **argv) {
   mly_value *res = NULL;
   if (rpc_call_sock("mealy ctl", sock, cmd, params, timeout_ms, &res) < 0)
     return 1;
+  int rc = 0;
   if (strcmp(cmd, "status") == 0) {
     if (json) {
       print_json(res);
@@ -264,5 +265,5 @@ int cmd_ctl(int argc, char **argv) {
     puts("ok");
   }
   mly_value_free(res);
-  return 0;
+  return rc;
 }
