@@ -231,7 +231,8 @@ static void m_tail(rpc_call *call, const mly_value *params, void *ud) {
 static void m_metrics(rpc_call *call, const mly_value *params, void *ud) {
   (void)params;
   mly_value *res = NULL;
-  answer(call, sv_metrics_text(((ctl *)ud)->s, &res), res);
+  const char *e = sv_metrics_text(((ctl *)ud)->s, &res);
+  answer(call, e, res);
 }
 
 static void m_reopen(rpc_call *call, const mly_value *params, void *ud) {
