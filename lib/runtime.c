@@ -136,6 +136,7 @@ void rt_release(mly_runtime *rt) {
   free(rt->free_slots);
   free(rt->kills);
   free(rt->sigs);
+  free(rt->msrc);
   heap_free(&rt->heap);
   intern_free(&rt->intern);
   ev_free_all(rt);

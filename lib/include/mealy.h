@@ -1556,6 +1556,92 @@ typedef struct mly_stats {
 void mly_runtime_stats(const mly_runtime *rt, mly_stats *out);
 
 /* ------------------------------------------------------------------ */
+/* Metrics: the Prometheus text exposition format, version 0.0.4       */
+/* (https://prometheus.io/docs/instrumenting/exposition_formats/).     */
+/*                                                                     */
+/* mly_metrics_write writes every figure of a runtime, then what each  */
+/* registered metrics source adds, as text, in pieces to a callback:   */
+/* the library holds one small buffer (MLY_METRICS_CHUNK bytes) and    */
+/* nothing grows with the number of instances.  The caller decides     */
+/* where the text goes: a FILE (mly_metrics_fprint), a buffer it bounds */
+/* itself, an HTTP response (serve it as Content-Type                  */
+/* MLY_METRICS_CONTENT_TYPE).  The README lists every metric.          */
+/*                                                                     */
+/* The runtime's own: mealy_instances{type,lifecycle} (a gauge for     */
+/* every registered type and every lifecycle, 0 included),             */
+/* mealy_instances_spawned_total, mealy_steps_total,                   */
+/* mealy_events_{delivered,dropped,late_replies,undeliverable,posted}_total, */
+/* mealy_timers_fired_total, mealy_timers_pending,                     */
+/* mealy_post_queue_depth, mealy_post_queue_limit, mealy_processes,    */
+/* mealy_runtime_memory_bytes, mealy_runtime_stopping; with a journal   */
+/* open, mealy_journal_{records,written_bytes,batches,syncs,           */
+/* segments_created,compactions}_total, mealy_journal_{size,live}_bytes, */
+/* mealy_journal_batch_bytes and mealy_journal_batch_records           */
+/* (histograms, per batch written), mealy_journal_sync_seconds         */
+/* (histogram, per fdatasync of a batch), mealy_journal_failed and the */
+/* figures of the open (recovered, parked, torn, salvaged).            */
+/*                                                                     */
+/* Loop thread only (MLY_EPERM otherwise).  Returns 0, or the first    */
+/* non-zero return of write (write is not called again after it), of  */
+/* a source, or an MLY_E* error (MLY_EINVAL: a source wrote a bad name); */
+/* after an error the text handed over may end mid-line: discard it.   */
+
+#define MLY_METRICS_CHUNK 4096
+#define MLY_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Takes n bytes (n > 0) of text; returns 0 to go on, non-zero to stop. */
+typedef int (*mly_metrics_write_fn)(void *arg, const char *p, size_t n);
+
+int mly_metrics_write(mly_runtime *rt, mly_metrics_write_fn write, void *arg);
+/* The same into a stdio stream: MLY_EIO when a write fails. */
+int mly_metrics_fprint(mly_runtime *rt, void *file /* FILE* */);
+
+/* A metrics source adds its own families to every mly_metrics_write of
+ * its runtime, after the runtime's and in the order sources were added:
+ * a layer above the runtime (the task queues, the supervisor, a host)
+ * registers one for its figures.  It writes through mly_metrics_family
+ * and mly_metrics_sample, which check names and escape text, and
+ * returns 0 (or an error, which ends the write and is returned).  Its
+ * metric names must not be used by the runtime or another source: use a
+ * prefix of your own (mealy_queue_*, mealy_supervisor_*, myapp_*).
+ * Sources live with the runtime: add them on the loop thread; remove one
+ * with the same (fn, arg) before arg goes away.  MLY_EEXIST: that pair
+ * is already added; MLY_ENOENT: not found. */
+typedef struct mly_metrics mly_metrics; /* the writer, during one write */
+typedef int (*mly_metrics_source_fn)(mly_metrics *mx, void *arg);
+int mly_metrics_source_add(mly_runtime *rt, mly_metrics_source_fn fn,
+                           void *arg);
+int mly_metrics_source_remove(mly_runtime *rt, mly_metrics_source_fn fn,
+                              void *arg);
+mly_runtime *mly_metrics_runtime(const mly_metrics *mx);
+
+typedef enum mly_metric_type {
+  MLY_METRIC_COUNTER = 0, /* name it *_total                            */
+  MLY_METRIC_GAUGE,
+  MLY_METRIC_HISTOGRAM,   /* samples NAME_bucket{le=..}, _sum, _count   */
+  MLY_METRIC_SUMMARY,     /* samples NAME{quantile=..}, _sum, _count    */
+  MLY_METRIC_UNTYPED
+} mly_metric_type;
+
+/* Starts a family: its # HELP (help: one line of text; a backslash or a
+ * newline in it is escaped) and # TYPE lines.  Every sample that follows
+ * belongs to it, until the next family.  name: [a-zA-Z_:][a-zA-Z0-9_:]*,
+ * at most 200 bytes; MLY_EINVAL otherwise. */
+int mly_metrics_family(mly_metrics *mx, const char *name,
+                       mly_metric_type type, const char *help);
+/* One sample of the current family.  name: the family's name, or for a
+ * histogram or summary that name with _bucket, _sum or _count (MLY_EINVAL
+ * for any other, or with no family started).  labels: NULL, or pairs
+ * {"name", "value", ..., NULL}; label names [a-zA-Z_][a-zA-Z0-9_]*, not
+ * starting "__"; values any text (backslash, double quote and newline
+ * are escaped).  A double is written exactly ("NaN", "+Inf", "-Inf"
+ * included); the _u64 form writes integers past 2^53 exactly. */
+int mly_metrics_sample(mly_metrics *mx, const char *name,
+                       const char *const *labels, double value);
+int mly_metrics_sample_u64(mly_metrics *mx, const char *name,
+                           const char *const *labels, uint64_t value);
+
+/* ------------------------------------------------------------------ */
 /* Utilities.                                                          */
 
 /* Parse a duration: a whole number with a unit, "250ms", "10s", "2m",
