@@ -233,6 +233,8 @@ struct mly_runtime {
   inst_ext *exts;          /* contexts and names by id (context.c) */
   names *names;            /* the name table (names.c) */
 
+  struct metrics_src *msrc; /* metrics sources, in order (metrics.c) */
+  uint32_t nmsrc, msrc_cap;
   /* layers above (mly_runtime_attach): released last */
   struct {
     const char *key;
@@ -240,8 +242,6 @@ struct mly_runtime {
     void (*release)(void *ptr);
   } attached[MLY_ATTACH_MAX];
   uint32_t nattached;
-  struct metrics_src *msrc; /* metrics sources, in order (metrics.c) */
-  uint32_t nmsrc, msrc_cap;
 };
 
 static inline bool inst_durable(const mly_runtime *rt, const mly_inst *m) {
