@@ -235,6 +235,13 @@ struct mly_runtime {
 
   struct metrics_src *msrc; /* metrics sources, in order (metrics.c) */
   uint32_t nmsrc, msrc_cap;
+  /* layers above (mly_runtime_attach): released last */
+  struct {
+    const char *key;
+    void *ptr;
+    void (*release)(void *ptr);
+  } attached[MLY_ATTACH_MAX];
+  uint32_t nattached;
 };
 
 static inline bool inst_durable(const mly_runtime *rt, const mly_inst *m) {
