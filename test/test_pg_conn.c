@@ -13,17 +13,9 @@
 #include <time.h>
 
 #include "mealy.h"
+#include "pg_helpers.h"
 #include "store/pg_conn.h"
 
-static const char *conninfo(void) {
-  const char *c = getenv("MLY_TEST_PG");
-  if (!c || !*c) {
-    fprintf(stderr, "!!! FAIL: MLY_TEST_PG is not set: this PostgreSQL suite "
-                    "DID NOT RUN (run it through test/pg/with_cluster.sh)\n");
-    exit(1);
-  }
-  return c;
-}
 
 /* Runs the loop until *flag or a generous limit (a stuck test fails). */
 static void run_until(uv_loop_t *loop, const bool *flag) {
@@ -313,9 +305,5 @@ int main(void) {
   tcase_add_test(tc, reconnect_after_restart);
   tcase_add_test(tc, cannot_connect);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return run_suite(s);
 }

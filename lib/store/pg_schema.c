@@ -19,6 +19,7 @@
 
 #include "mealy.h"
 #include "pg_conn.h"
+#include "pg_schema.h"
 
 /* Version 1: what the PostgreSQL store of issue 13 keeps.
  * instances: one row per durable instance; owner + lease_expires is the
@@ -175,16 +176,18 @@ static int db_version(session *se, int *version) {
   return 0;
 }
 
-static int newer(session *se, int v) {
+static int newer(session *se, int v, int code) {
   return say(se, MLY_ERANGE,
              "the database's mealy schema is version %d, newer than this "
              "mealy's version %d: use a newer mealy (nothing was changed)",
-             v, MLY_STORE_PG_VERSION);
+             v, code);
 }
 
-/* init (create) or migrate (upgrade): one transaction. */
-static int apply(const char *conninfo, bool create, int *from, char *msg,
-                 size_t msgsz) {
+/* init (create) or migrate (upgrade) to version `code` made of
+ * migs[0..code-1]: one transaction. */
+int mly_pg_schema_apply(const char *conninfo, const char *const *const *migs,
+                        int code, bool create, int *from, char *msg,
+                        size_t msgsz) {
   session se;
   sync_q s;
   int r = open_session(&se, conninfo, msg, msgsz), v = 0;
@@ -195,24 +198,24 @@ static int apply(const char *conninfo, bool create, int *from, char *msg,
       (r = db_version(&se, &v)) < 0)
     goto out;
   if (from) *from = v;
-  if (v > MLY_STORE_PG_VERSION) {
-    r = newer(&se, v);
-  } else if (create && v > 0 && v < MLY_STORE_PG_VERSION) {
+  if (v > code) {
+    r = newer(&se, v, code);
+  } else if (create && v > 0 && v < code) {
     r = say(&se, MLY_EEXIST,
             "the database has mealy schema version %d, older than %d: run "
             "`mealy store migrate`",
-            v, MLY_STORE_PG_VERSION);
+            v, code);
   } else if (!create && v == 0) {
     r = say(&se, MLY_ENOENT,
             "the database has no mealy schema: run `mealy store init`");
   } else {
-    for (int m = v; m < MLY_STORE_PG_VERSION && r == 0; m++)
-      for (const char *const *q = migrations[m]; *q && r == 0; q++)
+    for (int m = v; m < code && r == 0; m++)
+      for (const char *const *q = migs[m]; *q && r == 0; q++)
         r = run(&se, &s, *q, 0, NULL);
     char ver[16];
-    snprintf(ver, sizeof ver, "%d", MLY_STORE_PG_VERSION);
+    snprintf(ver, sizeof ver, "%d", code);
     const char *vals[] = {ver};
-    if (r == 0 && v < MLY_STORE_PG_VERSION)
+    if (r == 0 && v < code)
       r = run(&se, &s,
               "INSERT INTO mealy.schema_version (version) VALUES ($1)"
               " ON CONFLICT (one) DO UPDATE SET version = $1,"
@@ -227,12 +230,14 @@ out:
 
 int mly_store_pg_init(const char *conninfo, int *from, char *msg,
                       size_t msgsz) {
-  return apply(conninfo, true, from, msg, msgsz);
+  return mly_pg_schema_apply(conninfo, migrations, MLY_STORE_PG_VERSION, true,
+                             from, msg, msgsz);
 }
 
 int mly_store_pg_migrate(const char *conninfo, int *from, char *msg,
                          size_t msgsz) {
-  return apply(conninfo, false, from, msg, msgsz);
+  return mly_pg_schema_apply(conninfo, migrations, MLY_STORE_PG_VERSION,
+                             false, from, msg, msgsz);
 }
 
 int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
@@ -248,7 +253,7 @@ int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
     r = say(&se, MLY_ENOENT,
             "the database has no mealy schema: run `mealy store init`");
   } else if (st->version > MLY_STORE_PG_VERSION) {
-    r = newer(&se, st->version);
+    r = newer(&se, st->version, MLY_STORE_PG_VERSION);
   } else {
     r = run(&se, &s,
             "SELECT (SELECT count(*) FROM mealy.instances"
