@@ -15,6 +15,10 @@
  * to again, and queries not yet sent go out on the new connection.
  * Notifications that came while disconnected are lost: callers that need
  * them poll as a fallback.  Loop thread only.
+ *
+ * One wait is libpq's, not the loop's to avoid: a host NAME in conninfo
+ * is resolved with getaddrinfo inside PQconnectStart.  Give a socket
+ * directory (host=/path) or hostaddr= for a loop that never waits.
  */
 #ifndef MLY_STORE_PG_CONN_H
 #define MLY_STORE_PG_CONN_H
