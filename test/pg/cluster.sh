@@ -15,6 +15,7 @@ set -euo pipefail
 PGUSER_NAME=mealypg
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }
+cd / # the server's user may not be able to enter the caller's directory
 
 bindir() {
   local d
@@ -38,7 +39,9 @@ case "${1:-}" in
 start)
   bin=$(bindir)
   if [ "$(id -u)" = 0 ] && ! id "$PGUSER_NAME" >/dev/null 2>&1; then
+    # another suite's cluster.sh may be making it at the same moment
     useradd -M -r -d /nonexistent -s /usr/sbin/nologin "$PGUSER_NAME" ||
+      id "$PGUSER_NAME" >/dev/null 2>&1 ||
       die "running as root, but cannot create the user $PGUSER_NAME with useradd"
   fi
   dir=$(mktemp -d /tmp/mealy-pg.XXXXXX)
