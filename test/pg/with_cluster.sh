@@ -14,5 +14,6 @@ if ! info=$(bash "$here/cluster.sh" start); then
 fi
 dir=${info#host=}; dir=${dir%% *}
 trap 'bash "$here/cluster.sh" stop "$dir"' EXIT
+trap "exit 143" TERM INT HUP # so that the EXIT trap stops the cluster
 export MLY_TEST_PG="$info" MLY_TEST_PG_DIR="$dir" MLY_TEST_PG_CLUSTER="$here/cluster.sh"
 "$@"
