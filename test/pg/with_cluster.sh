@@ -14,6 +14,9 @@ if ! info=$(bash "$here/cluster.sh" start); then
 fi
 dir=${info#host=}; dir=${dir%% *}
 trap 'bash "$here/cluster.sh" stop "$dir"' EXIT
-trap "exit 143" TERM INT HUP # so that the EXIT trap stops the cluster
 export MLY_TEST_PG="$info" MLY_TEST_PG_DIR="$dir" MLY_TEST_PG_CLUSTER="$here/cluster.sh"
-"$@"
+"$@" &
+child=$!
+# killed (a timeout): stop the suite, then the EXIT trap stops the cluster
+trap 'kill "$child" 2>/dev/null; exit 143' TERM INT HUP
+wait "$child"
