@@ -4,7 +4,9 @@
  * on the loop without blocking it, pipelined queries in order, a failed
  * query failing alone, NOTIFY delivered, reconnection after
  * `pg_ctl restart -m fast` (the query in flight fails, the next works,
- * LISTEN holds again), and a connection that cannot be made.
+ * LISTEN holds again), an outage waited out with backoff (a query queued
+ * while the server is down is answered once it is back), and a connection
+ * that cannot be made.
  */
 #include <check.h>
 #include <stdio.h>
@@ -58,15 +60,22 @@ static void close_loop(uv_loop_t *loop) {
   ck_assert_int_eq(uv_loop_close(loop), 0);
 }
 
+/* A connection (with retry) that answered a first query */
+static mly_pg *open_up(uv_loop_t *loop) {
+  mly_pg *pg;
+  ck_assert_int_eq(mly_pg_open(loop, conninfo(), true, &pg), 0);
+  answer up = {0};
+  ck_assert_int_eq(mly_pg_query(pg, "SELECT 1", 0, NULL, on_answer, &up), 0);
+  run_until(loop, &up.done);
+  ck_assert_str_eq(up.err, "");
+  return pg;
+}
+
 START_TEST(loop_not_blocked) {
   uv_loop_t loop;
   uv_loop_init(&loop);
-  mly_pg *pg;
-  ck_assert_int_eq(mly_pg_open(&loop, conninfo(), true, &pg), 0);
-  answer up = {0}, slow = {0};
-  ck_assert_int_eq(mly_pg_query(pg, "SELECT 1", 0, NULL, on_answer, &up), 0);
-  run_until(&loop, &up.done);
-  ck_assert_str_eq(up.err, "");
+  mly_pg *pg = open_up(&loop);
+  answer slow = {0};
   uv_check_t check;
   uv_idle_t idle;
   uv_check_init(&loop, &check);
@@ -228,11 +237,12 @@ START_TEST(notify_delivered) {
 }
 END_TEST
 
-static void restart_server(void) {
+/* cluster.sh restart|pause|resume on the suite's cluster */
+static void server(const char *what) {
   const char *cl = getenv("MLY_TEST_PG_CLUSTER"), *dir = getenv("MLY_TEST_PG_DIR");
   ck_assert_msg(cl && dir, "MLY_TEST_PG_CLUSTER/_DIR not set");
   char cmd[1024];
-  snprintf(cmd, sizeof cmd, "bash '%s' restart '%s'", cl, dir);
+  snprintf(cmd, sizeof cmd, "bash '%s' %s '%s'", cl, what, dir);
   ck_assert_int_eq(system(cmd), 0);
 }
 
@@ -248,7 +258,7 @@ START_TEST(reconnect_after_restart) {
   ck_assert_int_eq(mly_pg_query(a, "SELECT pg_sleep(60)::text", 0, NULL,
                                 on_answer, &inflight),
                    0);
-  restart_server(); /* the query is sent: it is in flight */
+  server("restart"); /* the query is sent: it is in flight */
   run_until(&loop, &inflight.done);
   ck_assert_msg(inflight.err[0] != '\0', "the in-flight query did not fail");
   ck_assert_msg(strstr(inflight.err, "lost") || strstr(inflight.err, "terminat"),
@@ -270,6 +280,37 @@ START_TEST(reconnect_after_restart) {
   notify_and_wait(&loop, a, b, &h, "after"); /* LISTEN holds again */
   mly_pg_close(a);
   mly_pg_close(b);
+  close_loop(&loop);
+}
+END_TEST
+
+/* The server down for a while: the connection is lost, attempts fail
+ * (backoff), a query waits for the server, then goes out and is answered. */
+START_TEST(waits_out_an_outage) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mly_pg *pg = open_up(&loop);
+  answer later = {0};
+  server("pause");
+  /* the idle connection sees the server go */
+  for (long i = 0; mly_pg_connected(pg) && i < 20000000; i++)
+    uv_run(&loop, UV_RUN_ONCE);
+  ck_assert(!mly_pg_connected(pg));
+  ck_assert_int_eq(mly_pg_query(pg, "SELECT 'back'", 0, NULL, on_answer, &later),
+                   0);
+  /* until an attempt to connect again has failed */
+  for (long i = 0; !strstr(mly_pg_last_error(pg), "cannot connect") && i < 20000000; i++)
+    uv_run(&loop, UV_RUN_ONCE);
+  ck_assert_msg(strstr(mly_pg_last_error(pg), "cannot connect"), "%s",
+                mly_pg_last_error(pg));
+  ck_assert(!mly_pg_connected(pg));
+  ck_assert(!later.done);
+  server("resume");
+  run_until(&loop, &later.done);
+  ck_assert_str_eq(later.err, "");
+  ck_assert_str_eq(later.val, "back");
+  ck_assert_uint_eq(mly_pg_connects(pg), 2);
+  mly_pg_close(pg);
   close_loop(&loop);
 }
 END_TEST
@@ -303,6 +344,7 @@ int main(void) {
   tcase_add_test(tc, transaction_spans_queries);
   tcase_add_test(tc, notify_delivered);
   tcase_add_test(tc, reconnect_after_restart);
+  tcase_add_test(tc, waits_out_an_outage);
   tcase_add_test(tc, cannot_connect);
   suite_add_tcase(s, tc);
   return run_suite(s);

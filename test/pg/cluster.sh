@@ -5,6 +5,7 @@
 #                             listen_addresses='', fsync on), prints the
 #                             conninfo on stdout: host=DIR dbname=postgres ...
 #   cluster.sh restart DIR    pg_ctl restart -m fast (the tests' outage)
+#   cluster.sh pause|resume DIR   pg_ctl stop, pg_ctl start (an outage)
 #   cluster.sh stop DIR       stops it and removes DIR
 #   cluster.sh env DIR        prints MLY_TEST_PG=<conninfo>
 # As root the server runs as a dedicated user (mealypg, made with useradd
@@ -69,6 +70,14 @@ restart)
   as_owner "$(bindir)/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 120 \
     restart -m fast >/dev/null
   ;;
+pause|resume) # the server down (pg_ctl stop) and up again, DIR kept
+  dir=${2:?cluster.sh $1 DIR}
+  if [ "$1" = pause ]; then
+    as_owner "$(bindir)/pg_ctl" -D "$dir/data" -w -t 120 stop -m fast >/dev/null
+  else
+    as_owner "$(bindir)/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 120 start >/dev/null
+  fi
+  ;;
 stop)
   dir=${2:?cluster.sh stop DIR}
   [ -d "$dir/data" ] || die "$dir is not a cluster made by cluster.sh"
@@ -80,7 +89,7 @@ env)
   echo "MLY_TEST_PG=$(conninfo "${2:?cluster.sh env DIR}")"
   ;;
 *)
-  echo "usage: cluster.sh start | restart DIR | stop DIR | env DIR" >&2
+  echo "usage: cluster.sh start | restart|pause|resume|stop|env DIR" >&2
   exit 2
   ;;
 esac
