@@ -41,6 +41,10 @@ check "migrate at version 1: nothing to do" test "$rc:$(has 'nothing to do' "$ou
 out=$("$MEALY" store stat --json --store "$C"); rc=$?
 check "stat --json empty" test "$rc:$out" = '0:{"version":1,"code_version":1,"instances":0,"ended":0,"owned":0,"events":0,"timers":0}'
 
+uri="postgresql:///postgres?host=${MLY_TEST_PG_DIR:?}&user=mealy"
+out=$("$MEALY" store stat --json --store="$uri"); rc=$?
+check "stat with a postgresql:// URI" test "$rc:${out:0:12}" = '0:{"version":1'
+
 # rows by hand: 3 live (one under a lease), 1 ended, 2 events, 1 timer
 psqlq "INSERT INTO mealy.instances (name, machine, owner, lease_expires)
        VALUES ('a', 'm', 'p1', now() + interval '1 hour'), ('b', 'm', NULL, NULL),
