@@ -315,6 +315,41 @@ START_TEST(waits_out_an_outage) {
 }
 END_TEST
 
+/* mly_pg_close from inside an answer: that answer came, every later
+ * query fails with "closed" once, queries after it are refused, and the
+ * loop ends with nothing left open (ASan: no use after free). */
+static void close_in_answer(mly_pg *pg, const PGresult *res, const char *err,
+                            void *arg) {
+  on_answer(pg, res, err, arg);
+  mly_pg_close(pg);
+  ck_assert_int_eq(mly_pg_query(pg, "SELECT 1", 0, NULL, on_answer, NULL),
+                   MLY_ESHUTDOWN);
+}
+
+START_TEST(close_from_a_callback) {
+  enum { N = 20, CLOSER = 5 };
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mly_pg *pg = open_up(&loop);
+  answer a[N];
+  memset(a, 0, sizeof a);
+  next_order = 0;
+  for (int i = 0; i < N; i++)
+    ck_assert_int_eq(mly_pg_query(pg, "SELECT 'x'", 0, NULL,
+                                  i == CLOSER ? close_in_answer : on_answer,
+                                  &a[i]),
+                     0);
+  run_until(&loop, &a[N - 1].done);
+  for (int i = 0; i < N; i++) {
+    ck_assert(a[i].done);
+    ck_assert_int_eq(a[i].order, i);
+    if (i <= CLOSER) ck_assert_str_eq(a[i].val, "x");
+    else ck_assert_str_eq(a[i].err, "the connection was closed");
+  }
+  close_loop(&loop);
+}
+END_TEST
+
 START_TEST(cannot_connect) {
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -345,6 +380,7 @@ int main(void) {
   tcase_add_test(tc, notify_delivered);
   tcase_add_test(tc, reconnect_after_restart);
   tcase_add_test(tc, waits_out_an_outage);
+  tcase_add_test(tc, close_from_a_callback);
   tcase_add_test(tc, cannot_connect);
   suite_add_tcase(s, tc);
   return run_suite(s);
