@@ -5,8 +5,8 @@
  * query failing alone, NOTIFY delivered, reconnection after
  * `pg_ctl restart -m fast` (the query in flight fails, the next works,
  * LISTEN holds again), an outage waited out with backoff (a query queued
- * while the server is down is answered once it is back), and a connection
- * that cannot be made.
+ * while the server is down is answered once it is back), closing from
+ * inside an answer, and a connection that cannot be made.
  */
 #include <check.h>
 #include <stdio.h>
