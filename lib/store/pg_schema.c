@@ -26,7 +26,9 @@
  *   ownership lease, epoch the fencing token (raised at every claim; a
  *   step commits only with the epoch and step it expects), step the last
  *   committed step, state and context the committed bytes; ended_at set
- *   is the tombstone (the row stays, its name is free again).
+ *   makes the row a tombstone, which keeps its name taken (MLY_EEXIST,
+ *   as in the journal: mealy.h "Contexts and names") until tomb_until,
+ *   when the store deletes the row.
  * events: pending events and posts, delivered in id order per receiver
  *   (sender + sender_seq keep per-sender order and make redelivery
  *   idempotent).
@@ -49,9 +51,12 @@ static const char *const v1[] = {
     " context bytea,"
     " created_at timestamptz NOT NULL DEFAULT now(),"
     " ended_at timestamptz,"
-    " end_status integer)",
-    "CREATE UNIQUE INDEX instances_live_name ON mealy.instances (name)"
-    " WHERE name IS NOT NULL AND ended_at IS NULL",
+    " end_status integer,"
+    " tomb_until timestamptz)",
+    "CREATE UNIQUE INDEX instances_name ON mealy.instances (name)"
+    " WHERE name IS NOT NULL",
+    "CREATE INDEX instances_tombs ON mealy.instances (tomb_until)"
+    " WHERE ended_at IS NOT NULL",
     "CREATE INDEX instances_lease ON mealy.instances (lease_expires)"
     " WHERE ended_at IS NULL",
     "CREATE TABLE mealy.events ("

@@ -56,11 +56,15 @@ out=$("$MEALY" store stat --json --store "$C")
 check "stat --json counts" test "$out" = '{"version":1,"code_version":1,"instances":3,"ended":1,"owned":1,"events":2,"timers":1}'
 out=$("$MEALY" store stat --store "$C")
 check "stat text" has "instances 3 live, 1 ended, 1 under a lease" "$out"
-# the name index: one live instance per name; an ended one frees it
+# the name index: a live instance's name and a tombstone's are taken; a
+# tombstone deleted (past its retention) frees its name
 psqlq "INSERT INTO mealy.instances (name, machine) VALUES ('a', 'm')" >/dev/null 2>&1
-check "live name unique" test $? != 0
+check "a live instance's name is unique" test $? != 0
+psqlq "INSERT INTO mealy.instances (name, machine) VALUES ('a-old', 'm')" >/dev/null 2>&1
+check "a tombstone keeps its name" test $? != 0
+psqlq "DELETE FROM mealy.instances WHERE name = 'a-old'" >/dev/null
 psqlq "INSERT INTO mealy.instances (name, machine) VALUES ('a-old', 'm')" >/dev/null
-check "ended name reusable" test $? = 0
+check "a deleted tombstone frees its name" test $? = 0
 
 psqlq "UPDATE mealy.schema_version SET version = 2" >/dev/null
 for a in init migrate stat; do
