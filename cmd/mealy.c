@@ -29,6 +29,7 @@ static const struct {
     {"supervise", cmd_supervise, "run the supervisor (built-in demo without FILE)", true},
     {"ctl", cmd_ctl, "control a running supervisor through its socket", false},
     {"journal", cmd_journal, "look at a state directory: stat, dump, check, compact", false},
+    {"store", cmd_store, "the PostgreSQL store's schema: init, migrate, stat", false},
     {"fsm", cmd_fsm, "YAML machines: validate, dot, run; start, send, ls, show", false},
     {"queue", cmd_queue, "task queues of a running fsm host: ls, show, add, retry, delete, purge, pause, resume", false},
     {"demo", cmd_demo, "run the embedding demo (MasterD beside a TCP server)", true},

@@ -2106,6 +2106,52 @@ bool mly_timed_out(const mly_machine *m);
 int mly_wait_error(const mly_machine *m);
 bool mly_shutdown_requested(const mly_machine *m);
 
+/* ------------------------------------------------------------------ */
+/* PostgreSQL store: its schema (in progress; durable machines do not  */
+/* run on PostgreSQL yet)                                              */
+/* ------------------------------------------------------------------ */
+
+/* The schema version this code creates and understands. */
+#define MLY_STORE_PG_VERSION 1
+
+/* What mly_store_pg_stat counts (the database's schema version; 0: it has
+ * none). */
+typedef struct mly_store_pg_counts {
+  int version;        /* the database's schema version, 0: none          */
+  int code_version;   /* MLY_STORE_PG_VERSION                            */
+  int64_t instances;  /* live instances                                  */
+  int64_t ended;      /* tombstones: instances that ended                */
+  int64_t owned;      /* live instances under an unexpired lease         */
+  int64_t events;     /* pending events and posts                        */
+  int64_t timers;     /* timers set                                      */
+} mly_store_pg_counts;
+
+/* Tools for a PostgreSQL database given by conninfo (a libpq connection
+ * string, "host=/run/pg dbname=mealy" or "postgresql://..."). Each call
+ * connects, works and disconnects; it blocks the calling thread (it runs
+ * a private libuv loop), so call it from a tool, not from a running loop.
+ * msg (msgsz bytes, may be NULL) receives a sentence on failure.
+ *
+ * mly_store_pg_init creates the schema (SQL schema "mealy") at
+ * MLY_STORE_PG_VERSION in one transaction; on a database already at that
+ * version it changes nothing and returns 0; *from (may be NULL) is the
+ * version found (0: none, so it was created).  mly_store_pg_migrate moves
+ * an older schema forward to MLY_STORE_PG_VERSION in one transaction
+ * (nothing to do at that version).  Both take an advisory lock, so that
+ * concurrent calls wait for each other.
+ * Errors: MLY_EIO (cannot connect, or the server refused: msg has its
+ * words), MLY_ERANGE (the database's schema is newer than this code:
+ * nothing changed), MLY_EEXIST (init on an older schema: migrate it),
+ * MLY_ENOENT (migrate or stat on a database without the schema),
+ * MLY_EBADMSG (the version table is damaged), MLY_ENOMEM.
+ * mly_store_pg_stat fills *st; on MLY_ERANGE st->version is still set. */
+int mly_store_pg_init(const char *conninfo, int *from, char *msg,
+                      size_t msgsz);
+int mly_store_pg_migrate(const char *conninfo, int *from, char *msg,
+                         size_t msgsz);
+int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
+                      char *msg, size_t msgsz);
+
 #ifdef __cplusplus
 }
 #endif
