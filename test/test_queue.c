@@ -14,6 +14,8 @@
 #include "harness.h"
 
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -478,6 +480,100 @@ START_TEST(pause_accepts_and_holds) {
 }
 END_TEST
 
+/* ---- metrics ---- */
+
+/* The value of the one sample whose line starts with `key ` (-1: none,
+ * -2: more than one). */
+static double sample(const char *text, const char *key) {
+  size_t kn = strlen(key);
+  double v = -1;
+  int seen = 0;
+  for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+    if (strncmp(l, key, kn) == 0 && l[kn] == ' ') {
+      v = strtod(l + kn + 1, NULL);
+      seen++;
+    }
+  return seen > 1 ? -2 : v;
+}
+
+static void expect(const char *text, const char *name, const char *q,
+                   const char *lk, const char *lv, double want) {
+  char key[200];
+  if (lk) snprintf(key, sizeof key, "%s{queue=\"%s\",%s=\"%s\"}", name, q, lk, lv);
+  else snprintf(key, sizeof key, "%s{queue=\"%s\"}", name, q);
+  ck_assert_msg(sample(text, key) == want, "%s: %g, want %g\n%s", key,
+                sample(text, key), want, text);
+}
+
+START_TEST(metrics_exported_exactly) {
+  /* default: a task ending singular, failed, succeeded; one permanent;
+   * one scheduled far ahead */
+  R.script[0] = MLY_TASK_RETRY_SINGULAR;
+  R.script[1] = MLY_TASK_RETRY;
+  R.script[2] = MLY_TASK_OK;
+  R.script[3] = MLY_TASK_PERMANENT;
+  R.nscript = 4;
+  add_retry(&fast);
+  Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  add_retry(&fast);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 1, 100000);
+  add(NULL, 9, 0, now_ms() + 3600 * 1000);
+  /* "to": one attempt times out, no retry: a dead letter; then paused,
+   * with one task waiting */
+  mly_queue_def d = {.name = "to", .timeout_ms = 20,
+                     .retry = {0, 1, 1, 0, 0, 0}};
+  declare(&d);
+  ck_assert_int_eq(mly_defer_register(rt, "hang", hang_fn, NULL, 0), 0);
+  mly_task_opts o = {.queue = "to"};
+  ck_assert_int_eq(mly_defer(rt, "hang", NULL, &o), 0);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_DEAD) == 2, 100000);
+  mly_task_done(hung, MLY_TASK_OK, NULL); /* late: ignored */
+  ck_assert_int_eq(mly_queue_pause(rt, "to"), 0);
+  ck_assert_int_eq(mly_defer(rt, "hang", NULL, &o), 0);
+  Q_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 1, 1000);
+
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(mly_metrics_fprint(rt, f), 0);
+  fclose(f);
+  const char *q = MLY_QUEUE_DEFAULT;
+  expect(text, "mealy_queue_tasks", q, "state", "scheduled", 1);
+  expect(text, "mealy_queue_tasks", q, "state", "waiting", 0);
+  expect(text, "mealy_queue_tasks", q, "state", "running", 0);
+  expect(text, "mealy_queue_tasks", q, "state", "dead", 1);
+  expect(text, "mealy_queue_paused", q, NULL, NULL, 0);
+  expect(text, "mealy_queue_attempts_started_total", q, NULL, NULL, 4);
+  expect(text, "mealy_queue_attempts_total", q, "outcome", "succeeded", 1);
+  expect(text, "mealy_queue_attempts_total", q, "outcome", "failed", 1);
+  expect(text, "mealy_queue_attempts_total", q, "outcome", "singular", 1);
+  expect(text, "mealy_queue_attempts_total", q, "outcome", "permanent", 1);
+  expect(text, "mealy_queue_dead_lettered_total", q, NULL, NULL, 1);
+  expect(text, "mealy_queue_timeouts_total", q, NULL, NULL, 0);
+  q = "to";
+  expect(text, "mealy_queue_tasks", q, "state", "scheduled", 0);
+  expect(text, "mealy_queue_tasks", q, "state", "waiting", 1);
+  expect(text, "mealy_queue_tasks", q, "state", "running", 0);
+  expect(text, "mealy_queue_tasks", q, "state", "dead", 1);
+  expect(text, "mealy_queue_paused", q, NULL, NULL, 1);
+  expect(text, "mealy_queue_attempts_started_total", q, NULL, NULL, 1);
+  expect(text, "mealy_queue_attempts_total", q, "outcome", "succeeded", 0);
+  expect(text, "mealy_queue_attempts_total", q, "outcome", "failed", 1);
+  expect(text, "mealy_queue_attempts_total", q, "outcome", "singular", 0);
+  expect(text, "mealy_queue_attempts_total", q, "outcome", "permanent", 0);
+  expect(text, "mealy_queue_dead_lettered_total", q, NULL, NULL, 1);
+  expect(text, "mealy_queue_timeouts_total", q, NULL, NULL, 1);
+  /* each family once, typed */
+  ck_assert_ptr_nonnull(strstr(text, "# TYPE mealy_queue_tasks gauge\n"));
+  ck_assert_ptr_nonnull(
+      strstr(text, "# TYPE mealy_queue_attempts_total counter\n"));
+  ck_assert_ptr_null(strstr(strstr(text, "# TYPE mealy_queue_tasks ") + 1,
+                            "# TYPE mealy_queue_tasks "));
+  free(text);
+}
+END_TEST
+
 /* ---- payloads ---- */
 
 static size_t big_seen;
@@ -646,6 +742,7 @@ static Suite *queue_suite(void) {
   tcase_add_test(tc, dead_letters_retry_and_delete);
   tcase_add_test(tc, retry_refused_unless_dead);
   tcase_add_test(tc, pause_accepts_and_holds);
+  tcase_add_test(tc, metrics_exported_exactly);
   tcase_add_test(tc, payload_16_mib);
   tcase_add_test(tc, declarations_refused);
   tcase_add_test(tc, machine_task_through_starter);

@@ -1186,6 +1186,11 @@ typedef struct mly_queue_info {
   uint64_t scheduled, waiting, running, dead; /* tasks now            */
   uint64_t started, succeeded, failed, dead_lettered; /* since open  */
   double tokens;           /* in the bucket now (rate > 0)            */
+  /* attempts since open, by outcome (with succeeded and failed above:
+   * failed counts MLY_TASK_RETRY, timeouts included) */
+  uint64_t singular;       /* MLY_TASK_RETRY_SINGULAR (crash reruns too) */
+  uint64_t permanent;      /* MLY_TASK_PERMANENT                         */
+  uint64_t timed_out;      /* attempts that passed the queue's timeout   */
 } mly_queue_info;
 
 /* Calls cb for each declared queue, in declaration order. */

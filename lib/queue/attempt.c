@@ -182,6 +182,7 @@ void tq_timeouts(tq_queue *q, uint64_t now_us) {
     char msg[MLY_TASK_MSG_MAX + 1];
     snprintf(msg, sizeof msg, "attempt %u timed out after %lld ms",
              t->attempt, (long long)q->def.timeout_ms);
+    q->timed_out++;
     tq_finish(r, MLY_TASK_RETRY, MLY_ETIMEDOUT, msg);
     /* a loop attempt frees itself when it reports; a blocking one when
      * it comes back from the pool */

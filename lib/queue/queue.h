@@ -121,6 +121,7 @@ struct tq_queue {
   double tokens;
   uint64_t refill_us;
   uint64_t started, succeeded, failed, dead_lettered;
+  uint64_t singular, permanent, timed_out;
   mly_task *run_head, *run_tail;
   tq_queue *next;       /* declaration order */
   UT_hash_handle hh;
@@ -195,6 +196,8 @@ void tq_abandon(tq_rec *r);                /* the task ends under it */
 
 /* clock.c */
 int tq_clock_register(tq_layer *L);
+/* qmetrics.c: the layer's figures in mly_metrics_write */
+int tq_metrics_source(mly_metrics *mx, void *arg);
 void tq_clock_need(tq_layer *L, uint64_t due_us);
 void tq_tick(tq_layer *L);
 

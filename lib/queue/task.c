@@ -131,6 +131,8 @@ static bool settle(mly_machine *m, tq_data *d) {
   mly_retry p;
   tq_resolve(q, &d->retry, &p);
   bool dead = o == MLY_TASK_PERMANENT;
+  if (q && o == MLY_TASK_PERMANENT) q->permanent++;
+  if (q && o == MLY_TASK_RETRY_SINGULAR) q->singular++;
   if (o == MLY_TASK_RETRY) {
     d->failures++;
     if (q) q->failed++;

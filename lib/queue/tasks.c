@@ -185,6 +185,9 @@ static int qinfo(tq_queue *q, mly_queue_info *out) {
   out->succeeded = q->succeeded;
   out->failed = q->failed;
   out->dead_lettered = q->dead_lettered;
+  out->singular = q->singular;
+  out->permanent = q->permanent;
+  out->timed_out = q->timed_out;
   out->tokens = q->tokens;
   counts c = {out};
   return mly_task_foreach(q->L->rt, q->name, MLY_TASKS_ALL, count_one, &c);
