@@ -538,32 +538,34 @@ START_TEST(metrics_exported_exactly) {
   ck_assert_ptr_nonnull(f);
   ck_assert_int_eq(mly_metrics_fprint(rt, f), 0);
   fclose(f);
-  const char *q = MLY_QUEUE_DEFAULT;
-  expect(text, "mealy_queue_tasks", q, "state", "scheduled", 1);
-  expect(text, "mealy_queue_tasks", q, "state", "waiting", 0);
-  expect(text, "mealy_queue_tasks", q, "state", "running", 0);
-  expect(text, "mealy_queue_tasks", q, "state", "dead", 1);
-  expect(text, "mealy_queue_paused", q, NULL, NULL, 0);
-  expect(text, "mealy_queue_attempts_started_total", q, NULL, NULL, 4);
-  expect(text, "mealy_queue_attempts_total", q, "outcome", "succeeded", 1);
-  expect(text, "mealy_queue_attempts_total", q, "outcome", "failed", 1);
-  expect(text, "mealy_queue_attempts_total", q, "outcome", "singular", 1);
-  expect(text, "mealy_queue_attempts_total", q, "outcome", "permanent", 1);
-  expect(text, "mealy_queue_dead_lettered_total", q, NULL, NULL, 1);
-  expect(text, "mealy_queue_timeouts_total", q, NULL, NULL, 0);
-  q = "to";
-  expect(text, "mealy_queue_tasks", q, "state", "scheduled", 0);
-  expect(text, "mealy_queue_tasks", q, "state", "waiting", 1);
-  expect(text, "mealy_queue_tasks", q, "state", "running", 0);
-  expect(text, "mealy_queue_tasks", q, "state", "dead", 1);
-  expect(text, "mealy_queue_paused", q, NULL, NULL, 1);
-  expect(text, "mealy_queue_attempts_started_total", q, NULL, NULL, 1);
-  expect(text, "mealy_queue_attempts_total", q, "outcome", "succeeded", 0);
-  expect(text, "mealy_queue_attempts_total", q, "outcome", "failed", 1);
-  expect(text, "mealy_queue_attempts_total", q, "outcome", "singular", 0);
-  expect(text, "mealy_queue_attempts_total", q, "outcome", "permanent", 0);
-  expect(text, "mealy_queue_dead_lettered_total", q, NULL, NULL, 1);
-  expect(text, "mealy_queue_timeouts_total", q, NULL, NULL, 1);
+  static const struct {
+    const char *q, *name, *lk, *lv;
+    double want;
+  } want[] = {
+#define T "mealy_queue_tasks", "state"
+#define A "mealy_queue_attempts_total", "outcome"
+      {"default", T, "scheduled", 1}, {"default", T, "waiting", 0},
+      {"default", T, "running", 0},   {"default", T, "dead", 1},
+      {"default", A, "succeeded", 1}, {"default", A, "failed", 1},
+      {"default", A, "singular", 1},  {"default", A, "permanent", 1},
+      {"to", T, "scheduled", 0},      {"to", T, "waiting", 1},
+      {"to", T, "running", 0},        {"to", T, "dead", 1},
+      {"to", A, "succeeded", 0},      {"to", A, "failed", 1},
+      {"to", A, "singular", 0},       {"to", A, "permanent", 0},
+#undef T
+#undef A
+      {"default", "mealy_queue_paused", NULL, NULL, 0},
+      {"default", "mealy_queue_attempts_started_total", NULL, NULL, 4},
+      {"default", "mealy_queue_dead_lettered_total", NULL, NULL, 1},
+      {"default", "mealy_queue_timeouts_total", NULL, NULL, 0},
+      {"to", "mealy_queue_paused", NULL, NULL, 1},
+      {"to", "mealy_queue_attempts_started_total", NULL, NULL, 1},
+      {"to", "mealy_queue_dead_lettered_total", NULL, NULL, 1},
+      {"to", "mealy_queue_timeouts_total", NULL, NULL, 1},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    expect(text, want[i].name, want[i].q, want[i].lk, want[i].lv,
+           want[i].want);
   /* each family once, typed */
   ck_assert_ptr_nonnull(strstr(text, "# TYPE mealy_queue_tasks gauge\n"));
   ck_assert_ptr_nonnull(
