@@ -1004,6 +1004,46 @@ START_TEST(state_on_failure) {
 }
 END_TEST
 
+/* A failure's text is cut between characters and made valid UTF-8 (a
+ * command's stderr may hold any bytes): "error" in the context stays a
+ * string an exec action can pass on as JSON. */
+static int utf8_fail(mly_action_call *c, void *arg) {
+  (void)arg;
+  char m[300];
+  memset(m, 'a', 254);
+  strcpy(m + 254, "\xc3\xa9\xc3\xa9 \xff\xfe");
+  return mly_action_fail(c, true, "%s", m);
+}
+
+START_TEST(failure_text_is_utf8) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Utf", utf8_fail, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: utf\n"
+             "  on_failure: f\n"
+             "  states:\n"
+             "  - {name: s, initial: True, action: Utf,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: f, final: True, entry: Failed}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "utf", "utf-1", NULL);
+  fh_until(rt, fh_ended, "utf-1", 2000);
+  ck_assert_ptr_nonnull(final_ctx);
+  const char *e = NULL;
+  ck_assert_int_eq(mly_map_get_str(final_ctx, "error", &e), 0);
+  size_t n = strlen(e);
+  ck_assert_uint_gt(n, 200);
+  for (size_t i = 0; i < n;) {
+    uint32_t cp;
+    size_t k = mly_utf8_at((const unsigned char *)e + i, n - i, &cp);
+    ck_assert_msg(k > 0, "error text is not UTF-8 at byte %zu", i);
+    i += k;
+  }
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* The history mly_fsm_info_get shows: failures and commits, numbered. */
 static int twice(mly_action_call *c, void *arg) {
   (void)arg;
@@ -1095,6 +1135,7 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, context_types_enforced);
   tcase_add_test(tc, shutdown_ends_instance);
   tcase_add_test(tc, state_on_failure);
+  tcase_add_test(tc, failure_text_is_utf8);
   tcase_add_test(tc, history_shown);
   suite_add_tcase(s, tc);
   return s;

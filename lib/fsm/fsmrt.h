@@ -60,6 +60,10 @@ struct fsm_rt {
 /* action.c */
 void fsm_actions_free(fsm_rt *f);
 void fsm_call_returned(mly_action_call *c, int rc);
+/* Make a failure text safe to keep and show, in place: each byte that is
+ * not UTF-8 (a character cut short by a bound, a command's raw stderr)
+ * and each control character but a tab becomes '?'. */
+void fsm_text_clean(char *s);
 const fsm_action_ent *fsm_action_resolve(fsm_rt *f, const fsm_action *a);
 
 /* retry.c */

@@ -330,11 +330,13 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   char error[sizeof r->call.error];
   memcpy(error, r->call.error, sizeof error);
   if (error[0] == '\0') snprintf(error, sizeof error, "failed");
+  fsm_text_clean(error);
   fsm_call_clear(&r->call);
   r->in_dispatch = false;
   r->async = FSM_ASYNC_NONE;
   uint32_t attempts = in->attempt + 1;
   fsm_strlcpy(in->error, error, sizeof in->error);
+  fsm_text_clean(in->error);
   uint32_t at = where <= FSM_AT_TRANSITION && h->s != FSM_NO_STATE ? h->s : h->d;
   const char *sname = def->states[at].name;
 
