@@ -1004,6 +1004,33 @@ START_TEST(state_on_failure) {
 }
 END_TEST
 
+/* on_failure states that fail in turn (s -> t -> s) end the instance
+ * with a log line: no endless, hot cycle of failures. */
+static int perm_fail(mly_action_call *c, void *arg) {
+  (void)arg;
+  return mly_action_fail(c, true, "no");
+}
+
+START_TEST(on_failure_cycle_ends) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Perm", perm_fail, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: cyc\n"
+             "  states:\n"
+             "  - {name: s, initial: True, action: Perm, on_failure: t,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: t, action: Perm, on_failure: s,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "cyc", "cyc-1", NULL);
+  fh_until(rt, fh_ended, "cyc-1", 2000);
+  ck_assert_int_eq(fh_end_status(rt, "cyc-1"), MLY_EIO);
+  ck_assert(logged("its on_failure states fail in a cycle"));
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* A failure's text is cut between characters and made valid UTF-8 (a
  * command's stderr may hold any bytes): "error" in the context stays a
  * string an exec action can pass on as JSON. */
@@ -1135,6 +1162,7 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, context_types_enforced);
   tcase_add_test(tc, shutdown_ends_instance);
   tcase_add_test(tc, state_on_failure);
+  tcase_add_test(tc, on_failure_cycle_ends);
   tcase_add_test(tc, failure_text_is_utf8);
   tcase_add_test(tc, history_shown);
   suite_add_tcase(s, tc);

@@ -368,7 +368,10 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   if (of == FSM_NO_STATE) of = def->on_failure;
   bool looping = (in->flags & FSM_IF_ENTER) && in->state == of &&
                  h->d == of;
-  if (of != FSM_NO_STATE && of < def->nstates && !looping) {
+  /* on_failure states that fail in turn (s -> t -> s ...): past one move
+     per state without a committed dispatch, it is a cycle */
+  bool cycle = of != FSM_NO_STATE && in->fail_moves >= def->nstates;
+  if (of != FSM_NO_STATE && of < def->nstates && !looping && !cycle) {
     set_error(m, def, h, where, in, attempts, permanent, error);
     fsm_fan_failed_to(f, m, in, mly_context(m), error, of);
     fsm_log(f, "instance %s (%s): %s of state %s failed%s after %u "
@@ -379,6 +382,7 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     in->state = of;
     in->trans = FSM_NO_STATE;
     in->flags |= FSM_IF_ENTER;
+    in->fail_moves++;
     in->event[0] = '\0';
     in->seq++;
     in->attempt = 0;
@@ -389,10 +393,12 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   set_error(m, def, h, where, in, attempts, permanent, error);
   fsm_fan_failed(f, m, in, mly_context(m), error);
   fsm_log(f, "instance %s (%s): %s of state %s failed%s after %u attempt%s: "
-             "%s; no on_failure state: the instance ends, failed",
+             "%s; %s: the instance ends, failed",
           mly_self_name(m), def->name, fsm_where_name(where), sname,
           permanent ? " for good" : "", attempts, attempts == 1 ? "" : "s",
-          error);
+          error,
+          cycle ? "its on_failure states fail in a cycle"
+                : "no on_failure state");
   fsm_end(in, MLY_EIO);
 }
 
@@ -402,6 +408,7 @@ static void move(fsm_inst *x, const hop *h, const fsm_state *D, int kind,
                  uint32_t ti, const char *next) {
   x->state = h->d;
   x->flags &= ~FSM_IF_ENTER;
+  x->fail_moves = 0;
   x->attempt = 0;
   x->first_try_ms = 0;
   x->seq++;
