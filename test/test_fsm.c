@@ -548,6 +548,45 @@ START_TEST(wait_states_memory) {
 }
 END_TEST
 
+/* mly_fsm_send refuses what it cannot deliver as asked: a payload of a
+ * type the machine's context_types forbids (it would fail every
+ * dispatch after it, on_failure's too), a target that is not an
+ * instance of a YAML machine, and anything once the runtime is
+ * stopping (the instance is suspended, not gone). */
+START_TEST(send_refused) {
+  reset();
+  mkdir_tmp();
+  mly_runtime *rt = fh_durable(tmpdir, reg);
+  fh_add(rt, "state_machines:\n"
+             "- name: snd\n"
+             "  context_types: {n: int}\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [x]}, transitions: [{event: x, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "snd", "s-1", go_ctx());
+  fh_at at = {"s-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_value *p = mly_value_map();
+  mly_map_set_str(p, "n", "not an int");
+  ck_assert_int_eq(mly_fsm_send(rt, "s-1", "x", p, NULL, NULL), MLY_EINVAL);
+  ck_assert(logged("send x to s-1: context key n"));
+  mly_fsm_info fi;
+  ck_assert_int_eq(mly_fsm_info_get(rt, fh_id(rt, "s-1"), &fi), 0);
+  char holder[128];
+  snprintf(holder, sizeof holder, "fsm-def-%s", fi.hash);
+  mly_name_info ni;
+  ck_assert_int_eq(mly_name_lookup(rt, holder, &ni), 0);
+  ck_assert_int_eq(mly_fsm_send(rt, holder, "x", NULL, NULL, NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, 1000), 0);
+  ck_assert_int_eq(mly_fsm_send(rt, "s-1", "x", NULL, NULL, NULL),
+                   MLY_ESHUTDOWN);
+  mly_runtime_close(rt);
+  h_rmtree(tmpdir);
+}
+END_TEST
+
 START_TEST(wait_states_durable) {
   reset();
   mkdir_tmp();
@@ -1162,6 +1201,7 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, context_types_enforced);
   tcase_add_test(tc, shutdown_ends_instance);
   tcase_add_test(tc, state_on_failure);
+  tcase_add_test(tc, send_refused);
   tcase_add_test(tc, on_failure_cycle_ends);
   tcase_add_test(tc, failure_text_is_utf8);
   tcase_add_test(tc, history_shown);

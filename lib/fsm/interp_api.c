@@ -113,9 +113,31 @@ int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
     rc = MLY_EINVAL;
   else if (!rt_on_loop_thread(rt))
     rc = MLY_EPERM;
+  else if (mly_runtime_stopping(rt))
+    rc = MLY_ESHUTDOWN; /* suspended, not gone: back at the next open */
   else if ((rc = mly_name_lookup(rt, instance, &ni)) == 0 &&
            ni.state != MLY_NAME_LIVE)
     rc = MLY_ESRCH;
+  if (rc == 0) {
+    /* only to an instance of a YAML machine (not a fan-in collector nor
+       a definition holder), and a payload that keeps the context of the
+       types its machine declares (as mly_fsm_start's context) */
+    fsm_rt *f = fsm_rt_get(rt);
+    mly_inst *mi = inst_get(rt, ni.id);
+    if (mi == NULL)
+      rc = MLY_ESRCH; /* parked */
+    else if (f == NULL || mi->type != f->type)
+      rc = MLY_EINVAL;
+    else if (payload != NULL) {
+      const fsm_inst *in = (const fsm_inst *)(const void *)mi->data;
+      const fsm_machine *d = fsm_def_get(f, in->hash);
+      char err[256];
+      if (d != NULL && fsm_ctx_check(d, payload, err, sizeof err) < 0) {
+        fsm_log(f, "send %s to %s: %s", event, instance, err);
+        rc = MLY_EINVAL;
+      }
+    }
+  }
   if (rc == 0) rc = mly_event_id(rt, event, &eid);
   if (rc < 0) {
     mly_value_free(payload);

@@ -1082,7 +1082,12 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
  * taken, also on error) is merged into the context when a wait state
  * takes the event.  An event that arrives while the instance is not in
  * a wait state waits in its inbox.  MLY_ENOENT: no such live instance
- * (MLY_ESRCH: it has ended).  Loop thread. */
+ * (MLY_ESRCH: it has ended, or is parked); MLY_EINVAL: the instance is
+ * not one of a YAML machine (a fan-in collector, a definition holder),
+ * or the payload holds a key of another type than the machine's
+ * context_types declares (with a log line, as mly_fsm_start);
+ * MLY_ESHUTDOWN: the runtime is stopping (the instance is suspended,
+ * back at the next open); MLY_EPERM off the loop thread. */
 int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
                  mly_value *payload, mly_post_cb cb, void *arg);
 
