@@ -587,6 +587,51 @@ START_TEST(send_refused) {
 }
 END_TEST
 
+/* mly_fsm_set_log before anything attached the layer (the first
+ * mly_action_register does) still takes effect; mly_fsm_info_get off
+ * the loop thread is MLY_EPERM, as the other calls. */
+static int perm_fail(mly_action_call *c, void *arg);
+static mly_runtime *info_rt;
+static mly_id info_id;
+static int info_rc;
+static void *info_thread(void *arg) {
+  (void)arg;
+  mly_fsm_info fi;
+  info_rc = mly_fsm_info_get(info_rt, info_id, &fi);
+  return NULL;
+}
+
+START_TEST(log_set_first) {
+  reset();
+  mly_runtime *rt = h_runtime();
+  mly_fsm_set_log(rt, log_line, NULL); /* before the layer exists */
+  ck_assert_int_eq(mly_action_register(rt, "Perm", perm_fail, NULL, 0), 0);
+  ck_assert_int_eq(mly_action_register(rt, "Action", rec, "action", 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: lg\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [x]}, transitions: [{event: x, to: b}]}\n"
+             "  - {name: b, action: Perm, transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "lg", "lg-1", go_ctx());
+  fh_at at = {"lg-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  info_rt = rt;
+  info_id = fh_id(rt, "lg-1");
+  info_rc = 1;
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, info_thread, NULL), 0);
+  pthread_join(t, NULL);
+  ck_assert_int_eq(info_rc, MLY_EPERM);
+  ck_assert_int_eq(mly_fsm_send(rt, "lg-1", "x", NULL, NULL, NULL), 0);
+  fh_until(rt, fh_ended, "lg-1", 10000);
+  ck_assert(logged("instance lg-1 (lg): action of state b failed for good"));
+  mly_runtime_close(rt);
+}
+END_TEST
+
 START_TEST(wait_states_durable) {
   reset();
   mkdir_tmp();
@@ -1202,6 +1247,7 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, shutdown_ends_instance);
   tcase_add_test(tc, state_on_failure);
   tcase_add_test(tc, send_refused);
+  tcase_add_test(tc, log_set_first);
   tcase_add_test(tc, on_failure_cycle_ends);
   tcase_add_test(tc, failure_text_is_utf8);
   tcase_add_test(tc, history_shown);

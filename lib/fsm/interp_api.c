@@ -156,6 +156,7 @@ static const char *state_name(const fsm_machine *d, uint32_t s) {
 int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out) {
   fsm_rt *f = fsm_rt_get(rt);
   if (f == NULL || out == NULL) return MLY_EINVAL;
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM; /* it reads loop memory */
   mly_inst *mi = inst_get(rt, id);
   if (mi == NULL || mi->type != f->type) return MLY_ESRCH;
   const fsm_inst *in = (const fsm_inst *)(const void *)mi->data;

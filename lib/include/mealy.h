@@ -1126,12 +1126,14 @@ typedef struct mly_fsm_info {
   } history[8];
   size_t nhistory;
 } mly_fsm_info;
-/* MLY_ESRCH: no such live instance of the fsm type. */
+/* MLY_ESRCH: no such live instance of the fsm type; MLY_EPERM off the
+ * loop thread. */
 int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
 
 /* Where the interpreter's log lines go (a failed instance, a retry, an
  * ignored event): fn gets one line, no newline, on the loop thread.
- * Default (fn NULL): stderr, prefixed "mealy fsm: ". */
+ * Default (fn NULL): stderr, prefixed "mealy fsm: ".  Attaches the fsm
+ * layer (mly_fsm_attach) if it is not yet, so it may come first. */
 void mly_fsm_set_log(mly_runtime *rt, void (*fn)(void *arg, const char *line),
                      void *arg);
 
