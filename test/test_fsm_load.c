@@ -384,6 +384,11 @@ START_TEST(errors_machine_keys) {
              "max_retries and task_retry_limit are one setting", NULL);
   EXPECT_ERR("state_machines:\n  - name: m\n    jitter: 2\n    states:\n" TWO,
              1, "m.yaml:3:13: ", "jitter must be between 0 and 1", NULL);
+  /* a maximum backoff below the minimum, in one place: refused */
+  EXPECT_ERR("state_machines:\n  - name: m\n    min_backoff_seconds: 10\n"
+             "    max_backoff_seconds: 5\n    states:\n" TWO, 1,
+             "m.yaml:4:26: ", "max_backoff is less than min_backoff",
+             "swap them", NULL);
   EXPECT_ERR("state_machines:\n  - name: m\n    min_backoff_seconds: -1\n"
              "    states:\n" TWO, 1, "m.yaml:3:26: ", "cannot be negative",
              NULL);
