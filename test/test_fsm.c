@@ -1023,7 +1023,7 @@ START_TEST(context_types_enforced) {
   fh_add(rt, "state_machines:\n"
              "- name: typed\n"
              "  on_failure: oops\n"
-             "  context_types: {n: int, tags: [string]}\n"
+             "  context_types: {n: int, tags: [string], l: list}\n"
              "  states:\n"
              "  - {name: a, initial: True, action: Bad,\n"
              "     transitions: [{event: go, to: z}]}\n"
@@ -1041,6 +1041,15 @@ START_TEST(context_types_enforced) {
   mly_map_set(c, "tags", tags);
   ck_assert_int_eq(mly_fsm_start(rt, "typed", "t-1", c, NULL, 0, NULL),
                    MLY_EINVAL);
+  ck_assert(logged("context key tags[1] is int but machine typed declares "
+                   "it a list of string"));
+  /* `list` (Python's: a list of anything) still wants a list */
+  c = mly_value_map();
+  mly_map_set(c, "l", mly_value_map());
+  ck_assert_int_eq(mly_fsm_start(rt, "typed", "t-1", c, NULL, 0, NULL),
+                   MLY_EINVAL);
+  ck_assert(logged("context key l is map but machine typed declares it a "
+                   "list of any"));
   c = mly_value_map();
   mly_map_set_int(c, "n", 3);
   start(rt, "typed", "t-2", c);
