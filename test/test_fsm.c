@@ -632,6 +632,57 @@ START_TEST(log_set_first) {
 }
 END_TEST
 
+/* A dispatch that leaves a context the journal cannot hold (nested
+ * past MLY_VALUE_MAX_DEPTH) fails for good, to on_failure with a log
+ * line, instead of the instance ending silently at the step's commit;
+ * a payload that could not be saved is refused at the send. */
+static int too_deep(mly_action_call *c, void *arg) {
+  (void)arg;
+  mly_value *d = mly_value_map(), *cur = d;
+  for (int i = 0; i < 2 * MLY_VALUE_MAX_DEPTH; i++) {
+    mly_value *n = mly_value_map();
+    mly_map_set(cur, "k", n);
+    cur = n;
+  }
+  mly_map_set(mly_action_context(c), "deep", d);
+  return mly_action_event(c, "go");
+}
+
+START_TEST(context_unsaveable_fails_dispatch) {
+  reset();
+  mkdir_tmp();
+  mly_runtime *rt = fh_durable(tmpdir, reg);
+  ck_assert_int_eq(mly_action_register(rt, "Deep", too_deep, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: dp\n"
+             "  on_failure: f\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [x]}, transitions: [{event: x, to: b}]}\n"
+             "  - {name: b, action: Deep, transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n"
+             "  - {name: f, final: True, entry: Failed}\n");
+  start(rt, "dp", "dp-1", go_ctx());
+  fh_at at = {"dp-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_value *p = mly_value_map(), *cur = p;
+  for (int i = 0; i < 2 * MLY_VALUE_MAX_DEPTH; i++) {
+    mly_value *n = mly_value_map();
+    mly_map_set(cur, "k", n);
+    cur = n;
+  }
+  ck_assert_int_lt(mly_fsm_send(rt, "dp-1", "x", p, NULL, NULL), 0);
+  ck_assert_int_eq(mly_fsm_send(rt, "dp-1", "x", NULL, NULL, NULL), 0);
+  fh_until(rt, fh_ended, "dp-1", 10000);
+  ck_assert_int_eq(fh_end_status(rt, "dp-1"), 0); /* f, a final state */
+  ck_assert_str_eq(logv[nlog - 1], "failed:f");
+  ck_assert(logged("the context cannot be saved"));
+  mly_runtime_close(rt);
+  h_rmtree(tmpdir);
+}
+END_TEST
+
 START_TEST(wait_states_durable) {
   reset();
   mkdir_tmp();
@@ -1257,6 +1308,7 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, state_on_failure);
   tcase_add_test(tc, send_refused);
   tcase_add_test(tc, log_set_first);
+  tcase_add_test(tc, context_unsaveable_fails_dispatch);
   tcase_add_test(tc, on_failure_cycle_ends);
   tcase_add_test(tc, failure_text_is_utf8);
   tcase_add_test(tc, history_shown);

@@ -108,6 +108,10 @@ extern const mly_type_def fsm_def_type_def;
 void fsm_defs_free(fsm_rt *f);
 
 /* ctxtype.c: 0, or MLY_EINVAL with a sentence in err */
+/* 0, or < 0 with a sentence in err: ctx (a context, or a payload that
+ * goes into one) could not be committed (too deep, past the journal's
+ * record bound). */
+int fsm_ctx_fits(const mly_value *ctx, char *err, size_t errlen);
 int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
                   size_t errlen);
 

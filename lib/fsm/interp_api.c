@@ -135,6 +135,8 @@ int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
       if (d != NULL && fsm_ctx_check(d, payload, err, sizeof err) < 0) {
         fsm_log(f, "send %s to %s: %s", event, instance, err);
         rc = MLY_EINVAL;
+      } else if ((rc = fsm_ctx_fits(payload, err, sizeof err)) < 0) {
+        fsm_log(f, "send %s to %s: the payload: %s", event, instance, err);
       }
     }
   }

@@ -1086,6 +1086,8 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
  * not one of a YAML machine (a fan-in collector, a definition holder),
  * or the payload holds a key of another type than the machine's
  * context_types declares (with a log line, as mly_fsm_start);
+ * MLY_EINVAL or MLY_ERANGE: a payload no context could save (nested
+ * past MLY_VALUE_MAX_DEPTH, past the journal's record bound);
  * MLY_ESHUTDOWN: the runtime is stopping (the instance is suspended,
  * back at the next open); MLY_EPERM off the loop thread. */
 int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
