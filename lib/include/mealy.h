@@ -1093,8 +1093,8 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
 int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
                  mly_value *payload, mly_post_cb cb, void *arg);
 
-/* What `mealy fsm show` prints.  Strings point into the runtime's
- * memory, valid until the instance's next step. */
+/* An instance as a status display shows it.  Strings point into the
+ * runtime's memory, valid until the instance's next step. */
 typedef struct mly_fsm_info {
   mly_id id;
   const char *name;
@@ -1389,6 +1389,7 @@ typedef struct mly_conf_section {
 } mly_conf_section;
 
 typedef struct mly_fsm_load_options {
+  /* every error; NULL: each goes to stderr, "mealy fsm: FILE:LINE:COL: ..." */
   void (*on_error)(const mly_conf_msg *msg, void *arg);
   void (*on_note)(const mly_conf_msg *msg, void *arg);  /* may be NULL */
   void *arg;                                    /* for both           */
@@ -1402,7 +1403,7 @@ typedef struct mly_fsm_load_options {
      swappable by another user: with this set, every file read (the roots
      and their imports) must lie in directories mly_path_check trusts and
      be owned by root or this user, not writable by group or others; a
-     file that is not is an error.  Set it for `mealy fsm run` as root. */
+     file that is not is an error.  Set it in a host that runs as root. */
   bool trusted_files;
 } mly_fsm_load_options;
 
