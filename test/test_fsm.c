@@ -683,6 +683,36 @@ START_TEST(context_unsaveable_fails_dispatch) {
 }
 END_TEST
 
+/* A user name in the shape of the names the layer derives (a fork's
+ * "k1.0.f1", a continuation replica's "f1.1.c1", a spawn's "x.3.s0", a
+ * collector's "fanin:...", a definition holder's "fsm-def-...") is
+ * refused: holding one kept that copy from ever starting, silently, and
+ * a counted fan-in waited for it forever. */
+START_TEST(derived_names_refused) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  fh_add(rt, "state_machines:\n"
+             "- name: dn\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  static const char *const bad[] = {
+      "k1.0.f1", "f1.1.c1", "x.3.s0", "fanin:dn:z:-:-:0",
+      "fsm-def-00", "h0123456789abcdef.f2"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    ck_assert_msg(mly_fsm_start(rt, "dn", bad[i], NULL, NULL, 0, NULL) ==
+                      MLY_EINVAL, "%s was taken", bad[i]);
+  ck_assert(logged("has the shape of the names the fsm layer gives"));
+  static const char *const good[] = {"k1.f1", "v1.2", "a.b.c", "x.1.g2",
+                                     "order-7.m"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    ck_assert_msg(mly_fsm_start(rt, "dn", good[i], go_ctx(), NULL, 0, NULL) ==
+                      0, "%s was refused", good[i]);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 START_TEST(wait_states_durable) {
   reset();
   mkdir_tmp();
@@ -1308,6 +1338,7 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, state_on_failure);
   tcase_add_test(tc, send_refused);
   tcase_add_test(tc, log_set_first);
+  tcase_add_test(tc, derived_names_refused);
   tcase_add_test(tc, context_unsaveable_fails_dispatch);
   tcase_add_test(tc, on_failure_cycle_ends);
   tcase_add_test(tc, failure_text_is_utf8);

@@ -27,6 +27,31 @@ static void gen_name(fsm_rt *f, const char *machine, char *buf, size_t len) {
   snprintf(buf, len, "%s-%s-%s", machine, stamp, rnd);
 }
 
+/* The names the layer derives for what it starts (fork.c, spawn.c,
+ * continuation.c, fanin.c): "KEY.SEQ.fN", ".sN", ".cN" (or "h<16 hex>"
+ * for a long key), "fanin:...", and "fsm-def-<hash>".  A user instance
+ * holding one would take its place: the copy or replica would never
+ * start, and a counted fan-in would wait for it forever. */
+static bool name_is_derived(const char *n) {
+  if (strncmp(n, "fanin:", 6) == 0 || strncmp(n, "fsm-def-", 8) == 0)
+    return true;
+  size_t len = strlen(n), i = len;
+  while (i > 0 && n[i - 1] >= '0' && n[i - 1] <= '9') i--;
+  if (i == len || i < 2 || n[i - 2] != '.' || strchr("fsc", n[i - 1]) == NULL ||
+      n[i - 1] == '\0')
+    return false;
+  size_t dot = i - 2;
+  if (dot == 17 && n[0] == 'h') {
+    bool hex = true;
+    for (size_t k = 1; k < 17; k++)
+      hex = hex && strchr("0123456789abcdef", n[k]) != NULL;
+    if (hex) return true;
+  }
+  size_t j = dot;
+  while (j > 0 && n[j - 1] >= '0' && n[j - 1] <= '9') j--;
+  return j < dot && j > 0 && n[j - 1] == '.';
+}
+
 int fsm_instance_start(fsm_rt *f, mly_machine *parent,
                        const fsm_machine *def, const fsm_inst *proto,
                        mly_value *context, const char *name,
@@ -92,6 +117,13 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
   if (!rt_on_loop_thread(rt)) {
     mly_value_free(context);
     return MLY_EPERM;
+  }
+  if (name != NULL && name_is_derived(name)) {
+    fsm_log(f, "start %s: the name %s has the shape of the names the fsm "
+               "layer gives its copies, replicas and collectors; choose "
+               "another", machine, name);
+    mly_value_free(context);
+    return MLY_EINVAL;
   }
   char err[256];
   if (context != NULL && fsm_ctx_check(def, context, err, sizeof err) < 0) {

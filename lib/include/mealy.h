@@ -1065,7 +1065,10 @@ int mly_fsm_add(mly_runtime *rt, const mly_fsm_set *set);
 
 /* Start an instance of `machine` with `context` (a map or NULL; taken,
  * also on error).  name: unique (see mly_spawn_options.name), or NULL to
- * generate MACHINE-YYYYmmddHHMMSS-xxxxxx.  name_out (may be NULL)
+ * generate MACHINE-YYYYmmddHHMMSS-xxxxxx; the shapes of the names the
+ * layer gives what it starts ("NAME.SEQ.fN", ".sN", ".cN",
+ * "h<16 hex>.fN"..., "fanin:...", "fsm-def-...") are its own
+ * (MLY_EINVAL, with a log line).  name_out (may be NULL)
  * receives the name.  A key the machine's context_types declares must
  * hold that type (MLY_EINVAL, with a log line; a dispatch that leaves
  * one with another type fails for good).  Errors: MLY_ENOENT (no such
