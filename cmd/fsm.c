@@ -166,9 +166,8 @@ static int fsm_validate(int argc, char **argv) {
       sub_usage(stdout, "validate");
       printf("  --json  one JSON object on stdout: ok, errors, notes, "
              "machines (name, states, hash)\n"
-             "  Action names are checked only by a program that registers "
-             "its actions (mly_fsm_load with action_known); this checks "
-             "structure.\n");
+             "  Action names are checked only by a build that registers "
+             "actions (mealy fsm run --actions); this checks structure.\n");
       free(files);
       return 0;
     } else if (options && strcmp(a, "--") == 0) {

@@ -387,7 +387,8 @@ static void check_actions(fsm_loader *L, const fsm_action *a) {
   if (a->kind != FSM_ACT_C || o->action_known == NULL) return;
   if (!o->action_known(a->name, o->action_arg))
     fsm_ld_bad(L, &a->pos, "action '%s' is not registered; register it with "
-               "mly_action_register before loading, or fix the name",
+               "mly_action_register (or load the library that does: "
+               "--actions LIB.so), or fix the name",
                mly_conf_show(a->name).s);
 }
 
