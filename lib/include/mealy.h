@@ -1475,7 +1475,7 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
 int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
                  mly_value *payload, mly_post_cb cb, void *arg);
 
-/* An instance as a status display shows it.  Strings point into the
+/* What `mealy fsm show` prints.  Strings point into the
  * runtime's memory, valid until the instance's next step. */
 typedef struct mly_fsm_info {
   mly_id id;
@@ -1871,7 +1871,7 @@ typedef struct mly_fsm_load_options {
      swappable by another user: with this set, every file read (the roots
      and their imports) must lie in directories mly_path_check trusts and
      be owned by root or this user, not writable by group or others; a
-     file that is not is an error.  Set it in a host that runs as root. */
+     file that is not is an error.  `mealy fsm run` always sets it. */
   bool trusted_files;
 } mly_fsm_load_options;
 
