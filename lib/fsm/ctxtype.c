@@ -11,7 +11,7 @@
 
 #include "fsmrt.h"
 
-static const char *ctype_name(fsm_ctype t) {
+const char *fsm_ctype_name(fsm_ctype t) {
   static const char *const n[] = {"any",    "int",    "uint",     "float",
                                   "bool",   "string", "binary", "datetime",
                                   "map"};
@@ -66,7 +66,7 @@ int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
                ct->key, value_kind(v),
                ct->list && mly_value_type(v) == MLY_V_ARRAY ? " (an element)"
                                                             : "",
-               def->name, ct->list ? "a list of " : "", ctype_name(ct->type));
+               def->name, ct->list ? "a list of " : "", fsm_ctype_name(ct->type));
       return MLY_EINVAL;
     }
   }
