@@ -3,7 +3,10 @@
  * definition (mly_fsm_migrate): a safe move is taken in a step of the
  * instance's own and it goes on on the new definition, also after a
  * restart; each unsafe change is refused with its reason; a dry run
- * changes nothing; a sleeping instance keeps its deadline.
+ * changes nothing; a sleeping instance keeps its deadline; and random
+ * combinations of safe and unsafe changes against a model of the
+ * verdict, each waiting instance then finishing on the definition the
+ * model says (MIGRATE_SEED=N repeats a run; the seed is in a failure).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +31,9 @@ static bool logged(const char *needle) {
 
 static int go(mly_action_call *c, void *arg) {
   (void)arg;
-  return mly_action_event(c, "go");
+  const char *ev = "go"; /* or the context's "ev" */
+  mly_map_get_str(mly_action_context(c), "ev", &ev);
+  return mly_action_event(c, ev);
 }
 static int final_(mly_action_call *c, void *arg) {
   (void)arg;
@@ -291,6 +296,131 @@ START_TEST(sleeping_instance) {
 }
 END_TEST
 
+/* ---- randomized: the verdict and what follows against a model ---- */
+
+/* v1, and v2 built from independent changes, each safe or not by
+ * construction: the model of mly_fsm_migrate's verdict.  Instances wait
+ * at w, or sleep in a with a pending countdown transition into w. */
+static const char *rv1 =
+    "state_machines:\n- name: mig\n  context_types: {n: int}\n  states:\n"
+    "  - {name: a, initial: True, action: Go, transitions:\n"
+    "     [{event: slow, to: w, countdown: 1h}, {event: fast, to: w}]}\n"
+    "  - {name: w, wait: {events: [on]}, transitions: [{event: on, to: f1}]}\n"
+    "  - {name: f1, final: True, entry: Final}\n";
+
+typedef struct change {
+  int w_kind;   /* 0 wait (safe), 1 plain (unsafe)                    */
+  int w_name;   /* 0 w (safe), 1 w2 (unsafe)                          */
+  int slow;     /* 0 slow -> w (safe), 1 slow -> x (unsafe: sleepers) */
+  int n_type;   /* 0 int, 1 any (safe), 2 string (unsafe)             */
+  int m_type;   /* 0 none, 1 m: int declared anew                     */
+} change;
+
+static void make_v2(const change *c, char *buf, size_t len) {
+  static const char *nt[] = {"int", "any", "string"};
+  const char *w = c->w_name ? "w2" : "w";
+  snprintf(buf, len,
+           "state_machines:\n- name: mig\n  context_types: {n: %s%s}\n"
+           "  states:\n"
+           "  - {name: a, initial: True, action: Go, transitions:\n"
+           "     [{event: slow, to: %s, countdown: 1h}, {event: fast, to: %s},\n"
+           "      {event: other, to: x}]}\n"
+           "  - {name: %s, %s transitions: [{event: %s, to: f2}]}\n"
+           "  - {name: f2, final: True, entry: Final}\n"
+           "  - {name: x, final: True}\n",
+           nt[c->n_type], c->m_type ? ", m: int" : "", c->slow ? "x" : w, w,
+           w, c->w_kind ? "action: Go," : "wait: {events: [on]},",
+           c->w_kind ? "go" : "on");
+}
+
+static bool model_safe(const change *c, bool sleeper, bool has_m) {
+  return !c->w_kind && !c->w_name && !(sleeper && c->slow) &&
+         c->n_type != 2 && !(c->m_type && has_m);
+}
+
+static bool settled(mly_runtime *rt, void *arg) {
+  (void)arg;
+  static const char *names[] = {"r0", "r1", "r2", "r3"};
+  for (int i = 0; i < 4; i++) {
+    fh_at w = {names[i], "wait", "w"}, s = {names[i], "sleep", "a"};
+    if (!fh_is_at(rt, &w) && !fh_is_at(rt, &s)) return false;
+  }
+  return true;
+}
+
+START_TEST(random_changes_vs_model) {
+  unsigned seed = (unsigned)getpid();
+  if (getenv("MIGRATE_SEED")) seed = (unsigned)atoi(getenv("MIGRATE_SEED"));
+  srand(seed);
+  int safe_seen = 0, unsafe_seen = 0;
+  for (int round = 0; round < 40; round++) {
+    change c = {rand() % 4 == 0, rand() % 5 == 0, rand() % 3 == 0,
+                rand() % 3, rand() % 2};
+    char v2[1024];
+    make_v2(&c, v2, sizeof v2);
+    mly_runtime *rt = h_runtime();
+    nfinals = nlines = 0;
+    reg(rt);
+    fh_add(rt, rv1);
+    /* r0, r1 wait; r2, r3 sleep; r1 and r3 hold m as a string */
+    bool sleeper[4] = {false, false, true, true};
+    bool has_m[4] = {false, true, false, true};
+    char name[4][8];
+    for (int i = 0; i < 4; i++) {
+      snprintf(name[i], sizeof name[i], "r%d", i);
+      mly_value *ctx = mly_value_map();
+      mly_map_set_int(ctx, "n", i);
+      mly_map_set_str(ctx, "ev", sleeper[i] ? "slow" : "fast");
+      if (has_m[i]) mly_map_set_str(ctx, "m", "text");
+      ck_assert_int_eq(mly_fsm_start(rt, "mig", name[i], ctx, NULL, 0, NULL),
+                       0);
+    }
+    fh_until(rt, settled, NULL, 10000);
+    char h1[65], h2[65], h[65];
+    hash_of(rt, "r0", h1);
+    set_hash(rt, v2, h2);
+    report r;
+    int want = 0;
+    for (int i = 0; i < 4; i++) want += model_safe(&c, sleeper[i], has_m[i]);
+    ck_assert_int_eq(migrate(rt, v2, 0, &r), want);
+    ck_assert_int_eq(r.n, 4);
+    for (int k = 0; k < 4; k++) {
+      int i = r.name[k][1] - '0';
+      bool ok = model_safe(&c, sleeper[i], has_m[i]);
+      ck_assert_msg(r.ok[k] == ok, "seed %u round %d %s: %s (%s)", seed, round,
+                    r.name[k], r.ok[k] ? "migrated" : "refused", r.reason[k]);
+      ck_assert(ok || r.reason[k][0] != '\0');
+      ok ? safe_seen++ : unsafe_seen++;
+    }
+    /* each moves (in a step of its own) or stays; waiters then finish on
+       the definition they ended up with */
+    for (int i = 0; i < 4; i++) {
+      if (model_safe(&c, sleeper[i], has_m[i])) {
+        want_hash = h2;
+        fh_until(rt, has_hash, name[i], 10000);
+      }
+    }
+    for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+    for (int i = 0; i < 4; i++) {
+      hash_of(rt, name[i], h);
+      ck_assert_str_eq(h, model_safe(&c, sleeper[i], has_m[i]) ? h2 : h1);
+      fh_at at = {name[i], sleeper[i] ? "sleep" : "wait",
+                  sleeper[i] ? "a" : "w"};
+      ck_assert(fh_is_at(rt, &at));
+      if (sleeper[i]) continue;
+      nfinals = 0;
+      ck_assert_int_eq(mly_fsm_send(rt, name[i], "on", NULL, NULL, NULL), 0);
+      fh_until(rt, fh_ended, name[i], 10000);
+      ck_assert_int_eq(nfinals, 1);
+      ck_assert_str_eq(finals[0],
+                       model_safe(&c, false, has_m[i]) ? "f2" : "f1");
+    }
+    mly_runtime_close(rt);
+  }
+  ck_assert_msg(safe_seen > 0 && unsafe_seen > 0, "seed %u: one-sided", seed);
+}
+END_TEST
+
 START_TEST(bad_arguments) {
   mly_runtime *rt = h_runtime();
   ck_assert_int_eq(mly_fsm_migrate(rt, NULL, 0, NULL, NULL), MLY_EINVAL);
@@ -305,6 +435,7 @@ int main(void) {
   tcase_add_test(tc, safe_migration_survives_restart);
   tcase_add_test(tc, unsafe_refused_with_reasons);
   tcase_add_test(tc, sleeping_instance);
+  tcase_add_test(tc, random_changes_vs_model);
   tcase_add_test(tc, bad_arguments);
   suite_add_tcase(s, tc);
   SRunner *sr = srunner_create(s);
