@@ -6,6 +6,7 @@
  *   mealy ctl [-s SOCKET] [--timeout DUR] signal SIG NAME
  *   mealy ctl [-s SOCKET] [--timeout DUR] reload | reopen | shutdown
  *   mealy ctl [-s SOCKET] [--timeout DUR] tail NAME [-n N] [--escape]
+ *   mealy ctl [-s SOCKET] [--timeout DUR] metrics
  *
  * Every call is bounded by --timeout (default 5 s): connecting, sending
  * and reading the answer.  Lines from `tail` are bytes as the program
@@ -41,6 +42,8 @@ static void usage(FILE *f) {
       "  tail NAME [-n N] [--escape] the last N lines it wrote (default 20);\n"
       "                              control characters are escaped on a\n"
       "                              terminal, or always with --escape\n"
+      "  metrics                     the Prometheus text format: every\n"
+      "                              program's and the supervisor's figures\n"
       "SOCKET defaults to ./mealy.sock.  --timeout bounds the whole call\n"
       "(default 5s; 0: wait forever): past it, ctl says so and exits 1.\n");
 }
@@ -224,7 +227,8 @@ int cmd_ctl(int argc, char **argv) {
   } else if (strcmp(cmd, "signal") == 0 && rest == 2) {
     params = strings(args, 2);
   } else if ((!strcmp(cmd, "reload") || !strcmp(cmd, "reopen") ||
-              !strcmp(cmd, "shutdown")) && rest == 0) {
+              !strcmp(cmd, "shutdown") || !strcmp(cmd, "metrics")) &&
+             rest == 0) {
     params = mly_value_array();
   } else if (strcmp(cmd, "tail") == 0 &&
              tail_args(args, rest, &escape, &params) == 0) {
@@ -237,6 +241,7 @@ int cmd_ctl(int argc, char **argv) {
   mly_value *res = NULL;
   if (rpc_call_sock("mealy ctl", sock, cmd, params, timeout_ms, &res) < 0)
     return 1;
+  int rc = 0;
   if (strcmp(cmd, "status") == 0) {
     if (json) {
       print_json(res);
@@ -244,12 +249,21 @@ int cmd_ctl(int argc, char **argv) {
     } else {
       print_status(res);
     }
-  } else if (strcmp(cmd, "tail") == 0) {
+  } else if (res && strcmp(cmd, "metrics") == 0) {
+    const char *text = NULL;
+    size_t len = 0;
+    if (mly_value_get_str(res, &text, &len) < 0 ||
+        fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+      fprintf(stderr, "mealy ctl metrics: %s\n", text ? "cannot write the text"
+              : "the answer is not text");
+      rc = 1;
+    }
+  } else if (res && strcmp(cmd, "tail") == 0) {
     for (size_t k = 0; k < mly_value_len(res); k++)
       print_line(mly_array_at(res, k), escape);
   } else {
     puts("ok");
   }
   mly_value_free(res);
-  return 0;
+  return rc;
 }

@@ -73,6 +73,8 @@ struct mly_type {
   void *free_list;      /* pool: freed instances */
   void *chunks;         /* pool: chunks, linked through their first word */
   mly_type *next;
+  uint64_t scan[5];     /* metrics.c: instances per lifecycle, counted
+                           afresh by each mly_metrics_write */
 };
 
 /* dflags: durable instances (durable.c) */
@@ -230,6 +232,16 @@ struct mly_runtime {
   dur_state *dur;          /* NULL: no journal (durable.c) */
   inst_ext *exts;          /* contexts and names by id (context.c) */
   names *names;            /* the name table (names.c) */
+
+  struct metrics_src *msrc; /* metrics sources, in order (metrics.c) */
+  uint32_t nmsrc, msrc_cap;
+  /* layers above (mly_runtime_attach): released last */
+  struct {
+    const char *key;
+    void *ptr;
+    void (*release)(void *ptr);
+  } attached[MLY_ATTACH_MAX];
+  uint32_t nattached;
 };
 
 static inline bool inst_durable(const mly_runtime *rt, const mly_inst *m) {

@@ -79,7 +79,37 @@ struct mly_journal {
   uv_timer_t timer;    /* interval policy: the next fdatasync */
   uint64_t last_sync_ms;
   mly_journal_stats st;
+  uint64_t fly_records;  /* records of the batch in flight */
+  uint64_t flushed;      /* st.records when the last batch left */
+  uint64_t fly_sync_ns;  /* how long its fdatasync took */
+  journal_figures fig;
 };
+
+static const uint64_t bytes_le[] = {512, 2048, 8192, 32768, 131072, 524288,
+                                    2097152, 8388608, 33554432};
+static const uint64_t records_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256,
+                                      1024, 4096};
+static const uint64_t sync_le[] = {100000, 250000, 500000, 1000000, 2500000,
+                                   5000000, 10000000, 25000000, 50000000,
+                                   100000000, 250000000, 1000000000};
+#define NB(a) (sizeof a / sizeof a[0])
+const jbounds jh_batch_bytes = {bytes_le, NB(bytes_le)};
+const jbounds jh_batch_records = {records_le, NB(records_le)};
+const jbounds jh_sync_ns = {sync_le, NB(sync_le)};
+_Static_assert(NB(bytes_le) <= JH_MAX && NB(records_le) <= JH_MAX &&
+               NB(sync_le) <= JH_MAX, "jhist holds every bucket");
+
+static void jhist_add(jhist *h, const jbounds *b, uint64_t v) {
+  size_t i = 0;
+  while (i < b->nle && v > b->le[i]) i++;
+  h->n[i]++;
+  h->count++;
+  h->sum += v;
+}
+
+const journal_figures *journal_figures_get(const mly_journal *j) {
+  return &j->fig;
+}
 
 jbuf *journal_buf(mly_journal *j) { return &j->pend; }
 uint64_t journal_next_seq(mly_journal *j) { return j->next_seq++; }
@@ -185,7 +215,9 @@ static int sync_fd(mly_journal *j, int fd) {
 static void work_cb(uv_work_t *w) {
   mly_journal *j = w->data;
   int rc = write_frames(j, j->fly.p, j->fly.n, j->fly_synced, &j->fly_wrote);
+  uint64_t t0 = uv_hrtime();
   if (rc == 0 && j->fly_sync) rc = sync_fd(j, j->segfd);
+  j->fly_sync_ns = uv_hrtime() - t0;
   j->fly_rc = rc;
 }
 
@@ -219,7 +251,13 @@ static void after_work_cb(uv_work_t *w, int status) {
   if (rc == 0) {
     j->st.bytes += j->fly_wrote;
     j->seg_bytes += j->fly_wrote;
+    j->fig.written += j->fly_wrote;
+    if (j->fly.n > 0) {
+      jhist_add(&j->fig.batch_bytes, &jh_batch_bytes, j->fly_wrote);
+      jhist_add(&j->fig.batch_records, &jh_batch_records, j->fly_records);
+    }
     if (j->fly_sync) {
+      jhist_add(&j->fig.sync_ns, &jh_sync_ns, j->fly_sync_ns);
       j->st.syncs++;
       j->dirty = false;
       j->synced = j->seg_bytes;
@@ -336,6 +374,8 @@ void journal_flush(mly_journal *j) {
   j->fly_done = j->pend_done;
   j->pend_done = td;
   j->pend_done.n = 0;
+  j->fly_records = j->st.records - j->flushed;
+  j->flushed = j->st.records;
   j->fly_sync = want_sync && (j->fly.n > 0 || j->dirty);
   j->fly_synced = j->synced;
   j->wrote = 0;
@@ -655,6 +695,7 @@ int journal_write_pending(mly_journal *j) {
   j->wrote = 0;
   if (rc == 0 && j->pend.n > 0) rc = journal_write_sync(j, &j->pend);
   j->pend.n = 0;
+  j->flushed = j->st.records;
   run_done(j, &j->pend_done, rc, j->wrote);
   if (rc < 0) fail_stop(j, rc, "write");
   return rc;
@@ -668,6 +709,7 @@ int journal_write_sync(mly_journal *j, const jbuf *b) {
   if (rc == 0) {
     j->seg_bytes += wrote;
     j->st.bytes += wrote;
+    j->fig.written += wrote;
     j->st.syncs++;
     j->dirty = false;
     j->synced = j->seg_bytes;

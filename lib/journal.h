@@ -290,4 +290,26 @@ void journal_flush(mly_journal *j);
 int journal_failed(const mly_journal *j);
 bool journal_idle(const mly_journal *j);
 
+/* Figures for metrics (metrics.c), kept for every batch that completes:
+ * its bytes, its records and how long its fdatasync took.  A histogram
+ * counts each value in the first bucket whose bound holds it (n[i]: not
+ * cumulative; n[nle]: past the last bound).  `written` counts every byte
+ * written since open and never goes back (mly_journal_stats.bytes
+ * restarts at each compaction). */
+#define JH_MAX 16
+typedef struct jhist {
+  uint64_t n[JH_MAX + 1];
+  uint64_t count, sum;
+} jhist;
+typedef struct jbounds {
+  const uint64_t *le;
+  size_t nle;
+} jbounds;
+extern const jbounds jh_batch_bytes, jh_batch_records, jh_sync_ns;
+typedef struct journal_figures {
+  jhist batch_bytes, batch_records, sync_ns;
+  uint64_t written;
+} journal_figures;
+const journal_figures *journal_figures_get(const mly_journal *j);
+
 #endif /* MLY_JOURNAL_H */

@@ -124,6 +124,8 @@ void rt_release(mly_runtime *rt) {
   fsm_rt_free(rt);
   ext_free_all(rt);
   names_free(rt);
+  for (uint32_t i = rt->nattached; i-- > 0;) /* newest first */
+    if (rt->attached[i].release) rt->attached[i].release(rt->attached[i].ptr);
   for (mly_type *t = rt->types; t != NULL;) {
     mly_type *n = t->next;
     free(t);
@@ -134,6 +136,7 @@ void rt_release(mly_runtime *rt) {
   free(rt->free_slots);
   free(rt->kills);
   free(rt->sigs);
+  free(rt->msrc);
   heap_free(&rt->heap);
   intern_free(&rt->intern);
   ev_free_all(rt);
@@ -344,4 +347,25 @@ mly_type *mly_type_find(mly_runtime *rt, const char *name) {
 
 void mly_runtime_stats(const mly_runtime *rt, mly_stats *out) {
   if (out != NULL) *out = rt->st;
+}
+
+/* ---- layers above ---- */
+
+int mly_runtime_attach(mly_runtime *rt, const char *key, void *ptr,
+                       void (*release)(void *ptr)) {
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (key == NULL) return MLY_EINVAL;
+  if (mly_runtime_attached(rt, key) != NULL) return MLY_EEXIST;
+  if (rt->nattached == MLY_ATTACH_MAX) return MLY_ENOSPC;
+  rt->attached[rt->nattached].key = key;
+  rt->attached[rt->nattached].ptr = ptr;
+  rt->attached[rt->nattached].release = release;
+  rt->nattached++;
+  return 0;
+}
+
+void *mly_runtime_attached(const mly_runtime *rt, const char *key) {
+  for (uint32_t i = 0; i < rt->nattached; i++)
+    if (strcmp(rt->attached[i].key, key) == 0) return rt->attached[i].ptr;
+  return NULL;
 }

@@ -53,7 +53,13 @@ static inline uint64_t h_stat_live(mly_runtime *rt) {
  * most a tick of a timer that also keeps the loop polling: a machine that
  * is stuck fails the test instead of hanging it. */
 static uv_timer_t ticker __attribute__((unused));
-static inline void tick_cb(uv_timer_t *t) { (void)t; }
+/* a suite may set it: called at every tick (e.g. to finish work that
+ * reports "later") */
+static void (*h_tick_hook)(void) __attribute__((unused));
+static inline void tick_cb(uv_timer_t *t) {
+  (void)t;
+  if (h_tick_hook) h_tick_hook();
+}
 #define RUN_UNTIL(rt, cond, max)                                         \
   do {                                                                   \
     uv_loop_t *l_ = mly_runtime_loop(rt);                                \

@@ -470,7 +470,7 @@ START_TEST(t_err_unknown_key) {
              "unknown key 'sockt' at the top level",
              "known: socket, socket_mode, log_dir, shutdown_grace, on_fatal, "
              "state_dir, orphans, sync, tracking, env_inherit, control_timeout, "
-             "control_max_clients, programs");
+             "control_max_clients, metrics, programs");
   EXPECT_ERR(WEB "    backoff: {initial: 1s, maximum: 2s}\n", MLY_EINVAL,
              "sv.yaml:4:28: ", "unknown key 'maximum' in backoff of program "
              "'web'", "initial, max, multiplier, jitter, reset_after");

@@ -893,6 +893,312 @@ int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen);
 
 /* ------------------------------------------------------------------ */
+/* Layers above the runtime.                                           */
+/*                                                                     */
+/* A layer built on the runtime (the task queues, the YAML machines)   */
+/* keeps one state object per runtime under a key of its own: no      */
+/* global state, and each finds its object from the runtime it is     */
+/* given.  `release` (may be NULL) runs when the runtime is freed,     */
+/* after every instance has gone (their fini hooks ran).  key is a     */
+/* string that lives as long as the runtime (a literal).  At most      */
+/* MLY_ATTACH_MAX keys (MLY_ENOSPC); a key already attached:           */
+/* MLY_EEXIST.  Loop thread only.                                      */
+
+#define MLY_ATTACH_MAX 8
+int mly_runtime_attach(mly_runtime *rt, const char *key, void *ptr,
+                       void (*release)(void *ptr));
+void *mly_runtime_attached(const mly_runtime *rt, const char *key);
+
+/* ------------------------------------------------------------------ */
+/* Task queues and deferred calls (layer `queue`).                     */
+/*                                                                     */
+/* A task is a durable machine (D10) of the type "mly.task": it sleeps */
+/* until its eta, waits for a slot of its queue, runs an attempt,      */
+/* retries after a backoff, and ends.  Its payload is its context      */
+/* (stored once with the task, never copied per attempt: 16 MiB and    */
+/* more work, up to the journal's record bound); its name, when it has */
+/* one, is a named instance "task:QUEUE:NAME".  With a journal open,   */
+/* every task survives kill -9: a task due while the process was down */
+/* runs at once after the restart.                                     */
+/*                                                                     */
+/* Setting up: mly_queues_open(rt) once, before mly_journal_open (it   */
+/* registers the task type), then mly_queue_declare and               */
+/* mly_defer_register for every queue and function the tasks in the   */
+/* journal may name (before or after the open: a recovered task whose */
+/* queue is not declared waits, counted in the listing, until it is;   */
+/* one whose function is unknown fails its attempt as permanent).     */
+/*                                                                     */
+/* Dispatch.  A queue starts a waiting task when it is not paused, it  */
+/* runs fewer than max_concurrent, its token bucket holds a token (a   */
+/* bucket of bucket_size tokens refilled at `rate` per second; every   */
+/* attempt takes one), and the task's concurrency key value (the       */
+/* payload map's entry named by concurrency_key, a string or an        */
+/* integer) has fewer than concurrency_key_max attempts running.       */
+/* Among the tasks that may start: higher priority first, then earlier */
+/* eta, then insertion order.  A task blocked only by its key does not */
+/* hold back tasks with other keys.  A paused queue keeps accepting    */
+/* tasks, and attempts already running finish.  With a journal open, a */
+/* pause or resume is durable (a small durable machine "queue:NAME"    */
+/* holds it) and wins over the declaration's `paused` after a restart. */
+/*                                                                     */
+/* Attempts.  A function registered without MLY_DEFER_BLOCKING runs on */
+/* the loop thread, inside the task's step: it must not block.  It     */
+/* reports with mly_task_done, at once or later from the loop thread  */
+/* (after its own I/O).  A blocking one runs on the libuv threadpool   */
+/* and reports with mly_task_done before it returns (from that        */
+/* thread).  Outcomes: MLY_TASK_OK (the task ends: its end record is  */
+/* the commit of the success, so a task whose success committed never */
+/* runs again); MLY_TASK_RETRY (a failed attempt: counted, retried     */
+/* after a backoff within the retry policy); MLY_TASK_RETRY_SINGULAR   */
+/* (retried after the same backoff, not counted: App Engine's          */
+/* SingularTaskFailure); MLY_TASK_PERMANENT (no retry: a dead letter,  */
+/* App Engine's PermanentTaskFailure).  A task whose counted failures */
+/* pass task_retry_limit, or whose age (from its first attempt) passes */
+/* task_age_limit_ms, whichever comes first, becomes a dead letter.    */
+/* An attempt running at a crash runs again after the restart (not    */
+/* counted): side effects are at-least-once; mly_task_id() is the      */
+/* idempotency key (the same for every attempt, across restarts).     */
+/*                                                                     */
+/* Timeouts (timeout_ms > 0).  An attempt that has not reported when   */
+/* its timeout passes counts as a failed attempt (MLY_TASK_RETRY with  */
+/* MLY_ETIMEDOUT) and frees its slot; a report that comes later is     */
+/* ignored.  What a timeout can do depends on where the attempt runs: */
+/* a loop function runs inside a step and cannot be interrupted, so   */
+/* the timeout covers only the time after it returned without a       */
+/* report (asynchronous work); a blocking function is abandoned on its */
+/* threadpool thread (the thread stays busy until the function        */
+/* returns, and its report is ignored).                                */
+/*                                                                     */
+/* Dead letters stay as live instances at the point "dead", with their */
+/* attempts and last error: list them (mly_task_foreach with           */
+/* MLY_TASKS_DEAD), retry them with a fresh policy (mly_task_retry), or */
+/* delete them (mly_task_delete).                                       */
+/*                                                                     */
+/* Thread rules: everything here is for the loop thread, except        */
+/* mly_task_done and the mly_task accessors inside a blocking function */
+/* on its threadpool thread.                                           */
+
+typedef struct mly_task mly_task; /* one attempt of a task, running */
+
+/* Retry policy (App Engine's names).  A field < 0 is "not set": a task */
+/* takes it from its queue, a queue from the defaults below.            */
+typedef struct mly_retry {
+  int64_t task_retry_limit;  /* counted failures retried; then dead    */
+  int64_t min_backoff_ms;    /* first delay                            */
+  int64_t max_backoff_ms;    /* no delay is longer                     */
+  int64_t max_doublings;     /* the delay doubles this many times, then
+                                grows by the last doubled step          */
+  int64_t task_age_limit_ms; /* 0: no age limit                         */
+  double jitter;             /* 0..1: each delay is shortened by up to
+                                this fraction, at random               */
+} mly_retry;
+
+#define MLY_RETRY_UNSET {-1, -1, -1, -1, -1, -1.0}
+#define MLY_DEFAULT_TASK_RETRY_LIMIT 25
+#define MLY_DEFAULT_MIN_BACKOFF_MS 100
+#define MLY_DEFAULT_MAX_BACKOFF_MS 3600000
+#define MLY_DEFAULT_MAX_DOUBLINGS 16
+
+/* The delay before the retry that follows `failures` counted failures
+ * (>= 1) under a complete policy, before jitter: min_backoff doubled
+ * (failures - 1) times up to max_doublings, then grown linearly by the
+ * last step, at most max_backoff.  For tools and tests. */
+int64_t mly_retry_backoff(const mly_retry *r, uint64_t failures);
+
+/* A queue, as C code or a YAML reader declares it.  Zero means "the
+ * default" for every count; a YAML reader fills it field by field. */
+typedef struct mly_queue_def {
+  const char *name;             /* 1..MLY_NAME_MAX bytes, [A-Za-z0-9_.-] */
+  uint32_t max_concurrent;      /* attempts running at once; 0: 1000    */
+  double rate;                  /* attempts started per second; 0: none */
+  uint32_t bucket_size;         /* tokens; 0: max(1, rate)              */
+  uint32_t priority_levels;     /* priorities 0..levels-1; 0: 10        */
+  mly_retry retry;              /* its defaults (fields < 0: built-in)  */
+  int64_t timeout_ms;           /* per attempt; <= 0: none              */
+  const char *concurrency_key;  /* payload key limited per value; NULL */
+  uint32_t concurrency_key_max; /* with a key: running per value; 0: 1 */
+  bool paused;                  /* starts paused (unless a durable pause
+                                   or resume of it says otherwise)      */
+} mly_queue_def;
+
+#define MLY_QUEUE_DEFAULT "default" /* declared by mly_queues_open */
+
+/* The queue layer of rt: registers the durable type "mly.task" and
+ * declares the queue "default".  Call before mly_journal_open.  Its
+ * memory is released with the runtime.  MLY_EEXIST: already open. */
+int mly_queues_open(mly_runtime *rt);
+
+/* Declare a queue (copied).  Declaring a name again replaces its
+ * settings (tasks keep their place; `paused` counts only the first
+ * time: then use mly_queue_pause/resume).  MLY_EINVAL with a sentence in err
+ * (errlen bytes; err may be NULL) for a bad field; MLY_ENOENT: the
+ * queue layer is not open. */
+int mly_queue_declare(mly_runtime *rt, const mly_queue_def *def, char *err,
+                      size_t errlen);
+int mly_queue_pause(mly_runtime *rt, const char *queue);
+int mly_queue_resume(mly_runtime *rt, const char *queue);
+
+/* Outcomes an attempt reports. */
+typedef enum mly_task_outcome {
+  MLY_TASK_OK = 0,
+  MLY_TASK_RETRY,          /* failed: counted, retried within the policy */
+  MLY_TASK_RETRY_SINGULAR, /* failed once: retried, not counted          */
+  MLY_TASK_PERMANENT       /* failed for good: a dead letter at once     */
+} mly_task_outcome;
+
+/* A task function: runs one attempt; reports with mly_task_done. */
+typedef void (*mly_task_fn)(mly_task *t, void *arg);
+
+#define MLY_DEFER_BLOCKING 0x1u /* run on the libuv threadpool */
+
+/* Register a function tasks may name (1..MLY_NAME_MAX bytes, no control
+ * characters).  MLY_EEXIST: the name is taken. */
+int mly_defer_register(mly_runtime *rt, const char *name, mly_task_fn fn,
+                       void *arg, unsigned flags);
+
+/* What a task runs: a registered function, or the start of a machine
+ * through the starter a layer above registered (the YAML machines: the
+ * queue never names them).  A starter gets the machine name from
+ * mly_task_target(t) and reports like a function (OK once started). */
+typedef enum mly_task_kind {
+  MLY_TASK_FUNCTION = 0,
+  MLY_TASK_MACHINE
+} mly_task_kind;
+
+typedef struct mly_task_target {
+  mly_task_kind kind;
+  const char *name; /* the function, or the machine (1..MLY_NAME_MAX) */
+} mly_task_target;
+
+/* The one starter of MLY_TASK_MACHINE tasks (replaces any before it). */
+int mly_task_set_starter(mly_runtime *rt, mly_task_fn start, void *arg,
+                         unsigned flags);
+
+typedef void (*mly_task_added_cb)(mly_runtime *rt, int status, mly_id task,
+                                  void *arg);
+
+typedef struct mly_task_opts {
+  const char *queue;     /* NULL: MLY_QUEUE_DEFAULT                     */
+  const char *name;      /* idempotent name within the queue, or NULL  */
+  int64_t countdown_ms;  /* run no earlier than this from now          */
+  int64_t eta_ms;        /* ... or at this wall-clock time (ms since the
+                            epoch); 0: now + countdown                  */
+  int32_t priority;      /* 0..levels-1 of its queue; higher first      */
+  const mly_retry *retry;/* NULL: the queue's; fields < 0: the queue's   */
+  /* optional: runs once, on the loop thread: status 0 when the task's
+   * creation is durable (committed under the journal's sync policy;
+   * without a journal: at its first step); < 0 when the task went before
+   * that: the journal's error (it stopped: the task is not there),
+   * or MLY_ESHUTDOWN (the runtime stopped or closed first, and the task
+   * may be back after the next open; or it was deleted) */
+  mly_task_added_cb on_added;
+  void *arg;
+  mly_id *id_out;        /* optional: the task's instance id           */
+  /* optional: on MLY_EEXIST, who holds the name: MLY_NAME_LIVE (already
+   * queued or running: TaskAlreadyExistsError) or MLY_NAME_ENDED (done
+   * within the retention window: TombstonedTaskError), with its id */
+  mly_name_info *exists;
+} mly_task_opts;
+
+/* Add a task.  payload (any value, usually a map; may be NULL) is
+ * taken, also on error.  0: accepted (in memory; durable once on_added
+ * says so).  Errors: MLY_ENOENT an unknown queue or function (deferring
+ * to an unknown function fails here, not at run time) or no starter;
+ * MLY_EEXIST a name held (see opts.exists); MLY_EINVAL a malformed
+ * name, a priority outside the queue's levels, a bad target, a retry
+ * policy with jitter past 1 or min_backoff past max_backoff;
+ * MLY_ESHUTDOWN the runtime is stopping; a journal error. */
+int mly_task_add(mly_runtime *rt, const mly_task_target *what,
+                 mly_value *payload, const mly_task_opts *opts);
+/* mly_task_add of the registered function `function`. */
+int mly_defer(mly_runtime *rt, const char *function, mly_value *payload,
+              const mly_task_opts *opts);
+
+/* Inside an attempt (loop function: until it reports; blocking function:
+ * during the call).  The payload is the task's, read-only, shared by
+ * every attempt: never change it. */
+const mly_value *mly_task_payload(const mly_task *t);
+mly_id mly_task_id(const mly_task *t);          /* the idempotency key */
+const char *mly_task_name(const mly_task *t);   /* NULL: unnamed       */
+const char *mly_task_queue(const mly_task *t);
+mly_task_target mly_task_target_of(const mly_task *t);
+uint32_t mly_task_attempt(const mly_task *t);   /* 1 for the first run  */
+mly_runtime *mly_task_runtime(const mly_task *t);
+/* Report the attempt's outcome, exactly once per attempt (also after a
+ * timeout: then it is ignored).  msg (may be NULL) is copied: the last
+ * error a dead letter shows.  After it the handle is gone. */
+void mly_task_done(mly_task *t, mly_task_outcome outcome, const char *msg);
+
+/* Listing, for tools and tests. */
+typedef enum mly_task_state {
+  MLY_TASK_SCHEDULED = 1, /* sleeping until its eta (or a backoff)     */
+  MLY_TASK_WAITING = 2,   /* due, waiting for a slot of its queue      */
+  MLY_TASK_RUNNING = 4,   /* an attempt runs                           */
+  MLY_TASK_DEAD = 8       /* failed for good: a dead letter            */
+} mly_task_state;
+#define MLY_TASKS_ALL 0xfu
+#define MLY_TASKS_DEAD MLY_TASK_DEAD
+const char *mly_task_state_name(mly_task_state s); /* "scheduled", ... */
+
+#define MLY_TASK_MSG_MAX 127
+
+typedef struct mly_task_info {
+  mly_id id;
+  const char *queue;
+  const char *name;        /* NULL: unnamed                          */
+  mly_task_target target;
+  mly_task_state state;
+  int32_t priority;
+  int64_t eta_ms;          /* wall clock: when it is (was) due       */
+  int64_t created_ms;
+  int64_t first_run_ms;    /* 0: never ran                           */
+  uint32_t attempts;       /* attempts started (singular ones too)   */
+  uint32_t failures;       /* counted failures                       */
+  int32_t last_error;      /* 0, MLY_ETIMEDOUT, ...                   */
+  const char *last_msg;    /* "" when none                           */
+  const mly_value *payload;
+  mly_retry retry;         /* the policy it runs under (resolved)    */
+} mly_task_info;
+
+/* Calls cb for each live task of `queue` (NULL: every queue) whose state
+ * is in `states` (MLY_TASK_* bits); pointers are valid during the call.
+ * A non-zero return stops the walk and is returned. */
+int mly_task_foreach(mly_runtime *rt, const char *queue, unsigned states,
+                     int (*cb)(const mly_task_info *, void *), void *arg);
+/* MLY_ESRCH: no such live task. */
+int mly_task_info_get(mly_runtime *rt, mly_id id, mly_task_info *out);
+
+/* Retry a dead letter now, with a fresh policy (NULL: the queue's): its
+ * counted failures and age start again.  MLY_EINVAL: not dead, or a bad
+ * policy (as mly_task_add's); durable as an event to the task (journaled
+ * before it acts). */
+int mly_task_retry(mly_runtime *rt, mly_id id, const mly_retry *fresh);
+/* Delete a task in any state: it ends, failed with MLY_ECANCELED (its
+ * name is tombstoned).  MLY_EBUSY: a blocking attempt is running on the
+ * threadpool (it reads the payload): try again after it reports. */
+int mly_task_delete(mly_runtime *rt, mly_id id);
+/* Delete every task of the queue (not those MLY_EBUSY); *n the count. */
+int mly_queue_purge(mly_runtime *rt, const char *queue, size_t *n);
+
+typedef struct mly_queue_info {
+  mly_queue_def def;       /* as declared, defaults resolved          */
+  bool paused;
+  uint64_t scheduled, waiting, running, dead; /* tasks now            */
+  uint64_t started, succeeded, failed, dead_lettered; /* since open  */
+  double tokens;           /* in the bucket now (rate > 0)            */
+} mly_queue_info;
+
+/* Calls cb for each declared queue, in declaration order. */
+int mly_queue_foreach(mly_runtime *rt,
+                      int (*cb)(const mly_queue_info *, void *), void *arg);
+int mly_queue_info_get(mly_runtime *rt, const char *queue,
+                       mly_queue_info *out); /* MLY_ENOENT */
+/* Who holds a task name in a queue (mly_name_lookup of its instance
+ * name): MLY_ENOENT when free. */
+int mly_task_lookup(mly_runtime *rt, const char *queue, const char *name,
+                    mly_name_info *out);
+
+/* ------------------------------------------------------------------ */
 /* YAML machines: actions and the interpreter (layer `fsm`).           */
 /*                                                                     */
 /* A machine defined in YAML (Fantasm's model, loaded by the fsm       */
@@ -1209,6 +1515,92 @@ typedef struct mly_stats {
 } mly_stats;
 
 void mly_runtime_stats(const mly_runtime *rt, mly_stats *out);
+
+/* ------------------------------------------------------------------ */
+/* Metrics: the Prometheus text exposition format, version 0.0.4       */
+/* (https://prometheus.io/docs/instrumenting/exposition_formats/).     */
+/*                                                                     */
+/* mly_metrics_write writes every figure of a runtime, then what each  */
+/* registered metrics source adds, as text, in pieces to a callback:   */
+/* the library holds one small buffer (MLY_METRICS_CHUNK bytes) and    */
+/* nothing grows with the number of instances.  The caller decides     */
+/* where the text goes: a FILE (mly_metrics_fprint), a buffer it bounds */
+/* itself, an HTTP response (serve it as Content-Type                  */
+/* MLY_METRICS_CONTENT_TYPE).  The README lists every metric.          */
+/*                                                                     */
+/* The runtime's own: mealy_instances{type,lifecycle} (a gauge for     */
+/* every registered type and every lifecycle, 0 included),             */
+/* mealy_instances_spawned_total, mealy_steps_total,                   */
+/* mealy_events_{delivered,dropped,late_replies,undeliverable,posted}_total, */
+/* mealy_timers_fired_total, mealy_timers_pending,                     */
+/* mealy_post_queue_depth, mealy_post_queue_limit, mealy_processes,    */
+/* mealy_runtime_memory_bytes, mealy_runtime_stopping; with a journal   */
+/* open, mealy_journal_{records,written_bytes,batches,syncs,           */
+/* segments_created,compactions}_total, mealy_journal_{size,live}_bytes, */
+/* mealy_journal_batch_bytes and mealy_journal_batch_records           */
+/* (histograms, per batch written), mealy_journal_sync_seconds         */
+/* (histogram, per fdatasync of a batch), mealy_journal_failed and the */
+/* figures of the open (recovered, parked, torn, salvaged).            */
+/*                                                                     */
+/* Loop thread only (MLY_EPERM otherwise).  Returns 0, or the first    */
+/* non-zero return of write (write is not called again after it), of  */
+/* a source, or an MLY_E* error (MLY_EINVAL: a source wrote a bad name); */
+/* after an error the text handed over may end mid-line: discard it.   */
+
+#define MLY_METRICS_CHUNK 4096
+#define MLY_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Takes n bytes (n > 0) of text; returns 0 to go on, non-zero to stop. */
+typedef int (*mly_metrics_write_fn)(void *arg, const char *p, size_t n);
+
+int mly_metrics_write(mly_runtime *rt, mly_metrics_write_fn write, void *arg);
+/* The same into a stdio stream: MLY_EIO when a write fails. */
+int mly_metrics_fprint(mly_runtime *rt, void *file /* FILE* */);
+
+/* A metrics source adds its own families to every mly_metrics_write of
+ * its runtime, after the runtime's and in the order sources were added:
+ * a layer above the runtime (the task queues, the supervisor, a host)
+ * registers one for its figures.  It writes through mly_metrics_family
+ * and mly_metrics_sample, which check names and escape text, and
+ * returns 0 (or an error, which ends the write and is returned).  Its
+ * metric names must not be used by the runtime or another source: use a
+ * prefix of your own (mealy_queue_*, mealy_supervisor_*, myapp_*).
+ * Sources live with the runtime: add them on the loop thread; remove one
+ * with the same (fn, arg) before arg goes away.  MLY_EEXIST: that pair
+ * is already added; MLY_ENOENT: not found. */
+typedef struct mly_metrics mly_metrics; /* the writer, during one write */
+typedef int (*mly_metrics_source_fn)(mly_metrics *mx, void *arg);
+int mly_metrics_source_add(mly_runtime *rt, mly_metrics_source_fn fn,
+                           void *arg);
+int mly_metrics_source_remove(mly_runtime *rt, mly_metrics_source_fn fn,
+                              void *arg);
+mly_runtime *mly_metrics_runtime(const mly_metrics *mx);
+
+typedef enum mly_metric_type {
+  MLY_METRIC_COUNTER = 0, /* name it *_total                            */
+  MLY_METRIC_GAUGE,
+  MLY_METRIC_HISTOGRAM,   /* samples NAME_bucket{le=..}, _sum, _count   */
+  MLY_METRIC_SUMMARY,     /* samples NAME{quantile=..}, _sum, _count    */
+  MLY_METRIC_UNTYPED
+} mly_metric_type;
+
+/* Starts a family: its # HELP (help: one line of text; a backslash or a
+ * newline in it is escaped) and # TYPE lines.  Every sample that follows
+ * belongs to it, until the next family.  name: [a-zA-Z_:][a-zA-Z0-9_:]*,
+ * at most 200 bytes; MLY_EINVAL otherwise. */
+int mly_metrics_family(mly_metrics *mx, const char *name,
+                       mly_metric_type type, const char *help);
+/* One sample of the current family.  name: the family's name, or for a
+ * histogram or summary that name with _bucket, _sum or _count (MLY_EINVAL
+ * for any other, or with no family started).  labels: NULL, or pairs
+ * {"name", "value", ..., NULL}; label names [a-zA-Z_][a-zA-Z0-9_]*, not
+ * starting "__"; values any text (backslash, double quote and newline
+ * are escaped).  A double is written exactly ("NaN", "+Inf", "-Inf"
+ * included); the _u64 form writes integers past 2^53 exactly. */
+int mly_metrics_sample(mly_metrics *mx, const char *name,
+                       const char *const *labels, double value);
+int mly_metrics_sample_u64(mly_metrics *mx, const char *name,
+                           const char *const *labels, uint64_t value);
 
 /* ------------------------------------------------------------------ */
 /* Utilities.                                                          */

@@ -21,6 +21,7 @@
 #define _GNU_SOURCE /* the GNU strerror_r, which returns its string */
 #endif
 #include "config.h"
+#include "promhttp.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -989,6 +990,19 @@ static int top_control_max_clients(mly_conf *c, void *o, mly_conf_node *v) {
   return rc;
 }
 
+/* Checked now (promhttp_parse_addr): a typo or a non-loopback address
+ * fails the load, not the start. */
+static int top_metrics(mly_conf *c, void *o, mly_conf_node *v) {
+  sv_config *cfg = o;
+  int rc = mly_conf_set_str(c, v, "metrics", &cfg->metrics);
+  if (rc) return rc;
+  promhttp_addr a;
+  char why[512];
+  if (promhttp_parse_addr(cfg->metrics, &a, why, sizeof why) < 0)
+    return mly_conf_bad(c, v, "metrics: %s", why);
+  return 0;
+}
+
 static const field top_fields[] = {{"socket", top_socket, false},
                                    {"socket_mode", top_socket_mode, false},
                                    {"log_dir", top_log_dir, false},
@@ -1001,6 +1015,7 @@ static const field top_fields[] = {{"socket", top_socket, false},
                                    {"env_inherit", top_env_inherit, false},
                                    {"control_timeout", top_control_timeout, false},
                                    {"control_max_clients", top_control_max_clients, false},
+                                   {"metrics", top_metrics, false},
                                    {"programs", top_programs, true}};
 
 /* ------------------------------------------------------------------ */
@@ -1257,6 +1272,7 @@ void sv_config_free(sv_config *c) {
   free(c->start_order);
   free(c->path);
   free(c->socket);
+  free(c->metrics);
   free(c->log_dir);
   free(c->state_dir);
   free(c);

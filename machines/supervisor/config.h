@@ -14,6 +14,8 @@
  *   control_timeout: 30s             # a control connection idle or stalled
  *                                    # that long is closed
  *   control_max_clients: 256         # control connections at once
+ *   metrics: 127.0.0.1:9464          # Prometheus text over HTTP: a unix
+ *                                    # socket path, or a loopback HOST:PORT
  *   programs:
  *     web:
  *       command: [/usr/bin/python3, -m, http.server, "8080"]
@@ -151,6 +153,7 @@ typedef struct sv_config {
   uint32_t sync_interval_ms;
   int64_t control_timeout_ms;   /* default 30000 */
   uint32_t control_max_clients; /* default 256 */
+  char *metrics;          /* NULL: no metrics listener (promhttp.h) */
   sv_program *programs;   /* in file order */
   size_t nprograms;
   size_t *start_order;    /* indexes into programs: dependencies first */

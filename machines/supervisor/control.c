@@ -16,6 +16,8 @@
  *   tail [NAME, N]        -> the last N lines (at most 200) it wrote, as
  *                            the bytes it wrote (a str that may hold NULs)
  *   reopen []             -> "ok": every log file is opened again
+ *   metrics []            -> the Prometheus text format 0.0.4 (a str):
+ *                            the supervisor's figures and its runtime's
  *
  * The socket's mode is the config's socket_mode, its bounds
  * control_max_clients and control_timeout.  What is refused or closed is
@@ -226,6 +228,13 @@ static void m_tail(rpc_call *call, const mly_value *params, void *ud) {
   answer(call, e, res);
 }
 
+static void m_metrics(rpc_call *call, const mly_value *params, void *ud) {
+  (void)params;
+  mly_value *res = NULL;
+  const char *e = sv_metrics_text(((ctl *)ud)->s, &res);
+  answer(call, e, res);
+}
+
 static void m_reopen(rpc_call *call, const mly_value *params, void *ud) {
   (void)params;
   sv *s = ((ctl *)ud)->s;
@@ -239,6 +248,7 @@ static const rpc_method methods[] = {
     {"status", m_status},   {"start", m_command},     {"stop", m_command},
     {"restart", m_command}, {"signal", m_command},    {"reload", m_reload},
     {"shutdown", m_shutdown}, {"tail", m_tail},       {"reopen", m_reopen},
+    {"metrics", m_metrics},
 };
 
 static void ctl_log(void *ud, rpc_log_kind kind, const char *msg) {
@@ -273,6 +283,12 @@ int ctl_start(sv *s, const char *path, char *err, size_t errlen) {
 }
 
 /* Calls still running are none: every method answers at once. */
+
+uint32_t ctl_clients(const sv *s) {
+  const ctl *c = s->ctl;
+  return c ? (uint32_t)rpc_client_count(c->srv) : 0;
+}
+
 void ctl_stop(sv *s) {
   ctl *c = s->ctl;
   if (c == NULL) return;

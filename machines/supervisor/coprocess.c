@@ -823,6 +823,11 @@ int coproc_register(mly_runtime *rt, mly_type **out) {
       .data_size = sizeof(coproc), .version = 1, .fini = coproc_fini}, out);
 }
 
+const char *const *coproc_states(size_t *n) {
+  *n = coproc__npoints - 1; /* "begin" is said "stopped" (sv_proc_state) */
+  return coproc_points + 1;
+}
+
 int sv_proc_spawn_machine(sv *s, sv_proc *p, mly_machine *parent) {
   coproc c = {.p = p};
   (void)s;

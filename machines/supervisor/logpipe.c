@@ -252,30 +252,44 @@ static void emit(sv_logpipe *lp, const char *line, size_t len) {
     return;
   }
   if (lp->p) sv_proc_tail_add(lp->p, line, len);
+  int k = lp->kind == LP_STDERR;
+  uint64_t none = 0, *bytes = lp->p ? &lp->p->log_bytes[k] : &none,
+           *lost = lp->p ? &lp->p->log_dropped[k] : &none;
   if (lp->log->mode == SV_OUT_FILE && lp->file_fd >= 0) {
     if (lp->log->max_size > 0 && lp->size > 0 &&
         lp->size + len + 1 > lp->log->max_size)
       rotate(lp);
-    if (lp->file_fd < 0) return;
+    if (lp->file_fd < 0) {
+      (*lost)++;
+      return;
+    }
     if (lp->log->max_size > 0 && lp->size > 0 &&
         lp->size + len + 1 > 2 * lp->log->max_size) {
       lp->dropped++; /* the hard bound of a log that cannot rotate */
+      (*lost)++;
       return;
     }
     char *copy = malloc(len + 1);
-    if (copy == NULL) return;
+    if (copy == NULL) {
+      (*lost)++;
+      return;
+    }
     memcpy(copy, line, len);
     copy[len] = '\n';
     write_all(lp->file_fd, copy, len + 1); /* one write: lines stay whole */
     free(copy);
     lp->size += len + 1;
+    *bytes += len + 1;
     return;
   }
   /* bytes as written; escaped only for a terminal */
   char prefix[80];
   int pl = snprintf(prefix, sizeof prefix, "[%s] ", lp->name);
-  outq_line(lp->kind == LP_STDERR ? lp->s->err : lp->s->out, prefix,
-            (size_t)pl, line, len, true);
+  outq *q = lp->kind == LP_STDERR ? lp->s->err : lp->s->out;
+  uint64_t before = outq_dropped(q);
+  outq_line(q, prefix, (size_t)pl, line, len, true);
+  if (outq_dropped(q) != before) (*lost)++;
+  else *bytes += len + 1;
 }
 
 static void closed_cb(uv_handle_t *h) {

@@ -80,6 +80,10 @@ static int setup(sv *s, const sv_run_options *o) {
     return rc;
   }
   sv_logf(s, "mealy", "control socket %s", sock);
+  if ((rc = sv_metrics_start(s, err, sizeof err)) < 0) {
+    sv_logf(s, "mealy", "%s", err);
+    return rc;
+  }
   sv *self = s;
   return mly_spawn(s->rt, s->sup_type, &self, sizeof self, &s->sup);
 }
@@ -111,6 +115,7 @@ int sv_run(const sv_run_options *o) {
   if (rc == 0) rc = mly_runtime_run(s->rt);
   if (rc == 0) rc = s->exit_status;
   if (s->ctl) ctl_stop(s);
+  sv_metrics_stop(s);
   logpipe_close_all(s);
   if (s->rt) sv_notify_end(s); /* if the supervisor machine never ran */
   if (s->rt) sv_manager_end(s);

@@ -437,6 +437,7 @@ static void sup_fini(mly_machine *m, void *data) {
   signal(SIGTERM, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   ctl_stop(d->s);
+  sv_metrics_stop(d->s);
   sv_notify_end(d->s);
   sv_manager_end(d->s);
   sv_tree_end(d->s);

@@ -116,6 +116,9 @@ typedef struct sv_proc {
   char *tail[SV_TAIL_LINES];
   uint32_t tail_len[SV_TAIL_LINES];
   size_t tail_next, tail_count;
+  uint64_t log_bytes[2];  /* stdout, stderr: bytes of lines passed on */
+  uint64_t log_dropped[2]; /* ... and lines dropped (a log that cannot
+                              rotate, our own output not read) */
   /* its processes as a whole (tree.c) */
   uint64_t instance;      /* of the current tree, named by its marker */
   int pgid;               /* the current tree's process group */
@@ -140,6 +143,15 @@ typedef struct sv_kept { /* a record found in the journal at start */
   bool claimed;
 } sv_kept;
 
+/* svlog.c: the supervisor's log, and a rate limit for lines an outsider
+ * can cause */
+#define SV_RL_BURST 10
+#define SV_RL_WINDOW_MS 2000
+typedef struct sv_ratelimit {
+  uint64_t start;      /* ms, monotonic: the current window */
+  unsigned n;          /* lines in it */
+  uint64_t suppressed; /* not logged, not yet said */
+} sv_ratelimit;
 struct sv {
   mly_runtime *rt;
   uv_loop_t *loop;
@@ -179,6 +191,9 @@ struct sv {
   bool no_clone3;         /* no CLONE_INTO_CGROUP: fork from inside */
   uint64_t spawn_cpu_ns;  /* CPU spent in spawning children (fork) */
   uint64_t spawns;
+  struct promhttp *metrics; /* the metrics: listener, or NULL */
+  sv_ratelimit metrics_rl;
+  uint64_t started_ms;    /* monotonic, for uptime */
   /* sd_notify (notify.c) */
   char notify_dir[80];    /* the programs' sockets: "" until the first */
   bool notify_dir_made;   /* a temporary one, removed at exit */
@@ -189,15 +204,6 @@ struct sv {
 /* Load the configuration again, from the file or the built-in text. */
 int sv_reload_config(sv *s, sv_config **out, char *err, size_t errlen);
 
-/* svlog.c: the supervisor's log, and a rate limit for lines an outsider
- * can cause */
-#define SV_RL_BURST 10
-#define SV_RL_WINDOW_MS 2000
-typedef struct sv_ratelimit {
-  uint64_t start;      /* ms, monotonic: the current window */
-  unsigned n;          /* lines in it */
-  uint64_t suppressed; /* not logged, not yet said */
-} sv_ratelimit;
 void sv_logf(sv *s, const char *who, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void sv_logf_rl(sv *s, sv_ratelimit *rl, const char *who, const char *fmt,
@@ -207,6 +213,8 @@ void sv_rl_flush(sv *s, sv_ratelimit *rl, const char *who);
 /* coprocess.c */
 int coproc_register(mly_runtime *rt, mly_type **out);
 int sv_proc_spawn_machine(sv *s, sv_proc *p, mly_machine *parent);
+/* Every state sv_proc_state says of a program with a machine. */
+const char *const *coproc_states(size_t *n);
 
 /* supervisor.c */
 int sup_register(mly_runtime *rt, mly_type **out);
@@ -303,6 +311,14 @@ void sv_manager_end(sv *s);
 /* control.c: the unix socket */
 int ctl_start(sv *s, const char *path, char *err, size_t errlen);
 void ctl_stop(sv *s);
+uint32_t ctl_clients(const sv *s);
+
+/* svmetrics.c: the supervisor's figures, as a metrics source of its
+ * runtime, and the metrics: listener */
+int sv_metrics_start(sv *s, char *err, size_t errlen);
+void sv_metrics_stop(sv *s);
+/* The whole text as a str value, or an error sentence (control.c). */
+const char *sv_metrics_text(sv *s, mly_value **out);
 
 /* run.c: the whole thing */
 typedef struct sv_run_options {

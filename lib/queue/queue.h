@@ -1,0 +1,201 @@
+/*
+ * queue.h - what the files of lib/queue/ share: the queue layer of one
+ * runtime (layer.c), its queues and their dispatchers (dispatch.c), the
+ * task machine (task.c), attempts (attempt.c), the clock (clock.c).
+ *
+ * The durable truth is in the task instances (their data and context,
+ * D10); everything here is memory that recovery rebuilds: a task that
+ * reaches its `waiting` point (again, after a restart) registers itself
+ * with its queue's dispatcher.  Nothing here is touched off the loop
+ * thread except an attempt's outcome fields, by a blocking function's
+ * mly_task_done on its threadpool thread (attempt.c says how).
+ */
+#ifndef MLY_QUEUE_H
+#define MLY_QUEUE_H
+
+#include "mealy.h"
+
+#include <uthash.h>
+
+#define TQ_TYPE "mly.task"
+#define TQ_CLOCK_TYPE "mly.queue.clock"
+#define TQ_QSTATE_TYPE "mly.queue"
+#define TQ_ATTACH "queue"
+#define TQ_NAME_PREFIX "task:"
+#define TQ_EV_RETRY "mly.task.retry"
+#define TQ_DEFAULT_CONCURRENT 1000
+#define TQ_DEFAULT_LEVELS 10
+#define TQ_MAX_LEVELS 1000
+
+/* The task instance's data: saved byte for byte with every step. */
+typedef struct tq_data {
+  char queue[MLY_NAME_MAX + 1];
+  char target[MLY_NAME_MAX + 1];
+  uint8_t kind;  /* mly_task_kind */
+  uint8_t state; /* mly_task_state */
+  uint8_t pad[2];
+  int32_t priority;
+  int32_t last_error;
+  uint32_t attempts, failures;
+  uint32_t pad2;
+  int64_t eta_ms, created_ms, first_run_ms;
+  uint64_t seq;
+  mly_retry retry; /* as given: fields < 0 are the queue's */
+  char last_msg[MLY_TASK_MSG_MAX + 1];
+} tq_data;
+
+typedef struct tq_queue tq_queue;
+typedef struct tq_rec tq_rec;
+typedef struct tq_layer tq_layer;
+
+/* One attempt (the public mly_task). */
+struct mly_task {
+  tq_layer *L;
+  tq_rec *rec;          /* NULL once abandoned (timeout, task ended) */
+  mly_runtime *rt;
+  mly_id id;
+  const mly_value *payload;
+  const char *name;
+  char queue[MLY_NAME_MAX + 1];
+  mly_task_target target;
+  char target_name[MLY_NAME_MAX + 1];
+  uint32_t attempt;
+  mly_task_fn fn;
+  void *fn_arg;
+  bool blocking;        /* runs on the threadpool: set before, read only */
+  bool in_pool;         /* its work request has not come back            */
+  bool reported;
+  mly_task_outcome outcome;
+  char msg[MLY_TASK_MSG_MAX + 1];
+  uint64_t deadline_us; /* 0: no timeout */
+  mly_task *rnext, *rprev; /* the queue's running list, start order */
+  uv_work_t work;
+};
+
+/* Running attempts per value of a queue's concurrency key. */
+typedef struct tq_keyc {
+  char *val;
+  uint32_t running;
+  tq_rec *blocked, *blocked_tail; /* waiting only for this key */
+  UT_hash_handle hh;
+} tq_keyc;
+
+/* The in-memory side of a task that reached `waiting`. */
+struct tq_rec {
+  mly_id id;
+  tq_queue *q;
+  uint32_t heap_idx;    /* in q->heap, or TQ_NO_HEAP */
+  int32_t priority;
+  int64_t eta_ms;
+  uint64_t seq;
+  char *keyval;         /* its concurrency key value, or NULL */
+  tq_keyc *kc;          /* while it holds a key slot or is blocked on one */
+  tq_rec *bnext;        /* in kc's blocked list */
+  bool blocked;
+  bool granted;         /* a slot is held for it: it may start */
+  bool holds_slot;      /* granted or running: counted in q->running */
+  mly_task *att;        /* the attempt running, or NULL */
+  uint32_t pool_inflight; /* its blocking attempts not yet back */
+  bool finished;        /* an outcome waits for the task's step */
+  mly_task_outcome outcome;
+  int32_t err;
+  char msg[MLY_TASK_MSG_MAX + 1];
+  UT_hash_handle hh;    /* L->recs by id */
+};
+#define TQ_NO_HEAP UINT32_MAX
+
+struct tq_queue {
+  tq_layer *L;
+  mly_queue_def def;    /* resolved; strings point into the fields below */
+  char name[MLY_NAME_MAX + 1];
+  char key[MLY_NAME_MAX + 1];
+  bool declared;        /* false: named by a recovered task only */
+  bool paused;
+  bool state_dirty;     /* paused changed; no state instance holds it yet */
+  mly_id state_id;      /* its "mly.queue" instance (qstate.c), 0: none */
+  tq_rec **heap;        /* due tasks waiting for a slot */
+  uint32_t n, cap;
+  uint32_t running;     /* slots held */
+  tq_keyc *keys;
+  double tokens;
+  uint64_t refill_us;
+  uint64_t started, succeeded, failed, dead_lettered;
+  mly_task *run_head, *run_tail;
+  tq_queue *next;       /* declaration order */
+  UT_hash_handle hh;
+};
+
+typedef struct tq_fn {
+  char name[MLY_NAME_MAX + 1];
+  mly_task_fn fn;
+  void *arg;
+  unsigned flags;
+  UT_hash_handle hh;
+} tq_fn;
+
+typedef struct tq_added {
+  mly_id id;
+  mly_task_added_cb cb;
+  void *arg;
+  UT_hash_handle hh;
+} tq_added;
+
+struct tq_layer {
+  mly_runtime *rt;
+  mly_type *type, *clock_type, *qs_type;
+  bool states_synced;   /* the queues' state instances were looked up */
+  uint32_t ev_retry;
+  tq_queue *queues, *qhead, *qtail;
+  tq_fn *fns;
+  tq_fn starter;
+  bool has_starter;
+  tq_rec *recs;
+  tq_added *added;
+  uint64_t last_seq;
+  uint64_t rand;        /* xorshift state for jitter */
+  mly_id clock;         /* the clock instance, 0: none */
+  uint64_t clock_due;   /* what it sleeps until (us), 0: nothing */
+  bool closing;
+};
+
+/* layer.c */
+tq_layer *tq_get(mly_runtime *rt);
+tq_queue *tq_queue_find(tq_layer *L, const char *name);
+tq_queue *tq_queue_get(tq_layer *L, const char *name); /* placeholder ok */
+tq_fn *tq_fn_find(tq_layer *L, const char *name);
+void tq_resolve(const tq_queue *q, const mly_retry *given, mly_retry *out);
+/* 0, or MLY_EINVAL (with a sentence naming queue q in err) */
+int tq_check_retry(const mly_retry *r, const char *q, char *err, size_t len);
+uint64_t tq_rand(tq_layer *L);
+int64_t tq_wall_ms(void);
+uint64_t tq_now_us(void);
+
+/* dispatch.c */
+void tq_enqueue(tq_queue *q, tq_rec *r);   /* due: wait for a slot */
+void tq_dispatch(tq_queue *q);
+void tq_release_slot(tq_rec *r);           /* its attempt is over */
+void tq_forget(tq_rec *r);                 /* out of heap and key lists */
+uint64_t tq_queue_due(tq_queue *q);        /* next clock need, 0: none */
+void tq_queue_free(tq_queue *q);
+
+/* attempt.c */
+void tq_attempt_start(tq_layer *L, tq_rec *r, mly_machine *m, tq_data *d);
+void tq_finish(tq_rec *r, mly_task_outcome o, int err, const char *msg);
+void tq_timeouts(tq_queue *q, uint64_t now_us);
+void tq_abandon(tq_rec *r);                /* the task ends under it */
+
+/* clock.c */
+int tq_clock_register(tq_layer *L);
+void tq_clock_need(tq_layer *L, uint64_t due_us);
+void tq_tick(tq_layer *L);
+
+/* qstate.c */
+int tq_qstate_register(tq_layer *L);
+void tq_states_sync(tq_layer *L);     /* once, before the first dispatch */
+void tq_state_declared(tq_queue *q);
+void tq_state_changed(tq_queue *q);   /* paused or resumed */
+
+/* task.c */
+int tq_task_register(tq_layer *L);
+
+#endif /* MLY_QUEUE_H */
