@@ -1448,7 +1448,9 @@ int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
  * no new journal record kind) that it takes at its next wait or sleep,
  * in a step of its own: it checks again (it may have moved on; if no
  * longer safe it stays, with a log line) and switches its pinned
- * definition; a restart before that step delivers the event again.
+ * definition; a restart before that step delivers the event again once
+ * its record is in the journal (posted without waiting for that: after
+ * a crash, migrating again lists what is left).
  * Returns the count reported migrated, or MLY_EINVAL, MLY_EPERM (not the
  * loop thread), mly_fsm_add's errors, a post's error.  Loop thread. */
 #define MLY_FSM_MIGRATE_DRY_RUN 0x1u
