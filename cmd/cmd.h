@@ -17,7 +17,9 @@ int cmd_version(int argc, char **argv);
 int cmd_supervise(int argc, char **argv);
 int cmd_ctl(int argc, char **argv);
 int cmd_journal(int argc, char **argv);
+int cmd_store(int argc, char **argv);
 int cmd_fsm(int argc, char **argv);
+int cmd_queue(int argc, char **argv);
 /* `mealy fsm run` (fsm_run.c) and its clients (fsm_ctl.c) */
 int cmd_fsm_run(int argc, char **argv);
 int cmd_fsm_start(int argc, char **argv);

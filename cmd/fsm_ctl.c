@@ -109,7 +109,7 @@ static int parse(const char *sub, int argc, char **argv, fsm_opts *o,
 
 /* key=value and key:=VALUE arguments into a map; NULL after saying
  * which one is wrong. */
-static mly_value *kv_map(const char *cmd, char **args, int n) {
+mly_value *ctl_kv_map(const char *cmd, char **args, int n) {
   mly_value *m = mly_value_map();
   for (int i = 0; m && i < n; i++) {
     char *eq = strchr(args[i], '=');
@@ -288,13 +288,13 @@ static int run(const char *sub, int argc, char **argv) {
   if (st == 0 && !done) {
     params = mly_value_array();
     if (!strcmp(sub, "start") && o.npos >= 1) {
-      mly_value *ctx = kv_map(o.cmd, o.pos + 1, o.npos - 1);
+      mly_value *ctx = ctl_kv_map(o.cmd, o.pos + 1, o.npos - 1);
       mly_array_push(params, mly_value_str(o.pos[0]));
       mly_array_push(params, o.name ? mly_value_str(o.name) : mly_value_nil());
       mly_array_push(params, ctx);
       if (ctx == NULL) st = 2;
     } else if (!strcmp(sub, "send") && o.npos >= 2) {
-      mly_value *pl = kv_map(o.cmd, o.pos + 2, o.npos - 2);
+      mly_value *pl = ctl_kv_map(o.cmd, o.pos + 2, o.npos - 2);
       mly_array_push(params, mly_value_str(o.pos[0]));
       mly_array_push(params, mly_value_str(o.pos[1]));
       mly_array_push(params, pl);

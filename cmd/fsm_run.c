@@ -171,6 +171,25 @@ static int parse(int argc, char **argv, run_args *a) {
   return 0;
 }
 
+/* The queue layer's starter (a task or schedule with `machine:`): an
+ * instance of the machine with the payload (a map) as its context,
+ * named "run:QUEUE:TASK-ID" so an attempt run again after a crash finds
+ * the instance its first attempt started and counts as done. */
+static void start_machine(mly_task *t, void *arg) {
+  fsm_host *h = arg;
+  mly_task_target what = mly_task_target_of(t);
+  const mly_value *p = mly_task_payload(t);
+  char name[MLY_INSTANCE_NAME_MAX + 1];
+  snprintf(name, sizeof name, "run:%s:%llu", mly_task_queue(t),
+           (unsigned long long)mly_task_id(t));
+  mly_value *ctx = p && mly_value_type(p) == MLY_V_MAP ? mly_value_copy(p)
+                                                        : NULL;
+  int rc = mly_fsm_start(h->rt, what.name, name, ctx, NULL, 0, NULL);
+  if (rc == 0 || rc == MLY_EEXIST) return mly_task_done(t, MLY_TASK_OK, NULL);
+  mly_task_done(t, rc == MLY_ENOENT ? MLY_TASK_PERMANENT : MLY_TASK_RETRY,
+                mly_strerror(rc));
+}
+
 /* Everything up to the open socket; 0, or the exit status. */
 static int setup(fsm_host *h, const run_args *a) {
   char err[1024];
@@ -183,7 +202,9 @@ static int setup(fsm_host *h, const run_args *a) {
   }
   if ((rc = uv_loop_init(&h->loop)) < 0 ||
       (rc = mly_runtime_new(&h->rt, &h->loop, NULL)) < 0 ||
-      (rc = mly_fsm_attach(h->rt)) < 0) {
+      (rc = mly_fsm_attach(h->rt)) < 0 || (rc = mly_queues_open(h->rt)) < 0 ||
+      (h->qconf = mly_queue_conf_new()) == NULL) {
+    if (rc == 0) rc = MLY_ENOMEM;
     fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
     return 1;
   }
@@ -193,11 +214,34 @@ static int setup(fsm_host *h, const run_args *a) {
                             .action_arg = h->rt,
                             /* it names commands to run: as the library */
                             .trusted_files = true};
+  mly_conf_section sec[2];
+  mly_queue_conf_sections(h->qconf, sec);
+  lo.sections = sec;
+  lo.nsections = 2;
   if (mly_fsm_load(a->files, a->nfiles, &lo, &h->set) < 0) return 1;
+  if ((rc = mly_task_set_starter(h->rt, start_machine, h, 0)) < 0) {
+    fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
+    return 1;
+  }
+  if ((rc = mly_queue_conf_apply(h->rt, h->qconf, MLY_QCONF_QUEUES, err,
+                                 sizeof err)) < 0) {
+    fprintf(stderr, "mealy fsm run: %s\n", err);
+    return 1;
+  }
   if ((rc = mly_journal_open(h->rt, &jo, err, sizeof err)) < 0) {
     fprintf(stderr, "mealy fsm run: %s\n", err);
     return 1;
   }
+  if ((rc = mly_queue_conf_apply(h->rt, h->qconf, MLY_QCONF_SCHEDULES, err,
+                                 sizeof err)) < 0) {
+    fprintf(stderr, "mealy fsm run: %s\n", err);
+    return 1;
+  }
+  h->methods = calloc(fsm_nmethods + queue_nmethods, sizeof *h->methods);
+  if (h->methods == NULL) return 1;
+  memcpy(h->methods, fsm_methods, fsm_nmethods * sizeof *h->methods);
+  memcpy(h->methods + fsm_nmethods, queue_methods,
+         queue_nmethods * sizeof *h->methods);
   if ((rc = mly_fsm_add(h->rt, h->set)) < 0) {
     fprintf(stderr, "mealy fsm run: cannot add the machines: %s%s\n",
             mly_strerror(rc), rc == MLY_ENOENT ? " (an action they name "
@@ -205,7 +249,8 @@ static int setup(fsm_host *h, const run_args *a) {
     return 1;
   }
   rpc_config rc_cfg = {.loop = &h->loop, .path = a->sock,
-                       .methods = fsm_methods, .nmethods = fsm_nmethods,
+                       .methods = h->methods,
+                       .nmethods = fsm_nmethods + queue_nmethods,
                        .what = "fsm host", .ud = h};
   if ((rc = rpc_start(&rc_cfg, &h->srv, err, sizeof err)) < 0) {
     fprintf(stderr, "mealy fsm run: control socket: %s\n", err);
@@ -244,6 +289,8 @@ int cmd_fsm_run(int argc, char **argv) {
   }
   if (h && h->rt) uv_loop_close(&h->loop);
   if (h) mly_fsm_set_free(h->set);
+  if (h) mly_queue_conf_free(h->qconf);
+  if (h) free(h->methods);
   /* the library stays loaded: its code may still be referenced by
    * whatever the runtime left (and it is the process's end anyway) */
   free(h);

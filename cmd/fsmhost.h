@@ -18,10 +18,20 @@ typedef struct fsm_host {
   mly_fsm_set *set;
   void *actions;          /* the --actions library (dlopen), or NULL */
   int stops;              /* SIGTERM/SIGINT seen */
+  mly_queue_conf *qconf;  /* queues: and schedules: of its files */
+  rpc_method *methods;    /* fsm's and the queues', one table */
 } fsm_host;
 
 /* The table the host registers on its socket. */
 extern const rpc_method fsm_methods[];
 extern const size_t fsm_nmethods;
+/* The task queues' methods (queue_methods.c), served beside them. */
+extern const rpc_method queue_methods[];
+extern const size_t queue_nmethods;
+
+/* key=value (a string) and key:=VALUE (number, true, false, null)
+ * arguments into a map; NULL after saying which one is wrong (fsm_ctl.c;
+ * the queue client uses it too). */
+mly_value *ctl_kv_map(const char *cmd, char **args, int n);
 
 #endif

@@ -221,7 +221,6 @@ struct mly_runtime {
   uint32_t nsigs;
   mly_proc *procs;
   size_t nprocs;
-  struct fsm_rt *fsm;      /* the YAML machines' layer (lib/fsm/), or NULL */
 
   /* shutdown */
   bool stopping, stopped, closing, close_pending;
@@ -277,7 +276,6 @@ void rt_keep_alive(mly_runtime *rt);
 void rt_bytes(mly_runtime *rt, ptrdiff_t delta);
 void rt_handle_closed(uv_handle_t *h);
 void rt_release(mly_runtime *rt);
-void fsm_rt_free(mly_runtime *rt); /* lib/fsm/interp_rt.c */
 
 /* machine.c */
 mly_inst *inst_get(const mly_runtime *rt, mly_id id);

@@ -121,7 +121,6 @@ void rt_release(mly_runtime *rt) {
   if (--rt->open_handles > 0) return;
   if (rt->owns_loop) return; /* mly_runtime_close frees it after the loop */
   inst_free_pools(rt);
-  fsm_rt_free(rt);
   ext_free_all(rt);
   names_free(rt);
   for (uint32_t i = rt->nattached; i-- > 0;) /* newest first */

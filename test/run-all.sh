@@ -10,7 +10,7 @@ pkgs=(gcc clang libc6-dev libuv1-dev libyaml-dev libmsgpack-dev nettle-dev
       uthash-dev check meson ninja-build pkg-config procps python3
       python3-msgpack libhttp-parser-dev
       python3-prometheus-client graphviz groff-base man-db systemd libjansson-dev
-      beanstalkd)
+      beanstalkd tzdata postgresql libpq-dev)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${pkgs[@]}"; do

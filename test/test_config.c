@@ -369,6 +369,23 @@ START_TEST(t_signals) {
   ck_assert_int_eq(sv_signal_number(NULL), -1);
   ck_assert_ptr_null(sv_signal_name(0));
   ck_assert_ptr_null(sv_signal_name(-1));
+  ck_assert_ptr_null(sv_signal_name(SIGRTMAX + 1));
+  /* every signal a process can die of has a name, and the name reads
+   * back as the same signal; real-time ones as kill -l names them */
+  for (int sig = 1; sig <= SIGRTMAX; sig++) {
+    const char *name = sv_signal_name(sig);
+    ck_assert_msg(name != NULL, "signal %d has no name", sig);
+    ck_assert_int_eq(sv_signal_number(name), sig);
+  }
+  ck_assert_str_eq(sv_signal_name(SIGRTMIN), "RTMIN");
+  ck_assert_str_eq(sv_signal_name(SIGRTMAX), "RTMAX");
+  ck_assert_str_eq(sv_signal_name(SIGRTMIN + 6), "RTMIN+6");
+  ck_assert_str_eq(sv_signal_name(SIGRTMAX - 2), "RTMAX-2");
+  ck_assert_int_eq(sv_signal_number("SIGRTMIN+6"), SIGRTMIN + 6);
+  ck_assert_int_eq(sv_signal_number("rtmax-2"), SIGRTMAX - 2);
+  ck_assert_int_eq(sv_signal_number("RTMIN-1"), -1);
+  ck_assert_int_eq(sv_signal_number("RTMIN+"), -1);
+  ck_assert_int_eq(sv_signal_number("RTMAX+1"), -1);
   sv_config *c = parse_ok(WEB "    stop_signal: 9\n");
   ck_assert_int_eq(c->programs[0].stop_signal, SIGKILL);
   sv_config_free(c);

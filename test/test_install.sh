@@ -40,7 +40,7 @@ ok "meson install into DESTDIR"
 for f in "$B/mealy" "$I/mealy.h" "$L/libmealy.so" "$L/libmealy.a" \
          "$L/pkgconfig/mealy.pc" "$U/mealy.service" "$C/mealy" \
          "$M/man1/mealy.1" "$M/man1/mealy-supervise.1" "$M/man1/mealy-ctl.1" \
-         "$M/man1/mealy-journal.1"; do
+         "$M/man1/mealy-journal.1" "$M/man1/mealy-store.1"; do
   check "installed: ${f#"$root"}" test -s "$f"
 done
 check "nothing is installed outside the prefix" \
@@ -51,7 +51,7 @@ check "the header is the source's" cmp -s "$I/mealy.h" "$src/lib/include/mealy.h
 check "libmealy.so is a link to the versioned library" test -L "$L/libmealy.so"
 
 # ---- man pages: they render, with no groff warning ----
-for p in mealy mealy-supervise mealy-ctl mealy-journal; do
+for p in mealy mealy-supervise mealy-ctl mealy-journal mealy-store; do
   f=$M/man1/$p.1
   check "$p(1) has no groff warning" \
     bash -c "[ -z \"\$(groff -man -ww -z -Tutf8 '$f' 2>&1)\" ]"
@@ -83,6 +83,8 @@ check "completion: mealy ctl st -> status start stop" \
   test "$(complete_words mealy ctl st)" = "status start stop"
 check "completion: mealy journal '' -> its actions" \
   test "$(complete_words mealy journal '')" = "stat dump check compact"
+check "completion: mealy store '' -> its actions" \
+  test "$(complete_words mealy store '')" = "init migrate stat"
 check "completion: mealy supervise --ch -> --check" \
   test "$(complete_words mealy supervise --ch)" = "--check"
 

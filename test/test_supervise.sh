@@ -943,8 +943,18 @@ programs:
     success_exit_codes: [0, 3]
     backoff: {initial: 10ms, max: 10ms}
     intensity: {max_restarts: 2, within: 60s}
+  rt:
+    command: [/bin/sh, -c, "kill -40 \$\$; sleep 5"]
+    restart: never
 EOF
 if sv_start; then
+  # a signal without a classic name (real-time 40) is named as kill -l does
+  rtname=$(kill -l 40)
+  check "rt: stays stopped" poll 100 state_is rt stopped
+  check "rt: status json: last_signal $rtname" eq "$(field rt last_signal)" "$rtname"
+  check "rt: status table: killed by SIG$rtname" \
+    grep -qF "killed by SIG$rtname" <<<"$(ctl status rt)"
+  check "rt: log: killed by SIG$rtname" logged rt "exited: killed by SIG${rtname/+/\\+}"
   for n in never clean three; do
     check "$n: stays stopped" poll 100 state_is "$n" stopped
     check "$n: log not restarting" logged "$n" 'not restarting \(restart: (never|on-failure)\)'

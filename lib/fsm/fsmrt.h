@@ -1,5 +1,5 @@
 /*
- * fsmrt.h - the fsm layer of one runtime (rt->fsm): its two types, the
+ * fsmrt.h - the fsm layer of one runtime (attached as "mly.fsm"): its two types, the
  * action registry, the definitions by hash and the startable machines by
  * name, and the dispatches in flight by instance id.  Private to
  * lib/fsm/ (fsmfan's files may include it too).

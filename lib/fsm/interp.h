@@ -155,7 +155,7 @@ typedef struct fsm_action_ent {
   UT_hash_handle hh;
 } fsm_action_ent;
 
-/* The per-runtime fsm layer (rt->fsm). */
+/* The per-runtime fsm layer (attached as "mly.fsm"). */
 typedef struct fsm_rt fsm_rt;
 fsm_rt *fsm_rt_get(mly_runtime *rt);           /* NULL: not attached */
 const fsm_action_ent *fsm_action_find(const fsm_rt *f, const char *name);

@@ -12,12 +12,20 @@
 
 #include "fsmrt.h"
 
-fsm_rt *fsm_rt_get(mly_runtime *rt) { return rt ? rt->fsm : NULL; }
+/* The layer hangs on its runtime through mly_runtime_attach: the
+ * runtime below knows nothing of it (arrows point down). */
+#define FSM_ATTACH_KEY "mly.fsm"
+
+static void fsm_rt_release(void *p);
+
+fsm_rt *fsm_rt_get(mly_runtime *rt) {
+  return rt ? mly_runtime_attached(rt, FSM_ATTACH_KEY) : NULL;
+}
 
 int mly_fsm_attach(mly_runtime *rt) {
   if (rt == NULL) return MLY_EINVAL;
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
-  if (rt->fsm != NULL) return 0;
+  if (fsm_rt_get(rt) != NULL) return 0;
   fsm_rt *f = calloc(1, sizeof *f);
   if (f == NULL) return MLY_ENOMEM;
   f->rt = rt;
@@ -35,13 +43,17 @@ int mly_fsm_attach(mly_runtime *rt) {
     free(f);
     return rc;
   }
-  rt->fsm = f;
+  rc = mly_runtime_attach(rt, FSM_ATTACH_KEY, f, fsm_rt_release);
+  if (rc < 0) {
+    free(f);
+    return rc;
+  }
   return 0;
 }
 
-void fsm_rt_free(mly_runtime *rt) {
-  fsm_rt *f = rt->fsm;
-  if (f == NULL) return;
+/* Called by the runtime when it is freed, with the other layers'. */
+static void fsm_rt_release(void *p) {
+  fsm_rt *f = p;
   for (uint32_t i = 0; i < f->nruns; i++) {
     fsm_run *r = f->runs[i];
     if (r == NULL) continue;
@@ -55,7 +67,6 @@ void fsm_rt_free(mly_runtime *rt) {
   fsm_actions_free(f);
   fsm_defs_free(f);
   free(f);
-  rt->fsm = NULL;
 }
 
 void fsm_set_test_hooks(mly_runtime *rt, const fsm_test_hooks *h) {

@@ -1198,6 +1198,79 @@ int mly_queue_info_get(mly_runtime *rt, const char *queue,
 int mly_task_lookup(mly_runtime *rt, const char *queue, const char *name,
                     mly_name_info *out);
 
+/* Schedules.  A schedule adds a task at each tick of a 5-field cron     */
+/* expression (minute hour day-of-month month day-of-week: lists,       */
+/* ranges, steps, names JAN..DEC and SUN..SAT, 7 is Sunday; when both   */
+/* day fields are restricted a day matches when either does) read in an */
+/* IANA time zone, or every `every_ms` (multiples since the epoch).  A  */
+/* tick whose local time falls in a skipped hour (spring forward) runs  */
+/* at the transition; a local time that occurs twice (fall back) ticks  */
+/* once, at its first occurrence.  Zones are read from                  */
+/* /usr/share/zoneinfo (TZif; past the file's last transition, its last */
+/* offset holds).                                                       */
+/*                                                                     */
+/* Each schedule is a durable machine "schedule:NAME" holding its next */
+/* tick; a tick's task is named "NAME@S" (S: the tick, UTC seconds since */
+/* the epoch) and is added in the same committed step that moves the  */
+/* next tick, so each tick is enqueued once, also across restarts (the */
+/* tick's name makes a step run again harmless).  Ticks that came due  */
+/* while the process was down (or more than MLY_SCHEDULE_GRACE_MS ago) */
+/* are missed: MLY_MISSED_SKIP enqueues none of them, MLY_MISSED_ONE   */
+/* the newest, MLY_MISSED_ALL each (at most the newest                */
+/* MLY_MISSED_ALL_MAX; the others are counted as skipped).             */
+
+typedef enum mly_missed {
+  MLY_MISSED_SKIP = 0,
+  MLY_MISSED_ONE,
+  MLY_MISSED_ALL
+} mly_missed;
+
+#define MLY_MISSED_ALL_MAX 100
+#define MLY_SCHEDULE_GRACE_MS 60000
+#define MLY_SCHEDULE_NAME_MAX 40
+
+typedef struct mly_schedule_def {
+  const char *name;        /* 1..MLY_SCHEDULE_NAME_MAX bytes, no control
+                              character, '/' or '@'                     */
+  const char *cron;        /* the expression, or NULL with every_ms      */
+  int64_t every_ms;        /* > 0, whole seconds: a period instead       */
+  const char *tz;          /* IANA zone name; NULL or "UTC": UTC         */
+  mly_missed missed;
+  mly_task_target what;    /* the function, or the machine started      */
+  const char *queue;       /* NULL: MLY_QUEUE_DEFAULT                    */
+  const mly_value *payload;/* copied into each tick's task; NULL: none   */
+  int32_t priority;
+} mly_schedule_def;
+
+/* Declare a schedule on rt (mly_queues_open first; with a journal, after
+ * mly_journal_open so the schedule finds where it was).  The definition
+ * is copied; give it again at each start (the instance keeps only its
+ * next tick and counts).  A schedule never declared before sees its
+ * first tick after now.  Loop thread.  MLY_EINVAL with a sentence in
+ * err (a bad name, cron expression with its column, zone, missed or
+ * target); MLY_ENOENT (no queue layer, no such zone, a function not
+ * registered, or a machine target without a starter); MLY_EPERM (a
+ * zone file not owned by root or writable by others); MLY_EEXIST
+ * (declared already); MLY_ENOMEM. */
+int mly_schedule_declare(mly_runtime *rt, const mly_schedule_def *def,
+                         char *err, size_t errlen);
+
+/* Tests: read "now" (ms since the epoch) from now_ms instead of the wall
+ * clock; then no timer is armed for ticks: call mly_schedules_poke after
+ * moving the clock.  Set before declaring. */
+void mly_schedule_set_clock(mly_runtime *rt, int64_t (*now_ms)(void *arg),
+                            void *arg);
+void mly_schedules_poke(mly_runtime *rt);
+
+typedef struct mly_schedule_info {
+  mly_id id;          /* its instance; 0: not there yet               */
+  int64_t next_ms;    /* its next tick, UTC ms; 0: not computed yet    */
+  uint64_t enqueued;  /* ticks enqueued over its life                  */
+  uint64_t skipped;   /* ticks missed and not enqueued                 */
+} mly_schedule_info;
+int mly_schedule_info_get(mly_runtime *rt, const char *name,
+                          mly_schedule_info *out); /* MLY_ENOENT */
+
 /* ------------------------------------------------------------------ */
 /* YAML machines: actions and the interpreter (layer `fsm`).           */
 /*                                                                     */
@@ -1835,6 +1908,26 @@ int mly_fsm_load_text(const char *path, const char *text, size_t len,
                       const mly_fsm_load_options *o, mly_fsm_set **out);
 void mly_fsm_set_free(mly_fsm_set *s);
 
+/* Queues and schedules in YAML: `queues:` and `schedules:`, read by
+ * the fsm loader's section hook (README "Queues and schedules in
+ * YAML" lists the keys).  Make a conf, pass its two sections in
+ * mly_fsm_load_options.sections, load; every mistake is reported
+ * through the loader's on_error at FILE:LINE:COL.  Then declare what
+ * was read: MLY_QCONF_QUEUES after mly_queues_open and before
+ * mly_journal_open, MLY_QCONF_SCHEDULES after it; the first refusal
+ * (mly_queue_declare's or mly_schedule_declare's) is returned.  The
+ * conf is the caller's (free it after the apply; the runtime keeps
+ * copies). */
+typedef struct mly_queue_conf mly_queue_conf;
+#define MLY_QCONF_QUEUES 0x1u
+#define MLY_QCONF_SCHEDULES 0x2u
+mly_queue_conf *mly_queue_conf_new(void);          /* NULL: no memory */
+void mly_queue_conf_free(mly_queue_conf *qc);      /* NULL is fine    */
+void mly_queue_conf_sections(mly_queue_conf *qc, mly_conf_section out[2]);
+size_t mly_queue_conf_count(const mly_queue_conf *qc, bool schedules);
+int mly_queue_conf_apply(mly_runtime *rt, const mly_queue_conf *qc,
+                         unsigned what, char *err, size_t errlen);
+
 /* Machines in file order (imports before the file that imports them). */
 size_t mly_fsm_count(const mly_fsm_set *s);
 const mly_fsm_machine *mly_fsm_at(const mly_fsm_set *s, size_t i);
@@ -2048,6 +2141,52 @@ int mly__child_done(mly_machine *m, int *status);
 bool mly_timed_out(const mly_machine *m);
 int mly_wait_error(const mly_machine *m);
 bool mly_shutdown_requested(const mly_machine *m);
+
+/* ------------------------------------------------------------------ */
+/* PostgreSQL store: its schema (in progress; durable machines do not  */
+/* run on PostgreSQL yet)                                              */
+/* ------------------------------------------------------------------ */
+
+/* The schema version this code creates and understands. */
+#define MLY_STORE_PG_VERSION 1
+
+/* What mly_store_pg_stat counts (the database's schema version; 0: it has
+ * none). */
+typedef struct mly_store_pg_counts {
+  int version;        /* the database's schema version, 0: none          */
+  int code_version;   /* MLY_STORE_PG_VERSION                            */
+  int64_t instances;  /* live instances                                  */
+  int64_t ended;      /* tombstones: instances that ended                */
+  int64_t owned;      /* live instances under an unexpired lease         */
+  int64_t events;     /* pending events and posts                        */
+  int64_t timers;     /* timers set                                      */
+} mly_store_pg_counts;
+
+/* Tools for a PostgreSQL database given by conninfo (a libpq connection
+ * string, "host=/run/pg dbname=mealy" or "postgresql://..."). Each call
+ * connects, works and disconnects; it blocks the calling thread (it runs
+ * a private libuv loop), so call it from a tool, not from a running loop.
+ * msg (msgsz bytes, may be NULL) receives a sentence on failure.
+ *
+ * mly_store_pg_init creates the schema (SQL schema "mealy") at
+ * MLY_STORE_PG_VERSION in one transaction; on a database already at that
+ * version it changes nothing and returns 0; *from (may be NULL) is the
+ * version found (0: none, so it was created).  mly_store_pg_migrate moves
+ * an older schema forward to MLY_STORE_PG_VERSION in one transaction
+ * (nothing to do at that version).  Both take an advisory lock, so that
+ * concurrent calls wait for each other.
+ * Errors: MLY_EIO (cannot connect, or the server refused: msg has its
+ * words), MLY_ERANGE (the database's schema is newer than this code:
+ * nothing changed), MLY_EEXIST (init on an older schema: migrate it),
+ * MLY_ENOENT (migrate or stat on a database without the schema),
+ * MLY_EBADMSG (the version table is damaged), MLY_ENOMEM.
+ * mly_store_pg_stat fills *st; on MLY_ERANGE st->version is still set. */
+int mly_store_pg_init(const char *conninfo, int *from, char *msg,
+                      size_t msgsz);
+int mly_store_pg_migrate(const char *conninfo, int *from, char *msg,
+                         size_t msgsz);
+int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
+                      char *msg, size_t msgsz);
 
 #ifdef __cplusplus
 }

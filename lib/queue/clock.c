@@ -21,6 +21,7 @@ static uint64_t next_due(tq_layer *L) {
     uint64_t d = tq_queue_due(q);
     if (d && (due == 0 || d < due)) due = d;
   }
+  if (L->sc_due_us && (due == 0 || L->sc_due_us < due)) due = L->sc_due_us;
   return due;
 }
 
@@ -30,6 +31,7 @@ void tq_tick(tq_layer *L) {
     tq_timeouts(q, now);
     tq_dispatch(q);
   }
+  tq_sched_tick(L);
 }
 
 static int clock_run(mly_machine *m, void *data) {

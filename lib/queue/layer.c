@@ -52,6 +52,7 @@ static void layer_release(void *p) {
     HASH_DEL(L->added, a);
     free(a);
   }
+  tq_sched_free_all(L);
   /* the task fini hooks took every record out before this runs */
   free(L);
 }
@@ -74,7 +75,7 @@ int mly_queues_open(mly_runtime *rt) {
   }
   if ((rc = mly_event_id(rt, TQ_EV_RETRY, &L->ev_retry)) < 0 ||
       (rc = tq_task_register(L)) < 0 || (rc = tq_clock_register(L)) < 0 ||
-      (rc = tq_qstate_register(L)) < 0 ||
+      (rc = tq_qstate_register(L)) < 0 || (rc = tq_sched_register(L)) < 0 ||
       (rc = mly_queue_declare(rt, &default_queue, NULL, 0)) < 0)
     return rc; /* attached: released with the runtime */
   return 0;

@@ -88,7 +88,12 @@ void tq_state_changed(tq_queue *q) {
     return;
   }
   q->state_dirty = true;
-  if (journaled(L) && L->states_synced) spawn_state(L, q);
+  if (!journaled(L)) return;
+  /* a pause with the journal open but before any task or queue instance
+   * stepped (an idle host): the states are looked up now (recovery is
+   * over once mly_journal_open returned), so this one is written */
+  tq_states_sync(L);
+  if (q->state_id == 0) spawn_state(L, q);
 }
 
 static bool differs(mly_machine *m, qs_data *d) {

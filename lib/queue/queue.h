@@ -19,6 +19,7 @@
 
 #define TQ_TYPE "mly.task"
 #define TQ_CLOCK_TYPE "mly.queue.clock"
+#define TQ_SCHED_TYPE "mly.schedule"
 #define TQ_QSTATE_TYPE "mly.queue"
 #define TQ_ATTACH "queue"
 #define TQ_NAME_PREFIX "task:"
@@ -140,6 +141,8 @@ typedef struct tq_added {
   UT_hash_handle hh;
 } tq_added;
 
+typedef struct tq_sched tq_sched;
+
 struct tq_layer {
   mly_runtime *rt;
   mly_type *type, *clock_type, *qs_type;
@@ -156,6 +159,12 @@ struct tq_layer {
   mly_id clock;         /* the clock instance, 0: none */
   uint64_t clock_due;   /* what it sleeps until (us), 0: nothing */
   bool closing;
+  /* schedule.c */
+  mly_type *sc_type;
+  tq_sched *scheds;
+  int64_t (*sc_now)(void *arg); /* test clock (ms), NULL: the wall clock */
+  void *sc_now_arg;
+  uint64_t sc_due_us;           /* earliest schedule tick (clock), 0 */
 };
 
 /* layer.c */
@@ -194,6 +203,11 @@ int tq_qstate_register(tq_layer *L);
 void tq_states_sync(tq_layer *L);     /* once, before the first dispatch */
 void tq_state_declared(tq_queue *q);
 void tq_state_changed(tq_queue *q);   /* paused or resumed */
+
+/* schedule.c */
+int tq_sched_register(tq_layer *L);
+void tq_sched_tick(tq_layer *L);   /* wake the schedules that are due */
+void tq_sched_free_all(tq_layer *L);
 
 /* task.c */
 int tq_task_register(tq_layer *L);

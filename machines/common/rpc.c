@@ -9,39 +9,29 @@
  * and freed when its method answers it.
  *
  * Every client is bounded, whoever it is (rpc.h).  The socket is bound
- * here, not by uv_pipe_bind: libuv unlinks the path of a socket it bound
- * when the handle closes, even if the path is no longer ours.  It is born
- * with its mode (umask around bind): no window where others connect, and
- * no chmod by path, which would follow a symlink swapped in after bind.
- * Another user who can write a directory on the socket's path could swap
- * the socket between our calls, or after: every directory on the way
- * must be trusted (mly_path_check), and the directory is held open, so
- * the socket is removed from it at stop whatever its path names by then.
+ * by usock.c, not by uv_pipe_bind: libuv unlinks the path of a socket it
+ * bound when the handle closes, even if the path is no longer ours.
+ * usock checks every directory on the path, holds the directory, takes
+ * over only a dead socket, binds with the mode from birth, and at stop
+ * removes the file only if it is still the socket we bound.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "esc.h"
 #include "rpc.h"
+#include "usock.h"
 
 typedef struct rpc_client rpc_client;
 
 struct rpc_server {
   rpc_config cfg;
   uv_pipe_t server;
-  char path[108];
-  int dirfd;            /* the socket's directory, held since bind */
-  char base[108];       /* the socket's name in it */
-  dev_t dev;            /* the socket file we bound: removed only if still */
-  ino_t ino;
+  usock us;             /* the socket file, its held directory */
   rpc_client *clients;
   uint32_t nclients;
   size_t out_total;     /* bytes of answers not yet sent, all clients */
@@ -549,77 +539,11 @@ static void on_connection(uv_stream_t *server, int status) {
 
 /* ---- the socket ---- */
 
-/* A socket file left by a server that died is removed; one that a live
- * server answers on is not taken over, and *who says whose it is. */
-static int claim_path(const char *path, struct ucred *who) {
-  struct stat st;
-  if (lstat(path, &st) < 0) return errno == ENOENT ? 0 : -errno;
-  if (!S_ISSOCK(st.st_mode)) return MLY_EEXIST;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_un a = {.sun_family = AF_UNIX};
-  snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-  bool live = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-  socklen_t len = sizeof *who;
-  if (live && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, who, &len) < 0)
-    who->pid = 0, who->uid = (uid_t)-1;
-  if (fd >= 0) close(fd);
-  if (live) return MLY_EBUSY;
-  return unlink(path) < 0 ? -errno : 0;
-}
-
-static void server_closed(uv_handle_t *h) {
-  rpc_server *c = h->data;
-  if (c->dirfd >= 0) close(c->dirfd);
-  free(c);
-}
-
-static int socket_dir(rpc_server *c, const char *path, char *err,
-                      size_t errlen) {
-  char dir[4096];
-  int rc = mly_path_check(path, (uid_t)-1, dir, sizeof dir, err, errlen);
-  if (rc < 0) return rc; /* err says what and where */
-  c->dirfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (c->dirfd < 0) {
-    rc = -errno;
-    snprintf(err, errlen, "%s: the socket's directory %s: %s", path, dir,
-             mly_strerror(rc));
-    return rc;
-  }
-  const char *slash = strrchr(path, '/');
-  snprintf(c->base, sizeof c->base, "%s", slash ? slash + 1 : path);
-  return 0;
-}
-
-/* Binds path with its mode from birth, and listens. */
-static int listen_on(rpc_server *c, const char *path) {
-  struct sockaddr_un a = {.sun_family = AF_UNIX};
-  memcpy(a.sun_path, path, strlen(path) + 1);
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  int rc = fd < 0 ? -errno : 0;
-  mode_t mode = c->cfg.mode ? (mode_t)c->cfg.mode : 0600;
-  mode_t old = umask(~mode & 0777);
-  if (rc == 0 && bind(fd, (struct sockaddr *)&a, sizeof a) < 0) rc = -errno;
-  umask(old);
-  if (rc == 0) rc = uv_pipe_open(&c->server, fd);
-  if (rc < 0 && fd >= 0) close(fd);
-  struct stat st;
-  if (rc == 0)
-    rc = fstatat(c->dirfd, c->base, &st, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
-  if (rc == 0) {
-    c->dev = st.st_dev;
-    c->ino = st.st_ino;
-    rc = uv_listen((uv_stream_t *)&c->server, 128, on_connection);
-  }
-  return rc;
-}
+static void server_closed(uv_handle_t *h) { free(h->data); }
 
 int rpc_start(const rpc_config *cfg, rpc_server **out, char *err,
               size_t errlen) {
   const char *path = cfg->path;
-  if (strlen(path) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
-    snprintf(err, errlen, "%s: socket path too long (at most 107 bytes)", path);
-    return MLY_ENAMETOOLONG;
-  }
   rpc_server *c = calloc(1, sizeof *c);
   if (c == NULL) return MLY_ENOMEM;
   c->cfg = *cfg;
@@ -627,31 +551,21 @@ int rpc_start(const rpc_config *cfg, rpc_server **out, char *err,
   if (c->cfg.timeout_ms <= 0) c->cfg.timeout_ms = 30000;
   if (c->cfg.max_request == 0) c->cfg.max_request = RPC_MAX_REQUEST;
   if (c->cfg.what == NULL) c->cfg.what = "server";
-  c->cfg.path = NULL; /* not kept: c->path is */
-  c->dirfd = -1;
-  int rc = socket_dir(c, path, err, errlen);
-  struct ucred who = {0};
-  if (rc == 0) rc = claim_path(path, &who);
+  c->cfg.path = NULL; /* not kept: c->us.path is */
+  int fd = -1;
+  int rc = usock_bind(&c->us, path, c->cfg.mode, &fd, err, errlen);
   if (rc < 0) {
-    if (rc == MLY_EBUSY)
-      snprintf(err, errlen, "%s: another server is listening there (uid %d, "
-               "pid %d)%s; stop it, or choose another socket path", path,
-               (int)who.uid, (int)who.pid, who.uid == 0 || who.uid == geteuid()
-               ? ": another server of ours" : ", not a user we trust");
-    else if (rc == MLY_EEXIST)
-      snprintf(err, errlen, "%s: exists and is not a socket", path);
-    else if (c->dirfd >= 0)
-      snprintf(err, errlen, "%s: %s", path, mly_strerror(rc));
-    if (c->dirfd >= 0) close(c->dirfd);
     free(c);
     return rc;
   }
-  snprintf(c->path, sizeof c->path, "%s", path);
   uv_pipe_init(cfg->loop, &c->server, 0);
   c->server.data = c;
-  rc = listen_on(c, path);
+  rc = uv_pipe_open(&c->server, fd);
+  if (rc < 0) close(fd);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&c->server, 128, on_connection);
   if (rc < 0) {
     snprintf(err, errlen, "%s: cannot listen: %s", path, mly_strerror(rc));
+    usock_remove(&c->us);
     uv_close((uv_handle_t *)&c->server, server_closed);
     return rc;
   }
@@ -661,18 +575,6 @@ int rpc_start(const rpc_config *cfg, rpc_server **out, char *err,
 
 size_t rpc_client_count(const rpc_server *srv) { return srv->nclients; }
 
-/* Our socket file goes, from the directory held since bind, and only if
- * it is still the one we bound. */
-static void remove_socket(rpc_server *c) {
-  struct stat st;
-  if (fstatat(c->dirfd, c->base, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-      S_ISSOCK(st.st_mode) && st.st_dev == c->dev && st.st_ino == c->ino)
-    unlinkat(c->dirfd, c->base, 0);
-  else
-    logf_(c, RPC_LOG_INFO, "%s is no longer our socket: left in place",
-          c->path);
-}
-
 void rpc_stop(rpc_server *c) {
   if (c == NULL) return;
   while (c->clients) {
@@ -680,6 +582,8 @@ void rpc_stop(rpc_server *c) {
     client_close(cl); /* unlinks it */
     cl->c = NULL;     /* the server may be freed before the clients close */
   }
-  remove_socket(c);
+  if (!usock_remove(&c->us)) /* only if still ours, from the held dir */
+    logf_(c, RPC_LOG_INFO, "%s is no longer our socket: left in place",
+          c->us.path);
   uv_close((uv_handle_t *)&c->server, server_closed);
 }

@@ -86,12 +86,13 @@ int usock_bind(usock *u, const char *path, unsigned mode, int *fd,
   if (rc == 0) return 0;
   if (rc == MLY_EBUSY)
     snprintf(err, errlen, "%s: another server is listening there (uid %d, "
-             "pid %d); stop it, or choose another socket path", path,
-             (int)who.uid, (int)who.pid);
+             "pid %d)%s; stop it, or choose another socket path", path,
+             (int)who.uid, (int)who.pid, who.uid == 0 || who.uid == geteuid()
+             ? ": another server of ours" : ", not a user we trust");
   else if (rc == MLY_EEXIST)
     snprintf(err, errlen, "%s: exists and is not a socket", path);
   else if (u->dirfd >= 0)
-    snprintf(err, errlen, "%s: %s", path, mly_strerror(rc));
+    snprintf(err, errlen, "%s: cannot listen: %s", path, mly_strerror(rc));
   if (u->dirfd >= 0) close(u->dirfd);
   u->dirfd = -1;
   return rc;

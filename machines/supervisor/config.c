@@ -104,8 +104,48 @@ static const struct { const char *name; int num; } signals[] = {
     {"TSTP", SIGTSTP}, {"TTIN", SIGTTIN},     {"TTOU", SIGTTOU},
     {"URG", SIGURG},   {"XCPU", SIGXCPU},     {"XFSZ", SIGXFSZ},
     {"VTALRM", SIGVTALRM}, {"PROF", SIGPROF}, {"WINCH", SIGWINCH},
-    {"IO", SIGIO},     {"SYS", SIGSYS}};
+    {"IO", SIGIO},     {"SYS", SIGSYS},
+#ifdef SIGSTKFLT
+    {"STKFLT", SIGSTKFLT},
+#endif
+#ifdef SIGPWR
+    {"PWR", SIGPWR},
+#endif
+};
 #define NSIGNALS (sizeof signals / sizeof signals[0])
+
+/* Real-time signals, named as kill -l and systemd name them: RTMIN+n in
+ * the lower half, RTMAX-n in the upper.  Literals, so a name is never a
+ * buffer of ours (callers keep the pointer, any thread). */
+#define RT(n) {"RTMIN+" #n, "RTMAX-" #n}
+static const char *const rt_names[][2] = {
+    {"RTMIN", "RTMAX"}, RT(1),  RT(2),  RT(3),  RT(4),  RT(5),  RT(6),
+    RT(7),  RT(8),  RT(9),  RT(10), RT(11), RT(12), RT(13), RT(14), RT(15),
+    RT(16), RT(17), RT(18), RT(19), RT(20), RT(21), RT(22), RT(23), RT(24),
+    RT(25), RT(26), RT(27), RT(28), RT(29), RT(30), RT(31), RT(32)};
+#undef RT
+#define NRT (int)(sizeof rt_names / sizeof rt_names[0])
+/* A signal below SIGRTMIN with no name (glibc keeps 32 and 33): its
+ * number. */
+static const char *const num_names[] = {
+    "0",  "1",  "2",  "3",  "4",  "5",  "6",  "7",  "8",  "9",  "10",
+    "11", "12", "13", "14", "15", "16", "17", "18", "19", "20", "21",
+    "22", "23", "24", "25", "26", "27", "28", "29", "30", "31", "32",
+    "33", "34", "35", "36", "37", "38", "39", "40"};
+#define NNUM (int)(sizeof num_names / sizeof num_names[0])
+
+/* "RTMIN", "RTMIN+6", "RTMAX-2" (after any SIG): its number, else -1. */
+static int rt_number(const char *name) {
+  bool min = strncasecmp(name, "RTMIN", 5) == 0;
+  if (!min && strncasecmp(name, "RTMAX", 5) != 0) return -1;
+  int64_t n = 0;
+  const char *off = name + 5;
+  if (*off && ((*off != (min ? '+' : '-')) ||
+               !mly_conf_parse_int(off + 1, &n) || n < 0 || n >= NRT))
+    return -1;
+  int sig = min ? SIGRTMIN + (int)n : SIGRTMAX - (int)n;
+  return sig >= SIGRTMIN && sig <= SIGRTMAX ? sig : -1;
+}
 
 int sv_signal_number(const char *name) {
   if (name == NULL) return -1;
@@ -114,13 +154,19 @@ int sv_signal_number(const char *name) {
   if (strncasecmp(name, "SIG", 3) == 0) name += 3;
   for (size_t i = 0; i < NSIGNALS; i++)
     if (strcasecmp(name, signals[i].name) == 0) return signals[i].num;
-  return -1;
+  return rt_number(name);
 }
 
 const char *sv_signal_name(int signum) {
+  if (signum < 1 || signum > SIGRTMAX) return NULL;
   for (size_t i = 0; i < NSIGNALS; i++)
     if (signals[i].num == signum) return signals[i].name;
-  return NULL;
+  if (signum >= SIGRTMIN) {
+    int n = signum - SIGRTMIN, m = SIGRTMAX - signum;
+    bool low = n <= (SIGRTMAX - SIGRTMIN) / 2;
+    if ((low ? n : m) < NRT) return rt_names[low ? n : m][low ? 0 : 1];
+  }
+  return signum < NNUM ? num_names[signum] : NULL;
 }
 
 /* ------------------------------------------------------------------ */

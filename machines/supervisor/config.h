@@ -171,8 +171,12 @@ const sv_program *sv_config_find(const sv_config *c, const char *name);
 /* Whether two definitions differ in anything that needs a restart. */
 bool sv_program_changed(const sv_program *a, const sv_program *b);
 
-/* "TERM", "SIGTERM", "15" -> 15; -1 if unknown. */
+/* "TERM", "SIGTERM", "15", "RTMIN+6" -> 15, ...; -1 if unknown. */
 int sv_signal_number(const char *name);
+/* The name of a signal 1..SIGRTMAX without "SIG": "TERM", a real-time
+ * one as kill -l prints it ("RTMIN+6", "RTMAX-2"), one with neither its
+ * number ("32"); a string literal.  NULL for no signal (0, negative, past
+ * SIGRTMAX). */
 const char *sv_signal_name(int signum);
 
 #endif

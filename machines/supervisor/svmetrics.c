@@ -86,7 +86,7 @@ static void exits(mly_metrics *mx, sv *s) {
   for (size_t i = 0; i < s->nprocs; i++) {
     const sv_proc *p = s->procs[i];
     if (!p->has_exit || p->last_signal == 0) continue;
-    char num[16]; /* a signal without a name (SIGRTMIN+n): its number */
+    char num[16]; /* past SIGRTMAX, not a signal: its number */
     const char *name = sv_signal_name(p->last_signal);
     snprintf(num, sizeof num, "%d", p->last_signal);
     const char *l[] = {"program", p->name, "signal", name ? name : num, NULL};

@@ -1,0 +1,180 @@
+/*
+ * queue_methods.c - the task queues' methods on the control socket of
+ * `mealy fsm run` (served beside fsm_methods; README "mealy queue"):
+ *
+ *   queue.ls      []                        -> [{queue counts...}, ...]
+ *   queue.show    [QUEUE]                   -> {queue..., tasks: [...]}
+ *   queue.add     [QUEUE, FUNCTION, NAME|nil, PAYLOAD|nil] -> {id}
+ *   queue.retry   [TASK-ID]                 -> "ok" (a dead letter)
+ *   queue.delete  [TASK-ID]                 -> "ok"
+ *   queue.purge   [QUEUE]                   -> {deleted}
+ *   queue.pause   [QUEUE] / queue.resume [QUEUE] -> "ok"
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsmhost.h"
+
+static void put_queue(mly_value *m, const mly_queue_info *qi) {
+  mly_map_set_str(m, "name", qi->def.name);
+  mly_map_set(m, "paused", mly_value_bool(qi->paused));
+  mly_map_set_uint(m, "scheduled", qi->scheduled);
+  mly_map_set_uint(m, "waiting", qi->waiting);
+  mly_map_set_uint(m, "running", qi->running);
+  mly_map_set_uint(m, "dead", qi->dead);
+  mly_map_set_uint(m, "max_concurrent", qi->def.max_concurrent);
+  mly_map_set(m, "rate", mly_value_double(qi->def.rate));
+  mly_map_set_uint(m, "bucket_size", qi->def.bucket_size);
+  mly_map_set_uint(m, "priority_levels", qi->def.priority_levels);
+  mly_map_set_int(m, "timeout_ms", qi->def.timeout_ms);
+  mly_map_set(m, "concurrency_key",
+              qi->def.concurrency_key ? mly_value_str(qi->def.concurrency_key)
+                                      : mly_value_nil());
+  mly_map_set_uint(m, "concurrency_limit", qi->def.concurrency_key_max);
+  mly_map_set_uint(m, "succeeded", qi->succeeded);
+  mly_map_set_uint(m, "dead_lettered", qi->dead_lettered);
+}
+
+static int ls_one(const mly_queue_info *qi, void *arg) {
+  mly_value *m = mly_value_map();
+  put_queue(m, qi);
+  return mly_array_push(arg, m);
+}
+
+static void m_ls(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  (void)params;
+  mly_value *list = mly_value_array();
+  mly_queue_foreach(h->rt, ls_one, list);
+  rpc_reply(call, list);
+}
+
+static int task_one(const mly_task_info *t, void *arg) {
+  mly_value *m = mly_value_map();
+  mly_map_set_uint(m, "id", t->id);
+  mly_map_set(m, "name", t->name ? mly_value_str(t->name) : mly_value_nil());
+  mly_map_set_str(m, "runs", t->target.name);
+  mly_map_set_str(m, "state", mly_task_state_name(t->state));
+  mly_map_set_int(m, "priority", t->priority);
+  mly_map_set_int(m, "eta_ms", t->eta_ms);
+  mly_map_set_int(m, "created_ms", t->created_ms);
+  mly_map_set_uint(m, "attempts", t->attempts);
+  mly_map_set_uint(m, "failures", t->failures);
+  mly_map_set_str(m, "last_error", t->last_error ? mly_strerror(t->last_error)
+                                                 : "");
+  mly_map_set_str(m, "last_msg", t->last_msg ? t->last_msg : "");
+  return mly_array_push(arg, m);
+}
+
+static const char *queue_arg(rpc_call *call, fsm_host *h,
+                             const mly_value *params, mly_queue_info *qi) {
+  const char *q = rpc_arg_str(params, 0);
+  if (q == NULL) {
+    rpc_fail(call, "a queue name is needed (a string)");
+    return NULL;
+  }
+  if (mly_queue_info_get(h->rt, q, qi) < 0) {
+    rpc_fail(call, "no such queue '%.64s'", q);
+    return NULL;
+  }
+  return q;
+}
+
+static void m_show(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  mly_queue_info qi;
+  const char *q = queue_arg(call, h, params, &qi);
+  if (q == NULL) return;
+  mly_value *m = mly_value_map(), *tasks = mly_value_array();
+  put_queue(m, &qi);
+  mly_task_foreach(h->rt, q, MLY_TASKS_ALL, task_one, tasks);
+  mly_map_set(m, "tasks", tasks);
+  rpc_reply(call, m);
+}
+
+static void m_pause(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  mly_queue_info qi;
+  const char *q = queue_arg(call, h, params, &qi);
+  if (q == NULL) return;
+  bool pause = strcmp(rpc_call_method(call), "queue.pause") == 0;
+  int rc = pause ? mly_queue_pause(h->rt, q) : mly_queue_resume(h->rt, q);
+  if (rc < 0) return rpc_fail(call, "%s", mly_strerror(rc));
+  rpc_reply(call, NULL);
+}
+
+static void m_purge(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  mly_queue_info qi;
+  const char *q = queue_arg(call, h, params, &qi);
+  if (q == NULL) return;
+  size_t n = 0;
+  int rc = mly_queue_purge(h->rt, q, &n);
+  if (rc < 0) return rpc_fail(call, "%s", mly_strerror(rc));
+  mly_value *m = mly_value_map();
+  mly_map_set_uint(m, "deleted", n);
+  rpc_reply(call, m);
+}
+
+static int task_id(rpc_call *call, const mly_value *params, mly_id *id) {
+  uint64_t u;
+  const mly_value *v = mly_array_at(params, 0);
+  if (v == NULL || mly_value_get_uint(v, &u) < 0 || u == 0) {
+    rpc_fail(call, "a task id is needed (a positive integer)");
+    return -1;
+  }
+  *id = (mly_id)u;
+  return 0;
+}
+
+static void m_task(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  mly_id id;
+  if (task_id(call, params, &id) < 0) return;
+  bool retry = strcmp(rpc_call_method(call), "queue.retry") == 0;
+  int rc = retry ? mly_task_retry(h->rt, id, NULL) : mly_task_delete(h->rt, id);
+  if (rc == MLY_ESRCH) return rpc_fail(call, "no such task %llu",
+                                       (unsigned long long)id);
+  if (rc == MLY_EINVAL && retry)
+    return rpc_fail(call, "task %llu is not a dead letter",
+                    (unsigned long long)id);
+  if (rc < 0) return rpc_fail(call, "%s", mly_strerror(rc));
+  rpc_reply(call, NULL);
+}
+
+static void m_add(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  const char *q = rpc_arg_str(params, 0), *fn = rpc_arg_str(params, 1),
+             *name = rpc_arg_str(params, 2);
+  const mly_value *p = mly_array_at(params, 3);
+  if (q == NULL || fn == NULL)
+    return rpc_fail(call, "add wants [QUEUE, FUNCTION, NAME|nil, "
+                    "PAYLOAD|nil]");
+  mly_id id = 0;
+  mly_name_info ex;
+  memset(&ex, 0, sizeof ex);
+  mly_task_opts o = {.queue = q, .name = name, .id_out = &id,
+                     .exists = &ex};
+  mly_value *pl = p && mly_value_type(p) != MLY_V_NIL ? mly_value_copy(p)
+                                                       : NULL;
+  int rc = mly_defer(h->rt, fn, pl, &o);
+  if (rc == MLY_EEXIST)
+    return rpc_fail(call, "task '%.64s' is %s", name ? name : "",
+                    ex.state == MLY_NAME_ENDED ? "already done (within the "
+                    "retention window)" : "already queued");
+  if (rc == MLY_ENOENT)
+    return rpc_fail(call, "no queue '%.64s' or no function '%.64s' "
+                    "registered in this host", q, fn);
+  if (rc < 0) return rpc_fail(call, "%s", mly_strerror(rc));
+  mly_value *m = mly_value_map();
+  mly_map_set_uint(m, "id", id);
+  rpc_reply(call, m);
+}
+
+const rpc_method queue_methods[] = {
+    {"queue.ls", m_ls},         {"queue.show", m_show},
+    {"queue.add", m_add},       {"queue.retry", m_task},
+    {"queue.delete", m_task},   {"queue.purge", m_purge},
+    {"queue.pause", m_pause},   {"queue.resume", m_pause}};
+const size_t queue_nmethods = sizeof queue_methods / sizeof queue_methods[0];

@@ -1,0 +1,446 @@
+/*
+ * pg_conn.c - one PostgreSQL connection on a libuv loop (see pg_conn.h).
+ *
+ * States: CONNECTING (PQconnectPoll drives the socket), UP (pipeline mode,
+ * nonblocking), DOWN (waiting for the backoff timer), DEAD (no retry and
+ * the connection failed).  Queries are in one of two lists: sent (in the
+ * pipeline, answered in order) or waiting (queued while not UP).  A sent
+ * query's answer is its result, then a NULL from PQgetResult, then the
+ * PGRES_PIPELINE_SYNC of the sync sent after it: the sync completes it.
+ * Memory is freed once every handle's close callback has run.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+
+#include "mealy.h"
+#include "pg_conn.h"
+
+enum { PG_CONNECTING, PG_UP, PG_DOWN, PG_DEAD };
+
+#define PG_BACKOFF_MIN_MS 50
+#define PG_BACKOFF_MAX_MS 5000
+#define PG_CHANNEL_MAX 63
+
+typedef struct pgq {
+  struct pgq *next;
+  char *sql;
+  int n;
+  char **vals;
+  mly_pg_result_cb cb;
+  void *arg;
+  PGresult *res;
+  char *err;
+  int phase; /* 0: awaiting the result, 1: awaiting the sync */
+} pgq;
+
+typedef struct pgq_list {
+  pgq *head, *tail;
+} pgq_list;
+
+struct mly_pg {
+  uv_loop_t *loop;
+  char *conninfo;
+  bool retry, closing;
+  int state;
+  PGconn *conn;
+  uv_poll_t *poll;
+  int poll_fd;
+  uv_timer_t timer;
+  int handles; /* open handles; memory goes when it reaches 0 */
+  pgq_list sent, waiting;
+  char **chans;
+  size_t nchans;
+  mly_pg_notify_cb ncb;
+  void *narg;
+  uint64_t backoff_ms;
+  unsigned connects;
+  char lasterr[512];
+};
+
+static void start_connect(mly_pg *pg);
+static void on_backoff(uv_timer_t *t) { start_connect(t->data); }
+
+static void push(pgq_list *l, pgq *q) {
+  q->next = NULL;
+  if (l->tail) l->tail->next = q;
+  else l->head = q;
+  l->tail = q;
+}
+
+static pgq *pop(pgq_list *l) {
+  pgq *q = l->head;
+  if (q) {
+    l->head = q->next;
+    if (!l->head) l->tail = NULL;
+  }
+  return q;
+}
+
+static void q_free(pgq *q) {
+  for (int i = 0; i < q->n; i++) free(q->vals[i]);
+  free(q->vals);
+  free(q->sql);
+  free(q->err);
+  if (q->res) PQclear(q->res);
+  free(q);
+}
+
+/* Answers q (once) and frees it. */
+static void deliver(mly_pg *pg, pgq *q, const char *err) {
+  if (!err && !q->res)
+    err = q->err ? q->err : "the server sent no result for the query";
+  if (q->cb) q->cb(pg, err ? NULL : q->res, err, q->arg);
+  q_free(q);
+}
+
+static void fail_all(mly_pg *pg, pgq_list *l, const char *err) {
+  pgq *q;
+  while ((q = pop(l)) != NULL) deliver(pg, q, err);
+}
+
+static void maybe_free(mly_pg *pg) {
+  if (pg->closing && pg->handles == 0) {
+    for (size_t i = 0; i < pg->nchans; i++) free(pg->chans[i]);
+    free(pg->chans);
+    free(pg->conninfo);
+    free(pg);
+  }
+}
+
+static void on_poll_closed(uv_handle_t *h) {
+  mly_pg *pg = h->data;
+  free(h);
+  pg->handles--;
+  maybe_free(pg);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  mly_pg *pg = h->data;
+  pg->handles--;
+  maybe_free(pg);
+}
+
+static void drop_poll(mly_pg *pg) {
+  if (pg->poll) {
+    uv_poll_stop(pg->poll);
+    uv_close((uv_handle_t *)pg->poll, on_poll_closed);
+    pg->poll = NULL;
+  }
+}
+
+/* Stops watching and closes the connection; sent queries fail with what
+ * lasterr says; then a retry is scheduled, or the connection is dead. */
+static void went_down(mly_pg *pg) {
+  drop_poll(pg);
+  if (pg->conn) PQfinish(pg->conn);
+  pg->conn = NULL;
+  pg->state = PG_DOWN;
+  fail_all(pg, &pg->sent, pg->lasterr);
+  if (pg->closing) return;
+  if (pg->retry) {
+    uv_timer_start(&pg->timer, on_backoff, pg->backoff_ms, 0);
+    pg->backoff_ms *= 2;
+    if (pg->backoff_ms > PG_BACKOFF_MAX_MS) pg->backoff_ms = PG_BACKOFF_MAX_MS;
+  } else {
+    pg->state = PG_DEAD;
+    fail_all(pg, &pg->waiting, pg->lasterr);
+  }
+}
+
+static void set_err(mly_pg *pg, const char *what, const char *detail) {
+  size_t n = strlen(detail);
+  while (n > 0 && (detail[n - 1] == '\n' || detail[n - 1] == ' ')) n--;
+  snprintf(pg->lasterr, sizeof pg->lasterr, "%s: %.*s", what, (int)n,
+           detail);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+static int watch(mly_pg *pg, int events) {
+  int fd = PQsocket(pg->conn);
+  if (fd < 0) return -1;
+  if (pg->poll && pg->poll_fd != fd) drop_poll(pg);
+  if (!pg->poll) {
+    uv_poll_t *p = malloc(sizeof *p);
+    if (!p || uv_poll_init(pg->loop, p, fd) != 0) {
+      free(p);
+      return -1;
+    }
+    p->data = pg;
+    pg->poll = p;
+    pg->poll_fd = fd;
+    pg->handles++;
+  }
+  return uv_poll_start(pg->poll, events, on_poll) == 0 ? 0 : -1;
+}
+
+static void lost(mly_pg *pg) {
+  set_err(pg, "connection to the server was lost",
+          pg->conn ? PQerrorMessage(pg->conn) : "");
+  went_down(pg);
+}
+
+/* Flushes what libpq holds and watches for the answer (and for room to
+ * write when the flush was partial). */
+static void flush_and_watch(mly_pg *pg) {
+  int r = PQflush(pg->conn);
+  if (r < 0 || watch(pg, UV_READABLE | (r == 1 ? UV_WRITABLE : 0)) < 0)
+    lost(pg);
+}
+
+static int send_one(mly_pg *pg, pgq *q) {
+  push(&pg->sent, q);
+  if (!PQsendQueryParams(pg->conn, q->sql, q->n, NULL,
+                         (const char *const *)q->vals, NULL, NULL, 0) ||
+      !PQpipelineSync(pg->conn))
+    return -1;
+  return 0;
+}
+
+static pgq *q_new(const char *sql, int n, const char *const *values,
+                  mly_pg_result_cb cb, void *arg) {
+  pgq *q = calloc(1, sizeof *q);
+  if (!q) return NULL;
+  q->cb = cb;
+  q->arg = arg;
+  q->sql = strdup(sql);
+  q->vals = calloc(n > 0 ? (size_t)n : 1, sizeof *q->vals);
+  if (!q->sql || !q->vals) goto fail;
+  for (; q->n < n; q->n++) {
+    if (values[q->n] && !(q->vals[q->n] = strdup(values[q->n]))) goto fail;
+  }
+  return q;
+fail:
+  q_free(q);
+  return NULL;
+}
+
+static int listen_q(mly_pg *pg, const char *chan) {
+  char sql[PG_CHANNEL_MAX + 16];
+  snprintf(sql, sizeof sql, "LISTEN \"%s\"", chan);
+  pgq *q = q_new(sql, 0, NULL, NULL, NULL);
+  if (!q) return MLY_ENOMEM;
+  if (pg->state == PG_UP) {
+    if (send_one(pg, q) < 0) return -1;
+  } else {
+    push(&pg->waiting, q);
+  }
+  return 0;
+}
+
+static void connected(mly_pg *pg) {
+  pg->state = PG_UP;
+  pg->connects++;
+  pg->backoff_ms = PG_BACKOFF_MIN_MS;
+  pg->lasterr[0] = '\0';
+  if (PQsetnonblocking(pg->conn, 1) != 0 || !PQenterPipelineMode(pg->conn)) {
+    lost(pg);
+    return;
+  }
+  for (size_t i = 0; i < pg->nchans; i++) {
+    int r = listen_q(pg, pg->chans[i]);
+    if (r < 0) {
+      if (r == MLY_ENOMEM) snprintf(pg->lasterr, sizeof pg->lasterr, "out of memory");
+      lost(pg);
+      return;
+    }
+  }
+  pgq *q;
+  while ((q = pop(&pg->waiting)) != NULL) {
+    if (send_one(pg, q) < 0) {
+      lost(pg);
+      return;
+    }
+  }
+  flush_and_watch(pg);
+}
+
+static void connect_failed(mly_pg *pg) {
+  set_err(pg, "cannot connect to the server",
+          pg->conn ? PQerrorMessage(pg->conn) : "out of memory");
+  went_down(pg);
+}
+
+static void connect_step(mly_pg *pg) {
+  switch (PQconnectPoll(pg->conn)) {
+  case PGRES_POLLING_READING:
+    if (watch(pg, UV_READABLE) < 0) connect_failed(pg);
+    break;
+  case PGRES_POLLING_WRITING:
+    if (watch(pg, UV_WRITABLE) < 0) connect_failed(pg);
+    break;
+  case PGRES_POLLING_OK:
+    connected(pg);
+    break;
+  default:
+    connect_failed(pg);
+    break;
+  }
+}
+
+/* A library does not write on stderr: the server's notices, and the
+ * error it sends an idle connection before closing it (which comes back
+ * as the connection's error), are dropped here. */
+static void on_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
+static void start_connect(mly_pg *pg) {
+  pg->state = PG_CONNECTING;
+  pg->conn = PQconnectStart(pg->conninfo);
+  if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
+    connect_failed(pg);
+    return;
+  }
+  PQsetNoticeProcessor(pg->conn, on_notice, NULL);
+  /* as libpq says: behave as if PQconnectPoll had answered WRITING */
+  if (watch(pg, UV_WRITABLE) < 0) connect_failed(pg);
+}
+
+/* Takes every complete answer libpq has parsed; stops when it is busy. */
+static void take_results(mly_pg *pg) {
+  int nulls = 0;
+  while (pg->state == PG_UP && pg->sent.head && !PQisBusy(pg->conn)) {
+    PGresult *r = PQgetResult(pg->conn);
+    pgq *q = pg->sent.head;
+    if (!r) {
+      if (q->phase == 1 && ++nulls > 1) break;
+      q->phase = 1;
+      continue;
+    }
+    nulls = 0;
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_PIPELINE_SYNC) {
+      PQclear(r);
+      deliver(pg, pop(&pg->sent), NULL);
+      if (pg->closing) return;
+      continue;
+    }
+    if (q->res || q->err) {
+      PQclear(r); /* a second result for one statement: keep the first */
+    } else if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+      q->res = r;
+    } else {
+      const char *m = st == PGRES_PIPELINE_ABORTED
+                          ? "the query was not run: an earlier one failed"
+                          : PQresultErrorMessage(r);
+      size_t n = strlen(m);
+      while (n > 0 && m[n - 1] == '\n') n--;
+      q->err = strndup(m, n);
+      PQclear(r);
+      if (!q->err) {
+        snprintf(pg->lasterr, sizeof pg->lasterr, "out of memory");
+        went_down(pg);
+        return;
+      }
+    }
+  }
+}
+
+static void take_notifies(mly_pg *pg) {
+  PGnotify *n;
+  while (pg->conn && (n = PQnotifies(pg->conn)) != NULL) {
+    if (pg->ncb && !pg->closing) pg->ncb(pg, n->relname, n->extra, pg->narg);
+    PQfreemem(n);
+  }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  mly_pg *pg = h->data;
+  if (pg->closing || h != pg->poll) return;
+  if (pg->state == PG_CONNECTING) {
+    connect_step(pg);
+    return;
+  }
+  if (pg->state != PG_UP) return;
+  if (status < 0) {
+    lost(pg);
+    return;
+  }
+  if (events & UV_READABLE) {
+    int ok = PQconsumeInput(pg->conn);
+    take_results(pg);
+    if (pg->closing || pg->state != PG_UP) return;
+    take_notifies(pg);
+    if (pg->closing || pg->state != PG_UP) return;
+    if (!ok || PQstatus(pg->conn) == CONNECTION_BAD) {
+      lost(pg);
+      return;
+    }
+  }
+  flush_and_watch(pg);
+}
+
+int mly_pg_open(uv_loop_t *loop, const char *conninfo, bool retry,
+                mly_pg **out) {
+  mly_pg *pg = calloc(1, sizeof *pg);
+  if (!pg || !(pg->conninfo = strdup(conninfo))) {
+    free(pg);
+    return MLY_ENOMEM;
+  }
+  pg->loop = loop;
+  pg->retry = retry;
+  pg->backoff_ms = PG_BACKOFF_MIN_MS;
+  uv_timer_init(loop, &pg->timer);
+  pg->timer.data = pg;
+  pg->handles = 1;
+  start_connect(pg);
+  *out = pg;
+  return 0;
+}
+
+int mly_pg_query(mly_pg *pg, const char *sql, int n,
+                 const char *const *values, mly_pg_result_cb cb, void *arg) {
+  if (pg->closing) return MLY_ESHUTDOWN;
+  if (pg->state == PG_DEAD) return MLY_EIO;
+  pgq *q = q_new(sql, n, values, cb, arg);
+  if (!q) return MLY_ENOMEM;
+  if (pg->state != PG_UP) {
+    push(&pg->waiting, q);
+    return 0;
+  }
+  if (send_one(pg, q) < 0) lost(pg);
+  else flush_and_watch(pg);
+  return 0;
+}
+
+int mly_pg_listen(mly_pg *pg, const char *channel) {
+  size_t len = strlen(channel);
+  if (len == 0 || len > PG_CHANNEL_MAX ||
+      strspn(channel, "abcdefghijklmnopqrstuvwxyz0123456789_") != len)
+    return MLY_EINVAL;
+  if (pg->closing) return MLY_ESHUTDOWN;
+  char **c = realloc(pg->chans, (pg->nchans + 1) * sizeof *c);
+  if (!c) return MLY_ENOMEM;
+  pg->chans = c;
+  if (!(c[pg->nchans] = strdup(channel))) return MLY_ENOMEM;
+  pg->nchans++;
+  if (pg->state == PG_DEAD) return MLY_EIO;
+  int r = listen_q(pg, channel);
+  if (r == MLY_ENOMEM) return r;
+  if (r < 0) lost(pg);
+  else if (pg->state == PG_UP) flush_and_watch(pg);
+  return 0;
+}
+
+void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg) {
+  pg->ncb = cb;
+  pg->narg = arg;
+}
+
+bool mly_pg_connected(const mly_pg *pg) { return pg->state == PG_UP; }
+unsigned mly_pg_connects(const mly_pg *pg) { return pg->connects; }
+const char *mly_pg_last_error(const mly_pg *pg) { return pg->lasterr; }
+
+void mly_pg_close(mly_pg *pg) {
+  if (pg->closing) return;
+  pg->closing = true;
+  drop_poll(pg);
+  if (pg->conn) PQfinish(pg->conn);
+  pg->conn = NULL;
+  fail_all(pg, &pg->sent, "the connection was closed");
+  fail_all(pg, &pg->waiting, "the connection was closed");
+  uv_close((uv_handle_t *)&pg->timer, on_timer_closed);
+}

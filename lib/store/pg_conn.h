@@ -1,0 +1,69 @@
+/*
+ * pg_conn.h - one PostgreSQL connection driven by a libuv loop (internal).
+ *
+ * libpq's asynchronous API on a uv_poll_t watching PQsocket: connecting
+ * (PQconnectStart/PQconnectPoll), sending (PQsendQueryParams in pipeline
+ * mode, each query followed by a sync so that it is its own implicit
+ * transaction unless an explicit BEGIN is open), reading
+ * (PQconsumeInput/PQisBusy/PQgetResult) never block the loop, and no
+ * thread is started.  Queries wait in a queue and are answered in order,
+ * each through its callback, once.
+ *
+ * When the server goes away, every query sent and not yet answered fails
+ * with an error saying so; with retry on, the connection is made again
+ * with backoff (50 ms doubling to 5 s), channels listened to are listened
+ * to again, and queries not yet sent go out on the new connection.
+ * Notifications that came while disconnected are lost: callers that need
+ * them poll as a fallback.  Loop thread only.
+ *
+ * One wait is libpq's, not the loop's to avoid: a host NAME in conninfo
+ * is resolved with getaddrinfo inside PQconnectStart.  Give a socket
+ * directory (host=/path) or hostaddr= for a loop that never waits.
+ */
+#ifndef MLY_STORE_PG_CONN_H
+#define MLY_STORE_PG_CONN_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+#include <uv.h>
+
+typedef struct mly_pg mly_pg;
+
+/* A query's answer: res is the query's result (PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK) and err NULL; or res NULL and err a sentence (the
+ * server's message, "connection to the server was lost ...", or "the
+ * connection was closed").  res is freed after the callback returns. */
+typedef void (*mly_pg_result_cb)(mly_pg *pg, const PGresult *res,
+                                 const char *err, void *arg);
+typedef void (*mly_pg_notify_cb)(mly_pg *pg, const char *channel,
+                                 const char *payload, void *arg);
+
+/* Starts connecting.  retry: after a lost connection (or a failed first
+ * attempt) connect again with backoff; without it a failed connection
+ * fails every query, then and later.  conninfo is copied.  0 or
+ * MLY_ENOMEM. */
+int mly_pg_open(uv_loop_t *loop, const char *conninfo, bool retry,
+                mly_pg **out);
+
+/* Queues one statement with text parameters $1..$n (values[i] NULL is
+ * SQL NULL).  The strings are copied.  0, MLY_ENOMEM, or MLY_ESHUTDOWN
+ * after mly_pg_close. */
+int mly_pg_query(mly_pg *pg, const char *sql, int n,
+                 const char *const *values, mly_pg_result_cb cb, void *arg);
+
+/* LISTEN on channel (an SQL identifier, quoted here) now and after every
+ * reconnection; notifications go to the callback set by mly_pg_on_notify. */
+int mly_pg_listen(mly_pg *pg, const char *channel);
+void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg);
+
+/* Connected now?  And how many connections were made so far. */
+bool mly_pg_connected(const mly_pg *pg);
+unsigned mly_pg_connects(const mly_pg *pg);
+/* The last connection error, or "" */
+const char *mly_pg_last_error(const mly_pg *pg);
+
+/* Fails what is queued ("the connection was closed"), closes the handles;
+ * the memory goes once the loop has run the close callbacks. */
+void mly_pg_close(mly_pg *pg);
+
+#endif

@@ -1,0 +1,283 @@
+/*
+ * pg_schema.c - the PostgreSQL store's versioned schema: its SQL, and
+ * mly_store_pg_init / _migrate / _stat (mealy.h).
+ *
+ * Everything lives in the SQL schema "mealy".  Version N is made by
+ * applying migrations[0..N-1] in order; mealy.schema_version holds the one
+ * row saying which version the database is at.  init and migrate run in
+ * one transaction under an advisory lock (two processes migrating at once
+ * wait for each other), and refuse a database whose version is newer than
+ * MLY_STORE_PG_VERSION: older code must not write a schema it does not
+ * know.  These functions are for tools: each makes its own loop and
+ * connection (pg_conn.c, without retry) and runs it until done.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mealy.h"
+#include "pg_conn.h"
+#include "pg_schema.h"
+
+/* Version 1: what the PostgreSQL store of issue 13 keeps.
+ * instances: one row per durable instance; owner + lease_expires is the
+ *   ownership lease, epoch the fencing token (raised at every claim; a
+ *   step commits only with the epoch and step it expects), step the last
+ *   committed step, state and context the committed bytes; ended_at set
+ *   makes the row a tombstone, which keeps its name taken (MLY_EEXIST,
+ *   as in the journal: mealy.h "Contexts and names") until tomb_until,
+ *   when the store deletes the row.
+ * events: pending events and posts, delivered in id order per receiver
+ *   (sender + sender_seq keep per-sender order and make redelivery
+ *   idempotent).
+ * timers: due times per instance. */
+static const char *const v1[] = {
+    "CREATE SCHEMA mealy",
+    "CREATE TABLE mealy.schema_version ("
+    " one boolean PRIMARY KEY DEFAULT true CHECK (one),"
+    " version integer NOT NULL,"
+    " migrated_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE TABLE mealy.instances ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " name text,"
+    " machine text NOT NULL,"
+    " owner text,"
+    " lease_expires timestamptz,"
+    " epoch bigint NOT NULL DEFAULT 0,"
+    " step bigint NOT NULL DEFAULT 0,"
+    " state bytea,"
+    " context bytea,"
+    " created_at timestamptz NOT NULL DEFAULT now(),"
+    " ended_at timestamptz,"
+    " end_status integer,"
+    " tomb_until timestamptz)",
+    "CREATE UNIQUE INDEX instances_name ON mealy.instances (name)"
+    " WHERE name IS NOT NULL",
+    "CREATE INDEX instances_tombs ON mealy.instances (tomb_until)"
+    " WHERE ended_at IS NOT NULL",
+    "CREATE INDEX instances_lease ON mealy.instances (lease_expires)"
+    " WHERE ended_at IS NULL",
+    "CREATE TABLE mealy.events ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " instance_id bigint NOT NULL REFERENCES mealy.instances (id)"
+    "  ON DELETE CASCADE,"
+    " sender text,"
+    " sender_seq bigint,"
+    " kind text NOT NULL,"
+    " payload bytea,"
+    " created_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE INDEX events_instance ON mealy.events (instance_id, id)",
+    "CREATE UNIQUE INDEX events_sender ON mealy.events (sender, sender_seq)"
+    " WHERE sender IS NOT NULL",
+    "CREATE TABLE mealy.timers ("
+    " instance_id bigint NOT NULL REFERENCES mealy.instances (id)"
+    "  ON DELETE CASCADE,"
+    " timer_id bigint NOT NULL,"
+    " due timestamptz NOT NULL,"
+    " payload bytea,"
+    " PRIMARY KEY (instance_id, timer_id))",
+    "CREATE INDEX timers_due ON mealy.timers (due)",
+    NULL};
+
+static const char *const *const migrations[MLY_STORE_PG_VERSION] = {v1};
+
+/* ---- running statements one after another on a private loop ---- */
+
+#define ROW_MAX 8
+#define VAL_MAX 64
+
+typedef struct sync_q {
+  bool done;
+  char err[512];
+  int ncols;
+  bool has_row;
+  char row[ROW_MAX][VAL_MAX];
+} sync_q;
+
+typedef struct session {
+  uv_loop_t loop;
+  mly_pg *pg;
+  char *msg;
+  size_t msgsz;
+} session;
+
+static void on_result(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg) {
+  (void)pg;
+  sync_q *s = arg;
+  s->done = true;
+  if (err) {
+    snprintf(s->err, sizeof s->err, "%s", err);
+    return;
+  }
+  s->ncols = PQnfields(res) < ROW_MAX ? PQnfields(res) : ROW_MAX;
+  s->has_row = PQntuples(res) > 0;
+  for (int i = 0; s->has_row && i < s->ncols; i++)
+    snprintf(s->row[i], VAL_MAX, "%s", PQgetvalue(res, 0, i));
+}
+
+static int say(session *se, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int say(session *se, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (se->msg && se->msgsz) vsnprintf(se->msg, se->msgsz, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+/* Runs one statement to its end; MLY_EIO with the server's words. */
+static int run(session *se, sync_q *s, const char *sql, int n,
+               const char *const *vals) {
+  memset(s, 0, sizeof *s);
+  int r = mly_pg_query(se->pg, sql, n, vals, on_result, s);
+  if (r == MLY_EIO)
+    return say(se, r, "%s", mly_pg_last_error(se->pg));
+  if (r < 0) return say(se, r, "%s", mly_strerror(r));
+  while (!s->done) uv_run(&se->loop, UV_RUN_ONCE);
+  if (s->err[0]) return say(se, MLY_EIO, "%s", s->err);
+  return 0;
+}
+
+static int open_session(session *se, const char *conninfo, char *msg,
+                        size_t msgsz) {
+  memset(se, 0, sizeof *se);
+  se->msg = msg;
+  se->msgsz = msgsz;
+  if (msg && msgsz) msg[0] = '\0';
+  if (uv_loop_init(&se->loop) != 0) return say(se, MLY_ENOMEM, "no loop");
+  int r = mly_pg_open(&se->loop, conninfo, false, &se->pg);
+  if (r < 0) {
+    uv_loop_close(&se->loop);
+    return say(se, r, "%s", mly_strerror(r));
+  }
+  return 0;
+}
+
+static void close_session(session *se) {
+  mly_pg_close(se->pg);
+  uv_run(&se->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&se->loop);
+}
+
+/* The database's version: 0 when it has no mealy schema. */
+static int db_version(session *se, int *version) {
+  sync_q s;
+  int r = run(se, &s,
+              "SELECT to_regclass('mealy.schema_version') IS NOT NULL", 0,
+              NULL);
+  if (r < 0) return r;
+  *version = 0;
+  if (strcmp(s.row[0], "t") != 0) return 0;
+  if ((r = run(se, &s, "SELECT version FROM mealy.schema_version", 0,
+               NULL)) < 0)
+    return r;
+  if (!s.has_row)
+    return say(se, MLY_EBADMSG,
+               "mealy.schema_version is empty: the schema is damaged");
+  *version = atoi(s.row[0]);
+  return 0;
+}
+
+static int newer(session *se, int v, int code) {
+  return say(se, MLY_ERANGE,
+             "the database's mealy schema is version %d, newer than this "
+             "mealy's version %d: use a newer mealy (nothing was changed)",
+             v, code);
+}
+
+/* init (create) or migrate (upgrade) to version `code` made of
+ * migs[0..code-1]: one transaction. */
+int mly_pg_schema_apply(const char *conninfo, const char *const *const *migs,
+                        int code, bool create, int *from, char *msg,
+                        size_t msgsz) {
+  session se;
+  sync_q s;
+  int r = open_session(&se, conninfo, msg, msgsz), v = 0;
+  if (r < 0) return r;
+  if ((r = run(&se, &s, "BEGIN", 0, NULL)) < 0 ||
+      (r = run(&se, &s, "SELECT pg_advisory_xact_lock(4242661413)", 0,
+               NULL)) < 0 ||
+      (r = db_version(&se, &v)) < 0)
+    goto out;
+  if (from) *from = v;
+  if (v > code) {
+    r = newer(&se, v, code);
+  } else if (create && v > 0 && v < code) {
+    r = say(&se, MLY_EEXIST,
+            "the database has mealy schema version %d, older than %d: run "
+            "`mealy store migrate`",
+            v, code);
+  } else if (!create && v == 0) {
+    r = say(&se, MLY_ENOENT,
+            "the database has no mealy schema: run `mealy store init`");
+  } else {
+    for (int m = v; m < code && r == 0; m++)
+      for (const char *const *q = migs[m]; *q && r == 0; q++)
+        r = run(&se, &s, *q, 0, NULL);
+    char ver[16];
+    snprintf(ver, sizeof ver, "%d", code);
+    const char *vals[] = {ver};
+    if (r == 0 && v < code)
+      r = run(&se, &s,
+              "INSERT INTO mealy.schema_version (version) VALUES ($1)"
+              " ON CONFLICT (one) DO UPDATE SET version = $1,"
+              " migrated_at = now()",
+              1, vals);
+    if (r == 0) r = run(&se, &s, "COMMIT", 0, NULL);
+  }
+out:
+  close_session(&se); /* an open transaction is rolled back */
+  return r;
+}
+
+int mly_store_pg_init(const char *conninfo, int *from, char *msg,
+                      size_t msgsz) {
+  return mly_pg_schema_apply(conninfo, migrations, MLY_STORE_PG_VERSION, true,
+                             from, msg, msgsz);
+}
+
+int mly_store_pg_migrate(const char *conninfo, int *from, char *msg,
+                         size_t msgsz) {
+  return mly_pg_schema_apply(conninfo, migrations, MLY_STORE_PG_VERSION,
+                             false, from, msg, msgsz);
+}
+
+int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
+                      char *msg, size_t msgsz) {
+  session se;
+  sync_q s;
+  memset(st, 0, sizeof *st);
+  st->code_version = MLY_STORE_PG_VERSION;
+  int r = open_session(&se, conninfo, msg, msgsz);
+  if (r < 0) return r;
+  if ((r = db_version(&se, &st->version)) < 0) goto out;
+  if (st->version == 0) {
+    r = say(&se, MLY_ENOENT,
+            "the database has no mealy schema: run `mealy store init`");
+  } else if (st->version > MLY_STORE_PG_VERSION) {
+    r = newer(&se, st->version, MLY_STORE_PG_VERSION);
+  } else {
+    r = run(&se, &s,
+            "SELECT (SELECT count(*) FROM mealy.instances"
+            "         WHERE ended_at IS NULL),"
+            " (SELECT count(*) FROM mealy.instances WHERE ended_at IS NOT NULL),"
+            " (SELECT count(*) FROM mealy.instances WHERE owner IS NOT NULL"
+            "    AND ended_at IS NULL AND lease_expires > now()),"
+            " (SELECT count(*) FROM mealy.events),"
+            " (SELECT count(*) FROM mealy.timers)",
+            0, NULL);
+    if (r == 0) {
+      st->instances = strtoll(s.row[0], NULL, 10);
+      st->ended = strtoll(s.row[1], NULL, 10);
+      st->owned = strtoll(s.row[2], NULL, 10);
+      st->events = strtoll(s.row[3], NULL, 10);
+      st->timers = strtoll(s.row[4], NULL, 10);
+    }
+  }
+out:
+  close_session(&se);
+  return r;
+}

@@ -1,0 +1,22 @@
+/*
+ * pg_schema.h - the PostgreSQL store's schema engine (internal): what
+ * mly_store_pg_init/_migrate run, open to a test that gives its own list
+ * of migrations (a version 2 that works, one that fails half-way).
+ */
+#ifndef MLY_STORE_PG_SCHEMA_H
+#define MLY_STORE_PG_SCHEMA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The schema of version `code` is migs[0..code-1] applied in order, each
+ * a NULL-ended list of single statements.  create: init (an empty
+ * database gets every migration; an older schema is refused with
+ * MLY_EEXIST); otherwise migrate (no schema: MLY_ENOENT).  One
+ * transaction under an advisory lock; a newer schema: MLY_ERANGE.  *from
+ * (may be NULL): the version found.  Errors as mly_store_pg_init. */
+int mly_pg_schema_apply(const char *conninfo, const char *const *const *migs,
+                        int code, bool create, int *from, char *msg,
+                        size_t msgsz);
+
+#endif

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# mealy store init|migrate|stat against a private cluster (MLY_TEST_PG, set
+# by with_cluster.sh): answers before the schema exists, init creates it
+# (and changes nothing the second time), stat counts what is in the
+# tables, migrate at the current version has nothing to do, and a schema
+# newer than the code (the version row set higher by hand) is refused by
+# init, migrate and stat, changing nothing.
+set -uo pipefail
+MEALY=$1
+C=${MLY_TEST_PG:?"!!! FAIL: MLY_TEST_PG is not set: this PostgreSQL suite DID NOT RUN"}
+fails=0 checks=0
+check() { # name, command...
+  checks=$((checks + 1))
+  if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi
+}
+psqlq() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$C" -c "$1"; }
+has() { grep -q -- "$1" <<<"$2"; }
+
+out=$("$MEALY" store --help); check "--help" has "init" "$out"
+out=$("$MEALY" store stat --help); check "stat --help" has "migrate" "$out"
+"$MEALY" store stat >/dev/null 2>&1; check "no --store: usage (2)" test $? = 2
+"$MEALY" store frob --store "$C" >/dev/null 2>&1; check "unknown action (2)" test $? = 2
+"$MEALY" store init --json --store "$C" >/dev/null 2>&1; check "--json with init (2)" test $? = 2
+
+out=$("$MEALY" store stat --store "$C" 2>&1); rc=$?
+check "stat before init fails" test $rc = 1
+check "stat before init says run init" has "mealy store init" "$out"
+out=$("$MEALY" store migrate --store "$C" 2>&1); rc=$?
+check "migrate before init fails" test $rc = 1
+check "migrate before init says run init" has "mealy store init" "$out"
+
+out=$("$MEALY" store init --store "$C" 2>&1); rc=$?
+check "init" test $rc = 0
+check "init says created" has "created at version 1" "$out"
+check "version row is 1" test "$(psqlq 'SELECT version FROM mealy.schema_version')" = 1
+out=$("$MEALY" store init --store "$C" 2>&1); rc=$?
+check "init again: nothing to do" test "$rc:$(has 'nothing to do' "$out" && echo y)" = "0:y"
+out=$("$MEALY" store migrate --store "$C" 2>&1); rc=$?
+check "migrate at version 1: nothing to do" test "$rc:$(has 'nothing to do' "$out" && echo y)" = "0:y"
+
+out=$("$MEALY" store stat --json --store "$C"); rc=$?
+check "stat --json empty" test "$rc:$out" = '0:{"version":1,"code_version":1,"instances":0,"ended":0,"owned":0,"events":0,"timers":0}'
+
+uri="postgresql:///postgres?host=${MLY_TEST_PG_DIR:?}&user=mealy"
+out=$("$MEALY" store stat --json --store="$uri"); rc=$?
+check "stat with a postgresql:// URI" test "$rc:${out:0:12}" = '0:{"version":1'
+
+# rows by hand: 3 live (one under a lease), 1 ended, 2 events, 1 timer
+psqlq "INSERT INTO mealy.instances (name, machine, owner, lease_expires)
+       VALUES ('a', 'm', 'p1', now() + interval '1 hour'), ('b', 'm', NULL, NULL),
+              (NULL, 'm', 'p2', now() - interval '1 hour')" >/dev/null
+psqlq "INSERT INTO mealy.instances (name, machine, ended_at) VALUES ('a-old', 'm', now())" >/dev/null
+psqlq "INSERT INTO mealy.events (instance_id, kind) SELECT id, 'e' FROM mealy.instances WHERE name IN ('a', 'b')" >/dev/null
+psqlq "INSERT INTO mealy.timers (instance_id, timer_id, due) SELECT id, 1, now() FROM mealy.instances WHERE name = 'a'" >/dev/null
+out=$("$MEALY" store stat --json --store "$C")
+check "stat --json counts" test "$out" = '{"version":1,"code_version":1,"instances":3,"ended":1,"owned":1,"events":2,"timers":1}'
+out=$("$MEALY" store stat --store "$C")
+check "stat text" has "instances 3 live, 1 ended, 1 under a lease" "$out"
+# the name index: a live instance's name and a tombstone's are taken; a
+# tombstone deleted (past its retention) frees its name
+psqlq "INSERT INTO mealy.instances (name, machine) VALUES ('a', 'm')" >/dev/null 2>&1
+check "a live instance's name is unique" test $? != 0
+psqlq "INSERT INTO mealy.instances (name, machine) VALUES ('a-old', 'm')" >/dev/null 2>&1
+check "a tombstone keeps its name" test $? != 0
+psqlq "DELETE FROM mealy.instances WHERE name = 'a-old'" >/dev/null
+psqlq "INSERT INTO mealy.instances (name, machine) VALUES ('a-old', 'm')" >/dev/null
+check "a deleted tombstone frees its name" test $? = 0
+
+psqlq "UPDATE mealy.schema_version SET version = 2" >/dev/null
+for a in init migrate stat; do
+  out=$("$MEALY" store $a --store "$C" 2>&1); rc=$?
+  check "$a refuses a newer schema" test $rc = 1
+  check "$a says why" has "version 2, newer than this mealy's version 1" "$out"
+done
+check "refusal changed nothing" test "$(psqlq 'SELECT version FROM mealy.schema_version')" = 2
+
+out=$("$MEALY" store stat --store "host=/nonexistent/dir dbname=x" 2>&1); rc=$?
+check "no server: fails" test $rc = 1
+check "no server: says cannot connect" has "cannot connect" "$out"
+
+echo "$((checks - fails)) of $checks checks passed"
+[ "$fails" = 0 ]

@@ -1,0 +1,149 @@
+/*
+ * test_pg_schema.c - the schema engine (lib/store/pg_schema.c) against a
+ * private cluster (MLY_TEST_PG): init makes version 1; a migration to a
+ * version 2 that fails half-way changes nothing (one transaction); init
+ * refuses an older schema; migrate moves 1 to 2; then the real code
+ * (version 1) refuses the newer schema in init, migrate and stat.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "mealy.h"
+#include "pg_helpers.h"
+#include "store/pg_schema.h"
+#include <libpq-fe.h>
+
+static char db[1024];
+
+
+/* One value from a query (blocking libpq: this is the test's side). */
+static void sql1(const char *q, char *out, size_t n) {
+  PGconn *c = PQconnectdb(db);
+  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+  PGresult *r = PQexec(c, q);
+  ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", q,
+                PQresultErrorMessage(r));
+  snprintf(out, n, "%s", PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
+  PQclear(r);
+  PQfinish(c);
+}
+
+#define COLUMN_X                                                         \
+  "SELECT count(*) FROM information_schema.columns WHERE table_schema = "  \
+  "'mealy' AND table_name = 'instances' AND column_name = 'x'"
+
+static void expect_sql(const char *q, const char *want) {
+  char v[64];
+  sql1(q, v, sizeof v);
+  ck_assert_msg(strcmp(v, want) == 0, "%s: %s, not %s", q, v, want);
+}
+
+static const char *const none[] = {NULL};
+static const char *const v2_fails[] = {
+    "ALTER TABLE mealy.instances ADD COLUMN x int",
+    "CREATE TABLE mealy.half_done (y int)", "SELECT 1 / 0", NULL};
+static const char *const v2_ok[] = {
+    "ALTER TABLE mealy.instances ADD COLUMN x int",
+    "CREATE TABLE mealy.half_done (y int)", NULL};
+/* from version 1 on, migs[0] is never run */
+static const char *const *const chain_fails[] = {none, v2_fails};
+static const char *const *const chain_ok[] = {none, v2_ok};
+
+START_TEST(versions) {
+  char msg[512];
+  int from = -1;
+  ck_assert_int_eq(mly_store_pg_init(db, &from, msg, sizeof msg), 0);
+  ck_assert_int_eq(from, 0);
+  expect_sql("SELECT version FROM mealy.schema_version", "1");
+
+  ck_assert_int_eq(mly_pg_schema_apply(db, chain_fails, 2, false, &from, msg,
+                                       sizeof msg),
+                   MLY_EIO);
+  ck_assert_msg(strstr(msg, "division by zero"), "%s", msg);
+  expect_sql("SELECT version FROM mealy.schema_version", "1");
+  expect_sql(COLUMN_X, "0"); /* nothing of the failed migration stayed */
+  expect_sql("SELECT to_regclass('mealy.half_done') IS NULL", "t");
+
+  ck_assert_int_eq(mly_pg_schema_apply(db, chain_ok, 2, true, &from, msg,
+                                       sizeof msg),
+                   MLY_EEXIST);
+  ck_assert_msg(strstr(msg, "mealy store migrate"), "%s", msg);
+
+  ck_assert_int_eq(mly_pg_schema_apply(db, chain_ok, 2, false, &from, msg,
+                                       sizeof msg),
+                   0);
+  ck_assert_int_eq(from, 1);
+  expect_sql("SELECT version FROM mealy.schema_version", "2");
+  expect_sql(COLUMN_X, "1");
+  ck_assert_int_eq(mly_pg_schema_apply(db, chain_ok, 2, false, &from, msg,
+                                       sizeof msg),
+                   0);
+  ck_assert_int_eq(from, 2); /* nothing to do */
+
+  /* this code knows version 1 only */
+  ck_assert_int_eq(mly_store_pg_init(db, &from, msg, sizeof msg), MLY_ERANGE);
+  ck_assert_msg(strstr(msg, "version 2, newer than this mealy's version 1"),
+                "%s", msg);
+  ck_assert_int_eq(mly_store_pg_migrate(db, &from, msg, sizeof msg),
+                   MLY_ERANGE);
+  mly_store_pg_counts st;
+  ck_assert_int_eq(mly_store_pg_stat(db, &st, msg, sizeof msg), MLY_ERANGE);
+  ck_assert_int_eq(st.version, 2);
+  ck_assert_int_eq(st.code_version, MLY_STORE_PG_VERSION);
+}
+END_TEST
+
+/* init twice at once: the advisory lock makes one create, one find it */
+START_TEST(concurrent_init) {
+  char msg[512];
+  int from[2] = {-1, -1}, rc[2];
+  /* a fresh database */
+  PGconn *c = PQconnectdb(conninfo());
+  ck_assert(PQstatus(c) == CONNECTION_OK);
+  PQclear(PQexec(c, "DROP DATABASE IF EXISTS mly_conc"));
+  PGresult *r = PQexec(c, "CREATE DATABASE mly_conc");
+  ck_assert_int_eq(PQresultStatus(r), PGRES_COMMAND_OK);
+  PQclear(r);
+  PQfinish(c);
+  char conc[1100];
+  snprintf(conc, sizeof conc, "%s dbname=mly_conc", conninfo());
+  pid_t p = fork();
+  ck_assert_int_ge(p, 0);
+  if (p == 0) _exit(mly_store_pg_init(conc, NULL, msg, sizeof msg) == 0 ? 0 : 1);
+  rc[0] = mly_store_pg_init(conc, &from[0], msg, sizeof msg);
+  int st;
+  ck_assert_int_eq(waitpid(p, &st, 0), p);
+  rc[1] = WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+  ck_assert_msg(rc[0] == 0, "%s", msg);
+  ck_assert_int_eq(rc[1], 0);
+  ck_assert(from[0] == 0 || from[0] == 1);
+}
+END_TEST
+
+int main(void) {
+  snprintf(db, sizeof db, "%s dbname=mly_schema", conninfo());
+  PGconn *c = PQconnectdb(conninfo());
+  if (PQstatus(c) != CONNECTION_OK) {
+    fprintf(stderr, "FAIL: cannot reach the test cluster: %s", PQerrorMessage(c));
+    return 1;
+  }
+  PQclear(PQexec(c, "DROP DATABASE IF EXISTS mly_schema"));
+  PGresult *r = PQexec(c, "CREATE DATABASE mly_schema");
+  if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+    fprintf(stderr, "FAIL: CREATE DATABASE: %s", PQresultErrorMessage(r));
+    return 1;
+  }
+  PQclear(r);
+  PQfinish(c);
+  Suite *s = suite_create("pg_schema");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, versions);
+  tcase_add_test(tc, concurrent_init);
+  suite_add_tcase(s, tc);
+  return run_suite(s);
+}

@@ -1,0 +1,160 @@
+/*
+ * test_qyaml.c - `queues:` and `schedules:` in the files the fsm loader
+ * reads: a good file declares what it says; a file with a mistake in
+ * every key reports each one, at its line and column, in one load.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mealy.h"
+
+static char msgs[64][320];
+static int nmsgs;
+
+static void on_error(const mly_conf_msg *m, void *arg) {
+  (void)arg;
+  if (nmsgs < 64) mly_conf_format(m, msgs[nmsgs++], sizeof msgs[0]);
+}
+
+static int load(const char *text, mly_queue_conf *qc) {
+  mly_conf_section sec[2];
+  mly_queue_conf_sections(qc, sec);
+  mly_fsm_load_options o = {.on_error = on_error, .sections = sec,
+                            .nsections = 2};
+  mly_fsm_set *set = NULL;
+  nmsgs = 0;
+  int rc = mly_fsm_load_text("q.yaml", text, strlen(text), &o, &set);
+  mly_fsm_set_free(set);
+  return rc;
+}
+
+static const char good[] =
+    "queues:\n"
+    "- name: mail\n"
+    "  max_concurrent: 4\n"
+    "  rate: 10.5\n"
+    "  bucket_size: 20\n"
+    "  priority: 3\n"
+    "  task_retry_limit: 5\n"
+    "  min_backoff: 1s\n"
+    "  max_backoff: 1h\n"
+    "  max_doublings: 4\n"
+    "  task_age_limit: 48h\n"
+    "  jitter: 0.25\n"
+    "  timeout: 30s\n"
+    "  concurrency_key: customer\n"
+    "  concurrency_limit: 2\n"
+    "schedules:\n"
+    "- name: nightly\n"
+    "  cron: 0 3 * * MON-FRI\n"
+    "  timezone: Europe/Berlin\n"
+    "  missed: one\n"
+    "  queue: mail\n"
+    "  function: report\n"
+    "  payload: {kind: daily, n: 3, to: [a, b]}\n"
+    "- name: often\n"
+    "  every: 10m\n"
+    "  function: report\n";
+
+static void report_fn(mly_task *t, void *arg) {
+  (void)arg;
+  mly_task_done(t, MLY_TASK_OK, NULL);
+}
+
+START_TEST(good_file) {
+  mly_queue_conf *qc = mly_queue_conf_new();
+  int lrc = load(good, qc);
+  ck_assert_int_eq(lrc, 0);
+  ck_assert_int_eq(nmsgs, 0);
+  ck_assert_uint_eq(mly_queue_conf_count(qc, false), 1);
+  ck_assert_uint_eq(mly_queue_conf_count(qc, true), 2);
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+  ck_assert_int_eq(mly_queues_open(rt), 0);
+  ck_assert_int_eq(mly_defer_register(rt, "report", report_fn, NULL, 0), 0);
+  char err[256];
+  ck_assert_int_eq(mly_queue_conf_apply(rt, qc, MLY_QCONF_QUEUES |
+                                        MLY_QCONF_SCHEDULES, err, sizeof err),
+                   0);
+  mly_queue_conf_free(qc);
+  mly_queue_info qi;
+  ck_assert_int_eq(mly_queue_info_get(rt, "mail", &qi), 0);
+  ck_assert_uint_eq(qi.def.max_concurrent, 4);
+  ck_assert(qi.def.rate == 10.5);
+  ck_assert_uint_eq(qi.def.bucket_size, 20);
+  ck_assert_uint_eq(qi.def.priority_levels, 3);
+  ck_assert_int_eq(qi.def.retry.task_retry_limit, 5);
+  ck_assert_int_eq(qi.def.retry.min_backoff_ms, 1000);
+  ck_assert_int_eq(qi.def.retry.max_backoff_ms, 3600000);
+  ck_assert_int_eq(qi.def.retry.max_doublings, 4);
+  ck_assert_int_eq(qi.def.retry.task_age_limit_ms, 2 * 86400000LL);
+  ck_assert(qi.def.retry.jitter == 0.25);
+  ck_assert_int_eq(qi.def.timeout_ms, 30000);
+  ck_assert_str_eq(qi.def.concurrency_key, "customer");
+  ck_assert_uint_eq(qi.def.concurrency_key_max, 2);
+  mly_schedule_info si;
+  ck_assert_int_eq(mly_schedule_info_get(rt, "nightly", &si), 0);
+  ck_assert_int_eq(mly_schedule_info_get(rt, "often", &si), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+static const char bad[] =
+    "queues:\n"
+    "- name: mail\n"                 /* 2 */
+    "  max_concurrent: 0\n"          /* 3 */
+    "  rate: -1\n"                   /* 4 */
+    "  jitter: 2\n"                  /* 5 */
+    "  timeout: soon\n"              /* 6 */
+    "  colour: red\n"                /* 7 */
+    "- max_concurrent: 2\n"          /* 8 */
+    "- name: mail\n"                 /* 9 */
+    "schedules:\n"                   /* 10 */
+    "- name: a/b\n"                  /* 11 */
+    "  cron: 0 3 * 13 *\n"           /* 12 */
+    "  timezone: Mars/Olympus\n"     /* 13 */
+    "  missed: sometimes\n"          /* 14 */
+    "  function: f\n"                /* 15 */
+    "- name: x\n"                    /* 16 */
+    "  every: 1500ms\n"              /* 17 */
+    "  function: f\n"                /* 18 */
+    "- name: y\n"                    /* 19 */
+    "  function: f\n"                /* 20 */
+    "- name: z\n"                    /* 21 */
+    "  cron: '* * * * *'\n"          /* 22 */
+    "  timezone: ../../etc/shadow\n" /* 23 */
+    "- 7\n";                         /* 24 */
+
+START_TEST(every_mistake_placed) {
+  static const char *const want[] = {
+      "q.yaml:3:19: ", "q.yaml:4:9: ", "q.yaml:5:11: ", "q.yaml:6:12: ",
+      "q.yaml:7:3: ", "q.yaml:8:3: ", "q.yaml:9:3: ", "q.yaml:11:9: ",
+      "q.yaml:12:15: ", "q.yaml:13:13: ", "q.yaml:14:11: ",
+      "q.yaml:17:10: ", "q.yaml:19:3: ", "q.yaml:23:13: ", "q.yaml:24:3: "};
+  mly_queue_conf *qc = mly_queue_conf_new();
+  ck_assert_int_eq(load(bad, qc), MLY_EINVAL);
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+    bool seen = false;
+    for (int k = 0; k < nmsgs && !seen; k++)
+      seen = strncmp(msgs[k], want[i], strlen(want[i])) == 0;
+    ck_assert_msg(seen, "no message at %s", want[i]);
+  }
+  ck_assert_int_eq(nmsgs, (int)(sizeof want / sizeof *want));
+  mly_queue_conf_free(qc);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("qyaml");
+  TCase *tc = tcase_create("qyaml");
+  tcase_add_test(tc, good_file);
+  tcase_add_test(tc, every_mistake_placed);
+  suite_add_tcase(s, tc);
+  SRunner *sr = srunner_create(s);
+  srunner_run_all(sr, CK_NORMAL);
+  int nf = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return nf ? 1 : 0;
+}
