@@ -60,6 +60,10 @@ struct fsm_rt {
 /* action.c */
 void fsm_actions_free(fsm_rt *f);
 void fsm_call_returned(mly_action_call *c, int rc);
+/* Make a failure text safe to keep and show, in place: each byte that is
+ * not UTF-8 (a character cut short by a bound, a command's raw stderr)
+ * and each control character but a tab becomes '?'. */
+void fsm_text_clean(char *s);
 const fsm_action_ent *fsm_action_resolve(fsm_rt *f, const fsm_action *a);
 
 /* retry.c */
@@ -115,6 +119,10 @@ void fsm_defs_free(fsm_rt *f);
 /* ctxtype.c: 0, or MLY_EINVAL with a sentence in err */
 /* A context type in the file's words ("int", "any", ...). */
 const char *fsm_ctype_name(fsm_ctype t);
+/* 0, or < 0 with a sentence in err: ctx (a context, or a payload that
+ * goes into one) could not be committed (too deep, past the journal's
+ * record bound). */
+int fsm_ctx_fits(const mly_value *ctx, char *err, size_t errlen);
 int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
                   size_t errlen);
 

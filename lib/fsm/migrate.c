@@ -64,7 +64,8 @@ static int types_ok(const fsm_machine *old, const fsm_machine *nw,
     const fsm_ctx_type *o = &old->ctypes[i];
     for (size_t k = 0; k < nw->nctypes; k++) {
       const fsm_ctx_type *n = &nw->ctypes[k];
-      if (strcmp(o->key, n->key) != 0 || n->type == FSM_T_ANY) continue;
+      if (strcmp(o->key, n->key) != 0) continue;
+      if (n->type == FSM_T_ANY && (!n->list || o->list)) continue; /* wider */
       if (n->type != o->type || n->list != o->list) {
         snprintf(why, len, "context key %s changes type from %s%s to %s%s "
                  "(only widening to any is safe)", o->key,

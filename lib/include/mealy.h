@@ -1444,7 +1444,10 @@ int mly_fsm_add(mly_runtime *rt, const mly_fsm_set *set);
 
 /* Start an instance of `machine` with `context` (a map or NULL; taken,
  * also on error).  name: unique (see mly_spawn_options.name), or NULL to
- * generate MACHINE-YYYYmmddHHMMSS-xxxxxx.  name_out (may be NULL)
+ * generate MACHINE-YYYYmmddHHMMSS-xxxxxx; the shapes of the names the
+ * layer gives what it starts ("NAME.SEQ.fN", ".sN", ".cN",
+ * "h<16 hex>.fN"..., "fanin:...", "fsm-def-...") are its own
+ * (MLY_EINVAL, with a log line).  name_out (may be NULL)
  * receives the name.  A key the machine's context_types declares must
  * hold that type (MLY_EINVAL, with a log line; a dispatch that leaves
  * one with another type fails for good).  Errors: MLY_ENOENT (no such
@@ -1461,12 +1464,19 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
  * taken, also on error) is merged into the context when a wait state
  * takes the event.  An event that arrives while the instance is not in
  * a wait state waits in its inbox.  MLY_ENOENT: no such live instance
- * (MLY_ESRCH: it has ended).  Loop thread. */
+ * (MLY_ESRCH: it has ended, or is parked); MLY_EINVAL: the instance is
+ * not one of a YAML machine (a fan-in collector, a definition holder),
+ * or the payload holds a key of another type than the machine's
+ * context_types declares (with a log line, as mly_fsm_start);
+ * MLY_EINVAL or MLY_ERANGE: a payload no context could save (nested
+ * past MLY_VALUE_MAX_DEPTH, past the journal's record bound);
+ * MLY_ESHUTDOWN: the runtime is stopping (the instance is suspended,
+ * back at the next open); MLY_EPERM off the loop thread. */
 int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
                  mly_value *payload, mly_post_cb cb, void *arg);
 
-/* What `mealy fsm show` prints.  Strings point into the runtime's
- * memory, valid until the instance's next step. */
+/* An instance as a status display shows it.  Strings point into the
+ * runtime's memory, valid until the instance's next step. */
 typedef struct mly_fsm_info {
   mly_id id;
   const char *name;
@@ -1500,7 +1510,8 @@ typedef struct mly_fsm_info {
   } history[8];
   size_t nhistory;
 } mly_fsm_info;
-/* MLY_ESRCH: no such live instance of the fsm type. */
+/* MLY_ESRCH: no such live instance of the fsm type; MLY_EPERM off the
+ * loop thread. */
 int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
 
 /* Move the running instances of the machines in `set` to the set's
@@ -1541,7 +1552,8 @@ int mly_fsm_migrate(mly_runtime *rt, const mly_fsm_set *set, uint32_t flags,
 
 /* Where the interpreter's log lines go (a failed instance, a retry, an
  * ignored event): fn gets one line, no newline, on the loop thread.
- * Default (fn NULL): stderr, prefixed "mealy fsm: ". */
+ * Default (fn NULL): stderr, prefixed "mealy fsm: ".  Attaches the fsm
+ * layer (mly_fsm_attach) if it is not yet, so it may come first. */
 void mly_fsm_set_log(mly_runtime *rt, void (*fn)(void *arg, const char *line),
                      void *arg);
 
@@ -1881,6 +1893,7 @@ typedef struct mly_conf_section {
 } mly_conf_section;
 
 typedef struct mly_fsm_load_options {
+  /* every error; NULL: each goes to stderr, "mealy fsm: FILE:LINE:COL: ..." */
   void (*on_error)(const mly_conf_msg *msg, void *arg);
   void (*on_note)(const mly_conf_msg *msg, void *arg);  /* may be NULL */
   void *arg;                                    /* for both           */
@@ -1894,7 +1907,7 @@ typedef struct mly_fsm_load_options {
      swappable by another user: with this set, every file read (the roots
      and their imports) must lie in directories mly_path_check trusts and
      be owned by root or this user, not writable by group or others; a
-     file that is not is an error.  Set it for `mealy fsm run` as root. */
+     file that is not is an error.  Set it in a host that runs as root. */
   bool trusted_files;
 } mly_fsm_load_options;
 
