@@ -11,7 +11,7 @@
 
 #include "fsmrt.h"
 
-static const char *ctype_name(fsm_ctype t) {
+const char *fsm_ctype_name(fsm_ctype t) {
   static const char *const n[] = {"any",    "int",    "uint",     "float",
                                   "bool",   "string", "binary", "datetime",
                                   "map"};
@@ -60,7 +60,7 @@ int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
         snprintf(err, errlen,
                  "context key %s[%zu] is %s but machine %s declares it a "
                  "list of %s",
-                 ct->key, k, value_kind(e), def->name, ctype_name(ct->type));
+                 ct->key, k, value_kind(e), def->name, fsm_ctype_name(ct->type));
         return MLY_EINVAL;
       }
       continue;
@@ -69,7 +69,7 @@ int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
       snprintf(err, errlen,
                "context key %s is %s but machine %s declares it %s%s",
                ct->key, value_kind(v), def->name, ct->list ? "a list of " : "",
-               ctype_name(ct->type));
+               fsm_ctype_name(ct->type));
       return MLY_EINVAL;
     }
   }

@@ -1514,6 +1514,42 @@ typedef struct mly_fsm_info {
  * loop thread. */
 int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
 
+/* Move the running instances of the machines in `set` to the set's
+ * definitions, where that is provably safe, and list each instance that
+ * runs another definition of one of them: fn (may be NULL) gets one
+ * mly_fsm_migration per instance, valid during the call.  Safe means:
+ * the state it is in and the state of a pending transition (countdown,
+ * retry, dispatch not yet run) exist in the new definition by name with
+ * the same kind (plain, wait, continuation, fan-in of the same sort,
+ * final), the pending transition is there on the same event to the same
+ * state, each context key keeps its declared type (or is widened to
+ * any), and the values it holds fit newly declared types.  Instances
+ * waiting at a fan-in are refused (merged instances share one
+ * definition).  Context has no required keys, so none can be missing.
+ * Unless flags has MLY_FSM_MIGRATE_DRY_RUN (then nothing changes), the
+ * set's machines are added (mly_fsm_add: new instances start on them)
+ * and each instance found safe is posted a durable event ("fsm.migrate",
+ * no new journal record kind) that it takes at its next wait or sleep,
+ * in a step of its own: it checks again (it may have moved on; if no
+ * longer safe it stays, with a log line) and switches its pinned
+ * definition; a restart before that step delivers the event again once
+ * its record is in the journal (posted without waiting for that: after
+ * a crash, migrating again lists what is left).
+ * Returns the count reported migrated, or MLY_EINVAL, MLY_EPERM (not the
+ * loop thread), mly_fsm_add's errors, a post's error.  Loop thread. */
+#define MLY_FSM_MIGRATE_DRY_RUN 0x1u
+typedef struct mly_fsm_migration {
+  mly_id id;
+  const char *name;     /* the instance's name                        */
+  const char *machine;
+  const char *state;    /* the state it is in                         */
+  bool migrated;        /* false: refused, reason says why            */
+  char reason[256];
+} mly_fsm_migration;
+typedef void (*mly_fsm_migrate_fn)(void *arg, const mly_fsm_migration *m);
+int mly_fsm_migrate(mly_runtime *rt, const mly_fsm_set *set, uint32_t flags,
+                    mly_fsm_migrate_fn fn, void *arg);
+
 /* Where the interpreter's log lines go (a failed instance, a retry, an
  * ignored event): fn gets one line, no newline, on the loop thread.
  * Default (fn NULL): stderr, prefixed "mealy fsm: ".  Attaches the fsm
