@@ -131,7 +131,55 @@ stop_grace: 300ms
     check("supervise exits 0", sv.stop() == 0)
 
 
-CASES = {"killed_cgroup": case_killed_cgroup}
+# ---- F6: a reload that changes user: keeps the socket's old owner --------
+
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+SENDER = ("import os,socket,time;s=socket.socket(socket.AF_UNIX,"
+          "socket.SOCK_DGRAM);s.sendto(('READY=1'+chr(10)+'STATUS=uid %d'"
+          " % os.getuid()).encode(),os.environ['NOTIFY_SOCKET']);"
+          "time.sleep(1000)")
+
+
+def notify_socket_of(sv, name):
+    pid = sv.field(name, "pid")
+    try:
+        env = open("/proc/%d/environ" % pid, "rb").read().split(b"\0")
+    except (OSError, TypeError):
+        return None
+    for e in env:
+        if e.startswith(b"NOTIFY_SOCKET="):
+            return e.split(b"=", 1)[1].decode()
+    return None
+
+
+def case_reload_user():
+    print("# case: a reload changes user: of an sd_notify program")
+    if os.geteuid() != 0:
+        print("skip: needs root")
+        return
+    nobody = pwd.getpwnam("nobody")
+    other = pwd.getpwnam("daemon")
+    body = """
+user: %s
+ready: sd_notify
+command: [%s, -c, "%s"]
+"""
+    sv = Sv("reload-user", {"svc": body % ("nobody", PY, SENDER)})
+    check("ready as nobody",
+          poll(lambda: sv.field("svc", "status") == "uid %d" % nobody.pw_uid))
+    sv.write({"svc": body % ("daemon", PY, SENDER)})
+    sv.proc.send_signal(signal.SIGHUP)
+    check("ready again as daemon after the reload",
+          poll(lambda: sv.field("svc", "status") == "uid %d" % other.pw_uid))
+    sock = poll(lambda: notify_socket_of(sv, "svc"))
+    st = os.stat(sock) if sock else None
+    check("its socket now belongs to daemon",
+          st is not None and st.st_uid == other.pw_uid)
+    check("supervise exits 0", sv.stop() == 0)
+
+
+CASES = {"killed_cgroup": case_killed_cgroup,
+         "reload_user": case_reload_user}
 
 try:
     for name, fn in CASES.items():

@@ -325,6 +325,15 @@ static bool wants_socket(const sv_program *g) {
   return g->ready == SV_READY_SD_NOTIFY || g->watchdog_ms > 0;
 }
 
+/* The socket belongs to the program's user:, or to the supervisor's
+ * without one: set at each start, since a reload may change user:/group:
+ * while the socket (kept across starts) stays. */
+static int own_socket(const char *path, const sv_program *g) {
+  uid_t uid = g->has_uid ? g->uid : geteuid();
+  gid_t gid = g->has_gid ? g->gid : getegid();
+  return lchown(path, uid, gid) < 0 ? -errno : 0;
+}
+
 static int open_socket(sv_proc *p) {
   sv *s = p->sv;
   const sv_program *g = p->prog;
@@ -356,10 +365,7 @@ static int open_socket(sv_proc *p) {
   if (rc == 0 && bind(nt->fd, (struct sockaddr *)&a, sizeof a) < 0)
     rc = -errno;
   if (rc == 0 && chmod(a.sun_path, 0600) < 0) rc = -errno;
-  if (rc == 0 && (g->has_uid || g->has_gid) &&
-      lchown(a.sun_path, g->has_uid ? g->uid : (uid_t)-1,
-             g->has_gid ? g->gid : (gid_t)-1) < 0)
-    rc = -errno;
+  if (rc == 0) rc = own_socket(nt->path, g);
   if (rc == 0) rc = uv_poll_init(s->loop, &nt->poll, nt->fd);
   if (rc < 0) {
     sv_logf(s, p->name, "cannot open its sd_notify socket %s: %s", nt->path,
@@ -381,7 +387,10 @@ int sv_notify_prepare(sv_proc *p, char *path, size_t len) {
     sv_notify_close(p);
     return 0;
   }
-  int rc = p->sdn ? 0 : open_socket(p);
+  int rc = p->sdn ? own_socket(p->sdn->path, p->prog) : open_socket(p);
+  if (rc < 0 && p->sdn)
+    sv_logf(p->sv, p->name, "cannot give its sd_notify socket %s to its "
+            "user: %s", p->sdn->path, mly_strerror(rc));
   if (rc == 0 && len) snprintf(path, len, "%s", p->sdn->path);
   return rc;
 }
