@@ -178,7 +178,44 @@ command: [%s, -c, "%s"]
     check("supervise exits 0", sv.stop() == 0)
 
 
+# ---- F1: a service manager that does not read stalls the supervisor ----
+
+def case_manager_full():
+    print("# case: the service manager's queue is full")
+    path = os.path.join(TOP, "manager.sock")
+    lis = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    lis.bind(path)  # never read: its queue fills after a few datagrams
+    # WATCHDOG=1 every millisecond fills the queue at once
+    sv = Sv("manager-full", {"a": 'command: [sleep, "1000"]'},
+            env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000"})
+    # (a stalled supervisor answers no ctl: bounded, not 300 x 5 s)
+    check("it runs", poll(lambda: sv.field("a", "state") == "running",
+                          tries=30))
+    answered = all(sv.ctl("status", timeout="20s").returncode == 0
+                   for _ in range(5))
+    check("ctl status is answered while the manager does not read", answered)
+    check("SIGTERM ends the run (exit 0)", sv.stop() == 0)
+    # now a manager that reads: READY=1 arrives once its queue has room
+    lis.settimeout(0.1)
+    got = []
+    sv = Sv("manager-late", {"a": 'command: [sleep, "1000"]'},
+            env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+    check("it runs", poll(lambda: sv.field("a", "state") == "running"))
+
+    def ready_seen():
+        try:
+            while True:
+                got.append(lis.recv(4096))
+        except socket.timeout:
+            pass
+        return any(b"READY=1" in m for m in got)
+    check("READY=1 reaches the manager once it reads", poll(ready_seen))
+    check("SIGTERM ends the run (exit 0)", sv.stop() == 0)
+    lis.close()
+
+
 CASES = {"killed_cgroup": case_killed_cgroup,
+         "manager_full": case_manager_full,
          "reload_user": case_reload_user}
 
 try:
