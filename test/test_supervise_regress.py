@@ -214,7 +214,58 @@ def case_manager_full():
     lis.close()
 
 
+# ---- F13: sd_notify_barrier logged as an FDSTORE refusal ----------------
+
+BARRIER = ("import os,socket,array,select,time;p=os.environ['NOTIFY_SOCKET'];"
+           "s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM);"
+           "s.sendto(b'READY=1',p);r,w=os.pipe();"
+           "s.sendmsg([b'BARRIER=1'],[(socket.SOL_SOCKET,socket.SCM_RIGHTS,"
+           "array.array('i',[w]))],0,p);os.close(w);"
+           "ok=select.select([r],[],[],60)[0];"
+           "s.sendto(b'STATUS=barrier '+(b'released' if ok else b'stuck'),p);"
+           "time.sleep(1000)")
+
+
+def case_barrier():
+    print("# case: sd_notify_barrier (BARRIER=1 with a descriptor)")
+    sv = Sv("barrier", {"b": """
+ready: sd_notify
+command: [%s, -c, "%s"]
+""" % (PY, BARRIER)})
+    check("the barrier is released (its descriptor closed)",
+          poll(lambda: sv.field("b", "status") == "barrier released"))
+    check("and not logged as a refused FDSTORE",
+          "FDSTORE" not in sv.logtext())
+    check("supervise exits 0", sv.stop() == 0)
+
+
+# ---- F5: an adopted main process's unknown exit shown as "exit -1" -------
+
+def case_unknown_exit():
+    print("# case: the last exit of a MAINPID process is unknown")
+    sv = Sv("unknown-exit", {"m": """
+ready: sd_notify
+restart: on-failure
+shell: true
+command: |
+  sleep 1000 & echo $! > main
+  exec %s -c "import os,socket;socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM).sendto(('MAINPID=%%s'%%open('main').read().strip()+chr(10)+'READY=1').encode(),os.environ['NOTIFY_SOCKET'])"
+""" % PY})
+    check("watching its MAINPID",
+          poll(lambda: (sv.field("m", "main_pid") or 0) > 0 and
+               sv.field("m", "pid") == sv.field("m", "main_pid")))
+    os.kill(sv.field("m", "main_pid"), signal.SIGKILL)
+    check("restarted", poll(lambda: (sv.field("m", "restarts") or 0) >= 1))
+    table = sv.ctl("status", "m").stdout
+    check("the table says the exit is unknown, not 'exit -1' (%r)"
+          % table.strip().split("\n")[-1],
+          "exit -1" not in table and "unknown" in table)
+    check("supervise exits 0", sv.stop() == 0)
+
+
 CASES = {"killed_cgroup": case_killed_cgroup,
+         "barrier": case_barrier,
+         "unknown_exit": case_unknown_exit,
          "manager_full": case_manager_full,
          "reload_user": case_reload_user}
 

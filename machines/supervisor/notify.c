@@ -298,7 +298,9 @@ static void readable(uv_poll_t *h, int status, int events) {
     int nfds = ancillary(&mh, &cred);
     sv_proc *p = nt->p;
     if (p == NULL) continue;
-    if (nfds > 0 || (mh.msg_flags & MSG_CTRUNC))
+    /* sd_notify_barrier: BARRIER=1 and an fd whose closing is the answer */
+    bool barrier = n == 9 && memcmp(buf, "BARRIER=1", 9) == 0;
+    if ((nfds > 0 && !barrier) || (mh.msg_flags & MSG_CTRUNC))
       sv_logf_rl(nt->s, &nt->rl, p->name, "closed %d file descriptors sent "
                  "by pid %d: the supervisor keeps none (FDSTORE)", nfds,
                  (int)cred.pid);
