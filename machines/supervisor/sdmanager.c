@@ -40,6 +40,7 @@ typedef struct manager {
   bool wd_on;
   bool ready_sent;
   bool told_failure;
+  bool unsent;           /* a READY=1/STATUS= refused: again at a tick */
   char status[128];
 } manager;
 
@@ -69,8 +70,10 @@ bool sv_manager_notify(sv *s, const char *fmt, ...) {
 }
 
 static void watchdog_tick(uv_timer_t *t) {
-  sv_manager_notify(t->data, "WATCHDOG=1");
-  sv_manager_check_ready(t->data); /* what a full queue refused */
+  sv *s = t->data;
+  sv_manager_notify(s, "WATCHDOG=1");
+  manager *mg = s->manager;
+  if (mg && mg->unsent) sv_manager_check_ready(s); /* a full queue's */
 }
 
 int sv_manager_setup(sv *s) {
@@ -129,8 +132,11 @@ void sv_manager_check_ready(sv *s) {
   bool now_ready = !mg->ready_sent && settled == s->nprocs;
   if (!now_ready && strcmp(status, mg->status) == 0) return;
   if (!sv_manager_notify(s, "%sSTATUS=%s", now_ready ? "READY=1\n" : "",
-                         status))
-    return; /* not sent (the manager's queue is full?): again later */
+                         status)) {
+    mg->unsent = true; /* not sent (the manager's queue full?): again */
+    return;
+  }
+  mg->unsent = false;
   memcpy(mg->status, status, sizeof status);
   if (now_ready) {
     mg->ready_sent = true;
