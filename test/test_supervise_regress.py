@@ -263,7 +263,45 @@ command: |
     check("supervise exits 0", sv.stop() == 0)
 
 
+# ---- F3: somebody else's stable sd_notify directory blocks every start ---
+
+def fnv1a(text):
+    h = 1469598103934665603
+    for c in text.encode():
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def case_foreign_notify_dir():
+    print("# case: the stable sd_notify directory is somebody else's")
+    if os.geteuid() != 0:
+        print("skip: needs root")
+        return
+    rt = os.path.join(TOP, "rt")
+    os.makedirs(rt)
+    os.chmod(rt, 0o1777)  # shared, as /tmp
+    state = os.path.join(TOP, "foreign-state")
+    squat = os.path.join(rt, "mealy-notify-%016x" % fnv1a(state))
+    os.mkdir(squat, 0o777)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(squat, nobody.pw_uid, nobody.pw_gid)
+    sv = Sv("foreign-dir", {"svc": """
+ready: sd_notify
+command: [%s, -c, "%s"]
+""" % (PY, SENDER)}, env={"RUNTIME_DIRECTORY": rt},
+        extra="state_dir: %s\n" % state)
+    check("the program gets ready all the same",
+          poll(lambda: sv.field("svc", "ready"), tries=150))
+    sock = notify_socket_of(sv, "svc")
+    check("its socket is not in the squatted directory",
+          sock is not None and not sock.startswith(squat + "/"))
+    check("the squatted directory is left alone",
+          os.stat(squat).st_uid == nobody.pw_uid)
+    check("supervise exits 0", sv.stop() == 0)
+
+
 CASES = {"killed_cgroup": case_killed_cgroup,
+         "foreign_notify_dir": case_foreign_notify_dir,
          "barrier": case_barrier,
          "unknown_exit": case_unknown_exit,
          "manager_full": case_manager_full,

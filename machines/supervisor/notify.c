@@ -103,6 +103,14 @@ static int notify_dir(sv *s) {
     snprintf(path, sizeof path, "%s/mealy-notify-%016llx", runtime_base(),
              (unsigned long long)h);
     rc = mkdir(path, 0711) < 0 && errno != EEXIST ? -errno : own_dir(s, path);
+    if (rc < 0) { /* somebody else's (a shared /tmp): not a reason to start
+                     no sd_notify program at all; adoption loses the path */
+      sv_logf(s, "mealy", "cannot use the sd_notify directory %s: %s; using "
+              "a fresh one (programs left by an earlier run cannot reach "
+              "theirs)", path, mly_strerror(rc));
+      snprintf(path, sizeof path, "%s/mealy-notify.XXXXXX", runtime_base());
+      rc = mkdtemp(path) ? own_dir(s, path) : -errno;
+    }
   } else { /* a fresh one nobody else can have made */
     snprintf(path, sizeof path, "%s/mealy-notify.XXXXXX", runtime_base());
     rc = mkdtemp(path) ? own_dir(s, path) : -errno;
