@@ -26,6 +26,7 @@ int cmd_fsm_start(int argc, char **argv);
 int cmd_fsm_send(int argc, char **argv);
 int cmd_fsm_ls(int argc, char **argv);
 int cmd_fsm_show(int argc, char **argv);
+int cmd_fsm_migrate(int argc, char **argv);
 
 /* Option values, with a clear message on stderr when they are bad:
  * "mealy demo: --for: 'x' is not a duration (write 250ms, 10s, 2m)". */

@@ -128,7 +128,10 @@ static void print_status(const mly_value *list) {
       esc_str(sig, strnlen(sig, 16), gb, sizeof gb);
       snprintf(last, sizeof last, "killed by SIG%s", gb);
     } else if (mly_map_get_int(p, "last_exit", &code) == 0) {
-      snprintf(last, sizeof last, "exit %" PRId64, code);
+      /* < 0: an adopted process (MAINPID, or after a supervisor crash)
+       * whose exit status cannot be read */
+      if (code < 0) snprintf(last, sizeof last, "exit unknown");
+      else snprintf(last, sizeof last, "exit %" PRId64, code);
     }
     if (pid > 0) snprintf(pidbuf, sizeof pidbuf, "%" PRId64, pid);
     esc_str(name, strnlen(name, 64), nb, sizeof nb);

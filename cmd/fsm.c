@@ -3,7 +3,7 @@
  *
  *   validate [--json] FILE...   every error of the files (exit 1 if any)
  *   dot FILE [MACHINE]          a machine as a Graphviz DOT graph
- *   run, start, send, ls, show  a host and its clients (fsm_run.c,
+ *   run, start, send, ls, show, migrate  a host and its clients (fsm_run.c,
  *                               fsm_ctl.c)
  *
  * Subcommands are rows of one table (name, function, usage line, what it
@@ -46,6 +46,8 @@ static const fsm_cmd fsm_cmds[] = {
      "list the live instances (--machine M)"},
     {"show", cmd_fsm_show, "INSTANCE [--json]",
      "an instance's state, context, waits, retries, history"},
+    {"migrate", cmd_fsm_migrate, "FILE [--dry-run]",
+     "move running instances to FILE's definitions where safe"},
 };
 #define NCMDS (sizeof fsm_cmds / sizeof fsm_cmds[0])
 

@@ -6,6 +6,7 @@
  *   mealy fsm send INSTANCE EVENT [key=value | key:=JSON...]
  *   mealy fsm ls [--state S] [--machine M] [--json]
  *   mealy fsm show INSTANCE [--json]
+ *   mealy fsm migrate FILE [--dry-run] [--json]
  *
  * Each also takes -s SOCKET (default ./mealy-fsm.sock) and --timeout DUR
  * (default 5s).  key=value puts a string in the context; key:=VALUE a
@@ -29,6 +30,7 @@ typedef struct fsm_opts {
   const char *sock;
   int64_t timeout_ms;
   bool json;
+  bool dry_run;
   const char *name, *state, *machine;
   char **pos;            /* positional arguments */
   int npos;
@@ -48,6 +50,11 @@ static const char *const usages[][2] = {
     {"show", "mealy fsm show INSTANCE [--json] [-s SOCKET] [--timeout DUR]\n"
              "  An instance's state, context, waits, retries, last error and "
              "history.\n"},
+    {"migrate", "mealy fsm migrate FILE [--dry-run] [--json] [-s SOCKET] "
+                "[--timeout DUR]\n"
+                "  Move running instances to FILE's definitions where that "
+                "is safe; list\n  each one migrated or refused (why).  "
+                "--dry-run: change nothing.\n  Exit 1 when any is refused.\n"},
 };
 
 static void usage(const char *sub, FILE *f) {
@@ -82,6 +89,8 @@ static int parse(const char *sub, int argc, char **argv, fsm_opts *o,
       return 0;
     } else if (!strcmp(a, "--json")) {
       o->json = true;
+    } else if (!strcmp(a, "--dry-run") && !strcmp(sub, "migrate")) {
+      o->dry_run = true;
     } else if (!strcmp(a, "--timeout") && i + 1 < argc) {
       if (opt_duration(cmd, "--timeout", argv[++i], &o->timeout_ms) < 0)
         return 2;
@@ -247,6 +256,30 @@ static void print_show(const mly_value *m) {
 }
 
 /* One subcommand: its params from the options, the call, the output. */
+/* migrate's answer: one line per instance; 1 when any was refused. */
+static int print_migrate(const mly_value *res, bool dry) {
+  const mly_value *list = mly_map_get(res, "instances");
+  int refused = 0;
+  for (size_t i = 0; i < mly_value_len(list); i++) {
+    const mly_value *e = mly_array_at(list, i);
+    bool ok = false;
+    mly_value_get_bool(mly_map_get(e, "migrated"), &ok);
+    refused += !ok;
+    fputs(ok ? (dry ? "would migrate " : "migrated ") : "refused  ", stdout);
+    put_str(e, "name", 0);
+    fputs(" (", stdout);
+    put_str(e, "machine", 0);
+    fputs(", state ", stdout);
+    put_str(e, "state", 0);
+    fputs(ok ? ")" : "): ", stdout);
+    if (!ok) put_str(e, "reason", 0);
+    putchar('\n');
+  }
+  printf("%zu %s, %d refused\n", mly_value_len(list) - (size_t)refused,
+         dry ? "would migrate" : "migrated", refused);
+  return refused > 0;
+}
+
 static int run(const char *sub, int argc, char **argv) {
   fsm_opts o = {0};
   bool done = false;
@@ -273,6 +306,19 @@ static int run(const char *sub, int argc, char **argv) {
       mly_array_push(params, f);
     } else if (!strcmp(sub, "show") && o.npos == 1) {
       mly_array_push(params, mly_value_str(o.pos[0]));
+    } else if (!strcmp(sub, "migrate") && o.npos == 1) {
+      /* the host loads it: by a name that does not depend on our cwd */
+      char *abs = realpath(o.pos[0], NULL);
+      if (abs == NULL) {
+        fprintf(stderr, "%s: %s: %s\n", o.cmd, o.pos[0], strerror(errno));
+        st = 2;
+      } else {
+        mly_value *opt = mly_value_map();
+        mly_map_set(opt, "dry_run", mly_value_bool(o.dry_run));
+        mly_array_push(params, mly_value_str(abs));
+        mly_array_push(params, opt);
+        free(abs);
+      }
     } else {
       fprintf(stderr, "%s: bad command line\n", o.cmd);
       usage(sub, stderr);
@@ -295,6 +341,8 @@ static int run(const char *sub, int argc, char **argv) {
       print_ls(res);
     } else if (!strcmp(sub, "show")) {
       print_show(res);
+    } else if (!strcmp(sub, "migrate")) {
+      st = print_migrate(res, o.dry_run);
     } else {
       puts("ok");
     }
@@ -309,3 +357,6 @@ int cmd_fsm_start(int argc, char **argv) { return run("start", argc, argv); }
 int cmd_fsm_send(int argc, char **argv) { return run("send", argc, argv); }
 int cmd_fsm_ls(int argc, char **argv) { return run("ls", argc, argv); }
 int cmd_fsm_show(int argc, char **argv) { return run("show", argc, argv); }
+int cmd_fsm_migrate(int argc, char **argv) {
+  return run("migrate", argc, argv);
+}

@@ -12,7 +12,13 @@
  *                                             sleep_why, due_ms, attempt,
  *                                             seq, waits, context,
  *                                             lifecycle, history}
+ *   migrate [FILE, {dry_run: BOOL}]        -> {migrated: N, instances:
+ *                                             [{name, machine, state,
+ *                                             migrated, reason}, ...]}
  *
+ * `migrate` loads FILE (an absolute path; as `run` loads its files: the
+ * same trust rules, every action registered) and moves the instances it
+ * can (mly_fsm_migrate); a file with errors is refused with them.
  * INSTANCE is an instance's name.  `send` answers late (the durable
  * post's callback): rpc.c keeps the answers of a connection in request
  * order all the same.
@@ -209,6 +215,68 @@ static void m_show(rpc_call *call, const mly_value *params, void *ud) {
   rpc_reply(call, m);
 }
 
+/* Load errors, gathered (bounded) for the failure's text. */
+typedef struct load_errs {
+  char text[2048];
+  size_t len;
+} load_errs;
+
+static void load_err(const mly_conf_msg *m, void *arg) {
+  load_errs *e = arg;
+  if (e->len >= sizeof e->text - 1) return;
+  int n = snprintf(e->text + e->len, sizeof e->text - e->len, "%s%s:%u:%u: %s",
+                   e->len ? "\n" : "", m->file, m->line, m->col, m->text);
+  if (n > 0) e->len += (size_t)n;
+  if (e->len >= sizeof e->text) e->len = sizeof e->text - 1;
+}
+
+static void mig_one(void *arg, const mly_fsm_migration *mg) {
+  mly_value *e = mly_value_map();
+  mly_map_set_str(e, "name", mg->name ? mg->name : "");
+  mly_map_set_str(e, "machine", mg->machine);
+  mly_map_set_str(e, "state", mg->state);
+  mly_map_set(e, "migrated", mly_value_bool(mg->migrated));
+  mly_map_set(e, "reason", str_or_nil(mg->reason));
+  mly_array_push(arg, e);
+}
+
+static void m_migrate(rpc_call *call, const mly_value *params, void *ud) {
+  fsm_host *h = ud;
+  const char *path = rpc_arg_str(params, 0);
+  const mly_value *o = mly_array_at(params, 1);
+  bool dry = false;
+  const mly_value *d =
+      mly_value_type(o) == MLY_V_MAP ? mly_map_get(o, "dry_run") : NULL;
+  if (path == NULL || path[0] != '/' ||
+      (o != NULL && mly_value_type(o) != MLY_V_NIL &&
+       mly_value_type(o) != MLY_V_MAP) ||
+      (d != NULL && mly_value_get_bool(d, &dry) < 0))
+    return rpc_fail(call, "migrate wants [FILE (an absolute path), "
+                    "{dry_run: BOOL} or nil]");
+  load_errs errs = {.len = 0};
+  mly_fsm_load_options lo = {.on_error = load_err, .arg = &errs,
+                            .action_known = mly_action_known,
+                            .action_arg = h->rt, .trusted_files = true};
+  mly_fsm_set *set = NULL;
+  if (mly_fsm_load(&path, 1, &lo, &set) < 0)
+    return rpc_fail(call, "%s", errs.len ? errs.text : "cannot load it");
+  mly_value *list = mly_value_array();
+  int rc = mly_fsm_migrate(h->rt, set, dry ? MLY_FSM_MIGRATE_DRY_RUN : 0,
+                           mig_one, list);
+  mly_fsm_set_free(set);
+  if (rc < 0) {
+    mly_value_free(list);
+    return rpc_fail(call, "cannot migrate: %s%s", errtext(rc),
+                    rc == MLY_ENOENT ? " (an action it names is not "
+                    "registered: the host's --actions library lacks it)" : "");
+  }
+  mly_value *r = mly_value_map();
+  mly_map_set_uint(r, "migrated", (uint64_t)rc);
+  mly_map_set(r, "instances", list);
+  rpc_reply(call, r);
+}
+
 const rpc_method fsm_methods[] = {
-    {"start", m_start}, {"send", m_send}, {"ls", m_ls}, {"show", m_show}};
+    {"start", m_start}, {"send", m_send},   {"ls", m_ls},
+    {"show", m_show},   {"migrate", m_migrate}};
 const size_t fsm_nmethods = sizeof fsm_methods / sizeof fsm_methods[0];

@@ -18,14 +18,21 @@ static inline void fh_on_error(const mly_conf_msg *msg, void *arg) {
           msg->text);
 }
 
-/* Load YAML machines into rt (its actions registered before). */
-static inline void fh_add(mly_runtime *rt, const char *yaml) {
+/* Load YAML machines (rt's actions registered before); the caller frees
+ * the set. */
+static inline mly_fsm_set *fh_load(mly_runtime *rt, const char *yaml) {
   mly_fsm_load_options o = {.on_error = fh_on_error,
                             .action_known = mly_action_known,
                             .action_arg = rt};
   mly_fsm_set *set = NULL;
   ck_assert_int_eq(mly_fsm_load_text("test.yaml", yaml, strlen(yaml), &o, &set),
                    0);
+  return set;
+}
+
+/* Load YAML machines into rt (its actions registered before). */
+static inline void fh_add(mly_runtime *rt, const char *yaml) {
+  mly_fsm_set *set = fh_load(rt, yaml);
   ck_assert_int_eq(mly_fsm_add(rt, set), 0);
   mly_fsm_set_free(set);
 }

@@ -21,3 +21,13 @@ alive() { # pid: exists and is not a zombie
   [ "${st%% *}" != Z ]
 }
 gone() { ! alive "$1"; }
+
+# ok, bad, check: the suites' report lines ("ok: CONTEXT: what", "FAIL:
+# ..."), with C the section and fail set on a failure.  A suite may keep
+# its own (defined after sourcing this, it wins).
+ok() { echo "ok: ${C:-}: $1"; }
+bad() { echo "FAIL: ${C:-}: $1"; fail=1; }
+check() { # description, command...
+  local what=$1; shift
+  if "$@"; then ok "$what"; else bad "$what"; fi
+}

@@ -548,6 +548,171 @@ START_TEST(wait_states_memory) {
 }
 END_TEST
 
+/* mly_fsm_send refuses what it cannot deliver as asked: a payload of a
+ * type the machine's context_types forbids (it would fail every
+ * dispatch after it, on_failure's too), a target that is not an
+ * instance of a YAML machine, and anything once the runtime is
+ * stopping (the instance is suspended, not gone). */
+START_TEST(send_refused) {
+  reset();
+  mkdir_tmp();
+  mly_runtime *rt = fh_durable(tmpdir, reg);
+  fh_add(rt, "state_machines:\n"
+             "- name: snd\n"
+             "  context_types: {n: int}\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [x]}, transitions: [{event: x, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "snd", "s-1", go_ctx());
+  fh_at at = {"s-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_value *p = mly_value_map();
+  mly_map_set_str(p, "n", "not an int");
+  ck_assert_int_eq(mly_fsm_send(rt, "s-1", "x", p, NULL, NULL), MLY_EINVAL);
+  ck_assert(logged("send x to s-1: context key n"));
+  mly_fsm_info fi;
+  ck_assert_int_eq(mly_fsm_info_get(rt, fh_id(rt, "s-1"), &fi), 0);
+  char holder[128];
+  snprintf(holder, sizeof holder, "fsm-def-%s", fi.hash);
+  mly_name_info ni;
+  ck_assert_int_eq(mly_name_lookup(rt, holder, &ni), 0);
+  ck_assert_int_eq(mly_fsm_send(rt, holder, "x", NULL, NULL, NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_runtime_shutdown(rt, 1000), 0);
+  ck_assert_int_eq(mly_fsm_send(rt, "s-1", "x", NULL, NULL, NULL),
+                   MLY_ESHUTDOWN);
+  mly_runtime_close(rt);
+  h_rmtree(tmpdir);
+}
+END_TEST
+
+/* mly_fsm_set_log before anything attached the layer (the first
+ * mly_action_register does) still takes effect; mly_fsm_info_get off
+ * the loop thread is MLY_EPERM, as the other calls. */
+static int perm_fail(mly_action_call *c, void *arg);
+static mly_runtime *info_rt;
+static mly_id info_id;
+static int info_rc;
+static void *info_thread(void *arg) {
+  (void)arg;
+  mly_fsm_info fi;
+  info_rc = mly_fsm_info_get(info_rt, info_id, &fi);
+  return NULL;
+}
+
+START_TEST(log_set_first) {
+  reset();
+  mly_runtime *rt = h_runtime();
+  mly_fsm_set_log(rt, log_line, NULL); /* before the layer exists */
+  ck_assert_int_eq(mly_action_register(rt, "Perm", perm_fail, NULL, 0), 0);
+  ck_assert_int_eq(mly_action_register(rt, "Action", rec, "action", 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: lg\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [x]}, transitions: [{event: x, to: b}]}\n"
+             "  - {name: b, action: Perm, transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "lg", "lg-1", go_ctx());
+  fh_at at = {"lg-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  info_rt = rt;
+  info_id = fh_id(rt, "lg-1");
+  info_rc = 1;
+  pthread_t t;
+  ck_assert_int_eq(pthread_create(&t, NULL, info_thread, NULL), 0);
+  pthread_join(t, NULL);
+  ck_assert_int_eq(info_rc, MLY_EPERM);
+  ck_assert_int_eq(mly_fsm_send(rt, "lg-1", "x", NULL, NULL, NULL), 0);
+  fh_until(rt, fh_ended, "lg-1", 10000);
+  ck_assert(logged("instance lg-1 (lg): action of state b failed for good"));
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* A dispatch that leaves a context the journal cannot hold (nested
+ * past MLY_VALUE_MAX_DEPTH) fails for good, to on_failure with a log
+ * line, instead of the instance ending silently at the step's commit;
+ * a payload that could not be saved is refused at the send. */
+static int too_deep(mly_action_call *c, void *arg) {
+  (void)arg;
+  mly_value *d = mly_value_map(), *cur = d;
+  for (int i = 0; i < 2 * MLY_VALUE_MAX_DEPTH; i++) {
+    mly_value *n = mly_value_map();
+    mly_map_set(cur, "k", n);
+    cur = n;
+  }
+  mly_map_set(mly_action_context(c), "deep", d);
+  return mly_action_event(c, "go");
+}
+
+START_TEST(context_unsaveable_fails_dispatch) {
+  reset();
+  mkdir_tmp();
+  mly_runtime *rt = fh_durable(tmpdir, reg);
+  ck_assert_int_eq(mly_action_register(rt, "Deep", too_deep, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: dp\n"
+             "  on_failure: f\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [x]}, transitions: [{event: x, to: b}]}\n"
+             "  - {name: b, action: Deep, transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n"
+             "  - {name: f, final: True, entry: Failed}\n");
+  start(rt, "dp", "dp-1", go_ctx());
+  fh_at at = {"dp-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_value *p = mly_value_map(), *cur = p;
+  for (int i = 0; i < 2 * MLY_VALUE_MAX_DEPTH; i++) {
+    mly_value *n = mly_value_map();
+    mly_map_set(cur, "k", n);
+    cur = n;
+  }
+  ck_assert_int_lt(mly_fsm_send(rt, "dp-1", "x", p, NULL, NULL), 0);
+  ck_assert_int_eq(mly_fsm_send(rt, "dp-1", "x", NULL, NULL, NULL), 0);
+  fh_until(rt, fh_ended, "dp-1", 10000);
+  ck_assert_int_eq(fh_end_status(rt, "dp-1"), 0); /* f, a final state */
+  ck_assert_str_eq(logv[nlog - 1], "failed:f");
+  ck_assert(logged("the context cannot be saved"));
+  mly_runtime_close(rt);
+  h_rmtree(tmpdir);
+}
+END_TEST
+
+/* A user name in the shape of the names the layer derives (a fork's
+ * "k1.0.f1", a continuation replica's "f1.1.c1", a spawn's "x.3.s0", a
+ * collector's "fanin:...", a definition holder's "fsm-def-...") is
+ * refused: holding one kept that copy from ever starting, silently, and
+ * a counted fan-in waited for it forever. */
+START_TEST(derived_names_refused) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  fh_add(rt, "state_machines:\n"
+             "- name: dn\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  static const char *const bad[] = {
+      "k1.0.f1", "f1.1.c1", "x.3.s0", "fanin:dn:z:-:-:0",
+      "fsm-def-00", "h0123456789abcdef.f2"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    ck_assert_msg(mly_fsm_start(rt, "dn", bad[i], NULL, NULL, 0, NULL) ==
+                      MLY_EINVAL, "%s was taken", bad[i]);
+  ck_assert(logged("has the shape of the names the fsm layer gives"));
+  static const char *const good[] = {"k1.f1", "v1.2", "a.b.c", "x.1.g2",
+                                     "order-7.m"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    ck_assert_msg(mly_fsm_start(rt, "dn", good[i], go_ctx(), NULL, 0, NULL) ==
+                      0, "%s was refused", good[i]);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 START_TEST(wait_states_durable) {
   reset();
   mkdir_tmp();
@@ -939,7 +1104,7 @@ START_TEST(context_types_enforced) {
   fh_add(rt, "state_machines:\n"
              "- name: typed\n"
              "  on_failure: oops\n"
-             "  context_types: {n: int, tags: [string]}\n"
+             "  context_types: {n: int, tags: [string], l: list}\n"
              "  states:\n"
              "  - {name: a, initial: True, action: Bad,\n"
              "     transitions: [{event: go, to: z}]}\n"
@@ -957,6 +1122,15 @@ START_TEST(context_types_enforced) {
   mly_map_set(c, "tags", tags);
   ck_assert_int_eq(mly_fsm_start(rt, "typed", "t-1", c, NULL, 0, NULL),
                    MLY_EINVAL);
+  ck_assert(logged("context key tags[1] is int but machine typed declares "
+                   "it a list of string"));
+  /* `list` (Python's: a list of anything) still wants a list */
+  c = mly_value_map();
+  mly_map_set(c, "l", mly_value_map());
+  ck_assert_int_eq(mly_fsm_start(rt, "typed", "t-1", c, NULL, 0, NULL),
+                   MLY_EINVAL);
+  ck_assert(logged("context key l is map but machine typed declares it a "
+                   "list of any"));
   c = mly_value_map();
   mly_map_set_int(c, "n", 3);
   start(rt, "typed", "t-2", c);
@@ -1000,6 +1174,73 @@ START_TEST(state_on_failure) {
   ck_assert_int_eq(mly_map_get_uint(mly_map_get(final_ctx, "cause"), "attempts",
                                     &att), 0);
   ck_assert_uint_eq(att, 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* on_failure states that fail in turn (s -> t -> s) end the instance
+ * with a log line: no endless, hot cycle of failures. */
+static int perm_fail(mly_action_call *c, void *arg) {
+  (void)arg;
+  return mly_action_fail(c, true, "no");
+}
+
+START_TEST(on_failure_cycle_ends) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Perm", perm_fail, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: cyc\n"
+             "  states:\n"
+             "  - {name: s, initial: True, action: Perm, on_failure: t,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: t, action: Perm, on_failure: s,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "cyc", "cyc-1", NULL);
+  fh_until(rt, fh_ended, "cyc-1", 2000);
+  ck_assert_int_eq(fh_end_status(rt, "cyc-1"), MLY_EIO);
+  ck_assert(logged("its on_failure states fail in a cycle"));
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* A failure's text is cut between characters and made valid UTF-8 (a
+ * command's stderr may hold any bytes): "error" in the context stays a
+ * string an exec action can pass on as JSON. */
+static int utf8_fail(mly_action_call *c, void *arg) {
+  (void)arg;
+  char m[300];
+  memset(m, 'a', 254);
+  strcpy(m + 254, "\xc3\xa9\xc3\xa9 \xff\xfe");
+  return mly_action_fail(c, true, "%s", m);
+}
+
+START_TEST(failure_text_is_utf8) {
+  reset();
+  mly_runtime *rt = mem_rt();
+  ck_assert_int_eq(mly_action_register(rt, "Utf", utf8_fail, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: utf\n"
+             "  on_failure: f\n"
+             "  states:\n"
+             "  - {name: s, initial: True, action: Utf,\n"
+             "     transitions: [{event: go, to: z}]}\n"
+             "  - {name: f, final: True, entry: Failed}\n"
+             "  - {name: z, final: True}\n");
+  start(rt, "utf", "utf-1", NULL);
+  fh_until(rt, fh_ended, "utf-1", 2000);
+  ck_assert_ptr_nonnull(final_ctx);
+  const char *e = NULL;
+  ck_assert_int_eq(mly_map_get_str(final_ctx, "error", &e), 0);
+  size_t n = strlen(e);
+  ck_assert_uint_gt(n, 200);
+  for (size_t i = 0; i < n;) {
+    uint32_t cp;
+    size_t k = mly_utf8_at((const unsigned char *)e + i, n - i, &cp);
+    ck_assert_msg(k > 0, "error text is not UTF-8 at byte %zu", i);
+    i += k;
+  }
   mly_runtime_close(rt);
 }
 END_TEST
@@ -1095,6 +1336,12 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, context_types_enforced);
   tcase_add_test(tc, shutdown_ends_instance);
   tcase_add_test(tc, state_on_failure);
+  tcase_add_test(tc, send_refused);
+  tcase_add_test(tc, log_set_first);
+  tcase_add_test(tc, derived_names_refused);
+  tcase_add_test(tc, context_unsaveable_fails_dispatch);
+  tcase_add_test(tc, on_failure_cycle_ends);
+  tcase_add_test(tc, failure_text_is_utf8);
   tcase_add_test(tc, history_shown);
   suite_add_tcase(s, tc);
   return s;

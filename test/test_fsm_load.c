@@ -335,6 +335,30 @@ END_TEST
 
 /* ---- errors: every key, its line and column ---- */
 
+/* Without on_error the errors still reach someone: stderr. */
+START_TEST(errors_without_handler) {
+  char path[] = "/tmp/fsm-load-stderr-XXXXXX";
+  int fd = mkstemp(path);
+  ck_assert_int_ge(fd, 0);
+  fflush(stderr);
+  int saved = dup(2);
+  ck_assert_int_eq(dup2(fd, 2), 2);
+  mly_fsm_set *set = NULL;
+  int rc = mly_fsm_load_text("quiet.yaml", "", 0, NULL, &set);
+  fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  ck_assert_int_eq(rc, MLY_EINVAL);
+  ck_assert_ptr_null(set);
+  char buf[512] = "";
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  close(fd);
+  unlink(path);
+  ck_assert_int_gt(n, 0);
+  ck_assert_ptr_nonnull(strstr(buf, "quiet.yaml:1:1: the file is empty"));
+}
+END_TEST
+
 START_TEST(errors_top) {
   EXPECT_ERR("", 1, "m.yaml:1:1: ", "empty", "state_machines", NULL);
   EXPECT_ERR("[1]\n", 1, "m.yaml:1:1: ", "top level is a list", NULL);
@@ -384,6 +408,11 @@ START_TEST(errors_machine_keys) {
              "max_retries and task_retry_limit are one setting", NULL);
   EXPECT_ERR("state_machines:\n  - name: m\n    jitter: 2\n    states:\n" TWO,
              1, "m.yaml:3:13: ", "jitter must be between 0 and 1", NULL);
+  /* a maximum backoff below the minimum, in one place: refused */
+  EXPECT_ERR("state_machines:\n  - name: m\n    min_backoff_seconds: 10\n"
+             "    max_backoff_seconds: 5\n    states:\n" TWO, 1,
+             "m.yaml:4:26: ", "max_backoff is less than min_backoff",
+             "swap them", NULL);
   EXPECT_ERR("state_machines:\n  - name: m\n    min_backoff_seconds: -1\n"
              "    states:\n" TWO, 1, "m.yaml:3:26: ", "cannot be negative",
              NULL);
@@ -1278,6 +1307,7 @@ static Suite *fsm_load_suite(void) {
   tcase_add_test(tc, full_file);
   tcase_add_test(tc, defaults);
   tcase_add_test(tc, ignored_keys_note);
+  tcase_add_test(tc, errors_without_handler);
   tcase_add_test(tc, errors_top);
   tcase_add_test(tc, errors_machine_keys);
   tcase_add_test(tc, errors_context_types);

@@ -89,6 +89,12 @@ check "completion: mealy store '' -> its actions" \
   test "$(complete_words mealy store '')" = "init migrate stat"
 check "completion: mealy supervise --ch -> --check" \
   test "$(complete_words mealy supervise --ch)" = "--check"
+check "completion: mealy ctl status - -> --json only" \
+  test "$(complete_words mealy ctl status -)" = "--json"
+check "completion: mealy ctl tail x - -> -n --escape" \
+  test "$(complete_words mealy ctl tail x -)" = "-n --escape"
+check "completion: mealy ctl --t -> --timeout" \
+  test "$(complete_words mealy ctl --t)" = "--timeout"
 
 # ---- an outside program, built against the installed mealy.pc ----
 export PKG_CONFIG_PATH=$L/pkgconfig

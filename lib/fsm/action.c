@@ -123,6 +123,23 @@ int mly_action_fail(mly_action_call *c, bool permanent, const char *fmt,
   return permanent ? MLY_ECANCELED : MLY_EAGAIN;
 }
 
+void fsm_text_clean(char *s) {
+  size_t n = strlen(s), o = 0;
+  for (size_t i = 0; i < n;) {
+    uint32_t cp = 0;
+    size_t k = mly_utf8_at((const unsigned char *)s + i, n - i, &cp);
+    if (k == 0 || (cp < 0x20 && cp != '\t') || (cp >= 0x7f && cp < 0xa0)) {
+      s[o++] = '?';
+      i += k ? k : 1;
+      continue;
+    }
+    memmove(s + o, s + i, k);
+    o += k;
+    i += k;
+  }
+  s[o] = '\0';
+}
+
 /* An action returned: fold its return value into the call's failure. */
 void fsm_call_returned(mly_action_call *c, int rc) {
   if (rc >= 0 || c->fail != 0) return;

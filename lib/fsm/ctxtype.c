@@ -11,7 +11,7 @@
 
 #include "fsmrt.h"
 
-static const char *ctype_name(fsm_ctype t) {
+const char *fsm_ctype_name(fsm_ctype t) {
   static const char *const n[] = {"any",    "int",    "uint",     "float",
                                   "bool",   "string", "binary", "datetime",
                                   "map"};
@@ -51,22 +51,25 @@ int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
   for (size_t i = 0; i < def->nctypes; i++) {
     const fsm_ctx_type *ct = &def->ctypes[i];
     const mly_value *v = mly_map_get(ctx, ct->key);
-    if (v == NULL || ct->type == FSM_T_ANY) continue;
-    bool ok;
-    if (ct->list) {
-      ok = mly_value_type(v) == MLY_V_ARRAY;
-      for (size_t k = 0; ok && k < mly_value_len(v); k++)
-        ok = fits(ct->type, mly_array_at(v, k));
-    } else {
-      ok = fits(ct->type, v);
+    /* `list` ([any]) still wants a list */
+    if (v == NULL || (ct->type == FSM_T_ANY && !ct->list)) continue;
+    if (ct->list && mly_value_type(v) == MLY_V_ARRAY) {
+      for (size_t k = 0; k < mly_value_len(v); k++) {
+        const mly_value *e = mly_array_at(v, k);
+        if (fits(ct->type, e)) continue;
+        snprintf(err, errlen,
+                 "context key %s[%zu] is %s but machine %s declares it a "
+                 "list of %s",
+                 ct->key, k, value_kind(e), def->name, fsm_ctype_name(ct->type));
+        return MLY_EINVAL;
+      }
+      continue;
     }
-    if (!ok) {
+    if (ct->list || !fits(ct->type, v)) {
       snprintf(err, errlen,
-               "context key %s is %s%s but machine %s declares it %s%s",
-               ct->key, value_kind(v),
-               ct->list && mly_value_type(v) == MLY_V_ARRAY ? " (an element)"
-                                                            : "",
-               def->name, ct->list ? "a list of " : "", ctype_name(ct->type));
+               "context key %s is %s but machine %s declares it %s%s",
+               ct->key, value_kind(v), def->name, ct->list ? "a list of " : "",
+               fsm_ctype_name(ct->type));
       return MLY_EINVAL;
     }
   }

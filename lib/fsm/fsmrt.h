@@ -60,6 +60,10 @@ struct fsm_rt {
 /* action.c */
 void fsm_actions_free(fsm_rt *f);
 void fsm_call_returned(mly_action_call *c, int rc);
+/* Make a failure text safe to keep and show, in place: each byte that is
+ * not UTF-8 (a character cut short by a bound, a command's raw stderr)
+ * and each control character but a tab becomes '?'. */
+void fsm_text_clean(char *s);
 const fsm_action_ent *fsm_action_resolve(fsm_rt *f, const fsm_action *a);
 
 /* retry.c */
@@ -96,6 +100,15 @@ void fsm_take_event(fsm_rt *f, mly_machine *m, fsm_inst *in,
                     const fsm_machine *def, const char *event);
 /* A countdown ended: into a fan-in state, or dispatch. */
 void fsm_route_after_countdown(fsm_rt *f, mly_machine *m, fsm_inst *in);
+/* migrate.c: the event a migration posts an instance (a name no YAML
+ * event can have), the safety check, and its taking at a wait or sleep.
+ * fsm_migrate_check: 0 (out, if not NULL: the instance moved to nw), or
+ * MLY_EINVAL with the reason in why. */
+#define FSM_EV_MIGRATE "fsm.migrate"
+int fsm_migrate_check(const fsm_machine *old, const fsm_machine *nw,
+                      const fsm_inst *in, const mly_value *ctx,
+                      fsm_inst *out, char *why, size_t len);
+void fsm_migrate_take(fsm_rt *f, mly_machine *m, fsm_inst *in);
 /* Machines by name (interp_def.c) */
 const fsm_machine *fsm_machine_current(fsm_rt *f, const char *name);
 int fsm_machine_add(fsm_rt *f, const fsm_machine *m);
@@ -104,6 +117,12 @@ extern const mly_type_def fsm_def_type_def;
 void fsm_defs_free(fsm_rt *f);
 
 /* ctxtype.c: 0, or MLY_EINVAL with a sentence in err */
+/* A context type in the file's words ("int", "any", ...). */
+const char *fsm_ctype_name(fsm_ctype t);
+/* 0, or < 0 with a sentence in err: ctx (a context, or a payload that
+ * goes into one) could not be committed (too deep, past the journal's
+ * record bound). */
+int fsm_ctx_fits(const mly_value *ctx, char *err, size_t errlen);
 int fsm_ctx_check(const fsm_machine *def, const mly_value *ctx, char *err,
                   size_t errlen);
 

@@ -127,6 +127,10 @@ static void waited(fsm_rt *f, mly_machine *m, fsm_inst *in) {
     name = st->wait_timeout_event ? st->wait_timeout_event : "timeout";
   } else {
     name = mly_event_name(f->rt, ev->id);
+    if (name != NULL && strcmp(name, FSM_EV_MIGRATE) == 0) {
+      fsm_migrate_take(f, m, in);
+      return; /* and waits again, for what is left of the timeout */
+    }
     bool listed = false;
     for (size_t i = 0; name && i < st->nwait_events; i++)
       if (strcmp(st->wait_events[i], name) == 0) listed = true;
@@ -184,8 +188,11 @@ static int fsm_run_body(mly_machine *m, void *data) {
     if (go == GO_STEP) {
       MLY_YIELD_AT(m, fsmp_step);
     } else if (go == GO_SLEEP) {
-      MLY_SLEEP_AT(m, fsmp_sleep, (uint64_t)left_ms(in->due_ms));
-      slept(f, m, in);
+      /* a migration (migrate.c) may come meanwhile; other events stay
+         queued */
+      MLY_AWAIT_NAME_AT(m, fsmp_sleep, FSM_EV_MIGRATE, left_ms(in->due_ms));
+      if (mly_current_event(m) != NULL) fsm_migrate_take(f, m, in);
+      else if (mly_timed_out(m)) slept(f, m, in);
     } else if (go == GO_WAIT) {
       MLY_AWAIT_AT(m, fsmp_wait, MLY_EV_ANY, left_ms(in->due_ms));
       waited(f, m, in);

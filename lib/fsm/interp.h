@@ -113,7 +113,9 @@ typedef struct fsm_inst {
                                    the initial dispatch)                */
   char error[64];               /* the last failure's text ("" none)   */
   uint32_t nhist;               /* entries ever written to hist         */
-  uint32_t spare32;
+  uint32_t fail_moves;           /* moves to on_failure since the last
+                                   committed dispatch: a cycle of
+                                   on_failure states ends the instance */
   uint64_t spare[4];            /* for fsmfan, zero until used          */
   /* the last FSM_HISTORY_MAX dispatches and failures, a ring at
      nhist % FSM_HISTORY_MAX (`mealy fsm show`); 16 bytes each, as every

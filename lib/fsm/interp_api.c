@@ -27,6 +27,31 @@ static void gen_name(fsm_rt *f, const char *machine, char *buf, size_t len) {
   snprintf(buf, len, "%s-%s-%s", machine, stamp, rnd);
 }
 
+/* The names the layer derives for what it starts (fork.c, spawn.c,
+ * continuation.c, fanin.c): "KEY.SEQ.fN", ".sN", ".cN" (or "h<16 hex>"
+ * for a long key), "fanin:...", and "fsm-def-<hash>".  A user instance
+ * holding one would take its place: the copy or replica would never
+ * start, and a counted fan-in would wait for it forever. */
+static bool name_is_derived(const char *n) {
+  if (strncmp(n, "fanin:", 6) == 0 || strncmp(n, "fsm-def-", 8) == 0)
+    return true;
+  size_t len = strlen(n), i = len;
+  while (i > 0 && n[i - 1] >= '0' && n[i - 1] <= '9') i--;
+  if (i == len || i < 2 || n[i - 2] != '.' || strchr("fsc", n[i - 1]) == NULL ||
+      n[i - 1] == '\0')
+    return false;
+  size_t dot = i - 2;
+  if (dot == 17 && n[0] == 'h') {
+    bool hex = true;
+    for (size_t k = 1; k < 17; k++)
+      hex = hex && strchr("0123456789abcdef", n[k]) != NULL;
+    if (hex) return true;
+  }
+  size_t j = dot;
+  while (j > 0 && n[j - 1] >= '0' && n[j - 1] <= '9') j--;
+  return j < dot && j > 0 && n[j - 1] == '.';
+}
+
 int fsm_instance_start(fsm_rt *f, mly_machine *parent,
                        const fsm_machine *def, const fsm_inst *proto,
                        mly_value *context, const char *name,
@@ -93,6 +118,13 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
     mly_value_free(context);
     return MLY_EPERM;
   }
+  if (name != NULL && name_is_derived(name)) {
+    fsm_log(f, "start %s: the name %s has the shape of the names the fsm "
+               "layer gives its copies, replicas and collectors; choose "
+               "another", machine, name);
+    mly_value_free(context);
+    return MLY_EINVAL;
+  }
   char err[256];
   if (context != NULL && fsm_ctx_check(def, context, err, sizeof err) < 0) {
     fsm_log(f, "start %s: %s", machine, err);
@@ -113,9 +145,33 @@ int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
     rc = MLY_EINVAL;
   else if (!rt_on_loop_thread(rt))
     rc = MLY_EPERM;
+  else if (mly_runtime_stopping(rt))
+    rc = MLY_ESHUTDOWN; /* suspended, not gone: back at the next open */
   else if ((rc = mly_name_lookup(rt, instance, &ni)) == 0 &&
            ni.state != MLY_NAME_LIVE)
     rc = MLY_ESRCH;
+  if (rc == 0) {
+    /* only to an instance of a YAML machine (not a fan-in collector nor
+       a definition holder), and a payload that keeps the context of the
+       types its machine declares (as mly_fsm_start's context) */
+    fsm_rt *f = fsm_rt_get(rt);
+    mly_inst *mi = inst_get(rt, ni.id);
+    if (mi == NULL)
+      rc = MLY_ESRCH; /* parked */
+    else if (f == NULL || mi->type != f->type)
+      rc = MLY_EINVAL;
+    else if (payload != NULL) {
+      const fsm_inst *in = (const fsm_inst *)(const void *)mi->data;
+      const fsm_machine *d = fsm_def_get(f, in->hash);
+      char err[256];
+      if (d != NULL && fsm_ctx_check(d, payload, err, sizeof err) < 0) {
+        fsm_log(f, "send %s to %s: %s", event, instance, err);
+        rc = MLY_EINVAL;
+      } else if ((rc = fsm_ctx_fits(payload, err, sizeof err)) < 0) {
+        fsm_log(f, "send %s to %s: the payload: %s", event, instance, err);
+      }
+    }
+  }
   if (rc == 0) rc = mly_event_id(rt, event, &eid);
   if (rc < 0) {
     mly_value_free(payload);
@@ -134,6 +190,7 @@ static const char *state_name(const fsm_machine *d, uint32_t s) {
 int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out) {
   fsm_rt *f = fsm_rt_get(rt);
   if (f == NULL || out == NULL) return MLY_EINVAL;
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM; /* it reads loop memory */
   mly_inst *mi = inst_get(rt, id);
   if (mi == NULL || mi->type != f->type) return MLY_ESRCH;
   const fsm_inst *in = (const fsm_inst *)(const void *)mi->data;

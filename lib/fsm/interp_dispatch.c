@@ -330,11 +330,13 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   char error[sizeof r->call.error];
   memcpy(error, r->call.error, sizeof error);
   if (error[0] == '\0') snprintf(error, sizeof error, "failed");
+  fsm_text_clean(error);
   fsm_call_clear(&r->call);
   r->in_dispatch = false;
   r->async = FSM_ASYNC_NONE;
   uint32_t attempts = in->attempt + 1;
   fsm_strlcpy(in->error, error, sizeof in->error);
+  fsm_text_clean(in->error);
   uint32_t at = where <= FSM_AT_TRANSITION && h->s != FSM_NO_STATE ? h->s : h->d;
   const char *sname = def->states[at].name;
 
@@ -366,7 +368,10 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   if (of == FSM_NO_STATE) of = def->on_failure;
   bool looping = (in->flags & FSM_IF_ENTER) && in->state == of &&
                  h->d == of;
-  if (of != FSM_NO_STATE && of < def->nstates && !looping) {
+  /* on_failure states that fail in turn (s -> t -> s ...): past one move
+     per state without a committed dispatch, it is a cycle */
+  bool cycle = of != FSM_NO_STATE && in->fail_moves >= def->nstates;
+  if (of != FSM_NO_STATE && of < def->nstates && !looping && !cycle) {
     set_error(m, def, h, where, in, attempts, permanent, error);
     fsm_fan_failed_to(f, m, in, mly_context(m), error, of);
     fsm_log(f, "instance %s (%s): %s of state %s failed%s after %u "
@@ -377,6 +382,7 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     in->state = of;
     in->trans = FSM_NO_STATE;
     in->flags |= FSM_IF_ENTER;
+    in->fail_moves++;
     in->event[0] = '\0';
     in->seq++;
     in->attempt = 0;
@@ -387,10 +393,12 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   set_error(m, def, h, where, in, attempts, permanent, error);
   fsm_fan_failed(f, m, in, mly_context(m), error);
   fsm_log(f, "instance %s (%s): %s of state %s failed%s after %u attempt%s: "
-             "%s; no on_failure state: the instance ends, failed",
+             "%s; %s: the instance ends, failed",
           mly_self_name(m), def->name, fsm_where_name(where), sname,
           permanent ? " for good" : "", attempts, attempts == 1 ? "" : "s",
-          error);
+          error,
+          cycle ? "its on_failure states fail in a cycle"
+                : "no on_failure state");
   fsm_end(in, MLY_EIO);
 }
 
@@ -400,6 +408,7 @@ static void move(fsm_inst *x, const hop *h, const fsm_state *D, int kind,
                  uint32_t ti, const char *next) {
   x->state = h->d;
   x->flags &= ~FSM_IF_ENTER;
+  x->fail_moves = 0;
   x->attempt = 0;
   x->first_try_ms = 0;
   x->seq++;
@@ -422,6 +431,67 @@ static void move(fsm_inst *x, const hop *h, const fsm_state *D, int kind,
   }
 }
 
+/* A context the step could not commit (nested past MLY_VALUE_MAX_DEPTH,
+ * or past the journal's record bound) would end the instance at the end
+ * of the step, skipping on_failure: it fails the dispatch instead, for
+ * good.  A walk bounds size and depth cheaply; only a context near a
+ * bound is encoded to be sure. */
+#define CTX_RECORD_MAX ((64u << 20) - (256u << 10)) /* data, events: room */
+static void ctx_walk(const mly_value *v, unsigned depth, uint64_t *size,
+                     unsigned *maxdepth) {
+  if (depth > *maxdepth) *maxdepth = depth;
+  if (depth > MLY_VALUE_MAX_DEPTH + 1 || *size > CTX_RECORD_MAX) return;
+  const char *p;
+  size_t n = 0;
+  *size += 9;
+  switch (mly_value_type(v)) {
+  case MLY_V_STR: mly_value_get_str(v, &p, &n); *size += n; break;
+  case MLY_V_BIN: {
+    const void *b;
+    mly_value_get_bin(v, &b, &n);
+    *size += n;
+    break;
+  }
+  case MLY_V_ARRAY:
+    for (size_t i = 0; i < mly_value_len(v); i++)
+      ctx_walk(mly_array_at(v, i), depth + 1, size, maxdepth);
+    break;
+  case MLY_V_MAP:
+    for (size_t i = 0; i < mly_value_len(v); i++) {
+      const char *k;
+      mly_value *e;
+      mly_map_at(v, i, &k, &e);
+      *size += 5 + strlen(k);
+      ctx_walk(e, depth + 1, size, maxdepth);
+    }
+    break;
+  default: break;
+  }
+}
+
+int fsm_ctx_fits(const mly_value *ctx, char *err, size_t errlen) {
+  uint64_t size = 0;
+  unsigned depth = 0;
+  ctx_walk(ctx, 0, &size, &depth);
+  if (size <= CTX_RECORD_MAX / 2 && depth + 2 < MLY_VALUE_MAX_DEPTH) return 0;
+  char *buf = NULL;
+  size_t len = 0;
+  int rc = mly_value_encode(ctx, &buf, &len);
+  free(buf);
+  if (rc == MLY_ENOMEM) return 0; /* not a verdict on the context */
+  if (rc < 0) {
+    snprintf(err, errlen, "the context cannot be saved: %s (nested more "
+             "than %d deep?)", mly_strerror(rc), MLY_VALUE_MAX_DEPTH);
+    return rc;
+  }
+  if (len > CTX_RECORD_MAX) {
+    snprintf(err, errlen, "the context cannot be saved: %zu bytes encoded, "
+             "more than a journal record holds (%u)", len, CTX_RECORD_MAX);
+    return MLY_ERANGE;
+  }
+  return 0;
+}
+
 /* The walk succeeded: move to D and route the next event, or fail. */
 static int commit(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
                   const hop *h) {
@@ -433,6 +503,10 @@ static int commit(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   if (def->nctypes > 0 &&
       fsm_ctx_check(def, r->call.context, r->call.error,
                     sizeof r->call.error) < 0) {
+    r->call.fail = MLY_ACTION_PERMANENT;
+    return FSM_WALK_FAILED;
+  }
+  if (fsm_ctx_fits(r->call.context, r->call.error, sizeof r->call.error) < 0) {
     r->call.fail = MLY_ACTION_PERMANENT;
     return FSM_WALK_FAILED;
   }

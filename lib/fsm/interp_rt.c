@@ -78,6 +78,9 @@ void fsm_set_test_hooks(mly_runtime *rt, const fsm_test_hooks *h) {
 
 void mly_fsm_set_log(mly_runtime *rt, void (*fn)(void *arg, const char *line),
                      void *arg) {
+  /* before any action is registered: attach the layer now, or the
+     setting would be lost */
+  if (rt != NULL && fsm_rt_get(rt) == NULL) (void)mly_fsm_attach(rt);
   fsm_rt *f = fsm_rt_get(rt);
   if (f == NULL) return;
   f->log = fn;

@@ -29,7 +29,12 @@
 static void count_error(const mly_conf_msg *m, void *arg) {
   fsm_loader *L = arg;
   L->nerrors++;
-  if (L->o->on_error) L->o->on_error(m, L->o->arg);
+  if (L->o->on_error) {
+    L->o->on_error(m, L->o->arg);
+  } else { /* without a handler the errors would be lost: stderr */
+    char line[1024];
+    fprintf(stderr, "mealy fsm: %s\n", mly_conf_format(m, line, sizeof line));
+  }
 }
 
 static void pass_note(const mly_conf_msg *m, void *arg) {

@@ -32,6 +32,7 @@ typedef struct common {
   char **queue;
   mly_conf_node *max_retries; /* where it was, for the exclusive check */
   mly_conf_node *retry_limit;
+  mly_conf_node *max_backoff; /* where it was, for the min <= max check */
   char where[400];            /* "in machine 'm'" */
 } common;
 
@@ -247,6 +248,7 @@ static int rt_min_backoff(mly_conf *c, void *o, mly_conf_node *v) {
 }
 
 static int rt_max_backoff(mly_conf *c, void *o, mly_conf_node *v) {
+  ((common *)o)->max_backoff = v;
   return get_secs(c, v, "max_backoff", 0,
                   &((common *)o)->retry->max_backoff_ms);
 }
@@ -315,6 +317,13 @@ static int retry_exclusive(mly_conf *c, common *h) {
     return mly_conf_bad(c, h->max_retries, "max_retries and "
                         "task_retry_limit are one setting %s; keep "
                         "task_retry_limit", h->where);
+  /* both in one place: a maximum below the minimum is a mistake (from
+     different places, the minimum wins at run time) */
+  if (h->max_backoff && h->retry->min_backoff_ms >= 0 &&
+      h->retry->max_backoff_ms >= 0 &&
+      h->retry->min_backoff_ms > h->retry->max_backoff_ms)
+    return mly_conf_bad(c, h->max_backoff, "max_backoff is less than "
+                        "min_backoff %s; swap them", h->where);
   return 0;
 }
 

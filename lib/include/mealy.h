@@ -1449,7 +1449,10 @@ int mly_fsm_add(mly_runtime *rt, const mly_fsm_set *set);
 
 /* Start an instance of `machine` with `context` (a map or NULL; taken,
  * also on error).  name: unique (see mly_spawn_options.name), or NULL to
- * generate MACHINE-YYYYmmddHHMMSS-xxxxxx.  name_out (may be NULL)
+ * generate MACHINE-YYYYmmddHHMMSS-xxxxxx; the shapes of the names the
+ * layer gives what it starts ("NAME.SEQ.fN", ".sN", ".cN",
+ * "h<16 hex>.fN"..., "fanin:...", "fsm-def-...") are its own
+ * (MLY_EINVAL, with a log line).  name_out (may be NULL)
  * receives the name.  A key the machine's context_types declares must
  * hold that type (MLY_EINVAL, with a log line; a dispatch that leaves
  * one with another type fails for good).  Errors: MLY_ENOENT (no such
@@ -1466,12 +1469,19 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
  * taken, also on error) is merged into the context when a wait state
  * takes the event.  An event that arrives while the instance is not in
  * a wait state waits in its inbox.  MLY_ENOENT: no such live instance
- * (MLY_ESRCH: it has ended).  Loop thread. */
+ * (MLY_ESRCH: it has ended, or is parked); MLY_EINVAL: the instance is
+ * not one of a YAML machine (a fan-in collector, a definition holder),
+ * or the payload holds a key of another type than the machine's
+ * context_types declares (with a log line, as mly_fsm_start);
+ * MLY_EINVAL or MLY_ERANGE: a payload no context could save (nested
+ * past MLY_VALUE_MAX_DEPTH, past the journal's record bound);
+ * MLY_ESHUTDOWN: the runtime is stopping (the instance is suspended,
+ * back at the next open); MLY_EPERM off the loop thread. */
 int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
                  mly_value *payload, mly_post_cb cb, void *arg);
 
-/* What `mealy fsm show` prints.  Strings point into the runtime's
- * memory, valid until the instance's next step. */
+/* What `mealy fsm show` prints.  Strings point into the
+ * runtime's memory, valid until the instance's next step. */
 typedef struct mly_fsm_info {
   mly_id id;
   const char *name;
@@ -1505,12 +1515,50 @@ typedef struct mly_fsm_info {
   } history[8];
   size_t nhistory;
 } mly_fsm_info;
-/* MLY_ESRCH: no such live instance of the fsm type. */
+/* MLY_ESRCH: no such live instance of the fsm type; MLY_EPERM off the
+ * loop thread. */
 int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
+
+/* Move the running instances of the machines in `set` to the set's
+ * definitions, where that is provably safe, and list each instance that
+ * runs another definition of one of them: fn (may be NULL) gets one
+ * mly_fsm_migration per instance, valid during the call.  Safe means:
+ * the state it is in and the state of a pending transition (countdown,
+ * retry, dispatch not yet run) exist in the new definition by name with
+ * the same kind (plain, wait, continuation, fan-in of the same sort,
+ * final), the pending transition is there on the same event to the same
+ * state, each context key keeps its declared type (or is widened to
+ * any), and the values it holds fit newly declared types.  Instances
+ * waiting at a fan-in are refused (merged instances share one
+ * definition).  Context has no required keys, so none can be missing.
+ * Unless flags has MLY_FSM_MIGRATE_DRY_RUN (then nothing changes), the
+ * set's machines are added (mly_fsm_add: new instances start on them)
+ * and each instance found safe is posted a durable event ("fsm.migrate",
+ * no new journal record kind) that it takes at its next wait or sleep,
+ * in a step of its own: it checks again (it may have moved on; if no
+ * longer safe it stays, with a log line) and switches its pinned
+ * definition; a restart before that step delivers the event again once
+ * its record is in the journal (posted without waiting for that: after
+ * a crash, migrating again lists what is left).
+ * Returns the count reported migrated, or MLY_EINVAL, MLY_EPERM (not the
+ * loop thread), mly_fsm_add's errors, a post's error.  Loop thread. */
+#define MLY_FSM_MIGRATE_DRY_RUN 0x1u
+typedef struct mly_fsm_migration {
+  mly_id id;
+  const char *name;     /* the instance's name                        */
+  const char *machine;
+  const char *state;    /* the state it is in                         */
+  bool migrated;        /* false: refused, reason says why            */
+  char reason[256];
+} mly_fsm_migration;
+typedef void (*mly_fsm_migrate_fn)(void *arg, const mly_fsm_migration *m);
+int mly_fsm_migrate(mly_runtime *rt, const mly_fsm_set *set, uint32_t flags,
+                    mly_fsm_migrate_fn fn, void *arg);
 
 /* Where the interpreter's log lines go (a failed instance, a retry, an
  * ignored event): fn gets one line, no newline, on the loop thread.
- * Default (fn NULL): stderr, prefixed "mealy fsm: ". */
+ * Default (fn NULL): stderr, prefixed "mealy fsm: ".  Attaches the fsm
+ * layer (mly_fsm_attach) if it is not yet, so it may come first. */
 void mly_fsm_set_log(mly_runtime *rt, void (*fn)(void *arg, const char *line),
                      void *arg);
 
@@ -1850,6 +1898,7 @@ typedef struct mly_conf_section {
 } mly_conf_section;
 
 typedef struct mly_fsm_load_options {
+  /* every error; NULL: each goes to stderr, "mealy fsm: FILE:LINE:COL: ..." */
   void (*on_error)(const mly_conf_msg *msg, void *arg);
   void (*on_note)(const mly_conf_msg *msg, void *arg);  /* may be NULL */
   void *arg;                                    /* for both           */
@@ -1863,7 +1912,7 @@ typedef struct mly_fsm_load_options {
      swappable by another user: with this set, every file read (the roots
      and their imports) must lie in directories mly_path_check trusts and
      be owned by root or this user, not writable by group or others; a
-     file that is not is an error.  Set it for `mealy fsm run` as root. */
+     file that is not is an error.  `mealy fsm run` always sets it. */
   bool trusted_files;
 } mly_fsm_load_options;
 

@@ -52,6 +52,7 @@ struct sv_cg {
   void (*on_change)(void *arg);
   void *arg;
   bool watching;
+  bool killed;           /* cgroup.kill written: make it afresh to reuse */
   char path[];           /* as long as it is: a thousand programs */
 };
 
@@ -274,6 +275,10 @@ int sv_cg_open(sv_cgroups *g, uv_loop_t *loop, const char *name,
   c->on_change = on_change;
   c->arg = arg;
   int rc = join(c->path, len, g->path, leaf);
+  /* An empty one left by a previous run may have been through cgroup.kill
+   * (see sv_cg_renew): made afresh.  A populated one (children to adopt)
+   * is kept: rmdir refuses it. */
+  if (rc == 0) rmdir(c->path);
   if (rc == 0) rc = make_dir(c->path);
   c->fd = rc < 0 ? -1 : open(c->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
                                           O_NOFOLLOW);
@@ -363,6 +368,7 @@ int sv_cg_pids(sv_cg *c, int *pids, size_t max) {
 int sv_cg_signal(sv_cg *c, int sig) {
   if (sig == SIGKILL) {
     int rc = write_at(c->path, "cgroup.kill", "1");
+    if (rc == 0) c->killed = true;
     if (rc != MLY_ENOENT) return rc; /* older kernels have no cgroup.kill */
   }
   int pids[256], n, rounds = 0, self = (int)getpid();
@@ -376,11 +382,33 @@ int sv_cg_signal(sv_cg *c, int sig) {
   return n < 0 ? n : 0;
 }
 
+/* Once cgroup.kill has been written to a cgroup, the kernel (seen on 6.18)
+ * SIGKILLs every child later started into it with clone3's
+ * CLONE_INTO_CGROUP, at birth: its kill count no longer matches the
+ * parent's.  So a killed cgroup is not reused: once empty, it is removed
+ * and made again (limits are set by the caller afterwards). */
+int sv_cg_renew(sv_cg *c) {
+  if (!c->killed || sv_cg_populated(c) != 0) return 0;
+  bool watching = c->watching;
+  if (watching) sv_cg_watch(c, false);
+  close(c->fd);
+  c->fd = -1;
+  int rc = rmdir(c->path) < 0 && errno != ENOENT ? -errno : 0;
+  if (rc == 0) rc = make_dir(c->path);
+  if (rc == 0) {
+    c->fd = open(c->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (c->fd < 0) rc = -errno;
+  }
+  if (rc == 0) c->killed = false;
+  if (watching) sv_cg_watch(c, true);
+  return rc;
+}
+
 static void cg_closed(uv_handle_t *h) { free(h->data); }
 
 void sv_cg_close(sv_cg *c) {
   if (c == NULL) return;
-  close(c->fd);
+  if (c->fd >= 0) close(c->fd);
   rmdir(c->path); /* fails (EBUSY) if anything is left in it: kept then */
   c->on_change = NULL;
   uv_close((uv_handle_t *)&c->watch, cg_closed);

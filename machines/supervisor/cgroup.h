@@ -54,6 +54,9 @@ int sv_cg_populated(sv_cg *c);
 int sv_cg_pids(sv_cg *c, int *pids, size_t max);
 /* SIGKILL: cgroup.kill; any other signal: to each process in it. */
 int sv_cg_signal(sv_cg *c, int sig);
+/* Before a start: a cgroup emptied through cgroup.kill is made afresh
+ * (the kernel would kill what starts in it).  0 when nothing to do. */
+int sv_cg_renew(sv_cg *c);
 /* Whether pid is in this cgroup now (/proc/PID/cgroup). */
 bool sv_cg_has(const sv_cg *c, int pid);
 /* Stops watching, removes the cgroup if it is empty; frees c later. */

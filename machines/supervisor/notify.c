@@ -103,6 +103,14 @@ static int notify_dir(sv *s) {
     snprintf(path, sizeof path, "%s/mealy-notify-%016llx", runtime_base(),
              (unsigned long long)h);
     rc = mkdir(path, 0711) < 0 && errno != EEXIST ? -errno : own_dir(s, path);
+    if (rc < 0) { /* somebody else's (a shared /tmp): not a reason to start
+                     no sd_notify program at all; adoption loses the path */
+      sv_logf(s, "mealy", "cannot use the sd_notify directory %s: %s; using "
+              "a fresh one (programs left by an earlier run cannot reach "
+              "theirs)", path, mly_strerror(rc));
+      snprintf(path, sizeof path, "%s/mealy-notify.XXXXXX", runtime_base());
+      rc = mkdtemp(path) ? own_dir(s, path) : -errno;
+    }
   } else { /* a fresh one nobody else can have made */
     snprintf(path, sizeof path, "%s/mealy-notify.XXXXXX", runtime_base());
     rc = mkdtemp(path) ? own_dir(s, path) : -errno;
@@ -298,7 +306,9 @@ static void readable(uv_poll_t *h, int status, int events) {
     int nfds = ancillary(&mh, &cred);
     sv_proc *p = nt->p;
     if (p == NULL) continue;
-    if (nfds > 0 || (mh.msg_flags & MSG_CTRUNC))
+    /* sd_notify_barrier: BARRIER=1 and an fd whose closing is the answer */
+    bool barrier = n == 9 && memcmp(buf, "BARRIER=1", 9) == 0;
+    if ((nfds > 0 && !barrier) || (mh.msg_flags & MSG_CTRUNC))
       sv_logf_rl(nt->s, &nt->rl, p->name, "closed %d file descriptors sent "
                  "by pid %d: the supervisor keeps none (FDSTORE)", nfds,
                  (int)cred.pid);
@@ -323,6 +333,15 @@ static void readable(uv_poll_t *h, int status, int events) {
 
 static bool wants_socket(const sv_program *g) {
   return g->ready == SV_READY_SD_NOTIFY || g->watchdog_ms > 0;
+}
+
+/* The socket belongs to the program's user:, or to the supervisor's
+ * without one: set at each start, since a reload may change user:/group:
+ * while the socket (kept across starts) stays. */
+static int own_socket(const char *path, const sv_program *g) {
+  uid_t uid = g->has_uid ? g->uid : geteuid();
+  gid_t gid = g->has_gid ? g->gid : getegid();
+  return lchown(path, uid, gid) < 0 ? -errno : 0;
 }
 
 static int open_socket(sv_proc *p) {
@@ -356,10 +375,7 @@ static int open_socket(sv_proc *p) {
   if (rc == 0 && bind(nt->fd, (struct sockaddr *)&a, sizeof a) < 0)
     rc = -errno;
   if (rc == 0 && chmod(a.sun_path, 0600) < 0) rc = -errno;
-  if (rc == 0 && (g->has_uid || g->has_gid) &&
-      lchown(a.sun_path, g->has_uid ? g->uid : (uid_t)-1,
-             g->has_gid ? g->gid : (gid_t)-1) < 0)
-    rc = -errno;
+  if (rc == 0) rc = own_socket(nt->path, g);
   if (rc == 0) rc = uv_poll_init(s->loop, &nt->poll, nt->fd);
   if (rc < 0) {
     sv_logf(s, p->name, "cannot open its sd_notify socket %s: %s", nt->path,
@@ -381,7 +397,10 @@ int sv_notify_prepare(sv_proc *p, char *path, size_t len) {
     sv_notify_close(p);
     return 0;
   }
-  int rc = p->sdn ? 0 : open_socket(p);
+  int rc = p->sdn ? own_socket(p->sdn->path, p->prog) : open_socket(p);
+  if (rc < 0 && p->sdn)
+    sv_logf(p->sv, p->name, "cannot give its sd_notify socket %s to its "
+            "user: %s", p->sdn->path, mly_strerror(rc));
   if (rc == 0 && len) snprintf(path, len, "%s", p->sdn->path);
   return rc;
 }

@@ -14,7 +14,10 @@
  * (or, with a leading '@', an abstract name), which takes a sendmsg:
  * libsystemd's sd_notify would bring a library and its own dependencies
  * (compression, crypto) for it, and the receiving side (notify.c) is
- * ours anyway.  A failed send is logged once and never stops the run.
+ * ours anyway.  A failed send is logged once and never stops the run;
+ * the socket is non-blocking, so a manager that does not read (its queue
+ * full) never stalls the supervisor: READY=1 and a STATUS= that could not
+ * be sent are sent again at the next change or watchdog tick.
  *
  * NOTIFY_SOCKET, WATCHDOG_USEC and WATCHDOG_PID are the supervisor's,
  * never its programs' (coprocess.c leaves them out of their environment).
@@ -37,18 +40,19 @@ typedef struct manager {
   bool wd_on;
   bool ready_sent;
   bool told_failure;
+  bool unsent;           /* a READY=1/STATUS= refused: again at a tick */
   char status[128];
 } manager;
 
-void sv_manager_notify(sv *s, const char *fmt, ...) {
+bool sv_manager_notify(sv *s, const char *fmt, ...) {
   manager *mg = s->manager;
-  if (mg == NULL) return;
+  if (mg == NULL) return false;
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  if (n < 0) return;
+  if (n < 0) return false;
   if ((size_t)n >= sizeof msg) n = (int)sizeof msg - 1;
   ssize_t w;
   do {
@@ -62,10 +66,14 @@ void sv_manager_notify(sv *s, const char *fmt, ...) {
             mg->addr.sun_path + (mg->addr.sun_path[0] ? 0 : 1),
             strerror(errno));
   }
+  return w >= 0;
 }
 
 static void watchdog_tick(uv_timer_t *t) {
-  sv_manager_notify(t->data, "WATCHDOG=1");
+  sv *s = t->data;
+  sv_manager_notify(s, "WATCHDOG=1");
+  manager *mg = s->manager;
+  if (mg && mg->unsent) sv_manager_check_ready(s); /* a full queue's */
 }
 
 int sv_manager_setup(sv *s) {
@@ -85,7 +93,7 @@ int sv_manager_setup(sv *s) {
   if (path[0] == '@') mg->addr.sun_path[0] = '\0';
   mg->alen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
                          (path[0] == '/'));
-  mg->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  mg->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (mg->fd < 0) {
     int rc = -errno;
     free(mg);
@@ -123,8 +131,13 @@ void sv_manager_check_ready(sv *s) {
            s->nprocs);
   bool now_ready = !mg->ready_sent && settled == s->nprocs;
   if (!now_ready && strcmp(status, mg->status) == 0) return;
+  if (!sv_manager_notify(s, "%sSTATUS=%s", now_ready ? "READY=1\n" : "",
+                         status)) {
+    mg->unsent = true; /* not sent (the manager's queue full?): again */
+    return;
+  }
+  mg->unsent = false;
   memcpy(mg->status, status, sizeof status);
-  sv_manager_notify(s, "%sSTATUS=%s", now_ready ? "READY=1\n" : "", status);
   if (now_ready) {
     mg->ready_sent = true;
     sv_logf(s, "mealy", "told the service manager: ready (%s)", status);

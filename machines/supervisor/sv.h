@@ -301,7 +301,7 @@ bool sv_notify_belongs(sv_proc *p, int pid);
 int64_t sv_watchdog_ms(const sv_proc *p);
 /* The supervisor to its own manager ($NOTIFY_SOCKET): "READY=1" etc.;
  * nothing when it was not started with one. */
-void sv_manager_notify(sv *s, const char *fmt, ...)
+bool sv_manager_notify(sv *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Once everything that must be up is: READY=1 (once); and STATUS=. */
 void sv_manager_check_ready(sv *s);

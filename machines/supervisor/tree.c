@@ -118,6 +118,8 @@ int sv_tree_prepare(sv_proc *p) {
   int rc = 0;
   if (p->cg == NULL)
     rc = sv_cg_open(s->cgroups, s->loop, p->name, tree_changed, p, &p->cg);
+  else
+    rc = sv_cg_renew(p->cg);
   if (rc == 0) rc = sv_cg_set_limits(p->cg, &p->prog->limits);
   if (rc < 0)
     sv_logf(s, p->name, "cannot set up its cgroup under %s: %s",

@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""Regressions of `mealy supervise` found by trying to break it (brksv).
+
+Each case runs a real supervisor; waits are bounded polls, nothing asserts
+a duration.  usage: test_supervise_regress.py PATH/TO/mealy [CASE...]
+"""
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+MEALY = os.path.abspath(sys.argv[1])
+ONLY = sys.argv[2:]
+TOP = tempfile.mkdtemp(prefix="mealy-regress.")
+os.chmod(TOP, 0o755)
+failed = 0
+checks = 0
+
+
+def check(what, ok):
+    global failed, checks
+    checks += 1
+    print(("ok: " if ok else "FAIL: ") + what, flush=True)
+    if not ok:
+        failed += 1
+    return ok
+
+
+def poll(fn, tries=300):
+    v = None
+    for _ in range(tries):
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.1)
+    return v
+
+
+class Sv:
+    def __init__(self, name, programs, env=None, extra=""):
+        self.dir = os.path.join(TOP, name)
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)
+        self.sock = os.path.join(self.dir, "ctl.sock")
+        self.log = os.path.join(self.dir, "log")
+        self.cfg = os.path.join(self.dir, "sv.yaml")
+        self.extra = extra
+        self.write(programs)
+        e = dict(os.environ, MEALY_TEST_MARK=TOP)
+        for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            e.pop(k, None)
+        e.update(env or {})
+        self.proc = subprocess.Popen([MEALY, "supervise", self.cfg],
+                                     cwd=self.dir, env=e,
+                                     stdout=open(self.log, "w"),
+                                     stderr=subprocess.STDOUT)
+
+    def write(self, programs):
+        with open(self.cfg, "w") as f:
+            f.write("socket: %s\nshutdown_grace: 20s\n%sprograms:\n"
+                    % (self.sock, self.extra))
+            for pname, body in programs.items():
+                f.write("  %s:\n" % pname)
+                for line in body.strip("\n").split("\n"):
+                    f.write("    %s\n" % line)
+
+    def ctl(self, *args, timeout="5s"):
+        return subprocess.run([MEALY, "ctl", "-s", self.sock, "--timeout",
+                               timeout] + list(args),
+                              capture_output=True, text=True)
+
+    def status(self, name):
+        r = self.ctl("status", "--json", name)
+        try:
+            return json.loads(r.stdout)[0] if r.returncode == 0 else None
+        except (ValueError, IndexError):
+            return None
+
+    def field(self, name, key):
+        st = self.status(name)
+        return st.get(key) if st else None
+
+    def logtext(self):
+        with open(self.log, errors="replace") as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+
+def can_cgroup():
+    return os.geteuid() == 0 and os.path.exists("/sys/fs/cgroup")
+
+
+# ---- F10: a cgroup emptied through cgroup.kill kills what starts in it ----
+
+def case_killed_cgroup():
+    print("# case: a start after a stop that ended in SIGKILL")
+    sv = Sv("killed", {"ign": """
+command: [sh, -c, "trap '' TERM; while :; do sleep 0.2; done"]
+stop_grace: 300ms
+"""})
+    check("it runs", poll(lambda: sv.field("ign", "state") == "running"))
+    sv.ctl("stop", "ign")
+    check("stopped (by SIGKILL after the grace)",
+          poll(lambda: sv.field("ign", "state") == "stopped"))
+    sv.ctl("start", "ign")
+    check("started again",
+          poll(lambda: sv.field("ign", "state") == "running"))
+    pid = sv.field("ign", "pid")
+    # a child killed at birth is seen within a few loop turns: wait for
+    # the program to have run long enough that it would have been
+    ok = poll(lambda: (sv.field("ign", "uptime_ms") or 0) >= 1500)
+    st = sv.status("ign")
+    check("the new process lives on, not killed at birth (restarts 0, "
+          "same pid)", ok and st and st["restarts"] == 0 and st["pid"] == pid
+          and st["state"] == "running")
+    check("supervise exits 0", sv.stop() == 0)
+
+
+# ---- F6: a reload that changes user: keeps the socket's old owner --------
+
+PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
+SENDER = ("import os,socket,time;s=socket.socket(socket.AF_UNIX,"
+          "socket.SOCK_DGRAM);s.sendto(('READY=1'+chr(10)+'STATUS=uid %d'"
+          " % os.getuid()).encode(),os.environ['NOTIFY_SOCKET']);"
+          "time.sleep(1000)")
+
+
+def notify_socket_of(sv, name):
+    pid = sv.field(name, "pid")
+    try:
+        env = open("/proc/%d/environ" % pid, "rb").read().split(b"\0")
+    except (OSError, TypeError):
+        return None
+    for e in env:
+        if e.startswith(b"NOTIFY_SOCKET="):
+            return e.split(b"=", 1)[1].decode()
+    return None
+
+
+def case_reload_user():
+    print("# case: a reload changes user: of an sd_notify program")
+    if os.geteuid() != 0:
+        print("skip: needs root")
+        return
+    nobody = pwd.getpwnam("nobody")
+    other = pwd.getpwnam("daemon")
+    body = """
+user: %s
+ready: sd_notify
+command: [%s, -c, "%s"]
+"""
+    sv = Sv("reload-user", {"svc": body % ("nobody", PY, SENDER)})
+    check("ready as nobody",
+          poll(lambda: sv.field("svc", "status") == "uid %d" % nobody.pw_uid))
+    sv.write({"svc": body % ("daemon", PY, SENDER)})
+    sv.proc.send_signal(signal.SIGHUP)
+    check("ready again as daemon after the reload",
+          poll(lambda: sv.field("svc", "status") == "uid %d" % other.pw_uid))
+    sock = poll(lambda: notify_socket_of(sv, "svc"))
+    st = os.stat(sock) if sock else None
+    check("its socket now belongs to daemon",
+          st is not None and st.st_uid == other.pw_uid)
+    check("supervise exits 0", sv.stop() == 0)
+
+
+# ---- F1: a service manager that does not read stalls the supervisor ----
+
+def case_manager_full():
+    print("# case: the service manager's queue is full")
+    path = os.path.join(TOP, "manager.sock")
+    lis = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    lis.bind(path)  # never read: its queue fills after a few datagrams
+    # WATCHDOG=1 every millisecond fills the queue at once
+    sv = Sv("manager-full", {"a": 'command: [sleep, "1000"]'},
+            env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000"})
+    # (a stalled supervisor answers no ctl: bounded, not 300 x 5 s)
+    check("it runs", poll(lambda: sv.field("a", "state") == "running",
+                          tries=30))
+    answered = all(sv.ctl("status", timeout="20s").returncode == 0
+                   for _ in range(5))
+    check("ctl status is answered while the manager does not read", answered)
+    check("SIGTERM ends the run (exit 0)", sv.stop() == 0)
+    # now a manager that reads: READY=1 arrives once its queue has room
+    lis.settimeout(0.1)
+    got = []
+    sv = Sv("manager-late", {"a": 'command: [sleep, "1000"]'},
+            env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+    check("it runs", poll(lambda: sv.field("a", "state") == "running"))
+
+    def ready_seen():
+        try:
+            while True:
+                got.append(lis.recv(4096))
+        except socket.timeout:
+            pass
+        return any(b"READY=1" in m for m in got)
+    check("READY=1 reaches the manager once it reads", poll(ready_seen))
+    check("SIGTERM ends the run (exit 0)", sv.stop() == 0)
+    lis.close()
+
+
+# ---- F13: sd_notify_barrier logged as an FDSTORE refusal ----------------
+
+BARRIER = ("import os,socket,array,select,time;p=os.environ['NOTIFY_SOCKET'];"
+           "s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM);"
+           "s.sendto(b'READY=1',p);r,w=os.pipe();"
+           "s.sendmsg([b'BARRIER=1'],[(socket.SOL_SOCKET,socket.SCM_RIGHTS,"
+           "array.array('i',[w]))],0,p);os.close(w);"
+           "ok=select.select([r],[],[],60)[0];"
+           "s.sendto(b'STATUS=barrier '+(b'released' if ok else b'stuck'),p);"
+           "time.sleep(1000)")
+
+
+def case_barrier():
+    print("# case: sd_notify_barrier (BARRIER=1 with a descriptor)")
+    sv = Sv("barrier", {"b": """
+ready: sd_notify
+command: [%s, -c, "%s"]
+""" % (PY, BARRIER)})
+    check("the barrier is released (its descriptor closed)",
+          poll(lambda: sv.field("b", "status") == "barrier released"))
+    check("and not logged as a refused FDSTORE",
+          "FDSTORE" not in sv.logtext())
+    check("supervise exits 0", sv.stop() == 0)
+
+
+# ---- F5: an adopted main process's unknown exit shown as "exit -1" -------
+
+def case_unknown_exit():
+    print("# case: the last exit of a MAINPID process is unknown")
+    sv = Sv("unknown-exit", {"m": """
+ready: sd_notify
+restart: on-failure
+shell: true
+command: |
+  sleep 1000 & echo $! > main
+  exec %s -c "import os,socket;socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM).sendto(('MAINPID=%%s'%%open('main').read().strip()+chr(10)+'READY=1').encode(),os.environ['NOTIFY_SOCKET'])"
+""" % PY})
+    check("watching its MAINPID",
+          poll(lambda: (sv.field("m", "main_pid") or 0) > 0 and
+               sv.field("m", "pid") == sv.field("m", "main_pid")))
+    os.kill(sv.field("m", "main_pid"), signal.SIGKILL)
+    check("restarted", poll(lambda: (sv.field("m", "restarts") or 0) >= 1))
+    table = sv.ctl("status", "m").stdout
+    check("the table says the exit is unknown, not 'exit -1' (%r)"
+          % table.strip().split("\n")[-1],
+          "exit -1" not in table and "unknown" in table)
+    check("supervise exits 0", sv.stop() == 0)
+
+
+# ---- F3: somebody else's stable sd_notify directory blocks every start ---
+
+def fnv1a(text):
+    h = 1469598103934665603
+    for c in text.encode():
+        h = ((h ^ c) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def case_foreign_notify_dir():
+    print("# case: the stable sd_notify directory is somebody else's")
+    if os.geteuid() != 0:
+        print("skip: needs root")
+        return
+    rt = os.path.join(TOP, "rt")
+    os.makedirs(rt)
+    os.chmod(rt, 0o1777)  # shared, as /tmp
+    state = os.path.join(TOP, "foreign-state")
+    squat = os.path.join(rt, "mealy-notify-%016x" % fnv1a(state))
+    os.mkdir(squat, 0o777)
+    nobody = pwd.getpwnam("nobody")
+    os.chown(squat, nobody.pw_uid, nobody.pw_gid)
+    sv = Sv("foreign-dir", {"svc": """
+ready: sd_notify
+command: [%s, -c, "%s"]
+""" % (PY, SENDER)}, env={"RUNTIME_DIRECTORY": rt},
+        extra="state_dir: %s\n" % state)
+    check("the program gets ready all the same",
+          poll(lambda: sv.field("svc", "ready"), tries=150))
+    sock = notify_socket_of(sv, "svc")
+    check("its socket is not in the squatted directory",
+          sock is not None and not sock.startswith(squat + "/"))
+    check("the squatted directory is left alone",
+          os.stat(squat).st_uid == nobody.pw_uid)
+    check("supervise exits 0", sv.stop() == 0)
+
+
+CASES = {"killed_cgroup": case_killed_cgroup,
+         "foreign_notify_dir": case_foreign_notify_dir,
+         "barrier": case_barrier,
+         "unknown_exit": case_unknown_exit,
+         "manager_full": case_manager_full,
+         "reload_user": case_reload_user}
+
+try:
+    for name, fn in CASES.items():
+        if not ONLY or name in ONLY:
+            fn()
+finally:
+    if failed:
+        print("logs kept in", TOP)
+    else:
+        shutil.rmtree(TOP, ignore_errors=True)
+print("%d passed, %d failed" % (checks - failed, failed))
+sys.exit(1 if failed else 0)
