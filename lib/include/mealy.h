@@ -2166,7 +2166,7 @@ bool mly_shutdown_requested(const mly_machine *m);
 /* ------------------------------------------------------------------ */
 
 /* The schema version this code creates and understands. */
-#define MLY_STORE_PG_VERSION 1
+#define MLY_STORE_PG_VERSION 2
 
 /* What mly_store_pg_stat counts (the database's schema version; 0: it has
  * none). */
@@ -2175,9 +2175,10 @@ typedef struct mly_store_pg_counts {
   int code_version;   /* MLY_STORE_PG_VERSION                            */
   int64_t instances;  /* live instances                                  */
   int64_t ended;      /* tombstones: instances that ended                */
-  int64_t owned;      /* live instances under an unexpired lease         */
+  int64_t owned;      /* live instances whose owner's lease holds        */
   int64_t events;     /* pending events and posts                        */
-  int64_t timers;     /* timers set                                      */
+  int64_t timers;     /* instances waiting on a timer                    */
+  int64_t nodes;      /* processes holding an unexpired lease            */
 } mly_store_pg_counts;
 
 /* Tools for a PostgreSQL database given by conninfo (a libpq connection
