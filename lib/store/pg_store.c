@@ -1,0 +1,889 @@
+/*
+ * pg_store.c - store.h's operations on PostgreSQL (schema v2, see
+ * pg_schema.c): many processes share one database of durable instances.
+ *
+ * Each process is a node: a row in mealy.nodes with a lease and a
+ * fencing epoch.  Opening registers the node and takes a slot range (so
+ * that the instance ids it makes are unique across nodes: see the schema
+ * comment); recover claims every node whose lease ran out (FOR UPDATE
+ * SKIP LOCKED on its row: two claimants never take one node) and hands
+ * back the instances it now owns as a snapshot (SNAP, INST..., EVENT...,
+ * TOMB..., SNAPEND).  Registration and recovery block (a private
+ * connection, as opening a journal reads its files); from then on the
+ * store talks to the server only through pg_conn.c on the runtime's loop.
+ *
+ * Group commit: the records of one loop turn (the durable layer appends
+ * them to `buf`, as for the journal) become ONE transaction, pipelined
+ * on the connection: BEGIN; mealy.fence (this node still holds its lease
+ * at its epoch: a row lock on its node row, raise if not); one call per
+ * record (mealy.create, mealy.step, mealy.end_, event inserts and
+ * deletes); COMMIT.  The completions queued behind the turn are reported
+ * only once COMMIT has answered.  The one rule the rest relies on: a
+ * change reaches the database only inside a transaction whose fence
+ * passed and whose every step matched owner, epoch and expected step
+ * (`owned` holds the step this node last appended for each instance).
+ *
+ * A batch the database refused as fenced (SQLSTATE MLYF1) is dropped and
+ * counted; the instances it concerns (all of them, when the node lost
+ * its lease) leave this process through hooks.evict, with a line on
+ * stderr saying so.  Any other failure (the connection lost while a
+ * batch is in flight: its outcome is not known) fails the store.
+ */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../hashtab.h"
+#include "../jreplay.h"
+#include "pg_conn.h"
+#include "pg_store.h"
+
+/* An instance this node owns: the step it last appended. */
+typedef struct owned {
+  mly_id id;
+  uint64_t step;
+  mly_id parent;
+  UT_hash_handle hh;
+} owned;
+
+/* One transaction in flight. */
+typedef struct batch {
+  struct batch *next;
+  struct pg_store *st;
+  jdone *dones;
+  size_t ndones;
+  mly_id *ids; /* instances it changes: evicted if it is fenced */
+  size_t nids, idcap;
+  uint64_t steps, records, bytes;
+  size_t unanswered;
+  bool fenced, lease_lost;
+  char err[256];
+} batch;
+
+typedef struct pg_store {
+  mly_store base;
+  pg_store_options o;
+  char *conninfo;
+  mly_pg *pg;
+  int64_t node, epoch;
+  uint32_t range;
+  char pnode[24], pepoch[24];
+  jbuf buf;
+  uint64_t seq;
+  jdone *dones; /* queued behind what buf holds */
+  size_t ndones, dcap;
+  batch *head, *tail; /* in flight, in commit order */
+  owned *owned;
+  int failed;
+  bool closing;
+  uv_timer_t later; /* reports a batch that never reached the server */
+  batch *undone;    /* ... those batches */
+  mly_journal_stats stats;
+  pg_store_fencing fencing;
+} pg_store;
+
+#define ST(s) ((pg_store *)(s))
+
+/* ---- small helpers ---- */
+
+static char *hex_bytea(const void *p, size_t n) {
+  static const char dig[] = "0123456789abcdef";
+  char *s = malloc(2 * n + 3);
+  if (!s) return NULL;
+  s[0] = '\\';
+  s[1] = 'x';
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    s[2 + 2 * i] = dig[b[i] >> 4];
+    s[3 + 2 * i] = dig[b[i] & 15];
+  }
+  s[2 + 2 * n] = '\0';
+  return s;
+}
+
+static void i64s(char out[24], int64_t v) {
+  snprintf(out, 24, "%" PRId64, v);
+}
+
+static owned *own_find(pg_store *st, mly_id id) {
+  owned *o = NULL;
+  HASH_FIND(hh, st->owned, &id, sizeof id, o);
+  return o;
+}
+
+static int own_put(pg_store *st, mly_id id, uint64_t step, mly_id parent) {
+  owned *o = own_find(st, id);
+  if (!o) {
+    if (!(o = calloc(1, sizeof *o))) return MLY_ENOMEM;
+    o->id = id;
+    bool hash_oom = false;
+    HASH_ADD(hh, st->owned, id, sizeof o->id, o);
+    if (hash_oom) {
+      free(o);
+      return MLY_ENOMEM;
+    }
+  }
+  o->step = step;
+  o->parent = parent;
+  return 0;
+}
+
+static void own_del(pg_store *st, mly_id id) {
+  owned *o = own_find(st, id);
+  if (o) {
+    HASH_DEL(st->owned, o);
+    free(o);
+  }
+}
+
+/* ---- the batch: statements and their answers ---- */
+
+static void batch_free(batch *b) {
+  free(b->dones);
+  free(b->ids);
+  free(b);
+}
+
+static int batch_id(batch *b, mly_id id) {
+  if (b->nids == b->idcap) {
+    size_t cap = b->idcap ? 2 * b->idcap : 16;
+    mly_id *v = realloc(b->ids, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    b->ids = v;
+    b->idcap = cap;
+  }
+  b->ids[b->nids++] = id;
+  return 0;
+}
+
+static void evict(pg_store *st, const mly_id *ids, size_t n, const char *why) {
+  size_t k = 0;
+  mly_id *gone = malloc((n ? n : 1) * sizeof *gone);
+  for (size_t i = 0; i < n; i++) {
+    if (!own_find(st, ids[i])) continue;
+    own_del(st, ids[i]);
+    if (gone) gone[k++] = ids[i];
+  }
+  st->fencing.evicted += k;
+  if (k) fprintf(stderr,
+          "mealy: postgresql store: node %" PRId64 " (epoch %" PRId64
+          "): %s: %zu instance(s) stop running here\n",
+          st->node, st->epoch, why, k);
+  if (k && st->base.hooks.evict) st->base.hooks.evict(st->base.hooks.arg, gone, k);
+  free(gone);
+}
+
+static void evict_all(pg_store *st, const char *why) {
+  size_t n = HASH_COUNT(st->owned), i = 0;
+  mly_id *ids = malloc((n ? n : 1) * sizeof *ids);
+  if (!ids) {
+    st->failed = MLY_ENOMEM;
+    return;
+  }
+  owned *o, *tmp;
+  HASH_ITER(hh, st->owned, o, tmp) ids[i++] = o->id;
+  evict(st, ids, n, why);
+  free(ids);
+}
+
+/* A batch is over: fenced ones evict, failed ones fail the store; then
+ * its completions, in order. */
+static void batch_done(pg_store *st, batch *b) {
+  int rc = 0;
+  if (b->fenced) {
+    st->fencing.fenced_batches++;
+    st->fencing.dropped_steps += b->steps;
+    char why[320];
+    snprintf(why, sizeof why, "a commit was refused (%s)", b->err);
+    if (b->lease_lost) evict_all(st, why);
+    else evict(st, b->ids, b->nids, why);
+    rc = MLY_EPERM;
+  } else if (b->err[0]) {
+    if (!st->failed) {
+      st->failed = MLY_EIO;
+      fprintf(stderr, "mealy: postgresql store: node %" PRId64
+              ": a commit failed, the store stops: %s\n", st->node, b->err);
+    }
+    rc = st->failed;
+  } else if (st->failed) {
+    rc = st->failed;
+  } else {
+    st->stats.batches++;
+    st->stats.records += b->records;
+    st->stats.bytes += b->bytes;
+  }
+  /* wrote: a batch whose COMMIT may have reached the server before the
+   * connection went is not known to have failed (MLY_EUNKNOWN for its
+   * posts) */
+  size_t wrote = rc == 0 || (b->err[0] && !b->fenced &&
+                             strstr(b->err, "connection") != NULL)
+                     ? SIZE_MAX
+                     : 0;
+  for (size_t i = 0; i < b->ndones; i++)
+    st->base.hooks.done(st->base.hooks.arg, &b->dones[i], rc, wrote);
+}
+
+/* Takes b off the list of batches in flight (answers come in order: b
+ * is the head, but for one that never went out). */
+static void take_head(pg_store *st, batch *b) {
+  batch **p = &st->head, *prev = NULL;
+  while (*p && *p != b) {
+    prev = *p;
+    p = &(*p)->next;
+  }
+  if (!*p) return;
+  *p = b->next;
+  if (st->tail == b) st->tail = prev;
+  b->next = NULL;
+}
+
+static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg) {
+  (void)pg;
+  batch *b = arg;
+  if (err && !b->err[0]) {
+    snprintf(b->err, sizeof b->err, "%s", err);
+    if (strstr(err, "mealy fenced:")) {
+      b->fenced = true;
+      b->lease_lost = strstr(err, "no longer holds its lease") != NULL;
+    }
+  }
+  /* COMMIT of an aborted transaction answers ROLLBACK */
+  if (res && strcmp(PQcmdStatus((PGresult *)res), "ROLLBACK") == 0 &&
+      !b->err[0])
+    snprintf(b->err, sizeof b->err, "the transaction was rolled back");
+  if (--b->unanswered > 0) return;
+  pg_store *st = b->st;
+  take_head(st, b);
+  batch_done(st, b);
+  batch_free(b);
+}
+
+static int stmt(pg_store *st, batch *b, const char *sql, int n,
+                const char *const *vals) {
+  int r = mly_pg_query(st->pg, sql, n, vals, on_answer, b);
+  if (r == 0) b->unanswered++;
+  return r;
+}
+
+/* ---- records to statements ---- */
+
+static const char SQL_CREATE[] =
+    "SELECT mealy.create($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+static const char SQL_STEP[] =
+    "SELECT mealy.step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+static const char SQL_END[] = "SELECT mealy.end_($1, $2, $3, $4, $5, $6)";
+static const char SQL_EVENT[] =
+    "INSERT INTO mealy.events (eid, target, sender, body)"
+    " VALUES ($1, $2, $3, $4)";
+static const char SQL_DROP[] =
+    "DELETE FROM mealy.events WHERE eid = ANY ($1::bigint[])";
+
+/* S's fields 0..9 (what instances.state keeps), its context (set or
+ * not) and due time. */
+static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
+                     const char *took) {
+  char id[24], step[24], expect[24], parent[24], due[24];
+  i64s(id, (int64_t)s->id);
+  i64s(step, (int64_t)s->step);
+  i64s(parent, (int64_t)s->parent);
+  i64s(due, s->due_ms);
+  char *state = hex_bytea(s->fields, (size_t)(s->tail - s->fields));
+  char *ctx = s->has_ctx && s->ctxlen ? hex_bytea(s->ctx, s->ctxlen) : NULL;
+  char *name = s->name ? strndup(s->name, s->namelen) : NULL;
+  int r = MLY_ENOMEM;
+  if (!state || (s->has_ctx && s->ctxlen && !ctx) || (s->name && !name))
+    goto out;
+  if (create) {
+    const char *v[] = {st->pnode, st->pepoch, id, step, parent, name,
+                       s->due_ms ? due : NULL, state, ctx};
+    r = stmt(st, b, SQL_CREATE, 9, v);
+  } else {
+    owned *o = own_find(st, s->id);
+    if (!o) { /* not ours (evicted): the step is dropped */
+      b->steps++;
+      r = 0;
+      goto out;
+    }
+    i64s(expect, (int64_t)o->step);
+    const char *v[] = {st->pnode, st->pepoch, id, expect, step,
+                       s->due_ms ? due : NULL, state,
+                       s->has_ctx ? "t" : "f", ctx, took};
+    r = stmt(st, b, SQL_STEP, 10, v);
+    b->steps++;
+  }
+  if (r == 0) r = own_put(st, s->id, s->step, s->parent);
+  if (r == 0) r = batch_id(b, s->id);
+out:
+  free(state);
+  free(ctx);
+  free(name);
+  return r;
+}
+
+static int put_event(pg_store *st, batch *b, const rp_event *e) {
+  char eid[24], to[24], from[24];
+  i64s(eid, (int64_t)e->eid);
+  i64s(to, (int64_t)e->to);
+  i64s(from, (int64_t)e->from);
+  char *body = hex_bytea(e->raw, e->rawlen);
+  if (!body) return MLY_ENOMEM;
+  const char *v[] = {eid, to, from, body};
+  int r = stmt(st, b, SQL_EVENT, 4, v);
+  free(body);
+  return r;
+}
+
+/* An array of eids as an SQL array literal: "{1,2,3}" (malloc'd). */
+static char *eid_array(jcur *c) {
+  uint32_t n;
+  if (!jc_array(c, &n)) return NULL;
+  char *s = malloc((size_t)n * 21 + 3), *p = s;
+  if (!s) return NULL;
+  *p++ = '{';
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t eid;
+    if (!jc_uint(c, &eid)) {
+      free(s);
+      return NULL;
+    }
+    p += sprintf(p, i ? ",%" PRIu64 : "%" PRIu64, eid);
+  }
+  *p++ = '}';
+  *p = '\0';
+  return s;
+}
+
+/* STEP [seq, 2, S, took, out, spawned] */
+static int put_step(pg_store *st, batch *b, jcur *c) {
+  rp_state s;
+  if (!rp_parse_state(c, &s)) return MLY_EBADMSG;
+  char *took = eid_array(c);
+  if (!took) return MLY_EBADMSG;
+  int r = put_state(st, b, &s, false, took);
+  free(took);
+  uint32_t n;
+  if (r < 0 || !jc_array(c, &n)) return r < 0 ? r : MLY_EBADMSG;
+  for (uint32_t i = 0; i < n && r == 0; i++) {
+    rp_event e;
+    r = rp_parse_event(c, &e) ? put_event(st, b, &e) : MLY_EBADMSG;
+  }
+  if (r < 0 || !jc_array(c, &n)) return r < 0 ? r : MLY_EBADMSG;
+  for (uint32_t i = 0; i < n && r == 0; i++) {
+    rp_state k;
+    r = rp_parse_state(c, &k) ? put_state(st, b, &k, true, NULL) : MLY_EBADMSG;
+  }
+  return r;
+}
+
+/* END [seq, 4, id, status, lifecycle, notice_eid (, ended_ms, name)]:
+ * the row goes, its name becomes a tombstone, and the parent's
+ * CHILD_EXIT notice (made by the runtime, not in the record) becomes an
+ * event row as recovery would make it. */
+static int put_end(pg_store *st, batch *b, jcur *c, uint32_t nfields) {
+  uint64_t id, neid;
+  int64_t status, lc, ended = 0;
+  const char *nm = NULL;
+  size_t nlen = 0;
+  if (!jc_uint(c, &id) || !jc_int(c, &status) || !jc_int(c, &lc) ||
+      !jc_uint(c, &neid))
+    return MLY_EBADMSG;
+  if (nfields >= 6 && (!jc_int(c, &ended) || !jc_str(c, &nm, &nlen)))
+    return MLY_EBADMSG;
+  owned *o = own_find(st, id);
+  if (!o) return 0; /* evicted: not ours to end */
+  mly_id parent = o->parent;
+  char sid[24], sst[24], send_ms[24];
+  i64s(sid, (int64_t)id);
+  i64s(sst, status);
+  i64s(send_ms, ended);
+  char *name = nm ? strndup(nm, nlen) : NULL;
+  if (nm && !name) return MLY_ENOMEM;
+  const char *v[] = {st->pnode, st->pepoch, sid, sst, nm ? send_ms : NULL,
+                     name};
+  int r = stmt(st, b, SQL_END, 6, v);
+  free(name);
+  if (r == 0) r = batch_id(b, id);
+  own_del(st, id);
+  if (r < 0 || neid == 0 || parent == 0) return r;
+  jbuf e = {0};
+  jb_array(&e, 9);
+  jb_uint(&e, neid);
+  jb_uint(&e, parent);
+  jb_uint(&e, MLY_EV_CHILD_EXIT);
+  jb_uint(&e, id);
+  jb_uint(&e, 0);
+  jb_uint(&e, 0);
+  jb_int(&e, status);
+  jb_int(&e, lc);
+  jb_nil(&e);
+  if (e.oom) return MLY_ENOMEM;
+  rp_event ev = {.eid = neid, .to = parent, .from = id, .raw = e.p,
+                 .rawlen = e.n};
+  r = put_event(st, b, &ev);
+  jb_free(&e);
+  return r;
+}
+
+static int put_record(pg_store *st, batch *b, const unsigned char *body,
+                      uint32_t len) {
+  jcur c = {body, body + len, false};
+  uint32_t n;
+  uint64_t seq, kind;
+  if (!jc_array(&c, &n) || n < 2 || !jc_uint(&c, &seq) || !jc_uint(&c, &kind))
+    return MLY_EBADMSG;
+  b->records++;
+  b->bytes += len;
+  switch (kind) {
+  case JR_CREATE: {
+    rp_state s;
+    return rp_parse_state(&c, &s) ? put_state(st, b, &s, true, NULL)
+                                  : MLY_EBADMSG;
+  }
+  case JR_STEP: return put_step(st, b, &c);
+  case JR_EVENT: {
+    rp_event e;
+    return rp_parse_event(&c, &e) ? put_event(st, b, &e) : MLY_EBADMSG;
+  }
+  case JR_END: return put_end(st, b, &c, n - 2);
+  case JR_DROP: {
+    char *eids = eid_array(&c);
+    if (!eids) return MLY_EBADMSG;
+    const char *v[] = {eids};
+    int r = stmt(st, b, SQL_DROP, 1, v);
+    free(eids);
+    return r;
+  }
+  default: return 0; /* snapshot kinds: nothing a table store keeps */
+  }
+}
+
+/* ---- store.h operations ---- */
+
+static jbuf *op_buf(mly_store *s) { return &ST(s)->buf; }
+static uint64_t op_next_seq(mly_store *s) { return ++ST(s)->seq; }
+static void op_seq_back(mly_store *s) { ST(s)->seq--; }
+
+static int op_on_commit(mly_store *s, const jdone *d) {
+  pg_store *st = ST(s);
+  if (st->ndones == st->dcap) {
+    size_t cap = st->dcap ? 2 * st->dcap : 64;
+    jdone *v = realloc(st->dones, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    st->dones = v;
+    st->dcap = cap;
+  }
+  st->dones[st->ndones++] = *d;
+  return 0;
+}
+
+static void on_later(uv_timer_t *t) {
+  pg_store *st = t->data;
+  batch *b;
+  while ((b = st->undone) != NULL) {
+    st->undone = b->next;
+    batch_done(st, b);
+    batch_free(b);
+  }
+}
+
+/* A batch that cannot go out: reported from the loop, not from flush. */
+static void defer_failed(pg_store *st, batch *b, int rc, const char *why) {
+  if (!st->failed) st->failed = rc;
+  if (!b->err[0]) snprintf(b->err, sizeof b->err, "%s", why);
+  b->next = NULL;
+  batch **p = &st->undone; /* in order */
+  while (*p) p = &(*p)->next;
+  *p = b;
+  uv_timer_start(&st->later, on_later, 0, 0);
+}
+
+static void op_flush(mly_store *s) {
+  pg_store *st = ST(s);
+  if (st->buf.n == 0 && st->ndones == 0) return;
+  batch *b = calloc(1, sizeof *b);
+  if (!b) {
+    st->failed = MLY_ENOMEM;
+    return; /* completions stay queued; failed() says why */
+  }
+  b->st = st;
+  b->dones = st->dones;
+  b->ndones = st->ndones;
+  st->dones = NULL;
+  st->ndones = st->dcap = 0;
+  if (st->failed || st->buf.oom) {
+    st->buf.n = 0;
+    st->buf.oom = false;
+    defer_failed(st, b, st->failed ? st->failed : MLY_ENOMEM,
+                 "the store failed earlier");
+    return;
+  }
+  /* statements are queued on the connection at once; answers come in
+   * order, so b is answered after every batch sent before it */
+  b->unanswered = 1; /* held until every statement is queued */
+  if (st->tail) st->tail->next = b;
+  else st->head = b;
+  st->tail = b;
+  const char *fv[] = {st->pnode, st->pepoch};
+  int r = stmt(st, b, "BEGIN", 0, NULL);
+  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2)", 2, fv);
+  for (size_t off = 0; r == 0 && off + JR_HDR <= st->buf.n;) {
+    uint32_t len = jr_le32(st->buf.p + off);
+    if (off + JR_HDR + len > st->buf.n) {
+      r = MLY_EBADMSG;
+      break;
+    }
+    r = put_record(st, b, st->buf.p + off + JR_HDR, len);
+    off += JR_HDR + len;
+  }
+  if (r == 0) r = stmt(st, b, "COMMIT", 0, NULL);
+  st->buf.n = 0;
+  if (r < 0) {
+    /* what was queued runs as an aborted transaction's tail or not at
+     * all: the batch fails; the store with it */
+    if (!st->failed) st->failed = r;
+    if (!b->err[0])
+      snprintf(b->err, sizeof b->err, "a record could not become a statement: %s",
+               mly_strerror(r));
+    if (b->unanswered > 1) {
+      /* roll back what is open so that nothing of it commits */
+      stmt(st, b, "ROLLBACK", 0, NULL);
+    }
+  }
+  if (--b->unanswered == 0) { /* nothing was sent: report from the loop */
+    take_head(st, b);
+    defer_failed(st, b, st->failed, "");
+  }
+}
+
+static int op_failed(const mly_store *s) { return ST(s)->failed; }
+
+static bool op_idle(const mly_store *s) {
+  const pg_store *st = (const pg_store *)s;
+  return st->buf.n == 0 && st->ndones == 0 && !st->head && !st->undone;
+}
+
+static mly_journal_stats *op_stats(mly_store *s) { return &ST(s)->stats; }
+
+static void on_later_closed(uv_handle_t *h) {
+  pg_store *st = h->data;
+  void (*closed)(void *) = st->base.hooks.closed;
+  void *arg = st->base.hooks.arg;
+  free(st);
+  if (closed) closed(arg);
+}
+
+static void op_close(mly_store *s) {
+  pg_store *st = ST(s);
+  if (st->closing) return;
+  st->closing = true;
+  if (st->pg) mly_pg_close(st->pg); /* batches in flight fail */
+  on_later(&st->later);
+  owned *o, *tmp;
+  HASH_ITER(hh, st->owned, o, tmp) {
+    HASH_DEL(st->owned, o);
+    free(o);
+  }
+  jb_free(&st->buf);
+  free(st->dones);
+  free(st->conninfo);
+  uv_close((uv_handle_t *)&st->later, on_later_closed);
+}
+
+/* ---- registration and recovery (blocking, a private connection) ---- */
+
+static int db_err(char *err, size_t errlen, const char *what, PGconn *c,
+                  PGresult *r) {
+  const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+  size_t n = strlen(m);
+  while (n && (m[n - 1] == '\n' || m[n - 1] == ' ')) n--;
+  jr_errf(err, errlen, MLY_EIO, "postgresql store: %s: %.*s", what, (int)n, m);
+  if (r) PQclear(r);
+  return MLY_EIO;
+}
+
+/* Runs sql; its rows in binary (resultFormat 1) when bin. */
+static PGresult *q(PGconn *c, const char *sql, int n, const char *const *v,
+                   bool bin) {
+  return PQexecParams(c, sql, n, NULL, v, NULL, NULL, bin ? 1 : 0);
+}
+
+static bool ok(PGresult *r) {
+  ExecStatusType t = PQresultStatus(r);
+  return t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK;
+}
+
+static int64_t be64(const char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | (unsigned char)p[i];
+  return (int64_t)v;
+}
+
+static int register_node(pg_store *st, PGconn *c, char *err, size_t errlen) {
+  char host[256] = "?", pid[24], lease[24];
+  gethostname(host, sizeof host - 1);
+  i64s(pid, (int64_t)getpid());
+  i64s(lease, st->o.lease_ms);
+  PGresult *r = q(c, "SELECT version FROM mealy.schema_version", 0, NULL,
+                  false);
+  if (!ok(r)) return db_err(err, errlen, "no mealy schema (run `mealy store init`)", c, r);
+  int v = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
+  PQclear(r);
+  if (v != MLY_STORE_PG_VERSION)
+    return jr_errf(err, errlen, MLY_EIO,
+                   "postgresql store: the database's mealy schema is version "
+                   "%d, this mealy's is %d: %s",
+                   v, MLY_STORE_PG_VERSION,
+                   v < MLY_STORE_PG_VERSION ? "run `mealy store migrate`"
+                                            : "use a newer mealy");
+  r = q(c, "BEGIN", 0, NULL, false);
+  if (!ok(r)) return db_err(err, errlen, "BEGIN", c, r);
+  PQclear(r);
+  const char *rv[] = {host, pid, lease};
+  r = q(c,
+        "INSERT INTO mealy.nodes (host, pid, lease_until) VALUES ($1, $2,"
+        " clock_timestamp() + $3 * interval '1 millisecond')"
+        " RETURNING id, epoch",
+        3, rv, false);
+  if (!ok(r)) return db_err(err, errlen, "registering this process", c, r);
+  st->node = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  st->epoch = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  PQclear(r);
+  i64s(st->pnode, st->node);
+  i64s(st->pepoch, st->epoch);
+  /* ranges: one at a time; a dead holder's empty ranges are free again */
+  r = q(c, "LOCK TABLE mealy.ranges IN SHARE ROW EXCLUSIVE MODE", 0, NULL,
+        false);
+  if (!ok(r)) return db_err(err, errlen, "locking the slot ranges", c, r);
+  PQclear(r);
+  r = q(c,
+        "DELETE FROM mealy.ranges r USING mealy.nodes n WHERE n.id = r.node"
+        " AND (n.taken_by IS NOT NULL OR n.lease_until < clock_timestamp())"
+        " AND NOT EXISTS (SELECT 1 FROM mealy.instances i"
+        "  WHERE ((i.id & 4294967295) >> 18) = r.range_no)",
+        0, NULL, false);
+  if (!ok(r)) return db_err(err, errlen, "freeing slot ranges", c, r);
+  PQclear(r);
+  const char *mv[] = {st->pnode};
+  r = q(c,
+        "INSERT INTO mealy.ranges (range_no, node) SELECT g, $1"
+        " FROM generate_series(0, 63) g WHERE g NOT IN"
+        " (SELECT range_no FROM mealy.ranges) ORDER BY g LIMIT 1"
+        " RETURNING range_no",
+        1, mv, false);
+  if (!ok(r)) return db_err(err, errlen, "taking a slot range", c, r);
+  if (PQntuples(r) == 0) {
+    PQclear(r);
+    return jr_errf(err, errlen, MLY_ENOSPC,
+                   "postgresql store: all 64 slot ranges are held by "
+                   "processes or by the instances of dead ones: stop one");
+  }
+  st->range = (uint32_t)atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  r = q(c, "COMMIT", 0, NULL, false);
+  if (!ok(r)) return db_err(err, errlen, "COMMIT", c, r);
+  PQclear(r);
+  return 0;
+}
+
+/* Takes over every node whose lease ran out (and nobody took): their
+ * instances, at this node's epoch, and their slot ranges. */
+static const char SQL_CLAIM[] =
+    "WITH dead AS (SELECT id FROM mealy.nodes WHERE taken_by IS NULL"
+    "  AND lease_until < clock_timestamp() AND id <> $1"
+    "  FOR UPDATE SKIP LOCKED),"
+    " t AS (UPDATE mealy.nodes n SET taken_by = $1 FROM dead"
+    "  WHERE n.id = dead.id RETURNING n.id),"
+    " r AS (UPDATE mealy.ranges SET node = $1"
+    "  WHERE node IN (SELECT id FROM t)),"
+    " i AS (UPDATE mealy.instances SET owner = $1, epoch = $2"
+    "  WHERE owner IN (SELECT id FROM t) RETURNING id)"
+    " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM i)";
+
+typedef struct walk {
+  int (*cb)(const jrec *, void *);
+  void *arg;
+  jbuf b;
+  uint64_t seq;
+} walk;
+
+static int emit(walk *w, unsigned kind) {
+  if (w->b.oom) return MLY_ENOMEM;
+  jrec rec = {.seq = w->seq, .kind = kind, .body = w->b.p,
+              .len = (uint32_t)w->b.n, .file = "postgresql", .offset = 0};
+  int r = w->cb(&rec, w->arg);
+  w->b.n = 0;
+  return r;
+}
+
+static void head(walk *w, unsigned kind, uint32_t nfields) {
+  w->b.n = 0;
+  jb_array(&w->b, nfields + 2);
+  jb_uint(&w->b, ++w->seq);
+  jb_uint(&w->b, kind);
+}
+
+static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
+                    size_t errlen) {
+  const char *mv[] = {st->pnode};
+  PGresult *ri = q(c,
+                   "SELECT id, step, parent, state, context, name"
+                   " FROM mealy.instances WHERE owner = $1 ORDER BY id",
+                   1, mv, true);
+  if (!ok(ri)) return db_err(err, errlen, "reading instances", c, ri);
+  PGresult *re = q(c,
+                   "SELECT e.body FROM mealy.events e JOIN mealy.instances i"
+                   " ON i.id = e.target WHERE i.owner = $1 ORDER BY e.seq",
+                   1, mv, true);
+  if (!ok(re)) {
+    PQclear(ri);
+    return db_err(err, errlen, "reading events", c, re);
+  }
+  PGresult *rt = q(c, "SELECT name, id, status, ended_ms FROM mealy.tombstones",
+                   0, NULL, true);
+  if (!ok(rt)) {
+    PQclear(ri);
+    PQclear(re);
+    return db_err(err, errlen, "reading tombstones", c, rt);
+  }
+  int rc = 0, ni = PQntuples(ri), ne = PQntuples(re), nt = PQntuples(rt);
+  uint64_t base = (uint64_t)st->node << 40; /* this node's eids and corrs */
+  head(w, JR_SNAP, 2);
+  jb_uint(&w->b, base);
+  jb_uint(&w->b, base);
+  rc = emit(w, JR_SNAP);
+  for (int i = 0; i < ni && rc == 0; i++) {
+    mly_id id = (mly_id)be64(PQgetvalue(ri, i, 0));
+    rc = own_put(st, id, (uint64_t)be64(PQgetvalue(ri, i, 1)),
+                 (mly_id)be64(PQgetvalue(ri, i, 2)));
+    head(w, JR_INST, 1);
+    jb_array(&w->b, 12);
+    jb_raw(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3));
+    if (!PQgetisnull(ri, i, 4))
+      jb_bin(&w->b, PQgetvalue(ri, i, 4), (size_t)PQgetlength(ri, i, 4));
+    else jb_nil(&w->b);
+    if (!PQgetisnull(ri, i, 5))
+      jb_str(&w->b, PQgetvalue(ri, i, 5), (size_t)PQgetlength(ri, i, 5));
+    else jb_nil(&w->b);
+    if (rc == 0) rc = emit(w, JR_INST);
+  }
+  for (int i = 0; i < ne && rc == 0; i++) {
+    head(w, JR_EVENT, 1);
+    jb_raw(&w->b, PQgetvalue(re, i, 0), (size_t)PQgetlength(re, i, 0));
+    rc = emit(w, JR_EVENT);
+  }
+  for (int i = 0; i < nt && rc == 0; i++) {
+    head(w, JR_TOMB, 4);
+    jb_str(&w->b, PQgetvalue(rt, i, 0), (size_t)PQgetlength(rt, i, 0));
+    jb_uint(&w->b, (uint64_t)be64(PQgetvalue(rt, i, 1)));
+    jb_int(&w->b, be64(PQgetvalue(rt, i, 2)));
+    jb_int(&w->b, be64(PQgetvalue(rt, i, 3)));
+    rc = emit(w, JR_TOMB);
+  }
+  if (rc == 0) {
+    head(w, JR_SNAPEND, 3);
+    jb_uint(&w->b, (uint64_t)ni);
+    jb_uint(&w->b, (uint64_t)ne);
+    jb_uint(&w->b, (uint64_t)nt);
+    rc = emit(w, JR_SNAPEND);
+  }
+  st->stats.recovered = (uint64_t)ni;
+  PQclear(ri);
+  PQclear(re);
+  PQclear(rt);
+  return rc;
+}
+
+static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
+                      void *arg, char *err, size_t errlen) {
+  pg_store *st = ST(s);
+  PGconn *c = PQconnectdb(st->conninfo);
+  if (PQstatus(c) != CONNECTION_OK) {
+    int rc = db_err(err, errlen, "cannot connect", c, NULL);
+    PQfinish(c);
+    return rc;
+  }
+  const char *cv[] = {st->pnode, st->pepoch};
+  int rc = 0;
+  PGresult *r = q(c, "BEGIN", 0, NULL, false);
+  PQclear(r);
+  r = q(c, SQL_CLAIM, 2, cv, false);
+  if (!ok(r)) {
+    rc = db_err(err, errlen, "claiming the instances of dead processes", c, r);
+    goto out;
+  }
+  PQclear(r);
+  walk w = {.cb = cb, .arg = arg};
+  rc = snapshot(st, c, &w, err, errlen);
+  jb_free(&w.b);
+  st->seq = w.seq;
+  if (rc == 0) {
+    r = q(c, "COMMIT", 0, NULL, false);
+    if (!ok(r)) rc = db_err(err, errlen, "COMMIT", c, r);
+    else PQclear(r);
+  }
+out:
+  PQfinish(c);
+  return rc;
+}
+
+static const store_ops pg_ops = {
+    .name = "postgresql",
+    .recover = op_recover,
+    .buf = op_buf,
+    .next_seq = op_next_seq,
+    .seq_back = op_seq_back,
+    .on_commit = op_on_commit,
+    .flush = op_flush,
+    .failed = op_failed,
+    .idle = op_idle,
+    .compact = NULL,
+    .stats = op_stats,
+    .close = op_close,
+};
+
+int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
+                  const store_hooks *hooks, mly_store **out, char *err,
+                  size_t errlen) {
+  pg_store *st = calloc(1, sizeof *st);
+  if (!st || !(st->conninfo = strdup(o->conninfo))) {
+    free(st);
+    return jr_errf(err, errlen, MLY_ENOMEM, "out of memory");
+  }
+  st->base.ops = &pg_ops;
+  st->base.hooks = *hooks;
+  st->base.loop = loop;
+  st->o = *o;
+  st->o.conninfo = st->conninfo;
+  if (!st->o.lease_ms) st->o.lease_ms = 10000;
+  if (!st->o.poll_ms) st->o.poll_ms = 1000;
+  PGconn *c = PQconnectdb(st->conninfo);
+  int rc = PQstatus(c) == CONNECTION_OK ? register_node(st, c, err, errlen)
+                                        : db_err(err, errlen, "cannot connect",
+                                                 c, NULL);
+  PQfinish(c);
+  if (rc == 0) rc = mly_pg_open(loop, st->conninfo, true, &st->pg);
+  if (rc < 0) {
+    free(st->conninfo);
+    free(st);
+    return rc;
+  }
+  uv_timer_init(loop, &st->later);
+  st->later.data = st;
+  *out = &st->base;
+  return 0;
+}
+
+uint32_t pg_store_slot_base(const mly_store *s) {
+  return ((const pg_store *)s)->range << PG_RANGE_BITS;
+}
+int64_t pg_store_node(const mly_store *s) { return ((const pg_store *)s)->node; }
+int64_t pg_store_epoch(const mly_store *s) {
+  return ((const pg_store *)s)->epoch;
+}
+const pg_store_fencing *pg_store_fencing_get(const mly_store *s) {
+  return &((const pg_store *)s)->fencing;
+}
