@@ -308,9 +308,6 @@ bool durable_end(mly_runtime *rt, mly_inst *m, bool failed);
 void durable_step_abandoned(mly_runtime *rt);
 void durable_took(mly_runtime *rt, mly_inst *m, mly_event *e);
 void durable_dropped(mly_runtime *rt, mly_event *e);
-void durable_release(mly_runtime *rt, mly_id id, int rc);
-void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e, int rc);
-void durable_after_commit(mly_runtime *rt);
 void durable_fail_all(mly_runtime *rt, int rc);
 void durable_flush(mly_runtime *rt);
 bool durable_paused(const mly_runtime *rt); /* a compaction waits */

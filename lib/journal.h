@@ -67,6 +67,7 @@
 #include "mealy.h"
 
 #include <stdint.h>
+#include <uv.h>
 
 uint32_t jr_crc32c(const void *buf, size_t n);
 uint32_t jr_crc32c_soft(const void *buf, size_t n);
@@ -265,30 +266,18 @@ typedef struct jdone {
 } jdone;
 enum { JD_RELEASE = 1, JD_DELIVER, JD_POSTED };
 
-struct mly_runtime;
-int journal_create(struct mly_runtime *rt, const mly_journal_options *o,
-                   mly_journal **out, char *err, size_t errlen);
-void journal_close(mly_journal *j);
-int journal_dirfd(const mly_journal *j);
-const char *journal_dir(const mly_journal *j);
-const mly_journal_options *journal_opts(const mly_journal *j);
-mly_journal_stats *journal_stats(mly_journal *j);
-void journal_set_next_seq(mly_journal *j, uint64_t seq);
-uint64_t journal_seg_no(const mly_journal *j);
-int journal_new_segment(mly_journal *j, uint64_t no, uint32_t flags);
-int journal_append_to(mly_journal *j, const jseg *s);
-int journal_write_sync(mly_journal *j, const jbuf *b);
-int journal_write_pending(mly_journal *j);
-void journal_fail(mly_journal *j, int rc, const char *what);
-/* The records of the current turn go here. */
-jbuf *journal_buf(mly_journal *j);
-uint64_t journal_next_seq(mly_journal *j);
-void journal_seq_back(mly_journal *j); /* the last record was taken back */
-int journal_on_commit(mly_journal *j, const jdone *d);
-/* Start writing what was appended (end of a batch). */
-void journal_flush(mly_journal *j);
-int journal_failed(const mly_journal *j);
-bool journal_idle(const mly_journal *j);
+/* The journal is the embedded store (store.h, D11): journal_store_open
+ * makes one over the state directory o->dir (created, checked, locked;
+ * err says what is wrong), with no record read yet; the durable layer
+ * opens on it (durable_open) and recovers through its operations.  The
+ * journal calls nothing above it by name: completions, the end of a
+ * batch, fail-stop and its last handle's close go through the hooks the
+ * durable layer sets. */
+struct mly_store;
+int journal_store_open(uv_loop_t *loop, const mly_journal_options *o,
+                       struct mly_store **out, char *err, size_t errlen);
+/* Offline, on a directory nobody appends to: mly_journal_scan and
+ * mly_journal_info_get (jinfo.c). */
 
 /* Figures for metrics (metrics.c), kept for every batch that completes:
  * its bytes, its records and how long its fdatasync took.  A histogram
@@ -310,6 +299,5 @@ typedef struct journal_figures {
   jhist batch_bytes, batch_records, sync_ns;
   uint64_t written;
 } journal_figures;
-const journal_figures *journal_figures_get(const mly_journal *j);
 
 #endif /* MLY_JOURNAL_H */
