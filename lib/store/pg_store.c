@@ -63,6 +63,43 @@ typedef struct batch {
   char err[256];
 } batch;
 
+/* The snapshot is built whole in one buffer, then handed out: what
+ * rp_record keeps points into it until recover_end. */
+typedef struct walk {
+  jbuf b;
+  size_t *at; /* where each record begins */
+  unsigned *kind;
+  size_t n, cap;
+  uint64_t seq;
+} walk;
+
+static void head(walk *w, unsigned kind, uint32_t nfields) {
+  if (w->n == w->cap) {
+    size_t cap = w->cap ? 2 * w->cap : 256;
+    size_t *at = realloc(w->at, cap * sizeof *at);
+    if (at) w->at = at;
+    unsigned *k = realloc(w->kind, cap * sizeof *k);
+    if (k) w->kind = k;
+    if (!at || !k) {
+      w->b.oom = true;
+      return;
+    }
+    w->cap = cap;
+  }
+  w->at[w->n] = w->b.n;
+  w->kind[w->n++] = kind;
+  jb_array(&w->b, nfields + 2);
+  jb_uint(&w->b, ++w->seq);
+  jb_uint(&w->b, kind);
+}
+
+static void walk_free(walk *w) {
+  jb_free(&w->b);
+  free(w->at);
+  free(w->kind);
+  *w = (walk){0};
+}
+
 typedef struct pg_store {
   mly_store base;
   pg_store_options o;
@@ -78,11 +115,12 @@ typedef struct pg_store {
   batch *head, *tail; /* in flight, in commit order */
   owned *owned;
   int failed;
-  bool closing;
+  bool closing, told_failed;
   uv_timer_t later; /* reports a batch that never reached the server */
   batch *undone;    /* ... those batches */
   mly_journal_stats stats;
   pg_store_fencing fencing;
+  walk rec; /* the records recover handed out */
 } pg_store;
 
 #define ST(s) ((pg_store *)(s))
@@ -224,6 +262,13 @@ static void batch_done(pg_store *st, batch *b) {
                      : 0;
   for (size_t i = 0; i < b->ndones; i++)
     st->base.hooks.done(st->base.hooks.arg, &b->dones[i], rc, wrote);
+  if (rc == 0 && st->base.hooks.committed)
+    st->base.hooks.committed(st->base.hooks.arg);
+  if (rc < 0 && rc != MLY_EPERM && !st->told_failed) {
+    st->told_failed = true;
+    if (st->base.hooks.failed)
+      st->base.hooks.failed(st->base.hooks.arg, rc, b->err);
+  }
 }
 
 /* Takes b off the list of batches in flight (answers come in order: b
@@ -245,7 +290,9 @@ static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
   (void)pg;
   batch *b = arg;
   if (err && !b->err[0]) {
-    snprintf(b->err, sizeof b->err, "%s", err);
+    /* the server's first line, without its "ERROR:  " */
+    const char *m = strncmp(err, "ERROR:  ", 8) == 0 ? err + 8 : err;
+    snprintf(b->err, sizeof b->err, "%.*s", (int)strcspn(m, "\n"), m);
     if (strstr(err, "mealy fenced:")) {
       b->fenced = true;
       b->lease_lost = strstr(err, "no longer holds its lease") != NULL;
@@ -588,6 +635,7 @@ static void op_close(mly_store *s) {
     free(o);
   }
   jb_free(&st->buf);
+  walk_free(&st->rec);
   free(st->dones);
   free(st->conninfo);
   uv_close((uv_handle_t *)&st->later, on_later_closed);
@@ -703,27 +751,17 @@ static const char SQL_CLAIM[] =
     "  WHERE owner IN (SELECT id FROM t) RETURNING id)"
     " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM i)";
 
-typedef struct walk {
-  int (*cb)(const jrec *, void *);
-  void *arg;
-  jbuf b;
-  uint64_t seq;
-} walk;
-
-static int emit(walk *w, unsigned kind) {
+static int hand_out(walk *w, int (*cb)(const jrec *, void *), void *arg) {
   if (w->b.oom) return MLY_ENOMEM;
-  jrec rec = {.seq = w->seq, .kind = kind, .body = w->b.p,
-              .len = (uint32_t)w->b.n, .file = "postgresql", .offset = 0};
-  int r = w->cb(&rec, w->arg);
-  w->b.n = 0;
-  return r;
-}
-
-static void head(walk *w, unsigned kind, uint32_t nfields) {
-  w->b.n = 0;
-  jb_array(&w->b, nfields + 2);
-  jb_uint(&w->b, ++w->seq);
-  jb_uint(&w->b, kind);
+  int rc = 0;
+  for (size_t i = 0; i < w->n && rc == 0; i++) {
+    size_t end = i + 1 < w->n ? w->at[i + 1] : w->b.n;
+    jrec rec = {.seq = i + 1, .kind = w->kind[i], .body = w->b.p + w->at[i],
+                .len = (uint32_t)(end - w->at[i]), .file = "postgresql",
+                .offset = 0};
+    rc = cb(&rec, arg);
+  }
+  return rc;
 }
 
 static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
@@ -754,7 +792,6 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
   head(w, JR_SNAP, 2);
   jb_uint(&w->b, base);
   jb_uint(&w->b, base);
-  rc = emit(w, JR_SNAP);
   for (int i = 0; i < ni && rc == 0; i++) {
     mly_id id = (mly_id)be64(PQgetvalue(ri, i, 0));
     rc = own_put(st, id, (uint64_t)be64(PQgetvalue(ri, i, 1)),
@@ -768,12 +805,10 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
     if (!PQgetisnull(ri, i, 5))
       jb_str(&w->b, PQgetvalue(ri, i, 5), (size_t)PQgetlength(ri, i, 5));
     else jb_nil(&w->b);
-    if (rc == 0) rc = emit(w, JR_INST);
   }
   for (int i = 0; i < ne && rc == 0; i++) {
     head(w, JR_EVENT, 1);
     jb_raw(&w->b, PQgetvalue(re, i, 0), (size_t)PQgetlength(re, i, 0));
-    rc = emit(w, JR_EVENT);
   }
   for (int i = 0; i < nt && rc == 0; i++) {
     head(w, JR_TOMB, 4);
@@ -781,14 +816,12 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
     jb_uint(&w->b, (uint64_t)be64(PQgetvalue(rt, i, 1)));
     jb_int(&w->b, be64(PQgetvalue(rt, i, 2)));
     jb_int(&w->b, be64(PQgetvalue(rt, i, 3)));
-    rc = emit(w, JR_TOMB);
   }
   if (rc == 0) {
     head(w, JR_SNAPEND, 3);
     jb_uint(&w->b, (uint64_t)ni);
     jb_uint(&w->b, (uint64_t)ne);
     jb_uint(&w->b, (uint64_t)nt);
-    rc = emit(w, JR_SNAPEND);
   }
   st->stats.recovered = (uint64_t)ni;
   PQclear(ri);
@@ -816,10 +849,8 @@ static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
     goto out;
   }
   PQclear(r);
-  walk w = {.cb = cb, .arg = arg};
-  rc = snapshot(st, c, &w, err, errlen);
-  jb_free(&w.b);
-  st->seq = w.seq;
+  rc = snapshot(st, c, &st->rec, err, errlen);
+  st->seq = st->rec.seq;
   if (rc == 0) {
     r = q(c, "COMMIT", 0, NULL, false);
     if (!ok(r)) rc = db_err(err, errlen, "COMMIT", c, r);
@@ -827,8 +858,11 @@ static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
   }
 out:
   PQfinish(c);
+  if (rc == 0) rc = hand_out(&st->rec, cb, arg);
   return rc;
 }
+
+static void op_recover_end(mly_store *s) { walk_free(&ST(s)->rec); }
 
 static const store_ops pg_ops = {
     .name = "postgresql",
@@ -843,18 +877,18 @@ static const store_ops pg_ops = {
     .compact = NULL,
     .stats = op_stats,
     .close = op_close,
+    .recover_end = op_recover_end,
+    .figures = NULL,
 };
 
 int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
-                  const store_hooks *hooks, mly_store **out, char *err,
-                  size_t errlen) {
+                  mly_store **out, char *err, size_t errlen) {
   pg_store *st = calloc(1, sizeof *st);
   if (!st || !(st->conninfo = strdup(o->conninfo))) {
     free(st);
     return jr_errf(err, errlen, MLY_ENOMEM, "out of memory");
   }
   st->base.ops = &pg_ops;
-  st->base.hooks = *hooks;
   st->base.loop = loop;
   st->o = *o;
   st->o.conninfo = st->conninfo;
@@ -866,6 +900,7 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
                                                  c, NULL);
   PQfinish(c);
   if (rc == 0) rc = mly_pg_open(loop, st->conninfo, true, &st->pg);
+  if (rc == 0) mly_pg_set_weak(st->pg, true);
   if (rc < 0) {
     free(st->conninfo);
     free(st);
@@ -873,6 +908,8 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   }
   uv_timer_init(loop, &st->later);
   st->later.data = st;
+  st->base.slot_lo = st->range << PG_RANGE_BITS;
+  st->base.slot_hi = (st->range + 1) << PG_RANGE_BITS;
   *out = &st->base;
   return 0;
 }

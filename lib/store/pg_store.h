@@ -22,12 +22,11 @@ typedef struct pg_store_options {
  * range, and opens the connection the store commits on (loop's).  Blocks
  * while it registers (as opening a journal reads its files); recover,
  * called next, claims the instances of nodes whose lease ran out.
- * hooks: as store.h says.  MLY_EIO with the server's words in err
+ * The durable layer sets its hooks (durable_set_hooks).  MLY_EIO with the server's words in err
  * (cannot connect, no schema: run `mealy store init`, a schema of
  * another version), MLY_ENOSPC (every slot range is held), MLY_ENOMEM. */
 int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
-                  const store_hooks *hooks, mly_store **out, char *err,
-                  size_t errlen);
+                  mly_store **out, char *err, size_t errlen);
 
 /* The first slot this process makes new instances in (its range's
  * first), and its node id and fencing epoch (for messages and tests). */

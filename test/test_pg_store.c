@@ -1,0 +1,292 @@
+/*
+ * test_pg_store.c - durable machines on the PostgreSQL store
+ * (lib/store/pg_store.c) against a private cluster (MLY_TEST_PG):
+ * counters run to their end with every step committed in the database;
+ * a process killed half-way (its lease then runs out) is taken over by
+ * the next one, whose counters continue from their last committed step
+ * and end with exactly their target; a process whose lease another took
+ * commits nothing more (the commit is fenced and counted, its instances
+ * leave it) and the rows keep what was committed before; two processes
+ * hold distinct slot ranges and node ids.
+ */
+#include "harness.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "durable.h"
+#include "pg_helpers.h"
+#include "store/pg_store.h"
+
+static char db[1024];
+
+static PGconn *dbc(void) {
+  PGconn *c = PQconnectdb(db);
+  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+  return c;
+}
+
+static int64_t sql_int(const char *q) {
+  PGconn *c = dbc();
+  PGresult *r = PQexec(c, q);
+  ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", q,
+                PQresultErrorMessage(r));
+  ck_assert_int_eq(PQntuples(r), 1);
+  int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  PQfinish(c);
+  return v;
+}
+
+static void sql_exec(const char *q) {
+  PGconn *c = dbc();
+  PGresult *r = PQexec(c, q);
+  ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK ||
+                    PQresultStatus(r) == PGRES_TUPLES_OK,
+                "%s: %s", q, PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(c);
+}
+
+/* A fresh database with the schema, per test. */
+static void fresh_db(void) {
+  PGconn *c = PQconnectdb(conninfo());
+  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+  PQclear(PQexec(c, "DROP DATABASE IF EXISTS mly_store WITH (FORCE)"));
+  PGresult *r = PQexec(c, "CREATE DATABASE mly_store");
+  ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s",
+                PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(c);
+  char msg[512];
+  ck_assert_msg(mly_store_pg_init(db, NULL, msg, sizeof msg) == 0, "%s", msg);
+}
+
+/* ---- a durable counter ---- */
+
+#define NMAX 64
+static uint32_t done_n[NMAX], done_recovered[NMAX], ndone;
+static uint64_t ticks;
+
+typedef struct counter {
+  uint32_t idx, n, target, recovered, sleep_ms;
+} counter;
+
+#define COUNTER_POINTS(X) X(counter, tick)
+MLY_POINTS(counter, COUNTER_POINTS);
+
+static int counter_run(mly_machine *m, void *data) {
+  counter *c = data;
+  MLY_BEGIN(m);
+  while (c->n < c->target) {
+    if (mly_recovered(m)) c->recovered++;
+    c->n++;
+    ticks++;
+    MLY_SLEEP_AT(m, counter_tick, c->sleep_ms);
+  }
+  if (mly_recovered(m)) c->recovered++;
+  done_n[c->idx] = c->n;
+  done_recovered[c->idx] = c->recovered;
+  ndone++;
+  MLY_END(m);
+}
+
+static void reset(void) {
+  memset(done_n, 0, sizeof done_n);
+  memset(done_recovered, 0, sizeof done_recovered);
+  ndone = 0;
+  ticks = 0;
+}
+
+static mly_runtime *open_pg(mly_type **t, uint32_t lease_ms) {
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = {.name = "counter", .run = counter_run,
+                      MLY_TYPE_POINTS(counter), .data_size = sizeof(counter),
+                      .version = 1, .flags = MLY_TYPE_DURABLE};
+  *t = h_type(rt, &def);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = lease_ms};
+  char err[512];
+  int rc = mly_store_postgres(rt, &o, err, sizeof err);
+  ck_assert_msg(rc == 0, "mly_store_postgres: %s", err);
+  return rt;
+}
+
+static mly_store *store_of(mly_runtime *rt) { return rt->dur->s; }
+
+static void spawn_counters(mly_runtime *rt, mly_type *t, uint32_t n,
+                           uint32_t target, uint32_t sleep_ms) {
+  for (uint32_t i = 0; i < n; i++) {
+    counter c = {.idx = i, .target = target, .sleep_ms = sleep_ms};
+    h_spawn(rt, t, &c, sizeof c);
+  }
+}
+
+static void close_rt(mly_runtime *rt) {
+  mly_runtime_shutdown(rt, 0);
+  ck_assert_int_eq(mly_runtime_run(rt), 0);
+  mly_runtime_close(rt);
+}
+
+START_TEST(counters_complete) {
+  fresh_db();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 0);
+  ck_assert_uint_eq(store_of(rt)->slot_lo, 0); /* the first range */
+  spawn_counters(rt, t, 20, 5, 0);
+  /* while they run, their rows are there under this node */
+  RUN_UNTIL(rt, ticks >= 20, 100000);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 20);
+  h_run(rt);
+  ck_assert_uint_eq(ndone, 20);
+  for (int i = 0; i < 20; i++) ck_assert_uint_eq(done_n[i], 5);
+  ck_assert_uint_eq(ticks, 100); /* one run, no step twice */
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.events"), 0);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+  ck_assert_uint_gt(st.batches, 0);
+  ck_assert_uint_ge(st.records, 120); /* 20 creates, 100 steps */
+  ck_assert_int_eq(mly_journal_error(rt), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* A child process runs counters and dies (SIGKILL) half-way; once its
+ * lease ran out the next process takes them over and every counter ends
+ * at exactly its target, from its last committed step. */
+START_TEST(takeover_after_kill) {
+  fresh_db();
+  reset();
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    close(p[0]);
+    mly_type *t;
+    mly_runtime *rt = open_pg(&t, 300);
+    spawn_counters(rt, t, 30, 40, 1);
+    bool told = false;
+    for (;;) {
+      uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+      if (!told && ticks >= 300) { /* a good part committed */
+        told = true;
+        if (write(p[1], "x", 1) != 1) _exit(3);
+      }
+    }
+  }
+  close(p[1]);
+  char x;
+  ck_assert_int_eq(read(p[0], &x, 1), 1);
+  close(p[0]);
+  kill(pid, SIGKILL);
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  int64_t left = sql_int("SELECT count(*) FROM mealy.instances");
+  ck_assert_int_eq(left, 30);
+  int64_t committed = sql_int("SELECT sum(step) FROM mealy.instances");
+  ck_assert_int_gt(committed, 0);
+  /* its lease (300 ms) runs out */
+  for (int i = 0; i < 200 && sql_int("SELECT count(*) FROM mealy.nodes WHERE "
+                                     "lease_until > now()") > 0;
+       i++)
+    usleep(20000);
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.nodes WHERE taken_by "
+                           "IS NOT NULL"),
+                   1);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+  ck_assert_uint_eq(st.recovered, 30);
+  /* the dead node's range came along: this one took range 1 */
+  ck_assert_uint_eq(store_of(rt)->slot_lo, 1u << PG_RANGE_BITS);
+  h_run(rt);
+  ck_assert_uint_eq(ndone, 30);
+  for (int i = 0; i < 30; i++) {
+    ck_assert_uint_eq(done_n[i], 40);
+    ck_assert_uint_ge(done_recovered[i], 1);
+  }
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* Another process took this one's node (its lease ran out while it was
+ * paused): its next commit is refused, counted, its instances leave it,
+ * and the rows keep what was committed before. */
+START_TEST(fenced_commit) {
+  fresh_db();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 0);
+  spawn_counters(rt, t, 10, 1000000, 5);
+  RUN_UNTIL(rt, ticks >= 50, 100000);
+  char q[256];
+  int64_t node = pg_store_node(store_of(rt));
+  /* as a claimant would: the lease ran out and another node took it */
+  snprintf(q, sizeof q,
+           "UPDATE mealy.nodes SET lease_until = now() - interval '1 s',"
+           " taken_by = 0 WHERE id = %" PRId64, node);
+  sql_exec(q);
+  int64_t before = sql_int("SELECT sum(step) FROM mealy.instances");
+  const pg_store_fencing *f = pg_store_fencing_get(store_of(rt));
+  RUN_UNTIL(rt, h_stat_live(rt) == 0, 100000);
+  ck_assert_uint_ge(f->fenced_batches, 1);
+  ck_assert_uint_ge(f->dropped_steps, 1);
+  ck_assert_uint_eq(f->evicted, 10);
+  ck_assert_int_eq(sql_int("SELECT sum(step) FROM mealy.instances"), before);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 10);
+  ck_assert_int_eq(mly_journal_error(rt), 0); /* not failed: fenced */
+  ck_assert_uint_eq(ndone, 0);
+  close_rt(rt);
+  /* nothing changed on the way out either */
+  ck_assert_int_eq(sql_int("SELECT sum(step) FROM mealy.instances"), before);
+}
+END_TEST
+
+/* Two live processes: distinct nodes, epochs and slot ranges, so the
+ * instance ids they make never collide. */
+START_TEST(two_nodes_distinct_ranges) {
+  fresh_db();
+  reset();
+  mly_type *t1, *t2;
+  mly_runtime *a = open_pg(&t1, 0);
+  mly_runtime *b = open_pg(&t2, 0);
+  mly_store *sa = store_of(a), *sb = store_of(b);
+  ck_assert_int_ne(pg_store_node(sa), pg_store_node(sb));
+  ck_assert_int_lt(pg_store_epoch(sa), pg_store_epoch(sb));
+  ck_assert_uint_ne(sa->slot_lo, sb->slot_lo);
+  counter c = {.idx = 0, .target = 1};
+  mly_id ia = h_spawn(a, t1, &c, sizeof c);
+  c.idx = 1;
+  mly_id ib = h_spawn(b, t2, &c, sizeof c);
+  ck_assert_uint_ge((uint32_t)ia, sa->slot_lo);
+  ck_assert_uint_lt((uint32_t)ia, sa->slot_hi);
+  ck_assert_uint_ge((uint32_t)ib, sb->slot_lo);
+  ck_assert_uint_lt((uint32_t)ib, sb->slot_hi);
+  h_run(a);
+  h_run(b);
+  ck_assert_uint_eq(ndone, 2);
+  mly_runtime_close(a);
+  mly_runtime_close(b);
+}
+END_TEST
+
+int main(void) {
+  snprintf(db, sizeof db, "%s dbname=mly_store", conninfo());
+  Suite *s = suite_create("pg_store");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, counters_complete);
+  tcase_add_test(tc, takeover_after_kill);
+  tcase_add_test(tc, fenced_commit);
+  tcase_add_test(tc, two_nodes_distinct_ranges);
+  suite_add_tcase(s, tc);
+  return run_suite(s);
+}
