@@ -28,6 +28,12 @@ bool rt_on_loop_thread(const mly_runtime *rt) {
   return uv_thread_equal(&self, &rt->owner) != 0;
 }
 
+bool mly_runtime_on_loop_thread(const mly_runtime *rt) {
+  return rt_on_loop_thread(rt);
+}
+
+bool mly_runtime_durable(const mly_runtime *rt) { return rt->dur != NULL; }
+
 void rt_bytes(mly_runtime *rt, ptrdiff_t delta) {
   rt->st.bytes = (uint64_t)((ptrdiff_t)rt->st.bytes + delta);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "mealy.h"
+#include "store_param.h"
 
 static inline mly_runtime *h_runtime(void) {
   mly_runtime *rt = NULL;

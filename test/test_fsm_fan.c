@@ -22,6 +22,7 @@
 #include "fsm/fsmrt.h"
 #include "fsm_fan_util.h"
 #include "mealy.h"
+#include "store_param.h"
 
 #define MAXREC 64
 
@@ -409,7 +410,7 @@ static void setup(void) {
                      0);
   mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_NEVER};
   char err[256];
-  ck_assert_msg(mly_journal_open(rt, &jo, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(h_durable_open(rt, &jo, err, sizeof err) == 0, "%s", err);
   fan_util_load(rt, "fan.yaml", yaml);
 }
 

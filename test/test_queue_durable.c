@@ -30,7 +30,7 @@ static void open_rt(void) {
   ck_assert_int_eq(mly_queue_declare(rt, &p, err, sizeof err), 0);
   mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS,
                             .name_retention_ms = retention_ms};
-  ck_assert_msg(mly_journal_open(rt, &jo, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(h_durable_open(rt, &jo, err, sizeof err) == 0, "%s", err);
 }
 
 static void reopen(void) {

@@ -27,7 +27,7 @@ static void open_rt(void) {
   mly_schedule_set_clock(rt, vclock, NULL);
   char err[256];
   mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS};
-  ck_assert_msg(mly_journal_open(rt, &jo, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(h_durable_open(rt, &jo, err, sizeof err) == 0, "%s", err);
   mly_schedule_def sd = {.name = "every-minute",
                          .cron = cron_expr,
                          .every_ms = cron_expr ? 0 : period_ms,

@@ -24,7 +24,7 @@ fsm_rt *fsm_rt_get(mly_runtime *rt) {
 
 int mly_fsm_attach(mly_runtime *rt) {
   if (rt == NULL) return MLY_EINVAL;
-  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (!mly_runtime_on_loop_thread(rt)) return MLY_EPERM;
   if (fsm_rt_get(rt) != NULL) return 0;
   fsm_rt *f = calloc(1, sizeof *f);
   if (f == NULL) return MLY_ENOMEM;

@@ -19,7 +19,6 @@
  * "done" is the one that ends it, so a success that committed is never
  * run again, and one that did not is run again.
  */
-#include "../internal.h"
 #include "queue.h"
 
 #include <inttypes.h>

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "mealy.h"
+#include "../store_param.h"
 
 static double now_s(void) { return (double)uv_hrtime() / 1e9; }
 
@@ -72,7 +73,7 @@ static int run(bool durable, uint32_t n, int64_t per, size_t ctx_bytes,
     mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS,
                               .compact_min_bytes = 1ULL << 50};
     char err[256];
-    if (mly_journal_open(rt, &jo, err, sizeof err) < 0) {
+    if (h_durable_open(rt, &jo, err, sizeof err) < 0) {
       fprintf(stderr, "%s\n", err);
       return 1;
     }

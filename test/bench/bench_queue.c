@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "mealy.h"
+#include "../store_param.h"
 
 static double now_s(void) { return (double)uv_hrtime() / 1e9; }
 
@@ -78,7 +79,7 @@ static mly_runtime *open_rt(const char *sub, mly_sync sync) {
     char d[4200], err[256];
     snprintf(d, sizeof d, "%s/%s", dir, sub);
     mly_journal_options jo = {.dir = d, .sync = sync};
-    if ((rc = mly_journal_open(rt, &jo, err, sizeof err)) < 0) {
+    if ((rc = h_durable_open(rt, &jo, err, sizeof err)) < 0) {
       fprintf(stderr, "bench_queue: %s\n", err);
       exit(1);
     }
