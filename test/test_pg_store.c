@@ -7,7 +7,9 @@
  * and end with exactly their target; a process whose lease another took
  * commits nothing more (the commit is fenced and counted, its instances
  * leave it) and the rows keep what was committed before; two processes
- * hold distinct slot ranges and node ids.
+ * hold distinct slot ranges and node ids; a short lease is renewed in
+ * the background, given up by a clean stop (the next process claims at
+ * once), and one that ran out in the database evicts.
  */
 #include "harness.h"
 
@@ -278,6 +280,58 @@ START_TEST(two_nodes_distinct_ranges) {
 }
 END_TEST
 
+/* A short lease (300 ms) renewed in the background holds over seconds of
+ * work; a clean stop gives it up, so the next process claims the
+ * suspended instances at once and they finish from where they were. */
+START_TEST(renewed_then_released) {
+  fresh_db();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 300);
+  spawn_counters(rt, t, 5, 1000000, 10);
+  uv_loop_t *loop = mly_runtime_loop(rt);
+  uv_update_time(loop);
+  uint64_t t0 = uv_now(loop);
+  RUN_UNTIL(rt, (uv_update_time(loop), uv_now(loop) - t0 >= 1500), 10000000);
+  const pg_store_fencing *f = pg_store_fencing_get(store_of(rt));
+  ck_assert_uint_eq(f->fenced_batches, 0);
+  ck_assert_uint_eq(f->evicted, 0);
+  ck_assert_uint_eq(h_stat_live(rt), 5);
+  close_rt(rt);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.nodes WHERE "
+                           "lease_until > clock_timestamp()"),
+                   0);
+  int64_t before = sql_int("SELECT sum(step) FROM mealy.instances");
+  mly_runtime *rt2 = open_pg(&t, 300);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt2, &st), 0);
+  ck_assert_uint_eq(st.recovered, 5);
+  RUN_UNTIL(rt2, sql_int("SELECT sum(step) FROM mealy.instances") > before,
+            10000000);
+  close_rt(rt2);
+}
+END_TEST
+
+/* The lease ran out in the database (nobody took the node yet): the
+ * renewal finds it gone and the instances leave this process. */
+START_TEST(lease_ran_out) {
+  fresh_db();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 300);
+  spawn_counters(rt, t, 4, 1000000, 1000); /* a step a second: few commits */
+  RUN_UNTIL(rt, ticks >= 4, 100000);
+  char q[256];
+  snprintf(q, sizeof q,
+           "UPDATE mealy.nodes SET lease_until = now() - interval '1 s'"
+           " WHERE id = %" PRId64, pg_store_node(store_of(rt)));
+  sql_exec(q);
+  RUN_UNTIL(rt, h_stat_live(rt) == 0, 10000000);
+  ck_assert_uint_eq(pg_store_fencing_get(store_of(rt))->evicted, 4);
+  close_rt(rt);
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_store", conninfo());
   Suite *s = suite_create("pg_store");
@@ -287,6 +341,8 @@ int main(void) {
   tcase_add_test(tc, takeover_after_kill);
   tcase_add_test(tc, fenced_commit);
   tcase_add_test(tc, two_nodes_distinct_ranges);
+  tcase_add_test(tc, renewed_then_released);
+  tcase_add_test(tc, lease_ran_out);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

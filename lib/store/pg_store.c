@@ -115,8 +115,13 @@ typedef struct pg_store {
   batch *head, *tail; /* in flight, in commit order */
   owned *owned;
   int failed;
-  bool closing, told_failed;
-  uv_timer_t later; /* reports a batch that never reached the server */
+  bool closing, told_failed, lost, releasing;
+  uv_timer_t later;
+  uv_timer_t renew;        /* the lease, every lease_ms / 3 */
+  uint64_t renewed_at;     /* uv_now when the last renewal the server
+                              confirmed was sent (or registration) */
+  uint64_t sent_at;
+  bool renewing; /* reports a batch that never reached the server */
   batch *undone;    /* ... those batches */
   mly_journal_stats stats;
   pg_store_fencing fencing;
@@ -285,6 +290,8 @@ static void take_head(pg_store *st, batch *b) {
   b->next = NULL;
 }
 
+static void release(pg_store *st);
+
 static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
                       void *arg) {
   (void)pg;
@@ -307,6 +314,7 @@ static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
   take_head(st, b);
   batch_done(st, b);
   batch_free(b);
+  if (st->closing && !st->head) release(st);
 }
 
 static int stmt(pg_store *st, batch *b, const char *sql, int n,
@@ -623,11 +631,58 @@ static void on_later_closed(uv_handle_t *h) {
   if (closed) closed(arg);
 }
 
-static void op_close(mly_store *s) {
-  pg_store *st = ST(s);
+/* ---- the lease ---- */
+
+static void lease_lost(pg_store *st, const char *why) {
+  if (st->lost) return;
+  st->lost = true;
+  evict_all(st, why);
+}
+
+static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
+                       void *arg) {
+  (void)pg;
+  pg_store *st = arg;
+  st->renewing = false;
   if (st->closing) return;
-  st->closing = true;
-  if (st->pg) mly_pg_close(st->pg); /* batches in flight fail */
+  if (res && PQntuples((PGresult *)res) == 1) {
+    st->renewed_at = st->sent_at;
+  } else if (res) { /* the row said no: taken over, or ran out */
+    lease_lost(st, "the lease could not be renewed (another process may "
+                   "have taken this one's instances)");
+  } else if (uv_now(st->base.loop) - st->renewed_at >= st->o.lease_ms) {
+    (void)err;
+    lease_lost(st, "the lease ran out while the server could not be reached");
+  }
+}
+
+static void on_renew(uv_timer_t *t) {
+  pg_store *st = t->data;
+  if (st->closing || st->lost || st->renewing) return;
+  if (uv_now(st->base.loop) - st->renewed_at >= st->o.lease_ms) {
+    lease_lost(st, "the lease ran out before it was renewed");
+    return;
+  }
+  char lease[24];
+  i64s(lease, st->o.lease_ms);
+  const char *v[] = {st->pnode, st->pepoch, lease};
+  st->sent_at = uv_now(st->base.loop);
+  if (mly_pg_query(st->pg,
+                   "UPDATE mealy.nodes SET lease_until = clock_timestamp() +"
+                   " $3 * interval '1 millisecond' WHERE id = $1 AND epoch = $2"
+                   " AND taken_by IS NULL AND lease_until > clock_timestamp()"
+                   " RETURNING 1",
+                   3, v, on_renewed, st) == 0)
+    st->renewing = true;
+}
+
+/* ---- closing: batches in flight finish, the lease is given up (so that
+ * another process, or this one restarted, claims the instances at once),
+ * then the handles go ---- */
+
+static void finish_close(pg_store *st) {
+  if (st->pg) mly_pg_close(st->pg);
+  st->pg = NULL;
   on_later(&st->later);
   owned *o, *tmp;
   HASH_ITER(hh, st->owned, o, tmp) {
@@ -638,7 +693,36 @@ static void op_close(mly_store *s) {
   walk_free(&st->rec);
   free(st->dones);
   free(st->conninfo);
+  uv_close((uv_handle_t *)&st->renew, NULL);
   uv_close((uv_handle_t *)&st->later, on_later_closed);
+}
+
+static void on_released(mly_pg *pg, const PGresult *res, const char *err,
+                        void *arg) {
+  (void)pg;
+  (void)res;
+  (void)err; /* not given up: it runs out by itself */
+  finish_close(arg);
+}
+
+static void release(pg_store *st) {
+  if (st->releasing) return;
+  st->releasing = true;
+  const char *v[] = {st->pnode, st->pepoch};
+  if (st->failed || st->lost || !mly_pg_connected(st->pg) ||
+      mly_pg_query(st->pg,
+                   "UPDATE mealy.nodes SET lease_until = clock_timestamp()"
+                   " WHERE id = $1 AND epoch = $2 AND taken_by IS NULL",
+                   2, v, on_released, st) < 0)
+    finish_close(st);
+}
+
+static void op_close(mly_store *s) {
+  pg_store *st = ST(s);
+  if (st->closing) return;
+  st->closing = true;
+  uv_timer_stop(&st->renew);
+  if (!st->head) release(st);
 }
 
 /* ---- registration and recovery (blocking, a private connection) ---- */
@@ -908,6 +992,13 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   }
   uv_timer_init(loop, &st->later);
   st->later.data = st;
+  uv_timer_init(loop, &st->renew);
+  st->renew.data = st;
+  uv_unref((uv_handle_t *)&st->renew);
+  uv_update_time(loop);
+  st->renewed_at = uv_now(loop); /* a moment after registration */
+  uv_timer_start(&st->renew, on_renew, st->o.lease_ms / 3,
+                 st->o.lease_ms / 3 ? st->o.lease_ms / 3 : 1);
   st->base.slot_lo = st->range << PG_RANGE_BITS;
   st->base.slot_hi = (st->range + 1) << PG_RANGE_BITS;
   *out = &st->base;
