@@ -171,8 +171,15 @@ static const char *const v2[] = {
     "CREATE FUNCTION mealy.create(p_node bigint, p_epoch bigint, p_id bigint,"
     " p_step bigint, p_parent bigint, p_name text, p_due bigint,"
     " p_state bytea, p_ctx bytea) RETURNS void LANGUAGE plpgsql AS $$BEGIN"
+    /* a tombstone gives its name up: the runtime found it expired (its
+     * retention); a live name is refused (unique_violation) */
     " IF p_name IS NOT NULL THEN"
-    "  INSERT INTO mealy.names (name, id) VALUES (p_name, p_id); END IF;"
+    "  INSERT INTO mealy.names (name, id) VALUES (p_name, p_id)"
+    "   ON CONFLICT (name) DO UPDATE SET id = EXCLUDED.id, status = NULL,"
+    "   ended_ms = NULL WHERE mealy.names.ended_ms IS NOT NULL;"
+    "  IF NOT FOUND THEN RAISE unique_violation USING MESSAGE = format("
+    "   'mealy: the name %s is taken by a live instance', p_name);"
+    "  END IF; END IF;"
     " INSERT INTO mealy.instances (id, owner, epoch, step, parent, name,"
     "  due_ms, state, context) VALUES (p_id, p_node, p_epoch, p_step,"
     "  p_parent, p_name, p_due, p_state, p_ctx); END$$",

@@ -255,6 +255,7 @@ static void batch_done(pg_store *st, batch *b) {
     rc = st->failed;
   } else {
     st->stats.batches++;
+    st->stats.syncs++; /* a COMMIT waits for its WAL flush */
     st->stats.records += b->records;
     st->stats.bytes += b->bytes;
   }
@@ -616,6 +617,15 @@ static void op_flush(mly_store *s) {
 
 static int op_failed(const mly_store *s) { return ST(s)->failed; }
 
+/* Rows are the live set already: nothing to rewrite (mly_journal_compact
+ * answers 0; total_bytes stays 0, so none is ever wanted by itself). */
+static int op_compact(mly_store *s, const jbuf *snapshot) {
+  (void)snapshot;
+  if (ST(s)->failed) return ST(s)->failed;
+  ST(s)->stats.compactions++;
+  return 0;
+}
+
 static bool op_idle(const mly_store *s) {
   const pg_store *st = (const pg_store *)s;
   return st->buf.n == 0 && st->ndones == 0 && !st->head && !st->undone;
@@ -720,8 +730,9 @@ static void release(pg_store *st) {
 static void op_close(mly_store *s) {
   pg_store *st = ST(s);
   if (st->closing) return;
-  st->closing = true;
   uv_timer_stop(&st->renew);
+  op_flush(s); /* what the last turn appended (a stop keeps inboxes) */
+  st->closing = true;
   if (!st->head) release(st);
 }
 
@@ -958,7 +969,7 @@ static const store_ops pg_ops = {
     .flush = op_flush,
     .failed = op_failed,
     .idle = op_idle,
-    .compact = NULL,
+    .compact = op_compact,
     .stats = op_stats,
     .close = op_close,
     .recover_end = op_recover_end,
