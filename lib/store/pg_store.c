@@ -46,8 +46,71 @@ typedef struct owned {
   mly_id id;
   uint64_t step;
   mly_id parent;
+  uint64_t grp; /* the step group it is in (pg_store.gserial) */
   UT_hash_handle hh;
 } owned;
+
+/* An SQL array literal, growing: "{1,2,NULL}", "{\"\\\\x0a\"}". */
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+  bool oom;
+} sbuf;
+
+static void sb_raw(sbuf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->cap - b->n < n + 2) {
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap - b->n < n + 2) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->oom = true;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+}
+
+static void sb_sep(sbuf *b) { sb_raw(b, b->n ? "," : "{", 1); }
+
+static void sb_i64(sbuf *b, int64_t v) {
+  char t[24];
+  sb_sep(b);
+  sb_raw(b, t, (size_t)snprintf(t, sizeof t, "%" PRId64, v));
+}
+
+static void sb_word(sbuf *b, const char *w) {
+  sb_sep(b);
+  sb_raw(b, w, strlen(w));
+}
+
+static void sb_hex(sbuf *b, const void *p, size_t n) {
+  static const char dig[] = "0123456789abcdef";
+  sb_sep(b);
+  sb_raw(b, "\"\\\\x", 4);
+  const unsigned char *c = p;
+  char t[256];
+  for (size_t i = 0; i < n;) {
+    size_t k = 0;
+    for (; i < n && k < sizeof t; i++) {
+      t[k++] = dig[c[i] >> 4];
+      t[k++] = dig[c[i] & 15];
+    }
+    sb_raw(b, t, k);
+  }
+  sb_raw(b, "\"", 1);
+}
+
+/* The literal, ended; the buffer is then empty again for the next. */
+static const char *sb_end(sbuf *b) {
+  if (b->n == 0) sb_raw(b, "{", 1);
+  sb_raw(b, "}", 2); /* with its NUL */
+  b->n = 0;
+  return b->oom ? NULL : b->p;
+}
 
 /* One transaction in flight. */
 typedef struct batch {
@@ -121,11 +184,18 @@ typedef struct pg_store {
   uint64_t renewed_at;     /* uv_now when the last renewal the server
                               confirmed was sent (or registration) */
   uint64_t sent_at;
-  bool renewing; /* reports a batch that never reached the server */
+  bool renewing;
+  int timers_open; /* reports a batch that never reached the server */
   batch *undone;    /* ... those batches */
   mly_journal_stats stats;
   pg_store_fencing fencing;
   walk rec; /* the records recover handed out */
+  /* the step group: STEP records and events of a batch gathered into
+   * arrays, sent as two statements (see group_send) */
+  uint64_t gserial;
+  uint32_t gsteps, gevents;
+  sbuf g_ids, g_expect, g_steps, g_due, g_states, g_setctx, g_ctx, g_took;
+  sbuf e_eid, e_to, e_from, e_body;
 } pg_store;
 
 #define ST(s) ((pg_store *)(s))
@@ -329,20 +399,18 @@ static int stmt(pg_store *st, batch *b, const char *sql, int n,
 
 static const char SQL_CREATE[] =
     "SELECT mealy.create($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-static const char SQL_STEP[] =
-    "SELECT mealy.step($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 static const char SQL_END[] = "SELECT mealy.end_($1, $2, $3, $4, $5, $6)";
-static const char SQL_EVENT[] =
-    "INSERT INTO mealy.events (eid, target, sender, body)"
-    " VALUES ($1, $2, $3, $4)";
 static const char SQL_DROP[] =
     "DELETE FROM mealy.events WHERE eid = ANY ($1::bigint[])";
+
+static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
+                      jcur *took);
 
 /* S's fields 0..9 (what instances.state keeps), its context (set or
  * not) and due time. */
 static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
-                     const char *took) {
-  char id[24], step[24], expect[24], parent[24], due[24];
+                     jcur *took) {
+  char id[24], step[24], parent[24], due[24];
   i64s(id, (int64_t)s->id);
   i64s(step, (int64_t)s->step);
   i64s(parent, (int64_t)s->parent);
@@ -364,11 +432,7 @@ static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
       r = 0;
       goto out;
     }
-    i64s(expect, (int64_t)o->step);
-    const char *v[] = {st->pnode, st->pepoch, id, expect, step,
-                       s->due_ms ? due : NULL, state,
-                       s->has_ctx ? "t" : "f", ctx, took};
-    r = stmt(st, b, SQL_STEP, 10, v);
+    r = group_step(st, b, s, o, took);
     b->steps++;
   }
   if (r == 0) r = own_put(st, s->id, s->step, s->parent);
@@ -381,16 +445,87 @@ out:
 }
 
 static int put_event(pg_store *st, batch *b, const rp_event *e) {
-  char eid[24], to[24], from[24];
-  i64s(eid, (int64_t)e->eid);
-  i64s(to, (int64_t)e->to);
-  i64s(from, (int64_t)e->from);
-  char *body = hex_bytea(e->raw, e->rawlen);
-  if (!body) return MLY_ENOMEM;
-  const char *v[] = {eid, to, from, body};
-  int r = stmt(st, b, SQL_EVENT, 4, v);
-  free(body);
+  (void)b;
+  sb_i64(&st->e_eid, (int64_t)e->eid);
+  sb_i64(&st->e_to, (int64_t)e->to);
+  sb_i64(&st->e_from, (int64_t)e->from);
+  sb_hex(&st->e_body, e->raw, e->rawlen);
+  st->gevents++;
+  return 0;
+}
+
+#define GROUP_BUFS(st)                                                   \
+  {&(st)->g_ids, &(st)->g_expect, &(st)->g_steps, &(st)->g_due,            \
+   &(st)->g_states, &(st)->g_setctx, &(st)->g_ctx, &(st)->g_took,          \
+   &(st)->e_eid, &(st)->e_to, &(st)->e_from, &(st)->e_body}
+
+/* The group is emptied (sent, or dropped with a failed batch). */
+static void group_send_none(pg_store *st) {
+  sbuf *all[] = GROUP_BUFS(st);
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+    all[i]->n = 0;
+    all[i]->oom = false;
+  }
+  st->gsteps = st->gevents = 0;
+  st->gserial++;
+}
+
+static const char SQL_EVENTS[] =
+    "INSERT INTO mealy.events (eid, target, sender, body)"
+    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
+    " $4::bytea[])";
+static const char SQL_STEPS[] =
+    "SELECT mealy.steps($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/* Sends what the group gathered: the events first (a step's took never
+ * names an event of its own batch: those are delivered after commit),
+ * then the steps. */
+static int group_send(pg_store *st, batch *b) {
+  int r = 0;
+  if (st->gevents) {
+    const char *v[] = {sb_end(&st->e_eid), sb_end(&st->e_to),
+                       sb_end(&st->e_from), sb_end(&st->e_body)};
+    r = v[0] && v[1] && v[2] && v[3] ? stmt(st, b, SQL_EVENTS, 4, v)
+                                     : MLY_ENOMEM;
+  }
+  if (r == 0 && st->gsteps) {
+    const char *v[] = {st->pnode,           st->pepoch,
+                       sb_end(&st->g_ids),  sb_end(&st->g_expect),
+                       sb_end(&st->g_steps), sb_end(&st->g_due),
+                       sb_end(&st->g_states), sb_end(&st->g_setctx),
+                       sb_end(&st->g_ctx),  sb_end(&st->g_took)};
+    for (int i = 2; i < 10 && r == 0; i++)
+      if (!v[i]) r = MLY_ENOMEM;
+    if (r == 0) r = stmt(st, b, SQL_STEPS, 10, v);
+  }
+  group_send_none(st);
   return r;
+}
+
+/* A STEP into the group (sent first if the instance is in it already). */
+static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
+                      jcur *took) {
+  int r = 0;
+  if (o->grp == st->gserial && (r = group_send(st, b)) < 0) return r;
+  o->grp = st->gserial;
+  sb_i64(&st->g_ids, (int64_t)s->id);
+  sb_i64(&st->g_expect, (int64_t)o->step);
+  sb_i64(&st->g_steps, (int64_t)s->step);
+  if (s->due_ms) sb_i64(&st->g_due, s->due_ms);
+  else sb_word(&st->g_due, "NULL");
+  sb_hex(&st->g_states, s->fields, (size_t)(s->tail - s->fields));
+  sb_word(&st->g_setctx, s->has_ctx ? "t" : "f");
+  if (s->has_ctx && s->ctxlen) sb_hex(&st->g_ctx, s->ctx, s->ctxlen);
+  else sb_word(&st->g_ctx, "NULL");
+  uint32_t n;
+  if (!jc_array(took, &n)) return MLY_EBADMSG;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t eid;
+    if (!jc_uint(took, &eid)) return MLY_EBADMSG;
+    sb_i64(&st->g_took, (int64_t)eid);
+  }
+  st->gsteps++;
+  return 0;
 }
 
 /* An array of eids as an SQL array literal: "{1,2,3}" (malloc'd). */
@@ -417,10 +552,8 @@ static char *eid_array(jcur *c) {
 static int put_step(pg_store *st, batch *b, jcur *c) {
   rp_state s;
   if (!rp_parse_state(c, &s)) return MLY_EBADMSG;
-  char *took = eid_array(c);
-  if (!took) return MLY_EBADMSG;
-  int r = put_state(st, b, &s, false, took);
-  free(took);
+  int r = put_state(st, b, &s, false, c);
+  if (r == 0 && !own_find(st, s.id) && !jc_skip(c)) r = MLY_EBADMSG;
   uint32_t n;
   if (r < 0 || !jc_array(c, &n)) return r < 0 ? r : MLY_EBADMSG;
   for (uint32_t i = 0; i < n && r == 0; i++) {
@@ -504,12 +637,17 @@ static int put_record(pg_store *st, batch *b, const unsigned char *body,
     rp_event e;
     return rp_parse_event(&c, &e) ? put_event(st, b, &e) : MLY_EBADMSG;
   }
-  case JR_END: return put_end(st, b, &c, n - 2);
+  case JR_END: {
+    int r = group_send(st, b); /* its steps before its end */
+    return r < 0 ? r : put_end(st, b, &c, n - 2);
+  }
   case JR_DROP: {
+    int r = group_send(st, b); /* the events before they are dropped */
+    if (r < 0) return r;
     char *eids = eid_array(&c);
     if (!eids) return MLY_EBADMSG;
     const char *v[] = {eids};
-    int r = stmt(st, b, SQL_DROP, 1, v);
+    r = stmt(st, b, SQL_DROP, 1, v);
     free(eids);
     return r;
   }
@@ -595,6 +733,8 @@ static void op_flush(mly_store *s) {
     r = put_record(st, b, st->buf.p + off + JR_HDR, len);
     off += JR_HDR + len;
   }
+  if (r == 0) r = group_send(st, b);
+  else group_send_none(st);
   if (r == 0) r = stmt(st, b, "COMMIT", 0, NULL);
   st->buf.n = 0;
   if (r < 0) {
@@ -633,8 +773,10 @@ static bool op_idle(const mly_store *s) {
 
 static mly_journal_stats *op_stats(mly_store *s) { return &ST(s)->stats; }
 
+/* Both timers are closed: the memory goes, and the runtime is told. */
 static void on_later_closed(uv_handle_t *h) {
   pg_store *st = h->data;
+  if (--st->timers_open > 0) return;
   void (*closed)(void *) = st->base.hooks.closed;
   void *arg = st->base.hooks.arg;
   free(st);
@@ -701,9 +843,12 @@ static void finish_close(pg_store *st) {
   }
   jb_free(&st->buf);
   walk_free(&st->rec);
+  sbuf *all[] = GROUP_BUFS(st);
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
   free(st->dones);
   free(st->conninfo);
-  uv_close((uv_handle_t *)&st->renew, NULL);
+  st->timers_open = 2;
+  uv_close((uv_handle_t *)&st->renew, on_later_closed);
   uv_close((uv_handle_t *)&st->later, on_later_closed);
 }
 
