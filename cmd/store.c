@@ -13,8 +13,9 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: mealy store ACTION --store CONNINFO [--json]\n"
           "\n"
-          "The PostgreSQL store's schema (durable machines do not run on it\n"
-          "yet).  CONNINFO: postgresql://... or 'host=DIR dbname=NAME ...'.\n"
+          "The PostgreSQL store's schema (programs open the store with\n"
+          "mly_store_postgres).  CONNINFO: postgresql://... or\n"
+          "'host=DIR dbname=NAME ...'.\n"
           "\n"
           "actions:\n"
           "  init     create the schema (version %d) in one transaction;\n"

@@ -9,7 +9,9 @@
  * leave it) and the rows keep what was committed before; two processes
  * hold distinct slot ranges and node ids; a short lease is renewed in
  * the background, given up by a clean stop (the next process claims at
- * once), and one that ran out in the database evicts.
+ * once), and one that ran out in the database evicts; a process
+ * SIGSTOPped past its lease and continued commits nothing of the
+ * instances the next one took, and says so.
  */
 #include "harness.h"
 
@@ -332,6 +334,78 @@ START_TEST(lease_ran_out) {
 }
 END_TEST
 
+/* Fencing with real processes: A runs counters under a 500 ms lease and
+ * is stopped (SIGSTOP) past it; B opens, takes A's node over and runs
+ * every counter to exactly its target; A, continued, commits nothing of
+ * what it lost (B's steps all matched their expected step), its
+ * instances leave it, and it says so on stderr. */
+START_TEST(sigstop_past_the_lease) {
+  fresh_db();
+  reset();
+  char errpath[] = "/tmp/mly-pgfence.XXXXXX";
+  int efd = mkstemp(errpath);
+  ck_assert_int_ge(efd, 0);
+  int up[2];
+  ck_assert_int_eq(pipe(up), 0);
+  pid_t a = fork();
+  ck_assert_int_ge(a, 0);
+  if (a == 0) {
+    dup2(efd, 2);
+    close(up[0]);
+    mly_type *t;
+    mly_runtime *rt = open_pg(&t, 500);
+    spawn_counters(rt, t, 10, 200, 5);
+    bool told = false;
+    uv_loop_t *loop = mly_runtime_loop(rt);
+    uint64_t t0 = uv_hrtime();
+    while (!told || h_stat_live(rt) > 0) {
+      uv_run(loop, UV_RUN_ONCE);
+      if (!told && ticks >= 20) {
+        told = true;
+        if (write(up[1], "x", 1) != 1) _exit(3);
+      }
+      if (uv_hrtime() - t0 > 120e9) _exit(2);
+    }
+    pg_store_fencing f = *pg_store_fencing_get(store_of(rt));
+    if (write(up[1], &f, sizeof f) != sizeof f) _exit(3);
+    _exit(0);
+  }
+  close(up[1]);
+  char x;
+  ck_assert_int_eq(read(up[0], &x, 1), 1);
+  ck_assert_int_eq(kill(a, SIGSTOP), 0);
+  for (int i = 0; i < 500 && sql_int("SELECT count(*) FROM mealy.nodes WHERE "
+                                     "lease_until > clock_timestamp()") > 0;
+       i++)
+    usleep(20000);
+  mly_type *t;
+  mly_runtime *b = open_pg(&t, 0);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(b, &st), 0);
+  ck_assert_uint_eq(st.recovered, 10);
+  RUN_UNTIL(b, ndone == 10, 10000000);
+  for (int i = 0; i < 10; i++) ck_assert_uint_eq(done_n[i], 200);
+  ck_assert_uint_eq(pg_store_fencing_get(store_of(b))->fenced_batches, 0);
+  ck_assert_int_eq(mly_journal_error(b), 0);
+  ck_assert_int_eq(kill(a, SIGCONT), 0);
+  pg_store_fencing f;
+  ck_assert_int_eq(read(up[0], &f, sizeof f), (ssize_t)sizeof f);
+  int status;
+  ck_assert_int_eq(waitpid(a, &status, 0), a);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ck_assert_uint_eq(f.evicted, 10);
+  /* nothing of A's reached the rows: B ended them all, none is left */
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  char said[4096] = "";
+  ssize_t n = pread(efd, said, sizeof said - 1, 0);
+  ck_assert_int_gt(n, 0);
+  ck_assert_msg(strstr(said, "10 instance(s) stop running here"), "%s", said);
+  close(efd);
+  unlink(errpath);
+  close_rt(b);
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_store", conninfo());
   Suite *s = suite_create("pg_store");
@@ -343,6 +417,7 @@ int main(void) {
   tcase_add_test(tc, two_nodes_distinct_ranges);
   tcase_add_test(tc, renewed_then_released);
   tcase_add_test(tc, lease_ran_out);
+  tcase_add_test(tc, sigstop_past_the_lease);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }
