@@ -16,6 +16,7 @@
 #include "harness.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include <libpq-fe.h>
 #include <signal.h>
 #include <string.h>
@@ -394,15 +395,131 @@ START_TEST(sigstop_past_the_lease) {
   ck_assert_int_eq(waitpid(a, &status, 0), a);
   ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   ck_assert_uint_eq(f.evicted, 10);
-  /* nothing of A's reached the rows: B ended them all, none is left */
-  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
   char said[4096] = "";
   ssize_t n = pread(efd, said, sizeof said - 1, 0);
   ck_assert_int_gt(n, 0);
   ck_assert_msg(strstr(said, "10 instance(s) stop running here"), "%s", said);
   close(efd);
   unlink(errpath);
-  close_rt(b);
+  close_rt(b); /* B's last batch (the ENDs) commits */
+  /* nothing of A's reached the rows: B ended them all, none is left */
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+}
+END_TEST
+
+/* ---- three processes, SIGKILL at random moments ---- */
+
+/* A counter that, at its end, appends "idx n step" to a file: its effect
+ * outside the store (at least once; every line must say the same). */
+static int done_fd = -1;
+static int tally_run(mly_machine *m, void *data) {
+  counter *c = data;
+  MLY_BEGIN(m);
+  while (c->n < c->target) {
+    c->n++;
+    MLY_SLEEP_AT(m, counter_tick, c->sleep_ms);
+  }
+  {
+    char line[64];
+    int k = snprintf(line, sizeof line, "%u %u %" PRIu64 "\n", c->idx, c->n,
+                     mly_step_number(m));
+    if (write(done_fd, line, (size_t)k) != k) abort();
+  }
+  MLY_END(m);
+}
+
+/* One worker process: claims what dead ones left, runs until its work is
+ * done (then gives its lease up) or it is killed. */
+static void tally_worker(int first_idx, int n) {
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = {.name = "tally", .run = tally_run,
+                      MLY_TYPE_POINTS(counter), .data_size = sizeof(counter),
+                      .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type *t = h_type(rt, &def);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = 400};
+  char err[512];
+  if (mly_store_postgres(rt, &o, err, sizeof err) < 0) {
+    fprintf(stderr, "worker: %s\n", err);
+    _exit(3);
+  }
+  for (int i = 0; i < n; i++) {
+    counter c = {.idx = (uint32_t)(first_idx + i), .target = 150,
+                 .sleep_ms = 3};
+    if (mly_spawn(rt, t, &c, sizeof c, NULL) < 0) _exit(4);
+  }
+  mly_runtime_run(rt);
+  _exit(mly_journal_error(rt) == 0 ? 0 : 5);
+}
+
+static pid_t start_worker(int first_idx, int n) {
+  pid_t p = fork();
+  ck_assert_int_ge(p, 0);
+  if (p == 0) tally_worker(first_idx, n);
+  return p;
+}
+
+static int64_t live_leases(void) {
+  return sql_int("SELECT count(*) FROM mealy.nodes WHERE taken_by IS NULL"
+                 " AND lease_until > clock_timestamp()");
+}
+
+START_TEST(three_processes_sigkill) {
+  fresh_db();
+  char path[] = "/tmp/mly-pgtally.XXXXXX";
+  done_fd = mkstemp(path);
+  ck_assert_int_ge(done_fd, 0);
+  enum { PROCS = 3, EACH = 10, ROUNDS = 8 };
+  pid_t w[PROCS];
+  for (int k = 0; k < PROCS; k++) w[k] = start_worker(k * EACH, EACH);
+  srand((unsigned)getpid());
+  int kills = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    usleep((useconds_t)(100000 + rand() % 400000));
+    int k = rand() % PROCS;
+    int status;
+    if (waitpid(w[k], &status, WNOHANG) == w[k]) { /* done by itself */
+      ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    } else {
+      kill(w[k], SIGKILL);
+      ck_assert_int_eq(waitpid(w[k], &status, 0), w[k]);
+      kills++;
+    }
+    /* its lease runs out; the new process claims it */
+    int64_t before = live_leases();
+    for (int i = 0; i < 300 && live_leases() >= before && before > 0; i++)
+      usleep(20000);
+    w[k] = start_worker(0, 0);
+  }
+  /* the end: processes whose lease ran out are claimed by a last one */
+  for (int i = 0; i < 3000 && sql_int("SELECT count(*) FROM mealy.instances") > 0;
+       i++) {
+    usleep(20000);
+    if (i % 50 == 49 && sql_int("SELECT count(*) FROM mealy.instances i JOIN "
+                                "mealy.nodes n ON n.id = i.owner WHERE "
+                                "n.lease_until <= clock_timestamp()") > 0)
+      start_worker(0, 0); /* reaped below */
+  }
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  int status;
+  while (wait(&status) > 0)
+    ck_assert(WIFSIGNALED(status) || WEXITSTATUS(status) == 0);
+  /* every counter ended, at exactly its target and step */
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  bool seen[PROCS * EACH] = {false};
+  unsigned idx, n;
+  uint64_t step, step0 = 0;
+  while (fscanf(f, "%u %u %" SCNu64, &idx, &n, &step) == 3) {
+    ck_assert_uint_lt(idx, PROCS * EACH);
+    ck_assert_uint_eq(n, 150);
+    if (step0 == 0) step0 = step;
+    ck_assert_uint_eq(step, step0); /* no step lost or applied twice */
+    seen[idx] = true;
+  }
+  fclose(f);
+  for (int i = 0; i < PROCS * EACH; i++) ck_assert_msg(seen[i], "counter %d", i);
+  ck_assert_int_gt(kills, 0);
+  unlink(path);
 }
 END_TEST
 
@@ -418,6 +535,7 @@ int main(void) {
   tcase_add_test(tc, renewed_then_released);
   tcase_add_test(tc, lease_ran_out);
   tcase_add_test(tc, sigstop_past_the_lease);
+  tcase_add_test(tc, three_processes_sigkill);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }
