@@ -6,7 +6,7 @@
  * directory a live runtime appends to is read as it is at that moment.
  * The live set is counted with the same fold recovery uses (jreplay.c).
  */
-#include "jreplay.h"
+#include "../jreplay.h"
 
 #include <errno.h>
 #include <fcntl.h>
