@@ -219,8 +219,7 @@ END_TEST
 
 static char tmpdir[64];
 static void mkdir_tmp(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/mealy-fsm.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  h_tmpdir(tmpdir, sizeof tmpdir, "mealy-fsm");
 }
 
 START_TEST(dispatch_order_durable) {

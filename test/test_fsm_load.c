@@ -862,8 +862,7 @@ static int load_file(const char *name, fsm_set **out) {
 }
 
 static void make_tmp(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/fsm-load-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  h_tmpdir(tmpdir, sizeof tmpdir, "fsm-load");
   char sub[128];
   snprintf(sub, sizeof sub, "%s/lib", tmpdir);
   ck_assert_int_eq(mkdir(sub, 0700), 0);
