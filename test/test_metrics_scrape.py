@@ -184,23 +184,35 @@ class Supervisor(svtest.Sv):
         return parse(r.stdout)[0] if r.returncode == 0 else None
 
 
-def http_unix(path, request):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(60)
-    s.connect(path)
-    return exchange(s, request)
+    def metrics_port(self, host):
+        """The port it says it serves metrics on at host (polled)."""
+        said = r"metrics on http://%s:(\d+)/metrics" % re.escape(host)
+        return poll(lambda: (mm := re.search(said, self.logtext())) and
+                    int(mm.group(1)))
 
 
-def exchange(s, request):
-    s.sendall(request)
+def recv_all(s):
+    """What comes on s until the other side closes; s closed."""
     data = b""
+    s.settimeout(60)
     while True:
-        chunk = s.recv(65536)
+        try:
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
         if not chunk:
             break
         data += chunk
     s.close()
     return data
+
+
+def http_unix(path, request):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(60)
+    s.connect(path)
+    s.sendall(request)
+    return recv_all(s)
 
 
 def split_response(data):
@@ -356,21 +368,6 @@ def tcp_connect(port):
     return s
 
 
-def recv_all(s):
-    data = b""
-    s.settimeout(60)
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return data
-
-
 def http_model(ask, sv, rounds=300):
     """Random requests, sent in random pieces, against a model of the
     answer: garbage 400; past 8 KiB 431; /metrics (with or without a
@@ -432,8 +429,7 @@ programs:
     command: [/bin/sleep, "1000"]
 """, name="http")
     try:
-        port = poll(lambda: (mm := re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics",
-                                             sv.logtext())) and int(mm.group(1)))
+        port = sv.metrics_port("127.0.0.1")
         check("http: listening on a loopback port", bool(port), sv.logtext())
         if not port:
             return
@@ -527,8 +523,7 @@ programs:
     command: [/bin/sleep, "1000"]
 """, name="v6")
     try:
-        port = poll(lambda: (mm := re.search(r"metrics on http://\[::1\]:(\d+)/metrics",
-                                             sv.logtext())) and int(mm.group(1)))
+        port = sv.metrics_port("[::1]")
         check("ipv6: listening on [::1]", bool(port), sv.logtext())
         if port:
             s = socket.create_connection(("::1", port), timeout=60)

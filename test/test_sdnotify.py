@@ -312,10 +312,11 @@ command: |
                   e.startswith(b"WATCHDOG_USEC=") for e in env))
     open(os.path.join(sv.dir, "go"), "w").close()
 
-    def ready_seen():
+    def seen(prefix):
         drain()
-        return any(m.startswith("READY=1") for m in msgs)
-    check("READY=1 once every program is ready", poll(ready_seen))
+        return any(m.startswith(prefix) for m in msgs)
+    check("READY=1 once every program is ready",
+          poll(lambda: seen("READY=1")))
     check("with a STATUS= line",
           any("STATUS=2 of 2 programs ready" in m for m in msgs))
     check("WATCHDOG=1 while it runs (WATCHDOG_USEC)",
@@ -323,10 +324,7 @@ command: |
                sum(m == "WATCHDOG=1" for m in msgs) >= 5))
     sv.proc.send_signal(signal.SIGTERM)
 
-    def stopping_seen():
-        drain()
-        return any(m.startswith("STOPPING=1") for m in msgs)
-    check("STOPPING=1 at shutdown", poll(stopping_seen))
+    check("STOPPING=1 at shutdown", poll(lambda: seen("STOPPING=1")))
     check("READY=1 was sent exactly once",
           sum(m.startswith("READY=1") for m in msgs) == 1)
     check("supervise exits 0", sv.stop() == 0)
