@@ -3,18 +3,19 @@
 Checks counted and printed one a line ("ok: WHAT" / "FAIL: WHAT: DETAIL"),
 bounded polls (never a measured duration), a directory of temporary runs
 kept when something failed, the processes of a run found through
-/proc by the mark in their environment, and Sv: `mealy supervise` run on
-a configuration of its own in a directory of its own, asked through
-`mealy ctl`, stopped.
+/proc by the mark in their environment, a raw msgpack-RPC connection to a
+control socket (Conn), and Sv: `mealy supervise` run on a configuration
+of its own in a directory of its own, asked through `mealy ctl`, stopped.
 
 Used by test_sdnotify.py, test_supervise_regress.py,
-test_metrics_scrape.py and test_supervise_model.py (which imports it from
-its own directory: meson runs them by path).
+test_metrics_scrape.py, test_supervise_model.py and test_rpc_spec.py
+(each imports it from its own directory: meson runs them by path).
 """
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -128,6 +129,47 @@ def kill_marked(mark):
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+# ---- the control socket, spoken directly -------------------------------------
+
+class Conn:
+    """A connection to a control socket (msgpack-RPC, python3-msgpack):
+    messages sent and received as they are."""
+
+    def __init__(self, path, timeout=30):
+        import msgpack
+        self.msgpack = msgpack
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.settimeout(timeout)
+        try:
+            self.s.connect(path)
+        except OSError:
+            self.s.close()
+            raise
+        self.u = msgpack.Unpacker(raw=False, strict_map_key=False)
+
+    def send(self, obj):
+        self.s.sendall(self.msgpack.packb(obj, use_bin_type=True))
+
+    def raw(self, b):
+        self.s.sendall(b)
+
+    def recv(self):
+        """The next message, or None at EOF."""
+        while True:
+            for m in self.u:
+                return m
+            try:
+                b = self.s.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                b = b""
+            if not b:
+                return None
+            self.u.feed(b)
+
+    def close(self):
+        self.s.close()
 
 
 # ---- a supervisor ----------------------------------------------------------

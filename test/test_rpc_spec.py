@@ -37,42 +37,12 @@ import time
 import msgpack
 
 import svtest
-from svtest import check
+from svtest import Conn, check
 
 
 def wait_for(pred):
     """pred() polled for 30 s at the most."""
     return svtest.poll(pred, tries=600, every=0.05)
-
-
-class Conn:
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(30)
-        self.s.connect(path)
-        self.u = msgpack.Unpacker(raw=False, strict_map_key=False)
-
-    def send(self, obj):
-        self.s.sendall(msgpack.packb(obj, use_bin_type=True))
-
-    def raw(self, b):
-        self.s.sendall(b)
-
-    def recv(self):
-        """The next message, or None at EOF."""
-        while True:
-            for m in self.u:
-                return m
-            try:
-                b = self.s.recv(65536)
-            except (ConnectionResetError, BrokenPipeError):
-                b = b""
-            if not b:
-                return None
-            self.u.feed(b)
-
-    def close(self):
-        self.s.close()
 
 
 def main():

@@ -50,14 +50,11 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-
-import msgpack
 
 import svtest
 from svtest import proc_stat
@@ -372,37 +369,32 @@ class Model:
 # ---- the control socket ----------------------------------------------
 
 class Ctl:
+    """Requests one at a time on one connection (made when needed, again
+    after a failure)."""
+
     def __init__(self, path):
         self.path = path
-        self.sock = None
+        self.conn = None
         self.msgid = 0
-        self.unpacker = None
 
     def close(self):
-        if self.sock:
-            self.sock.close()
-        self.sock = None
+        if self.conn:
+            self.conn.close()
+        self.conn = None
 
     def call(self, method, *params):
         """(error, result) of one request; raises OSError when it cannot."""
-        if self.sock is None:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(20)
-            s.connect(self.path)
-            self.sock = s
-            self.unpacker = msgpack.Unpacker(raw=False)
+        if self.conn is None:
+            self.conn = svtest.Conn(self.path, timeout=20)
         self.msgid += 1
         try:
-            self.sock.sendall(msgpack.packb([0, self.msgid, method,
-                                             list(params)]))
+            self.conn.send([0, self.msgid, method, list(params)])
             while True:
-                for msg in self.unpacker:
-                    if msg[0] == 1 and msg[1] == self.msgid:
-                        return msg[2], msg[3]
-                data = self.sock.recv(65536)
-                if not data:
+                msg = self.conn.recv()
+                if msg is None:
                     raise ConnectionError("the supervisor hung up")
-                self.unpacker.feed(data)
+                if msg[0] == 1 and msg[1] == self.msgid:
+                    return msg[2], msg[3]
         except OSError:
             self.close()
             raise
