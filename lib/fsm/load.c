@@ -227,6 +227,7 @@ static int top_import(mly_conf *c, void *o, mly_conf_node *v) {
 
 static int top_machines(mly_conf *c, void *o, mly_conf_node *v) {
   (void)c;
+  ((fsm_file *)o)->machines = v;
   return fsm_parse_machines(o, v);
 }
 
@@ -242,8 +243,10 @@ static int top_section(mly_conf *c, mly_conf_node *v, const char *key) {
   fsm_file *f = mly_conf_user(c);
   const mly_fsm_load_options *o = f->L->o;
   for (size_t i = 0; i < o->nsections; i++)
-    if (o->sections[i].key && strcmp(o->sections[i].key, key) == 0)
+    if (o->sections[i].key && strcmp(o->sections[i].key, key) == 0) {
+      f->L->nsections++;
       return o->sections[i].read(c, v, o->sections[i].arg);
+    }
   return mly_conf_bad(c, v, "'%s' is not supported by this build (the task "
                       "queue layer reads it); remove it, or run a mealy that "
                       "has task queues", key);
@@ -276,9 +279,23 @@ static int load_root(mly_conf *c, mly_conf_node *root) {
   if (mly_conf_type_of(root) != MLY_CONF_MAP)
     return mly_conf_bad(c, root, "the top level is %s; it must be a map with "
                         "state_machines:", mly_conf_kind_name(root));
-  return mly_conf_walk(c, root, top_fields,
-                       sizeof top_fields / sizeof top_fields[0],
-                       "at the top level", f);
+  size_t machines = f->L->set->nmachines, sections = f->L->nsections;
+  int rc = mly_conf_walk(c, root, top_fields,
+                         sizeof top_fields / sizeof top_fields[0],
+                         "at the top level", f);
+  /* a file named to be loaded (not one imported: a library of machines
+     may be empty) must give something to run, itself or by its imports */
+  if (rc == 0 && f->L->nstack == 1 && f->L->set->nmachines == machines &&
+      f->L->nsections == sections) {
+    if (f->machines)
+      return mly_conf_bad(c, f->machines, "state_machines is an empty list: "
+                          "this file has nothing to run; add a machine "
+                          "(- name: NAME, states: [...])");
+    return mly_conf_bad(c, root, "this file defines no machine: nothing to "
+                        "run; add state_machines: with at least one machine "
+                        "(or import: files that have some)");
+  }
+  return rc;
 }
 
 static int load_text(fsm_loader *L, const char *path, const char *real,

@@ -39,6 +39,7 @@ typedef struct fsm_loader {
   char **done;       /* real paths read */
   size_t ndone;
   size_t *first_machine; /* per file in set->files: not used yet */
+  size_t nsections;  /* queues: and schedules: sections read */
 } fsm_loader;
 
 /* One file being read. */
@@ -47,6 +48,7 @@ typedef struct fsm_file {
   const char *file;  /* interned in set->files */
   const char *dir;   /* its directory, for imports */
   mly_conf *c;
+  mly_conf_node *machines; /* its state_machines:, or NULL */
 } fsm_file;
 
 int fsm_ld_bad(fsm_loader *L, const fsm_pos *p, const char *fmt, ...)
