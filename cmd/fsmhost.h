@@ -22,6 +22,14 @@ typedef struct fsm_host {
   rpc_method *methods;    /* fsm's and the queues', one table */
 } fsm_host;
 
+/* --actions LIB.so (fsm_actions.c): checks that only root or we can
+ * change it, loads it, runs its mly_actions_init(rt).  0, or a negative
+ * MLY_E* code after a line on stderr that starts with cmd.  *handle: the
+ * library once opened (even if its init then failed), never closed by
+ * the caller while actions it registered may run. */
+int fsm_actions_load(mly_runtime *rt, const char *cmd, const char *path,
+                     void **handle);
+
 /* The table the host registers on its socket. */
 extern const rpc_method fsm_methods[];
 extern const size_t fsm_nmethods;

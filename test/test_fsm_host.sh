@@ -108,6 +108,38 @@ check "no --actions: exit 1, the action named at FILE:LINE:COL" \
   eval '[ $rc = 1 ] && grep -q "host_order.yaml:9:13: action .Count. is not registered" "$T/out"'
 
 # ---------------------------------------------------------------------
+C="validate --actions: names checked against the library's registry"
+"$mealy" fsm validate --actions "$T/act.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+check "the library registers Count: exit 0, says the names were checked" \
+  eval '[ $rc = 0 ] && grep -q "every action name is registered by $T/act.so" "$T/out"'
+sed 's/action: Count$/action: Cnt/' "$T/host_order.yaml" >"$T/typo.yaml"
+"$mealy" fsm validate --actions "$T/act.so" "$T/typo.yaml" >"$T/out" 2>&1; rc=$?
+check "a name it does not register: exit 1, at FILE:LINE:COL, each place" \
+  eval '[ $rc = 1 ] && grep -q "typo.yaml:9:13: action .Cnt. is not registered" "$T/out" &&
+        grep -q "typo.yaml:22:13: action .Cnt. is not registered" "$T/out"'
+"$mealy" fsm validate --json --actions "$T/act.so" "$T/typo.yaml" >"$T/json" 2>/dev/null
+check "--json: actions_checked true, both errors with line and col" \
+  "$py" -c 'import json,sys; o=json.load(open(sys.argv[1]))
+assert o["ok"] is False and o["actions_checked"] is True, o
+assert [(e["line"], e["col"]) for e in o["errors"]] == [(9, 13), (22, 13)], o' "$T/json"
+"$mealy" fsm validate "$T/typo.yaml" >"$T/out" 2>&1; rc=$?
+check "without --actions: exit 0, and it says the names were not checked" \
+  eval '[ $rc = 0 ] && grep -q "action names not checked (structure only: give --actions LIB.so" "$T/out"'
+"$mealy" fsm validate --json "$T/typo.yaml" >"$T/json" 2>/dev/null
+check "... --json: actions_checked false" \
+  "$py" -c 'import json,sys; o=json.load(open(sys.argv[1]))
+assert o["ok"] is True and o["actions_checked"] is False, o' "$T/json"
+"$mealy" fsm validate --actions "$T/open.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+check "a library writable by others: refused as by run, exit 1" \
+  eval '[ $rc = 1 ] && grep -q "mealy fsm validate: --actions $T/open.so is writable by its group or others" "$T/out"'
+"$mealy" fsm validate --actions "$T/noinit.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+check "a library without mly_actions_init: exit 1, says so" \
+  eval '[ $rc = 1 ] && grep -q "no function mly_actions_init" "$T/out"'
+"$mealy" fsm validate "$T/host_order.yaml" --actions >"$T/out" 2>&1; rc=$?
+check "--actions without LIB.so: exit 2" \
+  eval '[ $rc = 2 ] && grep -q "LIB.so is needed after" "$T/out"'
+
+# ---------------------------------------------------------------------
 C="start, ls, show, send"
 start_host
 check "the host serves its socket" alive "$HOST"
