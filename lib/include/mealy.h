@@ -1387,7 +1387,10 @@ uint32_t mly_action_generation(const mly_action_call *call);
  * next batch of at most n items in the context under `key` (an array)
  * and continue while more remain (never an empty last batch).
  * _lines: the lines of the file at path (no newline; the token is a byte
- * offset; a line over 1 MiB is MLY_ERANGE; open errors as -errno).
+ * offset; a line over 1 MiB is MLY_ERANGE; open and read errors as
+ * -errno, a directory -EISDIR).  On such an error it also fails the call
+ * with a text naming path and the cause (a directory: for good, the
+ * rest retried); the action returns the code.
  * _list: the array in the context under list_key (the token is an
  * index; a missing key is an empty list). */
 int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
