@@ -212,6 +212,7 @@ static void m_show(rpc_call *call, const mly_value *params, void *ud) {
     mly_array_push(hist, e);
   }
   mly_map_set(m, "history", hist);
+  mly_map_set(m, "awaits_action", str_or_nil(fi.awaits_action));
   rpc_reply(call, m);
 }
 

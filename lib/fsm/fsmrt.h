@@ -65,6 +65,12 @@ void fsm_call_returned(mly_action_call *c, int rc);
  * and each control character but a tab becomes '?'. */
 void fsm_text_clean(char *s);
 const fsm_action_ent *fsm_action_resolve(fsm_rt *f, const fsm_action *a);
+/* The dispatch of r needs C action a, which is not registered (a host
+ * restarted without the library that has it): it waits, nothing of it
+ * committed, until mly_action_register registers that name, then runs
+ * the action.  Logs why; returns FSM_WALK_BLOCKING. */
+int fsm_action_await(fsm_rt *f, mly_machine *m, fsm_run *r,
+                     const fsm_action *a);
 
 /* retry.c */
 int64_t fsm_backoff_pick(fsm_rt *f, const fsm_retry *p, uint32_t attempt);

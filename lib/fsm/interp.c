@@ -93,7 +93,9 @@ static int advance(fsm_rt *f, mly_machine *m, fsm_inst *in) {
       fsm_end(in, MLY_EBADMSG);
       return GO_EXIT;
     }
-    if (r->async == FSM_ASYNC_BLOCKING && !r->job_done) return GO_BLOCKING;
+    if ((r->async == FSM_ASYNC_BLOCKING || r->async == FSM_ASYNC_ACTION) &&
+        !r->job_done)
+      return GO_BLOCKING;
     if (r->async == FSM_ASYNC_EXEC && !r->job_done) return GO_EXEC;
     switch (fsm_dispatch(f, m, in, r)) {
     case FSM_WALK_BLOCKING: return GO_BLOCKING;
@@ -159,10 +161,13 @@ static void waited(fsm_rt *f, mly_machine *m, fsm_inst *in) {
   fsm_take_event(f, m, in, r->def, name);
 }
 
-/* The blocking job is over, or (after a crash) there is none: go on. */
+/* The blocking job is over, the missing action is registered, or
+ * (after a crash) there is none: go on. */
 static bool job_ready(fsm_rt *f, mly_machine *m) {
   fsm_run *r = fsm_run_get(f, mly_self(m));
-  return r == NULL || r->async != FSM_ASYNC_BLOCKING || r->job_done;
+  return r == NULL ||
+         (r->async != FSM_ASYNC_BLOCKING && r->async != FSM_ASYNC_ACTION) ||
+         r->job_done;
 }
 
 static int64_t exec_left(fsm_rt *f, mly_machine *m) {

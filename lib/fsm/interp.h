@@ -228,8 +228,11 @@ struct fsm_run {
                              completion frees it                        */
   bool job_queued;        /* waits for a threadpool slot (fsm_rt.jobq)  */
   fsm_run *jobq_next;
+  const char *missing;    /* FSM_ASYNC_ACTION: the action's name (def's) */
 };
-enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC };
+/* FSM_ASYNC_ACTION: its action `missing` is not registered (action.c) */
+enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC,
+       FSM_ASYNC_ACTION };
 
 fsm_run *fsm_run_get(fsm_rt *f, mly_id id);
 

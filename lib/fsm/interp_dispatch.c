@@ -144,10 +144,7 @@ static int run_action(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     return FSM_WALK_EXEC;
   }
   const fsm_action_ent *e = fsm_action_resolve(f, a);
-  if (e == NULL) {
-    mly_action_fail(&r->call, true, "action %s is not registered", a->name);
-    return 0;
-  }
+  if (e == NULL) return fsm_action_await(f, m, r, a);
   if (e->flags & MLY_ACTION_BLOCKING) {
     r->job = e;
     r->async = FSM_ASYNC_BLOCKING;
@@ -218,10 +215,12 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     }
   } else if (r->async != FSM_ASYNC_NONE) { /* a job or process is over */
     if (r->async == FSM_ASYNC_EXEC) in->exec_pid = 0, in->exec_start = 0;
+    /* an action registered at last runs now, at this position */
+    bool again = r->async == FSM_ASYNC_ACTION;
     r->async = FSM_ASYNC_NONE;
     r->job_done = false;
     if (r->call.fail) return FSM_WALK_FAILED;
-    r->pos++;
+    if (!again) r->pos++;
   }
   for (; r->pos < FSM_AT_DONE; r->pos++) {
     const fsm_state *D = &r->def->states[h->d];

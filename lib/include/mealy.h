@@ -1312,7 +1312,11 @@ typedef int (*mly_action_fn)(mly_action_call *call, void *arg);
  * Attaches the fsm layer (mly_fsm_attach) if it is not yet.  Register
  * before loading the files that use it (the loader refuses unknown
  * actions) and before mly_journal_open (recovered instances resume at
- * once).  Loop thread. */
+ * once).  A dispatch that reaches an action not registered (an instance
+ * pinned to a definition whose action the host no longer registers)
+ * waits for it, nothing of the dispatch committed, with a log line
+ * (mly_fsm_info.awaits_action names it); registering that name wakes it
+ * and the dispatch goes on with the same key.  Loop thread. */
 int mly_action_register(mly_runtime *rt, const char *name, mly_action_fn fn,
                         void *arg, uint32_t flags);
 
@@ -1517,6 +1521,9 @@ typedef struct mly_fsm_info {
                              on_failure, or the end)                  */
   } history[8];
   size_t nhistory;
+  /* appended: its dispatch waits until this C action is registered (a
+     host restarted without the library that has it), or "" */
+  const char *awaits_action;
 } mly_fsm_info;
 /* MLY_ESRCH: no such live instance of the fsm type; MLY_EPERM off the
  * loop thread. */
