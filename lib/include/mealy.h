@@ -1548,8 +1548,10 @@ int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
  * in a step of its own: it checks again (it may have moved on; if no
  * longer safe it stays, with a log line) and switches its pinned
  * definition; a restart before that step delivers the event again once
- * its record is in the journal (posted without waiting for that: after
- * a crash, migrating again lists what is left).
+ * its record is in the journal.  mly_fsm_migrate returns once the events
+ * are posted, before their records are durable: to answer a user only
+ * when nothing of the migration can be lost, use
+ * mly_fsm_migrate_durable.
  * Returns the count reported migrated, or MLY_EINVAL, MLY_EPERM (not the
  * loop thread), mly_fsm_add's errors, a post's error.  Loop thread. */
 #define MLY_FSM_MIGRATE_DRY_RUN 0x1u
@@ -1564,6 +1566,21 @@ typedef struct mly_fsm_migration {
 typedef void (*mly_fsm_migrate_fn)(void *arg, const mly_fsm_migration *m);
 int mly_fsm_migrate(mly_runtime *rt, const mly_fsm_set *set, uint32_t flags,
                     mly_fsm_migrate_fn fn, void *arg);
+/* mly_fsm_migrate, with an answer when it is durable: when it returns
+ * N > 0, done(rt, status, done_arg) runs exactly once, on the loop
+ * thread, never before this call returns: status 0 once the record of
+ * every migration event it posted is in the journal (synced under
+ * MLY_SYNC_ALWAYS; then each instance switches, across any crash, at
+ * its next wait or sleep, or stays where a check made then refuses), or
+ * the first failure of one of them (mly_post_durable's statuses:
+ * MLY_EUNKNOWN, MLY_ESHUTDOWN...; migrating again lists what is left).
+ * Without a journal, status 0 on the next loop turn.  When it returns 0
+ * or an error, or with MLY_FSM_MIGRATE_DRY_RUN, done never runs. */
+typedef void (*mly_fsm_migrate_done_fn)(mly_runtime *rt, int status,
+                                        void *arg);
+int mly_fsm_migrate_durable(mly_runtime *rt, const mly_fsm_set *set,
+                            uint32_t flags, mly_fsm_migrate_fn fn, void *arg,
+                            mly_fsm_migrate_done_fn done, void *done_arg);
 
 /* Where the interpreter's log lines go (a failed instance, a retry, an
  * ignored event): fn gets one line, no newline, on the loop thread.
