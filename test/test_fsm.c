@@ -873,8 +873,50 @@ static bool awaits_later(mly_runtime *rt, void *name) {
   mly_fsm_info fi;
   return mly_name_lookup(rt, name, &ni) == 0 && ni.state == MLY_NAME_LIVE &&
          mly_fsm_info_get(rt, ni.id, &fi) == 0 &&
-         strcmp(fi.awaits_action, "Later") == 0;
+         strncmp(fi.awaits_action, "Later", 5) == 0;
 }
+
+/* the same at the continuation position, in memory */
+static int later_cont(mly_action_call *c, void *arg) {
+  (void)arg;
+  later_calls++;
+  if (mly_action_continuing(c)) return 0; /* no token: one replica */
+  return mly_action_event(c, "done");
+}
+
+START_TEST(unregistered_continuation_waits) {
+  reset();
+  later_calls = 0;
+  mkdir_tmp();
+  mly_runtime *rt = fh_durable(tmpdir, reg);
+  ck_assert_int_eq(mly_action_register(rt, "LaterC", later_cont, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: ltc\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [on]}, transitions: [{event: on, to: b}]}\n"
+             "  - {name: b, continuation: True, action: LaterC,\n"
+             "     transitions: [{event: done, to: c}]}\n"
+             "  - {name: c, final: True, entry: Final}\n");
+  start(rt, "ltc", "ltc-1", go_ctx());
+  fh_at at = {"ltc-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_runtime_close(rt);
+  rt = fh_durable(tmpdir, reg); /* without LaterC */
+  ck_assert_int_eq(mly_fsm_send(rt, "ltc-1", "on", NULL, NULL, NULL), 0);
+  fh_until(rt, awaits_later, "ltc-1", 10000);
+  ck_assert(logged("state b: action LaterC is not registered"));
+  ck_assert_int_eq(later_calls, 0);
+  ck_assert_int_eq(mly_action_register(rt, "LaterC", later_cont, NULL, 0), 0);
+  fh_until(rt, fh_ended, "ltc-1", 10000);
+  ck_assert_int_eq(fh_end_status(rt, "ltc-1"), 0);
+  ck_assert_int_eq(later_calls, 2); /* continuing, then the action */
+  ck_assert_str_eq(logv[nlog - 1], "final:c");
+  mly_runtime_close(rt);
+  h_rmtree(tmpdir);
+}
+END_TEST
 
 START_TEST(unregistered_action_waits) {
   reset();
@@ -1414,6 +1456,7 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, countdown_committed);
   tcase_add_test(tc, pinned_definitions);
   tcase_add_test(tc, unregistered_action_waits);
+  tcase_add_test(tc, unregistered_continuation_waits);
   tcase_add_test(tc, blocking_off_loop);
   tcase_add_test(tc, exec_actions);
   tcase_add_test(tc, start_errors_and_names);

@@ -229,6 +229,9 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     if (r->pos == FSM_AT_CONTINUATION) {
       if (!D->continuation) continue;
       r->call.state = D->name;
+      if (D->action.kind == FSM_ACT_C &&
+          fsm_action_resolve(f, &D->action) == NULL)
+        return fsm_action_await(f, m, r, &D->action);
       int rc = fsm_continuation_run(f, m, in, r, D);
       if (rc < 0 && r->call.fail == 0)
         mly_action_fail(&r->call, rc == MLY_ENOSYS,
