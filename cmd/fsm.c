@@ -31,7 +31,7 @@ static int fsm_validate(int argc, char **argv);
 static int fsm_dot(int argc, char **argv);
 
 static const fsm_cmd fsm_cmds[] = {
-    {"validate", fsm_validate, "[--json] [--actions LIB.so] FILE...",
+    {"validate", fsm_validate, "[--json] FILE...",
      "check machine files; print every error (exit 1 if any)"},
     {"dot", fsm_dot, "FILE [MACHINE]",
      "print a machine as a Graphviz DOT graph (dot -Tsvg to draw it)"},
@@ -55,17 +55,22 @@ static const fsm_cmd fsm_cmds[] = {
 static void usage(FILE *f) {
   fprintf(f, "usage: mealy fsm SUBCOMMAND [OPTIONS]\n\nsubcommands:\n");
   for (size_t i = 0; i < NCMDS; i++)
-    fprintf(f, "  %-9s %-18s %s\n", fsm_cmds[i].name,
-            i == 0 ? "[--json] FILE..." : fsm_cmds[i].args, fsm_cmds[i].what);
+    fprintf(f, "  %-9s %-18s %s\n", fsm_cmds[i].name, fsm_cmds[i].args,
+            fsm_cmds[i].what);
   fprintf(f, "\nThe file format: README, \"YAML machines\".  "
              "'mealy fsm SUBCOMMAND --help' tells more.\n");
+}
+
+/* Options the table's short column leaves out. */
+static const char *more_args(const char *name) {
+  return strcmp(name, "validate") == 0 ? "[--actions LIB.so] " : "";
 }
 
 static void sub_usage(FILE *f, const char *name) {
   for (size_t i = 0; i < NCMDS; i++)
     if (strcmp(fsm_cmds[i].name, name) == 0)
-      fprintf(f, "usage: mealy fsm %s %s\n  %s\n", name, fsm_cmds[i].args,
-              fsm_cmds[i].what);
+      fprintf(f, "usage: mealy fsm %s %s%s\n  %s\n", name, more_args(name),
+              fsm_cmds[i].args, fsm_cmds[i].what);
 }
 
 static bool is_help(const char *a) {
