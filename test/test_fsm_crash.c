@@ -255,6 +255,18 @@ static bool child_until(mly_runtime *rt,
   return false;
 }
 
+/* Turns until the journal syncs once more (at most `turns`): what the
+ * child did so far is durable, or nothing was left to write. */
+static void child_synced(mly_runtime *rt, int turns) {
+  mly_journal_stats js;
+  mly_journal_stats_get(rt, &js);
+  uint64_t s0 = js.syncs;
+  for (int k = 0; k < turns && js.syncs < s0 + 1; k++) {
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+    mly_journal_stats_get(rt, &js);
+  }
+}
+
 /* Run until cond says done (then report `msg`), for at most 60 s. */
 static void child_loop(mly_runtime *rt, int (*cond)(mly_runtime *, const char *),
                        const char *arg, const char *msg) {
@@ -324,6 +336,10 @@ static void mg_done(mly_runtime *rt, int status, void *arg) {
   mg_status = status;
   mg_answered = true;
 }
+static int mg_was_answered(mly_runtime *rt, const char *arg) {
+  (void)rt, (void)arg;
+  return mg_answered;
+}
 
 /* mode "ask-pause": migrate, say "asked", never return to the loop (so
  * nothing of it reaches the journal).  "ask-run": migrate, say "asked",
@@ -337,11 +353,7 @@ static void mg_ask(mly_runtime *rt, const char *mode) {
   say("asked\n");
   if (strcmp(mode, "ask-pause") == 0)
     for (;;) pause();
-  uv_timer_t t;
-  uv_timer_init(mly_runtime_loop(rt), &t);
-  uv_timer_start(&t, tick, 5, 5);
-  for (int turns = 0; turns < 12000 && !mg_answered; turns++)
-    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  child_until(rt, mg_was_answered, NULL);
   if (mg_status != 0) _exit(100);
   say("answered\n");
   if (strcmp(mode, "ask-answer") == 0)
@@ -390,20 +402,10 @@ static void child(const char *what, int round) {
   mly_runtime *rt = child_rt();
   if (strncmp(what, "mg-", 3) == 0) {
     if (strcmp(what, "mg-start") == 0) { /* all wait, and that is durable */
-      start_all(rt, "mg");
+      start_all(rt, "mg", false);
       phase_of = "wait";
-      uv_timer_t t;
-      uv_timer_init(mly_runtime_loop(rt), &t);
-      uv_timer_start(&t, tick, 5, 5);
-      for (int turns = 0; turns < 12000 && !all_at(rt, "mg"); turns++)
-        uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
-      mly_journal_stats js;
-      mly_journal_stats_get(rt, &js);
-      uint64_t s0 = js.syncs;
-      for (int k = 0; k < 1000 && js.syncs < s0 + 1; k++) {
-        uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
-        mly_journal_stats_get(rt, &js);
-      }
+      child_until(rt, all_at, "mg");
+      child_synced(rt, 1000);
       child_loop(rt, all_at, "mg", "at\n");
     }
     if (strcmp(what, "mg-end") == 0) mg_end(rt);
@@ -436,13 +438,7 @@ static void child(const char *what, int round) {
              command started in a step whose record a crash lost is not
              known to the next run: mealy.h): one more fdatasync, or a
              quiet half second (nothing was left to write) */
-          mly_journal_stats js;
-          mly_journal_stats_get(rt, &js);
-          uint64_t s0 = js.syncs;
-          for (int k = 0; k < 100 && js.syncs < s0 + 1; k++) {
-            uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
-            mly_journal_stats_get(rt, &js);
-          }
+          child_synced(rt, 100);
           say("at\n");
           for (;;) pause();
         }
