@@ -55,8 +55,9 @@ int mly_action_register(mly_runtime *rt, const char *name, mly_action_fn fn,
     if (r && r->async == FSM_ASYNC_ACTION && !r->job_done &&
         strcmp(r->missing, name) == 0) {
       r->job_done = true;
-      fsm_log(f, "action %s is registered: instance %llu goes on", name,
-              (unsigned long long)r->id);
+      const char *who = mly_instance_name(rt, r->id);
+      fsm_log(f, "action %s is registered: instance %s goes on", name,
+              who ? who : "(unnamed)");
       mly_wake(rt, r->id);
     }
   }

@@ -102,14 +102,14 @@ int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) return lines_fail(call, path, -errno);
   struct stat st;
-  if (fstat(fd, &st) < 0 || S_ISDIR(st.st_mode)) {
-    int e = S_ISDIR(st.st_mode) ? -EISDIR : -errno;
+  int e = fstat(fd, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
+  if (e < 0) {
     close(fd);
     return lines_fail(call, path, e);
   }
   FILE *fp = fdopen(fd, "r");
   if (fp == NULL) {
-    int e = -errno;
+    e = -errno;
     close(fd);
     return lines_fail(call, path, e);
   }
