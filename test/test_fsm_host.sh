@@ -4,7 +4,9 @@
 # drive it over its socket: contexts as given (strings and typed values),
 # the wait state, the event's payload, names taken, errors and exit
 # statuses, instances surviving SIGTERM and kill -9 of the host, and the
-# checks on the actions library (writable by others, no init function).
+# checks on the actions library (writable by others, no init function),
+# validate --actions, and an instance whose action the restarted host no
+# longer registers (it waits, then goes on).
 #
 # No check measures a duration: waits are bounded polls.
 #
@@ -201,6 +203,43 @@ check "send o3 paid after the crash: ok" [ "$out" = ok ]
 check "o3 takes it: shipping" poll 300 in_state o3 shipping
 f send o3 shipped >/dev/null
 check "o3 ends" poll 300 absent o3
+stop_host TERM
+
+# ---------------------------------------------------------------------
+C="an action no longer registered: the dispatch waits, nothing lost"
+start_host
+f start order --name o4 >/dev/null
+check "o4 waiting" poll 300 in_state o4 waiting
+stop_host TERM
+# the host comes back with a file of its own and no library: o4 keeps
+# its pinned definition, whose final state runs Count
+cat >"$T/bare.yaml" <<'YAML'
+state_machines:
+- name: bare
+  states:
+  - {name: w, initial: true, wait: {events: [go]}, transitions: [{event: go, to: z}]}
+  - {name: z, final: true}
+YAML
+rm -f "$T/host.err"
+"$mealy" fsm run "$T/bare.yaml" --state-dir "$T/state" -s "$S" 2>"$T/host.err" &
+HOST=$!
+poll 300 f ls >/dev/null 2>&1
+f send o4 paid >/dev/null
+check "o4 takes paid: shipping" poll 300 in_state o4 shipping
+f send o4 shipped >/dev/null
+awaits() { f show o4 --json >"$T/show.json" 2>/dev/null &&
+  [ "$(json "$T/show.json" "j['awaits_action']")" = Count ]; }
+check "o4's last dispatch waits for Count (show: awaits_action)" poll 300 awaits
+check "... with a log line saying what to do" \
+  grep -q "instance o4 (machine order), state done: action Count is not registered; its dispatch waits" "$T/host.err"
+f show o4 >"$T/out" 2>&1
+check "... the text of show says it too" grep -q "^awaits_action Count" "$T/out"
+check "... and it is not failed: still live" \
+  [ "$(json "$T/show.json" "(j['phase'], j['attempt'], j['context'].get('error'))")" = "('dispatch', 0, None)" ]
+stop_host KILL
+start_host # the library is back
+check "o4 goes on once Count is registered, and ends" poll 300 absent o4
+check "... at its final state, not failed" eval '! grep -q "o4.*fail" "$T/host.err"'
 stop_host TERM
 
 echo
