@@ -593,6 +593,14 @@ START_TEST(errors_newcomer) {
     snprintf(pre, sizeof pre, "m.yaml:10:%u: ", shape[i].col);
     EXPECT_ERR(y, 0, pre, shape[i].words, NULL);
   }
+  /* a value out of range names the other form too */
+  EXPECT_ERR(HEAD TWO "        fan_in: 0\n", 0, "m.yaml:10:17: ",
+             "fan_in must be more than 0; write a duration such as 10s, or "
+             "{count: N, tolerate: K}", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    countdown: -3s\n"
+             "    states:\n" TWO, 1, "m.yaml:3:16: ", "countdown cannot be "
+             "negative; write a duration such as 10s, or {minimum: 10s, "
+             "maximum: 60s}", NULL);
   /* the example, on a transition and on a machine */
   EXPECT_ERR(HEAD "      - name: a\n        initial: True\n        action: A\n"
              "        transitions: [{event: ok, to: b, countdown: [1]}]\n"

@@ -123,7 +123,8 @@ static int get_span(mly_conf *c, mly_conf_node *v, const char *what,
     rc = *s == '-' ? MLY_EINVAL : mly_duration_parse(s, &ms);
     if (*s == '-')
       return mly_conf_bad(c, v, "%s cannot be negative; write a duration "
-                          "such as 10s", what);
+                          "such as 10s%s%s", what, alt ? ", or " : "",
+                          alt ? alt : "");
     if (rc == MLY_ERANGE || (rc == 0 && ms > YEAR_MS))
       return mly_conf_bad(c, v, "%s '%s' is longer than a year; write a "
                           "shorter one", what, mly_conf_show(s).s);
@@ -133,7 +134,8 @@ static int get_span(mly_conf *c, mly_conf_node *v, const char *what,
   }
   if (*out < min)
     return mly_conf_bad(c, v, "%s must be more than 0; write a duration "
-                        "such as 10s", what);
+                        "such as 10s%s%s", what, alt ? ", or " : "",
+                        alt ? alt : "");
   return 0;
 }
 
