@@ -1110,6 +1110,27 @@ START_TEST(several_roots) {
   ck_assert_ptr_null(mly_fsm_at(s, 2));
   ck_assert_uint_eq(mly_fsm_nstates(mly_fsm_at(s, 0)), 2);
   mly_fsm_set_free(s);
+
+  /* nothing to run (issue 11, M8): a root whose only import gives
+     nothing is refused; one whose import was read before (by an earlier
+     root) gives what that import gave, and passes */
+  put_file("e.yaml", "state_machines: []\n");     /* imported: may be empty */
+  put_file("c.yaml", "import: [e.yaml]\n");
+  put_file("d.yaml", "import: [a.yaml]\n");
+  char pc[256], pd[256];
+  snprintf(pc, sizeof pc, "%s/c.yaml", tmpdir);
+  snprintf(pd, sizeof pd, "%s/d.yaml", tmpdir);
+  const char *empty[] = {pc};
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(empty, 1, &opts, &s), MLY_EINVAL);
+  ck_assert_uint_eq(nmsgs, 1);
+  ck_assert_msg(strstr(msgs[0], "c.yaml:1:1: this file defines no machine: "
+                                "nothing to run") != NULL, "%s", msgs[0]);
+  const char *again[] = {pa, pd};
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(again, 2, &opts, &s), 0);
+  ck_assert_uint_eq(mly_fsm_count(s), 1);
+  mly_fsm_set_free(s);
   rm_tmp();
 }
 END_TEST

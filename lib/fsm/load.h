@@ -40,6 +40,9 @@ typedef struct fsm_loader {
   size_t ndone;
   size_t *first_machine; /* per file in set->files: not used yet */
   size_t nsections;  /* queues: and schedules: sections read */
+  size_t *gives;     /* per done[]: machines and sections it gave, its
+                        imports' included (for an import read again) */
+  size_t reused;     /* what imports read before gave again */
 } fsm_loader;
 
 /* One file being read. */
