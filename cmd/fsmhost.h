@@ -29,6 +29,10 @@ extern const size_t fsm_nmethods;
 extern const rpc_method queue_methods[];
 extern const size_t queue_nmethods;
 
+/* The loader's queue_known for the host: a queue of its files' queues:
+ * or one declared already (fsm_run.c). */
+bool fsm_host_queue_known(const char *name, void *arg);
+
 /* key=value (a string) and key:=VALUE (number, true, false, null)
  * arguments into a map; NULL after saying which one is wrong (fsm_ctl.c;
  * the queue client uses it too). */

@@ -1198,6 +1198,27 @@ int mly_queue_foreach(mly_runtime *rt,
                       int (*cb)(const mly_queue_info *, void *), void *arg);
 int mly_queue_info_get(mly_runtime *rt, const char *queue,
                        mly_queue_info *out); /* MLY_ENOENT */
+/* A slot of a queue for one step of another durable machine (what a
+ * YAML machine's or transition's `queue:` does): the step competes with
+ * the queue's tasks for it (priority 0, in arrival order), so the
+ * queue's max_concurrent, rate and concurrency_key limits (the key read
+ * from `payload`, a map, or NULL) count it like a task's attempt; a
+ * paused queue holds it back; a queue not (yet) declared holds it until
+ * it is.  1: the slot is held, run the step; 0: it waits, and machine
+ * `id` is woken (mly_wake) when the slot is granted: call again then
+ * (1).  Release it when the step is over (the step's commit is in its
+ * record; the slot is memory only: a crash frees it with the process,
+ * and the step that did not commit asks again after the restart, so
+ * nothing leaks).  A machine holds or waits for one slot at a time;
+ * asking for another queue gives the first back.  The queue's timeout
+ * does not apply to steps.  MLY_ENOENT: no queue layer (mly_queues_open);
+ * MLY_EINVAL: a bad name; MLY_EBUSY: `id` is a task; MLY_ENOMEM.  Loop
+ * thread only. */
+int mly_queue_slot_take(mly_runtime *rt, const char *queue, mly_id id,
+                        const mly_value *payload);
+/* Give back machine id's slot, or stop waiting for one (none: a no-op);
+ * the next waiting step or task may start. */
+void mly_queue_slot_release(mly_runtime *rt, mly_id id);
 /* Who holds a task name in a queue (mly_name_lookup of its instance
  * name): MLY_ENOENT when free. */
 int mly_task_lookup(mly_runtime *rt, const char *queue, const char *name,
@@ -1914,6 +1935,12 @@ typedef struct mly_fsm_load_options {
      be owned by root or this user, not writable by group or others; a
      file that is not is an error.  `mealy fsm run` always sets it. */
   bool trusted_files;
+  /* true: a queue of this name will be declared (a machine's or a
+     transition's `queue:`; mly_queue_conf_has answers for a conf's
+     `queues:`, mly_queue_info_get for a runtime's); NULL: not checked.
+     An unknown name is an error at its FILE:LINE:COL. */
+  bool (*queue_known)(const char *name, void *arg);
+  void *queue_arg;
 } mly_fsm_load_options;
 
 /* files: nfiles paths, each a root (machines of all of them share one
@@ -1943,6 +1970,8 @@ mly_queue_conf *mly_queue_conf_new(void);          /* NULL: no memory */
 void mly_queue_conf_free(mly_queue_conf *qc);      /* NULL is fine    */
 void mly_queue_conf_sections(mly_queue_conf *qc, mly_conf_section out[2]);
 size_t mly_queue_conf_count(const mly_queue_conf *qc, bool schedules);
+/* true: the conf's `queues:` declares `name` (after the load). */
+bool mly_queue_conf_has(const mly_queue_conf *qc, const char *name);
 int mly_queue_conf_apply(mly_runtime *rt, const mly_queue_conf *qc,
                          unsigned what, char *err, size_t errlen);
 

@@ -1,7 +1,8 @@
 /*
  * queue.h - what the files of lib/queue/ share: the queue layer of one
  * runtime (layer.c), its queues and their dispatchers (dispatch.c), the
- * task machine (task.c), attempts (attempt.c), the clock (clock.c).
+ * task machine (task.c), attempts (attempt.c), the clock (clock.c),
+ * slots for other machines' steps (slot.c).
  *
  * The durable truth is in the task instances (their data and context,
  * D10); everything here is memory that recovery rebuilds: a task that
@@ -95,6 +96,7 @@ struct tq_rec {
   bool blocked;
   bool granted;         /* a slot is held for it: it may start */
   bool holds_slot;      /* granted or running: counted in q->running */
+  bool step;            /* a slot for another machine's step (slot.c) */
   mly_task *att;        /* the attempt running, or NULL */
   uint32_t pool_inflight; /* its blocking attempts not yet back */
   bool finished;        /* an outcome waits for the task's step */
@@ -214,5 +216,8 @@ void tq_sched_free_all(tq_layer *L);
 
 /* task.c */
 int tq_task_register(tq_layer *L);
+/* The concurrency key's value in a payload (a map), as text: a string,
+ * or an integer printed; NULL for none (or no memory). */
+char *tq_key_value(const tq_queue *q, const mly_value *payload);
 
 #endif /* MLY_QUEUE_H */
