@@ -1232,8 +1232,8 @@ int mly_task_lookup(mly_runtime *rt, const char *queue, const char *name,
 /* tick whose local time falls in a skipped hour (spring forward) runs  */
 /* at the transition; a local time that occurs twice (fall back) ticks  */
 /* once, at its first occurrence.  Zones are read from                  */
-/* /usr/share/zoneinfo (TZif; past the file's last transition, its last */
-/* offset holds).                                                       */
+/* /usr/share/zoneinfo (TZif; past the file's last transition, the     */
+/* POSIX TZ rule of its footer holds).                                  */
 /*                                                                     */
 /* Each schedule is a durable machine "schedule:NAME" holding its next */
 /* tick; a tick's task is named "NAME@S" (S: the tick, UTC seconds since */
