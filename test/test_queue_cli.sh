@@ -3,13 +3,15 @@
 # file declares queues: and schedules:.  Listing (table and --json), show,
 # pause/resume (durable: still paused after the host restarts), purge,
 # the errors of add/retry/delete, a schedule starting a machine, --help of each subcommand, and a file
-# with mistakes in queues:/schedules: refused with FILE:LINE:COL.
+# with mistakes in queues:/schedules: refused with FILE:LINE:COL, deferred
+# calls to functions an --actions library registered.
 #
 # No check measures a duration: waits are bounded polls.
 #
-# usage: test_queue_cli.sh PATH/TO/mealy
+# usage: test_queue_cli.sh PATH/TO/mealy PATH/TO/queue_test_functions.so
 set -u
 mealy=$(readlink -f "$1")
+lib=$(readlink -f "$2") # an --actions library registering task functions
 py=/usr/bin/python3
 
 fail=0
@@ -143,5 +145,41 @@ chmod 600 "$T/bad.yaml"
 check "a bad file: exit 1" test "$rc" = 1
 check "rate's position" grep -q "bad.yaml:3:9: rate" "$T/bad.err"
 check "the cron field's position" grep -q "bad.yaml:6:15: cron" "$T/bad.err"
+
+# deferred calls through a host started with --actions LIB.so whose
+# mly_actions_init registers task functions (mly_defer_register): added
+# by `mealy queue add`, each runs once with its payload, on the loop or
+# on the threadpool; a name is "already done" after; a permanent
+# failure is a dead letter that retry runs again
+export MEALY_QTEST_LOG=$T/calls.log
+start_lib_host() {
+  "$mealy" fsm run "$T/q.yaml" --state-dir "$T/state4" -s "$S" \
+    --actions "$lib" 2>"$T/host4.err" &
+  HOST=$!
+  poll 300 q ls >/dev/null 2>&1
+}
+calls() { grep -c -- "$1" "$MEALY_QTEST_LOG" 2>/dev/null; }
+start_lib_host
+id=$(q add mail record --name first customer=acme n:=5); rc=$?
+check "add of a registered function: its id" bash -c "[ $rc = 0 ] && [[ '$id' =~ ^[0-9]+\$ ]]"
+poll 300 bash -c "[ \"\$(grep -c 'record mail first customer=acme n=5 attempt=1' \"$MEALY_QTEST_LOG\" 2>/dev/null)\" = 1 ]"
+check "it ran once, with its payload" test "$(calls 'record mail first customer=acme n=5 attempt=1')" = 1
+q add default record_blocking customer=zed n:=7 >/dev/null
+poll 300 bash -c "grep -q 'record_blocking default - customer=zed n=7 attempt=1' \"$MEALY_QTEST_LOG\""
+check "a blocking function ran (threadpool)" test "$(calls 'record_blocking default - customer=zed n=7')" = 1
+out=$(q add mail record --name first customer=acme n:=5 2>&1); rc=$?
+check "the name again: exit 1, already done" bash -c "[ $rc = 1 ] && grep -q 'already done' <<<\"\$0\"" "$out"
+dead=$(q add mail fail_for_good --name doomed)
+dead_state() { q show mail --json | "$py" -c "import json,sys; print([(t['state'], t['attempts']) for t in json.load(sys.stdin)['tasks'] if t['id']==$dead])"; }
+poll 300 bash -c "[ \"\$(\"$mealy\" queue show mail --json -s \"$S\" | \"$py\" -c \"import json,sys; print([t['state'] for t in json.load(sys.stdin)['tasks'] if t['id']==$dead])\")\" = \"['dead']\" ]"
+check "a permanent failure is a dead letter" test "$(dead_state)" = "[('dead', 1)]"
+check "retry of it" test "$(q retry "$dead")" = ok
+poll 300 bash -c "[ \"\$(\"$mealy\" queue show mail --json -s \"$S\" | \"$py\" -c \"import json,sys; print([t['attempts'] for t in json.load(sys.stdin)['tasks'] if t['id']==$dead])\")\" = \"[2]\" ]"
+check "it ran again and is dead again" test "$(dead_state)" = "[('dead', 2)]"
+stop_host
+start_lib_host
+q ls >/dev/null
+check "after a restart nothing ran again" test "$(calls 'record mail first')" = 1
+stop_host
 
 exit $fail
