@@ -892,6 +892,23 @@ typedef struct mly_journal_info {
 int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen);
 
+/* The live instances of dir, read as mly_journal_info_get reads it (no
+ * lock, nothing changed: if a process has dir open, what is seen is a
+ * moment of it): cb sees each (pointers valid during the call only; the
+ * type and point cut at MLY_NAME_MAX bytes).  A non-zero return of cb
+ * stops the walk and is returned; MLY_EBADMSG (err says where) as
+ * mly_journal_scan. */
+typedef struct mly_live {
+  mly_id id, parent;
+  const char *type, *point;
+  const char *name;          /* NULL: unnamed                        */
+  const void *data;          /* its fixed data, as its last step left it */
+  size_t data_len;
+  const mly_value *context;  /* its committed context, or NULL       */
+} mly_live;
+int mly_journal_live(const char *dir, int (*cb)(const mly_live *, void *),
+                     void *arg, char *err, size_t errlen);
+
 /* ------------------------------------------------------------------ */
 /* Layers above the runtime.                                           */
 /*                                                                     */
@@ -1191,7 +1208,18 @@ typedef struct mly_queue_info {
   uint64_t singular;       /* MLY_TASK_RETRY_SINGULAR (crash reruns too) */
   uint64_t permanent;      /* MLY_TASK_PERMANENT                         */
   uint64_t timed_out;      /* attempts that passed the queue's timeout   */
+  /* the pause as the journal will hold it: the queue's state instance
+   * has stepped to `paused` (false: no instance, or resumed; a tool
+   * waits for it to equal `paused` before closing the runtime) */
+  bool paused_saved;
 } mly_queue_info;
+
+/* Hold every queue (true): no task attempt starts and no slot is
+ * granted, whatever the queues say, until released (false).  For tools
+ * that open a host's state directory to change it (`mealy queue ...
+ * --state-dir`) with no function registered: the tasks recover and wait.
+ * MLY_ENOENT: no queue layer. */
+int mly_queues_hold(mly_runtime *rt, bool hold);
 
 /* Calls cb for each declared queue, in declaration order. */
 int mly_queue_foreach(mly_runtime *rt,
@@ -1219,6 +1247,20 @@ int mly_queue_slot_take(mly_runtime *rt, const char *queue, mly_id id,
 /* Give back machine id's slot, or stop waiting for one (none: a no-op);
  * the next waiting step or task may start. */
 void mly_queue_slot_release(mly_runtime *rt, mly_id id);
+/* Offline, for tools: the tasks and queues of a state directory with no
+ * runtime, read as mly_journal_live reads it (no lock, nothing changed;
+ * if a host has dir open, what is seen is a moment of it).  A task's
+ * retry policy is resolved against the built-in defaults (the queue's
+ * declaration lives in its host).  mly_queue_scan gives "default" first,
+ * then, by name, each queue a task or a pause names: its tasks now by
+ * state and whether it is paused; def holds the name only (the limits
+ * and counters live in a host's memory).  MLY_EBADMSG (err says where)
+ * as mly_journal_scan; a non-zero return of cb stops and is returned. */
+int mly_task_scan(const char *dir, const char *queue, unsigned states,
+                  int (*cb)(const mly_task_info *, void *), void *arg,
+                  char *err, size_t errlen);
+int mly_queue_scan(const char *dir, int (*cb)(const mly_queue_info *, void *),
+                   void *arg, char *err, size_t errlen);
 /* Who holds a task name in a queue (mly_name_lookup of its instance
  * name): MLY_ENOENT when free. */
 int mly_task_lookup(mly_runtime *rt, const char *queue, const char *name,

@@ -144,7 +144,7 @@ static void grant(tq_queue *q, tq_rec *r) {
 }
 
 void tq_dispatch(tq_queue *q) {
-  if (!q->declared || q->paused) return;
+  if (!q->declared || q->paused || q->L->held) return;
   refill(q, tq_now_us());
   while (q->n > 0 && q->running < q->def.max_concurrent) {
     if (q->def.rate > 0 && q->tokens < 1.0) {

@@ -46,6 +46,13 @@ typedef struct tq_data {
   char last_msg[MLY_TASK_MSG_MAX + 1];
 } tq_data;
 
+/* A queue's state instance's data (qstate.c; read offline by offline.c). */
+typedef struct qs_data {
+  char queue[MLY_NAME_MAX + 1];
+  uint8_t paused;
+  uint8_t pad[7];
+} qs_data;
+
 typedef struct tq_queue tq_queue;
 typedef struct tq_rec tq_rec;
 typedef struct tq_layer tq_layer;
@@ -162,6 +169,7 @@ struct tq_layer {
   mly_id clock;         /* the clock instance, 0: none */
   uint64_t clock_due;   /* what it sleeps until (us), 0: nothing */
   bool closing;
+  bool held;            /* mly_queues_hold: no slot is granted */
   /* schedule.c */
   mly_type *sc_type;
   tq_sched *scheds;
@@ -205,6 +213,7 @@ void tq_tick(tq_layer *L);
 
 /* qstate.c */
 int tq_qstate_register(tq_layer *L);
+bool tq_journaled(tq_layer *L);       /* a journal is open */
 void tq_states_sync(tq_layer *L);     /* once, before the first dispatch */
 void tq_state_declared(tq_queue *q);
 void tq_state_changed(tq_queue *q);   /* paused or resumed */
@@ -213,6 +222,11 @@ void tq_state_changed(tq_queue *q);   /* paused or resumed */
 int tq_sched_register(tq_layer *L);
 void tq_sched_tick(tq_layer *L);   /* wake the schedules that are due */
 void tq_sched_free_all(tq_layer *L);
+
+/* tasks.c: a task's listing from its data, name and payload */
+void tq_task_info(const tq_data *d, mly_id id, const char *iname,
+                  const mly_value *payload, const tq_queue *q,
+                  mly_task_info *out);
 
 /* task.c */
 int tq_task_register(tq_layer *L);
