@@ -267,6 +267,52 @@ START_TEST(paused_queue_holds_steps) {
 }
 END_TEST
 
+/* The queue's retry policy fills what the machine leaves: 2 retries
+ * (the fsm's own default: no limit), then the instance fails. */
+static int fails;
+static int act_fail(mly_action_call *c, void *arg) {
+  (void)arg;
+  fails++;
+  return mly_action_fail(c, false, "not yet");
+}
+
+START_TEST(queue_retry_policy_applies) {
+  mly_queue_def d = {.name = "r", .retry = {.task_retry_limit = 2,
+                                            .min_backoff_ms = 1,
+                                            .max_backoff_ms = 2,
+                                            .max_doublings = -1,
+                                            .task_age_limit_ms = -1,
+                                            .jitter = -1}};
+  mly_runtime *rt = queue_rt(&d);
+  mly_action_register(rt, "Fail", act_fail, NULL, 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: f\n"
+             "  queue: r\n"
+             "  states:\n"
+             "  - {name: a, initial: true, action: Fail,\n"
+             "     transitions: [{event: x, to: end}]}\n"
+             "  - {name: end, final: true}\n"
+             "- name: g\n"
+             "  queue: r\n"
+             "  task_retry_limit: 4\n"
+             "  states:\n"
+             "  - {name: a, initial: true, action: Fail,\n"
+             "     transitions: [{event: x, to: end}]}\n"
+             "  - {name: end, final: true}\n");
+  fails = 0;
+  start(rt, "f", 1, 0);
+  fh_until(rt, all_ended, NULL, 100000);
+  ck_assert_int_lt(fh_end_status(rt, "i0"), 0);
+  ck_assert_int_eq(fails, 3); /* the first try and the queue's 2 retries */
+  /* the machine's own limit wins over the queue's */
+  ck_assert_int_eq(mly_fsm_start(rt, "g", "g0", NULL, NULL, 0, NULL), 0);
+  fails = 0;
+  fh_until(rt, fh_ended, "g0", 100000);
+  ck_assert_int_eq(fails, 5);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* A queue the runtime has no layer for fails the dispatch for good. */
 START_TEST(no_queue_layer_fails_dispatch) {
   mly_runtime *rt = h_runtime();
@@ -540,6 +586,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, rate_holds_for_a_transition);
   tcase_add_test(tc, paused_queue_holds_steps);
   tcase_add_test(tc, no_queue_layer_fails_dispatch);
+  tcase_add_test(tc, queue_retry_policy_applies);
   tcase_add_test(tc, unknown_queue_at_load);
   suite_add_tcase(s, tc);
   TCase *tk = tcase_create("crash");

@@ -323,5 +323,9 @@ int64_t fsm_backoff_ms(const fsm_retry *p, uint32_t attempt);
  * jitter) into *out, every field set. */
 void fsm_retry_resolve(const fsm_machine *m, const fsm_transition *t,
                        fsm_retry *out);
+/* The same with a queue's policy (resolved: every field set) in place
+ * of the built-in defaults: a machine or transition with `queue:`. */
+void fsm_retry_resolve_q(const fsm_machine *m, const fsm_transition *t,
+                         const mly_retry *q, fsm_retry *out);
 
 #endif

@@ -341,7 +341,12 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   const char *sname = def->states[at].name;
 
   fsm_retry p;
-  fsm_retry_resolve(def, h->t, &p);
+  const char *qn = h->t && h->t->queue ? h->t->queue : def->queue;
+  mly_queue_def qd;
+  if (qn && mly_queue_def_get(f->rt, qn, &qd) == 0)
+    fsm_retry_resolve_q(def, h->t, &qd.retry, &p); /* the queue's policy */
+  else
+    fsm_retry_resolve(def, h->t, &p);
   int64_t age = fsm_now_ms() - in->first_try_ms;
   bool retry = !permanent &&
                (p.task_retry_limit < 0 ||

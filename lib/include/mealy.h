@@ -1226,6 +1226,11 @@ int mly_queue_foreach(mly_runtime *rt,
                       int (*cb)(const mly_queue_info *, void *), void *arg);
 int mly_queue_info_get(mly_runtime *rt, const char *queue,
                        mly_queue_info *out); /* MLY_ENOENT */
+/* A declared queue's definition only (defaults resolved; its strings
+ * valid while the runtime lives): O(1), where mly_queue_info_get counts
+ * the tasks.  MLY_ENOENT. */
+int mly_queue_def_get(mly_runtime *rt, const char *queue,
+                      mly_queue_def *out);
 /* A slot of a queue for one step of another durable machine (what a
  * YAML machine's or transition's `queue:` does): the step competes with
  * the queue's tasks for it (priority 0, in arrival order), so the

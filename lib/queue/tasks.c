@@ -204,6 +204,16 @@ static int qinfo(tq_queue *q, mly_queue_info *out) {
   return mly_task_foreach(q->L->rt, q->name, MLY_TASKS_ALL, count_one, &c);
 }
 
+int mly_queue_def_get(mly_runtime *rt, const char *queue,
+                      mly_queue_def *out) {
+  tq_layer *L = tq_get(rt);
+  if (L == NULL || queue == NULL) return MLY_ENOENT;
+  tq_queue *q = tq_queue_find(L, queue);
+  if (q == NULL) return MLY_ENOENT;
+  *out = q->def;
+  return 0;
+}
+
 int mly_queue_info_get(mly_runtime *rt, const char *queue,
                        mly_queue_info *out) {
   tq_layer *L = tq_get(rt);
