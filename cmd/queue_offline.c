@@ -16,8 +16,11 @@
  * the change through the same calls the host's methods make, run the
  * loop until the change has stepped, and close, which writes it down.
  * A host started afterwards finds it.  Queues are declared as the
- * journal names them (by a task or a pause), with the defaults: nothing
- * starts, so their limits do not matter here.  `add` cannot know the
+ * journal names them (by a task or a pause) and as the command names
+ * one, with the defaults: nothing starts, so their limits do not matter
+ * here; a queue only the host's files declare is not in the journal
+ * until it holds a task or a pause, so any valid name is taken (a pause
+ * of a name no host declares stays unused).  `add` cannot know the
  * host's functions: the function is registered here as a stand-in that
  * never runs; a host that lacks it fails the task for good.
  */
@@ -292,10 +295,6 @@ static int change(const char *cmd, const char *sub, const char *dir,
     st = 1;
   } else if (scan(cmd, dir, &f) < 0) {
     st = 1;
-  } else if (g.queue && !f.seen && strcmp(sub, "add") != 0) {
-    fprintf(stderr, "%s: no queue '%.64s' in %s (no task or pause names "
-            "it)\n", cmd, g.queue, dir);
-    st = 1;
   }
   if (st) {
     found_free(&f);
@@ -303,8 +302,7 @@ static int change(const char *cmd, const char *sub, const char *dir,
     return st;
   }
   offline o = {0};
-  st = open_dir(cmd, dir, &f, !strcmp(sub, "add") ? g.queue : NULL, fn,
-                    &o);
+  st = open_dir(cmd, dir, &f, g.queue, fn, &o);
   found_free(&f);
   int rc = 0;
   size_t purged = 0;
