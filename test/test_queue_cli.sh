@@ -146,6 +146,33 @@ check "a bad file: exit 1" test "$rc" = 1
 check "rate's position" grep -q "bad.yaml:3:9: rate" "$T/bad.err"
 check "the cron field's position" grep -q "bad.yaml:6:15: cron" "$T/bad.err"
 
+# a machine's queue: must be declared (in any file of the load, or the
+# default queue): an unknown one refused at its position
+cat >"$T/mq.yaml" <<'YAML'
+state_machines:
+- name: m
+  queue: mial
+  states:
+  - name: a
+    initial: true
+    wait: {events: [go]}
+    transitions:
+    - {event: go, to: b, queue: default}
+  - {name: b, final: true}
+YAML
+chmod 600 "$T/mq.yaml"
+"$mealy" fsm run "$T/mq.yaml" "$T/q.yaml" --state-dir "$T/state6" \
+  -s "$T/m.sock" 2>"$T/mq.err"; rc=$?
+check "a machine naming an undeclared queue: exit 1" test "$rc" = 1
+check "... at its position" grep -q "mq.yaml:3:10: queue 'mial' is not declared" "$T/mq.err"
+sed -i 's/queue: mial/queue: mail/' "$T/mq.yaml"
+"$mealy" fsm run "$T/mq.yaml" "$T/q.yaml" --state-dir "$T/state6" \
+  -s "$T/m.sock" 2>"$T/mq2.err" &
+HOST=$!
+poll 300 "$mealy" queue ls -s "$T/m.sock" >/dev/null 2>&1
+check "declared in another file of the load: it runs" "$mealy" queue ls -s "$T/m.sock"
+kill -TERM "$HOST"; poll 300 gone "$HOST"; wait "$HOST" 2>/dev/null; HOST=""
+
 # deferred calls through a host started with --actions LIB.so whose
 # mly_actions_init registers task functions (mly_defer_register): added
 # by `mealy queue add`, each runs once with its payload, on the loop or
