@@ -263,6 +263,17 @@ START_TEST(paused_queue_holds_steps) {
   ck_assert_int_eq(mly_queue_resume(rt, "r"), 0);
   fh_until(rt, all_ended, NULL, 200000);
   ck_assert_int_eq(nstarts, 5);
+  /* closed while steps wait in a paused queue: their places go with
+     them (the sanitizer build checks nothing is left or used after) */
+  ck_assert_int_eq(mly_queue_pause(rt, "r"), 0);
+  for (int i = 0; i < 3; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "w%d", i);
+    ck_assert_int_eq(mly_fsm_start(rt, "rq", name, NULL, NULL, 0, NULL), 0);
+  }
+  turns = 0;
+  fh_until(rt, counted, &n, 1000);
+  ck_assert_int_eq(nstarts, 5);
   mly_runtime_close(rt);
 }
 END_TEST
