@@ -194,9 +194,9 @@ static void start_machine(mly_task *t, void *arg) {
  * (the default queue). */
 bool fsm_host_queue_known(const char *name, void *arg) {
   fsm_host *h = arg;
-  mly_queue_info qi;
+  mly_queue_def qd;
   return mly_queue_conf_has(h->qconf, name) ||
-         mly_queue_info_get(h->rt, name, &qi) == 0;
+         mly_queue_def_get(h->rt, name, &qd) == 0;
 }
 
 /* Everything up to the open socket; 0, or the exit status. */

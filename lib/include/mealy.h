@@ -1984,7 +1984,7 @@ typedef struct mly_fsm_load_options {
   bool trusted_files;
   /* true: a queue of this name will be declared (a machine's or a
      transition's `queue:`; mly_queue_conf_has answers for a conf's
-     `queues:`, mly_queue_info_get for a runtime's); NULL: not checked.
+     `queues:`, mly_queue_def_get for a runtime's); NULL: not checked.
      An unknown name is an error at its FILE:LINE:COL. */
   bool (*queue_known)(const char *name, void *arg);
   void *queue_arg;
