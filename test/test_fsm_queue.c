@@ -57,6 +57,13 @@ static int act_work(mly_action_call *c, void *arg) {
   return mly_action_event(c, "done");
 }
 
+/* The fsm runs blocking actions on all but one of libuv's threads: 4
+ * threads, 3 at once, whatever the environment says (before libuv
+ * starts its pool). */
+__attribute__((constructor)) static void pool_size(void) {
+  setenv("UV_THREADPOOL_SIZE", "4", 1);
+}
+
 /* On the loop thread, each turn: open the gate once as many actions run
  * as the limits allow (`cap` at once, `per_key` per key). */
 static int cap, per_key;
