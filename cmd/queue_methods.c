@@ -24,6 +24,8 @@ void queue_put_info(mly_value *m, const mly_queue_info *qi, bool limits) {
   mly_map_set_uint(m, "running", qi->running);
   mly_map_set_uint(m, "dead", qi->dead);
   if (!limits) return; /* offline: they live in the host */
+  mly_map_set_uint(m, "steps_running", qi->steps_running);
+  mly_map_set_uint(m, "steps_waiting", qi->steps_waiting);
   mly_map_set_uint(m, "max_concurrent", qi->def.max_concurrent);
   mly_map_set(m, "rate", mly_value_double(qi->def.rate));
   mly_map_set_uint(m, "bucket_size", qi->def.bucket_size);

@@ -92,6 +92,15 @@ static bool all_ended(mly_runtime *rt, void *arg) {
   return true;
 }
 
+/* Two actions are in (without opening the gate). */
+static bool two_running(mly_runtime *rt, void *arg) {
+  (void)rt, (void)arg;
+  pthread_mutex_lock(&mu);
+  bool two = running == 2;
+  pthread_mutex_unlock(&mu);
+  return two;
+}
+
 static void start(mly_runtime *rt, const char *machine, int n, int keys) {
   for (int i = 0; i < n; i++) {
     char name[32];
@@ -142,6 +151,11 @@ START_TEST(max_concurrent_holds_for_steps) {
   fh_add(rt, machine_queue_yaml);
   cap = 2, per_key = 1000;
   start(rt, "mq", 30, 0);
+  fh_until(rt, two_running, rt, 200000); /* the gate still shut */
+  mly_queue_info qi;
+  ck_assert_int_eq(mly_queue_info_get(rt, "lim", &qi), 0);
+  ck_assert_uint_eq(qi.steps_running, 2);
+  ck_assert_uint_eq(qi.steps_waiting, 28);
   fh_until(rt, all_ended, NULL, 200000);
   ck_assert_int_eq(max_running, 2);
   for (int i = 0; i < 30; i++) {
@@ -260,6 +274,10 @@ START_TEST(paused_queue_holds_steps) {
   turns = 0;
   fh_until(rt, counted, &n, 1000);
   ck_assert_int_eq(nstarts, 0); /* each went as far as the queue */
+  mly_queue_info qi;
+  ck_assert_int_eq(mly_queue_info_get(rt, "r", &qi), 0);
+  ck_assert_uint_eq(qi.steps_waiting, 5);
+  ck_assert_uint_eq(qi.steps_running, 0);
   for (int i = 0; i < 5; i++) {
     char name[32];
     snprintf(name, sizeof name, "i%d", i);

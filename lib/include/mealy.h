@@ -1212,6 +1212,9 @@ typedef struct mly_queue_info {
    * has stepped to `paused` (false: no instance, or resumed; a tool
    * waits for it to equal `paused` before closing the runtime) */
   bool paused_saved;
+  /* other machines' steps (mly_queue_slot_take; the YAML machines'
+   * `queue:`) now: holding a slot, and waiting for one */
+  uint64_t steps_running, steps_waiting;
 } mly_queue_info;
 
 /* Hold every queue (true): no task attempt starts and no slot is
