@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "harness.h"
 #include "mealy.h"
 #include "queue/cron.h"
 
@@ -430,7 +431,7 @@ START_TEST(footer_rule_forms) {
 }
 END_TEST
 
-int main(void) {
+static Suite *cron_suite(void) {
   Suite *s = suite_create("cron");
   TCase *tc = tcase_create("cron");
   tcase_set_timeout(tc, 600);
@@ -442,9 +443,7 @@ int main(void) {
   tcase_add_test(tc, footer_rule_vs_libc);
   tcase_add_test(tc, footer_rule_forms);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int nf = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return nf ? 1 : 0;
+  return s;
 }
+
+H_MAIN(cron_suite)

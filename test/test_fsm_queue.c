@@ -256,12 +256,6 @@ END_TEST
 
 /* ---- pause ---- */
 
-static int turns;
-static bool counted(mly_runtime *rt, void *arg) {
-  (void)rt;
-  return ++turns >= *(int *)arg;
-}
-
 START_TEST(paused_queue_holds_steps) {
   mly_queue_def d = {.name = "r", .paused = true, .retry = MLY_RETRY_UNSET};
   mly_runtime *rt = queue_rt(&d);
@@ -270,9 +264,7 @@ START_TEST(paused_queue_holds_steps) {
   fh_add(rt, trans_queue_yaml);
   nstarts = 0;
   start(rt, "rq", 5, 0);
-  int n = 200;
-  turns = 0;
-  fh_until(rt, counted, &n, 1000);
+  h_turns(rt, 200);
   ck_assert_int_eq(nstarts, 0); /* each went as far as the queue */
   mly_queue_info qi;
   ck_assert_int_eq(mly_queue_info_get(rt, "r", &qi), 0);
@@ -296,8 +288,7 @@ START_TEST(paused_queue_holds_steps) {
     snprintf(name, sizeof name, "w%d", i);
     ck_assert_int_eq(mly_fsm_start(rt, "rq", name, NULL, NULL, 0, NULL), 0);
   }
-  turns = 0;
-  fh_until(rt, counted, &n, 1000);
+  h_turns(rt, 200);
   ck_assert_int_eq(nstarts, 5);
   mly_runtime_close(rt);
 }
@@ -557,8 +548,7 @@ static void kill_child(pid_t pid) {
 }
 
 START_TEST(kill9_no_slot_leaked_no_step_twice) {
-  snprintf(dir, sizeof dir, "/tmp/mealy-fsmq.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  h_tmpdir(dir, sizeof dir, "mealy-fsmq");
   uint64_t seed = 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
   int kills = 0;
   for (int r = 0; r < 14; r++) {

@@ -181,8 +181,7 @@ static int grid_idx(long long t) {
 }
 
 START_TEST(kill9_in_ticks_each_once) {
-  snprintf(dir, sizeof dir, "/tmp/mealy-schedcrash.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  h_tmpdir(dir, sizeof dir, "mealy-schedcrash");
   snprintf(logpath, sizeof logpath, "%s.log", dir);
   unlink(logpath);
   unsigned seed = (unsigned)time(NULL);
