@@ -52,15 +52,10 @@ static void layer_release(void *p) {
     HASH_DEL(L->added, a);
     free(a);
   }
-  tq_rec *r, *rn;
-  HASH_ITER(hh, L->recs, r, rn) { /* steps' slots nobody gave back */
-    HASH_DEL(L->recs, r);
-    free(r->keyval);
-    free(r);
-  }
+  tq_steps_free(L);
   tq_sched_free_all(L);
   mly_metrics_source_remove(L->rt, tq_metrics_source, L); /* ENOENT: fine */
-  /* the task fini hooks took every task's record out before this runs */
+  /* the task fini hooks took every record out before this runs */
   free(L);
 }
 

@@ -103,7 +103,6 @@ struct tq_rec {
   bool blocked;
   bool granted;         /* a slot is held for it: it may start */
   bool holds_slot;      /* granted or running: counted in q->running */
-  bool step;            /* a slot for another machine's step (slot.c) */
   mly_task *att;        /* the attempt running, or NULL */
   uint32_t pool_inflight; /* its blocking attempts not yet back */
   bool finished;        /* an outcome waits for the task's step */
@@ -153,6 +152,13 @@ typedef struct tq_added {
 
 typedef struct tq_sched tq_sched;
 
+/* A slot for another machine's step (slot.c): a record as a task's, in
+ * the layer's own table of steps (by the machine's id). */
+typedef struct tq_step {
+  tq_rec rec;
+  UT_hash_handle hh;
+} tq_step;
+
 struct tq_layer {
   mly_runtime *rt;
   mly_type *type, *clock_type, *qs_type;
@@ -170,6 +176,7 @@ struct tq_layer {
   uint64_t clock_due;   /* what it sleeps until (us), 0: nothing */
   bool closing;
   bool held;            /* mly_queues_hold: no slot is granted */
+  tq_step *steps;       /* slot.c: steps holding or waiting for a slot */
   /* schedule.c */
   mly_type *sc_type;
   tq_sched *scheds;
@@ -233,5 +240,8 @@ int tq_task_register(tq_layer *L);
 /* The concurrency key's value in a payload (a map), as text: a string,
  * or an integer printed; NULL for none (or no memory). */
 char *tq_key_value(const tq_queue *q, const mly_value *payload);
+
+/* slot.c: the steps' slots go with the layer */
+void tq_steps_free(tq_layer *L);
 
 #endif /* MLY_QUEUE_H */

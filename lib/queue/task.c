@@ -43,8 +43,8 @@ static tq_rec *rec_find(tq_layer *L, mly_id id) {
 }
 
 /* The concurrency key's value in the payload, as text: a string, or an
- * integer printed; anything else (or none) has no key.  Also slot.c's. */
-char *tq_key_value(const tq_queue *q, const mly_value *payload) {
+ * integer printed; anything else (or none) has no key. */
+static char *key_value(const tq_queue *q, const mly_value *payload) {
   if (q->key[0] == '\0' || mly_value_type(payload) != MLY_V_MAP) return NULL;
   mly_value *v = mly_map_get(payload, q->key);
   const char *s;
@@ -77,7 +77,7 @@ static bool slot(mly_machine *m, tq_data *d) {
     r->heap_idx = TQ_NO_HEAP;
     r->q = q;
     HASH_ADD(hh, L->recs, id, sizeof r->id, r);
-    r->keyval = tq_key_value(q, mly_context(m));
+    r->keyval = key_value(q, mly_context(m));
     if (d->seq > L->last_seq) L->last_seq = d->seq;
   }
   if (r->granted) return true;
@@ -354,4 +354,9 @@ int mly_defer(mly_runtime *rt, const char *function, mly_value *payload,
               const mly_task_opts *opts) {
   mly_task_target t = {MLY_TASK_FUNCTION, function};
   return mly_task_add(rt, &t, payload, opts);
+}
+
+/* slot.c reads a step's key as a task's is read. */
+char *tq_key_value(const tq_queue *q, const mly_value *payload) {
+  return key_value(q, payload);
 }

@@ -192,9 +192,9 @@ static int qinfo(tq_queue *q, mly_queue_info *out) {
   const qs_data *sd = q->state_id ? mly_instance_data(q->L->rt, q->state_id)
                                   : NULL;
   out->paused_saved = sd != NULL && sd->paused;
-  for (const tq_rec *r = q->L->recs; r; r = r->hh.next)
-    if (r->step && r->q == q) {
-      if (r->holds_slot) out->steps_running++;
+  for (const tq_step *st = q->L->steps; st; st = st->hh.next)
+    if (st->rec.q == q) {
+      if (st->rec.holds_slot) out->steps_running++;
       else out->steps_waiting++;
     }
   out->started = q->started;
