@@ -93,6 +93,7 @@ fsm_run *fsm_run_for(fsm_rt *f, mly_machine *m, fsm_inst *in);
 /* interp_dispatch.c: one dispatch, and what follows it */
 enum { FSM_WALK_OK = 0, FSM_WALK_FAILED, FSM_WALK_BLOCKING, FSM_WALK_EXEC,
        FSM_WALK_QUEUE /* waits for a slot of its queue (r->qname) */ };
+enum { FSM_QSLOT_NONE = 0, FSM_QSLOT_WAIT, FSM_QSLOT_HELD };
 /* The slot the dispatch waits for came: true (also when there is no
  * dispatch in flight to wait for, as after a restart). */
 bool fsm_slot_ready(fsm_rt *f, mly_machine *m);

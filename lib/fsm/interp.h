@@ -223,16 +223,14 @@ struct fsm_run {
   uv_work_t work;         /* blocking: the threadpool request           */
   const fsm_action_ent *job;
   void *fan;              /* fsmfan's own per-instance memory           */
+  const char *qname;      /* queue: the dispatch's queue (def's)         */
+  uint8_t qslot;          /* ... its slot: FSM_QSLOT_* (fsmrt.h)         */
   bool in_dispatch;       /* call holds a dispatch's working copies     */
   bool orphan;            /* its instance ended while a job ran: the job's
                              completion frees it                        */
   bool job_queued;        /* waits for a threadpool slot (fsm_rt.jobq)  */
   fsm_run *jobq_next;
-  /* queue: the dispatch's queue (in def), and its slot: FSM_QSLOT_* */
-  const char *qname;
-  uint8_t qslot;
 };
-enum { FSM_QSLOT_NONE = 0, FSM_QSLOT_WAIT, FSM_QSLOT_HELD };
 enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC };
 
 fsm_run *fsm_run_get(fsm_rt *f, mly_id id);

@@ -144,7 +144,8 @@ static void grant(tq_queue *q, tq_rec *r) {
 }
 
 void tq_dispatch(tq_queue *q) {
-  if (!q->declared || q->paused || q->L->held) return;
+  if (q->L->held) return; /* mly_queues_hold */
+  if (!q->declared || q->paused) return;
   refill(q, tq_now_us());
   while (q->n > 0 && q->running < q->def.max_concurrent) {
     if (q->def.rate > 0 && q->tokens < 1.0) {
