@@ -283,7 +283,9 @@ static void m_migrate(rpc_call *call, const mly_value *params, void *ud) {
   load_errs errs = {.len = 0};
   mly_fsm_load_options lo = {.on_error = load_err, .arg = &errs,
                             .action_known = mly_action_known,
-                            .action_arg = h->rt, .trusted_files = true};
+                            .action_arg = h->rt, .trusted_files = true,
+                            .queue_known = fsm_host_queue_known,
+                            .queue_arg = h};
   mly_fsm_set *set = NULL;
   if (mly_fsm_load(&path, 1, &lo, &set) < 0)
     return rpc_fail(call, "%s", errs.len ? errs.text : "cannot load it");

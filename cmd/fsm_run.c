@@ -127,6 +127,15 @@ static void start_machine(mly_task *t, void *arg) {
                 mly_strerror(rc));
 }
 
+/* A machine's queue: is one of the files' queues: or declared already
+ * (the default queue). */
+bool fsm_host_queue_known(const char *name, void *arg) {
+  fsm_host *h = arg;
+  mly_queue_def qd;
+  return mly_queue_conf_has(h->qconf, name) ||
+         mly_queue_def_get(h->rt, name, &qd) == 0;
+}
+
 /* Everything up to the open socket; 0, or the exit status. */
 static int setup(fsm_host *h, const run_args *a) {
   char err[1024];
@@ -152,7 +161,9 @@ static int setup(fsm_host *h, const run_args *a) {
                             .action_known = mly_action_known,
                             .action_arg = h->rt,
                             /* it names commands to run: as the library */
-                            .trusted_files = true};
+                            .trusted_files = true,
+                            .queue_known = fsm_host_queue_known,
+                            .queue_arg = h};
   mly_conf_section sec[2];
   mly_queue_conf_sections(h->qconf, sec);
   lo.sections = sec;

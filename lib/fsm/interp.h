@@ -223,6 +223,8 @@ struct fsm_run {
   uv_work_t work;         /* blocking: the threadpool request           */
   const fsm_action_ent *job;
   void *fan;              /* fsmfan's own per-instance memory           */
+  const char *qname;      /* queue: the dispatch's queue (def's)         */
+  uint8_t qslot;          /* ... its slot: FSM_QSLOT_* (fsmrt.h)         */
   bool in_dispatch;       /* call holds a dispatch's working copies     */
   bool orphan;            /* its instance ended while a job ran: the job's
                              completion frees it                        */
@@ -322,5 +324,9 @@ int64_t fsm_backoff_ms(const fsm_retry *p, uint32_t attempt);
  * jitter) into *out, every field set. */
 void fsm_retry_resolve(const fsm_machine *m, const fsm_transition *t,
                        fsm_retry *out);
+/* The same with a queue's policy (resolved: every field set) in place
+ * of the built-in defaults: a machine or transition with `queue:`. */
+void fsm_retry_resolve_q(const fsm_machine *m, const fsm_transition *t,
+                         const mly_retry *q, fsm_retry *out);
 
 #endif

@@ -17,7 +17,8 @@
 typedef enum fsm_ref_kind {
   REF_TO = 0,     /* states[si].trans[ti].to */
   REF_STATE_FAIL, /* states[si].on_failure */
-  REF_MACHINE_FAIL
+  REF_MACHINE_FAIL,
+  REF_QUEUE       /* a machine's or transition's queue: (options' queue_known) */
 } fsm_ref_kind;
 
 typedef struct fsm_ref {

@@ -327,8 +327,13 @@ static int co_countdown(mly_conf *c, void *o, mly_conf_node *v) {
   return 0;
 }
 
+/* The name is checked when every file's queues: are read (validate.c). */
 static int co_queue(mly_conf *c, void *o, mly_conf_node *v) {
-  return mly_conf_set_str(c, v, "queue", ((common *)o)->queue);
+  common *h = o;
+  int rc = mly_conf_set_str(c, v, "queue", h->queue);
+  if (rc || *h->queue == NULL) return rc;
+  return fsm_ref_add(h->f->L, REF_QUEUE, 0, 0, 0, *h->queue,
+                     fsm_pos_of(h->f, v));
 }
 
 static int co_ignored(mly_conf *c, void *o, mly_conf_node *v) {
