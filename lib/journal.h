@@ -280,7 +280,10 @@ struct mly_store;
 int journal_store_open(uv_loop_t *loop, const mly_journal_options *o,
                        struct mly_store **out, char *err, size_t errlen);
 /* Offline, on a directory nobody appends to: mly_journal_scan and
- * mly_journal_info_get (journal/jinfo.c). */
+ * mly_journal_info_get (journal/jinfo.c), mly_journal_live
+ * (journal/jlive.c).  jr_open_dir opens dir to read it (a descriptor,
+ * or a negative error with err, which may be NULL, filled in). */
+int jr_open_dir(const char *dir, char *err, size_t errlen);
 
 /* Figures for metrics (metrics.c), kept for every batch that completes:
  * its bytes, its records and how long its fdatasync took.  A histogram

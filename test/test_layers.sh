@@ -19,7 +19,8 @@ done < <(grep -Hn '#include "\.\./\(internal\|context\|durable\|journal\|jreplay
 
 # The journal (the store's embedded implementation) knows nothing above
 # the store seam.
-for f in journal/journal.c journal/jread.c journal/jinfo.c jcodec.c crc32c.c; do
+for f in journal/journal.c journal/jread.c journal/jinfo.c journal/jlive.c jcodec.c \
+         crc32c.c; do
   [ -f "$root/lib/$f" ] || { bad "lib/$f is not there (moved? update this test)"; continue; }
   grep -Hn '#include "\(\.\./\)\?\(internal\|context\|durable\)\.h"' "$root/lib/$f" &&
     bad "lib/$f includes the runtime's internals"
@@ -35,7 +36,7 @@ syms=$(undef)
 # it reports through store hooks.
 up='^(durable_|rt_|inst_|ev_|inbox_|names?_|ext_|ctx_|intern_|mly_runtime_|mly_post)'
 for o in lib_journal_journal.c.o lib_journal_jread.c.o lib_jcodec.c.o \
-         lib_journal_jinfo.c.o; do
+         lib_journal_jinfo.c.o lib_journal_jlive.c.o; do
   grep -q "^$o " <<< "$syms" || bad "$o: not in $lib (renamed? update this test)"
   while read -r obj sym; do
     [ "$obj" = "$o" ] || continue
