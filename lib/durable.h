@@ -71,8 +71,9 @@ int64_t put_state(mly_runtime *rt, jbuf *b, const mly_inst *m, int how);
  * (closed on failure): sets its hooks, recovers the live set through it
  * (store_recover, rp_record) and brings every instance back.  opt gives
  * the policies that are the durable layer's (compaction thresholds, name
- * retention, on_error); the store took what is its own.  err says what
- * is wrong.  mly_journal_open is this over the journal store. */
+ * retention, on_error); the store took what is its own.  err (may be
+ * NULL) says what is wrong.  mly_journal_open is this over the journal
+ * store; a store of another kind is opened the same way. */
 int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
                  char *err, size_t errlen);
 /* What must hold before a store is made for rt: 0, or the error with

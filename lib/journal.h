@@ -251,15 +251,18 @@ void jr_read_free(jread *r);
  * unfinished ones, and sync the directory. */
 int jr_repair(int dirfd, const jread *r);
 
-/* ---- the live journal of a runtime (journal.c) ---- */
+/* ---- the live journal of a runtime (journal/journal.c) ---- */
 
 typedef struct mly_journal mly_journal;
 typedef struct mly_inst mly_inst;
 
-/* What to do once a batch is durable. */
+/* What to do once a batch is durable: a completion the durable layer
+ * queues (store.h on_commit) and a store hands back, unread, through
+ * hooks.done. */
 typedef struct jdone {
   uint8_t kind; /* JD_RELEASE, JD_DELIVER, JD_POSTED */
-  mly_id id;    /* the instance to release, or the event's target */
+  mly_id id;    /* the instance to release, or the event's target;
+                   JD_POSTED: where its record ends in the batch */
   mly_event *ev;
   mly_post_cb cb;
   void *arg;
@@ -277,7 +280,10 @@ struct mly_store;
 int journal_store_open(uv_loop_t *loop, const mly_journal_options *o,
                        struct mly_store **out, char *err, size_t errlen);
 /* Offline, on a directory nobody appends to: mly_journal_scan and
- * mly_journal_info_get (jinfo.c). */
+ * mly_journal_info_get (journal/jinfo.c), mly_journal_live
+ * (journal/jlive.c).  jr_open_dir opens dir to read it (a descriptor,
+ * or a negative error with err, which may be NULL, filled in). */
+int jr_open_dir(const char *dir, char *err, size_t errlen);
 
 /* Figures for metrics (metrics.c), kept for every batch that completes:
  * its bytes, its records and how long its fdatasync took.  A histogram

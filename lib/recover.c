@@ -619,6 +619,12 @@ int durable_open_check(mly_runtime *rt, const mly_journal_options *opt,
 
 int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
                  char *err, size_t errlen) {
+  char scratch[512];
+  if (err == NULL || errlen == 0) {
+    err = scratch;
+    errlen = sizeof scratch;
+  }
+  err[0] = '\0';
   durable_set_hooks(rt, s); /* from here on, s goes through store_close */
   int rc = durable_open_check(rt, opt, err, errlen);
   dur_state *d = rc < 0 ? NULL : calloc(1, sizeof *d);

@@ -129,8 +129,7 @@ static bool has_hash(mly_runtime *rt, void *name) {
 
 static char tmpdir[64];
 static mly_runtime *fresh(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/mly-fsmmig-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  h_tmpdir(tmpdir, sizeof tmpdir, "mly-fsmmig");
   nfinals = nlines = 0;
   return fh_durable(tmpdir, reg);
 }
@@ -166,7 +165,7 @@ START_TEST(safe_migration_survives_restart) {
   ck_assert_int_eq(r.n, 1);
   ck_assert_str_eq(r.name[0], "m1");
   ck_assert(r.ok[0]);
-  for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  h_turns(rt, 50);
   hash_of(rt, "m1", h);
   ck_assert_str_eq(h, h1);
   start(rt, "d1", NULL);
@@ -235,7 +234,7 @@ START_TEST(unsafe_refused_with_reasons) {
                     "case %zu: reason '%s'", i, r.reason[0]);
     }
   }
-  for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  h_turns(rt, 50);
   hash_of(rt, "u1", h);
   ck_assert_str_eq(h, h1);
   ck_assert_int_eq(mly_fsm_send(rt, "u1", "on", NULL, NULL, NULL), 0);
@@ -400,7 +399,7 @@ START_TEST(random_changes_vs_model) {
         fh_until(rt, has_hash, name[i], 10000);
       }
     }
-    for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+    h_turns(rt, 50);
     for (int i = 0; i < 4; i++) {
       hash_of(rt, name[i], h);
       ck_assert_str_eq(h, model_safe(&c, sleeper[i], has_m[i]) ? h2 : h1);
@@ -421,14 +420,87 @@ START_TEST(random_changes_vs_model) {
 }
 END_TEST
 
-START_TEST(bad_arguments) {
-  mly_runtime *rt = h_runtime();
-  ck_assert_int_eq(mly_fsm_migrate(rt, NULL, 0, NULL, NULL), MLY_EINVAL);
+/* mly_fsm_migrate_durable answers once, after it returned, when the
+ * events' records are in the journal (counted: the journal wrote and
+ * synced them before the answer); never for a dry run or nothing moved;
+ * without a journal, on the next turn. */
+static int answers, answer_status;
+static uint64_t synced_at_answer;
+static void answered(mly_runtime *rt, int status, void *arg) {
+  (void)arg;
+  answers++;
+  answer_status = status;
+  mly_journal_stats js;
+  if (mly_journal_stats_get(rt, &js) == 0) synced_at_answer = js.syncs;
+}
+static bool answered_once(mly_runtime *rt, void *arg) {
+  (void)rt, (void)arg;
+  return answers > 0;
+}
+
+START_TEST(durable_answer) {
+  mly_runtime *rt = fresh();
+  fh_add(rt, v1);
+  start(rt, "d1", NULL);
+  start(rt, "d2", NULL);
+  mly_fsm_set *set = fh_load(rt, v2);
+  answers = 0;
+  report r = {0};
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, set, MLY_FSM_MIGRATE_DRY_RUN,
+                                           on_mig, &r, answered, NULL), 2);
+  for (int i = 0; i < 20; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  ck_assert_int_eq(answers, 0); /* a dry run posts nothing: no answer */
+  mly_journal_stats js;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  uint64_t syncs = js.syncs, records = js.records;
+  memset(&r, 0, sizeof r);
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, set, 0, on_mig, &r, answered,
+                                           NULL), 2);
+  ck_assert_int_eq(answers, 0); /* never before it returns */
+  ck_assert_int_eq(r.migrated, 2);
+  fh_until(rt, answered_once, NULL, 10000);
+  ck_assert_int_eq(answer_status, 0);
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  ck_assert_uint_gt(synced_at_answer, syncs);   /* a sync came before it */
+  ck_assert_uint_ge(js.records, records + 2);   /* the two events' records */
+  /* the same file again: nothing to move, no answer */
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, set, 0, NULL, NULL, answered,
+                                           NULL), 0);
+  for (int i = 0; i < 20; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  ck_assert_int_eq(answers, 1);
+  mly_fsm_set_free(set);
+  mly_runtime_close(rt);
+  h_rmtree(tmpdir);
+
+  /* without a journal: on the next turn */
+  rt = h_runtime();
+  reg(rt);
+  fh_add(rt, v1);
+  ck_assert_int_eq(mly_fsm_start(rt, "mig", "m-mem", NULL, NULL, 0, NULL), 0);
+  fh_at at = {"m-mem", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  set = fh_load(rt, v2);
+  answers = 0;
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, set, 0, NULL, NULL, answered,
+                                           NULL), 1);
+  ck_assert_int_eq(answers, 0);
+  fh_until(rt, answered_once, NULL, 10000);
+  ck_assert_int_eq(answer_status, 0);
+  mly_fsm_set_free(set);
   mly_runtime_close(rt);
 }
 END_TEST
 
-int main(void) {
+START_TEST(bad_arguments) {
+  mly_runtime *rt = h_runtime();
+  ck_assert_int_eq(mly_fsm_migrate(rt, NULL, 0, NULL, NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, NULL, 0, NULL, NULL, NULL,
+                                           NULL), MLY_EINVAL);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+static Suite *fsm_migrate_suite(void) {
   Suite *s = suite_create("fsm_migrate");
   TCase *tc = tcase_create("migrate");
   tcase_set_timeout(tc, 120);
@@ -436,11 +508,10 @@ int main(void) {
   tcase_add_test(tc, unsafe_refused_with_reasons);
   tcase_add_test(tc, sleeping_instance);
   tcase_add_test(tc, random_changes_vs_model);
+  tcase_add_test(tc, durable_answer);
   tcase_add_test(tc, bad_arguments);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return s;
 }
+
+H_MAIN(fsm_migrate_suite)

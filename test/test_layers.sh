@@ -19,8 +19,10 @@ done < <(grep -Hn '#include "\.\./\(internal\|context\|durable\|journal\|jreplay
 
 # The journal (the store's embedded implementation) knows nothing above
 # the store seam.
-for f in journal.c jread.c jcodec.c jinfo.c crc32c.c; do
-  grep -Hn '#include "\(internal\|context\|durable\)\.h"' "$root/lib/$f" &&
+for f in journal/journal.c journal/jread.c journal/jinfo.c journal/jlive.c jcodec.c \
+         crc32c.c; do
+  [ -f "$root/lib/$f" ] || { bad "lib/$f is not there (moved? update this test)"; continue; }
+  grep -Hn '#include "\(\.\./\)\?\(internal\|context\|durable\)\.h"' "$root/lib/$f" &&
     bad "lib/$f includes the runtime's internals"
 done
 
@@ -33,7 +35,9 @@ syms=$(undef)
 # The journal calls nothing of the runtime or the durable layer by name:
 # it reports through store hooks.
 up='^(durable_|rt_|inst_|ev_|inbox_|names?_|ext_|ctx_|intern_|mly_runtime_|mly_post)'
-for o in lib_journal.c.o lib_jread.c.o lib_jcodec.c.o lib_jinfo.c.o; do
+for o in lib_journal_journal.c.o lib_journal_jread.c.o lib_jcodec.c.o \
+         lib_journal_jinfo.c.o lib_journal_jlive.c.o; do
+  grep -q "^$o " <<< "$syms" || bad "$o: not in $lib (renamed? update this test)"
   while read -r obj sym; do
     [ "$obj" = "$o" ] || continue
     [[ $sym =~ $up ]] && bad "$o calls $sym (a layer above the store)"
@@ -44,6 +48,7 @@ done
 # journal's live functions it names just the constructor (in
 # mly_journal_open).
 for o in lib_durable.c.o lib_recover.c.o lib_metrics.c.o lib_names.c.o; do
+  grep -q "^$o " <<< "$syms" || bad "$o: not in $lib (renamed? update this test)"
   while read -r obj sym; do
     [ "$obj" = "$o" ] || continue
     case $sym in

@@ -6,7 +6,7 @@
  * directory a live runtime appends to is read as it is at that moment.
  * The live set is counted with the same fold recovery uses (jreplay.c).
  */
-#include "jreplay.h"
+#include "../jreplay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +25,7 @@ static int scan_one(const jrec *r, void *arg) {
   return a->cb ? a->cb(&x, a->arg) : 0;
 }
 
-static int open_dir(const char *dir, char *err, size_t errlen) {
+int jr_open_dir(const char *dir, char *err, size_t errlen) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
     return jr_errf(err, errlen, -errno, "%s: %s", dir, mly_strerror(-errno));
@@ -35,7 +35,7 @@ static int open_dir(const char *dir, char *err, size_t errlen) {
 int mly_journal_scan(const char *dir, bool salvage,
                      int (*cb)(const mly_record *, void *), void *arg,
                      char *err, size_t errlen) {
-  int fd = open_dir(dir, err, errlen); /* err may be NULL: jr_errf */
+  int fd = jr_open_dir(dir, err, errlen); /* err may be NULL: jr_errf */
   if (fd < 0) return fd;
   scan_arg a = {cb, arg};
   jread jr;
@@ -47,7 +47,7 @@ int mly_journal_scan(const char *dir, bool salvage,
 
 int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen) {
-  int fd = open_dir(dir, err, errlen); /* err may be NULL: jr_errf */
+  int fd = jr_open_dir(dir, err, errlen); /* err may be NULL: jr_errf */
   if (fd < 0) return fd;
   replay r = {.err = err, .errlen = errlen};
   jread jr;

@@ -32,8 +32,8 @@
  * batch (hooks.committed), fail-stop (hooks.failed) and its last handle
  * (hooks.closed) through the hooks the durable layer set.
  */
-#include "journal.h"
-#include "store/store.h"
+#include "../journal.h"
+#include "../store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
