@@ -810,11 +810,14 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
 
 static void on_renew(uv_timer_t *t) {
   pg_store *st = t->data;
-  if (st->closing || st->lost || st->renewing) return;
+  if (st->closing || st->lost) return;
+  /* first: a renewal still unanswered (the server is away) must not
+   * hide that the lease ran out */
   if (uv_now(st->base.loop) - st->renewed_at >= st->o.lease_ms) {
     lease_lost(st, "the lease ran out before it was renewed");
     return;
   }
+  if (st->renewing) return;
   char lease[24];
   i64s(lease, st->o.lease_ms);
   const char *v[] = {st->pnode, st->pepoch, lease};
