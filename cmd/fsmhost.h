@@ -20,7 +20,21 @@ typedef struct fsm_host {
   int stops;              /* SIGTERM/SIGINT seen */
   mly_queue_conf *qconf;  /* queues: and schedules: of its files */
   rpc_method *methods;    /* fsm's and the queues', one table */
+  mly_conf_section sec[2];/* qconf's, for the loader */
+  bool loop_open;
 } fsm_host;
+
+/* What run and validate share (fsm_run.c): a runtime with the fsm and
+ * queue layers, the --actions library (NULL: none) given it, and the
+ * files loaded with their queues: and schedules: into h->set and
+ * h->qconf, every name checked that can be (run: all of them; validate:
+ * actions and functions only with a library).  lo: on_error etc., the
+ * rest is filled in.  0, or a negative MLY_E* after the messages. */
+int fsm_host_load(fsm_host *h, const char *cmd, const char *actions,
+                  bool run, const char *const *files, size_t nfiles,
+                  mly_fsm_load_options *lo);
+/* Everything of h closed and freed but h itself (any stage of it). */
+void fsm_host_close(fsm_host *h);
 
 /* --actions LIB.so (fsm_actions.c): checks that only root or we can
  * change it, loads it, runs its mly_actions_init(rt).  0, or a negative

@@ -258,4 +258,71 @@ stop_host
 out=$("$mealy" queue ls --state-dir "$D" -s "$S" 2>&1); rc=$?
 check "--state-dir with -s: exit 2" test "$rc" = 2
 
+# --- findings of a newcomer test ---
+# a refused schedule name after another schedule: exit 1 and the error,
+# no SIGSEGV (the duplicate check compared the refused NULL name)
+for nm in '"a@b"' 'f/x'; do
+  printf 'schedules:\n- {name: h, every: 5s, function: f}\n- {name: %s, every: 5s, function: f}\n' "$nm" >"$T/r.yaml"
+  chmod 600 "$T/r.yaml"
+  "$mealy" fsm run "$T/r.yaml" --state-dir "$T/st-r" -s "$T/r.sock" 2>"$T/r.err"; rc=$?
+  check "schedule name $nm refused: exit 1, no crash" test "$rc" = 1
+  check "... at 3:10" grep -q "r.yaml:3:10: schedule name" "$T/r.err"
+done
+# what a schedule names is checked at load, every one at FILE:LINE:COL
+# (run and validate alike): undeclared queue, unknown machine, priority
+# out of range, unregistered function; a bad queue name at its place
+cat >"$T/refs.yaml" <<'YAML'
+state_machines:
+- name: m
+  states:
+  - {name: a, initial: true, wait: {events: [go]}, transitions: [{event: go, to: b}]}
+  - {name: b, final: true}
+queues:
+- {name: "a@b"}
+- {name: q3, priority: 3}
+schedules:
+- {name: s1, every: 5s, function: record, queue: nosuch}
+- {name: s2, every: 5s, machine: nosuch}
+- {name: s3, every: 5s, function: record, queue: q3, priority: 3}
+- {name: s4, every: 5s, function: nope}
+YAML
+chmod 600 "$T/refs.yaml"
+refs_want="refs.yaml:7:10: queue name 'a@b'
+refs.yaml:10:50: schedule 's1': queue 'nosuch' is not declared
+refs.yaml:11:34: schedule 's2': machine 'nosuch' is not defined
+refs.yaml:12:64: schedule 's3': priority 3 is outside queue 'q3'
+refs.yaml:13:35: schedule 's4': function 'nope' is not registered"
+has_all() { # FILE: every line of $refs_want in it
+  while IFS= read -r w; do grep -qF "$w" "$1" || { echo "missing: $w"; return 1; }; done <<<"$refs_want"
+}
+"$mealy" fsm run "$T/refs.yaml" --actions "$lib" --state-dir "$T/st-refs" \
+  -s "$T/refs.sock" 2>"$T/refs-run.err"; rc=$?
+check "run: schedule references refused at load: exit 1" test "$rc" = 1
+check "run: every one at its FILE:LINE:COL" has_all "$T/refs-run.err"
+"$mealy" fsm validate --actions "$lib" "$T/refs.yaml" 2>"$T/refs-val.err"; rc=$?
+check "validate --actions: the same errors, exit 1" bash -c "[ $rc = 1 ] && diff <(grep '^$T' '$T/refs-run.err' | sed 's|.*/||') <(grep '^$T' '$T/refs-val.err' | sed 's|.*/||')"
+check "validate --actions: every one" has_all "$T/refs-val.err"
+# validate reads queues:/schedules: and a machine's queue: as run does;
+# a library registering deferred functions loads in validate
+cat >"$T/vq.yaml" <<'YAML'
+state_machines:
+- name: m
+  queue: mail
+  states:
+  - {name: a, initial: true, wait: {events: [go]}, transitions: [{event: go, to: b}]}
+  - {name: b, final: true}
+queues:
+- {name: mail, max_concurrent: 1}
+schedules:
+- {name: t, every: 5s, function: record, queue: mail}
+YAML
+chmod 600 "$T/vq.yaml"
+out=$("$mealy" fsm validate "$T/vq.yaml" 2>&1); rc=$?
+check "validate: queues: and schedules: accepted" bash -c "[ $rc = 0 ] && grep -q '^ok: 1 machine' <<<\"\$0\"" "$out"
+out=$("$mealy" fsm validate --actions "$lib" "$T/vq.yaml" 2>&1); rc=$?
+check "validate --actions of a library that calls mly_defer_register" bash -c "[ $rc = 0 ] && grep -q 'every action name is registered' <<<\"\$0\"" "$out"
+sed 's/queue: mail$/queue: nosuch/' "$T/vq.yaml" >"$T/vq2.yaml"; chmod 600 "$T/vq2.yaml"
+out=$("$mealy" fsm validate "$T/vq2.yaml" 2>&1); rc=$?
+check "validate: a machine's queue: nosuch at 3:10" bash -c "[ $rc = 1 ] && grep -q \"vq2.yaml:3:10: queue 'nosuch' is not declared\" <<<\"\$0\"" "$out"
+
 exit $fail

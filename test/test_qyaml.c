@@ -147,11 +147,95 @@ START_TEST(every_mistake_placed) {
 }
 END_TEST
 
+/* Finding: a refused schedule name (NULL after its error) was compared
+ * with strcmp by the duplicate check: SIGSEGV.  Each refusal is one
+ * message at the name, whatever comes before it. */
+START_TEST(refused_name_no_crash) {
+  static const char *const names[] = {"\"a@b\"", "f/x", "\"\""};
+  for (size_t i = 0; i < 3; i++) {
+    char y[256];
+    snprintf(y, sizeof y, "schedules:\n- {name: h, every: 5s, function: f}\n"
+             "- {name: %s, every: 5s, function: f}\n", names[i]);
+    mly_queue_conf *qc = mly_queue_conf_new();
+    ck_assert_int_eq(load(y, qc), MLY_EINVAL);
+    ck_assert_int_eq(nmsgs, 1);
+    ck_assert_msg(strncmp(msgs[0], "q.yaml:3:10: ", 13) == 0, "%s", msgs[0]);
+    mly_queue_conf_free(qc);
+  }
+  /* the same for a queue: one message, at the name, saying the rule */
+  mly_queue_conf *qc = mly_queue_conf_new();
+  ck_assert_int_eq(load("queues:\n- {name: ok}\n- {name: \"a@b\"}\n", qc),
+                   MLY_EINVAL);
+  ck_assert_int_eq(nmsgs, 1);
+  ck_assert_msg(strncmp(msgs[0], "q.yaml:3:10: queue name 'a@b': 1 to 63",
+                        37) == 0, "%s", msgs[0]);
+  mly_queue_conf_free(qc);
+}
+END_TEST
+
+static void bad_fn(mly_task *t, void *arg) {
+  (void)arg;
+  mly_task_done(t, MLY_TASK_OK, NULL);
+}
+
+/* Finding: what a schedule names (queue, machine, priority, function)
+ * was checked only at each tick.  Now every one is a load error at its
+ * position, all of them in one load. */
+START_TEST(schedule_refs_checked_at_load) {
+  static const char y[] =
+      "state_machines:\n"
+      "- name: m\n"
+      "  states:\n"
+      "  - {name: a, initial: true, action: x, transitions: [{event: e, to: "
+      "b}]}\n"
+      "  - {name: b, final: true}\n"
+      "queues:\n"
+      "- {name: q3, priority: 3}\n"                           /* 7 */
+      "schedules:\n"
+      "- {name: s1, every: 5s, function: known, queue: nosuch}\n" /* 9 */
+      "- {name: s2, every: 5s, machine: nosuch}\n"           /* 10 */
+      "- {name: s3, every: 5s, function: known, queue: q3, priority: 3}\n"
+      "- {name: s4, every: 5s, function: nope}\n"            /* 12 */
+      "- {name: s5, every: 5s, machine: m, priority: 10}\n"  /* 13 */
+      "- {name: s6, every: 5s, machine: m, queue: q3, priority: 2}\n";
+  static const char *const want[] = {
+      "q.yaml:9:49: schedule 's1': queue 'nosuch' is not declared",
+      "q.yaml:10:34: schedule 's2': machine 'nosuch' is not defined",
+      "q.yaml:11:63: schedule 's3': priority 3 is outside queue 'q3' (0 to 2)",
+      "q.yaml:12:35: schedule 's4': function 'nope' is not registered",
+      "q.yaml:13:47: schedule 's5': priority 10 is outside queue 'default'"};
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+  ck_assert_int_eq(mly_queues_open(rt), 0);
+  ck_assert_int_eq(mly_defer_register(rt, "known", bad_fn, NULL, 0), 0);
+  mly_queue_conf *qc = mly_queue_conf_new();
+  mly_queue_conf_bind(qc, rt, true);
+  ck_assert_int_eq(load(y, qc), MLY_EINVAL);
+  ck_assert_int_eq(nmsgs, 5);
+  for (size_t i = 0; i < 5; i++) {
+    bool seen = false;
+    for (int k = 0; k < nmsgs && !seen; k++)
+      seen = strncmp(msgs[k], want[i], strlen(want[i])) == 0;
+    ck_assert_msg(seen, "no message %s", want[i]);
+  }
+  mly_queue_conf_free(qc);
+  /* unbound (validate without a library): functions are not checked,
+   * the rest is */
+  qc = mly_queue_conf_new();
+  ck_assert_int_eq(load(y, qc), MLY_EINVAL);
+  ck_assert_int_eq(nmsgs, 4);
+  mly_queue_conf_free(qc);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 static Suite *qyaml_suite(void) {
   Suite *s = suite_create("qyaml");
   TCase *tc = tcase_create("qyaml");
   tcase_add_test(tc, good_file);
   tcase_add_test(tc, every_mistake_placed);
+  tcase_add_test(tc, refused_name_no_crash);
+  tcase_add_test(tc, schedule_refs_checked_at_load);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -1072,6 +1072,9 @@ typedef void (*mly_task_fn)(mly_task *t, void *arg);
  * characters).  MLY_EEXIST: the name is taken. */
 int mly_defer_register(mly_runtime *rt, const char *name, mly_task_fn fn,
                        void *arg, unsigned flags);
+/* true: a function of this name is registered (false without the queue
+ * layer).  Loop thread. */
+bool mly_defer_known(mly_runtime *rt, const char *name);
 
 /* What a task runs: a registered function, or the start of a machine
  * through the starter a layer above registered (the YAML machines: the
@@ -1993,6 +1996,13 @@ typedef struct mly_conf_section {
      return 0 or the first error */
   int (*read)(mly_conf *c, mly_conf_node *value, void *arg);
   void *arg;
+  /* may be NULL: called once after every file is read and the machines
+     checked, to check what the section read against them (a schedule's
+     machine:); report each mistake with mly_conf_report(&o, line, col,
+     ...) on a copy o of *report with o.path set to the file it is in
+     (each counts as a load error) */
+  void (*check)(const mly_conf_options *report, const mly_fsm_set *set,
+                void *arg);
 } mly_conf_section;
 
 typedef struct mly_fsm_load_options {
@@ -2049,6 +2059,15 @@ void mly_queue_conf_sections(mly_queue_conf *qc, mly_conf_section out[2]);
 size_t mly_queue_conf_count(const mly_queue_conf *qc, bool schedules);
 /* true: the conf's `queues:` declares `name` (after the load). */
 bool mly_queue_conf_has(const mly_queue_conf *qc, const char *name);
+/* Before the load: a schedule's queue: may also name a queue declared
+ * on rt (else only its conf's queues and MLY_QUEUE_DEFAULT), its
+ * priority is checked against that queue's levels, and with functions
+ * true its function: must be registered on rt (mly_defer_known: give
+ * true when every function there will be is registered, as `mealy fsm
+ * run` does after --actions).  A schedule's machine: must be defined in
+ * the set loaded, and every schedule's mistakes are load errors at
+ * FILE:LINE:COL whether bound or not. */
+void mly_queue_conf_bind(mly_queue_conf *qc, mly_runtime *rt, bool functions);
 int mly_queue_conf_apply(mly_runtime *rt, const mly_queue_conf *qc,
                          unsigned what, char *err, size_t errlen);
 
