@@ -1465,10 +1465,13 @@ uint32_t mly_action_generation(const mly_action_call *call);
  * next batch of at most n items in the context under `key` (an array)
  * and continue while more remain (never an empty last batch).
  * _lines: the lines of the file at path (no newline; the token is a byte
- * offset; a line over 1 MiB is MLY_ERANGE; open and read errors as
- * -errno, a directory -EISDIR).  On such an error it also fails the call
- * with a text naming path and the cause (a directory: for good, the
- * rest retried); the action returns the code.
+ * offset; a line over 1 MiB is MLY_ERANGE, read no further; a batch
+ * ends early once its lines hold 64 MiB, the rest in the next; open and
+ * read errors as -errno; a directory -EISDIR, anything else that is not a
+ * regular file (FIFO, device such as /dev/zero, socket) MLY_EINVAL).  On
+ * such an error it also fails the call with a text naming path and the
+ * cause (what is not a regular file: for good, the sentence saying what
+ * it is; the rest retried); the action returns the code.
  * _list: the array in the context under list_key (the token is an
  * index; a missing key is an empty list). */
 int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
