@@ -214,6 +214,7 @@ static void m_show(rpc_call *call, const mly_value *params, void *ud) {
   }
   mly_map_set(m, "history", hist);
   mly_map_set(m, "awaits_action", str_or_nil(fi.awaits_action));
+  mly_map_set(m, "awaits_queue", str_or_nil(fi.awaits_queue));
   rpc_reply(call, m);
 }
 

@@ -600,7 +600,7 @@ static int slot_before(fsm_rt *f, mly_machine *m, fsm_run *r, const hop *h) {
   return 0;
 }
 
-static void slot_after(fsm_rt *f, fsm_run *r) {
+void fsm_slot_give_back(fsm_rt *f, fsm_run *r) {
   if (r->qslot == FSM_QSLOT_NONE) return;
   mly_queue_slot_release(f->rt, r->id);
   r->qslot = FSM_QSLOT_NONE;
@@ -614,13 +614,16 @@ int fsm_dispatch(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
     fsm_end(in, MLY_EBADMSG);
     return FSM_WALK_FAILED;
   }
-  int w = r->in_dispatch ? 0 : slot_before(f, m, r, &h);
+  /* a dispatch going on holds its slot, unless it gave it back while it
+   * could not run (fsm_action_await): then it takes one again here */
+  int w = r->in_dispatch && r->qslot == FSM_QSLOT_HELD
+              ? 0 : slot_before(f, m, r, &h);
   if (w == FSM_WALK_QUEUE) return w;
   if (w == 0) w = walk(f, m, in, r, &h);
   if (w == FSM_WALK_BLOCKING || w == FSM_WALK_EXEC) return w;
   if (w == FSM_WALK_OK) w = commit(f, m, in, r, &h);
   if (w == FSM_WALK_FAILED) failed(f, m, in, r, &h);
-  slot_after(f, r);
+  fsm_slot_give_back(f, r);
   return w;
 }
 

@@ -1601,6 +1601,9 @@ typedef struct mly_fsm_info {
   /* appended: its dispatch waits until this C action is registered (a
      host restarted without the library that has it), or "" */
   const char *awaits_action;
+  /* appended: its dispatch waits for a slot of this queue (the
+     machine's or transition's `queue:`: its limits hold it back), or "" */
+  const char *awaits_queue;
 } mly_fsm_info;
 /* MLY_ESRCH: no such live instance of the fsm type; MLY_EPERM off the
  * loop thread. */
