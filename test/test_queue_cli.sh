@@ -218,7 +218,7 @@ q pause mail >/dev/null
 q add mail record --name x2 customer=later n:=2 >"$T/x2.id"
 qd ls >"$T/off-ls.out" 2>"$T/off-ls.err"; rc=$?
 check "offline ls beside a host: exit 0" test "$rc" = 0
-check "offline ls: mail's rows" grep -qE '^mail +0 +1 +0 +1 yes +- +-$' "$T/off-ls.out"
+check "offline ls: mail's rows" grep -qE '^mail +0 +1 +0 +1 yes +- +- +- +-$' "$T/off-ls.out"
 check "offline ls says a host holds it, and where to ask" bash -c "grep -q 'in use by process $HOST' '$T/off-ls.err' && grep -q 'control socket' '$T/off-ls.err'"
 check "offline show beside a host" test "$(tasks_of --state-dir "$D" 2>/dev/null)" = "[('dd', 'dead', 1), ('x2', 'waiting', 0)]"
 for c in "pause mail" "resume mail" "add mail record --name no" "retry $(cat "$T/dd.id")" "delete $(cat "$T/x2.id")" "purge mail"; do
@@ -324,5 +324,31 @@ check "validate --actions of a library that calls mly_defer_register" bash -c "[
 sed 's/queue: mail$/queue: nosuch/' "$T/vq.yaml" >"$T/vq2.yaml"; chmod 600 "$T/vq2.yaml"
 out=$("$mealy" fsm validate "$T/vq2.yaml" 2>&1); rc=$?
 check "validate: a machine's queue: nosuch at 3:10" bash -c "[ $rc = 1 ] && grep -q \"vq2.yaml:3:10: queue 'nosuch' is not declared\" <<<\"\$0\"" "$out"
+
+# a dispatch waiting for a slot: fsm show says which queue (text and
+# --json), queue ls counts it in STEPSWAIT as --json's steps_waiting
+cat >"$T/slot.yaml" <<'YAML'
+state_machines:
+- name: sm
+  queue: one
+  states:
+  - {name: a, initial: true, action: {exec: [/bin/true]}, transitions: [{event: e, to: b}]}
+  - {name: b, final: true}
+queues:
+- {name: one, max_concurrent: 1, paused: true}
+YAML
+chmod 600 "$T/slot.yaml"
+"$mealy" fsm run "$T/slot.yaml" --state-dir "$T/st-slot" -s "$S" 2>"$T/slot.err" &
+HOST=$!
+poll 300 q ls >/dev/null 2>&1
+"$mealy" fsm start sm --name s1 -s "$S" >/dev/null
+"$mealy" fsm start sm --name s2 -s "$S" >/dev/null
+poll 300 bash -c "\"$mealy\" fsm show s2 --json -s \"$S\" | grep -q '\"awaits_queue\": *\"one\"'"
+"$mealy" fsm show s1 --json -s "$S" >"$T/s1.json"
+check "fsm show --json: awaits_queue one" test "$(json "$T/s1.json" "j['awaits_queue']")" = one
+check "fsm show: awaits_queue one" bash -c "\"$mealy\" fsm show s1 -s \"$S\" | grep -q '^awaits_queue one'"
+check "queue ls: STEPSWAIT 2, STEPSRUN 0" bash -c "\"$mealy\" queue ls -s \"$S\" | grep -qE '^one +0 +0 +0 +0 yes .* 2 +0\$'"
+check "queue ls --json: steps_waiting 2" test "$(q ls --json | "$py" -c "import json,sys; print([x['steps_waiting'] for x in json.load(sys.stdin) if x['name']=='one'])")" = "[2]"
+stop_host
 
 exit $fail
