@@ -310,8 +310,9 @@ static int run(const char *sub, int argc, char **argv) {
       /* the host loads it: by a name that does not depend on our cwd */
       char *abs = realpath(o.pos[0], NULL);
       if (abs == NULL) {
+        /* a file that cannot be read: refused (1), not a usage error */
         fprintf(stderr, "%s: %s: %s\n", o.cmd, o.pos[0], strerror(errno));
-        st = 2;
+        st = 1;
       } else {
         mly_value *opt = mly_value_map();
         mly_map_set(opt, "dry_run", mly_value_bool(o.dry_run));
