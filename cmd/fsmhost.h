@@ -55,6 +55,14 @@ extern const size_t queue_nmethods;
  * (queue_methods.c); offline (limits false) a queue has no limits. */
 void queue_put_info(mly_value *m, const mly_queue_info *qi, bool limits);
 int queue_put_task(const mly_task_info *t, void *array);
+/* Why mly_defer refused adding a task (rc): which queue or function is
+ * unknown, what is wrong with the name, or what holds it (queued, done,
+ * deleted); into buf, returned (queue_methods.c; offline says the
+ * same). */
+const char *queue_add_refusal(mly_runtime *rt, int rc, const char *q,
+                              const char *fn, const char *name,
+                              const mly_name_info *ex, char *buf,
+                              size_t len);
 /* `mealy queue SUB --state-dir DIR` (queue_offline.c): the exit status;
  * *res the reply a host would give (NULL: none). */
 int queue_offline(const char *cmd, const char *sub, const char *dir,

@@ -117,9 +117,19 @@ static void fmt_time(int64_t ms, char *buf, size_t len) {
   strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A queue the host does not declare: why its tasks wait (stderr). */
+static void print_note(const mly_value *q) {
+  const char *note = NULL;
+  if (mly_map_get_str(q, "note", &note) < 0) return;
+  char qn[MLY_ESC_MAX(64) + 1];
+  esc(sget(q, "name"), qn, sizeof qn);
+  fprintf(stderr, "note: queue %s: %s\n", qn, note);
+}
+
 static void print_show(const mly_value *q) {
   print_queue_head();
   print_queue_row(q);
+  print_note(q);
   const mly_value *tasks = mly_map_get(q, "tasks");
   size_t n = mly_value_len(tasks);
   /* the ID column as wide as the widest id (ids grow past 8 digits) */
@@ -162,6 +172,8 @@ static void print_result(const qsub *s, const mly_value *res, bool json,
     print_queue_head();
     for (size_t i = 0; i < mly_value_len(res); i++)
       print_queue_row(mly_array_at(res, i));
+    for (size_t i = 0; i < mly_value_len(res); i++)
+      print_note(mly_array_at(res, i));
   } else if (!strcmp(s->name, "show")) {
     print_show(res);
   } else if (!strcmp(s->name, "add")) {

@@ -351,4 +351,32 @@ check "queue ls: STEPSWAIT 2, STEPSRUN 0" bash -c "\"$mealy\" queue ls -s \"$S\"
 check "queue ls --json: steps_waiting 2" test "$(q ls --json | "$py" -c "import json,sys; print([x['steps_waiting'] for x in json.load(sys.stdin) if x['name']=='one'])")" = "[2]"
 stop_host
 
+# add's refusals say which thing is wrong; a deleted name says deleted;
+# a task added offline to a queue the host does not declare is listed
+# (ls, show, --json: declared false, why), never hidden
+mkdir -p "$T/st-u"
+out=$("$mealy" queue add nosuchq record --state-dir "$T/st-u" n:=1 2>&1); rc=$?
+check "offline add to a queue DIR does not name: accepted, with a note" bash -c "[ $rc = 0 ] && grep -q \"note: no task or pause in .* names queue 'nosuchq'\" <<<\"\$0\"" "$out"
+"$mealy" fsm run "$T/q.yaml" --state-dir "$T/st-u" -s "$S" --actions "$lib" 2>"$T/u.err" &
+HOST=$!
+poll 300 q ls >/dev/null 2>&1
+q ls >"$T/u-ls.out" 2>"$T/u-ls.err"
+check "host ls lists the undeclared queue with its task" grep -qE '^nosuchq +0 +1 +0 +0 no +- +- +- +-$' "$T/u-ls.out"
+check "... and says why it does not run" grep -q "note: queue nosuchq: not declared in this host" "$T/u-ls.err"
+check "ls --json: declared false" test "$(q ls --json | "$py" -c "import json,sys; print([(x['declared'], x['waiting']) for x in json.load(sys.stdin) if x['name']=='nosuchq'])")" = "[(False, 1)]"
+check "show of it lists the task" test "$(q show nosuchq --json | "$py" -c "import json,sys; j=json.load(sys.stdin); print((j['declared'], [t['runs'] for t in j['tasks']]))")" = "(False, ['record'])"
+out=$(q add jobs nosuchfn 2>&1)
+check "online add: no queue (said alone)" bash -c "grep -q \"no queue 'jobs' in this host\" <<<\"\$0\" && ! grep -q nosuchfn <<<\"\$0\"" "$out"
+out=$(q add mail nosuchfn 2>&1)
+check "online add: no function (said alone)" bash -c "grep -q \"no function 'nosuchfn' registered\" <<<\"\$0\" && ! grep -q 'no queue' <<<\"\$0\"" "$out"
+for n in "a/b:has a '/'" ":is empty" $'a\nb:control character' "a b:a space"; do
+  out=$(q add mail record --name "${n%%:*}" 2>&1); rc=$?
+  check "name '${n%%:*}': exit 1, says ${n#*:}" bash -c "[ $rc = 1 ] && grep -q \"\$1\" <<<\"\$0\"" "$out" "${n#*:}"
+done
+id=$(q add mail fail_for_good --name gone)
+poll 300 bash -c "\"$mealy\" queue delete $id -s \"$S\" >/dev/null 2>&1"
+out=$(q add mail record --name gone 2>&1); rc=$?
+check "a deleted name: exit 1, was deleted (not done)" bash -c "[ $rc = 1 ] && grep -q \"task 'gone' was deleted\" <<<\"\$0\" && ! grep -q done <<<\"\$0\"" "$out"
+stop_host
+
 exit $fail
