@@ -37,6 +37,9 @@ static void usage(FILE *f) {
       "                    registers the actions (mly_action_register);\n"
       "                    it must be owned by root or by this user and\n"
       "                    writable by no one else, in trusted directories\n"
+      "                    (a symlink: owned by root or this user, its\n"
+      "                    target checked the same); build it with\n"
+      "                    cc -shared -fPIC (the binary exports mly_*)\n"
       "  --sync POLICY     always (default), never, interval:100ms\n"
       "SIGTERM/SIGINT: stop; running instances continue at the next run.\n");
 }
