@@ -378,5 +378,9 @@ poll 300 bash -c "\"$mealy\" queue delete $id -s \"$S\" >/dev/null 2>&1"
 out=$(q add mail record --name gone 2>&1); rc=$?
 check "a deleted name: exit 1, was deleted (not done)" bash -c "[ $rc = 1 ] && grep -q \"task 'gone' was deleted\" <<<\"\$0\" && ! grep -q done <<<\"\$0\"" "$out"
 stop_host
+out=$("$mealy" queue add mail record --name gone --state-dir "$T/st-u" 2>&1); rc=$?
+check "offline: the same sentence for the deleted name" bash -c "[ $rc = 1 ] && grep -q \"task 'gone' was deleted\" <<<\"\$0\"" "$out"
+out=$("$mealy" queue add mail record --name a/b --state-dir "$T/st-u" 2>&1); rc=$?
+check "offline: the same sentence for a bad name" bash -c "[ $rc = 1 ] && grep -q \"task name 'a/b': it has a '/'\" <<<\"\$0\"" "$out"
 
 exit $fail
