@@ -229,7 +229,9 @@ struct mly_runtime {
 
   mly_stats st;
   dur_state *dur;          /* NULL: no journal (durable.c) */
-  inst_ext *exts;          /* contexts and names by id (context.c) */
+  inst_ext **exts;         /* contexts and names by slot (context.c):
+                              NULL until the first; nexts long        */
+  uint32_t next_cap, nexts; /* its length; how many are held           */
   names *names;            /* the name table (names.c) */
 
   struct metrics_src *msrc; /* metrics sources, in order (metrics.c) */
