@@ -257,6 +257,11 @@ static inline bool has_control(const char *s) {
   return false;
 }
 
+/* value.c: a copy of v that shares its children (one header copied; a
+ * child is copied only when a getter reaches it for change).  Both trees
+ * stay on one thread while they share (see value.c).  NULL: no memory. */
+mly_value *value_share(mly_value *v);
+
 /* value.c: the encoding given to a writer as it is made (msgpack's
  * packer callback: 0 or -1) */
 int value_encode_to(const mly_value *v,

@@ -7,8 +7,9 @@
  *     exit(S), [fan-in merge: done before, by fan_in.c], T.action,
  *     entry(D), continuation(D), action(D) -> the next event
  * (a dispatch that enters D itself, FSM_IF_ENTER: entry, continuation,
- * action).  The actions work on a copy of the context and a fresh
- * scratch map.  A C action runs inline; a blocking one on the
+ * action).  The actions work on a copy of the context (value_share: it
+ * shares the committed nodes until an action changes them; a private
+ * deep copy before a blocking action) and a fresh scratch map.  A C action runs inline; a blocking one on the
  * threadpool; a command as a child process: the walk then returns and
  * goes on where it stopped when that is over.  On success the copy
  * becomes the context, the instance moves to D and routes the next
@@ -149,6 +150,15 @@ static int run_action(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     return 0;
   }
   if (e->flags & MLY_ACTION_BLOCKING) {
+    /* another thread: nothing of its working copy may be shared with
+       the committed context (the counts are not atomic) */
+    mly_value *own = mly_value_copy(r->call.context);
+    if (own == NULL) {
+      mly_action_fail(&r->call, false, "out of memory");
+      return 0;
+    }
+    mly_value_free(r->call.context);
+    r->call.context = own;
     r->job = e;
     r->async = FSM_ASYNC_BLOCKING;
     r->job_done = false;
@@ -184,8 +194,9 @@ static const fsm_action *action_at(const fsm_machine *def, const hop *h,
 }
 
 static int walk_begin(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
-  const mly_value *ctx = mly_context(m);
-  r->call.context = ctx ? mly_value_copy(ctx) : mly_value_map();
+  mly_value *ctx = mly_context(m);
+  /* shares the committed context's nodes until an action changes them */
+  r->call.context = ctx ? value_share(ctx) : mly_value_map();
   r->call.scratch = NULL; /* mly_action_scratch makes it */
   if (r->call.context == NULL) {
     fsm_call_clear(&r->call);
