@@ -31,6 +31,7 @@
 #include "mealy.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* head.wait: what a yielded instance waits for. */
 enum {
@@ -257,10 +258,22 @@ static inline bool has_control(const char *s) {
   return false;
 }
 
+/* src into dst (cap bytes, > 0), cut to fit and NUL-ended: what
+ * snprintf(dst, cap, "%s", src) does, without the format machinery. */
+static inline void str_copy(char *dst, const char *src, size_t cap) {
+  size_t n = strnlen(src, cap - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
 /* value.c: a copy of v that shares its children (one header copied; a
  * child is copied only when a getter reaches it for change).  Both trees
  * stay on one thread while they share (see value.c).  NULL: no memory. */
 mly_value *value_share(mly_value *v);
+/* value.c: the length of v's msgpack encoding, counted without making
+ * it; the encoder's refusals (MLY_EINVAL nested past
+ * MLY_VALUE_MAX_DEPTH, MLY_ERANGE a length msgpack cannot hold). */
+int value_encoded_size(const mly_value *v, size_t *out);
 
 /* value.c: the encoding given to a writer as it is made (msgpack's
  * packer callback: 0 or -1) */

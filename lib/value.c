@@ -81,6 +81,7 @@ struct mly_value {
 
 typedef struct key_box {
   uint32_t refs; /* owners besides the first */
+  size_t len;    /* strlen(s) */
   char s[];
 } key_box;
 
@@ -95,6 +96,7 @@ static char *key_new(const char *s, size_t len) {
   if (!b)
     return NULL;
   b->refs = 0;
+  b->len = len;
   memcpy(b->s, s, len);
   b->s[len] = '\0';
   return b->s;
@@ -761,7 +763,7 @@ static int encode_map(msgpack_packer *pk, const mly_value *v, int depth) {
     return MLY_ENOMEM;
   for (size_t i = 0; i < v->u.m.len; i++) {
     const char *k = v->u.m.v[i].key;
-    size_t n = strlen(k);
+    size_t n = box_of(k)->len;
     if (n > UINT32_MAX)
       return MLY_ERANGE;
     if (msgpack_pack_str(pk, n) != 0 || msgpack_pack_str_body(pk, k, n) != 0)
@@ -798,6 +800,72 @@ static int encode_any(msgpack_packer *pk, const mly_value *v, int depth) {
   default:
     return MLY_EINVAL;
   }
+}
+
+/* The bytes a header of a str/bin/array/map of n takes (fixstr: 32,
+ * fixarray/fixmap: 16 fit the tag; bin has no fix form). */
+static size_t head_size(size_t n, size_t fix) {
+  return n < fix ? 1 : n < 256 && fix != 16 ? 2 : n < 65536 ? 3 : 5;
+}
+
+static size_t uint_size(uint64_t u) {
+  return u < 128 ? 1 : u <= UINT8_MAX ? 2 : u <= UINT16_MAX ? 3
+         : u <= UINT32_MAX ? 5 : 9;
+}
+
+/* What encode_any would write, counted without writing: the same
+ * refusals (MLY_EINVAL too deep, MLY_ERANGE a size msgpack cannot say). */
+static int size_any(const mly_value *v, int depth, size_t *n) {
+  size_t len;
+  switch (mly_value_type(v)) {
+  case MLY_V_NIL:
+  case MLY_V_BOOL: *n += 1; return 0;
+  case MLY_V_INT:
+    if (v->u.i >= 0) *n += uint_size((uint64_t)v->u.i);
+    else *n += v->u.i >= -32 ? 1 : v->u.i >= INT8_MIN ? 2
+               : v->u.i >= INT16_MIN ? 3 : v->u.i >= INT32_MIN ? 5 : 9;
+    return 0;
+  case MLY_V_UINT: *n += uint_size(v->u.u); return 0;
+  case MLY_V_DOUBLE: *n += 9; return 0;
+  case MLY_V_STR:
+  case MLY_V_BIN:
+    len = v->u.s.len;
+    if (len > UINT32_MAX)
+      return MLY_ERANGE;
+    *n += head_size(len, v->type == MLY_V_STR ? 32 : 0) + len;
+    return 0;
+  case MLY_V_ARRAY:
+  case MLY_V_MAP:
+    if (depth >= MLY_VALUE_MAX_DEPTH)
+      return MLY_EINVAL;
+    len = v->u.a.len; /* the same place in both layouts */
+    if (len > UINT32_MAX)
+      return MLY_ERANGE;
+    *n += head_size(len, 16);
+    for (size_t i = 0; i < len; i++) {
+      const mly_value *c = v->type == MLY_V_ARRAY ? v->u.a.v[i] : v->u.m.v[i].val;
+      if (v->type == MLY_V_MAP) {
+        size_t k = box_of(v->u.m.v[i].key)->len;
+        if (k > UINT32_MAX)
+          return MLY_ERANGE;
+        *n += head_size(k, 32) + k;
+      }
+      int rc = size_any(c, depth + 1, n);
+      if (rc)
+        return rc;
+    }
+    return 0;
+  default:
+    return MLY_EINVAL;
+  }
+}
+
+int value_encoded_size(const mly_value *v, size_t *out) {
+  size_t n = 0;
+  int rc = size_any(v, 0, &n);
+  if (rc == 0)
+    *out = n;
+  return rc;
 }
 
 /* lib/ only (internal.h): the encoding handed to a writer as it is made

@@ -1,6 +1,7 @@
 /*
 ** test_value_share.c - shared copies of value trees (value_share, lib/
-** only: a YAML machine's dispatch works on one of its context).
+** only: a YAML machine's dispatch works on one of its context), and the
+** encoded length counted without encoding (value_encoded_size).
 **
 ** A shared copy holds the original's nodes until a getter reaches one
 ** for change; then that container is copied for the tree that reached
@@ -17,6 +18,7 @@
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(uint32_t n) {
@@ -191,12 +193,87 @@ START_TEST(t_share_copies_lazily) {
 }
 END_TEST
 
+/* value_encoded_size counts what mly_value_encode writes, byte for byte,
+ * across every size class of every type (fix forms, 8/16/32-bit heads)
+ * and random trees; and refuses what it refuses. */
+static mly_value *sized(uint32_t kind, size_t n) {
+  char *buf = malloc(n + 1);
+  memset(buf, 'x', n);
+  buf[n] = '\0';
+  mly_value *v = NULL;
+  switch (kind) {
+  case 0: v = mly_value_strn(buf, n); break;
+  case 1: v = mly_value_bin(buf, n); break;
+  case 2:
+    v = mly_value_array();
+    for (size_t i = 0; i < n; i++) mly_array_push(v, mly_value_nil());
+    break;
+  default:
+    v = mly_value_map();
+    for (size_t i = 0; i < n; i++) {
+      char k[24];
+      snprintf(k, sizeof k, "%zu", i);
+      mly_map_set(v, k, mly_value_bool(i & 1));
+    }
+    if (n > 0) { /* and a long key */
+      mly_map_set(v, buf, mly_value_nil());
+    }
+  }
+  free(buf);
+  return v;
+}
+
+static void size_is_exact(mly_value *v) {
+  char *b = NULL;
+  size_t len = 0, n = 0;
+  ck_assert_int_eq(mly_value_encode(v, &b, &len), 0);
+  ck_assert_int_eq(value_encoded_size(v, &n), 0);
+  ck_assert_uint_eq(n, len);
+  free(b);
+  mly_value_free(v);
+}
+
+START_TEST(t_encoded_size_exact) {
+  static const size_t lens[] = {0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536};
+  for (uint32_t k = 0; k < 4; k++)
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++)
+      if (k < 3 || lens[i] < 4096) /* a map is built in quadratic time;
+                                      its head is the array's */
+        size_is_exact(sized(k, lens[i]));
+  static const int64_t ints[] = {0, 1, 127, 128, 255, 256, 65535, 65536,
+                                 4294967295LL, 4294967296LL, INT64_MAX,
+                                 -1, -32, -33, -128, -129, -32768, -32769,
+                                 -2147483648LL, -2147483649LL, INT64_MIN};
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    size_is_exact(mly_value_int(ints[i]));
+    if (ints[i] >= 0) size_is_exact(mly_value_uint((uint64_t)ints[i]));
+  }
+  size_is_exact(mly_value_uint(UINT64_MAX));
+  size_is_exact(mly_value_double(0.5));
+  for (int i = 0; i < 2000; i++) size_is_exact(random_tree(4));
+  /* too deep: refused as the encoder refuses it */
+  mly_value *deep = mly_value_array();
+  for (int i = 0; i < MLY_VALUE_MAX_DEPTH + 2; i++) {
+    mly_value *a = mly_value_array();
+    mly_array_push(a, deep);
+    deep = a;
+  }
+  size_t n = 0;
+  char *b = NULL;
+  size_t len = 0;
+  ck_assert_int_eq(value_encoded_size(deep, &n), MLY_EINVAL);
+  ck_assert_int_eq(mly_value_encode(deep, &b, &len), MLY_EINVAL);
+  mly_value_free(deep);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("value_share");
   TCase *c = tcase_create("share");
   tcase_set_timeout(c, 120);
   tcase_add_test(c, t_share_copies_lazily);
   tcase_add_test(c, t_share_against_models);
+  tcase_add_test(c, t_encoded_size_exact);
   suite_add_tcase(s, c);
   SRunner *r = srunner_create(s);
   srunner_run_all(r, CK_NORMAL);

@@ -445,51 +445,11 @@ static void move(fsm_inst *x, const hop *h, const fsm_state *D, int kind,
 /* A context the step could not commit (nested past MLY_VALUE_MAX_DEPTH,
  * or past the journal's record bound) would end the instance at the end
  * of the step, skipping on_failure: it fails the dispatch instead, for
- * good.  A walk bounds size and depth cheaply; only a context near a
- * bound is encoded to be sure. */
+ * good.  Its encoded length is counted exactly, without encoding it. */
 #define CTX_RECORD_MAX ((64u << 20) - (256u << 10)) /* data, events: room */
-static void ctx_walk(const mly_value *v, unsigned depth, uint64_t *size,
-                     unsigned *maxdepth) {
-  if (depth > *maxdepth) *maxdepth = depth;
-  if (depth > MLY_VALUE_MAX_DEPTH + 1 || *size > CTX_RECORD_MAX) return;
-  const char *p;
-  size_t n = 0;
-  *size += 9;
-  switch (mly_value_type(v)) {
-  case MLY_V_STR: mly_value_get_str(v, &p, &n); *size += n; break;
-  case MLY_V_BIN: {
-    const void *b;
-    mly_value_get_bin(v, &b, &n);
-    *size += n;
-    break;
-  }
-  case MLY_V_ARRAY:
-    for (size_t i = 0; i < mly_value_len(v); i++)
-      ctx_walk(mly_array_at(v, i), depth + 1, size, maxdepth);
-    break;
-  case MLY_V_MAP:
-    for (size_t i = 0; i < mly_value_len(v); i++) {
-      const char *k;
-      mly_value *e;
-      mly_map_at(v, i, &k, &e);
-      *size += 5 + strlen(k);
-      ctx_walk(e, depth + 1, size, maxdepth);
-    }
-    break;
-  default: break;
-  }
-}
-
 int fsm_ctx_fits(const mly_value *ctx, char *err, size_t errlen) {
-  uint64_t size = 0;
-  unsigned depth = 0;
-  ctx_walk(ctx, 0, &size, &depth);
-  if (size <= CTX_RECORD_MAX / 2 && depth + 2 < MLY_VALUE_MAX_DEPTH) return 0;
-  char *buf = NULL;
   size_t len = 0;
-  int rc = mly_value_encode(ctx, &buf, &len);
-  free(buf);
-  if (rc == MLY_ENOMEM) return 0; /* not a verdict on the context */
+  int rc = value_encoded_size(ctx, &len);
   if (rc < 0) {
     snprintf(err, errlen, "the context cannot be saved: %s (nested more "
              "than %d deep?)", mly_strerror(rc), MLY_VALUE_MAX_DEPTH);

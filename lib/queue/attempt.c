@@ -19,6 +19,7 @@
  * forgets it (att->rec = NULL), and the attempt frees itself when it
  * reports (loop) or comes back from the pool (blocking).
  */
+#include "../internal.h"
 #include "queue.h"
 
 #include <stdio.h>
@@ -55,7 +56,7 @@ void tq_finish(tq_rec *r, mly_task_outcome o, int err, const char *msg) {
   r->finished = true;
   r->outcome = o;
   r->err = err;
-  snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
+  str_copy(r->msg, msg ? msg : "", sizeof r->msg);
   detach(r);
   mly_wake(r->q->L->rt, r->id);
 }
@@ -111,8 +112,8 @@ void tq_attempt_start(tq_layer *L, tq_rec *r, mly_machine *m, tq_data *d) {
   t->payload = mly_context(m);
   t->name = mly_instance_name(L->rt, r->id);
   if (t->name) t->name += strlen(TQ_NAME_PREFIX) + strlen(d->queue) + 1;
-  snprintf(t->queue, sizeof t->queue, "%s", d->queue);
-  snprintf(t->target_name, sizeof t->target_name, "%s", d->target);
+  str_copy(t->queue, d->queue, sizeof t->queue);
+  str_copy(t->target_name, d->target, sizeof t->target_name);
   t->target.kind = d->kind;
   t->target.name = t->target_name;
   t->attempt = d->attempts;
@@ -159,7 +160,7 @@ void mly_task_done(mly_task *t, mly_task_outcome o, const char *msg) {
   if (t == NULL) return;
   if (t->blocking) { /* its threadpool thread: after_work_cb reads these */
     t->outcome = o;
-    snprintf(t->msg, sizeof t->msg, "%s", msg ? msg : "");
+    str_copy(t->msg, msg ? msg : "", sizeof t->msg);
     t->reported = true;
     return;
   }

@@ -107,7 +107,7 @@ static bool reported(mly_machine *m) {
 
 static void set_msg(tq_data *d, int err, const char *msg) {
   d->last_error = err;
-  snprintf(d->last_msg, sizeof d->last_msg, "%s", msg);
+  str_copy(d->last_msg, msg, sizeof d->last_msg);
 }
 
 /* What the attempt's outcome means for the task: true when it ends. */
@@ -309,8 +309,8 @@ int mly_task_add(mly_runtime *rt, const mly_task_target *what,
   }
   tq_data d;
   memset(&d, 0, sizeof d);
-  snprintf(d.queue, sizeof d.queue, "%s", qn);
-  snprintf(d.target, sizeof d.target, "%s", what->name);
+  str_copy(d.queue, qn, sizeof d.queue);
+  str_copy(d.target, what->name, sizeof d.target);
   d.kind = (uint8_t)what->kind;
   d.state = MLY_TASK_SCHEDULED;
   d.priority = o->priority;
