@@ -75,8 +75,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   if (r) r->pool_inflight--;
   else {
     /* abandoned: its task may wait for it to end (task.c `finishing`) */
-    tq_rec *owner = NULL;
-    HASH_FIND(hh, t->L->recs, &t->id, sizeof t->id, owner);
+    tq_rec *owner = tq_rec_find(t->L, t->id);
     if (owner) {
       owner->pool_inflight--;
       mly_wake(t->rt, t->id);
@@ -93,7 +92,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   free(t);
 }
 
-void tq_attempt_start(tq_layer *L, tq_rec *r, mly_machine *m, tq_data *d) {
+void tq_attempt_start(tq_layer *L, tq_rec *r, tq_data *d) {
   tq_queue *q = r->q;
   tq_fn *f = d->kind == MLY_TASK_MACHINE
                  ? (L->has_starter ? &L->starter : NULL)
@@ -109,7 +108,8 @@ void tq_attempt_start(tq_layer *L, tq_rec *r, mly_machine *m, tq_data *d) {
   t->rec = r;
   t->rt = L->rt;
   t->id = r->id;
-  t->payload = mly_context(m);
+  /* read only: mly_context would mark it for re-encoding at the commit */
+  t->payload = mly_instance_context(L->rt, r->id);
   t->name = mly_instance_name(L->rt, r->id);
   if (t->name) t->name += strlen(TQ_NAME_PREFIX) + strlen(d->queue) + 1;
   str_copy(t->queue, d->queue, sizeof t->queue);
