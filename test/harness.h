@@ -1,6 +1,7 @@
 /*
  * harness.h - what the check suites share: a runtime on its own loop,
- * run until nothing is left to do, and a main() that runs one suite.
+ * run until nothing is left to do, a state directory of its own with a
+ * journal on it, and a main() that runs one suite.
  */
 #ifndef MLY_TEST_HARNESS_H
 #define MLY_TEST_HARNESS_H
@@ -42,6 +43,12 @@ static inline void h_turn(mly_runtime *rt) {
   uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
 }
 
+/* Run n non-blocking turns of the loop (what is due now, and what that
+ * made due: a count, never a time). */
+static inline void h_turns(mly_runtime *rt, int n) {
+  for (int i = 0; i < n; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+}
+
 static inline uint64_t h_stat_live(mly_runtime *rt) {
   mly_stats st;
   mly_runtime_stats(rt, &st);
@@ -81,6 +88,21 @@ static inline int h_rm_one(const char *p, const struct stat *st, int flag,
 }
 static inline void h_rmtree(const char *dir) {
   nftw(dir, h_rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Make a fresh directory /tmp/PREFIX.XXXXXX; its path in buf (n bytes). */
+static inline void h_tmpdir(char *buf, size_t n, const char *prefix) {
+  ck_assert_int_lt(snprintf(buf, n, "/tmp/%s.XXXXXX", prefix), (int)n);
+  ck_assert_msg(mkdtemp(buf) != NULL, "mkdtemp %s", buf);
+}
+
+/* Open rt's journal (its actions, queues, types registered before); a
+ * refusal fails the test with the journal's reason. */
+static inline void h_journal_open(mly_runtime *rt,
+                                  const mly_journal_options *jo) {
+  char err[256] = "";
+  int rc = mly_journal_open(rt, jo, err, sizeof err);
+  ck_assert_msg(rc == 0, "journal open %s: %s", jo->dir, err);
 }
 
 #define H_MAIN(suite_fn)                                                \

@@ -1,7 +1,8 @@
 # proc_helpers.sh - small process helpers shared by the shell suites that
 # drive real processes (test_supervise.sh and those that source it,
-# test_root_safety.sh).  Sourced, never run.  No check measures a
-# duration: waits are bounded polls.
+# test_root_safety.sh, the fsm and queue CLI suites): their report lines,
+# polls, a private temporary directory.  Sourced, never run.  No check
+# measures a duration: waits are bounded polls.
 
 # poll TRIES COMMAND...: run COMMAND until it succeeds, at most TRIES
 # times, 0.1 s apart.
@@ -30,4 +31,13 @@ bad() { echo "FAIL: ${C:-}: $1"; fail=1; }
 check() { # description, command...
   local what=$1; shift
   if "$@"; then ok "$what"; else bad "$what"; fi
+}
+
+# private_tmp PREFIX: T a fresh directory only we may use; at exit the
+# process HOST (when set) is killed and T removed.
+private_tmp() {
+  T=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  chmod 700 "$T"
+  HOST=""
+  trap '[ -n "$HOST" ] && kill -9 "$HOST" 2>/dev/null; rm -rf "$T"' EXIT
 }

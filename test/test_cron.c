@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "harness.h"
 #include "mealy.h"
 #include "queue/cron.h"
 
@@ -305,7 +306,7 @@ START_TEST(zone_names) {
 }
 END_TEST
 
-int main(void) {
+static Suite *cron_suite(void) {
   Suite *s = suite_create("cron");
   TCase *tc = tcase_create("cron");
   tcase_set_timeout(tc, 600);
@@ -314,9 +315,7 @@ int main(void) {
   tcase_add_test(tc, dst_examples);
   tcase_add_test(tc, cron_vs_model);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int nf = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return nf ? 1 : 0;
+  return s;
 }
+
+H_MAIN(cron_suite)

@@ -219,8 +219,7 @@ END_TEST
 
 static char tmpdir[64];
 static void mkdir_tmp(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/mealy-fsm.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  h_tmpdir(tmpdir, sizeof tmpdir, "mealy-fsm");
 }
 
 START_TEST(dispatch_order_durable) {
@@ -412,13 +411,21 @@ static int always_fail(mly_action_call *c, void *arg) {
   return MLY_EIO; /* a plain error: retryable */
 }
 
-START_TEST(retry_delays) {
+/* A runtime in memory (reset) whose action Flaky always fails; the
+ * backoff delays chosen go to delays[] (jitter_seed 0: random, as by
+ * default). */
+static mly_runtime *flaky_rt(uint32_t jitter_seed) {
   reset();
   ndelays = 0;
   mly_runtime *rt = mem_rt();
   ck_assert_int_eq(mly_action_register(rt, "Flaky", always_fail, NULL, 0), 0);
-  fsm_test_hooks h = {.delay_chosen = on_delay};
+  fsm_test_hooks h = {.delay_chosen = on_delay, .jitter_seed = jitter_seed};
   fsm_set_test_hooks(rt, &h);
+  return rt;
+}
+
+START_TEST(retry_delays) {
+  mly_runtime *rt = flaky_rt(0);
   fh_add(rt, "state_machines:\n"
              "- name: flaky\n"
              "  task_retry_limit: 4\n"
@@ -450,12 +457,7 @@ END_TEST
 /* A transition's policy overrides the machine's; jitter stays within
  * [d * (1 - j), d]. */
 START_TEST(retry_policy_resolution) {
-  reset();
-  ndelays = 0;
-  mly_runtime *rt = mem_rt();
-  ck_assert_int_eq(mly_action_register(rt, "Flaky", always_fail, NULL, 0), 0);
-  fsm_test_hooks h = {.delay_chosen = on_delay, .jitter_seed = 12345};
-  fsm_set_test_hooks(rt, &h);
+  mly_runtime *rt = flaky_rt(12345);
   fh_add(rt, "state_machines:\n"
              "- name: pol\n"
              "  task_retry_limit: 9\n"
@@ -1131,12 +1133,7 @@ END_TEST
 
 /* task_age_limit ends the retries even below task_retry_limit. */
 START_TEST(task_age_limit) {
-  reset();
-  ndelays = 0;
-  mly_runtime *rt = mem_rt();
-  ck_assert_int_eq(mly_action_register(rt, "Flaky", always_fail, NULL, 0), 0);
-  fsm_test_hooks h = {.delay_chosen = on_delay};
-  fsm_set_test_hooks(rt, &h);
+  mly_runtime *rt = flaky_rt(0);
   fh_add(rt, "state_machines:\n"
              "- name: aged\n"
              "  task_retry_limit: 50\n"
@@ -1216,12 +1213,7 @@ END_TEST
 /* A state's on_failure wins over the machine's; task_retry_limit 0: no
  * retry at all. */
 START_TEST(state_on_failure) {
-  reset();
-  ndelays = 0;
-  mly_runtime *rt = mem_rt();
-  ck_assert_int_eq(mly_action_register(rt, "Flaky", always_fail, NULL, 0), 0);
-  fsm_test_hooks h = {.delay_chosen = on_delay};
-  fsm_set_test_hooks(rt, &h);
+  mly_runtime *rt = flaky_rt(0);
   fh_add(rt, "state_machines:\n"
              "- name: sof\n"
              "  task_retry_limit: 0\n"

@@ -205,20 +205,36 @@ static int count_ended(mly_runtime *rt, const char *prefix) {
   return n;
 }
 
-static void tick(uv_timer_t *t) { (void)t; }
+/* The child's 5 ms ticker (started once): no turn of its loop blocks
+ * for long. */
+static void child_ticker(mly_runtime *rt) {
+  static uv_timer_t t;
+  static bool started;
+  if (started) return;
+  started = true;
+  uv_timer_init(mly_runtime_loop(rt), &t);
+  uv_timer_start(&t, fh_tick, 5, 5);
+}
+
+/* Turns of the child's loop until cond holds, at most 12000 (60 s):
+ * whether it does. */
+static bool child_until(mly_runtime *rt,
+                        int (*cond)(mly_runtime *, const char *),
+                        const char *arg) {
+  child_ticker(rt);
+  for (int turns = 0; turns < 12000; turns++) {
+    if (cond(rt, arg)) return true;
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  }
+  return false;
+}
 
 /* Run until cond says done (then report `msg`), for at most 60 s. */
 static void child_loop(mly_runtime *rt, int (*cond)(mly_runtime *, const char *),
                        const char *arg, const char *msg) {
-  uv_timer_t t;
-  uv_timer_init(mly_runtime_loop(rt), &t);
-  uv_timer_start(&t, tick, 5, 5);
-  for (int turns = 0; turns < 12000; turns++) {
-    if (cond(rt, arg)) {
-      say(msg);
-      for (;;) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE); /* until killed */
-    }
-    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  if (child_until(rt, cond, arg)) {
+    say(msg);
+    for (;;) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE); /* until killed */
   }
   say("timeout\n");
   _exit(95);
@@ -242,14 +258,16 @@ static int all_ended(mly_runtime *rt, const char *prefix) {
   return count_ended(rt, prefix) == N;
 }
 
-static void start_all(mly_runtime *rt, const char *what) {
+/* Start WHAT-0 .. WHAT-(N-1), context {i}; again: some may have been
+ * started already (by an earlier round), and that is fine. */
+static void start_all(mly_runtime *rt, const char *what, bool again) {
   for (int i = 0; i < N; i++) {
     char name[32];
     snprintf(name, sizeof name, "%s-%d", what, i);
     mly_value *c = mly_value_map();
     mly_map_set_int(c, "i", i);
     int rc = mly_fsm_start(rt, what, name, c, NULL, 0, NULL);
-    if (rc < 0 && rc != MLY_EEXIST) _exit(96);
+    if (rc < 0 && !(again && rc == MLY_EEXIST)) _exit(96);
   }
 }
 
@@ -258,25 +276,17 @@ static void child(const char *what, int round) {
   mly_runtime *rt = child_rt();
   if (strcmp(what, "mx") == 0) { /* started by name: once, whatever the
                                     round that first got that far */
-    start_all(rt, what);
+    start_all(rt, what, true);
     child_loop(rt, all_ended, what, "done\n");
   }
   if (round == 0) {
-    for (int i = 0; i < N; i++) {
-      char name[32];
-      snprintf(name, sizeof name, "%s-%d", what, i);
-      mly_value *c = mly_value_map();
-      mly_map_set_int(c, "i", i);
-      if (mly_fsm_start(rt, what, name, c, NULL, 0, NULL) < 0) _exit(96);
-    }
+    start_all(rt, what, false);
     phase_of = strcmp(what, "bm") == 0   ? "sleep"
                : strcmp(what, "km") == 0 ? "dispatch"
                                           : "wait";
     if (strcmp(what, "km") == 0 || strcmp(what, "xm") == 0) {
       /* every Slow call, every command, has begun */
-      uv_timer_t t;
-      uv_timer_init(mly_runtime_loop(rt), &t);
-      uv_timer_start(&t, tick, 5, 5);
+      child_ticker(rt);
       char path[128];
       snprintf(path, sizeof path, "%s/%s", dir,
                strcmp(what, "km") == 0 ? "slow.log" : "exec.log");
@@ -306,11 +316,7 @@ static void child(const char *what, int round) {
       _exit(95);
     }
     if (strcmp(what, "es") == 0) { /* sent, acknowledged, then killed */
-      uv_timer_t t;
-      uv_timer_init(mly_runtime_loop(rt), &t);
-      uv_timer_start(&t, tick, 5, 5);
-      for (int turns = 0; turns < 12000 && !all_at(rt, what); turns++)
-        uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+      child_until(rt, all_at, what);
       for (int i = 0; i < N; i++) {
         char name[32];
         snprintf(name, sizeof name, "es-%d", i);
@@ -389,8 +395,7 @@ static int read_lines(const char *file, char lines[][128], int max) {
 }
 
 static void crash_round(const char *what) {
-  snprintf(dir, sizeof dir, "/tmp/mealy-fsmcrash.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  h_tmpdir(dir, sizeof dir, "mealy-fsmcrash");
   int fd;
   pid_t pid = start_child(what, 0, &fd);
   expect_line(fd, "at\n");
@@ -493,8 +498,7 @@ END_TEST
  * retry and sleep countdowns; then run to the end: each instance ends
  * once, with n == MX_STEPS (no dispatch lost, none applied twice). */
 START_TEST(kill_at_random) {
-  snprintf(dir, sizeof dir, "/tmp/mealy-fsmcrash.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  h_tmpdir(dir, sizeof dir, "mealy-fsmcrash");
   uint64_t seed = 0x2545f4914f6cdd1dULL ^ (uint64_t)getpid();
   const char *rounds_env = getenv("FSM_CRASH_ROUNDS");
   int rounds = rounds_env ? atoi(rounds_env) : 12, kills = 0;

@@ -18,23 +18,10 @@ py=/usr/bin/python3
 
 fail=0
 C=""
-ok() { echo "ok: $C: $1"; }
-bad() { echo "FAIL: $C: $1"; fail=1; }
-check() { # description, command...
-  local what=$1; shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
+# ok, bad, check, poll, gone, private_tmp
 # shellcheck source=proc_helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/proc_helpers.sh"
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/mealy-fsm.XXXXXX")
-chmod 700 "$T"
-HOST=""
-cleanup() {
-  [ -n "$HOST" ] && kill -9 "$HOST" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
+private_tmp mealy-fsm
 
 cp "$actions_so" "$T/act.so"
 chmod 644 "$T/act.so"

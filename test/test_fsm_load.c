@@ -44,10 +44,16 @@ static void on_note(const mly_conf_msg *m, void *arg) {
 
 static mly_fsm_load_options opts = {.on_error = on_error, .on_note = on_note};
 
-static int load(const char *yaml, fsm_set **out) {
+/* Loads yaml as "m.yaml" with options o, the messages forgotten first. */
+static int load_with(const mly_fsm_load_options *o, const char *yaml,
+                     mly_fsm_set **out) {
   nmsgs = nnotes = 0;
+  return mly_fsm_load_text("m.yaml", yaml, strlen(yaml), o, out);
+}
+
+static int load(const char *yaml, fsm_set **out) {
   mly_fsm_set *s = NULL;
-  int rc = mly_fsm_load_text("m.yaml", yaml, strlen(yaml), &opts, &s);
+  int rc = load_with(&opts, yaml, &s);
   *out = (fsm_set *)s;
   return rc;
 }
@@ -773,9 +779,7 @@ START_TEST(actions_checked) {
                   "      - name: b\n        final: True\n"
                   "        entry: other.Gone\n";                    /* 13 */
   mly_fsm_set *s = NULL;
-  nmsgs = 0;
-  ck_assert_int_eq(mly_fsm_load_text("m.yaml", y, strlen(y), &o, &s),
-                   MLY_EINVAL);
+  ck_assert_int_eq(load_with(&o, y, &s), MLY_EINVAL);
   ck_assert_uint_eq(nmsgs, 2);
   ck_assert_msg(strncmp(msgs[0], "m.yaml:8:16: action 'shop.Missing' is not "
                         "registered", 51) == 0, "%s", msgs[0]);
@@ -815,24 +819,19 @@ START_TEST(sections_handed_over) {
   o.nsections = 1;
   const char *y = HEAD TWO "queues:\n  fast: {rate: 10/s}\n  slow: {}\n";
   mly_fsm_set *s = NULL;
-  nmsgs = 0;
-  ck_assert_int_eq(mly_fsm_load_text("m.yaml", y, strlen(y), &o, &s), 0);
+  ck_assert_int_eq(load_with(&o, y, &s), 0);
   ck_assert_int_eq(q.calls, 1);
   ck_assert_uint_eq(q.line, 11);
   ck_assert_uint_eq(q.len, 2);
   mly_fsm_set_free(s);
   /* the reader's errors are the loader's */
   y = HEAD TWO "queues: {bad: 1}\n";
-  nmsgs = 0;
-  ck_assert_int_eq(mly_fsm_load_text("m.yaml", y, strlen(y), &o, &s),
-                   MLY_EINVAL);
+  ck_assert_int_eq(load_with(&o, y, &s), MLY_EINVAL);
   ck_assert_uint_eq(nmsgs, 1);
   ck_assert_str_eq(msgs[0], "m.yaml:10:10: queue 'bad' is bad");
   /* schedules has no reader here */
   y = HEAD TWO "schedules: {}\n";
-  nmsgs = 0;
-  ck_assert_int_eq(mly_fsm_load_text("m.yaml", y, strlen(y), &o, &s),
-                   MLY_EINVAL);
+  ck_assert_int_eq(load_with(&o, y, &s), MLY_EINVAL);
   ck_assert_ptr_nonnull(strstr(msgs[0], "not supported by this build"));
 }
 END_TEST
@@ -862,18 +861,13 @@ static int load_file(const char *name, fsm_set **out) {
 }
 
 static void make_tmp(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/fsm-load-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  h_tmpdir(tmpdir, sizeof tmpdir, "fsm-load");
   char sub[128];
   snprintf(sub, sizeof sub, "%s/lib", tmpdir);
   ck_assert_int_eq(mkdir(sub, 0700), 0);
 }
 
-static void rm_tmp(void) {
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-  ck_assert_int_eq(system(cmd), 0);
-}
+static void rm_tmp(void) { h_rmtree(tmpdir); }
 
 #define MACHINE(n) "  - name: " n "\n    states:\n" TWO
 

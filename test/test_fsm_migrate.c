@@ -129,8 +129,7 @@ static bool has_hash(mly_runtime *rt, void *name) {
 
 static char tmpdir[64];
 static mly_runtime *fresh(void) {
-  snprintf(tmpdir, sizeof tmpdir, "/tmp/mly-fsmmig-XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+  h_tmpdir(tmpdir, sizeof tmpdir, "mly-fsmmig");
   nfinals = nlines = 0;
   return fh_durable(tmpdir, reg);
 }
@@ -166,7 +165,7 @@ START_TEST(safe_migration_survives_restart) {
   ck_assert_int_eq(r.n, 1);
   ck_assert_str_eq(r.name[0], "m1");
   ck_assert(r.ok[0]);
-  for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  h_turns(rt, 50);
   hash_of(rt, "m1", h);
   ck_assert_str_eq(h, h1);
   start(rt, "d1", NULL);
@@ -235,7 +234,7 @@ START_TEST(unsafe_refused_with_reasons) {
                     "case %zu: reason '%s'", i, r.reason[0]);
     }
   }
-  for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  h_turns(rt, 50);
   hash_of(rt, "u1", h);
   ck_assert_str_eq(h, h1);
   ck_assert_int_eq(mly_fsm_send(rt, "u1", "on", NULL, NULL, NULL), 0);
@@ -400,7 +399,7 @@ START_TEST(random_changes_vs_model) {
         fh_until(rt, has_hash, name[i], 10000);
       }
     }
-    for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+    h_turns(rt, 50);
     for (int i = 0; i < 4; i++) {
       hash_of(rt, name[i], h);
       ck_assert_str_eq(h, model_safe(&c, sleeper[i], has_m[i]) ? h2 : h1);
@@ -428,7 +427,7 @@ START_TEST(bad_arguments) {
 }
 END_TEST
 
-int main(void) {
+static Suite *fsm_migrate_suite(void) {
   Suite *s = suite_create("fsm_migrate");
   TCase *tc = tcase_create("migrate");
   tcase_set_timeout(tc, 120);
@@ -438,9 +437,7 @@ int main(void) {
   tcase_add_test(tc, random_changes_vs_model);
   tcase_add_test(tc, bad_arguments);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? 1 : 0;
+  return s;
 }
+
+H_MAIN(fsm_migrate_suite)

@@ -11,17 +11,14 @@
 #
 # usage: test_fsm_migrate.sh PATH/TO/mealy ACTIONS.so ORDER.yaml
 set -u
-# ok, bad, check, poll, gone
+# ok, bad, check, poll, gone, private_tmp
 # shellcheck source=proc_helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/proc_helpers.sh"
 fail=0
 C=""
 py=/usr/bin/python3
 mealy=$(readlink -f "$1")
-T=$(mktemp -d "${TMPDIR:-/tmp}/mealy-fsmmig.XXXXXX")
-chmod 700 "$T" # run loads only files no one else can swap
-HOST=""
-trap '[ -n "$HOST" ] && kill -9 "$HOST" 2>/dev/null; rm -rf "$T"' EXIT
+private_tmp mealy-fsmmig # run loads only files no one else can swap
 install -m 644 "$(readlink -f "$2")" "$T/act.so"
 install -m 644 "$(readlink -f "$3")" "$T/order.yaml"
 S=$T/f.sock

@@ -38,26 +38,23 @@ test did:
 
 Nothing measures a duration: waits are bounded polls.
 """
+import functools
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+import svtest
+from svtest import check
+
 MEALY, EMBED, RAND = (os.path.abspath(a) for a in sys.argv[1:4])
-failures = []
-
-
-def check(what, cond, detail=""):
-    print(("ok   " if cond else "FAIL ") + what + ("" if cond else ": " + str(detail)))
-    if not cond:
-        failures.append(what)
+# polls of 60 s (sleeps of 50 ms)
+poll = functools.partial(svtest.poll, tries=1200, every=0.05)
 
 
 def parse(text):
@@ -74,15 +71,6 @@ def parse(text):
 
 def val(samples, name, **labels):
     return samples.get((name, frozenset(labels.items())))
-
-
-def poll(fn, limit=60.0):
-    end = time.monotonic() + limit
-    while True:
-        r = fn()
-        if r or time.monotonic() > end:
-            return r
-        time.sleep(0.05)
 
 
 ###########################################################################
@@ -182,58 +170,49 @@ def case_embed(tmp):
 
 
 ###########################################################################
-class Supervisor:
+class Supervisor(svtest.Sv):
+    """A supervisor on cfg_text (after its socket line) in tmp/NAME;
+    its metrics read through `mealy ctl metrics`."""
+    ctl_timeout = "10s"
+    stop_wait = 120
+
     def __init__(self, tmp, cfg_text, name="sv", stdout=None):
-        self.dir = tmp
-        self.cfg = os.path.join(tmp, name + ".yaml")
-        self.sock = os.path.join(tmp, name + ".sock")
-        self.log = os.path.join(tmp, name + ".log")
-        with open(self.cfg, "w") as f:
-            f.write("socket: %s\n" % self.sock + cfg_text)
-        self.p = subprocess.Popen([MEALY, "supervise", self.cfg],
-                                  stdout=stdout or open(self.log, "w"),
-                                  stderr=open(self.log, "w") if stdout
-                                  else subprocess.STDOUT, cwd=tmp)
-
-    def logtext(self):
-        return open(self.log, errors="replace").read()
-
-    def ctl(self, *args):
-        return subprocess.run([MEALY, "ctl", "-s", self.sock, "--timeout",
-                               "10s"] + list(args), capture_output=True,
-                              text=True, timeout=60)
+        super().__init__(MEALY, tmp, name, cfg_text, stdout=stdout)
 
     def metrics(self):
         r = self.ctl("metrics")
         return parse(r.stdout)[0] if r.returncode == 0 else None
 
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
+
+    def metrics_port(self, host):
+        """The port it says it serves metrics on at host (polled)."""
+        said = r"metrics on http://%s:(\d+)/metrics" % re.escape(host)
+        return poll(lambda: (mm := re.search(said, self.logtext())) and
+                    int(mm.group(1)))
+
+
+def recv_all(s):
+    """What comes on s until the other side closes; s closed."""
+    data = b""
+    s.settimeout(60)
+    while True:
         try:
-            return self.p.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            return self.p.wait()
+            chunk = s.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
 
 
 def http_unix(path, request):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(60)
     s.connect(path)
-    return exchange(s, request)
-
-
-def exchange(s, request):
     s.sendall(request)
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return data
+    return recv_all(s)
 
 
 def split_response(data):
@@ -363,16 +342,16 @@ def case_dropped(tmp):
             b = val(m, "mealy_supervisor_program_logged_bytes_total", program="loud", stream="stdout")
             d = val(m, "mealy_supervisor_program_dropped_lines_total", program="loud", stream="stdout")
             return (b, d) if b is not None and b / 17 + d == n else None
-        got = poll(settled, 120)
+        got = poll(settled, tries=2400)
         check("dropped: passed on + dropped = lines written", bool(got), got)
         if got:
             check("dropped: some were dropped (nobody read)", got[1] > 0, got)
             check("dropped: whole lines only", got[0] % 17 == 0, got)
     finally:
         os.set_blocking(rfd, False)
-        sv.p.send_signal(signal.SIGTERM)
+        sv.proc.send_signal(signal.SIGTERM)
         end = time.monotonic() + 120
-        while sv.p.poll() is None and time.monotonic() < end:
+        while sv.proc.poll() is None and time.monotonic() < end:
             try:
                 if not os.read(rfd, 1 << 16):  # let it write its last lines
                     time.sleep(0.02)
@@ -387,21 +366,6 @@ def case_dropped(tmp):
 def tcp_connect(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=60)
     return s
-
-
-def recv_all(s):
-    data = b""
-    s.settimeout(60)
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return data
 
 
 def http_model(ask, sv, rounds=300):
@@ -465,8 +429,7 @@ programs:
     command: [/bin/sleep, "1000"]
 """, name="http")
     try:
-        port = poll(lambda: (mm := re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics",
-                                             sv.logtext())) and int(mm.group(1)))
+        port = sv.metrics_port("127.0.0.1")
         check("http: listening on a loopback port", bool(port), sv.logtext())
         if not port:
             return
@@ -560,8 +523,7 @@ programs:
     command: [/bin/sleep, "1000"]
 """, name="v6")
     try:
-        port = poll(lambda: (mm := re.search(r"metrics on http://\[::1\]:(\d+)/metrics",
-                                             sv.logtext())) and int(mm.group(1)))
+        port = sv.metrics_port("[::1]")
         check("ipv6: listening on [::1]", bool(port), sv.logtext())
         if port:
             s = socket.create_connection(("::1", port), timeout=60)
@@ -616,8 +578,7 @@ def case_busy(tmp):
 
 
 def main():
-    top = tempfile.mkdtemp(prefix="mealy-metrics-")
-    os.chmod(top, 0o700)
+    top = svtest.top("mealy-metrics-", 0o700)
     try:
         for name, fn in (("roundtrip", case_roundtrip), ("embed", case_embed), ("supervise", case_supervise),
                          ("dropped", case_dropped), ("http", case_http),
@@ -628,9 +589,8 @@ def main():
             print("== " + name)
             fn(d)
     finally:
-        shutil.rmtree(top, ignore_errors=True)
-    print("%d failed" % len(failures))
-    sys.exit(1 if failures else 0)
+        code = svtest.finish(top)
+    sys.exit(code)
 
 
 main()

@@ -471,7 +471,7 @@ START_TEST(pause_accepts_and_holds) {
   int at_pause = R.runs;
   /* what runs finishes; nothing new starts */
   Q_UNTIL(rt, R.running == 0 && R.npending == 0, 100000);
-  for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  h_turns(rt, 50);
   ck_assert_int_eq(R.runs, at_pause);
   ck_assert_int_eq(mly_queue_resume(rt, MLY_QUEUE_DEFAULT), 0);
   Q_UNTIL(rt, count_tasks(MLY_TASKS_ALL) == 0, 100000);

@@ -193,8 +193,7 @@ static pid_t start_child(bool last) {
 }
 
 START_TEST(kill9_nothing_lost_nothing_rerun) {
-  snprintf(dir, sizeof dir, "/tmp/mealy-qc.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  h_tmpdir(dir, sizeof dir, "mealy-qc");
   snprintf(logpath, sizeof logpath, "%s.log", dir);
   unlink(logpath);
   unsigned seed = (unsigned)time(NULL);

@@ -16,8 +16,7 @@ static char dir[256];
 static int64_t retention_ms;
 
 static void fresh_dir(void) {
-  snprintf(dir, sizeof dir, "/tmp/mealy-q.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  h_tmpdir(dir, sizeof dir, "mealy-q");
 }
 
 /* A runtime on dir, with the queues and functions every test uses. */
@@ -31,7 +30,7 @@ static void open_rt(void) {
   ck_assert_int_eq(mly_queue_declare(rt, &p, err, sizeof err), 0);
   mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS,
                             .name_retention_ms = retention_ms};
-  ck_assert_msg(mly_journal_open(rt, &jo, err, sizeof err) == 0, "%s", err);
+  h_journal_open(rt, &jo);
 }
 
 static void reopen(void) {
@@ -113,7 +112,7 @@ START_TEST(success_never_runs_again) {
   for (int i = 0; i < 20; i++) ck_assert_int_eq(mly_defer(rt, "rec", pl(i, -1), NULL), 0);
   Q_UNTIL(rt, R.runs == 20 && count_tasks(MLY_TASKS_ALL) == 0, 100000);
   reopen();
-  for (int i = 0; i < 200; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  h_turns(rt, 200);
   ck_assert_int_eq(R.runs, 20);
   ck_assert_int_eq(count_tasks(MLY_TASKS_ALL), 0);
 }
@@ -215,7 +214,7 @@ START_TEST(restart_before_declarations) {
   ck_assert_int_eq(ti.last_error, MLY_ENOENT);
   ck_assert_ptr_nonnull(strstr(ti.last_msg, "other"));
   /* the queue nobody declared yet holds its task until it is */
-  for (int i = 0; i < 100; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  h_turns(rt, 100);
   ck_assert_int_eq(R.runs, 0);
   lq.paused = false;
   ck_assert_int_eq(mly_queue_declare(rt, &lq, NULL, 0), 0);
@@ -234,7 +233,7 @@ START_TEST(pause_survives_restart) {
   open_rt();
   ck_assert_int_eq(mly_queue_declare(rt, &q, NULL, 0), 0); /* not paused */
   Q_UNTIL(rt, count_tasks(MLY_TASK_WAITING) == 5, 100000);
-  for (int i = 0; i < 100; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  h_turns(rt, 100);
   ck_assert_int_eq(R.runs, 0); /* still paused */
   mly_queue_info qi;
   ck_assert_int_eq(mly_queue_info_get(rt, "pq", &qi), 0);
@@ -389,7 +388,7 @@ START_TEST(random_restarts_against_model) {
       if (!m_deleted[k] && m_ok[k] == 0 && mly_task_delete(rt, ids[k]) == 0)
         m_deleted[k] = true;
     } else {
-      for (int i = 0; i < 5; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+      h_turns(rt, 5);
     }
   }
   mly_queue_resume(rt, "ma");

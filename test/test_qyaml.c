@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "mealy.h"
 
 static char msgs[64][320];
@@ -146,15 +147,13 @@ START_TEST(every_mistake_placed) {
 }
 END_TEST
 
-int main(void) {
+static Suite *qyaml_suite(void) {
   Suite *s = suite_create("qyaml");
   TCase *tc = tcase_create("qyaml");
   tcase_add_test(tc, good_file);
   tcase_add_test(tc, every_mistake_placed);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int nf = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return nf ? 1 : 0;
+  return s;
 }
+
+H_MAIN(qyaml_suite)

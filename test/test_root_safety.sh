@@ -39,13 +39,7 @@ SVPIDS=()
 U="" G="" # the second user and its extra group, when root
 umask 022
 
-ok() { echo "ok: $C: $1"; }
-bad() { echo "FAIL: $C: $1"; fail=1; }
-check() { # description, command...
-  local what=$1; shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
-# poll, alive, gone
+# ok, bad, check, poll, alive, gone
 # shellcheck source=proc_helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/proc_helpers.sh"
 

@@ -36,54 +36,13 @@ import time
 
 import msgpack
 
-failures = 0
+import svtest
+from svtest import Conn, check
 
 
-def check(name, ok, detail=""):
-    global failures
-    print(("ok   " if ok else "FAIL ") + name + (f" ({detail})" if detail and not ok else ""))
-    if not ok:
-        failures += 1
-
-
-class Conn:
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.s.settimeout(30)
-        self.s.connect(path)
-        self.u = msgpack.Unpacker(raw=False, strict_map_key=False)
-
-    def send(self, obj):
-        self.s.sendall(msgpack.packb(obj, use_bin_type=True))
-
-    def raw(self, b):
-        self.s.sendall(b)
-
-    def recv(self):
-        """The next message, or None at EOF."""
-        while True:
-            for m in self.u:
-                return m
-            try:
-                b = self.s.recv(65536)
-            except (ConnectionResetError, BrokenPipeError):
-                b = b""
-            if not b:
-                return None
-            self.u.feed(b)
-
-    def close(self):
-        self.s.close()
-
-
-def wait_for(pred, what, limit=30.0):
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    print("FAIL waiting for " + what)
-    return False
+def wait_for(pred):
+    """pred() polled for 30 s at the most."""
+    return svtest.poll(pred, tries=600, every=0.05)
 
 
 def main():
@@ -109,7 +68,8 @@ def main():
     srv = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                            stderr=open(os.path.join(top, "err"), "w"))
     try:
-        if not wait_for(lambda: os.path.exists(sock), "the socket"):
+        if not check("its socket appears",
+                     wait_for(lambda: os.path.exists(sock))):
             sys.exit(1)
         run_checks(sock, method, params, name_method, mode)
     finally:
@@ -119,10 +79,10 @@ def main():
         except subprocess.TimeoutExpired:
             srv.kill()
             srv.wait()
-        if failures:
+        if svtest.failed:
             sys.stdout.write(open(os.path.join(top, "err")).read()[-4000:])
         shutil.rmtree(top, ignore_errors=True)
-    sys.exit(1 if failures else 0)
+    sys.exit(1 if svtest.failed else 0)
 
 
 
@@ -168,7 +128,7 @@ def run_checks(sock, method, params, name_method, mode):
             m = c.recv()
             return is_answer(m, 6) and m[3][0]["pid"] == 0
         check("notification: its method did run (svc stopped)",
-              wait_for(stopped, "svc to stop"))
+              wait_for(stopped))
     else:
         c.send([2, "start", ["order", "by-notification", None]])
         def started():
@@ -177,7 +137,7 @@ def run_checks(sock, method, params, name_method, mode):
             return is_answer(m, 6) and any(
                 i["name"] == "by-notification" for i in m[3])
         check("notification: its method did run (an instance started)",
-              wait_for(started, "the instance to start"))
+              wait_for(started))
 
     # 3. malformed, with a msgid: an error answer, the connection stays
     bad = [([0, 11, 42, []], "method must be a string"),

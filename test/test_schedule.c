@@ -27,7 +27,7 @@ static void open_rt(void) {
   mly_schedule_set_clock(rt, vclock, NULL);
   char err[256];
   mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS};
-  ck_assert_msg(mly_journal_open(rt, &jo, err, sizeof err) == 0, "%s", err);
+  h_journal_open(rt, &jo);
   mly_schedule_def sd = {.name = "every-minute",
                          .cron = cron_expr,
                          .every_ms = cron_expr ? 0 : period_ms,
@@ -47,7 +47,7 @@ static mly_schedule_info info(void) {
 /* Let the loop run a while and check the count stays where it is. */
 static void settle(int runs) {
   Q_UNTIL(rt, R.runs == runs, 5000);
-  for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  h_turns(rt, 50);
   ck_assert_int_eq(R.runs, runs);
 }
 
@@ -55,8 +55,7 @@ static void start(mly_missed p, const char *expr, int64_t period) {
   period_ms = period;
   memset(&R, 0, sizeof R);
   R.loop_thread = pthread_self();
-  snprintf(dir, sizeof dir, "/tmp/mealy-sched.XXXXXX");
-  ck_assert_ptr_nonnull(mkdtemp(dir));
+  h_tmpdir(dir, sizeof dir, "mealy-sched");
   policy = p;
   cron_expr = expr;
   vnow_ms = start_ms;
@@ -234,7 +233,7 @@ START_TEST(declarations_refused) {
 }
 END_TEST
 
-int main(void) {
+static Suite *schedule_suite(void) {
   Suite *s = suite_create("schedule");
   TCase *tc = tcase_create("schedule");
   tcase_set_timeout(tc, 300);
@@ -249,9 +248,7 @@ int main(void) {
   tcase_add_test(tc, dst_spring_forward);
   tcase_add_test(tc, dst_fall_back);
   suite_add_tcase(s, tc);
-  SRunner *sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  int nf = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return nf ? 1 : 0;
+  return s;
 }
+
+H_MAIN(schedule_suite)

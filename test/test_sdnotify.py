@@ -14,119 +14,21 @@ shows against a model of the protocol: MEALY_SDN_SEEDS=N sequences
 
 usage: test_sdnotify.py PATH/TO/mealy PATH/TO/sdnotify_send
 """
-import json
+import functools
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
+import svtest
+from svtest import alive, check, env_value, environ_of, poll
+
 MEALY, SEND = (os.path.abspath(a) for a in sys.argv[1:3])
-TOP = tempfile.mkdtemp(prefix="mealy-sdn.")
-os.chmod(TOP, 0o755)
-failed = 0
-checks = 0
-
-
-def check(what, ok):
-    global failed, checks
-    checks += 1
-    print(("ok: " if ok else "FAIL: ") + what, flush=True)
-    if not ok:
-        failed += 1
-    return ok
-
-
-def poll(fn, tries=300):
-    """fn() until true, at most tries x 0.1 s; its last value."""
-    v = None
-    for _ in range(tries):
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return v
-
-
-class Sv:
-    def __init__(self, name, programs, env=None, extra=""):
-        self.dir = os.path.join(TOP, name)
-        os.makedirs(self.dir)
-        self.sock = os.path.join(self.dir, "ctl.sock")
-        self.log = os.path.join(self.dir, "log")
-        cfg = os.path.join(self.dir, "sv.yaml")
-        with open(cfg, "w") as f:
-            f.write("socket: %s\nshutdown_grace: 20s\n%sprograms:\n"
-                    % (self.sock, extra))
-            for pname, body in programs.items():
-                f.write("  %s:\n" % pname)
-                for line in body.strip("\n").split("\n"):
-                    f.write("    %s\n" % line)
-        e = dict(os.environ, MEALY_TEST_MARK=self.dir)
-        e.update(env or {})
-        self.proc = subprocess.Popen([MEALY, "supervise", cfg], cwd=self.dir,
-                                     env=e, stdout=open(self.log, "w"),
-                                     stderr=subprocess.STDOUT)
-
-    def status(self, name):
-        r = subprocess.run([MEALY, "ctl", "-s", self.sock, "status", "--json",
-                            name], capture_output=True, text=True)
-        if r.returncode != 0:
-            return None
-        try:
-            return json.loads(r.stdout)[0]
-        except (ValueError, IndexError):
-            return None
-
-    def field(self, name, key):
-        st = self.status(name)
-        return st.get(key) if st else None
-
-    def logtext(self):
-        with open(self.log, errors="replace") as f:
-            return f.read()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            print("note: %s: no exit within 60 s after SIGTERM" % self.dir)
-            self.proc.kill()
-            rc = self.proc.wait()
-        if rc != 0:
-            print("note: %s: supervise exited %d; its log:\n%s"
-                  % (self.dir, rc, self.logtext()[-3000:]))
-        return rc
-
-
-def env_of(sv, name):
-    """(pid, environment entries) of a program's process, read at once."""
-    def read():
-        pid = sv.field(name, "pid")
-        try:
-            return pid and (pid, open("/proc/%d/environ" % pid,
-                                      "rb").read().split(b"\0"))
-        except OSError:
-            return None
-    return poll(read) or (0, [])
-
-
-def ctl(sv, *args):
-    return subprocess.run([MEALY, "ctl", "-s", sv.sock] + list(args),
-                          capture_output=True).returncode
-
-
-def alive(pid):
-    try:
-        st = open("/proc/%d/stat" % pid).read()
-    except OSError:
-        return False
-    return st[st.rindex(")") + 2] != "Z"
+TOP = svtest.top("mealy-sdn.")
+Sv = functools.partial(svtest.Sv, MEALY, TOP)
 
 
 def send_foreign(path, msg):
@@ -205,11 +107,11 @@ command: |
     check("... and it did not restart",
           sv.field("svc", "restarts") == 0 and started != mainpid)
     check("the log says so", "(MAINPID): watching that" in sv.logtext())
-    ctl(sv, "stop", "svc")
+    sv.ctl("stop", "svc")
     check("ctl stop stops the main process it watches",
           poll(lambda: not alive(mainpid) and
                sv.field("svc", "state") == "stopped"))
-    ctl(sv, "start", "svc")
+    sv.ctl("start", "svc")
 
     def followed():
         st = sv.status("svc")
@@ -243,10 +145,7 @@ command: [%s, "MAINPID=%d", "READY=1", "RELOADING=1\\nERRNO=5", "UNKNOWN_KEY=x",
     check("the log says the MAINPID is not one of its processes",
           "MAINPID=%d is not one of its processes" % stranger.pid
           in sv.logtext())
-    sockpath = None
-    for line in open("/proc/%d/environ" % st["pid"], "rb").read().split(b"\0"):
-        if line.startswith(b"NOTIFY_SOCKET="):
-            sockpath = line.split(b"=", 1)[1].decode()
+    sockpath = env_value(environ_of(st["pid"]), "NOTIFY_SOCKET")
     check("the socket is named in its environment", bool(sockpath))
     subprocess.run([SEND, "-s", sockpath, "READY=1"])  # a stranger again
     check("still reloading after a stranger's READY=1",
@@ -309,10 +208,9 @@ command: [%s, "STATUS=as nobody", READY=1, --, sleep, "1000"]
 """ % send})
     check("ready, from a program of another user",
           poll(lambda: sv.field("svc", "ready")))
-    _, env = env_of(sv, "svc")
-    sock = [e.split(b"=", 1)[1].decode() for e in env
-            if e.startswith(b"NOTIFY_SOCKET=")]
-    st = os.stat(sock[0]) if sock else None
+    _, env = sv.environ("svc")
+    sock = env_value(env, "NOTIFY_SOCKET")
+    st = os.stat(sock) if sock else None
     check("its socket is the program's user's, mode 0600",
           st and st.st_uid == nobody.pw_uid and st.st_mode & 0o777 == 0o600)
     check("its status is shown", sv.field("svc", "status") == "as nobody")
@@ -349,7 +247,7 @@ command: |
           poll(lambda: (sv.field("silent", "restarts") or 0) >= 3))
     check("... each counted as a watchdog expiry",
           (sv.field("silent", "watchdog_expired") or 0) >= 3)
-    pid, env = env_of(sv, "silent")  # it restarts all the time: one read
+    pid, env = sv.environ("silent")  # it restarts all the time: one read
     check("WATCHDOG_USEC in its environment", b"WATCHDOG_USEC=300000" in env)
     check("WATCHDOG_PID names the program's process",
           ("WATCHDOG_PID=%d" % pid).encode() in env)
@@ -408,16 +306,17 @@ command: |
     drain()
     check("not READY=1 while a program is not ready",
           not any("READY=1" in m for m in msgs))
-    _, env = env_of(sv, "plain")
+    _, env = sv.environ("plain")
     check("the programs do not get the supervisor's NOTIFY_SOCKET",
           not any(e.startswith(b"NOTIFY_SOCKET=") or
                   e.startswith(b"WATCHDOG_USEC=") for e in env))
     open(os.path.join(sv.dir, "go"), "w").close()
 
-    def ready_seen():
+    def seen(prefix):
         drain()
-        return any(m.startswith("READY=1") for m in msgs)
-    check("READY=1 once every program is ready", poll(ready_seen))
+        return any(m.startswith(prefix) for m in msgs)
+    check("READY=1 once every program is ready",
+          poll(lambda: seen("READY=1")))
     check("with a STATUS= line",
           any("STATUS=2 of 2 programs ready" in m for m in msgs))
     check("WATCHDOG=1 while it runs (WATCHDOG_USEC)",
@@ -425,10 +324,7 @@ command: |
                sum(m == "WATCHDOG=1" for m in msgs) >= 5))
     sv.proc.send_signal(signal.SIGTERM)
 
-    def stopping_seen():
-        drain()
-        return any(m.startswith("STOPPING=1") for m in msgs)
-    check("STOPPING=1 at shutdown", poll(stopping_seen))
+    check("STOPPING=1 at shutdown", poll(lambda: seen("STOPPING=1")))
     check("READY=1 was sent exactly once",
           sum(m.startswith("READY=1") for m in msgs) == 1)
     check("supervise exits 0", sv.stop() == 0)
@@ -539,11 +435,8 @@ command: [%s, relay.py]
 """ % sys.executable})
         open(os.path.join(sv.dir, "relay.py"), "w").write(RELAY)
         pid = poll(lambda: sv.field("relay", "pid"))
-        sock = None
-        _, env = env_of(sv, "relay")
-        for e in env:
-            if e.startswith(b"NOTIFY_SOCKET="):
-                sock = e.split(b"=", 1)[1].decode()
+        _, env = sv.environ("relay")
+        sock = env_value(env, "NOTIFY_SOCKET")
         m = NotifyModel(pid)
         bad = None
         for batch in range(rng.randrange(3, 8)):
@@ -580,17 +473,7 @@ command: [%s, relay.py]
         sv.stop()
 
 def leftovers():
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            env = open("/proc/%s/environ" % pid, "rb").read()
-        except OSError:
-            continue
-        if ("MEALY_TEST_MARK=" + TOP).encode() in env:
-            out.append(int(pid))
-    return out
+    return list(svtest.marked(TOP))
 
 
 try:
@@ -611,14 +494,6 @@ try:
             print("note: left: %s" % open("/proc/%d/cmdline" % pid,
                                           "rb").read().replace(b"\0", b" "))
 finally:
-    for pid in leftovers():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-    if failed:
-        print("logs kept in", TOP)
-    else:
-        shutil.rmtree(TOP, ignore_errors=True)
-print("%d passed, %d failed" % (checks - failed, failed))
-sys.exit(1 if failed else 0)
+    svtest.kill_marked(TOP)
+    code = svtest.finish(TOP)
+sys.exit(code)

@@ -25,17 +25,14 @@ top=$(mktemp -d "${TMPDIR:-/tmp}/mealy-sv.XXXXXX")
 chmod 755 "$top"   # case 9: the socket's directory must be traversable
 SVPIDS=()          # every supervisor started, for the cleanup
 
-ok() { echo "ok: $C: $1"; }
-bad() { echo "FAIL: $C: $1"; fail=1; case_failed=1; }
-check() { # description, command...
-  local what=$1; shift
-  if "$@"; then ok "$what"; else bad "$what"; fi
-}
 note() { echo "note: $C: $*"; }
 
-# poll, alive, gone
+# ok, check, poll, alive, gone
 # shellcheck source=proc_helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/proc_helpers.sh"
+# bad also marks the case failed (its log is shown): after the source,
+# which has a plain one
+bad() { echo "FAIL: $C: $1"; fail=1; case_failed=1; }
 
 # ---- processes -------------------------------------------------------
 

@@ -50,15 +50,14 @@ import random
 import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import msgpack
+import svtest
+from svtest import proc_stat
 
 NAMES = "abcde"
 SETTLE_LIMIT = 30.0   # seconds to reach the model's state (generous)
@@ -125,8 +124,8 @@ def random_def(rng, name, tag):
 
 
 def config_text(d, cfg, deps, grace):
-    out = ["socket: %s/s.sock" % d, "shutdown_grace: %s" % grace,
-           "programs:"]
+    """The configuration after its socket line (svtest.Sv adds it)."""
+    out = ["shutdown_grace: %s" % grace, "programs:"]
     for n in NAMES:
         if n not in cfg:
             continue
@@ -370,37 +369,32 @@ class Model:
 # ---- the control socket ----------------------------------------------
 
 class Ctl:
+    """Requests one at a time on one connection (made when needed, again
+    after a failure)."""
+
     def __init__(self, path):
         self.path = path
-        self.sock = None
+        self.conn = None
         self.msgid = 0
-        self.unpacker = None
 
     def close(self):
-        if self.sock:
-            self.sock.close()
-        self.sock = None
+        if self.conn:
+            self.conn.close()
+        self.conn = None
 
     def call(self, method, *params):
         """(error, result) of one request; raises OSError when it cannot."""
-        if self.sock is None:
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.settimeout(20)
-            s.connect(self.path)
-            self.sock = s
-            self.unpacker = msgpack.Unpacker(raw=False)
+        if self.conn is None:
+            self.conn = svtest.Conn(self.path, timeout=20)
         self.msgid += 1
         try:
-            self.sock.sendall(msgpack.packb([0, self.msgid, method,
-                                             list(params)]))
+            self.conn.send([0, self.msgid, method, list(params)])
             while True:
-                for msg in self.unpacker:
-                    if msg[0] == 1 and msg[1] == self.msgid:
-                        return msg[2], msg[3]
-                data = self.sock.recv(65536)
-                if not data:
+                msg = self.conn.recv()
+                if msg is None:
                     raise ConnectionError("the supervisor hung up")
-                self.unpacker.feed(data)
+                if msg[0] == 1 and msg[1] == self.msgid:
+                    return msg[2], msg[3]
         except OSError:
             self.close()
             raise
@@ -408,45 +402,10 @@ class Ctl:
 
 # ---- processes -------------------------------------------------------
 
-def proc_stat(pid):
-    """(state, pgrp) of a process, or None."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            s = f.read()
-    except OSError:
-        return None
-    rest = s[s.rindex(")") + 2:].split()
-    return rest[0], int(rest[2])
-
-
-def environ_of(pid):
-    try:
-        with open("/proc/%d/environ" % pid, "rb") as f:
-            return f.read().split(b"\0")
-    except OSError:
-        return None
-
-
 def marked(mark):
-    """{pid: MODEL_PROG or None} of the live processes carrying mark."""
-    want = b"MEALY_MODEL_MARK=" + mark.encode()
-    out = {}
-    for e in os.listdir("/proc"):
-        if not e.isdigit():
-            continue
-        pid = int(e)
-        env = environ_of(pid)
-        if env is None or want not in env:
-            continue
-        st = proc_stat(pid)
-        if st is None or st[0] == "Z":
-            continue
-        prog = None
-        for kv in env:
-            if kv.startswith(b"MODEL_PROG="):
-                prog = kv[11:].decode()
-        out[pid] = prog
-    return out
+    """{pid: MODEL_PROG or None} of the live processes of a sequence."""
+    return {pid: svtest.env_value(env, "MODEL_PROG")
+            for pid, env in svtest.marked(mark).items()}
 
 
 # ---- one sequence ----------------------------------------------------
@@ -459,7 +418,9 @@ class Sequence:
         self.mealy = mealy
         self.seed = seed
         self.rng = random.Random(seed)
-        self.dir = os.path.join(top, "s%d" % seed)
+        self.top = top
+        self.name = "s%d" % seed
+        self.dir = os.path.join(top, self.name)
         self.steps = []
         self.sv = None
         self.ctl = None
@@ -522,10 +483,8 @@ class Sequence:
                       " ".join(params)))
 
     def write_config(self, cfg, text=None):
-        with open(self.path("c.yaml.new"), "w") as f:
-            f.write(text if text is not None else
-                    config_text(self.dir, cfg, self.deps, self.grace))
-        os.replace(self.path("c.yaml.new"), self.path("c.yaml"))
+        self.sv.write(None if cfg is None else
+                      config_text(self.dir, cfg, self.deps, self.grace), text)
 
     def log_lines(self):
         try:
@@ -706,7 +665,7 @@ class Sequence:
         if rng.random() < 0.3:
             before = sum(1 for ln in self.log_lines()
                          if "mealy    reloading " in ln)
-            os.kill(self.sv.pid, signal.SIGHUP)
+            os.kill(self.sv.proc.pid, signal.SIGHUP)
             self.poll_log(lambda lines: sum(1 for ln in lines if
                                             "mealy    reloading " in ln)
                           > before, "SIGHUP: reloading")
@@ -819,7 +778,7 @@ class Sequence:
         if how == "ctl":
             self.expect_answer(True, "shutdown")
         else:
-            os.kill(self.sv.pid, getattr(signal, "SIG" + how))
+            os.kill(self.sv.proc.pid, getattr(signal, "SIG" + how))
         m.begin_shutdown()
         self.poll_log(lambda lines: any(
             re.search(r"mealy +(SIGTERM|SIGINT|shutdown requested): "
@@ -842,19 +801,19 @@ class Sequence:
             m.procs[n].life = None
         if second:
             self.count("shutdown-second")
-            os.kill(self.sv.pid, rng.choice([signal.SIGINT, signal.SIGTERM]))
+            os.kill(self.sv.proc.pid, rng.choice([signal.SIGINT, signal.SIGTERM]))
         deadline = time.monotonic() + EXIT_LIMIT
         released = set()
         late = not second and rng.random() < 0.2
         if late:
             self.count("shutdown-late-signal")
-        while self.sv.poll() is None:
+        while self.sv.proc.poll() is None:
             if time.monotonic() > deadline:
                 self.fail("the supervisor does not end after the shutdown")
             if late and any("every program is down" in ln
                             for ln in self.log_lines()):
                 late = False   # too late to matter: it must still exit 0
-                os.kill(self.sv.pid, signal.SIGINT)
+                os.kill(self.sv.proc.pid, signal.SIGINT)
             if not second and self.grace == "60s":
                 # release the slow ones as they are asked to stop
                 for n, p in m.procs.items():
@@ -868,8 +827,8 @@ class Sequence:
                             self.release(p.life.pid)
             time.sleep(0.02)
         self.ctl.close()
-        if self.sv.returncode != 0:
-            self.fail("the supervisor exited %d" % self.sv.returncode)
+        if self.sv.proc.returncode != 0:
+            self.fail("the supervisor exited %d" % self.sv.proc.returncode)
         deadline = time.monotonic() + 10
         while marked(self.dir):
             if time.monotonic() > deadline:
@@ -948,26 +907,14 @@ class Sequence:
         if not cfg:
             self.tag += 1
             cfg["a"] = random_def(rng, "a", self.tag)
-        self.write_config(cfg)
         self.note("deps %s, shutdown_grace %s" % (
             {n: d for n, d in self.deps.items() if d}, self.grace))
         self.note("config %s" % sorted(cfg.values(), key=lambda g: g.name))
-        env = dict(os.environ, MEALY_MODEL_MARK=self.dir)
-        with open(self.path("log"), "w") as log:
-            self.sv = subprocess.Popen(
-                [self.mealy, "supervise", self.path("c.yaml")],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, cwd=self.dir)
-        self.ctl = Ctl(self.path("s.sock"))
-        deadline = time.monotonic() + SETTLE_LIMIT
-        while True:
-            try:
-                self.ctl.call("status")
-                break
-            except OSError:
-                if self.sv.poll() is not None or time.monotonic() > deadline:
-                    self.fail("the supervisor does not answer")
-                time.sleep(0.02)
+        self.sv = svtest.Sv(self.mealy, self.top, self.name,
+                            config_text(self.dir, cfg, self.deps, self.grace))
+        self.ctl = Ctl(self.sv.sock)
+        if not self.sv.answers():
+            self.fail("the supervisor does not answer")
         self.model = Model(self.deps, cfg)
         self.settle()
         for _ in range(rng.randint(3, 9)):
@@ -977,14 +924,10 @@ class Sequence:
     def cleanup(self):
         if self.ctl:
             self.ctl.close()
-        if self.sv and self.sv.poll() is None:
-            self.sv.kill()
-            self.sv.wait()
-        for pid in marked(self.dir):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        if self.sv and self.sv.proc.poll() is None:
+            self.sv.proc.kill()
+            self.sv.proc.wait()
+        svtest.kill_marked(self.dir)
 
 
 def run_one(mealy, seed, top, lock, totals):

@@ -4,101 +4,20 @@
 Each case runs a real supervisor; waits are bounded polls, nothing asserts
 a duration.  usage: test_supervise_regress.py PATH/TO/mealy [CASE...]
 """
-import json
+import functools
 import os
 import pwd
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import time
+
+import svtest
+from svtest import check, poll
 
 MEALY = os.path.abspath(sys.argv[1])
 ONLY = sys.argv[2:]
-TOP = tempfile.mkdtemp(prefix="mealy-regress.")
-os.chmod(TOP, 0o755)
-failed = 0
-checks = 0
-
-
-def check(what, ok):
-    global failed, checks
-    checks += 1
-    print(("ok: " if ok else "FAIL: ") + what, flush=True)
-    if not ok:
-        failed += 1
-    return ok
-
-
-def poll(fn, tries=300):
-    v = None
-    for _ in range(tries):
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return v
-
-
-class Sv:
-    def __init__(self, name, programs, env=None, extra=""):
-        self.dir = os.path.join(TOP, name)
-        os.makedirs(self.dir)
-        os.chmod(self.dir, 0o755)
-        self.sock = os.path.join(self.dir, "ctl.sock")
-        self.log = os.path.join(self.dir, "log")
-        self.cfg = os.path.join(self.dir, "sv.yaml")
-        self.extra = extra
-        self.write(programs)
-        e = dict(os.environ, MEALY_TEST_MARK=TOP)
-        for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
-            e.pop(k, None)
-        e.update(env or {})
-        self.proc = subprocess.Popen([MEALY, "supervise", self.cfg],
-                                     cwd=self.dir, env=e,
-                                     stdout=open(self.log, "w"),
-                                     stderr=subprocess.STDOUT)
-
-    def write(self, programs):
-        with open(self.cfg, "w") as f:
-            f.write("socket: %s\nshutdown_grace: 20s\n%sprograms:\n"
-                    % (self.sock, self.extra))
-            for pname, body in programs.items():
-                f.write("  %s:\n" % pname)
-                for line in body.strip("\n").split("\n"):
-                    f.write("    %s\n" % line)
-
-    def ctl(self, *args, timeout="5s"):
-        return subprocess.run([MEALY, "ctl", "-s", self.sock, "--timeout",
-                               timeout] + list(args),
-                              capture_output=True, text=True)
-
-    def status(self, name):
-        r = self.ctl("status", "--json", name)
-        try:
-            return json.loads(r.stdout)[0] if r.returncode == 0 else None
-        except (ValueError, IndexError):
-            return None
-
-    def field(self, name, key):
-        st = self.status(name)
-        return st.get(key) if st else None
-
-    def logtext(self):
-        with open(self.log, errors="replace") as f:
-            return f.read()
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
+TOP = svtest.top("mealy-regress.")
+Sv = functools.partial(svtest.Sv, MEALY, TOP)
 
 
 def can_cgroup():
@@ -140,18 +59,6 @@ SENDER = ("import os,socket,time;s=socket.socket(socket.AF_UNIX,"
           "time.sleep(1000)")
 
 
-def notify_socket_of(sv, name):
-    pid = sv.field(name, "pid")
-    try:
-        env = open("/proc/%d/environ" % pid, "rb").read().split(b"\0")
-    except (OSError, TypeError):
-        return None
-    for e in env:
-        if e.startswith(b"NOTIFY_SOCKET="):
-            return e.split(b"=", 1)[1].decode()
-    return None
-
-
 def case_reload_user():
     print("# case: a reload changes user: of an sd_notify program")
     if os.geteuid() != 0:
@@ -171,7 +78,7 @@ command: [%s, -c, "%s"]
     sv.proc.send_signal(signal.SIGHUP)
     check("ready again as daemon after the reload",
           poll(lambda: sv.field("svc", "status") == "uid %d" % other.pw_uid))
-    sock = poll(lambda: notify_socket_of(sv, "svc"))
+    sock = poll(lambda: sv.notify_socket("svc"))
     st = os.stat(sock) if sock else None
     check("its socket now belongs to daemon",
           st is not None and st.st_uid == other.pw_uid)
@@ -292,7 +199,7 @@ command: [%s, -c, "%s"]
         extra="state_dir: %s\n" % state)
     check("the program gets ready all the same",
           poll(lambda: sv.field("svc", "ready"), tries=150))
-    sock = notify_socket_of(sv, "svc")
+    sock = sv.notify_socket("svc")
     check("its socket is not in the squatted directory",
           sock is not None and not sock.startswith(squat + "/"))
     check("the squatted directory is left alone",
@@ -312,9 +219,5 @@ try:
         if not ONLY or name in ONLY:
             fn()
 finally:
-    if failed:
-        print("logs kept in", TOP)
-    else:
-        shutil.rmtree(TOP, ignore_errors=True)
-print("%d passed, %d failed" % (checks - failed, failed))
-sys.exit(1 if failed else 0)
+    code = svtest.finish(TOP)
+sys.exit(code)

@@ -1,0 +1,106 @@
+/*
+ * store.h - the seam under durable machines (lib/ only; DESIGN.md D11).
+ *
+ * The durable layer (durable.c, recover.c) reaches storage only through
+ * this table; it never names the journal or PostgreSQL.  A store is an
+ * object whose first member is `mly_store`; its operations are:
+ *
+ *   - A turn buffer.  During a loop turn the durable layer appends
+ *     logical records to `buf`: the msgpack bodies journal.h defines
+ *     (CREATE, STEP, EVENT, END, DROP, each framed by jb_begin/jb_end
+ *     with the seq `next_seq` gives).  They are the store's input format
+ *     whatever the store keeps: the journal writes them as they are; a
+ *     table store (PostgreSQL) folds each into rows.
+ *   - Group commit.  `on_commit` queues a completion (jdone) behind what
+ *     was appended; `flush` (end of a turn) makes everything appended
+ *     durable as one batch, all or nothing, and then reports each queued
+ *     completion, in order, through hooks.done with the batch's result
+ *     (0, or a negative MLY_E* code, after which the store is failed).
+ *     Completions are reported on the loop thread, never from inside
+ *     flush.  A step's machine resumes only from its completion.
+ *   - Recovery.  `recover` hands back the live set as records through a
+ *     callback (jreplay.c's rp_record folds them the same way for every
+ *     store).  A store that keeps rows, not a log, hands them back as a
+ *     snapshot: SNAP, INST..., EVENT..., TOMB..., SNAPEND.
+ *   - Compaction, where a store has it (the journal; NULL otherwise):
+ *     `compact` replaces what the store holds with the snapshot the
+ *     durable layer wrote from memory.
+ *
+ * A shared store (several processes over one database) also owns
+ * instances under a lease with a fencing epoch.  It tells the durable
+ * layer, through hooks, about ownership that changes while running:
+ *   - hooks.adopt: this process claimed more instances (another's lease
+ *     ran out): their records, as a snapshot fragment (INST and EVENT
+ *     records), to restore and run; overdue timers fire at once.
+ *   - hooks.evict: this process lost instances (its lease ran out, a
+ *     fenced commit): they leave memory with no END record, their steps
+ *     not committed are dropped and counted (mly_journal_stats).
+ *   - hooks.deliver: EVENT records another process committed for
+ *     instances this process owns, in commit order per sender.
+ * The journal never calls these three.  Loop thread only, all of it.
+ */
+#ifndef MLY_STORE_STORE_H
+#define MLY_STORE_STORE_H
+
+#include "../journal.h"
+
+#include <uv.h>
+
+typedef struct mly_store mly_store;
+
+/* What a store tells the layer above it: set by the durable layer when it
+ * opens the store; `arg` is given back to each. */
+typedef struct store_hooks {
+  void *arg;
+  /* A completion, after its batch: rc 0 durable, < 0 not (the store is
+   * failed); wrote: how many bytes of the batch reached the medium (a
+   * post whose record ends at or below it may be read back: its answer is
+   * MLY_EUNKNOWN, see journal.c). */
+  void (*done)(void *arg, const jdone *d, int rc, size_t wrote);
+  /* The store released its last handle: the runtime may finish closing. */
+  void (*closed)(void *arg);
+  /* Shared stores only (may be NULL for the journal's user). */
+  int (*adopt)(void *arg, const unsigned char *records, size_t len);
+  void (*evict)(void *arg, const mly_id *ids, size_t n);
+  int (*deliver)(void *arg, const unsigned char *records, size_t len);
+} store_hooks;
+
+typedef struct store_ops {
+  const char *name; /* "journal", "postgresql": for messages */
+  /* The live set, as records, to cb (a non-zero return stops the walk
+   * and is returned); err says what is wrong (file and offset, or the
+   * server's message).  Called once, before anything is appended. */
+  int (*recover)(mly_store *s, int (*cb)(const jrec *, void *), void *arg,
+                 char *err, size_t errlen);
+  jbuf *(*buf)(mly_store *s);
+  uint64_t (*next_seq)(mly_store *s);
+  void (*seq_back)(mly_store *s); /* the last record was taken back */
+  int (*on_commit)(mly_store *s, const jdone *d);
+  void (*flush)(mly_store *s);
+  int (*failed)(const mly_store *s);  /* 0, or why it stopped */
+  bool (*idle)(const mly_store *s);   /* nothing appended, nothing in flight */
+  int (*compact)(mly_store *s, const jbuf *snapshot); /* may be NULL */
+  mly_journal_stats *(*stats)(mly_store *s);
+  void (*close)(mly_store *s); /* hooks.closed once its handles are gone */
+} store_ops;
+
+struct mly_store {
+  const store_ops *ops;
+  store_hooks hooks;
+  uv_loop_t *loop;
+};
+
+static inline jbuf *store_buf(mly_store *s) { return s->ops->buf(s); }
+static inline uint64_t store_next_seq(mly_store *s) { return s->ops->next_seq(s); }
+static inline void store_seq_back(mly_store *s) { s->ops->seq_back(s); }
+static inline int store_on_commit(mly_store *s, const jdone *d) {
+  return s->ops->on_commit(s, d);
+}
+static inline void store_flush(mly_store *s) { s->ops->flush(s); }
+static inline int store_failed(const mly_store *s) { return s->ops->failed(s); }
+static inline bool store_idle(const mly_store *s) { return s->ops->idle(s); }
+static inline mly_journal_stats *store_stats(mly_store *s) {
+  return s->ops->stats(s);
+}
+
+#endif /* MLY_STORE_STORE_H */
