@@ -31,6 +31,9 @@
  *                                        the event ids it consumed, the
  *                                        events it sent to durable
  *                                        machines, the children it made
+ *                                        (a step that exits with none of
+ *                                        these and ends at once writes
+ *                                        none: its END says it all)
  *     EVENT   [seq, 3, E]               an event for a durable machine
  *     END     [seq, 4, id, status, lifecycle, notice_eid (, ended_ms,
  *              name)]                   (a named instance: its tombstone)
@@ -43,7 +46,9 @@
  *
  *     S = [id, type, parent, step, point, version, data, flags,
  *          [wait, ev, arg, due_wall_ms, peer], status (, context, name)]
- *     (peer: a request's target, for a reply wait; older records have
+ *     (data: the instance's data without its trailing zero bytes (older
+ *     records: whole); a reader zero-fills it to the type's data_size.
+ *     peer: a request's target, for a reply wait; older records have
  *     no peer.  context and name only for an instance that has either:
  *     context a bin of its msgpack (empty: cleared) or nil (as the record
  *     before left it); name a str in its first record and in INST, else
