@@ -101,22 +101,22 @@ int64_t ctx_put(mly_runtime *rt, jbuf *b, inst_ext *x, bool full) {
     return 0;
   }
   x->touched = false;
+  /* counted first, then written straight into the batch: no packer, and
+   * the bin's head in its shortest form */
+  size_t len = 0;
+  if (x->ctx != NULL && value_encoded_size(x->ctx, &len) != 0)
+    return MLY_EINVAL; /* a value that does not encode: too deep */
   size_t start = b->n;
-  size_t at = jb_bin_open(b);
-  if (x->ctx != NULL && value_encode_to(x->ctx, jb_write, b) != 0) {
-    if (b->oom) return MLY_ENOMEM;
-    b->n = start; /* a value that does not encode: too deep */
-    return MLY_EINVAL;
-  }
+  jb_bin_head(b, len);
+  unsigned char *p = len ? jb_take(b, len) : NULL;
   if (b->oom) return MLY_ENOMEM;
-  size_t len = b->n - at;
-  uint64_t h = len ? ctx_hash64(b->p + at, len) : 0;
+  if (len) value_encode_raw(x->ctx, p);
+  uint64_t h = len ? ctx_hash64(p, len) : 0;
   if (!full && len == x->len && h == x->hash) {
     b->n = start; /* as committed: not again */
     jb_nil(b);
     return 0;
   }
-  jb_bin_close(b, at);
   x->len = len;
   x->hash = h;
   return (int64_t)len;

@@ -274,6 +274,10 @@ mly_value *value_share(mly_value *v);
  * it; the encoder's refusals (MLY_EINVAL nested past
  * MLY_VALUE_MAX_DEPTH, MLY_ERANGE a length msgpack cannot hold). */
 int value_encoded_size(const mly_value *v, size_t *out);
+/* value.c: v's msgpack encoding (the bytes mly_value_encode makes) into
+ * dst, which holds the length value_encoded_size counted (call it first:
+ * it refuses what cannot be encoded).  Returns that length. */
+size_t value_encode_raw(const mly_value *v, unsigned char *dst);
 
 /* value.c: the encoding given to a writer as it is made (msgpack's
  * packer callback: 0 or -1) */

@@ -138,6 +138,8 @@ typedef struct jbuf {
 
 void jb_free(jbuf *b);
 void jb_raw(jbuf *b, const void *p, size_t n);
+/* n bytes appended for the caller to fill; NULL: out of memory (oom set) */
+unsigned char *jb_take(jbuf *b, size_t n);
 void jb_uint(jbuf *b, uint64_t u);
 void jb_int(jbuf *b, int64_t i);
 void jb_nil(jbuf *b);
@@ -146,6 +148,7 @@ void jb_str(jbuf *b, const char *s, size_t n);
 void jb_bin(jbuf *b, const void *p, size_t n);
 /* A bin written in place: open, append its bytes, close (the length
  * goes into the header then).  Bytes appended since open: b->n - at. */
+void jb_bin_head(jbuf *b, size_t n); /* then n bytes of it (jb_take) */
 size_t jb_bin_open(jbuf *b);
 void jb_bin_close(jbuf *b, size_t at);
 int jb_write(void *data, const char *buf, size_t len);

@@ -860,6 +860,91 @@ static int size_any(const mly_value *v, int depth, size_t *n) {
   }
 }
 
+/* A big-endian head: tag, then `bytes` bytes of n. */
+static unsigned char *put_head(unsigned char *p, unsigned char tag,
+                               uint64_t n, unsigned bytes) {
+  *p++ = tag;
+  for (unsigned i = bytes; i-- > 0;)
+    *p++ = (unsigned char)(n >> (8 * i));
+  return p;
+}
+
+static unsigned char *put_uint(unsigned char *p, uint64_t u) {
+  if (u < 128)
+    return put_head(p, (unsigned char)u, 0, 0);
+  if (u <= UINT8_MAX)
+    return put_head(p, 0xcc, u, 1);
+  if (u <= UINT16_MAX)
+    return put_head(p, 0xcd, u, 2);
+  if (u <= UINT32_MAX)
+    return put_head(p, 0xce, u, 4);
+  return put_head(p, 0xcf, u, 8);
+}
+
+/* str (fix 32), bin (no fix form), array/map (fix 16): as msgpack-c. */
+static unsigned char *put_len(unsigned char *p, size_t n, unsigned char fix,
+                              unsigned char t8, unsigned char t16,
+                              unsigned char t32, size_t fixmax) {
+  if (n < fixmax)
+    return put_head(p, (unsigned char)(fix | n), 0, 0);
+  if (n <= UINT8_MAX && t8)
+    return put_head(p, t8, n, 1);
+  if (n <= UINT16_MAX)
+    return put_head(p, t16, n, 2);
+  return put_head(p, t32, n, 4);
+}
+
+/* encode_any's bytes, written straight to p (sized by size_any, which
+ * refused what cannot be written). */
+static unsigned char *raw_any(const mly_value *v, unsigned char *p) {
+  switch (mly_value_type(v)) {
+  case MLY_V_NIL: *p++ = 0xc0; return p;
+  case MLY_V_BOOL: *p++ = v->u.b ? 0xc3 : 0xc2; return p;
+  case MLY_V_INT: {
+    int64_t i = v->u.i;
+    if (i >= 0) return put_uint(p, (uint64_t)i);
+    if (i >= -32) return put_head(p, (unsigned char)(0xe0 | (i + 32)), 0, 0);
+    if (i >= INT8_MIN) return put_head(p, 0xd0, (uint64_t)i & 0xff, 1);
+    if (i >= INT16_MIN) return put_head(p, 0xd1, (uint64_t)i & 0xffff, 2);
+    if (i >= INT32_MIN) return put_head(p, 0xd2, (uint64_t)i & 0xffffffff, 4);
+    return put_head(p, 0xd3, (uint64_t)i, 8);
+  }
+  case MLY_V_UINT: return put_uint(p, v->u.u);
+  case MLY_V_DOUBLE: {
+    uint64_t bits;
+    memcpy(&bits, &v->u.d, sizeof bits);
+    return put_head(p, 0xcb, bits, 8);
+  }
+  case MLY_V_STR:
+  case MLY_V_BIN:
+    p = v->type == MLY_V_STR
+            ? put_len(p, v->u.s.len, 0xa0, 0xd9, 0xda, 0xdb, 32)
+            : put_len(p, v->u.s.len, 0, 0xc4, 0xc5, 0xc6, 0);
+    memcpy(p, v->u.s.p, v->u.s.len);
+    return p + v->u.s.len;
+  case MLY_V_ARRAY:
+    p = put_len(p, v->u.a.len, 0x90, 0, 0xdc, 0xdd, 16);
+    for (size_t i = 0; i < v->u.a.len; i++)
+      p = raw_any(v->u.a.v[i], p);
+    return p;
+  case MLY_V_MAP:
+    p = put_len(p, v->u.m.len, 0x80, 0, 0xde, 0xdf, 16);
+    for (size_t i = 0; i < v->u.m.len; i++) {
+      const key_box *k = box_of(v->u.m.v[i].key);
+      p = put_len(p, k->len, 0xa0, 0xd9, 0xda, 0xdb, 32);
+      memcpy(p, k->s, k->len);
+      p = raw_any(v->u.m.v[i].val, p + k->len);
+    }
+    return p;
+  default:
+    return p;
+  }
+}
+
+size_t value_encode_raw(const mly_value *v, unsigned char *dst) {
+  return (size_t)(raw_any(v, dst) - dst);
+}
+
 int value_encoded_size(const mly_value *v, size_t *out) {
   size_t n = 0;
   int rc = size_any(v, 0, &n);

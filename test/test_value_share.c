@@ -1,7 +1,8 @@
 /*
 ** test_value_share.c - shared copies of value trees (value_share, lib/
 ** only: a YAML machine's dispatch works on one of its context), and the
-** encoded length counted without encoding (value_encoded_size).
+** encoded length counted without encoding (value_encoded_size), and the
+** encoding written straight into a buffer (value_encode_raw).
 **
 ** A shared copy holds the original's nodes until a getter reaches one
 ** for change; then that container is copied for the tree that reached
@@ -193,7 +194,8 @@ START_TEST(t_share_copies_lazily) {
 }
 END_TEST
 
-/* value_encoded_size counts what mly_value_encode writes, byte for byte,
+/* value_encoded_size counts what mly_value_encode writes, and
+ * value_encode_raw writes the same bytes, byte for byte,
  * across every size class of every type (fix forms, 8/16/32-bit heads)
  * and random trees; and refuses what it refuses. */
 static mly_value *sized(uint32_t kind, size_t n) {
@@ -229,6 +231,10 @@ static void size_is_exact(mly_value *v) {
   ck_assert_int_eq(mly_value_encode(v, &b, &len), 0);
   ck_assert_int_eq(value_encoded_size(v, &n), 0);
   ck_assert_uint_eq(n, len);
+  unsigned char *raw = malloc(n + 1); /* and the same bytes, written raw */
+  ck_assert_uint_eq(value_encode_raw(v, raw), n);
+  ck_assert(memcmp(raw, b, n) == 0);
+  free(raw);
   free(b);
   mly_value_free(v);
 }
@@ -250,6 +256,7 @@ START_TEST(t_encoded_size_exact) {
   }
   size_is_exact(mly_value_uint(UINT64_MAX));
   size_is_exact(mly_value_double(0.5));
+  size_is_exact(mly_value_double(-1e300));
   for (int i = 0; i < 2000; i++) size_is_exact(random_tree(4));
   /* too deep: refused as the encoder refuses it */
   mly_value *deep = mly_value_array();
