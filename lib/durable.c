@@ -92,6 +92,8 @@ int64_t put_state(mly_runtime *rt, jbuf *b, const mly_inst *m, int how) {
   jb_uint(b, t->def.version);
   /* without its trailing zero bytes: recovery zero-fills (recover.c) */
   size_t dn = t->def.data_size;
+  uint64_t w = 0;
+  while (dn >= 8 && (memcpy(&w, m->data + dn - 8, 8), w == 0)) dn -= 8;
   while (dn > 0 && m->data[dn - 1] == 0) dn--;
   jb_bin(b, m->data, dn);
   jb_uint(b, m->head.flags & (F_SHUT_REQ | F_IN_SHUTDOWN));
