@@ -192,8 +192,8 @@ static void fmt_time(int64_t ms, char *buf, size_t len) {
 
 static void print_show(const mly_value *m) {
   static const char *const keys[] = {"name", "machine", "state", "phase",
-                                     "event", "sleep_why", "lifecycle",
-                                     "hash"};
+                                     "event", "sleep_why", "awaits_action",
+                                     "lifecycle", "hash"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     if (mly_value_type(mly_map_get(m, keys[i])) != MLY_V_STR) continue;
     printf("%-10s ", keys[i]);

@@ -18,10 +18,11 @@
  *
  * `migrate` loads FILE (an absolute path; as `run` loads its files: the
  * same trust rules, every action registered) and moves the instances it
- * can (mly_fsm_migrate); a file with errors is refused with them.
- * INSTANCE is an instance's name.  `send` answers late (the durable
- * post's callback): rpc.c keeps the answers of a connection in request
- * order all the same.
+ * can (mly_fsm_migrate_durable); a file with errors is refused with
+ * them.  INSTANCE is an instance's name.  `send` and `migrate` answer
+ * late, once what they posted is in the journal (the durable post's
+ * callback): rpc.c keeps the answers of a connection in request order
+ * all the same.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,7 @@ static void m_show(rpc_call *call, const mly_value *params, void *ud) {
     mly_array_push(hist, e);
   }
   mly_map_set(m, "history", hist);
+  mly_map_set(m, "awaits_action", str_or_nil(fi.awaits_action));
   rpc_reply(call, m);
 }
 
@@ -240,6 +242,31 @@ static void mig_one(void *arg, const mly_fsm_migration *mg) {
   mly_array_push(arg, e);
 }
 
+/* The answer of a migration that moved some: once their events are in
+ * the journal, never before (mly_fsm_migrate_durable). */
+typedef struct mig_answer {
+  rpc_call *call;
+  mly_value *reply;
+} mig_answer;
+
+static void migrated(mly_runtime *rt, int status, void *arg) {
+  mig_answer *a = arg;
+  (void)rt;
+  if (status == 0)
+    rpc_reply(a->call, a->reply);
+  else {
+    mly_value_free(a->reply);
+    if (status == MLY_EUNKNOWN)
+      rpc_fail(a->call, "unknown outcome: the journal stopped after the "
+               "migration events were written; run migrate again after "
+               "the restart: it lists what is left");
+    else
+      rpc_fail(a->call, "the migration events were not journaled: %s; run "
+               "migrate again: it lists what is left", errtext(status));
+  }
+  free(a);
+}
+
 static void m_migrate(rpc_call *call, const mly_value *params, void *ud) {
   fsm_host *h = ud;
   const char *path = rpc_arg_str(params, 0);
@@ -256,24 +283,37 @@ static void m_migrate(rpc_call *call, const mly_value *params, void *ud) {
   load_errs errs = {.len = 0};
   mly_fsm_load_options lo = {.on_error = load_err, .arg = &errs,
                             .action_known = mly_action_known,
-                            .action_arg = h->rt, .trusted_files = true};
+                            .action_arg = h->rt, .trusted_files = true,
+                            .queue_known = fsm_host_queue_known,
+                            .queue_arg = h};
   mly_fsm_set *set = NULL;
   if (mly_fsm_load(&path, 1, &lo, &set) < 0)
     return rpc_fail(call, "%s", errs.len ? errs.text : "cannot load it");
   mly_value *list = mly_value_array();
-  int rc = mly_fsm_migrate(h->rt, set, dry ? MLY_FSM_MIGRATE_DRY_RUN : 0,
-                           mig_one, list);
+  mig_answer *a = calloc(1, sizeof *a);
+  if (a == NULL || list == NULL || (a->reply = mly_value_map()) == NULL) {
+    free(a);
+    mly_value_free(list);
+    mly_fsm_set_free(set);
+    return rpc_fail(call, "cannot migrate: %s", errtext(MLY_ENOMEM));
+  }
+  a->call = call;
+  int rc = mly_fsm_migrate_durable(h->rt, set,
+                                   dry ? MLY_FSM_MIGRATE_DRY_RUN : 0,
+                                   mig_one, list, migrated, a);
   mly_fsm_set_free(set);
   if (rc < 0) {
     mly_value_free(list);
+    mly_value_free(a->reply);
+    free(a);
     return rpc_fail(call, "cannot migrate: %s%s", errtext(rc),
                     rc == MLY_ENOENT ? " (an action it names is not "
                     "registered: the host's --actions library lacks it)" : "");
   }
-  mly_value *r = mly_value_map();
-  mly_map_set_uint(r, "migrated", (uint64_t)rc);
-  mly_map_set(r, "instances", list);
-  rpc_reply(call, r);
+  mly_map_set_uint(a->reply, "migrated", (uint64_t)rc);
+  mly_map_set(a->reply, "instances", list);
+  if (rc == 0 || dry) migrated(h->rt, 0, a); /* nothing posted */
+  /* else: migrated() answers once the events are in the journal */
 }
 
 const rpc_method fsm_methods[] = {

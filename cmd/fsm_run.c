@@ -9,24 +9,17 @@
  * resume at once, their actions known), the machines are added (their
  * definitions stored by content hash), and the socket opens last.
  *
- * --actions LIB.so is code run as this process, possibly root: it is
- * refused unless every directory on its path is trusted (mly_path_check)
- * and the file itself is a regular file owned by root or by us and
- * writable by no one else.  The file is opened once and loaded through
- * /proc/self/fd, so what was checked is what runs.
+ * --actions LIB.so is code run as this process, possibly root:
+ * fsm_actions.c checks it before it loads it (validate uses the same).
  *
  * SIGTERM or SIGINT: the socket closes, durable instances are suspended
  * (they continue at the next run), the process exits 0.  SIGPIPE is
  * ignored: a client that goes away is its connection's end only.
  */
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cmd.h"
@@ -46,62 +39,6 @@ static void usage(FILE *f) {
       "                    writable by no one else, in trusted directories\n"
       "  --sync POLICY     always (default), never, interval:100ms\n"
       "SIGTERM/SIGINT: stop; running instances continue at the next run.\n");
-}
-
-/* Opens, checks and runs the actions library (see the top). */
-static int load_actions(fsm_host *h, const char *path) {
-  char err[1024];
-  int rc = mly_path_check(path, (uid_t)-1, NULL, 0, err, sizeof err);
-  if (rc < 0) {
-    if (rc != MLY_EPERM) snprintf(err, sizeof err, "%s: %s", path,
-                                  mly_strerror(rc));
-    fprintf(stderr, "mealy fsm run: --actions %s\n", err);
-    return rc;
-  }
-  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0) {
-    rc = -errno;
-    fprintf(stderr, "mealy fsm run: --actions %s: %s\n", path,
-            mly_strerror(rc));
-    if (fd >= 0) close(fd);
-    return rc;
-  }
-  const char *why = !S_ISREG(st.st_mode) ? "is not a regular file"
-                    : st.st_uid != 0 && st.st_uid != geteuid()
-                        ? "is owned by another user"
-                    : st.st_mode & 022 ? "is writable by its group or others"
-                                       : NULL;
-  if (why) {
-    fprintf(stderr, "mealy fsm run: --actions %s %s (uid %d, mode %04o): "
-            "another user could change the code this process runs; make "
-            "it yours or root's, mode 0644 or stricter\n", path, why,
-            (int)st.st_uid, (unsigned)(st.st_mode & 07777));
-    close(fd);
-    return MLY_EPERM;
-  }
-  char self[64];
-  snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-  h->actions = dlopen(self, RTLD_NOW | RTLD_LOCAL);
-  close(fd);
-  if (h->actions == NULL) {
-    fprintf(stderr, "mealy fsm run: --actions %s: %s\n", path, dlerror());
-    return MLY_EINVAL;
-  }
-  int (*init)(mly_runtime *) = NULL;
-  *(void **)&init = dlsym(h->actions, "mly_actions_init");
-  if (init == NULL) {
-    fprintf(stderr, "mealy fsm run: --actions %s: no function "
-            "mly_actions_init(mly_runtime *) in it; define one that "
-            "registers the actions\n", path);
-    return MLY_EINVAL;
-  }
-  if ((rc = init(h->rt)) < 0) {
-    fprintf(stderr, "mealy fsm run: --actions %s: mly_actions_init "
-            "failed: %s\n", path, mly_strerror(rc));
-    return rc;
-  }
-  return 0;
 }
 
 static void on_load_error(const mly_conf_msg *m, void *arg) {
@@ -190,6 +127,15 @@ static void start_machine(mly_task *t, void *arg) {
                 mly_strerror(rc));
 }
 
+/* A machine's queue: is one of the files' queues: or declared already
+ * (the default queue). */
+bool fsm_host_queue_known(const char *name, void *arg) {
+  fsm_host *h = arg;
+  mly_queue_def qd;
+  return mly_queue_conf_has(h->qconf, name) ||
+         mly_queue_def_get(h->rt, name, &qd) == 0;
+}
+
 /* Everything up to the open socket; 0, or the exit status. */
 static int setup(fsm_host *h, const run_args *a) {
   char err[1024];
@@ -208,12 +154,16 @@ static int setup(fsm_host *h, const run_args *a) {
     fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
     return 1;
   }
-  if (a->actions && load_actions(h, a->actions) < 0) return 1;
+  if (a->actions &&
+      fsm_actions_load(h->rt, "mealy fsm run", a->actions, &h->actions) < 0)
+    return 1;
   mly_fsm_load_options lo = {.on_error = on_load_error,
                             .action_known = mly_action_known,
                             .action_arg = h->rt,
                             /* it names commands to run: as the library */
-                            .trusted_files = true};
+                            .trusted_files = true,
+                            .queue_known = fsm_host_queue_known,
+                            .queue_arg = h};
   mly_conf_section sec[2];
   mly_queue_conf_sections(h->qconf, sec);
   lo.sections = sec;

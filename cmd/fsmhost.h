@@ -22,12 +22,33 @@ typedef struct fsm_host {
   rpc_method *methods;    /* fsm's and the queues', one table */
 } fsm_host;
 
+/* --actions LIB.so (fsm_actions.c): checks that only root or we can
+ * change it, loads it, runs its mly_actions_init(rt).  0, or a negative
+ * MLY_E* code after a line on stderr that starts with cmd.  *handle: the
+ * library once opened (even if its init then failed), never closed by
+ * the caller while actions it registered may run. */
+int fsm_actions_load(mly_runtime *rt, const char *cmd, const char *path,
+                     void **handle);
+
 /* The table the host registers on its socket. */
 extern const rpc_method fsm_methods[];
 extern const size_t fsm_nmethods;
 /* The task queues' methods (queue_methods.c), served beside them. */
 extern const rpc_method queue_methods[];
 extern const size_t queue_nmethods;
+
+/* A queue's and a task's listing as the host's replies give them
+ * (queue_methods.c); offline (limits false) a queue has no limits. */
+void queue_put_info(mly_value *m, const mly_queue_info *qi, bool limits);
+int queue_put_task(const mly_task_info *t, void *array);
+/* `mealy queue SUB --state-dir DIR` (queue_offline.c): the exit status;
+ * *res the reply a host would give (NULL: none). */
+int queue_offline(const char *cmd, const char *sub, const char *dir,
+                  char **pos, int npos, const char *name, mly_value **res);
+
+/* The loader's queue_known for the host: a queue of its files' queues:
+ * or one declared already (fsm_run.c). */
+bool fsm_host_queue_known(const char *name, void *arg);
 
 /* key=value (a string) and key:=VALUE (number, true, false, null)
  * arguments into a map; NULL after saying which one is wrong (fsm_ctl.c;

@@ -31,7 +31,7 @@ static const struct {
     {"journal", cmd_journal, "look at a state directory: stat, dump, check, compact", false},
     {"store", cmd_store, "the PostgreSQL store's schema: init, migrate, stat", false},
     {"fsm", cmd_fsm, "YAML machines: validate, dot, run; start, send, ls, show", false},
-    {"queue", cmd_queue, "task queues of a running fsm host: ls, show, add, retry, delete, purge, pause, resume", false},
+    {"queue", cmd_queue, "task queues of an fsm host (its socket or its state directory): ls, show, add, retry, delete, purge, pause, resume", false},
     {"demo", cmd_demo, "run the embedding demo (MasterD beside a TCP server)", true},
     {"demo-status", cmd_demo_status, "print the instance table of a running demo", false},
     {"version", cmd_version, "print the version", false},

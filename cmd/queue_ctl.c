@@ -4,8 +4,10 @@
  * through its control socket (queue_methods.c serves them).
  *
  * Each takes -s SOCKET (default ./mealy-fsm.sock) and --timeout DUR
- * (default 5s); ls and show take --json.  Offline use over a state
- * directory is not provided: run the host.
+ * (default 5s); ls and show take --json.  With --state-dir DIR each
+ * works on a state directory instead, with no host (queue_offline.c):
+ * ls and show always (read only), the changes only while no host holds
+ * DIR.  The replies have one shape either way, and one printer.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -39,8 +41,9 @@ static const qsub subs[] = {
 
 static void usage(FILE *f, const qsub *s) {
   if (s) {
-    fprintf(f, "usage: mealy queue %s %s [-s SOCKET] [--timeout DUR]\n  %s\n",
-            s->name, s->args, s->what);
+    fprintf(f, "usage: mealy queue %s %s [-s SOCKET] [--timeout DUR]\n"
+            "       mealy queue %s %s --state-dir DIR\n  %s\n",
+            s->name, s->args, s->name, s->args, s->what);
   } else {
     fprintf(f, "usage: mealy queue SUBCOMMAND [OPTIONS]\n\nsubcommands:\n");
     for (size_t i = 0; i < NSUBS; i++)
@@ -48,7 +51,11 @@ static void usage(FILE *f, const qsub *s) {
               subs[i].what);
   }
   fputs("SOCKET (a running `mealy fsm run`) defaults to ./" FSM_DEFAULT_SOCKET
-        "; --timeout (default 5s, 0: none) bounds the call.\n", f);
+        "; --timeout (default 5s, 0: none) bounds the call.\n"
+        "--state-dir DIR: no host; ls and show read DIR's journal (also "
+        "while a host\nruns: a moment of it, without limits and "
+        "counters); the others change DIR\nonly while no host holds it.\n",
+        f);
 }
 
 static const char *sget(const mly_value *m, const char *k) {
@@ -79,12 +86,14 @@ static void print_queue_row(const mly_value *q) {
   double rate = 0;
   const mly_value *r = mly_map_get(q, "rate");
   if (r) mly_value_get_double(r, &rate);
-  char qn[MLY_ESC_MAX(64) + 1];
+  char qn[MLY_ESC_MAX(64) + 1], rs[32] = "-", mc[32] = "-";
   esc(sget(q, "name"), qn, sizeof qn);
+  if (r) snprintf(rs, sizeof rs, "%g", rate); /* offline: no limits */
+  if (mly_map_get(q, "max_concurrent"))
+    snprintf(mc, sizeof mc, "%" PRIu64, uget(q, "max_concurrent"));
   printf("%-20s %9" PRIu64 " %9" PRIu64 " %8" PRIu64 " %6" PRIu64
-         " %-6s %8g %8" PRIu64 "\n", qn, uget(q, "scheduled"),
-         uget(q, "waiting"), uget(q, "running"), uget(q, "dead"),
-         paused ? "yes" : "no", rate, uget(q, "max_concurrent"));
+         " %-6s %8s %8s\n", qn, uget(q, "scheduled"), uget(q, "waiting"),
+         uget(q, "running"), uget(q, "dead"), paused ? "yes" : "no", rs, mc);
 }
 
 static void fmt_time(int64_t ms, char *buf, size_t len) {
@@ -118,6 +127,32 @@ static void print_show(const mly_value *q) {
   }
 }
 
+
+/* A reply, from a host or from DIR, as the subcommand prints it. */
+static void print_result(const qsub *s, const mly_value *res, bool json,
+                         int st) {
+  if (st != 0) return;
+  if (res == NULL || mly_value_type(res) == MLY_V_NIL) {
+    puts("ok");
+  } else if (json) {
+    json_value(stdout, res);
+    putchar('\n');
+  } else if (!strcmp(s->name, "ls")) {
+    printf("%-20s %9s %9s %8s %6s %-6s %8s %8s\n", "QUEUE", "SCHEDULED",
+           "WAITING", "RUNNING", "DEAD", "PAUSED", "RATE", "MAXCONC");
+    for (size_t i = 0; i < mly_value_len(res); i++)
+      print_queue_row(mly_array_at(res, i));
+  } else if (!strcmp(s->name, "show")) {
+    print_show(res);
+  } else if (!strcmp(s->name, "add")) {
+    printf("%" PRIu64 "\n", uget(res, "id"));
+  } else if (!strcmp(s->name, "purge")) {
+    printf("%" PRIu64 " deleted\n", uget(res, "deleted"));
+  } else {
+    puts("ok");
+  }
+}
+
 int cmd_queue(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     usage(argc < 2 ? stderr : stdout, NULL);
@@ -133,7 +168,8 @@ int cmd_queue(int argc, char **argv) {
   }
   char cmd[32];
   snprintf(cmd, sizeof cmd, "mealy queue %s", s->name);
-  const char *sock = FSM_DEFAULT_SOCKET, *name = NULL;
+  const char *sock = FSM_DEFAULT_SOCKET, *name = NULL, *dir = NULL;
+  bool sock_given = false;
   int64_t timeout_ms = 5000;
   bool json = false;
   char **pos = calloc((size_t)argc, sizeof *pos);
@@ -149,6 +185,9 @@ int cmd_queue(int argc, char **argv) {
       json = true;
     } else if ((!strcmp(a, "-s") || !strcmp(a, "--socket")) && i + 1 < argc) {
       sock = argv[++i];
+      sock_given = true;
+    } else if (!strcmp(a, "--state-dir") && i + 1 < argc) {
+      dir = argv[++i];
     } else if (!strcmp(a, "--name") && i + 1 < argc) {
       name = argv[++i];
     } else if (!strcmp(a, "--timeout") && i + 1 < argc) {
@@ -170,8 +209,22 @@ int cmd_queue(int argc, char **argv) {
     free(pos);
     return 2;
   }
-  mly_value *params = mly_value_array();
+  if (dir && sock_given) {
+    fprintf(stderr, "%s: -s SOCKET (a host) and --state-dir DIR (none) "
+            "exclude each other\n", cmd);
+    free(pos);
+    return 2;
+  }
+  mly_value *res = NULL;
   int st = 0;
+  if (dir) {
+    st = queue_offline(cmd, s->name, dir, pos, npos, name, &res);
+    print_result(s, res, json, st);
+    mly_value_free(res);
+    free(pos);
+    return st;
+  }
+  mly_value *params = mly_value_array();
   if (!strcmp(s->name, "add")) {
     mly_value *pl = ctl_kv_map(cmd, pos + 2, npos - 2);
     mly_array_push(params, mly_value_str(pos[0]));
@@ -193,30 +246,11 @@ int cmd_queue(int argc, char **argv) {
   }
   char method[32];
   snprintf(method, sizeof method, "queue.%s", s->name);
-  mly_value *res = NULL;
   if (st == 0) {
     st = rpc_call_sock(cmd, sock, method, params, timeout_ms, &res) < 0;
     params = NULL;
   }
-  if (st == 0 && res) {
-    if (json) {
-      json_value(stdout, res);
-      putchar('\n');
-    } else if (!strcmp(s->name, "ls")) {
-      printf("%-20s %9s %9s %8s %6s %-6s %8s %8s\n", "QUEUE", "SCHEDULED",
-             "WAITING", "RUNNING", "DEAD", "PAUSED", "RATE", "MAXCONC");
-      for (size_t i = 0; i < mly_value_len(res); i++)
-        print_queue_row(mly_array_at(res, i));
-    } else if (!strcmp(s->name, "show")) {
-      print_show(res);
-    } else if (!strcmp(s->name, "add")) {
-      printf("%" PRIu64 "\n", uget(res, "id"));
-    } else if (!strcmp(s->name, "purge")) {
-      printf("%" PRIu64 " deleted\n", uget(res, "deleted"));
-    } else {
-      puts("ok");
-    }
-  }
+  print_result(s, res, json, st);
   mly_value_free(params);
   mly_value_free(res);
   free(pos);

@@ -16,13 +16,16 @@
 
 #include "fsmhost.h"
 
-static void put_queue(mly_value *m, const mly_queue_info *qi) {
+void queue_put_info(mly_value *m, const mly_queue_info *qi, bool limits) {
   mly_map_set_str(m, "name", qi->def.name);
   mly_map_set(m, "paused", mly_value_bool(qi->paused));
   mly_map_set_uint(m, "scheduled", qi->scheduled);
   mly_map_set_uint(m, "waiting", qi->waiting);
   mly_map_set_uint(m, "running", qi->running);
   mly_map_set_uint(m, "dead", qi->dead);
+  if (!limits) return; /* offline: they live in the host */
+  mly_map_set_uint(m, "steps_running", qi->steps_running);
+  mly_map_set_uint(m, "steps_waiting", qi->steps_waiting);
   mly_map_set_uint(m, "max_concurrent", qi->def.max_concurrent);
   mly_map_set(m, "rate", mly_value_double(qi->def.rate));
   mly_map_set_uint(m, "bucket_size", qi->def.bucket_size);
@@ -38,7 +41,7 @@ static void put_queue(mly_value *m, const mly_queue_info *qi) {
 
 static int ls_one(const mly_queue_info *qi, void *arg) {
   mly_value *m = mly_value_map();
-  put_queue(m, qi);
+  queue_put_info(m, qi, true);
   return mly_array_push(arg, m);
 }
 
@@ -50,7 +53,7 @@ static void m_ls(rpc_call *call, const mly_value *params, void *ud) {
   rpc_reply(call, list);
 }
 
-static int task_one(const mly_task_info *t, void *arg) {
+int queue_put_task(const mly_task_info *t, void *arg) {
   mly_value *m = mly_value_map();
   mly_map_set_uint(m, "id", t->id);
   mly_map_set(m, "name", t->name ? mly_value_str(t->name) : mly_value_nil());
@@ -87,8 +90,8 @@ static void m_show(rpc_call *call, const mly_value *params, void *ud) {
   const char *q = queue_arg(call, h, params, &qi);
   if (q == NULL) return;
   mly_value *m = mly_value_map(), *tasks = mly_value_array();
-  put_queue(m, &qi);
-  mly_task_foreach(h->rt, q, MLY_TASKS_ALL, task_one, tasks);
+  queue_put_info(m, &qi, true);
+  mly_task_foreach(h->rt, q, MLY_TASKS_ALL, queue_put_task, tasks);
   mly_map_set(m, "tasks", tasks);
   rpc_reply(call, m);
 }

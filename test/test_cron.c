@@ -170,9 +170,13 @@ static void check_range(const char *zone, const gen *g, const tq_cron *c,
 }
 
 /* 2024-03-31 01:00 UTC: Berlin springs forward; 2024-10-27 01:00 UTC:
- * it falls back; New York: 2024-03-10 07:00 and 2024-11-03 06:00 UTC */
+ * it falls back; New York: 2024-03-10 07:00 and 2024-11-03 06:00 UTC;
+ * past the zone files' last transitions (their footer rules): New York
+ * 2040-03-11, Berlin 2040-10-28, New York 2100-11-07, Berlin 2100-03-28 */
 static const int64_t around[] = {1711846800, 1729990800, 1710054000,
-                                 1730613600};
+                                 1730613600, 2215062000, 2234998800,
+                                 4129250400, 4109878800};
+#define NAROUND (sizeof around / sizeof *around)
 
 START_TEST(cron_vs_model) {
   static const char *const zones[] = {"UTC", "Europe/Berlin",
@@ -191,7 +195,7 @@ START_TEST(cron_vs_model) {
                   c.dow_star == g.star[4], "\"%s\": parsed sets differ",
                   g.text);
     for (int z = 0; z < 3; z++) {
-      int64_t from = around[rnd(4)] - 86400 * (int64_t)rnd(3) -
+      int64_t from = around[rnd(NAROUND)] - 86400 * (int64_t)rnd(3) -
                      (int64_t)rnd(86400);
       check_range(zones[z], &g, &c, from, 3 * 1440);
     }
@@ -213,7 +217,7 @@ START_TEST(cron_vs_model) {
     g.star[2] = c.dom_star, g.star[4] = c.dow_star;
     snprintf(g.text, sizeof g.text, "%s", dense[k]);
     for (int z = 0; z < 3; z++)
-      for (int a = 0; a < 4; a++)
+      for (size_t a = 0; a < NAROUND; a++)
         check_range(zones[z], &g, &c, around[a] - 3 * 3600, 6 * 60);
     if (k >= 2)
       for (int z = 0; z < 3; z++)
@@ -306,6 +310,127 @@ START_TEST(zone_names) {
 }
 END_TEST
 
+/* ---- past the last transition: the footer's POSIX TZ rule ---- */
+
+/* The C library's offset at t in zone (TZ set in this process only). */
+static long libc_offset(const char *zone, int64_t t) {
+  setenv("TZ", zone, 1);
+  tzset();
+  time_t tt = (time_t)t;
+  struct tm tm;
+  ck_assert_ptr_nonnull(localtime_r(&tt, &tm));
+  return tm.tm_gmtoff;
+}
+
+/* Known DST changes (UTC seconds) in 2040 and 2100: the offset just
+ * before and at each. */
+typedef struct change {
+  const char *zone;
+  int64_t at;
+  int32_t before, after;
+} change;
+
+START_TEST(footer_rule_known_dates) {
+  static const change ch[] = {
+      {"America/New_York", 2215062000, -5 * 3600, -4 * 3600}, /* 2040-03-11 */
+      {"America/New_York", 2235621600, -4 * 3600, -5 * 3600}, /* 2040-11-04 */
+      {"Europe/Berlin", 2216250000, 3600, 7200},              /* 2040-03-25 */
+      {"Europe/Berlin", 2234998800, 7200, 3600},              /* 2040-10-28 */
+      {"Australia/Sydney", 2216822400, 11 * 3600, 10 * 3600}, /* 2040-04-01 */
+      {"Australia/Sydney", 2233152000, 10 * 3600, 11 * 3600}, /* 2040-10-07 */
+      {"America/New_York", 4108690800, -5 * 3600, -4 * 3600}, /* 2100-03-14 */
+      {"America/New_York", 4129250400, -4 * 3600, -5 * 3600}, /* 2100-11-07 */
+      {"Europe/Berlin", 4109878800, 3600, 7200},              /* 2100-03-28 */
+      {"Europe/Berlin", 4128627600, 7200, 3600},              /* 2100-10-31 */
+      {"Australia/Sydney", 4110451200, 11 * 3600, 10 * 3600}, /* 2100-04-04 */
+      {"Australia/Sydney", 4126176000, 10 * 3600, 11 * 3600}, /* 2100-10-03 */
+  };
+  for (size_t i = 0; i < sizeof ch / sizeof *ch; i++) {
+    tq_tz tz;
+    char err[256];
+    ck_assert_int_eq(tq_tz_load(NULL, ch[i].zone, &tz, err, sizeof err), 0);
+    ck_assert_msg(tz.rule, "%s: no footer rule read", ch[i].zone);
+    ck_assert_int_eq(tq_tz_offset(&tz, ch[i].at - 1), ch[i].before);
+    ck_assert_int_eq(tq_tz_offset(&tz, ch[i].at), ch[i].after);
+    /* and the C library agrees */
+    ck_assert_int_eq(libc_offset(ch[i].zone, ch[i].at - 1), ch[i].before);
+    ck_assert_int_eq(libc_offset(ch[i].zone, ch[i].at), ch[i].after);
+    tq_tz_free(&tz);
+  }
+}
+END_TEST
+
+/* Every hour of 2036..2042 and 2097..2103 (the transitions the rules
+ * make fall on whole hours, so each is met at its instant) against the
+ * C library, in zones of every shape of rule: northern, southern, none
+ * (<-03>3), minutes (Chatham), a negative time (Nuuk, version 3),
+ * times of 24:00 (Santiago). */
+START_TEST(footer_rule_vs_libc) {
+  static const char *const zones[] = {
+      "America/New_York", "Europe/Berlin", "Australia/Sydney",
+      "Europe/London", "Pacific/Auckland", "Pacific/Chatham",
+      "America/Nuuk", "America/Santiago", "America/Sao_Paulo",
+      "Asia/Tehran", "UTC"};
+  static const int64_t spans[][2] = {{2082758400, 2303683200},  /* 2036-42 */
+                                     {4007836800, 4228588800}}; /* 2097-03 */
+  for (size_t z = 0; z < sizeof zones / sizeof *zones; z++) {
+    tq_tz tz;
+    char err[256];
+    ck_assert_msg(tq_tz_load(NULL, zones[z], &tz, err, sizeof err) == 0,
+                  "%s", err);
+    ck_assert_msg(tz.rule, "%s: no footer rule read", zones[z]);
+    setenv("TZ", zones[z], 1);
+    tzset();
+    long diffs = 0;
+    for (size_t s = 0; s < 2; s++)
+      for (int64_t t = spans[s][0]; t < spans[s][1]; t += 3600) {
+        time_t tt = (time_t)t;
+        struct tm tm;
+        localtime_r(&tt, &tm);
+        int32_t mine = tq_tz_offset(&tz, t);
+        if (mine != tm.tm_gmtoff && diffs++ < 5)
+          fprintf(stderr, "%s at %lld: %d, the C library %ld\n", zones[z],
+                  (long long)t, mine, tm.tm_gmtoff);
+      }
+    ck_assert_msg(diffs == 0, "%s: %ld differences", zones[z], diffs);
+    tq_tz_free(&tz);
+  }
+}
+END_TEST
+
+START_TEST(footer_rule_forms) {
+  tq_tz tz;
+  memset(&tz, 0, sizeof tz);
+  static const char *const good[] = {
+      "EST5EDT,M3.2.0,M11.1.0", "<-03>3", "<+0330>-3:30",
+      "<-02>2<-01>,M3.5.0/-1,M10.5.0/0", "AAA3BBB,J60/2,J300/1:30:15",
+      "AAA-1BBB-2,0/0,365/25", "EST5EDT", "XXX-12:45YYY-13:45,M9.5.0/2:45,"
+      "M4.1.0/3:45", "<-04>4<-03>,M9.1.6/24,M4.1.6/24"};
+  for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+    ck_assert_msg(tq_tz_rule_parse(good[i], strlen(good[i]), &tz) == 0,
+                  "refused: %s", good[i]);
+  static const char *const bad[] = {
+      "E5", "EST", "EST5EDT,M13.1.0,M11.1.0", "EST5EDT,M3.6.0,M11.1.0",
+      "EST5EDT,M3.2.7,M11.1.0", "EST5EDT,M3.2.0", "EST5EDT,J0,J365",
+      "EST5EDT,J1,J366", "EST5EDT,M3.2.0/168,M11.1.0", "<-03", "<>3",
+      "EST99", "EST5EDT,M3.2.0,M11.1.0x", "EST5EDT,,"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    ck_assert_msg(tq_tz_rule_parse(bad[i], strlen(bad[i]), &tz) ==
+                      MLY_EINVAL, "accepted: %s", bad[i]);
+  /* J counts no February 29, n does: in 2040 (leap) J60 is March 1 and
+   * 59 (0-based) February 29 */
+  ck_assert_int_eq(tq_tz_rule_parse("AAA0BBB,J60/0,J61/0", 19, &tz), 0);
+  int64_t mar1 = tq_days_from_civil(2040, 3, 1) * 86400;
+  ck_assert_int_eq(tq_tz_rule_offset(&tz, mar1 - 1), 0);
+  ck_assert_int_eq(tq_tz_rule_offset(&tz, mar1), 3600);
+  ck_assert_int_eq(tq_tz_rule_parse("AAA0BBB,59/0,60/0", 17, &tz), 0);
+  int64_t feb29 = tq_days_from_civil(2040, 2, 29) * 86400;
+  ck_assert_int_eq(tq_tz_rule_offset(&tz, feb29 - 1), 0);
+  ck_assert_int_eq(tq_tz_rule_offset(&tz, feb29), 3600);
+  ck_assert_int_eq(tq_tz_rule_offset(&tz, feb29 + 86400), 0);
+}
+END_TEST
+
 static Suite *cron_suite(void) {
   Suite *s = suite_create("cron");
   TCase *tc = tcase_create("cron");
@@ -314,6 +439,9 @@ static Suite *cron_suite(void) {
   tcase_add_test(tc, zone_names);
   tcase_add_test(tc, dst_examples);
   tcase_add_test(tc, cron_vs_model);
+  tcase_add_test(tc, footer_rule_known_dates);
+  tcase_add_test(tc, footer_rule_vs_libc);
+  tcase_add_test(tc, footer_rule_forms);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -907,6 +907,133 @@ START_TEST(pinned_definitions) {
 }
 END_TEST
 
+/* ---- an action no longer registered after a restart (issue 11, M5):
+   the dispatch waits, nothing lost, and goes on once it is registered;
+   a restart meanwhile loses nothing either ---- */
+
+static char later_key[128];
+static int later_calls;
+static int later(mly_action_call *c, void *arg) {
+  (void)arg;
+  later_calls++;
+  snprintf(later_key, sizeof later_key, "%s", mly_action_key(c));
+  return mly_action_event(c, "done");
+}
+
+static void reg_later(mly_runtime *rt) {
+  reg(rt);
+  ck_assert_int_eq(mly_action_register(rt, "Later", later, NULL, 0), 0);
+}
+
+static const char *later_yaml =
+    "state_machines:\n"
+    "- name: lt\n"
+    "  on_failure: oops\n"
+    "  states:\n"
+    "  - {name: a, initial: True, action: Action,\n"
+    "     transitions: [{event: go, to: w}]}\n"
+    "  - {name: w, wait: {events: [on]}, transitions: [{event: on, to: b}]}\n"
+    "  - {name: b, action: Later, transitions: [{event: done, to: c}]}\n"
+    "  - {name: c, final: True, entry: Final}\n"
+    "  - {name: oops, final: True, entry: Failed}\n";
+
+static bool awaits_later(mly_runtime *rt, void *name) {
+  mly_name_info ni;
+  mly_fsm_info fi;
+  return mly_name_lookup(rt, name, &ni) == 0 && ni.state == MLY_NAME_LIVE &&
+         mly_fsm_info_get(rt, ni.id, &fi) == 0 &&
+         strncmp(fi.awaits_action, "Later", 5) == 0;
+}
+
+/* the same at the continuation position, in memory */
+static int later_cont(mly_action_call *c, void *arg) {
+  (void)arg;
+  later_calls++;
+  if (mly_action_continuing(c)) return 0; /* no token: one replica */
+  return mly_action_event(c, "done");
+}
+
+START_TEST(unregistered_continuation_waits) {
+  reset();
+  later_calls = 0;
+  mkdir_tmp();
+  mly_runtime *rt = fh_durable(tmpdir, reg);
+  ck_assert_int_eq(mly_action_register(rt, "LaterC", later_cont, NULL, 0), 0);
+  fh_add(rt, "state_machines:\n"
+             "- name: ltc\n"
+             "  states:\n"
+             "  - {name: a, initial: True, action: Action,\n"
+             "     transitions: [{event: go, to: w}]}\n"
+             "  - {name: w, wait: {events: [on]}, transitions: [{event: on, to: b}]}\n"
+             "  - {name: b, continuation: True, action: LaterC,\n"
+             "     transitions: [{event: done, to: c}]}\n"
+             "  - {name: c, final: True, entry: Final}\n");
+  start(rt, "ltc", "ltc-1", go_ctx());
+  fh_at at = {"ltc-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_runtime_close(rt);
+  rt = fh_durable(tmpdir, reg); /* without LaterC */
+  ck_assert_int_eq(mly_fsm_send(rt, "ltc-1", "on", NULL, NULL, NULL), 0);
+  fh_until(rt, awaits_later, "ltc-1", 10000);
+  ck_assert(logged("state b: action LaterC is not registered"));
+  ck_assert_int_eq(later_calls, 0);
+  ck_assert_int_eq(mly_action_register(rt, "LaterC", later_cont, NULL, 0), 0);
+  fh_until(rt, fh_ended, "ltc-1", 10000);
+  ck_assert_int_eq(fh_end_status(rt, "ltc-1"), 0);
+  ck_assert_int_eq(later_calls, 2); /* continuing, then the action */
+  ck_assert_str_eq(logv[nlog - 1], "final:c");
+  mly_runtime_close(rt);
+  h_rmtree(tmpdir);
+}
+END_TEST
+
+START_TEST(unregistered_action_waits) {
+  reset();
+  later_calls = 0;
+  mkdir_tmp();
+  mly_runtime *rt = fh_durable(tmpdir, reg_later);
+  fh_add(rt, later_yaml);
+  start(rt, "lt", "lt-1", go_ctx());
+  fh_at at = {"lt-1", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_runtime_close(rt);
+
+  /* the host comes back without Later: the event's dispatch waits */
+  rt = fh_durable(tmpdir, reg);
+  ck_assert_int_eq(mly_fsm_send(rt, "lt-1", "on", NULL, NULL, NULL), 0);
+  fh_until(rt, awaits_later, "lt-1", 10000);
+  ck_assert(logged("instance lt-1 (machine lt), state b: action Later is "
+                   "not registered; its dispatch waits"));
+  mly_fsm_info fi;
+  ck_assert_int_eq(mly_fsm_info_get(rt, fh_id(rt, "lt-1"), &fi), 0);
+  ck_assert_str_eq(fi.phase, "dispatch");
+  ck_assert_str_eq(fi.state, "w");
+  ck_assert_uint_eq(fi.attempt, 0);       /* not a failure */
+  ck_assert_str_eq(fi.last_error, "");
+  uint64_t seq = fi.seq;
+  for (int i = 0; i < 50; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  ck_assert(awaits_later(rt, "lt-1"));     /* still waiting, not failed */
+  mly_runtime_close(rt);
+
+  /* again without it, then it is registered while the host runs */
+  nlines = 0;
+  rt = fh_durable(tmpdir, reg);
+  fh_until(rt, awaits_later, "lt-1", 10000);
+  ck_assert_int_eq(later_calls, 0);
+  ck_assert_int_eq(mly_action_register(rt, "Later", later, NULL, 0), 0);
+  ck_assert(logged("action Later is registered: instance"));
+  fh_until(rt, fh_ended, "lt-1", 10000);
+  ck_assert_int_eq(fh_end_status(rt, "lt-1"), 0);
+  ck_assert_int_eq(later_calls, 1);
+  char want[64];
+  snprintf(want, sizeof want, "lt-1/%llu", (unsigned long long)seq);
+  ck_assert_str_eq(later_key, want);      /* the dispatch it waited in */
+  ck_assert_str_eq(logv[nlog - 1], "final:c"); /* not on_failure */
+  mly_runtime_close(rt);
+  h_rmtree(tmpdir);
+}
+END_TEST
+
 /* ---- a blocking action runs on the threadpool ---- */
 
 static pthread_t loop_thread;
@@ -1388,6 +1515,8 @@ static Suite *fsm_suite(void) {
   tcase_add_test(tc, wait_states_durable);
   tcase_add_test(tc, countdown_committed);
   tcase_add_test(tc, pinned_definitions);
+  tcase_add_test(tc, unregistered_action_waits);
+  tcase_add_test(tc, unregistered_continuation_waits);
   tcase_add_test(tc, blocking_off_loop);
   tcase_add_test(tc, exec_actions);
   tcase_add_test(tc, start_errors_and_names);

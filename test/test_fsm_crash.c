@@ -8,7 +8,9 @@
  * every instance to its final state: nothing lost, no attempt counted
  * twice, the same idempotency key before and after the crash.  The
  * actions append what they did to files in the directory, which outlive
- * the kill.
+ * the kill.  A migration (mly_fsm_migrate_durable) is killed between its
+ * request and its commit, and after its answer: every instance comes
+ * back on one definition whole, and an answered one is never lost.
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -146,15 +148,38 @@ static const char *yaml =
     "      else exec sleep 1000; fi'], timeout: 1h}\n"
     "    transitions: [{event: go, to: z}]\n"
     "  - {name: z, final: True, entry: Final}\n"
+    "- name: mg\n"
+    "  states:\n"
+    "  - {name: a, initial: True, action: Go, transitions: [{event: go, to: w}]}\n"
+    "  - {name: w, wait: {events: [on]}, transitions: [{event: on, to: v1}]}\n"
+    "  - {name: v1, final: True, entry: Final}\n"
     "- name: km\n"
     "  states:\n"
     "  - {name: a, initial: True, action: Slow, transitions: [{event: go, to: z}]}\n"
     "  - {name: z, final: True, entry: Final}\n";
 
+/* mg's next definition: its states in another order (w is index 2, not
+ * 1), so an instance switched by half (hash without indexes, or the
+ * reverse) is seen at once; "on" leads to v2. */
+static const char *mg_v2 =
+    "state_machines:\n"
+    "- name: mg\n"
+    "  states:\n"
+    "  - {name: a, initial: True, action: Go, transitions: [{event: go, to: w}]}\n"
+    "  - {name: v2, final: True, entry: Final}\n"
+    "  - {name: w, wait: {events: [on]}, transitions: [{event: on, to: v2}]}\n";
+
 /* ---- the child ---- */
 
 static void say(const char *s) {
   if (write(report_fd, s, strlen(s)) < 0) _exit(91);
+}
+
+static void journal_stopped(mly_runtime *rt, int err, const char *msg,
+                            void *arg) {
+  (void)rt, (void)arg;
+  fprintf(stderr, "child: the journal stopped (%s): %s\n", mly_strerror(err),
+          msg);
 }
 
 static mly_runtime *child_rt(void) {
@@ -165,7 +190,8 @@ static mly_runtime *child_rt(void) {
   mly_runtime *rt = NULL;
   if (mly_runtime_new(&rt, NULL, NULL) < 0 || mly_fsm_attach(rt) < 0) _exit(92);
   reg(rt);
-  mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS};
+  mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS,
+                            .on_error = journal_stopped};
   char err[256];
   if (mly_journal_open(rt, &jo, err, sizeof err) < 0) {
     fprintf(stderr, "child: %s\n", err);
@@ -229,12 +255,34 @@ static bool child_until(mly_runtime *rt,
   return false;
 }
 
+/* Turns until the journal syncs once more (at most `turns`): what the
+ * child did so far is durable, or nothing was left to write. */
+static void child_synced(mly_runtime *rt, int turns) {
+  mly_journal_stats js;
+  mly_journal_stats_get(rt, &js);
+  uint64_t s0 = js.syncs;
+  for (int k = 0; k < turns && js.syncs < s0 + 1; k++) {
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+    mly_journal_stats_get(rt, &js);
+  }
+}
+
 /* Run until cond says done (then report `msg`), for at most 60 s. */
 static void child_loop(mly_runtime *rt, int (*cond)(mly_runtime *, const char *),
                        const char *arg, const char *msg) {
   if (child_until(rt, cond, arg)) {
     say(msg);
     for (;;) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE); /* until killed */
+  }
+  for (int i = 0; i < N; i++) { /* what did not get there */
+    char name[32];
+    mly_name_info ni;
+    mly_fsm_info fi;
+    snprintf(name, sizeof name, "%s-%d", arg, i);
+    if (mly_name_lookup(rt, name, &ni) == 0 && ni.state == MLY_NAME_LIVE &&
+        mly_fsm_info_get(rt, ni.id, &fi) == 0)
+      fprintf(stderr, "child: %s: state %s, phase %s, hash %.12s\n", name,
+              fi.state, fi.phase, fi.hash);
   }
   say("timeout\n");
   _exit(95);
@@ -271,9 +319,98 @@ static void start_all(mly_runtime *rt, const char *what, bool again) {
   }
 }
 
+/* ---- migrate: kill -9 between the request and its commit ---- */
+
+static mly_fsm_set *mg_set(mly_runtime *rt) {
+  mly_fsm_load_options o = {.action_known = mly_action_known, .action_arg = rt};
+  mly_fsm_set *set = NULL;
+  if (mly_fsm_load_text("mg2.yaml", mg_v2, strlen(mg_v2), &o, &set) < 0)
+    _exit(98);
+  return set;
+}
+
+static bool mg_answered;
+static int mg_status = 1;
+static void mg_done(mly_runtime *rt, int status, void *arg) {
+  (void)rt, (void)arg;
+  mg_status = status;
+  mg_answered = true;
+}
+static int mg_was_answered(mly_runtime *rt, const char *arg) {
+  (void)rt, (void)arg;
+  return mg_answered;
+}
+
+/* mode "ask-pause": migrate, say "asked", never return to the loop (so
+ * nothing of it reaches the journal).  "ask-run": migrate, say "asked",
+ * run; once answered say "answered" and run on.  "ask-answer": as
+ * ask-run, then stop at once (the kill comes right after the answer). */
+static void mg_ask(mly_runtime *rt, const char *mode) {
+  mly_fsm_set *set = mg_set(rt);
+  int rc = mly_fsm_migrate_durable(rt, set, 0, NULL, NULL, mg_done, NULL);
+  mly_fsm_set_free(set);
+  if (rc != N || mg_answered) _exit(99); /* never answered before return */
+  say("asked\n");
+  if (strcmp(mode, "ask-pause") == 0)
+    for (;;) pause();
+  child_until(rt, mg_was_answered, NULL);
+  if (mg_status != 0) _exit(100);
+  say("answered\n");
+  if (strcmp(mode, "ask-answer") == 0)
+    for (;;) pause();
+  for (;;) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+}
+
+/* After the restart: each instance, as recovered, on one definition or
+ * the other whole (in state w, waiting, its hash one of the two): a line
+ * "I old|new" each in mg.log; then "on" to all, to the end. */
+static void mg_end(mly_runtime *rt) {
+  mly_fsm_set *set = mg_set(rt);
+  const unsigned char *h2 = mly_fsm_hash(mly_fsm_at(set, 0));
+  char hex2[65];
+  for (int i = 0; i < 32; i++) snprintf(hex2 + 2 * i, 3, "%02x", h2[i]);
+  mly_fsm_set_free(set);
+  mly_fsm_load_options o = {.action_known = mly_action_known, .action_arg = rt};
+  if (mly_fsm_load_text("crash.yaml", yaml, strlen(yaml), &o, &set) < 0)
+    _exit(94);
+  const unsigned char *h1 = mly_fsm_hash(mly_fsm_find(set, "mg"));
+  char hex1[65];
+  for (int i = 0; i < 32; i++) snprintf(hex1 + 2 * i, 3, "%02x", h1[i]);
+  mly_fsm_set_free(set);
+  for (int i = 0; i < N; i++) {
+    char name[32];
+    mly_name_info ni;
+    mly_fsm_info fi;
+    snprintf(name, sizeof name, "mg-%d", i);
+    if (mly_name_lookup(rt, name, &ni) < 0 || ni.state != MLY_NAME_LIVE ||
+        mly_fsm_info_get(rt, ni.id, &fi) < 0)
+      _exit(101); /* lost */
+    bool old = strcmp(fi.hash, hex1) == 0, nw = strcmp(fi.hash, hex2) == 0;
+    if (!(old || nw) || strcmp(fi.state, "w") != 0 ||
+        strcmp(fi.phase, "wait") != 0) {
+      append("mg.log", "%d half %s %s %s\n", i, fi.hash, fi.state, fi.phase);
+    } else {
+      append("mg.log", "%d %s\n", i, old ? "old" : "new");
+    }
+    if (mly_fsm_send(rt, name, "on", NULL, NULL, NULL) < 0) _exit(97);
+  }
+  child_loop(rt, all_ended, "mg", "done\n");
+}
+
 /* Child for round `round` of scenario `what`. */
 static void child(const char *what, int round) {
   mly_runtime *rt = child_rt();
+  if (strncmp(what, "mg-", 3) == 0) {
+    if (strcmp(what, "mg-start") == 0) { /* all wait, and that is durable */
+      start_all(rt, "mg", false);
+      phase_of = "wait";
+      child_until(rt, all_at, "mg");
+      child_synced(rt, 1000);
+      child_loop(rt, all_at, "mg", "at\n");
+    }
+    if (strcmp(what, "mg-end") == 0) mg_end(rt);
+    mg_ask(rt, what + 3);
+  }
   if (strcmp(what, "mx") == 0) { /* started by name: once, whatever the
                                     round that first got that far */
     start_all(rt, what, true);
@@ -301,13 +438,7 @@ static void child(const char *what, int round) {
              command started in a step whose record a crash lost is not
              known to the next run: mealy.h): one more fdatasync, or a
              quiet half second (nothing was left to write) */
-          mly_journal_stats js;
-          mly_journal_stats_get(rt, &js);
-          uint64_t s0 = js.syncs;
-          for (int k = 0; k < 100 && js.syncs < s0 + 1; k++) {
-            uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
-            mly_journal_stats_get(rt, &js);
-          }
+          child_synced(rt, 100);
           say("at\n");
           for (;;) pause();
         }
@@ -573,6 +704,118 @@ START_TEST(kill_while_command_runs) {
 }
 END_TEST
 
+/* One migration killed: `mode` for the child that asks (see mg_ask),
+ * killed after `delay_ms` (-1: at once) once it said "asked"; then a
+ * run to the end.  Every instance is recovered on one definition whole
+ * and ends once: after "answered" every one on the new, and with
+ * nothing journaled (ask-pause) every one on the old. */
+static void migrate_round(const char *mode, int delay_ms) {
+  snprintf(dir, sizeof dir, "/tmp/mealy-fsmcrash.XXXXXX");
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  int fd;
+  pid_t pid = start_child("mg-start", 0, &fd);
+  expect_line(fd, "at\n");
+  kill_child(pid);
+  close(fd);
+  char child_mode[32];
+  snprintf(child_mode, sizeof child_mode, "mg-%s", mode);
+  pid = start_child(child_mode, 1, &fd);
+  expect_line(fd, "asked\n");
+  bool answered = false;
+  if (strcmp(mode, "ask-answer") == 0) {
+    expect_line(fd, "answered\n");
+    answered = true;
+  } else if (delay_ms >= 0) { /* the kill comes delay_ms after "asked" */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, delay_ms) == 1) {
+      expect_line(fd, "answered\n");
+      answered = true;
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      long spent = (t1.tv_sec - t0.tv_sec) * 1000 +
+                   (t1.tv_nsec - t0.tv_nsec) / 1000000;
+      if (spent < delay_ms) usleep((useconds_t)(delay_ms - spent) * 1000);
+    }
+  }
+  kill_child(pid);
+  char rest[16]; /* an answer written just before the kill counts too */
+  ssize_t got = answered ? 0 : read(fd, rest, sizeof rest - 1);
+  if (got > 0) {
+    rest[got] = '\0';
+    ck_assert_str_eq(rest, "answered\n");
+    answered = true;
+  }
+  close(fd);
+  pid = start_child("mg-end", 2, &fd);
+  expect_line(fd, "done\n");
+  finish_child(pid);
+  close(fd);
+  static char lines[8 * N][128];
+  int n = read_lines("mg.log", lines, 8 * N);
+  ck_assert_int_eq(n, N);
+  bool was_new[N] = {0};
+  int news = 0;
+  for (int k = 0; k < n; k++) {
+    int i;
+    char tag[8];
+    ck_assert_msg(sscanf(lines[k], "%d %7s", &i, tag) == 2 && i >= 0 && i < N,
+                  "%s", lines[k]);
+    ck_assert_msg(strcmp(tag, "old") == 0 || strcmp(tag, "new") == 0,
+                  "instance switched by half: %s", lines[k]);
+    was_new[i] = strcmp(tag, "new") == 0;
+    news += was_new[i];
+  }
+  /* (answered: the events are journaled, each instance takes its own in
+     a step of its own: it may still be on the old one here) */
+  if (strcmp(mode, "ask-pause") == 0) ck_assert_int_eq(news, 0);
+  /* each ends once (or twice, one key: killed in its final dispatch) on
+     one definition: v2 if it was on the new one (an old one may still
+     take its migration event, then v2 too) */
+  n = read_lines("final.log", lines, 8 * N);
+  ck_assert_int_ge(n, N);
+  bool seen[N] = {0};
+  int v2 = 0;
+  for (int k = 0; k < n; k++) {
+    char key[96], st[16];
+    long long i;
+    ck_assert_int_eq(sscanf(lines[k], "%95s %15s %lld", key, st, &i), 3);
+    ck_assert(i >= 0 && i < N);
+    ck_assert_msg(strcmp(st, "v1") == 0 || strcmp(st, "v2") == 0, "%s", st);
+    if (was_new[i]) ck_assert_str_eq(st, "v2");
+    if (!seen[i]) v2 += strcmp(st, "v2") == 0;
+    seen[i] = true;
+  }
+  for (int i = 0; i < N; i++) ck_assert(seen[i]);
+  if (answered) ck_assert_int_eq(v2, N); /* an answer is never lost */
+  if (strcmp(mode, "ask-pause") == 0) ck_assert_int_eq(v2, 0);
+  fprintf(stderr, "migrate %s: answered %d, on the new one at the restart "
+          "%d, ended on it %d of %d\n", mode, answered, news, v2, N);
+  h_rmtree(dir);
+}
+
+/* The request made, nothing journaled (the process stops before the
+ * loop turns): every instance stays on the old definition. */
+START_TEST(kill_in_migrate_before_commit) { migrate_round("ask-pause", -1); }
+END_TEST
+
+/* Killed right after the answer: every instance is on the new one. */
+START_TEST(kill_after_migrate_answered) { migrate_round("ask-answer", -1); }
+END_TEST
+
+/* Killed at random moments of the window between the request and its
+ * commit (and some after): never half, and never lost once answered. */
+START_TEST(kill_in_migrate_at_random) {
+  uint64_t seed = 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid();
+  const char *env = getenv("FSM_MIGRATE_ROUNDS");
+  int rounds = env ? atoi(env) : 10;
+  for (int r = 0; r < rounds; r++) { /* half of them inside the fsync */
+    seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+    migrate_round("ask-run", (int)(seed % (r % 2 ? 150 : 4)));
+  }
+}
+END_TEST
+
 static Suite *crash_suite(void) {
   Suite *s = suite_create("fsm-crash");
   TCase *tc = tcase_create("kill9");
@@ -584,6 +827,9 @@ static Suite *crash_suite(void) {
   tcase_add_test(tc, kill_in_blocking_action);
   tcase_add_test(tc, kill_at_random);
   tcase_add_test(tc, kill_while_command_runs);
+  tcase_add_test(tc, kill_in_migrate_before_commit);
+  tcase_add_test(tc, kill_after_migrate_answered);
+  tcase_add_test(tc, kill_in_migrate_at_random);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -27,6 +27,10 @@ C="validate"
 for y in order/order.yaml exec/digest.yaml; do
   check "$y validates" eval '"$mealy" fsm validate "$root/machines/examples/$y" >/dev/null'
 done
+# as the README says, with its library: every action name it uses is there
+install -m 644 "$so" "$T/order_actions.so"
+check "order/order.yaml validates with --actions, names checked" \
+  eval '"$mealy" fsm validate --actions "$T/order_actions.so" "$root/machines/examples/order/order.yaml" | grep -q "every action name is registered by"'
 
 C="order"
 DEMO_TIMEOUT=120 "$root/machines/examples/order/demo.sh" "$mealy" "$so" \

@@ -40,6 +40,10 @@ typedef struct seen {
   int64_t j1_n, j2_n;
   int fail_items[4];        /* Work fails for good on these items         */
   int nfail;
+  int lines_attempts;       /* Lines: continuation calls                  */
+  char error[512];          /* Dropped: the context's "error"             */
+  int dropped;
+  bool permanent;           /* Dropped: cause.permanent                   */
 } seen;
 
 static mly_runtime *rt;
@@ -211,6 +215,40 @@ static int a_spawn_later(mly_action_call *c, void *arg) {
 static int a_kid(mly_action_call *c, void *arg) {
   (void)c;
   ((seen *)arg)->kids++;
+  return 0;
+}
+
+/* A continuation over the lines of the file under "path", "bs" a
+ * batch; each batch's line count is its "part". */
+static int a_lines(mly_action_call *c, void *arg) {
+  seen *s = arg;
+  mly_value *ctx = mly_action_context(c);
+  if (mly_action_continuing(c)) {
+    const char *path = NULL;
+    size_t len;
+    s->lines_attempts++;
+    mly_value_get_str(mly_map_get(ctx, "path"), &path, &len);
+    return mly_continue_lines(c, path, (uint32_t)fan_util_int(ctx, "bs"),
+                              "batch");
+  }
+  s->work++;
+  mly_map_set_int(ctx, "part", (int64_t)mly_value_len(mly_map_get(ctx, "batch")));
+  mly_map_set_int(ctx, "k", (int64_t)mly_value_len(mly_map_get(ctx, "batch")));
+  return mly_action_event(c, "done");
+}
+
+/* on_failure's state: what the failure said. */
+static int a_dropped(mly_action_call *c, void *arg) {
+  seen *s = arg;
+  const mly_value *ctx = mly_action_context(c);
+  const char *e = "";
+  size_t len = 0;
+  mly_value_get_str(mly_map_get(ctx, "error"), &e, &len);
+  snprintf(s->error, sizeof s->error, "%.*s", (int)len, e);
+  const mly_value *cause = mly_map_get(ctx, "cause");
+  mly_value_get_bool(mly_map_get(cause, "permanent"), &s->permanent);
+  s->dropped++;
+  s->finish++;
   return 0;
 }
 
@@ -387,6 +425,29 @@ static const char *yaml =
     "        initial: True\n"
     "        final: True\n"
     "        action: SpawnLater\n"
+    "  - name: lines\n"
+    "    task_retry_limit: 2\n"
+    "    min_backoff: 1ms\n"
+    "    max_backoff: 1ms\n"
+    "    on_failure: dropped\n"
+    "    states:\n"
+    "      - name: work\n"
+    "        initial: True\n"
+    "        continuation: True\n"
+    "        action: Lines\n"
+    "        transitions:\n"
+    "          - {event: done, to: join}\n"
+    "      - name: join\n"
+    "        fan_in: {count: 0}\n"
+    "        action: Join\n"
+    "        transitions:\n"
+    "          - {event: ok, to: end}\n"
+    "      - name: end\n"
+    "        final: True\n"
+    "        action: Finish\n"
+    "      - name: dropped\n"
+    "        final: True\n"
+    "        action: Dropped\n"
     "  - name: kid\n"
     "    states:\n"
     "      - name: start\n"
@@ -403,7 +464,8 @@ static void setup(void) {
       {"Finish", a_finish}, {"ForkGroups", a_fork_groups},
       {"ForkK", a_fork_k},  {"Count", a_count},   {"J1", a_j1},
       {"J2", a_j2},         {"Spawner", a_spawner}, {"Kid", a_kid},
-      {"SpawnLater", a_spawn_later}, {"ForkList", a_fork_list}};
+      {"SpawnLater", a_spawn_later}, {"ForkList", a_fork_list},
+      {"Lines", a_lines},   {"Dropped", a_dropped}};
   for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
     ck_assert_int_eq(mly_action_register(rt, acts[i].n, acts[i].fn, &S, 0),
                      0);
@@ -458,6 +520,62 @@ static void continuation_case(int64_t n, int64_t bs) {
   ck_assert_int_eq(S.items, n);
   ck_assert_int_eq(S.finish, 1);
 }
+
+/* ---- mly_continue_lines: batches of a file; a path it cannot read
+   fails the step with a text naming it (issue 11, M2) ---- */
+
+static void run_lines(const char *path, int64_t bs) {
+  mly_value *ctx = mly_value_map();
+  mly_map_set(ctx, "path", mly_value_str(path));
+  mly_map_set_int(ctx, "bs", bs);
+  ck_assert_int_eq(mly_fsm_start(rt, "lines", NULL, ctx, NULL, 0, NULL), 0);
+  want_finish = 1;
+  ck_assert_msg(fan_util_run(rt, finished, NULL, 60000), "lines: no end");
+  settle();
+}
+
+START_TEST(lines_batches) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/in.txt", dir);
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  for (int i = 0; i < 7; i++) fprintf(f, "line %d\n", i);
+  ck_assert_int_eq(fclose(f), 0);
+  run_lines(path, 3);
+  ck_assert_int_eq(S.work, 3); /* 3 + 3 + 1, no empty last batch */
+  ck_assert_int_eq(S.join, 1);
+  ck_assert_int_eq(S.merged[0], 3);
+  ck_assert_int_eq(S.items, 7);
+  ck_assert_int_eq(S.dropped, 0);
+}
+END_TEST
+
+START_TEST(lines_of_a_directory) {
+  run_lines(dir, 3);
+  ck_assert_int_eq(S.dropped, 1);
+  ck_assert_int_eq(S.work, 0);
+  char want[256];
+  snprintf(want, sizeof want, "continuation over the lines of %s: it is a "
+           "directory, not a file; give the path of a file", dir);
+  ck_assert_msg(strstr(S.error, want) != NULL, "error: %s", S.error);
+  ck_assert(S.permanent);           /* no retry makes it a file */
+  ck_assert_int_eq(S.lines_attempts, 1);
+}
+END_TEST
+
+START_TEST(lines_of_a_missing_file) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/missing.txt", dir);
+  run_lines(path, 3);
+  ck_assert_int_eq(S.dropped, 1);
+  char want[256];
+  snprintf(want, sizeof want, "continuation over the lines of %s: %s", path,
+           mly_strerror(MLY_ENOENT));
+  ck_assert_msg(strstr(S.error, want) != NULL, "error: %s", S.error);
+  ck_assert(!S.permanent);          /* it may appear: retried */
+  ck_assert_int_eq(S.lines_attempts, 3); /* task_retry_limit: 2 */
+}
+END_TEST
 
 START_TEST(continuation_fan_in_10) {
   continuation_case(10, batch_sizes[_i]);
@@ -742,6 +860,9 @@ static Suite *suite(void) {
   tcase_set_timeout(t, 120);
   tcase_add_loop_test(t, continuation_fan_in_10, 0, 4);
   tcase_add_loop_test(t, continuation_fan_in_25, 0, 4);
+  tcase_add_test(t, lines_batches);
+  tcase_add_test(t, lines_of_a_directory);
+  tcase_add_test(t, lines_of_a_missing_file);
   tcase_add_test(t, group_count);
   tcase_add_test(t, count_overflow);
   tcase_add_test(t, group_window);

@@ -4,7 +4,9 @@
 # drive it over its socket: contexts as given (strings and typed values),
 # the wait state, the event's payload, names taken, errors and exit
 # statuses, instances surviving SIGTERM and kill -9 of the host, and the
-# checks on the actions library (writable by others, no init function).
+# checks on the actions library (writable by others, no init function),
+# validate --actions, and an instance whose action the restarted host no
+# longer registers (it waits, then goes on).
 #
 # No check measures a duration: waits are bounded polls.
 #
@@ -95,6 +97,38 @@ check "no --actions: exit 1, the action named at FILE:LINE:COL" \
   eval '[ $rc = 1 ] && grep -q "host_order.yaml:9:13: action .Count. is not registered" "$T/out"'
 
 # ---------------------------------------------------------------------
+C="validate --actions: names checked against the library's registry"
+"$mealy" fsm validate --actions "$T/act.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+check "the library registers Count: exit 0, says the names were checked" \
+  eval '[ $rc = 0 ] && grep -q "every action name is registered by $T/act.so" "$T/out"'
+sed 's/action: Count$/action: Cnt/' "$T/host_order.yaml" >"$T/typo.yaml"
+"$mealy" fsm validate --actions "$T/act.so" "$T/typo.yaml" >"$T/out" 2>&1; rc=$?
+check "a name it does not register: exit 1, at FILE:LINE:COL, each place" \
+  eval '[ $rc = 1 ] && grep -q "typo.yaml:9:13: action .Cnt. is not registered" "$T/out" &&
+        grep -q "typo.yaml:22:13: action .Cnt. is not registered" "$T/out"'
+"$mealy" fsm validate --json --actions "$T/act.so" "$T/typo.yaml" >"$T/json" 2>/dev/null
+check "--json: actions_checked true, both errors with line and col" \
+  "$py" -c 'import json,sys; o=json.load(open(sys.argv[1]))
+assert o["ok"] is False and o["actions_checked"] is True, o
+assert [(e["line"], e["col"]) for e in o["errors"]] == [(9, 13), (22, 13)], o' "$T/json"
+"$mealy" fsm validate "$T/typo.yaml" >"$T/out" 2>&1; rc=$?
+check "without --actions: exit 0, and it says the names were not checked" \
+  eval '[ $rc = 0 ] && grep -q "action names not checked (structure only: give --actions LIB.so" "$T/out"'
+"$mealy" fsm validate --json "$T/typo.yaml" >"$T/json" 2>/dev/null
+check "... --json: actions_checked false" \
+  "$py" -c 'import json,sys; o=json.load(open(sys.argv[1]))
+assert o["ok"] is True and o["actions_checked"] is False, o' "$T/json"
+"$mealy" fsm validate --actions "$T/open.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+check "a library writable by others: refused as by run, exit 1" \
+  eval '[ $rc = 1 ] && grep -q "mealy fsm validate: --actions $T/open.so is writable by its group or others" "$T/out"'
+"$mealy" fsm validate --actions "$T/noinit.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+check "a library without mly_actions_init: exit 1, says so" \
+  eval '[ $rc = 1 ] && grep -q "no function mly_actions_init" "$T/out"'
+"$mealy" fsm validate "$T/host_order.yaml" --actions >"$T/out" 2>&1; rc=$?
+check "--actions without LIB.so: exit 2" \
+  eval '[ $rc = 2 ] && grep -q "LIB.so is needed after" "$T/out"'
+
+# ---------------------------------------------------------------------
 C="start, ls, show, send"
 start_host
 check "the host serves its socket" alive "$HOST"
@@ -169,6 +203,43 @@ check "send o3 paid after the crash: ok" [ "$out" = ok ]
 check "o3 takes it: shipping" poll 300 in_state o3 shipping
 f send o3 shipped >/dev/null
 check "o3 ends" poll 300 absent o3
+stop_host TERM
+
+# ---------------------------------------------------------------------
+C="an action no longer registered: the dispatch waits, nothing lost"
+start_host
+f start order --name o4 >/dev/null
+check "o4 waiting" poll 300 in_state o4 waiting
+stop_host TERM
+# the host comes back with a file of its own and no library: o4 keeps
+# its pinned definition, whose final state runs Count
+cat >"$T/bare.yaml" <<'YAML'
+state_machines:
+- name: bare
+  states:
+  - {name: w, initial: true, wait: {events: [go]}, transitions: [{event: go, to: z}]}
+  - {name: z, final: true}
+YAML
+rm -f "$T/host.err"
+"$mealy" fsm run "$T/bare.yaml" --state-dir "$T/state" -s "$S" 2>"$T/host.err" &
+HOST=$!
+poll 300 f ls >/dev/null 2>&1
+f send o4 paid >/dev/null
+check "o4 takes paid: shipping" poll 300 in_state o4 shipping
+f send o4 shipped >/dev/null
+awaits() { f show o4 --json >"$T/show.json" 2>/dev/null &&
+  [ "$(json "$T/show.json" "j['awaits_action']")" = Count ]; }
+check "o4's last dispatch waits for Count (show: awaits_action)" poll 300 awaits
+check "... with a log line saying what to do" \
+  grep -q "instance o4 (machine order), state done: action Count is not registered; its dispatch waits" "$T/host.err"
+f show o4 >"$T/out" 2>&1
+check "... the text of show says it too" grep -q "^awaits_action Count" "$T/out"
+check "... and it is not failed: still live" \
+  [ "$(json "$T/show.json" "(j['phase'], j['attempt'], j['context'].get('error'))")" = "('dispatch', 0, None)" ]
+stop_host KILL
+start_host # the library is back
+check "o4 goes on once Count is registered, and ends" poll 300 absent o4
+check "... at its final state, not failed" eval '! grep -q "o4.*fail" "$T/host.err"'
 stop_host TERM
 
 echo

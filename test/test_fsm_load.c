@@ -384,7 +384,7 @@ START_TEST(errors_top) {
              "'queues' is not supported by this build", NULL);
   EXPECT_ERR("schedules: []\n" HEAD TWO, 1, "m.yaml:1:12: ",
              "'schedules' is not supported by this build", NULL);
-  EXPECT_ERR("state_machines: []\n---\nx: 1\n", 1, "m.yaml:3:1: ",
+  EXPECT_ERR(HEAD TWO "---\nx: 1\n", 1, "m.yaml:11:1: ",
              "another YAML document", NULL);
   EXPECT_ERR("state_machines: [\n", 1, "m.yaml:", "YAML", NULL);
   EXPECT_ERR("state_machines: !!python/object []\n", 1, "m.yaml:1:17: ",
@@ -502,7 +502,7 @@ START_TEST(errors_state_keys) {
   EXPECT_ERR(HEAD TWO "        exit: 'a b'\n", 1, "m.yaml:10:15: ",
              "action name 'a b' is not allowed", NULL);
   EXPECT_ERR(HEAD TWO "        entry: {exec: []}\n", 1, "m.yaml:10:23: ",
-             "exec must be a list", NULL);
+             "exec is an empty list: there is no program to run", NULL);
   EXPECT_ERR(HEAD TWO "        entry: {exec: [''], timeout: 1s}\n", 1,
              "m.yaml:10:24: ", "first item of exec", NULL);
   EXPECT_ERR(HEAD TWO "        entry: {timeout: 1s}\n", 1, "m.yaml:10:16: ",
@@ -543,6 +543,116 @@ START_TEST(errors_state_keys) {
   EXPECT_ERR(HEAD TWO "        wait: {events: [x], until: 1s}\n", 0,
              "m.yaml:10:29: ", "unknown key 'until' in wait",
              "known: events, timeout, timeout_event", NULL);
+}
+END_TEST
+
+/* Newcomer findings (issue 11, M1 M3 M4 M8): each message at its place,
+ * saying what is wrong and what is accepted. */
+START_TEST(errors_newcomer) {
+  /* M1: an empty argv, wherever an action may be a command */
+  static const char *const where[] = {"entry", "action", "exit"};
+  for (size_t i = 0; i < 3; i++) {
+    char y[512];
+    snprintf(y, sizeof y, HEAD "      - name: a\n        initial: True\n"
+             "        %s: {exec: []}\n%s"
+             "        transitions: [{event: ok, to: b}]\n"
+             "      - {name: b, final: True}\n", where[i],
+             i == 1 ? "" : "        action: A\n");
+    char pre[32];
+    snprintf(pre, sizeof pre, "m.yaml:6:%zu: ", strlen(where[i]) + 18);
+    EXPECT_ERR(y, 1, pre, "exec is an empty list", "no program to run",
+               "[/usr/bin/notify, --to, ops]", NULL);
+  }
+  EXPECT_ERR(HEAD "      - name: a\n        initial: True\n        action: A\n"
+             "        transitions:\n          - {event: ok, to: b, action: "
+             "{exec: []}}\n      - {name: b, final: True}\n", 1,
+             "m.yaml:8:47: ", "exec is an empty list", NULL);
+  EXPECT_ERR(HEAD TWO "        entry: {exec: x}\n", 1, "m.yaml:10:23: ",
+             "exec must be a list", "it is a string", NULL);
+
+  /* M3: every duration or range field, given the wrong shape, names
+     every form it accepts */
+  static const struct {
+    const char *line; /* line 10, a key of state b */
+    unsigned col;
+    const char *words;
+  } shape[] = {
+      {"        fan_in: [1]\n", 17, "fan_in must be a duration: 30 "
+       "(seconds), 250ms, 10s, 2m, 1h or 3d, or {count: N, tolerate: K}; "
+       "it is a list"},
+      {"        continuation_countdown: {a: 1}\n", 33,
+       "continuation_countdown must be a duration: 30 (seconds), 250ms, "
+       "10s, 2m, 1h or 3d; it is a map"},
+      {"        entry: {exec: [x], timeout: [1]}\n", 37,
+       "exec timeout must be a duration: 30 (seconds), 250ms, 10s, 2m, "
+       "1h or 3d; it is a list"},
+  };
+  for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+    char y[1024], pre[32];
+    snprintf(y, sizeof y, HEAD TWO "%s", shape[i].line);
+    snprintf(pre, sizeof pre, "m.yaml:10:%u: ", shape[i].col);
+    EXPECT_ERR(y, 0, pre, shape[i].words, NULL);
+  }
+  /* a value out of range names the other form too */
+  EXPECT_ERR(HEAD TWO "        fan_in: 0\n", 0, "m.yaml:10:17: ",
+             "fan_in must be more than 0; write a duration such as 10s, or "
+             "{count: N, tolerate: K}", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    countdown: -3s\n"
+             "    states:\n" TWO, 1, "m.yaml:3:16: ", "countdown cannot be "
+             "negative; write a duration such as 10s, or {minimum: 10s, "
+             "maximum: 60s}", NULL);
+  /* the issue's example, on a transition and on a machine */
+  EXPECT_ERR(HEAD "      - name: a\n        initial: True\n        action: A\n"
+             "        transitions: [{event: ok, to: b, countdown: [1]}]\n"
+             "      - {name: b, final: True}\n", 1, "m.yaml:7:53: ",
+             "countdown must be a duration: 30 (seconds), 250ms, 10s, 2m, "
+             "1h or 3d, or {minimum: 10s, maximum: 60s}", "it is a list",
+             NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    countdown: [1]\n"
+             "    states:\n" TWO, 1, "m.yaml:3:16: ", "countdown must be a "
+             "duration", "or {minimum: 10s, maximum: 60s}", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    countdown: true\n"
+             "    states:\n" TWO, 1, "m.yaml:3:16: ", "countdown 'true' is "
+             "not a duration; write 30 (seconds), 250ms, 10s, 2m, 1h or 3d, "
+             "or {minimum: 10s, maximum: 60s}", NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    countdown: {minimum: 1s}\n"
+             "    states:\n" TWO, 1, "m.yaml:3:16: ", "needs both minimum "
+             "and maximum", "30 (seconds)", "{minimum: 10s, maximum: 60s}",
+             NULL);
+  EXPECT_ERR("state_machines:\n  - name: m\n    countdown: {minimum: [1], "
+             "maximum: 2s}\n    states:\n" TWO, 0, "m.yaml:3:26: ",
+             "countdown minimum must be a duration", "it is a list", NULL);
+  static const char *const policy[] = {"min_backoff", "max_backoff",
+                                       "task_age_limit",
+                                       "min_backoff_seconds"};
+  for (size_t i = 0; i < 4; i++) {
+    char y[512], pre[32], w[64];
+    snprintf(y, sizeof y, "state_machines:\n  - name: m\n    %s: {x: 1}\n"
+             "    states:\n" TWO, policy[i]);
+    snprintf(pre, sizeof pre, "m.yaml:3:%zu: ", 5 + strlen(policy[i]) + 2);
+    snprintf(w, sizeof w, "must be a duration: 30 (seconds)");
+    EXPECT_ERR(y, 1, pre, w, "it is a map", NULL);
+  }
+  EXPECT_ERR(HEAD TWO "      - name: w\n        wait: {events: [go], "
+             "timeout: [3d], timeout_event: go}\n"
+             "        transitions: [{event: go, to: b}]\n", 0,
+             "m.yaml:11:39: ", "wait timeout must be a duration", NULL);
+
+  /* M4: an event listed twice in a wait state, as two transitions */
+  EXPECT_ERR(HEAD "      - name: a\n        initial: True\n        action: A\n"
+             "        transitions: [{event: ok, to: w}]\n"
+             "      - name: w\n        wait: {events: [paid, late, paid]}\n"
+             "        transitions: [{event: paid, to: b}, "
+             "{event: late, to: b}]\n      - {name: b, final: True}\n", 1,
+             "m.yaml:9:37: ", "event 'paid' is listed twice in wait events "
+             "(first at 9:25); keep one", NULL);
+
+  /* M8: nothing to run */
+  EXPECT_ERR("state_machines: []\n", 1, "m.yaml:1:17: ",
+             "state_machines is an empty list", "nothing to run", NULL);
+  EXPECT_ERR("{}\n", 1, "m.yaml:1:1: ", "defines no machine", NULL);
+  EXPECT_ERR("root_url: /x\n", 1, "m.yaml:1:1: ", "defines no machine",
+             NULL);
 }
 END_TEST
 
@@ -1000,6 +1110,27 @@ START_TEST(several_roots) {
   ck_assert_ptr_null(mly_fsm_at(s, 2));
   ck_assert_uint_eq(mly_fsm_nstates(mly_fsm_at(s, 0)), 2);
   mly_fsm_set_free(s);
+
+  /* nothing to run (issue 11, M8): a root whose only import gives
+     nothing is refused; one whose import was read before (by an earlier
+     root) gives what that import gave, and passes */
+  put_file("e.yaml", "state_machines: []\n");     /* imported: may be empty */
+  put_file("c.yaml", "import: [e.yaml]\n");
+  put_file("d.yaml", "import: [a.yaml]\n");
+  char pc[256], pd[256];
+  snprintf(pc, sizeof pc, "%s/c.yaml", tmpdir);
+  snprintf(pd, sizeof pd, "%s/d.yaml", tmpdir);
+  const char *empty[] = {pc};
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(empty, 1, &opts, &s), MLY_EINVAL);
+  ck_assert_uint_eq(nmsgs, 1);
+  ck_assert_msg(strstr(msgs[0], "c.yaml:1:1: this file defines no machine: "
+                                "nothing to run") != NULL, "%s", msgs[0]);
+  const char *again[] = {pa, pd};
+  nmsgs = 0;
+  ck_assert_int_eq(mly_fsm_load(again, 2, &opts, &s), 0);
+  ck_assert_uint_eq(mly_fsm_count(s), 1);
+  mly_fsm_set_free(s);
   rm_tmp();
 }
 END_TEST
@@ -1306,6 +1437,7 @@ static Suite *fsm_load_suite(void) {
   tcase_add_test(tc, errors_machine_keys);
   tcase_add_test(tc, errors_context_types);
   tcase_add_test(tc, errors_state_keys);
+  tcase_add_test(tc, errors_newcomer);
   tcase_add_test(tc, errors_transition_keys);
   tcase_add_test(tc, errors_structure);
   tcase_add_test(tc, errors_fantasm_combinations);

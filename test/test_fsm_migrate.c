@@ -420,9 +420,82 @@ START_TEST(random_changes_vs_model) {
 }
 END_TEST
 
+/* mly_fsm_migrate_durable answers once, after it returned, when the
+ * events' records are in the journal (counted: the journal wrote and
+ * synced them before the answer); never for a dry run or nothing moved;
+ * without a journal, on the next turn. */
+static int answers, answer_status;
+static uint64_t synced_at_answer;
+static void answered(mly_runtime *rt, int status, void *arg) {
+  (void)arg;
+  answers++;
+  answer_status = status;
+  mly_journal_stats js;
+  if (mly_journal_stats_get(rt, &js) == 0) synced_at_answer = js.syncs;
+}
+static bool answered_once(mly_runtime *rt, void *arg) {
+  (void)rt, (void)arg;
+  return answers > 0;
+}
+
+START_TEST(durable_answer) {
+  mly_runtime *rt = fresh();
+  fh_add(rt, v1);
+  start(rt, "d1", NULL);
+  start(rt, "d2", NULL);
+  mly_fsm_set *set = fh_load(rt, v2);
+  answers = 0;
+  report r = {0};
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, set, MLY_FSM_MIGRATE_DRY_RUN,
+                                           on_mig, &r, answered, NULL), 2);
+  for (int i = 0; i < 20; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  ck_assert_int_eq(answers, 0); /* a dry run posts nothing: no answer */
+  mly_journal_stats js;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  uint64_t syncs = js.syncs, records = js.records;
+  memset(&r, 0, sizeof r);
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, set, 0, on_mig, &r, answered,
+                                           NULL), 2);
+  ck_assert_int_eq(answers, 0); /* never before it returns */
+  ck_assert_int_eq(r.migrated, 2);
+  fh_until(rt, answered_once, NULL, 10000);
+  ck_assert_int_eq(answer_status, 0);
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  ck_assert_uint_gt(synced_at_answer, syncs);   /* a sync came before it */
+  ck_assert_uint_ge(js.records, records + 2);   /* the two events' records */
+  /* the same file again: nothing to move, no answer */
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, set, 0, NULL, NULL, answered,
+                                           NULL), 0);
+  for (int i = 0; i < 20; i++) uv_run(mly_runtime_loop(rt), UV_RUN_NOWAIT);
+  ck_assert_int_eq(answers, 1);
+  mly_fsm_set_free(set);
+  mly_runtime_close(rt);
+  h_rmtree(tmpdir);
+
+  /* without a journal: on the next turn */
+  rt = h_runtime();
+  reg(rt);
+  fh_add(rt, v1);
+  ck_assert_int_eq(mly_fsm_start(rt, "mig", "m-mem", NULL, NULL, 0, NULL), 0);
+  fh_at at = {"m-mem", "wait", "w"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  set = fh_load(rt, v2);
+  answers = 0;
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, set, 0, NULL, NULL, answered,
+                                           NULL), 1);
+  ck_assert_int_eq(answers, 0);
+  fh_until(rt, answered_once, NULL, 10000);
+  ck_assert_int_eq(answer_status, 0);
+  mly_fsm_set_free(set);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 START_TEST(bad_arguments) {
   mly_runtime *rt = h_runtime();
   ck_assert_int_eq(mly_fsm_migrate(rt, NULL, 0, NULL, NULL), MLY_EINVAL);
+  ck_assert_int_eq(mly_fsm_migrate_durable(rt, NULL, 0, NULL, NULL, NULL,
+                                           NULL), MLY_EINVAL);
   mly_runtime_close(rt);
 }
 END_TEST
@@ -435,6 +508,7 @@ static Suite *fsm_migrate_suite(void) {
   tcase_add_test(tc, unsafe_refused_with_reasons);
   tcase_add_test(tc, sleeping_instance);
   tcase_add_test(tc, random_changes_vs_model);
+  tcase_add_test(tc, durable_answer);
   tcase_add_test(tc, bad_arguments);
   suite_add_tcase(s, tc);
   return s;

@@ -3,13 +3,15 @@
 # file declares queues: and schedules:.  Listing (table and --json), show,
 # pause/resume (durable: still paused after the host restarts), purge,
 # the errors of add/retry/delete, a schedule starting a machine, --help of each subcommand, and a file
-# with mistakes in queues:/schedules: refused with FILE:LINE:COL.
+# with mistakes in queues:/schedules: refused with FILE:LINE:COL, deferred
+# calls to functions an --actions library registered.
 #
 # No check measures a duration: waits are bounded polls.
 #
-# usage: test_queue_cli.sh PATH/TO/mealy
+# usage: test_queue_cli.sh PATH/TO/mealy PATH/TO/queue_test_functions.so
 set -u
 mealy=$(readlink -f "$1")
+lib=$(readlink -f "$2") # an --actions library registering task functions
 py=/usr/bin/python3
 
 fail=0
@@ -130,5 +132,130 @@ chmod 600 "$T/bad.yaml"
 check "a bad file: exit 1" test "$rc" = 1
 check "rate's position" grep -q "bad.yaml:3:9: rate" "$T/bad.err"
 check "the cron field's position" grep -q "bad.yaml:6:15: cron" "$T/bad.err"
+
+# a machine's queue: must be declared (in any file of the load, or the
+# default queue): an unknown one refused at its position
+cat >"$T/mq.yaml" <<'YAML'
+state_machines:
+- name: m
+  queue: mial
+  states:
+  - name: a
+    initial: true
+    wait: {events: [go]}
+    transitions:
+    - {event: go, to: b, queue: default}
+  - {name: b, final: true}
+YAML
+chmod 600 "$T/mq.yaml"
+"$mealy" fsm run "$T/mq.yaml" "$T/q.yaml" --state-dir "$T/state6" \
+  -s "$T/m.sock" 2>"$T/mq.err"; rc=$?
+check "a machine naming an undeclared queue: exit 1" test "$rc" = 1
+check "... at its position" grep -q "mq.yaml:3:10: queue 'mial' is not declared" "$T/mq.err"
+sed -i 's/queue: mial/queue: mail/' "$T/mq.yaml"
+"$mealy" fsm run "$T/mq.yaml" "$T/q.yaml" --state-dir "$T/state6" \
+  -s "$T/m.sock" 2>"$T/mq2.err" &
+HOST=$!
+poll 300 "$mealy" queue ls -s "$T/m.sock" >/dev/null 2>&1
+check "declared in another file of the load: it runs" "$mealy" queue ls -s "$T/m.sock"
+kill -TERM "$HOST"; poll 300 gone "$HOST"; wait "$HOST" 2>/dev/null; HOST=""
+
+# deferred calls through a host started with --actions LIB.so whose
+# mly_actions_init registers task functions (mly_defer_register): added
+# by `mealy queue add`, each runs once with its payload, on the loop or
+# on the threadpool; a name is "already done" after; a permanent
+# failure is a dead letter that retry runs again
+export MEALY_QTEST_LOG=$T/calls.log
+start_lib_host() {
+  "$mealy" fsm run "$T/q.yaml" --state-dir "$T/state4" -s "$S" \
+    --actions "$lib" 2>"$T/host4.err" &
+  HOST=$!
+  poll 300 q ls >/dev/null 2>&1
+}
+calls() { grep -c -- "$1" "$MEALY_QTEST_LOG" 2>/dev/null; }
+start_lib_host
+id=$(q add mail record --name first customer=acme n:=5); rc=$?
+check "add of a registered function: its id" bash -c "[ $rc = 0 ] && [[ '$id' =~ ^[0-9]+\$ ]]"
+poll 300 bash -c "[ \"\$(grep -c 'record mail first customer=acme n=5 attempt=1' \"$MEALY_QTEST_LOG\" 2>/dev/null)\" = 1 ]"
+check "it ran once, with its payload" test "$(calls 'record mail first customer=acme n=5 attempt=1')" = 1
+q add default record_blocking customer=zed n:=7 >/dev/null
+poll 300 bash -c "grep -q 'record_blocking default - customer=zed n=7 attempt=1' \"$MEALY_QTEST_LOG\""
+check "a blocking function ran (threadpool)" test "$(calls 'record_blocking default - customer=zed n=7')" = 1
+out=$(q add mail record --name first customer=acme n:=5 2>&1); rc=$?
+check "the name again: exit 1, already done" bash -c "[ $rc = 1 ] && grep -q 'already done' <<<\"\$0\"" "$out"
+dead=$(q add mail fail_for_good --name doomed)
+dead_state() { q show mail --json | "$py" -c "import json,sys; print([(t['state'], t['attempts']) for t in json.load(sys.stdin)['tasks'] if t['id']==$dead])"; }
+poll 300 bash -c "[ \"\$(\"$mealy\" queue show mail --json -s \"$S\" | \"$py\" -c \"import json,sys; print([t['state'] for t in json.load(sys.stdin)['tasks'] if t['id']==$dead])\")\" = \"['dead']\" ]"
+check "a permanent failure is a dead letter" test "$(dead_state)" = "[('dead', 1)]"
+check "retry of it" test "$(q retry "$dead")" = ok
+poll 300 bash -c "[ \"\$(\"$mealy\" queue show mail --json -s \"$S\" | \"$py\" -c \"import json,sys; print([t['attempts'] for t in json.load(sys.stdin)['tasks'] if t['id']==$dead])\")\" = \"[2]\" ]"
+check "it ran again and is dead again" test "$(dead_state)" = "[('dead', 2)]"
+stop_host
+start_lib_host
+q ls >/dev/null
+check "after a restart nothing ran again" test "$(calls 'record mail first')" = 1
+stop_host
+
+# offline over the state directory (--state-dir, no socket): ls and show
+# read it also while a host runs (and say so, pointing to the socket);
+# the changes are refused then, and made when no host holds it, as the
+# host would make them: a host started afterwards finds them
+D=$T/state5
+qd() { "$mealy" queue "$@" --state-dir "$D"; }
+start_host5() {
+  "$mealy" fsm run "$T/q.yaml" --state-dir "$D" -s "$S" --actions "$lib" \
+    2>"$T/host5.err" &
+  HOST=$!
+  poll 300 q ls >/dev/null 2>&1
+}
+tasks_of() { # DIR-or-socket args...: [(name, state, attempts)] of mail
+  "$mealy" queue show mail --json "$@" | "$py" -c "import json,sys; print(sorted((t['name'], t['state'], t['attempts']) for t in json.load(sys.stdin)['tasks']))"
+}
+start_host5
+q add mail fail_for_good --name dd >"$T/dd.id"
+poll 300 bash -c "[ \"\$(\"$mealy\" queue show mail --json -s \"$S\" | \"$py\" -c \"import json,sys; print([t['state'] for t in json.load(sys.stdin)['tasks']])\")\" = \"['dead']\" ]"
+q pause mail >/dev/null
+q add mail record --name x2 customer=later n:=2 >"$T/x2.id"
+qd ls >"$T/off-ls.out" 2>"$T/off-ls.err"; rc=$?
+check "offline ls beside a host: exit 0" test "$rc" = 0
+check "offline ls: mail's rows" grep -qE '^mail +0 +1 +0 +1 yes +- +-$' "$T/off-ls.out"
+check "offline ls says a host holds it, and where to ask" bash -c "grep -q 'in use by process $HOST' '$T/off-ls.err' && grep -q 'control socket' '$T/off-ls.err'"
+check "offline show beside a host" test "$(tasks_of --state-dir "$D" 2>/dev/null)" = "[('dd', 'dead', 1), ('x2', 'waiting', 0)]"
+for c in "pause mail" "resume mail" "add mail record --name no" "retry $(cat "$T/dd.id")" "delete $(cat "$T/x2.id")" "purge mail"; do
+  # shellcheck disable=SC2086
+  out=$(qd $c 2>&1); rc=$?
+  check "offline $c refused while the host runs" bash -c "[ $rc = 1 ] && grep -q 'nothing was changed' <<<\"\$0\" && grep -q -- '-s SOCKET' <<<\"\$0\"" "$out"
+done
+check "nothing changed under the host" test "$(tasks_of -s "$S")" = "[('dd', 'dead', 1), ('x2', 'waiting', 0)]"
+stop_host
+qd ls --json >"$T/off.json"
+check "offline ls --json: paused, counts, no limits" test "$(json "$T/off.json" "[(x['paused'], x['waiting'], x['dead'], 'max_concurrent' in x) for x in j if x['name']=='mail'][0]")" = "(True, 1, 1, False)"
+id3=$(qd add mail record --name x3 customer=off n:=9); rc=$?
+check "offline add: its id" bash -c "[ $rc = 0 ] && [[ '$id3' =~ ^[0-9]+\$ ]]"
+out=$(qd add mail record --name x3 2>&1); rc=$?
+check "offline add of a queued name: already queued" bash -c "[ $rc = 1 ] && grep -q 'already queued' <<<\"\$0\"" "$out"
+check "offline retry of the dead letter" test "$(qd retry "$(cat "$T/dd.id")")" = ok
+check "offline delete" test "$(qd delete "$(cat "$T/x2.id")")" = ok
+out=$(qd delete "$(cat "$T/x2.id")" 2>&1); rc=$?
+check "offline delete again: no such task" bash -c "[ $rc = 1 ] && grep -q 'no such task' <<<\"\$0\"" "$out"
+out=$(qd show nosuch 2>&1); rc=$?
+check "offline show of no queue: exit 1" bash -c "[ $rc = 1 ] && grep -q \"no queue 'nosuch'\" <<<\"\$0\"" "$out"
+check "offline: the tasks as changed" test "$(tasks_of --state-dir "$D")" = "[('dd', 'waiting', 1), ('x3', 'waiting', 0)]"
+check "offline resume" test "$(qd resume mail)" = ok
+check "offline: resumed" test "$(qd ls --json | "$py" -c "import json,sys; print([x['paused'] for x in json.load(sys.stdin) if x['name']=='mail'])")" = "[False]"
+start_host5
+poll 300 bash -c "grep -q 'record mail x3 customer=off n=9 attempt=1' \"$MEALY_QTEST_LOG\""
+check "the host ran the task added offline, with its payload" test "$(calls 'record mail x3 customer=off n=9')" = 1
+poll 300 bash -c "[ \"\$(\"$mealy\" queue show mail --json -s \"$S\" | \"$py\" -c \"import json,sys; print([t['attempts'] for t in json.load(sys.stdin)['tasks']])\")\" = \"[2]\" ]"
+check "the host ran the retried dead letter again" test "$(tasks_of -s "$S")" = "[('dd', 'dead', 2)]"
+check "the task deleted offline never ran" test "$(calls 'record mail x2')" = 0
+stop_host
+check "offline purge" test "$(qd purge mail)" = "1 deleted"
+check "offline pause of default" test "$(qd pause default)" = ok
+start_host5
+check "the host finds default paused" test "$(q ls --json | "$py" -c "import json,sys; print([(x['paused'], x['dead']) for x in json.load(sys.stdin) if x['name'] in ('default', 'mail')])")" = "[(True, 0), (False, 0)]"
+stop_host
+out=$("$mealy" queue ls --state-dir "$D" -s "$S" 2>&1); rc=$?
+check "--state-dir with -s: exit 2" test "$rc" = 2
 
 exit $fail

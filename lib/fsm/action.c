@@ -49,7 +49,32 @@ int mly_action_register(mly_runtime *rt, const char *name, mly_action_fn fn,
     free(e);
     return MLY_ENOMEM;
   }
+  /* dispatches that wait for it go on (registering is rare: a scan) */
+  for (uint32_t i = 0; i < f->nruns; i++) {
+    fsm_run *r = f->runs[i];
+    if (r && r->async == FSM_ASYNC_ACTION && !r->job_done &&
+        strcmp(r->missing, name) == 0) {
+      r->job_done = true;
+      const char *who = mly_instance_name(rt, r->id);
+      fsm_log(f, "action %s is registered: instance %s goes on", name,
+              who ? who : "(unnamed)");
+      mly_wake(rt, r->id);
+    }
+  }
   return 0;
+}
+
+int fsm_action_await(fsm_rt *f, mly_machine *m, fsm_run *r,
+                     const fsm_action *a) {
+  r->async = FSM_ASYNC_ACTION;
+  r->job_done = false;
+  r->missing = a->name;
+  fsm_log(f, "instance %s (machine %s), state %s: action %s is not "
+          "registered; its dispatch waits (nothing is lost, nothing "
+          "committed) and goes on once %s is registered: restart the host "
+          "with the library that has it (mealy fsm run --actions LIB.so)",
+          mly_self_name(m), r->def->name, r->call.state, a->name, a->name);
+  return FSM_WALK_BLOCKING;
 }
 
 const fsm_action_ent *fsm_action_find(const fsm_rt *f, const char *name) {

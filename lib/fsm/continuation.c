@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* A line longer than this is an error (MLY_ERANGE), not a batch. */
@@ -75,6 +76,21 @@ static int set_batch(mly_action_call *call, const char *key,
   return t ? mly_action_continue(call, t) : MLY_ENOMEM;
 }
 
+/* The file cannot be read: the call fails with a text that names it
+ * (the action returns rc; the step's error says what to fix).  A
+ * directory fails for good: no retry turns it into a file. */
+static int lines_fail(mly_action_call *call, const char *path, int rc) {
+  if (rc == -EISDIR)
+    mly_action_fail(call, true, "continuation over the lines of %s: it is "
+                    "a directory, not a file; give the path of a file",
+                    path);
+  else
+    mly_action_fail(call, false, "continuation over the lines of %s: %s",
+                    path, rc == MLY_ERANGE ? "a line is longer than 1 MiB"
+                                           : mly_strerror(rc));
+  return rc;
+}
+
 int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
                        const char *key) {
   if (call == NULL || path == NULL || key == NULL || n == 0 ||
@@ -84,12 +100,18 @@ int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
   const mly_value *tok = mly_action_token(call);
   if (tok && mly_value_get_uint(tok, &off) < 0) return MLY_EINVAL;
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) return -errno;
+  if (fd < 0) return lines_fail(call, path, -errno);
+  struct stat st;
+  int e = fstat(fd, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
+  if (e < 0) {
+    close(fd);
+    return lines_fail(call, path, e);
+  }
   FILE *fp = fdopen(fd, "r");
   if (fp == NULL) {
-    int e = -errno;
+    e = -errno;
     close(fd);
-    return e;
+    return lines_fail(call, path, e);
   }
   mly_value *batch = mly_value_array();
   char *line = NULL;
@@ -97,7 +119,9 @@ int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
   int rc = batch ? 0 : MLY_ENOMEM;
   if (rc == 0 && fseeko(fp, (off_t)off, SEEK_SET) < 0) rc = -errno;
   for (uint32_t i = 0; i < n && rc == 0; i++) {
+    errno = 0;
     ssize_t len = getline(&line, &cap, fp);
+    if (len < 0 && ferror(fp)) rc = errno ? -errno : MLY_EIO;
     if (len < 0) break;
     if ((size_t)len > LINE_MAX_BYTES) rc = MLY_ERANGE;
     else if (len > 0 && line[len - 1] == '\n') len--;
@@ -111,12 +135,12 @@ int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
     more = c != EOF;
     off_t pos = ftello(fp);
     next = more ? (uint64_t)pos - 1 : 0;
-    if (ferror(fp)) rc = MLY_EIO;
+    if (ferror(fp)) rc = errno ? -errno : MLY_EIO;
   }
   fclose(fp);
   if (rc < 0) {
     mly_value_free(batch);
-    return rc;
+    return rc == MLY_ENOMEM ? rc : lines_fail(call, path, rc);
   }
   return set_batch(call, key, batch, more, next);
 }

@@ -65,6 +65,12 @@ void fsm_call_returned(mly_action_call *c, int rc);
  * and each control character but a tab becomes '?'. */
 void fsm_text_clean(char *s);
 const fsm_action_ent *fsm_action_resolve(fsm_rt *f, const fsm_action *a);
+/* The dispatch of r needs C action a, which is not registered (a host
+ * restarted without the library that has it): it waits, nothing of it
+ * committed, until mly_action_register registers that name, then runs
+ * the action.  Logs why; returns FSM_WALK_BLOCKING. */
+int fsm_action_await(fsm_rt *f, mly_machine *m, fsm_run *r,
+                     const fsm_action *a);
 
 /* retry.c */
 int64_t fsm_backoff_pick(fsm_rt *f, const fsm_retry *p, uint32_t attempt);
@@ -91,7 +97,12 @@ void fsm_key_fast(const mly_machine *m, const fsm_inst *in, fsm_run *r);
 fsm_run *fsm_run_for(fsm_rt *f, mly_machine *m, fsm_inst *in);
 
 /* interp_dispatch.c: one dispatch, and what follows it */
-enum { FSM_WALK_OK = 0, FSM_WALK_FAILED, FSM_WALK_BLOCKING, FSM_WALK_EXEC };
+enum { FSM_WALK_OK = 0, FSM_WALK_FAILED, FSM_WALK_BLOCKING, FSM_WALK_EXEC,
+       FSM_WALK_QUEUE /* waits for a slot of its queue (r->qname) */ };
+enum { FSM_QSLOT_NONE = 0, FSM_QSLOT_WAIT, FSM_QSLOT_HELD };
+/* The slot the dispatch waits for came: true (also when there is no
+ * dispatch in flight to wait for, as after a restart). */
+bool fsm_slot_ready(fsm_rt *f, mly_machine *m);
 /* Run (or go on with) the pending dispatch; when it ends, commit it or
  * count the failure (in->phase changes).  Returns FSM_WALK_*. */
 int fsm_dispatch(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r);

@@ -9,6 +9,8 @@
  * the fsm_inst and the context at each one.  A dispatch (interp_dispatch.c)
  * runs its actions on a working copy of the context; it commits in the
  * step where it ends, or is thrown away and counted as a failed attempt.
+ * A dispatch of a machine or transition with `queue:` first waits (point
+ * `queue`) for a slot of that queue (interp_dispatch.c).
  * A dispatch that waits for a blocking action or a command yields in the
  * middle with nothing of it saved: after a crash it runs again from its
  * beginning, with the same key.
@@ -21,11 +23,11 @@
 
 #define FSM_POINTS(X)                                                    \
   X(fsmp, step) X(fsmp, sleep) X(fsmp, wait) X(fsmp, blocking) X(fsmp, exec)  \
-  X(fsmp, fan_in)
+  X(fsmp, fan_in) X(fsmp, queue)
 MLY_POINTS(fsmp, FSM_POINTS);
 
 enum { GO_EXIT = 0, GO_STEP, GO_SLEEP, GO_WAIT, GO_BLOCKING, GO_EXEC,
-       GO_FAN_IN };
+       GO_FAN_IN, GO_QUEUE };
 
 static int64_t left_ms(int64_t due) {
   if (due < 0) return -1;
@@ -93,11 +95,14 @@ static int advance(fsm_rt *f, mly_machine *m, fsm_inst *in) {
       fsm_end(in, MLY_EBADMSG);
       return GO_EXIT;
     }
-    if (r->async == FSM_ASYNC_BLOCKING && !r->job_done) return GO_BLOCKING;
+    if ((r->async == FSM_ASYNC_BLOCKING || r->async == FSM_ASYNC_ACTION) &&
+        !r->job_done)
+      return GO_BLOCKING;
     if (r->async == FSM_ASYNC_EXEC && !r->job_done) return GO_EXEC;
     switch (fsm_dispatch(f, m, in, r)) {
     case FSM_WALK_BLOCKING: return GO_BLOCKING;
     case FSM_WALK_EXEC: return GO_EXEC;
+    case FSM_WALK_QUEUE: return GO_QUEUE;
     default: break; /* committed or failed: phase changed */
     }
     /* the next dispatch gets its own step (its own record) */
@@ -159,10 +164,13 @@ static void waited(fsm_rt *f, mly_machine *m, fsm_inst *in) {
   fsm_take_event(f, m, in, r->def, name);
 }
 
-/* The blocking job is over, or (after a crash) there is none: go on. */
+/* The blocking job is over, the missing action is registered, or
+ * (after a crash) there is none: go on. */
 static bool job_ready(fsm_rt *f, mly_machine *m) {
   fsm_run *r = fsm_run_get(f, mly_self(m));
-  return r == NULL || r->async != FSM_ASYNC_BLOCKING || r->job_done;
+  return r == NULL ||
+         (r->async != FSM_ASYNC_BLOCKING && r->async != FSM_ASYNC_ACTION) ||
+         r->job_done;
 }
 
 static int64_t exec_left(fsm_rt *f, mly_machine *m) {
@@ -198,6 +206,8 @@ static int fsm_run_body(mly_machine *m, void *data) {
       waited(f, m, in);
     } else if (go == GO_BLOCKING) {
       MLY_WAIT_UNTIL_AT(m, fsmp_blocking, job_ready(f, m));
+    } else if (go == GO_QUEUE) {
+      MLY_WAIT_UNTIL_AT(m, fsmp_queue, fsm_slot_ready(f, m));
     } else if (go == GO_EXEC) {
       MLY_AWAIT_AT(m, fsmp_exec, MLY_EV_PROCESS_EXIT, exec_left(f, m));
       exec_woke(f, m);

@@ -223,13 +223,18 @@ struct fsm_run {
   uv_work_t work;         /* blocking: the threadpool request           */
   const fsm_action_ent *job;
   void *fan;              /* fsmfan's own per-instance memory           */
+  const char *qname;      /* queue: the dispatch's queue (def's)         */
+  uint8_t qslot;          /* ... its slot: FSM_QSLOT_* (fsmrt.h)         */
   bool in_dispatch;       /* call holds a dispatch's working copies     */
   bool orphan;            /* its instance ended while a job ran: the job's
                              completion frees it                        */
   bool job_queued;        /* waits for a threadpool slot (fsm_rt.jobq)  */
   fsm_run *jobq_next;
+  const char *missing;    /* FSM_ASYNC_ACTION: the action's name (def's) */
 };
-enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC };
+/* FSM_ASYNC_ACTION: its action `missing` is not registered (action.c) */
+enum { FSM_ASYNC_NONE = 0, FSM_ASYNC_BLOCKING, FSM_ASYNC_EXEC,
+       FSM_ASYNC_ACTION };
 
 fsm_run *fsm_run_get(fsm_rt *f, mly_id id);
 
@@ -319,5 +324,9 @@ int64_t fsm_backoff_ms(const fsm_retry *p, uint32_t attempt);
  * jitter) into *out, every field set. */
 void fsm_retry_resolve(const fsm_machine *m, const fsm_transition *t,
                        fsm_retry *out);
+/* The same with a queue's policy (resolved: every field set) in place
+ * of the built-in defaults: a machine or transition with `queue:`. */
+void fsm_retry_resolve_q(const fsm_machine *m, const fsm_transition *t,
+                         const mly_retry *q, fsm_retry *out);
 
 #endif

@@ -238,5 +238,9 @@ int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out) {
     s->result = h->result;
   }
   out->nhistory = n;
+  fsm_run *r = fsm_run_get(f, id);
+  out->awaits_action = r && r->async == FSM_ASYNC_ACTION && !r->job_done
+                           ? r->missing
+                           : "";
   return 0;
 }

@@ -145,10 +145,7 @@ static int run_action(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     return FSM_WALK_EXEC;
   }
   const fsm_action_ent *e = fsm_action_resolve(f, a);
-  if (e == NULL) {
-    mly_action_fail(&r->call, true, "action %s is not registered", a->name);
-    return 0;
-  }
+  if (e == NULL) return fsm_action_await(f, m, r, a);
   if (e->flags & MLY_ACTION_BLOCKING) {
     /* another thread: nothing of its working copy may be shared with
        the committed context (the counts are not atomic) */
@@ -229,10 +226,12 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     }
   } else if (r->async != FSM_ASYNC_NONE) { /* a job or process is over */
     if (r->async == FSM_ASYNC_EXEC) in->exec_pid = 0, in->exec_start = 0;
+    /* an action registered at last runs now, at this position */
+    bool again = r->async == FSM_ASYNC_ACTION;
     r->async = FSM_ASYNC_NONE;
     r->job_done = false;
     if (r->call.fail) return FSM_WALK_FAILED;
-    r->pos++;
+    if (!again) r->pos++;
   }
   for (; r->pos < FSM_AT_DONE; r->pos++) {
     const fsm_state *D = &r->def->states[h->d];
@@ -241,6 +240,9 @@ static int walk(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
     if (r->pos == FSM_AT_CONTINUATION) {
       if (!D->continuation) continue;
       r->call.state = D->name;
+      if (D->action.kind == FSM_ACT_C &&
+          fsm_action_resolve(f, &D->action) == NULL)
+        return fsm_action_await(f, m, r, &D->action);
       int rc = fsm_continuation_run(f, m, in, r, D);
       if (rc < 0 && r->call.fail == 0)
         mly_action_fail(&r->call, rc == MLY_ENOSYS,
@@ -352,7 +354,12 @@ static void failed(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   const char *sname = def->states[at].name;
 
   fsm_retry p;
-  fsm_retry_resolve(def, h->t, &p);
+  const char *qn = h->t && h->t->queue ? h->t->queue : def->queue;
+  mly_queue_def qd;
+  if (qn && mly_queue_def_get(f->rt, qn, &qd) == 0)
+    fsm_retry_resolve_q(def, h->t, &qd.retry, &p); /* the queue's policy */
+  else
+    fsm_retry_resolve(def, h->t, &p);
   int64_t age = fsm_now_ms() - in->first_try_ms;
   bool retry = !permanent &&
                (p.task_retry_limit < 0 ||
@@ -525,6 +532,51 @@ static int commit(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   return FSM_WALK_OK;
 }
 
+/* ---- queue: a slot of the queue for the whole dispatch ---- */
+
+/* A dispatch of a machine or transition with `queue:` runs with a slot
+ * of that queue (mly_queue_slot_take), taken before its first action and
+ * given back when it committed or failed: the queue's limits count the
+ * dispatch as a task's attempt.  The slot is memory: after a crash the
+ * dispatch (not committed) runs again and asks again. */
+static int slot_take(fsm_rt *f, mly_machine *m, fsm_run *r) {
+  int rc = mly_queue_slot_take(f->rt, r->qname, mly_self(m), mly_context(m));
+  if (rc > 0) r->qslot = FSM_QSLOT_HELD;
+  else if (rc == 0) r->qslot = FSM_QSLOT_WAIT;
+  return rc;
+}
+
+bool fsm_slot_ready(fsm_rt *f, mly_machine *m) {
+  fsm_run *r = fsm_run_get(f, mly_self(m));
+  if (r == NULL || r->qslot != FSM_QSLOT_WAIT || mly_shutdown_requested(m))
+    return true;
+  return slot_take(f, m, r) != 0; /* an error: the dispatch says it */
+}
+
+/* 0: go on with the slot (or no queue); FSM_WALK_QUEUE: wait for it. */
+static int slot_before(fsm_rt *f, mly_machine *m, fsm_run *r, const hop *h) {
+  const char *q = h->t && h->t->queue ? h->t->queue : r->def->queue;
+  if (q == NULL || r->qslot == FSM_QSLOT_HELD) return 0;
+  r->qname = q;
+  int rc = slot_take(f, m, r);
+  if (rc == 0) return FSM_WALK_QUEUE;
+  if (rc < 0) {
+    r->call.where = FSM_AT_EXIT;
+    mly_action_fail(&r->call, rc == MLY_ENOENT || rc == MLY_EINVAL,
+                    rc == MLY_ENOENT ? "queue %s: this runtime has no task "
+                    "queues (mly_queues_open)" : "queue %s: %s", q,
+                    mly_strerror(rc));
+    return FSM_WALK_FAILED;
+  }
+  return 0;
+}
+
+static void slot_after(fsm_rt *f, fsm_run *r) {
+  if (r->qslot == FSM_QSLOT_NONE) return;
+  mly_queue_slot_release(f->rt, r->id);
+  r->qslot = FSM_QSLOT_NONE;
+}
+
 int fsm_dispatch(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
   hop h;
   if (hop_of(r->def, in, &h) < 0) {
@@ -533,10 +585,13 @@ int fsm_dispatch(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
     fsm_end(in, MLY_EBADMSG);
     return FSM_WALK_FAILED;
   }
-  int w = walk(f, m, in, r, &h);
+  int w = r->in_dispatch ? 0 : slot_before(f, m, r, &h);
+  if (w == FSM_WALK_QUEUE) return w;
+  if (w == 0) w = walk(f, m, in, r, &h);
   if (w == FSM_WALK_BLOCKING || w == FSM_WALK_EXEC) return w;
   if (w == FSM_WALK_OK) w = commit(f, m, in, r, &h);
   if (w == FSM_WALK_FAILED) failed(f, m, in, r, &h);
+  slot_after(f, r);
   return w;
 }
 

@@ -182,6 +182,10 @@ void fsm_call_clear(mly_action_call *c) {
 void fsm_run_drop(fsm_rt *f, fsm_run *r) {
   uint32_t slot = (uint32_t)r->id;
   if (slot < f->nruns && f->runs[slot] == r) f->runs[slot] = NULL;
+  if (r->qslot != FSM_QSLOT_NONE) { /* its queue's slot, held or asked */
+    mly_queue_slot_release(f->rt, r->id);
+    r->qslot = FSM_QSLOT_NONE;
+  }
   fsm_exec_cleanup(r);
   if (r->job_queued) { /* never started: out of the queue */
     fsm_run **pp = &f->jobq_head, *prev = NULL;

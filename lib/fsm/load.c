@@ -187,6 +187,7 @@ static int import_one(mly_conf *c, void *o, mly_conf_node *it, size_t i) {
     }
   for (size_t i = 0; i < L->ndone; i++)
     if (strcmp(L->done[i], real) == 0) { /* read already: once is enough */
+      L->reused += L->gives[i];
       free(path);
       free(real);
       return 0;
@@ -227,6 +228,7 @@ static int top_import(mly_conf *c, void *o, mly_conf_node *v) {
 
 static int top_machines(mly_conf *c, void *o, mly_conf_node *v) {
   (void)c;
+  ((fsm_file *)o)->machines = v;
   return fsm_parse_machines(o, v);
 }
 
@@ -237,13 +239,21 @@ static int top_root_url(mly_conf *c, void *o, mly_conf_node *v) {
   return 0;
 }
 
+/* Machines and sections given so far (the check that a root file gives
+ * something to run). */
+static size_t given(const fsm_loader *L) {
+  return L->set->nmachines + L->nsections + L->reused;
+}
+
 /* queues: and schedules: belong to the task-queue layer, if built in. */
 static int top_section(mly_conf *c, mly_conf_node *v, const char *key) {
   fsm_file *f = mly_conf_user(c);
   const mly_fsm_load_options *o = f->L->o;
   for (size_t i = 0; i < o->nsections; i++)
-    if (o->sections[i].key && strcmp(o->sections[i].key, key) == 0)
+    if (o->sections[i].key && strcmp(o->sections[i].key, key) == 0) {
+      f->L->nsections++;
       return o->sections[i].read(c, v, o->sections[i].arg);
+    }
   return mly_conf_bad(c, v, "'%s' is not supported by this build (the task "
                       "queue layer reads it); remove it, or run a mealy that "
                       "has task queues", key);
@@ -276,9 +286,22 @@ static int load_root(mly_conf *c, mly_conf_node *root) {
   if (mly_conf_type_of(root) != MLY_CONF_MAP)
     return mly_conf_bad(c, root, "the top level is %s; it must be a map with "
                         "state_machines:", mly_conf_kind_name(root));
-  return mly_conf_walk(c, root, top_fields,
-                       sizeof top_fields / sizeof top_fields[0],
-                       "at the top level", f);
+  size_t before = given(f->L);
+  int rc = mly_conf_walk(c, root, top_fields,
+                         sizeof top_fields / sizeof top_fields[0],
+                         "at the top level", f);
+  /* a file named to be loaded (not one imported: a library of machines
+     may be empty) must give something to run, itself or by its imports */
+  if (rc == 0 && f->L->nstack == 1 && given(f->L) == before) {
+    if (f->machines)
+      return mly_conf_bad(c, f->machines, "state_machines is an empty list: "
+                          "this file has nothing to run; add a machine "
+                          "(- name: NAME, states: [...])");
+    return mly_conf_bad(c, root, "this file defines no machine: nothing to "
+                        "run; add state_machines: with at least one machine "
+                        "(or import: files that have some)");
+  }
+  return rc;
 }
 
 static int load_text(fsm_loader *L, const char *path, const char *real,
@@ -290,8 +313,10 @@ static int load_text(fsm_loader *L, const char *path, const char *real,
   if (st) L->stack = st;
   char **dn = realloc(L->done, (L->ndone + 1) * sizeof *dn);
   if (dn) L->done = dn;
-  int rc = dir && own && st && dn ? intern_file(L, path, &f.file)
-                                  : fsm_ld_nomem(L);
+  size_t *gv = realloc(L->gives, (L->ndone + 1) * sizeof *gv);
+  if (gv) L->gives = gv;
+  int rc = dir && own && st && dn && gv ? intern_file(L, path, &f.file)
+                                        : fsm_ld_nomem(L);
   if (rc) {
     free(dir);
     free(own);
@@ -299,10 +324,13 @@ static int load_text(fsm_loader *L, const char *path, const char *real,
   }
   f.dir = dir;
   L->stack[L->nstack++] = own;
-  L->done[L->ndone++] = own;
+  size_t at = L->ndone++, before = given(L);
+  L->done[at] = own;
+  L->gives[at] = 0;
   mly_conf_options o = {.path = f.file, .all_errors = true,
                         .on_error = count_error, .arg = L, .user = &f};
   rc = mly_conf_parse(&o, text, len, load_root);
+  L->gives[at] = given(L) - before;
   L->nstack--;
   free(dir);
   return rc;
@@ -316,6 +344,7 @@ static void loader_free(fsm_loader *L) {
   free(L->refs);
   for (size_t i = 0; i < L->ndone; i++) free(L->done[i]);
   free(L->done);
+  free(L->gives);
   free(L->stack);
 }
 

@@ -17,7 +17,8 @@
 typedef enum fsm_ref_kind {
   REF_TO = 0,     /* states[si].trans[ti].to */
   REF_STATE_FAIL, /* states[si].on_failure */
-  REF_MACHINE_FAIL
+  REF_MACHINE_FAIL,
+  REF_QUEUE       /* a machine's or transition's queue: (options' queue_known) */
 } fsm_ref_kind;
 
 typedef struct fsm_ref {
@@ -39,6 +40,10 @@ typedef struct fsm_loader {
   char **done;       /* real paths read */
   size_t ndone;
   size_t *first_machine; /* per file in set->files: not used yet */
+  size_t nsections;  /* queues: and schedules: sections read */
+  size_t *gives;     /* per done[]: machines and sections it gave, its
+                        imports' included (for an import read again) */
+  size_t reused;     /* what imports read before gave again */
 } fsm_loader;
 
 /* One file being read. */
@@ -47,6 +52,7 @@ typedef struct fsm_file {
   const char *file;  /* interned in set->files */
   const char *dir;   /* its directory, for imports */
   mly_conf *c;
+  mly_conf_node *machines; /* its state_machines:, or NULL */
 } fsm_file;
 
 int fsm_ld_bad(fsm_loader *L, const fsm_pos *p, const char *fmt, ...)

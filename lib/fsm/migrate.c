@@ -226,8 +226,39 @@ static int collect(const mly_info *info, void *arg) {
   return 0;
 }
 
+/* The answer of mly_fsm_migrate_durable: done runs once every posted
+ * event is answered (its record in the journal, or a failure).  left
+ * counts the posts not yet answered, and one hold while posting. */
+typedef struct mig_wait {
+  size_t left;
+  int status;
+  mly_fsm_migrate_done_fn done;
+  void *arg;
+  mly_runtime *rt;
+  uv_timer_t timer; /* without a journal: done on the next turn */
+} mig_wait;
+
+static void mig_posted(mly_runtime *rt, int status, void *arg) {
+  mig_wait *w = arg;
+  if (status < 0 && w->status == 0) w->status = status;
+  if (--w->left > 0) return;
+  if (w->done) w->done(rt, w->status, w->arg);
+  free(w);
+}
+
+static void mig_timer_closed(uv_handle_t *h) {
+  mig_wait *w = h->data;
+  free(w);
+}
+
+static void mig_timer(uv_timer_t *t) {
+  mig_wait *w = t->data;
+  if (w->done) w->done(w->rt, 0, w->arg);
+  uv_close((uv_handle_t *)t, mig_timer_closed);
+}
+
 static int post_one(fsm_rt *f, mly_id id, const fsm_inst *in,
-                    const fsm_machine *nw, uint32_t eid) {
+                    const fsm_machine *nw, uint32_t eid, mig_wait *wait) {
   mly_value *p = mly_value_map();
   if (p == NULL) return MLY_ENOMEM;
   mly_map_set(p, "from", mly_value_bin(in->hash, FSM_HASH_LEN));
@@ -236,12 +267,21 @@ static int post_one(fsm_rt *f, mly_id id, const fsm_inst *in,
     mly_value_free(p);
     return MLY_ENOMEM;
   }
-  if (f->rt->dur != NULL) return mly_post_durable(f->rt, id, eid, p, NULL, NULL);
-  return mly_runtime_send(f->rt, id, eid, p);
+  if (f->rt->dur == NULL) return mly_runtime_send(f->rt, id, eid, p);
+  wait->left++;
+  int rc = mly_post_durable(f->rt, id, eid, p, mig_posted, wait);
+  if (rc < 0) wait->left--; /* refused: no answer comes */
+  return rc;
 }
 
 int mly_fsm_migrate(mly_runtime *rt, const mly_fsm_set *set, uint32_t flags,
                     mly_fsm_migrate_fn fn, void *arg) {
+  return mly_fsm_migrate_durable(rt, set, flags, fn, arg, NULL, NULL);
+}
+
+int mly_fsm_migrate_durable(mly_runtime *rt, const mly_fsm_set *set,
+                            uint32_t flags, mly_fsm_migrate_fn fn, void *arg,
+                            mly_fsm_migrate_done_fn done, void *done_arg) {
   fsm_rt *f = fsm_rt_get(rt);
   if (f == NULL || set == NULL) return MLY_EINVAL;
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
@@ -252,10 +292,14 @@ int mly_fsm_migrate(mly_runtime *rt, const mly_fsm_set *set, uint32_t flags,
   if (!dry && ((rc = mly_fsm_add(rt, set)) < 0 ||
                (rc = mly_event_id(rt, FSM_EV_MIGRATE, &eid)) < 0))
     return rc;
+  mig_wait *wait = calloc(1, sizeof *wait);
+  if (wait == NULL) return MLY_ENOMEM;
+  *wait = (mig_wait){.left = 1, .done = done, .arg = done_arg, .rt = rt};
   mig_walk w = {.f = f};
   mly_foreach(rt, collect, &w);
   if (w.rc < 0) {
     free(w.ids);
+    free(wait);
     return w.rc;
   }
   int moved = 0;
@@ -277,7 +321,7 @@ int mly_fsm_migrate(mly_runtime *rt, const mly_fsm_set *set, uint32_t flags,
     if (fsm_migrate_check(old, nw, in, mly_instance_context(rt, w.ids[i]),
                           NULL, r.reason, sizeof r.reason) == 0) {
       r.migrated = true;
-      if (!dry && (rc = post_one(f, w.ids[i], in, nw, eid)) < 0) {
+      if (!dry && (rc = post_one(f, w.ids[i], in, nw, eid, wait)) < 0) {
         r.migrated = false;
         snprintf(r.reason, sizeof r.reason, "the migration event was not "
                  "sent: %s", mly_strerror(rc));
@@ -287,5 +331,24 @@ int mly_fsm_migrate(mly_runtime *rt, const mly_fsm_set *set, uint32_t flags,
     if (fn != NULL) fn(arg, &r);
   }
   free(w.ids);
-  return rc < 0 ? rc : moved;
+  /* done only for an answer that reports some migrated: after their
+     events' records are in the journal (the hold released here; the
+     posts answer on later turns), or, without a journal, on the next
+     turn */
+  bool answer = rc >= 0 && moved > 0 && !dry;
+  if (!answer) wait->done = NULL;
+  if (!answer || f->rt->dur != NULL) {
+    if (wait->left == 1) free(wait); /* nothing posted */
+    else mig_posted(rt, 0, wait);    /* each post answers, the last frees */
+    return rc < 0 ? rc : moved;
+  }
+  int r = uv_timer_init(mly_runtime_loop(rt), &wait->timer);
+  if (r == 0) {
+    wait->timer.data = wait;
+    r = uv_timer_start(&wait->timer, mig_timer, 0, 0);
+    if (r < 0) uv_close((uv_handle_t *)&wait->timer, mig_timer_closed);
+  } else {
+    free(wait);
+  }
+  return r < 0 ? MLY_EIO : moved;
 }

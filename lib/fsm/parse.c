@@ -71,12 +71,27 @@ fsm_pos fsm_pos_of(const fsm_file *f, const mly_conf_node *n) {
 /* ------------------------------------------------------------------ */
 /* Values.                                                             */
 
-/* A duration (see the top of the file) of at least min ms. */
-static int get_secs(mly_conf *c, mly_conf_node *v, const char *what,
-                    int64_t min, int64_t *out) {
-  const char *s;
-  int rc = mly_conf_get_str(c, v, what, &s);
-  if (rc) return rc;
+/* The forms a duration is written in, for every message about one. */
+#define DURATION_FORMS "30 (seconds), 250ms, 10s, 2m, 1h or 3d"
+
+static int not_duration(mly_conf *c, mly_conf_node *v, const char *what,
+                        const char *alt, const char *s) {
+  return mly_conf_bad(c, v, "%s '%s' is not a duration; write %s%s%s", what,
+                      mly_conf_show(s).s, DURATION_FORMS, alt ? ", or " : "",
+                      alt ? alt : "");
+}
+
+/* A duration (see the top of the file) of at least min ms.  alt: the
+ * other form the field takes ("{minimum: 10s, maximum: 60s}"), or NULL;
+ * every message about its shape names every accepted form. */
+static int get_span(mly_conf *c, mly_conf_node *v, const char *what,
+                    const char *alt, int64_t min, int64_t *out) {
+  const char *s = mly_conf_scalar(v);
+  if (s == NULL || mly_conf_is_null(v))
+    return mly_conf_bad(c, v, "%s must be a duration: %s%s%s; it is %s", what,
+                        DURATION_FORMS, alt ? ", or " : "", alt ? alt : "",
+                        mly_conf_kind_name(v));
+  int rc;
   size_t n = strlen(s), digits = strspn(s, "0123456789");
   bool plain = digits > 0 && (s[digits] == '\0' ||
                               (s[digits] == '.' &&
@@ -97,9 +112,7 @@ static int get_secs(mly_conf *c, mly_conf_node *v, const char *what,
       memcpy(num, s, n - 1);
       num[n - 1] = '\0';
       if (!mly_conf_parse_int(num, &days))
-        return mly_conf_bad(c, v, "'%s' is not a duration; write 30 "
-                            "(seconds), 250ms, 10s, 2m, 1h or 3d",
-                            mly_conf_show(s).s);
+        return not_duration(c, v, what, alt, s);
     }
     if (days > 365)
       return mly_conf_bad(c, v, "%s '%s' is longer than a year; write a "
@@ -110,20 +123,25 @@ static int get_secs(mly_conf *c, mly_conf_node *v, const char *what,
     rc = *s == '-' ? MLY_EINVAL : mly_duration_parse(s, &ms);
     if (*s == '-')
       return mly_conf_bad(c, v, "%s cannot be negative; write a duration "
-                          "such as 10s", what);
+                          "such as 10s%s%s", what, alt ? ", or " : "",
+                          alt ? alt : "");
     if (rc == MLY_ERANGE || (rc == 0 && ms > YEAR_MS))
       return mly_conf_bad(c, v, "%s '%s' is longer than a year; write a "
                           "shorter one", what, mly_conf_show(s).s);
     if (rc)
-      return mly_conf_bad(c, v, "'%s' is not a duration; write 30 "
-                          "(seconds), 250ms, 10s, 2m, 1h or 3d",
-                          mly_conf_show(s).s);
+      return not_duration(c, v, what, alt, s);
     *out = ms;
   }
   if (*out < min)
     return mly_conf_bad(c, v, "%s must be more than 0; write a duration "
-                        "such as 10s", what);
+                        "such as 10s%s%s", what, alt ? ", or " : "",
+                        alt ? alt : "");
   return 0;
+}
+
+static int get_secs(mly_conf *c, mly_conf_node *v, const char *what,
+                    int64_t min, int64_t *out) {
+  return get_span(c, v, what, NULL, min, out);
 }
 
 static int get_name(mly_conf *c, mly_conf_node *v, const char *what,
@@ -162,9 +180,14 @@ static bool action_name_ok(const char *s) {
 
 static int ex_exec(mly_conf *c, void *o, mly_conf_node *v) {
   fsm_action *a = o;
-  if (mly_conf_type_of(v) != MLY_CONF_LIST || mly_conf_len(v) == 0)
+  if (mly_conf_type_of(v) != MLY_CONF_LIST)
     return mly_conf_bad(c, v, "exec must be a list: the program and its "
-                        "arguments, e.g. [/usr/bin/notify, --to, ops]");
+                        "arguments, e.g. [/usr/bin/notify, --to, ops]; it "
+                        "is %s", mly_conf_kind_name(v));
+  if (mly_conf_len(v) == 0)
+    return mly_conf_bad(c, v, "exec is an empty list: there is no program "
+                        "to run; name it and its arguments, e.g. "
+                        "[/usr/bin/notify, --to, ops]");
   size_t n = mly_conf_len(v);
   if ((a->argv = calloc(n + 1, sizeof *a->argv)) == NULL)
     return mly_conf_nomem(c);
@@ -280,29 +303,37 @@ static int cd_max(mly_conf *c, void *o, mly_conf_node *v) {
   return get_secs(c, v, "countdown maximum", 0, &((fsm_countdown *)o)->max_ms);
 }
 
+#define RANGE_FORM "{minimum: 10s, maximum: 60s} (drawn once in that range)"
+
 static const mly_conf_field countdown_fields[] = {
     {"minimum", cd_min, false}, {"maximum", cd_max, false}};
 
 static int co_countdown(mly_conf *c, void *o, mly_conf_node *v) {
   fsm_countdown *cd = ((common *)o)->countdown;
   if (mly_conf_type_of(v) != MLY_CONF_MAP) {
-    int rc = get_secs(c, v, "countdown", 0, &cd->min_ms);
+    int rc = get_span(c, v, "countdown", RANGE_FORM, 0, &cd->min_ms);
     cd->max_ms = cd->min_ms;
     return rc;
   }
   int rc = mly_conf_walk(c, v, countdown_fields, 2, "in countdown", cd);
   if (rc) return rc;
   if (cd->min_ms < 0 || cd->max_ms < 0)
-    return mly_conf_bad(c, v, "countdown needs both minimum and maximum, e.g. "
-                        "{minimum: 10s, maximum: 60s}");
+    return mly_conf_bad(c, v, "countdown needs both minimum and maximum: "
+                        "write a duration (%s), or %s", DURATION_FORMS,
+                        RANGE_FORM);
   if (cd->min_ms > cd->max_ms)
     return mly_conf_bad(c, v, "countdown minimum is more than its maximum; "
                         "swap them");
   return 0;
 }
 
+/* The name is checked when every file's queues: are read (validate.c). */
 static int co_queue(mly_conf *c, void *o, mly_conf_node *v) {
-  return mly_conf_set_str(c, v, "queue", ((common *)o)->queue);
+  common *h = o;
+  int rc = mly_conf_set_str(c, v, "queue", h->queue);
+  if (rc || *h->queue == NULL) return rc;
+  return fsm_ref_add(h->f->L, REF_QUEUE, 0, 0, 0, *h->queue,
+                     fsm_pos_of(h->f, v));
 }
 
 static int co_ignored(mly_conf *c, void *o, mly_conf_node *v) {
@@ -461,7 +492,8 @@ static int sf_fan_in(mly_conf *c, void *o, mly_conf_node *v) {
   fsm_state *s = S(o);
   if (mly_conf_type_of(v) != MLY_CONF_MAP) {
     s->fan_in = FSM_FAN_WINDOW;
-    return get_secs(c, v, "fan_in", 1, &s->fan_in_window_ms);
+    return get_span(c, v, "fan_in", "{count: N, tolerate: K}", 1,
+                    &s->fan_in_window_ms);
   }
   s->fan_in = FSM_FAN_COUNT;
   int rc = mly_conf_walk(c, v, fan_in_fields, 2, "in fan_in", s);
@@ -492,9 +524,27 @@ static int sf_on_failure(mly_conf *c, void *o, mly_conf_node *v) {
   return rc;
 }
 
+typedef struct wctx {
+  fsm_state *s;
+  mly_conf_node *list;
+} wctx;
+
+/* An event listed twice is refused, as two transitions for one event
+ * are: the second at its place, naming the first. */
 static int wait_event(mly_conf *c, void *o, mly_conf_node *it, size_t i) {
-  fsm_state *s = o;
-  (void)i;
+  wctx *w = o;
+  fsm_state *s = w->s;
+  const char *name = mly_conf_scalar(it);
+  for (size_t j = 0; name && j < i; j++) {
+    mly_conf_node *prev;
+    const char *p;
+    if (mly_conf_item(c, w->list, j, &prev) == 0 &&
+        (p = mly_conf_scalar(prev)) != NULL && strcmp(p, name) == 0)
+      return mly_conf_bad(c, it, "event '%s' is listed twice in wait "
+                          "events (first at %u:%u); keep one",
+                          mly_conf_show(name).s, mly_conf_line(prev),
+                          mly_conf_col(prev));
+  }
   int rc = get_name(c, it, "event name", &s->wait_events[s->nwait_events]);
   if (rc == 0) s->nwait_events++;
   return rc;
@@ -508,7 +558,7 @@ static int wf_events(mly_conf *c, void *o, mly_conf_node *v) {
   size_t n = mly_conf_len(v);
   if ((s->wait_events = calloc(n, sizeof *s->wait_events)) == NULL)
     return mly_conf_nomem(c);
-  return mly_conf_each(c, v, wait_event, s);
+  return mly_conf_each(c, v, wait_event, &(wctx){s, v});
 }
 
 static int wf_timeout(mly_conf *c, void *o, mly_conf_node *v) {

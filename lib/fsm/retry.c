@@ -3,7 +3,9 @@
  * how long to wait before an attempt.
  *
  * A field is taken from the transition being dispatched, else from the
- * machine, else from the built-in default (App Engine's task queue:
+ * machine, else from the queue it runs through (`queue:`, as declared:
+ * the queue's own defaults fill what it leaves), else from the built-in
+ * default (App Engine's task queue:
  * no retry limit, min_backoff 100 ms, max_backoff 1 h, max_doublings
  * 16, no task_age_limit; jitter 0).  The delay before the n'th retry is
  * App Engine's: min_backoff doubled for each retry up to max_doublings,
@@ -22,21 +24,41 @@ static int64_t pick(int64_t t, int64_t m, int64_t d) {
   return t >= 0 ? t : m >= 0 ? m : d;
 }
 
-void fsm_retry_resolve(const fsm_machine *m, const fsm_transition *t,
-                       fsm_retry *out) {
+static void resolve(const fsm_machine *m, const fsm_transition *t,
+                    const fsm_retry *d, fsm_retry *out) {
   static const fsm_retry none = {-1, -1, -1, -1, -1, -1.0};
   const fsm_retry *tr = t ? &t->retry : &none, *mr = m ? &m->retry : &none;
   out->task_retry_limit =
-      pick(tr->task_retry_limit, mr->task_retry_limit, DEF_LIMIT);
-  out->min_backoff_ms = pick(tr->min_backoff_ms, mr->min_backoff_ms, DEF_MIN_MS);
-  out->max_backoff_ms = pick(tr->max_backoff_ms, mr->max_backoff_ms, DEF_MAX_MS);
-  out->max_doublings = pick(tr->max_doublings, mr->max_doublings, DEF_DOUBLINGS);
+      pick(tr->task_retry_limit, mr->task_retry_limit, d->task_retry_limit);
+  out->min_backoff_ms =
+      pick(tr->min_backoff_ms, mr->min_backoff_ms, d->min_backoff_ms);
+  out->max_backoff_ms =
+      pick(tr->max_backoff_ms, mr->max_backoff_ms, d->max_backoff_ms);
+  out->max_doublings =
+      pick(tr->max_doublings, mr->max_doublings, d->max_doublings);
   out->task_age_limit_ms =
-      pick(tr->task_age_limit_ms, mr->task_age_limit_ms, DEF_AGE);
-  out->jitter = tr->jitter >= 0 ? tr->jitter : mr->jitter >= 0 ? mr->jitter : 0;
+      pick(tr->task_age_limit_ms, mr->task_age_limit_ms, d->task_age_limit_ms);
+  out->jitter = tr->jitter >= 0 ? tr->jitter : mr->jitter >= 0 ? mr->jitter
+                                                               : d->jitter;
   if (out->jitter > 1) out->jitter = 1;
   if (out->max_backoff_ms < out->min_backoff_ms)
     out->max_backoff_ms = out->min_backoff_ms;
+}
+
+void fsm_retry_resolve(const fsm_machine *m, const fsm_transition *t,
+                       fsm_retry *out) {
+  static const fsm_retry builtin = {DEF_LIMIT, DEF_MIN_MS, DEF_MAX_MS,
+                                    DEF_DOUBLINGS, DEF_AGE, 0};
+  resolve(m, t, &builtin, out);
+}
+
+void fsm_retry_resolve_q(const fsm_machine *m, const fsm_transition *t,
+                         const mly_retry *q, fsm_retry *out) {
+  fsm_retry d = {q->task_retry_limit, q->min_backoff_ms, q->max_backoff_ms,
+                 q->max_doublings,
+                 q->task_age_limit_ms > 0 ? q->task_age_limit_ms : -1,
+                 q->jitter >= 0 ? q->jitter : 0};
+  resolve(m, t, &d, out);
 }
 
 int64_t fsm_backoff_ms(const fsm_retry *p, uint32_t attempt) {

@@ -112,6 +112,15 @@ static uint32_t find_named(const named *v, size_t len, const char *name) {
                                                     : FSM_NO_STATE;
 }
 
+static void check_queue(fsm_loader *L, const fsm_ref *ref) {
+  const mly_fsm_load_options *o = L->o;
+  if (o->queue_known == NULL || o->queue_known(ref->name, o->queue_arg))
+    return;
+  fsm_ld_bad(L, &ref->pos, "queue '%s' is not declared; declare it under "
+             "queues: (or in C before the load), or fix the name",
+             mly_conf_show(ref->name).s);
+}
+
 static void resolve_refs(fsm_loader *L) {
   size_t nm = L->set->nmachines, *lens = calloc(nm ? nm : 1, sizeof *lens);
   named **sorted = calloc(nm ? nm : 1, sizeof *sorted);
@@ -121,6 +130,10 @@ static void resolve_refs(fsm_loader *L) {
   }
   for (size_t r = 0; r < L->nrefs; r++) {
     fsm_ref *ref = &L->refs[r];
+    if (ref->kind == REF_QUEUE) {
+      check_queue(L, ref);
+      continue;
+    }
     fsm_machine *m = &L->set->machines[ref->mi];
     if (sorted[ref->mi] == NULL &&
         (sorted[ref->mi] = sort_names(m->states, m->nstates, state_name_at,
@@ -141,6 +154,7 @@ static void resolve_refs(fsm_loader *L) {
     case REF_TO: m->states[ref->si].trans[ref->ti].to = to; break;
     case REF_STATE_FAIL: m->states[ref->si].on_failure = to; break;
     case REF_MACHINE_FAIL: m->on_failure = to; break;
+    case REF_QUEUE: break; /* checked above */
     }
   }
 out:

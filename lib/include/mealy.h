@@ -892,6 +892,23 @@ typedef struct mly_journal_info {
 int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
                          size_t errlen);
 
+/* The live instances of dir, read as mly_journal_info_get reads it (no
+ * lock, nothing changed: if a process has dir open, what is seen is a
+ * moment of it): cb sees each (pointers valid during the call only; the
+ * type and point cut at MLY_NAME_MAX bytes).  A non-zero return of cb
+ * stops the walk and is returned; MLY_EBADMSG (err says where) as
+ * mly_journal_scan. */
+typedef struct mly_live {
+  mly_id id, parent;
+  const char *type, *point;
+  const char *name;          /* NULL: unnamed                        */
+  const void *data;          /* its fixed data, as its last step left it */
+  size_t data_len;
+  const mly_value *context;  /* its committed context, or NULL       */
+} mly_live;
+int mly_journal_live(const char *dir, int (*cb)(const mly_live *, void *),
+                     void *arg, char *err, size_t errlen);
+
 /* ------------------------------------------------------------------ */
 /* Layers above the runtime.                                           */
 /*                                                                     */
@@ -1191,13 +1208,67 @@ typedef struct mly_queue_info {
   uint64_t singular;       /* MLY_TASK_RETRY_SINGULAR (crash reruns too) */
   uint64_t permanent;      /* MLY_TASK_PERMANENT                         */
   uint64_t timed_out;      /* attempts that passed the queue's timeout   */
+  /* the pause as the journal will hold it: the queue's state instance
+   * has stepped to `paused` (false: no instance, or resumed; a tool
+   * waits for it to equal `paused` before closing the runtime) */
+  bool paused_saved;
+  /* other machines' steps (mly_queue_slot_take; the YAML machines'
+   * `queue:`) now: holding a slot, and waiting for one */
+  uint64_t steps_running, steps_waiting;
 } mly_queue_info;
+
+/* Hold every queue (true): no task attempt starts and no slot is
+ * granted, whatever the queues say, until released (false).  For tools
+ * that open a host's state directory to change it (`mealy queue ...
+ * --state-dir`) with no function registered: the tasks recover and wait.
+ * MLY_ENOENT: no queue layer. */
+int mly_queues_hold(mly_runtime *rt, bool hold);
 
 /* Calls cb for each declared queue, in declaration order. */
 int mly_queue_foreach(mly_runtime *rt,
                       int (*cb)(const mly_queue_info *, void *), void *arg);
 int mly_queue_info_get(mly_runtime *rt, const char *queue,
                        mly_queue_info *out); /* MLY_ENOENT */
+/* A declared queue's definition only (defaults resolved; its strings
+ * valid while the runtime lives): O(1), where mly_queue_info_get counts
+ * the tasks.  MLY_ENOENT. */
+int mly_queue_def_get(mly_runtime *rt, const char *queue,
+                      mly_queue_def *out);
+/* A slot of a queue for one step of another durable machine (what a
+ * YAML machine's or transition's `queue:` does): the step competes with
+ * the queue's tasks for it (priority 0, in arrival order), so the
+ * queue's max_concurrent, rate and concurrency_key limits (the key read
+ * from `payload`, a map, or NULL) count it like a task's attempt; a
+ * paused queue holds it back; a queue not (yet) declared holds it until
+ * it is.  1: the slot is held, run the step; 0: it waits, and machine
+ * `id` is woken (mly_wake) when the slot is granted: call again then
+ * (1).  Release it when the step is over (the step's commit is in its
+ * record; the slot is memory only: a crash frees it with the process,
+ * and the step that did not commit asks again after the restart, so
+ * nothing leaks).  A machine holds or waits for one slot at a time;
+ * asking for another queue gives the first back.  The queue's timeout
+ * does not apply to steps.  MLY_ENOENT: no queue layer (mly_queues_open);
+ * MLY_EINVAL: a bad name; MLY_EBUSY: `id` is a task; MLY_ENOMEM.  Loop
+ * thread only. */
+int mly_queue_slot_take(mly_runtime *rt, const char *queue, mly_id id,
+                        const mly_value *payload);
+/* Give back machine id's slot, or stop waiting for one (none: a no-op);
+ * the next waiting step or task may start. */
+void mly_queue_slot_release(mly_runtime *rt, mly_id id);
+/* Offline, for tools: the tasks and queues of a state directory with no
+ * runtime, read as mly_journal_live reads it (no lock, nothing changed;
+ * if a host has dir open, what is seen is a moment of it).  A task's
+ * retry policy is resolved against the built-in defaults (the queue's
+ * declaration lives in its host).  mly_queue_scan gives "default" first,
+ * then, by name, each queue a task or a pause names: its tasks now by
+ * state and whether it is paused; def holds the name only (the limits
+ * and counters live in a host's memory).  MLY_EBADMSG (err says where)
+ * as mly_journal_scan; a non-zero return of cb stops and is returned. */
+int mly_task_scan(const char *dir, const char *queue, unsigned states,
+                  int (*cb)(const mly_task_info *, void *), void *arg,
+                  char *err, size_t errlen);
+int mly_queue_scan(const char *dir, int (*cb)(const mly_queue_info *, void *),
+                   void *arg, char *err, size_t errlen);
 /* Who holds a task name in a queue (mly_name_lookup of its instance
  * name): MLY_ENOENT when free. */
 int mly_task_lookup(mly_runtime *rt, const char *queue, const char *name,
@@ -1211,8 +1282,8 @@ int mly_task_lookup(mly_runtime *rt, const char *queue, const char *name,
 /* tick whose local time falls in a skipped hour (spring forward) runs  */
 /* at the transition; a local time that occurs twice (fall back) ticks  */
 /* once, at its first occurrence.  Zones are read from                  */
-/* /usr/share/zoneinfo (TZif; past the file's last transition, its last */
-/* offset holds).                                                       */
+/* /usr/share/zoneinfo (TZif; past the file's last transition, the     */
+/* POSIX TZ rule of its footer holds).                                  */
 /*                                                                     */
 /* Each schedule is a durable machine "schedule:NAME" holding its next */
 /* tick; a tick's task is named "NAME@S" (S: the tick, UTC seconds since */
@@ -1312,7 +1383,11 @@ typedef int (*mly_action_fn)(mly_action_call *call, void *arg);
  * Attaches the fsm layer (mly_fsm_attach) if it is not yet.  Register
  * before loading the files that use it (the loader refuses unknown
  * actions) and before mly_journal_open (recovered instances resume at
- * once).  Loop thread. */
+ * once).  A dispatch that reaches an action not registered (an instance
+ * pinned to a definition whose action the host no longer registers)
+ * waits for it, nothing of the dispatch committed, with a log line
+ * (mly_fsm_info.awaits_action names it); registering that name wakes it
+ * and the dispatch goes on with the same key.  Loop thread. */
 int mly_action_register(mly_runtime *rt, const char *name, mly_action_fn fn,
                         void *arg, uint32_t flags);
 
@@ -1387,7 +1462,10 @@ uint32_t mly_action_generation(const mly_action_call *call);
  * next batch of at most n items in the context under `key` (an array)
  * and continue while more remain (never an empty last batch).
  * _lines: the lines of the file at path (no newline; the token is a byte
- * offset; a line over 1 MiB is MLY_ERANGE; open errors as -errno).
+ * offset; a line over 1 MiB is MLY_ERANGE; open and read errors as
+ * -errno, a directory -EISDIR).  On such an error it also fails the call
+ * with a text naming path and the cause (a directory: for good, the
+ * rest retried); the action returns the code.
  * _list: the array in the context under list_key (the token is an
  * index; a missing key is an empty list). */
 int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
@@ -1514,6 +1592,9 @@ typedef struct mly_fsm_info {
                              on_failure, or the end)                  */
   } history[8];
   size_t nhistory;
+  /* appended: its dispatch waits until this C action is registered (a
+     host restarted without the library that has it), or "" */
+  const char *awaits_action;
 } mly_fsm_info;
 /* MLY_ESRCH: no such live instance of the fsm type; MLY_EPERM off the
  * loop thread. */
@@ -1538,8 +1619,10 @@ int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out);
  * in a step of its own: it checks again (it may have moved on; if no
  * longer safe it stays, with a log line) and switches its pinned
  * definition; a restart before that step delivers the event again once
- * its record is in the journal (posted without waiting for that: after
- * a crash, migrating again lists what is left).
+ * its record is in the journal.  mly_fsm_migrate returns once the events
+ * are posted, before their records are durable: to answer a user only
+ * when nothing of the migration can be lost, use
+ * mly_fsm_migrate_durable.
  * Returns the count reported migrated, or MLY_EINVAL, MLY_EPERM (not the
  * loop thread), mly_fsm_add's errors, a post's error.  Loop thread. */
 #define MLY_FSM_MIGRATE_DRY_RUN 0x1u
@@ -1554,6 +1637,21 @@ typedef struct mly_fsm_migration {
 typedef void (*mly_fsm_migrate_fn)(void *arg, const mly_fsm_migration *m);
 int mly_fsm_migrate(mly_runtime *rt, const mly_fsm_set *set, uint32_t flags,
                     mly_fsm_migrate_fn fn, void *arg);
+/* mly_fsm_migrate, with an answer when it is durable: when it returns
+ * N > 0, done(rt, status, done_arg) runs exactly once, on the loop
+ * thread, never before this call returns: status 0 once the record of
+ * every migration event it posted is in the journal (synced under
+ * MLY_SYNC_ALWAYS; then each instance switches, across any crash, at
+ * its next wait or sleep, or stays where a check made then refuses), or
+ * the first failure of one of them (mly_post_durable's statuses:
+ * MLY_EUNKNOWN, MLY_ESHUTDOWN...; migrating again lists what is left).
+ * Without a journal, status 0 on the next loop turn.  When it returns 0
+ * or an error, or with MLY_FSM_MIGRATE_DRY_RUN, done never runs. */
+typedef void (*mly_fsm_migrate_done_fn)(mly_runtime *rt, int status,
+                                        void *arg);
+int mly_fsm_migrate_durable(mly_runtime *rt, const mly_fsm_set *set,
+                            uint32_t flags, mly_fsm_migrate_fn fn, void *arg,
+                            mly_fsm_migrate_done_fn done, void *done_arg);
 
 /* Where the interpreter's log lines go (a failed instance, a retry, an
  * ignored event): fn gets one line, no newline, on the loop thread.
@@ -1914,6 +2012,12 @@ typedef struct mly_fsm_load_options {
      be owned by root or this user, not writable by group or others; a
      file that is not is an error.  `mealy fsm run` always sets it. */
   bool trusted_files;
+  /* true: a queue of this name will be declared (a machine's or a
+     transition's `queue:`; mly_queue_conf_has answers for a conf's
+     `queues:`, mly_queue_def_get for a runtime's); NULL: not checked.
+     An unknown name is an error at its FILE:LINE:COL. */
+  bool (*queue_known)(const char *name, void *arg);
+  void *queue_arg;
 } mly_fsm_load_options;
 
 /* files: nfiles paths, each a root (machines of all of them share one
@@ -1943,6 +2047,8 @@ mly_queue_conf *mly_queue_conf_new(void);          /* NULL: no memory */
 void mly_queue_conf_free(mly_queue_conf *qc);      /* NULL is fine    */
 void mly_queue_conf_sections(mly_queue_conf *qc, mly_conf_section out[2]);
 size_t mly_queue_conf_count(const mly_queue_conf *qc, bool schedules);
+/* true: the conf's `queues:` declares `name` (after the load). */
+bool mly_queue_conf_has(const mly_queue_conf *qc, const char *name);
 int mly_queue_conf_apply(mly_runtime *rt, const mly_queue_conf *qc,
                          unsigned what, char *err, size_t errlen);
 

@@ -185,14 +185,17 @@ static int64_t to_utc(const tq_tz *tz, int64_t ls) {
   if (va && vb) return ua < ub ? ua : ub;
   if (va) return ua;
   if (vb) return ub;
-  /* a gap: the transition lies in (ls - ob, ls - oa] */
-  size_t lo = 0, hi = tz->n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (tz->at[mid] > ls - ob) hi = mid;
-    else lo = mid + 1;
+  /* a gap: the change lies in (ls - ob, ls - oa]: its first second with
+   * another offset (from the table, or past it from the footer's rule) */
+  int64_t lo = ls - ob, hi = ls - oa;
+  int32_t before = tq_tz_offset(tz, lo);
+  if (hi <= lo || tq_tz_offset(tz, hi) == before) return ua;
+  while (hi - lo > 1) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (tq_tz_offset(tz, mid) == before) lo = mid;
+    else hi = mid;
   }
-  return lo < tz->n ? tz->at[lo] : ua;
+  return hi;
 }
 
 static bool day_matches(const tq_cron *c, int64_t day) {

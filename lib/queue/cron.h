@@ -29,20 +29,42 @@ typedef struct tq_cron {
 int tq_cron_parse(const char *expr, tq_cron *out, char *err, size_t errlen,
                   size_t *col);
 
-/* A time zone: the transitions of one TZif file. */
+/* A date rule of a POSIX TZ string: Jn, n or Mm.w.d, at `time`
+ * seconds of local time (-167h..167h). */
+typedef struct tq_tz_date {
+  uint8_t kind;      /* 'J' (1..365, no Feb 29), 'n' (0..365), 'M'   */
+  uint8_t m, w, d;   /* M: month 1..12, week 1..5 (5: last), day 0..6 */
+  uint16_t day;      /* J, n                                          */
+  int32_t time;
+} tq_tz_date;
+
+/* A time zone: the transitions of one TZif file, then (version 2+) its
+ * footer's POSIX TZ rule for times past the last transition. */
 typedef struct tq_tz {
   size_t n;          /* transitions                              */
   int64_t *at;       /* n UTC seconds, ascending                 */
   int32_t *off;      /* n offsets (seconds east) in effect after */
   int32_t off0;      /* before the first (and UTC: n == 0)        */
+  bool rule;         /* the footer had a rule: it holds past at[n-1] */
+  bool dst;          /* ... with daylight saving time                */
+  int32_t std_off, dst_off;   /* seconds east                         */
+  tq_tz_date start, end;      /* DST from start (std local time) to end
+                                 (DST local time)                      */
 } tq_tz;
+
+/* Parse a POSIX TZ string ("CET-1CEST,M3.5.0,M10.5.0/3", "<-03>3") into
+ * tz's rule fields: 0 or MLY_EINVAL.  An empty string sets no rule. */
+int tq_tz_rule_parse(const char *s, size_t len, tq_tz *tz);
+/* The offset (seconds east) the rule gives at UTC second t. */
+int32_t tq_tz_rule_offset(const tq_tz *tz, int64_t t);
 
 /* Load zone `name` ("UTC", "Europe/Berlin") from dir (NULL:
  * /usr/share/zoneinfo).  The name is letters, digits, '_', '-', '+',
  * '/' components, none starting with '.'; the file must be a regular
  * file of at most 1 MiB owned by root or us and not writable by group
- * or others.  Times past the file's last transition keep its offset
- * (Debian's files list transitions up to 2037).  MLY_EINVAL (bad
+ * or others.  Times past the file's last transition follow its footer's
+ * rule (a version 1 file, or one without a rule: its last offset holds).
+ * MLY_EINVAL (bad
  * name or file, err says), MLY_ENOENT, MLY_EPERM, MLY_ENOMEM. */
 int tq_tz_load(const char *dir, const char *name, tq_tz *out, char *err,
                size_t errlen);

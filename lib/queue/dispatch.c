@@ -144,6 +144,7 @@ static void grant(tq_queue *q, tq_rec *r) {
 }
 
 void tq_dispatch(tq_queue *q) {
+  if (q->L->held) return; /* mly_queues_hold */
   if (!q->declared || q->paused) return;
   if (q->def.rate > 0) refill(q, tq_now_us()); /* no clock read without */
   while (q->n > 0 && q->running < q->def.max_concurrent) {

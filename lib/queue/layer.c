@@ -52,6 +52,7 @@ static void layer_release(void *p) {
     HASH_DEL(L->added, a);
     free(a);
   }
+  tq_steps_free(L);
   tq_sched_free_all(L);
   mly_metrics_source_remove(L->rt, tq_metrics_source, L); /* ENOENT: fine */
   /* the task fini hooks took every record out before this runs */
@@ -207,6 +208,7 @@ static int set_paused(mly_runtime *rt, const char *queue, bool paused) {
   if (L == NULL || queue == NULL) return MLY_ENOENT;
   tq_queue *q = tq_queue_find(L, queue);
   if (q == NULL) return MLY_ENOENT;
+  if (tq_journaled(L)) tq_states_sync(L); /* compared with what is saved */
   if (q->paused != paused) {
     q->paused = paused;
     tq_state_changed(q);
@@ -220,6 +222,15 @@ int mly_queue_pause(mly_runtime *rt, const char *queue) {
 }
 int mly_queue_resume(mly_runtime *rt, const char *queue) {
   return set_paused(rt, queue, false);
+}
+
+int mly_queues_hold(mly_runtime *rt, bool hold) {
+  tq_layer *L = tq_get(rt);
+  if (L == NULL) return MLY_ENOENT;
+  L->held = hold;
+  if (!hold)
+    for (tq_queue *q = L->qhead; q; q = q->next) tq_dispatch(q);
+  return 0;
 }
 
 /* ---- functions ---- */

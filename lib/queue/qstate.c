@@ -24,16 +24,10 @@
 
 #define QS_PREFIX "queue:"
 
-typedef struct qs_data {
-  char queue[MLY_NAME_MAX + 1];
-  uint8_t paused;
-  uint8_t pad[7];
-} qs_data;
-
 #define QS_POINTS(X) X(qs, idle)
 MLY_POINTS(qs, QS_POINTS);
 
-static bool journaled(tq_layer *L) {
+bool tq_journaled(tq_layer *L) {
   mly_journal_stats st;
   return mly_journal_stats_get(L->rt, &st) == 0;
 }
@@ -68,7 +62,7 @@ static void load(tq_layer *L, tq_queue *q) {
     q->state_dirty = false;
     return;
   }
-  if (q->state_dirty && journaled(L)) spawn_state(L, q);
+  if (q->state_dirty && tq_journaled(L)) spawn_state(L, q);
 }
 
 void tq_states_sync(tq_layer *L) {
@@ -78,7 +72,7 @@ void tq_states_sync(tq_layer *L) {
 }
 
 void tq_state_declared(tq_queue *q) {
-  if (journaled(q->L)) load(q->L, q);
+  if (tq_journaled(q->L)) load(q->L, q);
 }
 
 void tq_state_changed(tq_queue *q) {
@@ -88,7 +82,7 @@ void tq_state_changed(tq_queue *q) {
     return;
   }
   q->state_dirty = true;
-  if (!journaled(L)) return;
+  if (!tq_journaled(L)) return;
   /* a pause with the journal open but before any task or queue instance
    * stepped (an idle host): the states are looked up now (recovery is
    * over once mly_journal_open returned), so this one is written */

@@ -1,7 +1,8 @@
 /*
  * queue.h - what the files of lib/queue/ share: the queue layer of one
  * runtime (layer.c), its queues and their dispatchers (dispatch.c), the
- * task machine (task.c), attempts (attempt.c), the clock (clock.c).
+ * task machine (task.c), attempts (attempt.c), the clock (clock.c),
+ * slots for other machines' steps (slot.c).
  *
  * The durable truth is in the task instances (their data and context,
  * D10); everything here is memory that recovery rebuilds: a task that
@@ -44,6 +45,13 @@ typedef struct tq_data {
   mly_retry retry; /* as given: fields < 0 are the queue's */
   char last_msg[MLY_TASK_MSG_MAX + 1];
 } tq_data;
+
+/* A queue's state instance's data (qstate.c; read offline by offline.c). */
+typedef struct qs_data {
+  char queue[MLY_NAME_MAX + 1];
+  uint8_t paused;
+  uint8_t pad[7];
+} qs_data;
 
 typedef struct tq_queue tq_queue;
 typedef struct tq_rec tq_rec;
@@ -143,6 +151,13 @@ typedef struct tq_added {
 
 typedef struct tq_sched tq_sched;
 
+/* A slot for another machine's step (slot.c): a record as a task's, in
+ * the layer's own table of steps (by the machine's id). */
+typedef struct tq_step {
+  tq_rec rec;
+  UT_hash_handle hh;
+} tq_step;
+
 struct tq_layer {
   mly_runtime *rt;
   mly_type *type, *clock_type, *qs_type;
@@ -160,6 +175,8 @@ struct tq_layer {
   mly_id clock;         /* the clock instance, 0: none */
   uint64_t clock_due;   /* what it sleeps until (us), 0: nothing */
   bool closing;
+  bool held;            /* mly_queues_hold: no slot is granted */
+  tq_step *steps;       /* slot.c: steps holding or waiting for a slot */
   /* schedule.c */
   mly_type *sc_type;
   tq_sched *scheds;
@@ -206,6 +223,7 @@ void tq_tick(tq_layer *L);
 
 /* qstate.c */
 int tq_qstate_register(tq_layer *L);
+bool tq_journaled(tq_layer *L);       /* a journal is open */
 void tq_states_sync(tq_layer *L);     /* once, before the first dispatch */
 void tq_state_declared(tq_queue *q);
 void tq_state_changed(tq_queue *q);   /* paused or resumed */
@@ -215,7 +233,18 @@ int tq_sched_register(tq_layer *L);
 void tq_sched_tick(tq_layer *L);   /* wake the schedules that are due */
 void tq_sched_free_all(tq_layer *L);
 
+/* tasks.c: a task's listing from its data, name and payload */
+void tq_task_info(const tq_data *d, mly_id id, const char *iname,
+                  const mly_value *payload, const tq_queue *q,
+                  mly_task_info *out);
+
 /* task.c */
 int tq_task_register(tq_layer *L);
+/* The concurrency key's value in a payload (a map), as text: a string,
+ * or an integer printed; NULL for none (or no memory). */
+char *tq_key_value(const tq_queue *q, const mly_value *payload);
+
+/* slot.c: the steps' slots go with the layer */
+void tq_steps_free(tq_layer *L);
 
 #endif /* MLY_QUEUE_H */

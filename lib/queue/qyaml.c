@@ -63,6 +63,12 @@ size_t mly_queue_conf_count(const mly_queue_conf *qc, bool schedules) {
   return schedules ? qc->ns : qc->nq;
 }
 
+bool mly_queue_conf_has(const mly_queue_conf *qc, const char *name) {
+  for (size_t i = 0; qc && i < qc->nq; i++)
+    if (qc->q[i].name && strcmp(qc->q[i].name, name) == 0) return true;
+  return false;
+}
+
 /* ---- queues ---- */
 
 static int u32(mly_conf *c, mly_conf_node *v, const char *what, int64_t lo,

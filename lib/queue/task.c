@@ -374,3 +374,8 @@ int mly_defer(mly_runtime *rt, const char *function, mly_value *payload,
   mly_task_target t = {MLY_TASK_FUNCTION, function};
   return mly_task_add(rt, &t, payload, opts);
 }
+
+/* slot.c reads a step's key as a task's is read. */
+char *tq_key_value(const tq_queue *q, const mly_value *payload) {
+  return key_value(q, payload);
+}

@@ -21,14 +21,14 @@ const char *mly_task_state_name(mly_task_state s) {
   return "unknown";
 }
 
-static int fill(tq_layer *L, mly_id id, mly_task_info *out) {
-  const tq_data *d = mly_instance_data(L->rt, id);
-  if (d == NULL) return MLY_ESRCH;
+void tq_task_info(const tq_data *d, mly_id id, const char *n,
+                  const mly_value *payload, const tq_queue *q,
+                  mly_task_info *out) {
   memset(out, 0, sizeof *out);
   out->id = id;
   out->queue = d->queue;
-  const char *n = mly_instance_name(L->rt, id);
-  out->name = n ? n + strlen(TQ_NAME_PREFIX) + strlen(d->queue) + 1 : NULL;
+  size_t pre = strlen(TQ_NAME_PREFIX) + strlen(d->queue) + 1;
+  out->name = n && strlen(n) > pre ? n + pre : NULL;
   out->target.kind = d->kind;
   out->target.name = d->target;
   out->state = d->state;
@@ -40,10 +40,17 @@ static int fill(tq_layer *L, mly_id id, mly_task_info *out) {
   out->failures = d->failures;
   out->last_error = d->last_error;
   out->last_msg = d->last_msg;
-  out->payload = mly_instance_context(L->rt, id);
+  out->payload = payload;
+  tq_resolve(q, &d->retry, &out->retry);
+}
+
+static int fill(tq_layer *L, mly_id id, mly_task_info *out) {
+  const tq_data *d = mly_instance_data(L->rt, id);
+  if (d == NULL) return MLY_ESRCH;
   tq_queue *q = NULL;
   HASH_FIND_STR(L->queues, d->queue, q);
-  tq_resolve(q, &d->retry, &out->retry);
+  tq_task_info(d, id, mly_instance_name(L->rt, id),
+               mly_instance_context(L->rt, id), q, out);
   return 0;
 }
 
@@ -178,8 +185,17 @@ static int count_one(const mly_task_info *t, void *p) {
 
 static int qinfo(tq_queue *q, mly_queue_info *out) {
   memset(out, 0, sizeof *out);
+  if (tq_journaled(q->L)) tq_states_sync(q->L); /* the saved pause */
   out->def = q->def;
   out->paused = q->paused;
+  const qs_data *sd = q->state_id ? mly_instance_data(q->L->rt, q->state_id)
+                                  : NULL;
+  out->paused_saved = sd != NULL && sd->paused;
+  for (const tq_step *st = q->L->steps; st; st = st->hh.next)
+    if (st->rec.q == q) {
+      if (st->rec.holds_slot) out->steps_running++;
+      else out->steps_waiting++;
+    }
   out->started = q->started;
   out->succeeded = q->succeeded;
   out->failed = q->failed;
@@ -190,6 +206,16 @@ static int qinfo(tq_queue *q, mly_queue_info *out) {
   out->tokens = q->tokens;
   counts c = {out};
   return mly_task_foreach(q->L->rt, q->name, MLY_TASKS_ALL, count_one, &c);
+}
+
+int mly_queue_def_get(mly_runtime *rt, const char *queue,
+                      mly_queue_def *out) {
+  tq_layer *L = tq_get(rt);
+  if (L == NULL || queue == NULL) return MLY_ENOENT;
+  tq_queue *q = tq_queue_find(L, queue);
+  if (q == NULL) return MLY_ENOENT;
+  *out = q->def;
+  return 0;
 }
 
 int mly_queue_info_get(mly_runtime *rt, const char *queue,

@@ -4,9 +4,11 @@
  * glibc converts with one process-wide zone (TZ), and several runtimes
  * share a process, so a schedule's zone is read here: the 64-bit block
  * of a version 2+ file (the 32-bit block of a version 1 file), kept as
- * a table of transitions and the UTC offset after each.  The footer's
- * POSIX rule is not read: past the last transition the last offset
- * holds (Debian's files are "fat", with transitions up to 2037).
+ * a table of transitions and the UTC offset after each, and the footer's
+ * POSIX TZ rule (tzrule.c), which holds past the last transition (after
+ * 2037 in a "fat" file, after the last change of the rules in a "slim"
+ * one; for every time in a file without transitions).  A footer that
+ * cannot be read leaves no rule: the last offset holds.
  *
  * The name is checked before any path is made of it (no absolute path,
  * no component starting with '.').  tzdata links zones by symlinks
@@ -81,6 +83,15 @@ static int parse(const unsigned char *b, size_t len, tq_tz *out) {
     }
     const unsigned char *t = h + 44, *idx = t + timecnt * tsize,
                         *types = idx + timecnt;
+    if (tsize == 8) { /* the footer: "\nTZ-STRING\n" */
+      const unsigned char *f = h + 44 + body, *e = b + len;
+      const unsigned char *nl = f < e && *f == '\n'
+                                    ? memchr(f + 1, '\n', (size_t)(e - f - 1))
+                                    : NULL;
+      if (nl == NULL ||
+          tq_tz_rule_parse((const char *)f + 1, (size_t)(nl - f - 1), out) < 0)
+        out->rule = out->dst = false;
+    }
     out->n = timecnt;
     out->at = calloc(timecnt ? timecnt : 1, sizeof *out->at);
     out->off = calloc(timecnt ? timecnt : 1, sizeof *out->off);
@@ -149,6 +160,8 @@ void tq_tz_free(tq_tz *tz) {
 }
 
 int32_t tq_tz_offset(const tq_tz *tz, int64_t t) {
+  if (tz->rule && (tz->n == 0 || t >= tz->at[tz->n - 1]))
+    return tq_tz_rule_offset(tz, t);
   size_t lo = 0, hi = tz->n;
   while (lo < hi) { /* first transition after t */
     size_t mid = lo + (hi - lo) / 2;

@@ -1,0 +1,120 @@
+/*
+ * offline.c - the task queues of a state directory, read with no
+ * runtime (`mealy queue ls|show --state-dir DIR`): the tasks and queue
+ * states among the live instances mly_journal_live reads.
+ *
+ * Nothing is locked or changed: a host may have the directory open, and
+ * what is read is a moment of it.  What lives only in a host's memory
+ * is not there: a queue's declaration (its limits), and the counters
+ * since its start.  A queue is known here by its tasks and its state
+ * instance (qstate.c: one exists once it was paused), and "default".
+ */
+#include "queue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_task(const mly_live *l) {
+  return strcmp(l->type, TQ_TYPE) == 0 && l->data_len == sizeof(tq_data);
+}
+
+typedef struct tscan {
+  const char *queue;
+  unsigned states;
+  int (*cb)(const mly_task_info *, void *);
+  void *arg;
+} tscan;
+
+static int task_one(const mly_live *l, void *p) {
+  tscan *s = p;
+  if (!is_task(l)) return 0;
+  tq_data d;
+  memcpy(&d, l->data, sizeof d); /* aligned, and NUL-terminated below */
+  d.queue[MLY_NAME_MAX] = d.target[MLY_NAME_MAX] = '\0';
+  d.last_msg[MLY_TASK_MSG_MAX] = '\0';
+  if (!(d.state & s->states)) return 0;
+  if (s->queue && strcmp(s->queue, d.queue) != 0) return 0;
+  mly_task_info t;
+  tq_task_info(&d, l->id, l->name, l->context, NULL, &t);
+  return s->cb(&t, s->arg);
+}
+
+int mly_task_scan(const char *dir, const char *queue, unsigned states,
+                  int (*cb)(const mly_task_info *, void *), void *arg,
+                  char *err, size_t errlen) {
+  if (dir == NULL || cb == NULL) return MLY_EINVAL;
+  tscan s = {queue, states, cb, arg};
+  return mly_journal_live(dir, task_one, &s, err, errlen);
+}
+
+typedef struct qrows {
+  mly_queue_info *v;
+  size_t n, cap;
+  int rc;
+} qrows;
+
+static mly_queue_info *row(qrows *r, const char *name) {
+  for (size_t i = 0; i < r->n; i++)
+    if (strcmp(r->v[i].def.name, name) == 0) return &r->v[i];
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? r->cap * 2 : 16;
+    mly_queue_info *v = realloc(r->v, cap * sizeof *v);
+    if (v == NULL) return NULL;
+    r->v = v;
+    r->cap = cap;
+  }
+  mly_queue_info *q = &r->v[r->n++];
+  memset(q, 0, sizeof *q);
+  char *copy = strdup(name);
+  if (copy == NULL) {
+    r->n--;
+    return NULL;
+  }
+  q->def.name = copy;
+  q->def.retry = (mly_retry)MLY_RETRY_UNSET;
+  return q;
+}
+
+static int queue_one(const mly_live *l, void *p) {
+  qrows *r = p;
+  mly_queue_info *q;
+  if (is_task(l)) {
+    tq_data d;
+    memcpy(&d, l->data, sizeof d);
+    d.queue[MLY_NAME_MAX] = '\0';
+    if ((q = row(r, d.queue)) == NULL) return MLY_ENOMEM;
+    switch (d.state) {
+    case MLY_TASK_SCHEDULED: q->scheduled++; break;
+    case MLY_TASK_WAITING: q->waiting++; break;
+    case MLY_TASK_RUNNING: q->running++; break;
+    case MLY_TASK_DEAD: q->dead++; break;
+    }
+  } else if (strcmp(l->type, TQ_QSTATE_TYPE) == 0 &&
+             l->data_len == sizeof(qs_data)) {
+    qs_data d;
+    memcpy(&d, l->data, sizeof d);
+    d.queue[MLY_NAME_MAX] = '\0';
+    if ((q = row(r, d.queue)) == NULL) return MLY_ENOMEM;
+    q->paused = d.paused != 0;
+  }
+  return 0;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(((const mly_queue_info *)a)->def.name,
+                ((const mly_queue_info *)b)->def.name);
+}
+
+int mly_queue_scan(const char *dir, int (*cb)(const mly_queue_info *, void *),
+                   void *arg, char *err, size_t errlen) {
+  if (dir == NULL || cb == NULL) return MLY_EINVAL;
+  qrows r = {0};
+  int rc = row(&r, MLY_QUEUE_DEFAULT) ? 0 : MLY_ENOMEM;
+  if (rc == 0) rc = mly_journal_live(dir, queue_one, &r, err, errlen);
+  if (rc == 0 && r.n > 1)
+    qsort(r.v + 1, r.n - 1, sizeof *r.v, by_name); /* default first */
+  for (size_t i = 0; rc == 0 && i < r.n; i++) rc = cb(&r.v[i], arg);
+  for (size_t i = 0; i < r.n; i++) free((char *)r.v[i].def.name);
+  free(r.v);
+  return rc;
+}
