@@ -9,6 +9,7 @@
 
 #include "mealy.h"
 #include "../hashtab.h"
+#include "../value.h"
 #include "interp.h"
 
 /* A definition, once per content hash. */

@@ -116,9 +116,7 @@ uint64_t fsm_rand(fsm_rt *f) { /* xorshift64* */
 
 /* Copy src into dst (len bytes), cut and always NUL-ended. */
 void fsm_strlcpy(char *dst, const char *src, size_t len) {
-  size_t n = strnlen(src, len - 1);
-  memcpy(dst, src, n);
-  dst[n] = '\0';
+  str_copy(dst, src, len);
 }
 
 void fsm_hash_hex(const unsigned char *hash, char *hex) {

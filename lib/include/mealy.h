@@ -927,7 +927,9 @@ typedef struct mly_live {
   const char *type, *point;
   const char *name;          /* NULL: unnamed                        */
   const void *data;          /* its fixed data, as its last step left it */
-  size_t data_len;
+  size_t data_len;           /* records keep no trailing zero bytes: it may
+                                be less than the type's data_size, the rest
+                                is zero                                 */
   const mly_value *context;  /* its committed context, or NULL       */
 } mly_live;
 int mly_journal_live(const char *dir, int (*cb)(const mly_live *, void *),
