@@ -1,6 +1,10 @@
 /*
- * durable.c - the runtime's side of the journal: what a durable step
+ * durable.c - the runtime's side of the store: what a durable step
  * writes, what waits for its commit, and how instances come back.
+ *
+ * It reaches storage only through store.h (D11): records go into the
+ * store's turn buffer, completions come back through hooks.done, and
+ * the store never names anything here.
  *
  * The contract (D2): a step's record holds its new state (yield point
  * name, data, wait, timer deadline), the event ids it consumed, the
@@ -23,15 +27,12 @@
  */
 #include "context.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 /* ---- encoding ---- */
 
@@ -90,7 +91,12 @@ int64_t put_state(mly_runtime *rt, jbuf *b, const mly_inst *m, int how) {
   jb_uint(b, m->step);
   jb_str(b, pt, strlen(pt));
   jb_uint(b, t->def.version);
-  jb_bin(b, m->data, t->def.data_size);
+  /* without its trailing zero bytes: recovery zero-fills (recover.c) */
+  size_t dn = t->def.data_size;
+  uint64_t w = 0;
+  while (dn >= 8 && (memcpy(&w, m->data + dn - 8, 8), w == 0)) dn -= 8;
+  while (dn > 0 && m->data[dn - 1] == 0) dn--;
+  jb_bin(b, m->data, dn);
   jb_uint(b, m->head.flags & (F_SHUT_REQ | F_IN_SHUTDOWN));
   jb_array(b, 5);
   jb_uint(b, exiting ? RP_W_EXITING : m->head.wait);
@@ -144,7 +150,7 @@ void put_event(mly_runtime *rt, jbuf *b, mly_id to,
   free(buf);
 }
 
-static void count_record(dur_state *d) { journal_stats(d->j)->records++; }
+static void count_record(dur_state *d) { d->st->records++; }
 
 /* Appends are made outside a batch too (host calls): make sure the idle
  * turn that flushes them comes. */
@@ -155,14 +161,14 @@ static void want_flush(mly_runtime *rt) {
 static int commit(dur_state *d, uint8_t kind, mly_id id, mly_event *e,
                   mly_post_cb cb, void *arg) {
   jdone x = {kind, id, e, cb, arg};
-  return journal_on_commit(d->j, &x);
+  return store_on_commit(d->s, &x);
 }
 
 /* ---- hooks from machine.c and event.c ---- */
 
 int durable_check_spawn(mly_runtime *rt, mly_type *t) {
   if (rt->dur == NULL || !(t->def.flags & MLY_TYPE_DURABLE)) return 0;
-  return journal_failed(rt->dur->j);
+  return store_failed(rt->dur->s);
 }
 
 void durable_spawned(mly_runtime *rt, mly_inst *m) {
@@ -172,8 +178,8 @@ void durable_spawned(mly_runtime *rt, mly_inst *m) {
   mly_inst *run = rt->running;
   if (run && inst_durable(rt, run) && PUSH(d, spawned, m->id) == 0)
     return; /* its first state goes into the parent's record */
-  jbuf *b = journal_buf(d->j);
-  size_t at = jb_begin(b, journal_next_seq(d->j), JR_CREATE, 1);
+  jbuf *b = store_buf(d->s);
+  size_t at = jb_begin(b, store_next_seq(d->s), JR_CREATE, 1);
   /* mly_spawn_opts checked that the context encodes and fits */
   if (put_state(rt, b, m, 0) < 0) b->oom = true;
   jb_end(b, at);
@@ -195,15 +201,15 @@ bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
     return true;
   }
   if (!to_durable) return false;
-  int err = journal_failed(d->j);
+  int err = store_failed(d->s);
   if (err) {
     ev_free(rt, e);
     *rc = err;
     return true;
   }
   e->eid = ++d->next_eid;
-  jbuf *b = journal_buf(d->j);
-  size_t at = jb_begin(b, journal_next_seq(d->j), JR_EVENT, 1);
+  jbuf *b = store_buf(d->s);
+  size_t at = jb_begin(b, store_next_seq(d->s), JR_EVENT, 1);
   put_event(rt, b, to->id, e);
   jb_end(b, at);
   count_record(d);
@@ -234,7 +240,7 @@ void durable_post(mly_runtime *rt, mly_event *e) {
     /* where its record ends in the batch: if a failed write got that far,
      * the answer is MLY_EUNKNOWN, not an error (journal.c run_done) */
     if (rc == 0)
-      rc = commit(rt->dur, JD_POSTED, journal_buf(rt->dur->j)->n, NULL,
+      rc = commit(rt->dur, JD_POSTED, store_buf(rt->dur->s)->n, NULL,
                   box->cb, box->arg);
     if (rc == 0) {
       free(box);
@@ -254,7 +260,7 @@ void durable_took(mly_runtime *rt, mly_inst *m, mly_event *e) {
    * keeps, a clean stop keeps too */
   if (d == NULL || (m->dflags & D_SILENT) || rt->closing) return;
   if (rt->running == m && inst_durable(rt, m)) {
-    if (PUSH(d, took, e->eid) < 0) journal_buf(d->j)->oom = true;
+    if (PUSH(d, took, e->eid) < 0) store_buf(d->s)->oom = true;
     return;
   }
   durable_dropped(rt, e);
@@ -263,7 +269,7 @@ void durable_took(mly_runtime *rt, mly_inst *m, mly_event *e) {
 void durable_dropped(mly_runtime *rt, mly_event *e) {
   dur_state *d = rt->dur;
   if (d == NULL || e->eid == 0) return;
-  if (PUSH(d, drops, e->eid) < 0) journal_buf(d->j)->oom = true;
+  if (PUSH(d, drops, e->eid) < 0) store_buf(d->s)->oom = true;
   want_flush(rt);
 }
 
@@ -272,20 +278,27 @@ static void forget_step(mly_runtime *rt, dur_state *d);
 /* A step whose record cannot be: what it did is dropped, and the caller
  * ends it with rc (the batch stays whole: the record is taken back). */
 static int step_refused(mly_runtime *rt, dur_state *d, size_t at, int rc) {
-  jbuf *b = journal_buf(d->j);
+  jbuf *b = store_buf(d->s);
   forget_step(rt, d);
-  if (!b->oom) { /* out of memory, the batch fails anyway (journal_flush) */
+  if (!b->oom) { /* out of memory, the batch fails anyway (the store's flush) */
     b->n = at;
-    journal_seq_back(d->j);
+    store_seq_back(d->s);
   }
   return rc;
 }
 
 int durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
   dur_state *d = rt->dur;
-  if (journal_failed(d->j)) return 0;
-  jbuf *b = journal_buf(d->j);
-  size_t at = jb_begin(b, journal_next_seq(d->j), JR_STEP, 4);
+  if (store_failed(d->s)) return 0;
+  /* An exit that took, sent and spawned nothing and leaves at once: the
+   * END record that follows in this batch says all it would (its data
+   * is never read again).  Not when it waits for children first, or is
+   * suspended (no END follows). */
+  if (exited && m->child == NULL && d->ntook == 0 && d->nout == 0 &&
+      d->nspawned == 0 && !(m->dflags & D_SILENT) && !rt->closing)
+    return 0;
+  jbuf *b = store_buf(d->s);
+  size_t at = jb_begin(b, store_next_seq(d->s), JR_STEP, 4);
   size_t before = b->n;
   int64_t ctx = put_state(rt, b, m, exited ? PS_EXIT : 0);
   if (ctx < 0) return step_refused(rt, d, at, (int)ctx);
@@ -343,15 +356,15 @@ void durable_step_abandoned(mly_runtime *rt) {
 bool durable_end(mly_runtime *rt, mly_inst *m, bool failed) {
   dur_state *d = rt->dur;
   if (d->live > 0) d->live--;
-  if (journal_failed(d->j)) return false;
+  if (store_failed(d->s)) return false;
   mly_inst *p = m->parent;
   bool notice = p && !(p->head.flags & (F_KILL | F_ENDING));
   uint64_t eid = notice && inst_durable(rt, p) ? ++d->next_eid : 0;
   inst_ext *x = ext_get(rt, m);
   if (x) d->ctx_bytes -= x->len;
   name_ent *nm = x ? x->name : NULL;
-  jbuf *b = journal_buf(d->j);
-  size_t at = jb_begin(b, journal_next_seq(d->j), JR_END, nm ? 6 : 4);
+  jbuf *b = store_buf(d->s);
+  size_t at = jb_begin(b, store_next_seq(d->s), JR_END, nm ? 6 : 4);
   jb_uint(b, m->id);
   jb_int(b, m->status);
   jb_int(b, failed ? MLY_LC_FAILED : MLY_LC_TERMINATED);
@@ -382,7 +395,7 @@ bool durable_end(mly_runtime *rt, mly_inst *m, bool failed) {
 
 /* ---- after the batch ---- */
 
-void durable_release(mly_runtime *rt, mly_id id, int rc) {
+static void durable_release(mly_runtime *rt, mly_id id, int rc) {
   mly_inst *m = inst_get(rt, id);
   if (m == NULL || !(m->dflags & D_HELD)) return;
   m->dflags &= ~D_HELD;
@@ -402,12 +415,12 @@ void durable_release(mly_runtime *rt, mly_id id, int rc) {
  * them.  true: queued. */
 bool durable_order_shutdown(mly_runtime *rt, mly_inst *m) {
   dur_state *d = rt->dur;
-  if (d == NULL || journal_failed(d->j)) return false;
+  if (d == NULL || store_failed(d->s)) return false;
   mly_inst *run = rt->running;
   bool in_step = run != NULL && inst_durable(rt, run);
   /* from inside any step: what the step sends after the request (a
    * journaled reply) still reaches the target in the same pass */
-  if (run == NULL && journal_idle(d->j)) return false;
+  if (run == NULL && store_idle(d->s)) return false;
   mly_event *e = ev_new(rt);
   if (e == NULL) return false;
   e->flags = EVF_SHUTDOWN_REQ;
@@ -421,7 +434,8 @@ bool durable_order_shutdown(mly_runtime *rt, mly_inst *m) {
   return true;
 }
 
-void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e, int rc) {
+static void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e,
+                            int rc) {
   if (e->flags & EVF_SHUTDOWN_REQ) { /* not an event: see above */
     mly_inst *m = inst_get(rt, to);
     ev_free(rt, e);
@@ -439,49 +453,84 @@ void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e, int rc) {
 
 void durable_flush(mly_runtime *rt) {
   dur_state *d = rt->dur;
-  if (d->ndrops > 0 && !journal_failed(d->j)) {
-    jbuf *b = journal_buf(d->j);
-    size_t at = jb_begin(b, journal_next_seq(d->j), JR_DROP, 1);
+  if (d->ndrops > 0 && !store_failed(d->s)) {
+    jbuf *b = store_buf(d->s);
+    size_t at = jb_begin(b, store_next_seq(d->s), JR_DROP, 1);
     jb_array(b, d->ndrops);
     for (uint32_t i = 0; i < d->ndrops; i++) jb_uint(b, d->drops[i]);
     jb_end(b, at);
     count_record(d);
   }
   d->ndrops = 0;
-  journal_flush(d->j);
+  store_flush(d->s);
 }
-
-static int compact(mly_runtime *rt);
 
 /* A compaction needs memory and journal to agree: no record pending, no
  * write in flight.  Under a steady load that moment never comes by
  * itself, so once a compaction is wanted steps pause (durable_paused):
  * the batch in flight completes, what it left pending is flushed, and
  * when that is durable too the compaction runs and steps go on. */
-void durable_after_commit(mly_runtime *rt) {
+static void durable_after_commit(mly_runtime *rt) {
   dur_state *d = rt->dur;
   if (d == NULL || rt->running != NULL) return;
   if (rt->stopping) { /* see mly_journal_compact */
     d->compact_wanted = false;
     return;
   }
-  const mly_journal_options *o = journal_opts(d->j);
-  mly_journal_stats *st = journal_stats(d->j);
-  uint64_t total = d->base_bytes + st->bytes;
+  uint64_t total = d->st->total_bytes;
   uint64_t live = d->live * (d->state_bytes + 16) + d->nparked * 64 +
                   d->ctx_bytes + names_ntombs(rt) * 64;
-  if (total >= o->compact_min_bytes && total > live &&
-      (total - live) * 100 >= total * o->compact_dead_pct)
+  if (d->s->ops->compact && total >= d->compact_min_bytes && total > live &&
+      (total - live) * 100 >= total * d->compact_dead_pct)
     d->compact_wanted = true;
-  if (!d->compact_wanted || !journal_idle(d->j)) return;
+  if (!d->compact_wanted || !store_idle(d->s)) return;
   d->compact_wanted = false;
-  compact(rt);
+  durable_compact_now(rt);
   rt_schedule(rt); /* the steps that waited */
+}
+
+/* ---- what the store reports (store_hooks; arg: the runtime) ---- */
+
+/* rc < 0: the batch failed.  A durable post whose record had reached the
+ * medium (jdone.id: where it ends in the batch, wrote: how far the write
+ * got) may be read back on the next open: its answer is MLY_EUNKNOWN;
+ * one whose record did not is certainly not stored: rc. */
+static void hook_done(void *arg, const jdone *d, int rc, size_t wrote) {
+  mly_runtime *rt = arg;
+  switch (d->kind) {
+  case JD_RELEASE: durable_release(rt, d->id, rc); break;
+  case JD_DELIVER: durable_deliver(rt, d->id, d->ev, rc); break;
+  case JD_POSTED:
+    if (d->cb) d->cb(rt, rc < 0 && d->id <= wrote ? MLY_EUNKNOWN : rc, d->arg);
+    break;
+  }
+}
+
+static void hook_committed(void *arg) { durable_after_commit(arg); }
+
+/* Fail-stop (D3): every durable machine ends with the error and the host
+ * is told. */
+static void hook_failed(void *arg, int rc, const char *msg) {
+  mly_runtime *rt = arg;
+  dur_state *d = rt->dur;
+  durable_fail_all(rt, rc);
+  if (d && d->on_error) d->on_error(rt, rc, msg, d->arg);
+}
+
+/* The store's last handle is gone: it held the runtime open. */
+static void hook_closed(void *arg) { rt_release(arg); }
+
+void durable_set_hooks(mly_runtime *rt, mly_store *s) {
+  s->hooks = (store_hooks){.arg = rt, .done = hook_done,
+                           .closed = hook_closed,
+                           .committed = hook_committed,
+                           .failed = hook_failed};
+  rt->open_handles++; /* released by hook_closed */
 }
 
 bool durable_paused(const mly_runtime *rt) {
   return rt->dur != NULL && rt->dur->compact_wanted && !rt->stopping &&
-         !journal_failed(rt->dur->j);
+         !store_failed(rt->dur->s);
 }
 
 /* Silently out of memory: they are in the journal, not ended.  All are
@@ -511,8 +560,8 @@ void durable_fail_all(mly_runtime *rt, int rc) {
  * not durable) get a record now, after the journaled ones. */
 static void keep_inboxes(mly_runtime *rt) {
   dur_state *d = rt->dur;
-  if (journal_failed(d->j)) return;
-  jbuf *b = journal_buf(d->j);
+  if (store_failed(d->s)) return;
+  jbuf *b = store_buf(d->s);
   for (uint32_t s = 0; s < rt->nslots; s++) {
     mly_inst *m = rt->slots[s];
     if (m == NULL || !inst_durable(rt, m) || m->inbox == NULL) continue;
@@ -521,7 +570,7 @@ static void keep_inboxes(mly_runtime *rt) {
       e = e->next;
       if (e->eid != 0) continue;
       e->eid = ++d->next_eid;
-      size_t at = jb_begin(b, journal_next_seq(d->j), JR_EVENT, 1);
+      size_t at = jb_begin(b, store_next_seq(d->s), JR_EVENT, 1);
       put_event(rt, b, m->id, e);
       jb_end(b, at);
       count_record(d);
@@ -559,34 +608,11 @@ void durable_close(mly_runtime *rt) {
   dur_state *d = rt->dur;
   if (d == NULL) return;
   rt->dur = NULL; /* completions after this only touch instances */
-  journal_close(d->j);
+  store_close(d->s);
   durable_state_free(rt, d);
 }
 
 /* ---- compaction ---- */
-
-/* Segments numbered below keep_no go, once the new one is safe. */
-static int unlink_older(int dirfd, uint64_t keep_no) {
-  int fd = dup(dirfd);
-  if (fd < 0) return -errno;
-  DIR *dir = fdopendir(fd);
-  if (dir == NULL) {
-    close(fd);
-    return -errno;
-  }
-  rewinddir(dir);
-  int rc = 0;
-  struct dirent *e;
-  while ((e = readdir(dir)) != NULL) {
-    uint64_t no;
-    if (!jr_seg_no(e->d_name, &no)) continue;
-    if (no < keep_no && unlinkat(dirfd, e->d_name, 0) < 0 && errno != ENOENT)
-      rc = -errno;
-  }
-  closedir(dir);
-  if (rc == 0 && fsync(dirfd) < 0) rc = -errno;
-  return rc;
-}
 
 typedef struct snap_tombs {
   mly_runtime *rt;
@@ -598,8 +624,7 @@ typedef struct snap_tombs {
  * retention (older ones are dropped here, D4's "compaction"). */
 static int put_tomb(const name_ent *e, void *arg) {
   snap_tombs *t = arg;
-  mly_journal *j = t->rt->dur->j;
-  size_t at = jb_begin(t->b, journal_next_seq(j), JR_TOMB, 4);
+  size_t at = jb_begin(t->b, store_next_seq(t->rt->dur->s), JR_TOMB, 4);
   jb_str(t->b, e->name, e->len);
   jb_uint(t->b, e->id);
   jb_int(t->b, e->status);
@@ -614,9 +639,9 @@ static int put_tomb(const name_ent *e, void *arg) {
  * tombstone, SNAPEND. */
 static void snapshot(mly_runtime *rt, jbuf *b, uint64_t *nbytes_state) {
   dur_state *d = rt->dur;
-  mly_journal *j = d->j;
+  mly_store *j = d->s;
   uint64_t ninst = 0, nev = 0;
-  size_t at = jb_begin(b, journal_next_seq(j), JR_SNAP, 2);
+  size_t at = jb_begin(b, store_next_seq(j), JR_SNAP, 2);
   jb_uint(b, d->next_eid);
   jb_uint(b, rt->corr_next);
   jb_end(b, at);
@@ -624,14 +649,14 @@ static void snapshot(mly_runtime *rt, jbuf *b, uint64_t *nbytes_state) {
   for (uint32_t s = 0; s < rt->nslots; s++) {
     mly_inst *m = rt->slots[s];
     if (m == NULL || !inst_durable(rt, m)) continue;
-    at = jb_begin(b, journal_next_seq(j), JR_INST, 1);
+    at = jb_begin(b, store_next_seq(j), JR_INST, 1);
     int how = PS_FULL | ((m->head.flags & F_ENDING) ? PS_EXIT : 0);
     if (put_state(rt, b, m, how) < 0) b->oom = true; /* it encoded before */
     jb_end(b, at);
     ninst++;
   }
   for (size_t i = 0; i < d->nparked; i++) {
-    at = jb_begin(b, journal_next_seq(j), JR_INST, 1);
+    at = jb_begin(b, store_next_seq(j), JR_INST, 1);
     jb_raw(b, d->parked[i].state, d->parked[i].len);
     jb_end(b, at);
     ninst++;
@@ -644,21 +669,21 @@ static void snapshot(mly_runtime *rt, jbuf *b, uint64_t *nbytes_state) {
     do {
       e = e->next;
       if (e->eid == 0) continue;
-      at = jb_begin(b, journal_next_seq(j), JR_EVENT, 1);
+      at = jb_begin(b, store_next_seq(j), JR_EVENT, 1);
       put_event(rt, b, m->id, e);
       jb_end(b, at);
       nev++;
     } while (e != m->inbox);
   }
   for (size_t i = 0; i < d->npev; i++) {
-    at = jb_begin(b, journal_next_seq(j), JR_EVENT, 1);
+    at = jb_begin(b, store_next_seq(j), JR_EVENT, 1);
     jb_raw(b, d->pev[i].p, d->pev[i].len);
     jb_end(b, at);
     nev++;
   }
   snap_tombs tb = {rt, b, 0};
   names_foreach_tomb(rt, put_tomb, &tb);
-  at = jb_begin(b, journal_next_seq(j), JR_SNAPEND, 3);
+  at = jb_begin(b, store_next_seq(j), JR_SNAPEND, 3);
   jb_uint(b, ninst);
   jb_uint(b, nev);
   jb_uint(b, tb.n);
@@ -666,55 +691,44 @@ static void snapshot(mly_runtime *rt, jbuf *b, uint64_t *nbytes_state) {
 }
 
 /* Runs on the loop thread when nothing is in flight: no instance is
- * held, so memory and journal agree.  Crash-safe at every point: the old
- * segments go only after the new one and the directory are synced, and
- * a new segment without its SNAPEND is ignored on open. */
-static int compact(mly_runtime *rt) {
+ * held, so memory and store agree.  The store writes the snapshot and
+ * drops what it replaces (store.h compact); a failure there is its
+ * fail-stop. */
+int durable_compact_now(mly_runtime *rt) {
   dur_state *d = rt->dur;
-  mly_journal *j = d->j;
-  int rc = journal_failed(j);
+  int rc = store_failed(d->s);
   if (rc) return rc;
+  if (d->s->ops->compact == NULL) return MLY_ENOSYS;
   jbuf b = {0};
   uint64_t state_bytes = 0;
   snapshot(rt, &b, &state_bytes);
   if (b.oom) {
     jb_free(&b);
-    return MLY_ENOMEM; /* nothing changed: the journal goes on as it was */
+    return MLY_ENOMEM; /* nothing changed: the store goes on as it was */
   }
-  uint64_t no = journal_seg_no(j) + 1;
-  rc = journal_new_segment(j, no, JR_SEG_SNAPSHOT);
-  if (rc == 0) rc = journal_write_sync(j, &b);
-  if (rc == 0) rc = fsync(journal_dirfd(j)) < 0 ? -errno : 0;
-  if (rc == 0) rc = unlink_older(journal_dirfd(j), no);
-  if (rc < 0) {
-    jb_free(&b);
-    journal_fail(j, rc, "compaction");
-    return rc;
-  }
-  mly_journal_stats *st = journal_stats(j);
-  st->compactions++;
-  d->base_bytes = b.n;
-  st->bytes = 0;
+  rc = store_compact(d->s, &b);
+  jb_free(&b);
+  if (rc < 0) return rc;
   if (state_bytes > d->ctx_bytes) state_bytes -= d->ctx_bytes;
   if (d->live + d->nparked)
     d->state_bytes = state_bytes / (d->live + d->nparked);
-  jb_free(&b);
   return 0;
 }
 
 int mly_journal_compact(mly_runtime *rt) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   if (rt->dur == NULL) return MLY_EINVAL;
+  if (rt->dur->s->ops->compact == NULL) return MLY_ENOSYS;
   /* the machines a stop suspended are only in the journal now: a live
    * set written from memory would leave them out */
   if (rt->stopping) return MLY_ESHUTDOWN;
-  int rc = journal_failed(rt->dur->j);
+  int rc = store_failed(rt->dur->s);
   if (rc) return rc;
-  if (rt->running != NULL || !journal_idle(rt->dur->j)) {
+  if (rt->running != NULL || !store_idle(rt->dur->s)) {
     rt->dur->compact_wanted = true; /* steps pause until it has run */
     return 0;
   }
-  return compact(rt);
+  return durable_compact_now(rt);
 }
 
 bool dur_grow(void **v, uint32_t *cap, size_t size) {

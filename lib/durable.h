@@ -6,6 +6,7 @@
 
 #include "internal.h"
 #include "jreplay.h"
+#include "store/store.h"
 
 typedef struct dur_out {
   mly_id to;
@@ -30,7 +31,8 @@ typedef struct rawev {
   uint32_t n##name, cap##name
 
 struct dur_state {
-  mly_journal *j;
+  mly_store *s;           /* where steps go: only through store.h */
+  mly_journal_stats *st;  /* the store's figures (store_stats) */
   uint64_t next_eid;
   VEC(uint64_t, took);
   VEC(dur_out, out);
@@ -44,9 +46,11 @@ struct dur_state {
   uint64_t state_bytes; /* running average size of a state record,
                            its context not counted */
   uint64_t ctx_bytes;   /* committed contexts of live and parked ones */
-  uint64_t base_bytes;  /* in the directory at open / last compaction */
+  uint64_t compact_min_bytes, compact_dead_pct; /* mly_journal_options */
   bool compact_wanted;
-  mly_journal_stats open_st;
+  mly_journal_stats open_st; /* recovered, parked */
+  void (*on_error)(mly_runtime *rt, int err, const char *msg, void *arg);
+  void *arg;
 };
 
 /* Append one element to a VEC, doubling it. */
@@ -63,6 +67,22 @@ void durable_state_free(mly_runtime *rt, dur_state *d);
 void parked_free(parked *p);
 enum { PS_FULL = 1, PS_EXIT = 2 };
 int64_t put_state(mly_runtime *rt, jbuf *b, const mly_inst *m, int how);
+/* Opens the durable layer of rt on store s, which it takes in every case
+ * (closed on failure): sets its hooks, recovers the live set through it
+ * (store_recover, rp_record) and brings every instance back.  opt gives
+ * the policies that are the durable layer's (compaction thresholds, name
+ * retention, on_error); the store took what is its own.  err (may be
+ * NULL) says what is wrong.  mly_journal_open is this over the journal
+ * store; a store of another kind is opened the same way. */
+int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
+                 char *err, size_t errlen);
+/* What must hold before a store is made for rt: 0, or the error with
+ * err filled in. */
+int durable_open_check(mly_runtime *rt, const mly_journal_options *opt,
+                       char *err, size_t errlen);
+int durable_compact_now(mly_runtime *rt);
+/* s reports to rt's durable layer, and holds rt open until it closed. */
+void durable_set_hooks(mly_runtime *rt, mly_store *s);
 void put_event(mly_runtime *rt, jbuf *b, mly_id to, const mly_event *e);
 
 #endif

@@ -242,13 +242,27 @@ size_t mly_inbox_drop(mly_machine *m, uint32_t id) {
   return n;
 }
 
-size_t mly_inbox_len(const mly_machine *m) {
+size_t mly_inbox_count(const mly_machine *m, uint32_t id) {
   const mly_inst *i = INST(m);
   if (i->inbox == NULL) return 0;
-  size_t n = 1;
-  for (const mly_event *e = i->inbox->next; e != i->inbox; e = e->next) n++;
+  size_t n = 0;
+  const mly_event *e = i->inbox;
+  do {
+    e = e->next;
+    n += id == MLY_EV_ANY || e->id == id;
+  } while (e != i->inbox);
   return n;
 }
+
+size_t mly_inbox_len(const mly_machine *m) {
+  return mly_inbox_count(m, MLY_EV_ANY);
+}
+
+mly_event *mly_inbox_take(mly_machine *m, uint32_t id) {
+  return inbox_take(INST(m), id, 0, false, 0);
+}
+
+void mly_event_free(mly_runtime *rt, mly_event *e) { ev_free(rt, e); }
 
 int mly_event_id(mly_runtime *rt, const char *name, uint32_t *out) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;

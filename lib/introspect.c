@@ -99,6 +99,12 @@ int mly_foreach(mly_runtime *rt, int (*cb)(const mly_info *, void *),
   return 0;
 }
 
+mly_type *mly_instance_type(mly_runtime *rt, mly_id id) {
+  if (!rt_on_loop_thread(rt)) return NULL;
+  const mly_inst *m = inst_get(rt, id);
+  return m ? m->type : NULL;
+}
+
 int mly_info_get(mly_runtime *rt, mly_id id, mly_info *out) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   if (out == NULL) return MLY_EINVAL;

@@ -31,6 +31,9 @@
  *                                        the event ids it consumed, the
  *                                        events it sent to durable
  *                                        machines, the children it made
+ *                                        (a step that exits with none of
+ *                                        these and ends at once writes
+ *                                        none: its END says it all)
  *     EVENT   [seq, 3, E]               an event for a durable machine
  *     END     [seq, 4, id, status, lifecycle, notice_eid (, ended_ms,
  *              name)]                   (a named instance: its tombstone)
@@ -43,7 +46,9 @@
  *
  *     S = [id, type, parent, step, point, version, data, flags,
  *          [wait, ev, arg, due_wall_ms, peer], status (, context, name)]
- *     (peer: a request's target, for a reply wait; older records have
+ *     (data: the instance's data without its trailing zero bytes (older
+ *     records: whole); a reader zero-fills it to the type's data_size.
+ *     peer: a request's target, for a reply wait; older records have
  *     no peer.  context and name only for an instance that has either:
  *     context a bin of its msgpack (empty: cleared) or nil (as the record
  *     before left it); name a str in its first record and in INST, else
@@ -67,6 +72,7 @@
 #include "mealy.h"
 
 #include <stdint.h>
+#include <uv.h>
 
 uint32_t jr_crc32c(const void *buf, size_t n);
 uint32_t jr_crc32c_soft(const void *buf, size_t n);
@@ -133,6 +139,8 @@ typedef struct jbuf {
 
 void jb_free(jbuf *b);
 void jb_raw(jbuf *b, const void *p, size_t n);
+/* n bytes appended for the caller to fill; NULL: out of memory (oom set) */
+unsigned char *jb_take(jbuf *b, size_t n);
 void jb_uint(jbuf *b, uint64_t u);
 void jb_int(jbuf *b, int64_t i);
 void jb_nil(jbuf *b);
@@ -141,6 +149,7 @@ void jb_str(jbuf *b, const char *s, size_t n);
 void jb_bin(jbuf *b, const void *p, size_t n);
 /* A bin written in place: open, append its bytes, close (the length
  * goes into the header then).  Bytes appended since open: b->n - at. */
+void jb_bin_head(jbuf *b, size_t n); /* then n bytes of it (jb_take) */
 size_t jb_bin_open(jbuf *b);
 void jb_bin_close(jbuf *b, size_t at);
 int jb_write(void *data, const char *buf, size_t len);
@@ -250,45 +259,39 @@ void jr_read_free(jread *r);
  * unfinished ones, and sync the directory. */
 int jr_repair(int dirfd, const jread *r);
 
-/* ---- the live journal of a runtime (journal.c) ---- */
+/* ---- the live journal of a runtime (journal/journal.c) ---- */
 
 typedef struct mly_journal mly_journal;
 typedef struct mly_inst mly_inst;
 
-/* What to do once a batch is durable. */
+/* What to do once a batch is durable: a completion the durable layer
+ * queues (store.h on_commit) and a store hands back, unread, through
+ * hooks.done. */
 typedef struct jdone {
   uint8_t kind; /* JD_RELEASE, JD_DELIVER, JD_POSTED */
-  mly_id id;    /* the instance to release, or the event's target */
+  mly_id id;    /* the instance to release, or the event's target;
+                   JD_POSTED: where its record ends in the batch */
   mly_event *ev;
   mly_post_cb cb;
   void *arg;
 } jdone;
 enum { JD_RELEASE = 1, JD_DELIVER, JD_POSTED };
 
-struct mly_runtime;
-int journal_create(struct mly_runtime *rt, const mly_journal_options *o,
-                   mly_journal **out, char *err, size_t errlen);
-void journal_close(mly_journal *j);
-int journal_dirfd(const mly_journal *j);
-const char *journal_dir(const mly_journal *j);
-const mly_journal_options *journal_opts(const mly_journal *j);
-mly_journal_stats *journal_stats(mly_journal *j);
-void journal_set_next_seq(mly_journal *j, uint64_t seq);
-uint64_t journal_seg_no(const mly_journal *j);
-int journal_new_segment(mly_journal *j, uint64_t no, uint32_t flags);
-int journal_append_to(mly_journal *j, const jseg *s);
-int journal_write_sync(mly_journal *j, const jbuf *b);
-int journal_write_pending(mly_journal *j);
-void journal_fail(mly_journal *j, int rc, const char *what);
-/* The records of the current turn go here. */
-jbuf *journal_buf(mly_journal *j);
-uint64_t journal_next_seq(mly_journal *j);
-void journal_seq_back(mly_journal *j); /* the last record was taken back */
-int journal_on_commit(mly_journal *j, const jdone *d);
-/* Start writing what was appended (end of a batch). */
-void journal_flush(mly_journal *j);
-int journal_failed(const mly_journal *j);
-bool journal_idle(const mly_journal *j);
+/* The journal is the embedded store (store.h, D11): journal_store_open
+ * makes one over the state directory o->dir (created, checked, locked;
+ * err says what is wrong), with no record read yet; the durable layer
+ * opens on it (durable_open) and recovers through its operations.  The
+ * journal calls nothing above it by name: completions, the end of a
+ * batch, fail-stop and its last handle's close go through the hooks the
+ * durable layer sets. */
+struct mly_store;
+int journal_store_open(uv_loop_t *loop, const mly_journal_options *o,
+                       struct mly_store **out, char *err, size_t errlen);
+/* Offline, on a directory nobody appends to: mly_journal_scan and
+ * mly_journal_info_get (journal/jinfo.c), mly_journal_live
+ * (journal/jlive.c).  jr_open_dir opens dir to read it (a descriptor,
+ * or a negative error with err, which may be NULL, filled in). */
+int jr_open_dir(const char *dir, char *err, size_t errlen);
 
 /* Figures for metrics (metrics.c), kept for every batch that completes:
  * its bytes, its records and how long its fdatasync took.  A histogram
@@ -310,6 +313,5 @@ typedef struct journal_figures {
   jhist batch_bytes, batch_records, sync_ns;
   uint64_t written;
 } journal_figures;
-const journal_figures *journal_figures_get(const mly_journal *j);
 
 #endif /* MLY_JOURNAL_H */

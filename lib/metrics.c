@@ -20,7 +20,6 @@
  * above follow, in the order they were added.
  */
 #include "durable.h"
-#include "journal.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -324,12 +323,14 @@ static void histogram(mly_metrics *mx, const char *name, const char *help,
 static void journal_part(mly_metrics *mx, mly_runtime *rt) {
   mly_journal_stats st;
   if (rt->dur == NULL || mly_journal_stats_get(rt, &st) < 0) return;
-  const journal_figures *f = journal_figures_get(rt->dur->j);
+  /* NULL: a store that keeps no batch figures (store.h figures) */
+  const journal_figures *f = store_figures(rt->dur->s);
   COUNTER(mx, "mealy_journal_records_total", "Records appended since open.",
           st.records);
-  COUNTER(mx, "mealy_journal_written_bytes_total",
-          "Bytes written to the journal since open (compactions too).",
-          f->written);
+  if (f)
+    COUNTER(mx, "mealy_journal_written_bytes_total",
+            "Bytes written to the journal since open (compactions too).",
+            f->written);
   COUNTER(mx, "mealy_journal_batches_total",
           "Batches (group commits) written, failed ones too.", st.batches);
   COUNTER(mx, "mealy_journal_syncs_total", "fdatasync calls.", st.syncs);
@@ -341,14 +342,16 @@ static void journal_part(mly_metrics *mx, mly_runtime *rt) {
         "Bytes of batches in the state directory.", st.total_bytes);
   GAUGE(mx, "mealy_journal_live_bytes",
         "Estimate of what a compaction would keep.", st.live_bytes);
-  histogram(mx, "mealy_journal_batch_bytes",
-            "Bytes written per batch (frames included).", &f->batch_bytes,
-            &jh_batch_bytes, 1);
-  histogram(mx, "mealy_journal_batch_records", "Records per batch.",
-            &f->batch_records, &jh_batch_records, 1);
-  histogram(mx, "mealy_journal_sync_seconds",
-            "Time of each batch's fdatasync, off the loop thread.",
-            &f->sync_ns, &jh_sync_ns, 1e9);
+  if (f) {
+    histogram(mx, "mealy_journal_batch_bytes",
+              "Bytes written per batch (frames included).", &f->batch_bytes,
+              &jh_batch_bytes, 1);
+    histogram(mx, "mealy_journal_batch_records", "Records per batch.",
+              &f->batch_records, &jh_batch_records, 1);
+    histogram(mx, "mealy_journal_sync_seconds",
+              "Time of each batch's fdatasync, off the loop thread.",
+              &f->sync_ns, &jh_sync_ns, 1e9);
+  }
   GAUGE(mx, "mealy_journal_failed",
         "1 once the journal stopped for an error (fail-stop).",
         mly_journal_error(rt) != 0);

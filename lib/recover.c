@@ -598,24 +598,11 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
   return rc;
 }
 
-/* The segment appends go to: the newest one that counts, or a new one. */
-static int append_target(mly_journal *j, const jread *jr) {
-  for (size_t i = jr->nsegs; i-- > jr->base;) {
-    const jseg *s = &jr->segs[i];
-    if (!s->removed) return journal_append_to(j, s);
-  }
-  uint64_t no = jr->nsegs ? jr->segs[jr->nsegs - 1].no + 1 : 1;
-  return journal_new_segment(j, no, 0); /* synced, with the directory */
-}
+#define DEFAULT_COMPACT_MIN (64u << 20)
+#define DEFAULT_DEAD_PCT 50
 
-int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
-                     char *err, size_t errlen) {
-  char scratch[512];
-  if (err == NULL || errlen == 0) {
-    err = scratch;
-    errlen = sizeof scratch;
-  }
-  err[0] = '\0';
+int durable_open_check(mly_runtime *rt, const mly_journal_options *opt,
+                       char *err, size_t errlen) {
   if (!rt_on_loop_thread(rt)) return MLY_EPERM;
   if (rt->dur)
     return jr_errf(err, errlen, MLY_EEXIST, "this runtime has a journal already");
@@ -624,43 +611,49 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
                 "any instance");
   if (opt && opt->sync > MLY_SYNC_NEVER)
     return jr_errf(err, errlen, MLY_EINVAL, "unknown sync policy %d", (int)opt->sync);
-  dur_state *d = calloc(1, sizeof *d);
-  if (d == NULL || names_init(rt) < 0) {
+  return 0;
+}
+
+int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
+                 char *err, size_t errlen) {
+  char scratch[512];
+  if (err == NULL || errlen == 0) {
+    err = scratch;
+    errlen = sizeof scratch;
+  }
+  err[0] = '\0';
+  durable_set_hooks(rt, s); /* from here on, s goes through store_close */
+  int rc = durable_open_check(rt, opt, err, errlen);
+  dur_state *d = rc < 0 ? NULL : calloc(1, sizeof *d);
+  if (rc == 0 && (d == NULL || names_init(rt) < 0)) rc = MLY_ENOMEM;
+  if (rc < 0) {
     free(d);
-    return MLY_ENOMEM;
+    store_close(s);
+    return rc;
+  }
+  d->s = s;
+  d->st = store_stats(s);
+  d->compact_min_bytes = opt && opt->compact_min_bytes ? opt->compact_min_bytes
+                                                       : DEFAULT_COMPACT_MIN;
+  d->compact_dead_pct = opt && opt->compact_dead_pct ? opt->compact_dead_pct
+                                                     : DEFAULT_DEAD_PCT;
+  if (opt) {
+    d->on_error = opt->on_error;
+    d->arg = opt->arg;
   }
   names_set_retention(rt, opt == NULL || opt->name_retention_ms == 0
                               ? MLY_DEFAULT_NAME_RETENTION_MS
                               : opt->name_retention_ms);
-  int rc = journal_create(rt, opt, &d->j, err, errlen);
-  if (rc < 0) {
-    free(d);
-    return rc;
-  }
   replay r = {.err = err, .errlen = errlen};
-  jread jr;
-  bool salvage = opt && opt->salvage;
-  /* mapped: we hold the lock, nobody cuts a segment under us */
-  rc = jr_read(journal_dirfd(d->j), journal_dir(d->j), salvage, true, &jr, rp_record,
-               &r, err, errlen);
-  if (rc == 0 && (rc = jr_repair(journal_dirfd(d->j), &jr)) < 0)
-    jr_errf(err, errlen, rc, "%s: cannot repair the torn tail: %s",
-         journal_dir(d->j), mly_strerror(rc));
-  /* where appends go, and their numbers, before rebuild: an instance that
-   * was ending writes its END record during it */
-  if (rc == 0) rc = append_target(d->j, &jr);
+  /* the records stay valid (r points into them) until store_recover_end;
+   * appends go where they belong from here on: an instance that was
+   * ending writes its END record during rebuild */
+  rc = store_recover(s, rp_record, &r, err, errlen);
   if (rc == 0) {
-    journal_set_next_seq(d->j, jr.next_seq);
-    for (size_t i = jr.base; i < jr.nsegs; i++) /* batches, not headers */
-      if (!jr.segs[i].removed && jr.segs[i].len > JR_SEG_HDR)
-        d->base_bytes += jr.segs[i].len - JR_SEG_HDR;
-    d->open_st.torn_bytes = jr.torn_bytes;
-    d->open_st.salvaged = jr.salvaged;
     rt->dur = d;
     rc = rebuild(rt, &r, err, errlen);
   }
-  bool salvaged = jr.salvaged > 0;
-  jr_read_free(&jr);
+  store_recover_end(s);
   rp_free(&r);
   if (rc < 0) {
     if (err[0] == '\0') jr_errf(err, errlen, rc, "%s", mly_strerror(rc));
@@ -668,39 +661,53 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
       durable_fail_all(rt, rc);
       rt->dur = NULL;
     }
-    journal_close(d->j);
+    store_close(s);
     durable_state_free(rt, d);
     names_free(rt); /* tombstones and parked names read so far */
     return rc;
   }
-  if (salvaged) { /* drop the damage for good, now */
-    rc = journal_write_pending(d->j);
-    if (rc == 0) rc = mly_journal_compact(rt);
+  if (d->st->salvaged > 0) { /* drop the damage for good, now */
+    rc = durable_compact_now(rt);
     if (rc < 0)
-      jr_errf(err, errlen, rc, "%s: rewriting the salvaged journal failed: %s%s",
-           journal_dir(d->j), mly_strerror(rc),
-           rc == MLY_ERANGE ? " (segment numbers are used up: copy the state "
-                              "into a fresh directory)" : "");
+      jr_errf(err, errlen, rc, "rewriting the salvaged %s failed: %s%s",
+              s->ops->name, mly_strerror(rc),
+              rc == MLY_ERANGE ? " (segment numbers are used up: copy the state "
+                                 "into a fresh directory)" : "");
   }
   rt_schedule(rt);
   return rc;
 }
 
+/* The journal's entry: the journal store over opt->dir, and the durable
+ * layer on it. */
+int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
+                     char *err, size_t errlen) {
+  char scratch[512];
+  if (err == NULL || errlen == 0) {
+    err = scratch;
+    errlen = sizeof scratch;
+  }
+  err[0] = '\0';
+  int rc = durable_open_check(rt, opt, err, errlen);
+  if (rc < 0) return rc;
+  mly_store *s = NULL;
+  rc = journal_store_open(mly_runtime_loop(rt), opt, &s, err, errlen);
+  if (rc < 0) return rc;
+  return durable_open(rt, s, opt, err, errlen);
+}
+
 /* ---- questions ---- */
 
 int mly_journal_error(const mly_runtime *rt) {
-  return rt->dur ? journal_failed(rt->dur->j) : 0;
+  return rt->dur ? store_failed(rt->dur->s) : 0;
 }
 
 int mly_journal_stats_get(const mly_runtime *rt, mly_journal_stats *out) {
   if (rt->dur == NULL) return MLY_EINVAL;
   dur_state *d = rt->dur;
-  *out = *journal_stats(d->j);
+  *out = *d->st;
   out->recovered = d->open_st.recovered;
   out->parked = d->open_st.parked;
-  out->torn_bytes = d->open_st.torn_bytes;
-  out->salvaged = d->open_st.salvaged;
-  out->total_bytes = d->base_bytes + out->bytes;
   out->live_bytes = d->live * (d->state_bytes + 16);
   return 0;
 }
@@ -733,78 +740,4 @@ int mly_sync_parse(const char *s, mly_sync *out, uint32_t *interval_ms) {
     return MLY_EINVAL;
   }
   return 0;
-}
-
-/* ---- offline ---- */
-
-typedef struct scan_arg {
-  int (*cb)(const mly_record *, void *);
-  void *arg;
-} scan_arg;
-
-static int scan_one(const jrec *r, void *arg) {
-  scan_arg *a = arg;
-  mly_record x = {r->seq, jr_kind_name(r->kind), r->file, r->offset, r->body,
-                  r->len};
-  return a->cb ? a->cb(&x, a->arg) : 0;
-}
-
-static int open_dir(const char *dir, char *err, size_t errlen) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return jr_errf(err, errlen, -errno, "%s: %s", dir, mly_strerror(-errno));
-  return fd;
-}
-
-int mly_journal_scan(const char *dir, bool salvage,
-                     int (*cb)(const mly_record *, void *), void *arg,
-                     char *err, size_t errlen) {
-  int fd = open_dir(dir, err, errlen); /* err may be NULL: jr_errf */
-  if (fd < 0) return fd;
-  scan_arg a = {cb, arg};
-  jread jr;
-  int rc = jr_read(fd, dir, salvage, JR_STREAM, &jr, scan_one, &a, err, errlen);
-  jr_read_free(&jr);
-  close(fd);
-  return rc;
-}
-
-int mly_journal_info_get(const char *dir, mly_journal_info *out, char *err,
-                         size_t errlen) {
-  int fd = open_dir(dir, err, errlen); /* err may be NULL: jr_errf */
-  if (fd < 0) return fd;
-  replay r = {.err = err, .errlen = errlen};
-  jread jr;
-  int rc = jr_read(fd, dir, false, false, &jr, rp_record, &r, err, errlen);
-  if (rc == 0) {
-    *out = (mly_journal_info){0};
-    for (size_t i = jr.base; i < jr.nsegs; i++) {
-      if (jr.segs[i].removed) continue;
-      out->segments++;
-      out->bytes += jr.segs[i].len;
-    }
-    out->records = r.records;
-    out->next_seq = jr.next_seq;
-    out->live_instances = r.live;
-    out->pending_events = r.pending;
-    out->live_records = r.live + r.pending + r.ntombs +
-                        (jr.base_is_snapshot ? 2 : 0);
-    out->dead_ratio = r.records > out->live_records
-                          ? (double)(r.records - out->live_records) / (double)r.records
-                          : 0.0;
-    out->torn_bytes = jr.torn_bytes;
-    out->batches = jr.frames;
-    out->stray_bytes = jr.stray_bytes;
-    out->tail_suspect = jr.tail_suspect;
-    out->tombstones = r.ntombs;
-    for (size_t i = 0; i < r.ninsts; i++) {
-      if (r.insts[i].ended) continue;
-      out->named += r.insts[i].name != NULL;
-      out->context_bytes += r.insts[i].ctxlen;
-    }
-  }
-  jr_read_free(&jr);
-  rp_free(&r);
-  close(fd);
-  return rc;
 }

@@ -28,6 +28,12 @@ bool rt_on_loop_thread(const mly_runtime *rt) {
   return uv_thread_equal(&self, &rt->owner) != 0;
 }
 
+bool mly_runtime_on_loop_thread(const mly_runtime *rt) {
+  return rt_on_loop_thread(rt);
+}
+
+bool mly_runtime_durable(const mly_runtime *rt) { return rt->dur != NULL; }
+
 void rt_bytes(mly_runtime *rt, ptrdiff_t delta) {
   rt->st.bytes = (uint64_t)((ptrdiff_t)rt->st.bytes + delta);
 }
@@ -364,6 +370,9 @@ int mly_runtime_attach(mly_runtime *rt, const char *key, void *ptr,
 }
 
 void *mly_runtime_attached(const mly_runtime *rt, const char *key) {
+  for (uint32_t i = 0; i < rt->nattached; i++) /* a layer passes its own
+                                                   constant: no strcmp */
+    if (rt->attached[i].key == key) return rt->attached[i].ptr;
   for (uint32_t i = 0; i < rt->nattached; i++)
     if (strcmp(rt->attached[i].key, key) == 0) return rt->attached[i].ptr;
   return NULL;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "mealy.h"
+#include "store_param.h"
 
 static inline mly_runtime *h_runtime(void) {
   mly_runtime *rt = NULL;
@@ -96,12 +97,13 @@ static inline void h_tmpdir(char *buf, size_t n, const char *prefix) {
   ck_assert_msg(mkdtemp(buf) != NULL, "mkdtemp %s", buf);
 }
 
-/* Open rt's journal (its actions, queues, types registered before); a
- * refusal fails the test with the journal's reason. */
+/* Open rt's durable store (its actions, queues, types registered
+ * before) on the store MLY_TEST_STORE names (store_param.h); a refusal
+ * fails the test with the store's reason. */
 static inline void h_journal_open(mly_runtime *rt,
                                   const mly_journal_options *jo) {
   char err[256] = "";
-  int rc = mly_journal_open(rt, jo, err, sizeof err);
+  int rc = h_durable_open(rt, jo, err, sizeof err);
   ck_assert_msg(rc == 0, "journal open %s: %s", jo->dir, err);
 }
 

@@ -119,7 +119,7 @@ static mly_runtime *open_acc(const mly_journal_options *o) {
   h_type(rt, &def);
   mly_journal_options dflt = {.dir = dir};
   char err[512];
-  int rc = mly_journal_open(rt, o ? o : &dflt, err, sizeof err);
+  int rc = h_durable_open(rt, o ? o : &dflt, err, sizeof err);
   ck_assert_msg(rc == 0, "open: %s", err);
   return rt;
 }
@@ -272,7 +272,7 @@ START_TEST(t_context_at_spawn_commits_with_create) {
   mly_runtime *rt = h_runtime();
   mly_type *t = h_type(rt, &idle_def);
   mly_journal_options o = {.dir = dir};
-  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  ck_assert_int_eq(h_durable_open(rt, &o, NULL, 0), 0);
   mly_value *want = make_ctx(9, 42, 1000);
   mly_spawn_options so = {.context = mly_value_copy(want)};
   mly_id id = 0;
@@ -282,7 +282,7 @@ START_TEST(t_context_at_spawn_commits_with_create) {
 
   rt = h_runtime();
   t = h_type(rt, &idle_def);
-  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  ck_assert_int_eq(h_durable_open(rt, &o, NULL, 0), 0);
   ck_assert(mly_value_equal(mly_instance_context(rt, id), want));
   ck_assert_int_eq(mly_runtime_send(rt, id, EV_STOP, NULL), 0);
   h_run(rt);
@@ -352,7 +352,7 @@ START_TEST(t_unchanged_context_not_rewritten) {
                       .flags = MLY_TYPE_DURABLE};
   mly_type *t = h_type(rt, &def);
   mly_journal_options o = {.dir = dir};
-  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  ck_assert_int_eq(h_durable_open(rt, &o, NULL, 0), 0);
   const uint32_t MiB = 1u << 20;
   mly_spawn_options so = {.context = make_ctx(3, 0, MiB)};
   mly_id id = 0;
@@ -379,7 +379,7 @@ START_TEST(t_unchanged_context_not_rewritten) {
   /* and what came back is the last one committed */
   rt = h_runtime();
   t = h_type(rt, &def);
-  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  ck_assert_int_eq(h_durable_open(rt, &o, NULL, 0), 0);
   const mly_value *c = mly_instance_context(rt, id);
   ck_assert_int_eq(ctx_n(c), 3);
   ck_assert(blob_ok(c, 3, MiB));
@@ -436,7 +436,7 @@ START_TEST(t_context_and_data_survive_sigkill) {
       mly_type_def def = acc_def(true);
       mly_type_register(rt, &def, NULL);
       mly_journal_options o = {.dir = dir};
-      if (mly_journal_open(rt, &o, NULL, 0) < 0) _exit(3);
+      if (h_durable_open(rt, &o, NULL, 0) < 0) _exit(3);
       if (round == 0)
         for (uint32_t i = 0; i < N; i++) {
           acc a = {.idx = i, .target = TARGET, .blob = 200 * i};
@@ -502,7 +502,7 @@ START_TEST(t_context_past_the_bound_is_refused) {
                       .version = 1, .flags = MLY_TYPE_DURABLE};
   mly_type *t = h_type(rt, &def);
   mly_journal_options o = {.dir = dir};
-  ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+  ck_assert_int_eq(h_durable_open(rt, &o, NULL, 0), 0);
   void *p = calloc(1, 65u << 20);
   ck_assert_ptr_nonnull(p);
   mly_spawn_options so = {.context = mly_value_bin(p, 65u << 20)};
@@ -527,7 +527,7 @@ START_TEST(t_context_past_the_bound_is_refused) {
   rt = h_runtime();
   t = h_type(rt, &def);
   char err[512];
-  ck_assert_msg(mly_journal_open(rt, &o, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(h_durable_open(rt, &o, err, sizeof err) == 0, "%s", err);
   ck_assert_uint_eq(h_stat_live(rt), 1); /* b; a ended */
   ck_assert_ptr_nonnull(mly_instance_data(rt, b));
   big_bytes = 1000;

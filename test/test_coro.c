@@ -603,7 +603,7 @@ START_TEST(durable_anonymous_wait_fails_at_once) {
                                             .data_size = sizeof(status_box)});
   char dir[] = "/tmp/mly-anon-XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(dir));
-  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+  ck_assert_int_eq(h_durable_open(rt, &(mly_journal_options){
                        .dir = dir, .sync = MLY_SYNC_NEVER}, NULL, 0), 0);
   h_spawn(rt, bt, &(status_box){ct, 0, out}, sizeof(status_box));
   h_run(rt);
@@ -616,7 +616,7 @@ START_TEST(durable_anonymous_wait_fails_at_once) {
   rt = h_runtime();
   h_type(rt, &(mly_type_def){.name = "mixed", .run = mixed_run,
       MLY_TYPE_POINTS(mixed), .data_size = sizeof(int), .flags = MLY_TYPE_DURABLE});
-  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir},
+  ck_assert_int_eq(h_durable_open(rt, &(mly_journal_options){.dir = dir},
                                     NULL, 0), 0);
   ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
   ck_assert_uint_eq(js.recovered, 0);
@@ -704,7 +704,7 @@ START_TEST(durable_instant_anonymous_waits_fail) {
         .run = sink_run, .data_size = sizeof(sink)});
     if (_i == 1) {
       ck_assert_ptr_nonnull(mkdtemp(dir));
-      ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+      ck_assert_int_eq(h_durable_open(rt, &(mly_journal_options){
                            .dir = dir, .sync = MLY_SYNC_NEVER}, NULL, 0), 0);
     }
     int got = 0, out[2] = {99, -1};
@@ -793,7 +793,7 @@ START_TEST(renamed_point_resumes_persisted_instances) {
   mly_type *t = h_type(rt, &(mly_type_def){.name = "order", .run = order1_run,
       MLY_TYPE_POINTS(order1), .data_size = sizeof(order), .version = 1,
       .flags = MLY_TYPE_DURABLE});
-  ck_assert_int_eq(mly_journal_open(rt, &jo, NULL, 0), 0);
+  ck_assert_int_eq(h_durable_open(rt, &jo, NULL, 0), 0);
   mly_id id = h_spawn(rt, t, NULL, 0);
   mly_info info = {0};
   for (int i = 0; i < 5000; i++) { /* until committed, resting at paying */
@@ -810,7 +810,7 @@ START_TEST(renamed_point_resumes_persisted_instances) {
   h_type(rt, &(mly_type_def){.name = "order", .run = order2_run,
       MLY_TYPE_POINTS(order2), .data_size = sizeof(order), .version = 2,
       .min_version = 1, .flags = MLY_TYPE_DURABLE});
-  ck_assert_int_eq(mly_journal_open(rt, &jo, NULL, 0), 0);
+  ck_assert_int_eq(h_durable_open(rt, &jo, NULL, 0), 0);
   mly_journal_stats js;
   ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
   ck_assert_uint_eq(js.recovered, 1);

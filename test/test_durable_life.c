@@ -52,8 +52,10 @@ static mly_runtime *open_with(const mly_type_def *defs, size_t n,
   for (size_t i = 0; i < n; i++) h_type(rt, &defs[i]);
   mly_journal_options dflt = {.dir = dir};
   char err[512];
-  int rc = mly_journal_open(rt, o ? o : &dflt, err, sizeof err);
+  ck_assert(!mly_runtime_durable(rt));
+  int rc = h_durable_open(rt, o ? o : &dflt, err, sizeof err);
   ck_assert_msg(rc == 0, "open: %s", err);
+  ck_assert(mly_runtime_durable(rt));
   return rt;
 }
 
@@ -230,7 +232,7 @@ static mly_runtime *open_stoppable(const mly_type_def *defs, size_t n) {
   for (size_t i = 0; i < n; i++) h_type(rt, &defs[i]);
   mly_journal_options o = {.dir = dir};
   char err[512];
-  ck_assert_msg(mly_journal_open(rt, &o, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(h_durable_open(rt, &o, err, sizeof err) == 0, "%s", err);
   return rt;
 }
 
@@ -299,7 +301,7 @@ START_TEST(t_no_compaction_after_a_stop) {
   mly_journal_options o = {.dir = dir, .compact_min_bytes = 1,
                            .compact_dead_pct = 1};
   char err[512];
-  ck_assert_msg(mly_journal_open(rt, &o, err, sizeof err) == 0, "%s", err);
+  ck_assert_msg(h_durable_open(rt, &o, err, sizeof err) == 0, "%s", err);
   sink arg = {.wait_start = 1};
   mly_id id = h_spawn(rt, mly_type_find(rt, "sink"), &arg, sizeof arg);
   RUN_UNTIL(rt, steps_of(rt) >= 1, 1000);

@@ -4,6 +4,7 @@
  */
 #include "harness.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -402,6 +403,111 @@ START_TEST(t_reply_to_killed_requester_is_freed) {
 }
 END_TEST
 
+/* ---- taking from the inbox inside a step, against a model ---- */
+
+#define TK_N 400
+#define TK_GO 50
+#define TK_STOP 51
+
+typedef struct taker {
+  uint32_t ids[TK_N]; /* the model: ids of what is queued, in order */
+  int64_t seqs[TK_N];
+  uint32_t n;
+  uint32_t rounds, taken;
+  uint64_t rng;
+} taker;
+
+static uint32_t tk_rand(taker *t, uint32_t n) {
+  t->rng ^= t->rng << 13;
+  t->rng ^= t->rng >> 7;
+  t->rng ^= t->rng << 17;
+  return (uint32_t)(t->rng % n);
+}
+
+/* Each round asks for a random id (1..4, or any): mly_inbox_count must
+ * say what the model holds, mly_inbox_take must hand over the oldest
+ * match (or nothing), and the inbox shrinks by exactly that one. */
+static int taker_run(mly_machine *m, void *data) {
+  taker *t = data;
+  MLY_BEGIN(m);
+  MLY_AWAIT(m, TK_GO, -1);
+  while (t->n > 0 && t->rounds < 4 * TK_N) {
+    t->rounds++;
+    uint32_t r = tk_rand(t, 5), id = r == 4 ? MLY_EV_ANY : r + 1;
+    uint32_t want = 0, at = t->n;
+    for (uint32_t i = 0; i < t->n; i++)
+      if (id == MLY_EV_ANY || t->ids[i] == id) {
+        if (want++ == 0) at = i;
+      }
+    ck_assert_uint_eq(mly_inbox_count(m, id), want);
+    ck_assert_uint_eq(mly_inbox_len(m), t->n);
+    mly_event *e = mly_inbox_take(m, id);
+    if (want == 0) {
+      ck_assert_ptr_null(e);
+      continue;
+    }
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_eq(e->id, t->ids[at]);
+    int64_t seq = -1;
+    ck_assert_int_eq(mly_value_get_int(e->payload, &seq), 0);
+    ck_assert_int_eq(seq, t->seqs[at]);
+    mly_event_free(mly_machine_runtime(m), e);
+    memmove(t->ids + at, t->ids + at + 1, (t->n - at - 1) * sizeof *t->ids);
+    memmove(t->seqs + at, t->seqs + at + 1, (t->n - at - 1) * sizeof *t->seqs);
+    t->n--;
+    t->taken++;
+    if (t->rounds % 16 == 0) MLY_YIELD(m); /* the inbox survives a yield */
+  }
+  ck_assert_uint_eq(mly_inbox_len(m), 0);
+  MLY_END(m);
+}
+
+static int other_thread_says;
+static void *ask_from_thread(void *arg) {
+  other_thread_says = mly_runtime_on_loop_thread(arg) ? 1 : 0;
+  return NULL;
+}
+
+START_TEST(inbox_take_and_count_match_a_model) {
+  for (uint64_t seed = 1; seed <= 20; seed++) {
+    mly_runtime *rt = h_runtime();
+    ck_assert(mly_runtime_on_loop_thread(rt));
+    pthread_t th;
+    other_thread_says = -1;
+    ck_assert_int_eq(pthread_create(&th, NULL, ask_from_thread, rt), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(other_thread_says, 0);
+    ck_assert(!mly_runtime_durable(rt)); /* no journal opened */
+    mly_type *tt = h_type(rt, &(mly_type_def){.name = "taker",
+                                   .run = taker_run,
+                                   .data_size = sizeof(taker)});
+    taker *init = calloc(1, sizeof *init);
+    ck_assert_ptr_nonnull(init);
+    init->rng = seed * 0x9e3779b97f4a7c15ull;
+    uint32_t n = TK_N / 2 + tk_rand(init, TK_N / 2);
+    for (uint32_t i = 0; i < n; i++) {
+      init->ids[i] = 1 + tk_rand(init, 4);
+      init->seqs[i] = i;
+    }
+    init->n = n;
+    mly_id id = h_spawn(rt, tt, init, sizeof *init);
+    ck_assert_ptr_eq(mly_instance_type(rt, id), tt);
+    ck_assert_ptr_null(mly_instance_type(rt, id + 1)); /* none there */
+    h_turn(rt); /* it waits for TK_GO: what comes first stays queued */
+    for (uint32_t i = 0; i < n; i++)
+      ck_assert_int_eq(mly_runtime_send(rt, id, init->ids[i],
+                                        mly_value_int(init->seqs[i])), 0);
+    ck_assert_int_eq(mly_runtime_send(rt, id, TK_GO, NULL), 0);
+    RUN_UNTIL(rt, mly_instance_type(rt, id) == NULL, 100000);
+    mly_stats st;
+    mly_runtime_stats(rt, &st);
+    ck_assert_uint_eq(st.live, 0);
+    free(init);
+    mly_runtime_close(rt);
+  }
+}
+END_TEST
+
 static Suite *events_suite(void) {
   Suite *s = suite_create("events");
   TCase *tc = tcase_create("events");
@@ -414,6 +520,7 @@ static Suite *events_suite(void) {
   tcase_add_test(tc, request_to_nobody_is_an_error);
   tcase_add_test(tc, signal_arrives_as_event);
   tcase_add_test(tc, t_reply_to_killed_requester_is_freed);
+  tcase_add_test(tc, inbox_take_and_count_match_a_model);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -193,7 +193,7 @@ static mly_runtime *child_rt(void) {
   mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS,
                             .on_error = journal_stopped};
   char err[256];
-  if (mly_journal_open(rt, &jo, err, sizeof err) < 0) {
+  if (h_durable_open(rt, &jo, err, sizeof err) < 0) {
     fprintf(stderr, "child: %s\n", err);
     _exit(93);
   }

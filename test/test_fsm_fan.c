@@ -24,6 +24,7 @@
 #include "fsm_fan_util.h"
 #include "harness.h"
 #include "mealy.h"
+#include "store_param.h"
 
 #define MAXREC 64
 

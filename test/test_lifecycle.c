@@ -483,7 +483,7 @@ START_TEST(reply_with_shutdown_request_is_returned) {
         .flags = (_i & 2) ? MLY_TYPE_DURABLE : 0});
     if (_i) {
       ck_assert_ptr_nonnull(mkdtemp(dir));
-      ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+      ck_assert_int_eq(h_durable_open(rt, &(mly_journal_options){
                            .dir = dir, .sync = MLY_SYNC_NEVER}, NULL, 0), 0);
     }
     mly_id srv = h_spawn(rt, st, &(server){order}, sizeof(server));
@@ -568,7 +568,7 @@ START_TEST(runtime_shutdown_waits_behind_a_journaled_reply) {
   mly_type *st = h_type(rt, &(mly_type_def){.name = "server",
       .run = dserver_run, MLY_TYPE_POINTS(server), .data_size = sizeof(dserver),
       .flags = MLY_TYPE_DURABLE});
-  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir,
+  ck_assert_int_eq(h_durable_open(rt, &(mly_journal_options){.dir = dir,
                        .fault = hold_sync, .fault_arg = &h}, NULL, 0), 0);
   mly_id srv = h_spawn(rt, st, &(dserver){&h.served}, sizeof(dserver));
   for (int i = 0; i < 1000; i++) { /* the server is recorded and waiting */

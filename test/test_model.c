@@ -256,7 +256,7 @@ static void run_round(uint32_t seed, bool durable) {
   if (durable) {
     ck_assert_ptr_nonnull(mkdtemp(dir));
     char err[256] = "";
-    ck_assert_msg(mly_journal_open(d->rt, &(mly_journal_options){
+    ck_assert_msg(h_durable_open(d->rt, &(mly_journal_options){
                       .dir = dir, .sync = MLY_SYNC_NEVER}, err, sizeof err) == 0,
                   "%s", err);
   }
@@ -343,7 +343,7 @@ static void pingpong_round(bool durable) {
   char dir[] = "/tmp/mly-pp-XXXXXX";
   if (durable) { /* `always`: the commit takes long enough for the race */
     ck_assert_ptr_nonnull(mkdtemp(dir));
-    ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+    ck_assert_int_eq(h_durable_open(rt, &(mly_journal_options){
                          .dir = dir, .sync = MLY_SYNC_ALWAYS}, NULL, 0), 0);
   }
   mly_id a = h_spawn(rt, t, NULL, 0), b = h_spawn(rt, t, NULL, 0);
@@ -391,7 +391,7 @@ START_TEST(durable_sleepers_run_no_extra_steps) {
       .data_size = sizeof(napper), .flags = MLY_TYPE_DURABLE});
   char dir[] = "/tmp/mly-nap-XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(dir));
-  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+  ck_assert_int_eq(h_durable_open(rt, &(mly_journal_options){
                        .dir = dir, .sync = MLY_SYNC_ALWAYS}, NULL, 0), 0);
   for (int i = 0; i < 50; i++) h_spawn(rt, t, NULL, 0);
   h_run(rt);
@@ -476,7 +476,7 @@ START_TEST(suspended_sleeper_does_not_hold_the_loop) {
       MLY_TYPE_POINTS(long), .flags = MLY_TYPE_DURABLE});
   char dir[] = "/tmp/mly-long-XXXXXX";
   ck_assert_ptr_nonnull(mkdtemp(dir));
-  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){
+  ck_assert_int_eq(h_durable_open(rt, &(mly_journal_options){
                        .dir = dir, .sync = MLY_SYNC_NEVER}, NULL, 0), 0);
   h_spawn(rt, t, NULL, 0);
   for (int i = 0; i < 5; i++) h_turn(rt); /* recorded, asleep for an hour */

@@ -76,7 +76,7 @@ static mly_runtime *rt_at(const char *state_dir, int64_t retention,
   if (state_dir) {
     mly_journal_options o = {.dir = state_dir, .name_retention_ms = retention};
     char err[512];
-    int rc = mly_journal_open(rt, &o, err, sizeof err);
+    int rc = h_durable_open(rt, &o, err, sizeof err);
     ck_assert_msg(rc == 0, "open: %s", err);
   }
   return rt;
@@ -465,7 +465,7 @@ START_TEST(t_child_named_with_context) {
     h_type(rt, &pdef);
     ck_assert_int_eq(names_set_clock(rt, test_clock, NULL), 0);
     mly_journal_options o = {.dir = dir};
-    ck_assert_int_eq(mly_journal_open(rt, &o, NULL, 0), 0);
+    ck_assert_int_eq(h_durable_open(rt, &o, NULL, 0), 0);
     if (round == 0) {
       h_spawn(rt, mly_type_find(rt, "parent"), NULL, 0);
       RUN_UNTIL(rt, parent_spawned != 0, 100);

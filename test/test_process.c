@@ -989,7 +989,7 @@ START_TEST(suspended_durable_owner_leaves_its_process_running) {
   mly_type *t = h_type(rt, &(mly_type_def){.name = "keeper", .run = keeper_run,
       MLY_TYPE_POINTS(keeper), .data_size = sizeof(int),
       .flags = MLY_TYPE_DURABLE});
-  ck_assert_int_eq(mly_journal_open(rt, &(mly_journal_options){.dir = dir},
+  ck_assert_int_eq(h_durable_open(rt, &(mly_journal_options){.dir = dir},
                                     NULL, 0), 0);
   mly_id id = h_spawn(rt, t, NULL, 0);
   int pid = 0;

@@ -123,7 +123,7 @@ static void workload(void) {
   }
   char err[256];
   mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS};
-  if (mly_journal_open(rt, &jo, err, sizeof err) < 0) {
+  if (h_durable_open(rt, &jo, err, sizeof err) < 0) {
     fprintf(stderr, "%s\n", err);
     _exit(2);
   }

@@ -535,10 +535,10 @@ static int merge(fsm_rt *f, mly_machine *m, fanin_data *d) {
   char bev[MLY_NAME_MAX + 1] = "";
   d->merged = d->failed = 0;
   while (d->mode == FSM_FAN_WINDOW || d->merged + d->failed < d->need) {
-    mly_event *e = inbox_take(INST(m), MLY_EV_ANY, 0, false, 0);
+    mly_event *e = mly_inbox_take(m, MLY_EV_ANY);
     if (e == NULL) break;
     if (e->id != arr && e->id != fail) { /* a second total: nothing */
-      ev_free(rt, e);
+      mly_event_free(rt, e);
       continue;
     }
     if (e->id == arr && e->payload) {
@@ -556,7 +556,7 @@ static int merge(fsm_rt *f, mly_machine *m, fanin_data *d) {
     } else if (e->id == fail) {
       d->failed++;
     }
-    ev_free(rt, e);
+    mly_event_free(rt, e);
   }
   d->closed = 1;
   if (rc < 0 || boxcar == NULL) {
@@ -602,7 +602,7 @@ static int drain(fsm_rt *f, mly_machine *m, fanin_data *d) {
   int rc = own_base(m, base, sizeof base);
   if (rc < 0) return rc;
   mly_event *e;
-  while ((e = inbox_take(INST(m), MLY_EV_ANY, 0, false, 0)) != NULL) {
+  while ((e = mly_inbox_take(m, MLY_EV_ANY)) != NULL) {
     mly_id to;
     rc = route(f, base, d, d->gen + 1, &to);
     if (rc == 0) {
@@ -610,7 +610,7 @@ static int drain(fsm_rt *f, mly_machine *m, fanin_data *d) {
       e->payload = NULL;
       rc = mly_send(m, to, e->id, pl);
     }
-    ev_free(f->rt, e);
+    mly_event_free(f->rt, e);
     if (rc < 0) return rc;
   }
   return 0;
@@ -624,16 +624,7 @@ static bool counted_enough(fsm_rt *f, mly_machine *m, const fanin_data *d) {
   uint32_t arr, fail;
   if (ev(f->rt, FSM_EV_ARRIVE, &arr) < 0 || ev(f->rt, FSM_EV_FAIL, &fail) < 0)
     return false;
-  const mly_inst *in = INST(m);
-  if (in->inbox == NULL) return d->need == 0;
-  uint32_t n = 0;
-  const mly_event *e = in->inbox->next; /* the head of the ring */
-  for (;;) {
-    n += e->id == arr || e->id == fail;
-    if (e == in->inbox) break;
-    e = e->next;
-  }
-  return n >= d->need;
+  return mly_inbox_count(m, arr) + mly_inbox_count(m, fail) >= d->need;
 }
 
 static int64_t left_ms(int64_t due) {

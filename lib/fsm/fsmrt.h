@@ -7,7 +7,9 @@
 #ifndef MLY_FSM_RT_H
 #define MLY_FSM_RT_H
 
-#include "../internal.h"
+#include "mealy.h"
+#include "../hashtab.h"
+#include "../value.h"
 #include "interp.h"
 
 /* A definition, once per content hash. */

@@ -114,7 +114,7 @@ int mly_fsm_start(mly_runtime *rt, const char *machine, const char *name,
     mly_value_free(context);
     return f == NULL || machine == NULL ? MLY_EINVAL : MLY_ENOENT;
   }
-  if (!rt_on_loop_thread(rt)) {
+  if (!mly_runtime_on_loop_thread(rt)) {
     mly_value_free(context);
     return MLY_EPERM;
   }
@@ -143,7 +143,7 @@ int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
   if (rt == NULL || instance == NULL || event == NULL ||
       (payload != NULL && mly_value_type(payload) != MLY_V_MAP))
     rc = MLY_EINVAL;
-  else if (!rt_on_loop_thread(rt))
+  else if (!mly_runtime_on_loop_thread(rt))
     rc = MLY_EPERM;
   else if (mly_runtime_stopping(rt))
     rc = MLY_ESHUTDOWN; /* suspended, not gone: back at the next open */
@@ -155,13 +155,13 @@ int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
        a definition holder), and a payload that keeps the context of the
        types its machine declares (as mly_fsm_start's context) */
     fsm_rt *f = fsm_rt_get(rt);
-    mly_inst *mi = inst_get(rt, ni.id);
-    if (mi == NULL)
+    mly_type *t = mly_instance_type(rt, ni.id);
+    if (t == NULL)
       rc = MLY_ESRCH; /* parked */
-    else if (f == NULL || mi->type != f->type)
+    else if (f == NULL || t != f->type)
       rc = MLY_EINVAL;
     else if (payload != NULL) {
-      const fsm_inst *in = (const fsm_inst *)(const void *)mi->data;
+      const fsm_inst *in = mly_instance_data(rt, ni.id);
       const fsm_machine *d = fsm_def_get(f, in->hash);
       char err[256];
       if (d != NULL && fsm_ctx_check(d, payload, err, sizeof err) < 0) {
@@ -177,7 +177,8 @@ int mly_fsm_send(mly_runtime *rt, const char *instance, const char *event,
     mly_value_free(payload);
     return rc;
   }
-  if (rt->dur != NULL) return mly_post_durable(rt, ni.id, eid, payload, cb, arg);
+  if (mly_runtime_durable(rt))
+    return mly_post_durable(rt, ni.id, eid, payload, cb, arg);
   rc = mly_runtime_send(rt, ni.id, eid, payload);
   if (cb != NULL) cb(rt, rc, arg);
   return rc;
@@ -190,10 +191,11 @@ static const char *state_name(const fsm_machine *d, uint32_t s) {
 int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out) {
   fsm_rt *f = fsm_rt_get(rt);
   if (f == NULL || out == NULL) return MLY_EINVAL;
-  if (!rt_on_loop_thread(rt)) return MLY_EPERM; /* it reads loop memory */
-  mly_inst *mi = inst_get(rt, id);
-  if (mi == NULL || mi->type != f->type) return MLY_ESRCH;
-  const fsm_inst *in = (const fsm_inst *)(const void *)mi->data;
+  if (!mly_runtime_on_loop_thread(rt)) return MLY_EPERM; /* it reads loop memory */
+  mly_info mi;
+  if (mly_instance_type(rt, id) != f->type || mly_info_get(rt, id, &mi) < 0)
+    return MLY_ESRCH;
+  const fsm_inst *in = mly_instance_data(rt, id);
   const fsm_machine *d = fsm_def_get(f, in->hash);
   static const char *const phases[] = {"dispatch", "sleep", "wait", "fan-in",
                                        "done"};
@@ -221,7 +223,7 @@ int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out) {
   }
   out->context = mly_instance_context(rt, id);
   out->last_error = in->error;
-  out->lifecycle = (mly_lifecycle)mi->head.lc;
+  out->lifecycle = mi.lifecycle;
   uint32_t n = in->nhist < FSM_HISTORY_MAX ? in->nhist : FSM_HISTORY_MAX;
   uint64_t seq = in->seq; /* counted back: see fsm_inst.hist */
   for (uint32_t k = n; k-- > 0;) {

@@ -24,7 +24,7 @@ fsm_rt *fsm_rt_get(mly_runtime *rt) {
 
 int mly_fsm_attach(mly_runtime *rt) {
   if (rt == NULL) return MLY_EINVAL;
-  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (!mly_runtime_on_loop_thread(rt)) return MLY_EPERM;
   if (fsm_rt_get(rt) != NULL) return 0;
   fsm_rt *f = calloc(1, sizeof *f);
   if (f == NULL) return MLY_ENOMEM;
@@ -116,9 +116,7 @@ uint64_t fsm_rand(fsm_rt *f) { /* xorshift64* */
 
 /* Copy src into dst (len bytes), cut and always NUL-ended. */
 void fsm_strlcpy(char *dst, const char *src, size_t len) {
-  size_t n = strnlen(src, len - 1);
-  memcpy(dst, src, n);
-  dst[n] = '\0';
+  str_copy(dst, src, len);
 }
 
 void fsm_hash_hex(const unsigned char *hash, char *hex) {

@@ -210,8 +210,7 @@ typedef struct mig_walk {
 
 static int collect(const mly_info *info, void *arg) {
   mig_walk *w = arg;
-  mly_inst *mi = inst_get(w->f->rt, info->id);
-  if (mi == NULL || mi->type != w->f->type) return 0;
+  if (mly_instance_type(w->f->rt, info->id) != w->f->type) return 0;
   if (w->n == w->cap) {
     size_t cap = w->cap ? 2 * w->cap : 64;
     mly_id *ids = realloc(w->ids, cap * sizeof *ids);
@@ -267,7 +266,7 @@ static int post_one(fsm_rt *f, mly_id id, const fsm_inst *in,
     mly_value_free(p);
     return MLY_ENOMEM;
   }
-  if (f->rt->dur == NULL) return mly_runtime_send(f->rt, id, eid, p);
+  if (!mly_runtime_durable(f->rt)) return mly_runtime_send(f->rt, id, eid, p);
   wait->left++;
   int rc = mly_post_durable(f->rt, id, eid, p, mig_posted, wait);
   if (rc < 0) wait->left--; /* refused: no answer comes */
@@ -284,7 +283,7 @@ int mly_fsm_migrate_durable(mly_runtime *rt, const mly_fsm_set *set,
                             mly_fsm_migrate_done_fn done, void *done_arg) {
   fsm_rt *f = fsm_rt_get(rt);
   if (f == NULL || set == NULL) return MLY_EINVAL;
-  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (!mly_runtime_on_loop_thread(rt)) return MLY_EPERM;
   const fsm_set *s = (const fsm_set *)(const void *)set;
   bool dry = (flags & MLY_FSM_MIGRATE_DRY_RUN) != 0;
   int rc = 0;
@@ -304,9 +303,8 @@ int mly_fsm_migrate_durable(mly_runtime *rt, const mly_fsm_set *set,
   }
   int moved = 0;
   for (size_t i = 0; i < w.n && rc == 0; i++) {
-    mly_inst *mi = inst_get(rt, w.ids[i]);
-    if (mi == NULL) continue;
-    const fsm_inst *in = (const fsm_inst *)(const void *)mi->data;
+    const fsm_inst *in = mly_instance_data(rt, w.ids[i]);
+    if (in == NULL) continue;
     const fsm_machine *old = fsm_def_get(f, in->hash);
     if (old == NULL || in->phase == FSM_PH_DONE) continue;
     const fsm_machine *nw = fsm_set_find(s, old->name);
@@ -337,7 +335,7 @@ int mly_fsm_migrate_durable(mly_runtime *rt, const mly_fsm_set *set,
      turn */
   bool answer = rc >= 0 && moved > 0 && !dry;
   if (!answer) wait->done = NULL;
-  if (!answer || f->rt->dur != NULL) {
+  if (!answer || mly_runtime_durable(f->rt)) {
     if (wait->left == 1) free(wait); /* nothing posted */
     else mig_posted(rt, 0, wait);    /* each post answers, the last frees */
     return rc < 0 ? rc : moved;

@@ -245,6 +245,11 @@ typedef struct mly_runtime_options {
 int mly_runtime_new(mly_runtime **out, uv_loop_t *loop,
                     const mly_runtime_options *opt);
 uv_loop_t *mly_runtime_loop(mly_runtime *rt);
+/* True on the thread that owns rt (the one that created it and runs its
+ * loop), where every call but the posts must be made.  Layers built on
+ * the public API (queues, YAML machines) check it before they touch the
+ * runtime's memory. */
+bool mly_runtime_on_loop_thread(const mly_runtime *rt);
 
 /* Run the runtime's own loop until no instance is left (or it stopped).
  * With a host loop, the host runs its loop instead. */
@@ -308,6 +313,10 @@ int mly_wake(mly_runtime *rt, mly_id id);
 /* An instance's data, for host code on the loop thread (NULL: no such
  * live instance).  Valid until the instance ends. */
 void *mly_instance_data(mly_runtime *rt, mly_id id);
+/* An instance's type, for host code on the loop thread (NULL: no such
+ * live instance, or another thread).  Layers built on the public API
+ * (the YAML machines) tell their own instances by it. */
+mly_type *mly_instance_type(mly_runtime *rt, mly_id id);
 
 /* The machine's own view of itself. */
 mly_runtime *mly_machine_runtime(const mly_machine *m);
@@ -405,6 +414,18 @@ mly_value *mly_event_take_payload(mly_machine *m);
 /* Drop queued events with this id (MLY_EV_ANY: all); returns the count. */
 size_t mly_inbox_drop(mly_machine *m, uint32_t id);
 size_t mly_inbox_len(const mly_machine *m);
+/* Queued events with this id (MLY_EV_ANY: all of them, as
+ * mly_inbox_len); replies included. */
+size_t mly_inbox_count(const mly_machine *m, uint32_t id);
+/* Inside a step, without waiting: the oldest queued event with this id
+ * (MLY_EV_ANY: any; a reply is never taken, only its request's wait
+ * takes it), out of the inbox, or NULL.  It counts as consumed by this
+ * step (a durable machine's step records it, D2).  The caller owns it:
+ * mly_event_free, on the loop thread. */
+mly_event *mly_inbox_take(mly_machine *m, uint32_t id);
+/* Frees an event mly_inbox_take handed over, payload included (NULL:
+ * nothing).  Loop thread. */
+void mly_event_free(mly_runtime *rt, mly_event *e);
 
 /* Unix signals as events: the machine receives MLY_EV_SIGNAL(signum). */
 int mly_signal_watch(mly_machine *m, int signum);
@@ -669,6 +690,9 @@ int mly_sync_parse(const char *s, mly_sync *out, uint32_t *interval_ms);
  * sync that a crash cut short) is cut off and counted in torn_bytes. */
 int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
                      char *err, size_t errlen);
+/* True once durable machines have a store under them (mly_journal_open
+ * succeeded), until the runtime is freed.  Loop thread. */
+bool mly_runtime_durable(const mly_runtime *rt);
 /* 0, or the error that stopped the journal (fail-stop). */
 int mly_journal_error(const mly_runtime *rt);
 /* Rewrite the live set into a new segment and drop the old ones.  Runs
@@ -903,7 +927,9 @@ typedef struct mly_live {
   const char *type, *point;
   const char *name;          /* NULL: unnamed                        */
   const void *data;          /* its fixed data, as its last step left it */
-  size_t data_len;
+  size_t data_len;           /* records keep no trailing zero bytes: it may
+                                be less than the type's data_size, the rest
+                                is zero                                 */
   const mly_value *context;  /* its committed context, or NULL       */
 } mly_live;
 int mly_journal_live(const char *dir, int (*cb)(const mly_live *, void *),

@@ -56,6 +56,7 @@ static void layer_release(void *p) {
   tq_sched_free_all(L);
   mly_metrics_source_remove(L->rt, tq_metrics_source, L); /* ENOENT: fine */
   /* the task fini hooks took every record out before this runs */
+  free(L->recs);
   free(L);
 }
 

@@ -63,6 +63,14 @@ typedef struct store_hooks {
   int (*adopt)(void *arg, const unsigned char *records, size_t len);
   void (*evict)(void *arg, const mly_id *ids, size_t n);
   int (*deliver)(void *arg, const unsigned char *records, size_t len);
+  /* Added with the journal's move onto the seam (every store calls them):
+   * `committed`: a batch became durable and its completions were all
+   * reported (the durable layer may compact or resume paused steps).
+   * `failed`: the store stopped for good (fail-stop, D3) with rc; msg
+   * says what failed, for the host.  Completions still queued were
+   * reported with rc before it. */
+  void (*committed)(void *arg);
+  void (*failed)(void *arg, int rc, const char *msg);
 } store_hooks;
 
 typedef struct store_ops {
@@ -82,6 +90,14 @@ typedef struct store_ops {
   int (*compact)(mly_store *s, const jbuf *snapshot); /* may be NULL */
   mly_journal_stats *(*stats)(mly_store *s);
   void (*close)(mly_store *s); /* hooks.closed once its handles are gone */
+  /* Added with the journal's move onto the seam: */
+  /* The records recover handed back (and what rp_record kept pointing
+   * into) may go now: the durable layer rebuilt memory from them.  Until
+   * this call they stay valid, also across appends.  May be NULL. */
+  void (*recover_end)(mly_store *s);
+  /* The journal's batch and fsync histograms (metrics.c); NULL for a
+   * store that keeps none. */
+  const journal_figures *(*figures)(const mly_store *s);
 } store_ops;
 
 struct mly_store {
@@ -102,5 +118,20 @@ static inline bool store_idle(const mly_store *s) { return s->ops->idle(s); }
 static inline mly_journal_stats *store_stats(mly_store *s) {
   return s->ops->stats(s);
 }
+static inline int store_recover(mly_store *s, int (*cb)(const jrec *, void *),
+                                void *arg, char *err, size_t errlen) {
+  return s->ops->recover(s, cb, arg, err, errlen);
+}
+static inline void store_recover_end(mly_store *s) {
+  if (s->ops->recover_end) s->ops->recover_end(s);
+}
+/* MLY_ENOSYS: the store has no compaction (mealy.h has no ENOTSUP). */
+static inline int store_compact(mly_store *s, const jbuf *snapshot) {
+  return s->ops->compact ? s->ops->compact(s, snapshot) : MLY_ENOSYS;
+}
+static inline const journal_figures *store_figures(const mly_store *s) {
+  return s->ops->figures ? s->ops->figures(s) : NULL;
+}
+static inline void store_close(mly_store *s) { s->ops->close(s); }
 
 #endif /* MLY_STORE_STORE_H */

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "mealy.h"
+#include "../store_param.h"
 
 static double now_s(void) { return (double)uv_hrtime() / 1e9; }
 
@@ -107,7 +108,7 @@ static mly_runtime *open_rt(mly_type **st, mly_type **sl, mly_sync sync) {
   mly_journal_options o = {.dir = dir, .sync = sync,
                            .compact_min_bytes = UINT64_MAX / 2};
   char err[512];
-  if (mly_journal_open(rt, &o, err, sizeof err) < 0) {
+  if (h_durable_open(rt, &o, err, sizeof err) < 0) {
     fprintf(stderr, "bench_durable: %s\n", err);
     exit(1);
   }

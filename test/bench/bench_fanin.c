@@ -20,6 +20,7 @@
 
 #include "../fsm_fan_util.h"
 #include "mealy.h"
+#include "../store_param.h"
 
 typedef struct bench {
   uint64_t last_arrival_ns, fan_in_ns;
@@ -74,7 +75,7 @@ int main(int argc, char **argv) {
   mly_action_register(rt, "Join", a_join, &b, 0);
   mly_journal_options jo = {.dir = dir, .sync = MLY_SYNC_ALWAYS};
   char err[512];
-  if (mly_journal_open(rt, &jo, err, sizeof err) < 0) {
+  if (h_durable_open(rt, &jo, err, sizeof err) < 0) {
     fprintf(stderr, "bench_fanin: %s\n", err);
     return 1;
   }

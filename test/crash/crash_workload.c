@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "mealy.h"
+#include "../store_param.h"
 
 #define COUNTERS 16
 #define PAIRS 4
@@ -220,7 +221,7 @@ int main(int argc, char **argv) {
    * switches and in compactions too, not only in ordinary batches */
   mly_journal_options o = {.dir = argv[1], .segment_bytes = 16 * 1024,
                            .compact_min_bytes = 48 * 1024};
-  int rc = mly_journal_open(rt, &o, err, sizeof err);
+  int rc = h_durable_open(rt, &o, err, sizeof err);
   if (rc < 0) {
     fprintf(stderr, "crash_workload: %s\n", err);
     return 4;

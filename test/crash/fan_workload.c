@@ -31,6 +31,7 @@
 
 #include "../fsm_fan_util.h"
 #include "mealy.h"
+#include "../store_param.h"
 
 #define N_ITEMS 24
 
@@ -228,7 +229,7 @@ int main(int argc, char **argv) {
                             .segment_bytes = 256 << 10,
                             .compact_min_bytes = 512 << 10};
   char err[512];
-  if (mly_journal_open(rt, &jo, err, sizeof err) < 0) {
+  if (h_durable_open(rt, &jo, err, sizeof err) < 0) {
     fprintf(stderr, "fan_workload: %s\n", err);
     return 1;
   }

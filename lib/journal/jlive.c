@@ -6,23 +6,16 @@
  * written: a directory a live runtime appends to is read as it is at
  * that moment.  The task queues' offline listings stand on it.
  */
-#include "jreplay.h"
+#include "../jreplay.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
 
-static int open_dir(const char *dir, char *err, size_t errlen) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return jr_errf(err, errlen, -errno, "%s: %s", dir, mly_strerror(-errno));
-  return fd;
-}
-
 int mly_journal_live(const char *dir, int (*cb)(const mly_live *, void *),
                      void *arg, char *err, size_t errlen) {
-  int fd = open_dir(dir, err, errlen);
+  int fd = jr_open_dir(dir, err, errlen); /* err may be NULL: jr_errf */
   if (fd < 0) return fd;
   replay r = {.err = err, .errlen = errlen};
   jread jr;

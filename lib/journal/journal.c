@@ -24,9 +24,16 @@
  * is told through on_error, and the write is never retried: after a
  * failed fsync the kernel may have dropped the dirty pages, so a retry
  * that succeeds would prove nothing.
+ *
+ * The journal is the embedded store under durable machines (store.h,
+ * D11): `journal_store_ops` at the end of this file is its table.  It
+ * knows nothing of the runtime above it: it gets its loop from
+ * mly_store.loop and reports completions (hooks.done), the end of a
+ * batch (hooks.committed), fail-stop (hooks.failed) and its last handle
+ * (hooks.closed) through the hooks the durable layer set.
  */
-#include "journal.h"
-#include "internal.h"
+#include "../journal.h"
+#include "../store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -42,8 +49,6 @@
 #include <unistd.h>
 
 #define DEFAULT_SEGMENT (64u << 20)
-#define DEFAULT_COMPACT_MIN (64u << 20)
-#define DEFAULT_DEAD_PCT 50
 
 typedef struct dlist {
   jdone *v;
@@ -51,7 +56,7 @@ typedef struct dlist {
 } dlist;
 
 struct mly_journal {
-  mly_runtime *rt;
+  mly_store base;      /* first: a mly_journal is a mly_store */
   mly_journal_options opt;
   char dir[4096];
   int dirfd, lockfd, segfd;
@@ -83,7 +88,23 @@ struct mly_journal {
   uint64_t flushed;      /* st.records when the last batch left */
   uint64_t fly_sync_ns;  /* how long its fdatasync took */
   journal_figures fig;
+  jread rd;            /* recovery: what rp_record points into */
+  bool rd_open;        /* ... until recover_end */
 };
+
+static const store_ops journal_store_ops;
+static void journal_flush(mly_journal *j);
+static int journal_write_sync(mly_journal *j, const jbuf *b);
+
+/* Every byte that reaches a segment counts in the size of the journal
+ * (bytes, total_bytes: mly_journal_stats) and in what metrics say was
+ * written. */
+static void count_written(mly_journal *j, size_t n) {
+  j->st.bytes += n;
+  j->st.total_bytes += n;
+  j->seg_bytes += n;
+  j->fig.written += n;
+}
 
 static const uint64_t bytes_le[] = {512, 2048, 8192, 32768, 131072, 524288,
                                     2097152, 8388608, 33554432};
@@ -107,20 +128,27 @@ static void jhist_add(jhist *h, const jbounds *b, uint64_t v) {
   h->sum += v;
 }
 
-const journal_figures *journal_figures_get(const mly_journal *j) {
-  return &j->fig;
-}
+/* ---- the turn buffer (store.h) ---- */
 
-jbuf *journal_buf(mly_journal *j) { return &j->pend; }
-uint64_t journal_next_seq(mly_journal *j) { return j->next_seq++; }
-void journal_seq_back(mly_journal *j) { j->next_seq--; }
-int journal_failed(const mly_journal *j) { return j->failed; }
-bool journal_idle(const mly_journal *j) {
+#define J(s) ((mly_journal *)(s))
+#define CJ(s) ((const mly_journal *)(s))
+
+static const journal_figures *j_figures(const mly_store *s) {
+  return &CJ(s)->fig;
+}
+static jbuf *j_buf(mly_store *s) { return &J(s)->pend; }
+static uint64_t j_next_seq(mly_store *s) { return J(s)->next_seq++; }
+static void j_seq_back(mly_store *s) { J(s)->next_seq--; }
+static int j_failed(const mly_store *s) { return CJ(s)->failed; }
+static bool j_idle(const mly_store *s) {
+  const mly_journal *j = CJ(s);
   return !j->busy && j->pend.n == 0 && j->pend_done.n == 0;
 }
+static mly_journal_stats *j_stats(mly_store *s) { return &J(s)->st; }
+static void j_flush(mly_store *s) { journal_flush(J(s)); }
 
-int journal_on_commit(mly_journal *j, const jdone *d) {
-  dlist *l = &j->pend_done;
+static int j_on_commit(mly_store *s, const jdone *d) {
+  dlist *l = &J(s)->pend_done;
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 256;
     jdone *v = realloc(l->v, cap * sizeof *v);
@@ -229,17 +257,8 @@ static void fail_stop(mly_journal *j, int rc, const char *what);
  * got) may be read back on the next open: its answer is MLY_EUNKNOWN;
  * one whose record did not is certainly not in the journal: rc. */
 static void run_done(mly_journal *j, dlist *l, int rc, size_t wrote) {
-  mly_runtime *rt = j->rt;
-  for (size_t i = 0; i < l->n; i++) {
-    jdone *d = &l->v[i];
-    switch (d->kind) {
-    case JD_RELEASE: durable_release(rt, d->id, rc); break;
-    case JD_DELIVER: durable_deliver(rt, d->id, d->ev, rc); break;
-    case JD_POSTED:
-      if (d->cb) d->cb(rt, rc < 0 && d->id <= wrote ? MLY_EUNKNOWN : rc, d->arg);
-      break;
-    }
-  }
+  const store_hooks *h = &j->base.hooks;
+  for (size_t i = 0; i < l->n; i++) h->done(h->arg, &l->v[i], rc, wrote);
   l->n = 0;
 }
 
@@ -249,9 +268,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   j->busy = false;
   j->st.batches++;
   if (rc == 0) {
-    j->st.bytes += j->fly_wrote;
-    j->seg_bytes += j->fly_wrote;
-    j->fig.written += j->fly_wrote;
+    count_written(j, j->fly_wrote);
     if (j->fly.n > 0) {
       jhist_add(&j->fig.batch_bytes, &jh_batch_bytes, j->fly_wrote);
       jhist_add(&j->fig.batch_records, &jh_batch_records, j->fly_records);
@@ -279,7 +296,7 @@ static void after_work_cb(uv_work_t *w, int status) {
     return;
   }
   run_done(j, &j->fly_done, 0, 0);
-  durable_after_commit(j->rt);
+  if (j->base.hooks.committed) j->base.hooks.committed(j->base.hooks.arg);
   journal_flush(j);
 }
 
@@ -299,7 +316,7 @@ static uint32_t new_salt(const mly_journal *j) {
 
 /* A new segment: created, its header written and synced, and the
  * directory synced, before any batch goes into it. */
-int journal_new_segment(mly_journal *j, uint64_t no, uint32_t flags) {
+static int journal_new_segment(mly_journal *j, uint64_t no, uint32_t flags) {
   char name[32];
   if (no == 0) return MLY_ERANGE; /* the numbers wrapped: old would sort new */
   seg_name(name, sizeof name, no);
@@ -336,7 +353,7 @@ static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
 
 static void flush_timer_cb(uv_timer_t *t) { journal_flush(t->data); }
 
-void journal_flush(mly_journal *j) {
+static void journal_flush(mly_journal *j) {
   if (j->busy || j->closing) return;
   if (j->failed) {
     if (j->pend_done.n) run_done(j, &j->pend_done, j->failed, 0);
@@ -382,7 +399,7 @@ void journal_flush(mly_journal *j) {
   if (j->fly_sync) j->last_sync_ms = now_ms();
   j->busy = true;
   j->work.data = j;
-  int rc = uv_queue_work(j->rt->loop, &j->work, work_cb, after_work_cb);
+  int rc = uv_queue_work(j->base.loop, &j->work, work_cb, after_work_cb);
   if (rc < 0) {
     j->busy = false;
     fail_stop(j, rc, "queueing a write");
@@ -403,8 +420,7 @@ static void fail_stop(mly_journal *j, int rc, const char *what) {
   run_done(j, &j->fly_done, rc, j->wrote);
   run_done(j, &j->pend_done, rc, 0);
   j->pend.n = 0;
-  durable_fail_all(j->rt, rc);
-  if (j->opt.on_error) j->opt.on_error(j->rt, rc, msg, j->opt.arg);
+  if (j->base.hooks.failed) j->base.hooks.failed(j->base.hooks.arg, rc, msg);
 }
 
 /* ---- open and close ---- */
@@ -599,7 +615,8 @@ static void timer_closed(uv_handle_t *h) {
 }
 
 static void release(mly_journal *j) {
-  mly_runtime *rt = j->rt;
+  store_hooks h = j->base.hooks;
+  if (j->rd_open) jr_read_free(&j->rd);
   if (j->segfd >= 0) close(j->segfd);
   if (j->lockfd >= 0) close(j->lockfd); /* drops the lock */
   if (j->dirfd >= 0) close(j->dirfd);
@@ -608,7 +625,7 @@ static void release(mly_journal *j) {
   free(j->pend_done.v);
   free(j->fly_done.v);
   free(j);
-  rt_release(rt);
+  if (h.closed) h.closed(h.arg);
 }
 
 static void maybe_free(mly_journal *j) {
@@ -616,15 +633,14 @@ static void maybe_free(mly_journal *j) {
   release(j);
 }
 
-int journal_create(mly_runtime *rt, const mly_journal_options *o,
-                   mly_journal **out, char *err, size_t errlen) {
+int journal_store_open(uv_loop_t *loop, const mly_journal_options *o,
+                       mly_store **out, char *err, size_t errlen) {
   mly_journal *j = calloc(1, sizeof *j);
   if (j == NULL) return MLY_ENOMEM;
-  j->rt = rt;
+  j->base.ops = &journal_store_ops;
+  j->base.loop = loop;
   if (o) j->opt = *o;
   if (j->opt.segment_bytes == 0) j->opt.segment_bytes = DEFAULT_SEGMENT;
-  if (j->opt.compact_min_bytes == 0) j->opt.compact_min_bytes = DEFAULT_COMPACT_MIN;
-  if (j->opt.compact_dead_pct == 0) j->opt.compact_dead_pct = DEFAULT_DEAD_PCT;
   if (j->opt.sync == MLY_SYNC_INTERVAL && j->opt.interval_ms == 0)
     j->opt.interval_ms = 100;
   snprintf(j->dir, sizeof j->dir, "%s", j->opt.dir ? j->opt.dir : "mealy-state");
@@ -648,28 +664,20 @@ int journal_create(mly_runtime *rt, const mly_journal_options *o,
     free(j);
     return rc;
   }
-  uv_timer_init(rt->loop, &j->timer);
+  uv_timer_init(loop, &j->timer);
   uv_unref((uv_handle_t *)&j->timer);
   j->timer.data = j;
   j->timer_open = true;
-  rt->open_handles++; /* released when the journal is freed */
   j->last_sync_ms = now_ms();
-  *out = j;
+  *out = &j->base;
   return 0;
 }
-
-int journal_dirfd(const mly_journal *j) { return j->dirfd; }
-const char *journal_dir(const mly_journal *j) { return j->dir; }
-const mly_journal_options *journal_opts(const mly_journal *j) { return &j->opt; }
-mly_journal_stats *journal_stats(mly_journal *j) { return &j->st; }
-void journal_set_next_seq(mly_journal *j, uint64_t seq) { j->next_seq = seq; }
-uint64_t journal_seg_no(const mly_journal *j) { return j->seg_no; }
 
 /* Opens the newest segment for appending (after recovery).  What it
  * holds, and its name, may be only in the page cache (a process killed
  * between a write and its sync, not a power loss): both are synced
  * first, so the next frame's `synced` is true and the file stays. */
-int journal_append_to(mly_journal *j, const jseg *s) {
+static int journal_append_to(mly_journal *j, const jseg *s) {
   int fd = openat(j->dirfd, s->name, O_WRONLY | O_APPEND | O_NOFOLLOW |
                   O_CLOEXEC);
   if (fd < 0) return -errno;
@@ -688,8 +696,53 @@ int journal_append_to(mly_journal *j, const jseg *s) {
   return 0;
 }
 
+/* The segment appends go to: the newest one that counts, or a new one. */
+static int append_target(mly_journal *j, const jread *jr) {
+  for (size_t i = jr->nsegs; i-- > jr->base;) {
+    const jseg *s = &jr->segs[i];
+    if (!s->removed) return journal_append_to(j, s);
+  }
+  uint64_t no = jr->nsegs ? jr->segs[jr->nsegs - 1].no + 1 : 1;
+  return journal_new_segment(j, no, 0); /* synced, with the directory */
+}
+
+/* store.h recover: every record from the base segment on, verified
+ * (D4), to cb; the torn tail cut and unfinished segments removed; then
+ * where appends go, and their numbers, before the durable layer rebuilds
+ * (an instance that was ending writes its END record during it).  The
+ * segments stay mapped until recover_end: we hold the lock, nobody cuts
+ * one under us. */
+static int j_recover(mly_store *s, int (*cb)(const jrec *, void *), void *arg,
+                     char *err, size_t errlen) {
+  mly_journal *j = J(s);
+  if (j->rd_open) return MLY_EBUSY; /* once */
+  j->rd_open = true;
+  jread *jr = &j->rd;
+  int rc = jr_read(j->dirfd, j->dir, j->opt.salvage, JR_MAP, jr, cb, arg, err,
+                   errlen);
+  if (rc == 0 && (rc = jr_repair(j->dirfd, jr)) < 0)
+    jr_errf(err, errlen, rc, "%s: cannot repair the torn tail: %s", j->dir,
+            mly_strerror(rc));
+  if (rc == 0) rc = append_target(j, jr);
+  if (rc < 0) return rc;
+  j->next_seq = jr->next_seq;
+  for (size_t i = jr->base; i < jr->nsegs; i++) /* batches, not headers */
+    if (!jr->segs[i].removed && jr->segs[i].len > JR_SEG_HDR)
+      j->st.total_bytes += jr->segs[i].len - JR_SEG_HDR;
+  j->st.torn_bytes = jr->torn_bytes;
+  j->st.salvaged = jr->salvaged;
+  return 0;
+}
+
+static void j_recover_end(mly_store *s) {
+  mly_journal *j = J(s);
+  if (!j->rd_open) return;
+  jr_read_free(&j->rd);
+  j->rd_open = false;
+}
+
 /* What is pending goes out here and now, and its done-list runs. */
-int journal_write_pending(mly_journal *j) {
+static int journal_write_pending(mly_journal *j) {
   if (j->busy) return MLY_EBUSY;
   int rc = j->failed;
   j->wrote = 0;
@@ -701,15 +754,13 @@ int journal_write_pending(mly_journal *j) {
   return rc;
 }
 
-/* Writes buf and syncs it, here and now: compaction and tests. */
-int journal_write_sync(mly_journal *j, const jbuf *b) {
+/* Writes buf and syncs it, here and now: compaction and close. */
+static int journal_write_sync(mly_journal *j, const jbuf *b) {
   size_t wrote = 0;
   int rc = write_frames(j, b->p, b->n, j->synced, &wrote);
   if (rc == 0) rc = sync_fd(j, j->segfd);
   if (rc == 0) {
-    j->seg_bytes += wrote;
-    j->st.bytes += wrote;
-    j->fig.written += wrote;
+    count_written(j, wrote);
     j->st.syncs++;
     j->dirty = false;
     j->synced = j->seg_bytes;
@@ -717,10 +768,64 @@ int journal_write_sync(mly_journal *j, const jbuf *b) {
   return rc;
 }
 
+/* ---- compaction ---- */
+
+/* Segments numbered below keep_no go, once the new one is safe. */
+static int unlink_older(int dirfd, uint64_t keep_no) {
+  int fd = dup(dirfd);
+  if (fd < 0) return -errno;
+  DIR *dir = fdopendir(fd);
+  if (dir == NULL) {
+    close(fd);
+    return -errno;
+  }
+  rewinddir(dir);
+  int rc = 0;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL) {
+    uint64_t no;
+    if (!jr_seg_no(e->d_name, &no)) continue;
+    if (no < keep_no && unlinkat(dirfd, e->d_name, 0) < 0 && errno != ENOENT)
+      rc = -errno;
+  }
+  closedir(dir);
+  if (rc == 0 && fsync(dirfd) < 0) rc = -errno;
+  return rc;
+}
+
+/* store.h compact: the snapshot the durable layer wrote from memory
+ * (SNAP ... SNAPEND) becomes a new segment, and the older ones go.
+ * Crash-safe at every point: the old segments go only after the new one
+ * and the directory are synced, and a new segment without its SNAPEND is
+ * ignored on open.  Records still pending (recovery's, before a salvaged
+ * journal is rewritten) are written first, in the old segment. */
+static int j_compact(mly_store *s, const jbuf *snap) {
+  mly_journal *j = J(s);
+  int rc = j->failed;
+  if (rc == 0 && (j->pend.n > 0 || j->pend_done.n > 0))
+    rc = journal_write_pending(j);
+  if (rc) return rc;
+  if (j->busy) return MLY_EBUSY; /* memory and journal must agree */
+  uint64_t no = j->seg_no + 1;
+  rc = journal_new_segment(j, no, JR_SEG_SNAPSHOT);
+  if (rc == 0) rc = journal_write_sync(j, snap);
+  if (rc == 0) rc = fsync(j->dirfd) < 0 ? -errno : 0;
+  if (rc == 0) rc = unlink_older(j->dirfd, no);
+  if (rc < 0) {
+    fail_stop(j, rc, "compaction");
+    return rc;
+  }
+  j->st.compactions++;
+  j->st.bytes = 0;
+  j->st.total_bytes = snap->n;
+  return 0;
+}
+
 /* What was appended is written and synced before the journal goes: a
  * closed runtime loses nothing it accepted.  With a write in flight, its
  * completion does this. */
-void journal_close(mly_journal *j) {
+static void j_close(mly_store *s) {
+  mly_journal *j = J(s);
   if (j == NULL || j->closing) return;
   j->closing = true;
   if (!j->busy) {
@@ -734,6 +839,19 @@ void journal_close(mly_journal *j) {
   maybe_free(j);
 }
 
-void journal_fail(mly_journal *j, int rc, const char *what) {
-  fail_stop(j, rc, what);
-}
+static const store_ops journal_store_ops = {
+    .name = "journal",
+    .recover = j_recover,
+    .buf = j_buf,
+    .next_seq = j_next_seq,
+    .seq_back = j_seq_back,
+    .on_commit = j_on_commit,
+    .flush = j_flush,
+    .failed = j_failed,
+    .idle = j_idle,
+    .compact = j_compact,
+    .stats = j_stats,
+    .close = j_close,
+    .recover_end = j_recover_end,
+    .figures = j_figures,
+};

@@ -37,7 +37,7 @@
  * size); past that bound the stretch is refused as damage, never cut.
  * Memory holds the bytes that verified, never a file's length.
  */
-#include "journal.h"
+#include "../journal.h"
 
 #include <dirent.h>
 #include <errno.h>
