@@ -229,6 +229,32 @@ START_TEST(schedule_refs_checked_at_load) {
 }
 END_TEST
 
+/* What mly_queue_conf_apply would refuse (without a position) is a load
+ * error at its place instead: a file that loads declares. */
+START_TEST(apply_refusals_caught_at_load) {
+  char longkey[80], y[512];
+  memset(longkey, 'k', 70);
+  longkey[70] = '\0';
+  const char *const cases[][2] = {
+      {"queues:\n- {name: q, concurrency_key: %s}\n", "q.yaml:2:30: "},
+      {"schedules:\n- {name: s, every: 5s, function: %s}\n", "q.yaml:2:34: "},
+      {"schedules:\n- {name: s, every: 5s, function: \"a/b\"}\n",
+       "q.yaml:2:34: "},
+      {"schedules:\n- {name: \"a\\tb\", every: 5s, function: f}\n",
+       "q.yaml:2:10: "},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    snprintf(y, sizeof y, cases[i][0], longkey);
+    mly_queue_conf *qc = mly_queue_conf_new();
+    ck_assert_int_eq(load(y, qc), MLY_EINVAL);
+    ck_assert_int_eq(nmsgs, 1);
+    ck_assert_msg(strncmp(msgs[0], cases[i][1], strlen(cases[i][1])) == 0,
+                  "case %zu: %s", i, msgs[0]);
+    mly_queue_conf_free(qc);
+  }
+}
+END_TEST
+
 static Suite *qyaml_suite(void) {
   Suite *s = suite_create("qyaml");
   TCase *tc = tcase_create("qyaml");
@@ -236,6 +262,7 @@ static Suite *qyaml_suite(void) {
   tcase_add_test(tc, every_mistake_placed);
   tcase_add_test(tc, refused_name_no_crash);
   tcase_add_test(tc, schedule_refs_checked_at_load);
+  tcase_add_test(tc, apply_refusals_caught_at_load);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -196,6 +196,9 @@ tq_queue *tq_queue_get(tq_layer *L, const char *name); /* placeholder ok */
 tq_fn *tq_fn_find(tq_layer *L, const char *name);
 /* 1 to MLY_NAME_MAX of [A-Za-z0-9_.-] (mly_queue_declare's rule) */
 bool tq_valid_qname(const char *s);
+/* 1..max bytes, no control character, '/' or '@' (a schedule's name
+ * and what it runs): 0 or MLY_EINVAL */
+int tq_check_name(const char *n, size_t max);
 void tq_resolve(const tq_queue *q, const mly_retry *given, mly_retry *out);
 /* 0, or MLY_EINVAL (with a sentence naming queue q in err) */
 int tq_check_retry(const mly_retry *r, const char *q, char *err, size_t len);

@@ -151,6 +151,12 @@ static int q_timeout(mly_conf *c, void *o, mly_conf_node *v) {
   return mly_conf_get_dur(c, v, "timeout", 1, &Q(o)->timeout_ms);
 }
 static int q_key(mly_conf *c, void *o, mly_conf_node *v) {
+  const char *k;
+  int rc = mly_conf_get_str(c, v, "concurrency_key", &k);
+  if (rc) return rc;
+  if (*k == '\0' || strlen(k) > MLY_NAME_MAX)
+    return mly_conf_bad(c, v, "concurrency_key is a payload key of 1 to %d "
+                        "bytes", MLY_NAME_MAX);
   return mly_conf_set_str(c, v, "concurrency_key", &((qc_queue *)o)->key);
 }
 static int q_keymax(mly_conf *c, void *o, mly_conf_node *v) {
@@ -226,10 +232,10 @@ static int s_name(mly_conf *c, void *o, mly_conf_node *v) {
   const char *n;
   int rc = mly_conf_get_str(c, v, "name", &n);
   if (rc) return rc;
-  size_t len = strlen(n);
-  if (len == 0 || len > MLY_SCHEDULE_NAME_MAX || strpbrk(n, "/@"))
-    return mly_conf_bad(c, v, "schedule name '%s': 1..%d bytes, no '/' or "
-                        "'@'", mly_conf_show(n).s, MLY_SCHEDULE_NAME_MAX);
+  if (tq_check_name(n, MLY_SCHEDULE_NAME_MAX) < 0)
+    return mly_conf_bad(c, v, "schedule name '%s': 1..%d bytes, no '/', "
+                        "'@' or control character", mly_conf_show(n).s,
+                        MLY_SCHEDULE_NAME_MAX);
   return mly_conf_set_str(c, v, "name", &S(o)->name);
 }
 static int s_cron(mly_conf *c, void *o, mly_conf_node *v) {
@@ -300,6 +306,13 @@ static int target(mly_conf *c, qc_sched *s, mly_conf_node *v,
                         "machine, not both");
   s->def.what.kind = k;
   at(&s->at_target, v);
+  const char *n;
+  int rc = mly_conf_get_str(c, v, what, &n);
+  if (rc) return rc;
+  if (tq_check_name(n, MLY_NAME_MAX) < 0)
+    return mly_conf_bad(c, v, "%s '%s': 1..%d bytes, no '/', '@' or "
+                        "control character", what, mly_conf_show(n).s,
+                        MLY_NAME_MAX);
   return mly_conf_set_str(c, v, what, &s->target);
 }
 static int s_function(mly_conf *c, void *o, mly_conf_node *v) {
