@@ -365,6 +365,16 @@ check "host ls lists the undeclared queue with its task" grep -qE '^nosuchq +0 +
 check "... and says why it does not run" grep -q "note: queue nosuchq: not declared in this host" "$T/u-ls.err"
 check "ls --json: declared false" test "$(q ls --json | "$py" -c "import json,sys; print([(x['declared'], x['waiting']) for x in json.load(sys.stdin) if x['name']=='nosuchq'])")" = "[(False, 1)]"
 check "show of it lists the task" test "$(q show nosuchq --json | "$py" -c "import json,sys; j=json.load(sys.stdin); print((j['declared'], [t['runs'] for t in j['tasks']]))")" = "(False, ['record'])"
+# ids of 10+ digits (this one: slot << 32) keep show's columns aligned
+q show nosuchq >"$T/u-show.out" 2>/dev/null
+check "show: the NAME column where its header is, whatever the id's width" \
+  "$py" -c 'import sys
+lines = open(sys.argv[1]).read().splitlines()
+h = [l for l in lines if l.startswith("ID ")][0]
+rows = lines[lines.index(h) + 1:]
+assert rows and all(len(r.split()[0]) >= 10 for r in rows), rows
+assert all(r[h.index("NAME")] != " " and r[h.index("NAME") - 1] == " " for r in rows), (h, rows)
+assert all(r[h.index("RUNS"):].startswith("record") for r in rows), (h, rows)' "$T/u-show.out"
 out=$(q add jobs nosuchfn 2>&1)
 check "online add: no queue (said alone)" bash -c "grep -q \"no queue 'jobs' in this host\" <<<\"\$0\" && ! grep -q nosuchfn <<<\"\$0\"" "$out"
 out=$(q add mail nosuchfn 2>&1)
