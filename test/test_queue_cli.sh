@@ -349,6 +349,9 @@ check "fsm show --json: awaits_queue one" test "$(json "$T/s1.json" "j['awaits_q
 check "fsm show: awaits_queue one" bash -c "\"$mealy\" fsm show s1 -s \"$S\" | grep -q '^awaits_queue one'"
 check "queue ls: STEPSWAIT 2, STEPSRUN 0" bash -c "\"$mealy\" queue ls -s \"$S\" | grep -qE '^one +0 +0 +0 +0 yes .* 2 +0\$'"
 check "queue ls --json: steps_waiting 2" test "$(q ls --json | "$py" -c "import json,sys; print([x['steps_waiting'] for x in json.load(sys.stdin) if x['name']=='one'])")" = "[2]"
+# migrate reads the file as run does: its queues: are no error
+out=$("$mealy" fsm migrate --dry-run "$T/slot.yaml" -s "$S" 2>&1); rc=$?
+check "fsm migrate of a file with queues: (was: not supported)" bash -c "[ $rc = 0 ] && ! grep -q 'not supported' <<<\"\$0\"" "$out"
 stop_host
 
 # add's refusals say which thing is wrong; a deleted name says deleted;
