@@ -329,8 +329,12 @@ static int fsm_dot(int argc, char **argv) {
   }
   gather g = {0};
   mly_fsm_load_options o = {.on_error = on_error, .arg = &g};
-  mly_fsm_set *set = NULL;
-  int rc = mly_fsm_load(&file, 1, &o, &set);
+  /* the file as run reads it: its queues: and schedules: too */
+  fsm_host h = {0};
+  int rc = fsm_host_load(&h, "mealy fsm dot", NULL, false, &file, 1, &o);
+  mly_fsm_set *set = h.set;
+  h.set = NULL;
+  fsm_host_close(&h);
   if (rc) {
     fprintf(stderr, "mealy fsm dot: %s: %s\n", file,
             rc == MLY_EINVAL ? "not valid (the errors are above)"
