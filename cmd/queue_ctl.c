@@ -132,16 +132,23 @@ static void print_show(const mly_value *q) {
   print_note(q);
   const mly_value *tasks = mly_map_get(q, "tasks");
   size_t n = mly_value_len(tasks);
-  /* the ID column as wide as the widest id (ids grow past 8 digits) */
-  int idw = 8;
+  /* the ID, NAME and RUNS columns as wide as their widest value (ids
+   * grow past 8 digits, names to 64 bytes) */
+  int idw = 8, nw = 24, fw = 10;
   for (size_t i = 0; i < n; i++) {
-    char b[24];
-    int l = snprintf(b, sizeof b, "%" PRIu64, uget(mly_array_at(tasks, i),
-                                                   "id"));
+    const mly_value *t = mly_array_at(tasks, i);
+    char b[MLY_ESC_MAX(64) + 1];
+    const char *nm = "-";
+    int l = snprintf(b, sizeof b, "%" PRIu64, uget(t, "id"));
     if (l > idw) idw = l;
+    mly_map_get_str(t, "name", &nm);
+    esc(nm, b, sizeof b);
+    if ((int)strlen(b) > nw) nw = (int)strlen(b);
+    esc(sget(t, "runs"), b, sizeof b);
+    if ((int)strlen(b) > fw) fw = (int)strlen(b);
   }
-  printf("\n%-*s %-24s %-10s %-10s %8s %-20s %s\n", idw, "ID", "NAME", "RUNS",
-         "STATE", "ATTEMPTS", "ETA", "LAST ERROR");
+  printf("\n%-*s %-*s %-*s %-10s %8s %-20s %s\n", idw, "ID", nw, "NAME", fw,
+         "RUNS", "STATE", "ATTEMPTS", "ETA", "LAST ERROR");
   for (size_t i = 0; i < n; i++) {
     const mly_value *t = mly_array_at(tasks, i);
     char eta[32], name[MLY_ESC_MAX(64) + 1], fn[MLY_ESC_MAX(64) + 1],
@@ -152,8 +159,8 @@ static void print_show(const mly_value *q) {
     esc(nm, name, sizeof name);
     esc(sget(t, "runs"), fn, sizeof fn);
     esc(sget(t, "last_msg"), msg, sizeof msg);
-    printf("%-*" PRIu64 " %-24s %-10s %-10s %8" PRIu64 " %-20s %s%s%s\n",
-           idw, uget(t, "id"), name, fn, sget(t, "state"), uget(t, "attempts"),
+    printf("%-*" PRIu64 " %-*s %-*s %-10s %8" PRIu64 " %-20s %s%s%s\n",
+           idw, uget(t, "id"), nw, name, fw, fn, sget(t, "state"), uget(t, "attempts"),
            eta, sget(t, "last_error"), *msg ? ": " : "", msg);
   }
 }

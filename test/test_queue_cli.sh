@@ -362,15 +362,18 @@ stop_host
 mkdir -p "$T/st-u"
 out=$("$mealy" queue add nosuchq record --state-dir "$T/st-u" n:=1 2>&1); rc=$?
 check "offline add to a queue DIR does not name: accepted, with a note" bash -c "[ $rc = 0 ] && grep -q \"note: no task or pause in .* names queue 'nosuchq'\" <<<\"\$0\"" "$out"
+long=nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn # 41: past show's 24
+"$mealy" queue add nosuchq record --name "$long" --state-dir "$T/st-u" >/dev/null 2>&1
 "$mealy" fsm run "$T/q.yaml" --state-dir "$T/st-u" -s "$S" --actions "$lib" 2>"$T/u.err" &
 HOST=$!
 poll 300 q ls >/dev/null 2>&1
 q ls >"$T/u-ls.out" 2>"$T/u-ls.err"
-check "host ls lists the undeclared queue with its task" grep -qE '^nosuchq +0 +1 +0 +0 no +- +- +- +-$' "$T/u-ls.out"
+check "host ls lists the undeclared queue with its task" grep -qE '^nosuchq +0 +2 +0 +0 no +- +- +- +-$' "$T/u-ls.out"
 check "... and says why it does not run" grep -q "note: queue nosuchq: not declared in this host" "$T/u-ls.err"
-check "ls --json: declared false" test "$(q ls --json | "$py" -c "import json,sys; print([(x['declared'], x['waiting']) for x in json.load(sys.stdin) if x['name']=='nosuchq'])")" = "[(False, 1)]"
-check "show of it lists the task" test "$(q show nosuchq --json | "$py" -c "import json,sys; j=json.load(sys.stdin); print((j['declared'], [t['runs'] for t in j['tasks']]))")" = "(False, ['record'])"
-# ids of 10+ digits (this one: slot << 32) keep show's columns aligned
+check "ls --json: declared false" test "$(q ls --json | "$py" -c "import json,sys; print([(x['declared'], x['waiting']) for x in json.load(sys.stdin) if x['name']=='nosuchq'])")" = "[(False, 2)]"
+check "show of it lists the task" test "$(q show nosuchq --json | "$py" -c "import json,sys; j=json.load(sys.stdin); print((j['declared'], [t['runs'] for t in j['tasks']]))")" = "(False, ['record', 'record'])"
+# ids of 10+ digits (slot << 32) and a 41-byte name keep show's columns
+# aligned
 q show nosuchq >"$T/u-show.out" 2>/dev/null
 check "show: the NAME column where its header is, whatever the id's width" \
   "$py" -c 'import sys
@@ -379,7 +382,8 @@ h = [l for l in lines if l.startswith("ID ")][0]
 rows = lines[lines.index(h) + 1:]
 assert rows and all(len(r.split()[0]) >= 10 for r in rows), rows
 assert all(r[h.index("NAME")] != " " and r[h.index("NAME") - 1] == " " for r in rows), (h, rows)
-assert all(r[h.index("RUNS"):].startswith("record") for r in rows), (h, rows)' "$T/u-show.out"
+assert all(r[h.index("RUNS"):].startswith("record") for r in rows), (h, rows)
+assert all(r[h.index("STATE"):].startswith("waiting") for r in rows), (h, rows)' "$T/u-show.out"
 out=$(q add jobs nosuchfn 2>&1)
 check "online add: no queue (said alone)" bash -c "grep -q \"no queue 'jobs' in this host\" <<<\"\$0\" && ! grep -q nosuchfn <<<\"\$0\"" "$out"
 out=$(q add mail nosuchfn 2>&1)
