@@ -323,6 +323,9 @@ out=$("$mealy" fsm validate --actions "$lib" "$T/vq.yaml" 2>&1); rc=$?
 check "validate --actions of a library that calls mly_defer_register" bash -c "[ $rc = 0 ] && grep -q 'every action name is registered' <<<\"\$0\"" "$out"
 out=$("$mealy" fsm dot "$T/vq.yaml" 2>&1); rc=$?
 check "fsm dot of a file with queues: and schedules: (was: not supported)" bash -c "[ $rc = 0 ] && grep -q '^digraph ' <<<\"\$0\"" "$out"
+sed 's/queue: mail$/queue: fromlib/' "$T/vq.yaml" >"$T/vq3.yaml"; chmod 600 "$T/vq3.yaml"
+out=$("$mealy" fsm validate --actions "$lib" "$T/vq3.yaml" 2>&1); rc=$?
+check "validate --actions: a queue the library declares (mly_queue_declare) is known" bash -c "[ $rc = 0 ] && grep -q '^ok: 1 machine' <<<\"\$0\"" "$out"
 sed 's/queue: mail$/queue: nosuch/' "$T/vq.yaml" >"$T/vq2.yaml"; chmod 600 "$T/vq2.yaml"
 out=$("$mealy" fsm validate "$T/vq2.yaml" 2>&1); rc=$?
 check "validate: a machine's queue: nosuch at 3:10" bash -c "[ $rc = 1 ] && grep -q \"vq2.yaml:3:10: queue 'nosuch' is not declared\" <<<\"\$0\"" "$out"
