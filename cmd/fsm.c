@@ -160,37 +160,6 @@ static void hash_hex(const unsigned char *h, char out[65]) {
 
 /* ---- validate ---- */
 
-/* --actions: the registry a host would have, on a runtime of its own
- * that never runs (the library only registers actions in it). */
-typedef struct registry {
-  uv_loop_t loop;
-  bool loop_open;
-  mly_runtime *rt;
-  void *lib;
-} registry;
-
-static int registry_open(registry *r, const char *path) {
-  int rc = uv_loop_init(&r->loop);
-  r->loop_open = rc == 0;
-  if (rc == 0) rc = mly_runtime_new(&r->rt, &r->loop, NULL);
-  if (rc == 0) rc = mly_fsm_attach(r->rt);
-  if (rc < 0) {
-    fprintf(stderr, "mealy fsm validate: %s\n", mly_strerror(rc));
-    return rc;
-  }
-  return fsm_actions_load(r->rt, "mealy fsm validate", path, &r->lib);
-}
-
-/* The library stays loaded, as in mealy fsm run: what it registered
- * may hold its code until the process ends. */
-static void registry_close(registry *r) {
-  if (r->rt) {
-    mly_runtime_close(r->rt);
-    uv_run(&r->loop, UV_RUN_DEFAULT);
-  }
-  if (r->loop_open) uv_loop_close(&r->loop);
-}
-
 static int fsm_validate(int argc, char **argv) {
   bool json = false, options = true;
   const char *actions = NULL;
@@ -214,7 +183,13 @@ static int fsm_validate(int argc, char **argv) {
              "                  not register.  Without it action names are "
              "not checked, and\n"
              "                  the output says so (exec: actions need no "
-             "library).\n");
+             "library).\n"
+             "  The files' queues: and schedules: are read and checked as "
+             "mealy fsm run\n"
+             "  reads them (a machine's queue:, a schedule's queue, machine, "
+             "priority, and\n"
+             "  with --actions its function); the library gets the runtime "
+             "run gives it.\n");
       free(files);
       return 0;
     } else if (options && strcmp(a, "--") == 0) {
@@ -243,20 +218,20 @@ static int fsm_validate(int argc, char **argv) {
   gather g = {.json = json};
   mly_fsm_load_options o = {.on_error = on_error, .on_note = on_note,
                             .arg = &g};
-  registry reg = {0};
-  if (actions && registry_open(&reg, actions) < 0) {
-    registry_close(&reg);
-    free(files);
+  /* what mealy fsm run builds, the same code: a runtime with the queue
+   * layer for the library, the files' queues: and schedules: read and
+   * checked */
+  fsm_host h = {0};
+  int rc = fsm_host_load(&h, "mealy fsm validate", actions, false, files,
+                         nfiles, &o);
+  mly_fsm_set *set = h.set;
+  h.set = NULL;
+  free(files);
+  if (rc < 0 && g.nerr == 0 && rc != MLY_ENOMEM) { /* the library's: said */
+    fsm_host_close(&h);
+    mly_fsm_set_free(set);
     return 1;
   }
-  if (actions) {
-    o.action_known = mly_action_known;
-    o.action_arg = reg.rt;
-  }
-  mly_fsm_set *set = NULL;
-  int rc = mly_fsm_load(files, nfiles, &o, &set);
-  registry_close(&reg);
-  free(files);
   if (rc == MLY_ENOMEM) g.nomem = true;
   size_t n = mly_fsm_count(set);
   if (json) {
@@ -296,8 +271,9 @@ static int fsm_validate(int argc, char **argv) {
              mly_fsm_nstates(m), hex);
     }
     if (actions)
-      printf("ok: %zu machine%s; every action name is registered by %s\n",
-             n, n == 1 ? "" : "s", actions);
+      printf("ok: %zu machine%s; every action name is registered by %s "
+             "(and every schedule's function)\n", n, n == 1 ? "" : "s",
+             actions);
     else
       printf("ok: %zu machine%s; action names not checked (structure only: "
              "give --actions LIB.so to check them)\n", n, n == 1 ? "" : "s");
@@ -309,6 +285,7 @@ static int fsm_validate(int argc, char **argv) {
   kept_free(g.err, g.nerr);
   kept_free(g.note, g.nnote);
   mly_fsm_set_free(set);
+  fsm_host_close(&h);
   return rc == 0 && !g.nomem && fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -352,8 +329,12 @@ static int fsm_dot(int argc, char **argv) {
   }
   gather g = {0};
   mly_fsm_load_options o = {.on_error = on_error, .arg = &g};
-  mly_fsm_set *set = NULL;
-  int rc = mly_fsm_load(&file, 1, &o, &set);
+  /* the file as run reads it: its queues: and schedules: too */
+  fsm_host h = {0};
+  int rc = fsm_host_load(&h, "mealy fsm dot", NULL, false, &file, 1, &o);
+  mly_fsm_set *set = h.set;
+  h.set = NULL;
+  fsm_host_close(&h);
   if (rc) {
     fprintf(stderr, "mealy fsm dot: %s: %s\n", file,
             rc == MLY_EINVAL ? "not valid (the errors are above)"

@@ -193,7 +193,7 @@ static void fmt_time(int64_t ms, char *buf, size_t len) {
 static void print_show(const mly_value *m) {
   static const char *const keys[] = {"name", "machine", "state", "phase",
                                      "event", "sleep_why", "awaits_action",
-                                     "lifecycle", "hash"};
+                                     "awaits_queue", "lifecycle", "hash"};
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     if (mly_value_type(mly_map_get(m, keys[i])) != MLY_V_STR) continue;
     printf("%-10s ", keys[i]);
@@ -310,8 +310,9 @@ static int run(const char *sub, int argc, char **argv) {
       /* the host loads it: by a name that does not depend on our cwd */
       char *abs = realpath(o.pos[0], NULL);
       if (abs == NULL) {
+        /* a file that cannot be read: refused (1), not a usage error */
         fprintf(stderr, "%s: %s: %s\n", o.cmd, o.pos[0], strerror(errno));
-        st = 2;
+        st = 1;
       } else {
         mly_value *opt = mly_value_map();
         mly_map_set(opt, "dry_run", mly_value_bool(o.dry_run));

@@ -214,6 +214,7 @@ static void m_show(rpc_call *call, const mly_value *params, void *ud) {
   }
   mly_map_set(m, "history", hist);
   mly_map_set(m, "awaits_action", str_or_nil(fi.awaits_action));
+  mly_map_set(m, "awaits_queue", str_or_nil(fi.awaits_queue));
   rpc_reply(call, m);
 }
 
@@ -286,8 +287,21 @@ static void m_migrate(rpc_call *call, const mly_value *params, void *ud) {
                             .action_arg = h->rt, .trusted_files = true,
                             .queue_known = fsm_host_queue_known,
                             .queue_arg = h};
+  /* its queues: and schedules: are read and checked as run reads them
+   * (a file run loaded migrates), not declared: a migration moves
+   * instances only */
+  mly_queue_conf *qc = mly_queue_conf_new();
+  mly_conf_section sec[2];
+  if (qc == NULL) return rpc_fail(call, "cannot migrate: %s",
+                                  errtext(MLY_ENOMEM));
+  mly_queue_conf_bind(qc, h->rt, true);
+  mly_queue_conf_sections(qc, sec);
+  lo.sections = sec;
+  lo.nsections = 2;
   mly_fsm_set *set = NULL;
-  if (mly_fsm_load(&path, 1, &lo, &set) < 0)
+  int lrc = mly_fsm_load(&path, 1, &lo, &set);
+  mly_queue_conf_free(qc);
+  if (lrc < 0)
     return rpc_fail(call, "%s", errs.len ? errs.text : "cannot load it");
   mly_value *list = mly_value_array();
   mig_answer *a = calloc(1, sizeof *a);

@@ -40,6 +40,9 @@ static void usage(FILE *f) {
       "                    registers the actions (mly_action_register);\n"
       "                    it must be owned by root or by this user and\n"
       "                    writable by no one else, in trusted directories\n"
+      "                    (a symlink: owned by root or this user, its\n"
+      "                    target checked the same); build it with\n"
+      "                    cc -shared -fPIC (the binary exports mly_*)\n"
       "  --sync POLICY     always (default), never, interval:100ms\n"
       "                    (a journal)\n"
       "  --lease MS        with --store: how long this process owns its\n"
@@ -157,6 +160,42 @@ bool fsm_host_queue_known(const char *name, void *arg) {
          mly_queue_def_get(h->rt, name, &qd) == 0;
 }
 
+int fsm_host_load(fsm_host *h, const char *cmd, const char *actions,
+                  bool run, const char *const *files, size_t nfiles,
+                  mly_fsm_load_options *lo) {
+  int rc;
+  if ((rc = uv_loop_init(&h->loop)) < 0) {
+    fprintf(stderr, "%s: %s\n", cmd, mly_strerror(rc));
+    return rc;
+  }
+  h->loop_open = true;
+  if ((rc = mly_runtime_new(&h->rt, &h->loop, NULL)) < 0 ||
+      (rc = mly_fsm_attach(h->rt)) < 0 || (rc = mly_queues_open(h->rt)) < 0 ||
+      (h->qconf = mly_queue_conf_new()) == NULL) {
+    if (rc == 0) rc = MLY_ENOMEM;
+    fprintf(stderr, "%s: %s\n", cmd, mly_strerror(rc));
+    return rc;
+  }
+  if (actions && (rc = fsm_actions_load(h->rt, cmd, actions, &h->actions)) < 0)
+    return rc;
+  /* run registers every action and function there will be; validate
+   * knows them only from --actions */
+  if (run || actions) {
+    lo->action_known = mly_action_known;
+    lo->action_arg = h->rt;
+  }
+  mly_queue_conf_bind(h->qconf, h->rt, run || actions);
+  /* exec actions name commands to run: the files are trusted as the
+   * library is (validate reads them as run would) */
+  lo->trusted_files = run;
+  lo->queue_known = fsm_host_queue_known;
+  lo->queue_arg = h;
+  mly_queue_conf_sections(h->qconf, h->sec);
+  lo->sections = h->sec;
+  lo->nsections = 2;
+  return mly_fsm_load(files, nfiles, lo, &h->set);
+}
+
 /* Everything up to the open socket; 0, or the exit status. */
 static int setup(fsm_host *h, const run_args *a) {
   char err[1024];
@@ -167,29 +206,10 @@ static int setup(fsm_host *h, const run_args *a) {
             "always, never or interval:100ms)\n", a->sync);
     return 2;
   }
-  if ((rc = uv_loop_init(&h->loop)) < 0 ||
-      (rc = mly_runtime_new(&h->rt, &h->loop, NULL)) < 0 ||
-      (rc = mly_fsm_attach(h->rt)) < 0 || (rc = mly_queues_open(h->rt)) < 0 ||
-      (h->qconf = mly_queue_conf_new()) == NULL) {
-    if (rc == 0) rc = MLY_ENOMEM;
-    fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
+  mly_fsm_load_options lo = {.on_error = on_load_error};
+  if (fsm_host_load(h, "mealy fsm run", a->actions, true, a->files,
+                    a->nfiles, &lo) < 0)
     return 1;
-  }
-  if (a->actions &&
-      fsm_actions_load(h->rt, "mealy fsm run", a->actions, &h->actions) < 0)
-    return 1;
-  mly_fsm_load_options lo = {.on_error = on_load_error,
-                            .action_known = mly_action_known,
-                            .action_arg = h->rt,
-                            /* it names commands to run: as the library */
-                            .trusted_files = true,
-                            .queue_known = fsm_host_queue_known,
-                            .queue_arg = h};
-  mly_conf_section sec[2];
-  mly_queue_conf_sections(h->qconf, sec);
-  lo.sections = sec;
-  lo.nsections = 2;
-  if (mly_fsm_load(a->files, a->nfiles, &lo, &h->set) < 0) return 1;
   if ((rc = mly_task_set_starter(h->rt, start_machine, h, 0)) < 0) {
     fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
     return 1;
@@ -243,6 +263,26 @@ static int setup(fsm_host *h, const run_args *a) {
   return 0;
 }
 
+void fsm_host_close(fsm_host *h) {
+  if (h->srv) rpc_stop(h->srv);
+  h->srv = NULL;
+  if (h->rt) {
+    mly_runtime_close(h->rt);
+    uv_run(&h->loop, UV_RUN_DEFAULT); /* its handles' close callbacks */
+  }
+  h->rt = NULL;
+  if (h->loop_open) uv_loop_close(&h->loop);
+  h->loop_open = false;
+  mly_fsm_set_free(h->set);
+  h->set = NULL;
+  mly_queue_conf_free(h->qconf);
+  h->qconf = NULL;
+  free(h->methods);
+  h->methods = NULL;
+  /* the library stays loaded: its code may still be referenced by
+   * whatever the runtime left (and it is the process's end anyway) */
+}
+
 int cmd_fsm_run(int argc, char **argv) {
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "--help") == 0) {
@@ -259,17 +299,7 @@ int cmd_fsm_run(int argc, char **argv) {
   if (status == 0 && h == NULL) status = 1;
   if (status == 0) status = setup(h, &a);
   if (status == 0) uv_run(&h->loop, UV_RUN_DEFAULT);
-  if (h && h->srv) rpc_stop(h->srv);
-  if (h && h->rt) {
-    mly_runtime_close(h->rt);
-    uv_run(&h->loop, UV_RUN_DEFAULT); /* its handles' close callbacks */
-  }
-  if (h && h->rt) uv_loop_close(&h->loop);
-  if (h) mly_fsm_set_free(h->set);
-  if (h) mly_queue_conf_free(h->qconf);
-  if (h) free(h->methods);
-  /* the library stays loaded: its code may still be referenced by
-   * whatever the runtime left (and it is the process's end anyway) */
+  if (h) fsm_host_close(h);
   free(h);
   free(a.files);
   return status;

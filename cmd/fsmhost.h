@@ -20,7 +20,21 @@ typedef struct fsm_host {
   int stops;              /* SIGTERM/SIGINT seen */
   mly_queue_conf *qconf;  /* queues: and schedules: of its files */
   rpc_method *methods;    /* fsm's and the queues', one table */
+  mly_conf_section sec[2];/* qconf's, for the loader */
+  bool loop_open;
 } fsm_host;
+
+/* What run and validate share (fsm_run.c): a runtime with the fsm and
+ * queue layers, the --actions library (NULL: none) given it, and the
+ * files loaded with their queues: and schedules: into h->set and
+ * h->qconf, every name checked that can be (run: all of them; validate:
+ * actions and functions only with a library).  lo: on_error etc., the
+ * rest is filled in.  0, or a negative MLY_E* after the messages. */
+int fsm_host_load(fsm_host *h, const char *cmd, const char *actions,
+                  bool run, const char *const *files, size_t nfiles,
+                  mly_fsm_load_options *lo);
+/* Everything of h closed and freed but h itself (any stage of it). */
+void fsm_host_close(fsm_host *h);
 
 /* --actions LIB.so (fsm_actions.c): checks that only root or we can
  * change it, loads it, runs its mly_actions_init(rt).  0, or a negative
@@ -41,6 +55,14 @@ extern const size_t queue_nmethods;
  * (queue_methods.c); offline (limits false) a queue has no limits. */
 void queue_put_info(mly_value *m, const mly_queue_info *qi, bool limits);
 int queue_put_task(const mly_task_info *t, void *array);
+/* Why mly_defer refused adding a task (rc): which queue or function is
+ * unknown, what is wrong with the name, or what holds it (queued, done,
+ * deleted); into buf, returned (queue_methods.c; offline says the
+ * same). */
+const char *queue_add_refusal(mly_runtime *rt, int rc, const char *q,
+                              const char *fn, const char *name,
+                              const mly_name_info *ex, char *buf,
+                              size_t len);
 /* `mealy queue SUB --state-dir DIR` (queue_offline.c): the exit status;
  * *res the reply a host would give (NULL: none). */
 int queue_offline(const char *cmd, const char *sub, const char *dir,

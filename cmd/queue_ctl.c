@@ -91,9 +91,23 @@ static void print_queue_row(const mly_value *q) {
   if (r) snprintf(rs, sizeof rs, "%g", rate); /* offline: no limits */
   if (mly_map_get(q, "max_concurrent"))
     snprintf(mc, sizeof mc, "%" PRIu64, uget(q, "max_concurrent"));
+  /* steps: YAML machines' dispatches through the queue (queue:), known
+   * to a host only */
+  char sw[24] = "-", sr[24] = "-";
+  if (mly_map_get(q, "steps_waiting"))
+    snprintf(sw, sizeof sw, "%" PRIu64, uget(q, "steps_waiting"));
+  if (mly_map_get(q, "steps_running"))
+    snprintf(sr, sizeof sr, "%" PRIu64, uget(q, "steps_running"));
   printf("%-20s %9" PRIu64 " %9" PRIu64 " %8" PRIu64 " %6" PRIu64
-         " %-6s %8s %8s\n", qn, uget(q, "scheduled"), uget(q, "waiting"),
-         uget(q, "running"), uget(q, "dead"), paused ? "yes" : "no", rs, mc);
+         " %-6s %8s %8s %10s %9s\n", qn, uget(q, "scheduled"),
+         uget(q, "waiting"), uget(q, "running"), uget(q, "dead"),
+         paused ? "yes" : "no", rs, mc, sw, sr);
+}
+
+static void print_queue_head(void) {
+  printf("%-20s %9s %9s %8s %6s %-6s %8s %8s %10s %9s\n", "QUEUE",
+         "SCHEDULED", "WAITING", "RUNNING", "DEAD", "PAUSED", "RATE",
+         "MAXCONC", "STEPSWAIT", "STEPSRUN");
 }
 
 static void fmt_time(int64_t ms, char *buf, size_t len) {
@@ -103,14 +117,38 @@ static void fmt_time(int64_t ms, char *buf, size_t len) {
   strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* A queue the host does not declare: why its tasks wait (stderr). */
+static void print_note(const mly_value *q) {
+  const char *note = NULL;
+  if (mly_map_get_str(q, "note", &note) < 0) return;
+  char qn[MLY_ESC_MAX(64) + 1];
+  esc(sget(q, "name"), qn, sizeof qn);
+  fprintf(stderr, "note: queue %s: %s\n", qn, note);
+}
+
 static void print_show(const mly_value *q) {
-  printf("%-20s %9s %9s %8s %6s %-6s %8s %8s\n", "QUEUE", "SCHEDULED",
-         "WAITING", "RUNNING", "DEAD", "PAUSED", "RATE", "MAXCONC");
+  print_queue_head();
   print_queue_row(q);
+  print_note(q);
   const mly_value *tasks = mly_map_get(q, "tasks");
   size_t n = mly_value_len(tasks);
-  printf("\n%-8s %-24s %-10s %-10s %8s %-20s %s\n", "ID", "NAME", "RUNS",
-         "STATE", "ATTEMPTS", "ETA", "LAST ERROR");
+  /* the ID, NAME and RUNS columns as wide as their widest value (ids
+   * grow past 8 digits, names to 64 bytes) */
+  int idw = 8, nw = 24, fw = 10;
+  for (size_t i = 0; i < n; i++) {
+    const mly_value *t = mly_array_at(tasks, i);
+    char b[MLY_ESC_MAX(64) + 1];
+    const char *nm = "-";
+    int l = snprintf(b, sizeof b, "%" PRIu64, uget(t, "id"));
+    if (l > idw) idw = l;
+    mly_map_get_str(t, "name", &nm);
+    esc(nm, b, sizeof b);
+    if ((int)strlen(b) > nw) nw = (int)strlen(b);
+    esc(sget(t, "runs"), b, sizeof b);
+    if ((int)strlen(b) > fw) fw = (int)strlen(b);
+  }
+  printf("\n%-*s %-*s %-*s %-10s %8s %-20s %s\n", idw, "ID", nw, "NAME", fw,
+         "RUNS", "STATE", "ATTEMPTS", "ETA", "LAST ERROR");
   for (size_t i = 0; i < n; i++) {
     const mly_value *t = mly_array_at(tasks, i);
     char eta[32], name[MLY_ESC_MAX(64) + 1], fn[MLY_ESC_MAX(64) + 1],
@@ -121,8 +159,8 @@ static void print_show(const mly_value *q) {
     esc(nm, name, sizeof name);
     esc(sget(t, "runs"), fn, sizeof fn);
     esc(sget(t, "last_msg"), msg, sizeof msg);
-    printf("%-8" PRIu64 " %-24s %-10s %-10s %8" PRIu64 " %-20s %s%s%s\n",
-           uget(t, "id"), name, fn, sget(t, "state"), uget(t, "attempts"),
+    printf("%-*" PRIu64 " %-*s %-*s %-10s %8" PRIu64 " %-20s %s%s%s\n",
+           idw, uget(t, "id"), nw, name, fw, fn, sget(t, "state"), uget(t, "attempts"),
            eta, sget(t, "last_error"), *msg ? ": " : "", msg);
   }
 }
@@ -138,10 +176,11 @@ static void print_result(const qsub *s, const mly_value *res, bool json,
     json_value(stdout, res);
     putchar('\n');
   } else if (!strcmp(s->name, "ls")) {
-    printf("%-20s %9s %9s %8s %6s %-6s %8s %8s\n", "QUEUE", "SCHEDULED",
-           "WAITING", "RUNNING", "DEAD", "PAUSED", "RATE", "MAXCONC");
+    print_queue_head();
     for (size_t i = 0; i < mly_value_len(res); i++)
       print_queue_row(mly_array_at(res, i));
+    for (size_t i = 0; i < mly_value_len(res); i++)
+      print_note(mly_array_at(res, i));
   } else if (!strcmp(s->name, "show")) {
     print_show(res);
   } else if (!strcmp(s->name, "add")) {

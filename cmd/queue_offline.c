@@ -301,9 +301,20 @@ static int change(const char *cmd, const char *sub, const char *dir,
     mly_value_free(payload);
     return st;
   }
+  /* a queue DIR knows nothing of: what its host declares is not known
+   * here; accepted, and said (a host that does not declare it lists the
+   * task as waiting for the queue, never hides it) */
+  bool known = g.queue == NULL || !strcmp(g.queue, MLY_QUEUE_DEFAULT);
+  for (size_t i = 0; i < f.nnames && !known; i++)
+    known = strcmp(f.names[i], g.queue) == 0;
   offline o = {0};
   st = open_dir(cmd, dir, &f, g.queue, fn, &o);
   found_free(&f);
+  if (st == 0 && !known && !strcmp(sub, "add"))
+    fprintf(stderr, "%s: note: no task or pause in %s names queue '%.64s': "
+            "a host runs the task only if it declares that queue (until "
+            "then `mealy queue ls` lists the queue as not declared)\n",
+            cmd, dir, g.queue);
   int rc = 0;
   size_t purged = 0;
   mly_name_info ex;
@@ -324,10 +335,10 @@ static int change(const char *cmd, const char *sub, const char *dir,
       rc = g.paused ? mly_queue_pause(o.rt, g.queue)
                     : mly_queue_resume(o.rt, g.queue);
     }
-    if (rc == MLY_EEXIST)
-      fprintf(stderr, "%s: task '%.64s' is %s\n", cmd, name ? name : "",
-              ex.state == MLY_NAME_ENDED ? "already done (within the "
-              "retention window)" : "already queued");
+    char why[512];
+    if (rc < 0 && !strcmp(sub, "add"))
+      fprintf(stderr, "%s: %s\n", cmd, queue_add_refusal(o.rt, rc, g.queue,
+              fn, name, &ex, why, sizeof why));
     else if (rc == MLY_ESRCH)
       fprintf(stderr, "%s: no such task %llu\n", cmd,
               (unsigned long long)g.id);

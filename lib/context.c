@@ -18,25 +18,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-inst_ext *ext_get(const mly_runtime *rt, const mly_inst *m) {
-  if (!(m->dflags & D_EXT)) return NULL;
-  inst_ext *x = NULL;
-  HASH_FIND(hh, rt->exts, &m->id, sizeof m->id, x);
-  return x;
+/* The array grows to the slot table's capacity: every live slot fits. */
+static int exts_fit(mly_runtime *rt, uint32_t s) {
+  if (s < rt->next_cap) return 0;
+  uint32_t cap = rt->slot_cap > s ? rt->slot_cap : s + 1;
+  inst_ext **a = realloc(rt->exts, (size_t)cap * sizeof *a);
+  if (a == NULL) return MLY_ENOMEM;
+  memset(a + rt->next_cap, 0, (size_t)(cap - rt->next_cap) * sizeof *a);
+  rt_bytes(rt, (ptrdiff_t)(cap - rt->next_cap) * (ptrdiff_t)sizeof *a);
+  rt->exts = a;
+  rt->next_cap = cap;
+  return 0;
 }
 
 inst_ext *ext_make(mly_runtime *rt, mly_inst *m) {
   inst_ext *x = ext_get(rt, m);
   if (x) return x;
+  uint32_t s = (uint32_t)m->id;
+  if (exts_fit(rt, s) < 0) return NULL;
   x = calloc(1, sizeof *x);
   if (x == NULL) return NULL;
   x->id = m->id;
-  bool hash_oom = false;
-  HASH_ADD(hh, rt->exts, id, sizeof x->id, x);
-  if (hash_oom) {
-    free(x);
-    return NULL;
-  }
+  rt->exts[s] = x;
+  rt->nexts++;
   rt_bytes(rt, (ptrdiff_t)sizeof *x);
   m->dflags |= D_EXT;
   return x;
@@ -46,7 +50,8 @@ void ext_end(mly_runtime *rt, mly_inst *m, bool suspended) {
   inst_ext *x = ext_get(rt, m);
   m->dflags &= ~D_EXT;
   if (x == NULL) return;
-  HASH_DEL(rt->exts, x);
+  rt->exts[(uint32_t)m->id] = NULL;
+  rt->nexts--;
   mly_value_free(x->ctx);
   if (x->name)
     name_release(rt, x->name, m->status,
@@ -57,12 +62,14 @@ void ext_end(mly_runtime *rt, mly_inst *m, bool suspended) {
 }
 
 void ext_free_all(mly_runtime *rt) {
-  inst_ext *x, *tmp;
-  HASH_ITER(hh, rt->exts, x, tmp) {
-    HASH_DEL(rt->exts, x);
-    mly_value_free(x->ctx);
-    free(x);
-  }
+  for (uint32_t s = 0; s < rt->next_cap; s++)
+    if (rt->exts[s] != NULL) {
+      mly_value_free(rt->exts[s]->ctx);
+      free(rt->exts[s]);
+    }
+  free(rt->exts);
+  rt->exts = NULL;
+  rt->next_cap = rt->nexts = 0;
 }
 
 /* 64 bits over four independent lanes (a multiply chain per lane), so a
@@ -94,22 +101,22 @@ int64_t ctx_put(mly_runtime *rt, jbuf *b, inst_ext *x, bool full) {
     return 0;
   }
   x->touched = false;
+  /* counted first, then written straight into the batch: no packer, and
+   * the bin's head in its shortest form */
+  size_t len = 0;
+  if (x->ctx != NULL && value_encoded_size(x->ctx, &len) != 0)
+    return MLY_EINVAL; /* a value that does not encode: too deep */
   size_t start = b->n;
-  size_t at = jb_bin_open(b);
-  if (x->ctx != NULL && value_encode_to(x->ctx, jb_write, b) != 0) {
-    if (b->oom) return MLY_ENOMEM;
-    b->n = start; /* a value that does not encode: too deep */
-    return MLY_EINVAL;
-  }
+  jb_bin_head(b, len);
+  unsigned char *p = len ? jb_take(b, len) : NULL;
   if (b->oom) return MLY_ENOMEM;
-  size_t len = b->n - at;
-  uint64_t h = len ? ctx_hash64(b->p + at, len) : 0;
+  if (len) value_encode_raw(x->ctx, p);
+  uint64_t h = len ? ctx_hash64(p, len) : 0;
   if (!full && len == x->len && h == x->hash) {
     b->n = start; /* as committed: not again */
     jb_nil(b);
     return 0;
   }
-  jb_bin_close(b, at);
   x->len = len;
   x->hash = h;
   return (int64_t)len;
@@ -137,15 +144,20 @@ const char *ext_check(const mly_runtime *rt) {
   uint64_t marked = 0;
   for (uint32_t s = 0; s < rt->nslots; s++)
     marked += rt->slots[s] && (rt->slots[s]->dflags & D_EXT);
-  if (marked != HASH_COUNT(rt->exts))
+  if (marked != rt->nexts)
     return "instances marked D_EXT and contexts/names held differ";
-  for (const inst_ext *x = rt->exts; x != NULL; x = x->hh.next) {
+  uint64_t held = 0;
+  for (uint32_t s = 0; s < rt->next_cap; s++) {
+    const inst_ext *x = rt->exts[s];
+    if (x == NULL) continue;
+    held++;
     const mly_inst *m = inst_get(rt, x->id);
-    if (m == NULL || !(m->dflags & D_EXT))
+    if (m == NULL || !(m->dflags & D_EXT) || (uint32_t)x->id != s)
       return "a context or name is held for an instance that is gone";
     if (x->name && (!x->name->live || x->name->id != x->id))
       return "an instance's name entry is not live and its own";
   }
+  if (held != rt->nexts) return "contexts/names held and their count differ";
   if (rt->names == NULL) return NULL;
   uint64_t tombs = 0;
   for (const name_ent *e = rt->names->tab; e != NULL; e = e->hh.next) {

@@ -4,9 +4,11 @@
  *
  * Few instances carry either, so neither lives in struct mly_inst (its
  * size is the per-instance cost of every machine): an instance that has
- * one is marked D_EXT and its `inst_ext` is found by id in a per-runtime
- * hash table (uthash).  An instance without D_EXT costs nothing more and
- * its records are what they were before contexts existed.
+ * one is marked D_EXT and its `inst_ext` is at its slot in a per-runtime
+ * array beside the slot table (rt->exts: one pointer a slot, allocated
+ * with the first ext), found in O(1) without hashing.  An instance
+ * without D_EXT costs nothing more and its records are what they were
+ * before contexts existed.
  *
  * For a durable instance the ext also remembers what was last committed
  * (the length and a 64-bit hash of the context's encoding), so a step
@@ -29,7 +31,6 @@ struct inst_ext {
   bool touched;        /* handed out or replaced since the last commit  */
   bool name_written;   /* the name is in a record already               */
   name_ent *name;      /* NULL: unnamed                                 */
-  UT_hash_handle hh;
 };
 
 /* A name: held by a live (or parked) instance, or a tombstone. */
@@ -56,7 +57,9 @@ struct names {
 };
 
 /* context.c */
-inst_ext *ext_get(const mly_runtime *rt, const mly_inst *m);
+static inline inst_ext *ext_get(const mly_runtime *rt, const mly_inst *m) {
+  return (m->dflags & D_EXT) ? rt->exts[(uint32_t)m->id] : NULL;
+}
 inst_ext *ext_make(mly_runtime *rt, mly_inst *m); /* NULL: out of memory */
 /* The instance leaves memory: its context goes, its name becomes a
  * tombstone (or, suspended, is let go: the journal still holds it). */

@@ -91,7 +91,12 @@ int64_t put_state(mly_runtime *rt, jbuf *b, const mly_inst *m, int how) {
   jb_uint(b, m->step);
   jb_str(b, pt, strlen(pt));
   jb_uint(b, t->def.version);
-  jb_bin(b, m->data, t->def.data_size);
+  /* without its trailing zero bytes: recovery zero-fills (recover.c) */
+  size_t dn = t->def.data_size;
+  uint64_t w = 0;
+  while (dn >= 8 && (memcpy(&w, m->data + dn - 8, 8), w == 0)) dn -= 8;
+  while (dn > 0 && m->data[dn - 1] == 0) dn--;
+  jb_bin(b, m->data, dn);
   jb_uint(b, m->head.flags & (F_SHUT_REQ | F_IN_SHUTDOWN));
   jb_array(b, 5);
   jb_uint(b, exiting ? RP_W_EXITING : m->head.wait);
@@ -285,6 +290,13 @@ static int step_refused(mly_runtime *rt, dur_state *d, size_t at, int rc) {
 int durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
   dur_state *d = rt->dur;
   if (store_failed(d->s)) return 0;
+  /* An exit that took, sent and spawned nothing and leaves at once: the
+   * END record that follows in this batch says all it would (its data
+   * is never read again).  Not when it waits for children first, or is
+   * suspended (no END follows). */
+  if (exited && m->child == NULL && d->ntook == 0 && d->nout == 0 &&
+      d->nspawned == 0 && !(m->dflags & D_SILENT) && !rt->closing)
+    return 0;
   jbuf *b = store_buf(d->s);
   size_t at = jb_begin(b, store_next_seq(d->s), JR_STEP, 4);
   size_t before = b->n;

@@ -29,8 +29,10 @@
 #define MLY_INTERNAL_H
 
 #include "mealy.h"
+#include "value.h"
 
 #include <stdio.h>
+#include <string.h>
 
 /* head.wait: what a yielded instance waits for. */
 enum {
@@ -230,7 +232,9 @@ struct mly_runtime {
 
   mly_stats st;
   dur_state *dur;          /* NULL: no journal (durable.c) */
-  inst_ext *exts;          /* contexts and names by id (context.c) */
+  inst_ext **exts;         /* contexts and names by slot (context.c):
+                              NULL until the first; nexts long        */
+  uint32_t next_cap, nexts; /* its length; how many are held           */
   names *names;            /* the name table (names.c) */
 
   struct metrics_src *msrc; /* metrics sources, in order (metrics.c) */
@@ -255,12 +259,6 @@ static inline bool has_control(const char *s) {
     if ((unsigned char)*s < 0x20 || *s == 0x7f) return true;
   return false;
 }
-
-/* value.c: the encoding given to a writer as it is made (msgpack's
- * packer callback: 0 or -1) */
-int value_encode_to(const mly_value *v,
-                    int (*write)(void *data, const char *buf, size_t len),
-                    void *data);
 
 /* runtime.c */
 bool rt_on_loop_thread(const mly_runtime *rt);

@@ -45,6 +45,13 @@ static bool reserve(jbuf *b, size_t n) {
   return true;
 }
 
+unsigned char *jb_take(jbuf *b, size_t n) {
+  if (!reserve(b, n)) return NULL;
+  unsigned char *p = b->p + b->n;
+  b->n += n;
+  return p;
+}
+
 void jb_raw(jbuf *b, const void *p, size_t n) {
   if (!reserve(b, n)) return;
   if (n) memcpy(b->p + b->n, p, n);
@@ -92,10 +99,14 @@ void jb_str(jbuf *b, const char *s, size_t n) {
   jb_raw(b, s, n);
 }
 
-void jb_bin(jbuf *b, const void *p, size_t n) {
+void jb_bin_head(jbuf *b, size_t n) {
   if (n <= UINT8_MAX) be(b, 0xc4, n, 1);
   else if (n <= UINT16_MAX) be(b, 0xc5, n, 2);
   else be(b, 0xc6, n, 4);
+}
+
+void jb_bin(jbuf *b, const void *p, size_t n) {
+  jb_bin_head(b, n);
   jb_raw(b, p, n);
 }
 

@@ -31,6 +31,9 @@
  *                                        the event ids it consumed, the
  *                                        events it sent to durable
  *                                        machines, the children it made
+ *                                        (a step that exits with none of
+ *                                        these and ends at once writes
+ *                                        none: its END says it all)
  *     EVENT   [seq, 3, E]               an event for a durable machine
  *     END     [seq, 4, id, status, lifecycle, notice_eid (, ended_ms,
  *              name)]                   (a named instance: its tombstone)
@@ -43,7 +46,9 @@
  *
  *     S = [id, type, parent, step, point, version, data, flags,
  *          [wait, ev, arg, due_wall_ms, peer], status (, context, name)]
- *     (peer: a request's target, for a reply wait; older records have
+ *     (data: the instance's data without its trailing zero bytes (older
+ *     records: whole); a reader zero-fills it to the type's data_size.
+ *     peer: a request's target, for a reply wait; older records have
  *     no peer.  context and name only for an instance that has either:
  *     context a bin of its msgpack (empty: cleared) or nil (as the record
  *     before left it); name a str in its first record and in INST, else
@@ -134,6 +139,8 @@ typedef struct jbuf {
 
 void jb_free(jbuf *b);
 void jb_raw(jbuf *b, const void *p, size_t n);
+/* n bytes appended for the caller to fill; NULL: out of memory (oom set) */
+unsigned char *jb_take(jbuf *b, size_t n);
 void jb_uint(jbuf *b, uint64_t u);
 void jb_int(jbuf *b, int64_t i);
 void jb_nil(jbuf *b);
@@ -142,6 +149,7 @@ void jb_str(jbuf *b, const char *s, size_t n);
 void jb_bin(jbuf *b, const void *p, size_t n);
 /* A bin written in place: open, append its bytes, close (the length
  * goes into the header then).  Bytes appended since open: b->n - at. */
+void jb_bin_head(jbuf *b, size_t n); /* then n bytes of it (jb_take) */
 size_t jb_bin_open(jbuf *b);
 void jb_bin_close(jbuf *b, size_t at);
 int jb_write(void *data, const char *buf, size_t len);

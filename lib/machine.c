@@ -382,13 +382,10 @@ int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
 static int context_fits(mly_runtime *rt, mly_type *t, const mly_value *v) {
   if (v == NULL || rt->dur == NULL || !(t->def.flags & MLY_TYPE_DURABLE))
     return 0;
-  jbuf b = {0};
-  int rc = value_encode_to(v, jb_write, &b) != 0 ? (b.oom ? MLY_ENOMEM
-                                                          : MLY_EINVAL)
-           : b.n + t->def.data_size + 4096 > JR_MAX_BODY ? MLY_ERANGE
-                                                         : 0;
-  jb_free(&b);
-  return rc;
+  size_t n = 0; /* counted, not encoded: put_state encodes it once */
+  return value_encoded_size(v, &n) != 0 ? MLY_EINVAL
+         : n + t->def.data_size + 4096 > JR_MAX_BODY ? MLY_ERANGE
+                                                     : 0;
 }
 
 /* The name o asks for, checked and free, into buf. */

@@ -370,6 +370,9 @@ int mly_runtime_attach(mly_runtime *rt, const char *key, void *ptr,
 }
 
 void *mly_runtime_attached(const mly_runtime *rt, const char *key) {
+  for (uint32_t i = 0; i < rt->nattached; i++) /* a layer passes its own
+                                                   constant: no strcmp */
+    if (rt->attached[i].key == key) return rt->attached[i].ptr;
   for (uint32_t i = 0; i < rt->nattached; i++)
     if (strcmp(rt->attached[i].key, key) == 0) return rt->attached[i].ptr;
   return NULL;

@@ -34,21 +34,37 @@
 **     MLY_VALUE_MAX_DEPTH, so whatever encodes also decodes, and sizes
 **     msgpack cannot express (4 GiB and more) with MLY_ERANGE.
 **   - A value may sit in one container at most, and never inside itself.
+**
+** Shared copies (lib/ only, value_share): a YAML machine's dispatch works
+** on a copy of the instance's context, and a deep copy of every node at
+** every dispatch was most of its cost.  value_share copies one map or
+** array header and shares what it holds: each child and each key counts
+** one more owner (`shared`, a key's `refs`), and mly_value_free of a node
+** with other owners only takes one away.  Scalars never change in place,
+** so sharing them is invisible.  A shared container is never handed out
+** for change: the getters that return a child (mly_map_get, mly_map_at,
+** mly_array_at) first give the parent its own copy of a shared container
+** child (own()), so a change through one tree never shows in the other.
+** Counts are plain integers: trees that share nodes stay on one thread
+** (the fsm makes a private deep copy before a blocking action).
 */
 #include "mealy.h"
 #include "internal.h"
 
 #include <msgpack.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct mly_pair {
-  char *key; /* NUL-terminated, holds no other NUL */
+  char *key; /* NUL-terminated, holds no other NUL; in a key_box */
   mly_value *val;
 } mly_pair;
 
 struct mly_value {
   mly_vtype type;
+  uint32_t shared; /* owners besides the first (value_share) */
   union {
     bool b;
     int64_t i;
@@ -59,6 +75,42 @@ struct mly_value {
     struct { mly_pair *v; size_t len, cap; } m;   /* MAP */
   } u;
 };
+
+/* ------------------------------------------------------------------ */
+/* Keys: counted, so that a shared copy of a map shares them too.      */
+
+typedef struct key_box {
+  uint32_t refs; /* owners besides the first */
+  size_t len;    /* strlen(s) */
+  char s[];
+} key_box;
+
+static key_box *box_of(const char *k) {
+  return (key_box *)(uintptr_t)(k - offsetof(key_box, s));
+}
+
+static char *key_new(const char *s, size_t len) {
+  if (len > SIZE_MAX - sizeof(key_box) - 1)
+    return NULL;
+  key_box *b = malloc(sizeof *b + len + 1);
+  if (!b)
+    return NULL;
+  b->refs = 0;
+  b->len = len;
+  memcpy(b->s, s, len);
+  b->s[len] = '\0';
+  return b->s;
+}
+
+static void key_free(char *k) {
+  if (!k)
+    return;
+  key_box *b = box_of(k);
+  if (b->refs > 0)
+    b->refs--;
+  else
+    free(b);
+}
 
 /* ------------------------------------------------------------------ */
 /* Construction and destruction.                                       */
@@ -139,6 +191,10 @@ mly_value *mly_value_map(void) { return value_new(MLY_V_MAP); }
 void mly_value_free(mly_value *v) {
   if (!v)
     return;
+  if (v->shared > 0) { /* another tree still holds it */
+    v->shared--;
+    return;
+  }
   switch (v->type) {
   case MLY_V_STR:
   case MLY_V_BIN:
@@ -151,7 +207,7 @@ void mly_value_free(mly_value *v) {
     break;
   case MLY_V_MAP:
     for (size_t i = 0; i < v->u.m.len; i++) {
-      free(v->u.m.v[i].key);
+      key_free(v->u.m.v[i].key);
       mly_value_free(v->u.m.v[i].val);
     }
     free(v->u.m.v);
@@ -160,6 +216,61 @@ void mly_value_free(mly_value *v) {
     break;
   }
   free(v);
+}
+
+/* ------------------------------------------------------------------ */
+/* Shared copies (see the file comment).                               */
+
+mly_value *value_share(mly_value *v) {
+  if (!v)
+    return NULL;
+  if (v->type != MLY_V_MAP && v->type != MLY_V_ARRAY) {
+    v->shared++;
+    return v;
+  }
+  mly_value *c = value_new(v->type);
+  if (!c)
+    return NULL;
+  size_t n = v->u.a.len; /* the same place in both layouts */
+  if (v->type == MLY_V_ARRAY) {
+    if (n && !(c->u.a.v = malloc(n * sizeof *c->u.a.v))) {
+      free(c);
+      return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+      c->u.a.v[i] = v->u.a.v[i];
+      c->u.a.v[i]->shared++;
+    }
+    c->u.a.len = c->u.a.cap = n;
+    return c;
+  }
+  n = v->u.m.len;
+  if (n && !(c->u.m.v = malloc(n * sizeof *c->u.m.v))) {
+    free(c);
+    return NULL;
+  }
+  for (size_t i = 0; i < n; i++) {
+    c->u.m.v[i] = v->u.m.v[i];
+    box_of(c->u.m.v[i].key)->refs++;
+    c->u.m.v[i].val->shared++;
+  }
+  c->u.m.len = c->u.m.cap = n;
+  return c;
+}
+
+/* A child reached for change (through a getter): a shared container is
+ * replaced, in its parent's slot, by a copy of its own (whose children
+ * are shared in turn).  NULL: out of memory. */
+static mly_value *own(mly_value **slot) {
+  mly_value *c = *slot;
+  if (c->shared == 0 || (c->type != MLY_V_MAP && c->type != MLY_V_ARRAY))
+    return c;
+  mly_value *n = value_share(c);
+  if (!n)
+    return NULL;
+  c->shared--;
+  *slot = n;
+  return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -202,7 +313,7 @@ static int array_append(mly_value *a, mly_value *elem) {
 static int map_append(mly_value *m, char *key, mly_value *val) {
   mly_pair *v = grow(m->u.m.v, &m->u.m.cap, m->u.m.len + 1, sizeof *v);
   if (!v) {
-    free(key);
+    key_free(key);
     mly_value_free(val);
     return MLY_ENOMEM;
   }
@@ -241,7 +352,7 @@ int mly_array_push(mly_value *array, mly_value *elem) {
 mly_value *mly_array_at(const mly_value *array, size_t i) {
   if (!is_array(array) || i >= array->u.a.len)
     return NULL;
-  return array->u.a.v[i];
+  return own(&array->u.a.v[i]);
 }
 
 /* Linear search: maps are small, and insertion order is the contract. */
@@ -264,7 +375,7 @@ int mly_map_set(mly_value *map, const char *key, mly_value *val) {
     p->val = val;
     return 0;
   }
-  char *k = strdup(key);
+  char *k = key_new(key, strlen(key));
   if (!k) {
     mly_value_free(val);
     return MLY_ENOMEM;
@@ -276,7 +387,7 @@ mly_value *mly_map_get(const mly_value *map, const char *key) {
   if (!is_map(map) || !key)
     return NULL;
   mly_pair *p = map_find(map, key);
-  return p ? p->val : NULL;
+  return p ? own(&p->val) : NULL;
 }
 
 int mly_map_del(mly_value *map, const char *key) {
@@ -285,7 +396,7 @@ int mly_map_del(mly_value *map, const char *key) {
   mly_pair *p = map_find(map, key);
   if (!p)
     return MLY_ENOENT;
-  free(p->key);
+  key_free(p->key);
   mly_value_free(p->val);
   size_t i = (size_t)(p - map->u.m.v);
   /* Shift the tail down rather than swap in the last pair: order is kept. */
@@ -300,10 +411,14 @@ int mly_map_at(const mly_value *map, size_t i, const char **key,
     return MLY_EINVAL;
   if (i >= map->u.m.len)
     return MLY_ENOENT;
+  if (val) {
+    mly_value *v = own(&map->u.m.v[i].val);
+    if (!v)
+      return MLY_ENOMEM;
+    *val = v;
+  }
   if (key)
     *key = map->u.m.v[i].key;
-  if (val)
-    *val = map->u.m.v[i].val;
   return 0;
 }
 
@@ -501,10 +616,11 @@ static mly_value *map_copy(const mly_value *src) {
   if (!c)
     return NULL;
   for (size_t i = 0; i < src->u.m.len; i++) {
-    char *k = strdup(src->u.m.v[i].key);
+    const char *sk = src->u.m.v[i].key;
+    char *k = key_new(sk, strlen(sk));
     mly_value *val = mly_value_copy(src->u.m.v[i].val);
     if (!k || !val) {
-      free(k);
+      key_free(k);
       mly_value_free(val);
       mly_value_free(c);
       return NULL;
@@ -647,7 +763,7 @@ static int encode_map(msgpack_packer *pk, const mly_value *v, int depth) {
     return MLY_ENOMEM;
   for (size_t i = 0; i < v->u.m.len; i++) {
     const char *k = v->u.m.v[i].key;
-    size_t n = strlen(k);
+    size_t n = box_of(k)->len;
     if (n > UINT32_MAX)
       return MLY_ERANGE;
     if (msgpack_pack_str(pk, n) != 0 || msgpack_pack_str_body(pk, k, n) != 0)
@@ -684,6 +800,157 @@ static int encode_any(msgpack_packer *pk, const mly_value *v, int depth) {
   default:
     return MLY_EINVAL;
   }
+}
+
+/* The bytes a header of a str/bin/array/map of n takes (fixstr: 32,
+ * fixarray/fixmap: 16 fit the tag; bin has no fix form). */
+static size_t head_size(size_t n, size_t fix) {
+  return n < fix ? 1 : n < 256 && fix != 16 ? 2 : n < 65536 ? 3 : 5;
+}
+
+static size_t uint_size(uint64_t u) {
+  return u < 128 ? 1 : u <= UINT8_MAX ? 2 : u <= UINT16_MAX ? 3
+         : u <= UINT32_MAX ? 5 : 9;
+}
+
+/* What encode_any would write, counted without writing: the same
+ * refusals (MLY_EINVAL too deep, MLY_ERANGE a size msgpack cannot say). */
+static int size_any(const mly_value *v, int depth, size_t *n) {
+  size_t len;
+  switch (mly_value_type(v)) {
+  case MLY_V_NIL:
+  case MLY_V_BOOL: *n += 1; return 0;
+  case MLY_V_INT:
+    if (v->u.i >= 0) *n += uint_size((uint64_t)v->u.i);
+    else *n += v->u.i >= -32 ? 1 : v->u.i >= INT8_MIN ? 2
+               : v->u.i >= INT16_MIN ? 3 : v->u.i >= INT32_MIN ? 5 : 9;
+    return 0;
+  case MLY_V_UINT: *n += uint_size(v->u.u); return 0;
+  case MLY_V_DOUBLE: *n += 9; return 0;
+  case MLY_V_STR:
+  case MLY_V_BIN:
+    len = v->u.s.len;
+    if (len > UINT32_MAX)
+      return MLY_ERANGE;
+    *n += head_size(len, v->type == MLY_V_STR ? 32 : 0) + len;
+    return 0;
+  case MLY_V_ARRAY:
+  case MLY_V_MAP:
+    if (depth >= MLY_VALUE_MAX_DEPTH)
+      return MLY_EINVAL;
+    len = v->u.a.len; /* the same place in both layouts */
+    if (len > UINT32_MAX)
+      return MLY_ERANGE;
+    *n += head_size(len, 16);
+    for (size_t i = 0; i < len; i++) {
+      const mly_value *c = v->type == MLY_V_ARRAY ? v->u.a.v[i] : v->u.m.v[i].val;
+      if (v->type == MLY_V_MAP) {
+        size_t k = box_of(v->u.m.v[i].key)->len;
+        if (k > UINT32_MAX)
+          return MLY_ERANGE;
+        *n += head_size(k, 32) + k;
+      }
+      int rc = size_any(c, depth + 1, n);
+      if (rc)
+        return rc;
+    }
+    return 0;
+  default:
+    return MLY_EINVAL;
+  }
+}
+
+/* A big-endian head: tag, then `bytes` bytes of n. */
+static unsigned char *put_head(unsigned char *p, unsigned char tag,
+                               uint64_t n, unsigned bytes) {
+  *p++ = tag;
+  for (unsigned i = bytes; i-- > 0;)
+    *p++ = (unsigned char)(n >> (8 * i));
+  return p;
+}
+
+static unsigned char *put_uint(unsigned char *p, uint64_t u) {
+  if (u < 128)
+    return put_head(p, (unsigned char)u, 0, 0);
+  if (u <= UINT8_MAX)
+    return put_head(p, 0xcc, u, 1);
+  if (u <= UINT16_MAX)
+    return put_head(p, 0xcd, u, 2);
+  if (u <= UINT32_MAX)
+    return put_head(p, 0xce, u, 4);
+  return put_head(p, 0xcf, u, 8);
+}
+
+/* str (fix 32), bin (no fix form), array/map (fix 16): as msgpack-c. */
+static unsigned char *put_len(unsigned char *p, size_t n, unsigned char fix,
+                              unsigned char t8, unsigned char t16,
+                              unsigned char t32, size_t fixmax) {
+  if (n < fixmax)
+    return put_head(p, (unsigned char)(fix | n), 0, 0);
+  if (n <= UINT8_MAX && t8)
+    return put_head(p, t8, n, 1);
+  if (n <= UINT16_MAX)
+    return put_head(p, t16, n, 2);
+  return put_head(p, t32, n, 4);
+}
+
+/* encode_any's bytes, written straight to p (sized by size_any, which
+ * refused what cannot be written). */
+static unsigned char *raw_any(const mly_value *v, unsigned char *p) {
+  switch (mly_value_type(v)) {
+  case MLY_V_NIL: *p++ = 0xc0; return p;
+  case MLY_V_BOOL: *p++ = v->u.b ? 0xc3 : 0xc2; return p;
+  case MLY_V_INT: {
+    int64_t i = v->u.i;
+    if (i >= 0) return put_uint(p, (uint64_t)i);
+    if (i >= -32) return put_head(p, (unsigned char)(0xe0 | (i + 32)), 0, 0);
+    if (i >= INT8_MIN) return put_head(p, 0xd0, (uint64_t)i & 0xff, 1);
+    if (i >= INT16_MIN) return put_head(p, 0xd1, (uint64_t)i & 0xffff, 2);
+    if (i >= INT32_MIN) return put_head(p, 0xd2, (uint64_t)i & 0xffffffff, 4);
+    return put_head(p, 0xd3, (uint64_t)i, 8);
+  }
+  case MLY_V_UINT: return put_uint(p, v->u.u);
+  case MLY_V_DOUBLE: {
+    uint64_t bits;
+    memcpy(&bits, &v->u.d, sizeof bits);
+    return put_head(p, 0xcb, bits, 8);
+  }
+  case MLY_V_STR:
+  case MLY_V_BIN:
+    p = v->type == MLY_V_STR
+            ? put_len(p, v->u.s.len, 0xa0, 0xd9, 0xda, 0xdb, 32)
+            : put_len(p, v->u.s.len, 0, 0xc4, 0xc5, 0xc6, 0);
+    memcpy(p, v->u.s.p, v->u.s.len);
+    return p + v->u.s.len;
+  case MLY_V_ARRAY:
+    p = put_len(p, v->u.a.len, 0x90, 0, 0xdc, 0xdd, 16);
+    for (size_t i = 0; i < v->u.a.len; i++)
+      p = raw_any(v->u.a.v[i], p);
+    return p;
+  case MLY_V_MAP:
+    p = put_len(p, v->u.m.len, 0x80, 0, 0xde, 0xdf, 16);
+    for (size_t i = 0; i < v->u.m.len; i++) {
+      const key_box *k = box_of(v->u.m.v[i].key);
+      p = put_len(p, k->len, 0xa0, 0xd9, 0xda, 0xdb, 32);
+      memcpy(p, k->s, k->len);
+      p = raw_any(v->u.m.v[i].val, p + k->len);
+    }
+    return p;
+  default:
+    return p;
+  }
+}
+
+size_t value_encode_raw(const mly_value *v, unsigned char *dst) {
+  return (size_t)(raw_any(v, dst) - dst);
+}
+
+int value_encoded_size(const mly_value *v, size_t *out) {
+  size_t n = 0;
+  int rc = size_any(v, 0, &n);
+  if (rc == 0)
+    *out = n;
+  return rc;
 }
 
 /* lib/ only (internal.h): the encoding handed to a writer as it is made
@@ -865,9 +1132,9 @@ static int decode_key(reader *r, char **key) {
     mly_value_free(s);
     return MLY_EBADMSG;
   }
-  *key = s->u.s.p; /* steal the NUL-terminated buffer */
-  free(s);
-  return 0;
+  *key = key_new(s->u.s.p, s->u.s.len);
+  mly_value_free(s);
+  return *key ? 0 : MLY_ENOMEM;
 }
 
 static int key_cmp(const void *a, const void *b) {
@@ -903,7 +1170,7 @@ static int decode_pair(reader *r, mly_value *m, int depth) {
     return rc;
   rc = decode_any(r, depth + 1, &p->val);
   if (rc) {
-    free(p->key);
+    key_free(p->key);
     return rc;
   }
   m->u.m.len++;

@@ -141,5 +141,18 @@ check "mealy --help lists fsm" test $? = 0
 "$mealy" fsm validate "$top/none.yaml" 2>"$top/err"
 check "a missing file: exit 1" test $? = 1
 check "...named with the reason" grep -q "none.yaml: cannot read: No such file" "$top/err"
+# a file that cannot be read is a refusal (1), not a usage error (2), in
+# every subcommand that takes a file (migrate said 2; no host is needed
+# to tell)
+missing_exit() { # what, command...: exit 1 and the file named
+  local what=$1; shift
+  "$@" >/dev/null 2>"$top/err"
+  local rc=$?
+  check "$what of a missing file: exit 1" bash -c "[ $rc = 1 ] && grep -q none.yaml '$top/err'"
+}
+missing_exit "fsm dot" "$mealy" fsm dot "$top/none.yaml"
+missing_exit "fsm migrate" "$mealy" fsm migrate "$top/none.yaml" -s "$top/no.sock"
+missing_exit "fsm migrate --dry-run" "$mealy" fsm migrate --dry-run "$top/none.yaml" -s "$top/no.sock"
+missing_exit "fsm run" "$mealy" fsm run "$top/none.yaml" --state-dir "$top/st" -s "$top/no.sock"
 
 exit $fail

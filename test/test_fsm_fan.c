@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -564,6 +565,48 @@ START_TEST(lines_of_a_directory) {
 }
 END_TEST
 
+/* Finding: /dev/zero was read without end (GBs, the host stuck, again
+ * at each restart) and a FIFO failed with a retried "Illegal seek".
+ * What is not a regular file is refused for good, the sentence naming
+ * the path and what it is. */
+START_TEST(lines_of_not_a_file) {
+  char fifo[128];
+  snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+  ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+  const char *paths[] = {"/dev/zero", fifo};
+  const char *kinds[] = {"a character device", "a FIFO (named pipe)"};
+  for (int i = 0; i < 2; i++) {
+    memset(&S, 0, sizeof S);
+    run_lines(paths[i], 3);
+    ck_assert_int_eq(S.dropped, 1);
+    ck_assert_int_eq(S.work, 0);
+    char want[256];
+    snprintf(want, sizeof want, "continuation over the lines of %s: it is "
+             "%s, not a file", paths[i], kinds[i]);
+    ck_assert_msg(strstr(S.error, want) != NULL, "error: %s", S.error);
+    ck_assert(S.permanent);
+    ck_assert_int_eq(S.lines_attempts, 1);
+  }
+}
+END_TEST
+
+/* A line over 1 MiB is refused after reading 1 MiB of it, not held
+ * whole (the file here: 3 MiB, no newline). */
+START_TEST(lines_too_long) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/long.txt", dir);
+  FILE *f = fopen(path, "w");
+  ck_assert_ptr_nonnull(f);
+  for (int i = 0; i < 3 * 1024; i++)
+    for (int k = 0; k < 1024; k++) fputc('x', f);
+  ck_assert_int_eq(fclose(f), 0);
+  run_lines(path, 3);
+  ck_assert_int_eq(S.dropped, 1);
+  ck_assert_msg(strstr(S.error, "a line is longer than 1 MiB") != NULL,
+                "error: %s", S.error);
+}
+END_TEST
+
 START_TEST(lines_of_a_missing_file) {
   char path[128];
   snprintf(path, sizeof path, "%s/missing.txt", dir);
@@ -864,6 +907,8 @@ static Suite *suite(void) {
   tcase_add_test(t, lines_batches);
   tcase_add_test(t, lines_of_a_directory);
   tcase_add_test(t, lines_of_a_missing_file);
+  tcase_add_test(t, lines_of_not_a_file);
+  tcase_add_test(t, lines_too_long);
   tcase_add_test(t, group_count);
   tcase_add_test(t, count_overflow);
   tcase_add_test(t, group_window);

@@ -11,11 +11,15 @@
 # No check measures a duration: waits are bounded polls.
 #
 # usage: test_fsm_host.sh PATH/TO/mealy ACTIONS.so NOINIT.so ORDER.yaml
+#        [ACTIONS.c INCLUDE-DIR CC] (a library built as the README says)
 set -u
 mealy=$(readlink -f "$1")
 actions_so=$(readlink -f "$2")
 noinit_so=$(readlink -f "$3")
 order_yaml=$(readlink -f "$4")
+actions_c=${5:-}
+include_dir=${6:-}
+cc_bin=${7:-cc}
 py=/usr/bin/python3
 
 fail=0
@@ -124,6 +128,50 @@ check "a library writable by others: refused as by run, exit 1" \
 "$mealy" fsm validate --actions "$T/noinit.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
 check "a library without mly_actions_init: exit 1, says so" \
   eval '[ $rc = 1 ] && grep -q "no function mly_actions_init" "$T/out"'
+# an actions library built as the README says, `cc -shared -fPIC` with
+# no libmealy linked in: the binary exports the API (was: undefined
+# symbol mly_...)
+if [ -n "$actions_c" ]; then
+  "$cc_bin" -shared -fPIC -I"$include_dir" "$actions_c" -o "$T/plain.so" 2>"$T/cc.err"
+  check "a plain shared object builds" test -s "$T/plain.so"
+  chmod 644 "$T/plain.so"
+  check "... it does not link libmealy" eval '! readelf -d "$T/plain.so" | grep -q "libmealy"'
+  "$mealy" fsm validate --actions "$T/plain.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+  check "... and it loads: its init registers through the binary's API" \
+    eval '[ $rc = 0 ] && grep -q "every action name is registered" "$T/out"'
+else
+  check "the plain-library test has its source (ACTIONS.c INCLUDE-DIR)" false
+fi
+# a symbolic link as LIB.so (libshop.so -> libshop.so.1.0) is followed
+# safely: was refused ("too many levels of symbolic links")
+mkdir -p "$T/lib" && chmod 755 "$T/lib"
+cp "$actions_so" "$T/lib/libshop.so.1.0" && chmod 644 "$T/lib/libshop.so.1.0"
+ln -sf libshop.so.1.0 "$T/lib/libshop.so"
+ln -sf "$T/lib/libshop.so" "$T/lib/chain.so"
+for l in libshop.so chain.so; do
+  "$mealy" fsm validate --actions "$T/lib/$l" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+  check "--actions through a symlink ($l): loaded, exit 0" \
+    eval '[ $rc = 0 ] && grep -q "every action name is registered" "$T/out"'
+done
+# ... but not through a link another user owns, nor to a file in a
+# directory others may write
+if [ "$(id -u)" = 0 ]; then
+  ln -sf libshop.so.1.0 "$T/lib/theirs.so"
+  chown -h nobody "$T/lib/theirs.so"
+  "$mealy" fsm validate --actions "$T/lib/theirs.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+  check "a symlink owned by another user: refused, said" \
+    eval '[ $rc = 1 ] && grep -q "theirs.so is a symbolic link owned by another user" "$T/out"'
+fi
+mkdir -p "$T/open" && chmod 777 "$T/open"
+cp "$actions_so" "$T/open/lib.so" && chmod 644 "$T/open/lib.so"
+ln -sf "$T/open/lib.so" "$T/lib/toopen.so"
+"$mealy" fsm validate --actions "$T/lib/toopen.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+check "a symlink to a file in a directory others may write: refused" \
+  eval '[ $rc = 1 ] && grep -q "$T/open" "$T/out"'
+ln -sf loop2.so "$T/lib/loop1.so"; ln -sf loop1.so "$T/lib/loop2.so"
+"$mealy" fsm validate --actions "$T/lib/loop1.so" "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
+check "a loop of links: refused, said" \
+  eval '[ $rc = 1 ] && grep -q "more than 40 symbolic links" "$T/out"'
 "$mealy" fsm validate "$T/host_order.yaml" --actions >"$T/out" 2>&1; rc=$?
 check "--actions without LIB.so: exit 2" \
   eval '[ $rc = 2 ] && grep -q "LIB.so is needed after" "$T/out"'

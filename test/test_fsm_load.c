@@ -923,7 +923,7 @@ static int read_queues(mly_conf *c, mly_conf_node *v, void *arg) {
 
 START_TEST(sections_handed_over) {
   seen_section q = {0};
-  mly_conf_section sec[] = {{"queues", read_queues, &q}};
+  mly_conf_section sec[] = {{"queues", read_queues, &q, NULL}};
   mly_fsm_load_options o = opts;
   o.sections = sec;
   o.nsections = 1;

@@ -156,6 +156,16 @@ START_TEST(max_concurrent_holds_for_steps) {
   ck_assert_int_eq(mly_queue_info_get(rt, "lim", &qi), 0);
   ck_assert_uint_eq(qi.steps_running, 2);
   ck_assert_uint_eq(qi.steps_waiting, 28);
+  /* show says what the 28 wait for (it said phase dispatch, nothing) */
+  int says = 0;
+  for (int i = 0; i < 30; i++) {
+    char name[32];
+    mly_fsm_info fi;
+    snprintf(name, sizeof name, "i%d", i);
+    ck_assert_int_eq(mly_fsm_info_get(rt, fh_id(rt, name), &fi), 0);
+    says += strcmp(fi.awaits_queue, "lim") == 0;
+  }
+  ck_assert_int_eq(says, 28);
   fh_until(rt, all_ended, NULL, 200000);
   ck_assert_int_eq(max_running, 2);
   for (int i = 0; i < 30; i++) {
@@ -603,6 +613,94 @@ START_TEST(kill9_no_slot_leaked_no_step_twice) {
 }
 END_TEST
 
+/* ---- a dispatch that cannot run gives its slot back ---- */
+
+static int later_calls;
+static int act_later(mly_action_call *c, void *arg) {
+  (void)arg;
+  later_calls++;
+  return mly_action_event(c, "done");
+}
+static int act_quick(mly_action_call *c, void *arg) {
+  (void)arg;
+  return mly_action_event(c, "done");
+}
+static void reg_one(mly_runtime *rt) {
+  ck_assert_int_eq(mly_queues_open(rt), 0);
+  mly_queue_def d = {.name = "one", .max_concurrent = 1,
+                     .retry = MLY_RETRY_UNSET};
+  char err[256] = "";
+  ck_assert_msg(mly_queue_declare(rt, &d, err, sizeof err) == 0, "%s", err);
+  ck_assert_int_eq(mly_action_register(rt, "Quick", act_quick, NULL, 0), 0);
+}
+static void reg_one_later(mly_runtime *rt) {
+  reg_one(rt);
+  ck_assert_int_eq(mly_action_register(rt, "Later", act_later, NULL, 0), 0);
+}
+static bool awaits_later(mly_runtime *rt, void *name) {
+  mly_fsm_info fi;
+  mly_name_info ni;
+  return mly_name_lookup(rt, name, &ni) == 0 && ni.state == MLY_NAME_LIVE &&
+         mly_fsm_info_get(rt, ni.id, &fi) == 0 &&
+         strcmp(fi.awaits_action, "Later") == 0;
+}
+
+/* Finding: a dispatch waiting for an action no one registered (a host
+ * restarted without the library) kept its queue's slot, so a
+ * max_concurrent: 1 queue stopped for every other instance.  It gives
+ * the slot back while it waits, and takes one again when it can run. */
+START_TEST(awaiting_action_gives_slot_back) {
+  h_tmpdir(dir, sizeof dir, "mealy-fsmq");
+  mly_runtime *rt = fh_durable(dir, reg_one_later);
+  fh_add(rt, "state_machines:\n"
+             "- name: lw\n"
+             "  queue: one\n"
+             "  states:\n"
+             "  - {name: a, initial: true, wait: {events: [on]},\n"
+             "     transitions: [{event: on, to: b}]}\n"
+             "  - {name: b, action: Later, transitions: [{event: done, to: "
+             "c}]}\n"
+             "  - {name: c, final: true}\n");
+  ck_assert_int_eq(mly_fsm_start(rt, "lw", "lw-1", NULL, NULL, 0, NULL), 0);
+  fh_at at = {"lw-1", "wait", "a"};
+  fh_until(rt, fh_is_at, &at, 10000);
+  mly_runtime_close(rt);
+
+  rt = fh_durable(dir, reg_one); /* without Later */
+  fh_add(rt, "state_machines:\n"
+             "- name: qk\n"
+             "  queue: one\n"
+             "  states:\n"
+             "  - {name: a, initial: true, action: Quick,\n"
+             "     transitions: [{event: done, to: b}]}\n"
+             "  - {name: b, final: true}\n");
+  ck_assert_int_eq(mly_fsm_send(rt, "lw-1", "on", NULL, NULL, NULL), 0);
+  fh_until(rt, awaits_later, "lw-1", 10000);
+  mly_queue_info qi;
+  ck_assert_int_eq(mly_queue_info_get(rt, "one", &qi), 0);
+  ck_assert_uint_eq(qi.steps_running, 0);
+  /* the queue's one slot serves the others meanwhile */
+  for (int i = 0; i < 3; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "q%d", i);
+    ck_assert_int_eq(mly_fsm_start(rt, "qk", name, NULL, NULL, 0, NULL), 0);
+    fh_until(rt, fh_ended, name, 10000);
+    ck_assert_int_eq(fh_end_status(rt, name), 0);
+  }
+  ck_assert(awaits_later(rt, "lw-1"));
+  /* registered: it takes a slot again (one held by no one else) and
+   * ends */
+  ck_assert_int_eq(mly_action_register(rt, "Later", act_later, NULL, 0), 0);
+  fh_until(rt, fh_ended, "lw-1", 10000);
+  ck_assert_int_eq(fh_end_status(rt, "lw-1"), 0);
+  ck_assert_int_eq(later_calls, 1);
+  ck_assert_int_eq(mly_queue_info_get(rt, "one", &qi), 0);
+  ck_assert_uint_eq(qi.steps_running, 0);
+  mly_runtime_close(rt);
+  h_rmtree(dir);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("fsm_queue");
   TCase *tc = tcase_create("limits");
@@ -614,6 +712,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, no_queue_layer_fails_dispatch);
   tcase_add_test(tc, queue_retry_policy_applies);
   tcase_add_test(tc, unknown_queue_at_load);
+  tcase_add_test(tc, awaiting_action_gives_slot_back);
   suite_add_tcase(s, tc);
   TCase *tk = tcase_create("crash");
   tcase_set_timeout(tk, 600);

@@ -133,10 +133,23 @@ START_TEST(t_crc32c) {
   /* the check value of CRC-32C */
   ck_assert_uint_eq(jr_crc32c("123456789", 9), 0xe3069283u);
   ck_assert_uint_eq(jr_crc32c_soft("123456789", 9), 0xe3069283u);
-  unsigned char buf[1000];
-  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (unsigned char)(i * 7 + 3);
-  for (size_t n = 0; n < sizeof buf; n += 37)
+  /* every path: the byte tail, 8 at a time, three blocks side by side
+     (short and long blocks), at every alignment near their edges */
+  static unsigned char buf[40000];
+  for (size_t i = 0; i < sizeof buf; i++)
+    buf[i] = (unsigned char)(i * 7 + 3 + (i >> 9));
+  for (size_t n = 0; n < 1000; n += 37)
     ck_assert_uint_eq(jr_crc32c(buf, n), jr_crc32c_soft(buf, n));
+  static const size_t edges[] = {383, 384, 385, 391, 392, 767, 768, 12287,
+                                 12288, 12289, 12671, 12672, 24576, 36863,
+                                 39999};
+  for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+    for (size_t off = 0; off < 9; off++)
+      ck_assert_uint_eq(jr_crc32c(buf + off, edges[i] - off),
+                        jr_crc32c_soft(buf + off, edges[i] - off));
+  /* continued across calls, as a frame's sum is */
+  uint32_t c = jr_crc32c_more(jr_crc32c(buf, 5000), buf + 5000, 30000);
+  ck_assert_uint_eq(c, jr_crc32c_soft(buf, 35000));
 }
 END_TEST
 

@@ -218,7 +218,7 @@ q pause mail >/dev/null
 q add mail record --name x2 customer=later n:=2 >"$T/x2.id"
 qd ls >"$T/off-ls.out" 2>"$T/off-ls.err"; rc=$?
 check "offline ls beside a host: exit 0" test "$rc" = 0
-check "offline ls: mail's rows" grep -qE '^mail +0 +1 +0 +1 yes +- +-$' "$T/off-ls.out"
+check "offline ls: mail's rows" grep -qE '^mail +0 +1 +0 +1 yes +- +- +- +-$' "$T/off-ls.out"
 check "offline ls says a host holds it, and where to ask" bash -c "grep -q 'in use by process $HOST' '$T/off-ls.err' && grep -q 'control socket' '$T/off-ls.err'"
 check "offline show beside a host" test "$(tasks_of --state-dir "$D" 2>/dev/null)" = "[('dd', 'dead', 1), ('x2', 'waiting', 0)]"
 for c in "pause mail" "resume mail" "add mail record --name no" "retry $(cat "$T/dd.id")" "delete $(cat "$T/x2.id")" "purge mail"; do
@@ -257,5 +257,152 @@ check "the host finds default paused" test "$(q ls --json | "$py" -c "import jso
 stop_host
 out=$("$mealy" queue ls --state-dir "$D" -s "$S" 2>&1); rc=$?
 check "--state-dir with -s: exit 2" test "$rc" = 2
+
+# --- findings of a newcomer test ---
+# a refused schedule name after another schedule: exit 1 and the error,
+# no SIGSEGV (the duplicate check compared the refused NULL name)
+for nm in '"a@b"' 'f/x'; do
+  printf 'schedules:\n- {name: h, every: 5s, function: f}\n- {name: %s, every: 5s, function: f}\n' "$nm" >"$T/r.yaml"
+  chmod 600 "$T/r.yaml"
+  "$mealy" fsm run "$T/r.yaml" --state-dir "$T/st-r" -s "$T/r.sock" 2>"$T/r.err"; rc=$?
+  check "schedule name $nm refused: exit 1, no crash" test "$rc" = 1
+  check "... at 3:10" grep -q "r.yaml:3:10: schedule name" "$T/r.err"
+done
+# what a schedule names is checked at load, every one at FILE:LINE:COL
+# (run and validate alike): undeclared queue, unknown machine, priority
+# out of range, unregistered function; a bad queue name at its place
+cat >"$T/refs.yaml" <<'YAML'
+state_machines:
+- name: m
+  states:
+  - {name: a, initial: true, wait: {events: [go]}, transitions: [{event: go, to: b}]}
+  - {name: b, final: true}
+queues:
+- {name: "a@b"}
+- {name: q3, priority: 3}
+schedules:
+- {name: s1, every: 5s, function: record, queue: nosuch}
+- {name: s2, every: 5s, machine: nosuch}
+- {name: s3, every: 5s, function: record, queue: q3, priority: 3}
+- {name: s4, every: 5s, function: nope}
+YAML
+chmod 600 "$T/refs.yaml"
+refs_want="refs.yaml:7:10: queue name 'a@b'
+refs.yaml:10:50: schedule 's1': queue 'nosuch' is not declared
+refs.yaml:11:34: schedule 's2': machine 'nosuch' is not defined
+refs.yaml:12:64: schedule 's3': priority 3 is outside queue 'q3'
+refs.yaml:13:35: schedule 's4': function 'nope' is not registered"
+has_all() { # FILE: every line of $refs_want in it
+  while IFS= read -r w; do grep -qF "$w" "$1" || { echo "missing: $w"; return 1; }; done <<<"$refs_want"
+}
+"$mealy" fsm run "$T/refs.yaml" --actions "$lib" --state-dir "$T/st-refs" \
+  -s "$T/refs.sock" 2>"$T/refs-run.err"; rc=$?
+check "run: schedule references refused at load: exit 1" test "$rc" = 1
+check "run: every one at its FILE:LINE:COL" has_all "$T/refs-run.err"
+"$mealy" fsm validate --actions "$lib" "$T/refs.yaml" 2>"$T/refs-val.err"; rc=$?
+check "validate --actions: the same errors, exit 1" bash -c "[ $rc = 1 ] && diff <(grep '^$T' '$T/refs-run.err' | sed 's|.*/||') <(grep '^$T' '$T/refs-val.err' | sed 's|.*/||')"
+check "validate --actions: every one" has_all "$T/refs-val.err"
+# validate reads queues:/schedules: and a machine's queue: as run does;
+# a library registering deferred functions loads in validate
+cat >"$T/vq.yaml" <<'YAML'
+state_machines:
+- name: m
+  queue: mail
+  states:
+  - {name: a, initial: true, wait: {events: [go]}, transitions: [{event: go, to: b}]}
+  - {name: b, final: true}
+queues:
+- {name: mail, max_concurrent: 1}
+schedules:
+- {name: t, every: 5s, function: record, queue: mail}
+YAML
+chmod 600 "$T/vq.yaml"
+out=$("$mealy" fsm validate "$T/vq.yaml" 2>&1); rc=$?
+check "validate: queues: and schedules: accepted" bash -c "[ $rc = 0 ] && grep -q '^ok: 1 machine' <<<\"\$0\"" "$out"
+out=$("$mealy" fsm validate --actions "$lib" "$T/vq.yaml" 2>&1); rc=$?
+check "validate --actions of a library that calls mly_defer_register" bash -c "[ $rc = 0 ] && grep -q 'every action name is registered' <<<\"\$0\"" "$out"
+out=$("$mealy" fsm dot "$T/vq.yaml" 2>&1); rc=$?
+check "fsm dot of a file with queues: and schedules: (was: not supported)" bash -c "[ $rc = 0 ] && grep -q '^digraph ' <<<\"\$0\"" "$out"
+sed 's/queue: mail$/queue: fromlib/' "$T/vq.yaml" >"$T/vq3.yaml"; chmod 600 "$T/vq3.yaml"
+out=$("$mealy" fsm validate --actions "$lib" "$T/vq3.yaml" 2>&1); rc=$?
+check "validate --actions: a queue the library declares (mly_queue_declare) is known" bash -c "[ $rc = 0 ] && grep -q '^ok: 1 machine' <<<\"\$0\"" "$out"
+sed 's/queue: mail$/queue: nosuch/' "$T/vq.yaml" >"$T/vq2.yaml"; chmod 600 "$T/vq2.yaml"
+out=$("$mealy" fsm validate "$T/vq2.yaml" 2>&1); rc=$?
+check "validate: a machine's queue: nosuch at 3:10" bash -c "[ $rc = 1 ] && grep -q \"vq2.yaml:3:10: queue 'nosuch' is not declared\" <<<\"\$0\"" "$out"
+
+# a dispatch waiting for a slot: fsm show says which queue (text and
+# --json), queue ls counts it in STEPSWAIT as --json's steps_waiting
+cat >"$T/slot.yaml" <<'YAML'
+state_machines:
+- name: sm
+  queue: one
+  states:
+  - {name: a, initial: true, action: {exec: [/bin/true]}, transitions: [{event: e, to: b}]}
+  - {name: b, final: true}
+queues:
+- {name: one, max_concurrent: 1, paused: true}
+YAML
+chmod 600 "$T/slot.yaml"
+"$mealy" fsm run "$T/slot.yaml" --state-dir "$T/st-slot" -s "$S" 2>"$T/slot.err" &
+HOST=$!
+poll 300 q ls >/dev/null 2>&1
+"$mealy" fsm start sm --name s1 -s "$S" >/dev/null
+"$mealy" fsm start sm --name s2 -s "$S" >/dev/null
+poll 300 bash -c "\"$mealy\" fsm show s2 --json -s \"$S\" | grep -q '\"awaits_queue\": *\"one\"'"
+"$mealy" fsm show s1 --json -s "$S" >"$T/s1.json"
+check "fsm show --json: awaits_queue one" test "$(json "$T/s1.json" "j['awaits_queue']")" = one
+check "fsm show: awaits_queue one" bash -c "\"$mealy\" fsm show s1 -s \"$S\" | grep -q '^awaits_queue one'"
+check "queue ls: STEPSWAIT 2, STEPSRUN 0" bash -c "\"$mealy\" queue ls -s \"$S\" | grep -qE '^one +0 +0 +0 +0 yes .* 2 +0\$'"
+check "queue ls --json: steps_waiting 2" test "$(q ls --json | "$py" -c "import json,sys; print([x['steps_waiting'] for x in json.load(sys.stdin) if x['name']=='one'])")" = "[2]"
+# migrate reads the file as run does: its queues: are no error
+out=$("$mealy" fsm migrate --dry-run "$T/slot.yaml" -s "$S" 2>&1); rc=$?
+check "fsm migrate of a file with queues: (was: not supported)" bash -c "[ $rc = 0 ] && ! grep -q 'not supported' <<<\"\$0\"" "$out"
+stop_host
+
+# add's refusals say which thing is wrong; a deleted name says deleted;
+# a task added offline to a queue the host does not declare is listed
+# (ls, show, --json: declared false, why), never hidden
+mkdir -p "$T/st-u"
+out=$("$mealy" queue add nosuchq record --state-dir "$T/st-u" n:=1 2>&1); rc=$?
+check "offline add to a queue DIR does not name: accepted, with a note" bash -c "[ $rc = 0 ] && grep -q \"note: no task or pause in .* names queue 'nosuchq'\" <<<\"\$0\"" "$out"
+long=nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn # 41: past show's 24
+"$mealy" queue add nosuchq record --name "$long" --state-dir "$T/st-u" >/dev/null 2>&1
+"$mealy" fsm run "$T/q.yaml" --state-dir "$T/st-u" -s "$S" --actions "$lib" 2>"$T/u.err" &
+HOST=$!
+poll 300 q ls >/dev/null 2>&1
+q ls >"$T/u-ls.out" 2>"$T/u-ls.err"
+check "host ls lists the undeclared queue with its task" grep -qE '^nosuchq +0 +2 +0 +0 no +- +- +- +-$' "$T/u-ls.out"
+check "... and says why it does not run" grep -q "note: queue nosuchq: not declared in this host" "$T/u-ls.err"
+check "ls --json: declared false" test "$(q ls --json | "$py" -c "import json,sys; print([(x['declared'], x['waiting']) for x in json.load(sys.stdin) if x['name']=='nosuchq'])")" = "[(False, 2)]"
+check "show of it lists the task" test "$(q show nosuchq --json | "$py" -c "import json,sys; j=json.load(sys.stdin); print((j['declared'], [t['runs'] for t in j['tasks']]))")" = "(False, ['record', 'record'])"
+# ids of 10+ digits (slot << 32) and a 41-byte name keep show's columns
+# aligned
+q show nosuchq >"$T/u-show.out" 2>/dev/null
+check "show: the NAME column where its header is, whatever the id's width" \
+  "$py" -c 'import sys
+lines = open(sys.argv[1]).read().splitlines()
+h = [l for l in lines if l.startswith("ID ")][0]
+rows = lines[lines.index(h) + 1:]
+assert rows and all(len(r.split()[0]) >= 10 for r in rows), rows
+assert all(r[h.index("NAME")] != " " and r[h.index("NAME") - 1] == " " for r in rows), (h, rows)
+assert all(r[h.index("RUNS"):].startswith("record") for r in rows), (h, rows)
+assert all(r[h.index("STATE"):].startswith("waiting") for r in rows), (h, rows)' "$T/u-show.out"
+out=$(q add jobs nosuchfn 2>&1)
+check "online add: no queue (said alone)" bash -c "grep -q \"no queue 'jobs' in this host\" <<<\"\$0\" && ! grep -q nosuchfn <<<\"\$0\"" "$out"
+out=$(q add mail nosuchfn 2>&1)
+check "online add: no function (said alone)" bash -c "grep -q \"no function 'nosuchfn' registered\" <<<\"\$0\" && ! grep -q 'no queue' <<<\"\$0\"" "$out"
+for n in "a/b:has a '/'" ":is empty" $'a\nb:control character' "a b:a space"; do
+  out=$(q add mail record --name "${n%%:*}" 2>&1); rc=$?
+  check "name '${n%%:*}': exit 1, says ${n#*:}" bash -c "[ $rc = 1 ] && grep -q \"\$1\" <<<\"\$0\"" "$out" "${n#*:}"
+done
+id=$(q add mail fail_for_good --name gone)
+poll 300 bash -c "\"$mealy\" queue delete $id -s \"$S\" >/dev/null 2>&1"
+out=$(q add mail record --name gone 2>&1); rc=$?
+check "a deleted name: exit 1, was deleted (not done)" bash -c "[ $rc = 1 ] && grep -q \"task 'gone' was deleted\" <<<\"\$0\" && ! grep -q done <<<\"\$0\"" "$out"
+stop_host
+out=$("$mealy" queue add mail record --name gone --state-dir "$T/st-u" 2>&1); rc=$?
+check "offline: the same sentence for the deleted name" bash -c "[ $rc = 1 ] && grep -q \"task 'gone' was deleted\" <<<\"\$0\"" "$out"
+out=$("$mealy" queue add mail record --name a/b --state-dir "$T/st-u" 2>&1); rc=$?
+check "offline: the same sentence for a bad name" bash -c "[ $rc = 1 ] && grep -q \"task name 'a/b': it has a '/'\" <<<\"\$0\"" "$out"
 
 exit $fail

@@ -5,7 +5,8 @@
  * process was down runs at once, a success is never run again, names
  * answer "already queued" and "already done" across restarts and are free
  * again after the retention window, a 16 MiB payload is stored once, not
- * per attempt.  The kill -9 cases are in test_queue_crash.c.
+ * per attempt, and a task that succeeds costs two records and a bounded
+ * number of bytes.  The kill -9 cases are in test_queue_crash.c.
  */
 #include "queue_harness.h"
 
@@ -278,6 +279,49 @@ START_TEST(on_added_after_commit_or_close) {
 }
 END_TEST
 
+/* What a task costs the journal, counted (bench_queue measures the
+ * time): a task that succeeds at its first attempt is its creation
+ * (data and payload) and its end, two records; the step that ran it
+ * writes nothing of its own, and its data goes without trailing zero
+ * bytes.  With a 100-byte payload that is under 450 bytes a task (it
+ * was 3 records and ~950 bytes). */
+static uint64_t ran;
+static void count_fn(mly_task *t, void *arg) {
+  (void)arg;
+  ran++;
+  mly_task_done(t, MLY_TASK_OK, NULL);
+}
+
+START_TEST(journal_bytes_and_records_per_task) {
+  enum { N = 500 };
+  ck_assert_int_eq(mly_defer_register(rt, "count", count_fn, NULL, 0), 0);
+  mly_runtime_close(rt); /* what the fixture's open wrote, as a base */
+  mly_journal_info a, b;
+  char err[256];
+  ck_assert_int_eq(mly_journal_info_get(dir, &a, err, sizeof err), 0);
+  open_rt();
+  ck_assert_int_eq(mly_defer_register(rt, "count", count_fn, NULL, 0), 0);
+  unsigned char body[100];
+  memset(body, 'x', sizeof body);
+  ran = 0;
+  for (int i = 0; i < N; i++) {
+    mly_task_opts o = {.queue = MLY_QUEUE_DEFAULT};
+    ck_assert_int_eq(mly_defer(rt, "count", mly_value_bin(body, sizeof body),
+                               &o), 0);
+  }
+  Q_UNTIL(rt, ran == N && count_tasks(MLY_TASKS_ALL) == 0, 100000);
+  mly_runtime_close(rt);
+  ck_assert_int_eq(mly_journal_info_get(dir, &b, err, sizeof err), 0);
+  open_rt();
+  uint64_t records = b.records - a.records, bytes = b.bytes - a.bytes;
+  /* the reopening may write a few records of its own (queue states) */
+  ck_assert_msg(records >= 2 * N && records <= 2 * N + 16,
+                "%llu records for %d tasks", (unsigned long long)records, N);
+  ck_assert_msg(bytes <= 450 * (uint64_t)N, "%llu bytes for %d tasks",
+                (unsigned long long)bytes, N);
+}
+END_TEST
+
 /* ---- randomized, with restarts, against a model ---- */
 
 #define MN 120
@@ -388,6 +432,7 @@ static Suite *queue_durable_suite(void) {
   tcase_add_test(tc, restart_before_declarations);
   tcase_add_test(tc, pause_survives_restart);
   tcase_add_test(tc, on_added_after_commit_or_close);
+  tcase_add_test(tc, journal_bytes_and_records_per_task);
   tcase_add_loop_test(tc, random_restarts_against_model, 0, 6);
   suite_add_tcase(s, tc);
   return s;

@@ -69,6 +69,10 @@ int fsm_action_await(fsm_rt *f, mly_machine *m, fsm_run *r,
   r->async = FSM_ASYNC_ACTION;
   r->job_done = false;
   r->missing = a->name;
+  /* a dispatch that cannot run holds no slot of its queue (it may wait
+   * until a restart): the slot goes back, and is taken again when the
+   * action is registered (fsm_dispatch) */
+  fsm_slot_give_back(f, r);
   fsm_log(f, "instance %s (machine %s), state %s: action %s is not "
           "registered; its dispatch waits (nothing is lost, nothing "
           "committed) and goes on once %s is registered: restart the host "

@@ -38,6 +38,9 @@
 
 /* A line longer than this is an error (MLY_ERANGE), not a batch. */
 #define LINE_MAX_BYTES (1u << 20)
+/* A batch ends early once its lines hold this much (the rest come in
+ * the next batch): one call reads at most this + LINE_MAX_BYTES. */
+#define BATCH_MAX_BYTES (64u << 20)
 
 int mly_action_continue(mly_action_call *call, mly_value *token) {
   if (call == NULL || call->where != FSM_AT_CONTINUATION) {
@@ -76,19 +79,54 @@ static int set_batch(mly_action_call *call, const char *key,
   return t ? mly_action_continue(call, t) : MLY_ENOMEM;
 }
 
+/* What a path that is not a regular file is, for the sentence. */
+static const char *kind_of(mode_t m) {
+  return S_ISDIR(m)    ? "a directory"
+         : S_ISFIFO(m) ? "a FIFO (named pipe)"
+         : S_ISCHR(m)  ? "a character device"
+         : S_ISBLK(m)  ? "a block device"
+         : S_ISSOCK(m) ? "a socket"
+                       : "not a regular file";
+}
+
 /* The file cannot be read: the call fails with a text that names it
- * (the action returns rc; the step's error says what to fix).  A
- * directory fails for good: no retry turns it into a file. */
-static int lines_fail(mly_action_call *call, const char *path, int rc) {
-  if (rc == -EISDIR)
+ * (the action returns rc; the step's error says what to fix).  What is
+ * not a regular file (a directory, a FIFO, a device: /dev/zero would
+ * never end) fails for good: no retry turns it into a file. */
+static int lines_fail(mly_action_call *call, const char *path, int rc,
+                      mode_t mode) {
+  if (mode && !S_ISREG(mode))
     mly_action_fail(call, true, "continuation over the lines of %s: it is "
-                    "a directory, not a file; give the path of a file",
-                    path);
+                    "%s, not a file; give the path of a file", path,
+                    kind_of(mode));
   else
     mly_action_fail(call, false, "continuation over the lines of %s: %s",
                     path, rc == MLY_ERANGE ? "a line is longer than 1 MiB"
                                            : mly_strerror(rc));
   return rc;
+}
+
+/* The next line of fp into *buf (grown up to LINE_MAX_BYTES), without
+ * its newline: 1, 0 at the end of the file, or an error (MLY_ERANGE: a
+ * line over LINE_MAX_BYTES, read no further). */
+static int read_line(FILE *fp, char **buf, size_t *cap, size_t *len) {
+  size_t n = 0;
+  int c;
+  errno = 0;
+  while ((c = getc_unlocked(fp)) != EOF && c != '\n') {
+    if (n == LINE_MAX_BYTES) return MLY_ERANGE;
+    if (n == *cap) {
+      size_t nc = *cap ? *cap * 2 : 256;
+      char *nb = realloc(*buf, nc < LINE_MAX_BYTES ? nc : LINE_MAX_BYTES);
+      if (nb == NULL) return MLY_ENOMEM;
+      *buf = nb;
+      *cap = nc < LINE_MAX_BYTES ? nc : LINE_MAX_BYTES;
+    }
+    (*buf)[n++] = (char)c;
+  }
+  if (c == EOF && ferror(fp)) return errno ? -errno : MLY_EIO;
+  *len = n;
+  return c == '\n' || n > 0;
 }
 
 int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
@@ -99,33 +137,40 @@ int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
   uint64_t off = 0;
   const mly_value *tok = mly_action_token(call);
   if (tok && mly_value_get_uint(tok, &off) < 0) return MLY_EINVAL;
+  /* O_NONBLOCK: opening a FIFO does not wait for a writer */
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd < 0) return lines_fail(call, path, -errno);
+  if (fd < 0) return lines_fail(call, path, -errno, 0);
   struct stat st;
-  int e = fstat(fd, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
+  mode_t kind = 0;
+  int e = fstat(fd, &st) < 0 ? -errno : 0;
+  if (e == 0 && !S_ISREG(st.st_mode)) {
+    kind = st.st_mode;
+    e = S_ISDIR(kind) ? -EISDIR : MLY_EINVAL;
+  }
   if (e < 0) {
     close(fd);
-    return lines_fail(call, path, e);
+    return lines_fail(call, path, e, kind);
   }
   FILE *fp = fdopen(fd, "r");
   if (fp == NULL) {
     e = -errno;
     close(fd);
-    return lines_fail(call, path, e);
+    return lines_fail(call, path, e, 0);
   }
   mly_value *batch = mly_value_array();
   char *line = NULL;
-  size_t cap = 0;
+  size_t cap = 0, total = 0;
   int rc = batch ? 0 : MLY_ENOMEM;
   if (rc == 0 && fseeko(fp, (off_t)off, SEEK_SET) < 0) rc = -errno;
-  for (uint32_t i = 0; i < n && rc == 0; i++) {
-    errno = 0;
-    ssize_t len = getline(&line, &cap, fp);
-    if (len < 0 && ferror(fp)) rc = errno ? -errno : MLY_EIO;
-    if (len < 0) break;
-    if ((size_t)len > LINE_MAX_BYTES) rc = MLY_ERANGE;
-    else if (len > 0 && line[len - 1] == '\n') len--;
-    if (rc == 0) rc = mly_array_push(batch, mly_value_strn(line, (size_t)len));
+  for (uint32_t i = 0; i < n && rc == 0 && total < BATCH_MAX_BYTES; i++) {
+    size_t len = 0;
+    int got = read_line(fp, &line, &cap, &len);
+    if (got <= 0) {
+      rc = got;
+      break;
+    }
+    total += len + 1;
+    rc = mly_array_push(batch, mly_value_strn(line ? line : "", len));
   }
   free(line);
   bool more = false;
@@ -140,7 +185,7 @@ int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
   fclose(fp);
   if (rc < 0) {
     mly_value_free(batch);
-    return rc == MLY_ENOMEM ? rc : lines_fail(call, path, rc);
+    return rc == MLY_ENOMEM ? rc : lines_fail(call, path, rc, 0);
   }
   return set_batch(call, key, batch, more, next);
 }

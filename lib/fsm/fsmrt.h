@@ -9,6 +9,7 @@
 
 #include "mealy.h"
 #include "../hashtab.h"
+#include "../value.h"
 #include "interp.h"
 
 /* A definition, once per content hash. */
@@ -104,6 +105,9 @@ enum { FSM_QSLOT_NONE = 0, FSM_QSLOT_WAIT, FSM_QSLOT_HELD };
 /* The slot the dispatch waits for came: true (also when there is no
  * dispatch in flight to wait for, as after a restart). */
 bool fsm_slot_ready(fsm_rt *f, mly_machine *m);
+/* The dispatch's queue slot back to its queue, held or asked for (none:
+ * nothing); fsm_dispatch takes one again before it goes on. */
+void fsm_slot_give_back(fsm_rt *f, fsm_run *r);
 /* Run (or go on with) the pending dispatch; when it ends, commit it or
  * count the failure (in->phase changes).  Returns FSM_WALK_*. */
 int fsm_dispatch(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r);

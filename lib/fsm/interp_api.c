@@ -244,5 +244,7 @@ int mly_fsm_info_get(mly_runtime *rt, mly_id id, mly_fsm_info *out) {
   out->awaits_action = r && r->async == FSM_ASYNC_ACTION && !r->job_done
                            ? r->missing
                            : "";
+  out->awaits_queue = r && r->qslot == FSM_QSLOT_WAIT && r->qname ? r->qname
+                                                                   : "";
   return 0;
 }

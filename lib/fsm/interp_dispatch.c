@@ -7,8 +7,9 @@
  *     exit(S), [fan-in merge: done before, by fan_in.c], T.action,
  *     entry(D), continuation(D), action(D) -> the next event
  * (a dispatch that enters D itself, FSM_IF_ENTER: entry, continuation,
- * action).  The actions work on a copy of the context and a fresh
- * scratch map.  A C action runs inline; a blocking one on the
+ * action).  The actions work on a copy of the context (value_share: it
+ * shares the committed nodes until an action changes them; a private
+ * deep copy before a blocking action) and a fresh scratch map.  A C action runs inline; a blocking one on the
  * threadpool; a command as a child process: the walk then returns and
  * goes on where it stopped when that is over.  On success the copy
  * becomes the context, the instance moves to D and routes the next
@@ -146,6 +147,15 @@ static int run_action(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r,
   const fsm_action_ent *e = fsm_action_resolve(f, a);
   if (e == NULL) return fsm_action_await(f, m, r, a);
   if (e->flags & MLY_ACTION_BLOCKING) {
+    /* another thread: nothing of its working copy may be shared with
+       the committed context (the counts are not atomic) */
+    mly_value *own = mly_value_copy(r->call.context);
+    if (own == NULL) {
+      mly_action_fail(&r->call, false, "out of memory");
+      return 0;
+    }
+    mly_value_free(r->call.context);
+    r->call.context = own;
     r->job = e;
     r->async = FSM_ASYNC_BLOCKING;
     r->job_done = false;
@@ -181,8 +191,9 @@ static const fsm_action *action_at(const fsm_machine *def, const hop *h,
 }
 
 static int walk_begin(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
-  const mly_value *ctx = mly_context(m);
-  r->call.context = ctx ? mly_value_copy(ctx) : mly_value_map();
+  mly_value *ctx = mly_context(m);
+  /* shares the committed context's nodes until an action changes them */
+  r->call.context = ctx ? value_share(ctx) : mly_value_map();
   r->call.scratch = NULL; /* mly_action_scratch makes it */
   if (r->call.context == NULL) {
     fsm_call_clear(&r->call);
@@ -441,51 +452,11 @@ static void move(fsm_inst *x, const hop *h, const fsm_state *D, int kind,
 /* A context the step could not commit (nested past MLY_VALUE_MAX_DEPTH,
  * or past the journal's record bound) would end the instance at the end
  * of the step, skipping on_failure: it fails the dispatch instead, for
- * good.  A walk bounds size and depth cheaply; only a context near a
- * bound is encoded to be sure. */
+ * good.  Its encoded length is counted exactly, without encoding it. */
 #define CTX_RECORD_MAX ((64u << 20) - (256u << 10)) /* data, events: room */
-static void ctx_walk(const mly_value *v, unsigned depth, uint64_t *size,
-                     unsigned *maxdepth) {
-  if (depth > *maxdepth) *maxdepth = depth;
-  if (depth > MLY_VALUE_MAX_DEPTH + 1 || *size > CTX_RECORD_MAX) return;
-  const char *p;
-  size_t n = 0;
-  *size += 9;
-  switch (mly_value_type(v)) {
-  case MLY_V_STR: mly_value_get_str(v, &p, &n); *size += n; break;
-  case MLY_V_BIN: {
-    const void *b;
-    mly_value_get_bin(v, &b, &n);
-    *size += n;
-    break;
-  }
-  case MLY_V_ARRAY:
-    for (size_t i = 0; i < mly_value_len(v); i++)
-      ctx_walk(mly_array_at(v, i), depth + 1, size, maxdepth);
-    break;
-  case MLY_V_MAP:
-    for (size_t i = 0; i < mly_value_len(v); i++) {
-      const char *k;
-      mly_value *e;
-      mly_map_at(v, i, &k, &e);
-      *size += 5 + strlen(k);
-      ctx_walk(e, depth + 1, size, maxdepth);
-    }
-    break;
-  default: break;
-  }
-}
-
 int fsm_ctx_fits(const mly_value *ctx, char *err, size_t errlen) {
-  uint64_t size = 0;
-  unsigned depth = 0;
-  ctx_walk(ctx, 0, &size, &depth);
-  if (size <= CTX_RECORD_MAX / 2 && depth + 2 < MLY_VALUE_MAX_DEPTH) return 0;
-  char *buf = NULL;
   size_t len = 0;
-  int rc = mly_value_encode(ctx, &buf, &len);
-  free(buf);
-  if (rc == MLY_ENOMEM) return 0; /* not a verdict on the context */
+  int rc = value_encoded_size(ctx, &len);
   if (rc < 0) {
     snprintf(err, errlen, "the context cannot be saved: %s (nested more "
              "than %d deep?)", mly_strerror(rc), MLY_VALUE_MAX_DEPTH);
@@ -600,7 +571,7 @@ static int slot_before(fsm_rt *f, mly_machine *m, fsm_run *r, const hop *h) {
   return 0;
 }
 
-static void slot_after(fsm_rt *f, fsm_run *r) {
+void fsm_slot_give_back(fsm_rt *f, fsm_run *r) {
   if (r->qslot == FSM_QSLOT_NONE) return;
   mly_queue_slot_release(f->rt, r->id);
   r->qslot = FSM_QSLOT_NONE;
@@ -614,13 +585,16 @@ int fsm_dispatch(fsm_rt *f, mly_machine *m, fsm_inst *in, fsm_run *r) {
     fsm_end(in, MLY_EBADMSG);
     return FSM_WALK_FAILED;
   }
-  int w = r->in_dispatch ? 0 : slot_before(f, m, r, &h);
+  /* a dispatch going on holds its slot, unless it gave it back while it
+   * could not run (fsm_action_await): then it takes one again here */
+  int w = r->in_dispatch && r->qslot == FSM_QSLOT_HELD
+              ? 0 : slot_before(f, m, r, &h);
   if (w == FSM_WALK_QUEUE) return w;
   if (w == 0) w = walk(f, m, in, r, &h);
   if (w == FSM_WALK_BLOCKING || w == FSM_WALK_EXEC) return w;
   if (w == FSM_WALK_OK) w = commit(f, m, in, r, &h);
   if (w == FSM_WALK_FAILED) failed(f, m, in, r, &h);
-  slot_after(f, r);
+  fsm_slot_give_back(f, r);
   return w;
 }
 

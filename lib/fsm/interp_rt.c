@@ -116,9 +116,7 @@ uint64_t fsm_rand(fsm_rt *f) { /* xorshift64* */
 
 /* Copy src into dst (len bytes), cut and always NUL-ended. */
 void fsm_strlcpy(char *dst, const char *src, size_t len) {
-  size_t n = strnlen(src, len - 1);
-  memcpy(dst, src, n);
-  dst[n] = '\0';
+  str_copy(dst, src, len);
 }
 
 void fsm_hash_hex(const unsigned char *hash, char *hex) {
@@ -184,10 +182,7 @@ void fsm_call_clear(mly_action_call *c) {
 void fsm_run_drop(fsm_rt *f, fsm_run *r) {
   uint32_t slot = (uint32_t)r->id;
   if (slot < f->nruns && f->runs[slot] == r) f->runs[slot] = NULL;
-  if (r->qslot != FSM_QSLOT_NONE) { /* its queue's slot, held or asked */
-    mly_queue_slot_release(f->rt, r->id);
-    r->qslot = FSM_QSLOT_NONE;
-  }
+  fsm_slot_give_back(f, r); /* its queue's slot, held or asked */
   fsm_exec_cleanup(r);
   if (r->job_queued) { /* never started: out of the queue */
     fsm_run **pp = &f->jobq_head, *prev = NULL;

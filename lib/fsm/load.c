@@ -394,6 +394,13 @@ static int load_all(const source *src, size_t n, const mly_fsm_load_options *o,
     int r = fsm_validate(&L);
     if (r && rc == 0) rc = r;
   }
+  /* what the sections read, against every machine and file loaded */
+  for (size_t i = 0; i < L.o->nsections && !L.nomem; i++)
+    if (L.o->sections[i].check) {
+      mly_conf_options ro = {.on_error = count_error, .arg = &L};
+      L.o->sections[i].check(&ro, (const mly_fsm_set *)L.set,
+                             L.o->sections[i].arg);
+    }
   if (L.nomem) rc = MLY_ENOMEM;
   else if (L.nerrors > 0 && rc == 0) rc = MLY_EINVAL;
   if (rc == 0) rc = fsm_set_hash(L.set);

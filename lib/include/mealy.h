@@ -927,7 +927,9 @@ typedef struct mly_live {
   const char *type, *point;
   const char *name;          /* NULL: unnamed                        */
   const void *data;          /* its fixed data, as its last step left it */
-  size_t data_len;
+  size_t data_len;           /* records keep no trailing zero bytes: it may
+                                be less than the type's data_size, the rest
+                                is zero                                 */
   const mly_value *context;  /* its committed context, or NULL       */
 } mly_live;
 int mly_journal_live(const char *dir, int (*cb)(const mly_live *, void *),
@@ -1096,6 +1098,9 @@ typedef void (*mly_task_fn)(mly_task *t, void *arg);
  * characters).  MLY_EEXIST: the name is taken. */
 int mly_defer_register(mly_runtime *rt, const char *name, mly_task_fn fn,
                        void *arg, unsigned flags);
+/* true: a function of this name is registered (false without the queue
+ * layer).  Loop thread. */
+bool mly_defer_known(mly_runtime *rt, const char *name);
 
 /* What a task runs: a registered function, or the start of a machine
  * through the starter a layer above registered (the YAML machines: the
@@ -1486,10 +1491,13 @@ uint32_t mly_action_generation(const mly_action_call *call);
  * next batch of at most n items in the context under `key` (an array)
  * and continue while more remain (never an empty last batch).
  * _lines: the lines of the file at path (no newline; the token is a byte
- * offset; a line over 1 MiB is MLY_ERANGE; open and read errors as
- * -errno, a directory -EISDIR).  On such an error it also fails the call
- * with a text naming path and the cause (a directory: for good, the
- * rest retried); the action returns the code.
+ * offset; a line over 1 MiB is MLY_ERANGE, read no further; a batch
+ * ends early once its lines hold 64 MiB, the rest in the next; open and
+ * read errors as -errno; a directory -EISDIR, anything else that is not a
+ * regular file (FIFO, device such as /dev/zero, socket) MLY_EINVAL).  On
+ * such an error it also fails the call with a text naming path and the
+ * cause (what is not a regular file: for good, the sentence saying what
+ * it is; the rest retried); the action returns the code.
  * _list: the array in the context under list_key (the token is an
  * index; a missing key is an empty list). */
 int mly_continue_lines(mly_action_call *call, const char *path, uint32_t n,
@@ -1619,6 +1627,9 @@ typedef struct mly_fsm_info {
   /* appended: its dispatch waits until this C action is registered (a
      host restarted without the library that has it), or "" */
   const char *awaits_action;
+  /* appended: its dispatch waits for a slot of this queue (the
+     machine's or transition's `queue:`: its limits hold it back), or "" */
+  const char *awaits_queue;
 } mly_fsm_info;
 /* MLY_ESRCH: no such live instance of the fsm type; MLY_EPERM off the
  * loop thread. */
@@ -2017,6 +2028,13 @@ typedef struct mly_conf_section {
      return 0 or the first error */
   int (*read)(mly_conf *c, mly_conf_node *value, void *arg);
   void *arg;
+  /* may be NULL: called once after every file is read and the machines
+     checked, to check what the section read against them (a schedule's
+     machine:); report each mistake with mly_conf_report(&o, line, col,
+     ...) on a copy o of *report with o.path set to the file it is in
+     (each counts as a load error) */
+  void (*check)(const mly_conf_options *report, const mly_fsm_set *set,
+                void *arg);
 } mly_conf_section;
 
 typedef struct mly_fsm_load_options {
@@ -2073,6 +2091,15 @@ void mly_queue_conf_sections(mly_queue_conf *qc, mly_conf_section out[2]);
 size_t mly_queue_conf_count(const mly_queue_conf *qc, bool schedules);
 /* true: the conf's `queues:` declares `name` (after the load). */
 bool mly_queue_conf_has(const mly_queue_conf *qc, const char *name);
+/* Before the load: a schedule's queue: may also name a queue declared
+ * on rt (else only its conf's queues and MLY_QUEUE_DEFAULT), its
+ * priority is checked against that queue's levels, and with functions
+ * true its function: must be registered on rt (mly_defer_known: give
+ * true when every function there will be is registered, as `mealy fsm
+ * run` does after --actions).  A schedule's machine: must be defined in
+ * the set loaded, and every schedule's mistakes are load errors at
+ * FILE:LINE:COL whether bound or not. */
+void mly_queue_conf_bind(mly_queue_conf *qc, mly_runtime *rt, bool functions);
 int mly_queue_conf_apply(mly_runtime *rt, const mly_queue_conf *qc,
                          unsigned what, char *err, size_t errlen);
 

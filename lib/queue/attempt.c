@@ -19,6 +19,7 @@
  * forgets it (att->rec = NULL), and the attempt frees itself when it
  * reports (loop) or comes back from the pool (blocking).
  */
+#include "../value.h"
 #include "queue.h"
 
 #include <stdio.h>
@@ -55,7 +56,7 @@ void tq_finish(tq_rec *r, mly_task_outcome o, int err, const char *msg) {
   r->finished = true;
   r->outcome = o;
   r->err = err;
-  snprintf(r->msg, sizeof r->msg, "%s", msg ? msg : "");
+  str_copy(r->msg, msg ? msg : "", sizeof r->msg);
   detach(r);
   mly_wake(r->q->L->rt, r->id);
 }
@@ -74,8 +75,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   if (r) r->pool_inflight--;
   else {
     /* abandoned: its task may wait for it to end (task.c `finishing`) */
-    tq_rec *owner = NULL;
-    HASH_FIND(hh, t->L->recs, &t->id, sizeof t->id, owner);
+    tq_rec *owner = tq_rec_find(t->L, t->id);
     if (owner) {
       owner->pool_inflight--;
       mly_wake(t->rt, t->id);
@@ -92,7 +92,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   free(t);
 }
 
-void tq_attempt_start(tq_layer *L, tq_rec *r, mly_machine *m, tq_data *d) {
+void tq_attempt_start(tq_layer *L, tq_rec *r, tq_data *d) {
   tq_queue *q = r->q;
   tq_fn *f = d->kind == MLY_TASK_MACHINE
                  ? (L->has_starter ? &L->starter : NULL)
@@ -108,11 +108,12 @@ void tq_attempt_start(tq_layer *L, tq_rec *r, mly_machine *m, tq_data *d) {
   t->rec = r;
   t->rt = L->rt;
   t->id = r->id;
-  t->payload = mly_context(m);
+  /* read only: mly_context would mark it for re-encoding at the commit */
+  t->payload = mly_instance_context(L->rt, r->id);
   t->name = mly_instance_name(L->rt, r->id);
   if (t->name) t->name += strlen(TQ_NAME_PREFIX) + strlen(d->queue) + 1;
-  snprintf(t->queue, sizeof t->queue, "%s", d->queue);
-  snprintf(t->target_name, sizeof t->target_name, "%s", d->target);
+  str_copy(t->queue, d->queue, sizeof t->queue);
+  str_copy(t->target_name, d->target, sizeof t->target_name);
   t->target.kind = d->kind;
   t->target.name = t->target_name;
   t->attempt = d->attempts;
@@ -159,7 +160,7 @@ void mly_task_done(mly_task *t, mly_task_outcome o, const char *msg) {
   if (t == NULL) return;
   if (t->blocking) { /* its threadpool thread: after_work_cb reads these */
     t->outcome = o;
-    snprintf(t->msg, sizeof t->msg, "%s", msg ? msg : "");
+    str_copy(t->msg, msg ? msg : "", sizeof t->msg);
     t->reported = true;
     return;
   }

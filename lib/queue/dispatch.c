@@ -146,7 +146,7 @@ static void grant(tq_queue *q, tq_rec *r) {
 void tq_dispatch(tq_queue *q) {
   if (q->L->held) return; /* mly_queues_hold */
   if (!q->declared || q->paused) return;
-  refill(q, tq_now_us());
+  if (q->def.rate > 0) refill(q, tq_now_us()); /* no clock read without */
   while (q->n > 0 && q->running < q->def.max_concurrent) {
     if (q->def.rate > 0 && q->tokens < 1.0) {
       tq_clock_need(q->L, tq_queue_due(q));

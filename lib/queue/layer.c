@@ -56,6 +56,7 @@ static void layer_release(void *p) {
   tq_sched_free_all(L);
   mly_metrics_source_remove(L->rt, tq_metrics_source, L); /* ENOENT: fine */
   /* the task fini hooks took every record out before this runs */
+  free(L->recs);
   free(L);
 }
 
@@ -109,7 +110,7 @@ tq_queue *tq_queue_get(tq_layer *L, const char *name) {
   return q;
 }
 
-static bool valid_qname(const char *s) {
+bool tq_valid_qname(const char *s) {
   if (s == NULL || *s == '\0' || strlen(s) > MLY_NAME_MAX) return false;
   for (; *s; s++)
     if (!(*s == '_' || *s == '-' || *s == '.' || (*s >= '0' && *s <= '9') ||
@@ -152,7 +153,7 @@ int mly_queue_declare(mly_runtime *rt, const mly_queue_def *def, char *err,
                       size_t errlen) {
   tq_layer *L = tq_get(rt);
   if (L == NULL) return MLY_ENOENT;
-  if (def == NULL || !valid_qname(def->name))
+  if (def == NULL || !tq_valid_qname(def->name))
     return bad(err, errlen, MLY_EINVAL,
                "queue name '%s': 1 to 63 of [A-Za-z0-9_.-]",
                def && def->name ? def->name : "");
@@ -245,6 +246,11 @@ static bool valid_fname(const char *s) {
   for (; *s; s++)
     if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
   return true;
+}
+
+bool mly_defer_known(mly_runtime *rt, const char *name) {
+  tq_layer *L = tq_get(rt);
+  return L && name && tq_fn_find(L, name) != NULL;
 }
 
 int mly_defer_register(mly_runtime *rt, const char *name, mly_task_fn fn,

@@ -14,8 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_task(const mly_live *l) {
-  return strcmp(l->type, TQ_TYPE) == 0 && l->data_len == sizeof(tq_data);
+/* l's data as a `type`'s (size bytes) into out, zero-filled past what
+ * the record kept (no trailing zero bytes are written); false: another
+ * type, or longer than this code's. */
+static bool live_data(const mly_live *l, const char *type, void *out,
+                      size_t size) {
+  if (strcmp(l->type, type) != 0 || l->data_len > size) return false;
+  memset(out, 0, size);
+  if (l->data_len) memcpy(out, l->data, l->data_len);
+  return true;
+}
+
+static bool task_data(const mly_live *l, tq_data *d) {
+  return live_data(l, TQ_TYPE, d, sizeof *d);
 }
 
 typedef struct tscan {
@@ -27,9 +38,8 @@ typedef struct tscan {
 
 static int task_one(const mly_live *l, void *p) {
   tscan *s = p;
-  if (!is_task(l)) return 0;
-  tq_data d;
-  memcpy(&d, l->data, sizeof d); /* aligned, and NUL-terminated below */
+  tq_data d; /* aligned, and NUL-terminated below */
+  if (!task_data(l, &d)) return 0;
   d.queue[MLY_NAME_MAX] = d.target[MLY_NAME_MAX] = '\0';
   d.last_msg[MLY_TASK_MSG_MAX] = '\0';
   if (!(d.state & s->states)) return 0;
@@ -78,9 +88,9 @@ static mly_queue_info *row(qrows *r, const char *name) {
 static int queue_one(const mly_live *l, void *p) {
   qrows *r = p;
   mly_queue_info *q;
-  if (is_task(l)) {
-    tq_data d;
-    memcpy(&d, l->data, sizeof d);
+  tq_data d;
+  qs_data qd;
+  if (task_data(l, &d)) {
     d.queue[MLY_NAME_MAX] = '\0';
     if ((q = row(r, d.queue)) == NULL) return MLY_ENOMEM;
     switch (d.state) {
@@ -89,13 +99,10 @@ static int queue_one(const mly_live *l, void *p) {
     case MLY_TASK_RUNNING: q->running++; break;
     case MLY_TASK_DEAD: q->dead++; break;
     }
-  } else if (strcmp(l->type, TQ_QSTATE_TYPE) == 0 &&
-             l->data_len == sizeof(qs_data)) {
-    qs_data d;
-    memcpy(&d, l->data, sizeof d);
-    d.queue[MLY_NAME_MAX] = '\0';
-    if ((q = row(r, d.queue)) == NULL) return MLY_ENOMEM;
-    q->paused = d.paused != 0;
+  } else if (live_data(l, TQ_QSTATE_TYPE, &qd, sizeof qd)) {
+    qd.queue[MLY_NAME_MAX] = '\0';
+    if ((q = row(r, qd.queue)) == NULL) return MLY_ENOMEM;
+    q->paused = qd.paused != 0;
   }
   return 0;
 }

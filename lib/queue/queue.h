@@ -15,6 +15,7 @@
 #define MLY_QUEUE_H
 
 #include "mealy.h"
+#include "../value.h"
 
 #include <uthash.h>
 
@@ -109,7 +110,6 @@ struct tq_rec {
   mly_task_outcome outcome;
   int32_t err;
   char msg[MLY_TASK_MSG_MAX + 1];
-  UT_hash_handle hh;    /* L->recs by id */
 };
 #define TQ_NO_HEAP UINT32_MAX
 
@@ -168,7 +168,8 @@ struct tq_layer {
   tq_fn *fns;
   tq_fn starter;
   bool has_starter;
-  tq_rec *recs;
+  tq_rec **recs;        /* by the task's slot (its id's low 32 bits) */
+  uint32_t nrecs;
   tq_added *added;
   uint64_t last_seq;
   uint64_t rand;        /* xorshift state for jitter */
@@ -185,11 +186,19 @@ struct tq_layer {
   uint64_t sc_due_us;           /* earliest schedule tick (clock), 0 */
 };
 
+/* task.c: a task's in-memory record, found by its slot (O(1)) */
+tq_rec *tq_rec_find(const tq_layer *L, mly_id id);
+
 /* layer.c */
 tq_layer *tq_get(mly_runtime *rt);
 tq_queue *tq_queue_find(tq_layer *L, const char *name);
 tq_queue *tq_queue_get(tq_layer *L, const char *name); /* placeholder ok */
 tq_fn *tq_fn_find(tq_layer *L, const char *name);
+/* 1 to MLY_NAME_MAX of [A-Za-z0-9_.-] (mly_queue_declare's rule) */
+bool tq_valid_qname(const char *s);
+/* 1..max bytes, no control character, '/' or '@' (a schedule's name
+ * and what it runs): 0 or MLY_EINVAL */
+int tq_check_name(const char *n, size_t max);
 void tq_resolve(const tq_queue *q, const mly_retry *given, mly_retry *out);
 /* 0, or MLY_EINVAL (with a sentence naming queue q in err) */
 int tq_check_retry(const mly_retry *r, const char *q, char *err, size_t len);
@@ -206,7 +215,7 @@ uint64_t tq_queue_due(tq_queue *q);        /* next clock need, 0: none */
 void tq_queue_free(tq_queue *q);
 
 /* attempt.c */
-void tq_attempt_start(tq_layer *L, tq_rec *r, mly_machine *m, tq_data *d);
+void tq_attempt_start(tq_layer *L, tq_rec *r, tq_data *d);
 void tq_finish(tq_rec *r, mly_task_outcome o, int err, const char *msg);
 void tq_timeouts(tq_queue *q, uint64_t now_us);
 void tq_abandon(tq_rec *r);                /* the task ends under it */

@@ -25,10 +25,17 @@ typedef struct qc_queue {
   uint32_t line;
 } qc_queue;
 
+/* where a schedule's fields were read, for the checks after the load */
+typedef struct qc_at {
+  uint32_t line, col;
+} qc_at;
+
 typedef struct qc_sched {
   mly_schedule_def def;
   char *name, *cron, *tz, *queue, *target;
   mly_value *payload;
+  char *file;                    /* the file it is in */
+  qc_at at, at_queue, at_target, at_prio;
 } qc_sched;
 
 struct mly_queue_conf {
@@ -36,6 +43,8 @@ struct mly_queue_conf {
   size_t nq;
   qc_sched *s;
   size_t ns;
+  mly_runtime *rt;  /* mly_queue_conf_bind: queues and functions known */
+  bool functions;   /* rt's functions are all there will be */
 };
 
 mly_queue_conf *mly_queue_conf_new(void) {
@@ -51,7 +60,7 @@ void mly_queue_conf_free(mly_queue_conf *qc) {
   for (size_t i = 0; i < qc->ns; i++) {
     qc_sched *s = &qc->s[i];
     free(s->name), free(s->cron), free(s->tz), free(s->queue);
-    free(s->target);
+    free(s->target), free(s->file);
     mly_value_free(s->payload);
   }
   free(qc->q);
@@ -81,6 +90,12 @@ static int u32(mly_conf *c, mly_conf_node *v, const char *what, int64_t lo,
 
 #define Q(o) (&((qc_queue *)(o))->def)
 static int q_name(mly_conf *c, void *o, mly_conf_node *v) {
+  const char *n;
+  int rc = mly_conf_get_str(c, v, "name", &n);
+  if (rc) return rc;
+  if (!tq_valid_qname(n))
+    return mly_conf_bad(c, v, "queue name '%s': 1 to %d of A-Z a-z 0-9 _ . "
+                        "-; rename it", mly_conf_show(n).s, MLY_NAME_MAX);
   return mly_conf_set_str(c, v, "name", &((qc_queue *)o)->name);
 }
 static int q_max(mly_conf *c, void *o, mly_conf_node *v) {
@@ -136,6 +151,12 @@ static int q_timeout(mly_conf *c, void *o, mly_conf_node *v) {
   return mly_conf_get_dur(c, v, "timeout", 1, &Q(o)->timeout_ms);
 }
 static int q_key(mly_conf *c, void *o, mly_conf_node *v) {
+  const char *k;
+  int rc = mly_conf_get_str(c, v, "concurrency_key", &k);
+  if (rc) return rc;
+  if (*k == '\0' || strlen(k) > MLY_NAME_MAX)
+    return mly_conf_bad(c, v, "concurrency_key is a payload key of 1 to %d "
+                        "bytes", MLY_NAME_MAX);
   return mly_conf_set_str(c, v, "concurrency_key", &((qc_queue *)o)->key);
 }
 static int q_keymax(mly_conf *c, void *o, mly_conf_node *v) {
@@ -180,8 +201,8 @@ static int read_queue(mly_conf *c, void *obj, mly_conf_node *item, size_t i) {
   int rc = mly_conf_walk(c, item, queue_fields,
                          sizeof queue_fields / sizeof *queue_fields,
                          "in a queue", q);
-  if (q->name == NULL)
-    return mly_conf_bad(c, item, "a queue needs a name");
+  if (q->name == NULL) /* a name refused where it was read: said */
+    return rc ? rc : mly_conf_bad(c, item, "a queue needs a name");
   for (size_t k = 0; k + 1 < qc->nq; k++)
     if (strcmp(qc->q[k].name ? qc->q[k].name : "", q->name) == 0)
       return mly_conf_bad(c, item, "queue '%s' is declared twice (first at "
@@ -211,10 +232,10 @@ static int s_name(mly_conf *c, void *o, mly_conf_node *v) {
   const char *n;
   int rc = mly_conf_get_str(c, v, "name", &n);
   if (rc) return rc;
-  size_t len = strlen(n);
-  if (len == 0 || len > MLY_SCHEDULE_NAME_MAX || strpbrk(n, "/@"))
-    return mly_conf_bad(c, v, "schedule name '%s': 1..%d bytes, no '/' or "
-                        "'@'", mly_conf_show(n).s, MLY_SCHEDULE_NAME_MAX);
+  if (tq_check_name(n, MLY_SCHEDULE_NAME_MAX) < 0)
+    return mly_conf_bad(c, v, "schedule name '%s': 1..%d bytes, no '/', "
+                        "'@' or control character", mly_conf_show(n).s,
+                        MLY_SCHEDULE_NAME_MAX);
   return mly_conf_set_str(c, v, "name", &S(o)->name);
 }
 static int s_cron(mly_conf *c, void *o, mly_conf_node *v) {
@@ -270,7 +291,12 @@ static int s_missed(mly_conf *c, void *o, mly_conf_node *v) {
   return mly_conf_bad(c, v, "missed is skip, one or all, not '%s'",
                       mly_conf_show(m).s);
 }
+static void at(qc_at *a, const mly_conf_node *v) {
+  a->line = mly_conf_line(v);
+  a->col = mly_conf_col(v);
+}
 static int s_queue(mly_conf *c, void *o, mly_conf_node *v) {
+  at(&S(o)->at_queue, v);
   return mly_conf_set_str(c, v, "queue", &S(o)->queue);
 }
 static int target(mly_conf *c, qc_sched *s, mly_conf_node *v,
@@ -279,6 +305,14 @@ static int target(mly_conf *c, qc_sched *s, mly_conf_node *v,
     return mly_conf_bad(c, v, "a schedule runs either a function or a "
                         "machine, not both");
   s->def.what.kind = k;
+  at(&s->at_target, v);
+  const char *n;
+  int rc = mly_conf_get_str(c, v, what, &n);
+  if (rc) return rc;
+  if (tq_check_name(n, MLY_NAME_MAX) < 0)
+    return mly_conf_bad(c, v, "%s '%s': 1..%d bytes, no '/', '@' or "
+                        "control character", what, mly_conf_show(n).s,
+                        MLY_NAME_MAX);
   return mly_conf_set_str(c, v, what, &s->target);
 }
 static int s_function(mly_conf *c, void *o, mly_conf_node *v) {
@@ -289,7 +323,8 @@ static int s_machine(mly_conf *c, void *o, mly_conf_node *v) {
 }
 static int s_prio(mly_conf *c, void *o, mly_conf_node *v) {
   int64_t x;
-  int rc = mly_conf_get_int(c, v, "priority", 0, 999, &x);
+  int rc = mly_conf_get_int(c, v, "priority", 0, TQ_MAX_LEVELS - 1, &x);
+  at(&S(o)->at_prio, v);
   if (rc == 0) S(o)->def.priority = (int32_t)x;
   return rc;
 }
@@ -373,13 +408,16 @@ static int read_sched(mly_conf *c, void *obj, mly_conf_node *item, size_t i) {
   if (grow((void **)&qc->s, qc->ns, sizeof *qc->s) < 0)
     return mly_conf_nomem(c);
   qc_sched *s = &qc->s[qc->ns++];
+  at(&s->at, item);
+  if ((s->file = strdup(mly_conf_path(c))) == NULL) return mly_conf_nomem(c);
   int rc = mly_conf_walk(c, item, sched_fields,
                          sizeof sched_fields / sizeof *sched_fields,
                          "in a schedule", s);
   int bad = 0;
-  if (s->name == NULL && rc == 0)
-    bad = mly_conf_bad(c, item, "a schedule needs a name");
-  else
+  /* a name refused where it was read is NULL here: said already */
+  if (s->name == NULL) {
+    if (rc == 0) bad = mly_conf_bad(c, item, "a schedule needs a name");
+  } else
     for (size_t k = 0; k + 1 < qc->ns; k++)
       if (qc->s[k].name && strcmp(qc->s[k].name, s->name) == 0)
         bad = mly_conf_bad(c, item, "schedule '%s' is declared twice",
@@ -407,9 +445,71 @@ static int read_scheds(mly_conf *c, mly_conf_node *v, void *arg) {
   return mly_conf_each(c, v, read_sched, arg);
 }
 
+/* ---- after the load: what a schedule names ---- */
+
+void mly_queue_conf_bind(mly_queue_conf *qc, mly_runtime *rt,
+                         bool functions) {
+  qc->rt = rt;
+  qc->functions = rt && functions;
+}
+
+/* The priority levels of queue `name` (0: not declared anywhere). */
+static uint32_t levels_of(const mly_queue_conf *qc, const char *name) {
+  for (size_t i = 0; i < qc->nq; i++)
+    if (qc->q[i].name && strcmp(qc->q[i].name, name) == 0)
+      return qc->q[i].def.priority_levels ? qc->q[i].def.priority_levels
+                                          : TQ_DEFAULT_LEVELS;
+  mly_queue_def d;
+  if (qc->rt && mly_queue_def_get(qc->rt, name, &d) == 0)
+    return d.priority_levels;
+  if (qc->rt == NULL && strcmp(name, MLY_QUEUE_DEFAULT) == 0)
+    return TQ_DEFAULT_LEVELS; /* mly_queues_open declares it */
+  return 0;
+}
+
+/* Every schedule's queue, machine, priority and (when they are all
+ * known) function, each mistake at its FILE:LINE:COL: a schedule that
+ * loads runs its ticks. */
+static void check_scheds(const mly_conf_options *ro, const mly_fsm_set *set,
+                         void *arg) {
+  mly_queue_conf *qc = arg;
+  for (size_t i = 0; i < qc->ns; i++) {
+    qc_sched *s = &qc->s[i];
+    if (s->name == NULL) continue; /* refused where it was read */
+    mly_conf_options o = *ro;
+    o.path = s->file;
+    const char *qn = s->queue ? s->queue : MLY_QUEUE_DEFAULT;
+    uint32_t lv = levels_of(qc, qn);
+    qc_at *qa = s->queue ? &s->at_queue : &s->at;
+    if (lv == 0)
+      mly_conf_report(&o, qa->line, qa->col, "schedule '%s': queue '%s' is "
+                      "not declared; declare it under queues: or fix the "
+                      "name", mly_conf_show(s->name).s, mly_conf_show(qn).s);
+    else if ((uint32_t)s->def.priority >= lv)
+      mly_conf_report(&o, s->at_prio.line, s->at_prio.col, "schedule '%s': "
+                      "priority %d is outside queue '%s' (0 to %u); lower "
+                      "it or give the queue more priority levels",
+                      mly_conf_show(s->name).s, (int)s->def.priority,
+                      mly_conf_show(qn).s, lv - 1);
+    if (s->target == NULL) continue;
+    if (s->def.what.kind == MLY_TASK_MACHINE && set &&
+        mly_fsm_find(set, s->target) == NULL)
+      mly_conf_report(&o, s->at_target.line, s->at_target.col, "schedule "
+                      "'%s': machine '%s' is not defined in these files; "
+                      "fix the name or load the file that defines it",
+                      mly_conf_show(s->name).s, mly_conf_show(s->target).s);
+    if (s->def.what.kind == MLY_TASK_FUNCTION && qc->functions &&
+        !mly_defer_known(qc->rt, s->target))
+      mly_conf_report(&o, s->at_target.line, s->at_target.col, "schedule "
+                      "'%s': function '%s' is not registered "
+                      "(mly_defer_register it in the --actions library)",
+                      mly_conf_show(s->name).s, mly_conf_show(s->target).s);
+  }
+}
+
 void mly_queue_conf_sections(mly_queue_conf *qc, mly_conf_section out[2]) {
-  out[0] = (mly_conf_section){"queues", read_queues, qc};
-  out[1] = (mly_conf_section){"schedules", read_scheds, qc};
+  out[0] = (mly_conf_section){"queues", read_queues, qc, NULL};
+  out[1] = (mly_conf_section){"schedules", read_scheds, qc, check_scheds};
 }
 
 int mly_queue_conf_apply(mly_runtime *rt, const mly_queue_conf *qc,

@@ -193,7 +193,7 @@ static int refuse(char *err, size_t len, const char *fmt, const char *a,
   return MLY_EINVAL;
 }
 
-static int check_name(const char *n, size_t max) {
+int tq_check_name(const char *n, size_t max) {
   size_t len = n ? strlen(n) : 0;
   if (len == 0 || len > max) return MLY_EINVAL;
   for (const char *p = n; *p; p++)
@@ -228,7 +228,7 @@ int mly_schedule_declare(mly_runtime *rt, const mly_schedule_def *def,
   tq_layer *L = tq_get(rt);
   if (errlen) err[0] = '\0';
   if (L == NULL) return MLY_ENOENT;
-  if (def == NULL || check_name(def->name, MLY_SCHEDULE_NAME_MAX) < 0)
+  if (def == NULL || tq_check_name(def->name, MLY_SCHEDULE_NAME_MAX) < 0)
     return refuse(err, errlen, "schedule name \"%s\"%s: 1..40 bytes, no "
                   "control character, '/' or '@'",
                   def && def->name ? def->name : "", "");
@@ -242,7 +242,7 @@ int mly_schedule_declare(mly_runtime *rt, const mly_schedule_def *def,
   if ((unsigned)def->missed > MLY_MISSED_ALL)
     return refuse(err, errlen, "schedule %s%s: missed is skip, one or all",
                   def->name, "");
-  if (check_name(def->what.name, MLY_NAME_MAX) < 0)
+  if (tq_check_name(def->what.name, MLY_NAME_MAX) < 0)
     return refuse(err, errlen, "schedule %s%s: what it runs needs a name",
                   def->name, "");
   if (def->what.kind == MLY_TASK_FUNCTION ? tq_fn_find(L, def->what.name) == NULL

@@ -35,10 +35,26 @@ static tq_layer *layer_of(mly_machine *m) {
   return tq_get(mly_machine_runtime(m));
 }
 
-static tq_rec *rec_find(tq_layer *L, mly_id id) {
-  tq_rec *r = NULL;
-  HASH_FIND(hh, L->recs, &id, sizeof id, r);
-  return r;
+tq_rec *tq_rec_find(const tq_layer *L, mly_id id) {
+  uint32_t s = (uint32_t)id;
+  tq_rec *r = s < L->nrecs ? L->recs[s] : NULL;
+  return r != NULL && r->id == id ? r : NULL;
+}
+
+/* At its slot; a slot holds one live task at a time. */
+static int rec_put(tq_layer *L, tq_rec *r) {
+  uint32_t s = (uint32_t)r->id;
+  if (s >= L->nrecs) {
+    uint32_t n = L->nrecs ? L->nrecs : 256;
+    while (n <= s) n *= 2;
+    tq_rec **v = realloc(L->recs, (size_t)n * sizeof *v);
+    if (v == NULL) return MLY_ENOMEM;
+    memset(v + L->nrecs, 0, (size_t)(n - L->nrecs) * sizeof *v);
+    L->recs = v;
+    L->nrecs = n;
+  }
+  L->recs[s] = r;
+  return 0;
 }
 
 /* The concurrency key's value in the payload, as text: a string, or an
@@ -67,7 +83,7 @@ static char *key_value(const tq_queue *q, const mly_value *payload) {
 static bool slot(mly_machine *m, tq_data *d) {
   tq_layer *L = layer_of(m);
   mly_id id = mly_self(m);
-  tq_rec *r = rec_find(L, id);
+  tq_rec *r = tq_rec_find(L, id);
   tq_states_sync(L); /* paused flags are known before anything starts */
   if (r == NULL) {
     tq_queue *q = tq_queue_get(L, d->queue);
@@ -75,8 +91,11 @@ static bool slot(mly_machine *m, tq_data *d) {
     r->id = id;
     r->heap_idx = TQ_NO_HEAP;
     r->q = q;
-    HASH_ADD(hh, L->recs, id, sizeof r->id, r);
-    r->keyval = key_value(q, mly_context(m));
+    if (rec_put(L, r) < 0) {
+      free(r);
+      return false;
+    }
+    r->keyval = key_value(q, mly_instance_context(L->rt, id));
     if (d->seq > L->last_seq) L->last_seq = d->seq;
   }
   if (r->granted) return true;
@@ -90,7 +109,7 @@ static bool slot(mly_machine *m, tq_data *d) {
 }
 
 static bool reported(mly_machine *m) {
-  tq_rec *r = rec_find(layer_of(m), mly_self(m));
+  tq_rec *r = tq_rec_find(layer_of(m), mly_self(m));
   if (r && r->finished) return true;
   if (mly_recovered(m) && (r == NULL || r->att == NULL)) {
     /* the crash interrupted it: run it again, not counted */
@@ -106,14 +125,13 @@ static bool reported(mly_machine *m) {
 
 static void set_msg(tq_data *d, int err, const char *msg) {
   d->last_error = err;
-  snprintf(d->last_msg, sizeof d->last_msg, "%s", msg);
+  str_copy(d->last_msg, msg, sizeof d->last_msg);
 }
 
 /* What the attempt's outcome means for the task: true when it ends. */
 static bool settle(mly_machine *m, tq_data *d) {
   tq_layer *L = layer_of(m);
-  tq_rec *r = rec_find(L, mly_self(m));
-  int64_t now = tq_wall_ms();
+  tq_rec *r = tq_rec_find(L, mly_self(m));
   mly_task_outcome o = MLY_TASK_RETRY_SINGULAR;
   if (r && r->finished) {
     o = r->outcome;
@@ -127,6 +145,7 @@ static bool settle(mly_machine *m, tq_data *d) {
     if (q) q->succeeded++;
     return true;
   }
+  int64_t now = tq_wall_ms(); /* read only when it did not succeed */
   mly_retry p;
   tq_resolve(q, &d->retry, &p);
   bool dead = o == MLY_TASK_PERMANENT;
@@ -193,7 +212,7 @@ static int64_t until(int64_t eta_ms) {
 }
 
 static bool drained(mly_machine *m) {
-  tq_rec *r = rec_find(layer_of(m), mly_self(m));
+  tq_rec *r = tq_rec_find(layer_of(m), mly_self(m));
   return r == NULL || r->pool_inflight == 0;
 }
 
@@ -217,7 +236,7 @@ static int task_run(mly_machine *m, void *data) {
     d->state = MLY_TASK_RUNNING;
     d->attempts++;
     if (d->first_run_ms == 0) d->first_run_ms = tq_wall_ms();
-    tq_attempt_start(layer_of(m), rec_find(layer_of(m), mly_self(m)), m, d);
+    tq_attempt_start(layer_of(m), tq_rec_find(layer_of(m), mly_self(m)), d);
     MLY_WAIT_UNTIL_AT(m, task_running, reported(m));
     if (settle(m, d)) {
       MLY_WAIT_UNTIL_AT(m, task_finishing, drained(m));
@@ -232,11 +251,11 @@ static void task_fini(mly_machine *m, void *data) {
   tq_layer *L = layer_of(m);
   if (L == NULL) return;
   mly_id id = mly_self(m);
-  tq_rec *r = rec_find(L, id);
+  tq_rec *r = tq_rec_find(L, id);
   if (r) {
     tq_abandon(r);
     tq_forget(r);
-    HASH_DEL(L->recs, r);
+    L->recs[(uint32_t)id] = NULL;
     free(r->keyval);
     free(r);
   }
@@ -308,8 +327,8 @@ int mly_task_add(mly_runtime *rt, const mly_task_target *what,
   }
   tq_data d;
   memset(&d, 0, sizeof d);
-  snprintf(d.queue, sizeof d.queue, "%s", qn);
-  snprintf(d.target, sizeof d.target, "%s", what->name);
+  str_copy(d.queue, qn, sizeof d.queue);
+  str_copy(d.target, what->name, sizeof d.target);
   d.kind = (uint8_t)what->kind;
   d.state = MLY_TASK_SCHEDULED;
   d.priority = o->priority;

@@ -121,8 +121,7 @@ int mly_task_delete(mly_runtime *rt, mly_id id) {
   tq_layer *L = tq_get(rt);
   if (L == NULL) return MLY_ENOENT;
   if (!is_task(L, id)) return MLY_ESRCH;
-  tq_rec *r = NULL;
-  HASH_FIND(hh, L->recs, &id, sizeof id, r);
+  tq_rec *r = tq_rec_find(L, id);
   if (r && r->pool_inflight > 0) return MLY_EBUSY;
   return mly_kill(rt, id);
 }

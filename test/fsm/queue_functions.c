@@ -7,6 +7,7 @@
  *   record_blocking  (on the threadpool)  named by $MEALY_QTEST_LOG:
  *                      "FUNCTION QUEUE NAME|- customer=C n=N attempt=A"
  *   fail_for_good    reports a permanent failure (a dead letter)
+ * and declares the queue "fromlib" (mly_queue_declare).
  */
 #include <fcntl.h>
 #include <inttypes.h>
@@ -59,5 +60,10 @@ int mly_actions_init(mly_runtime *rt) {
                             MLY_DEFER_BLOCKING);
   if (rc == 0) rc = mly_defer_register(rt, "fail_for_good", fail_for_good,
                                        NULL, 0);
+  /* a queue declared in C by the library (validate must give it a
+   * runtime with the queue layer, as run does) */
+  mly_queue_def d = {.name = "fromlib", .max_concurrent = 2,
+                     .retry = MLY_RETRY_UNSET};
+  if (rc == 0) rc = mly_queue_declare(rt, &d, NULL, 0);
   return rc;
 }

@@ -8,7 +8,8 @@
  * transition's target a state of its machine), encode, decode and encode
  * again to the same bytes with the same hash, and draw as DOT.  The
  * input's first byte also picks options: an action registry that knows
- * every other name, and a reader for the `queues:` section.
+ * every other name, and the task queue layer's readers of `queues:` and
+ * `schedules:` (their error paths and the checks after the load).
  *
  * Imports are relative to a directory that does not exist, so an input
  * reads no other file unless it names an absolute path.
@@ -45,17 +46,6 @@ static bool known(const char *name, void *arg) {
   return strlen(name) % 2 == 0;
 }
 
-static int read_queues(mly_conf *c, mly_conf_node *v, void *arg) {
-  (void)arg;
-  for (size_t i = 0; mly_conf_type_of(v) == MLY_CONF_MAP &&
-                     i < mly_conf_len(v); i++) {
-    mly_conf_node *k, *val;
-    int rc = mly_conf_pair(c, v, i, &k, &val);
-    if (rc) return rc;
-  }
-  return 0;
-}
-
 static void check_machine(const fsm_machine *m) {
   CHECK(m->name && m->nstates > 0 && m->initial < m->nstates);
   size_t initials = 0, finals = 0;
@@ -90,12 +80,16 @@ static void check_machine(const fsm_machine *m) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t nerr = 0, nnote = 0;
-  static const mly_conf_section sections[] = {{"queues", read_queues, NULL}};
+  mly_conf_section sections[2];
+  mly_queue_conf *qc = NULL;
   uint8_t flags = size ? data[0] : 0;
   mly_fsm_load_options o = {.on_error = on_msg, .arg = &nerr};
   (void)nnote;
   if (flags & 1) o.action_known = known;
-  if (flags & 2) o.sections = sections, o.nsections = 1;
+  if ((flags & 2) && (qc = mly_queue_conf_new()) != NULL) {
+    mly_queue_conf_sections(qc, sections);
+    o.sections = sections, o.nsections = 2;
+  }
   mly_fsm_set *set = NULL;
   int rc = mly_fsm_load_text("/nonexistent-mealy-fuzz/machines.yaml",
                              (const char *)data, size, &o, &set);
@@ -111,5 +105,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ff_last.errors = nerr;
   }
   mly_fsm_set_free(set);
+  mly_queue_conf_free(qc);
   return 0;
 }

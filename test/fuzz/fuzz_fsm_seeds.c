@@ -34,6 +34,24 @@ static const char *const seeds[] = {
     "    states: [{name: a, initial: True, action: A, transitions: "
     "[{event: e, to: b}]}, {name: b, final: True}]\n",
     "a: &x [1, 2]\nstate_machines: [{name: m, states: *x}]\n",
+    /* '#' (first byte 0x23): the queue layer's readers are on */
+    "# queues and schedules, each error path\n"
+    "state_machines:\n  - name: m\n"
+    "    states: [{name: a, initial: True, action: A, transitions: "
+    "[{event: e, to: b}]}, {name: b, final: True}]\n"
+    "queues:\n- {name: q, max_concurrent: 2, priority: 3, rate: 5, "
+    "concurrency_key: c, concurrency_limit: 1}\n- {name: \"a@b\"}\n"
+    "- {max_concurrent: 1}\n- {name: q}\n"
+    "schedules:\n- {name: h, every: 5s, function: f}\n"
+    "- {name: \"a@b\", every: 5s, function: f}\n"
+    "- {name: h, cron: '0 3 * * MON', function: f, machine: m}\n"
+    "- {name: t, every: 1m, machine: m, queue: q, priority: 2, "
+    "payload: {a: [1, true, x]}}\n"
+    "- {name: u, every: 1m, machine: nosuch, queue: nosuch, priority: 9}\n"
+    "- {every: 5s}\n- 7\n",
+    "# schedules alone\nschedules:\n- {name: f/x, every: 5s, function: f}\n"
+    "- {name: ok, cron: '*/5 * * * *', timezone: Europe/Berlin, "
+    "missed: all, function: g}\n",
 };
 
 static int make_seeds(fz_corpus *out, char *err, size_t errlen) {
