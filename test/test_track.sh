@@ -121,11 +121,22 @@ case_end
 
 ###########################################################################
 next_case "$mode: the rest of the tree keeps the rest of stop_grace"
+# The member has the stop signal once, with the rest of the program, then
+# cleans up with a child it starts after the signal (sleep 3).  Neither
+# may have the stop signal again while the main process is gone and the
+# supervisor waits for them (the cgroup still holds them; the member is
+# now an orphan of the subreaper): a second TERM is written to terms, a
+# killed cleanup writes no "cleaned".  The cleanup outlasts the
+# supervisor's next look at the tree (at least once a second), so a
+# supervisor that signals what it finds new meets it on every run.
 lead=$(uniq_sleep 1)
+rm -f "$D/terms" "$D/cleaned" "$D/armed"
 cat >"$D/member.sh" <<EOF
-trap 'sleep 2; echo cleaned >"$D/cleaned"; exit 0' TERM
+trap 'echo TERM >>"$D/terms"; stop=1' TERM
 : >"$D/armed"
-while :; do sleep 0.1; done
+while [ -z "\$stop" ]; do sleep 0.1; done
+sleep 3 && echo cleaned >"$D/cleaned"
+exit 0
 EOF
 cat >"$CFG" <<EOF
 tracking: $mode
@@ -133,14 +144,18 @@ programs:
   slow:
     command: "sh $D/member.sh & exec sleep $lead"
     shell: true
-    stop_grace: 10s
+    stop_grace: 20s
 EOF
 if sv_start; then
   check "running" poll 100 running slow
   check "its member runs, its TERM trap set" poll 100 test -e "$D/armed"
   ctl_quiet stop slow
-  check "stopped" poll 150 state_is slow stopped
+  check "the main process exits" poll 100 logged slow 'exited'
+  check "stopped" poll 300 state_is slow stopped
+  # looked at after the state: "stopped" says the member had ended
   check "the member finished its cleanup" test -e "$D/cleaned"
+  check "the member had the stop signal once ($(tr '\n' ' ' <"$D/terms" 2>/dev/null))" \
+    eq "$(grep -c TERM "$D/terms" 2>/dev/null)" 1
   check "log: nothing was killed" eq "$(count slow 'grace over|SIGKILL')" 0
   check "log: stop, exit, the rest ended, in order" in_order \
     "$(line slow 'stopping: SIGTERM')" "$(line slow 'exited')" \

@@ -19,6 +19,11 @@
  * blocked.  Before Linux 5.7 the supervisor moves itself into the
  * program's cgroup, forks there, and moves back.
  *
+ * A signal other than SIGKILL goes to the processes one by one, so to be
+ * one instant for all (as kill(-pgid) is for a group) the cgroup is
+ * frozen meanwhile (cgroup.freeze): a frozen process neither forks nor
+ * handles the signal before the thaw.
+ *
  * Files are opened relative to directory descriptors, with O_NOFOLLOW;
  * what is read from them is bounded.
  */
@@ -26,6 +31,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,6 +286,8 @@ int sv_cg_open(sv_cgroups *g, uv_loop_t *loop, const char *name,
    * is kept: rmdir refuses it. */
   if (rc == 0) rmdir(c->path);
   if (rc == 0) rc = make_dir(c->path);
+  if (rc == 0) /* a previous run may have ended while it was frozen */
+    write_at(c->path, "cgroup.freeze", "0");
   c->fd = rc < 0 ? -1 : open(c->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC |
                                           O_NOFOLLOW);
   if (rc == 0 && c->fd < 0) rc = -errno;
@@ -381,6 +389,45 @@ int sv_cg_signal(sv_cg *c, int sig) {
            ++rounds < 64);
   return n < 0 ? n : 0;
 }
+
+int sv_cg_freeze(sv_cg *c, int wait_ms) {
+  int rc = write_at(c->path, "cgroup.freeze", "1");
+  if (rc < 0) return rc; /* before Linux 5.2: no freezer */
+  char p[PATH_MAX + 16], buf[256];
+  snprintf(p, sizeof p, "%s/cgroup.events", c->path);
+  int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) rc = -errno;
+  uint64_t until = uv_hrtime() + (uint64_t)wait_ms * 1000000u;
+  while (fd >= 0) { /* cgroup.events wakes poll (POLLPRI) when it changes */
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n < 0) {
+      rc = -errno;
+      break;
+    }
+    buf[n] = '\0';
+    const char *f = strstr(buf, "frozen ");
+    if (f == NULL || f[7] == '1') {
+      rc = f == NULL ? MLY_EBADMSG : 0;
+      break;
+    }
+    uint64_t now = uv_hrtime();
+    if (now >= until) {
+      rc = MLY_ETIMEDOUT;
+      break;
+    }
+    struct pollfd pf = {.fd = fd, .events = POLLPRI};
+    if (poll(&pf, 1, (int)((until - now + 999999u) / 1000000u)) < 0 &&
+        errno != EINTR) {
+      rc = -errno;
+      break;
+    }
+  }
+  if (fd >= 0) close(fd);
+  if (rc < 0 && rc != MLY_ETIMEDOUT) sv_cg_thaw(c);
+  return rc;
+}
+
+int sv_cg_thaw(sv_cg *c) { return write_at(c->path, "cgroup.freeze", "0"); }
 
 /* Once cgroup.kill has been written to a cgroup, the kernel (seen on 6.18)
  * SIGKILLs every child later started into it with clone3's

@@ -54,6 +54,13 @@ int sv_cg_populated(sv_cg *c);
 int sv_cg_pids(sv_cg *c, int *pids, size_t max);
 /* SIGKILL: cgroup.kill; any other signal: to each process in it. */
 int sv_cg_signal(sv_cg *c, int sig);
+/* Freezes it (cgroup.freeze) and waits, at most wait_ms (blocking), for
+ * cgroup.events to say every process in it is frozen: then none forks
+ * or handles a signal until sv_cg_thaw.  0 frozen; MLY_ETIMEDOUT still
+ * freezing (thaw it all the same); other < 0: not frozen (no freezer
+ * before Linux 5.2).  Never on a cgroup the caller is in. */
+int sv_cg_freeze(sv_cg *c, int wait_ms);
+int sv_cg_thaw(sv_cg *c);
 /* Before a start: a cgroup emptied through cgroup.kill is made afresh
  * (the kernel would kill what starts in it).  0 when nothing to do. */
 int sv_cg_renew(sv_cg *c);

@@ -225,6 +225,9 @@ static int visit_orphan(sv *s, int pid, void *arg) {
   (void)s;
   orphan_walk *w = arg;
   if (reaper_marker(pid) != w->p->instance) return 0;
+  /* one in the program's group had the stop signal with the group (or
+   * was started after it, by one that had it) */
+  if (w->once && w->p->pgid > 0 && getpgid(pid) == w->p->pgid) return 0;
   if (w->once && !note_signalled(w->p, pid)) return 0;
   if (w->sig) kill(pid, w->sig); /* our child: its pid is not reused */
   if (w->sig && w->once) kill(pid, SIGCONT);
@@ -239,27 +242,51 @@ static size_t orphans(sv_proc *p, int sig, int *pids, size_t max) {
   return w.count;
 }
 
-/* The stop signal (and SIGCONT) to each process in the cgroup that has
- * not had it, again until a pass finds none: a process forked while the
- * list was read would escape a single pass (kill(-pgid) cannot miss one,
- * a list can; cgroup.kill cannot either). */
-static void cg_signal_once(sv_proc *p, int sig) {
-  int pids[256], self = (int)getpid();
-  for (int round = 0; round < 8; round++) {
-    int n = sv_cg_pids(p->cg, pids, 256), fresh = 0;
-    for (int i = 0; i < n; i++)
-      if (pids[i] != self && note_signalled(p, pids[i])) {
-        kill(pids[i], sig);
-        kill(pids[i], SIGCONT);
-        fresh++;
-      }
-    if (fresh == 0) return;
+#define FREEZE_WAIT_MS 200 /* the supervisor waits, blocked, at most this */
+#define CG_MAX_PIDS 16384  /* signalled one by one at a stop */
+
+/* The stop signal (and SIGCONT) to every process in the cgroup once, as
+ * at one instant: the cgroup is frozen while cgroup.procs is read and
+ * each is signalled, then thawed.  Unfrozen, a process forked while the
+ * list was read would escape the signal, and one forked after, in answer
+ * to it (its cleanup, which has the rest of the grace), could not be
+ * told from it.  Without a freezer (Linux < 5.2; or the supervisor is in
+ * there, see spawn_from_inside) one reading of the list does. */
+static void cg_signal_all(sv_proc *p, int sig) {
+  int stack[256], self = (int)getpid();
+  int *pids = malloc(CG_MAX_PIDS * sizeof *pids);
+  size_t max = pids ? CG_MAX_PIDS : 256;
+  if (pids == NULL) pids = stack;
+  int fr = sv_cg_has(p->cg, self) ? MLY_EPERM
+                                  : sv_cg_freeze(p->cg, FREEZE_WAIT_MS);
+  int n = sv_cg_pids(p->cg, pids, max);
+  for (int i = 0; i < n; i++)
+    if (pids[i] != self) {
+      note_signalled(p, pids[i]);
+      kill(pids[i], sig);
+      kill(pids[i], SIGCONT);
+    }
+  if (fr == 0 || fr == MLY_ETIMEDOUT) sv_cg_thaw(p->cg);
+  if (pids != stack) free(pids);
+}
+
+/* While the rest drains: a process that had the stop signal at the
+ * instant and has exec'd since (a shell's child between fork and exec
+ * caught it with the shell's handler, and the exec forgot it) has it
+ * again.  Never one that was not there at the instant. */
+static void cg_signal_execd(sv_proc *p, int sig) {
+  for (size_t i = 0; i < p->nsignalled; i++) {
+    int pid = p->signalled[i].pid;
+    if (sv_cg_has(p->cg, pid) && note_signalled(p, pid)) {
+      kill(pid, sig);
+      kill(pid, SIGCONT);
+    }
   }
 }
 
 void sv_tree_signal_new(sv_proc *p) {
   orphan_walk w = {p, p->prog->stop_signal, true, 0, NULL, 0};
-  if (p->cg) cg_signal_once(p, p->prog->stop_signal);
+  if (p->cg) cg_signal_execd(p, p->prog->stop_signal);
   else if (p->instance) reaper_each_orphan(p->sv, visit_orphan, &w);
 }
 
@@ -273,7 +300,7 @@ bool sv_tree_empty(sv_proc *p) {
 int sv_tree_signal(sv_proc *p, int sig) {
   sv *s = p->sv;
   if (p->cg && sig == p->prog->stop_signal && sig != SIGKILL) {
-    cg_signal_once(p, sig);
+    cg_signal_all(p, sig);
     return 0;
   }
   if (p->cg && !(sig == SIGKILL && s->cg_stuck)) return sv_cg_signal(p->cg, sig);
