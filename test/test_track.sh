@@ -121,20 +121,24 @@ case_end
 
 ###########################################################################
 next_case "$mode: the rest of the tree keeps the rest of stop_grace"
-# The member has the stop signal once, with the rest of the program, then
-# cleans up with a child it starts after the signal (sleep 3).  Neither
-# may have the stop signal again while the main process is gone and the
-# supervisor waits for them (the cgroup still holds them; the member is
-# now an orphan of the subreaper): a second TERM is written to terms, a
-# killed cleanup writes no "cleaned".  The cleanup outlasts the
-# supervisor's next look at the tree (at least once a second), so a
+# The member has the stop signal once, with the rest of the program; then
+# it cleans up: a child it starts after the signal (sleep 3), and a
+# helper in a session of its own (setsid), started half a second after
+# the signal, that outlives it (an orphan of the subreaper, outside the
+# program's group, by then).  None may have the stop signal again, or
+# for the first time, while the main process is gone and the supervisor
+# waits for them: each TERM is written to terms, a killed cleanup writes
+# no "cleaned".  The cleanup outlasts the supervisor's next look at the
+# tree (at least once a second, and at the member's exit), so a
 # supervisor that signals what it finds new meets it on every run.
 lead=$(uniq_sleep 1)
-rm -f "$D/terms" "$D/cleaned" "$D/armed"
+rm -f "$D/terms" "$D/cleaned" "$D/cleaned2" "$D/armed"
 cat >"$D/member.sh" <<EOF
 trap 'echo TERM >>"$D/terms"; stop=1' TERM
 : >"$D/armed"
 while [ -z "\$stop" ]; do sleep 0.1; done
+sleep 0.5
+setsid sh -c 'trap "echo TERM >>$D/terms" TERM; sleep 4 && echo cleaned >$D/cleaned2' &
 sleep 3 && echo cleaned >"$D/cleaned"
 exit 0
 EOF
@@ -154,7 +158,8 @@ if sv_start; then
   check "stopped" poll 300 state_is slow stopped
   # looked at after the state: "stopped" says the member had ended
   check "the member finished its cleanup" test -e "$D/cleaned"
-  check "the member had the stop signal once ($(tr '\n' ' ' <"$D/terms" 2>/dev/null))" \
+  check "its helper finished too" test -e "$D/cleaned2"
+  check "one TERM in all, the member's ($(tr '\n' ' ' <"$D/terms" 2>/dev/null))" \
     eq "$(grep -c TERM "$D/terms" 2>/dev/null)" 1
   check "log: nothing was killed" eq "$(count slow 'grace over|SIGKILL')" 0
   check "log: stop, exit, the rest ended, in order" in_order \

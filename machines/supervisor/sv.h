@@ -130,6 +130,10 @@ typedef struct sv_proc {
     char comm[16];        /* may have lost it (a shell's fork, caught by */
   } signalled[32];        /* the shell's handler before it exec'd) */
   size_t nsignalled;
+  int main_pgid;          /* its main process's group, when that had the
+                             stop signal as a group (MAINPID) */
+  uint64_t stop_tick;     /* the stop signal went out (boot clock ticks,
+                             as /proc/PID/stat's start times); 0: not yet */
   struct sv_proc *drain_prev, *drain_next;
   /* look-ups (supervisor.c) */
   UT_hash_handle hh_name; /* by name (one proc per name) */
@@ -276,7 +280,10 @@ int sv_tree_spawn(sv_proc *p, mly_machine *m, mly_process_options *o,
                   int *pid);
 bool sv_tree_empty(sv_proc *p);          /* child reaped, nothing left */
 int sv_tree_signal(sv_proc *p, int sig); /* every process of it */
-/* The stop signal and SIGCONT to orphans that joined since the stop. */
+/* While the rest drains, the stop signal and SIGCONT to those of its
+ * processes that were there at the stop and have not had it: orphans
+ * that were outside its group (pgroup); any that exec'd since having it
+ * (it may have been lost).  Never to one started after the stop. */
 void sv_tree_signal_new(sv_proc *p);
 size_t sv_tree_pids(sv_proc *p, int *pids, size_t max);
 void sv_tree_drain(sv_proc *p, bool on); /* SV_EV_TREE when it changes */

@@ -113,6 +113,8 @@ int sv_tree_prepare(sv_proc *p) {
   if (p->instance) HASH_DELETE(hh_inst, s->by_inst, p);
   p->instance = ++s->instances;
   p->nsignalled = 0;
+  p->stop_tick = 0;
+  p->main_pgid = 0;
   HASH_ADD(hh_inst, s->by_inst, instance, sizeof p->instance, p);
   if (s->tracking != SV_TRACK_CGROUP) return 0;
   int rc = 0;
@@ -191,7 +193,27 @@ typedef struct orphan_walk {
   size_t count;
   int *pids;
   size_t max;
+  bool later;          /* after the stop: not those started since */
 } orphan_walk;
+
+/* Clock ticks since boot, as /proc/PID/stat counts start times. */
+static uint64_t boot_ticks(void) {
+  struct timespec ts;
+  long hz = sysconf(_SC_CLK_TCK);
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) /
+         (1000000000u / (uint64_t)(hz > 0 ? hz : 100));
+}
+
+/* Whether pid was started after the stop signal went out: in a later
+ * tick (one started within the stop's own tick counts as there before).
+ * Such a process is the program's answer to the signal (its cleanup),
+ * or a new process under a reused pid: it does not get the signal. */
+static bool started_after_stop(const sv_proc *p, int pid) {
+  uint64_t t;
+  return p->stop_tick && mly_process_start_time(pid, &t) == 0 &&
+         t > p->stop_tick;
+}
 
 static void comm_of(int pid, char *out, size_t len) {
   char path[64];
@@ -221,13 +243,20 @@ static bool note_signalled(sv_proc *p, int pid) {
   return true;
 }
 
+static bool had_group_signal(const sv_proc *p, int pid) {
+  int pg = getpgid(pid);
+  return pid == p->pid || (pg > 0 && (pg == p->pgid || pg == p->main_pgid));
+}
+
 static int visit_orphan(sv *s, int pid, void *arg) {
   (void)s;
   orphan_walk *w = arg;
   if (reaper_marker(pid) != w->p->instance) return 0;
-  /* one in the program's group had the stop signal with the group (or
-   * was started after it, by one that had it) */
-  if (w->once && w->p->pgid > 0 && getpgid(pid) == w->p->pgid) return 0;
+  /* the main process, and one in the program's group or in its main
+   * process's, had the stop signal with it (or was started after it, by
+   * one that had it) */
+  if (w->once && had_group_signal(w->p, pid)) return 0;
+  if (w->later && started_after_stop(w->p, pid)) return 0;
   if (w->once && !note_signalled(w->p, pid)) return 0;
   if (w->sig) kill(pid, w->sig); /* our child: its pid is not reused */
   if (w->sig && w->once) kill(pid, SIGCONT);
@@ -237,7 +266,7 @@ static int visit_orphan(sv *s, int pid, void *arg) {
 }
 
 static size_t orphans(sv_proc *p, int sig, int *pids, size_t max) {
-  orphan_walk w = {p, sig, false, 0, pids, max};
+  orphan_walk w = {p, sig, false, 0, pids, max, false};
   if (p->instance) reaper_each_orphan(p->sv, visit_orphan, &w);
   return w.count;
 }
@@ -277,7 +306,8 @@ static void cg_signal_all(sv_proc *p, int sig) {
 static void cg_signal_execd(sv_proc *p, int sig) {
   for (size_t i = 0; i < p->nsignalled; i++) {
     int pid = p->signalled[i].pid;
-    if (sv_cg_has(p->cg, pid) && note_signalled(p, pid)) {
+    if (sv_cg_has(p->cg, pid) && !started_after_stop(p, pid) &&
+        note_signalled(p, pid)) {
       kill(pid, sig);
       kill(pid, SIGCONT);
     }
@@ -285,7 +315,7 @@ static void cg_signal_execd(sv_proc *p, int sig) {
 }
 
 void sv_tree_signal_new(sv_proc *p) {
-  orphan_walk w = {p, p->prog->stop_signal, true, 0, NULL, 0};
+  orphan_walk w = {p, p->prog->stop_signal, true, 0, NULL, 0, true};
   if (p->cg) cg_signal_execd(p, p->prog->stop_signal);
   else if (p->instance) reaper_each_orphan(p->sv, visit_orphan, &w);
 }
@@ -301,6 +331,7 @@ int sv_tree_signal(sv_proc *p, int sig) {
   sv *s = p->sv;
   if (p->cg && sig == p->prog->stop_signal && sig != SIGKILL) {
     cg_signal_all(p, sig);
+    p->stop_tick = boot_ticks();
     return 0;
   }
   if (p->cg && !(sig == SIGKILL && s->cg_stuck)) return sv_cg_signal(p->cg, sig);
@@ -312,13 +343,14 @@ int sv_tree_signal(sv_proc *p, int sig) {
   }
   /* its main process, with its group when it leads one; and the group it
    * was started in, when its main process is another (MAINPID) */
-  if (p->pid > 0)
-    mly_process_signal(s->rt, p->pid, sig,
-                       p->pid == p->pgid || getpgid(p->pid) == p->pid);
+  bool group = p->pid > 0 && (p->pid == p->pgid || getpgid(p->pid) == p->pid);
+  if (p->pid > 0) mly_process_signal(s->rt, p->pid, sig, group);
   if (p->pgid > 0 && p->pgid != p->pid) reaper_group_signal(p->pgid, sig);
-  if (sig == p->prog->stop_signal) { /* later ones get it once, too */
-    orphan_walk w = {p, sig, true, 0, NULL, 0};
+  if (sig == p->prog->stop_signal) { /* the orphans outside them, once */
+    orphan_walk w = {p, sig, true, 0, NULL, 0, false};
+    p->main_pgid = group ? p->pid : 0;
     if (p->instance) reaper_each_orphan(s, visit_orphan, &w);
+    p->stop_tick = boot_ticks();
   } else {
     orphans(p, sig, NULL, 0);
   }
