@@ -343,8 +343,12 @@ int sv_tree_signal(sv_proc *p, int sig) {
   }
   /* its main process, with its group when it leads one; and the group it
    * was started in, when its main process is another (MAINPID) */
-  bool group = p->pid > 0 && (p->pid == p->pgid || getpgid(p->pid) == p->pid);
-  if (p->pid > 0) mly_process_signal(s->rt, p->pid, sig, group);
+  int mpg = p->pid > 0 ? getpgid(p->pid) : -1;
+  bool group = p->pid > 0 && (p->pid == p->pgid || mpg == p->pid);
+  /* each once: a main process (MAINPID) in the program's group has it
+   * with the group */
+  if (p->pid > 0 && (group || p->pgid <= 0 || mpg != p->pgid))
+    mly_process_signal(s->rt, p->pid, sig, group);
   if (p->pgid > 0 && p->pgid != p->pid) reaper_group_signal(p->pgid, sig);
   if (sig == p->prog->stop_signal) { /* the orphans outside them, once */
     orphan_walk w = {p, sig, true, 0, NULL, 0, false};
