@@ -16,6 +16,14 @@
  *           a SIGCHLD tells every program that is waiting for its tree to
  *           empty to look again.
  *
+ * Either way each process has the stop signal once, as at one instant:
+ * the cgroup is frozen while it is signalled; the group has it in one
+ * kill, the orphans outside it one by one.  What the program starts
+ * after that (its cleanup) does not get it: it keeps the rest of the
+ * grace.  Only processes that were there at the stop and escaped the
+ * signal are given it while the rest drains: orphaned since from outside
+ * the group, or exec'd since (it may have been lost in the exec).
+ *
  * Each spawn is one instance, numbered; the marker MEALY_PROGRAM names it
  * in both ways (a program can read its own name there).
  */
