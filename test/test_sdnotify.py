@@ -126,6 +126,48 @@ command: |
     check("supervise exits 0", sv.stop() == 0)
 
 
+# ---- a daemon's worker has the stop signal once ------------------------
+
+def case_daemon_worker_once(tracking):
+    """The main process (MAINPID) leads a session and group of its own,
+    and its worker in it cleans up for 3 s after the stop signal; 1 s
+    after the signal the main process is gone and the worker an orphan
+    of the supervisor.  It had the signal with its group: it must not
+    have it again while the rest drains (each TERM is written to terms;
+    a second one would come after the worker ran its trap for the first,
+    on every run)."""
+    print("# case: a daemon's worker has the stop signal once (tracking: %s)"
+          % tracking)
+    sv = Sv("worker-" + tracking, {"svc": """
+ready: sd_notify
+shell: true
+stop_grace: 20s
+command: |
+  cat >worker.sh <<'EOF'
+  trap 'echo TERM >>terms; stop=1' TERM
+  : >armed
+  while [ -z "$stop" ]; do sleep 0.1; done
+  sleep 3 && echo cleaned >cleaned
+  EOF
+  setsid sh -c 'trap "sleep 1; exit 0" TERM; sh worker.sh & while :; do sleep 0.1; done' &
+  exec %s "MAINPID=$!" READY=1 -- true
+""" % SEND}, extra="tracking: %s\n" % tracking)
+    armed = os.path.join(sv.dir, "armed")
+    check("its worker runs", poll(lambda: os.path.exists(armed)))
+    check("its main process is the daemon",
+          poll(lambda: sv.field("svc", "main_pid") and
+               sv.field("svc", "pid") == sv.field("svc", "main_pid")))
+    sv.ctl("stop", "svc")
+    check("stopped", poll(lambda: sv.field("svc", "state") == "stopped",
+                          tries=300))
+    check("the worker finished its cleanup",
+          os.path.exists(os.path.join(sv.dir, "cleaned")))
+    terms = os.path.join(sv.dir, "terms")
+    n = open(terms).read().count("TERM") if os.path.exists(terms) else 0
+    check("the worker had the stop signal once (got %d)" % n, n == 1)
+    check("supervise exits 0", sv.stop() == 0)
+
+
 # ---- a forged MAINPID from the program, STOPPING, RELOADING, ERRNO ----
 
 def case_forged_mainpid():
@@ -479,6 +521,8 @@ def leftovers():
 try:
     case_ready_status_mainpid("auto")
     case_ready_status_mainpid("pgroup")
+    case_daemon_worker_once("auto")
+    case_daemon_worker_once("pgroup")
     case_forged_mainpid()
     case_user()
     case_adopt()
