@@ -99,7 +99,7 @@ void tq_attempt_start(tq_layer *L, tq_rec *r, tq_data *d) {
                  : tq_fn_find(L, d->target);
   r->granted = false;
   r->finished = false;
-  mly_task *t = calloc(1, sizeof *t);
+  mly_task *t = freelist_get(&L->att_pool, sizeof *t);
   if (t == NULL) {
     tq_finish(r, MLY_TASK_RETRY_SINGULAR, MLY_ENOMEM, "out of memory");
     return;
@@ -128,7 +128,7 @@ void tq_attempt_start(tq_layer *L, tq_rec *r, tq_data *d) {
              d->target);
     t->reported = true;
     tq_finish(r, MLY_TASK_PERMANENT, MLY_ENOENT, msg);
-    free(t);
+    freelist_put(&L->att_pool, t);
     return;
   }
   t->fn = f->fn;
@@ -171,8 +171,9 @@ void mly_task_done(mly_task *t, mly_task_outcome o, const char *msg) {
     free(t);
     return;
   }
+  tq_layer *L = t->L; /* alive: the record is */
   tq_finish(r, o, o == MLY_TASK_OK ? 0 : MLY_EIO, msg);
-  free(t);
+  freelist_put(&L->att_pool, t);
 }
 
 void tq_timeouts(tq_queue *q, uint64_t now_us) {

@@ -15,6 +15,7 @@
 #define MLY_QUEUE_H
 
 #include "mealy.h"
+#include "../freelist.h"
 #include "../value.h"
 
 #include <uthash.h>
@@ -168,6 +169,9 @@ struct tq_layer {
   tq_fn *fns;
   tq_fn starter;
   bool has_starter;
+  tq_fn *fn_last;       /* tq_fn_find's last answer (fns are freed only
+                           with the layer) */
+  freelist rec_pool, att_pool; /* freed records and attempts, reused */
   tq_rec **recs;        /* by the task's slot (its id's low 32 bits) */
   uint32_t nrecs;
   tq_added *added;
