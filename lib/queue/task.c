@@ -85,7 +85,7 @@ static bool slot(tq_layer *L, mly_machine *m, tq_data *d) {
   tq_rec *r = tq_rec_find(L, id);
   tq_states_sync(L); /* paused flags are known before anything starts */
   if (r == NULL) {
-    tq_queue *q = tq_queue_get(L, d->queue);
+    tq_queue *q = tq_queue_get(L, tq_d_queue(d));
     if (q == NULL || (r = freelist_get(&L->rec_pool, sizeof *r)) == NULL)
       return false;
     r->id = id;
@@ -125,7 +125,7 @@ static bool reported(tq_layer *L, mly_machine *m) {
 
 static void set_msg(tq_data *d, int err, const char *msg) {
   d->last_error = err;
-  str_copy(d->last_msg, msg, sizeof d->last_msg);
+  tq_d_set_msg(d, msg);
 }
 
 /* What the attempt's outcome means for the task: true when it ends. */
@@ -140,7 +140,7 @@ static bool settle(tq_layer *L, mly_machine *m, tq_data *d) {
   }
   if (r && o != MLY_TASK_OK) set_msg(d, r->err, r->msg);
   /* the record resolved its queue once */
-  tq_queue *q = r ? r->q : tq_queue_get(L, d->queue);
+  tq_queue *q = r ? r->q : tq_queue_get(L, tq_d_queue(d));
   if (o == MLY_TASK_OK) {
     if (q) q->succeeded++;
     return true;
@@ -219,6 +219,7 @@ static bool drained(tq_layer *L, mly_machine *m) {
 static int task_run(mly_machine *m, void *data) {
   tq_data *d = data;
   tq_layer *L = layer_of(m); /* once per step: a lookup by key */
+  if (d->layout != TQ_LAYOUT) tq_d_upgrade(d); /* restored from version 1 */
   MLY_BEGIN(m);
   added(L, m, 0);
   for (;;) {
@@ -275,7 +276,8 @@ int tq_task_register(tq_layer *L) {
                       .run = task_run,
                       MLY_TYPE_POINTS(task),
                       .data_size = sizeof(tq_data),
-                      .version = 1,
+                      .version = 2, /* tq_data's packed layout */
+                      .min_version = 1,
                       .flags = MLY_TYPE_DURABLE,
                       .fini = task_fini};
   return mly_type_register(L->rt, &def, &L->type);
@@ -328,8 +330,8 @@ int mly_task_add(mly_runtime *rt, const mly_task_target *what,
   }
   tq_data d;
   memset(&d, 0, sizeof d);
-  str_copy(d.queue, qn, sizeof d.queue);
-  str_copy(d.target, what->name, sizeof d.target);
+  d.layout = TQ_LAYOUT;
+  tq_d_set_text(&d, qn, what->name, NULL);
   d.kind = (uint8_t)what->kind;
   d.state = MLY_TASK_SCHEDULED;
   d.priority = o->priority;
