@@ -27,10 +27,13 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-      "usage: mealy fsm run FILE... [--actions LIB.so] --state-dir DIR "
-      "[-s SOCKET]\n"
-      "  Run the machines of FILE... in the foreground, durable in DIR,\n"
-      "  controlled through SOCKET (default ./" FSM_DEFAULT_SOCKET "):\n"
+      "usage: mealy fsm run FILE... [--actions LIB.so]\n"
+      "                     (--state-dir DIR | --store CONNINFO) [-s SOCKET]\n"
+      "  Run the machines of FILE... in the foreground, durable in DIR\n"
+      "  (a journal) or in a PostgreSQL database shared with other hosts\n"
+      "  (CONNINFO: postgresql://... or 'host=DIR dbname=NAME'; its schema\n"
+      "  made by mealy store init), controlled through SOCKET (default\n"
+      "  ./" FSM_DEFAULT_SOCKET "):\n"
       "  mealy fsm start|send|ls|show talk to it.\n"
       "  --actions LIB.so  a shared object whose\n"
       "                    int mly_actions_init(mly_runtime *rt)\n"
@@ -41,6 +44,9 @@ static void usage(FILE *f) {
       "                    target checked the same); build it with\n"
       "                    cc -shared -fPIC (the binary exports mly_*)\n"
       "  --sync POLICY     always (default), never, interval:100ms\n"
+      "                    (a journal)\n"
+      "  --lease MS        with --store: how long this process owns its\n"
+      "                    instances unless it renews (default 10000)\n"
       "SIGTERM/SIGINT: stop; running instances continue at the next run.\n");
 }
 
@@ -77,7 +83,7 @@ static void on_journal_error(mly_runtime *rt, int err, const char *msg,
 typedef struct run_args {
   const char **files;
   size_t nfiles;
-  const char *actions, *state_dir, *sock, *sync;
+  const char *actions, *state_dir, *sock, *sync, *store, *lease;
 } run_args;
 
 static int parse(int argc, char **argv, run_args *a) {
@@ -90,6 +96,8 @@ static int parse(int argc, char **argv, run_args *a) {
                        : !strcmp(o, "--state-dir") ? &a->state_dir
                        : !strcmp(o, "-s") || !strcmp(o, "--socket") ? &a->sock
                        : !strcmp(o, "--sync")      ? &a->sync
+                       : !strcmp(o, "--store")     ? &a->store
+                       : !strcmp(o, "--lease")     ? &a->lease
                                                    : NULL;
     if (val && i + 1 < argc) {
       *val = argv[++i];
@@ -101,12 +109,25 @@ static int parse(int argc, char **argv, run_args *a) {
       a->files[a->nfiles++] = o;
     }
   }
-  if (a->nfiles == 0 || a->state_dir == NULL) {
-    fprintf(stderr, "mealy fsm run: %s\n", a->nfiles == 0
-            ? "no machine file given" : "--state-dir DIR is required: "
-            "where the instances are kept");
+  if (a->nfiles == 0 || (a->state_dir == NULL) == (a->store == NULL) ||
+      (a->lease && !a->store)) {
+    fprintf(stderr, "mealy fsm run: %s\n",
+            a->nfiles == 0 ? "no machine file given"
+            : a->lease && !a->store ? "--lease goes with --store"
+            : a->store ? "--state-dir and --store: one of them, not both"
+                       : "--state-dir DIR or --store CONNINFO is required: "
+                         "where the instances are kept");
     usage(stderr);
     return 2;
+  }
+  if (a->lease) {
+    char *end;
+    long ms = strtol(a->lease, &end, 10);
+    if (*end || ms < 100 || ms > 3600000) {
+      fprintf(stderr, "mealy fsm run: --lease: '%s' is not a number of "
+              "milliseconds from 100 to 3600000\n", a->lease);
+      return 2;
+    }
   }
   return 0;
 }
@@ -198,7 +219,11 @@ static int setup(fsm_host *h, const run_args *a) {
     fprintf(stderr, "mealy fsm run: %s\n", err);
     return 1;
   }
-  if ((rc = mly_journal_open(h->rt, &jo, err, sizeof err)) < 0) {
+  mly_store_pg_options po = {.conninfo = a->store, .durable = &jo,
+                             .lease_ms = a->lease ? (uint32_t)atol(a->lease)
+                                                  : 0};
+  if ((rc = a->store ? mly_store_postgres(h->rt, &po, err, sizeof err)
+                     : mly_journal_open(h->rt, &jo, err, sizeof err)) < 0) {
     fprintf(stderr, "mealy fsm run: %s\n", err);
     return 1;
   }
@@ -231,8 +256,10 @@ static int setup(fsm_host *h, const run_args *a) {
   h->sigterm.data = h->sigint.data = h;
   uv_signal_start(&h->sigterm, on_stop_signal, SIGTERM);
   uv_signal_start(&h->sigint, on_stop_signal, SIGINT);
+  /* not the conninfo: it may hold a password */
   fprintf(stderr, "mealy fsm run: %zu machines, state in %s, control "
-          "socket %s\n", mly_fsm_count(h->set), a->state_dir, a->sock);
+          "socket %s\n", mly_fsm_count(h->set),
+          a->store ? "the PostgreSQL store" : a->state_dir, a->sock);
   return 0;
 }
 

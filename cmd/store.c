@@ -13,15 +13,17 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: mealy store ACTION --store CONNINFO [--json]\n"
           "\n"
-          "The PostgreSQL store's schema (durable machines do not run on it\n"
-          "yet).  CONNINFO: postgresql://... or 'host=DIR dbname=NAME ...'.\n"
+          "The PostgreSQL store's schema (programs open the store with\n"
+          "mly_store_postgres).  CONNINFO: postgresql://... or\n"
+          "'host=DIR dbname=NAME ...'.\n"
           "\n"
           "actions:\n"
           "  init     create the schema (version %d) in one transaction;\n"
           "           nothing to do when it is there\n"
           "  migrate  move an older schema forward in one transaction\n"
           "  stat     print the schema version and counts of instances,\n"
-          "           tombstones, leases, pending events and timers\n"
+          "           tombstones, leases, pending events, timers and\n"
+          "           processes\n"
           "\n"
           "init and migrate refuse a database whose schema is newer than\n"
           "this mealy's.  Exit status: 0 done, 1 failed, 2 bad usage.\n"
@@ -47,16 +49,17 @@ static int do_stat(const char *conninfo, bool json) {
   if (json) {
     printf("{\"version\":%d,\"code_version\":%d,\"instances\":%" PRId64
            ",\"ended\":%" PRId64 ",\"owned\":%" PRId64 ",\"events\":%" PRId64
-           ",\"timers\":%" PRId64 "}\n",
+           ",\"timers\":%" PRId64 ",\"nodes\":%" PRId64 "}\n",
            st.version, st.code_version, st.instances, st.ended, st.owned,
-           st.events, st.timers);
+           st.events, st.timers, st.nodes);
   } else {
     printf("schema version %d (this mealy: %d)\n"
            "instances %" PRId64 " live, %" PRId64 " ended, %" PRId64
            " under a lease\n"
-           "pending events %" PRId64 "\ntimers %" PRId64 "\n",
+           "pending events %" PRId64 "\ntimers %" PRId64 "\n"
+           "processes %" PRId64 " holding a lease\n",
            st.version, st.code_version, st.instances, st.ended, st.owned,
-           st.events, st.timers);
+           st.events, st.timers, st.nodes);
   }
   return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 }

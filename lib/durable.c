@@ -517,6 +517,26 @@ static void hook_failed(void *arg, int rc, const char *msg) {
   if (d && d->on_error) d->on_error(rt, rc, msg, d->arg);
 }
 
+/* A shared store lost these instances (its lease ran out, a commit was
+ * fenced): another process runs them now, so they leave memory silently,
+ * with no END record, their uncommitted steps dropped (the store counted
+ * them).  A parent takes its children with it. */
+static void hook_evict(void *arg, const mly_id *ids, size_t n) {
+  mly_runtime *rt = arg;
+  for (size_t i = 0; i < n; i++) {
+    mly_inst *m = inst_get(rt, ids[i]);
+    if (m != NULL && inst_durable(rt, m)) m->dflags |= D_SILENT;
+  }
+  inst_unqueue_flagged(rt, D_SILENT);
+  for (size_t i = n; i-- > 0;) {
+    mly_inst *m = inst_get(rt, ids[i]);
+    if (m != NULL && (m->dflags & D_SILENT)) {
+      inst_end_now(m, MLY_EPERM);
+      if (rt->dur && rt->dur->live > 0) rt->dur->live--;
+    }
+  }
+}
+
 /* The store's last handle is gone: it held the runtime open. */
 static void hook_closed(void *arg) { rt_release(arg); }
 
@@ -524,7 +544,7 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
   s->hooks = (store_hooks){.arg = rt, .done = hook_done,
                            .closed = hook_closed,
                            .committed = hook_committed,
-                           .failed = hook_failed};
+                           .failed = hook_failed, .evict = hook_evict};
   rt->open_handles++; /* released by hook_closed */
 }
 

@@ -194,6 +194,7 @@ struct mly_runtime {
   uint32_t nslots, slot_cap;
   uint32_t *free_slots;
   uint32_t nfree, free_cap;
+  bool slots_confined; /* slots_confine: new slots only from the list */
 
   mly_type *types;
 
@@ -281,6 +282,7 @@ void rt_release(mly_runtime *rt);
 mly_inst *inst_get(const mly_runtime *rt, mly_id id);
 int slots_reserve(mly_runtime *rt, uint32_t n);
 int slots_finish(mly_runtime *rt);
+void slots_confine(mly_runtime *rt, uint32_t lo, uint32_t hi);
 void inst_wake(mly_inst *m, uint8_t reason);
 void inst_run_batch(mly_runtime *rt, uint32_t budget);
 void inst_timer_fired(mly_inst *m);

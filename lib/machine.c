@@ -30,6 +30,8 @@ static int slot_alloc(mly_runtime *rt, mly_inst *m) {
   uint32_t s;
   if (rt->nfree > 0) {
     s = rt->free_slots[--rt->nfree];
+  } else if (rt->slots_confined) {
+    return MLY_ENOSPC; /* its range is full (slots_confine) */
   } else {
     if (rt->nslots == rt->slot_cap) {
       uint32_t cap = rt->slot_cap ? rt->slot_cap * 2 : 256;
@@ -94,6 +96,20 @@ int slots_reserve(mly_runtime *rt, uint32_t n) {
   }
   rt->nslots = n;
   return 0;
+}
+
+/* Recovery over a shared store: only the empty slots of [lo, hi) stay
+ * free, and the table never grows (the other slots are other processes'
+ * ids).  A slot of a recovered instance outside the range is free again
+ * when it ends: its range came with it (the store's promise). */
+void slots_confine(mly_runtime *rt, uint32_t lo, uint32_t hi) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < rt->nfree; i++) {
+    uint32_t s = rt->free_slots[i];
+    if (s >= lo && s < hi) rt->free_slots[n++] = s;
+  }
+  rt->nfree = n;
+  rt->slots_confined = true;
 }
 
 /* Recovery: the slots left empty become free, newest-numbered last. */

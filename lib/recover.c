@@ -511,6 +511,8 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
   }
   int rc = refuse_parent_loops(r, err, errlen);
   if (rc < 0) return rc;
+  const mly_store *st = rt->dur->s;
+  if (st->slot_hi > nslots) nslots = st->slot_hi; /* its range, whole */
   rc = slots_reserve(rt, nslots);
   if (rc < 0) return rc;
   for (size_t i = 0; i < r->ninsts; i++) { /* ended ids are never reused */
@@ -574,6 +576,7 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
       qsort(d->parked, d->nparked, sizeof *d->parked, parked_by_id);
     rc = slots_finish(rt);
     if (rc == 0) rc = hold_parked_slots(rt);
+    if (rc == 0 && st->slot_hi) slots_confine(rt, st->slot_lo, st->slot_hi);
   }
   if (rc == 0) {
     qsort(bs, n, sizeof *bs, by_id); /* links: the newest child first */

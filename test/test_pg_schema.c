@@ -1,9 +1,11 @@
 /*
  * test_pg_schema.c - the schema engine (lib/store/pg_schema.c) against a
- * private cluster (MLY_TEST_PG): init makes version 1; a migration to a
- * version 2 that fails half-way changes nothing (one transaction); init
- * refuses an older schema; migrate moves 1 to 2; then the real code
- * (version 1) refuses the newer schema in init, migrate and stat.
+ * private cluster (MLY_TEST_PG): with a test chain of migrations, init
+ * makes version 1; a migration to a version 2 that fails half-way changes
+ * nothing (one transaction); init refuses an older schema; migrate moves
+ * 1 to 2.  The real chain: migrate takes a version 1 database to
+ * MLY_STORE_PG_VERSION, and a schema newer than the code is refused by
+ * init, migrate and stat.
  */
 #include <check.h>
 #include <stdio.h>
@@ -36,27 +38,44 @@ static void sql1(const char *q, char *out, size_t n) {
   "SELECT count(*) FROM information_schema.columns WHERE table_schema = "  \
   "'mealy' AND table_name = 'instances' AND column_name = 'x'"
 
+static void sql_exec(const char *q) {
+  PGconn *c = PQconnectdb(db);
+  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+  PGresult *r = PQexec(c, q);
+  ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s: %s", q,
+                PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(c);
+}
+
 static void expect_sql(const char *q, const char *want) {
   char v[64];
   sql1(q, v, sizeof v);
   ck_assert_msg(strcmp(v, want) == 0, "%s: %s, not %s", q, v, want);
 }
 
-static const char *const none[] = {NULL};
+static const char *const v1_test[] = {
+    "CREATE SCHEMA mealy",
+    "CREATE TABLE mealy.schema_version (one boolean PRIMARY KEY DEFAULT true"
+    " CHECK (one), version integer NOT NULL, migrated_at timestamptz NOT NULL"
+    " DEFAULT now())",
+    "CREATE TABLE mealy.instances (id bigint)", NULL};
 static const char *const v2_fails[] = {
     "ALTER TABLE mealy.instances ADD COLUMN x int",
     "CREATE TABLE mealy.half_done (y int)", "SELECT 1 / 0", NULL};
 static const char *const v2_ok[] = {
     "ALTER TABLE mealy.instances ADD COLUMN x int",
     "CREATE TABLE mealy.half_done (y int)", NULL};
-/* from version 1 on, migs[0] is never run */
-static const char *const *const chain_fails[] = {none, v2_fails};
-static const char *const *const chain_ok[] = {none, v2_ok};
+/* v1_test: a small version 1, so that the engine is tested on its own */
+static const char *const *const chain_fails[] = {v1_test, v2_fails};
+static const char *const *const chain_ok[] = {v1_test, v2_ok};
 
 START_TEST(versions) {
   char msg[512];
   int from = -1;
-  ck_assert_int_eq(mly_store_pg_init(db, &from, msg, sizeof msg), 0);
+  ck_assert_int_eq(mly_pg_schema_apply(db, chain_ok, 1, true, &from, msg,
+                                       sizeof msg),
+                   0);
   ck_assert_int_eq(from, 0);
   expect_sql("SELECT version FROM mealy.schema_version", "1");
 
@@ -84,16 +103,47 @@ START_TEST(versions) {
                    0);
   ck_assert_int_eq(from, 2); /* nothing to do */
 
-  /* this code knows version 1 only */
+  /* a schema newer than this code's is refused, changing nothing */
+  char v[32];
+  snprintf(v, sizeof v, "%d", MLY_STORE_PG_VERSION + 1);
+  char q[128];
+  snprintf(q, sizeof q, "UPDATE mealy.schema_version SET version = %s", v);
+  sql_exec(q);
+  char want[128];
+  snprintf(want, sizeof want, "version %s, newer than this mealy's version %d",
+           v, MLY_STORE_PG_VERSION);
   ck_assert_int_eq(mly_store_pg_init(db, &from, msg, sizeof msg), MLY_ERANGE);
-  ck_assert_msg(strstr(msg, "version 2, newer than this mealy's version 1"),
-                "%s", msg);
+  ck_assert_msg(strstr(msg, want), "%s", msg);
   ck_assert_int_eq(mly_store_pg_migrate(db, &from, msg, sizeof msg),
                    MLY_ERANGE);
+  ck_assert_msg(strstr(msg, want), "%s", msg);
   mly_store_pg_counts st;
   ck_assert_int_eq(mly_store_pg_stat(db, &st, msg, sizeof msg), MLY_ERANGE);
-  ck_assert_int_eq(st.version, 2);
+  ck_assert_int_eq(st.version, MLY_STORE_PG_VERSION + 1);
   ck_assert_int_eq(st.code_version, MLY_STORE_PG_VERSION);
+}
+END_TEST
+
+/* The real chain: a database at version 1 (as main's mealy made it)
+ * migrates to MLY_STORE_PG_VERSION; stat then answers. */
+START_TEST(real_chain) {
+  char msg[512];
+  int from = -1;
+  sql_exec("DROP SCHEMA IF EXISTS mealy CASCADE");
+  ck_assert_int_eq(mly_pg_schema_apply(db, mly_pg_migrations, 1, true, &from,
+                                       msg, sizeof msg),
+                   0);
+  ck_assert_int_eq(from, 0);
+  ck_assert_int_eq(mly_store_pg_migrate(db, &from, msg, sizeof msg), 0);
+  ck_assert_int_eq(from, 1);
+  char v[32];
+  snprintf(v, sizeof v, "%d", MLY_STORE_PG_VERSION);
+  expect_sql("SELECT version FROM mealy.schema_version", v);
+  expect_sql("SELECT to_regclass('mealy.nodes') IS NOT NULL", "t");
+  mly_store_pg_counts st;
+  ck_assert_int_eq(mly_store_pg_stat(db, &st, msg, sizeof msg), 0);
+  ck_assert_int_eq(st.version, MLY_STORE_PG_VERSION);
+  ck_assert_int_eq(st.instances + st.ended + st.events + st.nodes, 0);
 }
 END_TEST
 
@@ -120,7 +170,7 @@ START_TEST(concurrent_init) {
   rc[1] = WIFEXITED(st) ? WEXITSTATUS(st) : 99;
   ck_assert_msg(rc[0] == 0, "%s", msg);
   ck_assert_int_eq(rc[1], 0);
-  ck_assert(from[0] == 0 || from[0] == 1);
+  ck_assert(from[0] == 0 || from[0] == MLY_STORE_PG_VERSION);
 }
 END_TEST
 
@@ -144,6 +194,7 @@ int main(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, versions);
   tcase_add_test(tc, concurrent_init);
+  tcase_add_test(tc, real_chain);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

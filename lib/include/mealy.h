@@ -2318,12 +2318,59 @@ int mly_wait_error(const mly_machine *m);
 bool mly_shutdown_requested(const mly_machine *m);
 
 /* ------------------------------------------------------------------ */
-/* PostgreSQL store: its schema (in progress; durable machines do not  */
-/* run on PostgreSQL yet)                                              */
+/* PostgreSQL store: durable machines of many processes in one        */
+/* database (in progress: see README "PostgreSQL store")               */
 /* ------------------------------------------------------------------ */
 
+/* How a runtime's durable layer opens on PostgreSQL. */
+typedef struct mly_store_pg_options {
+  const char *conninfo;   /* libpq connection string or postgresql://
+                             URI (copied); a socket directory (host=/dir)
+                             or hostaddr= keeps the loop from ever waiting
+                             on a name lookup                          */
+  uint32_t lease_ms;      /* this process owns its instances while its
+                             lease holds; renewed every lease_ms / 3.
+                             Another process claims them once it ran
+                             out.  0: 10,000                           */
+  uint32_t poll_ms;       /* events other processes commit for this
+                             one's instances are looked for this often
+                             when no notification came; 0: 1,000       */
+  /* The durable layer's policies, as for mly_journal_open (may be
+   * NULL): on_error/arg, name_retention_ms.  The journal's own fields
+   * (dir, sync, segments, compaction, fault) are not used. */
+  const mly_journal_options *durable;
+} mly_store_pg_options;
+
+/* Makes rt durable on a PostgreSQL database whose schema is at
+ * MLY_STORE_PG_VERSION (`mealy store init`), as mly_journal_open does on
+ * a directory: call it after registering the durable types and before
+ * spawning anything.  The process registers as a node under a lease,
+ * takes a range of instance slots (so that ids are unique across
+ * processes), claims the instances of every process whose lease ran out
+ * (continuing from their last committed step; overdue timers fire at
+ * once) and brings them back.  It blocks while it does (a private
+ * connection); from then on the store talks to the server only on rt's
+ * loop (libpq's asynchronous API on uv_poll, no thread).
+ *
+ * A loop turn's steps commit in one transaction; a machine resumes only
+ * once it committed.  Every commit first checks that this process still
+ * holds its lease at its fencing epoch and that each instance is still
+ * its own at the expected step: a commit that fails the check is dropped
+ * (counted), the instances concerned stop running here, and a line on
+ * stderr says so.  Any other failed commit stops the store (fail-stop,
+ * as the journal: mly_journal_error).  mly_journal_stats_get and
+ * mly_journal_error answer for this store too; mly_journal_compact is
+ * MLY_ENOSYS.
+ *
+ * Errors, with a sentence in err: MLY_EIO (cannot connect, no schema or
+ * another version: the sentence says which command to run, the server
+ * refused), MLY_ENOSPC (all 64 slot ranges are held), MLY_EEXIST (rt is
+ * durable already), MLY_EBUSY (instances were spawned), MLY_ENOMEM. */
+int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
+                       char *err, size_t errlen);
+
 /* The schema version this code creates and understands. */
-#define MLY_STORE_PG_VERSION 1
+#define MLY_STORE_PG_VERSION 2
 
 /* What mly_store_pg_stat counts (the database's schema version; 0: it has
  * none). */
@@ -2332,9 +2379,10 @@ typedef struct mly_store_pg_counts {
   int code_version;   /* MLY_STORE_PG_VERSION                            */
   int64_t instances;  /* live instances                                  */
   int64_t ended;      /* tombstones: instances that ended                */
-  int64_t owned;      /* live instances under an unexpired lease         */
+  int64_t owned;      /* live instances whose owner's lease holds        */
   int64_t events;     /* pending events and posts                        */
-  int64_t timers;     /* timers set                                      */
+  int64_t timers;     /* instances waiting on a timer                    */
+  int64_t nodes;      /* processes holding an unexpired lease            */
 } mly_store_pg_counts;
 
 /* Tools for a PostgreSQL database given by conninfo (a libpq connection

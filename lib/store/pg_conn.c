@@ -41,7 +41,7 @@ typedef struct pgq_list {
 struct mly_pg {
   uv_loop_t *loop;
   char *conninfo;
-  bool retry, closing;
+  bool retry, closing, weak;
   int state;
   PGconn *conn;
   uv_poll_t *poll;
@@ -59,6 +59,7 @@ struct mly_pg {
 };
 
 static void start_connect(mly_pg *pg);
+static void update_ref(mly_pg *pg);
 static void on_backoff(uv_timer_t *t) { start_connect(t->data); }
 
 static void push(pgq_list *l, pgq *q) {
@@ -140,6 +141,7 @@ static void went_down(mly_pg *pg) {
   if (pg->closing) return;
   if (pg->retry) {
     uv_timer_start(&pg->timer, on_backoff, pg->backoff_ms, 0);
+    update_ref(pg);
     pg->backoff_ms *= 2;
     if (pg->backoff_ms > PG_BACKOFF_MAX_MS) pg->backoff_ms = PG_BACKOFF_MAX_MS;
   } else {
@@ -157,6 +159,19 @@ static void set_err(mly_pg *pg, const char *what, const char *detail) {
 
 static void on_poll(uv_poll_t *h, int status, int events);
 
+/* A weak connection keeps the loop alive only while a query waits for
+ * its answer: idle (even listening, or waiting to reconnect), it lets the
+ * loop end.  Otherwise its handles keep the loop alive until closed. */
+static void update_ref(mly_pg *pg) {
+  bool busy = !pg->weak || pg->sent.head || pg->waiting.head;
+  if (pg->poll) {
+    if (busy) uv_ref((uv_handle_t *)pg->poll);
+    else uv_unref((uv_handle_t *)pg->poll);
+  }
+  if (busy) uv_ref((uv_handle_t *)&pg->timer);
+  else uv_unref((uv_handle_t *)&pg->timer);
+}
+
 static int watch(mly_pg *pg, int events) {
   int fd = PQsocket(pg->conn);
   if (fd < 0) return -1;
@@ -172,7 +187,9 @@ static int watch(mly_pg *pg, int events) {
     pg->poll_fd = fd;
     pg->handles++;
   }
-  return uv_poll_start(pg->poll, events, on_poll) == 0 ? 0 : -1;
+  if (uv_poll_start(pg->poll, events, on_poll) != 0) return -1;
+  update_ref(pg);
+  return 0;
 }
 
 static void lost(mly_pg *pg) {
@@ -399,6 +416,7 @@ int mly_pg_query(mly_pg *pg, const char *sql, int n,
   if (!q) return MLY_ENOMEM;
   if (pg->state != PG_UP) {
     push(&pg->waiting, q);
+    update_ref(pg);
     return 0;
   }
   if (send_one(pg, q) < 0) lost(pg);
@@ -428,6 +446,11 @@ int mly_pg_listen(mly_pg *pg, const char *channel) {
 void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg) {
   pg->ncb = cb;
   pg->narg = arg;
+}
+
+void mly_pg_set_weak(mly_pg *pg, bool weak) {
+  pg->weak = weak;
+  update_ref(pg);
 }
 
 bool mly_pg_connected(const mly_pg *pg) { return pg->state == PG_UP; }

@@ -56,6 +56,11 @@ int mly_pg_query(mly_pg *pg, const char *sql, int n,
 int mly_pg_listen(mly_pg *pg, const char *channel);
 void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg);
 
+/* weak: the connection keeps the loop alive only while a query waits
+ * for its answer (a store: the runtime's loop ends when its work does);
+ * otherwise (the default) until it is closed. */
+void mly_pg_set_weak(mly_pg *pg, bool weak);
+
 /* Connected now?  And how many connections were made so far. */
 bool mly_pg_connected(const mly_pg *pg);
 unsigned mly_pg_connects(const mly_pg *pg);

@@ -81,7 +81,156 @@ static const char *const v1[] = {
     "CREATE INDEX timers_due ON mealy.timers (due)",
     NULL};
 
-static const char *const *const migrations[MLY_STORE_PG_VERSION] = {v1};
+/* Version 2: the store of durable machines (pg_store.c).  It replaces
+ * v1's tables, which no mealy wrote.
+ *
+ * nodes: one row per process that opened the store (never reused).  A
+ *   node owns what it owns while lease_until is in the future; epoch is
+ *   its fencing token, from one sequence, so a later claimant always has
+ *   a larger one; taken_by is set when another node took over everything
+ *   of a node whose lease ran out: the row is then dead for good (its
+ *   process, if it wakes, can neither renew nor commit).
+ * ranges: instance ids are the runtime's (generation << 32 | slot), made
+ *   by each process from its own slot table.  So that ids never collide
+ *   across processes, each node holds slot ranges (range r: slots
+ *   r << 18 .. (r + 1) << 18, 262,144 of them) and makes new instances
+ *   only in its own first range.  A range goes with the instances in it:
+ *   a takeover moves the dead node's ranges to the claimant (whose slot
+ *   table then holds those instances at their own slots), so no two live
+ *   nodes ever allocate in one range.  A range whose holder is dead and
+ *   has no instance left is free again.
+ * instances: a live durable instance: owner node, the owner's epoch when
+ *   it got it, its last committed step, its S record (fields 0..9; see
+ *   journal.h) and context (msgpack; NULL: none), due_ms (wall ms of its
+ *   timer, NULL: none).  Every change is checked against owner, epoch
+ *   and step (mealy.step): a fenced process changes nothing.
+ * events: pending events for durable instances (E bodies), deleted when
+ *   consumed or dropped; seq (commit order: a sender's steps commit one
+ *   after another) keeps per-sender order at the receiver.
+ * names: a name is taken by a live instance (ended_ms NULL) or by its
+ *   tombstone (status, ended_ms): one primary key over both, so a name is
+ *   unique across processes with the journal's MLY_EEXIST answers.
+ *   mealy.tombstones is the ended part.
+ * The functions below are the changes a commit makes, one call per
+ * record, pipelined in the batch's transaction; each raises (SQLSTATE
+ * MLYF1, "mealy fenced: ...") when this node no longer owns what it
+ * changes, and that aborts the whole batch. */
+static const char *const v2[] = {
+    "DROP TABLE mealy.timers, mealy.events, mealy.instances",
+    "CREATE SEQUENCE mealy.epochs",
+    "CREATE TABLE mealy.nodes ("
+    " id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " host text NOT NULL,"
+    " pid integer NOT NULL,"
+    " epoch bigint NOT NULL DEFAULT nextval('mealy.epochs'),"
+    " lease_until timestamptz NOT NULL,"
+    " taken_by bigint,"
+    " started_at timestamptz NOT NULL DEFAULT now())",
+    "CREATE TABLE mealy.ranges ("
+    " range_no integer PRIMARY KEY CHECK (range_no BETWEEN 0 AND 63),"
+    " node bigint NOT NULL REFERENCES mealy.nodes (id))",
+    "CREATE INDEX ranges_node ON mealy.ranges (node)",
+    "CREATE TABLE mealy.instances ("
+    " id bigint PRIMARY KEY,"
+    " owner bigint NOT NULL REFERENCES mealy.nodes (id),"
+    " epoch bigint NOT NULL,"
+    " step bigint NOT NULL,"
+    " parent bigint NOT NULL DEFAULT 0,"
+    " name text UNIQUE,"
+    " due_ms bigint,"
+    " state bytea NOT NULL,"
+    " context bytea)",
+    "CREATE INDEX instances_owner ON mealy.instances (owner)",
+    "CREATE INDEX instances_range ON mealy.instances"
+    " (((id & 4294967295) >> 18))",
+    "CREATE TABLE mealy.events ("
+    " eid bigint PRIMARY KEY,"
+    " target bigint NOT NULL,"
+    " sender bigint NOT NULL,"
+    " seq bigint GENERATED ALWAYS AS IDENTITY,"
+    " body bytea NOT NULL)",
+    "CREATE INDEX events_target ON mealy.events (target, seq)",
+    "CREATE TABLE mealy.names ("
+    " name text PRIMARY KEY,"
+    " id bigint NOT NULL,"
+    " status bigint,"
+    " ended_ms bigint)",
+    "CREATE VIEW mealy.tombstones AS SELECT name, id, status, ended_ms"
+    " FROM mealy.names WHERE ended_ms IS NOT NULL",
+    "CREATE FUNCTION mealy.fenced(what text) RETURNS void LANGUAGE plpgsql"
+    " AS $$BEGIN RAISE EXCEPTION 'mealy fenced: %', what"
+    " USING ERRCODE = 'MLYF1'; END$$",
+    /* the batch's first statement: this node still holds its lease */
+    "CREATE FUNCTION mealy.fence(p_node bigint, p_epoch bigint)"
+    " RETURNS void LANGUAGE plpgsql AS $$BEGIN"
+    " PERFORM 1 FROM mealy.nodes WHERE id = p_node AND epoch = p_epoch"
+    "  AND taken_by IS NULL AND lease_until > clock_timestamp() FOR UPDATE;"
+    " IF NOT FOUND THEN PERFORM mealy.fenced(format("
+    "  'node %s (epoch %s) no longer holds its lease', p_node, p_epoch));"
+    " END IF; END$$",
+    "CREATE FUNCTION mealy.create(p_node bigint, p_epoch bigint, p_id bigint,"
+    " p_step bigint, p_parent bigint, p_name text, p_due bigint,"
+    " p_state bytea, p_ctx bytea) RETURNS void LANGUAGE plpgsql AS $$BEGIN"
+    /* a tombstone gives its name up: the runtime found it expired (its
+     * retention); a live name is refused (unique_violation) */
+    " IF p_name IS NOT NULL THEN"
+    "  INSERT INTO mealy.names (name, id) VALUES (p_name, p_id)"
+    "   ON CONFLICT (name) DO UPDATE SET id = EXCLUDED.id, status = NULL,"
+    "   ended_ms = NULL WHERE mealy.names.ended_ms IS NOT NULL;"
+    "  IF NOT FOUND THEN RAISE unique_violation USING MESSAGE = format("
+    "   'mealy: the name %s is taken by a live instance', p_name);"
+    "  END IF; END IF;"
+    " INSERT INTO mealy.instances (id, owner, epoch, step, parent, name,"
+    "  due_ms, state, context) VALUES (p_id, p_node, p_epoch, p_step,"
+    "  p_parent, p_name, p_due, p_state, p_ctx); END$$",
+    "CREATE FUNCTION mealy.step(p_node bigint, p_epoch bigint, p_id bigint,"
+    " p_expect bigint, p_step bigint, p_due bigint, p_state bytea,"
+    " p_setctx boolean, p_ctx bytea, p_took bigint[])"
+    " RETURNS void LANGUAGE plpgsql AS $$BEGIN"
+    " UPDATE mealy.instances SET step = p_step, due_ms = p_due,"
+    "  state = p_state,"
+    "  context = CASE WHEN p_setctx THEN p_ctx ELSE context END"
+    "  WHERE id = p_id AND owner = p_node AND epoch = p_epoch"
+    "  AND step = p_expect;"
+    " IF NOT FOUND THEN PERFORM mealy.fenced(format("
+    "  'instance %s is not node %s''s at epoch %s and step %s', p_id,"
+    "  p_node, p_epoch, p_expect)); END IF;"
+    " IF cardinality(p_took) > 0 THEN"
+    "  DELETE FROM mealy.events WHERE eid = ANY (p_took); END IF; END$$",
+    /* the steps of a loop turn, as arrays: one statement for all */
+    "CREATE FUNCTION mealy.steps(p_node bigint, p_epoch bigint,"
+    " p_ids bigint[], p_expect bigint[], p_steps bigint[], p_due bigint[],"
+    " p_states bytea[], p_setctx boolean[], p_ctx bytea[], p_took bigint[])"
+    " RETURNS void LANGUAGE plpgsql AS $$DECLARE n bigint; BEGIN"
+    " UPDATE mealy.instances i SET step = u.step, due_ms = u.due,"
+    "  state = u.state,"
+    "  context = CASE WHEN u.setctx THEN u.ctx ELSE i.context END"
+    "  FROM unnest(p_ids, p_expect, p_steps, p_due, p_states, p_setctx,"
+    "  p_ctx) AS u(id, expect, step, due, state, setctx, ctx)"
+    "  WHERE i.id = u.id AND i.owner = p_node AND i.epoch = p_epoch"
+    "  AND i.step = u.expect;"
+    " GET DIAGNOSTICS n = ROW_COUNT;"
+    " IF n <> cardinality(p_ids) THEN PERFORM mealy.fenced(format("
+    "  '%s of %s instances are not node %s''s at epoch %s and the step"
+    "  expected', cardinality(p_ids) - n, cardinality(p_ids), p_node,"
+    "  p_epoch)); END IF;"
+    " IF cardinality(p_took) > 0 THEN"
+    "  DELETE FROM mealy.events WHERE eid = ANY (p_took); END IF; END$$",
+    "CREATE FUNCTION mealy.end_(p_node bigint, p_epoch bigint, p_id bigint,"
+    " p_status bigint, p_ended_ms bigint, p_name text)"
+    " RETURNS void LANGUAGE plpgsql AS $$BEGIN"
+    " DELETE FROM mealy.instances WHERE id = p_id AND owner = p_node"
+    "  AND epoch = p_epoch;"
+    " IF NOT FOUND THEN PERFORM mealy.fenced(format("
+    "  'instance %s is not node %s''s at epoch %s', p_id, p_node, p_epoch));"
+    " END IF;"
+    " DELETE FROM mealy.events WHERE target = p_id;"
+    " IF p_name IS NOT NULL THEN UPDATE mealy.names SET status = p_status,"
+    "  ended_ms = p_ended_ms WHERE name = p_name AND id = p_id; END IF;"
+    " END$$",
+    NULL};
+
+const char *const *const mly_pg_migrations[MLY_STORE_PG_VERSION] = {v1, v2};
 
 /* ---- running statements one after another on a private loop ---- */
 
@@ -235,13 +384,13 @@ out:
 
 int mly_store_pg_init(const char *conninfo, int *from, char *msg,
                       size_t msgsz) {
-  return mly_pg_schema_apply(conninfo, migrations, MLY_STORE_PG_VERSION, true,
+  return mly_pg_schema_apply(conninfo, mly_pg_migrations, MLY_STORE_PG_VERSION, true,
                              from, msg, msgsz);
 }
 
 int mly_store_pg_migrate(const char *conninfo, int *from, char *msg,
                          size_t msgsz) {
-  return mly_pg_schema_apply(conninfo, migrations, MLY_STORE_PG_VERSION,
+  return mly_pg_schema_apply(conninfo, mly_pg_migrations, MLY_STORE_PG_VERSION,
                              false, from, msg, msgsz);
 }
 
@@ -261,13 +410,15 @@ int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
     r = newer(&se, st->version, MLY_STORE_PG_VERSION);
   } else {
     r = run(&se, &s,
-            "SELECT (SELECT count(*) FROM mealy.instances"
-            "         WHERE ended_at IS NULL),"
-            " (SELECT count(*) FROM mealy.instances WHERE ended_at IS NOT NULL),"
-            " (SELECT count(*) FROM mealy.instances WHERE owner IS NOT NULL"
-            "    AND ended_at IS NULL AND lease_expires > now()),"
+            "SELECT (SELECT count(*) FROM mealy.instances),"
+            " (SELECT count(*) FROM mealy.tombstones),"
+            " (SELECT count(*) FROM mealy.instances i JOIN mealy.nodes n"
+            "    ON n.id = i.owner WHERE n.taken_by IS NULL"
+            "    AND n.lease_until > now()),"
             " (SELECT count(*) FROM mealy.events),"
-            " (SELECT count(*) FROM mealy.timers)",
+            " (SELECT count(*) FROM mealy.instances WHERE due_ms IS NOT NULL),"
+            " (SELECT count(*) FROM mealy.nodes WHERE taken_by IS NULL"
+            "    AND lease_until > now())",
             0, NULL);
     if (r == 0) {
       st->instances = strtoll(s.row[0], NULL, 10);
@@ -275,6 +426,7 @@ int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
       st->owned = strtoll(s.row[2], NULL, 10);
       st->events = strtoll(s.row[3], NULL, 10);
       st->timers = strtoll(s.row[4], NULL, 10);
+      st->nodes = strtoll(s.row[5], NULL, 10);
     }
   }
 out:

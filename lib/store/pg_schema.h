@@ -19,4 +19,7 @@ int mly_pg_schema_apply(const char *conninfo, const char *const *const *migs,
                         int code, bool create, int *from, char *msg,
                         size_t msgsz);
 
+/* The real chain: version N is mly_pg_migrations[0..N-1]. */
+extern const char *const *const mly_pg_migrations[];
+
 #endif

@@ -104,6 +104,11 @@ struct mly_store {
   const store_ops *ops;
   store_hooks hooks;
   uv_loop_t *loop;
+  /* Added for shared stores: instance ids must be unique across
+   * processes, so this process makes new instances only in slots
+   * [slot_lo, slot_hi) (its range); recovered ones keep their slots.
+   * 0, 0: anywhere (the journal). */
+  uint32_t slot_lo, slot_hi;
 };
 
 static inline jbuf *store_buf(mly_store *s) { return s->ops->buf(s); }

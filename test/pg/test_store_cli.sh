@@ -13,6 +13,7 @@ check() { # name, command...
   checks=$((checks + 1))
   if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi
 }
+V=2 # MLY_STORE_PG_VERSION
 psqlq() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$C" -c "$1"; }
 has() { grep -q -- "$1" <<<"$2"; }
 
@@ -31,48 +32,54 @@ check "migrate before init says run init" has "mealy store init" "$out"
 
 out=$("$MEALY" store init --store "$C" 2>&1); rc=$?
 check "init" test $rc = 0
-check "init says created" has "created at version 1" "$out"
-check "version row is 1" test "$(psqlq 'SELECT version FROM mealy.schema_version')" = 1
+check "init says created" has "created at version $V" "$out"
+check "version row is $V" test "$(psqlq 'SELECT version FROM mealy.schema_version')" = $V
 out=$("$MEALY" store init --store "$C" 2>&1); rc=$?
 check "init again: nothing to do" test "$rc:$(has 'nothing to do' "$out" && echo y)" = "0:y"
 out=$("$MEALY" store migrate --store "$C" 2>&1); rc=$?
-check "migrate at version 1: nothing to do" test "$rc:$(has 'nothing to do' "$out" && echo y)" = "0:y"
+check "migrate at version $V: nothing to do" test "$rc:$(has 'nothing to do' "$out" && echo y)" = "0:y"
 
 out=$("$MEALY" store stat --json --store "$C"); rc=$?
-check "stat --json empty" test "$rc:$out" = '0:{"version":1,"code_version":1,"instances":0,"ended":0,"owned":0,"events":0,"timers":0}'
+check "stat --json empty" test "$rc:$out" = "0:{\"version\":$V,\"code_version\":$V,\"instances\":0,\"ended\":0,\"owned\":0,\"events\":0,\"timers\":0,\"nodes\":0}"
 
 uri="postgresql:///postgres?host=${MLY_TEST_PG_DIR:?}&user=mealy"
 out=$("$MEALY" store stat --json --store="$uri"); rc=$?
-check "stat with a postgresql:// URI" test "$rc:${out:0:12}" = '0:{"version":1'
+check "stat with a postgresql:// URI" test "$rc:${out:0:12}" = "0:{\"version\":$V"
 
-# rows by hand: 3 live (one under a lease), 1 ended, 2 events, 1 timer
-psqlq "INSERT INTO mealy.instances (name, machine, owner, lease_expires)
-       VALUES ('a', 'm', 'p1', now() + interval '1 hour'), ('b', 'm', NULL, NULL),
-              (NULL, 'm', 'p2', now() - interval '1 hour')" >/dev/null
-psqlq "INSERT INTO mealy.instances (name, machine, ended_at) VALUES ('a-old', 'm', now())" >/dev/null
-psqlq "INSERT INTO mealy.events (instance_id, kind) SELECT id, 'e' FROM mealy.instances WHERE name IN ('a', 'b')" >/dev/null
-psqlq "INSERT INTO mealy.timers (instance_id, timer_id, due) SELECT id, 1, now() FROM mealy.instances WHERE name = 'a'" >/dev/null
+# rows by hand: node 1 holds its lease, node 2's ran out, node 3 was
+# taken over; 3 live instances (one of node 1, under its lease; one
+# waiting on a timer), 1 tombstone, 2 events
+psqlq "INSERT INTO mealy.nodes (host, pid, lease_until, taken_by) VALUES
+       ('h', 1, now() + interval '1 hour', NULL), ('h', 2, now() - interval '1 hour', NULL),
+       ('h', 3, now() + interval '1 hour', 1)" >/dev/null
+psqlq "INSERT INTO mealy.instances (id, owner, epoch, step, name, due_ms, state) VALUES
+       (1, 1, 1, 0, 'a', 5, '\\x90'), (2, 2, 2, 0, NULL, NULL, '\\x90'),
+       (3, 3, 3, 0, 'b', NULL, '\\x90')" >/dev/null
+psqlq "INSERT INTO mealy.names (name, id) VALUES ('a', 1), ('b', 3)" >/dev/null
+psqlq "INSERT INTO mealy.names (name, id, status, ended_ms) VALUES ('a-old', 7, 0, 1)" >/dev/null
+psqlq "INSERT INTO mealy.events (eid, target, sender, body) VALUES (1, 1, 0, '\\x90'), (2, 2, 0, '\\x90')" >/dev/null
 out=$("$MEALY" store stat --json --store "$C")
-check "stat --json counts" test "$out" = '{"version":1,"code_version":1,"instances":3,"ended":1,"owned":1,"events":2,"timers":1}'
+check "stat --json counts" test "$out" = "{\"version\":$V,\"code_version\":$V,\"instances\":3,\"ended\":1,\"owned\":1,\"events\":2,\"timers\":1,\"nodes\":1}"
 out=$("$MEALY" store stat --store "$C")
 check "stat text" has "instances 3 live, 1 ended, 1 under a lease" "$out"
-# the name index: a live instance's name and a tombstone's are taken; a
-# tombstone deleted (past its retention) frees its name
-psqlq "INSERT INTO mealy.instances (name, machine) VALUES ('a', 'm')" >/dev/null 2>&1
+check "stat text: processes" has "processes 1 holding a lease" "$out"
+# names: a live instance's name and a tombstone's are taken (one key over
+# both); a tombstone deleted (past its retention) frees its name
+psqlq "INSERT INTO mealy.names (name, id) VALUES ('a', 9)" >/dev/null 2>&1
 check "a live instance's name is unique" test $? != 0
-psqlq "INSERT INTO mealy.instances (name, machine) VALUES ('a-old', 'm')" >/dev/null 2>&1
+psqlq "INSERT INTO mealy.names (name, id) VALUES ('a-old', 9)" >/dev/null 2>&1
 check "a tombstone keeps its name" test $? != 0
-psqlq "DELETE FROM mealy.instances WHERE name = 'a-old'" >/dev/null
-psqlq "INSERT INTO mealy.instances (name, machine) VALUES ('a-old', 'm')" >/dev/null
+psqlq "DELETE FROM mealy.names WHERE name = 'a-old'" >/dev/null
+psqlq "INSERT INTO mealy.names (name, id) VALUES ('a-old', 9)" >/dev/null
 check "a deleted tombstone frees its name" test $? = 0
 
-psqlq "UPDATE mealy.schema_version SET version = 2" >/dev/null
+psqlq "UPDATE mealy.schema_version SET version = $((V + 1))" >/dev/null
 for a in init migrate stat; do
   out=$("$MEALY" store $a --store "$C" 2>&1); rc=$?
   check "$a refuses a newer schema" test $rc = 1
-  check "$a says why" has "version 2, newer than this mealy's version 1" "$out"
+  check "$a says why" has "version $((V + 1)), newer than this mealy's version $V" "$out"
 done
-check "refusal changed nothing" test "$(psqlq 'SELECT version FROM mealy.schema_version')" = 2
+check "refusal changed nothing" test "$(psqlq 'SELECT version FROM mealy.schema_version')" = $((V + 1))
 
 out=$("$MEALY" store stat --store "host=/nonexistent/dir dbname=x" 2>&1); rc=$?
 check "no server: fails" test $rc = 1

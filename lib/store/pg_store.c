@@ -1,0 +1,1176 @@
+/*
+ * pg_store.c - store.h's operations on PostgreSQL (schema v2, see
+ * pg_schema.c): many processes share one database of durable instances.
+ *
+ * Each process is a node: a row in mealy.nodes with a lease and a
+ * fencing epoch.  Opening registers the node and takes a slot range (so
+ * that the instance ids it makes are unique across nodes: see the schema
+ * comment); recover claims every node whose lease ran out (FOR UPDATE
+ * SKIP LOCKED on its row: two claimants never take one node) and hands
+ * back the instances it now owns as a snapshot (SNAP, INST..., EVENT...,
+ * TOMB..., SNAPEND).  Registration and recovery block (a private
+ * connection, as opening a journal reads its files); from then on the
+ * store talks to the server only through pg_conn.c on the runtime's loop.
+ *
+ * Group commit: the records of one loop turn (the durable layer appends
+ * them to `buf`, as for the journal) become ONE transaction, pipelined
+ * on the connection: BEGIN; mealy.fence (this node still holds its lease
+ * at its epoch: a row lock on its node row, raise if not); one call per
+ * record (mealy.create, mealy.step, mealy.end_, event inserts and
+ * deletes); COMMIT.  The completions queued behind the turn are reported
+ * only once COMMIT has answered.  The one rule the rest relies on: a
+ * change reaches the database only inside a transaction whose fence
+ * passed and whose every step matched owner, epoch and expected step
+ * (`owned` holds the step this node last appended for each instance).
+ *
+ * A batch the database refused as fenced (SQLSTATE MLYF1) is dropped and
+ * counted; the instances it concerns (all of them, when the node lost
+ * its lease) leave this process through hooks.evict, with a line on
+ * stderr saying so.  Any other failure (the connection lost while a
+ * batch is in flight: its outcome is not known) fails the store.
+ */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../hashtab.h"
+#include "../jreplay.h"
+#include "pg_conn.h"
+#include "pg_store.h"
+
+/* An instance this node owns: the step it last appended. */
+typedef struct owned {
+  mly_id id;
+  uint64_t step;
+  mly_id parent;
+  uint64_t grp; /* the step group it is in (pg_store.gserial) */
+  UT_hash_handle hh;
+} owned;
+
+/* An SQL array literal, growing: "{1,2,NULL}", "{\"\\\\x0a\"}". */
+typedef struct sbuf {
+  char *p;
+  size_t n, cap;
+  bool oom;
+} sbuf;
+
+static void sb_raw(sbuf *b, const char *s, size_t n) {
+  if (b->oom) return;
+  if (b->cap - b->n < n + 2) {
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap - b->n < n + 2) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->oom = true;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+}
+
+static void sb_sep(sbuf *b) { sb_raw(b, b->n ? "," : "{", 1); }
+
+static void sb_i64(sbuf *b, int64_t v) {
+  char t[24];
+  sb_sep(b);
+  sb_raw(b, t, (size_t)snprintf(t, sizeof t, "%" PRId64, v));
+}
+
+static void sb_word(sbuf *b, const char *w) {
+  sb_sep(b);
+  sb_raw(b, w, strlen(w));
+}
+
+static void sb_hex(sbuf *b, const void *p, size_t n) {
+  static const char dig[] = "0123456789abcdef";
+  sb_sep(b);
+  sb_raw(b, "\"\\\\x", 4);
+  const unsigned char *c = p;
+  char t[256];
+  for (size_t i = 0; i < n;) {
+    size_t k = 0;
+    for (; i < n && k < sizeof t; i++) {
+      t[k++] = dig[c[i] >> 4];
+      t[k++] = dig[c[i] & 15];
+    }
+    sb_raw(b, t, k);
+  }
+  sb_raw(b, "\"", 1);
+}
+
+/* The literal, ended; the buffer is then empty again for the next. */
+static const char *sb_end(sbuf *b) {
+  if (b->n == 0) sb_raw(b, "{", 1);
+  sb_raw(b, "}", 2); /* with its NUL */
+  b->n = 0;
+  return b->oom ? NULL : b->p;
+}
+
+/* One transaction in flight. */
+typedef struct batch {
+  struct batch *next;
+  struct pg_store *st;
+  jdone *dones;
+  size_t ndones;
+  mly_id *ids; /* instances it changes: evicted if it is fenced */
+  size_t nids, idcap;
+  uint64_t steps, records, bytes;
+  size_t unanswered;
+  bool fenced, lease_lost;
+  char err[256];
+} batch;
+
+/* The snapshot is built whole in one buffer, then handed out: what
+ * rp_record keeps points into it until recover_end. */
+typedef struct walk {
+  jbuf b;
+  size_t *at; /* where each record begins */
+  unsigned *kind;
+  size_t n, cap;
+  uint64_t seq;
+} walk;
+
+static void head(walk *w, unsigned kind, uint32_t nfields) {
+  if (w->n == w->cap) {
+    size_t cap = w->cap ? 2 * w->cap : 256;
+    size_t *at = realloc(w->at, cap * sizeof *at);
+    if (at) w->at = at;
+    unsigned *k = realloc(w->kind, cap * sizeof *k);
+    if (k) w->kind = k;
+    if (!at || !k) {
+      w->b.oom = true;
+      return;
+    }
+    w->cap = cap;
+  }
+  w->at[w->n] = w->b.n;
+  w->kind[w->n++] = kind;
+  jb_array(&w->b, nfields + 2);
+  jb_uint(&w->b, ++w->seq);
+  jb_uint(&w->b, kind);
+}
+
+static void walk_free(walk *w) {
+  jb_free(&w->b);
+  free(w->at);
+  free(w->kind);
+  *w = (walk){0};
+}
+
+typedef struct pg_store {
+  mly_store base;
+  pg_store_options o;
+  char *conninfo;
+  mly_pg *pg;
+  int64_t node, epoch;
+  uint32_t range;
+  char pnode[24], pepoch[24];
+  jbuf buf;
+  uint64_t seq;
+  jdone *dones; /* queued behind what buf holds */
+  size_t ndones, dcap;
+  batch *head, *tail; /* in flight, in commit order */
+  owned *owned;
+  int failed;
+  bool closing, told_failed, lost, releasing;
+  uv_timer_t later;
+  uv_timer_t renew;        /* the lease, every lease_ms / 3 */
+  uint64_t renewed_at;     /* uv_now when the last renewal the server
+                              confirmed was sent (or registration) */
+  uint64_t sent_at;
+  bool renewing;
+  int timers_open; /* reports a batch that never reached the server */
+  batch *undone;    /* ... those batches */
+  mly_journal_stats stats;
+  pg_store_fencing fencing;
+  walk rec; /* the records recover handed out */
+  /* the step group: STEP records and events of a batch gathered into
+   * arrays, sent as two statements (see group_send) */
+  uint64_t gserial;
+  uint32_t gsteps, gevents;
+  sbuf g_ids, g_expect, g_steps, g_due, g_states, g_setctx, g_ctx, g_took;
+  sbuf e_eid, e_to, e_from, e_body;
+} pg_store;
+
+#define ST(s) ((pg_store *)(s))
+
+/* ---- small helpers ---- */
+
+static char *hex_bytea(const void *p, size_t n) {
+  static const char dig[] = "0123456789abcdef";
+  char *s = malloc(2 * n + 3);
+  if (!s) return NULL;
+  s[0] = '\\';
+  s[1] = 'x';
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    s[2 + 2 * i] = dig[b[i] >> 4];
+    s[3 + 2 * i] = dig[b[i] & 15];
+  }
+  s[2 + 2 * n] = '\0';
+  return s;
+}
+
+static void i64s(char out[24], int64_t v) {
+  snprintf(out, 24, "%" PRId64, v);
+}
+
+static owned *own_find(pg_store *st, mly_id id) {
+  owned *o = NULL;
+  HASH_FIND(hh, st->owned, &id, sizeof id, o);
+  return o;
+}
+
+static int own_put(pg_store *st, mly_id id, uint64_t step, mly_id parent) {
+  owned *o = own_find(st, id);
+  if (!o) {
+    if (!(o = calloc(1, sizeof *o))) return MLY_ENOMEM;
+    o->id = id;
+    bool hash_oom = false;
+    HASH_ADD(hh, st->owned, id, sizeof o->id, o);
+    if (hash_oom) {
+      free(o);
+      return MLY_ENOMEM;
+    }
+  }
+  o->step = step;
+  o->parent = parent;
+  return 0;
+}
+
+static void own_del(pg_store *st, mly_id id) {
+  owned *o = own_find(st, id);
+  if (o) {
+    HASH_DEL(st->owned, o);
+    free(o);
+  }
+}
+
+/* ---- the batch: statements and their answers ---- */
+
+static void batch_free(batch *b) {
+  free(b->dones);
+  free(b->ids);
+  free(b);
+}
+
+static int batch_id(batch *b, mly_id id) {
+  if (b->nids == b->idcap) {
+    size_t cap = b->idcap ? 2 * b->idcap : 16;
+    mly_id *v = realloc(b->ids, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    b->ids = v;
+    b->idcap = cap;
+  }
+  b->ids[b->nids++] = id;
+  return 0;
+}
+
+static void evict(pg_store *st, const mly_id *ids, size_t n, const char *why) {
+  size_t k = 0;
+  mly_id *gone = malloc((n ? n : 1) * sizeof *gone);
+  for (size_t i = 0; i < n; i++) {
+    if (!own_find(st, ids[i])) continue;
+    own_del(st, ids[i]);
+    if (gone) gone[k++] = ids[i];
+  }
+  st->fencing.evicted += k;
+  if (k) fprintf(stderr,
+          "mealy: postgresql store: node %" PRId64 " (epoch %" PRId64
+          "): %s: %zu instance(s) stop running here\n",
+          st->node, st->epoch, why, k);
+  if (k && st->base.hooks.evict) st->base.hooks.evict(st->base.hooks.arg, gone, k);
+  free(gone);
+}
+
+static void evict_all(pg_store *st, const char *why) {
+  size_t n = HASH_COUNT(st->owned), i = 0;
+  mly_id *ids = malloc((n ? n : 1) * sizeof *ids);
+  if (!ids) {
+    st->failed = MLY_ENOMEM;
+    return;
+  }
+  owned *o, *tmp;
+  HASH_ITER(hh, st->owned, o, tmp) ids[i++] = o->id;
+  evict(st, ids, n, why);
+  free(ids);
+}
+
+/* A batch is over: fenced ones evict, failed ones fail the store; then
+ * its completions, in order. */
+static void batch_done(pg_store *st, batch *b) {
+  int rc = 0;
+  if (b->fenced) {
+    st->fencing.fenced_batches++;
+    st->fencing.dropped_steps += b->steps;
+    char why[320];
+    snprintf(why, sizeof why, "a commit was refused (%s)", b->err);
+    if (b->lease_lost) evict_all(st, why);
+    else evict(st, b->ids, b->nids, why);
+    rc = MLY_EPERM;
+  } else if (b->err[0]) {
+    if (!st->failed) {
+      st->failed = MLY_EIO;
+      fprintf(stderr, "mealy: postgresql store: node %" PRId64
+              ": a commit failed, the store stops: %s\n", st->node, b->err);
+    }
+    rc = st->failed;
+  } else if (st->failed) {
+    rc = st->failed;
+  } else {
+    st->stats.batches++;
+    st->stats.syncs++; /* a COMMIT waits for its WAL flush */
+    st->stats.records += b->records;
+    st->stats.bytes += b->bytes;
+  }
+  /* wrote: a batch whose COMMIT may have reached the server before the
+   * connection went is not known to have failed (MLY_EUNKNOWN for its
+   * posts) */
+  size_t wrote = rc == 0 || (b->err[0] && !b->fenced &&
+                             strstr(b->err, "connection") != NULL)
+                     ? SIZE_MAX
+                     : 0;
+  for (size_t i = 0; i < b->ndones; i++)
+    st->base.hooks.done(st->base.hooks.arg, &b->dones[i], rc, wrote);
+  if (rc == 0 && st->base.hooks.committed)
+    st->base.hooks.committed(st->base.hooks.arg);
+  if (rc < 0 && rc != MLY_EPERM && !st->told_failed) {
+    st->told_failed = true;
+    if (st->base.hooks.failed)
+      st->base.hooks.failed(st->base.hooks.arg, rc, b->err);
+  }
+}
+
+/* Takes b off the list of batches in flight (answers come in order: b
+ * is the head, but for one that never went out). */
+static void take_head(pg_store *st, batch *b) {
+  batch **p = &st->head, *prev = NULL;
+  while (*p && *p != b) {
+    prev = *p;
+    p = &(*p)->next;
+  }
+  if (!*p) return;
+  *p = b->next;
+  if (st->tail == b) st->tail = prev;
+  b->next = NULL;
+}
+
+static void release(pg_store *st);
+
+static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg) {
+  (void)pg;
+  batch *b = arg;
+  if (err && !b->err[0]) {
+    /* the server's first line, without its "ERROR:  " */
+    const char *m = strncmp(err, "ERROR:  ", 8) == 0 ? err + 8 : err;
+    snprintf(b->err, sizeof b->err, "%.*s", (int)strcspn(m, "\n"), m);
+    if (strstr(err, "mealy fenced:")) {
+      b->fenced = true;
+      b->lease_lost = strstr(err, "no longer holds its lease") != NULL;
+    }
+  }
+  /* COMMIT of an aborted transaction answers ROLLBACK */
+  if (res && strcmp(PQcmdStatus((PGresult *)res), "ROLLBACK") == 0 &&
+      !b->err[0])
+    snprintf(b->err, sizeof b->err, "the transaction was rolled back");
+  if (--b->unanswered > 0) return;
+  pg_store *st = b->st;
+  take_head(st, b);
+  batch_done(st, b);
+  batch_free(b);
+  if (st->closing && !st->head) release(st);
+}
+
+static int stmt(pg_store *st, batch *b, const char *sql, int n,
+                const char *const *vals) {
+  int r = mly_pg_query(st->pg, sql, n, vals, on_answer, b);
+  if (r == 0) b->unanswered++;
+  return r;
+}
+
+/* ---- records to statements ---- */
+
+static const char SQL_CREATE[] =
+    "SELECT mealy.create($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+static const char SQL_END[] = "SELECT mealy.end_($1, $2, $3, $4, $5, $6)";
+static const char SQL_DROP[] =
+    "DELETE FROM mealy.events WHERE eid = ANY ($1::bigint[])";
+
+static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
+                      jcur *took);
+
+/* S's fields 0..9 (what instances.state keeps), its context (set or
+ * not) and due time. */
+static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
+                     jcur *took) {
+  char id[24], step[24], parent[24], due[24];
+  i64s(id, (int64_t)s->id);
+  i64s(step, (int64_t)s->step);
+  i64s(parent, (int64_t)s->parent);
+  i64s(due, s->due_ms);
+  char *state = hex_bytea(s->fields, (size_t)(s->tail - s->fields));
+  char *ctx = s->has_ctx && s->ctxlen ? hex_bytea(s->ctx, s->ctxlen) : NULL;
+  char *name = s->name ? strndup(s->name, s->namelen) : NULL;
+  int r = MLY_ENOMEM;
+  if (!state || (s->has_ctx && s->ctxlen && !ctx) || (s->name && !name))
+    goto out;
+  if (create) {
+    const char *v[] = {st->pnode, st->pepoch, id, step, parent, name,
+                       s->due_ms ? due : NULL, state, ctx};
+    r = stmt(st, b, SQL_CREATE, 9, v);
+  } else {
+    owned *o = own_find(st, s->id);
+    if (!o) { /* not ours (evicted): the step is dropped */
+      b->steps++;
+      r = 0;
+      goto out;
+    }
+    r = group_step(st, b, s, o, took);
+    b->steps++;
+  }
+  if (r == 0) r = own_put(st, s->id, s->step, s->parent);
+  if (r == 0) r = batch_id(b, s->id);
+out:
+  free(state);
+  free(ctx);
+  free(name);
+  return r;
+}
+
+static int put_event(pg_store *st, batch *b, const rp_event *e) {
+  (void)b;
+  sb_i64(&st->e_eid, (int64_t)e->eid);
+  sb_i64(&st->e_to, (int64_t)e->to);
+  sb_i64(&st->e_from, (int64_t)e->from);
+  sb_hex(&st->e_body, e->raw, e->rawlen);
+  st->gevents++;
+  return 0;
+}
+
+#define GROUP_BUFS(st)                                                   \
+  {&(st)->g_ids, &(st)->g_expect, &(st)->g_steps, &(st)->g_due,            \
+   &(st)->g_states, &(st)->g_setctx, &(st)->g_ctx, &(st)->g_took,          \
+   &(st)->e_eid, &(st)->e_to, &(st)->e_from, &(st)->e_body}
+
+/* The group is emptied (sent, or dropped with a failed batch). */
+static void group_send_none(pg_store *st) {
+  sbuf *all[] = GROUP_BUFS(st);
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+    all[i]->n = 0;
+    all[i]->oom = false;
+  }
+  st->gsteps = st->gevents = 0;
+  st->gserial++;
+}
+
+static const char SQL_EVENTS[] =
+    "INSERT INTO mealy.events (eid, target, sender, body)"
+    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
+    " $4::bytea[])";
+static const char SQL_STEPS[] =
+    "SELECT mealy.steps($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/* Sends what the group gathered: the events first (a step's took never
+ * names an event of its own batch: those are delivered after commit),
+ * then the steps. */
+static int group_send(pg_store *st, batch *b) {
+  int r = 0;
+  if (st->gevents) {
+    const char *v[] = {sb_end(&st->e_eid), sb_end(&st->e_to),
+                       sb_end(&st->e_from), sb_end(&st->e_body)};
+    r = v[0] && v[1] && v[2] && v[3] ? stmt(st, b, SQL_EVENTS, 4, v)
+                                     : MLY_ENOMEM;
+  }
+  if (r == 0 && st->gsteps) {
+    const char *v[] = {st->pnode,           st->pepoch,
+                       sb_end(&st->g_ids),  sb_end(&st->g_expect),
+                       sb_end(&st->g_steps), sb_end(&st->g_due),
+                       sb_end(&st->g_states), sb_end(&st->g_setctx),
+                       sb_end(&st->g_ctx),  sb_end(&st->g_took)};
+    for (int i = 2; i < 10 && r == 0; i++)
+      if (!v[i]) r = MLY_ENOMEM;
+    if (r == 0) r = stmt(st, b, SQL_STEPS, 10, v);
+  }
+  group_send_none(st);
+  return r;
+}
+
+/* A STEP into the group (sent first if the instance is in it already). */
+static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
+                      jcur *took) {
+  int r = 0;
+  if (o->grp == st->gserial && (r = group_send(st, b)) < 0) return r;
+  o->grp = st->gserial;
+  sb_i64(&st->g_ids, (int64_t)s->id);
+  sb_i64(&st->g_expect, (int64_t)o->step);
+  sb_i64(&st->g_steps, (int64_t)s->step);
+  if (s->due_ms) sb_i64(&st->g_due, s->due_ms);
+  else sb_word(&st->g_due, "NULL");
+  sb_hex(&st->g_states, s->fields, (size_t)(s->tail - s->fields));
+  sb_word(&st->g_setctx, s->has_ctx ? "t" : "f");
+  if (s->has_ctx && s->ctxlen) sb_hex(&st->g_ctx, s->ctx, s->ctxlen);
+  else sb_word(&st->g_ctx, "NULL");
+  uint32_t n;
+  if (!jc_array(took, &n)) return MLY_EBADMSG;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t eid;
+    if (!jc_uint(took, &eid)) return MLY_EBADMSG;
+    sb_i64(&st->g_took, (int64_t)eid);
+  }
+  st->gsteps++;
+  return 0;
+}
+
+/* An array of eids as an SQL array literal: "{1,2,3}" (malloc'd). */
+static char *eid_array(jcur *c) {
+  uint32_t n;
+  if (!jc_array(c, &n)) return NULL;
+  char *s = malloc((size_t)n * 21 + 3), *p = s;
+  if (!s) return NULL;
+  *p++ = '{';
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t eid;
+    if (!jc_uint(c, &eid)) {
+      free(s);
+      return NULL;
+    }
+    p += sprintf(p, i ? ",%" PRIu64 : "%" PRIu64, eid);
+  }
+  *p++ = '}';
+  *p = '\0';
+  return s;
+}
+
+/* STEP [seq, 2, S, took, out, spawned] */
+static int put_step(pg_store *st, batch *b, jcur *c) {
+  rp_state s;
+  if (!rp_parse_state(c, &s)) return MLY_EBADMSG;
+  int r = put_state(st, b, &s, false, c);
+  if (r == 0 && !own_find(st, s.id) && !jc_skip(c)) r = MLY_EBADMSG;
+  uint32_t n;
+  if (r < 0 || !jc_array(c, &n)) return r < 0 ? r : MLY_EBADMSG;
+  for (uint32_t i = 0; i < n && r == 0; i++) {
+    rp_event e;
+    r = rp_parse_event(c, &e) ? put_event(st, b, &e) : MLY_EBADMSG;
+  }
+  if (r < 0 || !jc_array(c, &n)) return r < 0 ? r : MLY_EBADMSG;
+  for (uint32_t i = 0; i < n && r == 0; i++) {
+    rp_state k;
+    r = rp_parse_state(c, &k) ? put_state(st, b, &k, true, NULL) : MLY_EBADMSG;
+  }
+  return r;
+}
+
+/* END [seq, 4, id, status, lifecycle, notice_eid (, ended_ms, name)]:
+ * the row goes, its name becomes a tombstone, and the parent's
+ * CHILD_EXIT notice (made by the runtime, not in the record) becomes an
+ * event row as recovery would make it. */
+static int put_end(pg_store *st, batch *b, jcur *c, uint32_t nfields) {
+  uint64_t id, neid;
+  int64_t status, lc, ended = 0;
+  const char *nm = NULL;
+  size_t nlen = 0;
+  if (!jc_uint(c, &id) || !jc_int(c, &status) || !jc_int(c, &lc) ||
+      !jc_uint(c, &neid))
+    return MLY_EBADMSG;
+  if (nfields >= 6 && (!jc_int(c, &ended) || !jc_str(c, &nm, &nlen)))
+    return MLY_EBADMSG;
+  owned *o = own_find(st, id);
+  if (!o) return 0; /* evicted: not ours to end */
+  mly_id parent = o->parent;
+  char sid[24], sst[24], send_ms[24];
+  i64s(sid, (int64_t)id);
+  i64s(sst, status);
+  i64s(send_ms, ended);
+  char *name = nm ? strndup(nm, nlen) : NULL;
+  if (nm && !name) return MLY_ENOMEM;
+  const char *v[] = {st->pnode, st->pepoch, sid, sst, nm ? send_ms : NULL,
+                     name};
+  int r = stmt(st, b, SQL_END, 6, v);
+  free(name);
+  if (r == 0) r = batch_id(b, id);
+  own_del(st, id);
+  if (r < 0 || neid == 0 || parent == 0) return r;
+  jbuf e = {0};
+  jb_array(&e, 9);
+  jb_uint(&e, neid);
+  jb_uint(&e, parent);
+  jb_uint(&e, MLY_EV_CHILD_EXIT);
+  jb_uint(&e, id);
+  jb_uint(&e, 0);
+  jb_uint(&e, 0);
+  jb_int(&e, status);
+  jb_int(&e, lc);
+  jb_nil(&e);
+  if (e.oom) return MLY_ENOMEM;
+  rp_event ev = {.eid = neid, .to = parent, .from = id, .raw = e.p,
+                 .rawlen = e.n};
+  r = put_event(st, b, &ev);
+  jb_free(&e);
+  return r;
+}
+
+static int put_record(pg_store *st, batch *b, const unsigned char *body,
+                      uint32_t len) {
+  jcur c = {body, body + len, false};
+  uint32_t n;
+  uint64_t seq, kind;
+  if (!jc_array(&c, &n) || n < 2 || !jc_uint(&c, &seq) || !jc_uint(&c, &kind))
+    return MLY_EBADMSG;
+  b->records++;
+  b->bytes += len;
+  switch (kind) {
+  case JR_CREATE: {
+    rp_state s;
+    return rp_parse_state(&c, &s) ? put_state(st, b, &s, true, NULL)
+                                  : MLY_EBADMSG;
+  }
+  case JR_STEP: return put_step(st, b, &c);
+  case JR_EVENT: {
+    rp_event e;
+    return rp_parse_event(&c, &e) ? put_event(st, b, &e) : MLY_EBADMSG;
+  }
+  case JR_END: {
+    int r = group_send(st, b); /* its steps before its end */
+    return r < 0 ? r : put_end(st, b, &c, n - 2);
+  }
+  case JR_DROP: {
+    int r = group_send(st, b); /* the events before they are dropped */
+    if (r < 0) return r;
+    char *eids = eid_array(&c);
+    if (!eids) return MLY_EBADMSG;
+    const char *v[] = {eids};
+    r = stmt(st, b, SQL_DROP, 1, v);
+    free(eids);
+    return r;
+  }
+  default: return 0; /* snapshot kinds: nothing a table store keeps */
+  }
+}
+
+/* ---- store.h operations ---- */
+
+static jbuf *op_buf(mly_store *s) { return &ST(s)->buf; }
+static uint64_t op_next_seq(mly_store *s) { return ++ST(s)->seq; }
+static void op_seq_back(mly_store *s) { ST(s)->seq--; }
+
+static int op_on_commit(mly_store *s, const jdone *d) {
+  pg_store *st = ST(s);
+  if (st->ndones == st->dcap) {
+    size_t cap = st->dcap ? 2 * st->dcap : 64;
+    jdone *v = realloc(st->dones, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    st->dones = v;
+    st->dcap = cap;
+  }
+  st->dones[st->ndones++] = *d;
+  return 0;
+}
+
+static void on_later(uv_timer_t *t) {
+  pg_store *st = t->data;
+  batch *b;
+  while ((b = st->undone) != NULL) {
+    st->undone = b->next;
+    batch_done(st, b);
+    batch_free(b);
+  }
+}
+
+/* A batch that cannot go out: reported from the loop, not from flush. */
+static void defer_failed(pg_store *st, batch *b, int rc, const char *why) {
+  if (!st->failed) st->failed = rc;
+  if (!b->err[0]) snprintf(b->err, sizeof b->err, "%s", why);
+  b->next = NULL;
+  batch **p = &st->undone; /* in order */
+  while (*p) p = &(*p)->next;
+  *p = b;
+  uv_timer_start(&st->later, on_later, 0, 0);
+}
+
+static void op_flush(mly_store *s) {
+  pg_store *st = ST(s);
+  if (st->buf.n == 0 && st->ndones == 0) return;
+  batch *b = calloc(1, sizeof *b);
+  if (!b) {
+    st->failed = MLY_ENOMEM;
+    return; /* completions stay queued; failed() says why */
+  }
+  b->st = st;
+  b->dones = st->dones;
+  b->ndones = st->ndones;
+  st->dones = NULL;
+  st->ndones = st->dcap = 0;
+  if (st->failed || st->buf.oom) {
+    st->buf.n = 0;
+    st->buf.oom = false;
+    defer_failed(st, b, st->failed ? st->failed : MLY_ENOMEM,
+                 "the store failed earlier");
+    return;
+  }
+  /* statements are queued on the connection at once; answers come in
+   * order, so b is answered after every batch sent before it */
+  b->unanswered = 1; /* held until every statement is queued */
+  if (st->tail) st->tail->next = b;
+  else st->head = b;
+  st->tail = b;
+  const char *fv[] = {st->pnode, st->pepoch};
+  int r = stmt(st, b, "BEGIN", 0, NULL);
+  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2)", 2, fv);
+  for (size_t off = 0; r == 0 && off + JR_HDR <= st->buf.n;) {
+    uint32_t len = jr_le32(st->buf.p + off);
+    if (off + JR_HDR + len > st->buf.n) {
+      r = MLY_EBADMSG;
+      break;
+    }
+    r = put_record(st, b, st->buf.p + off + JR_HDR, len);
+    off += JR_HDR + len;
+  }
+  if (r == 0) r = group_send(st, b);
+  else group_send_none(st);
+  if (r == 0) r = stmt(st, b, "COMMIT", 0, NULL);
+  st->buf.n = 0;
+  if (r < 0) {
+    /* what was queued runs as an aborted transaction's tail or not at
+     * all: the batch fails; the store with it */
+    if (!st->failed) st->failed = r;
+    if (!b->err[0])
+      snprintf(b->err, sizeof b->err, "a record could not become a statement: %s",
+               mly_strerror(r));
+    if (b->unanswered > 1) {
+      /* roll back what is open so that nothing of it commits */
+      stmt(st, b, "ROLLBACK", 0, NULL);
+    }
+  }
+  if (--b->unanswered == 0) { /* nothing was sent: report from the loop */
+    take_head(st, b);
+    defer_failed(st, b, st->failed, "");
+  }
+}
+
+static int op_failed(const mly_store *s) { return ST(s)->failed; }
+
+/* Rows are the live set already: nothing to rewrite (mly_journal_compact
+ * answers 0; total_bytes stays 0, so none is ever wanted by itself). */
+static int op_compact(mly_store *s, const jbuf *snapshot) {
+  (void)snapshot;
+  if (ST(s)->failed) return ST(s)->failed;
+  ST(s)->stats.compactions++;
+  return 0;
+}
+
+static bool op_idle(const mly_store *s) {
+  const pg_store *st = (const pg_store *)s;
+  return st->buf.n == 0 && st->ndones == 0 && !st->head && !st->undone;
+}
+
+static mly_journal_stats *op_stats(mly_store *s) { return &ST(s)->stats; }
+
+/* Both timers are closed: the memory goes, and the runtime is told. */
+static void on_later_closed(uv_handle_t *h) {
+  pg_store *st = h->data;
+  if (--st->timers_open > 0) return;
+  void (*closed)(void *) = st->base.hooks.closed;
+  void *arg = st->base.hooks.arg;
+  free(st);
+  if (closed) closed(arg);
+}
+
+/* ---- the lease ---- */
+
+static void lease_lost(pg_store *st, const char *why) {
+  if (st->lost) return;
+  st->lost = true;
+  evict_all(st, why);
+}
+
+static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
+                       void *arg) {
+  (void)pg;
+  pg_store *st = arg;
+  st->renewing = false;
+  if (st->closing) return;
+  if (res && PQntuples((PGresult *)res) == 1) {
+    st->renewed_at = st->sent_at;
+  } else if (res) { /* the row said no: taken over, or ran out */
+    lease_lost(st, "the lease could not be renewed (another process may "
+                   "have taken this one's instances)");
+  } else if (uv_now(st->base.loop) - st->renewed_at >= st->o.lease_ms) {
+    (void)err;
+    lease_lost(st, "the lease ran out while the server could not be reached");
+  }
+}
+
+static void on_renew(uv_timer_t *t) {
+  pg_store *st = t->data;
+  if (st->closing || st->lost) return;
+  /* first: a renewal still unanswered (the server is away) must not
+   * hide that the lease ran out */
+  if (uv_now(st->base.loop) - st->renewed_at >= st->o.lease_ms) {
+    lease_lost(st, "the lease ran out before it was renewed");
+    return;
+  }
+  if (st->renewing) return;
+  char lease[24];
+  i64s(lease, st->o.lease_ms);
+  const char *v[] = {st->pnode, st->pepoch, lease};
+  st->sent_at = uv_now(st->base.loop);
+  if (mly_pg_query(st->pg,
+                   "UPDATE mealy.nodes SET lease_until = clock_timestamp() +"
+                   " $3 * interval '1 millisecond' WHERE id = $1 AND epoch = $2"
+                   " AND taken_by IS NULL AND lease_until > clock_timestamp()"
+                   " RETURNING 1",
+                   3, v, on_renewed, st) == 0)
+    st->renewing = true;
+}
+
+/* ---- closing: batches in flight finish, the lease is given up (so that
+ * another process, or this one restarted, claims the instances at once),
+ * then the handles go ---- */
+
+static void finish_close(pg_store *st) {
+  if (st->pg) mly_pg_close(st->pg);
+  st->pg = NULL;
+  on_later(&st->later);
+  owned *o, *tmp;
+  HASH_ITER(hh, st->owned, o, tmp) {
+    HASH_DEL(st->owned, o);
+    free(o);
+  }
+  jb_free(&st->buf);
+  walk_free(&st->rec);
+  sbuf *all[] = GROUP_BUFS(st);
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
+  free(st->dones);
+  free(st->conninfo);
+  st->timers_open = 2;
+  uv_close((uv_handle_t *)&st->renew, on_later_closed);
+  uv_close((uv_handle_t *)&st->later, on_later_closed);
+}
+
+static void on_released(mly_pg *pg, const PGresult *res, const char *err,
+                        void *arg) {
+  (void)pg;
+  (void)res;
+  (void)err; /* not given up: it runs out by itself */
+  finish_close(arg);
+}
+
+static void release(pg_store *st) {
+  if (st->releasing) return;
+  st->releasing = true;
+  const char *v[] = {st->pnode, st->pepoch};
+  if (st->failed || st->lost || !mly_pg_connected(st->pg) ||
+      mly_pg_query(st->pg,
+                   "UPDATE mealy.nodes SET lease_until = clock_timestamp()"
+                   " WHERE id = $1 AND epoch = $2 AND taken_by IS NULL",
+                   2, v, on_released, st) < 0)
+    finish_close(st);
+}
+
+static void op_close(mly_store *s) {
+  pg_store *st = ST(s);
+  if (st->closing) return;
+  uv_timer_stop(&st->renew);
+  op_flush(s); /* what the last turn appended (a stop keeps inboxes) */
+  st->closing = true;
+  if (!st->head) release(st);
+}
+
+/* ---- registration and recovery (blocking, a private connection) ---- */
+
+static int db_err(char *err, size_t errlen, const char *what, PGconn *c,
+                  PGresult *r) {
+  const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+  size_t n = strlen(m);
+  while (n && (m[n - 1] == '\n' || m[n - 1] == ' ')) n--;
+  jr_errf(err, errlen, MLY_EIO, "postgresql store: %s: %.*s", what, (int)n, m);
+  if (r) PQclear(r);
+  return MLY_EIO;
+}
+
+/* Runs sql; its rows in binary (resultFormat 1) when bin. */
+static PGresult *q(PGconn *c, const char *sql, int n, const char *const *v,
+                   bool bin) {
+  return PQexecParams(c, sql, n, NULL, v, NULL, NULL, bin ? 1 : 0);
+}
+
+static bool ok(PGresult *r) {
+  ExecStatusType t = PQresultStatus(r);
+  return t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK;
+}
+
+static int64_t be64(const char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | (unsigned char)p[i];
+  return (int64_t)v;
+}
+
+static int register_node(pg_store *st, PGconn *c, char *err, size_t errlen) {
+  char host[256] = "?", pid[24], lease[24];
+  gethostname(host, sizeof host - 1);
+  i64s(pid, (int64_t)getpid());
+  i64s(lease, st->o.lease_ms);
+  PGresult *r = q(c, "SELECT version FROM mealy.schema_version", 0, NULL,
+                  false);
+  if (!ok(r)) return db_err(err, errlen, "no mealy schema (run `mealy store init`)", c, r);
+  int v = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
+  PQclear(r);
+  if (v != MLY_STORE_PG_VERSION)
+    return jr_errf(err, errlen, MLY_EIO,
+                   "postgresql store: the database's mealy schema is version "
+                   "%d, this mealy's is %d: %s",
+                   v, MLY_STORE_PG_VERSION,
+                   v < MLY_STORE_PG_VERSION ? "run `mealy store migrate`"
+                                            : "use a newer mealy");
+  r = q(c, "BEGIN", 0, NULL, false);
+  if (!ok(r)) return db_err(err, errlen, "BEGIN", c, r);
+  PQclear(r);
+  const char *rv[] = {host, pid, lease};
+  r = q(c,
+        "INSERT INTO mealy.nodes (host, pid, lease_until) VALUES ($1, $2,"
+        " clock_timestamp() + $3 * interval '1 millisecond')"
+        " RETURNING id, epoch",
+        3, rv, false);
+  if (!ok(r)) return db_err(err, errlen, "registering this process", c, r);
+  st->node = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  st->epoch = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+  PQclear(r);
+  i64s(st->pnode, st->node);
+  i64s(st->pepoch, st->epoch);
+  /* ranges: one at a time; a dead holder's empty ranges are free again */
+  r = q(c, "LOCK TABLE mealy.ranges IN SHARE ROW EXCLUSIVE MODE", 0, NULL,
+        false);
+  if (!ok(r)) return db_err(err, errlen, "locking the slot ranges", c, r);
+  PQclear(r);
+  r = q(c,
+        "DELETE FROM mealy.ranges r USING mealy.nodes n WHERE n.id = r.node"
+        " AND (n.taken_by IS NOT NULL OR n.lease_until < clock_timestamp())"
+        " AND NOT EXISTS (SELECT 1 FROM mealy.instances i"
+        "  WHERE ((i.id & 4294967295) >> 18) = r.range_no)",
+        0, NULL, false);
+  if (!ok(r)) return db_err(err, errlen, "freeing slot ranges", c, r);
+  PQclear(r);
+  const char *mv[] = {st->pnode};
+  r = q(c,
+        "INSERT INTO mealy.ranges (range_no, node) SELECT g, $1"
+        " FROM generate_series(0, 63) g WHERE g NOT IN"
+        " (SELECT range_no FROM mealy.ranges) ORDER BY g LIMIT 1"
+        " RETURNING range_no",
+        1, mv, false);
+  if (!ok(r)) return db_err(err, errlen, "taking a slot range", c, r);
+  if (PQntuples(r) == 0) {
+    PQclear(r);
+    return jr_errf(err, errlen, MLY_ENOSPC,
+                   "postgresql store: all 64 slot ranges are held by "
+                   "processes or by the instances of dead ones: stop one");
+  }
+  st->range = (uint32_t)atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  r = q(c, "COMMIT", 0, NULL, false);
+  if (!ok(r)) return db_err(err, errlen, "COMMIT", c, r);
+  PQclear(r);
+  return 0;
+}
+
+/* Takes over every node whose lease ran out (and nobody took): their
+ * instances, at this node's epoch, and their slot ranges. */
+static const char SQL_CLAIM[] =
+    "WITH dead AS (SELECT id FROM mealy.nodes WHERE taken_by IS NULL"
+    "  AND lease_until < clock_timestamp() AND id <> $1"
+    "  FOR UPDATE SKIP LOCKED),"
+    " t AS (UPDATE mealy.nodes n SET taken_by = $1 FROM dead"
+    "  WHERE n.id = dead.id RETURNING n.id),"
+    " r AS (UPDATE mealy.ranges SET node = $1"
+    "  WHERE node IN (SELECT id FROM t)),"
+    " i AS (UPDATE mealy.instances SET owner = $1, epoch = $2"
+    "  WHERE owner IN (SELECT id FROM t) RETURNING id)"
+    " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM i)";
+
+static int hand_out(walk *w, int (*cb)(const jrec *, void *), void *arg) {
+  if (w->b.oom) return MLY_ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; i < w->n && rc == 0; i++) {
+    size_t end = i + 1 < w->n ? w->at[i + 1] : w->b.n;
+    jrec rec = {.seq = i + 1, .kind = w->kind[i], .body = w->b.p + w->at[i],
+                .len = (uint32_t)(end - w->at[i]), .file = "postgresql",
+                .offset = 0};
+    rc = cb(&rec, arg);
+  }
+  return rc;
+}
+
+static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
+                    size_t errlen) {
+  const char *mv[] = {st->pnode};
+  PGresult *ri = q(c,
+                   "SELECT id, step, parent, state, context, name"
+                   " FROM mealy.instances WHERE owner = $1 ORDER BY id",
+                   1, mv, true);
+  if (!ok(ri)) return db_err(err, errlen, "reading instances", c, ri);
+  PGresult *re = q(c,
+                   "SELECT e.body FROM mealy.events e JOIN mealy.instances i"
+                   " ON i.id = e.target WHERE i.owner = $1 ORDER BY e.seq",
+                   1, mv, true);
+  if (!ok(re)) {
+    PQclear(ri);
+    return db_err(err, errlen, "reading events", c, re);
+  }
+  PGresult *rt = q(c, "SELECT name, id, status, ended_ms FROM mealy.tombstones",
+                   0, NULL, true);
+  if (!ok(rt)) {
+    PQclear(ri);
+    PQclear(re);
+    return db_err(err, errlen, "reading tombstones", c, rt);
+  }
+  int rc = 0, ni = PQntuples(ri), ne = PQntuples(re), nt = PQntuples(rt);
+  uint64_t base = (uint64_t)st->node << 40; /* this node's eids and corrs */
+  head(w, JR_SNAP, 2);
+  jb_uint(&w->b, base);
+  jb_uint(&w->b, base);
+  for (int i = 0; i < ni && rc == 0; i++) {
+    mly_id id = (mly_id)be64(PQgetvalue(ri, i, 0));
+    rc = own_put(st, id, (uint64_t)be64(PQgetvalue(ri, i, 1)),
+                 (mly_id)be64(PQgetvalue(ri, i, 2)));
+    head(w, JR_INST, 1);
+    jb_array(&w->b, 12);
+    jb_raw(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3));
+    if (!PQgetisnull(ri, i, 4))
+      jb_bin(&w->b, PQgetvalue(ri, i, 4), (size_t)PQgetlength(ri, i, 4));
+    else jb_nil(&w->b);
+    if (!PQgetisnull(ri, i, 5))
+      jb_str(&w->b, PQgetvalue(ri, i, 5), (size_t)PQgetlength(ri, i, 5));
+    else jb_nil(&w->b);
+  }
+  for (int i = 0; i < ne && rc == 0; i++) {
+    head(w, JR_EVENT, 1);
+    jb_raw(&w->b, PQgetvalue(re, i, 0), (size_t)PQgetlength(re, i, 0));
+  }
+  for (int i = 0; i < nt && rc == 0; i++) {
+    head(w, JR_TOMB, 4);
+    jb_str(&w->b, PQgetvalue(rt, i, 0), (size_t)PQgetlength(rt, i, 0));
+    jb_uint(&w->b, (uint64_t)be64(PQgetvalue(rt, i, 1)));
+    jb_int(&w->b, be64(PQgetvalue(rt, i, 2)));
+    jb_int(&w->b, be64(PQgetvalue(rt, i, 3)));
+  }
+  if (rc == 0) {
+    head(w, JR_SNAPEND, 3);
+    jb_uint(&w->b, (uint64_t)ni);
+    jb_uint(&w->b, (uint64_t)ne);
+    jb_uint(&w->b, (uint64_t)nt);
+  }
+  st->stats.recovered = (uint64_t)ni;
+  PQclear(ri);
+  PQclear(re);
+  PQclear(rt);
+  return rc;
+}
+
+static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
+                      void *arg, char *err, size_t errlen) {
+  pg_store *st = ST(s);
+  PGconn *c = PQconnectdb(st->conninfo);
+  if (PQstatus(c) != CONNECTION_OK) {
+    int rc = db_err(err, errlen, "cannot connect", c, NULL);
+    PQfinish(c);
+    return rc;
+  }
+  const char *cv[] = {st->pnode, st->pepoch};
+  int rc = 0;
+  PGresult *r = q(c, "BEGIN", 0, NULL, false);
+  PQclear(r);
+  r = q(c, SQL_CLAIM, 2, cv, false);
+  if (!ok(r)) {
+    rc = db_err(err, errlen, "claiming the instances of dead processes", c, r);
+    goto out;
+  }
+  PQclear(r);
+  rc = snapshot(st, c, &st->rec, err, errlen);
+  st->seq = st->rec.seq;
+  if (rc == 0) {
+    r = q(c, "COMMIT", 0, NULL, false);
+    if (!ok(r)) rc = db_err(err, errlen, "COMMIT", c, r);
+    else PQclear(r);
+  }
+out:
+  PQfinish(c);
+  if (rc == 0) rc = hand_out(&st->rec, cb, arg);
+  return rc;
+}
+
+static void op_recover_end(mly_store *s) { walk_free(&ST(s)->rec); }
+
+static const store_ops pg_ops = {
+    .name = "postgresql",
+    .recover = op_recover,
+    .buf = op_buf,
+    .next_seq = op_next_seq,
+    .seq_back = op_seq_back,
+    .on_commit = op_on_commit,
+    .flush = op_flush,
+    .failed = op_failed,
+    .idle = op_idle,
+    .compact = op_compact,
+    .stats = op_stats,
+    .close = op_close,
+    .recover_end = op_recover_end,
+    .figures = NULL,
+};
+
+int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
+                  mly_store **out, char *err, size_t errlen) {
+  pg_store *st = calloc(1, sizeof *st);
+  if (!st || !(st->conninfo = strdup(o->conninfo))) {
+    free(st);
+    return jr_errf(err, errlen, MLY_ENOMEM, "out of memory");
+  }
+  st->base.ops = &pg_ops;
+  st->base.loop = loop;
+  st->o = *o;
+  st->o.conninfo = st->conninfo;
+  if (!st->o.lease_ms) st->o.lease_ms = 10000;
+  if (!st->o.poll_ms) st->o.poll_ms = 1000;
+  PGconn *c = PQconnectdb(st->conninfo);
+  int rc = PQstatus(c) == CONNECTION_OK ? register_node(st, c, err, errlen)
+                                        : db_err(err, errlen, "cannot connect",
+                                                 c, NULL);
+  PQfinish(c);
+  if (rc == 0) rc = mly_pg_open(loop, st->conninfo, true, &st->pg);
+  if (rc == 0) mly_pg_set_weak(st->pg, true);
+  if (rc < 0) {
+    free(st->conninfo);
+    free(st);
+    return rc;
+  }
+  uv_timer_init(loop, &st->later);
+  st->later.data = st;
+  uv_timer_init(loop, &st->renew);
+  st->renew.data = st;
+  uv_unref((uv_handle_t *)&st->renew);
+  uv_update_time(loop);
+  st->renewed_at = uv_now(loop); /* a moment after registration */
+  uv_timer_start(&st->renew, on_renew, st->o.lease_ms / 3,
+                 st->o.lease_ms / 3 ? st->o.lease_ms / 3 : 1);
+  st->base.slot_lo = st->range << PG_RANGE_BITS;
+  st->base.slot_hi = (st->range + 1) << PG_RANGE_BITS;
+  *out = &st->base;
+  return 0;
+}
+
+uint32_t pg_store_slot_base(const mly_store *s) {
+  return ((const pg_store *)s)->range << PG_RANGE_BITS;
+}
+int64_t pg_store_node(const mly_store *s) { return ((const pg_store *)s)->node; }
+int64_t pg_store_epoch(const mly_store *s) {
+  return ((const pg_store *)s)->epoch;
+}
+const pg_store_fencing *pg_store_fencing_get(const mly_store *s) {
+  return &((const pg_store *)s)->fencing;
+}

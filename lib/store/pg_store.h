@@ -1,0 +1,44 @@
+/*
+ * pg_store.h - the PostgreSQL store (lib/ only): store.h's operations on
+ * a database of schema version MLY_STORE_PG_VERSION (pg_schema.c).
+ */
+#ifndef MLY_STORE_PG_STORE_H
+#define MLY_STORE_PG_STORE_H
+
+#include "store.h"
+
+/* What the PostgreSQL store was asked to be. */
+typedef struct pg_store_options {
+  const char *conninfo; /* libpq connection string or postgresql:// URI */
+  uint32_t lease_ms;    /* this process's ownership lease; 0: 10,000     */
+  uint32_t poll_ms;     /* events of other processes are looked for this
+                           often when no notification came; 0: 1,000     */
+} pg_store_options;
+
+/* Slots of one range: node ranges are range_no << PG_RANGE_BITS ... */
+#define PG_RANGE_BITS 18u
+
+/* Registers this process as a node (its lease starts), takes a slot
+ * range, and opens the connection the store commits on (loop's).  Blocks
+ * while it registers (as opening a journal reads its files); recover,
+ * called next, claims the instances of nodes whose lease ran out.
+ * The durable layer sets its hooks (durable_set_hooks).  MLY_EIO with the server's words in err
+ * (cannot connect, no schema: run `mealy store init`, a schema of
+ * another version), MLY_ENOSPC (every slot range is held), MLY_ENOMEM. */
+int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
+                  mly_store **out, char *err, size_t errlen);
+
+/* The first slot this process makes new instances in (its range's
+ * first), and its node id and fencing epoch (for messages and tests). */
+uint32_t pg_store_slot_base(const mly_store *s);
+int64_t pg_store_node(const mly_store *s);
+int64_t pg_store_epoch(const mly_store *s);
+
+/* Figures of fencing: batches a fence refused, and the steps (STEP
+ * records) dropped with them. */
+typedef struct pg_store_fencing {
+  uint64_t fenced_batches, dropped_steps, evicted;
+} pg_store_fencing;
+const pg_store_fencing *pg_store_fencing_get(const mly_store *s);
+
+#endif

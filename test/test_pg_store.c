@@ -1,0 +1,541 @@
+/*
+ * test_pg_store.c - durable machines on the PostgreSQL store
+ * (lib/store/pg_store.c) against a private cluster (MLY_TEST_PG):
+ * counters run to their end with every step committed in the database;
+ * a process killed half-way (its lease then runs out) is taken over by
+ * the next one, whose counters continue from their last committed step
+ * and end with exactly their target; a process whose lease another took
+ * commits nothing more (the commit is fenced and counted, its instances
+ * leave it) and the rows keep what was committed before; two processes
+ * hold distinct slot ranges and node ids; a short lease is renewed in
+ * the background, given up by a clean stop (the next process claims at
+ * once), and one that ran out in the database evicts; a process
+ * SIGSTOPped past its lease and continued commits nothing of the
+ * instances the next one took, and says so.
+ */
+#include "harness.h"
+
+#include <inttypes.h>
+#include <stdbool.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "durable.h"
+#include "pg_helpers.h"
+#include "store/pg_store.h"
+
+static char db[1024];
+
+static PGconn *dbc(void) {
+  PGconn *c = PQconnectdb(db);
+  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+  return c;
+}
+
+static int64_t sql_int(const char *q) {
+  PGconn *c = dbc();
+  PGresult *r = PQexec(c, q);
+  ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", q,
+                PQresultErrorMessage(r));
+  ck_assert_int_eq(PQntuples(r), 1);
+  int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  PQfinish(c);
+  return v;
+}
+
+static void sql_exec(const char *q) {
+  PGconn *c = dbc();
+  PGresult *r = PQexec(c, q);
+  ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK ||
+                    PQresultStatus(r) == PGRES_TUPLES_OK,
+                "%s: %s", q, PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(c);
+}
+
+/* A fresh database with the schema, per test. */
+static void fresh_db(void) {
+  PGconn *c = PQconnectdb(conninfo());
+  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+  PQclear(PQexec(c, "DROP DATABASE IF EXISTS mly_store WITH (FORCE)"));
+  PGresult *r = PQexec(c, "CREATE DATABASE mly_store");
+  ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s",
+                PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(c);
+  char msg[512];
+  ck_assert_msg(mly_store_pg_init(db, NULL, msg, sizeof msg) == 0, "%s", msg);
+}
+
+/* ---- a durable counter ---- */
+
+#define NMAX 64
+static uint32_t done_n[NMAX], done_recovered[NMAX], ndone;
+static uint64_t ticks;
+
+typedef struct counter {
+  uint32_t idx, n, target, recovered, sleep_ms;
+} counter;
+
+#define COUNTER_POINTS(X) X(counter, tick)
+MLY_POINTS(counter, COUNTER_POINTS);
+
+static int counter_run(mly_machine *m, void *data) {
+  counter *c = data;
+  MLY_BEGIN(m);
+  while (c->n < c->target) {
+    if (mly_recovered(m)) c->recovered++;
+    c->n++;
+    ticks++;
+    MLY_SLEEP_AT(m, counter_tick, c->sleep_ms);
+  }
+  if (mly_recovered(m)) c->recovered++;
+  done_n[c->idx] = c->n;
+  done_recovered[c->idx] = c->recovered;
+  ndone++;
+  MLY_END(m);
+}
+
+static void reset(void) {
+  memset(done_n, 0, sizeof done_n);
+  memset(done_recovered, 0, sizeof done_recovered);
+  ndone = 0;
+  ticks = 0;
+}
+
+static mly_runtime *open_pg(mly_type **t, uint32_t lease_ms) {
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = {.name = "counter", .run = counter_run,
+                      MLY_TYPE_POINTS(counter), .data_size = sizeof(counter),
+                      .version = 1, .flags = MLY_TYPE_DURABLE};
+  *t = h_type(rt, &def);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = lease_ms};
+  char err[512];
+  int rc = mly_store_postgres(rt, &o, err, sizeof err);
+  ck_assert_msg(rc == 0, "mly_store_postgres: %s", err);
+  return rt;
+}
+
+static mly_store *store_of(mly_runtime *rt) { return rt->dur->s; }
+
+static void spawn_counters(mly_runtime *rt, mly_type *t, uint32_t n,
+                           uint32_t target, uint32_t sleep_ms) {
+  for (uint32_t i = 0; i < n; i++) {
+    counter c = {.idx = i, .target = target, .sleep_ms = sleep_ms};
+    h_spawn(rt, t, &c, sizeof c);
+  }
+}
+
+static void close_rt(mly_runtime *rt) {
+  mly_runtime_shutdown(rt, 0);
+  ck_assert_int_eq(mly_runtime_run(rt), 0);
+  mly_runtime_close(rt);
+}
+
+START_TEST(counters_complete) {
+  fresh_db();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 0);
+  ck_assert_uint_eq(store_of(rt)->slot_lo, 0); /* the first range */
+  spawn_counters(rt, t, 20, 5, 0);
+  /* while they run, their rows are there under this node */
+  RUN_UNTIL(rt, ticks >= 20, 100000);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 20);
+  h_run(rt);
+  ck_assert_uint_eq(ndone, 20);
+  for (int i = 0; i < 20; i++) ck_assert_uint_eq(done_n[i], 5);
+  ck_assert_uint_eq(ticks, 100); /* one run, no step twice */
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.events"), 0);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+  ck_assert_uint_gt(st.batches, 0);
+  ck_assert_uint_ge(st.records, 120); /* 20 creates, 100 steps */
+  ck_assert_int_eq(mly_journal_error(rt), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* A child process runs counters and dies (SIGKILL) half-way; once its
+ * lease ran out the next process takes them over and every counter ends
+ * at exactly its target, from its last committed step. */
+START_TEST(takeover_after_kill) {
+  fresh_db();
+  reset();
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    close(p[0]);
+    mly_type *t;
+    mly_runtime *rt = open_pg(&t, 300);
+    spawn_counters(rt, t, 30, 40, 1);
+    bool told = false;
+    for (;;) {
+      uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+      if (!told && ticks >= 300) { /* a good part committed */
+        told = true;
+        if (write(p[1], "x", 1) != 1) _exit(3);
+      }
+    }
+  }
+  close(p[1]);
+  char x;
+  ck_assert_int_eq(read(p[0], &x, 1), 1);
+  close(p[0]);
+  kill(pid, SIGKILL);
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  int64_t left = sql_int("SELECT count(*) FROM mealy.instances");
+  ck_assert_int_eq(left, 30);
+  int64_t committed = sql_int("SELECT sum(step) FROM mealy.instances");
+  ck_assert_int_gt(committed, 0);
+  /* its lease (300 ms) runs out */
+  for (int i = 0; i < 200 && sql_int("SELECT count(*) FROM mealy.nodes WHERE "
+                                     "lease_until > now()") > 0;
+       i++)
+    usleep(20000);
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.nodes WHERE taken_by "
+                           "IS NOT NULL"),
+                   1);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+  ck_assert_uint_eq(st.recovered, 30);
+  /* the dead node's range came along: this one took range 1 */
+  ck_assert_uint_eq(store_of(rt)->slot_lo, 1u << PG_RANGE_BITS);
+  h_run(rt);
+  ck_assert_uint_eq(ndone, 30);
+  for (int i = 0; i < 30; i++) {
+    ck_assert_uint_eq(done_n[i], 40);
+    ck_assert_uint_ge(done_recovered[i], 1);
+  }
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* Another process took this one's node (its lease ran out while it was
+ * paused): its next commit is refused, counted, its instances leave it,
+ * and the rows keep what was committed before. */
+START_TEST(fenced_commit) {
+  fresh_db();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 0);
+  spawn_counters(rt, t, 10, 1000000, 5);
+  RUN_UNTIL(rt, ticks >= 50, 100000);
+  char q[256];
+  int64_t node = pg_store_node(store_of(rt));
+  /* as a claimant would: the lease ran out and another node took it */
+  snprintf(q, sizeof q,
+           "UPDATE mealy.nodes SET lease_until = now() - interval '1 s',"
+           " taken_by = 0 WHERE id = %" PRId64, node);
+  sql_exec(q);
+  int64_t before = sql_int("SELECT sum(step) FROM mealy.instances");
+  const pg_store_fencing *f = pg_store_fencing_get(store_of(rt));
+  RUN_UNTIL(rt, h_stat_live(rt) == 0, 100000);
+  ck_assert_uint_ge(f->fenced_batches, 1);
+  ck_assert_uint_ge(f->dropped_steps, 1);
+  ck_assert_uint_eq(f->evicted, 10);
+  ck_assert_int_eq(sql_int("SELECT sum(step) FROM mealy.instances"), before);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 10);
+  ck_assert_int_eq(mly_journal_error(rt), 0); /* not failed: fenced */
+  ck_assert_uint_eq(ndone, 0);
+  close_rt(rt);
+  /* nothing changed on the way out either */
+  ck_assert_int_eq(sql_int("SELECT sum(step) FROM mealy.instances"), before);
+}
+END_TEST
+
+/* Two live processes: distinct nodes, epochs and slot ranges, so the
+ * instance ids they make never collide. */
+START_TEST(two_nodes_distinct_ranges) {
+  fresh_db();
+  reset();
+  mly_type *t1, *t2;
+  mly_runtime *a = open_pg(&t1, 0);
+  mly_runtime *b = open_pg(&t2, 0);
+  mly_store *sa = store_of(a), *sb = store_of(b);
+  ck_assert_int_ne(pg_store_node(sa), pg_store_node(sb));
+  ck_assert_int_lt(pg_store_epoch(sa), pg_store_epoch(sb));
+  ck_assert_uint_ne(sa->slot_lo, sb->slot_lo);
+  counter c = {.idx = 0, .target = 1};
+  mly_id ia = h_spawn(a, t1, &c, sizeof c);
+  c.idx = 1;
+  mly_id ib = h_spawn(b, t2, &c, sizeof c);
+  ck_assert_uint_ge((uint32_t)ia, sa->slot_lo);
+  ck_assert_uint_lt((uint32_t)ia, sa->slot_hi);
+  ck_assert_uint_ge((uint32_t)ib, sb->slot_lo);
+  ck_assert_uint_lt((uint32_t)ib, sb->slot_hi);
+  h_run(a);
+  h_run(b);
+  ck_assert_uint_eq(ndone, 2);
+  mly_runtime_close(a);
+  mly_runtime_close(b);
+}
+END_TEST
+
+/* A short lease (300 ms) renewed in the background holds over seconds of
+ * work; a clean stop gives it up, so the next process claims the
+ * suspended instances at once and they finish from where they were. */
+START_TEST(renewed_then_released) {
+  fresh_db();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 300);
+  spawn_counters(rt, t, 5, 1000000, 10);
+  uv_loop_t *loop = mly_runtime_loop(rt);
+  uv_update_time(loop);
+  uint64_t t0 = uv_now(loop);
+  RUN_UNTIL(rt, (uv_update_time(loop), uv_now(loop) - t0 >= 1500), 10000000);
+  const pg_store_fencing *f = pg_store_fencing_get(store_of(rt));
+  ck_assert_uint_eq(f->fenced_batches, 0);
+  ck_assert_uint_eq(f->evicted, 0);
+  ck_assert_uint_eq(h_stat_live(rt), 5);
+  close_rt(rt);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.nodes WHERE "
+                           "lease_until > clock_timestamp()"),
+                   0);
+  int64_t before = sql_int("SELECT sum(step) FROM mealy.instances");
+  mly_runtime *rt2 = open_pg(&t, 300);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt2, &st), 0);
+  ck_assert_uint_eq(st.recovered, 5);
+  RUN_UNTIL(rt2, sql_int("SELECT sum(step) FROM mealy.instances") > before,
+            10000000);
+  close_rt(rt2);
+}
+END_TEST
+
+/* The lease ran out in the database (nobody took the node yet): the
+ * renewal finds it gone and the instances leave this process. */
+START_TEST(lease_ran_out) {
+  fresh_db();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 300);
+  spawn_counters(rt, t, 4, 1000000, 1000); /* a step a second: few commits */
+  RUN_UNTIL(rt, ticks >= 4, 100000);
+  char q[256];
+  snprintf(q, sizeof q,
+           "UPDATE mealy.nodes SET lease_until = now() - interval '1 s'"
+           " WHERE id = %" PRId64, pg_store_node(store_of(rt)));
+  sql_exec(q);
+  RUN_UNTIL(rt, h_stat_live(rt) == 0, 10000000);
+  ck_assert_uint_eq(pg_store_fencing_get(store_of(rt))->evicted, 4);
+  close_rt(rt);
+}
+END_TEST
+
+/* Fencing with real processes: A runs counters under a 500 ms lease and
+ * is stopped (SIGSTOP) past it; B opens, takes A's node over and runs
+ * every counter to exactly its target; A, continued, commits nothing of
+ * what it lost (B's steps all matched their expected step), its
+ * instances leave it, and it says so on stderr. */
+START_TEST(sigstop_past_the_lease) {
+  fresh_db();
+  reset();
+  char errpath[] = "/tmp/mly-pgfence.XXXXXX";
+  int efd = mkstemp(errpath);
+  ck_assert_int_ge(efd, 0);
+  int up[2];
+  ck_assert_int_eq(pipe(up), 0);
+  pid_t a = fork();
+  ck_assert_int_ge(a, 0);
+  if (a == 0) {
+    dup2(efd, 2);
+    close(up[0]);
+    mly_type *t;
+    mly_runtime *rt = open_pg(&t, 500);
+    spawn_counters(rt, t, 10, 200, 5);
+    bool told = false;
+    uv_loop_t *loop = mly_runtime_loop(rt);
+    uint64_t t0 = uv_hrtime();
+    while (!told || h_stat_live(rt) > 0) {
+      uv_run(loop, UV_RUN_ONCE);
+      if (!told && ticks >= 20) {
+        told = true;
+        if (write(up[1], "x", 1) != 1) _exit(3);
+      }
+      if (uv_hrtime() - t0 > 120e9) _exit(2);
+    }
+    pg_store_fencing f = *pg_store_fencing_get(store_of(rt));
+    if (write(up[1], &f, sizeof f) != sizeof f) _exit(3);
+    _exit(0);
+  }
+  close(up[1]);
+  char x;
+  ck_assert_int_eq(read(up[0], &x, 1), 1);
+  ck_assert_int_eq(kill(a, SIGSTOP), 0);
+  for (int i = 0; i < 500 && sql_int("SELECT count(*) FROM mealy.nodes WHERE "
+                                     "lease_until > clock_timestamp()") > 0;
+       i++)
+    usleep(20000);
+  mly_type *t;
+  mly_runtime *b = open_pg(&t, 0);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(b, &st), 0);
+  ck_assert_uint_eq(st.recovered, 10);
+  RUN_UNTIL(b, ndone == 10, 10000000);
+  for (int i = 0; i < 10; i++) ck_assert_uint_eq(done_n[i], 200);
+  ck_assert_uint_eq(pg_store_fencing_get(store_of(b))->fenced_batches, 0);
+  ck_assert_int_eq(mly_journal_error(b), 0);
+  ck_assert_int_eq(kill(a, SIGCONT), 0);
+  pg_store_fencing f;
+  ck_assert_int_eq(read(up[0], &f, sizeof f), (ssize_t)sizeof f);
+  int status;
+  ck_assert_int_eq(waitpid(a, &status, 0), a);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ck_assert_uint_eq(f.evicted, 10);
+  char said[4096] = "";
+  ssize_t n = pread(efd, said, sizeof said - 1, 0);
+  ck_assert_int_gt(n, 0);
+  ck_assert_msg(strstr(said, "10 instance(s) stop running here"), "%s", said);
+  close(efd);
+  unlink(errpath);
+  close_rt(b); /* B's last batch (the ENDs) commits */
+  /* nothing of A's reached the rows: B ended them all, none is left */
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+}
+END_TEST
+
+/* ---- three processes, SIGKILL at random moments ---- */
+
+/* A counter that, at its end, appends "idx n step" to a file: its effect
+ * outside the store (at least once; every line must say the same). */
+static int done_fd = -1;
+static int tally_run(mly_machine *m, void *data) {
+  counter *c = data;
+  MLY_BEGIN(m);
+  while (c->n < c->target) {
+    c->n++;
+    MLY_SLEEP_AT(m, counter_tick, c->sleep_ms);
+  }
+  {
+    char line[64];
+    int k = snprintf(line, sizeof line, "%u %u %" PRIu64 "\n", c->idx, c->n,
+                     mly_step_number(m));
+    if (write(done_fd, line, (size_t)k) != k) abort();
+  }
+  MLY_END(m);
+}
+
+/* One worker process: claims what dead ones left, runs until its work is
+ * done (then gives its lease up) or it is killed. */
+static void tally_worker(int first_idx, int n) {
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = {.name = "tally", .run = tally_run,
+                      MLY_TYPE_POINTS(counter), .data_size = sizeof(counter),
+                      .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type *t = h_type(rt, &def);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = 400};
+  char err[512];
+  if (mly_store_postgres(rt, &o, err, sizeof err) < 0) {
+    fprintf(stderr, "worker: %s\n", err);
+    _exit(3);
+  }
+  for (int i = 0; i < n; i++) {
+    counter c = {.idx = (uint32_t)(first_idx + i), .target = 150,
+                 .sleep_ms = 3};
+    if (mly_spawn(rt, t, &c, sizeof c, NULL) < 0) _exit(4);
+  }
+  mly_runtime_run(rt);
+  _exit(mly_journal_error(rt) == 0 ? 0 : 5);
+}
+
+static pid_t start_worker(int first_idx, int n) {
+  pid_t p = fork();
+  ck_assert_int_ge(p, 0);
+  if (p == 0) tally_worker(first_idx, n);
+  return p;
+}
+
+static int64_t live_leases(void) {
+  return sql_int("SELECT count(*) FROM mealy.nodes WHERE taken_by IS NULL"
+                 " AND lease_until > clock_timestamp()");
+}
+
+START_TEST(three_processes_sigkill) {
+  fresh_db();
+  char path[] = "/tmp/mly-pgtally.XXXXXX";
+  done_fd = mkstemp(path);
+  ck_assert_int_ge(done_fd, 0);
+  enum { PROCS = 3, EACH = 10, ROUNDS = 8 };
+  pid_t w[PROCS];
+  for (int k = 0; k < PROCS; k++) w[k] = start_worker(k * EACH, EACH);
+  srand((unsigned)getpid());
+  int kills = 0;
+  for (int r = 0; r < ROUNDS; r++) {
+    usleep((useconds_t)(100000 + rand() % 400000));
+    int k = rand() % PROCS;
+    int status;
+    if (waitpid(w[k], &status, WNOHANG) == w[k]) { /* done by itself */
+      ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    } else {
+      kill(w[k], SIGKILL);
+      ck_assert_int_eq(waitpid(w[k], &status, 0), w[k]);
+      kills++;
+    }
+    /* its lease runs out; the new process claims it */
+    int64_t before = live_leases();
+    for (int i = 0; i < 300 && live_leases() >= before && before > 0; i++)
+      usleep(20000);
+    w[k] = start_worker(0, 0);
+  }
+  /* the end: processes whose lease ran out are claimed by a last one */
+  for (int i = 0; i < 3000 && sql_int("SELECT count(*) FROM mealy.instances") > 0;
+       i++) {
+    usleep(20000);
+    if (i % 50 == 49 && sql_int("SELECT count(*) FROM mealy.instances i JOIN "
+                                "mealy.nodes n ON n.id = i.owner WHERE "
+                                "n.lease_until <= clock_timestamp()") > 0)
+      start_worker(0, 0); /* reaped below */
+  }
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  int status;
+  while (wait(&status) > 0)
+    ck_assert(WIFSIGNALED(status) || WEXITSTATUS(status) == 0);
+  /* every counter ended, at exactly its target and step */
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  bool seen[PROCS * EACH] = {false};
+  unsigned idx, n;
+  uint64_t step, step0 = 0;
+  while (fscanf(f, "%u %u %" SCNu64, &idx, &n, &step) == 3) {
+    ck_assert_uint_lt(idx, PROCS * EACH);
+    ck_assert_uint_eq(n, 150);
+    if (step0 == 0) step0 = step;
+    ck_assert_uint_eq(step, step0); /* no step lost or applied twice */
+    seen[idx] = true;
+  }
+  fclose(f);
+  for (int i = 0; i < PROCS * EACH; i++) ck_assert_msg(seen[i], "counter %d", i);
+  ck_assert_int_gt(kills, 0);
+  unlink(path);
+}
+END_TEST
+
+int main(void) {
+  snprintf(db, sizeof db, "%s dbname=mly_store", conninfo());
+  Suite *s = suite_create("pg_store");
+  TCase *tc = tcase_create("core");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, counters_complete);
+  tcase_add_test(tc, takeover_after_kill);
+  tcase_add_test(tc, fenced_commit);
+  tcase_add_test(tc, two_nodes_distinct_ranges);
+  tcase_add_test(tc, renewed_then_released);
+  tcase_add_test(tc, lease_ran_out);
+  tcase_add_test(tc, sigstop_past_the_lease);
+  tcase_add_test(tc, three_processes_sigkill);
+  suite_add_tcase(s, tc);
+  return run_suite(s);
+}
