@@ -129,7 +129,9 @@ command: |
 # ---- a daemon's worker has the stop signal once ------------------------
 
 def case_daemon_worker_once(tracking):
-    """The main process (MAINPID) leads a session and group of its own,
+    """The main process (MAINPID), orphaned at once (as a daemon's double
+    fork leaves it: one of the program's under either tracking), leads a
+    session and group of its own,
     and its worker in it cleans up for 3 s after the stop signal; 1 s
     after the signal the main process is gone and the worker an orphan
     of the supervisor.  It had the signal with its group: it must not
@@ -149,8 +151,13 @@ command: |
   while [ -z "$stop" ]; do sleep 0.1; done
   sleep 3 && echo cleaned >cleaned
   EOF
-  setsid sh -c 'trap "sleep 1; exit 0" TERM; sh worker.sh & while :; do sleep 0.1; done' &
-  exec %s "MAINPID=$!" READY=1 -- true
+  cat >daemon.sh <<'EOF'
+  trap 'sleep 1; exit 0' TERM
+  sh worker.sh &
+  while :; do sleep 0.1; done
+  EOF
+  sh -c 'setsid sh daemon.sh & echo $! >daemonpid'
+  exec %s "MAINPID=$(cat daemonpid)" READY=1 -- true
 """ % SEND}, extra="tracking: %s\n" % tracking)
     armed = os.path.join(sv.dir, "armed")
     check("its worker runs", poll(lambda: os.path.exists(armed)))
