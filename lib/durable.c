@@ -537,6 +537,19 @@ static void hook_evict(void *arg, const mly_id *ids, size_t n) {
   }
 }
 
+/* A shared store claimed a dead process's instances: they come back
+ * here as at open (recover.c durable_adopt); what fails is said on
+ * stderr, and the store fails with it. */
+static int hook_adopt(void *arg, const unsigned char *records, size_t len) {
+  mly_runtime *rt = arg;
+  char err[512];
+  int rc = durable_adopt(rt, records, len, err, sizeof err);
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    fprintf(stderr, "mealy: adopting instances: %s\n",
+            err[0] ? err : mly_strerror(rc));
+  return rc;
+}
+
 /* The store's last handle is gone: it held the runtime open. */
 static void hook_closed(void *arg) { rt_release(arg); }
 
@@ -544,7 +557,8 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
   s->hooks = (store_hooks){.arg = rt, .done = hook_done,
                            .closed = hook_closed,
                            .committed = hook_committed,
-                           .failed = hook_failed, .evict = hook_evict};
+                           .failed = hook_failed, .evict = hook_evict,
+                           .adopt = hook_adopt};
   rt->open_handles++; /* released by hook_closed */
 }
 

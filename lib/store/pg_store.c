@@ -185,6 +185,7 @@ typedef struct pg_store {
                               confirmed was sent (or registration) */
   uint64_t sent_at;
   bool renewing;
+  bool claiming;           /* a claim of dead nodes is in flight */
   int timers_open; /* reports a batch that never reached the server */
   batch *undone;    /* ... those batches */
   mly_journal_stats stats;
@@ -791,6 +792,128 @@ static void lease_lost(pg_store *st, const char *why) {
   evict_all(st, why);
 }
 
+/* ---- taking over while running: after each renewal that the server
+ * confirmed, the nodes whose lease ran out are claimed (as recover does,
+ * FOR UPDATE SKIP LOCKED on their rows, only while this node's own lease
+ * holds: its row is locked too, so that no one takes this node over in
+ * the same moment), in one statement that also returns their instances
+ * and pending events; they go to hooks.adopt as framed records ---- */
+
+static const char SQL_ADOPT[] =
+    "WITH me AS (SELECT id FROM mealy.nodes WHERE id = $1 AND epoch = $2"
+    "  AND taken_by IS NULL AND lease_until > clock_timestamp() FOR UPDATE),"
+    " dead AS (SELECT id FROM mealy.nodes WHERE taken_by IS NULL"
+    "  AND lease_until < clock_timestamp() AND id <> $1"
+    "  AND EXISTS (SELECT 1 FROM me) FOR UPDATE SKIP LOCKED),"
+    " t AS (UPDATE mealy.nodes n SET taken_by = $1 FROM dead"
+    "  WHERE n.id = dead.id RETURNING n.id),"
+    " r AS (UPDATE mealy.ranges SET node = $1"
+    "  WHERE node IN (SELECT id FROM t)),"
+    " i AS (UPDATE mealy.instances SET owner = $1, epoch = $2"
+    "  WHERE owner IN (SELECT id FROM t)"
+    "  RETURNING id, step, parent, state, context, name)"
+    " SELECT 0 AS k, id, step, parent, state, context, name, 0::bigint AS seq"
+    "  FROM i"
+    " UNION ALL SELECT 1, e.target, 0, 0, e.body, NULL, NULL, e.seq"
+    "  FROM mealy.events e WHERE e.target IN (SELECT id FROM i)"
+    " ORDER BY 1, 8, 2";
+
+/* S as instances.state/context/name keep it: an INST's body. */
+static void put_inst(jbuf *b, const void *state, size_t slen, const void *ctx,
+                     size_t clen, const char *name, size_t nlen) {
+  jb_array(b, 12);
+  jb_raw(b, state, slen);
+  if (ctx) jb_bin(b, ctx, clen);
+  else jb_nil(b);
+  if (name) jb_str(b, name, nlen);
+  else jb_nil(b);
+}
+
+static void adopt_fail(pg_store *st, int rc, const char *why) {
+  if (st->failed) return;
+  st->failed = rc;
+  fprintf(stderr, "mealy: postgresql store: node %" PRId64
+          ": taking over instances failed, the store stops: %s\n",
+          st->node, why);
+  if (!st->told_failed) {
+    st->told_failed = true;
+    if (st->base.hooks.failed) st->base.hooks.failed(st->base.hooks.arg, rc, why);
+  }
+}
+
+static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
+                       void *arg) {
+  (void)pg;
+  (void)err;
+  pg_store *st = arg;
+  PGresult *res = (PGresult *)cres;
+  st->claiming = false;
+  if (!res || st->closing || st->failed || st->lost) return; /* next time */
+  int n = PQntuples(res);
+  if (n == 0) return;
+  jbuf b = {0};
+  uint64_t base = (uint64_t)st->node << 40, seq = 0;
+  size_t at = jb_begin(&b, ++seq, JR_SNAP, 2);
+  jb_uint(&b, base);
+  jb_uint(&b, base);
+  jb_end(&b, at);
+  uint64_t ni = 0, ne = 0;
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    bool inst = PQgetvalue(res, i, 0)[0] == '0';
+    size_t sl = 0, cl = 0;
+    unsigned char *sv = PQunescapeBytea(
+        (const unsigned char *)PQgetvalue(res, i, 4), &sl);
+    unsigned char *cv = inst && !PQgetisnull(res, i, 5)
+                            ? PQunescapeBytea(
+                                  (const unsigned char *)PQgetvalue(res, i, 5),
+                                  &cl)
+                            : NULL;
+    if (!sv || (inst && !PQgetisnull(res, i, 5) && !cv)) rc = MLY_ENOMEM;
+    else if (inst) {
+      mly_id id = (mly_id)strtoull(PQgetvalue(res, i, 1), NULL, 10);
+      rc = own_put(st, id, strtoull(PQgetvalue(res, i, 2), NULL, 10),
+                   (mly_id)strtoull(PQgetvalue(res, i, 3), NULL, 10));
+      const char *nm = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
+      at = jb_begin(&b, ++seq, JR_INST, 1);
+      put_inst(&b, sv, sl, cv, cl, nm, nm ? (size_t)PQgetlength(res, i, 6) : 0);
+      jb_end(&b, at);
+      ni++;
+    } else {
+      at = jb_begin(&b, ++seq, JR_EVENT, 1);
+      jb_raw(&b, sv, sl);
+      jb_end(&b, at);
+      ne++;
+    }
+    PQfreemem(sv);
+    if (cv) PQfreemem(cv);
+  }
+  at = jb_begin(&b, ++seq, JR_SNAPEND, 3);
+  jb_uint(&b, ni);
+  jb_uint(&b, ne);
+  jb_uint(&b, 0);
+  jb_end(&b, at);
+  if (rc == 0 && b.oom) rc = MLY_ENOMEM;
+  st->fencing.adopted += ni;
+  if (rc == 0 && ni)
+    fprintf(stderr, "mealy: postgresql store: node %" PRId64 " (epoch %" PRId64
+            "): took over %" PRIu64 " instance(s) of processes whose lease "
+            "ran out\n", st->node, st->epoch, ni);
+  if (rc == 0 && st->base.hooks.adopt)
+    rc = st->base.hooks.adopt(st->base.hooks.arg, b.p, b.n);
+  jb_free(&b);
+  /* stopping: they stay this node's in the database, given up with its
+   * lease when it closes */
+  if (rc < 0 && rc != MLY_ESHUTDOWN) adopt_fail(st, rc, mly_strerror(rc));
+}
+
+static void claim(pg_store *st) {
+  if (st->claiming || st->closing || st->failed || st->lost) return;
+  const char *v[] = {st->pnode, st->pepoch};
+  if (mly_pg_query(st->pg, SQL_ADOPT, 2, v, on_claimed, st) == 0)
+    st->claiming = true;
+}
+
 static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
                        void *arg) {
   (void)pg;
@@ -799,6 +922,7 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
   if (st->closing) return;
   if (res && PQntuples((PGresult *)res) == 1) {
     st->renewed_at = st->sent_at;
+    claim(st);
   } else if (res) { /* the row said no: taken over, or ran out */
     lease_lost(st, "the lease could not be renewed (another process may "
                    "have taken this one's instances)");
@@ -1040,14 +1164,11 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
     rc = own_put(st, id, (uint64_t)be64(PQgetvalue(ri, i, 1)),
                  (mly_id)be64(PQgetvalue(ri, i, 2)));
     head(w, JR_INST, 1);
-    jb_array(&w->b, 12);
-    jb_raw(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3));
-    if (!PQgetisnull(ri, i, 4))
-      jb_bin(&w->b, PQgetvalue(ri, i, 4), (size_t)PQgetlength(ri, i, 4));
-    else jb_nil(&w->b);
-    if (!PQgetisnull(ri, i, 5))
-      jb_str(&w->b, PQgetvalue(ri, i, 5), (size_t)PQgetlength(ri, i, 5));
-    else jb_nil(&w->b);
+    put_inst(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3),
+             PQgetisnull(ri, i, 4) ? NULL : PQgetvalue(ri, i, 4),
+             (size_t)PQgetlength(ri, i, 4),
+             PQgetisnull(ri, i, 5) ? NULL : PQgetvalue(ri, i, 5),
+             (size_t)PQgetlength(ri, i, 5));
   }
   for (int i = 0; i < ne && rc == 0; i++) {
     head(w, JR_EVENT, 1);

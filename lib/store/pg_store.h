@@ -35,9 +35,10 @@ int64_t pg_store_node(const mly_store *s);
 int64_t pg_store_epoch(const mly_store *s);
 
 /* Figures of fencing: batches a fence refused, and the steps (STEP
- * records) dropped with them. */
+ * records) dropped with them; instances that left (evicted) and that
+ * this node took over while running (adopted; not those of recover). */
 typedef struct pg_store_fencing {
-  uint64_t fenced_batches, dropped_steps, evicted;
+  uint64_t fenced_batches, dropped_steps, evicted, adopted;
 } pg_store_fencing;
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s);
 
