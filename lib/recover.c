@@ -342,6 +342,31 @@ static int keep_parked_event(mly_runtime *rt, const rp_event *e) {
   return 0;
 }
 
+/* The event a record holds, made again. */
+static int event_of(mly_runtime *rt, const rp_event *x, mly_event **out,
+                    char *err, size_t errlen) {
+  mly_event *e = ev_new(rt);
+  if (e == NULL) return MLY_ENOMEM;
+  int rc = ev_id_of(rt, x->ev, x->name, x->nlen, &e->id);
+  e->from = x->from;
+  e->flags = (uint32_t)x->flags;
+  e->corr = x->corr;
+  e->status = x->status;
+  e->aux = x->aux;
+  e->eid = x->eid;
+  if (rc == 0 && x->payload &&
+      mly_value_decode(x->payload, x->plen, &e->payload) < 0)
+    rc = jr_errf(err, errlen, MLY_EBADMSG, "event %llu for instance %llu: its "
+              "payload is not a value", (unsigned long long)x->eid,
+              (unsigned long long)x->to);
+  if (rc < 0) {
+    ev_free(rt, e);
+    return rc;
+  }
+  *out = e;
+  return 0;
+}
+
 static int restore_events(mly_runtime *rt, replay *r, char *err,
                           size_t errlen) {
   rp_event **v = malloc((r->pending + 1) * sizeof *v);
@@ -358,28 +383,9 @@ static int restore_events(mly_runtime *rt, replay *r, char *err,
       if (is_parked(rt->dur, x->to)) rc = keep_parked_event(rt, x);
       continue; /* its target ended: nobody will read it */
     }
-    mly_event *e = ev_new(rt);
-    if (e == NULL) {
-      rc = MLY_ENOMEM;
-      break;
-    }
-    rc = ev_id_of(rt, x->ev, x->name, x->nlen, &e->id);
-    e->from = x->from;
-    e->flags = (uint32_t)x->flags;
-    e->corr = x->corr;
-    e->status = x->status;
-    e->aux = x->aux;
-    e->eid = x->eid;
-    if (rc == 0 && x->payload &&
-        mly_value_decode(x->payload, x->plen, &e->payload) < 0)
-      rc = jr_errf(err, errlen, MLY_EBADMSG, "event %llu for instance %llu: its "
-                "payload is not a value", (unsigned long long)x->eid,
-                (unsigned long long)x->to);
-    if (rc < 0) {
-      ev_free(rt, e);
-      break;
-    }
-    inbox_append(m, e);
+    mly_event *e = NULL;
+    rc = event_of(rt, x, &e, err, errlen);
+    if (rc == 0) inbox_append(m, e);
   }
   free(v);
   return rc;
@@ -611,8 +617,13 @@ static int rebuild(mly_runtime *rt, replay *r, bool adopt, char *err,
     rc = name_tomb(rt, t->name, t->len, t->id, (int32_t)t->status,
                    t->ended_ms); /* a live holder wins; expired: dropped */
   if (rc == 0) {
-    if (!adopt && r->max_corr > rt->corr_next) rt->corr_next = r->max_corr;
-    if (!adopt) rt->dur->next_eid = r->max_eid;
+    /* a shared store's eids and correlations are this node's own
+     * (node << 40, its SNAP): those of other processes' events, which
+     * its snapshot holds too, are in their nodes' spaces */
+    bool own = st->slot_hi && r->snapped;
+    uint64_t corr = own ? r->snap_corr : r->max_corr;
+    if (!adopt && corr > rt->corr_next) rt->corr_next = corr;
+    if (!adopt) rt->dur->next_eid = own ? r->snap_eid : r->max_eid;
     rt_keep_alive(rt);
     rc = rearm(rt, bs, n);
   }
@@ -727,6 +738,39 @@ int durable_adopt(mly_runtime *rt, const unsigned char *p, size_t len,
   if (rc == 0) rc = rebuild(rt, &r, true, err, errlen);
   rp_free(&r);
   if (rc == 0) rt_schedule(rt);
+  return rc;
+}
+
+/* store_hooks.deliver: EVENT records (framed) that other processes
+ * committed for instances this one owns, in commit order per sender:
+ * into their inboxes as a journaled event after its commit (their
+ * consumption is a took like any other).  One for an instance that is
+ * not here (it ended, or left) is skipped. */
+int durable_deliver_records(mly_runtime *rt, const unsigned char *p,
+                            size_t len, char *err, size_t errlen) {
+  if (rt->dur == NULL || rt->stopping || rt->closing) return MLY_ESHUTDOWN;
+  err[0] = '\0';
+  int rc = 0;
+  for (size_t off = 0; rc == 0 && off < len;) {
+    uint32_t n = len - off >= JR_HDR ? jr_le32(p + off) : 0;
+    if (len - off < JR_HDR || n > len - off - JR_HDR)
+      return jr_errf(err, errlen, MLY_EBADMSG, "delivered records: a record "
+                     "past the end at offset %zu", off);
+    jcur c = {p + off + JR_HDR, p + off + JR_HDR + n, false};
+    uint32_t nf;
+    uint64_t seq, kind;
+    rp_event x;
+    off += JR_HDR + n;
+    if (!jc_array(&c, &nf) || !jc_uint(&c, &seq) || !jc_uint(&c, &kind) ||
+        kind != JR_EVENT || !rp_parse_event(&c, &x))
+      return jr_errf(err, errlen, MLY_EBADMSG, "delivered records: not an "
+                     "EVENT record before offset %zu", off);
+    mly_inst *m = inst_get(rt, x.to);
+    if (m == NULL || !inst_durable(rt, m)) continue;
+    mly_event *e = NULL;
+    rc = event_of(rt, &x, &e, err, errlen);
+    if (rc == 0) rc = ev_deliver(rt, m, e);
+  }
   return rc;
 }
 

@@ -670,6 +670,136 @@ START_TEST(live_takeover_parks) {
 }
 END_TEST
 
+/* ---- events between processes ---- */
+
+#define PING 7
+#define PONG 8
+enum { PP_N = 150 };
+typedef struct pp {
+  uint32_t n;
+  mly_id peer;
+} pp;
+#define PINGER_POINTS(X) X(pinger, asked)
+MLY_POINTS(pinger, PINGER_POINTS);
+#define PONGER_POINTS(X) X(ponger, listen)
+MLY_POINTS(ponger, PONGER_POINTS);
+
+static void pp_line(const char *who, uint32_t n) {
+  char line[32];
+  int k = snprintf(line, sizeof line, "%s %u\n", who, n);
+  if (write(done_fd, line, (size_t)k) != k) abort();
+}
+
+static int pinger_run(mly_machine *m, void *data) {
+  pp *p = data;
+  MLY_BEGIN(m);
+  while (p->n < PP_N) {
+    if (mly_send(m, p->peer, PING, NULL) < 0) abort();
+    MLY_AWAIT_AT(m, pinger_asked, PONG, -1);
+    p->n++;
+  }
+  pp_line("P", p->n);
+  MLY_END(m);
+}
+
+static int ponger_run(mly_machine *m, void *data) {
+  pp *p = data;
+  MLY_BEGIN(m);
+  while (p->n < PP_N) {
+    MLY_AWAIT_AT(m, ponger_listen, PING, -1);
+    if (mly_send(m, mly_current_event(m)->from, PONG, NULL) < 0) abort();
+    p->n++;
+  }
+  pp_line("Q", p->n);
+  MLY_END(m);
+}
+
+/* A process with both types: spawns a ponger (peer 0) or a pinger at
+ * peer, writes the id to fd, and runs until killed. */
+static void pp_worker(mly_id peer, int fd) {
+  mly_runtime *rt = h_runtime();
+  mly_type_def dp = {.name = "pinger", .run = pinger_run,
+                     MLY_TYPE_POINTS(pinger), .data_size = sizeof(pp),
+                     .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type_def dq = {.name = "ponger", .run = ponger_run,
+                     MLY_TYPE_POINTS(ponger), .data_size = sizeof(pp),
+                     .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type *ta = h_type(rt, &dp), *tb = h_type(rt, &dq);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = 400, .poll_ms = 200};
+  char err[512];
+  if (mly_store_postgres(rt, &o, err, sizeof err) < 0) _exit(3);
+  pp x = {.peer = peer};
+  mly_id id;
+  if (mly_spawn(rt, peer ? ta : tb, &x, sizeof x, &id) < 0) _exit(4);
+  if (write(fd, &id, sizeof id) != sizeof id) _exit(6);
+  uv_timer_t keep;
+  uv_timer_init(mly_runtime_loop(rt), &keep);
+  uv_timer_start(&keep, never, 600000, 0);
+  for (;;) {
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+    if (mly_journal_error(rt) != 0) _exit(5);
+  }
+}
+
+/* A pinger in X, a ponger in Y: every ping and pong goes through the
+ * database (the owner woken by NOTIFY).  Y is killed half-way; X takes
+ * the ponger over with its pending pings and the conversation ends with
+ * both at exactly PP_N, once each. */
+START_TEST(ping_pong_across_processes) {
+  fresh_db();
+  char path[] = "/tmp/mly-pgpp.XXXXXX";
+  done_fd = mkstemp(path);
+  ck_assert_int_ge(done_fd, 0);
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t y = fork();
+  ck_assert_int_ge(y, 0);
+  if (y == 0) pp_worker(0, p[1]);
+  mly_id q = 0;
+  ck_assert_int_eq(read(p[0], &q, sizeof q), (ssize_t)sizeof q);
+  pid_t x = fork();
+  ck_assert_int_ge(x, 0);
+  if (x == 0) pp_worker(q, p[1]);
+  mly_id pi = 0;
+  ck_assert_int_eq(read(p[0], &pi, sizeof pi), (ssize_t)sizeof pi);
+  char sq[128];
+  snprintf(sq, sizeof sq, "SELECT coalesce(max(step), 0) FROM "
+           "mealy.instances WHERE id = %" PRIu64, q);
+  /* the ponger answered a good part, each ping from the other process */
+  for (int i = 0; i < 6000 && sql_int(sq) < PP_N / 3; i++) usleep(10000);
+  ck_assert_int_ge(sql_int(sq), PP_N / 3);
+  ck_assert_int_eq(sql_int("SELECT count(DISTINCT owner) FROM "
+                           "mealy.instances"),
+                   2);
+  kill(y, SIGKILL);
+  int status;
+  ck_assert_int_eq(waitpid(y, &status, 0), y);
+  for (int i = 0; i < 6000 && sql_int("SELECT count(*) FROM mealy.instances") > 0;
+       i++)
+    usleep(10000);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.events"), 0);
+  ck_assert_int_eq(waitpid(x, &status, WNOHANG), 0); /* still running */
+  kill(x, SIGKILL);
+  waitpid(x, &status, 0);
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  char who[4];
+  unsigned n, np = 0, nq = 0;
+  while (fscanf(f, "%3s %u", who, &n) == 2) {
+    ck_assert_uint_eq(n, PP_N);
+    if (who[0] == 'P') np++;
+    else nq++;
+  }
+  fclose(f);
+  ck_assert_uint_eq(np, 1);
+  ck_assert_uint_eq(nq, 1);
+  unlink(path);
+  close(p[0]);
+  close(p[1]);
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_store", conninfo());
   Suite *s = suite_create("pg_store");
@@ -685,6 +815,7 @@ int main(void) {
   tcase_add_test(tc, three_processes_sigkill);
   tcase_add_test(tc, live_takeover_race);
   tcase_add_test(tc, live_takeover_parks);
+  tcase_add_test(tc, ping_pong_across_processes);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

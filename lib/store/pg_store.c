@@ -50,6 +50,14 @@ typedef struct owned {
   UT_hash_handle hh;
 } owned;
 
+/* An eid this node has in memory (handed up by recover, adopt or
+ * deliver) whose row is still there: a fetch does not hand it up again.
+ * It goes when the batch whose step consumed or dropped it committed. */
+typedef struct seen {
+  uint64_t eid;
+  UT_hash_handle hh;
+} seen;
+
 /* An SQL array literal, growing: "{1,2,NULL}", "{\"\\\\x0a\"}". */
 typedef struct sbuf {
   char *p;
@@ -120,6 +128,8 @@ typedef struct batch {
   size_t ndones;
   mly_id *ids; /* instances it changes: evicted if it is fenced */
   size_t nids, idcap;
+  uint64_t *gone; /* eids it consumes or drops: unseen once committed */
+  size_t ngone, gonecap;
   uint64_t steps, records, bytes;
   size_t unanswered;
   bool fenced, lease_lost;
@@ -197,6 +207,14 @@ typedef struct pg_store {
   uint32_t gsteps, gevents;
   sbuf g_ids, g_expect, g_steps, g_due, g_states, g_setctx, g_ctx, g_took;
   sbuf e_eid, e_to, e_from, e_body;
+  sbuf n_to; /* targets this node does not own: their owners are woken */
+  uint32_t gnotify;
+  /* events of other processes for this node's instances: LISTEN on
+   * `channel`, and a fetch every poll_ms as the fallback */
+  seen *seen;
+  char channel[32];
+  uv_timer_t poll;
+  bool fetching, fetch_again;
 } pg_store;
 
 #define ST(s) ((pg_store *)(s))
@@ -258,6 +276,7 @@ static void own_del(pg_store *st, mly_id id) {
 static void batch_free(batch *b) {
   free(b->dones);
   free(b->ids);
+  free(b->gone);
   free(b);
 }
 
@@ -271,6 +290,47 @@ static int batch_id(batch *b, mly_id id) {
   }
   b->ids[b->nids++] = id;
   return 0;
+}
+
+static int batch_gone(batch *b, uint64_t eid) {
+  if (b->ngone == b->gonecap) {
+    size_t cap = b->gonecap ? 2 * b->gonecap : 16;
+    uint64_t *v = realloc(b->gone, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    b->gone = v;
+    b->gonecap = cap;
+  }
+  b->gone[b->ngone++] = eid;
+  return 0;
+}
+
+static bool seen_has(pg_store *st, uint64_t eid) {
+  seen *x = NULL;
+  HASH_FIND(hh, st->seen, &eid, sizeof eid, x);
+  return x != NULL;
+}
+
+static int seen_add(pg_store *st, uint64_t eid) {
+  if (seen_has(st, eid)) return 0;
+  seen *x = calloc(1, sizeof *x);
+  if (!x) return MLY_ENOMEM;
+  x->eid = eid;
+  bool hash_oom = false;
+  HASH_ADD(hh, st->seen, eid, sizeof x->eid, x);
+  if (hash_oom) {
+    free(x);
+    return MLY_ENOMEM;
+  }
+  return 0;
+}
+
+static void seen_del(pg_store *st, uint64_t eid) {
+  seen *x = NULL;
+  HASH_FIND(hh, st->seen, &eid, sizeof eid, x);
+  if (x) {
+    HASH_DEL(st->seen, x);
+    free(x);
+  }
 }
 
 static void evict(pg_store *st, const mly_id *ids, size_t n, const char *why) {
@@ -329,6 +389,7 @@ static void batch_done(pg_store *st, batch *b) {
     st->stats.syncs++; /* a COMMIT waits for its WAL flush */
     st->stats.records += b->records;
     st->stats.bytes += b->bytes;
+    for (size_t i = 0; i < b->ngone; i++) seen_del(st, b->gone[i]);
   }
   /* wrote: a batch whose COMMIT may have reached the server before the
    * connection went is not known to have failed (MLY_EUNKNOWN for its
@@ -452,13 +513,17 @@ static int put_event(pg_store *st, batch *b, const rp_event *e) {
   sb_i64(&st->e_from, (int64_t)e->from);
   sb_hex(&st->e_body, e->raw, e->rawlen);
   st->gevents++;
+  if (!own_find(st, e->to)) { /* another process's, or none's */
+    sb_i64(&st->n_to, (int64_t)e->to);
+    st->gnotify++;
+  }
   return 0;
 }
 
 #define GROUP_BUFS(st)                                                   \
   {&(st)->g_ids, &(st)->g_expect, &(st)->g_steps, &(st)->g_due,            \
    &(st)->g_states, &(st)->g_setctx, &(st)->g_ctx, &(st)->g_took,          \
-   &(st)->e_eid, &(st)->e_to, &(st)->e_from, &(st)->e_body}
+   &(st)->e_eid, &(st)->e_to, &(st)->e_from, &(st)->e_body, &(st)->n_to}
 
 /* The group is emptied (sent, or dropped with a failed batch). */
 static void group_send_none(pg_store *st) {
@@ -467,7 +532,7 @@ static void group_send_none(pg_store *st) {
     all[i]->n = 0;
     all[i]->oom = false;
   }
-  st->gsteps = st->gevents = 0;
+  st->gsteps = st->gevents = st->gnotify = 0;
   st->gserial++;
 }
 
@@ -475,6 +540,11 @@ static const char SQL_EVENTS[] =
     "INSERT INTO mealy.events (eid, target, sender, body)"
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
     " $4::bytea[])";
+/* Wakes the owners of the targets (delivered at COMMIT, not before). */
+static const char SQL_NOTIFY[] =
+    "SELECT pg_notify('mealy_node_' || owner, '') FROM (SELECT DISTINCT"
+    " owner FROM mealy.instances WHERE id = ANY ($1::bigint[])"
+    " AND owner <> $2) o";
 static const char SQL_STEPS[] =
     "SELECT mealy.steps($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
@@ -488,6 +558,10 @@ static int group_send(pg_store *st, batch *b) {
                        sb_end(&st->e_from), sb_end(&st->e_body)};
     r = v[0] && v[1] && v[2] && v[3] ? stmt(st, b, SQL_EVENTS, 4, v)
                                      : MLY_ENOMEM;
+  }
+  if (r == 0 && st->gnotify) {
+    const char *v[] = {sb_end(&st->n_to), st->pnode};
+    r = v[0] ? stmt(st, b, SQL_NOTIFY, 2, v) : MLY_ENOMEM;
   }
   if (r == 0 && st->gsteps) {
     const char *v[] = {st->pnode,           st->pepoch,
@@ -524,6 +598,7 @@ static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
     uint64_t eid;
     if (!jc_uint(took, &eid)) return MLY_EBADMSG;
     sb_i64(&st->g_took, (int64_t)eid);
+    if (batch_gone(b, eid) < 0) return MLY_ENOMEM;
   }
   st->gsteps++;
   return 0;
@@ -644,6 +719,14 @@ static int put_record(pg_store *st, batch *b, const unsigned char *body,
   }
   case JR_DROP: {
     int r = group_send(st, b); /* the events before they are dropped */
+    if (r < 0) return r;
+    jcur g = c;
+    uint32_t ng;
+    if (jc_array(&g, &ng))
+      for (uint32_t i = 0; i < ng && r == 0; i++) {
+        uint64_t eid;
+        r = jc_uint(&g, &eid) ? batch_gone(b, eid) : MLY_EBADMSG;
+      }
     if (r < 0) return r;
     char *eids = eid_array(&c);
     if (!eids) return MLY_EBADMSG;
@@ -784,6 +867,80 @@ static void on_later_closed(uv_handle_t *h) {
   if (closed) closed(arg);
 }
 
+/* ---- events of other processes: woken by a notification on this
+ * node's channel (their COMMIT sent it), or by the poll timer; the rows
+ * for instances this node owns that other nodes made (eid >> 40 is the
+ * node that made it) and that it does not hold yet, in commit order per
+ * sender (seq: a sender's commits follow one another), to
+ * hooks.deliver ---- */
+
+static const char SQL_FETCH[] =
+    "SELECT e.eid, e.body FROM mealy.events e JOIN mealy.instances i"
+    " ON i.id = e.target WHERE i.owner = $1 AND i.epoch = $2"
+    " AND (e.eid >> 40) <> $1 ORDER BY e.seq";
+
+static void fetch(pg_store *st);
+static void adopt_fail(pg_store *st, int rc, const char *why);
+
+static void on_fetched(mly_pg *pg, const PGresult *cres, const char *err,
+                       void *arg) {
+  (void)pg;
+  (void)err; /* the next notification or poll tries again */
+  pg_store *st = arg;
+  PGresult *res = (PGresult *)cres;
+  st->fetching = false;
+  if (!res || st->closing || st->failed || st->lost) return;
+  int n = PQntuples(res), rc = 0;
+  jbuf b = {0};
+  uint64_t k = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    uint64_t eid = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+    if (seen_has(st, eid)) continue;
+    size_t len = 0;
+    unsigned char *body = PQunescapeBytea(
+        (const unsigned char *)PQgetvalue(res, i, 1), &len);
+    if (!body || (rc = seen_add(st, eid)) < 0) {
+      if (body) PQfreemem(body);
+      rc = MLY_ENOMEM;
+      break;
+    }
+    size_t at = jb_begin(&b, ++k, JR_EVENT, 1);
+    jb_raw(&b, body, len);
+    jb_end(&b, at);
+    PQfreemem(body);
+  }
+  if (rc == 0 && b.oom) rc = MLY_ENOMEM;
+  st->fencing.delivered += k;
+  if (rc == 0 && k && st->base.hooks.deliver)
+    rc = st->base.hooks.deliver(st->base.hooks.arg, b.p, b.n);
+  jb_free(&b);
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    adopt_fail(st, rc, "events of other processes could not be delivered");
+  else if (st->fetch_again) fetch(st);
+}
+
+static void fetch(pg_store *st) {
+  if (st->closing || st->failed || st->lost) return;
+  if (st->fetching) {
+    st->fetch_again = true;
+    return;
+  }
+  st->fetch_again = false;
+  const char *v[] = {st->pnode, st->pepoch};
+  if (mly_pg_query(st->pg, SQL_FETCH, 2, v, on_fetched, st) == 0)
+    st->fetching = true;
+}
+
+static void on_notify(mly_pg *pg, const char *channel, const char *payload,
+                      void *arg) {
+  (void)pg;
+  (void)channel;
+  (void)payload;
+  fetch(arg);
+}
+
+static void on_poll(uv_timer_t *t) { fetch(t->data); }
+
 /* ---- the lease ---- */
 
 static void lease_lost(pg_store *st, const char *why) {
@@ -814,7 +971,7 @@ static const char SQL_ADOPT[] =
     "  RETURNING id, step, parent, state, context, name)"
     " SELECT 0 AS k, id, step, parent, state, context, name, 0::bigint AS seq"
     "  FROM i"
-    " UNION ALL SELECT 1, e.target, 0, 0, e.body, NULL, NULL, e.seq"
+    " UNION ALL SELECT 1, e.target, e.eid, 0, e.body, NULL, NULL, e.seq"
     "  FROM mealy.events e WHERE e.target IN (SELECT id FROM i)"
     " ORDER BY 1, 8, 2";
 
@@ -833,7 +990,7 @@ static void adopt_fail(pg_store *st, int rc, const char *why) {
   if (st->failed) return;
   st->failed = rc;
   fprintf(stderr, "mealy: postgresql store: node %" PRId64
-          ": taking over instances failed, the store stops: %s\n",
+          ": the store stops: %s\n",
           st->node, why);
   if (!st->told_failed) {
     st->told_failed = true;
@@ -880,6 +1037,7 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
       jb_end(&b, at);
       ni++;
     } else {
+      rc = seen_add(st, strtoull(PQgetvalue(res, i, 2), NULL, 10));
       at = jb_begin(&b, ++seq, JR_EVENT, 1);
       jb_raw(&b, sv, sl);
       jb_end(&b, at);
@@ -904,7 +1062,8 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
   jb_free(&b);
   /* stopping: they stay this node's in the database, given up with its
    * lease when it closes */
-  if (rc < 0 && rc != MLY_ESHUTDOWN) adopt_fail(st, rc, mly_strerror(rc));
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    adopt_fail(st, rc, "instances taken over could not be restored");
 }
 
 static void claim(pg_store *st) {
@@ -968,13 +1127,19 @@ static void finish_close(pg_store *st) {
     HASH_DEL(st->owned, o);
     free(o);
   }
+  seen *x, *xt;
+  HASH_ITER(hh, st->seen, x, xt) {
+    HASH_DEL(st->seen, x);
+    free(x);
+  }
   jb_free(&st->buf);
   walk_free(&st->rec);
   sbuf *all[] = GROUP_BUFS(st);
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
   free(st->dones);
   free(st->conninfo);
-  st->timers_open = 2;
+  st->timers_open = 3;
+  uv_close((uv_handle_t *)&st->poll, on_later_closed);
   uv_close((uv_handle_t *)&st->renew, on_later_closed);
   uv_close((uv_handle_t *)&st->later, on_later_closed);
 }
@@ -1003,6 +1168,7 @@ static void op_close(mly_store *s) {
   pg_store *st = ST(s);
   if (st->closing) return;
   uv_timer_stop(&st->renew);
+  uv_timer_stop(&st->poll);
   op_flush(s); /* what the last turn appended (a stop keeps inboxes) */
   st->closing = true;
   if (!st->head) release(st);
@@ -1140,7 +1306,7 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
                    1, mv, true);
   if (!ok(ri)) return db_err(err, errlen, "reading instances", c, ri);
   PGresult *re = q(c,
-                   "SELECT e.body FROM mealy.events e JOIN mealy.instances i"
+                   "SELECT e.body, e.eid FROM mealy.events e JOIN mealy.instances i"
                    " ON i.id = e.target WHERE i.owner = $1 ORDER BY e.seq",
                    1, mv, true);
   if (!ok(re)) {
@@ -1171,6 +1337,7 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
              (size_t)PQgetlength(ri, i, 5));
   }
   for (int i = 0; i < ne && rc == 0; i++) {
+    rc = seen_add(st, (uint64_t)be64(PQgetvalue(re, i, 1)));
     head(w, JR_EVENT, 1);
     jb_raw(&w->b, PQgetvalue(re, i, 0), (size_t)PQgetlength(re, i, 0));
   }
@@ -1265,7 +1432,11 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   PQfinish(c);
   if (rc == 0) rc = mly_pg_open(loop, st->conninfo, true, &st->pg);
   if (rc == 0) mly_pg_set_weak(st->pg, true);
+  snprintf(st->channel, sizeof st->channel, "mealy_node_%" PRId64, st->node);
+  if (rc == 0) rc = mly_pg_listen(st->pg, st->channel);
+  if (rc == 0) mly_pg_on_notify(st->pg, on_notify, st);
   if (rc < 0) {
+    if (st->pg) mly_pg_close(st->pg);
     free(st->conninfo);
     free(st);
     return rc;
@@ -1275,6 +1446,10 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   uv_timer_init(loop, &st->renew);
   st->renew.data = st;
   uv_unref((uv_handle_t *)&st->renew);
+  uv_timer_init(loop, &st->poll);
+  st->poll.data = st;
+  uv_unref((uv_handle_t *)&st->poll);
+  uv_timer_start(&st->poll, on_poll, st->o.poll_ms, st->o.poll_ms);
   uv_update_time(loop);
   st->renewed_at = uv_now(loop); /* a moment after registration */
   uv_timer_start(&st->renew, on_renew, st->o.lease_ms / 3,

@@ -36,9 +36,10 @@ int64_t pg_store_epoch(const mly_store *s);
 
 /* Figures of fencing: batches a fence refused, and the steps (STEP
  * records) dropped with them; instances that left (evicted) and that
- * this node took over while running (adopted; not those of recover). */
+ * this node took over while running (adopted; not those of recover);
+ * events of other processes fetched and handed up (delivered). */
 typedef struct pg_store_fencing {
-  uint64_t fenced_batches, dropped_steps, evicted, adopted;
+  uint64_t fenced_batches, dropped_steps, evicted, adopted, delivered;
 } pg_store_fencing;
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s);
 
