@@ -558,28 +558,31 @@ static void hook_evict(void *arg, const mly_id *ids, size_t n) {
   }
 }
 
-/* A shared store claimed a dead process's instances: they come back
- * here as at open (recover.c durable_adopt); what fails is said on
- * stderr, and the store fails with it. */
-static int hook_adopt(void *arg, const unsigned char *records, size_t len) {
+/* Records a shared store hands up while running (recover.c): what
+ * fails is said on stderr, and the store fails with it. */
+static int hook_records(void *arg, const unsigned char *records, size_t len,
+                        int (*fn)(mly_runtime *, const unsigned char *, size_t,
+                                  char *, size_t),
+                        const char *what) {
   mly_runtime *rt = arg;
   char err[512];
-  int rc = durable_adopt(rt, records, len, err, sizeof err);
+  int rc = fn(rt, records, len, err, sizeof err);
   if (rc < 0 && rc != MLY_ESHUTDOWN)
-    fprintf(stderr, "mealy: adopting instances: %s\n",
-            err[0] ? err : mly_strerror(rc));
+    fprintf(stderr, "mealy: %s: %s\n", what, err[0] ? err : mly_strerror(rc));
   return rc;
 }
 
+/* A dead process's instances this one claimed: back as at open. */
+static int hook_adopt(void *arg, const unsigned char *records, size_t len) {
+  return hook_records(arg, records, len, durable_adopt,
+                      "adopting instances");
+}
+
+/* Events other processes committed for instances here. */
 static int hook_deliver(void *arg, const unsigned char *records,
                         size_t len) {
-  mly_runtime *rt = arg;
-  char err[512];
-  int rc = durable_deliver_records(rt, records, len, err, sizeof err);
-  if (rc < 0 && rc != MLY_ESHUTDOWN)
-    fprintf(stderr, "mealy: delivering events of other processes: %s\n",
-            err[0] ? err : mly_strerror(rc));
-  return rc;
+  return hook_records(arg, records, len, durable_deliver_records,
+                      "delivering events of other processes");
 }
 
 /* The store's last handle is gone: it held the runtime open. */
