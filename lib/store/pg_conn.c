@@ -27,6 +27,8 @@ typedef struct pgq {
   char *sql;
   int n;
   char **vals;
+  const int *lens, *fmts; /* borrowed (mly_pg_query_ref), or NULL */
+  bool borrowed;          /* vals[i] are the caller's */
   mly_pg_result_cb cb;
   void *arg;
   PGresult *res;
@@ -79,7 +81,8 @@ static pgq *pop(pgq_list *l) {
 }
 
 static void q_free(pgq *q) {
-  for (int i = 0; i < q->n; i++) free(q->vals[i]);
+  if (!q->borrowed)
+    for (int i = 0; i < q->n; i++) free(q->vals[i]);
   free(q->vals);
   free(q->sql);
   free(q->err);
@@ -209,7 +212,7 @@ static void flush_and_watch(mly_pg *pg) {
 static int send_one(mly_pg *pg, pgq *q) {
   push(&pg->sent, q);
   if (!PQsendQueryParams(pg->conn, q->sql, q->n, NULL,
-                         (const char *const *)q->vals, NULL, NULL, 0) ||
+                         (const char *const *)q->vals, q->lens, q->fmts, 0) ||
       !PQpipelineSync(pg->conn))
     return -1;
   return 0;
@@ -408,12 +411,7 @@ int mly_pg_open(uv_loop_t *loop, const char *conninfo, bool retry,
   return 0;
 }
 
-int mly_pg_query(mly_pg *pg, const char *sql, int n,
-                 const char *const *values, mly_pg_result_cb cb, void *arg) {
-  if (pg->closing) return MLY_ESHUTDOWN;
-  if (pg->state == PG_DEAD) return MLY_EIO;
-  pgq *q = q_new(sql, n, values, cb, arg);
-  if (!q) return MLY_ENOMEM;
+static int enqueue(mly_pg *pg, pgq *q) {
   if (pg->state != PG_UP) {
     push(&pg->waiting, q);
     update_ref(pg);
@@ -422,6 +420,37 @@ int mly_pg_query(mly_pg *pg, const char *sql, int n,
   if (send_one(pg, q) < 0) lost(pg);
   else flush_and_watch(pg);
   return 0;
+}
+
+int mly_pg_query(mly_pg *pg, const char *sql, int n,
+                 const char *const *values, mly_pg_result_cb cb, void *arg) {
+  if (pg->closing) return MLY_ESHUTDOWN;
+  if (pg->state == PG_DEAD) return MLY_EIO;
+  pgq *q = q_new(sql, n, values, cb, arg);
+  if (!q) return MLY_ENOMEM;
+  return enqueue(pg, q);
+}
+
+int mly_pg_query_ref(mly_pg *pg, const char *sql, int n,
+                     const char *const *values, const int *lengths,
+                     const int *formats, mly_pg_result_cb cb, void *arg) {
+  if (pg->closing) return MLY_ESHUTDOWN;
+  if (pg->state == PG_DEAD) return MLY_EIO;
+  pgq *q = calloc(1, sizeof *q);
+  if (!q) return MLY_ENOMEM;
+  q->borrowed = true;
+  q->cb = cb;
+  q->arg = arg;
+  q->lens = lengths;
+  q->fmts = formats;
+  q->sql = strdup(sql);
+  q->vals = malloc((n > 0 ? (size_t)n : 1) * sizeof *q->vals);
+  if (!q->sql || !q->vals) {
+    q_free(q);
+    return MLY_ENOMEM;
+  }
+  for (; q->n < n; q->n++) q->vals[q->n] = (char *)values[q->n];
+  return enqueue(pg, q);
 }
 
 int mly_pg_listen(mly_pg *pg, const char *channel) {

@@ -26,8 +26,23 @@
  * A batch the database refused as fenced (SQLSTATE MLYF1) is dropped and
  * counted; the instances it concerns (all of them, when the node lost
  * its lease) leave this process through hooks.evict, with a line on
- * stderr saying so.  Any other failure (the connection lost while a
- * batch is in flight: its outcome is not known) fails the store.
+ * stderr saying so.  Any other failure the server answers fails the
+ * store.
+ *
+ * A lost connection does not: each batch has a serial (1, 2, ... per
+ * node) that its fence writes on the node row in the batch's own
+ * transaction (nodes.batch_serial), and keeps its statements until it is
+ * answered.  When the connection goes while batches are in flight (their
+ * outcome unknown), the store holds them, and holds new ones unsent (a
+ * resync); the connection comes back (pg_conn.c's backoff) and the first
+ * query on it reads the row's serial (FOR UPDATE: after any transaction
+ * of the old connection that still holds the row).  Batches at or below
+ * it committed: their completions run as success.  The others are sent
+ * again, in order, from their kept statements, and their completions
+ * run once they are answered.  A batch sent again whose serial the row
+ * already has is refused by the fence (MLYF2: it committed, reported as
+ * such), so none ever commits twice.  If the lease ran out meanwhile,
+ * the fence refuses the rest: evicted, counted and said, as above.
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -112,10 +127,24 @@ static const char *sb_end(sbuf *b) {
   return b->oom ? NULL : b->p;
 }
 
+/* A statement a batch keeps until it is answered (sent again after a
+ * lost connection): sql is a static string, vals are the batch's. */
+typedef struct sstmt {
+  const char *sql;
+  int n;
+  char *vals[10];
+} sstmt;
+
 /* One transaction in flight. */
 typedef struct batch {
   struct batch *next;
   struct pg_store *st;
+  uint64_t serial;
+  char pserial[24];
+  sstmt *stmts;
+  size_t nstmts, stcap;
+  bool held; /* its answer was lost, or it was not sent: a resync decides */
+  bool dup;  /* the fence found it committed already (MLYF2) */
   jdone *dones;
   size_t ndones;
   mly_id *ids; /* instances it changes: evicted if it is fenced */
@@ -179,6 +208,8 @@ typedef struct pg_store {
   owned *owned;
   int failed;
   bool closing, told_failed, lost, releasing;
+  uint64_t bserial;       /* the last batch's serial */
+  bool resync, asked;     /* batches held; the row's serial asked for */
   uv_timer_t later;
   uv_timer_t renew;        /* the lease, every lease_ms / 3 */
   uint64_t renewed_at;     /* uv_now when the last renewal the server
@@ -255,6 +286,9 @@ static void own_del(pg_store *st, mly_id id) {
 /* ---- the batch: statements and their answers ---- */
 
 static void batch_free(batch *b) {
+  for (size_t i = 0; i < b->nstmts; i++)
+    for (int k = 0; k < b->stmts[i].n; k++) free(b->stmts[i].vals[k]);
+  free(b->stmts);
   free(b->dones);
   free(b->ids);
   free(b);
@@ -306,6 +340,11 @@ static void evict_all(pg_store *st, const char *why) {
  * its completions, in order. */
 static void batch_done(pg_store *st, batch *b) {
   int rc = 0;
+  if (b->dup) { /* committed before: what it says now is the refusal */
+    st->fencing.refused_twice++;
+    b->err[0] = '\0';
+    b->fenced = false;
+  }
   if (b->fenced) {
     st->fencing.fenced_batches++;
     st->fencing.dropped_steps += b->steps;
@@ -362,12 +401,25 @@ static void take_head(pg_store *st, batch *b) {
 }
 
 static void release(pg_store *st);
+static void resync_start(pg_store *st);
+
+/* b was answered whole: reported and freed, unless it is held. */
+static void settle(pg_store *st, batch *b) {
+  if (b->held) return;
+  take_head(st, b);
+  batch_done(st, b);
+  batch_free(b);
+  if (st->closing && !st->head) release(st);
+}
 
 static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
                       void *arg) {
-  (void)pg;
   batch *b = arg;
-  if (err && !b->err[0]) {
+  if (err && !mly_pg_connected(pg)) {
+    /* the connection went: whether it committed is not known */
+    b->held = true;
+    resync_start(b->st);
+  } else if (err && !b->err[0]) {
     /* the server's first line, without its "ERROR:  " */
     const char *m = strncmp(err, "ERROR:  ", 8) == 0 ? err + 8 : err;
     snprintf(b->err, sizeof b->err, "%.*s", (int)strcspn(m, "\n"), m);
@@ -375,24 +427,135 @@ static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
       b->fenced = true;
       b->lease_lost = strstr(err, "no longer holds its lease") != NULL;
     }
+    if (strstr(err, "mealy committed:")) b->dup = true;
   }
   /* COMMIT of an aborted transaction answers ROLLBACK */
   if (res && strcmp(PQcmdStatus((PGresult *)res), "ROLLBACK") == 0 &&
       !b->err[0])
     snprintf(b->err, sizeof b->err, "the transaction was rolled back");
   if (--b->unanswered > 0) return;
-  pg_store *st = b->st;
-  take_head(st, b);
-  batch_done(st, b);
-  batch_free(b);
-  if (st->closing && !st->head) release(st);
+  settle(b->st, b);
 }
 
-static int stmt(pg_store *st, batch *b, const char *sql, int n,
-                const char *const *vals) {
-  int r = mly_pg_query(st->pg, sql, n, vals, on_answer, b);
+static int send_kept(pg_store *st, batch *b, const sstmt *k) {
+  int r = mly_pg_query_ref(st->pg, k->sql, k->n,
+                           (const char *const *)k->vals, NULL, NULL,
+                           on_answer, b);
   if (r == 0) b->unanswered++;
   return r;
+}
+
+/* Keeps the statement (sql static), and sends it unless a resync holds
+ * the batches. */
+static int stmt(pg_store *st, batch *b, const char *sql, int n,
+                const char *const *vals) {
+  if (b->nstmts == b->stcap) {
+    size_t cap = b->stcap ? 2 * b->stcap : 8;
+    sstmt *v = realloc(b->stmts, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    b->stmts = v;
+    b->stcap = cap;
+  }
+  sstmt *k = &b->stmts[b->nstmts];
+  k->sql = sql;
+  k->n = 0;
+  for (; k->n < n; k->n++) {
+    k->vals[k->n] = NULL;
+    if (vals[k->n] && !(k->vals[k->n] = strdup(vals[k->n]))) {
+      for (int i = 0; i < k->n; i++) free(k->vals[i]);
+      return MLY_ENOMEM;
+    }
+  }
+  b->nstmts++;
+  if (st->resync) {
+    b->held = true;
+    return 0;
+  }
+  return send_kept(st, b, k);
+}
+
+/* ---- a lost connection: the resync ---- */
+
+static const char SQL_SERIAL[] =
+    "SELECT batch_serial FROM mealy.nodes WHERE id = $1 FOR UPDATE";
+
+static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg);
+
+/* Batches are held from now; the first query on the next connection
+ * reads the serial (queued now: pg_conn sends it once connected). */
+static void resync_start(pg_store *st) {
+  if (!st->resync) st->fencing.resyncs++;
+  st->resync = true;
+  if (st->asked) return;
+  const char *v[] = {st->pnode};
+  int r = mly_pg_query(st->pg, SQL_SERIAL, 1, v, on_serial, st);
+  if (r == 0) st->asked = true;
+  else if (!st->failed) st->failed = r;
+}
+
+/* Sends b's statements again (it did not commit). */
+static void resend(pg_store *st, batch *b) {
+  b->held = b->dup = b->fenced = b->lease_lost = false;
+  b->err[0] = '\0';
+  b->unanswered = 1; /* held until every statement is queued */
+  st->fencing.resent++;
+  for (size_t i = 0; i < b->nstmts; i++) {
+    if (st->resync) { /* lost again, on the way */
+      b->held = true;
+      break;
+    }
+    int r = send_kept(st, b, &b->stmts[i]);
+    if (r < 0) {
+      if (!st->failed) st->failed = r;
+      snprintf(b->err, sizeof b->err, "cannot send a batch again: %s",
+               mly_strerror(r));
+      break;
+    }
+  }
+  if (--b->unanswered == 0) settle(st, b);
+}
+
+static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg) {
+  pg_store *st = arg;
+  st->asked = false;
+  if (err && !mly_pg_connected(pg) && !st->failed) {
+    resync_start(st); /* lost again: on the next connection */
+    return;
+  }
+  uint64_t done = 0;
+  if (!err && PQntuples((PGresult *)res) == 1)
+    done = strtoull(PQgetvalue((PGresult *)res, 0, 0), NULL, 10);
+  else if (!st->failed) {
+    st->failed = MLY_EIO;
+    fprintf(stderr, "mealy: postgresql store: node %" PRId64
+            ": after a lost connection, which batches committed cannot be"
+            " read, the store stops: %s\n", st->node,
+            err ? err : "the node's row is gone");
+  }
+  /* the committed ones first, in order (a flush meanwhile is held) */
+  batch *b;
+  while ((b = st->head) != NULL && b->held &&
+         (st->failed || b->serial <= done)) {
+    b->held = false;
+    if (st->failed) {
+      snprintf(b->err, sizeof b->err, "%s",
+               "the connection was lost and the batch's outcome is unknown");
+    } else {
+      b->err[0] = '\0';
+      b->dup = b->fenced = false;
+      st->fencing.found_committed++;
+    }
+    settle(st, b);
+    if (st->closing && !st->head) return; /* released */
+  }
+  st->resync = false;
+  batch *nx;
+  for (b = st->head; b && !st->resync; b = nx) {
+    nx = b->next; /* resend may report b (nothing sent) */
+    if (b->held) resend(st, b);
+  }
 }
 
 /* ---- records to statements ---- */
@@ -721,9 +884,11 @@ static void op_flush(mly_store *s) {
   if (st->tail) st->tail->next = b;
   else st->head = b;
   st->tail = b;
-  const char *fv[] = {st->pnode, st->pepoch};
+  b->serial = ++st->bserial;
+  i64s(b->pserial, (int64_t)b->serial);
+  const char *fv[] = {st->pnode, st->pepoch, b->pserial};
   int r = stmt(st, b, "BEGIN", 0, NULL);
-  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2)", 2, fv);
+  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2, $3)", 3, fv);
   for (size_t off = 0; r == 0 && off + JR_HDR <= st->buf.n;) {
     uint32_t len = jr_le32(st->buf.p + off);
     if (off + JR_HDR + len > st->buf.n) {
@@ -749,7 +914,8 @@ static void op_flush(mly_store *s) {
       stmt(st, b, "ROLLBACK", 0, NULL);
     }
   }
-  if (--b->unanswered == 0) { /* nothing was sent: report from the loop */
+  if (--b->unanswered == 0 && !b->held) {
+    /* nothing was sent: report from the loop */
     take_head(st, b);
     defer_failed(st, b, st->failed, "");
   }
