@@ -1340,3 +1340,11 @@ int64_t pg_store_epoch(const mly_store *s) {
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s) {
   return &((const pg_store *)s)->fencing;
 }
+
+void pg_store_net_get(const mly_store *s, pg_store_net *out) {
+  const pg_store *st = (const pg_store *)s;
+  out->serial = st->bserial;
+  out->inflight = 0;
+  for (const batch *b = st->head; b; b = b->next) out->inflight++;
+  out->resync = st->resync;
+}

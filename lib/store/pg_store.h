@@ -46,4 +46,13 @@ typedef struct pg_store_fencing {
 } pg_store_fencing;
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s);
 
+/* For tests: the last batch's serial, the batches in flight (held ones
+ * too), and whether a resync holds them (a lost connection). */
+typedef struct pg_store_net {
+  uint64_t serial;
+  size_t inflight;
+  bool resync;
+} pg_store_net;
+void pg_store_net_get(const mly_store *s, pg_store_net *out);
+
 #endif
