@@ -27,7 +27,7 @@ typedef struct pgq {
   char *sql;
   int n;
   char **vals;
-  const int *lens, *fmts; /* borrowed (mly_pg_query_ref), or NULL */
+  int *lens, *fmts;       /* mly_pg_query_ref's (copied), or NULL */
   bool borrowed;          /* vals[i] are the caller's */
   mly_pg_result_cb cb;
   void *arg;
@@ -84,6 +84,8 @@ static void q_free(pgq *q) {
   if (!q->borrowed)
     for (int i = 0; i < q->n; i++) free(q->vals[i]);
   free(q->vals);
+  free(q->lens);
+  free(q->fmts);
   free(q->sql);
   free(q->err);
   if (q->res) PQclear(q->res);
@@ -441,11 +443,14 @@ int mly_pg_query_ref(mly_pg *pg, const char *sql, int n,
   q->borrowed = true;
   q->cb = cb;
   q->arg = arg;
-  q->lens = lengths;
-  q->fmts = formats;
+  size_t k = n > 0 ? (size_t)n : 1;
   q->sql = strdup(sql);
-  q->vals = malloc((n > 0 ? (size_t)n : 1) * sizeof *q->vals);
-  if (!q->sql || !q->vals) {
+  q->vals = malloc(k * sizeof *q->vals);
+  if (lengths && (q->lens = malloc(k * sizeof *q->lens)))
+    memcpy(q->lens, lengths, (size_t)n * sizeof *q->lens);
+  if (formats && (q->fmts = malloc(k * sizeof *q->fmts)))
+    memcpy(q->fmts, formats, (size_t)n * sizeof *q->fmts);
+  if (!q->sql || !q->vals || (lengths && !q->lens) || (formats && !q->fmts)) {
     q_free(q);
     return MLY_ENOMEM;
   }

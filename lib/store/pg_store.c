@@ -65,11 +65,13 @@ typedef struct owned {
   UT_hash_handle hh;
 } owned;
 
-/* An SQL array literal, growing: "{1,2,NULL}", "{\"\\\\x0a\"}". */
+/* An SQL array literal, growing: "{1,2,NULL}"; or (sb_bin) a bytea[] in
+ * PostgreSQL's binary array format, sent as a binary parameter. */
 typedef struct sbuf {
   char *p;
   size_t n, cap;
-  bool oom;
+  bool oom, hasnull;
+  uint32_t nel;
 } sbuf;
 
 static void sb_raw(sbuf *b, const char *s, size_t n) {
@@ -102,21 +104,54 @@ static void sb_word(sbuf *b, const char *w) {
   sb_raw(b, w, strlen(w));
 }
 
-static void sb_hex(sbuf *b, const void *p, size_t n) {
-  static const char dig[] = "0123456789abcdef";
-  sb_sep(b);
-  sb_raw(b, "\"\\\\x", 4);
-  const unsigned char *c = p;
-  char t[256];
-  for (size_t i = 0; i < n;) {
-    size_t k = 0;
-    for (; i < n && k < sizeof t; i++) {
-      t[k++] = dig[c[i] >> 4];
-      t[k++] = dig[c[i] & 15];
-    }
-    sb_raw(b, t, k);
+static void be32(unsigned char *o, uint32_t v) {
+  o[0] = (unsigned char)(v >> 24);
+  o[1] = (unsigned char)(v >> 16);
+  o[2] = (unsigned char)(v >> 8);
+  o[3] = (unsigned char)v;
+}
+
+/* The binary array: ndim, has-null, element type (bytea, 17), then for
+ * one dimension its size and lower bound (20 bytes, written by
+ * sb_bin_end), then each element: its length (-1: NULL) and bytes. */
+#define SB_BIN_HDR 20
+#define BYTEA_OID 17
+
+/* An element of a binary bytea[] (p NULL: NULL). */
+static void sb_bin(sbuf *b, const void *p, size_t n) {
+  unsigned char len[4];
+  if (b->n == 0) {
+    unsigned char z[SB_BIN_HDR] = {0};
+    sb_raw(b, (const char *)z, sizeof z);
   }
-  sb_raw(b, "\"", 1);
+  if (n > INT32_MAX) b->oom = true; /* no bytea is this long */
+  be32(len, p ? (uint32_t)n : UINT32_MAX);
+  sb_raw(b, (const char *)len, 4);
+  if (p) sb_raw(b, p, n);
+  else b->hasnull = true;
+  b->nel++;
+}
+
+/* The binary array ended (its length in *len); empty again after. */
+static const char *sb_bin_end(sbuf *b, int *len) {
+  if (b->n == 0) { /* no element: no dimension */
+    unsigned char z[12] = {0};
+    be32(z + 8, BYTEA_OID);
+    sb_raw(b, (const char *)z, sizeof z);
+  } else if (!b->oom) {
+    unsigned char *h = (unsigned char *)b->p;
+    be32(h, 1);
+    be32(h + 4, b->hasnull);
+    be32(h + 8, BYTEA_OID);
+    be32(h + 12, b->nel);
+    be32(h + 16, 1);
+  }
+  if (b->n > INT32_MAX) b->oom = true;
+  *len = (int)b->n;
+  b->n = 0;
+  b->nel = 0;
+  b->hasnull = false;
+  return b->oom ? NULL : b->p;
 }
 
 /* The literal, ended; the buffer is then empty again for the next. */
@@ -132,7 +167,9 @@ static const char *sb_end(sbuf *b) {
 typedef struct sstmt {
   const char *sql;
   int n;
+  bool bin;        /* some value is binary: lens and fmts say which */
   char *vals[10];
+  int lens[10], fmts[10];
 } sstmt;
 
 /* One transaction in flight. */
@@ -232,21 +269,6 @@ typedef struct pg_store {
 #define ST(s) ((pg_store *)(s))
 
 /* ---- small helpers ---- */
-
-static char *hex_bytea(const void *p, size_t n) {
-  static const char dig[] = "0123456789abcdef";
-  char *s = malloc(2 * n + 3);
-  if (!s) return NULL;
-  s[0] = '\\';
-  s[1] = 'x';
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) {
-    s[2 + 2 * i] = dig[b[i] >> 4];
-    s[3 + 2 * i] = dig[b[i] & 15];
-  }
-  s[2 + 2 * n] = '\0';
-  return s;
-}
 
 static void i64s(char out[24], int64_t v) {
   snprintf(out, 24, "%" PRId64, v);
@@ -439,16 +461,19 @@ static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
 
 static int send_kept(pg_store *st, batch *b, const sstmt *k) {
   int r = mly_pg_query_ref(st->pg, k->sql, k->n,
-                           (const char *const *)k->vals, NULL, NULL,
+                           (const char *const *)k->vals,
+                           k->bin ? k->lens : NULL, k->bin ? k->fmts : NULL,
                            on_answer, b);
   if (r == 0) b->unanswered++;
   return r;
 }
 
 /* Keeps the statement (sql static), and sends it unless a resync holds
- * the batches. */
-static int stmt(pg_store *st, batch *b, const char *sql, int n,
-                const char *const *vals) {
+ * the batches.  lens, fmts: NULL (text), or value i is binary of lens[i]
+ * bytes where fmts[i] is 1. */
+static int stmt_f(pg_store *st, batch *b, const char *sql, int n,
+                  const char *const *vals, const int *lens,
+                  const int *fmts) {
   if (b->nstmts == b->stcap) {
     size_t cap = b->stcap ? 2 * b->stcap : 8;
     sstmt *v = realloc(b->stmts, cap * sizeof *v);
@@ -459,9 +484,18 @@ static int stmt(pg_store *st, batch *b, const char *sql, int n,
   sstmt *k = &b->stmts[b->nstmts];
   k->sql = sql;
   k->n = 0;
+  k->bin = fmts != NULL;
   for (; k->n < n; k->n++) {
-    k->vals[k->n] = NULL;
-    if (vals[k->n] && !(k->vals[k->n] = strdup(vals[k->n]))) {
+    int i = k->n;
+    bool bin = fmts && fmts[i];
+    k->fmts[i] = bin;
+    k->lens[i] = bin ? lens[i] : 0;
+    k->vals[i] = NULL;
+    if (vals[i] && bin && (k->vals[i] = malloc(lens[i] ? (size_t)lens[i] : 1)))
+      memcpy(k->vals[i], vals[i], (size_t)lens[i]);
+    else if (vals[i] && !bin)
+      k->vals[i] = strdup(vals[i]);
+    if (vals[i] && !k->vals[i]) {
       for (int i = 0; i < k->n; i++) free(k->vals[i]);
       return MLY_ENOMEM;
     }
@@ -472,6 +506,11 @@ static int stmt(pg_store *st, batch *b, const char *sql, int n,
     return 0;
   }
   return send_kept(st, b, k);
+}
+
+static int stmt(pg_store *st, batch *b, const char *sql, int n,
+                const char *const *vals) {
+  return stmt_f(st, b, sql, n, vals, NULL, NULL);
 }
 
 /* ---- a lost connection: the resync ---- */
@@ -578,16 +617,17 @@ static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
   i64s(step, (int64_t)s->step);
   i64s(parent, (int64_t)s->parent);
   i64s(due, s->due_ms);
-  char *state = hex_bytea(s->fields, (size_t)(s->tail - s->fields));
-  char *ctx = s->has_ctx && s->ctxlen ? hex_bytea(s->ctx, s->ctxlen) : NULL;
   char *name = s->name ? strndup(s->name, s->namelen) : NULL;
   int r = MLY_ENOMEM;
-  if (!state || (s->has_ctx && s->ctxlen && !ctx) || (s->name && !name))
-    goto out;
+  if (s->name && !name) goto out;
   if (create) {
+    /* state and context: binary bytea */
     const char *v[] = {st->pnode, st->pepoch, id, step, parent, name,
-                       s->due_ms ? due : NULL, state, ctx};
-    r = stmt(st, b, SQL_CREATE, 9, v);
+                       s->due_ms ? due : NULL, (const char *)s->fields,
+                       s->has_ctx && s->ctxlen ? s->ctx : NULL};
+    int lens[9] = {[7] = (int)(s->tail - s->fields), [8] = (int)s->ctxlen};
+    int fmts[9] = {[7] = 1, [8] = 1};
+    r = stmt_f(st, b, SQL_CREATE, 9, v, lens, fmts);
   } else {
     owned *o = own_find(st, s->id);
     if (!o) { /* not ours (evicted): the step is dropped */
@@ -601,8 +641,6 @@ static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
   if (r == 0) r = own_put(st, s->id, s->step, s->parent);
   if (r == 0) r = batch_id(b, s->id);
 out:
-  free(state);
-  free(ctx);
   free(name);
   return r;
 }
@@ -612,7 +650,7 @@ static int put_event(pg_store *st, batch *b, const rp_event *e) {
   sb_i64(&st->e_eid, (int64_t)e->eid);
   sb_i64(&st->e_to, (int64_t)e->to);
   sb_i64(&st->e_from, (int64_t)e->from);
-  sb_hex(&st->e_body, e->raw, e->rawlen);
+  sb_bin(&st->e_body, e->raw, e->rawlen);
   st->gevents++;
   return 0;
 }
@@ -627,7 +665,8 @@ static void group_send_none(pg_store *st) {
   sbuf *all[] = GROUP_BUFS(st);
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
     all[i]->n = 0;
-    all[i]->oom = false;
+    all[i]->nel = 0;
+    all[i]->oom = all[i]->hasnull = false;
   }
   st->gsteps = st->gevents = 0;
   st->gserial++;
@@ -646,20 +685,28 @@ static const char SQL_STEPS[] =
 static int group_send(pg_store *st, batch *b) {
   int r = 0;
   if (st->gevents) {
+    int lens[4] = {0}, fmts[4] = {[3] = 1};
     const char *v[] = {sb_end(&st->e_eid), sb_end(&st->e_to),
-                       sb_end(&st->e_from), sb_end(&st->e_body)};
-    r = v[0] && v[1] && v[2] && v[3] ? stmt(st, b, SQL_EVENTS, 4, v)
-                                     : MLY_ENOMEM;
+                       sb_end(&st->e_from), sb_bin_end(&st->e_body, &lens[3])};
+    r = v[0] && v[1] && v[2] && v[3]
+            ? stmt_f(st, b, SQL_EVENTS, 4, v, lens, fmts)
+            : MLY_ENOMEM;
   }
   if (r == 0 && st->gsteps) {
-    const char *v[] = {st->pnode,           st->pepoch,
-                       sb_end(&st->g_ids),  sb_end(&st->g_expect),
-                       sb_end(&st->g_steps), sb_end(&st->g_due),
-                       sb_end(&st->g_states), sb_end(&st->g_setctx),
-                       sb_end(&st->g_ctx),  sb_end(&st->g_took)};
+    int lens[10] = {0}, fmts[10] = {[6] = 1, [8] = 1};
+    const char *v[] = {st->pnode,
+                       st->pepoch,
+                       sb_end(&st->g_ids),
+                       sb_end(&st->g_expect),
+                       sb_end(&st->g_steps),
+                       sb_end(&st->g_due),
+                       sb_bin_end(&st->g_states, &lens[6]),
+                       sb_end(&st->g_setctx),
+                       sb_bin_end(&st->g_ctx, &lens[8]),
+                       sb_end(&st->g_took)};
     for (int i = 2; i < 10 && r == 0; i++)
       if (!v[i]) r = MLY_ENOMEM;
-    if (r == 0) r = stmt(st, b, SQL_STEPS, 10, v);
+    if (r == 0) r = stmt_f(st, b, SQL_STEPS, 10, v, lens, fmts);
   }
   group_send_none(st);
   return r;
@@ -676,10 +723,10 @@ static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
   sb_i64(&st->g_steps, (int64_t)s->step);
   if (s->due_ms) sb_i64(&st->g_due, s->due_ms);
   else sb_word(&st->g_due, "NULL");
-  sb_hex(&st->g_states, s->fields, (size_t)(s->tail - s->fields));
+  sb_bin(&st->g_states, s->fields, (size_t)(s->tail - s->fields));
   sb_word(&st->g_setctx, s->has_ctx ? "t" : "f");
-  if (s->has_ctx && s->ctxlen) sb_hex(&st->g_ctx, s->ctx, s->ctxlen);
-  else sb_word(&st->g_ctx, "NULL");
+  sb_bin(&st->g_ctx, s->has_ctx && s->ctxlen ? s->ctx : NULL,
+         s->has_ctx ? s->ctxlen : 0);
   uint32_t n;
   if (!jc_array(took, &n)) return MLY_EBADMSG;
   for (uint32_t i = 0; i < n; i++) {
