@@ -26,8 +26,23 @@
  * A batch the database refused as fenced (SQLSTATE MLYF1) is dropped and
  * counted; the instances it concerns (all of them, when the node lost
  * its lease) leave this process through hooks.evict, with a line on
- * stderr saying so.  Any other failure (the connection lost while a
- * batch is in flight: its outcome is not known) fails the store.
+ * stderr saying so.  Any other failure the server answers fails the
+ * store.
+ *
+ * A lost connection does not: each batch has a serial (1, 2, ... per
+ * node) that its fence writes on the node row in the batch's own
+ * transaction (nodes.batch_serial), and keeps its statements until it is
+ * answered.  When the connection goes while batches are in flight (their
+ * outcome unknown), the store holds them, and holds new ones unsent (a
+ * resync); the connection comes back (pg_conn.c's backoff) and the first
+ * query on it reads the row's serial (FOR UPDATE: after any transaction
+ * of the old connection that still holds the row).  Batches at or below
+ * it committed: their completions run as success.  The others are sent
+ * again, in order, from their kept statements, and their completions
+ * run once they are answered.  A batch sent again whose serial the row
+ * already has is refused by the fence (MLYF2: it committed, reported as
+ * such), so none ever commits twice.  If the lease ran out meanwhile,
+ * the fence refuses the rest: evicted, counted and said, as above.
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -58,11 +73,13 @@ typedef struct seen {
   UT_hash_handle hh;
 } seen;
 
-/* An SQL array literal, growing: "{1,2,NULL}", "{\"\\\\x0a\"}". */
+/* An SQL array literal, growing: "{1,2,NULL}"; or (sb_bin) a bytea[] in
+ * PostgreSQL's binary array format, sent as a binary parameter. */
 typedef struct sbuf {
   char *p;
   size_t n, cap;
-  bool oom;
+  bool oom, hasnull;
+  uint32_t nel;
 } sbuf;
 
 static void sb_raw(sbuf *b, const char *s, size_t n) {
@@ -95,21 +112,54 @@ static void sb_word(sbuf *b, const char *w) {
   sb_raw(b, w, strlen(w));
 }
 
-static void sb_hex(sbuf *b, const void *p, size_t n) {
-  static const char dig[] = "0123456789abcdef";
-  sb_sep(b);
-  sb_raw(b, "\"\\\\x", 4);
-  const unsigned char *c = p;
-  char t[256];
-  for (size_t i = 0; i < n;) {
-    size_t k = 0;
-    for (; i < n && k < sizeof t; i++) {
-      t[k++] = dig[c[i] >> 4];
-      t[k++] = dig[c[i] & 15];
-    }
-    sb_raw(b, t, k);
+static void be32(unsigned char *o, uint32_t v) {
+  o[0] = (unsigned char)(v >> 24);
+  o[1] = (unsigned char)(v >> 16);
+  o[2] = (unsigned char)(v >> 8);
+  o[3] = (unsigned char)v;
+}
+
+/* The binary array: ndim, has-null, element type (bytea, 17), then for
+ * one dimension its size and lower bound (20 bytes, written by
+ * sb_bin_end), then each element: its length (-1: NULL) and bytes. */
+#define SB_BIN_HDR 20
+#define BYTEA_OID 17
+
+/* An element of a binary bytea[] (p NULL: NULL). */
+static void sb_bin(sbuf *b, const void *p, size_t n) {
+  unsigned char len[4];
+  if (b->n == 0) {
+    unsigned char z[SB_BIN_HDR] = {0};
+    sb_raw(b, (const char *)z, sizeof z);
   }
-  sb_raw(b, "\"", 1);
+  if (n > INT32_MAX) b->oom = true; /* no bytea is this long */
+  be32(len, p ? (uint32_t)n : UINT32_MAX);
+  sb_raw(b, (const char *)len, 4);
+  if (p) sb_raw(b, p, n);
+  else b->hasnull = true;
+  b->nel++;
+}
+
+/* The binary array ended (its length in *len); empty again after. */
+static const char *sb_bin_end(sbuf *b, int *len) {
+  if (b->n == 0) { /* no element: no dimension */
+    unsigned char z[12] = {0};
+    be32(z + 8, BYTEA_OID);
+    sb_raw(b, (const char *)z, sizeof z);
+  } else if (!b->oom) {
+    unsigned char *h = (unsigned char *)b->p;
+    be32(h, 1);
+    be32(h + 4, b->hasnull);
+    be32(h + 8, BYTEA_OID);
+    be32(h + 12, b->nel);
+    be32(h + 16, 1);
+  }
+  if (b->n > INT32_MAX) b->oom = true;
+  *len = (int)b->n;
+  b->n = 0;
+  b->nel = 0;
+  b->hasnull = false;
+  return b->oom ? NULL : b->p;
 }
 
 /* The literal, ended; the buffer is then empty again for the next. */
@@ -120,10 +170,26 @@ static const char *sb_end(sbuf *b) {
   return b->oom ? NULL : b->p;
 }
 
+/* A statement a batch keeps until it is answered (sent again after a
+ * lost connection): sql is a static string, vals are the batch's. */
+typedef struct sstmt {
+  const char *sql;
+  int n;
+  bool bin;        /* some value is binary: lens and fmts say which */
+  char *vals[10];
+  int lens[10], fmts[10];
+} sstmt;
+
 /* One transaction in flight. */
 typedef struct batch {
   struct batch *next;
   struct pg_store *st;
+  uint64_t serial;
+  char pserial[24];
+  sstmt *stmts;
+  size_t nstmts, stcap;
+  bool held; /* its answer was lost, or it was not sent: a resync decides */
+  bool dup;  /* the fence found it committed already (MLYF2) */
   jdone *dones;
   size_t ndones;
   mly_id *ids; /* instances it changes: evicted if it is fenced */
@@ -189,6 +255,8 @@ typedef struct pg_store {
   owned *owned;
   int failed;
   bool closing, told_failed, lost, releasing;
+  uint64_t bserial;       /* the last batch's serial */
+  bool resync, asked;     /* batches held; the row's serial asked for */
   uv_timer_t later;
   uv_timer_t renew;        /* the lease, every lease_ms / 3 */
   uint64_t renewed_at;     /* uv_now when the last renewal the server
@@ -220,21 +288,6 @@ typedef struct pg_store {
 #define ST(s) ((pg_store *)(s))
 
 /* ---- small helpers ---- */
-
-static char *hex_bytea(const void *p, size_t n) {
-  static const char dig[] = "0123456789abcdef";
-  char *s = malloc(2 * n + 3);
-  if (!s) return NULL;
-  s[0] = '\\';
-  s[1] = 'x';
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) {
-    s[2 + 2 * i] = dig[b[i] >> 4];
-    s[3 + 2 * i] = dig[b[i] & 15];
-  }
-  s[2 + 2 * n] = '\0';
-  return s;
-}
 
 static void i64s(char out[24], int64_t v) {
   snprintf(out, 24, "%" PRId64, v);
@@ -274,6 +327,9 @@ static void own_del(pg_store *st, mly_id id) {
 /* ---- the batch: statements and their answers ---- */
 
 static void batch_free(batch *b) {
+  for (size_t i = 0; i < b->nstmts; i++)
+    for (int k = 0; k < b->stmts[i].n; k++) free(b->stmts[i].vals[k]);
+  free(b->stmts);
   free(b->dones);
   free(b->ids);
   free(b->gone);
@@ -367,6 +423,11 @@ static void evict_all(pg_store *st, const char *why) {
  * its completions, in order. */
 static void batch_done(pg_store *st, batch *b) {
   int rc = 0;
+  if (b->dup) { /* committed before: what it says now is the refusal */
+    st->fencing.refused_twice++;
+    b->err[0] = '\0';
+    b->fenced = false;
+  }
   if (b->fenced) {
     st->fencing.fenced_batches++;
     st->fencing.dropped_steps += b->steps;
@@ -424,12 +485,25 @@ static void take_head(pg_store *st, batch *b) {
 }
 
 static void release(pg_store *st);
+static void resync_start(pg_store *st);
+
+/* b was answered whole: reported and freed, unless it is held. */
+static void settle(pg_store *st, batch *b) {
+  if (b->held) return;
+  take_head(st, b);
+  batch_done(st, b);
+  batch_free(b);
+  if (st->closing && !st->head) release(st);
+}
 
 static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
                       void *arg) {
-  (void)pg;
   batch *b = arg;
-  if (err && !b->err[0]) {
+  if (err && !mly_pg_connected(pg)) {
+    /* the connection went: whether it committed is not known */
+    b->held = true;
+    resync_start(b->st);
+  } else if (err && !b->err[0]) {
     /* the server's first line, without its "ERROR:  " */
     const char *m = strncmp(err, "ERROR:  ", 8) == 0 ? err + 8 : err;
     snprintf(b->err, sizeof b->err, "%.*s", (int)strcspn(m, "\n"), m);
@@ -437,24 +511,152 @@ static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
       b->fenced = true;
       b->lease_lost = strstr(err, "no longer holds its lease") != NULL;
     }
+    if (strstr(err, "mealy committed:")) b->dup = true;
   }
   /* COMMIT of an aborted transaction answers ROLLBACK */
   if (res && strcmp(PQcmdStatus((PGresult *)res), "ROLLBACK") == 0 &&
       !b->err[0])
     snprintf(b->err, sizeof b->err, "the transaction was rolled back");
   if (--b->unanswered > 0) return;
-  pg_store *st = b->st;
-  take_head(st, b);
-  batch_done(st, b);
-  batch_free(b);
-  if (st->closing && !st->head) release(st);
+  settle(b->st, b);
+}
+
+static int send_kept(pg_store *st, batch *b, const sstmt *k) {
+  int r = mly_pg_query_ref(st->pg, k->sql, k->n,
+                           (const char *const *)k->vals,
+                           k->bin ? k->lens : NULL, k->bin ? k->fmts : NULL,
+                           on_answer, b);
+  if (r == 0) b->unanswered++;
+  return r;
+}
+
+/* Keeps the statement (sql static), and sends it unless a resync holds
+ * the batches.  lens, fmts: NULL (text), or value i is binary of lens[i]
+ * bytes where fmts[i] is 1. */
+static int stmt_f(pg_store *st, batch *b, const char *sql, int n,
+                  const char *const *vals, const int *lens,
+                  const int *fmts) {
+  if (b->nstmts == b->stcap) {
+    size_t cap = b->stcap ? 2 * b->stcap : 8;
+    sstmt *v = realloc(b->stmts, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    b->stmts = v;
+    b->stcap = cap;
+  }
+  sstmt *k = &b->stmts[b->nstmts];
+  k->sql = sql;
+  k->n = 0;
+  k->bin = fmts != NULL;
+  for (; k->n < n; k->n++) {
+    int i = k->n;
+    bool bin = fmts && fmts[i];
+    k->fmts[i] = bin;
+    k->lens[i] = bin ? lens[i] : 0;
+    k->vals[i] = NULL;
+    if (vals[i] && bin && (k->vals[i] = malloc(lens[i] ? (size_t)lens[i] : 1)))
+      memcpy(k->vals[i], vals[i], (size_t)lens[i]);
+    else if (vals[i] && !bin)
+      k->vals[i] = strdup(vals[i]);
+    if (vals[i] && !k->vals[i]) {
+      for (int i = 0; i < k->n; i++) free(k->vals[i]);
+      return MLY_ENOMEM;
+    }
+  }
+  b->nstmts++;
+  if (st->resync) {
+    b->held = true;
+    return 0;
+  }
+  return send_kept(st, b, k);
 }
 
 static int stmt(pg_store *st, batch *b, const char *sql, int n,
                 const char *const *vals) {
-  int r = mly_pg_query(st->pg, sql, n, vals, on_answer, b);
-  if (r == 0) b->unanswered++;
-  return r;
+  return stmt_f(st, b, sql, n, vals, NULL, NULL);
+}
+
+/* ---- a lost connection: the resync ---- */
+
+static const char SQL_SERIAL[] =
+    "SELECT batch_serial FROM mealy.nodes WHERE id = $1 FOR UPDATE";
+
+static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg);
+
+/* Batches are held from now; the first query on the next connection
+ * reads the serial (queued now: pg_conn sends it once connected). */
+static void resync_start(pg_store *st) {
+  if (!st->resync) st->fencing.resyncs++;
+  st->resync = true;
+  if (st->asked) return;
+  const char *v[] = {st->pnode};
+  int r = mly_pg_query(st->pg, SQL_SERIAL, 1, v, on_serial, st);
+  if (r == 0) st->asked = true;
+  else if (!st->failed) st->failed = r;
+}
+
+/* Sends b's statements again (it did not commit). */
+static void resend(pg_store *st, batch *b) {
+  b->held = b->dup = b->fenced = b->lease_lost = false;
+  b->err[0] = '\0';
+  b->unanswered = 1; /* held until every statement is queued */
+  st->fencing.resent++;
+  for (size_t i = 0; i < b->nstmts; i++) {
+    if (st->resync) { /* lost again, on the way */
+      b->held = true;
+      break;
+    }
+    int r = send_kept(st, b, &b->stmts[i]);
+    if (r < 0) {
+      if (!st->failed) st->failed = r;
+      snprintf(b->err, sizeof b->err, "cannot send a batch again: %s",
+               mly_strerror(r));
+      break;
+    }
+  }
+  if (--b->unanswered == 0) settle(st, b);
+}
+
+static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg) {
+  pg_store *st = arg;
+  st->asked = false;
+  if (err && !mly_pg_connected(pg) && !st->failed) {
+    resync_start(st); /* lost again: on the next connection */
+    return;
+  }
+  uint64_t done = 0;
+  if (!err && PQntuples((PGresult *)res) == 1)
+    done = strtoull(PQgetvalue((PGresult *)res, 0, 0), NULL, 10);
+  else if (!st->failed) {
+    st->failed = MLY_EIO;
+    fprintf(stderr, "mealy: postgresql store: node %" PRId64
+            ": after a lost connection, which batches committed cannot be"
+            " read, the store stops: %s\n", st->node,
+            err ? err : "the node's row is gone");
+  }
+  /* the committed ones first, in order (a flush meanwhile is held) */
+  batch *b;
+  while ((b = st->head) != NULL && b->held &&
+         (st->failed || b->serial <= done)) {
+    b->held = false;
+    if (st->failed) {
+      snprintf(b->err, sizeof b->err, "%s",
+               "the connection was lost and the batch's outcome is unknown");
+    } else {
+      b->err[0] = '\0';
+      b->dup = b->fenced = false;
+      st->fencing.found_committed++;
+    }
+    settle(st, b);
+    if (st->closing && !st->head) return; /* released */
+  }
+  st->resync = false;
+  batch *nx;
+  for (b = st->head; b && !st->resync; b = nx) {
+    nx = b->next; /* resend may report b (nothing sent) */
+    if (b->held) resend(st, b);
+  }
 }
 
 /* ---- records to statements ---- */
@@ -477,16 +679,17 @@ static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
   i64s(step, (int64_t)s->step);
   i64s(parent, (int64_t)s->parent);
   i64s(due, s->due_ms);
-  char *state = hex_bytea(s->fields, (size_t)(s->tail - s->fields));
-  char *ctx = s->has_ctx && s->ctxlen ? hex_bytea(s->ctx, s->ctxlen) : NULL;
   char *name = s->name ? strndup(s->name, s->namelen) : NULL;
   int r = MLY_ENOMEM;
-  if (!state || (s->has_ctx && s->ctxlen && !ctx) || (s->name && !name))
-    goto out;
+  if (s->name && !name) goto out;
   if (create) {
+    /* state and context: binary bytea */
     const char *v[] = {st->pnode, st->pepoch, id, step, parent, name,
-                       s->due_ms ? due : NULL, state, ctx};
-    r = stmt(st, b, SQL_CREATE, 9, v);
+                       s->due_ms ? due : NULL, (const char *)s->fields,
+                       s->has_ctx && s->ctxlen ? s->ctx : NULL};
+    int lens[9] = {[7] = (int)(s->tail - s->fields), [8] = (int)s->ctxlen};
+    int fmts[9] = {[7] = 1, [8] = 1};
+    r = stmt_f(st, b, SQL_CREATE, 9, v, lens, fmts);
   } else {
     owned *o = own_find(st, s->id);
     if (!o) { /* not ours (evicted): the step is dropped */
@@ -500,8 +703,6 @@ static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
   if (r == 0) r = own_put(st, s->id, s->step, s->parent);
   if (r == 0) r = batch_id(b, s->id);
 out:
-  free(state);
-  free(ctx);
   free(name);
   return r;
 }
@@ -511,7 +712,7 @@ static int put_event(pg_store *st, batch *b, const rp_event *e) {
   sb_i64(&st->e_eid, (int64_t)e->eid);
   sb_i64(&st->e_to, (int64_t)e->to);
   sb_i64(&st->e_from, (int64_t)e->from);
-  sb_hex(&st->e_body, e->raw, e->rawlen);
+  sb_bin(&st->e_body, e->raw, e->rawlen);
   st->gevents++;
   if (!own_find(st, e->to)) { /* another process's, or none's */
     sb_i64(&st->n_to, (int64_t)e->to);
@@ -530,7 +731,8 @@ static void group_send_none(pg_store *st) {
   sbuf *all[] = GROUP_BUFS(st);
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
     all[i]->n = 0;
-    all[i]->oom = false;
+    all[i]->nel = 0;
+    all[i]->oom = all[i]->hasnull = false;
   }
   st->gsteps = st->gevents = st->gnotify = 0;
   st->gserial++;
@@ -554,24 +756,32 @@ static const char SQL_STEPS[] =
 static int group_send(pg_store *st, batch *b) {
   int r = 0;
   if (st->gevents) {
+    int lens[4] = {0}, fmts[4] = {[3] = 1};
     const char *v[] = {sb_end(&st->e_eid), sb_end(&st->e_to),
-                       sb_end(&st->e_from), sb_end(&st->e_body)};
-    r = v[0] && v[1] && v[2] && v[3] ? stmt(st, b, SQL_EVENTS, 4, v)
-                                     : MLY_ENOMEM;
+                       sb_end(&st->e_from), sb_bin_end(&st->e_body, &lens[3])};
+    r = v[0] && v[1] && v[2] && v[3]
+            ? stmt_f(st, b, SQL_EVENTS, 4, v, lens, fmts)
+            : MLY_ENOMEM;
   }
   if (r == 0 && st->gnotify) {
     const char *v[] = {sb_end(&st->n_to), st->pnode};
     r = v[0] ? stmt(st, b, SQL_NOTIFY, 2, v) : MLY_ENOMEM;
   }
   if (r == 0 && st->gsteps) {
-    const char *v[] = {st->pnode,           st->pepoch,
-                       sb_end(&st->g_ids),  sb_end(&st->g_expect),
-                       sb_end(&st->g_steps), sb_end(&st->g_due),
-                       sb_end(&st->g_states), sb_end(&st->g_setctx),
-                       sb_end(&st->g_ctx),  sb_end(&st->g_took)};
+    int lens[10] = {0}, fmts[10] = {[6] = 1, [8] = 1};
+    const char *v[] = {st->pnode,
+                       st->pepoch,
+                       sb_end(&st->g_ids),
+                       sb_end(&st->g_expect),
+                       sb_end(&st->g_steps),
+                       sb_end(&st->g_due),
+                       sb_bin_end(&st->g_states, &lens[6]),
+                       sb_end(&st->g_setctx),
+                       sb_bin_end(&st->g_ctx, &lens[8]),
+                       sb_end(&st->g_took)};
     for (int i = 2; i < 10 && r == 0; i++)
       if (!v[i]) r = MLY_ENOMEM;
-    if (r == 0) r = stmt(st, b, SQL_STEPS, 10, v);
+    if (r == 0) r = stmt_f(st, b, SQL_STEPS, 10, v, lens, fmts);
   }
   group_send_none(st);
   return r;
@@ -588,10 +798,10 @@ static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
   sb_i64(&st->g_steps, (int64_t)s->step);
   if (s->due_ms) sb_i64(&st->g_due, s->due_ms);
   else sb_word(&st->g_due, "NULL");
-  sb_hex(&st->g_states, s->fields, (size_t)(s->tail - s->fields));
+  sb_bin(&st->g_states, s->fields, (size_t)(s->tail - s->fields));
   sb_word(&st->g_setctx, s->has_ctx ? "t" : "f");
-  if (s->has_ctx && s->ctxlen) sb_hex(&st->g_ctx, s->ctx, s->ctxlen);
-  else sb_word(&st->g_ctx, "NULL");
+  sb_bin(&st->g_ctx, s->has_ctx && s->ctxlen ? s->ctx : NULL,
+         s->has_ctx ? s->ctxlen : 0);
   uint32_t n;
   if (!jc_array(took, &n)) return MLY_EBADMSG;
   for (uint32_t i = 0; i < n; i++) {
@@ -805,9 +1015,11 @@ static void op_flush(mly_store *s) {
   if (st->tail) st->tail->next = b;
   else st->head = b;
   st->tail = b;
-  const char *fv[] = {st->pnode, st->pepoch};
+  b->serial = ++st->bserial;
+  i64s(b->pserial, (int64_t)b->serial);
+  const char *fv[] = {st->pnode, st->pepoch, b->pserial};
   int r = stmt(st, b, "BEGIN", 0, NULL);
-  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2)", 2, fv);
+  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2, $3)", 3, fv);
   for (size_t off = 0; r == 0 && off + JR_HDR <= st->buf.n;) {
     uint32_t len = jr_le32(st->buf.p + off);
     if (off + JR_HDR + len > st->buf.n) {
@@ -833,7 +1045,8 @@ static void op_flush(mly_store *s) {
       stmt(st, b, "ROLLBACK", 0, NULL);
     }
   }
-  if (--b->unanswered == 0) { /* nothing was sent: report from the loop */
+  if (--b->unanswered == 0 && !b->held) {
+    /* nothing was sent: report from the loop */
     take_head(st, b);
     defer_failed(st, b, st->failed, "");
   }
@@ -1469,4 +1682,12 @@ int64_t pg_store_epoch(const mly_store *s) {
 }
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s) {
   return &((const pg_store *)s)->fencing;
+}
+
+void pg_store_net_get(const mly_store *s, pg_store_net *out) {
+  const pg_store *st = (const pg_store *)s;
+  out->serial = st->bserial;
+  out->inflight = 0;
+  for (const batch *b = st->head; b; b = b->next) out->inflight++;
+  out->resync = st->resync;
 }
