@@ -62,6 +62,7 @@ typedef struct owned {
   uint64_t step;
   mly_id parent;
   uint64_t grp; /* the step group it is in (pg_store.gserial) */
+  uint64_t got; /* the claim that brought it (pg_store.claims) */
   UT_hash_handle hh;
 } owned;
 
@@ -264,6 +265,8 @@ typedef struct pg_store {
   uint64_t sent_at;
   bool renewing;
   bool claiming;           /* a claim of dead nodes is in flight */
+  bool claim_unsure;       /* one's answer was lost: it may have committed */
+  uint64_t claims;
   int timers_open; /* reports a batch that never reached the server */
   batch *undone;    /* ... those batches */
   mly_journal_stats stats;
@@ -1188,6 +1191,18 @@ static const char SQL_ADOPT[] =
     "  FROM mealy.events e WHERE e.target IN (SELECT id FROM i)"
     " ORDER BY 1, 8, 2";
 
+/* After a claim whose answer was lost (the connection went: it may have
+ * committed): every instance this node owns at its epoch, with their
+ * events; on_claimed keeps those it did not hold. */
+static const char SQL_ADOPT_MINE[] =
+    "WITH i AS (SELECT id, step, parent, state, context, name"
+    "  FROM mealy.instances WHERE owner = $1 AND epoch = $2)"
+    " SELECT 0 AS k, id, step, parent, state, context, name, 0::bigint AS seq"
+    "  FROM i"
+    " UNION ALL SELECT 1, e.target, e.eid, 0, e.body, NULL, NULL, e.seq"
+    "  FROM mealy.events e WHERE e.target IN (SELECT id FROM i)"
+    " ORDER BY 1, 8, 2";
+
 /* S as instances.state/context/name keep it: an INST's body. */
 static void put_inst(jbuf *b, const void *state, size_t slen, const void *ctx,
                      size_t clen, const char *name, size_t nlen) {
@@ -1218,7 +1233,10 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
   pg_store *st = arg;
   PGresult *res = (PGresult *)cres;
   st->claiming = false;
+  if (!res) st->claim_unsure = true; /* looked at by the next claim */
   if (!res || st->closing || st->failed || st->lost) return; /* next time */
+  st->claim_unsure = false;
+  uint64_t serial = ++st->claims;
   int n = PQntuples(res);
   if (n == 0) return;
   jbuf b = {0};
@@ -1242,20 +1260,26 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
     if (!sv || (inst && !PQgetisnull(res, i, 5) && !cv)) rc = MLY_ENOMEM;
     else if (inst) {
       mly_id id = (mly_id)strtoull(PQgetvalue(res, i, 1), NULL, 10);
+      if (own_find(st, id)) goto next; /* held already (SQL_ADOPT_MINE) */
       rc = own_put(st, id, strtoull(PQgetvalue(res, i, 2), NULL, 10),
                    (mly_id)strtoull(PQgetvalue(res, i, 3), NULL, 10));
+      if (rc == 0) own_find(st, id)->got = serial;
       const char *nm = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
       at = jb_begin(&b, ++seq, JR_INST, 1);
       put_inst(&b, sv, sl, cv, cl, nm, nm ? (size_t)PQgetlength(res, i, 6) : 0);
       jb_end(&b, at);
       ni++;
     } else {
+      owned *o = own_find(st, (mly_id)strtoull(PQgetvalue(res, i, 1), NULL,
+                                               10));
+      if (!o || o->got != serial) goto next; /* its target was held */
       rc = seen_add(st, strtoull(PQgetvalue(res, i, 2), NULL, 10));
       at = jb_begin(&b, ++seq, JR_EVENT, 1);
       jb_raw(&b, sv, sl);
       jb_end(&b, at);
       ne++;
     }
+  next:
     PQfreemem(sv);
     if (cv) PQfreemem(cv);
   }
@@ -1270,7 +1294,7 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
     fprintf(stderr, "mealy: postgresql store: node %" PRId64 " (epoch %" PRId64
             "): took over %" PRIu64 " instance(s) of processes whose lease "
             "ran out\n", st->node, st->epoch, ni);
-  if (rc == 0 && st->base.hooks.adopt)
+  if (rc == 0 && ni && st->base.hooks.adopt)
     rc = st->base.hooks.adopt(st->base.hooks.arg, b.p, b.n);
   jb_free(&b);
   /* stopping: they stay this node's in the database, given up with its
@@ -1282,7 +1306,8 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
 static void claim(pg_store *st) {
   if (st->claiming || st->closing || st->failed || st->lost) return;
   const char *v[] = {st->pnode, st->pepoch};
-  if (mly_pg_query(st->pg, SQL_ADOPT, 2, v, on_claimed, st) == 0)
+  if (mly_pg_query(st->pg, st->claim_unsure ? SQL_ADOPT_MINE : SQL_ADOPT, 2,
+                   v, on_claimed, st) == 0)
     st->claiming = true;
 }
 
