@@ -806,6 +806,71 @@ START_TEST(ping_pong_across_processes) {
 }
 END_TEST
 
+/* The fallback: an event row another process committed without a
+ * notification (inserted here by SQL) is found by the poll (poll_ms),
+ * delivered once, and its row goes with the step that consumed it. */
+static uint32_t waiter_got;
+#define WAITER_POINTS(X) X(waiter, wait) X(waiter, after)
+MLY_POINTS(waiter, WAITER_POINTS);
+static int waiter_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  MLY_AWAIT_AT(m, waiter_wait, 9, -1);
+  waiter_got++;
+  MLY_YIELD_AT(m, waiter_after); /* a step after the one that consumed it */
+  MLY_END(m);
+}
+
+START_TEST(poll_finds_unnotified_events) {
+  fresh_db();
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = {.name = "waiter", .run = waiter_run,
+                      MLY_TYPE_POINTS(waiter), .data_size = 8,
+                      .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type *t = h_type(rt, &def);
+  mly_store_pg_options o = {.conninfo = db, .poll_ms = 100};
+  char err[512];
+  ck_assert_msg(mly_store_postgres(rt, &o, err, sizeof err) == 0, "%s", err);
+  mly_id id;
+  ck_assert_int_eq(mly_spawn(rt, t, NULL, 0, &id), 0);
+  waiter_got = 0;
+  RUN_UNTIL(rt, sql_int("SELECT count(*) FROM mealy.instances WHERE step "
+                        ">= 1") == 1,
+            100000);
+  /* E [eid, to, ev, from, flags, corr, status, aux, payload], made by
+   * "node 999" */
+  jbuf b = {0};
+  uint64_t eid = (999ull << 40) + 1;
+  jb_array(&b, 9);
+  jb_uint(&b, eid);
+  jb_uint(&b, id);
+  jb_uint(&b, 9);
+  for (int i = 0; i < 5; i++) jb_uint(&b, 0);
+  jb_nil(&b);
+  char seid[24], sid[24];
+  snprintf(seid, sizeof seid, "%" PRIu64, eid);
+  snprintf(sid, sizeof sid, "%" PRIu64, id);
+  const char *v[] = {seid, sid, (const char *)b.p};
+  int lens[] = {0, 0, (int)b.n}, fmts[] = {0, 0, 1};
+  PGconn *c = dbc();
+  PGresult *r = PQexecParams(c,
+                             "INSERT INTO mealy.events (eid, target, sender,"
+                             " body) VALUES ($1, $2, 0, $3)",
+                             3, NULL, v, lens, fmts, 0);
+  ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s",
+                PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(c);
+  jb_free(&b);
+  RUN_UNTIL(rt, waiter_got == 1, 100000);
+  RUN_UNTIL(rt, sql_int("SELECT count(*) FROM mealy.events") == 0, 100000);
+  ck_assert_uint_eq(pg_store_fencing_get(store_of(rt))->delivered, 1);
+  h_run(rt);
+  ck_assert_uint_eq(waiter_got, 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_store", conninfo());
   Suite *s = suite_create("pg_store");
@@ -822,6 +887,7 @@ int main(void) {
   tcase_add_test(tc, live_takeover_race);
   tcase_add_test(tc, live_takeover_parks);
   tcase_add_test(tc, ping_pong_across_processes);
+  tcase_add_test(tc, poll_finds_unnotified_events);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }
