@@ -62,8 +62,17 @@ typedef struct owned {
   uint64_t step;
   mly_id parent;
   uint64_t grp; /* the step group it is in (pg_store.gserial) */
+  uint64_t got; /* the claim that brought it (pg_store.claims) */
   UT_hash_handle hh;
 } owned;
+
+/* An eid this node has in memory (handed up by recover, adopt or
+ * deliver) whose row is still there: a fetch does not hand it up again.
+ * It goes when the batch whose step consumed or dropped it committed. */
+typedef struct seen {
+  uint64_t eid;
+  UT_hash_handle hh;
+} seen;
 
 /* An SQL array literal, growing: "{1,2,NULL}"; or (sb_bin) a bytea[] in
  * PostgreSQL's binary array format, sent as a binary parameter. */
@@ -186,6 +195,8 @@ typedef struct batch {
   size_t ndones;
   mly_id *ids; /* instances it changes: evicted if it is fenced */
   size_t nids, idcap;
+  uint64_t *gone; /* eids it consumes or drops: unseen once committed */
+  size_t ngone, gonecap;
   uint64_t steps, records, bytes;
   size_t unanswered;
   bool fenced, lease_lost;
@@ -253,6 +264,9 @@ typedef struct pg_store {
                               confirmed was sent (or registration) */
   uint64_t sent_at;
   bool renewing;
+  bool claiming;           /* a claim of dead nodes is in flight */
+  bool claim_unsure;       /* one's answer was lost: it may have committed */
+  uint64_t claims;
   int timers_open; /* reports a batch that never reached the server */
   batch *undone;    /* ... those batches */
   mly_journal_stats stats;
@@ -264,6 +278,14 @@ typedef struct pg_store {
   uint32_t gsteps, gevents;
   sbuf g_ids, g_expect, g_steps, g_due, g_states, g_setctx, g_ctx, g_took;
   sbuf e_eid, e_to, e_from, e_body;
+  sbuf n_to; /* targets this node does not own: their owners are woken */
+  uint32_t gnotify;
+  /* events of other processes for this node's instances: LISTEN on
+   * `channel`, and a fetch every poll_ms as the fallback */
+  seen *seen;
+  char channel[32];
+  uv_timer_t poll;
+  bool fetching, fetch_again;
 } pg_store;
 
 #define ST(s) ((pg_store *)(s))
@@ -313,6 +335,7 @@ static void batch_free(batch *b) {
   free(b->stmts);
   free(b->dones);
   free(b->ids);
+  free(b->gone);
   free(b);
 }
 
@@ -326,6 +349,47 @@ static int batch_id(batch *b, mly_id id) {
   }
   b->ids[b->nids++] = id;
   return 0;
+}
+
+static int batch_gone(batch *b, uint64_t eid) {
+  if (b->ngone == b->gonecap) {
+    size_t cap = b->gonecap ? 2 * b->gonecap : 16;
+    uint64_t *v = realloc(b->gone, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    b->gone = v;
+    b->gonecap = cap;
+  }
+  b->gone[b->ngone++] = eid;
+  return 0;
+}
+
+static bool seen_has(pg_store *st, uint64_t eid) {
+  seen *x = NULL;
+  HASH_FIND(hh, st->seen, &eid, sizeof eid, x);
+  return x != NULL;
+}
+
+static int seen_add(pg_store *st, uint64_t eid) {
+  if (seen_has(st, eid)) return 0;
+  seen *x = calloc(1, sizeof *x);
+  if (!x) return MLY_ENOMEM;
+  x->eid = eid;
+  bool hash_oom = false;
+  HASH_ADD(hh, st->seen, eid, sizeof x->eid, x);
+  if (hash_oom) {
+    free(x);
+    return MLY_ENOMEM;
+  }
+  return 0;
+}
+
+static void seen_del(pg_store *st, uint64_t eid) {
+  seen *x = NULL;
+  HASH_FIND(hh, st->seen, &eid, sizeof eid, x);
+  if (x) {
+    HASH_DEL(st->seen, x);
+    free(x);
+  }
 }
 
 static void evict(pg_store *st, const mly_id *ids, size_t n, const char *why) {
@@ -389,6 +453,7 @@ static void batch_done(pg_store *st, batch *b) {
     st->stats.syncs++; /* a COMMIT waits for its WAL flush */
     st->stats.records += b->records;
     st->stats.bytes += b->bytes;
+    for (size_t i = 0; i < b->ngone; i++) seen_del(st, b->gone[i]);
   }
   /* wrote: a batch whose COMMIT may have reached the server before the
    * connection went is not known to have failed (MLY_EUNKNOWN for its
@@ -652,13 +717,17 @@ static int put_event(pg_store *st, batch *b, const rp_event *e) {
   sb_i64(&st->e_from, (int64_t)e->from);
   sb_bin(&st->e_body, e->raw, e->rawlen);
   st->gevents++;
+  if (!own_find(st, e->to)) { /* another process's, or none's */
+    sb_i64(&st->n_to, (int64_t)e->to);
+    st->gnotify++;
+  }
   return 0;
 }
 
 #define GROUP_BUFS(st)                                                   \
   {&(st)->g_ids, &(st)->g_expect, &(st)->g_steps, &(st)->g_due,            \
    &(st)->g_states, &(st)->g_setctx, &(st)->g_ctx, &(st)->g_took,          \
-   &(st)->e_eid, &(st)->e_to, &(st)->e_from, &(st)->e_body}
+   &(st)->e_eid, &(st)->e_to, &(st)->e_from, &(st)->e_body, &(st)->n_to}
 
 /* The group is emptied (sent, or dropped with a failed batch). */
 static void group_send_none(pg_store *st) {
@@ -668,7 +737,7 @@ static void group_send_none(pg_store *st) {
     all[i]->nel = 0;
     all[i]->oom = all[i]->hasnull = false;
   }
-  st->gsteps = st->gevents = 0;
+  st->gsteps = st->gevents = st->gnotify = 0;
   st->gserial++;
 }
 
@@ -676,6 +745,11 @@ static const char SQL_EVENTS[] =
     "INSERT INTO mealy.events (eid, target, sender, body)"
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
     " $4::bytea[])";
+/* Wakes the owners of the targets (delivered at COMMIT, not before). */
+static const char SQL_NOTIFY[] =
+    "SELECT pg_notify('mealy_node_' || owner, '') FROM (SELECT DISTINCT"
+    " owner FROM mealy.instances WHERE id = ANY ($1::bigint[])"
+    " AND owner <> $2) o";
 static const char SQL_STEPS[] =
     "SELECT mealy.steps($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
@@ -691,6 +765,10 @@ static int group_send(pg_store *st, batch *b) {
     r = v[0] && v[1] && v[2] && v[3]
             ? stmt_f(st, b, SQL_EVENTS, 4, v, lens, fmts)
             : MLY_ENOMEM;
+  }
+  if (r == 0 && st->gnotify) {
+    const char *v[] = {sb_end(&st->n_to), st->pnode};
+    r = v[0] ? stmt(st, b, SQL_NOTIFY, 2, v) : MLY_ENOMEM;
   }
   if (r == 0 && st->gsteps) {
     int lens[10] = {0}, fmts[10] = {[6] = 1, [8] = 1};
@@ -733,6 +811,7 @@ static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
     uint64_t eid;
     if (!jc_uint(took, &eid)) return MLY_EBADMSG;
     sb_i64(&st->g_took, (int64_t)eid);
+    if (batch_gone(b, eid) < 0) return MLY_ENOMEM;
   }
   st->gsteps++;
   return 0;
@@ -853,6 +932,14 @@ static int put_record(pg_store *st, batch *b, const unsigned char *body,
   }
   case JR_DROP: {
     int r = group_send(st, b); /* the events before they are dropped */
+    if (r < 0) return r;
+    jcur g = c;
+    uint32_t ng;
+    if (jc_array(&g, &ng))
+      for (uint32_t i = 0; i < ng && r == 0; i++) {
+        uint64_t eid;
+        r = jc_uint(&g, &eid) ? batch_gone(b, eid) : MLY_EBADMSG;
+      }
     if (r < 0) return r;
     char *eids = eid_array(&c);
     if (!eids) return MLY_EBADMSG;
@@ -996,12 +1083,232 @@ static void on_later_closed(uv_handle_t *h) {
   if (closed) closed(arg);
 }
 
+/* ---- events of other processes: woken by a notification on this
+ * node's channel (their COMMIT sent it), or by the poll timer; the rows
+ * for instances this node owns that other nodes made (eid >> 40 is the
+ * node that made it) and that it does not hold yet, in commit order per
+ * sender (seq: a sender's commits follow one another), to
+ * hooks.deliver ---- */
+
+static const char SQL_FETCH[] =
+    "SELECT e.eid, e.body FROM mealy.events e JOIN mealy.instances i"
+    " ON i.id = e.target WHERE i.owner = $1 AND i.epoch = $2"
+    " AND (e.eid >> 40) <> $1 ORDER BY e.seq";
+
+static void fetch(pg_store *st);
+static void adopt_fail(pg_store *st, int rc, const char *why);
+
+static void on_fetched(mly_pg *pg, const PGresult *cres, const char *err,
+                       void *arg) {
+  (void)pg;
+  (void)err; /* the next notification or poll tries again */
+  pg_store *st = arg;
+  PGresult *res = (PGresult *)cres;
+  st->fetching = false;
+  if (!res || st->closing || st->failed || st->lost) return;
+  int n = PQntuples(res), rc = 0;
+  jbuf b = {0};
+  uint64_t k = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    uint64_t eid = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+    if (seen_has(st, eid)) continue;
+    size_t len = 0;
+    unsigned char *body = PQunescapeBytea(
+        (const unsigned char *)PQgetvalue(res, i, 1), &len);
+    if (!body || (rc = seen_add(st, eid)) < 0) {
+      if (body) PQfreemem(body);
+      rc = MLY_ENOMEM;
+      break;
+    }
+    size_t at = jb_begin(&b, ++k, JR_EVENT, 1);
+    jb_raw(&b, body, len);
+    jb_end(&b, at);
+    PQfreemem(body);
+  }
+  if (rc == 0 && b.oom) rc = MLY_ENOMEM;
+  st->fencing.delivered += k;
+  if (rc == 0 && k && st->base.hooks.deliver)
+    rc = st->base.hooks.deliver(st->base.hooks.arg, b.p, b.n);
+  jb_free(&b);
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    adopt_fail(st, rc, "events of other processes could not be delivered");
+  else if (st->fetch_again) fetch(st);
+}
+
+static void fetch(pg_store *st) {
+  if (st->closing || st->failed || st->lost) return;
+  if (st->fetching) {
+    st->fetch_again = true;
+    return;
+  }
+  st->fetch_again = false;
+  const char *v[] = {st->pnode, st->pepoch};
+  if (mly_pg_query(st->pg, SQL_FETCH, 2, v, on_fetched, st) == 0)
+    st->fetching = true;
+}
+
+static void on_notify(mly_pg *pg, const char *channel, const char *payload,
+                      void *arg) {
+  (void)pg;
+  (void)channel;
+  (void)payload;
+  fetch(arg);
+}
+
+static void on_poll(uv_timer_t *t) { fetch(t->data); }
+
 /* ---- the lease ---- */
 
 static void lease_lost(pg_store *st, const char *why) {
   if (st->lost) return;
   st->lost = true;
   evict_all(st, why);
+}
+
+/* ---- taking over while running: after each renewal that the server
+ * confirmed, the nodes whose lease ran out are claimed (as recover does,
+ * FOR UPDATE SKIP LOCKED on their rows, only while this node's own lease
+ * holds: its row is locked too, so that no one takes this node over in
+ * the same moment), in one statement that also returns their instances
+ * and pending events; they go to hooks.adopt as framed records ---- */
+
+static const char SQL_ADOPT[] =
+    "WITH me AS (SELECT id FROM mealy.nodes WHERE id = $1 AND epoch = $2"
+    "  AND taken_by IS NULL AND lease_until > clock_timestamp() FOR UPDATE),"
+    " dead AS (SELECT id FROM mealy.nodes WHERE taken_by IS NULL"
+    "  AND lease_until < clock_timestamp() AND id <> $1"
+    "  AND EXISTS (SELECT 1 FROM me) FOR UPDATE SKIP LOCKED),"
+    " t AS (UPDATE mealy.nodes n SET taken_by = $1 FROM dead"
+    "  WHERE n.id = dead.id RETURNING n.id),"
+    " r AS (UPDATE mealy.ranges SET node = $1"
+    "  WHERE node IN (SELECT id FROM t)),"
+    " i AS (UPDATE mealy.instances SET owner = $1, epoch = $2"
+    "  WHERE owner IN (SELECT id FROM t)"
+    "  RETURNING id, step, parent, state, context, name)"
+    " SELECT 0 AS k, id, step, parent, state, context, name, 0::bigint AS seq"
+    "  FROM i"
+    " UNION ALL SELECT 1, e.target, e.eid, 0, e.body, NULL, NULL, e.seq"
+    "  FROM mealy.events e WHERE e.target IN (SELECT id FROM i)"
+    " ORDER BY 1, 8, 2";
+
+/* After a claim whose answer was lost (the connection went: it may have
+ * committed): every instance this node owns at its epoch, with their
+ * events; on_claimed keeps those it did not hold. */
+static const char SQL_ADOPT_MINE[] =
+    "WITH i AS (SELECT id, step, parent, state, context, name"
+    "  FROM mealy.instances WHERE owner = $1 AND epoch = $2)"
+    " SELECT 0 AS k, id, step, parent, state, context, name, 0::bigint AS seq"
+    "  FROM i"
+    " UNION ALL SELECT 1, e.target, e.eid, 0, e.body, NULL, NULL, e.seq"
+    "  FROM mealy.events e WHERE e.target IN (SELECT id FROM i)"
+    " ORDER BY 1, 8, 2";
+
+/* S as instances.state/context/name keep it: an INST's body. */
+static void put_inst(jbuf *b, const void *state, size_t slen, const void *ctx,
+                     size_t clen, const char *name, size_t nlen) {
+  jb_array(b, 12);
+  jb_raw(b, state, slen);
+  if (ctx) jb_bin(b, ctx, clen);
+  else jb_nil(b);
+  if (name) jb_str(b, name, nlen);
+  else jb_nil(b);
+}
+
+static void adopt_fail(pg_store *st, int rc, const char *why) {
+  if (st->failed) return;
+  st->failed = rc;
+  fprintf(stderr, "mealy: postgresql store: node %" PRId64
+          ": the store stops: %s\n",
+          st->node, why);
+  if (!st->told_failed) {
+    st->told_failed = true;
+    if (st->base.hooks.failed) st->base.hooks.failed(st->base.hooks.arg, rc, why);
+  }
+}
+
+static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
+                       void *arg) {
+  (void)pg;
+  (void)err;
+  pg_store *st = arg;
+  PGresult *res = (PGresult *)cres;
+  st->claiming = false;
+  if (!res) st->claim_unsure = true; /* looked at by the next claim */
+  if (!res || st->closing || st->failed || st->lost) return; /* next time */
+  st->claim_unsure = false;
+  uint64_t serial = ++st->claims;
+  int n = PQntuples(res);
+  if (n == 0) return;
+  jbuf b = {0};
+  uint64_t base = (uint64_t)st->node << 40, seq = 0;
+  size_t at = jb_begin(&b, ++seq, JR_SNAP, 2);
+  jb_uint(&b, base);
+  jb_uint(&b, base);
+  jb_end(&b, at);
+  uint64_t ni = 0, ne = 0;
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    bool inst = PQgetvalue(res, i, 0)[0] == '0';
+    size_t sl = 0, cl = 0;
+    unsigned char *sv = PQunescapeBytea(
+        (const unsigned char *)PQgetvalue(res, i, 4), &sl);
+    unsigned char *cv = inst && !PQgetisnull(res, i, 5)
+                            ? PQunescapeBytea(
+                                  (const unsigned char *)PQgetvalue(res, i, 5),
+                                  &cl)
+                            : NULL;
+    if (!sv || (inst && !PQgetisnull(res, i, 5) && !cv)) rc = MLY_ENOMEM;
+    else if (inst) {
+      mly_id id = (mly_id)strtoull(PQgetvalue(res, i, 1), NULL, 10);
+      if (own_find(st, id)) goto next; /* held already (SQL_ADOPT_MINE) */
+      rc = own_put(st, id, strtoull(PQgetvalue(res, i, 2), NULL, 10),
+                   (mly_id)strtoull(PQgetvalue(res, i, 3), NULL, 10));
+      if (rc == 0) own_find(st, id)->got = serial;
+      const char *nm = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
+      at = jb_begin(&b, ++seq, JR_INST, 1);
+      put_inst(&b, sv, sl, cv, cl, nm, nm ? (size_t)PQgetlength(res, i, 6) : 0);
+      jb_end(&b, at);
+      ni++;
+    } else {
+      owned *o = own_find(st, (mly_id)strtoull(PQgetvalue(res, i, 1), NULL,
+                                               10));
+      if (!o || o->got != serial) goto next; /* its target was held */
+      rc = seen_add(st, strtoull(PQgetvalue(res, i, 2), NULL, 10));
+      at = jb_begin(&b, ++seq, JR_EVENT, 1);
+      jb_raw(&b, sv, sl);
+      jb_end(&b, at);
+      ne++;
+    }
+  next:
+    PQfreemem(sv);
+    if (cv) PQfreemem(cv);
+  }
+  at = jb_begin(&b, ++seq, JR_SNAPEND, 3);
+  jb_uint(&b, ni);
+  jb_uint(&b, ne);
+  jb_uint(&b, 0);
+  jb_end(&b, at);
+  if (rc == 0 && b.oom) rc = MLY_ENOMEM;
+  st->fencing.adopted += ni;
+  if (rc == 0 && ni)
+    fprintf(stderr, "mealy: postgresql store: node %" PRId64 " (epoch %" PRId64
+            "): took over %" PRIu64 " instance(s) of processes whose lease "
+            "ran out\n", st->node, st->epoch, ni);
+  if (rc == 0 && ni && st->base.hooks.adopt)
+    rc = st->base.hooks.adopt(st->base.hooks.arg, b.p, b.n);
+  jb_free(&b);
+  /* stopping: they stay this node's in the database, given up with its
+   * lease when it closes */
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    adopt_fail(st, rc, "instances taken over could not be restored");
+}
+
+static void claim(pg_store *st) {
+  if (st->claiming || st->closing || st->failed || st->lost) return;
+  const char *v[] = {st->pnode, st->pepoch};
+  if (mly_pg_query(st->pg, st->claim_unsure ? SQL_ADOPT_MINE : SQL_ADOPT, 2,
+                   v, on_claimed, st) == 0)
+    st->claiming = true;
 }
 
 static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
@@ -1012,6 +1319,7 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
   if (st->closing) return;
   if (res && PQntuples((PGresult *)res) == 1) {
     st->renewed_at = st->sent_at;
+    claim(st);
   } else if (res) { /* the row said no: taken over, or ran out */
     lease_lost(st, "the lease could not be renewed (another process may "
                    "have taken this one's instances)");
@@ -1057,13 +1365,19 @@ static void finish_close(pg_store *st) {
     HASH_DEL(st->owned, o);
     free(o);
   }
+  seen *x, *xt;
+  HASH_ITER(hh, st->seen, x, xt) {
+    HASH_DEL(st->seen, x);
+    free(x);
+  }
   jb_free(&st->buf);
   walk_free(&st->rec);
   sbuf *all[] = GROUP_BUFS(st);
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
   free(st->dones);
   free(st->conninfo);
-  st->timers_open = 2;
+  st->timers_open = 3;
+  uv_close((uv_handle_t *)&st->poll, on_later_closed);
   uv_close((uv_handle_t *)&st->renew, on_later_closed);
   uv_close((uv_handle_t *)&st->later, on_later_closed);
 }
@@ -1092,6 +1406,7 @@ static void op_close(mly_store *s) {
   pg_store *st = ST(s);
   if (st->closing) return;
   uv_timer_stop(&st->renew);
+  uv_timer_stop(&st->poll);
   op_flush(s); /* what the last turn appended (a stop keeps inboxes) */
   st->closing = true;
   if (!st->head) release(st);
@@ -1229,7 +1544,7 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
                    1, mv, true);
   if (!ok(ri)) return db_err(err, errlen, "reading instances", c, ri);
   PGresult *re = q(c,
-                   "SELECT e.body FROM mealy.events e JOIN mealy.instances i"
+                   "SELECT e.body, e.eid FROM mealy.events e JOIN mealy.instances i"
                    " ON i.id = e.target WHERE i.owner = $1 ORDER BY e.seq",
                    1, mv, true);
   if (!ok(re)) {
@@ -1253,16 +1568,14 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
     rc = own_put(st, id, (uint64_t)be64(PQgetvalue(ri, i, 1)),
                  (mly_id)be64(PQgetvalue(ri, i, 2)));
     head(w, JR_INST, 1);
-    jb_array(&w->b, 12);
-    jb_raw(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3));
-    if (!PQgetisnull(ri, i, 4))
-      jb_bin(&w->b, PQgetvalue(ri, i, 4), (size_t)PQgetlength(ri, i, 4));
-    else jb_nil(&w->b);
-    if (!PQgetisnull(ri, i, 5))
-      jb_str(&w->b, PQgetvalue(ri, i, 5), (size_t)PQgetlength(ri, i, 5));
-    else jb_nil(&w->b);
+    put_inst(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3),
+             PQgetisnull(ri, i, 4) ? NULL : PQgetvalue(ri, i, 4),
+             (size_t)PQgetlength(ri, i, 4),
+             PQgetisnull(ri, i, 5) ? NULL : PQgetvalue(ri, i, 5),
+             (size_t)PQgetlength(ri, i, 5));
   }
   for (int i = 0; i < ne && rc == 0; i++) {
+    rc = seen_add(st, (uint64_t)be64(PQgetvalue(re, i, 1)));
     head(w, JR_EVENT, 1);
     jb_raw(&w->b, PQgetvalue(re, i, 0), (size_t)PQgetlength(re, i, 0));
   }
@@ -1357,7 +1670,11 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   PQfinish(c);
   if (rc == 0) rc = mly_pg_open(loop, st->conninfo, true, &st->pg);
   if (rc == 0) mly_pg_set_weak(st->pg, true);
+  snprintf(st->channel, sizeof st->channel, "mealy_node_%" PRId64, st->node);
+  if (rc == 0) rc = mly_pg_listen(st->pg, st->channel);
+  if (rc == 0) mly_pg_on_notify(st->pg, on_notify, st);
   if (rc < 0) {
+    if (st->pg) mly_pg_close(st->pg);
     free(st->conninfo);
     free(st);
     return rc;
@@ -1367,6 +1684,10 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   uv_timer_init(loop, &st->renew);
   st->renew.data = st;
   uv_unref((uv_handle_t *)&st->renew);
+  uv_timer_init(loop, &st->poll);
+  st->poll.data = st;
+  uv_unref((uv_handle_t *)&st->poll);
+  uv_timer_start(&st->poll, on_poll, st->o.poll_ms, st->o.poll_ms);
   uv_update_time(loop);
   st->renewed_at = uv_now(loop); /* a moment after registration */
   uv_timer_start(&st->renew, on_renew, st->o.lease_ms / 3,
