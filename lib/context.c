@@ -36,7 +36,7 @@ inst_ext *ext_make(mly_runtime *rt, mly_inst *m) {
   if (x) return x;
   uint32_t s = (uint32_t)m->id;
   if (exts_fit(rt, s) < 0) return NULL;
-  x = calloc(1, sizeof *x);
+  x = freelist_get(&rt->ext_pool, sizeof *x);
   if (x == NULL) return NULL;
   x->id = m->id;
   rt->exts[s] = x;
@@ -58,7 +58,7 @@ void ext_end(mly_runtime *rt, mly_inst *m, bool suspended) {
                  x->name->ended_ms ? x->name->ended_ms : names_now_ms(rt),
                  suspended);
   rt_bytes(rt, -(ptrdiff_t)sizeof *x);
-  free(x);
+  freelist_put(&rt->ext_pool, x);
 }
 
 void ext_free_all(mly_runtime *rt) {
@@ -67,6 +67,7 @@ void ext_free_all(mly_runtime *rt) {
       mly_value_free(rt->exts[s]->ctx);
       free(rt->exts[s]);
     }
+  freelist_drain(&rt->ext_pool);
   free(rt->exts);
   rt->exts = NULL;
   rt->next_cap = rt->nexts = 0;

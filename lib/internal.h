@@ -29,6 +29,7 @@
 #define MLY_INTERNAL_H
 
 #include "mealy.h"
+#include "freelist.h"
 #include "value.h"
 
 #include <stdio.h>
@@ -238,6 +239,7 @@ struct mly_runtime {
   inst_ext **exts;         /* contexts and names by slot (context.c):
                               NULL until the first; nexts long        */
   uint32_t next_cap, nexts; /* its length; how many are held           */
+  freelist ext_pool;       /* freed inst_ext kept for reuse (context.c) */
   names *names;            /* the name table (names.c) */
 
   struct metrics_src *msrc; /* metrics sources, in order (metrics.c) */

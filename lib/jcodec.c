@@ -30,9 +30,16 @@ void jb_free(jbuf *b) {
   *b = (jbuf){0};
 }
 
-static bool reserve(jbuf *b, size_t n) {
+static bool grow(jbuf *b, size_t n);
+
+/* room for n more bytes; false (oom set) when it cannot grow */
+static inline bool reserve(jbuf *b, size_t n) {
+  if (__builtin_expect(b->cap - b->n >= n && !b->oom, 1)) return true;
+  return grow(b, n);
+}
+
+static bool grow(jbuf *b, size_t n) {
   if (b->oom) return false;
-  if (b->cap - b->n >= n) return true;
   size_t cap = b->cap ? b->cap : 4096;
   while (cap - b->n < n) cap *= 2;
   unsigned char *p = realloc(b->p, cap);
@@ -58,15 +65,26 @@ void jb_raw(jbuf *b, const void *p, size_t n) {
   b->n += n;
 }
 
-static void be(jbuf *b, unsigned char tag, uint64_t v, unsigned bytes) {
-  if (!reserve(b, 1 + bytes)) return;
+/* tag, then v big-endian in `bytes` (0, 1, 2, 4 or 8) bytes */
+static inline void be(jbuf *b, unsigned char tag, uint64_t v, unsigned bytes) {
+  if (!reserve(b, 9)) return;
   unsigned char *p = b->p + b->n;
-  *p++ = tag;
-  for (unsigned i = bytes; i-- > 0;) *p++ = (unsigned char)(v >> (8 * i));
+  p[0] = tag;
+  switch (bytes) {
+  case 0: break;
+  case 1: p[1] = (unsigned char)v; break;
+  case 2: p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)v; break;
+  case 4:
+    for (unsigned i = 0; i < 4; i++) p[1 + i] = (unsigned char)(v >> (24 - 8 * i));
+    break;
+  default:
+    for (unsigned i = 0; i < 8; i++) p[1 + i] = (unsigned char)(v >> (56 - 8 * i));
+    break;
+  }
   b->n += 1 + bytes;
 }
 
-void jb_uint(jbuf *b, uint64_t u) {
+void jb_uint_any(jbuf *b, uint64_t u) {
   if (u < 128) be(b, (unsigned char)u, 0, 0);
   else if (u <= UINT8_MAX) be(b, 0xcc, u, 1);
   else if (u <= UINT16_MAX) be(b, 0xcd, u, 2);

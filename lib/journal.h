@@ -141,7 +141,13 @@ void jb_free(jbuf *b);
 void jb_raw(jbuf *b, const void *p, size_t n);
 /* n bytes appended for the caller to fill; NULL: out of memory (oom set) */
 unsigned char *jb_take(jbuf *b, size_t n);
-void jb_uint(jbuf *b, uint64_t u);
+void jb_uint_any(jbuf *b, uint64_t u);
+/* A record's fields are mostly small numbers: those are one byte,
+ * stored here in the caller (no call when the buffer has room). */
+static inline void jb_uint(jbuf *b, uint64_t u) {
+  if (u < 128 && b->n < b->cap && !b->oom) b->p[b->n++] = (unsigned char)u;
+  else jb_uint_any(b, u);
+}
 void jb_int(jbuf *b, int64_t i);
 void jb_nil(jbuf *b);
 void jb_array(jbuf *b, uint32_t n);

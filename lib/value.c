@@ -123,18 +123,18 @@ static mly_value *value_new(mly_vtype t) {
 }
 
 /* STR and BIN share one layout; both get a trailing NUL so that strings
- * are always NUL-terminated and p is never NULL, even when len is 0. */
+ * are always NUL-terminated and p is never NULL, even when len is 0.
+ * The bytes live in the value's own allocation, right after it (one
+ * malloc per string, freed with the value). */
 static mly_value *bytes_new(mly_vtype t, const void *p, size_t len) {
-  if (len == SIZE_MAX || (p == NULL && len > 0))
+  if (len > SIZE_MAX - sizeof(mly_value) - 1 || (p == NULL && len > 0))
     return NULL;
-  mly_value *v = value_new(t);
+  mly_value *v = malloc(sizeof *v + len + 1);
   if (!v)
     return NULL;
-  v->u.s.p = malloc(len + 1);
-  if (!v->u.s.p) {
-    free(v);
-    return NULL;
-  }
+  memset(v, 0, sizeof *v);
+  v->type = t;
+  v->u.s.p = (char *)(v + 1);
   if (len)
     memcpy(v->u.s.p, p, len);
   v->u.s.p[len] = '\0';
@@ -197,8 +197,7 @@ void mly_value_free(mly_value *v) {
   }
   switch (v->type) {
   case MLY_V_STR:
-  case MLY_V_BIN:
-    free(v->u.s.p);
+  case MLY_V_BIN: /* its bytes are in its own allocation */
     break;
   case MLY_V_ARRAY:
     for (size_t i = 0; i < v->u.a.len; i++)

@@ -70,7 +70,7 @@ for sub in run start send ls show; do
 done
 "$mealy" fsm run "$T/host_order.yaml" >"$T/out" 2>&1; rc=$?
 check "run without --state-dir: exit 2, says so" \
-  eval '[ $rc = 2 ] && grep -q -- "--state-dir DIR is required" "$T/out"'
+  eval '[ $rc = 2 ] && grep -q -- "--state-dir DIR or --store CONNINFO is required" "$T/out"'
 "$mealy" fsm show -s "$S" >"$T/out" 2>&1; rc=$?
 check "show without INSTANCE: exit 2" eval '[ $rc = 2 ]'
 "$mealy" fsm start order x:=notanumber -s "$S" >"$T/out" 2>&1; rc=$?

@@ -96,10 +96,10 @@ void tq_attempt_start(tq_layer *L, tq_rec *r, tq_data *d) {
   tq_queue *q = r->q;
   tq_fn *f = d->kind == MLY_TASK_MACHINE
                  ? (L->has_starter ? &L->starter : NULL)
-                 : tq_fn_find(L, d->target);
+                 : tq_fn_find(L, tq_d_target(d));
   r->granted = false;
   r->finished = false;
-  mly_task *t = calloc(1, sizeof *t);
+  mly_task *t = freelist_get(&L->att_pool, sizeof *t);
   if (t == NULL) {
     tq_finish(r, MLY_TASK_RETRY_SINGULAR, MLY_ENOMEM, "out of memory");
     return;
@@ -111,9 +111,9 @@ void tq_attempt_start(tq_layer *L, tq_rec *r, tq_data *d) {
   /* read only: mly_context would mark it for re-encoding at the commit */
   t->payload = mly_instance_context(L->rt, r->id);
   t->name = mly_instance_name(L->rt, r->id);
-  if (t->name) t->name += strlen(TQ_NAME_PREFIX) + strlen(d->queue) + 1;
-  str_copy(t->queue, d->queue, sizeof t->queue);
-  str_copy(t->target_name, d->target, sizeof t->target_name);
+  if (t->name) t->name += strlen(TQ_NAME_PREFIX) + strlen(tq_d_queue(d)) + 1;
+  str_copy(t->queue, tq_d_queue(d), sizeof t->queue);
+  str_copy(t->target_name, tq_d_target(d), sizeof t->target_name);
   t->target.kind = d->kind;
   t->target.name = t->target_name;
   t->attempt = d->attempts;
@@ -125,10 +125,10 @@ void tq_attempt_start(tq_layer *L, tq_rec *r, tq_data *d) {
     snprintf(msg, sizeof msg, "%s '%s' is not registered",
              d->kind == MLY_TASK_MACHINE ? "no starter for machine"
                                          : "function",
-             d->target);
+             tq_d_target(d));
     t->reported = true;
     tq_finish(r, MLY_TASK_PERMANENT, MLY_ENOENT, msg);
-    free(t);
+    freelist_put(&L->att_pool, t);
     return;
   }
   t->fn = f->fn;
@@ -171,8 +171,9 @@ void mly_task_done(mly_task *t, mly_task_outcome o, const char *msg) {
     free(t);
     return;
   }
+  tq_layer *L = t->L; /* alive: the record is */
   tq_finish(r, o, o == MLY_TASK_OK ? 0 : MLY_EIO, msg);
-  free(t);
+  freelist_put(&L->att_pool, t);
 }
 
 void tq_timeouts(tq_queue *q, uint64_t now_us) {

@@ -56,6 +56,8 @@ static void layer_release(void *p) {
   tq_sched_free_all(L);
   mly_metrics_source_remove(L->rt, tq_metrics_source, L); /* ENOENT: fine */
   /* the task fini hooks took every record out before this runs */
+  freelist_drain(&L->rec_pool);
+  freelist_drain(&L->att_pool);
   free(L->recs);
   free(L);
 }
@@ -236,8 +238,11 @@ int mly_queues_hold(mly_runtime *rt, bool hold) {
 /* ---- functions ---- */
 
 tq_fn *tq_fn_find(tq_layer *L, const char *name) {
-  tq_fn *f = NULL;
+  tq_fn *f = L->fn_last;
+  if (f && strcmp(f->name, name) == 0) return f;
+  f = NULL;
   HASH_FIND_STR(L->fns, name, f);
+  if (f) L->fn_last = f;
   return f;
 }
 

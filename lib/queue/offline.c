@@ -25,8 +25,11 @@ static bool live_data(const mly_live *l, const char *type, void *out,
   return true;
 }
 
+/* either layout, made current and NUL-safe */
 static bool task_data(const mly_live *l, tq_data *d) {
-  return live_data(l, TQ_TYPE, d, sizeof *d);
+  if (!live_data(l, TQ_TYPE, d, sizeof *d)) return false;
+  tq_d_upgrade(d);
+  return true;
 }
 
 typedef struct tscan {
@@ -38,12 +41,10 @@ typedef struct tscan {
 
 static int task_one(const mly_live *l, void *p) {
   tscan *s = p;
-  tq_data d; /* aligned, and NUL-terminated below */
+  tq_data d; /* aligned, NUL-safe */
   if (!task_data(l, &d)) return 0;
-  d.queue[MLY_NAME_MAX] = d.target[MLY_NAME_MAX] = '\0';
-  d.last_msg[MLY_TASK_MSG_MAX] = '\0';
   if (!(d.state & s->states)) return 0;
-  if (s->queue && strcmp(s->queue, d.queue) != 0) return 0;
+  if (s->queue && strcmp(s->queue, tq_d_queue(&d)) != 0) return 0;
   mly_task_info t;
   tq_task_info(&d, l->id, l->name, l->context, NULL, &t);
   return s->cb(&t, s->arg);
@@ -91,8 +92,7 @@ static int queue_one(const mly_live *l, void *p) {
   tq_data d;
   qs_data qd;
   if (task_data(l, &d)) {
-    d.queue[MLY_NAME_MAX] = '\0';
-    if ((q = row(r, d.queue)) == NULL) return MLY_ENOMEM;
+    if ((q = row(r, tq_d_queue(&d))) == NULL) return MLY_ENOMEM;
     switch (d.state) {
     case MLY_TASK_SCHEDULED: q->scheduled++; break;
     case MLY_TASK_WAITING: q->waiting++; break;

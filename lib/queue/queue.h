@@ -15,6 +15,7 @@
 #define MLY_QUEUE_H
 
 #include "mealy.h"
+#include "../freelist.h"
 #include "../value.h"
 
 #include <uthash.h>
@@ -31,12 +32,32 @@
 #define TQ_MAX_LEVELS 1000
 
 /* The task instance's data: saved byte for byte with every step. */
-typedef struct tq_data {
+/* Its first layout (type version 1), still read from old journals and
+ * converted on restore (tqdata.c): two fixed name arrays, mostly zeros,
+ * in every record. */
+typedef struct tq_data_v1 {
   char queue[MLY_NAME_MAX + 1];
   char target[MLY_NAME_MAX + 1];
-  uint8_t kind;  /* mly_task_kind */
-  uint8_t state; /* mly_task_state */
-  uint8_t pad[2];
+  uint8_t kind, state, pad[2];
+  int32_t priority, last_error;
+  uint32_t attempts, failures, pad2;
+  int64_t eta_ms, created_ms, first_run_ms;
+  uint64_t seq;
+  mly_retry retry;
+  char last_msg[MLY_TASK_MSG_MAX + 1];
+} tq_data_v1;
+
+/* Now (type version 2): numbers first, then the three strings packed
+ * one after another ("queue\0target\0last_msg\0") and zeros, which the
+ * journal trims from the end of a record.  `layout` tells the two apart:
+ * a version-1 record begins with its queue's name, a printable byte. */
+#define TQ_LAYOUT 2
+#define TQ_TEXT_MAX (2 * (MLY_NAME_MAX + 1) + MLY_TASK_MSG_MAX + 1)
+typedef struct tq_data {
+  uint8_t layout; /* TQ_LAYOUT */
+  uint8_t kind;   /* mly_task_kind */
+  uint8_t state;  /* mly_task_state */
+  uint8_t pad;
   int32_t priority;
   int32_t last_error;
   uint32_t attempts, failures;
@@ -44,8 +65,21 @@ typedef struct tq_data {
   int64_t eta_ms, created_ms, first_run_ms;
   uint64_t seq;
   mly_retry retry; /* as given: fields < 0 are the queue's */
-  char last_msg[MLY_TASK_MSG_MAX + 1];
+  char text[TQ_TEXT_MAX]; /* tqdata.c's accessors read and write it */
 } tq_data;
+
+/* tqdata.c */
+const char *tq_d_queue(const tq_data *d);
+const char *tq_d_target(const tq_data *d);
+const char *tq_d_msg(const tq_data *d);
+/* the three strings, each cut to its bound (queue and target at
+ * MLY_NAME_MAX, the message at MLY_TASK_MSG_MAX); zeros after */
+void tq_d_set_text(tq_data *d, const char *queue, const char *target,
+                   const char *msg);
+void tq_d_set_msg(tq_data *d, const char *msg);
+/* a version-1 layout converted in place, a text made NUL-safe (data read
+ * from a file); a current one left as it is */
+void tq_d_upgrade(tq_data *d);
 
 /* A queue's state instance's data (qstate.c; read offline by offline.c). */
 typedef struct qs_data {
@@ -168,6 +202,9 @@ struct tq_layer {
   tq_fn *fns;
   tq_fn starter;
   bool has_starter;
+  tq_fn *fn_last;       /* tq_fn_find's last answer (fns are freed only
+                           with the layer) */
+  freelist rec_pool, att_pool; /* freed records and attempts, reused */
   tq_rec **recs;        /* by the task's slot (its id's low 32 bits) */
   uint32_t nrecs;
   tq_added *added;

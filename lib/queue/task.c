@@ -80,19 +80,19 @@ static char *key_value(const tq_queue *q, const mly_value *payload) {
 
 /* Registers the task with its queue the first time (again after a
  * restart); true once a slot is granted. */
-static bool slot(mly_machine *m, tq_data *d) {
-  tq_layer *L = layer_of(m);
+static bool slot(tq_layer *L, mly_machine *m, tq_data *d) {
   mly_id id = mly_self(m);
   tq_rec *r = tq_rec_find(L, id);
   tq_states_sync(L); /* paused flags are known before anything starts */
   if (r == NULL) {
-    tq_queue *q = tq_queue_get(L, d->queue);
-    if (q == NULL || (r = calloc(1, sizeof *r)) == NULL) return false;
+    tq_queue *q = tq_queue_get(L, tq_d_queue(d));
+    if (q == NULL || (r = freelist_get(&L->rec_pool, sizeof *r)) == NULL)
+      return false;
     r->id = id;
     r->heap_idx = TQ_NO_HEAP;
     r->q = q;
     if (rec_put(L, r) < 0) {
-      free(r);
+      freelist_put(&L->rec_pool, r);
       return false;
     }
     r->keyval = key_value(q, mly_instance_context(L->rt, id));
@@ -108,8 +108,8 @@ static bool slot(mly_machine *m, tq_data *d) {
   return r->granted;
 }
 
-static bool reported(mly_machine *m) {
-  tq_rec *r = tq_rec_find(layer_of(m), mly_self(m));
+static bool reported(tq_layer *L, mly_machine *m) {
+  tq_rec *r = tq_rec_find(L, mly_self(m));
   if (r && r->finished) return true;
   if (mly_recovered(m) && (r == NULL || r->att == NULL)) {
     /* the crash interrupted it: run it again, not counted */
@@ -125,12 +125,11 @@ static bool reported(mly_machine *m) {
 
 static void set_msg(tq_data *d, int err, const char *msg) {
   d->last_error = err;
-  str_copy(d->last_msg, msg, sizeof d->last_msg);
+  tq_d_set_msg(d, msg);
 }
 
 /* What the attempt's outcome means for the task: true when it ends. */
-static bool settle(mly_machine *m, tq_data *d) {
-  tq_layer *L = layer_of(m);
+static bool settle(tq_layer *L, mly_machine *m, tq_data *d) {
   tq_rec *r = tq_rec_find(L, mly_self(m));
   mly_task_outcome o = MLY_TASK_RETRY_SINGULAR;
   if (r && r->finished) {
@@ -140,7 +139,8 @@ static bool settle(mly_machine *m, tq_data *d) {
     set_msg(d, MLY_ELOST, "interrupted by a restart");
   }
   if (r && o != MLY_TASK_OK) set_msg(d, r->err, r->msg);
-  tq_queue *q = tq_queue_get(L, d->queue);
+  /* the record resolved its queue once */
+  tq_queue *q = r ? r->q : tq_queue_get(L, tq_d_queue(d));
   if (o == MLY_TASK_OK) {
     if (q) q->succeeded++;
     return true;
@@ -195,8 +195,8 @@ static void revive(mly_machine *m, tq_data *d) {
   d->state = MLY_TASK_SCHEDULED;
 }
 
-static void added(mly_machine *m, int status) {
-  tq_layer *L = layer_of(m);
+static void added(tq_layer *L, mly_machine *m, int status) {
+  if (L->added == NULL) return;
   mly_id id = mly_self(m);
   tq_added *a = NULL;
   HASH_FIND(hh, L->added, &id, sizeof id, a);
@@ -211,18 +211,20 @@ static int64_t until(int64_t eta_ms) {
   return d > 0 ? d : 0;
 }
 
-static bool drained(mly_machine *m) {
-  tq_rec *r = tq_rec_find(layer_of(m), mly_self(m));
+static bool drained(tq_layer *L, mly_machine *m) {
+  tq_rec *r = tq_rec_find(L, mly_self(m));
   return r == NULL || r->pool_inflight == 0;
 }
 
 static int task_run(mly_machine *m, void *data) {
   tq_data *d = data;
+  tq_layer *L = layer_of(m); /* once per step: a lookup by key */
+  if (d->layout != TQ_LAYOUT) tq_d_upgrade(d); /* restored from version 1 */
   MLY_BEGIN(m);
-  added(m, 0);
+  added(L, m, 0);
   for (;;) {
     if (d->state == MLY_TASK_DEAD) {
-      MLY_AWAIT_AT(m, task_dead, layer_of(m)->ev_retry, -1);
+      MLY_AWAIT_AT(m, task_dead, L->ev_retry, -1);
       if (mly_current_event(m) == NULL) MLY_EXIT(m, MLY_ECANCELED);
       revive(m, d);
     }
@@ -231,15 +233,15 @@ static int task_run(mly_machine *m, void *data) {
     if (mly_shutdown_requested(m)) MLY_EXIT(m, MLY_ECANCELED);
     d->state = MLY_TASK_WAITING;
     MLY_WAIT_UNTIL_AT(m, task_waiting,
-                      slot(m, d) || mly_shutdown_requested(m));
+                      slot(L, m, d) || mly_shutdown_requested(m));
     if (mly_shutdown_requested(m)) MLY_EXIT(m, MLY_ECANCELED);
     d->state = MLY_TASK_RUNNING;
     d->attempts++;
     if (d->first_run_ms == 0) d->first_run_ms = tq_wall_ms();
-    tq_attempt_start(layer_of(m), tq_rec_find(layer_of(m), mly_self(m)), d);
-    MLY_WAIT_UNTIL_AT(m, task_running, reported(m));
-    if (settle(m, d)) {
-      MLY_WAIT_UNTIL_AT(m, task_finishing, drained(m));
+    tq_attempt_start(L, tq_rec_find(L, mly_self(m)), d);
+    MLY_WAIT_UNTIL_AT(m, task_running, reported(L, m));
+    if (settle(L, m, d)) {
+      MLY_WAIT_UNTIL_AT(m, task_finishing, drained(L, m));
       MLY_EXIT(m, 0);
     }
   }
@@ -257,10 +259,10 @@ static void task_fini(mly_machine *m, void *data) {
     tq_forget(r);
     L->recs[(uint32_t)id] = NULL;
     free(r->keyval);
-    free(r);
+    freelist_put(&L->rec_pool, r);
   }
   tq_added *a = NULL;
-  HASH_FIND(hh, L->added, &id, sizeof id, a);
+  if (L->added) HASH_FIND(hh, L->added, &id, sizeof id, a);
   if (a) { /* it went before its first step: not known durable */
     int err = mly_journal_error(L->rt);
     HASH_DEL(L->added, a);
@@ -274,7 +276,8 @@ int tq_task_register(tq_layer *L) {
                       .run = task_run,
                       MLY_TYPE_POINTS(task),
                       .data_size = sizeof(tq_data),
-                      .version = 1,
+                      .version = 2, /* tq_data's packed layout */
+                      .min_version = 1,
                       .flags = MLY_TYPE_DURABLE,
                       .fini = task_fini};
   return mly_type_register(L->rt, &def, &L->type);
@@ -327,8 +330,8 @@ int mly_task_add(mly_runtime *rt, const mly_task_target *what,
   }
   tq_data d;
   memset(&d, 0, sizeof d);
-  str_copy(d.queue, qn, sizeof d.queue);
-  str_copy(d.target, what->name, sizeof d.target);
+  d.layout = TQ_LAYOUT;
+  tq_d_set_text(&d, qn, what->name, NULL);
   d.kind = (uint8_t)what->kind;
   d.state = MLY_TASK_SCHEDULED;
   d.priority = o->priority;

@@ -26,11 +26,11 @@ void tq_task_info(const tq_data *d, mly_id id, const char *n,
                   mly_task_info *out) {
   memset(out, 0, sizeof *out);
   out->id = id;
-  out->queue = d->queue;
-  size_t pre = strlen(TQ_NAME_PREFIX) + strlen(d->queue) + 1;
+  out->queue = tq_d_queue(d);
+  size_t pre = strlen(TQ_NAME_PREFIX) + strlen(out->queue) + 1;
   out->name = n && strlen(n) > pre ? n + pre : NULL;
   out->target.kind = d->kind;
-  out->target.name = d->target;
+  out->target.name = tq_d_target(d);
   out->state = d->state;
   out->priority = d->priority;
   out->eta_ms = d->eta_ms;
@@ -39,16 +39,19 @@ void tq_task_info(const tq_data *d, mly_id id, const char *n,
   out->attempts = d->attempts;
   out->failures = d->failures;
   out->last_error = d->last_error;
-  out->last_msg = d->last_msg;
+  out->last_msg = tq_d_msg(d);
   out->payload = payload;
   tq_resolve(q, &d->retry, &out->retry);
 }
 
 static int fill(tq_layer *L, mly_id id, mly_task_info *out) {
-  const tq_data *d = mly_instance_data(L->rt, id);
+  tq_data *d = mly_instance_data(L->rt, id);
   if (d == NULL) return MLY_ESRCH;
+  /* restored from version 1, its body has not run yet: converted here
+   * (the same task, the same meaning), as its body would */
+  if (d->layout != TQ_LAYOUT) tq_d_upgrade(d);
   tq_queue *q = NULL;
-  HASH_FIND_STR(L->queues, d->queue, q);
+  HASH_FIND_STR(L->queues, tq_d_queue(d), q);
   tq_task_info(d, id, mly_instance_name(L->rt, id),
                mly_instance_context(L->rt, id), q, out);
   return 0;
@@ -98,9 +101,11 @@ int mly_task_retry(mly_runtime *rt, mly_id id, const mly_retry *fresh) {
   tq_layer *L = tq_get(rt);
   if (L == NULL) return MLY_ENOENT;
   if (!is_task(L, id)) return MLY_ESRCH;
-  const tq_data *d = mly_instance_data(rt, id);
+  tq_data *d = mly_instance_data(rt, id);
+  if (d->layout != TQ_LAYOUT) tq_d_upgrade(d); /* as fill() */
   if (d->state != MLY_TASK_DEAD) return MLY_EINVAL;
-  if (fresh && tq_check_retry(fresh, d->queue, NULL, 0) < 0) return MLY_EINVAL;
+  if (fresh && tq_check_retry(fresh, tq_d_queue(d), NULL, 0) < 0)
+    return MLY_EINVAL;
   mly_retry unset = MLY_RETRY_UNSET;
   const mly_retry *r = fresh ? fresh : &unset;
   /* journaled with the event: a map by name, not the C struct's bytes */
