@@ -695,6 +695,99 @@ START_TEST(outage_past_lease) {
 }
 END_TEST
 
+/* ---- a 16 MiB context: bytea as binary parameters ---- */
+
+#define BIG (16u << 20)
+static size_t big_seen;
+typedef struct bigm {
+  uint32_t phase;
+} bigm;
+#define BIG_POINTS(X) X(bigm, set) X(bigm, park)
+MLY_POINTS(bigm, BIG_POINTS);
+
+static int big_run(mly_machine *m, void *data) {
+  bigm *g = data;
+  MLY_BEGIN(m);
+  if (!mly_recovered(m)) {
+    unsigned char *p = malloc(BIG);
+    ck_assert_ptr_nonnull(p);
+    for (size_t i = 0; i < BIG; i++) p[i] = (unsigned char)(i * 131 + 7);
+    mly_value *v = mly_value_bin(p, BIG);
+    free(p);
+    ck_assert_ptr_nonnull(v);
+    mly_context_set(m, v);
+  }
+  MLY_SLEEP_AT(m, bigm_set, 1);
+  for (;;) { /* after a recovery too */
+    const void *p = NULL;
+    size_t len = 0;
+    mly_value *v = mly_context(m);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(mly_value_get_bin(v, &p, &len), 0);
+    ck_assert_uint_eq(len, BIG);
+    for (size_t i = 0; i < BIG; i += 4099)
+      ck_assert_uint_eq(((const unsigned char *)p)[i],
+                        (unsigned char)(i * 131 + 7));
+    big_seen = len;
+    g->phase++;
+    MLY_SLEEP_AT(m, bigm_park, 20);
+  }
+  MLY_END(m);
+}
+
+static void on_big_tick(uv_timer_t *t) {
+  if (!big_seen) return;
+  uv_close((uv_handle_t *)t, NULL);
+  mly_runtime_shutdown(t->data, 0);
+}
+
+static void big_round(uint64_t *recovered) {
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = {.name = "bigm", .run = big_run, MLY_TYPE_POINTS(bigm),
+                      .data_size = sizeof(bigm), .version = 1,
+                      .flags = MLY_TYPE_DURABLE};
+  mly_type *ty = h_type(rt, &def);
+  mly_store_pg_options o = {.conninfo = store_db};
+  char err[512];
+  ck_assert_msg(mly_store_postgres(rt, &o, err, sizeof err) == 0, "%s", err);
+  mly_journal_stats js;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
+  *recovered = js.recovered;
+  if (!js.recovered) {
+    bigm g = {0};
+    h_spawn(rt, ty, &g, sizeof g);
+  }
+  big_seen = 0;
+  uv_timer_t t;
+  uv_timer_init(mly_runtime_loop(rt), &t);
+  t.data = rt;
+  uv_timer_start(&t, on_big_tick, 5, 5);
+  ck_assert_int_eq(mly_runtime_run(rt), 0);
+  ck_assert_int_eq(mly_journal_error(rt), 0);
+  mly_runtime_close(rt);
+}
+
+/* The context goes in and comes back whole, and the row holds it as
+ * bytes (not text): octet_length is the msgpack's, a little over 16 MiB. */
+START_TEST(context_16_mib) {
+  fresh_db();
+  snprintf(store_db, sizeof store_db, "%s application_name=mlynet", db);
+  uint64_t rec = 0;
+  uv_loop_t *l = uv_default_loop();
+  uv_update_time(l);
+  uint64_t t0 = uv_hrtime();
+  big_round(&rec);
+  ck_assert_uint_eq(rec, 0);
+  int64_t len = sql_int("SELECT octet_length(context) FROM mealy.instances");
+  ck_assert_int_ge(len, BIG);
+  ck_assert_int_le(len, BIG + 16);
+  big_round(&rec); /* recovered: the context read back */
+  ck_assert_uint_eq(rec, 1);
+  fprintf(stderr, "context_16_mib: %.2f s (two runtimes)\n",
+          (double)(uv_hrtime() - t0) / 1e9);
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_net", conninfo());
   Suite *s = suite_create("pg_net");
@@ -703,6 +796,7 @@ int main(void) {
   tcase_add_test(tc, kill_points);
   tcase_add_test(tc, restart_under_load);
   tcase_add_test(tc, outage_past_lease);
+  tcase_add_test(tc, context_16_mib);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }
