@@ -132,7 +132,7 @@ void put_event(mly_runtime *rt, jbuf *b, mly_id to,
   jb_uint(b, to);
   put_evid(rt, b, e->id);
   jb_uint(b, e->from);
-  jb_uint(b, e->flags & ~EVF_DURABLE_POST);
+  jb_uint(b, e->flags & ~(EVF_DURABLE_POST | EVF_REMOTE));
   jb_uint(b, e->corr);
   jb_int(b, e->status);
   jb_int(b, e->aux);
@@ -219,6 +219,26 @@ bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
     ev_free(rt, e);
   }
   want_flush(rt);
+  return true;
+}
+
+/* e NULL: only whether a send from `from` to `to` is one (a durable
+ * step's, over a shared store, to an id this process does not hold: its
+ * owner may be another process).  The event goes into the step's outbox
+ * with an eid, into the step's record (the store inserts it in the
+ * step's transaction and wakes the owner), and nowhere here. */
+bool durable_send_remote(mly_runtime *rt, mly_id from, mly_id to,
+                         mly_event *e, int *rc) {
+  dur_state *d = rt->dur;
+  mly_inst *run = rt->running;
+  if (d == NULL || d->s->slot_hi == 0 || to == 0 || run == NULL ||
+      run->id != from || !inst_durable(rt, run) || inst_get(rt, to) != NULL)
+    return false;
+  if (e == NULL) return true;
+  e->eid = ++d->next_eid;
+  e->flags |= EVF_REMOTE;
+  *rc = PUSH(d, out, ((dur_out){to, e}));
+  if (*rc < 0) ev_free(rt, e);
   return true;
 }
 
@@ -442,9 +462,10 @@ static void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e,
     if (m != NULL) inst_request_shutdown(m);
     return;
   }
-  mly_inst *dst = rc < 0 ? NULL : inst_get(rt, to);
+  mly_inst *dst = rc < 0 || (e->flags & EVF_REMOTE) ? NULL : inst_get(rt, to);
   if (dst == NULL) {
-    if (rc == 0) rt->st.undeliverable++;
+    /* a remote one went to its owner through the store */
+    if (rc == 0 && !(e->flags & EVF_REMOTE)) rt->st.undeliverable++;
     ev_free(rt, e);
     return;
   }
@@ -537,6 +558,33 @@ static void hook_evict(void *arg, const mly_id *ids, size_t n) {
   }
 }
 
+/* Records a shared store hands up while running (recover.c): what
+ * fails is said on stderr, and the store fails with it. */
+static int hook_records(void *arg, const unsigned char *records, size_t len,
+                        int (*fn)(mly_runtime *, const unsigned char *, size_t,
+                                  char *, size_t),
+                        const char *what) {
+  mly_runtime *rt = arg;
+  char err[512];
+  int rc = fn(rt, records, len, err, sizeof err);
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    fprintf(stderr, "mealy: %s: %s\n", what, err[0] ? err : mly_strerror(rc));
+  return rc;
+}
+
+/* A dead process's instances this one claimed: back as at open. */
+static int hook_adopt(void *arg, const unsigned char *records, size_t len) {
+  return hook_records(arg, records, len, durable_adopt,
+                      "adopting instances");
+}
+
+/* Events other processes committed for instances here. */
+static int hook_deliver(void *arg, const unsigned char *records,
+                        size_t len) {
+  return hook_records(arg, records, len, durable_deliver_records,
+                      "delivering events of other processes");
+}
+
 /* The store's last handle is gone: it held the runtime open. */
 static void hook_closed(void *arg) { rt_release(arg); }
 
@@ -544,7 +592,8 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
   s->hooks = (store_hooks){.arg = rt, .done = hook_done,
                            .closed = hook_closed,
                            .committed = hook_committed,
-                           .failed = hook_failed, .evict = hook_evict};
+                           .failed = hook_failed, .evict = hook_evict,
+                           .adopt = hook_adopt, .deliver = hook_deliver};
   rt->open_handles++; /* released by hook_closed */
 }
 

@@ -81,6 +81,15 @@ int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
 int durable_open_check(mly_runtime *rt, const mly_journal_options *opt,
                        char *err, size_t errlen);
 int durable_compact_now(mly_runtime *rt);
+/* store_hooks.adopt: records (framed SNAP, INST..., EVENT..., SNAPEND)
+ * another process's instances this one claimed while running, restored
+ * as at open.  MLY_ESHUTDOWN while stopping; else errors as recovery's. */
+int durable_adopt(mly_runtime *rt, const unsigned char *p, size_t len,
+                  char *err, size_t errlen);
+/* store_hooks.deliver: framed EVENT records for instances here, into
+ * their inboxes in order. */
+int durable_deliver_records(mly_runtime *rt, const unsigned char *p,
+                            size_t len, char *err, size_t errlen);
 /* s reports to rt's durable layer, and holds rt open until it closed. */
 void durable_set_hooks(mly_runtime *rt, mly_store *s);
 void put_event(mly_runtime *rt, jbuf *b, mly_id to, const mly_event *e);

@@ -166,7 +166,9 @@ void inbox_clear(mly_runtime *rt, mly_inst *m) {
 int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
             uint32_t flags, uint64_t corr, mly_value *payload) {
   mly_inst *dst = inst_get(rt, to);
-  if (dst == NULL) {
+  bool remote = dst == NULL && rt->dur && durable_send_remote(rt, from, to,
+                                                              NULL, NULL);
+  if (dst == NULL && !remote) {
     mly_value_free(payload);
     return MLY_ESRCH;
   }
@@ -181,6 +183,7 @@ int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
   e->corr = corr;
   e->payload = payload;
   int rc;
+  if (remote) return durable_send_remote(rt, from, to, e, &rc), rc;
   if (rt->dur && durable_send(rt, from, dst, e, &rc)) return rc;
   return ev_deliver(rt, dst, e);
 }

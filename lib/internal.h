@@ -155,6 +155,9 @@ void intern_free(mly_intern *t);
 #define EVF_DURABLE_POST 0x80000000u
 /* A shutdown request queued behind journaled events (durable.c). */
 #define EVF_SHUTDOWN_REQ 0x40000000u
+/* A durable step's send to an id held by no instance here, over a shared
+ * store: it reaches its owner through the database (durable.c). */
+#define EVF_REMOTE 0x20000000u
 typedef struct post_cb_box {
   mly_post_cb cb;
   void *arg;
@@ -302,6 +305,11 @@ void notify_parent_event(mly_runtime *rt, mly_inst *p, mly_event *e);
 /* durable.c: the runtime's side of the journal */
 bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
                   int *rc);
+/* A durable step's send to an id not in this process, over a shared
+ * store: it goes through the database to the process that owns it
+ * (true: taken, *rc says how).  false: not such a send. */
+bool durable_send_remote(mly_runtime *rt, mly_id from, mly_id to,
+                         mly_event *e, int *rc);
 void durable_spawned(mly_runtime *rt, mly_inst *m);
 /* 0, or < 0: the step cannot be committed (its context does not encode,
  * its record passes the bound): nothing of it was kept, end it */

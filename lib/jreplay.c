@@ -350,6 +350,9 @@ int rp_record(const jrec *rec, void *arg) {
     else {
       if (eid > r->max_eid) r->max_eid = eid;
       if (corr > r->max_corr) r->max_corr = corr;
+      r->snap_eid = eid;
+      r->snap_corr = corr;
+      r->snapped = true;
     }
     break;
   }

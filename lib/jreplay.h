@@ -88,6 +88,10 @@ typedef struct replay {
   rp_tomb *tombs;         /* by name (uthash) */
   uint64_t ntombs;
   uint64_t max_eid, max_corr;
+  /* the last SNAP's counters: a shared store's own (node << 40), which
+   * events made by other processes must not move */
+  uint64_t snap_eid, snap_corr;
+  bool snapped;
   char *err;
   size_t errlen;
 } replay;

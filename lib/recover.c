@@ -342,6 +342,31 @@ static int keep_parked_event(mly_runtime *rt, const rp_event *e) {
   return 0;
 }
 
+/* The event a record holds, made again. */
+static int event_of(mly_runtime *rt, const rp_event *x, mly_event **out,
+                    char *err, size_t errlen) {
+  mly_event *e = ev_new(rt);
+  if (e == NULL) return MLY_ENOMEM;
+  int rc = ev_id_of(rt, x->ev, x->name, x->nlen, &e->id);
+  e->from = x->from;
+  e->flags = (uint32_t)x->flags;
+  e->corr = x->corr;
+  e->status = x->status;
+  e->aux = x->aux;
+  e->eid = x->eid;
+  if (rc == 0 && x->payload &&
+      mly_value_decode(x->payload, x->plen, &e->payload) < 0)
+    rc = jr_errf(err, errlen, MLY_EBADMSG, "event %llu for instance %llu: its "
+              "payload is not a value", (unsigned long long)x->eid,
+              (unsigned long long)x->to);
+  if (rc < 0) {
+    ev_free(rt, e);
+    return rc;
+  }
+  *out = e;
+  return 0;
+}
+
 static int restore_events(mly_runtime *rt, replay *r, char *err,
                           size_t errlen) {
   rp_event **v = malloc((r->pending + 1) * sizeof *v);
@@ -358,28 +383,9 @@ static int restore_events(mly_runtime *rt, replay *r, char *err,
       if (is_parked(rt->dur, x->to)) rc = keep_parked_event(rt, x);
       continue; /* its target ended: nobody will read it */
     }
-    mly_event *e = ev_new(rt);
-    if (e == NULL) {
-      rc = MLY_ENOMEM;
-      break;
-    }
-    rc = ev_id_of(rt, x->ev, x->name, x->nlen, &e->id);
-    e->from = x->from;
-    e->flags = (uint32_t)x->flags;
-    e->corr = x->corr;
-    e->status = x->status;
-    e->aux = x->aux;
-    e->eid = x->eid;
-    if (rc == 0 && x->payload &&
-        mly_value_decode(x->payload, x->plen, &e->payload) < 0)
-      rc = jr_errf(err, errlen, MLY_EBADMSG, "event %llu for instance %llu: its "
-                "payload is not a value", (unsigned long long)x->eid,
-                (unsigned long long)x->to);
-    if (rc < 0) {
-      ev_free(rt, e);
-      break;
-    }
-    inbox_append(m, e);
+    mly_event *e = NULL;
+    rc = event_of(rt, x, &e, err, errlen);
+    if (rc == 0) inbox_append(m, e);
   }
   free(v);
   return rc;
@@ -500,7 +506,24 @@ static int hold_parked_slots(mly_runtime *rt) {
   return 0;
 }
 
-static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
+/* Adoption (the runtime runs): slots on the free list are only this
+ * process's own empty ones; one an adopted instance now holds leaves it
+ * (never one of the range's, the store's promise; checked all the same). */
+static void drop_held_slots(mly_runtime *rt) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < rt->nfree; i++) {
+    uint32_t s = rt->free_slots[i];
+    if (s < rt->nslots && rt->slots[s] == NULL) rt->free_slots[n++] = s;
+  }
+  rt->nfree = n;
+}
+
+/* Brings the instances of r back.  adopt: the runtime runs already (a
+ * shared store handed them over, durable_adopt): the slot table keeps its
+ * free list and confinement, and the eid and correlation counters stay
+ * this process's own. */
+static int rebuild(mly_runtime *rt, replay *r, bool adopt, char *err,
+                   size_t errlen) {
   uint32_t nslots = 0;
   for (size_t i = 0; i < r->ninsts; i++) {
     uint32_t s = (uint32_t)r->insts[i].id;
@@ -574,9 +597,13 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
     dur_state *d = rt->dur; /* is_parked searches them */
     if (d->nparked > 1)
       qsort(d->parked, d->nparked, sizeof *d->parked, parked_by_id);
-    rc = slots_finish(rt);
+    if (adopt) {
+      drop_held_slots(rt);
+    } else {
+      rc = slots_finish(rt);
+      if (rc == 0 && st->slot_hi) slots_confine(rt, st->slot_lo, st->slot_hi);
+    }
     if (rc == 0) rc = hold_parked_slots(rt);
-    if (rc == 0 && st->slot_hi) slots_confine(rt, st->slot_lo, st->slot_hi);
   }
   if (rc == 0) {
     qsort(bs, n, sizeof *bs, by_id); /* links: the newest child first */
@@ -590,8 +617,13 @@ static int rebuild(mly_runtime *rt, replay *r, char *err, size_t errlen) {
     rc = name_tomb(rt, t->name, t->len, t->id, (int32_t)t->status,
                    t->ended_ms); /* a live holder wins; expired: dropped */
   if (rc == 0) {
-    if (r->max_corr > rt->corr_next) rt->corr_next = r->max_corr;
-    rt->dur->next_eid = r->max_eid;
+    /* a shared store's eids and correlations are this node's own
+     * (node << 40, its SNAP): those of other processes' events, which
+     * its snapshot holds too, are in their nodes' spaces */
+    bool own = st->slot_hi && r->snapped;
+    uint64_t corr = own ? r->snap_corr : r->max_corr;
+    if (!adopt && corr > rt->corr_next) rt->corr_next = corr;
+    if (!adopt) rt->dur->next_eid = own ? r->snap_eid : r->max_eid;
     rt_keep_alive(rt);
     rc = rearm(rt, bs, n);
   }
@@ -654,7 +686,7 @@ int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
   rc = store_recover(s, rp_record, &r, err, errlen);
   if (rc == 0) {
     rt->dur = d;
-    rc = rebuild(rt, &r, err, errlen);
+    rc = rebuild(rt, &r, false, err, errlen);
   }
   store_recover_end(s);
   rp_free(&r);
@@ -678,6 +710,67 @@ int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
                                  "into a fresh directory)" : "");
   }
   rt_schedule(rt);
+  return rc;
+}
+
+/* A shared store claimed more instances while the runtime runs: p holds
+ * them as framed records (JR_HDR, then the body: SNAP, INST..., EVENT...,
+ * SNAPEND), folded as recovery folds them and brought back the same way
+ * (parked when this code cannot run them, overdue timers at once). */
+int durable_adopt(mly_runtime *rt, const unsigned char *p, size_t len,
+                  char *err, size_t errlen) {
+  if (rt->dur == NULL || rt->stopping || rt->closing) return MLY_ESHUTDOWN;
+  err[0] = '\0';
+  replay r = {.err = err, .errlen = errlen};
+  int rc = 0;
+  for (size_t off = 0; rc == 0 && off < len;) {
+    uint32_t n = len - off >= JR_HDR ? jr_le32(p + off) : 0;
+    if (len - off < JR_HDR || n > len - off - JR_HDR) {
+      rc = jr_errf(err, errlen, MLY_EBADMSG, "adopted records: a record "
+                   "past the end at offset %zu", off);
+      break;
+    }
+    jrec rec = {.body = p + off + JR_HDR, .len = n, .file = "adopted",
+                .offset = off};
+    rc = rp_record(&rec, &r);
+    off += JR_HDR + n;
+  }
+  if (rc == 0) rc = rebuild(rt, &r, true, err, errlen);
+  rp_free(&r);
+  if (rc == 0) rt_schedule(rt);
+  return rc;
+}
+
+/* store_hooks.deliver: EVENT records (framed) that other processes
+ * committed for instances this one owns, in commit order per sender:
+ * into their inboxes as a journaled event after its commit (their
+ * consumption is a took like any other).  One for an instance that is
+ * not here (it ended, or left) is skipped. */
+int durable_deliver_records(mly_runtime *rt, const unsigned char *p,
+                            size_t len, char *err, size_t errlen) {
+  if (rt->dur == NULL || rt->stopping || rt->closing) return MLY_ESHUTDOWN;
+  err[0] = '\0';
+  int rc = 0;
+  for (size_t off = 0; rc == 0 && off < len;) {
+    uint32_t n = len - off >= JR_HDR ? jr_le32(p + off) : 0;
+    if (len - off < JR_HDR || n > len - off - JR_HDR)
+      return jr_errf(err, errlen, MLY_EBADMSG, "delivered records: a record "
+                     "past the end at offset %zu", off);
+    jcur c = {p + off + JR_HDR, p + off + JR_HDR + n, false};
+    uint32_t nf;
+    uint64_t seq, kind;
+    rp_event x;
+    off += JR_HDR + n;
+    if (!jc_array(&c, &nf) || !jc_uint(&c, &seq) || !jc_uint(&c, &kind) ||
+        kind != JR_EVENT || !rp_parse_event(&c, &x))
+      return jr_errf(err, errlen, MLY_EBADMSG, "delivered records: not an "
+                     "EVENT record before offset %zu", off);
+    mly_inst *m = inst_get(rt, x.to);
+    if (m == NULL || !inst_durable(rt, m)) continue;
+    mly_event *e = NULL;
+    rc = event_of(rt, &x, &e, err, errlen);
+    if (rc == 0) rc = ev_deliver(rt, m, e);
+  }
   return rc;
 }
 

@@ -11,7 +11,10 @@
  * the background, given up by a clean stop (the next process claims at
  * once), and one that ran out in the database evicts; a process
  * SIGSTOPped past its lease and continued commits nothing of the
- * instances the next one took, and says so.
+ * instances the next one took, and says so.  While running, a live
+ * process takes over what a SIGKILLed one left once its lease ran out;
+ * two live processes racing for it: exactly one wins, every counter ends
+ * once, at its target; one that does not know the type parks them.
  */
 #include "harness.h"
 
@@ -430,7 +433,8 @@ static int tally_run(mly_machine *m, void *data) {
 
 /* One worker process: claims what dead ones left, runs until its work is
  * done (then gives its lease up) or it is killed. */
-static void tally_worker(int first_idx, int n) {
+static void tally_worker(int first_idx, int n, uint32_t target,
+                         uint32_t sleep_ms) {
   mly_runtime *rt = h_runtime();
   mly_type_def def = {.name = "tally", .run = tally_run,
                       MLY_TYPE_POINTS(counter), .data_size = sizeof(counter),
@@ -443,8 +447,8 @@ static void tally_worker(int first_idx, int n) {
     _exit(3);
   }
   for (int i = 0; i < n; i++) {
-    counter c = {.idx = (uint32_t)(first_idx + i), .target = 150,
-                 .sleep_ms = 3};
+    counter c = {.idx = (uint32_t)(first_idx + i), .target = target,
+                 .sleep_ms = sleep_ms};
     if (mly_spawn(rt, t, &c, sizeof c, NULL) < 0) _exit(4);
   }
   mly_runtime_run(rt);
@@ -454,7 +458,7 @@ static void tally_worker(int first_idx, int n) {
 static pid_t start_worker(int first_idx, int n) {
   pid_t p = fork();
   ck_assert_int_ge(p, 0);
-  if (p == 0) tally_worker(first_idx, n);
+  if (p == 0) tally_worker(first_idx, n, 150, 3);
   return p;
 }
 
@@ -471,6 +475,12 @@ START_TEST(three_processes_sigkill) {
   enum { PROCS = 3, EACH = 10, ROUNDS = 8 };
   pid_t w[PROCS];
   for (int k = 0; k < PROCS; k++) w[k] = start_worker(k * EACH, EACH);
+  /* every counter's create committed before the first kill (one killed
+   * before would never have existed: nothing to keep) */
+  for (int i = 0; i < 3000 && sql_int("SELECT count(*) FROM mealy.instances") <
+                                  PROCS * EACH;
+       i++)
+    usleep(10000);
   srand((unsigned)getpid());
   int kills = 0;
   for (int r = 0; r < ROUNDS; r++) {
@@ -523,6 +533,344 @@ START_TEST(three_processes_sigkill) {
 }
 END_TEST
 
+/* ---- takeover while running ---- */
+
+/* A process that runs no counters of its own: it keeps its loop until
+ * killed, taking over what dead ones left (tally_run writes a line per
+ * counter that ended).  with_type false: it does not know "tally" (what
+ * it takes over is parked; it writes how many to fd). */
+static void never(uv_timer_t *t) {
+  (void)t;
+  abort(); /* ten minutes: the test that started it is long gone */
+}
+
+static void idle_worker(bool with_type, int fd) {
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = {.name = "tally", .run = tally_run,
+                      MLY_TYPE_POINTS(counter), .data_size = sizeof(counter),
+                      .version = 1, .flags = MLY_TYPE_DURABLE};
+  if (with_type) h_type(rt, &def);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = 400};
+  char err[512];
+  if (mly_store_postgres(rt, &o, err, sizeof err) < 0) {
+    fprintf(stderr, "worker: %s\n", err);
+    _exit(3);
+  }
+  uv_timer_t keep; /* the loop runs with no instance of its own */
+  uv_timer_init(mly_runtime_loop(rt), &keep);
+  uv_timer_start(&keep, never, 600000, 0);
+  size_t told = 0;
+  for (;;) {
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+    if (mly_journal_error(rt) != 0) _exit(5);
+    if (!with_type && rt->dur->nparked != told) {
+      told = rt->dur->nparked;
+      char line[32];
+      int k = snprintf(line, sizeof line, "%zu\n", told);
+      if (write(fd, line, (size_t)k) != k) _exit(6);
+    }
+  }
+}
+
+static pid_t start_idle(bool with_type, int fd) {
+  pid_t p = fork();
+  ck_assert_int_ge(p, 0);
+  if (p == 0) idle_worker(with_type, fd);
+  return p;
+}
+
+/* A process that runs n tally counters (lease 400 ms) until killed. */
+static pid_t start_counters(int n, uint32_t target, uint32_t sleep_ms) {
+  pid_t a = fork();
+  ck_assert_int_ge(a, 0);
+  if (a == 0) tally_worker(0, n, target, sleep_ms);
+  return a;
+}
+
+/* A runs counters; B and C run none and stay; A is killed: once its
+ * lease ran out exactly one of B and C takes its node over (one
+ * taken_by, one adopter), and every counter ends there exactly once, at
+ * its target and the same step. */
+START_TEST(live_takeover_race) {
+  fresh_db();
+  char path[] = "/tmp/mly-pgadopt.XXXXXX";
+  done_fd = mkstemp(path);
+  ck_assert_int_ge(done_fd, 0);
+  enum { N = 20, TARGET = 400 };
+  pid_t b = start_idle(true, -1), c = start_idle(true, -1);
+  pid_t a = start_counters(N, TARGET, 2);
+  /* a good part of A's steps committed, none ended */
+  for (int i = 0; i < 3000 && sql_int("SELECT coalesce(min(step), 0) FROM "
+                                      "mealy.instances") < 20;
+       i++)
+    usleep(10000);
+  ck_assert_int_ge(sql_int("SELECT min(step) FROM mealy.instances"), 20);
+  kill(a, SIGKILL);
+  int status;
+  ck_assert_int_eq(waitpid(a, &status, 0), a);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), N);
+  /* B or C continues them: they end, with no process started */
+  for (int i = 0; i < 6000 && sql_int("SELECT count(*) FROM mealy.instances") > 0;
+       i++)
+    usleep(10000);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.nodes WHERE taken_by "
+                           "IS NOT NULL"),
+                   1);
+  /* the one that took it holds A's range; the other none of it */
+  ck_assert_int_eq(sql_int("SELECT count(DISTINCT taken_by) FROM mealy.nodes"),
+                   1);
+  /* both still run (neither was fenced into failing) */
+  ck_assert_int_eq(waitpid(b, &status, WNOHANG), 0);
+  ck_assert_int_eq(waitpid(c, &status, WNOHANG), 0);
+  kill(b, SIGKILL);
+  kill(c, SIGKILL);
+  waitpid(b, &status, 0);
+  waitpid(c, &status, 0);
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  unsigned seen[N] = {0}, idx, n;
+  uint64_t step, step0 = 0;
+  while (fscanf(f, "%u %u %" SCNu64, &idx, &n, &step) == 3) {
+    ck_assert_uint_lt(idx, N);
+    ck_assert_uint_eq(n, TARGET);
+    if (step0 == 0) step0 = step;
+    ck_assert_uint_eq(step, step0);
+    seen[idx]++;
+  }
+  fclose(f);
+  for (int i = 0; i < N; i++)
+    ck_assert_msg(seen[i] == 1, "counter %d ended %u times", i, seen[i]);
+  unlink(path);
+}
+END_TEST
+
+/* The live process that takes over does not know the type: the
+ * instances are parked there (as at open), kept in the database. */
+START_TEST(live_takeover_parks) {
+  fresh_db();
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  done_fd = -1;
+  pid_t b = start_idle(false, p[1]);
+  close(p[1]);
+  pid_t a = start_counters(5, 1000000, 5);
+  for (int i = 0; i < 3000 && sql_int("SELECT coalesce(min(step), 0) FROM "
+                                      "mealy.instances") < 3;
+       i++)
+    usleep(10000);
+  kill(a, SIGKILL);
+  int status;
+  waitpid(a, &status, 0);
+  FILE *f = fdopen(p[0], "r");
+  unsigned parked = 0;
+  ck_assert_int_eq(fscanf(f, "%u", &parked), 1); /* blocks until told */
+  fclose(f);
+  ck_assert_uint_eq(parked, 5);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances i JOIN "
+                           "mealy.nodes n ON n.id = i.owner WHERE "
+                           "n.taken_by IS NULL"),
+                   5);
+  kill(b, SIGKILL);
+  waitpid(b, &status, 0);
+}
+END_TEST
+
+/* ---- events between processes ---- */
+
+#define PING 7
+#define PONG 8
+enum { PP_N = 150 };
+typedef struct pp {
+  uint32_t n;
+  mly_id peer;
+} pp;
+#define PINGER_POINTS(X) X(pinger, asked)
+MLY_POINTS(pinger, PINGER_POINTS);
+#define PONGER_POINTS(X) X(ponger, listen)
+MLY_POINTS(ponger, PONGER_POINTS);
+
+static void pp_line(const char *who, uint32_t n) {
+  char line[32];
+  int k = snprintf(line, sizeof line, "%s %u\n", who, n);
+  if (write(done_fd, line, (size_t)k) != k) abort();
+}
+
+static int pinger_run(mly_machine *m, void *data) {
+  pp *p = data;
+  MLY_BEGIN(m);
+  while (p->n < PP_N) {
+    if (mly_send(m, p->peer, PING, NULL) < 0) abort();
+    MLY_AWAIT_AT(m, pinger_asked, PONG, -1);
+    p->n++;
+  }
+  pp_line("P", p->n);
+  MLY_END(m);
+}
+
+static int ponger_run(mly_machine *m, void *data) {
+  pp *p = data;
+  MLY_BEGIN(m);
+  while (p->n < PP_N) {
+    MLY_AWAIT_AT(m, ponger_listen, PING, -1);
+    if (mly_send(m, mly_current_event(m)->from, PONG, NULL) < 0) abort();
+    p->n++;
+  }
+  pp_line("Q", p->n);
+  MLY_END(m);
+}
+
+/* A process with both types: spawns a ponger (peer 0) or a pinger at
+ * peer, writes the id to fd, and runs until killed. */
+static void pp_worker(mly_id peer, int fd) {
+  mly_runtime *rt = h_runtime();
+  mly_type_def dp = {.name = "pinger", .run = pinger_run,
+                     MLY_TYPE_POINTS(pinger), .data_size = sizeof(pp),
+                     .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type_def dq = {.name = "ponger", .run = ponger_run,
+                     MLY_TYPE_POINTS(ponger), .data_size = sizeof(pp),
+                     .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type *ta = h_type(rt, &dp), *tb = h_type(rt, &dq);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = 400, .poll_ms = 200};
+  char err[512];
+  if (mly_store_postgres(rt, &o, err, sizeof err) < 0) _exit(3);
+  pp x = {.peer = peer};
+  mly_id id;
+  if (mly_spawn(rt, peer ? ta : tb, &x, sizeof x, &id) < 0) _exit(4);
+  if (write(fd, &id, sizeof id) != sizeof id) _exit(6);
+  uv_timer_t keep;
+  uv_timer_init(mly_runtime_loop(rt), &keep);
+  uv_timer_start(&keep, never, 600000, 0);
+  for (;;) {
+    uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+    if (mly_journal_error(rt) != 0) _exit(5);
+  }
+}
+
+/* A pinger in X, a ponger in Y: every ping and pong goes through the
+ * database (the owner woken by NOTIFY).  Y is killed half-way; X takes
+ * the ponger over with its pending pings and the conversation ends with
+ * both at exactly PP_N, once each. */
+START_TEST(ping_pong_across_processes) {
+  fresh_db();
+  char path[] = "/tmp/mly-pgpp.XXXXXX";
+  done_fd = mkstemp(path);
+  ck_assert_int_ge(done_fd, 0);
+  int p[2];
+  ck_assert_int_eq(pipe(p), 0);
+  pid_t y = fork();
+  ck_assert_int_ge(y, 0);
+  if (y == 0) pp_worker(0, p[1]);
+  mly_id q = 0;
+  ck_assert_int_eq(read(p[0], &q, sizeof q), (ssize_t)sizeof q);
+  pid_t x = fork();
+  ck_assert_int_ge(x, 0);
+  if (x == 0) pp_worker(q, p[1]);
+  mly_id pi = 0;
+  ck_assert_int_eq(read(p[0], &pi, sizeof pi), (ssize_t)sizeof pi);
+  char sq[128];
+  snprintf(sq, sizeof sq, "SELECT coalesce(max(step), 0) FROM "
+           "mealy.instances WHERE id = %" PRIu64, q);
+  /* the ponger answered a good part, each ping from the other process */
+  for (int i = 0; i < 6000 && sql_int(sq) < PP_N / 3; i++) usleep(10000);
+  ck_assert_int_ge(sql_int(sq), PP_N / 3);
+  ck_assert_int_eq(sql_int("SELECT count(DISTINCT owner) FROM "
+                           "mealy.instances"),
+                   2);
+  kill(y, SIGKILL);
+  int status;
+  ck_assert_int_eq(waitpid(y, &status, 0), y);
+  for (int i = 0; i < 6000 && sql_int("SELECT count(*) FROM mealy.instances") > 0;
+       i++)
+    usleep(10000);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.events"), 0);
+  ck_assert_int_eq(waitpid(x, &status, WNOHANG), 0); /* still running */
+  kill(x, SIGKILL);
+  waitpid(x, &status, 0);
+  FILE *f = fopen(path, "r");
+  ck_assert_ptr_nonnull(f);
+  char who[4];
+  unsigned n, np = 0, nq = 0;
+  while (fscanf(f, "%3s %u", who, &n) == 2) {
+    ck_assert_uint_eq(n, PP_N);
+    if (who[0] == 'P') np++;
+    else nq++;
+  }
+  fclose(f);
+  ck_assert_uint_eq(np, 1);
+  ck_assert_uint_eq(nq, 1);
+  unlink(path);
+  close(p[0]);
+  close(p[1]);
+}
+END_TEST
+
+/* The fallback: an event row another process committed without a
+ * notification (inserted here by SQL) is found by the poll (poll_ms),
+ * delivered once, and its row goes with the step that consumed it. */
+static uint32_t waiter_got;
+#define WAITER_POINTS(X) X(waiter, wait) X(waiter, after)
+MLY_POINTS(waiter, WAITER_POINTS);
+static int waiter_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  MLY_AWAIT_AT(m, waiter_wait, 9, -1);
+  waiter_got++;
+  MLY_YIELD_AT(m, waiter_after); /* a step after the one that consumed it */
+  MLY_END(m);
+}
+
+START_TEST(poll_finds_unnotified_events) {
+  fresh_db();
+  mly_runtime *rt = h_runtime();
+  mly_type_def def = {.name = "waiter", .run = waiter_run,
+                      MLY_TYPE_POINTS(waiter), .data_size = 8,
+                      .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type *t = h_type(rt, &def);
+  mly_store_pg_options o = {.conninfo = db, .poll_ms = 100};
+  char err[512];
+  ck_assert_msg(mly_store_postgres(rt, &o, err, sizeof err) == 0, "%s", err);
+  mly_id id;
+  ck_assert_int_eq(mly_spawn(rt, t, NULL, 0, &id), 0);
+  waiter_got = 0;
+  RUN_UNTIL(rt, sql_int("SELECT count(*) FROM mealy.instances WHERE step "
+                        ">= 1") == 1,
+            100000);
+  /* E [eid, to, ev, from, flags, corr, status, aux, payload], made by
+   * "node 999" */
+  jbuf b = {0};
+  uint64_t eid = (999ull << 40) + 1;
+  jb_array(&b, 9);
+  jb_uint(&b, eid);
+  jb_uint(&b, id);
+  jb_uint(&b, 9);
+  for (int i = 0; i < 5; i++) jb_uint(&b, 0);
+  jb_nil(&b);
+  char seid[24], sid[24];
+  snprintf(seid, sizeof seid, "%" PRIu64, eid);
+  snprintf(sid, sizeof sid, "%" PRIu64, id);
+  const char *v[] = {seid, sid, (const char *)b.p};
+  int lens[] = {0, 0, (int)b.n}, fmts[] = {0, 0, 1};
+  PGconn *c = dbc();
+  PGresult *r = PQexecParams(c,
+                             "INSERT INTO mealy.events (eid, target, sender,"
+                             " body) VALUES ($1, $2, 0, $3)",
+                             3, NULL, v, lens, fmts, 0);
+  ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s",
+                PQresultErrorMessage(r));
+  PQclear(r);
+  PQfinish(c);
+  jb_free(&b);
+  RUN_UNTIL(rt, waiter_got == 1, 100000);
+  RUN_UNTIL(rt, sql_int("SELECT count(*) FROM mealy.events") == 0, 100000);
+  ck_assert_uint_eq(pg_store_fencing_get(store_of(rt))->delivered, 1);
+  h_run(rt);
+  ck_assert_uint_eq(waiter_got, 1);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_store", conninfo());
   Suite *s = suite_create("pg_store");
@@ -536,6 +884,10 @@ int main(void) {
   tcase_add_test(tc, lease_ran_out);
   tcase_add_test(tc, sigstop_past_the_lease);
   tcase_add_test(tc, three_processes_sigkill);
+  tcase_add_test(tc, live_takeover_race);
+  tcase_add_test(tc, live_takeover_parks);
+  tcase_add_test(tc, ping_pong_across_processes);
+  tcase_add_test(tc, poll_finds_unnotified_events);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

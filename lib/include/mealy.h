@@ -2350,7 +2350,18 @@ typedef struct mly_store_pg_options {
  * (continuing from their last committed step; overdue timers fire at
  * once) and brings them back.  It blocks while it does (a private
  * connection); from then on the store talks to the server only on rt's
- * loop (libpq's asynchronous API on uv_poll, no thread).
+ * loop (libpq's asynchronous API on uv_poll, no thread).  While it runs
+ * it claims, after each renewal of its lease, the instances of processes
+ * whose lease ran out since, and runs them as if it had just opened
+ * (an unknown type is parked: mly_journal_parked).
+ *
+ * A durable step's mly_send to an id no instance of this process holds
+ * goes through the database: the event is stored in the step's
+ * transaction and the process that owns the id is woken (NOTIFY; it
+ * also looks every poll_ms), which delivers it in commit order per
+ * sender.  Such a send answers 0 even when no process holds the id (the
+ * event then waits in the database for nobody); from the host, or from
+ * a machine that is not durable, it is MLY_ESRCH as before.
  *
  * A loop turn's steps commit in one transaction; a machine resumes only
  * once it committed.  Every commit first checks that this process still
@@ -2370,7 +2381,7 @@ int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
                        char *err, size_t errlen);
 
 /* The schema version this code creates and understands. */
-#define MLY_STORE_PG_VERSION 2
+#define MLY_STORE_PG_VERSION 3
 
 /* What mly_store_pg_stat counts (the database's schema version; 0: it has
  * none). */

@@ -27,6 +27,8 @@ typedef struct pgq {
   char *sql;
   int n;
   char **vals;
+  int *lens, *fmts;       /* mly_pg_query_ref's (copied), or NULL */
+  bool borrowed;          /* vals[i] are the caller's */
   mly_pg_result_cb cb;
   void *arg;
   PGresult *res;
@@ -79,8 +81,11 @@ static pgq *pop(pgq_list *l) {
 }
 
 static void q_free(pgq *q) {
-  for (int i = 0; i < q->n; i++) free(q->vals[i]);
+  if (!q->borrowed)
+    for (int i = 0; i < q->n; i++) free(q->vals[i]);
   free(q->vals);
+  free(q->lens);
+  free(q->fmts);
   free(q->sql);
   free(q->err);
   if (q->res) PQclear(q->res);
@@ -209,7 +214,7 @@ static void flush_and_watch(mly_pg *pg) {
 static int send_one(mly_pg *pg, pgq *q) {
   push(&pg->sent, q);
   if (!PQsendQueryParams(pg->conn, q->sql, q->n, NULL,
-                         (const char *const *)q->vals, NULL, NULL, 0) ||
+                         (const char *const *)q->vals, q->lens, q->fmts, 0) ||
       !PQpipelineSync(pg->conn))
     return -1;
   return 0;
@@ -408,12 +413,7 @@ int mly_pg_open(uv_loop_t *loop, const char *conninfo, bool retry,
   return 0;
 }
 
-int mly_pg_query(mly_pg *pg, const char *sql, int n,
-                 const char *const *values, mly_pg_result_cb cb, void *arg) {
-  if (pg->closing) return MLY_ESHUTDOWN;
-  if (pg->state == PG_DEAD) return MLY_EIO;
-  pgq *q = q_new(sql, n, values, cb, arg);
-  if (!q) return MLY_ENOMEM;
+static int enqueue(mly_pg *pg, pgq *q) {
   if (pg->state != PG_UP) {
     push(&pg->waiting, q);
     update_ref(pg);
@@ -422,6 +422,40 @@ int mly_pg_query(mly_pg *pg, const char *sql, int n,
   if (send_one(pg, q) < 0) lost(pg);
   else flush_and_watch(pg);
   return 0;
+}
+
+int mly_pg_query(mly_pg *pg, const char *sql, int n,
+                 const char *const *values, mly_pg_result_cb cb, void *arg) {
+  if (pg->closing) return MLY_ESHUTDOWN;
+  if (pg->state == PG_DEAD) return MLY_EIO;
+  pgq *q = q_new(sql, n, values, cb, arg);
+  if (!q) return MLY_ENOMEM;
+  return enqueue(pg, q);
+}
+
+int mly_pg_query_ref(mly_pg *pg, const char *sql, int n,
+                     const char *const *values, const int *lengths,
+                     const int *formats, mly_pg_result_cb cb, void *arg) {
+  if (pg->closing) return MLY_ESHUTDOWN;
+  if (pg->state == PG_DEAD) return MLY_EIO;
+  pgq *q = calloc(1, sizeof *q);
+  if (!q) return MLY_ENOMEM;
+  q->borrowed = true;
+  q->cb = cb;
+  q->arg = arg;
+  size_t k = n > 0 ? (size_t)n : 1;
+  q->sql = strdup(sql);
+  q->vals = malloc(k * sizeof *q->vals);
+  if (lengths && (q->lens = malloc(k * sizeof *q->lens)))
+    memcpy(q->lens, lengths, (size_t)n * sizeof *q->lens);
+  if (formats && (q->fmts = malloc(k * sizeof *q->fmts)))
+    memcpy(q->fmts, formats, (size_t)n * sizeof *q->fmts);
+  if (!q->sql || !q->vals || (lengths && !q->lens) || (formats && !q->fmts)) {
+    q_free(q);
+    return MLY_ENOMEM;
+  }
+  for (; q->n < n; q->n++) q->vals[q->n] = (char *)values[q->n];
+  return enqueue(pg, q);
 }
 
 int mly_pg_listen(mly_pg *pg, const char *channel) {

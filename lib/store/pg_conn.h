@@ -51,6 +51,15 @@ int mly_pg_open(uv_loop_t *loop, const char *conninfo, bool retry,
 int mly_pg_query(mly_pg *pg, const char *sql, int n,
                  const char *const *values, mly_pg_result_cb cb, void *arg);
 
+/* As mly_pg_query, but the values are not copied: values[i] (lengths[i]
+ * bytes when formats[i] is 1, binary; text otherwise; lengths and
+ * formats, copied, may be NULL: all text) must stay as they are until cb
+ * was called (a caller that keeps a statement to send it again after a
+ * lost connection; bytea without hex). */
+int mly_pg_query_ref(mly_pg *pg, const char *sql, int n,
+                     const char *const *values, const int *lengths,
+                     const int *formats, mly_pg_result_cb cb, void *arg);
+
 /* LISTEN on channel (an SQL identifier, quoted here) now and after every
  * reconnection; notifications go to the callback set by mly_pg_on_notify. */
 int mly_pg_listen(mly_pg *pg, const char *channel);

@@ -230,7 +230,35 @@ static const char *const v2[] = {
     " END$$",
     NULL};
 
-const char *const *const mly_pg_migrations[MLY_STORE_PG_VERSION] = {v1, v2};
+/* Version 3: a lost connection (pg_store.c).  nodes.batch_serial is the
+ * serial of the last batch this node committed; the fence (now given the
+ * batch's serial) sets it in the batch's own transaction, so after a
+ * reconnection the node reads which of the batches whose answer it lost
+ * committed, and a batch sent again can never commit twice: the fence
+ * refuses a serial not above the row's (SQLSTATE MLYF2, "mealy
+ * committed: ...").  That check comes before the lease's: a batch that
+ * did commit stays committed whatever became of the lease since. */
+static const char *const v3[] = {
+    "ALTER TABLE mealy.nodes ADD COLUMN batch_serial bigint NOT NULL"
+    " DEFAULT 0",
+    "CREATE FUNCTION mealy.fence(p_node bigint, p_epoch bigint,"
+    " p_serial bigint) RETURNS void LANGUAGE plpgsql AS $$DECLARE"
+    " s bigint; live boolean; BEGIN"
+    " SELECT batch_serial, epoch = p_epoch AND taken_by IS NULL"
+    "  AND lease_until > clock_timestamp() INTO s, live"
+    "  FROM mealy.nodes WHERE id = p_node FOR UPDATE;"
+    " IF s >= p_serial THEN RAISE EXCEPTION"
+    "  'mealy committed: batch % of node % committed already', p_serial,"
+    "  p_node USING ERRCODE = 'MLYF2'; END IF;"
+    " IF NOT coalesce(live, false) THEN PERFORM mealy.fenced(format("
+    "  'node %s (epoch %s) no longer holds its lease', p_node, p_epoch));"
+    " END IF;"
+    " UPDATE mealy.nodes SET batch_serial = p_serial WHERE id = p_node;"
+    " END$$",
+    NULL};
+
+const char *const *const mly_pg_migrations[MLY_STORE_PG_VERSION] = {v1, v2,
+                                                                    v3};
 
 /* ---- running statements one after another on a private loop ---- */
 

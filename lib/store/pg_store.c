@@ -26,8 +26,23 @@
  * A batch the database refused as fenced (SQLSTATE MLYF1) is dropped and
  * counted; the instances it concerns (all of them, when the node lost
  * its lease) leave this process through hooks.evict, with a line on
- * stderr saying so.  Any other failure (the connection lost while a
- * batch is in flight: its outcome is not known) fails the store.
+ * stderr saying so.  Any other failure the server answers fails the
+ * store.
+ *
+ * A lost connection does not: each batch has a serial (1, 2, ... per
+ * node) that its fence writes on the node row in the batch's own
+ * transaction (nodes.batch_serial), and keeps its statements until it is
+ * answered.  When the connection goes while batches are in flight (their
+ * outcome unknown), the store holds them, and holds new ones unsent (a
+ * resync); the connection comes back (pg_conn.c's backoff) and the first
+ * query on it reads the row's serial (FOR UPDATE: after any transaction
+ * of the old connection that still holds the row).  Batches at or below
+ * it committed: their completions run as success.  The others are sent
+ * again, in order, from their kept statements, and their completions
+ * run once they are answered.  A batch sent again whose serial the row
+ * already has is refused by the fence (MLYF2: it committed, reported as
+ * such), so none ever commits twice.  If the lease ran out meanwhile,
+ * the fence refuses the rest: evicted, counted and said, as above.
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -47,14 +62,25 @@ typedef struct owned {
   uint64_t step;
   mly_id parent;
   uint64_t grp; /* the step group it is in (pg_store.gserial) */
+  uint64_t got; /* the claim that brought it (pg_store.claims) */
   UT_hash_handle hh;
 } owned;
 
-/* An SQL array literal, growing: "{1,2,NULL}", "{\"\\\\x0a\"}". */
+/* An eid this node has in memory (handed up by recover, adopt or
+ * deliver) whose row is still there: a fetch does not hand it up again.
+ * It goes when the batch whose step consumed or dropped it committed. */
+typedef struct seen {
+  uint64_t eid;
+  UT_hash_handle hh;
+} seen;
+
+/* An SQL array literal, growing: "{1,2,NULL}"; or (sb_bin) a bytea[] in
+ * PostgreSQL's binary array format, sent as a binary parameter. */
 typedef struct sbuf {
   char *p;
   size_t n, cap;
-  bool oom;
+  bool oom, hasnull;
+  uint32_t nel;
 } sbuf;
 
 static void sb_raw(sbuf *b, const char *s, size_t n) {
@@ -87,21 +113,54 @@ static void sb_word(sbuf *b, const char *w) {
   sb_raw(b, w, strlen(w));
 }
 
-static void sb_hex(sbuf *b, const void *p, size_t n) {
-  static const char dig[] = "0123456789abcdef";
-  sb_sep(b);
-  sb_raw(b, "\"\\\\x", 4);
-  const unsigned char *c = p;
-  char t[256];
-  for (size_t i = 0; i < n;) {
-    size_t k = 0;
-    for (; i < n && k < sizeof t; i++) {
-      t[k++] = dig[c[i] >> 4];
-      t[k++] = dig[c[i] & 15];
-    }
-    sb_raw(b, t, k);
+static void be32(unsigned char *o, uint32_t v) {
+  o[0] = (unsigned char)(v >> 24);
+  o[1] = (unsigned char)(v >> 16);
+  o[2] = (unsigned char)(v >> 8);
+  o[3] = (unsigned char)v;
+}
+
+/* The binary array: ndim, has-null, element type (bytea, 17), then for
+ * one dimension its size and lower bound (20 bytes, written by
+ * sb_bin_end), then each element: its length (-1: NULL) and bytes. */
+#define SB_BIN_HDR 20
+#define BYTEA_OID 17
+
+/* An element of a binary bytea[] (p NULL: NULL). */
+static void sb_bin(sbuf *b, const void *p, size_t n) {
+  unsigned char len[4];
+  if (b->n == 0) {
+    unsigned char z[SB_BIN_HDR] = {0};
+    sb_raw(b, (const char *)z, sizeof z);
   }
-  sb_raw(b, "\"", 1);
+  if (n > INT32_MAX) b->oom = true; /* no bytea is this long */
+  be32(len, p ? (uint32_t)n : UINT32_MAX);
+  sb_raw(b, (const char *)len, 4);
+  if (p) sb_raw(b, p, n);
+  else b->hasnull = true;
+  b->nel++;
+}
+
+/* The binary array ended (its length in *len); empty again after. */
+static const char *sb_bin_end(sbuf *b, int *len) {
+  if (b->n == 0) { /* no element: no dimension */
+    unsigned char z[12] = {0};
+    be32(z + 8, BYTEA_OID);
+    sb_raw(b, (const char *)z, sizeof z);
+  } else if (!b->oom) {
+    unsigned char *h = (unsigned char *)b->p;
+    be32(h, 1);
+    be32(h + 4, b->hasnull);
+    be32(h + 8, BYTEA_OID);
+    be32(h + 12, b->nel);
+    be32(h + 16, 1);
+  }
+  if (b->n > INT32_MAX) b->oom = true;
+  *len = (int)b->n;
+  b->n = 0;
+  b->nel = 0;
+  b->hasnull = false;
+  return b->oom ? NULL : b->p;
 }
 
 /* The literal, ended; the buffer is then empty again for the next. */
@@ -112,14 +171,32 @@ static const char *sb_end(sbuf *b) {
   return b->oom ? NULL : b->p;
 }
 
+/* A statement a batch keeps until it is answered (sent again after a
+ * lost connection): sql is a static string, vals are the batch's. */
+typedef struct sstmt {
+  const char *sql;
+  int n;
+  bool bin;        /* some value is binary: lens and fmts say which */
+  char *vals[10];
+  int lens[10], fmts[10];
+} sstmt;
+
 /* One transaction in flight. */
 typedef struct batch {
   struct batch *next;
   struct pg_store *st;
+  uint64_t serial;
+  char pserial[24];
+  sstmt *stmts;
+  size_t nstmts, stcap;
+  bool held; /* its answer was lost, or it was not sent: a resync decides */
+  bool dup;  /* the fence found it committed already (MLYF2) */
   jdone *dones;
   size_t ndones;
   mly_id *ids; /* instances it changes: evicted if it is fenced */
   size_t nids, idcap;
+  uint64_t *gone; /* eids it consumes or drops: unseen once committed */
+  size_t ngone, gonecap;
   uint64_t steps, records, bytes;
   size_t unanswered;
   bool fenced, lease_lost;
@@ -179,12 +256,17 @@ typedef struct pg_store {
   owned *owned;
   int failed;
   bool closing, told_failed, lost, releasing;
+  uint64_t bserial;       /* the last batch's serial */
+  bool resync, asked;     /* batches held; the row's serial asked for */
   uv_timer_t later;
   uv_timer_t renew;        /* the lease, every lease_ms / 3 */
   uint64_t renewed_at;     /* uv_now when the last renewal the server
                               confirmed was sent (or registration) */
   uint64_t sent_at;
   bool renewing;
+  bool claiming;           /* a claim of dead nodes is in flight */
+  bool claim_unsure;       /* one's answer was lost: it may have committed */
+  uint64_t claims;
   int timers_open; /* reports a batch that never reached the server */
   batch *undone;    /* ... those batches */
   mly_journal_stats stats;
@@ -196,26 +278,19 @@ typedef struct pg_store {
   uint32_t gsteps, gevents;
   sbuf g_ids, g_expect, g_steps, g_due, g_states, g_setctx, g_ctx, g_took;
   sbuf e_eid, e_to, e_from, e_body;
+  sbuf n_to; /* targets this node does not own: their owners are woken */
+  uint32_t gnotify;
+  /* events of other processes for this node's instances: LISTEN on
+   * `channel`, and a fetch every poll_ms as the fallback */
+  seen *seen;
+  char channel[32];
+  uv_timer_t poll;
+  bool fetching, fetch_again;
 } pg_store;
 
 #define ST(s) ((pg_store *)(s))
 
 /* ---- small helpers ---- */
-
-static char *hex_bytea(const void *p, size_t n) {
-  static const char dig[] = "0123456789abcdef";
-  char *s = malloc(2 * n + 3);
-  if (!s) return NULL;
-  s[0] = '\\';
-  s[1] = 'x';
-  const unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) {
-    s[2 + 2 * i] = dig[b[i] >> 4];
-    s[3 + 2 * i] = dig[b[i] & 15];
-  }
-  s[2 + 2 * n] = '\0';
-  return s;
-}
 
 static void i64s(char out[24], int64_t v) {
   snprintf(out, 24, "%" PRId64, v);
@@ -255,8 +330,12 @@ static void own_del(pg_store *st, mly_id id) {
 /* ---- the batch: statements and their answers ---- */
 
 static void batch_free(batch *b) {
+  for (size_t i = 0; i < b->nstmts; i++)
+    for (int k = 0; k < b->stmts[i].n; k++) free(b->stmts[i].vals[k]);
+  free(b->stmts);
   free(b->dones);
   free(b->ids);
+  free(b->gone);
   free(b);
 }
 
@@ -270,6 +349,47 @@ static int batch_id(batch *b, mly_id id) {
   }
   b->ids[b->nids++] = id;
   return 0;
+}
+
+static int batch_gone(batch *b, uint64_t eid) {
+  if (b->ngone == b->gonecap) {
+    size_t cap = b->gonecap ? 2 * b->gonecap : 16;
+    uint64_t *v = realloc(b->gone, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    b->gone = v;
+    b->gonecap = cap;
+  }
+  b->gone[b->ngone++] = eid;
+  return 0;
+}
+
+static bool seen_has(pg_store *st, uint64_t eid) {
+  seen *x = NULL;
+  HASH_FIND(hh, st->seen, &eid, sizeof eid, x);
+  return x != NULL;
+}
+
+static int seen_add(pg_store *st, uint64_t eid) {
+  if (seen_has(st, eid)) return 0;
+  seen *x = calloc(1, sizeof *x);
+  if (!x) return MLY_ENOMEM;
+  x->eid = eid;
+  bool hash_oom = false;
+  HASH_ADD(hh, st->seen, eid, sizeof x->eid, x);
+  if (hash_oom) {
+    free(x);
+    return MLY_ENOMEM;
+  }
+  return 0;
+}
+
+static void seen_del(pg_store *st, uint64_t eid) {
+  seen *x = NULL;
+  HASH_FIND(hh, st->seen, &eid, sizeof eid, x);
+  if (x) {
+    HASH_DEL(st->seen, x);
+    free(x);
+  }
 }
 
 static void evict(pg_store *st, const mly_id *ids, size_t n, const char *why) {
@@ -306,6 +426,11 @@ static void evict_all(pg_store *st, const char *why) {
  * its completions, in order. */
 static void batch_done(pg_store *st, batch *b) {
   int rc = 0;
+  if (b->dup) { /* committed before: what it says now is the refusal */
+    st->fencing.refused_twice++;
+    b->err[0] = '\0';
+    b->fenced = false;
+  }
   if (b->fenced) {
     st->fencing.fenced_batches++;
     st->fencing.dropped_steps += b->steps;
@@ -328,6 +453,7 @@ static void batch_done(pg_store *st, batch *b) {
     st->stats.syncs++; /* a COMMIT waits for its WAL flush */
     st->stats.records += b->records;
     st->stats.bytes += b->bytes;
+    for (size_t i = 0; i < b->ngone; i++) seen_del(st, b->gone[i]);
   }
   /* wrote: a batch whose COMMIT may have reached the server before the
    * connection went is not known to have failed (MLY_EUNKNOWN for its
@@ -362,12 +488,25 @@ static void take_head(pg_store *st, batch *b) {
 }
 
 static void release(pg_store *st);
+static void resync_start(pg_store *st);
+
+/* b was answered whole: reported and freed, unless it is held. */
+static void settle(pg_store *st, batch *b) {
+  if (b->held) return;
+  take_head(st, b);
+  batch_done(st, b);
+  batch_free(b);
+  if (st->closing && !st->head) release(st);
+}
 
 static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
                       void *arg) {
-  (void)pg;
   batch *b = arg;
-  if (err && !b->err[0]) {
+  if (err && !mly_pg_connected(pg)) {
+    /* the connection went: whether it committed is not known */
+    b->held = true;
+    resync_start(b->st);
+  } else if (err && !b->err[0]) {
     /* the server's first line, without its "ERROR:  " */
     const char *m = strncmp(err, "ERROR:  ", 8) == 0 ? err + 8 : err;
     snprintf(b->err, sizeof b->err, "%.*s", (int)strcspn(m, "\n"), m);
@@ -375,24 +514,152 @@ static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
       b->fenced = true;
       b->lease_lost = strstr(err, "no longer holds its lease") != NULL;
     }
+    if (strstr(err, "mealy committed:")) b->dup = true;
   }
   /* COMMIT of an aborted transaction answers ROLLBACK */
   if (res && strcmp(PQcmdStatus((PGresult *)res), "ROLLBACK") == 0 &&
       !b->err[0])
     snprintf(b->err, sizeof b->err, "the transaction was rolled back");
   if (--b->unanswered > 0) return;
-  pg_store *st = b->st;
-  take_head(st, b);
-  batch_done(st, b);
-  batch_free(b);
-  if (st->closing && !st->head) release(st);
+  settle(b->st, b);
+}
+
+static int send_kept(pg_store *st, batch *b, const sstmt *k) {
+  int r = mly_pg_query_ref(st->pg, k->sql, k->n,
+                           (const char *const *)k->vals,
+                           k->bin ? k->lens : NULL, k->bin ? k->fmts : NULL,
+                           on_answer, b);
+  if (r == 0) b->unanswered++;
+  return r;
+}
+
+/* Keeps the statement (sql static), and sends it unless a resync holds
+ * the batches.  lens, fmts: NULL (text), or value i is binary of lens[i]
+ * bytes where fmts[i] is 1. */
+static int stmt_f(pg_store *st, batch *b, const char *sql, int n,
+                  const char *const *vals, const int *lens,
+                  const int *fmts) {
+  if (b->nstmts == b->stcap) {
+    size_t cap = b->stcap ? 2 * b->stcap : 8;
+    sstmt *v = realloc(b->stmts, cap * sizeof *v);
+    if (!v) return MLY_ENOMEM;
+    b->stmts = v;
+    b->stcap = cap;
+  }
+  sstmt *k = &b->stmts[b->nstmts];
+  k->sql = sql;
+  k->n = 0;
+  k->bin = fmts != NULL;
+  for (; k->n < n; k->n++) {
+    int i = k->n;
+    bool bin = fmts && fmts[i];
+    k->fmts[i] = bin;
+    k->lens[i] = bin ? lens[i] : 0;
+    k->vals[i] = NULL;
+    if (vals[i] && bin && (k->vals[i] = malloc(lens[i] ? (size_t)lens[i] : 1)))
+      memcpy(k->vals[i], vals[i], (size_t)lens[i]);
+    else if (vals[i] && !bin)
+      k->vals[i] = strdup(vals[i]);
+    if (vals[i] && !k->vals[i]) {
+      for (int i = 0; i < k->n; i++) free(k->vals[i]);
+      return MLY_ENOMEM;
+    }
+  }
+  b->nstmts++;
+  if (st->resync) {
+    b->held = true;
+    return 0;
+  }
+  return send_kept(st, b, k);
 }
 
 static int stmt(pg_store *st, batch *b, const char *sql, int n,
                 const char *const *vals) {
-  int r = mly_pg_query(st->pg, sql, n, vals, on_answer, b);
-  if (r == 0) b->unanswered++;
-  return r;
+  return stmt_f(st, b, sql, n, vals, NULL, NULL);
+}
+
+/* ---- a lost connection: the resync ---- */
+
+static const char SQL_SERIAL[] =
+    "SELECT batch_serial FROM mealy.nodes WHERE id = $1 FOR UPDATE";
+
+static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg);
+
+/* Batches are held from now; the first query on the next connection
+ * reads the serial (queued now: pg_conn sends it once connected). */
+static void resync_start(pg_store *st) {
+  if (!st->resync) st->fencing.resyncs++;
+  st->resync = true;
+  if (st->asked) return;
+  const char *v[] = {st->pnode};
+  int r = mly_pg_query(st->pg, SQL_SERIAL, 1, v, on_serial, st);
+  if (r == 0) st->asked = true;
+  else if (!st->failed) st->failed = r;
+}
+
+/* Sends b's statements again (it did not commit). */
+static void resend(pg_store *st, batch *b) {
+  b->held = b->dup = b->fenced = b->lease_lost = false;
+  b->err[0] = '\0';
+  b->unanswered = 1; /* held until every statement is queued */
+  st->fencing.resent++;
+  for (size_t i = 0; i < b->nstmts; i++) {
+    if (st->resync) { /* lost again, on the way */
+      b->held = true;
+      break;
+    }
+    int r = send_kept(st, b, &b->stmts[i]);
+    if (r < 0) {
+      if (!st->failed) st->failed = r;
+      snprintf(b->err, sizeof b->err, "cannot send a batch again: %s",
+               mly_strerror(r));
+      break;
+    }
+  }
+  if (--b->unanswered == 0) settle(st, b);
+}
+
+static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg) {
+  pg_store *st = arg;
+  st->asked = false;
+  if (err && !mly_pg_connected(pg) && !st->failed) {
+    resync_start(st); /* lost again: on the next connection */
+    return;
+  }
+  uint64_t done = 0;
+  if (!err && PQntuples((PGresult *)res) == 1)
+    done = strtoull(PQgetvalue((PGresult *)res, 0, 0), NULL, 10);
+  else if (!st->failed) {
+    st->failed = MLY_EIO;
+    fprintf(stderr, "mealy: postgresql store: node %" PRId64
+            ": after a lost connection, which batches committed cannot be"
+            " read, the store stops: %s\n", st->node,
+            err ? err : "the node's row is gone");
+  }
+  /* the committed ones first, in order (a flush meanwhile is held) */
+  batch *b;
+  while ((b = st->head) != NULL && b->held &&
+         (st->failed || b->serial <= done)) {
+    b->held = false;
+    if (st->failed) {
+      snprintf(b->err, sizeof b->err, "%s",
+               "the connection was lost and the batch's outcome is unknown");
+    } else {
+      b->err[0] = '\0';
+      b->dup = b->fenced = false;
+      st->fencing.found_committed++;
+    }
+    settle(st, b);
+    if (st->closing && !st->head) return; /* released */
+  }
+  st->resync = false;
+  batch *nx;
+  for (b = st->head; b && !st->resync; b = nx) {
+    nx = b->next; /* resend may report b (nothing sent) */
+    if (b->held) resend(st, b);
+  }
 }
 
 /* ---- records to statements ---- */
@@ -415,16 +682,17 @@ static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
   i64s(step, (int64_t)s->step);
   i64s(parent, (int64_t)s->parent);
   i64s(due, s->due_ms);
-  char *state = hex_bytea(s->fields, (size_t)(s->tail - s->fields));
-  char *ctx = s->has_ctx && s->ctxlen ? hex_bytea(s->ctx, s->ctxlen) : NULL;
   char *name = s->name ? strndup(s->name, s->namelen) : NULL;
   int r = MLY_ENOMEM;
-  if (!state || (s->has_ctx && s->ctxlen && !ctx) || (s->name && !name))
-    goto out;
+  if (s->name && !name) goto out;
   if (create) {
+    /* state and context: binary bytea */
     const char *v[] = {st->pnode, st->pepoch, id, step, parent, name,
-                       s->due_ms ? due : NULL, state, ctx};
-    r = stmt(st, b, SQL_CREATE, 9, v);
+                       s->due_ms ? due : NULL, (const char *)s->fields,
+                       s->has_ctx && s->ctxlen ? s->ctx : NULL};
+    int lens[9] = {[7] = (int)(s->tail - s->fields), [8] = (int)s->ctxlen};
+    int fmts[9] = {[7] = 1, [8] = 1};
+    r = stmt_f(st, b, SQL_CREATE, 9, v, lens, fmts);
   } else {
     owned *o = own_find(st, s->id);
     if (!o) { /* not ours (evicted): the step is dropped */
@@ -438,8 +706,6 @@ static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
   if (r == 0) r = own_put(st, s->id, s->step, s->parent);
   if (r == 0) r = batch_id(b, s->id);
 out:
-  free(state);
-  free(ctx);
   free(name);
   return r;
 }
@@ -449,24 +715,29 @@ static int put_event(pg_store *st, batch *b, const rp_event *e) {
   sb_i64(&st->e_eid, (int64_t)e->eid);
   sb_i64(&st->e_to, (int64_t)e->to);
   sb_i64(&st->e_from, (int64_t)e->from);
-  sb_hex(&st->e_body, e->raw, e->rawlen);
+  sb_bin(&st->e_body, e->raw, e->rawlen);
   st->gevents++;
+  if (!own_find(st, e->to)) { /* another process's, or none's */
+    sb_i64(&st->n_to, (int64_t)e->to);
+    st->gnotify++;
+  }
   return 0;
 }
 
 #define GROUP_BUFS(st)                                                   \
   {&(st)->g_ids, &(st)->g_expect, &(st)->g_steps, &(st)->g_due,            \
    &(st)->g_states, &(st)->g_setctx, &(st)->g_ctx, &(st)->g_took,          \
-   &(st)->e_eid, &(st)->e_to, &(st)->e_from, &(st)->e_body}
+   &(st)->e_eid, &(st)->e_to, &(st)->e_from, &(st)->e_body, &(st)->n_to}
 
 /* The group is emptied (sent, or dropped with a failed batch). */
 static void group_send_none(pg_store *st) {
   sbuf *all[] = GROUP_BUFS(st);
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
     all[i]->n = 0;
-    all[i]->oom = false;
+    all[i]->nel = 0;
+    all[i]->oom = all[i]->hasnull = false;
   }
-  st->gsteps = st->gevents = 0;
+  st->gsteps = st->gevents = st->gnotify = 0;
   st->gserial++;
 }
 
@@ -474,6 +745,11 @@ static const char SQL_EVENTS[] =
     "INSERT INTO mealy.events (eid, target, sender, body)"
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
     " $4::bytea[])";
+/* Wakes the owners of the targets (delivered at COMMIT, not before). */
+static const char SQL_NOTIFY[] =
+    "SELECT pg_notify('mealy_node_' || owner, '') FROM (SELECT DISTINCT"
+    " owner FROM mealy.instances WHERE id = ANY ($1::bigint[])"
+    " AND owner <> $2) o";
 static const char SQL_STEPS[] =
     "SELECT mealy.steps($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
@@ -483,20 +759,32 @@ static const char SQL_STEPS[] =
 static int group_send(pg_store *st, batch *b) {
   int r = 0;
   if (st->gevents) {
+    int lens[4] = {0}, fmts[4] = {[3] = 1};
     const char *v[] = {sb_end(&st->e_eid), sb_end(&st->e_to),
-                       sb_end(&st->e_from), sb_end(&st->e_body)};
-    r = v[0] && v[1] && v[2] && v[3] ? stmt(st, b, SQL_EVENTS, 4, v)
-                                     : MLY_ENOMEM;
+                       sb_end(&st->e_from), sb_bin_end(&st->e_body, &lens[3])};
+    r = v[0] && v[1] && v[2] && v[3]
+            ? stmt_f(st, b, SQL_EVENTS, 4, v, lens, fmts)
+            : MLY_ENOMEM;
+  }
+  if (r == 0 && st->gnotify) {
+    const char *v[] = {sb_end(&st->n_to), st->pnode};
+    r = v[0] ? stmt(st, b, SQL_NOTIFY, 2, v) : MLY_ENOMEM;
   }
   if (r == 0 && st->gsteps) {
-    const char *v[] = {st->pnode,           st->pepoch,
-                       sb_end(&st->g_ids),  sb_end(&st->g_expect),
-                       sb_end(&st->g_steps), sb_end(&st->g_due),
-                       sb_end(&st->g_states), sb_end(&st->g_setctx),
-                       sb_end(&st->g_ctx),  sb_end(&st->g_took)};
+    int lens[10] = {0}, fmts[10] = {[6] = 1, [8] = 1};
+    const char *v[] = {st->pnode,
+                       st->pepoch,
+                       sb_end(&st->g_ids),
+                       sb_end(&st->g_expect),
+                       sb_end(&st->g_steps),
+                       sb_end(&st->g_due),
+                       sb_bin_end(&st->g_states, &lens[6]),
+                       sb_end(&st->g_setctx),
+                       sb_bin_end(&st->g_ctx, &lens[8]),
+                       sb_end(&st->g_took)};
     for (int i = 2; i < 10 && r == 0; i++)
       if (!v[i]) r = MLY_ENOMEM;
-    if (r == 0) r = stmt(st, b, SQL_STEPS, 10, v);
+    if (r == 0) r = stmt_f(st, b, SQL_STEPS, 10, v, lens, fmts);
   }
   group_send_none(st);
   return r;
@@ -513,16 +801,17 @@ static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
   sb_i64(&st->g_steps, (int64_t)s->step);
   if (s->due_ms) sb_i64(&st->g_due, s->due_ms);
   else sb_word(&st->g_due, "NULL");
-  sb_hex(&st->g_states, s->fields, (size_t)(s->tail - s->fields));
+  sb_bin(&st->g_states, s->fields, (size_t)(s->tail - s->fields));
   sb_word(&st->g_setctx, s->has_ctx ? "t" : "f");
-  if (s->has_ctx && s->ctxlen) sb_hex(&st->g_ctx, s->ctx, s->ctxlen);
-  else sb_word(&st->g_ctx, "NULL");
+  sb_bin(&st->g_ctx, s->has_ctx && s->ctxlen ? s->ctx : NULL,
+         s->has_ctx ? s->ctxlen : 0);
   uint32_t n;
   if (!jc_array(took, &n)) return MLY_EBADMSG;
   for (uint32_t i = 0; i < n; i++) {
     uint64_t eid;
     if (!jc_uint(took, &eid)) return MLY_EBADMSG;
     sb_i64(&st->g_took, (int64_t)eid);
+    if (batch_gone(b, eid) < 0) return MLY_ENOMEM;
   }
   st->gsteps++;
   return 0;
@@ -644,6 +933,14 @@ static int put_record(pg_store *st, batch *b, const unsigned char *body,
   case JR_DROP: {
     int r = group_send(st, b); /* the events before they are dropped */
     if (r < 0) return r;
+    jcur g = c;
+    uint32_t ng;
+    if (jc_array(&g, &ng))
+      for (uint32_t i = 0; i < ng && r == 0; i++) {
+        uint64_t eid;
+        r = jc_uint(&g, &eid) ? batch_gone(b, eid) : MLY_EBADMSG;
+      }
+    if (r < 0) return r;
     char *eids = eid_array(&c);
     if (!eids) return MLY_EBADMSG;
     const char *v[] = {eids};
@@ -721,9 +1018,11 @@ static void op_flush(mly_store *s) {
   if (st->tail) st->tail->next = b;
   else st->head = b;
   st->tail = b;
-  const char *fv[] = {st->pnode, st->pepoch};
+  b->serial = ++st->bserial;
+  i64s(b->pserial, (int64_t)b->serial);
+  const char *fv[] = {st->pnode, st->pepoch, b->pserial};
   int r = stmt(st, b, "BEGIN", 0, NULL);
-  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2)", 2, fv);
+  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2, $3)", 3, fv);
   for (size_t off = 0; r == 0 && off + JR_HDR <= st->buf.n;) {
     uint32_t len = jr_le32(st->buf.p + off);
     if (off + JR_HDR + len > st->buf.n) {
@@ -749,7 +1048,8 @@ static void op_flush(mly_store *s) {
       stmt(st, b, "ROLLBACK", 0, NULL);
     }
   }
-  if (--b->unanswered == 0) { /* nothing was sent: report from the loop */
+  if (--b->unanswered == 0 && !b->held) {
+    /* nothing was sent: report from the loop */
     take_head(st, b);
     defer_failed(st, b, st->failed, "");
   }
@@ -783,12 +1083,232 @@ static void on_later_closed(uv_handle_t *h) {
   if (closed) closed(arg);
 }
 
+/* ---- events of other processes: woken by a notification on this
+ * node's channel (their COMMIT sent it), or by the poll timer; the rows
+ * for instances this node owns that other nodes made (eid >> 40 is the
+ * node that made it) and that it does not hold yet, in commit order per
+ * sender (seq: a sender's commits follow one another), to
+ * hooks.deliver ---- */
+
+static const char SQL_FETCH[] =
+    "SELECT e.eid, e.body FROM mealy.events e JOIN mealy.instances i"
+    " ON i.id = e.target WHERE i.owner = $1 AND i.epoch = $2"
+    " AND (e.eid >> 40) <> $1 ORDER BY e.seq";
+
+static void fetch(pg_store *st);
+static void adopt_fail(pg_store *st, int rc, const char *why);
+
+static void on_fetched(mly_pg *pg, const PGresult *cres, const char *err,
+                       void *arg) {
+  (void)pg;
+  (void)err; /* the next notification or poll tries again */
+  pg_store *st = arg;
+  PGresult *res = (PGresult *)cres;
+  st->fetching = false;
+  if (!res || st->closing || st->failed || st->lost) return;
+  int n = PQntuples(res), rc = 0;
+  jbuf b = {0};
+  uint64_t k = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    uint64_t eid = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+    if (seen_has(st, eid)) continue;
+    size_t len = 0;
+    unsigned char *body = PQunescapeBytea(
+        (const unsigned char *)PQgetvalue(res, i, 1), &len);
+    if (!body || (rc = seen_add(st, eid)) < 0) {
+      if (body) PQfreemem(body);
+      rc = MLY_ENOMEM;
+      break;
+    }
+    size_t at = jb_begin(&b, ++k, JR_EVENT, 1);
+    jb_raw(&b, body, len);
+    jb_end(&b, at);
+    PQfreemem(body);
+  }
+  if (rc == 0 && b.oom) rc = MLY_ENOMEM;
+  st->fencing.delivered += k;
+  if (rc == 0 && k && st->base.hooks.deliver)
+    rc = st->base.hooks.deliver(st->base.hooks.arg, b.p, b.n);
+  jb_free(&b);
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    adopt_fail(st, rc, "events of other processes could not be delivered");
+  else if (st->fetch_again) fetch(st);
+}
+
+static void fetch(pg_store *st) {
+  if (st->closing || st->failed || st->lost) return;
+  if (st->fetching) {
+    st->fetch_again = true;
+    return;
+  }
+  st->fetch_again = false;
+  const char *v[] = {st->pnode, st->pepoch};
+  if (mly_pg_query(st->pg, SQL_FETCH, 2, v, on_fetched, st) == 0)
+    st->fetching = true;
+}
+
+static void on_notify(mly_pg *pg, const char *channel, const char *payload,
+                      void *arg) {
+  (void)pg;
+  (void)channel;
+  (void)payload;
+  fetch(arg);
+}
+
+static void on_poll(uv_timer_t *t) { fetch(t->data); }
+
 /* ---- the lease ---- */
 
 static void lease_lost(pg_store *st, const char *why) {
   if (st->lost) return;
   st->lost = true;
   evict_all(st, why);
+}
+
+/* ---- taking over while running: after each renewal that the server
+ * confirmed, the nodes whose lease ran out are claimed (as recover does,
+ * FOR UPDATE SKIP LOCKED on their rows, only while this node's own lease
+ * holds: its row is locked too, so that no one takes this node over in
+ * the same moment), in one statement that also returns their instances
+ * and pending events; they go to hooks.adopt as framed records ---- */
+
+static const char SQL_ADOPT[] =
+    "WITH me AS (SELECT id FROM mealy.nodes WHERE id = $1 AND epoch = $2"
+    "  AND taken_by IS NULL AND lease_until > clock_timestamp() FOR UPDATE),"
+    " dead AS (SELECT id FROM mealy.nodes WHERE taken_by IS NULL"
+    "  AND lease_until < clock_timestamp() AND id <> $1"
+    "  AND EXISTS (SELECT 1 FROM me) FOR UPDATE SKIP LOCKED),"
+    " t AS (UPDATE mealy.nodes n SET taken_by = $1 FROM dead"
+    "  WHERE n.id = dead.id RETURNING n.id),"
+    " r AS (UPDATE mealy.ranges SET node = $1"
+    "  WHERE node IN (SELECT id FROM t)),"
+    " i AS (UPDATE mealy.instances SET owner = $1, epoch = $2"
+    "  WHERE owner IN (SELECT id FROM t)"
+    "  RETURNING id, step, parent, state, context, name)"
+    " SELECT 0 AS k, id, step, parent, state, context, name, 0::bigint AS seq"
+    "  FROM i"
+    " UNION ALL SELECT 1, e.target, e.eid, 0, e.body, NULL, NULL, e.seq"
+    "  FROM mealy.events e WHERE e.target IN (SELECT id FROM i)"
+    " ORDER BY 1, 8, 2";
+
+/* After a claim whose answer was lost (the connection went: it may have
+ * committed): every instance this node owns at its epoch, with their
+ * events; on_claimed keeps those it did not hold. */
+static const char SQL_ADOPT_MINE[] =
+    "WITH i AS (SELECT id, step, parent, state, context, name"
+    "  FROM mealy.instances WHERE owner = $1 AND epoch = $2)"
+    " SELECT 0 AS k, id, step, parent, state, context, name, 0::bigint AS seq"
+    "  FROM i"
+    " UNION ALL SELECT 1, e.target, e.eid, 0, e.body, NULL, NULL, e.seq"
+    "  FROM mealy.events e WHERE e.target IN (SELECT id FROM i)"
+    " ORDER BY 1, 8, 2";
+
+/* S as instances.state/context/name keep it: an INST's body. */
+static void put_inst(jbuf *b, const void *state, size_t slen, const void *ctx,
+                     size_t clen, const char *name, size_t nlen) {
+  jb_array(b, 12);
+  jb_raw(b, state, slen);
+  if (ctx) jb_bin(b, ctx, clen);
+  else jb_nil(b);
+  if (name) jb_str(b, name, nlen);
+  else jb_nil(b);
+}
+
+static void adopt_fail(pg_store *st, int rc, const char *why) {
+  if (st->failed) return;
+  st->failed = rc;
+  fprintf(stderr, "mealy: postgresql store: node %" PRId64
+          ": the store stops: %s\n",
+          st->node, why);
+  if (!st->told_failed) {
+    st->told_failed = true;
+    if (st->base.hooks.failed) st->base.hooks.failed(st->base.hooks.arg, rc, why);
+  }
+}
+
+static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
+                       void *arg) {
+  (void)pg;
+  (void)err;
+  pg_store *st = arg;
+  PGresult *res = (PGresult *)cres;
+  st->claiming = false;
+  if (!res) st->claim_unsure = true; /* looked at by the next claim */
+  if (!res || st->closing || st->failed || st->lost) return; /* next time */
+  st->claim_unsure = false;
+  uint64_t serial = ++st->claims;
+  int n = PQntuples(res);
+  if (n == 0) return;
+  jbuf b = {0};
+  uint64_t base = (uint64_t)st->node << 40, seq = 0;
+  size_t at = jb_begin(&b, ++seq, JR_SNAP, 2);
+  jb_uint(&b, base);
+  jb_uint(&b, base);
+  jb_end(&b, at);
+  uint64_t ni = 0, ne = 0;
+  int rc = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    bool inst = PQgetvalue(res, i, 0)[0] == '0';
+    size_t sl = 0, cl = 0;
+    unsigned char *sv = PQunescapeBytea(
+        (const unsigned char *)PQgetvalue(res, i, 4), &sl);
+    unsigned char *cv = inst && !PQgetisnull(res, i, 5)
+                            ? PQunescapeBytea(
+                                  (const unsigned char *)PQgetvalue(res, i, 5),
+                                  &cl)
+                            : NULL;
+    if (!sv || (inst && !PQgetisnull(res, i, 5) && !cv)) rc = MLY_ENOMEM;
+    else if (inst) {
+      mly_id id = (mly_id)strtoull(PQgetvalue(res, i, 1), NULL, 10);
+      if (own_find(st, id)) goto next; /* held already (SQL_ADOPT_MINE) */
+      rc = own_put(st, id, strtoull(PQgetvalue(res, i, 2), NULL, 10),
+                   (mly_id)strtoull(PQgetvalue(res, i, 3), NULL, 10));
+      if (rc == 0) own_find(st, id)->got = serial;
+      const char *nm = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
+      at = jb_begin(&b, ++seq, JR_INST, 1);
+      put_inst(&b, sv, sl, cv, cl, nm, nm ? (size_t)PQgetlength(res, i, 6) : 0);
+      jb_end(&b, at);
+      ni++;
+    } else {
+      owned *o = own_find(st, (mly_id)strtoull(PQgetvalue(res, i, 1), NULL,
+                                               10));
+      if (!o || o->got != serial) goto next; /* its target was held */
+      rc = seen_add(st, strtoull(PQgetvalue(res, i, 2), NULL, 10));
+      at = jb_begin(&b, ++seq, JR_EVENT, 1);
+      jb_raw(&b, sv, sl);
+      jb_end(&b, at);
+      ne++;
+    }
+  next:
+    PQfreemem(sv);
+    if (cv) PQfreemem(cv);
+  }
+  at = jb_begin(&b, ++seq, JR_SNAPEND, 3);
+  jb_uint(&b, ni);
+  jb_uint(&b, ne);
+  jb_uint(&b, 0);
+  jb_end(&b, at);
+  if (rc == 0 && b.oom) rc = MLY_ENOMEM;
+  st->fencing.adopted += ni;
+  if (rc == 0 && ni)
+    fprintf(stderr, "mealy: postgresql store: node %" PRId64 " (epoch %" PRId64
+            "): took over %" PRIu64 " instance(s) of processes whose lease "
+            "ran out\n", st->node, st->epoch, ni);
+  if (rc == 0 && ni && st->base.hooks.adopt)
+    rc = st->base.hooks.adopt(st->base.hooks.arg, b.p, b.n);
+  jb_free(&b);
+  /* stopping: they stay this node's in the database, given up with its
+   * lease when it closes */
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    adopt_fail(st, rc, "instances taken over could not be restored");
+}
+
+static void claim(pg_store *st) {
+  if (st->claiming || st->closing || st->failed || st->lost) return;
+  const char *v[] = {st->pnode, st->pepoch};
+  if (mly_pg_query(st->pg, st->claim_unsure ? SQL_ADOPT_MINE : SQL_ADOPT, 2,
+                   v, on_claimed, st) == 0)
+    st->claiming = true;
 }
 
 static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
@@ -799,6 +1319,7 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
   if (st->closing) return;
   if (res && PQntuples((PGresult *)res) == 1) {
     st->renewed_at = st->sent_at;
+    claim(st);
   } else if (res) { /* the row said no: taken over, or ran out */
     lease_lost(st, "the lease could not be renewed (another process may "
                    "have taken this one's instances)");
@@ -844,13 +1365,19 @@ static void finish_close(pg_store *st) {
     HASH_DEL(st->owned, o);
     free(o);
   }
+  seen *x, *xt;
+  HASH_ITER(hh, st->seen, x, xt) {
+    HASH_DEL(st->seen, x);
+    free(x);
+  }
   jb_free(&st->buf);
   walk_free(&st->rec);
   sbuf *all[] = GROUP_BUFS(st);
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
   free(st->dones);
   free(st->conninfo);
-  st->timers_open = 2;
+  st->timers_open = 3;
+  uv_close((uv_handle_t *)&st->poll, on_later_closed);
   uv_close((uv_handle_t *)&st->renew, on_later_closed);
   uv_close((uv_handle_t *)&st->later, on_later_closed);
 }
@@ -879,6 +1406,7 @@ static void op_close(mly_store *s) {
   pg_store *st = ST(s);
   if (st->closing) return;
   uv_timer_stop(&st->renew);
+  uv_timer_stop(&st->poll);
   op_flush(s); /* what the last turn appended (a stop keeps inboxes) */
   st->closing = true;
   if (!st->head) release(st);
@@ -1016,7 +1544,7 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
                    1, mv, true);
   if (!ok(ri)) return db_err(err, errlen, "reading instances", c, ri);
   PGresult *re = q(c,
-                   "SELECT e.body FROM mealy.events e JOIN mealy.instances i"
+                   "SELECT e.body, e.eid FROM mealy.events e JOIN mealy.instances i"
                    " ON i.id = e.target WHERE i.owner = $1 ORDER BY e.seq",
                    1, mv, true);
   if (!ok(re)) {
@@ -1040,16 +1568,14 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
     rc = own_put(st, id, (uint64_t)be64(PQgetvalue(ri, i, 1)),
                  (mly_id)be64(PQgetvalue(ri, i, 2)));
     head(w, JR_INST, 1);
-    jb_array(&w->b, 12);
-    jb_raw(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3));
-    if (!PQgetisnull(ri, i, 4))
-      jb_bin(&w->b, PQgetvalue(ri, i, 4), (size_t)PQgetlength(ri, i, 4));
-    else jb_nil(&w->b);
-    if (!PQgetisnull(ri, i, 5))
-      jb_str(&w->b, PQgetvalue(ri, i, 5), (size_t)PQgetlength(ri, i, 5));
-    else jb_nil(&w->b);
+    put_inst(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3),
+             PQgetisnull(ri, i, 4) ? NULL : PQgetvalue(ri, i, 4),
+             (size_t)PQgetlength(ri, i, 4),
+             PQgetisnull(ri, i, 5) ? NULL : PQgetvalue(ri, i, 5),
+             (size_t)PQgetlength(ri, i, 5));
   }
   for (int i = 0; i < ne && rc == 0; i++) {
+    rc = seen_add(st, (uint64_t)be64(PQgetvalue(re, i, 1)));
     head(w, JR_EVENT, 1);
     jb_raw(&w->b, PQgetvalue(re, i, 0), (size_t)PQgetlength(re, i, 0));
   }
@@ -1144,7 +1670,11 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   PQfinish(c);
   if (rc == 0) rc = mly_pg_open(loop, st->conninfo, true, &st->pg);
   if (rc == 0) mly_pg_set_weak(st->pg, true);
+  snprintf(st->channel, sizeof st->channel, "mealy_node_%" PRId64, st->node);
+  if (rc == 0) rc = mly_pg_listen(st->pg, st->channel);
+  if (rc == 0) mly_pg_on_notify(st->pg, on_notify, st);
   if (rc < 0) {
+    if (st->pg) mly_pg_close(st->pg);
     free(st->conninfo);
     free(st);
     return rc;
@@ -1154,6 +1684,10 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   uv_timer_init(loop, &st->renew);
   st->renew.data = st;
   uv_unref((uv_handle_t *)&st->renew);
+  uv_timer_init(loop, &st->poll);
+  st->poll.data = st;
+  uv_unref((uv_handle_t *)&st->poll);
+  uv_timer_start(&st->poll, on_poll, st->o.poll_ms, st->o.poll_ms);
   uv_update_time(loop);
   st->renewed_at = uv_now(loop); /* a moment after registration */
   uv_timer_start(&st->renew, on_renew, st->o.lease_ms / 3,
@@ -1173,4 +1707,12 @@ int64_t pg_store_epoch(const mly_store *s) {
 }
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s) {
   return &((const pg_store *)s)->fencing;
+}
+
+void pg_store_net_get(const mly_store *s, pg_store_net *out) {
+  const pg_store *st = (const pg_store *)s;
+  out->serial = st->bserial;
+  out->inflight = 0;
+  for (const batch *b = st->head; b; b = b->next) out->inflight++;
+  out->resync = st->resync;
 }

@@ -35,10 +35,27 @@ int64_t pg_store_node(const mly_store *s);
 int64_t pg_store_epoch(const mly_store *s);
 
 /* Figures of fencing: batches a fence refused, and the steps (STEP
- * records) dropped with them. */
+ * records) dropped with them; instances that left (evicted) and that
+ * this node took over while running (adopted; not those of recover);
+ * events of other processes fetched and handed up (delivered).  And of
+ * lost connections: how many times batches lost their answer (resyncs),
+ * of those batches how many had committed (found by their serial:
+ * reported as such) and how many were sent again (resent);
+ * refused_twice: a batch sent again that the fence's serial check found
+ * committed already (never applied twice). */
 typedef struct pg_store_fencing {
-  uint64_t fenced_batches, dropped_steps, evicted;
+  uint64_t fenced_batches, dropped_steps, evicted, adopted, delivered;
+  uint64_t resyncs, found_committed, resent, refused_twice;
 } pg_store_fencing;
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s);
+
+/* For tests: the last batch's serial, the batches in flight (held ones
+ * too), and whether a resync holds them (a lost connection). */
+typedef struct pg_store_net {
+  uint64_t serial;
+  size_t inflight;
+  bool resync;
+} pg_store_net;
+void pg_store_net_get(const mly_store *s, pg_store_net *out);
 
 #endif

@@ -37,6 +37,9 @@
  *     not committed are dropped and counted (mly_journal_stats).
  *   - hooks.deliver: EVENT records another process committed for
  *     instances this process owns, in commit order per sender.
+ * Both hand records framed as in `buf` (JR_HDR, then the body), valid
+ * for the call only; adopt's are SNAP, INST..., EVENT..., SNAPEND.  A
+ * negative return (but MLY_ESHUTDOWN: the runtime stops) fails the store.
  * The journal never calls these three.  Loop thread only, all of it.
  */
 #ifndef MLY_STORE_STORE_H

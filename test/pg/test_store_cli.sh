@@ -13,7 +13,9 @@ check() { # name, command...
   checks=$((checks + 1))
   if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi
 }
-V=2 # MLY_STORE_PG_VERSION
+# the version this mealy makes: MLY_STORE_PG_VERSION in mealy.h
+V=$(sed -n "s/^#define MLY_STORE_PG_VERSION \([0-9][0-9]*\).*/\1/p" "$(dirname "$0")/../../lib/include/mealy.h")
+[ -n "$V" ] || { echo "FAIL: MLY_STORE_PG_VERSION not found in mealy.h"; exit 1; }
 psqlq() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$C" -c "$1"; }
 has() { grep -q -- "$1" <<<"$2"; }
 
