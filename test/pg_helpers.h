@@ -1,12 +1,15 @@
 /*
  * pg_helpers.h - what the PostgreSQL suites share: the private cluster's
  * conninfo (MLY_TEST_PG, set by test/pg/with_cluster.sh; without it the
- * suite fails saying it did not run) and running a check suite.
+ * suite fails saying it did not run), a connection of the test's own and
+ * a one-integer query on it, and running a check suite.
  */
 #ifndef MLY_TEST_PG_HELPERS_H
 #define MLY_TEST_PG_HELPERS_H
 
 #include <check.h>
+#include <libpq-fe.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -18,6 +21,27 @@ static inline const char *conninfo(void) {
     exit(1);
   }
   return c;
+}
+
+/* A connection of the test's own to db; the check fails without one. */
+static inline PGconn *pg_test_connect(const char *db) {
+  PGconn *c = PQconnectdb(db);
+  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+  return c;
+}
+
+/* The integer a one-row, one-column query q answers, on a connection of
+ * its own. */
+static inline int64_t pg_test_int(const char *db, const char *q) {
+  PGconn *c = pg_test_connect(db);
+  PGresult *r = PQexec(c, q);
+  ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", q,
+                PQresultErrorMessage(r));
+  ck_assert_int_eq(PQntuples(r), 1);
+  int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  PQclear(r);
+  PQfinish(c);
+  return v;
 }
 
 static inline int run_suite(Suite *s) {

@@ -43,23 +43,8 @@
 static char db[1024];    /* the test's own connections */
 static char store_db[1100]; /* the store's (maybe through the proxy) */
 
-static PGconn *dbc(void) {
-  PGconn *c = PQconnectdb(db);
-  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-  return c;
-}
-
-static int64_t sql_int(const char *q) {
-  PGconn *c = dbc();
-  PGresult *r = PQexec(c, q);
-  ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", q,
-                PQresultErrorMessage(r));
-  ck_assert_int_eq(PQntuples(r), 1);
-  int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-  PQclear(r);
-  PQfinish(c);
-  return v;
-}
+static PGconn *dbc(void) { return pg_test_connect(db); }
+static int64_t sql_int(const char *q) { return pg_test_int(db, q); }
 
 static void exec_on(PGconn *c, const char *q) {
   PGresult *r = PQexec(c, q);
