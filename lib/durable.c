@@ -543,7 +543,10 @@ static void hook_failed(void *arg, int rc, const char *msg) {
  * with no END record, their uncommitted steps dropped (the store counted
  * them).  A parent takes its children with it. */
 static void hook_evict(void *arg, const mly_id *ids, size_t n) {
-  mly_runtime *rt = arg;
+  durable_leave(arg, ids, n);
+}
+
+void durable_leave(mly_runtime *rt, const mly_id *ids, size_t n) {
   for (size_t i = 0; i < n; i++) {
     mly_inst *m = inst_get(rt, ids[i]);
     if (m != NULL && inst_durable(rt, m)) m->dflags |= D_SILENT;
@@ -593,7 +596,9 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
                            .closed = hook_closed,
                            .committed = hook_committed,
                            .failed = hook_failed, .evict = hook_evict,
-                           .adopt = hook_adopt, .deliver = hook_deliver};
+                           .adopt = hook_adopt, .deliver = hook_deliver,
+                           .pooled = dpool_pooled, .unlend = dpool_unlend,
+                           .wake = dpool_wake};
   rt->open_handles++; /* released by hook_closed */
 }
 

@@ -93,5 +93,14 @@ int durable_deliver_records(mly_runtime *rt, const unsigned char *p,
 /* s reports to rt's durable layer, and holds rt open until it closed. */
 void durable_set_hooks(mly_runtime *rt, mly_store *s);
 void put_event(mly_runtime *rt, jbuf *b, mly_id to, const mly_event *e);
+/* These instances leave memory silently (another process runs them or
+ * they wait in the pool): no END, their uncommitted steps dropped. */
+void durable_leave(mly_runtime *rt, const mly_id *ids, size_t n);
+/* dpool.c: the task pool's hook for the queue layer (taskpool.h), when
+ * the store has one; and the store's reports about pooled instances. */
+int dpool_attach(mly_runtime *rt);
+void dpool_pooled(void *arg, const mly_id *ids, size_t n);
+void dpool_unlend(void *arg, const mly_id *ids, size_t n);
+void dpool_wake(void *arg, mly_id id);
 
 #endif

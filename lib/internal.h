@@ -198,6 +198,10 @@ struct mly_runtime {
   uint32_t *free_slots;
   uint32_t nfree, free_cap;
   bool slots_confined; /* slots_confine: new slots only from the list */
+  uint32_t conf_lo, conf_hi; /* ... its range */
+  bool slots_own_only;  /* a task pool: a slot outside the range is never
+                           free here (its instances move between
+                           processes); dpool.c */
 
   mly_type *types;
 
@@ -286,6 +290,10 @@ mly_inst *inst_get(const mly_runtime *rt, mly_id id);
 int slots_reserve(mly_runtime *rt, uint32_t n);
 int slots_finish(mly_runtime *rt);
 void slots_confine(mly_runtime *rt, uint32_t lo, uint32_t hi);
+/* dpool.c: a slot whose instance left for the pool is not reused (lent)
+ * until the instance ended wherever it ran (unlent). */
+void slot_lend(mly_runtime *rt, uint32_t s);
+void slot_unlend(mly_runtime *rt, uint32_t s);
 void inst_wake(mly_inst *m, uint8_t reason);
 void inst_run_batch(mly_runtime *rt, uint32_t budget);
 void inst_timer_fired(mly_inst *m);

@@ -54,10 +54,33 @@ static int slot_alloc(mly_runtime *rt, mly_inst *m) {
   return 0;
 }
 
+static void slot_free(mly_runtime *rt, uint32_t s);
+
 static void slot_release(mly_runtime *rt, mly_inst *m) {
   uint32_t s = (uint32_t)m->id;
   rt->slots[s] = NULL;
   if (++rt->gens[s] == 0) rt->gens[s] = 1; /* ids are never 0 */
+  if (rt->slots_own_only && rt->slots_confined &&
+      (s < rt->conf_lo || s >= rt->conf_hi))
+    return; /* another process's range: never made here */
+  slot_free(rt, s);
+}
+
+void slot_lend(mly_runtime *rt, uint32_t s) {
+  for (uint32_t i = rt->nfree; i-- > 0;) /* the newest freed: at the end */
+    if (rt->free_slots[i] == s) {
+      memmove(rt->free_slots + i, rt->free_slots + i + 1,
+              (rt->nfree - i - 1) * sizeof *rt->free_slots);
+      rt->nfree--;
+      return;
+    }
+}
+
+void slot_unlend(mly_runtime *rt, uint32_t s) {
+  if (s < rt->nslots && rt->slots[s] == NULL) slot_free(rt, s);
+}
+
+static void slot_free(mly_runtime *rt, uint32_t s) {
   if (rt->free_slots == NULL) {
     rt->free_slots = malloc((size_t)rt->slot_cap * sizeof *rt->free_slots);
     if (rt->free_slots == NULL) return; /* the slot is leaked, not reused */
@@ -110,6 +133,8 @@ void slots_confine(mly_runtime *rt, uint32_t lo, uint32_t hi) {
   }
   rt->nfree = n;
   rt->slots_confined = true;
+  rt->conf_lo = lo;
+  rt->conf_hi = hi;
 }
 
 /* Recovery: the slots left empty become free, newest-numbered last. */

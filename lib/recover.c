@@ -701,6 +701,11 @@ int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
     names_free(rt); /* tombstones and parked names read so far */
     return rc;
   }
+  rc = dpool_attach(rt);
+  if (rc < 0) {
+    jr_errf(err, errlen, rc, "the task pool: %s", mly_strerror(rc));
+    return rc; /* open; closed with the runtime */
+  }
   if (d->st->salvaged > 0) { /* drop the damage for good, now */
     rc = durable_compact_now(rt);
     if (rc < 0)

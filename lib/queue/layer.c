@@ -82,7 +82,8 @@ int mly_queues_open(mly_runtime *rt) {
       (rc = tq_task_register(L)) < 0 || (rc = tq_clock_register(L)) < 0 ||
       (rc = tq_qstate_register(L)) < 0 || (rc = tq_sched_register(L)) < 0 ||
       (rc = mly_queue_declare(rt, &default_queue, NULL, 0)) < 0 ||
-      (rc = mly_metrics_source_add(rt, tq_metrics_source, L)) < 0)
+      (rc = mly_metrics_source_add(rt, tq_metrics_source, L)) < 0 ||
+      (rc = tq_pool_user(L)) < 0)
     return rc; /* attached: released with the runtime */
   return 0;
 }
@@ -201,6 +202,7 @@ int mly_queue_declare(mly_runtime *rt, const mly_queue_def *def, char *err,
   if (q->tokens > q->def.bucket_size) q->tokens = q->def.bucket_size;
   q->declared = true;
   tq_state_declared(q);
+  tq_serve(q); /* a shared store: its limits, and claims */
   tq_dispatch(q);
   return 0;
 }
@@ -214,6 +216,7 @@ static int set_paused(mly_runtime *rt, const char *queue, bool paused) {
   if (q->paused != paused) {
     q->paused = paused;
     tq_state_changed(q);
+    tq_serve(q);
   }
   tq_dispatch(q);
   return 0;
@@ -230,6 +233,7 @@ int mly_queues_hold(mly_runtime *rt, bool hold) {
   tq_layer *L = tq_get(rt);
   if (L == NULL) return MLY_ENOENT;
   L->held = hold;
+  tq_serve_all(L);
   if (!hold)
     for (tq_queue *q = L->qhead; q; q = q->next) tq_dispatch(q);
   return 0;

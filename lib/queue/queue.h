@@ -16,6 +16,7 @@
 
 #include "mealy.h"
 #include "../freelist.h"
+#include "../taskpool.h"
 #include "../value.h"
 
 #include <uthash.h>
@@ -221,6 +222,8 @@ struct tq_layer {
   int64_t (*sc_now)(void *arg); /* test clock (ms), NULL: the wall clock */
   void *sc_now_arg;
   uint64_t sc_due_us;           /* earliest schedule tick (clock), 0 */
+  taskpool *pool;               /* a shared store's (tq_pool), or NULL */
+  taskpool_user pool_user;      /* told when the pool comes (pool.c) */
 };
 
 /* task.c: a task's in-memory record, found by its slot (O(1)) */
@@ -286,6 +289,13 @@ int tq_task_register(tq_layer *L);
 /* The concurrency key's value in a payload (a map), as text: a string,
  * or an integer printed; NULL for none (or no memory). */
 char *tq_key_value(const tq_queue *q, const mly_value *payload);
+
+/* pool.c: the shared store's task pool, NULL without one (the journal:
+ * limits in memory); a queue served (claimed from) with its limits */
+taskpool *tq_pool(tq_layer *L);
+void tq_serve(tq_queue *q);
+void tq_serve_all(tq_layer *L);
+int tq_pool_user(tq_layer *L); /* attaches L->pool_user */
 
 /* slot.c: the steps' slots go with the layer */
 void tq_steps_free(tq_layer *L);

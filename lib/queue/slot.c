@@ -43,6 +43,14 @@ int mly_queue_slot_take(mly_runtime *rt, const char *queue, mly_id id,
   mly_info mi;
   if (mly_info_get(rt, id, &mi) == 0 && strcmp(mi.type, TQ_TYPE) == 0)
     return MLY_EBUSY; /* a task waits for its slots itself */
+  taskpool *P = tq_pool(L);
+  if (P != NULL) { /* a shared store: the store's slot (pool.c) */
+    tq_queue *q = tq_queue_find(L, queue);
+    char *key = q ? tq_key_value(q, payload) : NULL;
+    int rc = P->ask(P->arg, queue, key, id);
+    free(key);
+    return rc;
+  }
   tq_step *st = step_find(L, id);
   if (st != NULL && strcmp(st->rec.q->name, queue) != 0) {
     step_free(L, st); /* it asks another queue now */
@@ -72,6 +80,11 @@ int mly_queue_slot_take(mly_runtime *rt, const char *queue, mly_id id,
 
 void mly_queue_slot_release(mly_runtime *rt, mly_id id) {
   tq_layer *L = tq_get(rt);
+  taskpool *P = L ? tq_pool(L) : NULL;
+  if (P != NULL) {
+    P->drop(P->arg, id); /* with the commit of this turn */
+    return;
+  }
   tq_step *st = L ? step_find(L, id) : NULL;
   if (st != NULL) step_free(L, st);
 }

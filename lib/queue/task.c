@@ -99,6 +99,18 @@ static bool slot(tq_layer *L, mly_machine *m, tq_data *d) {
     if (d->seq > L->last_seq) L->last_seq = d->seq;
   }
   if (r->granted) return true;
+  taskpool *P = tq_pool(L);
+  if (P != NULL) { /* a shared store: the slot is the store's (pool.c) */
+    if (P->granted(P->arg, id)) {
+      r->granted = r->holds_slot = true;
+      r->q->running++;
+      return true;
+    }
+    /* to the pool with this step; it leaves once that committed (no
+     * memory: it stays here, waiting, until its next wake) */
+    P->put(P->arg, id, r->q->name, d->priority, d->eta_ms, r->keyval);
+    return false;
+  }
   if (r->heap_idx == TQ_NO_HEAP && !r->blocked && !r->holds_slot) {
     r->priority = d->priority;
     r->eta_ms = d->eta_ms;
@@ -229,7 +241,9 @@ static int task_run(mly_machine *m, void *data) {
       revive(m, d);
     }
     d->state = MLY_TASK_SCHEDULED;
-    if (until(d->eta_ms) > 0) MLY_SLEEP_AT(m, task_scheduled, until(d->eta_ms));
+    /* in a task pool it waits there for its eta (the claim looks) */
+    if (tq_pool(L) == NULL && until(d->eta_ms) > 0)
+      MLY_SLEEP_AT(m, task_scheduled, until(d->eta_ms));
     if (mly_shutdown_requested(m)) MLY_EXIT(m, MLY_ECANCELED);
     d->state = MLY_TASK_WAITING;
     MLY_WAIT_UNTIL_AT(m, task_waiting,
@@ -240,6 +254,8 @@ static int task_run(mly_machine *m, void *data) {
     if (d->first_run_ms == 0) d->first_run_ms = tq_wall_ms();
     tq_attempt_start(L, tq_rec_find(L, mly_self(m)), d);
     MLY_WAIT_UNTIL_AT(m, task_running, reported(L, m));
+    if (tq_pool(L)) tq_pool(L)->drop(tq_pool(L)->arg, mly_self(m)); /* with
+      this step's commit: the attempt is over */
     if (settle(L, m, d)) {
       MLY_WAIT_UNTIL_AT(m, task_finishing, drained(L, m));
       MLY_EXIT(m, 0);

@@ -257,8 +257,147 @@ static const char *const v3[] = {
     " END$$",
     NULL};
 
+
+/* Version 4: the task pool and global queue limits (pg_tasks.c).
+ * instances: owner NULL is a task in its queue's pool (pool, pool_prio,
+ *   pool_eta: wall ms it is due, pool_key: its concurrency key value),
+ *   claimed by any process that serves the queue (mealy.claim).
+ * queues: a queue's limits as the last process to declare it gave them,
+ *   and its token bucket (tokens, refilled_at).
+ * slots: a slot held: a task's attempt (from its claim to the commit
+ *   that ends the attempt) or a step's (mealy.take_slot, to the commit
+ *   of the step).  A node's slots go when the node is taken over (its
+ *   lease ran out: trigger on nodes.taken_by), an instance's when it
+ *   ends (trigger on its row's delete).
+ * claim and take_slot lock the queue's row: grants of one queue are
+ * serialized, so the limits hold across all processes. */
+static const char *const v4[] = {
+    "ALTER TABLE mealy.instances ALTER COLUMN owner DROP NOT NULL",
+    "ALTER TABLE mealy.instances ADD COLUMN pool text,"
+    " ADD COLUMN pool_prio integer, ADD COLUMN pool_eta bigint,"
+    " ADD COLUMN pool_key text",
+    "CREATE INDEX instances_pool ON mealy.instances"
+    " (pool, pool_prio DESC, pool_eta, id) WHERE owner IS NULL",
+    "CREATE TABLE mealy.queues ("
+    " name text PRIMARY KEY,"
+    " max_concurrent integer NOT NULL,"
+    " rate double precision NOT NULL,"
+    " bucket double precision NOT NULL,"
+    " key_max integer NOT NULL,"
+    " tokens double precision NOT NULL,"
+    " refilled_at timestamptz NOT NULL)",
+    "CREATE TABLE mealy.slots ("
+    " instance bigint PRIMARY KEY,"
+    " queue text NOT NULL,"
+    " key text,"
+    " node bigint NOT NULL,"
+    " granted_at timestamptz NOT NULL DEFAULT clock_timestamp())",
+    "CREATE INDEX slots_queue ON mealy.slots (queue, key)",
+    "CREATE INDEX slots_node ON mealy.slots (node)",
+    "CREATE FUNCTION mealy.slots_of_taken() RETURNS trigger LANGUAGE plpgsql"
+    " AS $$BEGIN DELETE FROM mealy.slots WHERE node = NEW.id; RETURN NEW;"
+    " END$$",
+    "CREATE TRIGGER nodes_taken AFTER UPDATE OF taken_by ON mealy.nodes"
+    " FOR EACH ROW WHEN (NEW.taken_by IS NOT NULL AND OLD.taken_by IS NULL)"
+    " EXECUTE FUNCTION mealy.slots_of_taken()",
+    "CREATE FUNCTION mealy.slots_of_ended() RETURNS trigger LANGUAGE plpgsql"
+    " AS $$BEGIN DELETE FROM mealy.slots WHERE instance = OLD.id;"
+    " RETURN OLD; END$$",
+    "CREATE TRIGGER instances_ended AFTER DELETE ON mealy.instances"
+    " FOR EACH ROW EXECUTE FUNCTION mealy.slots_of_ended()",
+    /* a declaration: the row keeps the last one; tokens stay */
+    "CREATE FUNCTION mealy.serve(p_queue text, p_max integer,"
+    " p_rate double precision, p_bucket double precision, p_keymax integer)"
+    " RETURNS void LANGUAGE sql AS $$"
+    " INSERT INTO mealy.queues VALUES (p_queue, p_max, p_rate, p_bucket,"
+    "  p_keymax, p_bucket, clock_timestamp())"
+    " ON CONFLICT (name) DO UPDATE SET max_concurrent = EXCLUDED.max_concurrent,"
+    "  rate = EXCLUDED.rate, bucket = EXCLUDED.bucket,"
+    "  key_max = EXCLUDED.key_max,"
+    "  tokens = least(mealy.queues.tokens, EXCLUDED.bucket)$$",
+    /* the bucket refilled to now (the queue's row locked by the caller) */
+    "CREATE FUNCTION mealy.refill(q mealy.queues, p_now timestamptz)"
+    " RETURNS double precision LANGUAGE sql AS $$"
+    " SELECT CASE WHEN q.rate > 0 THEN least(q.bucket, q.tokens +"
+    "  greatest(0, extract(epoch FROM p_now - q.refilled_at)) * q.rate)"
+    "  ELSE q.tokens END$$",
+    /* up to p_n due tasks of p_queue for node p_node: each gets a slot in
+     * the same transaction; rows (id, NULL), then one (NULL, wait_ms):
+     * when to look again (a token, a task's eta), NULL: on a notice */
+    "CREATE FUNCTION mealy.claim(p_node bigint, p_epoch bigint,"
+    " p_queue text, p_n integer) RETURNS TABLE (id bigint, wait_ms bigint)"
+    " LANGUAGE plpgsql AS $$DECLARE q mealy.queues; now_ts timestamptz :="
+    " clock_timestamp(); now_ms bigint; tok double precision;"
+    " used integer; room integer; kc integer; got integer := 0; more boolean"
+    " := false; r record; nxt bigint; BEGIN"
+    " PERFORM 1 FROM mealy.nodes n WHERE n.id = p_node AND n.epoch = p_epoch"
+    "  AND n.taken_by IS NULL AND n.lease_until > now_ts;"
+    " IF NOT FOUND THEN RETURN; END IF;"
+    " SELECT * INTO q FROM mealy.queues WHERE name = p_queue FOR UPDATE;"
+    " IF NOT FOUND THEN RETURN; END IF;"
+    " now_ms := (extract(epoch FROM now_ts) * 1000)::bigint;"
+    " tok := mealy.refill(q, now_ts);"
+    " SELECT count(*) INTO used FROM mealy.slots s WHERE s.queue = p_queue;"
+    " room := least(p_n, q.max_concurrent - used);"
+    " IF q.rate > 0 THEN room := least(room, floor(tok)::integer); END IF;"
+    " IF room > 0 THEN"
+    "  FOR r IN SELECT i.id, i.pool_key FROM mealy.instances i"
+    "   WHERE i.owner IS NULL AND i.pool = p_queue AND i.pool_eta <= now_ms"
+    "   ORDER BY i.pool_prio DESC, i.pool_eta, i.id"
+    "   LIMIT greatest(4 * room, 64) FOR UPDATE SKIP LOCKED LOOP"
+    "   IF got >= room THEN more := true; EXIT; END IF;"
+    "   IF r.pool_key IS NOT NULL AND q.key_max > 0 THEN"
+    "    SELECT count(*) INTO kc FROM mealy.slots s WHERE s.queue = p_queue"
+    "     AND s.key = r.pool_key;"
+    "    CONTINUE WHEN kc >= q.key_max; END IF;"
+    "   INSERT INTO mealy.slots (instance, queue, key, node)"
+    "    VALUES (r.id, p_queue, r.pool_key, p_node);"
+    "   UPDATE mealy.instances i SET owner = p_node, epoch = p_epoch,"
+    "    pool = NULL WHERE i.id = r.id;"
+    "   got := got + 1; id := r.id; wait_ms := NULL; RETURN NEXT;"
+    "  END LOOP; END IF;"
+    " IF q.rate > 0 THEN UPDATE mealy.queues SET tokens = tok - got,"
+    "  refilled_at = now_ts WHERE name = p_queue; END IF;"
+    " id := NULL; wait_ms := NULL;"
+    " IF q.rate > 0 AND tok - got < 1 AND used + got < q.max_concurrent THEN"
+    "  wait_ms := ceil((1 - (tok - got)) * 1000 / q.rate)::bigint; END IF;"
+    " SELECT min(i.pool_eta) INTO nxt FROM mealy.instances i"
+    "  WHERE i.owner IS NULL AND i.pool = p_queue AND i.pool_eta > now_ms;"
+    " IF nxt IS NOT NULL AND (wait_ms IS NULL OR nxt - now_ms < wait_ms)"
+    "  THEN wait_ms := nxt - now_ms; END IF;"
+    " IF more THEN wait_ms := 0; END IF;"
+    " RETURN NEXT; END$$",
+    /* a slot for one step of instance p_id (not a task): true granted
+     * (or held already) */
+    "CREATE FUNCTION mealy.take_slot(p_node bigint, p_epoch bigint,"
+    " p_queue text, p_key text, p_id bigint) RETURNS boolean"
+    " LANGUAGE plpgsql AS $$DECLARE q mealy.queues; now_ts timestamptz :="
+    " clock_timestamp(); tok double precision; used integer; kc integer;"
+    " BEGIN"
+    " PERFORM 1 FROM mealy.nodes n WHERE n.id = p_node AND n.epoch = p_epoch"
+    "  AND n.taken_by IS NULL AND n.lease_until > now_ts;"
+    " IF NOT FOUND THEN RETURN false; END IF;"
+    " SELECT * INTO q FROM mealy.queues WHERE name = p_queue FOR UPDATE;"
+    " IF NOT FOUND THEN RETURN false; END IF;"
+    " PERFORM 1 FROM mealy.slots s WHERE s.instance = p_id;"
+    " IF FOUND THEN RETURN true; END IF;"
+    " tok := mealy.refill(q, now_ts);"
+    " IF q.rate > 0 AND tok < 1 THEN RETURN false; END IF;"
+    " SELECT count(*) INTO used FROM mealy.slots s WHERE s.queue = p_queue;"
+    " IF used >= q.max_concurrent THEN RETURN false; END IF;"
+    " IF p_key IS NOT NULL AND q.key_max > 0 THEN"
+    "  SELECT count(*) INTO kc FROM mealy.slots s WHERE s.queue = p_queue"
+    "   AND s.key = p_key;"
+    "  IF kc >= q.key_max THEN RETURN false; END IF; END IF;"
+    " INSERT INTO mealy.slots (instance, queue, key, node)"
+    "  VALUES (p_id, p_queue, p_key, p_node);"
+    " IF q.rate > 0 THEN UPDATE mealy.queues SET tokens = tok - 1,"
+    "  refilled_at = now_ts WHERE name = p_queue; END IF;"
+    " RETURN true; END$$",
+    NULL};
+
 const char *const *const mly_pg_migrations[MLY_STORE_PG_VERSION] = {v1, v2,
-                                                                    v3};
+                                                                    v3, v4};
 
 /* ---- running statements one after another on a private loop ---- */
 

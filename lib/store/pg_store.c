@@ -55,6 +55,7 @@
 #include "../jreplay.h"
 #include "pg_conn.h"
 #include "pg_store.h"
+#include "pg_tasks.h"
 
 /* An instance this node owns: the step it last appended. */
 typedef struct owned {
@@ -286,6 +287,7 @@ typedef struct pg_store {
   char channel[32];
   uv_timer_t poll;
   bool fetching, fetch_again;
+  pg_tasks *tasks; /* the task pool (pg_tasks.c) */
 } pg_store;
 
 #define ST(s) ((pg_store *)(s))
@@ -458,6 +460,7 @@ static void batch_done(pg_store *st, batch *b) {
   /* wrote: a batch whose COMMIT may have reached the server before the
    * connection went is not known to have failed (MLY_EUNKNOWN for its
    * posts) */
+  if (st->tasks) pg_tasks_batch_done(st->tasks, b->serial, rc == 0);
   size_t wrote = rc == 0 || (b->err[0] && !b->fenced &&
                              strstr(b->err, "connection") != NULL)
                      ? SIZE_MAX
@@ -992,6 +995,18 @@ static void defer_failed(pg_store *st, batch *b, int rc, const char *why) {
   uv_timer_start(&st->later, on_later, 0, 0);
 }
 
+/* pg_tasks.c's statements go into the batch as ours do. */
+typedef struct tasks_ctx {
+  pg_store *st;
+  batch *b;
+} tasks_ctx;
+
+static int tasks_emit(void *ctx, const char *sql, int n,
+                      const char *const *vals) {
+  tasks_ctx *c = ctx;
+  return stmt(c->st, c->b, sql, n, vals);
+}
+
 static void op_flush(mly_store *s) {
   pg_store *st = ST(s);
   if (st->buf.n == 0 && st->ndones == 0) return;
@@ -1034,6 +1049,10 @@ static void op_flush(mly_store *s) {
   }
   if (r == 0) r = group_send(st, b);
   else group_send_none(st);
+  if (r == 0 && st->tasks) {
+    tasks_ctx tc = {st, b};
+    r = pg_tasks_flush(st->tasks, b->serial, tasks_emit, &tc);
+  }
   if (r == 0) r = stmt(st, b, "COMMIT", 0, NULL);
   st->buf.n = 0;
   if (r < 0) {
@@ -1053,6 +1072,7 @@ static void op_flush(mly_store *s) {
     take_head(st, b);
     defer_failed(st, b, st->failed, "");
   }
+  if (st->tasks) pg_tasks_kick(st->tasks); /* claims after the batch */
 }
 
 static int op_failed(const mly_store *s) { return ST(s)->failed; }
@@ -1150,12 +1170,19 @@ static void fetch(pg_store *st) {
 static void on_notify(mly_pg *pg, const char *channel, const char *payload,
                       void *arg) {
   (void)pg;
-  (void)channel;
-  (void)payload;
-  fetch(arg);
+  pg_store *st = arg;
+  if (strcmp(channel, PG_TASKS_CHANNEL) == 0) {
+    if (st->tasks && !st->closing) pg_tasks_notify(st->tasks, payload);
+    return;
+  }
+  fetch(st);
 }
 
-static void on_poll(uv_timer_t *t) { fetch(t->data); }
+static void on_poll(uv_timer_t *t) {
+  pg_store *st = t->data;
+  fetch(st);
+  if (st->tasks && !st->closing) pg_tasks_poll(st->tasks);
+}
 
 /* ---- the lease ---- */
 
@@ -1226,6 +1253,9 @@ static void adopt_fail(pg_store *st, int rc, const char *why) {
   }
 }
 
+static int hand_up(pg_store *st, PGresult *res, bool pool,
+                   void (*each)(void *, mly_id), void *earg);
+
 static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
                        void *arg) {
   (void)pg;
@@ -1236,9 +1266,19 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
   if (!res) st->claim_unsure = true; /* looked at by the next claim */
   if (!res || st->closing || st->failed || st->lost) return; /* next time */
   st->claim_unsure = false;
+  int rc = hand_up(st, res, false, NULL, NULL);
+  /* stopping: they stay this node's in the database, given up with its
+   * lease when it closes */
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    adopt_fail(st, rc, "instances taken over could not be restored");
+}
+
+/* Claimed rows to hooks.adopt (see pg_tasks.h). */
+static int hand_up(pg_store *st, PGresult *res, bool pool,
+                   void (*each)(void *, mly_id), void *earg) {
   uint64_t serial = ++st->claims;
   int n = PQntuples(res);
-  if (n == 0) return;
+  if (n == 0) return 0;
   jbuf b = {0};
   uint64_t base = (uint64_t)st->node << 40, seq = 0;
   size_t at = jb_begin(&b, ++seq, JR_SNAP, 2);
@@ -1248,7 +1288,9 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
   uint64_t ni = 0, ne = 0;
   int rc = 0;
   for (int i = 0; i < n && rc == 0; i++) {
-    bool inst = PQgetvalue(res, i, 0)[0] == '0';
+    char k = PQgetvalue(res, i, 0)[0];
+    if (k != '0' && k != '1') continue; /* a claim's hint */
+    bool inst = k == '0';
     size_t sl = 0, cl = 0;
     unsigned char *sv = PQunescapeBytea(
         (const unsigned char *)PQgetvalue(res, i, 4), &sl);
@@ -1264,6 +1306,7 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
       rc = own_put(st, id, strtoull(PQgetvalue(res, i, 2), NULL, 10),
                    (mly_id)strtoull(PQgetvalue(res, i, 3), NULL, 10));
       if (rc == 0) own_find(st, id)->got = serial;
+      if (rc == 0 && each) each(earg, id);
       const char *nm = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
       at = jb_begin(&b, ++seq, JR_INST, 1);
       put_inst(&b, sv, sl, cv, cl, nm, nm ? (size_t)PQgetlength(res, i, 6) : 0);
@@ -1289,18 +1332,15 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
   jb_uint(&b, 0);
   jb_end(&b, at);
   if (rc == 0 && b.oom) rc = MLY_ENOMEM;
-  st->fencing.adopted += ni;
-  if (rc == 0 && ni)
+  if (!pool) st->fencing.adopted += ni;
+  if (rc == 0 && ni && !pool)
     fprintf(stderr, "mealy: postgresql store: node %" PRId64 " (epoch %" PRId64
             "): took over %" PRIu64 " instance(s) of processes whose lease "
             "ran out\n", st->node, st->epoch, ni);
   if (rc == 0 && ni && st->base.hooks.adopt)
     rc = st->base.hooks.adopt(st->base.hooks.arg, b.p, b.n);
   jb_free(&b);
-  /* stopping: they stay this node's in the database, given up with its
-   * lease when it closes */
-  if (rc < 0 && rc != MLY_ESHUTDOWN)
-    adopt_fail(st, rc, "instances taken over could not be restored");
+  return rc;
 }
 
 static void claim(pg_store *st) {
@@ -1372,6 +1412,8 @@ static void finish_close(pg_store *st) {
   }
   jb_free(&st->buf);
   walk_free(&st->rec);
+  pg_tasks_free(st->tasks);
+  st->tasks = NULL;
   sbuf *all[] = GROUP_BUFS(st);
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
   free(st->dones);
@@ -1648,6 +1690,7 @@ static const store_ops pg_ops = {
     .close = op_close,
     .recover_end = op_recover_end,
     .figures = NULL,
+    .tasks = &pg_tasks_ops,
 };
 
 int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
@@ -1672,9 +1715,13 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   if (rc == 0) mly_pg_set_weak(st->pg, true);
   snprintf(st->channel, sizeof st->channel, "mealy_node_%" PRId64, st->node);
   if (rc == 0) rc = mly_pg_listen(st->pg, st->channel);
+  if (rc == 0) rc = mly_pg_listen(st->pg, PG_TASKS_CHANNEL);
+  if (rc == 0) rc = pg_tasks_new(&st->base, st->pg, st->pnode, st->pepoch,
+                                 &st->tasks);
   if (rc == 0) mly_pg_on_notify(st->pg, on_notify, st);
   if (rc < 0) {
     if (st->pg) mly_pg_close(st->pg);
+    pg_tasks_free(st->tasks);
     free(st->conninfo);
     free(st);
     return rc;
@@ -1715,4 +1762,36 @@ void pg_store_net_get(const mly_store *s, pg_store_net *out) {
   out->inflight = 0;
   for (const batch *b = st->head; b; b = b->next) out->inflight++;
   out->resync = st->resync;
+}
+
+/* ---- what pg_tasks.c calls (pg_tasks.h) ---- */
+
+pg_tasks *pg_store_tasks(mly_store *s) { return ST(s)->tasks; }
+
+int pg_store_hand_up(mly_store *s, const PGresult *res, bool pool,
+                     void (*each)(void *, mly_id), void *arg) {
+  pg_store *st = ST(s);
+  int rc = hand_up(st, (PGresult *)res, pool, each, arg);
+  if (rc < 0 && rc != MLY_ESHUTDOWN)
+    adopt_fail(st, rc, "tasks claimed could not be restored");
+  return rc;
+}
+
+void pg_store_disown(mly_store *s, const mly_id *ids, size_t n) {
+  for (size_t i = 0; i < n; i++) own_del(ST(s), ids[i]);
+}
+
+bool pg_store_live(const mly_store *s) {
+  const pg_store *st = (const pg_store *)s;
+  return !st->closing && !st->failed && !st->lost;
+}
+
+void pg_store_unsure(mly_store *s) { ST(s)->claim_unsure = true; }
+
+void pg_store_poll_soon(mly_store *s, uint64_t ms) {
+  pg_store *st = ST(s);
+  if (st->closing) return;
+  uint64_t due = uv_timer_get_due_in(&st->poll);
+  if (uv_is_active((uv_handle_t *)&st->poll) && due <= ms) return;
+  uv_timer_start(&st->poll, on_poll, ms, st->o.poll_ms);
 }

@@ -74,7 +74,28 @@ typedef struct store_hooks {
    * reported with rc before it. */
   void (*committed)(void *arg);
   void (*failed)(void *arg, int rc, const char *msg);
+  /* Added with the task pool (store_tasks; may be NULL): `pooled`: these
+   * instances' steps that put them in the pool committed: they leave
+   * memory silently (no END, nothing counted) and their slots stay lent
+   * (not reused: the instances live on elsewhere).  `unlend`: those
+   * instances ended (wherever they ran): their slots are free again.
+   * `wake`: a step's slot that tasks->ask asked for was granted. */
+  void (*pooled)(void *arg, const mly_id *ids, size_t n);
+  void (*unlend)(void *arg, const mly_id *ids, size_t n);
+  void (*wake)(void *arg, mly_id id);
 } store_hooks;
+
+/* A shared store's task pool (taskpool.h says what each does; the first
+ * argument is the store): NULL for the journal. */
+typedef struct store_tasks {
+  int (*put)(mly_store *s, mly_id id, const char *queue, int32_t priority,
+             int64_t eta_ms, const char *key);
+  int (*drop)(mly_store *s, mly_id id);
+  bool (*granted)(mly_store *s, mly_id id);
+  int (*serve)(mly_store *s, const char *queue, uint32_t max_concurrent,
+               double rate, uint32_t bucket, uint32_t key_max, bool claim);
+  int (*ask)(mly_store *s, const char *queue, const char *key, mly_id id);
+} store_tasks;
 
 typedef struct store_ops {
   const char *name; /* "journal", "postgresql": for messages */
@@ -101,6 +122,8 @@ typedef struct store_ops {
   /* The journal's batch and fsync histograms (metrics.c); NULL for a
    * store that keeps none. */
   const journal_figures *(*figures)(const mly_store *s);
+  /* Added with the task pool: NULL, or the store's pool (shared). */
+  const store_tasks *tasks;
 } store_ops;
 
 struct mly_store {
