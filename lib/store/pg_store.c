@@ -1072,7 +1072,6 @@ static void op_flush(mly_store *s) {
     take_head(st, b);
     defer_failed(st, b, st->failed, "");
   }
-  if (st->tasks) pg_tasks_kick(st->tasks); /* claims after the batch */
 }
 
 static int op_failed(const mly_store *s) { return ST(s)->failed; }

@@ -1,0 +1,391 @@
+/*
+ * test_pg_tasks.c - tasks shared by several processes through the
+ * PostgreSQL store's task pool (lib/store/pg_tasks.c), against a private
+ * cluster (MLY_TEST_PG).
+ *
+ * Worker processes (fork) open the store and serve one queue; one of
+ * them (the producer) adds the tasks.  The task function writes what it
+ * does into tables of the test's own in the same database, from the
+ * process that runs it: a row per run (t_runs), and counters of the
+ * attempts running now, per queue and per key value, with the highest
+ * each reached (t_cur, t_keys: increased when an attempt starts,
+ * decreased before it reports).  Triggers keep when each task's row went
+ * (its END committed: t_ended) and when each slot was granted (t_grants).
+ *
+ *   - every task runs exactly once, tasks run in more than one process,
+ *     and the counters never went past max_concurrent or the key's limit
+ *     (randomized: limits, keys, run times and seeds differ per round);
+ *   - the grants of a rate-limited queue, in any window of w seconds
+ *     after a grant, are at most bucket + rate * w (a count bound);
+ *   - two workers are SIGKILLed at random moments and started again
+ *     while the producer's tasks run: every task still runs to success,
+ *     none starts after its success committed, no slot is left.
+ */
+#include "harness.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pg_helpers.h"
+
+static char db[1024];
+
+static int64_t sql_int(const char *q) { return pg_test_int(db, q); }
+
+static void sql_exec(PGconn *c, const char *q) {
+  PGresult *r = PQexec(c, q);
+  ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK ||
+                    PQresultStatus(r) == PGRES_TUPLES_OK,
+                "%s: %s", q, PQresultErrorMessage(r));
+  PQclear(r);
+}
+
+/* A fresh database with the schema and the test's tables. */
+static void fresh_db(void) {
+  PGconn *c = PQconnectdb(conninfo());
+  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+  PQclear(PQexec(c, "DROP DATABASE IF EXISTS mly_tasks WITH (FORCE)"));
+  sql_exec(c, "CREATE DATABASE mly_tasks");
+  PQfinish(c);
+  char msg[512];
+  ck_assert_msg(mly_store_pg_init(db, NULL, msg, sizeof msg) == 0, "%s", msg);
+  c = pg_test_connect(db);
+  sql_exec(c, "CREATE TABLE t_runs (id bigint, n integer, pid integer,"
+              " t timestamptz)");
+  sql_exec(c, "CREATE TABLE t_cur (one integer PRIMARY KEY, cur integer,"
+              " maxc integer)");
+  sql_exec(c, "INSERT INTO t_cur VALUES (1, 0, 0)");
+  sql_exec(c, "CREATE TABLE t_keys (k text PRIMARY KEY, cur integer,"
+              " maxc integer)");
+  sql_exec(c, "CREATE TABLE t_meta (one integer PRIMARY KEY, added integer,"
+              " ready integer)");
+  sql_exec(c, "INSERT INTO t_meta VALUES (1, 0, 0)");
+  sql_exec(c, "CREATE TABLE t_ended (id bigint, t timestamptz)");
+  sql_exec(c, "CREATE TABLE t_grants (queue text, t timestamptz)");
+  sql_exec(c, "CREATE FUNCTION t_on_end() RETURNS trigger LANGUAGE plpgsql"
+              " AS $$BEGIN INSERT INTO t_ended VALUES (OLD.id,"
+              " clock_timestamp()); RETURN OLD; END$$");
+  sql_exec(c, "CREATE TRIGGER t_end AFTER DELETE ON mealy.instances FOR EACH"
+              " ROW EXECUTE FUNCTION t_on_end()");
+  sql_exec(c, "CREATE FUNCTION t_on_grant() RETURNS trigger LANGUAGE plpgsql"
+              " AS $$BEGIN INSERT INTO t_grants VALUES (NEW.queue,"
+              " NEW.granted_at); RETURN NEW; END$$");
+  sql_exec(c, "CREATE TRIGGER t_grant AFTER INSERT ON mealy.slots FOR EACH"
+              " ROW EXECUTE FUNCTION t_on_grant()");
+  PQfinish(c);
+}
+
+/* ---- a worker process ---- */
+
+typedef struct wcfg {
+  uint32_t nadd, total;  /* tasks this one adds; all of them */
+  uint32_t maxc, keymax, nkeys, bucket;
+  double rate;
+  uint32_t lease_ms;
+  uint32_t run_max_ms;   /* an attempt lasts 0..this */
+  unsigned seed;
+} wcfg;
+
+static PGconn *side;       /* the worker's connection for t_* */
+static uint32_t acked;     /* its tasks whose creation is durable */
+static const wcfg *cfg;
+
+static void side_exec(const char *sql, int n, const char *const *v) {
+  PGresult *r = PQexecParams(side, sql, n, NULL, v, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+      PQresultStatus(r) != PGRES_TUPLES_OK) {
+    fprintf(stderr, "worker %d: %s: %s", (int)getpid(), sql,
+            PQresultErrorMessage(r));
+    _exit(4);
+  }
+  PQclear(r);
+}
+
+typedef struct attempt {
+  uv_timer_t timer;
+  mly_task *t;
+  char key[32];
+} attempt;
+
+static void attempt_closed(uv_handle_t *h) { free(h->data); }
+
+static void attempt_over(uv_timer_t *tm) {
+  attempt *a = tm->data;
+  const char *v[] = {a->key};
+  side_exec("UPDATE t_cur SET cur = cur - 1", 0, NULL);
+  side_exec("UPDATE t_keys SET cur = cur - 1 WHERE k = $1", 1, v);
+  mly_task_done(a->t, MLY_TASK_OK, NULL);
+  uv_close((uv_handle_t *)tm, attempt_closed);
+}
+
+static void job(mly_task *t, void *arg) {
+  (void)arg;
+  const mly_value *p = mly_task_payload(t);
+  int64_t n = -1;
+  const char *k = "";
+  mly_map_get_int(p, "n", &n);
+  mly_value_get_str(mly_map_get(p, "k"), &k, NULL);
+  char id[24], sn[24], pid[24];
+  snprintf(id, sizeof id, "%" PRIu64, (uint64_t)mly_task_id(t));
+  snprintf(sn, sizeof sn, "%" PRId64, n);
+  snprintf(pid, sizeof pid, "%d", (int)getpid());
+  const char *v[] = {id, sn, pid};
+  side_exec("INSERT INTO t_runs VALUES ($1, $2, $3, clock_timestamp())", 3, v);
+  side_exec("UPDATE t_cur SET cur = cur + 1, maxc = greatest(maxc, cur + 1)",
+            0, NULL);
+  const char *kv[] = {k};
+  side_exec("INSERT INTO t_keys VALUES ($1, 1, 1) ON CONFLICT (k) DO UPDATE"
+            " SET cur = t_keys.cur + 1, maxc = greatest(t_keys.maxc,"
+            " t_keys.cur + 1)", 1, kv);
+  attempt *a = calloc(1, sizeof *a);
+  if (!a) _exit(5);
+  a->t = t;
+  snprintf(a->key, sizeof a->key, "%s", k);
+  uv_timer_init(mly_runtime_loop(mly_task_runtime(t)), &a->timer);
+  a->timer.data = a;
+  uv_timer_start(&a->timer, attempt_over,
+                 cfg->run_max_ms ? (uint64_t)(rand() % (cfg->run_max_ms + 1))
+                                 : 0,
+                 0);
+}
+
+static void added(mly_runtime *rt, int status, mly_id id, void *arg) {
+  (void)rt;
+  (void)id;
+  (void)arg;
+  if (status != 0) {
+    fprintf(stderr, "worker: a task was not added: %s\n", mly_strerror(status));
+    _exit(6);
+  }
+  acked++;
+}
+
+static bool all_done;
+
+static void check(uv_timer_t *tm) {
+  (void)tm;
+  static bool told;
+  if (!told && cfg->nadd && acked == cfg->nadd) {
+    char n[24];
+    snprintf(n, sizeof n, "%" PRIu32, cfg->nadd);
+    const char *v[] = {n};
+    side_exec("UPDATE t_meta SET added = added + $1", 1, v);
+    told = true;
+  }
+  char tot[24];
+  snprintf(tot, sizeof tot, "%" PRIu32, cfg->total);
+  const char *v[] = {tot};
+  PGresult *r = PQexecParams(side,
+                             "SELECT (SELECT added FROM t_meta) >= $1 AND NOT"
+                             " EXISTS (SELECT 1 FROM mealy.instances)",
+                             1, NULL, v, NULL, NULL, 0);
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't')
+    all_done = true;
+  PQclear(r);
+}
+
+static void worker(const wcfg *c) {
+  cfg = c;
+  srand(c->seed ^ (unsigned)getpid());
+  side = PQconnectdb(db);
+  if (PQstatus(side) != CONNECTION_OK) _exit(2);
+  mly_runtime *rt = NULL;
+  if (mly_runtime_new(&rt, NULL, NULL) < 0 || mly_queues_open(rt) < 0) _exit(2);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = c->lease_ms,
+                            .poll_ms = 200};
+  char err[512];
+  if (mly_store_postgres(rt, &o, err, sizeof err) < 0) {
+    fprintf(stderr, "worker: %s\n", err);
+    _exit(2);
+  }
+  mly_queue_def qd = {.name = "q", .max_concurrent = c->maxc,
+                      .rate = c->rate, .bucket_size = c->bucket,
+                      .concurrency_key = c->nkeys ? "k" : NULL,
+                      .concurrency_key_max = c->keymax,
+                      .retry = MLY_RETRY_UNSET};
+  if (mly_queue_declare(rt, &qd, err, sizeof err) < 0 ||
+      mly_defer_register(rt, "job", job, NULL, 0) < 0) {
+    fprintf(stderr, "worker: %s\n", err);
+    _exit(2);
+  }
+  side_exec("UPDATE t_meta SET ready = ready + 1", 0, NULL);
+  /* the producer adds once the two others serve the queue too */
+  for (int i = 0; c->nadd && i < 3000; i++) {
+    PGresult *r = PQexec(side, "SELECT ready >= 3 FROM t_meta");
+    bool go = PQresultStatus(r) == PGRES_TUPLES_OK &&
+              PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (go) break;
+    usleep(10000);
+  }
+  for (uint32_t i = 0; i < c->nadd; i++) {
+    mly_value *p = mly_value_map();
+    char k[16];
+    snprintf(k, sizeof k, "k%u", c->nkeys ? (unsigned)(rand() % c->nkeys) : 0);
+    mly_map_set_int(p, "n", i);
+    mly_map_set_str(p, "k", k);
+    mly_task_opts to = {.queue = "q", .on_added = added};
+    if (mly_defer(rt, "job", p, &to) < 0) _exit(3);
+  }
+  uv_timer_t tm;
+  uv_timer_init(mly_runtime_loop(rt), &tm);
+  uv_timer_start(&tm, check, 100, 100);
+  while (!all_done) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  if (mly_journal_error(rt) != 0) _exit(7);
+  _exit(0);
+}
+
+static pid_t start(const wcfg *c) {
+  pid_t p = fork();
+  ck_assert_int_ge(p, 0);
+  if (p == 0) worker(c);
+  return p;
+}
+
+/* Waits for every worker to end by itself (generous: a noisy machine);
+ * each must exit 0. */
+static void wait_all(pid_t *p, int n) {
+  for (int i = 0; i < n; i++) {
+    int st = 0;
+    pid_t w = 0;
+    for (int k = 0; k < 3000 && (w = waitpid(p[i], &st, WNOHANG)) == 0; k++)
+      usleep(100000);
+    if (w == 0) {
+      for (int j = i; j < n; j++) kill(p[j], SIGKILL);
+      ck_abort_msg("worker %d did not finish within 300 s", i);
+    }
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "worker %d ended with status %d", i, st);
+  }
+}
+
+static void check_once(uint32_t total) {
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.slots"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(DISTINCT id) FROM t_ended"), total);
+  ck_assert_int_eq(sql_int("SELECT count(DISTINCT id) FROM t_runs"), total);
+  /* no run began after its task's success committed */
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM t_runs r JOIN t_ended e"
+                           " ON e.id = r.id WHERE r.t > e.t"),
+                   0);
+}
+
+/* Randomized rounds: limits, keys and run times differ; every task runs
+ * once, in more than one process, within the limits. */
+START_TEST(shared_once_within_limits) {
+  unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+  srand(seed);
+  for (int round = 0; round < 3; round++) {
+    wcfg c = {.nadd = 0, .total = 150 + (uint32_t)(rand() % 100),
+              .maxc = 2 + (uint32_t)(rand() % 5),
+              .keymax = 1 + (uint32_t)(rand() % 2),
+              .nkeys = 2 + (uint32_t)(rand() % 4), .lease_ms = 3000,
+              .run_max_ms = 1 + (uint32_t)(rand() % 15),
+              .seed = seed + (unsigned)round};
+    fprintf(stderr, "round %d: seed %u, %u tasks, max_concurrent %u, key max"
+            " %u over %u keys, runs up to %u ms\n", round, seed, c.total,
+            c.maxc, c.keymax, c.nkeys, c.run_max_ms);
+    fresh_db();
+    wcfg prod = c;
+    prod.nadd = c.total;
+    pid_t p[3] = {start(&prod), start(&c), start(&c)};
+    wait_all(p, 3);
+    check_once(c.total);
+    ck_assert_int_eq(sql_int("SELECT count(*) FROM t_runs"), c.total);
+    ck_assert_int_ge(sql_int("SELECT count(DISTINCT pid) FROM t_runs"), 2);
+    int64_t maxc = sql_int("SELECT maxc FROM t_cur");
+    int64_t keyc = sql_int("SELECT max(maxc) FROM t_keys");
+    fprintf(stderr, "round %d: at most %" PRId64 " running, %" PRId64
+            " per key\n", round, maxc, keyc);
+    ck_assert_int_le(maxc, c.maxc);
+    ck_assert_int_le(keyc, c.keymax);
+    ck_assert_int_ge(maxc, 1);
+  }
+}
+END_TEST
+
+/* A rate-limited queue: after any grant, the grants in the next w
+ * seconds are at most bucket + rate * w, whichever process asked. */
+START_TEST(shared_rate) {
+  fresh_db();
+  wcfg c = {.total = 90, .maxc = 50, .rate = 30, .bucket = 5,
+            .lease_ms = 3000, .run_max_ms = 2, .seed = (unsigned)time(NULL)};
+  wcfg prod = c;
+  prod.nadd = c.total;
+  pid_t p[3] = {start(&prod), start(&c), start(&c)};
+  wait_all(p, 3);
+  check_once(c.total);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM t_grants"), c.total);
+  ck_assert_int_ge(sql_int("SELECT count(DISTINCT pid) FROM t_runs"), 2);
+  const double w[] = {0.1, 0.5, 1.0};
+  for (int i = 0; i < 3; i++) {
+    char q[512];
+    snprintf(q, sizeof q,
+             "SELECT coalesce(max(n), 0) FROM (SELECT (SELECT count(*) FROM"
+             " t_grants b WHERE b.t >= a.t AND b.t < a.t + interval '%g s')"
+             " AS n FROM t_grants a) x", w[i]);
+    int64_t most = sql_int(q);
+    fprintf(stderr, "grants in %g s: at most %" PRId64 " (bound %g)\n", w[i],
+            most, c.bucket + c.rate * w[i]);
+    ck_assert_int_le(most, (int64_t)(c.bucket + c.rate * w[i]) + 1);
+  }
+}
+END_TEST
+
+/* Two workers are SIGKILLed at random moments and started again while
+ * the producer's tasks run; nothing is lost and no task runs again
+ * after its success committed. */
+START_TEST(shared_kill) {
+  fresh_db();
+  unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+  srand(seed);
+  wcfg c = {.total = 800, .maxc = 6, .nkeys = 0, .lease_ms = 600,
+            .run_max_ms = 40, .seed = seed};
+  wcfg prod = c;
+  prod.nadd = c.total;
+  pid_t p[3] = {start(&prod), start(&c), start(&c)};
+  int kills = 0;
+  for (int i = 0; i < 3000 && sql_int("SELECT count(*) FROM t_runs") == 0; i++)
+    usleep(10000); /* the tasks run */
+  for (int round = 0; round < 12; round++) {
+    usleep(50000 + (useconds_t)(rand() % 300000));
+    if (sql_int("SELECT ((SELECT added FROM t_meta) >= 800 AND NOT EXISTS"
+                " (SELECT 1 FROM mealy.instances))::int"))
+      break;
+    int v = 1 + rand() % 2;
+    kill(p[v], SIGKILL);
+    int st;
+    ck_assert_int_eq(waitpid(p[v], &st, 0), p[v]);
+    if (WIFEXITED(st)) { /* it had finished: all done */
+      ck_assert_int_eq(WEXITSTATUS(st), 0);
+    } else {
+      kills++;
+    }
+    p[v] = start(&c);
+  }
+  fprintf(stderr, "seed %u: %d workers killed, %" PRId64 " runs\n", seed,
+          kills, sql_int("SELECT count(*) FROM t_runs"));
+  ck_assert_int_ge(kills, 1);
+  wait_all(p, 3);
+  check_once(c.total);
+  ck_assert_int_eq(sql_int("SELECT count(DISTINCT n) FROM t_runs"), c.total);
+}
+END_TEST
+
+int main(void) {
+  snprintf(db, sizeof db, "%s dbname=mly_tasks", conninfo());
+  Suite *s = suite_create("pg_tasks");
+  TCase *tc = tcase_create("shared");
+  tcase_set_timeout(tc, 900);
+  tcase_add_test(tc, shared_once_within_limits);
+  tcase_add_test(tc, shared_rate);
+  tcase_add_test(tc, shared_kill);
+  suite_add_tcase(s, tc);
+  return run_suite(s);
+}
