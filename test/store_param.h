@@ -87,6 +87,9 @@ static inline int h_pg_open(mly_runtime *rt, const mly_journal_options *o,
   PQfinish(c);
   mly_store_pg_options po = {.conninfo = dbci, .lease_ms = lease,
                              .durable = o};
+  /* MLY_TEST_PG_TASKS=local: tasks stay in their process (no pool) */
+  const char *tk = getenv("MLY_TEST_PG_TASKS");
+  po.local_tasks = tk != NULL && strcmp(tk, "local") == 0;
   return mly_store_postgres(rt, &po, err, errlen);
 }
 

@@ -2339,6 +2339,19 @@ typedef struct mly_store_pg_options {
    * NULL): on_error/arg, name_retention_ms.  The journal's own fields
    * (dir, sync, segments, compaction, fault) are not used. */
   const mly_journal_options *durable;
+  /* Tasks (mly_task_add, mly_defer) and their queues' limits:
+   * false (the default): shared.  A due task goes to the database's pool
+   * with the step that makes it wait, and leaves this process; any
+   * process that declared its queue (and has not paused it or held the
+   * queues) claims it with a slot of the queue's max_concurrent, rate
+   * and concurrency_key limits, counted over all processes (README,
+   * "PostgreSQL store").  mly_task_foreach, _info_get and _lookup see
+   * only the tasks in this process's memory (running, dead, and those
+   * claimed and about to run), not those in the pool.
+   * true: each process runs the tasks it made or took over with its
+   * node, under limits counted in this process only (the journal's
+   * way). */
+  bool local_tasks;
 } mly_store_pg_options;
 
 /* Makes rt durable on a PostgreSQL database whose schema is at

@@ -1692,6 +1692,25 @@ static const store_ops pg_ops = {
     .tasks = &pg_tasks_ops,
 };
 
+/* Without the task pool (pg_store_options.local_tasks). */
+static const store_ops pg_ops_local = {
+    .name = "postgresql",
+    .recover = op_recover,
+    .buf = op_buf,
+    .next_seq = op_next_seq,
+    .seq_back = op_seq_back,
+    .on_commit = op_on_commit,
+    .flush = op_flush,
+    .failed = op_failed,
+    .idle = op_idle,
+    .compact = op_compact,
+    .stats = op_stats,
+    .close = op_close,
+    .recover_end = op_recover_end,
+    .figures = NULL,
+    .tasks = NULL,
+};
+
 int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
                   mly_store **out, char *err, size_t errlen) {
   pg_store *st = calloc(1, sizeof *st);
@@ -1699,7 +1718,7 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
     free(st);
     return jr_errf(err, errlen, MLY_ENOMEM, "out of memory");
   }
-  st->base.ops = &pg_ops;
+  st->base.ops = o->local_tasks ? &pg_ops_local : &pg_ops;
   st->base.loop = loop;
   st->o = *o;
   st->o.conninfo = st->conninfo;
@@ -1714,9 +1733,9 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   if (rc == 0) mly_pg_set_weak(st->pg, true);
   snprintf(st->channel, sizeof st->channel, "mealy_node_%" PRId64, st->node);
   if (rc == 0) rc = mly_pg_listen(st->pg, st->channel);
-  if (rc == 0) rc = mly_pg_listen(st->pg, PG_TASKS_CHANNEL);
-  if (rc == 0) rc = pg_tasks_new(&st->base, st->pg, st->pnode, st->pepoch,
-                                 &st->tasks);
+  if (rc == 0 && !o->local_tasks) rc = mly_pg_listen(st->pg, PG_TASKS_CHANNEL);
+  if (rc == 0 && !o->local_tasks)
+    rc = pg_tasks_new(&st->base, st->pg, st->pnode, st->pepoch, &st->tasks);
   if (rc == 0) mly_pg_on_notify(st->pg, on_notify, st);
   if (rc < 0) {
     if (st->pg) mly_pg_close(st->pg);

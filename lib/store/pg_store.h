@@ -13,6 +13,7 @@ typedef struct pg_store_options {
   uint32_t lease_ms;    /* this process's ownership lease; 0: 10,000     */
   uint32_t poll_ms;     /* events of other processes are looked for this
                            often when no notification came; 0: 1,000     */
+  bool local_tasks;     /* no task pool (store_ops.tasks NULL)           */
 } pg_store_options;
 
 /* Slots of one range: node ranges are range_no << PG_RANGE_BITS ... */

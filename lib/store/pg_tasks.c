@@ -50,7 +50,9 @@ typedef struct pq { /* a queue this process serves */
   uint32_t maxc, bucket, keymax;
   double rate;
   bool claim, want;
+  bool stored, storing; /* its declaration is in mealy.queues */
   uint32_t held; /* tasks claimed here whose slot was not dropped yet */
+  struct pg_tasks *t;
   UT_hash_handle hh;
 } pq;
 
@@ -175,6 +177,8 @@ static const char *tb_end(tbuf *b) {
   return b->oom ? NULL : b->p;
 }
 
+static void claim_next(pg_tasks *t);
+
 static pq *pq_find(pg_tasks *t, const char *name) {
   pq *q = NULL;
   HASH_FIND_STR(t->queues, name, q);
@@ -276,15 +280,31 @@ static bool op_granted(mly_store *s, mly_id id) {
 
 static void on_served(mly_pg *pg, const PGresult *res, const char *err,
                       void *arg) {
-  (void)pg;
-  (void)res;
-  if (err) /* the claims say nothing until a declaration lands */
-    fprintf(stderr, "mealy: postgresql store: a queue's declaration was not "
-            "stored: %s\n", err);
-  (void)arg;
+  pq *q = arg;
+  q->storing = false;
+  q->stored = res != NULL;
+  if (err && mly_pg_connected(pg) && pg_store_live(q->t->s))
+    fprintf(stderr, "mealy: postgresql store: queue %s: its declaration was "
+            "not stored (again at the next poll): %s\n", q->name, err);
+  if (res) claim_next(q->t);
 }
 
 static const char SQL_SERVE[] = "SELECT mealy.serve($1, $2, $3, $4, $5)";
+
+/* Its limits into mealy.queues (claims wait for them: in order on the
+ * connection). */
+static int serve_send(pg_tasks *t, pq *q) {
+  if (q->storing) return 0;
+  char v1[24], v2[32], v3[24], v4[24];
+  snprintf(v1, sizeof v1, "%" PRIu32, q->maxc);
+  snprintf(v2, sizeof v2, "%.17g", q->rate);
+  snprintf(v3, sizeof v3, "%" PRIu32, q->bucket);
+  snprintf(v4, sizeof v4, "%" PRIu32, q->keymax);
+  const char *v[] = {q->name, v1, v2, v3, v4};
+  int r = mly_pg_query(t->pg, SQL_SERVE, 5, v, on_served, q);
+  if (r == 0) q->storing = true;
+  return r;
+}
 
 static int op_serve(mly_store *s, const char *queue, uint32_t max_concurrent,
                     double rate, uint32_t bucket, uint32_t key_max,
@@ -294,6 +314,7 @@ static int op_serve(mly_store *s, const char *queue, uint32_t max_concurrent,
   if (!q) {
     if (!(q = calloc(1, sizeof *q))) return MLY_ENOMEM;
     snprintf(q->name, sizeof q->name, "%s", queue);
+    q->t = t;
     bool hash_oom = false;
     HASH_ADD_STR(t->queues, name, q);
     if (hash_oom) {
@@ -305,18 +326,13 @@ static int op_serve(mly_store *s, const char *queue, uint32_t max_concurrent,
               q->bucket == bucket && q->keymax == key_max;
   q->claim = claim;
   q->want = true;
-  if (!same) {
+  if (!same || !q->stored) {
     q->maxc = max_concurrent;
     q->rate = rate;
     q->bucket = bucket;
     q->keymax = key_max;
-    char v1[24], v2[32], v3[24], v4[24];
-    snprintf(v1, sizeof v1, "%" PRIu32, max_concurrent);
-    snprintf(v2, sizeof v2, "%.17g", rate);
-    snprintf(v3, sizeof v3, "%" PRIu32, bucket);
-    snprintf(v4, sizeof v4, "%" PRIu32, key_max);
-    const char *v[] = {queue, v1, v2, v3, v4};
-    int r = mly_pg_query(t->pg, SQL_SERVE, 5, v, on_served, t);
+    q->stored = false;
+    int r = serve_send(t, q);
     if (r < 0) return r;
   }
   pg_tasks_kick(t);
@@ -480,7 +496,6 @@ static const char SQL_CLAIM[] =
     "  FROM g WHERE g.id IS NULL"
     " ORDER BY 1, 8, 2";
 
-static void claim_next(pg_tasks *t);
 
 static void each_claimed(void *arg, mly_id id) {
   claimed *c = arg;
@@ -519,7 +534,7 @@ static void on_claim(mly_pg *pg, const PGresult *cres, const char *err,
 static void claim_next(pg_tasks *t) {
   if (t->claiming || !pg_store_live(t->s)) return;
   for (pq *q = t->queues; q; q = q->hh.next) {
-    if (!q->want || !q->claim) continue;
+    if (!q->want || !q->claim || !q->stored) continue;
     q->want = false;
     if (q->held >= q->maxc) continue; /* a drop wants it again */
     uint32_t room = q->maxc - q->held;
@@ -590,7 +605,10 @@ static void look_lent(pg_tasks *t) {
 
 void pg_tasks_poll(pg_tasks *t) {
   if (!pg_store_live(t->s)) return;
-  for (pq *q = t->queues; q; q = q->hh.next) q->want = true;
+  for (pq *q = t->queues; q; q = q->hh.next) {
+    q->want = true;
+    if (!q->stored) serve_send(t, q);
+  }
   for (askr *a = t->asks; a; a = a->hh.next) ask_send(t, a);
   look_lent(t);
   claim_next(t);
