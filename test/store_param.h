@@ -29,6 +29,7 @@
 #ifndef MLY_TEST_STORE_PARAM_H
 #define MLY_TEST_STORE_PARAM_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,6 +103,20 @@ static inline int h_durable_open(mly_runtime *rt, const mly_journal_options *o,
           "(it knows: " H_STORES "); the test fails rather than skip\n", s);
   fflush(stderr);
   abort();
+}
+
+/* Journal only (a minimal form of the mark the `suites` branch adds;
+ * same names): a test whose subject is the journal's own files or
+ * figures is not run on another store, and stdout says so, one line
+ * each: "journal only: NAME" (never a quiet skip). */
+static inline bool h_on_journal(void) {
+  return strcmp(h_store_name(), "journal") == 0;
+}
+
+static inline void h_journal_only_note(const char *test, const char *what) {
+  printf("journal only: %s%s%s (not %s on %s)\n", test, what ? ": " : "",
+         what ? what : "", what ? "checked" : "run", h_store_name());
+  fflush(stdout);
 }
 
 #endif /* MLY_TEST_STORE_PARAM_H */

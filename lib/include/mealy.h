@@ -1073,7 +1073,10 @@ int mly_queues_open(mly_runtime *rt);
 
 /* Declare a queue (copied).  Declaring a name again replaces its
  * settings (tasks keep their place; `paused` counts only the first
- * time: then use mly_queue_pause/resume).  MLY_EINVAL with a sentence in err
+ * time: then use mly_queue_pause/resume).  On the PostgreSQL store with
+ * shared tasks, max_concurrent, rate, bucket_size and the key limit hold
+ * across all processes, and the database keeps the limits of the last
+ * process that declared the queue; pausing stays per process.  MLY_EINVAL with a sentence in err
  * (errlen bytes; err may be NULL) for a bad field; MLY_ENOENT: the
  * queue layer is not open. */
 int mly_queue_declare(mly_runtime *rt, const mly_queue_def *def, char *err,
@@ -1276,9 +1279,14 @@ int mly_queue_def_get(mly_runtime *rt, const char *queue,
  * and the step that did not commit asks again after the restart, so
  * nothing leaks).  A machine holds or waits for one slot at a time;
  * asking for another queue gives the first back.  The queue's timeout
- * does not apply to steps.  MLY_ENOENT: no queue layer (mly_queues_open);
- * MLY_EINVAL: a bad name; MLY_EBUSY: `id` is a task; MLY_ENOMEM.  Loop
- * thread only. */
+ * does not apply to steps.  On the PostgreSQL store with shared tasks
+ * (mly_store_pg_options.local_tasks false) the slot is a row of the
+ * database's slot table, counted with every process's tasks and steps:
+ * 0 asks the database (in a transaction of its own), `id` is woken when
+ * it granted; the release goes with this loop turn's commit, and a
+ * crashed process's slots go when its node is taken over.  MLY_ENOENT:
+ * no queue layer (mly_queues_open); MLY_EINVAL: a bad name; MLY_EBUSY:
+ * `id` is a task; MLY_ENOMEM.  Loop thread only. */
 int mly_queue_slot_take(mly_runtime *rt, const char *queue, mly_id id,
                         const mly_value *payload);
 /* Give back machine id's slot, or stop waiting for one (none: a no-op);

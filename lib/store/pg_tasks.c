@@ -51,6 +51,7 @@ typedef struct pq { /* a queue this process serves */
   double rate;
   bool claim, want;
   bool stored, storing; /* its declaration is in mealy.queues */
+  bool dirty;           /* limits changed while one was on its way */
   uint32_t held; /* tasks claimed here whose slot was not dropped yet */
   struct pg_tasks *t;
   UT_hash_handle hh;
@@ -278,11 +279,17 @@ static bool op_granted(mly_store *s, mly_id id) {
   return true;
 }
 
+static int serve_send(pg_tasks *t, pq *q);
+
 static void on_served(mly_pg *pg, const PGresult *res, const char *err,
                       void *arg) {
   pq *q = arg;
   q->storing = false;
-  q->stored = res != NULL;
+  q->stored = res != NULL && !q->dirty;
+  if (q->dirty && pg_store_live(q->t->s)) {
+    serve_send(q->t, q);
+    return;
+  }
   if (err && mly_pg_connected(pg) && pg_store_live(q->t->s))
     fprintf(stderr, "mealy: postgresql store: queue %s: its declaration was "
             "not stored (again at the next poll): %s\n", q->name, err);
@@ -294,7 +301,8 @@ static const char SQL_SERVE[] = "SELECT mealy.serve($1, $2, $3, $4, $5)";
 /* Its limits into mealy.queues (claims wait for them: in order on the
  * connection). */
 static int serve_send(pg_tasks *t, pq *q) {
-  if (q->storing) return 0;
+  if (q->storing) return 0; /* dirty: on_served sends again */
+  q->dirty = false;
   char v1[24], v2[32], v3[24], v4[24];
   snprintf(v1, sizeof v1, "%" PRIu32, q->maxc);
   snprintf(v2, sizeof v2, "%.17g", q->rate);
@@ -332,6 +340,7 @@ static int op_serve(mly_store *s, const char *queue, uint32_t max_concurrent,
     q->bucket = bucket;
     q->keymax = key_max;
     q->stored = false;
+    q->dirty = q->storing;
     int r = serve_send(t, q);
     if (r < 0) return r;
   }
