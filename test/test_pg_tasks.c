@@ -19,7 +19,10 @@
  *     after a grant, are at most bucket + rate * w (a count bound);
  *   - two workers are SIGKILLed at random moments and started again
  *     while the producer's tasks run: every task still runs to success,
- *     none starts after its success committed, no slot is left.
+ *     none starts after its success committed, no slot is left;
+ *   - steps of other machines (mly_queue_slot_take, a YAML `queue:`) in
+ *     three processes hold at most max_concurrent slots at once, and the
+ *     key's limit per key value, summed over the processes.
  */
 #include "harness.h"
 
@@ -67,7 +70,8 @@ static void fresh_db(void) {
               " ready integer)");
   sql_exec(c, "INSERT INTO t_meta VALUES (1, 0, 0)");
   sql_exec(c, "CREATE TABLE t_ended (id bigint, t timestamptz)");
-  sql_exec(c, "CREATE TABLE t_grants (queue text, t timestamptz)");
+  sql_exec(c, "CREATE TABLE t_grants (queue text, t timestamptz,"
+              " instance bigint)");
   sql_exec(c, "CREATE FUNCTION t_on_end() RETURNS trigger LANGUAGE plpgsql"
               " AS $$BEGIN INSERT INTO t_ended VALUES (OLD.id,"
               " clock_timestamp()); RETURN OLD; END$$");
@@ -75,7 +79,7 @@ static void fresh_db(void) {
               " ROW EXECUTE FUNCTION t_on_end()");
   sql_exec(c, "CREATE FUNCTION t_on_grant() RETURNS trigger LANGUAGE plpgsql"
               " AS $$BEGIN INSERT INTO t_grants VALUES (NEW.queue,"
-              " NEW.granted_at); RETURN NEW; END$$");
+              " NEW.granted_at, NEW.instance); RETURN NEW; END$$");
   sql_exec(c, "CREATE TRIGGER t_grant AFTER INSERT ON mealy.slots FOR EACH"
               " ROW EXECUTE FUNCTION t_on_grant()");
   PQfinish(c);
@@ -378,6 +382,147 @@ START_TEST(shared_kill) {
 }
 END_TEST
 
+/* ---- steps of other machines with a slot each (mly_queue_slot_take,
+ * as a YAML `queue:` step): the slots count across processes too ---- */
+
+typedef struct slotter {
+  uint32_t hold_ms;
+} slotter;
+
+#define SLOTTER_POINTS(X) X(slotter, want) X(slotter, hold)
+MLY_POINTS(slotter, SLOTTER_POINTS);
+
+static uint32_t slotters_done;
+
+static void count_in(mly_machine *m, int d) {
+  const char *k = "";
+  mly_value_get_str(mly_map_get(mly_instance_context(mly_machine_runtime(m),
+                                                     mly_self(m)),
+                                "k"),
+                    &k, NULL);
+  const char *kv[] = {k};
+  if (d > 0) {
+    side_exec("UPDATE t_cur SET cur = cur + 1, maxc = greatest(maxc, cur + 1)",
+              0, NULL);
+    side_exec("INSERT INTO t_keys VALUES ($1, 1, 1) ON CONFLICT (k) DO UPDATE"
+              " SET cur = t_keys.cur + 1, maxc = greatest(t_keys.maxc,"
+              " t_keys.cur + 1)", 1, kv);
+  } else {
+    side_exec("UPDATE t_cur SET cur = cur - 1", 0, NULL);
+    side_exec("UPDATE t_keys SET cur = cur - 1 WHERE k = $1", 1, kv);
+  }
+}
+
+static int slotter_run(mly_machine *m, void *data) {
+  slotter *s = data;
+  mly_runtime *rt = mly_machine_runtime(m);
+  MLY_BEGIN(m);
+  MLY_WAIT_UNTIL_AT(m, slotter_want,
+                    mly_queue_slot_take(rt, "s", mly_self(m),
+                                        mly_instance_context(rt, mly_self(m)))
+                        != 0);
+  count_in(m, 1);
+  MLY_SLEEP_AT(m, slotter_hold, s->hold_ms);
+  count_in(m, -1);
+  mly_queue_slot_release(rt, mly_self(m));
+  slotters_done++;
+  MLY_END(m);
+}
+
+static void slots_check(uv_timer_t *tm) {
+  (void)tm;
+  /* every machine asked and was granted once at least (a grant goes
+   * again to a machine that a process left early), and none is left */
+  PGresult *r = PQexec(side, "SELECT (SELECT count(*) FROM mealy.instances)"
+                             " = 0 AND (SELECT count(DISTINCT instance) FROM"
+                             " t_grants) >= 120");
+  if (PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't')
+    all_done = true;
+  PQclear(r);
+}
+
+static void slot_worker(const wcfg *c) {
+  cfg = c;
+  srand(c->seed ^ (unsigned)getpid());
+  side = PQconnectdb(db);
+  if (PQstatus(side) != CONNECTION_OK) _exit(2);
+  mly_runtime *rt = NULL;
+  if (mly_runtime_new(&rt, NULL, NULL) < 0 || mly_queues_open(rt) < 0) _exit(2);
+  mly_type_def def = {.name = "slotter", .run = slotter_run,
+                      MLY_TYPE_POINTS(slotter), .data_size = sizeof(slotter),
+                      .version = 1, .flags = MLY_TYPE_DURABLE};
+  mly_type *t;
+  if (mly_type_register(rt, &def, &t) < 0) _exit(2);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = c->lease_ms,
+                            .poll_ms = 200};
+  char err[512];
+  if (mly_store_postgres(rt, &o, err, sizeof err) < 0) _exit(2);
+  mly_queue_def qd = {.name = "s", .max_concurrent = c->maxc,
+                      .concurrency_key = "k",
+                      .concurrency_key_max = c->keymax,
+                      .retry = MLY_RETRY_UNSET};
+  if (mly_queue_declare(rt, &qd, err, sizeof err) < 0) _exit(2);
+  side_exec("UPDATE t_meta SET ready = ready + 1", 0, NULL);
+  for (int i = 0; i < 3000; i++) { /* all three start together */
+    PGresult *r = PQexec(side, "SELECT ready >= 3 FROM t_meta");
+    bool go = PQresultStatus(r) == PGRES_TUPLES_OK &&
+              PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (go) break;
+    usleep(10000);
+  }
+  for (uint32_t i = 0; i < c->nadd; i++) {
+    slotter s = {.hold_ms = (uint32_t)(rand() % (c->run_max_ms + 1))};
+    mly_value *ctx = mly_value_map();
+    char k[16];
+    snprintf(k, sizeof k, "k%u", (unsigned)(rand() % c->nkeys));
+    mly_map_set_str(ctx, "k", k);
+    mly_spawn_options so = {.arg = &s, .arg_len = sizeof s, .context = ctx};
+    if (mly_spawn_opts(rt, t, &so, NULL) < 0) _exit(3);
+  }
+  /* on until every machine of every process ended (a process that
+   * leaves early leaves its machines to the others) */
+  uv_timer_t tm;
+  uv_timer_init(mly_runtime_loop(rt), &tm);
+  uv_timer_start(&tm, slots_check, 100, 100);
+  while (!all_done) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  if (mly_journal_error(rt) != 0) _exit(7);
+  _exit(0);
+}
+
+/* Steps of machines in three processes take slots of one queue: at most
+ * max_concurrent hold one at once over all of them, at most the key's
+ * limit per key value, and every slot is given back. */
+START_TEST(shared_step_slots) {
+  fresh_db();
+  unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+  srand(seed);
+  wcfg c = {.nadd = 40, .maxc = 2 + (uint32_t)(rand() % 3),
+            .keymax = 1, .nkeys = 3 + (uint32_t)(rand() % 3),
+            .lease_ms = 3000, .run_max_ms = 1 + (uint32_t)(rand() % 20),
+            .seed = seed};
+  pid_t p[3];
+  for (int i = 0; i < 3; i++) {
+    p[i] = fork();
+    ck_assert_int_ge(p[i], 0);
+    if (p[i] == 0) slot_worker(&c);
+  }
+  wait_all(p, 3);
+  int64_t maxc = sql_int("SELECT maxc FROM t_cur");
+  int64_t keyc = sql_int("SELECT max(maxc) FROM t_keys");
+  fprintf(stderr, "step slots: seed %u, max_concurrent %u, %u keys: at most"
+          " %" PRId64 " held, %" PRId64 " per key\n", seed, c.maxc, c.nkeys,
+          maxc, keyc);
+  ck_assert_int_le(maxc, c.maxc);
+  ck_assert_int_le(keyc, c.keymax);
+  ck_assert_int_ge(maxc, 1);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.slots"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(DISTINCT instance) FROM t_grants"),
+                   120);
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_tasks", conninfo());
   Suite *s = suite_create("pg_tasks");
@@ -386,6 +531,7 @@ int main(void) {
   tcase_add_test(tc, shared_once_within_limits);
   tcase_add_test(tc, shared_rate);
   tcase_add_test(tc, shared_kill);
+  tcase_add_test(tc, shared_step_slots);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

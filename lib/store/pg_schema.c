@@ -270,7 +270,11 @@ static const char *const v3[] = {
  *   lease ran out: trigger on nodes.taken_by), an instance's when it
  *   ends (trigger on its row's delete).
  * claim and take_slot lock the queue's row: grants of one queue are
- * serialized, so the limits hold across all processes. */
+ * serialized, so the limits hold across all processes.  They also hold
+ * the claimant's node row FOR SHARE: a takeover of that node (which
+ * locks it FOR UPDATE SKIP LOCKED) comes wholly before or after, so no
+ * grant of a process that died lands after its slots went, and no task
+ * is claimed by a node already taken over. */
 static const char *const v4[] = {
     "ALTER TABLE mealy.instances ALTER COLUMN owner DROP NOT NULL",
     "ALTER TABLE mealy.instances ADD COLUMN pool text,"
@@ -331,7 +335,7 @@ static const char *const v4[] = {
     " used integer; room integer; got integer := 0; more boolean"
     " := false; nxt bigint; BEGIN"
     " PERFORM 1 FROM mealy.nodes n WHERE n.id = p_node AND n.epoch = p_epoch"
-    "  AND n.taken_by IS NULL AND n.lease_until > now_ts;"
+    "  AND n.taken_by IS NULL AND n.lease_until > now_ts FOR SHARE;"
     " IF NOT FOUND THEN RETURN; END IF;"
     " SELECT * INTO q FROM mealy.queues WHERE name = p_queue FOR UPDATE;"
     " IF NOT FOUND THEN RETURN; END IF;"
@@ -385,7 +389,7 @@ static const char *const v4[] = {
     " clock_timestamp(); tok double precision; used integer; kc integer;"
     " BEGIN"
     " PERFORM 1 FROM mealy.nodes n WHERE n.id = p_node AND n.epoch = p_epoch"
-    "  AND n.taken_by IS NULL AND n.lease_until > now_ts;"
+    "  AND n.taken_by IS NULL AND n.lease_until > now_ts FOR SHARE;"
     " IF NOT FOUND THEN RETURN false; END IF;"
     " SELECT * INTO q FROM mealy.queues WHERE name = p_queue FOR UPDATE;"
     " IF NOT FOUND THEN RETURN false; END IF;"
