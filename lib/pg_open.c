@@ -19,7 +19,9 @@ int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
   int rc = durable_open_check(rt, o->durable, err, errlen);
   if (rc < 0) return rc;
   pg_store_options po = {.conninfo = o->conninfo, .lease_ms = o->lease_ms,
-                         .poll_ms = o->poll_ms};
+                         .poll_ms = o->poll_ms, .give_up_ms = o->give_up_ms,
+                         .lock_timeout_ms = o->lock_timeout_ms,
+                         .statement_timeout_ms = o->statement_timeout_ms};
   mly_store *s = NULL;
   rc = pg_store_open(mly_runtime_loop(rt), &po, &s, err, errlen);
   if (rc < 0) return rc;
