@@ -2394,8 +2394,14 @@ typedef struct mly_store_pg_options {
  * holds its lease at its fencing epoch and that each instance is still
  * its own at the expected step: a commit that fails the check is dropped
  * (counted), the instances concerned stop running here, and a line on
- * stderr says so.  Any other failed commit stops the store (fail-stop,
- * as the journal: mly_journal_error).  mly_journal_stats_get and
+ * stderr says so.  A commit the server cancelled (lock_timeout,
+ * statement_timeout) or aborted (deadlock, serialization) is sent again
+ * in its place (none after it commits first).  A lost connection holds
+ * the commits until it is back (those whose answer was lost are found
+ * committed or sent again); past give_up_ms without one the store
+ * fails with MLY_ETIMEDOUT.  Any other failed commit stops the store
+ * (fail-stop, as the journal: mly_journal_error).  Neither err nor
+ * stderr ever quotes the conninfo's password.  mly_journal_stats_get and
  * mly_journal_error answer for this store too; mly_journal_compact is
  * MLY_ENOSYS.
  *
