@@ -239,9 +239,20 @@ static int setup(fsm_host *h, const run_args *a) {
     return 2;
   }
   mly_fsm_load_options lo = {.on_error = on_load_error};
-  if (fsm_host_load(h, "mealy fsm run", a->actions, true, a->files,
-                    a->nfiles, &lo) < 0)
-    return 1;
+  int lrc = fsm_host_load(h, "mealy fsm run", a->actions, true, a->files,
+                          a->nfiles, &lo);
+  /* where the instances are kept: the command line, or store: */
+  mly_store_pg_options po = {0};
+  if (a->store == NULL && a->state_dir == NULL &&
+      mly_store_conf_where(h->sconf, NULL) == NULL) {
+    fprintf(stderr, "mealy fsm run: --state-dir DIR or --store CONNINFO is "
+            "required (or store: in a file): where the instances are "
+            "kept\n");
+    return 2;
+  }
+  if (lrc < 0) return 1;
+  if (a->store == NULL && a->state_dir == NULL)
+    mly_store_conf_get(h->sconf, &po); /* read: the load passed */
   if ((rc = mly_task_set_starter(h->rt, start_machine, h, 0)) < 0) {
     fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
     return 1;
@@ -251,16 +262,9 @@ static int setup(fsm_host *h, const run_args *a) {
     fprintf(stderr, "mealy fsm run: %s\n", err);
     return 1;
   }
-  /* where the instances are kept: the command line wins over store: */
-  mly_store_pg_options po = {0};
+  /* the command line wins over store: */
   uint32_t sline = 0;
   const char *sfile = mly_store_conf_where(h->sconf, &sline);
-  if (a->store == NULL && a->state_dir == NULL &&
-      !mly_store_conf_get(h->sconf, &po)) {
-    fprintf(stderr, "mealy fsm run: --state-dir DIR, --store CONNINFO or "
-            "store: in a file is required: where the instances are kept\n");
-    return 2;
-  }
   if (sfile && (a->store || a->state_dir))
     fprintf(stderr, "mealy fsm run: %s:%u: store: is not used: %s given "
             "on the command line wins\n", sfile, sline,

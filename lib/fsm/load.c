@@ -282,9 +282,9 @@ static const mly_conf_field top_fields[] = {
     {"import", top_import, false},
     {"state_machines", top_machines, false},
     {"queues", top_queues, true},
-    {"store", top_store, true},
     {"schedules", top_schedules, true},
-    {"root_url", top_root_url, false}};
+    {"root_url", top_root_url, false},
+    {"store", top_store, true}};
 
 static int load_root(mly_conf *c, mly_conf_node *root) {
   fsm_file *f = mly_conf_user(c);

@@ -133,7 +133,7 @@ check "validate reads store:" test $? = 0
 # neither: usage
 "$MEALY" fsm run "$T/door.yaml" -s "$S" >/dev/null 2>"$T/none.err"
 check "no store at all: usage (2)" test $? = 2
-check "no store at all: says so" grep -q "store: in a file is required" "$T/none.err"
+check "no store at all: says so" grep -q "(or store: in a file)" "$T/none.err"
 
 # mealy queue ls|show --store: every process's tasks from the database,
 # read only (no node registered, nothing taken); the changes refused
