@@ -726,11 +726,12 @@ END_TEST
 
 /* ---- a row lock held by another session: lock_timeout ---- */
 
+#define LOCK_ROUNDS 5
 typedef struct locker {
   mly_runtime *rt;
   PGconn *lk;
-  int phase;
-  uint64_t mark;
+  int phase, round;
+  uint64_t mark, until; /* timeouts to wait for this round */
 } locker;
 
 static void on_lock_tick(uv_timer_t *t) {
@@ -739,14 +740,18 @@ static void on_lock_tick(uv_timer_t *t) {
   ck_assert_int_eq(mly_journal_error(l->rt), 0);
   switch (l->phase) {
   case 0:
-    if (acked_total() < 200) return;
-    /* a stuck session: one instance's row locked, never let go (until
-     * the test says so) */
+    if (acked_total() < l->mark + 200) return;
+    /* a stuck session: an instance's row (the first, then one at random)
+     * locked, not let go until the test says so */
     l->lk = dbc();
     exec_on(l->lk, "BEGIN");
-    exec_on(l->lk, "SELECT 1 FROM (SELECT id FROM mealy.instances ORDER BY"
-                   " id LIMIT 1 FOR UPDATE) x");
-    l->phase = 1;
+    exec_on(l->lk, l->round == 0
+                       ? "SELECT 1 FROM (SELECT id FROM mealy.instances"
+                         " ORDER BY id LIMIT 1 FOR UPDATE) x"
+                       : "SELECT 1 FROM (SELECT id FROM mealy.instances"
+                         " ORDER BY random() LIMIT 1 FOR UPDATE) x");
+    l->until = f->timeouts + 1 + (uint64_t)(rand() % 3);
+    l->phase = l->round == 0 ? 1 : 2;
     return;
   case 1: /* a batch waits on it; one more goes behind it: the fence
            * must refuse that one until the first commits */
@@ -759,13 +764,13 @@ static void on_lock_tick(uv_timer_t *t) {
     l->phase = 2;
     return;
   case 2: /* the batches wait, are cancelled, and are sent again */
-    if (f->timeouts < 3) return;
-    ck_assert(!solo_done);
+    if (f->timeouts < l->until) return;
+    if (l->round == 0) ck_assert(!solo_done);
     l->mark = acked_total();
     exec_on(l->lk, "COMMIT");
     PQfinish(l->lk);
     l->lk = NULL;
-    l->phase = 3;
+    l->phase = ++l->round < LOCK_ROUNDS ? 0 : 3;
     return;
   case 3: /* going again: every counter past where it was */
     if (acked_total() < l->mark + 200) return;
@@ -783,9 +788,11 @@ static void on_lock_tick(uv_timer_t *t) {
  * lock_timeout, is cancelled (counted), sent again in its place (those
  * behind it refused by the fence until it commits); once the lock goes
  * every step commits, once: the database's counts are the acknowledged
- * ones and nothing was fenced. */
+ * ones and nothing was fenced.  LOCK_ROUNDS rounds: a random row held
+ * for a random number (1..3) of timeouts each after the first. */
 START_TEST(lock_held_then_released) {
   fresh_run();
+  srand(4321);
   locker l = {0};
   l.rt = open_pg_opts((mly_store_pg_options){.lock_timeout_ms = 100}, NULL);
   spawn_all(l.rt);
@@ -795,7 +802,7 @@ START_TEST(lock_held_then_released) {
   uv_timer_start(&t, on_lock_tick, 5, 5);
   ck_assert_int_eq(mly_runtime_run(l.rt), 0);
   const pg_store_fencing *f = pg_store_fencing_get(store_of(l.rt));
-  ck_assert_uint_ge(f->timeouts, 3);
+  ck_assert_uint_ge(f->timeouts, LOCK_ROUNDS);
   ck_assert_uint_ge(f->out_of_order, 1);
   ck_assert_uint_ge(f->retried, f->timeouts + f->out_of_order);
   ck_assert(solo_done);
