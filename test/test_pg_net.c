@@ -790,8 +790,25 @@ static void on_lock_tick(uv_timer_t *t) {
  * every step commits, once: the database's counts are the acknowledged
  * ones and nothing was fenced.  LOCK_ROUNDS rounds: a random row held
  * for a random number (1..3) of timeouts each after the first. */
+typedef struct text {
+  char p[1 << 16];
+  size_t n;
+} text;
+
+static int to_text(void *arg, const char *p, size_t n) {
+  text *t = arg;
+  ck_assert_uint_lt(t->n + n, sizeof t->p);
+  memcpy(t->p + t->n, p, n);
+  t->n += n;
+  t->p[t->n] = '\0';
+  return 0;
+}
+
 START_TEST(lock_held_then_released) {
   fresh_run();
+  /* trust authentication: the password is not used, only never shown */
+  snprintf(store_db, sizeof store_db,
+           "%s application_name=mlynet password=pw0rdXYZ", db);
   srand(4321);
   locker l = {0};
   l.rt = open_pg_opts((mly_store_pg_options){.lock_timeout_ms = 100}, NULL);
@@ -813,6 +830,22 @@ START_TEST(lock_held_then_released) {
           ", out of order %" PRIu64 ", retried %" PRIu64 "\n",
           f->timeouts, f->out_of_order, f->retried);
   ck_assert_int_eq(mly_journal_error(l.rt), 0);
+  /* the figures in the metrics, the conninfo nowhere */
+  static text m;
+  m.n = 0;
+  ck_assert_int_eq(mly_metrics_write(l.rt, to_text, &m), 0);
+  char want[160];
+  snprintf(want, sizeof want,
+           "mealy_pg_store_batches_retried_total{reason=\"timeout\"} %" PRIu64
+           "\n", f->timeouts);
+  ck_assert_msg(strstr(m.p, want), "%s", m.p);
+  snprintf(want, sizeof want,
+           "mealy_pg_store_batches_retried_total{reason=\"out_of_order\"} %"
+           PRIu64 "\n", f->out_of_order);
+  ck_assert_msg(strstr(m.p, want), "%s", m.p);
+  ck_assert_ptr_nonnull(strstr(m.p, "mealy_pg_store_connected 1\n"));
+  ck_assert_ptr_nonnull(strstr(m.p, "mealy_pg_store_fenced_batches_total 0\n"));
+  ck_assert_ptr_null(strstr(m.p, "pw0rdXYZ"));
   mly_runtime_close(l.rt);
   check_counts();
 }

@@ -1824,6 +1824,12 @@ const pg_store_fencing *pg_store_fencing_get(const mly_store *s) {
   return &((const pg_store *)s)->fencing;
 }
 
+bool pg_store_is(const mly_store *s) { return s->ops == &pg_ops; }
+bool pg_store_connected(const mly_store *s) {
+  const pg_store *st = (const pg_store *)s;
+  return st->pg && mly_pg_connected(st->pg);
+}
+
 void pg_store_net_get(const mly_store *s, pg_store_net *out) {
   const pg_store *st = (const pg_store *)s;
   out->serial = st->bserial;

@@ -59,6 +59,10 @@ typedef struct pg_store_fencing {
 } pg_store_fencing;
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s);
 
+/* s is a PostgreSQL store; its connection is up now. */
+bool pg_store_is(const mly_store *s);
+bool pg_store_connected(const mly_store *s);
+
 /* For tests: the last batch's serial, the batches in flight (held ones
  * too), and whether a resync holds them (a lost connection). */
 typedef struct pg_store_net {
