@@ -257,8 +257,36 @@ static const char *const v3[] = {
     " END$$",
     NULL};
 
+/* Version 4: a batch that failed and is sent again (pg_store.c: a lock
+ * or statement timeout, a deadlock) keeps its place.  The batches behind
+ * it were already in the pipeline: none of them may commit before it.
+ * The fence now also gets the serial the row must already hold (p_prev:
+ * the batch sent before it, or the last one known committed); a lower
+ * serial on the row means a batch before this one did not commit, and
+ * the fence refuses (SQLSTATE MLYF3, "mealy out of order: ..."): the
+ * node sends this one again after it.  The lease is checked before the
+ * order, the serial already committed (MLYF2) first of all. */
+static const char *const v4[] = {
+    "CREATE FUNCTION mealy.fence(p_node bigint, p_epoch bigint,"
+    " p_serial bigint, p_prev bigint) RETURNS void LANGUAGE plpgsql AS"
+    " $$DECLARE s bigint; live boolean; BEGIN"
+    " SELECT batch_serial, epoch = p_epoch AND taken_by IS NULL"
+    "  AND lease_until > clock_timestamp() INTO s, live"
+    "  FROM mealy.nodes WHERE id = p_node FOR UPDATE;"
+    " IF s >= p_serial THEN RAISE EXCEPTION"
+    "  'mealy committed: batch % of node % committed already', p_serial,"
+    "  p_node USING ERRCODE = 'MLYF2'; END IF;"
+    " IF NOT coalesce(live, false) THEN PERFORM mealy.fenced(format("
+    "  'node %s (epoch %s) no longer holds its lease', p_node, p_epoch));"
+    " END IF;"
+    " IF s < p_prev THEN RAISE EXCEPTION"
+    "  'mealy out of order: batch % of node % follows batch %, which did not"
+    " commit', p_serial, p_node, p_prev USING ERRCODE = 'MLYF3'; END IF;"
+    " UPDATE mealy.nodes SET batch_serial = p_serial WHERE id = p_node;"
+    " END$$",
+    NULL};
 
-/* Version 4: the task pool and global queue limits (pg_tasks.c).
+/* Version 5: the task pool and global queue limits (pg_tasks.c).
  * instances: owner NULL is a task in its queue's pool (pool, pool_prio,
  *   pool_eta: wall ms it is due, pool_key: its concurrency key value),
  *   claimed by any process that serves the queue (mealy.claim).
@@ -275,7 +303,7 @@ static const char *const v3[] = {
  * locks it FOR UPDATE SKIP LOCKED) comes wholly before or after, so no
  * grant of a process that died lands after its slots went, and no task
  * is claimed by a node already taken over. */
-static const char *const v4[] = {
+static const char *const v5[] = {
     "ALTER TABLE mealy.instances ALTER COLUMN owner DROP NOT NULL",
     "ALTER TABLE mealy.instances ADD COLUMN pool text,"
     " ADD COLUMN pool_prio integer, ADD COLUMN pool_eta bigint,"
@@ -411,7 +439,7 @@ static const char *const v4[] = {
     NULL};
 
 const char *const *const mly_pg_migrations[MLY_STORE_PG_VERSION] = {v1, v2,
-                                                                    v3, v4};
+                                                                    v3, v4, v5};
 
 /* ---- running statements one after another on a private loop ---- */
 
