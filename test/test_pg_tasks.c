@@ -22,7 +22,10 @@
  *     none starts after its success committed, no slot is left;
  *   - steps of other machines (mly_queue_slot_take, a YAML `queue:`) in
  *     three processes hold at most max_concurrent slots at once, and the
- *     key's limit per key value, summed over the processes.
+ *     key's limit per key value, summed over the processes;
+ *   - a failed first attempt goes back to the pool with its backoff's
+ *     eta: each task runs twice, the second run no earlier than the
+ *     backoff after the first began.
  */
 #include "harness.h"
 
@@ -94,6 +97,7 @@ typedef struct wcfg {
   uint32_t lease_ms;
   uint32_t run_max_ms;   /* an attempt lasts 0..this */
   unsigned seed;
+  uint32_t backoff_ms;   /* > 0: a first attempt fails (retried after it) */
 } wcfg;
 
 static PGconn *side;       /* the worker's connection for t_* */
@@ -124,7 +128,10 @@ static void attempt_over(uv_timer_t *tm) {
   const char *v[] = {a->key};
   side_exec("UPDATE t_cur SET cur = cur - 1", 0, NULL);
   side_exec("UPDATE t_keys SET cur = cur - 1 WHERE k = $1", 1, v);
-  mly_task_done(a->t, MLY_TASK_OK, NULL);
+  mly_task_done(a->t,
+                cfg->backoff_ms && mly_task_attempt(a->t) == 1 ? MLY_TASK_RETRY
+                                                               : MLY_TASK_OK,
+                NULL);
   uv_close((uv_handle_t *)tm, attempt_closed);
 }
 
@@ -213,6 +220,8 @@ static void worker(const wcfg *c) {
                       .concurrency_key = c->nkeys ? "k" : NULL,
                       .concurrency_key_max = c->keymax,
                       .retry = MLY_RETRY_UNSET};
+  if (c->backoff_ms)
+    qd.retry = (mly_retry){5, c->backoff_ms, c->backoff_ms, 0, 0, 0};
   if (mly_queue_declare(rt, &qd, err, sizeof err) < 0 ||
       mly_defer_register(rt, "job", job, NULL, 0) < 0) {
     fprintf(stderr, "worker: %s\n", err);
@@ -382,6 +391,31 @@ START_TEST(shared_kill) {
 }
 END_TEST
 
+/* A first attempt that fails goes back to the pool with its backoff's
+ * eta: every task runs twice, the second time no earlier than the
+ * backoff after the first began (the eta is kept in the pool row), in
+ * whichever process claims it. */
+START_TEST(shared_retry_backoff) {
+  fresh_db();
+  wcfg c = {.total = 60, .maxc = 20, .lease_ms = 3000, .run_max_ms = 2,
+            .seed = (unsigned)time(NULL), .backoff_ms = 300};
+  wcfg prod = c;
+  prod.nadd = c.total;
+  pid_t p[3] = {start(&prod), start(&c), start(&c)};
+  wait_all(p, 3);
+  check_once(c.total);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM t_runs"), 2 * c.total);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM (SELECT id FROM t_runs"
+                           " GROUP BY id HAVING count(*) = 2) x"),
+                   c.total);
+  /* the second run began at least the backoff after the first */
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM (SELECT id, max(t) - min(t)"
+                           " AS d FROM t_runs GROUP BY id) x"
+                           " WHERE d < interval '300 ms'"),
+                   0);
+}
+END_TEST
+
 /* ---- steps of other machines with a slot each (mly_queue_slot_take,
  * as a YAML `queue:` step): the slots count across processes too ---- */
 
@@ -532,6 +566,7 @@ int main(void) {
   tcase_add_test(tc, shared_rate);
   tcase_add_test(tc, shared_kill);
   tcase_add_test(tc, shared_step_slots);
+  tcase_add_test(tc, shared_retry_backoff);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }
