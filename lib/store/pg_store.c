@@ -43,6 +43,12 @@
  * already has is refused by the fence (MLYF2: it committed, reported as
  * such), so none ever commits twice.  If the lease ran out meanwhile,
  * the fence refuses the rest: evicted, counted and said, as above.
+ *
+ * The task pool (pg_tasks.c, store_ops.tasks) puts its statements (tasks
+ * into the pool, slots given back) at the end of a batch, before COMMIT,
+ * is told when each batch is over, claims on the "mealy_tasks" channel
+ * and the poll, and hands claimed tasks up the way adoption does
+ * (hand_up).
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
