@@ -202,6 +202,7 @@ struct mly_runtime {
   bool slots_own_only;  /* a task pool: a slot outside the range is never
                            free here (its instances move between
                            processes); dpool.c */
+  struct lent_slot *lent_slots; /* slots lent to the pool (slot_lend) */
 
   mly_type *types;
 
@@ -294,6 +295,7 @@ void slots_confine(mly_runtime *rt, uint32_t lo, uint32_t hi);
  * until the instance ended wherever it ran (unlent). */
 void slot_lend(mly_runtime *rt, uint32_t s);
 void slot_unlend(mly_runtime *rt, uint32_t s);
+void slots_lent_free(mly_runtime *rt);
 void inst_wake(mly_inst *m, uint8_t reason);
 void inst_run_batch(mly_runtime *rt, uint32_t budget);
 void inst_timer_fired(mly_inst *m);

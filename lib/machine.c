@@ -66,18 +66,63 @@ static void slot_release(mly_runtime *rt, mly_inst *m) {
   slot_free(rt, s);
 }
 
+/* A lent slot: off the free list until its instance ended elsewhere
+ * (slot_unlend) or came back here (inst_restore: then it is freed when
+ * it ends here, as any).  Kept by slot, so that whichever way the
+ * instance comes back (claimed from the pool, or with a dead process's
+ * node) the slot is never on the free list twice. */
+typedef struct lent_slot {
+  uint32_t s;
+  UT_hash_handle hh;
+} lent_slot;
+
+static lent_slot *lent_find(mly_runtime *rt, uint32_t s) {
+  lent_slot *l = NULL;
+  HASH_FIND(hh, rt->lent_slots, &s, sizeof s, l);
+  return l;
+}
+
+static bool lent_take(mly_runtime *rt, uint32_t s) {
+  lent_slot *l = rt->lent_slots ? lent_find(rt, s) : NULL;
+  if (l == NULL) return false;
+  HASH_DEL(rt->lent_slots, l);
+  free(l);
+  return true;
+}
+
 void slot_lend(mly_runtime *rt, uint32_t s) {
+  if (s >= rt->nslots || rt->slots[s] != NULL || lent_find(rt, s)) return;
+  bool found = false;
   for (uint32_t i = rt->nfree; i-- > 0;) /* the newest freed: at the end */
     if (rt->free_slots[i] == s) {
       memmove(rt->free_slots + i, rt->free_slots + i + 1,
               (rt->nfree - i - 1) * sizeof *rt->free_slots);
       rt->nfree--;
-      return;
+      found = true;
+      break;
     }
+  if (!found) return; /* not free here (another range's): nothing lent */
+  lent_slot *l = malloc(sizeof *l);
+  bool hash_oom = l == NULL;
+  if (l != NULL) {
+    l->s = s;
+    HASH_ADD(hh, rt->lent_slots, s, sizeof l->s, l);
+    if (hash_oom) free(l);
+  }
+  /* no memory: the slot stays off the list for good (never reused) */
 }
 
 void slot_unlend(mly_runtime *rt, uint32_t s) {
-  if (s < rt->nslots && rt->slots[s] == NULL) slot_free(rt, s);
+  if (lent_take(rt, s) && s < rt->nslots && rt->slots[s] == NULL)
+    slot_free(rt, s);
+}
+
+void slots_lent_free(mly_runtime *rt) {
+  lent_slot *l, *t;
+  HASH_ITER(hh, rt->lent_slots, l, t) {
+    HASH_DEL(rt->lent_slots, l);
+    free(l);
+  }
 }
 
 static void slot_free(mly_runtime *rt, uint32_t s) {
@@ -388,6 +433,7 @@ mly_inst *inst_restore(mly_runtime *rt, mly_type *t, mly_id id) {
   rt->slots[s] = m;
   rt->gens[s] = (uint32_t)(id >> 32);
   rt->st.live++;
+  lent_take(rt, s); /* back here: freed when it ends, as any */
   return m;
 }
 

@@ -139,6 +139,7 @@ void rt_release(mly_runtime *rt) {
   free(rt->slots);
   free(rt->gens);
   free(rt->free_slots);
+  slots_lent_free(rt);
   free(rt->kills);
   free(rt->sigs);
   free(rt->msrc);

@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "pg_helpers.h"
 
 static char db[1024];
@@ -178,9 +179,12 @@ static void added(mly_runtime *rt, int status, mly_id id, void *arg) {
 }
 
 static bool all_done;
+static mly_runtime *wrt; /* the worker's */
+static void check_free_list(mly_runtime *rt);
 
 static void check(uv_timer_t *tm) {
   (void)tm;
+  if (wrt) check_free_list(wrt); /* the invariant, every 100 ms */
   static bool told;
   if (!told && cfg->nadd && acked == cfg->nadd) {
     char n[24];
@@ -199,6 +203,24 @@ static void check(uv_timer_t *tm) {
   if (PQresultStatus(r) == PGRES_TUPLES_OK && PQgetvalue(r, 0, 0)[0] == 't')
     all_done = true;
   PQclear(r);
+}
+
+/* The slot table's free list: every slot on it once, empty, and in
+ * this process's range (slots lent to the pool, or of other ranges,
+ * never reused here).  A worker exits 8 when it does not hold. */
+static void check_free_list(mly_runtime *rt) {
+  uint8_t *seen = calloc(rt->nslots + 1, 1);
+  if (!seen) _exit(5);
+  for (uint32_t i = 0; i < rt->nfree; i++) {
+    uint32_t s = rt->free_slots[i];
+    if (s >= rt->nslots || seen[s] || rt->slots[s] != NULL ||
+        (rt->slots_confined && (s < rt->conf_lo || s >= rt->conf_hi))) {
+      fprintf(stderr, "worker: slot %u on the free list wrongly\n", s);
+      _exit(8);
+    }
+    seen[s] = 1;
+  }
+  free(seen);
 }
 
 static void worker(const wcfg *c) {
@@ -249,7 +271,9 @@ static void worker(const wcfg *c) {
   uv_timer_t tm;
   uv_timer_init(mly_runtime_loop(rt), &tm);
   uv_timer_start(&tm, check, 100, 100);
+  wrt = rt;
   while (!all_done) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  check_free_list(rt);
   if (mly_journal_error(rt) != 0) _exit(7);
   _exit(0);
 }
