@@ -43,6 +43,19 @@
 
 /* ---- the choice, at start ---- */
 
+/* A previous run killed while it signalled a program (its cgroup frozen
+ * for at most 200 ms) left that cgroup frozen: it is thawed at start,
+ * whether the program is adopted, started anew or kept down. */
+static void said_thawed(const char *name, int rc, void *arg) {
+  sv *s = arg;
+  if (rc == 0)
+    sv_logf(s, "mealy", "cgroup %s was left frozen (a previous run killed "
+            "while it signalled it): thawed", name);
+  else
+    sv_logf(s, "mealy", "cgroup %s was left frozen and cannot be thawed: %s",
+            name, mly_strerror(rc));
+}
+
 int sv_tree_setup(sv *s, const char *state_dir) {
   char why[PATH_MAX + 256], id[32];
   if (s->cfg->tracking == SV_TRACK_PGROUP) {
@@ -75,6 +88,7 @@ int sv_tree_setup(sv *s, const char *state_dir) {
   sv_logf(s, "mealy", "process tracking: cgroup v2, one cgroup per program "
           "under %s (controllers: %s)", sv_cgroups_path(s->cgroups),
           *ctl ? ctl : "none");
+  sv_cgroups_thaw_left(s->cgroups, said_thawed, s);
   return 0;
 }
 
