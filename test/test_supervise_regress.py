@@ -146,6 +146,55 @@ stop_grace: 1h
     check("supervise exits 0", sv.stop() == 0)
 
 
+# ---- a process that exec's from its TERM trap has the signal once ----
+
+CLEANUP = """import signal, time
+signal.signal(signal.SIGTERM,
+              lambda *a: open("got", "a").write("TERM\\n"))
+time.sleep(1.5)
+open("got", "a").write("done\\n")
+"""
+
+
+def case_exec_from_trap():
+    modes = ["pgroup"] + (["cgroup"] if can_cgroup() else [])
+    for mode in modes:
+        print("# case (%s): the stop signal's answer is an exec" % mode)
+        name = "exec-trap-" + mode
+        os.makedirs(os.path.join(TOP, name), exist_ok=True)
+        with open(os.path.join(TOP, name, "cleanup.py"), "w") as f:
+            f.write(CLEANUP)
+        # a member in a session of its own (outside the group: pgroup
+        # tracking signals it as an orphan), long there at the stop; its
+        # TERM trap execs its cleanup, which keeps the grace after the main
+        # process is gone, and must not have the signal a second time
+        with open(os.path.join(TOP, name, "member.sh"), "w") as f:
+            f.write("trap 'exec %s cleanup.py' TERM\n: > armed\n"
+                    "while :; do sleep 0.1; done\n" % PY)
+        sv = Sv(name, {"x": """
+command: [sh, -c, "setsid sh member.sh & wait"]
+stop_grace: 30s
+"""}, extra="tracking: %s\n" % mode)
+        armed = os.path.join(sv.dir, "armed")
+        check("it runs, its trap set",
+              poll(lambda: sv.field("x", "state") == "running" and
+                   os.path.exists(armed)))
+        # the member is old at the stop, not one that may be between
+        # fork and exec (started within 50 ms of it)
+        check("it has run a while",
+              poll(lambda: (sv.field("x", "uptime_ms") or 0) >= 500))
+        check("its tracking is %s" % mode,
+              ("process tracking: cgroup v2" in sv.logtext()) ==
+              (mode == "cgroup"))
+        sv.ctl("stop", "x")
+        check("stopped", poll(lambda: sv.field("x", "state") == "stopped"))
+        got = os.path.join(sv.dir, "got")
+        text = open(got).read() if os.path.exists(got) else ""
+        check("its cleanup ran to the end, the signal not sent again",
+              text == "done\n", repr(text))
+        check("supervise exits 0", sv.stop() == 0)
+
+
 # ---- F6: a reload that changes user: keeps the socket's old owner --------
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
@@ -305,6 +354,7 @@ command: [%s, -c, "%s"]
 
 CASES = {"killed_cgroup": case_killed_cgroup,
          "left_frozen": case_left_frozen,
+         "exec_from_trap": case_exec_from_trap,
          "foreign_notify_dir": case_foreign_notify_dir,
          "barrier": case_barrier,
          "unknown_exit": case_unknown_exit,
