@@ -137,12 +137,47 @@ stop_grace: 1h
               poll(lambda: beat(files[p]) > before[p] + 2))
         check("the log says %s's cgroup was thawed" % p,
               "program-%s was left frozen" % p in sv.logtext())
-    # held, kept down, is not tracked by this run (what its interrupted
-    # stop left is not stopped: a known gap); the test ends it itself
-    with open(os.path.join(dirs["held"], "cgroup.kill"), "w") as f:
-        f.write("1")
-    check("held's leftovers are gone",
-          poll(lambda: "populated 0" in cg_read(dirs["held"], "cgroup.events")))
+    # held stays down, and the stop the killed run did not finish is done
+    # again: adopted, stopping (its TERM ignored: until its grace ends)
+    check("held is adopted to finish its stop",
+          poll(lambda: sv.field("held", "state") == "stopping") and
+          sv.field("held", "pid") == pids["held"] and
+          "kept down: stopping what the previous run left" in sv.logtext())
+    sv.ctl("signal", "KILL", "held")
+    check("held is stopped, its cgroup empty",
+          poll(lambda: sv.field("held", "state") == "stopped" and
+               "populated 0" in cg_read(dirs["held"], "cgroup.events")))
+    check("supervise exits 0", sv.stop() == 0)
+
+
+def case_kept_down_leftover():
+    print("# case (pgroup): killed while it stopped a program: the next run "
+          "finishes the stop")
+    name = "kept-down-pgroup"
+    state = os.path.join(TOP, name, "state")
+    progs = {"held": """
+command: [sh, -c, "trap '' TERM; while :; do sleep 0.05; done"]
+stop_grace: 1h
+"""}
+    extra = "state_dir: %s\ntracking: pgroup\n" % state
+    sv = Sv(name, progs, extra=extra)
+    check("it runs", poll(lambda: sv.field("held", "state") == "running"))
+    pid = sv.field("held", "pid")
+    sv.ctl("stop", "held")
+    check("it is stopping", poll(lambda: sv.field("held", "state")
+                                 == "stopping"))
+    sv.proc.kill()
+    sv.proc.wait()
+    check("its process outlives the supervisor", svtest.alive(pid))
+    sv = Sv(name, progs, extra=extra)
+    check("the next run adopts it to finish its stop",
+          poll(lambda: sv.field("held", "state") == "stopping") and
+          sv.field("held", "pid") == pid and
+          "kept down: stopping what the previous run left" in sv.logtext())
+    sv.ctl("signal", "KILL", "held")
+    check("stopped, its process gone",
+          poll(lambda: sv.field("held", "state") == "stopped" and
+               not svtest.alive(pid)))
     check("supervise exits 0", sv.stop() == 0)
 
 
@@ -354,6 +389,7 @@ command: [%s, -c, "%s"]
 
 CASES = {"killed_cgroup": case_killed_cgroup,
          "left_frozen": case_left_frozen,
+         "kept_down_leftover": case_kept_down_leftover,
          "exec_from_trap": case_exec_from_trap,
          "foreign_notify_dir": case_foreign_notify_dir,
          "barrier": case_barrier,

@@ -85,6 +85,8 @@ typedef struct sv_proc {
   uint64_t start_time;    /* of pid, from /proc: pid reuse is told apart */
   int adopt_pid;          /* a child left by the previous run, to adopt */
   uint64_t adopt_start;
+  bool adopt_to_stop;     /* kept down, its child alive: the previous run
+                             died stopping it; adopted to finish the stop */
   unsigned char saved[SV_SAVED_MAX]; /* what the record holds */
   bool saved_once;
   sv_logpipe *notify;     /* readiness pipe of the current child; the pipe
