@@ -1,7 +1,9 @@
 /*
  * harness.h - what the check suites share: a runtime on its own loop,
- * run until nothing is left to do, a state directory of its own with a
- * journal on it, and a main() that runs one suite.
+ * run until nothing is left to do or until a condition holds (H_UNTIL,
+ * which the benchmarks and crash workloads use too: it asserts
+ * nothing), a state directory of its own with a journal on it, and a
+ * main() that runs one suite.
  */
 #ifndef MLY_TEST_HARNESS_H
 #define MLY_TEST_HARNESS_H
