@@ -308,6 +308,16 @@ static void wait_all(pid_t *p, int n) {
     for (int k = 0; k < 3000 && (w = waitpid(p[i], &st, WNOHANG)) == 0; k++)
       usleep(100000);
     if (w == 0) {
+      fprintf(stderr, "stuck: %lld in the pool, %lld owned, %lld slots, %lld"
+              " live nodes, %lld runs\n",
+              (long long)sql_int("SELECT count(*) FROM mealy.instances"
+                                 " WHERE owner IS NULL"),
+              (long long)sql_int("SELECT count(*) FROM mealy.instances"
+                                 " WHERE owner IS NOT NULL"),
+              (long long)sql_int("SELECT count(*) FROM mealy.slots"),
+              (long long)sql_int("SELECT count(*) FROM mealy.nodes WHERE"
+                                 " taken_by IS NULL AND lease_until > now()"),
+              (long long)sql_int("SELECT count(*) FROM t_runs"));
       for (int j = i; j < n; j++) kill(p[j], SIGKILL);
       ck_abort_msg("worker %d did not finish within 300 s", i);
     }
@@ -336,7 +346,7 @@ START_TEST(shared_once_within_limits) {
     wcfg c = {.nadd = 0, .total = 150 + (uint32_t)(rand() % 100),
               .maxc = 2 + (uint32_t)(rand() % 5),
               .keymax = 1 + (uint32_t)(rand() % 2),
-              .nkeys = 2 + (uint32_t)(rand() % 4), .lease_ms = 3000,
+              .nkeys = 2 + (uint32_t)(rand() % 4), .lease_ms = 10000,
               .run_max_ms = 1 + (uint32_t)(rand() % 15),
               .seed = seed + (unsigned)round};
     fprintf(stderr, "round %d: seed %u, %u tasks, max_concurrent %u, key max"
@@ -366,7 +376,7 @@ END_TEST
 START_TEST(shared_rate) {
   fresh_db();
   wcfg c = {.total = 90, .maxc = 50, .rate = 30, .bucket = 5,
-            .lease_ms = 3000, .run_max_ms = 2, .seed = (unsigned)time(NULL)};
+            .lease_ms = 10000, .run_max_ms = 2, .seed = (unsigned)time(NULL)};
   wcfg prod = c;
   prod.nadd = c.total;
   pid_t p[3] = {start(&prod), start(&c), start(&c)};
@@ -396,7 +406,7 @@ START_TEST(shared_kill) {
   fresh_db();
   unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
   srand(seed);
-  wcfg c = {.total = 800, .maxc = 6, .nkeys = 0, .lease_ms = 600,
+  wcfg c = {.total = 800, .maxc = 6, .nkeys = 0, .lease_ms = 1500,
             .run_max_ms = 40, .seed = seed};
   wcfg prod = c;
   prod.nadd = c.total;
@@ -468,7 +478,7 @@ END_TEST
  * whichever process claims it. */
 START_TEST(shared_retry_backoff) {
   fresh_db();
-  wcfg c = {.total = 60, .maxc = 20, .lease_ms = 3000, .run_max_ms = 2,
+  wcfg c = {.total = 60, .maxc = 20, .lease_ms = 10000, .run_max_ms = 2,
             .seed = (unsigned)time(NULL), .backoff_ms = 300};
   wcfg prod = c;
   prod.nadd = c.total;
@@ -604,7 +614,7 @@ START_TEST(shared_step_slots) {
   srand(seed);
   wcfg c = {.nadd = 40, .maxc = 2 + (uint32_t)(rand() % 3),
             .keymax = 1, .nkeys = 3 + (uint32_t)(rand() % 3),
-            .lease_ms = 3000, .run_max_ms = 1 + (uint32_t)(rand() % 20),
+            .lease_ms = 10000, .run_max_ms = 1 + (uint32_t)(rand() % 20),
             .seed = seed};
   pid_t p[3];
   for (int i = 0; i < 3; i++) {
