@@ -133,6 +133,24 @@ static inline int h_pg_open(mly_runtime *rt, const mly_journal_options *o,
   return mly_store_postgres(rt, &po, err, errlen);
 }
 
+/* Forgets what the store holds for the state directory dir (the caller
+ * removes the directory itself): on PostgreSQL its database is dropped
+ * (made again at the next open).  No runtime may have it open.  0, or -1
+ * (printed). */
+static inline int h_store_wipe(const char *dir) {
+  if (strcmp(h_store_name(), "postgresql") != 0) return 0;
+  char name[32], dbci[1200], sql[96];
+  const char *ci = h_pg_db(dir, name, sizeof name, dbci, sizeof dbci);
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+  PGconn *c = PQconnectdb(ci);
+  PGresult *r = PQexec(c, sql);
+  int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+  if (rc < 0) printf("h_store_wipe %s: %s", name, PQerrorMessage(c));
+  PQclear(r);
+  PQfinish(c);
+  return rc;
+}
+
 /* The tests run on the journal (the default). */
 static inline bool h_on_journal(void) {
   return strcmp(h_store_name(), "journal") == 0;
