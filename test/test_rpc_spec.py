@@ -69,8 +69,11 @@ def store_args(mealy, state):
                    check=True, stdout=subprocess.DEVNULL)
     subprocess.run([mealy, "store", "init", "--store", f"{ci} dbname={db}"],
                    check=True, stdout=subprocess.DEVNULL)
+    # the store's default lease: no host is killed here, and thousands of
+    # requests at once keep a sanitizer build's loop busy past a short one
+    # (its instances would leave it, as they should)
     return ["--store", f"{ci} dbname={db}", "--lease",
-            os.environ.get("MLY_TEST_PG_LEASE_MS") or "1000"]
+            os.environ.get("MLY_TEST_PG_LEASE_MS") or "10000"]
 
 
 def main():
