@@ -454,12 +454,24 @@ bool durable_order_shutdown(mly_runtime *rt, mly_inst *m) {
   return true;
 }
 
+static bool in_ids(const mly_id *ids, size_t n, mly_id id) {
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] == id) return true;
+  return false;
+}
+
 static void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e,
                             int rc) {
   if (e->flags & EVF_SHUTDOWN_REQ) { /* not an event: see above */
     mly_inst *m = inst_get(rt, to);
     ev_free(rt, e);
     if (m != NULL) inst_request_shutdown(m);
+    return;
+  }
+  dur_state *d = rt->dur;
+  if (d && d->nrerun && (in_ids(d->rerun, d->nrerun_skip, e->from) ||
+                         in_ids(d->rerun, d->nrerun, to))) {
+    ev_free(rt, e); /* see hook_rerun */
     return;
   }
   mly_inst *dst = rc < 0 || (e->flags & EVF_REMOTE) ? NULL : inst_get(rt, to);
@@ -527,7 +539,15 @@ static void hook_done(void *arg, const jdone *d, int rc, size_t wrote) {
   }
 }
 
-static void hook_committed(void *arg) { durable_after_commit(arg); }
+static void hook_committed(void *arg) {
+  mly_runtime *rt = arg;
+  if (rt->dur && rt->dur->nrerun) {
+    free(rt->dur->rerun);
+    rt->dur->rerun = NULL;
+    rt->dur->nrerun = rt->dur->nrerun_skip = 0;
+  }
+  durable_after_commit(rt);
+}
 
 /* Fail-stop (D3): every durable machine ends with the error and the host
  * is told. */
@@ -542,8 +562,8 @@ static void hook_failed(void *arg, int rc, const char *msg) {
  * fenced): another process runs them now, so they leave memory silently,
  * with no END record, their uncommitted steps dropped (the store counted
  * them).  A parent takes its children with it. */
-static void hook_evict(void *arg, const mly_id *ids, size_t n) {
-  mly_runtime *rt = arg;
+static void evict_as(mly_runtime *rt, const mly_id *ids, size_t n,
+                     int status) {
   for (size_t i = 0; i < n; i++) {
     mly_inst *m = inst_get(rt, ids[i]);
     if (m != NULL && inst_durable(rt, m)) m->dflags |= D_SILENT;
@@ -552,10 +572,41 @@ static void hook_evict(void *arg, const mly_id *ids, size_t n) {
   for (size_t i = n; i-- > 0;) {
     mly_inst *m = inst_get(rt, ids[i]);
     if (m != NULL && (m->dflags & D_SILENT)) {
-      inst_end_now(m, MLY_EPERM);
+      inst_end_now(m, status);
       if (rt->dur && rt->dur->live > 0) rt->dur->live--;
     }
   }
+}
+
+static void hook_evict(void *arg, const mly_id *ids, size_t n) {
+  evict_as(arg, ids, n, MLY_EPERM);
+}
+
+/* A batch left out steps that spawned a name another process holds
+ * (store.h rerun): the instances leave as evicted ones do, and the
+ * store brings back those with committed rows; their steps run again,
+ * and the spawn now finds the name taken (MLY_EEXIST).  A named child
+ * that never committed ends with MLY_EEXIST (a plain parent's
+ * CHILD_EXIT says so). */
+static void hook_rerun(void *arg, const mly_id *ids, size_t n,
+                       size_t nskipped) {
+  mly_runtime *rt = arg;
+  dur_state *d = rt->dur;
+  if (d == NULL) return;
+  mly_id *keep = malloc((n ? n : 1) * sizeof *keep);
+  if (keep) memcpy(keep, ids, n * sizeof *keep);
+  free(d->rerun);
+  d->rerun = keep;
+  d->nrerun = keep ? n : 0;
+  d->nrerun_skip = keep ? nskipped : 0;
+  evict_as(rt, ids, n, MLY_EEXIST);
+}
+
+/* How a name stands in a shared store (store.h name_seen). */
+static void hook_name_seen(void *arg, const char *name, size_t len,
+                           mly_id id, bool live, int32_t status,
+                           int64_t ended_ms) {
+  (void)name_learn(arg, name, len, id, live, status, ended_ms);
 }
 
 /* Records a shared store hands up while running (recover.c): what
@@ -593,7 +644,9 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
                            .closed = hook_closed,
                            .committed = hook_committed,
                            .failed = hook_failed, .evict = hook_evict,
-                           .adopt = hook_adopt, .deliver = hook_deliver};
+                           .adopt = hook_adopt, .deliver = hook_deliver,
+                           .rerun = hook_rerun,
+                           .name_seen = hook_name_seen};
   rt->open_handles++; /* released by hook_closed */
 }
 
@@ -670,6 +723,7 @@ void durable_state_free(mly_runtime *rt, dur_state *d) {
   free(d->parked);
   for (size_t i = 0; i < d->npev; i++) free(d->pev[i].p);
   free(d->pev);
+  free(d->rerun);
   free(d);
 }
 

@@ -51,6 +51,10 @@ struct dur_state {
   mly_journal_stats open_st; /* recovered, parked */
   void (*on_error)(mly_runtime *rt, int err, const char *msg, void *arg);
   void *arg;
+  /* store_hooks.rerun: ids that left to run again, until the batch's
+   * completions are done (the first nrerun_skip did not step) */
+  mly_id *rerun;
+  size_t nrerun, nrerun_skip;
 };
 
 /* Append one element to a VEC, doubling it. */

@@ -679,6 +679,7 @@ int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
   names_set_retention(rt, opt == NULL || opt->name_retention_ms == 0
                               ? MLY_DEFAULT_NAME_RETENTION_MS
                               : opt->name_retention_ms);
+  s->name_retention_ms = names_retention(rt);
   replay r = {.err = err, .errlen = errlen};
   /* the records stay valid (r points into them) until store_recover_end;
    * appends go where they belong from here on: an instance that was

@@ -2381,7 +2381,7 @@ int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
                        char *err, size_t errlen);
 
 /* The schema version this code creates and understands. */
-#define MLY_STORE_PG_VERSION 3
+#define MLY_STORE_PG_VERSION 4
 
 /* What mly_store_pg_stat counts (the database's schema version; 0: it has
  * none). */

@@ -46,6 +46,9 @@ int64_t pg_store_epoch(const mly_store *s);
 typedef struct pg_store_fencing {
   uint64_t fenced_batches, dropped_steps, evicted, adopted, delivered;
   uint64_t resyncs, found_committed, resent, refused_twice;
+  uint64_t name_reruns; /* instances whose step (or own create) a commit
+                           left out for a name another process held:
+                           their steps run again (pg_store.c names) */
 } pg_store_fencing;
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s);
 
