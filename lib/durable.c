@@ -188,6 +188,9 @@ void durable_spawned(mly_runtime *rt, mly_inst *m) {
   want_flush(rt);
 }
 
+static int event_record(dur_state *d, mly_runtime *rt, mly_id to,
+                        mly_event *e);
+
 bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
                   int *rc) {
   dur_state *d = rt->dur;
@@ -207,38 +210,60 @@ bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
     *rc = err;
     return true;
   }
+  *rc = event_record(d, rt, to->id, e);
+  return true;
+}
+
+/* Whether `to` may be another process's instance (see internal.h). */
+static bool maybe_remote(mly_runtime *rt, mly_id to) {
+  dur_state *d = rt->dur;
+  if (d == NULL || d->s->slot_hi == 0 || to == 0 || inst_get(rt, to) != NULL)
+    return false;
+  uint32_t slot = (uint32_t)to;
+  return slot < d->s->slot_lo || slot >= d->s->slot_hi;
+}
+
+/* An EVENT record for e to `to`, delivered (kind JD_DELIVER) once it
+ * committed; e is the store's from here on (freed on failure). */
+static int event_record(dur_state *d, mly_runtime *rt, mly_id to,
+                        mly_event *e) {
   e->eid = ++d->next_eid;
   jbuf *b = store_buf(d->s);
   size_t at = jb_begin(b, store_next_seq(d->s), JR_EVENT, 1);
-  put_event(rt, b, to->id, e);
+  put_event(rt, b, to, e);
   jb_end(b, at);
   count_record(d);
-  *rc = commit(d, JD_DELIVER, to->id, e, NULL, NULL);
-  if (*rc < 0) {
+  int rc = commit(d, JD_DELIVER, to, e, NULL, NULL);
+  if (rc < 0) {
     b->oom = true; /* the record is there; fail the batch rather than lie */
     ev_free(rt, e);
   }
   want_flush(rt);
-  return true;
+  return rc;
 }
 
-/* e NULL: only whether a send from `from` to `to` is one (a durable
- * step's, over a shared store, to an id this process does not hold: its
- * owner may be another process).  The event goes into the step's outbox
- * with an eid, into the step's record (the store inserts it in the
- * step's transaction and wakes the owner), and nowhere here. */
+/* A remote event goes into the store (a durable step's outbox, or an
+ * EVENT record of its own) and nowhere here: its delivery frees it. */
 bool durable_send_remote(mly_runtime *rt, mly_id from, mly_id to,
                          mly_event *e, int *rc) {
   dur_state *d = rt->dur;
-  mly_inst *run = rt->running;
-  if (d == NULL || d->s->slot_hi == 0 || to == 0 || run == NULL ||
-      run->id != from || !inst_durable(rt, run) || inst_get(rt, to) != NULL)
-    return false;
+  if (!maybe_remote(rt, to)) return false;
   if (e == NULL) return true;
-  e->eid = ++d->next_eid;
+  mly_inst *run = rt->running;
   e->flags |= EVF_REMOTE;
-  *rc = PUSH(d, out, ((dur_out){to, e}));
-  if (*rc < 0) ev_free(rt, e);
+  if (run && run->id == from && inst_durable(rt, run)) {
+    e->eid = ++d->next_eid;
+    *rc = PUSH(d, out, ((dur_out){to, e}));
+    if (*rc < 0) ev_free(rt, e);
+    return true;
+  }
+  int err = store_failed(d->s);
+  if (err) {
+    ev_free(rt, e);
+    *rc = err;
+    return true;
+  }
+  *rc = event_record(d, rt, to, e);
   return true;
 }
 
@@ -249,14 +274,19 @@ void durable_post(mly_runtime *rt, mly_event *e) {
   e->status = 0;
   e->flags &= ~EVF_DURABLE_POST;
   mly_inst *dst = inst_get(rt, to);
+  /* another process's (a shared store): through the store, whose answer
+   * is MLY_ESRCH when no process holds it */
+  bool remote = !rt->stopping && maybe_remote(rt, to);
   /* a stopping runtime has suspended its durable machines: they are not
    * gone, and the host may post again after the next open */
-  int rc = dst == NULL ? (rt->stopping ? MLY_ESHUTDOWN : MLY_ESRCH)
+  int rc = remote ? 0
+           : dst == NULL ? (rt->stopping ? MLY_ESHUTDOWN : MLY_ESRCH)
            : rt->dur == NULL || !inst_durable(rt, dst) ? MLY_EINVAL
                                                        : 0;
   if (rc == 0) {
-    bool taken = durable_send(rt, 0, dst, e, &rc);
-    (void)taken; /* always: the target is durable */
+    bool taken = remote ? durable_send_remote(rt, 0, to, e, &rc)
+                        : durable_send(rt, 0, dst, e, &rc);
+    (void)taken; /* always: the target is durable, or remote */
     /* where its record ends in the batch: if a failed write got that far,
      * the answer is MLY_EUNKNOWN, not an error (journal.c run_done) */
     if (rc == 0)

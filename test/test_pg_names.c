@@ -16,7 +16,12 @@
  *     database deletes the expired tombstone;
  *   - several processes race for many names (a randomized test against
  *     a model): every name has exactly one winner, every attempt has
- *     exactly one answer, nothing else is lost.
+ *     exactly one answer, nothing else is lost;
+ *   - the host's sends and durable posts and a plain machine's sends to
+ *     an instance another process owns arrive, each sender's in order;
+ *     a post to an id no process holds answers MLY_ESRCH and a send to
+ *     one leaves no row; an id of the process's own range it does not
+ *     hold answers MLY_ESRCH at once.
  */
 #include "harness.h"
 
@@ -518,6 +523,144 @@ START_TEST(names_race_model) {
 }
 END_TEST
 
+
+/* ---- events to another process's instance: from the host and from a
+ * plain machine, in order per sender; to an id no process holds ---- */
+
+enum { ITEM = 5, ITEMS = 60 };
+static int col_done, col_bad;
+static uint32_t col_got;
+
+typedef struct collector {
+  uint32_t got, bad;
+  int64_t next_host, next_plain;
+} collector;
+#define COLLECTOR_POINTS(X) X(collector, wait)
+MLY_POINTS(collector, COLLECTOR_POINTS);
+
+static int collector_run(mly_machine *m, void *data) {
+  collector *c = data;
+  MLY_BEGIN(m);
+  while (c->got < 2 * ITEMS) {
+    MLY_AWAIT_AT(m, collector_wait, ITEM, -1);
+    {
+      int64_t v = -1;
+      const mly_event *e = mly_current_event(m);
+      if (e == NULL || mly_value_get_int(e->payload, &v) < 0) c->bad++;
+      else if (v < 1000) c->bad += v != c->next_host++;
+      else c->bad += v - 1000 != c->next_plain++;
+      c->got++;
+      col_got = c->got;
+    }
+  }
+  col_bad = (int)c->bad;
+  col_done++;
+  MLY_END(m);
+}
+
+/* not durable: sends 1000.. to `to`, one a turn */
+typedef struct pusher {
+  mly_id to;
+  uint32_t k;
+} pusher;
+#define PUSHER_POINTS(X) X(pusher, next)
+MLY_POINTS(pusher, PUSHER_POINTS);
+
+static int pusher_run(mly_machine *m, void *data) {
+  pusher *p = data;
+  MLY_BEGIN(m);
+  while (p->k < ITEMS) {
+    if (mly_send(m, p->to, ITEM, mly_value_int(1000 + p->k)) < 0) abort();
+    p->k++;
+    MLY_SLEEP_AT(m, pusher_next, 0);
+  }
+  MLY_END(m);
+}
+
+static int posts_ok, posts_srch, posts_other;
+static void post_answer(mly_runtime *rt, int status, void *arg) {
+  (void)rt;
+  (void)arg;
+  if (status == 0) posts_ok++;
+  else if (status == MLY_ESRCH) posts_srch++;
+  else posts_other++;
+}
+
+static mly_type *reg(mly_runtime *rt, const char *name,
+                     int (*run)(mly_machine *, void *), const char *const *pts,
+                     uint32_t npts, size_t size, bool durable) {
+  mly_type_def d = {.name = name, .run = run, .points = pts, .npoints = npts,
+                    .data_size = size, .version = 1,
+                    .flags = durable ? MLY_TYPE_DURABLE : 0};
+  return h_type(rt, &d);
+}
+
+START_TEST(sends_across_processes) {
+  fresh_db();
+  reset();
+  col_done = col_bad = 0;
+  col_got = 0;
+  posts_ok = posts_srch = posts_other = 0;
+  mly_runtime *a = h_runtime();
+  mly_type *tc = reg(a, "collector", collector_run, collector_points,
+                     collector__npoints, sizeof(collector), true);
+  mly_store_pg_options o = {.conninfo = db, .lease_ms = 60000, .poll_ms = 50};
+  char err[512];
+  ck_assert_msg(mly_store_postgres(a, &o, err, sizeof err) == 0, "%s", err);
+  collector c0 = {0};
+  mly_spawn_options so = {.name = "col", .arg = &c0, .arg_len = sizeof c0};
+  mly_id col = 0;
+  ck_assert_int_eq(mly_spawn_opts(a, tc, &so, &col), 0);
+  RUN_UNTIL(a, name_rows("col", true) == 1, 100000);
+  mly_runtime *b = open_rt(60000, 50, 0);
+  mly_type *tp = reg(b, "pusher", pusher_run, pusher_points,
+                     pusher__npoints, sizeof(pusher), false);
+  mly_name_info ni;
+  RUN_UNTIL(b, lookup(b, "col", &ni) == 0, 100000); /* learned */
+  ck_assert_uint_eq(ni.id, col);
+  pusher p0 = {.to = col};
+  h_spawn(b, tp, &p0, sizeof p0);
+  /* the host's: one a turn, every fourth a durable post */
+  for (int k = 0; k < ITEMS; k++) {
+    int rc = k % 4 == 3 ? mly_post_durable(b, col, ITEM, mly_value_int(k),
+                                           post_answer, NULL)
+                        : mly_runtime_send(b, col, ITEM, mly_value_int(k));
+    ck_assert_int_eq(rc, 0);
+    h_turns(b, 2);
+    h_turns(a, 1);
+  }
+  for (int i = 0; i < 3000 && !col_done; i++) {
+    h_turns(b, 2);
+    h_turns(a, 2);
+    usleep(2000);
+  }
+  ck_assert_int_eq(col_done, 1);
+  ck_assert_int_eq(col_bad, 0);
+  ck_assert_uint_eq(col_got, 2 * ITEMS);
+  RUN_UNTIL(b, posts_ok == ITEMS / 4, 100000);
+  ck_assert_int_eq(posts_srch + posts_other, 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.events"), 0);
+  /* the collector ended: a post to it answers MLY_ESRCH, a send leaves
+   * no row; an id of B's own range that B does not hold: MLY_ESRCH */
+  ck_assert_int_eq(mly_post_durable(b, col, ITEM, mly_value_int(1), post_answer,
+                                    NULL),
+                   0);
+  ck_assert_int_eq(mly_runtime_send(b, col, ITEM, mly_value_int(2)), 0);
+  RUN_UNTIL(b, posts_srch + posts_ok > ITEMS / 4, 100000);
+  ck_assert_int_eq(posts_ok, ITEMS / 4);
+  ck_assert_int_eq(posts_srch, 1);
+  ck_assert_int_eq(posts_other, 0);
+  h_turns(b, 5);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.events"), 0);
+  mly_id none = (uint64_t)1 << 32 | (pg_store_slot_base(b->dur->s) + 1000);
+  ck_assert_int_eq(mly_runtime_send(b, none, ITEM, NULL), MLY_ESRCH);
+  ck_assert_int_eq(mly_journal_error(a), 0);
+  ck_assert_int_eq(mly_journal_error(b), 0);
+  close_rt(b);
+  close_rt(a);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("pg_names");
   TCase *tc = tcase_create("core");
@@ -526,6 +669,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, host_spawn_of_a_name_held_elsewhere);
   tcase_add_test(tc, tombstone_across_processes);
   tcase_add_test(tc, names_race_model);
+  tcase_add_test(tc, sends_across_processes);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -183,7 +183,7 @@ typedef struct sstmt {
   int lens[10], fmts[10];
 } sstmt;
 
-enum { SK_PLAIN, SK_NAMES, SK_RERUN };
+enum { SK_PLAIN, SK_NAMES, SK_RERUN, SK_EVENTS };
 
 /* A name the batch spawned that another process holds (names_claim's
  * answer): its holder, and the group whose step is left out. */
@@ -221,6 +221,10 @@ typedef struct batch {
   size_t nconf;
   PGresult *rerun;     /* mealy.rerun_rows: what the skipped left */
   bool ends;           /* it ends instances: their seen eids go */
+  uint64_t *missing;   /* eids of events to other processes' ids that no
+                          process holds: not inserted (a post's answer
+                          is MLY_ESRCH) */
+  size_t nmissing;
 } batch;
 
 /* The snapshot is built whole in one buffer, then handed out: what
@@ -457,6 +461,12 @@ static void evict_all(pg_store *st, const char *why) {
   free(ids);
 }
 
+static bool eid_missing(const batch *b, uint64_t eid) {
+  for (size_t i = 0; i < b->nmissing; i++)
+    if (b->missing[i] == eid) return true;
+  return false;
+}
+
 /* A batch is over: fenced ones evict, failed ones fail the store; then
  * its completions, in order. */
 static void batch_done(pg_store *st, batch *b) {
@@ -499,8 +509,15 @@ static void batch_done(pg_store *st, batch *b) {
                              strstr(b->err, "connection") != NULL)
                      ? SIZE_MAX
                      : 0;
-  for (size_t i = 0; i < b->ndones; i++)
-    st->base.hooks.done(st->base.hooks.arg, &b->dones[i], rc, wrote);
+  bool miss = false; /* the event a post's answer follows was not kept */
+  for (size_t i = 0; i < b->ndones; i++) {
+    const jdone *d = &b->dones[i];
+    if (d->kind == JD_DELIVER)
+      miss = rc == 0 && d->ev && eid_missing(b, d->ev->eid);
+    bool srch = d->kind == JD_POSTED && miss; /* certainly not kept */
+    st->base.hooks.done(st->base.hooks.arg, d, srch ? MLY_ESRCH : rc,
+                        srch ? 0 : wrote);
+  }
   if (rc == 0 && st->base.hooks.committed)
     st->base.hooks.committed(st->base.hooks.arg);
   if (rc < 0 && rc != MLY_EPERM && !st->told_failed) {
@@ -789,13 +806,18 @@ static void group_send_none(pg_store *st) {
 }
 
 /* Only for a target that has a row (nothing waits for an id no process
- * holds), and not from a step the batch left out (mealy.skipped). */
-static const char SQL_EVENTS[] =
-    "INSERT INTO mealy.events (eid, target, sender, body)"
-    " SELECT u.* FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
-    " $4::bytea[]) AS u(eid, target, sender, body)"
-    " WHERE u.sender <> ALL (mealy.skipped()) AND EXISTS (SELECT 1"
-    " FROM mealy.instances i WHERE i.id = u.target)";
+ * holds), and not from a step the batch left out (mealy.skipped).  With
+ * targets of other processes, the eids not inserted are answered. */
+#define SQL_EVENTS_INS                                                     \
+  "INSERT INTO mealy.events (eid, target, sender, body)"                  \
+  " SELECT u.* FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"     \
+  " $4::bytea[]) AS u(eid, target, sender, body)"                         \
+  " WHERE u.sender <> ALL (mealy.skipped()) AND EXISTS (SELECT 1"         \
+  " FROM mealy.instances i WHERE i.id = u.target)"
+static const char SQL_EVENTS[] = SQL_EVENTS_INS;
+static const char SQL_EVENTS_ASK[] =
+    "WITH ins AS (" SQL_EVENTS_INS " RETURNING eid)"
+    " SELECT unnest($1::bigint[]) EXCEPT SELECT eid FROM ins";
 /* Wakes the owners of the targets (delivered at COMMIT, not before). */
 static const char SQL_NOTIFY[] =
     "SELECT pg_notify('mealy_node_' || owner, '') FROM (SELECT DISTINCT"
@@ -814,8 +836,10 @@ static int group_send(pg_store *st, batch *b) {
     const char *v[] = {sb_end(&st->e_eid), sb_end(&st->e_to),
                        sb_end(&st->e_from), sb_bin_end(&st->e_body, &lens[3])};
     r = v[0] && v[1] && v[2] && v[3]
-            ? stmt_f(st, b, SQL_EVENTS, 4, v, lens, fmts)
+            ? stmt_f(st, b, st->gnotify ? SQL_EVENTS_ASK : SQL_EVENTS, 4, v,
+                     lens, fmts)
             : MLY_ENOMEM;
+    if (r == 0 && st->gnotify) b->stmts[b->nstmts - 1].kind = SK_EVENTS;
   }
   if (r == 0 && st->gnotify) {
     const char *v[] = {sb_end(&st->n_to), st->pnode};
@@ -1537,12 +1561,27 @@ static void names_batch_reset(batch *b) {
   if (b->rerun) PQclear(b->rerun);
   b->rerun = NULL;
   b->answered = 0;
+  free(b->missing);
+  b->missing = NULL;
+  b->nmissing = 0;
 }
 
 /* names_claim's rows (c_name, c_holder, c_status, c_ended, c_group), or
  * rerun_rows' (kept until the batch is over). */
 static void names_answer(batch *b, const sstmt *k, const PGresult *cres) {
   PGresult *res = (PGresult *)cres;
+  if (k->kind == SK_EVENTS) { /* the eids not inserted */
+    int n = PQntuples(res);
+    uint64_t *v = n > 0 ? realloc(b->missing, (b->nmissing + (size_t)n) *
+                                                  sizeof *v)
+                        : NULL;
+    if (n > 0 && !v && !b->err[0])
+      snprintf(b->err, sizeof b->err, "out of memory");
+    for (int i = 0; v && i < n; i++)
+      v[b->nmissing++] = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+    if (v) b->missing = v;
+    return;
+  }
   if (k->kind == SK_RERUN) {
     if (b->rerun) PQclear(b->rerun);
     b->rerun = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
