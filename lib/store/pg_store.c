@@ -1,5 +1,5 @@
 /*
- * pg_store.c - store.h's operations on PostgreSQL (schema v2, see
+ * pg_store.c - store.h's operations on PostgreSQL (schema v2 to v4, see
  * pg_schema.c): many processes share one database of durable instances.
  *
  * Each process is a node: a row in mealy.nodes with a lease and a
@@ -43,6 +43,14 @@
  * already has is refused by the fence (MLYF2: it committed, reported as
  * such), so none ever commits twice.  If the lease ran out meanwhile,
  * the fence refuses the rest: evicted, counted and said, as above.
+ *
+ * A batch is built whole (its statements kept) and then sent.  Names
+ * are unique across nodes without stopping anything (section "names"
+ * below): a batch that creates named instances claims their names first
+ * and leaves out the steps that spawned a name held elsewhere; those
+ * run again.  Events to other nodes' instances are inserted only for
+ * targets that have a row; a durable post to one that has none answers
+ * MLY_ESRCH.
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
