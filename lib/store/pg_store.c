@@ -229,6 +229,7 @@ typedef struct batch {
   size_t nconf;
   PGresult *rerun;     /* mealy.rerun_rows: what the skipped left */
   bool ends;           /* it ends instances: their seen eids go */
+  bool got_names, got_rerun; /* names_claim, rerun_rows answered */
   uint64_t *missing;   /* eids of events to other processes' ids that no
                           process holds: not inserted (a post's answer
                           is MLY_ESRCH) */
@@ -716,6 +717,16 @@ static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
     if (st->failed) {
       snprintf(b->err, sizeof b->err, "%s",
                "the connection was lost and the batch's outcome is unknown");
+    } else if (b->named && !(b->got_names && b->got_rerun)) {
+      /* which of its steps were left out for a name is not known: stop
+       * (a restart brings back what committed) */
+      st->failed = MLY_EIO;
+      snprintf(b->err, sizeof b->err, "%s",
+               "a batch that creates named instances committed, and what "
+               "it said about their names was lost with the connection: "
+               "the store stops (restart: what committed comes back)");
+      fprintf(stderr, "mealy: postgresql store: node %" PRId64 ": %s\n",
+              st->node, b->err);
     } else {
       b->err[0] = '\0';
       b->dup = b->fenced = false;
@@ -1569,6 +1580,7 @@ static void names_batch_reset(batch *b) {
   if (b->rerun) PQclear(b->rerun);
   b->rerun = NULL;
   b->answered = 0;
+  b->got_names = b->got_rerun = false;
   free(b->missing);
   b->missing = NULL;
   b->nmissing = 0;
@@ -1591,12 +1603,14 @@ static void names_answer(batch *b, const sstmt *k, const PGresult *cres) {
     return;
   }
   if (k->kind == SK_RERUN) {
+    b->got_rerun = true;
     if (b->rerun) PQclear(b->rerun);
     b->rerun = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
     if (!b->rerun && b->nconf && !b->err[0])
       snprintf(b->err, sizeof b->err, "out of memory");
     return;
   }
+  b->got_names = true;
   int n = PQntuples(res);
   if (n <= 0) return;
   nconflict *c = calloc((size_t)n, sizeof *c);
