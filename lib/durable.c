@@ -217,8 +217,9 @@ bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
 /* Whether `to` may be another process's instance (see internal.h). */
 static bool maybe_remote(mly_runtime *rt, mly_id to) {
   dur_state *d = rt->dur;
-  if (d == NULL || d->s->slot_hi == 0 || to == 0 || inst_get(rt, to) != NULL)
-    return false;
+  if (d == NULL || d->s->slot_hi == 0 || to == 0 ||
+      inst_get(rt, to) != NULL || durable_parked(d, to))
+    return false; /* here (a parked one answers as the journal does) */
   uint32_t slot = (uint32_t)to;
   return slot < d->s->slot_lo || slot >= d->s->slot_hi;
 }

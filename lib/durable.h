@@ -66,6 +66,8 @@ struct dur_state {
 
 
 bool dur_grow(void **v, uint32_t *cap, size_t size);
+/* Whether id is one of the instances parked here (recover.c). */
+bool durable_parked(const dur_state *d, mly_id id);
 int64_t wall_ms(void);
 void durable_state_free(mly_runtime *rt, dur_state *d);
 void parked_free(parked *p);

@@ -284,6 +284,10 @@ static bool is_parked(const dur_state *d, mly_id id) {
          bsearch(&key, d->parked, d->nparked, sizeof key, parked_by_id);
 }
 
+bool durable_parked(const dur_state *d, mly_id id) {
+  return is_parked(d, id);
+}
+
 static bool has_parked_child(const dur_state *d, mly_id id) {
   for (size_t i = 0; i < d->nparked; i++)
     if (d->parked[i].parent == id) return true;
