@@ -291,16 +291,23 @@ static void m_migrate(rpc_call *call, const mly_value *params, void *ud) {
    * (a file run loaded migrates), not declared: a migration moves
    * instances only */
   mly_queue_conf *qc = mly_queue_conf_new();
-  mly_conf_section sec[2];
-  if (qc == NULL) return rpc_fail(call, "cannot migrate: %s",
-                                  errtext(MLY_ENOMEM));
+  /* store: is read and checked too, not used: the host's store stays */
+  mly_store_conf *sc = mly_store_conf_new();
+  mly_conf_section sec[3];
+  if (qc == NULL || sc == NULL) {
+    mly_queue_conf_free(qc);
+    mly_store_conf_free(sc);
+    return rpc_fail(call, "cannot migrate: %s", errtext(MLY_ENOMEM));
+  }
   mly_queue_conf_bind(qc, h->rt, true);
   mly_queue_conf_sections(qc, sec);
+  sec[2] = mly_store_conf_section(sc);
   lo.sections = sec;
-  lo.nsections = 2;
+  lo.nsections = 3;
   mly_fsm_set *set = NULL;
   int lrc = mly_fsm_load(&path, 1, &lo, &set);
   mly_queue_conf_free(qc);
+  mly_store_conf_free(sc);
   if (lrc < 0)
     return rpc_fail(call, "%s", errs.len ? errs.text : "cannot load it");
   mly_value *list = mly_value_array();

@@ -28,11 +28,12 @@
 static void usage(FILE *f) {
   fprintf(f,
       "usage: mealy fsm run FILE... [--actions LIB.so]\n"
-      "                     (--state-dir DIR | --store CONNINFO) [-s SOCKET]\n"
+      "                     [--state-dir DIR | --store CONNINFO] [-s SOCKET]\n"
       "  Run the machines of FILE... in the foreground, durable in DIR\n"
       "  (a journal) or in a PostgreSQL database shared with other hosts\n"
       "  (CONNINFO: postgresql://... or 'host=DIR dbname=NAME'; its schema\n"
-      "  made by mealy store init), controlled through SOCKET (default\n"
+      "  made by mealy store init; or store: in a FILE, which --state-dir\n"
+      "  or --store overrides), controlled through SOCKET (default\n"
       "  ./" FSM_DEFAULT_SOCKET "):\n"
       "  mealy fsm start|send|ls|show talk to it.\n"
       "  --actions LIB.so  a shared object whose\n"
@@ -45,8 +46,15 @@ static void usage(FILE *f) {
       "                    cc -shared -fPIC (the binary exports mly_*)\n"
       "  --sync POLICY     always (default), never, interval:100ms\n"
       "                    (a journal)\n"
-      "  --lease MS        with --store: how long this process owns its\n"
-      "                    instances unless it renews (default 10000)\n"
+      "  --lease MS        with --store (or store:): how long this process\n"
+      "                    owns its instances unless it renews (10000)\n"
+      "  --give-up MS      with --store: steps waiting this long with no\n"
+      "                    connection to the server stop the store and\n"
+      "                    this process (exit 1); default max(60000,\n"
+      "                    6 x lease)\n"
+      "  --lock-timeout MS with --store: a statement waiting this long\n"
+      "                    for a lock is cancelled and its batch sent\n"
+      "                    again (default 5000)\n"
       "SIGTERM/SIGINT: stop; running instances continue at the next run.\n");
 }
 
@@ -58,10 +66,8 @@ static void on_load_error(const mly_conf_msg *m, void *arg) {
     fprintf(stderr, "%s: %s\n", m->file, m->text);
 }
 
-static void on_stop_signal(uv_signal_t *s, int signum) {
-  fsm_host *h = s->data;
-  (void)signum;
-  if (h->stops++ == 0) {
+static void host_stop(fsm_host *h) {
+  if (h->stops++ == 0 && h->srv) {
     fprintf(stderr, "mealy fsm run: stopping; instances continue at the "
             "next run\n");
     rpc_stop(h->srv);
@@ -72,19 +78,42 @@ static void on_stop_signal(uv_signal_t *s, int signum) {
   mly_runtime_shutdown(h->rt, 0);
 }
 
+static void on_stop_signal(uv_signal_t *s, int signum) {
+  (void)signum;
+  host_stop(s->data);
+}
+
+/* Fail-stop (D3): the journal or the store stopped; durable machines
+ * ended with the error.  The host stops too and exits 1. */
 static void on_journal_error(mly_runtime *rt, int err, const char *msg,
                              void *arg) {
+  fsm_host *h = arg;
   (void)rt;
-  (void)arg;
-  fprintf(stderr, "mealy fsm run: the journal stopped (%s): %s\n",
-          mly_strerror(err), msg);
+  fprintf(stderr, "mealy fsm run: the %s stopped (%s): %s; exiting\n",
+          h->sconf_used ? "store" : "journal", mly_strerror(err), msg);
+  h->store_failed = true;
+  host_stop(h);
 }
 
 typedef struct run_args {
   const char **files;
   size_t nfiles;
-  const char *actions, *state_dir, *sock, *sync, *store, *lease;
+  const char *actions, *state_dir, *sock, *sync, *store, *lease, *give_up,
+      *lock_timeout;
 } run_args;
+
+/* A number of milliseconds from lo to hi, or 0 (not given); -1: said. */
+static long ms_arg(const char *opt, const char *v, long lo, long hi) {
+  if (v == NULL) return 0;
+  char *end;
+  long ms = strtol(v, &end, 10);
+  if (end == v || *end || ms < lo || ms > hi) {
+    fprintf(stderr, "mealy fsm run: %s: '%s' is not a number of "
+            "milliseconds from %ld to %ld\n", opt, v, lo, hi);
+    return -1;
+  }
+  return ms;
+}
 
 static int parse(int argc, char **argv, run_args *a) {
   a->files = calloc((size_t)argc, sizeof *a->files);
@@ -98,6 +127,8 @@ static int parse(int argc, char **argv, run_args *a) {
                        : !strcmp(o, "--sync")      ? &a->sync
                        : !strcmp(o, "--store")     ? &a->store
                        : !strcmp(o, "--lease")     ? &a->lease
+                       : !strcmp(o, "--give-up")   ? &a->give_up
+                       : !strcmp(o, "--lock-timeout") ? &a->lock_timeout
                                                    : NULL;
     if (val && i + 1 < argc) {
       *val = argv[++i];
@@ -109,26 +140,21 @@ static int parse(int argc, char **argv, run_args *a) {
       a->files[a->nfiles++] = o;
     }
   }
-  if (a->nfiles == 0 || (a->state_dir == NULL) == (a->store == NULL) ||
-      (a->lease && !a->store)) {
+  bool pgopt = a->lease || a->give_up || a->lock_timeout;
+  if (a->nfiles == 0 || (a->state_dir && a->store) ||
+      (pgopt && a->state_dir)) {
     fprintf(stderr, "mealy fsm run: %s\n",
             a->nfiles == 0 ? "no machine file given"
-            : a->lease && !a->store ? "--lease goes with --store"
             : a->store ? "--state-dir and --store: one of them, not both"
-                       : "--state-dir DIR or --store CONNINFO is required: "
-                         "where the instances are kept");
+                       : "--lease, --give-up and --lock-timeout go with "
+                         "--store (or store: in a file), not --state-dir");
     usage(stderr);
     return 2;
   }
-  if (a->lease) {
-    char *end;
-    long ms = strtol(a->lease, &end, 10);
-    if (*end || ms < 100 || ms > 3600000) {
-      fprintf(stderr, "mealy fsm run: --lease: '%s' is not a number of "
-              "milliseconds from 100 to 3600000\n", a->lease);
-      return 2;
-    }
-  }
+  if (ms_arg("--lease", a->lease, 100, 3600000) < 0 ||
+      ms_arg("--give-up", a->give_up, 100, 86400000) < 0 ||
+      ms_arg("--lock-timeout", a->lock_timeout, 1, 3600000) < 0)
+    return 2;
   return 0;
 }
 
@@ -191,8 +217,13 @@ int fsm_host_load(fsm_host *h, const char *cmd, const char *actions,
   lo->queue_known = fsm_host_queue_known;
   lo->queue_arg = h;
   mly_queue_conf_sections(h->qconf, h->sec);
+  if ((h->sconf = mly_store_conf_new()) == NULL) {
+    fprintf(stderr, "%s: %s\n", cmd, mly_strerror(MLY_ENOMEM));
+    return MLY_ENOMEM;
+  }
+  h->sec[2] = mly_store_conf_section(h->sconf);
   lo->sections = h->sec;
-  lo->nsections = 2;
+  lo->nsections = 3;
   return mly_fsm_load(files, nfiles, lo, &h->set);
 }
 
@@ -200,16 +231,28 @@ int fsm_host_load(fsm_host *h, const char *cmd, const char *actions,
 static int setup(fsm_host *h, const run_args *a) {
   char err[1024];
   int rc;
-  mly_journal_options jo = {.dir = a->state_dir, .on_error = on_journal_error};
+  mly_journal_options jo = {.dir = a->state_dir, .on_error = on_journal_error,
+                            .arg = h};
   if (a->sync && mly_sync_parse(a->sync, &jo.sync, &jo.interval_ms) < 0) {
     fprintf(stderr, "mealy fsm run: --sync: '%s' is not a policy (write "
             "always, never or interval:100ms)\n", a->sync);
     return 2;
   }
   mly_fsm_load_options lo = {.on_error = on_load_error};
-  if (fsm_host_load(h, "mealy fsm run", a->actions, true, a->files,
-                    a->nfiles, &lo) < 0)
-    return 1;
+  int lrc = fsm_host_load(h, "mealy fsm run", a->actions, true, a->files,
+                          a->nfiles, &lo);
+  /* where the instances are kept: the command line, or store: */
+  mly_store_pg_options po = {0};
+  if (a->store == NULL && a->state_dir == NULL &&
+      mly_store_conf_where(h->sconf, NULL) == NULL) {
+    fprintf(stderr, "mealy fsm run: --state-dir DIR or --store CONNINFO is "
+            "required (or store: in a file): where the instances are "
+            "kept\n");
+    return 2;
+  }
+  if (lrc < 0) return 1;
+  if (a->store == NULL && a->state_dir == NULL)
+    mly_store_conf_get(h->sconf, &po); /* read: the load passed */
   if ((rc = mly_task_set_starter(h->rt, start_machine, h, 0)) < 0) {
     fprintf(stderr, "mealy fsm run: %s\n", mly_strerror(rc));
     return 1;
@@ -219,11 +262,27 @@ static int setup(fsm_host *h, const run_args *a) {
     fprintf(stderr, "mealy fsm run: %s\n", err);
     return 1;
   }
-  mly_store_pg_options po = {.conninfo = a->store, .durable = &jo,
-                             .lease_ms = a->lease ? (uint32_t)atol(a->lease)
-                                                  : 0};
-  if ((rc = a->store ? mly_store_postgres(h->rt, &po, err, sizeof err)
-                     : mly_journal_open(h->rt, &jo, err, sizeof err)) < 0) {
+  /* the command line wins over store: */
+  uint32_t sline = 0;
+  const char *sfile = mly_store_conf_where(h->sconf, &sline);
+  if (sfile && (a->store || a->state_dir))
+    fprintf(stderr, "mealy fsm run: %s:%u: store: is not used: %s given "
+            "on the command line wins\n", sfile, sline,
+            a->store ? "--store" : "--state-dir");
+  if (a->state_dir && (a->lease || a->give_up || a->lock_timeout)) {
+    fprintf(stderr, "mealy fsm run: --lease, --give-up and --lock-timeout "
+            "go with a PostgreSQL store, not --state-dir\n");
+    return 2;
+  }
+  if (a->store) po = (mly_store_pg_options){.conninfo = a->store};
+  if (a->lease) po.lease_ms = (uint32_t)atol(a->lease);
+  if (a->give_up) po.give_up_ms = (uint32_t)atol(a->give_up);
+  if (a->lock_timeout) po.lock_timeout_ms = (uint32_t)atol(a->lock_timeout);
+  po.durable = &jo;
+  h->sconf_used = po.conninfo != NULL;
+  if ((rc = h->sconf_used ? mly_store_postgres(h->rt, &po, err, sizeof err)
+                          : mly_journal_open(h->rt, &jo, err, sizeof err)) <
+      0) {
     fprintf(stderr, "mealy fsm run: %s\n", err);
     return 1;
   }
@@ -259,7 +318,7 @@ static int setup(fsm_host *h, const run_args *a) {
   /* not the conninfo: it may hold a password */
   fprintf(stderr, "mealy fsm run: %zu machines, state in %s, control "
           "socket %s\n", mly_fsm_count(h->set),
-          a->store ? "the PostgreSQL store" : a->state_dir, a->sock);
+          h->sconf_used ? "the PostgreSQL store" : a->state_dir, a->sock);
   return 0;
 }
 
@@ -277,6 +336,8 @@ void fsm_host_close(fsm_host *h) {
   h->set = NULL;
   mly_queue_conf_free(h->qconf);
   h->qconf = NULL;
+  mly_store_conf_free(h->sconf);
+  h->sconf = NULL;
   free(h->methods);
   h->methods = NULL;
   /* the library stays loaded: its code may still be referenced by
@@ -299,6 +360,7 @@ int cmd_fsm_run(int argc, char **argv) {
   if (status == 0 && h == NULL) status = 1;
   if (status == 0) status = setup(h, &a);
   if (status == 0) uv_run(&h->loop, UV_RUN_DEFAULT);
+  if (status == 0 && h->store_failed) status = 1;
   if (h) fsm_host_close(h);
   free(h);
   free(a.files);

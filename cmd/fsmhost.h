@@ -20,7 +20,10 @@ typedef struct fsm_host {
   int stops;              /* SIGTERM/SIGINT seen */
   mly_queue_conf *qconf;  /* queues: and schedules: of its files */
   rpc_method *methods;    /* fsm's and the queues', one table */
-  mly_conf_section sec[2];/* qconf's, for the loader */
+  mly_store_conf *sconf;  /* store: of its files */
+  mly_conf_section sec[3];/* qconf's and sconf's, for the loader */
+  bool store_failed;      /* the journal or store stopped: exit 1 */
+  bool sconf_used;        /* durable on PostgreSQL */
   bool loop_open;
 } fsm_host;
 
@@ -67,6 +70,10 @@ const char *queue_add_refusal(mly_runtime *rt, int rc, const char *q,
  * *res the reply a host would give (NULL: none). */
 int queue_offline(const char *cmd, const char *sub, const char *dir,
                   char **pos, int npos, const char *name, mly_value **res);
+/* `mealy queue ls|show --store CONNINFO` (queue_offline.c): the same
+ * from a PostgreSQL store, read only; the changes are refused (1). */
+int queue_store(const char *cmd, const char *sub, const char *conninfo,
+                char **pos, mly_value **res);
 
 /* The loader's queue_known for the host: a queue of its files' queues:
  * or one declared already (fsm_run.c). */

@@ -7,7 +7,8 @@
  * (default 5s); ls and show take --json.  With --state-dir DIR each
  * works on a state directory instead, with no host (queue_offline.c):
  * ls and show always (read only), the changes only while no host holds
- * DIR.  The replies have one shape either way, and one printer.
+ * DIR.  With --store CONNINFO ls and show read a PostgreSQL store (the
+ * changes are refused: they go through a running host).  The replies have one shape either way, and one printer.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -42,8 +43,9 @@ static const qsub subs[] = {
 static void usage(FILE *f, const qsub *s) {
   if (s) {
     fprintf(f, "usage: mealy queue %s %s [-s SOCKET] [--timeout DUR]\n"
-            "       mealy queue %s %s --state-dir DIR\n  %s\n",
-            s->name, s->args, s->name, s->args, s->what);
+            "       mealy queue %s %s --state-dir DIR\n"
+            "       mealy queue %s %s --store CONNINFO\n  %s\n",
+            s->name, s->args, s->name, s->args, s->name, s->args, s->what);
   } else {
     fprintf(f, "usage: mealy queue SUBCOMMAND [OPTIONS]\n\nsubcommands:\n");
     for (size_t i = 0; i < NSUBS; i++)
@@ -54,7 +56,10 @@ static void usage(FILE *f, const qsub *s) {
         "; --timeout (default 5s, 0: none) bounds the call.\n"
         "--state-dir DIR: no host; ls and show read DIR's journal (also "
         "while a host\nruns: a moment of it, without limits and "
-        "counters); the others change DIR\nonly while no host holds it.\n",
+        "counters); the others change DIR\nonly while no host holds it.\n"
+        "--store CONNINFO: no host; ls and show read a PostgreSQL store (every "
+        "process's\ntasks at one moment, nothing taken from them); the "
+        "others are refused there\n(make them through a running host).\n",
         f);
 }
 
@@ -207,7 +212,8 @@ int cmd_queue(int argc, char **argv) {
   }
   char cmd[32];
   snprintf(cmd, sizeof cmd, "mealy queue %s", s->name);
-  const char *sock = FSM_DEFAULT_SOCKET, *name = NULL, *dir = NULL;
+  const char *sock = FSM_DEFAULT_SOCKET, *name = NULL, *dir = NULL,
+             *store = NULL;
   bool sock_given = false;
   int64_t timeout_ms = 5000;
   bool json = false;
@@ -227,6 +233,8 @@ int cmd_queue(int argc, char **argv) {
       sock_given = true;
     } else if (!strcmp(a, "--state-dir") && i + 1 < argc) {
       dir = argv[++i];
+    } else if (!strcmp(a, "--store") && i + 1 < argc) {
+      store = argv[++i];
     } else if (!strcmp(a, "--name") && i + 1 < argc) {
       name = argv[++i];
     } else if (!strcmp(a, "--timeout") && i + 1 < argc) {
@@ -248,16 +256,17 @@ int cmd_queue(int argc, char **argv) {
     free(pos);
     return 2;
   }
-  if (dir && sock_given) {
-    fprintf(stderr, "%s: -s SOCKET (a host) and --state-dir DIR (none) "
-            "exclude each other\n", cmd);
+  if ((dir || store) && (sock_given || (dir && store))) {
+    fprintf(stderr, "%s: -s SOCKET (a host), --state-dir DIR and --store "
+            "CONNINFO: one of them\n", cmd);
     free(pos);
     return 2;
   }
   mly_value *res = NULL;
   int st = 0;
-  if (dir) {
-    st = queue_offline(cmd, s->name, dir, pos, npos, name, &res);
+  if (dir || store) {
+    st = dir ? queue_offline(cmd, s->name, dir, pos, npos, name, &res)
+             : queue_store(cmd, s->name, store, pos, &res);
     print_result(s, res, json, st);
     mly_value_free(res);
     free(pos);

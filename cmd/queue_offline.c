@@ -15,7 +15,11 @@
  * held (mly_queues_hold: no attempt starts, no function is needed), make
  * the change through the same calls the host's methods make, run the
  * loop until the change has stepped, and close, which writes it down.
- * A host started afterwards finds it.  Queues are declared as the
+ * A host started afterwards finds it.
+ *
+ * With --store CONNINFO (queue_store) ls and show read a PostgreSQL
+ * store instead (mly_queue_scan_pg: one moment of every process's
+ * tasks, nothing owned or locked); the changes are refused there.  Queues are declared as the
  * journal names them (by a task or a pause) and as the command names
  * one, with the defaults: nothing starts, so their limits do not matter
  * here; a queue only the host's files declare is not in the journal
@@ -112,32 +116,52 @@ static void found_free(found *f) {
   mly_value_free(f->list);
 }
 
-static int scan(const char *cmd, const char *dir, found *f) {
+/* Where the tasks are read: a state directory, or a PostgreSQL store
+ * (conninfo set; never printed: it may hold a password). */
+typedef struct qsrc {
+  const char *dir, *conninfo;
+} qsrc;
+
+static const char *src_name(const qsrc *s) {
+  return s->conninfo ? "the PostgreSQL store" : s->dir;
+}
+
+static int scan_src(const char *cmd, const qsrc *s, found *f) {
   char err[512] = "";
-  int rc = mly_queue_scan(dir, queue_row, f, err, sizeof err);
+  int rc = s->conninfo
+               ? mly_queue_scan_pg(s->conninfo, queue_row, f, err, sizeof err)
+               : mly_queue_scan(s->dir, queue_row, f, err, sizeof err);
   if (rc < 0)
     fprintf(stderr, "%s: %s\n", cmd, err[0] ? err : mly_strerror(rc));
   return rc;
 }
 
-static int show(const char *cmd, const char *dir, const char *q,
+static int scan(const char *cmd, const char *dir, found *f) {
+  qsrc s = {.dir = dir};
+  return scan_src(cmd, &s, f);
+}
+
+static int show(const char *cmd, const qsrc *src, const char *q,
                 mly_value **res) {
   found f = {.want = q};
-  if (scan(cmd, dir, &f) < 0) {
+  if (scan_src(cmd, src, &f) < 0) {
     found_free(&f);
     return 1;
   }
   if (!f.seen) {
     fprintf(stderr, "%s: no queue '%.64s' in %s (no task or pause names "
-            "it)\n", cmd, q, dir);
+            "it)\n", cmd, q, src_name(src));
     found_free(&f);
     return 1;
   }
   mly_value *m = mly_value_map(), *tasks = mly_value_array();
   queue_put_info(m, &f.qi, false);
   char err[512] = "";
-  int rc = mly_task_scan(dir, q, MLY_TASKS_ALL, queue_put_task, tasks, err,
-                         sizeof err);
+  int rc = src->conninfo
+               ? mly_task_scan_pg(src->conninfo, q, MLY_TASKS_ALL,
+                                  queue_put_task, tasks, err, sizeof err)
+               : mly_task_scan(src->dir, q, MLY_TASKS_ALL, queue_put_task,
+                               tasks, err, sizeof err);
   found_free(&f);
   mly_map_set(m, "tasks", tasks);
   if (rc < 0) {
@@ -366,21 +390,44 @@ static int change(const char *cmd, const char *sub, const char *dir,
   return st;
 }
 
+/* ls or show from src: 0 or 1 (said). */
+static int list(const char *cmd, const char *sub, const qsrc *src,
+                char **pos, mly_value **res) {
+  if (strcmp(sub, "ls") != 0) return show(cmd, src, pos[0], res);
+  found f = {.list = mly_value_array()};
+  int st = scan_src(cmd, src, &f) < 0;
+  if (st == 0) *res = f.list, f.list = NULL;
+  found_free(&f);
+  return st;
+}
+
 int queue_offline(const char *cmd, const char *sub, const char *dir,
                   char **pos, int npos, const char *name, mly_value **res) {
   *res = NULL;
-  bool list = !strcmp(sub, "ls") || !strcmp(sub, "show");
-  if (!list) return change(cmd, sub, dir, pos, npos, name, res);
-  int st;
-  if (!strcmp(sub, "ls")) {
-    found f = {.list = mly_value_array()};
-    st = scan(cmd, dir, &f) < 0;
-    if (st == 0) *res = f.list, f.list = NULL;
-    found_free(&f);
-  } else {
-    st = show(cmd, dir, pos[0], res);
-  }
+  bool ro = !strcmp(sub, "ls") || !strcmp(sub, "show");
+  if (!ro) return change(cmd, sub, dir, pos, npos, name, res);
+  qsrc src = {.dir = dir};
+  int st = list(cmd, sub, &src, pos, res);
   long pid = st == 0 ? lock_holder(dir) : 0;
   if (pid) held_by(cmd, dir, pid, false);
   return st;
+}
+
+/* --store CONNINFO: read only.  A task or a queue's state is a durable
+ * instance owned by one running process under its lease; a change made
+ * from here would have to own it (register as a node, claim, commit
+ * under the fence) while that process runs it: refused, the way to make
+ * it said. */
+int queue_store(const char *cmd, const char *sub, const char *conninfo,
+                char **pos, mly_value **res) {
+  *res = NULL;
+  if (strcmp(sub, "ls") != 0 && strcmp(sub, "show") != 0) {
+    fprintf(stderr, "%s: --store reads only (ls, show): a task belongs to "
+            "the process that runs it; make the change through a running "
+            "host: %s ... -s SOCKET (the host's --socket); nothing was "
+            "changed\n", cmd, cmd);
+    return 1;
+  }
+  qsrc src = {.conninfo = conninfo};
+  return list(cmd, sub, &src, pos, res);
 }

@@ -1,6 +1,6 @@
 /*
  * test_pg_names.c - names unique across processes on the PostgreSQL
- * store (pg_store.c "names", schema v4), against a private cluster
+ * store (pg_store.c "names", schema v5), against a private cluster
  * (MLY_TEST_PG):
  *   - a durable step spawning a name another process holds (live, or
  *     its tombstone, not yet learned here) answers MLY_EEXIST: the batch

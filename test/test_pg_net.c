@@ -23,6 +23,12 @@
  *     fence (committed ones found, the rest refused); no counter is ahead
  *     of what its machine ran; the next process continues each counter
  *     from its committed count.
+ *   - lock_held_then_released: another session holds an instance's row
+ *     lock: batches are cancelled by lock_timeout and sent again in
+ *     their place until it goes; every step commits once.
+ *   - give_up_on_server_gone: the server stopped and not back within the
+ *     give-up time: the store fails (MLY_ETIMEDOUT), nothing
+ *     acknowledged is lost, the next process continues every counter.
  */
 #include "harness.h"
 
@@ -99,7 +105,25 @@ static int ctr_run(mly_machine *m, void *data) {
   MLY_END(m);
 }
 
+/* One step then the end: its batches (create, step, end) go behind
+ * whatever is in flight. */
+static bool solo_done;
+typedef struct solo {
+  uint32_t unused;
+} solo;
+#define SOLO_POINTS(X) X(solo, nap)
+MLY_POINTS(solo, SOLO_POINTS);
+
+static int solo_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  MLY_SLEEP_AT(m, solo_nap, 1);
+  solo_done = true;
+  MLY_END(m);
+}
+
 static void reset(void) {
+  solo_done = false;
   memset(acked, 0, sizeof acked);
   memset(ran, 0, sizeof ran);
   memset(is_parked, 0, sizeof is_parked);
@@ -118,13 +142,26 @@ static bool all_parked(void) {
   return true;
 }
 
-static mly_runtime *open_pg(uint32_t lease_ms, uint64_t *recovered) {
+/* A fresh database, counters at 0, the store's connections named
+ * mlynet (found in pg_stat_activity). */
+static void fresh_run(void) {
+  fresh_db();
+  reset();
+  snprintf(store_db, sizeof store_db, "%s application_name=mlynet", db);
+}
+
+static mly_runtime *open_pg_opts(mly_store_pg_options o,
+                                 uint64_t *recovered) {
   mly_runtime *rt = h_runtime();
   mly_type_def def = {.name = "ctr", .run = ctr_run, MLY_TYPE_POINTS(ctr),
                       .data_size = sizeof(ctr), .version = 1,
                       .flags = MLY_TYPE_DURABLE};
   h_type(rt, &def);
-  mly_store_pg_options o = {.conninfo = store_db, .lease_ms = lease_ms};
+  mly_type_def sdef = {.name = "solo", .run = solo_run,
+                       MLY_TYPE_POINTS(solo), .data_size = sizeof(solo),
+                       .version = 1, .flags = MLY_TYPE_DURABLE};
+  h_type(rt, &sdef);
+  o.conninfo = store_db;
   char err[512];
   int rc = mly_store_postgres(rt, &o, err, sizeof err);
   ck_assert_msg(rc == 0, "mly_store_postgres: %s", err);
@@ -132,6 +169,11 @@ static mly_runtime *open_pg(uint32_t lease_ms, uint64_t *recovered) {
   ck_assert_int_eq(mly_journal_stats_get(rt, &js), 0);
   if (recovered) *recovered = js.recovered;
   return rt;
+}
+
+static mly_runtime *open_pg(uint32_t lease_ms, uint64_t *recovered) {
+  return open_pg_opts((mly_store_pg_options){.lease_ms = lease_ms},
+                      recovered);
 }
 
 static mly_store *store_of(mly_runtime *rt) { return rt->dur->s; }
@@ -577,9 +619,7 @@ static void on_restart_tick(uv_timer_t *t) {
 }
 
 START_TEST(restart_under_load) {
-  fresh_db();
-  reset();
-  snprintf(store_db, sizeof store_db, "%s application_name=mlynet", db);
+  fresh_run();
   outage o = {.want = 3};
   o.rt = open_pg(0, NULL);
   spawn_all(o.rt);
@@ -600,6 +640,26 @@ START_TEST(restart_under_load) {
   check_counts();
 }
 END_TEST
+
+/* The next process claims every counter (dbn: the database's counts)
+ * and continues each from its committed count. */
+static void next_process_continues(const uint64_t dbn[N]) {
+  memset(is_parked, 0, sizeof is_parked);
+  memset(acked, 0, sizeof acked);
+  halt = true;
+  uint64_t rec = 0;
+  mly_runtime *rt = open_pg(0, &rec);
+  ck_assert_uint_eq(rec, N);
+  uv_timer_t t;
+  uv_timer_init(mly_runtime_loop(rt), &t);
+  outage o2 = {.rt = rt};
+  t.data = &o2;
+  uv_timer_start(&t, on_restart_tick, 5, 5);
+  ck_assert_int_eq(mly_runtime_run(rt), 0);
+  mly_runtime_close(rt);
+  for (int i = 0; i < N; i++) ck_assert_uint_eq(acked[i], dbn[i]);
+  check_counts();
+}
 
 /* phases: 0 running, 1 pausing, 2 paused (waiting for the evictions),
  * 3 resuming, 4 settling (held batches decided) */
@@ -637,9 +697,7 @@ static void on_pause_tick(uv_timer_t *t) {
 }
 
 START_TEST(outage_past_lease) {
-  fresh_db();
-  reset();
-  snprintf(store_db, sizeof store_db, "%s application_name=mlynet", db);
+  fresh_run();
   outage o = {.want = 1};
   o.rt = open_pg(600, NULL);
   spawn_all(o.rt);
@@ -666,20 +724,133 @@ START_TEST(outage_past_lease) {
     ck_assert_uint_le(ran[i], acked[i] + 1);
   }
   /* the next process continues every counter from its committed count */
-  memset(is_parked, 0, sizeof is_parked);
-  memset(acked, 0, sizeof acked);
-  halt = true;
-  uint64_t rec = 0;
-  mly_runtime *rt = open_pg(0, &rec);
-  ck_assert_uint_eq(rec, N);
+  next_process_continues(dbn);
+}
+END_TEST
+
+/* ---- a row lock held by another session: lock_timeout ---- */
+
+#define LOCK_ROUNDS 5
+typedef struct locker {
+  mly_runtime *rt;
+  PGconn *lk;
+  int phase, round;
+  uint64_t mark, until; /* timeouts to wait for this round */
+} locker;
+
+static void on_lock_tick(uv_timer_t *t) {
+  locker *l = t->data;
+  const pg_store_fencing *f = pg_store_fencing_get(store_of(l->rt));
+  ck_assert_int_eq(mly_journal_error(l->rt), 0);
+  switch (l->phase) {
+  case 0:
+    if (acked_total() < l->mark + 200) return;
+    /* a stuck session: an instance's row (the first, then one at random)
+     * locked, not let go until the test says so */
+    l->lk = dbc();
+    exec_on(l->lk, "BEGIN");
+    exec_on(l->lk, l->round == 0
+                       ? "SELECT 1 FROM (SELECT id FROM mealy.instances"
+                         " ORDER BY id LIMIT 1 FOR UPDATE) x"
+                       : "SELECT 1 FROM (SELECT id FROM mealy.instances"
+                         " ORDER BY random() LIMIT 1 FOR UPDATE) x");
+    l->until = f->timeouts + 1 + (uint64_t)(rand() % 3);
+    l->phase = l->round == 0 ? 1 : 2;
+    return;
+  case 1: /* a batch waits on it; one more goes behind it: the fence
+           * must refuse that one until the first commits */
+    if (sql_int("SELECT count(*) FROM pg_stat_activity WHERE"
+                " application_name = 'mlynet' AND wait_event_type = 'Lock'") <
+        1)
+      return;
+    solo s = {0};
+    h_spawn(l->rt, mly_type_find(l->rt, "solo"), &s, sizeof s);
+    l->phase = 2;
+    return;
+  case 2: /* the batches wait, are cancelled, and are sent again */
+    if (f->timeouts < l->until) return;
+    if (l->round == 0) ck_assert(!solo_done);
+    l->mark = acked_total();
+    exec_on(l->lk, "COMMIT");
+    PQfinish(l->lk);
+    l->lk = NULL;
+    l->phase = ++l->round < LOCK_ROUNDS ? 0 : 3;
+    return;
+  case 3: /* going again: every counter past where it was */
+    if (acked_total() < l->mark + 200) return;
+    halt = true;
+    l->phase = 4;
+    return;
+  default:
+    if (!all_parked()) return;
+    uv_close((uv_handle_t *)t, NULL);
+    mly_runtime_shutdown(l->rt, 0);
+  }
+}
+
+/* A session holding an instance's row lock: each batch waits
+ * lock_timeout, is cancelled (counted), sent again in its place (those
+ * behind it refused by the fence until it commits); once the lock goes
+ * every step commits, once: the database's counts are the acknowledged
+ * ones and nothing was fenced.  LOCK_ROUNDS rounds: a random row held
+ * for a random number (1..3) of timeouts each after the first. */
+typedef struct text {
+  char p[1 << 16];
+  size_t n;
+} text;
+
+static int to_text(void *arg, const char *p, size_t n) {
+  text *t = arg;
+  ck_assert_uint_lt(t->n + n, sizeof t->p);
+  memcpy(t->p + t->n, p, n);
+  t->n += n;
+  t->p[t->n] = '\0';
+  return 0;
+}
+
+START_TEST(lock_held_then_released) {
+  fresh_run();
+  /* trust authentication: the password is not used, only never shown */
+  snprintf(store_db, sizeof store_db,
+           "%s application_name=mlynet password=pw0rdXYZ", db);
+  srand(4321);
+  locker l = {0};
+  l.rt = open_pg_opts((mly_store_pg_options){.lock_timeout_ms = 100}, NULL);
+  spawn_all(l.rt);
   uv_timer_t t;
-  uv_timer_init(mly_runtime_loop(rt), &t);
-  outage o2 = {.rt = rt};
-  t.data = &o2;
-  uv_timer_start(&t, on_restart_tick, 5, 5);
-  ck_assert_int_eq(mly_runtime_run(rt), 0);
-  mly_runtime_close(rt);
-  for (int i = 0; i < N; i++) ck_assert_uint_eq(acked[i], dbn[i]);
+  uv_timer_init(mly_runtime_loop(l.rt), &t);
+  t.data = &l;
+  uv_timer_start(&t, on_lock_tick, 5, 5);
+  ck_assert_int_eq(mly_runtime_run(l.rt), 0);
+  const pg_store_fencing *f = pg_store_fencing_get(store_of(l.rt));
+  ck_assert_uint_ge(f->timeouts, LOCK_ROUNDS);
+  ck_assert_uint_ge(f->out_of_order, 1);
+  ck_assert_uint_ge(f->retried, f->timeouts + f->out_of_order);
+  ck_assert(solo_done);
+  ck_assert_uint_eq(f->fenced_batches, 0);
+  ck_assert_uint_eq(f->evicted, 0);
+  ck_assert_uint_eq(f->resyncs, 0);
+  fprintf(stderr, "lock_held_then_released: timeouts %" PRIu64
+          ", out of order %" PRIu64 ", retried %" PRIu64 "\n",
+          f->timeouts, f->out_of_order, f->retried);
+  ck_assert_int_eq(mly_journal_error(l.rt), 0);
+  /* the figures in the metrics, the conninfo nowhere */
+  static text m;
+  m.n = 0;
+  ck_assert_int_eq(mly_metrics_write(l.rt, to_text, &m), 0);
+  char want[160];
+  snprintf(want, sizeof want,
+           "mealy_pg_store_batches_retried_total{reason=\"timeout\"} %" PRIu64
+           "\n", f->timeouts);
+  ck_assert_msg(strstr(m.p, want), "%s", m.p);
+  snprintf(want, sizeof want,
+           "mealy_pg_store_batches_retried_total{reason=\"out_of_order\"} %"
+           PRIu64 "\n", f->out_of_order);
+  ck_assert_msg(strstr(m.p, want), "%s", m.p);
+  ck_assert_ptr_nonnull(strstr(m.p, "mealy_pg_store_connected 1\n"));
+  ck_assert_ptr_nonnull(strstr(m.p, "mealy_pg_store_fenced_batches_total 0\n"));
+  ck_assert_ptr_null(strstr(m.p, "pw0rdXYZ"));
+  mly_runtime_close(l.rt);
   check_counts();
 }
 END_TEST
@@ -777,6 +948,71 @@ START_TEST(lost_claim_answer) {
   ck_assert_int_eq(mly_runtime_run(x), 0);
   mly_runtime_close(x);
   px_stop();
+}
+END_TEST
+
+/* ---- a server that does not come back: the give-up time ---- */
+
+static void on_giveup_tick(uv_timer_t *t) {
+  outage *o = t->data;
+  if (o->running) return;
+  switch (o->phase) {
+  case 0:
+    ck_assert_int_eq(mly_journal_error(o->rt), 0);
+    if (acked_total() < 200) return;
+    o->phase = 1;
+    cluster(o, "pause");
+    return;
+  case 1:
+    ck_assert_int_eq(o->exit_status, 0);
+    o->mark = acked_total();
+    o->phase = 2;
+    return;
+  case 2: /* steps wait on no connection until the give-up time */
+    if (mly_journal_error(o->rt) == 0) return;
+    ck_assert_int_eq(mly_journal_error(o->rt), MLY_ETIMEDOUT);
+    o->phase = 3;
+    cluster(o, "resume");
+    return;
+  default:
+    ck_assert_int_eq(o->exit_status, 0);
+    uv_close((uv_handle_t *)t, NULL);
+    mly_runtime_shutdown(o->rt, 0);
+  }
+}
+
+START_TEST(give_up_on_server_gone) {
+  fresh_run();
+  outage o = {.want = 1};
+  o.rt = open_pg_opts((mly_store_pg_options){.lease_ms = 3000,
+                                             .give_up_ms = 1000},
+                      NULL);
+  spawn_all(o.rt);
+  uv_timer_init(mly_runtime_loop(o.rt), &o.t);
+  o.t.data = &o;
+  uv_timer_start(&o.t, on_giveup_tick, 5, 5);
+  ck_assert_int_eq(mly_runtime_run(o.rt), 0);
+  const pg_store_fencing *f = pg_store_fencing_get(store_of(o.rt));
+  /* given up before the lease ran out: nothing evicted or fenced */
+  ck_assert_uint_eq(f->evicted, 0);
+  ck_assert_uint_eq(f->fenced_batches, 0);
+  /* no step was acknowledged once the server was gone */
+  ck_assert_uint_eq(acked_total(), o.mark);
+  mly_runtime_close(o.rt);
+  uint64_t dbn[N] = {0};
+  ck_assert_int_eq(db_counts(dbn), N);
+  for (int i = 0; i < N; i++) {
+    ck_assert_uint_ge(dbn[i], acked[i]); /* nothing acknowledged lost */
+    ck_assert_uint_le(dbn[i], ran[i]);
+  }
+  /* its lease runs out (the failed store does not give it up): the next
+   * process claims every counter and continues from its committed count */
+  for (int i = 0; sql_int("SELECT count(*) FROM mealy.nodes WHERE"
+                          " lease_until > clock_timestamp()") > 0; i++) {
+    ck_assert_msg(i < 60000, "the failed process's lease never ran out");
+    usleep(1000);
+  }
+  next_process_continues(dbn);
 }
 END_TEST
 
@@ -881,6 +1117,8 @@ int main(void) {
   tcase_add_test(tc, kill_points);
   tcase_add_test(tc, restart_under_load);
   tcase_add_test(tc, outage_past_lease);
+  tcase_add_test(tc, lock_held_then_released);
+  tcase_add_test(tc, give_up_on_server_gone);
   tcase_add_test(tc, context_16_mib);
   tcase_add_test(tc, lost_claim_answer);
   suite_add_tcase(s, tc);

@@ -147,6 +147,46 @@ START_TEST(real_chain) {
 }
 END_TEST
 
+/* The fence's SQLSTATE for serial, prev on node 1 (its epoch 1): "" ok
+ * (the serial written), else the error's code. */
+static void fence_is(int serial, int prev, const char *want) {
+  PGconn *c = PQconnectdb(db);
+  ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+  char q[160];
+  snprintf(q, sizeof q, "SELECT mealy.fence(1, e, %d, %d) FROM"
+           " (SELECT epoch e FROM mealy.nodes WHERE id = 1) x", serial, prev);
+  PGresult *r = PQexec(c, q);
+  const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  ck_assert_msg(strcmp(code ? code : "", want) == 0, "%s: %s, wanted '%s'",
+                q, code ? code : "ok", want);
+  PQclear(r);
+  PQfinish(c);
+}
+
+/* Version 4's fence: a serial committed already is MLYF2; one whose
+ * predecessor (p_prev) the row does not hold yet is MLYF3 (out of
+ * order), checked after the lease (MLYF1); in order it commits. */
+START_TEST(fence_order) {
+  char msg[512];
+  sql_exec("DROP SCHEMA IF EXISTS mealy CASCADE");
+  ck_assert_int_eq(mly_store_pg_init(db, NULL, msg, sizeof msg), 0);
+  sql_exec("INSERT INTO mealy.nodes (host, pid, lease_until) VALUES ('h', 1,"
+           " clock_timestamp() + interval '1 hour')");
+  fence_is(1, 0, "");
+  expect_sql("SELECT batch_serial FROM mealy.nodes WHERE id = 1", "1");
+  fence_is(3, 2, "MLYF3"); /* batch 2 did not commit */
+  expect_sql("SELECT batch_serial FROM mealy.nodes WHERE id = 1", "1");
+  fence_is(2, 1, "");
+  fence_is(3, 2, "");      /* sent again after it: in order now */
+  fence_is(3, 2, "MLYF2"); /* committed already */
+  fence_is(2, 1, "MLYF2");
+  fence_is(5, 3, "");      /* batch 4 was fenced: the node says so */
+  sql_exec("UPDATE mealy.nodes SET lease_until = clock_timestamp()");
+  fence_is(7, 6, "MLYF1"); /* the lease before the order */
+  fence_is(5, 3, "MLYF2"); /* what committed stays committed */
+}
+END_TEST
+
 /* init twice at once: the advisory lock makes one create, one find it */
 START_TEST(concurrent_init) {
   char msg[512];
@@ -195,6 +235,7 @@ int main(void) {
   tcase_add_test(tc, versions);
   tcase_add_test(tc, concurrent_init);
   tcase_add_test(tc, real_chain);
+  tcase_add_test(tc, fence_order);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -254,6 +254,9 @@ static int top_section(mly_conf *c, mly_conf_node *v, const char *key) {
       f->L->nsections++;
       return o->sections[i].read(c, v, o->sections[i].arg);
     }
+  if (strcmp(key, "store") == 0)
+    return mly_conf_bad(c, v, "'store' is not read by this program (mealy "
+                        "fsm run reads it); remove it");
   return mly_conf_bad(c, v, "'%s' is not supported by this build (the task "
                       "queue layer reads it); remove it, or run a mealy that "
                       "has task queues", key);
@@ -269,12 +272,19 @@ static int top_schedules(mly_conf *c, void *o, mly_conf_node *v) {
   return top_section(c, v, "schedules");
 }
 
+/* store: is the PostgreSQL store's (mly_store_conf_section) */
+static int top_store(mly_conf *c, void *o, mly_conf_node *v) {
+  (void)o;
+  return top_section(c, v, "store");
+}
+
 static const mly_conf_field top_fields[] = {
     {"import", top_import, false},
     {"state_machines", top_machines, false},
     {"queues", top_queues, true},
     {"schedules", top_schedules, true},
-    {"root_url", top_root_url, false}};
+    {"root_url", top_root_url, false},
+    {"store", top_store, true}};
 
 static int load_root(mly_conf *c, mly_conf_node *root) {
   fsm_file *f = mly_conf_user(c);

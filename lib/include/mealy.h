@@ -1300,6 +1300,16 @@ int mly_task_scan(const char *dir, const char *queue, unsigned states,
                   char *err, size_t errlen);
 int mly_queue_scan(const char *dir, int (*cb)(const mly_queue_info *, void *),
                    void *arg, char *err, size_t errlen);
+/* The same from a PostgreSQL store (conninfo), read with
+ * mly_store_pg_live: every process's tasks and queue states at one
+ * moment, nothing taken from them; its errors. */
+int mly_task_scan_pg(const char *conninfo, const char *queue,
+                     unsigned states,
+                     int (*cb)(const mly_task_info *, void *), void *arg,
+                     char *err, size_t errlen);
+int mly_queue_scan_pg(const char *conninfo,
+                      int (*cb)(const mly_queue_info *, void *), void *arg,
+                      char *err, size_t errlen);
 /* Who holds a task name in a queue (mly_name_lookup of its instance
  * name): MLY_ENOENT when free. */
 int mly_task_lookup(mly_runtime *rt, const char *queue, const char *name,
@@ -2341,6 +2351,22 @@ typedef struct mly_store_pg_options {
    * NULL): on_error/arg, name_retention_ms.  The journal's own fields
    * (dir, sync, segments, compaction, fault) are not used. */
   const mly_journal_options *durable;
+  /* A server that does not come back: when batches have waited this
+   * long with no working connection (ms), the store fails as a journal
+   * that cannot write does (fail-stop: the waiting steps' completions
+   * and durable posts report the error, MLY_EUNKNOWN where a COMMIT may
+   * have reached the server; the durable machines end; on_error is
+   * called with MLY_ETIMEDOUT).  Checked every give_up_ms / 8.
+   * 0: max(60,000, 6 x lease_ms). */
+  uint32_t give_up_ms;
+  /* Set on each of the store's connections (ms): a statement waiting
+   * longer than lock_timeout_ms for a lock (another session holding a
+   * row) is cancelled, or running longer than statement_timeout_ms; the
+   * batch is sent again (a deadlock or serialization failure too), in
+   * its place: no batch after it commits first.  lock_timeout_ms 0:
+   * 5,000; statement_timeout_ms 0: none (PostgreSQL's 0). */
+  uint32_t lock_timeout_ms;
+  uint32_t statement_timeout_ms;
 } mly_store_pg_options;
 
 /* Makes rt durable on a PostgreSQL database whose schema is at
@@ -2387,8 +2413,14 @@ typedef struct mly_store_pg_options {
  * holds its lease at its fencing epoch and that each instance is still
  * its own at the expected step: a commit that fails the check is dropped
  * (counted), the instances concerned stop running here, and a line on
- * stderr says so.  Any other failed commit stops the store (fail-stop,
- * as the journal: mly_journal_error).  mly_journal_stats_get and
+ * stderr says so.  A commit the server cancelled (lock_timeout,
+ * statement_timeout) or aborted (deadlock, serialization) is sent again
+ * in its place (none after it commits first).  A lost connection holds
+ * the commits until it is back (those whose answer was lost are found
+ * committed or sent again); past give_up_ms without one the store
+ * fails with MLY_ETIMEDOUT.  Any other failed commit stops the store
+ * (fail-stop, as the journal: mly_journal_error).  Neither err nor
+ * stderr ever quotes the conninfo's password.  mly_journal_stats_get and
  * mly_journal_error answer for this store too; mly_journal_compact is
  * MLY_ENOSYS.
  *
@@ -2400,7 +2432,7 @@ int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
                        char *err, size_t errlen);
 
 /* The schema version this code creates and understands. */
-#define MLY_STORE_PG_VERSION 4
+#define MLY_STORE_PG_VERSION 5
 
 /* What mly_store_pg_stat counts (the database's schema version; 0: it has
  * none). */
@@ -2440,6 +2472,56 @@ int mly_store_pg_migrate(const char *conninfo, int *from, char *msg,
                          size_t msgsz);
 int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
                       char *msg, size_t msgsz);
+
+/* The live instances of a PostgreSQL store, for tools, as
+ * mly_journal_live reads a state directory: every row of
+ * mealy.instances (whichever process owns it, or none), read in one
+ * READ ONLY transaction (a moment of the database; no node registered,
+ * nothing owned, locked against the processes or changed), cb called
+ * with each (pointers valid during the call only).  A non-zero return
+ * of cb stops the walk and is returned.  MLY_EIO (cannot connect, the
+ * server refused: err has its words, never the password), MLY_ENOENT
+ * (no mealy schema), MLY_ERANGE (a schema newer than this code),
+ * MLY_EBADMSG (a row that does not parse), MLY_ENOMEM.  Blocks. */
+int mly_store_pg_live(const char *conninfo,
+                      int (*cb)(const mly_live *, void *), void *arg,
+                      char *err, size_t errlen);
+
+/* conninfo as key=value pairs for a message or a listing, with its
+ * password (and sslpassword, and any option libpq calls secret) shown
+ * as *** ; "(a conninfo libpq cannot read)" when libpq cannot parse it.
+ * Cut to fit len (NUL-terminated); returns out.  Messages of the store
+ * and of `mealy store` never quote a password: a server's or libpq's
+ * words that contain it have it replaced by ***. */
+char *mly_store_pg_conninfo_show(const char *conninfo, char *out,
+                                 size_t len);
+
+/* The `store:` section of YAML machine files (lib/store/pg_yaml.c),
+ * through the fsm loader's section hook (mly_fsm_load_options.sections):
+ *
+ *     store: postgresql://mealy@/mealy?host=/run/postgresql
+ *     store:                      # or a map; only postgresql: is needed
+ *       postgresql: host=/run/postgresql dbname=mealy
+ *       lease: 10s                # mly_store_pg_options.lease_ms
+ *       poll: 1s                  # poll_ms
+ *       give_up: 60s              # give_up_ms
+ *       lock_timeout: 5s          # lock_timeout_ms
+ *       statement_timeout: 0      # statement_timeout_ms (0: none)
+ *
+ * (a bare number is milliseconds).  Each field is checked at its
+ * FILE:LINE:COL (a conninfo libpq cannot parse, a duration out of range,
+ * an unknown key, store: twice across the files); no message quotes the
+ * conninfo.  mly_store_conf_get fills o's fields from what was read
+ * (0 where a field was not given: the defaults) and answers whether a
+ * store: was read; o->conninfo stays valid while sc lives.
+ * mly_store_conf_where: the file store: was read from (line in *line),
+ * or NULL.  A conf is used by one thread at a time. */
+typedef struct mly_store_conf mly_store_conf;
+mly_store_conf *mly_store_conf_new(void); /* NULL: out of memory */
+void mly_store_conf_free(mly_store_conf *sc); /* NULL is fine */
+mly_conf_section mly_store_conf_section(mly_store_conf *sc);
+bool mly_store_conf_get(const mly_store_conf *sc, mly_store_pg_options *o);
+const char *mly_store_conf_where(const mly_store_conf *sc, uint32_t *line);
 
 #ifdef __cplusplus
 }

@@ -50,12 +50,32 @@ static int task_one(const mly_live *l, void *p) {
   return s->cb(&t, s->arg);
 }
 
+/* Where the live instances come from: a state directory's journal, or
+ * a PostgreSQL store (its conninfo). */
+typedef int (*live_fn)(const char *src, int (*cb)(const mly_live *, void *),
+                       void *arg, char *err, size_t errlen);
+
+static int task_scan(live_fn live, const char *src, const char *queue,
+                     unsigned states, int (*cb)(const mly_task_info *, void *),
+                     void *arg, char *err, size_t errlen) {
+  if (src == NULL || cb == NULL) return MLY_EINVAL;
+  tscan s = {queue, states, cb, arg};
+  return live(src, task_one, &s, err, errlen);
+}
+
 int mly_task_scan(const char *dir, const char *queue, unsigned states,
                   int (*cb)(const mly_task_info *, void *), void *arg,
                   char *err, size_t errlen) {
-  if (dir == NULL || cb == NULL) return MLY_EINVAL;
-  tscan s = {queue, states, cb, arg};
-  return mly_journal_live(dir, task_one, &s, err, errlen);
+  return task_scan(mly_journal_live, dir, queue, states, cb, arg, err,
+                   errlen);
+}
+
+int mly_task_scan_pg(const char *conninfo, const char *queue,
+                     unsigned states,
+                     int (*cb)(const mly_task_info *, void *), void *arg,
+                     char *err, size_t errlen) {
+  return task_scan(mly_store_pg_live, conninfo, queue, states, cb, arg, err,
+                   errlen);
 }
 
 typedef struct qrows {
@@ -112,16 +132,28 @@ static int by_name(const void *a, const void *b) {
                 ((const mly_queue_info *)b)->def.name);
 }
 
-int mly_queue_scan(const char *dir, int (*cb)(const mly_queue_info *, void *),
-                   void *arg, char *err, size_t errlen) {
-  if (dir == NULL || cb == NULL) return MLY_EINVAL;
+static int queue_scan(live_fn live, const char *src,
+                      int (*cb)(const mly_queue_info *, void *), void *arg,
+                      char *err, size_t errlen) {
+  if (src == NULL || cb == NULL) return MLY_EINVAL;
   qrows r = {0};
   int rc = row(&r, MLY_QUEUE_DEFAULT) ? 0 : MLY_ENOMEM;
-  if (rc == 0) rc = mly_journal_live(dir, queue_one, &r, err, errlen);
+  if (rc == 0) rc = live(src, queue_one, &r, err, errlen);
   if (rc == 0 && r.n > 1)
     qsort(r.v + 1, r.n - 1, sizeof *r.v, by_name); /* default first */
   for (size_t i = 0; rc == 0 && i < r.n; i++) rc = cb(&r.v[i], arg);
   for (size_t i = 0; i < r.n; i++) free((char *)r.v[i].def.name);
   free(r.v);
   return rc;
+}
+
+int mly_queue_scan(const char *dir, int (*cb)(const mly_queue_info *, void *),
+                   void *arg, char *err, size_t errlen) {
+  return queue_scan(mly_journal_live, dir, cb, arg, err, errlen);
+}
+
+int mly_queue_scan_pg(const char *conninfo,
+                      int (*cb)(const mly_queue_info *, void *), void *arg,
+                      char *err, size_t errlen) {
+  return queue_scan(mly_store_pg_live, conninfo, cb, arg, err, errlen);
 }

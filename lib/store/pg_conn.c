@@ -33,6 +33,7 @@ typedef struct pgq {
   void *arg;
   PGresult *res;
   char *err;
+  char sqlstate[6]; /* the error's, or "" */
   int phase; /* 0: awaiting the result, 1: awaiting the sync */
 } pgq;
 
@@ -53,6 +54,8 @@ struct mly_pg {
   pgq_list sent, waiting;
   char **chans;
   size_t nchans;
+  char *session;      /* sent first on every connection, or NULL */
+  const char *cur_state; /* the SQLSTATE of the answer being delivered */
   mly_pg_notify_cb ncb;
   void *narg;
   uint64_t backoff_ms;
@@ -96,7 +99,9 @@ static void q_free(pgq *q) {
 static void deliver(mly_pg *pg, pgq *q, const char *err) {
   if (!err && !q->res)
     err = q->err ? q->err : "the server sent no result for the query";
+  pg->cur_state = q->sqlstate;
   if (q->cb) q->cb(pg, err ? NULL : q->res, err, q->arg);
+  pg->cur_state = "";
   q_free(q);
 }
 
@@ -109,6 +114,7 @@ static void maybe_free(mly_pg *pg) {
   if (pg->closing && pg->handles == 0) {
     for (size_t i = 0; i < pg->nchans; i++) free(pg->chans[i]);
     free(pg->chans);
+    free(pg->session);
     free(pg->conninfo);
     free(pg);
   }
@@ -160,6 +166,7 @@ static void set_err(mly_pg *pg, const char *what, const char *detail) {
   while (n > 0 && (detail[n - 1] == '\n' || detail[n - 1] == ' ')) n--;
   snprintf(pg->lasterr, sizeof pg->lasterr, "%s: %.*s", what, (int)n,
            detail);
+  pg_mask_password(pg->conninfo, pg->lasterr, sizeof pg->lasterr);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events);
@@ -260,6 +267,12 @@ static void connected(mly_pg *pg) {
     lost(pg);
     return;
   }
+  pgq *sq = pg->session ? q_new(pg->session, 0, NULL, NULL, NULL) : NULL;
+  if (pg->session && (!sq || send_one(pg, sq) < 0)) {
+    if (!sq) snprintf(pg->lasterr, sizeof pg->lasterr, "out of memory");
+    lost(pg);
+    return;
+  }
   for (size_t i = 0; i < pg->nchans; i++) {
     int r = listen_q(pg, pg->chans[i]);
     if (r < 0) {
@@ -351,6 +364,8 @@ static void take_results(mly_pg *pg) {
       size_t n = strlen(m);
       while (n > 0 && m[n - 1] == '\n') n--;
       q->err = strndup(m, n);
+      const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+      snprintf(q->sqlstate, sizeof q->sqlstate, "%s", code ? code : "");
       PQclear(r);
       if (!q->err) {
         snprintf(pg->lasterr, sizeof pg->lasterr, "out of memory");
@@ -404,6 +419,7 @@ int mly_pg_open(uv_loop_t *loop, const char *conninfo, bool retry,
   }
   pg->loop = loop;
   pg->retry = retry;
+  pg->cur_state = "";
   pg->backoff_ms = PG_BACKOFF_MIN_MS;
   uv_timer_init(loop, &pg->timer);
   pg->timer.data = pg;
@@ -475,6 +491,28 @@ int mly_pg_listen(mly_pg *pg, const char *channel) {
   if (r < 0) lost(pg);
   else if (pg->state == PG_UP) flush_and_watch(pg);
   return 0;
+}
+
+int mly_pg_set_session(mly_pg *pg, const char *sql) {
+  if (pg->closing) return MLY_ESHUTDOWN;
+  char *c = strdup(sql);
+  if (!c) return MLY_ENOMEM;
+  free(pg->session);
+  pg->session = c;
+  if (pg->state == PG_UP) {
+    pgq *q = q_new(sql, 0, NULL, NULL, NULL);
+    if (!q) return MLY_ENOMEM;
+    if (send_one(pg, q) < 0) lost(pg);
+    else flush_and_watch(pg);
+  }
+  return 0;
+}
+
+const char *mly_pg_sqlstate(const mly_pg *pg) { return pg->cur_state; }
+
+void mly_pg_fail_waiting(mly_pg *pg, const char *why) {
+  if (pg->state != PG_UP) fail_all(pg, &pg->waiting, why);
+  update_ref(pg);
 }
 
 void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg) {

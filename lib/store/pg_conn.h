@@ -65,6 +65,20 @@ int mly_pg_query_ref(mly_pg *pg, const char *sql, int n,
 int mly_pg_listen(mly_pg *pg, const char *channel);
 void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg);
 
+/* sql (copied; no parameters, e.g. "SET lock_timeout = 5000") is sent
+ * first on this connection and on every one made again, before LISTEN
+ * and the queries waiting; a failure is the answer of no one.  0,
+ * MLY_ENOMEM, MLY_ESHUTDOWN. */
+int mly_pg_set_session(mly_pg *pg, const char *sql);
+
+/* Inside a result callback: the SQLSTATE of the error answered ("57014",
+ * "MLYF1", ...), or "" (no error, or not the server's). */
+const char *mly_pg_sqlstate(const mly_pg *pg);
+
+/* While not connected: fails every query waiting to be sent, with why
+ * (a caller that gave up on the server).  Connected: does nothing. */
+void mly_pg_fail_waiting(mly_pg *pg, const char *why);
+
 /* weak: the connection keeps the loop alive only while a query waits
  * for its answer (a store: the runtime's loop ends when its work does);
  * otherwise (the default) until it is closed. */
@@ -75,6 +89,11 @@ bool mly_pg_connected(const mly_pg *pg);
 unsigned mly_pg_connects(const mly_pg *pg);
 /* The last connection error, or "" */
 const char *mly_pg_last_error(const mly_pg *pg);
+
+/* Replaces conninfo's password (and sslpassword) by *** wherever it
+ * appears in msg (NUL-terminated, len bytes; cut when *** is longer).
+ * pg_yaml.c. */
+void pg_mask_password(const char *conninfo, char *msg, size_t len);
 
 /* Fails what is queued ("the connection was closed"), closes the handles;
  * the memory goes once the loop has run the close callbacks. */

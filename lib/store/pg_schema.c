@@ -257,7 +257,36 @@ static const char *const v3[] = {
     " END$$",
     NULL};
 
-/* Version 4: names across processes (pg_store.c "names").
+/* Version 4: a batch that failed and is sent again (pg_store.c: a lock
+ * or statement timeout, a deadlock) keeps its place.  The batches behind
+ * it were already in the pipeline: none of them may commit before it.
+ * The fence now also gets the serial the row must already hold (p_prev:
+ * the batch sent before it, or the last one known committed); a lower
+ * serial on the row means a batch before this one did not commit, and
+ * the fence refuses (SQLSTATE MLYF3, "mealy out of order: ..."): the
+ * node sends this one again after it.  The lease is checked before the
+ * order, the serial already committed (MLYF2) first of all. */
+static const char *const v4[] = {
+    "CREATE FUNCTION mealy.fence(p_node bigint, p_epoch bigint,"
+    " p_serial bigint, p_prev bigint) RETURNS void LANGUAGE plpgsql AS"
+    " $$DECLARE s bigint; live boolean; BEGIN"
+    " SELECT batch_serial, epoch = p_epoch AND taken_by IS NULL"
+    "  AND lease_until > clock_timestamp() INTO s, live"
+    "  FROM mealy.nodes WHERE id = p_node FOR UPDATE;"
+    " IF s >= p_serial THEN RAISE EXCEPTION"
+    "  'mealy committed: batch % of node % committed already', p_serial,"
+    "  p_node USING ERRCODE = 'MLYF2'; END IF;"
+    " IF NOT coalesce(live, false) THEN PERFORM mealy.fenced(format("
+    "  'node %s (epoch %s) no longer holds its lease', p_node, p_epoch));"
+    " END IF;"
+    " IF s < p_prev THEN RAISE EXCEPTION"
+    "  'mealy out of order: batch % of node % follows batch %, which did not"
+    " commit', p_serial, p_node, p_prev USING ERRCODE = 'MLYF3'; END IF;"
+    " UPDATE mealy.nodes SET batch_serial = p_serial WHERE id = p_node;"
+    " END$$",
+    NULL};
+
+/* Version 5: names across processes (pg_store.c "names").
  * names.rev: a change counter (a sequence, set on every insert and
  *   update): each process reads the rows changed since it last looked
  *   and learns the names others hold and their tombstones.
@@ -280,7 +309,7 @@ static const char *const v3[] = {
  *   p_limit of them (each process calls it as it renews its lease).
  * Events are inserted only for targets that have a row (mealy.events
  *   keeps nothing for an id no process holds). */
-static const char *const v4[] = {
+static const char *const v5[] = {
     "CREATE SEQUENCE mealy.name_revs",
     "ALTER TABLE mealy.names ADD COLUMN rev bigint NOT NULL"
     " DEFAULT nextval('mealy.name_revs')",
@@ -407,8 +436,8 @@ static const char *const v4[] = {
     " AND ended_ms IS NOT NULL RETURNING 1) SELECT count(*) FROM d$$",
     NULL};
 
-const char *const *const mly_pg_migrations[MLY_STORE_PG_VERSION] = {v1, v2,
-                                                                    v3, v4};
+const char *const *const mly_pg_migrations[MLY_STORE_PG_VERSION] = {
+    v1, v2, v3, v4, v5};
 
 /* ---- running statements one after another on a private loop ---- */
 

@@ -222,6 +222,7 @@ typedef struct batch {
   uint64_t steps, records, bytes;
   size_t unanswered;
   bool fenced, lease_lost;
+  bool retry; /* cancelled or out of order: sent again once answered */
   char err[256];
   size_t answered;     /* statements answered: the next answer's index */
   bool named;          /* it creates named instances: names_claim first */
@@ -290,6 +291,10 @@ typedef struct pg_store {
   int failed;
   bool closing, told_failed, lost, releasing;
   uint64_t bserial;       /* the last batch's serial */
+  uint64_t last_ok;       /* the highest serial known committed */
+  uv_timer_t giveup;      /* looks every give_up_ms / 8 */
+  uint64_t down_since;    /* uv_now when batches began to wait on no
+                             connection; 0: they do not */
   bool resync, asked;     /* batches held; the row's serial asked for */
   uv_timer_t later;
   uv_timer_t renew;        /* the lease, every lease_ms / 3 */
@@ -317,6 +322,7 @@ typedef struct pg_store {
    * `channel`, and a fetch every poll_ms as the fallback */
   seen *seen;
   char channel[32];
+  char session[128]; /* sets lock_timeout and statement_timeout */
   uv_timer_t poll;
   bool fetching, fetch_again;
   /* names (see "names" below): the named creates of the batch being
@@ -507,6 +513,7 @@ static void batch_done(pg_store *st, batch *b) {
     st->stats.syncs++; /* a COMMIT waits for its WAL flush */
     st->stats.records += b->records;
     st->stats.bytes += b->bytes;
+    if (b->serial > st->last_ok) st->last_ok = b->serial;
     for (size_t i = 0; i < b->ngone; i++) seen_del(st, b->gone[i]);
     if (b->ends) seen_prune(st);
     if (b->nconf) names_rerun(st, b); /* before the completions */
@@ -554,8 +561,14 @@ static void release(pg_store *st);
 static void resync_start(pg_store *st);
 
 /* b was answered whole: reported and freed, unless it is held. */
+static void resend(pg_store *st, batch *b, bool retry);
+
 static void settle(pg_store *st, batch *b) {
   if (b->held) return;
+  if (b->retry && !st->failed) {
+    resend(st, b, true);
+    return;
+  }
   take_head(st, b);
   batch_done(st, b);
   batch_free(b);
@@ -570,7 +583,7 @@ static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
   size_t idx = b->answered++;
   if (res && !err && idx < b->nstmts && b->stmts[idx].kind != SK_PLAIN)
     names_answer(b, &b->stmts[idx], res);
-  if (err && !mly_pg_connected(pg)) {
+  if (err && !mly_pg_connected(pg) && !b->st->failed) {
     /* the connection went: whether it committed is not known */
     b->held = true;
     resync_start(b->st);
@@ -583,6 +596,23 @@ static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
       b->lease_lost = strstr(err, "no longer holds its lease") != NULL;
     }
     if (strstr(err, "mealy committed:")) b->dup = true;
+    /* what a retry can mend: the server cancelled a wait (lock_timeout,
+     * statement_timeout), broke a deadlock, or the fence found a batch
+     * before this one not committed (it is sent again first) */
+    const char *code = mly_pg_sqlstate(pg);
+    bool cancel = !strcmp(code, "55P03") || !strcmp(code, "57014"),
+         abort_ = !strcmp(code, "40P01") || !strcmp(code, "40001"),
+         order = !strcmp(code, "MLYF3");
+    if (cancel || abort_ || order) {
+      b->retry = true;
+      if (cancel) b->st->fencing.timeouts++;
+      else if (abort_) b->st->fencing.aborted++;
+      else b->st->fencing.out_of_order++;
+      if (cancel && b->st->fencing.timeouts == 1)
+        fprintf(stderr, "mealy: postgresql store: node %" PRId64
+                ": %s; the batch is sent again (said once)\n",
+                b->st->node, b->err);
+    }
   }
   /* COMMIT of an aborted transaction answers ROLLBACK */
   if (res && strcmp(PQcmdStatus((PGresult *)res), "ROLLBACK") == 0 &&
@@ -668,25 +698,48 @@ static void resync_start(pg_store *st) {
   else if (!st->failed) st->failed = r;
 }
 
-/* Sends b's statements again (it did not commit). */
-static void resend(pg_store *st, batch *b) {
-  b->held = b->dup = b->fenced = b->lease_lost = false;
+/* The serial the row must hold for b to commit (the fence's p_prev):
+ * the batch in flight before it (sent again before it), or the last one
+ * known committed. */
+static uint64_t prev_serial(const pg_store *st, const batch *b) {
+  const batch *p = NULL;
+  for (const batch *x = st->head; x && x != b; x = x->next) p = x;
+  return p ? p->serial : st->last_ok;
+}
+
+/* Sends b's statements again (it did not commit): after a lost
+ * connection, or (retry) after the server cancelled or refused it. */
+static void resend(pg_store *st, batch *b, bool retry) {
+  b->held = b->dup = b->fenced = b->lease_lost = b->retry = false;
   b->err[0] = '\0';
   names_batch_reset(b); /* names_claim answers again */
   b->unanswered = 1; /* held until every statement is queued */
-  st->fencing.resent++;
-  for (size_t i = 0; i < b->nstmts; i++) {
+  if (retry) st->fencing.retried++;
+  else st->fencing.resent++;
+  sstmt *f = b->nstmts > 1 ? &b->stmts[1] : NULL; /* the fence */
+  int r = 0;
+  if (f && f->n == 4) {
+    char prev[24];
+    i64s(prev, (int64_t)prev_serial(st, b));
+    char *pv = strdup(prev);
+    if (pv) {
+      free(f->vals[3]);
+      f->vals[3] = pv;
+    } else {
+      r = MLY_ENOMEM;
+    }
+  }
+  for (size_t i = 0; r == 0 && i < b->nstmts; i++) {
     if (st->resync) { /* lost again, on the way */
       b->held = true;
       break;
     }
-    int r = send_kept(st, b, &b->stmts[i]);
-    if (r < 0) {
-      if (!st->failed) st->failed = r;
-      snprintf(b->err, sizeof b->err, "cannot send a batch again: %s",
-               mly_strerror(r));
-      break;
-    }
+    r = send_kept(st, b, &b->stmts[i]);
+  }
+  if (r < 0) {
+    if (!st->failed) st->failed = r;
+    snprintf(b->err, sizeof b->err, "cannot send a batch again: %s",
+             mly_strerror(r));
   }
   if (--b->unanswered == 0) settle(st, b);
 }
@@ -739,7 +792,7 @@ static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
   batch *nx;
   for (b = st->head; b && !st->resync; b = nx) {
     nx = b->next; /* resend may report b (nothing sent) */
-    if (b->held) resend(st, b);
+    if (b->held) resend(st, b, false);
   }
 }
 
@@ -1120,12 +1173,14 @@ static void op_flush(mly_store *s) {
   st->tail = b;
   b->serial = ++st->bserial;
   i64s(b->pserial, (int64_t)b->serial);
-  const char *fv[] = {st->pnode, st->pepoch, b->pserial};
+  char prev[24];
+  i64s(prev, (int64_t)prev_serial(st, b));
+  const char *fv[] = {st->pnode, st->pepoch, b->pserial, prev};
   /* built whole, then sent: names_claim, when the batch has named
    * creates, goes before them (after the fence) */
   st->building = true;
   int r = stmt(st, b, "BEGIN", 0, NULL);
-  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2, $3)", 3, fv);
+  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2, $3, $4)", 4, fv);
   for (size_t off = 0; r == 0 && off + JR_HDR <= st->buf.n;) {
     uint32_t len = jr_le32(st->buf.p + off);
     if (off + JR_HDR + len > st->buf.n) {
@@ -1465,7 +1520,7 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
 
 static void on_renew(uv_timer_t *t) {
   pg_store *st = t->data;
-  if (st->closing || st->lost) return;
+  if (st->closing || st->lost || st->failed) return;
   /* first: a renewal still unanswered (the server is away) must not
    * hide that the lease ran out */
   if (uv_now(st->base.loop) - st->renewed_at >= st->o.lease_ms) {
@@ -1486,7 +1541,7 @@ static void on_renew(uv_timer_t *t) {
     st->renewing = true;
 }
 
-/* ---- names: unique across processes (schema v4, pg_schema.c).
+/* ---- names: unique across processes (schema v5, pg_schema.c).
  *
  * A batch that creates named instances calls mealy.names_claim first
  * (after the fence) with every name it creates, the instance that would
@@ -1752,6 +1807,42 @@ static void names_expire(pg_store *st) {
                      on_expired, st);
 }
 
+/* ---- giving up on a server that does not come back: batches waiting
+ * on no connection for give_up_ms fail the store (fail-stop, as a
+ * journal that cannot write); their outcome is unknown (a COMMIT may
+ * have reached the server before it went) ---- */
+
+static void on_giveup_tick(uv_timer_t *t) {
+  pg_store *st = t->data;
+  if (st->failed) return;
+  uint64_t now = uv_now(st->base.loop);
+  if (!st->head || mly_pg_connected(st->pg)) {
+    st->down_since = 0;
+    return;
+  }
+  if (st->down_since == 0) st->down_since = now ? now : 1;
+  if (now - st->down_since < st->o.give_up_ms) return;
+  char why[sizeof ((batch *)0)->err];
+  const char *last = mly_pg_last_error(st->pg);
+  snprintf(why, sizeof why, "no connection to the server for %" PRIu64
+           " ms (give-up time %" PRIu32 " ms): %.*s", now - st->down_since,
+           st->o.give_up_ms, (int)strcspn(last, "\n"), last);
+  st->failed = MLY_ETIMEDOUT;
+  fprintf(stderr, "mealy: postgresql store: node %" PRId64 ": %s; the "
+          "store stops, the outcome of the steps waiting is unknown\n",
+          st->node, why);
+  /* the held batches, then those whose statements wait on pg_conn (and
+   * the serial's query: on_serial finds nothing held) */
+  batch *b;
+  while ((b = st->head) != NULL && b->held) {
+    b->held = false;
+    snprintf(b->err, sizeof b->err, "%s", why);
+    settle(st, b);
+    if (st->closing && !st->head) return; /* released */
+  }
+  mly_pg_fail_waiting(st->pg, why);
+}
+
 /* ---- closing: batches in flight finish, the lease is given up (so that
  * another process, or this one restarted, claims the instances at once),
  * then the handles go ---- */
@@ -1779,7 +1870,8 @@ static void finish_close(pg_store *st) {
   free(st->c_groups.p);
   free(st->dones);
   free(st->conninfo);
-  st->timers_open = 3;
+  st->timers_open = 4;
+  uv_close((uv_handle_t *)&st->giveup, on_later_closed);
   uv_close((uv_handle_t *)&st->poll, on_later_closed);
   uv_close((uv_handle_t *)&st->renew, on_later_closed);
   uv_close((uv_handle_t *)&st->later, on_later_closed);
@@ -1836,6 +1928,14 @@ static PGresult *q(PGconn *c, const char *sql, int n, const char *const *v,
 static bool ok(PGresult *r) {
   ExecStatusType t = PQresultStatus(r);
   return t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK;
+}
+
+/* The private blocking connection, with the store's session settings
+ * (lock_timeout, statement_timeout: a claim never waits forever either). */
+static PGconn *blocking_connect(pg_store *st) {
+  PGconn *c = PQconnectdb(st->conninfo);
+  if (c && PQstatus(c) == CONNECTION_OK) PQclear(PQexec(c, st->session));
+  return c;
 }
 
 static int64_t be64(const char *p) {
@@ -2006,7 +2106,7 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
 static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
                       void *arg, char *err, size_t errlen) {
   pg_store *st = ST(s);
-  PGconn *c = PQconnectdb(st->conninfo);
+  PGconn *c = blocking_connect(st);
   if (PQstatus(c) != CONNECTION_OK) {
     int rc = db_err(err, errlen, "cannot connect", c, NULL);
     PQfinish(c);
@@ -2032,6 +2132,7 @@ static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
 out:
   PQfinish(c);
   if (rc == 0) rc = hand_out(&st->rec, cb, arg);
+  if (rc < 0) pg_mask_password(st->conninfo, err, errlen);
   return rc;
 }
 
@@ -2067,17 +2168,26 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   st->o.conninfo = st->conninfo;
   if (!st->o.lease_ms) st->o.lease_ms = 10000;
   if (!st->o.poll_ms) st->o.poll_ms = 1000;
-  PGconn *c = PQconnectdb(st->conninfo);
+  if (!st->o.give_up_ms)
+    st->o.give_up_ms = st->o.lease_ms > 10000 ? 6 * st->o.lease_ms : 60000;
+  if (!st->o.lock_timeout_ms) st->o.lock_timeout_ms = 5000;
+  snprintf(st->session, sizeof st->session,
+           "SELECT set_config('lock_timeout', '%" PRIu32 "', false),"
+           " set_config('statement_timeout', '%" PRIu32 "', false)",
+           st->o.lock_timeout_ms, st->o.statement_timeout_ms);
+  PGconn *c = blocking_connect(st);
   int rc = PQstatus(c) == CONNECTION_OK ? register_node(st, c, err, errlen)
                                         : db_err(err, errlen, "cannot connect",
                                                  c, NULL);
   PQfinish(c);
   if (rc == 0) rc = mly_pg_open(loop, st->conninfo, true, &st->pg);
+  if (rc == 0) rc = mly_pg_set_session(st->pg, st->session);
   if (rc == 0) mly_pg_set_weak(st->pg, true);
   snprintf(st->channel, sizeof st->channel, "mealy_node_%" PRId64, st->node);
   if (rc == 0) rc = mly_pg_listen(st->pg, st->channel);
   if (rc == 0) mly_pg_on_notify(st->pg, on_notify, st);
   if (rc < 0) {
+    pg_mask_password(st->conninfo, err, errlen);
     if (st->pg) mly_pg_close(st->pg);
     free(st->conninfo);
     free(st);
@@ -2088,6 +2198,11 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   uv_timer_init(loop, &st->renew);
   st->renew.data = st;
   uv_unref((uv_handle_t *)&st->renew);
+  uv_timer_init(loop, &st->giveup);
+  st->giveup.data = st;
+  uv_unref((uv_handle_t *)&st->giveup);
+  uint32_t tick = st->o.give_up_ms / 8 ? st->o.give_up_ms / 8 : 1;
+  uv_timer_start(&st->giveup, on_giveup_tick, tick, tick);
   uv_timer_init(loop, &st->poll);
   st->poll.data = st;
   uv_unref((uv_handle_t *)&st->poll);
@@ -2111,6 +2226,12 @@ int64_t pg_store_epoch(const mly_store *s) {
 }
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s) {
   return &((const pg_store *)s)->fencing;
+}
+
+bool pg_store_is(const mly_store *s) { return s->ops == &pg_ops; }
+bool pg_store_connected(const mly_store *s) {
+  const pg_store *st = (const pg_store *)s;
+  return st->pg && mly_pg_connected(st->pg);
 }
 
 void pg_store_net_get(const mly_store *s, pg_store_net *out) {

@@ -13,6 +13,11 @@ typedef struct pg_store_options {
   uint32_t lease_ms;    /* this process's ownership lease; 0: 10,000     */
   uint32_t poll_ms;     /* events of other processes are looked for this
                            often when no notification came; 0: 1,000     */
+  uint32_t give_up_ms;  /* no working connection this long with batches
+                           waiting: the store fails; 0: max(60,000,
+                           6 x lease_ms)                                 */
+  uint32_t lock_timeout_ms; /* the connections' lock_timeout; 0: 5,000   */
+  uint32_t statement_timeout_ms; /* their statement_timeout; 0: none     */
 } pg_store_options;
 
 /* Slots of one range: node ranges are range_no << PG_RANGE_BITS ... */
@@ -49,8 +54,17 @@ typedef struct pg_store_fencing {
   uint64_t name_reruns; /* instances whose step (or own create) a commit
                            left out for a name another process held:
                            their steps run again (pg_store.c names) */
+  /* batches the server cancelled (lock_timeout, statement_timeout: 55P03,
+   * 57014) or aborted (deadlock, serialization: 40P01, 40001), and those
+   * its fence refused because one before them had not committed (MLYF3);
+   * each is sent again (retried counts the sends) */
+  uint64_t timeouts, aborted, out_of_order, retried;
 } pg_store_fencing;
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s);
+
+/* s is a PostgreSQL store; its connection is up now. */
+bool pg_store_is(const mly_store *s);
+bool pg_store_connected(const mly_store *s);
 
 /* For tests: the last batch's serial, the batches in flight (held ones
  * too), and whether a resync holds them (a lost connection). */

@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash_util.h"
+
 #define N_ITEMS 24 /* as fan_workload.c */
 #define MAXJOBS 4096
 
@@ -52,13 +54,6 @@ static void fail(const char *fmt, ...) {
   fputc('\n', stderr);
   va_end(ap);
   failures++;
-}
-
-static uint64_t rng(void) {
-  seed ^= seed << 13;
-  seed ^= seed >> 7;
-  seed ^= seed << 17;
-  return seed;
 }
 
 /* Starts the workload; *rfd (when not NULL): the read end of its fd 3. */
@@ -150,8 +145,8 @@ int main(int argc, char **argv) {
     int fd;
     pid_t pid = start(argv[1], "run", r, &fd);
     if (pid < 0) return 1;
-    long ms = (long)(rng() % 60);
-    if (rng() % 4) { /* from the open: at most 120 s, generous */
+    long ms = (long)(crash_rng(&seed) % 60);
+    if (crash_rng(&seed) % 4) { /* from the open: at most 120 s, generous */
       struct pollfd pf = {fd, POLLIN, 0};
       char b[8];
       if (poll(&pf, 1, 120000) != 1 || read(fd, b, 5) != 5)

@@ -1,0 +1,159 @@
+/*
+ * pg_live.c - the live instances of a PostgreSQL store, for tools
+ * (mly_store_pg_live: what mly_journal_live is for a state directory).
+ *
+ * One READ ONLY transaction at REPEATABLE READ on a private blocking
+ * connection: every row read belongs to one moment of the database,
+ * nothing is locked that a running process waits for (plain reads take
+ * no row locks; lock_timeout bounds the wait behind a migration).  No
+ * node is registered, nothing is owned or changed: processes running on
+ * the database go on as if no one looked.  Rows come through a cursor,
+ * LIVE_FETCH at a time, so that memory stays bounded by one fetch.
+ *
+ * Each row of mealy.instances (owned by a process, or, with the task
+ * pool, by none) is handed over as a mly_live: its state bytea holds the
+ * S record's fields (parsed with jreplay.c's rp_parse_state, as the
+ * store's recovery reads them), its context the msgpack value.
+ */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../jreplay.h"
+#include "pg_conn.h"
+
+#define LIVE_FETCH 256
+
+static int fail(char *err, size_t errlen, const char *conninfo,
+                const char *what, PGconn *c, PGresult *r, int rc) {
+  const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+  size_t n = strcspn(m, "\n");
+  jr_errf(err, errlen, rc, "postgresql store: %s: %.*s", what, (int)n, m);
+  if (err && errlen) pg_mask_password(conninfo, err, errlen);
+  if (r) PQclear(r);
+  return rc;
+}
+
+static bool ok(PGresult *r) {
+  ExecStatusType t = PQresultStatus(r);
+  return t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK;
+}
+
+static int64_t be64(const char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | (unsigned char)p[i];
+  return (int64_t)v;
+}
+
+/* One row (id, parent, state, context, name; binary) to cb. */
+static int one(const PGresult *r, int i,
+               int (*cb)(const mly_live *, void *), void *arg, char *err,
+               size_t errlen) {
+  mly_id id = (mly_id)be64(PQgetvalue(r, i, 0));
+  jbuf b = {0};
+  jb_array(&b, 12);
+  jb_raw(&b, PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
+  jb_nil(&b);
+  jb_nil(&b);
+  if (b.oom) {
+    jb_free(&b);
+    return jr_errf(err, errlen, MLY_ENOMEM, "out of memory");
+  }
+  jcur cur = {b.p, b.p + b.n, false};
+  rp_state st;
+  if (!rp_parse_state(&cur, &st)) {
+    jb_free(&b);
+    return jr_errf(err, errlen, MLY_EBADMSG, "instance %llu: its state does "
+                   "not parse", (unsigned long long)id);
+  }
+  char type[MLY_NAME_MAX + 1], point[MLY_NAME_MAX + 1], name[256];
+  snprintf(type, sizeof type, "%.*s", (int)st.tlen, st.type);
+  snprintf(point, sizeof point, "%.*s", (int)st.plen, st.point);
+  bool named = !PQgetisnull(r, i, 4);
+  snprintf(name, sizeof name, "%.*s", named ? PQgetlength(r, i, 4) : 0,
+           named ? PQgetvalue(r, i, 4) : "");
+  mly_value *ctx = NULL;
+  int rc = 0;
+  if (!PQgetisnull(r, i, 3) && PQgetlength(r, i, 3) > 0 &&
+      (rc = mly_value_decode(PQgetvalue(r, i, 3),
+                             (size_t)PQgetlength(r, i, 3), &ctx)) < 0) {
+    jb_free(&b);
+    return jr_errf(err, errlen, rc, "instance %llu: its context does not "
+                   "decode", (unsigned long long)id);
+  }
+  mly_live l = {.id = id, .parent = (mly_id)be64(PQgetvalue(r, i, 1)),
+                .type = type, .point = point, .name = named ? name : NULL,
+                .data = st.data, .data_len = st.dlen, .context = ctx};
+  rc = cb(&l, arg);
+  mly_value_free(ctx);
+  jb_free(&b);
+  return rc;
+}
+
+int mly_store_pg_live(const char *conninfo,
+                      int (*cb)(const mly_live *, void *), void *arg,
+                      char *err, size_t errlen) {
+  if (conninfo == NULL || cb == NULL) return MLY_EINVAL;
+  PGconn *c = PQconnectdb(conninfo);
+  if (c == NULL) return jr_errf(err, errlen, MLY_ENOMEM, "out of memory");
+  int rc;
+  if (PQstatus(c) != CONNECTION_OK) {
+    rc = fail(err, errlen, conninfo, "cannot connect", c, NULL, MLY_EIO);
+    PQfinish(c);
+    return rc;
+  }
+  PGresult *r = PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  if (!ok(r)) {
+    rc = fail(err, errlen, conninfo, "BEGIN", c, r, MLY_EIO);
+    goto out;
+  }
+  PQclear(r);
+  PQclear(PQexec(c, "SET LOCAL lock_timeout = 5000"));
+  /* the schema: there, and one this code reads */
+  r = PQexec(c, "SELECT CASE WHEN to_regclass('mealy.schema_version') IS"
+                " NULL THEN 0 ELSE (SELECT version FROM"
+                " mealy.schema_version) END");
+  if (!ok(r) || PQntuples(r) != 1) {
+    rc = fail(err, errlen, conninfo, "reading the schema's version", c, r,
+              MLY_EIO);
+    goto out;
+  }
+  int v = atoi(PQgetvalue(r, 0, 0));
+  PQclear(r);
+  if (v == 0 || v > MLY_STORE_PG_VERSION || v < 2) {
+    rc = jr_errf(err, errlen, v == 0 || v < 2 ? MLY_ENOENT : MLY_ERANGE,
+                 v == 0 ? "postgresql store: the database has no mealy "
+                          "schema (mealy store init makes it)"
+                 : v < 2 ? "postgresql store: the database's mealy schema "
+                           "is version 1, which held no instances: run "
+                           "mealy store migrate"
+                         : "postgresql store: the database's mealy schema "
+                           "is newer than this mealy's: use a newer mealy");
+    goto out;
+  }
+  r = PQexec(c, "DECLARE live BINARY NO SCROLL CURSOR FOR SELECT id, parent,"
+                " state, context, name FROM mealy.instances ORDER BY id");
+  if (!ok(r)) {
+    rc = fail(err, errlen, conninfo, "reading instances", c, r, MLY_EIO);
+    goto out;
+  }
+  PQclear(r);
+  rc = 0;
+  for (;;) {
+    char fetch[32];
+    snprintf(fetch, sizeof fetch, "FETCH %d FROM live", LIVE_FETCH);
+    r = PQexec(c, fetch);
+    if (!ok(r)) {
+      rc = fail(err, errlen, conninfo, "reading instances", c, r, MLY_EIO);
+      goto out;
+    }
+    int n = PQntuples(r);
+    for (int i = 0; i < n && rc == 0; i++) rc = one(r, i, cb, arg, err, errlen);
+    PQclear(r);
+    if (rc != 0 || n < LIVE_FETCH) break;
+  }
+out:
+  PQfinish(c); /* the transaction is rolled back: nothing was changed */
+  return rc;
+}
