@@ -2403,7 +2403,10 @@ typedef struct mly_store_pg_options {
  * other steps commit), and runs again from its last committed step,
  * where the spawn now answers MLY_EEXIST (side effects of the step are
  * at-least-once, as after a crash; the step's children and what it
- * sent are dropped with it).  A host spawn (or a plain machine's) has
+ * sent are dropped with it; it and its descendants come back from the
+ * database, so events waiting in their inboxes that were never stored,
+ * a plain mly_post, a process exit, a signal, are lost as in a crash).
+ * A host spawn (or a plain machine's) has
  * answered 0 by then: its instance ends with MLY_EEXIST at the commit
  * (a plain parent gets its CHILD_EXIT).  Tombstones past
  * name_retention_ms are deleted from the database as leases renew.
