@@ -48,7 +48,8 @@ private_tmp() {
 # journal (the default) "--state-dir DIR"; on postgresql "--store
 # CONNINFO --lease MS" on a database of DIR's own in the private cluster
 # of test/pg/with_cluster.sh (MLY_TEST_PG; made and initialised the first
-# time; lease MLY_TEST_PG_LEASE_MS, default 1000), so a restarted host
+# time; lease MLY_TEST_PG_LEASE_MS, default 3000: a restart after kill -9
+# waits for it, a loop busier than it evicts), so a restarted host
 # finds what the one before left there.  Another name fails the suite.
 # store_settle, before starting a host: on postgresql it waits (at most
 # 30 s) until no other process holds a lease in that database, as
@@ -69,7 +70,7 @@ store_args() {
         "$mealy" store init --store "$ci dbname=$db" >/dev/null ||
         { echo "FAIL: cannot make the database $db"; exit 1; }
     fi
-    STORE_ARGS=(--store "$ci dbname=$db" --lease "${MLY_TEST_PG_LEASE_MS:-1000}")
+    STORE_ARGS=(--store "$ci dbname=$db" --lease "${MLY_TEST_PG_LEASE_MS:-3000}")
     STORE_DB="$ci dbname=$db" ;;
   *) echo "FAIL: MLY_TEST_STORE=$(store_name): no such store (journal, postgresql)"
      exit 1 ;;

@@ -143,6 +143,7 @@ static inline int h_store_wipe(const char *dir) {
   const char *ci = h_pg_db(dir, name, sizeof name, dbci, sizeof dbci);
   snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
   PGconn *c = PQconnectdb(ci);
+  PQclear(PQexec(c, "SET client_min_messages = warning"));
   PGresult *r = PQexec(c, sql);
   int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
   if (rc < 0) printf("h_store_wipe %s: %s", name, PQerrorMessage(c));

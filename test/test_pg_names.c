@@ -2,6 +2,8 @@
  * test_pg_names.c - names unique across processes on the PostgreSQL
  * store (pg_store.c "names", schema v5), against a private cluster
  * (MLY_TEST_PG):
+ *   - names another process holds when a process opens are known there
+ *     at once (MLY_EEXIST without a round trip);
  *   - a durable step spawning a name another process holds (live, or
  *     its tombstone, not yet learned here) answers MLY_EEXIST: the batch
  *     commits without that step, the step runs again from its committed
@@ -209,9 +211,9 @@ static void reset(void) {
   ticks = 0;
 }
 
-/* A step in B spawns names A holds: one live, one ended after B opened
- * (neither learned by B: its feed is slow), one ended before B opened
- * (learned at open), one free.  Counters run beside them. */
+/* A step in B spawns names A holds: one live and one ended before B
+ * opened (learned at open), one taken and one ended after (not learned
+ * by B: its feed is slow), one free.  Counters run beside them. */
 START_TEST(step_spawn_of_a_name_held_elsewhere) {
   fresh_db();
   reset();
@@ -221,17 +223,21 @@ START_TEST(step_spawn_of_a_name_held_elsewhere) {
   ck_assert_int_eq(rc, 0);
   spawn_named(a, "beta", 1, &rc);
   ck_assert_int_eq(rc, 0);
-  mly_id delta = spawn_named(a, "delta", 0, &rc);
-  ck_assert_int_eq(rc, 0);
-  RUN_UNTIL(a, name_rows("alpha", true) == 1 && name_rows("beta", false) == 1 &&
-                   name_rows("delta", true) == 1,
+  RUN_UNTIL(a, name_rows("alpha", true) == 1 && name_rows("beta", false) == 1,
             100000);
   mly_runtime *b = open_rt(60000, 60000, 0);
-  /* delta ends in A now: B does not know */
-  ck_assert_int_eq(mly_kill(a, delta), 0);
-  RUN_UNTIL(a, name_rows("delta", false) == 1, 100000);
+  /* delta starts and ends in A now, epsilon starts: B does not know */
+  mly_id delta = spawn_named(a, "delta", 1, &rc);
+  ck_assert_int_eq(rc, 0);
+  mly_id epsilon = spawn_named(a, "epsilon", 0, &rc);
+  ck_assert_int_eq(rc, 0);
+  RUN_UNTIL(a, name_rows("delta", false) == 1 && name_rows("epsilon", true) == 1,
+            100000);
   mly_name_info ni;
-  ck_assert_int_eq(lookup(b, "alpha", &ni), MLY_ENOENT); /* not learned */
+  ck_assert_int_eq(lookup(b, "alpha", &ni), 0); /* live there: at open */
+  ck_assert_int_eq(ni.state, MLY_NAME_LIVE);
+  ck_assert_uint_eq(ni.id, alpha);
+  ck_assert_int_eq(lookup(b, "epsilon", &ni), MLY_ENOENT); /* not yet */
   ck_assert_int_eq(lookup(b, "beta", &ni), 0);           /* at open */
   ck_assert_int_eq(ni.state, MLY_NAME_ENDED);
   ck_assert_int_eq(ni.status, 7);
@@ -243,25 +249,28 @@ START_TEST(step_spawn_of_a_name_held_elsewhere) {
   spawn_spawner(b, 1, "beta");
   spawn_spawner(b, 2, "gamma");
   spawn_spawner(b, 3, "delta");
+  spawn_spawner(b, 4, "epsilon");
   RUN_UNTIL(b, reported[0] && reported[1] && reported[2] && reported[3] &&
-                   ticks == 20 * 40,
+                   reported[4] && ticks == 20 * 40,
             1000000);
   ck_assert_int_eq(mly_journal_error(b), 0);
   ck_assert_int_eq(last_rc[0], MLY_EEXIST);
-  ck_assert_int_eq(runs[0], 2); /* once with 0, left out, once again */
+  ck_assert_int_eq(runs[0], 1); /* known at once */
   ck_assert_int_eq(last_rc[1], MLY_EEXIST);
   ck_assert_int_eq(runs[1], 1); /* known at once */
   ck_assert_int_eq(last_rc[2], 0);
   ck_assert_int_eq(runs[2], 1);
   ck_assert_int_eq(last_rc[3], MLY_EEXIST);
-  ck_assert_int_eq(runs[3], 2);
-  for (int i = 0; i < 4; i++) ck_assert_int_eq(reported[i], 1);
+  ck_assert_int_eq(runs[3], 2); /* once with 0, left out, once again */
+  ck_assert_int_eq(last_rc[4], MLY_EEXIST);
+  ck_assert_int_eq(runs[4], 2);
+  for (int i = 0; i < 5; i++) ck_assert_int_eq(reported[i], 1);
   ck_assert_uint_eq(pg_store_fencing_get(b->dur->s)->name_reruns, 2);
   ck_assert_uint_eq(pg_store_fencing_get(b->dur->s)->fenced_batches, 0);
   /* B learned them: the holders are A's */
-  ck_assert_int_eq(lookup(b, "alpha", &ni), 0);
+  ck_assert_int_eq(lookup(b, "epsilon", &ni), 0);
   ck_assert_int_eq(ni.state, MLY_NAME_LIVE);
-  ck_assert_uint_eq(ni.id, alpha);
+  ck_assert_uint_eq(ni.id, epsilon);
   ck_assert_int_eq(lookup(b, "delta", &ni), 0);
   ck_assert_int_eq(ni.state, MLY_NAME_ENDED);
   ck_assert_uint_eq(ni.id, delta);
@@ -277,8 +286,8 @@ START_TEST(step_spawn_of_a_name_held_elsewhere) {
                            " WHERE n.name = 'gamma'"),
                    1);
   ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"
-                           " WHERE name IN ('alpha', 'delta')"),
-                   1); /* A's alpha */
+                           " WHERE name IN ('alpha', 'delta', 'epsilon')"),
+                   2); /* A's alpha and epsilon */
   ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.events"), 0);
   close_rt(b);
   close_rt(a);
@@ -291,11 +300,11 @@ START_TEST(host_spawn_of_a_name_held_elsewhere) {
   fresh_db();
   reset();
   mly_runtime *a = open_rt(60000, 60000, 0);
+  mly_runtime *b = open_rt(60000, 60000, 0); /* before A takes it */
   int rc;
   mly_id alpha = spawn_named(a, "alpha", 0, &rc);
   ck_assert_int_eq(rc, 0);
   RUN_UNTIL(a, name_rows("alpha", true) == 1, 100000);
-  mly_runtime *b = open_rt(60000, 60000, 0);
   for (int i = 0; i < 10; i++) {
     counter c = {.target = 30};
     h_spawn(b, t_counter, &c, sizeof c);

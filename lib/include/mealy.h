@@ -2395,8 +2395,8 @@ typedef struct mly_store_pg_options {
  * hold has ended: MLY_ESRCH at once, as with the journal.
  *
  * Names (mealy.h "Contexts and names") are unique across the processes
- * with the same answers.  Each process learns, every poll_ms, the names
- * others took or ended (mly_name_lookup answers for them: the id is the
+ * with the same answers.  Each process learns, when it opens, the names
+ * others hold, then every poll_ms the names others took or ended (mly_name_lookup answers for them: the id is the
  * other process's instance).  A spawn of a name another process took
  * that this one has not learned yet is caught when it commits: a
  * durable step that spawned it is left out of that commit (the turn's

@@ -2103,6 +2103,29 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
   return rc;
 }
 
+/* The names other processes hold now, learned before anything is
+ * spawned here (the feed then keeps them current): a host that opens
+ * while another holds a name it is about to spawn answers MLY_EEXIST at
+ * once.  Those of the instances this node owns come back with them. */
+static int names_at_open(pg_store *st, PGconn *c, char *err, size_t errlen) {
+  if (!st->base.hooks.name_seen) return 0;
+  const char *mv[] = {st->pnode};
+  PGresult *r = q(c,
+                  "SELECT n.name, n.id FROM mealy.names n"
+                  " WHERE n.ended_ms IS NULL AND NOT EXISTS (SELECT 1"
+                  " FROM mealy.instances i WHERE i.id = n.id"
+                  " AND i.owner = $1)",
+                  1, mv, false);
+  if (!ok(r)) return db_err(err, errlen, "reading the names held", c, r);
+  for (int i = 0; i < PQntuples(r); i++)
+    st->base.hooks.name_seen(st->base.hooks.arg, PQgetvalue(r, i, 0),
+                             (size_t)PQgetlength(r, i, 0),
+                             (mly_id)strtoull(PQgetvalue(r, i, 1), NULL, 10),
+                             true, 0, 0);
+  PQclear(r);
+  return 0;
+}
+
 static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
                       void *arg, char *err, size_t errlen) {
   pg_store *st = ST(s);
@@ -2124,6 +2147,7 @@ static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
   PQclear(r);
   rc = snapshot(st, c, &st->rec, err, errlen);
   st->seq = st->rec.seq;
+  if (rc == 0) rc = names_at_open(st, c, err, errlen);
   if (rc == 0) {
     r = q(c, "COMMIT", 0, NULL, false);
     if (!ok(r)) rc = db_err(err, errlen, "COMMIT", c, r);
