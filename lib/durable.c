@@ -585,6 +585,11 @@ static int hook_deliver(void *arg, const unsigned char *records,
                       "delivering events of other processes");
 }
 
+/* A shared store rejoined on another slot range. */
+static int hook_rerange(void *arg, uint32_t lo, uint32_t hi) {
+  return slots_rerange(arg, lo, hi);
+}
+
 /* The store's last handle is gone: it held the runtime open. */
 static void hook_closed(void *arg) { rt_release(arg); }
 
@@ -593,7 +598,8 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
                            .closed = hook_closed,
                            .committed = hook_committed,
                            .failed = hook_failed, .evict = hook_evict,
-                           .adopt = hook_adopt, .deliver = hook_deliver};
+                           .adopt = hook_adopt, .deliver = hook_deliver,
+                           .rerange = hook_rerange};
   rt->open_handles++; /* released by hook_closed */
 }
 

@@ -286,6 +286,7 @@ mly_inst *inst_get(const mly_runtime *rt, mly_id id);
 int slots_reserve(mly_runtime *rt, uint32_t n);
 int slots_finish(mly_runtime *rt);
 void slots_confine(mly_runtime *rt, uint32_t lo, uint32_t hi);
+int slots_rerange(mly_runtime *rt, uint32_t lo, uint32_t hi);
 void inst_wake(mly_inst *m, uint8_t reason);
 void inst_run_batch(mly_runtime *rt, uint32_t budget);
 void inst_timer_fired(mly_inst *m);

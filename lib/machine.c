@@ -112,6 +112,29 @@ void slots_confine(mly_runtime *rt, uint32_t lo, uint32_t hi) {
   rt->slots_confined = true;
 }
 
+/* A shared store moved this process to another slot range [lo, hi)
+ * while running (pg_store.c: its lease ran out and another process took
+ * its range): the free list becomes the empty slots of the new range
+ * only, lowest first out.  No instance of the old range is live here
+ * (they left with the lease). */
+int slots_rerange(mly_runtime *rt, uint32_t lo, uint32_t hi) {
+  int rc = slots_reserve(rt, hi);
+  if (rc < 0) return rc;
+  if (rt->free_cap < rt->slot_cap) {
+    uint32_t *f = realloc(rt->free_slots, (size_t)rt->slot_cap * sizeof *f);
+    if (f == NULL) return MLY_ENOMEM;
+    rt_bytes(rt, (ptrdiff_t)(rt->slot_cap - rt->free_cap) *
+                     (ptrdiff_t)sizeof(uint32_t));
+    rt->free_slots = f;
+    rt->free_cap = rt->slot_cap;
+  }
+  rt->nfree = 0;
+  for (uint32_t s = hi; s-- > lo;)
+    if (rt->slots[s] == NULL) rt->free_slots[rt->nfree++] = s;
+  rt->slots_confined = true;
+  return 0;
+}
+
 /* Recovery: the slots left empty become free, newest-numbered last. */
 int slots_finish(mly_runtime *rt) {
   uint32_t nfree = 0;

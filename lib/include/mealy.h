@@ -2332,6 +2332,11 @@ bool mly_shutdown_requested(const mly_machine *m);
 /* database (in progress: see README "PostgreSQL store")               */
 /* ------------------------------------------------------------------ */
 
+#define MLY_PG_LEASE_MIN_MS 100u
+#define MLY_PG_LEASE_MAX_MS 3600000u
+#define MLY_PG_POLL_MIN_MS 10u
+#define MLY_PG_POLL_MAX_MS 3600000u
+
 /* How a runtime's durable layer opens on PostgreSQL. */
 typedef struct mly_store_pg_options {
   const char *conninfo;   /* libpq connection string or postgresql://
@@ -2341,10 +2346,19 @@ typedef struct mly_store_pg_options {
   uint32_t lease_ms;      /* this process owns its instances while its
                              lease holds; renewed every lease_ms / 3.
                              Another process claims them once it ran
-                             out.  0: 10,000                           */
+                             out.  0: 10,000; else from
+                             MLY_PG_LEASE_MIN_MS to MLY_PG_LEASE_MAX_MS
+                             (100 to 3,600,000), MLY_EINVAL otherwise.
+                             A process whose lease ran out (the server
+                             away that long, or the process paused)
+                             comes back with a new epoch: until then
+                             durable spawns and sends answer MLY_EAGAIN */
   uint32_t poll_ms;       /* events other processes commit for this
                              one's instances are looked for this often
-                             when no notification came; 0: 1,000       */
+                             when no notification came (and at once
+                             after every reconnection); 0: 1,000; else
+                             from MLY_PG_POLL_MIN_MS to MLY_PG_POLL_MAX_MS
+                             (10 to 3,600,000), MLY_EINVAL otherwise   */
   /* The durable layer's policies, as for mly_journal_open (may be
    * NULL): on_error/arg, name_retention_ms.  The journal's own fields
    * (dir, sync, segments, compaction, fault) are not used. */

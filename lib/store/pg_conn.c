@@ -58,6 +58,8 @@ struct mly_pg {
   const char *cur_state; /* the SQLSTATE of the answer being delivered */
   mly_pg_notify_cb ncb;
   void *narg;
+  mly_pg_connect_cb ccb;
+  void *carg;
   uint64_t backoff_ms;
   unsigned connects;
   char lasterr[512];
@@ -288,7 +290,8 @@ static void connected(mly_pg *pg) {
       return;
     }
   }
-  flush_and_watch(pg);
+  if (pg->ccb) pg->ccb(pg, pg->carg); /* its queries go out below */
+  if (pg->state == PG_UP && !pg->closing) flush_and_watch(pg);
 }
 
 static void connect_failed(mly_pg *pg) {
@@ -518,6 +521,11 @@ void mly_pg_fail_waiting(mly_pg *pg, const char *why) {
 void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg) {
   pg->ncb = cb;
   pg->narg = arg;
+}
+
+void mly_pg_on_connect(mly_pg *pg, mly_pg_connect_cb cb, void *arg) {
+  pg->ccb = cb;
+  pg->carg = arg;
 }
 
 void mly_pg_set_weak(mly_pg *pg, bool weak) {

@@ -14,7 +14,7 @@
  * with backoff (50 ms doubling to 5 s), channels listened to are listened
  * to again, and queries not yet sent go out on the new connection.
  * Notifications that came while disconnected are lost: callers that need
- * them poll as a fallback.  Loop thread only.
+ * them look at once on every connection (mly_pg_on_connect) and poll.  Loop thread only.
  *
  * One wait is libpq's, not the loop's to avoid: a host NAME in conninfo
  * is resolved with getaddrinfo inside PQconnectStart.  Give a socket
@@ -64,6 +64,13 @@ int mly_pg_query_ref(mly_pg *pg, const char *sql, int n,
  * reconnection; notifications go to the callback set by mly_pg_on_notify. */
 int mly_pg_listen(mly_pg *pg, const char *channel);
 void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg);
+
+/* cb runs each time a connection is made (the first and every one made
+ * again), once its session statement and LISTENs are queued: a query it
+ * sends goes after them (a store fetching what was notified while it was
+ * not listening).  NULL: none. */
+typedef void (*mly_pg_connect_cb)(mly_pg *pg, void *arg);
+void mly_pg_on_connect(mly_pg *pg, mly_pg_connect_cb cb, void *arg);
 
 /* sql (copied; no parameters, e.g. "SET lock_timeout = 5000") is sent
  * first on this connection and on every one made again, before LISTEN

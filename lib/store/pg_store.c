@@ -186,6 +186,7 @@ typedef struct batch {
   struct batch *next;
   struct pg_store *st;
   uint64_t serial;
+  int64_t epoch; /* the node's epoch when it was made (rejoin changes it) */
   char pserial[24];
   sstmt *stmts;
   size_t nstmts, stcap;
@@ -257,6 +258,9 @@ typedef struct pg_store {
   owned *owned;
   int failed;
   bool closing, told_failed, lost, releasing;
+  bool rejoining;          /* lost: the rejoin's statement is in flight */
+  int64_t renew_epoch, claim_epoch; /* the epoch the one in flight has */
+  uint64_t rejoins;
   uint64_t bserial;       /* the last batch's serial */
   uint64_t last_ok;       /* the highest serial known committed */
   uv_timer_t giveup;      /* looks every give_up_ms / 8 */
@@ -428,6 +432,9 @@ static void evict_all(pg_store *st, const char *why) {
   free(ids);
 }
 
+static void lease_lost(pg_store *st, const char *why);
+static void fail_release(pg_store *st);
+
 /* A batch is over: fenced ones evict, failed ones fail the store; then
  * its completions, in order. */
 static void batch_done(pg_store *st, batch *b) {
@@ -442,8 +449,18 @@ static void batch_done(pg_store *st, batch *b) {
     st->fencing.dropped_steps += b->steps;
     char why[320];
     snprintf(why, sizeof why, "a commit was refused (%s)", b->err);
-    if (b->lease_lost) evict_all(st, why);
-    else evict(st, b->ids, b->nids, why);
+    if (b->epoch != st->epoch) {
+      /* made before a rejoin: its instances left with the old lease,
+       * and those that came back since are the database's, not its */
+    } else if (b->lease_lost) {
+      lease_lost(st, why);
+    } else {
+      evict(st, b->ids, b->nids, why);
+      /* the refused steps' instances whose rows are still this node's
+       * come back as the database has them (the next claim reads every
+       * row this node owns): they never strand under a live lease */
+      st->claim_unsure = true;
+    }
     rc = MLY_EPERM;
   } else if (b->err[0]) {
     if (!st->failed) {
@@ -475,6 +492,7 @@ static void batch_done(pg_store *st, batch *b) {
     st->base.hooks.committed(st->base.hooks.arg);
   if (rc < 0 && rc != MLY_EPERM && !st->told_failed) {
     st->told_failed = true;
+    fail_release(st);
     if (st->base.hooks.failed)
       st->base.hooks.failed(st->base.hooks.arg, rc, b->err);
   }
@@ -690,6 +708,7 @@ static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
             ": after a lost connection, which batches committed cannot be"
             " read, the store stops: %s\n", st->node,
             err ? err : "the node's row is gone");
+    fail_release(st);
   }
   /* the committed ones first, in order (a flush meanwhile is held) */
   batch *b;
@@ -1072,6 +1091,7 @@ static void op_flush(mly_store *s) {
   else st->head = b;
   st->tail = b;
   b->serial = ++st->bserial;
+  b->epoch = st->epoch;
   i64s(b->pserial, (int64_t)b->serial);
   char prev[24];
   i64s(prev, (int64_t)prev_serial(st, b));
@@ -1110,7 +1130,13 @@ static void op_flush(mly_store *s) {
   }
 }
 
-static int op_failed(const mly_store *s) { return ST(s)->failed; }
+/* Failed for good; or, while the lease is lost and the node not yet
+ * back (rejoin), not now: spawns and sends are refused with MLY_EAGAIN
+ * rather than taken and dropped. */
+static int op_failed(const mly_store *s) {
+  const pg_store *st = (const pg_store *)s;
+  return st->failed ? st->failed : st->lost ? MLY_EAGAIN : 0;
+}
 
 /* Rows are the live set already: nothing to rewrite (mly_journal_compact
  * answers 0; total_bytes stays 0, so none is ever wanted by itself). */
@@ -1212,12 +1238,120 @@ static void on_notify(mly_pg *pg, const char *channel, const char *payload,
 
 static void on_poll(uv_timer_t *t) { fetch(t->data); }
 
+/* A connection made (again): what was notified while none listened is
+ * looked for now, not at the next poll. */
+static void on_connect(mly_pg *pg, void *arg) {
+  (void)pg;
+  pg_store *st = arg;
+  if (mly_pg_connects(pg) > 1) fetch(st);
+}
+
 /* ---- the lease ---- */
 
+static void rejoin(pg_store *st);
+static void claim(pg_store *st);
+
+/* Its instances leave at once (another process may run them now); the
+ * node then comes back (rejoin) rather than idle for good. */
 static void lease_lost(pg_store *st, const char *why) {
   if (st->lost) return;
   st->lost = true;
   evict_all(st, why);
+  rejoin(st);
+}
+
+/* ---- rejoining after the lease was lost: the node's row gets a new
+ * epoch and lease (and is no longer taken: a claimant keeps what it
+ * took), the instances still this node's (none claimed them: the server
+ * was away) move to the new epoch and come back through the next claim
+ * (SQL_ADOPT_MINE), and if a claimant took the node's slot range, a free
+ * one is taken and the runtime makes new instances there (hooks.rerange).
+ * Batches made before carry the old epoch: the fence refuses them.
+ * Until it is back, op_failed answers MLY_EAGAIN: nothing is taken that
+ * could not be stored.  Tried again on every renewal tick. ---- */
+
+static const char SQL_REJOIN[] =
+    "WITH n AS (UPDATE mealy.nodes SET epoch = nextval('mealy.epochs'),"
+    "  taken_by = NULL, lease_until = clock_timestamp() + $2 * interval"
+    "  '1 millisecond' WHERE id = $1 RETURNING epoch),"
+    " i AS (UPDATE mealy.instances SET epoch = (SELECT epoch FROM n)"
+    "  WHERE owner = $1 RETURNING 1)"
+    " SELECT (SELECT epoch FROM n), EXISTS (SELECT 1 FROM mealy.ranges"
+    "  WHERE range_no = $3 AND node = $1), (SELECT count(*) FROM i)";
+
+/* A free range (none: no row; two racing for one: no row, tried again). */
+static const char SQL_NEW_RANGE[] =
+    "INSERT INTO mealy.ranges (range_no, node) SELECT g, $1"
+    " FROM generate_series(0, 63) g WHERE g NOT IN"
+    " (SELECT range_no FROM mealy.ranges) ORDER BY g LIMIT 1"
+    " ON CONFLICT DO NOTHING RETURNING range_no";
+
+static void rejoined(pg_store *st) {
+  st->lost = st->rejoining = false;
+  st->fencing.rejoins++;
+  st->renewed_at = st->sent_at;
+  st->claim_unsure = true; /* every row this node owns comes back */
+  fprintf(stderr, "mealy: postgresql store: node %" PRId64 " is back with "
+          "epoch %" PRId64 " (range %" PRIu32 "): it takes work again\n",
+          st->node, st->epoch, st->range);
+  claim(st);
+  fetch(st);
+}
+
+static void on_new_range(mly_pg *pg, const PGresult *res, const char *err,
+                         void *arg) {
+  (void)pg;
+  (void)err; /* the next tick tries again */
+  pg_store *st = arg;
+  st->rejoining = false;
+  if (st->closing || st->failed || !res || PQntuples((PGresult *)res) != 1)
+    return;
+  uint32_t r = (uint32_t)atoi(PQgetvalue((PGresult *)res, 0, 0));
+  st->range = r;
+  st->fencing.reranges++;
+  st->base.slot_lo = r << PG_RANGE_BITS;
+  st->base.slot_hi = (r + 1) << PG_RANGE_BITS;
+  int rc = st->base.hooks.rerange
+               ? st->base.hooks.rerange(st->base.hooks.arg, st->base.slot_lo,
+                                        st->base.slot_hi)
+               : 0;
+  if (rc < 0) {
+    adopt_fail(st, rc, "no memory for a new slot range");
+    return;
+  }
+  rejoined(st);
+}
+
+static void on_rejoin(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg) {
+  (void)pg;
+  (void)err; /* the next tick tries again */
+  pg_store *st = arg;
+  st->rejoining = false;
+  PGresult *r = (PGresult *)res;
+  if (st->closing || st->failed || !r || PQntuples(r) != 1 ||
+      PQgetisnull(r, 0, 0))
+    return;
+  st->epoch = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  i64s(st->pepoch, st->epoch);
+  if (PQgetvalue(r, 0, 1)[0] == 't') {
+    rejoined(st);
+    return;
+  }
+  const char *v[] = {st->pnode};
+  if (mly_pg_query(st->pg, SQL_NEW_RANGE, 1, v, on_new_range, st) == 0)
+    st->rejoining = true;
+}
+
+static void rejoin(pg_store *st) {
+  if (!st->lost || st->rejoining || st->closing || st->failed) return;
+  char lease[24], range[24];
+  i64s(lease, st->o.lease_ms);
+  i64s(range, st->range);
+  const char *v[] = {st->pnode, lease, range};
+  st->sent_at = uv_now(st->base.loop);
+  if (mly_pg_query(st->pg, SQL_REJOIN, 3, v, on_rejoin, st) == 0)
+    st->rejoining = true;
 }
 
 /* ---- taking over while running: after each renewal that the server
@@ -1269,9 +1403,24 @@ static void put_inst(jbuf *b, const void *state, size_t slen, const void *ctx,
   else jb_nil(b);
 }
 
+/* A store that failed (fail-stop) gives its lease up at once, so that
+ * other processes claim its instances now, not never: it renews no more
+ * (on_renew), and this runs behind every batch already sent, so none of
+ * them is overtaken.  No answer is waited for: if it does not reach the
+ * server, the lease runs out by itself. */
+static void fail_release(pg_store *st) {
+  if (st->closing || st->lost || !st->pg) return;
+  const char *v[] = {st->pnode, st->pepoch};
+  (void)mly_pg_query(st->pg,
+                     "UPDATE mealy.nodes SET lease_until = clock_timestamp()"
+                     " WHERE id = $1 AND epoch = $2 AND taken_by IS NULL",
+                     2, v, NULL, NULL);
+}
+
 static void adopt_fail(pg_store *st, int rc, const char *why) {
   if (st->failed) return;
   st->failed = rc;
+  fail_release(st);
   fprintf(stderr, "mealy: postgresql store: node %" PRId64
           ": the store stops: %s\n",
           st->node, why);
@@ -1290,6 +1439,10 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
   st->claiming = false;
   if (!res) st->claim_unsure = true; /* looked at by the next claim */
   if (!res || st->closing || st->failed || st->lost) return; /* next time */
+  if (st->claim_epoch != st->epoch) { /* sent before a rejoin: again */
+    claim(st);
+    return;
+  }
   st->claim_unsure = false;
   uint64_t serial = ++st->claims;
   int n = PQntuples(res);
@@ -1361,6 +1514,7 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
 static void claim(pg_store *st) {
   if (st->claiming || st->closing || st->failed || st->lost) return;
   const char *v[] = {st->pnode, st->pepoch};
+  st->claim_epoch = st->epoch;
   if (mly_pg_query(st->pg, st->claim_unsure ? SQL_ADOPT_MINE : SQL_ADOPT, 2,
                    v, on_claimed, st) == 0)
     st->claiming = true;
@@ -1371,7 +1525,7 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
   (void)pg;
   pg_store *st = arg;
   st->renewing = false;
-  if (st->closing) return;
+  if (st->closing || st->lost || st->renew_epoch != st->epoch) return;
   if (res && PQntuples((PGresult *)res) == 1) {
     st->renewed_at = st->sent_at;
     claim(st);
@@ -1386,7 +1540,11 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
 
 static void on_renew(uv_timer_t *t) {
   pg_store *st = t->data;
-  if (st->closing || st->lost || st->failed) return;
+  if (st->closing || st->failed) return;
+  if (st->lost) {
+    rejoin(st);
+    return;
+  }
   /* first: a renewal still unanswered (the server is away) must not
    * hide that the lease ran out */
   if (uv_now(st->base.loop) - st->renewed_at >= st->o.lease_ms) {
@@ -1398,6 +1556,7 @@ static void on_renew(uv_timer_t *t) {
   i64s(lease, st->o.lease_ms);
   const char *v[] = {st->pnode, st->pepoch, lease};
   st->sent_at = uv_now(st->base.loop);
+  st->renew_epoch = st->epoch;
   if (mly_pg_query(st->pg,
                    "UPDATE mealy.nodes SET lease_until = clock_timestamp() +"
                    " $3 * interval '1 millisecond' WHERE id = $1 AND epoch = $2"
@@ -1782,6 +1941,7 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   snprintf(st->channel, sizeof st->channel, "mealy_node_%" PRId64, st->node);
   if (rc == 0) rc = mly_pg_listen(st->pg, st->channel);
   if (rc == 0) mly_pg_on_notify(st->pg, on_notify, st);
+  if (rc == 0) mly_pg_on_connect(st->pg, on_connect, st);
   if (rc < 0) {
     pg_mask_password(st->conninfo, err, errlen);
     if (st->pg) mly_pg_close(st->pg);
