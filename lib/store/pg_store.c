@@ -1329,9 +1329,12 @@ static void on_rejoin(mly_pg *pg, const PGresult *res, const char *err,
   pg_store *st = arg;
   st->rejoining = false;
   PGresult *r = (PGresult *)res;
-  if (st->closing || st->failed || !r || PQntuples(r) != 1 ||
-      PQgetisnull(r, 0, 0))
+  if (st->closing || st->failed || !r || PQntuples(r) != 1) return;
+  if (PQgetisnull(r, 0, 0)) {
+    adopt_fail(st, MLY_EIO, "the lease ran out and the node's row is gone "
+               "(deleted as a node gone for an hour): it cannot come back");
     return;
+  }
   st->epoch = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
   i64s(st->pepoch, st->epoch);
   if (PQgetvalue(r, 0, 1)[0] == 't') {
@@ -1781,6 +1784,44 @@ static const char SQL_CLAIM[] =
     "  WHERE owner IN (SELECT id FROM t) RETURNING id)"
     " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM i)";
 
+/* The claim brought slot ranges (a dead node's, or a stopped one's with
+ * instances still in them, as a process restarted after a clean stop):
+ * the lowest becomes the range this node makes instances in, and the
+ * one it took at registration (empty: it made nothing yet) is free again.
+ * So a process restarted over and over holds one range, not one more
+ * per run.  And rows of nodes gone for an hour that hold nothing are
+ * deleted (a process that wakes after that cannot come back: its store
+ * fails, saying so). */
+static int reuse_range(pg_store *st, PGconn *c, char *err, size_t errlen) {
+  char range[24];
+  i64s(range, st->range);
+  const char *v[] = {st->pnode, range};
+  PGresult *r = q(c,
+                  "WITH n AS (SELECT min(range_no) AS r FROM mealy.ranges"
+                  "  WHERE node = $1 AND range_no <> $2),"
+                  " d AS (DELETE FROM mealy.ranges WHERE range_no = $2"
+                  "  AND node = $1 AND (SELECT r FROM n) IS NOT NULL)"
+                  " SELECT r FROM n WHERE r IS NOT NULL",
+                  2, v, false);
+  if (!ok(r)) return db_err(err, errlen, "choosing a slot range", c, r);
+  if (PQntuples(r) == 1) {
+    st->range = (uint32_t)atoi(PQgetvalue(r, 0, 0));
+    st->base.slot_lo = st->range << PG_RANGE_BITS;
+    st->base.slot_hi = (st->range + 1) << PG_RANGE_BITS;
+  }
+  PQclear(r);
+  r = q(c,
+        "DELETE FROM mealy.nodes n"
+        " WHERE n.lease_until < clock_timestamp() - interval '1 hour'"
+        " AND NOT EXISTS (SELECT 1 FROM mealy.ranges g WHERE g.node = n.id)"
+        " AND NOT EXISTS (SELECT 1 FROM mealy.instances i"
+        "  WHERE i.owner = n.id)",
+        0, NULL, false);
+  if (!ok(r)) return db_err(err, errlen, "deleting rows of gone nodes", c, r);
+  PQclear(r);
+  return 0;
+}
+
 static int hand_out(walk *w, int (*cb)(const jrec *, void *), void *arg) {
   if (w->b.oom) return MLY_ENOMEM;
   int rc = 0;
@@ -1877,7 +1918,8 @@ static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
     goto out;
   }
   PQclear(r);
-  rc = snapshot(st, c, &st->rec, err, errlen);
+  rc = reuse_range(st, c, err, errlen);
+  if (rc == 0) rc = snapshot(st, c, &st->rec, err, errlen);
   st->seq = st->rec.seq;
   if (rc == 0) {
     r = q(c, "COMMIT", 0, NULL, false);
