@@ -302,6 +302,13 @@ typedef struct pg_store {
 
 /* ---- small helpers ---- */
 
+/* The slot range this node makes new instances in. */
+static void set_range(pg_store *st, uint32_t r) {
+  st->range = r;
+  st->base.slot_lo = r << PG_RANGE_BITS;
+  st->base.slot_hi = (r + 1) << PG_RANGE_BITS;
+}
+
 static void i64s(char out[24], int64_t v) {
   snprintf(out, 24, "%" PRId64, v);
 }
@@ -1306,11 +1313,8 @@ static void on_new_range(mly_pg *pg, const PGresult *res, const char *err,
   st->rejoining = false;
   if (st->closing || st->failed || !res || PQntuples((PGresult *)res) != 1)
     return;
-  uint32_t r = (uint32_t)atoi(PQgetvalue((PGresult *)res, 0, 0));
-  st->range = r;
+  set_range(st, (uint32_t)atoi(PQgetvalue((PGresult *)res, 0, 0)));
   st->fencing.reranges++;
-  st->base.slot_lo = r << PG_RANGE_BITS;
-  st->base.slot_hi = (r + 1) << PG_RANGE_BITS;
   int rc = st->base.hooks.rerange
                ? st->base.hooks.rerange(st->base.hooks.arg, st->base.slot_lo,
                                         st->base.slot_hi)
@@ -1805,9 +1809,7 @@ static int reuse_range(pg_store *st, PGconn *c, char *err, size_t errlen) {
                   2, v, false);
   if (!ok(r)) return db_err(err, errlen, "choosing a slot range", c, r);
   if (PQntuples(r) == 1) {
-    st->range = (uint32_t)atoi(PQgetvalue(r, 0, 0));
-    st->base.slot_lo = st->range << PG_RANGE_BITS;
-    st->base.slot_hi = (st->range + 1) << PG_RANGE_BITS;
+    set_range(st, (uint32_t)atoi(PQgetvalue(r, 0, 0)));
   }
   PQclear(r);
   r = q(c,
@@ -2009,8 +2011,7 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   st->renewed_at = uv_now(loop); /* a moment after registration */
   uv_timer_start(&st->renew, on_renew, st->o.lease_ms / 3,
                  st->o.lease_ms / 3 ? st->o.lease_ms / 3 : 1);
-  st->base.slot_lo = st->range << PG_RANGE_BITS;
-  st->base.slot_hi = (st->range + 1) << PG_RANGE_BITS;
+  set_range(st, st->range);
   *out = &st->base;
   return 0;
 }
