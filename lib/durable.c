@@ -603,6 +603,10 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
   rt->open_handles++; /* released by hook_closed */
 }
 
+bool durable_shared(const mly_runtime *rt) {
+  return rt->dur != NULL && rt->dur->s->slot_hi != 0;
+}
+
 bool durable_paused(const mly_runtime *rt) {
   return rt->dur != NULL && rt->dur->compact_wanted && !rt->stopping &&
          !store_failed(rt->dur->s);
