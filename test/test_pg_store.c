@@ -1102,6 +1102,41 @@ START_TEST(restarts_reuse_ranges) {
 }
 END_TEST
 
+/* One turn of 60,000 spawns (each then sleeps a day): its records go in
+ * transactions of a bounded size, sent one after another, and the lease's
+ * renewals go between them: nothing is evicted after the commit, however
+ * long the whole turn takes on a busy machine (a 2 s lease here). */
+START_TEST(big_turn_keeps_its_lease) {
+  fresh_db();
+  reset();
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 2000);
+  enum { N = 60000 };
+  for (uint32_t i = 0; i < N; i++) {
+    counter c = {.idx = 0, .target = 2, .sleep_ms = 86400000};
+    h_spawn(rt, t, &c, sizeof c);
+  }
+  pg_store_net net;
+  RUN_UNTIL(rt, ticks >= N && (pg_store_net_get(store_of(rt), &net),
+                               net.inflight == 0),
+            10000000);
+  const pg_store_fencing *f = pg_store_fencing_get(store_of(rt));
+  ck_assert_uint_eq(f->evicted, 0);
+  ck_assert_uint_eq(f->fenced_batches, 0);
+  ck_assert_int_eq(mly_journal_error(rt), 0);
+  ck_assert_uint_eq(h_stat_live(rt), N);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+  /* N creates and N first steps: at least 2N / 2048 transactions */
+  ck_assert_uint_ge(st.batches, 2 * N / 2048);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances WHERE"
+                           " step >= 1"), N);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.nodes WHERE"
+                           " lease_until > clock_timestamp()"), 1);
+  close_rt(rt);
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_store", conninfo());
   Suite *s = suite_create("pg_store");
@@ -1126,6 +1161,7 @@ int main(void) {
   tcase_add_test(tc, lease_and_poll_ranges);
   tcase_add_test(tc, reconnect_fetches_at_once);
   tcase_add_test(tc, restarts_reuse_ranges);
+  tcase_add_test(tc, big_turn_keeps_its_lease);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

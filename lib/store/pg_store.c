@@ -191,6 +191,9 @@ typedef struct batch {
   sstmt *stmts;
   size_t nstmts, stcap;
   bool held; /* its answer was lost, or it was not sent: a resync decides */
+  bool split;  /* a part of a big turn, more parts after it */
+  bool queued; /* held until the batches before it are answered (behind
+                  a split part): op_flush's bound, see PG_BATCH_RECORDS */
   bool dup;  /* the fence found it committed already (MLYF2) */
   jdone *dones;
   size_t ndones;
@@ -523,18 +526,34 @@ static void release(pg_store *st);
 static void resync_start(pg_store *st);
 
 /* b was answered whole: reported and freed, unless it is held. */
-static void resend(pg_store *st, batch *b, bool retry);
+enum { RS_LOST, RS_RETRY, RS_QUEUED };
+static void resend(pg_store *st, batch *b, int why);
+static void settle(pg_store *st, batch *b);
+
+/* The head waited behind a split part (PG_BATCH_RECORDS): its turn now. */
+static void kick(pg_store *st) {
+  batch *b = st->head;
+  if (!b || !b->queued || st->resync) return;
+  if (st->failed) { /* never sent: it fails as the batches before it */
+    b->queued = b->held = false;
+    snprintf(b->err, sizeof b->err, "the store failed earlier");
+    settle(st, b);
+    return;
+  }
+  resend(st, b, RS_QUEUED);
+}
 
 static void settle(pg_store *st, batch *b) {
   if (b->held) return;
   if (b->retry && !st->failed) {
-    resend(st, b, true);
+    resend(st, b, RS_RETRY);
     return;
   }
   take_head(st, b);
   batch_done(st, b);
   batch_free(b);
   if (st->closing && !st->head) release(st);
+  else kick(st);
 }
 
 static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
@@ -621,7 +640,7 @@ static int stmt_f(pg_store *st, batch *b, const char *sql, int n,
     }
   }
   b->nstmts++;
-  if (st->resync) {
+  if (st->resync || b->queued) {
     b->held = true;
     return 0;
   }
@@ -664,12 +683,13 @@ static uint64_t prev_serial(const pg_store *st, const batch *b) {
 
 /* Sends b's statements again (it did not commit): after a lost
  * connection, or (retry) after the server cancelled or refused it. */
-static void resend(pg_store *st, batch *b, bool retry) {
+static void resend(pg_store *st, batch *b, int why) {
   b->held = b->dup = b->fenced = b->lease_lost = b->retry = false;
+  b->queued = false;
   b->err[0] = '\0';
   b->unanswered = 1; /* held until every statement is queued */
-  if (retry) st->fencing.retried++;
-  else st->fencing.resent++;
+  if (why == RS_RETRY) st->fencing.retried++;
+  else if (why == RS_LOST) st->fencing.resent++;
   sstmt *f = b->nstmts > 1 ? &b->stmts[1] : NULL; /* the fence */
   int r = 0;
   if (f && f->n == 4) {
@@ -737,7 +757,7 @@ static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
   batch *nx;
   for (b = st->head; b && !st->resync; b = nx) {
     nx = b->next; /* resend may report b (nothing sent) */
-    if (b->held) resend(st, b, false);
+    if (b->held) resend(st, b, RS_LOST);
   }
 }
 
@@ -1071,29 +1091,28 @@ static void defer_failed(pg_store *st, batch *b, int rc, const char *why) {
   uv_timer_start(&st->later, on_later, 0, 0);
 }
 
-static void op_flush(mly_store *s) {
-  pg_store *st = ST(s);
-  if (st->buf.n == 0 && st->ndones == 0) return;
+/* A turn's records go in transactions of at most this many: a turn of
+ * 100,000 spawns is many transactions, each sent once the one before it
+ * was answered (the later ones are queued), so that a renewal of the
+ * lease, sent meanwhile, waits behind one part, never behind the whole
+ * turn (the renewal cannot go around it on a connection of its own:
+ * every batch's fence holds the node's row until it commits).  The
+ * turn's completions follow its last part. */
+#define PG_BATCH_RECORDS 2048
+
+/* A batch begun: in the list of those in flight, its BEGIN and fence
+ * queued (or kept, when it waits). */
+static batch *batch_open(pg_store *st, int *r) {
   batch *b = calloc(1, sizeof *b);
   if (!b) {
-    st->failed = MLY_ENOMEM;
-    return; /* completions stay queued; failed() says why */
+    *r = MLY_ENOMEM;
+    return NULL;
   }
   b->st = st;
-  b->dones = st->dones;
-  b->ndones = st->ndones;
-  st->dones = NULL;
-  st->ndones = st->dcap = 0;
-  if (st->failed || st->buf.oom) {
-    st->buf.n = 0;
-    st->buf.oom = false;
-    defer_failed(st, b, st->failed ? st->failed : MLY_ENOMEM,
-                 "the store failed earlier");
-    return;
-  }
   /* statements are queued on the connection at once; answers come in
    * order, so b is answered after every batch sent before it */
   b->unanswered = 1; /* held until every statement is queued */
+  b->queued = st->tail && (st->tail->split || st->tail->queued);
   if (st->tail) st->tail->next = b;
   else st->head = b;
   st->tail = b;
@@ -1103,21 +1122,16 @@ static void op_flush(mly_store *s) {
   char prev[24];
   i64s(prev, (int64_t)prev_serial(st, b));
   const char *fv[] = {st->pnode, st->pepoch, b->pserial, prev};
-  int r = stmt(st, b, "BEGIN", 0, NULL);
-  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2, $3, $4)", 4, fv);
-  for (size_t off = 0; r == 0 && off + JR_HDR <= st->buf.n;) {
-    uint32_t len = jr_le32(st->buf.p + off);
-    if (off + JR_HDR + len > st->buf.n) {
-      r = MLY_EBADMSG;
-      break;
-    }
-    r = put_record(st, b, st->buf.p + off + JR_HDR, len);
-    off += JR_HDR + len;
-  }
+  *r = stmt(st, b, "BEGIN", 0, NULL);
+  if (*r == 0) *r = stmt(st, b, "SELECT mealy.fence($1, $2, $3, $4)", 4, fv);
+  return b;
+}
+
+/* The batch's last statements (r < 0: it fails, rolled back). */
+static void batch_close(pg_store *st, batch *b, int r) {
   if (r == 0) r = group_send(st, b);
   else group_send_none(st);
   if (r == 0) r = stmt(st, b, "COMMIT", 0, NULL);
-  st->buf.n = 0;
   if (r < 0) {
     /* what was queued runs as an aborted transaction's tail or not at
      * all: the batch fails; the store with it */
@@ -1135,6 +1149,59 @@ static void op_flush(mly_store *s) {
     take_head(st, b);
     defer_failed(st, b, st->failed, "");
   }
+}
+
+static void op_flush(mly_store *s) {
+  pg_store *st = ST(s);
+  if (st->buf.n == 0 && st->ndones == 0) return;
+  jdone *dones = st->dones;
+  size_t ndones = st->ndones;
+  st->dones = NULL;
+  st->ndones = st->dcap = 0;
+  if (st->failed || st->buf.oom) {
+    batch *b = calloc(1, sizeof *b);
+    if (!b) {
+      st->failed = MLY_ENOMEM;
+      free(dones); /* cannot happen but at out of memory: failed says */
+      return;
+    }
+    b->st = st;
+    b->dones = dones;
+    b->ndones = ndones;
+    st->buf.n = 0;
+    st->buf.oom = false;
+    defer_failed(st, b, st->failed ? st->failed : MLY_ENOMEM,
+                 "the store failed earlier");
+    return;
+  }
+  int r = 0;
+  batch *b = batch_open(st, &r);
+  for (size_t off = 0; b && r == 0 && off + JR_HDR <= st->buf.n;) {
+    uint32_t len = jr_le32(st->buf.p + off);
+    if (off + JR_HDR + len > st->buf.n) {
+      r = MLY_EBADMSG;
+      break;
+    }
+    if (b->records >= PG_BATCH_RECORDS) { /* the next part */
+      b->split = true;
+      batch_close(st, b, 0);
+      b = batch_open(st, &r);
+      if (!b || r < 0) break;
+    }
+    r = put_record(st, b, st->buf.p + off + JR_HDR, len);
+    off += JR_HDR + len;
+  }
+  st->buf.n = 0;
+  if (!b) { /* out of memory between parts */
+    st->failed = r;
+    st->dones = dones; /* reported by the next flush, failed */
+    st->ndones = st->dcap = ndones;
+    group_send_none(st);
+    return;
+  }
+  b->dones = dones;
+  b->ndones = ndones;
+  batch_close(st, b, r);
 }
 
 /* Failed for good; or, while the lease is lost and the node not yet
