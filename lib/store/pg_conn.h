@@ -65,6 +65,18 @@ int mly_pg_query_ref(mly_pg *pg, const char *sql, int n,
 int mly_pg_listen(mly_pg *pg, const char *channel);
 void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg);
 
+/* Every connection, this one's and the blocking ones (pg_live.c,
+ * pg_store.c's registration), is made with connect_timeout 10 s and TCP
+ * keepalives (idle 10 s, every 5 s, 3 lost: gone) unless conninfo says
+ * otherwise; the asynchronous connect enforces connect_timeout itself
+ * (libpq does not there).  A blocking connection: */
+PGconn *mly_pg_connect_blocking(const char *conninfo);
+
+/* Queries sent and unanswered for ms with nothing read from the server
+ * meanwhile: the connection is taken as lost (a server or network gone
+ * silent).  0 (the default): never. */
+void mly_pg_set_stall(mly_pg *pg, uint64_t ms);
+
 /* cb runs each time a connection is made (the first and every one made
  * again), once its session statement and LISTENs are queued: a query it
  * sends goes after them (a store fetching what was notified while it was

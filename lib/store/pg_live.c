@@ -95,7 +95,7 @@ int mly_store_pg_live(const char *conninfo,
                       int (*cb)(const mly_live *, void *), void *arg,
                       char *err, size_t errlen) {
   if (conninfo == NULL || cb == NULL) return MLY_EINVAL;
-  PGconn *c = PQconnectdb(conninfo);
+  PGconn *c = mly_pg_connect_blocking(conninfo);
   if (c == NULL) return jr_errf(err, errlen, MLY_ENOMEM, "out of memory");
   int rc;
   if (PQstatus(c) != CONNECTION_OK) {

@@ -1763,7 +1763,7 @@ static bool ok(PGresult *r) {
 /* The private blocking connection, with the store's session settings
  * (lock_timeout, statement_timeout: a claim never waits forever either). */
 static PGconn *blocking_connect(pg_store *st) {
-  PGconn *c = PQconnectdb(st->conninfo);
+  PGconn *c = mly_pg_connect_blocking(st->conninfo);
   if (c && PQstatus(c) == CONNECTION_OK) PQclear(PQexec(c, st->session));
   return c;
 }
@@ -2053,6 +2053,12 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   if (rc == 0) rc = mly_pg_listen(st->pg, st->channel);
   if (rc == 0) mly_pg_on_notify(st->pg, on_notify, st);
   if (rc == 0) mly_pg_on_connect(st->pg, on_connect, st);
+  /* a connection the server stopped answering is lost (then made again):
+   * longer than any wait the server itself bounds, and than the lease */
+  uint64_t stall = st->o.lease_ms > st->o.lock_timeout_ms ? st->o.lease_ms
+                                                          : st->o.lock_timeout_ms;
+  if (st->o.statement_timeout_ms > stall) stall = st->o.statement_timeout_ms;
+  if (rc == 0) mly_pg_set_stall(st->pg, stall + 5000);
   if (rc < 0) {
     pg_mask_password(st->conninfo, err, errlen);
     if (st->pg) mly_pg_close(st->pg);
