@@ -87,5 +87,19 @@ out=$("$MEALY" store stat --store "host=/nonexistent/dir dbname=x" 2>&1); rc=$?
 check "no server: fails" test $rc = 1
 check "no server: says cannot connect" has "cannot connect" "$out"
 
+# a server that accepts and never answers: connect_timeout holds (the
+# tool ends, says why), for stat and init alike
+BH=$(mktemp -d)
+python3 -c 'import socket,sys,time
+s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(16); time.sleep(120)' \
+  "$BH/.s.PGSQL.5432" & BHP=$!
+for ((i = 0; i < 100; i++)); do [ -S "$BH/.s.PGSQL.5432" ] && break; sleep 0.1; done
+for a in stat init; do
+  out=$(timeout 60 "$MEALY" store $a --store "host=$BH dbname=x connect_timeout=2" 2>&1); rc=$?
+  check "silent server: $a fails (not killed by timeout)" test $rc = 1
+  check "silent server: $a says timeout expired" has "timeout expired" "$out"
+done
+kill $BHP; rm -rf "$BH"
+
 echo "$((checks - fails)) of $checks checks passed"
 [ "$fails" = 0 ]
