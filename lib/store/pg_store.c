@@ -1587,6 +1587,9 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
 
 static void claim(pg_store *st) {
   if (st->claiming || st->closing || st->failed || st->lost) return;
+  /* every row this node owns, read while parts of a turn wait unsent,
+   * would bring back instances those parts end: after them */
+  if (st->claim_unsure && st->tail && st->tail->queued) return;
   const char *v[] = {st->pnode, st->pepoch};
   st->claim_epoch = st->epoch;
   if (mly_pg_query(st->pg, st->claim_unsure ? SQL_ADOPT_MINE : SQL_ADOPT, 2,
