@@ -446,26 +446,14 @@ static char dir[64];
 static int report_fd = -1;
 static int inside; /* child: Step calls running now (threads) */
 
-static void append(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void append(const char *fmt, ...) {
-  char path[128], line[256];
-  snprintf(path, sizeof path, "%s/steps.log", dir);
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0 || write(fd, line, (size_t)n) != n) _exit(90);
-  close(fd);
-}
-
 static int act_step(mly_action_call *c, void *arg) {
   (void)arg;
-  if (__atomic_add_fetch(&inside, 1, __ATOMIC_SEQ_CST) > 1) append("OVER\n");
+  if (__atomic_add_fetch(&inside, 1, __ATOMIC_SEQ_CST) > 1)
+    fh_append(dir, "steps.log", "OVER\n");
   mly_value *ctx = mly_action_context(c);
   int64_t n = 0;
   mly_map_get_int(ctx, "n", &n);
-  append("%s %lld\n", mly_action_key(c), (long long)n);
+  fh_append(dir, "steps.log", "%s %lld\n", mly_action_key(c), (long long)n);
   usleep(300); /* widens the moments a kill finds it running */
   mly_map_set_int(ctx, "n", n + 1);
   __atomic_sub_fetch(&inside, 1, __ATOMIC_SEQ_CST);

@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash_util.h"
+
 #define COUNTERS 16
 #define PAIRS 4
 #define TARGET 600
@@ -40,11 +42,6 @@ static int failures;
 static unsigned long long seed;
 static char dir[] = "/tmp/mealy-crash.XXXXXX";
 
-static uint64_t chain(uint64_t h, uint64_t n) {
-  h ^= n + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  return h * 0xff51afd7ed558ccdull;
-}
-
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char *fmt, ...) {
   va_list ap;
@@ -54,13 +51,6 @@ static void fail(const char *fmt, ...) {
   fputc('\n', stderr);
   va_end(ap);
   if (++failures > 20) exit(1);
-}
-
-static uint64_t rng(void) {
-  seed ^= seed << 13;
-  seed ^= seed >> 7;
-  seed ^= seed << 17;
-  return seed;
 }
 
 static int kind_of(char k) { return k == 'c' ? 0 : k == 'p' ? 1 : k == 'q' ? 2 : -1; }
@@ -201,7 +191,8 @@ int main(int argc, char **argv) {
     perror("mkdtemp");
     return 1;
   }
-  for (int i = 0; i < TARGET; i++) hashes[i + 1] = chain(hashes[i], (uint64_t)i);
+  for (int i = 0; i < TARGET; i++)
+    hashes[i + 1] = crash_chain(hashes[i], (uint64_t)i);
   int kills = 0, generations = 0;
   for (int r = 0; r < rounds && failures == 0;) {
     /* a generation: from an empty directory until every machine is done */
@@ -209,7 +200,7 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 3; k++)
       for (int i = 0; i < COUNTERS; i++) best[k][i] = k < 1 || i < PAIRS ? 0 : -1;
     for (; r < rounds && failures == 0; r++) {
-      int st = run(argv[1], "run", (int)(rng() % 41), r);
+      int st = run(argv[1], "run", (int)(crash_rng(&seed) % 41), r);
       if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) kills++;
       else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) break; /* all done */
       else fail("round %d: the workload failed (status %d)", r, st);

@@ -29,6 +29,7 @@
 
 #include "mealy.h"
 #include "../store_param.h"
+#include "crash_util.h"
 
 #define COUNTERS 16
 #define PAIRS 4
@@ -43,11 +44,6 @@ static void report(const char *fmt, ...) {
   int n = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   if (write(3, line, (size_t)n) != n) _exit(9); /* the harness is gone */
-}
-
-static uint64_t chain(uint64_t h, uint64_t n) {
-  h ^= n + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  return h * 0xff51afd7ed558ccdull;
 }
 
 /* ---- counter ---- */
@@ -95,7 +91,7 @@ static int counter_run(mly_machine *m, void *data) {
   while (c->n < TARGET) {
     report("c %u %u %llu\n", c->idx, c->n, (unsigned long long)c->h);
     check_context(m, c);
-    c->h = chain(c->h, c->n);
+    c->h = crash_chain(c->h, c->n);
     c->n++;
     set_context(m, c);
     MLY_SLEEP_AT(m, counter_tick, c->h % 3 == 0 ? 1 : 0);

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash_util.h"
+
 #define N_ITEMS 24 /* as fan_workload.c */
 #define MAXJOBS 4096
 
@@ -47,13 +49,6 @@ static void fail(const char *fmt, ...) {
   fputc('\n', stderr);
   va_end(ap);
   failures++;
-}
-
-static uint64_t rng(void) {
-  seed ^= seed << 13;
-  seed ^= seed >> 7;
-  seed ^= seed << 17;
-  return seed;
 }
 
 static pid_t start(const char *workload, const char *mode, int arg) {
@@ -131,7 +126,7 @@ int main(int argc, char **argv) {
           dir);
   for (int r = 0; r < rounds; r++) {
     pid_t pid = start(argv[1], "run", r);
-    struct timespec ts = {0, (long)(rng() % 60) * 1000000L};
+    struct timespec ts = {0, (long)(crash_rng(&seed) % 60) * 1000000L};
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);
     int st;

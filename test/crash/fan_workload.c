@@ -39,18 +39,8 @@ static char out_dir[4096];
 
 static const char *yaml =
     "state_machines:\n"
-    "  - name: job\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: Start\n"
-    "        transitions:\n"
-    "          - {event: go, to: work}\n"
-    "      - name: work\n"
-    "        continuation: True\n"
-    "        action: Work\n"
-    "        transitions:\n"
-    "          - {event: done, to: join}\n"
+    FAN_Y_MACHINE("job")
+    FAN_Y_START("Start", "work") FAN_Y_WORK("Work", "")
     "      - name: join\n"
     "        fan_in: {count: 0}\n"
     "        action: Join\n"
@@ -71,8 +61,7 @@ static const char *yaml =
     "          - {event: ok, to: end}\n"
     "      - name: end\n"
     "        final: True\n"
-    "  - name: kid\n"
-    "    states:\n"
+    FAN_Y_MACHINE("kid")
     "      - name: start\n"
     "        initial: True\n"
     "        final: True\n"
