@@ -5,8 +5,9 @@
 # name clash stops the second's store); A is killed with SIGKILL and B
 # takes A's instances over once A's lease ran out: they answer through B
 # from the state they reached, and run to their end.  Then A's host is
-# started again within B's lease of a fresh restart, and takes B's over
-# after B is killed too (the quick systemd restart).
+# started again and takes B's over after B is killed too; last, the only
+# host is killed and started again at once, within its own lease (a quick
+# systemd restart): its instances come back to it.
 set -uo pipefail
 MEALY=$1
 C=${MLY_TEST_PG:?"!!! FAIL: MLY_TEST_PG is not set: this PostgreSQL suite DID NOT RUN"}
@@ -80,6 +81,15 @@ kill -9 "$B"; wait "$B" 2>/dev/null; B=""
 check "a takes d2 over, opened" poll 300 shows a d2 opened
 check "and e1, opened" poll 100 shows a e1 opened
 out=$(on a send e1 close 2>&1); check "e1 takes close through a" has ok "$out"
+check "no store stopped" test "$(cat "$T/a.err" "$T/b.err" | grep -c 'store stops')" = 0
+kill -9 "$A"; wait "$A" 2>/dev/null; A=""
+# the only host killed and started again at once (within its lease):
+# its own instances come back to it once the old lease ran out
+host a; A=$!
+check "host a up at once" poll 300 on a ls
+check "it gets d4 back" poll 300 shows a d4 closed
+check "and d2" poll 100 shows a d2 opened
+out=$(on a send d4 open 2>&1); check "d4 takes open" has ok "$out"
 check "no store stopped" test "$(cat "$T/a.err" "$T/b.err" | grep -c 'store stops')" = 0
 kill -TERM "$A"; wait "$A"; check "a stops cleanly" test $? = 0; A=""
 
