@@ -1099,6 +1099,20 @@ START_TEST(restarts_reuse_ranges) {
   ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), 70);
   ck_assert_int_eq(sql_int("SELECT count(DISTINCT id & 4294967295) FROM"
                            " mealy.instances"), 70);
+  /* rows of nodes gone for over an hour holding nothing are deleted at
+   * the next open; one gone a minute stays (it may come back) */
+  sql_exec("INSERT INTO mealy.nodes (host, pid, lease_until) VALUES"
+           " ('old', 1, now() - interval '2 hours'),"
+           " ('recent', 2, now() - interval '1 minute')");
+  int64_t nodes = sql_int("SELECT count(*) FROM mealy.nodes");
+  ck_assert_int_ge(nodes, 72);
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.nodes WHERE host ="
+                           " 'old'"), 0);
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.nodes WHERE host ="
+                           " 'recent'"), 1);
+  close_rt(rt);
 }
 END_TEST
 
