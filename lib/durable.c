@@ -603,7 +603,7 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
   rt->open_handles++; /* released by hook_closed */
 }
 
-bool durable_shared(const mly_runtime *rt) {
+bool mly_store_shared(const mly_runtime *rt) {
   return rt->dur != NULL && rt->dur->s->slot_hi != 0;
 }
 

@@ -322,9 +322,6 @@ void durable_dropped(mly_runtime *rt, mly_event *e);
 void durable_fail_all(mly_runtime *rt, int rc);
 void durable_flush(mly_runtime *rt);
 bool durable_paused(const mly_runtime *rt); /* a compaction waits */
-/* on a store many processes share (PostgreSQL): its names and rows are
- * the database's, not this process's alone */
-bool durable_shared(const mly_runtime *rt);
 void durable_suspend_all(mly_runtime *rt);
 void durable_close(mly_runtime *rt);
 void durable_post(mly_runtime *rt, mly_event *e);

@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "fsmrt.h"
-#include "../internal.h"
 
 /* A shared store's holder context: magic, hash, fsm_def_encode's bytes. */
 static const char HOLDER_MAGIC[8] = "fsmdef\001";
@@ -184,7 +183,7 @@ static int holder_store(fsm_rt *f, fsm_def_ent *e, const char *buf,
 
 /* Spawn the holder of a definition, unless one holds the name already. */
 static int def_store(fsm_rt *f, fsm_def_ent *e, const char *buf, size_t len) {
-  if (durable_shared(f->rt)) return holder_store(f, e, buf, len);
+  if (mly_store_shared(f->rt)) return holder_store(f, e, buf, len);
   char name[sizeof FSM_DEF_PREFIX + 2 * FSM_HASH_LEN];
   store_name(e->hash, name);
   mly_name_info ni;

@@ -2337,6 +2337,12 @@ bool mly_shutdown_requested(const mly_machine *m);
 #define MLY_PG_POLL_MIN_MS 10u
 #define MLY_PG_POLL_MAX_MS 3600000u
 
+/* true when rt's durable layer is on a store that several processes
+ * share (mly_store_postgres): a name, an instance row is the database's,
+ * not this process's alone.  false: a journal, or no durable layer.  It
+ * does not change once the layer is open. */
+bool mly_store_shared(const mly_runtime *rt);
+
 /* How a runtime's durable layer opens on PostgreSQL. */
 typedef struct mly_store_pg_options {
   const char *conninfo;   /* libpq connection string or postgresql://
