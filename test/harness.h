@@ -119,12 +119,28 @@ static inline void h_journal_open(mly_runtime *rt,
   ck_assert_msg(rc == 0, "journal open %s: %s", jo->dir, err);
 }
 
+/* A test of the journal's own figures or files (store_param.h, "Journal
+ * only"): added on the journal; on another store listed as "journal
+ * only: NAME" and counted, not run.  For loop tests, [s, e). */
+static inline void h_journal_only_add(TCase *tc, const TTest *t, int s,
+                                      int e) {
+  if (h_on_journal()) {
+    _tcase_add_test(tc, t, 0, 0, s, e);
+    return;
+  }
+  h_journal_only_n++;
+  h_journal_only_note(t->name, NULL);
+}
+#define h_tcase_add_journal_only(tc, t) h_journal_only_add(tc, t, 0, 1)
+#define h_tcase_add_loop_journal_only(tc, t, s, e) h_journal_only_add(tc, t, s, e)
+
 #define H_MAIN(suite_fn)                                                \
   int main(void) {                                                      \
     SRunner *sr = srunner_create(suite_fn());                           \
     srunner_run_all(sr, CK_NORMAL);                                     \
     int failed = srunner_ntests_failed(sr);                             \
     srunner_free(sr);                                                   \
+    failed += h_journal_only_summary();                                 \
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;                   \
   }
 

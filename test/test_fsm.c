@@ -1472,7 +1472,7 @@ static Suite *fsm_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, dispatch_order_memory);
   tcase_add_test(tc, dispatch_order_durable);
-  tcase_add_test(tc, journal_bytes_per_dispatch);
+  h_tcase_add_journal_only(tc, journal_bytes_per_dispatch);
   tcase_add_test(tc, failure_at_every_position);
   tcase_add_test(tc, permanent_at_every_position);
   tcase_add_test(tc, retry_delays);

@@ -216,7 +216,8 @@ int main(int argc, char **argv) {
   /* small segments and an eager compaction: the kills land in segment
    * switches and in compactions too, not only in ordinary batches */
   mly_journal_options o = {.dir = argv[1], .segment_bytes = 16 * 1024,
-                           .compact_min_bytes = 48 * 1024};
+                           .compact_min_bytes = 48 * 1024,
+                           .name_retention_ms = -1};
   int rc = h_durable_open(rt, &o, err, sizeof err);
   if (rc < 0) {
     fprintf(stderr, "crash_workload: %s\n", err);
@@ -224,10 +225,14 @@ int main(int argc, char **argv) {
   }
   mly_journal_stats st;
   mly_journal_stats_get(rt, &st);
-  /* an empty journal is a first start (or one whose first record was
-   * lost); one with records but nothing alive is all done */
-  if (st.recovered == 0 && st.parked == 0 && st.total_bytes == 0)
-    mly_spawn(rt, t_root, NULL, 0, NULL);
+  /* a store that knows no root is a first start (or one whose root's
+   * create was lost); one whose root lives or ended (its name is kept for
+   * good) is under way or all done: the same answer on every store */
+  mly_name_info ni;
+  if (mly_name_lookup(rt, "root", &ni) == MLY_ENOENT &&
+      mly_spawn_opts(rt, t_root, &(mly_spawn_options){.name = "root"},
+                     NULL) < 0)
+    report("BAD root not spawned\n");
   report("started %llu\n", (unsigned long long)st.recovered);
   rc = mly_runtime_run(rt);
   mly_runtime_close(rt);
