@@ -2405,10 +2405,15 @@ typedef struct mly_store_pg_options {
  * mly_journal_error answer for this store too; mly_journal_compact is
  * MLY_ENOSYS.
  *
- * Errors, with a sentence in err: MLY_EIO (cannot connect, no schema or
- * another version: the sentence says which command to run, the server
- * refused), MLY_ENOSPC (all 64 slot ranges are held), MLY_EEXIST (rt is
- * durable already), MLY_EBUSY (instances were spawned), MLY_ENOMEM. */
+ * Errors, with a sentence in err: MLY_EINVAL (rt, o or o->conninfo
+ * NULL), MLY_EIO (cannot connect, no schema or another version: the
+ * sentence says which command to run; the server refused: its words,
+ * e.g. "permission denied for schema mealy"), MLY_EBADMSG
+ * (mealy.schema_version is damaged: empty, NULL, not a version), MLY_ENOSPC
+ * (all 64 slot ranges are held), MLY_EEXIST (rt is durable already),
+ * MLY_EBUSY (instances were spawned), MLY_ENOMEM.  Server and libpq words
+ * in err and on stderr have their control characters escaped
+ * (mly_esc_str). */
 int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
                        char *err, size_t errlen);
 
@@ -2432,7 +2437,9 @@ typedef struct mly_store_pg_counts {
  * string, "host=/run/pg dbname=mealy" or "postgresql://..."). Each call
  * connects, works and disconnects; it blocks the calling thread (it runs
  * a private libuv loop), so call it from a tool, not from a running loop.
- * msg (msgsz bytes, may be NULL) receives a sentence on failure.
+ * msg (msgsz bytes, may be NULL) receives a sentence on failure (its
+ * server words escaped, mly_esc_str; never the password).  conninfo NULL,
+ * or st NULL for mly_store_pg_stat: MLY_EINVAL.
  *
  * mly_store_pg_init creates the schema (SQL schema "mealy") at
  * MLY_STORE_PG_VERSION in one transaction; on a database already at that
@@ -2445,7 +2452,9 @@ typedef struct mly_store_pg_counts {
  * words), MLY_ERANGE (the database's schema is newer than this code:
  * nothing changed), MLY_EEXIST (init on an older schema: migrate it),
  * MLY_ENOENT (migrate or stat on a database without the schema),
- * MLY_EBADMSG (the version table is damaged), MLY_ENOMEM.
+ * MLY_EBADMSG (mealy.schema_version is damaged: empty, more than one
+ * row, NULL, not a number, 0 or less: msg says what, and how to write
+ * the version back; nothing changed), MLY_ENOMEM.
  * mly_store_pg_stat fills *st; on MLY_ERANGE st->version is still set. */
 int mly_store_pg_init(const char *conninfo, int *from, char *msg,
                       size_t msgsz);
@@ -2460,7 +2469,8 @@ int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
  * READ ONLY transaction (a moment of the database; no node registered,
  * nothing owned, locked against the processes or changed), cb called
  * with each (pointers valid during the call only).  A non-zero return
- * of cb stops the walk and is returned.  MLY_EIO (cannot connect, the
+ * of cb stops the walk and is returned.  MLY_EINVAL (conninfo or cb
+ * NULL), MLY_EIO (cannot connect, the
  * server refused: err has its words, never the password), MLY_ENOENT
  * (no mealy schema), MLY_ERANGE (a schema newer than this code),
  * MLY_EBADMSG (a row that does not parse), MLY_ENOMEM.  Blocks. */
@@ -2471,7 +2481,8 @@ int mly_store_pg_live(const char *conninfo,
 /* conninfo as key=value pairs for a message or a listing, with its
  * password (and sslpassword, and any option libpq calls secret) shown
  * as *** ; "(a conninfo libpq cannot read)" when libpq cannot parse it.
- * Cut to fit len (NUL-terminated); returns out.  Messages of the store
+ * Cut to fit len (NUL-terminated); returns out (out NULL or len 0: out,
+ * untouched).  Messages of the store
  * and of `mealy store` never quote a password: a server's or libpq's
  * words that contain it have it replaced by ***. */
 char *mly_store_pg_conninfo_show(const char *conninfo, char *out,
@@ -2496,7 +2507,9 @@ char *mly_store_pg_conninfo_show(const char *conninfo, char *out,
  * (0 where a field was not given: the defaults) and answers whether a
  * store: was read; o->conninfo stays valid while sc lives.
  * mly_store_conf_where: the file store: was read from (line in *line),
- * or NULL.  A conf is used by one thread at a time. */
+ * or NULL.  mly_store_conf_get with sc or o NULL: false; a section made
+ * with sc NULL refuses a store: key (a message at its FILE:LINE:COL).
+ * A conf is used by one thread at a time. */
 typedef struct mly_store_conf mly_store_conf;
 mly_store_conf *mly_store_conf_new(void); /* NULL: out of memory */
 void mly_store_conf_free(mly_store_conf *sc); /* NULL is fine */

@@ -22,6 +22,7 @@
 
 #include "../jreplay.h"
 #include "pg_conn.h"
+#include "pg_schema.h"
 
 #define LIVE_FETCH 256
 
@@ -111,16 +112,33 @@ int mly_store_pg_live(const char *conninfo,
   PQclear(r);
   PQclear(PQexec(c, "SET LOCAL lock_timeout = 5000"));
   /* the schema: there, and one this code reads */
-  r = PQexec(c, "SELECT CASE WHEN to_regclass('mealy.schema_version') IS"
-                " NULL THEN 0 ELSE (SELECT version FROM"
-                " mealy.schema_version) END");
+  r = PQexec(c, "SELECT to_regclass('mealy.schema_version') IS NOT NULL");
   if (!ok(r) || PQntuples(r) != 1) {
     rc = fail(err, errlen, conninfo, "reading the schema's version", c, r,
               MLY_EIO);
     goto out;
   }
-  int v = atoi(PQgetvalue(r, 0, 0));
+  bool there = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
   PQclear(r);
+  int v = 0;
+  if (there) {
+    r = PQexec(c, "SELECT version FROM mealy.schema_version");
+    if (!ok(r)) {
+      rc = fail(err, errlen, conninfo, "reading the schema's version", c, r,
+                MLY_EIO);
+      goto out;
+    }
+    char why[400];
+    int n = PQntuples(r);
+    rc = pg_schema_version_check(n, n == 1 && PQgetisnull(r, 0, 0),
+                                 n == 1 ? PQgetvalue(r, 0, 0) : "", &v, why,
+                                 sizeof why);
+    PQclear(r);
+    if (rc < 0) {
+      rc = jr_errf(err, errlen, rc, "postgresql store: %s", why);
+      goto out;
+    }
+  }
   if (v == 0 || v > MLY_STORE_PG_VERSION || v < 2) {
     rc = jr_errf(err, errlen, v == 0 || v < 2 ? MLY_ENOENT : MLY_ERANGE,
                  v == 0 ? "postgresql store: the database has no mealy "

@@ -54,6 +54,7 @@
 #include "../hashtab.h"
 #include "../jreplay.h"
 #include "pg_conn.h"
+#include "pg_schema.h"
 #include "pg_store.h"
 
 /* An instance this node owns: the step it last appended. */
@@ -1548,9 +1549,19 @@ static int register_node(pg_store *st, PGconn *c, char *err, size_t errlen) {
   i64s(lease, st->o.lease_ms);
   PGresult *r = q(c, "SELECT version FROM mealy.schema_version", 0, NULL,
                   false);
-  if (!ok(r)) return db_err(err, errlen, "no mealy schema (run `mealy store init`)", c, r);
-  int v = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
+  if (!ok(r)) {
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool none = code && (!strcmp(code, "42P01") || !strcmp(code, "3F000"));
+    return db_err(err, errlen, none ? "no mealy schema (run `mealy store "
+                  "init`)" : "reading the schema's version", c, r);
+  }
+  char why[400];
+  int v = 0, rc = pg_schema_version_check(
+                 PQntuples(r), PQntuples(r) == 1 && PQgetisnull(r, 0, 0),
+                 PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "", &v,
+                 why, sizeof why);
   PQclear(r);
+  if (rc < 0) return jr_errf(err, errlen, rc, "postgresql store: %s", why);
   if (v != MLY_STORE_PG_VERSION)
     return jr_errf(err, errlen, MLY_EIO,
                    "postgresql store: the database's mealy schema is version "
