@@ -22,6 +22,7 @@
 
 #include "../jreplay.h"
 #include "pg_conn.h"
+#include "pg_rows.h"
 #include "pg_schema.h"
 
 #define LIVE_FETCH 256
@@ -41,17 +42,23 @@ static bool ok(PGresult *r) {
   return t == PGRES_TUPLES_OK || t == PGRES_COMMAND_OK;
 }
 
-static int64_t be64(const char *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | (unsigned char)p[i];
-  return (int64_t)v;
-}
-
 /* One row (id, parent, state, context, name; binary) to cb. */
 static int one(const PGresult *r, int i,
                int (*cb)(const mly_live *, void *), void *arg, char *err,
                size_t errlen) {
-  mly_id id = (mly_id)be64(PQgetvalue(r, i, 0));
+  int64_t sid, parent;
+  if (!pg_col_i64(r, i, 0, &sid) || !pg_col_i64(r, i, 1, &parent))
+    return jr_errf(err, errlen, MLY_EBADMSG, "postgresql store: a row of "
+                   "mealy.instances whose id or parent is not a number");
+  mly_id id = (mly_id)sid;
+  char why[512];
+  int crc = pg_inst_check(id, PQgetvalue(r, i, 2),
+                          (size_t)PQgetlength(r, i, 2),
+                          PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3),
+                          (size_t)PQgetlength(r, i, 3),
+                          PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4),
+                          (size_t)PQgetlength(r, i, 4), why, sizeof why);
+  if (crc < 0) return jr_errf(err, errlen, crc, "postgresql store: %s", why);
   jbuf b = {0};
   jb_array(&b, 12);
   jb_raw(&b, PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2));
@@ -83,7 +90,7 @@ static int one(const PGresult *r, int i,
     return jr_errf(err, errlen, rc, "instance %llu: its context does not "
                    "decode", (unsigned long long)id);
   }
-  mly_live l = {.id = id, .parent = (mly_id)be64(PQgetvalue(r, i, 1)),
+  mly_live l = {.id = id, .parent = (mly_id)parent,
                 .type = type, .point = point, .name = named ? name : NULL,
                 .data = st.data, .data_len = st.dlen, .context = ctx};
   rc = cb(&l, arg);
