@@ -382,10 +382,8 @@ int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
 static int context_fits(mly_runtime *rt, mly_type *t, const mly_value *v) {
   if (v == NULL || rt->dur == NULL || !(t->def.flags & MLY_TYPE_DURABLE))
     return 0;
-  size_t n = 0; /* counted, not encoded: put_state encodes it once */
-  return value_encoded_size(v, &n) != 0 ? MLY_EINVAL
-         : n + t->def.data_size + 4096 > JR_MAX_BODY ? MLY_ERANGE
-                                                     : 0;
+  /* counted, not encoded: put_state encodes it once */
+  return value_fits(v, JR_VALUE_MAX - t->def.data_size);
 }
 
 /* The name o asks for, checked and free, into buf. */

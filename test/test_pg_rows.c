@@ -246,8 +246,9 @@ static const damage damages[] = {
 };
 #define NDAMAGES (sizeof damages / sizeof *damages)
 
-/* The process under test: 0 ran, 2 refused at open (err on fd),
- * 3 its store stopped while running (the sentence on stderr). */
+/* The process under test: 0 ran with every instance, 2 refused at open
+ * (err on fd), 3 its store stopped while running (the sentence on
+ * stderr), 4 it ran but does not hold every instance. */
 static void victim(int fd) {
   mly_type *t[3];
   mly_runtime *rt = runtime(t);

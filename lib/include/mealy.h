@@ -376,7 +376,13 @@ int mly_event_id(mly_runtime *rt, const char *name, uint32_t *out);
 const char *mly_event_name(mly_runtime *rt, uint32_t id); /* NULL: none */
 
 /* Send from a machine's step, or from host code on the loop thread.
- * The payload is owned by the runtime from the call on (also on error). */
+ * The payload is owned by the runtime from the call on (also on error).
+ * An event for a durable instance (here, or in another process of a
+ * shared store) is written into a record: a payload whose encoding
+ * passes the record bound (64 MiB, less 4 KiB for the event's fields)
+ * is refused with MLY_ERANGE, one that does not encode (nested past
+ * MLY_VALUE_MAX_DEPTH) with MLY_EINVAL; nothing is sent and the step
+ * goes on (mly_reply and mly_post_durable too). */
 int mly_send(mly_machine *from, mly_id to, uint32_t id, mly_value *payload);
 int mly_runtime_send(mly_runtime *rt, mly_id to, uint32_t id,
                      mly_value *payload);
@@ -872,7 +878,10 @@ const char *mly_self_name(const mly_machine *m);
  *                 MLY_ESHUTDOWN: the runtime is stopping or closing (the
  *                 target may be back after the next open); a journal
  *                 error when its record was never written.
- * The target must be durable. */
+ * The target must be durable.  The call itself refuses, calling cb
+ * never, a payload past the record bound (MLY_ERANGE: 64 MiB encoded,
+ * as mly_send) or one that does not encode (MLY_EINVAL), on any thread,
+ * as it refuses a full queue (MLY_EAGAIN). */
 typedef void (*mly_post_cb)(mly_runtime *rt, int status, void *arg);
 int mly_post_durable(mly_runtime *rt, mly_id to, uint32_t id,
                      mly_value *payload, mly_post_cb cb, void *arg);
@@ -1153,6 +1162,8 @@ typedef struct mly_task_opts {
  * MLY_EEXIST a name held (see opts.exists); MLY_EINVAL a malformed
  * name, a priority outside the queue's levels, a bad target, a retry
  * policy with jitter past 1 or min_backoff past max_backoff;
+ * MLY_ERANGE a payload past the record bound (64 MiB encoded, as a
+ * context at spawn), MLY_EINVAL one that does not encode;
  * MLY_ESHUTDOWN the runtime is stopping; a journal error. */
 int mly_task_add(mly_runtime *rt, const mly_task_target *what,
                  mly_value *payload, const mly_task_opts *opts);
