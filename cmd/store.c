@@ -29,7 +29,10 @@ static void usage(FILE *f) {
           "this mealy's.  Exit status: 0 done, 1 failed, 2 bad usage.\n"
           "\n"
           "options:\n"
-          "  --store CONNINFO  the database (required)\n"
+          "  --store CONNINFO  the database (required, unless MEALY_STORE\n"
+          "                    in the environment holds it: argv is shown\n"
+          "                    by ps to every user, the environment is not)\n"
+          "  --bad             stat: list the rows that cannot be restored\n"
           "  --json            stat: one JSON object\n"
           "  -h, --help        this text\n",
           MLY_STORE_PG_VERSION);
@@ -94,12 +97,13 @@ int cmd_store(int argc, char **argv) {
     }
   }
   const char *bad = NULL;
+  conninfo = opt_store(conninfo);
   if (action == NULL) bad = "an ACTION is needed (init, migrate, stat)";
   else if (strcmp(action, "init") && strcmp(action, "migrate") &&
            strcmp(action, "stat"))
     bad = "unknown ACTION (init, migrate, stat)";
   else if (conninfo == NULL || conninfo[0] == '\0')
-    bad = "--store CONNINFO is needed";
+    bad = "--store CONNINFO (or MEALY_STORE in the environment) is needed";
   else if (json && strcmp(action, "stat"))
     bad = "--json goes with stat only";
   if (bad) {
