@@ -2489,6 +2489,24 @@ int mly_store_pg_live(const char *conninfo,
                       int (*cb)(const mly_live *, void *), void *arg,
                       char *err, size_t errlen);
 
+/* The rows of a PostgreSQL store that a process could not restore, for
+ * tools (`mealy store stat --bad`): every row of mealy.instances,
+ * mealy.events and mealy.tombstones is checked as an open or a claim
+ * reads it (an S record of its own id, a context that decodes, a name;
+ * an E record of its eid for its target; a tombstone's name and
+ * numbers), in one READ ONLY transaction as mly_store_pg_live, and cb is
+ * called with a sentence for each bad one: the row (table and key), what
+ * is wrong, and the way out (fix it, restore it, or DELETE it: the
+ * sentence gives the statement).  A process that meets such a row at
+ * open refuses to open (MLY_EBADMSG, err is that sentence), and one
+ * that meets it in a claim or a fetch stops its store (on_error, the
+ * sentence on stderr), so that nothing is run from a row read wrong.
+ * *nbad (may be NULL): how many.  A non-zero return of cb stops and is
+ * returned.  Errors as mly_store_pg_live.  Blocks. */
+int mly_store_pg_bad(const char *conninfo,
+                     int (*cb)(const char *row, void *arg), void *arg,
+                     uint64_t *nbad, char *err, size_t errlen);
+
 /* conninfo as key=value pairs for a message or a listing, with its
  * password (and sslpassword, and any option libpq calls secret) shown
  * as *** ; "(a conninfo libpq cannot read)" when libpq cannot parse it.

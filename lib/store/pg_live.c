@@ -99,10 +99,10 @@ static int one(const PGresult *r, int i,
   return rc;
 }
 
-int mly_store_pg_live(const char *conninfo,
-                      int (*cb)(const mly_live *, void *), void *arg,
-                      char *err, size_t errlen) {
-  if (conninfo == NULL || cb == NULL) return MLY_EINVAL;
+/* A private blocking connection in one READ ONLY transaction on a
+ * schema this code reads: *out, or an error (err says which). */
+static int begin_read(const char *conninfo, PGconn **out, char *err,
+                      size_t errlen) {
   PGconn *c = PQconnectdb(conninfo);
   if (c == NULL) return jr_errf(err, errlen, MLY_ENOMEM, "out of memory");
   int rc;
@@ -157,28 +157,143 @@ int mly_store_pg_live(const char *conninfo,
                            "is newer than this mealy's: use a newer mealy");
     goto out;
   }
-  r = PQexec(c, "DECLARE live BINARY NO SCROLL CURSOR FOR SELECT id, parent,"
-                " state, context, name FROM mealy.instances ORDER BY id");
-  if (!ok(r)) {
-    rc = fail(err, errlen, conninfo, "reading instances", c, r, MLY_EIO);
-    goto out;
-  }
+  *out = c;
+  return 0;
+out:
+  PQfinish(c); /* the transaction is rolled back: nothing was changed */
+  return rc;
+}
+
+/* Every row of sql (binary), LIVE_FETCH at a time, to row(); a non-zero
+ * answer stops the walk and is returned. */
+static int walk(PGconn *c, const char *conninfo, const char *what,
+                const char *sql,
+                int (*row)(const PGresult *, int, void *), void *arg,
+                char *err, size_t errlen) {
+  char q[512];
+  snprintf(q, sizeof q, "DECLARE w BINARY NO SCROLL CURSOR FOR %s", sql);
+  PGresult *r = PQexec(c, q);
+  if (!ok(r)) return fail(err, errlen, conninfo, what, c, r, MLY_EIO);
   PQclear(r);
-  rc = 0;
+  int rc = 0;
   for (;;) {
     char fetch[32];
-    snprintf(fetch, sizeof fetch, "FETCH %d FROM live", LIVE_FETCH);
+    snprintf(fetch, sizeof fetch, "FETCH %d FROM w", LIVE_FETCH);
     r = PQexec(c, fetch);
-    if (!ok(r)) {
-      rc = fail(err, errlen, conninfo, "reading instances", c, r, MLY_EIO);
-      goto out;
-    }
+    if (!ok(r)) return fail(err, errlen, conninfo, what, c, r, MLY_EIO);
     int n = PQntuples(r);
-    for (int i = 0; i < n && rc == 0; i++) rc = one(r, i, cb, arg, err, errlen);
+    for (int i = 0; i < n && rc == 0; i++) rc = row(r, i, arg);
     PQclear(r);
     if (rc != 0 || n < LIVE_FETCH) break;
   }
-out:
+  PQclear(PQexec(c, "CLOSE w"));
+  return rc;
+}
+
+typedef struct live_walk {
+  int (*cb)(const mly_live *, void *);
+  void *arg;
+  char *err;
+  size_t errlen;
+} live_walk;
+
+static int live_row(const PGresult *r, int i, void *p) {
+  live_walk *w = p;
+  return one(r, i, w->cb, w->arg, w->err, w->errlen);
+}
+
+int mly_store_pg_live(const char *conninfo,
+                      int (*cb)(const mly_live *, void *), void *arg,
+                      char *err, size_t errlen) {
+  if (conninfo == NULL || cb == NULL) return MLY_EINVAL;
+  PGconn *c = NULL;
+  int rc = begin_read(conninfo, &c, err, errlen);
+  if (rc < 0) return rc;
+  live_walk w = {cb, arg, err, errlen};
+  rc = walk(c, conninfo, "reading instances",
+            "SELECT id, parent, state, context, name FROM mealy.instances"
+            " ORDER BY id",
+            live_row, &w, err, errlen);
   PQfinish(c); /* the transaction is rolled back: nothing was changed */
+  return rc;
+}
+
+/* ---- the rows a process could not restore ---- */
+
+typedef struct bad_walk {
+  int (*cb)(const char *, void *);
+  void *arg;
+  uint64_t n;
+} bad_walk;
+
+static int said(bad_walk *w, int rc, const char *why) {
+  if (rc == MLY_ENOMEM) return rc;
+  if (rc == 0) return 0;
+  w->n++;
+  return w->cb(why, w->arg);
+}
+
+static int bad_inst(const PGresult *r, int i, void *p) {
+  int64_t id, x;
+  char why[600];
+  if (!pg_col_i64(r, i, 0, &id)) return 0; /* a primary key: never */
+  if (!pg_col_i64(r, i, 1, &x) || !pg_col_i64(r, i, 2, &x)) {
+    snprintf(why, sizeof why, "mealy.instances id %lld: its step or parent "
+             "is not a number", (long long)id);
+    return said(p, MLY_EBADMSG, why);
+  }
+  int rc = pg_inst_check((uint64_t)id, PQgetvalue(r, i, 3),
+                         (size_t)PQgetlength(r, i, 3),
+                         PQgetisnull(r, i, 4) ? NULL : PQgetvalue(r, i, 4),
+                         (size_t)PQgetlength(r, i, 4),
+                         PQgetisnull(r, i, 5) ? NULL : PQgetvalue(r, i, 5),
+                         (size_t)PQgetlength(r, i, 5), why, sizeof why);
+  return said(p, rc, why);
+}
+
+static int bad_event(const PGresult *r, int i, void *p) {
+  int64_t eid, target;
+  char why[600];
+  if (!pg_col_i64(r, i, 0, &eid)) return 0; /* a primary key: never */
+  if (!pg_col_i64(r, i, 1, &target)) {
+    snprintf(why, sizeof why, "mealy.events eid %lld: its target is not a "
+             "number", (long long)eid);
+    return said(p, MLY_EBADMSG, why);
+  }
+  int rc = pg_event_check((uint64_t)eid, (uint64_t)target,
+                          PQgetvalue(r, i, 2), (size_t)PQgetlength(r, i, 2),
+                          why, sizeof why);
+  return said(p, rc, why);
+}
+
+static int bad_tomb(const PGresult *r, int i, void *p) {
+  char why[600];
+  return said(p, pg_tomb_check(r, i, why, sizeof why), why);
+}
+
+int mly_store_pg_bad(const char *conninfo,
+                     int (*cb)(const char *row, void *arg), void *arg,
+                     uint64_t *nbad, char *err, size_t errlen) {
+  if (conninfo == NULL || cb == NULL) return MLY_EINVAL;
+  PGconn *c = NULL;
+  int rc = begin_read(conninfo, &c, err, errlen);
+  if (rc < 0) return rc;
+  bad_walk w = {cb, arg, 0};
+  rc = walk(c, conninfo, "reading instances",
+            "SELECT id, step, parent, state, context, name FROM"
+            " mealy.instances ORDER BY id",
+            bad_inst, &w, err, errlen);
+  if (rc == 0)
+    rc = walk(c, conninfo, "reading events",
+              "SELECT eid, target, body FROM mealy.events ORDER BY eid",
+              bad_event, &w, err, errlen);
+  if (rc == 0)
+    rc = walk(c, conninfo, "reading tombstones",
+              "SELECT name, id, status, ended_ms FROM mealy.tombstones"
+              " ORDER BY name",
+              bad_tomb, &w, err, errlen);
+  if (rc == MLY_ENOMEM) jr_errf(err, errlen, rc, "out of memory");
+  PQfinish(c);
+  if (nbad) *nbad = w.n;
   return rc;
 }
