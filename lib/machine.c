@@ -319,9 +319,9 @@ static int spawn(mly_runtime *rt, mly_type *t, mly_inst *parent,
   mly_inst *m = pool_get(t);
   if (m == NULL) return MLY_ENOMEM;
   memset(m, 0, t->inst_size);
-  if (slot_alloc(rt, m) < 0) {
+  if ((rc = slot_alloc(rt, m)) < 0) { /* MLY_ENOSPC: a range is full */
     pool_put(t, m);
-    return MLY_ENOMEM;
+    return rc;
   }
   if (len > 0) memcpy(m->data, arg, len);
   m->type = t;

@@ -289,7 +289,11 @@ mly_type *mly_type_find(mly_runtime *rt, const char *name);
  * are copied from arg (arg_len <= data_size).  It runs its first step on
  * the next loop turn.  Top-level instances have no parent; a machine
  * spawns children with mly_spawn_child.  Refused with MLY_ESHUTDOWN once
- * the runtime is stopping. */
+ * the runtime is stopping.  On a PostgreSQL store (mly_store_postgres)
+ * a process makes its instances, durable or not, in its slot range:
+ * 262,144 live at a time; the next is refused with MLY_ENOSPC (the range
+ * is full: end some, or spread the work over more processes).  Memory
+ * that cannot be had is MLY_ENOMEM. */
 int mly_spawn(mly_runtime *rt, mly_type *type, const void *arg,
               size_t arg_len, mly_id *out);
 int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
@@ -702,7 +706,9 @@ bool mly_runtime_durable(const mly_runtime *rt);
 /* 0, or the error that stopped the journal (fail-stop). */
 int mly_journal_error(const mly_runtime *rt);
 /* Rewrite the live set into a new segment and drop the old ones.  Runs
- * when nothing is in flight (at once, or after the current batch).
+ * when nothing is in flight (at once, or after the current batch).  On
+ * the PostgreSQL store: nothing to rewrite, 0 (the store's error once
+ * it stopped).
  * MLY_ESHUTDOWN once the runtime is stopping: the machines it suspended
  * are only in the journal then (no automatic compaction runs either). */
 int mly_journal_compact(mly_runtime *rt);
@@ -2413,8 +2419,9 @@ typedef struct mly_store_pg_options {
  * fails with MLY_ETIMEDOUT.  Any other failed commit stops the store
  * (fail-stop, as the journal: mly_journal_error).  Neither err nor
  * stderr ever quotes the conninfo's password.  mly_journal_stats_get and
- * mly_journal_error answer for this store too; mly_journal_compact is
- * MLY_ENOSYS.
+ * mly_journal_error answer for this store too; mly_journal_compact has
+ * nothing to rewrite (the database holds the live rows only): 0, counted
+ * in stats.compactions (README "PostgreSQL store").
  *
  * Errors, with a sentence in err: MLY_EINVAL (rt, o or o->conninfo
  * NULL), MLY_EIO (cannot connect, no schema or another version: the
