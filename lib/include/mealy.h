@@ -892,6 +892,18 @@ typedef void (*mly_post_cb)(mly_runtime *rt, int status, void *arg);
 int mly_post_durable(mly_runtime *rt, mly_id to, uint32_t id,
                      mly_value *payload, mly_post_cb cb, void *arg);
 
+/* A barrier on the durable store: cb runs once, on the loop thread,
+ * when everything written before the call (the create records of
+ * instances spawned, events sent, durable posts, steps) is committed
+ * (0), or with MLY_EUNKNOWN / another error as for mly_post_durable when
+ * the store stopped first.  So a host that spawned an instance answers
+ * its client only once the instance survives a crash (`mealy fsm start`
+ * does; on a PostgreSQL store a server that is away holds the answer
+ * until it is back, or give_up_ms).  0, or MLY_EINVAL (rt or cb NULL,
+ * no store open), MLY_EPERM (not the loop thread), the store's error
+ * (it stopped: cb is not called), MLY_ENOMEM. */
+int mly_durable_sync(mly_runtime *rt, mly_post_cb cb, void *arg);
+
 /* Offline access for tools (`mealy journal`): no runtime needed. */
 typedef struct mly_record {
   uint64_t seq;
