@@ -277,6 +277,23 @@ START_TEST(damaged_version) {
   sql_exec("INSERT INTO mealy.schema_version (one, version) VALUES"
            " (true, '4'), (false, '4')");
   damaged_is_refused("has 2 rows");
+  /* schema mealy without its version table: damaged, not "run init" */
+  sql_exec("DROP SCHEMA mealy CASCADE");
+  ck_assert_int_eq(mly_store_pg_init(db, NULL, msg, sizeof msg), 0);
+  sql_exec("DROP TABLE mealy.schema_version");
+  damaged_is_refused("without mealy.schema_version");
+  /* no schema at all: init makes it; opening says to run init */
+  sql_exec("DROP SCHEMA mealy CASCADE");
+  {
+    char err[512];
+    mly_runtime *rt = NULL;
+    ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+    mly_store_pg_options o = {.conninfo = db};
+    ck_assert_int_eq(mly_store_postgres(rt, &o, err, sizeof err), MLY_EIO);
+    ck_assert_msg(strstr(err, "mealy store init"), "%s", err);
+    mly_runtime_close(rt);
+  }
+  ck_assert_int_eq(mly_store_pg_init(db, NULL, msg, sizeof msg), 0);
   /* the advice works: write the version back, and it opens */
   sql_exec("DELETE FROM mealy.schema_version");
   sql_exec("DROP SCHEMA mealy CASCADE");

@@ -119,14 +119,21 @@ static int begin_read(const char *conninfo, PGconn **out, char *err,
   PQclear(r);
   PQclear(PQexec(c, "SET LOCAL lock_timeout = 5000"));
   /* the schema: there, and one this code reads */
-  r = PQexec(c, "SELECT to_regclass('mealy.schema_version') IS NOT NULL");
+  r = PQexec(c, "SELECT to_regclass('mealy.schema_version') IS NOT NULL,"
+                " to_regnamespace('mealy') IS NOT NULL");
   if (!ok(r) || PQntuples(r) != 1) {
     rc = fail(err, errlen, conninfo, "reading the schema's version", c, r,
               MLY_EIO);
     goto out;
   }
   bool there = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+  bool schema = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
   PQclear(r);
+  if (!there && schema) {
+    rc = jr_errf(err, errlen, MLY_EBADMSG, "postgresql store: %s",
+                 PG_SCHEMA_NO_VERSION);
+    goto out;
+  }
   int v = 0;
   if (there) {
     r = PQexec(c, "SELECT version FROM mealy.schema_version");

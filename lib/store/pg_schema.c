@@ -416,10 +416,12 @@ int pg_schema_version_check(int ntuples, bool null, const char *text,
 static int db_version(session *se, int *version) {
   sync_q s;
   int r = run(se, &s,
-              "SELECT to_regclass('mealy.schema_version') IS NOT NULL", 0,
-              NULL);
+              "SELECT to_regclass('mealy.schema_version') IS NOT NULL,"
+              " to_regnamespace('mealy') IS NOT NULL", 0, NULL);
   if (r < 0) return r;
   *version = 0;
+  if (strcmp(s.row[0], "t") != 0 && strcmp(s.row[1], "t") == 0)
+    return say(se, MLY_EBADMSG, "%s", PG_SCHEMA_NO_VERSION);
   if (strcmp(s.row[0], "t") != 0) return 0;
   if ((r = run(se, &s, "SELECT version FROM mealy.schema_version", 0,
                NULL)) < 0)

@@ -33,6 +33,12 @@ int pg_schema_version_check(int ntuples, bool null, const char *text,
   "INSERT INTO mealy.schema_version (version) VALUES (N)) and run "        \
   "`mealy store migrate`"
 
+/* Schema mealy without its version table: what to say. */
+#define PG_SCHEMA_NO_VERSION                                               \
+  "schema mealy is there without mealy.schema_version: the schema is "    \
+  "damaged: restore the database from a backup, or, if it holds nothing " \
+  "to keep, DROP SCHEMA mealy CASCADE and run `mealy store init`"
+
 /* The real chain: version N is mly_pg_migrations[0..N-1]. */
 extern const char *const *const mly_pg_migrations[];
 

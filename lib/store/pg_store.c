@@ -1582,8 +1582,19 @@ static int register_node(pg_store *st, PGconn *c, char *err, size_t errlen) {
   if (!ok(r)) {
     const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
     bool none = code && (!strcmp(code, "42P01") || !strcmp(code, "3F000"));
-    return db_err(err, errlen, none ? "no mealy schema (run `mealy store "
-                  "init`)" : "reading the schema's version", c, r);
+    if (none) { /* no table: is the schema there without it? */
+      PQclear(r);
+      r = q(c, "SELECT to_regnamespace('mealy') IS NOT NULL", 0, NULL, false);
+      bool schema = ok(r) && PQntuples(r) == 1 &&
+                    strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+      if (ok(r)) PQclear(r);
+      else return db_err(err, errlen, "reading the schema's version", c, r);
+      return schema ? jr_errf(err, errlen, MLY_EBADMSG,
+                              "postgresql store: %s", PG_SCHEMA_NO_VERSION)
+                    : jr_errf(err, errlen, MLY_EIO, "postgresql store: no "
+                              "mealy schema (run `mealy store init`)");
+    }
+    return db_err(err, errlen, "reading the schema's version", c, r);
   }
   char why[400];
   int v = 0, rc = pg_schema_version_check(
