@@ -308,6 +308,38 @@ START_TEST(damaged_version) {
 }
 END_TEST
 
+/* Issue 13 brk #15: a role that may not use schema mealy is told what
+ * the server said (permission denied), by every entry point, never "no
+ * mealy schema" nor "damaged". */
+START_TEST(permission_denied) {
+  char msg[512];
+  sql_exec("DROP SCHEMA IF EXISTS mealy CASCADE");
+  ck_assert_int_eq(mly_store_pg_init(db, NULL, msg, sizeof msg), 0);
+  PGconn *c = PQconnectdb(db);
+  PQclear(PQexec(c, "DROP ROLE IF EXISTS mly_nousage"));
+  PQclear(PQexec(c, "CREATE ROLE mly_nousage LOGIN"));
+  PQfinish(c);
+  char ci[1200];
+  snprintf(ci, sizeof ci, "%s user=mly_nousage", db);
+  int from;
+  mly_store_pg_counts st;
+  ck_assert_int_lt(mly_store_pg_stat(ci, &st, msg, sizeof msg), 0);
+  ck_assert_msg(strstr(msg, "permission denied"), "stat: %s", msg);
+  ck_assert_int_lt(mly_store_pg_migrate(ci, &from, msg, sizeof msg), 0);
+  ck_assert_msg(strstr(msg, "permission denied"), "migrate: %s", msg);
+  ck_assert_int_lt(mly_store_pg_live(ci, no_live, NULL, msg, sizeof msg), 0);
+  ck_assert_msg(strstr(msg, "permission denied"), "live: %s", msg);
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+  mly_store_pg_options o = {.conninfo = ci};
+  ck_assert_int_eq(mly_store_postgres(rt, &o, msg, sizeof msg), MLY_EIO);
+  ck_assert_msg(strstr(msg, "permission denied") &&
+                    !strstr(msg, "no mealy schema"),
+                "open: %s", msg);
+  mly_runtime_close(rt);
+}
+END_TEST
+
 /* Issue 13 brk #14: the tools and the open check their pointers as the
  * rest of mealy.h does (MLY_EINVAL, msg says which), never a crash. */
 START_TEST(null_args) {
@@ -420,6 +452,7 @@ int main(void) {
   tcase_add_test(tc, fence_order);
   tcase_add_test(tc, damaged_version);
   tcase_add_test(tc, null_args);
+  tcase_add_test(tc, permission_denied);
   tcase_add_test(tc, words_shown_safely);
   suite_add_tcase(s, tc);
   return run_suite(s);
