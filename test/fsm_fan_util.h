@@ -10,7 +10,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness.h"
 #include "mealy.h"
+
+/* Pieces of the YAML text the fan tests' machines repeat: a machine's
+ * head; a first state "start" calling `action`, on "go" to `to`; a
+ * continuation state "work" calling `action` (`more`: further keys),
+ * on "done" to "join". */
+#define FAN_Y_MACHINE(name) "  - name: " name "\n    states:\n"
+#define FAN_Y_START(action, to)             \
+  "      - name: start\n"                   \
+  "        initial: True\n"                 \
+  "        action: " action "\n"             \
+  "        transitions:\n"                  \
+  "          - {event: go, to: " to "}\n"
+#define FAN_Y_WORK(action, more)            \
+  "      - name: work\n"                    \
+  "        continuation: True\n"            \
+  "        action: " action "\n"             \
+  more                                      \
+  "        transitions:\n"                  \
+  "          - {event: done, to: join}\n"
 
 static void fan_util_err(const mly_conf_msg *msg, void *arg) {
   (void)arg;
@@ -33,21 +53,11 @@ static inline void fan_util_load(mly_runtime *rt, const char *path,
   }
 }
 
-static void fan_util_tick(uv_timer_t *t) { (void)t; }
-
-/* Turn the loop until done(arg) or `turns` turns went by; a 1 ms tick
- * keeps a turn from blocking for good when nothing else is due.
- * Returns done(arg). */
+/* Turn the loop until done(arg) or `turns` turns went by (H_UNTIL with
+ * a 1 ms tick).  Returns done(arg). */
 static inline int fan_util_run(mly_runtime *rt, int (*done)(void *),
                                void *arg, long turns) {
-  uv_loop_t *loop = mly_runtime_loop(rt);
-  uv_timer_t tick;
-  uv_timer_init(loop, &tick);
-  uv_timer_start(&tick, fan_util_tick, 1, 1);
-  for (long i = 0; i < turns && !done(arg); i++) uv_run(loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  return done(arg);
+  return H_UNTIL(rt, done(arg), turns, 1);
 }
 
 static int fan_util_count_live(const mly_info *i, void *arg) {

@@ -7,6 +7,8 @@
 #ifndef MLY_TEST_FSM_HELPERS_H
 #define MLY_TEST_FSM_HELPERS_H
 
+#include <fcntl.h>
+#include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -37,21 +39,12 @@ static inline void fh_add(mly_runtime *rt, const char *yaml) {
   mly_fsm_set_free(set);
 }
 
-static inline void fh_tick(uv_timer_t *t) { (void)t; }
-
-/* Run rt's loop until cond(arg) holds; fails after max_turns turns
- * (a 5 ms ticker keeps each turn short). */
+/* Run rt's loop until cond(rt, arg) holds; fails after max_turns turns
+ * (H_UNTIL with a 5 ms tick). */
 static inline void fh_until(mly_runtime *rt, bool (*cond)(mly_runtime *, void *),
                             void *arg, long max_turns) {
-  uv_timer_t tick;
-  uv_loop_t *loop = mly_runtime_loop(rt);
-  uv_timer_init(loop, &tick);
-  uv_timer_start(&tick, fh_tick, 5, 5);
-  long n = 0;
-  while (!cond(rt, arg) && n++ < max_turns) uv_run(loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(loop, UV_RUN_NOWAIT);
-  ck_assert_msg(cond(rt, arg), "condition not reached in %ld turns", max_turns);
+  ck_assert_msg(H_UNTIL(rt, cond(rt, arg), max_turns, 5),
+                "condition not reached in %ld turns", max_turns);
 }
 
 /* The instance `name` has ended. */
@@ -89,6 +82,27 @@ static inline bool fh_is_at(mly_runtime *rt, void *arg) {
   if (mly_fsm_info_get(rt, ni.id, &fi) < 0) return false;
   return strcmp(fi.phase, a->phase) == 0 &&
          (a->state == NULL || strcmp(fi.state, a->state) == 0);
+}
+
+/* Append one line (printf-style, at most 255 bytes) to DIR/FILE with
+ * one write, so that a crash child's record is whole or absent; a
+ * failure ends the child with status 90. */
+static inline void fh_append(const char *dir, const char *file,
+                             const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline void fh_append(const char *dir, const char *file,
+                             const char *fmt, ...) {
+  char path[4200], line[256];
+  if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path)
+    _exit(90);
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0 || n >= (int)sizeof line) _exit(90);
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, line, (size_t)n) != n) _exit(90);
+  close(fd);
 }
 
 /* A durable runtime on dir (made if needed). */

@@ -1,13 +1,16 @@
 /*
  * harness.h - what the check suites share: a runtime on its own loop,
- * run until nothing is left to do, a state directory of its own with a
- * journal on it, and a main() that runs one suite.
+ * run until nothing is left to do or until a condition holds (H_UNTIL,
+ * which the benchmarks and crash workloads use too: it asserts
+ * nothing), a state directory of its own with a journal on it, and a
+ * main() that runs one suite.
  */
 #ifndef MLY_TEST_HARNESS_H
 #define MLY_TEST_HARNESS_H
 
 #include <check.h>
 #include <ftw.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -56,28 +59,37 @@ static inline uint64_t h_stat_live(mly_runtime *rt) {
   return st.live;
 }
 
-/* Turns of the loop until cond holds, at most max of them.  Each turn
- * waits for something to happen (a commit on the threadpool, a post), at
- * most a tick of a timer that also keeps the loop polling: a machine that
- * is stuck fails the test instead of hanging it. */
-static uv_timer_t ticker __attribute__((unused));
-/* a suite may set it: called at every tick (e.g. to finish work that
- * reports "later") */
+/* a suite may set it: called at every tick of H_UNTIL (e.g. to finish
+ * work that reports "later") */
 static void (*h_tick_hook)(void) __attribute__((unused));
-static inline void tick_cb(uv_timer_t *t) {
+static inline void h_tick_cb(uv_timer_t *t) {
   (void)t;
   if (h_tick_hook) h_tick_hook();
 }
-#define RUN_UNTIL(rt, cond, max)                                         \
-  do {                                                                   \
+
+/* H_UNTIL(rt, cond, max, tick_ms): turns of rt's loop until cond holds,
+ * at most max of them; its value is whether cond holds.  Each turn waits
+ * for something to happen (a commit on the threadpool, a post), at most
+ * tick_ms of a timer that also keeps the loop polling: a machine that is
+ * stuck fails the caller instead of hanging it.  It asserts nothing, so
+ * the benchmarks and crash workloads use it too (GNU statement
+ * expression: cond is an expression, evaluated before every turn). */
+#define H_UNTIL(rt, cond, max, tick_ms)                                  \
+  ({                                                                     \
     uv_loop_t *l_ = mly_runtime_loop(rt);                                \
-    uv_timer_init(l_, &ticker);                                          \
-    uv_timer_start(&ticker, tick_cb, 2, 2);                              \
-    for (int i_ = 0; i_ < (max) && !(cond); i_++) uv_run(l_, UV_RUN_ONCE); \
-    uv_close((uv_handle_t *)&ticker, NULL);                              \
+    uv_timer_t t_;                                                       \
+    uv_timer_init(l_, &t_);                                              \
+    uv_timer_start(&t_, h_tick_cb, (tick_ms), (tick_ms));                \
+    for (long long i_ = 0; i_ < (max) && !(cond); i_++)                  \
+      uv_run(l_, UV_RUN_ONCE);                                           \
+    uv_close((uv_handle_t *)&t_, NULL);                                  \
     uv_run(l_, UV_RUN_NOWAIT);                                           \
-    ck_assert_msg(cond, "not reached: %s", #cond);                       \
-  } while (0)
+    (bool)(cond);                                                        \
+  })
+
+/* H_UNTIL with a 2 ms tick that fails the test if cond is not reached. */
+#define RUN_UNTIL(rt, cond, max) \
+  ck_assert_msg(H_UNTIL(rt, cond, max, 2), "not reached: %s", #cond)
 
 /* A state directory of its own, and its removal afterwards. */
 static inline int h_rm_one(const char *p, const struct stat *st, int flag,
@@ -107,12 +119,28 @@ static inline void h_journal_open(mly_runtime *rt,
   ck_assert_msg(rc == 0, "journal open %s: %s", jo->dir, err);
 }
 
+/* A test of the journal's own figures or files (store_param.h, "Journal
+ * only"): added on the journal; on another store listed as "journal
+ * only: NAME" and counted, not run.  For loop tests, [s, e). */
+static inline void h_journal_only_add(TCase *tc, const TTest *t, int s,
+                                      int e) {
+  if (h_on_journal()) {
+    _tcase_add_test(tc, t, 0, 0, s, e);
+    return;
+  }
+  h_journal_only_n++;
+  h_journal_only_note(t->name, NULL);
+}
+#define h_tcase_add_journal_only(tc, t) h_journal_only_add(tc, t, 0, 1)
+#define h_tcase_add_loop_journal_only(tc, t, s, e) h_journal_only_add(tc, t, s, e)
+
 #define H_MAIN(suite_fn)                                                \
   int main(void) {                                                      \
     SRunner *sr = srunner_create(suite_fn());                           \
     srunner_run_all(sr, CK_NORMAL);                                     \
     int failed = srunner_ntests_failed(sr);                             \
     srunner_free(sr);                                                   \
+    failed += h_journal_only_summary();                                 \
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;                   \
   }
 

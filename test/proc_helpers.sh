@@ -41,3 +41,54 @@ private_tmp() {
   HOST=""
   trap '[ -n "$HOST" ] && kill -9 "$HOST" 2>/dev/null; rm -rf "$T"' EXIT
 }
+
+# The store a shell suite's hosts run on: MLY_TEST_STORE, as for the C
+# suites (test/store_param.h).  store_args MEALY DIR sets the array
+# STORE_ARGS to the arguments of `mealy fsm run` that open it: on the
+# journal (the default) "--state-dir DIR"; on postgresql "--store
+# CONNINFO --lease MS" on a database of DIR's own in the private cluster
+# of test/pg/with_cluster.sh (MLY_TEST_PG; made and initialised the first
+# time; lease MLY_TEST_PG_LEASE_MS, default 3000: a restart after kill -9
+# waits for it, a loop busier than it evicts), so a restarted host
+# finds what the one before left there.  Another name fails the suite.
+# store_settle, before starting a host: on postgresql it waits (at most
+# 30 s) until no other process holds a lease in that database, as
+# store_param.h's open does: these suites run one host at a time, and a
+# restart after kill -9 means the one before is gone (a host that opens
+# while a killed one's lease still runs is the multi-process case, with
+# its own suites).
+store_name() { echo "${MLY_TEST_STORE:-journal}"; }
+store_args() {
+  local mealy=$1 dir=$2 db ci
+  case $(store_name) in
+  journal) STORE_ARGS=(--state-dir "$dir") ;;
+  postgresql)
+    ci=${MLY_TEST_PG:?"!!! FAIL: MLY_TEST_STORE=postgresql needs MLY_TEST_PG: run the suite through test/pg/with_cluster.sh"}
+    db=mly_$(printf '%s' "$dir" | md5sum | cut -c1-16)
+    if ! psql -X -q -t -A "$ci" -c "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+      psql -X -q "$ci" -c "CREATE DATABASE $db" >/dev/null &&
+        "$mealy" store init --store "$ci dbname=$db" >/dev/null ||
+        { echo "FAIL: cannot make the database $db"; exit 1; }
+    fi
+    STORE_ARGS=(--store "$ci dbname=$db" --lease "${MLY_TEST_PG_LEASE_MS:-3000}")
+    STORE_DB="$ci dbname=$db" ;;
+  *) echo "FAIL: MLY_TEST_STORE=$(store_name): no such store (journal, postgresql)"
+     exit 1 ;;
+  esac
+}
+store_settle() {
+  [ "$(store_name)" = postgresql ] || return 0
+  leases() {
+    [ "$(psql -X -q -t -A "$STORE_DB" -c "SELECT count(*) FROM mealy.nodes
+      WHERE taken_by IS NULL AND lease_until > clock_timestamp()")" = 0 ]
+  }
+  poll 300 leases || echo "store_settle: a lease still runs after 30 s"
+}
+# journal_only WHAT: a check of the journal's own figures or files, not
+# made on another store: true on the journal; elsewhere false, and the
+# output says "journal only: SECTION: WHAT" (never a quiet skip).
+journal_only() {
+  [ "$(store_name)" = journal ] && return 0
+  echo "journal only: ${C:-}: $1 (not checked on $(store_name))"
+  return 1
+}

@@ -298,10 +298,18 @@ START_TEST(t_large_contexts) {
   uint32_t blob = sizes[_i];
   fresh_dir();
   reset();
+  /* on PostgreSQL a step of 2 x 16 MiB is a COMMIT of seconds here, and
+   * the lease's renewal waits behind it on the connection: a lease
+   * shorter than the commit evicts (as it should); this test's are 30 s
+   * (it stops cleanly: a reopen does not wait for them) */
+  const char *lease = getenv("MLY_TEST_PG_LEASE_MS");
+  char *was = lease ? strdup(lease) : NULL;
+  setenv("MLY_TEST_PG_LEASE_MS", "30000", 1);
   mly_runtime *rt = open_acc(NULL);
   mly_id ids[2] = {spawn_acc(rt, 0, 3, blob, true),
                    spawn_acc(rt, 1, 4, blob, false)};
-  RUN_UNTIL(rt, done_n[0] == 3 && done_n[1] == 4, 1000);
+  /* turns, not time: a 16 MiB step is a ~1 s COMMIT on PostgreSQL */
+  RUN_UNTIL(rt, done_n[0] == 3 && done_n[1] == 4, 100000);
   check_all(rt, ids, 2);
   mly_runtime_close(rt);
   rt = open_acc(NULL);
@@ -310,15 +318,23 @@ START_TEST(t_large_contexts) {
   mly_journal_stats st;
   ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
   ck_assert_uint_eq(st.compactions, 1);
-  /* the snapshot holds both contexts whole, and not much more */
-  ck_assert_uint_ge(st.total_bytes, 2 * (uint64_t)blob);
-  ck_assert_uint_le(st.total_bytes, 2 * (uint64_t)blob + 4096);
+  /* the store holds both contexts whole, and not much more: the
+   * journal's snapshot, or the database's rows */
+  uint64_t held = st.total_bytes;
+  if (!h_on_journal())
+    held = (uint64_t)h_pg_count(dir, "SELECT coalesce(sum(octet_length("
+                                "context)), -1) FROM mealy.instances");
+  ck_assert_uint_ge(held, 2 * (uint64_t)blob);
+  ck_assert_uint_le(held, 2 * (uint64_t)blob + 4096);
   mly_runtime_close(rt);
   rt = open_acc(NULL);
   check_all(rt, ids, 2);
   ck_assert_uint_eq(mismatches, 0);
   stop_all(rt, ids, 2);
   mly_runtime_close(rt);
+  if (was) setenv("MLY_TEST_PG_LEASE_MS", was, 1);
+  else unsetenv("MLY_TEST_PG_LEASE_MS");
+  free(was);
   h_rmtree(dir);
 }
 END_TEST
@@ -404,7 +420,8 @@ START_TEST(t_compaction_keeps_contexts) {
   RUN_UNTIL(rt, all_done(rt, ids, 16, 50), 100000);
   mly_journal_stats st;
   ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
-  ck_assert_uint_gt(st.compactions, 0);
+  if (H_JOURNAL_FIGURE("automatic compactions ran"))
+    ck_assert_uint_gt(st.compactions, 0);
   ck_assert_int_eq(mly_journal_compact(rt), 0);
   mly_runtime_close(rt);
   rt = open_acc(&o);

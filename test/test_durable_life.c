@@ -920,11 +920,11 @@ static Suite *suite(void) {
   tcase_add_test(c, t_clean_stop_keeps_the_inbox);
   tcase_add_test(c, t_clean_stop_keeps_plain_posts);
   tcase_add_test(c, t_clean_stop_keeps_durable_children);
-  tcase_add_test(c, t_no_compaction_after_a_stop);
+  h_tcase_add_journal_only(c, t_no_compaction_after_a_stop);
   tcase_add_test(c, t_post_while_stopping);
-  tcase_add_test(c, t_post_sync_fails_unknown);
-  tcase_add_test(c, t_post_write_fails_not_accepted);
-  tcase_add_test(c, t_post_short_write_splits);
+  h_tcase_add_journal_only(c, t_post_sync_fails_unknown);
+  h_tcase_add_journal_only(c, t_post_write_fails_not_accepted);
+  h_tcase_add_journal_only(c, t_post_short_write_splits);
   tcase_add_test(c, t_lost_waits_end_with_elost);
   tcase_add_test(c, t_durable_child_wait_stands);
   tcase_add_test(c, t_point_without_code_is_parked);

@@ -11,6 +11,7 @@
 
 #include "fsm/interp.h"
 #include "fsm_helpers.h"
+#include "fsm_tri.h"
 
 /* ---- what the actions did ---- */
 
@@ -243,24 +244,10 @@ END_TEST
  * framing.  A 3-state machine whose action changes a ~100-byte context
  * every dispatch: under 560 bytes a dispatch, all included (instances'
  * creations, the definition holder, the last dispatches and the ENDs). */
-static int tri_steps;
-static int tri_step(mly_action_call *c, void *arg) {
-  (void)arg;
-  mly_value *ctx = mly_action_context(c);
-  int64_t n = 0;
-  mly_map_get_int(ctx, "n", &n);
-  mly_map_set_int(ctx, "n", ++n);
-  tri_steps++;
-  return mly_action_event(c, n >= 30 ? "done" : "next");
-}
-
+static tri_count tri;
 static bool tri_all_ended(mly_runtime *rt, void *arg) {
-  char name[32];
-  for (int i = 0; i < *(int *)arg; i++) {
-    snprintf(name, sizeof name, "tri-%d", i);
-    if (!fh_ended(rt, name)) return false;
-  }
-  return true;
+  (void)rt;
+  return tri.done == (uint64_t)*(int *)arg;
 }
 
 START_TEST(journal_bytes_per_dispatch) {
@@ -268,36 +255,17 @@ START_TEST(journal_bytes_per_dispatch) {
   reset();
   mkdir_tmp();
   mly_runtime *rt = fh_durable(tmpdir, reg);
-  ck_assert_int_eq(mly_action_register(rt, "Step", tri_step, NULL, 0), 0);
-  tri_steps = 0;
-  fh_add(rt, "state_machines:\n"
-             "- name: tri\n"
-             "  states:\n"
-             "  - {name: a, initial: True, action: Step,\n"
-             "     transitions: [{event: next, to: b}, {event: done, to: z}]}\n"
-             "  - {name: b, action: Step,\n"
-             "     transitions: [{event: next, to: c}, {event: done, to: z}]}\n"
-             "  - {name: c, action: Step,\n"
-             "     transitions: [{event: next, to: a}, {event: done, to: z}]}\n"
-             "  - {name: z, final: True}\n");
-  char pad[91];
-  memset(pad, 'x', sizeof pad - 1);
-  pad[sizeof pad - 1] = '\0';
-  for (int i = 0; i < n; i++) {
-    mly_value *c = mly_value_map();
-    mly_map_set_int(c, "n", 0);
-    mly_map_set_str(c, "pad", pad);
-    char name[32];
-    snprintf(name, sizeof name, "tri-%d", i);
-    start(rt, "tri", name, c);
-  }
+  tri = (tri_count){.target = 30};
+  ck_assert_int_eq(tri_register(rt, &tri), 0);
+  fh_add(rt, tri_yaml);
+  ck_assert_int_eq(tri_start(rt, "tri", (uint32_t)n, 90), 0);
   fh_until(rt, tri_all_ended, &n, 100000);
-  ck_assert_int_eq(tri_steps, 30 * n);
+  ck_assert_uint_eq(tri.steps, 30 * (uint64_t)n);
   mly_runtime_close(rt);
   mly_journal_info ji;
   char err[256];
   ck_assert_int_eq(mly_journal_info_get(tmpdir, &ji, err, sizeof err), 0);
-  uint64_t dispatches = (uint64_t)tri_steps + (uint64_t)n; /* + final */
+  uint64_t dispatches = tri.steps + (uint64_t)n; /* + final */
   ck_assert_msg(ji.bytes <= 560 * dispatches, "%llu bytes for %llu dispatches",
                 (unsigned long long)ji.bytes, (unsigned long long)dispatches);
   h_rmtree(tmpdir);
@@ -1504,7 +1472,7 @@ static Suite *fsm_suite(void) {
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, dispatch_order_memory);
   tcase_add_test(tc, dispatch_order_durable);
-  tcase_add_test(tc, journal_bytes_per_dispatch);
+  h_tcase_add_journal_only(tc, journal_bytes_per_dispatch);
   tcase_add_test(tc, failure_at_every_position);
   tcase_add_test(tc, permanent_at_every_position);
   tcase_add_test(tc, retry_delays);

@@ -26,20 +26,6 @@ static char dir[64];
 static int report_fd = -1; /* child: where to say things */
 static bool slow_blocks;   /* child: the blocking action blocks for good */
 
-static void append(const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void append(const char *file, const char *fmt, ...) {
-  char path[128], line[256];
-  snprintf(path, sizeof path, "%s/%s", dir, file);
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0 || write(fd, line, (size_t)n) != n) _exit(90);
-  close(fd);
-}
-
 static int act_go(mly_action_call *c, void *arg) {
   (void)arg;
   return mly_action_event(c, "go");
@@ -49,21 +35,22 @@ static int act_final(mly_action_call *c, void *arg) {
   (void)arg;
   int64_t i = -1;
   mly_map_get_int(mly_action_context(c), "i", &i);
-  append("final.log", "%s %s %lld\n", mly_action_key(c), mly_action_state(c),
-         (long long)i);
+  fh_append(dir, "final.log", "%s %s %lld\n", mly_action_key(c),
+            mly_action_state(c), (long long)i);
   return 0;
 }
 
 static int act_flaky(mly_action_call *c, void *arg) {
   (void)arg;
-  append("flaky.log", "%s %u\n", mly_action_key(c), mly_action_attempt(c));
+  fh_append(dir, "flaky.log", "%s %u\n", mly_action_key(c),
+            mly_action_attempt(c));
   if (mly_action_attempt(c) < 2) return mly_action_fail(c, false, "not yet");
   return mly_action_event(c, "go");
 }
 
 static int act_slow(mly_action_call *c, void *arg) {
   (void)arg;
-  append("slow.log", "%s\n", mly_action_key(c));
+  fh_append(dir, "slow.log", "%s\n", mly_action_key(c));
   while (slow_blocks) pause(); /* until the kill */
   return mly_action_event(c, "go");
 }
@@ -89,8 +76,8 @@ static int act_final_n(mly_action_call *c, void *arg) {
   int64_t i = -1, n = -1;
   mly_map_get_int(mly_action_context(c), "i", &i);
   mly_map_get_int(mly_action_context(c), "n", &n);
-  append("final.log", "%s %lld %lld\n", mly_action_key(c), (long long)i,
-         (long long)n);
+  fh_append(dir, "final.log", "%s %lld %lld\n", mly_action_key(c),
+            (long long)i, (long long)n);
   return 0;
 }
 
@@ -239,7 +226,7 @@ static void child_ticker(mly_runtime *rt) {
   if (started) return;
   started = true;
   uv_timer_init(mly_runtime_loop(rt), &t);
-  uv_timer_start(&t, fh_tick, 5, 5);
+  uv_timer_start(&t, h_tick_cb, 5, 5);
 }
 
 /* Turns of the child's loop until cond holds, at most 12000 (60 s):
@@ -388,9 +375,10 @@ static void mg_end(mly_runtime *rt) {
     bool old = strcmp(fi.hash, hex1) == 0, nw = strcmp(fi.hash, hex2) == 0;
     if (!(old || nw) || strcmp(fi.state, "w") != 0 ||
         strcmp(fi.phase, "wait") != 0) {
-      append("mg.log", "%d half %s %s %s\n", i, fi.hash, fi.state, fi.phase);
+      fh_append(dir, "mg.log", "%d half %s %s %s\n", i, fi.hash, fi.state,
+                fi.phase);
     } else {
-      append("mg.log", "%d %s\n", i, old ? "old" : "new");
+      fh_append(dir, "mg.log", "%d %s\n", i, old ? "old" : "new");
     }
     if (mly_fsm_send(rt, name, "on", NULL, NULL, NULL) < 0) _exit(97);
   }

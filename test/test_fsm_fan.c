@@ -254,125 +254,43 @@ static int a_dropped(mly_action_call *c, void *arg) {
   return 0;
 }
 
+/* The machines' repeated parts (fsm_fan_util.h has FAN_Y_MACHINE,
+ * FAN_Y_START and FAN_Y_WORK): a join whose action is Join, on "ok" to
+ * end, and end, final, calling Finish. */
+#define Y_JOIN_END(fan_in, more)        \
+  "      - name: join\n"                \
+  "        fan_in: " fan_in "\n"         \
+  more                                  \
+  "        action: Join\n"              \
+  "        transitions:\n"              \
+  "          - {event: ok, to: end}\n"  \
+  "      - name: end\n"                 \
+  "        final: True\n"               \
+  "        action: Finish\n"
+#define Y_GROUP_G "        fan_in_group: g\n"
+#define Y_DROPPED "        on_failure: dropped\n"
+
 static const char *yaml =
     "state_machines:\n"
-    "  - name: cont\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: Start\n"
-    "        transitions:\n"
-    "          - {event: go, to: work}\n"
-    "      - name: work\n"
-    "        continuation: True\n"
-    "        action: Work\n"
-    "        transitions:\n"
-    "          - {event: done, to: join}\n"
-    "      - name: join\n"
-    "        fan_in: {count: 0, tolerate: 2}\n"
-    "        action: Join\n"
-    "        transitions:\n"
-    "          - {event: ok, to: end}\n"
-    "      - name: end\n"
-    "        final: True\n"
-    "        action: Finish\n"
-    "  - name: contof\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: Start\n"
-    "        transitions:\n"
-    "          - {event: go, to: work}\n"
-    "      - name: work\n"
-    "        continuation: True\n"
-    "        action: Work\n"
-    "        on_failure: dropped\n"
-    "        transitions:\n"
-    "          - {event: done, to: join}\n"
-    "      - name: join\n"
-    "        fan_in: {count: 0, tolerate: 2}\n"
-    "        action: Join\n"
-    "        transitions:\n"
-    "          - {event: ok, to: end}\n"
-    "      - name: end\n"
-    "        final: True\n"
-    "        action: Finish\n"
+    FAN_Y_MACHINE("cont")
+    FAN_Y_START("Start", "work") FAN_Y_WORK("Work", "")
+    Y_JOIN_END("{count: 0, tolerate: 2}", "")
+    FAN_Y_MACHINE("contof")
+    FAN_Y_START("Start", "work") FAN_Y_WORK("Work", Y_DROPPED)
+    Y_JOIN_END("{count: 0, tolerate: 2}", "")
     "      - name: dropped\n"
     "        final: True\n"
-    "  - name: strict\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: Start\n"
-    "        transitions:\n"
-    "          - {event: go, to: work}\n"
-    "      - name: work\n"
-    "        continuation: True\n"
-    "        action: Work\n"
-    "        transitions:\n"
-    "          - {event: done, to: join}\n"
-    "      - name: join\n"
-    "        fan_in: {count: 0, tolerate: 1}\n"
-    "        action: Join\n"
-    "        transitions:\n"
-    "          - {event: ok, to: end}\n"
-    "      - name: end\n"
-    "        final: True\n"
-    "        action: Finish\n"
-    "  - name: grp\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: ForkGroups\n"
-    "        transitions:\n"
-    "          - {event: go, to: join}\n"
-    "      - name: join\n"
-    "        fan_in: {count: 4}\n"
-    "        fan_in_group: g\n"
-    "        action: Join\n"
-    "        transitions:\n"
-    "          - {event: ok, to: end}\n"
-    "      - name: end\n"
-    "        final: True\n"
-    "        action: Finish\n"
-    "  - name: pairs\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: ForkGroups\n"
-    "        transitions:\n"
-    "          - {event: go, to: join}\n"
-    "      - name: join\n"
-    "        fan_in: {count: 2}\n"
-    "        action: Join\n"
-    "        transitions:\n"
-    "          - {event: ok, to: end}\n"
-    "      - name: end\n"
-    "        final: True\n"
-    "        action: Finish\n"
-    "  - name: win\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: ForkGroups\n"
-    "        transitions:\n"
-    "          - {event: go, to: join}\n"
-    "      - name: join\n"
-    "        fan_in: 100ms\n"
-    "        fan_in_group: g\n"
-    "        action: Join\n"
-    "        transitions:\n"
-    "          - {event: ok, to: end}\n"
-    "      - name: end\n"
-    "        final: True\n"
-    "        action: Finish\n"
-    "  - name: two\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: ForkK\n"
-    "        transitions:\n"
-    "          - {event: go, to: join1}\n"
+    FAN_Y_MACHINE("strict")
+    FAN_Y_START("Start", "work") FAN_Y_WORK("Work", "")
+    Y_JOIN_END("{count: 0, tolerate: 1}", "")
+    FAN_Y_MACHINE("grp")
+    FAN_Y_START("ForkGroups", "join") Y_JOIN_END("{count: 4}", Y_GROUP_G)
+    FAN_Y_MACHINE("pairs")
+    FAN_Y_START("ForkGroups", "join") Y_JOIN_END("{count: 2}", "")
+    FAN_Y_MACHINE("win")
+    FAN_Y_START("ForkGroups", "join") Y_JOIN_END("100ms", Y_GROUP_G)
+    FAN_Y_MACHINE("two")
+    FAN_Y_START("ForkK", "join1")
     "      - name: join1\n"
     "        fan_in: {count: 3}\n"
     "        action: J1\n"
@@ -386,13 +304,8 @@ static const char *yaml =
     "      - name: end\n"
     "        final: True\n"
     "        action: Finish\n"
-    "  - name: forks\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: ForkK\n"
-    "        transitions:\n"
-    "          - {event: go, to: end}\n"
+    FAN_Y_MACHINE("forks")
+    FAN_Y_START("ForkK", "end")
     "      - name: end\n"
     "        final: True\n"
     "        action: Count\n"
@@ -405,24 +318,9 @@ static const char *yaml =
     "        initial: True\n"
     "        final: True\n"
     "        action: Spawner\n"
-    "  - name: rgrp\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: ForkList\n"
-    "        transitions:\n"
-    "          - {event: go, to: join}\n"
-    "      - name: join\n"
-    "        fan_in: {count: 3}\n"
-    "        fan_in_group: g\n"
-    "        action: Join\n"
-    "        transitions:\n"
-    "          - {event: ok, to: end}\n"
-    "      - name: end\n"
-    "        final: True\n"
-    "        action: Finish\n"
-    "  - name: later\n"
-    "    states:\n"
+    FAN_Y_MACHINE("rgrp")
+    FAN_Y_START("ForkList", "join") Y_JOIN_END("{count: 3}", Y_GROUP_G)
+    FAN_Y_MACHINE("later")
     "      - name: start\n"
     "        initial: True\n"
     "        final: True\n"
@@ -439,19 +337,11 @@ static const char *yaml =
     "        action: Lines\n"
     "        transitions:\n"
     "          - {event: done, to: join}\n"
-    "      - name: join\n"
-    "        fan_in: {count: 0}\n"
-    "        action: Join\n"
-    "        transitions:\n"
-    "          - {event: ok, to: end}\n"
-    "      - name: end\n"
-    "        final: True\n"
-    "        action: Finish\n"
+    Y_JOIN_END("{count: 0}", "")
     "      - name: dropped\n"
     "        final: True\n"
     "        action: Dropped\n"
-    "  - name: kid\n"
-    "    states:\n"
+    FAN_Y_MACHINE("kid")
     "      - name: start\n"
     "        initial: True\n"
     "        final: True\n"

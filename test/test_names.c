@@ -300,7 +300,8 @@ START_TEST(t_tombstones_across_restart_and_compaction) {
 
   now_ms = T0 + 11000; /* "a" is past the window, "b" is not */
   ck_assert_int_eq(mly_journal_compact(rt), 0);
-  ck_assert_int_eq(tombs_on_disk(), retention < 0 ? 2 : 1);
+  if (H_JOURNAL_FIGURE("tombstones in its files after a compaction"))
+    ck_assert_int_eq(tombs_on_disk(), retention < 0 ? 2 : 1);
   mly_runtime_close(rt);
   rt = rt_at(dir, retention, 1);
   if (retention < 0) {

@@ -90,7 +90,8 @@ typedef struct fixture {
   uv_loop_t loop;
   rpc_server *srv;
   srv_state st;
-  char dir[64], path[128];
+  char dir[64];
+  char path[sizeof ((struct sockaddr_un *)0)->sun_path]; /* a socket's */
   pthread_t th;
   volatile int done;
   uv_timer_t poll; /* ends the loop when the client thread is done */
@@ -101,7 +102,8 @@ static void start(fixture *f) {
   memset(f, 0, sizeof *f);
   snprintf(f->dir, sizeof f->dir, "/tmp/test_rpc.XXXXXX");
   ck_assert_ptr_nonnull(mkdtemp(f->dir));
-  snprintf(f->path, sizeof f->path, "%s/s.sock", f->dir);
+  ck_assert_int_lt(snprintf(f->path, sizeof f->path, "%s/s.sock", f->dir),
+                   (int)sizeof f->path);
   ck_assert_int_eq(uv_loop_init(&f->loop), 0);
   rpc_config cfg = {.loop = &f->loop, .path = f->path, .methods = methods,
                     .nmethods = sizeof methods / sizeof methods[0],
@@ -137,9 +139,11 @@ static void stop(fixture *f) {
 /* ---- a blocking client ---- */
 
 static int conn(const char *path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un a = {.sun_family = AF_UNIX};
-  snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+  size_t n = strlen(path);
+  if (n >= sizeof a.sun_path) abort(); /* a fixture's path always fits */
+  memcpy(a.sun_path, path, n + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) abort();
   return fd;
 }

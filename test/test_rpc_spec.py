@@ -22,8 +22,11 @@ its socket (rpc.c, the one server of every host):
     stops reading, then serves what waited) are all answered, in order;
   - clients that leave without reading do not take the server down;
   - many clients at once, each pipelining, each get their own answers.
-Prints one line per check; exits 1 if any failed.
+Prints one line per check; exits 1 if any failed.  The fsm host runs on
+the store MLY_TEST_STORE names (as store_args in proc_helpers.sh: the
+journal, or PostgreSQL through test/pg/with_cluster.sh: pg-rpc-spec-fsm).
 """
+import hashlib
 import os
 import random
 import shutil
@@ -45,6 +48,34 @@ def wait_for(pred):
     return svtest.poll(pred, tries=600, every=0.05)
 
 
+def store_args(mealy, state):
+    """The arguments of `mealy fsm run` for the store MLY_TEST_STORE names:
+    --state-dir STATE, or a database of STATE's own in the private cluster
+    (MLY_TEST_PG), made and initialised here.  Another name fails."""
+    store = os.environ.get("MLY_TEST_STORE") or "journal"
+    if store == "journal":
+        return ["--state-dir", state]
+    if store != "postgresql":
+        print(f"FAIL: MLY_TEST_STORE={store}: no such store (journal, "
+              "postgresql)")
+        sys.exit(1)
+    ci = os.environ.get("MLY_TEST_PG")
+    if not ci:
+        print("FAIL: MLY_TEST_STORE=postgresql needs MLY_TEST_PG: run the "
+              "suite through test/pg/with_cluster.sh")
+        sys.exit(1)
+    db = "mly_" + hashlib.md5(state.encode()).hexdigest()[:16]
+    subprocess.run(["psql", "-X", "-q", ci, "-c", f"CREATE DATABASE {db}"],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([mealy, "store", "init", "--store", f"{ci} dbname={db}"],
+                   check=True, stdout=subprocess.DEVNULL)
+    # the store's default lease: no host is killed here, and thousands of
+    # requests at once keep a sanitizer build's loop busy past a short one
+    # (its instances would leave it, as they should)
+    return ["--store", f"{ci} dbname={db}", "--lease",
+            os.environ.get("MLY_TEST_PG_LEASE_MS") or "10000"]
+
+
 def main():
     mealy = sys.argv[1]
     mode = sys.argv[2] if len(sys.argv) > 2 else "supervise"
@@ -63,7 +94,7 @@ def main():
         shutil.copy(sys.argv[3], lib)
         os.chmod(lib, 0o644)
         argv = [mealy, "fsm", "run", sys.argv[4], "--actions", lib,
-                "--state-dir", os.path.join(top, "state"), "-s", sock]
+                *store_args(mealy, os.path.join(top, "state")), "-s", sock]
         method, params, name_method = "ls", [{}], "show"
     srv = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
                            stderr=open(os.path.join(top, "err"), "w"))

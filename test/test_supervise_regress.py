@@ -50,6 +50,186 @@ stop_grace: 300ms
     check("supervise exits 0", sv.stop() == 0)
 
 
+# ---- a supervisor killed during its cgroup freeze leaves it frozen ----
+
+def cgroup_dir(pid):
+    """The cgroup v2 directory pid is in, or None."""
+    mnt = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if right.split(" ")[0] == "cgroup2" and left.split(" ")[3] == "/":
+                mnt = left.split(" ")[4]
+                break
+    try:
+        with open("/proc/%d/cgroup" % pid) as f:
+            rel = [l[3:].strip() for l in f if l.startswith("0::")]
+    except OSError:
+        return None
+    return mnt + rel[0] if mnt and rel else None
+
+
+def cg_read(d, name):
+    try:
+        with open(os.path.join(d, name)) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def beat(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return -1
+
+
+def case_left_frozen():
+    print("# case: a program's cgroup left frozen by a killed supervisor")
+    if not can_cgroup():
+        print("skip: needs root and cgroup v2")
+        return
+    name = "left-frozen"
+    state = os.path.join(TOP, name, "state")
+    # run: adopted at the next start; held: stopped by hand, its TERM
+    # ignored, so it is still stopping (kept down) when the supervisor dies
+    progs = {"run": """
+command: [sh, -c, "i=0; while :; do i=$((i+1)); echo $i > beat-run; sleep 0.05; done"]
+""", "held": """
+command: [sh, -c, "trap '' TERM; i=0; while :; do i=$((i+1)); echo $i > beat-held; sleep 0.05; done"]
+stop_grace: 1h
+"""}
+    sv = Sv(name, progs, extra="state_dir: %s\n" % state)
+    check("both run", poll(lambda: sv.field("run", "state") == "running" and
+                           sv.field("held", "state") == "running"))
+    if "cgroup v2" not in sv.logtext():
+        print("skip: this supervisor does not track with cgroups")
+        sv.stop(signal.SIGKILL)
+        return
+    pids = {p: sv.field(p, "pid") for p in progs}
+    sv.ctl("stop", "held")
+    check("held is stopping", poll(lambda: sv.field("held", "state")
+                                   in ("stopping", "stopped")))
+    sv.proc.kill()
+    sv.proc.wait()
+    dirs = {p: cgroup_dir(pids[p]) for p in progs}
+    check("each program has a cgroup of its own",
+          all(dirs.values()) and dirs["run"] != dirs["held"], str(dirs))
+    # what the killed supervisor left: frozen, as in its stop's freeze
+    for d in dirs.values():
+        with open(os.path.join(d, "cgroup.freeze"), "w") as f:
+            f.write("1")
+    check("both cgroups frozen by hand",
+          poll(lambda: all("frozen 1" in cg_read(d, "cgroup.events")
+                           for d in dirs.values())))
+    files = {p: os.path.join(sv.dir, "beat-" + p) for p in progs}
+    before = {p: beat(files[p]) for p in progs}
+    sv = Sv(name, progs, extra="state_dir: %s\n" % state)
+    check("run is adopted, same pid",
+          poll(lambda: sv.field("run", "state") == "running") and
+          sv.field("run", "pid") == pids["run"])
+    for p in progs:
+        check("%s's cgroup is thawed" % p,
+              poll(lambda: cg_read(dirs[p], "cgroup.freeze").strip() == "0"
+                   and "frozen 0" in cg_read(dirs[p], "cgroup.events")))
+        check("%s's processes run again (its beat goes on)" % p,
+              poll(lambda: beat(files[p]) > before[p] + 2))
+        check("the log says %s's cgroup was thawed" % p,
+              "program-%s was left frozen" % p in sv.logtext())
+    # held stays down, and the stop the killed run did not finish is done
+    # again: adopted, stopping (its TERM ignored: until its grace ends)
+    check("held is adopted to finish its stop",
+          poll(lambda: sv.field("held", "state") == "stopping") and
+          sv.field("held", "pid") == pids["held"] and
+          "kept down: stopping what the previous run left" in sv.logtext())
+    sv.ctl("signal", "KILL", "held")
+    check("held is stopped, its cgroup empty",
+          poll(lambda: sv.field("held", "state") == "stopped" and
+               "populated 0" in cg_read(dirs["held"], "cgroup.events")))
+    check("supervise exits 0", sv.stop() == 0)
+
+
+def case_kept_down_leftover():
+    print("# case (pgroup): killed while it stopped a program: the next run "
+          "finishes the stop")
+    name = "kept-down-pgroup"
+    state = os.path.join(TOP, name, "state")
+    progs = {"held": """
+command: [sh, -c, "trap '' TERM; while :; do sleep 0.05; done"]
+stop_grace: 1h
+"""}
+    extra = "state_dir: %s\ntracking: pgroup\n" % state
+    sv = Sv(name, progs, extra=extra)
+    check("it runs", poll(lambda: sv.field("held", "state") == "running"))
+    pid = sv.field("held", "pid")
+    sv.ctl("stop", "held")
+    check("it is stopping", poll(lambda: sv.field("held", "state")
+                                 == "stopping"))
+    sv.proc.kill()
+    sv.proc.wait()
+    check("its process outlives the supervisor", svtest.alive(pid))
+    sv = Sv(name, progs, extra=extra)
+    check("the next run adopts it to finish its stop",
+          poll(lambda: sv.field("held", "state") == "stopping") and
+          sv.field("held", "pid") == pid and
+          "kept down: stopping what the previous run left" in sv.logtext())
+    sv.ctl("signal", "KILL", "held")
+    check("stopped, its process gone",
+          poll(lambda: sv.field("held", "state") == "stopped" and
+               not svtest.alive(pid)))
+    check("supervise exits 0", sv.stop() == 0)
+
+
+# ---- a process that exec's from its TERM trap has the signal once ----
+
+CLEANUP = """import signal, time
+signal.signal(signal.SIGTERM,
+              lambda *a: open("got", "a").write("TERM\\n"))
+time.sleep(1.5)
+open("got", "a").write("done\\n")
+"""
+
+
+def case_exec_from_trap():
+    modes = ["pgroup"] + (["cgroup"] if can_cgroup() else [])
+    for mode in modes:
+        print("# case (%s): the stop signal's answer is an exec" % mode)
+        name = "exec-trap-" + mode
+        os.makedirs(os.path.join(TOP, name), exist_ok=True)
+        with open(os.path.join(TOP, name, "cleanup.py"), "w") as f:
+            f.write(CLEANUP)
+        # a member in a session of its own (outside the group: pgroup
+        # tracking signals it as an orphan), long there at the stop; its
+        # TERM trap execs its cleanup, which keeps the grace after the main
+        # process is gone, and must not have the signal a second time
+        with open(os.path.join(TOP, name, "member.sh"), "w") as f:
+            f.write("trap 'exec %s cleanup.py' TERM\n: > armed\n"
+                    "while :; do sleep 0.1; done\n" % PY)
+        sv = Sv(name, {"x": """
+command: [sh, -c, "setsid sh member.sh & wait"]
+stop_grace: 30s
+"""}, extra="tracking: %s\n" % mode)
+        armed = os.path.join(sv.dir, "armed")
+        check("it runs, its trap set",
+              poll(lambda: sv.field("x", "state") == "running" and
+                   os.path.exists(armed)))
+        # the member is old at the stop, not one that may be between
+        # fork and exec (started within 50 ms of it)
+        check("it has run a while",
+              poll(lambda: (sv.field("x", "uptime_ms") or 0) >= 500))
+        check("its tracking is %s" % mode,
+              ("process tracking: cgroup v2" in sv.logtext()) ==
+              (mode == "cgroup"))
+        sv.ctl("stop", "x")
+        check("stopped", poll(lambda: sv.field("x", "state") == "stopped"))
+        got = os.path.join(sv.dir, "got")
+        text = open(got).read() if os.path.exists(got) else ""
+        check("its cleanup ran to the end, the signal not sent again",
+              text == "done\n", repr(text))
+        check("supervise exits 0", sv.stop() == 0)
+
+
 # ---- F6: a reload that changes user: keeps the socket's old owner --------
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
@@ -208,6 +388,9 @@ command: [%s, -c, "%s"]
 
 
 CASES = {"killed_cgroup": case_killed_cgroup,
+         "left_frozen": case_left_frozen,
+         "kept_down_leftover": case_kept_down_leftover,
+         "exec_from_trap": case_exec_from_trap,
          "foreign_notify_dir": case_foreign_notify_dir,
          "barrier": case_barrier,
          "unknown_exit": case_unknown_exit,

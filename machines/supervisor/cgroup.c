@@ -237,6 +237,32 @@ const char *sv_cgroups_controllers(const sv_cgroups *g) {
   return g->controllers;
 }
 
+/* Whether dir's cgroup.freeze says frozen ("1"). */
+static bool freeze_set(const char *dir) {
+  char buf[8];
+  return read_at(dir, "cgroup.freeze", buf, sizeof buf) > 0 && buf[0] == '1';
+}
+
+int sv_cgroups_thaw_left(sv_cgroups *g,
+                         void (*thawed)(const char *name, int rc, void *arg),
+                         void *arg) {
+  DIR *d = opendir(g->path);
+  if (d == NULL) return -errno;
+  struct dirent *e;
+  int n = 0;
+  while ((e = readdir(d)) != NULL) {
+    char sub[PATH_MAX];
+    if (strncmp(e->d_name, "program-", 8) != 0 ||
+        join(sub, sizeof sub, g->path, e->d_name) < 0 || !freeze_set(sub))
+      continue;
+    int rc = write_at(sub, "cgroup.freeze", "0");
+    n++;
+    if (thawed) thawed(e->d_name, rc, arg);
+  }
+  closedir(d);
+  return n;
+}
+
 /* Programs' cgroups this run did not use (left by a previous run, a
  * program kept down since) go too, when empty; rmdir refuses others. */
 static void remove_empty_programs(const char *path) {

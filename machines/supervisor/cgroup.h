@@ -31,6 +31,15 @@ const char *sv_cgroups_path(const sv_cgroups *g);
 unsigned sv_cgroups_limits(const sv_cgroups *g);
 /* The controllers the programs' cgroups have, e.g. "cpu memory pids". */
 const char *sv_cgroups_controllers(const sv_cgroups *g);
+/* Thaws every program's cgroup found frozen in the subtree: a
+ * supervisor killed while it signalled one (sv_cg_freeze, at most
+ * 200 ms) left it frozen, and whatever runs in it would stay so (even
+ * of a program kept down, never opened again).  thawed(name, rc, arg)
+ * is called for each one found frozen: name its leaf ("program-NAME"),
+ * rc 0 or why the thaw failed.  Returns how many were found frozen. */
+int sv_cgroups_thaw_left(sv_cgroups *g,
+                         void (*thawed)(const char *name, int rc, void *arg),
+                         void *arg);
 /* Removes the subtree if it was made here (its cgroups must be empty). */
 void sv_cgroups_close(sv_cgroups *g);
 

@@ -296,7 +296,13 @@ static bool adopt(mly_machine *m, coproc *c) {
   sv_notify_prepare(p, NULL, 0); /* the same path: its WATCHDOG=1 arrive */
   sv_logf(p->sv, p->name, "adopted pid %d, left running by the previous run",
           pid);
-  if (p->sv->cfg->orphans == SV_ORPHANS_STOP) {
+  if (p->adopt_to_stop) { /* kept down: its stop was cut short */
+    p->adopt_to_stop = false;
+    sv_logf(p->sv, p->name, "kept down: stopping what the previous run "
+            "left of it");
+    c->stop = true;
+    p->want_up = false;
+  } else if (p->sv->cfg->orphans == SV_ORPHANS_STOP) {
     sv_logf(p->sv, p->name, "orphans: stop: stopping it, to start afresh");
     c->stop = true;
     c->again = true;

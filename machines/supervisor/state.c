@@ -12,7 +12,8 @@
  * and the same start time in /proc, so a reused pid is never taken for
  * it) is adopted: watched through a pidfd, not started a second time; or,
  * with `orphans: stop`, adopted, stopped, and started afresh.  A program
- * held down stays down.  A saved program no longer in the configuration
+ * held down stays down; if its child is still alive (the previous run
+ * died during its stop), it is adopted and the stop is done again.  A saved program no longer in the configuration
  * has its leftover child killed.  A clean shutdown ends every record, so
  * the next start is a fresh one.
  *
@@ -128,6 +129,14 @@ void sv_state_attach(sv *s, sv_proc *p) {
       p->launched = true; /* down by hand or fatal: it stays down */
       sv_logf(s, p->name, "kept down, as before the restart%s",
               d->fatal ? " (fatal)" : "");
+      /* the previous run died while it stopped it: what is left of it is
+       * adopted, to finish that stop (the stop signal, the grace) */
+      if (d->pid > 0 && alive_as(d->pid, d->start_time)) {
+        p->adopt_pid = d->pid;
+        p->adopt_start = d->start_time;
+        p->adopt_to_stop = true;
+        p->want_up = true;
+      }
     } else if (d->pid > 0 && alive_as(d->pid, d->start_time)) {
       p->adopt_pid = d->pid;
       p->adopt_start = d->start_time;

@@ -85,6 +85,8 @@ typedef struct sv_proc {
   uint64_t start_time;    /* of pid, from /proc: pid reuse is told apart */
   int adopt_pid;          /* a child left by the previous run, to adopt */
   uint64_t adopt_start;
+  bool adopt_to_stop;     /* kept down, its child alive: the previous run
+                             died stopping it; adopted to finish the stop */
   unsigned char saved[SV_SAVED_MAX]; /* what the record holds */
   bool saved_once;
   sv_logpipe *notify;     /* readiness pipe of the current child; the pipe
@@ -282,8 +284,10 @@ bool sv_tree_empty(sv_proc *p);          /* child reaped, nothing left */
 int sv_tree_signal(sv_proc *p, int sig); /* every process of it */
 /* While the rest drains, the stop signal and SIGCONT to those of its
  * processes that were there at the stop and have not had it: orphans
- * that were outside its group (pgroup); any that exec'd since having it
- * (it may have been lost).  Never to one started after the stop. */
+ * that were outside its group (pgroup); any started just before the
+ * stop that exec'd since having it (it may have been lost between fork
+ * and exec; an older one's exec is its answer).  Never to one started
+ * after the stop. */
 void sv_tree_signal_new(sv_proc *p);
 size_t sv_tree_pids(sv_proc *p, int *pids, size_t max);
 void sv_tree_drain(sv_proc *p, bool on); /* SV_EV_TREE when it changes */

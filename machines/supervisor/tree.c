@@ -22,7 +22,8 @@
  * after that (its cleanup) does not get it: it keeps the rest of the
  * grace.  Only processes that were there at the stop and escaped the
  * signal are given it while the rest drains: orphaned since from outside
- * the group, or exec'd since (it may have been lost in the exec).
+ * the group, or exec'd since when it was started just before the stop
+ * (between fork and exec, it may have been lost in the exec).
  *
  * Each spawn is one instance, numbered; the marker MEALY_PROGRAM names it
  * in both ways (a program can read its own name there).
@@ -42,6 +43,19 @@
 #include "sv.h"
 
 /* ---- the choice, at start ---- */
+
+/* A previous run killed while it signalled a program (its cgroup frozen
+ * for at most 200 ms) left that cgroup frozen: it is thawed at start,
+ * whether the program is adopted, started anew or kept down. */
+static void said_thawed(const char *name, int rc, void *arg) {
+  sv *s = arg;
+  if (rc == 0)
+    sv_logf(s, "mealy", "cgroup %s was left frozen (a previous run killed "
+            "while it signalled it): thawed", name);
+  else
+    sv_logf(s, "mealy", "cgroup %s was left frozen and cannot be thawed: %s",
+            name, mly_strerror(rc));
+}
 
 int sv_tree_setup(sv *s, const char *state_dir) {
   char why[PATH_MAX + 256], id[32];
@@ -75,6 +89,7 @@ int sv_tree_setup(sv *s, const char *state_dir) {
   sv_logf(s, "mealy", "process tracking: cgroup v2, one cgroup per program "
           "under %s (controllers: %s)", sv_cgroups_path(s->cgroups),
           *ctl ? ctl : "none");
+  sv_cgroups_thaw_left(s->cgroups, said_thawed, s);
   return 0;
 }
 
@@ -232,9 +247,26 @@ static void comm_of(int pid, char *out, size_t len) {
   out[n > 0 ? n : 0] = '\0';
 }
 
-/* Whether pid is to get the stop signal now: not yet, or it has exec'd
- * since (a shell's child between fork and exec catches the signal with
- * the shell's handler, and the exec forgets it). */
+/* A process started at most this many clock ticks (10 ms each) before
+ * the stop may have been between its fork and its exec when it had the
+ * signal. */
+#define FORK_EXEC_TICKS 5
+
+/* Whether pid was started so shortly before the stop that it may have
+ * had the signal between fork and exec. */
+static bool young_at_stop(const sv_proc *p, int pid) {
+  uint64_t t;
+  return p->stop_tick && mly_process_start_time(pid, &t) == 0 &&
+         t + FORK_EXEC_TICKS >= p->stop_tick;
+}
+
+/* Whether pid is to get the stop signal now: not yet; or it has exec'd
+ * since and was started just before the stop (a shell's child between
+ * fork and exec catches the signal with the shell's handler, and the
+ * exec forgets it).  One that was there longer had the signal for good:
+ * if it exec'd since, that exec was its answer (a TERM trap that execs
+ * its cleanup), which keeps the grace, as under systemd or s6, which
+ * signal each process once. */
 static bool note_signalled(sv_proc *p, int pid) {
   char comm[16];
   comm_of(pid, comm, sizeof comm);
@@ -242,7 +274,7 @@ static bool note_signalled(sv_proc *p, int pid) {
     if (p->signalled[i].pid == pid) {
       if (strcmp(p->signalled[i].comm, comm) == 0) return false;
       memcpy(p->signalled[i].comm, comm, sizeof comm);
-      return true;
+      return young_at_stop(p, pid);
     }
   if (p->nsignalled < sizeof p->signalled / sizeof p->signalled[0]) {
     p->signalled[p->nsignalled].pid = pid;
@@ -308,9 +340,10 @@ static void cg_signal_all(sv_proc *p, int sig) {
 }
 
 /* While the rest drains: a process that had the stop signal at the
- * instant and has exec'd since (a shell's child between fork and exec
- * caught it with the shell's handler, and the exec forgot it) has it
- * again.  Never one that was not there at the instant. */
+ * instant, just after its start, and has exec'd since (a shell's child
+ * between fork and exec caught it with the shell's handler, and the
+ * exec forgot it) has it again (note_signalled).  Never one that was not
+ * there at the instant. */
 static void cg_signal_execd(sv_proc *p, int sig) {
   for (size_t i = 0; i < p->nsignalled; i++) {
     int pid = p->signalled[i].pid;

@@ -14,11 +14,18 @@
  *     step (100 bytes: 10,000 machines; 64 KiB: 200 machines), and a
  *     64 KiB one that every step looks at but leaves as it was: steps
  *     per second and journal bytes per step;
- *  3. recovery: 1,000,000 live instances written, the runtime closed,
- *     and the time to open the journal again until every instance is
- *     back and ready; how long compacting them takes (the loop pauses);
- *     then the reopening again, from the compacted journal.
+ *  3. recovery: 1,000,000 live instances (BENCH_RECOVERY_N) written,
+ *     the runtime closed, and the time to open the journal again until
+ *     every instance is back and ready; how long compacting them takes
+ *     (the loop pauses); then the reopening again, from the compacted
+ *     journal.
  * Lines: BENCH <name> <value> <unit>.
+ *
+ * The store is a parameter, as for the tests (MLY_TEST_STORE,
+ * store_param.h): `MLY_TEST_STORE=postgresql bash
+ * test/pg/with_cluster.sh build/test/bench/bench_durable` runs the same
+ * parts on PostgreSQL (names ending in _postgresql; the raw fdatasync
+ * yardstick and the journal's files and compaction are journal only).
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -32,11 +39,17 @@
 static double now_s(void) { return (double)uv_hrtime() / 1e9; }
 
 static char dir[4096];
+/* the store (MLY_TEST_STORE, store_param.h): on PostgreSQL every name
+ * ends in _postgresql, "journal bytes" are the records' bytes handed to
+ * the store, and what measures the journal's disk and files is left out
+ * (said as "journal only: ...") */
+static bool on_pg;
+static const char *sfx = "", *bytes_name = "journal_bytes";
 
 static void wipe(void) {
   char cmd[4200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  if (system(cmd) != 0) {
+  if (system(cmd) != 0 || h_store_wipe(dir) < 0) {
     fprintf(stderr, "cannot remove %s\n", dir);
     exit(1);
   }
@@ -130,11 +143,12 @@ static void group_commit(void) {
   mly_journal_stats js;
   mly_journal_stats_get(rt, &js);
   double total = (double)machines * steps;
-  printf("BENCH durable_steps_always_10k %.0f steps/s\n", total / dt);
-  printf("BENCH durable_syncs_10k %llu fdatasyncs\n", (unsigned long long)js.syncs);
-  printf("BENCH durable_steps_per_sync_10k %.0f steps\n",
+  printf("BENCH durable_steps_always_10k%s %.0f steps/s\n", sfx, total / dt);
+  printf("BENCH durable_syncs_10k%s %llu %s\n", sfx,
+         (unsigned long long)js.syncs, on_pg ? "commits" : "fdatasyncs");
+  printf("BENCH durable_steps_per_sync_10k%s %.0f steps\n", sfx,
          total / (double)(js.syncs ? js.syncs : 1));
-  printf("BENCH journal_bytes_per_step %.1f bytes\n",
+  printf("BENCH %s_per_step%s %.1f bytes\n", bytes_name, sfx,
          (double)js.bytes / (total + 2.0 * machines));
   mly_runtime_close(rt);
 }
@@ -145,14 +159,15 @@ static void context_steps(const char *name, uint32_t machines,
   mly_type *st, *sl;
   mly_runtime *rt = open_rt(&st, &sl, MLY_SYNC_ALWAYS);
   char *pad = calloc(1, size);
-  if (pad == NULL) exit(1);
+  mly_id *ids = calloc(machines, sizeof *ids);
+  if (pad == NULL || ids == NULL) exit(1);
   for (uint32_t i = 0; i < machines; i++) {
     ctxstep s = {0, steps, same};
     mly_value *c = mly_value_map();
     mly_map_set_int(c, "n", 0);
     mly_map_set(c, "pad", mly_value_bin(pad, size > 16 ? size - 16 : 0));
     mly_spawn_options o = {.arg = &s, .arg_len = sizeof s, .context = c};
-    if (mly_spawn_opts(rt, ctx_type, &o, NULL) < 0) exit(1);
+    if (mly_spawn_opts(rt, ctx_type, &o, &ids[i]) < 0) exit(1);
   }
   free(pad);
   /* the create records and first steps, written and synced: not counted */
@@ -166,14 +181,15 @@ static void context_steps(const char *name, uint32_t machines,
   }
   double t0 = now_s();
   for (uint32_t i = 0; i < machines; i++) /* an EVENT record each: counted */
-    mly_runtime_send(rt, ((mly_id)1 << 32) | i, 1, NULL);
+    mly_runtime_send(rt, ids[i], 1, NULL);
   mly_runtime_run(rt);
   double dt = now_s() - t0;
+  free(ids);
   mly_journal_stats js;
   mly_journal_stats_get(rt, &js);
   double total = (double)machines * steps;
-  printf("BENCH durable_steps_%s %.0f steps/s\n", name, total / dt);
-  printf("BENCH journal_bytes_per_step_%s %.1f bytes\n", name,
+  printf("BENCH durable_steps_%s%s %.0f steps/s\n", name, sfx, total / dt);
+  printf("BENCH %s_per_step_%s%s %.1f bytes\n", bytes_name, name, sfx,
          (double)(js.bytes - js0.bytes) / total);
   mly_runtime_close(rt);
 }
@@ -198,23 +214,34 @@ static void sequential(void) {
   wipe();
   mly_type *st, *sl;
   mly_runtime *rt = open_rt(&st, &sl, MLY_SYNC_ALWAYS);
-  double raw_before = raw_fdatasync_rate((int)steps);
+  /* the disk's own rate is the journal's yardstick (in its directory) */
+  double raw_before = on_pg ? 0 : raw_fdatasync_rate((int)steps);
   stepper s = {0, steps};
   mly_spawn(rt, st, &s, sizeof s, NULL);
   double t0 = now_s();
   mly_runtime_run(rt);
   double dt = now_s() - t0;
+  double rate = steps / dt;
+  printf("BENCH durable_sequential%s %.0f steps/s\n", sfx, rate);
+  if (on_pg) {
+    printf("journal only: raw_fdatasync, durable_sequential_vs_raw (not "
+           "measured on postgresql)\n");
+    mly_runtime_close(rt);
+    return;
+  }
   double raw_after = raw_fdatasync_rate((int)steps);
   double raw = (raw_before + raw_after) / 2;
-  double rate = steps / dt;
-  printf("BENCH durable_sequential %.0f steps/s\n", rate);
   printf("BENCH raw_fdatasync %.0f syncs/s\n", raw);
   printf("BENCH durable_sequential_vs_raw %.1f %%\n", 100.0 * rate / raw);
   mly_runtime_close(rt);
 }
 
 static void recovery(void) {
-  const uint32_t n = 1000000;
+  const char *e = getenv("BENCH_RECOVERY_N");
+  const uint32_t n = e && *e ? (uint32_t)strtoul(e, NULL, 10) : 1000000;
+  char nname[32]; /* 1m, or the count asked for */
+  if (n == 1000000) snprintf(nname, sizeof nname, "1m");
+  else snprintf(nname, sizeof nname, "%u", n);
   wipe();
   mly_type *st, *sl;
   mly_runtime *rt = open_rt(&st, &sl, MLY_SYNC_NEVER);
@@ -227,9 +254,9 @@ static void recovery(void) {
     if (s.steps >= n) break;
   }
   mly_runtime_close(rt);
-  mly_journal_info info;
+  mly_journal_info info = {0};
   char err[512];
-  mly_journal_info_get(dir, &info, err, sizeof err);
+  if (!on_pg) mly_journal_info_get(dir, &info, err, sizeof err);
   double t0 = now_s();
   rt = open_rt(&st, &sl, MLY_SYNC_ALWAYS);
   double dt = now_s() - t0;
@@ -240,21 +267,33 @@ static void recovery(void) {
             (unsigned long long)s.live, n);
     exit(1);
   }
-  printf("BENCH recovery_1m_instances %.2f s\n", dt);
+  printf("BENCH recovery_%s_instances%s %.2f s\n", nname, sfx, dt);
+  if (on_pg) { /* the journal's files and their compaction */
+    printf("journal only: recovery_journal_bytes, compaction_%s_instances, "
+           "recovery_%s_compacted (not measured on postgresql)\n", nname,
+           nname);
+    mly_runtime_close(rt);
+    return;
+  }
   printf("BENCH recovery_journal_bytes %.1f MiB\n", (double)info.bytes / 1048576.0);
   t0 = now_s();
   mly_journal_compact(rt); /* nothing in flight: it runs here and now */
-  printf("BENCH compaction_1m_instances %.2f s\n", now_s() - t0);
+  printf("BENCH compaction_%s_instances %.2f s\n", nname, now_s() - t0);
   mly_runtime_close(rt);
   t0 = now_s();
   rt = open_rt(&st, &sl, MLY_SYNC_ALWAYS);
   dt = now_s() - t0;
-  printf("BENCH recovery_1m_compacted %.2f s\n", dt);
+  printf("BENCH recovery_%s_compacted %.2f s\n", nname, dt);
   mly_runtime_close(rt);
 }
 
 int main(int argc, char **argv) {
   snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : "bench-state");
+  on_pg = !h_on_journal();
+  if (on_pg) sfx = "_postgresql", bytes_name = "record_bytes";
+  /* the store's default lease (the tests' 1 s is shorter than a COMMIT
+   * of 10,000 creates on a busy machine: it would evict) */
+  setenv("MLY_TEST_PG_LEASE_MS", "10000", 0);
   group_commit();
   context_steps("ctx100_10k", 10000, 100, 100, false);
   context_steps("ctx64k_200", 200, 10, 64 << 10, false);

@@ -20,6 +20,7 @@
 #include <sys/resource.h>
 
 #include "mealy.h"
+#include "../fsm_tri.h"
 #include "../store_param.h"
 
 static double now_s(void) { return (double)uv_hrtime() / 1e9; }
@@ -34,8 +35,7 @@ static double cpu_s(void) {
 }
 
 static char dir[4096];
-static uint64_t done, steps;
-static int64_t target;
+static tri_count tri;
 
 static void wipe(void) {
   char cmd[4200];
@@ -43,42 +43,14 @@ static void wipe(void) {
   if (system(cmd) != 0) exit(1);
 }
 
-static int step(mly_action_call *c, void *arg) {
-  (void)arg;
-  mly_value *ctx = mly_action_context(c);
-  int64_t n = 0;
-  mly_map_get_int(ctx, "n", &n);
-  mly_map_set_int(ctx, "n", ++n);
-  steps++;
-  return mly_action_event(c, n >= target ? "done" : "next");
-}
-
-static int fin(mly_action_call *c, void *arg) {
-  (void)c, (void)arg;
-  done++;
-  return 0;
-}
-
-static const char *yaml =
-    "state_machines:\n"
-    "- name: tri\n"
-    "  states:\n"
-    "  - {name: a, initial: True, action: Step,\n"
-    "     transitions: [{event: next, to: b}, {event: done, to: z}]}\n"
-    "  - {name: b, action: Step,\n"
-    "     transitions: [{event: next, to: c}, {event: done, to: z}]}\n"
-    "  - {name: c, action: Step,\n"
-    "     transitions: [{event: next, to: a}, {event: done, to: z}]}\n"
-    "  - {name: z, final: True, entry: Fin}\n";
-
 static void tick(uv_timer_t *t) { (void)t; }
 
 static int run(bool durable, uint32_t n, int64_t per, size_t ctx_bytes,
                const char *name) {
   mly_runtime *rt = NULL;
   if (mly_runtime_new(&rt, NULL, NULL) < 0) return 1;
-  mly_action_register(rt, "Step", step, NULL, 0);
-  mly_action_register(rt, "Fin", fin, NULL, 0);
+  tri = (tri_count){.target = per};
+  if (tri_register(rt, &tri) < 0) return 1;
   if (durable) {
     wipe();
     /* no compaction during the run: it would reset the byte count */
@@ -92,35 +64,23 @@ static int run(bool durable, uint32_t n, int64_t per, size_t ctx_bytes,
   }
   mly_fsm_load_options o = {.action_known = mly_action_known, .action_arg = rt};
   mly_fsm_set *set = NULL;
-  if (mly_fsm_load_text("bench.yaml", yaml, strlen(yaml), &o, &set) < 0 ||
+  if (mly_fsm_load_text("bench.yaml", tri_yaml, strlen(tri_yaml), &o, &set) < 0 ||
       mly_fsm_add(rt, set) < 0)
     return 1;
   mly_fsm_set_free(set);
-  char *pad = malloc(ctx_bytes + 1);
-  memset(pad, 'x', ctx_bytes);
-  pad[ctx_bytes > 10 ? ctx_bytes - 10 : 0] = '\0'; /* "n" and keys: ~10 */
-  target = per;
-  done = steps = 0;
-  for (uint32_t i = 0; i < n; i++) {
-    mly_value *c = mly_value_map();
-    mly_map_set_int(c, "n", 0);
-    mly_map_set_str(c, "pad", pad);
-    char nm[32];
-    snprintf(nm, sizeof nm, "b-%u", i);
-    if (mly_fsm_start(rt, "tri", nm, c, NULL, 0, NULL) < 0) return 1;
-  }
-  free(pad);
+  /* "n" and the keys: about 10 bytes of the context */
+  if (tri_start(rt, "b", n, ctx_bytes > 10 ? ctx_bytes - 10 : 0) < 0) return 1;
   mly_journal_stats js0 = {0}, js1 = {0};
   if (durable) mly_journal_stats_get(rt, &js0);
   uv_timer_t t;
   uv_timer_init(mly_runtime_loop(rt), &t);
   uv_timer_start(&t, tick, 50, 50);
   double t0 = now_s(), c0 = cpu_s();
-  while (done < n) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
+  while (tri.done < n) uv_run(mly_runtime_loop(rt), UV_RUN_ONCE);
   double dt = now_s() - t0, cpu = cpu_s() - c0;
   if (durable) mly_journal_stats_get(rt, &js1);
   uv_close((uv_handle_t *)&t, NULL);
-  uint64_t dispatches = steps + n; /* each instance: per actions + final */
+  uint64_t dispatches = tri.steps + n; /* each instance: per actions + final */
   printf("BENCH %s %.0f dispatches/s\n", name, (double)dispatches / dt);
   printf("BENCH %s_cpu_per_dispatch %.3f us\n", name,
          cpu * 1e6 / (double)dispatches);

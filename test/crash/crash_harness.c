@@ -6,7 +6,9 @@
  *
  * Each round starts the workload on the same state directory, reads what
  * it reports on fd 3 (see crash_workload.c: each report names a state
- * that is committed), and SIGKILLs it after a random 0-40 ms.  For every
+ * that is committed), and SIGKILLs it a random 0-40 ms after its store
+ * is open ("started"), or, one round in four, after its start (a kill
+ * inside the open and its recovery).  For every
  * machine, the harness keeps the highest state it was told about; after a
  * restart the machine must report that state or the one after it (its
  * last step may have committed after its report), never less (lost) and
@@ -14,6 +16,12 @@
  * one.  A counter's hash chain must match its count.  At the end the
  * workload runs to completion and every machine must finish exactly at
  * its target.  Any failure prints the seed that reproduces it.
+ *
+ * The store is the workload's (MLY_TEST_STORE, test/store_param.h: the
+ * journal, or PostgreSQL through test/pg/with_cluster.sh), so the harness
+ * knows no store: each generation starts in a new state directory (a new
+ * database on PostgreSQL), and a kill is timed from the open because an
+ * open on PostgreSQL waits for the killed process's lease.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "crash_util.h"
+
 #define COUNTERS 16
 #define PAIRS 4
 #define TARGET 600
@@ -38,12 +48,7 @@ static int64_t best[3][COUNTERS]; /* c, p, q: highest state reported */
 static int64_t last_in_run[3][COUNTERS];
 static int failures;
 static unsigned long long seed;
-static char dir[] = "/tmp/mealy-crash.XXXXXX";
-
-static uint64_t chain(uint64_t h, uint64_t n) {
-  h ^= n + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  return h * 0xff51afd7ed558ccdull;
-}
+static char dir[64]; /* this generation's state directory */
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char *fmt, ...) {
@@ -56,16 +61,9 @@ static void fail(const char *fmt, ...) {
   if (++failures > 20) exit(1);
 }
 
-static uint64_t rng(void) {
-  seed ^= seed << 13;
-  seed ^= seed >> 7;
-  seed ^= seed << 17;
-  return seed;
-}
-
 static int kind_of(char k) { return k == 'c' ? 0 : k == 'p' ? 1 : k == 'q' ? 2 : -1; }
 
-static int done_seen, all_done;
+static int done_seen, all_done, started;
 
 static void line(const char *l, int round) {
   char k;
@@ -75,7 +73,10 @@ static void line(const char *l, int round) {
     fail("round %d: the workload says: %s", round, l);
     return;
   }
-  if (strncmp(l, "started", 7) == 0) return;
+  if (strncmp(l, "started", 7) == 0) {
+    started = 1;
+    return;
+  }
   if (strcmp(l, "all done") == 0) {
     all_done = 1;
     return;
@@ -113,8 +114,11 @@ static void line(const char *l, int round) {
   }
 }
 
-/* Runs the workload; kill_ms < 0: until it exits.  Returns its status. */
-static int run(const char *workload, const char *mode, int kill_ms, int round) {
+/* Runs the workload; kill_ms < 0: until it exits, else killed kill_ms
+ * after it said "started" (from_start: after its start).  Returns its
+ * status. */
+static int run(const char *workload, const char *mode, int kill_ms,
+               bool from_start, int round) {
   int fds[2];
   if (pipe(fds) < 0) {
     perror("pipe");
@@ -135,10 +139,13 @@ static int run(const char *workload, const char *mode, int kill_ms, int round) {
   clock_gettime(CLOCK_MONOTONIC, &t0);
   char buf[1 << 16];
   size_t n = 0;
-  bool killed = false;
+  bool killed = false, timing = from_start;
+  started = 0;
   for (;;) {
     int wait_ms = -1;
-    if (kill_ms >= 0 && !killed) {
+    if (kill_ms >= 0 && !timing) {
+      wait_ms = 120000; /* an open takes at most seconds */
+    } else if (kill_ms >= 0 && !killed) {
       struct timespec t;
       clock_gettime(CLOCK_MONOTONIC, &t);
       long el = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
@@ -153,10 +160,12 @@ static int run(const char *workload, const char *mode, int kill_ms, int round) {
     }
     struct pollfd pf = {fds[0], POLLIN, 0};
     int pr = poll(&pf, 1, wait_ms);
-    if (pr == 0 && kill_ms < 0) {
-      fail("the finishing run hangs");
+    if (pr == 0 && (kill_ms < 0 || !timing)) {
+      if (kill_ms < 0) fail("the finishing run hangs");
+      else fail("round %d: the workload never said it started", round);
       kill(pid, SIGKILL);
-      killed = true;
+      killed = timing = true;
+      kill_ms = 0;
       continue;
     }
     if (pr <= 0) continue;
@@ -173,6 +182,10 @@ static int run(const char *workload, const char *mode, int kill_ms, int round) {
     }
     n = (size_t)(buf + n - s);
     memmove(buf, s, n); /* a line cut by the kill is never completed */
+    if (started && !timing) { /* the kill is timed from now */
+      timing = true;
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+    }
   }
   close(fds[0]);
   int status;
@@ -181,10 +194,16 @@ static int run(const char *workload, const char *mode, int kill_ms, int round) {
   return status;
 }
 
-static void clear_dir(void) {
+/* A new state directory for a generation (the last one's removed). */
+static void new_dir(void) {
   char cmd[300];
-  snprintf(cmd, sizeof cmd, "rm -f %s/seg-*.mj", dir);
-  if (system(cmd) != 0) fail("cannot clear %s", dir);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (dir[0] && system(cmd) != 0) fail("cannot remove %s", dir);
+  snprintf(dir, sizeof dir, "/tmp/mealy-crash.XXXXXX");
+  if (mkdtemp(dir) == NULL) {
+    perror("mkdtemp");
+    exit(1);
+  }
 }
 
 int main(int argc, char **argv) {
@@ -197,25 +216,23 @@ int main(int argc, char **argv) {
   seed = argc > 3 ? strtoull(argv[3], NULL, 10) : (unsigned long long)time(NULL);
   if (seed == 0) seed = 1;
   unsigned long long seed0 = seed;
-  if (mkdtemp(dir) == NULL) {
-    perror("mkdtemp");
-    return 1;
-  }
-  for (int i = 0; i < TARGET; i++) hashes[i + 1] = chain(hashes[i], (uint64_t)i);
+  for (int i = 0; i < TARGET; i++)
+    hashes[i + 1] = crash_chain(hashes[i], (uint64_t)i);
   int kills = 0, generations = 0;
   for (int r = 0; r < rounds && failures == 0;) {
     /* a generation: from an empty directory until every machine is done */
-    clear_dir();
+    new_dir();
     for (int k = 0; k < 3; k++)
       for (int i = 0; i < COUNTERS; i++) best[k][i] = k < 1 || i < PAIRS ? 0 : -1;
     for (; r < rounds && failures == 0; r++) {
-      int st = run(argv[1], "run", (int)(rng() % 41), r);
+      int kill_ms = (int)(crash_rng(&seed) % 41);
+      int st = run(argv[1], "run", kill_ms, crash_rng(&seed) % 4 == 0, r);
       if (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) kills++;
       else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) break; /* all done */
       else fail("round %d: the workload failed (status %d)", r, st);
     }
     if (r < rounds) r++;
-    int st = run(argv[1], "finish", -1, r);
+    int st = run(argv[1], "finish", -1, false, r);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
       fail("the finishing run failed (status %d)", st);
     /* a machine that finished in an earlier round reports nothing now */
@@ -226,9 +243,11 @@ int main(int argc, char **argv) {
                (long long)best[k][i], TARGET);
     generations++;
   }
-  printf("crash: %d rounds (seed %llu), %d killed, %d generations run to "
-         "the end, %d machines each: %s\n", rounds, seed0, kills, generations,
-         COUNTERS + 2 * PAIRS, failures ? "FAILED" : "ok");
+  const char *store = getenv("MLY_TEST_STORE");
+  printf("crash (%s): %d rounds (seed %llu), %d killed, %d generations run "
+         "to the end, %d machines each: %s\n",
+         store && *store ? store : "journal", rounds, seed0, kills,
+         generations, COUNTERS + 2 * PAIRS, failures ? "FAILED" : "ok");
   if (failures == 0) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -29,6 +29,7 @@
 
 #include "mealy.h"
 #include "../store_param.h"
+#include "crash_util.h"
 
 #define COUNTERS 16
 #define PAIRS 4
@@ -43,11 +44,6 @@ static void report(const char *fmt, ...) {
   int n = vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
   if (write(3, line, (size_t)n) != n) _exit(9); /* the harness is gone */
-}
-
-static uint64_t chain(uint64_t h, uint64_t n) {
-  h ^= n + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
-  return h * 0xff51afd7ed558ccdull;
 }
 
 /* ---- counter ---- */
@@ -95,7 +91,7 @@ static int counter_run(mly_machine *m, void *data) {
   while (c->n < TARGET) {
     report("c %u %u %llu\n", c->idx, c->n, (unsigned long long)c->h);
     check_context(m, c);
-    c->h = chain(c->h, c->n);
+    c->h = crash_chain(c->h, c->n);
     c->n++;
     set_context(m, c);
     MLY_SLEEP_AT(m, counter_tick, c->h % 3 == 0 ? 1 : 0);
@@ -220,7 +216,8 @@ int main(int argc, char **argv) {
   /* small segments and an eager compaction: the kills land in segment
    * switches and in compactions too, not only in ordinary batches */
   mly_journal_options o = {.dir = argv[1], .segment_bytes = 16 * 1024,
-                           .compact_min_bytes = 48 * 1024};
+                           .compact_min_bytes = 48 * 1024,
+                           .name_retention_ms = -1};
   int rc = h_durable_open(rt, &o, err, sizeof err);
   if (rc < 0) {
     fprintf(stderr, "crash_workload: %s\n", err);
@@ -228,10 +225,14 @@ int main(int argc, char **argv) {
   }
   mly_journal_stats st;
   mly_journal_stats_get(rt, &st);
-  /* an empty journal is a first start (or one whose first record was
-   * lost); one with records but nothing alive is all done */
-  if (st.recovered == 0 && st.parked == 0 && st.total_bytes == 0)
-    mly_spawn(rt, t_root, NULL, 0, NULL);
+  /* a store that knows no root is a first start (or one whose root's
+   * create was lost); one whose root lives or ended (its name is kept for
+   * good) is under way or all done: the same answer on every store */
+  mly_name_info ni;
+  if (mly_name_lookup(rt, "root", &ni) == MLY_ENOENT &&
+      mly_spawn_opts(rt, t_root, &(mly_spawn_options){.name = "root"},
+                     NULL) < 0)
+    report("BAD root not spawned\n");
   report("started %llu\n", (unsigned long long)st.recovered);
   rc = mly_runtime_run(rt);
   mly_runtime_close(rt);

@@ -5,9 +5,13 @@
  *   fan_crash WORKLOAD [ROUNDS [SEED]]     (ROUNDS also from CRASH_ROUNDS)
  *
  * Round r starts `WORKLOAD DIR run r` (job r: see fan_workload.c) on the
- * same directory and SIGKILLs it after a random 0-60 ms, while the jobs
+ * same directory and SIGKILLs it a random 0-60 ms after its store is open
+ * (it says so on fd 3; one round in four: after its start, so that kills
+ * land in the open and its recovery too), while the jobs
  * of this and earlier rounds are forking, continuing, spawning and
- * merging.  Then `WORKLOAD DIR finish ROUNDS` runs every job to the end.
+ * merging.  The store is the workload's (MLY_TEST_STORE); timing the
+ * kill from the open keeps it in the work on PostgreSQL too, where an
+ * open waits for the killed process's lease.  Then `WORKLOAD DIR finish ROUNDS` runs every job to the end.
  * From the files the actions wrote (named after their instances, so a
  * re-run action rewrites its own file), for every job:
  *   - kids: exactly 3 * ceil(N / bs) (one per replica of 3 chains):
@@ -20,6 +24,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -30,6 +35,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "crash_util.h"
 
 #define N_ITEMS 24 /* as fan_workload.c */
 #define MAXJOBS 4096
@@ -49,20 +56,25 @@ static void fail(const char *fmt, ...) {
   failures++;
 }
 
-static uint64_t rng(void) {
-  seed ^= seed << 13;
-  seed ^= seed >> 7;
-  seed ^= seed << 17;
-  return seed;
-}
-
-static pid_t start(const char *workload, const char *mode, int arg) {
+/* Starts the workload; *rfd (when not NULL): the read end of its fd 3. */
+static pid_t start(const char *workload, const char *mode, int arg, int *rfd) {
   char a[16];
   snprintf(a, sizeof a, "%d", arg);
+  int p[2] = {-1, -1};
+  if (rfd && pipe(p) < 0) return -1;
   pid_t pid = fork();
   if (pid == 0) {
+    if (rfd) {
+      if (p[0] != 3) close(p[0]);
+      dup2(p[1], 3);
+      if (p[1] != 3) close(p[1]);
+    }
     execl(workload, workload, dir, mode, a, (char *)NULL);
     _exit(127);
+  }
+  if (rfd) {
+    close(p[1]);
+    *rfd = p[0];
   }
   return pid;
 }
@@ -130,16 +142,26 @@ int main(int argc, char **argv) {
   fprintf(stderr, "fan_crash: %d rounds, seed %llu, in %s\n", rounds, seed0,
           dir);
   for (int r = 0; r < rounds; r++) {
-    pid_t pid = start(argv[1], "run", r);
-    struct timespec ts = {0, (long)(rng() % 60) * 1000000L};
+    int fd;
+    pid_t pid = start(argv[1], "run", r, &fd);
+    if (pid < 0) return 1;
+    long ms = (long)(crash_rng(&seed) % 60);
+    if (crash_rng(&seed) % 4) { /* from the open: at most 120 s, generous */
+      struct pollfd pf = {fd, POLLIN, 0};
+      char b[8];
+      if (poll(&pf, 1, 120000) != 1 || read(fd, b, 5) != 5)
+        fail("round %d: the workload never said its store is open", r);
+    }
+    struct timespec ts = {0, ms * 1000000L};
     nanosleep(&ts, NULL);
     kill(pid, SIGKILL);
     int st;
     waitpid(pid, &st, 0);
+    close(fd);
     if (WIFEXITED(st)) fail("round %d: the workload exited (%d) before the kill",
                             r, WEXITSTATUS(st));
   }
-  pid_t pid = start(argv[1], "finish", rounds);
+  pid_t pid = start(argv[1], "finish", rounds, NULL);
   int st;
   waitpid(pid, &st, 0);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
@@ -161,8 +183,9 @@ int main(int argc, char **argv) {
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) return 1;
-    printf("fan_crash: %d rounds, every job exact (seed %llu)\n", rounds,
-           seed0);
+    const char *store = getenv("MLY_TEST_STORE");
+    printf("fan_crash (%s): %d rounds, every job exact (seed %llu)\n",
+           store && *store ? store : "journal", rounds, seed0);
     return 0;
   }
   fprintf(stderr, "fan_crash: %d failures; state kept in %s\n", failures, dir);

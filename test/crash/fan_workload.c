@@ -18,6 +18,9 @@
  * instance that writes them and written whole (rename), so an action
  * that runs again after a crash writes the same file again; anything
  * merged or spawned twice, or lost, shows in the counts fan_crash makes.
+ * In run mode it writes "open" on fd 3 once its store is open (the
+ * store: MLY_TEST_STORE, test/store_param.h), from which fan_crash times
+ * its kill.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,18 +42,8 @@ static char out_dir[4096];
 
 static const char *yaml =
     "state_machines:\n"
-    "  - name: job\n"
-    "    states:\n"
-    "      - name: start\n"
-    "        initial: True\n"
-    "        action: Start\n"
-    "        transitions:\n"
-    "          - {event: go, to: work}\n"
-    "      - name: work\n"
-    "        continuation: True\n"
-    "        action: Work\n"
-    "        transitions:\n"
-    "          - {event: done, to: join}\n"
+    FAN_Y_MACHINE("job")
+    FAN_Y_START("Start", "work") FAN_Y_WORK("Work", "")
     "      - name: join\n"
     "        fan_in: {count: 0}\n"
     "        action: Join\n"
@@ -71,8 +64,7 @@ static const char *yaml =
     "          - {event: ok, to: end}\n"
     "      - name: end\n"
     "        final: True\n"
-    "  - name: kid\n"
-    "    states:\n"
+    FAN_Y_MACHINE("kid")
     "      - name: start\n"
     "        initial: True\n"
     "        final: True\n"
@@ -236,6 +228,7 @@ int main(int argc, char **argv) {
   fan_util_load(rt, "fan_workload.yaml", yaml);
   int arg = atoi(argv[3]);
   if (strcmp(argv[2], "run") == 0) {
+    if (write(3, "open\n", 5) != 5) return 1; /* fan_crash is gone */
     start_job(rt, arg);
     for (;;) /* until killed; idle without spinning */
       if (uv_run(mly_runtime_loop(rt), UV_RUN_DEFAULT) == 0) usleep(10000);

@@ -625,7 +625,10 @@ static int write_tree(const fstate *s, const bool *isdir, uint32_t dir,
   const fobj *d = &s->o[dir];
   for (size_t i = 0; i < d->nents; i++) {
     char p[PL_PATH_MAX];
-    snprintf(p, sizeof p, "%s/%s", path, d->ents[i].name);
+    int n = snprintf(p, sizeof p, "%s/%s", path, d->ents[i].name);
+    if (n < 0 || (size_t)n >= sizeof p)
+      return errf(err, errlen, "%s/%s: the path is too long (at most %d "
+                  "bytes)", path, d->ents[i].name, PL_PATH_MAX - 1);
     uint32_t o = d->ents[i].obj;
     if (isdir[o]) {
       if (mkdir(p, 0755) < 0)
@@ -770,7 +773,10 @@ static int compare_dir(const pl_model *m, uint32_t dir, const char *path,
               path, d->nents, seen);
   for (size_t i = 0; rc == 0 && i < d->nents; i++) {
     char p[PL_PATH_MAX];
-    snprintf(p, sizeof p, "%s/%s", path, d->ents[i].name);
+    int n = snprintf(p, sizeof p, "%s/%s", path, d->ents[i].name);
+    if (n < 0 || (size_t)n >= sizeof p)
+      return errf(err, errlen, "%s/%s: the path is too long (at most %d "
+                  "bytes)", path, d->ents[i].name, PL_PATH_MAX - 1);
     uint32_t o = d->ents[i].obj;
     struct stat st;
     if (stat(p, &st) < 0 || !S_ISDIR(st.st_mode) != !m->isdir[o]) {
