@@ -113,6 +113,10 @@ static void m_start(rpc_call *call, const mly_value *params, void *ud) {
     return rpc_fail(call, "cannot start: a malformed name, or a context key "
                     "of another type than the machine's context_types say "
                     "(the host's log names it)");
+  if (rc == MLY_ENOSPC)
+    return rpc_fail(call, "cannot start: this process's slot range is full "
+                    "(262,144 live instances on a shared store): end some, "
+                    "or start another process");
   if (rc < 0) return rpc_fail(call, "cannot start: %s", errtext(rc));
   mly_value *r = mly_value_map();
   mly_map_set_str(r, "name", out);
