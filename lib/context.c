@@ -166,6 +166,7 @@ const char *ext_check(const mly_runtime *rt) {
       tombs++;
       continue;
     }
+    if (e->remote) continue; /* held by another process */
     const mly_inst *m = inst_get(rt, e->id);
     const inst_ext *x = m ? ext_get(rt, m) : NULL;
     bool parked = false;

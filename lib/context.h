@@ -37,6 +37,8 @@ struct inst_ext {
 struct name_ent {
   mly_id id;
   bool live;
+  bool remote;         /* live in another process (a shared store): no
+                          instance here holds it (name_learn)          */
   int32_t status;      /* tombstone: the exit status                    */
   int64_t ended_ms;    /* tombstone: wall clock ms                      */
   name_ent *prev, *next; /* tombstones, oldest first (utlist DL)        */
@@ -89,6 +91,14 @@ int name_hold(mly_runtime *rt, const char *name, size_t len, mly_id id,
 /* A tombstone (recovery); one older than the retention is not kept. */
 int name_tomb(mly_runtime *rt, const char *name, size_t len, mly_id id,
               int32_t status, int64_t ended_ms);
+/* A shared store says how a name stands in the database (another
+ * process holds it, or its tombstone): the table learns it unless this
+ * runtime knows better (its own live holder, or its own entry for the
+ * same id).  A live one no instance here holds is `remote`: spawns of
+ * it answer MLY_EEXIST, lookups see it, and name_hold (an adoption)
+ * takes it over. */
+int name_learn(mly_runtime *rt, const char *name, size_t len, mly_id id,
+               bool live, int32_t status, int64_t ended_ms);
 /* The holder ended: its entry becomes a tombstone (or goes, suspended). */
 void name_release(mly_runtime *rt, name_ent *e, int32_t status,
                   int64_t ended_ms, bool suspended);

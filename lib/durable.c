@@ -188,6 +188,9 @@ void durable_spawned(mly_runtime *rt, mly_inst *m) {
   want_flush(rt);
 }
 
+static int event_record(dur_state *d, mly_runtime *rt, mly_id to,
+                        mly_event *e);
+
 bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
                   int *rc) {
   dur_state *d = rt->dur;
@@ -207,38 +210,61 @@ bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
     *rc = err;
     return true;
   }
+  *rc = event_record(d, rt, to->id, e);
+  return true;
+}
+
+/* Whether `to` may be another process's instance (see internal.h). */
+static bool maybe_remote(mly_runtime *rt, mly_id to) {
+  dur_state *d = rt->dur;
+  if (d == NULL || d->s->slot_hi == 0 || to == 0 ||
+      inst_get(rt, to) != NULL || durable_parked(d, to))
+    return false; /* here (a parked one answers as the journal does) */
+  uint32_t slot = (uint32_t)to;
+  return slot < d->s->slot_lo || slot >= d->s->slot_hi;
+}
+
+/* An EVENT record for e to `to`, delivered (kind JD_DELIVER) once it
+ * committed; e is the store's from here on (freed on failure). */
+static int event_record(dur_state *d, mly_runtime *rt, mly_id to,
+                        mly_event *e) {
   e->eid = ++d->next_eid;
   jbuf *b = store_buf(d->s);
   size_t at = jb_begin(b, store_next_seq(d->s), JR_EVENT, 1);
-  put_event(rt, b, to->id, e);
+  put_event(rt, b, to, e);
   jb_end(b, at);
   count_record(d);
-  *rc = commit(d, JD_DELIVER, to->id, e, NULL, NULL);
-  if (*rc < 0) {
+  int rc = commit(d, JD_DELIVER, to, e, NULL, NULL);
+  if (rc < 0) {
     b->oom = true; /* the record is there; fail the batch rather than lie */
     ev_free(rt, e);
   }
   want_flush(rt);
-  return true;
+  return rc;
 }
 
-/* e NULL: only whether a send from `from` to `to` is one (a durable
- * step's, over a shared store, to an id this process does not hold: its
- * owner may be another process).  The event goes into the step's outbox
- * with an eid, into the step's record (the store inserts it in the
- * step's transaction and wakes the owner), and nowhere here. */
+/* A remote event goes into the store (a durable step's outbox, or an
+ * EVENT record of its own) and nowhere here: its delivery frees it. */
 bool durable_send_remote(mly_runtime *rt, mly_id from, mly_id to,
                          mly_event *e, int *rc) {
   dur_state *d = rt->dur;
-  mly_inst *run = rt->running;
-  if (d == NULL || d->s->slot_hi == 0 || to == 0 || run == NULL ||
-      run->id != from || !inst_durable(rt, run) || inst_get(rt, to) != NULL)
-    return false;
+  if (!maybe_remote(rt, to)) return false;
   if (e == NULL) return true;
-  e->eid = ++d->next_eid;
+  mly_inst *run = rt->running;
   e->flags |= EVF_REMOTE;
-  *rc = PUSH(d, out, ((dur_out){to, e}));
-  if (*rc < 0) ev_free(rt, e);
+  if (run && run->id == from && inst_durable(rt, run)) {
+    e->eid = ++d->next_eid;
+    *rc = PUSH(d, out, ((dur_out){to, e}));
+    if (*rc < 0) ev_free(rt, e);
+    return true;
+  }
+  int err = store_failed(d->s);
+  if (err) {
+    ev_free(rt, e);
+    *rc = err;
+    return true;
+  }
+  *rc = event_record(d, rt, to, e);
   return true;
 }
 
@@ -249,14 +275,19 @@ void durable_post(mly_runtime *rt, mly_event *e) {
   e->status = 0;
   e->flags &= ~EVF_DURABLE_POST;
   mly_inst *dst = inst_get(rt, to);
+  /* another process's (a shared store): through the store, whose answer
+   * is MLY_ESRCH when no process holds it */
+  bool remote = !rt->stopping && maybe_remote(rt, to);
   /* a stopping runtime has suspended its durable machines: they are not
    * gone, and the host may post again after the next open */
-  int rc = dst == NULL ? (rt->stopping ? MLY_ESHUTDOWN : MLY_ESRCH)
+  int rc = remote ? 0
+           : dst == NULL ? (rt->stopping ? MLY_ESHUTDOWN : MLY_ESRCH)
            : rt->dur == NULL || !inst_durable(rt, dst) ? MLY_EINVAL
                                                        : 0;
   if (rc == 0) {
-    bool taken = durable_send(rt, 0, dst, e, &rc);
-    (void)taken; /* always: the target is durable */
+    bool taken = remote ? durable_send_remote(rt, 0, to, e, &rc)
+                        : durable_send(rt, 0, dst, e, &rc);
+    (void)taken; /* always: the target is durable, or remote */
     /* where its record ends in the batch: if a failed write got that far,
      * the answer is MLY_EUNKNOWN, not an error (journal.c run_done) */
     if (rc == 0)
@@ -454,12 +485,24 @@ bool durable_order_shutdown(mly_runtime *rt, mly_inst *m) {
   return true;
 }
 
+static bool in_ids(const mly_id *ids, size_t n, mly_id id) {
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] == id) return true;
+  return false;
+}
+
 static void durable_deliver(mly_runtime *rt, mly_id to, mly_event *e,
                             int rc) {
   if (e->flags & EVF_SHUTDOWN_REQ) { /* not an event: see above */
     mly_inst *m = inst_get(rt, to);
     ev_free(rt, e);
     if (m != NULL) inst_request_shutdown(m);
+    return;
+  }
+  dur_state *d = rt->dur;
+  if (d && d->nrerun && (in_ids(d->rerun, d->nrerun_skip, e->from) ||
+                         in_ids(d->rerun, d->nrerun, to))) {
+    ev_free(rt, e); /* see hook_rerun */
     return;
   }
   mly_inst *dst = rc < 0 || (e->flags & EVF_REMOTE) ? NULL : inst_get(rt, to);
@@ -527,7 +570,15 @@ static void hook_done(void *arg, const jdone *d, int rc, size_t wrote) {
   }
 }
 
-static void hook_committed(void *arg) { durable_after_commit(arg); }
+static void hook_committed(void *arg) {
+  mly_runtime *rt = arg;
+  if (rt->dur && rt->dur->nrerun) {
+    free(rt->dur->rerun);
+    rt->dur->rerun = NULL;
+    rt->dur->nrerun = rt->dur->nrerun_skip = 0;
+  }
+  durable_after_commit(rt);
+}
 
 /* Fail-stop (D3): every durable machine ends with the error and the host
  * is told. */
@@ -542,8 +593,8 @@ static void hook_failed(void *arg, int rc, const char *msg) {
  * fenced): another process runs them now, so they leave memory silently,
  * with no END record, their uncommitted steps dropped (the store counted
  * them).  A parent takes its children with it. */
-static void hook_evict(void *arg, const mly_id *ids, size_t n) {
-  mly_runtime *rt = arg;
+static void evict_as(mly_runtime *rt, const mly_id *ids, size_t n,
+                     int status) {
   for (size_t i = 0; i < n; i++) {
     mly_inst *m = inst_get(rt, ids[i]);
     if (m != NULL && inst_durable(rt, m)) m->dflags |= D_SILENT;
@@ -552,10 +603,41 @@ static void hook_evict(void *arg, const mly_id *ids, size_t n) {
   for (size_t i = n; i-- > 0;) {
     mly_inst *m = inst_get(rt, ids[i]);
     if (m != NULL && (m->dflags & D_SILENT)) {
-      inst_end_now(m, MLY_EPERM);
+      inst_end_now(m, status);
       if (rt->dur && rt->dur->live > 0) rt->dur->live--;
     }
   }
+}
+
+static void hook_evict(void *arg, const mly_id *ids, size_t n) {
+  evict_as(arg, ids, n, MLY_EPERM);
+}
+
+/* A batch left out steps that spawned a name another process holds
+ * (store.h rerun): the instances leave as evicted ones do, and the
+ * store brings back those with committed rows; their steps run again,
+ * and the spawn now finds the name taken (MLY_EEXIST).  A named child
+ * that never committed ends with MLY_EEXIST (a plain parent's
+ * CHILD_EXIT says so). */
+static void hook_rerun(void *arg, const mly_id *ids, size_t n,
+                       size_t nskipped) {
+  mly_runtime *rt = arg;
+  dur_state *d = rt->dur;
+  if (d == NULL) return;
+  mly_id *keep = malloc((n ? n : 1) * sizeof *keep);
+  if (keep) memcpy(keep, ids, n * sizeof *keep);
+  free(d->rerun);
+  d->rerun = keep;
+  d->nrerun = keep ? n : 0;
+  d->nrerun_skip = keep ? nskipped : 0;
+  evict_as(rt, ids, n, MLY_EEXIST);
+}
+
+/* How a name stands in a shared store (store.h name_seen). */
+static void hook_name_seen(void *arg, const char *name, size_t len,
+                           mly_id id, bool live, int32_t status,
+                           int64_t ended_ms) {
+  (void)name_learn(arg, name, len, id, live, status, ended_ms);
 }
 
 /* Records a shared store hands up while running (recover.c): what
@@ -593,7 +675,9 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
                            .closed = hook_closed,
                            .committed = hook_committed,
                            .failed = hook_failed, .evict = hook_evict,
-                           .adopt = hook_adopt, .deliver = hook_deliver};
+                           .adopt = hook_adopt, .deliver = hook_deliver,
+                           .rerun = hook_rerun,
+                           .name_seen = hook_name_seen};
   rt->open_handles++; /* released by hook_closed */
 }
 
@@ -670,6 +754,7 @@ void durable_state_free(mly_runtime *rt, dur_state *d) {
   free(d->parked);
   for (size_t i = 0; i < d->npev; i++) free(d->pev[i].p);
   free(d->pev);
+  free(d->rerun);
   free(d);
 }
 

@@ -51,6 +51,10 @@ struct dur_state {
   mly_journal_stats open_st; /* recovered, parked */
   void (*on_error)(mly_runtime *rt, int err, const char *msg, void *arg);
   void *arg;
+  /* store_hooks.rerun: ids that left to run again, until the batch's
+   * completions are done (the first nrerun_skip did not step) */
+  mly_id *rerun;
+  size_t nrerun, nrerun_skip;
 };
 
 /* Append one element to a VEC, doubling it. */
@@ -62,6 +66,8 @@ struct dur_state {
 
 
 bool dur_grow(void **v, uint32_t *cap, size_t size);
+/* Whether id is one of the instances parked here (recover.c). */
+bool durable_parked(const dur_state *d, mly_id id);
 int64_t wall_ms(void);
 void durable_state_free(mly_runtime *rt, dur_state *d);
 void parked_free(parked *p);

@@ -305,9 +305,12 @@ void notify_parent_event(mly_runtime *rt, mly_inst *p, mly_event *e);
 /* durable.c: the runtime's side of the journal */
 bool durable_send(mly_runtime *rt, mly_id from, mly_inst *to, mly_event *e,
                   int *rc);
-/* A durable step's send to an id not in this process, over a shared
- * store: it goes through the database to the process that owns it
- * (true: taken, *rc says how).  false: not such a send. */
+/* A send to an id not in this process, over a shared store, and not in
+ * its own slot range (one there that is not here has ended): it goes
+ * through the database to the process that owns it (true: taken, *rc
+ * says how; e NULL: only whether it would be).  A durable step's goes
+ * with its step; any other (the host, a plain machine) in an EVENT
+ * record of its own.  false: not such a send. */
 bool durable_send_remote(mly_runtime *rt, mly_id from, mly_id to,
                          mly_event *e, int *rc);
 void durable_spawned(mly_runtime *rt, mly_inst *m);

@@ -185,8 +185,10 @@ int name_hold(mly_runtime *rt, const char *name, size_t len, mly_id id,
   int rc = names_init(rt);
   if (rc < 0) return rc;
   name_ent *e = find(rt, name, len);
-  if (e && e->live) return MLY_EEXIST;
-  if (e) { /* recovery: it was taken again after its tombstone expired */
+  if (e && e->live && !e->remote) return MLY_EEXIST;
+  if (e && e->live) { /* adopted from the process that held it */
+    e->remote = false;
+  } else if (e) { /* recovery: it was taken again after its tombstone expired */
     DL_DELETE(rt->names->tombs, e);
     rt->names->ntombs--;
   } else if ((e = ent_new(rt, name, len)) == NULL) {
@@ -220,6 +222,35 @@ int name_tomb(mly_runtime *rt, const char *name, size_t len, mly_id id,
   e->status = status;
   e->ended_ms = ended_ms;
   tomb_link(n, e);
+  return 0;
+}
+
+int name_learn(mly_runtime *rt, const char *name, size_t len, mly_id id,
+               bool live, int32_t status, int64_t ended_ms) {
+  int rc = name_check(name, len) < 0 ? MLY_EBADMSG : names_init(rt);
+  if (rc < 0) return rc;
+  names *n = rt->names;
+  name_ent *e = find(rt, name, len);
+  if (e && !e->remote && (e->live || e->id == id))
+    return 0; /* this runtime's own holder, or its own ended one */
+  if (!live) {
+    if (e && e->live) { /* the remote holder ended */
+      HASH_DEL(n->tab, e); /* again below, as a tombstone */
+      rt_bytes(rt, -(ptrdiff_t)(sizeof *e + e->len + 1));
+      free(e);
+    }
+    return name_tomb(rt, name, len, id, status, ended_ms);
+  }
+  if (e && !e->live) { /* its tombstone expired there: taken again */
+    DL_DELETE(n->tombs, e);
+    n->ntombs--;
+  } else if (!e && (e = ent_new(rt, name, len)) == NULL) {
+    return MLY_ENOMEM;
+  }
+  e->live = e->remote = true;
+  e->id = id;
+  e->status = 0;
+  e->ended_ms = 0;
   return 0;
 }
 

@@ -284,6 +284,10 @@ static bool is_parked(const dur_state *d, mly_id id) {
          bsearch(&key, d->parked, d->nparked, sizeof key, parked_by_id);
 }
 
+bool durable_parked(const dur_state *d, mly_id id) {
+  return is_parked(d, id);
+}
+
 static bool has_parked_child(const dur_state *d, mly_id id) {
   for (size_t i = 0; i < d->nparked; i++)
     if (d->parked[i].parent == id) return true;
@@ -679,6 +683,7 @@ int durable_open(mly_runtime *rt, mly_store *s, const mly_journal_options *opt,
   names_set_retention(rt, opt == NULL || opt->name_retention_ms == 0
                               ? MLY_DEFAULT_NAME_RETENTION_MS
                               : opt->name_retention_ms);
+  s->name_retention_ms = names_retention(rt);
   replay r = {.err = err, .errlen = errlen};
   /* the records stay valid (r points into them) until store_recover_end;
    * appends go where they belong from here on: an instance that was

@@ -16,6 +16,8 @@
  *     whether the batch committed (its serial on the node row), and the
  *     resync must agree: committed ones reported, the others sent again.
  *   - restart_under_load: pg_ctl restart -m fast, three times, under load.
+ *   - lost_claim_answer: a claim of a dead process's instances commits on
+ *     the server and its answer is cut: the next claim finds them.
  *   - outage_past_lease: the server down longer than the lease: every
  *     instance is evicted (said, counted); held batches are decided by the
  *     fence (committed ones found, the rest refused); no counter is ahead
@@ -39,6 +41,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "durable.h"
@@ -423,7 +427,7 @@ static void wflush(mly_store *s) {
       ck_assert_msg(i < 20000, "batch %" PRIu64 " never committed", S);
       usleep(1000);
     }
-    px_cut();
+  px_cut();
     break;
   default:
     usleep((useconds_t)(rand() % 4000));
@@ -851,6 +855,102 @@ START_TEST(lock_held_then_released) {
 }
 END_TEST
 
+
+/* ---- a claim whose answer is lost: a live process (through the proxy)
+ * claims a SIGKILLed one's counters; the claim waits on a row the test
+ * holds, commits on the server once the test lets go, and its answer is
+ * held and then cut.  The process does not know it owns them: the claim
+ * after the next renewal reads every instance it owns (SQL_ADOPT_MINE)
+ * and brings them back; each counter goes on from its committed count,
+ * once. ---- */
+
+static void keep_alive(uv_timer_t *t) { (void)t; }
+
+static void turn_x(mly_runtime *x, int n) {
+  for (int i = 0; i < n; i++) {
+    uv_run(mly_runtime_loop(x), UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+}
+
+START_TEST(lost_claim_answer) {
+  fresh_db();
+  reset();
+  snprintf(store_db, sizeof store_db, "%s application_name=mlydead", db);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    mly_runtime *d = open_pg(2000, NULL);
+    spawn_all(d);
+    RUN_UNTIL(d, acked_total() >= 2 * N, 100000);
+    raise(SIGKILL);
+  }
+  int status;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFSIGNALED(status));
+  ck_assert_int_eq(sql_int("SELECT count(*) FROM mealy.instances"), N);
+  int64_t dead = sql_int("SELECT max(owner) FROM mealy.instances");
+  /* the test holds one of its rows: the claim will wait on it */
+  PGconn *lk = dbc();
+  exec_on(lk, "BEGIN");
+  char q[256];
+  snprintf(q, sizeof q,
+           "SELECT 1 FROM mealy.instances WHERE owner = %" PRId64
+           " ORDER BY id LIMIT 1 FOR UPDATE", dead);
+  exec_on(lk, q);
+  px_start();
+  mly_runtime *x = open_pg(3000, NULL); /* before the dead lease ran out */
+  int64_t me = pg_store_node(store_of(x));
+  uv_timer_t ka; /* its loop runs its lease's timers while it has nothing */
+  uv_timer_init(mly_runtime_loop(x), &ka);
+  uv_timer_start(&ka, keep_alive, 5, 5);
+  /* its claim, after a renewal, waits on the row */
+  for (int i = 0; sql_int("SELECT count(*) FROM pg_stat_activity WHERE"
+                          " application_name = 'mlynet' AND"
+                          " wait_event_type = 'Lock'") != 1;
+       i++) {
+    ck_assert_msg(i < 20000, "the claim never waited on the lock");
+    turn_x(x, 2);
+  }
+  atomic_store(&px.hold, 1); /* its answer will not come */
+  exec_on(lk, "COMMIT");
+  PQfinish(lk);
+  snprintf(q, sizeof q,
+           "SELECT count(*) FROM mealy.instances WHERE owner = %" PRId64, me);
+  for (int i = 0; sql_int(q) != N; i++) {
+    ck_assert_msg(i < 20000, "the claim did not commit");
+    usleep(1000);
+  }
+  px_cut();
+  atomic_store(&px.hold, 0);
+  const pg_store_fencing *f = pg_store_fencing_get(store_of(x));
+  ck_assert_uint_eq(f->adopted, 0); /* the answer never came */
+  for (int i = 0; f->adopted < N; i++) {
+    ck_assert_msg(i < 30000, "the instances never came back");
+    turn_x(x, 1);
+  }
+  ck_assert_uint_eq(f->adopted, N);
+  for (int i = 0; acked_total() < 4 * N; i++) {
+    ck_assert_msg(i < 30000, "the counters did not go on");
+    turn_x(x, 1);
+  }
+  halt = true;
+  for (int i = 0; !all_parked(); i++) {
+    ck_assert_msg(i < 30000, "the counters did not park");
+    turn_x(x, 1);
+  }
+  turn_x(x, 20);
+  ck_assert_uint_eq(f->fenced_batches, 0);
+  ck_assert_int_eq(mly_journal_error(x), 0);
+  check_counts();
+  uv_close((uv_handle_t *)&ka, NULL);
+  mly_runtime_shutdown(x, 0);
+  ck_assert_int_eq(mly_runtime_run(x), 0);
+  mly_runtime_close(x);
+  px_stop();
+}
+END_TEST
+
 /* ---- a server that does not come back: the give-up time ---- */
 
 static void on_giveup_tick(uv_timer_t *t) {
@@ -1020,6 +1120,7 @@ int main(void) {
   tcase_add_test(tc, lock_held_then_released);
   tcase_add_test(tc, give_up_on_server_gone);
   tcase_add_test(tc, context_16_mib);
+  tcase_add_test(tc, lost_claim_answer);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

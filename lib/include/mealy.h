@@ -762,7 +762,9 @@ bool mly_recovered(const mly_machine *m);
 /* the context equal to what was last committed does not write it      */
 /* again.                                                              */
 /*                                                                     */
-/* A name is unique in the runtime (and its journal): spawning a name  */
+/* A name is unique in the runtime (and its journal; over the          */
+/* PostgreSQL store, across the processes that share it: see           */
+/* mly_store_postgres for when it is known): spawning a name           */
 /* that a live instance holds, or that an instance which ended within  */
 /* the retention window held (its tombstone), is refused with          */
 /* MLY_EEXIST; mly_name_lookup tells "running" from "already done".    */
@@ -2410,13 +2412,33 @@ typedef struct mly_store_pg_options {
  * whose lease ran out since, and runs them as if it had just opened
  * (an unknown type is parked: mly_journal_parked).
  *
- * A durable step's mly_send to an id no instance of this process holds
- * goes through the database: the event is stored in the step's
- * transaction and the process that owns the id is woken (NOTIFY; it
- * also looks every poll_ms), which delivers it in commit order per
- * sender.  Such a send answers 0 even when no process holds the id (the
- * event then waits in the database for nobody); from the host, or from
- * a machine that is not durable, it is MLY_ESRCH as before.
+ * A send to an id no instance of this process holds goes through the
+ * database: a durable step's mly_send in the step's transaction; the
+ * host's mly_runtime_send and mly_post_durable, and a plain machine's
+ * mly_send, in the next commit.  The process that owns the id is woken
+ * (NOTIFY; it also looks every poll_ms) and delivers the events in
+ * commit order per sender (each sender's in the order sent).  Such a
+ * send answers 0 (the owner is not known at once); if no process holds
+ * the id, nothing is stored, and a durable post's callback gets
+ * MLY_ESRCH.  An id in this process's own slot range that it does not
+ * hold has ended: MLY_ESRCH at once, as with the journal.
+ *
+ * Names (mealy.h "Contexts and names") are unique across the processes
+ * with the same answers.  Each process learns, when it opens, the names
+ * others hold, then every poll_ms the names others took or ended (mly_name_lookup answers for them: the id is the
+ * other process's instance).  A spawn of a name another process took
+ * that this one has not learned yet is caught when it commits: a
+ * durable step that spawned it is left out of that commit (the turn's
+ * other steps commit), and runs again from its last committed step,
+ * where the spawn now answers MLY_EEXIST (side effects of the step are
+ * at-least-once, as after a crash; the step's children and what it
+ * sent are dropped with it; it and its descendants come back from the
+ * database, so events waiting in their inboxes that were never stored,
+ * a plain mly_post, a process exit, a signal, are lost as in a crash).
+ * A host spawn (or a plain machine's) has
+ * answered 0 by then: its instance ends with MLY_EEXIST at the commit
+ * (a plain parent gets its CHILD_EXIT).  Tombstones past
+ * name_retention_ms are deleted from the database as leases renew.
  *
  * A loop turn's steps commit in one transaction; a machine resumes only
  * once it committed.  Every commit first checks that this process still
@@ -2448,7 +2470,7 @@ int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
                        char *err, size_t errlen);
 
 /* The schema version this code creates and understands. */
-#define MLY_STORE_PG_VERSION 4
+#define MLY_STORE_PG_VERSION 5
 
 /* What mly_store_pg_stat counts (the database's schema version; 0: it has
  * none). */

@@ -288,8 +288,158 @@ static const char *const v4[] = {
     " END$$",
     NULL};
 
-const char *const *const mly_pg_migrations[MLY_STORE_PG_VERSION] = {v1, v2,
-                                                                    v3, v4};
+/* Version 5: names across processes (pg_store.c "names").
+ * names.rev: a change counter (a sequence, set on every insert and
+ *   update): each process reads the rows changed since it last looked
+ *   and learns the names others hold and their tombstones.
+ * A batch that creates named instances first calls mealy.names_claim
+ *   with every name it creates, the instance that would hold it and
+ *   its group (the instance whose step spawns it, or itself for a create
+ *   of its own).  A name held elsewhere (a live row, or a tombstone
+ *   within the retention p_retention, ms; < 0: forever) is not taken:
+ *   the function answers it with its holder, and puts the group in the
+ *   transaction's skip set (mealy.skipped(): the setting mealy.skip).
+ *   Every change the batch makes then leaves the skip set out: the
+ *   steps of those instances, the creates they (or a skipped create)
+ *   make, the events they send, the events they consumed stay.  The
+ *   rest of the batch commits.  mealy.rerun_rows, last, reads back the
+ *   rows of the skipped instances still this node's, with their
+ *   descendants and their pending events, as the batch leaves them: the
+ *   process runs those steps again, and the spawn finds the name taken.
+ *   Nothing raises for a name, so no other work of the batch is lost.
+ * mealy.expire_names deletes tombstones past the retention, at most
+ *   p_limit of them (each process calls it as it renews its lease).
+ * Events are inserted only for targets that have a row (mealy.events
+ *   keeps nothing for an id no process holds). */
+static const char *const v5[] = {
+    "CREATE SEQUENCE mealy.name_revs",
+    "ALTER TABLE mealy.names ADD COLUMN rev bigint NOT NULL"
+    " DEFAULT nextval('mealy.name_revs')",
+    "CREATE INDEX names_rev ON mealy.names (rev)",
+    "CREATE INDEX names_ended ON mealy.names (ended_ms)"
+    " WHERE ended_ms IS NOT NULL",
+    "CREATE INDEX instances_parent ON mealy.instances (parent)"
+    " WHERE parent <> 0",
+    "CREATE FUNCTION mealy.name_rev() RETURNS trigger LANGUAGE plpgsql AS"
+    " $$BEGIN NEW.rev := nextval('mealy.name_revs'); RETURN NEW; END$$",
+    "CREATE TRIGGER names_rev BEFORE UPDATE ON mealy.names FOR EACH ROW"
+    " EXECUTE FUNCTION mealy.name_rev()",
+    "CREATE FUNCTION mealy.skipped() RETURNS bigint[] LANGUAGE sql STABLE"
+    " AS $$SELECT coalesce(nullif(current_setting('mealy.skip', true), ''),"
+    " '{}')::bigint[]$$",
+    "CREATE FUNCTION mealy.now_ms() RETURNS bigint LANGUAGE sql VOLATILE"
+    " AS $$SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint$$",
+    "CREATE FUNCTION mealy.names_claim(p_node bigint, p_epoch bigint,"
+    " p_names text[], p_ids bigint[], p_groups bigint[], p_retention bigint)"
+    " RETURNS TABLE (c_name text, c_holder bigint, c_status bigint,"
+    " c_ended bigint, c_group bigint) LANGUAGE plpgsql AS $$DECLARE"
+    " skip bigint[] := '{}'; t bigint := mealy.now_ms(); r record;"
+    " n record; got bigint; BEGIN"
+    " FOR r IN SELECT u.nm, u.id, u.g FROM unnest(p_names, p_ids, p_groups)"
+    "  AS u(nm, id, g) ORDER BY u.nm LOOP"
+    "  CONTINUE WHEN r.g = ANY (skip);"
+    "  got := NULL;"
+    /* a look without a lock first: a live name is answered as it is */
+    "  SELECT x.id, x.status, x.ended_ms INTO n FROM mealy.names x"
+    "   WHERE x.name = r.nm;"
+    "  IF NOT FOUND OR n.id = r.id OR (n.ended_ms IS NOT NULL"
+    "   AND p_retention >= 0 AND n.ended_ms <= t - p_retention) THEN"
+    "   INSERT INTO mealy.names AS x (name, id) VALUES (r.nm, r.id)"
+    "    ON CONFLICT (name) DO UPDATE SET id = EXCLUDED.id, status = NULL,"
+    "    ended_ms = NULL WHERE x.id = EXCLUDED.id OR (x.ended_ms IS NOT NULL"
+    "    AND p_retention >= 0 AND x.ended_ms <= t - p_retention)"
+    "    RETURNING x.id INTO got;"
+    "   IF got IS NULL THEN SELECT x.id, x.status, x.ended_ms INTO n"
+    "    FROM mealy.names x WHERE x.name = r.nm; END IF;"
+    "  END IF;"
+    "  IF got IS NULL THEN skip := skip || r.g; c_name := r.nm;"
+    "   c_holder := n.id; c_status := n.status; c_ended := n.ended_ms;"
+    "   c_group := r.g; RETURN NEXT; END IF;"
+    " END LOOP;"
+    " IF cardinality(skip) > 0 THEN"
+    "  DELETE FROM mealy.names x USING unnest(p_names, p_ids, p_groups)"
+    "   AS u(nm, id, g) WHERE x.name = u.nm AND x.id = u.id"
+    "   AND u.g = ANY (skip);"
+    "  PERFORM set_config('mealy.skip', skip::text, true);"
+    " END IF; END$$",
+    "CREATE OR REPLACE FUNCTION mealy.create(p_node bigint, p_epoch bigint,"
+    " p_id bigint, p_step bigint, p_parent bigint, p_name text,"
+    " p_due bigint, p_state bytea, p_ctx bytea) RETURNS void"
+    " LANGUAGE plpgsql AS $$DECLARE s bigint[] := mealy.skipped(); BEGIN"
+    " IF p_id = ANY (s) OR p_parent = ANY (s) THEN RETURN; END IF;"
+    " IF p_name IS NOT NULL THEN"
+    "  PERFORM 1 FROM mealy.names WHERE name = p_name AND id = p_id;"
+    "  IF NOT FOUND THEN"
+    "   INSERT INTO mealy.names (name, id) VALUES (p_name, p_id)"
+    "    ON CONFLICT (name) DO UPDATE SET id = EXCLUDED.id, status = NULL,"
+    "    ended_ms = NULL WHERE mealy.names.ended_ms IS NOT NULL;"
+    "   IF NOT FOUND THEN RAISE unique_violation USING MESSAGE = format("
+    "    'mealy: the name %s is taken by a live instance', p_name);"
+    "   END IF; END IF; END IF;"
+    " INSERT INTO mealy.instances (id, owner, epoch, step, parent, name,"
+    "  due_ms, state, context) VALUES (p_id, p_node, p_epoch, p_step,"
+    "  p_parent, p_name, p_due, p_state, p_ctx); END$$",
+    "CREATE OR REPLACE FUNCTION mealy.steps(p_node bigint, p_epoch bigint,"
+    " p_ids bigint[], p_expect bigint[], p_steps bigint[], p_due bigint[],"
+    " p_states bytea[], p_setctx boolean[], p_ctx bytea[], p_took bigint[])"
+    " RETURNS void LANGUAGE plpgsql AS $$DECLARE n bigint; k bigint := 0;"
+    " s bigint[] := mealy.skipped(); BEGIN"
+    " UPDATE mealy.instances i SET step = u.step, due_ms = u.due,"
+    "  state = u.state,"
+    "  context = CASE WHEN u.setctx THEN u.ctx ELSE i.context END"
+    "  FROM unnest(p_ids, p_expect, p_steps, p_due, p_states, p_setctx,"
+    "  p_ctx) AS u(id, expect, step, due, state, setctx, ctx)"
+    "  WHERE i.id = u.id AND i.owner = p_node AND i.epoch = p_epoch"
+    "  AND i.step = u.expect AND u.id <> ALL (s);"
+    " GET DIAGNOSTICS n = ROW_COUNT;"
+    " IF cardinality(s) > 0 THEN"
+    "  SELECT count(*) INTO k FROM unnest(p_ids) x WHERE x = ANY (s); END IF;"
+    " IF n + k <> cardinality(p_ids) THEN PERFORM mealy.fenced(format("
+    "  '%s of %s instances are not node %s''s at epoch %s and the step"
+    "  expected', cardinality(p_ids) - n - k, cardinality(p_ids), p_node,"
+    "  p_epoch)); END IF;"
+    " IF cardinality(p_took) > 0 THEN"
+    "  DELETE FROM mealy.events WHERE eid = ANY (p_took)"
+    "  AND target <> ALL (s); END IF; END$$",
+    "CREATE OR REPLACE FUNCTION mealy.end_(p_node bigint, p_epoch bigint,"
+    " p_id bigint, p_status bigint, p_ended_ms bigint, p_name text)"
+    " RETURNS void LANGUAGE plpgsql AS $$BEGIN"
+    " DELETE FROM mealy.instances WHERE id = p_id AND owner = p_node"
+    "  AND epoch = p_epoch;"
+    " IF NOT FOUND THEN"
+    /* a child whose create the batch left out (skipped) ends as nothing */
+    "  IF cardinality(mealy.skipped()) > 0 AND NOT EXISTS (SELECT 1"
+    "   FROM mealy.instances WHERE id = p_id) THEN RETURN; END IF;"
+    "  PERFORM mealy.fenced(format("
+    "  'instance %s is not node %s''s at epoch %s', p_id, p_node, p_epoch));"
+    " END IF;"
+    " DELETE FROM mealy.events WHERE target = p_id;"
+    " IF p_name IS NOT NULL THEN UPDATE mealy.names SET status = p_status,"
+    "  ended_ms = p_ended_ms WHERE name = p_name AND id = p_id; END IF;"
+    " END$$",
+    "CREATE FUNCTION mealy.rerun_rows(p_node bigint, p_epoch bigint)"
+    " RETURNS TABLE (k integer, id bigint, step bigint, parent bigint,"
+    " state bytea, context bytea, name text, seq bigint) LANGUAGE sql AS"
+    " $$WITH RECURSIVE t AS (SELECT i.id FROM mealy.instances i"
+    "  WHERE i.id = ANY (mealy.skipped()) AND i.owner = p_node"
+    "  AND i.epoch = p_epoch"
+    "  UNION SELECT i.id FROM mealy.instances i JOIN t ON i.parent = t.id"
+    "  WHERE i.parent <> 0 AND i.owner = p_node AND i.epoch = p_epoch)"
+    " SELECT 0, i.id, i.step, i.parent, i.state, i.context, i.name, 0::bigint"
+    "  FROM mealy.instances i JOIN t ON t.id = i.id"
+    " UNION ALL SELECT 1, e.target, e.eid, 0, e.body, NULL, NULL, e.seq"
+    "  FROM mealy.events e JOIN t ON e.target = t.id"
+    " ORDER BY 1, 8, 2$$",
+    "CREATE FUNCTION mealy.expire_names(p_retention bigint, p_limit integer)"
+    " RETURNS bigint LANGUAGE sql AS $$WITH d AS (DELETE FROM mealy.names"
+    " WHERE name IN (SELECT name FROM mealy.names WHERE ended_ms IS NOT NULL"
+    "  AND ended_ms <= mealy.now_ms() - p_retention ORDER BY ended_ms"
+    "  LIMIT p_limit FOR UPDATE SKIP LOCKED)"
+    " AND ended_ms IS NOT NULL RETURNING 1) SELECT count(*) FROM d$$",
+    NULL};
+
+const char *const *const mly_pg_migrations[MLY_STORE_PG_VERSION] = {
+    v1, v2, v3, v4, v5};
 
 /* ---- running statements one after another on a private loop ---- */
 

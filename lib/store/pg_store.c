@@ -1,5 +1,5 @@
 /*
- * pg_store.c - store.h's operations on PostgreSQL (schema v2, see
+ * pg_store.c - store.h's operations on PostgreSQL (schema v2 to v4, see
  * pg_schema.c): many processes share one database of durable instances.
  *
  * Each process is a node: a row in mealy.nodes with a lease and a
@@ -43,6 +43,14 @@
  * already has is refused by the fence (MLYF2: it committed, reported as
  * such), so none ever commits twice.  If the lease ran out meanwhile,
  * the fence refuses the rest: evicted, counted and said, as above.
+ *
+ * A batch is built whole (its statements kept) and then sent.  Names
+ * are unique across nodes without stopping anything (section "names"
+ * below): a batch that creates named instances claims their names first
+ * and leaves out the steps that spawned a name held elsewhere; those
+ * run again.  Events to other nodes' instances are inserted only for
+ * targets that have a row; a durable post to one that has none answers
+ * MLY_ESRCH.
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -73,6 +81,7 @@ typedef struct owned {
  * It goes when the batch whose step consumed or dropped it committed. */
 typedef struct seen {
   uint64_t eid;
+  mly_id target; /* its instance: the entry goes when that one ends */
   UT_hash_handle hh;
 } seen;
 
@@ -178,10 +187,23 @@ static const char *sb_end(sbuf *b) {
 typedef struct sstmt {
   const char *sql;
   int n;
+  uint8_t kind;    /* SK_*: what its answer tells (on_answer) */
   bool bin;        /* some value is binary: lens and fmts say which */
   char *vals[10];
   int lens[10], fmts[10];
 } sstmt;
+
+enum { SK_PLAIN, SK_NAMES, SK_RERUN, SK_EVENTS };
+
+/* A name the batch spawned that another process holds (names_claim's
+ * answer): its holder, and the group whose step is left out. */
+typedef struct nconflict {
+  char *name;
+  mly_id holder, group;
+  bool live;
+  int32_t status;
+  int64_t ended_ms;
+} nconflict;
 
 /* One transaction in flight. */
 typedef struct batch {
@@ -204,6 +226,17 @@ typedef struct batch {
   bool fenced, lease_lost;
   bool retry; /* cancelled or out of order: sent again once answered */
   char err[256];
+  size_t answered;     /* statements answered: the next answer's index */
+  bool named;          /* it creates named instances: names_claim first */
+  nconflict *conf;     /* names held elsewhere (names_claim) */
+  size_t nconf;
+  PGresult *rerun;     /* mealy.rerun_rows: what the skipped left */
+  bool ends;           /* it ends instances: their seen eids go */
+  bool got_names, got_rerun; /* names_claim, rerun_rows answered */
+  uint64_t *missing;   /* eids of events to other processes' ids that no
+                          process holds: not inserted (a post's answer
+                          is MLY_ESRCH) */
+  size_t nmissing;
 } batch;
 
 /* The snapshot is built whole in one buffer, then handed out: what
@@ -294,6 +327,15 @@ typedef struct pg_store {
   char session[128]; /* sets lock_timeout and statement_timeout */
   uv_timer_t poll;
   bool fetching, fetch_again;
+  /* names (see "names" below): the named creates of the batch being
+   * built (names_claim's arrays), the instance whose step spawns them,
+   * statements kept and not sent while a batch is built, and the names
+   * feed's cursors */
+  sbuf c_names, c_ids, c_groups;
+  mly_id creator;
+  bool building;
+  int64_t name_from, name_last;
+  bool names_polling;
 } pg_store;
 
 #define ST(s) ((pg_store *)(s))
@@ -337,6 +379,10 @@ static void own_del(pg_store *st, mly_id id) {
 
 /* ---- the batch: statements and their answers ---- */
 
+static void names_batch_reset(batch *b);
+static void names_rerun(pg_store *st, batch *b);
+static void seen_prune(pg_store *st);
+
 static void batch_free(batch *b) {
   for (size_t i = 0; i < b->nstmts; i++)
     for (int k = 0; k < b->stmts[i].n; k++) free(b->stmts[i].vals[k]);
@@ -344,6 +390,7 @@ static void batch_free(batch *b) {
   free(b->dones);
   free(b->ids);
   free(b->gone);
+  names_batch_reset(b);
   free(b);
 }
 
@@ -377,11 +424,12 @@ static bool seen_has(pg_store *st, uint64_t eid) {
   return x != NULL;
 }
 
-static int seen_add(pg_store *st, uint64_t eid) {
+static int seen_add(pg_store *st, uint64_t eid, mly_id target) {
   if (seen_has(st, eid)) return 0;
   seen *x = calloc(1, sizeof *x);
   if (!x) return MLY_ENOMEM;
   x->eid = eid;
+  x->target = target;
   bool hash_oom = false;
   HASH_ADD(hh, st->seen, eid, sizeof x->eid, x);
   if (hash_oom) {
@@ -430,6 +478,12 @@ static void evict_all(pg_store *st, const char *why) {
   free(ids);
 }
 
+static bool eid_missing(const batch *b, uint64_t eid) {
+  for (size_t i = 0; i < b->nmissing; i++)
+    if (b->missing[i] == eid) return true;
+  return false;
+}
+
 /* A batch is over: fenced ones evict, failed ones fail the store; then
  * its completions, in order. */
 static void batch_done(pg_store *st, batch *b) {
@@ -463,6 +517,8 @@ static void batch_done(pg_store *st, batch *b) {
     st->stats.bytes += b->bytes;
     if (b->serial > st->last_ok) st->last_ok = b->serial;
     for (size_t i = 0; i < b->ngone; i++) seen_del(st, b->gone[i]);
+    if (b->ends) seen_prune(st);
+    if (b->nconf) names_rerun(st, b); /* before the completions */
   }
   /* wrote: a batch whose COMMIT may have reached the server before the
    * connection went is not known to have failed (MLY_EUNKNOWN for its
@@ -471,8 +527,15 @@ static void batch_done(pg_store *st, batch *b) {
                              strstr(b->err, "connection") != NULL)
                      ? SIZE_MAX
                      : 0;
-  for (size_t i = 0; i < b->ndones; i++)
-    st->base.hooks.done(st->base.hooks.arg, &b->dones[i], rc, wrote);
+  bool miss = false; /* the event a post's answer follows was not kept */
+  for (size_t i = 0; i < b->ndones; i++) {
+    const jdone *d = &b->dones[i];
+    if (d->kind == JD_DELIVER)
+      miss = rc == 0 && d->ev && eid_missing(b, d->ev->eid);
+    bool srch = d->kind == JD_POSTED && miss; /* certainly not kept */
+    st->base.hooks.done(st->base.hooks.arg, d, srch ? MLY_ESRCH : rc,
+                        srch ? 0 : wrote);
+  }
   if (rc == 0 && st->base.hooks.committed)
     st->base.hooks.committed(st->base.hooks.arg);
   if (rc < 0 && rc != MLY_EPERM && !st->told_failed) {
@@ -514,9 +577,14 @@ static void settle(pg_store *st, batch *b) {
   if (st->closing && !st->head) release(st);
 }
 
+static void names_answer(batch *b, const sstmt *k, const PGresult *res);
+
 static void on_answer(mly_pg *pg, const PGresult *res, const char *err,
                       void *arg) {
   batch *b = arg;
+  size_t idx = b->answered++;
+  if (res && !err && idx < b->nstmts && b->stmts[idx].kind != SK_PLAIN)
+    names_answer(b, &b->stmts[idx], res);
   if (err && !mly_pg_connected(pg) && !b->st->failed) {
     /* the connection went: whether it committed is not known */
     b->held = true;
@@ -581,6 +649,7 @@ static int stmt_f(pg_store *st, batch *b, const char *sql, int n,
   sstmt *k = &b->stmts[b->nstmts];
   k->sql = sql;
   k->n = 0;
+  k->kind = SK_PLAIN;
   k->bin = fmts != NULL;
   for (; k->n < n; k->n++) {
     int i = k->n;
@@ -598,6 +667,7 @@ static int stmt_f(pg_store *st, batch *b, const char *sql, int n,
     }
   }
   b->nstmts++;
+  if (st->building) return 0; /* op_flush sends them once built */
   if (st->resync) {
     b->held = true;
     return 0;
@@ -644,6 +714,7 @@ static uint64_t prev_serial(const pg_store *st, const batch *b) {
 static void resend(pg_store *st, batch *b, bool retry) {
   b->held = b->dup = b->fenced = b->lease_lost = b->retry = false;
   b->err[0] = '\0';
+  names_batch_reset(b); /* names_claim answers again */
   b->unanswered = 1; /* held until every statement is queued */
   if (retry) st->fencing.retried++;
   else st->fencing.resent++;
@@ -701,6 +772,16 @@ static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
     if (st->failed) {
       snprintf(b->err, sizeof b->err, "%s",
                "the connection was lost and the batch's outcome is unknown");
+    } else if (b->named && !(b->got_names && b->got_rerun)) {
+      /* which of its steps were left out for a name is not known: stop
+       * (a restart brings back what committed) */
+      st->failed = MLY_EIO;
+      snprintf(b->err, sizeof b->err, "%s",
+               "a batch that creates named instances committed, and what "
+               "it said about their names was lost with the connection: "
+               "the store stops (restart: what committed comes back)");
+      fprintf(stderr, "mealy: postgresql store: node %" PRId64 ": %s\n",
+              st->node, b->err);
     } else {
       b->err[0] = '\0';
       b->dup = b->fenced = false;
@@ -727,6 +808,7 @@ static const char SQL_DROP[] =
 
 static int group_step(pg_store *st, batch *b, const rp_state *s, owned *o,
                       jcur *took);
+static int names_note(pg_store *st, batch *b, const rp_state *s);
 
 /* S's fields 0..9 (what instances.state keeps), its context (set or
  * not) and due time. */
@@ -740,6 +822,7 @@ static int put_state(pg_store *st, batch *b, const rp_state *s, bool create,
   char *name = s->name ? strndup(s->name, s->namelen) : NULL;
   int r = MLY_ENOMEM;
   if (s->name && !name) goto out;
+  if (create && s->name && (r = names_note(st, b, s)) < 0) goto out;
   if (create) {
     /* state and context: binary bytea */
     const char *v[] = {st->pnode, st->pepoch, id, step, parent, name,
@@ -796,10 +879,19 @@ static void group_send_none(pg_store *st) {
   st->gserial++;
 }
 
-static const char SQL_EVENTS[] =
-    "INSERT INTO mealy.events (eid, target, sender, body)"
-    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"
-    " $4::bytea[])";
+/* Only for a target that has a row (nothing waits for an id no process
+ * holds), and not from a step the batch left out (mealy.skipped).  With
+ * targets of other processes, the eids not inserted are answered. */
+#define SQL_EVENTS_INS                                                     \
+  "INSERT INTO mealy.events (eid, target, sender, body)"                  \
+  " SELECT u.* FROM unnest($1::bigint[], $2::bigint[], $3::bigint[],"     \
+  " $4::bytea[]) AS u(eid, target, sender, body)"                         \
+  " WHERE u.sender <> ALL (mealy.skipped()) AND EXISTS (SELECT 1"         \
+  " FROM mealy.instances i WHERE i.id = u.target)"
+static const char SQL_EVENTS[] = SQL_EVENTS_INS;
+static const char SQL_EVENTS_ASK[] =
+    "WITH ins AS (" SQL_EVENTS_INS " RETURNING eid)"
+    " SELECT unnest($1::bigint[]) EXCEPT SELECT eid FROM ins";
 /* Wakes the owners of the targets (delivered at COMMIT, not before). */
 static const char SQL_NOTIFY[] =
     "SELECT pg_notify('mealy_node_' || owner, '') FROM (SELECT DISTINCT"
@@ -818,8 +910,10 @@ static int group_send(pg_store *st, batch *b) {
     const char *v[] = {sb_end(&st->e_eid), sb_end(&st->e_to),
                        sb_end(&st->e_from), sb_bin_end(&st->e_body, &lens[3])};
     r = v[0] && v[1] && v[2] && v[3]
-            ? stmt_f(st, b, SQL_EVENTS, 4, v, lens, fmts)
+            ? stmt_f(st, b, st->gnotify ? SQL_EVENTS_ASK : SQL_EVENTS, 4, v,
+                     lens, fmts)
             : MLY_ENOMEM;
+    if (r == 0 && st->gnotify) b->stmts[b->nstmts - 1].kind = SK_EVENTS;
   }
   if (r == 0 && st->gnotify) {
     const char *v[] = {sb_end(&st->n_to), st->pnode};
@@ -905,10 +999,12 @@ static int put_step(pg_store *st, batch *b, jcur *c) {
     r = rp_parse_event(c, &e) ? put_event(st, b, &e) : MLY_EBADMSG;
   }
   if (r < 0 || !jc_array(c, &n)) return r < 0 ? r : MLY_EBADMSG;
+  st->creator = s.id; /* its children's names go with its step */
   for (uint32_t i = 0; i < n && r == 0; i++) {
     rp_state k;
     r = rp_parse_state(c, &k) ? put_state(st, b, &k, true, NULL) : MLY_EBADMSG;
   }
+  st->creator = 0;
   return r;
 }
 
@@ -941,6 +1037,7 @@ static int put_end(pg_store *st, batch *b, jcur *c, uint32_t nfields) {
   free(name);
   if (r == 0) r = batch_id(b, id);
   own_del(st, id);
+  b->ends = true;
   if (r < 0 || neid == 0 || parent == 0) return r;
   jbuf e = {0};
   jb_array(&e, 9);
@@ -1047,6 +1144,9 @@ static void defer_failed(pg_store *st, batch *b, int rc, const char *why) {
   uv_timer_start(&st->later, on_later, 0, 0);
 }
 
+static int names_wrap(pg_store *st, batch *b);
+static void names_build_reset(pg_store *st);
+
 static void op_flush(mly_store *s) {
   pg_store *st = ST(s);
   if (st->buf.n == 0 && st->ndones == 0) return;
@@ -1078,6 +1178,9 @@ static void op_flush(mly_store *s) {
   char prev[24];
   i64s(prev, (int64_t)prev_serial(st, b));
   const char *fv[] = {st->pnode, st->pepoch, b->pserial, prev};
+  /* built whole, then sent: names_claim, when the batch has named
+   * creates, goes before them (after the fence) */
+  st->building = true;
   int r = stmt(st, b, "BEGIN", 0, NULL);
   if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2, $3, $4)", 4, fv);
   for (size_t off = 0; r == 0 && off + JR_HDR <= st->buf.n;) {
@@ -1091,8 +1194,14 @@ static void op_flush(mly_store *s) {
   }
   if (r == 0) r = group_send(st, b);
   else group_send_none(st);
+  if (r == 0 && b->named) r = names_wrap(st, b);
+  names_build_reset(st);
   if (r == 0) r = stmt(st, b, "COMMIT", 0, NULL);
+  st->building = false;
   st->buf.n = 0;
+  if (r == 0 && st->resync) b->held = b->nstmts > 0;
+  for (size_t i = 0; r == 0 && !st->resync && i < b->nstmts; i++)
+    r = send_kept(st, b, &b->stmts[i]);
   if (r < 0) {
     /* what was queued runs as an aborted transaction's tail or not at
      * all: the batch fails; the store with it */
@@ -1187,7 +1296,7 @@ static void on_fetched(mly_pg *pg, const PGresult *cres, const char *err,
       PQfreemem(body);
       break;
     }
-    if (!body || (rc = seen_add(st, eid)) < 0) {
+    if (!body || (rc = seen_add(st, eid, (mly_id)target)) < 0) {
       if (body) PQfreemem(body);
       rc = MLY_ENOMEM;
       break;
@@ -1226,7 +1335,13 @@ static void on_notify(mly_pg *pg, const char *channel, const char *payload,
   fetch(arg);
 }
 
-static void on_poll(uv_timer_t *t) { fetch(t->data); }
+static void names_poll(pg_store *st);
+static void names_expire(pg_store *st);
+
+static void on_poll(uv_timer_t *t) {
+  fetch(t->data);
+  names_poll(t->data);
+}
 
 /* ---- the lease ---- */
 
@@ -1297,16 +1412,18 @@ static void adopt_fail(pg_store *st, int rc, const char *why) {
   }
 }
 
-static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
-                       void *arg) {
-  (void)pg;
-  (void)err;
-  pg_store *st = arg;
-  PGresult *res = (PGresult *)cres;
-  st->claiming = false;
-  if (!res) st->claim_unsure = true; /* looked at by the next claim */
-  if (!res || st->closing || st->failed || st->lost) return; /* next time */
-  st->claim_unsure = false;
+static bool id_in(const mly_id *ids, size_t n, mly_id id) {
+  for (size_t i = 0; i < n; i++)
+    if (ids[i] == id) return true;
+  return false;
+}
+
+/* Rows of SQL_ADOPT's shape (k, id, step, parent, state, context, name,
+ * seq; text) to hooks.adopt: the instances this node does not hold yet
+ * (only those of `only`, when given) and their events.  why: for the
+ * line on stderr. */
+static void adopt_res(pg_store *st, PGresult *res, const mly_id *only,
+                      size_t nonly, const char *why) {
   uint64_t serial = ++st->claims;
   int n = PQntuples(res);
   if (n == 0) return;
@@ -1318,14 +1435,14 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
   jb_end(&b, at);
   uint64_t ni = 0, ne = 0;
   int rc = 0;
-  char why[512] = "instances taken over could not be restored";
+  char bad[512] = "instances taken over could not be restored";
   for (int i = 0; i < n && rc == 0; i++) {
     bool inst = PQgetvalue(res, i, 0)[0] == '0';
     int64_t c1, c2, c3 = 0;
     if (!pg_col_i64(res, i, 1, &c1) || !pg_col_i64(res, i, 2, &c2) ||
         (inst && !pg_col_i64(res, i, 3, &c3)) || PQgetisnull(res, i, 4)) {
       rc = MLY_EBADMSG;
-      snprintf(why, sizeof why, "a row of %s taken over has a key, step or "
+      snprintf(bad, sizeof bad, "a row of %s taken over has a key, step or "
                "parent that is not a number (`mealy store stat --bad` lists "
                "it)", inst ? "mealy.instances" : "mealy.events");
       break;
@@ -1344,13 +1461,14 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
     else if ((rc = inst ? pg_inst_check((uint64_t)c1, sv, sl, cv, cl, nm,
                                         nm ? (size_t)PQgetlength(res, i, 6)
                                            : 0,
-                                        why, sizeof why)
+                                        bad, sizeof bad)
                         : pg_event_check((uint64_t)c2, (uint64_t)c1, sv, sl,
-                                         why, sizeof why)) < 0) {
-      /* named in why */
+                                         bad, sizeof bad)) < 0) {
+      /* named in bad */
     } else if (inst) {
       mly_id id = (mly_id)c1;
       if (own_find(st, id)) goto next; /* held already (SQL_ADOPT_MINE) */
+      if (only && !id_in(only, nonly, id)) goto next;
       rc = own_put(st, id, (uint64_t)c2, (mly_id)c3);
       if (rc == 0) own_find(st, id)->got = serial;
       at = jb_begin(&b, ++seq, JR_INST, 1);
@@ -1360,7 +1478,7 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
     } else {
       owned *o = own_find(st, (mly_id)c1);
       if (!o || o->got != serial) goto next; /* its target was held */
-      rc = seen_add(st, (uint64_t)c2);
+      rc = seen_add(st, (uint64_t)c2, o->id);
       at = jb_begin(&b, ++seq, JR_EVENT, 1);
       jb_raw(&b, sv, sl);
       jb_end(&b, at);
@@ -1379,14 +1497,27 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
   st->fencing.adopted += ni;
   if (rc == 0 && ni)
     fprintf(stderr, "mealy: postgresql store: node %" PRId64 " (epoch %" PRId64
-            "): took over %" PRIu64 " instance(s) of processes whose lease "
-            "ran out\n", st->node, st->epoch, ni);
+            "): %s %" PRIu64 " instance(s)\n", st->node, st->epoch, why, ni);
   if (rc == 0 && ni && st->base.hooks.adopt)
     rc = st->base.hooks.adopt(st->base.hooks.arg, b.p, b.n);
   jb_free(&b);
   /* stopping: they stay this node's in the database, given up with its
    * lease when it closes */
-  if (rc < 0 && rc != MLY_ESHUTDOWN) adopt_fail(st, rc, why);
+  if (rc < 0 && rc != MLY_ESHUTDOWN) adopt_fail(st, rc, bad);
+}
+
+static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
+                       void *arg) {
+  (void)pg;
+  (void)err;
+  pg_store *st = arg;
+  PGresult *res = (PGresult *)cres;
+  st->claiming = false;
+  if (!res) st->claim_unsure = true; /* looked at by the next claim */
+  if (!res || st->closing || st->failed || st->lost) return; /* next time */
+  st->claim_unsure = false;
+  adopt_res(st, res, NULL, 0,
+            "took over, from processes whose lease ran out,");
 }
 
 static void claim(pg_store *st) {
@@ -1406,6 +1537,7 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
   if (res && PQntuples((PGresult *)res) == 1) {
     st->renewed_at = st->sent_at;
     claim(st);
+    names_expire(st);
   } else if (res) { /* the row said no: taken over, or ran out */
     lease_lost(st, "the lease could not be renewed (another process may "
                    "have taken this one's instances)");
@@ -1436,6 +1568,272 @@ static void on_renew(uv_timer_t *t) {
                    " RETURNING 1",
                    3, v, on_renewed, st) == 0)
     st->renewing = true;
+}
+
+/* ---- names: unique across processes (schema v5, pg_schema.c).
+ *
+ * A batch that creates named instances calls mealy.names_claim first
+ * (after the fence) with every name it creates, the instance that would
+ * hold it and its group: the instance whose step spawned it (its
+ * children's creates are in that step's record), or itself for a create
+ * of its own (the host's, a plain machine's).  A name another process
+ * holds (live, or a tombstone within the retention) is answered with
+ * its holder and its group is skipped: the step, the creates it makes
+ * and the events it sends leave the transaction (every statement
+ * checks mealy.skipped()), and the rest commits.  mealy.rerun_rows, the
+ * batch's last statement, reads what the skipped instances left: their
+ * committed rows, with their descendants and pending events.  Once
+ * COMMIT answered, the runtime learns the name (hooks.name_seen: a
+ * spawn of it now answers MLY_EEXIST at once), the skipped instances
+ * and their descendants leave memory (hooks.rerun) and those rows come
+ * back (hooks.adopt), all before the batch's completions: the left-out
+ * steps run again, as after a crash, and the spawn finds the name
+ * taken.  A named child whose own create was skipped (no step of a
+ * durable parent made it) ends with MLY_EEXIST.
+ *
+ * The names feed: every poll, the rows of mealy.names changed since the
+ * last look (their rev, from a sequence), to hooks.name_seen: names
+ * others hold and their tombstones are known here shortly after they
+ * commit.  A rev is taken before its transaction commits, so one
+ * committed late could hide behind a later one: each look goes back to
+ * where the look before it began, and the batch's own check above is
+ * what keeps names unique whatever the feed missed.  Each renewal of
+ * the lease also deletes up to EXPIRE_MAX tombstones past the
+ * retention. ---- */
+
+#define NAMES_PAGE 4096
+#define EXPIRE_MAX 1000
+
+/* An element of a text[] literal: quoted, '"' and '\' escaped. */
+static void sb_text(sbuf *b, const char *p, size_t n) {
+  sb_sep(b);
+  sb_raw(b, "\"", 1);
+  for (size_t i = 0; i < n; i++) {
+    if (p[i] == '"' || p[i] == '\\') sb_raw(b, "\\", 1);
+    sb_raw(b, p + i, 1);
+  }
+  sb_raw(b, "\"", 1);
+}
+
+static int names_note(pg_store *st, batch *b, const rp_state *s) {
+  sb_text(&st->c_names, s->name, s->namelen);
+  sb_i64(&st->c_ids, (int64_t)s->id);
+  sb_i64(&st->c_groups, (int64_t)(st->creator ? st->creator : s->id));
+  b->named = true;
+  return st->c_names.oom || st->c_ids.oom || st->c_groups.oom ? MLY_ENOMEM
+                                                                : 0;
+}
+
+static void names_build_reset(pg_store *st) {
+  sbuf *all[] = {&st->c_names, &st->c_ids, &st->c_groups};
+  for (size_t i = 0; i < 3; i++) {
+    all[i]->n = 0;
+    all[i]->oom = false;
+  }
+}
+
+/* names_claim after BEGIN and the fence (statements 0 and 1), and
+ * rerun_rows last (COMMIT follows). */
+static int names_wrap(pg_store *st, batch *b) {
+  char ret[24];
+  i64s(ret, st->base.name_retention_ms);
+  const char *v[] = {st->pnode,           st->pepoch,
+                     sb_end(&st->c_names), sb_end(&st->c_ids),
+                     sb_end(&st->c_groups), ret};
+  /* sb_end hands back one buffer per sbuf: the three are distinct */
+  if (!v[2] || !v[3] || !v[4]) return MLY_ENOMEM;
+  int r = stmt(st, b,
+               "SELECT * FROM mealy.names_claim($1, $2, $3::text[],"
+               " $4::bigint[], $5::bigint[], $6)",
+               6, v);
+  if (r < 0) return r;
+  sstmt k = b->stmts[b->nstmts - 1];
+  k.kind = SK_NAMES;
+  memmove(&b->stmts[3], &b->stmts[2], (b->nstmts - 3) * sizeof k);
+  b->stmts[2] = k;
+  r = stmt(st, b, "SELECT * FROM mealy.rerun_rows($1, $2)", 2, v);
+  if (r == 0) b->stmts[b->nstmts - 1].kind = SK_RERUN;
+  return r;
+}
+
+static void names_batch_reset(batch *b) {
+  for (size_t i = 0; i < b->nconf; i++) free(b->conf[i].name);
+  free(b->conf);
+  b->conf = NULL;
+  b->nconf = 0;
+  if (b->rerun) PQclear(b->rerun);
+  b->rerun = NULL;
+  b->answered = 0;
+  b->got_names = b->got_rerun = false;
+  free(b->missing);
+  b->missing = NULL;
+  b->nmissing = 0;
+}
+
+/* names_claim's rows (c_name, c_holder, c_status, c_ended, c_group), or
+ * rerun_rows' (kept until the batch is over). */
+static void names_answer(batch *b, const sstmt *k, const PGresult *cres) {
+  PGresult *res = (PGresult *)cres;
+  if (k->kind == SK_EVENTS) { /* the eids not inserted */
+    int n = PQntuples(res);
+    uint64_t *v = n > 0 ? realloc(b->missing, (b->nmissing + (size_t)n) *
+                                                  sizeof *v)
+                        : NULL;
+    if (n > 0 && !v && !b->err[0])
+      snprintf(b->err, sizeof b->err, "out of memory");
+    for (int i = 0; v && i < n; i++)
+      v[b->nmissing++] = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+    if (v) b->missing = v;
+    return;
+  }
+  if (k->kind == SK_RERUN) {
+    b->got_rerun = true;
+    if (b->rerun) PQclear(b->rerun);
+    b->rerun = PQcopyResult(res, PG_COPYRES_ATTRS | PG_COPYRES_TUPLES);
+    if (!b->rerun && b->nconf && !b->err[0])
+      snprintf(b->err, sizeof b->err, "out of memory");
+    return;
+  }
+  b->got_names = true;
+  int n = PQntuples(res);
+  if (n <= 0) return;
+  nconflict *c = calloc((size_t)n, sizeof *c);
+  if (!c) {
+    if (!b->err[0]) snprintf(b->err, sizeof b->err, "out of memory");
+    return;
+  }
+  for (int i = 0; i < n; i++) {
+    c[i].name = strdup(PQgetvalue(res, i, 0));
+    c[i].holder = (mly_id)strtoull(PQgetvalue(res, i, 1), NULL, 10);
+    c[i].live = PQgetisnull(res, i, 3);
+    c[i].status = (int32_t)strtoll(PQgetvalue(res, i, 2), NULL, 10);
+    c[i].ended_ms = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+    c[i].group = (mly_id)strtoull(PQgetvalue(res, i, 4), NULL, 10);
+    if (!c[i].name && !b->err[0])
+      snprintf(b->err, sizeof b->err, "out of memory");
+  }
+  b->conf = c;
+  b->nconf = (size_t)n;
+}
+
+/* The batch committed without the steps of b->conf's groups: see above. */
+static void names_rerun(pg_store *st, batch *b) {
+  /* the groups still this node's (one ended since is gone for good),
+   * then their descendants */
+  size_t n = 0, cap = b->nconf + HASH_COUNT(st->owned);
+  mly_id *ids = malloc((cap ? cap : 1) * sizeof *ids);
+  if (!ids) {
+    adopt_fail(st, MLY_ENOMEM, "out of memory");
+    return;
+  }
+  for (size_t i = 0; i < b->nconf; i++)
+    if (own_find(st, b->conf[i].group) && !id_in(ids, n, b->conf[i].group))
+      ids[n++] = b->conf[i].group;
+  size_t nskipped = n;
+  owned *o, *tmp;
+  HASH_ITER(hh, st->owned, o, tmp) {
+    if (id_in(ids, nskipped, o->id)) continue;
+    size_t depth = 0;
+    for (owned *p = own_find(st, o->parent); p && depth < 1024;
+         p = own_find(st, p->parent), depth++)
+      if (id_in(ids, nskipped, p->id)) {
+        ids[n++] = o->id;
+        break;
+      }
+  }
+  st->fencing.name_reruns += nskipped;
+  fprintf(stderr, "mealy: postgresql store: node %" PRId64 ": %zu name(s) "
+          "spawned here are held by other processes (%s%s): %zu step(s) run "
+          "again\n", st->node, b->nconf, b->conf[0].name ? b->conf[0].name : "?",
+          b->nconf > 1 ? ", ..." : "", nskipped);
+  for (size_t i = 0; i < n; i++) own_del(st, ids[i]);
+  if (n && st->base.hooks.rerun)
+    st->base.hooks.rerun(st->base.hooks.arg, ids, n, nskipped);
+  /* learned once the children that held them here have gone */
+  for (size_t i = 0; i < b->nconf; i++)
+    if (b->conf[i].name && st->base.hooks.name_seen)
+      st->base.hooks.name_seen(st->base.hooks.arg, b->conf[i].name,
+                               strlen(b->conf[i].name), b->conf[i].holder,
+                               b->conf[i].live, b->conf[i].status,
+                               b->conf[i].ended_ms);
+  if (b->rerun && n)
+    adopt_res(st, b->rerun, ids, n, "runs again, from its committed step,");
+  free(ids);
+}
+
+/* Eids whose instance is no longer this node's (it ended, or left). */
+static void seen_prune(pg_store *st) {
+  seen *x, *tmp;
+  HASH_ITER(hh, st->seen, x, tmp) {
+    if (own_find(st, x->target)) continue;
+    HASH_DEL(st->seen, x);
+    free(x);
+  }
+}
+
+static void names_poll(pg_store *st);
+
+static void on_names(mly_pg *pg, const PGresult *cres, const char *err,
+                     void *arg) {
+  (void)pg;
+  (void)err; /* the next poll looks again */
+  pg_store *st = arg;
+  PGresult *res = (PGresult *)cres;
+  st->names_polling = false;
+  if (!res || st->closing || st->failed) return;
+  int n = PQntuples(res);
+  int64_t top = st->name_from;
+  for (int i = 0; i < n; i++) {
+    const char *nm = PQgetvalue(res, i, 0);
+    int64_t rev = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+    if (rev > top) top = rev;
+    if (st->base.hooks.name_seen)
+      st->base.hooks.name_seen(
+          st->base.hooks.arg, nm, (size_t)PQgetlength(res, i, 0),
+          (mly_id)strtoull(PQgetvalue(res, i, 1), NULL, 10),
+          PQgetisnull(res, i, 3),
+          (int32_t)strtoll(PQgetvalue(res, i, 2), NULL, 10),
+          strtoll(PQgetvalue(res, i, 3), NULL, 10));
+  }
+  if (n == NAMES_PAGE) { /* catching up: on at once */
+    st->name_from = st->name_last = top;
+    names_poll(st);
+    return;
+  }
+  st->name_from = st->name_last; /* the next look goes back this far */
+  if (top > st->name_last) st->name_last = top;
+}
+
+static void names_poll(pg_store *st) {
+  if (st->names_polling || st->closing || st->failed ||
+      !st->base.hooks.name_seen)
+    return;
+  char from[24];
+  i64s(from, st->name_from);
+  const char *v[] = {from};
+  if (mly_pg_query(st->pg,
+                   "SELECT name, id, status, ended_ms, rev FROM mealy.names"
+                   " WHERE rev > $1 ORDER BY rev LIMIT 4096",
+                   1, v, on_names, st) == 0)
+    st->names_polling = true;
+}
+
+static void on_expired(mly_pg *pg, const PGresult *res, const char *err,
+                       void *arg) {
+  (void)pg;
+  (void)res;
+  (void)err; /* the next renewal tries again */
+  (void)arg;
+}
+
+static void names_expire(pg_store *st) {
+  if (st->base.name_retention_ms < 0 || st->closing || st->failed) return;
+  char ret[24], lim[24];
+  i64s(ret, st->base.name_retention_ms);
+  i64s(lim, EXPIRE_MAX);
+  const char *v[] = {ret, lim};
+  (void)mly_pg_query(st->pg, "SELECT mealy.expire_names($1, $2)", 2, v,
+                     on_expired, st);
 }
 
 /* ---- giving up on a server that does not come back: batches waiting
@@ -1496,6 +1894,9 @@ static void finish_close(pg_store *st) {
   walk_free(&st->rec);
   sbuf *all[] = GROUP_BUFS(st);
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]->p);
+  free(st->c_names.p);
+  free(st->c_ids.p);
+  free(st->c_groups.p);
   free(st->dones);
   free(st->conninfo);
   st->timers_open = 4;
@@ -1759,7 +2160,7 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
       jr_errf(err, errlen, rc, "postgresql store: %s", why);
       break;
     }
-    rc = seen_add(st, (uint64_t)eid);
+    rc = seen_add(st, (uint64_t)eid, (mly_id)target);
     head(w, JR_EVENT, 1);
     jb_raw(&w->b, PQgetvalue(re, i, 0), (size_t)PQgetlength(re, i, 0));
   }
@@ -1788,6 +2189,29 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
   return rc;
 }
 
+/* The names other processes hold now, learned before anything is
+ * spawned here (the feed then keeps them current): a host that opens
+ * while another holds a name it is about to spawn answers MLY_EEXIST at
+ * once.  Those of the instances this node owns come back with them. */
+static int names_at_open(pg_store *st, PGconn *c, char *err, size_t errlen) {
+  if (!st->base.hooks.name_seen) return 0;
+  const char *mv[] = {st->pnode};
+  PGresult *r = q(c,
+                  "SELECT n.name, n.id FROM mealy.names n"
+                  " WHERE n.ended_ms IS NULL AND NOT EXISTS (SELECT 1"
+                  " FROM mealy.instances i WHERE i.id = n.id"
+                  " AND i.owner = $1)",
+                  1, mv, false);
+  if (!ok(r)) return db_err(err, errlen, "reading the names held", c, r);
+  for (int i = 0; i < PQntuples(r); i++)
+    st->base.hooks.name_seen(st->base.hooks.arg, PQgetvalue(r, i, 0),
+                             (size_t)PQgetlength(r, i, 0),
+                             (mly_id)strtoull(PQgetvalue(r, i, 1), NULL, 10),
+                             true, 0, 0);
+  PQclear(r);
+  return 0;
+}
+
 static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
                       void *arg, char *err, size_t errlen) {
   pg_store *st = ST(s);
@@ -1809,6 +2233,7 @@ static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
   PQclear(r);
   rc = snapshot(st, c, &st->rec, err, errlen);
   st->seq = st->rec.seq;
+  if (rc == 0) rc = names_at_open(st, c, err, errlen);
   if (rc == 0) {
     r = q(c, "COMMIT", 0, NULL, false);
     if (!ok(r)) rc = db_err(err, errlen, "COMMIT", c, r);

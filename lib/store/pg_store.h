@@ -51,6 +51,9 @@ int64_t pg_store_epoch(const mly_store *s);
 typedef struct pg_store_fencing {
   uint64_t fenced_batches, dropped_steps, evicted, adopted, delivered;
   uint64_t resyncs, found_committed, resent, refused_twice;
+  uint64_t name_reruns; /* instances whose step (or own create) a commit
+                           left out for a name another process held:
+                           their steps run again (pg_store.c names) */
   /* batches the server cancelled (lock_timeout, statement_timeout: 55P03,
    * 57014) or aborted (deadlock, serialization: 40P01, 40001), and those
    * its fence refused because one before them had not committed (MLYF3);

@@ -74,6 +74,24 @@ typedef struct store_hooks {
    * reported with rc before it. */
   void (*committed)(void *arg);
   void (*failed)(void *arg, int rc, const char *msg);
+  /* Added for names across processes (shared stores only; may be NULL):
+   * `name_seen`: how a name stands in the store (live: held by
+   * instance id, maybe of another process; else its tombstone), for the
+   * runtime's table of names (names.c name_learn).
+   * `rerun`: a committed batch left out the steps of ids[0..nskipped)
+   * (each spawned a name another process held, learned through
+   * name_seen first) with the children those steps made; ids[nskipped..n)
+   * are their other descendants.  All n leave memory silently now (no
+   * END record; a child that never committed ends with MLY_EEXIST); the
+   * store then hands back, through adopt, those that have committed rows
+   * (their state and events as the batch left them), before the batch's
+   * completions, so that the left-out steps run again.  Until
+   * `committed`, a completion delivering an event from ids[0..nskipped)
+   * is dropped (their steps did not happen), and one to any of ids is
+   * dropped too (its row came back with the adoption). */
+  void (*name_seen)(void *arg, const char *name, size_t len, mly_id id,
+                    bool live, int32_t status, int64_t ended_ms);
+  void (*rerun)(void *arg, const mly_id *ids, size_t n, size_t nskipped);
 } store_hooks;
 
 typedef struct store_ops {
@@ -112,6 +130,9 @@ struct mly_store {
    * [slot_lo, slot_hi) (its range); recovered ones keep their slots.
    * 0, 0: anywhere (the journal). */
   uint32_t slot_lo, slot_hi;
+  /* Set by the durable layer at open: how long a tombstone keeps its
+   * name (ms; < 0: forever), for a shared store to enforce. */
+  int64_t name_retention_ms;
 };
 
 static inline jbuf *store_buf(mly_store *s) { return s->ops->buf(s); }
