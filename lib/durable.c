@@ -895,6 +895,18 @@ int mly_journal_compact(mly_runtime *rt) {
   return durable_compact_now(rt);
 }
 
+int mly_durable_sync(mly_runtime *rt, mly_post_cb cb, void *arg) {
+  if (rt == NULL || cb == NULL) return MLY_EINVAL;
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (rt->dur == NULL) return MLY_EINVAL;
+  int rc = store_failed(rt->dur->s);
+  if (rc) return rc;
+  /* behind everything written so far: its batch commits after theirs */
+  rc = commit(rt->dur, JD_POSTED, store_buf(rt->dur->s)->n, NULL, cb, arg);
+  if (rc == 0) want_flush(rt);
+  return rc;
+}
+
 bool dur_grow(void **v, uint32_t *cap, size_t size) {
   uint32_t c = *cap ? *cap * 2 : 64;
   void *p = realloc(*v, (size_t)c * size);

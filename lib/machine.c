@@ -342,9 +342,9 @@ static int spawn(mly_runtime *rt, mly_type *t, mly_inst *parent,
   mly_inst *m = pool_get(t);
   if (m == NULL) return MLY_ENOMEM;
   memset(m, 0, t->inst_size);
-  if (slot_alloc(rt, m) < 0) {
+  if ((rc = slot_alloc(rt, m)) < 0) { /* MLY_ENOSPC: a range is full */
     pool_put(t, m);
-    return MLY_ENOMEM;
+    return rc;
   }
   if (len > 0) memcpy(m->data, arg, len);
   m->type = t;
@@ -405,10 +405,8 @@ int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
 static int context_fits(mly_runtime *rt, mly_type *t, const mly_value *v) {
   if (v == NULL || rt->dur == NULL || !(t->def.flags & MLY_TYPE_DURABLE))
     return 0;
-  size_t n = 0; /* counted, not encoded: put_state encodes it once */
-  return value_encoded_size(v, &n) != 0 ? MLY_EINVAL
-         : n + t->def.data_size + 4096 > JR_MAX_BODY ? MLY_ERANGE
-                                                     : 0;
+  /* counted, not encoded: put_state encodes it once */
+  return value_fits(v, JR_VALUE_MAX - t->def.data_size);
 }
 
 /* The name o asks for, checked and free, into buf. */

@@ -67,6 +67,8 @@ int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
     errlen = sizeof scratch;
   }
   err[0] = '\0';
+  if (rt == NULL)
+    return jr_errf(err, errlen, MLY_EINVAL, "postgresql store: no runtime");
   if (o == NULL || o->conninfo == NULL || o->conninfo[0] == '\0')
     return jr_errf(err, errlen, MLY_EINVAL, "postgresql store: no conninfo");
   /* a lease shorter than a round trip fences every commit; a poll

@@ -442,7 +442,11 @@ static void take_results(mly_pg *pg) {
                           : PQresultErrorMessage(r);
       size_t n = strlen(m);
       while (n > 0 && m[n - 1] == '\n') n--;
-      q->err = strndup(m, n);
+      size_t cap = MLY_ESC_MAX(n) + 8; /* room to escape, *** for a word */
+      if ((q->err = malloc(cap)) != NULL) {
+        snprintf(q->err, cap, "%.*s", (int)n, m);
+        pg_mask_password(pg->conninfo, q->err, cap);
+      }
       const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
       snprintf(q->sqlstate, sizeof q->sqlstate, "%s", code ? code : "");
       PQclear(r);

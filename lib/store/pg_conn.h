@@ -109,9 +109,11 @@ unsigned mly_pg_connects(const mly_pg *pg);
 /* The last connection error, or "" */
 const char *mly_pg_last_error(const mly_pg *pg);
 
-/* Replaces conninfo's password (and sslpassword) by *** wherever it
- * appears in msg (NUL-terminated, len bytes; cut when *** is longer).
- * pg_yaml.c. */
+/* Makes msg (a server's or libpq's words; NUL-terminated, len bytes)
+ * fit to show: conninfo's password (and sslpassword) becomes *** wherever
+ * it appears, also when libpq cannot parse conninfo (found by hand then),
+ * and control characters are escaped as mly_esc_str does (a newline is
+ * kept).  Cut to len.  pg_yaml.c. */
 void pg_mask_password(const char *conninfo, char *msg, size_t len);
 
 /* Fails what is queued ("the connection was closed"), closes the handles;

@@ -62,6 +62,8 @@
 #include "../hashtab.h"
 #include "../jreplay.h"
 #include "pg_conn.h"
+#include "pg_rows.h"
+#include "pg_schema.h"
 #include "pg_store.h"
 
 /* An instance this node owns: the step it last appended. */
@@ -1357,7 +1359,8 @@ static void on_later_closed(uv_handle_t *h) {
  * hooks.deliver ---- */
 
 static const char SQL_FETCH[] =
-    "SELECT e.eid, e.body, e.target FROM mealy.events e JOIN mealy.instances i"
+    "SELECT e.eid, e.body, e.target FROM mealy.events e"
+    " JOIN mealy.instances i"
     " ON i.id = e.target WHERE i.owner = $1 AND i.epoch = $2"
     " AND (e.eid >> 40) <> $1 ORDER BY e.seq";
 
@@ -1375,15 +1378,27 @@ static void on_fetched(mly_pg *pg, const PGresult *cres, const char *err,
   int n = PQntuples(res), rc = 0;
   jbuf b = {0};
   uint64_t k = 0;
+  char why[512] = "events of other processes could not be delivered";
   for (int i = 0; i < n && rc == 0; i++) {
-    uint64_t eid = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+    int64_t seid, target;
+    if (!pg_col_i64(res, i, 0, &seid) || !pg_col_i64(res, i, 2, &target) ||
+        PQgetisnull(res, i, 1)) {
+      rc = MLY_EBADMSG;
+      snprintf(why, sizeof why, "a row of mealy.events whose eid or target "
+               "is not a number (`mealy store stat --bad` lists it)");
+      break;
+    }
+    uint64_t eid = (uint64_t)seid;
     if (seen_has(st, eid)) continue;
     size_t len = 0;
     unsigned char *body = PQunescapeBytea(
         (const unsigned char *)PQgetvalue(res, i, 1), &len);
-    if (!body || (rc = seen_add(st, eid, (mly_id)strtoull(
-                                             PQgetvalue(res, i, 2), NULL,
-                                             10))) < 0) {
+    if (body && (rc = pg_event_check(eid, (uint64_t)target, body, len, why,
+                                     sizeof why)) < 0) {
+      PQfreemem(body);
+      break;
+    }
+    if (!body || (rc = seen_add(st, eid, (mly_id)target)) < 0) {
       if (body) PQfreemem(body);
       rc = MLY_ENOMEM;
       break;
@@ -1398,8 +1413,7 @@ static void on_fetched(mly_pg *pg, const PGresult *cres, const char *err,
   if (rc == 0 && k && st->base.hooks.deliver)
     rc = st->base.hooks.deliver(st->base.hooks.arg, b.p, b.n);
   jb_free(&b);
-  if (rc < 0 && rc != MLY_ESHUTDOWN)
-    adopt_fail(st, rc, "events of other processes could not be delivered");
+  if (rc < 0 && rc != MLY_ESHUTDOWN) adopt_fail(st, rc, why);
   else if (st->fetch_again) fetch(st);
 }
 
@@ -1646,8 +1660,18 @@ static void adopt_res(pg_store *st, PGresult *res, const mly_id *only,
   jb_end(&b, at);
   uint64_t ni = 0, ne = 0;
   int rc = 0;
+  char bad[512] = "instances taken over could not be restored";
   for (int i = 0; i < n && rc == 0; i++) {
     bool inst = PQgetvalue(res, i, 0)[0] == '0';
+    int64_t c1, c2, c3 = 0;
+    if (!pg_col_i64(res, i, 1, &c1) || !pg_col_i64(res, i, 2, &c2) ||
+        (inst && !pg_col_i64(res, i, 3, &c3)) || PQgetisnull(res, i, 4)) {
+      rc = MLY_EBADMSG;
+      snprintf(bad, sizeof bad, "a row of %s taken over has a key, step or "
+               "parent that is not a number (`mealy store stat --bad` lists "
+               "it)", inst ? "mealy.instances" : "mealy.events");
+      break;
+    }
     size_t sl = 0, cl = 0;
     unsigned char *sv = PQunescapeBytea(
         (const unsigned char *)PQgetvalue(res, i, 4), &sl);
@@ -1656,24 +1680,30 @@ static void adopt_res(pg_store *st, PGresult *res, const mly_id *only,
                                   (const unsigned char *)PQgetvalue(res, i, 5),
                                   &cl)
                             : NULL;
+    const char *nm = inst && !PQgetisnull(res, i, 6) ? PQgetvalue(res, i, 6)
+                                                     : NULL;
     if (!sv || (inst && !PQgetisnull(res, i, 5) && !cv)) rc = MLY_ENOMEM;
-    else if (inst) {
-      mly_id id = (mly_id)strtoull(PQgetvalue(res, i, 1), NULL, 10);
+    else if ((rc = inst ? pg_inst_check((uint64_t)c1, sv, sl, cv, cl, nm,
+                                        nm ? (size_t)PQgetlength(res, i, 6)
+                                           : 0,
+                                        bad, sizeof bad)
+                        : pg_event_check((uint64_t)c2, (uint64_t)c1, sv, sl,
+                                         bad, sizeof bad)) < 0) {
+      /* named in bad */
+    } else if (inst) {
+      mly_id id = (mly_id)c1;
       if (own_find(st, id)) goto next; /* held already (SQL_ADOPT_MINE) */
       if (only && !id_in(only, nonly, id)) goto next;
-      rc = own_put(st, id, strtoull(PQgetvalue(res, i, 2), NULL, 10),
-                   (mly_id)strtoull(PQgetvalue(res, i, 3), NULL, 10));
+      rc = own_put(st, id, (uint64_t)c2, (mly_id)c3);
       if (rc == 0) own_find(st, id)->got = serial;
-      const char *nm = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
       at = jb_begin(&b, ++seq, JR_INST, 1);
       put_inst(&b, sv, sl, cv, cl, nm, nm ? (size_t)PQgetlength(res, i, 6) : 0);
       jb_end(&b, at);
       ni++;
     } else {
-      owned *o = own_find(st, (mly_id)strtoull(PQgetvalue(res, i, 1), NULL,
-                                               10));
+      owned *o = own_find(st, (mly_id)c1);
       if (!o || o->got != serial) goto next; /* its target was held */
-      rc = seen_add(st, strtoull(PQgetvalue(res, i, 2), NULL, 10), o->id);
+      rc = seen_add(st, (uint64_t)c2, o->id);
       at = jb_begin(&b, ++seq, JR_EVENT, 1);
       jb_raw(&b, sv, sl);
       jb_end(&b, at);
@@ -1698,8 +1728,7 @@ static void adopt_res(pg_store *st, PGresult *res, const mly_id *only,
   jb_free(&b);
   /* stopping: they stay this node's in the database, given up with its
    * lease when it closes */
-  if (rc < 0 && rc != MLY_ESHUTDOWN)
-    adopt_fail(st, rc, "instances taken over could not be restored");
+  if (rc < 0 && rc != MLY_ESHUTDOWN) adopt_fail(st, rc, bad);
 }
 
 static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
@@ -2189,9 +2218,30 @@ static int register_node(pg_store *st, PGconn *c, char *err, size_t errlen) {
   i64s(lease, st->o.lease_ms);
   PGresult *r = q(c, "SELECT version FROM mealy.schema_version", 0, NULL,
                   false);
-  if (!ok(r)) return db_err(err, errlen, "no mealy schema (run `mealy store init`)", c, r);
-  int v = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
+  if (!ok(r)) {
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool none = code && (!strcmp(code, "42P01") || !strcmp(code, "3F000"));
+    if (none) { /* no table: is the schema there without it? */
+      PQclear(r);
+      r = q(c, "SELECT to_regnamespace('mealy') IS NOT NULL", 0, NULL, false);
+      bool schema = ok(r) && PQntuples(r) == 1 &&
+                    strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+      if (ok(r)) PQclear(r);
+      else return db_err(err, errlen, "reading the schema's version", c, r);
+      return schema ? jr_errf(err, errlen, MLY_EBADMSG,
+                              "postgresql store: %s", PG_SCHEMA_NO_VERSION)
+                    : jr_errf(err, errlen, MLY_EIO, "postgresql store: no "
+                              "mealy schema (run `mealy store init`)");
+    }
+    return db_err(err, errlen, "reading the schema's version", c, r);
+  }
+  char why[400];
+  int v = 0, rc = pg_schema_version_check(
+                 PQntuples(r), PQntuples(r) == 1 && PQgetisnull(r, 0, 0),
+                 PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "", &v,
+                 why, sizeof why);
   PQclear(r);
+  if (rc < 0) return jr_errf(err, errlen, rc, "postgresql store: %s", why);
   if (v != MLY_STORE_PG_VERSION)
     return jr_errf(err, errlen, MLY_EIO,
                    "postgresql store: the database's mealy schema is version "
@@ -2321,7 +2371,8 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
                    1, mv, true);
   if (!ok(ri)) return db_err(err, errlen, "reading instances", c, ri);
   PGresult *re = q(c,
-                   "SELECT e.body, e.eid, e.target FROM mealy.events e JOIN mealy.instances i"
+                   "SELECT e.body, e.eid, e.target FROM mealy.events e"
+                   " JOIN mealy.instances i"
                    " ON i.id = e.target WHERE i.owner = $1 ORDER BY e.seq",
                    1, mv, true);
   if (!ok(re)) {
@@ -2341,9 +2392,26 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
   jb_uint(&w->b, base);
   jb_uint(&w->b, base);
   for (int i = 0; i < ni && rc == 0; i++) {
-    mly_id id = (mly_id)be64(PQgetvalue(ri, i, 0));
-    rc = own_put(st, id, (uint64_t)be64(PQgetvalue(ri, i, 1)),
-                 (mly_id)be64(PQgetvalue(ri, i, 2)));
+    int64_t id, step, parent;
+    if (!pg_col_i64(ri, i, 0, &id) || !pg_col_i64(ri, i, 1, &step) ||
+        !pg_col_i64(ri, i, 2, &parent)) {
+      rc = jr_errf(err, errlen, MLY_EBADMSG, "postgresql store: a row of "
+                   "mealy.instances whose id, step or parent is not a "
+                   "number (`mealy store stat --bad` lists it)");
+      break;
+    }
+    char why[512];
+    if ((rc = pg_inst_check((uint64_t)id, PQgetvalue(ri, i, 3),
+                            (size_t)PQgetlength(ri, i, 3),
+                            PQgetisnull(ri, i, 4) ? NULL : PQgetvalue(ri, i, 4),
+                            (size_t)PQgetlength(ri, i, 4),
+                            PQgetisnull(ri, i, 5) ? NULL : PQgetvalue(ri, i, 5),
+                            (size_t)PQgetlength(ri, i, 5), why,
+                            sizeof why)) < 0) {
+      jr_errf(err, errlen, rc, "postgresql store: %s", why);
+      break;
+    }
+    rc = own_put(st, (mly_id)id, (uint64_t)step, (mly_id)parent);
     head(w, JR_INST, 1);
     put_inst(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3),
              PQgetisnull(ri, i, 4) ? NULL : PQgetvalue(ri, i, 4),
@@ -2352,12 +2420,30 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
              (size_t)PQgetlength(ri, i, 5));
   }
   for (int i = 0; i < ne && rc == 0; i++) {
-    rc = seen_add(st, (uint64_t)be64(PQgetvalue(re, i, 1)),
-                  (mly_id)be64(PQgetvalue(re, i, 2)));
+    int64_t eid, target;
+    char why[512];
+    if (!pg_col_i64(re, i, 1, &eid) || !pg_col_i64(re, i, 2, &target)) {
+      rc = jr_errf(err, errlen, MLY_EBADMSG, "postgresql store: a row of "
+                   "mealy.events whose eid or target is not a number");
+      break;
+    }
+    if ((rc = pg_event_check((uint64_t)eid, (uint64_t)target,
+                             PQgetvalue(re, i, 0),
+                             (size_t)PQgetlength(re, i, 0), why,
+                             sizeof why)) < 0) {
+      jr_errf(err, errlen, rc, "postgresql store: %s", why);
+      break;
+    }
+    rc = seen_add(st, (uint64_t)eid, (mly_id)target);
     head(w, JR_EVENT, 1);
     jb_raw(&w->b, PQgetvalue(re, i, 0), (size_t)PQgetlength(re, i, 0));
   }
   for (int i = 0; i < nt && rc == 0; i++) {
+    char why[512];
+    if ((rc = pg_tomb_check(rt, i, why, sizeof why)) < 0) {
+      jr_errf(err, errlen, rc, "postgresql store: %s", why);
+      break;
+    }
     head(w, JR_TOMB, 4);
     jb_str(&w->b, PQgetvalue(rt, i, 0), (size_t)PQgetlength(rt, i, 0));
     jb_uint(&w->b, (uint64_t)be64(PQgetvalue(rt, i, 1)));
