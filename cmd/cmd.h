@@ -33,6 +33,10 @@ int cmd_fsm_migrate(int argc, char **argv);
 int opt_duration(const char *cmd, const char *opt, const char *val,
                  int64_t *out);
 int opt_port(const char *cmd, const char *opt, const char *val, int *out);
+/* The PostgreSQL store's conninfo: --store's value when given, else
+ * MEALY_STORE from the environment (which `ps` does not show to other
+ * users, as it shows argv), else NULL. */
+const char *opt_store(const char *given);
 
 /* JSON (json.c): values, strings of n bytes, bytes as a hex string. */
 void json_value(FILE *f, const mly_value *v);

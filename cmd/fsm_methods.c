@@ -65,6 +65,29 @@ static int find(rpc_call *call, fsm_host *h, const char *name, mly_id *id) {
   return -1;
 }
 
+typedef struct started {
+  rpc_call *call;
+  mly_value *answer;
+} started;
+
+static void on_started(mly_runtime *rt, int status, void *arg) {
+  (void)rt;
+  started *st = arg;
+  if (status == 0) {
+    rpc_reply(st->call, st->answer);
+  } else {
+    mly_value_free(st->answer);
+    if (status == MLY_EUNKNOWN)
+      rpc_fail(st->call, "unknown outcome: the store stopped after the "
+               "instance's create was sent; it runs at the next start only "
+               "if it was kept");
+    else
+      rpc_fail(st->call, "not started: the store could not keep it: %s",
+               errtext(status));
+  }
+  free(st);
+}
+
 static void m_start(rpc_call *call, const mly_value *params, void *ud) {
   fsm_host *h = ud;
   const char *machine = rpc_arg_str(params, 0);
@@ -90,11 +113,28 @@ static void m_start(rpc_call *call, const mly_value *params, void *ud) {
     return rpc_fail(call, "cannot start: a malformed name, or a context key "
                     "of another type than the machine's context_types say "
                     "(the host's log names it)");
+  if (rc == MLY_ENOSPC)
+    return rpc_fail(call, "cannot start: this process's slot range is full "
+                    "(262,144 live instances on a shared store): end some, "
+                    "or start another process");
   if (rc < 0) return rpc_fail(call, "cannot start: %s", errtext(rc));
   mly_value *r = mly_value_map();
   mly_map_set_str(r, "name", out);
   mly_map_set_uint(r, "id", id);
-  rpc_reply(call, r);
+  if (!mly_runtime_durable(h->rt)) return rpc_reply(call, r);
+  /* the answer once its create committed (a crash then keeps it) */
+  started *st = malloc(sizeof *st);
+  if (st == NULL) {
+    mly_value_free(r);
+    return rpc_fail(call, "cannot start: %s", errtext(MLY_ENOMEM));
+  }
+  *st = (started){call, r};
+  if ((rc = mly_durable_sync(h->rt, on_started, st)) < 0) {
+    free(st);
+    mly_value_free(r);
+    rpc_fail(call, "started, but whether it is durable is not known: %s",
+             errtext(rc));
+  }
 }
 
 static void sent(mly_runtime *rt, int status, void *arg) {

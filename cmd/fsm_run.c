@@ -27,13 +27,17 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-      "usage: mealy fsm run FILE... [--actions LIB.so]\n"
-      "                     [--state-dir DIR | --store CONNINFO] [-s SOCKET]\n"
+      "usage: mealy fsm run FILE... [--actions LIB.so] [-s SOCKET]\n"
+      "         [--state-dir DIR [--sync POLICY] |\n"
+      "          --store CONNINFO [--lease MS] [--give-up MS]\n"
+      "                           [--lock-timeout MS]]\n"
       "  Run the machines of FILE... in the foreground, durable in DIR\n"
       "  (a journal) or in a PostgreSQL database shared with other hosts\n"
       "  (CONNINFO: postgresql://... or 'host=DIR dbname=NAME'; its schema\n"
       "  made by mealy store init; or store: in a FILE, which --state-dir\n"
-      "  or --store overrides), controlled through SOCKET (default\n"
+      "  or --store overrides; without both, MEALY_STORE in the\n"
+      "  environment stands for --store, out of sight of ps), controlled\n"
+      "  through SOCKET (default\n"
       "  ./" FSM_DEFAULT_SOCKET "):\n"
       "  mealy fsm start|send|ls|show talk to it.\n"
       "  --actions LIB.so  a shared object whose\n"
@@ -47,14 +51,15 @@ static void usage(FILE *f) {
       "  --sync POLICY     always (default), never, interval:100ms\n"
       "                    (a journal)\n"
       "  --lease MS        with --store (or store:): how long this process\n"
-      "                    owns its instances unless it renews (10000)\n"
+      "                    owns its instances unless it renews (100 to\n"
+      "                    3600000; default 10000)\n"
       "  --give-up MS      with --store: steps waiting this long with no\n"
       "                    connection to the server stop the store and\n"
-      "                    this process (exit 1); default max(60000,\n"
-      "                    6 x lease)\n"
+      "                    this process (exit 1); 100 to 86400000,\n"
+      "                    default max(60000, 6 x lease)\n"
       "  --lock-timeout MS with --store: a statement waiting this long\n"
       "                    for a lock is cancelled and its batch sent\n"
-      "                    again (default 5000)\n"
+      "                    again (1 to 3600000; default 5000)\n"
       "SIGTERM/SIGINT: stop; running instances continue at the next run.\n");
 }
 
@@ -140,6 +145,7 @@ static int parse(int argc, char **argv, run_args *a) {
       a->files[a->nfiles++] = o;
     }
   }
+  if (a->state_dir == NULL) a->store = opt_store(a->store);
   bool pgopt = a->lease || a->give_up || a->lock_timeout;
   if (a->nfiles == 0 || (a->state_dir && a->store) ||
       (pgopt && a->state_dir)) {

@@ -21,6 +21,12 @@ int opt_duration(const char *cmd, const char *opt, const char *val,
   return 0;
 }
 
+const char *opt_store(const char *given) {
+  if (given) return given;
+  const char *e = getenv("MEALY_STORE");
+  return e && *e ? e : NULL;
+}
+
 int opt_port(const char *cmd, const char *opt, const char *val, int *out) {
   char *end = NULL;
   long p = val ? strtol(val, &end, 10) : -1;

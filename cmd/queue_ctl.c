@@ -256,6 +256,7 @@ int cmd_queue(int argc, char **argv) {
     free(pos);
     return 2;
   }
+  if (!sock_given && !dir) store = opt_store(store);
   if ((dir || store) && (sock_given || (dir && store))) {
     fprintf(stderr, "%s: -s SOCKET (a host), --state-dir DIR and --store "
             "CONNINFO: one of them\n", cmd);

@@ -11,7 +11,7 @@
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: mealy store ACTION --store CONNINFO [--json]\n"
+          "usage: mealy store ACTION [--store CONNINFO] [--json | --bad]\n"
           "\n"
           "The PostgreSQL store's schema (programs open the store with\n"
           "mly_store_postgres).  CONNINFO: postgresql://... or\n"
@@ -29,7 +29,12 @@ static void usage(FILE *f) {
           "this mealy's.  Exit status: 0 done, 1 failed, 2 bad usage.\n"
           "\n"
           "options:\n"
-          "  --store CONNINFO  the database (required)\n"
+          "  --store CONNINFO  the database (required, unless MEALY_STORE\n"
+          "                    in the environment holds it: argv is shown\n"
+          "                    by ps to every user, the environment is not)\n"
+          "  --bad             stat: list the rows no process can restore\n"
+          "                    (a process refuses to open on them), each\n"
+          "                    with the way out; exit 1 when there is one\n"
           "  --json            stat: one JSON object\n"
           "  -h, --help        this text\n",
           MLY_STORE_PG_VERSION);
@@ -39,6 +44,23 @@ static int fail(const char *action, int rc, const char *msg) {
   fprintf(stderr, "mealy store %s: %s\n", action,
           msg[0] ? msg : mly_strerror(rc));
   return 1;
+}
+
+static int print_bad(const char *row, void *arg) {
+  (void)arg;
+  printf("%s\n", row);
+  return 0;
+}
+
+/* --bad: the rows no process can restore, one line each; exit 1 when
+ * there is one. */
+static int do_bad(const char *conninfo) {
+  char msg[512] = "";
+  uint64_t n = 0;
+  int rc = mly_store_pg_bad(conninfo, print_bad, NULL, &n, msg, sizeof msg);
+  if (rc < 0) return fail("stat", rc, msg);
+  printf("%" PRIu64 " row(s) that cannot be restored\n", n);
+  return fflush(stdout) == 0 && !ferror(stdout) && n == 0 ? 0 : 1;
 }
 
 static int do_stat(const char *conninfo, bool json) {
@@ -66,7 +88,7 @@ static int do_stat(const char *conninfo, bool json) {
 
 int cmd_store(int argc, char **argv) {
   const char *action = NULL, *conninfo = NULL;
-  bool json = false;
+  bool json = false, bad_rows = false;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -74,6 +96,8 @@ int cmd_store(int argc, char **argv) {
       return 0;
     } else if (strcmp(a, "--json") == 0) {
       json = true;
+    } else if (strcmp(a, "--bad") == 0) {
+      bad_rows = true;
     } else if (strcmp(a, "--store") == 0) {
       if (++i == argc) {
         fprintf(stderr, "mealy store: --store needs a CONNINFO\n");
@@ -94,19 +118,23 @@ int cmd_store(int argc, char **argv) {
     }
   }
   const char *bad = NULL;
+  conninfo = opt_store(conninfo);
   if (action == NULL) bad = "an ACTION is needed (init, migrate, stat)";
   else if (strcmp(action, "init") && strcmp(action, "migrate") &&
            strcmp(action, "stat"))
     bad = "unknown ACTION (init, migrate, stat)";
   else if (conninfo == NULL || conninfo[0] == '\0')
-    bad = "--store CONNINFO is needed";
+    bad = "--store CONNINFO (or MEALY_STORE in the environment) is needed";
   else if (json && strcmp(action, "stat"))
     bad = "--json goes with stat only";
+  else if (bad_rows && (strcmp(action, "stat") || json))
+    bad = "--bad goes with stat only, without --json";
   if (bad) {
     fprintf(stderr, "mealy store: %s\n", bad);
     usage(stderr);
     return 2;
   }
+  if (bad_rows) return do_bad(conninfo);
   if (strcmp(action, "stat") == 0) return do_stat(conninfo, json);
   char msg[512];
   int from = 0, rc;

@@ -671,6 +671,11 @@ static int hook_deliver(void *arg, const unsigned char *records,
                       "delivering events of other processes");
 }
 
+/* A shared store rejoined on another slot range. */
+static int hook_rerange(void *arg, uint32_t lo, uint32_t hi) {
+  return slots_rerange(arg, lo, hi);
+}
+
 /* The store's last handle is gone: it held the runtime open. */
 static void hook_closed(void *arg) { rt_release(arg); }
 
@@ -680,11 +685,16 @@ void durable_set_hooks(mly_runtime *rt, mly_store *s) {
                            .committed = hook_committed,
                            .failed = hook_failed, .evict = hook_evict,
                            .adopt = hook_adopt, .deliver = hook_deliver,
+                           .rerange = hook_rerange,
                            .rerun = hook_rerun,
                            .name_seen = hook_name_seen,
                            .pooled = dpool_pooled, .unlend = dpool_unlend,
                            .wake = dpool_wake};
   rt->open_handles++; /* released by hook_closed */
+}
+
+bool mly_store_shared(const mly_runtime *rt) {
+  return rt->dur != NULL && rt->dur->s->slot_hi != 0;
 }
 
 bool durable_paused(const mly_runtime *rt) {
@@ -889,6 +899,18 @@ int mly_journal_compact(mly_runtime *rt) {
     return 0;
   }
   return durable_compact_now(rt);
+}
+
+int mly_durable_sync(mly_runtime *rt, mly_post_cb cb, void *arg) {
+  if (rt == NULL || cb == NULL) return MLY_EINVAL;
+  if (!rt_on_loop_thread(rt)) return MLY_EPERM;
+  if (rt->dur == NULL) return MLY_EINVAL;
+  int rc = store_failed(rt->dur->s);
+  if (rc) return rc;
+  /* behind everything written so far: its batch commits after theirs */
+  rc = commit(rt->dur, JD_POSTED, store_buf(rt->dur->s)->n, NULL, cb, arg);
+  if (rc == 0) want_flush(rt);
+  return rc;
 }
 
 bool dur_grow(void **v, uint32_t *cap, size_t size) {

@@ -17,6 +17,7 @@
  * events allocates nothing once warm.
  */
 #include "internal.h"
+#include "journal.h"
 
 #include <stdlib.h>
 
@@ -172,6 +173,15 @@ int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
     mly_value_free(payload);
     return MLY_ESRCH;
   }
+  /* a payload that goes into a record (for a durable receiver, here or
+   * in another process) must fit one: refused here, not dropped with the
+   * step that sent it */
+  int rc;
+  if (payload && rt->dur && (remote || inst_durable(rt, dst)) &&
+      (rc = value_fits(payload, JR_VALUE_MAX)) < 0) {
+    mly_value_free(payload);
+    return rc;
+  }
   mly_event *e = ev_new(rt);
   if (e == NULL) {
     mly_value_free(payload);
@@ -182,7 +192,6 @@ int ev_send(mly_runtime *rt, mly_id from, mly_id to, uint32_t id,
   e->from = from;
   e->corr = corr;
   e->payload = payload;
-  int rc;
   if (remote) return durable_send_remote(rt, from, to, e, &rc), rc;
   if (rt->dur && durable_send(rt, from, dst, e, &rc)) return rc;
   return ev_deliver(rt, dst, e);

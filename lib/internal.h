@@ -291,6 +291,7 @@ mly_inst *inst_get(const mly_runtime *rt, mly_id id);
 int slots_reserve(mly_runtime *rt, uint32_t n);
 int slots_finish(mly_runtime *rt);
 void slots_confine(mly_runtime *rt, uint32_t lo, uint32_t hi);
+int slots_rerange(mly_runtime *rt, uint32_t lo, uint32_t hi);
 /* dpool.c: a slot whose instance left for the pool is not reused (lent)
  * until the instance ended wherever it ran (unlent). */
 void slot_lend(mly_runtime *rt, uint32_t s);

@@ -95,6 +95,10 @@ enum {
 
 #define JR_HDR 8u
 #define JR_MAX_BODY (64u << 20) /* a record larger than this is damage */
+/* One value a record carries (an event's payload, a context) may take
+ * this much of it; past it the call that hands it over is refused with
+ * MLY_ERANGE (value_fits), never a record that cannot be read back. */
+#define JR_VALUE_MAX (JR_MAX_BODY - 4096)
 
 #define JR_VERSION 2u
 #define JR_MAGIC "MLYJ"

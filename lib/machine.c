@@ -113,7 +113,8 @@ void slot_lend(mly_runtime *rt, uint32_t s) {
 }
 
 void slot_unlend(mly_runtime *rt, uint32_t s) {
-  if (lent_take(rt, s) && s < rt->nslots && rt->slots[s] == NULL)
+  if (lent_take(rt, s) && s < rt->nslots && rt->slots[s] == NULL &&
+      (!rt->slots_confined || (s >= rt->conf_lo && s < rt->conf_hi)))
     slot_free(rt, s);
 }
 
@@ -180,6 +181,32 @@ void slots_confine(mly_runtime *rt, uint32_t lo, uint32_t hi) {
   rt->slots_confined = true;
   rt->conf_lo = lo;
   rt->conf_hi = hi;
+}
+
+/* A shared store moved this process to another slot range [lo, hi)
+ * while running (pg_store.c: its lease ran out and another process took
+ * its range): the free list becomes the empty slots of the new range
+ * only, lowest first out.  No instance of the old range is live here
+ * (they left with the lease). */
+int slots_rerange(mly_runtime *rt, uint32_t lo, uint32_t hi) {
+  int rc = slots_reserve(rt, hi);
+  if (rc < 0) return rc;
+  if (rt->free_cap < rt->slot_cap) {
+    uint32_t *f = realloc(rt->free_slots, (size_t)rt->slot_cap * sizeof *f);
+    if (f == NULL) return MLY_ENOMEM;
+    rt_bytes(rt, (ptrdiff_t)(rt->slot_cap - rt->free_cap) *
+                     (ptrdiff_t)sizeof(uint32_t));
+    rt->free_slots = f;
+    rt->free_cap = rt->slot_cap;
+  }
+  rt->nfree = 0;
+  for (uint32_t s = hi; s-- > lo;)
+    if (rt->slots[s] == NULL) rt->free_slots[rt->nfree++] = s;
+  rt->slots_confined = true;
+  rt->conf_lo = lo;
+  rt->conf_hi = hi;
+  slots_lent_free(rt); /* the old range's: never reused here now */
+  return 0;
 }
 
 /* Recovery: the slots left empty become free, newest-numbered last. */
@@ -389,9 +416,9 @@ static int spawn(mly_runtime *rt, mly_type *t, mly_inst *parent,
   mly_inst *m = pool_get(t);
   if (m == NULL) return MLY_ENOMEM;
   memset(m, 0, t->inst_size);
-  if (slot_alloc(rt, m) < 0) {
+  if ((rc = slot_alloc(rt, m)) < 0) { /* MLY_ENOSPC: a range is full */
     pool_put(t, m);
-    return MLY_ENOMEM;
+    return rc;
   }
   if (len > 0) memcpy(m->data, arg, len);
   m->type = t;
@@ -453,10 +480,8 @@ int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
 static int context_fits(mly_runtime *rt, mly_type *t, const mly_value *v) {
   if (v == NULL || rt->dur == NULL || !(t->def.flags & MLY_TYPE_DURABLE))
     return 0;
-  size_t n = 0; /* counted, not encoded: put_state encodes it once */
-  return value_encoded_size(v, &n) != 0 ? MLY_EINVAL
-         : n + t->def.data_size + 4096 > JR_MAX_BODY ? MLY_ERANGE
-                                                     : 0;
+  /* counted, not encoded: put_state encodes it once */
+  return value_fits(v, JR_VALUE_MAX - t->def.data_size);
 }
 
 /* The name o asks for, checked and free, into buf. */

@@ -3,6 +3,8 @@
  * runtime on the PostgreSQL store (lib/store/pg_store.c), as
  * mly_journal_open is the durable layer on the journal.
  */
+#include <inttypes.h>
+
 #include "durable.h"
 #include "store/pg_store.h"
 
@@ -65,8 +67,22 @@ int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
     errlen = sizeof scratch;
   }
   err[0] = '\0';
+  if (rt == NULL)
+    return jr_errf(err, errlen, MLY_EINVAL, "postgresql store: no runtime");
   if (o == NULL || o->conninfo == NULL || o->conninfo[0] == '\0')
     return jr_errf(err, errlen, MLY_EINVAL, "postgresql store: no conninfo");
+  /* a lease shorter than a round trip fences every commit; a poll
+   * interval of hours is no fallback (mealy.h gives the ranges) */
+  if (o->lease_ms && (o->lease_ms < MLY_PG_LEASE_MIN_MS ||
+                      o->lease_ms > MLY_PG_LEASE_MAX_MS))
+    return jr_errf(err, errlen, MLY_EINVAL, "postgresql store: lease_ms %"
+                   PRIu32 " is not from %u to %u (0: 10,000)", o->lease_ms,
+                   MLY_PG_LEASE_MIN_MS, MLY_PG_LEASE_MAX_MS);
+  if (o->poll_ms && (o->poll_ms < MLY_PG_POLL_MIN_MS ||
+                     o->poll_ms > MLY_PG_POLL_MAX_MS))
+    return jr_errf(err, errlen, MLY_EINVAL, "postgresql store: poll_ms %"
+                   PRIu32 " is not from %u to %u (0: 1,000)", o->poll_ms,
+                   MLY_PG_POLL_MIN_MS, MLY_PG_POLL_MAX_MS);
   int rc = durable_open_check(rt, o->durable, err, errlen);
   if (rc < 0) return rc;
   pg_store_options po = {.conninfo = o->conninfo, .lease_ms = o->lease_ms,

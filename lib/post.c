@@ -24,6 +24,7 @@
  * undeliverable as it is freed.
  */
 #include "internal.h"
+#include "journal.h"
 
 #include <stdlib.h>
 
@@ -174,6 +175,11 @@ int mly_post(mly_runtime *rt, mly_id to, uint32_t id, mly_value *payload) {
 
 int mly_post_durable(mly_runtime *rt, mly_id to, uint32_t id,
                      mly_value *payload, mly_post_cb cb, void *arg) {
+  int rc = value_fits(payload, JR_VALUE_MAX); /* it goes into a record */
+  if (rc < 0) {
+    mly_value_free(payload);
+    return rc;
+  }
   post_cb_box *box = malloc(sizeof *box);
   if (box == NULL) {
     mly_value_free(payload);

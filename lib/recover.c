@@ -805,7 +805,9 @@ int mly_journal_open(mly_runtime *rt, const mly_journal_options *opt,
 /* ---- questions ---- */
 
 int mly_journal_error(const mly_runtime *rt) {
-  return rt->dur ? store_failed(rt->dur->s) : 0;
+  int rc = rt->dur ? store_failed(rt->dur->s) : 0;
+  return rc == MLY_EAGAIN ? 0 : rc; /* a shared store coming back: not an
+                                       error that stopped it */
 }
 
 int mly_journal_stats_get(const mly_runtime *rt, mly_journal_stats *out) {

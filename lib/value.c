@@ -952,6 +952,13 @@ int value_encoded_size(const mly_value *v, size_t *out) {
   return rc;
 }
 
+int value_fits(const mly_value *v, size_t max) {
+  size_t n = 0;
+  if (v == NULL) return 0;
+  if (value_encoded_size(v, &n) != 0) return MLY_EINVAL;
+  return n > max ? MLY_ERANGE : 0;
+}
+
 /* lib/ only (internal.h): the encoding handed to a writer as it is made
  * (the journal appends a context to its batch without a copy). */
 int value_encode_to(const mly_value *v,

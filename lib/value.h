@@ -27,6 +27,12 @@ mly_value *value_share(mly_value *v);
  * it; the encoder's refusals (MLY_EINVAL nested past
  * MLY_VALUE_MAX_DEPTH, MLY_ERANGE a length msgpack cannot hold). */
 int value_encoded_size(const mly_value *v, size_t *out);
+/* value.c: 0 when v (NULL: nothing) encodes in at most max bytes;
+ * MLY_ERANGE past it, MLY_EINVAL when it does not encode.  What a
+ * durable record carries (a payload, a context) is checked with it
+ * against the record bound before it is taken (journal.h
+ * JR_VALUE_MAX). */
+int value_fits(const mly_value *v, size_t max);
 /* value.c: v's msgpack encoding (the bytes mly_value_encode makes) into
  * dst, which holds the length value_encoded_size counted (call it first:
  * it refuses what cannot be encoded).  Returns that length. */

@@ -13,6 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "mealy.h"
 #include "pg_helpers.h"
@@ -369,6 +373,71 @@ START_TEST(cannot_connect) {
 }
 END_TEST
 
+/* A "server" that accepts and never answers (a unix socket listening,
+ * never read): the asynchronous connect gives up after connect_timeout
+ * (libpq does not enforce it there), and so does a blocking one. */
+START_TEST(connect_timeout_enforced) {
+  char dir[] = "/tmp/mly-bh.XXXXXX", path[64], ci[256];
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  snprintf(path, sizeof path, "%s/.s.PGSQL.5432", dir);
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  ck_assert_int_eq(listen(fd, 16), 0);
+  snprintf(ci, sizeof ci, "host=%s dbname=x connect_timeout=2", dir);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mly_pg *pg;
+  ck_assert_int_eq(mly_pg_open(&loop, ci, false, &pg), 0);
+  answer a = {0};
+  int rc = mly_pg_query(pg, "SELECT 1", 0, NULL, on_answer, &a);
+  ck_assert_int_eq(rc, 0);
+  run_until(&loop, &a.done);
+  ck_assert_msg(strstr(a.err, "timeout expired"), "%s", a.err);
+  mly_pg_close(pg);
+  close_loop(&loop);
+  PGconn *c = mly_pg_connect_blocking(ci);
+  ck_assert_int_eq(PQstatus(c), CONNECTION_BAD);
+  PQfinish(c);
+  close(fd);
+  unlink(path);
+  rmdir(dir);
+}
+END_TEST
+
+/* A connection whose server stops answering (its backend stopped with
+ * SIGSTOP: the socket stays up, nothing comes): the query waiting fails
+ * once stall_ms passed with nothing read, and the connection is made
+ * again, on which the next query is answered. */
+START_TEST(silent_server_detected) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  mly_pg *pg = open_up(&loop);
+  mly_pg_set_stall(pg, 1000);
+  answer p = {0};
+  ck_assert_int_eq(mly_pg_query(pg, "SELECT pg_backend_pid()", 0, NULL,
+                                on_answer, &p), 0);
+  run_until(&loop, &p.done);
+  pid_t pid = (pid_t)atoi(p.val);
+  ck_assert_int_gt(pid, 0);
+  ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+  answer a = {0};
+  ck_assert_int_eq(mly_pg_query(pg, "SELECT 1", 0, NULL, on_answer, &a), 0);
+  run_until(&loop, &a.done);
+  kill(pid, SIGCONT);
+  ck_assert_msg(strstr(a.err, "no answer from the server"), "%s", a.err);
+  answer b = {0};
+  ck_assert_int_eq(mly_pg_query(pg, "SELECT 2", 0, NULL, on_answer, &b), 0);
+  run_until(&loop, &b.done);
+  ck_assert_str_eq(b.err, "");
+  ck_assert_str_eq(b.val, "2");
+  ck_assert_uint_ge(mly_pg_connects(pg), 2);
+  mly_pg_close(pg);
+  close_loop(&loop);
+}
+END_TEST
+
 int main(void) {
   conninfo();
   Suite *s = suite_create("pg_conn");
@@ -382,6 +451,8 @@ int main(void) {
   tcase_add_test(tc, waits_out_an_outage);
   tcase_add_test(tc, close_from_a_callback);
   tcase_add_test(tc, cannot_connect);
+  tcase_add_test(tc, connect_timeout_enforced);
+  tcase_add_test(tc, silent_server_detected);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -214,6 +214,220 @@ START_TEST(concurrent_init) {
 }
 END_TEST
 
+
+/* Every way mealy.schema_version can be damaged (issue 13 brk #6: a
+ * version of -1 crashed init and migrate, stat printed it and answered
+ * 0): init, migrate, stat, opening a runtime on it and the live walk
+ * each answer MLY_EBADMSG saying what is wrong, and change nothing. */
+static int no_live(const mly_live *l, void *a) {
+  (void)l;
+  (void)a;
+  return 0;
+}
+
+static void damaged_is_refused(const char *what) {
+  char msg[512];
+  int from = 77;
+  ck_assert_int_eq(mly_store_pg_init(db, &from, msg, sizeof msg),
+                   MLY_EBADMSG);
+  ck_assert_msg(strstr(msg, "mealy.schema_version") &&
+                    strstr(msg, what) && strstr(msg, "damaged"),
+                "%s: %s", what, msg);
+  ck_assert_int_eq(mly_store_pg_migrate(db, &from, msg, sizeof msg),
+                   MLY_EBADMSG);
+  ck_assert_msg(strstr(msg, what), "%s: %s", what, msg);
+  mly_store_pg_counts st;
+  ck_assert_int_eq(mly_store_pg_stat(db, &st, msg, sizeof msg), MLY_EBADMSG);
+  ck_assert_msg(strstr(msg, what), "%s: %s", what, msg);
+  char err[512];
+  ck_assert_int_eq(mly_store_pg_live(db, no_live, NULL, err, sizeof err),
+                   MLY_EBADMSG);
+  ck_assert_msg(strstr(err, what), "%s: %s", what, err);
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+  mly_store_pg_options o = {.conninfo = db};
+  ck_assert_int_eq(mly_store_postgres(rt, &o, err, sizeof err), MLY_EBADMSG);
+  ck_assert_msg(strstr(err, what) && strstr(err, "damaged"), "%s: %s", what,
+                err);
+  mly_runtime_close(rt);
+}
+
+START_TEST(damaged_version) {
+  char msg[512];
+  sql_exec("DROP SCHEMA IF EXISTS mealy CASCADE");
+  ck_assert_int_eq(mly_store_pg_init(db, NULL, msg, sizeof msg), 0);
+  sql_exec("UPDATE mealy.schema_version SET version = -1");
+  damaged_is_refused("holds '-1'");
+  sql_exec("UPDATE mealy.schema_version SET version = 0");
+  damaged_is_refused("holds '0'");
+  sql_exec("ALTER TABLE mealy.schema_version ALTER version DROP NOT NULL");
+  sql_exec("UPDATE mealy.schema_version SET version = NULL");
+  damaged_is_refused("holds NULL");
+  sql_exec("ALTER TABLE mealy.schema_version ALTER version TYPE text");
+  sql_exec("UPDATE mealy.schema_version SET version = E'4x\\x1b[31m'");
+  damaged_is_refused("holds '4x\\x1b[31m'"); /* escaped, never raw */
+  sql_exec("UPDATE mealy.schema_version SET version = '99999999999'");
+  damaged_is_refused("holds '99999999999'");
+  sql_exec("DELETE FROM mealy.schema_version");
+  damaged_is_refused("is empty");
+  sql_exec("ALTER TABLE mealy.schema_version DROP CONSTRAINT"
+           " schema_version_pkey");
+  sql_exec("ALTER TABLE mealy.schema_version DROP CONSTRAINT"
+           " schema_version_one_check");
+  sql_exec("INSERT INTO mealy.schema_version (one, version) VALUES"
+           " (true, '4'), (false, '4')");
+  damaged_is_refused("has 2 rows");
+  /* schema mealy without its version table: damaged, not "run init" */
+  sql_exec("DROP SCHEMA mealy CASCADE");
+  ck_assert_int_eq(mly_store_pg_init(db, NULL, msg, sizeof msg), 0);
+  sql_exec("DROP TABLE mealy.schema_version");
+  damaged_is_refused("without mealy.schema_version");
+  /* no schema at all: init makes it; opening says to run init */
+  sql_exec("DROP SCHEMA mealy CASCADE");
+  {
+    char err[512];
+    mly_runtime *rt = NULL;
+    ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+    mly_store_pg_options o = {.conninfo = db};
+    ck_assert_int_eq(mly_store_postgres(rt, &o, err, sizeof err), MLY_EIO);
+    ck_assert_msg(strstr(err, "mealy store init"), "%s", err);
+    mly_runtime_close(rt);
+  }
+  ck_assert_int_eq(mly_store_pg_init(db, NULL, msg, sizeof msg), 0);
+  /* the advice works: write the version back, and it opens */
+  sql_exec("DELETE FROM mealy.schema_version");
+  sql_exec("DROP SCHEMA mealy CASCADE");
+  ck_assert_int_eq(mly_store_pg_init(db, NULL, msg, sizeof msg), 0);
+  sql_exec("DELETE FROM mealy.schema_version");
+  damaged_is_refused("is empty");
+  char q[128];
+  snprintf(q, sizeof q, "INSERT INTO mealy.schema_version (version) VALUES"
+           " (%d)", MLY_STORE_PG_VERSION);
+  sql_exec(q);
+  ck_assert_int_eq(mly_store_pg_migrate(db, NULL, msg, sizeof msg), 0);
+}
+END_TEST
+
+/* Issue 13 brk #15: a role that may not use schema mealy is told what
+ * the server said (permission denied), by every entry point, never "no
+ * mealy schema" nor "damaged". */
+START_TEST(permission_denied) {
+  char msg[512];
+  sql_exec("DROP SCHEMA IF EXISTS mealy CASCADE");
+  ck_assert_int_eq(mly_store_pg_init(db, NULL, msg, sizeof msg), 0);
+  PGconn *c = PQconnectdb(db);
+  PQclear(PQexec(c, "DROP ROLE IF EXISTS mly_nousage"));
+  PQclear(PQexec(c, "CREATE ROLE mly_nousage LOGIN"));
+  PQfinish(c);
+  char ci[1200];
+  snprintf(ci, sizeof ci, "%s user=mly_nousage", db);
+  int from;
+  mly_store_pg_counts st;
+  ck_assert_int_lt(mly_store_pg_stat(ci, &st, msg, sizeof msg), 0);
+  ck_assert_msg(strstr(msg, "permission denied"), "stat: %s", msg);
+  ck_assert_int_lt(mly_store_pg_migrate(ci, &from, msg, sizeof msg), 0);
+  ck_assert_msg(strstr(msg, "permission denied"), "migrate: %s", msg);
+  ck_assert_int_lt(mly_store_pg_live(ci, no_live, NULL, msg, sizeof msg), 0);
+  ck_assert_msg(strstr(msg, "permission denied"), "live: %s", msg);
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+  mly_store_pg_options o = {.conninfo = ci};
+  ck_assert_int_eq(mly_store_postgres(rt, &o, msg, sizeof msg), MLY_EIO);
+  ck_assert_msg(strstr(msg, "permission denied") &&
+                    !strstr(msg, "no mealy schema"),
+                "open: %s", msg);
+  mly_runtime_close(rt);
+}
+END_TEST
+
+/* Issue 13 brk #14: the tools and the open check their pointers as the
+ * rest of mealy.h does (MLY_EINVAL, msg says which), never a crash. */
+START_TEST(null_args) {
+  char msg[256];
+  int from;
+  mly_store_pg_counts st;
+  ck_assert_int_eq(mly_store_pg_init(NULL, &from, msg, sizeof msg),
+                   MLY_EINVAL);
+  ck_assert_str_eq(msg, "no conninfo");
+  ck_assert_int_eq(mly_store_pg_init(NULL, NULL, NULL, 0), MLY_EINVAL);
+  ck_assert_int_eq(mly_store_pg_migrate(NULL, &from, msg, sizeof msg),
+                   MLY_EINVAL);
+  ck_assert_int_eq(mly_store_pg_stat(NULL, &st, msg, sizeof msg), MLY_EINVAL);
+  ck_assert_int_eq(mly_store_pg_stat(db, NULL, msg, sizeof msg), MLY_EINVAL);
+  ck_assert_int_eq(mly_store_pg_stat(db, NULL, NULL, 0), MLY_EINVAL);
+  ck_assert_int_eq(mly_store_pg_live(NULL, no_live, NULL, msg, sizeof msg),
+                   MLY_EINVAL);
+  ck_assert_int_eq(mly_store_pg_live(db, NULL, NULL, msg, sizeof msg),
+                   MLY_EINVAL);
+  ck_assert_int_eq(mly_task_scan_pg(db, NULL, 0, NULL, NULL, msg, sizeof msg),
+                   MLY_EINVAL);
+  ck_assert_int_eq(mly_queue_scan_pg(NULL, NULL, NULL, msg, sizeof msg),
+                   MLY_EINVAL);
+  mly_store_pg_options o = {.conninfo = db};
+  ck_assert_int_eq(mly_store_postgres(NULL, &o, msg, sizeof msg), MLY_EINVAL);
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+  ck_assert_int_eq(mly_store_postgres(rt, NULL, msg, sizeof msg), MLY_EINVAL);
+  mly_runtime_close(rt);
+  ck_assert_ptr_null(mly_store_pg_conninfo_show(db, NULL, 10));
+  ck_assert(!mly_store_conf_get(NULL, &o));
+  mly_store_conf *sc = mly_store_conf_new();
+  ck_assert_ptr_nonnull(sc);
+  ck_assert(!mly_store_conf_get(sc, NULL));
+  ck_assert_ptr_null(mly_store_conf_where(NULL, NULL));
+  mly_store_conf_free(sc);
+  mly_store_conf_free(NULL);
+}
+END_TEST
+
+/* Issue 13 brk #13 and #15: a password in a URI libpq cannot parse is
+ * masked (libpq quotes the whole URI), and the server's or libpq's words
+ * reach err/msg with their control characters escaped, by every entry. */
+static void clean(const char *m, const char *secret) {
+  ck_assert_msg(!secret || !strstr(m, secret), "password shown: %s", m);
+  for (const char *p = m; *p; p++)
+    ck_assert_msg((unsigned char)*p >= 0x20 || *p == '\t' || *p == '\n',
+                  "a raw control character in: %s", m);
+}
+
+static void all_entries(const char *ci, const char *secret,
+                        const char *must) {
+  char msg[512];
+  int from;
+  mly_store_pg_counts st;
+  ck_assert_int_lt(mly_store_pg_init(ci, &from, msg, sizeof msg), 0);
+  clean(msg, secret);
+  ck_assert_msg(strstr(msg, must), "%s", msg);
+  ck_assert_int_lt(mly_store_pg_migrate(ci, &from, msg, sizeof msg), 0);
+  clean(msg, secret);
+  ck_assert_int_lt(mly_store_pg_stat(ci, &st, msg, sizeof msg), 0);
+  clean(msg, secret);
+  ck_assert_msg(strstr(msg, must), "%s", msg);
+  ck_assert_int_lt(mly_store_pg_live(ci, no_live, NULL, msg, sizeof msg), 0);
+  clean(msg, secret);
+  ck_assert_msg(strstr(msg, must), "%s", msg);
+  mly_runtime *rt = NULL;
+  ck_assert_int_eq(mly_runtime_new(&rt, NULL, NULL), 0);
+  mly_store_pg_options o = {.conninfo = ci};
+  ck_assert_int_lt(mly_store_postgres(rt, &o, msg, sizeof msg), 0);
+  clean(msg, secret);
+  ck_assert_msg(strstr(msg, must), "%s", msg);
+  mly_runtime_close(rt);
+}
+
+START_TEST(words_shown_safely) {
+  all_entries("postgresql://pwuser:Sekr3tPw@[::1/m3", "Sekr3tPw", "IPv6");
+  all_entries("postgresql://pwuser:Sekr3tPw@[::1/m3?connect_timeout=x",
+              "Sekr3tPw", "IPv6");
+  all_entries("host=/nonexistent password='Se cr\\'et' port=x", "cr\\'et",
+              "port");
+  char ci[1200];
+  snprintf(ci, sizeof ci, "%s dbname=mly_schema user=\x1b[31mX\x07",
+           conninfo());
+  all_entries(ci, NULL, "\\x1b[31mX\\x07"); /* the server's words, escaped */
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_schema", conninfo());
   PGconn *c = PQconnectdb(conninfo());
@@ -236,6 +450,10 @@ int main(void) {
   tcase_add_test(tc, concurrent_init);
   tcase_add_test(tc, real_chain);
   tcase_add_test(tc, fence_order);
+  tcase_add_test(tc, damaged_version);
+  tcase_add_test(tc, null_args);
+  tcase_add_test(tc, permission_denied);
+  tcase_add_test(tc, words_shown_safely);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

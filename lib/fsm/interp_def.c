@@ -9,12 +9,26 @@
  * a kind of its own; at recovery an instance finds its definition by
  * that name and decodes it (fsm_def_get).  In memory each hash has one
  * decoded copy (fsm_def_ent), owned here, that running instances share.
+ *
+ * On a store many processes share (PostgreSQL) a name is the database's:
+ * one holder per hash for all hosts would be another process's to read
+ * (and a second host's spawn of it a clash).  There each process holds
+ * its own copy, unnamed, its context the magic, the hash and the bytes
+ * (a "holder"): a host uses the holder it has (recovered or taken over
+ * with a dead host's instances) or makes one; instances taken over bring
+ * their process's holders along, so a definition an instance runs is
+ * always where the instance is, after a migration too.  Holders of one
+ * hash beyond the first are asked to end whenever they are looked for.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fsmrt.h"
+
+/* A shared store's holder context: magic, hash, fsm_def_encode's bytes. */
+static const char HOLDER_MAGIC[8] = "fsmdef\001";
+#define HOLDER_HDR (sizeof HOLDER_MAGIC + FSM_HASH_LEN)
 
 /* ---- the "fsm-def" type: holds a definition in its context ---- */
 
@@ -105,8 +119,71 @@ static void store_name(const unsigned char *hash, char *name) {
            FSM_DEF_PREFIX, hex);
 }
 
+/* The holders of hash among this process's instances (shared store). */
+typedef struct holders {
+  fsm_rt *f;
+  const unsigned char *hash;
+  mly_id first;
+  const void *body; /* the first's definition bytes */
+  size_t len;
+  mly_id extra[8];
+  size_t nextra;
+} holders;
+
+static int holder_cb(const mly_info *in, void *arg) {
+  holders *h = arg;
+  if (strcmp(in->type, FSM_DEF_TYPE_NAME) != 0) return 0;
+  const void *p;
+  size_t len;
+  if (mly_value_get_bin(mly_instance_context(h->f->rt, in->id), &p, &len) < 0 ||
+      len < HOLDER_HDR || memcmp(p, HOLDER_MAGIC, sizeof HOLDER_MAGIC) != 0 ||
+      memcmp((const char *)p + sizeof HOLDER_MAGIC, h->hash, FSM_HASH_LEN))
+    return 0;
+  if (h->first == 0) {
+    h->first = in->id;
+    h->body = (const char *)p + HOLDER_HDR;
+    h->len = len - HOLDER_HDR;
+  } else if (h->nextra < sizeof h->extra / sizeof *h->extra) {
+    h->extra[h->nextra++] = in->id;
+  }
+  return 0;
+}
+
+/* Finds the holder of hash here; those beyond the first are asked to end
+ * (they hold the same bytes). */
+static void holder_find(fsm_rt *f, const unsigned char *hash, holders *h) {
+  *h = (holders){.f = f, .hash = hash};
+  mly_foreach(f->rt, holder_cb, h);
+  for (size_t i = 0; i < h->nextra; i++) (void)mly_shutdown(f->rt, h->extra[i]);
+}
+
+/* A shared store: this process's own holder, unless it has one. */
+static int holder_store(fsm_rt *f, fsm_def_ent *e, const char *buf,
+                        size_t len) {
+  holders h;
+  holder_find(f, e->hash, &h);
+  if (h.first) {
+    e->stored = true;
+    return 0;
+  }
+  char *c = malloc(HOLDER_HDR + len);
+  if (c == NULL) return MLY_ENOMEM;
+  memcpy(c, HOLDER_MAGIC, sizeof HOLDER_MAGIC);
+  memcpy(c + sizeof HOLDER_MAGIC, e->hash, FSM_HASH_LEN);
+  memcpy(c + HOLDER_HDR, buf, len);
+  mly_value *ctx = mly_value_bin(c, HOLDER_HDR + len);
+  free(c);
+  if (ctx == NULL) return MLY_ENOMEM;
+  mly_spawn_options o = {.context = ctx};
+  mly_id id;
+  int rc = mly_spawn_opts(f->rt, f->def_type, &o, &id);
+  if (rc == 0) e->stored = true;
+  return rc;
+}
+
 /* Spawn the holder of a definition, unless one holds the name already. */
 static int def_store(fsm_rt *f, fsm_def_ent *e, const char *buf, size_t len) {
+  if (mly_store_shared(f->rt)) return holder_store(f, e, buf, len);
   char name[sizeof FSM_DEF_PREFIX + 2 * FSM_HASH_LEN];
   store_name(e->hash, name);
   mly_name_info ni;
@@ -164,12 +241,18 @@ const fsm_machine *fsm_def_get(fsm_rt *f, const unsigned char *hash) {
   char name[sizeof FSM_DEF_PREFIX + 2 * FSM_HASH_LEN];
   store_name(hash, name);
   mly_name_info ni;
-  if (mly_name_lookup(f->rt, name, &ni) < 0 || ni.state != MLY_NAME_LIVE)
-    return NULL;
-  const mly_value *ctx = mly_instance_context(f->rt, ni.id);
   const void *p;
   size_t len;
-  if (mly_value_get_bin(ctx, &p, &len) < 0) return NULL;
+  if (mly_name_lookup(f->rt, name, &ni) == 0 && ni.state == MLY_NAME_LIVE) {
+    const mly_value *ctx = mly_instance_context(f->rt, ni.id);
+    if (mly_value_get_bin(ctx, &p, &len) < 0) return NULL;
+  } else { /* a shared store's holder (with what it took over) */
+    holders h;
+    holder_find(f, hash, &h);
+    if (h.first == 0) return NULL;
+    p = h.body;
+    len = h.len;
+  }
   if (def_add(f, hash, p, len, &e) < 0) return NULL;
   e->stored = true;
   return e->m;

@@ -289,7 +289,11 @@ mly_type *mly_type_find(mly_runtime *rt, const char *name);
  * are copied from arg (arg_len <= data_size).  It runs its first step on
  * the next loop turn.  Top-level instances have no parent; a machine
  * spawns children with mly_spawn_child.  Refused with MLY_ESHUTDOWN once
- * the runtime is stopping. */
+ * the runtime is stopping.  On a PostgreSQL store (mly_store_postgres)
+ * a process makes its instances, durable or not, in its slot range:
+ * 262,144 live at a time; the next is refused with MLY_ENOSPC (the range
+ * is full: end some, or spread the work over more processes).  Memory
+ * that cannot be had is MLY_ENOMEM. */
 int mly_spawn(mly_runtime *rt, mly_type *type, const void *arg,
               size_t arg_len, mly_id *out);
 int mly_spawn_child(mly_machine *parent, mly_type *type, const void *arg,
@@ -376,7 +380,13 @@ int mly_event_id(mly_runtime *rt, const char *name, uint32_t *out);
 const char *mly_event_name(mly_runtime *rt, uint32_t id); /* NULL: none */
 
 /* Send from a machine's step, or from host code on the loop thread.
- * The payload is owned by the runtime from the call on (also on error). */
+ * The payload is owned by the runtime from the call on (also on error).
+ * An event for a durable instance (here, or in another process of a
+ * shared store) is written into a record: a payload whose encoding
+ * passes the record bound (64 MiB, less 4 KiB for the event's fields)
+ * is refused with MLY_ERANGE, one that does not encode (nested past
+ * MLY_VALUE_MAX_DEPTH) with MLY_EINVAL; nothing is sent and the step
+ * goes on (mly_reply and mly_post_durable too). */
 int mly_send(mly_machine *from, mly_id to, uint32_t id, mly_value *payload);
 int mly_runtime_send(mly_runtime *rt, mly_id to, uint32_t id,
                      mly_value *payload);
@@ -696,7 +706,9 @@ bool mly_runtime_durable(const mly_runtime *rt);
 /* 0, or the error that stopped the journal (fail-stop). */
 int mly_journal_error(const mly_runtime *rt);
 /* Rewrite the live set into a new segment and drop the old ones.  Runs
- * when nothing is in flight (at once, or after the current batch).
+ * when nothing is in flight (at once, or after the current batch).  On
+ * the PostgreSQL store: nothing to rewrite, 0 (the store's error once
+ * it stopped).
  * MLY_ESHUTDOWN once the runtime is stopping: the machines it suspended
  * are only in the journal then (no automatic compaction runs either). */
 int mly_journal_compact(mly_runtime *rt);
@@ -874,10 +886,25 @@ const char *mly_self_name(const mly_machine *m);
  *                 MLY_ESHUTDOWN: the runtime is stopping or closing (the
  *                 target may be back after the next open); a journal
  *                 error when its record was never written.
- * The target must be durable. */
+ * The target must be durable.  The call itself refuses, calling cb
+ * never, a payload past the record bound (MLY_ERANGE: 64 MiB encoded,
+ * as mly_send) or one that does not encode (MLY_EINVAL), on any thread,
+ * as it refuses a full queue (MLY_EAGAIN). */
 typedef void (*mly_post_cb)(mly_runtime *rt, int status, void *arg);
 int mly_post_durable(mly_runtime *rt, mly_id to, uint32_t id,
                      mly_value *payload, mly_post_cb cb, void *arg);
+
+/* A barrier on the durable store: cb runs once, on the loop thread,
+ * when everything written before the call (the create records of
+ * instances spawned, events sent, durable posts, steps) is committed
+ * (0), or with MLY_EUNKNOWN / another error as for mly_post_durable when
+ * the store stopped first.  So a host that spawned an instance answers
+ * its client only once the instance survives a crash (`mealy fsm start`
+ * does; on a PostgreSQL store a server that is away holds the answer
+ * until it is back, or give_up_ms).  0, or MLY_EINVAL (rt or cb NULL,
+ * no store open), MLY_EPERM (not the loop thread), the store's error
+ * (it stopped: cb is not called), MLY_ENOMEM. */
+int mly_durable_sync(mly_runtime *rt, mly_post_cb cb, void *arg);
 
 /* Offline access for tools (`mealy journal`): no runtime needed. */
 typedef struct mly_record {
@@ -1158,6 +1185,8 @@ typedef struct mly_task_opts {
  * MLY_EEXIST a name held (see opts.exists); MLY_EINVAL a malformed
  * name, a priority outside the queue's levels, a bad target, a retry
  * policy with jitter past 1 or min_backoff past max_backoff;
+ * MLY_ERANGE a payload past the record bound (64 MiB encoded, as a
+ * context at spawn), MLY_EINVAL one that does not encode;
  * MLY_ESHUTDOWN the runtime is stopping; a journal error. */
 int mly_task_add(mly_runtime *rt, const mly_task_target *what,
                  mly_value *payload, const mly_task_opts *opts);
@@ -2342,6 +2371,17 @@ bool mly_shutdown_requested(const mly_machine *m);
 /* database (in progress: see README "PostgreSQL store")               */
 /* ------------------------------------------------------------------ */
 
+#define MLY_PG_LEASE_MIN_MS 100u
+#define MLY_PG_LEASE_MAX_MS 3600000u
+#define MLY_PG_POLL_MIN_MS 10u
+#define MLY_PG_POLL_MAX_MS 3600000u
+
+/* true when rt's durable layer is on a store that several processes
+ * share (mly_store_postgres): a name, an instance row is the database's,
+ * not this process's alone.  false: a journal, or no durable layer.  It
+ * does not change once the layer is open. */
+bool mly_store_shared(const mly_runtime *rt);
+
 /* How a runtime's durable layer opens on PostgreSQL. */
 typedef struct mly_store_pg_options {
   const char *conninfo;   /* libpq connection string or postgresql://
@@ -2351,10 +2391,19 @@ typedef struct mly_store_pg_options {
   uint32_t lease_ms;      /* this process owns its instances while its
                              lease holds; renewed every lease_ms / 3.
                              Another process claims them once it ran
-                             out.  0: 10,000                           */
+                             out.  0: 10,000; else from
+                             MLY_PG_LEASE_MIN_MS to MLY_PG_LEASE_MAX_MS
+                             (100 to 3,600,000), MLY_EINVAL otherwise.
+                             A process whose lease ran out (the server
+                             away that long, or the process paused)
+                             comes back with a new epoch: until then
+                             durable spawns and sends answer MLY_EAGAIN */
   uint32_t poll_ms;       /* events other processes commit for this
                              one's instances are looked for this often
-                             when no notification came; 0: 1,000       */
+                             when no notification came (and at once
+                             after every reconnection); 0: 1,000; else
+                             from MLY_PG_POLL_MIN_MS to MLY_PG_POLL_MAX_MS
+                             (10 to 3,600,000), MLY_EINVAL otherwise   */
   /* The durable layer's policies, as for mly_journal_open (may be
    * NULL): on_error/arg, name_retention_ms.  The journal's own fields
    * (dir, sync, segments, compaction, fault) are not used. */
@@ -2445,13 +2494,19 @@ typedef struct mly_store_pg_options {
  * fails with MLY_ETIMEDOUT.  Any other failed commit stops the store
  * (fail-stop, as the journal: mly_journal_error).  Neither err nor
  * stderr ever quotes the conninfo's password.  mly_journal_stats_get and
- * mly_journal_error answer for this store too; mly_journal_compact is
- * MLY_ENOSYS.
+ * mly_journal_error answer for this store too; mly_journal_compact has
+ * nothing to rewrite (the database holds the live rows only): 0, counted
+ * in stats.compactions (README "PostgreSQL store").
  *
- * Errors, with a sentence in err: MLY_EIO (cannot connect, no schema or
- * another version: the sentence says which command to run, the server
- * refused), MLY_ENOSPC (all 64 slot ranges are held), MLY_EEXIST (rt is
- * durable already), MLY_EBUSY (instances were spawned), MLY_ENOMEM. */
+ * Errors, with a sentence in err: MLY_EINVAL (rt, o or o->conninfo
+ * NULL), MLY_EIO (cannot connect, no schema or another version: the
+ * sentence says which command to run; the server refused: its words,
+ * e.g. "permission denied for schema mealy"), MLY_EBADMSG
+ * (mealy.schema_version is damaged: empty, NULL, not a version), MLY_ENOSPC
+ * (all 64 slot ranges are held), MLY_EEXIST (rt is durable already),
+ * MLY_EBUSY (instances were spawned), MLY_ENOMEM.  Server and libpq words
+ * in err and on stderr have their control characters escaped
+ * (mly_esc_str). */
 int mly_store_postgres(mly_runtime *rt, const mly_store_pg_options *o,
                        char *err, size_t errlen);
 
@@ -2475,7 +2530,9 @@ typedef struct mly_store_pg_counts {
  * string, "host=/run/pg dbname=mealy" or "postgresql://..."). Each call
  * connects, works and disconnects; it blocks the calling thread (it runs
  * a private libuv loop), so call it from a tool, not from a running loop.
- * msg (msgsz bytes, may be NULL) receives a sentence on failure.
+ * msg (msgsz bytes, may be NULL) receives a sentence on failure (its
+ * server words escaped, mly_esc_str; never the password).  conninfo NULL,
+ * or st NULL for mly_store_pg_stat: MLY_EINVAL.
  *
  * mly_store_pg_init creates the schema (SQL schema "mealy") at
  * MLY_STORE_PG_VERSION in one transaction; on a database already at that
@@ -2488,7 +2545,9 @@ typedef struct mly_store_pg_counts {
  * words), MLY_ERANGE (the database's schema is newer than this code:
  * nothing changed), MLY_EEXIST (init on an older schema: migrate it),
  * MLY_ENOENT (migrate or stat on a database without the schema),
- * MLY_EBADMSG (the version table is damaged), MLY_ENOMEM.
+ * MLY_EBADMSG (mealy.schema_version is damaged: empty, more than one
+ * row, NULL, not a number, 0 or less: msg says what, and how to write
+ * the version back; nothing changed), MLY_ENOMEM.
  * mly_store_pg_stat fills *st; on MLY_ERANGE st->version is still set. */
 int mly_store_pg_init(const char *conninfo, int *from, char *msg,
                       size_t msgsz);
@@ -2503,7 +2562,8 @@ int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
  * READ ONLY transaction (a moment of the database; no node registered,
  * nothing owned, locked against the processes or changed), cb called
  * with each (pointers valid during the call only).  A non-zero return
- * of cb stops the walk and is returned.  MLY_EIO (cannot connect, the
+ * of cb stops the walk and is returned.  MLY_EINVAL (conninfo or cb
+ * NULL), MLY_EIO (cannot connect, the
  * server refused: err has its words, never the password), MLY_ENOENT
  * (no mealy schema), MLY_ERANGE (a schema newer than this code),
  * MLY_EBADMSG (a row that does not parse), MLY_ENOMEM.  Blocks. */
@@ -2511,10 +2571,29 @@ int mly_store_pg_live(const char *conninfo,
                       int (*cb)(const mly_live *, void *), void *arg,
                       char *err, size_t errlen);
 
+/* The rows of a PostgreSQL store that a process could not restore, for
+ * tools (`mealy store stat --bad`): every row of mealy.instances,
+ * mealy.events and mealy.tombstones is checked as an open or a claim
+ * reads it (an S record of its own id, a context that decodes, a name;
+ * an E record of its eid for its target; a tombstone's name and
+ * numbers), in one READ ONLY transaction as mly_store_pg_live, and cb is
+ * called with a sentence for each bad one: the row (table and key), what
+ * is wrong, and the way out (fix it, restore it, or DELETE it: the
+ * sentence gives the statement).  A process that meets such a row at
+ * open refuses to open (MLY_EBADMSG, err is that sentence), and one
+ * that meets it in a claim or a fetch stops its store (on_error, the
+ * sentence on stderr), so that nothing is run from a row read wrong.
+ * *nbad (may be NULL): how many.  A non-zero return of cb stops and is
+ * returned.  Errors as mly_store_pg_live.  Blocks. */
+int mly_store_pg_bad(const char *conninfo,
+                     int (*cb)(const char *row, void *arg), void *arg,
+                     uint64_t *nbad, char *err, size_t errlen);
+
 /* conninfo as key=value pairs for a message or a listing, with its
  * password (and sslpassword, and any option libpq calls secret) shown
  * as *** ; "(a conninfo libpq cannot read)" when libpq cannot parse it.
- * Cut to fit len (NUL-terminated); returns out.  Messages of the store
+ * Cut to fit len (NUL-terminated); returns out (out NULL or len 0: out,
+ * untouched).  Messages of the store
  * and of `mealy store` never quote a password: a server's or libpq's
  * words that contain it have it replaced by ***. */
 char *mly_store_pg_conninfo_show(const char *conninfo, char *out,
@@ -2539,7 +2618,9 @@ char *mly_store_pg_conninfo_show(const char *conninfo, char *out,
  * (0 where a field was not given: the defaults) and answers whether a
  * store: was read; o->conninfo stays valid while sc lives.
  * mly_store_conf_where: the file store: was read from (line in *line),
- * or NULL.  A conf is used by one thread at a time. */
+ * or NULL.  mly_store_conf_get with sc or o NULL: false; a section made
+ * with sc NULL refuses a store: key (a message at its FILE:LINE:COL).
+ * A conf is used by one thread at a time. */
 typedef struct mly_store_conf mly_store_conf;
 mly_store_conf *mly_store_conf_new(void); /* NULL: out of memory */
 void mly_store_conf_free(mly_store_conf *sc); /* NULL is fine */

@@ -18,6 +18,7 @@
 
 enum { PG_CONNECTING, PG_UP, PG_DOWN, PG_DEAD };
 
+#define PG_CONNECT_TIMEOUT_S 10 /* when conninfo gives no connect_timeout */
 #define PG_BACKOFF_MIN_MS 50
 #define PG_BACKOFF_MAX_MS 5000
 #define PG_CHANNEL_MAX 63
@@ -58,12 +59,48 @@ struct mly_pg {
   const char *cur_state; /* the SQLSTATE of the answer being delivered */
   mly_pg_notify_cb ncb;
   void *narg;
+  mly_pg_connect_cb ccb;
+  void *carg;
   uint64_t backoff_ms;
+  uint64_t connect_ms;   /* a connection not made in this long failed */
+  uint64_t stall_ms;     /* queries unanswered this long: lost (0: never) */
+  uint64_t progress_at;  /* uv_now when the server last answered (or the
+                            first query waiting was sent) */
   unsigned connects;
   char lasterr[512];
 };
 
 static void start_connect(mly_pg *pg);
+
+/* conninfo with the defaults a server that never answers needs: a
+ * connect timeout (libpq has none by default) and TCP keepalives; what
+ * conninfo says itself wins (expand_dbname: it comes last). */
+static const char *const conn_keys[] = {
+    "connect_timeout", "keepalives", "keepalives_idle",
+    "keepalives_interval", "keepalives_count", "dbname", NULL};
+#define CONN_VALUES(conninfo)                                            \
+  {PG_STR(PG_CONNECT_TIMEOUT_S), "1", "10", "5", "3", (conninfo), NULL}
+#define PG_STR_(x) #x
+#define PG_STR(x) PG_STR_(x)
+
+PGconn *mly_pg_connect_blocking(const char *conninfo) {
+  const char *const vals[] = CONN_VALUES(conninfo);
+  return PQconnectdbParams(conn_keys, vals, 1);
+}
+
+/* The connect_timeout conninfo gives (libpq's rule: at least 2 s), or
+ * the default, in ms. */
+static uint64_t connect_timeout_ms(const char *conninfo) {
+  uint64_t s = PG_CONNECT_TIMEOUT_S;
+  PQconninfoOption *o = PQconninfoParse(conninfo, NULL);
+  for (PQconninfoOption *x = o; x && x->keyword; x++)
+    if (strcmp(x->keyword, "connect_timeout") == 0 && x->val && x->val[0]) {
+      long v = strtol(x->val, NULL, 10);
+      s = v <= 0 ? 0 : v < 2 ? 2 : (uint64_t)v;
+    }
+  if (o) PQconninfoFree(o);
+  return s * 1000;
+}
 static void update_ref(mly_pg *pg);
 static void on_backoff(uv_timer_t *t) { start_connect(t->data); }
 
@@ -258,8 +295,12 @@ static int listen_q(mly_pg *pg, const char *chan) {
   return 0;
 }
 
+static void watch_stall(mly_pg *pg);
+
 static void connected(mly_pg *pg) {
   pg->state = PG_UP;
+  pg->progress_at = uv_now(pg->loop);
+  watch_stall(pg); /* and the connect timeout is over */
   pg->connects++;
   pg->backoff_ms = PG_BACKOFF_MIN_MS;
   pg->lasterr[0] = '\0';
@@ -288,7 +329,8 @@ static void connected(mly_pg *pg) {
       return;
     }
   }
-  flush_and_watch(pg);
+  if (pg->ccb) pg->ccb(pg, pg->carg); /* its queries go out below */
+  if (pg->state == PG_UP && !pg->closing) flush_and_watch(pg);
 }
 
 static void connect_failed(mly_pg *pg) {
@@ -322,12 +364,49 @@ static void on_notice(void *arg, const char *message) {
   (void)message;
 }
 
+/* libpq's asynchronous connect does not enforce connect_timeout: this
+ * timer does (a server that accepts and never answers). */
+static void on_connect_timeout(uv_timer_t *t) {
+  mly_pg *pg = t->data;
+  if (pg->state != PG_CONNECTING || pg->closing) return;
+  char why[96];
+  snprintf(why, sizeof why, "timeout expired (no answer in %llu ms)",
+           (unsigned long long)pg->connect_ms);
+  set_err(pg, "cannot connect to the server", why);
+  went_down(pg);
+}
+
+/* A connection that stays up while the server answers nothing (a
+ * network gone silent, keepalives off or slower): a query sent and
+ * unanswered for stall_ms, with nothing read meanwhile, loses it. */
+static void on_stall_tick(uv_timer_t *t) {
+  mly_pg *pg = t->data;
+  if (pg->state != PG_UP || pg->closing) return;
+  uint64_t now = uv_now(pg->loop);
+  if (!pg->sent.head) {
+    pg->progress_at = now;
+    return;
+  }
+  if (now - pg->progress_at < pg->stall_ms) return;
+  char why[96];
+  snprintf(why, sizeof why, "no answer from the server in %llu ms",
+           (unsigned long long)(now - pg->progress_at));
+  set_err(pg, "connection to the server was lost", why);
+  uv_timer_stop(&pg->timer);
+  went_down(pg);
+}
+
 static void start_connect(mly_pg *pg) {
   pg->state = PG_CONNECTING;
-  pg->conn = PQconnectStart(pg->conninfo);
+  const char *const vals[] = CONN_VALUES(pg->conninfo);
+  pg->conn = PQconnectStartParams(conn_keys, vals, 1);
   if (!pg->conn || PQstatus(pg->conn) == CONNECTION_BAD) {
     connect_failed(pg);
     return;
+  }
+  if (pg->connect_ms) {
+    uv_timer_start(&pg->timer, on_connect_timeout, pg->connect_ms, 0);
+    update_ref(pg);
   }
   PQsetNoticeProcessor(pg->conn, on_notice, NULL);
   /* as libpq says: behave as if PQconnectPoll had answered WRITING */
@@ -363,7 +442,11 @@ static void take_results(mly_pg *pg) {
                           : PQresultErrorMessage(r);
       size_t n = strlen(m);
       while (n > 0 && m[n - 1] == '\n') n--;
-      q->err = strndup(m, n);
+      size_t cap = MLY_ESC_MAX(n) + 8; /* room to escape, *** for a word */
+      if ((q->err = malloc(cap)) != NULL) {
+        snprintf(q->err, cap, "%.*s", (int)n, m);
+        pg_mask_password(pg->conninfo, q->err, cap);
+      }
       const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
       snprintf(q->sqlstate, sizeof q->sqlstate, "%s", code ? code : "");
       PQclear(r);
@@ -397,6 +480,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     return;
   }
   if (events & UV_READABLE) {
+    pg->progress_at = uv_now(pg->loop);
     int ok = PQconsumeInput(pg->conn);
     take_results(pg);
     if (pg->closing || pg->state != PG_UP) return;
@@ -421,6 +505,7 @@ int mly_pg_open(uv_loop_t *loop, const char *conninfo, bool retry,
   pg->retry = retry;
   pg->cur_state = "";
   pg->backoff_ms = PG_BACKOFF_MIN_MS;
+  pg->connect_ms = connect_timeout_ms(conninfo);
   uv_timer_init(loop, &pg->timer);
   pg->timer.data = pg;
   pg->handles = 1;
@@ -430,6 +515,7 @@ int mly_pg_open(uv_loop_t *loop, const char *conninfo, bool retry,
 }
 
 static int enqueue(mly_pg *pg, pgq *q) {
+  if (!pg->sent.head) pg->progress_at = uv_now(pg->loop);
   if (pg->state != PG_UP) {
     push(&pg->waiting, q);
     update_ref(pg);
@@ -518,6 +604,25 @@ void mly_pg_fail_waiting(mly_pg *pg, const char *why) {
 void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg) {
   pg->ncb = cb;
   pg->narg = arg;
+}
+
+static void watch_stall(mly_pg *pg) {
+  uint64_t tick = pg->stall_ms / 4 ? pg->stall_ms / 4 : 1;
+  if (pg->stall_ms) uv_timer_start(&pg->timer, on_stall_tick, tick, tick);
+  else uv_timer_stop(&pg->timer);
+}
+
+void mly_pg_set_stall(mly_pg *pg, uint64_t ms) {
+  pg->stall_ms = ms;
+  if (pg->state == PG_UP && !pg->closing) {
+    pg->progress_at = uv_now(pg->loop);
+    watch_stall(pg);
+  }
+}
+
+void mly_pg_on_connect(mly_pg *pg, mly_pg_connect_cb cb, void *arg) {
+  pg->ccb = cb;
+  pg->carg = arg;
 }
 
 void mly_pg_set_weak(mly_pg *pg, bool weak) {

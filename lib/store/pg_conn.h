@@ -14,7 +14,7 @@
  * with backoff (50 ms doubling to 5 s), channels listened to are listened
  * to again, and queries not yet sent go out on the new connection.
  * Notifications that came while disconnected are lost: callers that need
- * them poll as a fallback.  Loop thread only.
+ * them look at once on every connection (mly_pg_on_connect) and poll.  Loop thread only.
  *
  * One wait is libpq's, not the loop's to avoid: a host NAME in conninfo
  * is resolved with getaddrinfo inside PQconnectStart.  Give a socket
@@ -65,6 +65,25 @@ int mly_pg_query_ref(mly_pg *pg, const char *sql, int n,
 int mly_pg_listen(mly_pg *pg, const char *channel);
 void mly_pg_on_notify(mly_pg *pg, mly_pg_notify_cb cb, void *arg);
 
+/* Every connection, this one's and the blocking ones (pg_live.c,
+ * pg_store.c's registration), is made with connect_timeout 10 s and TCP
+ * keepalives (idle 10 s, every 5 s, 3 lost: gone) unless conninfo says
+ * otherwise; the asynchronous connect enforces connect_timeout itself
+ * (libpq does not there).  A blocking connection: */
+PGconn *mly_pg_connect_blocking(const char *conninfo);
+
+/* Queries sent and unanswered for ms with nothing read from the server
+ * meanwhile: the connection is taken as lost (a server or network gone
+ * silent).  0 (the default): never. */
+void mly_pg_set_stall(mly_pg *pg, uint64_t ms);
+
+/* cb runs each time a connection is made (the first and every one made
+ * again), once its session statement and LISTENs are queued: a query it
+ * sends goes after them (a store fetching what was notified while it was
+ * not listening).  NULL: none. */
+typedef void (*mly_pg_connect_cb)(mly_pg *pg, void *arg);
+void mly_pg_on_connect(mly_pg *pg, mly_pg_connect_cb cb, void *arg);
+
 /* sql (copied; no parameters, e.g. "SET lock_timeout = 5000") is sent
  * first on this connection and on every one made again, before LISTEN
  * and the queries waiting; a failure is the answer of no one.  0,
@@ -90,9 +109,11 @@ unsigned mly_pg_connects(const mly_pg *pg);
 /* The last connection error, or "" */
 const char *mly_pg_last_error(const mly_pg *pg);
 
-/* Replaces conninfo's password (and sslpassword) by *** wherever it
- * appears in msg (NUL-terminated, len bytes; cut when *** is longer).
- * pg_yaml.c. */
+/* Makes msg (a server's or libpq's words; NUL-terminated, len bytes)
+ * fit to show: conninfo's password (and sslpassword) becomes *** wherever
+ * it appears, also when libpq cannot parse conninfo (found by hand then),
+ * and control characters are escaped as mly_esc_str does (a newline is
+ * kept).  Cut to len.  pg_yaml.c. */
 void pg_mask_password(const char *conninfo, char *msg, size_t len);
 
 /* Fails what is queued ("the connection was closed"), closes the handles;

@@ -11,7 +11,9 @@
  * know.  These functions are for tools: each makes its own loop and
  * connection (pg_conn.c, without retry) and runs it until done.
  */
+#include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -600,13 +602,16 @@ typedef struct sync_q {
   bool done;
   char err[512];
   int ncols;
+  int ntuples;
   bool has_row;
+  bool null[ROW_MAX];
   char row[ROW_MAX][VAL_MAX];
 } sync_q;
 
 typedef struct session {
   uv_loop_t loop;
   mly_pg *pg;
+  const char *conninfo;
   char *msg;
   size_t msgsz;
 } session;
@@ -621,9 +626,12 @@ static void on_result(mly_pg *pg, const PGresult *res, const char *err,
     return;
   }
   s->ncols = PQnfields(res) < ROW_MAX ? PQnfields(res) : ROW_MAX;
-  s->has_row = PQntuples(res) > 0;
-  for (int i = 0; s->has_row && i < s->ncols; i++)
+  s->ntuples = PQntuples(res);
+  s->has_row = s->ntuples > 0;
+  for (int i = 0; s->has_row && i < s->ncols; i++) {
+    s->null[i] = PQgetisnull(res, 0, i);
     snprintf(s->row[i], VAL_MAX, "%s", PQgetvalue(res, 0, i));
+  }
 }
 
 static int say(session *se, int rc, const char *fmt, ...)
@@ -631,7 +639,10 @@ static int say(session *se, int rc, const char *fmt, ...)
 static int say(session *se, int rc, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  if (se->msg && se->msgsz) vsnprintf(se->msg, se->msgsz, fmt, ap);
+  if (se->msg && se->msgsz) {
+    vsnprintf(se->msg, se->msgsz, fmt, ap);
+    pg_mask_password(se->conninfo, se->msg, se->msgsz);
+  }
   va_end(ap);
   return rc;
 }
@@ -652,6 +663,7 @@ static int run(session *se, sync_q *s, const char *sql, int n,
 static int open_session(session *se, const char *conninfo, char *msg,
                         size_t msgsz) {
   memset(se, 0, sizeof *se);
+  se->conninfo = conninfo;
   se->msg = msg;
   se->msgsz = msgsz;
   if (msg && msgsz) msg[0] = '\0';
@@ -670,22 +682,56 @@ static void close_session(session *se) {
   uv_loop_close(&se->loop);
 }
 
+int pg_schema_version_check(int ntuples, bool null, const char *text,
+                            int *version, char *why, size_t whylen) {
+  char what[256];
+  long long v = 0;
+  char *end = NULL;
+  if (ntuples != 1) {
+    snprintf(what, sizeof what, ntuples ? "has %d rows, not one" : "is empty",
+             ntuples);
+  } else if (null) {
+    snprintf(what, sizeof what, "holds NULL, not a version");
+  } else {
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno || end == text || *end || v < 1 || v > INT_MAX) {
+      char shown[MLY_ESC_MAX(40) + 1];
+      mly_esc_str(text, strnlen(text, 40), shown, sizeof shown);
+      snprintf(what, sizeof what, "holds '%s', not a version from 1",
+               shown);
+    }
+    else {
+      *version = (int)v;
+      return 0;
+    }
+  }
+  *version = 0;
+  if (why && whylen) {
+    snprintf(why, whylen, "mealy.schema_version %s: %s", what,
+             PG_SCHEMA_DAMAGED);
+  }
+  return MLY_EBADMSG;
+}
+
 /* The database's version: 0 when it has no mealy schema. */
 static int db_version(session *se, int *version) {
   sync_q s;
   int r = run(se, &s,
-              "SELECT to_regclass('mealy.schema_version') IS NOT NULL", 0,
-              NULL);
+              "SELECT to_regclass('mealy.schema_version') IS NOT NULL,"
+              " to_regnamespace('mealy') IS NOT NULL", 0, NULL);
   if (r < 0) return r;
   *version = 0;
+  if (strcmp(s.row[0], "t") != 0 && strcmp(s.row[1], "t") == 0)
+    return say(se, MLY_EBADMSG, "%s", PG_SCHEMA_NO_VERSION);
   if (strcmp(s.row[0], "t") != 0) return 0;
   if ((r = run(se, &s, "SELECT version FROM mealy.schema_version", 0,
                NULL)) < 0)
     return r;
-  if (!s.has_row)
-    return say(se, MLY_EBADMSG,
-               "mealy.schema_version is empty: the schema is damaged");
-  *version = atoi(s.row[0]);
+  char why[256];
+  if ((r = pg_schema_version_check(s.ntuples, s.null[0], s.row[0], version,
+                                   why, sizeof why)) < 0)
+    return say(se, r, "%s", why);
   return 0;
 }
 
@@ -741,14 +787,21 @@ out:
   return r;
 }
 
+static int no_conninfo(char *msg, size_t msgsz) {
+  if (msg && msgsz) snprintf(msg, msgsz, "no conninfo");
+  return MLY_EINVAL;
+}
+
 int mly_store_pg_init(const char *conninfo, int *from, char *msg,
                       size_t msgsz) {
+  if (conninfo == NULL) return no_conninfo(msg, msgsz);
   return mly_pg_schema_apply(conninfo, mly_pg_migrations, MLY_STORE_PG_VERSION, true,
                              from, msg, msgsz);
 }
 
 int mly_store_pg_migrate(const char *conninfo, int *from, char *msg,
                          size_t msgsz) {
+  if (conninfo == NULL) return no_conninfo(msg, msgsz);
   return mly_pg_schema_apply(conninfo, mly_pg_migrations, MLY_STORE_PG_VERSION,
                              false, from, msg, msgsz);
 }
@@ -757,6 +810,11 @@ int mly_store_pg_stat(const char *conninfo, mly_store_pg_counts *st,
                       char *msg, size_t msgsz) {
   session se;
   sync_q s;
+  if (conninfo == NULL) return no_conninfo(msg, msgsz);
+  if (st == NULL) {
+    if (msg && msgsz) snprintf(msg, msgsz, "no mly_store_pg_counts to fill");
+    return MLY_EINVAL;
+  }
   memset(st, 0, sizeof *st);
   st->code_version = MLY_STORE_PG_VERSION;
   int r = open_session(&se, conninfo, msg, msgsz);

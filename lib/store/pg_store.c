@@ -53,10 +53,10 @@
  * MLY_ESRCH.
  *
  * The task pool (pg_tasks.c, store_ops.tasks) puts its statements (tasks
- * into the pool, slots given back) at the end of a batch, before COMMIT,
- * is told when each batch is over, claims on the "mealy_tasks" channel
- * and the poll, and hands claimed tasks up the way adoption does
- * (adopt_rows).
+ * into the pool, slots given back) at the end of a turn's last batch,
+ * before COMMIT, is told when each batch is over, claims on the
+ * "mealy_tasks" channel and the poll, and hands claimed tasks up the way
+ * adoption does (adopt_rows).
  */
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -68,6 +68,8 @@
 #include "../hashtab.h"
 #include "../jreplay.h"
 #include "pg_conn.h"
+#include "pg_rows.h"
+#include "pg_schema.h"
 #include "pg_store.h"
 #include "pg_tasks.h"
 
@@ -215,10 +217,14 @@ typedef struct batch {
   struct batch *next;
   struct pg_store *st;
   uint64_t serial;
+  int64_t epoch; /* the node's epoch when it was made (rejoin changes it) */
   char pserial[24];
   sstmt *stmts;
   size_t nstmts, stcap;
   bool held; /* its answer was lost, or it was not sent: a resync decides */
+  bool split;  /* a part of a big turn, more parts after it */
+  bool queued; /* held until the batches before it are answered (behind
+                  a split part): op_flush's bound, see PG_BATCH_RECORDS */
   bool dup;  /* the fence found it committed already (MLYF2) */
   jdone *dones;
   size_t ndones;
@@ -297,6 +303,9 @@ typedef struct pg_store {
   owned *owned;
   int failed;
   bool closing, told_failed, lost, releasing;
+  bool rejoining;          /* lost: the rejoin's statement is in flight */
+  int64_t renew_epoch, claim_epoch; /* the epoch the one in flight has */
+  uint64_t rejoins;
   uint64_t bserial;       /* the last batch's serial */
   uint64_t last_ok;       /* the highest serial known committed */
   uv_timer_t giveup;      /* looks every give_up_ms / 8 */
@@ -347,6 +356,13 @@ typedef struct pg_store {
 #define ST(s) ((pg_store *)(s))
 
 /* ---- small helpers ---- */
+
+/* The slot range this node makes new instances in. */
+static void set_range(pg_store *st, uint32_t r) {
+  st->range = r;
+  st->base.slot_lo = r << PG_RANGE_BITS;
+  st->base.slot_hi = (r + 1) << PG_RANGE_BITS;
+}
 
 static void i64s(char out[24], int64_t v) {
   snprintf(out, 24, "%" PRId64, v);
@@ -484,6 +500,9 @@ static void evict_all(pg_store *st, const char *why) {
   free(ids);
 }
 
+static void lease_lost(pg_store *st, const char *why);
+static void fail_release(pg_store *st);
+
 static bool eid_missing(const batch *b, uint64_t eid) {
   for (size_t i = 0; i < b->nmissing; i++)
     if (b->missing[i] == eid) return true;
@@ -504,8 +523,18 @@ static void batch_done(pg_store *st, batch *b) {
     st->fencing.dropped_steps += b->steps;
     char why[320];
     snprintf(why, sizeof why, "a commit was refused (%s)", b->err);
-    if (b->lease_lost) evict_all(st, why);
-    else evict(st, b->ids, b->nids, why);
+    if (b->epoch != st->epoch) {
+      /* made before a rejoin: its instances left with the old lease,
+       * and those that came back since are the database's, not its */
+    } else if (b->lease_lost) {
+      lease_lost(st, why);
+    } else {
+      evict(st, b->ids, b->nids, why);
+      /* the refused steps' instances whose rows are still this node's
+       * come back as the database has them (the next claim reads every
+       * row this node owns): they never strand under a live lease */
+      st->claim_unsure = true;
+    }
     rc = MLY_EPERM;
   } else if (b->err[0]) {
     if (!st->failed) {
@@ -547,6 +576,7 @@ static void batch_done(pg_store *st, batch *b) {
     st->base.hooks.committed(st->base.hooks.arg);
   if (rc < 0 && rc != MLY_EPERM && !st->told_failed) {
     st->told_failed = true;
+    fail_release(st);
     if (st->base.hooks.failed)
       st->base.hooks.failed(st->base.hooks.arg, rc, b->err);
   }
@@ -570,18 +600,34 @@ static void release(pg_store *st);
 static void resync_start(pg_store *st);
 
 /* b was answered whole: reported and freed, unless it is held. */
-static void resend(pg_store *st, batch *b, bool retry);
+enum { RS_LOST, RS_RETRY, RS_QUEUED };
+static void resend(pg_store *st, batch *b, int why);
+static void settle(pg_store *st, batch *b);
+
+/* The head waited behind a split part (PG_BATCH_RECORDS): its turn now. */
+static void kick(pg_store *st) {
+  batch *b = st->head;
+  if (!b || !b->queued || st->resync) return;
+  if (st->failed) { /* never sent: it fails as the batches before it */
+    b->queued = b->held = false;
+    snprintf(b->err, sizeof b->err, "the store failed earlier");
+    settle(st, b);
+    return;
+  }
+  resend(st, b, RS_QUEUED);
+}
 
 static void settle(pg_store *st, batch *b) {
   if (b->held) return;
   if (b->retry && !st->failed) {
-    resend(st, b, true);
+    resend(st, b, RS_RETRY);
     return;
   }
   take_head(st, b);
   batch_done(st, b);
   batch_free(b);
   if (st->closing && !st->head) release(st);
+  else kick(st);
 }
 
 static void names_answer(batch *b, const sstmt *k, const PGresult *res);
@@ -674,8 +720,8 @@ static int stmt_f(pg_store *st, batch *b, const char *sql, int n,
     }
   }
   b->nstmts++;
-  if (st->building) return 0; /* op_flush sends them once built */
-  if (st->resync) {
+  if (st->building) return 0; /* batch_close sends them once built */
+  if (st->resync || b->queued) {
     b->held = true;
     return 0;
   }
@@ -718,13 +764,14 @@ static uint64_t prev_serial(const pg_store *st, const batch *b) {
 
 /* Sends b's statements again (it did not commit): after a lost
  * connection, or (retry) after the server cancelled or refused it. */
-static void resend(pg_store *st, batch *b, bool retry) {
+static void resend(pg_store *st, batch *b, int why) {
   b->held = b->dup = b->fenced = b->lease_lost = b->retry = false;
+  b->queued = false;
   b->err[0] = '\0';
   names_batch_reset(b); /* names_claim answers again */
   b->unanswered = 1; /* held until every statement is queued */
-  if (retry) st->fencing.retried++;
-  else st->fencing.resent++;
+  if (why == RS_RETRY) st->fencing.retried++;
+  else if (why == RS_LOST) st->fencing.resent++;
   sstmt *f = b->nstmts > 1 ? &b->stmts[1] : NULL; /* the fence */
   int r = 0;
   if (f && f->n == 4) {
@@ -770,6 +817,7 @@ static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
             ": after a lost connection, which batches committed cannot be"
             " read, the store stops: %s\n", st->node,
             err ? err : "the node's row is gone");
+    fail_release(st);
   }
   /* the committed ones first, in order (a flush meanwhile is held) */
   batch *b;
@@ -801,7 +849,7 @@ static void on_serial(mly_pg *pg, const PGresult *res, const char *err,
   batch *nx;
   for (b = st->head; b && !st->resync; b = nx) {
     nx = b->next; /* resend may report b (nothing sent) */
-    if (b->held) resend(st, b, false);
+    if (b->held) resend(st, b, RS_LOST);
   }
 }
 
@@ -1166,64 +1214,61 @@ static int tasks_emit(void *ctx, const char *sql, int n,
   return stmt(c->st, c->b, sql, n, vals);
 }
 
-static void op_flush(mly_store *s) {
-  pg_store *st = ST(s);
-  if (st->buf.n == 0 && st->ndones == 0) return;
+/* A turn's records go in transactions of at most this many: a turn of
+ * 100,000 spawns is many transactions, each sent once the one before it
+ * was answered (the later ones are queued), so that a renewal of the
+ * lease, sent meanwhile, waits behind one part, never behind the whole
+ * turn (the renewal cannot go around it on a connection of its own:
+ * every batch's fence holds the node's row until it commits).  The
+ * turn's completions follow its last part. */
+#define PG_BATCH_RECORDS 2048
+
+/* A batch begun: in the list of those in flight, its BEGIN and fence
+ * kept; it is built whole, then sent by batch_close (names_claim, when
+ * the batch has named creates, goes before them, after the fence). */
+static batch *batch_open(pg_store *st, int *r) {
   batch *b = calloc(1, sizeof *b);
   if (!b) {
-    st->failed = MLY_ENOMEM;
-    return; /* completions stay queued; failed() says why */
+    *r = MLY_ENOMEM;
+    return NULL;
   }
   b->st = st;
-  b->dones = st->dones;
-  b->ndones = st->ndones;
-  st->dones = NULL;
-  st->ndones = st->dcap = 0;
-  if (st->failed || st->buf.oom) {
-    st->buf.n = 0;
-    st->buf.oom = false;
-    defer_failed(st, b, st->failed ? st->failed : MLY_ENOMEM,
-                 "the store failed earlier");
-    return;
-  }
   /* statements are queued on the connection at once; answers come in
    * order, so b is answered after every batch sent before it */
   b->unanswered = 1; /* held until every statement is queued */
+  b->queued = st->tail && (st->tail->split || st->tail->queued);
   if (st->tail) st->tail->next = b;
   else st->head = b;
   st->tail = b;
   b->serial = ++st->bserial;
+  b->epoch = st->epoch;
   i64s(b->pserial, (int64_t)b->serial);
   char prev[24];
   i64s(prev, (int64_t)prev_serial(st, b));
   const char *fv[] = {st->pnode, st->pepoch, b->pserial, prev};
-  /* built whole, then sent: names_claim, when the batch has named
-   * creates, goes before them (after the fence) */
   st->building = true;
-  int r = stmt(st, b, "BEGIN", 0, NULL);
-  if (r == 0) r = stmt(st, b, "SELECT mealy.fence($1, $2, $3, $4)", 4, fv);
-  for (size_t off = 0; r == 0 && off + JR_HDR <= st->buf.n;) {
-    uint32_t len = jr_le32(st->buf.p + off);
-    if (off + JR_HDR + len > st->buf.n) {
-      r = MLY_EBADMSG;
-      break;
-    }
-    r = put_record(st, b, st->buf.p + off + JR_HDR, len);
-    off += JR_HDR + len;
-  }
+  *r = stmt(st, b, "BEGIN", 0, NULL);
+  if (*r == 0) *r = stmt(st, b, "SELECT mealy.fence($1, $2, $3, $4)", 4, fv);
+  return b;
+}
+
+/* The batch's last statements, then all of it sent, unless a resync or
+ * the part before it holds it (r < 0: it fails, rolled back). */
+static void batch_close(pg_store *st, batch *b, int r) {
   if (r == 0) r = group_send(st, b);
   else group_send_none(st);
   if (r == 0 && b->named) r = names_wrap(st, b);
   names_build_reset(st);
-  if (r == 0 && st->tasks) {
+  /* the pool's statements after the turn's last steps: in its last part */
+  if (r == 0 && st->tasks && !b->split) {
     tasks_ctx tc = {st, b};
     r = pg_tasks_flush(st->tasks, b->serial, tasks_emit, &tc);
   }
   if (r == 0) r = stmt(st, b, "COMMIT", 0, NULL);
   st->building = false;
-  st->buf.n = 0;
-  if (r == 0 && st->resync) b->held = b->nstmts > 0;
-  for (size_t i = 0; r == 0 && !st->resync && i < b->nstmts; i++)
+  if (r == 0 && (st->resync || b->queued)) b->held = b->nstmts > 0;
+  for (size_t i = 0; r == 0 && !st->resync && !b->queued && i < b->nstmts;
+       i++)
     r = send_kept(st, b, &b->stmts[i]);
   if (r < 0) {
     /* what was queued runs as an aborted transaction's tail or not at
@@ -1244,7 +1289,67 @@ static void op_flush(mly_store *s) {
   }
 }
 
-static int op_failed(const mly_store *s) { return ST(s)->failed; }
+static void op_flush(mly_store *s) {
+  pg_store *st = ST(s);
+  if (st->buf.n == 0 && st->ndones == 0) return;
+  jdone *dones = st->dones;
+  size_t ndones = st->ndones;
+  st->dones = NULL;
+  st->ndones = st->dcap = 0;
+  if (st->failed || st->buf.oom) {
+    batch *b = calloc(1, sizeof *b);
+    if (!b) {
+      st->failed = MLY_ENOMEM;
+      st->dones = dones; /* they stay queued; failed() says why */
+      st->ndones = st->dcap = ndones;
+      return;
+    }
+    b->st = st;
+    b->dones = dones;
+    b->ndones = ndones;
+    st->buf.n = 0;
+    st->buf.oom = false;
+    defer_failed(st, b, st->failed ? st->failed : MLY_ENOMEM,
+                 "the store failed earlier");
+    return;
+  }
+  int r = 0;
+  batch *b = batch_open(st, &r);
+  for (size_t off = 0; b && r == 0 && off + JR_HDR <= st->buf.n;) {
+    uint32_t len = jr_le32(st->buf.p + off);
+    if (off + JR_HDR + len > st->buf.n) {
+      r = MLY_EBADMSG;
+      break;
+    }
+    if (b->records >= PG_BATCH_RECORDS) { /* the next part */
+      b->split = true;
+      batch_close(st, b, 0);
+      b = batch_open(st, &r);
+      if (!b || r < 0) break;
+    }
+    r = put_record(st, b, st->buf.p + off + JR_HDR, len);
+    off += JR_HDR + len;
+  }
+  st->buf.n = 0;
+  if (!b) { /* out of memory between parts */
+    st->failed = r;
+    st->dones = dones; /* reported by the next flush, failed */
+    st->ndones = st->dcap = ndones;
+    group_send_none(st);
+    return;
+  }
+  b->dones = dones;
+  b->ndones = ndones;
+  batch_close(st, b, r);
+}
+
+/* Failed for good; or, while the lease is lost and the node not yet
+ * back (rejoin), not now: spawns and sends are refused with MLY_EAGAIN
+ * rather than taken and dropped. */
+static int op_failed(const mly_store *s) {
+  const pg_store *st = (const pg_store *)s;
+  return st->failed ? st->failed : st->lost ? MLY_EAGAIN : 0;
+}
 
 /* Rows are the live set already: nothing to rewrite (mly_journal_compact
  * answers 0; total_bytes stays 0, so none is ever wanted by itself). */
@@ -1280,7 +1385,8 @@ static void on_later_closed(uv_handle_t *h) {
  * hooks.deliver ---- */
 
 static const char SQL_FETCH[] =
-    "SELECT e.eid, e.body, e.target FROM mealy.events e JOIN mealy.instances i"
+    "SELECT e.eid, e.body, e.target FROM mealy.events e"
+    " JOIN mealy.instances i"
     " ON i.id = e.target WHERE i.owner = $1 AND i.epoch = $2"
     " AND (e.eid >> 40) <> $1 ORDER BY e.seq";
 
@@ -1298,15 +1404,27 @@ static void on_fetched(mly_pg *pg, const PGresult *cres, const char *err,
   int n = PQntuples(res), rc = 0;
   jbuf b = {0};
   uint64_t k = 0;
+  char why[512] = "events of other processes could not be delivered";
   for (int i = 0; i < n && rc == 0; i++) {
-    uint64_t eid = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+    int64_t seid, target;
+    if (!pg_col_i64(res, i, 0, &seid) || !pg_col_i64(res, i, 2, &target) ||
+        PQgetisnull(res, i, 1)) {
+      rc = MLY_EBADMSG;
+      snprintf(why, sizeof why, "a row of mealy.events whose eid or target "
+               "is not a number (`mealy store stat --bad` lists it)");
+      break;
+    }
+    uint64_t eid = (uint64_t)seid;
     if (seen_has(st, eid)) continue;
     size_t len = 0;
     unsigned char *body = PQunescapeBytea(
         (const unsigned char *)PQgetvalue(res, i, 1), &len);
-    if (!body || (rc = seen_add(st, eid, (mly_id)strtoull(
-                                             PQgetvalue(res, i, 2), NULL,
-                                             10))) < 0) {
+    if (body && (rc = pg_event_check(eid, (uint64_t)target, body, len, why,
+                                     sizeof why)) < 0) {
+      PQfreemem(body);
+      break;
+    }
+    if (!body || (rc = seen_add(st, eid, (mly_id)target)) < 0) {
       if (body) PQfreemem(body);
       rc = MLY_ENOMEM;
       break;
@@ -1321,8 +1439,7 @@ static void on_fetched(mly_pg *pg, const PGresult *cres, const char *err,
   if (rc == 0 && k && st->base.hooks.deliver)
     rc = st->base.hooks.deliver(st->base.hooks.arg, b.p, b.n);
   jb_free(&b);
-  if (rc < 0 && rc != MLY_ESHUTDOWN)
-    adopt_fail(st, rc, "events of other processes could not be delivered");
+  if (rc < 0 && rc != MLY_ESHUTDOWN) adopt_fail(st, rc, why);
   else if (st->fetch_again) fetch(st);
 }
 
@@ -1359,12 +1476,120 @@ static void on_poll(uv_timer_t *t) {
   if (st->tasks && !st->closing) pg_tasks_poll(st->tasks);
 }
 
+/* A connection made (again): what was notified while none listened is
+ * looked for now, not at the next poll. */
+static void on_connect(mly_pg *pg, void *arg) {
+  (void)pg;
+  pg_store *st = arg;
+  if (mly_pg_connects(pg) > 1) fetch(st);
+}
+
 /* ---- the lease ---- */
 
+static void rejoin(pg_store *st);
+static void claim(pg_store *st);
+
+/* Its instances leave at once (another process may run them now); the
+ * node then comes back (rejoin) rather than idle for good. */
 static void lease_lost(pg_store *st, const char *why) {
   if (st->lost) return;
   st->lost = true;
   evict_all(st, why);
+  rejoin(st);
+}
+
+/* ---- rejoining after the lease was lost: the node's row gets a new
+ * epoch and lease (and is no longer taken: a claimant keeps what it
+ * took), the instances still this node's (none claimed them: the server
+ * was away) move to the new epoch and come back through the next claim
+ * (SQL_ADOPT_MINE), and if a claimant took the node's slot range, a free
+ * one is taken and the runtime makes new instances there (hooks.rerange).
+ * Batches made before carry the old epoch: the fence refuses them.
+ * Until it is back, op_failed answers MLY_EAGAIN: nothing is taken that
+ * could not be stored.  Tried again on every renewal tick. ---- */
+
+static const char SQL_REJOIN[] =
+    "WITH n AS (UPDATE mealy.nodes SET epoch = nextval('mealy.epochs'),"
+    "  taken_by = NULL, lease_until = clock_timestamp() + $2 * interval"
+    "  '1 millisecond' WHERE id = $1 RETURNING epoch),"
+    " i AS (UPDATE mealy.instances SET epoch = (SELECT epoch FROM n)"
+    "  WHERE owner = $1 RETURNING 1)"
+    " SELECT (SELECT epoch FROM n), EXISTS (SELECT 1 FROM mealy.ranges"
+    "  WHERE range_no = $3 AND node = $1), (SELECT count(*) FROM i)";
+
+/* A free range (none: no row; two racing for one: no row, tried again). */
+static const char SQL_NEW_RANGE[] =
+    "INSERT INTO mealy.ranges (range_no, node) SELECT g, $1"
+    " FROM generate_series(0, 63) g WHERE g NOT IN"
+    " (SELECT range_no FROM mealy.ranges) ORDER BY g LIMIT 1"
+    " ON CONFLICT DO NOTHING RETURNING range_no";
+
+static void rejoined(pg_store *st) {
+  st->lost = st->rejoining = false;
+  st->fencing.rejoins++;
+  st->renewed_at = st->sent_at;
+  st->claim_unsure = true; /* every row this node owns comes back */
+  fprintf(stderr, "mealy: postgresql store: node %" PRId64 " is back with "
+          "epoch %" PRId64 " (range %" PRIu32 "): it takes work again\n",
+          st->node, st->epoch, st->range);
+  claim(st);
+  fetch(st);
+}
+
+static void on_new_range(mly_pg *pg, const PGresult *res, const char *err,
+                         void *arg) {
+  (void)pg;
+  (void)err; /* the next tick tries again */
+  pg_store *st = arg;
+  st->rejoining = false;
+  if (st->closing || st->failed || !res || PQntuples((PGresult *)res) != 1)
+    return;
+  set_range(st, (uint32_t)atoi(PQgetvalue((PGresult *)res, 0, 0)));
+  st->fencing.reranges++;
+  int rc = st->base.hooks.rerange
+               ? st->base.hooks.rerange(st->base.hooks.arg, st->base.slot_lo,
+                                        st->base.slot_hi)
+               : 0;
+  if (rc < 0) {
+    adopt_fail(st, rc, "no memory for a new slot range");
+    return;
+  }
+  rejoined(st);
+}
+
+static void on_rejoin(mly_pg *pg, const PGresult *res, const char *err,
+                      void *arg) {
+  (void)pg;
+  (void)err; /* the next tick tries again */
+  pg_store *st = arg;
+  st->rejoining = false;
+  PGresult *r = (PGresult *)res;
+  if (st->closing || st->failed || !r || PQntuples(r) != 1) return;
+  if (PQgetisnull(r, 0, 0)) {
+    adopt_fail(st, MLY_EIO, "the lease ran out and the node's row is gone "
+               "(deleted as a node gone for an hour): it cannot come back");
+    return;
+  }
+  st->epoch = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+  i64s(st->pepoch, st->epoch);
+  if (PQgetvalue(r, 0, 1)[0] == 't') {
+    rejoined(st);
+    return;
+  }
+  const char *v[] = {st->pnode};
+  if (mly_pg_query(st->pg, SQL_NEW_RANGE, 1, v, on_new_range, st) == 0)
+    st->rejoining = true;
+}
+
+static void rejoin(pg_store *st) {
+  if (!st->lost || st->rejoining || st->closing || st->failed) return;
+  char lease[24], range[24];
+  i64s(lease, st->o.lease_ms);
+  i64s(range, st->range);
+  const char *v[] = {st->pnode, lease, range};
+  st->sent_at = uv_now(st->base.loop);
+  if (mly_pg_query(st->pg, SQL_REJOIN, 3, v, on_rejoin, st) == 0)
+    st->rejoining = true;
 }
 
 /* ---- taking over while running: after each renewal that the server
@@ -1416,9 +1641,24 @@ static void put_inst(jbuf *b, const void *state, size_t slen, const void *ctx,
   else jb_nil(b);
 }
 
+/* A store that failed (fail-stop) gives its lease up at once, so that
+ * other processes claim its instances now, not never: it renews no more
+ * (on_renew), and this runs behind every batch already sent, so none of
+ * them is overtaken.  No answer is waited for: if it does not reach the
+ * server, the lease runs out by itself. */
+static void fail_release(pg_store *st) {
+  if (st->closing || st->lost || !st->pg) return;
+  const char *v[] = {st->pnode, st->pepoch};
+  (void)mly_pg_query(st->pg,
+                     "UPDATE mealy.nodes SET lease_until = clock_timestamp()"
+                     " WHERE id = $1 AND epoch = $2 AND taken_by IS NULL",
+                     2, v, NULL, NULL);
+}
+
 static void adopt_fail(pg_store *st, int rc, const char *why) {
   if (st->failed) return;
   st->failed = rc;
+  fail_release(st);
   fprintf(stderr, "mealy: postgresql store: node %" PRId64
           ": the store stops: %s\n",
           st->node, why);
@@ -1465,10 +1705,20 @@ static int adopt_rows(pg_store *st, PGresult *res, const mly_id *only,
   jb_end(&b, at);
   uint64_t ni = 0, ne = 0;
   int rc = 0;
+  char bad[512] = "instances taken over could not be restored";
   for (int i = 0; i < n && rc == 0; i++) {
     char k = PQgetvalue(res, i, 0)[0];
     if (k != '0' && k != '1') continue; /* a claim's hint */
     bool inst = k == '0';
+    int64_t c1, c2, c3 = 0;
+    if (!pg_col_i64(res, i, 1, &c1) || !pg_col_i64(res, i, 2, &c2) ||
+        (inst && !pg_col_i64(res, i, 3, &c3)) || PQgetisnull(res, i, 4)) {
+      rc = MLY_EBADMSG;
+      snprintf(bad, sizeof bad, "a row of %s taken over has a key, step or "
+               "parent that is not a number (`mealy store stat --bad` lists "
+               "it)", inst ? "mealy.instances" : "mealy.events");
+      break;
+    }
     size_t sl = 0, cl = 0;
     unsigned char *sv = PQunescapeBytea(
         (const unsigned char *)PQgetvalue(res, i, 4), &sl);
@@ -1477,25 +1727,31 @@ static int adopt_rows(pg_store *st, PGresult *res, const mly_id *only,
                                   (const unsigned char *)PQgetvalue(res, i, 5),
                                   &cl)
                             : NULL;
+    const char *nm = inst && !PQgetisnull(res, i, 6) ? PQgetvalue(res, i, 6)
+                                                     : NULL;
     if (!sv || (inst && !PQgetisnull(res, i, 5) && !cv)) rc = MLY_ENOMEM;
-    else if (inst) {
-      mly_id id = (mly_id)strtoull(PQgetvalue(res, i, 1), NULL, 10);
+    else if ((rc = inst ? pg_inst_check((uint64_t)c1, sv, sl, cv, cl, nm,
+                                        nm ? (size_t)PQgetlength(res, i, 6)
+                                           : 0,
+                                        bad, sizeof bad)
+                        : pg_event_check((uint64_t)c2, (uint64_t)c1, sv, sl,
+                                         bad, sizeof bad)) < 0) {
+      /* named in bad */
+    } else if (inst) {
+      mly_id id = (mly_id)c1;
       if (own_find(st, id)) goto next; /* held already (SQL_ADOPT_MINE) */
       if (only && !id_in(only, nonly, id)) goto next;
-      rc = own_put(st, id, strtoull(PQgetvalue(res, i, 2), NULL, 10),
-                   (mly_id)strtoull(PQgetvalue(res, i, 3), NULL, 10));
+      rc = own_put(st, id, (uint64_t)c2, (mly_id)c3);
       if (rc == 0) own_find(st, id)->got = serial;
       if (rc == 0 && each) each(earg, id);
-      const char *nm = PQgetisnull(res, i, 6) ? NULL : PQgetvalue(res, i, 6);
       at = jb_begin(&b, ++seq, JR_INST, 1);
       put_inst(&b, sv, sl, cv, cl, nm, nm ? (size_t)PQgetlength(res, i, 6) : 0);
       jb_end(&b, at);
       ni++;
     } else {
-      owned *o = own_find(st, (mly_id)strtoull(PQgetvalue(res, i, 1), NULL,
-                                               10));
+      owned *o = own_find(st, (mly_id)c1);
       if (!o || o->got != serial) goto next; /* its target was held */
-      rc = seen_add(st, strtoull(PQgetvalue(res, i, 2), NULL, 10), o->id);
+      rc = seen_add(st, (uint64_t)c2, o->id);
       at = jb_begin(&b, ++seq, JR_EVENT, 1);
       jb_raw(&b, sv, sl);
       jb_end(&b, at);
@@ -1520,9 +1776,7 @@ static int adopt_rows(pg_store *st, PGresult *res, const mly_id *only,
   jb_free(&b);
   /* stopping: they stay this node's in the database, given up with its
    * lease when it closes */
-  if (rc < 0 && rc != MLY_ESHUTDOWN)
-    adopt_fail(st, rc, pool ? "tasks claimed could not be restored"
-                            : "instances taken over could not be restored");
+  if (rc < 0 && rc != MLY_ESHUTDOWN) adopt_fail(st, rc, bad);
   return rc;
 }
 
@@ -1535,6 +1789,10 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
   st->claiming = false;
   if (!res) st->claim_unsure = true; /* looked at by the next claim */
   if (!res || st->closing || st->failed || st->lost) return; /* next time */
+  if (st->claim_epoch != st->epoch) { /* sent before a rejoin: again */
+    claim(st);
+    return;
+  }
   st->claim_unsure = false;
   adopt_res(st, res, NULL, 0,
             "took over, from processes whose lease ran out,");
@@ -1542,7 +1800,11 @@ static void on_claimed(mly_pg *pg, const PGresult *cres, const char *err,
 
 static void claim(pg_store *st) {
   if (st->claiming || st->closing || st->failed || st->lost) return;
+  /* every row this node owns, read while parts of a turn wait unsent,
+   * would bring back instances those parts end: after them */
+  if (st->claim_unsure && st->tail && st->tail->queued) return;
   const char *v[] = {st->pnode, st->pepoch};
+  st->claim_epoch = st->epoch;
   if (mly_pg_query(st->pg, st->claim_unsure ? SQL_ADOPT_MINE : SQL_ADOPT, 2,
                    v, on_claimed, st) == 0)
     st->claiming = true;
@@ -1553,7 +1815,7 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
   (void)pg;
   pg_store *st = arg;
   st->renewing = false;
-  if (st->closing) return;
+  if (st->closing || st->lost || st->renew_epoch != st->epoch) return;
   if (res && PQntuples((PGresult *)res) == 1) {
     st->renewed_at = st->sent_at;
     claim(st);
@@ -1569,7 +1831,11 @@ static void on_renewed(mly_pg *pg, const PGresult *res, const char *err,
 
 static void on_renew(uv_timer_t *t) {
   pg_store *st = t->data;
-  if (st->closing || st->lost || st->failed) return;
+  if (st->closing || st->failed) return;
+  if (st->lost) {
+    rejoin(st);
+    return;
+  }
   /* first: a renewal still unanswered (the server is away) must not
    * hide that the lease ran out */
   if (uv_now(st->base.loop) - st->renewed_at >= st->o.lease_ms) {
@@ -1581,6 +1847,7 @@ static void on_renew(uv_timer_t *t) {
   i64s(lease, st->o.lease_ms);
   const char *v[] = {st->pnode, st->pepoch, lease};
   st->sent_at = uv_now(st->base.loop);
+  st->renew_epoch = st->epoch;
   if (mly_pg_query(st->pg,
                    "UPDATE mealy.nodes SET lease_until = clock_timestamp() +"
                    " $3 * interval '1 millisecond' WHERE id = $1 AND epoch = $2"
@@ -1984,7 +2251,7 @@ static bool ok(PGresult *r) {
 /* The private blocking connection, with the store's session settings
  * (lock_timeout, statement_timeout: a claim never waits forever either). */
 static PGconn *blocking_connect(pg_store *st) {
-  PGconn *c = PQconnectdb(st->conninfo);
+  PGconn *c = mly_pg_connect_blocking(st->conninfo);
   if (c && PQstatus(c) == CONNECTION_OK) PQclear(PQexec(c, st->session));
   return c;
 }
@@ -2002,9 +2269,30 @@ static int register_node(pg_store *st, PGconn *c, char *err, size_t errlen) {
   i64s(lease, st->o.lease_ms);
   PGresult *r = q(c, "SELECT version FROM mealy.schema_version", 0, NULL,
                   false);
-  if (!ok(r)) return db_err(err, errlen, "no mealy schema (run `mealy store init`)", c, r);
-  int v = PQntuples(r) ? atoi(PQgetvalue(r, 0, 0)) : 0;
+  if (!ok(r)) {
+    const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool none = code && (!strcmp(code, "42P01") || !strcmp(code, "3F000"));
+    if (none) { /* no table: is the schema there without it? */
+      PQclear(r);
+      r = q(c, "SELECT to_regnamespace('mealy') IS NOT NULL", 0, NULL, false);
+      bool schema = ok(r) && PQntuples(r) == 1 &&
+                    strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+      if (ok(r)) PQclear(r);
+      else return db_err(err, errlen, "reading the schema's version", c, r);
+      return schema ? jr_errf(err, errlen, MLY_EBADMSG,
+                              "postgresql store: %s", PG_SCHEMA_NO_VERSION)
+                    : jr_errf(err, errlen, MLY_EIO, "postgresql store: no "
+                              "mealy schema (run `mealy store init`)");
+    }
+    return db_err(err, errlen, "reading the schema's version", c, r);
+  }
+  char why[400];
+  int v = 0, rc = pg_schema_version_check(
+                 PQntuples(r), PQntuples(r) == 1 && PQgetisnull(r, 0, 0),
+                 PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "", &v,
+                 why, sizeof why);
   PQclear(r);
+  if (rc < 0) return jr_errf(err, errlen, rc, "postgresql store: %s", why);
   if (v != MLY_STORE_PG_VERSION)
     return jr_errf(err, errlen, MLY_EIO,
                    "postgresql store: the database's mealy schema is version "
@@ -2076,6 +2364,42 @@ static const char SQL_CLAIM[] =
     "  WHERE owner IN (SELECT id FROM t) RETURNING id)"
     " SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM i)";
 
+/* The claim brought slot ranges (a dead node's, or a stopped one's with
+ * instances still in them, as a process restarted after a clean stop):
+ * the lowest becomes the range this node makes instances in, and the
+ * one it took at registration (empty: it made nothing yet) is free again.
+ * So a process restarted over and over holds one range, not one more
+ * per run.  And rows of nodes gone for an hour that hold nothing are
+ * deleted (a process that wakes after that cannot come back: its store
+ * fails, saying so). */
+static int reuse_range(pg_store *st, PGconn *c, char *err, size_t errlen) {
+  char range[24];
+  i64s(range, st->range);
+  const char *v[] = {st->pnode, range};
+  PGresult *r = q(c,
+                  "WITH n AS (SELECT min(range_no) AS r FROM mealy.ranges"
+                  "  WHERE node = $1 AND range_no <> $2),"
+                  " d AS (DELETE FROM mealy.ranges WHERE range_no = $2"
+                  "  AND node = $1 AND (SELECT r FROM n) IS NOT NULL)"
+                  " SELECT r FROM n WHERE r IS NOT NULL",
+                  2, v, false);
+  if (!ok(r)) return db_err(err, errlen, "choosing a slot range", c, r);
+  if (PQntuples(r) == 1) {
+    set_range(st, (uint32_t)atoi(PQgetvalue(r, 0, 0)));
+  }
+  PQclear(r);
+  r = q(c,
+        "DELETE FROM mealy.nodes n"
+        " WHERE n.lease_until < clock_timestamp() - interval '1 hour'"
+        " AND NOT EXISTS (SELECT 1 FROM mealy.ranges g WHERE g.node = n.id)"
+        " AND NOT EXISTS (SELECT 1 FROM mealy.instances i"
+        "  WHERE i.owner = n.id)",
+        0, NULL, false);
+  if (!ok(r)) return db_err(err, errlen, "deleting rows of gone nodes", c, r);
+  PQclear(r);
+  return 0;
+}
+
 static int hand_out(walk *w, int (*cb)(const jrec *, void *), void *arg) {
   if (w->b.oom) return MLY_ENOMEM;
   int rc = 0;
@@ -2098,7 +2422,8 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
                    1, mv, true);
   if (!ok(ri)) return db_err(err, errlen, "reading instances", c, ri);
   PGresult *re = q(c,
-                   "SELECT e.body, e.eid, e.target FROM mealy.events e JOIN mealy.instances i"
+                   "SELECT e.body, e.eid, e.target FROM mealy.events e"
+                   " JOIN mealy.instances i"
                    " ON i.id = e.target WHERE i.owner = $1 ORDER BY e.seq",
                    1, mv, true);
   if (!ok(re)) {
@@ -2118,9 +2443,26 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
   jb_uint(&w->b, base);
   jb_uint(&w->b, base);
   for (int i = 0; i < ni && rc == 0; i++) {
-    mly_id id = (mly_id)be64(PQgetvalue(ri, i, 0));
-    rc = own_put(st, id, (uint64_t)be64(PQgetvalue(ri, i, 1)),
-                 (mly_id)be64(PQgetvalue(ri, i, 2)));
+    int64_t id, step, parent;
+    if (!pg_col_i64(ri, i, 0, &id) || !pg_col_i64(ri, i, 1, &step) ||
+        !pg_col_i64(ri, i, 2, &parent)) {
+      rc = jr_errf(err, errlen, MLY_EBADMSG, "postgresql store: a row of "
+                   "mealy.instances whose id, step or parent is not a "
+                   "number (`mealy store stat --bad` lists it)");
+      break;
+    }
+    char why[512];
+    if ((rc = pg_inst_check((uint64_t)id, PQgetvalue(ri, i, 3),
+                            (size_t)PQgetlength(ri, i, 3),
+                            PQgetisnull(ri, i, 4) ? NULL : PQgetvalue(ri, i, 4),
+                            (size_t)PQgetlength(ri, i, 4),
+                            PQgetisnull(ri, i, 5) ? NULL : PQgetvalue(ri, i, 5),
+                            (size_t)PQgetlength(ri, i, 5), why,
+                            sizeof why)) < 0) {
+      jr_errf(err, errlen, rc, "postgresql store: %s", why);
+      break;
+    }
+    rc = own_put(st, (mly_id)id, (uint64_t)step, (mly_id)parent);
     head(w, JR_INST, 1);
     put_inst(&w->b, PQgetvalue(ri, i, 3), (size_t)PQgetlength(ri, i, 3),
              PQgetisnull(ri, i, 4) ? NULL : PQgetvalue(ri, i, 4),
@@ -2129,12 +2471,30 @@ static int snapshot(pg_store *st, PGconn *c, walk *w, char *err,
              (size_t)PQgetlength(ri, i, 5));
   }
   for (int i = 0; i < ne && rc == 0; i++) {
-    rc = seen_add(st, (uint64_t)be64(PQgetvalue(re, i, 1)),
-                  (mly_id)be64(PQgetvalue(re, i, 2)));
+    int64_t eid, target;
+    char why[512];
+    if (!pg_col_i64(re, i, 1, &eid) || !pg_col_i64(re, i, 2, &target)) {
+      rc = jr_errf(err, errlen, MLY_EBADMSG, "postgresql store: a row of "
+                   "mealy.events whose eid or target is not a number");
+      break;
+    }
+    if ((rc = pg_event_check((uint64_t)eid, (uint64_t)target,
+                             PQgetvalue(re, i, 0),
+                             (size_t)PQgetlength(re, i, 0), why,
+                             sizeof why)) < 0) {
+      jr_errf(err, errlen, rc, "postgresql store: %s", why);
+      break;
+    }
+    rc = seen_add(st, (uint64_t)eid, (mly_id)target);
     head(w, JR_EVENT, 1);
     jb_raw(&w->b, PQgetvalue(re, i, 0), (size_t)PQgetlength(re, i, 0));
   }
   for (int i = 0; i < nt && rc == 0; i++) {
+    char why[512];
+    if ((rc = pg_tomb_check(rt, i, why, sizeof why)) < 0) {
+      jr_errf(err, errlen, rc, "postgresql store: %s", why);
+      break;
+    }
     head(w, JR_TOMB, 4);
     jb_str(&w->b, PQgetvalue(rt, i, 0), (size_t)PQgetlength(rt, i, 0));
     jb_uint(&w->b, (uint64_t)be64(PQgetvalue(rt, i, 1)));
@@ -2196,7 +2556,8 @@ static int op_recover(mly_store *s, int (*cb)(const jrec *, void *),
     goto out;
   }
   PQclear(r);
-  rc = snapshot(st, c, &st->rec, err, errlen);
+  rc = reuse_range(st, c, err, errlen);
+  if (rc == 0) rc = snapshot(st, c, &st->rec, err, errlen);
   st->seq = st->rec.seq;
   if (rc == 0) rc = names_at_open(st, c, err, errlen);
   if (rc == 0) {
@@ -2247,7 +2608,6 @@ static const store_ops pg_ops_local = {
     .close = op_close,
     .recover_end = op_recover_end,
     .figures = NULL,
-    .tasks = NULL,
 };
 
 int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
@@ -2284,6 +2644,13 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   if (rc == 0 && !o->local_tasks)
     rc = pg_tasks_new(&st->base, st->pg, st->pnode, st->pepoch, &st->tasks);
   if (rc == 0) mly_pg_on_notify(st->pg, on_notify, st);
+  if (rc == 0) mly_pg_on_connect(st->pg, on_connect, st);
+  /* a connection the server stopped answering is lost (then made again):
+   * longer than any wait the server itself bounds, and than the lease */
+  uint64_t stall = st->o.lease_ms > st->o.lock_timeout_ms ? st->o.lease_ms
+                                                          : st->o.lock_timeout_ms;
+  if (st->o.statement_timeout_ms > stall) stall = st->o.statement_timeout_ms;
+  if (rc == 0) mly_pg_set_stall(st->pg, stall + 5000);
   if (rc < 0) {
     pg_mask_password(st->conninfo, err, errlen);
     if (st->pg) mly_pg_close(st->pg);
@@ -2310,8 +2677,7 @@ int pg_store_open(uv_loop_t *loop, const pg_store_options *o,
   st->renewed_at = uv_now(loop); /* a moment after registration */
   uv_timer_start(&st->renew, on_renew, st->o.lease_ms / 3,
                  st->o.lease_ms / 3 ? st->o.lease_ms / 3 : 1);
-  st->base.slot_lo = st->range << PG_RANGE_BITS;
-  st->base.slot_hi = (st->range + 1) << PG_RANGE_BITS;
+  set_range(st, st->range);
   *out = &st->base;
   return 0;
 }
@@ -2347,8 +2713,8 @@ pg_tasks *pg_store_tasks(mly_store *s) { return ST(s)->tasks; }
 
 int pg_store_hand_up(mly_store *s, const PGresult *res, bool pool,
                      void (*each)(void *, mly_id), void *arg) {
-  return adopt_rows(ST(s), (PGresult *)res, NULL, 0,
-                    "took over (claimed)", pool, each, arg);
+  return adopt_rows(ST(s), (PGresult *)res, NULL, 0, "claimed", pool, each,
+                    arg);
 }
 
 void pg_store_disown(mly_store *s, const mly_id *ids, size_t n) {

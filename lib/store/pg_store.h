@@ -60,6 +60,9 @@ typedef struct pg_store_fencing {
    * its fence refused because one before them had not committed (MLYF3);
    * each is sent again (retried counts the sends) */
   uint64_t timeouts, aborted, out_of_order, retried;
+  /* times the node came back after its lease ran out (rejoin), and of
+   * those, how many on a new slot range (a claimant took its own) */
+  uint64_t rejoins, reranges;
 } pg_store_fencing;
 const pg_store_fencing *pg_store_fencing_get(const mly_store *s);
 

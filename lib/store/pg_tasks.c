@@ -104,7 +104,8 @@ typedef struct claimed {
 struct pg_tasks {
   mly_store *s;
   mly_pg *pg;
-  char pnode[24], pepoch[24];
+  const char *pnode, *pepoch; /* the store's: its epoch changes when it
+                                 rejoins after a lost lease */
   pq *queues;
   hold *holds;
   askr *asks;
@@ -630,8 +631,8 @@ int pg_tasks_new(mly_store *s, mly_pg *pg, const char *pnode,
   t->s = s;
   t->pg = pg;
   t->cl.t = t;
-  snprintf(t->pnode, sizeof t->pnode, "%s", pnode);
-  snprintf(t->pepoch, sizeof t->pepoch, "%s", pepoch);
+  t->pnode = pnode;
+  t->pepoch = pepoch;
   *out = t;
   return 0;
 }

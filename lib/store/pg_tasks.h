@@ -15,6 +15,7 @@ typedef struct pg_tasks pg_tasks;
 typedef int (*pg_emit_fn)(void *ctx, const char *sql, int n,
                           const char *const *vals);
 
+/* pnode, pepoch: the store's own strings (read at each use). */
 int pg_tasks_new(mly_store *s, mly_pg *pg, const char *pnode,
                  const char *pepoch, pg_tasks **out);
 /* What this turn's steps asked (pool puts, slots dropped), into the

@@ -134,6 +134,9 @@ static const mly_conf_field store_fields[] = {
 
 static int read_store(mly_conf *c, mly_conf_node *v, void *arg) {
   mly_store_conf *sc = arg;
+  if (sc == NULL) /* mly_store_conf_section(NULL) */
+    return mly_conf_bad(c, v, "store: has no mly_store_conf to go to (a "
+                        "program's mistake: mly_store_conf_section(NULL))");
   const char *path = mly_conf_path(c);
   if (sc->file)
     return mly_conf_bad(c, v, "store: is given twice (first at %s:%u): "
@@ -165,7 +168,7 @@ mly_conf_section mly_store_conf_section(mly_store_conf *sc) {
 }
 
 bool mly_store_conf_get(const mly_store_conf *sc, mly_store_pg_options *o) {
-  if (sc == NULL || sc->conninfo == NULL) return false;
+  if (sc == NULL || o == NULL || sc->conninfo == NULL) return false;
   o->conninfo = sc->conninfo;
   o->lease_ms = (uint32_t)sc->lease;
   o->poll_ms = (uint32_t)sc->poll;
@@ -193,7 +196,7 @@ static void put(char *out, size_t len, size_t *o, const char *s) {
 
 char *mly_store_pg_conninfo_show(const char *conninfo, char *out,
                                  size_t len) {
-  if (len == 0) return out;
+  if (out == NULL || len == 0) return out;
   out[0] = '\0';
   size_t o = 0;
   char *msg = NULL;
@@ -231,25 +234,87 @@ char *mly_store_pg_conninfo_show(const char *conninfo, char *out,
   return out;
 }
 
+/* Every occurrence of val[0..vl) in msg becomes ***. */
+static void mask_span(char *msg, size_t len, const char *val, size_t vl) {
+  if (vl == 0) return;
+  char *at, *from = msg;
+  while ((at = memmem(from, strlen(from), val, vl)) != NULL) {
+    size_t rest = strlen(at + vl);
+    if ((size_t)(at - msg) + 3 + rest + 1 > len) { /* cut it off */
+      *at = '\0';
+      break;
+    }
+    memmove(at + 3, at + vl, rest + 1);
+    memcpy(at, "***", 3);
+    from = at + 3;
+  }
+}
+
+/* A conninfo libpq cannot parse (its message quotes it whole, e.g.
+ * "invalid IPv6 host address in URI: \"postgresql://u:PW@[::1/db\""):
+ * the password is found by hand.  A URI's is between the first ':' and
+ * the first '@' after "://"; in key=value form, each password= or
+ * sslpassword= value, quoted or up to the next blank. */
+static void mask_unparsed(const char *ci, char *msg, size_t len) {
+  const char *sch = strstr(ci, "://");
+  if (sch) {
+    const char *u = sch + 3, *at = strchr(u, '@');
+    const char *colon = at ? memchr(u, ':', (size_t)(at - u)) : NULL;
+    if (colon) mask_span(msg, len, colon + 1, (size_t)(at - colon - 1));
+    return;
+  }
+  for (const char *k = ci; (k = strstr(k, "password")) != NULL;) {
+    const char *v = k + 8;
+    k = v;
+    while (*v == ' ' || *v == '\t') v++;
+    if (*v++ != '=') continue;
+    while (*v == ' ' || *v == '\t') v++;
+    size_t n;
+    if (*v == '\'') {
+      v++;
+      for (n = 0; v[n] && v[n] != '\''; n += v[n] == '\\' && v[n + 1] ? 2 : 1) {}
+    } else {
+      n = strcspn(v, " \t\n");
+    }
+    mask_span(msg, len, v, n);
+  }
+}
+
+/* Control characters of msg escaped as mly_esc_str does, line by line
+ * (a newline is kept): a server's or libpq's words never reach a
+ * terminal raw.  Cut to len. */
+static void escape_lines(char *msg, size_t len) {
+  size_t n = strlen(msg);
+  if (!mly_esc_needed(msg, n)) return;
+  size_t cap = MLY_ESC_MAX(n) + 1, o = 0;
+  char *t = malloc(cap);
+  if (t == NULL) { /* no room to escape: blank them */
+    for (unsigned char *p = (unsigned char *)msg; *p; p++)
+      if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p >= 0x7f) *p = '?';
+    return;
+  }
+  for (const char *seg = msg; o + 1 < cap;) {
+    size_t sl = strcspn(seg, "\n");
+    o += mly_esc_str(seg, sl, t + o, cap - o);
+    if (seg[sl] != '\n' || o + 1 >= cap) break;
+    t[o++] = '\n';
+    t[o] = '\0';
+    seg += sl + 1;
+  }
+  snprintf(msg, len, "%s", t);
+  free(t);
+}
+
 void pg_mask_password(const char *conninfo, char *msg, size_t len) {
+  if (msg == NULL || len == 0) return;
   PQconninfoOption *opts = conninfo ? PQconninfoParse(conninfo, NULL) : NULL;
-  if (opts == NULL) return;
-  for (PQconninfoOption *p = opts; p->keyword; p++) {
+  if (opts == NULL && conninfo) mask_unparsed(conninfo, msg, len);
+  for (PQconninfoOption *p = opts; p && p->keyword; p++) {
     if (p->val == NULL || strlen(p->val) < 1 ||
         (strcmp(p->keyword, "password") && strcmp(p->keyword, "sslpassword")))
       continue;
-    size_t pl = strlen(p->val);
-    char *at, *from = msg;
-    while ((at = strstr(from, p->val)) != NULL) {
-      size_t rest = strlen(at + pl);
-      if ((size_t)(at - msg) + 3 + rest + 1 > len) { /* cut it off */
-        *at = '\0';
-        break;
-      }
-      memmove(at + 3, at + pl, rest + 1);
-      memcpy(at, "***", 3);
-      from = at + 3;
-    }
+    mask_span(msg, len, p->val, strlen(p->val));
   }
   PQconninfoFree(opts);
+  escape_lines(msg, len);
 }

@@ -74,6 +74,10 @@ typedef struct store_hooks {
    * reported with rc before it. */
   void (*committed)(void *arg);
   void (*failed)(void *arg, int rc, const char *msg);
+  /* Added for a shared store that rejoins after its lease ran out (may
+   * be NULL): new instances are made in slots [lo, hi) from now on (the
+   * store's slot_lo, slot_hi are set to them already); 0 or MLY_ENOMEM. */
+  int (*rerange)(void *arg, uint32_t lo, uint32_t hi);
   /* Added for names across processes (shared stores only; may be NULL):
    * `name_seen`: how a name stands in the store (live: held by
    * instance id, maybe of another process; else its tombstone), for the

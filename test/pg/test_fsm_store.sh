@@ -6,7 +6,9 @@
 # --store, is bad usage.  store: in a file does what --store does;
 # --store or --state-dir on the command line wins over it; its mistakes
 # are load errors at their place, never quoting the password; a server
-# gone past the give-up time stops the host (exit 1).
+# gone past the give-up time stops the host (exit 1).  `fsm start`
+# answers only once the create committed: it waits out an outage, and
+# fails past the give-up time.
 set -uo pipefail
 MEALY=$1
 C=${MLY_TEST_PG:?"!!! FAIL: MLY_TEST_PG is not set: this PostgreSQL suite DID NOT RUN"}
@@ -131,7 +133,7 @@ check "bad store: no password said" test -z "$(grep pw0rdXYZ "$T/bad.err")"
 out=$("$MEALY" fsm validate "$T/door.yaml" "$T/store.yaml" 2>&1)
 check "validate reads store:" test $? = 0
 # neither: usage
-"$MEALY" fsm run "$T/door.yaml" -s "$S" >/dev/null 2>"$T/none.err"
+env -u MEALY_STORE "$MEALY" fsm run "$T/door.yaml" -s "$S" >/dev/null 2>"$T/none.err"
 check "no store at all: usage (2)" test $? = 2
 check "no store at all: says so" grep -q "(or store: in a file)" "$T/none.err"
 
@@ -194,5 +196,45 @@ wait "$SEND"; rc=$?
 check "give-up: the send was not acknowledged" test $rc != 0
 bash "$MLY_TEST_PG_CLUSTER" resume "$MLY_TEST_PG_DIR"
 cat "$T/host.err"
+
+# brk #7: `fsm start` answers once the create committed, never before.
+# The server away: the answer waits; back, it comes, and the row is
+# there (a lease longer than the outage).  Past the give-up time
+# instead: start fails, never says the name.  (A database of its own:
+# the host that gave up above still holds its rows.)
+psql -X -q "$C" -c "DROP DATABASE IF EXISTS mly_fsm2 WITH (FORCE)" >/dev/null 2>&1
+psql -X -q "$C" -c "CREATE DATABASE mly_fsm2" >/dev/null
+"$MEALY" store init --store "$C dbname=mly_fsm2" >/dev/null
+psq2() { psql -X -q -t -A -v ON_ERROR_STOP=1 "$C dbname=mly_fsm2" -c "$1"; }
+"$MEALY" fsm run "$T/door.yaml" --store "$C dbname=mly_fsm2" --lease 60000 \
+  -s "$S" 2>"$T/host.err" &
+HOST=$!
+poll 300 f ls >/dev/null 2>&1
+bash "$MLY_TEST_PG_CLUSTER" pause "$MLY_TEST_PG_DIR"
+f start door --name q2 --timeout 120s >"$T/q2.out" 2>&1 &
+Q=$!
+sleep 1
+check "outage: start has not answered" kill -0 $Q
+bash "$MLY_TEST_PG_CLUSTER" resume "$MLY_TEST_PG_DIR"
+wait $Q; rc=$?
+check "outage: start answers once committed (0)" test $rc = 0
+check "outage: and names q2" grep -q q2 "$T/q2.out"
+check "outage: q2 is a row" test "$(psq2 "SELECT count(*) FROM mealy.instances WHERE name = 'q2'")" = 1
+stop_host
+psql -X -q "$C" -c "DROP DATABASE IF EXISTS mly_fsm2 WITH (FORCE)" >/dev/null 2>&1
+psql -X -q "$C" -c "CREATE DATABASE mly_fsm2" >/dev/null
+"$MEALY" store init --store "$C dbname=mly_fsm2" >/dev/null
+"$MEALY" fsm run "$T/door.yaml" --store "$C dbname=mly_fsm2" --lease 60000 \
+  --give-up 1500 -s "$S" 2>"$T/host.err" &
+HOST=$!
+poll 300 f ls >/dev/null 2>&1
+bash "$MLY_TEST_PG_CLUSTER" pause "$MLY_TEST_PG_DIR"
+out=$(f start door --name q3 --timeout 120s 2>&1); rc=$?
+check "give-up: start fails (not 0)" test $rc != 0
+check "give-up: start does not say q3 started" test -z "$(grep -v "not started\|unknown" <<<"$out" | grep q3)"
+check "give-up: start says why" has "not started\|unknown outcome\|store" "$out"
+wait "$HOST"
+HOST=""
+bash "$MLY_TEST_PG_CLUSTER" resume "$MLY_TEST_PG_DIR"
 echo "$((checks - fails)) of $checks checks passed"
 [ "$fails" = 0 ]

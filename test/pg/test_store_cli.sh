@@ -4,7 +4,11 @@
 # (and changes nothing the second time), stat counts what is in the
 # tables, migrate at the current version has nothing to do, and a schema
 # newer than the code (the version row set higher by hand) is refused by
-# init, migrate and stat, changing nothing.
+# init, migrate and stat, changing nothing.  Issue 13's breaker: a
+# damaged version row (-1, 0, none) fails every action with one advice;
+# `stat --bad` lists rows no process can restore; MEALY_STORE stands for
+# --store; a malformed URI's password and the server's control
+# characters never reach the terminal raw.
 set -uo pipefail
 MEALY=$1
 C=${MLY_TEST_PG:?"!!! FAIL: MLY_TEST_PG is not set: this PostgreSQL suite DID NOT RUN"}
@@ -21,7 +25,7 @@ has() { grep -q -- "$1" <<<"$2"; }
 
 out=$("$MEALY" store --help); check "--help" has "init" "$out"
 out=$("$MEALY" store stat --help); check "stat --help" has "migrate" "$out"
-"$MEALY" store stat >/dev/null 2>&1; check "no --store: usage (2)" test $? = 2
+env -u MEALY_STORE "$MEALY" store stat >/dev/null 2>&1; check "no --store: usage (2)" test $? = 2
 "$MEALY" store frob --store "$C" >/dev/null 2>&1; check "unknown action (2)" test $? = 2
 "$MEALY" store init --json --store "$C" >/dev/null 2>&1; check "--json with init (2)" test $? = 2
 
@@ -75,6 +79,53 @@ psqlq "DELETE FROM mealy.names WHERE name = 'a-old'" >/dev/null
 psqlq "INSERT INTO mealy.names (name, id) VALUES ('a-old', 9)" >/dev/null
 check "a deleted tombstone frees its name" test $? = 0
 
+# --bad (issue 13 brk #15): the rows by hand above hold no S record nor E
+# record: each is listed with the way out, and the exit says so
+out=$("$MEALY" store stat --bad --store "$C" 2>&1); rc=$?
+check "--bad: exit 1 with bad rows" test $rc = 1
+for r in "mealy.instances id 1:" "mealy.instances id 3:" "mealy.events eid 2:"; do
+  check "--bad lists $r" has "$r" "$out"
+done
+check "--bad gives the way out" has "DELETE FROM mealy.instances WHERE id = 2" "$out"
+check "--bad counts them" has "^5 row(s) that cannot be restored" "$out"
+"$MEALY" store stat --bad --json --store "$C" >/dev/null 2>&1
+check "--bad with --json: usage (2)" test $? = 2
+
+# MEALY_STORE stands for --store (brk #13: argv is shown by ps)
+out=$(MEALY_STORE="$C" "$MEALY" store stat --json); rc=$?
+check "MEALY_STORE stands for --store" test "$rc:${out:0:12}" = "0:{\"version\":$V"
+out=$(MEALY_STORE="host=/nonexistent/dir dbname=x" "$MEALY" store stat --json --store "$C"); rc=$?
+check "--store wins over MEALY_STORE" test "$rc:${out:0:12}" = "0:{\"version\":$V"
+
+# a password in a URI libpq cannot parse is never printed (brk #13)
+for a in init migrate stat; do
+  out=$("$MEALY" store $a --store 'postgresql://pwuser:Sekr3tPw@[::1/m3' 2>&1); rc=$?
+  check "$a: a malformed URI fails" test $rc = 1
+  check "$a: its password is masked" test "$(has Sekr3tPw "$out" && echo leak)" = ""
+  check "$a: libpq's words are there" has "IPv6" "$out"
+done
+# control characters of the server's words are escaped (brk #15)
+out=$("$MEALY" store stat --store "$C user=$(printf '\033[31mX\a')" 2>&1); rc=$?
+check "a role that does not exist fails" test $rc = 1
+check "no raw ESC or BEL" test "$(tr -d -c '\033\007' <<<"$out" | wc -c)" = 0
+check "the escapes are shown" has '\\x1b\[31mX\\x07' "$out"
+
+# a damaged version row (brk #6): every action fails, saying so
+for bad in "-1" "0"; do
+  psqlq "UPDATE mealy.schema_version SET version = $bad" >/dev/null
+  for a in init migrate stat; do
+    out=$("$MEALY" store $a --store "$C" 2>&1); rc=$?
+    check "$a on version $bad fails (1)" test $rc = 1
+    check "$a on version $bad says damaged" has "holds '$bad'.*damaged" "$out"
+  done
+done
+psqlq "DELETE FROM mealy.schema_version" >/dev/null
+for a in init migrate stat; do
+  out=$("$MEALY" store $a --store "$C" 2>&1); rc=$?
+  check "$a on an empty version table fails, one advice" has "is empty: the schema is damaged.*INSERT INTO mealy.schema_version" "$out"
+done
+psqlq "INSERT INTO mealy.schema_version (version) VALUES ($V)" >/dev/null
+
 psqlq "UPDATE mealy.schema_version SET version = $((V + 1))" >/dev/null
 for a in init migrate stat; do
   out=$("$MEALY" store $a --store "$C" 2>&1); rc=$?
@@ -86,6 +137,20 @@ check "refusal changed nothing" test "$(psqlq 'SELECT version FROM mealy.schema_
 out=$("$MEALY" store stat --store "host=/nonexistent/dir dbname=x" 2>&1); rc=$?
 check "no server: fails" test $rc = 1
 check "no server: says cannot connect" has "cannot connect" "$out"
+
+# a server that accepts and never answers: connect_timeout holds (the
+# tool ends, says why), for stat and init alike
+BH=$(mktemp -d)
+python3 -c 'import socket,sys,time
+s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(16); time.sleep(120)' \
+  "$BH/.s.PGSQL.5432" & BHP=$!
+for ((i = 0; i < 100; i++)); do [ -S "$BH/.s.PGSQL.5432" ] && break; sleep 0.1; done
+for a in stat init; do
+  out=$(timeout 60 "$MEALY" store $a --store "host=$BH dbname=x connect_timeout=2" 2>&1); rc=$?
+  check "silent server: $a fails (not killed by timeout)" test $rc = 1
+  check "silent server: $a says timeout expired" has "timeout expired" "$out"
+done
+kill $BHP; rm -rf "$BH"
 
 echo "$((checks - fails)) of $checks checks passed"
 [ "$fails" = 0 ]
