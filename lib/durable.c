@@ -150,7 +150,14 @@ void put_event(mly_runtime *rt, jbuf *b, mly_id to,
   free(buf);
 }
 
-static void count_record(dur_state *d) { d->st->records++; }
+/* After each record: counted; and, when no step is running (a host call,
+ * the step's own STEP record, the turn's DROP), a point where the turn may
+ * be cut (store_cut): a step's records (its spawns, its sends, its STEP)
+ * are never cut apart. */
+static void count_record(mly_runtime *rt, dur_state *d) {
+  d->st->records++;
+  if (rt->running == NULL) store_cut(d->s);
+}
 
 /* Appends are made outside a batch too (host calls): make sure the idle
  * turn that flushes them comes. */
@@ -183,7 +190,7 @@ void durable_spawned(mly_runtime *rt, mly_inst *m) {
   /* mly_spawn_opts checked that the context encodes and fits */
   if (put_state(rt, b, m, 0) < 0) b->oom = true;
   jb_end(b, at);
-  count_record(d);
+  count_record(rt, d);
   if (commit(d, JD_RELEASE, m->id, NULL, NULL, NULL) < 0) b->oom = true;
   want_flush(rt);
 }
@@ -233,7 +240,7 @@ static int event_record(dur_state *d, mly_runtime *rt, mly_id to,
   size_t at = jb_begin(b, store_next_seq(d->s), JR_EVENT, 1);
   put_event(rt, b, to, e);
   jb_end(b, at);
-  count_record(d);
+  count_record(rt, d);
   int rc = commit(d, JD_DELIVER, to, e, NULL, NULL);
   if (rc < 0) {
     b->oom = true; /* the record is there; fail the batch rather than lie */
@@ -375,7 +382,7 @@ int durable_step_end(mly_runtime *rt, mly_inst *m, bool exited) {
   if (!b->oom && b->n - at - JR_HDR > JR_MAX_BODY)
     return step_refused(rt, d, at, MLY_ERANGE);
   jb_end(b, at);
-  count_record(d);
+  count_record(rt, d);
   int rc = 0;
   if (!exited) {
     m->dflags |= D_HELD;
@@ -426,7 +433,7 @@ bool durable_end(mly_runtime *rt, mly_inst *m, bool failed) {
     jb_str(b, nm->name, nm->len);
   }
   jb_end(b, at);
-  count_record(d);
+  count_record(rt, d);
   want_flush(rt);
   if (!notice) return true;
   mly_event *e = ev_new(rt);
@@ -523,7 +530,7 @@ void durable_flush(mly_runtime *rt) {
     jb_array(b, d->ndrops);
     for (uint32_t i = 0; i < d->ndrops; i++) jb_uint(b, d->drops[i]);
     jb_end(b, at);
-    count_record(d);
+    count_record(rt, d);
   }
   d->ndrops = 0;
   store_flush(d->s);
@@ -742,7 +749,7 @@ static void keep_inboxes(mly_runtime *rt) {
       size_t at = jb_begin(b, store_next_seq(d->s), JR_EVENT, 1);
       put_event(rt, b, m->id, e);
       jb_end(b, at);
-      count_record(d);
+      count_record(rt, d);
     } while (e != m->inbox);
   }
   want_flush(rt);

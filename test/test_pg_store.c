@@ -1152,6 +1152,66 @@ START_TEST(big_turn_keeps_its_lease) {
 }
 END_TEST
 
+/* A step's records never go in two transactions (the invariant the cut
+ * points of a big turn keep: store.h `cut`): one step that sends 3,000
+ * events to an instance of another node commits them and its STEP in
+ * one transaction (one xmin for every event row and the sender's row),
+ * in a turn of 5,000 host spawns around it that is cut into parts (at
+ * least 3 batches: cut points are found between host records). */
+static mly_id burst_to;
+enum { BURST = 3000 };
+#define BURST_POINTS(X) X(burst, nap)
+MLY_POINTS(burst, BURST_POINTS);
+
+static int burst_run(mly_machine *m, void *data) {
+  (void)data;
+  MLY_BEGIN(m);
+  for (uint32_t i = 0; i < BURST; i++)
+    ck_assert_int_eq(mly_send(m, burst_to, 7, NULL), 0);
+  MLY_SLEEP_AT(m, burst_nap, 86400000);
+  MLY_END(m);
+}
+
+START_TEST(step_never_cut_apart) {
+  fresh_db();
+  reset();
+  mly_type *t2;
+  mly_runtime *rt2 = open_pg(&t2, 0); /* the receiver's node */
+  counter c = {.idx = 0, .target = 2, .sleep_ms = 86400000};
+  burst_to = h_spawn(rt2, t2, &c, sizeof c);
+  RUN_UNTIL(rt2, ticks >= 1, 100000);
+  mly_type *t;
+  mly_runtime *rt = open_pg(&t, 0);
+  mly_type_def def = {.name = "burst", .run = burst_run,
+                      MLY_TYPE_POINTS(burst), .version = 1,
+                      .flags = MLY_TYPE_DURABLE};
+  mly_type *bt = h_type(rt, &def);
+  for (uint32_t i = 0; i < 2500; i++) h_spawn(rt, t, &c, sizeof c);
+  mly_id b = h_spawn(rt, bt, NULL, 0);
+  for (uint32_t i = 0; i < 2500; i++) h_spawn(rt, t, &c, sizeof c);
+  char q[200];
+  snprintf(q, sizeof q, "SELECT count(*) FROM mealy.instances WHERE id = %"
+           PRIu64 " AND step >= 1", (uint64_t)b);
+  RUN_UNTIL(rt, sql_int(q) == 1, 10000000);
+  snprintf(q, sizeof q, "SELECT count(*) FROM mealy.events WHERE target = %"
+           PRIu64, (uint64_t)burst_to);
+  ck_assert_int_eq(sql_int(q), BURST);
+  snprintf(q, sizeof q, "SELECT count(DISTINCT e.xmin::text) FROM"
+           " mealy.events e WHERE e.target = %" PRIu64, (uint64_t)burst_to);
+  ck_assert_int_eq(sql_int(q), 1);
+  snprintf(q, sizeof q, "SELECT count(*) FROM mealy.events e,"
+           " mealy.instances i WHERE e.target = %" PRIu64 " AND i.id = %"
+           PRIu64 " AND e.xmin::text = i.xmin::text", (uint64_t)burst_to,
+           (uint64_t)b);
+  ck_assert_int_eq(sql_int(q), BURST);
+  mly_journal_stats st;
+  ck_assert_int_eq(mly_journal_stats_get(rt, &st), 0);
+  ck_assert_uint_ge(st.batches, 3); /* the turn was cut, elsewhere */
+  close_rt(rt);
+  close_rt(rt2);
+}
+END_TEST
+
 int main(void) {
   snprintf(db, sizeof db, "%s dbname=mly_store", conninfo());
   Suite *s = suite_create("pg_store");
@@ -1177,6 +1237,7 @@ int main(void) {
   tcase_add_test(tc, reconnect_fetches_at_once);
   tcase_add_test(tc, restarts_reuse_ranges);
   tcase_add_test(tc, big_turn_keeps_its_lease);
+  tcase_add_test(tc, step_never_cut_apart);
   suite_add_tcase(s, tc);
   return run_suite(s);
 }

@@ -297,6 +297,9 @@ typedef struct pg_store {
   char pnode[24], pepoch[24];
   jbuf buf;
   uint64_t seq;
+  /* offsets in buf after which the turn may be cut (op_cut), ascending;
+   * a big turn is cut into parts only there */
+  size_t *cuts, ncuts, cutcap;
   jdone *dones; /* queued behind what buf holds */
   size_t ndones, dcap;
   batch *head, *tail; /* in flight, in commit order */
@@ -1162,6 +1165,23 @@ static int put_record(pg_store *st, batch *b, const unsigned char *body,
 /* ---- store.h operations ---- */
 
 static jbuf *op_buf(mly_store *s) { return &ST(s)->buf; }
+
+/* A point where the turn may be cut (store.h).  Without memory for it
+ * the turn is just cut less often: it stays correct. */
+static void op_cut(mly_store *s) {
+  pg_store *st = ST(s);
+  while (st->ncuts && st->cuts[st->ncuts - 1] > st->buf.n)
+    st->ncuts--; /* records taken back (seq_back) */
+  if (st->ncuts && st->cuts[st->ncuts - 1] == st->buf.n) return;
+  if (st->ncuts == st->cutcap) {
+    size_t cap = st->cutcap ? 2 * st->cutcap : 256;
+    size_t *v = realloc(st->cuts, cap * sizeof *v);
+    if (!v) return;
+    st->cuts = v;
+    st->cutcap = cap;
+  }
+  st->cuts[st->ncuts++] = st->buf.n;
+}
 static uint64_t op_next_seq(mly_store *s) { return ++ST(s)->seq; }
 static void op_seq_back(mly_store *s) { ST(s)->seq--; }
 
@@ -1220,7 +1240,9 @@ static int tasks_emit(void *ctx, const char *sql, int n,
  * lease, sent meanwhile, waits behind one part, never behind the whole
  * turn (the renewal cannot go around it on a connection of its own:
  * every batch's fence holds the node's row until it commits).  The
- * turn's completions follow its last part. */
+ * turn's completions follow its last part.  A part ends only at a cut
+ * point the durable layer gave (op_cut): the records of one step (its
+ * spawns, its sends, its STEP) always commit together. */
 #define PG_BATCH_RECORDS 2048
 
 /* A batch begun: in the list of those in flight, its BEGIN and fence
@@ -1308,6 +1330,7 @@ static void op_flush(mly_store *s) {
     b->dones = dones;
     b->ndones = ndones;
     st->buf.n = 0;
+    st->ncuts = 0;
     st->buf.oom = false;
     defer_failed(st, b, st->failed ? st->failed : MLY_ENOMEM,
                  "the store failed earlier");
@@ -1315,13 +1338,16 @@ static void op_flush(mly_store *s) {
   }
   int r = 0;
   batch *b = batch_open(st, &r);
+  size_t ci = 0; /* the next cut point at or after off */
   for (size_t off = 0; b && r == 0 && off + JR_HDR <= st->buf.n;) {
     uint32_t len = jr_le32(st->buf.p + off);
     if (off + JR_HDR + len > st->buf.n) {
       r = MLY_EBADMSG;
       break;
     }
-    if (b->records >= PG_BATCH_RECORDS) { /* the next part */
+    while (ci < st->ncuts && st->cuts[ci] < off) ci++;
+    bool cut = ci < st->ncuts && st->cuts[ci] == off;
+    if (b->records >= PG_BATCH_RECORDS && cut) { /* the next part */
       b->split = true;
       batch_close(st, b, 0);
       b = batch_open(st, &r);
@@ -1331,6 +1357,7 @@ static void op_flush(mly_store *s) {
     off += JR_HDR + len;
   }
   st->buf.n = 0;
+  st->ncuts = 0;
   if (!b) { /* out of memory between parts */
     st->failed = r;
     st->dones = dones; /* reported by the next flush, failed */
@@ -2187,6 +2214,7 @@ static void finish_close(pg_store *st) {
   free(st->c_ids.p);
   free(st->c_groups.p);
   free(st->dones);
+  free(st->cuts);
   free(st->conninfo);
   st->timers_open = 4;
   uv_close((uv_handle_t *)&st->giveup, on_later_closed);
@@ -2589,6 +2617,7 @@ static const store_ops pg_ops = {
     .close = op_close,
     .recover_end = op_recover_end,
     .figures = NULL,
+    .cut = op_cut,
     .tasks = &pg_tasks_ops,
 };
 
@@ -2608,6 +2637,7 @@ static const store_ops pg_ops_local = {
     .close = op_close,
     .recover_end = op_recover_end,
     .figures = NULL,
+    .cut = op_cut,
 };
 
 int pg_store_open(uv_loop_t *loop, const pg_store_options *o,

@@ -146,6 +146,11 @@ typedef struct store_ops {
   const journal_figures *(*figures)(const mly_store *s);
   /* Added with the task pool: NULL, or the store's pool (shared). */
   const store_tasks *tasks;
+  /* Added with bounded transactions: everything appended so far may
+   * commit without what is appended after it (no step is half-appended).
+   * A store that commits a turn in several parts cuts only at such
+   * points.  May be NULL (the journal commits a turn whole). */
+  void (*cut)(mly_store *s);
 } store_ops;
 
 struct mly_store {
@@ -189,5 +194,8 @@ static inline const journal_figures *store_figures(const mly_store *s) {
   return s->ops->figures ? s->ops->figures(s) : NULL;
 }
 static inline void store_close(mly_store *s) { s->ops->close(s); }
+static inline void store_cut(mly_store *s) {
+  if (s->ops->cut) s->ops->cut(s);
+}
 
 #endif /* MLY_STORE_STORE_H */
