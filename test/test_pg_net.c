@@ -707,12 +707,15 @@ START_TEST(outage_past_lease) {
   ck_assert_int_eq(mly_runtime_run(o.rt), 0);
   const pg_store_fencing *f = pg_store_fencing_get(store_of(o.rt));
   ck_assert_uint_eq(f->evicted, N);
-  ck_assert_uint_ge(f->resyncs, 1);
-  /* what was held is decided: committed, or refused by the fence */
+  /* what was held is decided: committed, or refused by the fence.  The
+   * connection may or may not have been taken as lost during the pause
+   * (a resync): that depends on how long the pause outlasts the stall
+   * bound (pg_conn.c), which a loaded machine decides; either way every
+   * batch was decided once, which the counts below check. */
   ck_assert_uint_ge(f->found_committed + f->fenced_batches, 1);
-  fprintf(stderr, "outage_past_lease: found committed %" PRIu64
-          ", fenced %" PRIu64 ", dropped steps %" PRIu64 "\n",
-          f->found_committed, f->fenced_batches, f->dropped_steps);
+  fprintf(stderr, "outage_past_lease: resyncs %" PRIu64 ", found committed %"
+          PRIu64 ", fenced %" PRIu64 ", dropped steps %" PRIu64 "\n",
+          f->resyncs, f->found_committed, f->fenced_batches, f->dropped_steps);
   mly_runtime_close(o.rt);
   uint64_t dbn[N] = {0};
   ck_assert_int_eq(db_counts(dbn), N);
